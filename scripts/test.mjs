@@ -1,0 +1,21 @@
+// `npm test`: everything CI runs. Installs what is missing, builds, lints, then runs every test
+// (unit tests beside the modules in src/, integration tests in test/) with node's test runner.
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { ensureDeps, root, run } from './ensure-deps.mjs';
+
+function collect(dir, out) {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) collect(p, out);
+    else if (name.endsWith('.test.js')) out.push(relative(root, p));
+  }
+  return out;
+}
+
+ensureDeps();
+run('npx', ['eslint', 'src', 'test', 'bench', 'scripts']);
+const files = [...collect(join(root, 'dist/src'), []), ...collect(join(root, 'dist/test'), [])].sort();
+const only = process.argv.slice(2);
+const selected = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
+run(process.execPath, ['--test', '--test-timeout=600000', '--test-concurrency=1', ...selected]);

@@ -1,0 +1,140 @@
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { DeviceQueue, QueueConfig } from '../queue/types.js';
+
+/**
+ * What a device sees once the driver set DRIVER_OK (or a vhost-user front-end started its
+ * rings): guest memory, the negotiated features, its queues, and the ways to signal the driver.
+ */
+export interface DeviceContext {
+  readonly memory: GuestMemory;
+  /** Negotiated features (device-specific and transport bits). */
+  readonly features: bigint;
+  /** False for a legacy interface on a big-endian guest (rings and config in guest endian). */
+  readonly littleEndian: boolean;
+  /** The queue at `index`, or null when the driver did not enable it. */
+  queue(index: number): DeviceQueue | null;
+  /**
+   * Sends a used-buffer notification for queue `index` if the queue's event suppression asks
+   * for one (callers need not check `needsNotification` themselves).
+   */
+  notifyUsed(index: number): void;
+  /** Sends a configuration change notification (after the device changed its config). */
+  notifyConfigChange(): void;
+  /**
+   * The device hit an error it cannot recover from: sets DEVICE_NEEDS_RESET and sends a
+   * configuration change notification (2.1.2).
+   */
+  needsReset(reason: string): void;
+}
+
+/**
+ * A virtio device: a small object that does not know its transport. Transports (in-process,
+ * PCI, MMIO, Channel I/O, vhost-user) drive it through a `DeviceCore`.
+ */
+export interface VirtioDevice {
+  /** 5 Device Types: the device ID. */
+  readonly deviceId: number;
+  /** Features offered: device-specific bits and the transport bits this device supports. */
+  readonly offeredFeatures: bigint;
+  /** Maximum size of each queue; its length is the number of queues. */
+  readonly queueMaxSizes: readonly number[];
+  /** Size of the device-specific configuration space in bytes. */
+  readonly configSize: number;
+
+  /**
+   * Reads config bytes [offset, offset + dst.length) into dst. The core has checked bounds.
+   * `features` is what was negotiated so far (some fields exist only with a feature);
+   * `littleEndian` false for legacy big-endian guests.
+   */
+  readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void;
+  /** Writes config bytes; ignores writes to read-only fields. */
+  writeConfig(offset: number, src: Uint8Array, features: bigint, littleEndian: boolean): void;
+
+  /**
+   * Device-specific feature dependencies (e.g. a feature that needs another): returns null when
+   * `accepted` is valid, or the reason FEATURES_OK must be refused.
+   */
+  validateFeatures?(accepted: bigint): string | null;
+
+  /** The driver set DRIVER_OK: start serving queues. */
+  activate(ctx: DeviceContext): void;
+  /** The driver notified queue `index` (available buffer notification). */
+  onQueueNotify(index: number): void;
+  /** Device reset: drop every in-flight request and all state from the last activation. */
+  reset(): void;
+  /** 2.6.1 queue reset (RING_RESET): forget queue `index` only. */
+  resetQueue?(index: number): void;
+}
+
+/** Where a transport sends the device's notifications to the driver. */
+export interface InterruptSink {
+  /** Used-buffer notification for a queue (ISR bit 0 + IRQ, MSI-X vector, indicator, call fd). */
+  usedBuffer(queueIndex: number): void;
+  /** Configuration change notification (ISR bit 1, config vector, config indicator). */
+  configChange(): void;
+}
+
+/** Per-queue registers a transport collects before the queue is enabled. */
+export interface QueueRegisters {
+  size: number;
+  descAddr: number;
+  driverAddr: number;
+  deviceAddr: number;
+  enabled: boolean;
+  /** Transport-specific: MSI-X vector for the queue (PCI), else 0xffff. */
+  msixVector: number;
+  /** NOTIF_CONFIG_DATA: value the driver passes in notifications (defaults to the index). */
+  notifyData: number;
+}
+
+/**
+ * The transport-independent device lifecycle: status state machine (2.1, 3.1), feature
+ * negotiation (2.2), config space with generation (2.5), queue set-up, enable and reset (2.6),
+ * DEVICE_NEEDS_RESET. Every transport decodes its bus accesses into these calls.
+ */
+export interface DeviceCoreApi {
+  readonly device: VirtioDevice;
+  readonly status: number;
+  readonly configGeneration: number;
+  /** Features the driver wrote so far (driver_feature). */
+  readonly driverFeatures: bigint;
+  /** Features in force once FEATURES_OK was accepted. */
+  readonly negotiatedFeatures: bigint;
+  readonly numQueues: number;
+
+  /** Offered features including the transport bits (device_feature). */
+  deviceFeatures(): bigint;
+  /** 32-bit window of device_feature (select 0, 1, ...). */
+  deviceFeatureWord(select: number): number;
+  /** Sets a 32-bit window of driver_feature. Ignored after FEATURES_OK. */
+  setDriverFeatureWord(select: number, value: number): void;
+  setDriverFeatures(features: bigint): void;
+
+  /**
+   * Writes device status. Writing 0 resets the device. FEATURES_OK is kept only if the
+   * features are acceptable (the driver re-reads it, 3.1.1). DRIVER_OK activates the device.
+   */
+  setStatus(value: number): void;
+
+  /** Config space access with bounds and generation handling; out of range reads give 0. */
+  readConfig(offset: number, width: number): number;
+  writeConfig(offset: number, width: number, value: number): void;
+  readConfigBytes(offset: number, dst: Uint8Array): void;
+
+  /** Queue registers of queue `index` (null when index >= numQueues). */
+  queueRegisters(index: number): QueueRegisters | null;
+  /** Enables a queue using its registers (modern: queue_enable=1). */
+  enableQueue(index: number): void;
+  /** 2.6.1 queue reset. */
+  resetQueue(index: number): void;
+  /** Available buffer notification from the driver for `index` (with optional NOTIFICATION_DATA). */
+  notifyQueue(index: number, data?: number): void;
+
+  /** The live queue object once the device was activated. */
+  queue(index: number): DeviceQueue | null;
+  /** Builds the queue config the core would use for `index` (for tests and vhost-user). */
+  queueConfig(index: number): QueueConfig | null;
+
+  readonly memory: GuestMemory;
+  readonly littleEndian: boolean;
+}

@@ -1,0 +1,95 @@
+/**
+ * Typed errors with stable codes. Callers branch on `code`, never on message text.
+ * Subclasses carry the fields that explain the failure (address, length, queue, request).
+ */
+export const ErrorCode = {
+  /** A guest address range is unmapped, crosses regions, or overflows. */
+  MEMORY_OUT_OF_RANGE: 'MEMORY_OUT_OF_RANGE',
+  /** A guest memory region description is invalid (overlap, zero size, misaligned buffer). */
+  MEMORY_BAD_REGION: 'MEMORY_BAD_REGION',
+  /** The driver broke a ring rule: the queue is unusable until reset (2.1.2 DEVICE_NEEDS_RESET). */
+  QUEUE_BROKEN: 'QUEUE_BROKEN',
+  /** Queue configuration (size, addresses, alignment) is invalid. */
+  QUEUE_BAD_CONFIG: 'QUEUE_BAD_CONFIG',
+  /** Saved queue state does not fit the queue it is restored into. */
+  QUEUE_BAD_STATE: 'QUEUE_BAD_STATE',
+  /** The driver side has no free descriptors for the chain. */
+  QUEUE_FULL: 'QUEUE_FULL',
+  /** A device status transition the spec does not allow. */
+  STATUS_INVALID: 'STATUS_INVALID',
+  /** Feature negotiation failed (not offered, invalid combination, FEATURES_OK refused). */
+  FEATURES_REJECTED: 'FEATURES_REJECTED',
+  /** Config space access outside the device's config or with a bad width. */
+  CONFIG_OUT_OF_RANGE: 'CONFIG_OUT_OF_RANGE',
+  /** A device request failed (the device answered with an error status). */
+  REQUEST_FAILED: 'REQUEST_FAILED',
+  /** The device is in DEVICE_NEEDS_RESET or FAILED. */
+  DEVICE_NEEDS_RESET: 'DEVICE_NEEDS_RESET',
+  /** A backend (file, socket) failed. */
+  BACKEND_IO: 'BACKEND_IO',
+  /** Invalid argument from the library user or command line. */
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  /** A transport register access the transport does not define. */
+  TRANSPORT_BAD_ACCESS: 'TRANSPORT_BAD_ACCESS',
+  /** A vhost-user message that cannot be accepted. */
+  VHOST_USER_PROTOCOL: 'VHOST_USER_PROTOCOL',
+  /** The OS-facing platform layer failed (addon missing, syscall error). */
+  PLATFORM: 'PLATFORM',
+  /** An operation did not complete in time. */
+  TIMEOUT: 'TIMEOUT',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class VirtioError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class MemoryError extends VirtioError {
+  constructor(
+    message: string,
+    readonly addr: number,
+    readonly len: number,
+    code: ErrorCode = ErrorCode.MEMORY_OUT_OF_RANGE,
+  ) {
+    super(code, message);
+  }
+}
+
+/** Why a queue was declared broken; stable reasons for tests and logs. */
+export const QueueFault = {
+  HEAD_OUT_OF_RANGE: 'HEAD_OUT_OF_RANGE',
+  NEXT_OUT_OF_RANGE: 'NEXT_OUT_OF_RANGE',
+  CHAIN_TOO_LONG: 'CHAIN_TOO_LONG',
+  AVAIL_IDX_JUMP: 'AVAIL_IDX_JUMP',
+  INDIRECT_BAD_LEN: 'INDIRECT_BAD_LEN',
+  INDIRECT_NESTED: 'INDIRECT_NESTED',
+  INDIRECT_WITH_NEXT: 'INDIRECT_WITH_NEXT',
+  INDIRECT_NOT_NEGOTIATED: 'INDIRECT_NOT_NEGOTIATED',
+  INDIRECT_TOO_BIG: 'INDIRECT_TOO_BIG',
+  READABLE_AFTER_WRITABLE: 'READABLE_AFTER_WRITABLE',
+  CHAIN_LEN_OVERFLOW: 'CHAIN_LEN_OVERFLOW',
+  RING_UNMAPPED: 'RING_UNMAPPED',
+  DESC_UNMAPPED: 'DESC_UNMAPPED',
+  USED_ID_INVALID: 'USED_ID_INVALID',
+  WRITE_TO_READABLE: 'WRITE_TO_READABLE',
+} as const;
+export type QueueFault = (typeof QueueFault)[keyof typeof QueueFault];
+
+export class QueueError extends VirtioError {
+  constructor(
+    readonly fault: QueueFault,
+    message: string,
+    readonly queueIndex = -1,
+  ) {
+    super(ErrorCode.QUEUE_BROKEN, `${fault}: ${message}`);
+  }
+}
+
+export function isVirtioError(e: unknown): e is VirtioError {
+  return e instanceof VirtioError;
+}

@@ -1,0 +1,3 @@
+export * from './errors.js';
+export * from './spec/index.js';
+export * from './memory/index.js';

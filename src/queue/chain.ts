@@ -1,0 +1,220 @@
+import type { QueueFault } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+
+/**
+ * One buffer popped from a virtqueue: its segments, device-readable first, then
+ * device-writable (2.7.4.2 / 2.8.4). Chains are reusable objects: a device allocates a pool
+ * once (one per in-flight request) and a queue fills one per `pop`, so the ring walk never
+ * allocates.
+ *
+ * Segment addresses are checked by the queue to lie in mapped guest memory. When one does not,
+ * the queue still returns the chain (the ring itself is sound) with `fault` set; the device then
+ * fails that single request with its own error status.
+ */
+export class DescriptorChain {
+  /** Id for the used ring: split, the head descriptor index; packed, the buffer id. */
+  id = 0;
+  /** Packed: descriptors this buffer occupies in the ring (1 when indirect). Split: 1. */
+  ringDescs = 1;
+  /** Number of segments; segments [0, readableCount) are readable, the rest writable. */
+  count = 0;
+  readableCount = 0;
+  readableBytes = 0;
+  writableBytes = 0;
+  /** Set when a segment is unmapped; the request must fail (the chain is otherwise sound). */
+  fault: QueueFault | null = null;
+  readonly addrs: Float64Array;
+  readonly lens: Uint32Array;
+  memory: GuestMemory;
+
+  constructor(memory: GuestMemory, maxSegments: number) {
+    this.memory = memory;
+    this.addrs = new Float64Array(maxSegments);
+    this.lens = new Uint32Array(maxSegments);
+  }
+
+  get capacity(): number {
+    return this.addrs.length;
+  }
+
+  get writableCount(): number {
+    return this.count - this.readableCount;
+  }
+
+  /** Used by queues: start filling. */
+  clear(): void {
+    this.count = 0;
+    this.readableCount = 0;
+    this.readableBytes = 0;
+    this.writableBytes = 0;
+    this.fault = null;
+    this.ringDescs = 1;
+  }
+
+  /** Used by queues: append a segment (the queue checks order and capacity). */
+  addSegment(addr: number, len: number, writable: boolean): void {
+    const i = this.count++;
+    this.addrs[i] = addr;
+    this.lens[i] = len;
+    if (writable) this.writableBytes += len;
+    else {
+      this.readableCount++;
+      this.readableBytes += len;
+    }
+  }
+
+  /** Copies the chain (for a device that keeps a request beyond the pool slot). */
+  copyFrom(o: DescriptorChain): void {
+    this.id = o.id;
+    this.ringDescs = o.ringDescs;
+    this.count = o.count;
+    this.readableCount = o.readableCount;
+    this.readableBytes = o.readableBytes;
+    this.writableBytes = o.writableBytes;
+    this.fault = o.fault;
+    this.memory = o.memory;
+    this.addrs.set(o.addrs.subarray(0, o.count));
+    this.lens.set(o.lens.subarray(0, o.count));
+  }
+}
+
+/**
+ * Sequential reader over a chain's readable segments, or writer over its writable ones.
+ * Reusable: `reset(chain)` starts over without allocating. Reads past the end return fewer
+ * bytes; the device decides what a short request means (usually its IOERR status).
+ */
+export class ChainCursor {
+  private chain: DescriptorChain | null = null;
+  private seg = 0;
+  private segOff = 0;
+  private end = 0;
+  /** Bytes moved since reset. */
+  moved = 0;
+  /** Bytes left in the segments this cursor covers. */
+  remaining = 0;
+
+  constructor(private readonly writable: boolean) {}
+
+  reset(chain: DescriptorChain): this {
+    this.chain = chain;
+    this.seg = this.writable ? chain.readableCount : 0;
+    this.end = this.writable ? chain.count : chain.readableCount;
+    this.segOff = 0;
+    this.moved = 0;
+    this.remaining = this.writable ? chain.writableBytes : chain.readableBytes;
+    return this;
+  }
+
+  /**
+   * Calls `fn(bytes, offset, len)` for the next `len` bytes as spans of guest memory, in
+   * order, advancing the cursor; returns the bytes covered. This is the zero-copy path: a
+   * backend reads from a file straight into `bytes` (a region of guest memory).
+   */
+  spans(len: number, fn: (bytes: Uint8Array, offset: number, len: number) => void): number {
+    const c = this.chain!;
+    const mem = c.memory;
+    let done = 0;
+    while (done < len && this.seg < this.end) {
+      const segLen = c.lens[this.seg]!;
+      const avail = segLen - this.segOff;
+      if (avail === 0) {
+        this.seg++;
+        this.segOff = 0;
+        continue;
+      }
+      const n = Math.min(avail, len - done);
+      const addr = c.addrs[this.seg]! + this.segOff;
+      const r = mem.locate(addr, n);
+      if (r < 0) break; // the queue set chain.fault already; stop short
+      fn(mem.bytesOf(r), addr - mem.baseOf(r), n);
+      done += n;
+      this.segOff += n;
+      if (this.segOff === segLen) {
+        this.seg++;
+        this.segOff = 0;
+      }
+    }
+    this.moved += done;
+    this.remaining -= done;
+    return done;
+  }
+
+  /** Reads up to `len` bytes into `dst` at `dstOff`; returns how many were read. */
+  read(dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): number {
+    if (this.writable) throw new Error('ChainCursor: read on a writer');
+    let at = dstOff;
+    return this.spans(len, (b, o, n) => {
+      if (n <= 16) for (let k = 0; k < n; k++) dst[at + k] = b[o + k]!;
+      else dst.set(b.subarray(o, o + n), at);
+      at += n;
+    });
+  }
+
+  /** Writes up to `len` bytes of `src` from `srcOff`; returns how many were written. */
+  write(src: Uint8Array, srcOff = 0, len = src.length - srcOff): number {
+    if (!this.writable) throw new Error('ChainCursor: write on a reader');
+    let at = srcOff;
+    return this.spans(len, (b, o, n) => {
+      if (n <= 16) for (let k = 0; k < n; k++) b[o + k] = src[at + k]!;
+      else b.set(src.subarray(at, at + n), o);
+      at += n;
+    });
+  }
+
+  /** Writes `len` copies of `value` (zero-fill of a read past the end of a disk, say). */
+  fill(len: number, value = 0): number {
+    return this.spans(len, (b, o, n) => b.fill(value, o, o + n));
+  }
+
+  /** Advances without moving data. */
+  skip(len: number): number {
+    return this.spans(len, () => {});
+  }
+
+  /** Writes a single byte (status bytes); false when no writable room is left. */
+  writeU8(v: number): boolean {
+    const c = this.chain!;
+    while (this.seg < this.end) {
+      const segLen = c.lens[this.seg]!;
+      if (this.segOff < segLen) {
+        const addr = c.addrs[this.seg]! + this.segOff;
+        const mem = c.memory;
+        const r = mem.locate(addr, 1);
+        if (r < 0) return false;
+        mem.bytesOf(r)[addr - mem.baseOf(r)] = v;
+        this.segOff++;
+        this.moved++;
+        this.remaining--;
+        if (this.segOff === segLen) {
+          this.seg++;
+          this.segOff = 0;
+        }
+        return true;
+      }
+      this.seg++;
+      this.segOff = 0;
+    }
+    return false;
+  }
+}
+
+/**
+ * Writes a byte at absolute offset `at` from the start of the writable part (for a trailing
+ * status byte located at writableBytes - 1). Returns false if unmapped or out of range.
+ */
+export function writeWritableByteAt(chain: DescriptorChain, at: number, v: number): boolean {
+  let off = at;
+  for (let i = chain.readableCount; i < chain.count; i++) {
+    const len = chain.lens[i]!;
+    if (off < len) {
+      const addr = chain.addrs[i]! + off;
+      const mem = chain.memory;
+      const r = mem.locate(addr, 1);
+      if (r < 0) return false;
+      mem.bytesOf(r)[addr - mem.baseOf(r)] = v;
+      return true;
+    }
+    off -= len;
+  }
+  return false;
+}

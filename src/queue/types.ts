@@ -1,0 +1,119 @@
+import type { QueueError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { DescriptorChain } from './chain.js';
+
+/**
+ * Where a queue lives and how it was negotiated. For split rings the three areas are the
+ * descriptor table, the available (driver) ring and the used (device) ring (2.7); for packed
+ * rings they are the descriptor ring, the driver event suppression area and the device event
+ * suppression area (2.8.10).
+ */
+export interface QueueConfig {
+  /** Queue size: non-zero; a power of two for split rings; at most 32768. */
+  readonly size: number;
+  readonly descAddr: number;
+  readonly driverAddr: number;
+  readonly deviceAddr: number;
+  /** Negotiated features: RING_PACKED, INDIRECT_DESC, EVENT_IDX, IN_ORDER, VERSION_1... */
+  readonly features: bigint;
+  /** Legacy interface on a big-endian guest: ring fields in guest (big) endian. Default true. */
+  readonly littleEndian?: boolean;
+  /** The queue's index on the device, for error reports. */
+  readonly index?: number;
+}
+
+/**
+ * Plain data that lets a queue resume elsewhere (vhost-user GET/SET_VRING_BASE, reconnect,
+ * migration). Split rings use the free-running 16-bit indices; packed rings use ring positions
+ * (0..size-1) with their wrap counters.
+ */
+export interface QueueState {
+  readonly nextAvail: number;
+  readonly nextUsed: number;
+  /** Packed only: the driver ring wrap counter at nextAvail (starts true). */
+  readonly availWrap: boolean;
+  /** Packed only: the device's used wrap counter at nextUsed (starts true). */
+  readonly usedWrap: boolean;
+}
+
+/** Device side of a virtqueue (split or packed). */
+export interface DeviceQueue {
+  readonly size: number;
+  readonly index: number;
+  readonly packed: boolean;
+  /** Set once the driver broke a ring rule; the queue then yields nothing more. */
+  readonly broken: QueueError | null;
+
+  /**
+   * Fills `chain` with the next available buffer and returns true, or returns false when none
+   * is available. Throws `QueueError` (and marks the queue broken) when the driver broke a ring
+   * rule; the device core turns that into DEVICE_NEEDS_RESET. Never allocates.
+   */
+  pop(chain: DescriptorChain): boolean;
+
+  /**
+   * Returns a buffer to the driver with `written` bytes written into its writable part. The
+   * used entry is visible to the driver when this returns (release order). Never allocates.
+   */
+  push(chain: DescriptorChain, written: number): void;
+
+  /** Low-level form of `push` for resubmitted (inflight) buffers: id and ring descriptor count. */
+  pushId(id: number, ringDescs: number, written: number): void;
+
+  /** Asks the driver not to notify (flag or, with EVENT_IDX, no-op). */
+  disableNotification(): void;
+
+  /**
+   * Asks the driver to notify again and returns true when more buffers arrived meanwhile
+   * (the caller then keeps popping, so no notification is lost).
+   */
+  enableNotification(): boolean;
+
+  /** Whether the driver must be sent a used-buffer notification for what was pushed since last asked. */
+  needsNotification(): boolean;
+
+  /** Whether buffers are available (without consuming them). */
+  hasAvailable(): boolean;
+
+  state(): QueueState;
+  /** Validates and applies saved state (QUEUE_BAD_STATE on misfit). */
+  setState(s: QueueState): void;
+
+  readonly memory: GuestMemory;
+}
+
+/** One segment handed to the driver-side `add`. */
+export interface Segment {
+  addr: number;
+  len: number;
+}
+
+/** Driver side of a virtqueue (split or packed). */
+export interface DriverQueue<T = unknown> {
+  readonly size: number;
+  readonly packed: boolean;
+  /** Descriptors free for new chains. */
+  readonly freeCount: number;
+
+  /**
+   * Makes a buffer available: `out` segments are device-readable, `in` device-writable.
+   * Returns false when there is no room. With `indirect` (INDIRECT_DESC negotiated) the chain
+   * goes into an indirect table and takes one ring descriptor.
+   */
+  add(out: readonly Segment[], inn: readonly Segment[], token: T, indirect?: boolean): boolean;
+
+  /** Publishes added buffers and returns whether the device must be notified (2.7.13 / 2.8.21). */
+  kick(): boolean;
+
+  /** 2.9 / 4.x: the value of a notification with NOTIFICATION_DATA (vq index in low 16 bits). */
+  notificationData(): number;
+
+  /** Next used buffer's token, or undefined; `lastUsedLen` holds its written length. */
+  takeUsed(): T | undefined;
+  readonly lastUsedLen: number;
+
+  /** Suppresses used-buffer notifications. */
+  disableInterrupts(): void;
+  /** Re-enables them; returns true when used buffers are already pending (caller re-polls). */
+  enableInterrupts(): boolean;
+}

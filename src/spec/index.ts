@@ -1,0 +1,4 @@
+export * from './features.js';
+export * from './status.js';
+export * from './device-id.js';
+export * from './ring.js';

@@ -1,0 +1,21 @@
+/** 2.1 Device Status Field bits. */
+export const Status = {
+  ACKNOWLEDGE: 1,
+  DRIVER: 2,
+  DRIVER_OK: 4,
+  FEATURES_OK: 8,
+  SUSPEND: 16,
+  DEVICE_NEEDS_RESET: 64,
+  FAILED: 128,
+} as const;
+export type StatusBit = (typeof Status)[keyof typeof Status];
+
+export function statusToString(s: number): string {
+  if (s === 0) return 'RESET';
+  const names = Object.entries(Status)
+    .filter(([, v]) => (s & v) !== 0)
+    .map(([k]) => k);
+  const unknown = s & ~Object.values(Status).reduce((a, b) => a | b, 0);
+  if (unknown) names.push(`0x${unknown.toString(16)}`);
+  return names.join('|');
+}
