@@ -1,0 +1,75 @@
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { DriverQueue } from '../queue/types.js';
+import type { DmaAllocator } from './dma-allocator.js';
+
+/** Where a driver puts a queue (2.6); the transport writes these to the device. */
+export interface DriverQueueAddresses {
+  readonly size: number;
+  readonly descAddr: number;
+  readonly driverAddr: number;
+  readonly deviceAddr: number;
+}
+
+/** Notifications the device sends, delivered by the transport to the driver. */
+export interface DriverInterruptHandler {
+  used(queueIndex: number): void;
+  configChange(): void;
+}
+
+/**
+ * The driver's view of one device through one transport: the operations of 3.1.1 and 2.6,
+ * decoded by each transport into its own registers, CCWs or messages. Synchronous, like
+ * register accesses.
+ */
+export interface DriverTransport {
+  readonly memory: GuestMemory;
+  /** Device ID as discovered on the bus. */
+  readonly deviceId: number;
+  /** True when driving the legacy (pre-1.0) interface of a legacy or transitional device. */
+  readonly legacy: boolean;
+  /** False for a legacy interface on a big-endian guest. */
+  readonly littleEndian: boolean;
+
+  getStatus(): number;
+  /** Writes status; writing 0 resets the device (the transport waits for the reset to finish). */
+  setStatus(value: number): void;
+  getDeviceFeatures(): bigint;
+  setDriverFeatures(features: bigint): void;
+
+  configGeneration(): number;
+  readConfig(offset: number, dst: Uint8Array): void;
+  writeConfig(offset: number, src: Uint8Array): void;
+
+  numQueues(): number;
+  /** Maximum size of queue `index` (0 when the queue is not available). */
+  queueMaxSize(index: number): number;
+  /** Programs and enables queue `index` (legacy: the single PFN / address form). */
+  setupQueue(index: number, addrs: DriverQueueAddresses): void;
+  /** 2.6.1 queue reset (RING_RESET negotiated). */
+  resetQueue(index: number): void;
+  /** Available buffer notification; `data` is the NOTIFICATION_DATA value when negotiated. */
+  notify(index: number, data?: number): void;
+
+  setInterruptHandler(h: DriverInterruptHandler): void;
+}
+
+/** What a device-type driver (blk, entropy, ...) gets once the device is DRIVER_OK. */
+export interface DriverContext {
+  readonly memory: GuestMemory;
+  /** Negotiated features. */
+  readonly features: bigint;
+  readonly littleEndian: boolean;
+  /** Allocator of guest memory for request headers, buffers and rings. */
+  readonly dma: DmaAllocator;
+  readonly numQueues: number;
+  queue(index: number): DriverQueue<number>;
+  /** Publishes added buffers and notifies the device when its event suppression asks for it. */
+  kick(index: number): void;
+  /** Sets the used-buffer callback of queue `index`. */
+  onUsed(index: number, cb: () => void): void;
+  /** Sets the configuration change callback. */
+  onConfigChange(cb: () => void): void;
+  /** Reads config bytes consistently (2.5.1: retried until the generation is stable). */
+  readConfig(offset: number, len: number): Uint8Array;
+  writeConfig(offset: number, src: Uint8Array): void;
+}
