@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { ChainCursor, DescriptorChain, writeWritableByteAt } from './chain.js';
+
+function chainOf(mem: GuestMemory, segs: { addr: number; len: number; w: boolean }[]): DescriptorChain {
+  const c = new DescriptorChain(mem, 16);
+  c.clear();
+  for (const s of segs) c.addSegment(s.addr, s.len, s.w);
+  return c;
+}
+
+describe('DescriptorChain and ChainCursor', () => {
+  it('reads readable segments in order and writes only writable ones', () => {
+    const mem = GuestMemory.allocate(0x1000);
+    mem.write(0x100, Uint8Array.of(1, 2, 3));
+    mem.write(0x200, Uint8Array.of(4, 5));
+    const c = chainOf(mem, [
+      { addr: 0x100, len: 3, w: false },
+      { addr: 0x200, len: 2, w: false },
+      { addr: 0x300, len: 4, w: true },
+      { addr: 0x400, len: 2, w: true },
+    ]);
+    assert.equal(c.readableBytes, 5);
+    assert.equal(c.writableBytes, 6);
+    const r = new ChainCursor(false).reset(c);
+    const dst = new Uint8Array(8);
+    assert.equal(r.read(dst), 5, 'short read stops at the end of the readable part');
+    assert.deepEqual([...dst.subarray(0, 5)], [1, 2, 3, 4, 5]);
+    const w = new ChainCursor(true).reset(c);
+    assert.equal(w.write(Uint8Array.of(9, 9, 9, 9, 9)), 5);
+    assert.ok(w.writeU8(7));
+    assert.equal(w.writeU8(8), false, 'no room left');
+    assert.deepEqual([...mem.slice(0x300, 4)], [9, 9, 9, 9]);
+    assert.deepEqual([...mem.slice(0x400, 2)], [9, 7]);
+    assert.equal(mem.readU8(0x100), 1, 'readable part untouched');
+    assert.ok(writeWritableByteAt(c, 5, 0x42));
+    assert.equal(mem.readU8(0x401), 0x42);
+    assert.equal(writeWritableByteAt(c, 6, 0), false);
+  });
+
+  it('stops short at an unmapped segment instead of touching memory outside the regions', () => {
+    const mem = GuestMemory.allocate(0x1000);
+    const c = chainOf(mem, [
+      { addr: 0xff0, len: 0x20, w: true }, // runs past the end of guest memory
+    ]);
+    const w = new ChainCursor(true).reset(c);
+    assert.equal(w.fill(0x20, 0xaa), 0);
+    assert.equal(mem.readU8(0xff0), 0, 'nothing written: the span as a whole is not mapped');
+  });
+
+  it('spans cover exactly the requested bytes across segments (property)', () => {
+    const mem = GuestMemory.allocate(0x10000);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 10 }), fc.integer({ min: 0, max: 4000 }), (lens, want) => {
+        let addr = 0;
+        const c = chainOf(
+          mem,
+          lens.map((len) => {
+            const s = { addr, len, w: true };
+            addr += len + 16;
+            return s;
+          }),
+        );
+        const total = lens.reduce((a, b) => a + b, 0);
+        const w = new ChainCursor(true).reset(c);
+        let seen = 0;
+        const got = w.spans(want, (_b, _o, n) => {
+          assert.ok(n > 0);
+          seen += n;
+        });
+        assert.equal(got, Math.min(want, total));
+        assert.equal(seen, got);
+        assert.equal(w.remaining, total - got);
+      }),
+    );
+  });
+});
