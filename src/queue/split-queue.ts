@@ -1,0 +1,330 @@
+/**
+ * Device side of a split virtqueue (2.7).
+ *
+ * The driver is untrusted: every index it writes is range-checked, every walk is bounded, and
+ * every guest address goes through GuestMemory. A broken ring rule throws a QueueError (kept in
+ * `broken`; the device core answers with DEVICE_NEEDS_RESET) and the queue yields nothing more
+ * until `reset()`. An unmapped data buffer only fails its own request (`chain.fault`).
+ *
+ * The three ring parts are resolved to their regions once, at construction, so pop/push read
+ * and write ring fields through cached DataViews without a region lookup, without allocation
+ * and without BigInt.
+ */
+import { ErrorCode, QueueError, QueueFault, VirtioError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { DESC_SIZE, DescFlag, SplitLayout, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, needEvent } from '../spec/ring.js';
+import type { DescriptorChain } from './chain.js';
+import { type ResolvedArea, fullFence, loadU16Acquire, resolveSplitConfig, storeU16Release } from './split-layout.js';
+import type { DeviceQueue, QueueConfig, QueueState } from './types.js';
+
+const U32 = 0x1_0000_0000;
+/** 2.7.4 / 2.7.5: a chain longer than 2^32 bytes is forbidden to the driver. */
+const MAX_CHAIN_BYTES = 0xffffffff;
+
+export class SplitQueue implements DeviceQueue {
+  readonly size: number;
+  readonly index: number;
+  readonly packed = false;
+  readonly memory: GuestMemory;
+  /** Derived once from the negotiated features. */
+  readonly eventIdx: boolean;
+  readonly indirect: boolean;
+  readonly inOrder: boolean;
+  readonly littleEndian: boolean;
+  private readonly notifyOnEmpty: boolean;
+
+  private readonly mask: number;
+  private readonly desc: ResolvedArea;
+  private readonly avail: ResolvedArea;
+  private readonly used: ResolvedArea;
+  private readonly usedEventOff: number;
+  private readonly availEventOff: number;
+
+  private nextAvail = 0;
+  private nextUsed = 0;
+  private brokenErr: QueueError | null = null;
+  /** Whether the device currently wants available-buffer notifications (2.7.10). */
+  private notifyEnabled = true;
+  /** Used idx when `needsNotification` last ran, and whether that value is meaningful. */
+  private signalledUsed = 0;
+  private signalledValid = true;
+
+  constructor(memory: GuestMemory, config: QueueConfig) {
+    const r = resolveSplitConfig(memory, config);
+    this.memory = memory;
+    this.size = r.size;
+    this.index = r.index;
+    this.mask = r.size - 1;
+    this.eventIdx = r.eventIdx;
+    this.indirect = r.indirect;
+    this.inOrder = r.inOrder;
+    this.littleEndian = r.littleEndian;
+    this.notifyOnEmpty = r.notifyOnEmpty;
+    this.desc = r.desc;
+    this.avail = r.avail;
+    this.used = r.used;
+    this.usedEventOff = r.avail.offset + SplitLayout.usedEventOffset(r.size);
+    this.availEventOff = r.used.offset + SplitLayout.availEventOffset(r.size);
+  }
+
+  get broken(): QueueError | null {
+    return this.brokenErr;
+  }
+
+  /** Next available ring position the device will read (free-running, modulo 2^16). */
+  get lastAvailIdx(): number {
+    return this.nextAvail;
+  }
+
+  /** Next used ring position the device will write (free-running, modulo 2^16). */
+  get usedIdx(): number {
+    return this.nextUsed;
+  }
+
+  /** Buffers popped and not yet returned (counting an in-order batch as its size). */
+  get inFlight(): number {
+    return (this.nextAvail - this.nextUsed) & 0xffff;
+  }
+
+  private fail(fault: QueueFault, message: string): never {
+    const e = new QueueError(fault, `queue ${this.index}: ${message}`, this.index);
+    this.brokenErr = e;
+    throw e;
+  }
+
+  private availIdx(): number {
+    return loadU16Acquire(this.avail, SplitLayout.AVAIL_IDX, this.littleEndian);
+  }
+
+  hasAvailable(): boolean {
+    if (this.brokenErr !== null) return false;
+    return this.availIdx() !== this.nextAvail;
+  }
+
+  pop(chain: DescriptorChain): boolean {
+    if (this.brokenErr !== null) return false;
+    const le = this.littleEndian;
+    // 2.7.13: read idx (acquire) before the ring entries and descriptors it publishes.
+    const availIdx = this.availIdx();
+    const pending = (availIdx - this.nextAvail) & 0xffff;
+    if (pending === 0) return false;
+    // 2.7.6: idx never decrements and the ring holds at most `size` heads.
+    if (pending > this.size) {
+      this.fail(QueueFault.AVAIL_IDX_JUMP, `avail idx ${availIdx} is ${pending} ahead of ${this.nextAvail} (size ${this.size})`);
+    }
+    const av = this.avail;
+    const head = av.view.getUint16(av.offset + SplitLayout.AVAIL_RING + 2 * (this.nextAvail & this.mask), le);
+    if (head >= this.size) this.fail(QueueFault.HEAD_OUT_OF_RANGE, `head ${head} >= size ${this.size}`);
+    this.walk(chain, head);
+    this.nextAvail = (this.nextAvail + 1) & 0xffff;
+    // 2.7.10: with EVENT_IDX and notifications wanted, ask to be told about the next buffer.
+    if (this.eventIdx && this.notifyEnabled) this.used.view.setUint16(this.availEventOff, this.nextAvail, le);
+    return true;
+  }
+
+  /** Fills `chain` from the descriptor chain at `head`; throws a QueueError on a ring-rule break. */
+  private walk(chain: DescriptorChain, head: number): void {
+    const le = this.littleEndian;
+    const mem = this.memory;
+    chain.clear();
+    chain.memory = mem;
+    chain.id = head;
+    const capacity = chain.capacity;
+    let view = this.desc.view;
+    let base = this.desc.offset;
+    let tableSize = this.size;
+    let inIndirect = false;
+    // Descriptors visited in the current table: at most its size, which also ends any loop.
+    let visited = 0;
+    let idx = head;
+    let seenWritable = false;
+    let total = 0;
+    for (;;) {
+      if (visited >= tableSize) {
+        this.fail(QueueFault.CHAIN_TOO_LONG, `chain from head ${head} visits more than ${tableSize} descriptors (loop?)`);
+      }
+      visited++;
+      const o = base + idx * DESC_SIZE;
+      const lo = view.getUint32(le ? o : o + 4, le);
+      const hi = view.getUint32(le ? o + 4 : o, le);
+      // An address beyond 2^53 cannot be in any region: -1 marks it unmapped.
+      const addr = hi >= 0x20_0000 ? -1 : hi * U32 + lo;
+      const len = view.getUint32(o + 8, le);
+      const flags = view.getUint16(o + 12, le);
+      if ((flags & DescFlag.INDIRECT) !== 0) {
+        // 2.7.5.3.1 / 2.7.5.3.2. The WRITE flag of this descriptor is ignored (device/split-ring/5).
+        if (inIndirect) this.fail(QueueFault.INDIRECT_NESTED, `indirect descriptor inside an indirect table (head ${head})`);
+        if (!this.indirect) this.fail(QueueFault.INDIRECT_NOT_NEGOTIATED, `indirect descriptor without INDIRECT_DESC (head ${head})`);
+        if ((flags & DescFlag.NEXT) !== 0) this.fail(QueueFault.INDIRECT_WITH_NEXT, `indirect descriptor with NEXT (head ${head})`);
+        if (len === 0 || len % DESC_SIZE !== 0) this.fail(QueueFault.INDIRECT_BAD_LEN, `indirect table length ${len}`);
+        const n = len / DESC_SIZE;
+        if (n > capacity) this.fail(QueueFault.INDIRECT_TOO_BIG, `indirect table of ${n} entries exceeds ${capacity}`);
+        const r = addr < 0 ? -1 : mem.locate(addr, len);
+        if (r < 0) this.fail(QueueFault.RING_UNMAPPED, `indirect table 0x${addr.toString(16)}+${len} is not mapped`);
+        view = mem.dataViewOf(r);
+        base = addr - mem.baseOf(r);
+        tableSize = n;
+        inIndirect = true;
+        visited = 0;
+        idx = 0;
+        continue;
+      }
+      const writable = (flags & DescFlag.WRITE) !== 0;
+      if (writable) seenWritable = true;
+      else if (seenWritable) {
+        // 2.7.4.2: device-writable elements come after all device-readable ones.
+        this.fail(QueueFault.READABLE_AFTER_WRITABLE, `readable descriptor after a writable one (head ${head})`);
+      }
+      total += len;
+      if (total > MAX_CHAIN_BYTES) this.fail(QueueFault.CHAIN_LEN_OVERFLOW, `chain from head ${head} exceeds 2^32 - 1 bytes`);
+      if (chain.count >= capacity) this.fail(QueueFault.CHAIN_TOO_LONG, `chain from head ${head} has more than ${capacity} segments`);
+      if (addr >= 0 && mem.locate(addr, len) >= 0) chain.addSegment(addr, len, writable);
+      else this.addUnmapped(chain, addr, len, writable);
+      if ((flags & DescFlag.NEXT) === 0) return;
+      const next = view.getUint16(o + 14, le);
+      if (next >= tableSize) {
+        this.fail(QueueFault.NEXT_OUT_OF_RANGE, `next ${next} >= ${inIndirect ? 'indirect table size' : 'queue size'} ${tableSize} (head ${head})`);
+      }
+      idx = next;
+    }
+  }
+
+  /**
+   * Slow path for a data buffer not inside one region: split it at region boundaries when
+   * the regions are contiguous (guest-physically one buffer), else mark the chain faulty
+   * (the ring is sound; only this request fails).
+   */
+  private addUnmapped(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
+    const mem = this.memory;
+    let a = addr;
+    let rem = len;
+    while (a >= 0 && rem > 0) {
+      const r = mem.locate(a, 1);
+      if (r < 0) break;
+      const end = mem.baseOf(r) + mem.bytesOf(r).length;
+      const piece = Math.min(rem, end - a);
+      if (piece === rem) break; // the last piece is added below
+      if (chain.count + 1 >= chain.capacity) break;
+      chain.addSegment(a, piece, writable);
+      a += piece;
+      rem -= piece;
+    }
+    if (a < 0 || mem.locate(a, rem) < 0) chain.fault = QueueFault.DESC_UNMAPPED;
+    if (chain.count >= chain.capacity) {
+      this.fail(QueueFault.CHAIN_TOO_LONG, `chain from head ${chain.id} has more than ${chain.capacity} segments`);
+    }
+    chain.addSegment(a, rem, writable);
+  }
+
+  push(chain: DescriptorChain, written: number): void {
+    this.pushId(chain.id, chain.ringDescs, written);
+  }
+
+  /**
+   * Writes used element {id, written} and publishes it (2.7.8). `ringDescs` is unused by split
+   * rings (the driver knows the chain from its head).
+   */
+  pushId(id: number, _ringDescs: number, written: number): void {
+    if (this.brokenErr !== null) return; // the ring is the driver's to reset; leave it alone
+    this.writeUsed(id, written, 1);
+  }
+
+  /**
+   * IN_ORDER (2.7.9 "In-order use of descriptors"): returns the next `count` popped buffers
+   * with ONE used entry carrying the head `lastId` of the last buffer of the batch and its
+   * written length; the entry goes where the batch's first buffer would have gone and used idx
+   * moves by `count`. The driver treats the skipped buffers as used completely, so the device
+   * must have written all of their writable bytes.
+   */
+  pushInOrderBatch(lastId: number, count: number, written: number): void {
+    if (!this.inOrder) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'batched used entries need IN_ORDER');
+    if (!Number.isInteger(count) || count < 1 || count > this.inFlight) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `batch of ${count} with ${this.inFlight} buffers in flight`);
+    }
+    if (this.brokenErr !== null) return;
+    this.writeUsed(lastId, written, count);
+  }
+
+  private writeUsed(id: number, written: number, advance: number): void {
+    if (!(id >= 0 && id < this.size) || (id | 0) !== id) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `used id ${id} is not a descriptor index of queue ${this.index}`);
+    }
+    const le = this.littleEndian;
+    const u = this.used;
+    const o = u.offset + SplitLayout.USED_RING + SplitLayout.USED_ELEM_SIZE * (this.nextUsed & this.mask);
+    u.view.setUint32(o, id, le);
+    // device/split-ring/13: len is set before idx moves.
+    u.view.setUint32(o + 4, written >>> 0, le);
+    this.nextUsed = (this.nextUsed + advance) & 0xffff;
+    storeU16Release(u, SplitLayout.USED_IDX, this.nextUsed, le);
+  }
+
+  disableNotification(): void {
+    this.notifyEnabled = false;
+    // With EVENT_IDX flags stay 0 (device/split-ring/18); avail_event simply stops following
+    // nextAvail, so the driver notifies again only when told to by enableNotification.
+    if (!this.eventIdx) this.used.view.setUint16(this.used.offset + SplitLayout.USED_FLAGS, VIRTQ_USED_F_NO_NOTIFY, this.littleEndian);
+  }
+
+  enableNotification(): boolean {
+    this.notifyEnabled = true;
+    const u = this.used;
+    if (this.eventIdx) u.view.setUint16(this.availEventOff, this.nextAvail, this.littleEndian);
+    else u.view.setUint16(u.offset + SplitLayout.USED_FLAGS, 0, this.littleEndian);
+    // 2.7.10: publish the request before re-reading idx, else a buffer added meanwhile would
+    // find notifications off and we would not see it either.
+    fullFence();
+    return this.hasAvailable();
+  }
+
+  needsNotification(): boolean {
+    if (this.brokenErr !== null) return false;
+    // Order the used idx store before reading the driver's suppression fields (2.7.10).
+    fullFence();
+    const newUsed = this.nextUsed;
+    const old = this.signalledUsed;
+    const valid = this.signalledValid;
+    this.signalledUsed = newUsed;
+    this.signalledValid = true;
+    // Legacy NOTIFY_ON_EMPTY (6.3): notify when everything is used and nothing is pending.
+    if (this.notifyOnEmpty && this.inFlight === 0 && !this.hasAvailable()) return true;
+    // After setState the last signalled position is unknown: notify (spurious ones are allowed).
+    if (!valid) return true;
+    if (old === newUsed) return false; // nothing used since the last check
+    const le = this.littleEndian;
+    const av = this.avail;
+    if (this.eventIdx) {
+      // device/split-ring/10, 11: flags ignored; notify when used idx crossed used_event.
+      return needEvent(av.view.getUint16(this.usedEventOff, le), newUsed, old);
+    }
+    // device/split-ring/7, 8, 9: used_event ignored; flags decide.
+    return (av.view.getUint16(av.offset + SplitLayout.AVAIL_FLAGS, le) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  state(): QueueState {
+    return { nextAvail: this.nextAvail, nextUsed: this.nextUsed, availWrap: true, usedWrap: true };
+  }
+
+  setState(s: QueueState): void {
+    const ok = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffff;
+    if (!ok(s.nextAvail) || !ok(s.nextUsed) || ((s.nextAvail - s.nextUsed) & 0xffff) > this.size) {
+      throw new VirtioError(
+        ErrorCode.QUEUE_BAD_STATE,
+        `split state avail ${s.nextAvail} used ${s.nextUsed} does not fit a queue of ${this.size}`,
+      );
+    }
+    this.nextAvail = s.nextAvail;
+    this.nextUsed = s.nextUsed;
+    this.signalledValid = false;
+  }
+
+  /** Back to the state of a freshly enabled queue (2.6.1 / 3.3.1); guest memory is not touched. */
+  reset(): void {
+    this.nextAvail = 0;
+    this.nextUsed = 0;
+    this.brokenErr = null;
+    this.notifyEnabled = true;
+    this.signalledUsed = 0;
+    this.signalledValid = true;
+  }
+}
