@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what the real-guest integration tests need (test/support/guest.ts): QEMU 7.2 with TCG
+# (qemu-system-x86_64, qemu-storage-daemon), a Debian cloud kernel whose virtio drivers are
+# modules, a static busybox for the initramfs, and cpio/gzip to pack it.
+# Idempotent: returns at once when everything is already there. Needs root on Debian (CI is).
+set -euo pipefail
+
+PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod)
+
+have_all() {
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || return 1
+  command -v qemu-storage-daemon >/dev/null 2>&1 || return 1
+  command -v cpio >/dev/null 2>&1 || return 1
+  command -v gzip >/dev/null 2>&1 || return 1
+  [ -x /bin/busybox ] || return 1
+  # busybox (dynamic) from another package would not run in the initramfs: require the static one.
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || return 1
+  # virtio-net-pci and other -pci NICs load an option ROM from ipxe-qemu (a Recommends).
+  [ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || return 1
+  compgen -G '/boot/vmlinuz-*-cloud-amd64' >/dev/null || return 1
+  return 0
+}
+
+if have_all; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-guest-deps: must run as root to install: ${PKGS[*]}" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-guest-deps: apt-get not found (Debian expected)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# --no-install-recommends keeps the install small and quick (no GUI, no firmware blobs).
+apt-get install -y -q --no-install-recommends "${PKGS[@]}"
+
+if ! have_all; then
+  echo "install-guest-deps: packages installed but something is still missing" >&2
+  exit 1
+fi
