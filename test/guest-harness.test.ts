@@ -237,6 +237,29 @@ describe('real-guest harness (QEMU TCG, cloud kernel, busybox initramfs)', { ski
     assert.match(err.message, /RESULT error=deliberate/);
   });
 
+  it('the host can talk to a waiting guest script over the console', async (t) => {
+    const initrd = await buildInitramfs({
+      modules: [...TRANSPORT_MODULES.microvm],
+      initScript: 'result asking 1\nhost_wait go-on || fail "no go"\nresult answered 1\n',
+    });
+    let sent = 0;
+    const res = await runGuest({
+      machine: 'microvm',
+      initrd,
+      timeoutMs: 30_000,
+      onLine: (line, guest) => {
+        if (line === 'RESULT asking=1') {
+          guest.send('not-yet\ngo-on\n');
+          sent++;
+        }
+      },
+    });
+    t.diagnostic(`microvm without devices: /init reached ${res.bootMs.toFixed(0)} ms, QEMU exited ${res.totalMs.toFixed(0)} ms after start`);
+    assert.equal(sent, 1);
+    assert.equal(res.exitCode, 0);
+    assert.equal(res.results.get('answered'), '1');
+  });
+
   it('a run past its timeout is killed with SIGKILL and rejects with TIMEOUT and the console', async () => {
     const initrd = await buildInitramfs({ modules: [...TRANSPORT_MODULES.microvm], initScript: 'sleep 600\n' });
     let pid = -1;

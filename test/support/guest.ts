@@ -13,7 +13,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,8 @@ export const GuestFailure = {
   MISSING_DEPS: 'MISSING_DEPS',
   /** A module, kernel or path asked for does not exist. */
   NOT_FOUND: 'NOT_FOUND',
+  /** An option given to the harness is invalid. */
+  BAD_OPTION: 'BAD_OPTION',
 } as const;
 export type GuestFailure = (typeof GuestFailure)[keyof typeof GuestFailure];
 
@@ -49,7 +51,11 @@ export class GuestError extends VirtioError {
     options?: { cause?: unknown },
   ) {
     super(
-      failure === GuestFailure.TIMEOUT ? ErrorCode.TIMEOUT : ErrorCode.PLATFORM,
+      failure === GuestFailure.TIMEOUT
+        ? ErrorCode.TIMEOUT
+        : failure === GuestFailure.BAD_OPTION
+          ? ErrorCode.INVALID_ARGUMENT
+          : ErrorCode.PLATFORM,
       output ? `${failure}: ${message}\n----- console -----\n${output}\n----- end console -----` : `${failure}: ${message}`,
       options,
     );
@@ -269,6 +275,9 @@ export interface InitramfsOptions {
    *   `wait_path PATH [TENTHS]`  waits up to TENTHS/10 s (default 100 = 10 s) for PATH to exist
    *   `virtio_features DEV` prints the 64-character feature bit string of /sys/bus/virtio/devices/DEV
    *   `has_feature DEV BIT` succeeds when feature BIT was negotiated on DEV
+   *   `host_wait WORD`     reads console lines until one equals WORD (sent by the host with
+   *                        `GuestConsole.send`); fails at end of input
+   * stdin, stdout and stderr are the serial console.
    */
   readonly initScript: string;
   readonly extraFiles?: readonly ExtraFile[];
@@ -345,6 +354,10 @@ wait_path() {
   return 0
 }
 virtio_features() { cat "/sys/bus/virtio/devices/$1/features"; }
+host_wait() {
+  while read -r _l; do [ "$_l" = "$1" ] && return 0; done
+  return 1
+}
 # The sysfs string is one character per bit, bit 0 first.
 has_feature() { [ "$(virtio_features "$1" | cut -c$(($2 + 1)))" = 1 ]; }
 for m in ${mods}; do
@@ -357,6 +370,8 @@ done
 ( . /test.sh )
 echo "${GUEST_EXIT_MARK} $?"
 sync
+# Let the serial line drain before powering off: stty applies its settings with TCSADRAIN.
+stty onlcr 2>/dev/null
 poweroff -f
 `;
 }
@@ -403,7 +418,11 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<string> {
   const digest = hash.digest('hex').slice(0, 32);
   await mkdir(initramfsCacheDir, { recursive: true });
   const out = join(initramfsCacheDir, `${digest}.cpio.gz`);
-  if (existsSync(out)) return out;
+  if (existsSync(out)) {
+    const now = new Date();
+    await utimes(out, now, now).catch(() => undefined); // keeps it among the recent ones
+    return out;
+  }
 
   const entries: CpioEntry[] = [];
   const dirs = new Set<string>();
@@ -417,7 +436,7 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<string> {
   const addFile = (p: string, data: Uint8Array, mode: number): void => {
     const name = p.replace(/^\/+/, '');
     if (name === '' || name.split('/').includes('..')) {
-      throw new GuestError(GuestFailure.NOT_FOUND, `bad initramfs path ${p}`);
+      throw new GuestError(GuestFailure.BAD_OPTION, `bad initramfs path ${p}`);
     }
     addDir(dirname(name) === '.' ? '' : dirname(name));
     entries.push({ name, mode: S_IFREG | (mode & 0o7777), data });
@@ -444,7 +463,24 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<string> {
   const tmp = `${out}.${process.pid}.${Date.now()}.tmp`;
   await writeFile(tmp, image);
   await rename(tmp, out); // atomic: concurrent builders of the same image agree
+  await pruneInitramfsCache();
   return out;
+}
+
+/** Most images kept in the cache; the least recently used beyond it are deleted. */
+const CACHE_KEEP = 48;
+
+async function pruneInitramfsCache(): Promise<void> {
+  const names = (await readdir(initramfsCacheDir)).filter((n) => n.endsWith('.cpio.gz'));
+  if (names.length <= CACHE_KEEP) return;
+  const aged = await Promise.all(
+    names.map(async (n) => {
+      const p = join(initramfsCacheDir, n);
+      return { p, t: await stat(p).then((s) => s.mtimeMs, () => 0) };
+    }),
+  );
+  aged.sort((a, b) => b.t - a.t);
+  await Promise.all(aged.slice(CACHE_KEEP).map((e) => rm(e.p, { force: true })));
 }
 
 async function readModule(path: string): Promise<Uint8Array> {
@@ -466,7 +502,7 @@ export interface RunGuestOptions {
   readonly kernel?: string;
   /** initramfs from `buildInitramfs`. */
   readonly initrd: string;
-  /** Appended to the harness's command line (`console=ttyS0 panic=-1 loglevel=4 ...`); later words win. */
+  /** Appended to the harness's command line (`console=ttyS0 panic=-1 quiet loglevel=4 ...`); later words win. */
   readonly append?: string;
   /** Devices and back-ends: `-drive`, `-device`, `-chardev`, `-object`, ... */
   readonly qemuArgs?: readonly string[];
@@ -483,14 +519,23 @@ export interface RunGuestOptions {
   readonly timeoutMs?: number;
   /** microvm only: keep QEMU's legacy (version 1) virtio-mmio instead of version 2. */
   readonly legacyMmio?: boolean;
-  /** Each console line as it arrives (without the line ending). */
-  readonly onLine?: (line: string) => void;
+  /**
+   * Each console line as it arrives (without the line ending). `guest.send` types into the
+   * guest's console, for a script waiting with `host_wait`.
+   */
+  readonly onLine?: (line: string, guest: GuestConsole) => void;
   /** Resolve instead of rejecting when the guest script exits non-zero. */
   readonly allowFailure?: boolean;
   /** Aborts the run (QEMU is killed) and rejects with the abort reason. */
   readonly signal?: AbortSignal;
   /** Called once QEMU is spawned, with its pid. */
   readonly onStart?: (pid: number) => void;
+}
+
+/** The host's side of the serial console during a run. */
+export interface GuestConsole {
+  /** Writes `text` to the guest's serial input (add the newline yourself). */
+  send(text: string): void;
 }
 
 export interface GuestResult {
@@ -521,7 +566,7 @@ export function hostTscKhz(): number {
 /** Builds QEMU's argv for a run (exported so tests can show or tweak it). */
 export function qemuArgv(opts: RunGuestOptions): string[] {
   const mem = opts.memoryMiB ?? 256;
-  if (!Number.isInteger(mem) || mem < 32) throw new GuestError(GuestFailure.NOT_FOUND, `bad memoryMiB ${mem}`);
+  if (!Number.isInteger(mem) || mem < 32) throw new GuestError(GuestFailure.BAD_OPTION, `bad memoryMiB ${mem}`);
   const smp = opts.smp ?? 1;
   const kernel = opts.kernel ?? findCloudKernel().image;
   const machineProps: string[] = [opts.machine];
@@ -530,7 +575,7 @@ export function qemuArgv(opts: RunGuestOptions): string[] {
     args.push('-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`);
     machineProps.push('memory-backend=mem');
   }
-  let append = 'console=ttyS0 panic=-1 loglevel=4';
+  let append = 'console=ttyS0 panic=-1 quiet loglevel=4';
   if (opts.machine === 'microvm') {
     // No HPET on microvm: under TCG and load the kernel can hang calibrating the TSC.
     const khz = hostTscKhz();
@@ -569,11 +614,11 @@ function track(child: ChildProcess): void {
 }
 
 /** Spawns `cmd` so that it dies with this process (parent-death signal) and on its exit hook. */
-function spawnBound(cmd: string, args: readonly string[], cwd?: string): ChildProcess {
+function spawnBound(cmd: string, args: readonly string[], cwd?: string, stdin: 'ignore' | 'pipe' = 'ignore'): ChildProcess {
   const viaSetpriv = existsSync('/usr/bin/setpriv');
   const child = viaSetpriv
-    ? spawn('/usr/bin/setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd })
-    : spawn(cmd, [...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
+    ? spawn('/usr/bin/setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args], { stdio: [stdin, 'pipe', 'pipe'], cwd })
+    : spawn(cmd, [...args], { stdio: [stdin, 'pipe', 'pipe'], cwd });
   track(child);
   return child;
 }
@@ -598,7 +643,14 @@ export function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
     const results = new Map<string, string>();
     let settled = false;
 
-    const child = spawnBound(QEMU, argv);
+    const child = spawnBound(QEMU, argv, undefined, 'pipe');
+    // A write after QEMU ended fails with EPIPE: the run's outcome is reported by 'close'.
+    child.stdin?.on('error', () => undefined);
+    const guestConsole: GuestConsole = {
+      send: (text: string) => {
+        if (!settled && child.stdin?.writable) child.stdin.write(text);
+      },
+    };
     if (child.pid !== undefined) opts.onStart?.(child.pid);
     const fullOutput = (): string => (stderr ? `${console_}\n----- qemu stderr -----\n${stderr}` : console_);
 
@@ -624,7 +676,7 @@ export function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
       const x = new RegExp(`^${GUEST_EXIT_MARK} (\\d+)$`).exec(line);
       if (x?.[1] !== undefined) exitCode = Number(x[1]);
       if (line.startsWith(INSMOD_FAIL_MARK)) insmodFailed = line.slice(INSMOD_FAIL_MARK.length).trim();
-      opts.onLine?.(line);
+      opts.onLine?.(line, guestConsole);
     };
 
     child.stdout?.setEncoding('utf8');
