@@ -104,7 +104,10 @@ function run(feat: Features, ops: Op[]): void {
     let o = outLens;
     let i = inLens;
     if (o.length + i.length === 0) i = [8];
-    while (o.length + i.length > size) (o.length > i.length ? (o = o.slice(1)) : (i = i.slice(1)));
+    while (o.length + i.length > size) {
+      if (o.length > i.length) o = o.slice(1);
+      else i = i.slice(1);
+    }
     const useIndirect = indirect && drv.canIndirect && o.length + i.length <= drv.maxIndirectSegments;
     const slot = freeSlots.pop();
     if (slot === undefined) return;
