@@ -42,6 +42,11 @@ export class SplitQueue implements DeviceQueue {
 
   private nextAvail = 0;
   private nextUsed = 0;
+  /** Last avail idx read from the ring (validated), so a batch of pops reads it once. */
+  private availCache = 0;
+  /** Guest range of the region the last data buffer was found in (a lookup-free fast path). */
+  private dataStart = 0;
+  private dataEnd = -1;
   private brokenErr: QueueError | null = null;
   /** Whether the device currently wants available-buffer notifications (2.7.10). */
   private notifyEnabled = true;
@@ -98,19 +103,23 @@ export class SplitQueue implements DeviceQueue {
 
   hasAvailable(): boolean {
     if (this.brokenErr !== null) return false;
+    if (this.availCache !== this.nextAvail) return true;
     return this.availIdx() !== this.nextAvail;
   }
 
   pop(chain: DescriptorChain): boolean {
     if (this.brokenErr !== null) return false;
     const le = this.littleEndian;
-    // 2.7.13: read idx (acquire) before the ring entries and descriptors it publishes.
-    const availIdx = this.availIdx();
-    const pending = (availIdx - this.nextAvail) & 0xffff;
-    if (pending === 0) return false;
-    // 2.7.6: idx never decrements and the ring holds at most `size` heads.
-    if (pending > this.size) {
-      this.fail(QueueFault.AVAIL_IDX_JUMP, `avail idx ${availIdx} is ${pending} ahead of ${this.nextAvail} (size ${this.size})`);
+    if (this.availCache === this.nextAvail) {
+      // 2.7.13: read idx (acquire) before the ring entries and descriptors it publishes.
+      const availIdx = this.availIdx();
+      const pending = (availIdx - this.nextAvail) & 0xffff;
+      if (pending === 0) return false;
+      // 2.7.6: idx never decrements and the ring holds at most `size` heads.
+      if (pending > this.size) {
+        this.fail(QueueFault.AVAIL_IDX_JUMP, `avail idx ${availIdx} is ${pending} ahead of ${this.nextAvail} (size ${this.size})`);
+      }
+      this.availCache = availIdx;
     }
     const av = this.avail;
     const head = av.view.getUint16(av.offset + SplitLayout.AVAIL_RING + 2 * (this.nextAvail & this.mask), le);
@@ -178,8 +187,15 @@ export class SplitQueue implements DeviceQueue {
       total += len;
       if (total > MAX_CHAIN_BYTES) this.fail(QueueFault.CHAIN_LEN_OVERFLOW, `chain from head ${head} exceeds 2^32 - 1 bytes`);
       if (chain.count >= capacity) this.fail(QueueFault.CHAIN_TOO_LONG, `chain from head ${head} has more than ${capacity} segments`);
-      if (addr >= 0 && mem.locate(addr, len) >= 0) chain.addSegment(addr, len, writable);
-      else this.addUnmapped(chain, addr, len, writable);
+      if (addr >= this.dataStart && addr + len <= this.dataEnd) chain.addSegment(addr, len, writable);
+      else {
+        const r = addr >= 0 ? mem.locate(addr, len) : -1;
+        if (r >= 0) {
+          this.dataStart = mem.baseOf(r);
+          this.dataEnd = this.dataStart + mem.bytesOf(r).length;
+          chain.addSegment(addr, len, writable);
+        } else this.addUnmapped(chain, addr, len, writable);
+      }
       if ((flags & DescFlag.NEXT) === 0) return;
       const next = view.getUint16(o + 14, le);
       if (next >= tableSize) {
@@ -314,6 +330,7 @@ export class SplitQueue implements DeviceQueue {
       );
     }
     this.nextAvail = s.nextAvail;
+    this.availCache = s.nextAvail;
     this.nextUsed = s.nextUsed;
     this.signalledValid = false;
   }
@@ -321,6 +338,7 @@ export class SplitQueue implements DeviceQueue {
   /** Back to the state of a freshly enabled queue (2.6.1 / 3.3.1); guest memory is not touched. */
   reset(): void {
     this.nextAvail = 0;
+    this.availCache = 0;
     this.nextUsed = 0;
     this.brokenErr = null;
     this.notifyEnabled = true;
