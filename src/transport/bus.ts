@@ -1,0 +1,267 @@
+/**
+ * What a host emulator (a VMM, a CPU emulator, a test) provides to the register-level
+ * transports, and what the transports give back.
+ *
+ * The emulator decodes the guest's physical accesses to a device (an MMIO window, a PCI BAR or
+ * configuration space, a channel program) and calls the adapter with an offset and a width.
+ * The adapters never throw out of these calls: an access the transport does not define is
+ * answered as the spec or the bus says (reads give 0 or all ones, writes are ignored, a CCW is
+ * rejected) and reported to an optional listener.
+ */
+import type { DeviceCoreApi, InterruptSink } from '../device/types.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+
+/** The host side of the bus a transport sits on. */
+export interface TransportBus {
+  readonly memory: GuestMemory;
+  /** Asserts the device's level-triggered interrupt line (PCI INTx, MMIO IRQ). */
+  raiseIrq(): void;
+  /** Deasserts it (the driver read ISR / acknowledged InterruptStatus). */
+  lowerIrq(): void;
+  /** Sends one MSI-X message: a 32-bit `data` write to the 64-bit `address`. */
+  msiSend(address: number, data: number): void;
+  /** Channel I/O: an unsolicited I/O interrupt on the device's subchannel (classic indicators). */
+  ioInterrupt?(): void;
+  /** Channel I/O: an adapter I/O interrupt for interruption subclass `isc` (two-stage indicators). */
+  adapterInterrupt?(isc: number): void;
+}
+
+/** A register window accessed by offset and width in bytes (1, 2, 4 or 8). Never throws. */
+export interface RegisterWindow {
+  read(offset: number, width: number): number;
+  write(offset: number, width: number, value: number): void;
+}
+
+/** How the device core is to be built: the transport picks it once the driver chose an interface. */
+export interface CoreMode {
+  /** The legacy (pre-1.0) interface: no VERSION_1, no FEATURES_OK handshake required. */
+  readonly legacy: boolean;
+  /** False for a legacy interface on a big-endian guest. */
+  readonly littleEndian: boolean;
+}
+
+/**
+ * Builds the device core for a transport. The transport passes itself as the interrupt sink.
+ * Transitional transports may call it again (after a reset) when the driver switches between
+ * the legacy and the modern interface; the previous core is reset first.
+ */
+export type CoreFactory = (sink: InterruptSink, mode: CoreMode) => DeviceCoreApi;
+
+/** Why an access was refused; stable values for tests and logs. */
+export const BadAccess = {
+  /** Width not allowed for this register. */
+  WIDTH: 'WIDTH',
+  /** Offset outside every defined register. */
+  OFFSET: 'OFFSET',
+  /** Write to a read-only register. */
+  READ_ONLY: 'READ_ONLY',
+  /** Read of a write-only register. */
+  WRITE_ONLY: 'WRITE_ONLY',
+  /** Queue register for a queue that does not exist (queue select out of range). */
+  NO_QUEUE: 'NO_QUEUE',
+  /** Queue field written while the queue is enabled. */
+  QUEUE_ENABLED: 'QUEUE_ENABLED',
+  /** Notification for a queue that is not enabled. */
+  QUEUE_DISABLED: 'QUEUE_DISABLED',
+  /** A value the register does not accept (size not a power of two, vector out of range...). */
+  VALUE: 'VALUE',
+  /** The access is valid only in the other interface (legacy vs modern) or revision. */
+  MODE: 'MODE',
+  /** The device core refused the operation. */
+  REFUSED: 'REFUSED',
+  /** A guest buffer named by the access is not mapped. */
+  MEMORY: 'MEMORY',
+} as const;
+export type BadAccess = (typeof BadAccess)[keyof typeof BadAccess];
+
+export interface BadAccessReport {
+  readonly reason: BadAccess;
+  /** Region the access went to: 'mmio', 'pci-config', 'common', 'notify', 'legacy', 'ccw', ... */
+  readonly region: string;
+  readonly offset: number;
+  readonly width: number;
+  readonly write: boolean;
+  readonly detail?: string;
+}
+
+export type BadAccessListener = (r: BadAccessReport) => void;
+
+/** Widths a register bus can carry. */
+export function isAccessWidth(width: number): boolean {
+  return width === 1 || width === 2 || width === 4 || width === 8;
+}
+
+/** Mask of an access width's value (width 8 gives the safe-integer range). */
+export function widthMask(width: number, value: number): number {
+  switch (width) {
+    case 1:
+      return value & 0xff;
+    case 2:
+      return value & 0xffff;
+    case 4:
+      return value >>> 0;
+    default:
+      return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+  }
+}
+
+const U32 = 0x1_0000_0000;
+
+/** Low 32 bits of a non-negative safe integer (no BigInt). */
+export function lo32(v: number): number {
+  return v % U32 >>> 0;
+}
+/** High 32 bits of a non-negative safe integer. */
+export function hi32(v: number): number {
+  return Math.floor(v / U32) >>> 0;
+}
+/** Joins two 32-bit halves; -1 when the result exceeds 2^53 (no guest region can be there). */
+export function join64(lo: number, hi: number): number {
+  return hi >= 0x20_0000 ? -1 : hi * U32 + (lo >>> 0);
+}
+
+/**
+ * Reads `width` bytes of device configuration through the core as a little-endian bus value.
+ * The bytes are what the device put in its config space (guest endian for legacy), so a byte
+ * view of the window is the same whichever width the driver uses.
+ */
+export function readConfigValue(core: DeviceCoreApi, scratch: Uint8Array, offset: number, width: number): number {
+  const view = scratch.subarray(0, width);
+  view.fill(0);
+  core.readConfigBytes(offset, view);
+  let v = 0;
+  for (let i = width - 1; i >= 0; i--) v = v * 256 + view[i]!;
+  return v;
+}
+
+/**
+ * Reads config bytes through a register window with natural-width accesses where the range
+ * allows (4.2.2.2 / 4.1.3.1: fields of 1, 2, 4 bytes at their own width, 8 as two halves).
+ */
+export function readWindowBytes(w: RegisterWindow, base: number, dst: Uint8Array): void {
+  const n = dst.length;
+  if ((n === 2 || n === 4) && base % n === 0) {
+    putLe(dst, 0, w.read(base, n), n);
+    return;
+  }
+  if (n === 8 && base % 4 === 0) {
+    putLe(dst, 0, w.read(base, 4), 4);
+    putLe(dst, 4, w.read(base + 4, 4), 4);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[i] = w.read(base + i, 1) & 0xff;
+}
+
+export function writeWindowBytes(w: RegisterWindow, base: number, src: Uint8Array): void {
+  const n = src.length;
+  if ((n === 2 || n === 4) && base % n === 0) {
+    w.write(base, n, getLe(src, 0, n));
+    return;
+  }
+  if (n === 8 && base % 4 === 0) {
+    w.write(base, 4, getLe(src, 0, 4));
+    w.write(base + 4, 4, getLe(src, 4, 4));
+    return;
+  }
+  for (let i = 0; i < n; i++) w.write(base + i, 1, src[i]!);
+}
+
+function putLe(dst: Uint8Array, off: number, v: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    dst[off + i] = v & 0xff;
+    v = Math.floor(v / 256);
+  }
+}
+
+function getLe(src: Uint8Array, off: number, n: number): number {
+  let v = 0;
+  for (let i = n - 1; i >= 0; i--) v = v * 256 + src[off + i]!;
+  return v;
+}
+
+/**
+ * A bus for in-process use: the device side raises interrupts, the handlers set by the
+ * driver side (or a test) receive them. A raise inside a handler is delivered once the
+ * handler returns (if the line is still asserted), so handlers never nest; delivery rounds
+ * are bounded.
+ */
+export class LoopbackBus implements TransportBus {
+  irqLevel = false;
+  /** Counts, for tests. */
+  irqRaises = 0;
+  msiCount = 0;
+  ioInterrupts = 0;
+  adapterInterrupts = 0;
+  onIrq: (() => void) | null = null;
+  onMsi: ((address: number, data: number) => void) | null = null;
+  onIo: (() => void) | null = null;
+  onAdapter: ((isc: number) => void) | null = null;
+
+  private delivering = false;
+  private pendingIrq = false;
+  private readonly pendingMsi: number[] = [];
+  private pendingIo = false;
+  private readonly pendingAdapter: number[] = [];
+
+  constructor(readonly memory: GuestMemory) {}
+
+  raiseIrq(): void {
+    this.irqLevel = true;
+    this.irqRaises++;
+    this.pendingIrq = true;
+    this.deliver();
+  }
+  lowerIrq(): void {
+    this.irqLevel = false;
+  }
+  msiSend(address: number, data: number): void {
+    this.msiCount++;
+    this.pendingMsi.push(address, data);
+    this.deliver();
+  }
+  ioInterrupt(): void {
+    this.ioInterrupts++;
+    this.pendingIo = true;
+    this.deliver();
+  }
+  adapterInterrupt(isc: number): void {
+    this.adapterInterrupts++;
+    this.pendingAdapter.push(isc);
+    this.deliver();
+  }
+
+  private deliver(): void {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      // Bounded: a handler that never lowers the line cannot spin forever.
+      for (let round = 0; round < 10_000; round++) {
+        if (this.pendingMsi.length > 0) {
+          const a = this.pendingMsi.shift()!;
+          const d = this.pendingMsi.shift()!;
+          this.onMsi?.(a, d);
+          continue;
+        }
+        if (this.pendingAdapter.length > 0) {
+          const isc = this.pendingAdapter.shift()!;
+          this.onAdapter?.(isc);
+          continue;
+        }
+        if (this.pendingIo) {
+          this.pendingIo = false;
+          this.onIo?.();
+          continue;
+        }
+        if (this.pendingIrq && this.irqLevel && this.onIrq) {
+          this.pendingIrq = false;
+          this.onIrq();
+          continue;
+        }
+        this.pendingIrq = false;
+        break;
+      }
+    } finally {
+      this.delivering = false;
+    }
+  }
+}

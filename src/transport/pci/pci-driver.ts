@@ -1,0 +1,371 @@
+/**
+ * 4.1.3 / 4.1.5 Virtio Over PCI Bus, driver side: matches the PCI ids, walks the capability
+ * list to find the virtio structures (modern), or drives the legacy I/O BAR of a transitional
+ * device (4.1.4.8), and implements DriverTransport for VirtioDriver. Interrupts arrive through
+ * `handleMsi` (MSI-X) or `handleIntx` (INTx, reads ISR).
+ */
+import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import type { GuestMemory } from '../../memory/guest-memory.js';
+import { legacySplitLayout } from '../../spec/ring.js';
+import { type RegisterWindow, hi32, lo32, readWindowBytes, writeWindowBytes } from '../bus.js';
+import {
+  CapField,
+  CommonCfg,
+  IsrBit,
+  LEGACY_PFN_SHIFT,
+  LegacyReg,
+  Msix,
+  NO_VECTOR,
+  PCI_CAP_ID_MSIX,
+  PCI_CAP_ID_VNDR,
+  PCI_VENDOR_VIRTIO,
+  PciBar,
+  PciCfg,
+  PciCommand,
+  VirtioPciCap,
+  virtioIdFromPciDeviceId,
+} from './constants.js';
+import type { PciFunction } from './pci-device.js';
+
+/** Capability list walk bound: 256 bytes hold at most 48 four-byte-aligned capabilities. */
+const MAX_CAPS = 48;
+const RESET_POLLS = 1000;
+const MAX_PROBED_QUEUES = 1024;
+/** MSI address the driver programs (x86 local APIC window), vector in the data. */
+const MSI_ADDRESS = 0xfee0_0000;
+
+export interface PciDriverOptions {
+  /** Drive the legacy interface through I/O BAR0 (transitional devices only). */
+  readonly legacy?: boolean;
+  /** Use MSI-X when the device has it (default true); otherwise INTx and ISR. */
+  readonly useMsix?: boolean;
+  /** Legacy only: false for a big-endian guest. */
+  readonly guestLittleEndian?: boolean;
+}
+
+interface CapRef {
+  bar: number;
+  offset: number;
+  length: number;
+}
+
+/** A BAR seen as a register window. */
+class BarWindow implements RegisterWindow {
+  constructor(
+    private readonly fn: PciFunction,
+    private readonly bar: number,
+    private readonly base: number,
+  ) {}
+  read(offset: number, width: number): number {
+    return this.fn.barRead(this.bar, this.base + offset, width);
+  }
+  write(offset: number, width: number, value: number): void {
+    this.fn.barWrite(this.bar, this.base + offset, width, value);
+  }
+}
+
+export class PciDriverTransport implements DriverTransport {
+  readonly deviceId: number;
+  readonly pciDeviceId: number;
+  readonly legacy: boolean;
+  readonly littleEndian: boolean;
+  /** MSI-X table size (0 without MSI-X) and whether the driver turned it on. */
+  readonly msixSize: number;
+  readonly msixActive: boolean;
+
+  private readonly common: BarWindow | null = null;
+  private readonly deviceCfg: BarWindow | null = null;
+  private readonly isr: BarWindow | null = null;
+  private readonly notifyCap: CapRef | null = null;
+  private readonly notifyMult: number = 0;
+  private readonly legacyIo: BarWindow | null = null;
+  private readonly msixCap: number = -1;
+  private handler: DriverInterruptHandler | null = null;
+  /** Queue index -> vector, and the notify offset of each set-up queue. */
+  private readonly queueVector = new Map<number, number>();
+  private readonly notifyAddr = new Map<number, number>();
+  private notificationData32 = false;
+  private queueCount = -1;
+
+  constructor(
+    private readonly fn: PciFunction,
+    readonly memory: GuestMemory,
+    opts: PciDriverOptions = {},
+  ) {
+    // 4.1.2.2: vendor 0x1af4; modern ids 0x1040..0x107f, transitional 0x1000..0x103f.
+    const vendor = fn.configRead(PciCfg.VENDOR_ID, 2);
+    const dev = fn.configRead(PciCfg.DEVICE_ID, 2);
+    if (vendor !== PCI_VENDOR_VIRTIO) throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, `not a virtio PCI function (vendor 0x${vendor.toString(16)})`);
+    const id = virtioIdFromPciDeviceId(dev, fn.configRead(PciCfg.SUBSYSTEM_ID, 2));
+    if (id <= 0) throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, `not a virtio PCI device id 0x${dev.toString(16)}`);
+    this.deviceId = id;
+    this.pciDeviceId = dev;
+    this.legacy = opts.legacy ?? false;
+    this.littleEndian = this.legacy ? (opts.guestLittleEndian ?? true) : true;
+    if (this.legacy && dev >= 0x1040) throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, 'a non-transitional device has no legacy interface');
+
+    // Walk the capability list (bounded; a loop in the list cannot hang the driver).
+    let ptr = fn.configRead(PciCfg.CAPABILITIES_POINTER, 1) & 0xfc;
+    const found = new Map<number, CapRef>();
+    let msixCap = -1;
+    for (let n = 0; n < MAX_CAPS && ptr >= 0x40; n++) {
+      const capId = fn.configRead(ptr, 1);
+      if (capId === PCI_CAP_ID_MSIX && msixCap < 0) msixCap = ptr;
+      if (capId === PCI_CAP_ID_VNDR) {
+        const type = fn.configRead(ptr + CapField.CFG_TYPE, 1);
+        const bar = fn.configRead(ptr + CapField.BAR, 1);
+        // 4.1.4.1: ignore reserved types and BARs; use the first instance of each type.
+        if (bar <= 5 && !found.has(type) && type >= VirtioPciCap.COMMON_CFG && type <= VirtioPciCap.DEVICE_CFG) {
+          found.set(type, { bar, offset: fn.configRead(ptr + CapField.OFFSET, 4), length: fn.configRead(ptr + CapField.LENGTH, 4) });
+          if (type === VirtioPciCap.NOTIFY_CFG) this.notifyMult = fn.configRead(ptr + CapField.EXTRA, 4);
+        }
+      }
+      ptr = fn.configRead(ptr + CapField.NEXT, 1) & 0xfc;
+    }
+    this.msixCap = msixCap;
+    this.msixSize = msixCap >= 0 ? (fn.configRead(msixCap + Msix.CTRL, 2) & Msix.CTRL_SIZE_MASK) + 1 : 0;
+
+    const cmd = fn.configRead(PciCfg.COMMAND, 2);
+    fn.configWrite(PciCfg.COMMAND, 2, cmd | PciCommand.IO | PciCommand.MEMORY | PciCommand.BUS_MASTER);
+
+    if (this.legacy) {
+      this.legacyIo = new BarWindow(fn, PciBar.LEGACY_IO, 0);
+    } else {
+      const c = found.get(VirtioPciCap.COMMON_CFG);
+      const nt = found.get(VirtioPciCap.NOTIFY_CFG);
+      const is = found.get(VirtioPciCap.ISR_CFG);
+      if (!c || !nt || !is) throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, 'virtio PCI capabilities missing');
+      this.common = new BarWindow(fn, c.bar, c.offset);
+      this.notifyCap = nt;
+      this.isr = new BarWindow(fn, is.bar, is.offset);
+      const d = found.get(VirtioPciCap.DEVICE_CFG);
+      if (d) this.deviceCfg = new BarWindow(fn, d.bar, d.offset);
+    }
+
+    // MSI-X: vector v sends data v; all entries unmasked; the function turned on.
+    this.msixActive = (opts.useMsix ?? true) && this.msixSize > 0;
+    if (this.msixActive) {
+      for (let v = 0; v < this.msixSize; v++) {
+        const e = v * Msix.ENTRY_SIZE;
+        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_ADDR_LO, 4, MSI_ADDRESS);
+        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_ADDR_HI, 4, 0);
+        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_DATA, 4, v);
+        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_CTRL, 4, 0);
+      }
+      fn.configWrite(msixCap + Msix.CTRL, 2, Msix.CTRL_ENABLE);
+    }
+  }
+
+  // ---- register helpers ------------------------------------------------------------------
+
+  private cc(): BarWindow {
+    return this.common!;
+  }
+  private io(): BarWindow {
+    return this.legacyIo!;
+  }
+
+  getStatus(): number {
+    return this.legacy ? this.io().read(LegacyReg.STATUS, 1) : this.cc().read(CommonCfg.DEVICE_STATUS, 1);
+  }
+
+  setStatus(value: number): void {
+    if (this.legacy) this.io().write(LegacyReg.STATUS, 1, value);
+    else this.cc().write(CommonCfg.DEVICE_STATUS, 1, value);
+    if (value === 0) {
+      // 4.1.4.3.2: wait for device_status to read 0 before reinitializing.
+      let ok = false;
+      for (let i = 0; i < RESET_POLLS && !ok; i++) ok = this.getStatus() === 0;
+      if (!ok) throw new VirtioError(ErrorCode.TIMEOUT, 'device did not finish its reset');
+      this.queueVector.clear();
+      this.notifyAddr.clear();
+      this.notificationData32 = false;
+    }
+    if (value !== 0 && this.msixActive && (value & 0x3) !== 0) this.mapConfigVector();
+  }
+
+  /** Config changes go to vector 0 (mapping is lost at every reset, 4.1.5.1.2.1). */
+  private mapConfigVector(): void {
+    if (this.legacy) {
+      if (this.io().read(LegacyReg.CONFIG_MSIX_VECTOR, 2) !== 0) this.io().write(LegacyReg.CONFIG_MSIX_VECTOR, 2, 0);
+    } else if (this.cc().read(CommonCfg.CONFIG_MSIX_VECTOR, 2) !== 0) {
+      this.cc().write(CommonCfg.CONFIG_MSIX_VECTOR, 2, 0);
+    }
+  }
+
+  getDeviceFeatures(): bigint {
+    if (this.legacy) return BigInt(this.io().read(LegacyReg.HOST_FEATURES, 4) >>> 0);
+    let f = 0n;
+    for (let w = 0; w < 2; w++) {
+      this.cc().write(CommonCfg.DEVICE_FEATURE_SELECT, 4, w);
+      f |= BigInt(this.cc().read(CommonCfg.DEVICE_FEATURE, 4) >>> 0) << BigInt(32 * w);
+    }
+    return f;
+  }
+
+  setDriverFeatures(features: bigint): void {
+    // 2.9 / 4.1.5.2: NOTIFICATION_DATA makes notifications 32 bits wide.
+    this.notificationData32 = ((features >> 38n) & 1n) === 1n;
+    if (this.legacy) {
+      this.io().write(LegacyReg.GUEST_FEATURES, 4, Number(features & 0xffff_ffffn));
+      return;
+    }
+    for (let w = 0; w < 2; w++) {
+      this.cc().write(CommonCfg.DRIVER_FEATURE_SELECT, 4, w);
+      this.cc().write(CommonCfg.DRIVER_FEATURE, 4, Number((features >> BigInt(32 * w)) & 0xffff_ffffn));
+    }
+  }
+
+  configGeneration(): number {
+    return this.legacy ? 0 : this.cc().read(CommonCfg.CONFIG_GENERATION, 1);
+  }
+
+  private legacyConfigBase(): number {
+    return this.msixActive ? LegacyReg.CONFIG_MSIX : LegacyReg.CONFIG_NO_MSIX;
+  }
+
+  readConfig(offset: number, dst: Uint8Array): void {
+    if (this.legacy) readWindowBytes(this.io(), this.legacyConfigBase() + offset, dst);
+    else if (this.deviceCfg) readWindowBytes(this.deviceCfg, offset, dst);
+    else dst.fill(0);
+  }
+
+  writeConfig(offset: number, src: Uint8Array): void {
+    if (this.legacy) writeWindowBytes(this.io(), this.legacyConfigBase() + offset, src);
+    else if (this.deviceCfg) writeWindowBytes(this.deviceCfg, offset, src);
+  }
+
+  numQueues(): number {
+    if (!this.legacy) return this.cc().read(CommonCfg.NUM_QUEUES, 2);
+    if (this.queueCount < 0) {
+      let n = 0;
+      while (n < MAX_PROBED_QUEUES) {
+        this.io().write(LegacyReg.QUEUE_SELECT, 2, n);
+        if (this.io().read(LegacyReg.QUEUE_SIZE, 2) === 0) break;
+        n++;
+      }
+      this.queueCount = n;
+    }
+    return this.queueCount;
+  }
+
+  queueMaxSize(index: number): number {
+    if (this.legacy) {
+      this.io().write(LegacyReg.QUEUE_SELECT, 2, index);
+      return this.io().read(LegacyReg.QUEUE_SIZE, 2);
+    }
+    this.cc().write(CommonCfg.QUEUE_SELECT, 2, index);
+    return this.cc().read(CommonCfg.QUEUE_SIZE, 2);
+  }
+
+  /** Maps queue `index` to a vector and checks the device took it (4.1.5.1.2). */
+  private pickVector(index: number, read: () => number, write: (v: number) => void): void {
+    if (!this.msixActive) return;
+    const wanted = this.msixSize > 1 ? 1 + (index % (this.msixSize - 1)) : 0;
+    write(wanted);
+    let got = read();
+    if (got !== wanted) {
+      // 4.1.5.1.2.1: NO_VECTOR means the mapping failed; share the config vector instead.
+      write(0);
+      got = read();
+    }
+    if (got !== NO_VECTOR) this.queueVector.set(index, got);
+  }
+
+  setupQueue(index: number, a: DriverQueueAddresses): void {
+    if (this.legacy) return this.setupLegacyQueue(index, a);
+    const c = this.cc();
+    c.write(CommonCfg.QUEUE_SELECT, 2, index);
+    if (c.read(CommonCfg.QUEUE_ENABLE, 2) !== 0) throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `queue ${index} already enabled`);
+    c.write(CommonCfg.QUEUE_SIZE, 2, a.size);
+    if (c.read(CommonCfg.QUEUE_SIZE, 2) !== a.size) throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `device refused size ${a.size} for queue ${index}`);
+    this.pickVector(
+      index,
+      () => c.read(CommonCfg.QUEUE_MSIX_VECTOR, 2),
+      (v) => c.write(CommonCfg.QUEUE_MSIX_VECTOR, 2, v),
+    );
+    c.write(CommonCfg.QUEUE_DESC, 4, lo32(a.descAddr));
+    c.write(CommonCfg.QUEUE_DESC + 4, 4, hi32(a.descAddr));
+    c.write(CommonCfg.QUEUE_DRIVER, 4, lo32(a.driverAddr));
+    c.write(CommonCfg.QUEUE_DRIVER + 4, 4, hi32(a.driverAddr));
+    c.write(CommonCfg.QUEUE_DEVICE, 4, lo32(a.deviceAddr));
+    c.write(CommonCfg.QUEUE_DEVICE + 4, 4, hi32(a.deviceAddr));
+    const off = c.read(CommonCfg.QUEUE_NOTIFY_OFF, 2);
+    const nc = this.notifyCap!;
+    // 4.1.4.4: cap.offset + queue_notify_off * notify_off_multiplier.
+    const addr = nc.offset + off * this.notifyMult;
+    if (addr + 2 > nc.offset + nc.length) throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, `notify address of queue ${index} outside the capability`);
+    this.notifyAddr.set(index, addr);
+    c.write(CommonCfg.QUEUE_ENABLE, 2, 1);
+    if (c.read(CommonCfg.QUEUE_ENABLE, 2) !== 1) throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `device refused queue ${index}`);
+  }
+
+  private setupLegacyQueue(index: number, a: DriverQueueAddresses): void {
+    const io = this.io();
+    io.write(LegacyReg.QUEUE_SELECT, 2, index);
+    const max = io.read(LegacyReg.QUEUE_SIZE, 2);
+    const align = 1 << LEGACY_PFN_SHIFT;
+    const l = legacySplitLayout(a.size, align);
+    // 4.1.5.4 legacy: the size is the device's, the ring contiguous and page-aligned.
+    if (a.size !== max || a.descAddr % align !== 0 || a.driverAddr !== a.descAddr + l.avail || a.deviceAddr !== a.descAddr + l.used) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `legacy PCI needs a contiguous ring of the device's size ${max}`);
+    }
+    this.pickVector(
+      index,
+      () => io.read(LegacyReg.QUEUE_MSIX_VECTOR, 2),
+      (v) => io.write(LegacyReg.QUEUE_MSIX_VECTOR, 2, v),
+    );
+    io.write(LegacyReg.QUEUE_PFN, 4, a.descAddr / align);
+    if (io.read(LegacyReg.QUEUE_PFN, 4) === 0) throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `device refused queue ${index}`);
+    this.notifyAddr.set(index, LegacyReg.QUEUE_NOTIFY);
+  }
+
+  resetQueue(index: number): void {
+    if (this.legacy) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no queue reset through the legacy interface');
+    const c = this.cc();
+    c.write(CommonCfg.QUEUE_SELECT, 2, index);
+    c.write(CommonCfg.QUEUE_RESET, 2, 1);
+    // 4.1.4.3.2: the reset is complete once queue_reset reads 0.
+    let done = false;
+    for (let i = 0; i < RESET_POLLS && !done; i++) done = c.read(CommonCfg.QUEUE_RESET, 2) === 0;
+    if (!done) throw new VirtioError(ErrorCode.TIMEOUT, `queue ${index} reset did not complete`);
+    this.notifyAddr.delete(index);
+    this.queueVector.delete(index);
+  }
+
+  notify(index: number, data?: number): void {
+    if (this.legacy) {
+      this.fn.barWrite(PciBar.LEGACY_IO, LegacyReg.QUEUE_NOTIFY, 2, index);
+      return;
+    }
+    const addr = this.notifyAddr.get(index);
+    if (addr === undefined) return;
+    const nc = this.notifyCap!;
+    // 4.1.5.2: 16 bits (queue index) without NOTIFICATION_DATA, 32 bits with it.
+    if (this.notificationData32) this.fn.barWrite(nc.bar, addr, 4, data ?? index);
+    else this.fn.barWrite(nc.bar, addr, 2, index);
+  }
+
+  setInterruptHandler(h: DriverInterruptHandler): void {
+    this.handler = h;
+  }
+
+  /** An MSI-X message arrived (data = vector). */
+  handleMsi(_address: number, data: number): void {
+    const h = this.handler;
+    if (!h) return;
+    // 4.1.5.1.2: one vector may serve the configuration and queues alike.
+    if (data === 0) h.configChange();
+    for (const [q, v] of this.queueVector) if (v === data) h.used(q);
+  }
+
+  /** INTx: reading ISR says what happened and deasserts the line (4.1.4.5). */
+  handleIntx(): void {
+    const isr = this.legacy ? this.io().read(LegacyReg.ISR, 1) : this.isr!.read(0, 1);
+    const h = this.handler;
+    if (!h || isr === 0) return;
+    if (isr & IsrBit.CONFIG) h.configChange();
+    if (isr & IsrBit.QUEUE) for (const q of this.notifyAddr.keys()) h.used(q);
+  }
+}
