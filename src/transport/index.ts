@@ -9,3 +9,4 @@ export * from './pci/pci-driver.js';
 export * from './ccw/constants.js';
 export * from './ccw/ccw-device.js';
 export * from './ccw/ccw-driver.js';
+export * from './loopback.js';

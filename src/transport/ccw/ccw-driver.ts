@@ -48,6 +48,7 @@ export class CcwDriverTransport implements DriverTransport {
   readonly legacy: boolean;
   readonly littleEndian: boolean;
   private handler: DriverInterruptHandler | null = null;
+  private notificationData = false;
   private status = 0;
   private indicatorsSet = false;
   private readonly active = new Set<number>();
@@ -155,6 +156,7 @@ export class CcwDriverTransport implements DriverTransport {
   }
 
   setDriverFeatures(features: bigint): void {
+    this.notificationData = ((features >> 38n) & 1n) === 1n;
     const words = this.legacy ? 1 : 2;
     for (let w = 0; w < words; w++) {
       this.memory.writeU32(this.base + DATA, Number((features >> BigInt(32 * w)) & 0xffff_ffffn), true);
@@ -233,7 +235,8 @@ export class CcwDriverTransport implements DriverTransport {
 
   notify(index: number, data?: number): void {
     // 4.3.3.2.2: pass back the cookie of the previous notification.
-    const r = this.ch.hypercallNotify(this.opts.subchannelId ?? 0, data ?? index, this.cookie);
+    // 4.3.3.2: the NOTIFICATION_DATA value only when negotiated, else the queue index.
+    const r = this.ch.hypercallNotify(this.opts.subchannelId ?? 0, this.notificationData ? (data ?? index) : index, this.cookie);
     if (r >= 0) this.cookie = r;
   }
 

@@ -25,6 +25,7 @@ export class MmioDriverTransport implements DriverTransport {
   readonly legacy: boolean;
   readonly littleEndian: boolean;
   private handler: DriverInterruptHandler | null = null;
+  private notificationData = false;
   private readonly active = new Set<number>();
   private queueCount = -1;
 
@@ -75,6 +76,7 @@ export class MmioDriverTransport implements DriverTransport {
   }
 
   setDriverFeatures(features: bigint): void {
+    this.notificationData = ((features >> 38n) & 1n) === 1n;
     const words = this.legacy ? 1 : 2;
     for (let w = 0; w < words; w++) {
       this.regs.write(MmioReg.DRIVER_FEATURES_SEL, 4, w);
@@ -153,7 +155,8 @@ export class MmioDriverTransport implements DriverTransport {
   }
 
   notify(index: number, data?: number): void {
-    this.regs.write(MmioReg.QUEUE_NOTIFY, 4, data ?? index);
+    // 2.9: the NOTIFICATION_DATA value only when negotiated, else the queue index.
+    this.regs.write(MmioReg.QUEUE_NOTIFY, 4, this.notificationData ? (data ?? index) : index);
   }
 
   setInterruptHandler(h: DriverInterruptHandler): void {

@@ -1,0 +1,96 @@
+/**
+ * Wires a device-side transport to its driver-side counterpart in one process, over one guest
+ * memory and a LoopbackBus: the driver's register accesses and channel commands go straight to
+ * the device adapter, and the device's interrupts come back to the driver's handler. Used by the
+ * transport matrix tests and handy for examples.
+ */
+import type { DriverTransport } from '../driver/types.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { type BadAccessListener, type CoreFactory, LoopbackBus } from './bus.js';
+import { CcwDeviceTransport } from './ccw/ccw-device.js';
+import { CCW_DRIVER_SCRATCH, CcwDriverTransport } from './ccw/ccw-driver.js';
+import { MmioDeviceTransport } from './mmio/mmio-device.js';
+import { MmioDriverTransport } from './mmio/mmio-driver.js';
+import { PciDeviceTransport } from './pci/pci-device.js';
+import { PciDriverTransport } from './pci/pci-driver.js';
+
+export const TransportKind = {
+  PCI_MODERN: 'pci-modern',
+  /** Modern PCI with INTx instead of MSI-X. */
+  PCI_MODERN_INTX: 'pci-modern-intx',
+  /** A transitional PCI device driven through its legacy I/O BAR. */
+  PCI_LEGACY: 'pci-legacy',
+  MMIO: 'mmio',
+  MMIO_LEGACY: 'mmio-legacy',
+  CCW_REV0: 'ccw-rev0',
+  CCW_REV1: 'ccw-rev1',
+  CCW_REV2: 'ccw-rev2',
+  /** Revision 2 with two-stage adapter indicators. */
+  CCW_REV2_ADAPTER: 'ccw-rev2-adapter',
+} as const;
+export type TransportKind = (typeof TransportKind)[keyof typeof TransportKind];
+
+/** Whether the kind drives the legacy interface (split rings in the legacy layout only). */
+export function isLegacyKind(kind: TransportKind): boolean {
+  return kind === TransportKind.PCI_LEGACY || kind === TransportKind.MMIO_LEGACY || kind === TransportKind.CCW_REV0;
+}
+
+export interface TransportPair {
+  readonly kind: TransportKind;
+  readonly bus: LoopbackBus;
+  readonly device: PciDeviceTransport | MmioDeviceTransport | CcwDeviceTransport;
+  readonly driver: DriverTransport;
+}
+
+export interface TransportPairOptions {
+  /** Guest address of a scratch area the CCW driver may use (CCW_DRIVER_SCRATCH + config size). */
+  readonly ccwScratch?: { readonly addr: number; readonly size: number };
+  /** Legacy kinds: false for a big-endian guest (CCW revision 0 defaults to big-endian). */
+  readonly guestLittleEndian?: boolean;
+  readonly onBadAccess?: BadAccessListener;
+}
+
+export function createTransportPair(kind: TransportKind, memory: GuestMemory, factory: CoreFactory, opts: TransportPairOptions = {}): TransportPair {
+  const bus = new LoopbackBus(memory);
+  const onBadAccess = opts.onBadAccess;
+  const bad = onBadAccess ? { onBadAccess } : {};
+  switch (kind) {
+    case TransportKind.PCI_MODERN:
+    case TransportKind.PCI_MODERN_INTX:
+    case TransportKind.PCI_LEGACY: {
+      const legacy = kind === TransportKind.PCI_LEGACY;
+      const le = opts.guestLittleEndian ?? true;
+      const device = new PciDeviceTransport(bus, factory, { transitional: legacy, guestLittleEndian: le, ...bad });
+      const driver = new PciDriverTransport(device, memory, { legacy, useMsix: kind !== TransportKind.PCI_MODERN_INTX, guestLittleEndian: le });
+      bus.onMsi = (a, d) => driver.handleMsi(a, d);
+      bus.onIrq = () => driver.handleIntx();
+      return { kind, bus, device, driver };
+    }
+    case TransportKind.MMIO:
+    case TransportKind.MMIO_LEGACY: {
+      const legacy = kind === TransportKind.MMIO_LEGACY;
+      const le = opts.guestLittleEndian ?? true;
+      const device = new MmioDeviceTransport(bus, factory, { version: legacy ? 1 : 2, guestLittleEndian: le, ...bad });
+      const driver = new MmioDriverTransport(device, memory, { guestLittleEndian: le });
+      bus.onIrq = () => driver.handleInterrupt();
+      return { kind, bus, device, driver };
+    }
+    default: {
+      const revision = kind === TransportKind.CCW_REV0 ? 0 : kind === TransportKind.CCW_REV1 ? 1 : 2;
+      const le = opts.guestLittleEndian ?? false;
+      const device = new CcwDeviceTransport(bus, factory, { guestLittleEndian: le, subchannelId: 0x0001_0000, ...bad });
+      const scratch = opts.ccwScratch ?? { addr: 0, size: CCW_DRIVER_SCRATCH + 4096 };
+      const driver = new CcwDriverTransport(device, memory, {
+        scratchAddr: scratch.addr,
+        scratchSize: scratch.size,
+        revision,
+        adapter: kind === TransportKind.CCW_REV2_ADAPTER,
+        subchannelId: 0x0001_0000,
+        guestLittleEndian: le,
+      });
+      bus.onIo = () => driver.handleIoInterrupt();
+      bus.onAdapter = (isc) => driver.handleAdapterInterrupt(isc);
+      return { kind, bus, device, driver };
+    }
+  }
+}
