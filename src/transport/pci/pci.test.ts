@@ -95,6 +95,22 @@ describe('PCI configuration space', () => {
     }
   });
 
+  it('device/transport-pci/43 /44: shared memory capabilities (cap64) with unique ids inside BAR2', () => {
+    const { t } = setup({ sharedMemory: [{ id: 0, length: 0x20000 }, { id: 3, length: 0x1000 }] });
+    const shm = walkCaps(t).filter(([, id, type]) => id === 0x09 && type === VirtioPciCap.SHARED_MEMORY_CFG);
+    assert.equal(shm.length, 2);
+    const ids = shm.map(([p]) => t.configRead(p + CapField.ID, 1));
+    assert.deepEqual(ids, [0, 3]);
+    for (const [p] of shm) {
+      assert.equal(t.configRead(p + CapField.LEN, 1), 24);
+      assert.equal(t.configRead(p + CapField.BAR, 1), PciBar.SHM);
+      const off = t.configRead(p + CapField.OFFSET, 4) + t.configRead(p + CapField.EXTRA, 4) * 2 ** 32;
+      const len = t.configRead(p + CapField.LENGTH, 4) + t.configRead(p + CapField.EXTRA2, 4) * 2 ** 32;
+      assert.ok(off + len <= t.barSize(PciBar.SHM));
+    }
+    assert.equal(t.configRead(shm[0]![0] + CapField.LENGTH, 4), 0x20000);
+  });
+
   it('BAR sizing: writing all ones reads back the size mask and the type bits', () => {
     const { t } = setup({ transitional: true });
     const bar4 = PciCfg.BAR0 + 16;
