@@ -1,0 +1,160 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { LogLevel } from '../log.js';
+import { CliError, CliFault, DEFAULTS, EXIT, MAX_NUM_QUEUES, parseCommandLine, usage, type BlkOptions, type Parsed } from './args.js';
+import { main } from './main.js';
+
+function fault(argv: string[], f: CliFault): void {
+  assert.throws(
+    () => parseCommandLine(argv),
+    (e: unknown) => {
+      assert.ok(e instanceof CliError, `CliError, got ${String(e)}`);
+      assert.equal(e.fault, f, e.message);
+      assert.equal(e.code, 'INVALID_ARGUMENT');
+      return true;
+    },
+  );
+}
+
+function blk(argv: string[]): BlkOptions {
+  const p: Parsed = parseCommandLine(['blk', ...argv]);
+  assert.equal(p.kind, 'blk');
+  return (p as { options: BlkOptions }).options;
+}
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+  return { code, out, err };
+}
+
+describe('virtio-ts command line', () => {
+  it('blk: defaults and every option', () => {
+    const d = blk(['--socket-path', '/tmp/x.sock', '--memory', '1M']);
+    assert.deepEqual(d, {
+      socketPath: '/tmp/x.sock',
+      fd: null,
+      verbosity: DEFAULTS.verbosity,
+      image: null,
+      memoryBytes: 1 << 20,
+      readOnly: false,
+      numQueues: 1,
+      queueSize: 256,
+      serial: null,
+    });
+    const o = blk(['--fd=5', '--image', 'disk.img', '--read-only', '--num-queues', '4', '--queue-size=1024', '--serial', 'abc', '-vv']);
+    assert.equal(o.fd, 5);
+    assert.equal(o.socketPath, null);
+    assert.equal(o.image, 'disk.img');
+    assert.equal(o.readOnly, true);
+    assert.equal(o.numQueues, 4);
+    assert.equal(o.queueSize, 1024);
+    assert.equal(o.serial, 'abc');
+    assert.equal(o.verbosity, LogLevel.DEBUG);
+    assert.equal(blk(['--socket-path', 's', '--blk-file', 'f.img']).image, 'f.img', '--blk-file (vhost-user-blk convention) is --image');
+    assert.equal(blk(['--socket-path', 's', '--memory', '4096', '--quiet']).verbosity, LogLevel.ERROR);
+  });
+
+  it('rng and demo parse', () => {
+    assert.deepEqual(parseCommandLine(['rng', '--socket-path', 'r.sock']), {
+      kind: 'rng',
+      options: { socketPath: 'r.sock', fd: null, verbosity: DEFAULTS.verbosity },
+    });
+    const d = parseCommandLine(['demo', '--disk-size', '128K', '--entropy-bytes', '16']);
+    assert.equal(d.kind, 'demo');
+    assert.deepEqual((d as { options: unknown }).options, { verbosity: LogLevel.WARN, diskBytes: 128 * 1024, entropyBytes: 16 });
+  });
+
+  it('unknown commands and options are refused', () => {
+    fault(['frobnicate'], CliFault.UNKNOWN_COMMAND);
+    fault(['blk', '--socket-path', 's', '--memory', '1M', '--bogus'], CliFault.UNKNOWN_OPTION);
+    fault(['rng', '--socket-path', 's', '--image', 'x'], CliFault.UNKNOWN_OPTION);
+    fault(['demo', '--socket-path', 's'], CliFault.UNKNOWN_OPTION);
+    fault(['blk', '--socket-path', 's', '--memory', '1M', 'extra'], CliFault.BAD_SYNTAX);
+    fault(['blk', '--memory', '1M', '--socket-path'], CliFault.BAD_SYNTAX);
+  });
+
+  it('the socket: exactly one of --socket-path and --fd, a usable value', () => {
+    fault(['blk', '--memory', '1M'], CliFault.MISSING_SOCKET);
+    fault(['rng'], CliFault.MISSING_SOCKET);
+    fault(['rng', '--socket-path', 's', '--fd', '3'], CliFault.CONFLICT);
+    fault(['rng', '--fd', '-1'], CliFault.BAD_SYNTAX); // parseArgs: "-1" looks like an option
+    fault(['rng', '--fd=-1'], CliFault.BAD_NUMBER);
+    fault(['rng', '--fd', '2'], CliFault.BAD_NUMBER); // 0..2 are stdio
+    fault(['rng', '--fd', '0x5'], CliFault.BAD_NUMBER);
+    fault(['rng', '--fd', '3.5'], CliFault.BAD_NUMBER);
+    fault(['rng', '--socket-path', ''], CliFault.BAD_VALUE);
+    fault(['rng', '--socket-path', '/tmp/' + 'x'.repeat(103)], CliFault.BAD_VALUE); // 108 bytes
+    assert.equal((parseCommandLine(['rng', '--socket-path', '/tmp/' + 'x'.repeat(102)]) as { options: { socketPath: string } }).options.socketPath.length, 107);
+  });
+
+  it('blk: the image: exactly one of --image and --memory, sizes checked', () => {
+    fault(['blk', '--socket-path', 's'], CliFault.MISSING_IMAGE);
+    fault(['blk', '--socket-path', 's', '--image', 'a', '--memory', '1M'], CliFault.CONFLICT);
+    fault(['blk', '--socket-path', 's', '--image', 'a', '--blk-file', 'b'], CliFault.CONFLICT);
+    fault(['blk', '--socket-path', 's', '--image', ''], CliFault.BAD_VALUE);
+    for (const bad of ['', 'lots', '1X', '-1M', '0', '1.5M', '100']) {
+      fault(['blk', '--socket-path', 's', `--memory=${bad}`], CliFault.BAD_SIZE);
+    }
+    fault(['blk', '--socket-path', 's', '--memory', '1T'], CliFault.BAD_SIZE); // above Buffer's limit
+    assert.equal(blk(['--socket-path', 's', '--memory', '512']).memoryBytes, 512);
+    assert.equal(blk(['--socket-path', 's', '--memory', '2GiB']).memoryBytes, 2 * 1024 ** 3);
+  });
+
+  it('blk: queue count and size, serial length', () => {
+    for (const bad of ['0', '-3', 'two', '1.0', String(MAX_NUM_QUEUES + 1), '']) {
+      fault(['blk', '--socket-path', 's', '--memory', '1M', `--num-queues=${bad}`], CliFault.BAD_NUMBER);
+    }
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--num-queues', String(MAX_NUM_QUEUES)]).numQueues, MAX_NUM_QUEUES);
+    for (const bad of ['0', '3', '100', '65536']) {
+      fault(['blk', '--socket-path', 's', '--memory', '1M', `--queue-size=${bad}`], CliFault.BAD_NUMBER);
+    }
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--queue-size', '32768']).queueSize, 32768);
+    fault(['blk', '--socket-path', 's', '--memory', '1M', '--serial', 'x'.repeat(21)], CliFault.BAD_VALUE);
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--serial', 'x'.repeat(20)]).serial, 'x'.repeat(20));
+    fault(['blk', '--socket-path', 's', '--memory', '1M', '-v', '--quiet'], CliFault.CONFLICT);
+  });
+
+  it('--print-capabilities wins over every other option, valid or not (Backend program conventions)', () => {
+    assert.deepEqual(parseCommandLine(['blk', '--print-capabilities']), { kind: 'capabilities', command: 'blk' });
+    assert.deepEqual(parseCommandLine(['blk', '--bogus', '--memory', 'nonsense', '--print-capabilities']), { kind: 'capabilities', command: 'blk' });
+    assert.deepEqual(parseCommandLine(['rng', '--print-capabilities', '--socket-path', 's', '--fd', '9']), { kind: 'capabilities', command: 'rng' });
+  });
+
+  it('help and version', () => {
+    for (const argv of [[], ['-h'], ['--help'], ['help']]) assert.equal(parseCommandLine(argv).kind, 'help');
+    assert.deepEqual(parseCommandLine(['blk', '--help']), { kind: 'help', text: usage('blk') });
+    assert.deepEqual(parseCommandLine(['rng', '-h']), { kind: 'help', text: usage('rng') });
+    assert.deepEqual(parseCommandLine(['demo', '-h']), { kind: 'help', text: usage('demo') });
+    assert.equal(parseCommandLine(['--version']).kind, 'version');
+    assert.match(usage('blk'), /--socket-path PATH.*--fd N/s);
+    assert.match(usage('blk'), /--image FILE.*--memory SIZE/s);
+    assert.match(usage(null), /blk.*rng.*demo/s);
+  });
+
+  it('main(): a usage error prints the message and the command usage on stderr, exit code 2', async () => {
+    const r = await run(['blk', '--socket-path', 's']);
+    assert.equal(r.code, EXIT.USAGE);
+    assert.equal(r.out, '');
+    assert.match(r.err, /^virtio-ts blk: give --image FILE or --memory SIZE\n/);
+    assert.ok(r.err.includes(usage('blk')));
+    const u = await run(['nope']);
+    assert.equal(u.code, EXIT.USAGE);
+    assert.match(u.err, /unknown command "nope"/);
+    assert.ok(u.err.includes(usage(null)));
+  });
+
+  it('main(): help, version and capabilities go to stdout with exit code 0', async () => {
+    const h = await run(['rng', '--help']);
+    assert.deepEqual(h, { code: 0, out: usage('rng'), err: '' });
+    const v = await run(['--version']);
+    assert.equal(v.code, 0);
+    assert.match(v.out, /^virtio-ts \d+\.\d+\.\d+\n$/);
+    const c = await run(['blk', '--print-capabilities']);
+    assert.equal(c.code, 0);
+    assert.deepEqual(JSON.parse(c.out), { type: 'block', features: ['read-only', 'blk-file'] });
+    const r = await run(['rng', '--print-capabilities']);
+    assert.deepEqual(JSON.parse(r.out), { type: 'rng' });
+  });
+});
