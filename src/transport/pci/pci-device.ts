@@ -312,8 +312,13 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
 
   configRead(offset: number, width: number): number {
     try {
-      if (!(width === 1 || width === 2 || width === 4) || offset % width !== 0 || offset < 0 || offset + width > PciCfg.SIZE) {
+      if (!(width === 1 || width === 2 || width === 4) || offset % width !== 0 || offset < 0) {
         this.bad(BadAccess.WIDTH, 'pci-config', offset, width, false);
+        return 0;
+      }
+      // No PCI Express extended configuration space: it reads as 0 (no capabilities).
+      if (offset + width > PciCfg.SIZE) {
+        this.bad(BadAccess.OFFSET, 'pci-config', offset, width, false);
         return 0;
       }
       // 4.1.4.5.1: the Interrupt Status bit mirrors ISR while MSI-X is off.
@@ -332,9 +337,10 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
 
   configWrite(offset: number, width: number, value: number): void {
     try {
-      if (!(width === 1 || width === 2 || width === 4) || offset % width !== 0 || offset < 0 || offset + width > PciCfg.SIZE) {
+      if (!(width === 1 || width === 2 || width === 4) || offset % width !== 0 || offset < 0) {
         return this.bad(BadAccess.WIDTH, 'pci-config', offset, width, true);
       }
+      if (offset + width > PciCfg.SIZE) return this.bad(BadAccess.OFFSET, 'pci-config', offset, width, true);
       let writable = false;
       for (let i = 0; i < width; i++) {
         const wm = this.wmask[offset + i]!;

@@ -145,8 +145,9 @@ describe('PCI configuration space', () => {
     assert.equal(t.configRead(t.caps.common + CapField.OFFSET, 4), before);
     assert.equal(bad.at(-1)!.reason, BadAccess.READ_ONLY);
     t.configRead(3, 2);
-    t.configRead(0x100, 1);
     assert.equal(bad.at(-1)!.reason, BadAccess.WIDTH);
+    assert.equal(t.configRead(0x100, 4), 0);
+    assert.equal(bad.at(-1)!.reason, BadAccess.OFFSET);
   });
 });
 
