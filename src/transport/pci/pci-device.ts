@@ -482,6 +482,8 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       if (q) {
         q.msixVector = NO_VECTOR;
         q.enabled = false;
+        // 4.1.4.3: queue_size starts at the maximum after reset.
+        q.size = this.coreRef.device.queueMaxSizes[i] ?? 0;
       }
     }
     this.updateIntx();

@@ -218,9 +218,11 @@ describe('PCI common configuration', () => {
     negotiate(cw, F.VERSION_1);
     cw(CommonCfg.CONFIG_MSIX_VECTOR, 2, 0);
     cw(CommonCfg.QUEUE_MSIX_VECTOR, 2, 1);
+    cw(CommonCfg.QUEUE_SIZE, 2, 64);
     cw(CommonCfg.QUEUE_ENABLE, 2, 1);
     assert.equal(cr(CommonCfg.QUEUE_ENABLE, 2), 1);
     cw(CommonCfg.DEVICE_STATUS, 1, 0);
+    assert.equal(cr(CommonCfg.QUEUE_SIZE, 2), 256, 'queue_size back to the maximum');
     assert.equal(cr(CommonCfg.DEVICE_STATUS, 1), 0);
     assert.equal(cr(CommonCfg.QUEUE_ENABLE, 2), 0);
     assert.equal(cr(CommonCfg.CONFIG_MSIX_VECTOR, 2), NO_VECTOR);
