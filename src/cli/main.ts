@@ -6,8 +6,8 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isVirtioError } from '../errors.js';
-import { printCapabilities } from '../vhost-user/capabilities.js';
 import { CliError, EXIT, parseCommandLine, usage } from './args.js';
+import { checkBackendSocket } from './socket-check.js';
 
 /** Where the command writes; replaced in tests. */
 export interface CliIo {
@@ -26,6 +26,16 @@ export const BACKEND_CAPABILITIES = {
   blk: { type: 'block', features: ['read-only', 'blk-file'] },
   rng: { type: 'rng', features: [] },
 } as const;
+
+/**
+ * The `--print-capabilities` text: JSON and a newline. `features` is left out for types whose
+ * schema defines none (rng).
+ */
+export function capabilitiesJson(command: keyof typeof BACKEND_CAPABILITIES): string {
+  const c = BACKEND_CAPABILITIES[command];
+  const obj = c.features.length > 0 ? { type: c.type, features: [...c.features] } : { type: c.type };
+  return `${JSON.stringify(obj, null, 2)}\n`;
+}
 
 function version(): string {
   try {
@@ -51,15 +61,16 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
         io.stdout(`virtio-ts ${version()}\n`);
         return EXIT.OK;
       case 'capabilities': {
-        const c = BACKEND_CAPABILITIES[parsed.command];
-        io.stdout(printCapabilities(c.type, c.features));
+        io.stdout(capabilitiesJson(parsed.command));
         return EXIT.OK;
       }
       case 'blk': {
+        await checkBackendSocket(parsed.options);
         const { runBlk } = await import('./blk-command.js');
         return await runBlk(parsed.options, io);
       }
       case 'rng': {
+        await checkBackendSocket(parsed.options);
         const { runRng } = await import('./rng-command.js');
         return await runRng(parsed.options, io);
       }

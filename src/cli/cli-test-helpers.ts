@@ -1,0 +1,71 @@
+/**
+ * Helpers for tests that run the built `virtio-ts` command as a child process: every run is
+ * bounded in time and its process is always ended.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
+/** Bound of one CLI run; a run that needs longer is a failure, and the process is killed. */
+export const RUN_MS = 20_000;
+
+export interface Ran {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+}
+
+/** Spawns the CLI; `during` runs while it is alive (and may signal it). Always ends the process. */
+export async function runCli(
+  args: string[],
+  during?: (child: ChildProcess, stderr: () => string) => Promise<void>,
+  extraFds: number[] = [],
+): Promise<Ran> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe', ...extraFds] });
+  let out = '';
+  let err = '';
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  );
+  const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+  try {
+    if (during) await during(child, () => err);
+    const { code, signal } = await closed;
+    return { code, signal, out, err };
+  } finally {
+    clearTimeout(killer);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await closed;
+    }
+  }
+}
+
+/** Polls (10 ms) until `cond()` or `ms` elapse; bounded. */
+export async function until(cond: () => boolean, ms: number, what: string, child: ChildProcess): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`process ended while waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export function isSocket(p: string): boolean {
+  try {
+    return statSync(p).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+export function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'vts-cli-'));
+  return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
