@@ -1,0 +1,177 @@
+/**
+ * Guest memory of a vhost-user session: the regions of SET_MEM_TABLE / ADD_MEM_REG, each
+ * mmapped from its fd, seen as one GuestMemory over guest physical addresses, plus the
+ * translation of the front-end's user addresses (SET_VRING_ADDR) to guest addresses
+ * ("Memory access").
+ *
+ * QEMU-NOTES: map `size + mmap_offset` from offset 0 and index from `mmap_offset` (microvm
+ * sends two regions of one memfd, the second at a non-zero offset). An external ArrayBuffer is
+ * capped at 4 GiB on Node 20, so larger mappings are made in chunks, each its own GuestMemory
+ * region (a buffer straddling a chunk boundary is then refused, like any unmapped range).
+ */
+import { GuestMemory, type RegionSpec } from '../memory/guest-memory.js';
+import type { Mapping, Platform } from '../platform/types.js';
+import { VhostUserError, VhostUserFault } from './codec.js';
+import type { MemRegion } from './messages.js';
+
+/** Default chunk for mappings: 1 GiB (page-aligned, well under the 4 GiB buffer cap). */
+export const DEFAULT_MAP_CHUNK = 1 << 30;
+
+interface MappedRegion {
+  readonly desc: MemRegion;
+  readonly mappings: Mapping[];
+  readonly specs: RegionSpec[];
+}
+
+export class VhostMemoryMap {
+  private regions: MappedRegion[] = [];
+  private mem: GuestMemory | null = null;
+  /** Changes on every table change, so holders of queues know to rebuild them. */
+  generation = 0;
+
+  constructor(
+    private readonly platform: Platform,
+    private readonly chunk = DEFAULT_MAP_CHUNK,
+  ) {
+    if (chunk <= 0 || chunk % 4096 !== 0) throw new RangeError('map chunk must be a positive multiple of 4096');
+  }
+
+  get memory(): GuestMemory | null {
+    return this.mem;
+  }
+
+  get count(): number {
+    return this.regions.length;
+  }
+
+  descriptors(): MemRegion[] {
+    return this.regions.map((r) => r.desc);
+  }
+
+  /** Checks a region against itself and against `others` (sizes, overflow, overlaps). */
+  static validate(req: number, r: MemRegion, others: readonly MemRegion[]): void {
+    if (r.size === 0) throw new VhostUserError(VhostUserFault.BAD_VALUE, 'region of size 0', req);
+    if (!Number.isSafeInteger(r.guestAddr + r.size) || !Number.isSafeInteger(r.userAddr + r.size) || !Number.isSafeInteger(r.mmapOffset + r.size)) {
+      throw new VhostUserError(VhostUserFault.BAD_VALUE, 'region end overflows', req);
+    }
+    for (const o of others) {
+      if (r.guestAddr < o.guestAddr + o.size && o.guestAddr < r.guestAddr + r.size) {
+        throw new VhostUserError(VhostUserFault.OVERLAP, `guest range 0x${r.guestAddr.toString(16)}+0x${r.size.toString(16)} overlaps 0x${o.guestAddr.toString(16)}`, req);
+      }
+      if (r.userAddr < o.userAddr + o.size && o.userAddr < r.userAddr + r.size) {
+        throw new VhostUserError(VhostUserFault.OVERLAP, `user range 0x${r.userAddr.toString(16)} overlaps 0x${o.userAddr.toString(16)}`, req);
+      }
+    }
+  }
+
+  /**
+   * Replaces the whole table (SET_MEM_TABLE). Takes ownership of `fds` (one per region, in
+   * order) and closes them once mapped, or on failure; on failure the old table stays.
+   */
+  setTable(req: number, descs: readonly MemRegion[], fds: readonly number[]): void {
+    const built: MappedRegion[] = [];
+    try {
+      for (let i = 0; i < descs.length; i++) {
+        VhostMemoryMap.validate(req, descs[i]!, descs.slice(0, i));
+      }
+      for (let i = 0; i < descs.length; i++) built.push(this.mapRegion(req, descs[i]!, fds[i]!));
+      const mem = this.build(built);
+      this.unmapAll();
+      this.regions = built;
+      this.mem = mem;
+      this.generation++;
+    } catch (e) {
+      for (const r of built) for (const m of r.mappings) m.unmap();
+      throw e;
+    } finally {
+      for (const fd of fds) this.platform.close(fd);
+    }
+  }
+
+  /** ADD_MEM_REG: takes ownership of `fd`. */
+  add(req: number, desc: MemRegion, fd: number, maxSlots: number): void {
+    let r: MappedRegion | null = null;
+    try {
+      if (this.regions.length >= maxSlots) throw new VhostUserError(VhostUserFault.BAD_VALUE, `all ${maxSlots} memory slots in use`, req);
+      VhostMemoryMap.validate(req, desc, this.descriptors());
+      r = this.mapRegion(req, desc, fd);
+      const all = [...this.regions, r];
+      this.mem = this.build(all);
+      this.regions = all;
+      this.generation++;
+    } catch (e) {
+      if (r) for (const m of r.mappings) m.unmap();
+      throw e;
+    } finally {
+      this.platform.close(fd);
+    }
+  }
+
+  /** REM_MEM_REG: the region with this guest address and size (user address must match too). */
+  remove(req: number, desc: MemRegion): void {
+    const i = this.regions.findIndex(
+      (r) => r.desc.guestAddr === desc.guestAddr && r.desc.size === desc.size && r.desc.userAddr === desc.userAddr,
+    );
+    if (i < 0) throw new VhostUserError(VhostUserFault.BAD_VALUE, `no region at 0x${desc.guestAddr.toString(16)}`, req);
+    const [gone] = this.regions.splice(i, 1);
+    this.mem = this.regions.length > 0 ? this.build(this.regions) : null;
+    for (const m of gone!.mappings) m.unmap();
+    this.generation++;
+  }
+
+  /** Front-end user address -> guest physical address of [ua, ua + len), or -1. */
+  userToGuest(ua: number, len: number): number {
+    for (const r of this.regions) {
+      const d = r.desc;
+      if (ua >= d.userAddr && ua + len <= d.userAddr + d.size) return d.guestAddr + (ua - d.userAddr);
+    }
+    return -1;
+  }
+
+  /** Unmaps every region (reset, disconnect). */
+  clear(): void {
+    this.unmapAll();
+    this.regions = [];
+    this.mem = null;
+    this.generation++;
+  }
+
+  private unmapAll(): void {
+    for (const r of this.regions) for (const m of r.mappings) m.unmap();
+  }
+
+  private build(regions: readonly MappedRegion[]): GuestMemory {
+    try {
+      return new GuestMemory(regions.flatMap((r) => r.specs));
+    } catch (e) {
+      throw new VhostUserError(VhostUserFault.OVERLAP, (e as Error).message, -1, { cause: e });
+    }
+  }
+
+  private mapRegion(req: number, d: MemRegion, fd: number): MappedRegion {
+    if (fd === undefined || fd < 0) throw new VhostUserError(VhostUserFault.MISSING_FD, 'region without fd', req);
+    const total = d.mmapOffset + d.size;
+    const mappings: Mapping[] = [];
+    const specs: RegionSpec[] = [];
+    try {
+      if (total <= this.chunk) {
+        const m = this.platform.mmap(fd, 0, total);
+        mappings.push(m);
+        specs.push({ guestBase: d.guestAddr, bytes: m.bytes.subarray(d.mmapOffset, total) });
+      } else {
+        for (let off = Math.floor(d.mmapOffset / this.chunk) * this.chunk; off < total; off += this.chunk) {
+          const len = Math.min(this.chunk, total - off);
+          const m = this.platform.mmap(fd, off, len);
+          mappings.push(m);
+          const start = Math.max(off, d.mmapOffset);
+          specs.push({ guestBase: d.guestAddr + (start - d.mmapOffset), bytes: m.bytes.subarray(start - off, len) });
+        }
+      }
+    } catch (e) {
+      for (const m of mappings) m.unmap();
+      if (e instanceof VhostUserError) throw e;
+      throw new VhostUserError(VhostUserFault.MAP_FAILED, `mmap of ${total} bytes failed: ${(e as Error).message}`, req, { cause: e });
+    }
+    return { desc: d, mappings, specs };
+  }
+}

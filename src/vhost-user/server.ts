@@ -1,0 +1,289 @@
+/**
+ * A vhost-user back-end server: listens on a Unix socket (or an inherited listening fd, the
+ * `--fd` convention), serves one front-end at a time, and after a disconnect waits for the next
+ * one (QEMU `reconnect=`). Each connection gets a fresh VhostUserBackend over a device from the
+ * factory; everything of a connection (fds, mappings, device activation) ends with it.
+ */
+import { EventEmitter } from 'node:events';
+import { unlinkSync } from 'node:fs';
+import { VirtioError, isVirtioError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { FdWatcher, Platform } from '../platform/types.js';
+import type { VirtioDevice } from '../device/types.js';
+import { VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
+import { MessageFramer } from './framer.js';
+import { frontendReqName } from './messages.js';
+
+export interface VhostUserServerOptions {
+  /** Called once per connection for the device to serve (may return the same instance). */
+  readonly device: () => VirtioDevice;
+  /** Listen on this path (a stale socket file is replaced); or */
+  readonly socketPath?: string;
+  /** an already listening socket fd (`--fd`); the server owns it and closes it on close(). */
+  readonly listenFd?: number;
+  /** Defaults to the native platform. */
+  readonly platform?: Platform;
+  readonly logger?: Logger;
+  /** Back-end tuning passed to each connection's VhostUserBackend. */
+  readonly backend?: Omit<VhostUserBackendOptions, 'device' | 'platform' | 'logger'>;
+}
+
+export interface ConnectEvent {
+  readonly id: number;
+  readonly backend: VhostUserBackend;
+}
+export interface DisconnectEvent {
+  readonly id: number;
+  /** 'eof' (front-end closed), 'protocol' (unrecoverable framing error), 'io', 'close' (server closed). */
+  readonly reason: 'eof' | 'protocol' | 'io' | 'close';
+  readonly error?: VirtioError;
+}
+
+/**
+ * Events: 'listening' (), 'connect' (ConnectEvent), 'disconnect' (DisconnectEvent),
+ * 'message' ({ id, request, name }) for each request handled (debug logging),
+ * 'warning' (VirtioError) for refused requests and device errors.
+ */
+export class VhostUserServer extends EventEmitter {
+  private readonly opts: VhostUserServerOptions;
+  private readonly logger: Logger;
+  private platform: Platform | null;
+  private listenFd = -1;
+  private ownsPath = false;
+  private listenWatcher: FdWatcher | null = null;
+  private conn: VhostUserConnection | null = null;
+  private nextId = 1;
+  private state: 'idle' | 'listening' | 'closed' = 'idle';
+
+  constructor(opts: VhostUserServerOptions) {
+    super();
+    if ((opts.socketPath === undefined) === (opts.listenFd === undefined)) {
+      throw new VirtioError('INVALID_ARGUMENT', 'give exactly one of socketPath and listenFd');
+    }
+    this.opts = opts;
+    this.logger = opts.logger ?? silentLogger;
+    this.platform = opts.platform ?? null;
+  }
+
+  /** The back-end of the current connection, or null between connections. */
+  get backend(): VhostUserBackend | null {
+    return this.conn?.backend ?? null;
+  }
+  get connected(): boolean {
+    return this.conn !== null;
+  }
+  get listening(): boolean {
+    return this.state === 'listening';
+  }
+
+  /** Starts listening (resolves once the socket is ready for a front-end). */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new VirtioError('INVALID_ARGUMENT', 'server already started');
+    if (!this.platform) this.platform = await loadDefaultPlatform();
+    const p = this.platform;
+    if (this.opts.socketPath !== undefined) {
+      this.listenFd = p.listenUnix(this.opts.socketPath);
+      this.ownsPath = true;
+      this.logger.info(`vhost-user: listening on ${this.opts.socketPath}`);
+    } else {
+      this.listenFd = this.opts.listenFd!;
+      this.logger.info(`vhost-user: listening on inherited fd ${this.listenFd}`);
+    }
+    this.state = 'listening';
+    this.resumeAccepting();
+    this.emit('listening');
+  }
+
+  /** Ends the current connection and stops listening. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    const wasListening = this.state === 'listening';
+    this.state = 'closed';
+    this.listenWatcher?.stop();
+    this.listenWatcher = null;
+    this.conn?.end('close');
+    this.conn = null;
+    if (wasListening && this.platform && this.listenFd >= 0) {
+      this.platform.close(this.listenFd);
+      this.listenFd = -1;
+      if (this.ownsPath && this.opts.socketPath !== undefined) {
+        try {
+          unlinkSync(this.opts.socketPath);
+        } catch {
+          // already gone
+        }
+      }
+    }
+  }
+
+  private resumeAccepting(): void {
+    if (this.state !== 'listening' || this.listenWatcher) return;
+    const p = this.platform!;
+    this.listenWatcher = p.watchReadable(this.listenFd, () => this.onAcceptable());
+    // A front-end that connected while the previous one was served is already pending.
+    this.onAcceptable();
+  }
+
+  private onAcceptable(): void {
+    if (this.state !== 'listening' || this.conn) return;
+    const p = this.platform!;
+    let fd: number;
+    try {
+      fd = p.accept(this.listenFd);
+    } catch (e) {
+      this.logger.error(`vhost-user: accept failed: ${(e as Error).message}`);
+      return;
+    }
+    if (fd < 0) return;
+    // One front-end at a time: stop accepting until this one leaves.
+    this.listenWatcher?.stop();
+    this.listenWatcher = null;
+    const id = this.nextId++;
+    let device: VirtioDevice;
+    try {
+      device = this.opts.device();
+    } catch (e) {
+      this.logger.error(`vhost-user: device factory failed: ${(e as Error).message}`);
+      p.close(fd);
+      this.resumeAccepting();
+      return;
+    }
+    const backend = new VhostUserBackend({ ...this.opts.backend, device, platform: p, logger: this.logger });
+    backend.onError = (err) => this.emit('warning', err);
+    this.conn = new VhostUserConnection({
+      id,
+      fd,
+      platform: p,
+      backend,
+      logger: this.logger,
+      events: this,
+      onEnd: (ev) => {
+        this.conn = null;
+        this.logger.info(`vhost-user: front-end ${id} disconnected (${ev.reason})`);
+        this.emit('disconnect', ev);
+        this.resumeAccepting();
+      },
+    });
+    this.logger.info(`vhost-user: front-end ${id} connected`);
+    this.emit('connect', { id, backend } satisfies ConnectEvent);
+    this.conn.begin();
+  }
+}
+
+/** Messages handled per readiness callback before yielding to the event loop. */
+const MESSAGES_PER_TURN = 256;
+
+export interface VhostUserConnectionOptions {
+  /** The connected socket; the connection owns it and closes it when it ends. */
+  readonly fd: number;
+  readonly platform: Platform;
+  readonly backend: VhostUserBackend;
+  readonly logger?: Logger;
+  readonly id?: number;
+  /** Receives 'message' events. */
+  readonly events?: EventEmitter;
+  /** Called once when the connection ends for a reason other than end('close'). */
+  readonly onEnd?: (ev: DisconnectEvent) => void;
+}
+
+/** One front-end session over a connected socket: framing, dispatch to the back-end, teardown. */
+export class VhostUserConnection {
+  readonly id: number;
+  readonly backend: VhostUserBackend;
+  private readonly fd: number;
+  private readonly platform: Platform;
+  private readonly logger: Logger;
+  private readonly events: EventEmitter | null;
+  private readonly onEnd: (ev: DisconnectEvent) => void;
+  private readonly framer: MessageFramer;
+  private watcher: FdWatcher | null = null;
+  private isEnded = false;
+  private pending: ReturnType<typeof setImmediate> | null = null;
+
+  constructor(o: VhostUserConnectionOptions) {
+    this.id = o.id ?? 0;
+    this.fd = o.fd;
+    this.platform = o.platform;
+    this.backend = o.backend;
+    this.logger = o.logger ?? silentLogger;
+    this.events = o.events ?? null;
+    this.onEnd = o.onEnd ?? (() => {});
+    this.framer = new MessageFramer(this.platform, this.fd);
+    this.backend.attach((req, flags, payload, fds) => this.framer.send(req, flags, payload, fds));
+  }
+
+  get ended(): boolean {
+    return this.isEnded;
+  }
+
+  begin(): void {
+    this.watcher = this.platform.watchReadable(this.fd, () => this.onReadable());
+    this.onReadable();
+  }
+
+  private onReadable(): void {
+    if (this.isEnded) return;
+    for (let n = 0; n < MESSAGES_PER_TURN; n++) {
+      let msg;
+      try {
+        msg = this.framer.read();
+      } catch (e) {
+        const err = isVirtioError(e) ? e : undefined;
+        this.logger.error(`vhost-user: front-end ${this.id}: ${(e as Error).message}`);
+        this.end(err && err.code === 'VHOST_USER_PROTOCOL' ? 'protocol' : 'io', err);
+        return;
+      }
+      if (msg === null) return;
+      if (msg === 'eof') {
+        this.end('eof');
+        return;
+      }
+      if (this.events && this.events.listenerCount('message') > 0) {
+        this.events.emit('message', { id: this.id, request: msg.request, name: frontendReqName(msg.request) });
+      }
+      this.logger.debug(`vhost-user: <- ${frontendReqName(msg.request)} (${msg.payload.length} bytes, ${msg.fds.length} fds)`);
+      try {
+        this.backend.handleMessage(msg);
+      } catch (e) {
+        this.logger.error(`vhost-user: front-end ${this.id}: reply failed: ${(e as Error).message}`);
+        this.end('io', isVirtioError(e) ? e : undefined);
+        return;
+      }
+    }
+    // More may be queued: continue on the next turn rather than starving the event loop.
+    if (!this.pending) {
+      this.pending = setImmediate(() => {
+        this.pending = null;
+        this.onReadable();
+      });
+    }
+  }
+
+  /** Releases everything of this connection: watcher, back-end (rings, memory, fds), socket. */
+  end(reason: DisconnectEvent['reason'], error?: VirtioError): void {
+    if (this.isEnded) return;
+    this.isEnded = true;
+    if (this.pending) clearImmediate(this.pending);
+    this.pending = null;
+    this.watcher?.stop();
+    this.watcher = null;
+    try {
+      this.backend.close();
+    } finally {
+      this.framer.close();
+      this.platform.close(this.fd);
+      if (reason !== 'close') this.onEnd(error ? { id: this.id, reason, error } : { id: this.id, reason });
+      else this.events?.emit('disconnect', { id: this.id, reason } satisfies DisconnectEvent);
+    }
+  }
+}
+
+async function loadDefaultPlatform(): Promise<Platform> {
+  // Resolved at run time so this layer builds and tests without the native addon.
+  const spec = '../platform/index.js';
+  const mod = (await import(spec)) as { defaultPlatform?: () => Platform };
+  if (typeof mod.defaultPlatform !== 'function') {
+    throw new VirtioError('PLATFORM', 'no default platform available: pass `platform`');
+  }
+  return mod.defaultPlatform();
+}

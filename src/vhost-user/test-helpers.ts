@@ -1,0 +1,244 @@
+/**
+ * Test helpers for the vhost-user tests: an echo device, a tiny split-ring driver over shared
+ * memory, and a session (back-end + connection + front-end over a socketpair).
+ */
+import type { DeviceContext, VirtioDevice } from '../device/types.js';
+import { DescriptorChain, ChainCursor } from '../queue/chain.js';
+import type { Mapping, Platform } from '../platform/types.js';
+import { F } from '../spec/features.js';
+import { VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
+import { VhostUserConnection, type DisconnectEvent } from './server.js';
+import { VhostUserFrontend } from './frontend.js';
+import type { MemRegion, VringAddr } from './messages.js';
+
+/** Echoes each request's readable bytes into its writable part; can hold requests instead. */
+export class EchoDevice implements VirtioDevice {
+  readonly deviceId = 0x7e57;
+  readonly offeredFeatures: bigint;
+  readonly queueMaxSizes: readonly number[];
+  readonly configSize = 8;
+  readonly config = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
+  ctx: DeviceContext | null = null;
+  activations = 0;
+  resets = 0;
+  /** When true, popped chains are kept (in flight) instead of completed. */
+  hold = false;
+  held: DescriptorChain[] = [];
+  /** Throws this from onQueueNotify (device failure test). */
+  throwOnNotify: Error | null = null;
+  served = 0;
+  private waiters: { n: number; resolve: () => void }[] = [];
+  private readonly reader = new ChainCursor(false);
+  private readonly writer = new ChainCursor(true);
+  private readonly tmp = new Uint8Array(4096);
+
+  constructor(offered: bigint = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX, queues = [8, 8]) {
+    this.offeredFeatures = offered;
+    this.queueMaxSizes = queues;
+  }
+
+  readConfig(offset: number, dst: Uint8Array): void {
+    dst.set(this.config.subarray(offset, offset + dst.length));
+  }
+  writeConfig(offset: number, src: Uint8Array): void {
+    this.config.set(src, offset);
+  }
+  activate(ctx: DeviceContext): void {
+    this.ctx = ctx;
+    this.activations++;
+  }
+  reset(): void {
+    this.ctx = null;
+    this.held = [];
+    this.resets++;
+  }
+
+  /** Resolves once `n` requests were served or held in total. */
+  waitFor(n: number): Promise<void> {
+    if (this.served + this.held.length >= n) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ n, resolve }));
+  }
+  private wake(): void {
+    const total = this.served + this.held.length;
+    this.waiters = this.waiters.filter((w) => {
+      if (total >= w.n) w.resolve();
+      return total < w.n;
+    });
+  }
+
+  onQueueNotify(index: number): void {
+    if (this.throwOnNotify) throw this.throwOnNotify;
+    const ctx = this.ctx!;
+    const q = ctx.queue(index);
+    if (!q) return;
+    for (let guard = 0; guard < 1024; guard++) {
+      const chain = new DescriptorChain(ctx.memory, 64);
+      if (!q.pop(chain)) break;
+      if (this.hold) {
+        this.held.push(chain);
+        continue;
+      }
+      this.complete(index, chain);
+    }
+    ctx.notifyUsed(index);
+    this.wake();
+  }
+
+  complete(index: number, chain: DescriptorChain): void {
+    const ctx = this.ctx!;
+    const n = this.reader.reset(chain).read(this.tmp, 0, Math.min(chain.readableBytes, this.tmp.length));
+    const w = this.writer.reset(chain).write(this.tmp, 0, n);
+    ctx.queue(index)!.push(chain, w);
+    this.served++;
+  }
+}
+
+/** Guest layout used by the tests: one memfd region. */
+export const GUEST_BASE = 0x10_0000;
+export const USER_BASE = 0x7f00_0000_0000;
+export const MEM_SIZE = 0x10_0000;
+export const RING = { desc: 0x0, avail: 0x1000, used: 0x2000, data: 0x8000 } as const;
+
+/** A driver-side split ring writer over the front-end's own mapping of guest memory. */
+export class TinyDriver {
+  readonly dv: DataView;
+  private availIdx = 0;
+  private nextDesc = 0;
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly size: number,
+    readonly ringOffset = 0,
+  ) {
+    this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
+  g(off: number): number {
+    return GUEST_BASE + off;
+  }
+  get descOff(): number {
+    return this.ringOffset + RING.desc;
+  }
+  get availOff(): number {
+    return this.ringOffset + RING.avail;
+  }
+  get usedOff(): number {
+    return this.ringOffset + RING.used;
+  }
+  /** vring address payload (user addresses) for ring `index`. */
+  vringAddr(index: number, flags = 0, logGuest = 0): VringAddr {
+    return {
+      index,
+      flags,
+      descUser: USER_BASE + this.descOff,
+      availUser: USER_BASE + this.availOff,
+      usedUser: USER_BASE + this.usedOff,
+      logGuest,
+    };
+  }
+  /** Adds a request: `out` bytes at data offset `at`, then a writable buffer of `inLen`. Returns the head. */
+  add(out: Uint8Array, inLen: number, at: number): number {
+    const head = this.nextDesc % this.size;
+    const d0 = head;
+    const d1 = (head + 1) % this.size;
+    this.nextDesc += 2;
+    this.bytes.set(out, at);
+    const dv = this.dv;
+    let o = this.descOff + 16 * d0;
+    dv.setBigUint64(o, BigInt(GUEST_BASE + at), true);
+    dv.setUint32(o + 8, out.length, true);
+    dv.setUint16(o + 12, 1, true); // NEXT
+    dv.setUint16(o + 14, d1, true);
+    o = this.descOff + 16 * d1;
+    dv.setBigUint64(o, BigInt(GUEST_BASE + at + 0x100), true);
+    dv.setUint32(o + 8, inLen, true);
+    dv.setUint16(o + 12, 2, true); // WRITE
+    dv.setUint16(o + 14, 0, true);
+    dv.setUint16(this.availOff + 4 + 2 * (this.availIdx % this.size), head, true);
+    this.availIdx = (this.availIdx + 1) & 0xffff;
+    dv.setUint16(this.availOff + 2, this.availIdx, true);
+    return head;
+  }
+  setAvailIdx(v: number): void {
+    this.availIdx = v & 0xffff;
+    this.dv.setUint16(this.availOff + 2, this.availIdx, true);
+  }
+  usedIdx(): number {
+    return this.dv.getUint16(this.usedOff + 2, true);
+  }
+  used(i: number): { id: number; len: number } {
+    const o = this.usedOff + 4 + 8 * (i % this.size);
+    return { id: this.dv.getUint32(o, true), len: this.dv.getUint32(o + 4, true) };
+  }
+}
+
+export interface Session {
+  platform: Platform;
+  backend: VhostUserBackend;
+  conn: VhostUserConnection;
+  front: VhostUserFrontend;
+  ended: Promise<DisconnectEvent>;
+  close(): void;
+}
+
+export function openSession(platform: Platform, device: VirtioDevice, opts: Partial<VhostUserBackendOptions> = {}): Session {
+  const [be, fe] = platform.socketpair();
+  const backend = new VhostUserBackend({ ...opts, device, platform });
+  let endResolve: (ev: DisconnectEvent) => void = () => {};
+  const ended = new Promise<DisconnectEvent>((r) => (endResolve = r));
+  const conn = new VhostUserConnection({ fd: be, platform, backend, onEnd: (ev) => endResolve(ev) });
+  conn.begin();
+  const front = new VhostUserFrontend(platform, fe, 3000);
+  return {
+    platform,
+    backend,
+    conn,
+    front,
+    ended,
+    close() {
+      front.close();
+      conn.end('close');
+    },
+  };
+}
+
+/** Guest memory: a memfd the front-end maps too. */
+export interface Guest {
+  fd: number;
+  map: Mapping;
+  region: MemRegion;
+  free(): void;
+}
+export function makeGuest(platform: Platform, size = MEM_SIZE): Guest {
+  const fd = platform.memfd('guest', size);
+  const map = platform.mmap(fd, 0, size);
+  return {
+    fd,
+    map,
+    region: { guestAddr: GUEST_BASE, size, userAddr: USER_BASE, mmapOffset: 0 },
+    free() {
+      map.unmap();
+      platform.close(fd);
+    },
+  };
+}
+
+/** Resolves when `fd` (an eventfd) becomes readable, with its counter; bounded. */
+export function waitEventfd(platform: Platform, fd: number, ms = 3000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const w = platform.watchReadable(fd, () => {
+      const v = platform.eventfdRead(fd);
+      if (v > 0 && !done) {
+        done = true;
+        clearTimeout(t);
+        w.stop();
+        resolve(v);
+      }
+    });
+    const t = setTimeout(() => {
+      if (done) return;
+      done = true;
+      w.stop();
+      reject(new Error(`eventfd ${fd} not signalled within ${ms} ms`));
+    }, ms);
+  });
+}

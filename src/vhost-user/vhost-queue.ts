@@ -1,0 +1,261 @@
+/**
+ * The DeviceQueue a vhost-user device sees: a split or packed queue wrapped with what the
+ * protocol adds around it, so devices stay protocol-free:
+ *  - inflight tracking (INFLIGHT_SHMFD): mark on pop, clear on push, resubmit after restart;
+ *  - dirty logging (LOG_ALL): mark the pages of written buffers and of the used ring;
+ *  - ring errors reported to the back-end (QueueError marks the ring broken);
+ *  - detachment: once the ring is stopped (GET_VRING_BASE, disconnect) late completions of an
+ *    asynchronous device are dropped instead of touching a ring the front-end took back.
+ * No allocation on pop/push unless logging is on.
+ */
+import { QueueError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { DescriptorChain } from '../queue/chain.js';
+import type { DeviceQueue, QueueState } from '../queue/types.js';
+import { VHOST_LOG_PAGE } from './messages.js';
+import { PackedInflight, SplitInflight, readSplitChain } from './inflight.js';
+
+/** The dirty page bitmap of SET_LOG_BASE ("Migration"). */
+export class DirtyLog {
+  constructor(readonly bytes: Uint8Array) {}
+
+  /** Marks every page of guest range [addr, addr + len) dirty (atomically: the front-end reads it concurrently). */
+  mark(addr: number, len: number): void {
+    if (len <= 0 || addr < 0) return;
+    const first = Math.floor(addr / VHOST_LOG_PAGE);
+    const last = Math.floor((addr + len - 1) / VHOST_LOG_PAGE);
+    const b = this.bytes;
+    for (let p = first; p <= last; p++) {
+      const byte = Math.floor(p / 8);
+      if (byte >= b.length) return;
+      Atomics.or(b, byte, 1 << (p % 8));
+    }
+  }
+
+  isDirty(addr: number): boolean {
+    const p = Math.floor(addr / VHOST_LOG_PAGE);
+    const byte = Math.floor(p / 8);
+    return byte < this.bytes.length && (this.bytes[byte]! & (1 << (p % 8))) !== 0;
+  }
+}
+
+export interface VhostQueueOptions {
+  readonly index: number;
+  readonly memory: GuestMemory;
+  readonly packed: boolean;
+  readonly indirect: boolean;
+  readonly littleEndian: boolean;
+  /** Guest address of the descriptor table (split) or descriptor ring (packed). */
+  readonly descGuest: number;
+  /** Called when the ring reports a driver error; the error is rethrown to the device. */
+  readonly onError: (index: number, e: QueueError) => void;
+}
+
+export class VhostQueue implements DeviceQueue {
+  readonly size: number;
+  readonly index: number;
+  readonly packed: boolean;
+  readonly memory: GuestMemory;
+  private detached = false;
+  private split: SplitInflight | null = null;
+  private pk: PackedInflight | null = null;
+  private resubmitAt = 0;
+  /** Split: free-running used idx. Packed: used and avail ring positions with wrap counters. */
+  private usedIdx = 0;
+  private usedWrap = true;
+  private availPos = 0;
+  private availWrap = true;
+  /** Dirty logging, set by the back-end while LOG_ALL is on. */
+  log: DirtyLog | null = null;
+  /** Guest range of the used ring to log (-1: ring logging off). */
+  logUsedAddr = -1;
+  logUsedLen = 0;
+
+  constructor(
+    readonly inner: DeviceQueue,
+    private readonly o: VhostQueueOptions,
+  ) {
+    this.size = inner.size;
+    this.index = o.index;
+    this.packed = o.packed;
+    this.memory = o.memory;
+    this.syncPositions();
+  }
+
+  get broken(): QueueError | null {
+    return this.inner.broken;
+  }
+
+  get isDetached(): boolean {
+    return this.detached;
+  }
+
+  /** Stops the queue: nothing more is popped or pushed. */
+  detach(): void {
+    this.detached = true;
+  }
+
+  /** Buffers waiting to be resubmitted after a restart. */
+  get resubmitPending(): number {
+    const list = this.split?.resubmit ?? this.pk?.resubmit;
+    return list ? list.length - this.resubmitAt : 0;
+  }
+
+  /**
+   * Attaches split inflight tracking; recovers the region and repositions the ring after the
+   * buffers still in flight (they are resubmitted first). `ringUsedIdx` is the used idx in
+   * guest memory.
+   */
+  attachSplitInflight(t: SplitInflight, ringUsedIdx: number): void {
+    const inuse = t.start(ringUsedIdx);
+    this.split = t;
+    this.resubmitAt = 0;
+    const s = this.inner.state();
+    this.inner.setState({ ...s, nextUsed: ringUsedIdx, nextAvail: (ringUsedIdx + inuse) & 0xffff });
+    this.syncPositions();
+  }
+
+  /** Attaches packed inflight tracking (see attachSplitInflight). */
+  attachPackedInflight(t: PackedInflight): void {
+    const s = this.inner.state();
+    const le = this.o.littleEndian;
+    const mem = this.o.memory;
+    const ring = this.o.descGuest;
+    const inflightDescs = t.start(s.nextUsed, s.usedWrap, (pos) => mem.readU16(ring + 16 * pos + 14, le));
+    this.pk = t;
+    this.resubmitAt = 0;
+    if (t.resubmit.length > 0 || t.usedIdx !== s.nextUsed) {
+      const used = t.usedIdx % this.size;
+      const availRaw = used + inflightDescs;
+      const wraps = Math.floor(availRaw / this.size) % 2 === 1;
+      this.inner.setState({
+        nextUsed: used,
+        usedWrap: t.usedWrap,
+        nextAvail: availRaw % this.size,
+        availWrap: wraps ? !t.usedWrap : t.usedWrap,
+      });
+    }
+    this.syncPositions();
+  }
+
+  /** Takes over the inflight tracking of the queue this one replaces (memory table change). */
+  adoptTracking(old: VhostQueue): void {
+    this.split = old.split;
+    this.pk = old.pk;
+    this.resubmitAt = old.resubmitAt;
+  }
+
+  private syncPositions(): void {
+    const s = this.inner.state();
+    this.usedIdx = s.nextUsed;
+    this.usedWrap = s.usedWrap;
+    this.availPos = s.nextAvail;
+    this.availWrap = s.availWrap;
+  }
+
+  pop(chain: DescriptorChain): boolean {
+    if (this.detached) return false;
+    try {
+      if (this.split && this.resubmitAt < this.split.resubmit.length) {
+        const head = this.split.resubmit[this.resubmitAt++]!;
+        readSplitChain(this.o.memory, this.o.descGuest, this.size, head, this.o.indirect, this.o.littleEndian, chain, this.index);
+        return true;
+      }
+      if (this.pk && this.resubmitAt < this.pk.resubmit.length) {
+        const slot = this.pk.resubmit[this.resubmitAt++]!;
+        this.pk.readChain(this.o.memory, slot, this.o.indirect, this.o.littleEndian, chain, this.index);
+        return true;
+      }
+      if (!this.inner.pop(chain)) return false;
+    } catch (e) {
+      if (e instanceof QueueError) this.o.onError(this.index, e);
+      throw e;
+    }
+    if (this.split) this.split.onPop(chain.id);
+    else if (this.pk) {
+      this.pk.onPop(this.o.memory, this.o.descGuest, this.availPos, chain.ringDescs, this.o.littleEndian);
+    }
+    if (this.packed) {
+      const p = this.availPos + chain.ringDescs;
+      if (p >= this.size) {
+        this.availPos = p - this.size;
+        this.availWrap = !this.availWrap;
+      } else this.availPos = p;
+    }
+    return true;
+  }
+
+  push(chain: DescriptorChain, written: number): void {
+    if (this.detached) return;
+    if (this.log) this.logChain(chain, written);
+    this.complete(chain.id, chain.ringDescs, written, chain);
+  }
+
+  pushId(id: number, ringDescs: number, written: number): void {
+    if (this.detached) return;
+    this.complete(id, ringDescs, written, null);
+  }
+
+  private complete(id: number, ringDescs: number, written: number, chain: DescriptorChain | null): void {
+    let slot = 0;
+    if (this.split) this.split.beforePush(id);
+    else if (this.pk) slot = this.pk.beforePush(id);
+    try {
+      if (chain) this.inner.push(chain, written);
+      else this.inner.pushId(id, ringDescs, written);
+    } catch (e) {
+      if (e instanceof QueueError) this.o.onError(this.index, e);
+      throw e;
+    }
+    if (this.packed) {
+      const p = this.usedIdx + ringDescs;
+      if (p >= this.size) {
+        this.usedIdx = p - this.size;
+        this.usedWrap = !this.usedWrap;
+      } else this.usedIdx = p;
+      if (this.pk) this.pk.afterPush(slot, this.usedIdx, this.usedWrap);
+    } else {
+      this.usedIdx = (this.usedIdx + 1) & 0xffff;
+      if (this.split) this.split.afterPush(id, this.usedIdx);
+    }
+    if (this.log && this.logUsedAddr >= 0) this.log.mark(this.logUsedAddr, this.logUsedLen);
+  }
+
+  private logChain(chain: DescriptorChain, written: number): void {
+    const log = this.log!;
+    let left = written;
+    for (let i = chain.readableCount; i < chain.count && left > 0; i++) {
+      const n = Math.min(left, chain.lens[i]!);
+      log.mark(chain.addrs[i]!, n);
+      left -= n;
+    }
+  }
+
+  disableNotification(): void {
+    if (!this.detached) this.inner.disableNotification();
+  }
+
+  enableNotification(): boolean {
+    if (this.detached) return false;
+    const more = this.inner.enableNotification();
+    return more || this.resubmitPending > 0;
+  }
+
+  needsNotification(): boolean {
+    return !this.detached && this.inner.needsNotification();
+  }
+
+  hasAvailable(): boolean {
+    if (this.detached) return false;
+    return this.resubmitPending > 0 || this.inner.hasAvailable();
+  }
+
+  state(): QueueState {
+    return this.inner.state();
+  }
+
+  setState(s: QueueState): void {
+    this.inner.setState(s);
+    this.syncPositions();
+  }
+}
