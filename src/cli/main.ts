@@ -6,6 +6,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isVirtioError } from '../errors.js';
+import { printCapabilities } from '../vhost-user/capabilities.js';
 import { CliError, EXIT, parseCommandLine, usage } from './args.js';
 import { checkBackendSocket } from './socket-check.js';
 
@@ -27,14 +28,10 @@ export const BACKEND_CAPABILITIES = {
   rng: { type: 'rng', features: [] },
 } as const;
 
-/**
- * The `--print-capabilities` text: JSON and a newline. `features` is left out for types whose
- * schema defines none (rng).
- */
+/** The `--print-capabilities` text (JSON and a newline), checked against the schema's names. */
 export function capabilitiesJson(command: keyof typeof BACKEND_CAPABILITIES): string {
   const c = BACKEND_CAPABILITIES[command];
-  const obj = c.features.length > 0 ? { type: c.type, features: [...c.features] } : { type: c.type };
-  return `${JSON.stringify(obj, null, 2)}\n`;
+  return printCapabilities(c.type, c.features);
 }
 
 function version(): string {

@@ -1,0 +1,101 @@
+/**
+ * Runs a vhost-user back-end process for the `blk` and `rng` commands: checks the socket, starts
+ * the server (one front-end at a time, waiting for the next after a disconnect), and ends
+ * cleanly on SIGTERM/SIGINT (vhost-user.rst, Backend program conventions: "must end as quickly
+ * and cleanly as possible when the SIGTERM signal is received"), removing the socket it made.
+ */
+import { ErrorCode, VirtioError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { VirtioDevice } from '../device/types.js';
+import type { Platform } from '../platform/types.js';
+import { VhostUserServer } from '../vhost-user/server.js';
+import { EXIT, type BackendOptions } from './args.js';
+import { checkBackendSocket } from './socket-check.js';
+
+/** The OS platform (fd passing, mmap, eventfd) from the native addon. */
+export async function loadPlatform(): Promise<Platform> {
+  // A computed specifier: this module builds before the addon's wrapper exists.
+  const spec = '../platform/native-platform.js';
+  const mod = (await import(spec)) as { loadNativePlatform?: () => Platform };
+  if (typeof mod.loadNativePlatform !== 'function') throw new VirtioError(ErrorCode.PLATFORM, 'the native platform has no loadNativePlatform()');
+  return mod.loadNativePlatform();
+}
+
+export interface RunBackendOptions {
+  readonly options: BackendOptions;
+  /** Called per front-end connection: a fresh device in reset state over shared storage. */
+  readonly device: () => VirtioDevice;
+  readonly logger: Logger;
+  /** What is served, for the log ("virtio-blk on a 1 MiB RAM disk"). */
+  readonly description: string;
+  /** Releases what the command opened (image files), after the server has closed. */
+  readonly cleanup?: () => Promise<void> | void;
+  /** Tests: the platform to use instead of the native one. */
+  readonly platform?: Platform;
+  /** Tests: resolves to end the back-end as a signal would. */
+  readonly stop?: Promise<unknown>;
+}
+
+/**
+ * Serves until SIGTERM, SIGINT or SIGHUP (or `stop`), then closes the server (the current
+ * connection, the listening socket and its file) and resolves with the exit code.
+ */
+export async function runBackend(o: RunBackendOptions): Promise<number> {
+  const { options, logger } = o;
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await o.cleanup?.();
+  };
+  let server: VhostUserServer;
+  try {
+    await checkBackendSocket(options);
+    const platform = o.platform ?? (await loadPlatform());
+    server = new VhostUserServer({
+      device: o.device,
+      platform,
+      logger,
+      ...(options.socketPath !== null ? { socketPath: options.socketPath } : { listenFd: options.fd! }),
+    });
+    server.on('warning', (e: Error) => logger.warn(e.message));
+    try {
+      await server.start();
+    } catch (e) {
+      const where = options.socketPath !== null ? options.socketPath : `fd ${options.fd}`;
+      throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${where}: ${(e as Error).message}`, { cause: e });
+    }
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  logger.info(`serving ${o.description} on ${options.socketPath ?? `fd ${options.fd}`}`);
+
+  const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+  // Keeps the event loop alive however the platform's watchers count towards it.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  let onSignal: (s: NodeJS.Signals) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
+    onSignal = (s) => resolve(s);
+    for (const s of signals) process.on(s, onSignal);
+    void o.stop?.then(() => resolve('stop'));
+  });
+  const why = await stopped;
+  for (const s of signals) process.off(s, onSignal);
+  clearInterval(keepAlive);
+  logger.info(`${why}: shutting down`);
+  let code: number = EXIT.OK;
+  try {
+    await server.close();
+  } catch (e) {
+    logger.error(`closing the server: ${(e as Error).message}`);
+    code = EXIT.RUNTIME;
+  }
+  try {
+    await cleanup();
+  } catch (e) {
+    logger.error(`closing: ${(e as Error).message}`);
+    code = EXIT.RUNTIME;
+  }
+  return code;
+}
