@@ -1,5 +1,6 @@
 /**
- * Runs a vhost-user back-end process for the `blk` and `rng` commands: checks the socket, starts
+ * Runs a vhost-user back-end process for the `blk` and `rng` commands (main.ts has checked the
+ * socket with socket-check.ts before loading this): starts
  * the server (one front-end at a time, waiting for the next after a disconnect), and ends
  * cleanly on SIGTERM/SIGINT (vhost-user.rst, Backend program conventions: "must end as quickly
  * and cleanly as possible when the SIGTERM signal is received"), removing the socket it made.
@@ -10,7 +11,6 @@ import type { VirtioDevice } from '../device/types.js';
 import type { Platform } from '../platform/types.js';
 import { VhostUserServer } from '../vhost-user/server.js';
 import { EXIT, type BackendOptions } from './args.js';
-import { checkBackendSocket } from './socket-check.js';
 
 /** The OS platform (fd passing, mmap, eventfd) from the native addon. */
 export async function loadPlatform(): Promise<Platform> {
@@ -50,7 +50,6 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   };
   let server: VhostUserServer;
   try {
-    await checkBackendSocket(options);
     const platform = o.platform ?? (await loadPlatform());
     server = new VhostUserServer({
       device: o.device,
