@@ -8,17 +8,14 @@
 import { ErrorCode, VirtioError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { VirtioDevice } from '../device/types.js';
+import { loadNativePlatform } from '../platform/native-platform.js';
 import type { Platform } from '../platform/types.js';
 import { VhostUserServer } from '../vhost-user/server.js';
 import { EXIT, type BackendOptions } from './args.js';
 
 /** The OS platform (fd passing, mmap, eventfd) from the native addon. */
-export async function loadPlatform(): Promise<Platform> {
-  // A computed specifier: this module builds before the addon's wrapper exists.
-  const spec = '../platform/native-platform.js';
-  const mod = (await import(spec)) as { loadNativePlatform?: () => Platform };
-  if (typeof mod.loadNativePlatform !== 'function') throw new VirtioError(ErrorCode.PLATFORM, 'the native platform has no loadNativePlatform()');
-  return mod.loadNativePlatform();
+export function loadPlatform(): Platform {
+  return loadNativePlatform();
 }
 
 export interface RunBackendOptions {
@@ -50,7 +47,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   };
   let server: VhostUserServer;
   try {
-    const platform = o.platform ?? (await loadPlatform());
+    const platform = o.platform ?? loadPlatform();
     server = new VhostUserServer({
       device: o.device,
       platform,
