@@ -336,4 +336,6 @@ function contract(name: string, make: () => TestPlatform, skip: string | false):
 }
 
 contract('fake', () => new FakePlatform(), false);
-contract('native', () => new NativePlatform(), nativePlatformAvailable() ? false : 'native addon not built');
+// CI builds the addon (npm install): there a missing addon fails the suite instead of skipping it.
+const nativeSkip = nativePlatformAvailable() || process.env.CI ? false : 'native addon not built (npm install)';
+contract('native', () => new NativePlatform(), nativeSkip);
