@@ -148,6 +148,8 @@ interface Ring {
   watcher: FdWatcher | null;
   pollTimer: ReturnType<typeof setInterval> | null;
   broken: QueueError | null;
+  /** A used-buffer notification was asked for during the current processing pass. */
+  callPending: boolean;
   /** Guest addresses of the ring parts while started. */
   descGuest: number;
   usedGuest: number;
@@ -223,9 +225,13 @@ export class VhostUserBackend {
   private backendFd = -1;
   private inflight: InflightArea | null = null;
   private readonly immediates = new Set<ReturnType<typeof setImmediate>>();
+  /** Nesting of processing passes (notifyUsed defers its call eventfd write while > 0). */
+  private passDepth = 0;
 
   /** Requests refused so far, and the last refusal (for logs and tests). */
   errorCount = 0;
+  /** Call eventfd writes made (used-buffer notifications actually sent). */
+  callsSent = 0;
   lastError: VirtioError | null = null;
   /** Called for every refused request or device error (after logging). */
   onError: ((e: VirtioError) => void) | null = null;
@@ -259,6 +265,7 @@ export class VhostUserBackend {
         watcher: null,
         pollTimer: null,
         broken: null,
+        callPending: false,
         descGuest: -1,
         usedGuest: -1,
       });
@@ -763,17 +770,22 @@ export class VhostUserBackend {
       const q = r.queue;
       if (!q) continue;
       q.log = on ? this.log : null;
-      if (!on) {
-        q.logUsedAddr = -1;
-        continue;
-      }
+      q.logUsedAddr = -1;
+      q.logEventAddr = -1;
+      if (!on) continue;
       if (q.packed) {
+        // Packed: used elements are written over the descriptor ring; event suppression in the device area.
         q.logUsedAddr = r.descGuest;
         q.logUsedLen = 16 * r.num;
+        q.logEventAddr = r.usedGuest;
+        q.logEventLen = 4;
       } else if (r.addr && (r.addr.flags & VHOST_VRING_F_LOG) !== 0 && r.addr.logGuest >= 0) {
+        // "Migration": used ring writes are logged at log_guest_addr of SET_VRING_ADDR (VHOST_VRING_F_LOG).
         q.logUsedAddr = r.addr.logGuest;
         q.logUsedLen = SplitLayout.usedSize(r.num);
-      } else q.logUsedAddr = -1;
+        q.logEventAddr = r.addr.logGuest;
+        q.logEventLen = SplitLayout.usedSize(r.num);
+      }
     }
   }
 
@@ -1007,6 +1019,11 @@ export class VhostUserBackend {
     this.immediates.add(h);
   }
 
+  /**
+   * One processing pass over ring `r`: the device runs, and the used-buffer notifications it asks
+   * for are batched into at most one call eventfd write at the end of the pass, sent only when
+   * the queue's event suppression (flags or EVENT_IDX) says so.
+   */
   private dispatchRing(r: Ring): void {
     if (this.closed || !r.started || !r.enabled || !r.queue || r.broken) return;
     if (!this.active) {
@@ -1018,10 +1035,37 @@ export class VhostUserBackend {
         return;
       }
     }
+    this.passDepth++;
     try {
       this.device.onQueueNotify(r.index);
     } catch (e) {
       this.ringFailure(r, e);
+    } finally {
+      this.passDepth--;
+      if (this.passDepth === 0) this.flushCalls();
+    }
+  }
+
+  /** Sends the notifications deferred during a pass (any ring: a device may complete on another). */
+  private flushCalls(): void {
+    const rings = this.rings;
+    for (let i = 0; i < rings.length; i++) {
+      const r = rings[i]!;
+      if (!r.callPending) continue;
+      r.callPending = false;
+      this.signalUsed(r);
+    }
+  }
+
+  /** Writes the call eventfd of `r` if its queue's event suppression asks for a notification. */
+  private signalUsed(r: Ring): void {
+    const q = r.queue;
+    if (!q || r.callFd < 0 || !q.needsNotification()) return;
+    this.callsSent++;
+    try {
+      this.platform.eventfdWrite(r.callFd, 1);
+    } catch (e) {
+      this.logger.warn(`ring ${r.index}: call write failed: ${(e as Error).message}`);
     }
   }
 
@@ -1096,14 +1140,10 @@ export class VhostUserBackend {
       },
       notifyUsed(index: number): void {
         const r = self.rings[index];
-        const q = r?.queue;
-        if (!r || !q || r.callFd < 0) return;
-        if (!q.needsNotification()) return;
-        try {
-          self.platform.eventfdWrite(r.callFd, 1);
-        } catch (e) {
-          self.logger.warn(`ring ${index}: call write failed: ${(e as Error).message}`);
-        }
+        if (!r) return;
+        // Inside a processing pass: batched, sent once when the pass ends.
+        if (self.passDepth > 0) r.callPending = true;
+        else self.signalUsed(r);
       },
       notifyConfigChange(): void {
         self.sendConfigChange();

@@ -19,7 +19,11 @@ export interface VhostUserServerOptions {
   readonly device: () => VirtioDevice;
   /** Listen on this path (a stale socket file is replaced); or */
   readonly socketPath?: string;
-  /** an already listening socket fd (`--fd`); the server owns it and closes it on close(). */
+  /**
+   * an inherited socket fd (`--fd`), owned by the server from then on: a listening socket is
+   * accepted from; a connected one is served as the only connection, after which the server
+   * closes itself.
+   */
   readonly listenFd?: number;
   /** Defaults to the native platform. */
   readonly platform?: Platform;
@@ -54,6 +58,11 @@ export class VhostUserServer extends EventEmitter {
   private conn: VhostUserConnection | null = null;
   private nextId = 1;
   private state: 'idle' | 'listening' | 'closed' = 'idle';
+  /** Serving an inherited connected socket: no listening socket, one connection only. */
+  private single = false;
+  private resolveClosed: () => void = () => {};
+  /** Resolves once close() has released the connection and the listening socket. */
+  readonly closed: Promise<void> = new Promise((r) => (this.resolveClosed = r));
 
   constructor(opts: VhostUserServerOptions) {
     super();
@@ -86,8 +95,29 @@ export class VhostUserServer extends EventEmitter {
       this.ownsPath = true;
       this.logger.info(`vhost-user: listening on ${this.opts.socketPath}`);
     } else {
-      this.listenFd = this.opts.listenFd!;
-      this.logger.info(`vhost-user: listening on inherited fd ${this.listenFd}`);
+      const fd = this.opts.listenFd!;
+      // accept(2) tells the two kinds of inherited fd apart: EINVAL on a connected socket.
+      let first: number;
+      try {
+        first = p.accept(fd);
+      } catch {
+        first = -2;
+      }
+      if (first === -2) {
+        this.logger.info(`vhost-user: serving the connected socket of inherited fd ${fd}`);
+        this.state = 'listening';
+        this.single = true;
+        this.emit('listening');
+        this.serve(fd);
+        return;
+      }
+      this.listenFd = fd;
+      this.logger.info(`vhost-user: listening on inherited fd ${fd}`);
+      this.state = 'listening';
+      this.emit('listening');
+      if (first >= 0) this.serve(first);
+      else this.resumeAccepting();
+      return;
     }
     this.state = 'listening';
     this.resumeAccepting();
@@ -114,6 +144,12 @@ export class VhostUserServer extends EventEmitter {
         }
       }
     }
+    this.resolveClosed();
+  }
+
+  /** Resolves with the next connection's end (a front-end disconnect or close()). */
+  nextDisconnect(): Promise<DisconnectEvent> {
+    return new Promise((resolve) => this.once('disconnect', resolve));
   }
 
   private resumeAccepting(): void {
@@ -135,6 +171,12 @@ export class VhostUserServer extends EventEmitter {
       return;
     }
     if (fd < 0) return;
+    this.serve(fd);
+  }
+
+  /** Serves the front-end on connected socket `fd` (owned from now on). */
+  private serve(fd: number): void {
+    const p = this.platform!;
     // One front-end at a time: stop accepting until this one leaves.
     this.listenWatcher?.stop();
     this.listenWatcher = null;
@@ -145,7 +187,8 @@ export class VhostUserServer extends EventEmitter {
     } catch (e) {
       this.logger.error(`vhost-user: device factory failed: ${(e as Error).message}`);
       p.close(fd);
-      this.resumeAccepting();
+      if (this.single) void this.close();
+      else this.resumeAccepting();
       return;
     }
     const backend = new VhostUserBackend({ ...this.opts.backend, device, platform: p, logger: this.logger });
@@ -161,7 +204,8 @@ export class VhostUserServer extends EventEmitter {
         this.conn = null;
         this.logger.info(`vhost-user: front-end ${id} disconnected (${ev.reason})`);
         this.emit('disconnect', ev);
-        this.resumeAccepting();
+        if (this.single) void this.close();
+        else this.resumeAccepting();
       },
     });
     this.logger.info(`vhost-user: front-end ${id} connected`);
@@ -286,4 +330,66 @@ async function loadDefaultPlatform(): Promise<Platform> {
     throw new VirtioError('PLATFORM', 'no default platform available: pass `platform`');
   }
   return mod.defaultPlatform();
+}
+
+export interface ServeVhostUserOptions {
+  /**
+   * The device to serve: one object, reset before each front-end after the first (a fresh
+   * back-end state per connection over the same device), or a factory called per connection.
+   */
+  readonly device: VirtioDevice | (() => VirtioDevice);
+  /** Defaults to the native platform. */
+  readonly platform?: Platform;
+  /** `--socket-path`: listen on this path (a stale socket file is replaced); or */
+  readonly socketPath?: string;
+  /** `--fd`: an inherited socket: listening (accepted from) or already connected (served once). */
+  readonly fd?: number;
+  readonly logger?: Logger;
+  /** Aborting closes the server (as close()). */
+  readonly signal?: AbortSignal;
+  readonly backend?: Omit<VhostUserBackendOptions, 'device' | 'platform' | 'logger'>;
+}
+
+/**
+ * Starts a vhost-user back-end server (vhost-user.rst "Backend program conventions": exactly one
+ * of --socket-path and --fd) and resolves once it is ready for a front-end. An `fd` that is a
+ * connected socket (e.g. one end of a socketpair the front-end holds) is served as the one and
+ * only connection: when it ends, the server closes.
+ */
+export async function serveVhostUser(o: ServeVhostUserOptions): Promise<VhostUserServer> {
+  if ((o.socketPath === undefined) === (o.fd === undefined)) {
+    throw new VirtioError('INVALID_ARGUMENT', 'give exactly one of socketPath and fd');
+  }
+  const platform = o.platform ?? (await loadDefaultPlatform());
+  const given = o.device;
+  let device: () => VirtioDevice;
+  if (typeof given === 'function') device = given;
+  else {
+    let served = false;
+    device = () => {
+      // The same device object for every front-end, from its reset state.
+      if (served) given.reset();
+      served = true;
+      return given;
+    };
+  }
+  const server = new VhostUserServer({
+    device,
+    platform,
+    ...(o.logger ? { logger: o.logger } : {}),
+    ...(o.backend ? { backend: o.backend } : {}),
+    ...(o.socketPath !== undefined ? { socketPath: o.socketPath } : { listenFd: o.fd! }),
+  });
+  if (o.signal?.aborted) {
+    if (o.fd !== undefined) platform.close(o.fd);
+    throw new VirtioError('INVALID_ARGUMENT', 'aborted before the server started', { cause: o.signal.reason });
+  }
+  await server.start();
+  if (o.signal) {
+    const signal = o.signal;
+    const onAbort = (): void => void server.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    void server.closed.then(() => signal.removeEventListener('abort', onAbort));
+  }
+  return server;
 }

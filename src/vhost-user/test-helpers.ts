@@ -108,6 +108,8 @@ export class TinyDriver {
     readonly bytes: Uint8Array,
     readonly size: number,
     readonly ringOffset = 0,
+    /** False for a legacy big-endian guest (ring fields in guest endian). */
+    readonly le = true,
   ) {
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   }
@@ -141,32 +143,60 @@ export class TinyDriver {
     const d1 = (head + 1) % this.size;
     this.nextDesc += 2;
     this.bytes.set(out, at);
-    const dv = this.dv;
-    let o = this.descOff + 16 * d0;
-    dv.setBigUint64(o, BigInt(GUEST_BASE + at), true);
-    dv.setUint32(o + 8, out.length, true);
-    dv.setUint16(o + 12, 1, true); // NEXT
-    dv.setUint16(o + 14, d1, true);
-    o = this.descOff + 16 * d1;
-    dv.setBigUint64(o, BigInt(GUEST_BASE + at + 0x100), true);
-    dv.setUint32(o + 8, inLen, true);
-    dv.setUint16(o + 12, 2, true); // WRITE
-    dv.setUint16(o + 14, 0, true);
-    dv.setUint16(this.availOff + 4 + 2 * (this.availIdx % this.size), head, true);
-    this.availIdx = (this.availIdx + 1) & 0xffff;
-    dv.setUint16(this.availOff + 2, this.availIdx, true);
+    this.writeDesc(this.descOff + 16 * d0, GUEST_BASE + at, out.length, 1, d1); // NEXT
+    this.writeDesc(this.descOff + 16 * d1, GUEST_BASE + at + 0x100, inLen, 2, 0); // WRITE
+    this.publish(head);
     return head;
+  }
+  /**
+   * Adds a request through an indirect table (2.7.5.3) at data offset `table`: one ring
+   * descriptor pointing to [readable `out` at `at`, writable `inLen` at `at` + 0x100].
+   */
+  addIndirect(out: Uint8Array, inLen: number, at: number, table: number): number {
+    const head = this.nextDesc % this.size;
+    this.nextDesc += 1;
+    this.bytes.set(out, at);
+    this.writeDesc(table, GUEST_BASE + at, out.length, 1, 1);
+    this.writeDesc(table + 16, GUEST_BASE + at + 0x100, inLen, 2, 0);
+    this.writeDesc(this.descOff + 16 * head, GUEST_BASE + table, 32, 4, 0); // INDIRECT
+    this.publish(head);
+    return head;
+  }
+  writeDesc(off: number, addr: number, len: number, flags: number, next: number): void {
+    const dv = this.dv;
+    const le = this.le;
+    dv.setBigUint64(off, BigInt(addr), le);
+    dv.setUint32(off + 8, len, le);
+    dv.setUint16(off + 12, flags, le);
+    dv.setUint16(off + 14, next, le);
+  }
+  private publish(head: number): void {
+    this.dv.setUint16(this.availOff + 4 + 2 * (this.availIdx % this.size), head, this.le);
+    this.availIdx = (this.availIdx + 1) & 0xffff;
+    this.dv.setUint16(this.availOff + 2, this.availIdx, this.le);
+  }
+  /** 2.7.7: avail flags (1 = VIRTQ_AVAIL_F_NO_INTERRUPT). */
+  setAvailFlags(v: number): void {
+    this.dv.setUint16(this.availOff, v, this.le);
+  }
+  /** 2.7.10: used_event, after the avail ring (EVENT_IDX). */
+  setUsedEvent(v: number): void {
+    this.dv.setUint16(this.availOff + 4 + 2 * this.size, v & 0xffff, this.le);
+  }
+  /** avail_event, after the used ring (EVENT_IDX): where the device wants the next kick. */
+  availEvent(): number {
+    return this.dv.getUint16(this.usedOff + 4 + 8 * this.size, this.le);
   }
   setAvailIdx(v: number): void {
     this.availIdx = v & 0xffff;
-    this.dv.setUint16(this.availOff + 2, this.availIdx, true);
+    this.dv.setUint16(this.availOff + 2, this.availIdx, this.le);
   }
   usedIdx(): number {
-    return this.dv.getUint16(this.usedOff + 2, true);
+    return this.dv.getUint16(this.usedOff + 2, this.le);
   }
   used(i: number): { id: number; len: number } {
     const o = this.usedOff + 4 + 8 * (i % this.size);
-    return { id: this.dv.getUint32(o, true), len: this.dv.getUint32(o + 4, true) };
+    return { id: this.dv.getUint32(o, this.le), len: this.dv.getUint32(o + 4, this.le) };
   }
 }
 

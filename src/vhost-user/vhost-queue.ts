@@ -70,6 +70,9 @@ export class VhostQueue implements DeviceQueue {
   /** Guest range of the used ring to log (-1: ring logging off). */
   logUsedAddr = -1;
   logUsedLen = 0;
+  /** Guest range the device writes for event suppression (split: in the used ring; packed: device area). */
+  logEventAddr = -1;
+  logEventLen = 0;
 
   constructor(
     readonly inner: DeviceQueue,
@@ -232,13 +235,21 @@ export class VhostQueue implements DeviceQueue {
   }
 
   disableNotification(): void {
-    if (!this.detached) this.inner.disableNotification();
+    if (this.detached) return;
+    this.inner.disableNotification();
+    this.logEventWrite();
   }
 
   enableNotification(): boolean {
     if (this.detached) return false;
     const more = this.inner.enableNotification();
+    this.logEventWrite();
     return more || this.resubmitPending > 0;
+  }
+
+  /** vhost-user.rst "Migration": the flags / avail_event (split) or device area (packed) writes are logged too. */
+  private logEventWrite(): void {
+    if (this.log && this.logEventAddr >= 0) this.log.mark(this.logEventAddr, this.logEventLen);
   }
 
   needsNotification(): boolean {
