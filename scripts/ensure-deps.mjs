@@ -13,6 +13,10 @@ export function run(cmd, args, opts = {}) {
 export function ensureDeps() {
   if (!existsSync(`${root}/node_modules/.package-lock.json`)) {
     run('npm', ['install', '--no-audit', '--no-fund']);
+  } else if (!existsSync(`${root}/build/Release/virtio_ts_platform.node`)) {
+    // node_modules present but the addon missing (a tree from before the addon, or build/
+    // removed): build just the addon, as `npm install` would.
+    run('npx', ['node-gyp', 'rebuild']);
   }
   run('npx', ['tsc', '-p', 'tsconfig.json']);
 }
