@@ -1,0 +1,438 @@
+/**
+ * Device side of a packed virtqueue (2.8).
+ *
+ * The driver is untrusted: every walk is bounded (a chain never takes more ring descriptors
+ * than the ring has outside the device's hands, nor more segments than the chain holds), every
+ * guest address goes through GuestMemory. A broken ring rule throws a QueueError (kept in
+ * `broken`; the device core answers with DEVICE_NEEDS_RESET) and the queue yields nothing more
+ * until `reset()`. An unmapped data buffer only fails its own request (`chain.fault`).
+ *
+ * The three ring parts are resolved to their regions once, at construction, so pop/push read
+ * and write ring fields through cached views without a region lookup, without allocation and
+ * without BigInt.
+ */
+import { ErrorCode, QueueError, QueueFault, VirtioError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { DESC_SIZE, DescFlag, PackedEvent, PackedLayout } from '../spec/ring.js';
+import type { DescriptorChain } from './chain.js';
+import { offWrap, packedNeedEvent, resolvePackedConfig } from './packed-layout.js';
+import { type ResolvedArea, fullFence, loadU16Acquire, storeU16Release } from './split-layout.js';
+import type { DeviceQueue, QueueConfig, QueueState } from './types.js';
+
+const U32 = 0x1_0000_0000;
+/** 2.8.4: a buffer longer than 2^32 - 1 bytes cannot be described (len fields are 32-bit). */
+const MAX_CHAIN_BYTES = 0xffffffff;
+const { NEXT, WRITE, INDIRECT, AVAIL, USED } = DescFlag;
+
+export class PackedQueue implements DeviceQueue {
+  readonly size: number;
+  readonly index: number;
+  readonly packed = true;
+  readonly memory: GuestMemory;
+  /** Derived once from the negotiated features. */
+  readonly eventIdx: boolean;
+  readonly indirect: boolean;
+  readonly inOrder: boolean;
+  readonly littleEndian: boolean;
+
+  private readonly desc: ResolvedArea;
+  /** Driver Event Suppression (read by the device). */
+  private readonly drvEvt: ResolvedArea;
+  /** Device Event Suppression (written by the device). */
+  private readonly devEvt: ResolvedArea;
+
+  /** Next ring position to read and the Driver Ring Wrap Counter expected there (2.8.1). */
+  private nextAvail = 0;
+  private availWrap = true;
+  /** Next ring position to write a used descriptor and the Device Ring Wrap Counter (2.8.1). */
+  private nextUsed = 0;
+  private usedWrap = true;
+  /** Buffers popped and not yet returned (an in-order batch counts as its size). */
+  private inFlightBufs = 0;
+  /** IN_ORDER: ring descriptors of the popped buffers, in pop order (a FIFO of `size`). */
+  private readonly orderDescs: Uint16Array;
+  private orderHead = 0;
+  private orderCount = 0;
+  /** Guest range of the region the last data buffer was found in (a lookup-free fast path). */
+  private dataStart = 0;
+  private dataEnd = -1;
+  private brokenErr: QueueError | null = null;
+  /** Whether the device currently wants available-buffer notifications (2.8.10). */
+  private notifyEnabled = true;
+  /** Ring descriptors used since `needsNotification` last ran, and whether that count is known. */
+  private usedSinceSignal = 0;
+  private signalledValid = true;
+
+  constructor(memory: GuestMemory, config: QueueConfig) {
+    const r = resolvePackedConfig(memory, config);
+    this.memory = memory;
+    this.size = r.size;
+    this.index = r.index;
+    this.eventIdx = r.eventIdx;
+    this.indirect = r.indirect;
+    this.inOrder = r.inOrder;
+    this.littleEndian = r.littleEndian;
+    this.desc = r.desc;
+    this.drvEvt = r.driver;
+    this.devEvt = r.device;
+    this.orderDescs = new Uint16Array(r.size);
+  }
+
+  get broken(): QueueError | null {
+    return this.brokenErr;
+  }
+
+  /** Next ring position the device will read. */
+  get lastAvailIdx(): number {
+    return this.nextAvail;
+  }
+
+  /** Next ring position the device will write a used descriptor at. */
+  get usedIdx(): number {
+    return this.nextUsed;
+  }
+
+  /** Buffers popped and not yet returned (counting an in-order batch as its size). */
+  get inFlight(): number {
+    return this.inFlightBufs;
+  }
+
+  /** Ring descriptors between nextUsed and nextAvail: in the device's hands. */
+  private get descsInFlight(): number {
+    return this.availWrap === this.usedWrap ? this.nextAvail - this.nextUsed : this.nextAvail + this.size - this.nextUsed;
+  }
+
+  private fail(fault: QueueFault, message: string): never {
+    const e = new QueueError(fault, `queue ${this.index}: ${message}`, this.index);
+    this.brokenErr = e;
+    throw e;
+  }
+
+  /** 2.8.1: a descriptor is available when AVAIL matches the wrap counter and USED does not. */
+  private isAvail(flags: number, wrap: boolean): boolean {
+    return ((flags & AVAIL) !== 0) === wrap && ((flags & USED) !== 0) !== wrap;
+  }
+
+  private flagsAt(pos: number): number {
+    return loadU16Acquire(this.desc, pos * DESC_SIZE + PackedLayout.FLAGS, this.littleEndian);
+  }
+
+  hasAvailable(): boolean {
+    if (this.brokenErr !== null) return false;
+    if (this.descsInFlight >= this.size) return false;
+    return this.isAvail(this.flagsAt(this.nextAvail), this.availWrap);
+  }
+
+  pop(chain: DescriptorChain): boolean {
+    if (this.brokenErr !== null) return false;
+    const budget = this.size - this.descsInFlight;
+    // Every descriptor is in the device's hands: the one at nextAvail is ours, not the driver's.
+    if (budget <= 0) return false;
+    // device/packed-ring/5, 2.8.21: flags are read (acquire) before the descriptor they expose.
+    const flags0 = this.flagsAt(this.nextAvail);
+    if (!this.isAvail(flags0, this.availWrap)) return false;
+    this.walk(chain, flags0, budget);
+    if (this.inOrder) {
+      this.orderDescs[(this.orderHead + this.orderCount) % this.size] = chain.ringDescs;
+      this.orderCount++;
+    }
+    this.inFlightBufs++;
+    // 2.8.10 with EVENT_IDX and notifications wanted: ask to be told about the next descriptor.
+    if (this.eventIdx && this.notifyEnabled) this.writeDeviceEvent(PackedEvent.DESC_SPECIFIC);
+    return true;
+  }
+
+  /**
+   * Fills `chain` from the descriptors at nextAvail (device/packed-ring/1, 7: in ring order) and
+   * moves nextAvail past them; throws a QueueError on a ring-rule break. `budget` bounds the
+   * ring descriptors the chain may take (driver/packed-ring/7, 10: never more than are free).
+   */
+  private walk(chain: DescriptorChain, flags0: number, budget: number): void {
+    const le = this.littleEndian;
+    const mem = this.memory;
+    const size = this.size;
+    const dview = this.desc.view;
+    const dbase = this.desc.offset;
+    chain.clear();
+    chain.memory = mem;
+    const capacity = chain.capacity;
+    let pos = this.nextAvail;
+    let wrap = this.availWrap;
+    let descs = 0;
+    let seenWritable = false;
+    let total = 0;
+    let flags = flags0;
+    for (;;) {
+      if (descs >= budget) {
+        this.fail(QueueFault.CHAIN_TOO_LONG, `chain at ${this.nextAvail} takes more than the ${budget} free ring descriptors`);
+      }
+      descs++;
+      const o = dbase + pos * DESC_SIZE;
+      if (descs > 1) flags = dview.getUint16(o + PackedLayout.FLAGS, le);
+      const lo = dview.getUint32(le ? o : o + 4, le);
+      const hi = dview.getUint32(le ? o + 4 : o, le);
+      // An address beyond 2^53 cannot be in any region: -1 marks it unmapped.
+      const addr = hi >= 0x20_0000 ? -1 : hi * U32 + lo;
+      const len = dview.getUint32(o + PackedLayout.LEN, le);
+      pos++;
+      if (pos === size) {
+        pos = 0;
+        wrap = !wrap;
+      }
+      if ((flags & INDIRECT) !== 0) {
+        // 2.8.7 Indirect Flag. WRITE on this descriptor is reserved and ignored.
+        if (!this.indirect) this.fail(QueueFault.INDIRECT_NOT_NEGOTIATED, `indirect descriptor without INDIRECT_DESC (at ${this.nextAvail})`);
+        // driver/packed-ring/15: no INDIRECT descriptor in a list linked by NEXT.
+        if ((flags & NEXT) !== 0 || descs > 1) this.fail(QueueFault.INDIRECT_WITH_NEXT, `indirect descriptor in a NEXT list (at ${this.nextAvail})`);
+        if (len === 0 || len % DESC_SIZE !== 0) this.fail(QueueFault.INDIRECT_BAD_LEN, `indirect table length ${len}`);
+        const n = len / DESC_SIZE;
+        // device/packed-ring/8: the device limits the list to what a chain holds.
+        if (n > capacity) this.fail(QueueFault.INDIRECT_TOO_BIG, `indirect table of ${n} entries exceeds ${capacity}`);
+        const r = addr < 0 ? -1 : mem.locate(addr, len);
+        if (r < 0) this.fail(QueueFault.RING_UNMAPPED, `indirect table 0x${addr.toString(16)}+${len} is not mapped`);
+        const id = dview.getUint16(o + PackedLayout.ID, le);
+        const tview = mem.dataViewOf(r);
+        const tbase = addr - mem.baseOf(r);
+        for (let i = 0; i < n; i++) {
+          const t = tbase + i * DESC_SIZE;
+          const tf = tview.getUint16(t + PackedLayout.FLAGS, le);
+          // driver/packed-ring/13: only WRITE is valid inside; a nested table is refused, the
+          // other bits (NEXT, id) are reserved and ignored: the table length bounds the list.
+          if ((tf & INDIRECT) !== 0) this.fail(QueueFault.INDIRECT_NESTED, `indirect descriptor inside an indirect table (at ${this.nextAvail})`);
+          const tlo = tview.getUint32(le ? t : t + 4, le);
+          const thi = tview.getUint32(le ? t + 4 : t, le);
+          const taddr = thi >= 0x20_0000 ? -1 : thi * U32 + tlo;
+          const tlen = tview.getUint32(t + PackedLayout.LEN, le);
+          const w = (tf & WRITE) !== 0;
+          if (w) seenWritable = true;
+          else if (seenWritable) this.fail(QueueFault.READABLE_AFTER_WRITABLE, `readable descriptor after a writable one (at ${this.nextAvail})`);
+          total += tlen;
+          if (total > MAX_CHAIN_BYTES) this.fail(QueueFault.CHAIN_LEN_OVERFLOW, `buffer at ${this.nextAvail} exceeds 2^32 - 1 bytes`);
+          this.addData(chain, taddr, tlen, w);
+        }
+        this.finish(chain, id, 1, pos, wrap);
+        return;
+      }
+      const writable = (flags & WRITE) !== 0;
+      if (writable) seenWritable = true;
+      else if (seenWritable) {
+        // driver/packed-ring/8: device-writable elements come after all device-readable ones.
+        this.fail(QueueFault.READABLE_AFTER_WRITABLE, `readable descriptor after a writable one (at ${this.nextAvail})`);
+      }
+      total += len;
+      if (total > MAX_CHAIN_BYTES) this.fail(QueueFault.CHAIN_LEN_OVERFLOW, `buffer at ${this.nextAvail} exceeds 2^32 - 1 bytes`);
+      if (chain.count >= capacity) this.fail(QueueFault.CHAIN_TOO_LONG, `buffer at ${this.nextAvail} has more than ${capacity} segments`);
+      this.addData(chain, addr, len, writable);
+      if ((flags & NEXT) === 0) {
+        // 2.8.6: the Buffer ID is in the last descriptor of the list.
+        this.finish(chain, dview.getUint16(o + PackedLayout.ID, le), descs, pos, wrap);
+        return;
+      }
+    }
+  }
+
+  private finish(chain: DescriptorChain, id: number, descs: number, pos: number, wrap: boolean): void {
+    chain.id = id;
+    chain.ringDescs = descs;
+    this.nextAvail = pos;
+    this.availWrap = wrap;
+  }
+
+  private addData(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
+    if (chain.count >= chain.capacity) this.fail(QueueFault.CHAIN_TOO_LONG, `buffer at ${this.nextAvail} has more than ${chain.capacity} segments`);
+    if (addr >= this.dataStart && addr + len <= this.dataEnd) {
+      chain.addSegment(addr, len, writable);
+      return;
+    }
+    const mem = this.memory;
+    const r = addr >= 0 ? mem.locate(addr, len) : -1;
+    if (r >= 0) {
+      this.dataStart = mem.baseOf(r);
+      this.dataEnd = this.dataStart + mem.bytesOf(r).length;
+      chain.addSegment(addr, len, writable);
+    } else this.addUnmapped(chain, addr, len, writable);
+  }
+
+  /**
+   * Slow path for a data buffer not inside one region: split it at region boundaries when the
+   * regions are contiguous (guest-physically one buffer), else mark the chain faulty (the ring
+   * is sound; only this request fails).
+   */
+  private addUnmapped(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
+    const mem = this.memory;
+    let a = addr;
+    let rem = len;
+    while (a >= 0 && rem > 0) {
+      const r = mem.locate(a, 1);
+      if (r < 0) break;
+      const end = mem.baseOf(r) + mem.bytesOf(r).length;
+      const piece = Math.min(rem, end - a);
+      if (piece === rem) break; // the last piece is added below
+      if (chain.count + 1 >= chain.capacity) break;
+      chain.addSegment(a, piece, writable);
+      a += piece;
+      rem -= piece;
+    }
+    if (a < 0 || mem.locate(a, rem) < 0) chain.fault = QueueFault.DESC_UNMAPPED;
+    if (chain.count >= chain.capacity) this.fail(QueueFault.CHAIN_TOO_LONG, `buffer at ${this.nextAvail} has more than ${chain.capacity} segments`);
+    chain.addSegment(a, rem, writable);
+  }
+
+  push(chain: DescriptorChain, written: number): void {
+    this.pushId(chain.id, chain.ringDescs, written);
+  }
+
+  /**
+   * Writes one used descriptor {id, len: written} at nextUsed and skips the `ringDescs`
+   * descriptors the buffer took (2.8.6: one used descriptor per list). With IN_ORDER the buffer
+   * is the oldest in flight.
+   */
+  pushId(id: number, ringDescs: number, written: number): void {
+    if (!Number.isInteger(ringDescs) || ringDescs < 1 || ringDescs > this.size) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `buffer of ${ringDescs} ring descriptors on queue ${this.index} of ${this.size}`);
+    }
+    if (this.brokenErr !== null) return; // the ring is the driver's to reset; leave it alone
+    if (this.inOrder && this.orderCount > 0) {
+      this.orderHead = (this.orderHead + 1) % this.size;
+      this.orderCount--;
+    }
+    this.writeUsed(id, written, ringDescs, 1);
+  }
+
+  /**
+   * IN_ORDER (2.8.8 "In-order use of descriptors"): returns the next `count` popped buffers
+   * with ONE used descriptor carrying the id `lastId` of the last buffer of the batch and its
+   * written length; it goes where the batch's first buffer started and the device skips the
+   * ring descriptors of the whole batch. The driver treats the skipped buffers as used
+   * completely, so the device must have written all of their writable bytes.
+   */
+  pushInOrderBatch(lastId: number, count: number, written: number): void {
+    if (!this.inOrder) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'batched used descriptors need IN_ORDER');
+    if (!Number.isInteger(count) || count < 1 || count > this.orderCount) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `batch of ${count} with ${this.orderCount} buffers in flight`);
+    }
+    if (this.brokenErr !== null) return;
+    let descs = 0;
+    for (let i = 0; i < count; i++) {
+      descs += this.orderDescs[this.orderHead]!;
+      this.orderHead = (this.orderHead + 1) % this.size;
+    }
+    this.orderCount -= count;
+    this.writeUsed(lastId, written, descs, count);
+  }
+
+  private writeUsed(id: number, written: number, descs: number, bufs: number): void {
+    if (!(id >= 0 && id <= 0xffff) || (id | 0) !== id) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `buffer id ${id} is not a 16-bit id (queue ${this.index})`);
+    }
+    const le = this.littleEndian;
+    const w = written >>> 0;
+    const o = this.nextUsed * DESC_SIZE;
+    const v = this.desc.view;
+    v.setUint16(this.desc.offset + o + PackedLayout.ID, id, le);
+    v.setUint32(this.desc.offset + o + PackedLayout.LEN, w, le);
+    // 2.8.1: a used descriptor has AVAIL and USED both equal to the Device Ring Wrap Counter;
+    // 2.8.3: WRITE says whether anything was written. Flags last, with release (device/packed-ring/6).
+    const flags = (this.usedWrap ? AVAIL | USED : 0) | (w > 0 ? WRITE : 0);
+    storeU16Release(this.desc, o + PackedLayout.FLAGS, flags, le);
+    let p = this.nextUsed + descs;
+    if (p >= this.size) {
+      p -= this.size;
+      this.usedWrap = !this.usedWrap;
+    }
+    this.nextUsed = p;
+    this.inFlightBufs = this.inFlightBufs >= bufs ? this.inFlightBufs - bufs : 0;
+    this.usedSinceSignal += descs;
+  }
+
+  /** Writes the Device Event Suppression area; `desc` first so a DESC flag finds it set. */
+  private writeDeviceEvent(mode: number): void {
+    const le = this.littleEndian;
+    const e = this.devEvt;
+    if (mode === PackedEvent.DESC_SPECIFIC) e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(this.nextAvail, this.availWrap), le);
+    storeU16Release(e, PackedEvent.FLAGS, mode, le);
+  }
+
+  disableNotification(): void {
+    this.notifyEnabled = false;
+    // 2.8.10: RING_EVENT_FLAGS_DISABLE is valid with or without EVENT_IDX.
+    this.writeDeviceEvent(PackedEvent.DISABLE);
+  }
+
+  enableNotification(): boolean {
+    this.notifyEnabled = true;
+    // With EVENT_IDX: notify when the descriptor at nextAvail is made available.
+    this.writeDeviceEvent(this.eventIdx ? PackedEvent.DESC_SPECIFIC : PackedEvent.ENABLE);
+    // Publish the request before re-reading the ring, else a buffer added meanwhile would find
+    // notifications off and we would not see it either.
+    fullFence();
+    return this.hasAvailable();
+  }
+
+  needsNotification(): boolean {
+    if (this.brokenErr !== null) return false;
+    // Order the used descriptor stores before reading the driver's suppression fields.
+    fullFence();
+    const moved = this.usedSinceSignal;
+    const valid = this.signalledValid;
+    this.usedSinceSignal = 0;
+    this.signalledValid = true;
+    // After setState the last signalled position is unknown: notify (spurious ones are allowed).
+    if (!valid) return true;
+    if (moved === 0) return false;
+    const le = this.littleEndian;
+    const e = this.drvEvt;
+    const flags = e.view.getUint16(e.offset + PackedEvent.FLAGS, le) & 0x3;
+    if (flags === PackedEvent.DISABLE) return false;
+    // DESC is only meaningful with EVENT_IDX; otherwise (and for the reserved 3) notify.
+    if (flags !== PackedEvent.DESC_SPECIFIC || !this.eventIdx) return true;
+    const ow = e.view.getUint16(e.offset + PackedEvent.DESC, le);
+    return packedNeedEvent(ow, this.nextUsed, this.usedWrap, moved, this.size);
+  }
+
+  state(): QueueState {
+    return { nextAvail: this.nextAvail, nextUsed: this.nextUsed, availWrap: this.availWrap, usedWrap: this.usedWrap };
+  }
+
+  /**
+   * Validates and applies saved ring positions. Buffers in flight at save time can still be
+   * returned with `pushId` (their id and ring descriptor count come from the caller's records);
+   * an IN_ORDER batch cannot span them.
+   */
+  setState(s: QueueState): void {
+    const ok = (v: number): boolean => Number.isInteger(v) && v >= 0 && v < this.size;
+    const wrapsOk = typeof s.availWrap === 'boolean' && typeof s.usedWrap === 'boolean';
+    // The device cannot be ahead of the driver by more than one lap, nor behind it.
+    const inFlight = wrapsOk && ok(s.nextAvail) && ok(s.nextUsed) ? (s.availWrap === s.usedWrap ? s.nextAvail - s.nextUsed : s.nextAvail + this.size - s.nextUsed) : -1;
+    if (inFlight < 0 || inFlight > this.size) {
+      throw new VirtioError(
+        ErrorCode.QUEUE_BAD_STATE,
+        `packed state avail ${s.nextAvail}/${s.availWrap} used ${s.nextUsed}/${s.usedWrap} does not fit a queue of ${this.size}`,
+      );
+    }
+    this.nextAvail = s.nextAvail;
+    this.availWrap = s.availWrap;
+    this.nextUsed = s.nextUsed;
+    this.usedWrap = s.usedWrap;
+    this.orderHead = 0;
+    this.orderCount = 0;
+    this.inFlightBufs = 0;
+    this.usedSinceSignal = 0;
+    this.signalledValid = false;
+  }
+
+  /** Back to the state of a freshly enabled queue (2.6.1 / 3.3.1); guest memory is not touched. */
+  reset(): void {
+    this.nextAvail = 0;
+    this.availWrap = true;
+    this.nextUsed = 0;
+    this.usedWrap = true;
+    this.orderHead = 0;
+    this.orderCount = 0;
+    this.inFlightBufs = 0;
+    this.brokenErr = null;
+    this.notifyEnabled = true;
+    this.usedSinceSignal = 0;
+    this.signalledValid = true;
+  }
+}
