@@ -516,7 +516,10 @@ export class VhostUserBackend {
         const s = decodeVringState(req, p);
         const r = this.ring(req, s.index);
         if (r.started) throw new VhostUserError(VhostUserFault.BAD_STATE, `ring ${s.index} is started`, req);
-        if (s.num > 0xffff) throw new VhostUserError(VhostUserFault.BAD_VALUE, `base ${s.num}`, req);
+        // Split: the 16-bit avail index. Packed (QEMU's format): bits 0-14 avail position, 15 its
+        // wrap counter, 16-30 used position, 31 its wrap counter.
+        const packed = (this.ackedFeatures & F.RING_PACKED) !== 0n;
+        if (!packed && s.num > 0xffff) throw new VhostUserError(VhostUserFault.BAD_VALUE, `split ring base ${s.num}`, req);
         r.base = s.num;
         return null;
       }
@@ -890,10 +893,16 @@ export class VhostUserBackend {
       });
       if (state) inner.setState(state);
       else if (packed) {
-        const wrap = (r.base & 0x8000) !== 0;
-        const pos = r.base & 0x7fff;
-        // The front-end stopped the ring with nothing in flight: used position = avail position.
-        inner.setState({ nextAvail: pos, availWrap: wrap, nextUsed: pos, usedWrap: wrap });
+        const avail = r.base & 0xffff;
+        // A front-end that sends only the avail half (DPDK's format) stopped the ring with
+        // nothing in flight: the used position is the avail position.
+        const used = r.base >>> 16 || avail;
+        inner.setState({
+          nextAvail: avail & 0x7fff,
+          availWrap: (avail & 0x8000) !== 0,
+          nextUsed: used & 0x7fff,
+          usedWrap: (used & 0x8000) !== 0,
+        });
       } else {
         inner.setState({ nextAvail: r.base & 0xffff, nextUsed: memory.readU16(t.used + SplitLayout.USED_IDX, le), availWrap: true, usedWrap: true });
       }
@@ -952,8 +961,12 @@ export class VhostUserBackend {
     }
   }
 
+  /** GET_VRING_BASE's value (see SET_VRING_BASE for the packed format). */
   private encodeBase(s: QueueState, packed: boolean): number {
-    return packed ? (s.nextAvail & 0x7fff) | (s.availWrap ? 0x8000 : 0) : s.nextAvail & 0xffff;
+    if (!packed) return s.nextAvail & 0xffff;
+    const avail = (s.nextAvail & 0x7fff) | (s.availWrap ? 0x8000 : 0);
+    const used = (s.nextUsed & 0x7fff) | (s.usedWrap ? 0x8000 : 0);
+    return (avail | (used << 16)) >>> 0;
   }
 
   /** Stops a ring (GET_VRING_BASE, reset, close): its state becomes the base to report. */

@@ -200,6 +200,89 @@ export class TinyDriver {
   }
 }
 
+/**
+ * A driver-side packed ring writer (2.8) over the front-end's mapping: descriptor ring at
+ * RING.desc, driver event suppression at RING.avail, device event suppression at RING.used.
+ * Each request takes two ring descriptors (readable, then writable).
+ */
+export class TinyPackedDriver {
+  readonly dv: DataView;
+  private availPos = 0;
+  private availWrap = true;
+  private usedPos = 0;
+  private usedWrap = true;
+  private nextId = 0;
+  private readonly descsOf = new Map<number, number>();
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly size: number,
+    readonly ringOffset = 0,
+  ) {
+    this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
+  vringAddr(index: number, flags = 0, logGuest = 0): VringAddr {
+    return {
+      index,
+      flags,
+      descUser: USER_BASE + this.ringOffset + RING.desc,
+      availUser: USER_BASE + this.ringOffset + RING.avail,
+      usedUser: USER_BASE + this.ringOffset + RING.used,
+      logGuest,
+    };
+  }
+  private flagsFor(write: boolean): number {
+    // 2.8.1: AVAIL = wrap counter, USED = its inverse.
+    return (write ? 2 : 0) | (this.availWrap ? 1 << 7 : 1 << 15);
+  }
+  private advance(): void {
+    if (++this.availPos === this.size) {
+      this.availPos = 0;
+      this.availWrap = !this.availWrap;
+    }
+  }
+  /** Makes a request available; returns its buffer id. */
+  add(out: Uint8Array, inLen: number, at: number): number {
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) % this.size;
+    this.descsOf.set(id, 2);
+    this.bytes.set(out, at);
+    const dv = this.dv;
+    const headOff = this.ringOffset + RING.desc + 16 * this.availPos;
+    const headFlags = this.flagsFor(false) | 1; // NEXT
+    dv.setBigUint64(headOff, BigInt(GUEST_BASE + at), true);
+    dv.setUint32(headOff + 8, out.length, true);
+    dv.setUint16(headOff + 12, id, true);
+    this.advance();
+    const o = this.ringOffset + RING.desc + 16 * this.availPos;
+    dv.setBigUint64(o, BigInt(GUEST_BASE + at + 0x100), true);
+    dv.setUint32(o + 8, inLen, true);
+    dv.setUint16(o + 12, id, true);
+    dv.setUint16(o + 14, this.flagsFor(true), true);
+    this.advance();
+    // The head's flags last: the whole chain becomes available at once (2.8.6).
+    dv.setUint16(headOff + 14, headFlags, true);
+    return id;
+  }
+  /** The next used buffer, or null. */
+  takeUsed(): { id: number; len: number } | null {
+    const o = this.ringOffset + RING.desc + 16 * this.usedPos;
+    const f = this.dv.getUint16(o + 14, true);
+    const avail = (f & (1 << 7)) !== 0;
+    const used = (f & (1 << 15)) !== 0;
+    if (avail !== this.usedWrap || used !== this.usedWrap) return null;
+    const id = this.dv.getUint16(o + 12, true);
+    const len = this.dv.getUint32(o + 8, true);
+    const n = this.descsOf.get(id) ?? 1;
+    this.descsOf.delete(id);
+    this.usedPos += n;
+    if (this.usedPos >= this.size) {
+      this.usedPos -= this.size;
+      this.usedWrap = !this.usedWrap;
+    }
+    return { id, len };
+  }
+}
+
 export interface Session {
   platform: Platform;
   backend: VhostUserBackend;
