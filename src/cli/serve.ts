@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import type { VirtioDevice } from '../device/types.js';
 import { loadNativePlatform } from '../platform/native-platform.js';
 import type { Platform } from '../platform/types.js';
-import { VhostUserServer } from '../vhost-user/server.js';
+import { serveVhostUser, type VhostUserServer } from '../vhost-user/server.js';
 import { EXIT, type BackendOptions } from './args.js';
 
 /** The OS platform (fd passing, mmap, eventfd) from the native addon. */
@@ -48,15 +48,13 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   let server: VhostUserServer;
   try {
     const platform = o.platform ?? loadPlatform();
-    server = new VhostUserServer({
-      device: o.device,
-      platform,
-      logger,
-      ...(options.socketPath !== null ? { socketPath: options.socketPath } : { listenFd: options.fd! }),
-    });
-    server.on('warning', (e: Error) => logger.warn(e.message));
     try {
-      await server.start();
+      server = await serveVhostUser({
+        device: o.device,
+        platform,
+        logger,
+        ...(options.socketPath !== null ? { socketPath: options.socketPath } : { fd: options.fd! }),
+      });
     } catch (e) {
       const where = options.socketPath !== null ? options.socketPath : `fd ${options.fd}`;
       throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${where}: ${(e as Error).message}`, { cause: e });
@@ -65,6 +63,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     await cleanup();
     throw e;
   }
+  server.on('warning', (e: Error) => logger.warn(e.message));
   logger.info(`serving ${o.description} on ${options.socketPath ?? `fd ${options.fd}`}`);
 
   const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
@@ -75,6 +74,8 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     onSignal = (s) => resolve(s);
     for (const s of signals) process.on(s, onSignal);
     void o.stop?.then(() => resolve('stop'));
+    // An inherited connected socket (--fd) is served once: the server closes when it ends.
+    void server.closed.then(() => resolve('front-end gone'));
   });
   const why = await stopped;
   for (const s of signals) process.off(s, onSignal);
