@@ -7,7 +7,7 @@ import { describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { LoopbackPlatform } from './loopback-platform.js';
 import { F } from '../spec/features.js';
-import { PACKED_RING_SUPPORTED, SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
+import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
 import { F_PROTOCOL_FEATURES } from './messages.js';
 import { EchoDevice, RING, TinyPackedDriver, makeGuest, openSession, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
@@ -20,7 +20,7 @@ function packedDevice(): EchoDevice {
   return new EchoDevice(F.VERSION_1 | F.RING_PACKED | F.INDIRECT_DESC | F.EVENT_IDX, [4, 4]);
 }
 
-describe('VhostUserBackend on packed rings', { skip: !PACKED_RING_SUPPORTED && 'the packed queue is not built' }, () => {
+describe('VhostUserBackend on packed rings', () => {
   let p: LoopbackPlatform;
   let guest: Guest;
   let fdsBefore: number;

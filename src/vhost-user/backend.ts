@@ -20,6 +20,7 @@ import type { Mapping, Platform, FdWatcher } from '../platform/types.js';
 import type { DeviceContext, VirtioDevice } from '../device/types.js';
 import type { DeviceQueue, QueueConfig, QueueState } from '../queue/types.js';
 import { SplitQueue } from '../queue/split-queue.js';
+import { PackedQueue } from '../queue/packed-queue.js';
 import { F, isDeviceTypeBit, bit } from '../spec/features.js';
 import { Status } from '../spec/status.js';
 import { MAX_QUEUE_SIZE, SplitLayout } from '../spec/ring.js';
@@ -81,26 +82,9 @@ export const VHOST_USER_TRANSPORT_FEATURES =
 
 export type QueueFactory = (memory: GuestMemory, config: QueueConfig) => DeviceQueue;
 
-type QueueCtor = new (memory: GuestMemory, config: QueueConfig) => DeviceQueue;
-
-// The packed queue (src/queue/packed-queue.ts) is written in parallel; it is loaded by a computed
-// specifier so this file builds whether or not it exists yet. Without it RING_PACKED is not offered.
-const PACKED_QUEUE_MODULE = '../queue/packed-queue.js';
-const packedQueueCtor: QueueCtor | null = await import(PACKED_QUEUE_MODULE).then(
-  (m: { PackedQueue?: QueueCtor }) => m.PackedQueue ?? null,
-  () => null,
-);
-
-/** Whether packed rings can be served (the packed queue module is present). */
-export const PACKED_RING_SUPPORTED = packedQueueCtor !== null;
-
 export const defaultQueueFactory: QueueFactory = (memory, config) => {
   const packed = (config.features & F.RING_PACKED) !== 0n;
-  if (packed) {
-    if (!packedQueueCtor) throw new VhostUserError(VhostUserFault.UNSUPPORTED, 'packed rings are not available', FrontendReq.SET_VRING_KICK);
-    return new packedQueueCtor(memory, config);
-  }
-  return new SplitQueue(memory, config);
+  return packed ? new PackedQueue(memory, config) : new SplitQueue(memory, config);
 };
 
 export interface VhostUserBackendOptions {
@@ -283,8 +267,7 @@ export class VhostUserBackend {
     let devBits = 0n;
     const off = this.device.offeredFeatures;
     for (let b = 0; b < 64; b++) if (isDeviceTypeBit(b) && (off & bit(b)) !== 0n) devBits |= bit(b);
-    const transport = VHOST_USER_TRANSPORT_FEATURES & (PACKED_RING_SUPPORTED ? ~0n : ~F.RING_PACKED);
-    return devBits | (off & transport) | F_PROTOCOL_FEATURES | F_LOG_ALL;
+    return devBits | (off & VHOST_USER_TRANSPORT_FEATURES) | F_PROTOCOL_FEATURES | F_LOG_ALL;
   }
   get offeredProtocolFeatures(): bigint {
     return this.offeredProtocol;
