@@ -1,5 +1,6 @@
 /**
- * End to end through each transport pair with real split rings on both sides: the driver
+ * End to end through each transport pair with real rings on both sides (split everywhere,
+ * packed where the interface is not legacy): the driver
  * transport negotiates and programs a queue through registers / channel commands, the device
  * adapter hands the queue registers to a minimal core whose device echoes data back, and the
  * interrupt comes back through the loopback bus. Legacy kinds use the legacy ring layout, and
@@ -8,10 +9,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { SplitDriverQueue } from '../driver/split-driver-queue.js';
+import { ChainCursor, DescriptorChain } from '../queue/chain.js';
+import { createDeviceQueue, createDriverQueue } from '../queue/create-queue.js';
+import { packedRingLayout } from '../queue/packed-layout.js';
 import { legacySplitRingLayout, splitRingLayout } from '../queue/split-layout.js';
-import { DescriptorChain, ChainCursor } from '../queue/chain.js';
-import { SplitQueue } from '../queue/split-queue.js';
+import type { DeviceQueue } from '../queue/types.js';
 import { F } from '../spec/features.js';
 import { Status } from '../spec/status.js';
 import type { BadAccessReport, CoreFactory } from './bus.js';
@@ -20,7 +22,7 @@ import { TestCore, stubDevice } from './test-core.js';
 
 /** A TestCore whose device reverses each readable buffer into the writable part. */
 class EchoCore extends TestCore {
-  private queues: (SplitQueue | null)[] = [];
+  private queues: (DeviceQueue | null)[] = [];
   private readonly chain = new DescriptorChain(this.memory, 8);
   private readonly cursor = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
@@ -31,7 +33,7 @@ class EchoCore extends TestCore {
     let q = this.queues[index] ?? null;
     const r = this.queueRegisters(index)!;
     if (!q) {
-      q = new SplitQueue(this.memory, {
+      q = createDeviceQueue(this.memory, {
         size: r.size,
         descAddr: r.descAddr,
         driverAddr: r.driverAddr,
@@ -59,11 +61,14 @@ class EchoCore extends TestCore {
 
 const kinds = Object.values(TransportKind);
 
-describe('transport loopback with split rings', () => {
-  for (const kind of kinds) {
-    it(`${kind}: negotiate, set up a queue, echo data, interrupt back`, () => {
+describe('transport loopback with real rings', () => {
+  for (const kind of kinds)
+    for (const packed of [false, true]) {
+    if (packed && isLegacyKind(kind)) continue;
+    it(`${kind} ${packed ? 'packed' : 'split'}: negotiate, set up a queue, echo data, interrupt back`, () => {
       const mem = GuestMemory.allocate(1 << 20);
-      const dev = stubDevice({ features: F.VERSION_1 | F.EVENT_IDX, queues: [64, 16] });
+      const ring = packed ? F.RING_PACKED : 0n;
+      const dev = stubDevice({ features: F.VERSION_1 | F.EVENT_IDX | ring, queues: [64, 16] });
       const cores: EchoCore[] = [];
       const factory: CoreFactory = (sink, mode) => {
         const c = new EchoCore(dev, mem, sink, mode);
@@ -84,7 +89,7 @@ describe('transport loopback with split rings', () => {
       d.setStatus(Status.ACKNOWLEDGE);
       d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
       const offered = d.getDeviceFeatures();
-      assert.equal(offered, legacy ? F.EVENT_IDX : F.VERSION_1 | F.EVENT_IDX);
+      assert.equal(offered, legacy ? F.EVENT_IDX : F.VERSION_1 | F.EVENT_IDX | ring);
       d.setDriverFeatures(offered);
       let st = Status.ACKNOWLEDGE | Status.DRIVER;
       if (!legacy) {
@@ -95,14 +100,15 @@ describe('transport loopback with split rings', () => {
       assert.equal(d.numQueues(), 2);
       const size = d.queueMaxSize(0);
       assert.equal(size, 64);
-      const ring = legacy ? legacySplitRingLayout(size, 0x10000) : splitRingLayout(size, 0x10000);
-      d.setupQueue(0, ring);
+      const addrs = legacy ? legacySplitRingLayout(size, 0x10000) : packed ? packedRingLayout(size, 0x10000) : splitRingLayout(size, 0x10000);
+      d.setupQueue(0, addrs);
       d.setStatus(st | Status.DRIVER_OK);
       const core = cores.at(-1)!;
       assert.equal(core.mode.legacy, legacy);
       assert.equal(core.mode.littleEndian, kind !== TransportKind.CCW_REV0);
 
-      const dq = new SplitDriverQueue<number>(mem, { ...ring, features: offered, littleEndian: d.littleEndian, index: 0 });
+      const dq = createDriverQueue<number>(mem, { ...addrs, features: offered, littleEndian: d.littleEndian, index: 0 });
+      assert.equal(dq.packed, packed);
       for (let round = 0; round < 3; round++) {
         const msg = new Uint8Array([1, 2, 3, 4, 5 + round]);
         mem.write(0x40000, msg);
