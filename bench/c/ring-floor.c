@@ -118,6 +118,7 @@ int main(int argc, char **argv) {
   long chains = argc > 1 ? atol(argv[1]) : 10000000;
   one_thread(chains, 1);
   one_thread(chains, 32);
+  two_threads(chains, 1);
   two_threads(chains, 32);
   return 0;
 }

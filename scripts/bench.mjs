@@ -1,0 +1,15 @@
+// `npm run bench [-- name...]`: builds what the benchmarks need (the C floor with the machine's
+// gcc) and runs them side by side. Not a test: it prints figures for bench/README.md.
+import { mkdirSync } from 'node:fs';
+import { ensureDeps, root, run } from './ensure-deps.mjs';
+
+const all = ['ring'];
+const wanted = process.argv.slice(2).length ? process.argv.slice(2) : all;
+
+ensureDeps();
+mkdirSync(`${root}/build/bench`, { recursive: true });
+if (wanted.includes('ring')) {
+  run('gcc', ['-O2', '-pthread', '-o', 'build/bench/ring-floor', 'bench/c/ring-floor.c']);
+  console.log('--- virtio-ts rings beside the C floor (same run) ---');
+  run(process.execPath, ['--expose-gc', 'dist/bench/ring-bench.js', '1000000', 'build/bench/ring-floor']);
+}
