@@ -67,6 +67,46 @@ export interface PciDeviceOptions {
   readonly sharedMemory?: readonly { readonly id: number; readonly length: number }[];
   readonly subsystemVendorId?: number;
   readonly onBadAccess?: BadAccessListener;
+  /**
+   * Put the modern structures (common, ISR, notify, device configuration) in a compact 32-bit
+   * I/O BAR (BAR4) instead of the 64-bit memory BAR, for emulators whose PCI bus maps only I/O
+   * space (v86). 4.1.4: a capability may point into any BAR, memory or I/O. Default false.
+   */
+  readonly modernIoBar?: boolean;
+}
+
+/** Where the modern structures sit in the modern BAR (see `modernLayoutFor`). */
+export interface ModernLayout {
+  readonly common: number;
+  readonly isr: number;
+  readonly notify: number;
+  readonly device: number;
+  /** Bytes reserved for the device configuration (reads past configSize are refused). */
+  readonly deviceSpan: number;
+  readonly barSize: number;
+  readonly io: boolean;
+}
+
+/**
+ * The modern BAR's layout: one 4 KiB page per structure in a memory BAR (as QEMU does), or,
+ * for an I/O BAR, the structures packed one after the other: common at 0, ISR at 0x40, the
+ * notification area at 0x48, the device configuration 8-aligned after it.
+ */
+export function modernLayoutFor(io: boolean, notifyLen: number, configSize: number): ModernLayout {
+  if (!io) {
+    return {
+      common: ModernBarLayout.COMMON,
+      isr: ModernBarLayout.ISR,
+      notify: ModernBarLayout.NOTIFY,
+      device: ModernBarLayout.DEVICE,
+      deviceSpan: ModernBarLayout.PAGE,
+      barSize: pow2AtLeast(ModernBarLayout.NOTIFY + notifyLen, 0x4000),
+      io: false,
+    };
+  }
+  const notify = 0x48;
+  const device = Math.ceil((notify + notifyLen) / 8) * 8;
+  return { common: 0, isr: 0x40, notify, device, deviceSpan: configSize, barSize: pow2AtLeast(device + configSize, 0x80), io: true };
 }
 
 interface BarInfo {
@@ -114,6 +154,8 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
   private readonly onBad: BadAccessListener | undefined;
   private readonly scratch = new Uint8Array(8);
   private readonly notifyLen: number;
+  /** Where the modern structures sit in BAR4. */
+  readonly layout: ModernLayout;
   private readonly shmOffsets: number[] = [];
 
   private isr = 0;
@@ -148,6 +190,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
     this.notifyLen = Math.max(4, mult * Math.max(nq - 1, 0) + 4);
     const vectors = Math.min(opts.msixVectors ?? nq + 1, Msix.MAX_VECTORS);
     this.msix = vectors > 0 ? new MsixTable(vectors, bus) : null;
+    this.layout = modernLayoutFor(opts.modernIoBar ?? false, this.notifyLen, core.device.configSize);
     this.caps = this.buildConfigSpace();
   }
 
@@ -244,7 +287,8 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       }
       this.setBar(PciBar.SHM, { size: pow2AtLeast(off, 0x1000), io: false, is64: true });
     }
-    this.setBar(PciBar.MODERN, { size: pow2AtLeast(ModernBarLayout.NOTIFY + this.notifyLen, 0x4000), io: false, is64: true });
+    const ml = this.layout;
+    this.setBar(PciBar.MODERN, { size: ml.barSize, io: ml.io, is64: !ml.io });
 
     // Capabilities.
     let at = 0x40;
@@ -277,11 +321,11 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       this.put(c + CapField.LENGTH, 4, lo32(length));
       return c;
     };
-    caps.common = vcap(VirtioPciCap.COMMON_CFG, PciBar.MODERN, ModernBarLayout.COMMON, CommonCfg.SIZE);
-    caps.notify = vcap(VirtioPciCap.NOTIFY_CFG, PciBar.MODERN, ModernBarLayout.NOTIFY, this.notifyLen, 20);
+    caps.common = vcap(VirtioPciCap.COMMON_CFG, PciBar.MODERN, ml.common, CommonCfg.SIZE);
+    caps.notify = vcap(VirtioPciCap.NOTIFY_CFG, PciBar.MODERN, ml.notify, this.notifyLen, 20);
     this.put(caps.notify + CapField.EXTRA, 4, this.notifyOffMultiplier);
-    caps.isr = vcap(VirtioPciCap.ISR_CFG, PciBar.MODERN, ModernBarLayout.ISR, 1);
-    if (core.device.configSize > 0) caps.device = vcap(VirtioPciCap.DEVICE_CFG, PciBar.MODERN, ModernBarLayout.DEVICE, core.device.configSize);
+    caps.isr = vcap(VirtioPciCap.ISR_CFG, PciBar.MODERN, ml.isr, 1);
+    if (core.device.configSize > 0) caps.device = vcap(VirtioPciCap.DEVICE_CFG, PciBar.MODERN, ml.device, core.device.configSize);
     // 4.1.4.9: the PCI configuration access capability; bar, offset, length and data are RW.
     caps.pciCfg = vcap(VirtioPciCap.PCI_CFG, 0, 0, 0, 20);
     this.wmask[caps.pciCfg + CapField.BAR] = 0xff;
@@ -508,19 +552,20 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
   // ---- modern BAR ------------------------------------------------------------------------
 
   private modernRead(offset: number, width: number): number {
-    if (offset < ModernBarLayout.COMMON + CommonCfg.SIZE) {
+    const ml = this.layout;
+    if (offset >= ml.common && offset < ml.common + CommonCfg.SIZE) {
       if (!this.useInterface(false, 'common', offset, width, false)) return 0;
-      return this.commonRead(offset, width);
+      return this.commonRead(offset - ml.common, width);
     }
-    if (offset >= ModernBarLayout.ISR && offset < ModernBarLayout.ISR + 4) {
-      if (offset !== ModernBarLayout.ISR || width !== 1) {
+    if (offset >= ml.isr && offset < ml.isr + 4) {
+      if (offset !== ml.isr || width !== 1) {
         this.bad(BadAccess.WIDTH, 'isr', offset, width, false);
         return 0;
       }
       return this.readIsr();
     }
-    const dev = offset - ModernBarLayout.DEVICE;
-    if (dev >= 0 && dev < ModernBarLayout.PAGE) {
+    const dev = offset - ml.device;
+    if (dev >= 0 && dev < ml.deviceSpan) {
       if (!this.useInterface(false, 'device', offset, width, false)) return 0;
       if (!(width === 1 || width === 2 || width === 4) || dev % width !== 0 || dev + width > this.coreRef.device.configSize) {
         this.bad(dev + width > this.coreRef.device.configSize ? BadAccess.OFFSET : BadAccess.WIDTH, 'device', dev, width, false);
@@ -528,7 +573,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       }
       return readConfigValue(this.coreRef, this.scratch, dev, width);
     }
-    const n = offset - ModernBarLayout.NOTIFY;
+    const n = offset - ml.notify;
     if (n >= 0 && n < this.notifyLen) {
       this.bad(BadAccess.WRITE_ONLY, 'notify', n, width, false);
       return 0;
@@ -538,16 +583,18 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
   }
 
   private modernWrite(offset: number, width: number, value: number): void {
-    if (offset < ModernBarLayout.COMMON + CommonCfg.SIZE) {
-      const resetWrite = offset === CommonCfg.DEVICE_STATUS && width === 1 && (value & 0xff) === 0;
-      if (!this.useInterface(false, 'common', offset, width, true, resetWrite)) return;
-      return this.commonWrite(offset, width, value);
+    const ml = this.layout;
+    if (offset >= ml.common && offset < ml.common + CommonCfg.SIZE) {
+      const c = offset - ml.common;
+      const resetWrite = c === CommonCfg.DEVICE_STATUS && width === 1 && (value & 0xff) === 0;
+      if (!this.useInterface(false, 'common', c, width, true, resetWrite)) return;
+      return this.commonWrite(c, width, value);
     }
-    const n = offset - ModernBarLayout.NOTIFY;
+    const n = offset - ml.notify;
     if (n >= 0 && n < this.notifyLen) return this.notifyWrite(n, width, value);
-    if (offset >= ModernBarLayout.ISR && offset < ModernBarLayout.ISR + 4) return this.bad(BadAccess.READ_ONLY, 'isr', offset, width, true);
-    const dev = offset - ModernBarLayout.DEVICE;
-    if (dev >= 0 && dev < ModernBarLayout.PAGE) {
+    if (offset >= ml.isr && offset < ml.isr + 4) return this.bad(BadAccess.READ_ONLY, 'isr', offset, width, true);
+    const dev = offset - ml.device;
+    if (dev >= 0 && dev < ml.deviceSpan) {
       if (!this.useInterface(false, 'device', offset, width, true)) return;
       if (!(width === 1 || width === 2 || width === 4) || dev % width !== 0 || dev + width > this.coreRef.device.configSize) {
         return this.bad(dev + width > this.coreRef.device.configSize ? BadAccess.OFFSET : BadAccess.WIDTH, 'device', dev, width, true);

@@ -546,6 +546,46 @@ describe('PCI driver transport', () => {
     assert.throws(() => d.setupQueue(1, { size: 4, descAddr: 0x30000, driverAddr: 0x30040, deviceAddr: 0x31000 }), { code: 'INVALID_ARGUMENT' });
   });
 
+  it('device/transport-pci/12 /43: modern structures in a compact I/O BAR (modernIoBar), driven end to end', () => {
+    const { d, core, t, bad } = pair({ modernIoBar: true, msixVectors: 0 }, false, false);
+    // BAR4 is a 32-bit I/O BAR small enough for 16-bit port space; BAR5 is free.
+    assert.equal(t.barIsIo(PciBar.MODERN), true);
+    assert.ok(t.barSize(PciBar.MODERN) <= 0x100);
+    assert.equal(t.barSize(PciBar.MODERN + 1), 0);
+    assert.equal(t.configRead(PciCfg.BAR0 + 4 * PciBar.MODERN, 4) & 3, 1);
+    const caps = walkCaps(t).filter(([, id]) => id === 0x09);
+    const ends: [number, number][] = [];
+    for (const [p, , type] of caps) {
+      if (type === VirtioPciCap.PCI_CFG) continue;
+      assert.equal(t.configRead(p + CapField.BAR, 1), PciBar.MODERN);
+      const off = t.configRead(p + CapField.OFFSET, 4);
+      const len = t.configRead(p + CapField.LENGTH, 4);
+      assert.equal(off % 4, 0, 'device/transport-pci/12');
+      assert.ok(off + len <= t.barSize(PciBar.MODERN), 'device/transport-pci/43');
+      ends.push([off, off + len]);
+    }
+    // The structures do not overlap.
+    ends.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < ends.length; i++) assert.ok(ends[i]![0] >= ends[i - 1]![1]);
+    const seen: string[] = [];
+    d.setInterruptHandler({ used: (q) => seen.push(`u${q}`), configChange: () => seen.push('c') });
+    d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    d.setDriverFeatures(F.VERSION_1);
+    d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    d.setupQueue(1, { size: 32, descAddr: 0x5000, driverAddr: 0x6000, deviceAddr: 0x7000 });
+    d.notify(1);
+    assert.deepEqual(core().notifications, [{ index: 1, data: undefined }]);
+    t.usedBuffer(1);
+    assert.deepEqual(seen, ['u1']);
+    const cfg = new Uint8Array(4);
+    d.readConfig(4, cfg);
+    assert.deepEqual([...cfg], [5, 6, 7, 8]);
+    // Past the device configuration: refused, not served from another structure.
+    const before = bad.length;
+    assert.equal(t.barRead(PciBar.MODERN, t.layout.device + 16, 1), 0);
+    assert.equal(bad.slice(before).filter((r) => r.reason === BadAccess.OFFSET).length, 1);
+  });
+
   it('refuses a function that is not virtio', () => {
     const mem = GuestMemory.allocate(4096);
     const fn = { configRead: () => 0x8086, configWrite: () => {}, barRead: () => 0, barWrite: () => {} };
