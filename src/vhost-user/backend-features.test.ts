@@ -309,6 +309,26 @@ describe('VhostUserBackend features', () => {
     assert.deepEqual(info(), [false, true], 'GET_VRING_BASE stops the ring');
   });
 
+  it('GET_VRING_BASE takes the ring back: completions of an asynchronous device arriving later are dropped', async () => {
+    const dev = new EchoDevice();
+    dev.hold = true;
+    const s = session(dev);
+    const drv = new TinyDriver(guest.map.bytes, 8);
+    const { kick, call } = await setUp(s, guest, drv);
+    fds.push(kick, call);
+    drv.add(enc.encode('slow'), 8, RING.data);
+    drv.add(enc.encode('slower'), 8, RING.data + 0x200);
+    p.eventfdWrite(kick, 1);
+    await dev.waitFor(2);
+    const queue = dev.ctx!.queue(0)!;
+    // Both popped: the base reports them consumed (the front-end resumes after them).
+    assert.equal(await s.front.getVringBase(0), 2);
+    for (const chain of dev.held) queue.push(chain, 4);
+    assert.equal(drv.usedIdx(), 0, 'nothing written to a ring the front-end took back');
+    assert.equal(dev.ctx, null, 'all rings stopped: the device was reset');
+    assert.equal(s.backend.errorCount, 0);
+  });
+
   it('MQ: GET_QUEUE_NUM and a second ring served independently', async () => {
     const dev = new EchoDevice();
     const s = session(dev);

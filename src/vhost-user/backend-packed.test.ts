@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { LoopbackPlatform } from './loopback-platform.js';
 import { F } from '../spec/features.js';
 import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
-import { F_PROTOCOL_FEATURES } from './messages.js';
-import { EchoDevice, RING, TinyPackedDriver, makeGuest, openSession, waitEventfd, type Guest, type Session } from './test-helpers.js';
+import { encodeLog, encodeU64 } from './codec.js';
+import { F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq } from './messages.js';
+import { EchoDevice, GUEST_BASE, RING, TinyPackedDriver, makeGuest, openSession, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
 const enc = new TextEncoder();
 const PACKED_FEATURES = F.VERSION_1 | F.RING_PACKED;
@@ -53,10 +54,10 @@ describe('VhostUserBackend on packed rings', () => {
     f.needReply = true;
   }
 
-  async function startRing(s: Session, drv: TinyPackedDriver, base: number): Promise<{ kick: number; call: number }> {
+  async function startRing(s: Session, drv: TinyPackedDriver, base: number, extra = 0n): Promise<{ kick: number; call: number }> {
     const f = s.front;
     assert.equal(await f.setOwner(), 0);
-    assert.equal(await f.setFeatures(PACKED_FEATURES | F_PROTOCOL_FEATURES), 0);
+    assert.equal(await f.setFeatures(PACKED_FEATURES | F_PROTOCOL_FEATURES | extra), 0);
     assert.equal(await f.setMemTable([guest.region], [guest.fd]), 0);
     assert.equal(await f.setVringNum(0, drv.size), 0);
     assert.equal(await f.setVringBase(0, base), 0);
@@ -91,6 +92,33 @@ describe('VhostUserBackend on packed rings', () => {
     ({ kick, call } = await startRing(s, drv, 0x8002_8002));
     for (let i = 5; i < 8; i++) await serve(i);
     assert.equal(await s.front.getVringBase(0), 0x8000_8000, 'position 0 after 16 descriptors: four wraps');
+  });
+
+  it('LOG_SHMFD on a packed ring: written buffers, the descriptor ring and the device area are logged dirty', async () => {
+    const dev = packedDevice();
+    const s = session(dev);
+    const drv = new TinyPackedDriver(guest.map.bytes, 4);
+    await negotiate(s);
+    const logSize = Math.ceil((GUEST_BASE + guest.region.size) / 4096 / 8);
+    const logFd = p.memfd('log', logSize);
+    const logMap = p.mmap(logFd, 0, logSize);
+    const r = await s.front.call(FrontendReq.SET_LOG_BASE, encodeLog({ size: logSize, offset: 0 }), [logFd]);
+    assert.deepEqual([...r.payload], [...encodeU64(0)]);
+    const { kick, call } = await startRing(s, drv, INITIAL_PACKED_BASE, F_LOG_ALL | F.EVENT_IDX);
+    const dirty = (addr: number): boolean => {
+      const page = Math.floor(addr / 4096);
+      return (logMap.bytes[page >> 3]! & (1 << (page & 7))) !== 0;
+    };
+    const called = waitEventfd(p, call);
+    drv.add(enc.encode('dirty packed'), 16, RING.data);
+    p.eventfdWrite(kick, 1);
+    await called;
+    assert.ok(dirty(GUEST_BASE + RING.data + 0x100), 'written buffer');
+    assert.ok(dirty(GUEST_BASE + RING.desc), 'descriptor ring (used descriptors)');
+    assert.ok(dirty(GUEST_BASE + RING.used), 'device event suppression area');
+    assert.ok(!dirty(GUEST_BASE + RING.avail), 'the driver area is not written by the device');
+    logMap.unmap();
+    p.close(logFd);
   });
 
   it('a restarted back-end resubmits the packed buffers in flight from the inflight area', async () => {

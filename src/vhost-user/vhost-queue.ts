@@ -170,6 +170,8 @@ export class VhostQueue implements DeviceQueue {
         return true;
       }
       if (!this.inner.pop(chain)) return false;
+      // A pop may write the event suppression area too (EVENT_IDX: avail_event / device area).
+      if (this.log) this.logEventWrite();
     } catch (e) {
       if (e instanceof QueueError) this.o.onError(this.index, e);
       throw e;
