@@ -1,0 +1,588 @@
+/**
+ * The transport-independent device lifecycle (2.1 status, 2.2 features, 2.5 config space,
+ * 2.6 virtqueues, 3.1 initialization): every transport decodes its bus accesses into calls on a
+ * DeviceCore, and the core drives a VirtioDevice through `activate`, `onQueueNotify`, `reset`.
+ *
+ * The driver is untrusted: nothing here throws to the transport except `enableQueue` (a typed
+ * VirtioError the transport turns into a refused access); a device that throws from
+ * `onQueueNotify` or `activate` puts the core in DEVICE_NEEDS_RESET (2.1.2) instead.
+ */
+import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js';
+import { type Logger, silentLogger } from '../log.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { createDeviceQueue } from '../queue/create-queue.js';
+import { legacySplitRingLayout } from '../queue/split-layout.js';
+import type { DeviceQueue, QueueConfig } from '../queue/types.js';
+import { F, TRANSPORT_FEATURES_SUPPORTED, bit, featureBits, isDeviceTypeBit } from '../spec/features.js';
+import { LEGACY_QUEUE_ALIGN, MAX_QUEUE_SIZE } from '../spec/ring.js';
+import { Status, statusToString } from '../spec/status.js';
+import type { DeviceContext, DeviceCoreApi, InterruptSink, QueueRegisters, VirtioDevice } from './types.js';
+
+export interface DeviceCoreOptions {
+  memory: GuestMemory;
+  interrupts: InterruptSink;
+  /** Transport bits this transport supports; default TRANSPORT_FEATURES_SUPPORTED. */
+  transportFeatures?: bigint;
+  /** Legacy interface in use: no FEATURES_OK, features take effect when written, guest endian. */
+  legacy?: boolean;
+  /** Legacy only: false for a big-endian guest. Modern interfaces are always little-endian. */
+  littleEndian?: boolean;
+  logger?: Logger;
+}
+
+const NO_VECTOR = 0xffff;
+const U32_MASK = 0xffff_ffffn;
+/** Feature words a transport can select (bits 0..127, 2.2). Larger selects read 0. */
+const FEATURE_WORDS = 4;
+/** Bits the driver may write in the status byte (SUSPEND is not offered, 0x20 is reserved). */
+const DRIVER_STATUS_BITS = Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK | Status.FAILED;
+/** 6.3: legacy-only transport bits a legacy interface may carry. */
+const LEGACY_TRANSPORT_BITS = F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT;
+
+function deviceTypeMask(): bigint {
+  let m = 0n;
+  for (let i = 0; i < 128; i++) if (isDeviceTypeBit(i)) m |= bit(i);
+  return m;
+}
+const DEVICE_TYPE_MASK = deviceTypeMask();
+
+function freshRegisters(index: number, max: number): QueueRegisters {
+  return { size: max, descAddr: 0, driverAddr: 0, deviceAddr: 0, enabled: false, msixVector: NO_VECTOR, notifyData: index };
+}
+
+function resetRegisters(r: QueueRegisters, index: number, max: number): void {
+  r.size = max;
+  r.descAddr = 0;
+  r.driverAddr = 0;
+  r.deviceAddr = 0;
+  r.enabled = false;
+  r.msixVector = NO_VECTOR;
+  r.notifyData = index;
+}
+
+/**
+ * The DeviceContext handed to the device at one activation. It goes dead when the core is
+ * reset: a device that completes a request late then touches nothing (device/content/8).
+ */
+class ActivationContext implements DeviceContext {
+  constructor(
+    private readonly core: DeviceCore,
+    readonly epoch: number,
+    readonly features: bigint,
+    readonly littleEndian: boolean,
+  ) {}
+
+  get memory(): GuestMemory {
+    return this.core.memory;
+  }
+
+  get live(): boolean {
+    return this.core.epochNow === this.epoch;
+  }
+
+  queue(index: number): DeviceQueue | null {
+    return this.core.epochNow === this.epoch ? this.core.queue(index) : null;
+  }
+
+  notifyUsed(index: number): void {
+    if (this.core.epochNow === this.epoch) this.core.signalUsed(index);
+  }
+
+  notifyConfigChange(): void {
+    if (this.core.epochNow === this.epoch) this.core.configChanged();
+  }
+
+  needsReset(reason: string): void {
+    if (this.core.epochNow === this.epoch) this.core.setNeedsReset(reason);
+  }
+}
+
+export class DeviceCore implements DeviceCoreApi {
+  readonly device: VirtioDevice;
+  readonly numQueues: number;
+
+  private mem: GuestMemory;
+  private readonly sink: InterruptSink;
+  private readonly log: Logger;
+  private readonly transportFeatures: bigint;
+  private legacyMode: boolean;
+  private le: boolean;
+  private offered = 0n;
+
+  private statusValue = 0;
+  private generation = 0;
+  private driverFeat = 0n;
+  private negotiated = 0n;
+  private readonly regs: QueueRegisters[];
+  private readonly queues: (DeviceQueue | null)[];
+  private epoch = 0;
+  private ctx: ActivationContext | null = null;
+  private lastNeedsResetReason: string | null = null;
+  /** Scratch views for width reads and writes (no allocation per register access). */
+  private readonly scratch = new Uint8Array(8);
+  private readonly scratchViews: Uint8Array[];
+
+  constructor(device: VirtioDevice, opts: DeviceCoreOptions) {
+    this.device = device;
+    this.mem = opts.memory;
+    this.sink = opts.interrupts;
+    this.log = opts.logger ?? silentLogger;
+    this.transportFeatures = opts.transportFeatures ?? TRANSPORT_FEATURES_SUPPORTED;
+    this.legacyMode = opts.legacy ?? false;
+    this.le = this.legacyMode ? (opts.littleEndian ?? true) : true;
+    const n = device.queueMaxSizes.length;
+    this.numQueues = n;
+    this.regs = [];
+    for (let i = 0; i < n; i++) this.regs.push(freshRegisters(i, this.maxSize(i)));
+    this.queues = new Array<DeviceQueue | null>(n).fill(null);
+    this.scratchViews = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((w) => this.scratch.subarray(0, w));
+    this.computeOffered();
+  }
+
+  // ---- state ---------------------------------------------------------------------------------
+
+  get status(): number {
+    return this.statusValue;
+  }
+  get configGeneration(): number {
+    return this.generation;
+  }
+  get driverFeatures(): bigint {
+    return this.driverFeat;
+  }
+  get negotiatedFeatures(): bigint {
+    return this.negotiated;
+  }
+  get memory(): GuestMemory {
+    return this.mem;
+  }
+  get littleEndian(): boolean {
+    return this.le;
+  }
+  get legacy(): boolean {
+    return this.legacyMode;
+  }
+  /** Whether the device was activated (DRIVER_OK accepted) and not reset since. */
+  get active(): boolean {
+    return this.ctx !== null;
+  }
+  /** Why DEVICE_NEEDS_RESET was last set (null when it is not set). */
+  get needsResetReason(): string | null {
+    return this.lastNeedsResetReason;
+  }
+  /** @internal Current activation epoch; a context from another epoch is dead. */
+  get epochNow(): number {
+    return this.epoch;
+  }
+
+  /**
+   * Switches between the legacy and the modern interface (transitional transports, once the
+   * driver chose one). Resets the device first: the two interfaces share no state.
+   */
+  setLegacy(legacy: boolean, littleEndian = true): void {
+    this.reset();
+    this.legacyMode = legacy;
+    this.le = legacy ? littleEndian : true;
+    this.computeOffered();
+  }
+
+  /**
+   * Replaces guest memory (a transport whose memory map changed). Live queues are rebuilt over
+   * the new memory at the positions they had reached; the device sees the new memory through
+   * `ctx.memory` and `ctx.queue()`.
+   */
+  setMemory(memory: GuestMemory): void {
+    this.mem = memory;
+    for (let i = 0; i < this.numQueues; i++) {
+      const old = this.queues[i];
+      if (!old) continue;
+      try {
+        const q = createDeviceQueue(memory, this.configFor(i));
+        q.setState(old.state());
+        this.queues[i] = q;
+      } catch (e) {
+        this.queues[i] = null;
+        this.setNeedsReset(`queue ${i} does not fit the new memory: ${String(e)}`);
+      }
+    }
+  }
+
+  // ---- features (2.2) ------------------------------------------------------------------------
+
+  private computeOffered(): void {
+    const dev = this.device.offeredFeatures;
+    if (this.legacyMode) {
+      // A legacy interface carries 32 feature bits and never VERSION_1 (6.3, 2.2.3).
+      const transport = this.transportFeatures | LEGACY_TRANSPORT_BITS;
+      this.offered = dev & (DEVICE_TYPE_MASK | transport) & U32_MASK;
+    } else {
+      // device/content/20: a modern device offers VERSION_1.
+      this.offered = (dev & (DEVICE_TYPE_MASK | (this.transportFeatures & ~LEGACY_TRANSPORT_BITS))) | F.VERSION_1;
+    }
+  }
+
+  deviceFeatures(): bigint {
+    return this.offered;
+  }
+
+  deviceFeatureWord(select: number): number {
+    if (!Number.isInteger(select) || select < 0 || select >= FEATURE_WORDS) return 0;
+    return Number((this.offered >> BigInt(32 * select)) & U32_MASK);
+  }
+
+  setDriverFeatureWord(select: number, value: number): void {
+    if (!Number.isInteger(select) || select < 0 || select >= FEATURE_WORDS) return;
+    const shift = BigInt(32 * select);
+    const next = (this.driverFeat & ~(U32_MASK << shift)) | (BigInt(value >>> 0) << shift);
+    this.setDriverFeatures(next);
+  }
+
+  setDriverFeatures(features: bigint): void {
+    // 3.1.1: driver_feature is frozen once FEATURES_OK (legacy: DRIVER_OK) was accepted.
+    if (this.statusValue & (this.legacyMode ? Status.DRIVER_OK : Status.FEATURES_OK)) {
+      this.log.debug(`driver features written after negotiation: ignored`);
+      return;
+    }
+    this.driverFeat = BigInt.asUintN(32 * FEATURE_WORDS, features);
+    // Legacy: the guest features are in force as soon as they are written.
+    if (this.legacyMode) this.negotiated = this.driverFeat & this.offered;
+  }
+
+  /** The reason FEATURES_OK must be refused for `accepted`, or null (2.2.1, device/content/4). */
+  private featureProblem(accepted: bigint): string | null {
+    const extra = accepted & ~this.offered;
+    if (extra !== 0n) return `driver accepted bits not offered: ${featureBits(extra).join(',')}`;
+    if (!this.legacyMode && (accepted & F.VERSION_1) === 0n) return 'VERSION_1 not accepted on a modern interface';
+    const v = this.device.validateFeatures?.(accepted) ?? null;
+    return v;
+  }
+
+  // ---- status (2.1, 3.1) ---------------------------------------------------------------------
+
+  setStatus(value: number): void {
+    const v = value & 0xff;
+    if (v === 0) {
+      this.reset();
+      return;
+    }
+    const cur = this.statusValue;
+    const wanted = v & DRIVER_STATUS_BITS;
+    // driver/content/2: the driver never clears a bit except by writing 0.
+    const cleared = cur & DRIVER_STATUS_BITS & ~wanted;
+    if (cleared !== 0) {
+      this.log.warn(`status write 0x${v.toString(16)} clears ${statusToString(cleared)}: ignored`);
+      return;
+    }
+    let added = wanted & ~cur;
+    if (added === 0) return;
+    if (added & Status.FAILED) {
+      // The driver gave up (3.1.1); nothing else in this write matters.
+      this.statusValue |= Status.FAILED;
+      this.log.info(`driver set FAILED (status ${statusToString(this.statusValue)})`);
+      return;
+    }
+    if (added & Status.FEATURES_OK) {
+      if (this.legacyMode) {
+        // Legacy interfaces have no FEATURES_OK (2.2.3); the bit reads back as written.
+      } else {
+        let problem: string | null;
+        try {
+          problem = this.featureProblem(this.driverFeat);
+        } catch (e) {
+          problem = `validateFeatures threw: ${String(e)}`;
+        }
+        if (problem !== null) {
+          // 3.1.1: refuse by leaving FEATURES_OK clear; the driver re-reads and sees it.
+          this.log.info(`FEATURES_OK refused: ${problem}`);
+          added &= ~Status.FEATURES_OK;
+          added &= ~Status.DRIVER_OK;
+        } else {
+          this.negotiated = this.driverFeat;
+        }
+      }
+    }
+    if (added & Status.DRIVER_OK) {
+      const featuresOk = ((cur | added) & Status.FEATURES_OK) !== 0;
+      if (!this.legacyMode && !featuresOk) {
+        this.log.warn('DRIVER_OK without FEATURES_OK: ignored');
+        added &= ~Status.DRIVER_OK;
+      }
+    }
+    this.statusValue = cur | added;
+    if (added & Status.DRIVER_OK && this.ctx === null) this.activate();
+  }
+
+  /** Device reset (2.4): status 0, features and queues forgotten, device-specific reset. */
+  reset(): void {
+    this.epoch++;
+    this.ctx = null;
+    try {
+      this.device.reset();
+    } catch (e) {
+      this.log.error(`device reset threw: ${String(e)}`);
+    }
+    this.statusValue = 0;
+    this.driverFeat = 0n;
+    this.negotiated = 0n;
+    this.lastNeedsResetReason = null;
+    for (let i = 0; i < this.numQueues; i++) {
+      resetRegisters(this.regs[i]!, i, this.maxSize(i));
+      this.queues[i] = null;
+    }
+  }
+
+  private activate(): void {
+    const epoch = this.epoch;
+    // Queues are (re)built now: the features are final and the rings must be valid.
+    for (let i = 0; i < this.numQueues; i++) {
+      this.queues[i] = null;
+      if (!this.regs[i]!.enabled) continue;
+      try {
+        this.queues[i] = createDeviceQueue(this.mem, this.configFor(i));
+      } catch (e) {
+        this.setNeedsReset(`queue ${i} cannot be used: ${String(e)}`);
+        return;
+      }
+    }
+    const ctx = new ActivationContext(this, epoch, this.negotiated, this.le);
+    this.ctx = ctx;
+    try {
+      this.device.activate(ctx);
+    } catch (e) {
+      if (this.epoch === epoch) this.setNeedsReset(`device activation failed: ${String(e)}`);
+    }
+  }
+
+  /**
+   * 2.1.2: the device hit an error it cannot recover from. Sets DEVICE_NEEDS_RESET, stops
+   * serving notifications, and sends a configuration change notification when DRIVER_OK is
+   * set (device/content/2).
+   */
+  setNeedsReset(reason: string): void {
+    if (this.statusValue & Status.DEVICE_NEEDS_RESET) return;
+    this.lastNeedsResetReason = reason;
+    this.log.warn(`DEVICE_NEEDS_RESET: ${reason}`);
+    this.statusValue |= Status.DEVICE_NEEDS_RESET;
+    if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
+  }
+
+  // ---- config space (2.5) --------------------------------------------------------------------
+
+  /** Features the device should present config fields for: negotiated, or accepted so far. */
+  private configFeatures(): bigint {
+    return this.statusValue & Status.FEATURES_OK || this.legacyMode ? this.negotiated : this.driverFeat & this.offered;
+  }
+
+  /**
+   * The device changed its configuration: a new generation (2.5.1, device/transport-pci/17)
+   * and a configuration change notification once the driver is running.
+   */
+  configChanged(): void {
+    this.generation = (this.generation + 1) >>> 0;
+    if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
+  }
+
+  readConfig(offset: number, width: number): number {
+    if (width !== 1 && width !== 2 && width !== 4) return 0;
+    if (!this.configInRange(offset, width)) return 0;
+    const dst = this.scratchViews[width]!;
+    dst.fill(0);
+    try {
+      this.device.readConfig(offset, dst, this.configFeatures(), this.le);
+    } catch (e) {
+      this.log.error(`config read threw: ${String(e)}`);
+      return 0;
+    }
+    let v = 0;
+    if (this.le) for (let i = width - 1; i >= 0; i--) v = v * 256 + dst[i]!;
+    else for (let i = 0; i < width; i++) v = v * 256 + dst[i]!;
+    return v;
+  }
+
+  writeConfig(offset: number, width: number, value: number): void {
+    if (width !== 1 && width !== 2 && width !== 4) return;
+    if (!this.configInRange(offset, width)) return;
+    const src = this.scratchViews[width]!;
+    let v = value >>> 0;
+    for (let i = 0; i < width; i++) {
+      src[this.le ? i : width - 1 - i] = v & 0xff;
+      v >>>= 8;
+    }
+    try {
+      this.device.writeConfig(offset, src, this.configFeatures(), this.le);
+    } catch (e) {
+      this.log.error(`config write threw: ${String(e)}`);
+    }
+  }
+
+  readConfigBytes(offset: number, dst: Uint8Array): void {
+    dst.fill(0);
+    const size = this.device.configSize;
+    if (!Number.isInteger(offset) || offset < 0 || offset >= size) return;
+    // Out of range bytes read 0 (2.5): only the part inside the config is asked of the device.
+    const n = Math.min(dst.length, size - offset);
+    if (n <= 0) return;
+    try {
+      this.device.readConfig(offset, dst.subarray(0, n), this.configFeatures(), this.le);
+    } catch (e) {
+      this.log.error(`config read threw: ${String(e)}`);
+      dst.fill(0);
+    }
+  }
+
+  /** Writes config bytes (byte-stream transports such as CCW WRITE_CONF); out of range is ignored. */
+  writeConfigBytes(offset: number, src: Uint8Array): void {
+    const size = this.device.configSize;
+    if (!Number.isInteger(offset) || offset < 0 || offset >= size) return;
+    const n = Math.min(src.length, size - offset);
+    if (n <= 0) return;
+    try {
+      this.device.writeConfig(offset, src.subarray(0, n), this.configFeatures(), this.le);
+    } catch (e) {
+      this.log.error(`config write threw: ${String(e)}`);
+    }
+  }
+
+  private configInRange(offset: number, width: number): boolean {
+    return Number.isInteger(offset) && offset >= 0 && offset + width <= this.device.configSize;
+  }
+
+  // ---- queues (2.6) --------------------------------------------------------------------------
+
+  private maxSize(index: number): number {
+    const m = this.device.queueMaxSizes[index] ?? 0;
+    return Number.isInteger(m) && m > 0 ? Math.min(m, MAX_QUEUE_SIZE) : 0;
+  }
+
+  queueRegisters(index: number): QueueRegisters | null {
+    return Number.isInteger(index) && index >= 0 && index < this.numQueues ? this.regs[index]! : null;
+  }
+
+  private configFor(index: number): QueueConfig {
+    const r = this.regs[index]!;
+    return {
+      size: r.size,
+      descAddr: r.descAddr,
+      driverAddr: r.driverAddr,
+      deviceAddr: r.deviceAddr,
+      features: this.negotiated,
+      littleEndian: this.le,
+      index,
+    };
+  }
+
+  queueConfig(index: number): QueueConfig | null {
+    return this.queueRegisters(index) ? this.configFor(index) : null;
+  }
+
+  /**
+   * Enables queue `index` with its registers. The ring is checked now (size, alignment, inside
+   * guest memory) so the transport can refuse the access; the device sees it at DRIVER_OK, or at
+   * once when the device is already running (re-enable after a queue reset, 2.6.1.2).
+   * Throws VirtioError QUEUE_BAD_CONFIG or STATUS_INVALID.
+   */
+  enableQueue(index: number): void {
+    const r = this.queueRegisters(index);
+    if (!r) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
+    if (r.enabled) return;
+    if (this.statusValue & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) {
+      throw new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, `queue ${index} enabled while ${statusToString(this.statusValue)}`);
+    }
+    if (!this.legacyMode && !(this.statusValue & Status.FEATURES_OK)) {
+      // 3.1.1 step 7 comes after FEATURES_OK: the ring format is not known before.
+      throw new VirtioError(ErrorCode.STATUS_INVALID, `queue ${index} enabled before FEATURES_OK`);
+    }
+    const max = this.maxSize(index);
+    if (max === 0) throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `queue ${index} is not available`);
+    if (!Number.isInteger(r.size) || r.size < 1 || r.size > max) {
+      throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `queue ${index} size ${r.size} not in 1..${max}`);
+    }
+    // Validates size, alignment and placement (throws QUEUE_BAD_CONFIG).
+    const q = createDeviceQueue(this.mem, this.configFor(index));
+    r.enabled = true;
+    if (this.ctx !== null) this.queues[index] = q;
+  }
+
+  /**
+   * Legacy queue address form (4.1.5.4, 4.2.4): the ring is contiguous at `pfn * pageSize`,
+   * used ring aligned to `align` (4096); pfn 0 stops the queue.
+   */
+  setQueuePfn(index: number, pfn: number, pageSize = LEGACY_QUEUE_ALIGN, align = LEGACY_QUEUE_ALIGN): void {
+    const r = this.queueRegisters(index);
+    if (!r) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
+    if (pfn === 0) {
+      this.resetQueue(index);
+      return;
+    }
+    if (r.enabled) this.resetQueue(index);
+    const l = legacySplitRingLayout(r.size, pfn * pageSize, align);
+    r.descAddr = l.descAddr;
+    r.driverAddr = l.driverAddr;
+    r.deviceAddr = l.deviceAddr;
+    this.enableQueue(index);
+  }
+
+  /**
+   * 2.6.1 queue reset: the device stops using the queue, forgets its state
+   * (device/content/10, device/content/11), and its registers return to their defaults.
+   */
+  resetQueue(index: number): void {
+    const r = this.queueRegisters(index);
+    if (!r) return;
+    const wasLive = this.queues[index] !== null;
+    this.queues[index] = null;
+    resetRegisters(r, index, this.maxSize(index));
+    if (wasLive || this.ctx !== null) {
+      try {
+        this.device.resetQueue?.(index);
+      } catch (e) {
+        this.log.error(`device queue reset threw: ${String(e)}`);
+      }
+    }
+  }
+
+  queue(index: number): DeviceQueue | null {
+    return this.queues[index] ?? null;
+  }
+
+  /**
+   * Available buffer notification (2.9). `data` is the NOTIFICATION_DATA value; the device
+   * re-reads the ring anyway, so it is only a hint. Never throws: a ring the driver broke
+   * puts the device in DEVICE_NEEDS_RESET (2.1.2).
+   */
+  notifyQueue(index: number, _data?: number): void {
+    if (this.statusValue & (Status.DEVICE_NEEDS_RESET | Status.FAILED)) return;
+    if (this.ctx === null) {
+      // device/content/1: nothing is consumed before DRIVER_OK. Legacy drivers may kick first
+      // and set DRIVER_OK later (QEMU's start_on_kick): a legacy device starts on that kick.
+      if (!this.legacyMode || !(this.statusValue & Status.DRIVER)) return;
+      this.activate();
+      if (this.ctx === null || this.statusValue & Status.DEVICE_NEEDS_RESET) return;
+    }
+    const q = this.queues[index];
+    if (q === undefined || q === null) return;
+    if (q.broken !== null) return;
+    try {
+      this.device.onQueueNotify(index);
+    } catch (e) {
+      this.deviceThrew(index, e);
+    }
+  }
+
+  private deviceThrew(index: number, e: unknown): void {
+    if (e instanceof QueueError) {
+      this.setNeedsReset(`queue ${index}: ${e.message}`);
+    } else if (isVirtioError(e)) {
+      this.setNeedsReset(`queue ${index}: ${e.code}: ${e.message}`);
+    } else {
+      this.setNeedsReset(`queue ${index}: device threw ${String(e)}`);
+    }
+  }
+
+  /** @internal Used-buffer notification when the queue's event suppression asks for one. */
+  signalUsed(index: number): void {
+    const q = this.queues[index];
+    if (q === undefined || q === null) return;
+    if (q.needsNotification()) this.sink.usedBuffer(index);
+  }
+}

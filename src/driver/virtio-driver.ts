@@ -1,0 +1,394 @@
+/**
+ * The generic virtio driver: the initialization sequence of 3.1.1 (or the legacy one, 3.1.2)
+ * over any DriverTransport, queue set-up with rings from a DmaAllocator, interrupt dispatch,
+ * consistent config reads (2.5.1), device and queue reset. Device-type drivers (blk, entropy)
+ * build on the DriverContext it produces.
+ *
+ * Everything is synchronous, like the register accesses underneath; `init` is async only so
+ * that callers need not change if a transport one day has to wait.
+ */
+import { ErrorCode, VirtioError, isVirtioError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { createDriverQueue } from '../queue/create-queue.js';
+import { packedRingLayout } from '../queue/packed-layout.js';
+import { legacySplitRingLayout, splitRingLayout } from '../queue/split-layout.js';
+import type { DriverQueue, QueueConfig } from '../queue/types.js';
+import { F, isDeviceTypeBit } from '../spec/features.js';
+import { LEGACY_QUEUE_ALIGN, MAX_QUEUE_SIZE } from '../spec/ring.js';
+import { Status, statusToString } from '../spec/status.js';
+import type { DmaAllocator } from './dma-allocator.js';
+import { SplitDriverQueue } from './split-driver-queue.js';
+import type { DriverContext, DriverQueueAddresses, DriverTransport } from './types.js';
+
+export interface VirtioDriverOptions {
+  /**
+   * Features the caller wants: device-type bits and transport bits. The driver accepts
+   * `wanted & offered`, limited to transport bits it implements (driver/content/5, /7), and
+   * always VERSION_1 on a modern interface (driver/content/31).
+   */
+  wantedFeatures: bigint;
+  dma: DmaAllocator;
+  /** Queue sizes per queue (the last entry repeats); capped at each queue's maximum. Default 256. */
+  queueSizes?: number[];
+  /** Number of queues to set up (default: all the transport reports). */
+  numQueues?: number;
+  /** Use indirect tables when INDIRECT_DESC is negotiated (default true). */
+  indirect?: boolean;
+  /** Segments per indirect table (default 16, capped at the queue size). */
+  indirectMaxSegments?: number;
+  /** Bounds the generation retries of a config read (2.5.1). Default 1000. */
+  configRetries?: number;
+}
+
+/** Transport and ring bits this driver implements (anything else is never accepted). */
+const DRIVER_TRANSPORT_BITS =
+  F.INDIRECT_DESC | F.EVENT_IDX | F.VERSION_1 | F.ACCESS_PLATFORM | F.RING_PACKED | F.IN_ORDER | F.ORDER_PLATFORM | F.NOTIFICATION_DATA | F.RING_RESET;
+
+function deviceTypeMask(): bigint {
+  let m = 0n;
+  for (let i = 0; i < 128; i++) if (isDeviceTypeBit(i)) m |= 1n << BigInt(i);
+  return m;
+}
+const DEVICE_TYPE_MASK = deviceTypeMask();
+const DEFAULT_QUEUE_SIZE = 256;
+const DEFAULT_INDIRECT_SEGMENTS = 16;
+
+/** One queue's driver-side state: its ring allocation and callbacks. */
+interface QueueSlot {
+  queue: DriverQueue<number>;
+  addrs: DriverQueueAddresses;
+  /** DMA allocations to free on reset (ring, indirect area). */
+  allocs: number[];
+  onUsed: (() => void) | null;
+}
+
+function floorPow2(n: number): number {
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
+
+class DriverContextImpl implements DriverContext {
+  constructor(private readonly d: VirtioDriver) {}
+  get memory(): GuestMemory {
+    return this.d.transport.memory;
+  }
+  get features(): bigint {
+    return this.d.features;
+  }
+  get littleEndian(): boolean {
+    return this.d.transport.littleEndian;
+  }
+  get dma(): DmaAllocator {
+    return this.d.dma;
+  }
+  get numQueues(): number {
+    return this.d.numQueues;
+  }
+  queue(index: number): DriverQueue<number> {
+    return this.d.queue(index);
+  }
+  kick(index: number): void {
+    this.d.kick(index);
+  }
+  onUsed(index: number, cb: () => void): void {
+    this.d.onUsed(index, cb);
+  }
+  onConfigChange(cb: () => void): void {
+    this.d.onConfigChange(cb);
+  }
+  readConfig(offset: number, len: number): Uint8Array {
+    return this.d.readConfig(offset, len);
+  }
+  writeConfig(offset: number, src: Uint8Array): void {
+    this.d.transport.writeConfig(offset, src);
+  }
+}
+
+export class VirtioDriver {
+  readonly context: DriverContext;
+  private slots: (QueueSlot | null)[] = [];
+  private negotiated = 0n;
+  private configCb: (() => void) | null = null;
+  private needsResetCb: (() => void) | null = null;
+  private alive = false;
+  private notificationData = false;
+  private readonly retries: number;
+
+  private constructor(
+    readonly transport: DriverTransport,
+    private readonly opts: VirtioDriverOptions,
+  ) {
+    this.context = new DriverContextImpl(this);
+    this.retries = opts.configRetries ?? 1000;
+  }
+
+  /** Runs the initialization sequence; resolves once the device is DRIVER_OK. */
+  static async init(transport: DriverTransport, opts: VirtioDriverOptions): Promise<VirtioDriver> {
+    return VirtioDriver.initSync(transport, opts);
+  }
+
+  /**
+   * The same, synchronously. Throws VirtioError FEATURES_REJECTED when the device refuses
+   * FEATURES_OK (or lacks VERSION_1 on a modern interface), QUEUE_BAD_CONFIG / others when a
+   * queue cannot be set up; the device is then left with FAILED set (driver/content/20).
+   */
+  static initSync(transport: DriverTransport, opts: VirtioDriverOptions): VirtioDriver {
+    const d = new VirtioDriver(transport, opts);
+    d.start();
+    return d;
+  }
+
+  get dma(): DmaAllocator {
+    return this.opts.dma;
+  }
+  /** Negotiated features. */
+  get features(): bigint {
+    return this.negotiated;
+  }
+  get numQueues(): number {
+    return this.slots.length;
+  }
+  /** Whether the device is initialized (not reset nor failed by this driver). */
+  get running(): boolean {
+    return this.alive;
+  }
+  /** Whether the device reports DEVICE_NEEDS_RESET (2.1.2; driver/content/4). */
+  get needsReset(): boolean {
+    return (this.transport.getStatus() & Status.DEVICE_NEEDS_RESET) !== 0;
+  }
+
+  /** Called when a configuration change notification shows DEVICE_NEEDS_RESET. */
+  onNeedsReset(cb: () => void): void {
+    this.needsResetCb = cb;
+  }
+
+  private start(): void {
+    const t = this.transport;
+    t.setInterruptHandler({ used: (i) => this.dispatchUsed(i), configChange: () => this.dispatchConfig() });
+    // 3.1.1 step 1: reset, complete when status reads 0 (driver/content/10).
+    t.setStatus(0);
+    if (t.getStatus() !== 0) throw new VirtioError(ErrorCode.STATUS_INVALID, `device did not reset (status ${statusToString(t.getStatus())})`);
+    let status = Status.ACKNOWLEDGE;
+    t.setStatus(status);
+    status |= Status.DRIVER;
+    t.setStatus(status);
+    try {
+      this.negotiate(status);
+      if (!t.legacy) status |= Status.FEATURES_OK;
+      this.notificationData = (this.negotiated & F.NOTIFICATION_DATA) !== 0n;
+      this.setupQueues();
+      status |= Status.DRIVER_OK;
+      t.setStatus(status);
+      const now = t.getStatus();
+      if (now & Status.DEVICE_NEEDS_RESET || !(now & Status.DRIVER_OK)) {
+        throw new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, `device did not accept DRIVER_OK (status ${statusToString(now)})`);
+      }
+      this.alive = true;
+    } catch (e) {
+      // driver/content/20, /21: give up, FAILED, stop.
+      this.releaseQueues();
+      try {
+        t.setStatus(t.getStatus() | Status.FAILED);
+      } catch {
+        // The transport is gone; FAILED cannot be reported.
+      }
+      throw isVirtioError(e) ? e : new VirtioError(ErrorCode.INVALID_ARGUMENT, `driver initialization failed: ${String(e)}`, { cause: e });
+    }
+  }
+
+  /** 3.1.1 steps 4 to 6 (legacy: just write the guest features). */
+  private negotiate(status: number): void {
+    const t = this.transport;
+    const offered = t.getDeviceFeatures();
+    let accepted = this.opts.wantedFeatures & offered & (DEVICE_TYPE_MASK | DRIVER_TRANSPORT_BITS);
+    if (this.opts.indirect === false) accepted &= ~F.INDIRECT_DESC;
+    if (t.legacy) {
+      // 2.2.3 / 6.3: a legacy interface has 32 feature bits and no VERSION_1.
+      accepted &= 0xffff_ffffn & ~F.VERSION_1;
+      t.setDriverFeatures(accepted);
+      this.negotiated = accepted;
+      return;
+    }
+    if ((offered & F.VERSION_1) === 0n) {
+      // driver/content/32: this driver speaks only the 1.x interface on a modern transport.
+      throw new VirtioError(ErrorCode.FEATURES_REJECTED, 'device does not offer VERSION_1');
+    }
+    accepted |= F.VERSION_1; // driver/content/31
+    t.setDriverFeatures(accepted);
+    t.setStatus(status | Status.FEATURES_OK);
+    // 3.1.1 step 6: re-read; a device that cannot support the subset left the bit clear.
+    if (!(t.getStatus() & Status.FEATURES_OK)) {
+      throw new VirtioError(ErrorCode.FEATURES_REJECTED, `device refused features 0x${accepted.toString(16)}`);
+    }
+    this.negotiated = accepted;
+  }
+
+  private queueSizeFor(index: number, max: number): number {
+    const sizes = this.opts.queueSizes;
+    const want = sizes && sizes.length > 0 ? (sizes[Math.min(index, sizes.length - 1)] ?? DEFAULT_QUEUE_SIZE) : DEFAULT_QUEUE_SIZE;
+    let size = Math.max(1, Math.min(want, max, MAX_QUEUE_SIZE));
+    if ((this.negotiated & F.RING_PACKED) === 0n) size = floorPow2(size); // 2.7: split sizes are powers of two
+    return size;
+  }
+
+  /** 3.1.1 step 7: discover and set up each queue. */
+  private setupQueues(): void {
+    const t = this.transport;
+    const n = Math.min(t.numQueues(), this.opts.numQueues ?? Number.MAX_SAFE_INTEGER);
+    this.slots = new Array<QueueSlot | null>(Math.max(0, n)).fill(null);
+    for (let i = 0; i < n; i++) {
+      const max = t.queueMaxSize(i);
+      if (max <= 0) continue;
+      this.slots[i] = this.buildQueue(i, max);
+    }
+  }
+
+  private buildQueue(index: number, max: number): QueueSlot {
+    const t = this.transport;
+    const dma = this.opts.dma;
+    const packed = (this.negotiated & F.RING_PACKED) !== 0n;
+    // Legacy: the queue size is the device's, read-only (4.1.4.8, 4.2.4).
+    const size = t.legacy ? max : this.queueSizeFor(index, max);
+    const allocs: number[] = [];
+    try {
+      let addrs: DriverQueueAddresses;
+      if (t.legacy) {
+        const total = legacySplitRingLayout(size, 0).total;
+        const base = dma.alloc(total, LEGACY_QUEUE_ALIGN);
+        allocs.push(base);
+        addrs = legacySplitRingLayout(size, base);
+      } else if (packed) {
+        const total = packedRingLayout(size, 0).total;
+        const base = dma.alloc(total, 64);
+        allocs.push(base);
+        addrs = packedRingLayout(size, base);
+      } else {
+        const total = splitRingLayout(size, 0).total;
+        const base = dma.alloc(total, 64);
+        allocs.push(base);
+        addrs = splitRingLayout(size, base);
+      }
+      const config: QueueConfig = {
+        size,
+        descAddr: addrs.descAddr,
+        driverAddr: addrs.driverAddr,
+        deviceAddr: addrs.deviceAddr,
+        features: this.negotiated,
+        littleEndian: t.littleEndian,
+        index,
+      };
+      const qopts: { indirectTableAddr?: number; indirectMaxSegments?: number } = {};
+      if ((this.negotiated & F.INDIRECT_DESC) !== 0n && this.opts.indirect !== false) {
+        const segs = Math.min(this.opts.indirectMaxSegments ?? DEFAULT_INDIRECT_SEGMENTS, size);
+        const area = dma.alloc(SplitDriverQueue.indirectAreaSize(size, segs), 16);
+        allocs.push(area);
+        qopts.indirectTableAddr = area;
+        qopts.indirectMaxSegments = segs;
+      }
+      // Rings start zeroed: the driver queue clears its own areas, the descriptors are scrubbed here.
+      t.memory.fill(addrs.descAddr, addrs.deviceAddr - addrs.descAddr);
+      const queue = createDriverQueue<number>(t.memory, config, qopts);
+      t.setupQueue(index, { size, descAddr: addrs.descAddr, driverAddr: addrs.driverAddr, deviceAddr: addrs.deviceAddr });
+      return { queue, addrs, allocs, onUsed: null };
+    } catch (e) {
+      for (const a of allocs) dma.free(a);
+      throw e;
+    }
+  }
+
+  private releaseQueues(): void {
+    for (const s of this.slots) if (s) for (const a of s.allocs) this.opts.dma.free(a);
+    this.slots = [];
+  }
+
+  /** The driver queue `index`; throws INVALID_ARGUMENT when it was not set up. */
+  queue(index: number): DriverQueue<number> {
+    const s = this.slots[index];
+    if (!s) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${index} is not set up`);
+    return s.queue;
+  }
+
+  /**
+   * Publishes added buffers and notifies the device when its event suppression asks for it
+   * (2.7.13, 2.8.21), with the NOTIFICATION_DATA value when negotiated (2.9).
+   */
+  kick(index: number): void {
+    const s = this.slots[index];
+    if (!s || !this.alive) return;
+    if (s.queue.kick()) {
+      if (this.notificationData) this.transport.notify(index, s.queue.notificationData());
+      else this.transport.notify(index);
+    }
+  }
+
+  onUsed(index: number, cb: () => void): void {
+    const s = this.slots[index];
+    if (!s) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${index} is not set up`);
+    s.onUsed = cb;
+  }
+
+  onConfigChange(cb: () => void): void {
+    this.configCb = cb;
+  }
+
+  private dispatchUsed(index: number): void {
+    if (!this.alive) return;
+    const cb = this.slots[index]?.onUsed;
+    if (cb) cb();
+  }
+
+  private dispatchConfig(): void {
+    if (!this.alive) return;
+    if (this.needsResetCb && this.transport.getStatus() & Status.DEVICE_NEEDS_RESET) this.needsResetCb();
+    this.configCb?.();
+  }
+
+  /**
+   * Reads `len` config bytes consistently: retried until the generation is the same before
+   * and after (2.5.1, driver/content/11). Bounded; throws TIMEOUT when it never settles.
+   */
+  readConfig(offset: number, len: number): Uint8Array {
+    const t = this.transport;
+    const out = new Uint8Array(len);
+    for (let i = 0; i < this.retries; i++) {
+      const before = t.configGeneration();
+      t.readConfig(offset, out);
+      const after = t.configGeneration();
+      if (before === after) return out;
+    }
+    throw new VirtioError(ErrorCode.TIMEOUT, `config generation did not settle after ${this.retries} reads`);
+  }
+
+  /**
+   * 2.6.1 queue reset (RING_RESET negotiated): resets queue `index` on the device, then sets it
+   * up again with fresh rings (driver/content/16) and returns the new driver queue. Buffers in
+   * flight on the old queue are dropped; the used callback is kept.
+   */
+  resetQueue(index: number): DriverQueue<number> {
+    if ((this.negotiated & F.RING_RESET) === 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, 'RING_RESET was not negotiated');
+    const s = this.slots[index];
+    if (!s) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${index} is not set up`);
+    this.transport.resetQueue(index);
+    for (const a of s.allocs) this.opts.dma.free(a);
+    this.slots[index] = null;
+    const max = this.transport.queueMaxSize(index);
+    const fresh = this.buildQueue(index, max);
+    fresh.onUsed = s.onUsed;
+    this.slots[index] = fresh;
+    return fresh.queue;
+  }
+
+  /**
+   * Resets the device (status 0) and frees the rings. The context is dead afterwards: a new
+   * `VirtioDriver.init` starts over. Buffers in flight are dropped (driver/content/24).
+   */
+  reset(): void {
+    this.alive = false;
+    try {
+      this.transport.setStatus(0);
+    } finally {
+      this.releaseQueues();
+    }
+  }
+}

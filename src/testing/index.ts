@@ -1,0 +1,11 @@
+/** Test helpers: an in-process device/driver pair and a small echo device. */
+export { type Loopback, type LoopbackOptions, createLoopback } from './loopback.js';
+export { ECHO_CONFIG_SIZE, EchoDevice, type EchoDeviceOptions } from './echo-device.js';
+export {
+  type ConnectInProcessOptions,
+  type InProcessConnection,
+  InProcessTransport,
+  type InterruptDelivery,
+  connectInProcess,
+  dmaFor,
+} from '../transport/in-process/in-process-transport.js';
