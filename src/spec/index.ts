@@ -2,3 +2,5 @@ export * from './features.js';
 export * from './status.js';
 export * from './device-id.js';
 export * from './ring.js';
+export * from './blk.js';
+export * from './entropy.js';

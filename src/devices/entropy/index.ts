@@ -1,0 +1,1 @@
+export { EntropyDevice, type EntropyDeviceOptions } from './entropy-device.js';

@@ -1,0 +1,434 @@
+/**
+ * 5.2 Block Device, driver side, over a DriverContext: promise-based requests, many in flight,
+ * spread over the request queues (MQ). Each request is one chain: header (device-readable),
+ * then data (readable for OUT and the segment requests, writable for IN/GET_ID/GET_LIFETIME),
+ * then the status byte (writable), as 5.2.6 lays out.
+ */
+import { ErrorCode, VirtioError } from '../errors.js';
+import type { Segment } from '../queue/types.js';
+import {
+  BLK_ID_BYTES,
+  BLK_SECTOR_SIZE,
+  BLK_WRITE_ZEROES_FLAG_UNMAP,
+  BlkConfig,
+  BlkDiscardSegment,
+  BlkF,
+  BlkLifetime,
+  BlkReqHeader,
+  BlkReqType,
+  BlkStatus,
+} from '../spec/blk.js';
+import type { DriverContext } from './types.js';
+
+const U32 = 0x1_0000_0000;
+
+/** A request the device answered with a status other than OK. */
+export class BlkRequestError extends VirtioError {
+  constructor(
+    /** The status byte: VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, ... (BlkStatus). */
+    readonly status: number,
+    /** The request type (BlkReqType). */
+    readonly requestType: number,
+  ) {
+    super(ErrorCode.REQUEST_FAILED, `virtio-blk request type ${requestType} failed with status ${statusName(status)}`);
+  }
+}
+
+function statusName(s: number): string {
+  for (const [k, v] of Object.entries(BlkStatus)) if (v === s) return k;
+  return String(s);
+}
+
+/** 5.2.4 configuration fields as numbers (fields of features not negotiated read as the device set them). */
+export interface BlkDriverConfig {
+  capacity: number;
+  sizeMax: number;
+  segMax: number;
+  blkSize: number;
+  physicalBlockExp: number;
+  alignmentOffset: number;
+  minIoSize: number;
+  optIoSize: number;
+  writeback: number;
+  numQueues: number;
+  maxDiscardSectors: number;
+  maxDiscardSeg: number;
+  discardSectorAlignment: number;
+  maxWriteZeroesSectors: number;
+  maxWriteZeroesSeg: number;
+  writeZeroesMayUnmap: number;
+  maxSecureEraseSectors: number;
+  maxSecureEraseSeg: number;
+  secureEraseSectorAlignment: number;
+}
+
+/** One range of a DISCARD, WRITE_ZEROES or SECURE_ERASE request. */
+export interface BlkRange {
+  sector: number;
+  numSectors: number;
+  /** WRITE_ZEROES only: allow deallocation (VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP). */
+  unmap?: boolean;
+}
+
+export interface BlkLifetimeReport {
+  preEolInfo: number;
+  deviceLifetimeEstTypA: number;
+  deviceLifetimeEstTypB: number;
+}
+
+export interface BlkDriverOptions {
+  /**
+   * Refuse requests beyond capacity before sending them (driver/blk/11). Default false, so
+   * tests and demos can show the device's IOERR answer.
+   */
+  checkBounds?: boolean;
+}
+
+interface Pending {
+  type: number;
+  /** Header (16 bytes) followed by the status byte, one allocation. */
+  hdr: number;
+  data: number;
+  dataLen: number;
+  resolve: (p: Pending) => void;
+  reject: (e: unknown) => void;
+}
+
+export class BlkDriver {
+  config: BlkDriverConfig;
+  readonly readOnly: boolean;
+  private readonly ctx: DriverContext;
+  private readonly le: boolean;
+  private readonly checkBounds: boolean;
+  private readonly pending: Map<number, Pending>[];
+  private readonly waiters: (() => boolean)[][];
+  private nextToken = 1;
+  private nextQueue = 0;
+  private readonly scratch = new Uint8Array(BlkReqHeader.SIZE);
+  private readonly scratchView = new DataView(this.scratch.buffer);
+  private readonly fFlush: boolean;
+  private readonly fWce: boolean;
+  private readonly fDiscard: boolean;
+  private readonly fWriteZeroes: boolean;
+  private readonly fSecureErase: boolean;
+  private readonly fLifetime: boolean;
+
+  constructor(ctx: DriverContext, opts: BlkDriverOptions = {}) {
+    this.ctx = ctx;
+    this.le = ctx.littleEndian;
+    this.checkBounds = opts.checkBounds ?? false;
+    const f = ctx.features;
+    this.readOnly = (f & BlkF.RO) !== 0n;
+    this.fFlush = (f & BlkF.FLUSH) !== 0n;
+    this.fWce = (f & BlkF.CONFIG_WCE) !== 0n;
+    this.fDiscard = (f & BlkF.DISCARD) !== 0n;
+    this.fWriteZeroes = (f & BlkF.WRITE_ZEROES) !== 0n;
+    this.fSecureErase = (f & BlkF.SECURE_ERASE) !== 0n;
+    this.fLifetime = (f & BlkF.LIFETIME) !== 0n;
+    this.config = this.readConfig();
+    this.pending = [];
+    this.waiters = [];
+    for (let i = 0; i < ctx.numQueues; i++) {
+      this.pending.push(new Map());
+      this.waiters.push([]);
+      const q = i;
+      ctx.onUsed(i, () => this.onUsed(q));
+    }
+    // driver/blk/10: capacity may change; re-read on a configuration change notification.
+    ctx.onConfigChange(() => {
+      this.config = this.readConfig();
+    });
+  }
+
+  /** Capacity in 512-byte sectors. */
+  get capacity(): number {
+    return this.config.capacity;
+  }
+
+  /** blk_size when negotiated, else 512. */
+  get blockSize(): number {
+    return (this.ctx.features & BlkF.BLK_SIZE) !== 0n && this.config.blkSize >= 512 ? this.config.blkSize : BLK_SECTOR_SIZE;
+  }
+
+  /**
+   * Whether writes may sit in a volatile cache: driver/blk/2 and driver/blk/3 (no WCE and no
+   * FLUSH: writethrough; FLUSH without WCE: writeback), else the writeback field.
+   */
+  get writebackCache(): boolean {
+    if (!this.fWce) return this.fFlush;
+    return this.config.writeback !== 0;
+  }
+
+  /** Requests not yet answered. */
+  get inFlight(): number {
+    let n = 0;
+    for (const m of this.pending) n += m.size;
+    return n;
+  }
+
+  /** Reads and decodes the whole configuration structure (5.2.4). */
+  readConfig(): BlkDriverConfig {
+    const b = this.ctx.readConfig(0, BlkConfig.SIZE);
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const le = this.le;
+    const u32 = (o: number): number => v.getUint32(o, le);
+    const u16 = (o: number): number => v.getUint16(o, le);
+    const capacity = le ? u32(BlkConfig.CAPACITY + 4) * U32 + u32(BlkConfig.CAPACITY) : u32(BlkConfig.CAPACITY) * U32 + u32(BlkConfig.CAPACITY + 4);
+    return {
+      capacity,
+      sizeMax: u32(BlkConfig.SIZE_MAX),
+      segMax: u32(BlkConfig.SEG_MAX),
+      blkSize: u32(BlkConfig.BLK_SIZE),
+      physicalBlockExp: v.getUint8(BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP),
+      alignmentOffset: v.getUint8(BlkConfig.TOPOLOGY_ALIGNMENT_OFFSET),
+      minIoSize: u16(BlkConfig.TOPOLOGY_MIN_IO_SIZE),
+      optIoSize: u32(BlkConfig.TOPOLOGY_OPT_IO_SIZE),
+      writeback: v.getUint8(BlkConfig.WRITEBACK),
+      numQueues: u16(BlkConfig.NUM_QUEUES),
+      maxDiscardSectors: u32(BlkConfig.MAX_DISCARD_SECTORS),
+      maxDiscardSeg: u32(BlkConfig.MAX_DISCARD_SEG),
+      discardSectorAlignment: u32(BlkConfig.DISCARD_SECTOR_ALIGNMENT),
+      maxWriteZeroesSectors: u32(BlkConfig.MAX_WRITE_ZEROES_SECTORS),
+      maxWriteZeroesSeg: u32(BlkConfig.MAX_WRITE_ZEROES_SEG),
+      writeZeroesMayUnmap: v.getUint8(BlkConfig.WRITE_ZEROES_MAY_UNMAP),
+      maxSecureEraseSectors: u32(BlkConfig.MAX_SECURE_ERASE_SECTORS),
+      maxSecureEraseSeg: u32(BlkConfig.MAX_SECURE_ERASE_SEG),
+      secureEraseSectorAlignment: u32(BlkConfig.SECURE_ERASE_SECTOR_ALIGNMENT),
+    };
+  }
+
+  /** driver/blk/21: switch the cache mode (CONFIG_WCE only). */
+  setWriteback(on: boolean): void {
+    if (!this.fWce) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_CONFIG_WCE was not negotiated');
+    this.ctx.writeConfig(BlkConfig.WRITEBACK, Uint8Array.of(on ? 1 : 0));
+    this.config = this.readConfig();
+  }
+
+  // ---- requests ----
+
+  /** Reads `len` bytes (a multiple of 512, driver/blk/15) from `sector`. */
+  async read(sector: number, len: number): Promise<Uint8Array> {
+    this.checkRw(sector, len);
+    const p = await this.submit(BlkReqType.IN, sector, null, len, true);
+    const out = new Uint8Array(len);
+    try {
+      if (len > 0) this.ctx.memory.read(p.data, out);
+    } finally {
+      this.release(p);
+    }
+    return out;
+  }
+
+  /** Writes `data` (a multiple of 512 bytes) at `sector`. */
+  async write(sector: number, data: Uint8Array): Promise<void> {
+    this.checkRw(sector, data.length);
+    this.release(await this.submit(BlkReqType.OUT, sector, data, data.length, false));
+  }
+
+  /** driver/blk/13, driver/blk/14: sector 0, no data. */
+  async flush(): Promise<void> {
+    this.release(await this.submit(BlkReqType.FLUSH, 0, null, 0, false));
+  }
+
+  /** The device id string (up to 20 bytes, NUL-terminated when shorter, driver/blk/17). */
+  async getId(): Promise<string> {
+    const p = await this.submit(BlkReqType.GET_ID, 0, null, BLK_ID_BYTES, true);
+    const b = new Uint8Array(BLK_ID_BYTES);
+    try {
+      this.ctx.memory.read(p.data, b);
+    } finally {
+      this.release(p);
+    }
+    const end = b.indexOf(0);
+    return new TextDecoder().decode(end < 0 ? b : b.subarray(0, end));
+  }
+
+  async getLifetime(): Promise<BlkLifetimeReport> {
+    if (!this.fLifetime) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_LIFETIME was not negotiated');
+    const p = await this.submit(BlkReqType.GET_LIFETIME, 0, null, BlkLifetime.SIZE, true);
+    const b = new Uint8Array(BlkLifetime.SIZE);
+    try {
+      this.ctx.memory.read(p.data, b);
+    } finally {
+      this.release(p);
+    }
+    const v = new DataView(b.buffer);
+    return {
+      preEolInfo: v.getUint16(BlkLifetime.PRE_EOL_INFO, this.le),
+      deviceLifetimeEstTypA: v.getUint16(BlkLifetime.DEVICE_LIFETIME_EST_TYP_A, this.le),
+      deviceLifetimeEstTypB: v.getUint16(BlkLifetime.DEVICE_LIFETIME_EST_TYP_B, this.le),
+    };
+  }
+
+  discard(sector: number, numSectors: number): Promise<void> {
+    return this.segments(BlkReqType.DISCARD, [{ sector, numSectors }]);
+  }
+
+  writeZeroes(sector: number, numSectors: number, unmap = false): Promise<void> {
+    return this.segments(BlkReqType.WRITE_ZEROES, [{ sector, numSectors, unmap }]);
+  }
+
+  secureErase(sector: number, numSectors: number): Promise<void> {
+    return this.segments(BlkReqType.SECURE_ERASE, [{ sector, numSectors }]);
+  }
+
+  /** A DISCARD, WRITE_ZEROES or SECURE_ERASE request with several ranges. */
+  async segments(type: number, ranges: readonly BlkRange[]): Promise<void> {
+    const ok =
+      (type === BlkReqType.DISCARD && this.fDiscard) ||
+      (type === BlkReqType.WRITE_ZEROES && this.fWriteZeroes) ||
+      (type === BlkReqType.SECURE_ERASE && this.fSecureErase);
+    if (!ok) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `request type ${type} is not a negotiated segment request`);
+    if (ranges.length === 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no ranges');
+    const b = new Uint8Array(ranges.length * BlkDiscardSegment.SIZE);
+    const v = new DataView(b.buffer);
+    const le = this.le;
+    ranges.forEach((r, i) => {
+      if (!Number.isSafeInteger(r.sector) || r.sector < 0 || !Number.isInteger(r.numSectors) || r.numSectors < 0 || r.numSectors >= U32) {
+        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad range ${r.sector}+${r.numSectors}`);
+      }
+      const o = i * BlkDiscardSegment.SIZE;
+      const lo = r.sector % U32;
+      const hi = Math.floor(r.sector / U32);
+      v.setUint32(o + BlkDiscardSegment.SECTOR + (le ? 0 : 4), lo, le);
+      v.setUint32(o + BlkDiscardSegment.SECTOR + (le ? 4 : 0), hi, le);
+      v.setUint32(o + BlkDiscardSegment.NUM_SECTORS, r.numSectors, le);
+      // driver/blk/23: the unmap bit only on write zeroes.
+      const unmap = type === BlkReqType.WRITE_ZEROES && r.unmap === true;
+      v.setUint32(o + BlkDiscardSegment.FLAGS, unmap ? BLK_WRITE_ZEROES_FLAG_UNMAP : 0, le);
+    });
+    this.release(await this.submit(type, 0, b, b.length, false));
+  }
+
+  /**
+   * Sends any request: `data` (device-readable) or `inLen` bytes device-writable; resolves with
+   * the raw status and the data bytes. For tests of device behaviour with odd requests.
+   */
+  async raw(type: number, sector: number, data: Uint8Array | null, inLen: number): Promise<{ status: number; data: Uint8Array; usedLen: number }> {
+    let status = BlkStatus.OK as number;
+    let usedLen = 0;
+    const p = await this.submit(type, sector, data, data ? data.length : inLen, data === null, (s, u) => {
+      status = s;
+      usedLen = u;
+    });
+    const out = new Uint8Array(data ? 0 : inLen);
+    try {
+      if (out.length > 0) this.ctx.memory.read(p.data, out);
+    } finally {
+      this.release(p);
+    }
+    return { status, data: out, usedLen };
+  }
+
+  private checkRw(sector: number, len: number): void {
+    if (!Number.isSafeInteger(sector) || sector < 0 || !Number.isSafeInteger(len) || len < 0 || len % BLK_SECTOR_SIZE !== 0) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad request: sector ${sector}, ${len} bytes (a multiple of 512, driver/blk/15)`);
+    }
+    if (this.checkBounds && sector + len / BLK_SECTOR_SIZE > this.capacity) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `sector ${sector}+${len / BLK_SECTOR_SIZE} beyond capacity ${this.capacity} (driver/blk/11)`);
+    }
+  }
+
+  private release(p: Pending): void {
+    this.ctx.dma.free(p.hdr);
+    if (p.dataLen > 0) this.ctx.dma.free(p.data);
+  }
+
+  /**
+   * Builds the chain and waits for the answer. Resolves with the request (the caller copies
+   * data out and releases it); rejects with BlkRequestError for a non-OK status, unless
+   * `onStatus` takes the status.
+   */
+  private submit(
+    type: number,
+    sector: number,
+    out: Uint8Array | null,
+    dataLen: number,
+    dataWritable: boolean,
+    onStatus?: (status: number, usedLen: number) => void,
+  ): Promise<Pending> {
+    const ctx = this.ctx;
+    const mem = ctx.memory;
+    const hdr = ctx.dma.alloc(BlkReqHeader.SIZE + 1, 16);
+    let data = 0;
+    try {
+      if (dataLen > 0) data = ctx.dma.alloc(dataLen, 16);
+    } catch (e) {
+      ctx.dma.free(hdr);
+      throw e;
+    }
+    const v = this.scratchView;
+    const le = this.le;
+    v.setUint32(BlkReqHeader.TYPE, type, le);
+    v.setUint32(BlkReqHeader.RESERVED, 0, le);
+    v.setUint32(BlkReqHeader.SECTOR + (le ? 0 : 4), sector % U32, le);
+    v.setUint32(BlkReqHeader.SECTOR + (le ? 4 : 0), Math.floor(sector / U32), le);
+    mem.write(hdr, this.scratch);
+    mem.fill(hdr + BlkReqHeader.SIZE, 1, 0xff); // status: not yet written by the device
+    if (out && dataLen > 0) mem.write(data, out);
+    const outSegs: Segment[] = [{ addr: hdr, len: BlkReqHeader.SIZE }];
+    const inSegs: Segment[] = [];
+    if (dataLen > 0) (dataWritable ? inSegs : outSegs).push({ addr: data, len: dataLen });
+    inSegs.push({ addr: hdr + BlkReqHeader.SIZE, len: 1 });
+    const qi = this.nextQueue;
+    this.nextQueue = (qi + 1) % this.pending.length;
+    return new Promise<Pending>((resolve, reject) => {
+      const token = this.nextToken++;
+      const p: Pending = {
+        type,
+        hdr,
+        data,
+        dataLen,
+        resolve: (done) => resolve(done),
+        reject,
+      };
+      const sb = new Uint8Array(1);
+      const complete = (usedLen: number): void => {
+        mem.read(hdr + BlkReqHeader.SIZE, sb);
+        const status = sb[0]!;
+        if (onStatus) {
+          onStatus(status, usedLen);
+          resolve(p);
+        } else if (status === BlkStatus.OK) resolve(p);
+        else {
+          this.release(p);
+          reject(new BlkRequestError(status, type));
+        }
+      };
+      p.resolve = () => complete(this.lastUsedLen);
+      const tryAdd = (): boolean => {
+        const q = ctx.queue(qi);
+        if (!q.add(outSegs, inSegs, token)) return false;
+        this.pending[qi]!.set(token, p);
+        ctx.kick(qi);
+        return true;
+      };
+      // Queue full: retried, in order, as used buffers free descriptors.
+      if (this.waiters[qi]!.length > 0 || !tryAdd()) this.waiters[qi]!.push(tryAdd);
+    });
+  }
+
+  private lastUsedLen = 0;
+
+  private onUsed(qi: number): void {
+    const q = this.ctx.queue(qi);
+    const pend = this.pending[qi]!;
+    // Bounded by the ring: each pass takes what is used; re-enabling interrupts (which with
+    // EVENT_IDX publishes used_event, 2.7.10) reports buffers that arrived meanwhile.
+    for (let pass = 0; pass < 1 + q.size; pass++) {
+      for (;;) {
+        const token = q.takeUsed();
+        if (token === undefined) break;
+        const p = pend.get(token);
+        if (!p) continue; // not ours (cannot happen with a sound device)
+        pend.delete(token);
+        this.lastUsedLen = q.lastUsedLen;
+        p.resolve(p);
+      }
+      if (!q.enableInterrupts()) break;
+    }
+    // Room freed: resubmit requests that found the queue full, in order.
+    const w = this.waiters[qi]!;
+    while (w.length > 0 && w[0]!()) w.shift();
+  }
+}
