@@ -135,6 +135,24 @@ export function readConfigValue(core: DeviceCoreApi, scratch: Uint8Array, offset
 }
 
 /**
+ * Writes `width` bytes of device configuration from a little-endian bus value: byte i of the
+ * window gets byte i of the value, whatever the guest endianness (the core encodes values in
+ * guest endian, so a big-endian core is handed the byte-swapped value).
+ */
+export function writeConfigValue(core: DeviceCoreApi, offset: number, width: number, value: number): void {
+  let v = value >>> 0;
+  if (!core.littleEndian && width > 1) {
+    let s = 0;
+    for (let i = 0; i < width; i++) {
+      s = s * 256 + (v & 0xff);
+      v >>>= 8;
+    }
+    v = s >>> 0;
+  }
+  core.writeConfig(offset, width, v);
+}
+
+/**
  * Reads config bytes through a register window with natural-width accesses where the range
  * allows (4.2.2.2 / 4.1.3.1: fields of 1, 2, 4 bytes at their own width, 8 as two halves).
  */
@@ -198,12 +216,20 @@ export class LoopbackBus implements TransportBus {
   onAdapter: ((isc: number) => void) | null = null;
 
   private delivering = false;
+  private scheduled = false;
   private pendingIrq = false;
   private readonly pendingMsi: number[] = [];
   private pendingIo = false;
   private readonly pendingAdapter: number[] = [];
 
-  constructor(readonly memory: GuestMemory) {}
+  /**
+   * With `deferred`, interrupts are delivered in a microtask, as a real interrupt arrives after
+   * the access that caused it; otherwise at once (after the current handler, if any).
+   */
+  constructor(
+    readonly memory: GuestMemory,
+    readonly deferred = false,
+  ) {}
 
   raiseIrq(): void {
     this.irqLevel = true;
@@ -231,6 +257,19 @@ export class LoopbackBus implements TransportBus {
   }
 
   private deliver(): void {
+    if (this.deferred) {
+      if (this.scheduled) return;
+      this.scheduled = true;
+      queueMicrotask(() => {
+        this.scheduled = false;
+        this.deliverNow();
+      });
+      return;
+    }
+    this.deliverNow();
+  }
+
+  private deliverNow(): void {
     if (this.delivering) return;
     this.delivering = true;
     try {

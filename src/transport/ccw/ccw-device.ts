@@ -14,7 +14,7 @@ import type { DeviceCoreApi, InterruptSink, QueueRegisters } from '../../device/
 import { F } from '../../spec/features.js';
 import { legacySplitLayout } from '../../spec/ring.js';
 import { Status } from '../../spec/status.js';
-import { BadAccess, type BadAccessListener, type CoreFactory, type TransportBus } from '../bus.js';
+import { BadAccess, type BadAccessListener, type CoreFactory, type TransportBus, writeConfigValue } from '../bus.js';
 import { CCW_CONTROL_UNIT_TYPE, CCW_MAX_REVISION, CcwCmd, CcwFlag, type CcwOutcome, CcwSize, CcwStatus } from './constants.js';
 
 /** What a channel subsystem emulator (or a driver in-process) calls on a virtio-ccw device. */
@@ -327,7 +327,7 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
         }
         let v = 0;
         for (let k = w - 1; k >= 0; k--) v = v * 256 + next[i + k]!;
-        core.writeConfig(i, w, v);
+        writeConfigValue(core, i, w, v);
         i += w;
       }
     }

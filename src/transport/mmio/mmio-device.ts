@@ -21,6 +21,7 @@ import {
   join64,
   lo32,
   readConfigValue,
+  writeConfigValue,
 } from '../bus.js';
 import { MMIO_MAGIC, MMIO_VENDOR_ID, MmioInterrupt, MmioReg } from './registers.js';
 
@@ -427,7 +428,7 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
   private writeConfig(off: number, width: number, value: number): void {
     if (!(width === 1 || width === 2 || width === 4)) return this.bad(BadAccess.WIDTH, off + MmioReg.CONFIG, width, true);
     if (off + width > this.core.device.configSize) return this.bad(BadAccess.OFFSET, off + MmioReg.CONFIG, width, true);
-    this.core.writeConfig(off, width, value >>> 0);
+    writeConfigValue(this.core, off, width, value);
   }
 
   // InterruptSink: 4.2.3.4 the device sets InterruptStatus bits and raises its IRQ.

@@ -23,6 +23,7 @@ import {
   join64,
   lo32,
   readConfigValue,
+  writeConfigValue,
 } from '../bus.js';
 import {
   CapField,
@@ -599,7 +600,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       if (!(width === 1 || width === 2 || width === 4) || dev % width !== 0 || dev + width > this.coreRef.device.configSize) {
         return this.bad(dev + width > this.coreRef.device.configSize ? BadAccess.OFFSET : BadAccess.WIDTH, 'device', dev, width, true);
       }
-      this.coreRef.writeConfig(dev, width, value >>> 0);
+      writeConfigValue(this.coreRef, dev, width, value);
       return;
     }
     this.bad(BadAccess.OFFSET, 'modern', offset, width, true);
@@ -880,7 +881,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
     if (offset >= cfgBase) {
       const off = offset - cfgBase;
       if (width > 4 || off + width > core.device.configSize) return this.bad(BadAccess.OFFSET, 'legacy', offset, width, true);
-      core.writeConfig(off, width, value >>> 0);
+      writeConfigValue(core, off, width, value);
       return;
     }
     const v = value >>> 0;
