@@ -40,16 +40,16 @@ describe('virtio-ts command line', () => {
       memoryBytes: 1 << 20,
       readOnly: false,
       numQueues: 1,
-      queueSize: 256,
+      queueSize: 1024,
       serial: null,
     });
-    const o = blk(['--fd=5', '--image', 'disk.img', '--read-only', '--num-queues', '4', '--queue-size=1024', '--serial', 'abc', '-vv']);
+    const o = blk(['--fd=5', '--image', 'disk.img', '--read-only', '--num-queues', '4', '--queue-size=512', '--serial', 'abc', '-vv']);
     assert.equal(o.fd, 5);
     assert.equal(o.socketPath, null);
     assert.equal(o.image, 'disk.img');
     assert.equal(o.readOnly, true);
     assert.equal(o.numQueues, 4);
-    assert.equal(o.queueSize, 1024);
+    assert.equal(o.queueSize, 512);
     assert.equal(o.serial, 'abc');
     assert.equal(o.verbosity, LogLevel.DEBUG);
     assert.equal(blk(['--socket-path', 's', '--blk-file', 'f.img']).image, 'f.img', '--blk-file (vhost-user-blk convention) is --image');

@@ -89,7 +89,7 @@ export type Parsed =
 
 export const DEFAULTS = {
   numQueues: 1,
-  queueSize: 256,
+  queueSize: 1024,
   verbosity: LogLevel.INFO,
   demoDiskBytes: 1 << 20,
   demoEntropyBytes: 32,
@@ -118,7 +118,8 @@ disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing it
   --memory SIZE           a RAM disk of SIZE bytes (K, M, G suffixes; a multiple of 512)
   --read-only             offer VIRTIO_BLK_F_RO and refuse writes
   --num-queues N          request queues, 1..${MAX_NUM_QUEUES} (default ${DEFAULTS.numQueues})
-  --queue-size N          largest ring size, a power of 2 up to ${MAX_QUEUE_SIZE} (default ${DEFAULTS.queueSize})
+  --queue-size N          largest ring size accepted, a power of 2 up to ${MAX_QUEUE_SIZE} (default ${DEFAULTS.queueSize},
+                          QEMU's largest; virtio-mmio drivers take the largest offered)
   --serial S              device id returned by VIRTIO_BLK_T_GET_ID (at most ${MAX_SERIAL_BYTES} bytes)
   --print-capabilities    print the vhost-user capabilities as JSON and exit
   -v, --verbose           more log output on stderr (repeat for debug)

@@ -1,7 +1,56 @@
+/**
+ * `virtio-ts blk`: a virtio-blk device (5.2) over vhost-user, on a raw image file or a RAM disk.
+ * The storage is opened once and shared by the device of each successive front-end connection,
+ * so a front-end that reconnects (QEMU `reconnect=`) finds the disk as it left it.
+ */
 import { ErrorCode, VirtioError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { BlkDevice } from '../devices/blk/blk-device.js';
+import { FileBackend } from '../devices/blk/file-backend.js';
+import { MemoryBackend } from '../devices/blk/memory-backend.js';
+import type { BlkBackend } from '../devices/blk/backend.js';
 import type { BlkOptions } from './args.js';
 import type { CliIo } from './main.js';
+import { runBackend } from './serve.js';
 
-export function runBlk(_options: BlkOptions, _io: CliIo): Promise<number> {
-  return Promise.reject(new VirtioError(ErrorCode.PLATFORM, 'blk-command: not available yet'));
+function mib(bytes: number): string {
+  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(bytes % (1 << 20) === 0 ? 0 : 1)} MiB` : `${bytes} bytes`;
+}
+
+export async function runBlk(options: BlkOptions, io: CliIo): Promise<number> {
+  const logger = createLogger(options.verbosity, 'virtio-ts blk', io.stderr);
+  let backend: BlkBackend;
+  let what: string;
+  if (options.image !== null) {
+    try {
+      backend = await FileBackend.open(options.image, { readOnly: options.readOnly });
+    } catch (e) {
+      throw new VirtioError(ErrorCode.BACKEND_IO, `cannot open image ${options.image}: ${(e as Error).message}`, { cause: e });
+    }
+    what = `image ${options.image}`;
+  } else {
+    backend = new MemoryBackend(options.memoryBytes!);
+    what = 'RAM disk';
+  }
+  if (backend.size < 512) {
+    await backend.close();
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${what} is ${backend.size} bytes: a disk holds at least one 512-byte sector`);
+  }
+  const description =
+    `virtio-blk on ${what} (${mib(backend.size)}${options.readOnly ? ', read-only' : ''}, ` +
+    `${options.numQueues} queue${options.numQueues === 1 ? '' : 's'} of up to ${options.queueSize})`;
+  return runBackend({
+    options,
+    logger,
+    description,
+    device: () =>
+      new BlkDevice(backend, {
+        readOnly: options.readOnly,
+        numQueues: options.numQueues,
+        queueSize: options.queueSize,
+        ...(options.serial !== null ? { serial: options.serial } : {}),
+        logger,
+      }),
+    cleanup: () => backend.close(),
+  });
 }

@@ -1,7 +1,20 @@
-import { ErrorCode, VirtioError } from '../errors.js';
+/**
+ * `virtio-ts rng`: a virtio entropy device (5.4) over vhost-user, filled from the host's
+ * cryptographic random source (the device's default).
+ */
+import { createLogger } from '../log.js';
+import { EntropyDevice } from '../devices/entropy/entropy-device.js';
 import type { RngOptions } from './args.js';
 import type { CliIo } from './main.js';
+import { runBackend } from './serve.js';
 
-export function runRng(_options: RngOptions, _io: CliIo): Promise<number> {
-  return Promise.reject(new VirtioError(ErrorCode.PLATFORM, 'rng-command: not available yet'));
+export async function runRng(options: RngOptions, io: CliIo): Promise<number> {
+  const logger = createLogger(options.verbosity, 'virtio-ts rng', io.stderr);
+  return runBackend({
+    options,
+    logger,
+    description: 'virtio-rng (host crypto randomness)',
+    // A fresh device per front-end: each connection starts from reset (server.ts).
+    device: () => new EntropyDevice(),
+  });
 }

@@ -63,7 +63,6 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     await cleanup();
     throw e;
   }
-  server.on('warning', (e: Error) => logger.warn(e.message));
   logger.info(`serving ${o.description} on ${options.socketPath ?? `fd ${options.fd}`}`);
 
   const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];

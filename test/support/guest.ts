@@ -283,6 +283,11 @@ export interface InitramfsOptions {
   readonly extraFiles?: readonly ExtraFile[];
   /** Kernel whose modules are used; the newest cloud kernel by default. */
   readonly kernel?: CloudKernel;
+  /**
+   * Static busybox to put in the image (another architecture's, e.g. i386 for v86); the host's
+   * /bin/busybox by default. Its applet list is taken from the host's busybox when it cannot run here.
+   */
+  readonly busybox?: string;
 }
 
 const S_IFDIR = 0o040000;
@@ -328,9 +333,10 @@ function cpioNewc(entries: readonly CpioEntry[]): Buffer {
   return Buffer.concat(parts);
 }
 
-const GUEST_EXIT_MARK = 'VIRTIO-TS-GUEST-EXIT';
-const GUEST_START_MARK = 'VIRTIO-TS-GUEST-START';
-const INSMOD_FAIL_MARK = 'VIRTIO-TS-INSMOD-FAILED';
+/** Console lines /init prints: `<EXIT> <status>`, the start of the script, a failed insmod. */
+export const GUEST_EXIT_MARK = 'VIRTIO-TS-GUEST-EXIT';
+export const GUEST_START_MARK = 'VIRTIO-TS-GUEST-START';
+export const INSMOD_FAIL_MARK = 'VIRTIO-TS-INSMOD-FAILED';
 
 function initScriptFor(kernel: CloudKernel, modulePaths: readonly string[]): string {
   const mods = modulePaths.map((m) => `/lib/modules/${kernel.version}/${m}`).join(' ');
@@ -376,17 +382,28 @@ poweroff -f
 `;
 }
 
-let busyboxCache: { bytes: Buffer; links: string[] } | undefined;
+const busyboxCache = new Map<string, { bytes: Buffer; links: string[] }>();
 
-function busybox(): { bytes: Buffer; links: string[] } {
-  if (busyboxCache) return busyboxCache;
-  const bytes = readFileSync('/bin/busybox');
-  const links = execFileSync('/bin/busybox', ['--list-full'], { encoding: 'utf8' })
+function busyboxLinks(path: string): string[] {
+  return execFileSync(path, ['--list-full'], { encoding: 'utf8' })
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && l !== 'bin/busybox');
-  busyboxCache = { bytes, links };
-  return busyboxCache;
+}
+
+function busybox(path = '/bin/busybox'): { bytes: Buffer; links: string[] } {
+  const cached = busyboxCache.get(path);
+  if (cached) return cached;
+  const bytes = readFileSync(path);
+  let links: string[];
+  try {
+    links = busyboxLinks(path);
+  } catch {
+    links = busyboxLinks('/bin/busybox'); // a foreign-architecture binary that cannot run here
+  }
+  const entry = { bytes, links };
+  busyboxCache.set(path, entry);
+  return entry;
 }
 
 /** Folder where built initramfs images are cached by content hash. */
@@ -401,7 +418,7 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<string> {
   const kernel = opts.kernel ?? findCloudKernel();
   const modulePaths = resolveModules(kernel, opts.modules);
   const init = initScriptFor(kernel, modulePaths);
-  const bb = busybox();
+  const bb = busybox(opts.busybox);
   const moduleData = await Promise.all(modulePaths.map((m) => readModule(join(kernel.modulesDir, m))));
 
   const hash = createHash('sha256');
