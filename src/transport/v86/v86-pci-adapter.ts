@@ -1,0 +1,250 @@
+/**
+ * Puts a virtio-ts PCI device (PciDeviceTransport) on the PCI bus of a v86 emulator (npm `v86`,
+ * pinned at 0.5.462), so that a real guest kernel drives it at register level.
+ *
+ * v86 has no public API for third-party PCI devices; this adapter uses a few of its internals,
+ * all reached from `emulator.v86.cpu` through property names that survive v86's minified build:
+ *
+ * - `cpu.io.ports[port]`: one entry `{read8, read16, read32, write8, write16, write32, device}`
+ *   per I/O port. The adapter installs its own entries for every port of each I/O BAR at the
+ *   BAR's initial address *before* registering the device: `register_device` snapshots them, and
+ *   `set_io_bars` moves them when the firmware (SeaBIOS) reprograms the BAR.
+ * - `cpu.devices.pci.register_device({pci_id, pci_space, pci_bars, name})`, with
+ *   `pci_bars[i] = {size}` for each I/O BAR. v86 relocates I/O BARs only (a memory BAR keeps its
+ *   initial address), so the transport is built with `modernIoBar` (4.1.4: a capability may
+ *   point into an I/O BAR, as v86's own virtio devices do) and without MSI-X (no memory BAR for
+ *   its table; v86 delivers no MSI either).
+ * - `pci.pci_query`, `pci.pci_write8/16/32`, `pci.pci_addr`, `pci.pci_response32`: wrapped on the
+ *   instance so that configuration cycles for this device's slot reach the transport's own
+ *   configuration space (v86 would otherwise answer from the copy it keeps). The copy is still
+ *   updated, since v86 reads the interrupt pin and the BAR type bits from it.
+ * - `pci.raise_irq(pci_id)` / `pci.lower_irq(pci_id)`: INTx through the PIIX3 PIRQ routing.
+ * - `cpu.mem8`: guest RAM (a Proxy over the wasm memory), viewed once as one Uint8Array region
+ *   at guest physical address 0.
+ *
+ * Limits: the device writes guest memory directly, without telling v86's JIT (its
+ * `jit_dirty_cache`): the guest must not execute code it received from the device (a disk
+ * holding programs would need that hook). v86 grows its wasm memory only at start-up; a later
+ * growth would detach the view, which `memoryDetached` reports.
+ */
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { GuestMemory } from '../../memory/guest-memory.js';
+import type { CoreFactory, TransportBus } from '../bus.js';
+import { PciCfg } from '../pci/constants.js';
+import { PciDeviceTransport, type PciDeviceOptions } from '../pci/pci-device.js';
+
+/** One I/O port entry of v86's `cpu.io.ports`. */
+export interface V86PortEntry {
+  read8: (port: number) => number;
+  read16: (port: number) => number;
+  read32: (port: number) => number;
+  write8: (value: number) => void;
+  write16: (value: number) => void;
+  write32: (value: number) => void;
+  device: unknown;
+}
+
+/** The parts of v86's PCI bus object the adapter uses. */
+export interface V86PciBus {
+  devices: unknown[];
+  device_spaces: (Int32Array | undefined)[];
+  pci_addr: Uint8Array;
+  pci_response32: Int32Array;
+  register_device(dev: { pci_id: number; pci_space: number[]; pci_bars: ({ size: number } | undefined)[]; name: string }): Int32Array;
+  raise_irq(pciId: number): void;
+  lower_irq(pciId: number): void;
+  pci_query(): void;
+  pci_write8(addr: number, value: number): void;
+  pci_write16(addr: number, value: number): void;
+  pci_write32(addr: number, value: number): void;
+}
+
+/** The parts of v86's CPU object (`emulator.v86.cpu`) the adapter uses. */
+export interface V86Cpu {
+  io: { ports: V86PortEntry[] };
+  devices: { pci: V86PciBus };
+  mem8: Uint8Array;
+}
+
+export interface V86PciAdapterOptions extends Omit<PciDeviceOptions, 'modernIoBar' | 'msixVectors'> {
+  /** PCI slot as v86's `pci_id` (device << 3 | function); the first free device from 0x0d by default. */
+  readonly pciId?: number;
+  /** First port for the I/O BARs before the firmware moves them; 0x7000 by default. */
+  readonly ioBase?: number;
+  /** Name shown in v86's debug log. */
+  readonly name?: string;
+  /** Guest RAM as built by `v86GuestMemory(cpu)` (so a core factory can use it); built here when absent. */
+  readonly memory?: GuestMemory;
+}
+
+/** v86's guest RAM as one GuestMemory region at guest physical address 0. */
+export function v86GuestMemory(cpu: V86Cpu): GuestMemory {
+  const m = cpu.mem8;
+  return new GuestMemory([{ guestBase: 0, bytes: new Uint8Array(m.buffer, m.byteOffset, m.length) }]);
+}
+
+const MAX_PORT = 0x10000;
+
+/** A TransportBus over a v86 emulator, holding the PciDeviceTransport it attached. */
+export class V86PciAdapter implements TransportBus {
+  readonly memory: GuestMemory;
+  readonly transport: PciDeviceTransport;
+  readonly pciId: number;
+  /** Initial port of each I/O BAR (-1 when absent), before the firmware moved them. */
+  readonly initialPorts: readonly number[];
+  /** Counts, for tests and diagnostics. */
+  irqRaises = 0;
+  irqLevel = false;
+  /** MSI-X is never offered here; any message is counted and dropped. */
+  msiDropped = 0;
+
+  private readonly pci: V86PciBus;
+  private readonly ram: Uint8Array;
+  private detached = false;
+  private readonly saved: Pick<V86PciBus, 'pci_query' | 'pci_write8' | 'pci_write16' | 'pci_write32'>;
+
+  constructor(cpu: V86Cpu, factory: CoreFactory, opts: V86PciAdapterOptions = {}) {
+    this.pci = cpu.devices.pci;
+    this.memory = opts.memory ?? v86GuestMemory(cpu);
+    const region = this.memory.regionSpecs()[0];
+    if (this.memory.regionCount !== 1 || region === undefined || region.guestBase !== 0) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'v86 guest memory is one region at address 0');
+    }
+    this.ram = region.bytes;
+    this.pciId = opts.pciId ?? this.freeSlot();
+    if (!Number.isInteger(this.pciId) || this.pciId < 8 || this.pciId > 0xff || this.pci.devices[this.pciId] !== undefined) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `v86 PCI slot ${String(opts.pciId)} is not free`);
+    }
+    const t = new PciDeviceTransport(this, factory, { ...opts, modernIoBar: true, msixVectors: 0 });
+    this.transport = t;
+
+    // Place each I/O BAR at an initial port, aligned to its size, and install its port entries.
+    const ports: number[] = [];
+    const bars: ({ size: number } | undefined)[] = [];
+    let next = opts.ioBase ?? 0x7000;
+    for (let i = 0; i < 6; i++) {
+      const size = t.barSize(i);
+      if (size === 0) {
+        ports.push(-1);
+        bars.push(undefined);
+        continue;
+      }
+      if (!t.barIsIo(i)) {
+        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `BAR${i} is a memory BAR: v86 maps only I/O BARs`);
+      }
+      const base = Math.ceil(next / size) * size;
+      if (base + size > MAX_PORT) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no room for BAR${i} (${size} ports) below 0x10000`);
+      for (let p = base; p < base + size; p++) {
+        if (cpu.io.ports[p]?.device !== undefined) {
+          throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `port 0x${p.toString(16)} is taken: choose another ioBase`);
+        }
+      }
+      for (let off = 0; off < size; off++) cpu.io.ports[base + off] = this.portEntry(i, off);
+      t.configWrite(PciCfg.BAR0 + 4 * i, 4, base);
+      ports.push(base);
+      bars.push({ size });
+      next = base + size;
+    }
+    this.initialPorts = ports;
+
+    // v86 keeps its own copy of the header: the BAR type bits and the interrupt pin are read from it.
+    const space: number[] = [];
+    for (let off = 0; off < 0x40; off += 4) {
+      const v = t.configRead(off, 4);
+      space.push(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24);
+    }
+    while (space.length < PciCfg.SIZE) space.push(0);
+
+    const pci = this.pci;
+    this.saved = { pci_query: pci.pci_query, pci_write8: pci.pci_write8, pci_write16: pci.pci_write16, pci_write32: pci.pci_write32 };
+    pci.register_device({ pci_id: this.pciId, pci_space: space, pci_bars: bars, name: opts.name ?? 'virtio-ts' });
+    this.hookConfigCycles();
+  }
+
+  private freeSlot(): number {
+    for (let dev = 0x0d; dev < 0x20; dev++) {
+      if (this.pci.devices[dev << 3] === undefined) return dev << 3;
+    }
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no free v86 PCI slot');
+  }
+
+  private portEntry(bar: number, off: number): V86PortEntry {
+    const t = this.transport;
+    return {
+      // Reads return what v86 expects: 8 and 16 bits unsigned, 32 bits as a signed int32.
+      read8: () => (this.detached ? 0xff : t.barRead(bar, off, 1) & 0xff),
+      read16: () => (this.detached ? 0xffff : t.barRead(bar, off, 2) & 0xffff),
+      read32: () => (this.detached ? -1 : t.barRead(bar, off, 4) | 0),
+      write8: (v: number) => {
+        if (!this.detached) t.barWrite(bar, off, 1, v & 0xff);
+      },
+      write16: (v: number) => {
+        if (!this.detached) t.barWrite(bar, off, 2, v & 0xffff);
+      },
+      write32: (v: number) => {
+        if (!this.detached) t.barWrite(bar, off, 4, v >>> 0);
+      },
+      device: this,
+    };
+  }
+
+  /** Routes configuration cycles for our slot to the transport (after v86's own handling). */
+  private hookConfigCycles(): void {
+    const pci = this.pci;
+    const id = this.pciId;
+    const t = this.transport;
+    const saved = this.saved;
+    const ours = (addr: number): boolean => ((addr >> 8) & 0xffff) === id;
+    pci.pci_query = function (this: V86PciBus): void {
+      saved.pci_query.call(this);
+      // The address register: [0] register (dword aligned), [1] device/function, [2] bus.
+      if (((this.pci_addr[2]! << 8) | this.pci_addr[1]!) === id) this.pci_response32[0] = t.configRead(this.pci_addr[0]! & 0xfc, 4) | 0;
+    };
+    pci.pci_write8 = function (this: V86PciBus, addr: number, value: number): void {
+      saved.pci_write8.call(this, addr, value);
+      if (ours(addr)) t.configWrite(addr & 0xff, 1, value & 0xff);
+    };
+    pci.pci_write16 = function (this: V86PciBus, addr: number, value: number): void {
+      saved.pci_write16.call(this, addr, value);
+      if (ours(addr)) t.configWrite(addr & 0xff, 2, value & 0xffff);
+    };
+    pci.pci_write32 = function (this: V86PciBus, addr: number, value: number): void {
+      saved.pci_write32.call(this, addr, value);
+      if (ours(addr)) t.configWrite(addr & 0xff, 4, value >>> 0);
+    };
+  }
+
+  /** True when v86 replaced its wasm memory after the view was taken (the device then sees no RAM). */
+  get memoryDetached(): boolean {
+    return this.ram.buffer.byteLength === 0;
+  }
+
+  raiseIrq(): void {
+    this.irqLevel = true;
+    this.irqRaises++;
+    if (!this.detached) this.pci.raise_irq(this.pciId);
+  }
+
+  lowerIrq(): void {
+    this.irqLevel = false;
+    if (!this.detached) this.pci.lower_irq(this.pciId);
+  }
+
+  msiSend(): void {
+    this.msiDropped++;
+  }
+
+  /**
+   * Stops serving the guest: the port entries answer as empty ports, configuration cycles go
+   * back to v86's own handling, interrupts are no longer raised. Idempotent.
+   */
+  detach(): void {
+    if (this.detached) return;
+    this.detached = true;
+    const pci = this.pci;
+    pci.pci_query = this.saved.pci_query;
+    pci.pci_write8 = this.saved.pci_write8;
+    pci.pci_write16 = this.saved.pci_write16;
+    pci.pci_write32 = this.saved.pci_write32;
+  }
+}
