@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { ensureDeps, root, run } from './ensure-deps.mjs';
 
-const all = ['ring'];
+const all = ['ring', 'blk-vhost'];
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : all;
 
 ensureDeps();
@@ -12,4 +12,11 @@ if (wanted.includes('ring')) {
   run('gcc', ['-O2', '-pthread', '-o', 'build/bench/ring-floor', 'bench/c/ring-floor.c']);
   console.log('--- virtio-ts rings beside the C floor (same run) ---');
   run(process.execPath, ['--expose-gc', 'dist/bench/ring-bench.js', '1000000', 'build/bench/ring-floor']);
+}
+if (wanted.includes('blk-vhost')) {
+  // virtio-ts blk and qemu-storage-daemon (scripts/install-guest-deps.sh installs it) under the same
+  // C vhost-user front-end, alternating; the runner's options are in bench/README.md.
+  run('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'build/bench/vhost-blk-loadgen', 'bench/c/vhost-blk-loadgen.c']);
+  console.log('--- vhost-user-blk: virtio-ts beside qemu-storage-daemon (same load generator, alternating) ---');
+  run(process.execPath, ['dist/bench/blk-vhost-bench.js', '--loadgen', 'build/bench/vhost-blk-loadgen']);
 }
