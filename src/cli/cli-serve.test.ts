@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { VhostUserFrontend } from '../vhost-user/frontend.js';
 import { F } from '../spec/features.js';
@@ -39,16 +39,11 @@ describe('virtio-ts back-ends serving', { timeout: 120_000 }, () => {
   it('a stale socket file (nobody listening) is replaced', async () => {
     await withDir(async (dir) => {
       const sock = join(dir, 'stale.sock');
-      const srv: Server = createServer();
-      await new Promise<void>((r) => srv.listen(sock, r));
-      // Closing a net.Server removes its socket file; leave a stale one the way a killed process would.
-      const h = (srv as unknown as { _handle: { close(): void } | null })._handle;
-      assert.ok(h, 'net.Server handle');
-      srv.removeAllListeners();
-      await new Promise<void>((r) => {
-        h.close();
-        setImmediate(r);
-      });
+      // Leave a stale socket file the way a killed process would: bind and listen, then close the
+      // fd without unlinking. (A net.Server cannot do this: libuv unlinks a pipe's path when its
+      // handle closes, so the file would be gone and the test would prove nothing.)
+      const platform = loadPlatform();
+      platform.close(platform.listenUnix(sock));
       assert.ok(isSocket(sock), 'a stale socket file is left');
       const r = await runCli(['rng', '--socket-path', sock], async (child, err) => {
         await until(() => /serving /.test(err()), 10_000, 'the back-end to serve', child);
