@@ -4,6 +4,8 @@
  * the device adapter, and the device's interrupts come back to the driver's handler. Used by the
  * transport matrix tests and handy for examples.
  */
+import { DeviceCore, type DeviceCoreOptions } from '../device/device-core.js';
+import type { VirtioDevice } from '../device/types.js';
 import type { DriverTransport } from '../driver/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { type BadAccessListener, type CoreFactory, LoopbackBus } from './bus.js';
@@ -48,10 +50,30 @@ export interface TransportPairOptions {
   /** Legacy kinds: false for a big-endian guest (CCW revision 0 defaults to big-endian). */
   readonly guestLittleEndian?: boolean;
   readonly onBadAccess?: BadAccessListener;
+  /** Deliver interrupts in a microtask (as a real interrupt arrives after the access). */
+  readonly deferredInterrupts?: boolean;
+}
+
+/**
+ * A CoreFactory building the real DeviceCore for `device`. Every call (a transitional
+ * transport switching interface) makes a fresh core; the transport resets the previous one
+ * first, which resets the device. `made` collects the cores, newest last.
+ */
+export function deviceCoreFactory(
+  device: VirtioDevice,
+  memory: GuestMemory,
+  opts: Omit<DeviceCoreOptions, 'memory' | 'interrupts' | 'legacy' | 'littleEndian'> = {},
+  made: DeviceCore[] = [],
+): CoreFactory {
+  return (sink, mode) => {
+    const core = new DeviceCore(device, { ...opts, memory, interrupts: sink, legacy: mode.legacy, littleEndian: mode.littleEndian });
+    made.push(core);
+    return core;
+  };
 }
 
 export function createTransportPair(kind: TransportKind, memory: GuestMemory, factory: CoreFactory, opts: TransportPairOptions = {}): TransportPair {
-  const bus = new LoopbackBus(memory);
+  const bus = new LoopbackBus(memory, opts.deferredInterrupts ?? false);
   const onBadAccess = opts.onBadAccess;
   const bad = onBadAccess ? { onBadAccess } : {};
   switch (kind) {
