@@ -275,6 +275,21 @@ export class DeviceCore implements DeviceCoreApi {
     }
     let added = wanted & ~cur;
     if (added === 0) return;
+    if (cur & Status.FAILED) {
+      // driver/content/3: after FAILED only a reset restarts the device.
+      this.log.warn(`status write 0x${v.toString(16)} after FAILED: ignored until reset`);
+      return;
+    }
+    // A device that needs a reset does not start (2.1.2): DRIVER_OK waits for a reset.
+    if (cur & Status.DEVICE_NEEDS_RESET) added &= ~Status.DRIVER_OK;
+    // 3.1.1 order: ACKNOWLEDGE, then DRIVER, then (modern) FEATURES_OK, then DRIVER_OK. A bit
+    // whose earlier steps are neither set nor in this write is ignored, so the device never
+    // negotiates or activates for a driver that skipped a step.
+    if (added & Status.DRIVER && !((cur | added) & Status.ACKNOWLEDGE)) added &= ~Status.DRIVER;
+    if (added & Status.FEATURES_OK && !((cur | added) & Status.DRIVER)) added &= ~Status.FEATURES_OK;
+    if (added & Status.DRIVER_OK && !((cur | added) & Status.DRIVER)) added &= ~Status.DRIVER_OK;
+    if (added !== (wanted & ~cur)) this.log.warn(`status write 0x${v.toString(16)} skips a step of 3.1.1: ${statusToString((wanted & ~cur) & ~added)} ignored`);
+    if (added === 0) return;
     if (added & Status.FAILED) {
       // The driver gave up (3.1.1); nothing else in this write matters.
       this.statusValue |= Status.FAILED;
