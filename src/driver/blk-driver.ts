@@ -22,6 +22,26 @@ import type { DriverContext } from './types.js';
 
 const U32 = 0x1_0000_0000;
 
+/**
+ * The device-type features this driver can work with: all but ZONED (driver/blk/5: it cannot
+ * drive zoned devices) and the legacy BARRIER and SCSI bits. Intersect the wanted features with
+ * it when negotiating.
+ */
+export const BLK_DRIVER_FEATURES: bigint =
+  BlkF.SIZE_MAX |
+  BlkF.SEG_MAX |
+  BlkF.GEOMETRY |
+  BlkF.RO |
+  BlkF.BLK_SIZE |
+  BlkF.FLUSH |
+  BlkF.TOPOLOGY |
+  BlkF.CONFIG_WCE |
+  BlkF.MQ |
+  BlkF.DISCARD |
+  BlkF.WRITE_ZEROES |
+  BlkF.LIFETIME |
+  BlkF.SECURE_ERASE;
+
 /** A request the device answered with a status other than OK. */
 export class BlkRequestError extends VirtioError {
   constructor(
@@ -112,12 +132,19 @@ export class BlkDriver {
   private readonly fWriteZeroes: boolean;
   private readonly fSecureErase: boolean;
   private readonly fLifetime: boolean;
+  private readonly fSizeMax: boolean;
+  private readonly fSegMax: boolean;
 
   constructor(ctx: DriverContext, opts: BlkDriverOptions = {}) {
     this.ctx = ctx;
     this.le = ctx.littleEndian;
     this.checkBounds = opts.checkBounds ?? false;
     const f = ctx.features;
+    if ((f & BlkF.ZONED) !== 0n) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_ZONED was negotiated; this driver cannot drive zoned devices (driver/blk/5)');
+    }
+    this.fSizeMax = (f & BlkF.SIZE_MAX) !== 0n;
+    this.fSegMax = (f & BlkF.SEG_MAX) !== 0n;
     this.readOnly = (f & BlkF.RO) !== 0n;
     this.fFlush = (f & BlkF.FLUSH) !== 0n;
     this.fWce = (f & BlkF.CONFIG_WCE) !== 0n;
@@ -280,12 +307,27 @@ export class BlkDriver {
       (type === BlkReqType.SECURE_ERASE && this.fSecureErase);
     if (!ok) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `request type ${type} is not a negotiated segment request`);
     if (ranges.length === 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no ranges');
+    // driver/blk/18, driver/blk/19, driver/blk/20: no more segments than max_*_seg, and no
+    // range longer than max_*_sectors (5.2.4).
+    const c = this.config;
+    const [maxSeg, maxSectors] =
+      type === BlkReqType.DISCARD
+        ? [c.maxDiscardSeg, c.maxDiscardSectors]
+        : type === BlkReqType.WRITE_ZEROES
+          ? [c.maxWriteZeroesSeg, c.maxWriteZeroesSectors]
+          : [c.maxSecureEraseSeg, c.maxSecureEraseSectors];
+    if (maxSeg > 0 && ranges.length > maxSeg) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${ranges.length} ranges, the device takes at most ${maxSeg} (driver/blk/18..20)`);
+    }
     const b = new Uint8Array(ranges.length * BlkDiscardSegment.SIZE);
     const v = new DataView(b.buffer);
     const le = this.le;
     ranges.forEach((r, i) => {
       if (!Number.isSafeInteger(r.sector) || r.sector < 0 || !Number.isInteger(r.numSectors) || r.numSectors < 0 || r.numSectors >= U32) {
         throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad range ${r.sector}+${r.numSectors}`);
+      }
+      if (maxSectors > 0 && r.numSectors > maxSectors) {
+        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `range of ${r.numSectors} sectors, the device takes at most ${maxSectors}`);
       }
       const o = i * BlkDiscardSegment.SIZE;
       const lo = r.sector % U32;
@@ -329,6 +371,31 @@ export class BlkDriver {
     }
   }
 
+  /** size_max when negotiated (and sane), else unlimited. */
+  private get maxSegmentBytes(): number {
+    const m = this.config.sizeMax;
+    return this.fSizeMax && m >= BLK_SECTOR_SIZE ? m : Number.MAX_SAFE_INTEGER;
+  }
+
+  /** 5.2.4 seg_max: the data of one request fits in seg_max segments of size_max bytes. */
+  private checkSegments(dataLen: number): void {
+    if (dataLen === 0) return;
+    const n = Math.ceil(dataLen / this.maxSegmentBytes);
+    // Header + data + status in direct descriptors must fit the ring (2.7.5.3.1), or the
+    // request would wait for room forever.
+    const ringSize = this.ctx.queue(0).size;
+    if (n + 2 > ringSize) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${dataLen} bytes need ${n + 2} descriptors; the queue has ${ringSize}`);
+    }
+    if (!this.fSegMax || this.config.segMax === 0) return;
+    if (n > this.config.segMax) {
+      throw new VirtioError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${dataLen} bytes need ${n} segments; the device takes at most seg_max ${this.config.segMax} of size_max ${this.config.sizeMax}`,
+      );
+    }
+  }
+
   private release(p: Pending): void {
     this.ctx.dma.free(p.hdr);
     if (p.dataLen > 0) this.ctx.dma.free(p.data);
@@ -349,6 +416,7 @@ export class BlkDriver {
   ): Promise<Pending> {
     const ctx = this.ctx;
     const mem = ctx.memory;
+    this.checkSegments(dataLen);
     const hdr = ctx.dma.alloc(BlkReqHeader.SIZE + 1, 16);
     let data = 0;
     try {
@@ -368,7 +436,12 @@ export class BlkDriver {
     if (out && dataLen > 0) mem.write(data, out);
     const outSegs: Segment[] = [{ addr: hdr, len: BlkReqHeader.SIZE }];
     const inSegs: Segment[] = [];
-    if (dataLen > 0) (dataWritable ? inSegs : outSegs).push({ addr: data, len: dataLen });
+    if (dataLen > 0) {
+      // 5.2.4 size_max: no data segment longer (checkSegments made sure seg_max holds).
+      const segs = dataWritable ? inSegs : outSegs;
+      const max = this.maxSegmentBytes;
+      for (let off = 0; off < dataLen; off += max) segs.push({ addr: data + off, len: Math.min(max, dataLen - off) });
+    }
     inSegs.push({ addr: hdr + BlkReqHeader.SIZE, len: 1 });
     const qi = this.nextQueue;
     this.nextQueue = (qi + 1) % this.pending.length;

@@ -122,7 +122,7 @@ for (const packed of [false, true]) {
       assert.equal(drv.inFlight, 0);
     });
 
-    it('device/blk/22: write zeroes, discard and secure erase', async () => {
+    it('device/blk/20, device/blk/21, device/blk/22: write zeroes (with and without UNMAP), discard and secure erase', async () => {
       const { pair, backend } = setup({}, { packed });
       const drv = new BlkDriver(pair.ctx);
       const mem = (backend as MemoryBackend).data;
@@ -212,7 +212,7 @@ describe('BlkDevice request decoding', T, () => {
     assert.deepEqual(await drv.read(5, 512), data);
   });
 
-  it('bad requests: never a throw, always a status', async () => {
+  it('device/blk/30: bad requests (zoned types without ZONED, short header, range, direction): never a throw, always a status', async () => {
     const { pair, backend } = setup();
     const raw = new RawDriver(pair.ctx);
     const mem = (backend as MemoryBackend).data;
@@ -324,7 +324,7 @@ describe('BlkDevice read-only, cache modes, config', T, () => {
     assert.ok(backend.data.every((b) => b === 0));
   });
 
-  it('device/blk/1, device/blk/3, config fields match the offer', () => {
+  it('device/blk/1, device/blk/3, device/blk/4, device/blk/5: config fields match the offer', () => {
     const device = new BlkDevice(new MemoryBackend(1000 * 512 + 100), { blockSize: 4096, numQueues: 2, queueSize: 128 });
     assert.equal(device.deviceId, DeviceId.BLOCK);
     const f = device.offeredFeatures;
@@ -476,5 +476,155 @@ describe('BlkDevice asynchronous backends', T, () => {
     await until(() => true);
     assert.equal(drv.inFlight, 1, 'no used buffer after reset');
     assert.equal(pair.usedNotifications[0], 0);
+  });
+});
+
+/** A RAM disk whose visible size the test changes (the data array is as large as it may grow). */
+class ResizableBackend extends MemoryBackend {
+  visible: number;
+  constructor(max: number, visible: number) {
+    super(max);
+    this.visible = visible;
+  }
+  override get size(): number {
+    return this.visible;
+  }
+}
+
+describe('BlkDevice config fields and features', T, () => {
+  it('SIZE_MAX, GEOMETRY and TOPOLOGY: offered when configured, fields as set', () => {
+    const plain = new BlkDevice(new MemoryBackend(SECTORS * 512));
+    assert.equal(plain.offeredFeatures & (BlkF.SIZE_MAX | BlkF.GEOMETRY), 0n);
+    const device = new BlkDevice(new MemoryBackend(SECTORS * 512), { sizeMax: 4096, geometry: { cylinders: 300, heads: 16, sectors: 63 } });
+    const f = device.offeredFeatures;
+    assert.notEqual(f & BlkF.SIZE_MAX, 0n);
+    assert.notEqual(f & BlkF.GEOMETRY, 0n);
+    const cfg = new Uint8Array(BlkConfig.SIZE);
+    device.readConfig(0, cfg, f, true);
+    const v = new DataView(cfg.buffer);
+    assert.equal(v.getUint32(BlkConfig.SIZE_MAX, true), 4096);
+    assert.equal(v.getUint16(BlkConfig.GEOMETRY_CYLINDERS, true), 300);
+    assert.equal(cfg[BlkConfig.GEOMETRY_HEADS], 16);
+    assert.equal(cfg[BlkConfig.GEOMETRY_SECTORS], 63);
+    assert.equal(cfg[BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP], 0);
+    assert.equal(cfg[BlkConfig.TOPOLOGY_ALIGNMENT_OFFSET], 0);
+    assert.equal(v.getUint16(BlkConfig.TOPOLOGY_MIN_IO_SIZE, true), 1);
+    assert.equal(v.getUint32(BlkConfig.TOPOLOGY_OPT_IO_SIZE, true), 0);
+    assert.equal(v.getUint32(BlkConfig.MAX_DISCARD_SEG, true), 32);
+    assert.equal(v.getUint32(BlkConfig.MAX_WRITE_ZEROES_SEG, true), 32);
+    assert.equal(v.getUint32(BlkConfig.MAX_SECURE_ERASE_SEG, true), 32);
+    assert.equal(v.getUint32(BlkConfig.MAX_DISCARD_SECTORS, true), 1 << 22);
+    // Zoned fields stay 0 (not a zoned device).
+    assert.ok(cfg.subarray(BlkConfig.ZONED_ZONE_SECTORS).every((b) => b === 0));
+    assert.throws(() => new BlkDevice(new MemoryBackend(512), { sizeMax: 100 }), RangeError);
+    assert.throws(() => new BlkDevice(new MemoryBackend(512), { geometry: { cylinders: 70000, heads: 1, sectors: 1 } }), RangeError);
+    assert.throws(() => new BlkDevice(new MemoryBackend(512), { blockSize: 1000 }), RangeError);
+    assert.equal(device.validateFeatures(f), null);
+    assert.notEqual(device.validateFeatures(f | BlkF.ZONED), null, 'ZONED was not offered');
+  });
+
+  it('device/blk/17: a read-only backend makes the device offer RO', async () => {
+    const backend = new MemoryBackend(SECTORS * 512, { readOnly: true });
+    const { pair, device } = setup({}, {}, backend);
+    assert.notEqual(device.offeredFeatures & BlkF.RO, 0n);
+    const raw = new RawDriver(pair.ctx);
+    assert.equal(await raw.status([header(BlkReqType.OUT, 0), pattern(512, 1)], [1]), BlkStatus.IOERR);
+    // Segment requests were not offered: UNSUPP, nothing written.
+    assert.equal(await raw.status([header(BlkReqType.WRITE_ZEROES, 0), segment(0, 1)], [1]), BlkStatus.UNSUPP);
+    assert.ok(backend.data.every((b) => b === 0));
+    assert.equal(await raw.status([header(BlkReqType.IN, 0)], [512, 1]), BlkStatus.OK);
+  });
+
+  it('device/blk/15, device/blk/16, driver/blk/10: a capacity change notifies, the driver re-reads it', async () => {
+    const backend = new ResizableBackend(SECTORS * 512, 100 * 512);
+    const { pair, device } = setup({}, {}, backend);
+    const drv = new BlkDriver(pair.ctx);
+    assert.equal(drv.capacity, 100);
+    await assert.rejects(drv.read(150, 512), (e: unknown) => e instanceof BlkRequestError && e.status === BlkStatus.IOERR);
+    assert.equal(device.refreshCapacity(), false, 'unchanged: no notification');
+    backend.visible = 200 * 512 + 3;
+    assert.equal(device.refreshCapacity(), true);
+    await until(() => pair.configChanges === 1);
+    assert.equal(drv.capacity, 200);
+    assert.deepEqual(await drv.read(150, 512), new Uint8Array(512));
+    backend.visible = 50 * 512;
+    device.refreshCapacity();
+    await until(() => pair.configChanges === 2);
+    assert.equal(drv.capacity, 50);
+    await assert.rejects(drv.read(60, 512), (e: unknown) => e instanceof BlkRequestError && e.status === BlkStatus.IOERR);
+  });
+
+  it('device/blk/29: lifetime values out of range are sent as 0 (undefined), never reserved values', async () => {
+    const b = new MemoryBackend(SECTORS * 512) as MemoryBackend & { lifetime(): BlkLifetimeInfo };
+    b.lifetime = () => ({ preEolInfo: 4, deviceLifetimeEstTypA: 0x0c, deviceLifetimeEstTypB: 0x0b });
+    const { pair } = setup({}, {}, b);
+    const drv = new BlkDriver(pair.ctx);
+    assert.deepEqual(await drv.getLifetime(), { preEolInfo: 0, deviceLifetimeEstTypA: 0, deviceLifetimeEstTypB: 0x0b });
+    b.lifetime = () => {
+      throw new Error('no metrics today');
+    };
+    await assert.rejects(drv.getLifetime(), (e: unknown) => e instanceof BlkRequestError && e.status === BlkStatus.IOERR);
+  });
+
+  it('GET_ID: 20 bytes, no NUL when the serial fills them; a longer serial is cut', async () => {
+    const { pair } = setup({ serial: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ' });
+    const raw = new RawDriver(pair.ctx);
+    const r = await raw.send([header(BlkReqType.GET_ID, 0)], [BLK_ID_BYTES, 1]);
+    assert.equal(new TextDecoder().decode(r.ins[0]), 'ABCDEFGHIJKLMNOPQRST');
+    assert.equal(r.usedLen, BLK_ID_BYTES + 1);
+    const drv = new BlkDriver(pair.ctx);
+    assert.equal(await drv.getId(), 'ABCDEFGHIJKLMNOPQRST');
+  });
+
+  it('FLUSH calls the backend flush; secure erase without backend support zeroes then flushes', async () => {
+    const backend = new CountingBackend(SECTORS * 512);
+    backend.data.fill(0x33);
+    const { pair } = setup({}, {}, backend);
+    const raw = new RawDriver(pair.ctx);
+    assert.equal(await raw.status([header(BlkReqType.FLUSH, 0)], [1]), BlkStatus.OK);
+    assert.equal(backend.flushes, 1);
+    assert.equal(await raw.status([header(BlkReqType.SECURE_ERASE, 0), segment(8, 8)], [1]), BlkStatus.OK);
+    assert.equal(backend.flushes, 2);
+    assert.ok(backend.data.subarray(8 * 512, 16 * 512).every((b) => b === 0));
+    assert.equal(backend.data[16 * 512], 0x33);
+    // Unknown type with data: UNSUPP and the data stays as it was.
+    const r = await raw.send([header(42, 0)], [512, 1]);
+    assert.equal(r.ins[1]![0], BlkStatus.UNSUPP);
+    assert.ok(r.ins[0]!.every((b) => b === 0), 'writable bytes before the status are zeroed, not left stale');
+  });
+
+  it('an unmapped data segment fails that request with IOERR; the queue goes on', async () => {
+    const { pair, backend } = setup();
+    const { ctx } = pair;
+    const hdr = ctx.dma.alloc(17);
+    ctx.memory.write(hdr, header(BlkReqType.OUT, 0));
+    ctx.memory.fill(hdr + 16, 1, 0xee);
+    let done = false;
+    ctx.onUsed(0, () => {
+      // Take everything and re-arm (with EVENT_IDX this publishes used_event).
+      do {
+        while (ctx.queue(0).takeUsed() !== undefined) done = true;
+      } while (ctx.queue(0).enableInterrupts());
+    });
+    assert.ok(ctx.queue(0).add([{ addr: hdr, len: 16 }, { addr: 0x7000_0000_0000, len: 512 }], [{ addr: hdr + 16, len: 1 }], 1));
+    ctx.kick(0);
+    await until(() => done);
+    assert.equal(ctx.memory.readU8(hdr + 16), BlkStatus.IOERR);
+    assert.ok((backend as MemoryBackend).data.every((b) => b === 0));
+    assert.deepEqual(pair.resets, []);
+    const raw = new RawDriver(ctx);
+    assert.equal(await raw.status([header(BlkReqType.IN, 0)], [512, 1]), BlkStatus.OK);
+  });
+
+  it('multiqueue: each queue served on its own, requests in flight on several at once', async () => {
+    const backend = new DeferredBackend(SECTORS * 512);
+    const { pair } = setup({ numQueues: 4 }, {}, backend);
+    const raws = [0, 1, 2, 3].map((q) => new RawDriver(pair.ctx, q));
+    const ps = raws.map((r, q) => r.status([header(BlkReqType.OUT, q * 2), pattern(1024, q)], [1]));
+    await until(() => backend.ops.length === 4); // all four in flight at once
+    for (const op of [...backend.ops].reverse()) op.run();
+    assert.deepEqual(await Promise.all(ps), [0, 0, 0, 0]);
+    for (let q = 0; q < 4; q++) assert.deepEqual(backend.data.subarray(q * 1024, q * 1024 + 1024), pattern(1024, q));
+    assert.ok(pair.usedNotifications.every((n) => n >= 1), `notifications ${pair.usedNotifications}`);
   });
 });

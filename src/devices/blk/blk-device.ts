@@ -21,6 +21,7 @@ import {
   BlkDiscardSegment,
   BlkF,
   BlkLifetime,
+  BlkPreEol,
   BlkReqHeader,
   BlkReqType,
   BlkStatus,
@@ -48,7 +49,20 @@ export interface BlkDeviceOptions {
   maxDiscardSegments?: number;
   /** Offer DISCARD, WRITE_ZEROES and SECURE_ERASE. Default true (false when read-only). */
   discard?: boolean;
+  /**
+   * size_max (VIRTIO_BLK_F_SIZE_MAX): the largest data segment the driver may use, in bytes
+   * (at least 512). Not offered by default. The device itself accepts any segment size.
+   */
+  sizeMax?: number;
+  /** Legacy CHS geometry (VIRTIO_BLK_F_GEOMETRY). Not offered by default. */
+  geometry?: BlkGeometry;
   logger?: Logger;
+}
+
+export interface BlkGeometry {
+  cylinders: number;
+  heads: number;
+  sectors: number;
 }
 
 const MAX_SAFE_SECTOR_HI = 0x1f_ffff; // sector < 2^53 / 512 keeps byte offsets exact
@@ -125,11 +139,15 @@ export class BlkDevice implements VirtioDevice {
   readonly configSize = BlkConfig.SIZE;
 
   readonly readOnly: boolean;
-  readonly capacity: number;
+  /** Sectors of 512 bytes; follows the backend's size through refreshCapacity(). */
+  capacity: number;
   readonly blockSize: number;
   readonly segMax: number;
   readonly maxDiscardSectors: number;
   readonly maxDiscardSegments: number;
+  /** size_max in bytes, 0 when VIRTIO_BLK_F_SIZE_MAX is not offered. */
+  readonly sizeMax: number;
+  readonly geometry: BlkGeometry | null;
   /** The cache mode field (CONFIG_WCE): 1 writeback, 0 writethrough. */
   writeback: number;
 
@@ -185,6 +203,15 @@ export class BlkDevice implements VirtioDevice {
     this.maxDiscardSegments = opts.maxDiscardSegments ?? DEFAULT_MAX_DISCARD_SEG;
     if (!Number.isInteger(this.maxDiscardSectors) || this.maxDiscardSectors < 1 || this.maxDiscardSectors >= U32) throw new RangeError('bad maxDiscardSectors');
     if (!Number.isInteger(this.maxDiscardSegments) || this.maxDiscardSegments < 1 || this.maxDiscardSegments > 4096) throw new RangeError('bad maxDiscardSegments');
+    this.sizeMax = opts.sizeMax ?? 0;
+    if (opts.sizeMax !== undefined && (!Number.isInteger(this.sizeMax) || this.sizeMax < BLK_SECTOR_SIZE || this.sizeMax >= U32)) {
+      throw new RangeError(`sizeMax ${opts.sizeMax} not in 512..2^32-1`);
+    }
+    const g = opts.geometry;
+    if (g && !(isUint(g.cylinders, 0xffff) && isUint(g.heads, 0xff) && isUint(g.sectors, 0xff))) {
+      throw new RangeError('geometry: cylinders 0..65535, heads and sectors 0..255');
+    }
+    this.geometry = g ? { cylinders: g.cylinders, heads: g.heads, sectors: g.sectors } : null;
     const serial = new TextEncoder().encode(opts.serial ?? '');
     this.id.set(serial.subarray(0, BLK_ID_BYTES));
     this.initialWriteback = (opts.writeback ?? true) ? 1 : 0;
@@ -193,6 +220,8 @@ export class BlkDevice implements VirtioDevice {
     // device/blk/1: FLUSH always, and CONFIG_WCE only with it.
     let f = TRANSPORT_FEATURES | BlkF.SEG_MAX | BlkF.BLK_SIZE | BlkF.FLUSH | BlkF.TOPOLOGY | BlkF.CONFIG_WCE;
     if (numQueues > 1) f |= BlkF.MQ;
+    if (this.sizeMax > 0) f |= BlkF.SIZE_MAX;
+    if (this.geometry) f |= BlkF.GEOMETRY;
     if (this.readOnly) f |= BlkF.RO;
     else if (opts.discard ?? true) f |= BlkF.DISCARD | BlkF.WRITE_ZEROES | BlkF.SECURE_ERASE;
     // device/blk/27, device/blk/28: only when the backend has lifetime metrics.
@@ -214,7 +243,13 @@ export class BlkDevice implements VirtioDevice {
       v.setUint32(BlkConfig.CAPACITY, Math.floor(this.capacity / U32), false);
       v.setUint32(BlkConfig.CAPACITY + 4, this.capacity % U32, false);
     }
+    v.setUint32(BlkConfig.SIZE_MAX, this.sizeMax, le);
     v.setUint32(BlkConfig.SEG_MAX, this.segMax, le);
+    if (this.geometry) {
+      v.setUint16(BlkConfig.GEOMETRY_CYLINDERS, this.geometry.cylinders, le);
+      v.setUint8(BlkConfig.GEOMETRY_HEADS, this.geometry.heads);
+      v.setUint8(BlkConfig.GEOMETRY_SECTORS, this.geometry.sectors);
+    }
     v.setUint32(BlkConfig.BLK_SIZE, this.blockSize, le);
     v.setUint8(BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP, Math.log2(this.blockSize / BLK_SECTOR_SIZE));
     v.setUint16(BlkConfig.TOPOLOGY_MIN_IO_SIZE, 1, le);
@@ -255,6 +290,19 @@ export class BlkDevice implements VirtioDevice {
   validateFeatures(accepted: bigint): string | null {
     if ((accepted & BlkF.ZONED) !== 0n) return 'VIRTIO_BLK_F_ZONED was not offered';
     return null;
+  }
+
+  /**
+   * Re-reads the backend's size (after it grew or shrank) and, when the capacity changed,
+   * sends a configuration change notification (device/blk/15, device/blk/16). Requests are
+   * checked against the new capacity from now on. Returns whether it changed.
+   */
+  refreshCapacity(): boolean {
+    const cap = Math.floor(this.backend.size / BLK_SECTOR_SIZE);
+    if (cap === this.capacity) return false;
+    this.capacity = cap;
+    this.ctx?.notifyConfigChange();
+    return true;
   }
 
   // ---- lifecycle ----
@@ -495,9 +543,13 @@ export class BlkDevice implements VirtioDevice {
     const info = lifetime.call(this.backend);
     const b = this.seg; // scratch, 16 bytes
     const v = this.segView;
-    v.setUint16(BlkLifetime.PRE_EOL_INFO, info.preEolInfo, this.le);
-    v.setUint16(BlkLifetime.DEVICE_LIFETIME_EST_TYP_A, info.deviceLifetimeEstTypA, this.le);
-    v.setUint16(BlkLifetime.DEVICE_LIFETIME_EST_TYP_B, info.deviceLifetimeEstTypB, this.le);
+    // device/blk/29: never a reserved value; what the backend cannot say is 0 (undefined).
+    const eol = isUint(info.preEolInfo, BlkPreEol.URGENT) ? info.preEolInfo : 0;
+    const a = isUint(info.deviceLifetimeEstTypA, LIFETIME_EST_MAX) ? info.deviceLifetimeEstTypA : 0;
+    const bb = isUint(info.deviceLifetimeEstTypB, LIFETIME_EST_MAX) ? info.deviceLifetimeEstTypB : 0;
+    v.setUint16(BlkLifetime.PRE_EOL_INFO, eol, this.le);
+    v.setUint16(BlkLifetime.DEVICE_LIFETIME_EST_TYP_A, a, this.le);
+    v.setUint16(BlkLifetime.DEVICE_LIFETIME_EST_TYP_B, bb, this.le);
     req.filled = this.writer.reset(req.chain).write(b, 0, BlkLifetime.SIZE);
   }
 
@@ -655,6 +707,13 @@ export class BlkDevice implements VirtioDevice {
     const msg = isVirtioError(e) ? `${e.code}: ${e.message}` : (e as Error)?.message ?? String(e);
     this.log?.warn(`virtio-blk: backend error: ${msg}`);
   }
+}
+
+/** 5.2.6: device_lifetime_est_typ_a/b run from 0x01 to 0x0b (0 undefined); larger are reserved. */
+const LIFETIME_EST_MAX = 0x0b;
+
+function isUint(x: unknown, max: number): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= max;
 }
 
 function segSector(v: DataView, le: boolean): number {

@@ -22,9 +22,6 @@ export interface EntropyDeviceOptions {
   logger?: Logger;
 }
 
-/** Chains longer than this break the queue; the driver never needs more than one segment. */
-const MAX_SEGMENTS = 64;
-
 export class EntropyDevice implements VirtioDevice {
   readonly deviceId = DeviceId.ENTROPY;
   /** Requests complete in order, synchronously: IN_ORDER holds. */
@@ -64,7 +61,8 @@ export class EntropyDevice implements VirtioDevice {
 
   activate(ctx: DeviceContext): void {
     this.ctx = ctx;
-    this.chain = new DescriptorChain(ctx.memory, MAX_SEGMENTS);
+    // A chain may be as long as the queue (2.7.5.3.1), so size the chain for that.
+    this.chain = new DescriptorChain(ctx.memory, Math.max(ctx.queue(ENTROPY_REQUESTQ)?.size ?? 0, this.queueMaxSizes[0]!));
     this.onQueueNotify(ENTROPY_REQUESTQ);
   }
 
