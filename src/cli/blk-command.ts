@@ -4,7 +4,7 @@
  * so a front-end that reconnects (QEMU `reconnect=`) finds the disk as it left it.
  */
 import { ErrorCode, VirtioError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
 import { BlkDevice } from '../devices/blk/blk-device.js';
 import { FileBackend } from '../devices/blk/file-backend.js';
 import { MemoryBackend } from '../devices/blk/memory-backend.js';
@@ -17,7 +17,13 @@ function mib(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(bytes % (1 << 20) === 0 ? 0 : 1)} MiB` : `${bytes} bytes`;
 }
 
-export async function runBlk(options: BlkOptions, io: CliIo): Promise<number> {
+/** Test hooks of runBlk (crash-recovery tests wrap the storage to hold writes in flight). */
+export interface BlkHooks {
+  /** Wraps the opened storage before any device uses it. */
+  readonly wrapBackend?: (backend: BlkBackend, logger: Logger) => BlkBackend;
+}
+
+export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {}): Promise<number> {
   const logger = createLogger(options.verbosity, 'virtio-ts blk', io.stderr);
   let backend: BlkBackend;
   let what: string;
@@ -36,6 +42,7 @@ export async function runBlk(options: BlkOptions, io: CliIo): Promise<number> {
     await backend.close();
     throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${what} is ${backend.size} bytes: a disk holds at least one 512-byte sector`);
   }
+  if (hooks.wrapBackend) backend = hooks.wrapBackend(backend, logger);
   const description =
     `virtio-blk on ${what} (${mib(backend.size)}${options.readOnly ? ', read-only' : ''}, ` +
     `${options.numQueues} queue${options.numQueues === 1 ? '' : 's'} of up to ${options.queueSize})`;

@@ -966,6 +966,8 @@ export class VhostUserBackend {
         // a broken queue still reports its indices; keep the last base otherwise
       }
       q.detach();
+      // Per-ring totals: how a user (or a test) sees which queues carried requests.
+      if (q.served > 0) this.logger.info(`ring ${r.index} stopped: ${q.served} buffers served`);
     }
     r.queue = null;
     r.started = false;

@@ -65,6 +65,8 @@ export class VhostQueue implements DeviceQueue {
   private usedWrap = true;
   private availPos = 0;
   private availWrap = true;
+  /** Buffers taken from the ring (resubmissions included), for the back-end's per-ring log. */
+  served = 0;
   /** Dirty logging, set by the back-end while LOG_ALL is on. */
   log: DirtyLog | null = null;
   /** Guest range of the used ring to log (-1: ring logging off). */
@@ -146,6 +148,7 @@ export class VhostQueue implements DeviceQueue {
     this.split = old.split;
     this.pk = old.pk;
     this.resubmitAt = old.resubmitAt;
+    this.served = old.served;
   }
 
   private syncPositions(): void {
@@ -162,14 +165,17 @@ export class VhostQueue implements DeviceQueue {
       if (this.split && this.resubmitAt < this.split.resubmit.length) {
         const head = this.split.resubmit[this.resubmitAt++]!;
         readSplitChain(this.o.memory, this.o.descGuest, this.size, head, this.o.indirect, this.o.littleEndian, chain, this.index);
+        this.served++;
         return true;
       }
       if (this.pk && this.resubmitAt < this.pk.resubmit.length) {
         const slot = this.pk.resubmit[this.resubmitAt++]!;
         this.pk.readChain(this.o.memory, slot, this.o.indirect, this.o.littleEndian, chain, this.index);
+        this.served++;
         return true;
       }
       if (!this.inner.pop(chain)) return false;
+      this.served++;
       // A pop may write the event suppression area too (EVENT_IDX: avail_event / device area).
       if (this.log) this.logEventWrite();
     } catch (e) {
