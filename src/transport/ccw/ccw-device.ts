@@ -304,7 +304,11 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
     }
     const n = Math.min(count, size);
     const mem = this.bus.memory;
-    if (n > 0 && !mem.isMapped(addr, n)) return this.reject(cmd, count, BadAccess.MEMORY, 'config buffer not in guest memory');
+    // The CCW's own data address unmapped: a channel program check, as for every other command.
+    if (n > 0 && !mem.isMapped(addr, n)) {
+      this.bad(BadAccess.MEMORY, cmd, count, 'config buffer not in guest memory');
+      return outcome(CcwStatus.PROGRAM_CHECK, count);
+    }
     const cur = new Uint8Array(n);
     core.readConfigBytes(0, cur);
     if (cmd === CcwCmd.READ_CONF) {
