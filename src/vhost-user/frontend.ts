@@ -227,6 +227,22 @@ export class VhostUserFrontend {
     return Number(await this.u64(FrontendReq.GET_STATUS));
   }
 
+  /** SET_BACKEND_REQ_FD: hands the back-end its end of the back-end channel (kept by the caller). */
+  setBackendReqFd(fd: number): Promise<number> {
+    return this.ack(FrontendReq.SET_BACKEND_REQ_FD, undefined, [fd]);
+  }
+  /** RESET_DEVICE (protocol feature RESET_DEVICE). */
+  resetDevice(): Promise<number> {
+    return this.ack(FrontendReq.RESET_DEVICE);
+  }
+  async getMaxMemSlots(): Promise<number> {
+    return Number(await this.u64(FrontendReq.GET_MAX_MEM_SLOTS));
+  }
+  /** Whether the connection has failed or been closed. */
+  get closed(): boolean {
+    return this.closedReason !== null;
+  }
+
   /** Stops reading; the socket fd is closed too. Pending waits are rejected. */
   close(): void {
     this.watcher.stop();
