@@ -99,6 +99,48 @@ describe('packed inflight region', () => {
   });
 });
 
+describe('packed inflight region: indirect buffers (as Linux posts them)', () => {
+  it('a resubmitted indirect buffer is rebuilt from its packed-format table (flags at 14, NEXT ignored)', () => {
+    const n = 8;
+    const mem = GuestMemory.allocate(0x10000);
+    const ringBase = 0x1000;
+    const table = 0x2000;
+    const AVAIL = 1 << 7;
+    const WRITE = 2;
+    const INDIRECT = 4;
+    // The table: header (readable 16), data (readable 4096), status (writable 1), in packed
+    // descriptor format: addr @0, len @8, id @12, flags @14. The ids hold junk the device ignores,
+    // which the split format would read as flags.
+    const ent = (k: number, addr: number, len: number, flags: number): void => {
+      mem.writeAddr(table + 16 * k, addr);
+      mem.writeU32(table + 16 * k + 8, len);
+      mem.writeU16(table + 16 * k + 12, 0xffff);
+      mem.writeU16(table + 16 * k + 14, flags);
+    };
+    ent(0, 0x4000, 16, 0);
+    ent(1, 0x5000, 4096, 0);
+    ent(2, 0x7000, 1, WRITE);
+    mem.writeAddr(ringBase, table);
+    mem.writeU32(ringBase + 8, 48);
+    mem.writeU16(ringBase + 12, 5);
+    mem.writeU16(ringBase + 14, AVAIL | INDIRECT);
+    const dv = region(n);
+    const t = new PackedInflight(dv, 0, n);
+    t.start(0, true, () => 0);
+    t.onPop(mem, ringBase, 0, 1, true);
+    // The back-end dies; a new one recovers the region.
+    const t2 = new PackedInflight(dv, 0, n);
+    assert.equal(t2.start(0, true, () => AVAIL), 1);
+    const c = new DescriptorChain(mem, 8);
+    t2.readChain(mem, t2.resubmit[0]!, true, true, c, 0);
+    assert.deepEqual(
+      { id: c.id, ringDescs: c.ringDescs, count: c.count, readable: c.readableCount, r: c.readableBytes, w: c.writableBytes, fault: c.fault },
+      { id: 5, ringDescs: 1, count: 3, readable: 2, r: 16 + 4096, w: 1, fault: null },
+    );
+    assert.deepEqual([c.addrs[0], c.addrs[1], c.addrs[2]], [0x4000, 0x5000, 0x7000]);
+  });
+});
+
 describe('readSplitChain', () => {
   it('walks a chain and refuses loops with a typed error', () => {
     const mem = GuestMemory.allocate(0x10000);

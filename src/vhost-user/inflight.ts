@@ -47,6 +47,7 @@ function addDescriptor(
   le: boolean,
   nested: boolean,
   q: number,
+  packed: boolean,
 ): void {
   if ((flags & DescFlag.INDIRECT) !== 0) {
     if (!indirectOk) throw new QueueError(QueueFault.INDIRECT_NOT_NEGOTIATED, 'indirect descriptor', q);
@@ -55,11 +56,20 @@ function addDescriptor(
     const n = len / 16;
     if (n > chain.capacity) throw new QueueError(QueueFault.INDIRECT_TOO_BIG, `indirect table of ${n} entries`, q);
     if (!mem.isMapped(addr, len)) throw new QueueError(QueueFault.DESC_UNMAPPED, 'indirect table unmapped', q);
+    if (packed) {
+      // 2.8.7: a packed table holds packed descriptors (flags at 14, not 12), read in order:
+      // the table length bounds the list and NEXT inside it is ignored.
+      for (let k = 0; k < n; k++) {
+        const d = addr + 16 * k;
+        addDescriptor(mem, chain, mem.readAddr(d, le), mem.readU32(d + 8, le), mem.readU16(d + 14, le), indirectOk, le, true, q, true);
+      }
+      return;
+    }
     let i = 0;
     for (let hops = 0; hops < n; hops++) {
       const d = addr + 16 * i;
       const f = mem.readU16(d + 12, le);
-      addDescriptor(mem, chain, mem.readAddr(d, le), mem.readU32(d + 8, le), f, indirectOk, le, true, q);
+      addDescriptor(mem, chain, mem.readAddr(d, le), mem.readU32(d + 8, le), f, indirectOk, le, true, q, false);
       if ((f & DescFlag.NEXT) === 0) return;
       i = mem.readU16(d + 14, le);
       if (i >= n) throw new QueueError(QueueFault.NEXT_OUT_OF_RANGE, `indirect next ${i}`, q);
@@ -98,7 +108,7 @@ export function readSplitChain(
     const d = descAddr + 16 * i;
     const f = mem.readU16(d + 12, le);
     if ((f & DescFlag.INDIRECT) !== 0 && (f & DescFlag.NEXT) !== 0) throw new QueueError(QueueFault.INDIRECT_WITH_NEXT, 'indirect with next', q);
-    addDescriptor(mem, chain, mem.readAddr(d, le), mem.readU32(d + 8, le), f, indirectOk, le, false, q);
+    addDescriptor(mem, chain, mem.readAddr(d, le), mem.readU32(d + 8, le), f, indirectOk, le, false, q, false);
     if ((f & DescFlag.NEXT) === 0) return;
     i = mem.readU16(d + 14, le);
   }
@@ -346,7 +356,7 @@ export class PackedInflight extends InflightQueue {
       const e = this.d(i % n);
       id = dv.getUint16(e + 16, true);
       const f = dv.getUint16(e + 18, true);
-      addDescriptor(mem, chain, getCounter(dv, e + 24), dv.getUint32(e + 20, true), f, indirectOk, le, false, q);
+      addDescriptor(mem, chain, getCounter(dv, e + 24), dv.getUint32(e + 20, true), f, indirectOk, le, false, q, true);
       i = dv.getUint16(e + 2, true);
     }
     chain.id = id;
