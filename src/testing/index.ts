@@ -9,3 +9,10 @@ export {
   connectInProcess,
   dmaFor,
 } from '../transport/in-process/in-process-transport.js';
+export {
+  type DeviceWorkerConnection,
+  type DeviceWorkerOptions,
+  WorkerTransport,
+  startDeviceWorker,
+} from '../transport/in-process/worker-transport.js';
+export { DEVICE_FACTORIES_MODULE, echoDevice } from './device-factories.js';
