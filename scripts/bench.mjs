@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { ensureDeps, root, run } from './ensure-deps.mjs';
 
-const all = ['ring', 'blk-vhost'];
+const all = ['ring', 'blk-vhost', 'blk-inprocess'];
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : all;
 
 ensureDeps();
@@ -19,4 +19,9 @@ if (wanted.includes('blk-vhost')) {
   run('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'build/bench/vhost-blk-loadgen', 'bench/c/vhost-blk-loadgen.c']);
   console.log('--- vhost-user-blk: virtio-ts beside qemu-storage-daemon (same load generator, alternating) ---');
   run(process.execPath, ['dist/bench/blk-vhost-bench.js', '--loadgen', 'build/bench/vhost-blk-loadgen']);
+}
+if (wanted.includes('blk-inprocess')) {
+  // In-process virtio-blk (real driver and device on a RAM disk): 4 KiB random reads, QD1 and QD32.
+  console.log('--- in-process virtio-blk: 4 KiB random reads (BlkDriver + BlkDevice, createLoopback) ---');
+  run(process.execPath, ['--expose-gc', 'dist/bench/blk-inprocess-bench.js', '100000']);
 }
