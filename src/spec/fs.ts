@@ -1,0 +1,83 @@
+/**
+ * virtio-fs (5.11) and the FUSE wire protocol it carries (Linux include/uapi/linux/fuse.h, the
+ * layouts virtiofsd speaks). All fields little-endian on a little-endian driver; offsets in bytes.
+ */
+
+/** 5.11.2: queue 0 is hiprio, 1.. are request queues. */
+export const FS_HIPRIO_QUEUE = 0;
+export const FS_REQUEST_QUEUE = 1;
+
+/** 5.11.4 struct virtio_fs_config: tag[36], num_request_queues le32, notify_buf_size le32. */
+export const FsConfig = { TAG: 0, TAG_BYTES: 36, NUM_REQUEST_QUEUES: 36, NOTIFY_BUF_SIZE: 40, SIZE: 44 } as const;
+
+/** 5.11.3 feature bits. */
+export const FsFeatureBit = { NOTIFICATION: 0 } as const;
+
+/** FUSE protocol version this driver speaks (7.31: what Linux 5.10 and QEMU 7.2's virtiofsd know). */
+export const FUSE_KERNEL_VERSION = 7;
+export const FUSE_KERNEL_MINOR_VERSION = 31;
+/** The root inode's node id. */
+export const FUSE_ROOT_ID = 1;
+
+export const FuseOpcode = {
+  LOOKUP: 1,
+  FORGET: 2,
+  GETATTR: 3,
+  SETATTR: 4,
+  MKDIR: 9,
+  UNLINK: 10,
+  RMDIR: 11,
+  RENAME: 12,
+  OPEN: 14,
+  READ: 15,
+  WRITE: 16,
+  STATFS: 17,
+  RELEASE: 18,
+  FSYNC: 20,
+  FLUSH: 25,
+  INIT: 26,
+  OPENDIR: 27,
+  READDIR: 28,
+  RELEASEDIR: 29,
+  CREATE: 35,
+  DESTROY: 38,
+  READDIRPLUS: 44,
+} as const;
+export type FuseOpcode = (typeof FuseOpcode)[keyof typeof FuseOpcode];
+
+/** struct fuse_in_header: len u32, opcode u32, unique u64, nodeid u64, uid, gid, pid u32, total_extlen u16, padding u16. */
+export const FuseInHeader = { LEN: 0, OPCODE: 4, UNIQUE: 8, NODEID: 16, UID: 24, GID: 28, PID: 32, SIZE: 40 } as const;
+/** struct fuse_out_header: len u32, error i32 (negated errno), unique u64. */
+export const FuseOutHeader = { LEN: 0, ERROR: 4, UNIQUE: 8, SIZE: 16 } as const;
+
+/** struct fuse_init_in (the 16-byte form of minor < 36): major, minor, max_readahead, flags. */
+export const FuseInitIn = { MAJOR: 0, MINOR: 4, MAX_READAHEAD: 8, FLAGS: 12, SIZE: 16 } as const;
+/** struct fuse_init_out (64 bytes). */
+export const FuseInitOut = { MAJOR: 0, MINOR: 4, MAX_READAHEAD: 8, FLAGS: 12, MAX_BACKGROUND: 16, CONGESTION_THRESHOLD: 18, MAX_WRITE: 20, TIME_GRAN: 24, MAX_PAGES: 28, SIZE: 64 } as const;
+
+/** struct fuse_attr (88 bytes). */
+export const FuseAttr = { INO: 0, SIZE: 8, BLOCKS: 16, ATIME: 24, MTIME: 32, CTIME: 40, MODE: 60, NLINK: 64, UID: 68, GID: 72, RDEV: 76, BLKSIZE: 80, BYTES: 88 } as const;
+/** struct fuse_entry_out: nodeid, generation, entry_valid, attr_valid u64, two nsec u32, attr. */
+export const FuseEntryOut = { NODEID: 0, GENERATION: 8, ATTR: 40, SIZE: 128 } as const;
+/** struct fuse_attr_out: attr_valid u64, attr_valid_nsec u32, dummy u32, attr. */
+export const FuseAttrOut = { ATTR: 16, SIZE: 104 } as const;
+/** struct fuse_getattr_in: getattr_flags u32, dummy u32, fh u64. */
+export const FuseGetattrIn = { SIZE: 16 } as const;
+/** struct fuse_open_in: flags u32, open_flags u32. */
+export const FuseOpenIn = { FLAGS: 0, SIZE: 8 } as const;
+/** struct fuse_create_in: flags, mode, umask, open_flags u32; then the name. */
+export const FuseCreateIn = { FLAGS: 0, MODE: 4, UMASK: 8, SIZE: 16 } as const;
+/** struct fuse_open_out: fh u64, open_flags u32, padding u32. */
+export const FuseOpenOut = { FH: 0, OPEN_FLAGS: 8, SIZE: 16 } as const;
+/** struct fuse_read_in: fh u64, offset u64, size u32, read_flags u32, lock_owner u64, flags u32, padding u32. */
+export const FuseReadIn = { FH: 0, OFFSET: 8, SIZE_FIELD: 16, SIZE: 40 } as const;
+/** struct fuse_write_in: the same layout as fuse_read_in (size, write_flags); the data follows. */
+export const FuseWriteIn = { FH: 0, OFFSET: 8, SIZE_FIELD: 16, SIZE: 40 } as const;
+/** struct fuse_write_out: size u32, padding u32. */
+export const FuseWriteOut = { SIZE_FIELD: 0, SIZE: 8 } as const;
+/** struct fuse_release_in: fh u64, flags u32, release_flags u32, lock_owner u64. */
+export const FuseReleaseIn = { FH: 0, FLAGS: 8, SIZE: 24 } as const;
+/** struct fuse_forget_in: nlookup u64. */
+export const FuseForgetIn = { NLOOKUP: 0, SIZE: 8 } as const;
+/** struct fuse_dirent: ino u64, off u64, namelen u32, type u32, name (padded to 8). */
+export const FuseDirent = { INO: 0, OFF: 8, NAMELEN: 16, TYPE: 20, NAME: 24 } as const;
