@@ -22,6 +22,7 @@ import {
   repoRoot,
   startProcess,
   waitForPath,
+  withConsole,
   type GuestMachine,
   type GuestResult,
   type ManagedProcess,
@@ -216,48 +217,58 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
   }
 
   it('q35, modern PCI (vhost-user-blk-pci, disable-legacy=on): O_DIRECT writes and reads reach the image', async (t) => {
-    const { res, image } = await blkRun(t, 'q35', { machine: 'q35', device: 'vhost-user-blk-pci,disable-legacy=on,num-queues=1' });
-    checkDisk(res, image);
-    assert.ok(bit(res, BIT.VERSION_1), 'VIRTIO_F_VERSION_1');
-    assert.ok(bit(res, BIT.FLUSH), 'VIRTIO_BLK_F_FLUSH: the guest flushes through the device');
-    assert.ok(bit(res, BIT.EVENT_IDX), 'VIRTIO_F_EVENT_IDX offered and used by default');
-    assert.equal(bit(res, BIT.RING_PACKED), false, 'split ring unless packed=on');
+    const { res, image, backendLog } = await blkRun(t, 'q35', { machine: 'q35', device: 'vhost-user-blk-pci,disable-legacy=on,num-queues=1' });
+    await withConsole(res, backendLog, () => {
+      checkDisk(res, image);
+      assert.ok(bit(res, BIT.VERSION_1), 'VIRTIO_F_VERSION_1');
+      assert.ok(bit(res, BIT.FLUSH), 'VIRTIO_BLK_F_FLUSH: the guest flushes through the device');
+      assert.ok(bit(res, BIT.EVENT_IDX), 'VIRTIO_F_EVENT_IDX offered and used by default');
+      assert.equal(bit(res, BIT.RING_PACKED), false, 'split ring unless packed=on');
+    });
   });
 
   it('microvm, virtio-mmio version 2 (vhost-user-blk): O_DIRECT round trip', async (t) => {
-    const { res, image } = await blkRun(t, 'microvm', {
+    const { res, image, backendLog } = await blkRun(t, 'microvm', {
       machine: 'microvm',
       device: 'vhost-user-blk,num-queues=1',
       extraScript: mmioScript,
       append: 'iomem=relaxed',
     });
-    checkDisk(res, image);
-    assert.equal(res.results.get('mmio_magic')?.toLowerCase(), '0x74726976', 'MagicValue "virt"');
-    assert.equal(Number(res.results.get('mmio_version')), 2, 'MMIO version 2');
-    assert.ok(bit(res, BIT.VERSION_1), 'VIRTIO_F_VERSION_1');
+    await withConsole(res, backendLog, () => {
+      checkDisk(res, image);
+      assert.equal(res.results.get('mmio_magic')?.toLowerCase(), '0x74726976', 'MagicValue "virt"');
+      assert.equal(Number(res.results.get('mmio_version')), 2, 'MMIO version 2');
+      assert.ok(bit(res, BIT.VERSION_1), 'VIRTIO_F_VERSION_1');
+    });
   });
 
   it('q35, packed=on: the guest negotiated VIRTIO_F_RING_PACKED (bit 34) and its I/O reaches the image', async (t) => {
-    const { res, image } = await blkRun(t, 'packed', { machine: 'q35', device: 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on' });
-    checkDisk(res, image);
-    assert.ok(bit(res, BIT.RING_PACKED), 'VIRTIO_F_RING_PACKED negotiated');
-    assert.ok(bit(res, BIT.VERSION_1), 'VIRTIO_F_VERSION_1');
+    const { res, image, backendLog } = await blkRun(t, 'packed', { machine: 'q35', device: 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on' });
+    await withConsole(res, backendLog, () => {
+      checkDisk(res, image);
+      assert.ok(bit(res, BIT.RING_PACKED), 'VIRTIO_F_RING_PACKED negotiated');
+      assert.ok(bit(res, BIT.VERSION_1), 'VIRTIO_F_VERSION_1');
+    });
   });
 
   it('q35, transitional PCI driven through the legacy interface (disable-legacy=off,disable-modern=on)', async (t) => {
-    const { res, image } = await blkRun(t, 'legacy', {
+    const { res, image, backendLog } = await blkRun(t, 'legacy', {
       machine: 'q35',
       device: 'vhost-user-blk-pci,disable-legacy=off,disable-modern=on,num-queues=1',
     });
-    checkDisk(res, image);
-    // A legacy driver sees only 32 feature bits: VERSION_1 cannot have been negotiated.
-    assert.equal(bit(res, BIT.VERSION_1), false, 'legacy interface: no VIRTIO_F_VERSION_1');
+    await withConsole(res, backendLog, () => {
+      checkDisk(res, image);
+      // A legacy driver sees only 32 feature bits: VERSION_1 cannot have been negotiated.
+      assert.equal(bit(res, BIT.VERSION_1), false, 'legacy interface: no VIRTIO_F_VERSION_1');
+    });
   });
 
   it('q35, event_idx=off: the driver and device work without event suppression indices', async (t) => {
-    const { res, image } = await blkRun(t, 'noevidx', { machine: 'q35', device: 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,event_idx=off' });
-    checkDisk(res, image);
-    assert.equal(bit(res, BIT.EVENT_IDX), false, 'VIRTIO_F_EVENT_IDX not negotiated');
+    const { res, image, backendLog } = await blkRun(t, 'noevidx', { machine: 'q35', device: 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,event_idx=off' });
+    await withConsole(res, backendLog, () => {
+      checkDisk(res, image);
+      assert.equal(bit(res, BIT.EVENT_IDX), false, 'VIRTIO_F_EVENT_IDX not negotiated');
+    });
   });
 
   it('q35, two queues on two vCPUs (num-queues=2, -smp 2): writers pinned to each CPU, both queues used', async (t) => {
@@ -268,19 +279,21 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
       backendArgs: ['--num-queues', '2'],
       extraScript: mqScript,
     });
-    checkDisk(res, image);
-    assert.ok(bit(res, BIT.MQ), 'VIRTIO_BLK_F_MQ');
-    assert.equal(res.results.get('nproc'), '2');
-    assert.equal(res.results.get('nr_hw_queues'), '2', 'the guest built two hardware queues');
-    for (const q of [0, 1]) {
-      const n = Number(res.results.get(`hctx${q}_run`));
-      assert.ok(n > 0, `requests went through hardware queue ${q} (run ${String(res.results.get(`hctx${q}_run`))})`);
-    }
-    // Host side: the back-end's per-ring totals (logged when a ring stops) show both rings carried requests.
-    for (const q of [0, 1]) {
-      const served = [...backendLog.matchAll(new RegExp(`ring ${q} stopped: (\\d+) buffers served`, 'g'))].map((m) => Number(m[1]));
-      assert.ok(served.some((n) => n > 0), `ring ${q} served requests (logged totals: ${JSON.stringify(served)})\n${backendLog}`);
-    }
+    await withConsole(res, backendLog, () => {
+      checkDisk(res, image);
+      assert.ok(bit(res, BIT.MQ), 'VIRTIO_BLK_F_MQ');
+      assert.equal(res.results.get('nproc'), '2');
+      assert.equal(res.results.get('nr_hw_queues'), '2', 'the guest built two hardware queues');
+      for (const q of [0, 1]) {
+        const n = Number(res.results.get(`hctx${q}_run`));
+        assert.ok(n > 0, `requests went through hardware queue ${q} (run ${String(res.results.get(`hctx${q}_run`))})`);
+      }
+      // Host side: the back-end's per-ring totals (logged when a ring stops) show both rings carried requests.
+      for (const q of [0, 1]) {
+        const served = [...backendLog.matchAll(new RegExp(`ring ${q} stopped: (\\d+) buffers served`, 'g'))].map((m) => Number(m[1]));
+        assert.ok(served.some((n) => n > 0), `ring ${q} served requests (logged totals: ${JSON.stringify(served)})`);
+      }
+    });
   });
 
   /**
@@ -358,29 +371,32 @@ result done ${WRITES}
       assert.equal(restartError, undefined, String(restartError));
       t.diagnostic(`${name}: QEMU exited at ${res.totalMs.toFixed(0)} ms; ${backends.length} back-end runs`);
       const logs = backends.map((b) => b.output());
-      assert.equal(backends.length, 2, `the back-end was killed and restarted during the run\n${logs.join('\n-----\n')}`);
-      assert.equal(backends[0]!.child.signalCode, 'SIGKILL');
-      assert.equal(ackedBeforeKill, KILL_AT, 'killed while the guest waited for write KILL_AT (all before it acknowledged)');
-      assert.match(logs[1]!, /ring 0: resubmitting [1-9]\d* inflight buffers/, 'the restarted back-end resubmitted the held write');
-      assert.equal(res.results.get('done'), String(WRITES), 'the guest finished its write loop');
-      assert.deepEqual(acked, Array.from({ length: WRITES }, (_, i) => i), 'every write acknowledged, in order');
-      const ended = await backends[1]!.stop(5000);
-      assert.deepEqual(ended, { code: 0, signal: null }, 'restarted back-end ends cleanly on SIGTERM');
-      const image = await readFile(img);
-      for (const i of acked) {
-        const got = image.subarray(BASE + i * BLOCK, BASE + (i + 1) * BLOCK);
-        const want = blocks.subarray(i * BLOCK, (i + 1) * BLOCK);
-        if (!got.equals(want)) {
-          const at = got.findIndex((b, k) => b !== want[k]);
-          const where = blocks.indexOf(got.subarray(0, 64));
-          assert.fail(
-            `acknowledged write ${i} is ${at < 0 ? 'missing' : `torn at byte ${at}`} in the image ` +
-              `(its first bytes ${where < 0 ? 'are not from the pattern' : `are block ${where / BLOCK}'s`})\n${logs.join('\n-----\n')}`,
-          );
+      await withConsole(res, `----- back-ends -----\n${logs.join('\n-----\n')}`, async () => {
+        assert.equal(backends.length, 2, 'the back-end was killed and restarted during the run');
+        assert.equal(backends[0]!.child.signalCode, 'SIGKILL');
+        // Write KILL_AT was held, so the guest cannot have seen it acknowledged before the kill.
+        assert.ok(ackedBeforeKill >= 0 && ackedBeforeKill <= KILL_AT, `killed before write ${KILL_AT} was acknowledged (${ackedBeforeKill} acknowledged then)`);
+        assert.match(logs[1]!, /ring 0: resubmitting [1-9]\d* inflight buffers/, 'the restarted back-end resubmitted the held write');
+        assert.equal(res.results.get('done'), String(WRITES), 'the guest finished its write loop');
+        assert.deepEqual(acked, Array.from({ length: WRITES }, (_, i) => i), 'every write acknowledged, in order');
+        const ended = await backends[1]!.stop(5000);
+        assert.deepEqual(ended, { code: 0, signal: null }, 'restarted back-end ends cleanly on SIGTERM');
+        const image = await readFile(img);
+        for (const i of acked) {
+          const got = image.subarray(BASE + i * BLOCK, BASE + (i + 1) * BLOCK);
+          const want = blocks.subarray(i * BLOCK, (i + 1) * BLOCK);
+          if (!got.equals(want)) {
+            const at = got.findIndex((b, k) => b !== want[k]);
+            const where = blocks.indexOf(got.subarray(0, 64));
+            assert.fail(
+              `acknowledged write ${i} is ${at < 0 ? 'missing' : `torn at byte ${at}`} in the image ` +
+                `(its first bytes ${where < 0 ? 'are not from the pattern' : `are block ${where / BLOCK}'s`})`,
+            );
+          }
         }
-      }
-      assert.ok(image.subarray(SEED_OFFSET, SEED_OFFSET + SEED_LEN).equals(seed), 'seed untouched');
-      assert.ok(image.subarray(BASE + WRITES * BLOCK).every((b) => b === 0), 'nothing written past the loop');
+        assert.ok(image.subarray(SEED_OFFSET, SEED_OFFSET + SEED_LEN).equals(seed), 'seed untouched');
+        assert.ok(image.subarray(BASE + WRITES * BLOCK).every((b) => b === 0), 'nothing written past the loop');
+      });
       return res;
     } finally {
       await restart;

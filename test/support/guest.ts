@@ -934,3 +934,18 @@ export function isSocket(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * Runs the host-side checks of a finished guest run; when one fails, the error is rethrown with
+ * the guest console (and `extra`, e.g. the back-end's log) appended, so a failing assertion
+ * shows what the guest saw. The original error is the cause.
+ */
+export async function withConsole<T>(res: GuestResult, extra: string, checks: () => T | Promise<T>): Promise<T> {
+  try {
+    return await checks();
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const err = new Error(`${msg}\n----- guest console -----\n${res.output}\n----- end console -----${extra ? `\n${extra}` : ''}`, { cause: e });
+    throw err;
+  }
+}
