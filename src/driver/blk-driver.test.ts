@@ -206,6 +206,34 @@ describe('BlkDriver request framing', T, () => {
   });
 });
 
+describe('BlkDriver buffers', T, () => {
+  it('readInto fills the caller buffer; reused guest buffers carry no stale data into results', async () => {
+    const backend = new MemoryBackend(SECTORS * 512);
+    const pair = createTestPair(new BlkDevice(backend));
+    const drv = new BlkDriver(pair.ctx);
+    await drv.write(0, new Uint8Array(4096).fill(1));
+    const buf = new Uint8Array(4096).fill(9);
+    await drv.readInto(8, buf);
+    assert.deepEqual(buf, new Uint8Array(4096), 'sector 8 is zero, not the bytes of the earlier write');
+    await drv.readInto(0, buf);
+    assert.deepEqual(buf, new Uint8Array(4096).fill(1));
+    await assert.rejects(drv.readInto(0, new Uint8Array(100)), isInvalid);
+  });
+
+  it('guest memory nearly full: cached buffers are given back and requests of new sizes still fit', async () => {
+    const backend = new MemoryBackend(SECTORS * 512);
+    // Rings take the first pages; about 90 KiB are left for requests.
+    const pair = createTestPair(new BlkDevice(backend, { queueSize: 8 }), { queueSize: 8, memSize: 96 << 10 });
+    const drv = new BlkDriver(pair.ctx);
+    for (let k = 1; k <= 40; k++) {
+      const data = new Uint8Array(k * 2048).fill(k);
+      await drv.write(0, data);
+      assert.deepEqual(await drv.read(0, data.length), data, `size ${data.length}`);
+    }
+    assert.equal(drv.inFlight, 0);
+  });
+});
+
 describe('BlkDriver features and cache mode', T, () => {
   it('driver/blk/5, driver/blk/12: the driver features exclude ZONED and include RO; ZONED negotiated is refused', () => {
     assert.equal(BLK_DRIVER_FEATURES & BlkF.ZONED, 0n);

@@ -110,9 +110,20 @@ interface Pending {
   hdr: number;
   data: number;
   dataLen: number;
+  qi: number;
+  token: number;
+  out: Segment[];
+  inn: Segment[];
+  /** Takes the status instead of rejecting on non-OK (raw()). */
+  onStatus: ((status: number, usedLen: number) => void) | undefined;
   resolve: (p: Pending) => void;
   reject: (e: unknown) => void;
 }
+
+/** Header slot: 16-byte header, status byte, padded to 32 bytes. */
+const SLOT_BYTES = 32;
+/** Freed data buffers kept for reuse, in bytes at most (the rest goes back to the allocator). */
+const DATA_CACHE_BYTES = 4 << 20;
 
 export class BlkDriver {
   config: BlkDriverConfig;
@@ -121,7 +132,17 @@ export class BlkDriver {
   private readonly le: boolean;
   private readonly checkBounds: boolean;
   private readonly pending: Map<number, Pending>[];
-  private readonly waiters: (() => boolean)[][];
+  /** Requests waiting for room in a full queue, per queue, in order (head index + array). */
+  private readonly waiters: Pending[][];
+  private readonly waiterHead: number[] = [];
+  /**
+   * Guest buffers kept for reuse so the request path does not run the first-fit allocator
+   * twice per request: header slots, and data buffers by length (bounded by DATA_CACHE_BYTES).
+   */
+  private readonly freeSlots: number[] = [];
+  private readonly maxFreeSlots: number;
+  private readonly freeData = new Map<number, number[]>();
+  private freeDataBytes = 0;
   private nextToken = 1;
   private nextQueue = 0;
   private readonly scratch = new Uint8Array(BlkReqHeader.SIZE);
@@ -155,12 +176,16 @@ export class BlkDriver {
     this.config = this.readConfig();
     this.pending = [];
     this.waiters = [];
+    let ringSlots = 0;
     for (let i = 0; i < ctx.numQueues; i++) {
       this.pending.push(new Map());
       this.waiters.push([]);
+      this.waiterHead.push(0);
+      ringSlots += ctx.queue(i).size;
       const q = i;
       ctx.onUsed(i, () => this.onUsed(q));
     }
+    this.maxFreeSlots = ringSlots;
     // driver/blk/10: capacity may change; re-read on a configuration change notification.
     ctx.onConfigChange(() => {
       this.config = this.readConfig();
@@ -235,15 +260,21 @@ export class BlkDriver {
 
   /** Reads `len` bytes (a multiple of 512, driver/blk/15) from `sector`. */
   async read(sector: number, len: number): Promise<Uint8Array> {
+    const out = new Uint8Array(len);
+    await this.readInto(sector, out);
+    return out;
+  }
+
+  /** Reads `dst.length` bytes (a multiple of 512) from `sector` into `dst`. */
+  async readInto(sector: number, dst: Uint8Array): Promise<void> {
+    const len = dst.length;
     this.checkRw(sector, len);
     const p = await this.submit(BlkReqType.IN, sector, null, len, true);
-    const out = new Uint8Array(len);
     try {
-      if (len > 0) this.ctx.memory.read(p.data, out);
+      if (len > 0) this.ctx.memory.read(p.data, dst);
     } finally {
       this.release(p);
     }
-    return out;
   }
 
   /** Writes `data` (a multiple of 512 bytes) at `sector`. */
@@ -397,8 +428,50 @@ export class BlkDriver {
   }
 
   private release(p: Pending): void {
-    this.ctx.dma.free(p.hdr);
-    if (p.dataLen > 0) this.ctx.dma.free(p.data);
+    const dma = this.ctx.dma;
+    if (this.freeSlots.length < this.maxFreeSlots) this.freeSlots.push(p.hdr);
+    else dma.free(p.hdr);
+    const len = p.dataLen;
+    if (len === 0) return;
+    if (this.freeDataBytes + len <= DATA_CACHE_BYTES) {
+      let list = this.freeData.get(len);
+      if (!list) {
+        list = [];
+        this.freeData.set(len, list);
+      }
+      list.push(p.data);
+      this.freeDataBytes += len;
+    } else dma.free(p.data);
+  }
+
+  /** A guest buffer: reused when one is free, else from the allocator (dropping the caches when it is full). */
+  private allocBuffer(len: number, slot: boolean): number {
+    if (slot) {
+      const a = this.freeSlots.pop();
+      if (a !== undefined) return a;
+    } else {
+      const a = this.freeData.get(len)?.pop();
+      if (a !== undefined) {
+        this.freeDataBytes -= len;
+        return a;
+      }
+    }
+    try {
+      return this.ctx.dma.alloc(slot ? SLOT_BYTES : len, 16);
+    } catch (e) {
+      if (this.freeDataBytes === 0 && this.freeSlots.length === 0) throw e;
+      this.dropCaches();
+      return this.ctx.dma.alloc(slot ? SLOT_BYTES : len, 16);
+    }
+  }
+
+  private dropCaches(): void {
+    const dma = this.ctx.dma;
+    for (const a of this.freeSlots) dma.free(a);
+    this.freeSlots.length = 0;
+    for (const list of this.freeData.values()) for (const a of list) dma.free(a);
+    this.freeData.clear();
+    this.freeDataBytes = 0;
   }
 
   /**
@@ -417,12 +490,12 @@ export class BlkDriver {
     const ctx = this.ctx;
     const mem = ctx.memory;
     this.checkSegments(dataLen);
-    const hdr = ctx.dma.alloc(BlkReqHeader.SIZE + 1, 16);
+    const hdr = this.allocBuffer(SLOT_BYTES, true);
     let data = 0;
     try {
-      if (dataLen > 0) data = ctx.dma.alloc(dataLen, 16);
+      if (dataLen > 0) data = this.allocBuffer(dataLen, false);
     } catch (e) {
-      ctx.dma.free(hdr);
+      this.freeSlots.push(hdr);
       throw e;
     }
     const v = this.scratchView;
@@ -432,7 +505,7 @@ export class BlkDriver {
     v.setUint32(BlkReqHeader.SECTOR + (le ? 0 : 4), sector % U32, le);
     v.setUint32(BlkReqHeader.SECTOR + (le ? 4 : 0), Math.floor(sector / U32), le);
     mem.write(hdr, this.scratch);
-    mem.fill(hdr + BlkReqHeader.SIZE, 1, 0xff); // status: not yet written by the device
+    mem.writeU8(hdr + BlkReqHeader.SIZE, 0xff); // status: not yet written by the device
     if (out && dataLen > 0) mem.write(data, out);
     const outSegs: Segment[] = [{ addr: hdr, len: BlkReqHeader.SIZE }];
     const inSegs: Segment[] = [];
@@ -446,42 +519,39 @@ export class BlkDriver {
     const qi = this.nextQueue;
     this.nextQueue = (qi + 1) % this.pending.length;
     return new Promise<Pending>((resolve, reject) => {
-      const token = this.nextToken++;
-      const p: Pending = {
-        type,
-        hdr,
-        data,
-        dataLen,
-        resolve: (done) => resolve(done),
-        reject,
-      };
-      const sb = new Uint8Array(1);
-      const complete = (usedLen: number): void => {
-        mem.read(hdr + BlkReqHeader.SIZE, sb);
-        const status = sb[0]!;
-        if (onStatus) {
-          onStatus(status, usedLen);
-          resolve(p);
-        } else if (status === BlkStatus.OK) resolve(p);
-        else {
-          this.release(p);
-          reject(new BlkRequestError(status, type));
-        }
-      };
-      p.resolve = () => complete(this.lastUsedLen);
-      const tryAdd = (): boolean => {
-        const q = ctx.queue(qi);
-        if (!q.add(outSegs, inSegs, token)) return false;
-        this.pending[qi]!.set(token, p);
-        ctx.kick(qi);
-        return true;
-      };
+      const p: Pending = { type, hdr, data, dataLen, qi, token: this.nextToken++, out: outSegs, inn: inSegs, onStatus, resolve, reject };
       // Queue full: retried, in order, as used buffers free descriptors.
-      if (this.waiters[qi]!.length > 0 || !tryAdd()) this.waiters[qi]!.push(tryAdd);
+      const w = this.waiters[qi]!;
+      if (w.length > this.waiterHead[qi]! || !this.tryAdd(p)) w.push(p);
     });
   }
 
-  private lastUsedLen = 0;
+  private tryAdd(p: Pending): boolean {
+    const q = this.ctx.queue(p.qi);
+    if (!q.add(p.out, p.inn, p.token)) return false;
+    this.pending[p.qi]!.set(p.token, p);
+    this.ctx.kick(p.qi);
+    return true;
+  }
+
+  /** The device used the request's buffer: read the status and settle its promise. */
+  private complete(p: Pending, usedLen: number): void {
+    let status: number;
+    try {
+      status = this.ctx.memory.readU8(p.hdr + BlkReqHeader.SIZE);
+    } catch (e) {
+      p.reject(e);
+      return;
+    }
+    if (p.onStatus) {
+      p.onStatus(status, usedLen);
+      p.resolve(p);
+    } else if (status === BlkStatus.OK) p.resolve(p);
+    else {
+      this.release(p);
+      p.reject(new BlkRequestError(status, p.type));
+    }
+  }
 
   private onUsed(qi: number): void {
     const q = this.ctx.queue(qi);
@@ -495,13 +565,18 @@ export class BlkDriver {
         const p = pend.get(token);
         if (!p) continue; // not ours (cannot happen with a sound device)
         pend.delete(token);
-        this.lastUsedLen = q.lastUsedLen;
-        p.resolve(p);
+        this.complete(p, q.lastUsedLen);
       }
       if (!q.enableInterrupts()) break;
     }
     // Room freed: resubmit requests that found the queue full, in order.
     const w = this.waiters[qi]!;
-    while (w.length > 0 && w[0]!()) w.shift();
+    let h = this.waiterHead[qi]!;
+    while (h < w.length && this.tryAdd(w[h]!)) h++;
+    if (h === w.length) {
+      w.length = 0;
+      h = 0;
+    }
+    this.waiterHead[qi] = h;
   }
 }
