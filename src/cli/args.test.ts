@@ -133,6 +133,42 @@ describe('virtio-ts command line', () => {
     assert.match(usage(null), /blk.*rng.*demo/s);
   });
 
+  it('the usage text is true: every option it lists is accepted by its command, and -v/-q set the levels it describes', () => {
+    const base = { blk: ['--socket-path', 's', '--memory', '1M'], rng: ['--socket-path', 's'], demo: [] as string[] } as const;
+    const value: Record<string, string> = {
+      '--socket-path': 's',
+      '--fd': '5',
+      '--image': 'a.img',
+      '--blk-file': 'a.img',
+      '--memory': '1M',
+      '--num-queues': '2',
+      '--queue-size': '256',
+      '--serial': 'abc',
+      '--disk-size': '128K',
+      '--entropy-bytes': '8',
+    };
+    for (const cmd of ['blk', 'rng', 'demo'] as const) {
+      const listed = [...new Set([...usage(cmd).matchAll(/(?:^|\s)(--[a-z-]+)/g)].map((m) => m[1]!))];
+      assert.ok(listed.length >= 3, `${cmd} lists its options`);
+      for (const opt of listed) {
+        if (opt === '--help' || opt === '--print-capabilities') continue;
+        // Drop what conflicts with the option under test, then add it.
+        let argv: string[] = [...base[cmd]];
+        if (opt === '--fd') argv = argv.filter((a, i) => a !== '--socket-path' && argv[i - 1] !== '--socket-path');
+        if (opt === '--image' || opt === '--blk-file') argv = argv.filter((a, i) => a !== '--memory' && argv[i - 1] !== '--memory');
+        if (argv.includes(opt)) continue;
+        const v = value[opt];
+        const p = parseCommandLine([cmd, ...argv, opt, ...(v === undefined ? [] : [v])]);
+        assert.equal(p.kind, cmd, `${cmd} ${opt}`);
+      }
+    }
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M']).verbosity, LogLevel.INFO, 'default: connections, rings, shutdown (info)');
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '-v']).verbosity, LogLevel.DEBUG, '-v: debug');
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '-q']).verbosity, LogLevel.ERROR, '-q: errors only');
+    assert.match(usage('blk'), /--memory SIZE .*multiple of 512/);
+    assert.match(usage('blk'), /--num-queues N .*1\.\.256/);
+  });
+
   it('main(): a usage error prints the message and the command usage on stderr, exit code 2', async () => {
     const r = await run(['blk', '--socket-path', 's']);
     assert.equal(r.code, EXIT.USAGE);

@@ -122,8 +122,9 @@ disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing it
                           QEMU's largest; virtio-mmio drivers take the largest offered)
   --serial S              device id returned by VIRTIO_BLK_T_GET_ID (at most ${MAX_SERIAL_BYTES} bytes)
   --print-capabilities    print the vhost-user capabilities as JSON and exit
-  -v, --verbose           more log output on stderr (repeat for debug)
-  -q, --quiet             errors only
+  -v, --verbose           debug log on stderr, every vhost-user message received included
+                          (the default logs connections, rings and shutdown)
+  -q, --quiet             log errors only
   -h, --help              this text
 `;
 
@@ -136,8 +137,9 @@ SIGINT, removing its socket.
   --socket-path PATH      listen on this Unix socket (a stale socket file is replaced)
   --fd N                  serve the listening Unix socket inherited as file descriptor N
   --print-capabilities    print the vhost-user capabilities as JSON and exit
-  -v, --verbose           more log output on stderr (repeat for debug)
-  -q, --quiet             errors only
+  -v, --verbose           debug log on stderr, every vhost-user message received included
+                          (the default logs connections, rings and shutdown)
+  -q, --quiet             log errors only
   -h, --help              this text
 `;
 

@@ -42,6 +42,10 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     await backend.close();
     throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${what} is ${backend.size} bytes: a disk holds at least one 512-byte sector`);
   }
+  if (backend.size % 512 !== 0) {
+    // 5.2.4: capacity counts whole 512-byte sectors; the tail cannot be reached by the driver.
+    logger.warn(`${what} is ${backend.size} bytes, not a multiple of 512: its last ${backend.size % 512} bytes are not part of the disk`);
+  }
   if (hooks.wrapBackend) backend = hooks.wrapBackend(backend, logger);
   const description =
     `virtio-blk on ${what} (${mib(backend.size)}${options.readOnly ? ', read-only' : ''}, ` +

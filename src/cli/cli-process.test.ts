@@ -4,11 +4,11 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { EXIT } from './args.js';
-import { isSocket, runCli, withDir } from './cli-test-helpers.js';
+import { isSocket, runCli, until, withDir } from './cli-test-helpers.js';
 
 describe('virtio-ts as a process', { timeout: 120_000 }, () => {
   it('--print-capabilities prints the vhost-user.json capabilities on stdout and exits 0, whatever else is given', async () => {
@@ -35,6 +35,45 @@ describe('virtio-ts as a process', { timeout: 120_000 }, () => {
     const n = await runCli(['rng', '--socket-path', '/tmp/x.sock', '--num-queues', '2']);
     assert.equal(n.code, EXIT.USAGE);
     assert.match(n.err, /Unknown option '--num-queues'/);
+  });
+
+  it('an unusable image: missing, a folder, smaller than a sector: a clear typed error, exit code 1, no socket left', async () => {
+    await withDir(async (dir) => {
+      const sock = join(dir, 'i.sock');
+      const missing = join(dir, 'missing.img');
+      const a = await runCli(['blk', '--socket-path', sock, '--image', missing]);
+      assert.equal(a.code, EXIT.RUNTIME, a.err);
+      assert.equal(a.out, '');
+      assert.match(a.err, new RegExp(`cannot open image ${missing}: .*ENOENT.*\\(BACKEND_IO\\)`));
+      assert.equal(existsSync(sock), false);
+
+      mkdirSync(join(dir, 'folder.img'));
+      const b = await runCli(['blk', '--socket-path', sock, '--image', join(dir, 'folder.img')]);
+      assert.equal(b.code, EXIT.RUNTIME, b.err);
+      assert.match(b.err, /cannot open image .*folder\.img: .*EISDIR.*\(BACKEND_IO\)/);
+      assert.equal(existsSync(sock), false);
+
+      const tiny = join(dir, 'tiny.img');
+      writeFileSync(tiny, Buffer.alloc(100));
+      const c = await runCli(['blk', '--socket-path', sock, '--image', tiny]);
+      assert.equal(c.code, EXIT.RUNTIME, c.err);
+      assert.match(c.err, /is 100 bytes: a disk holds at least one 512-byte sector \(INVALID_ARGUMENT\)/);
+      assert.equal(existsSync(sock), false);
+    });
+  });
+
+  it('an image whose size is not a multiple of 512 is served with a warning naming the unreachable tail', async () => {
+    await withDir(async (dir) => {
+      const sock = join(dir, 'o.sock');
+      const odd = join(dir, 'odd.img');
+      writeFileSync(odd, Buffer.alloc(1000));
+      const r = await runCli(['blk', '--socket-path', sock, '--image', odd], async (child, err) => {
+        await until(() => /serving /.test(err()), 10_000, 'the back-end to serve', child);
+        child.kill('SIGTERM');
+      });
+      assert.equal(r.code, EXIT.OK, r.err);
+      assert.match(r.err, /WARN .*1000 bytes, not a multiple of 512: its last 488 bytes are not part of the disk/);
+    });
   });
 
   it('an unusable socket path: a clear error naming the reason, exit code 1, no file left', async () => {

@@ -63,6 +63,43 @@ describe('virtio-ts back-ends serving', { timeout: 120_000 }, () => {
     });
   });
 
+  it('the verbosity switch: default logs connections at info and no debug; -v adds each message received; -q logs nothing but errors', async () => {
+    const platform = loadPlatform();
+    await withDir(async (dir) => {
+      const logs: Record<string, string> = {};
+      for (const [name, flags] of [
+        ['default', []],
+        ['verbose', ['-v']],
+        ['quiet', ['-q']],
+      ] as const) {
+        const sock = join(dir, `${name}.sock`);
+        let fe: VhostUserFrontend | null = null;
+        try {
+          const r = await runCli(['blk', '--memory', '64K', '--socket-path', sock, ...flags], async (child, err) => {
+            await until(() => isSocket(sock), 10_000, 'the socket', child);
+            fe = new VhostUserFrontend(platform, platform.connectUnix(sock), 3000);
+            await fe.getFeatures();
+            fe.close();
+            fe = null;
+            // The disconnect is logged at info; give the quiet run the same chance to (wrongly) log it.
+            if (name !== 'quiet') await until(() => /disconnected/.test(err()), 10_000, 'the disconnect', child);
+            else await until(() => child.exitCode === null, 10_000, 'the child', child);
+            child.kill('SIGTERM');
+          });
+          assert.equal(r.code, EXIT.OK, r.err);
+          logs[name] = r.err;
+        } finally {
+          (fe as VhostUserFrontend | null)?.close();
+        }
+      }
+      assert.match(logs['default']!, / INFO vhost-user: front-end 1 connected/);
+      assert.doesNotMatch(logs['default']!, / DEBUG /);
+      assert.match(logs['verbose']!, / DEBUG vhost-user: <- GET_FEATURES/);
+      assert.match(logs['verbose']!, / INFO vhost-user: front-end 1 connected/);
+      assert.equal(logs['quiet'], '', '-q: nothing on stderr when nothing fails');
+    });
+  });
+
   it('--fd: serves the listening socket it inherited, and one front-end at a time, the next after a disconnect', async () => {
     const platform = loadPlatform();
     await withDir(async (dir) => {

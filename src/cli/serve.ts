@@ -45,6 +45,20 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     cleaned = true;
     await o.cleanup?.();
   };
+  // Signal handlers go in before the socket exists: a supervisor (or test) that signals as soon as
+  // the socket appears or "serving" is logged must get a clean shutdown, not the default death.
+  const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+  let onSignal: (s: NodeJS.Signals) => void = () => undefined;
+  let stopWith: (why: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
+    stopWith = resolve;
+    onSignal = (s) => resolve(s);
+    for (const s of signals) process.on(s, onSignal);
+    void o.stop?.then(() => resolve('stop'));
+  });
+  const removeHandlers = (): void => {
+    for (const s of signals) process.off(s, onSignal);
+  };
   let server: VhostUserServer;
   try {
     const platform = o.platform ?? loadPlatform();
@@ -60,24 +74,17 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
       throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${where}: ${(e as Error).message}`, { cause: e });
     }
   } catch (e) {
+    removeHandlers();
     await cleanup();
     throw e;
   }
   logger.info(`serving ${o.description} on ${options.socketPath ?? `fd ${options.fd}`}`);
-
-  const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+  // An inherited connected socket (--fd) is served once: the server closes when it ends.
+  void server.closed.then(() => stopWith('front-end gone'));
   // Keeps the event loop alive however the platform's watchers count towards it.
   const keepAlive = setInterval(() => undefined, 1 << 30);
-  let onSignal: (s: NodeJS.Signals) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => {
-    onSignal = (s) => resolve(s);
-    for (const s of signals) process.on(s, onSignal);
-    void o.stop?.then(() => resolve('stop'));
-    // An inherited connected socket (--fd) is served once: the server closes when it ends.
-    void server.closed.then(() => resolve('front-end gone'));
-  });
   const why = await stopped;
-  for (const s of signals) process.off(s, onSignal);
+  removeHandlers();
   clearInterval(keepAlive);
   logger.info(`${why}: shutting down`);
   let code: number = EXIT.OK;
