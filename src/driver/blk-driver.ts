@@ -249,7 +249,10 @@ export class BlkDriver {
     };
   }
 
-  /** driver/blk/21: switch the cache mode (CONFIG_WCE only). */
+  /**
+   * driver/blk/21: switch the cache mode (CONFIG_WCE only). Switching to writethrough does not
+   * commit writes made before it (driver/blk/22): call flush() for those.
+   */
   setWriteback(on: boolean): void {
     if (!this.fWce) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_CONFIG_WCE was not negotiated');
     this.ctx.writeConfig(BlkConfig.WRITEBACK, Uint8Array.of(on ? 1 : 0));
