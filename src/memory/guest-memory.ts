@@ -104,6 +104,25 @@ export class GuestMemory {
     return -1;
   }
 
+  /**
+   * Points region `region` at new bytes of the same length holding the same guest RAM: for a
+   * host whose RAM buffer is replaced under it (a WebAssembly memory that grew detaches its old
+   * ArrayBuffer). Holders of this GuestMemory see the new bytes at once; views they cached from
+   * `bytesOf`/`dataViewOf`/`u16Of`/`u32Of` (ring layouts) must be rebuilt by them.
+   */
+  rebindRegion(region: number, bytes: Uint8Array): void {
+    const old = this.u8s[region];
+    if (old === undefined || bytes.length !== this.ends[region]! - this.bases[region]!) {
+      throw new MemoryError('rebind must keep the region size', this.bases[region] ?? 0, bytes.length, ErrorCode.MEMORY_BAD_REGION);
+    }
+    const size = bytes.length;
+    this.u8s[region] = bytes;
+    this.dvs[region] = new DataView(bytes.buffer, bytes.byteOffset, size);
+    const aligned = HOST_LITTLE_ENDIAN && bytes.byteOffset % 4 === 0;
+    this.u16s[region] = aligned ? new Uint16Array(bytes.buffer, bytes.byteOffset, size >>> 1) : null;
+    this.u32s[region] = aligned ? new Uint32Array(bytes.buffer, bytes.byteOffset, size >>> 2) : null;
+  }
+
   /** Whether [addr, addr + len) lies inside one region. */
   isMapped(addr: number, len: number): boolean {
     return this.locate(addr, len) >= 0;

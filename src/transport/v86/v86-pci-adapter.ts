@@ -22,13 +22,21 @@
  * - `cpu.mem8`: guest RAM (a Proxy over the wasm memory), viewed once as one Uint8Array region
  *   at guest physical address 0.
  *
+ * v86's wasm memory grows while the guest runs (its JIT allocates), and each growth detaches
+ * the ArrayBuffer under every view of guest RAM. The guest RAM stays at the same offset in the
+ * new buffer, so before each port access and configuration cycle the adapter checks its view
+ * and, when it went dead, rebinds the GuestMemory region in place (`rebindRegion`) and asks a
+ * core that can (`setMemory`, DeviceCore) to rebuild its ring views at their positions. Device
+ * work happens inside those accesses (a synchronous backend), so it always sees live memory; a
+ * device completing asynchronously should call `refreshMemory()` before touching guest RAM.
+ *
  * Limits: the device writes guest memory directly, without telling v86's JIT (its
  * `jit_dirty_cache`): the guest must not execute code it received from the device (a disk
- * holding programs would need that hook). v86 grows its wasm memory only at start-up; a later
- * growth would detach the view, which `memoryDetached` reports.
+ * holding programs would need that hook).
  */
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
+import type { DeviceCoreApi } from '../../device/types.js';
 import type { CoreFactory, TransportBus } from '../bus.js';
 import { PciCfg } from '../pci/constants.js';
 import { PciDeviceTransport, type PciDeviceOptions } from '../pci/pci-device.js';
@@ -97,17 +105,21 @@ export class V86PciAdapter implements TransportBus {
   irqLevel = false;
   /** MSI-X is never offered here; any message is counted and dropped. */
   msiDropped = 0;
+  /** How many times v86 replaced its memory buffer and the view was rebound. */
+  memoryRebinds = 0;
 
+  private readonly cpu: V86Cpu;
   private readonly pci: V86PciBus;
-  private readonly ram: Uint8Array;
+  private ram: Uint8Array;
   private detached = false;
   private readonly saved: Pick<V86PciBus, 'pci_query' | 'pci_write8' | 'pci_write16' | 'pci_write32'>;
 
   constructor(cpu: V86Cpu, factory: CoreFactory, opts: V86PciAdapterOptions = {}) {
+    this.cpu = cpu;
     this.pci = cpu.devices.pci;
     this.memory = opts.memory ?? v86GuestMemory(cpu);
     const region = this.memory.regionSpecs()[0];
-    if (this.memory.regionCount !== 1 || region === undefined || region.guestBase !== 0) {
+    if (this.memory.regionCount !== 1 || region === undefined || region.guestBase !== 0 || region.bytes.length !== cpu.mem8.length) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'v86 guest memory is one region at address 0');
     }
     this.ram = region.bytes;
@@ -170,22 +182,60 @@ export class V86PciAdapter implements TransportBus {
 
   private portEntry(bar: number, off: number): V86PortEntry {
     const t = this.transport;
+    // A detached view has length 0: the one comparison per access that keeps RAM live.
     return {
       // Reads return what v86 expects: 8 and 16 bits unsigned, 32 bits as a signed int32.
-      read8: () => (this.detached ? 0xff : t.barRead(bar, off, 1) & 0xff),
-      read16: () => (this.detached ? 0xffff : t.barRead(bar, off, 2) & 0xffff),
-      read32: () => (this.detached ? -1 : t.barRead(bar, off, 4) | 0),
+      read8: () => {
+        if (this.detached) return 0xff;
+        if (this.ram.length === 0) this.refreshMemory();
+        return t.barRead(bar, off, 1) & 0xff;
+      },
+      read16: () => {
+        if (this.detached) return 0xffff;
+        if (this.ram.length === 0) this.refreshMemory();
+        return t.barRead(bar, off, 2) & 0xffff;
+      },
+      read32: () => {
+        if (this.detached) return -1;
+        if (this.ram.length === 0) this.refreshMemory();
+        return t.barRead(bar, off, 4) | 0;
+      },
       write8: (v: number) => {
-        if (!this.detached) t.barWrite(bar, off, 1, v & 0xff);
+        if (this.detached) return;
+        if (this.ram.length === 0) this.refreshMemory();
+        t.barWrite(bar, off, 1, v & 0xff);
       },
       write16: (v: number) => {
-        if (!this.detached) t.barWrite(bar, off, 2, v & 0xffff);
+        if (this.detached) return;
+        if (this.ram.length === 0) this.refreshMemory();
+        t.barWrite(bar, off, 2, v & 0xffff);
       },
       write32: (v: number) => {
-        if (!this.detached) t.barWrite(bar, off, 4, v >>> 0);
+        if (this.detached) return;
+        if (this.ram.length === 0) this.refreshMemory();
+        t.barWrite(bar, off, 4, v >>> 0);
       },
       device: this,
     };
+  }
+
+  /**
+   * Rebinds the guest RAM view when v86 replaced its memory buffer (a wasm memory growth), and
+   * has the core rebuild its ring views. Cheap when nothing changed; never throws.
+   */
+  refreshMemory(): void {
+    if (this.ram.length !== 0 || this.detached) return;
+    try {
+      const m = this.cpu.mem8;
+      const bytes = new Uint8Array(m.buffer, m.byteOffset, m.length);
+      this.memory.rebindRegion(0, bytes);
+      this.ram = bytes;
+      this.memoryRebinds++;
+      const core = this.transport.core as DeviceCoreApi & { setMemory?: (mem: GuestMemory) => void };
+      core.setMemory?.(this.memory);
+    } catch {
+      // v86 is being torn down; the next access tries again.
+    }
   }
 
   /** Routes configuration cycles for our slot to the transport (after v86's own handling). */
@@ -195,26 +245,33 @@ export class V86PciAdapter implements TransportBus {
     const t = this.transport;
     const saved = this.saved;
     const ours = (addr: number): boolean => ((addr >> 8) & 0xffff) === id;
+    const refresh = (): void => {
+      if (this.ram.length === 0) this.refreshMemory();
+    };
     pci.pci_query = function (this: V86PciBus): void {
       saved.pci_query.call(this);
+      refresh();
       // The address register: [0] register (dword aligned), [1] device/function, [2] bus.
       if (((this.pci_addr[2]! << 8) | this.pci_addr[1]!) === id) this.pci_response32[0] = t.configRead(this.pci_addr[0]! & 0xfc, 4) | 0;
     };
     pci.pci_write8 = function (this: V86PciBus, addr: number, value: number): void {
       saved.pci_write8.call(this, addr, value);
+      refresh();
       if (ours(addr)) t.configWrite(addr & 0xff, 1, value & 0xff);
     };
     pci.pci_write16 = function (this: V86PciBus, addr: number, value: number): void {
       saved.pci_write16.call(this, addr, value);
+      refresh();
       if (ours(addr)) t.configWrite(addr & 0xff, 2, value & 0xffff);
     };
     pci.pci_write32 = function (this: V86PciBus, addr: number, value: number): void {
       saved.pci_write32.call(this, addr, value);
+      refresh();
       if (ours(addr)) t.configWrite(addr & 0xff, 4, value >>> 0);
     };
   }
 
-  /** True when v86 replaced its wasm memory after the view was taken (the device then sees no RAM). */
+  /** True when v86 replaced its wasm memory since the last rebind (the next access rebinds). */
   get memoryDetached(): boolean {
     return this.ram.buffer.byteLength === 0;
   }
