@@ -528,3 +528,40 @@ describe('DeviceCore: queues (2.6)', () => {
     assert.equal(regs.enabled, false);
   });
 });
+
+describe('DeviceCore: memory and interface changes', () => {
+  it('setMemory rebuilds live queues at the positions they reached', () => {
+    const { r, q } = running();
+    for (let i = 0; i < 3; i++) addEcho(r, q, 20 + i, i);
+    r.core.notifyQueue(0);
+    for (let i = 0; i < 3; i++) assert.equal(q.takeUsed(), 20 + i);
+    // Same bytes seen through a new GuestMemory (a remapped region).
+    const moved = new GuestMemory(r.memory.regionSpecs());
+    r.core.setMemory(moved);
+    assert.equal(r.core.memory, moved);
+    assert.equal(r.core.queue(0)!.memory, moved);
+    assert.equal(r.core.queue(0)!.state().nextAvail, 3);
+    addEcho(r, q, 0x99, 4);
+    r.core.notifyQueue(0);
+    assert.equal(q.takeUsed(), 0x99);
+    assert.equal(r.core.status, ALL_UP);
+  });
+
+  it('setMemory that no longer holds a live ring sets DEVICE_NEEDS_RESET with a configuration change', () => {
+    const { r } = running();
+    r.core.setMemory(GuestMemory.allocate(0x1000));
+    assert.equal(r.core.queue(0), null);
+    assert.equal(r.core.status & S.DEVICE_NEEDS_RESET, S.DEVICE_NEEDS_RESET);
+    assert.equal(r.irq.config, 1);
+  });
+
+  it('setLegacy resets the device and changes what is offered', () => {
+    const { r } = running();
+    r.core.setLegacy(true);
+    assert.equal(r.core.status, 0);
+    assert.equal(r.core.legacy, true);
+    assert.equal(r.core.deviceFeatures() & F.VERSION_1, 0n);
+    r.core.setLegacy(false);
+    assert.notEqual(r.core.deviceFeatures() & F.VERSION_1, 0n);
+  });
+});
