@@ -76,4 +76,58 @@ describe('DescriptorChain and ChainCursor', () => {
       }),
     );
   });
+  it('read, write, fill and skip in pieces of random sizes match a flat model of the chain (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 70 }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.tuple(fc.constantFrom('read', 'write', 'fill', 'skip'), fc.integer({ min: 0, max: 90 })), { maxLength: 12 }),
+        (lens, ops) => {
+          const mem = GuestMemory.allocate(0x4000);
+          for (let i = 0; i < 0x4000; i++) mem.writeU8(i, (i * 7) & 0xff);
+          // Segments 0x100 apart, so a write outside them would show in the gaps.
+          const c = chainOf(mem, lens.map((len, k) => ({ addr: 0x100 * (k + 1), len, w: true })));
+          const flat: number[] = [];
+          for (let k = 0; k < lens.length; k++) for (let j = 0; j < lens[k]!; j++) flat.push(0x100 * (k + 1) + j);
+          const model = flat.map((a) => (a * 7) & 0xff);
+          const w = new ChainCursor(true).reset(c);
+          let pos = 0;
+          let stamp = 1;
+          for (const [op, n] of ops) {
+            const expect = Math.min(n, flat.length - pos);
+            if (op === 'write') {
+              const src = new Uint8Array(n + 3).map((_, j) => (stamp + j) & 0xff);
+              assert.equal(w.write(src, 3, n), expect);
+              for (let j = 0; j < expect; j++) model[pos + j] = src[3 + j]!;
+            } else if (op === 'fill') {
+              assert.equal(w.fill(n, stamp & 0xff), expect);
+              for (let j = 0; j < expect; j++) model[pos + j] = stamp & 0xff;
+            } else if (op === 'skip') {
+              assert.equal(w.skip(n), expect);
+            } else {
+              // A reader over the same bytes (the chain's segments are all writable here, so
+              // read through a readable copy of the layout).
+              const rc = chainOf(mem, lens.map((len, k) => ({ addr: 0x100 * (k + 1), len, w: false })));
+              const r = new ChainCursor(false).reset(rc);
+              assert.equal(r.skip(pos), pos);
+              const dst = new Uint8Array(n + 2);
+              assert.equal(r.read(dst, 2, n), expect);
+              assert.deepEqual([...dst.subarray(2, 2 + expect)], model.slice(pos, pos + expect));
+              assert.equal(r.moved, pos + expect);
+              continue;
+            }
+            pos += expect;
+            stamp += 5;
+            assert.equal(w.moved, pos);
+            assert.equal(w.remaining, flat.length - pos);
+          }
+          const inChain = new Set(flat);
+          for (let a = 0; a < 0x4000; a++) {
+            const want = inChain.has(a) ? model[flat.indexOf(a)]! : (a * 7) & 0xff;
+            if (mem.readU8(a) !== want) assert.fail(`byte 0x${a.toString(16)} is ${mem.readU8(a)}, want ${want}`);
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
 });

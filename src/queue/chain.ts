@@ -78,6 +78,8 @@ export class DescriptorChain {
   }
 }
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * Sequential reader over a chain's readable segments, or writer over its writable ones.
  * Reusable: `reset(chain)` starts over without allocating. Reads past the end return fewer
@@ -88,6 +90,9 @@ export class ChainCursor {
   private seg = 0;
   private segOff = 0;
   private end = 0;
+  /** The span nextSpan last returned. */
+  private spanBytes: Uint8Array = EMPTY;
+  private spanOff = 0;
   /** Bytes moved since reset. */
   moved = 0;
   /** Bytes left in the segments this cursor covers. */
@@ -139,36 +144,85 @@ export class ChainCursor {
     return done;
   }
 
+  /**
+   * The next span of at most `len` bytes at the cursor, as `spanBytes[spanOff .. spanOff + n)`;
+   * returns n (0 at the end, or at an unmapped buffer) and advances past it. read / write /
+   * fill / skip loop over it, so moving data allocates nothing (no closure per call).
+   */
+  private nextSpan(len: number): number {
+    const c = this.chain!;
+    while (len > 0 && this.seg < this.end) {
+      const segLen = c.lens[this.seg]!;
+      const avail = segLen - this.segOff;
+      if (avail === 0) {
+        this.seg++;
+        this.segOff = 0;
+        continue;
+      }
+      const n = avail < len ? avail : len;
+      const addr = c.addrs[this.seg]! + this.segOff;
+      const mem = c.memory;
+      const r = mem.locate(addr, n);
+      if (r < 0) return 0; // the queue set chain.fault already; stop short
+      this.spanBytes = mem.bytesOf(r);
+      this.spanOff = addr - mem.baseOf(r);
+      this.segOff += n;
+      if (this.segOff === segLen) {
+        this.seg++;
+        this.segOff = 0;
+      }
+      this.moved += n;
+      this.remaining -= n;
+      return n;
+    }
+    return 0;
+  }
+
   /** Reads up to `len` bytes into `dst` at `dstOff`; returns how many were read. */
   read(dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): number {
     if (this.writable) throw new Error('ChainCursor: read on a writer');
-    let at = dstOff;
-    return this.spans(len, (b, o, n) => {
+    let done = 0;
+    for (let n = this.nextSpan(len); n > 0; n = this.nextSpan(len - done)) {
+      const b = this.spanBytes;
+      const o = this.spanOff;
+      const at = dstOff + done;
       if (n <= 16) for (let k = 0; k < n; k++) dst[at + k] = b[o + k]!;
       else dst.set(b.subarray(o, o + n), at);
-      at += n;
-    });
+      done += n;
+    }
+    return done;
   }
 
   /** Writes up to `len` bytes of `src` from `srcOff`; returns how many were written. */
   write(src: Uint8Array, srcOff = 0, len = src.length - srcOff): number {
     if (!this.writable) throw new Error('ChainCursor: write on a reader');
-    let at = srcOff;
-    return this.spans(len, (b, o, n) => {
+    let done = 0;
+    for (let n = this.nextSpan(len); n > 0; n = this.nextSpan(len - done)) {
+      const b = this.spanBytes;
+      const o = this.spanOff;
+      const at = srcOff + done;
       if (n <= 16) for (let k = 0; k < n; k++) b[o + k] = src[at + k]!;
       else b.set(src.subarray(at, at + n), o);
-      at += n;
-    });
+      done += n;
+    }
+    return done;
   }
 
   /** Writes `len` copies of `value` (zero-fill of a read past the end of a disk, say). */
   fill(len: number, value = 0): number {
-    return this.spans(len, (b, o, n) => b.fill(value, o, o + n));
+    let done = 0;
+    for (let n = this.nextSpan(len); n > 0; n = this.nextSpan(len - done)) {
+      this.spanBytes.fill(value, this.spanOff, this.spanOff + n);
+      done += n;
+    }
+    return done;
   }
 
   /** Advances without moving data. */
   skip(len: number): number {
-    return this.spans(len, () => {});
+    let done = 0;
+    for (let n = this.nextSpan(len); n > 0; n = this.nextSpan(len - done)) done += n;
+    return done;
   }
 
   /** Writes a single byte (status bytes); false when no writable room is left. */

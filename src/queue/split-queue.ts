@@ -39,6 +39,8 @@ export class SplitQueue implements DeviceQueue {
   private readonly used: ResolvedArea;
   private readonly usedEventOff: number;
   private readonly availEventOff: number;
+  /** The descriptor table's region as u32 words (null when the region is not 4-aligned). */
+  private readonly descU32: Uint32Array | null;
 
   private nextAvail = 0;
   private nextUsed = 0;
@@ -70,6 +72,8 @@ export class SplitQueue implements DeviceQueue {
     this.used = r.used;
     this.usedEventOff = r.avail.offset + SplitLayout.usedEventOffset(r.size);
     this.availEventOff = r.used.offset + SplitLayout.availEventOffset(r.size);
+    // The table is 16-aligned in guest space (2.7); its offset in the region must be too.
+    this.descU32 = (r.desc.offset & 3) === 0 ? memory.u32Of(r.desc.region) : null;
   }
 
   get broken(): QueueError | null {
@@ -141,6 +145,9 @@ export class SplitQueue implements DeviceQueue {
     const capacity = chain.capacity;
     let view = this.desc.view;
     let base = this.desc.offset;
+    // Little-endian guests (all but legacy big-endian ones): one aligned u32 view reads a
+    // descriptor in four loads, cheaper than DataView calls on this, the hottest path.
+    let u32 = le ? this.descU32 : null;
     let tableSize = this.size;
     let inIndirect = false;
     // Descriptors visited in the current table: at most its size, which also ends any loop.
@@ -154,12 +161,28 @@ export class SplitQueue implements DeviceQueue {
       }
       visited++;
       const o = base + idx * DESC_SIZE;
-      const lo = view.getUint32(le ? o : o + 4, le);
-      const hi = view.getUint32(le ? o + 4 : o, le);
+      let lo: number;
+      let hi: number;
+      let len: number;
+      let flags: number;
+      let nextField: number;
+      if (u32 !== null) {
+        const w = o >>> 2;
+        lo = u32[w]!;
+        hi = u32[w + 1]!;
+        len = u32[w + 2]!;
+        const fn = u32[w + 3]!;
+        flags = fn & 0xffff;
+        nextField = fn >>> 16;
+      } else {
+        lo = view.getUint32(le ? o : o + 4, le);
+        hi = view.getUint32(le ? o + 4 : o, le);
+        len = view.getUint32(o + 8, le);
+        flags = view.getUint16(o + 12, le);
+        nextField = view.getUint16(o + 14, le);
+      }
       // An address beyond 2^53 cannot be in any region: -1 marks it unmapped.
       const addr = hi >= 0x20_0000 ? -1 : hi * U32 + lo;
-      const len = view.getUint32(o + 8, le);
-      const flags = view.getUint16(o + 12, le);
       if ((flags & DescFlag.INDIRECT) !== 0) {
         // 2.7.5.3.1 / 2.7.5.3.2. The WRITE flag of this descriptor is ignored (device/split-ring/5).
         if (inIndirect) this.fail(QueueFault.INDIRECT_NESTED, `indirect descriptor inside an indirect table (head ${head})`);
@@ -172,6 +195,7 @@ export class SplitQueue implements DeviceQueue {
         if (r < 0) this.fail(QueueFault.RING_UNMAPPED, `indirect table 0x${addr.toString(16)}+${len} is not mapped`);
         view = mem.dataViewOf(r);
         base = addr - mem.baseOf(r);
+        u32 = le && (base & 3) === 0 ? mem.u32Of(r) : null;
         tableSize = n;
         inIndirect = true;
         visited = 0;
@@ -197,7 +221,7 @@ export class SplitQueue implements DeviceQueue {
         } else this.addUnmapped(chain, addr, len, writable);
       }
       if ((flags & DescFlag.NEXT) === 0) return;
-      const next = view.getUint16(o + 14, le);
+      const next = nextField;
       if (next >= tableSize) {
         this.fail(QueueFault.NEXT_OUT_OF_RANGE, `next ${next} >= ${inIndirect ? 'indirect table size' : 'queue size'} ${tableSize} (head ${head})`);
       }
