@@ -15,4 +15,4 @@ export {
   WorkerTransport,
   startDeviceWorker,
 } from '../transport/in-process/worker-transport.js';
-export { DEVICE_FACTORIES_MODULE, echoDevice } from './device-factories.js';
+export { type BlkMemoryDeviceArgs, DEVICE_FACTORIES_MODULE, blkMemoryDevice, echoDevice } from './device-factories.js';
