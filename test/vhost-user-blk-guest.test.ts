@@ -297,16 +297,19 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
   });
 
   /**
-   * The first back-end holds every write from block KILL_AT on (it never completes them, and none
+   * The first back-end holds every write from block HOLD_AT on (it never completes them, and none
    * of their bytes reach the image); once it reports the held write it is killed with SIGKILL, so
    * the request is certainly in flight: taken from the ring and marked in the inflight area, not
    * completed. The plain back-end started on the same socket must resubmit it from the inflight
    * area (vhost-user.rst "Inflight I/O tracking") for the guest's write loop to finish.
    */
-  async function reconnectRun(t: TestContext, name: string, device: string): Promise<GuestResult> {
+  async function reconnectRun(t: TestContext, name: string, device: string, writers = 1): Promise<GuestResult> {
     const BLOCK = 64 * 1024;
     const WRITES = 24;
-    const KILL_AT = 6;
+    // Writer w writes blocks w, w + writers, ...; each stops at its first block from HOLD_AT on,
+    // so once `writers` distinct blocks are held, that many requests are in flight at the kill.
+    // Held in the middle of the loop: writes before and after the restart.
+    const HOLD_AT = Math.min(6, Math.floor(WRITES / writers / 2)) * writers;
     const BASE = 2 << 20; // past the seed
     const blocks = pattern(BLOCK * WRITES, 0xc0ffee);
     const img = await seededImage(`${name}.img`);
@@ -316,6 +319,7 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
     let restart: Promise<void> | undefined;
     let restartError: unknown;
     let ackedBeforeKill = -1;
+    const heldBlocks = new Set<number>();
     const killAndRestart = (): void => {
       if (restart !== undefined) return;
       const old = backends[0]!;
@@ -330,23 +334,36 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
     };
     backends.push(
       await startBlk(sock, img, [], {
-        holdWritesFrom: BASE + KILL_AT * BLOCK,
+        holdWritesFrom: BASE + HOLD_AT * BLOCK,
         onLine: (line) => {
-          if (line.startsWith('HELD write')) killAndRestart();
+          const m = /^HELD write offset=(\d+)/.exec(line);
+          if (!m) return;
+          heldBlocks.add(Math.floor((Number(m[1]) - BASE) / BLOCK));
+          if (heldBlocks.size === writers) killAndRestart();
         },
       }),
     );
-    // Each write is one dd with O_DIRECT; the guest prints its sequence number once dd returned.
+    // Each write is one dd with O_DIRECT; the guest prints its block number once dd returned.
     const script = `
 wait_path /dev/vda || fail "no /dev/vda"
 dev=$(basename "$(readlink -f /sys/block/vda/device)")
 result features "$(virtio_features "$dev")"
-i=0
-while [ $i -lt ${WRITES} ]; do
-  dd if=/blocks.bin of=/dev/vda bs=${BLOCK} skip=$i seek=$((${BASE / BLOCK} + i)) count=1 oflag=direct conv=notrunc 2>/tmp/dd.err || fail "write $i: $(cat /tmp/dd.err)"
-  echo "ACK $i"
-  i=$((i + 1))
+writer() {
+  i=$1
+  while [ $i -lt ${WRITES} ]; do
+    dd if=/blocks.bin of=/dev/vda bs=${BLOCK} skip=$i seek=$((${BASE / BLOCK} + i)) count=1 oflag=direct conv=notrunc 2>/tmp/dd$1.err || { echo "RESULT error=write $i: $(cat /tmp/dd$1.err)"; return 1; }
+    echo "ACK $i"
+    i=$((i + ${writers}))
+  done
+}
+pids=
+w=0
+while [ $w -lt ${writers} ]; do
+  writer $w &
+  pids="$pids $!"
+  w=$((w + 1))
 done
+for p in $pids; do wait $p || fail "a writer failed"; done
 sync
 blockdev --flushbufs /dev/vda || fail "flush"
 result done ${WRITES}
@@ -374,11 +391,15 @@ result done ${WRITES}
       await withConsole(res, `----- back-ends -----\n${logs.join('\n-----\n')}`, async () => {
         assert.equal(backends.length, 2, 'the back-end was killed and restarted during the run');
         assert.equal(backends[0]!.child.signalCode, 'SIGKILL');
-        // Write KILL_AT was held, so the guest cannot have seen it acknowledged before the kill.
-        assert.ok(ackedBeforeKill >= 0 && ackedBeforeKill <= KILL_AT, `killed before write ${KILL_AT} was acknowledged (${ackedBeforeKill} acknowledged then)`);
-        assert.match(logs[1]!, /ring 0: resubmitting [1-9]\d* inflight buffers/, 'the restarted back-end resubmitted the held write');
+        // The held writes cannot have been acknowledged before the kill.
+        assert.ok(ackedBeforeKill >= 0 && ackedBeforeKill <= HOLD_AT, `killed before the held writes were acknowledged (${ackedBeforeKill} acknowledged then)`);
+        assert.deepEqual([...heldBlocks].sort((a, b) => a - b), Array.from({ length: writers }, (_, w) => HOLD_AT + w), 'each writer held at its first block from HOLD_AT');
+        const resubmitted = Number(/ring 0: resubmitting (\d+) inflight buffers/.exec(logs[1]!)?.[1] ?? 0);
+        assert.ok(resubmitted >= writers, `the restarted back-end resubmitted the ${writers} held write(s) (${resubmitted})`);
         assert.equal(res.results.get('done'), String(WRITES), 'the guest finished its write loop');
-        assert.deepEqual(acked, Array.from({ length: WRITES }, (_, i) => i), 'every write acknowledged, in order');
+        const expectAcks = Array.from({ length: WRITES }, (_, i) => i);
+        if (writers === 1) assert.deepEqual(acked, expectAcks, 'every write acknowledged, in order');
+        else assert.deepEqual([...acked].sort((a, b) => a - b), expectAcks, 'every write acknowledged once');
         const ended = await backends[1]!.stop(5000);
         assert.deepEqual(ended, { code: 0, signal: null }, 'restarted back-end ends cleanly on SIGTERM');
         const image = await readFile(img);
@@ -411,6 +432,16 @@ result done ${WRITES}
 
   it('reconnect (packed ring): the same with packed=on; the held write is resubmitted from the packed inflight area', async (t) => {
     const res = await reconnectRun(t, 'reconnect-packed', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on');
+    assert.ok(bit(res, BIT.RING_PACKED), 'VIRTIO_F_RING_PACKED negotiated');
+  });
+
+  it('reconnect (split ring, 4 writers): four writes held in flight at the kill are all resubmitted and reach the image', async (t) => {
+    const res = await reconnectRun(t, 'reconnect-4', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1', 4);
+    assert.equal(bit(res, BIT.RING_PACKED), false, 'split ring');
+  });
+
+  it('reconnect (packed ring, 4 writers): four writes held in flight at the kill are all resubmitted and reach the image', async (t) => {
+    const res = await reconnectRun(t, 'reconnect-packed-4', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on', 4);
     assert.ok(bit(res, BIT.RING_PACKED), 'VIRTIO_F_RING_PACKED negotiated');
   });
 });
