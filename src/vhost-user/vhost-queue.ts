@@ -129,7 +129,7 @@ export class VhostQueue implements DeviceQueue {
     const inflightDescs = t.start(s.nextUsed, s.usedWrap, (pos) => mem.readU16(ring + 16 * pos + 14, le));
     this.pk = t;
     this.resubmitAt = 0;
-    if (t.resubmit.length > 0 || t.usedIdx !== s.nextUsed) {
+    if (t.resubmit.length > 0 || t.usedIdx !== s.nextUsed || t.usedWrap !== s.usedWrap) {
       const used = t.usedIdx % this.size;
       const availRaw = used + inflightDescs;
       const wraps = Math.floor(availRaw / this.size) % 2 === 1;
