@@ -156,4 +156,37 @@ describe('VhostUserBackend on packed rings', () => {
     assert.deepEqual(drv.takeUsed(), { id: id2, len: 5 });
     assert.equal(await s2.front.getVringBase(0), 0x0002_0002);
   });
+
+  it('a back-end restarted with nothing in flight, the used position back at 0 with its wrap counter flipped, continues from the inflight area, not the stale base', async () => {
+    const dev1 = packedDevice();
+    const s1 = session(dev1);
+    const drv = new TinyPackedDriver(guest.map.bytes, 4);
+    await negotiate(s1);
+    const { desc, fd: infFd } = await s1.front.getInflightFd(2, 4);
+    fds.push(infFd);
+    const a = await startRing(s1, drv, INITIAL_PACKED_BASE);
+    // Two buffers of two descriptors fill the 4-entry ring once: used position 0, wrap counter 0.
+    const id0 = drv.add(enc.encode('one'), 16, RING.data);
+    const id1 = drv.add(enc.encode('two'), 16, RING.data + 0x200);
+    p.eventfdWrite(a.kick, 1);
+    await dev1.waitFor(2);
+    assert.deepEqual(drv.takeUsed(), { id: id0, len: 3 });
+    assert.deepEqual(drv.takeUsed(), { id: id1, len: 3 });
+    // The back-end dies idle.
+    s1.close();
+    sessions.splice(sessions.indexOf(s1), 1);
+
+    const dev2 = packedDevice();
+    const s2 = session(dev2);
+    await negotiate(s2);
+    assert.equal(await s2.front.setInflightFd(desc, infFd), 0);
+    // The stale base says position 0 with wrap counter 1: the same position, the other lap.
+    const b = await startRing(s2, drv, INITIAL_PACKED_BASE);
+    const id2 = drv.add(enc.encode('three'), 16, RING.data + 0x400);
+    p.eventfdWrite(b.kick, 1);
+    await dev2.waitFor(1);
+    assert.deepEqual(drv.takeUsed(), { id: id2, len: 5 });
+    // avail and used at position 2, both wrap counters 0.
+    assert.equal(await s2.front.getVringBase(0), 0x0002_0002);
+  });
 });
