@@ -107,10 +107,11 @@ describe('virtio-ts command line', () => {
       fault(['blk', '--socket-path', 's', '--memory', '1M', `--num-queues=${bad}`], CliFault.BAD_NUMBER);
     }
     assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--num-queues', String(MAX_NUM_QUEUES)]).numQueues, MAX_NUM_QUEUES);
-    for (const bad of ['0', '3', '100', '65536']) {
+    for (const bad of ['0', '1', '3', '100', '65536']) {
       fault(['blk', '--socket-path', 's', '--memory', '1M', `--queue-size=${bad}`], CliFault.BAD_NUMBER);
     }
     assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--queue-size', '32768']).queueSize, 32768);
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--queue-size', '2']).queueSize, 2);
     fault(['blk', '--socket-path', 's', '--memory', '1M', '--serial', 'x'.repeat(21)], CliFault.BAD_VALUE);
     assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--serial', 'x'.repeat(20)]).serial, 'x'.repeat(20));
     fault(['blk', '--socket-path', 's', '--memory', '1M', '-v', '--quiet'], CliFault.CONFLICT);

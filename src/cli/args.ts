@@ -113,13 +113,15 @@ Serves a virtio-blk device to one vhost-user front-end (QEMU vhost-user-blk) at 
 disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing its socket.
 
   --socket-path PATH      listen on this Unix socket (a stale socket file is replaced)
-  --fd N                  serve the listening Unix socket inherited as file descriptor N
+  --fd N                  serve the Unix socket inherited as file descriptor N: a listening one
+                          (front-ends in turn), or a connected one (served once, then exit)
   --image FILE            raw disk image (also --blk-file FILE)
   --memory SIZE           a RAM disk of SIZE bytes (K, M, G suffixes; a multiple of 512)
   --read-only             offer VIRTIO_BLK_F_RO and refuse writes
   --num-queues N          request queues, 1..${MAX_NUM_QUEUES} (default ${DEFAULTS.numQueues})
-  --queue-size N          largest ring size accepted, a power of 2 up to ${MAX_QUEUE_SIZE} (default ${DEFAULTS.queueSize},
-                          QEMU's largest; virtio-mmio drivers take the largest offered)
+  --queue-size N          the ring size the device is built for, a power of 2 from 2 to ${MAX_QUEUE_SIZE}
+                          (default ${DEFAULTS.queueSize}): it bounds a request's descriptors (seg_max = N - 2);
+                          the front-end (QEMU's queue-size) chooses the ring size itself
   --serial S              device id returned by VIRTIO_BLK_T_GET_ID (at most ${MAX_SERIAL_BYTES} bytes)
   --print-capabilities    print the vhost-user capabilities as JSON and exit
   -v, --verbose           debug log on stderr, every vhost-user message received included
@@ -135,7 +137,8 @@ vhost-user-rng) at a time; after a disconnect it waits for the next. Ends cleanl
 SIGINT, removing its socket.
 
   --socket-path PATH      listen on this Unix socket (a stale socket file is replaced)
-  --fd N                  serve the listening Unix socket inherited as file descriptor N
+  --fd N                  serve the Unix socket inherited as file descriptor N: a listening one
+                          (front-ends in turn), or a connected one (served once, then exit)
   --print-capabilities    print the vhost-user capabilities as JSON and exit
   -v, --verbose           debug log on stderr, every vhost-user message received included
                           (the default logs connections, rings and shutdown)
@@ -300,7 +303,8 @@ function parseBlk(args: readonly string[]): Parsed {
   const numQueues = v['num-queues'] === undefined ? DEFAULTS.numQueues : parseIntInRange(v['num-queues'], '--num-queues', 1, MAX_NUM_QUEUES, 'blk');
   let queueSize: number = DEFAULTS.queueSize;
   if (v['queue-size'] !== undefined) {
-    queueSize = parseIntInRange(v['queue-size'], '--queue-size', 1, MAX_QUEUE_SIZE, 'blk');
+    // A virtio-blk request has a header and a status descriptor at least: seg_max = N - 2 >= 0.
+    queueSize = parseIntInRange(v['queue-size'], '--queue-size', 2, MAX_QUEUE_SIZE, 'blk');
     if ((queueSize & (queueSize - 1)) !== 0) throw new CliError(CliFault.BAD_NUMBER, `--queue-size: ${queueSize} is not a power of 2`, 'blk');
   }
   const serial = v.serial ?? null;
