@@ -263,3 +263,16 @@ describe('device in a worker_thread over SharedArrayBuffer', { timeout: 240_000 
     );
   });
 });
+
+describe('device worker failure', { timeout: 60_000 }, () => {
+  it('a worker that dies makes register accesses fail at once with a typed error; close still completes', async () => {
+    const c = await startDeviceWorker({ module: DEVICE_FACTORIES_MODULE, factory: 'echoDevice', args: {}, memorySize: 1 << 20 });
+    const gone = new Promise<void>((r) => c.worker.once('exit', () => r()));
+    await c.worker.terminate();
+    await gone;
+    const t0 = Date.now();
+    assert.throws(() => c.transport.getStatus(), (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.DEVICE_NEEDS_RESET);
+    assert.ok(Date.now() - t0 < 1000, 'no wait for the call timeout');
+    await c.close();
+  });
+});

@@ -47,6 +47,10 @@ export class WorkerTransport implements DriverTransport {
   private seenIrq = 0;
   private closed = false;
   private irqLoopDone: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | null = null;
+  private exited = false;
+  /** Why the worker died, when it did. */
+  workerError: unknown = null;
   /** Used-buffer and config callbacks delivered so far. */
   usedDelivered = 0;
   configDelivered = 0;
@@ -61,7 +65,19 @@ export class WorkerTransport implements DriverTransport {
     private readonly callTimeoutMs: number,
   ) {
     this.seenUsed = new Int32Array(channel.maxQueues);
+    // A worker that dies takes the device with it: later register accesses fail at once
+    // instead of waiting out the call timeout.
+    worker.on('error', (e) => {
+      this.workerError = e;
+      this.closed = true;
+    });
+    worker.on('exit', () => {
+      this.exited = true;
+      this.closed = true;
+      Atomics.notify(channel.ctl, Ctl.IRQ);
+    });
   }
+
 
   /** @internal Starts the interrupt loop (once the worker is ready). */
   startInterrupts(): void {
@@ -108,7 +124,10 @@ export class WorkerTransport implements DriverTransport {
 
   /** One synchronous register access: request, wake, wait for the answer (bounded). */
   private call(op: number): void {
-    if (this.closed) throw new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, 'device worker closed');
+    if (this.closed) {
+      const why = this.workerError === null ? 'closed' : `died: ${String(this.workerError)}`;
+      throw new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, `device worker ${why}`);
+    }
     const ch = this.channel;
     const ctl = ch.ctl;
     Atomics.store(ctl, Ctl.OP, op);
@@ -202,15 +221,22 @@ export class WorkerTransport implements DriverTransport {
    * terminates it (whether or not it left). Idempotent.
    */
   async close(timeoutMs = 5000): Promise<void> {
-    if (this.closed) return;
+    if (this.closing) return this.closing;
     this.closed = true;
+    this.closing = this.shutdown(timeoutMs);
+    return this.closing;
+  }
+
+  private async shutdown(timeoutMs: number): Promise<void> {
     const ctl = this.channel.ctl;
     Atomics.store(ctl, Ctl.STOP, 1);
     this.channel.wakeDevice();
     Atomics.notify(ctl, Ctl.IRQ);
     // The worker leaves its loop at its next wake (it resets its device on the way out).
-    const stopped = waitAsync(ctl, Ctl.STOPPED, 0, timeoutMs);
-    if (stopped.async) await stopped.value;
+    if (!this.exited) {
+      const stopped = waitAsync(ctl, Ctl.STOPPED, 0, timeoutMs);
+      if (stopped.async) await stopped.value;
+    }
     await this.worker.terminate();
     await this.irqLoopDone;
   }
