@@ -24,7 +24,8 @@ type Op =
   | { op: 'setup'; q: number; size: number }
   | { op: 'notify'; q: number; data: number | undefined }
   | { op: 'resetQueue'; q: number }
-  | { op: 'readConfig' };
+  | { op: 'readConfig' }
+  | { op: 'writeConfig' };
 
 /** Delegates to an in-process transport, records every driver operation, lets tests override. */
 class RecordingTransport implements DriverTransport {
@@ -77,6 +78,7 @@ class RecordingTransport implements DriverTransport {
     this.conn.transport.readConfig(offset, dst);
   }
   writeConfig(offset: number, src: Uint8Array): void {
+    this.ops.push({ op: 'writeConfig' });
     this.conn.transport.writeConfig(offset, src);
   }
   numQueues(): number {
@@ -135,7 +137,7 @@ function echoOnce(d: VirtioDriver, payload: number[]): number[] {
 }
 
 describe('VirtioDriver: initialization (3.1.1)', () => {
-  it('driver/content/17, driver/content/1, driver/content/22: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, queues, DRIVER_OK, and no notification before DRIVER_OK', () => {
+  it('driver/content/17, driver/content/1, driver/content/18, driver/content/22: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, queues, DRIVER_OK, and no notification before DRIVER_OK', () => {
     const { t, opts } = setup();
     const d = VirtioDriver.initSync(t, opts());
     const shape = t.ops.map((o) => (o.op === 'status' ? `s${o.v}` : o.op));
@@ -175,6 +177,16 @@ describe('VirtioDriver: initialization (3.1.1)', () => {
     const { t, opts } = setup({ deviceFeatures: 0b1n, transportFeatures: F.VERSION_1 | F.EVENT_IDX });
     const d = VirtioDriver.initSync(t, opts({ wantedFeatures: 0b111n | F.EVENT_IDX | F.INDIRECT_DESC | F.RING_PACKED }));
     assert.equal(d.features, 0b1n | F.EVENT_IDX | F.VERSION_1);
+  });
+
+  it('driver/content/6, driver/content/8: a required feature the device does not offer: FAILED before negotiating', () => {
+    const { t, opts, dev } = setup({ deviceFeatures: 0b01n });
+    assert.throws(() => VirtioDriver.initSync(t, opts({ requiredFeatures: 0b10n })), code(ErrorCode.FEATURES_REJECTED));
+    assert.equal(t.getStatus(), S.ACKNOWLEDGE | S.DRIVER | S.FAILED);
+    assert.equal(t.ops.filter((o) => o.op === 'features' || o.op === 'setup').length, 0);
+    assert.equal(dev.activations, 0);
+    const d = VirtioDriver.initSync(t, opts({ requiredFeatures: 0b01n | F.VERSION_1 }));
+    assert.equal(d.features & 0b01n, 0b01n);
   });
 
   it('driver/content/31: VERSION_1 is accepted when offered even if the caller did not ask for it', () => {

@@ -27,6 +27,11 @@ export interface VirtioDriverOptions {
    * always VERSION_1 on a modern interface (driver/content/31).
    */
   wantedFeatures: bigint;
+  /**
+   * Features the caller cannot work without (driver/content/8): when the device does not offer
+   * one of them, the driver sets FAILED and stops instead of negotiating. Default none.
+   */
+  requiredFeatures?: bigint;
   dma: DmaAllocator;
   /** Queue sizes per queue (the last entry repeats); capped at each queue's maximum. Default 256. */
   queueSizes?: number[];
@@ -201,6 +206,9 @@ export class VirtioDriver {
   private negotiate(status: number): void {
     const t = this.transport;
     const offered = t.getDeviceFeatures();
+    // driver/content/6, /8: validate the offer; without a feature it needs the driver gives up.
+    const missing = (this.opts.requiredFeatures ?? 0n) & ~offered;
+    if (missing !== 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, `device does not offer required features 0x${missing.toString(16)}`);
     let accepted = this.opts.wantedFeatures & offered & (DEVICE_TYPE_MASK | DRIVER_TRANSPORT_BITS);
     if (this.opts.indirect === false) accepted &= ~F.INDIRECT_DESC;
     if (t.legacy) {
