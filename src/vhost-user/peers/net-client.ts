@@ -20,14 +20,28 @@ export function ethernetFrame(dst: Uint8Array, src: Uint8Array, etherType: numbe
   return f;
 }
 
+/** 02:00:5e:00:00:01: the locally administered bit set, unicast. */
+const LOCAL_DEFAULT_MAC = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x01] as const;
+
+/** Receive buffers: header + 1514-byte frame at least (driver/net/44: 1526 bytes without HASH_REPORT). */
+export const NET_RX_BUFFER = NetHdr.SIZE + ETH_MAX_FRAME;
+
 export class NetClient {
   private readonly tx: RequestQueue;
   private readonly rx: RequestQueue;
   private readonly hdrLen: number;
-  /** The device's MAC when it offers VIRTIO_NET_F_MAC, else null. */
+  /** The device's MAC when VIRTIO_NET_F_MAC is negotiated, else null. */
   readonly mac: Uint8Array | null;
+  /**
+   * The address this driver uses as its own: the device's MAC when negotiated (driver/net/3),
+   * else the one given or a locally administered default (driver/net/4).
+   */
+  readonly address: Uint8Array;
 
-  constructor(private readonly ctx: DriverContext) {
+  constructor(
+    private readonly ctx: DriverContext,
+    opts: { address?: Uint8Array } = {},
+  ) {
     if (ctx.numQueues <= NET_TX_QUEUE) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'virtio-net needs receiveq1 and transmitq1');
     if ((ctx.features & (NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_UFO | NetF.MRG_RXBUF)) !== 0n) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'NetClient handles neither receive offloads nor mergeable buffers');
@@ -37,11 +51,19 @@ export class NetClient {
     this.rx = new RequestQueue(ctx, NET_RX_QUEUE);
     this.tx = new RequestQueue(ctx, NET_TX_QUEUE);
     this.mac = (ctx.features & NetF.MAC) !== 0n ? ctx.readConfig(NetConfig.MAC, 6) : null;
+    this.address = this.mac ?? opts.address?.slice(0, 6) ?? Uint8Array.from(LOCAL_DEFAULT_MAC);
+    if (this.mac === null && (this.address[0]! & 0x02) === 0) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'without VIRTIO_NET_F_MAC the address should be locally administered (driver/net/4)');
+    }
   }
 
-  /** Transmits one frame; resolves when the device has used the buffer. */
+  /**
+   * Transmits one frame; resolves when the device has used the buffer. The header is all zeros:
+   * flags 0 without CSUM (driver/net/16), gso_type NONE, num_buffers 0 (driver/net/15), and the
+   * same 12-byte size as on receive (driver/net/14).
+   */
   async send(frame: Uint8Array): Promise<void> {
-    const b = new Uint8Array(this.hdrLen + frame.length); // header zeroed: no checksum, no GSO
+    const b = new Uint8Array(this.hdrLen + frame.length);
     b.set(frame, this.hdrLen);
     await this.tx.submit(b, 0);
   }
@@ -67,7 +89,7 @@ export class NetClient {
       const post = (): void => {
         while (!done && posted < depth && frames.length + posted < n) {
           posted++;
-          this.rx.submit(new Uint8Array(0), this.hdrLen + ETH_MAX_FRAME).then(
+          this.rx.submit(new Uint8Array(0), NET_RX_BUFFER).then(
             (c) => {
               posted--;
               if (done) return;
