@@ -2,7 +2,7 @@
  * Real-driver proof of the PCI transport at register level: Linux's own virtio_pci and
  * virtio_blk drivers (an i386 Debian kernel booted in the v86 emulator, in this process) drive a
  * virtio-ts block device on v86's PCI bus, once through the modern interface and once, as a
- * transitional device, through the legacy I/O BAR (`virtio_pci.force_legacy=1`). The guest reads
+ * transitional device, through the legacy I/O BAR (virtio_pci loaded with `force_legacy=1`). The guest reads
  * what the host put on the disk, writes a pattern with dd, reads it back; the host checks the
  * RAM disk's bytes and the checksums the guest printed.
  *
@@ -53,7 +53,7 @@ dev=$(basename "$(readlink -f /sys/block/vda/device)")
 result dev "$dev"
 result sectors "$(cat /sys/block/vda/size)"
 result version1 "$(has_feature "$dev" 32 && echo 1 || echo 0)"
-result driver "$(basename "$(readlink -f /sys/bus/virtio/devices/$dev/../driver)")"
+result driver "$(basename "$(readlink -f /sys/bus/virtio/devices/$dev/driver)")"
 h=$(dd if=/dev/vda bs=4096 count=${HOST_BYTES / 4096} iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
 result host_md5 "$h"
 dd if=/pattern.bin of=/dev/vda bs=4096 seek=${WRITE_OFFSET / 4096} oflag=direct conv=fsync 2>/dev/null || fail "write failed"
@@ -85,7 +85,8 @@ async function runCase(legacy: boolean): Promise<CaseOutcome> {
       modules: ['virtio_blk'],
       script: SCRIPT,
       extraFiles: [{ path: '/pattern.bin', data: written }],
-      append: legacy ? 'virtio_pci.force_legacy=1' : '',
+      // The legacy driver of a transitional device (4.1.2.3): virtio_pci's force_legacy.
+      ...(legacy ? { moduleParams: { virtio_pci: 'force_legacy=1' } } : {}),
       timeoutMs: RUN_TIMEOUT_MS,
       attach: (cpu) => {
         const memory = v86GuestMemory(cpu);
@@ -99,7 +100,10 @@ async function runCase(legacy: boolean): Promise<CaseOutcome> {
         return () => a.detach();
       },
     });
-    console.log(`v86 ${legacy ? 'legacy' : 'modern'}: boot ${Math.round(res.bootMs)} ms, total ${Math.round(res.totalMs)} ms`);
+    console.log(
+      `v86 ${legacy ? 'legacy' : 'modern'}: boot ${Math.round(res.bootMs)} ms, total ${Math.round(res.totalMs)} ms, ` +
+        `${adapter?.irqRaises ?? 0} interrupts, guest RAM rebound ${adapter?.memoryRebinds ?? 0} times (wasm memory growth)`,
+    );
     assert.ok(adapter);
     return { res, adapter, backend, bad };
   } catch (e) {
@@ -133,7 +137,6 @@ describe('v86: Linux virtio_pci + virtio_blk on the virtio-ts PCI transport', { 
     assert.equal(o.res.results.get('version1'), '1', 'VERSION_1 negotiated');
     assert.equal(o.adapter.transport.legacyActive, false);
     assert.ok(o.adapter.irqRaises > 0, 'completions were signalled through INTx');
-    assert.equal(o.adapter.memoryDetached, false);
   });
 
   it('device/transport-pci/3: a transitional device driven by the legacy driver (force_legacy) through the legacy I/O BAR', { timeout: RUN_TIMEOUT_MS + 60_000 }, async () => {

@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
   type CloudKernel,
   type ExtraFile,
@@ -26,6 +26,7 @@ import {
   buildInitramfs,
   inCI,
   repoRoot,
+  resolveModules,
 } from './guest.js';
 import type { V86Cpu } from '../../src/transport/v86/v86-pci-adapter.js';
 
@@ -105,6 +106,13 @@ export interface V86GuestOptions {
   readonly extraFiles?: readonly ExtraFile[];
   /** Added to the kernel command line (`console=ttyS0 ...`). */
   readonly append?: string;
+  /**
+   * Parameters for modules of the list, e.g. `{ virtio_pci: 'force_legacy=1' }`. The kernel
+   * command line does not reach modules loaded with busybox `insmod` (modprobe is what copies
+   * `module.param=` from /proc/cmdline), so these modules are left out of /init's loading and
+   * loaded with their parameters at the start of the script instead.
+   */
+  readonly moduleParams?: Readonly<Record<string, string>>;
   /** Guest RAM in MiB; 96 by default (v86 wants at least 64 with an initrd). */
   readonly memoryMiB?: number;
   /** Hard bound of the whole run; the emulator is destroyed after it. */
@@ -153,12 +161,22 @@ function arrayBufferOf(path: string): ArrayBuffer {
  */
 export async function runV86Guest(opts: V86GuestOptions): Promise<V86GuestResult> {
   const { assets } = opts;
+  const params = opts.moduleParams ?? {};
+  const deferred = Object.keys(params);
+  const extraFiles = [...(opts.extraFiles ?? [])];
+  let prologue = '';
+  for (const name of deferred) {
+    const own = resolveModules(assets.kernel, [name]).find((m) => basename(m).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_') === name.replace(/-/g, '_'));
+    if (own === undefined || !own.endsWith('.ko')) throw new GuestError(GuestFailure.NOT_FOUND, `module ${name} not found (uncompressed) for ${assets.kernel.version}`);
+    extraFiles.push({ path: `/modparams/${name}.ko`, data: readFileSync(join(assets.kernel.modulesDir, own)) });
+    prologue += `insmod /modparams/${name}.ko ${params[name] ?? ''} || { echo "${INSMOD_FAIL_MARK} ${name}"; exit 125; }\n`;
+  }
   const initrd = await buildInitramfs({
     kernel: assets.kernel,
     busybox: assets.busybox,
-    modules: [...V86_VIRTIO_MODULES, ...opts.modules],
-    initScript: opts.script,
-    extraFiles: opts.extraFiles,
+    modules: [...V86_VIRTIO_MODULES, ...opts.modules].filter((m) => !deferred.includes(m)),
+    initScript: prologue + opts.script,
+    extraFiles,
   });
   const mod = (await import('v86')) as unknown as { V86: V86Constructor };
   const mem = opts.memoryMiB ?? 96;
