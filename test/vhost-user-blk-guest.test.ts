@@ -159,6 +159,8 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
     smp?: number;
     backendArgs?: string[];
     extraScript?: string;
+    /** Replaces the O_DIRECT round-trip script. */
+    script?: string;
     append?: string;
   }
 
@@ -171,7 +173,7 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
       const res = await bootGuest({
         machine: r.machine,
         modules: ['virtio_blk'],
-        script: blkScript + (r.extraScript ?? ''),
+        script: (r.script ?? blkScript) + (r.extraScript ?? ''),
         extraFiles: [{ path: '/pattern.bin', data: writePattern }],
         qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `${r.device},chardev=c0`],
         append: r.append ?? '',
@@ -293,6 +295,37 @@ describe('virtio-ts blk: vhost-user back-end serving a real Linux guest (QEMU 7.
         const served = [...backendLog.matchAll(new RegExp(`ring ${q} stopped: (\\d+) buffers served`, 'g'))].map((m) => Number(m[1]));
         assert.ok(served.some((n) => n > 0), `ring ${q} served requests (logged totals: ${JSON.stringify(served)})`);
       }
+    });
+  });
+
+  it('q35, --read-only --serial: the guest sees a read-only disk (VIRTIO_BLK_F_RO) with the serial, its write fails, the image is untouched', async (t) => {
+    const SERIAL = 'vts-ro-serial-1';
+    const roScript = `
+wait_path /dev/vda || fail "no /dev/vda"
+dev=$(basename "$(readlink -f /sys/block/vda/device)")
+result features "$(virtio_features "$dev")"
+result ro "$(cat /sys/block/vda/ro)"
+result serial "$(cat /sys/block/vda/serial)"
+if dd if=/pattern.bin of=/dev/vda bs=4096 seek=${PATTERN_OFFSET / 4096} count=1 oflag=direct conv=notrunc 2>/dev/null; then result write accepted; else result write refused; fi
+dd if=/dev/vda of=/tmp/seed.bin bs=4096 skip=${SEED_OFFSET / 4096} count=${SEED_LEN / 4096} iflag=direct 2>/dev/null || fail "seed read"
+result seed_sha256 "$(sha256sum /tmp/seed.bin | cut -d' ' -f1)"
+`;
+    const { res, image, backendLog } = await blkRun(t, 'readonly', {
+      machine: 'q35',
+      device: 'vhost-user-blk-pci,disable-legacy=on,num-queues=1',
+      backendArgs: ['--read-only', '--serial', SERIAL],
+      script: roScript,
+    });
+    await withConsole(res, backendLog, () => {
+      assert.ok(bit(res, BIT.RO), 'VIRTIO_BLK_F_RO negotiated');
+      assert.equal(res.results.get('ro'), '1', 'the guest marked the disk read-only');
+      assert.equal(res.results.get('serial'), SERIAL, 'VIRTIO_BLK_T_GET_ID returned the serial');
+      assert.equal(res.results.get('write'), 'refused', 'a write to the read-only disk fails');
+      assert.equal(res.results.get('seed_sha256'), sha256(seed), 'reads work');
+      const expected = Buffer.alloc(IMAGE_SIZE);
+      seed.copy(expected, SEED_OFFSET);
+      const diff = image.findIndex((b, i) => b !== expected[i]);
+      assert.equal(diff, -1, `the image changed at offset ${diff}`);
     });
   });
 
