@@ -565,3 +565,127 @@ describe('DeviceCore: memory and interface changes', () => {
     assert.notEqual(r.core.deviceFeatures() & F.VERSION_1, 0n);
   });
 });
+
+describe('DeviceCore: any driver sequence (property)', () => {
+  type CoreOp =
+    | { k: 'status'; v: number }
+    | { k: 'features'; v: bigint }
+    | { k: 'word'; sel: number; v: number }
+    | { k: 'enable'; q: number; size: number }
+    | { k: 'notify'; q: number }
+    | { k: 'qreset'; q: number }
+    | { k: 'cfgChange' }
+    | { k: 'needsReset' }
+    | { k: 'cfgRead'; off: number; w: number }
+    | { k: 'cfgWrite'; off: number; w: number; v: number };
+  const statusVals = fc.oneof(
+    fc.integer({ min: 0, max: 0x1ff }),
+    fc.constantFrom(0, S.ACKNOWLEDGE, ACK_DRIVER, ACK_DRIVER | S.FEATURES_OK, ALL_UP, ALL_UP | S.FAILED, S.FAILED),
+  );
+  const op: fc.Arbitrary<CoreOp> = fc.oneof(
+    { weight: 4, arbitrary: fc.record({ k: fc.constant('status' as const), v: statusVals }) },
+    { weight: 2, arbitrary: fc.record({ k: fc.constant('features' as const), v: fc.bigInt({ min: 0n, max: (1n << 70n) - 1n }).map((x: bigint) => x | (x & 1n ? F.VERSION_1 : 0n)) }) },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('word' as const), sel: fc.integer({ min: -1, max: 5 }), v: fc.integer({ min: 0, max: 0xffff_ffff }) }) },
+    { weight: 2, arbitrary: fc.record({ k: fc.constant('enable' as const), q: fc.integer({ min: 0, max: 2 }), size: fc.constantFrom(0, 1, 3, 8, 512) }) },
+    { weight: 2, arbitrary: fc.record({ k: fc.constant('notify' as const), q: fc.integer({ min: -1, max: 2 }) }) },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('qreset' as const), q: fc.integer({ min: -1, max: 2 }) }) },
+    { weight: 1, arbitrary: fc.constant({ k: 'cfgChange' as const }) },
+    { weight: 1, arbitrary: fc.constant({ k: 'needsReset' as const }) },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('cfgRead' as const), off: fc.integer({ min: -2, max: 20 }), w: fc.constantFrom(0, 1, 2, 3, 4, 8) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({ k: fc.constant('cfgWrite' as const), off: fc.integer({ min: -2, max: 20 }), w: fc.constantFrom(1, 2, 4), v: fc.integer({ min: 0, max: 0xffff_ffff }) }),
+    },
+  );
+
+  it('device/content/4, device/content/7, device/content/1, device/content/2: the status invariants hold, and nothing but enableQueue throws (a typed VirtioError)', () => {
+    fc.assert(
+      fc.property(fc.boolean(), fc.array(op, { maxLength: 60 }), (legacy, ops) => {
+        const r = rig({ queues: [8, 8] }, { legacy });
+        const offered = r.core.deviceFeatures();
+        for (const o of ops) {
+          const gen = r.core.configGeneration;
+          const cfgBefore = r.irq.config;
+          const usedBefore = r.irq.used.length;
+          const activeBefore = r.core.active;
+          switch (o.k) {
+            case 'status':
+              r.core.setStatus(o.v);
+              break;
+            case 'features':
+              r.core.setDriverFeatures(o.v & (offered | (o.v & 0b10n ? bit(50) : 0n)));
+              break;
+            case 'word':
+              r.core.setDriverFeatureWord(o.sel, o.v);
+              break;
+            case 'enable': {
+              const regs = r.core.queueRegisters(o.q);
+              if (regs) {
+                regs.size = o.size;
+                const l = splitRingLayout(512, RING_BASE + o.q * 0x8000);
+                regs.descAddr = l.descAddr;
+                regs.driverAddr = l.driverAddr;
+                regs.deviceAddr = l.deviceAddr;
+              }
+              try {
+                r.core.enableQueue(o.q);
+              } catch (e) {
+                assert.ok(e instanceof VirtioError, `enableQueue threw ${String(e)}`);
+              }
+              break;
+            }
+            case 'notify':
+              r.core.notifyQueue(o.q);
+              break;
+            case 'qreset':
+              r.core.resetQueue(o.q);
+              break;
+            case 'cfgChange':
+              r.core.configChanged();
+              assert.notEqual(r.core.configGeneration, gen, 'a device-side change makes a new generation');
+              break;
+            case 'needsReset': {
+              const wasSet = (r.core.status & S.DEVICE_NEEDS_RESET) !== 0;
+              r.core.setNeedsReset('test');
+              // device/content/2
+              if (!wasSet && r.core.status & S.DRIVER_OK) assert.equal(r.irq.config, cfgBefore + 1);
+              break;
+            }
+            case 'cfgRead':
+              assert.equal(typeof r.core.readConfig(o.off, o.w), 'number');
+              break;
+            case 'cfgWrite':
+              r.core.writeConfig(o.off, o.w, o.v);
+              break;
+          }
+          if (o.k !== 'cfgChange') assert.equal(r.core.configGeneration, gen, 'the generation moves only on device-side changes');
+          const st = r.core.status;
+          assert.equal(st & (S.SUSPEND | 0x20 | ~0xff), 0, 'no bit the driver may not set');
+          if (st & S.DRIVER) assert.ok(st & S.ACKNOWLEDGE, '3.1.1: DRIVER after ACKNOWLEDGE');
+          if (st & S.FEATURES_OK) assert.ok(st & S.DRIVER, '3.1.1: FEATURES_OK after DRIVER');
+          if (st & S.DRIVER_OK) assert.ok(st & S.DRIVER && (legacy || st & S.FEATURES_OK), '3.1.1: DRIVER_OK after FEATURES_OK');
+          if (st & S.FEATURES_OK && !legacy) {
+            // device/content/4: what FEATURES_OK stands for is valid.
+            const n = r.core.negotiatedFeatures;
+            assert.equal(n & ~offered, 0n);
+            assert.notEqual(n & F.VERSION_1, 0n);
+          }
+          if (legacy) assert.equal(r.core.negotiatedFeatures & ~offered, 0n);
+          // Legacy devices also start on the first kick after DRIVER (QEMU's start_on_kick).
+          if (r.core.active) assert.ok(st & S.DRIVER_OK || (legacy && st & S.DRIVER), 'active only after DRIVER_OK');
+          if (st & S.DRIVER_OK) assert.ok(r.core.active || st & S.DEVICE_NEEDS_RESET, 'DRIVER_OK means active, or it failed');
+          if (o.k === 'status' && (o.v & 0xff) === 0) {
+            // device/content/7: a reset forgets everything.
+            assert.equal(st, 0);
+            assert.equal(r.core.driverFeatures, 0n);
+            assert.equal(r.core.negotiatedFeatures, 0n);
+            assert.equal(r.core.active, false);
+            for (let q = 0; q < 2; q++) assert.equal(r.core.queue(q), null);
+          }
+          if (!activeBefore && !r.core.active) assert.equal(r.irq.used.length, usedBefore, 'device/content/1: no used notification before DRIVER_OK');
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
