@@ -336,7 +336,21 @@ result seed_sha256 "$(sha256sum /tmp/seed.bin | cut -d' ' -f1)"
    * completed. The plain back-end started on the same socket must resubmit it from the inflight
    * area (vhost-user.rst "Inflight I/O tracking") for the guest's write loop to finish.
    */
-  async function reconnectRun(t: TestContext, name: string, device: string, writers = 1, hold = true): Promise<GuestResult> {
+  interface ReconnectOpts {
+    /** Concurrent writers in the guest (1). */
+    writers?: number;
+    /** Hold writes in flight at the kill (true), or kill between writes. */
+    hold?: boolean;
+    /** vCPUs (1); with more, writer w is pinned to CPU w % smp (blk-mq: one queue per CPU). */
+    smp?: number;
+    backendArgs?: string[];
+  }
+
+  async function reconnectRun(t: TestContext, name: string, device: string, o: ReconnectOpts = {}): Promise<GuestResult> {
+    const writers = o.writers ?? 1;
+    const hold = o.hold ?? true;
+    const smp = o.smp ?? 1;
+    const backendArgs = o.backendArgs ?? [];
     const BLOCK = 64 * 1024;
     const WRITES = 24;
     // Writer w writes blocks w, w + writers, ...; each stops at its first block from HOLD_AT on,
@@ -360,13 +374,13 @@ result seed_sha256 "$(sha256sum /tmp/seed.bin | cut -d' ' -f1)"
       old.child.kill('SIGKILL');
       restart = (async () => {
         await old.exited;
-        backends.push(await startBlk(sock, img));
+        backends.push(await startBlk(sock, img, backendArgs));
       })().catch((e: unknown) => {
         restartError = e;
       });
     };
     backends.push(
-      await startBlk(sock, img, [], {
+      await startBlk(sock, img, backendArgs, {
         ...(hold ? { holdWritesFrom: BASE + HOLD_AT * BLOCK } : {}),
         onLine: (line) => {
           const m = /^HELD write offset=(\d+)/.exec(line);
@@ -381,18 +395,10 @@ result seed_sha256 "$(sha256sum /tmp/seed.bin | cut -d' ' -f1)"
 wait_path /dev/vda || fail "no /dev/vda"
 dev=$(basename "$(readlink -f /sys/block/vda/device)")
 result features "$(virtio_features "$dev")"
-writer() {
-  i=$1
-  while [ $i -lt ${WRITES} ]; do
-    dd if=/blocks.bin of=/dev/vda bs=${BLOCK} skip=$i seek=$((${BASE / BLOCK} + i)) count=1 oflag=direct conv=notrunc 2>/tmp/dd$1.err || { echo "RESULT error=write $i: $(cat /tmp/dd$1.err)"; return 1; }
-    echo "ACK $i"
-    i=$((i + ${writers}))
-  done
-}
 pids=
 w=0
 while [ $w -lt ${writers} ]; do
-  writer $w &
+  ${smp > 1 ? `taskset -c $((w % ${smp})) ` : ''}sh /writer.sh $w &
   pids="$pids $!"
   w=$((w + 1))
 done
@@ -401,12 +407,24 @@ sync
 blockdev --flushbufs /dev/vda || fail "flush"
 result done ${WRITES}
 `;
+    // One writer: blocks $1, $1 + writers, ...
+    const writerScript = `i=$1
+while [ $i -lt ${WRITES} ]; do
+  dd if=/blocks.bin of=/dev/vda bs=${BLOCK} skip=$i seek=$((${BASE / BLOCK} + i)) count=1 oflag=direct conv=notrunc 2>/tmp/dd$1.err || { echo "RESULT error=write $i: $(cat /tmp/dd$1.err)"; exit 1; }
+  echo "ACK $i"
+  i=$((i + ${writers}))
+done
+`;
     try {
       const res = await bootGuest({
         machine: 'q35',
         modules: ['virtio_blk'],
         script,
-        extraFiles: [{ path: '/blocks.bin', data: blocks }],
+        smp,
+        extraFiles: [
+          { path: '/blocks.bin', data: blocks },
+          { path: '/writer.sh', data: writerScript, mode: 0o755 },
+        ],
         qemuArgs: ['-chardev', `socket,id=c0,path=${sock},reconnect=1`, '-device', `${device},chardev=c0`],
         memfd: true,
         timeoutMs: 120_000,
@@ -429,7 +447,12 @@ result done ${WRITES}
         assert.equal(backends[0]!.child.signalCode, 'SIGKILL');
         // The held writes cannot have been acknowledged before the kill.
         assert.ok(ackedBeforeKill >= 0 && ackedBeforeKill <= HOLD_AT, `killed before the held writes were acknowledged (${ackedBeforeKill} acknowledged then)`);
-        const resubmitted = Number(/ring 0: resubmitting (\d+) inflight buffers/.exec(logs[1]!)?.[1] ?? 0);
+        const perRing = [...logs[1]!.matchAll(/ring (\d+): resubmitting (\d+) inflight buffers/g)].map((m) => [Number(m[1]), Number(m[2])] as const);
+        const resubmitted = perRing.reduce((a, [, n]) => a + n, 0);
+        if (smp > 1 && hold) {
+          const rings = new Set(perRing.map(([r]) => r));
+          assert.equal(rings.size, Math.min(smp, writers), `held writes resubmitted on every queue (${JSON.stringify(perRing)})`);
+        }
         t.diagnostic(`${name}: ${resubmitted} buffers resubmitted by the restarted back-end`);
         if (hold) {
           assert.deepEqual([...heldBlocks].sort((a, b) => a - b), Array.from({ length: writers }, (_, w) => HOLD_AT + w), 'each writer held at its first block from HOLD_AT');
@@ -475,19 +498,28 @@ result done ${WRITES}
   });
 
   it('reconnect (split ring, 4 writers): four writes held in flight at the kill are all resubmitted and reach the image', async (t) => {
-    const res = await reconnectRun(t, 'reconnect-4', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1', 4);
+    const res = await reconnectRun(t, 'reconnect-4', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1', { writers: 4 });
     assert.equal(bit(res, BIT.RING_PACKED), false, 'split ring');
   });
 
   it('reconnect (packed ring, 4 writers): four writes held in flight at the kill are all resubmitted and reach the image', async (t) => {
-    const res = await reconnectRun(t, 'reconnect-packed-4', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on', 4);
+    const res = await reconnectRun(t, 'reconnect-packed-4', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on', { writers: 4 });
     assert.ok(bit(res, BIT.RING_PACKED), 'VIRTIO_F_RING_PACKED negotiated');
   });
 
   it('reconnect (split and packed), killed between writes: the restarted back-end takes the rings up where they were', async (t) => {
-    const split = await reconnectRun(t, 'reconnect-idle', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1', 1, false);
+    const split = await reconnectRun(t, 'reconnect-idle', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1', { hold: false });
     assert.equal(bit(split, BIT.RING_PACKED), false, 'split ring');
-    const packed = await reconnectRun(t, 'reconnect-idle-packed', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on', 1, false);
+    const packed = await reconnectRun(t, 'reconnect-idle-packed', 'vhost-user-blk-pci,disable-legacy=on,num-queues=1,packed=on', { hold: false });
     assert.ok(bit(packed, BIT.RING_PACKED), 'VIRTIO_F_RING_PACKED negotiated');
+  });
+
+  it('reconnect, two queues on two vCPUs: a write held on each queue at the kill; both rings resubmit from their own inflight regions', async (t) => {
+    const res = await reconnectRun(t, 'reconnect-mq', 'vhost-user-blk-pci,disable-legacy=on,num-queues=2', {
+      writers: 2,
+      smp: 2,
+      backendArgs: ['--num-queues', '2'],
+    });
+    assert.ok(bit(res, BIT.MQ), 'VIRTIO_BLK_F_MQ');
   });
 });
