@@ -51,6 +51,8 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
   /** Next position a used descriptor is expected at, with the device's wrap counter. */
   private nextUsed = 0;
   private usedWrap = true;
+  /** Descriptor-specific interrupts requested (2.8.10): takeUsed keeps the event position current. */
+  private descEventArmed = false;
   /** Ring descriptors not in flight. */
   private freeDescs: number;
   /** Free buffer ids (a stack). */
@@ -347,6 +349,14 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
       this.usedWrap = !this.usedWrap;
     }
     this.nextUsed = p;
+    if (this.descEventArmed) {
+      // 2.8.10: keep the descriptor event at the next used position as buffers are taken (as
+      // Linux's virtqueue_get_buf does), so a consumer that drains without re-enabling is still
+      // interrupted for the next one; the fence orders it before the next flags read.
+      const e = this.drvEvt;
+      e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(p, this.usedWrap), this.littleEndian);
+      fullFence();
+    }
   }
 
   private takeFromBatch(): T | undefined {
@@ -376,6 +386,7 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
 
   disableInterrupts(): void {
     // 2.8.10: DISABLE is valid with or without EVENT_IDX.
+    this.descEventArmed = false;
     const e = this.drvEvt;
     e.view.setUint16(e.offset + PackedEvent.FLAGS, PackedEvent.DISABLE, this.littleEndian);
   }
@@ -387,6 +398,7 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
       // Interrupt when the device writes the used descriptor at nextUsed; desc before flags.
       e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(this.nextUsed, this.usedWrap), le);
       storeU16Release(e, PackedEvent.FLAGS, PackedEvent.DESC_SPECIFIC, le);
+      this.descEventArmed = true;
     } else {
       storeU16Release(e, PackedEvent.FLAGS, PackedEvent.ENABLE, le);
     }

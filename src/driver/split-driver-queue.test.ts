@@ -304,4 +304,28 @@ describe('SplitDriverQueue', () => {
     assert.equal(drv.takeUsed(), 2);
     assert.equal(drv.lastUsedLen, 2);
   });
+  it('2.7.10: with EVENT_IDX and interrupts on, draining keeps the event at the next used entry, so the next buffer is signalled without re-enabling', () => {
+    const t = setup(F.EVENT_IDX);
+    assert.equal(t.drv.enableInterrupts(), false);
+    for (let round = 0; round < 20; round++) {
+      assert.ok(t.drv.add([seg(0x40000, 8)], [], `b${round}`));
+      t.drv.kick();
+      assert.ok(t.dev.pop(t.chain));
+      t.dev.push(t.chain, 0);
+      assert.equal(t.dev.needsNotification(), true, `round ${round}: the device signals the used buffer`);
+      assert.equal(t.drv.takeUsed(), `b${round}`);
+    }
+    t.drv.disableInterrupts();
+    assert.ok(t.drv.add([seg(0x40000, 8)], [], 'quiet'));
+    t.drv.kick();
+    assert.ok(t.dev.pop(t.chain));
+    t.dev.push(t.chain, 0);
+    assert.equal(t.dev.needsNotification(), false, 'interrupts off: no signal, and taking does not turn them on');
+    assert.equal(t.drv.takeUsed(), 'quiet');
+    assert.ok(t.drv.add([seg(0x40000, 8)], [], 'quiet2'));
+    t.drv.kick();
+    assert.ok(t.dev.pop(t.chain));
+    t.dev.push(t.chain, 0);
+    assert.equal(t.dev.needsNotification(), false);
+  });
 });

@@ -52,6 +52,8 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   private readonly avail: ResolvedArea;
   private readonly used: ResolvedArea;
   private readonly usedEventOff: number;
+  /** Interrupts enabled (driver/split-ring/11..14): takeUsed then keeps used_event current. */
+  private interruptsWanted = true;
   private readonly availEventOff: number;
   private readonly indirectOk: boolean;
   private readonly indirectMax: number;
@@ -323,6 +325,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
         if (k >= this.fifoCount) this.deviceError(`used id ${id} is not in flight`);
         if (k + 1 > ready) this.deviceError(`in-order batch of ${k + 1} but used idx moved by ${ready}`);
         this.lastUsed = (this.lastUsed + k + 1) & 0xffff;
+        if (this.eventIdx && this.interruptsWanted) this.rearmUsedEvent();
         this.batchLastId = id;
         this.batchLen = len;
         return this.takeFromBatch();
@@ -331,7 +334,19 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
       this.fifoCount--;
     }
     this.lastUsed = (this.lastUsed + 1) & 0xffff;
+    if (this.eventIdx && this.interruptsWanted) this.rearmUsedEvent();
     return this.complete(id, len);
+  }
+
+  /**
+   * 2.7.10 with EVENT_IDX, interrupts wanted: ask for an interrupt at the next entry as each one
+   * is taken (as Linux's virtqueue_get_buf does), so a consumer that drains without calling
+   * enableInterrupts again is still interrupted for the next buffer. The fence orders the store
+   * before the next read of used idx.
+   */
+  private rearmUsedEvent(): void {
+    this.avail.view.setUint16(this.usedEventOff, this.lastUsed, this.littleEndian);
+    fullFence();
   }
 
   private takeFromBatch(): T | undefined {
@@ -367,6 +382,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
 
   disableInterrupts(): void {
     const le = this.littleEndian;
+    this.interruptsWanted = false;
     if (this.eventIdx) {
       // driver/split-ring/13: flags stay 0; an event just behind lastUsed is not reached
       // before the driver consumes (at most `size` entries can be outstanding).
@@ -379,6 +395,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
 
   enableInterrupts(): boolean {
     const le = this.littleEndian;
+    this.interruptsWanted = true;
     if (this.eventIdx) {
       // driver/split-ring/14: interrupt when the device writes the entry at lastUsed.
       this.avail.view.setUint16(this.usedEventOff, this.lastUsed, le);

@@ -253,6 +253,13 @@ export function runWorkload(feat: WorkloadFeatures, ops: readonly Op[]): Workloa
     sent.delete(k);
     expectedLen.delete(k);
     freeSlots.push(s.slot);
+    // Taking a buffer with interrupts on re-arms at the new position (the event position follows,
+    // as in Linux): what the driver has seen needs no interrupt; anything still pending may
+    // already have crossed the event.
+    if (drvArmed) {
+      drvArmed = !drv.hasUsed();
+      pushedSinceDrvArmed = false;
+    }
     return true;
   };
 

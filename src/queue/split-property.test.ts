@@ -217,6 +217,13 @@ function run(feat: Features, ops: Op[]): void {
     sent.delete(k);
     expectedLen.delete(k);
     freeSlots.push(s.slot);
+    // Taking a buffer with interrupts on re-arms at the new position (with EVENT_IDX used_event
+    // follows, as in Linux): what the driver has seen needs no interrupt; anything still
+    // pending may already have crossed the event.
+    if (drvArmed) {
+      drvArmed = !drv.hasUsed();
+      pushedSinceDrvArmed = false;
+    }
     return true;
   };
 
