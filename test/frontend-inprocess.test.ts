@@ -11,9 +11,13 @@ import { BlkDriver } from '../src/driver/blk-driver.js';
 import { BlkDevice } from '../src/devices/blk/blk-device.js';
 import { MemoryBackend } from '../src/devices/blk/memory-backend.js';
 import { nativePlatformAvailable, loadNativePlatform } from '../src/platform/native-platform.js';
+import type { FdWatcher } from '../src/platform/types.js';
 import { DeviceId } from '../src/spec/device-id.js';
 import { F } from '../src/spec/features.js';
-import { PF } from '../src/vhost-user/messages.js';
+import { isVirtioError } from '../src/errors.js';
+import { REPLY_FLAGS, encodeU64 } from '../src/vhost-user/codec.js';
+import { MessageFramer } from '../src/vhost-user/framer.js';
+import { F_PROTOCOL_FEATURES, FrontendReq, HeaderFlag, PF } from '../src/vhost-user/messages.js';
 import { serveVhostUser, type VhostUserServer } from '../src/vhost-user/server.js';
 import { VhostUserDriverTransport, startVhostUserDriver } from '../src/vhost-user/frontend-transport.js';
 import { makeTempDir, type TempDir } from './support/guest.js';
@@ -101,4 +105,51 @@ describe('vhost-user front-end against an in-process virtio-ts back-end', { skip
       t.close();
     });
   }
+  it('a request the back-end refuses through REPLY_ACK fails startVhostUserDriver with a typed error', { timeout: 20_000 }, async () => {
+    // A scripted back-end: offers VERSION_1 and REPLY_ACK, answers every need-reply request with
+    // success except SET_VRING_NUM, which it refuses (u64 1).
+    const platform = loadNativePlatform();
+    const path = dir.file('refuse.sock');
+    const listenFd = platform.listenUnix(path);
+    // Set from callbacks: kept in one object so that control-flow narrowing does not pin them.
+    const st: { conn: number; framer: MessageFramer | null; cw: FdWatcher | null } = { conn: -1, framer: null, cw: null };
+    const seen: number[] = [];
+    const onMessage = (): void => {
+      const framer = st.framer;
+      for (let i = 0; i < 64 && framer; i++) {
+        const m = framer.read();
+        if (m === null || m === 'eof') return;
+        for (const fd of m.fds) if (fd >= 0) platform.close(fd);
+        seen.push(m.request);
+        if (m.request === FrontendReq.GET_FEATURES) framer.send(m.request, REPLY_FLAGS, encodeU64(F.VERSION_1 | F_PROTOCOL_FEATURES));
+        else if (m.request === FrontendReq.GET_PROTOCOL_FEATURES) framer.send(m.request, REPLY_FLAGS, encodeU64(PF.REPLY_ACK));
+        else if (m.flags & HeaderFlag.NEED_REPLY) framer.send(m.request, REPLY_FLAGS, encodeU64(m.request === FrontendReq.SET_VRING_NUM ? 1 : 0));
+      }
+    };
+    const lw = platform.watchReadable(listenFd, () => {
+      const fd = platform.accept(listenFd);
+      if (fd < 0) return;
+      if (st.conn >= 0) {
+        platform.close(fd);
+        return;
+      }
+      st.conn = fd;
+      st.framer = new MessageFramer(platform, fd);
+      st.cw = platform.watchReadable(fd, onMessage);
+    });
+    try {
+      const t = await VhostUserDriverTransport.connect(path, { deviceId: DeviceId.ENTROPY, configSize: 0 });
+      transports.push(t);
+      await assert.rejects(startVhostUserDriver(t, { wantedFeatures: ALL }), (e: unknown) => isVirtioError(e) && /SET_VRING_NUM refused/.test(e.message));
+      assert.ok(seen.includes(FrontendReq.SET_VRING_NUM));
+      assert.ok(!seen.includes(FrontendReq.SET_VRING_KICK), 'nothing sent after the refusal');
+      t.close();
+    } finally {
+      lw.stop();
+      st.cw?.stop();
+      st.framer?.close();
+      if (st.conn >= 0) platform.close(st.conn);
+      platform.close(listenFd);
+    }
+  });
 });
