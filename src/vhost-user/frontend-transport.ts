@@ -267,12 +267,30 @@ export class VhostUserDriverTransport implements DriverTransport {
     const r = this.rings[i];
     if (!r || r.callFd < 0) return;
     if (this.platform.eventfdRead(r.callFd) === 0) return;
-    this.handler?.used(i);
+    this.deliverUsed(i);
   }
+
+  /**
+   * Runs the driver's used-buffer handling. Called from an fd watcher, so nothing may escape: a
+   * back-end that corrupts a ring makes the driver queue throw, which is kept as the failure
+   * (`settle()` reports it) and passed to `onError`.
+   */
+  private deliverUsed(i: number): void {
+    try {
+      this.handler?.used(i);
+    } catch (e) {
+      const err = e instanceof Error ? e : new VirtioError(ErrorCode.BACKEND_IO, String(e));
+      this.failure ??= err;
+      this.onError?.(err);
+    }
+  }
+
+  /** Called with errors raised while handling notifications (default: none). */
+  onError: ((e: Error) => void) | null = null;
 
   /** Pumps used-buffer handling for every queue (for pollMode, or to catch up). */
   poll(): void {
-    for (let i = 0; i < this.rings.length; i++) if (this.rings[i]!.started) this.handler?.used(i);
+    for (let i = 0; i < this.rings.length; i++) if (this.rings[i]!.started) this.deliverUsed(i);
   }
 
   /** Requests on the back-end channel: config changes (re-read, then notify the driver). */
@@ -383,8 +401,10 @@ export class VhostUserDriverTransport implements DriverTransport {
   }
 
   getDeviceFeatures(): bigint {
-    // The vhost-user bits are not the driver's business (nor dirty logging).
-    return this.deviceFeatures & ~(F_PROTOCOL_FEATURES | F_LOG_ALL);
+    // The vhost-user bits are not the driver's business (nor dirty logging). Hidden too: what
+    // this front-end cannot carry: NOTIFICATION_DATA (an eventfd kick has no data; 2.9) and
+    // ACCESS_PLATFORM (it would need the IOTLB messages).
+    return this.deviceFeatures & ~(F_PROTOCOL_FEATURES | F_LOG_ALL | F.NOTIFICATION_DATA | F.ACCESS_PLATFORM);
   }
 
   setDriverFeatures(features: bigint): void {
