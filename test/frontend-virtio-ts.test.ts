@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BlkDriver } from '../src/driver/blk-driver.js';
 import { EntropyDriver } from '../src/driver/entropy-driver.js';
-import { nativePlatformAvailable } from '../src/platform/native-platform.js';
+import { loadNativePlatform, nativePlatformAvailable } from '../src/platform/native-platform.js';
 import { DeviceId } from '../src/spec/device-id.js';
 import { F } from '../src/spec/features.js';
 import { PF } from '../src/vhost-user/messages.js';
@@ -133,6 +133,22 @@ describe('vhost-user front-end against virtio-ts back-ends', { skip, timeout: 12
     assert.ok(done, 'completed through polling');
     assert.equal((await io)[4095], 0x5a);
     t.close();
+  });
+
+  it('leaves no fd open: connect, I/O, disconnect, reconnect, close', { timeout: 30_000 }, async () => {
+    for (const old of transports) old.close();
+    const platform = loadNativePlatform();
+    const before = platform.openFdCount();
+    const t = await VhostUserDriverTransport.connect(blkSock, { deviceId: DeviceId.BLOCK, timeoutMs: 10_000 });
+    const d = await startVhostUserDriver(t, { wantedFeatures: ALL });
+    const b = new BlkDriver(d.context);
+    await b.write(1, Buffer.alloc(512, 3));
+    await t.disconnect();
+    await t.reconnect();
+    assert.equal((await b.read(1, 512))[0], 3);
+    t.close();
+    t.close();
+    assert.equal(platform.openFdCount(), before);
   });
 
   for (const packed of [false, true]) {
