@@ -1,0 +1,48 @@
+/**
+ * Public vhost-user API. Back-end: serve any VirtioDevice to a VMM (`serveVhostUser`,
+ * `VhostUserServer`, `VhostUserBackend`) and describe it (`capabilities`). Front-end: drive any
+ * vhost-user back-end from TypeScript without a VM (`VhostUserDriverTransport`,
+ * `startVhostUserDriver`, `spawnBackend`), the lower-level `VhostUserFrontend`, and the wire
+ * constants (vhost-user.rst).
+ */
+export {
+  type ConnectEvent,
+  type DisconnectEvent,
+  type ServeVhostUserOptions,
+  type VhostUserConnection,
+  type VhostUserConnectionOptions,
+  VhostUserServer,
+  type VhostUserServerOptions,
+  serveVhostUser,
+} from './server.js';
+export {
+  type QueueFactory,
+  type RingInfo,
+  type RingPhase,
+  SUPPORTED_PROTOCOL_FEATURES,
+  VHOST_USER_TRANSPORT_FEATURES,
+  VhostUserBackend,
+  type VhostUserBackendOptions,
+  defaultQueueFactory,
+} from './backend.js';
+export {
+  VHOST_USER_BACKEND_TYPES,
+  VHOST_USER_TYPE_FEATURES,
+  type VhostUserBackendDescription,
+  type VhostUserBackendType,
+  type VhostUserCapabilities,
+  backendDescription,
+  backendTypeOf,
+  capabilities,
+  printCapabilities,
+} from './capabilities.js';
+export { VhostUserFrontend } from './frontend.js';
+export {
+  FRONTEND_PROTOCOL_FEATURES,
+  VhostUserDriverTransport,
+  type VhostUserTransportOptions,
+  offers,
+  startVhostUserDriver,
+} from './frontend-transport.js';
+export { type BackendProcess, spawnBackend, startBackendProcess, waitForSocket } from './frontend-process.js';
+export { BackendReq, FrontendReq, HeaderFlag, ProtocolFeature, frontendReqName } from './messages.js';
