@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { ensureDeps, root, run } from './ensure-deps.mjs';
 
-const all = ['ring', 'blk-vhost', 'blk-inprocess'];
+const all = ['ring', 'blk-vhost', 'blk-inprocess', 'blk-frontend'];
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : all;
 
 ensureDeps();
@@ -24,4 +24,10 @@ if (wanted.includes('blk-inprocess')) {
   // In-process virtio-blk (real driver and device on a RAM disk): 4 KiB random reads, QD1 and QD32.
   console.log('--- in-process virtio-blk: 4 KiB random reads (BlkDriver + BlkDevice, createLoopback) ---');
   run(process.execPath, ['--expose-gc', 'dist/bench/blk-inprocess-bench.js', '100000']);
+}
+if (wanted.includes('blk-frontend')) {
+  // The library's TypeScript vhost-user front-end (BlkDriver over VhostUserDriverTransport) as the
+  // load generator, against virtio-ts blk and qemu-storage-daemon, alternating.
+  console.log('--- vhost-user-blk driven by the TypeScript front-end: virtio-ts beside qemu-storage-daemon ---');
+  run(process.execPath, ['dist/bench/blk-frontend-bench.js']);
 }
