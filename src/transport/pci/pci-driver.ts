@@ -145,16 +145,26 @@ export class PciDriverTransport implements DriverTransport {
 
     // MSI-X: vector v sends data v; all entries unmasked; the function turned on.
     this.msixActive = (opts.useMsix ?? true) && this.msixSize > 0;
-    if (this.msixActive) {
-      for (let v = 0; v < this.msixSize; v++) {
-        const e = v * Msix.ENTRY_SIZE;
-        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_ADDR_LO, 4, MSI_ADDRESS);
-        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_ADDR_HI, 4, 0);
-        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_DATA, 4, v);
-        fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_CTRL, 4, 0);
-      }
-      fn.configWrite(msixCap + Msix.CTRL, 2, Msix.CTRL_ENABLE);
+    this.programMsix();
+  }
+
+  /**
+   * MSI-X is the driver's to set up (4.1.4.5): vector v sends data v, all entries unmasked, the
+   * function turned on. Done at start and again at every device reset, so whatever else wrote
+   * the table or the control register meanwhile, the driver's view (where the legacy device
+   * config starts, which vectors exist) is true again before it reinitializes the device.
+   */
+  private programMsix(): void {
+    if (!this.msixActive) return;
+    const fn = this.fn;
+    for (let v = 0; v < this.msixSize; v++) {
+      const e = v * Msix.ENTRY_SIZE;
+      fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_ADDR_LO, 4, MSI_ADDRESS);
+      fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_ADDR_HI, 4, 0);
+      fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_DATA, 4, v);
+      fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_CTRL, 4, 0);
     }
+    fn.configWrite(this.msixCap + Msix.CTRL, 2, Msix.CTRL_ENABLE);
   }
 
   // ---- register helpers ------------------------------------------------------------------
@@ -178,6 +188,7 @@ export class PciDriverTransport implements DriverTransport {
       let ok = false;
       for (let i = 0; i < RESET_POLLS && !ok; i++) ok = this.getStatus() === 0;
       if (!ok) throw new VirtioError(ErrorCode.TIMEOUT, 'device did not finish its reset');
+      this.programMsix();
       this.queueVector.clear();
       this.notifyAddr.clear();
       this.notificationData32 = false;
