@@ -1,0 +1,492 @@
+/**
+ * Normative statements of 4.1 (Virtio Over PCI Bus) proven against the real DeviceCore behind
+ * the PCI device transport and the library's PCI driver transport, with a PCI function in
+ * between that records (and, for some tests, alters) configuration cycles and BAR accesses.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { DeviceCore } from '../../src/device/device-core.js';
+import { DmaAllocator } from '../../src/driver/dma-allocator.js';
+import { VirtioDriver } from '../../src/driver/virtio-driver.js';
+import { GuestMemory } from '../../src/memory/guest-memory.js';
+import { createDriverQueue } from '../../src/queue/create-queue.js';
+import { splitRingLayout } from '../../src/queue/split-layout.js';
+import { F } from '../../src/spec/features.js';
+import { Status } from '../../src/spec/status.js';
+import { EchoDevice } from '../../src/testing/echo-device.js';
+import { LoopbackBus } from '../../src/transport/bus.js';
+import { deviceCoreFactory } from '../../src/transport/loopback.js';
+import { CapField, CommonCfg, IsrBit, Msix, NO_VECTOR, PCI_CAP_ID_VNDR, PciBar, PciCfg, VirtioPciCap } from '../../src/transport/pci/constants.js';
+import { type PciDeviceOptions, PciDeviceTransport, type PciFunction } from '../../src/transport/pci/pci-device.js';
+import { PciDriverTransport } from '../../src/transport/pci/pci-driver.js';
+import { roundTrip } from './rig.js';
+
+const MEM = 4 << 20;
+const DMA_BASE = 0x10_0000;
+const ALL = (1n << 128n) - 1n;
+
+interface PciAccess {
+  readonly kind: 'cfg' | 'bar';
+  readonly op: 'r' | 'w';
+  readonly bar: number;
+  readonly off: number;
+  readonly width: number;
+  readonly value: number;
+}
+
+/** A PCI function in front of the device: records every access, may replace values read. */
+class RecordingFunction implements PciFunction {
+  readonly log: PciAccess[] = [];
+  onConfigRead: ((off: number, width: number, v: number) => number) | null = null;
+  onBarRead: ((bar: number, off: number, width: number, v: number) => number) | null = null;
+  /** Returns false to swallow the write. */
+  onBarWrite: ((bar: number, off: number, width: number, v: number) => boolean) | null = null;
+
+  constructor(readonly inner: PciDeviceTransport) {}
+
+  configRead(off: number, width: number): number {
+    let v = this.inner.configRead(off, width);
+    if (this.onConfigRead) v = this.onConfigRead(off, width, v);
+    this.log.push({ kind: 'cfg', op: 'r', bar: -1, off, width, value: v });
+    return v;
+  }
+  configWrite(off: number, width: number, value: number): void {
+    this.log.push({ kind: 'cfg', op: 'w', bar: -1, off, width, value });
+    this.inner.configWrite(off, width, value);
+  }
+  barRead(bar: number, off: number, width: number): number {
+    let v = this.inner.barRead(bar, off, width);
+    if (this.onBarRead) v = this.onBarRead(bar, off, width, v);
+    this.log.push({ kind: 'bar', op: 'r', bar, off, width, value: v });
+    return v;
+  }
+  barWrite(bar: number, off: number, width: number, value: number): void {
+    this.log.push({ kind: 'bar', op: 'w', bar, off, width, value });
+    if (this.onBarWrite && !this.onBarWrite(bar, off, width, value)) return;
+    this.inner.barWrite(bar, off, width, value);
+  }
+  clear(): void {
+    this.log.length = 0;
+  }
+}
+
+function device(opts: PciDeviceOptions = {}, dev = new EchoDevice({ queues: [64, 64] })) {
+  const mem = GuestMemory.allocate(MEM);
+  const bus = new LoopbackBus(mem);
+  const cores: DeviceCore[] = [];
+  const t = new PciDeviceTransport(bus, deviceCoreFactory(dev, mem, {}, cores), opts);
+  const fn = new RecordingFunction(t);
+  const dma = new DmaAllocator(DMA_BASE, MEM - DMA_BASE);
+  return { mem, bus, t, fn, dev, core: () => cores.at(-1)!, dma };
+}
+
+function rig(opts: PciDeviceOptions = {}, dev?: EchoDevice, useMsix = true) {
+  const r = device(opts, dev);
+  const d = new PciDriverTransport(r.fn, r.mem, { useMsix });
+  r.bus.onMsi = (a, v) => d.handleMsi(a, v);
+  r.bus.onIrq = () => d.handleIntx();
+  return { ...r, d };
+}
+
+function start(r: ReturnType<typeof rig>, wanted = ALL & ~F.RING_PACKED, numQueues?: number): VirtioDriver {
+  return VirtioDriver.initSync(r.d, { wantedFeatures: wanted, dma: r.dma, queueSizes: [32], ...(numQueues === undefined ? {} : { numQueues }) });
+}
+
+function payload(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 29 + seed) & 0xff;
+  return b;
+}
+
+/** Offsets in the modern BAR of the common configuration and the ISR. */
+function commonOff(r: { t: PciDeviceTransport }, field: number): number {
+  return r.t.layout.common + field;
+}
+
+function isCommon(r: { t: PciDeviceTransport }, a: PciAccess, field: number): boolean {
+  return a.kind === 'bar' && a.bar === PciBar.MODERN && a.off === commonOff(r, field);
+}
+
+describe('4.1 PCI: device requirements', () => {
+  it('device/transport-pci/21, 22, 24: queue_reset reads 0 once enabled; writing 1 resets the queue; then queue_reset and queue_enable read 0', () => {
+    const r = rig();
+    const drv = start(r);
+    assert.ok((drv.features & F.RING_RESET) !== 0n);
+    const p = payload(48, 2);
+    assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(1), () => drv.kick(1), p).data, p);
+    const cr = (f: number, w: number): number => r.t.barRead(PciBar.MODERN, commonOff(r, f), w);
+    const cw = (f: number, w: number, v: number): void => r.t.barWrite(PciBar.MODERN, commonOff(r, f), w, v);
+    cw(CommonCfg.QUEUE_SELECT, 2, 1);
+    assert.equal(cr(CommonCfg.QUEUE_ENABLE, 2), 1);
+    assert.equal(cr(CommonCfg.QUEUE_RESET, 2), 0, 'device/transport-pci/21');
+    assert.ok(r.core().queue(1));
+    cw(CommonCfg.QUEUE_RESET, 2, 1);
+    assert.deepEqual(r.dev.queueResets, [1], 'device/transport-pci/22');
+    assert.equal(r.core().queue(1), null);
+    assert.equal(cr(CommonCfg.QUEUE_RESET, 2), 0, 'device/transport-pci/24');
+    assert.equal(cr(CommonCfg.QUEUE_ENABLE, 2), 0, 'device/transport-pci/24');
+    // The queue's registers are back to their defaults: the maximum size, no vector.
+    assert.equal(cr(CommonCfg.QUEUE_SIZE, 2), 64);
+    assert.equal(cr(CommonCfg.QUEUE_MSIX_VECTOR, 2), NO_VECTOR);
+    // Queue 0 is untouched and still serves.
+    assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p).data, p);
+    drv.reset();
+  });
+
+  it('device/transport-pci/29, 33, 34: the notification capability offset is 4-byte aligned and notify_off_multiplier a power of 2 multiple of 4 (or 0)', () => {
+    for (const opts of [{}, { modernIoBar: true }, { notifyOffMultiplier: 0 }, { notifyOffMultiplier: 8 }, { notifyOffMultiplier: 0x1000 }] as PciDeviceOptions[]) {
+      const r = device(opts);
+      // The device offers NOTIFICATION_DATA: the stricter rules (/33, /34) apply, implying /29.
+      assert.ok((r.core().deviceFeatures() & F.NOTIFICATION_DATA) !== 0n);
+      const p = r.t.caps.notify;
+      assert.equal(r.t.configRead(p + CapField.CFG_TYPE, 1), VirtioPciCap.NOTIFY_CFG);
+      const off = r.t.configRead(p + CapField.OFFSET, 4);
+      assert.equal(off % 4, 0);
+      assert.equal(off % 2, 0);
+      const mult = r.t.configRead(p + CapField.EXTRA, 4);
+      assert.ok(mult === 0 || ((mult & (mult - 1)) === 0 && mult % 4 === 0), `multiplier ${mult}`);
+      assert.equal(mult, opts.notifyOffMultiplier ?? 4);
+    }
+  });
+
+  it('device/transport-pci/42: the device-specific configuration offset is 4-byte aligned (memory and I/O BAR layouts)', () => {
+    for (const modernIoBar of [false, true]) {
+      for (const queues of [[8], [8, 8, 8], [8, 8, 8, 8, 8, 8, 8]]) {
+        const r = device({ modernIoBar }, new EchoDevice({ queues }));
+        const p = r.t.caps.device;
+        assert.ok(p > 0);
+        assert.equal(r.t.configRead(p + CapField.CFG_TYPE, 1), VirtioPciCap.DEVICE_CFG);
+        assert.equal(r.t.configRead(p + CapField.OFFSET, 4) % 4, 0);
+      }
+    }
+  });
+
+  it('device/transport-pci/51, 53: an MSI-X table of at least 2 and at most 0x800 vectors, by default one per queue plus configuration', () => {
+    for (const [queues, want] of [
+      [[8], 2],
+      [[8, 8], 3],
+      [[8, 8, 8, 8], 5],
+    ] as const) {
+      const r = device({}, new EchoDevice({ queues: [...queues] }));
+      const ctrl = r.t.configRead(r.t.caps.msix + Msix.CTRL, 2);
+      assert.equal((ctrl & Msix.CTRL_SIZE_MASK) + 1, want);
+    }
+    const big = device({ msixVectors: 0x1000 });
+    assert.equal((big.t.configRead(big.t.caps.msix + Msix.CTRL, 2) & Msix.CTRL_SIZE_MASK) + 1, 0x800);
+  });
+
+  it('device/transport-pci/55, 58: any event maps to any valid vector, and unmapping (NO_VECTOR) any event stops its messages', () => {
+    const r = rig({ msixVectors: 4 });
+    const drv = start(r);
+    const msgs: number[] = [];
+    r.bus.onMsi = (_a, v) => msgs.push(v);
+    const cr = (f: number, w: number): number => r.t.barRead(PciBar.MODERN, commonOff(r, f), w);
+    const cw = (f: number, w: number, v: number): void => r.t.barWrite(PciBar.MODERN, commonOff(r, f), w, v);
+    // device/transport-pci/58: every mapping within the table succeeds.
+    for (let v = 0; v < 4; v++) {
+      cw(CommonCfg.CONFIG_MSIX_VECTOR, 2, v);
+      assert.equal(cr(CommonCfg.CONFIG_MSIX_VECTOR, 2), v);
+      for (let q = 0; q < 2; q++) {
+        cw(CommonCfg.QUEUE_SELECT, 2, q);
+        cw(CommonCfg.QUEUE_MSIX_VECTOR, 2, v);
+        assert.equal(cr(CommonCfg.QUEUE_MSIX_VECTOR, 2), v);
+      }
+    }
+    cw(CommonCfg.CONFIG_MSIX_VECTOR, 2, 2);
+    cw(CommonCfg.QUEUE_SELECT, 2, 0);
+    cw(CommonCfg.QUEUE_MSIX_VECTOR, 2, 1);
+    r.t.usedBuffer(0);
+    r.t.configChange();
+    assert.deepEqual(msgs, [1, 2]);
+    // device/transport-pci/55: unmap both event types.
+    cw(CommonCfg.CONFIG_MSIX_VECTOR, 2, NO_VECTOR);
+    cw(CommonCfg.QUEUE_MSIX_VECTOR, 2, NO_VECTOR);
+    assert.equal(cr(CommonCfg.CONFIG_MSIX_VECTOR, 2), NO_VECTOR);
+    assert.equal(cr(CommonCfg.QUEUE_MSIX_VECTOR, 2), NO_VECTOR);
+    msgs.length = 0;
+    r.t.usedBuffer(0);
+    r.t.configChange();
+    assert.deepEqual(msgs, []);
+    drv.reset();
+  });
+
+  it('device/transport-pci/16: driver_feature presents the bits the driver wrote, invalid ones included', () => {
+    const r = device();
+    const cr = (f: number, w: number): number => r.t.barRead(PciBar.MODERN, commonOff(r, f), w);
+    const cw = (f: number, w: number, v: number): void => r.t.barWrite(PciBar.MODERN, commonOff(r, f), w, v);
+    cw(CommonCfg.DEVICE_STATUS, 1, Status.ACKNOWLEDGE | Status.DRIVER);
+    cw(CommonCfg.DRIVER_FEATURE_SELECT, 4, 0);
+    cw(CommonCfg.DRIVER_FEATURE, 4, 0xdead_beef);
+    assert.equal(cr(CommonCfg.DRIVER_FEATURE, 4), 0xdead_beef);
+    // Not offered, so FEATURES_OK is refused.
+    cw(CommonCfg.DEVICE_STATUS, 1, Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    assert.equal(cr(CommonCfg.DEVICE_STATUS, 1) & Status.FEATURES_OK, 0);
+  });
+
+  it('device/transport-pci/4, driver/transport-pci/4: the subsystem vendor id may reflect the environment and the driver matches any', () => {
+    for (const sub of [0x1af4, 0x1b36, 0x8086, 0xffff]) {
+      const r = rig({ subsystemVendorId: sub });
+      assert.equal(r.t.configRead(PciCfg.SUBSYSTEM_VENDOR_ID, 2), sub);
+      const drv = start(r);
+      const p = payload(16, sub & 0xff);
+      assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p).data, p);
+      drv.reset();
+    }
+  });
+});
+
+describe('4.1 PCI: driver requirements', () => {
+  it('driver/transport-pci/3: the driver matches any PCI Revision ID', () => {
+    for (const rev of [0, 1, 2, 0x7f, 0xff]) {
+      const r = device();
+      r.fn.onConfigRead = (off, w, v) => (off === PciCfg.REVISION_ID && w === 1 ? rev : v);
+      const d = new PciDriverTransport(r.fn, r.mem);
+      assert.equal(d.deviceId, 0x3f);
+      r.bus.onMsi = (a, v) => d.handleMsi(a, v);
+      const drv = VirtioDriver.initSync(d, { wantedFeatures: ALL & ~F.RING_PACKED, dma: r.dma, queueSizes: [16] });
+      assert.ok(drv.running);
+      drv.reset();
+    }
+  });
+
+  it('driver/transport-pci/7, 9, 10, 12: reserved cfg_type and bar values are ignored; larger cap_len and length are accepted', () => {
+    const r = device();
+    const t = r.t;
+    // Fake capabilities in the free end of configuration space, ahead of the device's own list.
+    const fake = new Uint8Array(PciCfg.SIZE);
+    const FAKE = 0xc0;
+    const first = t.configRead(PciCfg.CAPABILITIES_POINTER, 1);
+    const put = (at: number, type: number, bar: number, offset: number, length: number, next: number): void => {
+      fake[at + CapField.VNDR] = PCI_CAP_ID_VNDR;
+      fake[at + CapField.NEXT] = next;
+      fake[at + CapField.LEN] = 16;
+      fake[at + CapField.CFG_TYPE] = type;
+      fake[at + CapField.BAR] = bar;
+      new DataView(fake.buffer).setUint32(at + CapField.OFFSET, offset, true);
+      new DataView(fake.buffer).setUint32(at + CapField.LENGTH, length, true);
+    };
+    // driver/transport-pci/7: reserved types (6, 7, 0x20) with a structure pointing at garbage.
+    put(FAKE, 6, PciBar.MODERN, 0x3ff0, 0x40, FAKE + 0x10);
+    put(FAKE + 0x10, 0x20, PciBar.MODERN, 0x3ff0, 0x40, FAKE + 0x20);
+    // driver/transport-pci/10: a common configuration and an ISR in reserved BARs 6 and 0xff.
+    put(FAKE + 0x20, VirtioPciCap.COMMON_CFG, 6, 0, 0x40, FAKE + 0x30);
+    put(FAKE + 0x30, VirtioPciCap.ISR_CFG, 0xff, 0, 4, first);
+    const commonCap = t.caps.common;
+    r.fn.onConfigRead = (off, w, v) => {
+      if (off === PciCfg.CAPABILITIES_POINTER) return FAKE;
+      if (off >= FAKE && off + w <= FAKE + 0x40) {
+        let x = 0;
+        for (let i = w - 1; i >= 0; i--) x = x * 256 + fake[off + i]!;
+        return x;
+      }
+      // driver/transport-pci/9: a cap_len larger than the structure needs.
+      if (off === commonCap + CapField.LEN && w === 1) return 0x30;
+      // driver/transport-pci/12: an unexpectedly large length.
+      if (off === commonCap + CapField.LENGTH && w === 4) return 0x1000;
+      return v;
+    };
+    const d = new PciDriverTransport(r.fn, r.mem);
+    r.bus.onMsi = (a, v) => d.handleMsi(a, v);
+    const drv = VirtioDriver.initSync(d, { wantedFeatures: ALL & ~F.RING_PACKED, dma: r.dma, queueSizes: [16] });
+    assert.ok(drv.running);
+    assert.ok(r.core().active);
+    // The fake structures were never used: no BAR access outside the device's own BARs.
+    assert.ok(r.fn.log.every((a) => a.kind !== 'bar' || a.bar <= 5));
+    assert.ok(!r.fn.log.some((a) => a.kind === 'bar' && a.off >= 0x3ff0));
+    const p = payload(64, 5);
+    assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p).data, p);
+    drv.reset();
+  });
+
+  it('driver/transport-pci/6: 64-bit queue addresses are written as independent 32-bit halves', () => {
+    const r = rig();
+    r.fn.clear();
+    const drv = start(r);
+    const halves = r.fn.log.filter(
+      (a) =>
+        a.op === 'w' &&
+        (isCommon(r, a, CommonCfg.QUEUE_DESC) || isCommon(r, a, CommonCfg.QUEUE_DESC + 4) || isCommon(r, a, CommonCfg.QUEUE_DEVICE) || isCommon(r, a, CommonCfg.QUEUE_DEVICE + 4)),
+    );
+    assert.ok(halves.length >= 4);
+    assert.ok(halves.every((a) => a.width === 4));
+    // The halves joined on the device side give the driver's ring addresses.
+    const lo = halves.find((a) => isCommon(r, a, CommonCfg.QUEUE_DESC))!.value;
+    const hi = halves.find((a) => isCommon(r, a, CommonCfg.QUEUE_DESC + 4))!.value;
+    assert.equal(r.core().queueConfig(0)!.descAddr, hi * 2 ** 32 + lo);
+    assert.ok(lo >= DMA_BASE);
+    drv.reset();
+  });
+
+  it('driver/transport-pci/15: with RING_PACKED negotiated the driver never writes 0 to queue_size', () => {
+    const r = rig();
+    r.fn.clear();
+    const drv = start(r, ALL);
+    assert.ok((drv.features & F.RING_PACKED) !== 0n);
+    const sizes = r.fn.log.filter((a) => a.op === 'w' && isCommon(r, a, CommonCfg.QUEUE_SIZE)).map((a) => a.value);
+    assert.equal(sizes.length, 2);
+    assert.ok(sizes.every((s) => s !== 0));
+    const p = payload(33, 8);
+    assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p).data, p);
+    drv.reset();
+  });
+
+  it('driver/transport-pci/18: after writing 0 to device_status the driver waits for a read of 0 before reinitializing', () => {
+    const r = rig();
+    let busy = 0;
+    r.fn.onBarRead = (bar, off, w, v) => (bar === PciBar.MODERN && off === commonOff(r, CommonCfg.DEVICE_STATUS) && w === 1 && busy > 0 ? (busy--, Status.ACKNOWLEDGE) : v);
+    r.fn.onBarWrite = (bar, off, w, v) => {
+      if (bar === PciBar.MODERN && off === commonOff(r, CommonCfg.DEVICE_STATUS) && v === 0) busy = 5;
+      return true;
+    };
+    r.fn.clear();
+    const drv = start(r);
+    const log = r.fn.log;
+    const iReset = log.findIndex((a) => a.op === 'w' && isCommon(r, a, CommonCfg.DEVICE_STATUS) && a.value === 0);
+    const iAck = log.findIndex((a) => a.op === 'w' && isCommon(r, a, CommonCfg.DEVICE_STATUS) && a.value === Status.ACKNOWLEDGE);
+    assert.ok(iReset >= 0 && iAck > iReset);
+    const between = log.slice(iReset + 1, iAck).filter((a) => isCommon(r, a, CommonCfg.DEVICE_STATUS));
+    // Five reads still showing the old status, then the read of 0, and only then ACKNOWLEDGE.
+    assert.deepEqual(
+      between.filter((a) => a.op === 'r').map((a) => a.value).slice(0, 6),
+      [1, 1, 1, 1, 1, 0],
+    );
+    assert.ok(!log.slice(iReset + 1, iAck).some((a) => a.op === 'w' && isCommon(r, a, CommonCfg.DEVICE_STATUS)));
+    drv.reset();
+    // A device that never reads 0 is not reinitialized.
+    r.fn.onBarWrite = (bar, off, w, v) => {
+      if (bar === PciBar.MODERN && off === commonOff(r, CommonCfg.DEVICE_STATUS) && v === 0) busy = 1e9;
+      return true;
+    };
+    assert.throws(() => start(r));
+    assert.equal(r.core().status, 0, 'nothing written after the reset');
+  });
+
+  it('driver/transport-pci/20: the driver does not consider a queue reset complete until queue_reset reads back 0', () => {
+    const r = rig();
+    const drv = start(r);
+    let busy = 4;
+    r.fn.onBarRead = (bar, off, w, v) => (bar === PciBar.MODERN && off === commonOff(r, CommonCfg.QUEUE_RESET) && busy-- > 0 ? 1 : v);
+    r.fn.clear();
+    r.d.resetQueue(0);
+    assert.deepEqual(
+      r.fn.log.filter((a) => a.op === 'r' && isCommon(r, a, CommonCfg.QUEUE_RESET)).map((a) => a.value),
+      [1, 1, 1, 1, 0],
+    );
+    r.fn.onBarRead = (bar, off, w, v) => (bar === PciBar.MODERN && off === commonOff(r, CommonCfg.QUEUE_RESET) ? 1 : v);
+    assert.throws(() => r.d.resetQueue(1), { code: 'TIMEOUT' });
+    r.fn.onBarRead = null;
+    drv.reset();
+  });
+
+  it('driver/transport-pci/21, 22: after a queue reset the driver re-enables the queue with a different size and addresses', () => {
+    const r = rig();
+    const drv = start(r);
+    r.d.resetQueue(1);
+    const size = 8;
+    const base = r.dma.alloc(splitRingLayout(size, 0).total, 4096);
+    const a = splitRingLayout(size, base);
+    r.mem.fill(a.descAddr, a.deviceAddr + 4096 - a.descAddr);
+    r.d.setupQueue(1, { size, descAddr: a.descAddr, driverAddr: a.driverAddr, deviceAddr: a.deviceAddr });
+    const cfg = r.core().queueConfig(1)!;
+    assert.deepEqual([cfg.size, cfg.descAddr, cfg.driverAddr, cfg.deviceAddr], [size, a.descAddr, a.driverAddr, a.deviceAddr]);
+    assert.ok(r.core().queue(1));
+    const q = createDriverQueue<number>(r.mem, { size, descAddr: a.descAddr, driverAddr: a.driverAddr, deviceAddr: a.deviceAddr, features: drv.features, littleEndian: true, index: 1 });
+    let used = 0;
+    r.d.setInterruptHandler({ used: (i) => (i === 1 ? used++ : undefined), configChange: () => {} });
+    const p = payload(20, 4);
+    const got = roundTrip(r.mem, r.dma, q, () => (q.kick() ? r.d.notify(1, q.notificationData()) : undefined), p);
+    assert.deepEqual(got.data, p);
+    assert.ok(used >= 1, 'the re-enabled queue has a vector again');
+    drv.reset();
+  });
+
+  it('driver/transport-pci/25: with MSI-X enabled the driver does not read ISR on a queue interrupt', () => {
+    const r = rig();
+    const drv = start(r);
+    let used = 0;
+    drv.onUsed(0, () => used++);
+    r.fn.clear();
+    const p = payload(10, 1);
+    roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p);
+    r.t.usedBuffer(0);
+    assert.ok(used >= 1);
+    assert.ok(!r.fn.log.some((a) => a.kind === 'bar' && a.bar === PciBar.MODERN && a.off === r.t.layout.isr));
+    drv.reset();
+  });
+
+  it('driver/transport-pci/30: the driver works with any MSI-X table size, 1 (Table Size 0) to 0x800 (Table Size 0x7FF)', () => {
+    for (const vectors of [1, 2, 3, 7, 0x800]) {
+      const r = rig({ msixVectors: vectors });
+      assert.equal(r.d.msixSize, vectors);
+      const drv = start(r);
+      const seen: string[] = [];
+      drv.onUsed(0, () => seen.push('u0'));
+      drv.onUsed(1, () => seen.push('u1'));
+      drv.onConfigChange(() => seen.push('c'));
+      r.t.usedBuffer(1);
+      r.t.configChange();
+      assert.ok(seen.includes('u1') && seen.includes('c'), `${vectors} vectors: ${seen.join()}`);
+      const p = payload(12, vectors & 0xff);
+      assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(1), () => drv.kick(1), p).data, p);
+      drv.reset();
+    }
+  });
+
+  it('driver/transport-pci/35: when the device fails a queue vector mapping the driver retries with fewer vectors (the shared one)', () => {
+    const r = rig({ msixVectors: 3 });
+    // The device cannot map vector 2 to anything: the read gives NO_VECTOR.
+    let refused = 0;
+    r.fn.onBarWrite = (bar, off, _w, v) => {
+      if (bar === PciBar.MODERN && off === commonOff(r, CommonCfg.QUEUE_MSIX_VECTOR) && v === 2) {
+        refused++;
+        r.t.barWrite(bar, off, 2, NO_VECTOR);
+        return false;
+      }
+      return true;
+    };
+    const drv = start(r);
+    assert.equal(refused, 1);
+    const cr = (f: number, w: number): number => r.t.barRead(PciBar.MODERN, commonOff(r, f), w);
+    r.t.barWrite(PciBar.MODERN, commonOff(r, CommonCfg.QUEUE_SELECT), 2, 1);
+    assert.equal(cr(CommonCfg.QUEUE_MSIX_VECTOR, 2), 0);
+    let used = 0;
+    drv.onUsed(1, () => used++);
+    r.t.usedBuffer(1);
+    assert.equal(used, 1);
+    drv.reset();
+  });
+
+  it('driver/transport-pci/42: one interrupt for both a configuration change and used buffers is handled as both (MSI-X with one vector, INTx)', () => {
+    for (const [opts, useMsix] of [
+      [{ msixVectors: 1 }, true],
+      [{}, false],
+    ] as const) {
+      const r = rig(opts, undefined, useMsix);
+      const drv = start(r);
+      const seen: string[] = [];
+      drv.onUsed(0, () => seen.push('u0'));
+      drv.onConfigChange(() => seen.push('c'));
+      const msgs: number[] = [];
+      r.bus.onMsi = (a, v) => {
+        msgs.push(v);
+        r.d.handleMsi(a, v);
+      };
+      if (useMsix) {
+        // One vector carries both: one message, both events.
+        r.t.usedBuffer(0);
+        assert.deepEqual(msgs, [0]);
+        assert.ok(seen.includes('c') && seen.includes('u0'), seen.join());
+      } else {
+        // INTx: both ISR bits before the driver looks.
+        r.bus.onIrq = null;
+        r.t.usedBuffer(0);
+        r.t.configChange();
+        assert.equal(r.t.isrValue, IsrBit.QUEUE | IsrBit.CONFIG);
+        r.d.handleIntx();
+        assert.deepEqual(seen.sort(), ['c', 'u0']);
+        assert.equal(r.t.isrValue, 0);
+      }
+      drv.reset();
+    }
+  });
+});
