@@ -55,6 +55,17 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   /** Interrupts enabled (driver/split-ring/11..14): takeUsed then keeps used_event current. */
   private interruptsWanted = true;
   private readonly availEventOff: number;
+  /**
+   * Little-endian fast paths (null for big-endian guests or unaligned regions): the descriptor
+   * table and used ring as u32 words and the avail ring as u16 words of their regions, with the
+   * word index of entry 0. Typed-array accesses are cheaper than DataView calls.
+   */
+  private readonly descU32: Uint32Array | null;
+  private readonly descW: number;
+  private readonly availU16: Uint16Array | null;
+  private readonly availRingW: number;
+  private readonly usedU32: Uint32Array | null;
+  private readonly usedRingW: number;
   private readonly indirectOk: boolean;
   private readonly indirectMax: number;
   private readonly indirectView: DataView | null = null;
@@ -101,6 +112,13 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     this.used = r.used;
     this.usedEventOff = r.avail.offset + SplitLayout.usedEventOffset(r.size);
     this.availEventOff = r.used.offset + SplitLayout.availEventOffset(r.size);
+    const le = r.littleEndian;
+    this.descU32 = le && (r.desc.offset & 3) === 0 ? memory.u32Of(r.desc.region) : null;
+    this.descW = r.desc.offset >>> 2;
+    this.availU16 = le ? r.avail.u16 : null;
+    this.availRingW = (r.avail.offset + SplitLayout.AVAIL_RING) >>> 1;
+    this.usedU32 = le && (r.used.offset & 3) === 0 ? memory.u32Of(r.used.region) : null;
+    this.usedRingW = (r.used.offset + SplitLayout.USED_RING) >>> 2;
     this.indirectMax = opts.indirectMaxSegments ?? Math.min(DEFAULT_INDIRECT_SEGMENTS, r.size);
     if (opts.indirectTableAddr !== undefined) {
       const m = this.indirectMax;
@@ -218,13 +236,22 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
       this.advanceFree(head, 1);
     } else {
       let d = head;
+      const u32 = this.descU32;
       for (let i = 0; i < n; i++) {
         const s = i < nOut ? out[i]! : inn[i - nOut]!;
         const more = i + 1 < n;
         // 2.7.5: IN_ORDER next is x + 1, wrapping to 0 (driver/split-ring/4).
         const next = this.inOrder ? (d + 1) & this.mask : this.links[d]!;
         // driver/split-ring/2: readable segments first, then writable ones.
-        writeDesc(this.desc.view, this.desc.offset + d * DESC_SIZE, s.addr, s.len, (i >= nOut ? DescFlag.WRITE : 0) | (more ? DescFlag.NEXT : 0), more ? next : 0, le);
+        const flags = (i >= nOut ? DescFlag.WRITE : 0) | (more ? DescFlag.NEXT : 0);
+        if (u32 !== null) {
+          const w = this.descW + 4 * d;
+          const lo = s.addr >>> 0;
+          u32[w] = lo;
+          u32[w + 1] = (s.addr - lo) / U32;
+          u32[w + 2] = s.len;
+          u32[w + 3] = flags | ((more ? next : 0) << 16);
+        } else writeDesc(this.desc.view, this.desc.offset + d * DESC_SIZE, s.addr, s.len, flags, more ? next : 0, le);
         d = next;
       }
       this.advanceFree(head, n);
@@ -239,8 +266,10 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
       this.fifoCount++;
     }
     // 2.7.13.2: the head goes into the next avail ring entry; idx moves at kick().
-    const av = this.avail;
-    av.view.setUint16(av.offset + SplitLayout.AVAIL_RING + 2 * (this.availShadow & this.mask), head, le);
+    const slot = this.availShadow & this.mask;
+    const a16 = this.availU16;
+    if (a16 !== null) a16[this.availRingW + slot] = head;
+    else this.avail.view.setUint16(this.avail.offset + SplitLayout.AVAIL_RING + 2 * slot, head, le);
     this.availShadow = (this.availShadow + 1) & 0xffff;
     return true;
   }
@@ -310,11 +339,21 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     if (ready > this.outstanding) {
       this.deviceError(`used idx ${this.usedIdxSeen} is ${ready} ahead of ${this.lastUsed}`);
     }
-    const le = this.littleEndian;
-    const u = this.used;
-    const o = u.offset + SplitLayout.USED_RING + SplitLayout.USED_ELEM_SIZE * (this.lastUsed & this.mask);
-    const id = u.view.getUint32(o, le);
-    const len = u.view.getUint32(o + 4, le);
+    const slot = this.lastUsed & this.mask;
+    const u32 = this.usedU32;
+    let id: number;
+    let len: number;
+    if (u32 !== null) {
+      const w = this.usedRingW + 2 * slot;
+      id = u32[w]!;
+      len = u32[w + 1]!;
+    } else {
+      const le = this.littleEndian;
+      const u = this.used;
+      const o = u.offset + SplitLayout.USED_RING + SplitLayout.USED_ELEM_SIZE * slot;
+      id = u.view.getUint32(o, le);
+      len = u.view.getUint32(o + 4, le);
+    }
     if (id >= this.size || this.inFlight[id] === 0) this.deviceError(`used id ${id} is not a buffer in flight`);
     if (this.inOrder) {
       const front = this.fifo[this.fifoHead]!;

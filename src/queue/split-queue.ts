@@ -41,9 +41,20 @@ export class SplitQueue implements DeviceQueue {
   private readonly availEventOff: number;
   /** The descriptor table's region as u32 words (null when the region is not 4-aligned). */
   private readonly descU32: Uint32Array | null;
+  /**
+   * Little-endian fast paths: the avail ring as u16 words and the used ring as u32 words of
+   * their regions (null for big-endian guests or unaligned regions), with the word index of
+   * ring entry 0. Typed-array loads and stores are cheaper than DataView calls.
+   */
+  private readonly availU16: Uint16Array | null;
+  private readonly availRingW: number;
+  private readonly usedU32: Uint32Array | null;
+  private readonly usedRingW: number;
 
   private nextAvail = 0;
+  /** Next used entry to write; `publishedUsed` is the idx in guest memory (behind after pushDeferred). */
   private nextUsed = 0;
+  private publishedUsed = 0;
   /** Last avail idx read from the ring (validated), so a batch of pops reads it once. */
   private availCache = 0;
   /** Guest range of the region the last data buffer was found in (a lookup-free fast path). */
@@ -74,6 +85,11 @@ export class SplitQueue implements DeviceQueue {
     this.availEventOff = r.used.offset + SplitLayout.availEventOffset(r.size);
     // The table is 16-aligned in guest space (2.7); its offset in the region must be too.
     this.descU32 = (r.desc.offset & 3) === 0 ? memory.u32Of(r.desc.region) : null;
+    this.availU16 = r.littleEndian ? r.avail.u16 : null;
+    this.availRingW = (r.avail.offset + SplitLayout.AVAIL_RING) >>> 1;
+    // 2.7: the used ring is 4-aligned in guest space; its offset in the region must be too.
+    this.usedU32 = r.littleEndian && (r.used.offset & 3) === 0 ? memory.u32Of(r.used.region) : null;
+    this.usedRingW = (r.used.offset + SplitLayout.USED_RING) >>> 2;
   }
 
   get broken(): QueueError | null {
@@ -125,8 +141,9 @@ export class SplitQueue implements DeviceQueue {
       }
       this.availCache = availIdx;
     }
-    const av = this.avail;
-    const head = av.view.getUint16(av.offset + SplitLayout.AVAIL_RING + 2 * (this.nextAvail & this.mask), le);
+    const slot = this.nextAvail & this.mask;
+    const a16 = this.availU16;
+    const head = a16 !== null ? a16[this.availRingW + slot]! : this.avail.view.getUint16(this.avail.offset + SplitLayout.AVAIL_RING + 2 * slot, le);
     if (head >= this.size) this.fail(QueueFault.HEAD_OUT_OF_RANGE, `head ${head} >= size ${this.size}`);
     this.walk(chain, head);
     this.nextAvail = (this.nextAvail + 1) & 0xffff;
@@ -267,6 +284,29 @@ export class SplitQueue implements DeviceQueue {
   pushId(id: number, _ringDescs: number, written: number): void {
     if (this.brokenErr !== null) return; // the ring is the driver's to reset; leave it alone
     this.writeUsed(id, written, 1);
+    this.publish();
+  }
+
+  /**
+   * Like `push`, but leaves used idx where it is: the entry becomes visible to the driver at
+   * the next `publish()`, `push`, `needsNotification()` or `state()`. For devices that process
+   * in passes: one release store of idx per pass instead of one per buffer (2.7.8 allows the
+   * device to update idx once for several entries). Never allocates.
+   */
+  pushDeferred(chain: DescriptorChain, written: number): void {
+    if (this.brokenErr !== null) return;
+    this.writeUsed(chain.id, written, 1);
+  }
+
+  /**
+   * Publishes used entries written by `pushDeferred` with one release store of used idx
+   * (device/split-ring/13: the entries are written before idx moves). No-op when none pend.
+   */
+  publish(): void {
+    const now = this.nextUsed;
+    if (now === this.publishedUsed || this.brokenErr !== null) return;
+    this.publishedUsed = now;
+    storeU16Release(this.used, SplitLayout.USED_IDX, now, this.littleEndian);
   }
 
   /**
@@ -283,20 +323,28 @@ export class SplitQueue implements DeviceQueue {
     }
     if (this.brokenErr !== null) return;
     this.writeUsed(lastId, written, count);
+    this.publish();
   }
 
   private writeUsed(id: number, written: number, advance: number): void {
     if (!(id >= 0 && id < this.size) || (id | 0) !== id) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `used id ${id} is not a descriptor index of queue ${this.index}`);
     }
-    const le = this.littleEndian;
-    const u = this.used;
-    const o = u.offset + SplitLayout.USED_RING + SplitLayout.USED_ELEM_SIZE * (this.nextUsed & this.mask);
-    u.view.setUint32(o, id, le);
-    // device/split-ring/13: len is set before idx moves.
-    u.view.setUint32(o + 4, written >>> 0, le);
+    const slot = this.nextUsed & this.mask;
+    const u32 = this.usedU32;
+    // device/split-ring/13: id and len are set before idx moves (in `publish`).
+    if (u32 !== null) {
+      const w = this.usedRingW + 2 * slot;
+      u32[w] = id;
+      u32[w + 1] = written >>> 0;
+    } else {
+      const le = this.littleEndian;
+      const u = this.used;
+      const o = u.offset + SplitLayout.USED_RING + SplitLayout.USED_ELEM_SIZE * slot;
+      u.view.setUint32(o, id, le);
+      u.view.setUint32(o + 4, written >>> 0, le);
+    }
     this.nextUsed = (this.nextUsed + advance) & 0xffff;
-    storeU16Release(u, SplitLayout.USED_IDX, this.nextUsed, le);
   }
 
   disableNotification(): void {
@@ -319,6 +367,7 @@ export class SplitQueue implements DeviceQueue {
 
   needsNotification(): boolean {
     if (this.brokenErr !== null) return false;
+    this.publish();
     // Order the used idx store before reading the driver's suppression fields (2.7.10).
     fullFence();
     const newUsed = this.nextUsed;
@@ -342,6 +391,7 @@ export class SplitQueue implements DeviceQueue {
   }
 
   state(): QueueState {
+    this.publish(); // the saved position is the one the driver sees
     return { nextAvail: this.nextAvail, nextUsed: this.nextUsed, availWrap: true, usedWrap: true };
   }
 
@@ -356,6 +406,7 @@ export class SplitQueue implements DeviceQueue {
     this.nextAvail = s.nextAvail;
     this.availCache = s.nextAvail;
     this.nextUsed = s.nextUsed;
+    this.publishedUsed = s.nextUsed;
     this.signalledValid = false;
   }
 
@@ -364,6 +415,7 @@ export class SplitQueue implements DeviceQueue {
     this.nextAvail = 0;
     this.availCache = 0;
     this.nextUsed = 0;
+    this.publishedUsed = 0;
     this.brokenErr = null;
     this.notifyEnabled = true;
     this.signalledUsed = 0;

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { F } from '../spec/features.js';
+import { SplitLayout } from '../spec/ring.js';
+import { SplitDriverQueue } from '../driver/split-driver-queue.js';
+import { DescriptorChain } from './chain.js';
+import { SplitQueue } from './split-queue.js';
+import type { QueueConfig } from './types.js';
+
+const SIZE = 16;
+
+function splitSetup(littleEndian: boolean): { mem: GuestMemory; cfg: QueueConfig; dev: SplitQueue; drv: SplitDriverQueue<number> } {
+  const mem = GuestMemory.allocate(1 << 20);
+  const l = SplitDriverQueue.layout(SIZE, 0x1000);
+  const cfg: QueueConfig = { size: SIZE, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features: F.VERSION_1, index: 0, littleEndian };
+  const drv = new SplitDriverQueue<number>(mem, cfg);
+  const dev = new SplitQueue(mem, cfg);
+  return { mem, cfg, dev, drv };
+}
+
+describe('SplitQueue.pushDeferred / publish (one used idx store per pass)', () => {
+  for (const le of [true, false]) {
+    it(`device/split-ring/13: deferred entries are written but idx moves only at publish (${le ? 'LE' : 'BE'})`, () => {
+      const { mem, cfg, dev, drv } = splitSetup(le);
+      const chain = new DescriptorChain(mem, SIZE);
+      for (let i = 0; i < 3; i++) assert.equal(drv.add([{ addr: 0x20000 + i * 0x100, len: 64 }], [{ addr: 0x30000 + i * 0x100, len: 32 }], i), true);
+      drv.kick();
+      const heads: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        assert.equal(dev.pop(chain), true);
+        heads.push(chain.id);
+        dev.pushDeferred(chain, 10 + i);
+      }
+      // Entries are in the used ring, idx has not moved: the driver sees nothing yet.
+      assert.equal(mem.readU16(cfg.deviceAddr + SplitLayout.USED_IDX, le), 0);
+      for (let i = 0; i < 3; i++) {
+        const o = cfg.deviceAddr + SplitLayout.USED_RING + 8 * i;
+        assert.equal(mem.readU32(o, le), heads[i]);
+        assert.equal(mem.readU32(o + 4, le), 10 + i);
+      }
+      assert.equal(drv.takeUsed(), undefined);
+      assert.equal(dev.usedIdx, 3);
+      assert.equal(dev.inFlight, 0);
+      dev.publish();
+      assert.equal(mem.readU16(cfg.deviceAddr + SplitLayout.USED_IDX, le), 3);
+      for (let i = 0; i < 3; i++) {
+        assert.equal(drv.takeUsed(), i);
+        assert.equal(drv.lastUsedLen, 10 + i);
+      }
+      assert.equal(drv.takeUsed(), undefined);
+    });
+  }
+
+  it('needsNotification, push and state publish pending deferred entries', () => {
+    const { mem, cfg, dev, drv } = splitSetup(true);
+    const chain = new DescriptorChain(mem, SIZE);
+    const idx = (): number => mem.readU16(cfg.deviceAddr + SplitLayout.USED_IDX, true);
+    for (let i = 0; i < 4; i++) drv.add([], [{ addr: 0x30000, len: 8 }], i);
+    drv.kick();
+    dev.pop(chain);
+    dev.pushDeferred(chain, 1);
+    assert.equal(idx(), 0);
+    assert.equal(dev.needsNotification(), true);
+    assert.equal(idx(), 1);
+    dev.pop(chain);
+    dev.pushDeferred(chain, 1);
+    dev.pop(chain);
+    dev.push(chain, 1);
+    assert.equal(idx(), 3);
+    dev.pop(chain);
+    dev.pushDeferred(chain, 1);
+    assert.deepEqual(dev.state(), { nextAvail: 4, nextUsed: 4, availWrap: true, usedWrap: true });
+    assert.equal(idx(), 4);
+    for (let i = 0; i < 4; i++) assert.equal(drv.takeUsed(), i);
+  });
+
+  it('a random mix of push, pushDeferred and publish delivers every buffer once, in order', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom('push', 'defer', 'publish', 'add'), { minLength: 1, maxLength: 200 }), (ops) => {
+        const { mem, dev, drv } = splitSetup(true);
+        const chain = new DescriptorChain(mem, SIZE);
+        let next = 0;
+        let expect = 0;
+        const drain = (): void => {
+          for (let t = drv.takeUsed(); t !== undefined; t = drv.takeUsed()) assert.equal(t, expect++);
+        };
+        for (const op of ops) {
+          if (op === 'add') {
+            if (drv.add([{ addr: 0x20000, len: 16 }], [], next)) next++;
+            drv.kick();
+          } else if (op === 'publish') dev.publish();
+          else if (dev.pop(chain)) {
+            if (op === 'push') dev.push(chain, 0);
+            else dev.pushDeferred(chain, 0);
+          }
+          drain();
+        }
+        while (dev.pop(chain)) dev.pushDeferred(chain, 0);
+        dev.publish();
+        drain();
+        assert.equal(expect, next);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
