@@ -42,6 +42,7 @@ describe('virtio-ts command line', () => {
       numQueues: 1,
       queueSize: 1024,
       serial: null,
+      pollUs: null,
     });
     const o = blk(['--fd=5', '--image', 'disk.img', '--read-only', '--num-queues', '4', '--queue-size=512', '--serial', 'abc', '-vv']);
     assert.equal(o.fd, 5);
@@ -145,6 +146,7 @@ describe('virtio-ts command line', () => {
       '--num-queues': '2',
       '--queue-size': '256',
       '--serial': 'abc',
+      '--poll-us': '20',
       '--disk-size': '128K',
       '--entropy-bytes': '8',
     };
@@ -168,6 +170,15 @@ describe('virtio-ts command line', () => {
     assert.equal(blk(['--socket-path', 's', '--memory', '1M', '-q']).verbosity, LogLevel.ERROR, '-q: errors only');
     assert.match(usage('blk'), /--memory SIZE .*multiple of 512/);
     assert.match(usage('blk'), /--num-queues N .*1\.\.256/);
+  });
+
+  it('blk --poll-us: 0..1000 microseconds, null (the command default) when absent', () => {
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--poll-us', '0']).pollUs, 0);
+    assert.equal(blk(['--socket-path', 's', '--memory', '1M', '--poll-us=1000']).pollUs, 1000);
+    assert.equal(blk(['--socket-path', 's', '--image', 'a.img']).pollUs, null);
+    for (const bad of ['-1', '1001', '2.5', 'x', '']) {
+      assert.throws(() => parseCommandLine(['blk', '--socket-path', 's', '--memory', '1M', '--poll-us', bad]), CliError, bad);
+    }
   });
 
   it('main(): a usage error prints the message and the command usage on stderr, exit code 2', async () => {

@@ -67,6 +67,8 @@ export interface BlkOptions extends BackendOptions {
   readonly numQueues: number;
   readonly queueSize: number;
   readonly serial: string | null;
+  /** `--poll-us N`: busy-poll window after a processing pass in µs, or null for the default. */
+  readonly pollUs: number | null;
 }
 
 export type RngOptions = BackendOptions;
@@ -103,6 +105,10 @@ export const MAX_QUEUE_SIZE = 32768;
 export const MAX_SOCKET_PATH_BYTES = 107;
 /** virtio-blk serial (VIRTIO_BLK_T_GET_ID) is at most 20 bytes. */
 export const MAX_SERIAL_BYTES = 20;
+/** Largest `--poll-us` (the back-end's MAX_POLL_US). */
+export const MAX_POLL_US_CLI = 1000;
+/** `--poll-us` default with a RAM disk (measured, bench/README.md "Back-end tuning"). */
+export const DEFAULT_POLL_US_MEMORY = 50;
 
 // ---------------------------------------------------------------------------------------------
 // Usage text
@@ -123,6 +129,9 @@ disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing it
                           (default ${DEFAULTS.queueSize}): it bounds a request's descriptors (seg_max = N - 2);
                           the front-end (QEMU's queue-size) chooses the ring size itself
   --serial S              device id returned by VIRTIO_BLK_T_GET_ID (at most ${MAX_SERIAL_BYTES} bytes)
+  --poll-us N             after serving requests, keep watching the ring for N microseconds
+                          (0..${MAX_POLL_US_CLI}) before sleeping, saving the front-end's kicks and the
+                          wake-ups (default ${DEFAULT_POLL_US_MEMORY} with --memory, 0 with --image)
   --print-capabilities    print the vhost-user capabilities as JSON and exit
   -v, --verbose           debug log on stderr, every vhost-user message received included
                           (the default logs connections, rings and shutdown)
@@ -204,6 +213,7 @@ const BLK_OPTIONS = {
   'num-queues': { type: 'string' },
   'queue-size': { type: 'string' },
   serial: { type: 'string' },
+  'poll-us': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 const DEMO_OPTIONS = {
@@ -311,7 +321,8 @@ function parseBlk(args: readonly string[]): Parsed {
   if (serial !== null && Buffer.byteLength(serial) > MAX_SERIAL_BYTES) {
     throw new CliError(CliFault.BAD_VALUE, `--serial is ${Buffer.byteLength(serial)} bytes; at most ${MAX_SERIAL_BYTES}`, 'blk');
   }
-  return { kind: 'blk', options: { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial } };
+  const pollUs = v['poll-us'] === undefined ? null : parseIntInRange(v['poll-us'], '--poll-us', 0, MAX_POLL_US_CLI, 'blk');
+  return { kind: 'blk', options: { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs } };
 }
 
 function parseRng(args: readonly string[]): Parsed {

@@ -9,7 +9,7 @@ import { BlkDevice } from '../devices/blk/blk-device.js';
 import { FileBackend } from '../devices/blk/file-backend.js';
 import { MemoryBackend } from '../devices/blk/memory-backend.js';
 import type { BlkBackend } from '../devices/blk/backend.js';
-import type { BlkOptions } from './args.js';
+import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './args.js';
 import type { CliIo } from './main.js';
 import { runBackend } from './serve.js';
 
@@ -50,10 +50,14 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   const description =
     `virtio-blk on ${what} (${mib(backend.size)}${options.readOnly ? ', read-only' : ''}, ` +
     `${options.numQueues} queue${options.numQueues === 1 ? '' : 's'} of up to ${options.queueSize})`;
+  // Busy-polling pays with a RAM disk, whose requests complete inside the pass; a file's
+  // complete on the event loop, which a poll window would only delay.
+  const pollUs = options.pollUs ?? (options.image === null ? DEFAULT_POLL_US_MEMORY : 0);
   return runBackend({
     options,
     logger,
     description,
+    backend: { pollUs },
     device: () =>
       new BlkDevice(backend, {
         readOnly: options.readOnly,

@@ -27,6 +27,8 @@ export interface RunBackendOptions {
   readonly description: string;
   /** Releases what the command opened (image files), after the server has closed. */
   readonly cleanup?: () => Promise<void> | void;
+  /** Options for each connection's VhostUserBackend (`--poll-us`). */
+  readonly backend?: { readonly pollUs?: number };
   /** Tests: the platform to use instead of the native one. */
   readonly platform?: Platform;
   /** Tests: resolves to end the back-end as a signal would. */
@@ -67,6 +69,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
         device: o.device,
         platform,
         logger,
+        ...(o.backend ? { backend: o.backend } : {}),
         ...(options.socketPath !== null ? { socketPath: options.socketPath } : { fd: options.fd! }),
       });
     } catch (e) {

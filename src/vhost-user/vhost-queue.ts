@@ -75,6 +75,14 @@ export class VhostQueue implements DeviceQueue {
   /** Guest range the device writes for event suppression (split: in the used ring; packed: device area). */
   logEventAddr = -1;
   logEventLen = 0;
+  /**
+   * Set by the back-end while it polls the ring after a processing pass: the device's
+   * enableNotification only re-checks for buffers and leaves driver notifications suppressed
+   * (EVENT_IDX: avail_event stays behind, so the driver does not kick for buffers added while
+   * the back-end is watching anyway). The back-end re-enables them (enableNotificationNow) when
+   * its poll window ends, before it sleeps (2.7.10).
+   */
+  hold = false;
 
   constructor(
     readonly inner: DeviceQueue,
@@ -249,6 +257,13 @@ export class VhostQueue implements DeviceQueue {
   }
 
   enableNotification(): boolean {
+    if (this.detached) return false;
+    if (this.hold) return this.hasAvailable();
+    return this.enableNotificationNow();
+  }
+
+  /** Re-enables driver notifications even while held, fences and re-checks (2.7.10). */
+  enableNotificationNow(): boolean {
     if (this.detached) return false;
     const more = this.inner.enableNotification();
     this.logEventWrite();
