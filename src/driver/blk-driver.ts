@@ -120,6 +120,29 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/** The configuration fields readConfig decodes, as (offset, width) pairs (5.2.4). */
+const BLK_CONFIG_FIELDS: readonly number[] = [
+  BlkConfig.CAPACITY, 8,
+  BlkConfig.SIZE_MAX, 4,
+  BlkConfig.SEG_MAX, 4,
+  BlkConfig.BLK_SIZE, 4,
+  BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP, 1,
+  BlkConfig.TOPOLOGY_ALIGNMENT_OFFSET, 1,
+  BlkConfig.TOPOLOGY_MIN_IO_SIZE, 2,
+  BlkConfig.TOPOLOGY_OPT_IO_SIZE, 4,
+  BlkConfig.WRITEBACK, 1,
+  BlkConfig.NUM_QUEUES, 2,
+  BlkConfig.MAX_DISCARD_SECTORS, 4,
+  BlkConfig.MAX_DISCARD_SEG, 4,
+  BlkConfig.DISCARD_SECTOR_ALIGNMENT, 4,
+  BlkConfig.MAX_WRITE_ZEROES_SECTORS, 4,
+  BlkConfig.MAX_WRITE_ZEROES_SEG, 4,
+  BlkConfig.WRITE_ZEROES_MAY_UNMAP, 1,
+  BlkConfig.MAX_SECURE_ERASE_SECTORS, 4,
+  BlkConfig.MAX_SECURE_ERASE_SEG, 4,
+  BlkConfig.SECURE_ERASE_SECTOR_ALIGNMENT, 4,
+];
+
 /** Header slot: 16-byte header, status byte, padded to 32 bytes. */
 const SLOT_BYTES = 32;
 /** Freed data buffers kept for reuse, in bytes at most (the rest goes back to the allocator). */
@@ -220,7 +243,14 @@ export class BlkDriver {
 
   /** Reads and decodes the whole configuration structure (5.2.4). */
   readConfig(): BlkDriverConfig {
-    const b = this.ctx.readConfig(0, BlkConfig.SIZE);
+    // driver/transport-mmio/3, driver/transport-pci/5: every field is read with its own width
+    // (u8 with 8-bit, u16 with aligned 16-bit, u32 and u64 with aligned 32-bit accesses); one
+    // read of the whole structure turned into byte accesses on register-window transports.
+    const b = new Uint8Array(BlkConfig.SIZE);
+    for (let i = 0; i < BLK_CONFIG_FIELDS.length; i += 2) {
+      const off = BLK_CONFIG_FIELDS[i]!;
+      b.set(this.ctx.readConfig(off, BLK_CONFIG_FIELDS[i + 1]!), off);
+    }
     const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
     const le = this.le;
     const u32 = (o: number): number => v.getUint32(o, le);

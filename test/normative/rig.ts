@@ -68,3 +68,24 @@ export function roundTrip(
   dma.free(inn);
   return { len, data };
 }
+
+/** 5.2.4 struct virtio_blk_config: [offset, size] of every field. */
+const BLK_FIELDS: readonly (readonly [number, number])[] = [
+  [0, 8], [8, 4], [12, 4], [16, 2], [18, 1], [19, 1], [20, 4], [24, 1], [25, 1], [26, 2], [28, 4],
+  [32, 1], [33, 1], [34, 2], [36, 4], [40, 4], [44, 4], [48, 4], [52, 4], [56, 1], [57, 1], [58, 1],
+  [59, 1], [60, 4], [64, 4], [68, 4], [72, 4], [76, 4], [80, 4], [84, 4], [88, 4], [92, 1], [93, 1],
+  [94, 1], [95, 1],
+];
+
+/**
+ * Why a device configuration access of `width` bytes at `off` is not the one the spec asks for
+ * a virtio-blk field (driver/transport-mmio/3, driver/transport-pci/5), or null when it is: 8-bit
+ * for u8, aligned 16-bit for u16, aligned 32-bit for u32 and each half of a u64.
+ */
+export function blkFieldAccessProblem(off: number, width: number): string | null {
+  const f = BLK_FIELDS.find(([o, s]) => off >= o && off < o + s);
+  if (!f) return `offset ${off} is outside the structure`;
+  const [start, size] = f;
+  if (size <= 4) return off === start && width === size ? null : `${width}-byte access at ${off} to the ${size}-byte field at ${start}`;
+  return width === 4 && (off - start) % 4 === 0 ? null : `${width}-byte access at ${off} to the u64 at ${start}`;
+}

@@ -5,11 +5,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DeviceCore } from '../../src/device/device-core.js';
+import { BlkDevice } from '../../src/devices/blk/blk-device.js';
+import { MemoryBackend } from '../../src/devices/blk/memory-backend.js';
+import { BlkDriver } from '../../src/driver/blk-driver.js';
 import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { createDriverQueue } from '../../src/queue/create-queue.js';
 import { splitRingLayout } from '../../src/queue/split-layout.js';
+import { BlkF } from '../../src/spec/blk.js';
 import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
 import { EchoDevice } from '../../src/testing/echo-device.js';
@@ -18,7 +22,7 @@ import { deviceCoreFactory } from '../../src/transport/loopback.js';
 import { MmioDeviceTransport } from '../../src/transport/mmio/mmio-device.js';
 import { MmioDriverTransport } from '../../src/transport/mmio/mmio-driver.js';
 import { MMIO_MAGIC, MmioInterrupt, MmioReg } from '../../src/transport/mmio/registers.js';
-import { RecordingWindow, roundTrip } from './rig.js';
+import { RecordingWindow, blkFieldAccessProblem, roundTrip } from './rig.js';
 
 const MEM = 4 << 20;
 const DMA_BASE = 0x10_0000;
@@ -31,7 +35,8 @@ function deviceOnly(dev: EchoDevice) {
   return { mem, t, core: cores[0]! };
 }
 
-function rig(dev = new EchoDevice({ queues: [64, 64] })) {
+function rig<D extends EchoDevice | BlkDevice = EchoDevice>(given?: D) {
+  const dev = (given ?? new EchoDevice({ queues: [64, 64] })) as D;
   const mem = GuestMemory.allocate(MEM);
   const bus = new LoopbackBus(mem);
   const cores: DeviceCore[] = [];
@@ -305,5 +310,41 @@ describe('4.2.3 MMIO driver requirements', () => {
       r.w.log.filter((a) => shm.includes(a.off as (typeof shm)[number])),
       [],
     );
+  });
+
+  it('driver/transport-mmio/3: device configuration fields are accessed with their own width (blk driver: read, config change, writeback write)', () => {
+    const blk = new BlkDevice(new MemoryBackend(64 * 512), { writeback: true });
+    const r = rig(blk);
+    const vd = start(r);
+    r.w.clear();
+    const drv = new BlkDriver(vd.context);
+    assert.ok((vd.features & BlkF.CONFIG_WCE) !== 0n);
+    assert.equal(drv.capacity, 64);
+    drv.setWriteback(false);
+    assert.equal(drv.config.writeback, 0);
+    r.core.configChanged();
+    const cfg = r.w.log.filter((a) => a.off >= MmioReg.CONFIG);
+    assert.ok(cfg.some((a) => a.op === 'w'));
+    assert.ok(cfg.length > 20);
+    assert.deepEqual(
+      cfg.map((a) => blkFieldAccessProblem(a.off - MmioReg.CONFIG, a.width)).filter((x) => x !== null),
+      [],
+    );
+    // The generic driver too: a u32 and a u64 field of the echo device's configuration.
+    const e = rig();
+    const ve = start(e);
+    e.w.clear();
+    ve.readConfig(0, 4);
+    ve.readConfig(8, 8);
+    assert.deepEqual(
+      e.w.log.filter((a) => a.off >= MmioReg.CONFIG).map((a) => [a.off - MmioReg.CONFIG, a.width]),
+      [
+        [0, 4],
+        [8, 4],
+        [12, 4],
+      ],
+    );
+    vd.reset();
+    ve.reset();
   });
 });

@@ -6,6 +6,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DeviceCore } from '../../src/device/device-core.js';
+import { BlkDevice } from '../../src/devices/blk/blk-device.js';
+import { MemoryBackend } from '../../src/devices/blk/memory-backend.js';
+import { BlkDriver } from '../../src/driver/blk-driver.js';
 import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
@@ -19,7 +22,7 @@ import { deviceCoreFactory } from '../../src/transport/loopback.js';
 import { CapField, CommonCfg, IsrBit, Msix, NO_VECTOR, PCI_CAP_ID_VNDR, PciBar, PciCfg, VirtioPciCap } from '../../src/transport/pci/constants.js';
 import { type PciDeviceOptions, PciDeviceTransport, type PciFunction } from '../../src/transport/pci/pci-device.js';
 import { PciDriverTransport } from '../../src/transport/pci/pci-driver.js';
-import { roundTrip } from './rig.js';
+import { blkFieldAccessProblem, roundTrip } from './rig.js';
 
 const MEM = 4 << 20;
 const DMA_BASE = 0x10_0000;
@@ -70,7 +73,8 @@ class RecordingFunction implements PciFunction {
   }
 }
 
-function device(opts: PciDeviceOptions = {}, dev = new EchoDevice({ queues: [64, 64] })) {
+function device<D extends EchoDevice | BlkDevice = EchoDevice>(opts: PciDeviceOptions = {}, given?: D) {
+  const dev = (given ?? new EchoDevice({ queues: [64, 64] })) as D;
   const mem = GuestMemory.allocate(MEM);
   const bus = new LoopbackBus(mem);
   const cores: DeviceCore[] = [];
@@ -80,8 +84,8 @@ function device(opts: PciDeviceOptions = {}, dev = new EchoDevice({ queues: [64,
   return { mem, bus, t, fn, dev, core: () => cores.at(-1)!, dma };
 }
 
-function rig(opts: PciDeviceOptions = {}, dev?: EchoDevice, useMsix = true) {
-  const r = device(opts, dev);
+function rig<D extends EchoDevice | BlkDevice = EchoDevice>(opts: PciDeviceOptions = {}, dev?: D, useMsix = true) {
+  const r = device<D>(opts, dev);
   const d = new PciDriverTransport(r.fn, r.mem, { useMsix });
   r.bus.onMsi = (a, v) => d.handleMsi(a, v);
   r.bus.onIrq = () => d.handleIntx();
@@ -487,6 +491,27 @@ describe('4.1 PCI: driver requirements', () => {
         assert.equal(r.t.isrValue, 0);
       }
       drv.reset();
+    }
+  });
+
+  it('driver/transport-pci/5: device configuration fields are accessed with their own width (blk driver, memory and I/O BAR layouts)', () => {
+    for (const modernIoBar of [false, true]) {
+      const r = rig({ modernIoBar }, new BlkDevice(new MemoryBackend(64 * 512), { writeback: true }));
+      const vd = start(r);
+      r.fn.clear();
+      const drv = new BlkDriver(vd.context);
+      assert.equal(drv.capacity, 64);
+      drv.setWriteback(false);
+      assert.equal(drv.config.writeback, 0);
+      const base = r.t.layout.device;
+      const cfg = r.fn.log.filter((a) => a.kind === 'bar' && a.bar === PciBar.MODERN && a.off >= base && a.off < base + 96);
+      assert.ok(cfg.some((a) => a.op === 'w'));
+      assert.ok(cfg.length > 20);
+      assert.deepEqual(
+        cfg.map((a) => blkFieldAccessProblem(a.off - base, a.width)).filter((x) => x !== null),
+        [],
+      );
+      vd.reset();
     }
   });
 });
