@@ -8,11 +8,11 @@ import type { DeviceCore } from '../../src/device/device-core.js';
 import type { BlkBackend, BlkLifetimeInfo } from '../../src/devices/blk/backend.js';
 import { BlkDevice } from '../../src/devices/blk/blk-device.js';
 import { MemoryBackend } from '../../src/devices/blk/memory-backend.js';
-import { BlkDriver } from '../../src/driver/blk-driver.js';
+import { BlkDriver, BlkRequestError } from '../../src/driver/blk-driver.js';
 import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import { BlkF } from '../../src/spec/blk.js';
+import { BlkF, BlkReqType, BlkStatus } from '../../src/spec/blk.js';
 import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
 import { createLoopback } from '../../src/testing/loopback.js';
@@ -136,5 +136,30 @@ describe('5.2 block device', () => {
     assert.ok(configReads.length > 0);
     assert.ok(configReads.every(([, i]) => i > iFeaturesOk));
     vd.reset();
+  });
+
+  it('driver/blk/25: a multi-segment DISCARD that fails with IOERR fails as a whole; no segment is reported done', T, async () => {
+    const be = new Backend(false);
+    // The second range cannot be discarded.
+    be.discard = (offset: number, len: number): void => {
+      if (offset >= 64 * 512) throw new Error('media error');
+      be.ram.discard(offset, len);
+    };
+    const lb = await createLoopback(new BlkDevice(be));
+    try {
+      const drv = new BlkDriver(lb.context);
+      const err = await drv.segments(BlkReqType.DISCARD, [
+        { sector: 0, numSectors: 8 },
+        { sector: 64, numSectors: 8 },
+      ]).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof BlkRequestError, String(err));
+      assert.equal(err.status, BlkStatus.IOERR);
+      assert.equal(drv.inFlight, 0);
+    } finally {
+      await lb.close();
+    }
   });
 });

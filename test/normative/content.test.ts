@@ -95,6 +95,19 @@ describe('2.6.1 virtqueue reset', () => {
     assert.deepEqual(roundTrip(r.mem, r.dma, fresh, () => drv.kick(0), p).data, p);
     drv.reset();
   });
+
+  it('driver/content/15: once the queue reset succeeded the driver releases the old ring', () => {
+    const r = mmioRig(new EchoDevice({ queues: [32, 32] }));
+    const drv = VirtioDriver.initSync(r.d, { wantedFeatures: ALL & ~F.RING_PACKED, dma: r.dma, queueSizes: [32] });
+    const free = r.dma.freeBytes;
+    const oldDesc = r.core.queueConfig(1)!.descAddr;
+    for (let i = 0; i < 5; i++) drv.resetQueue(1);
+    // Five resets, and no ring memory lost: the old rings went back to the allocator (and the
+    // first-fit allocator handed the same place out again).
+    assert.equal(r.dma.freeBytes, free);
+    assert.equal(r.core.queueConfig(1)!.descAddr, oldDesc);
+    drv.reset();
+  });
 });
 
 describe('2.1 / 2.2 / 6 status and feature bits', () => {

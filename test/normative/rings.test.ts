@@ -109,6 +109,29 @@ describe('2.6 / 2.7 / 2.8: buffers made available are not altered by the driver'
     // The longest list allowed goes through.
     assert.equal(drv.add(segs(8, BUF), [], 2), true);
   });
+
+  it('driver/packed-ring/9: a list is made available only when the ring has room for all of it; nothing is written otherwise', () => {
+    const { mem, config, drv, dev } = queuePair(true, 8);
+    assert.equal(drv.add(segs(3, BUF), [], 1), true);
+    assert.equal(drv.add(segs(3, BUF + 0x1000), [], 2), true);
+    drv.kick();
+    // Two descriptors left: a three-descriptor list must wait, with no descriptor of it written.
+    const before = mem.slice(config.descAddr, 16 * 8).slice();
+    assert.equal(drv.add(segs(3, BUF + 0x2000), [], 3), false);
+    assert.equal(drv.kick(), false);
+    assert.deepEqual(mem.slice(config.descAddr, 16 * 8), before);
+    const ch = new DescriptorChain(mem, 8);
+    assert.equal(dev.pop(ch), true);
+    assert.equal(dev.pop(ch), true);
+    assert.equal(dev.pop(ch), false, 'the device sees only the two complete lists');
+    dev.push(ch, 0);
+    assert.equal(drv.takeUsed(), 2);
+    // Room again (the used slots come back): the list goes in whole and the device gets all three.
+    assert.equal(drv.add(segs(3, BUF + 0x2000), [], 3), true);
+    drv.kick();
+    assert.equal(dev.pop(ch), true);
+    assert.equal(ch.readableCount, 3);
+  });
 });
 
 describe('2.7 split ring: device', () => {

@@ -514,4 +514,46 @@ describe('4.1 PCI: driver requirements', () => {
       vd.reset();
     }
   });
+
+  it('driver/transport-pci/26, 27, 28, 29: the driver leaves a vendor data capability and the PCI configuration access capability alone', () => {
+    const r = device();
+    const t = r.t;
+    // A vendor data capability (cfg_type 9, vendor_id 0x1b36) ahead of the device's list.
+    const V = 0xc0;
+    const first = t.configRead(PciCfg.CAPABILITIES_POINTER, 1);
+    const vndr = new Uint8Array(16);
+    vndr.set([PCI_CAP_ID_VNDR, first, 16, VirtioPciCap.VENDOR_CFG, 0x36, 0x1b, 0xaa, 0xbb, 1, 2, 3, 4, 5, 6, 7, 8]);
+    r.fn.onConfigRead = (off, w, v) => {
+      if (off === PciCfg.CAPABILITIES_POINTER) return V;
+      if (off >= V && off + w <= V + 16) {
+        let x = 0;
+        for (let i = w - 1; i >= 0; i--) x = x * 256 + vndr[off - V + i]!;
+        return x;
+      }
+      return v;
+    };
+    const d = new PciDriverTransport(r.fn, r.mem);
+    r.bus.onMsi = (a, v) => d.handleMsi(a, v);
+    const drv = VirtioDriver.initSync(d, { wantedFeatures: ALL & ~F.RING_PACKED, dma: r.dma, queueSizes: [16] });
+    const p = payload(16, 6);
+    assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p).data, p);
+    drv.readConfig(0, 16);
+    drv.reset();
+    const cfg = r.fn.log.filter((a) => a.kind === 'cfg');
+    const touches = (a: PciAccess, start: number, len: number): boolean => a.off < start + len && a.off + a.width > start;
+    // driver/transport-pci/26, 27: the vendor data (past the generic header bytes) is never read,
+    // and nothing in the capability is written.
+    assert.ok(cfg.some((a) => touches(a, V, 4)), 'the capability was walked');
+    assert.deepEqual(
+      cfg.filter((a) => touches(a, V + 5, 11) || (a.op === 'w' && touches(a, V, 16))),
+      [],
+    );
+    // driver/transport-pci/28, 29: cap.offset, cap.length and pci_cfg_data of the access
+    // capability are never written nor read.
+    const pc = t.caps.pciCfg;
+    assert.deepEqual(
+      cfg.filter((a) => touches(a, pc + CapField.OFFSET, 12)),
+      [],
+    );
+  });
 });
