@@ -174,4 +174,24 @@ describe('2.1 / 2.2 / 6 status and feature bits', () => {
     assert.equal(hiWrites[1]!.value & (1 << 5), 0);
     drv.reset();
   });
+
+  it('driver/content/25: the driver never sets SUSPEND (it is not negotiated): not in initialization, queue reset, config change nor reset', () => {
+    const dev = new EchoDevice({ queues: [32, 32] });
+    const r = mmioRig(dev);
+    const drv = VirtioDriver.initSync(r.d, { wantedFeatures: ALL & ~F.RING_PACKED, dma: r.dma, queueSizes: [32] });
+    assert.equal(drv.features & F.SUSPEND, 0n);
+    drv.onNeedsReset(() => {});
+    dev.bumpConfig();
+    drv.resetQueue(1);
+    const p = Uint8Array.from({ length: 9 }, (_, i) => i);
+    roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p);
+    r.core.setNeedsReset('test');
+    drv.reset();
+    const writes = r.w.log.filter((a) => a.op === 'w' && a.off === MmioReg.STATUS);
+    assert.ok(writes.length >= 5);
+    assert.deepEqual(
+      writes.filter((a) => (a.value & Status.SUSPEND) !== 0),
+      [],
+    );
+  });
 });

@@ -556,4 +556,23 @@ describe('4.1 PCI: driver requirements', () => {
       [],
     );
   });
+
+  it('driver/transport-pci/32: the driver takes the Table Size as the number of vectors to use: queues spread over the vectors the table has', () => {
+    for (const vectors of [2, 3, 5]) {
+      const r = rig({ msixVectors: vectors }, new EchoDevice({ queues: [8, 8, 8, 8, 8, 8] }));
+      const drv = start(r);
+      const cr = (f: number): number => r.t.barRead(PciBar.MODERN, commonOff(r, f), 2);
+      const used = new Set<number>();
+      for (let q = 0; q < 6; q++) {
+        r.t.barWrite(PciBar.MODERN, commonOff(r, CommonCfg.QUEUE_SELECT), 2, q);
+        const v = cr(CommonCfg.QUEUE_MSIX_VECTOR);
+        assert.ok(v < vectors, `queue ${q} vector ${v}`);
+        used.add(v);
+      }
+      // Vector 0 is the configuration's; the queues use all the others.
+      assert.equal(cr(CommonCfg.CONFIG_MSIX_VECTOR), 0);
+      assert.equal(used.size, vectors - 1);
+      drv.reset();
+    }
+  });
 });
