@@ -2,7 +2,7 @@
 // A test proves a statement when its title (the first argument of it / test / describe) names the
 // statement's id from ../shared/virtio-spec/normative.jsonl (or a copy given as the argument).
 // Titles may list ids compactly: `device/blk/1, device/blk/3`, `driver/split-ring/2, 24`,
-// `driver/blk/13..20`, `device/transport-pci/2 /13`.
+// `driver/blk/13..20`, `device/transport-pci/20 to /24`, `device/transport-pci/2 /13`.
 //
 //   node scripts/spec-coverage.mjs [normative.jsonl] [--list]
 //
@@ -42,7 +42,7 @@ function collectDir(p, out) {
 
 // The first string literal after it( / test( / describe( on a line (titles fit on one line here).
 const TITLE = /\b(?:it|test|describe)(?:\.(?:skip|only|todo))?\s*\(\s*(['"`])((?:\\.|(?!\1).)*)\1/g;
-const ID = /((?:device|driver)\/[a-z0-9-]+(?:\/[a-z0-9-]+)*)\/(\d+)((?:\s*(?:,|\/|\.\.)\s*\/?\d+(?![\d/a-z]))*)/g;
+const ID = /((?:device|driver)\/[a-z0-9-]+(?:\/[a-z0-9-]+)*)\/(\d+)((?:\s*(?:,|\/|\.\.|\bto\b)\s*\/?\d+(?![\d/a-z]))*)/g;
 
 function idsIn(title) {
   const ids = [];
@@ -50,9 +50,9 @@ function idsIn(title) {
     const prefix = m[1];
     let last = Number(m[2]);
     ids.push(`${prefix}/${last}`);
-    for (const t of m[3].matchAll(/(,|\/|\.\.)\s*\/?(\d+)/g)) {
+    for (const t of m[3].matchAll(/(,|\/|\.\.|\bto\b)\s*\/?(\d+)/g)) {
       const n = Number(t[2]);
-      if (t[1] === '..') for (let k = last + 1; k <= n && k - last <= 200; k++) ids.push(`${prefix}/${k}`);
+      if (t[1] === '..' || t[1] === 'to') for (let k = last + 1; k <= n && k - last <= 200; k++) ids.push(`${prefix}/${k}`);
       else ids.push(`${prefix}/${n}`);
       last = n;
     }
