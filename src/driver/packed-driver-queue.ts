@@ -39,6 +39,16 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
   private readonly drvEvt: ResolvedArea;
   /** Device Event Suppression (read here). */
   private readonly devEvt: ResolvedArea;
+  /**
+   * Little-endian fast path: the descriptor ring as u32 and u16 words of its region (null for
+   * big-endian guests or an unaligned region) and the u32 word index of descriptor 0.
+   */
+  private readonly descU32: Uint32Array | null;
+  private readonly descU16: Uint16Array | null;
+  private readonly descW: number;
+  /** Device Event Suppression as u16 words (with the descriptor fast path) and its word index. */
+  private readonly devEvtU16: Uint16Array | null;
+  private readonly devEvtW: number;
   private readonly indirectOk: boolean;
   private readonly indirectMax: number;
   private readonly indirectView: DataView | null = null;
@@ -91,6 +101,12 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
     this.desc = r.desc;
     this.drvEvt = r.driver;
     this.devEvt = r.device;
+    const fast = r.littleEndian && (r.desc.offset & 3) === 0 && r.desc.u16 !== null;
+    this.descU32 = fast ? memory.u32Of(r.desc.region) : null;
+    this.descU16 = this.descU32 !== null ? r.desc.u16 : null;
+    this.descW = r.desc.offset >>> 2;
+    this.devEvtU16 = this.descU16 !== null ? r.device.u16 : null;
+    this.devEvtW = r.device.offset >>> 1;
     this.indirectMax = opts.indirectMaxSegments ?? Math.min(DEFAULT_INDIRECT_SEGMENTS, r.size);
     if (opts.indirectTableAddr !== undefined) {
       const m = this.indirectMax;
@@ -224,16 +240,30 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
       this.step();
     } else {
       headFlags = 0;
+      const u32 = this.descU32;
       for (let i = 0; i < n; i++) {
         const s = i < nOut ? out[i]! : inn[i - nOut]!;
         // driver/packed-ring/8: readable segments first, then writable ones; NEXT on all but the last.
         const f = (i >= nOut ? WRITE : 0) | (i + 1 < n ? NEXT : 0) | this.availFlags();
-        const o = dbase + this.nextAvail * DESC_SIZE;
         // 2.8.6: the buffer id goes in the last descriptor (written in all of them, harmless).
-        if (i === 0) {
-          headFlags = f;
-          writeDesc(dv, o, s.addr, s.len, id, -1, le);
-        } else writeDesc(dv, o, s.addr, s.len, id, f, le);
+        if (u32 !== null) {
+          const w = this.descW + 4 * this.nextAvail;
+          const lo = s.addr >>> 0;
+          u32[w] = lo;
+          u32[w + 1] = (s.addr - lo) / U32;
+          u32[w + 2] = s.len;
+          // The head's flags wait for kick (driver/packed-ring/11); id and flags share word 3.
+          if (i === 0) {
+            headFlags = f;
+            this.descU16![2 * w + 6] = id;
+          } else u32[w + 3] = id | (f << 16);
+        } else {
+          const o = dbase + this.nextAvail * DESC_SIZE;
+          if (i === 0) {
+            headFlags = f;
+            writeDesc(dv, o, s.addr, s.len, id, -1, le);
+          } else writeDesc(dv, o, s.addr, s.len, id, f, le);
+        }
         this.step();
       }
     }
@@ -258,19 +288,34 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
   kick(): boolean {
     if (this.pendCount === 0) return false;
     const le = this.littleEndian;
-    for (let i = 0; i < this.pendCount; i++) {
-      // driver/packed-ring/16: a release store: the descriptors are visible before the flags.
-      storeU16Release(this.desc, this.pendPos[i]! * DESC_SIZE + PackedLayout.FLAGS, this.pendFlags[i]!, le);
+    const d = this.desc;
+    // The later heads first, with plain stores, then the first with release
+    // (driver/packed-ring/16): the device reads the ring in order (device/packed-ring/1), so it
+    // reaches a later head only after acquiring the first, which makes every store before it
+    // visible. One release per kick instead of one per buffer.
+    const u16 = this.descU16;
+    const ev16 = this.devEvtU16;
+    let flags: number;
+    if (u16 !== null && ev16 !== null) {
+      const fw = 2 * this.descW + 7;
+      for (let i = 1; i < this.pendCount; i++) u16[fw + 8 * this.pendPos[i]!] = this.pendFlags[i]!;
+      // A seq-cst store (a release), then seq-cst loads: ordered after it, the full barrier
+      // of 2.8.21.3.1 between publishing the flags and reading Device Event Suppression.
+      Atomics.store(u16, fw + 8 * this.pendPos[0]!, this.pendFlags[0]!);
+      flags = Atomics.load(ev16, this.devEvtW + PackedEvent.FLAGS / 2) & 0x3;
+    } else {
+      for (let i = 1; i < this.pendCount; i++) d.view.setUint16(d.offset + this.pendPos[i]! * DESC_SIZE + PackedLayout.FLAGS, this.pendFlags[i]!, le);
+      storeU16Release(d, this.pendPos[0]! * DESC_SIZE + PackedLayout.FLAGS, this.pendFlags[0]!, le);
+      // 2.8.21.3.1: the flags are published before reading the Device Event Suppression area.
+      fullFence();
+      flags = this.devEvt.view.getUint16(this.devEvt.offset + PackedEvent.FLAGS, le) & 0x3;
     }
     this.pendCount = 0;
     const moved = this.addedDescs;
     this.addedDescs = 0;
     this.publishedPos = this.nextAvail;
     this.publishedWrap = this.availWrap;
-    // 2.8.21.3.1: the flags are published before reading the Device Event Suppression area.
-    fullFence();
     const e = this.devEvt;
-    const flags = e.view.getUint16(e.offset + PackedEvent.FLAGS, le) & 0x3;
     if (flags === PackedEvent.DISABLE) return false;
     // DESC is only valid with EVENT_IDX; otherwise (and for the reserved 3) notify.
     if (flags !== PackedEvent.DESC_SPECIFIC || !this.eventIdx) return true;
@@ -294,7 +339,8 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
 
   /** 2.8.1: used when AVAIL and USED both equal the wrap counter expected at nextUsed. */
   private usedFlagsAt(): number {
-    const f = loadU16Acquire(this.desc, this.nextUsed * DESC_SIZE + PackedLayout.FLAGS, this.littleEndian);
+    const u16 = this.descU16;
+    const f = u16 !== null ? Atomics.load(u16, 2 * this.descW + 8 * this.nextUsed + 7) : loadU16Acquire(this.desc, this.nextUsed * DESC_SIZE + PackedLayout.FLAGS, this.littleEndian);
     const w = this.usedWrap;
     return ((f & AVAIL) !== 0) === w && ((f & USED) !== 0) === w ? f : -1;
   }
@@ -314,11 +360,20 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
     // 2.8.21 (driver side): flags with acquire before the id and len they cover.
     const f = this.usedFlagsAt();
     if (f < 0) return undefined;
-    const le = this.littleEndian;
-    const o = this.desc.offset + this.nextUsed * DESC_SIZE;
-    const id = this.desc.view.getUint16(o + PackedLayout.ID, le);
+    const u32 = this.descU32;
+    let id: number;
+    let len: number;
     // 2.8.4: len is reserved (ignored) when WRITE is clear.
-    const len = (f & WRITE) !== 0 ? this.desc.view.getUint32(o + PackedLayout.LEN, le) : 0;
+    if (u32 !== null) {
+      const w = this.descW + 4 * this.nextUsed;
+      id = u32[w + 3]! & 0xffff;
+      len = (f & WRITE) !== 0 ? u32[w + 2]! : 0;
+    } else {
+      const le = this.littleEndian;
+      const o = this.desc.offset + this.nextUsed * DESC_SIZE;
+      id = this.desc.view.getUint16(o + PackedLayout.ID, le);
+      len = (f & WRITE) !== 0 ? this.desc.view.getUint32(o + PackedLayout.LEN, le) : 0;
+    }
     if (id >= this.size || this.inFlight[id] === 0) this.deviceError(`used buffer id ${id} is not a buffer in flight`);
     if (this.inOrder) {
       const front = this.fifo[this.fifoHead]!;

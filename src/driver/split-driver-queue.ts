@@ -66,6 +66,17 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   private readonly availRingW: number;
   private readonly usedU32: Uint32Array | null;
   private readonly usedRingW: number;
+  /** u16 word indices of avail idx, used idx, used flags and avail_event (with the u16 views). */
+  private readonly availIdxW: number;
+  private readonly usedU16: Uint16Array | null;
+  private readonly usedIdxW: number;
+  private readonly usedFlagsW: number;
+  private readonly availEventW: number;
+  /**
+   * Both rings have atomic u16 views: avail idx is stored seq-cst and the device's fields are
+   * loaded seq-cst, which orders the store before the loads (driver/split-ring/25) without a fence.
+   */
+  private readonly seqCst: boolean;
   private readonly indirectOk: boolean;
   private readonly indirectMax: number;
   private readonly indirectView: DataView | null = null;
@@ -119,6 +130,12 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     this.availRingW = (r.avail.offset + SplitLayout.AVAIL_RING) >>> 1;
     this.usedU32 = le && (r.used.offset & 3) === 0 ? memory.u32Of(r.used.region) : null;
     this.usedRingW = (r.used.offset + SplitLayout.USED_RING) >>> 2;
+    this.availIdxW = (r.avail.offset + SplitLayout.AVAIL_IDX) >>> 1;
+    this.usedU16 = le ? r.used.u16 : null;
+    this.usedIdxW = (r.used.offset + SplitLayout.USED_IDX) >>> 1;
+    this.usedFlagsW = (r.used.offset + SplitLayout.USED_FLAGS) >>> 1;
+    this.availEventW = this.availEventOff >>> 1;
+    this.seqCst = this.availU16 !== null && this.usedU16 !== null;
     this.indirectMax = opts.indirectMaxSegments ?? Math.min(DEFAULT_INDIRECT_SEGMENTS, r.size);
     if (opts.indirectTableAddr !== undefined) {
       const m = this.indirectMax;
@@ -290,12 +307,22 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     const old = this.published;
     const now = this.availShadow;
     if (now === old) return false;
+    this.published = now;
+    const u = this.used;
+    if (this.seqCst) {
+      // driver/split-ring/24: descriptors and ring entries are visible before idx (the store
+      // is seq-cst, so a release); driver/split-ring/25: seq-cst loads after a seq-cst store
+      // are ordered after it, the full barrier between publishing idx and reading the device's
+      // suppression fields.
+      Atomics.store(this.availU16!, this.availIdxW, now);
+      const u16 = this.usedU16!;
+      if (this.eventIdx) return needEvent(Atomics.load(u16, this.availEventW), now, old);
+      return (Atomics.load(u16, this.usedFlagsW) & VIRTQ_USED_F_NO_NOTIFY) === 0;
+    }
     // driver/split-ring/24: descriptors and ring entries are visible before idx (release).
     storeU16Release(this.avail, SplitLayout.AVAIL_IDX, now, this.littleEndian);
-    this.published = now;
     // driver/split-ring/25: idx is published before reading flags or avail_event.
     fullFence();
-    const u = this.used;
     if (this.eventIdx) {
       // driver/split-ring/21, 22, 23: flags ignored; notify when idx crossed avail_event.
       return needEvent(u.view.getUint16(this.availEventOff, this.littleEndian), now, old);
@@ -319,11 +346,18 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     throw e;
   }
 
+  /** Acquire load of used idx (an atomic load where there is a view; inline, it is hot). */
+  private usedIdx(): number {
+    const u16 = this.usedU16;
+    if (u16 !== null) return Atomics.load(u16, this.usedIdxW);
+    return loadU16Acquire(this.used, SplitLayout.USED_IDX, this.littleEndian);
+  }
+
   /** Whether the device has returned buffers not taken yet. */
   hasUsed(): boolean {
     if (this.batchLastId >= 0) return true;
     if (this.lastUsed !== this.usedIdxSeen) return true;
-    this.usedIdxSeen = loadU16Acquire(this.used, SplitLayout.USED_IDX, this.littleEndian);
+    this.usedIdxSeen = this.usedIdx();
     return this.lastUsed !== this.usedIdxSeen;
   }
 
@@ -332,7 +366,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     if (this.batchLastId >= 0) return this.takeFromBatch();
     if (this.lastUsed === this.usedIdxSeen) {
       // 2.7.14: acquire of used idx before reading the entries it covers.
-      this.usedIdxSeen = loadU16Acquire(this.used, SplitLayout.USED_IDX, this.littleEndian);
+      this.usedIdxSeen = this.usedIdx();
       if (this.lastUsed === this.usedIdxSeen) return undefined;
     }
     const ready = (this.usedIdxSeen - this.lastUsed) & 0xffff;

@@ -3,9 +3,11 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { F } from '../spec/features.js';
-import { SplitLayout } from '../spec/ring.js';
+import { DescFlag, PackedLayout, SplitLayout } from '../spec/ring.js';
+import { PackedDriverQueue } from '../driver/packed-driver-queue.js';
 import { SplitDriverQueue } from '../driver/split-driver-queue.js';
 import { DescriptorChain } from './chain.js';
+import { PackedQueue } from './packed-queue.js';
 import { SplitQueue } from './split-queue.js';
 import type { QueueConfig } from './types.js';
 
@@ -104,5 +106,131 @@ describe('SplitQueue.pushDeferred / publish (one used idx store per pass)', () =
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+function packedSetup(littleEndian: boolean): { mem: GuestMemory; cfg: QueueConfig; dev: PackedQueue; drv: PackedDriverQueue<number> } {
+  const mem = GuestMemory.allocate(1 << 20);
+  const l = PackedDriverQueue.layout(SIZE, 0x1000);
+  const cfg: QueueConfig = {
+    size: SIZE,
+    descAddr: l.descAddr,
+    driverAddr: l.driverAddr,
+    deviceAddr: l.deviceAddr,
+    features: F.VERSION_1 | F.RING_PACKED,
+    index: 0,
+    littleEndian,
+  };
+  const drv = new PackedDriverQueue<number>(mem, cfg);
+  const dev = new PackedQueue(mem, cfg);
+  return { mem, cfg, dev, drv };
+}
+
+describe('PackedQueue.pushDeferred / publish (one release store per pass)', () => {
+  for (const le of [true, false]) {
+    it(`device/packed-ring/6: the first deferred used descriptor's flags are stored last, at publish (${le ? 'LE' : 'BE'})`, () => {
+      const { mem, cfg, dev, drv } = packedSetup(le);
+      const chain = new DescriptorChain(mem, SIZE);
+      const flagsAt = (pos: number): number => mem.readU16(cfg.descAddr + 16 * pos + PackedLayout.FLAGS, le);
+      // Two single-descriptor buffers and one of two descriptors (positions 0, 1, 2-3).
+      drv.add([{ addr: 0x20000, len: 64 }], [], 0);
+      drv.add([], [{ addr: 0x30000, len: 32 }], 1);
+      drv.add([{ addr: 0x20100, len: 8 }], [{ addr: 0x30100, len: 16 }], 2);
+      drv.kick();
+      const avail = flagsAt(0);
+      const lens = [0, 5, 9];
+      for (let i = 0; i < 3; i++) {
+        assert.equal(dev.pop(chain), true);
+        dev.pushDeferred(chain, lens[i]!);
+      }
+      // The first used descriptor still shows the driver's avail flags: nothing is used yet.
+      assert.equal(flagsAt(0), avail);
+      assert.equal(drv.takeUsed(), undefined);
+      // The later ones are already written (AVAIL = USED = wrap counter 1).
+      assert.equal(flagsAt(1) & (DescFlag.AVAIL | DescFlag.USED), DescFlag.AVAIL | DescFlag.USED);
+      assert.equal(flagsAt(1) & DescFlag.WRITE, DescFlag.WRITE);
+      dev.publish();
+      assert.equal(flagsAt(0), DescFlag.AVAIL | DescFlag.USED);
+      for (let i = 0; i < 3; i++) {
+        assert.equal(drv.takeUsed(), i);
+        assert.equal(drv.lastUsedLen, lens[i]);
+      }
+      assert.equal(drv.takeUsed(), undefined);
+      dev.publish(); // nothing held: no store
+      assert.equal(flagsAt(0), DescFlag.AVAIL | DescFlag.USED);
+    });
+  }
+
+  it('push, needsNotification and state publish a held descriptor', () => {
+    const { mem, dev, drv } = packedSetup(true);
+    const chain = new DescriptorChain(mem, SIZE);
+    for (let i = 0; i < 4; i++) drv.add([{ addr: 0x20000, len: 8 }], [], i);
+    drv.kick();
+    dev.pop(chain);
+    dev.pushDeferred(chain, 0);
+    assert.equal(drv.takeUsed(), undefined);
+    assert.equal(dev.needsNotification(), true);
+    assert.equal(drv.takeUsed(), 0);
+    dev.pop(chain);
+    dev.pushDeferred(chain, 0);
+    dev.pop(chain);
+    dev.push(chain, 0);
+    assert.equal(drv.takeUsed(), 1);
+    assert.equal(drv.takeUsed(), 2);
+    dev.pop(chain);
+    dev.pushDeferred(chain, 0);
+    assert.equal(drv.takeUsed(), undefined);
+    assert.deepEqual(dev.state(), { nextAvail: 4, nextUsed: 4, availWrap: true, usedWrap: true });
+    assert.equal(drv.takeUsed(), 3);
+  });
+
+  it('a random mix of push, pushDeferred, publish and multi-descriptor buffers across wraps delivers every buffer once, in order', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom('push', 'defer', 'publish', 'add1', 'add3'), { minLength: 1, maxLength: 300 }), (ops) => {
+        const { mem, dev, drv } = packedSetup(true);
+        const chain = new DescriptorChain(mem, SIZE);
+        let next = 0;
+        let expect = 0;
+        const drain = (): void => {
+          for (let t = drv.takeUsed(); t !== undefined; t = drv.takeUsed()) assert.equal(t, expect++);
+        };
+        for (const op of ops) {
+          if (op === 'add1' || op === 'add3') {
+            const out = op === 'add1' ? [{ addr: 0x20000, len: 16 }] : [{ addr: 0x20000, len: 16 }, { addr: 0x21000, len: 4 }];
+            const inn = op === 'add1' ? [] : [{ addr: 0x30000, len: 8 }];
+            if (drv.add(out, inn, next)) next++;
+            drv.kick();
+          } else if (op === 'publish') dev.publish();
+          else if (dev.pop(chain)) {
+            if (op === 'push') dev.push(chain, 0);
+            else dev.pushDeferred(chain, 0);
+          }
+          drain();
+        }
+        while (dev.pop(chain)) dev.pushDeferred(chain, 0);
+        dev.publish();
+        drain();
+        assert.equal(expect, next);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('PackedDriverQueue.kick: one release per kick, first head last', () => {
+  it('driver/packed-ring/11: a batch of heads becomes visible through the first one', () => {
+    const { mem, cfg, dev, drv } = packedSetup(true);
+    const chain = new DescriptorChain(mem, SIZE);
+    for (let i = 0; i < 5; i++) drv.add([{ addr: 0x20000 + 64 * i, len: 64 }], [], i);
+    // Before kick no head is available, so the device sees nothing.
+    assert.equal(dev.pop(chain), false);
+    assert.equal(mem.readU16(cfg.descAddr + PackedLayout.FLAGS, true), 0);
+    drv.kick();
+    for (let i = 0; i < 5; i++) {
+      assert.equal(dev.pop(chain), true);
+      assert.equal(chain.id, i);
+      assert.equal(chain.addrs[0], 0x20000 + 64 * i);
+    }
+    assert.equal(dev.pop(chain), false);
   });
 });

@@ -40,6 +40,23 @@ export class PackedQueue implements DeviceQueue {
   private readonly drvEvt: ResolvedArea;
   /** Device Event Suppression (written by the device). */
   private readonly devEvt: ResolvedArea;
+  /**
+   * Little-endian fast path: the descriptor ring as u32 words of its region (null for
+   * big-endian guests or an unaligned region) and the word index of descriptor 0.
+   */
+  private readonly descU32: Uint32Array | null;
+  private readonly descW: number;
+  /** Driver Event Suppression as u16 words (with the descriptor fast path) and its word index. */
+  private readonly drvEvtU16: Uint16Array | null;
+  private readonly drvEvtW: number;
+  /**
+   * `pushDeferred`: ring position and flags of the first used descriptor whose flags are held
+   * back (-1: none). The later ones get their flags with plain stores; `publish` stores these
+   * flags last, with release, so the driver (which reads used descriptors in ring order) sees
+   * the whole batch at once and never a later one before the earlier.
+   */
+  private heldPos = -1;
+  private heldFlags = 0;
 
   /** Next ring position to read and the Driver Ring Wrap Counter expected there (2.8.1). */
   private nextAvail = 0;
@@ -76,6 +93,10 @@ export class PackedQueue implements DeviceQueue {
     this.drvEvt = r.driver;
     this.devEvt = r.device;
     this.orderDescs = new Uint16Array(r.size);
+    this.descU32 = r.littleEndian && (r.desc.offset & 3) === 0 && r.desc.u16 !== null ? memory.u32Of(r.desc.region) : null;
+    this.descW = r.desc.offset >>> 2;
+    this.drvEvtU16 = this.descU32 !== null ? r.driver.u16 : null;
+    this.drvEvtW = r.driver.offset >>> 1;
   }
 
   get broken(): QueueError | null {
@@ -99,7 +120,8 @@ export class PackedQueue implements DeviceQueue {
 
   /** Ring descriptors between nextUsed and nextAvail: in the device's hands. */
   private get descsInFlight(): number {
-    return this.availWrap === this.usedWrap ? this.nextAvail - this.nextUsed : this.nextAvail + this.size - this.nextUsed;
+    const d = this.nextAvail - this.nextUsed;
+    return this.availWrap === this.usedWrap ? d : d + this.size;
   }
 
   private fail(fault: QueueFault, message: string): never {
@@ -114,6 +136,9 @@ export class PackedQueue implements DeviceQueue {
   }
 
   private flagsAt(pos: number): number {
+    // The common case inline (an atomic u16 load is an acquire); else the generic helper.
+    const u32 = this.descU32;
+    if (u32 !== null) return Atomics.load(this.desc.u16!, 2 * this.descW + 8 * pos + 7);
     return loadU16Acquire(this.desc, pos * DESC_SIZE + PackedLayout.FLAGS, this.littleEndian);
   }
 
@@ -153,6 +178,8 @@ export class PackedQueue implements DeviceQueue {
     const size = this.size;
     const dview = this.desc.view;
     const dbase = this.desc.offset;
+    const u32 = this.descU32;
+    const dw = this.descW;
     chain.clear();
     chain.memory = mem;
     const capacity = chain.capacity;
@@ -167,13 +194,26 @@ export class PackedQueue implements DeviceQueue {
         this.fail(QueueFault.CHAIN_TOO_LONG, `chain at ${this.nextAvail} takes more than the ${budget} free ring descriptors`);
       }
       descs++;
-      const o = dbase + pos * DESC_SIZE;
-      if (descs > 1) flags = dview.getUint16(o + PackedLayout.FLAGS, le);
-      const lo = dview.getUint32(le ? o : o + 4, le);
-      const hi = dview.getUint32(le ? o + 4 : o, le);
+      const cur = pos;
+      const o = dbase + cur * DESC_SIZE;
+      let lo: number;
+      let hi: number;
+      let len: number;
+      // Id and flags share the last word; the id is read again (at the list's end) from it.
+      if (u32 !== null) {
+        const w = dw + 4 * pos;
+        lo = u32[w]!;
+        hi = u32[w + 1]!;
+        len = u32[w + 2]!;
+        if (descs > 1) flags = u32[w + 3]! >>> 16;
+      } else {
+        if (descs > 1) flags = dview.getUint16(o + PackedLayout.FLAGS, le);
+        lo = dview.getUint32(le ? o : o + 4, le);
+        hi = dview.getUint32(le ? o + 4 : o, le);
+        len = dview.getUint32(o + PackedLayout.LEN, le);
+      }
       // An address beyond 2^53 cannot be in any region: -1 marks it unmapped.
       const addr = hi >= 0x20_0000 ? -1 : hi * U32 + lo;
-      const len = dview.getUint32(o + PackedLayout.LEN, le);
       pos++;
       if (pos === size) {
         pos = 0;
@@ -225,7 +265,8 @@ export class PackedQueue implements DeviceQueue {
       this.addData(chain, addr, len, writable);
       if ((flags & NEXT) === 0) {
         // 2.8.6: the Buffer ID is in the last descriptor of the list.
-        this.finish(chain, dview.getUint16(o + PackedLayout.ID, le), descs, pos, wrap);
+        const id = u32 !== null ? u32[dw + 4 * cur + 3]! & 0xffff : dview.getUint16(o + PackedLayout.ID, le);
+        this.finish(chain, id, descs, pos, wrap);
         return;
       }
     }
@@ -296,7 +337,36 @@ export class PackedQueue implements DeviceQueue {
       this.orderHead = (this.orderHead + 1) % this.size;
       this.orderCount--;
     }
-    this.writeUsed(id, written, ringDescs, 1);
+    this.writeUsed(id, written, ringDescs, 1, false);
+  }
+
+  /**
+   * Like `push`, but the used descriptor becomes visible to the driver only at the next
+   * `publish()`, `push`, `needsNotification()` or `state()`: one release store per pass
+   * instead of one per buffer (the flags of the pass's first used descriptor go last, as a
+   * driver publishes a batch of heads). Never allocates.
+   */
+  pushDeferred(chain: DescriptorChain, written: number): void {
+    const ringDescs = chain.ringDescs;
+    if (!Number.isInteger(ringDescs) || ringDescs < 1 || ringDescs > this.size) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `buffer of ${ringDescs} ring descriptors on queue ${this.index} of ${this.size}`);
+    }
+    if (this.brokenErr !== null) return;
+    if (this.inOrder && this.orderCount > 0) {
+      this.orderHead = (this.orderHead + 1) % this.size;
+      this.orderCount--;
+    }
+    this.writeUsed(chain.id, written, ringDescs, 1, true);
+  }
+
+  /** Makes the used descriptors of `pushDeferred` visible (device/packed-ring/6: flags last, release). */
+  publish(): void {
+    const pos = this.heldPos;
+    if (pos < 0) return;
+    this.heldPos = -1;
+    if (this.brokenErr !== null) return;
+    if (this.descU32 !== null) Atomics.store(this.desc.u16!, 2 * this.descW + 8 * pos + 7, this.heldFlags);
+    else storeU16Release(this.desc, pos * DESC_SIZE + PackedLayout.FLAGS, this.heldFlags, this.littleEndian);
   }
 
   /**
@@ -318,23 +388,41 @@ export class PackedQueue implements DeviceQueue {
       this.orderHead = (this.orderHead + 1) % this.size;
     }
     this.orderCount -= count;
-    this.writeUsed(lastId, written, descs, count);
+    this.writeUsed(lastId, written, descs, count, false);
   }
 
-  private writeUsed(id: number, written: number, descs: number, bufs: number): void {
+  private writeUsed(id: number, written: number, descs: number, bufs: number, defer: boolean): void {
     if (!(id >= 0 && id <= 0xffff) || (id | 0) !== id) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `buffer id ${id} is not a 16-bit id (queue ${this.index})`);
     }
     const le = this.littleEndian;
     const w = written >>> 0;
-    const o = this.nextUsed * DESC_SIZE;
-    const v = this.desc.view;
-    v.setUint16(this.desc.offset + o + PackedLayout.ID, id, le);
-    v.setUint32(this.desc.offset + o + PackedLayout.LEN, w, le);
+    const pos = this.nextUsed;
+    const o = pos * DESC_SIZE;
     // 2.8.1: a used descriptor has AVAIL and USED both equal to the Device Ring Wrap Counter;
     // 2.8.3: WRITE says whether anything was written. Flags last, with release (device/packed-ring/6).
     const flags = (this.usedWrap ? AVAIL | USED : 0) | (w > 0 ? WRITE : 0);
-    storeU16Release(this.desc, o + PackedLayout.FLAGS, flags, le);
+    const u32 = this.descU32;
+    const held = this.heldPos >= 0;
+    if (u32 !== null) {
+      const x = this.descW + 4 * pos;
+      u32[x + 2] = w;
+      // Behind a held first descriptor the flags go with the id in one plain store.
+      if (held) u32[x + 3] = id | (flags << 16);
+      else this.desc.u16![(this.desc.offset + o + PackedLayout.ID) >>> 1] = id;
+    } else {
+      const v = this.desc.view;
+      v.setUint16(this.desc.offset + o + PackedLayout.ID, id, le);
+      v.setUint32(this.desc.offset + o + PackedLayout.LEN, w, le);
+      if (held) v.setUint16(this.desc.offset + o + PackedLayout.FLAGS, flags, le);
+    }
+    if (!held) {
+      if (defer) {
+        this.heldPos = pos;
+        this.heldFlags = flags;
+      } else if (u32 !== null) Atomics.store(this.desc.u16!, 2 * this.descW + 8 * pos + 7, flags);
+      else storeU16Release(this.desc, o + PackedLayout.FLAGS, flags, le);
+    } else if (!defer) this.publish();
     let p = this.nextUsed + descs;
     if (p >= this.size) {
       p -= this.size;
@@ -371,8 +459,12 @@ export class PackedQueue implements DeviceQueue {
 
   needsNotification(): boolean {
     if (this.brokenErr !== null) return false;
-    // Order the used descriptor stores before reading the driver's suppression fields.
-    fullFence();
+    this.publish();
+    // Order the used descriptor stores before reading the driver's suppression fields: with
+    // the atomic views the publishing flags store was seq-cst and so are the loads below (the
+    // full barrier of 2.8.10 without a fence); else a full fence.
+    const ev16 = this.drvEvtU16;
+    if (ev16 === null) fullFence();
     const moved = this.usedSinceSignal;
     const valid = this.signalledValid;
     this.usedSinceSignal = 0;
@@ -382,7 +474,7 @@ export class PackedQueue implements DeviceQueue {
     if (moved === 0) return false;
     const le = this.littleEndian;
     const e = this.drvEvt;
-    const flags = e.view.getUint16(e.offset + PackedEvent.FLAGS, le) & 0x3;
+    const flags = (ev16 !== null ? Atomics.load(ev16, this.drvEvtW + PackedEvent.FLAGS / 2) : e.view.getUint16(e.offset + PackedEvent.FLAGS, le)) & 0x3;
     if (flags === PackedEvent.DISABLE) return false;
     // DESC is only meaningful with EVENT_IDX; otherwise (and for the reserved 3) notify.
     if (flags !== PackedEvent.DESC_SPECIFIC || !this.eventIdx) return true;
@@ -391,6 +483,7 @@ export class PackedQueue implements DeviceQueue {
   }
 
   state(): QueueState {
+    this.publish(); // the saved position is the one the driver sees
     return { nextAvail: this.nextAvail, nextUsed: this.nextUsed, availWrap: this.availWrap, usedWrap: this.usedWrap };
   }
 
@@ -414,6 +507,7 @@ export class PackedQueue implements DeviceQueue {
     this.availWrap = s.availWrap;
     this.nextUsed = s.nextUsed;
     this.usedWrap = s.usedWrap;
+    this.heldPos = -1;
     this.orderHead = 0;
     this.orderCount = 0;
     this.inFlightBufs = 0;
@@ -427,6 +521,7 @@ export class PackedQueue implements DeviceQueue {
     this.availWrap = true;
     this.nextUsed = 0;
     this.usedWrap = true;
+    this.heldPos = -1;
     this.orderHead = 0;
     this.orderCount = 0;
     this.inFlightBufs = 0;

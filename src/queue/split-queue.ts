@@ -50,6 +50,17 @@ export class SplitQueue implements DeviceQueue {
   private readonly availRingW: number;
   private readonly usedU32: Uint32Array | null;
   private readonly usedRingW: number;
+  /** u16 word indices of avail idx, avail flags, used_event and used idx (with availU16/usedU16). */
+  private readonly availIdxW: number;
+  private readonly availFlagsW: number;
+  private readonly usedEventW: number;
+  private readonly usedU16: Uint16Array | null;
+  private readonly usedIdxW: number;
+  /**
+   * Both rings have atomic u16 views: used idx is stored seq-cst and the driver's fields are
+   * loaded seq-cst, which orders the store before the loads (the mb of 2.7.10) without a fence.
+   */
+  private readonly seqCst: boolean;
 
   private nextAvail = 0;
   /** Next used entry to write; `publishedUsed` is the idx in guest memory (behind after pushDeferred). */
@@ -90,6 +101,12 @@ export class SplitQueue implements DeviceQueue {
     // 2.7: the used ring is 4-aligned in guest space; its offset in the region must be too.
     this.usedU32 = r.littleEndian && (r.used.offset & 3) === 0 ? memory.u32Of(r.used.region) : null;
     this.usedRingW = (r.used.offset + SplitLayout.USED_RING) >>> 2;
+    this.availIdxW = (r.avail.offset + SplitLayout.AVAIL_IDX) >>> 1;
+    this.availFlagsW = (r.avail.offset + SplitLayout.AVAIL_FLAGS) >>> 1;
+    this.usedEventW = this.usedEventOff >>> 1;
+    this.usedU16 = r.littleEndian ? r.used.u16 : null;
+    this.usedIdxW = (r.used.offset + SplitLayout.USED_IDX) >>> 1;
+    this.seqCst = this.availU16 !== null && this.usedU16 !== null;
   }
 
   get broken(): QueueError | null {
@@ -118,6 +135,9 @@ export class SplitQueue implements DeviceQueue {
   }
 
   private availIdx(): number {
+    const a16 = this.availU16;
+    // An atomic load is an acquire (2.7.13.3.1); inline, as the helper is not always inlined.
+    if (a16 !== null) return Atomics.load(a16, this.availIdxW);
     return loadU16Acquire(this.avail, SplitLayout.AVAIL_IDX, this.littleEndian);
   }
 
@@ -306,7 +326,9 @@ export class SplitQueue implements DeviceQueue {
     const now = this.nextUsed;
     if (now === this.publishedUsed || this.brokenErr !== null) return;
     this.publishedUsed = now;
-    storeU16Release(this.used, SplitLayout.USED_IDX, now, this.littleEndian);
+    const u16 = this.usedU16;
+    if (u16 !== null) Atomics.store(u16, this.usedIdxW, now);
+    else storeU16Release(this.used, SplitLayout.USED_IDX, now, this.littleEndian);
   }
 
   /**
@@ -368,8 +390,10 @@ export class SplitQueue implements DeviceQueue {
   needsNotification(): boolean {
     if (this.brokenErr !== null) return false;
     this.publish();
-    // Order the used idx store before reading the driver's suppression fields (2.7.10).
-    fullFence();
+    // Order the used idx store before reading the driver's suppression fields (2.7.10): the
+    // last used idx store was seq-cst and so are the loads below, else a full fence.
+    const seqCst = this.seqCst;
+    if (!seqCst) fullFence();
     const newUsed = this.nextUsed;
     const old = this.signalledUsed;
     const valid = this.signalledValid;
@@ -384,10 +408,11 @@ export class SplitQueue implements DeviceQueue {
     const av = this.avail;
     if (this.eventIdx) {
       // device/split-ring/10, 11: flags ignored; notify when used idx crossed used_event.
-      return needEvent(av.view.getUint16(this.usedEventOff, le), newUsed, old);
+      return needEvent(seqCst ? Atomics.load(this.availU16!, this.usedEventW) : av.view.getUint16(this.usedEventOff, le), newUsed, old);
     }
     // device/split-ring/7, 8, 9: used_event ignored; flags decide.
-    return (av.view.getUint16(av.offset + SplitLayout.AVAIL_FLAGS, le) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    const flags = seqCst ? Atomics.load(this.availU16!, this.availFlagsW) : av.view.getUint16(av.offset + SplitLayout.AVAIL_FLAGS, le);
+    return (flags & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
   }
 
   state(): QueueState {
