@@ -29,6 +29,21 @@ export class MmioDriverTransport implements DriverTransport {
   private readonly active = new Set<number>();
   private queueCount = -1;
 
+  /**
+   * Discovery as 4.2.3.1.1 wants it: null for a placeholder window (DeviceID 0), which the
+   * driver ignores without reporting an error (driver/transport-mmio/6) and without writing any
+   * register; a transport otherwise. A window that is not virtio-mmio (magic, version) still
+   * throws TRANSPORT_BAD_ACCESS, as the constructor does.
+   */
+  static probe(regs: RegisterWindow, memory: GuestMemory, opts: MmioDriverOptions = {}): MmioDriverTransport | null {
+    if (regs.read(MmioReg.MAGIC_VALUE, 4) === MMIO_MAGIC) {
+      const v = regs.read(MmioReg.VERSION, 4);
+      if ((v === 1 || v === 2) && regs.read(MmioReg.DEVICE_ID, 4) === 0) return null;
+    }
+    return new MmioDriverTransport(regs, memory, opts);
+  }
+
+  /** Throws TRANSPORT_BAD_ACCESS for anything but a virtio-mmio device (use `probe` to skip placeholders). */
   constructor(
     private readonly regs: RegisterWindow,
     readonly memory: GuestMemory,

@@ -163,7 +163,7 @@ describe('MMIO device registers', () => {
     assert.equal(t.read(MmioReg.CONFIG_GENERATION, 4), 3);
   });
 
-  it('device/transport-mmio/8 to /12: QueueReset resets the queue and presents 0 in QueueReset and QueueReady', () => {
+  it('device/transport-mmio/8, /9, /10, /12 (a reset completes within the write, so /11 never arises): QueueReset resets the queue and presents 0 in QueueReset and QueueReady', () => {
     const { t, core, bad } = setup();
     negotiate(t, F.VERSION_1 | F.RING_RESET);
     t.write(MmioReg.QUEUE_SEL, 4, 1);
@@ -284,7 +284,19 @@ describe('MMIO driver transport', () => {
     return { ...s, d };
   }
 
-  it('driver/transport-mmio/4 to /6 /17 /18: discovery checks magic, version and device id', () => {
+  it('driver/transport-mmio/6: probe ignores a placeholder (DeviceID 0) without an error and without writing a register', () => {
+    const zero = setup({}, stubDevice({ deviceId: 0 }));
+    const writes: number[] = [];
+    const watched = { read: (o: number, w: number) => zero.t.read(o, w), write: (o: number, w: number, v: number) => (writes.push(o), zero.t.write(o, w, v)) };
+    assert.equal(MmioDriverTransport.probe(watched, zero.mem), null);
+    assert.deepEqual(writes, [], 'nothing written to the placeholder');
+    const real = setup();
+    assert.equal(MmioDriverTransport.probe(real.t, real.mem)?.deviceId, 4);
+    const junk = { read: () => 0x1234, write: () => {} };
+    assert.throws(() => MmioDriverTransport.probe(junk, zero.mem), { code: 'TRANSPORT_BAD_ACCESS' }, 'not virtio-mmio at all: an error');
+  });
+
+  it('driver/transport-mmio/4, /5, /17, /18: discovery checks magic, version and device id', () => {
     const { d } = pair();
     assert.equal(d.deviceId, 4);
     assert.equal(d.legacy, false);
