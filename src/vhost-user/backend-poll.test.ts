@@ -173,6 +173,50 @@ describe('VhostUserBackend busy-poll window (pollUs)', () => {
     assert.equal(errors, 0, 'a driver error is not a device failure');
   });
 
+  it('polling that keeps finding nothing is suspended: the next episodes are plain passes', async () => {
+    const dev = new RacingDevice();
+    const { drv, kick, call } = await start(dev, 100);
+    let addInPass = false;
+    dev.afterPass = () => {
+      if (addInPass) {
+        addInPass = false;
+        drv.add(enc.encode('late'), 16, RING.data + 0x800);
+      }
+    };
+    // Baseline: with polling on, a buffer added during the pass is served in the same episode.
+    addInPass = true;
+    drv.add(enc.encode('a'), 16, RING.data);
+    let called = waitEventfd(p, call);
+    drv.setUsedEvent(drv.usedIdx());
+    p.eventfdWrite(kick, 1);
+    await called;
+    await dev.waitFor(2);
+    assert.equal(drv.usedIdx(), 2, 'polled');
+    // That episode found one buffer by polling; two fruitless episodes in a row suspend polling.
+    for (let i = 0; i < 2; i++) {
+      drv.add(enc.encode('b'), 16, RING.data);
+      called = waitEventfd(p, call);
+      drv.setUsedEvent(drv.usedIdx());
+    p.eventfdWrite(kick, 1);
+      await called;
+    }
+    await dev.waitFor(4);
+    addInPass = true;
+    drv.add(enc.encode('c'), 16, RING.data);
+    called = waitEventfd(p, call);
+    drv.setUsedEvent(drv.usedIdx());
+    p.eventfdWrite(kick, 1);
+    await called;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(drv.usedIdx(), 5, 'suspended: the buffer added during the pass waits for its kick');
+    assert.equal(drv.availEvent(), 5, 'and notifications are on for it (the pass was a plain one)');
+    called = waitEventfd(p, call);
+    drv.setUsedEvent(drv.usedIdx());
+    p.eventfdWrite(kick, 1);
+    await called;
+    assert.equal(drv.usedIdx(), 6);
+  });
+
   it('pollUs is checked: 0..MAX_POLL_US', () => {
     const dev = new EchoDevice();
     for (const bad of [-1, MAX_POLL_US + 1, Number.NaN]) {

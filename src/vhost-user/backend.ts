@@ -115,6 +115,17 @@ export interface VhostUserBackendOptions {
 export const MAX_POLL_US = 1000;
 /** Longest a polling episode holds the event loop (vhost-user messages, other rings) before yielding. */
 export const POLL_BUDGET_US = 2000;
+/** Back-to-back passes between two looks at the clock in a busy polling episode. */
+const POLL_CLOCK_PASSES = 8;
+/**
+ * Polling adapts: after POLL_WASTED_LIMIT episodes in a row whose idle windows found no buffer
+ * (the driver is slower than the window, or shares our CPU and cannot run while we spin), the
+ * ring is served without polling for POLL_SUSPEND_MIN episodes, doubling up to POLL_SUSPEND_MAX
+ * while the probes after a suspension stay fruitless.
+ */
+const POLL_WASTED_LIMIT = 2;
+const POLL_SUSPEND_MIN = 16;
+const POLL_SUSPEND_MAX = 4096;
 
 /** Where replies and back-end requests go (the connection's framer). */
 export type MessageSink = (request: number, flags: number, payload?: Uint8Array, fds?: readonly number[]) => void;
@@ -148,6 +159,11 @@ interface Ring {
   broken: QueueError | null;
   /** A used-buffer notification was asked for during the current processing pass. */
   callPending: boolean;
+  /** Busy-poll adaptation: consecutive episodes whose polling found nothing. */
+  pollWasted: number;
+  /** Episodes left to run without polling, and the length of the next suspension. */
+  pollSuspended: number;
+  pollSuspendLen: number;
   /** Guest addresses of the ring parts while started. */
   descGuest: number;
   usedGuest: number;
@@ -269,6 +285,9 @@ export class VhostUserBackend {
         pollTimer: null,
         broken: null,
         callPending: false,
+        pollWasted: 0,
+        pollSuspended: 0,
+        pollSuspendLen: POLL_SUSPEND_MIN,
         descGuest: -1,
         usedGuest: -1,
       });
@@ -1056,8 +1075,11 @@ export class VhostUserBackend {
       }
     }
     if (this.pollWindowMs > 0 && this.passDepth === 0) {
-      this.pollRing(r, r.queue);
-      return;
+      if (r.pollSuspended === 0) {
+        this.pollRing(r, r.queue);
+        return;
+      }
+      r.pollSuspended--;
     }
     this.pass(r);
   }
@@ -1088,6 +1110,8 @@ export class VhostUserBackend {
     const budgetEnd = performance.now() + POLL_BUDGET_US / 1000;
     const window = this.pollWindowMs;
     let stalled = false;
+    let busyPasses = 0;
+    let hits = 0;
     q.hold = true;
     try {
       // Device-independent: a device that never suppresses notifications itself gets them held too.
@@ -1100,21 +1124,36 @@ export class VhostUserBackend {
           stalled = true; // the device waits for its completions, which need the event loop
           break;
         }
+        // Buffers already waiting: straight to the next pass, reading the clock (tens of ns)
+        // only every POLL_CLOCK_PASSES passes to keep the budget.
+        if (q.hasAvailable() && ++busyPasses < POLL_CLOCK_PASSES) continue;
+        busyPasses = 0;
+        const t0 = performance.now();
+        if (t0 >= budgetEnd) break;
         // The window starts after the pass: wait for the driver's next buffer this long.
-        const idleEnd = performance.now() + window;
+        const idleEnd = t0 + window;
         let found = false;
         for (;;) {
-          const t = performance.now();
-          if (t >= idleEnd || t >= budgetEnd) break;
           if (q.hasAvailable()) {
             found = true;
+            hits++;
             break;
           }
+          const t = performance.now();
+          if (t >= idleEnd || t >= budgetEnd) break;
         }
         if (!found) break;
       }
     } finally {
       q.hold = false;
+    }
+    if (hits > 0) {
+      r.pollWasted = 0;
+      r.pollSuspendLen = POLL_SUSPEND_MIN;
+    } else if (!stalled && ++r.pollWasted >= POLL_WASTED_LIMIT) {
+      r.pollSuspended = r.pollSuspendLen;
+      r.pollSuspendLen = Math.min(r.pollSuspendLen * 2, POLL_SUSPEND_MAX);
+      r.pollWasted = POLL_WASTED_LIMIT - 1; // one fruitless probe suspends again
     }
     // Re-enable before sleeping (fenced, re-checked). A buffer that slipped in meanwhile is
     // served now by an ordinary pass, or past the budget on the next turn of the event loop; a

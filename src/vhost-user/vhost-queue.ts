@@ -77,7 +77,7 @@ export class VhostQueue implements DeviceQueue {
   logEventLen = 0;
   /**
    * Set by the back-end while it polls the ring after a processing pass: the device's
-   * enableNotification only re-checks for buffers and leaves driver notifications suppressed
+   * enableNotification answers "nothing more" and leaves driver notifications suppressed
    * (EVENT_IDX: avail_event stays behind, so the driver does not kick for buffers added while
    * the back-end is watching anyway). The back-end re-enables them (enableNotificationNow) when
    * its poll window ends, before it sleeps (2.7.10).
@@ -258,7 +258,9 @@ export class VhostQueue implements DeviceQueue {
 
   enableNotification(): boolean {
     if (this.detached) return false;
-    if (this.hold) return this.hasAvailable();
+    // Held: "nothing more" ends the device's pass; the back-end looks for more buffers itself
+    // between passes (so a pass stays bounded and the polling budget holds).
+    if (this.hold) return false;
     return this.enableNotificationNow();
   }
 
