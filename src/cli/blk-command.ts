@@ -35,7 +35,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     }
     what = `image ${options.image}`;
   } else {
-    backend = new MemoryBackend(options.memoryBytes!);
+    backend = new MemoryBackend(options.memoryBytes!, { sparse: true });
     what = 'RAM disk';
   }
   if (backend.size < 512) {

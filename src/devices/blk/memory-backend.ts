@@ -1,17 +1,27 @@
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { BlkBackend } from './backend.js';
 
+/** Granularity of the sparse RAM disk's written-page map. */
+const SPARSE_PAGE = 4096;
+
 /**
  * A RAM disk. Every operation completes synchronously, so the device's request path runs
  * without promises.
+ *
+ * With `sparse`, the disk remembers which 4 KiB pages were ever written (one byte each); a read
+ * of pages never written zero-fills the destination instead of copying from `data` (same bytes,
+ * but no pass over the source: no TLB and cache misses over a large, mostly untouched disk).
+ * Only for disks whose `data` nobody writes directly (the CLI's `--memory` disk).
  */
 export class MemoryBackend implements BlkBackend {
   readonly data: Uint8Array;
   readonly readOnly: boolean;
   readonly canUnmap = false;
   private closed = false;
+  /** Sparse: 1 for each page written since creation (a 0 page holds zeroes in `data`). */
+  private readonly written: Uint8Array | null;
 
-  constructor(sizeBytes: number, opts: { readOnly?: boolean; data?: Uint8Array } = {}) {
+  constructor(sizeBytes: number, opts: { readOnly?: boolean; data?: Uint8Array; sparse?: boolean } = {}) {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad RAM disk size ${sizeBytes}`);
     }
@@ -20,6 +30,21 @@ export class MemoryBackend implements BlkBackend {
     }
     this.data = opts.data ?? new Uint8Array(sizeBytes);
     this.readOnly = opts.readOnly ?? false;
+    // Given data may hold anything: no sparse map then.
+    this.written = opts.sparse === true && !opts.data ? new Uint8Array(Math.ceil(sizeBytes / SPARSE_PAGE)) : null;
+  }
+
+  /** Whether any page of [offset, offset + len) was written (len > 0). */
+  private touched(offset: number, len: number): boolean {
+    const w = this.written!;
+    const last = Math.floor((offset + len - 1) / SPARSE_PAGE);
+    for (let p = Math.floor(offset / SPARSE_PAGE); p <= last; p++) if (w[p] !== 0) return true;
+    return false;
+  }
+
+  private markWritten(offset: number, len: number): void {
+    if (len <= 0) return;
+    this.written!.fill(1, Math.floor(offset / SPARSE_PAGE), Math.floor((offset + len - 1) / SPARSE_PAGE) + 1);
   }
 
   get size(): number {
@@ -35,12 +60,17 @@ export class MemoryBackend implements BlkBackend {
 
   read(offset: number, dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): void {
     this.check(offset, len);
+    if (this.written !== null && len > 0 && !this.touched(offset, len)) {
+      dst.fill(0, dstOff, dstOff + len);
+      return;
+    }
     dst.set(this.data.subarray(offset, offset + len), dstOff);
   }
 
   write(offset: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): void {
     this.check(offset, len);
     if (this.readOnly) throw new VirtioError(ErrorCode.BACKEND_IO, 'RAM disk is read-only');
+    if (this.written !== null) this.markWritten(offset, len);
     this.data.set(src.subarray(srcOff, srcOff + len), offset);
   }
 
