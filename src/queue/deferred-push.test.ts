@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { QueueError, QueueFault } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { F } from '../spec/features.js';
 import { DescFlag, PackedLayout, SplitLayout } from '../spec/ring.js';
@@ -76,6 +77,23 @@ describe('SplitQueue.pushDeferred / publish (one used idx store per pass)', () =
     assert.deepEqual(dev.state(), { nextAvail: 4, nextUsed: 4, availWrap: true, usedWrap: true });
     assert.equal(idx(), 4);
     for (let i = 0; i < 4; i++) assert.equal(drv.takeUsed(), i);
+  });
+
+  it('entries deferred before the driver broke the ring are still published (as push would have)', () => {
+    const { mem, cfg, dev, drv } = splitSetup(true);
+    const chain = new DescriptorChain(mem, SIZE);
+    drv.add([{ addr: 0x20000, len: 8 }], [], 7);
+    drv.kick();
+    assert.equal(dev.pop(chain), true);
+    dev.pushDeferred(chain, 0);
+    // The driver moves avail idx further than the ring holds: a ring-rule break.
+    mem.writeU16(cfg.driverAddr + SplitLayout.AVAIL_IDX, 1 + SIZE + 1, true);
+    assert.throws(() => dev.pop(chain), (e: unknown) => e instanceof QueueError && e.fault === QueueFault.AVAIL_IDX_JUMP);
+    assert.notEqual(dev.broken, null);
+    dev.pushDeferred(chain, 0); // ignored: the queue is broken
+    dev.publish();
+    assert.equal(mem.readU16(cfg.deviceAddr + SplitLayout.USED_IDX, true), 1);
+    assert.equal(drv.takeUsed(), 7);
   });
 
   it('a random mix of push, pushDeferred and publish delivers every buffer once, in order', () => {

@@ -359,12 +359,14 @@ export class PackedQueue implements DeviceQueue {
     this.writeUsed(chain.id, written, ringDescs, 1, true);
   }
 
-  /** Makes the used descriptors of `pushDeferred` visible (device/packed-ring/6: flags last, release). */
+  /**
+   * Makes the used descriptors of `pushDeferred` visible (device/packed-ring/6: flags last,
+   * release). Those pushed before the queue broke are still published, as `push` would have done.
+   */
   publish(): void {
     const pos = this.heldPos;
     if (pos < 0) return;
     this.heldPos = -1;
-    if (this.brokenErr !== null) return;
     if (this.descU32 !== null) Atomics.store(this.desc.u16!, 2 * this.descW + 8 * pos + 7, this.heldFlags);
     else storeU16Release(this.desc, pos * DESC_SIZE + PackedLayout.FLAGS, this.heldFlags, this.littleEndian);
   }
@@ -458,8 +460,8 @@ export class PackedQueue implements DeviceQueue {
   }
 
   needsNotification(): boolean {
-    if (this.brokenErr !== null) return false;
     this.publish();
+    if (this.brokenErr !== null) return false;
     // Order the used descriptor stores before reading the driver's suppression fields: with
     // the atomic views the publishing flags store was seq-cst and so are the loads below (the
     // full barrier of 2.8.10 without a fence); else a full fence.

@@ -321,10 +321,11 @@ export class SplitQueue implements DeviceQueue {
   /**
    * Publishes used entries written by `pushDeferred` with one release store of used idx
    * (device/split-ring/13: the entries are written before idx moves). No-op when none pend.
+   * Entries pushed before the queue broke are still published, as `push` would have done.
    */
   publish(): void {
     const now = this.nextUsed;
-    if (now === this.publishedUsed || this.brokenErr !== null) return;
+    if (now === this.publishedUsed) return;
     this.publishedUsed = now;
     const u16 = this.usedU16;
     if (u16 !== null) Atomics.store(u16, this.usedIdxW, now);
@@ -388,8 +389,8 @@ export class SplitQueue implements DeviceQueue {
   }
 
   needsNotification(): boolean {
-    if (this.brokenErr !== null) return false;
     this.publish();
+    if (this.brokenErr !== null) return false;
     // Order the used idx store before reading the driver's suppression fields (2.7.10): the
     // last used idx store was seq-cst and so are the loads below, else a full fence.
     const seqCst = this.seqCst;
