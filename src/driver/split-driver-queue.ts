@@ -107,6 +107,8 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   private outstanding = 0;
   private lastUsed = 0;
   private usedIdxSeen = 0;
+  /** used_event was stored by takeUsed and no fence has ordered it before a used idx read yet. */
+  private usedEventUnfenced = false;
   private brokenErr: QueueError | null = null;
 
   constructor(memory: GuestMemory, config: QueueConfig, opts: SplitDriverQueueOptions = {}) {
@@ -348,6 +350,11 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
 
   /** Acquire load of used idx (an atomic load where there is a view; inline, it is hot). */
   private usedIdx(): number {
+    if (this.usedEventUnfenced) {
+      // 2.7.10: the used_event store is ordered before this read of used idx (see rearmUsedEvent).
+      this.usedEventUnfenced = false;
+      fullFence();
+    }
     const u16 = this.usedU16;
     if (u16 !== null) return Atomics.load(u16, this.usedIdxW);
     return loadU16Acquire(this.used, SplitLayout.USED_IDX, this.littleEndian);
@@ -414,12 +421,14 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   /**
    * 2.7.10 with EVENT_IDX, interrupts wanted: ask for an interrupt at the next entry as each one
    * is taken (as Linux's virtqueue_get_buf does), so a consumer that drains without calling
-   * enableInterrupts again is still interrupted for the next buffer. The fence orders the store
-   * before the next read of used idx.
+   * enableInterrupts again is still interrupted for the next buffer. A fence orders the store
+   * before the next read of used idx (taken in usedIdx).
    */
   private rearmUsedEvent(): void {
     this.avail.view.setUint16(this.usedEventOff, this.lastUsed, this.littleEndian);
-    fullFence();
+    // The fence is taken just before the next read of used idx (usedIdx), the only read it
+    // must precede: one fence per reload of idx instead of one per buffer taken.
+    this.usedEventUnfenced = true;
   }
 
   private takeFromBatch(): T | undefined {
