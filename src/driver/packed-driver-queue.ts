@@ -63,6 +63,8 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
   private usedWrap = true;
   /** Descriptor-specific interrupts requested (2.8.10): takeUsed keeps the event position current. */
   private descEventArmed = false;
+  /** The event position was stored by takeUsed and no fence has ordered it before a flags read. */
+  private eventUnfenced = false;
   /** Ring descriptors not in flight. */
   private freeDescs: number;
   /** Free buffer ids (a stack). */
@@ -339,8 +341,24 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
 
   /** 2.8.1: used when AVAIL and USED both equal the wrap counter expected at nextUsed. */
   private usedFlagsAt(): number {
+    const f = this.isUsed(this.loadUsedFlags());
+    // 2.8.10: the event position store must be ordered before a flags read that finds nothing
+    // (else the device could miss the new event and we its descriptor). A read that finds a
+    // used descriptor needs no fence: we take it and come back.
+    if (f >= 0 || !this.eventUnfenced) return f;
+    this.eventUnfenced = false;
+    fullFence();
+    return this.isUsed(this.loadUsedFlags());
+  }
+
+  private loadUsedFlags(): number {
     const u16 = this.descU16;
-    const f = u16 !== null ? Atomics.load(u16, 2 * this.descW + 8 * this.nextUsed + 7) : loadU16Acquire(this.desc, this.nextUsed * DESC_SIZE + PackedLayout.FLAGS, this.littleEndian);
+    if (u16 !== null) return Atomics.load(u16, 2 * this.descW + 8 * this.nextUsed + 7);
+    return loadU16Acquire(this.desc, this.nextUsed * DESC_SIZE + PackedLayout.FLAGS, this.littleEndian);
+  }
+
+  /** `f` when AVAIL and USED both equal the used wrap counter, else -1. */
+  private isUsed(f: number): number {
     const w = this.usedWrap;
     return ((f & AVAIL) !== 0) === w && ((f & USED) !== 0) === w ? f : -1;
   }
@@ -407,10 +425,11 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
     if (this.descEventArmed) {
       // 2.8.10: keep the descriptor event at the next used position as buffers are taken (as
       // Linux's virtqueue_get_buf does), so a consumer that drains without re-enabling is still
-      // interrupted for the next one; the fence orders it before the next flags read.
+      // interrupted for the next one; a fence orders it before a flags read that finds nothing
+      // (taken in usedFlagsAt: one per drain instead of one per buffer).
       const e = this.drvEvt;
       e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(p, this.usedWrap), this.littleEndian);
-      fullFence();
+      this.eventUnfenced = true;
     }
   }
 

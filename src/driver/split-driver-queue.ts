@@ -350,11 +350,17 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
 
   /** Acquire load of used idx (an atomic load where there is a view; inline, it is hot). */
   private usedIdx(): number {
-    if (this.usedEventUnfenced) {
-      // 2.7.10: the used_event store is ordered before this read of used idx (see rearmUsedEvent).
-      this.usedEventUnfenced = false;
-      fullFence();
-    }
+    const v = this.loadUsedIdx();
+    // 2.7.10: a used_event store must be ordered before a read of used idx that finds nothing
+    // new (else the device could miss the new event and we its entry). A read that finds new
+    // entries needs no fence: we take them and come back.
+    if (!this.usedEventUnfenced || v !== this.lastUsed) return v;
+    this.usedEventUnfenced = false;
+    fullFence();
+    return this.loadUsedIdx();
+  }
+
+  private loadUsedIdx(): number {
     const u16 = this.usedU16;
     if (u16 !== null) return Atomics.load(u16, this.usedIdxW);
     return loadU16Acquire(this.used, SplitLayout.USED_IDX, this.littleEndian);
@@ -426,8 +432,8 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
    */
   private rearmUsedEvent(): void {
     this.avail.view.setUint16(this.usedEventOff, this.lastUsed, this.littleEndian);
-    // The fence is taken just before the next read of used idx (usedIdx), the only read it
-    // must precede: one fence per reload of idx instead of one per buffer taken.
+    // The fence is taken in usedIdx, before a read of used idx that finds nothing new, the only
+    // read it must precede: one fence per drain instead of one per buffer taken.
     this.usedEventUnfenced = true;
   }
 

@@ -4,10 +4,11 @@ import fc from 'fast-check';
 import { QueueError, QueueFault } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { F } from '../spec/features.js';
-import { DescFlag, PackedLayout, SplitLayout } from '../spec/ring.js';
+import { DescFlag, PackedEvent, PackedLayout, SplitLayout } from '../spec/ring.js';
 import { PackedDriverQueue } from '../driver/packed-driver-queue.js';
 import { SplitDriverQueue } from '../driver/split-driver-queue.js';
 import { DescriptorChain } from './chain.js';
+import { offWrap } from './packed-layout.js';
 import { PackedQueue } from './packed-queue.js';
 import { SplitQueue } from './split-queue.js';
 import type { QueueConfig } from './types.js';
@@ -250,5 +251,42 @@ describe('PackedDriverQueue.kick: one release per kick, first head last', () => 
       assert.equal(chain.addrs[0], 0x20000 + 64 * i);
     }
     assert.equal(dev.pop(chain), false);
+  });
+});
+
+describe('PackedQueue with EVENT_IDX: the event position moves with a plain store once the mode is DESC', () => {
+  it('2.8.10: flags DESC, position at nextAvail after each pop, the mode rewritten after reset', () => {
+    const mem = GuestMemory.allocate(1 << 20);
+    const l = PackedDriverQueue.layout(SIZE, 0x1000);
+    const cfg: QueueConfig = {
+      size: SIZE,
+      descAddr: l.descAddr,
+      driverAddr: l.driverAddr,
+      deviceAddr: l.deviceAddr,
+      features: F.VERSION_1 | F.RING_PACKED | F.EVENT_IDX,
+      index: 0,
+    };
+    let drv = new PackedDriverQueue<number>(mem, cfg);
+    const dev = new PackedQueue(mem, cfg);
+    const chain = new DescriptorChain(mem, SIZE);
+    const evFlags = (): number => mem.readU16(cfg.deviceAddr + PackedEvent.FLAGS);
+    const evDesc = (): number => mem.readU16(cfg.deviceAddr + PackedEvent.DESC);
+    for (let i = 0; i < 3; i++) drv.add([{ addr: 0x20000, len: 8 }], [], i);
+    drv.kick();
+    for (let i = 1; i <= 3; i++) {
+      assert.equal(dev.pop(chain), true);
+      assert.equal(evFlags(), PackedEvent.DESC_SPECIFIC);
+      assert.equal(evDesc(), offWrap(i, true));
+    }
+    // A driver re-initialisation zeroes the areas; after the device's reset the first pop
+    // stores the mode again, not only the position.
+    dev.reset();
+    drv = new PackedDriverQueue<number>(mem, cfg);
+    assert.equal(evFlags(), PackedEvent.ENABLE);
+    drv.add([{ addr: 0x20000, len: 8 }], [], 0);
+    drv.kick();
+    assert.equal(dev.pop(chain), true);
+    assert.equal(evFlags(), PackedEvent.DESC_SPECIFIC);
+    assert.equal(evDesc(), offWrap(1, true));
   });
 });

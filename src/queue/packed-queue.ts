@@ -76,6 +76,8 @@ export class PackedQueue implements DeviceQueue {
   private brokenErr: QueueError | null = null;
   /** Whether the device currently wants available-buffer notifications (2.8.10). */
   private notifyEnabled = true;
+  /** Flags this queue last stored in the Device Event Suppression area (-1: not known). */
+  private devEvtMode = -1;
   /** Ring descriptors used since `needsNotification` last ran, and whether that count is known. */
   private usedSinceSignal = 0;
   private signalledValid = true;
@@ -163,7 +165,14 @@ export class PackedQueue implements DeviceQueue {
     }
     this.inFlightBufs++;
     // 2.8.10 with EVENT_IDX and notifications wanted: ask to be told about the next descriptor.
-    if (this.eventIdx && this.notifyEnabled) this.writeDeviceEvent(PackedEvent.DESC_SPECIFIC);
+    if (this.eventIdx && this.notifyEnabled) {
+      // Flags already DESC: moving the event position forward is a plain store (as split's
+      // avail_event); the flags store with release is for a change of mode.
+      if (this.devEvtMode === PackedEvent.DESC_SPECIFIC) {
+        const e = this.devEvt;
+        e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(this.nextAvail, this.availWrap), this.littleEndian);
+      } else this.writeDeviceEvent(PackedEvent.DESC_SPECIFIC);
+    }
     return true;
   }
 
@@ -441,6 +450,7 @@ export class PackedQueue implements DeviceQueue {
     const e = this.devEvt;
     if (mode === PackedEvent.DESC_SPECIFIC) e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(this.nextAvail, this.availWrap), le);
     storeU16Release(e, PackedEvent.FLAGS, mode, le);
+    this.devEvtMode = mode;
   }
 
   disableNotification(): void {
@@ -510,6 +520,7 @@ export class PackedQueue implements DeviceQueue {
     this.nextUsed = s.nextUsed;
     this.usedWrap = s.usedWrap;
     this.heldPos = -1;
+    this.devEvtMode = -1;
     this.orderHead = 0;
     this.orderCount = 0;
     this.inFlightBufs = 0;
@@ -529,6 +540,7 @@ export class PackedQueue implements DeviceQueue {
     this.inFlightBufs = 0;
     this.brokenErr = null;
     this.notifyEnabled = true;
+    this.devEvtMode = -1;
     this.usedSinceSignal = 0;
     this.signalledValid = true;
   }
