@@ -67,6 +67,8 @@ export interface RingCase {
   perPass: boolean;
   /** one-thread: timed runs in the isolate (the minimum is kept). */
   trials: number;
+  /** Negotiate EVENT_IDX (what Linux guests do): event positions move per buffer. */
+  eventIdx: boolean;
 }
 
 function runCase(c: RingCase): Promise<RingResult> {
@@ -88,7 +90,7 @@ function runCase(c: RingCase): Promise<RingResult> {
 async function runWorker(packed: boolean, batch: number, chains: number, trials: number): Promise<RingResult> {
   let best = Infinity;
   for (let t = 0; t < trials; t++) {
-    const r = await runCase({ role: 'driver', packed, batch, chains, perPass: true, trials: 1 });
+    const r = await runCase({ role: 'driver', packed, batch, chains, perPass: true, trials: 1, eventIdx: false });
     best = Math.min(best, r.nsPerChain);
   }
   return { nsPerChain: best, heapDelta: 0 };
@@ -116,11 +118,11 @@ async function main(): Promise<void> {
   const trials = Number(process.argv[4] ?? 5);
   const floor = cFloor(process.argv[3], trials);
   const rows: string[][] = [['ring', 'mode', 'batch', 'publish', 'ns/chain', 'C floor', 'ratio', 'heap delta']];
-  const row = (packed: boolean, mode: string, batch: number, publish: string, r: RingResult): void => {
+  const row = (packed: boolean, mode: string, batch: number, publish: string, r: RingResult, eventIdx = false): void => {
     const f = floor.get(`${mode === 'one-thread' ? 'one-thread' : 'two-threads'}/${batch}`);
     rows.push([
       packed ? 'packed' : 'split',
-      mode,
+      eventIdx ? `${mode} EVENT_IDX` : mode,
       String(batch),
       publish,
       r.nsPerChain.toFixed(1),
@@ -130,8 +132,10 @@ async function main(): Promise<void> {
     ]);
   };
   for (const packed of [false, true]) {
-    for (const batch of [1, 32]) row(packed, 'one-thread', batch, 'per pass', await runCase({ role: 'one-thread', packed, batch, chains, perPass: true, trials }));
-    row(packed, 'one-thread', 32, 'per buffer', await runCase({ role: 'one-thread', packed, batch: 32, chains, perPass: false, trials }));
+    const one = { role: 'one-thread', packed, chains, trials, eventIdx: false } as const;
+    for (const batch of [1, 32]) row(packed, 'one-thread', batch, 'per pass', await runCase({ ...one, batch, perPass: true }));
+    row(packed, 'one-thread', 32, 'per buffer', await runCase({ ...one, batch: 32, perPass: false }));
+    row(packed, 'one-thread', 32, 'per pass', await runCase({ ...one, batch: 32, perPass: true, eventIdx: true }), true);
     // Across threads each run spins two threads: fewer chains per run, as many runs.
     for (const batch of [1, 32]) row(packed, 'device-in-worker', batch, 'per pass', await runWorker(packed, batch, Math.ceil(chains / 4), trials));
   }

@@ -10,6 +10,7 @@
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { DescriptorChain } from '../src/queue/chain.js';
 import { GuestMemory } from '../src/memory/guest-memory.js';
+import { F } from '../src/spec/features.js';
 import type { Segment } from '../src/queue/types.js';
 import { type RingCase, type RingResult, QUEUE_SIZE, makeDeviceQueue, makeDriverQueue } from './ring-bench.js';
 
@@ -25,8 +26,9 @@ const NONE: Segment[] = [];
 
 function oneThread(c: RingCase): RingResult {
   const mem = GuestMemory.allocate(1 << 22);
-  const dev = makeDeviceQueue(mem, c.packed, 0n);
-  const drv = makeDriverQueue(mem, c.packed, 0n);
+  const features = c.eventIdx ? F.EVENT_IDX : 0n;
+  const dev = makeDeviceQueue(mem, c.packed, features);
+  const drv = makeDriverQueue(mem, c.packed, features);
   const chain = new DescriptorChain(mem, QUEUE_SIZE);
   const batch = c.batch;
   const step = c.perPass
