@@ -51,6 +51,17 @@ export interface VhostQueueOptions {
   readonly onError: (index: number, e: QueueError) => void;
 }
 
+/** Queues that can write used entries now and publish used idx once per pass (SplitQueue, PackedQueue). */
+interface DeferringQueue {
+  pushDeferred(chain: DescriptorChain, written: number): void;
+  publish(): void;
+}
+
+function deferring(q: DeviceQueue): DeferringQueue | null {
+  const d = q as DeviceQueue & Partial<DeferringQueue>;
+  return typeof d.pushDeferred === 'function' && typeof d.publish === 'function' ? (d as DeviceQueue & DeferringQueue) : null;
+}
+
 export class VhostQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
@@ -83,6 +94,7 @@ export class VhostQueue implements DeviceQueue {
    * its poll window ends, before it sleeps (2.7.10).
    */
   hold = false;
+  private readonly deferInner: DeferringQueue | null;
 
   constructor(
     readonly inner: DeviceQueue,
@@ -92,6 +104,7 @@ export class VhostQueue implements DeviceQueue {
     this.index = o.index;
     this.packed = o.packed;
     this.memory = o.memory;
+    this.deferInner = deferring(inner);
     this.syncPositions();
   }
 
@@ -210,6 +223,33 @@ export class VhostQueue implements DeviceQueue {
     this.complete(chain.id, chain.ringDescs, written, chain);
   }
 
+  /**
+   * Like push, but used idx (split) or the first used descriptor's flags (packed) become visible
+   * at the next publish() (2.7.8: one idx update may cover several entries). Falls back to push
+   * while inflight tracking or dirty logging is on: both record each completion as published.
+   */
+  pushDeferred(chain: DescriptorChain, written: number): void {
+    const d = this.deferInner;
+    if (d === null || this.split !== null || this.pk !== null || this.log !== null) {
+      this.push(chain, written);
+      return;
+    }
+    if (this.detached) return;
+    try {
+      d.pushDeferred(chain, written);
+    } catch (e) {
+      if (e instanceof QueueError) this.o.onError(this.index, e);
+      throw e;
+    }
+    this.advanceUsed(chain.ringDescs);
+  }
+
+  /** Makes the entries of pushDeferred visible to the driver (no-op when none pend). */
+  publish(): void {
+    if (this.detached || this.deferInner === null) return;
+    this.deferInner.publish();
+  }
+
   pushId(id: number, ringDescs: number, written: number): void {
     if (this.detached) return;
     this.complete(id, ringDescs, written, null);
@@ -226,18 +266,20 @@ export class VhostQueue implements DeviceQueue {
       if (e instanceof QueueError) this.o.onError(this.index, e);
       throw e;
     }
+    this.advanceUsed(ringDescs);
+    if (this.pk) this.pk.afterPush(slot, this.usedIdx, this.usedWrap);
+    else if (this.split) this.split.afterPush(id, this.usedIdx);
+    if (this.log && this.logUsedAddr >= 0) this.log.mark(this.logUsedAddr, this.logUsedLen);
+  }
+
+  private advanceUsed(ringDescs: number): void {
     if (this.packed) {
       const p = this.usedIdx + ringDescs;
       if (p >= this.size) {
         this.usedIdx = p - this.size;
         this.usedWrap = !this.usedWrap;
       } else this.usedIdx = p;
-      if (this.pk) this.pk.afterPush(slot, this.usedIdx, this.usedWrap);
-    } else {
-      this.usedIdx = (this.usedIdx + 1) & 0xffff;
-      if (this.split) this.split.afterPush(id, this.usedIdx);
-    }
-    if (this.log && this.logUsedAddr >= 0) this.log.mark(this.logUsedAddr, this.logUsedLen);
+    } else this.usedIdx = (this.usedIdx + 1) & 0xffff;
   }
 
   private logChain(chain: DescriptorChain, written: number): void {

@@ -111,9 +111,17 @@ class BlkRequest {
   }
 }
 
+/** Queues that write used entries now and publish them once per pass (SplitQueue, PackedQueue, VhostQueue). */
+interface DeferringQueue {
+  pushDeferred(chain: DescriptorChain, written: number): void;
+  publish(): void;
+}
+
 /** Per-queue state: the device queue, the free request pool and re-entrancy flags. */
 class QueueState {
   free: BlkRequest | null = null;
+  /** `vq` when it can defer used idx updates to the end of a round (2.7.8), else null. */
+  readonly dq: DeferringQueue | null;
   epoch = 0;
   busy = false;
   again = false;
@@ -129,6 +137,8 @@ class QueueState {
       this.notifyScheduled = false;
       dev.notify(this);
     };
+    const d = vq as DeviceQueue & Partial<DeferringQueue>;
+    this.dq = typeof d.pushDeferred === 'function' && typeof d.publish === 'function' ? (d as DeviceQueue & DeferringQueue) : null;
   }
 }
 
@@ -373,6 +383,7 @@ export class BlkDevice implements VirtioDevice {
       this.drain(q);
     } finally {
       q.busy = false;
+      this.publishUsed(q);
     }
     this.notify(q);
   }
@@ -387,7 +398,7 @@ export class BlkDevice implements VirtioDevice {
         const req = q.free;
         if (req === null) {
           q.starved = true; // resumed when a request completes
-          return;
+          return; // (onQueueNotify publishes)
         }
         let got: boolean;
         try {
@@ -402,7 +413,19 @@ export class BlkDevice implements VirtioDevice {
         req.epoch = q.epoch;
         this.start(req);
       }
+      // Completions of this round become visible at once, before notifications are re-enabled.
+      this.publishUsed(q);
       if (!vq.enableNotification() && !q.again) return;
+    }
+  }
+
+  /** Publishes the used entries finish() deferred during a pass (one idx store per round). */
+  private publishUsed(q: QueueState): void {
+    if (q.dq === null) return;
+    try {
+      q.dq.publish();
+    } catch (e) {
+      this.queueBroken(e);
     }
   }
 
@@ -677,7 +700,9 @@ export class BlkDevice implements VirtioDevice {
       written = writeWritableByteAt(chain, chain.writableBytes - 1, status) ? chain.writableBytes : 0;
     }
     try {
-      q.vq.push(chain, written);
+      // Inside a pass (synchronous completion) the entry is published at the end of the round.
+      if (q.busy && q.dq !== null) q.dq.pushDeferred(chain, written);
+      else q.vq.push(chain, written);
     } catch (e) {
       this.queueBroken(e);
       return;
