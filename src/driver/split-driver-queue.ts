@@ -72,6 +72,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   private readonly usedIdxW: number;
   private readonly usedFlagsW: number;
   private readonly availEventW: number;
+  private readonly usedEventW: number;
   /**
    * Both rings have atomic u16 views: avail idx is stored seq-cst and the device's fields are
    * loaded seq-cst, which orders the store before the loads (driver/split-ring/25) without a fence.
@@ -137,6 +138,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     this.usedIdxW = (r.used.offset + SplitLayout.USED_IDX) >>> 1;
     this.usedFlagsW = (r.used.offset + SplitLayout.USED_FLAGS) >>> 1;
     this.availEventW = this.availEventOff >>> 1;
+    this.usedEventW = this.usedEventOff >>> 1;
     this.seqCst = this.availU16 !== null && this.usedU16 !== null;
     this.indirectMax = opts.indirectMaxSegments ?? Math.min(DEFAULT_INDIRECT_SEGMENTS, r.size);
     if (opts.indirectTableAddr !== undefined) {
@@ -431,7 +433,9 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
    * before the next read of used idx (taken in usedIdx).
    */
   private rearmUsedEvent(): void {
-    this.avail.view.setUint16(this.usedEventOff, this.lastUsed, this.littleEndian);
+    const a16 = this.availU16;
+    if (a16 !== null) a16[this.usedEventW] = this.lastUsed;
+    else this.avail.view.setUint16(this.usedEventOff, this.lastUsed, this.littleEndian);
     // The fence is taken in usedIdx, before a read of used idx that finds nothing new, the only
     // read it must precede: one fence per drain instead of one per buffer taken.
     this.usedEventUnfenced = true;

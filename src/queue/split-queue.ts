@@ -56,6 +56,7 @@ export class SplitQueue implements DeviceQueue {
   private readonly usedEventW: number;
   private readonly usedU16: Uint16Array | null;
   private readonly usedIdxW: number;
+  private readonly availEventW: number;
   /**
    * Both rings have atomic u16 views: used idx is stored seq-cst and the driver's fields are
    * loaded seq-cst, which orders the store before the loads (the mb of 2.7.10) without a fence.
@@ -106,6 +107,7 @@ export class SplitQueue implements DeviceQueue {
     this.usedEventW = this.usedEventOff >>> 1;
     this.usedU16 = r.littleEndian ? r.used.u16 : null;
     this.usedIdxW = (r.used.offset + SplitLayout.USED_IDX) >>> 1;
+    this.availEventW = this.availEventOff >>> 1;
     this.seqCst = this.availU16 !== null && this.usedU16 !== null;
   }
 
@@ -168,7 +170,11 @@ export class SplitQueue implements DeviceQueue {
     this.walk(chain, head);
     this.nextAvail = (this.nextAvail + 1) & 0xffff;
     // 2.7.10: with EVENT_IDX and notifications wanted, ask to be told about the next buffer.
-    if (this.eventIdx && this.notifyEnabled) this.used.view.setUint16(this.availEventOff, this.nextAvail, le);
+    if (this.eventIdx && this.notifyEnabled) {
+      const u16 = this.usedU16;
+      if (u16 !== null) u16[this.availEventW] = this.nextAvail;
+      else this.used.view.setUint16(this.availEventOff, this.nextAvail, le);
+    }
     return true;
   }
 
