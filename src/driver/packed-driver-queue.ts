@@ -428,7 +428,9 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
       // interrupted for the next one; a fence orders it before a flags read that finds nothing
       // (taken in usedFlagsAt: one per drain instead of one per buffer).
       const e = this.drvEvt;
-      e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(p, this.usedWrap), this.littleEndian);
+      const ow = offWrap(p, this.usedWrap);
+      if (this.littleEndian && e.u16 !== null) e.u16[(e.offset + PackedEvent.DESC) >>> 1] = ow;
+      else e.view.setUint16(e.offset + PackedEvent.DESC, ow, this.littleEndian);
       this.eventUnfenced = true;
     }
   }

@@ -170,7 +170,9 @@ export class PackedQueue implements DeviceQueue {
       // avail_event); the flags store with release is for a change of mode.
       if (this.devEvtMode === PackedEvent.DESC_SPECIFIC) {
         const e = this.devEvt;
-        e.view.setUint16(e.offset + PackedEvent.DESC, offWrap(this.nextAvail, this.availWrap), this.littleEndian);
+        const ow = offWrap(this.nextAvail, this.availWrap);
+        if (this.littleEndian && e.u16 !== null) e.u16[(e.offset + PackedEvent.DESC) >>> 1] = ow;
+        else e.view.setUint16(e.offset + PackedEvent.DESC, ow, this.littleEndian);
       } else this.writeDeviceEvent(PackedEvent.DESC_SPECIFIC);
     }
     return true;
