@@ -223,8 +223,9 @@ export class PackedQueue implements DeviceQueue {
         hi = dview.getUint32(le ? o + 4 : o, le);
         len = dview.getUint32(o + PackedLayout.LEN, le);
       }
-      // An address beyond 2^53 cannot be in any region: -1 marks it unmapped.
-      const addr = hi >= 0x20_0000 ? -1 : hi * U32 + lo;
+      // An address beyond 2^53 cannot be in any region: -1 marks it unmapped. Below 4 GiB no
+      // floating-point arithmetic is needed.
+      const addr = hi === 0 ? lo : hi >= 0x20_0000 ? -1 : hi * U32 + lo;
       pos++;
       if (pos === size) {
         pos = 0;

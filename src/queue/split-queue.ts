@@ -224,8 +224,9 @@ export class SplitQueue implements DeviceQueue {
         flags = view.getUint16(o + 12, le);
         nextField = view.getUint16(o + 14, le);
       }
-      // An address beyond 2^53 cannot be in any region: -1 marks it unmapped.
-      const addr = hi >= 0x20_0000 ? -1 : hi * U32 + lo;
+      // An address beyond 2^53 cannot be in any region: -1 marks it unmapped. Below 4 GiB no
+      // floating-point arithmetic is needed.
+      const addr = hi === 0 ? lo : hi >= 0x20_0000 ? -1 : hi * U32 + lo;
       if ((flags & DescFlag.INDIRECT) !== 0) {
         // 2.7.5.3.1 / 2.7.5.3.2. The WRITE flag of this descriptor is ignored (device/split-ring/5).
         if (inIndirect) this.fail(QueueFault.INDIRECT_NESTED, `indirect descriptor inside an indirect table (head ${head})`);
