@@ -452,15 +452,23 @@ export class BlkDevice implements VirtioDevice {
       return;
     }
     const reader = this.reader.reset(chain);
-    if (reader.read(this.hdr, 0, BlkReqHeader.SIZE) !== BlkReqHeader.SIZE) {
+    const le = this.le;
+    let hv: DataView = this.hdrView;
+    let ho = 0;
+    // Usually the header sits in the first segment: read it in place (no copy), else gather it.
+    const mem = chain.memory;
+    const r0 = chain.readableCount > 0 && chain.lens[0]! >= BlkReqHeader.SIZE ? mem.locate(chain.addrs[0]!, BlkReqHeader.SIZE) : -1;
+    if (r0 >= 0) {
+      hv = mem.dataViewOf(r0);
+      ho = chain.addrs[0]! - mem.baseOf(r0);
+      reader.skip(BlkReqHeader.SIZE);
+    } else if (reader.read(this.hdr, 0, BlkReqHeader.SIZE) !== BlkReqHeader.SIZE) {
       this.finish(req, BlkStatus.IOERR); // short header
       return;
     }
-    const hv = this.hdrView;
-    const le = this.le;
-    const type = hv.getUint32(BlkReqHeader.TYPE, le);
-    const lo = hv.getUint32(BlkReqHeader.SECTOR + (le ? 0 : 4), le);
-    const hi = hv.getUint32(BlkReqHeader.SECTOR + (le ? 4 : 0), le);
+    const type = hv.getUint32(ho + BlkReqHeader.TYPE, le);
+    const lo = hv.getUint32(ho + BlkReqHeader.SECTOR + (le ? 0 : 4), le);
+    const hi = hv.getUint32(ho + BlkReqHeader.SECTOR + (le ? 4 : 0), le);
     // A sector past 2^53/512 is surely out of range; keep it as Infinity-safe number.
     const sector = hi > MAX_SAFE_SECTOR_HI ? Number.MAX_SAFE_INTEGER : hi * U32 + lo;
     const dataIn = chain.writableBytes - 1; // the status byte is the last writable byte
