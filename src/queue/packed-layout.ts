@@ -7,7 +7,7 @@ import { ErrorCode, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { F } from '../spec/features.js';
 import { MAX_QUEUE_SIZE, PackedEvent, PackedLayout, needEvent } from '../spec/ring.js';
-import type { ResolvedArea } from './split-layout.js';
+import { type ResolvedArea, resolveArea } from './split-layout.js';
 import type { QueueConfig } from './types.js';
 
 /** Guest addresses of one packed ring and the bytes it spans from `descAddr`. */
@@ -44,24 +44,6 @@ export function packedRingLayout(size: number, base: number): PackedRingAddresse
   return { size, descAddr, driverAddr, deviceAddr, total: deviceAddr + PackedEvent.SIZE - base };
 }
 
-function resolveArea(memory: GuestMemory, what: string, addr: number, len: number, align: number): ResolvedArea {
-  if (!Number.isSafeInteger(addr) || addr < 0 || addr % align !== 0) {
-    throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `${what} at 0x${Number(addr).toString(16)} is not ${align}-aligned`);
-  }
-  const region = memory.locate(addr, len);
-  if (region < 0) {
-    throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `${what} 0x${addr.toString(16)}+${len} is not inside one guest memory region`);
-  }
-  const offset = addr - memory.baseOf(region);
-  const u16 = memory.u16Of(region);
-  return {
-    region,
-    offset,
-    bytes: memory.bytesOf(region),
-    view: memory.dataViewOf(region),
-    u16: u16 && (offset & 1) === 0 ? u16 : null,
-  };
-}
 
 /** A validated packed QueueConfig with its booleans derived once (no BigInt afterwards). */
 export interface ResolvedPackedConfig {

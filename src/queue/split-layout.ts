@@ -69,9 +69,11 @@ export interface ResolvedArea {
   readonly u16: Uint16Array | null;
 }
 
-function resolveArea(memory: GuestMemory, what: string, addr: number, len: number, align: number): ResolvedArea {
+/** Resolves a ring part at `addr` (aligned, inside one region); throws QUEUE_BAD_CONFIG. Split and packed rings share it. */
+export function resolveArea(memory: GuestMemory, what: string, addr: number, len: number, align: number): ResolvedArea {
   if (!Number.isSafeInteger(addr) || addr < 0 || addr % align !== 0) {
-    throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `${what} at 0x${addr.toString(16)} is not ${align}-aligned`);
+    // Number(): a caller outside TypeScript may pass anything; the message must not throw.
+    throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `${what} at 0x${Number(addr).toString(16)} is not ${align}-aligned`);
   }
   const region = memory.locate(addr, len);
   if (region < 0) {
