@@ -13,6 +13,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { DESC_SIZE, DescFlag, PackedEvent, PackedLayout } from '../spec/ring.js';
 import { type PackedRingAddresses, offWrap, packedNeedEvent, packedRingLayout, resolvePackedConfig } from '../queue/packed-layout.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, storeU16Release } from '../queue/split-layout.js';
+import { checkBufferSegments } from './segments.js';
 import type { DriverQueue, QueueConfig, Segment } from '../queue/types.js';
 import type { SplitDriverQueueOptions } from './split-driver-queue.js';
 
@@ -195,18 +196,7 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
   add(out: readonly Segment[], inn: readonly Segment[], token: T, indirect = false): boolean {
     const nOut = out.length;
     const n = nOut + inn.length;
-    if (n === 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'a buffer needs at least one segment');
-    let total = 0;
-    let writable = 0;
-    for (let i = 0; i < n; i++) {
-      const s = i < nOut ? out[i]! : inn[i - nOut]!;
-      if (!Number.isSafeInteger(s.addr) || s.addr < 0 || !Number.isInteger(s.len) || s.len < 0 || s.len > 0xffffffff) {
-        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad segment 0x${s.addr.toString(16)}+${s.len}`);
-      }
-      total += s.len;
-      if (i >= nOut) writable += s.len;
-    }
-    if (total > 0xffffffff) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `buffer of ${total} bytes exceeds 2^32 - 1`);
+    const writable = checkBufferSegments(out, inn);
     let ringDescs = n;
     if (indirect) {
       // driver/packed-ring/12: only with INDIRECT_DESC.

@@ -20,6 +20,7 @@ import {
   splitRingLayout,
   storeU16Release,
 } from '../queue/split-layout.js';
+import { checkBufferSegments } from './segments.js';
 import type { DriverQueue, QueueConfig, Segment } from '../queue/types.js';
 
 const U32 = 0x1_0000_0000;
@@ -215,19 +216,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   add(out: readonly Segment[], inn: readonly Segment[], token: T, indirect = false): boolean {
     const nOut = out.length;
     const n = nOut + inn.length;
-    if (n === 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'a buffer needs at least one segment');
-    let total = 0;
-    let writable = 0;
-    for (let i = 0; i < n; i++) {
-      const s = i < nOut ? out[i]! : inn[i - nOut]!;
-      if (!Number.isSafeInteger(s.addr) || s.addr < 0 || !Number.isInteger(s.len) || s.len < 0 || s.len > 0xffffffff) {
-        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad segment 0x${s.addr.toString(16)}+${s.len}`);
-      }
-      total += s.len;
-      if (i >= nOut) writable += s.len;
-    }
-    // driver/split-ring/4: no chain over 2^32 bytes.
-    if (total > 0xffffffff) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `chain of ${total} bytes exceeds 2^32 - 1`);
+    const writable = checkBufferSegments(out, inn);
     let ringDescs = n;
     if (indirect) {
       // driver/split-ring/5: only with INDIRECT_DESC.
