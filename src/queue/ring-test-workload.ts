@@ -64,6 +64,8 @@ export interface WorkloadFeatures {
   inOrder: boolean;
   /** Split rings need a power of two. */
   size: number;
+  /** Split only: false for a legacy big-endian guest's ring (default true). */
+  le?: boolean;
 }
 
 /** What the two sides observed, in order. */
@@ -102,7 +104,7 @@ export function runWorkload(feat: WorkloadFeatures, ops: readonly Op[]): Workloa
   const l = feat.packed ? packedRingLayout(size, RING) : splitRingLayout(size, RING);
   const features =
     F.VERSION_1 | (feat.packed ? F.RING_PACKED : 0n) | (feat.indirect ? F.INDIRECT_DESC : 0n) | (feat.eventIdx ? F.EVENT_IDX : 0n) | (feat.inOrder ? F.IN_ORDER : 0n);
-  const cfg: QueueConfig = { size, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features, index: 0 };
+  const cfg: QueueConfig = { size, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features, littleEndian: feat.le ?? true, index: 0 };
   const opts = { indirectTableAddr: INDIRECT_AREA, indirectMaxSegments: Math.min(size, 6) };
   const drv = feat.packed ? new PackedDriverQueue<number>(mem, cfg, opts) : new SplitDriverQueue<number>(mem, cfg, opts);
   const dev = feat.packed ? new PackedQueue(mem, cfg) : new SplitQueue(mem, cfg);
