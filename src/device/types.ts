@@ -28,6 +28,21 @@ export interface DeviceContext {
 }
 
 /**
+ * 2.10 Shared Memory Regions: memory the device allocates and presents to the driver, outside
+ * the rings. The transport decides where the driver sees it (a PCI BAR with a
+ * VIRTIO_PCI_CAP_SHARED_MEMORY_CFG capability, the MMIO SHMSel/SHMLen/SHMBase registers);
+ * references into it are offsets from its start (2.10.1).
+ */
+export interface SharedMemoryRegion {
+  /** shmid: device-specific meaning (e.g. virtio-fs DAX window is 0). */
+  readonly id: number;
+  /** Length in bytes (a multiple of 4096 so a transport can map it page by page). */
+  readonly length: number;
+  /** The host memory backing the region, when the device serves it from this process. */
+  readonly memory?: Uint8Array;
+}
+
+/**
  * A virtio device: a small object that does not know its transport. Transports (in-process,
  * PCI, MMIO, Channel I/O, vhost-user) drive it through a `DeviceCore`.
  */
@@ -40,6 +55,8 @@ export interface VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   /** Size of the device-specific configuration space in bytes. */
   readonly configSize: number;
+  /** 2.10: shared memory regions the transport presents to the driver (none when absent). */
+  readonly sharedMemoryRegions?: readonly SharedMemoryRegion[];
 
   /**
    * Reads config bytes [offset, offset + dst.length) into dst. The core has checked bounds.
