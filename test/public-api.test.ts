@@ -14,12 +14,12 @@ const ENTRY_POINTS: Record<string, readonly string[]> = {
   'virtio-ts/memory': ['GuestMemory'],
   'virtio-ts/queue': ['SplitQueue', 'PackedQueue', 'DescriptorChain', 'createDeviceQueue'],
   'virtio-ts/device': ['DeviceCore'],
-  'virtio-ts/devices': ['BlkDevice', 'MemoryBackend', 'FileBackend', 'EntropyDevice'],
+  'virtio-ts/devices': ['BlkDevice', 'MemoryBackend', 'FileBackend', 'EntropyDevice', 'deviceTypes', 'registerDeviceType', 'BLK_TYPE', 'ENTROPY_TYPE'],
   'virtio-ts/driver': ['VirtioDriver', 'BlkDriver', 'EntropyDriver', 'SplitDriverQueue', 'PackedDriverQueue', 'DmaAllocator'],
   'virtio-ts/transport': ['PciDeviceTransport', 'MmioDeviceTransport', 'CcwDeviceTransport', 'LoopbackBus'],
   'virtio-ts/vhost-user': ['serveVhostUser', 'VhostUserServer', 'VhostUserBackend', 'VhostUserDriverTransport', 'startVhostUserDriver', 'capabilities'],
   'virtio-ts/platform': ['loadNativePlatform', 'FakePlatform', 'defaultPlatform'],
-  'virtio-ts/testing': ['createLoopback', 'EchoDevice', 'startDeviceWorker'],
+  'virtio-ts/testing': ['createLoopback', 'EchoDevice', 'startDeviceWorker', 'registryDevice', 'runMatrixCase', 'matrixCells'],
 };
 
 describe('public API (package.json exports)', () => {

@@ -18,8 +18,9 @@ function fault(argv: string[], f: CliFault): void {
 
 function blk(argv: string[]): BlkOptions {
   const p: Parsed = parseCommandLine(['blk', ...argv]);
-  assert.equal(p.kind, 'blk');
-  return (p as { options: BlkOptions }).options;
+  assert.equal(p.kind, 'device');
+  assert.equal((p as { command: string }).command, 'blk');
+  return (p as { options: unknown }).options as BlkOptions;
 }
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -59,7 +60,8 @@ describe('virtio-ts command line', () => {
 
   it('rng and demo parse', () => {
     assert.deepEqual(parseCommandLine(['rng', '--socket-path', 'r.sock']), {
-      kind: 'rng',
+      kind: 'device',
+      command: 'rng',
       options: { socketPath: 'r.sock', fd: null, verbosity: DEFAULTS.verbosity },
     });
     const d = parseCommandLine(['demo', '--disk-size', '128K', '--entropy-bytes', '16']);
@@ -162,7 +164,7 @@ describe('virtio-ts command line', () => {
         if (argv.includes(opt)) continue;
         const v = value[opt];
         const p = parseCommandLine([cmd, ...argv, opt, ...(v === undefined ? [] : [v])]);
-        assert.equal(p.kind, cmd, `${cmd} ${opt}`);
+        assert.equal(p.kind === 'device' ? p.command : p.kind, cmd, `${cmd} ${opt}`);
       }
     }
     assert.equal(blk(['--socket-path', 's', '--memory', '1M']).verbosity, LogLevel.INFO, 'default: connections, rings, shutdown (info)');

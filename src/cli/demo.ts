@@ -19,7 +19,7 @@ import { EntropyDriver } from '../driver/entropy-driver.js';
 import { createLoopback } from '../testing/loopback.js';
 import { isVirtioError } from '../errors.js';
 import { EXIT, type DemoOptions } from './args.js';
-import type { CliIo } from './main.js';
+import type { CliIo } from './options.js';
 
 const SECTOR = 512;
 const SERIAL = 'virtio-ts-demo';

@@ -11,8 +11,9 @@
  */
 import { isVirtioError } from '../errors.js';
 import type { BlkBackend } from '../devices/blk/backend.js';
+import type { BlkOptions } from '../devices/blk/cli.js';
 import { EXIT, parseCommandLine } from './args.js';
-import { runBlk } from './blk-command.js';
+import { runBlk } from '../devices/blk/blk-command.js';
 import { checkBackendSocket } from './socket-check.js';
 
 /** Wraps `inner` so that writes reaching `holdFrom` or beyond never complete. */
@@ -51,13 +52,13 @@ async function run(argv: readonly string[]): Promise<number> {
     return EXIT.USAGE;
   }
   const parsed = parseCommandLine(rest);
-  if (parsed.kind !== 'blk') {
+  if (parsed.kind !== 'device' || parsed.command !== 'blk') {
     process.stderr.write('held-write-blk.js: the command must be blk\n');
     return EXIT.USAGE;
   }
   await checkBackendSocket(parsed.options);
   return runBlk(
-    parsed.options,
+    parsed.options as BlkOptions,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) },
     {
       wrapBackend: (b) => holdWritesFrom(b, holdFrom, (offset, len) => process.stderr.write(`HELD write offset=${offset} len=${len}\n`)),

@@ -1,37 +1,34 @@
 #!/usr/bin/env node
 /**
- * The `virtio-ts` command: `blk` and `rng` vhost-user back-ends, and the in-process `demo`.
+ * The `virtio-ts` command: a vhost-user back-end per registered device type (`blk`, `rng`, ...;
+ * src/devices/registry.ts), and the in-process `demo`.
  * Exit codes: 0 success, 1 runtime failure, 2 usage error (EXIT in args.ts).
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isVirtioError } from '../errors.js';
+import { ErrorCode, VirtioError, isVirtioError } from '../errors.js';
+import { deviceType } from '../devices/registry.js';
 import { printCapabilities } from '../vhost-user/capabilities.js';
 import { CliError, EXIT, parseCommandLine, usage } from './args.js';
+import type { CliIo } from './options.js';
 import { checkBackendSocket } from './socket-check.js';
 
-/** Where the command writes; replaced in tests. */
-export interface CliIo {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-}
+export type { CliIo } from './options.js';
 
 const processIo: CliIo = {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),
 };
 
-/** The capabilities each back-end reports (vhost-user.json @VHostUserBackendCapabilities). */
-export const BACKEND_CAPABILITIES = {
-  // @VHostUserBackendBlockFeature: we take --read-only and --blk-file.
-  blk: { type: 'block', features: ['read-only', 'blk-file'] },
-  rng: { type: 'rng', features: [] },
-} as const;
-
-/** The `--print-capabilities` text (JSON and a newline), checked against the schema's names. */
-export function capabilitiesJson(command: keyof typeof BACKEND_CAPABILITIES): string {
-  const c = BACKEND_CAPABILITIES[command];
-  return printCapabilities(c.type, c.features);
+/**
+ * The `--print-capabilities` text (JSON and a newline) of a device type's back-end, from its
+ * registry record (vhost-user.json @VHostUserBackendCapabilities).
+ */
+export function capabilitiesJson(command: string): string {
+  const t = deviceType(command);
+  if (!t) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `unknown device type ${command}`);
+  if (!t.vhostUser) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${command}: vhost-user.json defines no back-end type for this device`);
+  return printCapabilities(t.vhostUser.type, t.vhostUser.features);
 }
 
 function version(): string {
@@ -61,15 +58,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
         io.stdout(capabilitiesJson(parsed.command));
         return EXIT.OK;
       }
-      case 'blk': {
+      case 'device': {
         await checkBackendSocket(parsed.options);
-        const { runBlk } = await import('./blk-command.js');
-        return await runBlk(parsed.options, io);
-      }
-      case 'rng': {
-        await checkBackendSocket(parsed.options);
-        const { runRng } = await import('./rng-command.js');
-        return await runRng(parsed.options, io);
+        return await deviceType(parsed.command)!.cli!.run(parsed.options, io);
       }
       case 'demo': {
         const { runDemo } = await import('./demo.js');

@@ -11,7 +11,7 @@ import type { VirtioDevice } from '../device/types.js';
 import { loadNativePlatform } from '../platform/native-platform.js';
 import type { Platform } from '../platform/types.js';
 import { serveVhostUser, type VhostUserServer } from '../vhost-user/server.js';
-import { EXIT, type BackendOptions } from './args.js';
+import { EXIT, type BackendOptions } from './options.js';
 
 /** The OS platform (fd passing, mmap, eventfd) from the native addon. */
 export function loadPlatform(): Platform {

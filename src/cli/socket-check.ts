@@ -6,7 +6,7 @@ import { fstatSync, lstatSync, statSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
 import { ErrorCode, VirtioError } from '../errors.js';
-import type { BackendOptions } from './args.js';
+import type { BackendOptions } from './options.js';
 
 /** How long a live-socket probe may take before the path counts as stale. */
 const PROBE_TIMEOUT_MS = 500;

@@ -1,11 +1,15 @@
 /**
  * Device factories by name, for code that builds a device on another thread (a device worker
- * gets a module URL and an export name, since a device object cannot cross threads).
+ * gets a module URL and an export name, since a device object cannot cross threads). Every
+ * registered device type is reachable through `registryDevice`.
  */
 import type { VirtioDevice } from '../device/types.js';
-import { BlkDevice, type BlkDeviceOptions } from '../devices/blk/blk-device.js';
-import { MemoryBackend } from '../devices/blk/memory-backend.js';
+import { BLK_TYPE } from '../devices/blk/blk-type.js';
+import { deviceType } from '../devices/registry.js';
+import { ErrorCode, VirtioError } from '../errors.js';
 import { EchoDevice, type EchoDeviceOptions } from './echo-device.js';
+
+export type { BlkMemoryDeviceArgs } from '../devices/blk/blk-type.js';
 
 /** URL of this module, to pass as `module` to `startDeviceWorker`. */
 export const DEVICE_FACTORIES_MODULE = import.meta.url;
@@ -15,19 +19,24 @@ export function echoDevice(args: unknown): VirtioDevice {
   return new EchoDevice((args ?? {}) as EchoDeviceOptions);
 }
 
-export interface BlkMemoryDeviceArgs {
-  /** Disk contents; pass a view of a SharedArrayBuffer to see the disk from another thread. */
-  data?: Uint8Array;
-  /** Disk size when `data` is not given (default 1 MiB). */
-  size?: number;
-  queueSize?: number;
-}
-
 /** A virtio-blk device on a RAM disk. `args`: BlkMemoryDeviceArgs. */
 export function blkMemoryDevice(args: unknown): VirtioDevice {
-  const a = (args ?? {}) as BlkMemoryDeviceArgs;
-  const backend = a.data ? new MemoryBackend(a.data.length, { data: a.data }) : new MemoryBackend(a.size ?? 1 << 20);
-  const opts: BlkDeviceOptions = {};
-  if (a.queueSize !== undefined) opts.queueSize = a.queueSize;
-  return new BlkDevice(backend, opts);
+  return BLK_TYPE.createDevice(args);
+}
+
+/** `registryDevice`'s arguments: a registered type's name and its `createDevice` arguments. */
+export interface RegistryDeviceArgs {
+  readonly type: string;
+  readonly args?: unknown;
+}
+
+/**
+ * A device of any registered type (`factory: 'registryDevice'`). Only the built-in types exist
+ * in a fresh worker: a type registered at run time must be registered by the worker's module too.
+ */
+export function registryDevice(args: unknown): VirtioDevice {
+  const a = (args ?? {}) as Partial<RegistryDeviceArgs>;
+  const t = typeof a.type === 'string' ? deviceType(a.type) : undefined;
+  if (!t) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no registered device type ${String(a.type)}`);
+  return t.createDevice(a.args);
 }

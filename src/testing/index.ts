@@ -15,4 +15,20 @@ export {
   WorkerTransport,
   startDeviceWorker,
 } from '../transport/in-process/worker-transport.js';
-export { type BlkMemoryDeviceArgs, DEVICE_FACTORIES_MODULE, blkMemoryDevice, echoDevice } from './device-factories.js';
+export {
+  type BlkMemoryDeviceArgs,
+  DEVICE_FACTORIES_MODULE,
+  type RegistryDeviceArgs,
+  blkMemoryDevice,
+  echoDevice,
+  registryDevice,
+} from './device-factories.js';
+export {
+  MATRIX_TRANSPORTS,
+  MatrixTransport,
+  type MatrixRunOptions,
+  isLegacyTransport,
+  matrixCells,
+  runMatrixCase,
+  transportServes,
+} from './transport-matrix.js';

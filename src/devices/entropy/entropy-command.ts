@@ -2,13 +2,12 @@
  * `virtio-ts rng`: a virtio entropy device (5.4) over vhost-user, filled from the host's
  * cryptographic random source (the device's default).
  */
-import { createLogger } from '../log.js';
-import { EntropyDevice } from '../devices/entropy/entropy-device.js';
-import type { RngOptions } from './args.js';
-import type { CliIo } from './main.js';
-import { runBackend } from './serve.js';
+import { createLogger } from '../../log.js';
+import type { BackendOptions, CliIo } from '../../cli/options.js';
+import { runBackend } from '../../cli/serve.js';
+import { EntropyDevice } from './entropy-device.js';
 
-export async function runRng(options: RngOptions, io: CliIo): Promise<number> {
+export async function runRng(options: BackendOptions, io: CliIo): Promise<number> {
   const logger = createLogger(options.verbosity, 'virtio-ts rng', io.stderr);
   return runBackend({
     options,

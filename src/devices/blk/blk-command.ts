@@ -3,15 +3,15 @@
  * The storage is opened once and shared by the device of each successive front-end connection,
  * so a front-end that reconnects (QEMU `reconnect=`) finds the disk as it left it.
  */
-import { ErrorCode, VirtioError } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
-import { BlkDevice } from '../devices/blk/blk-device.js';
-import { FileBackend } from '../devices/blk/file-backend.js';
-import { MemoryBackend } from '../devices/blk/memory-backend.js';
-import type { BlkBackend } from '../devices/blk/backend.js';
-import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './args.js';
-import type { CliIo } from './main.js';
-import { runBackend } from './serve.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { createLogger, type Logger } from '../../log.js';
+import type { CliIo } from '../../cli/options.js';
+import { runBackend } from '../../cli/serve.js';
+import { BlkDevice } from './blk-device.js';
+import { FileBackend } from './file-backend.js';
+import { MemoryBackend } from './memory-backend.js';
+import type { BlkBackend } from './backend.js';
+import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
 
 function mib(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(bytes % (1 << 20) === 0 ? 0 : 1)} MiB` : `${bytes} bytes`;

@@ -1,0 +1,115 @@
+/**
+ * `virtio-ts blk`: its options, usage and checks. Serving is in blk-command.ts, loaded only when
+ * the command runs.
+ */
+import { constants as bufferConstants } from 'node:buffer';
+import {
+  BACKEND_COMMON_USAGE,
+  BACKEND_SOCKET_USAGE,
+  CliError,
+  CliFault,
+  MAX_NUM_QUEUES,
+  MAX_QUEUE_SIZE,
+  numQueuesOption,
+  parseIntInRange,
+  queueSizeOption,
+  sizeOption,
+  stringOption,
+  type BackendOptions,
+  type OptionValues,
+} from '../../cli/options.js';
+import type { DeviceCli } from '../device-type.js';
+
+export interface BlkOptions extends BackendOptions {
+  /** Raw image file (`--image` or `--blk-file`), or null with `memoryBytes`. */
+  readonly image: string | null;
+  /** Size of a RAM disk (`--memory`), or null with `image`. */
+  readonly memoryBytes: number | null;
+  readonly readOnly: boolean;
+  readonly numQueues: number;
+  readonly queueSize: number;
+  readonly serial: string | null;
+  /** `--poll-us N`: busy-poll window after a processing pass in µs, or null for the default. */
+  readonly pollUs: number | null;
+}
+
+export const BLK_DEFAULTS = { numQueues: 1, queueSize: 1024 } as const;
+/** virtio-blk serial (VIRTIO_BLK_T_GET_ID) is at most 20 bytes. */
+export const MAX_SERIAL_BYTES = 20;
+/** Largest `--poll-us` (the back-end's MAX_POLL_US). */
+export const MAX_POLL_US_CLI = 1000;
+/** `--poll-us` default with a RAM disk (measured, bench/README.md "Back-end tuning"). */
+export const DEFAULT_POLL_US_MEMORY = 50;
+
+const COMMAND = 'blk';
+
+const BLK_USAGE = `Usage: virtio-ts blk (--socket-path PATH | --fd N) (--image FILE | --memory SIZE) [options]
+
+Serves a virtio-blk device to one vhost-user front-end (QEMU vhost-user-blk) at a time; after a
+disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing its socket.
+
+${BACKEND_SOCKET_USAGE}
+  --image FILE            raw disk image (also --blk-file FILE)
+  --memory SIZE           a RAM disk of SIZE bytes (K, M, G suffixes; a multiple of 512)
+  --read-only             offer VIRTIO_BLK_F_RO and refuse writes
+  --num-queues N          request queues, 1..${MAX_NUM_QUEUES} (default ${BLK_DEFAULTS.numQueues})
+  --queue-size N          the ring size the device is built for, a power of 2 from 2 to ${MAX_QUEUE_SIZE}
+                          (default ${BLK_DEFAULTS.queueSize}): it bounds a request's descriptors (seg_max = N - 2);
+                          the front-end (QEMU's queue-size) chooses the ring size itself
+  --serial S              device id returned by VIRTIO_BLK_T_GET_ID (at most ${MAX_SERIAL_BYTES} bytes)
+  --poll-us N             after serving requests, keep watching the ring for N microseconds
+                          (0..${MAX_POLL_US_CLI}) before sleeping, saving the front-end's kicks and the
+                          wake-ups (default ${DEFAULT_POLL_US_MEMORY} with --memory, 0 with --image)
+${BACKEND_COMMON_USAGE}
+`;
+
+function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
+  const imageText = stringOption(v, 'image');
+  const blkFile = stringOption(v, 'blk-file');
+  if (imageText !== undefined && blkFile !== undefined) {
+    throw new CliError(CliFault.CONFLICT, '--image and --blk-file are the same option; give one', COMMAND);
+  }
+  const image = imageText ?? blkFile ?? null;
+  const memoryText = stringOption(v, 'memory') ?? null;
+  if (image !== null && memoryText !== null) throw new CliError(CliFault.CONFLICT, '--image and --memory exclude each other', COMMAND);
+  if (image === null && memoryText === null) throw new CliError(CliFault.MISSING_IMAGE, 'give --image FILE or --memory SIZE', COMMAND);
+  if (image === '') throw new CliError(CliFault.BAD_VALUE, '--image is empty', COMMAND);
+  let memoryBytes: number | null = null;
+  if (memoryText !== null) {
+    memoryBytes = sizeOption(memoryText, '--memory', COMMAND);
+    // 5.2.4: capacity is counted in 512-byte sectors.
+    if (memoryBytes % 512 !== 0) throw new CliError(CliFault.BAD_SIZE, `--memory: ${memoryBytes} is not a multiple of 512`, COMMAND);
+    if (memoryBytes > bufferConstants.MAX_LENGTH) {
+      throw new CliError(CliFault.BAD_SIZE, `--memory: ${memoryBytes} is above the largest RAM disk Node can hold (${bufferConstants.MAX_LENGTH})`, COMMAND);
+    }
+  }
+  const numQueues = numQueuesOption(v, COMMAND, BLK_DEFAULTS.numQueues);
+  // A virtio-blk request has a header and a status descriptor at least: seg_max = N - 2 >= 0.
+  const queueSize = queueSizeOption(v, COMMAND, BLK_DEFAULTS.queueSize, 2);
+  const serial = stringOption(v, 'serial') ?? null;
+  if (serial !== null && Buffer.byteLength(serial) > MAX_SERIAL_BYTES) {
+    throw new CliError(CliFault.BAD_VALUE, `--serial is ${Buffer.byteLength(serial)} bytes; at most ${MAX_SERIAL_BYTES}`, COMMAND);
+  }
+  const pollText = stringOption(v, 'poll-us');
+  const pollUs = pollText === undefined ? null : parseIntInRange(pollText, '--poll-us', 0, MAX_POLL_US_CLI, COMMAND);
+  return { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs };
+}
+
+export const BLK_CLI: DeviceCli<BlkOptions> = {
+  options: {
+    image: { type: 'string' },
+    'blk-file': { type: 'string' },
+    memory: { type: 'string' },
+    'read-only': { type: 'boolean' },
+    'num-queues': { type: 'string' },
+    'queue-size': { type: 'string' },
+    serial: { type: 'string' },
+    'poll-us': { type: 'string' },
+  },
+  usage: BLK_USAGE,
+  parse: parseBlk,
+  async run(options, io) {
+    const { runBlk } = await import('./blk-command.js');
+    return runBlk(options, io);
+  },
+};

@@ -1,0 +1,56 @@
+/**
+ * The device registry: every device type virtio-ts knows, by name. The CLI builds its
+ * sub-commands, usage and `--print-capabilities` from it, device workers build devices from it,
+ * and the transport matrix runs every registered type on every transport.
+ *
+ * Adding a device type: a folder src/devices/<type>/ with its record (see
+ * docs/writing-a-device.md), and one line in BUILTIN_DEVICE_TYPES.
+ */
+import { ErrorCode, VirtioError } from '../errors.js';
+import { capabilities } from '../vhost-user/capabilities.js';
+import { BLK_TYPE } from './blk/blk-type.js';
+import type { DeviceType } from './device-type.js';
+import { ENTROPY_TYPE } from './entropy/entropy-type.js';
+
+/** The types built into virtio-ts, in the order the CLI lists them. */
+export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [BLK_TYPE, ENTROPY_TYPE];
+
+/** Sub-commands that are not device types. */
+const RESERVED_NAMES = new Set(['demo', 'help']);
+const NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+const registered = new Map<string, DeviceType>();
+
+/**
+ * Adds a device type (an application's own, or a test's). Refuses a malformed or taken name,
+ * a device ID out of range, or vhost-user capabilities the schema does not define.
+ */
+export function registerDeviceType(type: DeviceType): void {
+  if (!NAME.test(type.name) || RESERVED_NAMES.has(type.name)) {
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `device type name "${type.name}" is not a lower-case word or is reserved`);
+  }
+  if (registered.has(type.name)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `device type "${type.name}" is registered already`);
+  // 5: device IDs are 16 bits; 0 is "reserved (invalid)".
+  if (!Number.isInteger(type.deviceId) || type.deviceId < 1 || type.deviceId > 0xffff) {
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `device type "${type.name}": device ID ${type.deviceId} out of range`);
+  }
+  if (type.vhostUser) capabilities(type.vhostUser.type, type.vhostUser.features);
+  registered.set(type.name, type);
+}
+
+/** Removes a type registered with registerDeviceType (returns whether it was there). */
+export function unregisterDeviceType(name: string): boolean {
+  return registered.delete(name);
+}
+
+/** Every registered type, built-in ones first, in registration order. */
+export function deviceTypes(): readonly DeviceType[] {
+  return [...registered.values()];
+}
+
+/** The type registered under `name`, or undefined. */
+export function deviceType(name: string): DeviceType | undefined {
+  return registered.get(name);
+}
+
+for (const t of BUILTIN_DEVICE_TYPES) registerDeviceType(t);
