@@ -2,7 +2,7 @@
  * Proves the guest kit (test/support): every per-device module list of GUEST_DEVICE_MODULES
  * loads in a real guest on each kernel it names (one boot per kernel: the cloud kernel, and the
  * generic amd64 kernel with the out-of-tree i2c-virtio, gpio-virtio and virtio_snd built from
- * linux-source-6.1); a host binary copied with its libraries (socat) and static C programs
+ * linux-source-6.1); host binaries copied with their libraries (socat, iperf3) and static C programs
  * (amd64 and i386) run in the guest; `runDeviceGuest` drives an in-QEMU virtio-9p device with the
  * generic kernel's 9p driver; the i386 (686) out-of-tree build gives 32-bit x86 modules for v86.
  */
@@ -96,12 +96,12 @@ describe('guest kit: kernels, per-device module lists, userspace, out-of-tree mo
     fails({ console: [/panic/] }, /console does not match/);
   });
 
-  it('cloud kernel: all its device lists load; socat (with its libraries) and static amd64 and i386 programs run', async (t) => {
+  it('cloud kernel: all its device lists load; socat and iperf3 (with their libraries) and static amd64 and i386 programs run', async (t) => {
     const devices = deviceTypesOf(KernelFlavour.CLOUD);
     const mods = moduleCheckScript(KernelFlavour.CLOUD, devices);
     const res = await runDeviceGuest({
       devices,
-      userspace: ['socat'],
+      userspace: ['socat', 'iperf3'],
       programs: [
         { source: PROBE_C, path: '/bin/probe64' },
         { source: PROBE_C, path: '/bin/probe32', arch: StaticArch.I386 },
@@ -109,6 +109,7 @@ describe('guest kit: kernels, per-device module lists, userspace, out-of-tree mo
       script: `${mods.script}
 result socat "$(socat -V 2>&1 | grep -m1 'socat version' | cut -d' ' -f1-3)"
 socat -h | grep -q vsock-connect && result socat_vsock 1
+result iperf3 "$(iperf3 -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
 result probe64 "$(/bin/probe64)"
 result probe32 "$(/bin/probe32)"
 `,
@@ -117,6 +118,7 @@ result probe32 "$(/bin/probe32)"
           ...Object.fromEntries(mods.names.map((m) => [`mod_${m}`, '1'])),
           socat: /^socat version 1\.7\.4/,
           socat_vsock: '1',
+          iperf3: /^iperf 3\.12/,
           probe64: `64-${fnv1a('virtio-ts')}`,
           probe32: `32-${fnv1a('virtio-ts')}`,
         },
