@@ -1,7 +1,7 @@
 /**
  * A real big-endian guest over Channel I/O (test/support/s390x-guest.ts): Debian's s390x kernel
  * under qemu-system-s390x (TCG) drives two in-QEMU virtio-blk-ccw disks, one limited to the
- * legacy revision 0 (`max_revision=0`: big-endian rings and config, 32 feature bits, 4.3.2.1.1
+ * legacy revision 0 (`max_revision=0`: big-endian rings and config, 32 feature bits, 4.3.2.1
  * of the spec) and one at the newest revision (VIRTIO_F_VERSION_1, little-endian). The guest reads
  * a pattern the host wrote into each image and copies it to another block, which the host checks
  * byte for byte; the capacity it reports proves it decoded the config in the right byte order.
