@@ -19,6 +19,8 @@ run('npx', ['eslint', '--no-error-on-unmatched-pattern', 'src', 'test', 'bench',
 // front where we can (root, as in CI), so those tests run instead of discovering it one by one.
 if (typeof process.getuid === 'function' && process.getuid() === 0) {
   run('bash', [join(root, 'scripts/install-guest-deps.sh')]);
+  // The guest kit (test/support): generic and s390x kernels, headers, driver sources, socat, gcc -m32.
+  run('bash', [join(root, 'scripts/install-guest-kit.sh')]);
   // The v86 real-driver test: SeaBIOS, an i386 Debian kernel and busybox (fetched, not installed).
   run('bash', [join(root, 'scripts/install-v86-deps.sh')]);
 }
