@@ -10,6 +10,13 @@ import { ErrorCode, VirtioError } from '../errors.js';
 /** Regions start on page boundaries so an emulator can map each page by page. */
 export const SHARED_MEMORY_ALIGN = 0x1000;
 
+/** A shared memory region as a driver finds it: its id, guest physical address and length. */
+export interface SharedMemoryRegionInfo {
+  readonly id: number;
+  readonly base: number;
+  readonly length: number;
+}
+
 /** A region as a transport placed it: `offset` from the start of the transport's window. */
 export interface PlacedSharedMemoryRegion {
   readonly id: number;
