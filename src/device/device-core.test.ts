@@ -16,7 +16,8 @@ import { SplitLayout } from '../spec/ring.js';
 import { Status } from '../spec/status.js';
 import { EchoDevice, type EchoDeviceOptions } from '../testing/echo-device.js';
 import { DeviceCore, type DeviceCoreOptions } from './device-core.js';
-import type { InterruptSink } from './types.js';
+import { setUpQueue } from './queue-register-file.js';
+import { type InterruptSink, QueueArea } from './types.js';
 
 const S = Status;
 const ACK_DRIVER = S.ACKNOWLEDGE | S.DRIVER;
@@ -62,12 +63,7 @@ function negotiate(core: DeviceCore, features?: bigint): boolean {
 /** Step 7 for queue `index`: a split ring at `base`; returns the driver side of it. */
 function setupQueue(r: Rig, index: number, size = 8, base = RING_BASE + index * 0x4000): DriverQueue<number> {
   const l = splitRingLayout(size, base);
-  const regs = r.core.queueRegisters(index)!;
-  regs.size = size;
-  regs.descAddr = l.descAddr;
-  regs.driverAddr = l.driverAddr;
-  regs.deviceAddr = l.deviceAddr;
-  r.core.enableQueue(index);
+  setUpQueue(r.core, index, { size, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr });
   return createDriverQueue<number>(r.memory, r.core.queueConfig(index)!);
 }
 
@@ -619,14 +615,12 @@ describe('DeviceCore: any driver sequence (property)', () => {
               r.core.setDriverFeatureWord(o.sel, o.v);
               break;
             case 'enable': {
-              const regs = r.core.queueRegisters(o.q);
-              if (regs) {
-                regs.size = o.size;
-                const l = splitRingLayout(512, RING_BASE + o.q * 0x8000);
-                regs.descAddr = l.descAddr;
-                regs.driverAddr = l.driverAddr;
-                regs.deviceAddr = l.deviceAddr;
-              }
+              // The setters refuse what the rules forbid (never throwing); enableQueue then decides.
+              r.core.setQueueSize(o.q, o.size);
+              const l = splitRingLayout(512, RING_BASE + o.q * 0x8000);
+              r.core.setQueueAddress(o.q, QueueArea.DESC, l.descAddr);
+              r.core.setQueueAddress(o.q, QueueArea.DRIVER, l.driverAddr);
+              r.core.setQueueAddress(o.q, QueueArea.DEVICE, l.deviceAddr);
               try {
                 r.core.enableQueue(o.q);
               } catch (e) {

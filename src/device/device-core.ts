@@ -7,16 +7,16 @@
  * VirtioError the transport turns into a refused access); a device that throws from
  * `onQueueNotify` or `activate` puts the core in DEVICE_NEEDS_RESET (2.1.2) instead.
  */
-import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js';
+import { QueueError, isVirtioError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { createDeviceQueue } from '../queue/create-queue.js';
-import { legacySplitRingLayout } from '../queue/split-layout.js';
 import type { DeviceQueue, QueueConfig } from '../queue/types.js';
 import { F, TRANSPORT_FEATURES_SUPPORTED, bit, featureBits, isDeviceTypeBit } from '../spec/features.js';
-import { LEGACY_QUEUE_ALIGN, MAX_QUEUE_SIZE } from '../spec/ring.js';
+import { LEGACY_QUEUE_ALIGN } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
-import type { DeviceContext, DeviceCoreApi, InterruptSink, QueueRegisters, VirtioDevice } from './types.js';
+import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from './queue-register-file.js';
+import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type VirtioDevice } from './types.js';
 
 export interface DeviceCoreOptions {
   memory: GuestMemory;
@@ -30,7 +30,6 @@ export interface DeviceCoreOptions {
   logger?: Logger;
 }
 
-const NO_VECTOR = 0xffff;
 const U32_MASK = 0xffff_ffffn;
 /** Feature words a transport can select (bits 0..127, 2.2). Larger selects read 0. */
 const FEATURE_WORDS = 4;
@@ -45,20 +44,6 @@ function deviceTypeMask(): bigint {
   return m;
 }
 const DEVICE_TYPE_MASK = deviceTypeMask();
-
-function freshRegisters(index: number, max: number): QueueRegisters {
-  return { size: max, descAddr: 0, driverAddr: 0, deviceAddr: 0, enabled: false, msixVector: NO_VECTOR, notifyData: index };
-}
-
-function resetRegisters(r: QueueRegisters, index: number, max: number): void {
-  r.size = max;
-  r.descAddr = 0;
-  r.driverAddr = 0;
-  r.deviceAddr = 0;
-  r.enabled = false;
-  r.msixVector = NO_VECTOR;
-  r.notifyData = index;
-}
 
 /**
  * The DeviceContext handed to the device at one activation. It goes dead when the core is
@@ -113,7 +98,7 @@ export class DeviceCore implements DeviceCoreApi {
   private generation = 0;
   private driverFeat = 0n;
   private negotiated = 0n;
-  private readonly regs: QueueRegisters[];
+  private readonly regs: QueueRegisterFile;
   private readonly queues: (DeviceQueue | null)[];
   private epoch = 0;
   private ctx: ActivationContext | null = null;
@@ -132,8 +117,7 @@ export class DeviceCore implements DeviceCoreApi {
     this.le = this.legacyMode ? (opts.littleEndian ?? true) : true;
     const n = device.queueMaxSizes.length;
     this.numQueues = n;
-    this.regs = [];
-    for (let i = 0; i < n; i++) this.regs.push(freshRegisters(i, this.maxSize(i)));
+    this.regs = new QueueRegisterFile(device.queueMaxSizes);
     this.queues = new Array<DeviceQueue | null>(n).fill(null);
     this.scratchViews = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((w) => this.scratch.subarray(0, w));
     this.computeOffered();
@@ -341,7 +325,7 @@ export class DeviceCore implements DeviceCoreApi {
     this.negotiated = 0n;
     this.lastNeedsResetReason = null;
     for (let i = 0; i < this.numQueues; i++) {
-      resetRegisters(this.regs[i]!, i, this.maxSize(i));
+      this.regs.reset(i);
       this.queues[i] = null;
     }
   }
@@ -351,7 +335,7 @@ export class DeviceCore implements DeviceCoreApi {
     // Queues are (re)built now: the features are final and the rings must be valid.
     for (let i = 0; i < this.numQueues; i++) {
       this.queues[i] = null;
-      if (!this.regs[i]!.enabled) continue;
+      if (!this.regs.get(i)!.enabled) continue;
       try {
         this.queues[i] = createDeviceQueue(this.mem, this.configFor(i));
       } catch (e) {
@@ -464,17 +448,41 @@ export class DeviceCore implements DeviceCoreApi {
 
   // ---- queues (2.6) --------------------------------------------------------------------------
 
-  private maxSize(index: number): number {
-    const m = this.device.queueMaxSizes[index] ?? 0;
-    return Number.isInteger(m) && m > 0 ? Math.min(m, MAX_QUEUE_SIZE) : 0;
+  queueRegisters(index: number): QueueRegisters | null {
+    return this.regs.get(index);
   }
 
-  queueRegisters(index: number): QueueRegisters | null {
-    return Number.isInteger(index) && index >= 0 && index < this.numQueues ? this.regs[index]! : null;
+  /** Whether the ring format in force (or accepted so far, before FEATURES_OK) is packed. */
+  private packedRing(): boolean {
+    return (this.configFeatures() & F.RING_PACKED) !== 0n;
+  }
+
+  setQueueSize(index: number, size: number): QueueRefusal | null {
+    return this.regs.setSize(index, size, this.packedRing());
+  }
+
+  setQueueAddress(index: number, area: QueueArea, address: number): QueueRefusal | null {
+    return this.regs.setAddress(index, area, address);
+  }
+
+  setQueueMsixVector(index: number, vector: number): QueueRefusal | null {
+    return this.regs.setMsixVector(index, vector);
+  }
+
+  setQueueEnabled(index: number): QueueRefusal | null {
+    return this.enableRefusal(index);
+  }
+
+  setQueueLegacyAddress(index: number, address: number, align: number): QueueRefusal | null {
+    if (address === 0 && this.regs.get(index)) {
+      this.resetQueue(index);
+      return null;
+    }
+    return this.regs.setLegacyRing(index, address, align) ?? this.enableRefusal(index);
   }
 
   private configFor(index: number): QueueConfig {
-    const r = this.regs[index]!;
+    const r = this.regs.get(index)!;
     return {
       size: r.size,
       descAddr: r.descAddr,
@@ -493,48 +501,53 @@ export class DeviceCore implements DeviceCoreApi {
   /**
    * Enables queue `index` with its registers. The ring is checked now (size, alignment, inside
    * guest memory) so the transport can refuse the access; the device sees it at DRIVER_OK, or at
-   * once when the device is already running (re-enable after a queue reset, 2.6.1.2).
-   * Throws VirtioError QUEUE_BAD_CONFIG or STATUS_INVALID.
+   * once when the device is already running (re-enable after a queue reset, 2.6.1.2). Enabling
+   * an enabled queue is harmless. Returns null, or why the queue stays disabled.
    */
-  enableQueue(index: number): void {
-    const r = this.queueRegisters(index);
-    if (!r) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
-    if (r.enabled) return;
+  private enableRefusal(index: number): QueueRefusal | null {
+    const r = this.regs.get(index);
+    if (!r) return queueRefusal(QueueRefusalReason.NO_QUEUE, `no queue ${index}`);
+    if (r.enabled) return null;
     if (this.statusValue & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) {
-      throw new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, `queue ${index} enabled while ${statusToString(this.statusValue)}`);
+      return queueRefusal(QueueRefusalReason.STATE, `queue ${index} enabled while ${statusToString(this.statusValue)}`);
     }
     if (!this.legacyMode && !(this.statusValue & Status.FEATURES_OK)) {
       // 3.1.1 step 7 comes after FEATURES_OK: the ring format is not known before.
-      throw new VirtioError(ErrorCode.STATUS_INVALID, `queue ${index} enabled before FEATURES_OK`);
+      return queueRefusal(QueueRefusalReason.STATE, `queue ${index} enabled before FEATURES_OK`);
     }
-    const max = this.maxSize(index);
-    if (max === 0) throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `queue ${index} is not available`);
-    if (!Number.isInteger(r.size) || r.size < 1 || r.size > max) {
-      throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `queue ${index} size ${r.size} not in 1..${max}`);
+    // The size was checked when written; the features may have changed since (2.7 / 2.8).
+    const problem = queueSizeProblem(r.size, this.regs.maxSize(index), this.packedRing());
+    if (problem !== null) return queueRefusal(QueueRefusalReason.VALUE, `queue ${index} ${problem}`);
+    let q: DeviceQueue;
+    try {
+      // Validates alignment and placement in guest memory.
+      q = createDeviceQueue(this.mem, this.configFor(index));
+    } catch (e) {
+      return queueRefusal(QueueRefusalReason.RING, `queue ${index}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    // Validates size, alignment and placement (throws QUEUE_BAD_CONFIG).
-    const q = createDeviceQueue(this.mem, this.configFor(index));
-    r.enabled = true;
+    this.regs.markEnabled(index);
     if (this.ctx !== null) this.queues[index] = q;
+    return null;
+  }
+
+  /**
+   * `setQueueEnabled` for callers that want an exception: throws VirtioError INVALID_ARGUMENT
+   * (no such queue), DEVICE_NEEDS_RESET / STATUS_INVALID (device status) or QUEUE_BAD_CONFIG.
+   */
+  enableQueue(index: number): void {
+    const refusal = this.enableRefusal(index);
+    if (refusal !== null) throw refusalError(refusal, (this.statusValue & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) !== 0);
   }
 
   /**
    * Legacy queue address form (4.1.5.4, 4.2.4): the ring is contiguous at `pfn * pageSize`,
-   * used ring aligned to `align` (4096); pfn 0 stops the queue.
+   * used ring aligned to `align` (4096); pfn 0 stops the queue; a live queue is reset first.
+   * Throws VirtioError QUEUE_BAD_CONFIG when refused.
    */
   setQueuePfn(index: number, pfn: number, pageSize = LEGACY_QUEUE_ALIGN, align = LEGACY_QUEUE_ALIGN): void {
-    const r = this.queueRegisters(index);
-    if (!r) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
-    if (pfn === 0) {
-      this.resetQueue(index);
-      return;
-    }
-    if (r.enabled) this.resetQueue(index);
-    const l = legacySplitRingLayout(r.size, pfn * pageSize, align);
-    r.descAddr = l.descAddr;
-    r.driverAddr = l.driverAddr;
-    r.deviceAddr = l.deviceAddr;
-    this.enableQueue(index);
+    if (pfn !== 0 && this.regs.get(index)?.enabled) this.resetQueue(index);
+    const refusal = this.setQueueLegacyAddress(index, pfn * pageSize, align);
+    if (refusal !== null) throw refusalError(refusal, false);
   }
 
   /**
@@ -546,7 +559,7 @@ export class DeviceCore implements DeviceCoreApi {
     if (!r) return;
     const wasLive = this.queues[index] !== null;
     this.queues[index] = null;
-    resetRegisters(r, index, this.maxSize(index));
+    this.regs.reset(index);
     if (wasLive || this.ctx !== null) {
       try {
         this.device.resetQueue?.(index);

@@ -1,3 +1,5 @@
 /** Public device API: the device contract and the transport-independent device lifecycle core. */
-export type { DeviceContext, DeviceCoreApi, InterruptSink, QueueRegisters, VirtioDevice } from './types.js';
+export type { DeviceContext, DeviceCoreApi, InterruptSink, QueueRefusal, QueueRegisters, SharedMemoryRegion, VirtioDevice } from './types.js';
+export { QueueArea, QueueRefusalReason } from './types.js';
+export { QueueRegisterFile, queueSizeProblem, refusalError, setUpQueue } from './queue-register-file.js';
 export { DeviceCore, type DeviceCoreOptions } from './device-core.js';

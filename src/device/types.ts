@@ -91,17 +91,50 @@ export interface InterruptSink {
   configChange(): void;
 }
 
-/** Per-queue registers a transport collects before the queue is enabled. */
+/**
+ * Per-queue registers a transport collects before the queue is enabled. The core owns them:
+ * transports read them and change them only through the `DeviceCoreApi` queue setters, so
+ * every transport applies the same rules (2.6, 2.7, 2.8) and the core alone resets them.
+ */
 export interface QueueRegisters {
-  size: number;
-  descAddr: number;
-  driverAddr: number;
-  deviceAddr: number;
-  enabled: boolean;
+  readonly size: number;
+  readonly descAddr: number;
+  readonly driverAddr: number;
+  readonly deviceAddr: number;
+  readonly enabled: boolean;
   /** Transport-specific: MSI-X vector for the queue (PCI), else 0xffff. */
-  msixVector: number;
+  readonly msixVector: number;
   /** NOTIF_CONFIG_DATA: value the driver passes in notifications (defaults to the index). */
-  notifyData: number;
+  readonly notifyData: number;
+}
+
+/** Which ring part a queue address register names (2.6: descriptor, driver and device areas). */
+export const QueueArea = {
+  DESC: 'descAddr',
+  DRIVER: 'driverAddr',
+  DEVICE: 'deviceAddr',
+} as const;
+export type QueueArea = (typeof QueueArea)[keyof typeof QueueArea];
+
+/** Why the core refused a queue register write; stable values a transport maps to its answer. */
+export const QueueRefusalReason = {
+  /** No queue with that index (queue select out of range). */
+  NO_QUEUE: 'NO_QUEUE',
+  /** The queue is enabled: its fields are frozen until a (queue) reset (4.1.4.3.2, 4.2.2). */
+  QUEUE_ENABLED: 'QUEUE_ENABLED',
+  /** A value the register does not take (size 0, above the maximum, not a power of two...). */
+  VALUE: 'VALUE',
+  /** The device status does not allow it (before FEATURES_OK, FAILED, DEVICE_NEEDS_RESET). */
+  STATE: 'STATE',
+  /** The ring the registers describe cannot be used (alignment, outside guest memory). */
+  RING: 'RING',
+} as const;
+export type QueueRefusalReason = (typeof QueueRefusalReason)[keyof typeof QueueRefusalReason];
+
+/** A refused queue register write: the reason and a message naming the queue and the rule. */
+export interface QueueRefusal {
+  readonly reason: QueueRefusalReason;
+  readonly message: string;
 }
 
 /**
@@ -140,7 +173,27 @@ export interface DeviceCoreApi {
 
   /** Queue registers of queue `index` (null when index >= numQueues). */
   queueRegisters(index: number): QueueRegisters | null;
-  /** Enables a queue using its registers (modern: queue_enable=1). */
+  /**
+   * Queue register setters, one rule set for every transport. Each returns null when the write
+   * took effect, or why it was refused (the registers are then unchanged).
+   *
+   * Queue size: 1..max, a power of two for a split ring (2.7), any for a packed ring (2.8);
+   * refused while the queue is enabled.
+   */
+  setQueueSize(index: number, size: number): QueueRefusal | null;
+  /** Address of a ring part (a non-negative safe integer); refused while the queue is enabled. */
+  setQueueAddress(index: number, area: QueueArea, address: number): QueueRefusal | null;
+  /** MSI-X vector of the queue (0..0xffff; the transport checks it against its table). */
+  setQueueMsixVector(index: number, vector: number): QueueRefusal | null;
+  /** Enables the queue with its registers (queue_enable / QueueReady = 1, CCW SET_VQ). */
+  setQueueEnabled(index: number): QueueRefusal | null;
+  /**
+   * Legacy address form (4.1.5.4, 4.2.4, 4.3.2.5.1): one contiguous split ring of the current
+   * size at `address`, the used ring aligned to `align`, then enabled. Address 0 stops (resets)
+   * the queue; a live queue refuses a new address.
+   */
+  setQueueLegacyAddress(index: number, address: number, align: number): QueueRefusal | null;
+  /** Enables a queue using its registers, throwing a VirtioError when refused. */
   enableQueue(index: number): void;
   /** 2.6.1 queue reset. */
   resetQueue(index: number): void;

@@ -8,8 +8,10 @@
  * answered as the spec or the bus says (reads give 0 or all ones, writes are ignored, a CCW is
  * rejected) and reported to an optional listener.
  */
-import type { DeviceCoreApi, InterruptSink } from '../device/types.js';
+import { type DeviceCoreApi, type InterruptSink, type QueueRefusal, QueueRefusalReason } from '../device/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { F } from '../spec/features.js';
+import { Status } from '../spec/status.js';
 
 /** The host side of the bus a transport sits on. */
 export interface TransportBus {
@@ -73,6 +75,55 @@ export const BadAccess = {
   MEMORY: 'MEMORY',
 } as const;
 export type BadAccess = (typeof BadAccess)[keyof typeof BadAccess];
+
+/** The bad-access reason for a queue register write the core refused (same on every bus). */
+export function badAccessForRefusal(refusal: QueueRefusal): BadAccess {
+  switch (refusal.reason) {
+    case QueueRefusalReason.NO_QUEUE:
+      return BadAccess.NO_QUEUE;
+    case QueueRefusalReason.QUEUE_ENABLED:
+      return BadAccess.QUEUE_ENABLED;
+    case QueueRefusalReason.VALUE:
+      return BadAccess.VALUE;
+    default:
+      return BadAccess.REFUSED;
+  }
+}
+
+/**
+ * The negotiated transport features a bus decodes accesses by, read from the core once per
+ * status change so no access needs BigInt. Before FEATURES_OK nothing is in force; a legacy
+ * interface carries none of these bits (all above bit 31).
+ */
+export class TransportFeatureFlags {
+  /** 2.9 VIRTIO_F_NOTIFICATION_DATA: notifications carry more than the queue index. */
+  notificationData = false;
+  /** VIRTIO_F_NOTIF_CONFIG_DATA: notifications name the queue by queue_notif_config_data. */
+  notifConfigData = false;
+  /** 2.6.1 VIRTIO_F_RING_RESET: per-queue reset. */
+  ringReset = false;
+  /** 2.8 VIRTIO_F_RING_PACKED. */
+  packed = false;
+
+  refresh(core: DeviceCoreApi): void {
+    const f = core.status & Status.FEATURES_OK ? core.negotiatedFeatures : 0n;
+    this.notificationData = (f & F.NOTIFICATION_DATA) !== 0n;
+    this.notifConfigData = (f & F.NOTIF_CONFIG_DATA) !== 0n;
+    this.ringReset = (f & F.RING_RESET) !== 0n;
+    this.packed = (f & F.RING_PACKED) !== 0n;
+  }
+}
+
+/**
+ * The queue a notification value names (2.9): its low 16 bits are the queue index, or with
+ * NOTIF_CONFIG_DATA the queue's notification config data. -1 when no queue matches.
+ */
+export function notifiedQueue(core: DeviceCoreApi, flags: TransportFeatureFlags, value: number): number {
+  const key = value & 0xffff;
+  if (!flags.notifConfigData) return key;
+  for (let i = 0; i < core.numQueues; i++) if (core.queueRegisters(i)?.notifyData === key) return i;
+  return -1;
+}
 
 export interface BadAccessReport {
   readonly reason: BadAccess;

@@ -1,4 +1,5 @@
 export * from './bus.js';
+export { SHARED_MEMORY_ALIGN, type PlacedSharedMemoryRegion, type SharedMemoryRegionInfo, placeSharedMemory } from './shared-memory.js';
 export * from './mmio/registers.js';
 export * from './mmio/mmio-device.js';
 export * from './mmio/mmio-driver.js';

@@ -3,17 +3,17 @@
  * transport asked of it and lets a test fire notifications, without a real device. The real
  * lifecycle lives in src/device/device-core.ts; the transport matrix tests use that one.
  */
-import type { DeviceCoreApi, InterruptSink, QueueRegisters, VirtioDevice } from '../device/types.js';
-import { ErrorCode, VirtioError } from '../errors.js';
+import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from '../device/queue-register-file.js';
+import { type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type SharedMemoryRegion, type VirtioDevice } from '../device/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DeviceQueue, QueueConfig } from '../queue/types.js';
 import { F } from '../spec/features.js';
 import { Status } from '../spec/status.js';
 import type { CoreFactory, CoreMode } from './bus.js';
 
-const NO_VECTOR = 0xffff;
-
-export function stubDevice(opts: { deviceId?: number; features?: bigint; queues?: number[]; configSize?: number } = {}): VirtioDevice & { config: Uint8Array } {
+export function stubDevice(
+  opts: { deviceId?: number; features?: bigint; queues?: number[]; configSize?: number; sharedMemoryRegions?: readonly SharedMemoryRegion[] } = {},
+): VirtioDevice & { config: Uint8Array } {
   const config = new Uint8Array(opts.configSize ?? 16);
   for (let i = 0; i < config.length; i++) config[i] = i + 1;
   return {
@@ -21,6 +21,7 @@ export function stubDevice(opts: { deviceId?: number; features?: bigint; queues?
     offeredFeatures: opts.features ?? F.VERSION_1 | F.RING_RESET | F.NOTIFICATION_DATA,
     queueMaxSizes: opts.queues ?? [256, 128],
     configSize: config.length,
+    ...(opts.sharedMemoryRegions ? { sharedMemoryRegions: opts.sharedMemoryRegions } : {}),
     config,
     readConfig(offset, dst) {
       dst.set(config.subarray(offset, offset + dst.length));
@@ -45,7 +46,8 @@ export class TestCore implements DeviceCoreApi {
   readonly resets: number[] = [];
   deviceResets = 0;
   readonly configWrites: { offset: number; width: number; value: number }[] = [];
-  private regs: QueueRegisters[];
+  /** The queue registers and their rules are the real core's (one rule set for every transport). */
+  private readonly regs: QueueRegisterFile;
   /** Refuse FEATURES_OK (to test transports that must report refusal). */
   refuseFeatures = false;
 
@@ -56,7 +58,7 @@ export class TestCore implements DeviceCoreApi {
     readonly mode: CoreMode,
   ) {
     this.numQueues = device.queueMaxSizes.length;
-    this.regs = this.freshRegs();
+    this.regs = new QueueRegisterFile(device.queueMaxSizes);
   }
 
   static factory(device: VirtioDevice & { config: Uint8Array }, memory: GuestMemory, made: TestCore[] = []): CoreFactory {
@@ -69,18 +71,6 @@ export class TestCore implements DeviceCoreApi {
 
   get littleEndian(): boolean {
     return this.mode.littleEndian;
-  }
-
-  private freshRegs(): QueueRegisters[] {
-    return this.device.queueMaxSizes.map((max, i) => ({
-      size: max,
-      descAddr: 0,
-      driverAddr: 0,
-      deviceAddr: 0,
-      enabled: false,
-      msixVector: NO_VECTOR,
-      notifyData: i,
-    }));
   }
 
   deviceFeatures(): bigint {
@@ -103,7 +93,7 @@ export class TestCore implements DeviceCoreApi {
       this.status = 0;
       this.driverFeatures = 0n;
       this.negotiatedFeatures = 0n;
-      this.regs = this.freshRegs();
+      this.regs.resetAll();
       this.deviceResets++;
       return;
     }
@@ -129,21 +119,46 @@ export class TestCore implements DeviceCoreApi {
     for (let i = 0; i < dst.length; i++) dst[i] = this.device.config[offset + i] ?? 0;
   }
   queueRegisters(index: number): QueueRegisters | null {
-    return this.regs[index] ?? null;
+    return this.regs.get(index);
+  }
+  private packed(): boolean {
+    const f = this.status & Status.FEATURES_OK || this.mode.legacy ? this.negotiatedFeatures : this.driverFeatures;
+    return (f & F.RING_PACKED) !== 0n;
+  }
+  setQueueSize(index: number, size: number): QueueRefusal | null {
+    return this.regs.setSize(index, size, this.packed());
+  }
+  setQueueAddress(index: number, area: QueueArea, address: number): QueueRefusal | null {
+    return this.regs.setAddress(index, area, address);
+  }
+  setQueueMsixVector(index: number, vector: number): QueueRefusal | null {
+    return this.regs.setMsixVector(index, vector);
+  }
+  /** Like the real core, without the ring check (no device queue is built here). */
+  setQueueEnabled(index: number): QueueRefusal | null {
+    const r = this.regs.get(index);
+    if (!r) return queueRefusal(QueueRefusalReason.NO_QUEUE, `no queue ${index}`);
+    if (r.enabled) return null;
+    const problem = queueSizeProblem(r.size, this.regs.maxSize(index), this.packed());
+    if (problem !== null) return queueRefusal(QueueRefusalReason.VALUE, `queue ${index} ${problem}`);
+    this.regs.markEnabled(index);
+    this.enabled.push(index);
+    return null;
+  }
+  setQueueLegacyAddress(index: number, address: number, align: number): QueueRefusal | null {
+    if (address === 0 && this.regs.get(index)) {
+      this.resetQueue(index);
+      return null;
+    }
+    return this.regs.setLegacyRing(index, address, align) ?? this.setQueueEnabled(index);
   }
   enableQueue(index: number): void {
-    const r = this.regs[index];
-    if (!r) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no queue');
-    if (!this.negotiatedFeatures && !this.mode.legacy && (r.size & (r.size - 1)) !== 0) {
-      throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, 'size');
-    }
-    r.enabled = true;
-    this.enabled.push(index);
+    const refusal = this.setQueueEnabled(index);
+    if (refusal) throw refusalError(refusal, false);
   }
   resetQueue(index: number): void {
-    const r = this.regs[index];
-    if (!r) return;
-    r.enabled = false;
+    if (!this.regs.get(index)) return;
+    this.regs.reset(index);
     this.resets.push(index);
   }
   notifyQueue(index: number, data?: number): void {

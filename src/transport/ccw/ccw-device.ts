@@ -10,11 +10,8 @@
  * `execute` never throws: every malformed command ends with a unit check (command reject), an
  * incorrect-length status or a program check, as the spec and the architecture say.
  */
-import type { DeviceCoreApi, InterruptSink, QueueRegisters } from '../../device/types.js';
-import { F } from '../../spec/features.js';
-import { legacySplitLayout } from '../../spec/ring.js';
-import { Status } from '../../spec/status.js';
-import { BadAccess, type BadAccessListener, type CoreFactory, type TransportBus, writeConfigValue } from '../bus.js';
+import type { DeviceCoreApi, InterruptSink, QueueRefusal } from '../../device/types.js';
+import { BadAccess, type BadAccessListener, type CoreFactory, type TransportBus, TransportFeatureFlags, badAccessForRefusal, writeConfigValue } from '../bus.js';
 import { CCW_CONTROL_UNIT_TYPE, CCW_MAX_REVISION, CcwCmd, CcwFlag, type CcwOutcome, CcwSize, CcwStatus } from './constants.js';
 
 /** What a channel subsystem emulator (or a driver in-process) calls on a virtio-ccw device. */
@@ -66,7 +63,8 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
   private adapterIndicators = -1;
   private adapterBit = 0;
   private isc = 0;
-  private notificationData = false;
+  /** Derived from the negotiated features at each status write (no BigInt per notification). */
+  private readonly flags = new TransportFeatureFlags();
   private readonly buf = new Uint8Array(64);
   private readonly onBad: BadAccessListener | undefined;
 
@@ -131,7 +129,7 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
     this.summaryIndicator = -1;
     this.adapterIndicators = -1;
     this.adapterBit = 0;
-    this.notificationData = false;
+    this.flags.refresh(this.coreRef);
   }
 
   private selectRevision(rev: number): void {
@@ -205,9 +203,9 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
           return outcome(CcwStatus.OK, count - 1);
         }
         core.setStatus(v);
+        this.flags.refresh(core);
         // 4.3.2.2: a status the device did not take is answered with a command reject.
         if ((core.status & v) !== v) return this.reject(cmd, count, BadAccess.REFUSED, `status 0x${v.toString(16)} not accepted`);
-        this.notificationData = (core.negotiatedFeatures & F.NOTIFICATION_DATA) !== 0n && (v & Status.FEATURES_OK) !== 0;
         return outcome(CcwStatus.OK, count - 1);
       }
       case CcwCmd.READ_STATUS: {
@@ -345,58 +343,42 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
     if (bad) return bad;
     const mem = this.bus.memory;
     const core = this.coreRef;
-    let desc: number, driver: number, device: number, index: number, size: number;
+    let refusal: QueueRefusal | null;
+    let index: number;
     if (legacy) {
       // struct vq_info_block_legacy: be64 queue, be32 align, be16 index, be16 num.
       const queue = mem.readAddr(addr, false);
       const align = mem.readU32(addr + 8, false);
       index = mem.readU16(addr + 12, false);
-      size = mem.readU16(addr + 14, false);
-      const q = core.queueRegisters(index);
-      if (!q) return this.reject(cmd, count, BadAccess.NO_QUEUE, `queue ${index}`);
-      if (queue === 0) return this.stopQueue(index, q);
-      if (queue < 0 || align === 0 || (align & (align - 1)) !== 0) return this.reject(cmd, count, BadAccess.VALUE, 'queue address or align');
-      const l = legacySplitLayout(size, align);
-      desc = queue + l.desc;
-      driver = queue + l.avail;
-      device = queue + l.used;
+      const size = mem.readU16(addr + 14, false);
+      if (!core.queueRegisters(index)) return this.reject(cmd, count, BadAccess.NO_QUEUE, `queue ${index}`);
+      if (queue === 0) return this.stopQueue(index);
+      if (queue < 0) return this.reject(cmd, count, BadAccess.VALUE, `queue ${index} address`);
+      // 4.3.2.5.1: one contiguous legacy ring at `queue`, the used ring aligned to `align`.
+      refusal = core.setQueueSize(index, size) ?? core.setQueueLegacyAddress(index, queue, align);
     } else {
       // struct vq_info_block: be64 desc, be32 res0 (ignored), be16 index, be16 size, be64 driver, be64 device.
-      desc = mem.readAddr(addr, false);
+      const desc = mem.readAddr(addr, false);
       index = mem.readU16(addr + 12, false);
-      size = mem.readU16(addr + 14, false);
-      driver = mem.readAddr(addr + 16, false);
-      device = mem.readAddr(addr + 24, false);
-      const q = core.queueRegisters(index);
-      if (!q) return this.reject(cmd, count, BadAccess.NO_QUEUE, `queue ${index}`);
-      if (desc === 0) return this.stopQueue(index, q);
+      const size = mem.readU16(addr + 14, false);
+      const driver = mem.readAddr(addr + 16, false);
+      const device = mem.readAddr(addr + 24, false);
+      if (!core.queueRegisters(index)) return this.reject(cmd, count, BadAccess.NO_QUEUE, `queue ${index}`);
+      if (desc === 0) return this.stopQueue(index);
+      refusal =
+        core.setQueueSize(index, size) ??
+        core.setQueueAddress(index, 'descAddr', desc) ??
+        core.setQueueAddress(index, 'driverAddr', driver) ??
+        core.setQueueAddress(index, 'deviceAddr', device) ??
+        core.setQueueEnabled(index);
     }
-    const q = core.queueRegisters(index)!;
-    const max = core.device.queueMaxSizes[index] ?? 0;
-    if (size === 0 || size > max) return this.reject(cmd, count, BadAccess.VALUE, `queue ${index} size ${size}`);
-    if (q.enabled) return this.reject(cmd, count, BadAccess.QUEUE_ENABLED, `queue ${index}`);
-    q.size = size;
-    q.descAddr = desc;
-    q.driverAddr = driver;
-    q.deviceAddr = device;
-    try {
-      core.enableQueue(index);
-    } catch (e) {
-      q.enabled = false;
-      return this.reject(cmd, count, BadAccess.REFUSED, String(e));
-    }
+    if (refusal !== null) return this.reject(cmd, count, badAccessForRefusal(refusal), refusal.message);
     return outcome(CcwStatus.OK, count - (legacy ? CcwSize.VQ_INFO_LEGACY : CcwSize.VQ_INFO));
   }
 
-  private stopQueue(index: number, q: QueueRegisters): CcwOutcome {
-    if (q.enabled) {
-      try {
-        this.coreRef.resetQueue(index);
-      } catch {
-        // Stopped either way.
-      }
-      q.enabled = false;
-    }
+  /** 4.3.2.5: a zero address stops the queue; the core resets its registers. */
+  private stopQueue(index: number): CcwOutcome {
+    if (this.coreRef.queueRegisters(index)?.enabled) this.coreRef.resetQueue(index);
     return OK;
   }
 
@@ -409,7 +391,7 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
         return EINVAL;
       }
       const data = gpr3 % 0x1_0000_0000 >>> 0;
-      const index = this.notificationData ? data & 0xffff : data;
+      const index = this.flags.notificationData ? data & 0xffff : data;
       const q = this.coreRef.queueRegisters(index);
       if (!q) {
         this.bad(BadAccess.NO_QUEUE, 0x500, 0, `queue ${index}`);
@@ -419,7 +401,7 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
         this.bad(BadAccess.QUEUE_DISABLED, 0x500, 0, `queue ${index}`);
         return EINVAL;
       }
-      if (this.notificationData) this.coreRef.notifyQueue(index, data);
+      if (this.flags.notificationData) this.coreRef.notifyQueue(index, data);
       else this.coreRef.notifyQueue(index);
       // 4.3.3.2.1: the cookie is optional; this device needs none.
       return 0;

@@ -10,6 +10,7 @@
 import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
+import { F } from '../../spec/features.js';
 import { legacySplitLayout } from '../../spec/ring.js';
 import { CCW_CONTROL_UNIT_TYPE, CCW_LEGACY_ALIGN, CCW_MAX_REVISION, CcwCmd, type CcwOutcome, CcwSize, CcwStatus } from './constants.js';
 import type { CcwChannel } from './ccw-device.js';
@@ -156,7 +157,7 @@ export class CcwDriverTransport implements DriverTransport {
   }
 
   setDriverFeatures(features: bigint): void {
-    this.notificationData = ((features >> 38n) & 1n) === 1n;
+    this.notificationData = (features & F.NOTIFICATION_DATA) !== 0n;
     const words = this.legacy ? 1 : 2;
     for (let w = 0; w < words; w++) {
       this.memory.writeU32(this.base + DATA, Number((features >> BigInt(32 * w)) & 0xffff_ffffn), true);

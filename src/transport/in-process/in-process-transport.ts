@@ -11,6 +11,7 @@
  * to observe re-entrance).
  */
 import { DeviceCore } from '../../device/device-core.js';
+import { setUpQueue } from '../../device/queue-register-file.js';
 import type { InterruptSink, VirtioDevice } from '../../device/types.js';
 import { DmaAllocator } from '../../driver/dma-allocator.js';
 import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
@@ -144,13 +145,7 @@ export class InProcessTransport implements DriverTransport {
     return this.core.device.queueMaxSizes[index] ?? 0;
   }
   setupQueue(index: number, addrs: DriverQueueAddresses): void {
-    const r = this.core.queueRegisters(index);
-    if (!r) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
-    r.size = addrs.size;
-    r.descAddr = addrs.descAddr;
-    r.driverAddr = addrs.driverAddr;
-    r.deviceAddr = addrs.deviceAddr;
-    this.core.enableQueue(index);
+    setUpQueue(this.core, index, addrs);
   }
   resetQueue(index: number): void {
     this.core.resetQueue(index);

@@ -10,6 +10,7 @@
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { DeviceCore } from '../../device/device-core.js';
+import { setUpQueue } from '../../device/queue-register-file.js';
 import type { InterruptSink, VirtioDevice } from '../../device/types.js';
 import { GuestMemory, type RegionSpec } from '../../memory/guest-memory.js';
 import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, encodeError, getFeatures, putFeatures } from './worker-protocol.js';
@@ -80,13 +81,8 @@ function answer(core: DeviceCore, ch: WorkerChannel): void {
       r[0] = core.device.queueMaxSizes[a[0]!] ?? 0;
       break;
     case Op.SETUP_QUEUE: {
-      const regs = core.queueRegisters(a[0]!);
-      if (!regs) throw new RangeError(`no queue ${a[0]}`);
-      regs.size = a[1]!;
-      regs.descAddr = a[2]!;
-      regs.driverAddr = a[3]!;
-      regs.deviceAddr = a[4]!;
-      core.enableQueue(a[0]!);
+      if (!core.queueRegisters(a[0]!)) throw new RangeError(`no queue ${a[0]}`);
+      setUpQueue(core, a[0]!, { size: a[1]!, descAddr: a[2]!, driverAddr: a[3]!, deviceAddr: a[4]! });
       break;
     }
     case Op.RESET_QUEUE:

@@ -7,29 +7,33 @@
  * define reads as 0 and is otherwise ignored (4.2.2: the driver MUST NOT make it, so the device
  * may answer as it likes), and is reported to `onBadAccess`.
  */
-import type { DeviceCoreApi, InterruptSink, QueueRegisters } from '../../device/types.js';
-import { F } from '../../spec/features.js';
-import { legacySplitLayout } from '../../spec/ring.js';
-import { Status } from '../../spec/status.js';
+import type { DeviceCoreApi, InterruptSink, QueueArea, QueueRefusal, QueueRegisters } from '../../device/types.js';
 import {
   BadAccess,
   type BadAccessListener,
   type CoreFactory,
   type RegisterWindow,
   type TransportBus,
+  TransportFeatureFlags,
+  badAccessForRefusal,
   hi32,
   join64,
   lo32,
+  notifiedQueue,
   readConfigValue,
   writeConfigValue,
 } from '../bus.js';
+import { placeSharedMemory } from '../shared-memory.js';
 import { MMIO_MAGIC, MMIO_VENDOR_ID, MmioInterrupt, MmioReg } from './registers.js';
 
-export interface SharedMemoryRegion {
+/** A shared memory region as the MMIO transport presents it: at guest physical `base`. */
+export interface MmioSharedMemoryRegion {
   readonly id: number;
   /** Guest physical address of the region. */
   readonly base: number;
   readonly length: number;
+  /** The host memory behind it (the emulator maps it at `base`), when the device has it. */
+  readonly memory?: Uint8Array;
 }
 
 export interface MmioDeviceOptions {
@@ -37,7 +41,12 @@ export interface MmioDeviceOptions {
   readonly version?: 1 | 2;
   /** Legacy only: false for a big-endian guest (rings and config in guest endian). */
   readonly guestLittleEndian?: boolean;
-  readonly sharedMemory?: readonly SharedMemoryRegion[];
+  /**
+   * Guest physical address where the device's shared memory regions (2.10,
+   * `VirtioDevice.sharedMemoryRegions`) are presented, one after the other, page-aligned; the
+   * emulator maps `sharedMemoryRegions` there. Without it no region is presented.
+   */
+  readonly sharedMemoryBase?: number;
   readonly vendorId?: number;
   readonly onBadAccess?: BadAccessListener;
 }
@@ -55,14 +64,13 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
   private driverFeaturesSel = 0;
   private queueSel = 0;
   private shmSel = 0;
+  /** 4.2.2 / 2.10: the regions presented (ids up to SHMSel's 32 bits). */
+  readonly sharedMemoryRegions: readonly MmioSharedMemoryRegion[];
   /** Legacy registers. */
   private guestPageSize = 0;
   private readonly queueAlign: number[];
-  private readonly queuePfn: number[];
   /** Derived from the negotiated features when the status changes (no BigInt per access). */
-  private notificationData = false;
-  private notifConfigData = false;
-  private ringReset = false;
+  private readonly flags = new TransportFeatureFlags();
   private readonly scratch = new Uint8Array(8);
   private readonly onBad: BadAccessListener | undefined;
 
@@ -76,8 +84,18 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
     this.core = factory(this, { legacy, littleEndian: legacy ? (opts.guestLittleEndian ?? true) : true });
     this.windowSize = MmioReg.CONFIG + this.core.device.configSize;
     this.queueAlign = new Array<number>(this.core.numQueues).fill(4096);
-    this.queuePfn = new Array<number>(this.core.numQueues).fill(0);
     this.onBad = opts.onBadAccess;
+    const base = opts.sharedMemoryBase;
+    // Legacy devices have no shared memory registers (4.2.4).
+    this.sharedMemoryRegions =
+      base === undefined || legacy
+        ? []
+        : placeSharedMemory(this.core.device.sharedMemoryRegions, 0xffff_ffff).map((r) => ({
+            id: r.id,
+            base: base + r.offset,
+            length: r.length,
+            ...(r.memory === undefined ? {} : { memory: r.memory }),
+          }));
   }
 
   /** Current InterruptStatus (for tests). */
@@ -96,6 +114,11 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
 
   private selQueue(): QueueRegisters | null {
     return this.core.queueRegisters(this.queueSel);
+  }
+
+  /** Reports a queue register write the core refused. */
+  private refused(refusal: QueueRefusal | null, offset: number, width: number): void {
+    if (refusal !== null) this.bad(badAccessForRefusal(refusal), offset, width, true, refusal.message);
   }
 
   read(offset: number, width: number): number {
@@ -147,7 +170,9 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
       }
       case MmioReg.QUEUE_PFN: {
         if (!legacy) break;
-        return this.queuePfn[this.queueSel] ?? 0;
+        // 4.2.4: the page number of a live queue (the core resets the registers, so 0 after it).
+        const q = this.selQueue();
+        return q?.enabled && this.guestPageSize > 0 ? Math.floor(q.descAddr / this.guestPageSize) : 0;
       }
       case MmioReg.INTERRUPT_STATUS:
         return this.interruptStatus;
@@ -158,7 +183,7 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
       case MmioReg.SHM_BASE_LOW:
       case MmioReg.SHM_BASE_HIGH: {
         if (legacy) break;
-        const r = this.opts.sharedMemory?.find((s) => s.id === this.shmSel);
+        const r = this.sharedMemoryRegions.find((s) => s.id === this.shmSel);
         // 4.2.2: a region that does not exist reads as length -1 (all ones).
         if (!r) return 0xffffffff;
         if (offset === MmioReg.SHM_LEN_LOW) return lo32(r.length);
@@ -222,16 +247,9 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
       case MmioReg.QUEUE_SEL:
         this.queueSel = value;
         return;
-      case MmioReg.QUEUE_SIZE: {
-        const q = this.selQueue();
-        if (!q) return this.bad(BadAccess.NO_QUEUE, offset, width, true);
-        if (q.enabled) return this.bad(BadAccess.QUEUE_ENABLED, offset, width, true);
-        const max = core.device.queueMaxSizes[this.queueSel] ?? 0;
-        // 4.2.2: the driver MUST write a value <= QueueSizeMax; others are refused here.
-        if (value === 0 || value > max) return this.bad(BadAccess.VALUE, offset, width, true, `size ${value}`);
-        q.size = value;
-        return;
-      }
+      case MmioReg.QUEUE_SIZE:
+        // 4.2.2: at most QueueSizeMax (driver/transport-mmio/9), not while ready (/10).
+        return this.refused(core.setQueueSize(this.queueSel, value), offset, width);
       case MmioReg.QUEUE_DESC_LOW:
       case MmioReg.QUEUE_DESC_HIGH:
       case MmioReg.QUEUE_DRIVER_LOW:
@@ -239,34 +257,21 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
       case MmioReg.QUEUE_DEVICE_LOW:
       case MmioReg.QUEUE_DEVICE_HIGH: {
         if (legacy) break;
-        const q = this.selQueue();
-        if (!q) return this.bad(BadAccess.NO_QUEUE, offset, width, true);
-        // 4.2.2: not while QueueReady is set.
-        if (q.enabled) return this.bad(BadAccess.QUEUE_ENABLED, offset, width, true);
         const high = (offset & 4) !== 0;
         const base = offset & ~4;
-        const key = base === MmioReg.QUEUE_DESC_LOW ? 'descAddr' : base === MmioReg.QUEUE_DRIVER_LOW ? 'driverAddr' : 'deviceAddr';
-        const cur = q[key] < 0 ? 0 : q[key];
+        const area: QueueArea = base === MmioReg.QUEUE_DESC_LOW ? 'descAddr' : base === MmioReg.QUEUE_DRIVER_LOW ? 'driverAddr' : 'deviceAddr';
+        const cur = this.selQueue()?.[area] ?? 0;
+        // join64 gives -1 past 2^53 (no guest memory there): the core refuses it as a VALUE.
         const v = high ? join64(lo32(cur), value) : join64(value, hi32(cur));
-        // An address beyond 2^53 cannot be mapped: store -1 so enabling fails cleanly.
-        q[key] = v;
-        return;
+        return this.refused(core.setQueueAddress(this.queueSel, area, v), offset, width);
       }
       case MmioReg.QUEUE_READY: {
         if (legacy) break;
         const q = this.selQueue();
         if (!q) return this.bad(BadAccess.NO_QUEUE, offset, width, true);
-        if ((value & 1) === 1) {
-          if (q.enabled) return;
-          try {
-            core.enableQueue(this.queueSel);
-          } catch (e) {
-            q.enabled = false;
-            this.bad(BadAccess.REFUSED, offset, width, true, String(e));
-          }
-        } else if (q.enabled) {
-          this.stopQueue(this.queueSel, q);
-        }
+        if ((value & 1) === 1) return this.refused(core.setQueueEnabled(this.queueSel), offset, width);
+        // driver/transport-mmio/11: writing 0 stops the queue; the core resets its registers.
+        if (q.enabled) core.resetQueue(this.queueSel);
         return;
       }
       case MmioReg.QUEUE_NOTIFY:
@@ -288,12 +293,9 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
         if (legacy) break;
         const q = this.selQueue();
         if (!q) return this.bad(BadAccess.NO_QUEUE, offset, width, true);
-        if (!this.ringReset) return this.bad(BadAccess.MODE, offset, width, true, 'RING_RESET not negotiated');
-        if (value === 1) {
-          // 2.6.1: the reset completes before the write returns; QueueReset and QueueReady read 0.
-          core.resetQueue(this.queueSel);
-          q.enabled = false;
-        }
+        if (!this.flags.ringReset) return this.bad(BadAccess.MODE, offset, width, true, 'RING_RESET not negotiated');
+        // 2.6.1: the reset completes before the write returns; QueueReset and QueueReady read 0.
+        if (value === 1) core.resetQueue(this.queueSel);
         return;
       }
       case MmioReg.GUEST_PAGE_SIZE:
@@ -331,85 +333,34 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
 
   /** 4.2.4 legacy: QueuePFN names the page of a contiguous ring; 0 stops the queue. */
   private writePfn(pfn: number, offset: number): void {
-    const sel = this.queueSel;
-    const q = this.selQueue();
-    if (!q) return this.bad(BadAccess.NO_QUEUE, offset, 4, true);
-    if (pfn === 0) {
-      this.queuePfn[sel] = 0;
-      if (q.enabled) this.stopQueue(sel, q);
-      return;
-    }
-    if (q.enabled) return this.bad(BadAccess.QUEUE_ENABLED, offset, 4, true);
     const page = this.guestPageSize;
-    if (page === 0 || (page & (page - 1)) !== 0) return this.bad(BadAccess.VALUE, offset, 4, true, 'GuestPageSize not set');
-    const base = pfn * page;
-    const layout = legacySplitLayout(q.size, this.queueAlign[sel] ?? 4096);
-    q.descAddr = base + layout.desc;
-    q.driverAddr = base + layout.avail;
-    q.deviceAddr = base + layout.used;
-    try {
-      this.core.enableQueue(sel);
-      this.queuePfn[sel] = pfn;
-    } catch (e) {
-      q.enabled = false;
-      this.bad(BadAccess.REFUSED, offset, 4, true, String(e));
-    }
-  }
-
-  private stopQueue(index: number, q: QueueRegisters): void {
-    try {
-      this.core.resetQueue(index);
-    } catch {
-      // The core may accept queue resets only with RING_RESET; the queue stops either way.
-    }
-    q.enabled = false;
+    if (pfn !== 0 && (page === 0 || (page & (page - 1)) !== 0)) return this.bad(BadAccess.VALUE, offset, 4, true, 'GuestPageSize not set');
+    this.refused(this.core.setQueueLegacyAddress(this.queueSel, pfn * page, this.queueAlign[this.queueSel] ?? 4096), offset, 4);
   }
 
   private notify(value: number, offset: number): void {
     // 4.2.2 / 2.9: the low 16 bits carry the queue index, or its notification config data.
-    const key = value & 0xffff;
-    let index = key;
-    if (this.notifConfigData) {
-      index = -1;
-      for (let i = 0; i < this.core.numQueues; i++) {
-        if (this.core.queueRegisters(i)?.notifyData === key) {
-          index = i;
-          break;
-        }
-      }
-    }
+    const index = notifiedQueue(this.core, this.flags, value);
     const q = index >= 0 ? this.core.queueRegisters(index) : null;
     if (!q) return this.bad(BadAccess.NO_QUEUE, offset, 4, true, `notify ${value}`);
     if (!q.enabled) return this.bad(BadAccess.QUEUE_DISABLED, offset, 4, true, `notify ${index}`);
-    if (this.notificationData) this.core.notifyQueue(index, value);
+    if (this.flags.notificationData) this.core.notifyQueue(index, value);
     else this.core.notifyQueue(index);
   }
 
   private setStatus(value: number): void {
     this.core.setStatus(value);
     if (value === 0) {
-      // 4.2.2: reset clears InterruptStatus and every QueueReady.
+      // 4.2.2: reset clears InterruptStatus; the core clears every QueueReady (device/transport-mmio/5).
       this.interruptStatus = 0;
       this.bus.lowerIrq();
-      this.queuePfn.fill(0);
       this.queueAlign.fill(4096);
       this.deviceFeaturesSel = 0;
       this.driverFeaturesSel = 0;
       this.queueSel = 0;
       this.shmSel = 0;
-      for (let i = 0; i < this.core.numQueues; i++) {
-        const q = this.core.queueRegisters(i);
-        if (q) q.enabled = false;
-      }
     }
-    this.refreshFeatures();
-  }
-
-  private refreshFeatures(): void {
-    const f = this.core.status & Status.FEATURES_OK || this.version === 1 ? this.core.negotiatedFeatures : 0n;
-    this.notificationData = (f & F.NOTIFICATION_DATA) !== 0n;
-    this.notifConfigData = (f & F.NOTIF_CONFIG_DATA) !== 0n;
-    this.ringReset = (f & F.RING_RESET) !== 0n;
+    this.flags.refresh(this.core);
   }
 
   private readConfig(off: number, width: number): number {

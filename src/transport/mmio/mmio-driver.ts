@@ -5,9 +5,14 @@
 import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
+import { F } from '../../spec/features.js';
 import { LEGACY_QUEUE_ALIGN, legacySplitLayout } from '../../spec/ring.js';
-import { type RegisterWindow, hi32, lo32, readWindowBytes, writeWindowBytes } from '../bus.js';
+import { type RegisterWindow, hi32, join64, lo32, readWindowBytes, writeWindowBytes } from '../bus.js';
+import type { SharedMemoryRegionInfo } from '../shared-memory.js';
 import { MMIO_MAGIC, MmioInterrupt, MmioReg } from './registers.js';
+
+/** Shared memory ids probed by `sharedMemoryRegions` unless told otherwise (PCI's cap.id range). */
+const DEFAULT_SHM_IDS = 256;
 
 /** Queues probed at most when counting them (MMIO has no queue count register). */
 const MAX_PROBED_QUEUES = 1024;
@@ -91,7 +96,7 @@ export class MmioDriverTransport implements DriverTransport {
   }
 
   setDriverFeatures(features: bigint): void {
-    this.notificationData = ((features >> 38n) & 1n) === 1n;
+    this.notificationData = (features & F.NOTIFICATION_DATA) !== 0n;
     const words = this.legacy ? 1 : 2;
     for (let w = 0; w < words; w++) {
       this.regs.write(MmioReg.DRIVER_FEATURES_SEL, 4, w);
@@ -167,6 +172,35 @@ export class MmioDriverTransport implements DriverTransport {
     for (let i = 0; i < RESET_POLLS && !done; i++) done = this.regs.read(MmioReg.QUEUE_RESET, 4) === 0;
     if (!done) throw new VirtioError(ErrorCode.TIMEOUT, `queue ${index} reset did not complete`);
     this.active.delete(index);
+  }
+
+  /**
+   * 4.2.2 / 2.10: shared memory region `id` (SHMSel, then SHMLen and SHMBase), or null when the
+   * device has none with that id (SHMLen reads -1, all ones). Only a driver that expects shared
+   * memory calls this (driver/transport-mmio/19); legacy devices have no such registers.
+   */
+  sharedMemoryRegion(id: number): SharedMemoryRegionInfo | null {
+    if (this.legacy) return null;
+    const r = this.regs;
+    r.write(MmioReg.SHM_SEL, 4, id);
+    const lenLo = r.read(MmioReg.SHM_LEN_LOW, 4) >>> 0;
+    const lenHi = r.read(MmioReg.SHM_LEN_HIGH, 4) >>> 0;
+    if (lenLo === 0xffff_ffff && lenHi === 0xffff_ffff) return null;
+    const length = join64(lenLo, lenHi);
+    const base = join64(r.read(MmioReg.SHM_BASE_LOW, 4), r.read(MmioReg.SHM_BASE_HIGH, 4));
+    // A region past 2^53 cannot be addressed here: treated as absent.
+    if (length < 0 || base < 0) return null;
+    return { id, base, length };
+  }
+
+  /** The regions with ids 0..maxIds-1 (MMIO has no region count: each id is asked for). */
+  sharedMemoryRegions(maxIds = DEFAULT_SHM_IDS): SharedMemoryRegionInfo[] {
+    const out: SharedMemoryRegionInfo[] = [];
+    for (let id = 0; id < maxIds; id++) {
+      const r = this.sharedMemoryRegion(id);
+      if (r) out.push(r);
+    }
+    return out;
   }
 
   notify(index: number, data?: number): void {

@@ -184,7 +184,7 @@ describe('MMIO device registers', () => {
   });
 
   it('shared memory registers: a region by id, all ones when absent', () => {
-    const { t } = setup({ sharedMemory: [{ id: 2, base: 0x1_2345_6000, length: 0x20_0000 }] });
+    const { t } = setup({ sharedMemoryBase: 0x1_2345_6000 }, stubDevice({ sharedMemoryRegions: [{ id: 2, length: 0x20_0000 }] }));
     t.write(MmioReg.SHM_SEL, 4, 2);
     assert.equal(t.read(MmioReg.SHM_LEN_LOW, 4), 0x20_0000);
     assert.equal(t.read(MmioReg.SHM_LEN_HIGH, 4), 0);

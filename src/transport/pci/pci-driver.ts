@@ -7,8 +7,10 @@
 import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
+import { F } from '../../spec/features.js';
 import { legacySplitLayout } from '../../spec/ring.js';
-import { type RegisterWindow, hi32, lo32, readWindowBytes, writeWindowBytes } from '../bus.js';
+import { type RegisterWindow, hi32, join64, lo32, readWindowBytes, writeWindowBytes } from '../bus.js';
+import type { SharedMemoryRegionInfo } from '../shared-memory.js';
 import {
   CapField,
   CommonCfg,
@@ -50,6 +52,16 @@ interface CapRef {
   length: number;
 }
 
+/** 4.1.4.7: a shared memory region found through its VIRTIO_PCI_CAP_SHARED_MEMORY_CFG capability. */
+export interface PciSharedMemoryRegion extends SharedMemoryRegionInfo {
+  /** The BAR holding it and its offset there; `base` is that BAR's address plus the offset. */
+  readonly bar: number;
+  readonly offset: number;
+}
+
+/** Bytes of a struct virtio_pci_cap64 (4.1.4.7). */
+const CAP64_LEN = 24;
+
 /** A BAR seen as a register window. */
 class BarWindow implements RegisterWindow {
   constructor(
@@ -87,6 +99,8 @@ export class PciDriverTransport implements DriverTransport {
   private readonly notifyAddr = new Map<number, number>();
   private notificationData32 = false;
   private queueCount = -1;
+  /** 4.1.4.7 regions by shmid (the first capability of each id). */
+  private readonly shm = new Map<number, CapRef>();
 
   constructor(
     private readonly fn: PciFunction,
@@ -119,6 +133,13 @@ export class PciDriverTransport implements DriverTransport {
         if (bar <= 5 && !found.has(type) && type >= VirtioPciCap.COMMON_CFG && type <= VirtioPciCap.DEVICE_CFG) {
           found.set(type, { bar, offset: fn.configRead(ptr + CapField.OFFSET, 4), length: fn.configRead(ptr + CapField.LENGTH, 4) });
           if (type === VirtioPciCap.NOTIFY_CFG) this.notifyMult = fn.configRead(ptr + CapField.EXTRA, 4);
+        }
+        if (type === VirtioPciCap.SHARED_MEMORY_CFG && bar <= 5 && fn.configRead(ptr + CapField.LEN, 1) >= CAP64_LEN) {
+          // virtio_pci_cap64: 64-bit offset and length in two halves; cap.id is the shmid.
+          const id = fn.configRead(ptr + CapField.ID, 1);
+          const offset = join64(fn.configRead(ptr + CapField.OFFSET, 4), fn.configRead(ptr + CapField.EXTRA, 4));
+          const length = join64(fn.configRead(ptr + CapField.LENGTH, 4), fn.configRead(ptr + CapField.EXTRA2, 4));
+          if (!this.shm.has(id) && offset >= 0 && length > 0) this.shm.set(id, { bar, offset, length });
         }
       }
       ptr = fn.configRead(ptr + CapField.NEXT, 1) & 0xfc;
@@ -165,6 +186,62 @@ export class PciDriverTransport implements DriverTransport {
       fn.barWrite(PciBar.MSIX, e + Msix.ENTRY_CTRL, 4, 0);
     }
     fn.configWrite(this.msixCap + Msix.CTRL, 2, Msix.CTRL_ENABLE);
+  }
+
+  // ---- shared memory regions (2.10, 4.1.4.7) -----------------------------------------------
+
+  /** The guest physical address the BAR was given (64-bit memory BARs read as two halves). */
+  private barBase(bar: number): number {
+    const lo = this.fn.configRead(PciCfg.BAR0 + 4 * bar, 4);
+    if (lo & 1) return lo & ~3; // I/O BAR
+    const is64 = (lo & 6) === 4 && bar < 5;
+    return is64 ? join64(lo & ~15, this.fn.configRead(PciCfg.BAR0 + 4 * bar + 4, 4)) : (lo & ~15) >>> 0;
+  }
+
+  /** Every shared memory region the device presents, by id. */
+  sharedMemoryRegions(): PciSharedMemoryRegion[] {
+    return [...this.shm.keys()].sort((a, b) => a - b).map((id) => this.sharedMemoryRegion(id)!);
+  }
+
+  /** Shared memory region `id`, or null when the device has none with that id. */
+  sharedMemoryRegion(id: number): PciSharedMemoryRegion | null {
+    const c = this.shm.get(id);
+    return c ? { id, bar: c.bar, offset: c.offset, length: c.length, base: this.barBase(c.bar) + c.offset } : null;
+  }
+
+  /** Reads `dst.length` bytes at `offset` of region `id` through its BAR. Throws INVALID_ARGUMENT out of range. */
+  readSharedMemory(id: number, offset: number, dst: Uint8Array): void {
+    const c = this.shmRange(id, offset, dst.length);
+    const at = c.offset + offset;
+    // Naturally aligned 32-bit accesses where they fit, bytes elsewhere (as a CPU copy would).
+    for (let i = 0; i < dst.length; ) {
+      const w = (at + i) % 4 === 0 && dst.length - i >= 4 ? 4 : 1;
+      let v = this.fn.barRead(c.bar, at + i, w);
+      for (let k = 0; k < w; k++, v >>>= 8) dst[i + k] = v & 0xff;
+      i += w;
+    }
+  }
+
+  /** Writes `src` at `offset` of region `id` through its BAR. Throws INVALID_ARGUMENT out of range. */
+  writeSharedMemory(id: number, offset: number, src: Uint8Array): void {
+    const c = this.shmRange(id, offset, src.length);
+    const at = c.offset + offset;
+    for (let i = 0; i < src.length; ) {
+      const w = (at + i) % 4 === 0 && src.length - i >= 4 ? 4 : 1;
+      let v = 0;
+      for (let k = w - 1; k >= 0; k--) v = v * 256 + src[i + k]!;
+      this.fn.barWrite(c.bar, at + i, w, v);
+      i += w;
+    }
+  }
+
+  private shmRange(id: number, offset: number, len: number): CapRef {
+    const c = this.shm.get(id);
+    if (!c) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no shared memory region ${id}`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + len > c.length) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `shared memory region ${id}: ${offset}+${len} outside its ${c.length} bytes`);
+    }
+    return c;
   }
 
   // ---- register helpers ------------------------------------------------------------------
@@ -217,7 +294,7 @@ export class PciDriverTransport implements DriverTransport {
 
   setDriverFeatures(features: bigint): void {
     // 2.9 / 4.1.5.2: NOTIFICATION_DATA makes notifications 32 bits wide.
-    this.notificationData32 = ((features >> 38n) & 1n) === 1n;
+    this.notificationData32 = (features & F.NOTIFICATION_DATA) !== 0n;
     if (this.legacy) {
       this.io().write(LegacyReg.GUEST_FEATURES, 4, Number(features & 0xffff_ffffn));
       return;

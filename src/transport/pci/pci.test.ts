@@ -96,7 +96,7 @@ describe('PCI configuration space', () => {
   });
 
   it('device/transport-pci/43 /44: shared memory capabilities (cap64) with unique ids inside BAR2', () => {
-    const { t } = setup({ sharedMemory: [{ id: 0, length: 0x20000 }, { id: 3, length: 0x1000 }] });
+    const { t } = setup({}, stubDevice({ sharedMemoryRegions: [{ id: 0, length: 0x20000 }, { id: 3, length: 0x1000 }] }));
     const shm = walkCaps(t).filter(([, id, type]) => id === 0x09 && type === VirtioPciCap.SHARED_MEMORY_CFG);
     assert.equal(shm.length, 2);
     const ids = shm.map(([p]) => t.configRead(p + CapField.ID, 1));
