@@ -6,3 +6,4 @@ export * from './pci-function.js';
 export * from './guest-ram.js';
 export * from './intx-line.js';
 export * from './start-device.js';
+export * from './qmp-client.js';

@@ -6,11 +6,19 @@
  * line is an eventfd pair. MSI-X is not used: its messages would go to an address nothing
  * decodes in the remote machine, so the driver takes INTx and reads ISR (4.1.4.5).
  *
+ * QEMU runs the machine-init-done notifiers (where x-remote starts serving the socket) before
+ * its start-up system reset, and that reset clears the BARs and the command register: whatever
+ * is programmed before it is lost. So nothing is programmed until QEMU's main loop answers a QMP
+ * command (a QMP monitor on a private socket, also handed to the caller for device steering).
+ *
  * Everything started here has one owner and a time bound: QEMU must answer its first request
  * within `startTimeoutMs`; `close()` closes the link (QEMU's message loop then shuts it down),
  * sends SIGTERM after `graceMs` and SIGKILL after as long again, and closes every fd once.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { DmaAllocator } from '../../driver/dma-allocator.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
@@ -20,6 +28,7 @@ import { type XRemotePlatform, XRemoteConnection } from './connection.js';
 import { XRemoteGuestRam } from './guest-ram.js';
 import { XRemoteIntxLine } from './intx-line.js';
 import { type BarWindows, DEFAULT_MEMORY_WINDOW, XRemotePciFunction } from './pci-function.js';
+import { QmpClient } from './qmp-client.js';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 /** The `id` the device gets on QEMU's command line (x-remote-object names it in `devid`). */
@@ -59,6 +68,8 @@ export interface XRemoteDevice {
   readonly pci: XRemotePciFunction;
   readonly link: XRemoteConnection;
   readonly intx: XRemoteIntxLine;
+  /** QMP of the device's QEMU (query-*, qom-set, balloon, input-send-event, screendump ...). */
+  readonly qmp: QmpClient;
   readonly pid: number;
   /** QEMU's stdout and stderr so far. */
   output(): string;
@@ -94,11 +105,12 @@ export function xRemoteUnavailableReason(qemuBinary = DEFAULT_QEMU): string | nu
   }
 }
 
-/** The QEMU command line for `opts` with the link on fd 3. */
-export function xRemoteQemuArgs(opts: Pick<XRemoteDeviceOptions, 'device' | 'deviceProps' | 'qemuArgs'>): string[] {
+/** The QEMU command line for `opts` with the link on fd 3 and QMP on `qmpPath`. */
+export function xRemoteQemuArgs(opts: Pick<XRemoteDeviceOptions, 'device' | 'deviceProps' | 'qemuArgs'>, qmpPath: string): string[] {
   const props = opts.deviceProps ? `,${opts.deviceProps}` : '';
   return [
     ...['-machine', 'x-remote', '-accel', 'tcg', '-nodefaults', '-display', 'none'],
+    ...['-qmp', `unix:${qmpPath},server=on,wait=off`],
     ...(opts.qemuArgs ?? []),
     ...['-device', `${opts.device},id=${XREMOTE_DEVICE_ID}${props}`],
     ...['-object', `x-remote-object,id=xro0,devid=${XREMOTE_DEVICE_ID},fd=3`],
@@ -124,10 +136,13 @@ export async function startXRemoteDevice(opts: XRemoteDeviceOptions): Promise<XR
   const [mine, theirs] = pair;
   const link = new XRemoteConnection(platform, mine, opts.accessTimeoutMs ?? 5000);
   const intx = new XRemoteIntxLine(platform);
+  const dir = mkdtempSync(join(tmpdir(), 'vts-xremote-'));
+  const qmpPath = join(dir, 'qmp.sock');
+  let qmp: QmpClient | null = null;
 
   let child: ChildProcess;
   try {
-    child = spawn(opts.qemuBinary ?? DEFAULT_QEMU, xRemoteQemuArgs(opts), { stdio: ['ignore', 'pipe', 'pipe', theirs] });
+    child = spawn(opts.qemuBinary ?? DEFAULT_QEMU, xRemoteQemuArgs(opts, qmpPath), { stdio: ['ignore', 'pipe', 'pipe', theirs] });
   } finally {
     platform.close(theirs); // QEMU has its copy as fd 3
   }
@@ -150,6 +165,7 @@ export async function startXRemoteDevice(opts: XRemoteDeviceOptions): Promise<XR
   let closing: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | null = null;
   const close = (): Promise<{ code: number | null; signal: NodeJS.Signals | null }> => {
     closing ??= (async () => {
+      qmp?.close();
       intx.close();
       link.close();
       const timers: NodeJS.Timeout[] = [];
@@ -162,14 +178,24 @@ export async function startXRemoteDevice(opts: XRemoteDeviceOptions): Promise<XR
       } finally {
         for (const t of timers) clearTimeout(t);
         ram.close();
+        rmSync(dir, { recursive: true, force: true });
       }
     })();
     return closing;
   };
 
   try {
+    const startTimeoutMs = opts.startTimeoutMs ?? 20_000;
+    const deadline = Date.now() + startTimeoutMs;
     const died = exited.then(({ code, signal }) => `QEMU exited (code ${code}, signal ${signal}) before answering:\n${out}`);
-    await link.handshake(opts.startTimeoutMs ?? 20_000, died);
+    // Bounded wait for the QMP socket: QEMU creates it early in its start-up.
+    while (!existsSync(qmpPath)) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new VirtioError(ErrorCode.BACKEND_IO, await died);
+      if (Date.now() > deadline) throw new VirtioError(ErrorCode.TIMEOUT, `QEMU did not create its QMP socket within ${startTimeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    qmp = await QmpClient.connect(qmpPath, Math.max(1, deadline - Date.now()));
+    await link.handshake(Math.max(1, deadline - Date.now()), died);
     ram.share(link);
     const pci = new XRemotePciFunction(link);
     pci.assignBars(opts.barWindows);
@@ -182,6 +208,7 @@ export async function startXRemoteDevice(opts: XRemoteDeviceOptions): Promise<XR
       pci,
       link,
       intx,
+      qmp,
       pid: child.pid ?? -1,
       output: () => out,
       close,
