@@ -17,7 +17,15 @@ import { BlkDriver, EntropyDriver, VirtioDriver } from '../src/driver/index.js';
 import { BlkF } from '../src/spec/blk.js';
 import { DeviceId } from '../src/spec/device-id.js';
 import { F } from '../src/spec/features.js';
-import { type XRemoteDevice, type XRemoteDeviceOptions, startXRemoteDevice, xRemoteUnavailableReason } from '../src/transport/x-remote/index.js';
+import { loadNativePlatform } from '../src/platform/native-platform.js';
+import {
+  type XRemoteDevice,
+  type XRemoteDeviceOptions,
+  XRemoteError,
+  XRemoteFault,
+  startXRemoteDevice,
+  xRemoteUnavailableReason,
+} from '../src/transport/x-remote/index.js';
 
 const missing = xRemoteUnavailableReason();
 if (missing && process.env.CI === 'true') throw new Error(`x-remote tests need QEMU's x-remote machine under CI: ${missing}`);
@@ -125,6 +133,44 @@ describe('x-remote: QEMU device models driven by virtio-ts drivers', { skip, tim
       await stop(s);
     });
   }
+
+  it('virtio-rng-pci through the legacy interface of the transitional device (I/O BAR0, 4.1.4.8)', async (t) => {
+    const s = await start({ device: 'virtio-rng-pci', legacy: true });
+    assert.equal(s.dev.transport.legacy, true);
+    assert.equal(s.dev.pci.bars[0]?.io, true, 'BAR0 is an I/O BAR');
+    assert.equal(s.driver.features & F.VERSION_1, 0n, 'no VERSION_1 through the legacy interface');
+    const a = await new EntropyDriver(s.driver.context).read(64);
+    const b = await new EntropyDriver(s.driver.context).read(64);
+    assert.notDeepEqual(a, b);
+    // One socket round trip per register access: report the rate (no assertion on speed).
+    const n = 2000;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) s.dev.transport.getStatus();
+    const perSecond = Math.round(n / (Number(process.hrtime.bigint() - t0) / 1e9));
+    t.diagnostic(`x-remote register accesses: ${perSecond}/s (I/O BAR reads)`);
+    await stop(s);
+  });
+
+  it('QEMU killed under the driver: the next access fails with a typed error at once, close() still cleans up every fd', async () => {
+    const platform = loadNativePlatform();
+    const fdsBefore = platform.openFdCount();
+    const s = await start({ device: 'virtio-rng-pci' });
+    await new EntropyDriver(s.driver.context).read(16);
+    process.kill(s.dev.pid, 'SIGKILL');
+    const t0 = Date.now();
+    assert.throws(
+      () => {
+        // Bounded: each access fails or times out; the kill lands within a few of them.
+        for (let i = 0; i < 1000; i++) s.dev.transport.getStatus();
+      },
+      (e: unknown) => e instanceof XRemoteError && e.fault === XRemoteFault.PEER_CLOSED,
+    );
+    assert.ok(Date.now() - t0 < 5000, 'no access waited for its full time bound');
+    assert.equal(s.dev.link.isOpen, false);
+    const r = await s.dev.close();
+    assert.equal(r.signal, 'SIGKILL');
+    assert.equal(platform.openFdCount(), fdsBefore, 'every fd of the device (socket, memfd, eventfds, pipes) is closed');
+  });
 
   it('the host file is read and written only through the device: a sector changed on the host reads back changed', async () => {
     const image = join(dir, 'disk-host.raw');

@@ -47,7 +47,8 @@ export class QmpClient {
   static async connect(path: string, timeoutMs: number): Promise<QmpClient> {
     const sock = createConnection(path);
     const c = new QmpClient(sock);
-    const greeting = c.next();
+    const greeting = c.next(); // registered first: the greeting may come with the connection
+    greeting.catch(() => undefined); // a failed connect rejects it too; the connect error is the one reported
     await withTimeout(
       new Promise<void>((resolve, reject) => {
         sock.once('connect', resolve);

@@ -188,13 +188,20 @@ export async function startXRemoteDevice(opts: XRemoteDeviceOptions): Promise<XR
     const startTimeoutMs = opts.startTimeoutMs ?? 20_000;
     const deadline = Date.now() + startTimeoutMs;
     const died = exited.then(({ code, signal }) => `QEMU exited (code ${code}, signal ${signal}) before answering:\n${out}`);
-    // Bounded wait for the QMP socket: QEMU creates it early in its start-up.
-    while (!existsSync(qmpPath)) {
+    // Bounded: QEMU creates and then listens on its QMP socket early in its start-up.
+    for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) throw new VirtioError(ErrorCode.BACKEND_IO, await died);
-      if (Date.now() > deadline) throw new VirtioError(ErrorCode.TIMEOUT, `QEMU did not create its QMP socket within ${startTimeoutMs} ms`);
+      if (Date.now() > deadline) throw new VirtioError(ErrorCode.TIMEOUT, `QEMU did not answer on QMP within ${startTimeoutMs} ms`);
+      if (existsSync(qmpPath)) {
+        try {
+          qmp = await QmpClient.connect(qmpPath, Math.max(1, deadline - Date.now()));
+          break;
+        } catch (e) {
+          if (!/ECONNREFUSED|ENOENT/.test((e as Error).message)) throw e;
+        }
+      }
       await new Promise((r) => setTimeout(r, 10));
     }
-    qmp = await QmpClient.connect(qmpPath, Math.max(1, deadline - Date.now()));
     await link.handshake(Math.max(1, deadline - Date.now()), died);
     ram.share(link);
     const pci = new XRemotePciFunction(link);
