@@ -14,6 +14,7 @@ import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlkDriver, EntropyDriver, VirtioDriver } from '../src/driver/index.js';
+import { ErrorCode, VirtioError } from '../src/errors.js';
 import { BlkF } from '../src/spec/blk.js';
 import { DeviceId } from '../src/spec/device-id.js';
 import { F } from '../src/spec/features.js';
@@ -170,6 +171,19 @@ describe('x-remote: QEMU device models driven by virtio-ts drivers', { skip, tim
     const r = await s.dev.close();
     assert.equal(r.signal, 'SIGKILL');
     assert.equal(platform.openFdCount(), fdsBefore, 'every fd of the device (socket, memfd, eventfds, pipes) is closed');
+  });
+
+  it('QEMU refusing its command line: start fails with QEMU\'s own message, bounded, leaving no fd behind', async () => {
+    const platform = loadNativePlatform();
+    const fdsBefore = platform.openFdCount();
+    const t0 = Date.now();
+    await assert.rejects(startXRemoteDevice({ device: 'virtio-no-such-device-pci' }), (e: unknown) => {
+      assert.ok(e instanceof VirtioError && e.code === ErrorCode.BACKEND_IO, String(e));
+      assert.match(e.message, /virtio-no-such-device-pci' is not a valid device model name/);
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 20_000);
+    assert.equal(platform.openFdCount(), fdsBefore);
   });
 
   it('the host file is read and written only through the device: a sector changed on the host reads back changed', async () => {
