@@ -10,7 +10,7 @@
  * to be in step: the link is marked broken and every later request fails at once, with the
  * first failure as its cause.
  */
-import type { Platform } from '../../platform/types.js';
+import type { FdWatcher, Platform } from '../../platform/types.js';
 import {
   HEADER_SIZE,
   MAX_FDS,
@@ -61,12 +61,12 @@ export class XRemoteConnection {
    */
   async handshake(timeoutMs: number, abort?: Promise<string>): Promise<number> {
     this.send(encodeConfigAccess(this.out, false, 0, 2));
-    let watcher: { stop(): void } | null = null;
+    const watchers: FdWatcher[] = [];
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
         new Promise<void>((resolve) => {
-          watcher = this.platform.watchReadable(this.fd, () => resolve());
+          watchers.push(this.platform.watchReadable(this.fd, () => resolve()));
         }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new XRemoteError(XRemoteFault.TIMEOUT, `no reply to the first request within ${timeoutMs} ms`)), timeoutMs);
@@ -76,7 +76,7 @@ export class XRemoteConnection {
     } catch (e) {
       this.fail(e as XRemoteError);
     } finally {
-      (watcher as { stop(): void } | null)?.stop();
+      for (const w of watchers) w.stop();
       clearTimeout(timer);
     }
     this.receive(false);
