@@ -125,9 +125,10 @@ describe('x-remote codec', () => {
   });
 
   it('the QEMU command line names the device, the link fd and the QMP socket', () => {
-    const args = xRemoteQemuArgs({ device: 'virtio-blk-pci', deviceProps: 'drive=d0', qemuArgs: ['-blockdev', 'x'] }, '/tmp/q.sock');
+    const args = xRemoteQemuArgs({ device: 'virtio-scsi-pci', deviceProps: 'num_queues=1', qemuArgs: ['-blockdev', 'x'], childDevices: ['scsi-hd,bus=xr0.0,drive=d0'] }, '/tmp/q.sock');
     assert.ok(args.join(' ').includes('-machine x-remote -accel tcg'));
-    assert.ok(args.includes('virtio-blk-pci,id=xr0,drive=d0'));
+    assert.ok(args.includes('virtio-scsi-pci,id=xr0,num_queues=1'));
+    assert.ok(args.indexOf('scsi-hd,bus=xr0.0,drive=d0') > args.indexOf('virtio-scsi-pci,id=xr0,num_queues=1'), 'children after their bus');
     assert.ok(args.includes('x-remote-object,id=xro0,devid=xr0,fd=3'));
     assert.ok(args.includes('unix:/tmp/q.sock,server=on,wait=off'));
     assert.ok(args.indexOf('-blockdev') < args.indexOf('-device'), 'backends come before the device that uses them');

@@ -39,8 +39,13 @@ export interface XRemoteDeviceOptions {
   readonly device: string;
   /** Device properties appended to `-device TYPE,id=xr0`, e.g. 'drive=d0,packed=on'. */
   readonly deviceProps?: string;
-  /** Further QEMU arguments (backends: -blockdev, -object, -netdev, -chardev, -qmp ...). */
+  /** Further QEMU arguments (backends: -blockdev, -object, -netdev, -chardev ...). */
   readonly qemuArgs?: readonly string[];
+  /**
+   * Devices on the device's own bus, created after it (QEMU creates devices in command-line
+   * order): `-device` values such as 'scsi-hd,bus=xr0.0,drive=d0' or 'virtconsole,chardev=c0'.
+   */
+  readonly childDevices?: readonly string[];
   /** QEMU binary (default qemu-system-x86_64 from PATH). */
   readonly qemuBinary?: string;
   /** Guest RAM shared with the device: size and guest physical base (defaults 16 MiB at 1 MiB). */
@@ -106,13 +111,14 @@ export function xRemoteUnavailableReason(qemuBinary = DEFAULT_QEMU): string | nu
 }
 
 /** The QEMU command line for `opts` with the link on fd 3 and QMP on `qmpPath`. */
-export function xRemoteQemuArgs(opts: Pick<XRemoteDeviceOptions, 'device' | 'deviceProps' | 'qemuArgs'>, qmpPath: string): string[] {
+export function xRemoteQemuArgs(opts: Pick<XRemoteDeviceOptions, 'device' | 'deviceProps' | 'qemuArgs' | 'childDevices'>, qmpPath: string): string[] {
   const props = opts.deviceProps ? `,${opts.deviceProps}` : '';
   return [
     ...['-machine', 'x-remote', '-accel', 'tcg', '-nodefaults', '-display', 'none'],
     ...['-qmp', `unix:${qmpPath},server=on,wait=off`],
     ...(opts.qemuArgs ?? []),
     ...['-device', `${opts.device},id=${XREMOTE_DEVICE_ID}${props}`],
+    ...(opts.childDevices ?? []).flatMap((d) => ['-device', d]),
     ...['-object', `x-remote-object,id=xro0,devid=${XREMOTE_DEVICE_ID},fd=3`],
   ];
 }
