@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The kernel's limit of fds per SCM_RIGHTS message (SCM_MAX_FD in include/net/scm.h). */
@@ -519,14 +520,29 @@ static napi_value js_stop_watch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* pollReadable(fd) -> boolean: a zero-timeout poll(2), for busy checks without a watcher. */
+/*
+ * pollReadable(fd, timeoutMs?) -> boolean: whether fd is readable (or at end of stream / in
+ * error). Without timeoutMs (or 0) a zero-timeout poll(2), for busy checks without a watcher;
+ * with it, blocks the calling thread up to timeoutMs, for synchronous request/reply protocols
+ * (x-remote register accesses). EINTR resumes the wait with the time left, never longer.
+ */
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static napi_value js_poll_readable(napi_env env, napi_callback_info info) {
-  napi_value argv[1], v;
+  napi_value argv[2], v;
   int fd, r = -1;
-  if (!get_args(env, info, 1, argv, NULL) || !get_fd(env, argv[0], &fd)) return NULL;
+  int64_t timeout = 0;
+  if (!get_args(env, info, 2, argv, NULL) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (!is_undefined(env, argv[1]) && !get_uint(env, argv[1], 2147483647.0, "timeoutMs", &timeout)) return NULL;
+  const int64_t deadline = monotonic_ms() + timeout;
   struct pollfd p = {.fd = fd, .events = POLLIN};
   for (int i = 0; i < MAX_EINTR; i++) {
-    r = poll(&p, 1, 0);
+    int64_t left = deadline - monotonic_ms();
+    r = poll(&p, 1, left > 0 ? (int)left : 0);
     if (r >= 0 || errno != EINTR) break;
   }
   if (r < 0) return throw_errno(env, "poll", errno);

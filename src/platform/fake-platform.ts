@@ -284,8 +284,12 @@ export class FakePlatform implements Platform {
       },
     };
   }
-  /** Whether `fd` is readable right now. */
-  pollReadable(fd: number): boolean {
+  /**
+   * Whether `fd` is readable right now. One thread runs every fake fd, so nothing can arrive
+   * while a caller waits: a `timeoutMs` wait that finds nothing ready times out at once.
+   */
+  pollReadable(fd: number, timeoutMs = 0): boolean {
+    checkUint(timeoutMs, 2147483647, 'timeoutMs');
     return this.isReadable(this.file(fd));
   }
   mmap(fd: number, offset: number, length: number): Mapping {

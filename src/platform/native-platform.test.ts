@@ -174,6 +174,35 @@ describe('native platform', { skip, timeout: 60000 }, () => {
     }
   });
 
+  it('pollReadable with a timeout blocks this thread until another thread sends', async () => {
+    const p = loadNativePlatform() as NativePlatform;
+    const [a, b] = p.socketpair();
+    // The worker writes once the main thread has (very likely) started blocking; either order
+    // must give true, and the wait must end well before its 10 s bound.
+    const worker = new Worker(
+      `const { workerData } = require('node:worker_threads');
+       const a = require(${JSON.stringify(ADDON)});
+       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+       a.sendmsg(workerData, new Uint8Array([7]), 0, 1);`,
+      { eval: true, workerData: a },
+    );
+    try {
+      const t0 = Date.now();
+      assert.equal(p.pollReadable(b, 10_000), true);
+      assert.ok(Date.now() - t0 < 9000, 'woke by the send, not by the timeout');
+      const buf = new Uint8Array(1);
+      assert.equal(p.recvmsg(b, buf, 0, 1, 0).bytes, 1);
+      assert.equal(buf[0], 7);
+      const t1 = Date.now();
+      assert.equal(p.pollReadable(b, 60), false);
+      assert.ok(Date.now() - t1 >= 50, 'an empty wait lasts its timeout');
+    } finally {
+      await worker.terminate();
+      p.close(a);
+      p.close(b);
+    }
+  });
+
   it('a worker ending with a watcher still running tears down cleanly', async () => {
     const require = createRequire(import.meta.url);
     assert.ok(require.resolve(ADDON));

@@ -19,7 +19,7 @@ interface Addon {
   close(fd: number): void;
   watchReadable(fd: number, cb: () => void): object;
   stopWatch(handle: object): void;
-  pollReadable(fd: number): boolean;
+  pollReadable(fd: number, timeoutMs?: number): boolean;
   mmap(fd: number, offset: number, length: number): [ArrayBuffer, object];
   munmap(buffer: ArrayBuffer, handle: object): void;
   memfd(name: string, size: number): number;
@@ -163,10 +163,14 @@ export class NativePlatform implements Platform {
       },
     };
   }
-  /** Whether `fd` is readable right now (a zero-timeout poll), for busy checks without a watcher. */
-  pollReadable(fd: number): boolean {
+  /**
+   * Whether `fd` is readable (or at end of stream): right now (a zero-timeout poll) for busy
+   * checks without a watcher, or, with `timeoutMs`, after blocking this thread up to that long
+   * (synchronous request/reply protocols such as x-remote register accesses).
+   */
+  pollReadable(fd: number, timeoutMs = 0): boolean {
     try {
-      return this.a.pollReadable(fd);
+      return this.a.pollReadable(fd, timeoutMs);
     } catch (e) {
       throw toPlatformError('poll', e);
     }

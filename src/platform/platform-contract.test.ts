@@ -15,7 +15,7 @@ import { NativePlatform, mapChunked, nativePlatformAvailable } from './native-pl
 import { PlatformError } from './platform-error.js';
 import type { Platform, RecvResult } from './types.js';
 
-type TestPlatform = Platform & { pollReadable(fd: number): boolean };
+type TestPlatform = Platform & { pollReadable(fd: number, timeoutMs?: number): boolean };
 
 const TIMEOUT = 5000;
 
@@ -103,6 +103,24 @@ function contract(name: string, make: () => TestPlatform, skip: string | false):
         assert.equal(m.bytes.byteLength, 0);
         m.unmap();
         p.close(mem);
+      });
+    });
+
+    it('pollReadable with a timeout: true at once when bytes wait, false when the wait ends empty', async () => {
+      const p = make();
+      await noLeak(p, () => {
+        const [a, b] = p.socketpair();
+        assert.equal(p.pollReadable(b, 20), false);
+        p.sendmsg(a, new Uint8Array([1]), 0, 1);
+        assert.equal(p.pollReadable(b, 5000), true);
+        recvAll(p, b, new Uint8Array(1), 1);
+        assert.equal(p.pollReadable(b, 0), false);
+        // End of stream counts as readable (the next recvmsg returns 0).
+        p.close(a);
+        assert.equal(p.pollReadable(b, 5000), true);
+        assert.equal(p.recvmsg(b, new Uint8Array(1), 0, 1, 0).bytes, 0);
+        p.close(b);
+        expectPlatformError(() => p.pollReadable(b, 10), 'EBADF');
       });
     });
 

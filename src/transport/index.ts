@@ -11,3 +11,4 @@ export * from './ccw/constants.js';
 export * from './ccw/ccw-device.js';
 export * from './ccw/ccw-driver.js';
 export * from './loopback.js';
+export * from './x-remote/index.js';
