@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DeviceContext, VirtioDevice } from '../device/types.js';
-import { BlkDevice, type BlkDeviceOptions } from '../devices/blk/blk-device.js';
-import { MemoryBackend } from '../devices/blk/memory-backend.js';
-import { createTestPair, type TestPairOptions } from '../devices/blk/test-pair.js';
-import { ErrorCode, VirtioError } from '../errors.js';
-import { DescriptorChain, writeWritableByteAt } from '../queue/chain.js';
-import { BLK_ID_BYTES, BlkF, BlkReqType, BlkStatus } from '../spec/blk.js';
-import { createLoopback } from '../testing/loopback.js';
+import type { DeviceContext, VirtioDevice } from '../../device/types.js';
+import { BlkDevice, type BlkDeviceOptions } from './blk-device.js';
+import { MemoryBackend } from './memory-backend.js';
+import { createTestPair, type TestPairOptions } from './test-pair.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { DescriptorChain, writeWritableByteAt } from '../../queue/chain.js';
+import { BLK_ID_BYTES, BlkF, BlkReqType, BlkStatus } from '../../spec/blk.js';
+import { createLoopback } from '../../testing/loopback.js';
 import { BLK_DRIVER_FEATURES, BlkDriver, BlkRequestError } from './blk-driver.js';
 
 const T = { timeout: 10_000 };
