@@ -62,6 +62,8 @@ function deviceTypeMask(): bigint {
   return m;
 }
 const DEVICE_TYPE_MASK = deviceTypeMask();
+/** 2.2.3 / 6.3: a legacy interface carries feature bits 0 to 31 only. */
+const LEGACY_FEATURE_MASK = bit(32) - 1n;
 const DEFAULT_QUEUE_SIZE = 256;
 const DEFAULT_INDIRECT_SEGMENTS = 16;
 
@@ -248,7 +250,7 @@ export class VirtioDriver {
     if (this.opts.indirect === false) accepted &= ~F.INDIRECT_DESC;
     if (t.legacy) {
       // 2.2.3 / 6.3: a legacy interface has 32 feature bits and no VERSION_1.
-      accepted &= 0xffff_ffffn & ~F.VERSION_1;
+      accepted &= LEGACY_FEATURE_MASK & ~F.VERSION_1;
       t.setDriverFeatures(accepted);
       this.negotiated = accepted;
       return;
