@@ -13,6 +13,7 @@ import {
   encodeConfigField,
   readConfigField,
   readConfigFields,
+  writeConfigField,
 } from './config-layout.js';
 import { ENTROPY_CONFIG_LAYOUT } from './entropy.js';
 
@@ -134,6 +135,10 @@ describe('config layouts (spec/config-layout.ts)', () => {
       ['writeback', 1],
       ['writeback', 7],
     ]);
+    const written: [number, number[]][] = [];
+    writeConfigField(BLK_CONFIG_LAYOUT, 'writeback', 1, (o, b) => void written.push([o, [...b]]), true);
+    assert.deepEqual(written, [[BlkConfig.WRITEBACK, [1]]]);
+    assert.throws(() => writeConfigField(BLK_CONFIG_LAYOUT, 'capacity', 1, () => assert.fail('written'), true), code(ErrorCode.INVALID_ARGUMENT));
     fc.assert(
       fc.property(fc.constantFrom(...BLK_CONFIG_LAYOUT.fields), fc.boolean(), fc.nat(), (f, le, seed) => {
         const v = seed % (maxOf(f) + 1);

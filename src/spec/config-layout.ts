@@ -167,6 +167,16 @@ export function readConfigFields<N extends string, K extends N>(
   return out;
 }
 
+/** Writes `length` config bytes at an offset, the way a driver does (one field per call). */
+export type ConfigWriter = (offset: number, bytes: Uint8Array) => void;
+
+/** Driver side: encodes and writes the field `name`; refuses a read-only field (INVALID_ARGUMENT). */
+export function writeConfigField<N extends string>(layout: ConfigLayout<N>, name: N, value: number, write: ConfigWriter, littleEndian: boolean): void {
+  const f = layout.field(name);
+  if (f.access !== 'rw') throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `config field ${f.name} is read-only`);
+  write(f.offset, encodeConfigField(f, value, littleEndian));
+}
+
 /**
  * Device side: the writable fields a driver write of `src` at `offset` sets, each passed to
  * `apply` with its decoded value. Only fields that are 'rw', exist under the negotiated

@@ -22,7 +22,7 @@ import {
   BlkReqType,
   BlkStatus,
 } from '../../spec/blk.js';
-import { encodeConfigField, readConfigFields } from '../../spec/config-layout.js';
+import { readConfigFields, writeConfigField } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 
 const U32 = 0x1_0000_0000;
@@ -263,8 +263,7 @@ export class BlkDriver implements DeviceDriver {
    */
   setWriteback(on: boolean): void {
     if (!this.fWce) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_CONFIG_WCE was not negotiated');
-    const field = BLK_CONFIG_LAYOUT.field('writeback');
-    this.ctx.writeConfig(field.offset, encodeConfigField(field, on ? 1 : 0, this.le));
+    writeConfigField(BLK_CONFIG_LAYOUT, 'writeback', on ? 1 : 0, (offset, bytes) => this.ctx.writeConfig(offset, bytes), this.le);
     this.config = this.readConfig();
   }
 
