@@ -378,4 +378,23 @@ describe('VirtioDriver: notifications, queue reset, device reset', () => {
     d.kick(0);
     assert.deepEqual(t.ops, []);
   });
+
+  it('stop events: queue reset names its queue, DEVICE_NEEDS_RESET and reset stop all, once each; listeners can be removed', () => {
+    const { t, opts, dev } = setup();
+    const d = VirtioDriver.initSync(t, opts({ wantedFeatures: F.VERSION_1 | F.RING_RESET }));
+    const seen: string[] = [];
+    const off = d.context.onStop?.((e) => seen.push(`${e.reason}:${e.queueIndex}`));
+    const other: string[] = [];
+    const offOther = d.onStop((e) => other.push(e.reason));
+    assert.equal(d.context.deviceId, dev.deviceId);
+    d.resetQueue(1);
+    offOther();
+    dev.context!.needsReset('test');
+    assert.ok(d.needsReset);
+    d.reset();
+    d.reset(); // already reset: no second event
+    assert.deepEqual(seen, ['queue-reset:1', 'needs-reset:-1', 'device-reset:-1']);
+    assert.deepEqual(other, ['queue-reset']);
+    off?.();
+  });
 });
