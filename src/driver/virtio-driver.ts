@@ -244,7 +244,7 @@ export class VirtioDriver {
     const required = (this.opts.requiredFeatures ?? 0n) | (type?.requiredFeatures ?? 0n);
     const missing = required & ~offered;
     if (missing !== 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, `device does not offer required features 0x${missing.toString(16)}`);
-    // With a device-type driver, only the device-type bits it can use (driver/content/5).
+    // With a device-type driver, only the device-type bits it knows (driver/content/7).
     const deviceTypeBits = type ? DEVICE_TYPE_MASK & (type.wantedFeatures | type.requiredFeatures) : DEVICE_TYPE_MASK;
     let accepted = (this.opts.wantedFeatures | required) & offered & (deviceTypeBits | DRIVER_TRANSPORT_BITS);
     if (this.opts.indirect === false) accepted &= ~F.INDIRECT_DESC;
