@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BlkDriver } from '../src/driver/blk-driver.js';
+import { BlkDriver } from '../src/devices/blk/blk-driver.js';
 import { ErrorCode, VirtioError } from '../src/errors.js';
 import { DeviceId } from '../src/spec/device-id.js';
 import { F } from '../src/spec/features.js';

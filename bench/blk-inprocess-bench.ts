@@ -8,7 +8,7 @@
  */
 import { BlkDevice } from '../src/devices/blk/blk-device.js';
 import { MemoryBackend } from '../src/devices/blk/memory-backend.js';
-import { BlkDriver } from '../src/driver/blk-driver.js';
+import { BlkDriver } from '../src/devices/blk/blk-driver.js';
 import { createLoopback } from '../src/testing/loopback.js';
 
 const DISK_BYTES = 64 << 20;

@@ -7,7 +7,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlkDriver } from '../src/driver/blk-driver.js';
+import { BlkDriver } from '../src/devices/blk/blk-driver.js';
 import { BlkDevice } from '../src/devices/blk/blk-device.js';
 import { MemoryBackend } from '../src/devices/blk/memory-backend.js';
 import { nativePlatformAvailable, loadNativePlatform } from '../src/platform/native-platform.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { open, writeFile } from 'node:fs/promises';
-import { BlkDriver } from '../src/driver/blk-driver.js';
+import { BlkDriver } from '../src/devices/blk/blk-driver.js';
 import { nativePlatformAvailable } from '../src/platform/native-platform.js';
 import { BlkF } from '../src/spec/blk.js';
 import { DeviceId } from '../src/spec/device-id.js';

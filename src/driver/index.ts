@@ -1,5 +1,17 @@
 /** Public driver API: the generic driver, driver-side queues, the DMA allocator and the contracts. */
-export type { DriverContext, DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from './types.js';
+export type { DriverContext, DriverInterruptHandler, DriverQueueAddresses, DriverStopEvent, DriverTransport } from './types.js';
+export { DriverStopReason } from './types.js';
+export {
+  type DeviceDriver,
+  type DeviceDriverInfo,
+  type DeviceDriverType,
+  DeviceDriverMismatchError,
+  DriverFeaturesError,
+  attachDeviceDriver,
+  checkDriverContext,
+} from './device-driver.js';
+export { RequestAbortReason, RequestAbortedError, RequestQueue, type RequestQueueOptions } from './request-queue.js';
+export { DEFAULT_TRANSPORT_FEATURES, type StartDeviceDriverOptions, type StartedDeviceDriver, startDeviceDriver } from './start-device-driver.js';
 export { DmaAllocator } from './dma-allocator.js';
 export { SplitDriverQueue, type SplitDriverQueueOptions } from './split-driver-queue.js';
 export { PackedDriverQueue, type PackedDriverQueueOptions } from './packed-driver-queue.js';
@@ -12,5 +24,5 @@ export {
   type BlkLifetimeReport,
   type BlkRange,
   BlkRequestError,
-} from './blk-driver.js';
-export { EntropyDriver, type EntropyDriverOptions } from './entropy-driver.js';
+} from '../devices/blk/blk-driver.js';
+export { EntropyDriver, type EntropyDriverOptions } from '../devices/entropy/entropy-driver.js';

@@ -53,8 +53,27 @@ export interface DriverTransport {
   setInterruptHandler(h: DriverInterruptHandler): void;
 }
 
+/** Why buffers the driver made available will never be used by the device. */
+export const DriverStopReason = {
+  /** The driver reset the device (2.4): every queue is gone. */
+  DEVICE_RESET: 'device-reset',
+  /** The device set DEVICE_NEEDS_RESET (2.1.2): it cannot continue until reset. */
+  NEEDS_RESET: 'needs-reset',
+  /** One queue was reset (2.6.1): its buffers are dropped, the queue starts again empty. */
+  QUEUE_RESET: 'queue-reset',
+} as const;
+export type DriverStopReason = (typeof DriverStopReason)[keyof typeof DriverStopReason];
+
+export interface DriverStopEvent {
+  readonly reason: DriverStopReason;
+  /** The queue that was reset, or -1 when the whole device stopped. */
+  readonly queueIndex: number;
+}
+
 /** What a device-type driver (blk, entropy, ...) gets once the device is DRIVER_OK. */
 export interface DriverContext {
+  /** Device ID of the device driven, when the context knows it (VirtioDriver does). */
+  readonly deviceId?: number;
   readonly memory: GuestMemory;
   /** Negotiated features. */
   readonly features: bigint;
@@ -72,4 +91,10 @@ export interface DriverContext {
   /** Reads config bytes consistently (2.5.1: retried until the generation is stable). */
   readConfig(offset: number, len: number): Uint8Array;
   writeConfig(offset: number, src: Uint8Array): void;
+  /**
+   * Adds a listener told when in-flight buffers will never complete (device reset,
+   * DEVICE_NEEDS_RESET, queue reset); returns a function that removes it. Optional: a context
+   * without it never stops on its own.
+   */
+  onStop?(listener: (event: DriverStopEvent) => void): () => void;
 }

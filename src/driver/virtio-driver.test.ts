@@ -166,7 +166,7 @@ describe('VirtioDriver: initialization (3.1.1)', () => {
     const unknown = F.SR_IOV | F.NOTIF_CONFIG_DATA | F.UNUSED | F.NOTIFY_ON_EMPTY | F.SUSPEND | bit(44) | bit(49) | bit(130);
     t.offeredOverride = t.conn.transport.getDeviceFeatures() | unknown;
     // The core refuses unknown bits, so an accepted one would fail the init: it must succeed.
-    const d = VirtioDriver.initSync(t, opts({ wantedFeatures: (1n << 140n) - 1n }));
+    const d = VirtioDriver.initSync(t, opts({ wantedFeatures: bit(140) - 1n }));
     const accepted = t.ops.find((o): o is { op: 'features'; v: bigint } => o.op === 'features')!.v;
     assert.equal(accepted & unknown, 0n);
     assert.equal(accepted & ~t.conn.core.deviceFeatures(), 0n, 'nothing outside the offer');
@@ -377,5 +377,24 @@ describe('VirtioDriver: notifications, queue reset, device reset', () => {
     t.ops.length = 0;
     d.kick(0);
     assert.deepEqual(t.ops, []);
+  });
+
+  it('stop events: queue reset names its queue, DEVICE_NEEDS_RESET and reset stop all, once each; listeners can be removed', () => {
+    const { t, opts, dev } = setup();
+    const d = VirtioDriver.initSync(t, opts({ wantedFeatures: F.VERSION_1 | F.RING_RESET }));
+    const seen: string[] = [];
+    const off = d.context.onStop?.((e) => seen.push(`${e.reason}:${e.queueIndex}`));
+    const other: string[] = [];
+    const offOther = d.onStop((e) => other.push(e.reason));
+    assert.equal(d.context.deviceId, dev.deviceId);
+    d.resetQueue(1);
+    offOther();
+    dev.context!.needsReset('test');
+    assert.ok(d.needsReset);
+    d.reset();
+    d.reset(); // already reset: no second event
+    assert.deepEqual(seen, ['queue-reset:1', 'needs-reset:-1', 'device-reset:-1']);
+    assert.deepEqual(other, ['queue-reset']);
+    off?.();
   });
 });

@@ -13,12 +13,13 @@ import { createDriverQueue } from '../queue/create-queue.js';
 import { packedRingLayout } from '../queue/packed-layout.js';
 import { legacySplitRingLayout, splitRingLayout } from '../queue/split-layout.js';
 import type { DriverQueue, QueueConfig } from '../queue/types.js';
-import { F, isDeviceTypeBit } from '../spec/features.js';
+import { F, bit, isDeviceTypeBit } from '../spec/features.js';
 import { LEGACY_QUEUE_ALIGN, MAX_QUEUE_SIZE } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
+import { type DeviceDriverInfo, checkDeviceDriverMatch } from './device-driver.js';
 import type { DmaAllocator } from './dma-allocator.js';
 import { SplitDriverQueue } from './split-driver-queue.js';
-import type { DriverContext, DriverQueueAddresses, DriverTransport } from './types.js';
+import { type DriverContext, type DriverQueueAddresses, type DriverStopEvent, DriverStopReason, type DriverTransport } from './types.js';
 
 export interface VirtioDriverOptions {
   /**
@@ -32,6 +33,12 @@ export interface VirtioDriverOptions {
    * one of them, the driver sets FAILED and stops instead of negotiating. Default none.
    */
   requiredFeatures?: bigint;
+  /**
+   * The device-type driver that will attach (DeviceDriver contract): the device must have its
+   * device id, its required features are added to `requiredFeatures`, and device-type bits
+   * outside its wanted and required features are never accepted.
+   */
+  driverType?: DeviceDriverInfo;
   dma: DmaAllocator;
   /** Queue sizes per queue (the last entry repeats); capped at each queue's maximum. Default 256. */
   queueSizes?: number[];
@@ -51,10 +58,12 @@ const DRIVER_TRANSPORT_BITS =
 
 function deviceTypeMask(): bigint {
   let m = 0n;
-  for (let i = 0; i < 128; i++) if (isDeviceTypeBit(i)) m |= 1n << BigInt(i);
+  for (let i = 0; i < 128; i++) if (isDeviceTypeBit(i)) m |= bit(i);
   return m;
 }
 const DEVICE_TYPE_MASK = deviceTypeMask();
+/** 2.2.3 / 6.3: a legacy interface carries feature bits 0 to 31 only. */
+const LEGACY_FEATURE_MASK = bit(32) - 1n;
 const DEFAULT_QUEUE_SIZE = 256;
 const DEFAULT_INDIRECT_SEGMENTS = 16;
 
@@ -75,6 +84,9 @@ function floorPow2(n: number): number {
 
 class DriverContextImpl implements DriverContext {
   constructor(private readonly d: VirtioDriver) {}
+  get deviceId(): number {
+    return this.d.transport.deviceId;
+  }
   get memory(): GuestMemory {
     return this.d.transport.memory;
   }
@@ -108,6 +120,9 @@ class DriverContextImpl implements DriverContext {
   writeConfig(offset: number, src: Uint8Array): void {
     this.d.transport.writeConfig(offset, src);
   }
+  onStop(listener: (event: DriverStopEvent) => void): () => void {
+    return this.d.onStop(listener);
+  }
 }
 
 export class VirtioDriver {
@@ -116,6 +131,7 @@ export class VirtioDriver {
   private negotiated = 0n;
   private configCb: (() => void) | null = null;
   private needsResetCb: (() => void) | null = null;
+  private readonly stopListeners = new Set<(event: DriverStopEvent) => void>();
   private alive = false;
   private notificationData = false;
   private readonly retries: number;
@@ -168,8 +184,25 @@ export class VirtioDriver {
     this.needsResetCb = cb;
   }
 
+  /**
+   * Adds a listener told when buffers in flight will never complete: reset(), a configuration
+   * change showing DEVICE_NEEDS_RESET, or resetQueue(). Returns a function removing it.
+   */
+  onStop(listener: (event: DriverStopEvent) => void): () => void {
+    this.stopListeners.add(listener);
+    return () => {
+      this.stopListeners.delete(listener);
+    };
+  }
+
+  private emitStop(reason: DriverStopReason, queueIndex: number): void {
+    const event: DriverStopEvent = { reason, queueIndex };
+    for (const l of [...this.stopListeners]) l(event);
+  }
+
   private start(): void {
     const t = this.transport;
+    if (this.opts.driverType) checkDeviceDriverMatch(this.opts.driverType, t.deviceId);
     t.setInterruptHandler({ used: (i) => this.dispatchUsed(i), configChange: () => this.dispatchConfig() });
     // 3.1.1 step 1: reset, complete when status reads 0 (driver/content/10).
     t.setStatus(0);
@@ -207,13 +240,17 @@ export class VirtioDriver {
     const t = this.transport;
     const offered = t.getDeviceFeatures();
     // driver/content/6, /8: validate the offer; without a feature it needs the driver gives up.
-    const missing = (this.opts.requiredFeatures ?? 0n) & ~offered;
+    const type = this.opts.driverType;
+    const required = (this.opts.requiredFeatures ?? 0n) | (type?.requiredFeatures ?? 0n);
+    const missing = required & ~offered;
     if (missing !== 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, `device does not offer required features 0x${missing.toString(16)}`);
-    let accepted = this.opts.wantedFeatures & offered & (DEVICE_TYPE_MASK | DRIVER_TRANSPORT_BITS);
+    // With a device-type driver, only the device-type bits it knows (driver/content/7).
+    const deviceTypeBits = type ? DEVICE_TYPE_MASK & (type.wantedFeatures | type.requiredFeatures) : DEVICE_TYPE_MASK;
+    let accepted = (this.opts.wantedFeatures | required) & offered & (deviceTypeBits | DRIVER_TRANSPORT_BITS);
     if (this.opts.indirect === false) accepted &= ~F.INDIRECT_DESC;
     if (t.legacy) {
       // 2.2.3 / 6.3: a legacy interface has 32 feature bits and no VERSION_1.
-      accepted &= 0xffff_ffffn & ~F.VERSION_1;
+      accepted &= LEGACY_FEATURE_MASK & ~F.VERSION_1;
       t.setDriverFeatures(accepted);
       this.negotiated = accepted;
       return;
@@ -348,7 +385,11 @@ export class VirtioDriver {
 
   private dispatchConfig(): void {
     if (!this.alive) return;
-    if (this.needsResetCb && this.transport.getStatus() & Status.DEVICE_NEEDS_RESET) this.needsResetCb();
+    if (this.transport.getStatus() & Status.DEVICE_NEEDS_RESET) {
+      // 2.1.2: the device cannot go on; requests in flight will not be answered.
+      this.emitStop(DriverStopReason.NEEDS_RESET, -1);
+      this.needsResetCb?.();
+    }
     this.configCb?.();
   }
 
@@ -384,6 +425,7 @@ export class VirtioDriver {
     const fresh = this.buildQueue(index, max);
     fresh.onUsed = s.onUsed;
     this.slots[index] = fresh;
+    this.emitStop(DriverStopReason.QUEUE_RESET, index);
     return fresh.queue;
   }
 
@@ -392,11 +434,13 @@ export class VirtioDriver {
    * `VirtioDriver.init` starts over. Buffers in flight are dropped (driver/content/24).
    */
   reset(): void {
+    const wasAlive = this.alive;
     this.alive = false;
     try {
       this.transport.setStatus(0);
     } finally {
       this.releaseQueues();
+      if (wasAlive) this.emitStop(DriverStopReason.DEVICE_RESET, -1);
     }
   }
 }

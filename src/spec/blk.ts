@@ -2,6 +2,7 @@
  * 5.2 Block Device: feature bits, request types, status values, configuration layout and the
  * request structures. Constants only, no logic.
  */
+import { defineConfigLayout } from './config-layout.js';
 import { bit } from './features.js';
 
 /** 5.2.3 Feature bits (bit numbers). */
@@ -162,6 +163,45 @@ export const BlkConfig = {
   /** Size of the whole structure. */
   SIZE: 96,
 } as const;
+
+const B = BlkF;
+/**
+ * 5.2.4 struct virtio_blk_config as a declarative layout: each field with the feature that makes
+ * it exist (capacity always does) and its access. Only writeback is writable, with CONFIG_WCE
+ * (driver/blk/21). Device and driver both encode and decode through it (spec/config-layout.ts).
+ */
+export const BLK_CONFIG_LAYOUT = defineConfigLayout(BlkConfig.SIZE, [
+  { name: 'capacity', offset: BlkConfig.CAPACITY, width: 8, feature: null, access: 'ro' },
+  { name: 'sizeMax', offset: BlkConfig.SIZE_MAX, width: 4, feature: B.SIZE_MAX, access: 'ro' },
+  { name: 'segMax', offset: BlkConfig.SEG_MAX, width: 4, feature: B.SEG_MAX, access: 'ro' },
+  { name: 'geometryCylinders', offset: BlkConfig.GEOMETRY_CYLINDERS, width: 2, feature: B.GEOMETRY, access: 'ro' },
+  { name: 'geometryHeads', offset: BlkConfig.GEOMETRY_HEADS, width: 1, feature: B.GEOMETRY, access: 'ro' },
+  { name: 'geometrySectors', offset: BlkConfig.GEOMETRY_SECTORS, width: 1, feature: B.GEOMETRY, access: 'ro' },
+  { name: 'blkSize', offset: BlkConfig.BLK_SIZE, width: 4, feature: B.BLK_SIZE, access: 'ro' },
+  { name: 'physicalBlockExp', offset: BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP, width: 1, feature: B.TOPOLOGY, access: 'ro' },
+  { name: 'alignmentOffset', offset: BlkConfig.TOPOLOGY_ALIGNMENT_OFFSET, width: 1, feature: B.TOPOLOGY, access: 'ro' },
+  { name: 'minIoSize', offset: BlkConfig.TOPOLOGY_MIN_IO_SIZE, width: 2, feature: B.TOPOLOGY, access: 'ro' },
+  { name: 'optIoSize', offset: BlkConfig.TOPOLOGY_OPT_IO_SIZE, width: 4, feature: B.TOPOLOGY, access: 'ro' },
+  { name: 'writeback', offset: BlkConfig.WRITEBACK, width: 1, feature: B.CONFIG_WCE, access: 'rw' },
+  { name: 'numQueues', offset: BlkConfig.NUM_QUEUES, width: 2, feature: B.MQ, access: 'ro' },
+  { name: 'maxDiscardSectors', offset: BlkConfig.MAX_DISCARD_SECTORS, width: 4, feature: B.DISCARD, access: 'ro' },
+  { name: 'maxDiscardSeg', offset: BlkConfig.MAX_DISCARD_SEG, width: 4, feature: B.DISCARD, access: 'ro' },
+  { name: 'discardSectorAlignment', offset: BlkConfig.DISCARD_SECTOR_ALIGNMENT, width: 4, feature: B.DISCARD, access: 'ro' },
+  { name: 'maxWriteZeroesSectors', offset: BlkConfig.MAX_WRITE_ZEROES_SECTORS, width: 4, feature: B.WRITE_ZEROES, access: 'ro' },
+  { name: 'maxWriteZeroesSeg', offset: BlkConfig.MAX_WRITE_ZEROES_SEG, width: 4, feature: B.WRITE_ZEROES, access: 'ro' },
+  { name: 'writeZeroesMayUnmap', offset: BlkConfig.WRITE_ZEROES_MAY_UNMAP, width: 1, feature: B.WRITE_ZEROES, access: 'ro' },
+  { name: 'maxSecureEraseSectors', offset: BlkConfig.MAX_SECURE_ERASE_SECTORS, width: 4, feature: B.SECURE_ERASE, access: 'ro' },
+  { name: 'maxSecureEraseSeg', offset: BlkConfig.MAX_SECURE_ERASE_SEG, width: 4, feature: B.SECURE_ERASE, access: 'ro' },
+  { name: 'secureEraseSectorAlignment', offset: BlkConfig.SECURE_ERASE_SECTOR_ALIGNMENT, width: 4, feature: B.SECURE_ERASE, access: 'ro' },
+  { name: 'zonedZoneSectors', offset: BlkConfig.ZONED_ZONE_SECTORS, width: 4, feature: B.ZONED, access: 'ro' },
+  { name: 'zonedMaxOpenZones', offset: BlkConfig.ZONED_MAX_OPEN_ZONES, width: 4, feature: B.ZONED, access: 'ro' },
+  { name: 'zonedMaxActiveZones', offset: BlkConfig.ZONED_MAX_ACTIVE_ZONES, width: 4, feature: B.ZONED, access: 'ro' },
+  { name: 'zonedMaxAppendSectors', offset: BlkConfig.ZONED_MAX_APPEND_SECTORS, width: 4, feature: B.ZONED, access: 'ro' },
+  { name: 'zonedWriteGranularity', offset: BlkConfig.ZONED_WRITE_GRANULARITY, width: 4, feature: B.ZONED, access: 'ro' },
+  { name: 'zonedModel', offset: BlkConfig.ZONED_MODEL, width: 1, feature: B.ZONED, access: 'ro' },
+]);
+/** Names of the blk configuration fields. */
+export type BlkConfigField = (typeof BLK_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.2.4: zoned.model values. */
 export const BlkZonedModel = {

@@ -4,3 +4,4 @@ export * from './device-id.js';
 export * from './ring.js';
 export * from './blk.js';
 export * from './entropy.js';
+export * from './config-layout.js';

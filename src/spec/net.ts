@@ -2,6 +2,7 @@
  * virtio-net (5.1): feature bits, queue indices, the virtio_net_hdr and configuration layouts.
  * Offsets in bytes; fields little-endian with VERSION_1.
  */
+import { bit } from './features.js';
 
 export const NetFeatureBit = {
   CSUM: 0,
@@ -34,7 +35,7 @@ export const NetFeatureBit = {
 export type NetFeatureBit = (typeof NetFeatureBit)[keyof typeof NetFeatureBit];
 
 /** Feature masks (bigint), as `F` in features.ts. */
-export const NetF = Object.fromEntries(Object.entries(NetFeatureBit).map(([k, v]) => [k, 1n << BigInt(v)])) as {
+export const NetF = Object.fromEntries(Object.entries(NetFeatureBit).map(([k, v]) => [k, bit(v)])) as {
   readonly [K in keyof typeof NetFeatureBit]: bigint;
 };
 

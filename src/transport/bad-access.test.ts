@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import type { DeviceCore } from '../device/device-core.js';
 import { BlkDevice } from '../devices/blk/blk-device.js';
 import { MemoryBackend } from '../devices/blk/memory-backend.js';
-import { BlkDriver } from '../driver/blk-driver.js';
+import { BlkDriver } from '../devices/blk/blk-driver.js';
 import { DmaAllocator } from '../driver/dma-allocator.js';
 import { VirtioDriver } from '../driver/virtio-driver.js';
 import { GuestMemory } from '../memory/guest-memory.js';

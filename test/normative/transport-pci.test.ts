@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import type { DeviceCore } from '../../src/device/device-core.js';
 import { BlkDevice } from '../../src/devices/blk/blk-device.js';
 import { MemoryBackend } from '../../src/devices/blk/memory-backend.js';
-import { BlkDriver } from '../../src/driver/blk-driver.js';
+import { BlkDriver } from '../../src/devices/blk/blk-driver.js';
 import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BlkDriver, BlkRequestError } from '../../driver/blk-driver.js';
+import { BlkDriver, BlkRequestError } from './blk-driver.js';
 import type { DriverContext } from '../../driver/types.js';
 import { ErrorCode } from '../../errors.js';
 import { BlkConfig, BlkF, BlkReqType, BlkStatus, BLK_ID_BYTES } from '../../spec/blk.js';

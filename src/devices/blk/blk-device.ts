@@ -14,6 +14,7 @@ import type { Logger } from '../../log.js';
 import { ChainCursor, DescriptorChain, writeWritableByteAt } from '../../queue/chain.js';
 import type { DeviceQueue } from '../../queue/types.js';
 import {
+  BLK_CONFIG_LAYOUT,
   BLK_ID_BYTES,
   BLK_SECTOR_SIZE,
   BLK_WRITE_ZEROES_FLAG_UNMAP,
@@ -25,7 +26,9 @@ import {
   BlkReqHeader,
   BlkReqType,
   BlkStatus,
+  type BlkConfigField,
 } from '../../spec/blk.js';
+import { type ConfigValues, decodeConfigWrite, encodeConfig } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import type { BlkBackend } from './backend.js';
@@ -243,58 +246,46 @@ export class BlkDevice implements VirtioDevice {
   // ---- configuration space (5.2.4) ----
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
-    const cfg = new Uint8Array(BlkConfig.SIZE); // cold path; device/blk/3: padding stays 0
-    const v = new DataView(cfg.buffer);
-    const le = littleEndian;
-    v.setUint32(BlkConfig.CAPACITY, this.capacity % U32, le);
-    v.setUint32(BlkConfig.CAPACITY + 4, Math.floor(this.capacity / U32), le);
-    if (!le) {
-      // A big-endian u64: the high word first.
-      v.setUint32(BlkConfig.CAPACITY, Math.floor(this.capacity / U32), false);
-      v.setUint32(BlkConfig.CAPACITY + 4, this.capacity % U32, false);
-    }
-    v.setUint32(BlkConfig.SIZE_MAX, this.sizeMax, le);
-    v.setUint32(BlkConfig.SEG_MAX, this.segMax, le);
-    if (this.geometry) {
-      v.setUint16(BlkConfig.GEOMETRY_CYLINDERS, this.geometry.cylinders, le);
-      v.setUint8(BlkConfig.GEOMETRY_HEADS, this.geometry.heads);
-      v.setUint8(BlkConfig.GEOMETRY_SECTORS, this.geometry.sectors);
-    }
-    v.setUint32(BlkConfig.BLK_SIZE, this.blockSize, le);
-    v.setUint8(BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP, Math.log2(this.blockSize / BLK_SECTOR_SIZE));
-    v.setUint16(BlkConfig.TOPOLOGY_MIN_IO_SIZE, 1, le);
+    // 5.2.4 through its layout (spec/blk.ts); fields of features not offered and padding read 0
+    // (device/blk/3). num_queues is filled without MQ too (1), as QEMU does, for drivers that
+    // read it unconditionally.
+    const blkSize = this.blockSize / BLK_SECTOR_SIZE;
     // device/blk/2: with CONFIG_WCE but without FLUSH the device is writethrough.
     const wce = (features & BlkF.CONFIG_WCE) !== 0n;
     const flush = (features & BlkF.FLUSH) !== 0n;
-    v.setUint8(BlkConfig.WRITEBACK, wce && !flush ? 0 : this.writeback);
-    v.setUint16(BlkConfig.NUM_QUEUES, this.queueMaxSizes.length, le);
-    if ((this.offeredFeatures & BlkF.DISCARD) !== 0n) {
-      v.setUint32(BlkConfig.MAX_DISCARD_SECTORS, this.maxDiscardSectors, le);
-      v.setUint32(BlkConfig.MAX_DISCARD_SEG, this.maxDiscardSegments, le);
-      v.setUint32(BlkConfig.DISCARD_SECTOR_ALIGNMENT, this.blockSize / BLK_SECTOR_SIZE, le);
-      v.setUint32(BlkConfig.MAX_WRITE_ZEROES_SECTORS, this.maxDiscardSectors, le);
-      v.setUint32(BlkConfig.MAX_WRITE_ZEROES_SEG, this.maxDiscardSegments, le);
+    const values: ConfigValues<BlkConfigField> = {
+      capacity: this.capacity,
+      sizeMax: this.sizeMax,
+      segMax: this.segMax,
+      geometryCylinders: this.geometry?.cylinders ?? 0,
+      geometryHeads: this.geometry?.heads ?? 0,
+      geometrySectors: this.geometry?.sectors ?? 0,
+      blkSize: this.blockSize,
+      physicalBlockExp: Math.log2(blkSize),
+      minIoSize: 1,
+      writeback: wce && !flush ? 0 : this.writeback,
+      numQueues: this.queueMaxSizes.length,
+      maxDiscardSectors: this.maxDiscardSectors,
+      maxDiscardSeg: this.maxDiscardSegments,
+      discardSectorAlignment: blkSize,
+      maxWriteZeroesSectors: this.maxDiscardSectors,
+      maxWriteZeroesSeg: this.maxDiscardSegments,
       // device/blk/23: set only when a write zeroes can deallocate.
-      v.setUint8(BlkConfig.WRITE_ZEROES_MAY_UNMAP, this.backend.canUnmap ? 1 : 0);
-      v.setUint32(BlkConfig.MAX_SECURE_ERASE_SECTORS, this.maxDiscardSectors, le);
-      v.setUint32(BlkConfig.MAX_SECURE_ERASE_SEG, this.maxDiscardSegments, le);
-      v.setUint32(BlkConfig.SECURE_ERASE_SECTOR_ALIGNMENT, this.blockSize / BLK_SECTOR_SIZE, le);
-    }
-    const end = Math.min(offset + dst.length, BlkConfig.SIZE);
-    dst.fill(0);
-    if (offset < end) dst.set(cfg.subarray(offset, end));
+      writeZeroesMayUnmap: this.backend.canUnmap ? 1 : 0,
+      maxSecureEraseSectors: this.maxDiscardSectors,
+      maxSecureEraseSeg: this.maxDiscardSegments,
+      secureEraseSectorAlignment: blkSize,
+    };
+    encodeConfig(BLK_CONFIG_LAYOUT, values, this.offeredFeatures | BlkF.MQ, offset, dst, littleEndian);
   }
 
-  writeConfig(offset: number, src: Uint8Array, features: bigint, _littleEndian?: boolean): void {
-    // Only writeback is writable, and only with CONFIG_WCE (driver/blk/21); 0 or 1.
-    if ((features & BlkF.CONFIG_WCE) === 0n) return;
-    const at = BlkConfig.WRITEBACK - offset;
-    if (at < 0 || at >= src.length) return;
-    const val = src[at]!;
-    if (val === 0 || val === 1) {
+  writeConfig(offset: number, src: Uint8Array, features: bigint, littleEndian?: boolean): void {
+    // Only writeback is writable, and only with CONFIG_WCE negotiated (driver/blk/21); 0 or 1.
+    decodeConfigWrite(BLK_CONFIG_LAYOUT, offset, src, features, littleEndian ?? true, (field, val) => {
+      if (field !== 'writeback' || (val !== 0 && val !== 1)) return;
       this.writeback = val;
       this.log?.debug(`virtio-blk: cache mode ${val ? 'writeback' : 'writethrough'}`);
-    }
+    });
   }
 
   validateFeatures(accepted: bigint): string | null {

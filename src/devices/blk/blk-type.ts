@@ -1,6 +1,6 @@
 /** The registry record of virtio-blk (5.2): `virtio-ts blk`, vhost-user type "block". */
 import assert from 'node:assert/strict';
-import { BlkDriver } from '../../driver/blk-driver.js';
+import { BlkDriver } from './blk-driver.js';
 import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
 import { BlkDevice, type BlkDeviceOptions } from './blk-device.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { BlkDriver, BlkRequestError } from '../../driver/blk-driver.js';
+import { BlkDriver, BlkRequestError } from './blk-driver.js';
 import { BlkStatus } from '../../spec/blk.js';
 import { BlkDevice } from './blk-device.js';
 import { FileBackend } from './file-backend.js';

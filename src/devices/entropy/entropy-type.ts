@@ -1,6 +1,6 @@
 /** The registry record of the entropy device (5.4): `virtio-ts rng`, vhost-user type "rng". */
 import assert from 'node:assert/strict';
-import { EntropyDriver } from '../../driver/entropy-driver.js';
+import { EntropyDriver } from './entropy-driver.js';
 import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
 import { ENTROPY_CLI } from './cli.js';

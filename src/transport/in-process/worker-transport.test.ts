@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BLK_DRIVER_FEATURES, BlkDriver } from '../../driver/blk-driver.js';
+import { BLK_DRIVER_FEATURES, BlkDriver } from '../../devices/blk/blk-driver.js';
 import { VirtioDriver } from '../../driver/virtio-driver.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { Segment } from '../../queue/types.js';

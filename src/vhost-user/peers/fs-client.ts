@@ -29,7 +29,8 @@ import {
   FuseWriteIn,
   FuseWriteOut,
 } from '../../spec/fs.js';
-import { RequestQueue } from './request-queue.js';
+import { RequestQueue } from '../../driver/request-queue.js';
+import { exchangeBytes } from './byte-exchange.js';
 
 /** A FUSE reply with an error (negated errno in the out header). */
 export class FuseError extends VirtioError {
@@ -99,7 +100,7 @@ export class FsClient {
     v.setUint32(FuseInHeader.GID, process.getgid?.() ?? 0, true);
     v.setUint32(FuseInHeader.PID, process.pid, true);
     msg.set(args, FuseInHeader.SIZE);
-    const c = await this.req.submit(msg, FuseOutHeader.SIZE + outLen);
+    const c = await exchangeBytes(this.req, msg, FuseOutHeader.SIZE + outLen);
     if (c.data.length < FuseOutHeader.SIZE) throw new VirtioError(ErrorCode.REQUEST_FAILED, `FUSE opcode ${opcode}: short reply (${c.data.length} bytes)`);
     const o = new DataView(c.data.buffer, c.data.byteOffset, c.data.length);
     const len = o.getUint32(FuseOutHeader.LEN, true);
@@ -237,6 +238,6 @@ export class FsClient {
     v.setBigUint64(FuseInHeader.UNIQUE, this.unique++, true);
     v.setBigUint64(FuseInHeader.NODEID, nodeid, true);
     v.setBigUint64(FuseInHeader.SIZE + FuseForgetIn.NLOOKUP, BigInt(nlookup), true);
-    await this.hiprio.submit(msg, 0);
+    await exchangeBytes(this.hiprio, msg, 0);
   }
 }

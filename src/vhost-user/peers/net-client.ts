@@ -6,7 +6,8 @@
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { DriverContext } from '../../driver/types.js';
 import { ETH_MAX_FRAME, NET_RX_QUEUE, NET_TX_QUEUE, NetConfig, NetF, NetHdr } from '../../spec/net.js';
-import { RequestQueue, type Completion } from './request-queue.js';
+import { RequestQueue } from '../../driver/request-queue.js';
+import { type Completion, exchangeBytes } from './byte-exchange.js';
 
 /** Builds an Ethernet frame: dst, src, ethertype, payload padded to the 60-byte minimum. */
 export function ethernetFrame(dst: Uint8Array, src: Uint8Array, etherType: number, payload: Uint8Array): Uint8Array {
@@ -65,7 +66,7 @@ export class NetClient {
   async send(frame: Uint8Array): Promise<void> {
     const b = new Uint8Array(this.hdrLen + frame.length);
     b.set(frame, this.hdrLen);
-    await this.tx.submit(b, 0);
+    await exchangeBytes(this.tx, b, 0);
   }
 
   private strip(c: Completion): Uint8Array {
@@ -89,7 +90,7 @@ export class NetClient {
       const post = (): void => {
         while (!done && posted < depth && frames.length + posted < n) {
           posted++;
-          this.rx.submit(new Uint8Array(0), NET_RX_BUFFER).then(
+          exchangeBytes(this.rx, new Uint8Array(0), NET_RX_BUFFER).then(
             (c) => {
               posted--;
               if (done) return;

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DeviceContext, VirtioDevice } from '../device/types.js';
-import { createTestPair } from '../devices/blk/test-pair.js';
-import { EntropyDevice } from '../devices/entropy/entropy-device.js';
-import { ErrorCode, VirtioError } from '../errors.js';
-import { DescriptorChain } from '../queue/chain.js';
-import { DeviceId } from '../spec/device-id.js';
-import { F } from '../spec/features.js';
-import { createLoopback } from '../testing/loopback.js';
+import type { DeviceContext, VirtioDevice } from '../../device/types.js';
+import { createTestPair } from '../blk/test-pair.js';
+import { EntropyDevice } from './entropy-device.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { DescriptorChain } from '../../queue/chain.js';
+import { DeviceId } from '../../spec/device-id.js';
+import { F } from '../../spec/features.js';
+import { createLoopback } from '../../testing/loopback.js';
 import { EntropyDriver } from './entropy-driver.js';
 
 const T = { timeout: 10_000 };

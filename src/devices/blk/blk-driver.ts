@@ -1,24 +1,29 @@
 /**
  * 5.2 Block Device, driver side, over a DriverContext: promise-based requests, many in flight,
- * spread over the request queues (MQ). Each request is one chain: header (device-readable),
- * then data (readable for OUT and the segment requests, writable for IN/GET_ID/GET_LIFETIME),
- * then the status byte (writable), as 5.2.6 lays out.
+ * spread over the request queues (MQ), each a RequestQueue. Each request is one chain: header
+ * (device-readable), then data (readable for OUT and the segment requests, writable for
+ * IN/GET_ID/GET_LIFETIME), then the status byte (writable), as 5.2.6 lays out. The
+ * configuration is decoded through the 5.2.4 layout of spec/blk.ts.
  */
-import { ErrorCode, VirtioError } from '../errors.js';
-import type { Segment } from '../queue/types.js';
+import { type DeviceDriver, type DeviceDriverType, checkDriverContext } from '../../driver/device-driver.js';
+import { RequestQueue } from '../../driver/request-queue.js';
+import type { DriverContext } from '../../driver/types.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import type { Segment } from '../../queue/types.js';
 import {
+  BLK_CONFIG_LAYOUT,
   BLK_ID_BYTES,
   BLK_SECTOR_SIZE,
   BLK_WRITE_ZEROES_FLAG_UNMAP,
-  BlkConfig,
   BlkDiscardSegment,
   BlkF,
   BlkLifetime,
   BlkReqHeader,
   BlkReqType,
   BlkStatus,
-} from '../spec/blk.js';
-import type { DriverContext } from './types.js';
+} from '../../spec/blk.js';
+import { readConfigFields, writeConfigField } from '../../spec/config-layout.js';
+import { DeviceId } from '../../spec/device-id.js';
 
 const U32 = 0x1_0000_0000;
 
@@ -104,60 +109,61 @@ export interface BlkDriverOptions {
   checkBounds?: boolean;
 }
 
-interface Pending {
-  type: number;
+/** A request's guest buffers and the device's answer. */
+interface Exchange {
   /** Header (16 bytes) followed by the status byte, one allocation. */
   hdr: number;
   data: number;
   dataLen: number;
-  qi: number;
-  token: number;
-  out: Segment[];
-  inn: Segment[];
-  /** Takes the status instead of rejecting on non-OK (raw()). */
-  onStatus: ((status: number, usedLen: number) => void) | undefined;
-  resolve: (p: Pending) => void;
-  reject: (e: unknown) => void;
+  status: number;
+  usedLen: number;
 }
 
-/** The configuration fields readConfig decodes, as (offset, width) pairs (5.2.4). */
-const BLK_CONFIG_FIELDS: readonly number[] = [
-  BlkConfig.CAPACITY, 8,
-  BlkConfig.SIZE_MAX, 4,
-  BlkConfig.SEG_MAX, 4,
-  BlkConfig.BLK_SIZE, 4,
-  BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP, 1,
-  BlkConfig.TOPOLOGY_ALIGNMENT_OFFSET, 1,
-  BlkConfig.TOPOLOGY_MIN_IO_SIZE, 2,
-  BlkConfig.TOPOLOGY_OPT_IO_SIZE, 4,
-  BlkConfig.WRITEBACK, 1,
-  BlkConfig.NUM_QUEUES, 2,
-  BlkConfig.MAX_DISCARD_SECTORS, 4,
-  BlkConfig.MAX_DISCARD_SEG, 4,
-  BlkConfig.DISCARD_SECTOR_ALIGNMENT, 4,
-  BlkConfig.MAX_WRITE_ZEROES_SECTORS, 4,
-  BlkConfig.MAX_WRITE_ZEROES_SEG, 4,
-  BlkConfig.WRITE_ZEROES_MAY_UNMAP, 1,
-  BlkConfig.MAX_SECURE_ERASE_SECTORS, 4,
-  BlkConfig.MAX_SECURE_ERASE_SEG, 4,
-  BlkConfig.SECURE_ERASE_SECTOR_ALIGNMENT, 4,
-];
+/** The configuration fields the driver reads (BlkDriverConfig), each with its own access (5.2.4). */
+const BLK_DRIVER_CONFIG_FIELDS = [
+  'capacity',
+  'sizeMax',
+  'segMax',
+  'blkSize',
+  'physicalBlockExp',
+  'alignmentOffset',
+  'minIoSize',
+  'optIoSize',
+  'writeback',
+  'numQueues',
+  'maxDiscardSectors',
+  'maxDiscardSeg',
+  'discardSectorAlignment',
+  'maxWriteZeroesSectors',
+  'maxWriteZeroesSeg',
+  'writeZeroesMayUnmap',
+  'maxSecureEraseSectors',
+  'maxSecureEraseSeg',
+  'secureEraseSectorAlignment',
+] as const satisfies readonly (keyof BlkDriverConfig)[];
 
 /** Header slot: 16-byte header, status byte, padded to 32 bytes. */
 const SLOT_BYTES = 32;
 /** Freed data buffers kept for reuse, in bytes at most (the rest goes back to the allocator). */
 const DATA_CACHE_BYTES = 4 << 20;
 
-export class BlkDriver {
+export class BlkDriver implements DeviceDriver {
+  /** The DeviceDriver contract: block devices, the features in BLK_DRIVER_FEATURES, none required. */
+  static readonly type: DeviceDriverType<BlkDriver, BlkDriverOptions> = {
+    name: 'virtio-blk',
+    deviceId: DeviceId.BLOCK,
+    wantedFeatures: BLK_DRIVER_FEATURES,
+    requiredFeatures: 0n,
+    attach: (ctx, opts) => new BlkDriver(ctx, opts),
+  };
+
   config: BlkDriverConfig;
   readonly readOnly: boolean;
   private readonly ctx: DriverContext;
   private readonly le: boolean;
   private readonly checkBounds: boolean;
-  private readonly pending: Map<number, Pending>[];
-  /** Requests waiting for room in a full queue, per queue, in order (head index + array). */
-  private readonly waiters: Pending[][];
-  private readonly waiterHead: number[] = [];
+  /** One request queue per virtqueue (MQ: num_queues of them, 5.2.2). */
+  private readonly queues: RequestQueue[] = [];
   /**
    * Guest buffers kept for reuse so the request path does not run the first-fit allocator
    * twice per request: header slots, and data buffers by length (bounded by DATA_CACHE_BYTES).
@@ -166,7 +172,6 @@ export class BlkDriver {
   private readonly maxFreeSlots: number;
   private readonly freeData = new Map<number, number[]>();
   private freeDataBytes = 0;
-  private nextToken = 1;
   private nextQueue = 0;
   private readonly scratch = new Uint8Array(BlkReqHeader.SIZE);
   private readonly scratchView = new DataView(this.scratch.buffer);
@@ -180,6 +185,7 @@ export class BlkDriver {
   private readonly fSegMax: boolean;
 
   constructor(ctx: DriverContext, opts: BlkDriverOptions = {}) {
+    checkDriverContext(BlkDriver.type, ctx);
     this.ctx = ctx;
     this.le = ctx.littleEndian;
     this.checkBounds = opts.checkBounds ?? false;
@@ -197,16 +203,10 @@ export class BlkDriver {
     this.fSecureErase = (f & BlkF.SECURE_ERASE) !== 0n;
     this.fLifetime = (f & BlkF.LIFETIME) !== 0n;
     this.config = this.readConfig();
-    this.pending = [];
-    this.waiters = [];
     let ringSlots = 0;
     for (let i = 0; i < ctx.numQueues; i++) {
-      this.pending.push(new Map());
-      this.waiters.push([]);
-      this.waiterHead.push(0);
       ringSlots += ctx.queue(i).size;
-      const q = i;
-      ctx.onUsed(i, () => this.onUsed(q));
+      this.queues.push(new RequestQueue(ctx, i));
     }
     this.maxFreeSlots = ringSlots;
     // driver/blk/10: capacity may change; re-read on a configuration change notification.
@@ -234,49 +234,27 @@ export class BlkDriver {
     return this.config.writeback !== 0;
   }
 
-  /** Requests not yet answered. */
+  /** Requests not yet answered (in the rings or waiting for room). */
   get inFlight(): number {
     let n = 0;
-    for (const m of this.pending) n += m.size;
+    for (const q of this.queues) n += q.inFlight;
     return n;
   }
 
-  /** Reads and decodes the whole configuration structure (5.2.4). */
+  /**
+   * Reads and decodes the configuration structure (5.2.4) through its layout. Every field is
+   * read with its own width (driver/transport-mmio/3, driver/transport-pci/5: u8 with 8-bit, u16
+   * with aligned 16-bit, u32 and u64 with aligned 32-bit accesses), each consistent over the
+   * configuration generation (2.5.1).
+   */
   readConfig(): BlkDriverConfig {
-    // driver/transport-mmio/3, driver/transport-pci/5: every field is read with its own width
-    // (u8 with 8-bit, u16 with aligned 16-bit, u32 and u64 with aligned 32-bit accesses); one
-    // read of the whole structure turned into byte accesses on register-window transports.
-    const b = new Uint8Array(BlkConfig.SIZE);
-    for (let i = 0; i < BLK_CONFIG_FIELDS.length; i += 2) {
-      const off = BLK_CONFIG_FIELDS[i]!;
-      b.set(this.ctx.readConfig(off, BLK_CONFIG_FIELDS[i + 1]!), off);
-    }
-    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    const le = this.le;
-    const u32 = (o: number): number => v.getUint32(o, le);
-    const u16 = (o: number): number => v.getUint16(o, le);
-    const capacity = le ? u32(BlkConfig.CAPACITY + 4) * U32 + u32(BlkConfig.CAPACITY) : u32(BlkConfig.CAPACITY) * U32 + u32(BlkConfig.CAPACITY + 4);
-    return {
-      capacity,
-      sizeMax: u32(BlkConfig.SIZE_MAX),
-      segMax: u32(BlkConfig.SEG_MAX),
-      blkSize: u32(BlkConfig.BLK_SIZE),
-      physicalBlockExp: v.getUint8(BlkConfig.TOPOLOGY_PHYSICAL_BLOCK_EXP),
-      alignmentOffset: v.getUint8(BlkConfig.TOPOLOGY_ALIGNMENT_OFFSET),
-      minIoSize: u16(BlkConfig.TOPOLOGY_MIN_IO_SIZE),
-      optIoSize: u32(BlkConfig.TOPOLOGY_OPT_IO_SIZE),
-      writeback: v.getUint8(BlkConfig.WRITEBACK),
-      numQueues: u16(BlkConfig.NUM_QUEUES),
-      maxDiscardSectors: u32(BlkConfig.MAX_DISCARD_SECTORS),
-      maxDiscardSeg: u32(BlkConfig.MAX_DISCARD_SEG),
-      discardSectorAlignment: u32(BlkConfig.DISCARD_SECTOR_ALIGNMENT),
-      maxWriteZeroesSectors: u32(BlkConfig.MAX_WRITE_ZEROES_SECTORS),
-      maxWriteZeroesSeg: u32(BlkConfig.MAX_WRITE_ZEROES_SEG),
-      writeZeroesMayUnmap: v.getUint8(BlkConfig.WRITE_ZEROES_MAY_UNMAP),
-      maxSecureEraseSectors: u32(BlkConfig.MAX_SECURE_ERASE_SECTORS),
-      maxSecureEraseSeg: u32(BlkConfig.MAX_SECURE_ERASE_SEG),
-      secureEraseSectorAlignment: u32(BlkConfig.SECURE_ERASE_SECTOR_ALIGNMENT),
-    };
+    return readConfigFields(BLK_CONFIG_LAYOUT, BLK_DRIVER_CONFIG_FIELDS, (offset, len) => this.ctx.readConfig(offset, len), this.le);
+  }
+
+  /** Stops using the device: pending requests fail with RequestAbortedError('detached'). */
+  detach(): void {
+    for (const q of this.queues) q.detach();
+    this.ctx.onConfigChange(() => {});
   }
 
   /**
@@ -285,7 +263,7 @@ export class BlkDriver {
    */
   setWriteback(on: boolean): void {
     if (!this.fWce) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_CONFIG_WCE was not negotiated');
-    this.ctx.writeConfig(BlkConfig.WRITEBACK, Uint8Array.of(on ? 1 : 0));
+    writeConfigField(BLK_CONFIG_LAYOUT, 'writeback', on ? 1 : 0, (offset, bytes) => this.ctx.writeConfig(offset, bytes), this.le);
     this.config = this.readConfig();
   }
 
@@ -411,19 +389,14 @@ export class BlkDriver {
    * the raw status and the data bytes. For tests of device behaviour with odd requests.
    */
   async raw(type: number, sector: number, data: Uint8Array | null, inLen: number): Promise<{ status: number; data: Uint8Array; usedLen: number }> {
-    let status = BlkStatus.OK as number;
-    let usedLen = 0;
-    const p = await this.submit(type, sector, data, data ? data.length : inLen, data === null, (s, u) => {
-      status = s;
-      usedLen = u;
-    });
+    const p = await this.submit(type, sector, data, data ? data.length : inLen, data === null, true);
     const out = new Uint8Array(data ? 0 : inLen);
     try {
       if (out.length > 0) this.ctx.memory.read(p.data, out);
     } finally {
       this.release(p);
     }
-    return { status, data: out, usedLen };
+    return { status: p.status, data: out, usedLen: p.usedLen };
   }
 
   private checkRw(sector: number, len: number): void {
@@ -460,7 +433,7 @@ export class BlkDriver {
     }
   }
 
-  private release(p: Pending): void {
+  private release(p: Exchange): void {
     const dma = this.ctx.dma;
     if (this.freeSlots.length < this.maxFreeSlots) this.freeSlots.push(p.hdr);
     else dma.free(p.hdr);
@@ -508,20 +481,12 @@ export class BlkDriver {
   }
 
   /**
-   * Builds the chain and waits for the answer. Resolves with the request (the caller copies
-   * data out and releases it); rejects with BlkRequestError for a non-OK status, unless
-   * `onStatus` takes the status.
+   * Builds the chain and waits for the answer. Resolves with the request's buffers and status
+   * (the caller copies data out and releases them); rejects with BlkRequestError for a non-OK
+   * status unless `anyStatus`.
    */
-  private submit(
-    type: number,
-    sector: number,
-    out: Uint8Array | null,
-    dataLen: number,
-    dataWritable: boolean,
-    onStatus?: (status: number, usedLen: number) => void,
-  ): Promise<Pending> {
-    const ctx = this.ctx;
-    const mem = ctx.memory;
+  private async submit(type: number, sector: number, out: Uint8Array | null, dataLen: number, dataWritable: boolean, anyStatus = false): Promise<Exchange> {
+    const mem = this.ctx.memory;
     this.checkSegments(dataLen);
     const hdr = this.allocBuffer(SLOT_BYTES, true);
     let data = 0;
@@ -531,6 +496,7 @@ export class BlkDriver {
       this.freeSlots.push(hdr);
       throw e;
     }
+    const x: Exchange = { hdr, data, dataLen, status: BlkStatus.IOERR, usedLen: 0 };
     const v = this.scratchView;
     const le = this.le;
     v.setUint32(BlkReqHeader.TYPE, type, le);
@@ -550,66 +516,18 @@ export class BlkDriver {
     }
     inSegs.push({ addr: hdr + BlkReqHeader.SIZE, len: 1 });
     const qi = this.nextQueue;
-    this.nextQueue = (qi + 1) % this.pending.length;
-    return new Promise<Pending>((resolve, reject) => {
-      const p: Pending = { type, hdr, data, dataLen, qi, token: this.nextToken++, out: outSegs, inn: inSegs, onStatus, resolve, reject };
-      // Queue full: retried, in order, as used buffers free descriptors.
-      const w = this.waiters[qi]!;
-      if (w.length > this.waiterHead[qi]! || !this.tryAdd(p)) w.push(p);
-    });
-  }
-
-  private tryAdd(p: Pending): boolean {
-    const q = this.ctx.queue(p.qi);
-    if (!q.add(p.out, p.inn, p.token)) return false;
-    this.pending[p.qi]!.set(p.token, p);
-    this.ctx.kick(p.qi);
-    return true;
-  }
-
-  /** The device used the request's buffer: read the status and settle its promise. */
-  private complete(p: Pending, usedLen: number): void {
-    let status: number;
+    this.nextQueue = (qi + 1) % this.queues.length;
     try {
-      status = this.ctx.memory.readU8(p.hdr + BlkReqHeader.SIZE);
+      x.usedLen = await this.queues[qi]!.submit(outSegs, inSegs);
+      x.status = mem.readU8(hdr + BlkReqHeader.SIZE);
     } catch (e) {
-      p.reject(e);
-      return;
+      this.release(x);
+      throw e;
     }
-    if (p.onStatus) {
-      p.onStatus(status, usedLen);
-      p.resolve(p);
-    } else if (status === BlkStatus.OK) p.resolve(p);
-    else {
-      this.release(p);
-      p.reject(new BlkRequestError(status, p.type));
+    if (!anyStatus && x.status !== BlkStatus.OK) {
+      this.release(x);
+      throw new BlkRequestError(x.status, type);
     }
-  }
-
-  private onUsed(qi: number): void {
-    const q = this.ctx.queue(qi);
-    const pend = this.pending[qi]!;
-    // Bounded by the ring: each pass takes what is used; re-enabling interrupts (which with
-    // EVENT_IDX publishes used_event, 2.7.10) reports buffers that arrived meanwhile.
-    for (let pass = 0; pass < 1 + q.size; pass++) {
-      for (;;) {
-        const token = q.takeUsed();
-        if (token === undefined) break;
-        const p = pend.get(token);
-        if (!p) continue; // not ours (cannot happen with a sound device)
-        pend.delete(token);
-        this.complete(p, q.lastUsedLen);
-      }
-      if (!q.enableInterrupts()) break;
-    }
-    // Room freed: resubmit requests that found the queue full, in order.
-    const w = this.waiters[qi]!;
-    let h = this.waiterHead[qi]!;
-    while (h < w.length && this.tryAdd(w[h]!)) h++;
-    if (h === w.length) {
-      w.length = 0;
-      h = 0;
-    }
-    this.waiterHead[qi] = h;
+    return x;
   }
 }

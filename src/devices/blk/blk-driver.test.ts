@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DeviceContext, VirtioDevice } from '../device/types.js';
-import { BlkDevice, type BlkDeviceOptions } from '../devices/blk/blk-device.js';
-import { MemoryBackend } from '../devices/blk/memory-backend.js';
-import { createTestPair, type TestPairOptions } from '../devices/blk/test-pair.js';
-import { ErrorCode, VirtioError } from '../errors.js';
-import { DescriptorChain, writeWritableByteAt } from '../queue/chain.js';
-import { BLK_ID_BYTES, BlkF, BlkReqType, BlkStatus } from '../spec/blk.js';
-import { createLoopback } from '../testing/loopback.js';
+import type { DeviceContext, VirtioDevice } from '../../device/types.js';
+import { BlkDevice, type BlkDeviceOptions } from './blk-device.js';
+import { MemoryBackend } from './memory-backend.js';
+import { createTestPair, type TestPairOptions } from './test-pair.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { DescriptorChain, writeWritableByteAt } from '../../queue/chain.js';
+import { BLK_ID_BYTES, BlkF, BlkReqType, BlkStatus } from '../../spec/blk.js';
+import { createLoopback } from '../../testing/loopback.js';
+import { RequestAbortedError } from '../../driver/request-queue.js';
 import { BLK_DRIVER_FEATURES, BlkDriver, BlkRequestError } from './blk-driver.js';
 
 const T = { timeout: 10_000 };
@@ -31,6 +32,8 @@ class RecordingDevice implements VirtioDevice {
   readonly real: BlkDevice;
   readonly seen: Seen[] = [];
   answer: number = BlkStatus.OK;
+  /** Keep the buffers in the ring, unanswered. */
+  hold = false;
   private ctx: DeviceContext | null = null;
   constructor(opts: BlkDeviceOptions = {}) {
     this.real = new BlkDevice(new MemoryBackend(SECTORS * 512), opts);
@@ -56,10 +59,14 @@ class RecordingDevice implements VirtioDevice {
   activate(ctx: DeviceContext): void {
     this.ctx = ctx;
   }
+  get activeContext(): DeviceContext | null {
+    return this.ctx;
+  }
   reset(): void {
     this.ctx = null;
   }
   onQueueNotify(index: number): void {
+    if (this.hold) return;
     const ctx = this.ctx!;
     const q = ctx.queue(index)!;
     const chain = new DescriptorChain(ctx.memory, q.size);
@@ -263,6 +270,32 @@ describe('BlkDriver features and cache mode', T, () => {
     await assert.rejects(drv.getLifetime(), isInvalid);
     assert.equal(dev.seen.length, 0);
   });
+});
+
+describe('BlkDriver when the device stops', T, () => {
+  for (const how of ['device-reset', 'needs-reset'] as const) {
+    it(`requests pending at ${how === 'device-reset' ? 'a device reset' : 'DEVICE_NEEDS_RESET'} fail with RequestAbortedError (ring and overflow); new ones are refused`, async () => {
+      const dev = new RecordingDevice();
+      dev.hold = true;
+      const lb = await createLoopback(dev, { queueSize: 4, indirect: false });
+      try {
+        const drv = new BlkDriver(lb.context);
+        // 3 descriptors each (header, data, status): one fits the ring of 4, the others wait.
+        const ps = Array.from({ length: 5 }, (_, i) => drv.read(i, 512).then(() => null, (e: unknown) => e));
+        assert.equal(drv.inFlight, 5);
+        if (how === 'device-reset') lb.driver.reset();
+        else dev.activeContext!.needsReset('test: broken');
+        for (const p of ps) {
+          const e = await p;
+          assert.ok(e instanceof RequestAbortedError && e.reason === how && e.code === ErrorCode.DEVICE_NEEDS_RESET, String(e));
+        }
+        assert.equal(drv.inFlight, 0);
+        await assert.rejects(drv.flush(), RequestAbortedError);
+      } finally {
+        await lb.close();
+      }
+    });
+  }
 });
 
 describe('BlkDriver over the full stack (createLoopback)', T, () => {
