@@ -15,7 +15,7 @@ const ENTRY_POINTS: Record<string, readonly string[]> = {
   'virtio-ts/queue': ['SplitQueue', 'PackedQueue', 'DescriptorChain', 'createDeviceQueue'],
   'virtio-ts/device': ['DeviceCore'],
   'virtio-ts/devices': ['BlkDevice', 'MemoryBackend', 'FileBackend', 'EntropyDevice'],
-  'virtio-ts/driver': ['VirtioDriver', 'BlkDriver', 'EntropyDriver', 'SplitDriverQueue', 'PackedDriverQueue', 'DmaAllocator'],
+  'virtio-ts/driver': ['VirtioDriver', 'BlkDriver', 'EntropyDriver', 'SplitDriverQueue', 'PackedDriverQueue', 'DmaAllocator', 'createDriverQueue'],
   'virtio-ts/transport': ['PciDeviceTransport', 'MmioDeviceTransport', 'CcwDeviceTransport', 'LoopbackBus'],
   'virtio-ts/vhost-user': ['serveVhostUser', 'VhostUserServer', 'VhostUserBackend', 'VhostUserDriverTransport', 'startVhostUserDriver', 'capabilities'],
   'virtio-ts/platform': ['loadNativePlatform', 'FakePlatform', 'defaultPlatform'],
