@@ -87,9 +87,15 @@ export class DescriptorChain {
  */
 export const REGION_SPLIT_SLACK = 8;
 
-/** Capacity of the chains `DeviceQueue.createChain()` returns for a queue of `size`. */
-export function chainCapacityForQueue(size: number): number {
-  return size + REGION_SPLIT_SLACK;
+/** A device's own bound on segments (createChain's minSegments) at most: 2^16 (a 1 MiB indirect table). */
+const MAX_MIN_SEGMENTS = 0x10000;
+
+/** Capacity of the chains `DeviceQueue.createChain(minSegments)` returns for a queue of `size`. */
+export function chainCapacityForQueue(size: number, minSegments = 0): number {
+  if (!Number.isInteger(minSegments) || minSegments < 0 || minSegments > MAX_MIN_SEGMENTS) {
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `chain of ${minSegments} segments: not in 0..${MAX_MIN_SEGMENTS}`);
+  }
+  return Math.max(size + REGION_SPLIT_SLACK, minSegments);
 }
 
 const EMPTY = new Uint8Array(0);

@@ -447,8 +447,8 @@ export class PackedQueue implements DeviceQueue {
     if (this.inOrder) this.orderCount = Math.max(0, this.orderCount - count);
   }
 
-  createChain(): DescriptorChain {
-    return new DescriptorChain(this.memory, chainCapacityForQueue(this.size));
+  createChain(minSegments = 0): DescriptorChain {
+    return new DescriptorChain(this.memory, chainCapacityForQueue(this.size, minSegments));
   }
 
   private writeUsed(id: number, written: number, descs: number, bufs: number, defer: boolean): void {

@@ -371,8 +371,8 @@ export class SplitQueue implements DeviceQueue {
     this.nextAvail = (this.nextAvail - count) & 0xffff;
   }
 
-  createChain(): DescriptorChain {
-    return new DescriptorChain(this.memory, chainCapacityForQueue(this.size));
+  createChain(minSegments = 0): DescriptorChain {
+    return new DescriptorChain(this.memory, chainCapacityForQueue(this.size, minSegments));
   }
 
   private writeUsed(id: number, written: number, advance: number): void {

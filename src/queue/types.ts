@@ -92,9 +92,11 @@ export interface DeviceQueue {
    * A chain that holds every chain the driver may legally make available on this queue (at
    * most the queue size of descriptors, indirect tables included: driver/split-ring/7,
    * driver/packed-ring/7), with room
-   * for buffers split where guest memory regions meet. Allocates: call it when the queue starts.
+   * for buffers split where guest memory regions meet, and at least `minSegments` segments (a
+   * device that advertises a larger bound, as virtio-blk seg_max, on a queue the driver made
+   * smaller). Allocates: call it when the queue starts, not per request.
    */
-  createChain(): DescriptorChain;
+  createChain(minSegments?: number): DescriptorChain;
 
   /** Asks the driver not to notify (flag or, with EVENT_IDX, no-op). */
   disableNotification(): void;

@@ -310,8 +310,8 @@ export class VhostQueue implements DeviceQueue {
     this.served -= count;
   }
 
-  createChain(): DescriptorChain {
-    return this.inner.createChain();
+  createChain(minSegments?: number): DescriptorChain {
+    return this.inner.createChain(minSegments);
   }
 
   pushId(id: number, ringDescs: number, written: number): void {
