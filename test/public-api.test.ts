@@ -13,7 +13,7 @@ const ENTRY_POINTS: Record<string, readonly string[]> = {
   'virtio-ts/spec': ['F', 'Status', 'DeviceId'],
   'virtio-ts/memory': ['GuestMemory'],
   'virtio-ts/queue': ['SplitQueue', 'PackedQueue', 'DescriptorChain', 'createDeviceQueue'],
-  'virtio-ts/device': ['DeviceCore'],
+  'virtio-ts/device': ['DeviceCore', 'QueueServer', 'QueueRequest'],
   'virtio-ts/devices': ['BlkDevice', 'MemoryBackend', 'FileBackend', 'EntropyDevice'],
   'virtio-ts/driver': ['VirtioDriver', 'BlkDriver', 'EntropyDriver', 'SplitDriverQueue', 'PackedDriverQueue', 'DmaAllocator', 'createDriverQueue'],
   'virtio-ts/transport': ['PciDeviceTransport', 'MmioDeviceTransport', 'CcwDeviceTransport', 'LoopbackBus'],
