@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ErrorCode, VirtioError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { createDriverQueue } from '../queue/create-queue.js';
+import { createDriverQueue } from '../driver/create-queue.js';
 import { splitRingLayout } from '../queue/split-layout.js';
 import type { DriverQueue } from '../queue/types.js';
 import { F, TRANSPORT_FEATURES_SUPPORTED, bit, isDeviceTypeBit } from '../spec/features.js';

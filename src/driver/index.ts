@@ -15,6 +15,7 @@ export { DEFAULT_TRANSPORT_FEATURES, type StartDeviceDriverOptions, type Started
 export { DmaAllocator } from './dma-allocator.js';
 export { SplitDriverQueue, type SplitDriverQueueOptions } from './split-driver-queue.js';
 export { PackedDriverQueue, type PackedDriverQueueOptions } from './packed-driver-queue.js';
+export { type DriverQueueOptions, createDriverQueue } from './create-queue.js';
 export { VirtioDriver, type VirtioDriverOptions } from './virtio-driver.js';
 export {
   BLK_DRIVER_FEATURES,

@@ -9,7 +9,7 @@
  */
 import { ErrorCode, VirtioError, isVirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { createDriverQueue } from '../queue/create-queue.js';
+import { createDriverQueue } from './create-queue.js';
 import { packedRingLayout } from '../queue/packed-layout.js';
 import { legacySplitRingLayout, splitRingLayout } from '../queue/split-layout.js';
 import type { DriverQueue, QueueConfig } from '../queue/types.js';

@@ -1,11 +1,11 @@
-import type { QueueFault } from '../errors.js';
+import { ErrorCode, type QueueFault, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 
 /**
  * One buffer popped from a virtqueue: its segments, device-readable first, then
- * device-writable (2.7.4.2 / 2.8.4). Chains are reusable objects: a device allocates a pool
- * once (one per in-flight request) and a queue fills one per `pop`, so the ring walk never
- * allocates.
+ * device-writable (2.7.4.2 / 2.8.4). Chains are reusable objects: a device gets them from
+ * `DeviceQueue.createChain()` once (one per in-flight request) and a queue fills one per `pop`,
+ * so the ring walk never allocates.
  *
  * Segment addresses are checked by the queue to lie in mapped guest memory. When one does not,
  * the queue still returns the chain (the ring itself is sound) with `fault` set; the device then
@@ -76,6 +76,26 @@ export class DescriptorChain {
     this.addrs.set(o.addrs.subarray(0, o.count));
     this.lens.set(o.lens.subarray(0, o.count));
   }
+}
+
+/**
+ * Segments a chain of a queue holds beyond the queue size: a buffer that crosses from one guest
+ * memory region into the next (contiguous) one takes a segment per region. The queues split a
+ * buffer only while every descriptor that may still follow keeps its room, so a legal chain
+ * (at most the queue size of descriptors) always fits; beyond this slack a buffer that crosses
+ * regions fails its own request (chain.fault) instead.
+ */
+export const REGION_SPLIT_SLACK = 8;
+
+/** A device's own bound on segments (createChain's minSegments) at most: 2^16 (a 1 MiB indirect table). */
+const MAX_MIN_SEGMENTS = 0x10000;
+
+/** Capacity of the chains `DeviceQueue.createChain(minSegments)` returns for a queue of `size`. */
+export function chainCapacityForQueue(size: number, minSegments = 0): number {
+  if (!Number.isInteger(minSegments) || minSegments < 0 || minSegments > MAX_MIN_SEGMENTS) {
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `chain of ${minSegments} segments: not in 0..${MAX_MIN_SEGMENTS}`);
+  }
+  return Math.max(size + REGION_SPLIT_SLACK, minSegments);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -180,7 +200,7 @@ export class ChainCursor {
 
   /** Reads up to `len` bytes into `dst` at `dstOff`; returns how many were read. */
   read(dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): number {
-    if (this.writable) throw new Error('ChainCursor: read on a writer');
+    if (this.writable) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'ChainCursor: read on a writer');
     let done = 0;
     for (let n = this.nextSpan(len); n > 0; n = this.nextSpan(len - done)) {
       const b = this.spanBytes;
@@ -195,7 +215,7 @@ export class ChainCursor {
 
   /** Writes up to `len` bytes of `src` from `srcOff`; returns how many were written. */
   write(src: Uint8Array, srcOff = 0, len = src.length - srcOff): number {
-    if (!this.writable) throw new Error('ChainCursor: write on a reader');
+    if (!this.writable) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'ChainCursor: write on a reader');
     let done = 0;
     for (let n = this.nextSpan(len); n > 0; n = this.nextSpan(len - done)) {
       const b = this.spanBytes;

@@ -1,8 +1,8 @@
 /** Public queue API: types, descriptor chains, both ring formats, their layouts and the factory. */
 export type { DeviceQueue, DriverQueue, QueueConfig, QueueState, Segment } from './types.js';
-export { ChainCursor, DescriptorChain, writeWritableByteAt } from './chain.js';
+export { ChainCursor, DescriptorChain, REGION_SPLIT_SLACK, chainCapacityForQueue, writeWritableByteAt } from './chain.js';
 export { SplitQueue } from './split-queue.js';
 export { PackedQueue } from './packed-queue.js';
-export { type DriverQueueOptions, createDeviceQueue, createDriverQueue, isPackedConfig } from './create-queue.js';
+export { createDeviceQueue, isPackedConfig } from './create-queue.js';
 export { type SplitRingAddresses, legacySplitRingLayout, splitRingLayout } from './split-layout.js';
 export { type PackedRingAddresses, packedNeedEvent, packedRingLayout } from './packed-layout.js';

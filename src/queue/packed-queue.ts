@@ -14,7 +14,7 @@
 import { ErrorCode, QueueError, QueueFault, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DESC_SIZE, DescFlag, PackedEvent, PackedLayout } from '../spec/ring.js';
-import type { DescriptorChain } from './chain.js';
+import { DescriptorChain, chainCapacityForQueue } from './chain.js';
 import { offWrap, packedNeedEvent, resolvePackedConfig } from './packed-layout.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, storeU16Release } from './split-layout.js';
 import type { DeviceQueue, QueueConfig, QueueState } from './types.js';
@@ -66,6 +66,12 @@ export class PackedQueue implements DeviceQueue {
   private usedWrap = true;
   /** Buffers popped and not yet returned (an in-order batch counts as its size). */
   private inFlightBufs = 0;
+  /**
+   * Ring descriptors of the last `size` popped buffers (a ring written at `recentPos`), so
+   * `undoPop` can step nextAvail back exactly: at most `size` buffers are ever in flight.
+   */
+  private readonly recentDescs: Uint16Array;
+  private recentPos = 0;
   /** IN_ORDER: ring descriptors of the popped buffers, in pop order (a FIFO of `size`). */
   private readonly orderDescs: Uint16Array;
   private orderHead = 0;
@@ -95,6 +101,7 @@ export class PackedQueue implements DeviceQueue {
     this.drvEvt = r.driver;
     this.devEvt = r.device;
     this.orderDescs = new Uint16Array(r.size);
+    this.recentDescs = new Uint16Array(r.size);
     this.descU32 = r.littleEndian && (r.desc.offset & 3) === 0 && r.desc.u16 !== null ? memory.u32Of(r.desc.region) : null;
     this.descW = r.desc.offset >>> 2;
     this.drvEvtU16 = this.descU32 !== null ? r.driver.u16 : null;
@@ -159,6 +166,9 @@ export class PackedQueue implements DeviceQueue {
     const flags0 = this.flagsAt(this.nextAvail);
     if (!this.isAvail(flags0, this.availWrap)) return false;
     this.walk(chain, flags0, budget);
+    // A buffer takes at most `size` (<= 32768) ring descriptors: it fits a u16.
+    this.recentDescs[this.recentPos] = chain.ringDescs;
+    if (++this.recentPos === this.size) this.recentPos = 0;
     if (this.inOrder) {
       this.orderDescs[(this.orderHead + this.orderCount) % this.size] = chain.ringDescs;
       this.orderCount++;
@@ -260,7 +270,7 @@ export class PackedQueue implements DeviceQueue {
           else if (seenWritable) this.fail(QueueFault.READABLE_AFTER_WRITABLE, `readable descriptor after a writable one (at ${this.nextAvail})`);
           total += tlen;
           if (total > MAX_CHAIN_BYTES) this.fail(QueueFault.CHAIN_LEN_OVERFLOW, `buffer at ${this.nextAvail} exceeds 2^32 - 1 bytes`);
-          this.addData(chain, taddr, tlen, w);
+          this.addData(chain, taddr, tlen, w, n - 1 - i);
         }
         this.finish(chain, id, 1, pos, wrap);
         return;
@@ -274,7 +284,7 @@ export class PackedQueue implements DeviceQueue {
       total += len;
       if (total > MAX_CHAIN_BYTES) this.fail(QueueFault.CHAIN_LEN_OVERFLOW, `buffer at ${this.nextAvail} exceeds 2^32 - 1 bytes`);
       if (chain.count >= capacity) this.fail(QueueFault.CHAIN_TOO_LONG, `buffer at ${this.nextAvail} has more than ${capacity} segments`);
-      this.addData(chain, addr, len, writable);
+      this.addData(chain, addr, len, writable, budget - descs);
       if ((flags & NEXT) === 0) {
         // 2.8.6: the Buffer ID is in the last descriptor of the list.
         const id = u32 !== null ? u32[dw + 4 * cur + 3]! & 0xffff : dview.getUint16(o + PackedLayout.ID, le);
@@ -291,7 +301,8 @@ export class PackedQueue implements DeviceQueue {
     this.availWrap = wrap;
   }
 
-  private addData(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
+  /** Adds a data buffer; `mayFollow`: descriptors that may still follow in this list (see addUnmapped). */
+  private addData(chain: DescriptorChain, addr: number, len: number, writable: boolean, mayFollow: number): void {
     if (chain.count >= chain.capacity) this.fail(QueueFault.CHAIN_TOO_LONG, `buffer at ${this.nextAvail} has more than ${chain.capacity} segments`);
     if (addr >= this.dataStart && addr + len <= this.dataEnd) {
       chain.addSegment(addr, len, writable);
@@ -303,15 +314,17 @@ export class PackedQueue implements DeviceQueue {
       this.dataStart = mem.baseOf(r);
       this.dataEnd = this.dataStart + mem.bytesOf(r).length;
       chain.addSegment(addr, len, writable);
-    } else this.addUnmapped(chain, addr, len, writable);
+    } else this.addUnmapped(chain, addr, len, writable, mayFollow);
   }
 
   /**
    * Slow path for a data buffer not inside one region: split it at region boundaries when the
    * regions are contiguous (guest-physically one buffer), else mark the chain faulty (the ring
-   * is sound; only this request fails).
+   * is sound; only this request fails). A piece is split off only while the chain keeps room
+   * for this buffer's last piece and the `mayFollow` descriptors that may follow, so splitting
+   * never makes a legal list too long for the chain (CHAIN_TOO_LONG).
    */
-  private addUnmapped(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
+  private addUnmapped(chain: DescriptorChain, addr: number, len: number, writable: boolean, mayFollow: number): void {
     const mem = this.memory;
     let a = addr;
     let rem = len;
@@ -321,7 +334,7 @@ export class PackedQueue implements DeviceQueue {
       const end = mem.baseOf(r) + mem.bytesOf(r).length;
       const piece = Math.min(rem, end - a);
       if (piece === rem) break; // the last piece is added below
-      if (chain.count + 1 >= chain.capacity) break;
+      if (chain.count + 2 + mayFollow > chain.capacity) break;
       chain.addSegment(a, piece, writable);
       a += piece;
       rem -= piece;
@@ -403,6 +416,39 @@ export class PackedQueue implements DeviceQueue {
     }
     this.orderCount -= count;
     this.writeUsed(lastId, written, descs, count, false);
+  }
+
+  undoPop(count: number): void {
+    // In flight = popped and not yet used; the caller vouches none of the last `count` was used.
+    if (!Number.isInteger(count) || count < 1 || count > this.inFlightBufs) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `undoPop(${count}) with ${this.inFlightBufs} buffers in flight`);
+    }
+    if (this.brokenErr !== null) return;
+    // Step nextAvail back over each buffer's ring descriptors, newest first, flipping the Driver
+    // Ring Wrap Counter when crossing position 0 (2.8.1). The descriptors still carry the
+    // driver's AVAIL/USED flags (the device writes a used descriptor only at push), so the next
+    // pops find the same buffers. The event suppression offset stays ahead (see SplitQueue).
+    let pos = this.nextAvail;
+    let wrap = this.availWrap;
+    let at = this.recentPos;
+    for (let i = 0; i < count; i++) {
+      at = at === 0 ? this.size - 1 : at - 1;
+      pos -= this.recentDescs[at]!;
+      if (pos < 0) {
+        pos += this.size;
+        wrap = !wrap;
+      }
+    }
+    this.nextAvail = pos;
+    this.availWrap = wrap;
+    this.recentPos = at;
+    this.inFlightBufs -= count;
+    // IN_ORDER: the undone buffers are the newest of the FIFO.
+    if (this.inOrder) this.orderCount = Math.max(0, this.orderCount - count);
+  }
+
+  createChain(minSegments = 0): DescriptorChain {
+    return new DescriptorChain(this.memory, chainCapacityForQueue(this.size, minSegments));
   }
 
   private writeUsed(id: number, written: number, descs: number, bufs: number, defer: boolean): void {
@@ -526,6 +572,7 @@ export class PackedQueue implements DeviceQueue {
     this.devEvtMode = -1;
     this.orderHead = 0;
     this.orderCount = 0;
+    this.recentPos = 0;
     this.inFlightBufs = 0;
     this.usedSinceSignal = 0;
     this.signalledValid = false;
@@ -540,6 +587,7 @@ export class PackedQueue implements DeviceQueue {
     this.heldPos = -1;
     this.orderHead = 0;
     this.orderCount = 0;
+    this.recentPos = 0;
     this.inFlightBufs = 0;
     this.brokenErr = null;
     this.notifyEnabled = true;

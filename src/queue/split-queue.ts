@@ -13,7 +13,7 @@
 import { ErrorCode, QueueError, QueueFault, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DESC_SIZE, DescFlag, SplitLayout, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, needEvent } from '../spec/ring.js';
-import type { DescriptorChain } from './chain.js';
+import { DescriptorChain, chainCapacityForQueue } from './chain.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, resolveSplitConfig, storeU16Release } from './split-layout.js';
 import type { DeviceQueue, QueueConfig, QueueState } from './types.js';
 
@@ -262,7 +262,7 @@ export class SplitQueue implements DeviceQueue {
           this.dataStart = mem.baseOf(r);
           this.dataEnd = this.dataStart + mem.bytesOf(r).length;
           chain.addSegment(addr, len, writable);
-        } else this.addUnmapped(chain, addr, len, writable);
+        } else this.addUnmapped(chain, addr, len, writable, tableSize - visited);
       }
       if ((flags & DescFlag.NEXT) === 0) return;
       const next = nextField;
@@ -276,9 +276,11 @@ export class SplitQueue implements DeviceQueue {
   /**
    * Slow path for a data buffer not inside one region: split it at region boundaries when
    * the regions are contiguous (guest-physically one buffer), else mark the chain faulty
-   * (the ring is sound; only this request fails).
+   * (the ring is sound; only this request fails). A piece is split off only while the chain
+   * keeps room for this buffer's last piece and the `mayFollow` descriptors that may follow,
+   * so splitting never makes a legal chain too long for the chain (CHAIN_TOO_LONG).
    */
-  private addUnmapped(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
+  private addUnmapped(chain: DescriptorChain, addr: number, len: number, writable: boolean, mayFollow: number): void {
     const mem = this.memory;
     let a = addr;
     let rem = len;
@@ -288,7 +290,7 @@ export class SplitQueue implements DeviceQueue {
       const end = mem.baseOf(r) + mem.bytesOf(r).length;
       const piece = Math.min(rem, end - a);
       if (piece === rem) break; // the last piece is added below
-      if (chain.count + 1 >= chain.capacity) break;
+      if (chain.count + 2 + mayFollow > chain.capacity) break;
       chain.addSegment(a, piece, writable);
       a += piece;
       rem -= piece;
@@ -354,6 +356,23 @@ export class SplitQueue implements DeviceQueue {
     if (this.brokenErr !== null) return;
     this.writeUsed(lastId, written, count);
     this.publish();
+  }
+
+  undoPop(count: number): void {
+    // In flight = popped and not yet used; the caller vouches none of the last `count` was used.
+    if (!Number.isInteger(count) || count < 1 || count > this.inFlight) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `undoPop(${count}) with ${this.inFlight} buffers in flight`);
+    }
+    if (this.brokenErr !== null) return;
+    // The avail ring entries between the new nextAvail and avail idx are the driver's published
+    // heads (it does not rewrite them before they are used, 2.7.6), so the next pops re-walk the
+    // same chains. avail_event stays ahead: the driver is still asked to notify only for buffers
+    // the device has not seen (2.7.10), which is what a device waiting for more buffers needs.
+    this.nextAvail = (this.nextAvail - count) & 0xffff;
+  }
+
+  createChain(minSegments = 0): DescriptorChain {
+    return new DescriptorChain(this.memory, chainCapacityForQueue(this.size, minSegments));
   }
 
   private writeUsed(id: number, written: number, advance: number): void {

@@ -60,6 +60,44 @@ export interface DeviceQueue {
   /** Low-level form of `push` for resubmitted (inflight) buffers: id and ring descriptor count. */
   pushId(id: number, ringDescs: number, written: number): void;
 
+  /**
+   * Like `push`, but the used entry becomes visible to the driver only at the next `publish()`,
+   * `push`, `needsNotification()` or `state()`: one release store per pass instead of one per
+   * buffer (2.7.8 / 2.8.6: the device may make several used entries visible at once). Never
+   * allocates.
+   */
+  pushDeferred(chain: DescriptorChain, written: number): void;
+
+  /** Makes the entries of `pushDeferred` visible to the driver (a no-op when none pend). */
+  publish(): void;
+
+  /**
+   * IN_ORDER (2.7.9 / 2.8.8 "In-order use of descriptors"): returns the oldest `count` popped
+   * buffers with ONE used entry carrying the id `lastId` of the last of them and its written
+   * length. The driver treats the others as used completely. Throws INVALID_ARGUMENT without
+   * IN_ORDER or when fewer than `count` buffers are in flight.
+   */
+  pushInOrderBatch(lastId: number, count: number, written: number): void;
+
+  /**
+   * Returns the last `count` popped buffers to the ring, not yet pushed: the next pops yield
+   * them again, in the same order (a device that took buffers it cannot use yet, as virtio-net
+   * mergeable receive buffers: vm-virtio's go_to_previous_position). Nothing is written to guest
+   * memory. Throws INVALID_ARGUMENT when fewer than `count` buffers are in flight. The caller
+   * guarantees none of them was pushed meanwhile.
+   */
+  undoPop(count: number): void;
+
+  /**
+   * A chain that holds every chain the driver may legally make available on this queue (at
+   * most the queue size of descriptors, indirect tables included: driver/split-ring/7,
+   * driver/packed-ring/7), with room
+   * for buffers split where guest memory regions meet, and at least `minSegments` segments (a
+   * device that advertises a larger bound, as virtio-blk seg_max, on a queue the driver made
+   * smaller). Allocates: call it when the queue starts, not per request.
+   */
+  createChain(minSegments?: number): DescriptorChain;
+
   /** Asks the driver not to notify (flag or, with EVENT_IDX, no-op). */
   disableNotification(): void;
 

@@ -195,6 +195,11 @@ export class SplitInflight extends InflightQueue {
     this.dv.setUint8(this.d(head), 0);
     this.dv.setUint16(this.base + 14, usedIdx & 0xffff, true);
   }
+
+  /** The buffer at `head` went back to the avail ring unused (undoPop): no longer in flight. */
+  onUndoPop(head: number): void {
+    this.dv.setUint8(this.d(head), 0);
+  }
 }
 
 /** Packed ring tracking ("For packed virtqueue"). */
@@ -340,6 +345,17 @@ export class PackedInflight extends InflightQueue {
     this.s16(14, this.h16(12));
     this.s16(18, nextUsed);
     dv.setUint8(this.base + 21, wrap ? 1 : 0);
+  }
+
+  /**
+   * The buffer `id` went back to the ring unused (undoPop): its entries return to the free list
+   * as at a push, without a used descriptor (the used position does not move).
+   */
+  onUndoPop(id: number): void {
+    const dv = this.dv;
+    const e = this.beforePush(id);
+    dv.setUint8(this.d(e), 0);
+    this.s16(14, this.h16(12));
   }
 
   /** Rebuilds the chain of head slot `slot` from the region (for resubmission). */

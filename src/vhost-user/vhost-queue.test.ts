@@ -1,10 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { ErrorCode, VirtioError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { DescriptorChain } from '../queue/chain.js';
+import { createDriverQueue } from '../driver/create-queue.js';
+import { createDeviceQueue } from '../queue/create-queue.js';
+import { packedRingLayout } from '../queue/packed-layout.js';
+import { splitRingLayout } from '../queue/split-layout.js';
 import { SplitQueue } from '../queue/split-queue.js';
+import type { DeviceQueue, DriverQueue, QueueConfig } from '../queue/types.js';
 import { F } from '../spec/features.js';
-import { SplitInflight, inflightQueueRegionSize } from './inflight.js';
+import { PackedInflight, SplitInflight, inflightQueueRegionSize } from './inflight.js';
 import { GUEST_BASE, MEM_SIZE, RING, TinyDriver } from './test-helpers.js';
 import { VhostQueue } from './vhost-queue.js';
 
@@ -72,4 +78,63 @@ describe('VhostQueue', () => {
     assert.equal(q.enableNotificationNow(), true, 'the buffer added meanwhile is seen');
     assert.equal(drv.availEvent(), 1);
   });
+
+  for (const packed of [false, true]) {
+    const kind = packed ? 'packed' : 'split';
+    /** A ring on plain memory with the generic driver; `track` attaches inflight tracking to `region`. */
+    const ring = (mem: GuestMemory, region: Uint8Array): { cfg: QueueConfig; wrap: (inner: DeviceQueue) => VhostQueue } => {
+      const l = packed ? packedRingLayout(8, 0x1000) : splitRingLayout(8, 0x1000);
+      const cfg: QueueConfig = { size: 8, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features: F.VERSION_1 | (packed ? F.RING_PACKED : 0n), index: 0 };
+      const wrap = (inner: DeviceQueue): VhostQueue => {
+        const q = new VhostQueue(inner, { index: 0, memory: mem, packed, indirect: false, littleEndian: true, descGuest: cfg.descAddr, onError: () => undefined });
+        const dv = new DataView(region.buffer);
+        if (packed) q.attachPackedInflight(new PackedInflight(dv, 0, 8));
+        else q.attachSplitInflight(new SplitInflight(dv, 0, 8), mem.readU16(cfg.deviceAddr + 2, true));
+        return q;
+      };
+      return { cfg, wrap };
+    };
+    const offer = (drv: DriverQueue<number>, n: number): void => {
+      for (let i = 0; i < n; i++) assert.ok(drv.add([{ addr: 0x8000 + i * 0x100, len: 8 }], [{ addr: 0x8080 + i * 0x100, len: 8 }], i));
+      drv.kick();
+    };
+
+    it(`${kind}: undoPop with inflight tracking: the region forgets the buffer, a restart resubmits only the others; a resubmitted buffer can be undone too`, () => {
+      const mem = GuestMemory.allocate(1 << 20);
+      const region = new Uint8Array(inflightQueueRegionSize(8));
+      const { cfg, wrap } = ring(mem, region);
+      const drv = createDriverQueue<number>(mem, cfg);
+      const q = wrap(createDeviceQueue(mem, cfg));
+      offer(drv, 2);
+      const c = q.createChain();
+      assert.ok(q.pop(c));
+      const a = c.id;
+      assert.ok(q.pop(c));
+      const b = c.id;
+      q.undoPop(1);
+      assert.equal(q.served, 1);
+      assert.ok(q.pop(c));
+      assert.equal(c.id, b, 'the same buffer again');
+      q.undoPop(1);
+      // The back-end restarts now: only `a` is in flight in the region; `b` is in the ring.
+      q.detach();
+      const q2 = wrap(createDeviceQueue(mem, cfg));
+      assert.equal(q2.resubmitPending, 1);
+      const c2 = q2.createChain();
+      assert.ok(q2.pop(c2));
+      assert.equal(c2.id, a, 'resubmitted');
+      q2.undoPop(1);
+      assert.equal(q2.resubmitPending, 1, 'back on the resubmission list');
+      assert.ok(q2.pop(c2));
+      assert.equal(c2.id, a);
+      const aRing = c2.ringDescs;
+      assert.ok(q2.pop(c2));
+      assert.equal(c2.id, b, 'then the ring');
+      assert.equal(q2.pop(c2), false);
+      q2.push(c2, 8);
+      q2.pushId(a, aRing, 8);
+      assert.deepEqual([drv.takeUsed(), drv.takeUsed(), drv.takeUsed()], [1, 0, undefined]);
+      assert.throws(() => q2.undoPop(3), (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.INVALID_ARGUMENT);
+    });
+  }
 });

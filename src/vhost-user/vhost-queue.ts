@@ -8,7 +8,7 @@
  *    asynchronous device are dropped instead of touching a ring the front-end took back.
  * No allocation on pop/push unless logging is on.
  */
-import { QueueError } from '../errors.js';
+import { ErrorCode, QueueError, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import type { DeviceQueue, QueueState } from '../queue/types.js';
@@ -51,17 +51,6 @@ export interface VhostQueueOptions {
   readonly onError: (index: number, e: QueueError) => void;
 }
 
-/** Queues that can write used entries now and publish used idx once per pass (SplitQueue, PackedQueue). */
-interface DeferringQueue {
-  pushDeferred(chain: DescriptorChain, written: number): void;
-  publish(): void;
-}
-
-function deferring(q: DeviceQueue): DeferringQueue | null {
-  const d = q as DeviceQueue & Partial<DeferringQueue>;
-  return typeof d.pushDeferred === 'function' && typeof d.publish === 'function' ? (d as DeviceQueue & DeferringQueue) : null;
-}
-
 export class VhostQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
@@ -94,7 +83,11 @@ export class VhostQueue implements DeviceQueue {
    * its poll window ends, before it sleeps (2.7.10).
    */
   hold = false;
-  private readonly deferInner: DeferringQueue | null;
+  /** Ring pops (not resubmissions) not undone since the last resubmission: undoPop splits on it. */
+  private ringPops = 0;
+  /** With inflight tracking: ids of the last `size` ring pops (a ring at recentPos), for undoPop. */
+  private recentIds: Uint16Array | null = null;
+  private recentPos = 0;
 
   constructor(
     readonly inner: DeviceQueue,
@@ -104,7 +97,6 @@ export class VhostQueue implements DeviceQueue {
     this.index = o.index;
     this.packed = o.packed;
     this.memory = o.memory;
-    this.deferInner = deferring(inner);
     this.syncPositions();
   }
 
@@ -136,6 +128,7 @@ export class VhostQueue implements DeviceQueue {
     const inuse = t.start(ringUsedIdx);
     this.split = t;
     this.resubmitAt = 0;
+    this.startTracking();
     const s = this.inner.state();
     this.inner.setState({ ...s, nextUsed: ringUsedIdx, nextAvail: (ringUsedIdx + inuse) & 0xffff });
     this.syncPositions();
@@ -150,6 +143,7 @@ export class VhostQueue implements DeviceQueue {
     const inflightDescs = t.start(s.nextUsed, s.usedWrap, (pos) => mem.readU16(ring + 16 * pos + 14, le));
     this.pk = t;
     this.resubmitAt = 0;
+    this.startTracking();
     if (t.resubmit.length > 0 || t.usedIdx !== s.nextUsed || t.usedWrap !== s.usedWrap) {
       const used = t.usedIdx % this.size;
       const availRaw = used + inflightDescs;
@@ -170,6 +164,13 @@ export class VhostQueue implements DeviceQueue {
     this.pk = old.pk;
     this.resubmitAt = old.resubmitAt;
     this.served = old.served;
+    if (this.split !== null || this.pk !== null) this.startTracking();
+  }
+
+  private startTracking(): void {
+    this.recentIds = new Uint16Array(this.size);
+    this.recentPos = 0;
+    this.ringPops = 0;
   }
 
   private syncPositions(): void {
@@ -197,11 +198,17 @@ export class VhostQueue implements DeviceQueue {
       }
       if (!this.inner.pop(chain)) return false;
       this.served++;
+      this.ringPops++;
       // A pop may write the event suppression area too (EVENT_IDX: avail_event / device area).
       if (this.log) this.logEventWrite();
     } catch (e) {
       if (e instanceof QueueError) this.o.onError(this.index, e);
       throw e;
+    }
+    const ids = this.recentIds;
+    if (ids !== null) {
+      ids[this.recentPos] = chain.id;
+      if (++this.recentPos === this.size) this.recentPos = 0;
     }
     if (this.split) this.split.onPop(chain.id);
     else if (this.pk) {
@@ -229,14 +236,13 @@ export class VhostQueue implements DeviceQueue {
    * while inflight tracking or dirty logging is on: both record each completion as published.
    */
   pushDeferred(chain: DescriptorChain, written: number): void {
-    const d = this.deferInner;
-    if (d === null || this.split !== null || this.pk !== null || this.log !== null) {
+    if (this.split !== null || this.pk !== null || this.log !== null) {
       this.push(chain, written);
       return;
     }
     if (this.detached) return;
     try {
-      d.pushDeferred(chain, written);
+      this.inner.pushDeferred(chain, written);
     } catch (e) {
       if (e instanceof QueueError) this.o.onError(this.index, e);
       throw e;
@@ -246,8 +252,66 @@ export class VhostQueue implements DeviceQueue {
 
   /** Makes the entries of pushDeferred visible to the driver (no-op when none pend). */
   publish(): void {
-    if (this.detached || this.deferInner === null) return;
-    this.deferInner.publish();
+    if (this.detached) return;
+    this.inner.publish();
+  }
+
+  /**
+   * IN_ORDER batch (see DeviceQueue). Not with inflight tracking: the region records each
+   * buffer's completion by its head, which a batch does not name (INVALID_ARGUMENT); a device
+   * then pushes buffer by buffer, which IN_ORDER allows as well.
+   */
+  pushInOrderBatch(lastId: number, count: number, written: number): void {
+    if (this.detached) return;
+    if (this.split !== null || this.pk !== null) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${this.index}: batched in-order push with inflight tracking`);
+    }
+    try {
+      this.inner.pushInOrderBatch(lastId, count, written);
+    } catch (e) {
+      if (e instanceof QueueError) this.o.onError(this.index, e);
+      throw e;
+    }
+    // The batch covers `count` buffers (split: entries) or their ring descriptors (packed).
+    const s = this.inner.state();
+    this.usedIdx = s.nextUsed;
+    this.usedWrap = s.usedWrap;
+    if (this.log && this.logUsedAddr >= 0) this.log.mark(this.logUsedAddr, this.logUsedLen);
+  }
+
+  /**
+   * Returns the last `count` popped buffers (see DeviceQueue). Resubmitted buffers go back to
+   * the resubmission list, ring buffers to the ring; inflight tracking forgets them (they are
+   * not in flight any more, and a restart finds them in the ring again).
+   */
+  undoPop(count: number): void {
+    if (this.detached) return;
+    if (!Number.isInteger(count) || count < 1 || count > this.ringPops + this.resubmitAt) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `undoPop(${count}) on queue ${this.index}: not that many buffers popped`);
+    }
+    const fromRing = Math.min(count, this.ringPops);
+    if (fromRing > 0) {
+      this.inner.undoPop(fromRing); // validates against the buffers in flight first
+      const ids = this.recentIds;
+      if (ids !== null) {
+        for (let i = 0; i < fromRing; i++) {
+          this.recentPos = this.recentPos === 0 ? this.size - 1 : this.recentPos - 1;
+          const id = ids[this.recentPos]!;
+          if (this.split) this.split.onUndoPop(id);
+          else this.pk?.onUndoPop(id);
+        }
+      }
+      this.ringPops -= fromRing;
+      const s = this.inner.state();
+      this.availPos = s.nextAvail;
+      this.availWrap = s.availWrap;
+    }
+    this.resubmitAt -= count - fromRing;
+    this.served -= count;
+  }
+
+  createChain(minSegments?: number): DescriptorChain {
+    return this.inner.createChain(minSegments);
   }
 
   pushId(id: number, ringDescs: number, written: number): void {

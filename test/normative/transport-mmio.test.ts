@@ -11,7 +11,7 @@ import { BlkDriver } from '../../src/devices/blk/blk-driver.js';
 import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import { createDriverQueue } from '../../src/queue/create-queue.js';
+import { createDriverQueue } from '../../src/driver/create-queue.js';
 import { splitRingLayout } from '../../src/queue/split-layout.js';
 import { BlkF } from '../../src/spec/blk.js';
 import { F } from '../../src/spec/features.js';

@@ -12,7 +12,7 @@ import { BlkDriver } from '../../src/devices/blk/blk-driver.js';
 import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
-import { createDriverQueue } from '../../src/queue/create-queue.js';
+import { createDriverQueue } from '../../src/driver/create-queue.js';
 import { splitRingLayout } from '../../src/queue/split-layout.js';
 import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';

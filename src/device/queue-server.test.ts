@@ -1,0 +1,383 @@
+/**
+ * QueueServer: the serving loop devices share. Driven here through a driver queue and a device
+ * queue on one GuestMemory, with a hand-made DeviceContext that counts what the server asks of
+ * the transport (notifications, DEVICE_NEEDS_RESET) and a queue wrapper counting ring calls.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createDriverQueue } from '../driver/create-queue.js';
+import { QueueFault } from '../errors.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import type { DescriptorChain } from '../queue/chain.js';
+import { createDeviceQueue } from '../queue/create-queue.js';
+import { packedRingLayout } from '../queue/packed-layout.js';
+import { splitRingLayout } from '../queue/split-layout.js';
+import type { DeviceQueue, DriverQueue, QueueConfig, QueueState } from '../queue/types.js';
+import { F } from '../spec/features.js';
+import { QueueRequest, QueueServer, type QueueServerOptions, type RequestHandler } from './queue-server.js';
+import type { DeviceContext } from './types.js';
+
+const DATA = 0x40000;
+
+/** Delegates to a device queue and counts the calls the server makes. */
+class CountingQueue implements DeviceQueue {
+  pushes = 0;
+  deferred = 0;
+  publishes = 0;
+  pops = 0;
+  constructor(readonly inner: DeviceQueue) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  get index(): number {
+    return this.inner.index;
+  }
+  get packed(): boolean {
+    return this.inner.packed;
+  }
+  get broken() {
+    return this.inner.broken;
+  }
+  get memory() {
+    return this.inner.memory;
+  }
+  pop(c: DescriptorChain): boolean {
+    const got = this.inner.pop(c);
+    if (got) this.pops++;
+    return got;
+  }
+  push(c: DescriptorChain, w: number): void {
+    this.pushes++;
+    this.inner.push(c, w);
+  }
+  pushId(id: number, d: number, w: number): void {
+    this.inner.pushId(id, d, w);
+  }
+  pushDeferred(c: DescriptorChain, w: number): void {
+    this.deferred++;
+    this.inner.pushDeferred(c, w);
+  }
+  publish(): void {
+    this.publishes++;
+    this.inner.publish();
+  }
+  pushInOrderBatch(id: number, n: number, w: number): void {
+    this.inner.pushInOrderBatch(id, n, w);
+  }
+  undoPop(n: number): void {
+    this.inner.undoPop(n);
+  }
+  createChain(min?: number): DescriptorChain {
+    return this.inner.createChain(min);
+  }
+  disableNotification(): void {
+    this.inner.disableNotification();
+  }
+  enableNotification(): boolean {
+    return this.inner.enableNotification();
+  }
+  needsNotification(): boolean {
+    return this.inner.needsNotification();
+  }
+  hasAvailable(): boolean {
+    return this.inner.hasAvailable();
+  }
+  state(): QueueState {
+    return this.inner.state();
+  }
+  setState(s: QueueState): void {
+    this.inner.setState(s);
+  }
+}
+
+class Rig {
+  readonly mem = GuestMemory.allocate(1 << 20);
+  drv!: DriverQueue<number>;
+  dq: CountingQueue | null = null;
+  cfg!: QueueConfig;
+  notifications = 0;
+  readonly resets: string[] = [];
+  readonly events: string[] = [];
+  readonly ctx: DeviceContext;
+  readonly server: QueueServer;
+  private next = 0;
+
+  constructor(
+    readonly packed: boolean,
+    handler: RequestHandler<QueueRequest>,
+    opts: Partial<QueueServerOptions<QueueRequest>> = {},
+    readonly size = 16,
+  ) {
+    this.enable(0x1000);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const rig = this;
+    this.ctx = {
+      memory: this.mem,
+      features: this.cfg.features,
+      littleEndian: true,
+      queue: (i) => (i === 0 ? rig.dq : null),
+      notifyUsed: () => void rig.notifications++,
+      notifyConfigChange: () => undefined,
+      needsReset: (r) => void rig.resets.push(r),
+    };
+    this.server = new QueueServer({
+      name: 'test',
+      numQueues: 1,
+      handler: () => handler,
+      queueStarted: (i, q) => void rig.events.push(`started ${i} ${q === rig.dq ? 'current' : 'other'}`),
+      queueStopped: (i) => void rig.events.push(`stopped ${i}`),
+      ...opts,
+    });
+  }
+
+  /** A (new) ring at `base`: the driver's and the device's queue objects. */
+  enable(base: number): void {
+    const l = this.packed ? packedRingLayout(this.size, base) : splitRingLayout(this.size, base);
+    this.cfg = { size: this.size, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features: F.VERSION_1 | (this.packed ? F.RING_PACKED : 0n), index: 0 };
+    this.drv = createDriverQueue<number>(this.mem, this.cfg);
+    this.dq = new CountingQueue(createDeviceQueue(this.mem, this.cfg));
+  }
+
+  /** Offers `n` buffers (16 readable bytes, 32 writable); returns their tokens. */
+  offer(n: number): number[] {
+    const tokens: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = this.next++;
+      const at = DATA + (t % this.size) * 0x100;
+      assert.ok(this.drv.add([{ addr: at, len: 16 }], [{ addr: at + 0x80, len: 32 }], t));
+      tokens.push(t);
+    }
+    this.drv.kick();
+    return tokens;
+  }
+
+  used(): [number, number][] {
+    const out: [number, number][] = [];
+    for (let t = this.drv.takeUsed(); t !== undefined; t = this.drv.takeUsed()) out.push([t, this.drv.lastUsedLen]);
+    return out;
+  }
+
+  /** Bytes of the ring area the device writes (used ring / descriptor ring). */
+  ringBytes(): Uint8Array {
+    const b = new Uint8Array(0x1000);
+    this.mem.read(this.cfg.descAddr, b);
+    return b;
+  }
+}
+
+/** Lets every pending microtask and promise callback run. */
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+for (const packed of [false, true]) {
+  const kind = packed ? 'packed' : 'split';
+  describe(`QueueServer (${kind} ring)`, () => {
+    it('synchronous completion: every buffer used with its length, deferred publish, one notification per pass', () => {
+      const rig = new Rig(packed, (req) => req.chain.writableBytes - 2);
+      rig.server.activate(rig.ctx);
+      assert.deepEqual(rig.events, ['started 0 current']);
+      const tokens = rig.offer(6);
+      rig.notifications = 0;
+      rig.dq!.publishes = 0;
+      rig.server.onQueueNotify(0);
+      assert.deepEqual(rig.used(), tokens.map((t) => [t, 30]));
+      assert.equal(rig.notifications, 1);
+      assert.equal(rig.dq!.deferred, 6, 'completions inside the pass are deferred');
+      assert.equal(rig.dq!.pushes, 0);
+      // One publication at the end of the round (and a no-op one when the pass ends).
+      assert.ok(rig.dq!.publishes >= 1 && rig.dq!.publishes <= 2, `publishes ${rig.dq!.publishes}`);
+      assert.equal(rig.server.inFlight(0), 0);
+    });
+
+    it('Promise completion: used when resolved, one notification per microtask batch, rejection returns the buffer', async () => {
+      const resolvers: ((n: number) => void)[] = [];
+      const rejecters: ((e: unknown) => void)[] = [];
+      const rig = new Rig(packed, () => new Promise<number>((res, rej) => void (resolvers.push(res), rejecters.push(rej))));
+      rig.server.activate(rig.ctx);
+      const tokens = rig.offer(5);
+      rig.server.onQueueNotify(0);
+      assert.equal(resolvers.length, 5);
+      assert.equal(rig.server.inFlight(0), 5);
+      assert.deepEqual(rig.used(), []);
+      rig.notifications = 0;
+      for (let i = 0; i < 4; i++) resolvers[i]!(i + 1);
+      await settle();
+      assert.deepEqual(rig.used(), tokens.slice(0, 4).map((t, i) => [t, i + 1]));
+      assert.equal(rig.notifications, 1, 'four completions in one turn: one notification');
+      assert.equal(rig.dq!.pushes, 4);
+      rejecters[4]!(new Error('backend gone'));
+      await settle();
+      assert.deepEqual(rig.used(), [[tokens[4], 0]]);
+      assert.equal(rig.server.inFlight(0), 0);
+      assert.deepEqual(rig.resets, []);
+    });
+
+    it('later completion through complete(): in any order', async () => {
+      const held: QueueRequest[] = [];
+      const rig = new Rig(packed, (req) => void held.push(req));
+      rig.server.activate(rig.ctx);
+      const tokens = rig.offer(3);
+      rig.server.onQueueNotify(0);
+      assert.equal(held.length, 3);
+      assert.ok(rig.server.complete(held[2]!, 7));
+      assert.ok(rig.server.complete(held[0]!, 5));
+      assert.equal(rig.server.complete(held[0]!, 5), false, 'a request completes once');
+      assert.ok(rig.server.complete(held[1]!, 6));
+      await settle();
+      assert.deepEqual(rig.used(), [[tokens[2], 7], [tokens[0], 5], [tokens[1], 6]]);
+    });
+
+    it('device reset cancels requests in flight: late completions are dropped without touching the ring', async () => {
+      const held: QueueRequest[] = [];
+      const rig = new Rig(packed, (req) => void held.push(req));
+      rig.server.activate(rig.ctx);
+      rig.offer(4);
+      rig.server.onQueueNotify(0);
+      assert.equal(held.length, 4);
+      const before = rig.ringBytes();
+      rig.server.reset();
+      assert.deepEqual(rig.events, ['started 0 current', 'stopped 0']);
+      for (const r of held) {
+        assert.equal(rig.server.isLive(r), false);
+        assert.equal(rig.server.complete(r, 1), false);
+      }
+      await settle();
+      assert.deepEqual(rig.ringBytes(), before, 'no used entry written');
+      assert.deepEqual(rig.used(), []);
+      assert.equal(rig.dq!.pushes + rig.dq!.deferred, 0);
+      // A notification after reset does nothing (no context).
+      rig.server.onQueueNotify(0);
+      assert.equal(held.length, 4);
+    });
+
+    it('queue reset (2.6.1) and a re-enabled queue: old requests dropped, the new queue served with queueStarted', async () => {
+      const held: QueueRequest[] = [];
+      const rig = new Rig(packed, (req) => void held.push(req));
+      rig.server.activate(rig.ctx);
+      rig.offer(2);
+      rig.server.onQueueNotify(0);
+      rig.server.resetQueue(0);
+      assert.deepEqual(rig.events, ['started 0 current', 'stopped 0']);
+      const oldQueue = rig.dq!;
+      rig.enable(0x10000); // the driver sets the queue up again
+      const tokens = rig.offer(2);
+      rig.server.onQueueNotify(0);
+      assert.deepEqual(rig.events, ['started 0 current', 'stopped 0', 'started 0 current']);
+      assert.equal(held.length, 4);
+      assert.equal(rig.server.complete(held[0]!, 1), false);
+      assert.ok(rig.server.complete(held[2]!, 3));
+      assert.ok(rig.server.complete(held[3]!, 4));
+      await settle();
+      assert.equal(oldQueue.pushes + oldQueue.deferred, 0);
+      assert.deepEqual(rig.used(), [[tokens[0], 3], [tokens[1], 4]]);
+    });
+
+    it('a queue object replaced without a reset (vhost-user ring restart): stopped, then started with the new one', () => {
+      const served: number[] = [];
+      const rig = new Rig(packed, (req) => {
+        served.push(req.chain.id);
+        return 0;
+      });
+      rig.server.activate(rig.ctx);
+      rig.enable(0x10000);
+      rig.offer(1);
+      rig.server.onQueueNotify(0);
+      assert.deepEqual(rig.events, ['started 0 current', 'stopped 0', 'started 0 current']);
+      assert.equal(served.length, 1);
+      assert.equal(rig.used().length, 1);
+    });
+
+    it('a ring rule broken by the driver (QueueError) sets DEVICE_NEEDS_RESET; so does a handler that throws', () => {
+      const rig = new Rig(packed, () => 0);
+      rig.server.activate(rig.ctx);
+      if (packed) {
+        // An available descriptor with INDIRECT, which was not negotiated.
+        rig.mem.writeU32(rig.cfg.descAddr + 8, 16, true);
+        rig.mem.writeU16(rig.cfg.descAddr + 14, 0x80 | 0x4, true);
+      } else {
+        rig.mem.writeU16(rig.cfg.driverAddr + 4, 99, true); // head 99 of a queue of 8
+        rig.mem.writeU16(rig.cfg.driverAddr + 2, 1, true);
+      }
+      rig.server.onQueueNotify(0);
+      assert.equal(rig.resets.length, 1);
+      assert.match(rig.resets[0]!, packed ? new RegExp(QueueFault.INDIRECT_NOT_NEGOTIATED) : new RegExp(QueueFault.HEAD_OUT_OF_RANGE));
+
+      const rig2 = new Rig(packed, () => {
+        throw new TypeError('device bug');
+      });
+      rig2.server.activate(rig2.ctx);
+      rig2.offer(1);
+      rig2.server.onQueueNotify(0);
+      assert.equal(rig2.resets.length, 1);
+      assert.match(rig2.resets[0]!, /unexpected: device bug/);
+    });
+
+    it('a notification while serving (a synchronous completion path) loops instead of recursing', () => {
+      let depth = 0;
+      let maxDepth = 0;
+      let rig: Rig | null = null;
+      rig = new Rig(packed, () => {
+        depth++;
+        maxDepth = Math.max(maxDepth, depth);
+        rig!.server.onQueueNotify(0);
+        depth--;
+        return 1;
+      });
+      rig.server.activate(rig.ctx);
+      const tokens = rig.offer(5);
+      rig.server.onQueueNotify(0);
+      assert.equal(maxDepth, 1);
+      assert.deepEqual(rig.used(), tokens.map((t) => [t, 1]));
+    });
+
+    it('maxInFlight: a starved pass resumes when a request completes', async () => {
+      const held: QueueRequest[] = [];
+      const rig = new Rig(packed, (req) => void held.push(req), { maxInFlight: 2 });
+      rig.server.activate(rig.ctx);
+      const tokens = rig.offer(5);
+      rig.server.onQueueNotify(0);
+      assert.equal(held.length, 2);
+      assert.equal(rig.server.poolSize(0), 2);
+      rig.server.complete(held[0]!, 1); // resumes: one more popped
+      assert.equal(held.length, 3);
+      for (let i = 1; held.length < 5 || i < held.length; i++) rig.server.complete(held[i]!, 1);
+      await settle();
+      assert.deepEqual(rig.used().map(([t]) => t).sort(), tokens);
+      assert.equal(rig.server.poolSize(0), 2);
+    });
+
+    it('the chain pool never exceeds the queue size and does not grow over 10^5 requests', async () => {
+      const held: QueueRequest[] = [];
+      let n = 0;
+      // Every third request completes later (the next round), the others at once.
+      const rig = new Rig(
+        packed,
+        (req) => {
+          if (n++ % 3 === 0) {
+            held.push(req);
+            return undefined;
+          }
+          return 4;
+        },
+        {},
+        16,
+      );
+      rig.server.activate(rig.ctx);
+      let done = 0;
+      let poolAfterWarmup = -1;
+      while (done < 100_000) {
+        // Two descriptors per buffer.
+        const free = Math.floor(rig.drv.freeCount / 2);
+        if (free > 0) rig.offer(free);
+        rig.server.onQueueNotify(0);
+        for (const r of held.splice(0)) assert.ok(rig.server.complete(r, 4));
+        for (let t = rig.drv.takeUsed(); t !== undefined; t = rig.drv.takeUsed()) done++;
+        const pool = rig.server.poolSize(0);
+        assert.ok(pool <= 16, `pool ${pool}`);
+        if (done > 1000 && poolAfterWarmup < 0) poolAfterWarmup = pool;
+        if (poolAfterWarmup >= 0) assert.equal(pool, poolAfterWarmup, 'no growth after warm-up');
+      }
+      await settle();
+      assert.deepEqual(rig.resets, []);
+    });
+  });
+}

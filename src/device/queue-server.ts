@@ -1,0 +1,370 @@
+/**
+ * The serving loop every request-driven device shares, so a device only says what one request
+ * means. Per queue the server:
+ *  - pops with driver notifications off and re-enables them, fenced and re-checked, before it
+ *    stops (2.7.10 / 2.8.10: a buffer added meanwhile is never left behind); a notification
+ *    that arrives while it serves (a synchronous completion path) only makes it loop again;
+ *  - keeps a pool of requests, each with a chain the queue sized for any legal chain
+ *    (`DeviceQueue.createChain`), created as concurrency first needs them and never more than
+ *    the queue size: nothing is allocated per request. With every request in flight it stops
+ *    popping and resumes when one completes;
+ *  - completes a request synchronously (the handler returns the bytes written), by Promise, or
+ *    later through `complete(req, written)`. Completions inside a pass go to the used ring with
+ *    one used idx publication per round (2.7.8 / 2.8.6 `pushDeferred` + `publish`); completions
+ *    outside one are pushed at once, with one used-buffer notification per microtask batch;
+ *  - cancels on device reset, queue reset (2.6.1) and queue replacement (a queue enabled again,
+ *    a vhost-user ring restarted): requests in flight then are dropped when they complete,
+ *    without touching the ring or guest memory through the server (device/content/8);
+ *  - turns a QueueError (the driver broke a ring rule) into DEVICE_NEEDS_RESET (2.1.2).
+ * The device hears `queueStarted(index, queue)` / `queueStopped(index)`, as libvhost-user's
+ * queue_set_started, because queues come and go without the device being told otherwise.
+ */
+import { QueueError, isVirtioError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { DescriptorChain } from '../queue/chain.js';
+import type { DeviceQueue } from '../queue/types.js';
+import type { DeviceContext } from './types.js';
+
+/**
+ * One slot of a queue's request pool: the chain popped into it and the queue it came from.
+ * Devices that keep per-request state extend it (see `QueueServerOptions.newRequest`).
+ */
+export class QueueRequest {
+  /** @internal The served queue this slot belongs to and its epoch when popped. */
+  servedBy: ServedQueue | null = null;
+  /** @internal */
+  epoch = 0;
+  /** @internal Free-list link. */
+  nextFree: QueueRequest | null = null;
+  /** @internal Promise settlement callbacks, made once per slot on first use. */
+  onResolved: ((written: number) => void) | null = null;
+  /** @internal */
+  onRejected: ((e: unknown) => void) | null = null;
+
+  constructor(
+    readonly chain: DescriptorChain,
+    readonly queueIndex: number,
+  ) {}
+}
+
+/**
+ * What a queue's handler returns for one request: the bytes written into its writable part
+ * (completed now), a Promise of them, or nothing when the device calls `complete` itself later.
+ */
+export type RequestResult = number | PromiseLike<number> | void;
+
+/** Serves one popped request of a queue. */
+export type RequestHandler<R extends QueueRequest> = (req: R) => RequestResult;
+
+export interface QueueServerOptions<R extends QueueRequest> {
+  /** Prefix of log lines (e.g. 'virtio-blk'). */
+  readonly name: string;
+  /** The device's queue count (`VirtioDevice.queueMaxSizes.length`). */
+  readonly numQueues: number;
+  readonly logger?: Logger | undefined;
+  /**
+   * The handler of queue `index`, asked when the queue starts; null for a queue the device
+   * drives itself (the server then only reports it started, stopped and notified).
+   */
+  handler(index: number): RequestHandler<R> | null;
+  /** Creates one pool slot (once per slot, never per request). Default: a plain QueueRequest. */
+  newRequest?(chain: DescriptorChain, queueIndex: number): R;
+  /**
+   * Segments a chain must hold beyond what the queue size allows, when the device advertises a
+   * larger bound (virtio-blk seg_max + 2 on a queue the driver made smaller than the maximum).
+   */
+  readonly minChainSegments?: number;
+  /** Requests in flight per queue at most (default and ceiling: the queue size). */
+  readonly maxInFlight?: number;
+  /** The queue `index` started being served with `queue` (activation, enable, ring start). */
+  queueStarted?(index: number, queue: DeviceQueue): void;
+  /** The queue `index` stopped (reset, queue reset, replaced): its requests in flight are dropped. */
+  queueStopped?(index: number): void;
+  /** A notification for a queue without handler. */
+  queueNotified?(index: number, queue: DeviceQueue): void;
+}
+
+/** @internal Per-queue serving state. */
+export class ServedQueue {
+  free: QueueRequest | null = null;
+  /** Slots created so far (at most `limit`). */
+  created = 0;
+  inFlight = 0;
+  epoch = 0;
+  stopped = false;
+  busy = false;
+  again = false;
+  starved = false;
+  notifyScheduled = false;
+  readonly flushNotify: () => void;
+
+  constructor(
+    readonly index: number,
+    readonly vq: DeviceQueue,
+    readonly handler: RequestHandler<QueueRequest> | null,
+    readonly limit: number,
+    server: QueueServer<QueueRequest>,
+  ) {
+    this.flushNotify = () => {
+      this.notifyScheduled = false;
+      server.notify(this);
+    };
+  }
+}
+
+export class QueueServer<R extends QueueRequest = QueueRequest> {
+  private ctx: DeviceContext | null = null;
+  private queues: (ServedQueue | null)[] = [];
+  private readonly o: QueueServerOptions<R>;
+  /** Bumped at every stop, so a request popped before it never matches a live queue again. */
+  private epochs = 0;
+
+  constructor(options: QueueServerOptions<R>) {
+    this.o = options;
+  }
+
+  /** The context of the current activation (null before activation and after reset). */
+  get context(): DeviceContext | null {
+    return this.ctx;
+  }
+
+  /** The served queue `index` now (null when not started). */
+  queue(index: number): DeviceQueue | null {
+    return this.queues[index]?.vq ?? null;
+  }
+
+  /** Requests of queue `index` in flight now, and pool slots created so far (for tests and stats). */
+  inFlight(index: number): number {
+    return this.queues[index]?.inFlight ?? 0;
+  }
+  poolSize(index: number): number {
+    return this.queues[index]?.created ?? 0;
+  }
+
+  /** DRIVER_OK (or a vhost-user ring start): serves every enabled queue, buffers already there first. */
+  activate(ctx: DeviceContext): void {
+    this.stopAll();
+    this.ctx = ctx;
+    this.queues = new Array<ServedQueue | null>(this.o.numQueues).fill(null);
+    for (let i = 0; i < this.o.numQueues; i++) {
+      const vq = ctx.queue(i);
+      if (vq !== null) this.start(i, vq);
+    }
+    for (let i = 0; i < this.queues.length; i++) if (this.queues[i]) this.onQueueNotify(i);
+  }
+
+  /** Device reset: every queue stops, requests in flight are dropped when they complete. */
+  reset(): void {
+    this.stopAll();
+    this.queues = [];
+    this.ctx = null;
+  }
+
+  /** 2.6.1 queue reset of `index`: that queue stops; its requests in flight are dropped. */
+  resetQueue(index: number): void {
+    const q = this.queues[index];
+    if (q) this.stop(q);
+  }
+
+  /** An available-buffer notification for `index` (or a pass the transport asks for). */
+  onQueueNotify(index: number): void {
+    const ctx = this.ctx;
+    if (ctx === null || !(index >= 0 && index < this.o.numQueues)) return;
+    let q = this.queues[index] ?? null;
+    // The queue the context has now: another object after a queue reset and re-enable, a
+    // vhost-user ring restart or a memory change; null once stopped.
+    const vq = ctx.queue(index);
+    if (q === null || q.vq !== vq) {
+      if (q !== null) this.stop(q);
+      if (vq === null) return;
+      q = this.start(index, vq);
+    }
+    if (q.handler === null) {
+      this.o.queueNotified?.(index, q.vq);
+      return;
+    }
+    this.serve(q);
+  }
+
+  /**
+   * Completes `req` with `written` bytes in its writable part. Inside a pass of its queue the
+   * used entry is published at the end of the round; otherwise at once, with a used-buffer
+   * notification coalesced per microtask. Dropped (false) when the queue stopped meanwhile.
+   */
+  complete(req: R, written: number): boolean {
+    const q = req.servedBy;
+    if (q === null || req.epoch !== q.epoch) return false;
+    req.servedBy = null;
+    q.inFlight--;
+    req.nextFree = q.free;
+    q.free = req;
+    try {
+      if (q.busy) q.vq.pushDeferred(req.chain, written);
+      else q.vq.push(req.chain, written);
+    } catch (e) {
+      this.broken(e);
+      return false;
+    }
+    if (!q.busy) {
+      if (q.starved) {
+        // A pass ended for want of a slot: this one resumes it (and it notifies).
+        q.starved = false;
+        this.serve(q);
+      } else if (!q.notifyScheduled) {
+        q.notifyScheduled = true;
+        queueMicrotask(q.flushNotify);
+      }
+    }
+    return true;
+  }
+
+  /** Whether `req` still belongs to a live queue (else the device must not write its buffers). */
+  isLive(req: R): boolean {
+    const q = req.servedBy;
+    return q !== null && req.epoch === q.epoch;
+  }
+
+  /** @internal Sends the used-buffer notification of `q` (the context applies suppression). */
+  notify(q: ServedQueue): void {
+    if (q.stopped) return;
+    this.ctx?.notifyUsed(q.index);
+  }
+
+  private start(index: number, vq: DeviceQueue): ServedQueue {
+    const handler = this.o.handler(index) as RequestHandler<QueueRequest> | null;
+    const cap = this.o.maxInFlight;
+    const limit = cap !== undefined && cap >= 1 && cap < vq.size ? Math.floor(cap) : vq.size;
+    const q = new ServedQueue(index, vq, handler, limit, this as unknown as QueueServer<QueueRequest>);
+    q.epoch = ++this.epochs;
+    while (this.queues.length <= index) this.queues.push(null);
+    this.queues[index] = q;
+    this.o.queueStarted?.(index, vq);
+    return q;
+  }
+
+  private stop(q: ServedQueue): void {
+    q.stopped = true;
+    q.epoch = ++this.epochs; // requests in flight no longer match
+    q.free = null;
+    if (this.queues[q.index] === q) this.queues[q.index] = null;
+    try {
+      this.o.queueStopped?.(q.index);
+    } catch (e) {
+      this.o.logger?.error(`${this.o.name}: queueStopped threw: ${String(e)}`);
+    }
+  }
+
+  private stopAll(): void {
+    for (const q of this.queues) if (q) this.stop(q);
+  }
+
+  private serve(q: ServedQueue): void {
+    if (q.busy) {
+      q.again = true; // re-entered from a synchronous path: the outer loop re-polls
+      return;
+    }
+    q.busy = true;
+    try {
+      this.drain(q);
+    } finally {
+      q.busy = false;
+      this.publish(q);
+    }
+    this.notify(q);
+  }
+
+  /** Pops and dispatches until the ring is empty (or no slot is free); bounded per pass by the pool. */
+  private drain(q: ServedQueue): void {
+    const vq = q.vq;
+    for (;;) {
+      q.again = false;
+      vq.disableNotification();
+      for (;;) {
+        if (q.stopped) return;
+        let req = q.free;
+        if (req === null) {
+          if (q.created >= q.limit) {
+            q.starved = true; // resumed by a completion
+            return;
+          }
+          req = this.newSlot(q);
+        } else q.free = req.nextFree;
+        let got: boolean;
+        try {
+          got = vq.pop(req.chain);
+        } catch (e) {
+          req.nextFree = q.free;
+          q.free = req;
+          this.broken(e);
+          return;
+        }
+        if (!got) {
+          req.nextFree = q.free;
+          q.free = req;
+          break;
+        }
+        req.nextFree = null;
+        req.servedBy = q;
+        req.epoch = q.epoch;
+        q.inFlight++;
+        this.dispatch(q, req as R);
+      }
+      // This round's completions become visible at once, before notifications are re-enabled.
+      this.publish(q);
+      if (!vq.enableNotification() && !q.again) return;
+    }
+  }
+
+  private newSlot(q: ServedQueue): QueueRequest {
+    const chain = q.vq.createChain(this.o.minChainSegments);
+    const req = this.o.newRequest ? this.o.newRequest(chain, q.index) : new QueueRequest(chain, q.index);
+    q.created++;
+    return req;
+  }
+
+  private dispatch(q: ServedQueue, req: R): void {
+    let r: RequestResult;
+    try {
+      r = (q.handler as RequestHandler<R>)(req);
+    } catch (e) {
+      // A handler must answer a bad request with the device's status; a throw is a device bug
+      // (or a QueueError from the ring): the device cannot go on safely.
+      this.broken(e);
+      return;
+    }
+    if (typeof r === 'number') this.complete(req, r);
+    else if (r !== undefined && r !== null) this.await(req, r);
+  }
+
+  private await(req: R, p: PromiseLike<number>): void {
+    if (req.onResolved === null) {
+      req.onResolved = (written: number) => void this.complete(req, written);
+      req.onRejected = (e: unknown) => {
+        // The device gave no answer: the buffer goes back with nothing written (no leak).
+        this.o.logger?.warn(`${this.o.name}: request failed: ${describe(e)}`);
+        this.complete(req, 0);
+      };
+    }
+    p.then(req.onResolved, req.onRejected);
+  }
+
+  private publish(q: ServedQueue): void {
+    if (q.stopped) return;
+    try {
+      q.vq.publish();
+    } catch (e) {
+      this.broken(e);
+    }
+  }
+
+  /** The ring is broken (or the device failed): DEVICE_NEEDS_RESET with the reason. */
+  private broken(e: unknown): void {
+    const reason = e instanceof QueueError ? e.message : `unexpected: ${describe(e)}`;
+    this.o.logger?.error(`${this.o.name}: ${reason}`);
+    this.ctx?.needsReset(reason);
+  }
+}
+
+function describe(e: unknown): string {
+  return isVirtioError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}
