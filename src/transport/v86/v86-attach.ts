@@ -33,6 +33,12 @@ export interface V86Attachment {
   readonly adapters: readonly V86PciAdapter[];
   /** Detaches every adapter (idempotent); call before destroying the emulator. */
   detach(): void;
+  /**
+   * Rebinds every adapter's view of guest RAM if v86 grew its wasm memory. Work done inside a
+   * guest access needs nothing; a device completing later (a timer, a host event) calls this
+   * before touching guest RAM.
+   */
+  refreshMemory(): void;
 }
 
 /**
@@ -76,5 +82,8 @@ export function attachV86Devices(cpu: V86Cpu, slots: readonly V86DeviceSlot[], o
     detach();
     throw e;
   }
-  return { adapters, detach };
+  const refreshMemory = (): void => {
+    for (const a of adapters) a.refreshMemory();
+  };
+  return { adapters, detach, refreshMemory };
 }

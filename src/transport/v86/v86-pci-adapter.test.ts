@@ -18,6 +18,8 @@ import type { BadAccessReport } from '../bus.js';
 import { PciBar, PciCfg, PCI_VENDOR_VIRTIO } from '../pci/constants.js';
 import type { PciFunction } from '../pci/pci-device.js';
 import { PciDriverTransport } from '../pci/pci-driver.js';
+import { EntropyDevice } from '../../devices/entropy/entropy-device.js';
+import { attachV86Devices } from './v86-attach.js';
 import { type V86Cpu, type V86PciBus, type V86PortEntry, V86PciAdapter, v86GuestMemory } from './v86-pci-adapter.js';
 
 const RAM = 1 << 20;
@@ -237,5 +239,35 @@ describe('V86PciAdapter (v86 internals stood in)', () => {
     assert.equal(a.memoryRebinds, 2);
     void drv;
     a.detach();
+  });
+});
+
+describe('attachV86Devices', () => {
+  it('puts each device on its own slot and ports, reports refused accesses with the device index, detaches all', () => {
+    const cpu = fakeCpu(new FakeRam());
+    const bad: [number, string][] = [];
+    const att = attachV86Devices(cpu, [{ device: new BlkDevice(new MemoryBackend(64 * 512)), transitional: true }, { device: new EntropyDevice() }], {
+      onBadAccess: (i, r) => bad.push([i, r.region]),
+    });
+    const [blk, rng] = att.adapters;
+    assert.ok(blk && rng);
+    assert.deepEqual([blk.pciId, rng.pciId], [0x0d << 3, 0x0e << 3]);
+    assert.equal(blk.transport.configRead(PciCfg.DEVICE_ID, 2), 0x1001, 'transitional block device id');
+    assert.equal(rng.transport.configRead(PciCfg.DEVICE_ID, 2), 0x1044, 'modern entropy device id');
+    // A write the modern common configuration does not define, through the entropy device's ports.
+    const port = rng.initialPorts[PciBar.MODERN]! + 0x3f;
+    cpu.io.ports[port]!.write8(1);
+    assert.ok(bad.length > 0 && bad.every(([i]) => i === 1), JSON.stringify(bad));
+    att.refreshMemory();
+    att.detach();
+    assert.equal(cpu.io.ports[port]!.read8(port), 0xff);
+  });
+
+  it('detaches what it attached when a later device cannot be placed', () => {
+    const cpu = fakeCpu(new FakeRam());
+    const blk = new BlkDevice(new MemoryBackend(64 * 512));
+    assert.throws(() => attachV86Devices(cpu, [{ device: blk }, { device: new EntropyDevice(), pciId: 3 }]), /not free/);
+    const first = cpu.io.ports.findIndex((e) => e !== undefined);
+    assert.equal(cpu.io.ports[first]!.read32(first), -1, 'the first device was detached');
   });
 });
