@@ -173,6 +173,9 @@ interface V86Emulator {
 }
 type V86Constructor = new (opts: Record<string, unknown>) => V86Emulator;
 
+/** How long `destroy()` may take before the run settles without waiting for it. */
+const DESTROY_BOUND_MS = 10_000;
+
 function arrayBufferOf(path: string): ArrayBuffer {
   const b = readFileSync(path);
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
@@ -252,8 +255,21 @@ export async function runV86Guest(opts: V86GuestOptions): Promise<V86GuestResult
       } catch {
         // The run's outcome matters more than a failed detach.
       }
-      const done = (): void => (err ? rejectPromise(err) : resolvePromise(value as V86GuestResult));
-      emulator.destroy().then(done, done);
+      let answered = false;
+      const done = (): void => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(destroyTimer);
+        if (err) rejectPromise(err);
+        else resolvePromise(value as V86GuestResult);
+      };
+      // destroy() stops the CPU loop at once; its promise is bounded too, so the run always settles.
+      const destroyTimer = setTimeout(done, DESTROY_BOUND_MS);
+      try {
+        emulator.destroy().then(done, done);
+      } catch {
+        done();
+      }
     };
 
     const onLine = (raw: string): void => {
