@@ -5,8 +5,8 @@
  * dependency (evdev for input events, 9p the file system over 9pnet_virtio, the failover pair
  * virtio_net pulls anyway, listed so the table says what gets loaded).
  *
- * Checked against 6.1.0-*-686's modules.dep (test/v86-modules.test.ts loads every list in one
- * boot). Not in that kernel: snd-virtio, i2c-virtio, gpio-virtio (out-of-tree modules, passed
+ * Checked against 6.1.0-*-686's modules.dep (test/v86-modules.test.ts) and loaded, all lists in
+ * one boot, by test/v86-devices.test.ts. Not in that kernel: snd-virtio, i2c-virtio, gpio-virtio (out-of-tree modules, passed
  * as `extraModules`), virtio_mem and virtio_pmem (64-bit only), virtio_iommu.
  */
 import { DeviceId } from '../../src/spec/device-id.js';
