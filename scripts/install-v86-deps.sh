@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches what the v86 real-driver test (test/v86-pci.test.ts) needs: Debian's SeaBIOS (bios.bin,
+# Fetches what the v86 real-driver tests (test/v86-*.test.ts, docs/v86.md) need: Debian's SeaBIOS (bios.bin,
 # vgabios-stdvga.bin), an i386 Debian kernel whose virtio drivers are modules
 # (linux-image-6.1.0-*-686) and an i386 static busybox, both unpacked with dpkg -x into DIR
 # (default: $TMPDIR/virtio-ts-v86). The i386 packages are fetched with `apt-get download`, never

@@ -29,6 +29,7 @@ import {
   resolveModules,
 } from './guest.js';
 import type { V86Cpu } from '../../src/transport/v86/v86-pci-adapter.js';
+import { V86_VIRTIO_PCI_MODULES, type V86ExtraModule } from './v86-modules.js';
 
 /** Where scripts/install-v86-deps.sh unpacks the i386 kernel and busybox. */
 export const v86CacheDir: string = process.env['VIRTIO_TS_V86_CACHE'] ?? join(tmpdir(), 'virtio-ts-v86');
@@ -94,8 +95,24 @@ export function ensureV86Deps(): V86Deps {
   return { ok: false, reason };
 }
 
-/** The virtio PCI stack of the i386 kernel, in load order (dependencies are added). */
-export const V86_VIRTIO_MODULES = ['virtio', 'virtio_ring', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci'] as const;
+/**
+ * Kernel command line switches that shorten a v86 boot by seconds and change nothing a virtio
+ * driver sees: no ISA PnP probe, no crypto self-tests at algorithm registration (a test of
+ * virtio_crypto that wants them passes `fastBoot: false`).
+ */
+export const V86_FAST_BOOT_ARGS = 'noisapnp cryptomgr.notests=1';
+
+/** Reads the `depends=` field of a module's .modinfo section (in-tree dependencies, comma separated). */
+export function moduleDependsField(ko: Uint8Array): string[] {
+  const buf = Buffer.from(ko.buffer, ko.byteOffset, ko.byteLength);
+  const key = Buffer.from('\0depends=');
+  const at = buf.indexOf(key);
+  if (at < 0) return [];
+  const start = at + key.length;
+  const end = buf.indexOf(0, start);
+  const field = buf.toString('latin1', start, end < 0 ? buf.length : end);
+  return field === '' ? [] : field.split(',');
+}
 
 export interface V86GuestOptions {
   readonly assets: V86Assets;
@@ -113,6 +130,13 @@ export interface V86GuestOptions {
    * loaded with their parameters at the start of the script instead.
    */
   readonly moduleParams?: Readonly<Record<string, string>>;
+  /**
+   * Modules from outside the kernel package (.ko files built for the 686 kernel), loaded with
+   * insmod after the in-tree ones; their in-tree dependencies are added to `modules`.
+   */
+  readonly extraModules?: readonly V86ExtraModule[];
+  /** Add V86_FAST_BOOT_ARGS to the command line; default true. */
+  readonly fastBoot?: boolean;
   /** Guest RAM in MiB; 96 by default (v86 wants at least 64 with an initrd). */
   readonly memoryMiB?: number;
   /** Hard bound of the whole run; the emulator is destroyed after it. */
@@ -149,6 +173,9 @@ interface V86Emulator {
 }
 type V86Constructor = new (opts: Record<string, unknown>) => V86Emulator;
 
+/** How long `destroy()` may take before the run settles without waiting for it. */
+const DESTROY_BOUND_MS = 10_000;
+
 function arrayBufferOf(path: string): ArrayBuffer {
   const b = readFileSync(path);
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
@@ -164,6 +191,7 @@ export async function runV86Guest(opts: V86GuestOptions): Promise<V86GuestResult
   const params = opts.moduleParams ?? {};
   const deferred = Object.keys(params);
   const extraFiles = [...(opts.extraFiles ?? [])];
+  const modules: string[] = [...V86_VIRTIO_PCI_MODULES, ...opts.modules];
   let prologue = '';
   for (const name of deferred) {
     const own = resolveModules(assets.kernel, [name]).find((m) => basename(m).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_') === name.replace(/-/g, '_'));
@@ -171,16 +199,26 @@ export async function runV86Guest(opts: V86GuestOptions): Promise<V86GuestResult
     extraFiles.push({ path: `/modparams/${name}.ko`, data: readFileSync(join(assets.kernel.modulesDir, own)) });
     prologue += `insmod /modparams/${name}.ko ${params[name] ?? ''} || { echo "${INSMOD_FAIL_MARK} ${name}"; exit 125; }\n`;
   }
+  // Out-of-tree modules last: their in-tree dependencies (and any deferred module) are loaded by then.
+  for (const [i, extra] of (opts.extraModules ?? []).entries()) {
+    if (!existsSync(extra.path)) throw new GuestError(GuestFailure.NOT_FOUND, `extra module ${extra.path} does not exist`);
+    const data = readFileSync(extra.path);
+    modules.push(...(extra.dependsOn ?? moduleDependsField(data)));
+    const file = `/extra-modules/${i}-${basename(extra.path)}`;
+    extraFiles.push({ path: file, data });
+    prologue += `insmod ${file} ${extra.params ?? ''} || { echo "${INSMOD_FAIL_MARK} ${basename(extra.path)}"; exit 125; }\n`;
+  }
   const initrd = await buildInitramfs({
     kernel: assets.kernel,
     busybox: assets.busybox,
-    modules: [...V86_VIRTIO_MODULES, ...opts.modules].filter((m) => !deferred.includes(m)),
+    modules: modules.filter((m) => !deferred.includes(m)),
     initScript: prologue + opts.script,
     extraFiles,
   });
   const mod = (await import('v86')) as unknown as { V86: V86Constructor };
   const mem = opts.memoryMiB ?? 96;
   let append = 'console=ttyS0 panic=-1 quiet loglevel=4';
+  if (opts.fastBoot ?? true) append += ' ' + V86_FAST_BOOT_ARGS;
   if (opts.append) append += ' ' + opts.append;
 
   const t0 = performance.now();
@@ -217,8 +255,21 @@ export async function runV86Guest(opts: V86GuestOptions): Promise<V86GuestResult
       } catch {
         // The run's outcome matters more than a failed detach.
       }
-      const done = (): void => (err ? rejectPromise(err) : resolvePromise(value as V86GuestResult));
-      emulator.destroy().then(done, done);
+      let answered = false;
+      const done = (): void => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(destroyTimer);
+        if (err) rejectPromise(err);
+        else resolvePromise(value as V86GuestResult);
+      };
+      // destroy() stops the CPU loop at once; its promise is bounded too, so the run always settles.
+      const destroyTimer = setTimeout(done, DESTROY_BOUND_MS);
+      try {
+        emulator.destroy().then(done, done);
+      } catch {
+        done();
+      }
     };
 
     const onLine = (raw: string): void => {

@@ -18,6 +18,8 @@ import type { BadAccessReport } from '../bus.js';
 import { PciBar, PciCfg, PCI_VENDOR_VIRTIO } from '../pci/constants.js';
 import type { PciFunction } from '../pci/pci-device.js';
 import { PciDriverTransport } from '../pci/pci-driver.js';
+import { EntropyDevice } from '../../devices/entropy/entropy-device.js';
+import { attachV86Devices } from './v86-attach.js';
 import { type V86Cpu, type V86PciBus, type V86PortEntry, V86PciAdapter, v86GuestMemory } from './v86-pci-adapter.js';
 
 const RAM = 1 << 20;
@@ -33,8 +35,10 @@ class FakeRam {
   }
 }
 
-function fakeCpu(ram: FakeRam): V86Cpu & { irqs: number[] } {
+function fakeCpu(ram: FakeRam): V86Cpu & { irqs: number[]; irqCalls: [number, number][] } {
   const irqs: number[] = [];
+  /** [pci_id, 1 raise | 0 lower] per call. */
+  const irqCalls: [number, number][] = [];
   const pci: V86PciBus = {
     devices: [],
     device_spaces: [],
@@ -46,8 +50,14 @@ function fakeCpu(ram: FakeRam): V86Cpu & { irqs: number[] } {
       this.device_spaces[dev.pci_id] = space;
       return space;
     },
-    raise_irq: () => irqs.push(1),
-    lower_irq: () => irqs.push(0),
+    raise_irq: (id) => {
+      irqs.push(1);
+      irqCalls.push([id, 1]);
+    },
+    lower_irq: (id) => {
+      irqs.push(0);
+      irqCalls.push([id, 0]);
+    },
     pci_query() {},
     pci_write8() {},
     pci_write16() {},
@@ -61,7 +71,14 @@ function fakeCpu(ram: FakeRam): V86Cpu & { irqs: number[] } {
       return ram.view;
     },
     irqs,
+    irqCalls,
   };
+}
+
+function blkAdapter(cpu: V86Cpu, opts: { pciId?: number; transitional?: boolean; ioBase?: number } = {}): V86PciAdapter {
+  const memory = v86GuestMemory(cpu);
+  const blk = new BlkDevice(new MemoryBackend(64 * 512));
+  return new V86PciAdapter(cpu, (sink, mode) => new DeviceCore(blk, { memory, interrupts: sink, legacy: mode.legacy, littleEndian: mode.littleEndian }), { memory, ...opts });
 }
 
 /** A PciFunction for the driver: I/O BAR accesses go through v86's port entries, as the guest's would. */
@@ -112,6 +129,51 @@ describe('V86PciAdapter (v86 internals stood in)', () => {
     a.detach();
     const legacyPort = a.initialPorts[PciBar.LEGACY_IO]!;
     assert.equal(cpu.io.ports[legacyPort]!.read32(legacyPort), -1, 'a detached device reads as an empty port');
+  });
+
+  it('places several devices on their own slots and their own free I/O ports', () => {
+    const cpu = fakeCpu(new FakeRam());
+    const a = blkAdapter(cpu, { transitional: true });
+    const b = blkAdapter(cpu, { transitional: true });
+    const c = blkAdapter(cpu);
+    assert.deepEqual([a.pciId, b.pciId, c.pciId], [0x0d << 3, 0x0e << 3, 0x0f << 3]);
+    const owner = new Map<number, V86PciAdapter>();
+    for (const x of [a, b, c]) {
+      x.initialPorts.forEach((base, bar) => {
+        for (let p = base; base >= 0 && p < base + x.transport.barSize(bar); p++) {
+          assert.equal(owner.get(p), undefined, `port 0x${p.toString(16)} given twice`);
+          owner.set(p, x);
+          assert.equal(cpu.io.ports[p]!.device, x);
+        }
+      });
+    }
+    // An explicit base that overlaps a device is refused rather than moved.
+    assert.throws(() => blkAdapter(cpu, { pciId: 0x10 << 3, ioBase: a.initialPorts[PciBar.MODERN]! }), /is taken/);
+  });
+
+  it('INTx is a wired OR among devices routed to the same IRQ: the line drops only when none asserts it', () => {
+    const cpu = fakeCpu(new FakeRam());
+    // SeaBIOS's routing: PIRQA..D to IRQ 10, 10, 11, 11. INTA# of slot s lands on PIRQ (s mod 4).
+    cpu.devices.pci.isa_bridge_space8 = new Uint8Array(256);
+    cpu.devices.pci.isa_bridge_space8.set([10, 10, 11, 11], 0x60);
+    const a = blkAdapter(cpu, { pciId: 0x0c << 3 });
+    const b = blkAdapter(cpu, { pciId: 0x0d << 3 });
+    const c = blkAdapter(cpu, { pciId: 0x0e << 3 });
+    assert.deepEqual([a.irqLine, b.irqLine, c.irqLine], [10, 10, 11]);
+    a.raiseIrq();
+    b.raiseIrq();
+    c.raiseIrq();
+    a.lowerIrq(); // b still asserts IRQ 10
+    c.lowerIrq(); // alone on IRQ 11
+    assert.deepEqual(cpu.irqCalls, [[a.pciId, 1], [b.pciId, 1], [c.pciId, 1], [c.pciId, 0]]);
+    b.lowerIrq();
+    assert.deepEqual(cpu.irqCalls.at(-1), [b.pciId, 0]);
+    // Detaching an asserting device releases its share of the line.
+    a.raiseIrq();
+    a.detach();
+    assert.deepEqual(cpu.irqCalls.slice(-2), [[a.pciId, 1], [a.pciId, 0]]);
+    a.raiseIrq(); // detached: no effect on the bus
+    assert.deepEqual(cpu.irqCalls.at(-1), [a.pciId, 0]);
   });
 
   it('rebinds guest RAM after the buffer was replaced (wasm memory growth) and keeps serving the live queue', async () => {
@@ -177,5 +239,35 @@ describe('V86PciAdapter (v86 internals stood in)', () => {
     assert.equal(a.memoryRebinds, 2);
     void drv;
     a.detach();
+  });
+});
+
+describe('attachV86Devices', () => {
+  it('puts each device on its own slot and ports, reports refused accesses with the device index, detaches all', () => {
+    const cpu = fakeCpu(new FakeRam());
+    const bad: [number, string][] = [];
+    const att = attachV86Devices(cpu, [{ device: new BlkDevice(new MemoryBackend(64 * 512)), transitional: true }, { device: new EntropyDevice() }], {
+      onBadAccess: (i, r) => bad.push([i, r.region]),
+    });
+    const [blk, rng] = att.adapters;
+    assert.ok(blk && rng);
+    assert.deepEqual([blk.pciId, rng.pciId], [0x0d << 3, 0x0e << 3]);
+    assert.equal(blk.transport.configRead(PciCfg.DEVICE_ID, 2), 0x1001, 'transitional block device id');
+    assert.equal(rng.transport.configRead(PciCfg.DEVICE_ID, 2), 0x1044, 'modern entropy device id');
+    // A write the modern common configuration does not define, through the entropy device's ports.
+    const port = rng.initialPorts[PciBar.MODERN]! + 0x3f;
+    cpu.io.ports[port]!.write8(1);
+    assert.ok(bad.length > 0 && bad.every(([i]) => i === 1), JSON.stringify(bad));
+    att.refreshMemory();
+    att.detach();
+    assert.equal(cpu.io.ports[port]!.read8(port), 0xff);
+  });
+
+  it('detaches what it attached when a later device cannot be placed', () => {
+    const cpu = fakeCpu(new FakeRam());
+    const blk = new BlkDevice(new MemoryBackend(64 * 512));
+    assert.throws(() => attachV86Devices(cpu, [{ device: blk }, { device: new EntropyDevice(), pciId: 3 }]), /not free/);
+    const first = cpu.io.ports.findIndex((e) => e !== undefined);
+    assert.equal(cpu.io.ports[first]!.read32(first), -1, 'the first device was detached');
   });
 });

@@ -18,7 +18,11 @@
  *   instance so that configuration cycles for this device's slot reach the transport's own
  *   configuration space (v86 would otherwise answer from the copy it keeps). The copy is still
  *   updated, since v86 reads the interrupt pin and the BAR type bits from it.
- * - `pci.raise_irq(pci_id)` / `pci.lower_irq(pci_id)`: INTx through the PIIX3 PIRQ routing.
+ * - `pci.raise_irq(pci_id)` / `pci.lower_irq(pci_id)`: INTx through the PIIX3 PIRQ routing, and
+ *   `pci.isa_bridge_space8` (the PIIX3 configuration space, PIRQ route registers at 0x60) to
+ *   know which ISA IRQ a slot's pin ends on. v86 keeps one level per IRQ, not one per device:
+ *   the adapters make the line a wired OR among themselves (a line is lowered only when no other
+ *   adapter on the same IRQ still asserts it), so two devices sharing an IRQ lose no interrupt.
  * - `cpu.mem8`: guest RAM (a Proxy over the wasm memory), viewed once as one Uint8Array region
  *   at guest physical address 0.
  *
@@ -65,6 +69,8 @@ export interface V86PciBus {
   pci_write8(addr: number, value: number): void;
   pci_write16(addr: number, value: number): void;
   pci_write32(addr: number, value: number): void;
+  /** PIIX3 configuration space (PIRQ route registers at 0x60..0x63); absent in stand-ins. */
+  isa_bridge_space8?: Uint8Array;
 }
 
 /** The parts of v86's CPU object (`emulator.v86.cpu`) the adapter uses. */
@@ -77,7 +83,11 @@ export interface V86Cpu {
 export interface V86PciAdapterOptions extends Omit<PciDeviceOptions, 'modernIoBar' | 'msixVectors'> {
   /** PCI slot as v86's `pci_id` (device << 3 | function); the first free device from 0x0d by default. */
   readonly pciId?: number;
-  /** First port for the I/O BARs before the firmware moves them; 0x7000 by default. */
+  /**
+   * First port for the I/O BARs before the firmware moves them. When absent, each BAR goes to
+   * the first free range at or above 0x7000 (so several adapters can share one emulator); when
+   * given, the ports from there must be free.
+   */
   readonly ioBase?: number;
   /** Name shown in v86's debug log. */
   readonly name?: string;
@@ -92,6 +102,23 @@ export function v86GuestMemory(cpu: V86Cpu): GuestMemory {
 }
 
 const MAX_PORT = 0x10000;
+const DEFAULT_IO_BASE = 0x7000;
+/** PCI configuration offset of the interrupt pin (1 = INTA#). */
+const INTERRUPT_PIN = 0x3d;
+/** PIIX3 PIRQA..D route control registers (one ISA IRQ each). */
+const PIIX3_PIRQ_ROUTE = 0x60;
+
+/** The adapters asserting INTx on each v86 PCI bus: the wired OR of a shared line. */
+const assertedOnBus = new WeakMap<V86PciBus, Set<V86PciAdapter>>();
+
+function assertedSet(pci: V86PciBus): Set<V86PciAdapter> {
+  let set = assertedOnBus.get(pci);
+  if (set === undefined) {
+    set = new Set();
+    assertedOnBus.set(pci, set);
+  }
+  return set;
+}
 
 /** A TransportBus over a v86 emulator, holding the PciDeviceTransport it attached. */
 export class V86PciAdapter implements TransportBus {
@@ -133,7 +160,8 @@ export class V86PciAdapter implements TransportBus {
     // Place each I/O BAR at an initial port, aligned to its size, and install its port entries.
     const ports: number[] = [];
     const bars: ({ size: number } | undefined)[] = [];
-    let next = opts.ioBase ?? 0x7000;
+    const explicitBase = opts.ioBase !== undefined;
+    let next = opts.ioBase ?? DEFAULT_IO_BASE;
     for (let i = 0; i < 6; i++) {
       const size = t.barSize(i);
       if (size === 0) {
@@ -144,13 +172,14 @@ export class V86PciAdapter implements TransportBus {
       if (!t.barIsIo(i)) {
         throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `BAR${i} is a memory BAR: v86 maps only I/O BARs`);
       }
-      const base = Math.ceil(next / size) * size;
-      if (base + size > MAX_PORT) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no room for BAR${i} (${size} ports) below 0x10000`);
-      for (let p = base; p < base + size; p++) {
-        if (cpu.io.ports[p]?.device !== undefined) {
-          throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `port 0x${p.toString(16)} is taken: choose another ioBase`);
-        }
+      let base = Math.ceil(next / size) * size;
+      let taken = this.firstTakenPort(base, size);
+      while (!explicitBase && taken >= 0 && base + size <= MAX_PORT) {
+        base = Math.ceil((taken + 1) / size) * size;
+        taken = this.firstTakenPort(base, size);
       }
+      if (base + size > MAX_PORT) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no room for BAR${i} (${size} ports) below 0x10000`);
+      if (taken >= 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `port 0x${taken.toString(16)} is taken: choose another ioBase`);
       for (let off = 0; off < size; off++) cpu.io.ports[base + off] = this.portEntry(i, off);
       t.configWrite(PciCfg.BAR0 + 4 * i, 4, base);
       ports.push(base);
@@ -171,6 +200,15 @@ export class V86PciAdapter implements TransportBus {
     this.saved = { pci_query: pci.pci_query, pci_write8: pci.pci_write8, pci_write16: pci.pci_write16, pci_write32: pci.pci_write32 };
     pci.register_device({ pci_id: this.pciId, pci_space: space, pci_bars: bars, name: opts.name ?? 'virtio-ts' });
     this.hookConfigCycles();
+  }
+
+  /** The first port of [base, base + size) some device already serves, or -1. */
+  private firstTakenPort(base: number, size: number): number {
+    const end = Math.min(base + size, MAX_PORT);
+    for (let p = base; p < end; p++) {
+      if (this.cpu.io.ports[p]?.device !== undefined) return p;
+    }
+    return -1;
   }
 
   private freeSlot(): number {
@@ -276,15 +314,40 @@ export class V86PciAdapter implements TransportBus {
     return this.ram.buffer.byteLength === 0;
   }
 
+  /**
+   * The ISA IRQ this slot's INTx pin is routed to, as v86 computes it (PCI-to-PCI bridge swizzle
+   * `(pin - 1 + slot) mod 4` onto PIRQA..D, then the PIIX3 route register the firmware wrote).
+   * Stand-ins without the bridge space give the PIRQ index.
+   */
+  get irqLine(): number {
+    const pin = this.transport.configRead(INTERRUPT_PIN, 1) & 0xff;
+    const pirq = (pin - 1 + (this.pciId >> 3)) & 3;
+    return this.pci.isa_bridge_space8?.[PIIX3_PIRQ_ROUTE + pirq] ?? pirq;
+  }
+
   raiseIrq(): void {
     this.irqLevel = true;
     this.irqRaises++;
-    if (!this.detached) this.pci.raise_irq(this.pciId);
+    if (this.detached) return;
+    assertedSet(this.pci).add(this);
+    this.pci.raise_irq(this.pciId);
   }
 
   lowerIrq(): void {
     this.irqLevel = false;
-    if (!this.detached) this.pci.lower_irq(this.pciId);
+    if (this.detached) return;
+    this.releaseLine();
+  }
+
+  /** Drops this adapter's assertion; lowers the line unless another adapter on it still asserts. */
+  private releaseLine(): void {
+    const set = assertedSet(this.pci);
+    set.delete(this);
+    const line = this.irqLine;
+    for (const other of set) {
+      if (other.irqLine === line) return;
+    }
+    this.pci.lower_irq(this.pciId);
   }
 
   msiSend(): void {
@@ -297,6 +360,8 @@ export class V86PciAdapter implements TransportBus {
    */
   detach(): void {
     if (this.detached) return;
+    // A detached device must not hold a shared line high.
+    if (this.irqLevel) this.releaseLine();
     this.detached = true;
     const pci = this.pci;
     pci.pci_query = this.saved.pci_query;
