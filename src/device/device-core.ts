@@ -677,4 +677,9 @@ export class DeviceCore implements DeviceCoreApi {
     this.driverFeat = driverFeat;
     this.negotiated = negotiated;
   }
+
+  /** The DeviceContext of the current activation (null when the device is not active). */
+  get activeContext(): DeviceContext | null {
+    return this.ctx;
+  }
 }
