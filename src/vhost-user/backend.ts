@@ -445,13 +445,14 @@ export class VhostUserBackend {
     if (core.legacy !== legacy || (legacy && core.littleEndian !== le)) core.setLegacy(legacy, le);
     else if (featuresOk && core.negotiatedFeatures === bits) return null; // the same again
     else if (core.status !== 0) core.reset();
+    // A reset took back the lent queues: lend the running ones again (the device sees them once
+    // it is activated).
+    for (const r of this.rings) this.lendRing(r);
     const why = core.checkFeatures(bits);
     if (why !== null) return why;
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
     core.setDriverFeatures(bits);
     if (!legacy) core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
-    // A reset took back the lent queues: lend the running ones again.
-    for (const r of this.rings) this.lendRing(r);
     return null;
   }
 

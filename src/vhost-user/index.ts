@@ -36,6 +36,8 @@ export {
   capabilities,
   printCapabilities,
 } from './capabilities.js';
+export { type BackendRequestOptions, MAX_PENDING_REPLIES } from './backend-channel.js';
+export { type DeviceRequestReply, type VhostUserDevice, type VhostUserDeviceHooks, type VhostUserSession } from './device-hooks.js';
 export { VhostUserFrontend } from './frontend.js';
 export {
   FRONTEND_PROTOCOL_FEATURES,
