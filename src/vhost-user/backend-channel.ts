@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import type { FdWatcher, Platform } from '../platform/types.js';
 import { VhostUserError, VhostUserFault, decodeU64Big } from './codec.js';
 import { MessageFramer } from './framer.js';
-import { HeaderFlag, MAX_FDS } from './messages.js';
+import { type BackendReq, HeaderFlag, MAX_FDS } from './messages.js';
 
 /** Requests waiting for the front-end's acknowledgement at once. */
 export const MAX_PENDING_REPLIES = 64;
@@ -63,7 +63,7 @@ export class BackendChannel {
    * Rejects with a VhostUserError when there is no channel, the send fails, too many replies
    * are awaited, or the channel closes first. The fds stay the caller's.
    */
-  send(request: number, replyAck: boolean, payload?: Uint8Array, fds?: readonly number[], o: BackendRequestOptions = {}): Promise<bigint> {
+  send(request: BackendReq, replyAck: boolean, payload?: Uint8Array, fds?: readonly number[], o: BackendRequestOptions = {}): Promise<bigint> {
     const framer = this.framer;
     if (framer === null) return Promise.reject(new VhostUserError(VhostUserFault.BAD_STATE, `back-end request ${request}: no back-end channel`));
     if (fds && fds.length > MAX_FDS) return Promise.reject(new VhostUserError(VhostUserFault.UNEXPECTED_FD, `back-end request ${request}: ${fds.length} fds`));

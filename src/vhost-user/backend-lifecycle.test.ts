@@ -205,6 +205,32 @@ describe('vhost-user over the DeviceCore (one lifecycle on every transport)', ()
     assert.equal(await s.front.getStatus(), 0);
   });
 
+  it('STATUS front-ends (QEMU sends milestones alone): FEATURES_OK alone after SET_FEATURES, DRIVER_OK activates before any kick, 0 resets and keeps the ring bases for GET_VRING_BASE', async () => {
+    const dev = new EchoDevice();
+    const s = session(dev);
+    const f = s.front;
+    const drv = new TinyDriver(guest.map.bytes, 8);
+    const { kick, call } = await startRing(s, drv);
+    assert.equal(await f.setStatus(Status.FEATURES_OK), 0);
+    assert.equal(await f.getStatus(), Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK, 'the earlier steps are implied');
+    assert.equal(dev.activations, 0, 'no ring ran yet');
+    // A buffer made available before DRIVER_OK is served once the device is activated.
+    drv.add(enc.encode('early'), 8, RING.data);
+    const called = waitEventfd(p, call);
+    assert.equal(await f.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK), 0);
+    assert.equal(dev.activations, 1, 'DRIVER_OK activated the device');
+    await dev.waitFor(1);
+    await called;
+    await serveOne(dev, drv, kick, call, RING.data + 0x100);
+    // QEMU 7.2.0 stops with SET_STATUS 0 first, then GET_VRING_BASE.
+    assert.equal(await f.setStatus(0), 0);
+    assert.equal(dev.resets, 1);
+    assert.equal(s.backend.ringInfo(0)!.started, false);
+    assert.equal(await f.getVringBase(0), 2, 'the base reached before the reset');
+    assert.equal(await f.getStatus(), 0);
+    assert.equal(dev.resets, 1, 'one reset for the whole stop');
+  });
+
   it('configuration change: the core bumps the generation and sends CONFIG_CHANGE_MSG once the device runs', async () => {
     const dev = new EchoDevice();
     const s = session(dev);

@@ -553,7 +553,7 @@ export class VhostUserBackend {
    * Sends a back-end request (BACKEND_REQ) on the channel of SET_BACKEND_REQ_FD; with REPLY_ACK
    * the promise resolves with the front-end's answer (0: success). See VhostUserSession.
    */
-  sendBackendRequest(request: number, payload?: Uint8Array, fds?: readonly number[], o?: BackendRequestOptions): Promise<bigint> {
+  sendBackendRequest(request: BackendReq, payload?: Uint8Array, fds?: readonly number[], o?: BackendRequestOptions): Promise<bigint> {
     if (!this.hasProto(PF.BACKEND_REQ)) {
       return Promise.reject(new VhostUserError(VhostUserFault.NOT_NEGOTIATED, `back-end request ${request}: BACKEND_REQ not negotiated`));
     }

@@ -21,7 +21,7 @@
  */
 import type { VirtioDevice } from '../device/types.js';
 import type { BackendRequestOptions } from './backend-channel.js';
-import type { VhostUserMessage } from './messages.js';
+import type { BackendReq, VhostUserMessage } from './messages.js';
 
 /** The session as a device sees it through its hooks. */
 export interface VhostUserSession {
@@ -35,7 +35,7 @@ export interface VhostUserSession {
    * when BACKEND_REQ was not negotiated, no channel fd was handed over, or the channel fails.
    * The fds stay the caller's.
    */
-  sendBackendRequest(request: number, payload?: Uint8Array, fds?: readonly number[], options?: BackendRequestOptions): Promise<bigint>;
+  sendBackendRequest(request: BackendReq, payload?: Uint8Array, fds?: readonly number[], options?: BackendRequestOptions): Promise<bigint>;
 }
 
 /** A device-specific front-end request's outcome: an explicit reply payload, or null. */
