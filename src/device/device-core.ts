@@ -7,12 +7,12 @@
  * VirtioError the transport turns into a refused access); a device that throws from
  * `onQueueNotify` or `activate` puts the core in DEVICE_NEEDS_RESET (2.1.2) instead.
  */
-import { QueueError, isVirtioError } from '../errors.js';
+import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { createDeviceQueue } from '../queue/create-queue.js';
 import type { DeviceQueue, QueueConfig } from '../queue/types.js';
-import { F, TRANSPORT_FEATURES_SUPPORTED, bit, featureBits, isDeviceTypeBit } from '../spec/features.js';
+import { DEVICE_TYPE_FEATURES, F, TRANSPORT_FEATURES_SUPPORTED, featureBits } from '../spec/features.js';
 import { LEGACY_QUEUE_ALIGN } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
 import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from './queue-register-file.js';
@@ -38,12 +38,7 @@ const DRIVER_STATUS_BITS = Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_
 /** 6.3: legacy-only transport bits a legacy interface may carry. */
 const LEGACY_TRANSPORT_BITS = F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT;
 
-function deviceTypeMask(): bigint {
-  let m = 0n;
-  for (let i = 0; i < 128; i++) if (isDeviceTypeBit(i)) m |= bit(i);
-  return m;
-}
-const DEVICE_TYPE_MASK = deviceTypeMask();
+const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
 
 /**
  * The DeviceContext handed to the device at one activation. It goes dead when the core is
@@ -612,5 +607,92 @@ export class DeviceCore implements DeviceCoreApi {
     const q = this.queues[index];
     if (q === undefined || q === null) return;
     if (q.needsNotification()) this.sink.usedBuffer(index);
+  }
+
+  // ---- transports that build their rings themselves (vhost-user) -----------------------------
+  //
+  // A vhost-user front-end hands over rings in its own terms (user addresses, a saved position,
+  // an inflight area), starts and stops them independently of the status byte, and may send no
+  // status at all (no STATUS protocol feature). Such a transport builds each queue itself and
+  // lends it to the core; the lifecycle (features, status, activation, the DeviceContext, config,
+  // DEVICE_NEEDS_RESET) stays the core's, so a device behaves alike on every transport.
+
+  /**
+   * The reason FEATURES_OK would be refused for `accepted` (2.2.1, device/content/4: bits not
+   * offered, VERSION_1 missing on a modern interface, the device's validateFeatures), or null.
+   */
+  checkFeatures(accepted: bigint): string | null {
+    try {
+      return this.featureProblem(accepted);
+    } catch (e) {
+      return `validateFeatures threw: ${String(e)}`;
+    }
+  }
+
+  /**
+   * Lends queue `index`, built by the transport, to the core: the device reaches it through
+   * `ctx.queue(index)` (once active) and its used-buffer notifications go through the core. The
+   * queue registers are not used. Throws INVALID_ARGUMENT for an index the device does not have.
+   */
+  attachQueue(index: number, queue: DeviceQueue): void {
+    if (!this.queueRegisters(index)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
+    this.queues[index] = queue;
+  }
+
+  /**
+   * Takes a lent queue back (the transport stopped or disabled its ring) and returns it. The
+   * device is not told: a stopped vhost-user ring is not a queue reset (2.6.1), its position
+   * stays the transport's to report and to restart from.
+   */
+  detachQueue(index: number): DeviceQueue | null {
+    const q = this.queues[index] ?? null;
+    if (q !== null) this.queues[index] = null;
+    return q;
+  }
+
+  /**
+   * Activates the device with the queues lent so far, as DRIVER_OK would (vhost-user: when the
+   * first ring starts, or at DRIVER_OK from a front-end with the STATUS protocol feature).
+   * Nothing happens before the features were negotiated (modern: FEATURES_OK; legacy: DRIVER),
+   * after FAILED or while DEVICE_NEEDS_RESET is set. Returns whether the device is active and
+   * does not need a reset.
+   */
+  activateWithLentQueues(): boolean {
+    const s = this.statusValue;
+    if (this.ctx !== null) return (s & Status.DEVICE_NEEDS_RESET) === 0;
+    if (s & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) return false;
+    if (!(s & Status.DRIVER) || (!this.legacyMode && !(s & Status.FEATURES_OK))) return false;
+    this.statusValue = s | Status.DRIVER_OK;
+    const epoch = this.epoch;
+    this.ctx = new ActivationContext(this, epoch, this.negotiated, this.le);
+    try {
+      this.device.activate(this.ctx);
+    } catch (e) {
+      if (this.epoch === epoch) this.setNeedsReset(`device activation failed: ${String(e)}`);
+    }
+    return this.ctx !== null && (this.statusValue & Status.DEVICE_NEEDS_RESET) === 0;
+  }
+
+  /**
+   * Stops the device but keeps the negotiation (vhost-user: every ring was stopped; the
+   * front-end keeps its features for the next start and may send no status): the device is
+   * reset (2.4: in-flight requests dropped, the context goes dead), lent queues are dropped,
+   * DRIVER_OK and DEVICE_NEEDS_RESET are cleared; the features and ACKNOWLEDGE, DRIVER,
+   * FEATURES_OK stay. Nothing happens when the device is neither active nor in need of a reset.
+   */
+  deactivate(): void {
+    if (this.ctx === null && !(this.statusValue & Status.DEVICE_NEEDS_RESET)) return;
+    const kept = this.statusValue & (Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    const driverFeat = this.driverFeat;
+    const negotiated = this.negotiated;
+    this.reset();
+    this.statusValue = kept;
+    this.driverFeat = driverFeat;
+    this.negotiated = negotiated;
+  }
+
+  /** The DeviceContext of the current activation (null when the device is not active). */
+  get activeContext(): DeviceContext | null {
+    return this.ctx;
   }
 }

@@ -69,3 +69,14 @@ export function featureBits(features: bigint): number[] {
   for (let i = 0; features >> BigInt(i) !== 0n; i++) if (hasFeature(features, i)) out.push(i);
   return out;
 }
+
+/**
+ * 2.2: the mask of every device-type bit (0 to 23, 41, 42, 50 to 127). The one place the mask is
+ * computed: a transport offers `device.offeredFeatures & DEVICE_TYPE_FEATURES` plus the
+ * transport bits it honours.
+ */
+export const DEVICE_TYPE_FEATURES: bigint = (() => {
+  let m = 0n;
+  for (let i = 0; i < 128; i++) if (isDeviceTypeBit(i)) m |= bit(i);
+  return m;
+})();

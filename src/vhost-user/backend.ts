@@ -1,67 +1,53 @@
 /**
- * The vhost-user back-end: turns the front-end's requests into guest memory, rings and calls on
- * a VirtioDevice. The device has no protocol code: it sees a DeviceContext (memory, features,
- * queues, notifications) exactly as on any other transport.
+ * The vhost-user back-end: vhost-user as one more transport over the DeviceCore. The front-end's
+ * requests become guest memory, rings and core calls; the device sees the same lifecycle as on
+ * PCI, MMIO or CCW: SET_FEATURES is the core's feature negotiation (the device's
+ * validateFeatures included), SET_STATUS / GET_STATUS the core's status, GET_CONFIG /
+ * SET_CONFIG the core's config space, and the DeviceContext is the core's. What is the
+ * protocol's own lives beside it, one concern per file:
  *
- * Ring states (vhost-user.rst "Starting and stopping rings"): a ring is stopped until
- * SET_VRING_KICK starts it and stopped again by GET_VRING_BASE; it is enabled by
- * SET_VRING_ENABLE(1), or from the start when VHOST_USER_F_PROTOCOL_FEATURES was not
- * negotiated. Only a started and enabled ring reaches the device.
+ *   dispatcher.ts         request handlers, REPLY_ACK and fd rules
+ *   vrings.ts, vring.ts   the ring state machine (ring messages, start / stop / restart)
+ *   ring-scheduler.ts     kicks, polling rings, busy-poll episodes, call batching
+ *   session-memory.ts     memory table and memory slots
+ *   session-dirty-log.ts  dirty page logging (LOG_SHMFD, LOG_ALL)
+ *   session-inflight.ts   inflight I/O tracking (INFLIGHT_SHMFD)
+ *   backend-channel.ts    the back-end request channel (BACKEND_REQ)
+ *   device-hooks.ts       what a device may add: protocol features, requests, back-end requests
  *
- * Every request is answered as the protocol says: explicit replies always (an unanswered GET_*
- * freezes QEMU), and with REPLY_ACK a u64 0 / 1 when the front-end set NEED_REPLY. A message
- * that cannot be accepted is refused with a VhostUserError; nothing the front-end sends makes
- * the back-end throw, leak an fd or keep a mapping past close().
+ * Rings are built here (from user addresses, a base or an inflight area) and lent to the core
+ * while started and enabled (vhost-user.rst "Ring states"). The device is activated when the
+ * first ring runs, or at DRIVER_OK from a front-end with the STATUS protocol feature, and
+ * stopped (reset, negotiation kept) when the last ring stops.
  */
 import { QueueError, VirtioError, isVirtioError } from '../errors.js';
+import { DeviceCore } from '../device/device-core.js';
+import type { VirtioDevice } from '../device/types.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { Mapping, Platform, FdWatcher } from '../platform/types.js';
-import type { DeviceContext, VirtioDevice } from '../device/types.js';
-import type { DeviceQueue, QueueConfig, QueueState } from '../queue/types.js';
-import { SplitQueue } from '../queue/split-queue.js';
+import type { Platform } from '../platform/types.js';
 import { PackedQueue } from '../queue/packed-queue.js';
-import { F, isDeviceTypeBit, bit } from '../spec/features.js';
+import { SplitQueue } from '../queue/split-queue.js';
+import { DEVICE_TYPE_FEATURES, F } from '../spec/features.js';
 import { Status } from '../spec/status.js';
-import { MAX_QUEUE_SIZE, SplitLayout } from '../spec/ring.js';
-import {
-  REPLY_FLAGS,
-  VhostUserError,
-  VhostUserFault,
-  checkRequestSize,
-  decodeConfig,
-  decodeInflight,
-  decodeLog,
-  decodeMemRegMsg,
-  decodeMemoryTable,
-  decodeU64,
-  decodeU64Big,
-  decodeVringAddr,
-  decodeVringState,
-  encodeConfig,
-  encodeInflight,
-  encodeU64,
-  encodeVringState,
-} from './codec.js';
-import {
-  BackendReq,
-  ConfigFlag,
-  F_LOG_ALL,
-  F_PROTOCOL_FEATURES,
-  FrontendReq,
-  HeaderFlag,
-  MAX_QUEUE_INDEX,
-  PF,
-  VHOST_VRING_F_LOG,
-  VRING_IDX_MASK,
-  VRING_NOFD_MASK,
-  frontendReqName,
-  type VhostUserMessage,
-  type VringAddr,
-} from './messages.js';
-import { VhostMemoryMap, DEFAULT_MAP_CHUNK } from './memory-map.js';
-import { PackedInflight, SplitInflight, inflightQueueRegionSize } from './inflight.js';
-import { DirtyLog, VhostQueue } from './vhost-queue.js';
+import { BackendChannel, type BackendRequestOptions } from './backend-channel.js';
+import { VhostUserError, VhostUserFault, decodeConfig, decodeU64, decodeU64Big, encodeConfig, encodeU64 } from './codec.js';
+import { vhostUserHooks, type VhostUserDeviceHooks, type VhostUserSession } from './device-hooks.js';
+import { MessageDispatcher, type MessageSink, noFds, takeFds } from './dispatcher.js';
+import { DEFAULT_MAP_CHUNK } from './memory-map.js';
+import { BackendReq, ConfigFlag, F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq, MAX_QUEUE_INDEX, PF, frontendReqName, type VhostUserMessage } from './messages.js';
+import { RingScheduler } from './ring-scheduler.js';
+import { SessionDirtyLog } from './session-dirty-log.js';
+import { SessionInflight } from './session-inflight.js';
+import { SessionMemory } from './session-memory.js';
+import type { VhostQueue } from './vhost-queue.js';
+import { type RingInfo, type Vring, ringInfo } from './vring.js';
+import { type QueueFactory, VringSet } from './vrings.js';
+
+export { MAX_POLL_US, POLL_BUDGET_US } from './ring-scheduler.js';
+export type { MessageSink } from './dispatcher.js';
+export type { RingInfo, RingPhase } from './vring.js';
+export type { QueueFactory } from './vrings.js';
 
 /** Protocol features this back-end implements (and therefore advertises). */
 export const SUPPORTED_PROTOCOL_FEATURES =
@@ -80,7 +66,10 @@ export const SUPPORTED_PROTOCOL_FEATURES =
 export const VHOST_USER_TRANSPORT_FEATURES =
   F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT | F.INDIRECT_DESC | F.EVENT_IDX | F.VERSION_1 | F.RING_PACKED | F.IN_ORDER | F.ORDER_PLATFORM;
 
-export type QueueFactory = (memory: GuestMemory, config: QueueConfig) => DeviceQueue;
+/** SET_FEATURES bits that are the back-end's, not the device's. */
+const VHOST_ONLY_BITS = F_PROTOCOL_FEATURES | F_LOG_ALL;
+/** 6.3: legacy-only bits a front-end may pass through for a modern guest; they mean nothing there. */
+const LEGACY_ONLY_BITS = F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT;
 
 export const defaultQueueFactory: QueueFactory = (memory, config) => {
   const packed = (config.features & F.RING_PACKED) !== 0n;
@@ -98,7 +87,7 @@ export interface VhostUserBackendOptions {
   readonly queueFactory?: QueueFactory;
   /** Polling period of rings without a kick fd (SET_VRING_KICK bit 8), in ms (default 1). */
   readonly pollIntervalMs?: number;
-  /** Restricts the advertised protocol features (default: all supported). */
+  /** Restricts the advertised protocol features (default: all supported, the device's included). */
   readonly protocolFeatures?: bigint;
   /**
    * Busy-poll window after a processing pass, in microseconds (default 0: off). The back-end
@@ -111,190 +100,125 @@ export interface VhostUserBackendOptions {
   readonly pollUs?: number;
 }
 
-/** Largest accepted pollUs. */
-export const MAX_POLL_US = 1000;
-/** Longest a polling episode holds the event loop (vhost-user messages, other rings) before yielding. */
-export const POLL_BUDGET_US = 2000;
-/** Back-to-back passes between two looks at the clock in a busy polling episode. */
-const POLL_CLOCK_PASSES = 8;
-/** Looks at the avail index between two clock reads while idle-polling. */
-const POLL_CHECKS_PER_CLOCK = 32;
-/**
- * Polling adapts: after POLL_WASTED_LIMIT episodes in a row whose idle windows found no buffer
- * (the driver is slower than the window, or shares our CPU and cannot run while we spin), the
- * ring is served without polling for POLL_SUSPEND_MIN episodes, doubling up to POLL_SUSPEND_MAX
- * while the probes after a suspension stay fruitless.
- */
-const POLL_WASTED_LIMIT = 2;
-const POLL_SUSPEND_MIN = 16;
-const POLL_SUSPEND_MAX = 4096;
-
-/** Where replies and back-end requests go (the connection's framer). */
-export type MessageSink = (request: number, flags: number, payload?: Uint8Array, fds?: readonly number[]) => void;
-
-interface Reply {
-  payload: Uint8Array;
-  fds?: number[];
-  /** Close these fds after sending (fds handed to the front-end). */
-  closeAfter?: boolean;
-}
-
-export type RingPhase = 'stopped' | 'started';
-
-/** One vring's protocol state. */
-interface Ring {
-  readonly index: number;
-  readonly maxSize: number;
-  num: number;
-  addr: VringAddr | null;
-  base: number;
-  kickFd: number;
-  callFd: number;
-  errFd: number;
-  polling: boolean;
-  started: boolean;
-  enabled: boolean;
-  littleEndian: boolean;
-  queue: VhostQueue | null;
-  watcher: FdWatcher | null;
-  pollTimer: ReturnType<typeof setInterval> | null;
-  broken: QueueError | null;
-  /** A used-buffer notification was asked for during the current processing pass. */
-  callPending: boolean;
-  /** Busy-poll adaptation: consecutive episodes whose polling found nothing. */
-  pollWasted: number;
-  /** Episodes left to run without polling, and the length of the next suspension. */
-  pollSuspended: number;
-  pollSuspendLen: number;
-  /** Guest addresses of the ring parts while started. */
-  descGuest: number;
-  usedGuest: number;
-}
-
-/** Snapshot of a ring for logs and tests. */
-export interface RingInfo {
-  readonly index: number;
-  readonly num: number;
-  readonly started: boolean;
-  readonly enabled: boolean;
-  readonly kickFd: number;
-  readonly callFd: number;
-  readonly errFd: number;
-  readonly polling: boolean;
-  readonly broken: QueueError | null;
-}
-
-interface InflightArea {
-  mapping: Mapping;
-  view: DataView;
-  numQueues: number;
-  queueSize: number;
-  stride: number;
-}
-
 const EMPTY_MEMORY = new GuestMemory([]);
-
-/** Requests whose reply is part of the protocol (sent whatever REPLY_ACK says). */
-const EXPLICIT_REPLY = new Set<number>([
-  FrontendReq.GET_FEATURES,
-  FrontendReq.GET_PROTOCOL_FEATURES,
-  FrontendReq.GET_VRING_BASE,
-  FrontendReq.GET_QUEUE_NUM,
-  FrontendReq.GET_CONFIG,
-  FrontendReq.GET_INFLIGHT_FD,
-  FrontendReq.GET_MAX_MEM_SLOTS,
-  FrontendReq.GET_STATUS,
-  FrontendReq.IOTLB_MSG,
-  FrontendReq.POSTCOPY_ADVISE,
-  FrontendReq.POSTCOPY_END,
-  FrontendReq.GET_SHARED_OBJECT,
-  FrontendReq.SET_DEVICE_STATE_FD,
-  FrontendReq.CHECK_DEVICE_STATE,
-]);
 
 export class VhostUserBackend {
   readonly device: VirtioDevice;
+  /** The device lifecycle, shared with every other transport. */
+  readonly core: DeviceCore;
   private readonly platform: Platform;
   private readonly logger: Logger;
-  private readonly maxMemSlots: number;
-  private readonly queueFactory: QueueFactory;
-  private readonly pollMs: number;
-  /** Busy-poll window in ms (0: no polling). */
-  private readonly pollWindowMs: number;
   private readonly offeredProtocol: bigint;
-  private readonly mem: VhostMemoryMap;
-  private readonly rings: Ring[];
+  private readonly hooks: VhostUserDeviceHooks | null;
+  private readonly dispatcher: MessageDispatcher;
+  private readonly mem: SessionMemory;
+  private readonly dirtyLog: SessionDirtyLog;
+  private readonly inflight: SessionInflight;
+  private readonly vrings: VringSet;
+  private readonly scheduler: RingScheduler;
+  private readonly channel: BackendChannel;
+  private readonly session: VhostUserSession;
+  private readonly rings: readonly Vring[];
   private sink: MessageSink = () => {
     throw new VirtioError('INVALID_ARGUMENT', 'VhostUserBackend: no message sink attached');
   };
 
   private ackedFeatures = 0n;
-  private featuresSet = false;
   private ackedProtocol = 0n;
   private owner = false;
-  private statusValue = 0;
-  private needsResetFlag = false;
-  private active = false;
-  private closed = false;
-  private ctx: DeviceContext;
-  private log: DirtyLog | null = null;
-  private logMapping: Mapping | null = null;
-  private logFd = -1;
-  private backendFd = -1;
-  private inflight: InflightArea | null = null;
-  private readonly immediates = new Set<ReturnType<typeof setImmediate>>();
-  /** Nesting of processing passes (notifyUsed defers its call eventfd write while > 0). */
-  private passDepth = 0;
+  private isClosed = false;
 
   /** Requests refused so far, and the last refusal (for logs and tests). */
   errorCount = 0;
-  /** Call eventfd writes made (used-buffer notifications actually sent). */
-  callsSent = 0;
   lastError: VirtioError | null = null;
   /** Called for every refused request or device error (after logging). */
   onError: ((e: VirtioError) => void) | null = null;
 
   constructor(opts: VhostUserBackendOptions) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
     this.device = opts.device;
     this.platform = opts.platform;
     this.logger = opts.logger ?? silentLogger;
-    this.maxMemSlots = opts.maxMemSlots ?? 32;
-    this.queueFactory = opts.queueFactory ?? defaultQueueFactory;
-    this.pollMs = opts.pollIntervalMs ?? 1;
-    const pollUs = opts.pollUs ?? 0;
-    if (!(pollUs >= 0 && pollUs <= MAX_POLL_US)) throw new VirtioError('INVALID_ARGUMENT', `pollUs ${pollUs} not in 0..${MAX_POLL_US}`);
-    this.pollWindowMs = pollUs / 1000;
-    this.offeredProtocol = SUPPORTED_PROTOCOL_FEATURES & (opts.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES);
-    this.mem = new VhostMemoryMap(this.platform, opts.mapChunkSize ?? DEFAULT_MAP_CHUNK);
-    const n = Math.min(this.device.queueMaxSizes.length, MAX_QUEUE_INDEX + 1);
-    this.rings = [];
-    for (let i = 0; i < n; i++) {
-      this.rings.push({
-        index: i,
-        maxSize: Math.min(this.device.queueMaxSizes[i]!, MAX_QUEUE_SIZE),
-        num: 0,
-        addr: null,
-        base: 0,
-        kickFd: -1,
-        callFd: -1,
-        errFd: -1,
-        polling: false,
-        started: false,
-        enabled: false,
-        littleEndian: true,
-        queue: null,
-        watcher: null,
-        pollTimer: null,
-        broken: null,
-        callPending: false,
-        pollWasted: 0,
-        pollSuspended: 0,
-        pollSuspendLen: POLL_SUSPEND_MIN,
-        descGuest: -1,
-        usedGuest: -1,
-      });
-    }
-    this.ctx = this.makeContext();
+    this.hooks = vhostUserHooks(this.device);
+    this.offeredProtocol = (SUPPORTED_PROTOCOL_FEATURES | (this.hooks?.protocolFeatures ?? 0n)) & (opts.protocolFeatures ?? ~0n);
+    this.core = new DeviceCore(this.device, {
+      memory: EMPTY_MEMORY,
+      interrupts: {
+        usedBuffer: (i) => this.scheduler.usedBuffer(i),
+        configChange: () => this.sendConfigChange(),
+      },
+      transportFeatures: VHOST_USER_TRANSPORT_FEATURES,
+      logger: this.logger,
+    });
+    const requireProto = (req: number, mask: bigint): void => this.requireProto(req, mask);
+    this.dispatcher = new MessageDispatcher(
+      this.platform,
+      this.logger,
+      {
+        get replyAck() {
+          return self.hasProto(PF.REPLY_ACK);
+        },
+        get logShmfd() {
+          return self.hasProto(PF.LOG_SHMFD);
+        },
+      },
+      (e, req) => this.reportError(e, req),
+    );
+    this.mem = new SessionMemory(this.platform, opts.mapChunkSize ?? DEFAULT_MAP_CHUNK, opts.maxMemSlots ?? 32, {
+      requireProto,
+      memoryChanged: () => this.memoryChanged(),
+    });
+    this.dirtyLog = new SessionDirtyLog(this.platform, this.logger, { requireProto, logChanged: () => this.applyLogging() });
+    const numRings = Math.min(this.device.queueMaxSizes.length, MAX_QUEUE_INDEX + 1);
+    this.inflight = new SessionInflight(this.platform, this.logger, { requireProto, numQueues: numRings });
+    this.vrings = new VringSet(
+      this.device.queueMaxSizes.slice(0, numRings),
+      this.platform,
+      this.logger,
+      this.mem,
+      this.inflight,
+      () => this.scheduler,
+      opts.queueFactory ?? defaultQueueFactory,
+      {
+        get features() {
+          return self.ackedFeatures;
+        },
+        requireProto,
+        ringChanged: (r) => this.lendRing(r),
+        queueBuilt: () => this.applyLogging(),
+        ringStopped: () => {
+          if (this.vrings.idle) this.core.deactivate();
+        },
+        endianChanged: (r) => this.endianChanged(r),
+        ringError: (i, e) => this.ringError(i, e),
+      },
+    );
+    this.rings = this.vrings.rings;
+    this.scheduler = new RingScheduler(
+      this.rings,
+      this.device,
+      this.platform,
+      this.logger,
+      {
+        get closed() {
+          return self.isClosed;
+        },
+        ready: () => this.core.activateWithLentQueues(),
+        failure: (r, e) => this.ringFailure(r, e),
+      },
+      { pollIntervalMs: opts.pollIntervalMs ?? 1, pollUs: opts.pollUs ?? 0 },
+    );
+    this.channel = new BackendChannel(this.platform, this.logger);
+    this.session = {
+      get protocolFeatures() {
+        return self.ackedProtocol;
+      },
+      hasProtocolFeatures: (mask) => (this.ackedProtocol & mask) === mask,
+      sendBackendRequest: (request, payload, fds, o) => this.sendBackendRequest(request, payload, fds, o),
+    };
+    this.registerHandlers();
+    this.hooks?.sessionStarted?.(this.session);
   }
 
   /** Sets where replies and back-end requests are written. */
@@ -304,10 +228,8 @@ export class VhostUserBackend {
 
   /** Features offered in GET_FEATURES: the device's, the transport bits we honour, bits 26 and 30. */
   get offeredFeatures(): bigint {
-    let devBits = 0n;
     const off = this.device.offeredFeatures;
-    for (let b = 0; b < 64; b++) if (isDeviceTypeBit(b) && (off & bit(b)) !== 0n) devBits |= bit(b);
-    return devBits | (off & VHOST_USER_TRANSPORT_FEATURES) | F_PROTOCOL_FEATURES | F_LOG_ALL;
+    return BigInt.asUintN(64, off & (DEVICE_TYPE_FEATURES | VHOST_USER_TRANSPORT_FEATURES)) | F_PROTOCOL_FEATURES | F_LOG_ALL;
   }
   get offeredProtocolFeatures(): bigint {
     return this.offeredProtocol;
@@ -318,8 +240,9 @@ export class VhostUserBackend {
   get protocolFeatures(): bigint {
     return this.ackedProtocol;
   }
+  /** The device status (the core's, DEVICE_NEEDS_RESET included). */
   get status(): number {
-    return this.statusValue | (this.needsResetFlag ? Status.DEVICE_NEEDS_RESET : 0);
+    return this.core.status;
   }
   get memory(): GuestMemory | null {
     return this.mem.memory;
@@ -328,22 +251,19 @@ export class VhostUserBackend {
     return this.rings.length;
   }
   get deviceActive(): boolean {
-    return this.active;
+    return this.core.active;
+  }
+  /** Call eventfd writes made (used-buffer notifications actually sent). */
+  get callsSent(): number {
+    return this.scheduler.callsSent;
+  }
+  /** Whether SET_OWNER was received (a session is established). */
+  get hasOwner(): boolean {
+    return this.owner;
   }
   ringInfo(i: number): RingInfo | null {
     const r = this.rings[i];
-    if (!r) return null;
-    return {
-      index: r.index,
-      num: r.num,
-      started: r.started,
-      enabled: r.enabled,
-      kickFd: r.kickFd,
-      callFd: r.callFd,
-      errFd: r.errFd,
-      polling: r.polling,
-      broken: r.broken,
-    };
+    return r ? ringInfo(r) : null;
   }
   /** The live queue of a started ring (tests). */
   ringQueue(i: number): VhostQueue | null {
@@ -353,17 +273,14 @@ export class VhostUserBackend {
   private hasProto(mask: bigint): boolean {
     return (this.ackedProtocol & mask) !== 0n;
   }
-  private get protocolNegotiated(): boolean {
-    return (this.ackedFeatures & F_PROTOCOL_FEATURES) !== 0n;
+  private requireProto(req: number, mask: bigint): void {
+    if (!this.hasProto(mask)) throw new VhostUserError(VhostUserFault.NOT_NEGOTIATED, 'protocol feature not negotiated', req);
   }
   private get deviceFeatures(): bigint {
-    return this.ackedFeatures & ~(F_PROTOCOL_FEATURES | F_LOG_ALL);
-  }
-  private get littleEndian(): boolean {
-    return this.rings[0]?.littleEndian ?? true;
+    return this.ackedFeatures & ~VHOST_ONLY_BITS;
   }
 
-  // --- message dispatch ----------------------------------------------------------------------
+  // --- messages ------------------------------------------------------------------------------
 
   /**
    * Handles one framed request: replies through the sink, closes every fd of the message it did
@@ -371,35 +288,11 @@ export class VhostUserBackend {
    * throws.
    */
   handleMessage(msg: VhostUserMessage): void {
-    if (this.closed) {
-      this.closeFds(msg.fds);
+    if (this.isClosed) {
+      this.dispatcher.closeFds(msg.fds);
       return;
     }
-    let reply: Reply | null = null;
-    let err: VirtioError | null = null;
-    try {
-      checkRequestSize(msg.request, msg.payload.length);
-      reply = this.dispatch(msg);
-    } catch (e) {
-      err = isVirtioError(e) ? e : new VhostUserError(VhostUserFault.BAD_STATE, String(e), msg.request, { cause: e });
-    } finally {
-      this.closeFds(msg.fds);
-    }
-    const needReply = (msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.hasProto(PF.REPLY_ACK);
-    if (err) {
-      this.reportError(err, msg.request);
-      const r = this.errorReply(msg);
-      if (r) this.sink(msg.request, REPLY_FLAGS, r.payload);
-      else if (needReply) this.sink(msg.request, REPLY_FLAGS, encodeU64(1));
-      return;
-    }
-    if (reply) {
-      try {
-        this.sink(msg.request, REPLY_FLAGS, reply.payload, reply.fds);
-      } finally {
-        if (reply.closeAfter && reply.fds) this.closeFds(reply.fds);
-      }
-    } else if (needReply) this.sink(msg.request, REPLY_FLAGS, encodeU64(0));
+    this.dispatcher.handle(msg, this.sink);
   }
 
   private reportError(e: VirtioError, request: number): void {
@@ -409,793 +302,221 @@ export class VhostUserBackend {
     this.onError?.(e);
   }
 
-  /** The reply a request with an explicit reply gets when it fails. */
-  private errorReply(msg: VhostUserMessage): Reply | null {
-    if (!EXPLICIT_REPLY.has(msg.request)) {
-      // SET_LOG_BASE has a reply only with LOG_SHMFD.
-      if (msg.request === FrontendReq.SET_LOG_BASE && this.hasProto(PF.LOG_SHMFD)) return { payload: encodeU64(1) };
+  private registerHandlers(): void {
+    const d = this.dispatcher;
+    d.on(FrontendReq.GET_FEATURES, (msg) => {
+      noFds(msg);
+      return { payload: encodeU64(this.offeredFeatures) };
+    });
+    d.on(FrontendReq.SET_FEATURES, (msg) => {
+      noFds(msg);
+      this.setFeatures(decodeU64Big(msg.request, msg.payload));
       return null;
-    }
-    switch (msg.request) {
-      case FrontendReq.GET_CONFIG:
-        // "uses zero length of payload to indicate an error"
-        return { payload: new Uint8Array(0) };
-      case FrontendReq.GET_VRING_BASE: {
-        const index = msg.payload.length >= 4 ? new DataView(msg.payload.buffer, msg.payload.byteOffset).getUint32(0, true) : 0;
-        return { payload: encodeVringState({ index, num: 0 }) };
+    });
+    d.on(FrontendReq.GET_PROTOCOL_FEATURES, (msg) => {
+      noFds(msg);
+      return { payload: encodeU64(this.offeredProtocol) };
+    });
+    d.on(FrontendReq.SET_PROTOCOL_FEATURES, (msg) => {
+      noFds(msg);
+      const v = decodeU64Big(msg.request, msg.payload);
+      if ((v & ~this.offeredProtocol) !== 0n) {
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `protocol features 0x${(v & ~this.offeredProtocol).toString(16)} not offered`, msg.request);
       }
-      case FrontendReq.GET_INFLIGHT_FD:
-        return { payload: encodeInflight({ mmapSize: 0, mmapOffset: 0, numQueues: 0, queueSize: 0 }) };
-      case FrontendReq.SET_DEVICE_STATE_FD:
-        return { payload: encodeU64(1 | VRING_NOFD_MASK) };
-      case FrontendReq.GET_FEATURES:
-      case FrontendReq.GET_PROTOCOL_FEATURES:
-      case FrontendReq.GET_QUEUE_NUM:
-      case FrontendReq.GET_MAX_MEM_SLOTS:
-      case FrontendReq.GET_STATUS:
-        return { payload: encodeU64(0) };
-      default:
-        return { payload: encodeU64(1) };
-    }
+      this.ackedProtocol = v;
+      return null;
+    });
+    d.on(FrontendReq.SET_OWNER, (msg) => {
+      noFds(msg);
+      this.owner = true;
+      return null;
+    });
+    d.on(FrontendReq.RESET_OWNER, (msg) => {
+      // Deprecated: "use it to disable all rings".
+      noFds(msg);
+      this.vrings.stopAll(true, false);
+      return null;
+    });
+    d.on(FrontendReq.RESET_DEVICE, (msg) => {
+      noFds(msg);
+      this.requireProto(msg.request, PF.RESET_DEVICE);
+      // 2.4: the device resets (once), then every ring stops and forgets its set-up.
+      this.core.reset();
+      this.vrings.stopAll(true, true);
+      this.ackedFeatures = 0n;
+      this.applyLogging();
+      return null;
+    });
+    d.on(FrontendReq.GET_CONFIG, (msg) => {
+      noFds(msg);
+      this.requireProto(msg.request, PF.CONFIG);
+      const c = decodeConfig(msg.request, msg.payload);
+      const data = new Uint8Array(c.size);
+      // 2.5: bytes past the config space read 0 (the core asks the device only for the rest).
+      this.core.readConfigBytes(c.offset, data);
+      return { payload: encodeConfig({ offset: c.offset, size: c.size, flags: c.flags, data }) };
+    });
+    d.on(FrontendReq.SET_CONFIG, (msg) => {
+      noFds(msg);
+      this.requireProto(msg.request, PF.CONFIG);
+      const c = decodeConfig(msg.request, msg.payload);
+      if (c.flags !== ConfigFlag.WRITABLE && c.flags !== ConfigFlag.MIGRATION) {
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config flags ${c.flags}`, msg.request);
+      }
+      // The core ignores out-of-range writes; the protocol refuses them so the front-end knows.
+      if (c.offset + c.size > this.device.configSize) {
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config write ${c.offset}+${c.size} beyond ${this.device.configSize}`, msg.request);
+      }
+      this.core.writeConfigBytes(c.offset, c.data.slice());
+      return null;
+    });
+    d.on(FrontendReq.SET_BACKEND_REQ_FD, (msg) => {
+      this.requireProto(msg.request, PF.BACKEND_REQ);
+      const [fd] = takeFds(msg, 1, 1);
+      this.channel.setFd(fd!);
+      return null;
+    });
+    d.on(FrontendReq.SET_STATUS, (msg) => {
+      noFds(msg);
+      this.requireProto(msg.request, PF.STATUS);
+      const v = decodeU64(msg.request, msg.payload);
+      if (v > 0xff) throw new VhostUserError(VhostUserFault.BAD_VALUE, `status 0x${v.toString(16)}`, msg.request);
+      this.setStatus(v);
+      return null;
+    });
+    d.on(FrontendReq.GET_STATUS, (msg) => {
+      noFds(msg);
+      this.requireProto(msg.request, PF.STATUS);
+      return { payload: encodeU64(this.core.status) };
+    });
+    this.mem.register(d);
+    this.dirtyLog.register(d);
+    this.inflight.register(d);
+    this.vrings.register(d);
+    // Anything else: the device's own requests, or refused (defined by the protocol but not
+    // implemented, and never advertised: RARP, MTU, IOTLB, crypto, postcopy, GPU, in-band kicks,
+    // shared objects, device state).
+    d.fallback = (msg) => {
+      const reply = this.hooks?.handleRequest?.(msg, this.session);
+      if (reply === undefined) throw new VhostUserError(VhostUserFault.UNSUPPORTED, 'not implemented by this back-end', msg.request);
+      return reply === null ? null : { payload: reply };
+    };
   }
 
-  private dispatch(msg: VhostUserMessage): Reply | null {
-    const req = msg.request;
-    const p = msg.payload;
-    switch (req) {
-      case FrontendReq.GET_FEATURES:
-        this.noFds(msg);
-        return { payload: encodeU64(this.offeredFeatures) };
-      case FrontendReq.SET_FEATURES:
-        this.noFds(msg);
-        this.setFeatures(decodeU64Big(req, p));
-        return null;
-      case FrontendReq.GET_PROTOCOL_FEATURES:
-        this.noFds(msg);
-        return { payload: encodeU64(this.offeredProtocol) };
-      case FrontendReq.SET_PROTOCOL_FEATURES: {
-        this.noFds(msg);
-        const v = decodeU64Big(req, p);
-        if ((v & ~this.offeredProtocol) !== 0n) {
-          throw new VhostUserError(VhostUserFault.BAD_VALUE, `protocol features 0x${(v & ~this.offeredProtocol).toString(16)} not offered`, req);
-        }
-        this.ackedProtocol = v;
-        return null;
-      }
-      case FrontendReq.SET_OWNER:
-        this.noFds(msg);
-        this.owner = true;
-        return null;
-      case FrontendReq.RESET_OWNER:
-        // Deprecated: "use it to disable all rings".
-        this.noFds(msg);
-        for (const r of this.rings) {
-          this.stopRing(r);
-          r.enabled = false;
-        }
-        this.deactivateIfIdle();
-        return null;
-      case FrontendReq.RESET_DEVICE:
-        this.noFds(msg);
-        this.requireProto(req, PF.RESET_DEVICE);
-        this.resetDevice();
-        return null;
-      case FrontendReq.SET_MEM_TABLE: {
-        const regions = decodeMemoryTable(req, p);
-        const fds = this.takeFds(msg, regions.length, regions.length);
-        this.mem.setTable(req, regions, fds);
-        this.afterMemoryChange();
-        return null;
-      }
-      case FrontendReq.GET_MAX_MEM_SLOTS:
-        this.noFds(msg);
-        this.requireProto(req, PF.CONFIGURE_MEM_SLOTS);
-        return { payload: encodeU64(this.maxMemSlots) };
-      case FrontendReq.ADD_MEM_REG: {
-        this.requireProto(req, PF.CONFIGURE_MEM_SLOTS);
-        const region = decodeMemRegMsg(req, p);
-        const [fd] = this.takeFds(msg, 1, 1);
-        this.mem.add(req, region, fd!, this.maxMemSlots);
-        this.afterMemoryChange();
-        return null;
-      }
-      case FrontendReq.REM_MEM_REG: {
-        this.requireProto(req, PF.CONFIGURE_MEM_SLOTS);
-        const region = decodeMemRegMsg(req, p);
-        // QEMU may pass the region's fd along; it is not needed (closed by the dispatcher).
-        if (msg.fds.length > 1) throw new VhostUserError(VhostUserFault.UNEXPECTED_FD, `${msg.fds.length} fds`, req);
-        this.mem.remove(req, region);
-        this.afterMemoryChange();
-        return null;
-      }
-      case FrontendReq.SET_LOG_BASE:
-        return this.setLogBase(msg);
-      case FrontendReq.SET_LOG_FD: {
-        const [fd] = this.takeFds(msg, 1, 1);
-        if (this.logFd >= 0) this.platform.close(this.logFd);
-        this.logFd = fd!;
-        return null;
-      }
-      case FrontendReq.SET_VRING_NUM: {
-        this.noFds(msg);
-        const s = decodeVringState(req, p);
-        const r = this.ring(req, s.index);
-        if (r.started) throw new VhostUserError(VhostUserFault.BAD_STATE, `ring ${s.index} is started`, req);
-        // The front-end, not the back-end, chooses the ring size (QEMU's vhost-user-rng asks for
-        // 1024 over virtio-mmio whatever the device would advertise): any size a ring can have.
-        if (s.num === 0 || s.num > MAX_QUEUE_SIZE) throw new VhostUserError(VhostUserFault.BAD_VALUE, `ring size ${s.num} (1 to ${MAX_QUEUE_SIZE})`, req);
-        if (s.num > r.maxSize) this.logger.debug(`ring ${s.index}: size ${s.num} above the device's ${r.maxSize}`);
-        r.num = s.num;
-        return null;
-      }
-      case FrontendReq.SET_VRING_ADDR: {
-        this.noFds(msg);
-        const a = decodeVringAddr(req, p);
-        const r = this.ring(req, a.index);
-        if (this.mem.memory && r.num > 0) this.translate(req, r, a);
-        r.addr = a;
-        if (r.started) this.restartRing(r);
-        return null;
-      }
-      case FrontendReq.SET_VRING_BASE: {
-        this.noFds(msg);
-        const s = decodeVringState(req, p);
-        const r = this.ring(req, s.index);
-        if (r.started) throw new VhostUserError(VhostUserFault.BAD_STATE, `ring ${s.index} is started`, req);
-        // Split: the 16-bit avail index. Packed (QEMU's format): bits 0-14 avail position, 15 its
-        // wrap counter, 16-30 used position, 31 its wrap counter.
-        const packed = (this.ackedFeatures & F.RING_PACKED) !== 0n;
-        if (!packed && s.num > 0xffff) throw new VhostUserError(VhostUserFault.BAD_VALUE, `split ring base ${s.num}`, req);
-        r.base = s.num;
-        return null;
-      }
-      case FrontendReq.GET_VRING_BASE: {
-        this.noFds(msg);
-        const s = decodeVringState(req, p);
-        const r = this.ring(req, s.index);
-        this.stopRing(r);
-        this.deactivateIfIdle();
-        return { payload: encodeVringState({ index: s.index, num: r.base }) };
-      }
-      case FrontendReq.SET_VRING_KICK: {
-        const { r, fd } = this.vringFd(msg);
-        this.stopWatching(r);
-        if (r.kickFd >= 0) this.platform.close(r.kickFd);
-        r.kickFd = fd;
-        r.polling = fd < 0;
-        if (r.started) this.watch(r);
-        else this.startRing(req, r);
-        return null;
-      }
-      case FrontendReq.SET_VRING_CALL: {
-        const { r, fd } = this.vringFd(msg);
-        if (r.callFd >= 0) this.platform.close(r.callFd);
-        r.callFd = fd;
-        return null;
-      }
-      case FrontendReq.SET_VRING_ERR: {
-        const { r, fd } = this.vringFd(msg);
-        if (r.errFd >= 0) this.platform.close(r.errFd);
-        r.errFd = fd;
-        return null;
-      }
-      case FrontendReq.GET_QUEUE_NUM:
-        this.noFds(msg);
-        this.requireProto(req, PF.MQ);
-        return { payload: encodeU64(this.rings.length) };
-      case FrontendReq.SET_VRING_ENABLE: {
-        this.noFds(msg);
-        const s = decodeVringState(req, p);
-        const r = this.ring(req, s.index);
-        if (s.num > 1) throw new VhostUserError(VhostUserFault.BAD_VALUE, `enable ${s.num}`, req);
-        const was = r.enabled;
-        r.enabled = s.num === 1;
-        if (!was && r.enabled && r.started) this.scheduleCheck(r);
-        return null;
-      }
-      case FrontendReq.SET_VRING_ENDIAN: {
-        this.noFds(msg);
-        this.requireProto(req, PF.CROSS_ENDIAN);
-        const s = decodeVringState(req, p);
-        const r = this.ring(req, s.index);
-        if (s.num > 1) throw new VhostUserError(VhostUserFault.BAD_VALUE, `endianness ${s.num}`, req);
-        if (r.started) throw new VhostUserError(VhostUserFault.BAD_STATE, `ring ${s.index} is started`, req);
-        r.littleEndian = s.num === 0;
-        return null;
-      }
-      case FrontendReq.GET_CONFIG: {
-        this.noFds(msg);
-        this.requireProto(req, PF.CONFIG);
-        const c = decodeConfig(req, p);
-        const data = new Uint8Array(c.size);
-        const cs = this.device.configSize;
-        if (c.offset < cs) {
-          const n = Math.min(c.size, cs - c.offset);
-          this.device.readConfig(c.offset, data.subarray(0, n), this.deviceFeatures, this.littleEndian);
-        }
-        return { payload: encodeConfig({ offset: c.offset, size: c.size, flags: c.flags, data }) };
-      }
-      case FrontendReq.SET_CONFIG: {
-        this.noFds(msg);
-        this.requireProto(req, PF.CONFIG);
-        const c = decodeConfig(req, p);
-        if (c.flags !== ConfigFlag.WRITABLE && c.flags !== ConfigFlag.MIGRATION) {
-          throw new VhostUserError(VhostUserFault.BAD_VALUE, `config flags ${c.flags}`, req);
-        }
-        if (c.offset + c.size > this.device.configSize) {
-          throw new VhostUserError(VhostUserFault.BAD_VALUE, `config write ${c.offset}+${c.size} beyond ${this.device.configSize}`, req);
-        }
-        // The device ignores writes to read-only fields (its writeConfig contract).
-        this.device.writeConfig(c.offset, c.data.slice(), this.deviceFeatures, this.littleEndian);
-        return null;
-      }
-      case FrontendReq.SET_BACKEND_REQ_FD: {
-        this.requireProto(req, PF.BACKEND_REQ);
-        const [fd] = this.takeFds(msg, 1, 1);
-        if (this.backendFd >= 0) this.platform.close(this.backendFd);
-        this.backendFd = fd!;
-        return null;
-      }
-      case FrontendReq.GET_INFLIGHT_FD:
-        this.noFds(msg);
-        this.requireProto(req, PF.INFLIGHT_SHMFD);
-        return this.getInflightFd(msg);
-      case FrontendReq.SET_INFLIGHT_FD:
-        this.requireProto(req, PF.INFLIGHT_SHMFD);
-        this.setInflightFd(msg);
-        return null;
-      case FrontendReq.SET_STATUS: {
-        this.noFds(msg);
-        this.requireProto(req, PF.STATUS);
-        const v = decodeU64(req, p);
-        if (v > 0xff) throw new VhostUserError(VhostUserFault.BAD_VALUE, `status 0x${v.toString(16)}`, req);
-        this.setStatus(v);
-        return null;
-      }
-      case FrontendReq.GET_STATUS:
-        this.noFds(msg);
-        this.requireProto(req, PF.STATUS);
-        return { payload: encodeU64(this.status) };
-      default:
-        // Defined by the protocol but not implemented (and never advertised): RARP, MTU,
-        // IOTLB, crypto, postcopy, GPU, in-band kicks, shared objects, device state.
-        throw new VhostUserError(VhostUserFault.UNSUPPORTED, 'not implemented by this back-end', req);
-    }
-  }
-
-  // --- helpers for fds and indices -----------------------------------------------------------
-
-  private closeFds(fds: number[]): void {
-    for (let i = 0; i < fds.length; i++) {
-      const fd = fds[i]!;
-      if (fd >= 0) {
-        try {
-          this.platform.close(fd);
-        } catch (e) {
-          this.logger.warn(`close(${fd}) failed: ${(e as Error).message}`);
-        }
-        fds[i] = -1;
-      }
-    }
-  }
-
-  private noFds(msg: VhostUserMessage): void {
-    if (msg.fds.length > 0) throw new VhostUserError(VhostUserFault.UNEXPECTED_FD, `${msg.fds.length} unexpected fds`, msg.request);
-  }
-
-  /** Takes ownership of between min and max fds of the message (removed from msg.fds). */
-  private takeFds(msg: VhostUserMessage, min: number, max: number): number[] {
-    const n = msg.fds.length;
-    if (n < min) throw new VhostUserError(VhostUserFault.MISSING_FD, `${n} fds, expected ${min}`, msg.request);
-    if (n > max) throw new VhostUserError(VhostUserFault.UNEXPECTED_FD, `${n} fds, expected ${max}`, msg.request);
-    const out = msg.fds.slice();
-    msg.fds.fill(-1);
-    return out;
-  }
-
-  private ring(req: number, index: number): Ring {
-    const r = this.rings[index];
-    if (!r) throw new VhostUserError(VhostUserFault.BAD_INDEX, `ring ${index} (device has ${this.rings.length})`, req);
-    return r;
-  }
-
-  private requireProto(req: number, mask: bigint): void {
-    if (!this.hasProto(mask)) throw new VhostUserError(VhostUserFault.NOT_NEGOTIATED, 'protocol feature not negotiated', req);
-  }
-
-  /** SET_VRING_KICK / CALL / ERR: ring index bits 0-7, bit 8 no fd (polling). */
-  private vringFd(msg: VhostUserMessage): { r: Ring; fd: number } {
-    const v = decodeU64(msg.request, msg.payload);
-    if ((v & ~(VRING_IDX_MASK | VRING_NOFD_MASK)) !== 0) {
-      throw new VhostUserError(VhostUserFault.BAD_VALUE, `reserved bits set in 0x${v.toString(16)}`, msg.request);
-    }
-    const r = this.ring(msg.request, v & VRING_IDX_MASK);
-    if ((v & VRING_NOFD_MASK) !== 0) {
-      if (msg.fds.length > 0) throw new VhostUserError(VhostUserFault.UNEXPECTED_FD, 'fd with the invalid-fd flag', msg.request);
-      return { r, fd: -1 };
-    }
-    const [fd] = this.takeFds(msg, 1, 1);
-    return { r, fd: fd! };
-  }
-
-  // --- features, status, reset ---------------------------------------------------------------
+  // --- features and status: the core's negotiation -------------------------------------------
 
   private setFeatures(v: bigint): void {
     const req = FrontendReq.SET_FEATURES;
     const extra = v & ~this.offeredFeatures;
     if (extra !== 0n) throw new VhostUserError(VhostUserFault.BAD_VALUE, `features 0x${extra.toString(16)} not offered`, req);
-    const devBits = v & ~(F_PROTOCOL_FEATURES | F_LOG_ALL);
-    const why = this.device.validateFeatures?.(devBits) ?? null;
-    if (why !== null) throw new VhostUserError(VhostUserFault.BAD_VALUE, `device refuses features: ${why}`, req);
+    const devBits = v & ~VHOST_ONLY_BITS;
+    if (this.core.active) {
+      // QEMU sends SET_FEATURES again while running (each queue pair, LOG_ALL for migration):
+      // the back-end's bits may change, the device's are fixed until it stops (3.1.1).
+      if (devBits !== this.deviceFeatures) {
+        throw new VhostUserError(VhostUserFault.BAD_STATE, `device features 0x${devBits.toString(16)} while the device runs with 0x${this.deviceFeatures.toString(16)}`, req);
+      }
+    } else {
+      const why = this.negotiate(devBits);
+      if (why !== null) throw new VhostUserError(VhostUserFault.BAD_VALUE, `device refuses features: ${why}`, req);
+    }
     this.ackedFeatures = v;
-    this.featuresSet = true;
     // Rings start enabled when VHOST_USER_F_PROTOCOL_FEATURES is not negotiated.
-    if (!this.protocolNegotiated) for (const r of this.rings) r.enabled = true;
+    if ((v & F_PROTOCOL_FEATURES) === 0n) {
+      for (const r of this.rings) {
+        r.enabled = true;
+        this.lendRing(r);
+      }
+    }
     this.applyLogging();
   }
 
+  /**
+   * The core's negotiation for the device bits of SET_FEATURES: the interface (legacy without
+   * VERSION_1, in ring 0's endianness), then ACKNOWLEDGE | DRIVER, the features and FEATURES_OK
+   * as a driver would write them (3.1.1). Returns why the device refuses them, or null.
+   */
+  private negotiate(devBits: bigint): string | null {
+    const core = this.core;
+    const legacy = (devBits & F.VERSION_1) === 0n;
+    const le = this.rings[0]?.littleEndian ?? true;
+    const bits = legacy ? devBits : devBits & ~LEGACY_ONLY_BITS;
+    const featuresOk = (core.status & Status.FEATURES_OK) !== 0;
+    if (core.legacy !== legacy || (legacy && core.littleEndian !== le)) core.setLegacy(legacy, le);
+    else if (featuresOk && core.negotiatedFeatures === bits) return null; // the same again
+    else if (core.status !== 0) core.reset();
+    // A reset took back the lent queues: lend the running ones again (the device sees them once
+    // it is activated).
+    for (const r of this.rings) this.lendRing(r);
+    const why = core.checkFeatures(bits);
+    if (why !== null) return why;
+    core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    core.setDriverFeatures(bits);
+    if (!legacy) core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    return null;
+  }
+
+  /** Ring 0's endianness decides a legacy guest's config and context: negotiate again in it. */
+  private endianChanged(r: Vring): void {
+    if (r.index !== 0 || this.core.active || !this.core.legacy || this.ackedFeatures === 0n) return;
+    const why = this.negotiate(this.deviceFeatures);
+    if (why !== null) this.logger.warn(`features refused in the new endianness: ${why}`);
+  }
+
+  /**
+   * SET_STATUS (STATUS protocol feature): the core's status. QEMU forwards the guest's
+   * milestones alone (FEATURES_OK after SET_FEATURES; ACKNOWLEDGE | DRIVER | DRIVER_OK once the
+   * rings are set up), so the earlier steps are implied. DRIVER_OK activates the device with
+   * the rings started so far; 0 resets it and stops every ring (QEMU asks GET_VRING_BASE next:
+   * the bases are kept).
+   */
   private setStatus(v: number): void {
+    const core = this.core;
     if (v === 0) {
-      this.needsResetFlag = false;
-      this.statusValue = 0;
+      core.reset();
+      this.vrings.stopAll(false, false);
       return;
     }
     let s = v & ~Status.DEVICE_NEEDS_RESET;
-    if ((s & Status.FEATURES_OK) !== 0 && !this.featuresSet) s &= ~Status.FEATURES_OK;
-    this.statusValue = s;
+    if (s & (Status.FEATURES_OK | Status.DRIVER_OK)) s |= Status.ACKNOWLEDGE | Status.DRIVER;
+    if (core.active) {
+      core.setStatus(s);
+      return;
+    }
+    core.setStatus(s & ~Status.DRIVER_OK);
+    if (s & Status.DRIVER_OK && core.activateWithLentQueues()) {
+      for (const r of this.rings) if (r.started && r.enabled) this.scheduler.scheduleCheck(r);
+    }
   }
 
-  private resetDevice(): void {
+  // --- rings and the core --------------------------------------------------------------------
+
+  /** Lends a started and enabled ring's queue to the core; takes any other back. */
+  private lendRing(r: Vring): void {
+    if (r.started && r.enabled && r.queue) this.core.attachQueue(r.index, r.queue);
+    else this.core.detachQueue(r.index);
+  }
+
+  /** The memory map changed: every started ring is rebuilt over it, keeping its position. */
+  private memoryChanged(): void {
+    // The core must not rebuild lent queues itself (they are VhostQueues): take them back first.
+    for (const r of this.rings) this.core.detachQueue(r.index);
+    this.core.setMemory(this.mem.memory ?? EMPTY_MEMORY);
+    let first: unknown = null;
     for (const r of this.rings) {
-      this.stopRing(r);
-      r.enabled = false;
-      r.num = 0;
-      r.addr = null;
-      r.base = 0;
-      r.broken = null;
-      r.littleEndian = true;
-    }
-    this.deactivate();
-    this.ackedFeatures = 0n;
-    this.featuresSet = false;
-    this.statusValue = 0;
-    this.needsResetFlag = false;
-    this.applyLogging();
-  }
-
-  // --- memory, log, inflight -----------------------------------------------------------------
-
-  private afterMemoryChange(): void {
-    for (const r of this.rings) if (r.started) this.restartRing(r);
-  }
-
-  private setLogBase(msg: VhostUserMessage): Reply {
-    const req = msg.request;
-    this.requireProto(req, PF.LOG_SHMFD);
-    const l = decodeLog(req, msg.payload);
-    const [fd] = this.takeFds(msg, 1, 1);
-    let m: Mapping;
-    try {
-      if (l.size === 0) throw new VhostUserError(VhostUserFault.BAD_VALUE, 'log of size 0', req);
-      if (!Number.isSafeInteger(l.offset + l.size)) throw new VhostUserError(VhostUserFault.BAD_VALUE, 'log end overflows', req);
+      if (!r.started) continue;
       try {
-        m = this.platform.mmap(fd!, 0, l.offset + l.size);
+        this.vrings.restart(r);
       } catch (e) {
-        throw new VhostUserError(VhostUserFault.MAP_FAILED, `log mmap: ${(e as Error).message}`, req, { cause: e });
+        first ??= e;
       }
-    } finally {
-      this.platform.close(fd!);
     }
-    this.logMapping?.unmap();
-    this.logMapping = m;
-    this.log = new DirtyLog(m.bytes.subarray(l.offset, l.offset + l.size));
-    this.applyLogging();
-    return { payload: encodeU64(0) };
+    for (const r of this.rings) this.lendRing(r);
+    if (first !== null) throw first;
   }
 
   private applyLogging(): void {
-    const on = (this.ackedFeatures & F_LOG_ALL) !== 0n && this.log !== null;
-    for (const r of this.rings) {
-      const q = r.queue;
-      if (!q) continue;
-      q.log = on ? this.log : null;
-      q.logUsedAddr = -1;
-      q.logEventAddr = -1;
-      if (!on) continue;
-      if (q.packed) {
-        // Packed: used elements are written over the descriptor ring; event suppression in the device area.
-        q.logUsedAddr = r.descGuest;
-        q.logUsedLen = 16 * r.num;
-        q.logEventAddr = r.usedGuest;
-        q.logEventLen = 4;
-      } else if (r.addr && (r.addr.flags & VHOST_VRING_F_LOG) !== 0 && r.addr.logGuest >= 0) {
-        // "Migration": used ring writes are logged at log_guest_addr of SET_VRING_ADDR (VHOST_VRING_F_LOG).
-        q.logUsedAddr = r.addr.logGuest;
-        q.logUsedLen = SplitLayout.usedSize(r.num);
-        q.logEventAddr = r.addr.logGuest;
-        q.logEventLen = SplitLayout.usedSize(r.num);
-      }
-    }
-  }
-
-  private getInflightFd(msg: VhostUserMessage): Reply {
-    const req = msg.request;
-    const d = decodeInflight(req, msg.payload);
-    if (d.numQueues === 0 || d.numQueues > this.rings.length) {
-      throw new VhostUserError(VhostUserFault.BAD_VALUE, `${d.numQueues} queues (1 to ${this.rings.length})`, req);
-    }
-    if (d.queueSize === 0 || d.queueSize > MAX_QUEUE_SIZE) throw new VhostUserError(VhostUserFault.BAD_VALUE, `queue size ${d.queueSize}`, req);
-    const stride = inflightQueueRegionSize(d.queueSize);
-    const size = stride * d.numQueues;
-    const fd = this.platform.memfd('virtio-ts-inflight', size);
-    let m: Mapping;
-    try {
-      m = this.platform.mmap(fd, 0, size);
-    } catch (e) {
-      this.platform.close(fd);
-      throw new VhostUserError(VhostUserFault.MAP_FAILED, `inflight mmap: ${(e as Error).message}`, req, { cause: e });
-    }
-    this.setInflightArea(m, 0, d.numQueues, d.queueSize, stride);
-    return {
-      payload: encodeInflight({ mmapSize: size, mmapOffset: 0, numQueues: d.numQueues, queueSize: d.queueSize }),
-      fds: [fd],
-      closeAfter: true,
-    };
-  }
-
-  private setInflightFd(msg: VhostUserMessage): void {
-    const req = msg.request;
-    const d = decodeInflight(req, msg.payload);
-    const [fd] = this.takeFds(msg, 1, 1);
-    let m: Mapping;
-    try {
-      if (d.numQueues === 0 || d.queueSize === 0 || d.queueSize > MAX_QUEUE_SIZE) {
-        throw new VhostUserError(VhostUserFault.BAD_VALUE, `${d.numQueues} queues of ${d.queueSize}`, req);
-      }
-      const stride = inflightQueueRegionSize(d.queueSize);
-      if (d.mmapSize < stride * d.numQueues || !Number.isSafeInteger(d.mmapOffset + d.mmapSize)) {
-        throw new VhostUserError(VhostUserFault.BAD_VALUE, `inflight area of ${d.mmapSize} bytes is too small`, req);
-      }
-      try {
-        m = this.platform.mmap(fd!, 0, d.mmapOffset + d.mmapSize);
-      } catch (e) {
-        throw new VhostUserError(VhostUserFault.MAP_FAILED, `inflight mmap: ${(e as Error).message}`, req, { cause: e });
-      }
-      this.setInflightArea(m, d.mmapOffset, d.numQueues, d.queueSize, stride);
-    } finally {
-      this.platform.close(fd!);
-    }
-  }
-
-  private setInflightArea(m: Mapping, offset: number, numQueues: number, queueSize: number, stride: number): void {
-    this.inflight?.mapping.unmap();
-    const bytes = m.bytes;
-    this.inflight = {
-      mapping: m,
-      view: new DataView(bytes.buffer, bytes.byteOffset + offset, bytes.length - offset),
-      numQueues,
-      queueSize,
-      stride,
-    };
-  }
-
-  // --- rings ---------------------------------------------------------------------------------
-
-  private translate(req: number, r: Ring, a: VringAddr): { desc: number; avail: number; used: number } {
-    const packed = (this.ackedFeatures & F.RING_PACKED) !== 0n;
-    const n = r.num;
-    const descLen = 16 * n;
-    const availLen = packed ? 4 : SplitLayout.availSize(n);
-    const usedLen = packed ? 4 : SplitLayout.usedSize(n);
-    const desc = this.mem.userToGuest(a.descUser, descLen);
-    const avail = this.mem.userToGuest(a.availUser, availLen);
-    const used = this.mem.userToGuest(a.usedUser, usedLen);
-    if (desc < 0 || avail < 0 || used < 0) {
-      throw new VhostUserError(VhostUserFault.UNMAPPED, `ring ${r.index} addresses are outside the memory table`, req);
-    }
-    return { desc, avail, used };
-  }
-
-  /** Starts a ring (SET_VRING_KICK): builds its queue from num, base and addresses. */
-  private startRing(req: number, r: Ring, state?: QueueState): void {
-    const memory = this.mem.memory;
-    if (!memory) throw new VhostUserError(VhostUserFault.BAD_STATE, 'no memory table', req);
-    if (!r.addr || r.num === 0) throw new VhostUserError(VhostUserFault.BAD_STATE, `ring ${r.index} has no size or addresses`, req);
-    const t = this.translate(req, r, r.addr);
-    const features = this.deviceFeatures;
-    const packed = (features & F.RING_PACKED) !== 0n;
-    if (!packed && (r.num & (r.num - 1)) !== 0) throw new VhostUserError(VhostUserFault.BAD_VALUE, `split ring size ${r.num} is not a power of 2`, req);
-    const le = r.littleEndian;
-    let inner: DeviceQueue;
-    try {
-      inner = this.queueFactory(memory, {
-        size: r.num,
-        descAddr: t.desc,
-        driverAddr: t.avail,
-        deviceAddr: t.used,
-        features,
-        littleEndian: le,
-        index: r.index,
-      });
-      if (state) inner.setState(state);
-      else if (packed) {
-        const avail = r.base & 0xffff;
-        // A front-end that sends only the avail half (DPDK's format) stopped the ring with
-        // nothing in flight: the used position is the avail position.
-        const used = r.base >>> 16 || avail;
-        inner.setState({
-          nextAvail: avail & 0x7fff,
-          availWrap: (avail & 0x8000) !== 0,
-          nextUsed: used & 0x7fff,
-          usedWrap: (used & 0x8000) !== 0,
-        });
-      } else {
-        inner.setState({ nextAvail: r.base & 0xffff, nextUsed: memory.readU16(t.used + SplitLayout.USED_IDX, le), availWrap: true, usedWrap: true });
-      }
-    } catch (e) {
-      if (e instanceof VhostUserError) throw e;
-      throw new VhostUserError(VhostUserFault.BAD_VALUE, `ring ${r.index}: ${(e as Error).message}`, req, { cause: e });
-    }
-    const q = new VhostQueue(inner, {
-      index: r.index,
-      memory,
-      packed,
-      indirect: (features & F.INDIRECT_DESC) !== 0n,
-      littleEndian: le,
-      descGuest: t.desc,
-      onError: (i, err) => this.ringError(i, err),
-    });
-    const inf = this.inflight;
-    if (state && r.queue) q.adoptTracking(r.queue);
-    else if (inf && r.index < inf.numQueues && r.num <= inf.queueSize) {
-      const base = r.index * inf.stride;
-      try {
-        if (packed) q.attachPackedInflight(new PackedInflight(inf.view, base, r.num));
-        else q.attachSplitInflight(new SplitInflight(inf.view, base, r.num), memory.readU16(t.used + SplitLayout.USED_IDX, le));
-      } catch (e) {
-        throw new VhostUserError(VhostUserFault.BAD_STATE, `inflight recovery of ring ${r.index}: ${(e as Error).message}`, req, { cause: e });
-      }
-      if (q.resubmitPending > 0) this.logger.info(`ring ${r.index}: resubmitting ${q.resubmitPending} inflight buffers`);
-    }
-    r.queue = q;
-    r.descGuest = t.desc;
-    r.usedGuest = t.used;
-    r.broken = null;
-    r.started = true;
-    // "If VHOST_USER_F_PROTOCOL_FEATURES has not been negotiated, the ring is initialized in an enabled state."
-    if (!this.protocolNegotiated) r.enabled = true;
-    this.applyLogging();
-    this.watch(r);
-    if (r.enabled) this.scheduleCheck(r);
-  }
-
-  /** Rebuilds a started ring's queue (memory table or addresses changed), keeping its state. */
-  private restartRing(r: Ring): void {
-    const old = r.queue;
-    if (!old) return;
-    const state = old.state();
-    old.detach();
-    this.stopWatching(r);
-    r.started = false;
-    try {
-      this.startRing(FrontendReq.SET_MEM_TABLE, r, state);
-    } catch (e) {
-      r.queue = null;
-      r.base = this.encodeBase(state, old.packed);
-      this.deactivateIfIdle();
-      throw e;
-    }
-  }
-
-  /** GET_VRING_BASE's value (see SET_VRING_BASE for the packed format). */
-  private encodeBase(s: QueueState, packed: boolean): number {
-    if (!packed) return s.nextAvail & 0xffff;
-    const avail = (s.nextAvail & 0x7fff) | (s.availWrap ? 0x8000 : 0);
-    const used = (s.nextUsed & 0x7fff) | (s.usedWrap ? 0x8000 : 0);
-    return (avail | (used << 16)) >>> 0;
-  }
-
-  /** Stops a ring (GET_VRING_BASE, reset, close): its state becomes the base to report. */
-  private stopRing(r: Ring): void {
-    this.stopWatching(r);
-    const q = r.queue;
-    if (q) {
-      try {
-        r.base = this.encodeBase(q.state(), q.packed);
-      } catch {
-        // a broken queue still reports its indices; keep the last base otherwise
-      }
-      q.detach();
-      // Per-ring totals: how a user (or a test) sees which queues carried requests.
-      if (q.served > 0) this.logger.info(`ring ${r.index} stopped: ${q.served} buffers served`);
-    }
-    r.queue = null;
-    r.started = false;
-  }
-
-  private watch(r: Ring): void {
-    this.stopWatching(r);
-    if (r.kickFd >= 0) {
-      const fd = r.kickFd;
-      r.watcher = this.platform.watchReadable(fd, () => this.onKick(r, fd));
-    } else if (r.polling) {
-      r.pollTimer = setInterval(() => {
-        try {
-          if (r.queue && r.enabled && r.queue.hasAvailable()) this.dispatchRing(r);
-        } catch (e) {
-          this.ringFailure(r, e);
-        }
-      }, this.pollMs);
-    }
-  }
-
-  private stopWatching(r: Ring): void {
-    r.watcher?.stop();
-    r.watcher = null;
-    if (r.pollTimer) clearInterval(r.pollTimer);
-    r.pollTimer = null;
-  }
-
-  private onKick(r: Ring, fd: number): void {
-    if (r.kickFd !== fd) return;
-    try {
-      this.platform.eventfdRead(fd);
-    } catch (e) {
-      this.logger.warn(`ring ${r.index}: kick read failed: ${(e as Error).message}`);
-    }
-    this.dispatchRing(r);
-  }
-
-  /** Runs the device on a ring with work, outside the message handler (after the reply). */
-  private scheduleCheck(r: Ring): void {
-    const h = setImmediate(() => {
-      this.immediates.delete(h);
-      if (this.closed || !r.queue || !r.enabled) return;
-      try {
-        if (r.queue.hasAvailable()) this.dispatchRing(r);
-      } catch (e) {
-        this.ringFailure(r, e);
-      }
-    });
-    this.immediates.add(h);
-  }
-
-  /**
-   * One processing pass over ring `r`: the device runs, and the used-buffer notifications it asks
-   * for are batched into at most one call eventfd write at the end of the pass, sent only when
-   * the queue's event suppression (flags or EVENT_IDX) says so.
-   */
-  private dispatchRing(r: Ring): void {
-    if (this.closed || !r.started || !r.enabled || !r.queue || r.broken) return;
-    if (!this.active) {
-      try {
-        this.active = true;
-        this.device.activate(this.ctx);
-      } catch (e) {
-        this.ringFailure(r, e);
-        return;
-      }
-    }
-    if (this.pollWindowMs > 0 && this.passDepth === 0) {
-      if (r.pollSuspended === 0) {
-        this.pollRing(r, r.queue);
-        return;
-      }
-      r.pollSuspended--;
-    }
-    this.pass(r);
-  }
-
-  /** One device pass over `r`; the calls asked for are sent when the outermost pass ends. */
-  private pass(r: Ring): void {
-    this.passDepth++;
-    try {
-      this.device.onQueueNotify(r.index);
-    } catch (e) {
-      this.ringFailure(r, e);
-    } finally {
-      this.passDepth--;
-      if (this.passDepth === 0) this.flushCalls();
-    }
-  }
-
-  /**
-   * Passes over `r` with driver notifications held off (VhostQueue.hold), then busy-polls the
-   * avail ring for the poll window after the last buffer found. Bounded: the episode ends after
-   * POLL_BUDGET_US, when a pass makes no progress (a device out of request slots waits for its
-   * completions, which need the event loop), or when the ring stops, resets or breaks (message
-   * handlers cannot run meanwhile, but a pass can break the ring or the device can fail).
-   * Before returning, notifications are re-enabled, fenced and the ring re-checked (2.7.10), so
-   * no buffer is left without either a kick to come or a scheduled pass.
-   */
-  private pollRing(r: Ring, q: VhostQueue): void {
-    const budgetEnd = performance.now() + POLL_BUDGET_US / 1000;
-    const window = this.pollWindowMs;
-    let stalled = false;
-    let busyPasses = 0;
-    let hits = 0;
-    q.hold = true;
-    try {
-      // Device-independent: a device that never suppresses notifications itself gets them held too.
-      q.disableNotification();
-      for (;;) {
-        const before = q.served;
-        this.pass(r);
-        if (!this.live(r, q)) return;
-        if (q.served === before) {
-          stalled = true; // the device waits for its completions, which need the event loop
-          break;
-        }
-        // Buffers already waiting: straight to the next pass, reading the clock (tens of ns)
-        // only every POLL_CLOCK_PASSES passes to keep the budget.
-        if (q.hasAvailable() && ++busyPasses < POLL_CLOCK_PASSES) continue;
-        busyPasses = 0;
-        const t0 = performance.now();
-        if (t0 >= budgetEnd) {
-          hits++; // busy to the end of the budget: polling was not wasted
-          break;
-        }
-        // The window starts after the pass: wait for the driver's next buffer this long.
-        const idleEnd = t0 + window;
-        let found = false;
-        for (;;) {
-          // Several looks at avail idx per clock read: performance.now() allocates (a boxed
-          // number, GC pressure in a tight loop) and costs more than a look.
-          for (let i = 0; i < POLL_CHECKS_PER_CLOCK && !found; i++) found = q.hasAvailable();
-          if (found) {
-            hits++;
-            break;
-          }
-          const t = performance.now();
-          if (t >= idleEnd || t >= budgetEnd) break;
-        }
-        if (!found) break;
-      }
-    } finally {
-      q.hold = false;
-    }
-    if (hits > 0) {
-      r.pollWasted = 0;
-      r.pollSuspendLen = POLL_SUSPEND_MIN;
-    } else if (!stalled && ++r.pollWasted >= POLL_WASTED_LIMIT) {
-      r.pollSuspended = r.pollSuspendLen;
-      r.pollSuspendLen = Math.min(r.pollSuspendLen * 2, POLL_SUSPEND_MAX);
-      r.pollWasted = POLL_WASTED_LIMIT - 1; // one fruitless probe suspends again
-    }
-    // Re-enable before sleeping (fenced, re-checked). A buffer that slipped in meanwhile is
-    // served now by an ordinary pass, or past the budget on the next turn of the event loop; a
-    // stalled device resumes from its completions, as without polling.
-    if (q.enableNotificationNow() && !stalled) {
-      if (performance.now() < budgetEnd) this.pass(r);
-      else this.scheduleCheck(r);
-    }
-  }
-
-  private live(r: Ring, q: VhostQueue): boolean {
-    return !this.closed && r.started && r.enabled && r.queue === q && !r.broken && !q.isDetached;
-  }
-
-  /** Sends the notifications deferred during a pass (any ring: a device may complete on another). */
-  private flushCalls(): void {
-    const rings = this.rings;
-    for (let i = 0; i < rings.length; i++) {
-      const r = rings[i]!;
-      if (!r.callPending) continue;
-      r.callPending = false;
-      this.signalUsed(r);
-    }
-  }
-
-  /** Writes the call eventfd of `r` if its queue's event suppression asks for a notification. */
-  private signalUsed(r: Ring): void {
-    const q = r.queue;
-    if (!q || r.callFd < 0 || !q.needsNotification()) return;
-    this.callsSent++;
-    try {
-      this.platform.eventfdWrite(r.callFd, 1);
-    } catch (e) {
-      this.logger.warn(`ring ${r.index}: call write failed: ${(e as Error).message}`);
-    }
+    this.dirtyLog.apply(this.rings, (this.ackedFeatures & F_LOG_ALL) !== 0n);
   }
 
   private ringError(index: number, e: QueueError): void {
@@ -1206,14 +527,14 @@ export class VhostUserBackend {
       try {
         this.platform.eventfdWrite(r.errFd, 1);
       } catch {
-        // the front-end closed its end; the error is logged below anyway
+        // the front-end closed its end; the error is logged by the core anyway
       }
     }
-    this.markNeedsReset(`ring ${index}: ${e.message}`);
+    this.core.setNeedsReset(`ring ${index}: ${e.message}`);
   }
 
   /** A device or queue failure while serving ring `r`: the back-end keeps running. */
-  private ringFailure(r: Ring, e: unknown): void {
+  private ringFailure(r: Vring, e: unknown): void {
     if (e instanceof QueueError) {
       this.ringError(r.index, e);
       return;
@@ -1223,85 +544,29 @@ export class VhostUserBackend {
     this.lastError = err;
     this.logger.error(`ring ${r.index}: ${err.message}`);
     this.onError?.(err);
-    this.markNeedsReset(err.message);
+    this.core.setNeedsReset(err.message);
   }
 
-  private markNeedsReset(reason: string): void {
-    if (this.needsResetFlag) return;
-    this.needsResetFlag = true;
-    this.logger.error(`device needs reset: ${reason}`);
-    this.sendConfigChange();
-  }
+  // --- the back-end channel ------------------------------------------------------------------
 
-  /** Stops the device once no ring is started, so the next start activates it afresh. */
-  private deactivateIfIdle(): void {
-    if (this.rings.every((r) => !r.started)) this.deactivate();
-  }
-
-  private deactivate(): void {
-    if (!this.active) return;
-    this.active = false;
-    try {
-      this.device.reset();
-    } catch (e) {
-      this.logger.error(`device reset failed: ${(e as Error).message}`);
+  /**
+   * Sends a back-end request (BACKEND_REQ) on the channel of SET_BACKEND_REQ_FD; with REPLY_ACK
+   * the promise resolves with the front-end's answer (0: success). See VhostUserSession.
+   */
+  sendBackendRequest(request: BackendReq, payload?: Uint8Array, fds?: readonly number[], o?: BackendRequestOptions): Promise<bigint> {
+    if (!this.hasProto(PF.BACKEND_REQ)) {
+      return Promise.reject(new VhostUserError(VhostUserFault.NOT_NEGOTIATED, `back-end request ${request}: BACKEND_REQ not negotiated`));
     }
+    return this.channel.send(request, this.hasProto(PF.REPLY_ACK), payload, fds, o);
   }
 
-  // --- device context ------------------------------------------------------------------------
-
-  private makeContext(): DeviceContext {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const self = this;
-    return {
-      get memory(): GuestMemory {
-        return self.mem.memory ?? EMPTY_MEMORY;
-      },
-      get features(): bigint {
-        return self.deviceFeatures;
-      },
-      get littleEndian(): boolean {
-        return self.littleEndian;
-      },
-      queue(index: number): DeviceQueue | null {
-        const r = self.rings[index];
-        return r && r.started && r.enabled ? r.queue : null;
-      },
-      notifyUsed(index: number): void {
-        const r = self.rings[index];
-        if (!r) return;
-        // Inside a processing pass: batched, sent once when the pass ends.
-        if (self.passDepth > 0) r.callPending = true;
-        else self.signalUsed(r);
-      },
-      notifyConfigChange(): void {
-        self.sendConfigChange();
-      },
-      needsReset(reason: string): void {
-        self.markNeedsReset(reason);
-      },
-    };
-  }
-
-  /** BACKEND_REQ: VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the back-end channel. */
+  /** The core's configuration change notification: CONFIG_CHANGE_MSG (needs BACKEND_REQ and CONFIG). */
   private sendConfigChange(): void {
-    if (this.backendFd < 0 || !this.hasProto(PF.BACKEND_REQ) || !this.hasProto(PF.CONFIG)) return;
-    const hdr = new Uint8Array(12);
-    const dv = new DataView(hdr.buffer);
-    dv.setUint32(0, BackendReq.CONFIG_CHANGE_MSG, true);
-    dv.setUint32(4, HeaderFlag.VERSION, true);
-    dv.setUint32(8, 0, true);
-    try {
-      const n = this.platform.sendmsg(this.backendFd, hdr, 0, 12);
-      if (n !== 12) this.logger.warn(`config change message: sent ${n} of 12 bytes`);
-    } catch (e) {
+    if (!this.channel.open || !this.hasProto(PF.BACKEND_REQ) || !this.hasProto(PF.CONFIG)) return;
+    // Not acknowledged: the core may signal from inside a ring pass, nothing waits on it.
+    this.channel.send(BackendReq.CONFIG_CHANGE_MSG, false).catch((e: unknown) => {
       this.logger.warn(`config change message failed: ${(e as Error).message}`);
-    }
-  }
-
-  /** Whether SET_OWNER was received (a session is established). */
-  get hasOwner(): boolean {
-    return this.owner;
+    });
   }
 
   /**
@@ -1309,24 +574,19 @@ export class VhostUserBackend {
    * fd received. Idempotent; the back-end handles nothing afterwards.
    */
   close(): void {
-    if (this.closed) return;
-    for (const h of this.immediates) clearImmediate(h);
-    this.immediates.clear();
-    for (const r of this.rings) {
-      this.stopRing(r);
-      for (const fd of [r.kickFd, r.callFd, r.errFd]) if (fd >= 0) this.platform.close(fd);
-      r.kickFd = r.callFd = r.errFd = -1;
-    }
-    this.deactivate();
-    this.closed = true;
+    if (this.isClosed) return;
+    this.scheduler.cancelChecks();
+    this.vrings.close();
+    this.core.deactivate();
+    this.isClosed = true;
     this.mem.clear();
-    this.logMapping?.unmap();
-    this.logMapping = null;
-    this.log = null;
-    this.inflight?.mapping.unmap();
-    this.inflight = null;
-    if (this.logFd >= 0) this.platform.close(this.logFd);
-    if (this.backendFd >= 0) this.platform.close(this.backendFd);
-    this.logFd = this.backendFd = -1;
+    this.dirtyLog.close();
+    this.inflight.close();
+    this.channel.close();
+    try {
+      this.hooks?.sessionEnded?.();
+    } catch (e) {
+      this.logger.error(`device sessionEnded threw: ${String(e)}`);
+    }
   }
 }

@@ -36,6 +36,10 @@ export {
   capabilities,
   printCapabilities,
 } from './capabilities.js';
+export { type BackendRequestOptions, MAX_PENDING_REPLIES } from './backend-channel.js';
+export { VhostUserError, VhostUserFault } from './codec.js';
+export { noFds, takeFds } from './dispatcher.js';
+export { type DeviceRequestReply, type VhostUserDevice, type VhostUserDeviceHooks, type VhostUserSession } from './device-hooks.js';
 export { VhostUserFrontend } from './frontend.js';
 export {
   FRONTEND_PROTOCOL_FEATURES,
@@ -45,4 +49,4 @@ export {
   startVhostUserDriver,
 } from './frontend-transport.js';
 export { type BackendProcess, spawnBackend, startBackendProcess, waitForSocket } from './frontend-process.js';
-export { BackendReq, FrontendReq, HeaderFlag, ProtocolFeature, frontendReqName } from './messages.js';
+export { BackendReq, FrontendReq, HeaderFlag, ProtocolFeature, type VhostUserMessage, frontendReqName } from './messages.js';

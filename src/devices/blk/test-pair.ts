@@ -1,8 +1,11 @@
 /**
- * Test support: a device and a driver context wired over one GuestMemory, without a transport
- * (rings set up directly with the queue classes). Notifications in both directions are
- * delivered as microtasks, as an interrupt or doorbell would arrive, so no call re-enters.
+ * Test support: a device and a driver context wired over one GuestMemory, without a bus
+ * transport: the rings are set up directly with the queue classes and lent to a DeviceCore,
+ * which negotiates the features and hands the device its context as on every transport.
+ * Notifications in both directions are delivered as microtasks, as an interrupt or doorbell
+ * would arrive, so no call re-enters.
  */
+import { DeviceCore } from '../../device/device-core.js';
 import type { DeviceContext, VirtioDevice } from '../../device/types.js';
 import { DmaAllocator } from '../../driver/dma-allocator.js';
 import type { DriverContext } from '../../driver/types.js';
@@ -13,6 +16,7 @@ import { packedRingLayout } from '../../queue/packed-layout.js';
 import { splitRingLayout } from '../../queue/split-layout.js';
 import type { DeviceQueue, DriverQueue } from '../../queue/types.js';
 import { F } from '../../spec/features.js';
+import { Status } from '../../spec/status.js';
 
 export interface TestPairOptions {
   packed?: boolean;
@@ -33,7 +37,7 @@ export interface TestPair {
   readonly devCtx: DeviceContext;
   readonly devQueues: DeviceQueue[];
   readonly drvQueues: DriverQueue<number>[];
-  /** Reasons passed to needsReset. */
+  /** Why the device needs a reset: empty, or the reason DEVICE_NEEDS_RESET was set (it sticks). */
   readonly resets: string[];
   /** Used-buffer notifications delivered, per queue. */
   readonly usedNotifications: number[];
@@ -43,9 +47,40 @@ export interface TestPair {
 export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {}): TestPair {
   const memory = GuestMemory.allocate(opts.memSize ?? 8 << 20);
   const le = opts.littleEndian ?? true;
-  let features = device.offeredFeatures & (opts.accept ?? ~0n);
+  const usedNotifications: number[] = [];
+  let configChanges = 0;
+  const usedCbs: ((() => void) | null)[] = [];
+  let configCb: (() => void) | null = null;
+  const legacy = ((opts.accept ?? ~0n) & F.VERSION_1) === 0n;
+  const core = new DeviceCore(device, {
+    memory,
+    legacy,
+    littleEndian: le,
+    interrupts: {
+      usedBuffer(i) {
+        queueMicrotask(() => {
+          usedNotifications[i]!++;
+          usedCbs[i]?.();
+        });
+      },
+      configChange() {
+        queueMicrotask(() => {
+          configChanges++;
+          configCb?.();
+        });
+      },
+    },
+  });
+  let features = core.deviceFeatures() & (opts.accept ?? ~0n);
   if (!opts.packed) features &= ~F.RING_PACKED;
   else if ((features & F.RING_PACKED) === 0n) throw new Error('device does not offer RING_PACKED');
+  // 3.1.1: ACKNOWLEDGE, DRIVER, the features, FEATURES_OK (modern), as a driver would.
+  core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+  core.setDriverFeatures(features);
+  if (!legacy) {
+    core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    if (!(core.status & Status.FEATURES_OK)) throw new Error(`device refuses the features: ${core.checkFeatures(features)}`);
+  }
   const n = opts.numQueues ?? device.queueMaxSizes.length;
   const devQueues: DeviceQueue[] = [];
   const drvQueues: DriverQueue<number>[] = [];
@@ -57,41 +92,32 @@ export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {})
     const config = { size, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features, littleEndian: le, index: i };
     devQueues.push(createDeviceQueue(memory, config));
     drvQueues.push(createDriverQueue<number>(memory, config));
+    core.attachQueue(i, devQueues[i]!);
+    usedNotifications.push(0);
+    usedCbs.push(null);
   }
   const dma = new DmaAllocator(base, (opts.memSize ?? 8 << 20) - base);
-  const usedCbs: ((() => void) | null)[] = drvQueues.map(() => null);
-  let configCb: (() => void) | null = null;
+  // DRIVER_OK: the core activates the device with the queues lent above.
+  core.activateWithLentQueues();
+  const devCtx = core.activeContext;
+  if (devCtx === null) throw new Error(`device not activated: ${core.needsResetReason ?? 'features not negotiated'}`);
   const pair: TestPair = {
     memory,
     features,
     devQueues,
     drvQueues,
-    resets: [],
-    usedNotifications: drvQueues.map(() => 0),
-    configChanges: 0,
-    devCtx: {
-      memory,
-      features,
-      littleEndian: le,
-      queue: (i) => devQueues[i] ?? null,
-      notifyUsed(i) {
-        const q = devQueues[i];
-        if (!q || !q.needsNotification()) return;
-        queueMicrotask(() => {
-          pair.usedNotifications[i]!++;
-          usedCbs[i]?.();
-        });
-      },
-      notifyConfigChange() {
-        queueMicrotask(() => {
-          pair.configChanges++;
-          configCb?.();
-        });
-      },
-      needsReset(reason) {
-        pair.resets.push(reason);
-      },
+    get resets(): string[] {
+      const reason = core.needsResetReason;
+      return reason === null ? [] : [reason];
     },
+    usedNotifications,
+    get configChanges(): number {
+      return configChanges;
+    },
+    set configChanges(v: number) {
+      configChanges = v;
+    },
+    devCtx,
     ctx: {
       memory,
       features,
@@ -114,14 +140,13 @@ export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {})
       },
       readConfig(offset, len) {
         const dst = new Uint8Array(len);
-        device.readConfig(offset, dst, features, le);
+        core.readConfigBytes(offset, dst);
         return dst;
       },
       writeConfig(offset, src) {
-        device.writeConfig(offset, src, features, le);
+        core.writeConfigBytes(offset, src);
       },
     },
   };
-  device.activate(pair.devCtx);
   return pair;
 }
