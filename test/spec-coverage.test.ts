@@ -16,38 +16,40 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const reporter = new URL('../../scripts/results-reporter.mjs', import.meta.url).href;
 const coverageScript = join(root, 'scripts', 'spec-coverage.mjs');
 
-// Ids x/a/1..12 stand for normative statements; each test below names some of them.
+// Spelled in pieces so that this file's own source does not name the fixture's ids.
+const FX = ['driver', 'fixture'].join('/');
+// Ids driver/fixture/1..12 stand for normative statements; each fixture test names some of them.
 const SPEC = Array.from({ length: 12 }, (_, i) =>
-  JSON.stringify({ id: `driver/fixture/${i + 1}`, level: i % 2 === 0 ? 'MUST' : 'SHOULD', file: 'fixture.tex', text: `statement ${i + 1}` }),
+  JSON.stringify({ id: `${FX}/${i + 1}`, level: i % 2 === 0 ? 'MUST' : 'SHOULD', file: 'fixture.tex', text: `statement ${i + 1}` }),
 ).join('\n');
 
 const FIXTURE_TEST = `
 import { describe, it, test } from 'node:test';
-it('driver/fixture/1: passes', () => {});
-it('driver/fixture/2: fails', () => { throw new Error('no'); });
-it.skip('driver/fixture/3: skipped', () => {});
-it.todo('driver/fixture/4: todo');
-it('driver/fixture/5: todo that passes proves nothing', { todo: true }, () => {});
-describe('driver/fixture/6: outer describe', () => {
-  describe('middle describe driver/fixture/7', () => {
-    it('deep test driver/fixture/8, 9', () => {});
+it('${FX}/1: passes', () => {});
+it('${FX}/2: fails', () => { throw new Error('no'); });
+it.skip('${FX}/3: skipped', () => {});
+it.todo('${FX}/4: todo');
+it('${FX}/5: todo that passes proves nothing', { todo: true }, () => {});
+describe('${FX}/6: outer describe', () => {
+  describe('middle describe ${FX}/7', () => {
+    it('deep test ${FX}/8, 9', () => {});
   });
 });
-describe('driver/fixture/10: a describe whose tests are all skipped', () => {
+describe('${FX}/10: a describe whose tests are all skipped', () => {
   it.skip('skipped inside', () => {});
 });
-describe('driver/fixture/11: a describe with a failing test', () => {
+describe('${FX}/11: a describe with a failing test', () => {
   it('passing sibling', () => {});
   it('failing sibling', () => { throw new Error('no'); });
 });
-for (const layout of ['split']) test(\`\${layout}: a title built at run time driver/fixture/12\`, () => {});
+for (const layout of ['split']) test(\`\${layout}: a title built at run time ${FX}/12\`, () => {});
 `;
 
 // A source file naming ids the run never passes (one commented out, one in a skipped test).
 const FIXTURE_SOURCE = `
-// it('driver/fixture/2: commented out', () => {});
-it.skip('driver/fixture/3: skipped', () => {});
-it('driver/fixture/999: a typo', () => {});
+// it('${FX}/2: commented out', () => {});
+it.skip('${FX}/3: skipped', () => {});
+it('${FX}/999: a typo', () => {});
 `;
 
 function runCoverage(dir: string, extra: string[]): { status: number | null; out: string; err: string } {
