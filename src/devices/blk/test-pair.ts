@@ -12,6 +12,7 @@ import { packedRingLayout } from '../../queue/packed-layout.js';
 import { splitRingLayout } from '../../queue/split-layout.js';
 import type { DeviceQueue, DriverQueue } from '../../queue/types.js';
 import { F } from '../../spec/features.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
 
 export interface TestPairOptions {
   packed?: boolean;
@@ -44,7 +45,7 @@ export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {})
   const le = opts.littleEndian ?? true;
   let features = device.offeredFeatures & (opts.accept ?? ~0n);
   if (!opts.packed) features &= ~F.RING_PACKED;
-  else if ((features & F.RING_PACKED) === 0n) throw new Error('device does not offer RING_PACKED');
+  else if ((features & F.RING_PACKED) === 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, 'device does not offer RING_PACKED');
   const n = opts.numQueues ?? device.queueMaxSizes.length;
   const devQueues: DeviceQueue[] = [];
   const drvQueues: DriverQueue<number>[] = [];
@@ -99,7 +100,7 @@ export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {})
       numQueues: n,
       queue(i) {
         const q = drvQueues[i];
-        if (!q) throw new RangeError(`no queue ${i}`);
+        if (!q) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${i}`);
         return q;
       },
       kick(i) {
