@@ -138,7 +138,8 @@ for (const file of sourceDirs.flatMap((d) => testFiles(d, []))) {
 const notPassing = new Map([...named].filter(([id]) => !proven.has(id)));
 
 // --- report ---------------------------------------------------------------------------------
-console.log(`results: ${relative(process.cwd(), resultsPath) || resultsPath}, run of ${started ?? 'unknown time'}: ` +
+const filesRun = new Set(records.map((r) => r.file)).size;
+console.log(`results: ${relative(process.cwd(), resultsPath) || resultsPath}, run of ${started ?? 'unknown time'} over ${filesRun} test files: ` +
   `${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped, ${counts.todo} todo`);
 if (finished === null) console.log('warning: the run did not finish (no end record): results are partial');
 console.log('');
