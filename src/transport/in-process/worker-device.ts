@@ -12,7 +12,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { DeviceCore } from '../../device/device-core.js';
 import type { InterruptSink, VirtioDevice } from '../../device/types.js';
 import { GuestMemory, type RegionSpec } from '../../memory/guest-memory.js';
-import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, encodeError, getFeatures, putFeatures } from './worker-protocol.js';
+import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, encodeDeviceError, encodeError, getFeatures, putFeatures } from './worker-protocol.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 
 /** What the driver side hands the worker (structured-cloned; SharedArrayBuffers are shared). */
@@ -93,6 +93,12 @@ function answer(core: DeviceCore, ch: WorkerChannel): void {
     case Op.RESET_QUEUE:
       core.resetQueue(a[0]!);
       break;
+    case Op.DEVICE_ERROR: {
+      const e = core.needsResetError;
+      r[0] = e === null ? 0 : 1;
+      r[1] = e === null ? 0 : encodeDeviceError(ch.payload, e);
+      break;
+    }
     default:
       throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, `unknown op ${op}`);
   }
