@@ -1,25 +1,52 @@
 // `npm run spec-coverage`: which normative statements of the specification the tests prove.
-// A test proves a statement when its title (the first argument of it / test / describe) names the
-// statement's id from ../shared/virtio-spec/normative.jsonl (or a copy given as the argument).
+// A test proves a statement when its title, or the title of a describe enclosing it, names the
+// statement's id from normative.jsonl AND that test passed in the last recorded run. Evidence is
+// counted from results, not from source text: a skipped, todo, failing, commented-out or
+// never-run test proves nothing. `npm test` records the results (.work/test-results.jsonl, see
+// scripts/results-reporter.mjs); a describe counts only when it passed with at least one test
+// under it passing.
 // Titles may list ids compactly: `device/blk/1, device/blk/3`, `driver/split-ring/2, 24`,
 // `driver/blk/13..20`, `device/transport-pci/20 to /24`, `device/transport-pci/2 /13`.
 //
-//   node scripts/spec-coverage.mjs [normative.jsonl] [--list]
+//   node scripts/spec-coverage.mjs [normative.jsonl] [--list] [--results=<file>] [--sources=<dir>]...
 //
-// Prints a table per spec file (statements, proven, MUST proven) and, with --list, every proven
-// id with the test files that name it. Ids named in titles that the spec does not have are
-// reported too (a typo proves nothing).
+// Prints a table per spec file (statements, proven, MUST proven, ids named in test sources
+// whose tests did not pass) and, with --list, every proven id with the test files that prove it,
+// then every id named in a test source without a passing test. --sources (default src and test)
+// is where test sources are read to find those. Ids named in titles that the spec does not have
+// are reported too (a typo proves nothing).
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { root } from './ensure-deps.mjs';
 
 const args = process.argv.slice(2);
 const list = args.includes('--list');
-const specPath = args.find((a) => !a.startsWith('--')) ?? join(root, '..', 'shared', 'virtio-spec', 'normative.jsonl');
+const option = (name) => args.filter((a) => a.startsWith(`--${name}=`)).map((a) => a.slice(name.length + 3));
+
+/** normative.jsonl next to the project: ../shared (main checkout) or a level further up (worktrees). */
+function defaultSpecPath() {
+  for (let dir = root, up = 0; up < 4; dir = dirname(dir), up++) {
+    const p = join(dir, '..', 'shared', 'virtio-spec', 'normative.jsonl');
+    if (existsSync(p)) return p;
+  }
+  return join(root, '..', 'shared', 'virtio-spec', 'normative.jsonl');
+}
+
+const specPath = args.find((a) => !a.startsWith('--')) ?? defaultSpecPath();
 if (!existsSync(specPath)) {
   console.error(`spec-coverage: ${specPath} not found (pass the path of normative.jsonl)`);
   process.exit(2);
 }
+const resultsPath = option('results')[0] ?? join(root, '.work', 'test-results.jsonl');
+if (!existsSync(resultsPath)) {
+  console.error(`spec-coverage: no test results at ${resultsPath}.`);
+  console.error('Run `npm test` first (it records every test result there), or pass --results=<file>.');
+  console.error('Coverage is counted from tests that passed, never from test source text.');
+  process.exit(2);
+}
+const sourceDirs = option('sources');
+if (sourceDirs.length === 0) sourceDirs.push(join(root, 'src'), join(root, 'test'));
+
 const statements = new Map();
 for (const line of readFileSync(specPath, 'utf8').split('\n')) {
   if (line.trim() === '') continue;
@@ -27,21 +54,6 @@ for (const line of readFileSync(specPath, 'utf8').split('\n')) {
   statements.set(s.id, s);
 }
 
-function testFiles(dir, out) {
-  if (!existsSync(dir)) return out;
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) collectDir(p, out);
-    else if (name.endsWith('.test.ts')) out.push(p);
-  }
-  return out;
-}
-function collectDir(p, out) {
-  if (!p.endsWith('node_modules')) testFiles(p, out);
-}
-
-// The first string literal after it( / test( / describe( on a line (titles fit on one line here).
-const TITLE = /\b(?:it|test|describe)(?:\.(?:skip|only|todo))?\s*\(\s*(['"`])((?:\\.|(?!\1).)*)\1/g;
 const ID = /((?:device|driver)\/[a-z0-9-]+(?:\/[a-z0-9-]+)*)\/(\d+)((?:\s*(?:,|\/|\.\.|\bto\b)\s*\/?\d+(?![\d/a-z]))*)/g;
 
 function idsIn(title) {
@@ -60,39 +72,97 @@ function idsIn(title) {
   return ids;
 }
 
-const proven = new Map(); // id -> Set(file)
-const unknown = new Map();
-for (const file of [...testFiles(join(root, 'src'), []), ...testFiles(join(root, 'test'), [])]) {
-  const rel = relative(root, file);
-  for (const m of readFileSync(file, 'utf8').matchAll(TITLE)) {
-    for (const id of idsIn(m[2])) {
-      const target = statements.has(id) ? proven : unknown;
-      if (!target.has(id)) target.set(id, new Set());
-      target.get(id).add(rel);
-    }
-  }
+function addTo(map, id, file) {
+  if (!map.has(id)) map.set(id, new Set());
+  map.get(id).add(file);
 }
 
+// --- evidence: the recorded results -------------------------------------------------------
+const records = [];
+let started = null;
+let finished = null;
+for (const line of readFileSync(resultsPath, 'utf8').split('\n')) {
+  if (line.trim() === '') continue;
+  let r;
+  try {
+    r = JSON.parse(line);
+  } catch {
+    continue; // a line cut short by an interrupted run
+  }
+  if (r.kind === 'run') started = r.started;
+  else if (r.kind === 'end') finished = r.finished;
+  else if (r.kind === 'result' && Array.isArray(r.path) && r.path.length > 0) records.push(r);
+}
+
+/** dist/src/x/y.test.js -> src/x/y.test.ts: name the source a reader opens. */
+const sourceName = (file) => file.replace(/^dist\//, '').replace(/\.js$/, '.ts');
+const pathKey = (r) => `${r.file}\u0000${r.path.join('\u0000')}`;
+// Suites that have a passing test somewhere under them (a describe whose tests were all
+// skipped "passes" too, and proves nothing).
+const suitesWithEvidence = new Set();
+for (const r of records) {
+  if (r.type !== 'test' || r.status !== 'pass') continue;
+  for (let n = 1; n < r.path.length; n++) suitesWithEvidence.add(pathKey({ file: r.file, path: r.path.slice(0, n) }));
+}
+const proven = new Map(); // id -> Set(test file)
+const unknown = new Map();
+const counts = { pass: 0, fail: 0, skip: 0, todo: 0 };
+for (const r of records) {
+  if (r.type === 'test') counts[r.status] = (counts[r.status] ?? 0) + 1;
+  if (r.status !== 'pass') continue;
+  if (r.type === 'suite' && !suitesWithEvidence.has(pathKey(r))) continue;
+  // Each record carries its own title last; enclosing describes are records of their own.
+  for (const id of idsIn(r.path[r.path.length - 1])) addTo(statements.has(id) ? proven : unknown, id, sourceName(r.file));
+}
+
+// --- claims: ids named in test source titles (to show what is claimed but not proven) -------
+function testFiles(dir, out) {
+  if (!existsSync(dir)) return out;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) {
+      if (name !== 'node_modules') testFiles(p, out);
+    } else if (/\.test\.(?:ts|mjs|js)$/.test(name)) out.push(p);
+  }
+  return out;
+}
+// The first string literal after it( / test( / describe( (titles fit on one line here).
+const TITLE = /\b(?:it|test|describe)(?:\.(?:skip|only|todo))?\s*\(\s*(['"`])((?:\\.|(?!\1).)*)\1/g;
+const named = new Map(); // id -> Set(source file)
+for (const file of sourceDirs.flatMap((d) => testFiles(d, []))) {
+  const rel = relative(root, file);
+  for (const m of readFileSync(file, 'utf8').matchAll(TITLE)) {
+    for (const id of idsIn(m[2])) addTo(statements.has(id) ? named : unknown, id, rel.startsWith('..') ? file : rel);
+  }
+}
+const notPassing = new Map([...named].filter(([id]) => !proven.has(id)));
+
+// --- report ---------------------------------------------------------------------------------
+const filesRun = new Set(records.map((r) => r.file)).size;
+console.log(`results: ${relative(process.cwd(), resultsPath) || resultsPath}, run of ${started ?? 'unknown time'} over ${filesRun} test files: ` +
+  `${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped, ${counts.todo} todo`);
+if (finished === null) console.log('warning: the run did not finish (no end record): results are partial');
+console.log('');
 const byFile = new Map();
 for (const s of statements.values()) {
-  const row = byFile.get(s.file) ?? { total: 0, proven: 0, must: 0, mustProven: 0 };
+  const row = byFile.get(s.file) ?? { total: 0, proven: 0, must: 0, mustProven: 0, notPassing: 0 };
   row.total++;
   if (s.level === 'MUST') row.must++;
   if (proven.has(s.id)) {
     row.proven++;
     if (s.level === 'MUST') row.mustProven++;
-  }
+  } else if (notPassing.has(s.id)) row.notPassing++;
   byFile.set(s.file, row);
 }
-const rows = [...byFile.entries()].filter(([, r]) => r.proven > 0).sort((a, b) => b[1].proven - a[1].proven);
+const rows = [...byFile.entries()].filter(([, r]) => r.proven + r.notPassing > 0).sort((a, b) => b[1].proven - a[1].proven);
 const w = Math.max(...rows.map(([f]) => f.length), 10);
-console.log(`${'spec file'.padEnd(w)}  proven / statements   MUST proven / MUST`);
-for (const [f, r] of rows) {
-  console.log(`${f.padEnd(w)}  ${String(r.proven).padStart(6)} / ${String(r.total).padEnd(10)}  ${String(r.mustProven).padStart(6)} / ${r.must}`);
-}
+console.log(`${'spec file'.padEnd(w)}  proven / statements   MUST proven / MUST   named, not passing`);
+const line = (f, r) =>
+  `${f.padEnd(w)}  ${String(r.proven).padStart(6)} / ${String(r.total).padEnd(10)}  ${String(r.mustProven).padStart(6)} / ${String(r.must).padEnd(9)}  ${String(r.notPassing).padStart(6)}`;
+for (const [f, r] of rows) console.log(line(f, r));
 const totalMust = [...statements.values()].filter((s) => s.level === 'MUST').length;
 const mustProven = [...proven.keys()].filter((id) => statements.get(id).level === 'MUST').length;
-console.log(`${'all'.padEnd(w)}  ${String(proven.size).padStart(6)} / ${String(statements.size).padEnd(10)}  ${String(mustProven).padStart(6)} / ${totalMust}`);
+console.log(line('all', { proven: proven.size, total: statements.size, mustProven, must: totalMust, notPassing: notPassing.size }));
 console.log(`(${byFile.size - rows.length} spec files with none proven: devices and areas not implemented yet)`);
 if (unknown.size > 0) {
   console.log(`\nids named in test titles that normative.jsonl does not have (${unknown.size}):`);
@@ -101,4 +171,6 @@ if (unknown.size > 0) {
 if (list) {
   console.log('\nproven:');
   for (const id of [...proven.keys()].sort()) console.log(`  ${id}  ${[...proven.get(id)].join(', ')}`);
+  console.log('\nnamed in test sources, not proven (no passing test names them in this run):');
+  for (const id of [...notPassing.keys()].sort()) console.log(`  ${id}  ${[...notPassing.get(id)].join(', ')}`);
 }

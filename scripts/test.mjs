@@ -1,7 +1,10 @@
 // `npm test`: everything CI runs. Installs what is missing, builds, lints, then runs every test
 // (unit tests beside the modules in src/, integration tests in test/) with node's test runner.
-import { readdirSync, statSync } from 'node:fs';
+// Besides node's usual report on stdout, every test's result goes to .work/test-results.jsonl
+// (scripts/results-reporter.mjs): `npm run spec-coverage` counts only tests that passed there.
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ensureDeps, root, run } from './ensure-deps.mjs';
 
 function collect(dir, out) {
@@ -27,4 +30,14 @@ if (typeof process.getuid === 'function' && process.getuid() === 0) {
 const files = [...collect(join(root, 'dist/src'), []), ...collect(join(root, 'dist/test'), [])].sort();
 const only = process.argv.slice(2);
 const selected = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
-run(process.execPath, ['--test', '--test-timeout=600000', '--test-concurrency=1', ...selected]);
+// Naming a reporter replaces node's default one, so name that default too (spec on a terminal,
+// tap otherwise, as node chooses): stdout and its closing summary stay exactly as before.
+const resultsDir = join(root, '.work');
+mkdirSync(resultsDir, { recursive: true });
+const reporters = [
+  `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
+  '--test-reporter-destination=stdout',
+  `--test-reporter=${pathToFileURL(join(root, 'scripts/results-reporter.mjs')).href}`,
+  `--test-reporter-destination=${join(resultsDir, 'test-results.jsonl')}`,
+];
+run(process.execPath, ['--test', '--test-timeout=600000', '--test-concurrency=1', ...reporters, ...selected]);

@@ -37,6 +37,11 @@ export const ErrorCode = {
   PLATFORM: 'PLATFORM',
   /** An operation did not complete in time. */
   TIMEOUT: 'TIMEOUT',
+  /**
+   * A device implementation threw (or reported an error) on another thread: its message, carried
+   * across as the `cause` of the driver's DEVICE_NEEDS_RESET error.
+   */
+  DEVICE_ERROR: 'DEVICE_ERROR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

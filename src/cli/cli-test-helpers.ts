@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ErrorCode, VirtioError } from '../errors.js';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
 /** Bound of one CLI run; a run that needs longer is a failure, and the process is killed. */
@@ -51,8 +52,8 @@ export async function runCli(
 export async function until(cond: () => boolean, ms: number, what: string, child: ChildProcess): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`process ended while waiting for ${what}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new VirtioError(ErrorCode.BACKEND_IO, `process ended while waiting for ${what}`);
+    if (Date.now() > end) throw new VirtioError(ErrorCode.TIMEOUT, `timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -175,7 +175,7 @@ describe('DeviceCore: features (2.2)', () => {
     assert.equal(r.core.negotiatedFeatures, first);
   });
 
-  it('driver/content/19 (device side): driver_feature is frozen once FEATURES_OK is set', () => {
+  it('driver_feature is frozen once FEATURES_OK is set', () => {
     const r = rig();
     assert.ok(negotiate(r.core, F.VERSION_1 | 0b1n));
     r.core.setDriverFeatures(F.VERSION_1 | 0b11n);
@@ -197,7 +197,7 @@ describe('DeviceCore: features (2.2)', () => {
 });
 
 describe('DeviceCore: status (2.1, 3.1.1)', () => {
-  it('driver/content/17, driver/content/1: the 3.1.1 sequence reaches DRIVER_OK and activates the device once', () => {
+  it('the 3.1.1 sequence reaches DRIVER_OK and activates the device once', () => {
     const { r } = running();
     assert.equal(r.dev.activations, 1);
     assert.ok(r.core.active);
@@ -220,14 +220,14 @@ describe('DeviceCore: status (2.1, 3.1.1)', () => {
     assert.equal(r.dev.activations, 1);
   });
 
-  it('driver/content/2: a write that clears a bit (other than reset) is ignored', () => {
+  it('a status write that clears a bit (other than reset) is ignored', () => {
     const { r } = running();
     r.core.setStatus(ACK_DRIVER | S.FEATURES_OK);
     assert.equal(r.core.status, ALL_UP);
     assert.ok(r.core.active);
   });
 
-  it('driver/content/3: after FAILED the device takes nothing but a reset', () => {
+  it('after FAILED the device takes nothing but a reset', () => {
     const r = rig();
     r.core.setStatus(S.ACKNOWLEDGE);
     r.core.setStatus(S.ACKNOWLEDGE | S.FAILED);

@@ -72,8 +72,8 @@ class ActivationContext implements DeviceContext {
     if (this.core.epochNow === this.epoch) this.core.configChanged();
   }
 
-  needsReset(reason: string): void {
-    if (this.core.epochNow === this.epoch) this.core.setNeedsReset(reason);
+  needsReset(reason: string, cause?: unknown): void {
+    if (this.core.epochNow === this.epoch) this.core.setNeedsReset(reason, cause);
   }
 }
 
@@ -98,6 +98,7 @@ export class DeviceCore implements DeviceCoreApi {
   private epoch = 0;
   private ctx: ActivationContext | null = null;
   private lastNeedsResetReason: string | null = null;
+  private lastNeedsResetError: VirtioError | null = null;
   /** Scratch views for width reads and writes (no allocation per register access). */
   private readonly scratch = new Uint8Array(8);
   private readonly scratchViews: Uint8Array[];
@@ -149,6 +150,14 @@ export class DeviceCore implements DeviceCoreApi {
   get needsResetReason(): string | null {
     return this.lastNeedsResetReason;
   }
+  /**
+   * Why DEVICE_NEEDS_RESET was last set, as a VirtioError (code DEVICE_NEEDS_RESET) whose
+   * `cause` is what the device threw (or passed to `ctx.needsReset`), so a driver in the same
+   * process can surface the device's own message; null when the bit is not set.
+   */
+  get needsResetError(): VirtioError | null {
+    return this.lastNeedsResetError;
+  }
   /** @internal Current activation epoch; a context from another epoch is dead. */
   get epochNow(): number {
     return this.epoch;
@@ -181,7 +190,7 @@ export class DeviceCore implements DeviceCoreApi {
         this.queues[i] = q;
       } catch (e) {
         this.queues[i] = null;
-        this.setNeedsReset(`queue ${i} does not fit the new memory: ${String(e)}`);
+        this.setNeedsReset(`queue ${i} does not fit the new memory: ${String(e)}`, e);
       }
     }
   }
@@ -319,6 +328,7 @@ export class DeviceCore implements DeviceCoreApi {
     this.driverFeat = 0n;
     this.negotiated = 0n;
     this.lastNeedsResetReason = null;
+    this.lastNeedsResetError = null;
     for (let i = 0; i < this.numQueues; i++) {
       this.regs.reset(i);
       this.queues[i] = null;
@@ -334,7 +344,7 @@ export class DeviceCore implements DeviceCoreApi {
       try {
         this.queues[i] = createDeviceQueue(this.mem, this.configFor(i));
       } catch (e) {
-        this.setNeedsReset(`queue ${i} cannot be used: ${String(e)}`);
+        this.setNeedsReset(`queue ${i} cannot be used: ${String(e)}`, e);
         return;
       }
     }
@@ -343,18 +353,19 @@ export class DeviceCore implements DeviceCoreApi {
     try {
       this.device.activate(ctx);
     } catch (e) {
-      if (this.epoch === epoch) this.setNeedsReset(`device activation failed: ${String(e)}`);
+      if (this.epoch === epoch) this.setNeedsReset(`device activation failed: ${String(e)}`, e);
     }
   }
 
   /**
    * 2.1.2: the device hit an error it cannot recover from. Sets DEVICE_NEEDS_RESET, stops
    * serving notifications, and sends a configuration change notification when DRIVER_OK is
-   * set (device/content/2).
+   * set (device/content/2). `cause` (what the device threw) is kept for `needsResetError`.
    */
-  setNeedsReset(reason: string): void {
+  setNeedsReset(reason: string, cause?: unknown): void {
     if (this.statusValue & Status.DEVICE_NEEDS_RESET) return;
     this.lastNeedsResetReason = reason;
+    this.lastNeedsResetError = new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, reason, cause === undefined ? undefined : { cause });
     this.log.warn(`DEVICE_NEEDS_RESET: ${reason}`);
     this.statusValue |= Status.DEVICE_NEEDS_RESET;
     if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
@@ -594,11 +605,11 @@ export class DeviceCore implements DeviceCoreApi {
 
   private deviceThrew(index: number, e: unknown): void {
     if (e instanceof QueueError) {
-      this.setNeedsReset(`queue ${index}: ${e.message}`);
+      this.setNeedsReset(`queue ${index}: ${e.message}`, e);
     } else if (isVirtioError(e)) {
-      this.setNeedsReset(`queue ${index}: ${e.code}: ${e.message}`);
+      this.setNeedsReset(`queue ${index}: ${e.code}: ${e.message}`, e);
     } else {
-      this.setNeedsReset(`queue ${index}: device threw ${String(e)}`);
+      this.setNeedsReset(`queue ${index}: device threw ${String(e)}`, e);
     }
   }
 

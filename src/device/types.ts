@@ -22,9 +22,11 @@ export interface DeviceContext {
   notifyConfigChange(): void;
   /**
    * The device hit an error it cannot recover from: sets DEVICE_NEEDS_RESET and sends a
-   * configuration change notification (2.1.2).
+   * configuration change notification (2.1.2). `cause` (the error behind it, if any) reaches
+   * a driver that can see the device's errors (in-process transports) as the `cause` of its
+   * VirtioError.
    */
-  needsReset(reason: string): void;
+  needsReset(reason: string, cause?: unknown): void;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DriverQueue } from '../queue/types.js';
 import type { DmaAllocator } from './dma-allocator.js';
@@ -51,6 +52,12 @@ export interface DriverTransport {
   notify(index: number, data?: number): void;
 
   setInterruptHandler(h: DriverInterruptHandler): void;
+  /**
+   * Optional: the error behind DEVICE_NEEDS_RESET when the transport can see the device's own
+   * errors (a device in the same process), or null. The driver makes it the `cause` of the
+   * VirtioError it surfaces, so the device's message is not lost.
+   */
+  deviceError?(): VirtioError | null;
 }
 
 /** Why buffers the driver made available will never be used by the device. */

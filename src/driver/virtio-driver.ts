@@ -130,7 +130,7 @@ export class VirtioDriver {
   private slots: (QueueSlot | null)[] = [];
   private negotiated = 0n;
   private configCb: (() => void) | null = null;
-  private needsResetCb: (() => void) | null = null;
+  private needsResetCb: ((error: VirtioError) => void) | null = null;
   private readonly stopListeners = new Set<(event: DriverStopEvent) => void>();
   private alive = false;
   private notificationData = false;
@@ -179,9 +179,25 @@ export class VirtioDriver {
     return (this.transport.getStatus() & Status.DEVICE_NEEDS_RESET) !== 0;
   }
 
-  /** Called when a configuration change notification shows DEVICE_NEEDS_RESET. */
-  onNeedsReset(cb: () => void): void {
+  /**
+   * DEVICE_NEEDS_RESET as an error to surface (code DEVICE_NEEDS_RESET), or null when the bit is
+   * clear. Its `cause` is the device's own error when the transport can see it (in process).
+   */
+  get needsResetError(): VirtioError | null {
+    const status = this.transport.getStatus();
+    return status & Status.DEVICE_NEEDS_RESET ? this.deviceFailure(`device needs reset (status ${statusToString(status)})`) : null;
+  }
+
+  /** Called, with `needsResetError`, when a configuration change notification shows DEVICE_NEEDS_RESET. */
+  onNeedsReset(cb: (error: VirtioError) => void): void {
     this.needsResetCb = cb;
+  }
+
+  /** A DEVICE_NEEDS_RESET error saying `what`, carrying the device's own error when known. */
+  private deviceFailure(what: string): VirtioError {
+    const seen = this.transport.deviceError?.() ?? null;
+    if (seen === null) return new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, what);
+    return new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, `${what}: ${seen.message}`, { cause: seen.cause ?? seen });
   }
 
   /**
@@ -220,7 +236,7 @@ export class VirtioDriver {
       t.setStatus(status);
       const now = t.getStatus();
       if (now & Status.DEVICE_NEEDS_RESET || !(now & Status.DRIVER_OK)) {
-        throw new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, `device did not accept DRIVER_OK (status ${statusToString(now)})`);
+        throw this.deviceFailure(`device did not accept DRIVER_OK (status ${statusToString(now)})`);
       }
       this.alive = true;
     } catch (e) {
@@ -385,10 +401,11 @@ export class VirtioDriver {
 
   private dispatchConfig(): void {
     if (!this.alive) return;
-    if (this.transport.getStatus() & Status.DEVICE_NEEDS_RESET) {
+    const error = this.needsResetError;
+    if (error !== null) {
       // 2.1.2: the device cannot go on; requests in flight will not be answered.
       this.emitStop(DriverStopReason.NEEDS_RESET, -1);
-      this.needsResetCb?.();
+      this.needsResetCb?.(error);
     }
     this.configCb?.();
   }

@@ -40,3 +40,29 @@ export function registryDevice(args: unknown): VirtioDevice {
   if (!t) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no registered device type ${String(a.type)}`);
   return t.createDevice(a.args);
 }
+
+export interface FailingEchoDeviceArgs {
+  /** Where the device throws: in `activate`, or in its first queue notification. */
+  failIn: 'activate' | 'notify';
+  /** The message of the error it throws. */
+  message: string;
+}
+
+/**
+ * An EchoDevice that throws (for tests of how a device's error reaches the driver across a
+ * thread). `args`: FailingEchoDeviceArgs.
+ */
+export function failingEchoDevice(args: unknown): VirtioDevice {
+  const a = args as FailingEchoDeviceArgs;
+  const failure = new RangeError(a.message);
+  if (a.failIn === 'notify') {
+    const dev = new EchoDevice();
+    dev.throwOnNotify = failure;
+    return dev;
+  }
+  return new (class extends EchoDevice {
+    override activate(): void {
+      throw failure;
+    }
+  })();
+}

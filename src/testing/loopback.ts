@@ -8,7 +8,8 @@ import type { VirtioDevice } from '../device/types.js';
 import type { DmaAllocator } from '../driver/dma-allocator.js';
 import type { DriverContext } from '../driver/types.js';
 import { VirtioDriver } from '../driver/virtio-driver.js';
-import type { Logger } from '../log.js';
+import { ErrorCode, VirtioError } from '../errors.js';
+import { type Logger, LogLevel, createLogger } from '../log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { F } from '../spec/features.js';
 import { type InProcessTransport, type InterruptDelivery, connectInProcess } from '../transport/in-process/in-process-transport.js';
@@ -33,6 +34,10 @@ export interface LoopbackOptions {
   /** Queue size for every queue (capped at the device's maximum). Default 256. */
   queueSize?: number;
   interrupts?: InterruptDelivery;
+  /**
+   * Where the device core logs. Default: warnings and errors to stderr, so a device that throws
+   * (DEVICE_NEEDS_RESET with the device's message) is never silent; `silentLogger` mutes it.
+   */
   logger?: Logger;
 }
 
@@ -47,18 +52,22 @@ export interface Loopback {
   close(): Promise<void>;
 }
 
-/** Wires `device` to a VirtioDriver in process and runs the initialization sequence. */
+/**
+ * Wires `device` to a VirtioDriver in process and runs the initialization sequence. Rejects
+ * with a VirtioError DEVICE_NEEDS_RESET whose `cause` is the device's error when the device
+ * throws in `activate`; later failures reach `loopback.driver.onNeedsReset` the same way.
+ */
 export async function createLoopback(device: VirtioDevice, opts: LoopbackOptions = {}): Promise<Loopback> {
   const conn = connectInProcess(device, {
     memorySize: opts.memorySize ?? 16 << 20,
     legacy: opts.legacy ?? false,
     interrupts: opts.interrupts ?? 'microtask',
-    ...(opts.logger ? { logger: opts.logger } : {}),
+    logger: opts.logger ?? createLogger(LogLevel.WARN, 'virtio-ts loopback'),
   });
   let wanted = ~0n & ((1n << 128n) - 1n);
   if (!opts.packed) wanted &= ~F.RING_PACKED;
   else if ((conn.core.deviceFeatures() & F.RING_PACKED) === 0n) {
-    throw new Error('createLoopback: the device does not offer RING_PACKED');
+    throw new VirtioError(ErrorCode.FEATURES_REJECTED, 'createLoopback: the device does not offer RING_PACKED');
   }
   if (opts.eventIdx === false) wanted &= ~F.EVENT_IDX;
   if (opts.indirect === false) wanted &= ~F.INDIRECT_DESC;

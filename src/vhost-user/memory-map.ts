@@ -13,6 +13,7 @@ import { GuestMemory, type RegionSpec } from '../memory/guest-memory.js';
 import type { Mapping, Platform } from '../platform/types.js';
 import { VhostUserError, VhostUserFault } from './codec.js';
 import type { MemRegion } from './messages.js';
+import { ErrorCode, VirtioError } from '../errors.js';
 
 /** Default chunk for mappings: 1 GiB (page-aligned, well under the 4 GiB buffer cap). */
 export const DEFAULT_MAP_CHUNK = 1 << 30;
@@ -33,7 +34,7 @@ export class VhostMemoryMap {
     private readonly platform: Platform,
     private readonly chunk = DEFAULT_MAP_CHUNK,
   ) {
-    if (chunk <= 0 || chunk % 4096 !== 0) throw new RangeError('map chunk must be a positive multiple of 4096');
+    if (chunk <= 0 || chunk % 4096 !== 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'map chunk must be a positive multiple of 4096');
   }
 
   get memory(): GuestMemory | null {

@@ -10,6 +10,7 @@ import { VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
 import { VhostUserConnection, type DisconnectEvent } from './server.js';
 import { VhostUserFrontend } from './frontend.js';
 import type { MemRegion, VringAddr } from './messages.js';
+import { ErrorCode, VirtioError } from '../errors.js';
 
 /** Echoes each request's readable bytes into its writable part; can hold requests instead. */
 export class EchoDevice implements VirtioDevice {
@@ -351,7 +352,7 @@ export function waitEventfd(platform: Platform, fd: number, ms = 3000): Promise<
       if (done) return;
       done = true;
       w.stop();
-      reject(new Error(`eventfd ${fd} not signalled within ${ms} ms`));
+      reject(new VirtioError(ErrorCode.TIMEOUT, `eventfd ${fd} not signalled within ${ms} ms`));
     }, ms);
   });
 }

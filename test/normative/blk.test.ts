@@ -162,4 +162,51 @@ describe('5.2 block device', () => {
       await lb.close();
     }
   });
+
+  it('driver/blk/24: after a discard the driver returns what each read brings back, assuming neither the old data nor zeros', T, async () => {
+    const be = new Backend(false);
+    // Discarded bytes read as anything (5.2.6.2): here a different pattern on every read.
+    const discarded = new Set<number>();
+    const served: Uint8Array[] = [];
+    let reads = 0;
+    be.discard = (offset: number, len: number): void => {
+      for (let i = 0; i < len; i++) discarded.add(offset + i);
+    };
+    be.write = (offset: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): void => {
+      for (let i = 0; i < len; i++) discarded.delete(offset + i);
+      be.ram.write(offset, src, srcOff, len);
+    };
+    be.read = (offset: number, dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): void => {
+      be.ram.read(offset, dst, dstOff, len);
+      reads++;
+      for (let i = 0; i < len; i++) if (discarded.has(offset + i)) dst[dstOff + i] = (reads * 37 + i) & 0xff;
+      served.push(dst.slice(dstOff, dstOff + len));
+    };
+    const lb = await createLoopback(new BlkDevice(be));
+    try {
+      assert.ok((lb.driver.features & BlkF.DISCARD) !== 0n);
+      const drv = new BlkDriver(lb.context);
+      const old = new Uint8Array(1024).fill(0x5a);
+      await drv.write(4, old);
+      assert.deepEqual(await drv.read(4, 1024), old);
+      await drv.discard(4, 2);
+      // What the backend handed out for one driver read (however the device split it).
+      const readServed = async (): Promise<{ got: Uint8Array; fromDevice: Uint8Array }> => {
+        const mark = served.length;
+        const got = await drv.read(4, 1024);
+        return { got, fromDevice: Buffer.concat(served.slice(mark)) };
+      };
+      const r1 = await readServed();
+      const r2 = await readServed();
+      const first = r1.got;
+      const second = r2.got;
+      assert.deepEqual(Buffer.from(first), r1.fromDevice, 'the first read after the discard is what the device returned');
+      assert.deepEqual(Buffer.from(second), r2.fromDevice, 'and so is the second: nothing cached from before');
+      assert.notDeepEqual(first, old);
+      assert.notDeepEqual(first, second);
+      assert.ok(first.some((b) => b !== 0), 'not zeros either');
+    } finally {
+      await lb.close();
+    }
+  });
 });

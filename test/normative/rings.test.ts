@@ -14,6 +14,9 @@ import { packedRingLayout } from '../../src/queue/packed-layout.js';
 import { splitRingLayout } from '../../src/queue/split-layout.js';
 import type { QueueConfig, Segment } from '../../src/queue/types.js';
 import { F } from '../../src/spec/features.js';
+import { VirtioDriver } from '../../src/driver/virtio-driver.js';
+import { EchoDevice } from '../../src/testing/echo-device.js';
+import { connectInProcess } from '../../src/transport/in-process/in-process-transport.js';
 
 const MEM = 1 << 20;
 const BUF = 0x8_0000;
@@ -157,5 +160,62 @@ describe('2.7 split ring: device', () => {
     assert.equal(dev.pop(ch), false);
     drv.kick();
     assert.equal(dev.pop(ch), true);
+  });
+});
+
+describe('2.7 / 2.8: the driver lays out and fills rings within the spec\'s limits', () => {
+  it('driver/split-ring/7: the split driver queue refuses a chain longer than the queue size; nothing is written', () => {
+    const { mem, config, drv, dev } = queuePair(false, 8);
+    const before = mem.slice(config.descAddr, config.deviceAddr + 4 + 8 * 8 - config.descAddr).slice();
+    assert.throws(() => drv.add(segs(9, BUF), [], 1), { code: 'INVALID_ARGUMENT' });
+    assert.throws(() => drv.add(segs(5, BUF), segs(4, BUF + 0x800), 1), { code: 'INVALID_ARGUMENT' });
+    assert.equal(drv.kick(), false, 'nothing to publish');
+    assert.deepEqual(mem.slice(config.descAddr, config.deviceAddr + 4 + 8 * 8 - config.descAddr), before, 'no descriptor nor avail entry written');
+    assert.equal(dev.pop(new DescriptorChain(mem, 8)), false);
+    // The longest chain allowed (the queue size) goes through whole.
+    assert.equal(drv.add(segs(8, BUF), [], 2), true);
+    drv.kick();
+    const ch = new DescriptorChain(mem, 8);
+    assert.equal(dev.pop(ch), true);
+    assert.equal(ch.readableCount, 8);
+  });
+
+  it('driver/split-ring/1, driver/packed-ring/1: VirtioDriver puts every ring part at its alignment, whatever the DMA area\'s start and the queue size', () => {
+    // 2.7 table: descriptor table 16, available ring 2, used ring 4; 2.8 table: descriptor
+    // ring 16, driver and device event suppression 4. Legacy (2.7.2): used ring at 4096.
+    const cases = [
+      { packed: false, legacy: false, sizes: [256, 8, 2] },
+      { packed: true, legacy: false, sizes: [7, 33, 1] },
+      { packed: false, legacy: true, sizes: [256, 8, 2] },
+    ];
+    let checked = 0;
+    for (const c of cases) {
+      for (const dmaBase of [0x1001, 0x1003, 0x2ffe]) {
+        const device = new EchoDevice({ queues: c.sizes });
+        const conn = connectInProcess(device, { legacy: c.legacy, dmaBase });
+        const wanted = c.packed ? ~0n & ((1n << 128n) - 1n) : ((1n << 128n) - 1n) & ~F.RING_PACKED;
+        // Odd sizes too: the parts after an odd-sized table must still be aligned.
+        const drv = VirtioDriver.initSync(conn.transport, { wantedFeatures: wanted, dma: conn.dma, queueSizes: c.sizes });
+        assert.equal((drv.features & F.RING_PACKED) !== 0n, c.packed);
+        const check = (): void => {
+          for (let i = 0; i < c.sizes.length; i++) {
+            const q = conn.core.queueConfig(i);
+            assert.ok(q, `queue ${i} set up`);
+            const where = `${c.packed ? 'packed' : 'split'}${c.legacy ? ' legacy' : ''} base 0x${dmaBase.toString(16)} queue ${i} size ${q.size}`;
+            assert.equal(q.descAddr % 16, 0, `${where}: descriptors at 0x${q.descAddr.toString(16)}`);
+            assert.equal(q.driverAddr % (c.packed ? 4 : 2), 0, `${where}: driver area at 0x${q.driverAddr.toString(16)}`);
+            assert.equal(q.deviceAddr % (c.legacy ? 4096 : 4), 0, `${where}: device area at 0x${q.deviceAddr.toString(16)}`);
+            checked++;
+          }
+        };
+        check();
+        if ((drv.features & F.RING_RESET) !== 0n) {
+          drv.resetQueue(1);
+          check();
+        }
+        drv.reset();
+      }
+    }
+    assert.ok(checked >= 40);
   });
 });

@@ -149,6 +149,36 @@ describe('4.3.2 CCW: revision negotiation (driver)', () => {
 });
 
 describe('4.3.2.2 / 4.3.3 CCW: status, interrupts, notifications (driver)', () => {
+  it('driver/transport-ccw/1: the driver takes a device only with control unit type 0x3832, and issues nothing to any other', () => {
+    const r = rig();
+    r.ch.cmds.length = 0; // the rig's own driver is done; only the new one counts
+    let cuType = 0x3088; // a channel-to-channel adapter, not virtio
+    Object.defineProperty(r.ch, 'controlUnitType', { get: () => cuType });
+    assert.throws(
+      () => new CcwDriverTransport(r.ch, r.mem, { scratchAddr: SCRATCH, scratchSize: 4096, subchannelId: 0x0001_0000 }),
+      { code: 'TRANSPORT_BAD_ACCESS' },
+    );
+    assert.deepEqual(r.ch.cmds, [], 'no channel command for a device that is not virtio-ccw');
+    cuType = 0x3832;
+    const d = new CcwDriverTransport(r.ch, r.mem, { scratchAddr: SCRATCH, scratchSize: 4096, subchannelId: 0x0001_0000 });
+    assert.equal(d.deviceId, r.dev.deviceId, 'the virtio device id is the control unit model');
+  });
+
+  it('driver/transport-ccw/11: when WRITE_STATUS is rejected the driver takes the status as unchanged', () => {
+    // Revision 1: no READ_STATUS, so the driver's own idea of the status is all there is.
+    const r = rig({ maxRevision: 1 }, {}, (cmd, addr) => cmd === CcwCmd.WRITE_STATUS && (r.mem.readU8(addr) & Status.FEATURES_OK) !== 0);
+    assert.equal(r.d.revision, 1);
+    r.d.setStatus(0);
+    r.d.setStatus(Status.ACKNOWLEDGE);
+    r.d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    r.d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    assert.equal(r.ch.cmds.at(-1)?.status, CcwStatus.COMMAND_REJECT);
+    assert.equal(r.d.getStatus(), Status.ACKNOWLEDGE | Status.DRIVER, 'the previous status, not the one written');
+    // So the initialization sees FEATURES_OK missing and gives up (3.1.1 step 6).
+    assert.throws(() => start(r), { code: 'FEATURES_REJECTED' });
+    assert.equal(r.core().status & Status.DRIVER_OK, 0);
+  });
+
   it('driver/transport-ccw/12: at revision 2 the driver reads the status with READ_STATUS after a configuration change', () => {
     const r = rig();
     const drv = start(r);

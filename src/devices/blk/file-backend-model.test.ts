@@ -116,7 +116,7 @@ describe('FileBackend through BlkDriver and BlkDevice', T, () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   for (const packed of [false, true]) {
-    it(`device/blk/22, driver/blk/24: random concurrent requests match a model (${packed ? 'packed' : 'split'})`, async () => {
+    it(`device/blk/22: random concurrent requests match a model (${packed ? 'packed' : 'split'})`, async () => {
       const backend = await FileBackend.open(path);
       try {
         const device = new BlkDevice(backend, { queueSize: 16 });

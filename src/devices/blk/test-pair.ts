@@ -17,6 +17,7 @@ import { splitRingLayout } from '../../queue/split-layout.js';
 import type { DeviceQueue, DriverQueue } from '../../queue/types.js';
 import { F } from '../../spec/features.js';
 import { Status } from '../../spec/status.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
 
 export interface TestPairOptions {
   packed?: boolean;
@@ -73,13 +74,13 @@ export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {})
   });
   let features = core.deviceFeatures() & (opts.accept ?? ~0n);
   if (!opts.packed) features &= ~F.RING_PACKED;
-  else if ((features & F.RING_PACKED) === 0n) throw new Error('device does not offer RING_PACKED');
+  else if ((features & F.RING_PACKED) === 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, 'device does not offer RING_PACKED');
   // 3.1.1: ACKNOWLEDGE, DRIVER, the features, FEATURES_OK (modern), as a driver would.
   core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
   core.setDriverFeatures(features);
   if (!legacy) {
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
-    if (!(core.status & Status.FEATURES_OK)) throw new Error(`device refuses the features: ${core.checkFeatures(features)}`);
+    if (!(core.status & Status.FEATURES_OK)) throw new VirtioError(ErrorCode.FEATURES_REJECTED, `device refuses the features: ${core.checkFeatures(features)}`);
   }
   const n = opts.numQueues ?? device.queueMaxSizes.length;
   const devQueues: DeviceQueue[] = [];
@@ -126,7 +127,7 @@ export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {})
       numQueues: n,
       queue(i) {
         const q = drvQueues[i];
-        if (!q) throw new RangeError(`no queue ${i}`);
+        if (!q) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${i}`);
         return q;
       },
       kick(i) {

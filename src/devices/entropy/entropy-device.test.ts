@@ -104,7 +104,7 @@ describe('EntropyDevice', T, () => {
     assert.equal(c.produced(), 10);
   });
 
-  it('driver/entropy/1: readable buffers are never read or written; only writable bytes are filled and counted', async () => {
+  it('a driver placing readable buffers: they are never read or written; only writable bytes are filled and counted', async () => {
     const c = counter();
     const { raw, pair } = setup({ source: c.source });
     const mixed = await raw.send([32], [16]);

@@ -31,7 +31,7 @@ function setup(opts: CcwDeviceOptions = {}, dev = stubDevice()) {
 }
 
 describe('CCW revision negotiation', () => {
-  it('driver/transport-ccw/1: control unit type 0x3832, model = device id', () => {
+  it('the device presents control unit type 0x3832, model = device id', () => {
     const { t } = setup();
     assert.equal(t.controlUnitType, CCW_CONTROL_UNIT_TYPE);
     assert.equal(t.controlUnitModel, 4);
@@ -120,7 +120,7 @@ describe('CCW commands', () => {
     assert.equal(mem.readU32(D, true), 0);
   });
 
-  it('device/transport-ccw/12 /13 driver/transport-ccw/11: WRITE_STATUS refused leaves the status; READ_STATUS returns it', () => {
+  it('device/transport-ccw/12 /13: WRITE_STATUS refused leaves the status; READ_STATUS returns it', () => {
     const { setRev, run, mem, core } = setup();
     setRev(2);
     mem.writeU8(D, Status.ACKNOWLEDGE | Status.DRIVER);

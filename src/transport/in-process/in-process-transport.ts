@@ -156,6 +156,10 @@ export class InProcessTransport implements DriverTransport {
   setInterruptHandler(h: DriverInterruptHandler): void {
     this.irq.handler = h;
   }
+  /** The device's error behind DEVICE_NEEDS_RESET (the core keeps what the device threw). */
+  deviceError(): VirtioError | null {
+    return this.core.needsResetError;
+  }
 }
 
 export interface ConnectInProcessOptions {

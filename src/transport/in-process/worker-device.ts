@@ -13,7 +13,8 @@ import { DeviceCore } from '../../device/device-core.js';
 import { setUpQueue } from '../../device/queue-register-file.js';
 import type { InterruptSink, VirtioDevice } from '../../device/types.js';
 import { GuestMemory, type RegionSpec } from '../../memory/guest-memory.js';
-import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, encodeError, getFeatures, putFeatures } from './worker-protocol.js';
+import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, encodeDeviceError, encodeError, getFeatures, putFeatures } from './worker-protocol.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
 
 /** What the driver side hands the worker (structured-cloned; SharedArrayBuffers are shared). */
 export interface DeviceWorkerData {
@@ -81,15 +82,21 @@ function answer(core: DeviceCore, ch: WorkerChannel): void {
       r[0] = core.device.queueMaxSizes[a[0]!] ?? 0;
       break;
     case Op.SETUP_QUEUE: {
-      if (!core.queueRegisters(a[0]!)) throw new RangeError(`no queue ${a[0]}`);
+      if (!core.queueRegisters(a[0]!)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${a[0]}`);
       setUpQueue(core, a[0]!, { size: a[1]!, descAddr: a[2]!, driverAddr: a[3]!, deviceAddr: a[4]! });
       break;
     }
     case Op.RESET_QUEUE:
       core.resetQueue(a[0]!);
       break;
+    case Op.DEVICE_ERROR: {
+      const e = core.needsResetError;
+      r[0] = e === null ? 0 : 1;
+      r[1] = e === null ? 0 : encodeDeviceError(ch.payload, e);
+      break;
+    }
     default:
-      throw new RangeError(`unknown op ${op}`);
+      throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, `unknown op ${op}`);
   }
 }
 
@@ -101,13 +108,13 @@ async function run(data: DeviceWorkerData): Promise<void> {
   try {
     const mod = (await import(data.module)) as Record<string, unknown>;
     const make = mod[data.factory];
-    if (typeof make !== 'function') throw new TypeError(`${data.module} has no function ${data.factory}`);
+    if (typeof make !== 'function') throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${data.module} has no function ${data.factory}`);
     const device = (make as (args: unknown) => VirtioDevice)(data.args);
     const memory = new GuestMemory(data.regions);
     const opts: ConstructorParameters<typeof DeviceCore>[1] = { memory, interrupts: new ChannelInterrupts(ch) };
     if (data.transportFeatures !== undefined) opts.transportFeatures = data.transportFeatures;
     core = new DeviceCore(device, opts);
-    if (core.numQueues > data.maxQueues) throw new RangeError(`device has ${core.numQueues} queues, channel ${data.maxQueues}`);
+    if (core.numQueues > data.maxQueues) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `device has ${core.numQueues} queues, channel ${data.maxQueues}`);
     const ready: DeviceWorkerReady = { ok: true, deviceId: device.deviceId, numQueues: core.numQueues, queueMax: [...device.queueMaxSizes] };
     port.postMessage(ready);
   } catch (e) {

@@ -44,6 +44,8 @@ export const Op = {
   QUEUE_MAX: 8,
   SETUP_QUEUE: 9,
   RESET_QUEUE: 10,
+  /** The error behind DEVICE_NEEDS_RESET: results[0] 1 when there is one, text in the payload. */
+  DEVICE_ERROR: 11,
 } as const;
 
 const CTL_WORDS = 64;
@@ -125,6 +127,24 @@ export function encodeError(payload: Uint8Array, e: unknown): number {
   const msg = e instanceof Error ? e.message : String(e);
   const r = new TextEncoder().encodeInto(`${code}\n${msg}`, payload);
   return r.written;
+}
+
+/**
+ * The core's DEVICE_NEEDS_RESET error (reason and the device's own message) as text in the
+ * payload; returns its length. The error object cannot cross threads, its messages can.
+ */
+export function encodeDeviceError(payload: Uint8Array, e: VirtioError): number {
+  const cause = e.cause === undefined ? '' : e.cause instanceof Error ? e.cause.message : String(e.cause);
+  return new TextEncoder().encodeInto(`${e.message}\n${cause}`, payload).written;
+}
+
+/** The driver side of `encodeDeviceError`: the device's message becomes the cause. */
+export function decodeDeviceError(payload: Uint8Array, len: number): VirtioError {
+  const text = new TextDecoder().decode(payload.slice(0, Math.min(len, payload.length)));
+  const nl = text.indexOf('\n');
+  const reason = nl >= 0 ? text.slice(0, nl) : text;
+  const cause = nl >= 0 ? text.slice(nl + 1) : '';
+  return new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, `device worker: ${reason}`, cause === '' ? undefined : { cause: new VirtioError(ErrorCode.DEVICE_ERROR, cause) });
 }
 
 export function decodeError(payload: Uint8Array, len: number): VirtioError {

@@ -13,7 +13,7 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { dmaFor } from './in-process-transport.js';
 import type { DeviceWorkerData, DeviceWorkerReady } from './worker-device.js';
-import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, decodeError, getFeatures, putFeatures, waitAsync } from './worker-protocol.js';
+import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, decodeDeviceError, decodeError, getFeatures, putFeatures, waitAsync } from './worker-protocol.js';
 
 export interface DeviceWorkerOptions {
   /** Module URL (e.g. `new URL('./factories.js', import.meta.url).href`) exporting `factory`. */
@@ -211,6 +211,12 @@ export class WorkerTransport implements DriverTransport {
     Atomics.store(ch.notifyData, index, (data ?? index) >>> 0);
     Atomics.add(ch.kicks, index, 1);
     ch.wakeDevice();
+  }
+  /** The device's error behind DEVICE_NEEDS_RESET, asked of the worker (its messages, not the object). */
+  deviceError(): VirtioError | null {
+    if (this.closed) return null;
+    this.call(Op.DEVICE_ERROR);
+    return this.channel.results[0] === 0 ? null : decodeDeviceError(this.channel.payload, this.channel.results[1]!);
   }
   setInterruptHandler(h: DriverInterruptHandler): void {
     this.handler = h;

@@ -57,7 +57,7 @@ describe('MMIO device registers', () => {
     assert.equal(t.read(MmioReg.DEVICE_FEATURES, 4), 0);
   });
 
-  it('driver/transport-mmio/9: QueueSize above QueueSizeMax is refused; QueueSizeMax is 0 for absent queues', () => {
+  it('QueueSize above QueueSizeMax is refused; QueueSizeMax is 0 for absent queues', () => {
     const { t, core, bad } = setup();
     t.write(MmioReg.QUEUE_SEL, 4, 1);
     assert.equal(t.read(MmioReg.QUEUE_SIZE_MAX, 4), 128);
@@ -89,7 +89,7 @@ describe('MMIO device registers', () => {
     assert.deepEqual(core.enabled, [0]);
   });
 
-  it('driver/transport-mmio/10: queue fields are frozen while QueueReady is set', () => {
+  it('queue fields are frozen while QueueReady is set', () => {
     const { t, core, bad } = setup();
     negotiate(t, F.VERSION_1);
     t.write(MmioReg.QUEUE_READY, 4, 1);
@@ -195,7 +195,7 @@ describe('MMIO device registers', () => {
     assert.equal(t.read(MmioReg.SHM_LEN_HIGH, 4), 0xffffffff);
   });
 
-  it('driver/transport-mmio/2: wrong widths and unaligned accesses are refused without side effects', () => {
+  it('wrong widths and unaligned accesses are refused without side effects', () => {
     const { t, core, bad } = setup();
     assert.equal(t.read(MmioReg.MAGIC_VALUE, 2), 0);
     assert.equal(t.read(MmioReg.MAGIC_VALUE + 1, 4), 0);

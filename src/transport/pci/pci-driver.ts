@@ -273,12 +273,21 @@ export class PciDriverTransport implements DriverTransport {
     if (value !== 0 && this.msixActive && (value & 0x3) !== 0) this.mapConfigVector();
   }
 
-  /** Config changes go to vector 0 (mapping is lost at every reset, 4.1.5.1.2.1). */
+  /**
+   * Config changes go to vector 0 (mapping is lost at every reset, 4.1.5.1.2.1). Each mapping
+   * is read back (driver/transport-pci/34); NO_VECTOR there means the device refused it, and
+   * configuration changes then go unsignalled (status and config can still be read).
+   */
   private mapConfigVector(): void {
     if (this.legacy) {
-      if (this.io().read(LegacyReg.CONFIG_MSIX_VECTOR, 2) !== 0) this.io().write(LegacyReg.CONFIG_MSIX_VECTOR, 2, 0);
+      const io = this.io();
+      if (io.read(LegacyReg.CONFIG_MSIX_VECTOR, 2) !== 0) {
+        io.write(LegacyReg.CONFIG_MSIX_VECTOR, 2, 0);
+        io.read(LegacyReg.CONFIG_MSIX_VECTOR, 2);
+      }
     } else if (this.cc().read(CommonCfg.CONFIG_MSIX_VECTOR, 2) !== 0) {
       this.cc().write(CommonCfg.CONFIG_MSIX_VECTOR, 2, 0);
+      this.cc().read(CommonCfg.CONFIG_MSIX_VECTOR, 2);
     }
   }
 

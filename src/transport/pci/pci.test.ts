@@ -138,7 +138,7 @@ describe('PCI configuration space', () => {
     assert.equal(cr(CommonCfg.DEVICE_STATUS, 1), Status.ACKNOWLEDGE);
   });
 
-  it('driver/transport-pci/13: writes into read-only capability bytes change nothing and are reported', () => {
+  it('writes into read-only capability bytes change nothing and are reported', () => {
     const { t, bad } = setup();
     const before = t.configRead(t.caps.common + CapField.OFFSET, 4);
     t.configWrite(t.caps.common + CapField.OFFSET, 4, 0x1234);
@@ -189,7 +189,7 @@ describe('PCI common configuration', () => {
     assert.equal(cr(CommonCfg.QUEUE_DRIVER, 4), 0x4000);
   });
 
-  it('driver/transport-pci/14 /19: read-only fields and queue_enable 0 are refused', () => {
+  it('read-only fields and queue_enable 0 are refused', () => {
     const { cr, cw, bad } = setup();
     cw(CommonCfg.NUM_QUEUES, 2, 9);
     cw(CommonCfg.CONFIG_GENERATION, 1, 9);
@@ -255,7 +255,7 @@ describe('PCI common configuration', () => {
 });
 
 describe('PCI notifications and interrupts', () => {
-  it('driver/transport-pci/36 /38: 16-bit notification at the queue notify address; disabled queues ignored', () => {
+  it('a 16-bit notification at the queue notify address; disabled queues ignored', () => {
     const { t, cr, cw, core, bad } = setup();
     negotiate(cw, F.VERSION_1);
     cw(CommonCfg.QUEUE_SELECT, 2, 1);
@@ -272,7 +272,7 @@ describe('PCI notifications and interrupts', () => {
     assert.equal(bad.at(-1)!.reason, BadAccess.OFFSET, 'outside the notify region');
   });
 
-  it('driver/transport-pci/37 /39: 32-bit notification data with NOTIFICATION_DATA', () => {
+  it('32-bit notification data with NOTIFICATION_DATA', () => {
     const { t, cw, core } = setup();
     negotiate(cw, F.VERSION_1 | F.NOTIFICATION_DATA);
     cw(CommonCfg.QUEUE_ENABLE, 2, 1);
