@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BlkDriver, BlkRequestError } from './blk-driver.js';
 import type { DriverContext } from '../../driver/types.js';
-import { ErrorCode } from '../../errors.js';
+import { ErrorCode, isVirtioError } from '../../errors.js';
 import { BlkConfig, BlkF, BlkReqType, BlkStatus, BLK_ID_BYTES } from '../../spec/blk.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
@@ -516,9 +516,9 @@ describe('BlkDevice config fields and features', T, () => {
     assert.equal(v.getUint32(BlkConfig.MAX_DISCARD_SECTORS, true), 1 << 22);
     // Zoned fields stay 0 (not a zoned device).
     assert.ok(cfg.subarray(BlkConfig.ZONED_ZONE_SECTORS).every((b) => b === 0));
-    assert.throws(() => new BlkDevice(new MemoryBackend(512), { sizeMax: 100 }), RangeError);
-    assert.throws(() => new BlkDevice(new MemoryBackend(512), { geometry: { cylinders: 70000, heads: 1, sectors: 1 } }), RangeError);
-    assert.throws(() => new BlkDevice(new MemoryBackend(512), { blockSize: 1000 }), RangeError);
+    assert.throws(() => new BlkDevice(new MemoryBackend(512), { sizeMax: 100 }), (e: unknown) => isVirtioError(e) && e.code === ErrorCode.INVALID_ARGUMENT);
+    assert.throws(() => new BlkDevice(new MemoryBackend(512), { geometry: { cylinders: 70000, heads: 1, sectors: 1 } }), (e: unknown) => isVirtioError(e) && e.code === ErrorCode.INVALID_ARGUMENT);
+    assert.throws(() => new BlkDevice(new MemoryBackend(512), { blockSize: 1000 }), (e: unknown) => isVirtioError(e) && e.code === ErrorCode.INVALID_ARGUMENT);
     assert.equal(device.validateFeatures(f), null);
     assert.notEqual(device.validateFeatures(f | BlkF.ZONED), null, 'ZONED was not offered');
   });

@@ -4,6 +4,7 @@
  * completes them in whatever order the backend finishes, and sets DEVICE_NEEDS_RESET when the
  * driver breaks a ring rule.
  */
+import { ErrorCode, VirtioError } from '../../errors.js';
 import { QueueServer } from '../../device/queue-server.js';
 import type { DeviceContext, VirtioDevice } from '../../device/types.js';
 import type { Logger } from '../../log.js';
@@ -96,11 +97,11 @@ export class BlkDevice implements VirtioDevice {
     this.log = opts.logger;
     const numQueues = opts.numQueues ?? 1;
     const queueSize = opts.queueSize ?? DEFAULT_QUEUE_SIZE;
-    if (!Number.isInteger(numQueues) || numQueues < 1 || numQueues > 0xffff) throw new RangeError(`numQueues ${numQueues} not in 1..65535`);
-    if (!Number.isInteger(queueSize) || queueSize < 2 || queueSize > 32768) throw new RangeError(`queueSize ${queueSize} not in 2..32768`);
+    if (!Number.isInteger(numQueues) || numQueues < 1 || numQueues > 0xffff) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `numQueues ${numQueues} not in 1..65535`);
+    if (!Number.isInteger(queueSize) || queueSize < 2 || queueSize > 32768) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queueSize ${queueSize} not in 2..32768`);
     const blockSize = opts.blockSize ?? BLK_SECTOR_SIZE;
     if (!Number.isInteger(blockSize) || blockSize < 512 || blockSize > 65536 || (blockSize & (blockSize - 1)) !== 0) {
-      throw new RangeError(`blockSize ${blockSize} is not a power of two in 512..65536`);
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `blockSize ${blockSize} is not a power of two in 512..65536`);
     }
     this.blockSize = blockSize;
     this.readOnly = (opts.readOnly ?? false) || (backend.readOnly ?? false);
@@ -112,15 +113,15 @@ export class BlkDevice implements VirtioDevice {
     this.segMax = chainSegments - 2;
     this.maxDiscardSectors = opts.maxDiscardSectors ?? DEFAULT_MAX_DISCARD_SECTORS;
     this.maxDiscardSegments = opts.maxDiscardSegments ?? DEFAULT_MAX_DISCARD_SEG;
-    if (!Number.isInteger(this.maxDiscardSectors) || this.maxDiscardSectors < 1 || this.maxDiscardSectors >= U32) throw new RangeError('bad maxDiscardSectors');
-    if (!Number.isInteger(this.maxDiscardSegments) || this.maxDiscardSegments < 1 || this.maxDiscardSegments > 4096) throw new RangeError('bad maxDiscardSegments');
+    if (!Number.isInteger(this.maxDiscardSectors) || this.maxDiscardSectors < 1 || this.maxDiscardSectors >= U32) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'bad maxDiscardSectors');
+    if (!Number.isInteger(this.maxDiscardSegments) || this.maxDiscardSegments < 1 || this.maxDiscardSegments > 4096) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'bad maxDiscardSegments');
     this.sizeMax = opts.sizeMax ?? 0;
     if (opts.sizeMax !== undefined && (!Number.isInteger(this.sizeMax) || this.sizeMax < BLK_SECTOR_SIZE || this.sizeMax >= U32)) {
-      throw new RangeError(`sizeMax ${opts.sizeMax} not in 512..2^32-1`);
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `sizeMax ${opts.sizeMax} not in 512..2^32-1`);
     }
     const g = opts.geometry;
     if (g && !(isUint(g.cylinders, 0xffff) && isUint(g.heads, 0xff) && isUint(g.sectors, 0xff))) {
-      throw new RangeError('geometry: cylinders 0..65535, heads and sectors 0..255');
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'geometry: cylinders 0..65535, heads and sectors 0..255');
     }
     this.geometry = g ? { cylinders: g.cylinders, heads: g.heads, sectors: g.sectors } : null;
     const serial = new TextEncoder().encode(opts.serial ?? '');

@@ -101,7 +101,7 @@ export function createTestPair(device: VirtioDevice, opts: TestPairOptions = {})
   // DRIVER_OK: the core activates the device with the queues lent above.
   core.activateWithLentQueues();
   const devCtx = core.activeContext;
-  if (devCtx === null) throw new Error(`device not activated: ${core.needsResetReason ?? 'features not negotiated'}`);
+  if (devCtx === null) throw new VirtioError(ErrorCode.STATUS_INVALID, `device not activated: ${core.needsResetReason ?? 'features not negotiated'}`);
   const pair: TestPair = {
     memory,
     features,

@@ -1,3 +1,4 @@
+import { ErrorCode, isVirtioError } from '../../errors.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DriverContext } from '../../driver/types.js';
@@ -75,8 +76,8 @@ describe('EntropyDevice', T, () => {
     const b = new Uint8Array(4).fill(9);
     d.readConfig(0, b);
     assert.deepEqual(b, new Uint8Array(4));
-    assert.throws(() => new EntropyDevice({ queueSize: 0 }), RangeError);
-    assert.throws(() => new EntropyDevice({ maxBytesPerBuffer: 0 }), RangeError);
+    assert.throws(() => new EntropyDevice({ queueSize: 0 }), (e: unknown) => isVirtioError(e) && e.code === ErrorCode.INVALID_ARGUMENT);
+    assert.throws(() => new EntropyDevice({ maxBytesPerBuffer: 0 }), (e: unknown) => isVirtioError(e) && e.code === ErrorCode.INVALID_ARGUMENT);
   });
 
   for (const packed of [false, true]) {

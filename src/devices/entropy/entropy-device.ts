@@ -2,6 +2,7 @@
  * 5.4 Entropy Device, device side: fills each device-writable buffer of the request queue with
  * random bytes from `source` (default crypto.randomFillSync). The queue server runs the loop.
  */
+import { ErrorCode, VirtioError } from '../../errors.js';
 import { randomFillSync } from 'node:crypto';
 import { QueueServer, type QueueRequest } from '../../device/queue-server.js';
 import type { DeviceContext, VirtioDevice } from '../../device/types.js';
@@ -36,10 +37,10 @@ export class EntropyDevice implements VirtioDevice {
 
   constructor(opts: EntropyDeviceOptions = {}) {
     const qs = opts.queueSize ?? 256;
-    if (!Number.isInteger(qs) || qs < 1 || qs > 32768) throw new RangeError(`queueSize ${qs} not in 1..32768`);
+    if (!Number.isInteger(qs) || qs < 1 || qs > 32768) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queueSize ${qs} not in 1..32768`);
     this.queueMaxSizes = [qs];
     this.maxBytes = opts.maxBytesPerBuffer ?? 64 * 1024;
-    if (!Number.isInteger(this.maxBytes) || this.maxBytes < 1) throw new RangeError('bad maxBytesPerBuffer');
+    if (!Number.isInteger(this.maxBytes) || this.maxBytes < 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'bad maxBytesPerBuffer');
     const source = opts.source;
     this.fill = source ? (b, o, n) => source(b.subarray(o, o + n)) : (b, o, n) => void randomFillSync(b, o, n);
     const serve = (req: QueueRequest): number => this.serve(req);
