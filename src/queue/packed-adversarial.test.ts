@@ -168,7 +168,7 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     for (const size of [0, -1, 32769, 65536, 2.5, NaN]) badConfig({ size });
   });
 
-  it('driver/packed-ring/1: misaligned parts', () => {
+  it('a driver breaking packed-ring rule 1 (device side): misaligned parts', () => {
     badConfig({ descAddr: 0x1008 });
     badConfig({ driverAddr: 0x1082 });
     badConfig({ deviceAddr: 0x1086 });
@@ -182,13 +182,13 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     badConfig({ deviceAddr: 2 ** 60 });
   });
 
-  it('driver/packed-ring/7: a list running all around the ring (NEXT everywhere)', () => {
+  it('a driver breaking packed-ring rule 7 (device side): a list running all around the ring (NEXT everywhere)', () => {
     const h = new Harness();
     for (let i = 0; i < 8; i++) h.desc(i, B, 1, 0, NEXT | AVAIL);
     h.expectFault(QueueFault.CHAIN_TOO_LONG);
   });
 
-  it('driver/packed-ring/7: a 32768-descriptor ring of NEXT ends in bounded time', () => {
+  it('a driver breaking packed-ring rule 7 (device side): a 32768-descriptor ring of NEXT ends in bounded time', () => {
     const h = new Harness({ size: 32768, regionB: 0x90000, capacity: 40000 });
     for (let i = 0; i < 32768; i++) h.desc(i, B, 1, 0, NEXT | AVAIL);
     const { ms } = h.run();
@@ -196,7 +196,7 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     assert.ok(ms < MAX_MS);
   });
 
-  it('driver/packed-ring/10: a list longer than the descriptors not in flight', () => {
+  it('a driver breaking packed-ring rule 10 (device side): a list longer than the descriptors not in flight', () => {
     const h = new Harness({ size: 4 });
     h.offer([[B, 1, 0]]);
     h.offer([[B, 1, 0]]);
@@ -219,7 +219,7 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     }
   });
 
-  it('driver/packed-ring/13: nested indirect table', () => {
+  it('a driver breaking packed-ring rule 13 (device side): nested indirect table', () => {
     const h = new Harness({ features: F.INDIRECT_DESC });
     h.desc(0, B + 0x100, 1, 0, 0, B);
     h.desc(1, B + 0x200, 16, 0, INDIRECT, B);
@@ -227,7 +227,7 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     h.expectFault(QueueFault.INDIRECT_NESTED);
   });
 
-  it('driver/packed-ring/15: INDIRECT with NEXT, or reached through NEXT', () => {
+  it('a driver breaking packed-ring rule 15 (device side): INDIRECT with NEXT, or reached through NEXT', () => {
     const a = new Harness({ features: F.INDIRECT_DESC });
     a.desc(0, B + 0x100, 1, 0, 0, B);
     a.desc(0, B, 16, 0, INDIRECT | NEXT | AVAIL);
@@ -248,7 +248,7 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     h.expectFault(QueueFault.INDIRECT_TOO_BIG);
   });
 
-  it('driver/packed-ring/12: indirect descriptor without INDIRECT_DESC', () => {
+  it('a driver breaking packed-ring rule 12 (device side): indirect descriptor without INDIRECT_DESC', () => {
     const h = new Harness();
     h.desc(0, B + 0x100, 1, 0, 0, B);
     h.offer([[B, 16, INDIRECT]]);
@@ -271,7 +271,7 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     }
   });
 
-  it('driver/packed-ring/8: readable descriptor after a writable one (direct and in an indirect table)', () => {
+  it('a driver breaking packed-ring rule 8 (device side): readable descriptor after a writable one (direct and in an indirect table)', () => {
     const a = new Harness();
     a.offer([
       [B, 1, WRITE],

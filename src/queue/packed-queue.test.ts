@@ -92,7 +92,7 @@ describe('PackedQueue configuration and layout', () => {
     assert.equal(new PackedQueue(big, { ...l, features: F.RING_PACKED }).size, 32768);
     for (const size of [0, 32769, 65536, -4, 1.5]) badConfig(() => new PackedQueue(mem, { ...base, size }));
   });
-  it('driver/packed-ring/1: refuses misaligned parts (descriptor ring 16, event areas 4)', () => {
+  it('a driver breaking packed-ring rule 1 (device side): refuses misaligned parts (descriptor ring 16, event areas 4)', () => {
     badConfig(() => new PackedQueue(mem, { ...base, size: 8, descAddr: 0x1008 }));
     badConfig(() => new PackedQueue(mem, { ...base, size: 8, driverAddr: 0x3002 }));
     badConfig(() => new PackedQueue(mem, { ...base, size: 8, deviceAddr: 0x3006 }));

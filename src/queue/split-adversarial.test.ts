@@ -160,7 +160,7 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     for (const size of [0, 3, 6, 1000, 32769, 65536, 0x10000 * 2]) badConfig({ size });
   });
 
-  it('driver/split-ring/1: misaligned rings', () => {
+  it('a driver breaking split-ring rule 1 (device side): misaligned rings', () => {
     badConfig({ descAddr: 0x1008 });
     badConfig({ driverAddr: 0x1081 });
     badConfig({ deviceAddr: 0x1402 });
@@ -175,14 +175,14 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     badConfig({ descAddr: -16 });
   });
 
-  it('driver/split-ring/10: avail idx moved by more than the queue size', () => {
+  it('a driver breaking split-ring rule 10 (device side): avail idx moved by more than the queue size', () => {
     const h = new Harness();
     h.desc(0, B, 1, 0);
     h.setAvailIdx(9);
     h.expectFault(QueueFault.AVAIL_IDX_JUMP);
   });
 
-  it('driver/split-ring/10: avail idx moved backwards (decrement looks like a jump)', () => {
+  it('a driver breaking split-ring rule 10 (device side): avail idx moved backwards (decrement looks like a jump)', () => {
     const h = new Harness();
     h.desc(0, B, 1, 0);
     h.offer(0, 0);
@@ -207,7 +207,7 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     h.expectFault(QueueFault.NEXT_OUT_OF_RANGE);
   });
 
-  it('driver/split-ring/4: a loop in the descriptor table', () => {
+  it('a driver breaking split-ring rule 4 (device side): a loop in the descriptor table', () => {
     const h = new Harness();
     h.desc(0, B, 1, NEXT, 1);
     h.desc(1, B, 1, NEXT, 0);
@@ -219,7 +219,7 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     self.expectFault(QueueFault.CHAIN_TOO_LONG);
   });
 
-  it('driver/split-ring/4: a loop over a 32768-entry table ends in bounded time', () => {
+  it('a driver breaking split-ring rule 4 (device side): a loop over a 32768-entry table ends in bounded time', () => {
     // Region A cannot hold a 32768 ring: place it at the start of region B.
     const big = new Harness({ size: 32768, ringBase: B, capacity: 1 << 17, features: F.INDIRECT_DESC, regionB: 0x100000 });
     const h = big;
@@ -257,7 +257,7 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     }
   });
 
-  it('driver/split-ring/6: nested indirect table', () => {
+  it('a driver breaking split-ring rule 6 (device side): nested indirect table', () => {
     const h = new Harness({ features: F.INDIRECT_DESC });
     h.desc(0, B, 32, INDIRECT);
     h.desc(0, B + 0x100, 1, NEXT, 1, B);
@@ -266,7 +266,7 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     h.expectFault(QueueFault.INDIRECT_NESTED);
   });
 
-  it('driver/split-ring/8: INDIRECT together with NEXT', () => {
+  it('a driver breaking split-ring rule 8 (device side): INDIRECT together with NEXT', () => {
     const h = new Harness({ features: F.INDIRECT_DESC });
     h.desc(0, B, 16, INDIRECT | NEXT, 1);
     h.desc(1, B, 1, 0);
@@ -274,14 +274,14 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     h.expectFault(QueueFault.INDIRECT_WITH_NEXT);
   });
 
-  it('driver/split-ring/7: indirect table larger than the device accepts', () => {
+  it('a driver breaking split-ring rule 7 (device side): indirect table larger than the device accepts', () => {
     const h = new Harness({ features: F.INDIRECT_DESC, capacity: 16 });
     h.desc(0, B, 17 * 16, INDIRECT);
     h.offer(0);
     h.expectFault(QueueFault.INDIRECT_TOO_BIG);
   });
 
-  it('driver/split-ring/5: indirect descriptor without INDIRECT_DESC', () => {
+  it('a driver breaking split-ring rule 5 (device side): indirect descriptor without INDIRECT_DESC', () => {
     const h = new Harness();
     h.desc(0, B, 16, INDIRECT);
     h.desc(0, B + 0x100, 1, 0, 0, B);
@@ -311,7 +311,7 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     h.expectFault(QueueFault.NEXT_OUT_OF_RANGE);
   });
 
-  it('driver/split-ring/2: readable descriptor after a writable one (direct and into an indirect table)', () => {
+  it('a driver breaking split-ring rule 2 (device side): readable descriptor after a writable one (direct and into an indirect table)', () => {
     const h = new Harness();
     h.desc(0, B, 1, WRITE | NEXT, 1);
     h.desc(1, B, 1, 0);
@@ -325,7 +325,7 @@ describe('split queue against an untrusted driver', { timeout: 60_000 }, () => {
     i.expectFault(QueueFault.READABLE_AFTER_WRITABLE);
   });
 
-  it('driver/split-ring/4: chain of more than 2^32 - 1 bytes', () => {
+  it('a driver breaking split-ring rule 4 (device side): chain of more than 2^32 - 1 bytes', () => {
     const h = new Harness();
     h.desc(0, B, 0xffffffff, NEXT, 1);
     h.desc(1, B, 1, 0);

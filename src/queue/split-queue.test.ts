@@ -79,7 +79,7 @@ describe('SplitQueue configuration', () => {
     assert.equal(new SplitQueue(big, { size: 32768, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features: 0n }).size, 32768);
     for (const size of [0, 3, 100, 65536, -4, 1.5]) badConfig(() => new SplitQueue(mem, { ...base, size }));
   });
-  it('driver/split-ring/1: refuses misaligned parts (desc 16, avail 2, used 4)', () => {
+  it('a driver breaking split-ring rule 1 (device side): refuses misaligned parts (desc 16, avail 2, used 4)', () => {
     badConfig(() => new SplitQueue(mem, { ...base, size: 8, descAddr: 0x1008 }));
     badConfig(() => new SplitQueue(mem, { ...base, size: 8, driverAddr: 0x3001 }));
     badConfig(() => new SplitQueue(mem, { ...base, size: 8, deviceAddr: 0x4002 }));
