@@ -13,7 +13,7 @@ import { createDriverQueue } from './create-queue.js';
 import { packedRingLayout } from '../queue/packed-layout.js';
 import { legacySplitRingLayout, splitRingLayout } from '../queue/split-layout.js';
 import type { DriverQueue, QueueConfig } from '../queue/types.js';
-import { F, bit, isDeviceTypeBit } from '../spec/features.js';
+import { DEVICE_TYPE_FEATURES, F, bit } from '../spec/features.js';
 import { LEGACY_QUEUE_ALIGN, MAX_QUEUE_SIZE } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
 import { type DeviceDriverInfo, checkDeviceDriverMatch } from './device-driver.js';
@@ -56,12 +56,8 @@ export interface VirtioDriverOptions {
 const DRIVER_TRANSPORT_BITS =
   F.INDIRECT_DESC | F.EVENT_IDX | F.VERSION_1 | F.ACCESS_PLATFORM | F.RING_PACKED | F.IN_ORDER | F.ORDER_PLATFORM | F.NOTIFICATION_DATA | F.RING_RESET;
 
-function deviceTypeMask(): bigint {
-  let m = 0n;
-  for (let i = 0; i < 128; i++) if (isDeviceTypeBit(i)) m |= bit(i);
-  return m;
-}
-const DEVICE_TYPE_MASK = deviceTypeMask();
+/** 6: the device-type feature bits (one definition for the core, the back-end and the driver). */
+const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
 /** 2.2.3 / 6.3: a legacy interface carries feature bits 0 to 31 only. */
 const LEGACY_FEATURE_MASK = bit(32) - 1n;
 const DEFAULT_QUEUE_SIZE = 256;
