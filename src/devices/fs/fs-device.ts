@@ -92,7 +92,12 @@ export class FsDevice implements VirtioDevice {
     }
     const inLen = chain.readableBytes;
     this.reader.reset(chain).read(this.inBuf, 0, Math.min(inLen, this.inBuf.length));
+    const wasInitialized = this.fuse.initialized;
     const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes);
+    if (!wasInitialized && this.fuse.initialized) {
+      const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
+      this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}`);
+    }
     if (replyLen === 0) {
       // FORGET and BATCH_FORGET (hiprio) have no reply; anything else here lacked room for one.
       if (queueIndex !== FS_HIPRIO_QUEUE && chain.writableBytes < 16) this.malformed++;
