@@ -199,7 +199,8 @@ export class HostFs {
   lookup(parentId: number, name: Buffer): { inode: Inode; stat: fs.Stats } {
     const parent = this.dir(parentId);
     let path: Buffer | string;
-    if (name.length === 1 && name[0] === DOT) path = procPath(parent.fd);
+    // `/proc/self/fd/N/.`, not `/proc/self/fd/N`: with O_NOFOLLOW the latter opens the magic link itself.
+    if (name.length === 1 && name[0] === DOT) path = `${procPath(parent.fd)}/.`;
     else if (name.length === 2 && name[0] === DOT && name[1] === DOT) {
       if (parent === this.root) fail(Errno.EACCES, '.. of the shared folder');
       path = `${procPath(parent.fd)}/..`;
