@@ -3,8 +3,9 @@
  * guest mounts the share (`mount -t virtiofs TAG /mnt`), reads a host file, writes, renames and
  * deletes, lists, and tries to leave the share through a symlink the host planted; the host
  * checks what changed in the directory and that nothing outside it was reached.
- * q35 (vhost-user-fs-pci, little-endian FUSE) and s390x over Channel I/O (vhost-user-fs-ccw: a
- * big-endian driver sends big-endian FUSE, which the device detects at FUSE_INIT).
+ * q35 (vhost-user-fs-pci) and microvm (vhost-user-fs-device, virtio-mmio 2) with little-endian
+ * FUSE; s390x over Channel I/O (vhost-user-fs-ccw), whose big-endian driver sends big-endian FUSE,
+ * which the device detects at FUSE_INIT.
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -124,6 +125,23 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
           modules: ['virtiofs'],
           script: fsScript,
           qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=c0,tag=${TAG}`],
+          memfd: true,
+          timeoutMs: 90_000,
+        }),
+      t,
+    );
+    await check(res, share, log, /FUSE_INIT: protocol 7\.\d+, little-endian driver/);
+  });
+
+  it('microvm (virtio-mmio version 2): vhost-user-fs-device, the same workload', { skip }, async (t) => {
+    const { res, share, log } = await serve(
+      'microvm',
+      (sock) =>
+        bootGuest({
+          machine: 'microvm',
+          modules: ['virtiofs'],
+          script: fsScript,
+          qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-device,chardev=c0,tag=${TAG}`],
           memfd: true,
           timeoutMs: 90_000,
         }),
