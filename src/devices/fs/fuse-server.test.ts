@@ -4,6 +4,7 @@
  * symlinks; table bounds) answered with the errno the kernel expects, never a throw.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -246,6 +247,11 @@ describe('FUSE server (virtio-fs 5.11) over a host directory', () => {
       assert.equal(st.mode & 0o777, 0o640);
       assert.deepEqual(readFileSync(join(dir, 'new.bin')).subarray(10, 100), data.subarray(0, 90));
       assert.equal(w.errno(w.create(1, 'new.bin', 0o600, 2 | 0o200)), Errno.EEXIST, 'O_EXCL on an existing name');
+      execFileSync('mkfifo', [join(dir, 'fifo')]);
+      // A FIFO under the name: open(2) must not block the device (no reader: ENXIO), nor open it.
+      assert.equal(w.errno(w.create(1, 'fifo', 0o600, 1)), 6, 'O_WRONLY: ENXIO, not a blocked open');
+      assert.equal(w.errno(w.create(1, 'fifo', 0o600, 2)), Errno.EINVAL, 'O_RDWR: opened without blocking, then refused');
+      assert.equal(host.handleCount, 0);
     });
 
     it('MKDIR, RENAME across directories, UNLINK, RMDIR, STATFS', () => {

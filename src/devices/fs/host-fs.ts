@@ -24,7 +24,7 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 
 /** O_PATH (Linux, every architecture Node runs on except alpha/parisc/sparc). */
 export const O_PATH = 0o10000000;
-const { O_NOFOLLOW, O_DIRECTORY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND } = fs.constants;
+const { O_NOFOLLOW, O_DIRECTORY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NONBLOCK } = fs.constants;
 /** O_RDONLY | O_WRONLY | O_RDWR (not in Node's fs.constants). */
 const O_ACCMODE = 3;
 
@@ -295,9 +295,12 @@ export class HostFs {
     const parent = this.dir(parentId);
     HostFs.checkName(name);
     const path = this.child(parent, name);
-    const fd = fs.openSync(path, HostFs.openFlags(flags) | O_CREAT | (flags & O_EXCL), mode & 0o7777);
+    // O_NONBLOCK: a FIFO planted under the name must not block the device in open(2) (regular
+    // files ignore the flag); anything but a regular file is then refused.
+    const fd = fs.openSync(path, HostFs.openFlags(flags) | O_CREAT | O_NONBLOCK | (flags & O_EXCL), mode & 0o7777);
     let entry: { inode: Inode; stat: fs.Stats };
     try {
+      if (!fs.fstatSync(fd).isFile()) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
       entry = this.adopt(fs.openSync(path, O_PATH | O_NOFOLLOW));
       this.checkSame(fd, entry.inode);
     } catch (e) {
