@@ -316,6 +316,52 @@ describe('FUSE server (virtio-fs 5.11) over a host directory', () => {
       assert.equal(w.errno(w.request(Op.OPEN, id, Buffer.alloc(8))), Errno.ENFILE);
     });
 
+    it('random requests (valid headers, random opcodes and arguments, both orders) never throw and always answer in bounds', () => {
+      let seed = 12345;
+      const rnd = (n: number): number => {
+        seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+        return Math.floor((seed / 0x8000_0000) * n); // the high bits: an LCG's low bits cycle
+      };
+      // DESTROY left out: after it every request is EIO until INIT, which would hide the rest.
+      const ops = [...Object.values(Op).filter((o) => o !== Op.DESTROY), 0, 7, 99, 0xffffffff];
+      const names = ['hello.txt', 'sub', 'to-root', '..', '.', 'x', 'sub/..', ''];
+      const out = Buffer.alloc(4096);
+      let served = 0;
+      const errs = new Map<number, number>();
+      for (let i = 0; i < 3000; i++) {
+        const args = Buffer.alloc(rnd(200));
+        for (let k = 0; k < args.length; k++) args[k] = rnd(4) === 0 ? rnd(256) : rnd(3);
+        if (rnd(2) === 0) {
+          const n = Buffer.from(`${names[rnd(names.length)]}\0`);
+          n.copy(args, Math.min(args.length, rnd(48)));
+        }
+        const op = ops[rnd(ops.length)]!;
+        const nodeid = rnd(6);
+        const hdr = Buffer.alloc(40);
+        const le = w.server.littleEndian;
+        const len = 40 + args.length + (rnd(10) === 0 ? rnd(5) - 2 : 0);
+        if (le) {
+          hdr.writeUInt32LE(len >>> 0, 0);
+          hdr.writeUInt32LE(op >>> 0, 4);
+          hdr.writeBigUInt64LE(BigInt(nodeid), 16);
+        } else {
+          hdr.writeUInt32BE(len >>> 0, 0);
+          hdr.writeUInt32BE(op >>> 0, 4);
+          hdr.writeBigUInt64BE(BigInt(nodeid), 16);
+        }
+        const msg = Buffer.concat([hdr, args]);
+        const cap = rnd(8) === 0 ? rnd(40) : out.length;
+        const n = w.server.handle(msg, msg.length, out, cap);
+        assert.ok(n === 0 || (n >= 16 && n <= cap), `reply of ${n} bytes within ${cap}`);
+        if (n > 0) assert.equal(w.server.littleEndian ? out.readUInt32LE(0) : out.readUInt32BE(0), n, 'out header len');
+        if (n > 0 && out.readInt32LE(4) === 0) served++;
+        errs.set(n > 0 ? out.readInt32LE(4) : 1, (errs.get(n > 0 ? out.readInt32LE(4) : 1) ?? 0) + 1);
+      }
+      assert.ok(served >= 20, `some random requests succeeded (${served}), so the operations were reached ${JSON.stringify([...errs])}`);
+      assert.ok(host.inodeCount <= 16 && host.handleCount <= 4);
+      assert.equal(readFileSync(join(root, 'secret'), 'utf8'), 'outside', 'nothing outside the share changed');
+    });
+
     it('DESTROY closes every handle and forgets every inode; INIT is needed again', () => {
       const id = w.nodeid(w.ok(w.lookup(1, 'hello.txt')));
       w.open(id, 0);
