@@ -191,6 +191,11 @@ describe('FUSE server (virtio-fs 5.11) over a host directory', () => {
       const s = w.nodeid(w.ok(w.lookup(1, 'to-secret')));
       assert.equal(w.errno(w.request(Op.OPEN, s, Buffer.alloc(8))), Errno.ELOOP);
       assert.equal(w.errno(w.request(Op.SETATTR, s, Buffer.concat([w.u32(1), Buffer.alloc(84)]))), Errno.EPERM, 'no chmod through a symlink');
+      assert.equal(w.errno(w.create(1, 'to-secret', 0o666, 1 | 0o1000)), Errno.ELOOP, 'CREATE does not follow a symlink (O_TRUNC would empty the target)');
+      assert.equal(w.errno(w.request(Op.MKDIR, 1, Buffer.concat([w.u32(0o755), w.u32(0), enc('to-secret')]))), Errno.EEXIST);
+      w.ok(w.request(Op.UNLINK, 1, enc('to-secret')));
+      assert.equal(readFileSync(join(root, 'secret'), 'utf8'), 'outside', 'the target outside is untouched');
+      assert.equal(existsSync(join(dir, 'to-secret')), false, 'the link itself was removed');
     });
 
     it('a directory swapped for a symlink after LOOKUP: the pinned directory is still used', () => {
