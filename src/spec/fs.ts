@@ -1,3 +1,5 @@
+import { defineConfigLayout } from './config-layout.js';
+
 /**
  * virtio-fs (5.11) and the FUSE wire protocol it carries (Linux include/uapi/linux/fuse.h, the
  * layouts virtiofsd speaks). All fields little-endian on a little-endian driver; offsets in bytes.
@@ -9,6 +11,16 @@ export const FS_REQUEST_QUEUE = 1;
 
 /** 5.11.4 struct virtio_fs_config: tag[36], num_request_queues le32, notify_buf_size le32. */
 export const FsConfig = { TAG: 0, TAG_BYTES: 36, NUM_REQUEST_QUEUES: 36, NOTIFY_BUF_SIZE: 40, SIZE: 44 } as const;
+
+/**
+ * The numeric fields of struct virtio_fs_config (the tag is bytes, encoded by the device itself).
+ * notify_buf_size exists only with VIRTIO_FS_F_NOTIFICATION (5.11.4).
+ */
+export const FS_CONFIG_LAYOUT = defineConfigLayout(FsConfig.SIZE, [
+  { name: 'numRequestQueues', offset: FsConfig.NUM_REQUEST_QUEUES, width: 4, feature: null, access: 'ro' },
+  { name: 'notifyBufSize', offset: FsConfig.NOTIFY_BUF_SIZE, width: 4, feature: 1n << 0n, access: 'ro' },
+]);
+export type FsConfigField = (typeof FS_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.11.3 feature bits. */
 export const FsFeatureBit = { NOTIFICATION: 0 } as const;
@@ -24,6 +36,9 @@ export const FuseOpcode = {
   FORGET: 2,
   GETATTR: 3,
   SETATTR: 4,
+  READLINK: 5,
+  SYMLINK: 6,
+  MKNOD: 8,
   MKDIR: 9,
   UNLINK: 10,
   RMDIR: 11,
@@ -34,13 +49,21 @@ export const FuseOpcode = {
   STATFS: 17,
   RELEASE: 18,
   FSYNC: 20,
+  SETXATTR: 21,
+  GETXATTR: 22,
+  LISTXATTR: 23,
+  REMOVEXATTR: 24,
   FLUSH: 25,
   INIT: 26,
   OPENDIR: 27,
   READDIR: 28,
   RELEASEDIR: 29,
+  FSYNCDIR: 30,
+  ACCESS: 34,
   CREATE: 35,
+  INTERRUPT: 36,
   DESTROY: 38,
+  BATCH_FORGET: 42,
   READDIRPLUS: 44,
 } as const;
 export type FuseOpcode = (typeof FuseOpcode)[keyof typeof FuseOpcode];
@@ -81,3 +104,39 @@ export const FuseReleaseIn = { FH: 0, FLAGS: 8, SIZE: 24 } as const;
 export const FuseForgetIn = { NLOOKUP: 0, SIZE: 8 } as const;
 /** struct fuse_dirent: ino u64, off u64, namelen u32, type u32, name (padded to 8). */
 export const FuseDirent = { INO: 0, OFF: 8, NAMELEN: 16, TYPE: 20, NAME: 24 } as const;
+
+/** struct fuse_init_out size for a driver of minor < 23 (FUSE_COMPAT_22_INIT_OUT_SIZE). */
+export const FUSE_COMPAT_22_INIT_OUT_SIZE = 24;
+/** fuse_init_in/out flags this device understands (fuse.h FUSE_*). */
+export const FuseInitFlag = {
+  ASYNC_READ: 1 << 0,
+  BIG_WRITES: 1 << 5,
+  DO_READDIRPLUS: 1 << 13,
+  PARALLEL_DIROPS: 1 << 18,
+  MAX_PAGES: 1 << 22,
+} as const;
+/** fuse_attr field offsets beyond FuseAttr: the nanosecond parts, blksize and flags. */
+export const FuseAttrNsec = { ATIME: 48, MTIME: 52, CTIME: 56, BLKSIZE: 80, FLAGS: 84 } as const;
+/** fuse_entry_out: entry_valid and attr_valid (u64 seconds) and their u32 nanoseconds. */
+export const FuseEntryValid = { ENTRY_VALID: 16, ATTR_VALID: 24, ENTRY_VALID_NSEC: 32, ATTR_VALID_NSEC: 36 } as const;
+/** fuse_attr_out: attr_valid u64 at 0, attr_valid_nsec u32 at 8. */
+export const FuseAttrOutValid = { ATTR_VALID: 0, ATTR_VALID_NSEC: 8 } as const;
+/** fuse_getattr_in: getattr_flags (FUSE_GETATTR_FH = 1: fh is valid), fh u64 at 8. */
+export const FuseGetattrInField = { FLAGS: 0, FH: 8, FLAG_FH: 1 } as const;
+/** struct fuse_setattr_in (88 bytes) and its `valid` bits (FATTR_*). */
+export const FuseSetattrIn = { VALID: 0, FH: 8, SIZE_FIELD: 16, ATIME: 32, MTIME: 40, ATIMENSEC: 56, MTIMENSEC: 60, MODE: 68, UID: 76, GID: 80, SIZE: 88 } as const;
+export const FattrBit = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, FH: 64, ATIME_NOW: 128, MTIME_NOW: 256, LOCKOWNER: 512, CTIME: 1024 } as const;
+/** struct fuse_mkdir_in: mode, umask u32; the name follows. */
+export const FuseMkdirIn = { MODE: 0, UMASK: 4, SIZE: 8 } as const;
+/** struct fuse_rename_in: newdir u64; old name then new name follow, NUL-terminated. */
+export const FuseRenameIn = { NEWDIR: 0, SIZE: 8 } as const;
+/** struct fuse_flush_in: fh u64, unused u32, padding u32, lock_owner u64. */
+export const FuseFlushIn = { FH: 0, SIZE: 24 } as const;
+/** struct fuse_fsync_in: fh u64, fsync_flags u32 (bit 0: datasync), padding u32. */
+export const FuseFsyncIn = { FH: 0, FLAGS: 8, SIZE: 16, DATASYNC: 1 } as const;
+/** struct fuse_batch_forget_in: count u32, dummy u32; then count fuse_forget_one {nodeid u64, nlookup u64}. */
+export const FuseBatchForgetIn = { COUNT: 0, SIZE: 8, ONE_SIZE: 16 } as const;
+/** struct fuse_kstatfs as fuse_statfs_out (80 bytes). */
+export const FuseStatfsOut = { BLOCKS: 0, BFREE: 8, BAVAIL: 16, FILES: 24, FFREE: 32, BSIZE: 40, NAMELEN: 44, FRSIZE: 48, SIZE: 80 } as const;
+/** struct fuse_direntplus: a fuse_entry_out then a fuse_dirent. */
+export const FuseDirentplus = { ENTRY: 0, DIRENT: 128 } as const;

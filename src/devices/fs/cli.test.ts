@@ -1,0 +1,69 @@
+/** `virtio-ts fs`: option parsing, usage and capabilities (serving is proven by the guest tests). */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseCommandLine } from '../../cli/args.js';
+import { main } from '../../cli/main.js';
+import { CliError, CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
+import type { FsOptions } from './cli.js';
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+  return { code, out, err };
+}
+
+function fault(argv: string[], f: CliFault): void {
+  assert.throws(
+    () => parseCommandLine(['fs', '--socket-path', '/tmp/x.sock', ...argv]),
+    (e: unknown) => e instanceof CliError && e.fault === f && e.command === 'fs',
+  );
+}
+
+describe('virtio-ts fs command line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vts-fscli-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('parses --shared-dir, --tag and the queue options with their defaults', () => {
+    const p = parseCommandLine(['fs', '--socket-path', '/tmp/x.sock', '--shared-dir', dir, '--tag', 'share']);
+    assert.equal(p.kind, 'device');
+    assert.deepEqual((p as unknown as { options: FsOptions }).options, {
+      socketPath: '/tmp/x.sock',
+      fd: null,
+      verbosity: DEFAULT_VERBOSITY,
+      sharedDir: dir,
+      tag: 'share',
+      numRequestQueues: 1,
+      queueSize: 1024,
+    });
+    const q = parseCommandLine(['fs', '--fd', '3', '--shared-dir', dir, '--tag', 't', '--num-request-queues', '4', '--queue-size', '256']);
+    assert.equal((q as unknown as { options: FsOptions }).options.numRequestQueues, 4);
+    assert.equal((q as unknown as { options: FsOptions }).options.queueSize, 256);
+  });
+
+  it('refuses a missing or non-directory --shared-dir, a missing, empty or over-long --tag, bad queue counts', () => {
+    writeFileSync(join(dir, 'file'), '');
+    fault(['--tag', 't'], CliFault.BAD_VALUE);
+    fault(['--shared-dir', join(dir, 'nope'), '--tag', 't'], CliFault.BAD_VALUE);
+    fault(['--shared-dir', join(dir, 'file'), '--tag', 't'], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir, '--tag', ''], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir, '--tag', 'é'.repeat(19)], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir, '--tag', 't', '--num-request-queues', '0'], CliFault.BAD_NUMBER);
+    fault(['--shared-dir', dir, '--tag', 't', '--queue-size', '100'], CliFault.BAD_NUMBER);
+  });
+
+  it('--help prints the usage; --print-capabilities reports vhost-user type "fs"', async () => {
+    const h = await run(['fs', '--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.out, /^Usage: virtio-ts fs .*--shared-dir DIR --tag TAG/);
+    const c = await run(['fs', '--print-capabilities']);
+    assert.equal(c.code, 0);
+    assert.deepEqual(JSON.parse(c.out), { type: 'fs' });
+    const top = await run(['--help']);
+    assert.match(top.out, /^\s+fs\s+share a host directory as a virtio-fs device over vhost-user$/m);
+  });
+});

@@ -1,0 +1,80 @@
+/**
+ * `virtio-ts fs`: its options, usage and checks. Serving is in fs-command.ts, loaded only when
+ * the command runs.
+ */
+import { statSync } from 'node:fs';
+import {
+  BACKEND_COMMON_USAGE,
+  BACKEND_SOCKET_USAGE,
+  CliError,
+  CliFault,
+  parseIntInRange,
+  queueSizeOption,
+  stringOption,
+  type BackendOptions,
+  type OptionValues,
+} from '../../cli/options.js';
+import type { DeviceCli } from '../device-type.js';
+import { FS_TAG_MAX_BYTES } from './fs-device.js';
+
+export interface FsOptions extends BackendOptions {
+  readonly sharedDir: string;
+  readonly tag: string;
+  readonly numRequestQueues: number;
+  readonly queueSize: number;
+}
+
+export const FS_DEFAULTS = { numRequestQueues: 1, queueSize: 1024 } as const;
+const MAX_REQUEST_QUEUES = 64;
+const COMMAND = 'fs';
+
+const FS_USAGE = `Usage: virtio-ts fs (--socket-path PATH | --fd N) --shared-dir DIR --tag TAG [options]
+
+Shares a host directory with one vhost-user front-end (QEMU vhost-user-fs-pci, -device,
+-ccw) at a time, as a virtio-fs device the guest mounts with \`mount -t virtiofs TAG DIR\`. The
+guest cannot reach outside DIR: names are looked up in directories the device holds open, never
+through a path, and symlinks are never followed. After a disconnect it waits for the next
+front-end. Ends cleanly on SIGTERM or SIGINT, removing its socket.
+
+${BACKEND_SOCKET_USAGE}
+  --shared-dir DIR        the host directory to share
+  --tag TAG               the mount tag (1..${FS_TAG_MAX_BYTES} bytes of UTF-8)
+  --num-request-queues N  request queues, 1..${MAX_REQUEST_QUEUES} (default ${FS_DEFAULTS.numRequestQueues})
+  --queue-size N          largest ring size, a power of 2 from 2 to 32768 (default ${FS_DEFAULTS.queueSize})
+${BACKEND_COMMON_USAGE}
+`;
+
+function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
+  const sharedDir = stringOption(v, 'shared-dir');
+  if (sharedDir === undefined || sharedDir === '') throw new CliError(CliFault.BAD_VALUE, 'give --shared-dir DIR', COMMAND);
+  let isDir = false;
+  try {
+    isDir = statSync(sharedDir).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (!isDir) throw new CliError(CliFault.BAD_VALUE, `--shared-dir ${sharedDir} is not a directory`, COMMAND);
+  const tag = stringOption(v, 'tag');
+  if (tag === undefined) throw new CliError(CliFault.BAD_VALUE, 'give --tag TAG', COMMAND);
+  const tagBytes = Buffer.byteLength(tag);
+  if (tagBytes < 1 || tagBytes > FS_TAG_MAX_BYTES) throw new CliError(CliFault.BAD_VALUE, `--tag is ${tagBytes} bytes; 1..${FS_TAG_MAX_BYTES}`, COMMAND);
+  const nrqText = stringOption(v, 'num-request-queues');
+  const numRequestQueues = nrqText === undefined ? FS_DEFAULTS.numRequestQueues : parseIntInRange(nrqText, '--num-request-queues', 1, MAX_REQUEST_QUEUES, COMMAND);
+  const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
+  return { ...common, sharedDir, tag, numRequestQueues, queueSize };
+}
+
+export const FS_CLI: DeviceCli<FsOptions> = {
+  options: {
+    'shared-dir': { type: 'string' },
+    tag: { type: 'string' },
+    'num-request-queues': { type: 'string' },
+    'queue-size': { type: 'string' },
+  },
+  usage: FS_USAGE,
+  parse: parseFs,
+  async run(options, io) {
+    const { runFs } = await import('./fs-command.js');
+    return runFs(options, io);
+  },
+};

@@ -1,0 +1,29 @@
+/** `virtio-ts fs`: a host directory shared as a virtio-fs device (5.11) over vhost-user. */
+import { createLogger } from '../../log.js';
+import type { CliIo } from '../../cli/options.js';
+import { runBackend } from '../../cli/serve.js';
+import type { FsOptions } from './cli.js';
+import { FsDevice } from './fs-device.js';
+
+export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
+  const logger = createLogger(options.verbosity, 'virtio-ts fs', io.stderr);
+  let current: FsDevice | null = null;
+  return runBackend({
+    options,
+    logger,
+    description: `virtio-fs (${options.sharedDir}, tag ${options.tag})`,
+    // A fresh device per front-end: each connection starts from reset with empty tables.
+    device: () => {
+      current?.close();
+      current = new FsDevice({
+        sharedDir: options.sharedDir,
+        tag: options.tag,
+        numRequestQueues: options.numRequestQueues,
+        queueSize: options.queueSize,
+        logger,
+      });
+      return current;
+    },
+    cleanup: () => current?.close(),
+  });
+}

@@ -1,0 +1,190 @@
+/**
+ * FsDevice (5.11) through rings: its configuration, the FsClient driver over split and packed
+ * rings, the hiprio queue served apart from the request queues, and chains the device cannot
+ * answer (unmapped buffers, no room for a reply header) returned without a crash or a reset.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { DriverContext } from '../../driver/types.js';
+import type { Segment } from '../../queue/types.js';
+import { DeviceId } from '../../spec/device-id.js';
+import { F } from '../../spec/features.js';
+import { FsConfig, FuseOpcode } from '../../spec/fs.js';
+import { FsClient } from '../../vhost-user/peers/fs-client.js';
+import { createTestPair } from '../blk/test-pair.js';
+import { FsDevice, type FsDeviceOptions } from './fs-device.js';
+
+const T = { timeout: 20_000 };
+const dirs: string[] = [];
+const devices: FsDevice[] = [];
+
+function shareDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'vts-fsdev-'));
+  dirs.push(d);
+  writeFileSync(join(d, 'a.txt'), 'alpha');
+  return d;
+}
+
+function setup(opts: Partial<FsDeviceOptions> = {}, packed = false) {
+  const dir = shareDir();
+  const device = new FsDevice({ sharedDir: dir, tag: 't', queueSize: 64, ...opts });
+  devices.push(device);
+  const pair = createTestPair(device, { packed });
+  return { dir, device, pair };
+}
+
+/** Hand-built chains on any queue; resolves with the used length. */
+class Raw {
+  private token = 1;
+  private readonly waiting = new Map<number, (len: number) => void>();
+  constructor(private readonly ctx: DriverContext) {
+    for (let qi = 0; qi < ctx.numQueues; qi++) {
+      ctx.onUsed(qi, () => {
+        const q = ctx.queue(qi);
+        do {
+          for (let t = q.takeUsed(); t !== undefined; t = q.takeUsed()) this.waiting.get(t)?.(q.lastUsedLen);
+        } while (q.enableInterrupts());
+      });
+    }
+  }
+  /** FUSE_INIT (7.31) on request queue 1. */
+  async init(): Promise<void> {
+    const a = Buffer.alloc(16);
+    a.writeUInt32LE(7, 0);
+    a.writeUInt32LE(31, 4);
+    assert.equal(await this.add(1, fuseRequest(FuseOpcode.INIT, 0, a), [16 + 64]), 16 + 64);
+  }
+
+  /** Adds a chain; `kick` false leaves the device unaware until someone kicks the queue. */
+  add(qi: number, out: Uint8Array, ins: readonly number[], opts: { kick?: boolean; bogusIn?: boolean } = {}): Promise<number> {
+    const { ctx } = this;
+    const a = ctx.dma.alloc(Math.max(1, out.length));
+    ctx.memory.write(a, out);
+    const insSeg: Segment[] = ins.map((len) => ({ addr: ctx.dma.alloc(len), len }));
+    if (opts.bogusIn) insSeg.push({ addr: 0x7000_0000_0000, len: 64 });
+    const t = this.token++;
+    const done = new Promise<number>((r) => this.waiting.set(t, r));
+    assert.ok(ctx.queue(qi).add([{ addr: a, len: out.length }], insSeg, t));
+    if (opts.kick !== false) ctx.kick(qi);
+    return done;
+  }
+}
+
+function fuseRequest(opcode: number, nodeid: number, args: Uint8Array): Uint8Array {
+  const b = Buffer.alloc(40 + args.length);
+  b.writeUInt32LE(b.length, 0);
+  b.writeUInt32LE(opcode, 4);
+  b.writeBigUInt64LE(7n, 8);
+  b.writeBigUInt64LE(BigInt(nodeid), 16);
+  b.set(args, 40);
+  return b;
+}
+
+describe('FsDevice', T, () => {
+  after(() => {
+    for (const d of devices) d.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('device/fs/1: num_request_queues is 1 or more; the tag fills tag[36]; hiprio + request queues; no notification feature', () => {
+    const dir = shareDir();
+    for (const n of [1, 3]) {
+      const d = new FsDevice({ sharedDir: dir, tag: 'my-tag', numRequestQueues: n });
+      devices.push(d);
+      assert.equal(d.deviceId, DeviceId.FS);
+      assert.equal(d.configSize, FsConfig.SIZE);
+      assert.equal(d.queueMaxSizes.length, 1 + n, 'hiprio and the request queues');
+      const cfg = Buffer.alloc(FsConfig.SIZE, 0xff);
+      d.readConfig(0, cfg, F.VERSION_1, true);
+      assert.equal(cfg.readUInt32LE(FsConfig.NUM_REQUEST_QUEUES), n);
+      assert.equal(cfg.subarray(0, 6).toString(), 'my-tag');
+      assert.ok(cfg.subarray(6, 36).every((b) => b === 0), 'the rest of the tag is NUL');
+      assert.equal(cfg.readUInt32LE(FsConfig.NOTIFY_BUF_SIZE), 0, 'notify_buf_size absent without VIRTIO_FS_F_NOTIFICATION');
+      assert.equal(d.offeredFeatures & 1n, 0n, 'VIRTIO_FS_F_NOTIFICATION not offered (no notification queue)');
+      const be = Buffer.alloc(4);
+      d.readConfig(FsConfig.NUM_REQUEST_QUEUES, be, 0n, false);
+      assert.equal(be.readUInt32BE(0), n, 'legacy big-endian config');
+      // driver/fs/1 forbids driver writes; one changes nothing.
+      d.writeConfig();
+      d.readConfig(0, cfg, F.VERSION_1, true);
+      assert.equal(cfg.readUInt32LE(FsConfig.NUM_REQUEST_QUEUES), n);
+    }
+    const full = new FsDevice({ sharedDir: dir, tag: 'x'.repeat(36) });
+    devices.push(full);
+    const c = Buffer.alloc(36);
+    full.readConfig(0, c, F.VERSION_1, true);
+    assert.equal(c.toString(), 'x'.repeat(36), 'a 36-byte tag has no terminator');
+    assert.throws(() => new FsDevice({ sharedDir: dir, tag: 'x'.repeat(37) }), /tag/);
+    assert.throws(() => new FsDevice({ sharedDir: dir, tag: '' }), /tag/);
+    assert.throws(() => new FsDevice({ sharedDir: dir, tag: 't', numRequestQueues: 0 }), /numRequestQueues/);
+    assert.throws(() => new FsDevice({ sharedDir: join(dir, 'nope'), tag: 't' }), /shared directory/);
+  });
+
+  for (const packed of [false, true]) {
+    it(`the FsClient driver: INIT, LOOKUP, READ, CREATE + WRITE, READDIR, FORGET (${packed ? 'packed' : 'split'})`, async () => {
+      const { dir, device, pair } = setup({}, packed);
+      const fs = new FsClient(pair.ctx);
+      await fs.init();
+      assert.equal(fs.minor, 31);
+      const e = await fs.lookup(1n, 'a.txt');
+      const fh = await fs.open(e.nodeid, 0);
+      assert.equal(Buffer.from(await fs.read(e.nodeid, fh, 0, 100)).toString(), 'alpha');
+      await fs.release(e.nodeid, fh);
+      const c = await fs.create(1n, 'b.txt', 0o644, 2);
+      await fs.write(c.entry.nodeid, c.fh, 0, Buffer.from('beta'));
+      await fs.release(c.entry.nodeid, c.fh);
+      assert.equal(readFileSync(join(dir, 'b.txt'), 'utf8'), 'beta');
+      assert.deepEqual((await fs.readdir(1n)).map((x) => x.name).sort(), ['.', '..', 'a.txt', 'b.txt']);
+      await fs.forget(e.nodeid, 1);
+      assert.equal(device.host.inodeCount, 2, 'a.txt forgotten, b.txt still looked up');
+      assert.deepEqual(pair.resets, []);
+    });
+  }
+
+  it('device/fs/3: the hiprio queue is served while a request queue has work waiting', async () => {
+    const { device, pair } = setup();
+    const raw = new Raw(pair.ctx);
+    await raw.init();
+    assert.equal(await raw.add(1, fuseRequest(FuseOpcode.LOOKUP, 1, Buffer.from('a.txt\0')), [16 + 128]), 16 + 128);
+    assert.equal(device.host.inodeCount, 2);
+    const nodeid = 2;
+    // A GETATTR sits in the request queue, not yet noticed by the device.
+    const pending = raw.add(1, fuseRequest(FuseOpcode.GETATTR, 1, new Uint8Array(16)), [16 + 104], { kick: false });
+    const forget = Buffer.alloc(8);
+    forget.writeBigUInt64LE(1n);
+    assert.equal(await raw.add(0, fuseRequest(FuseOpcode.FORGET, nodeid, forget), []), 0, 'FORGET returned without a reply');
+    assert.equal(device.host.inodeCount, 1, 'the FORGET took effect before the waiting request was served');
+    pair.ctx.kick(1);
+    assert.equal(await pending, 16 + 104, 'the request queue is served when notified');
+  });
+
+  it('a chain with an unmapped buffer or no room for a reply header: returned with nothing written, no reset', async () => {
+    const { device, pair } = setup();
+    const raw = new Raw(pair.ctx);
+    await raw.init();
+    assert.equal(await raw.add(1, fuseRequest(FuseOpcode.GETATTR, 1, new Uint8Array(16)), [16], { bogusIn: true }), 0);
+    assert.equal(await raw.add(1, fuseRequest(FuseOpcode.GETATTR, 1, new Uint8Array(16)), [8]), 0);
+    assert.equal(await raw.add(1, fuseRequest(FuseOpcode.GETATTR, 1, new Uint8Array(16)), []), 0);
+    assert.equal(device.malformed, 3);
+    // A reply that does not fit (GETATTR needs 104 bytes): an error header, not a partial reply.
+    assert.equal(await raw.add(1, fuseRequest(FuseOpcode.GETATTR, 1, new Uint8Array(16)), [40]), 16);
+    assert.deepEqual(pair.resets, []);
+    assert.equal(await raw.add(1, fuseRequest(FuseOpcode.GETATTR, 1, new Uint8Array(16)), [16 + 104]), 16 + 104, 'still serving');
+  });
+
+  it('device reset forgets every inode and handle; the driver must INIT again', async () => {
+    const { device, pair } = setup();
+    const fs = new FsClient(pair.ctx);
+    await fs.init();
+    const e = await fs.lookup(1n, 'a.txt');
+    await fs.open(e.nodeid, 0);
+    assert.equal(device.host.handleCount, 1);
+    device.reset();
+    assert.equal(device.host.handleCount, 0);
+    assert.equal(device.host.inodeCount, 1);
+    assert.equal(device.fuse.initialized, false);
+  });
+});

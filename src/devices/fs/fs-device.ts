@@ -1,0 +1,144 @@
+/**
+ * 5.11 File System Device, device side: a host directory shared over FUSE. Queue 0 is hiprio
+ * (FORGET, BATCH_FORGET: no reply), queues 1..num_request_queues carry requests (5.11.2). Every
+ * request is served synchronously in the order popped (so IN_ORDER holds) by one FuseServer
+ * over one HostFs; the queues share them, which is sound because a handler runs to completion.
+ *
+ * Guest input is untrusted: the request is copied from the chain into a bounded buffer
+ * (max_write + headers; a longer request is refused by its length check), the reply is built in
+ * a bounded buffer and copied into the device-writable part, never past it. A chain with an
+ * unmapped buffer, or with no room for even a reply header, is returned with nothing written.
+ */
+import { QueueServer, type QueueRequest } from '../../device/queue-server.js';
+import type { DeviceContext, VirtioDevice } from '../../device/types.js';
+import type { Logger } from '../../log.js';
+import { ChainCursor } from '../../queue/chain.js';
+import { encodeConfig } from '../../spec/config-layout.js';
+import { DeviceId } from '../../spec/device-id.js';
+import { F } from '../../spec/features.js';
+import { FS_CONFIG_LAYOUT, FS_HIPRIO_QUEUE, FsConfig } from '../../spec/fs.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { FUSE_DEFAULT_MAX_WRITE, FUSE_REQUEST_OVERHEAD, FuseServer } from './fuse-server.js';
+import { HostFs, type HostFsLimits } from './host-fs.js';
+
+export interface FsDeviceOptions extends HostFsLimits {
+  /** The host directory shared with the guest. */
+  readonly sharedDir: string;
+  /** The mount tag (5.11.4: UTF-8, at most 36 bytes, not NUL-terminated when 36). */
+  readonly tag: string;
+  /** Request queues (num_request_queues, device/fs/1: at least 1). Default 1. */
+  readonly numRequestQueues?: number;
+  /** Maximum queue size. Default 1024. */
+  readonly queueSize?: number;
+  /** max_write offered at FUSE_INIT (and the largest READ). Default 1 MiB. */
+  readonly maxWrite?: number;
+  /** Entry and attribute validity given to the driver, in seconds. Default 1. */
+  readonly cacheSeconds?: number;
+  readonly logger?: Logger;
+}
+
+export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
+
+export class FsDevice implements VirtioDevice {
+  readonly deviceId = DeviceId.FS;
+  /**
+   * VIRTIO_FS_F_NOTIFICATION is not offered (no notification queue yet). Requests complete
+   * synchronously in pop order: IN_ORDER holds.
+   */
+  readonly offeredFeatures = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.IN_ORDER | F.RING_RESET;
+  readonly queueMaxSizes: readonly number[];
+  readonly configSize = FsConfig.SIZE;
+
+  readonly host: HostFs;
+  readonly fuse: FuseServer;
+  private readonly tag: Uint8Array;
+  private readonly numRequestQueues: number;
+  private readonly server: QueueServer;
+  private readonly reader = new ChainCursor(false);
+  private readonly writer = new ChainCursor(true);
+  private readonly inBuf: Buffer;
+  private readonly outBuf: Buffer;
+  private readonly logger: Logger | undefined;
+  /** Requests returned without a reply because the chain could not hold one (for tests and logs). */
+  malformed = 0;
+
+  constructor(opts: FsDeviceOptions) {
+    const tag = Buffer.from(opts.tag, 'utf8');
+    if (tag.length === 0 || tag.length > FS_TAG_MAX_BYTES) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `tag "${opts.tag}" must be 1..${FS_TAG_MAX_BYTES} bytes of UTF-8`);
+    }
+    this.tag = tag;
+    const nrq = opts.numRequestQueues ?? 1;
+    if (!Number.isInteger(nrq) || nrq < 1 || nrq > 64) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `numRequestQueues ${nrq} not in 1..64`);
+    this.numRequestQueues = nrq;
+    const qs = opts.queueSize ?? 1024;
+    if (!Number.isInteger(qs) || qs < 2 || qs > 32768) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queueSize ${qs} not in 2..32768`);
+    this.queueMaxSizes = new Array<number>(1 + nrq).fill(qs);
+    this.logger = opts.logger;
+    this.host = new HostFs(opts.sharedDir, opts);
+    const fuseOpts = { maxWrite: opts.maxWrite ?? FUSE_DEFAULT_MAX_WRITE, ...(opts.cacheSeconds !== undefined ? { cacheSeconds: opts.cacheSeconds } : {}) };
+    this.fuse = new FuseServer(this.host, fuseOpts);
+    this.inBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
+    this.outBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
+    const serve = (req: QueueRequest): number => this.serve(req);
+    this.server = new QueueServer({ name: 'virtio-fs', numQueues: 1 + nrq, logger: opts.logger, handler: () => serve });
+  }
+
+  /** One FUSE request: copied in (bounded), served, the reply copied out; returns bytes written. */
+  private serve({ chain, queueIndex }: QueueRequest): number {
+    if (chain.fault !== null) {
+      this.malformed++;
+      return 0;
+    }
+    const inLen = chain.readableBytes;
+    this.reader.reset(chain).read(this.inBuf, 0, Math.min(inLen, this.inBuf.length));
+    const wasInitialized = this.fuse.initialized;
+    const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes);
+    if (!wasInitialized && this.fuse.initialized) {
+      const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
+      this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}`);
+    }
+    if (replyLen === 0) {
+      // FORGET and BATCH_FORGET (hiprio) have no reply; anything else here lacked room for one.
+      if (queueIndex !== FS_HIPRIO_QUEUE && chain.writableBytes < 16) this.malformed++;
+      return 0;
+    }
+    return this.writer.reset(chain).write(this.outBuf, 0, replyLen);
+  }
+
+  readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
+    encodeConfig(FS_CONFIG_LAYOUT, { numRequestQueues: this.numRequestQueues }, features, offset, dst, littleEndian);
+    // The tag is bytes (5.11.4): copied where the window overlaps it, the rest of it stays 0.
+    for (let i = 0; i < dst.length; i++) {
+      const at = offset + i;
+      if (at < FsConfig.TAG_BYTES) dst[i] = at < this.tag.length ? this.tag[at]! : 0;
+    }
+  }
+
+  /** driver/fs/1: the driver must not write the configuration; a write changes nothing. */
+  writeConfig(): void {}
+
+  activate(ctx: DeviceContext): void {
+    this.server.activate(ctx);
+  }
+
+  onQueueNotify(index: number): void {
+    this.server.onQueueNotify(index);
+  }
+
+  /** Device reset: every open handle closed and every inode forgotten; the driver must INIT again. */
+  reset(): void {
+    this.server.reset();
+    this.fuse.reset();
+  }
+
+  resetQueue(index: number): void {
+    this.server.resetQueue(index);
+  }
+
+  /** Releases the host descriptors (the root's too): for a device that will not be used again. */
+  close(): void {
+    this.server.reset();
+    this.host.close();
+  }
+}

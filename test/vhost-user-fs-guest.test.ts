@@ -1,0 +1,168 @@
+/**
+ * The `virtio-ts fs` back-end serving real Linux guests through QEMU 7.2's vhost-user-fs: the
+ * guest mounts the share (`mount -t virtiofs TAG /mnt`), reads a host file, writes, renames and
+ * deletes, lists, and tries to leave the share through a symlink the host planted; the host
+ * checks what changed in the directory and that nothing outside it was reached.
+ * q35 (vhost-user-fs-pci) and microvm (vhost-user-fs-device, virtio-mmio 2) with little-endian
+ * FUSE; s390x over Channel I/O (vhost-user-fs-ccw), whose big-endian driver sends big-endian FUSE,
+ * which the device detects at FUSE_INIT.
+ */
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  bootGuest,
+  bootS390xGuest,
+  ensureGuestDeps,
+  ensureGuestKit,
+  GuestKitPart,
+  isSocket,
+  makeTempDir,
+  repoRoot,
+  startProcess,
+  waitForPath,
+  withConsole,
+  type GuestResult,
+  type TempDir,
+} from './support/guest.js';
+
+const deps = ensureGuestDeps();
+const skip = deps.ok ? false : deps.reason;
+const s390xDeps = ensureGuestKit([GuestKitPart.S390X, GuestKitPart.TOOLS]);
+const s390xSkip = s390xDeps.ok ? false : s390xDeps.reason;
+
+const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+const TAG = 'vts-share';
+const HOST_TEXT = 'written by the host';
+
+// The escape attempts must all fail: `escape` is a host symlink to /, `outside` is a directory
+// next to the share holding a file the guest must never see.
+const fsScript = `
+mkdir -p /mnt
+mount -t virtiofs ${TAG} /mnt || fail "mount: $(dmesg | tail -5)"
+result got "$(cat /mnt/from-host.txt)"
+echo "written by the guest" > /mnt/from-guest.txt || fail write
+mkdir /mnt/dir || fail mkdir
+echo moved > /mnt/dir/a || fail "write in dir"
+mv /mnt/dir/a /mnt/dir/b || fail rename
+rm /mnt/to-delete.txt || fail unlink
+result ls "$(ls /mnt | tr '\\n' ' ')"
+result size "$(stat -c %s /mnt/from-host.txt)"
+cat /mnt/escape/etc/hostname >/dev/null 2>&1 && result escape_symlink reached || result escape_symlink refused
+ls /mnt/escape/ >/dev/null 2>&1 && result escape_ls reached || result escape_ls refused
+cat /mnt/../outside/secret >/dev/null 2>&1 && result escape_dotdot reached || result escape_dotdot refused
+df /mnt >/dev/null 2>&1 && result statfs ok
+sync
+umount /mnt || fail umount
+result done 1
+`;
+
+describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)', { timeout: 400_000 }, () => {
+  let tmp: TempDir;
+  before(async () => {
+    tmp = await makeTempDir('vts-vufs-');
+  });
+  after(async () => {
+    await tmp?.remove();
+  });
+
+  /** A fresh share (with a sibling the guest must not reach) and `virtio-ts fs` serving it. */
+  async function serve(name: string, run: (sock: string) => Promise<GuestResult>, t: TestContext): Promise<{ res: GuestResult; share: string; log: string }> {
+    const share = tmp.file(`${name}-share`);
+    mkdirSync(share);
+    mkdirSync(tmp.file('outside'), { recursive: true });
+    writeFileSync(tmp.file('outside/secret'), 'not for the guest');
+    writeFileSync(join(share, 'from-host.txt'), HOST_TEXT);
+    writeFileSync(join(share, 'to-delete.txt'), 'bye');
+    symlinkSync('/', join(share, 'escape'));
+    const sock = tmp.file(`${name}.sock`);
+    const be = startProcess(process.execPath, [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', TAG]);
+    try {
+      await waitForPath(sock, { process: be, timeoutMs: 15_000 });
+      const res = await run(sock).catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}\n----- virtio-ts fs -----\n${be.output()}`, { cause: e });
+      });
+      t.diagnostic(`${name}: /init at ${res.bootMs.toFixed(0)} ms, QEMU exited at ${res.totalMs.toFixed(0)} ms`);
+      let log = '';
+      await withConsole(res, `----- virtio-ts fs -----\n${be.output()}`, async () => {
+        const ended = await be.stop(5000);
+        assert.deepEqual(ended, { code: 0, signal: null }, 'back-end ends cleanly on SIGTERM');
+        assert.equal(isSocket(sock), false, 'back-end removed its socket');
+        log = be.output();
+      });
+      return { res, share, log };
+    } finally {
+      await be.stop();
+    }
+  }
+
+  function check(res: GuestResult, share: string, log: string, order: RegExp): Promise<void> {
+    return withConsole(res, `----- virtio-ts fs -----\n${log}`, async () => {
+      assert.match(log, order, 'the device read FUSE_INIT in the driver\'s byte order');
+      const r = res.results;
+      assert.equal(r.get('done'), '1', 'the script ran to its end (mount, I/O, umount)');
+      assert.equal(r.get('got'), HOST_TEXT, 'the guest read the host file');
+      assert.equal(r.get('size'), String(HOST_TEXT.length));
+      assert.equal(r.get('ls'), 'dir escape from-guest.txt from-host.txt ', 'the guest lists the share');
+      assert.equal(r.get('statfs'), 'ok');
+      assert.equal(readFileSync(join(share, 'from-guest.txt'), 'utf8'), 'written by the guest\n', 'the host sees the guest write');
+      assert.equal(readFileSync(join(share, 'dir/b'), 'utf8'), 'moved\n', 'mkdir + write + rename reached the host');
+      assert.equal(existsSync(join(share, 'dir/a')), false);
+      assert.equal(existsSync(join(share, 'to-delete.txt')), false, 'unlink reached the host');
+      assert.equal(r.get('escape_symlink'), 'refused', 'a symlink to / is not followed');
+      assert.equal(r.get('escape_ls'), 'refused', 'a symlink to / is not a directory of the share');
+      assert.equal(r.get('escape_dotdot'), 'refused', '.. of the mount is not the host directory above the share');
+    });
+  }
+
+  it('q35: vhost-user-fs-pci, mount -t virtiofs, read, write, rename, unlink, no escape', { skip }, async (t) => {
+    const { res, share, log } = await serve(
+      'q35',
+      (sock) =>
+        bootGuest({
+          machine: 'q35',
+          modules: ['virtiofs'],
+          script: fsScript,
+          qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=c0,tag=${TAG}`],
+          memfd: true,
+          timeoutMs: 90_000,
+        }),
+      t,
+    );
+    await check(res, share, log, /FUSE_INIT: protocol 7\.\d+, little-endian driver/);
+  });
+
+  it('microvm (virtio-mmio version 2): vhost-user-fs-device, the same workload', { skip }, async (t) => {
+    const { res, share, log } = await serve(
+      'microvm',
+      (sock) =>
+        bootGuest({
+          machine: 'microvm',
+          modules: ['virtiofs'],
+          script: fsScript,
+          qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-device,chardev=c0,tag=${TAG}`],
+          memfd: true,
+          timeoutMs: 90_000,
+        }),
+      t,
+    );
+    await check(res, share, log, /FUSE_INIT: protocol 7\.\d+, little-endian driver/);
+  });
+
+  it('s390x over CCW: vhost-user-fs-ccw, a big-endian FUSE driver mounts and reads and writes', { skip: s390xSkip }, async (t) => {
+    const { res, share, log } = await serve(
+      's390x',
+      (sock) =>
+        bootS390xGuest({
+          modules: ['virtiofs'],
+          script: fsScript,
+          qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-ccw,chardev=c0,tag=${TAG}`],
+          memfd: true,
+          timeoutMs: 150_000,
+        }),
+      t,
+    );
+    await check(res, share, log, /FUSE_INIT: protocol 7\.\d+, big-endian driver/);
+  });
+});
