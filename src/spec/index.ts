@@ -4,4 +4,5 @@ export * from './device-id.js';
 export * from './ring.js';
 export * from './blk.js';
 export * from './entropy.js';
+export * from './input.js';
 export * from './config-layout.js';
