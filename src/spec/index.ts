@@ -5,4 +5,5 @@ export * from './ring.js';
 export * from './blk.js';
 export * from './entropy.js';
 export * from './input.js';
+export * from './balloon.js';
 export * from './config-layout.js';
