@@ -51,6 +51,7 @@ export class InputDriver implements DeviceDriver {
   /**
    * The answer to (select, subsel): `size` bytes of the union (empty when the device has no
    * answer). Sets select then subsel (driver/input/1), reads size before the union (driver/input/3).
+   * Throws CONFIG_OUT_OF_RANGE when the config space visibly does not follow the selector.
    */
   query(select: number, subsel: number): Uint8Array {
     this.ctx.writeConfig(InputConfig.SELECT, Uint8Array.of(select));
@@ -58,30 +59,33 @@ export class InputDriver implements DeviceDriver {
     // The answer is only meaningful when the config space follows the selector; a transport that
     // serves a snapshot (virtio-ts's own vhost-user front-end reads config once, at connect)
     // cannot carry this query protocol.
-    const echo = this.ctx.readConfig(InputConfig.SELECT, 2);
-    if (echo[0] !== (select & 0xff) || echo[1] !== (subsel & 0xff)) {
+    // QEMU 7.2 answers an unsupported combination with an all-zero structure, select and
+    // subsel included; anything else that does not echo them is not following the selector.
+    const head = this.ctx.readConfig(InputConfig.SELECT, 3);
+    const size = Math.min(head[2]!, InputConfig.U_BYTES);
+    const echoed = head[0] === (select & 0xff) && head[1] === (subsel & 0xff);
+    if (!echoed && !(head[0] === 0 && head[1] === 0 && size === 0)) {
       throw new VirtioError(ErrorCode.CONFIG_OUT_OF_RANGE, `virtio-input: the config space does not follow select ${select} / subsel ${subsel} on this transport`);
     }
-    const size = Math.min(this.ctx.readConfig(InputConfig.SIZE, 1)[0]!, InputConfig.U_BYTES);
     return size === 0 ? new Uint8Array(0) : this.ctx.readConfig(InputConfig.U, size);
   }
 
   /** Whether the config space answers select/subsel queries live on this transport (see `query`). */
   configLive(): boolean {
+    // Every input device has a name (QEMU's and ours): a snapshot of zeros answers none.
     try {
-      this.query(InputConfigSelect.ID_NAME, 0);
-      return true;
+      return this.query(InputConfigSelect.ID_NAME, 0).length > 0;
     } catch {
       return false;
     }
   }
 
   name(): string {
-    return new TextDecoder().decode(this.query(InputConfigSelect.ID_NAME, 0));
+    return configString(this.query(InputConfigSelect.ID_NAME, 0));
   }
 
   serial(): string {
-    return new TextDecoder().decode(this.query(InputConfigSelect.ID_SERIAL, 0));
+    return configString(this.query(InputConfigSelect.ID_SERIAL, 0));
   }
 
   ids(): InputDevIdsValue | null {
@@ -188,6 +192,15 @@ export class InputDriver implements DeviceDriver {
     this.waiters = [];
     for (const w of ws) w.reject(e);
   }
+}
+
+/**
+ * A config string (5.8.4: no NUL terminator). QEMU 7.2 counts a terminating NUL in `size`
+ * anyway, so the string ends at the first NUL when there is one.
+ */
+function configString(b: Uint8Array): string {
+  const nul = b.indexOf(0);
+  return new TextDecoder().decode(nul >= 0 ? b.subarray(0, nul) : b);
 }
 
 function bits(b: Uint8Array): number[] {
