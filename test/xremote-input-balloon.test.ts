@@ -63,14 +63,14 @@ describe('x-remote: QEMU input and balloon models driven by virtio-ts drivers', 
     devices.push(dev);
     const driver = await VirtioDriver.init(dev.transport, { wantedFeatures: TRANSPORT_BITS | BalloonDriver.type.wantedFeatures, dma: dev.dma, queueSizes: [64] });
     assert.equal(driver.features & BalloonF.PAGE_POISON, 0n, 'driver/balloon/2: not accepted');
-    const balloon = new BalloonDriver(driver.context, { autoAdjust: true, stats: () => ({ 4: 1 << 20, 5: 16 << 20 }) });
+    const balloon = new BalloonDriver(driver.context, { stats: () => ({ 4: 1 << 20, 5: 16 << 20 }) });
     const ram = ((await dev.qmp.execute('query-memory-size-summary')) as { 'base-memory': number })['base-memory'];
     const pages = 256;
     // QEMU's target is the guest's memory size minus the balloon (5.5.6: 4096-byte pages).
     const changed = new Promise<void>((resolve) => driver.context.onConfigChange(() => resolve()));
     await dev.qmp.execute('balloon', { value: ram - pages * 4096 });
     await changed;
-    // autoAdjust's handler was replaced by ours above: adjust by hand, as it would.
+    // What autoAdjust does on each configuration change, done here once the change arrived.
     await balloon.adjust();
     assert.equal(balloon.target(), pages);
     assert.equal(balloon.size, pages);
