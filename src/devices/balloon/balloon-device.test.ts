@@ -201,4 +201,21 @@ describe('BalloonDevice', T, () => {
     assert.deepEqual(await device.requestStats(), { [BalloonStatTag.MEMFREE]: 3, [BalloonStatTag.MEMTOT]: 0 });
     d.detach();
   });
+
+  it('driver/balloon/1, driver/balloon/2: the driver accepts MUST_TELL_HOST and not PAGE_POISON', () => {
+    const w = BalloonDriver.type.wantedFeatures;
+    assert.notEqual(w & BalloonF.MUST_TELL_HOST, 0n);
+    assert.equal(w & BalloonF.PAGE_POISON, 0n);
+  });
+
+  it('device/balloon/2: a legacy driver that does not accept MUST_TELL_HOST is served', async () => {
+    const device = new BalloonDevice({ numPages: 5 });
+    const lb = await createLoopback(device, { legacy: true, queueSize: 16, refuseFeatures: BalloonF.MUST_TELL_HOST });
+    loopbacks.push(lb);
+    assert.equal(lb.driver.features & (BalloonF.MUST_TELL_HOST | F.VERSION_1), 0n);
+    const d = new BalloonDriver(lb.context);
+    await d.adjust();
+    assert.equal(device.actual, 5);
+    assert.equal(device.balloonedPages, 5);
+  });
 });

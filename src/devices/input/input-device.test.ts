@@ -224,4 +224,17 @@ describe('InputDevice', T, () => {
       s.close();
     }
   });
+
+  it('driver/input/4: the driver reposts each buffer, so the eventq stays populated', async () => {
+    const device = new InputDevice({ profile: keyboardProfile() });
+    const lb = await setup(device);
+    const input = new InputDriver(lb.context, { eventBuffers: 4 });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(device.postedBuffers, 4);
+    for (let i = 0; i < 5; i++) assert.ok(device.tapKey(EvCode.KEY_A));
+    assert.equal((await input.nextEvents(20)).length, 20);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(device.postedBuffers, 4, 'every used buffer came back');
+    input.detach();
+  });
 });
