@@ -151,6 +151,9 @@ export class BalloonDevice implements VirtioDevice {
    * answers with a new one) and resolves with them. The caller bounds the wait.
    */
   requestStats(): Promise<BalloonStats> {
+    if (this.ctx !== null && (this.ctx.features & BalloonF.STATS_VQ) === 0n) {
+      return Promise.reject(new VirtioError(ErrorCode.INVALID_ARGUMENT, 'virtio-balloon: STATS_VQ was not negotiated'));
+    }
     const p = new Promise<BalloonStats>((resolve) => this.statsWaiters.push(resolve));
     this.releaseStats();
     return p;

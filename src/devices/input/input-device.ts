@@ -52,7 +52,7 @@ export class InputDevice implements VirtioDevice {
   private readonly scratchView = new DataView(this.scratch.buffer);
   private littleEndian = true;
   // Held eventq buffers (FIFO); at most the queue size, as the server's pool is.
-  private readonly held: (QueueRequest | null)[];
+  private held: (QueueRequest | null)[];
   private heldHead = 0;
   private heldCount = 0;
   // Events waiting for buffers (ring).
@@ -82,6 +82,12 @@ export class InputDevice implements VirtioDevice {
       numQueues: 2,
       logger: opts.logger,
       handler: (i) => (i === INPUT_EVENTQ ? onEvent : i === INPUT_STATUSQ ? onStatusBuffer : null),
+      queueStarted: (i, vq) => {
+        // As many held buffers as the ring can make available (a vhost-user front-end may pick
+        // a ring larger than queueMaxSizes): allocated per queue start, never per buffer.
+        if (i === INPUT_EVENTQ && vq.size !== this.held.length) this.held = new Array<QueueRequest | null>(vq.size).fill(null);
+        if (i === INPUT_EVENTQ) this.clearHeld();
+      },
       queueStopped: (i) => {
         // The server dropped the held requests with the queue; forget them.
         if (i === INPUT_EVENTQ) this.clearHeld();
@@ -180,6 +186,7 @@ export class InputDevice implements VirtioDevice {
     // driver/input/5: device-writable and at least one event long; otherwise returned unused.
     if (c.fault !== null || c.writableBytes < InputEvent.BYTES) return 0;
     if (this.evCount > 0) return this.writeEvent(req);
+    if (this.heldCount === this.held.length) return 0; // cannot happen: the pool is the ring size
     const at = (this.heldHead + this.heldCount) % this.held.length;
     this.held[at] = req;
     this.heldCount++;
