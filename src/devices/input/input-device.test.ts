@@ -157,6 +157,11 @@ describe('InputDevice', T, () => {
     const got = await input.nextEvents(4);
     assert.deepEqual(got.map((e) => [e.type, e.code, e.value]), [[1, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 0]]);
     assert.ok(device.tapKey(EvCode.KEY_ENTER));
+    // A tap needs 4 free slots of 5; some of the 4 above still wait: neither press nor release is queued.
+    const waiting = device.queuedEvents;
+    assert.ok(waiting > 1, `${waiting} events waiting`);
+    assert.equal(device.tapKey(EvCode.KEY_ESC), false);
+    assert.equal(device.queuedEvents, waiting);
     assert.deepEqual((await input.nextEvents(4)).map((e) => e.value), [1, 0, 0, 0]);
     input.detach();
   });

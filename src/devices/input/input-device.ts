@@ -124,8 +124,12 @@ export class InputDevice implements VirtioDevice {
     return true;
   }
 
-  /** A key or button press then release: two updates. */
+  /** A key or button press then release: two updates, both queued or neither (no stuck key). */
   tapKey(code: number): boolean {
+    if (this.evCount + 4 > this.evType.length) {
+      this.dropped += 4;
+      return false;
+    }
     return this.sendUpdate([{ type: EvType.KEY, code, value: 1 }]) && this.sendUpdate([{ type: EvType.KEY, code, value: 0 }]);
   }
 
