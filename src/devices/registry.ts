@@ -8,13 +8,21 @@
  */
 import { ErrorCode, VirtioError } from '../errors.js';
 import { capabilities } from '../vhost-user/capabilities.js';
+import { BALLOON_TYPE } from './balloon/balloon-type.js';
 import { BLK_TYPE } from './blk/blk-type.js';
 import type { DeviceType } from './device-type.js';
 import { ENTROPY_TYPE } from './entropy/entropy-type.js';
 import { FS_TYPE } from './fs/fs-type.js';
+import { INPUT_TYPE } from './input/input-type.js';
 
-/** The types built into virtio-ts, in the order the CLI lists them. */
-export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [BLK_TYPE, ENTROPY_TYPE, FS_TYPE];
+/** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
+export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
+  BLK_TYPE,
+  ENTROPY_TYPE,
+  FS_TYPE,
+  INPUT_TYPE,
+  BALLOON_TYPE,
+];
 
 /** Sub-commands that are not device types. */
 const RESERVED_NAMES = new Set(['demo', 'help']);

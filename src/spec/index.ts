@@ -4,5 +4,7 @@ export * from './device-id.js';
 export * from './ring.js';
 export * from './blk.js';
 export * from './entropy.js';
+export * from './input.js';
+export * from './balloon.js';
 export * from './config-layout.js';
 export * from './fs.js';

@@ -1,0 +1,87 @@
+/**
+ * The registry record of the traditional memory balloon (5.5). QEMU 7.2 has no vhost-user
+ * balloon front-end, so there is no `virtio-ts balloon` back-end command; real guests meet the
+ * device on v86's PCI bus (test/v86-balloon.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { BALLOON_CONFIG_LAYOUT, BalloonF, BalloonStatTag } from '../../spec/balloon.js';
+import { readConfigField } from '../../spec/config-layout.js';
+import { DeviceId } from '../../spec/device-id.js';
+import type { DeviceType } from '../device-type.js';
+import { BalloonDevice, type BalloonDeviceOptions } from './balloon-device.js';
+import { BalloonDriver } from './balloon-driver.js';
+
+/** `createDevice` arguments (structured-cloneable). */
+export interface BalloonDeviceArgs {
+  readonly numPages?: number;
+  readonly queueSize?: number;
+}
+
+export const BALLOON_TYPE: DeviceType = {
+  name: 'balloon',
+  deviceId: DeviceId.BALLOON_TRADITIONAL,
+  summary: 'a traditional virtio memory balloon (no vhost-user front-end in QEMU 7.2: library and v86 only)',
+  vhostUser: null,
+  cli: null,
+  createDevice(args?: unknown): BalloonDevice {
+    const a = (args ?? {}) as BalloonDeviceArgs;
+    const opts: { -readonly [K in keyof BalloonDeviceOptions]: BalloonDeviceOptions[K] } = {};
+    if (a.numPages !== undefined) opts.numPages = a.numPages;
+    if (a.queueSize !== undefined) opts.queueSize = a.queueSize;
+    return new BalloonDevice(opts);
+  },
+  matrixCase() {
+    const inflated: number[] = [];
+    const deflated: number[] = [];
+    const reported: number[][] = [];
+    const device = new BalloonDevice({
+      queueSize: 64,
+      numPages: 2,
+      onInflate: (p, n) => void inflated.push(...p.subarray(0, n)),
+      onDeflate: (p, n) => void deflated.push(...p.subarray(0, n)),
+      onReport: (addr, len) => void reported.push([addr, len]),
+    });
+    return {
+      device,
+      async exercise(driver) {
+        const f = driver.features;
+        // virtio-ts's vhost-user front-end reads config once, at connect (it has no balloon
+        // config size): there the target cannot reach the driver, the queues still can.
+        const live = readConfigField(BALLOON_CONFIG_LAYOUT, 'numPages', (o, l) => driver.context.readConfig(o, l), true) === 2;
+        const balloon = new BalloonDriver(driver.context, { autoAdjust: live, stats: () => ({ [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 }) });
+        device.setTarget(10);
+        if (live) {
+          assert.equal(balloon.target(), 10);
+          // The host's target reaches the driver by a configuration change notification.
+          await device.whenActual(10);
+          assert.equal(balloon.size, 10);
+          device.setTarget(4);
+          await device.whenActual(4);
+        } else {
+          const { VhostUserDriverTransport } = await import('../../vhost-user/frontend-transport.js');
+          assert.ok(driver.transport instanceof VhostUserDriverTransport, 'only the vhost-user front-end has a config snapshot');
+          await balloon.inflate(10);
+          await balloon.deflate(6);
+          // `actual` goes as SET_CONFIG, which the front-end sends after the call returns.
+          await device.whenActual(4);
+        }
+        assert.equal(inflated.length, 10);
+        assert.equal(deflated.length, 6);
+        assert.deepEqual(balloon.pfns().sort(), inflated.filter((p) => !deflated.includes(p)).sort());
+        assert.equal(device.balloonedPages, 4);
+        assert.equal(device.refusedPfns, 0);
+        if ((f & BalloonF.STATS_VQ) !== 0n) {
+          const s = await device.requestStats();
+          assert.deepEqual(s, { [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 });
+        }
+        if ((f & BalloonF.PAGE_REPORTING) !== 0n) {
+          const addr = driver.context.dma.alloc(8192, 4096);
+          await balloon.reportFreePages([{ addr, len: 8192 }]);
+          assert.deepEqual(reported, [[addr, 8192]]);
+          driver.context.dma.free(addr);
+        }
+        balloon.detach();
+      },
+    };
+  },
+};

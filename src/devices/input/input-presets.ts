@@ -1,0 +1,58 @@
+/**
+ * Ready-made input profiles, close to what QEMU's virtio-keyboard / virtio-mouse / virtio-tablet
+ * report, so a Linux guest's virtio_input driver makes the usual evdev devices of them.
+ */
+import { EvCode, EvType, INPUT_BUS_VIRTUAL } from '../../spec/input.js';
+import type { InputDeviceProfile } from './input-config.js';
+
+/** Keyboard keys KEY_ESC (1) .. KEY_MICMUTE (248): the standard key range. */
+const KEYBOARD_KEYS = Array.from({ length: 248 }, (_, i) => i + 1);
+const BUTTONS = [EvCode.BTN_LEFT, EvCode.BTN_RIGHT, EvCode.BTN_MIDDLE];
+const IDS = (product: number) => ({ bustype: INPUT_BUS_VIRTUAL, vendor: 0x0627, product, version: 1 });
+
+export function keyboardProfile(name = 'virtio-ts keyboard'): InputDeviceProfile {
+  return {
+    name,
+    serial: 'vts-kbd-0',
+    ids: IDS(0x0001),
+    events: {
+      [EvType.KEY]: KEYBOARD_KEYS,
+      [EvType.LED]: [EvCode.LED_NUML, EvCode.LED_CAPSL, EvCode.LED_SCROLLL],
+    },
+  };
+}
+
+export function mouseProfile(name = 'virtio-ts mouse'): InputDeviceProfile {
+  return {
+    name,
+    ids: IDS(0x0002),
+    events: {
+      [EvType.KEY]: BUTTONS,
+      [EvType.REL]: [EvCode.REL_X, EvCode.REL_Y, EvCode.REL_WHEEL],
+    },
+  };
+}
+
+/** Absolute pointer with axes 0..`max` (QEMU's tablet uses 0..32767). */
+export function tabletProfile(name = 'virtio-ts tablet', max = 0x7fff): InputDeviceProfile {
+  return {
+    name,
+    ids: IDS(0x0003),
+    events: {
+      [EvType.KEY]: BUTTONS,
+      [EvType.ABS]: [EvCode.ABS_X, EvCode.ABS_Y],
+    },
+    abs: {
+      [EvCode.ABS_X]: { min: 0, max },
+      [EvCode.ABS_Y]: { min: 0, max },
+    },
+  };
+}
+
+/** Presets by name (CLI and createDevice). */
+export const INPUT_PRESETS = {
+  keyboard: keyboardProfile,
+  mouse: mouseProfile,
+  tablet: tabletProfile,
+} as const;
+export type InputPresetName = keyof typeof INPUT_PRESETS;
