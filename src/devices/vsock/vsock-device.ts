@@ -536,7 +536,6 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
       c.closeTimer = null;
       this.resetConn(c);
     }, this.closeTimeoutMs);
-    c.closeTimer.unref?.();
   }
 
   private closeAll(): void {
