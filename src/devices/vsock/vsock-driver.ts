@@ -78,6 +78,7 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   private readonly rxHdr = new VsockHeader();
   private readonly buffers: number[] = [];
   private readonly replies = new Set<Promise<void>>();
+  private resetWaiters: (() => void)[] = [];
   private nextPort = FIRST_EPHEMERAL;
   private detached = false;
 
@@ -123,6 +124,11 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   /** Resolves once every reply the driver sent on its own (RST, RESPONSE, CREDIT_UPDATE) was used by the device. */
   async flush(): Promise<void> {
     while (this.replies.size > 0) await Promise.all([...this.replies]);
+  }
+
+  /** Resolves at the next TRANSPORT_RESET event. */
+  nextTransportReset(): Promise<void> {
+    return new Promise((resolve) => this.resetWaiters.push(resolve));
   }
 
   /** Open sockets. */
@@ -209,6 +215,9 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   /** driver/vsock/10..12: fetch guest_cid again, end every connection, keep the listeners. */
   private onTransportReset(): void {
     this.transportResets++;
+    const w = this.resetWaiters;
+    this.resetWaiters = [];
+    for (const f of w) f();
     this.guestCid = this.fetchCid();
     for (const s of [...this.sockets.values()]) s.ended('transport reset');
   }

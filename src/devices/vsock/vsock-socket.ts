@@ -60,9 +60,12 @@ export class VsockSocket {
       }
       const credit = peerCredit(this.peerBufAlloc, this.txCnt, this.peerFwdCnt);
       if (credit === 0) {
-        const changed = this.changed();
+        // One CREDIT_REQUEST, then wait for credit (the peer announces freed space itself): asking
+        // again at every packet would ping-pong while the peer has nothing to free.
+        const hasCredit = (): boolean => this.state !== SocketState.OPEN || peerCredit(this.peerBufAlloc, this.txCnt, this.peerFwdCnt) > 0;
+        const waiting = this.until(hasCredit);
         await this.owner.sendPacket(this, VsockOp.CREDIT_REQUEST, 0);
-        await changed;
+        await waiting;
         continue;
       }
       const n = Math.min(credit, data.length - off, this.owner.maxPayload);
