@@ -115,6 +115,8 @@ export class VsockConnection implements VsockPeer {
 
   send(data: Uint8Array): boolean {
     if (this.state === ConnState.CLOSED || this.hostEnded || data.length === 0) return !this.paused;
+    // 5.10.6.5: the guest said it receives no more: the bytes go nowhere (and hold no memory).
+    if (this.guestShutdown & 1) return true;
     this.out.push(data);
     this.outBytes += data.length;
     if (this.outBytes >= this.maxOutBytes) this.paused = true;
@@ -179,12 +181,16 @@ export class VsockConnection implements VsockPeer {
     return done;
   }
 
-  /** Forgets host bytes not sent (RST). */
+  /** Forgets host bytes not sent (RST, or the guest receives no more); a paused host may go on. */
   dropOut(): void {
     this.out.length = 0;
     this.outHead = 0;
     this.outOff = 0;
     this.outBytes = 0;
+    if (this.paused) {
+      this.paused = false;
+      this.stream?.resume();
+    }
   }
 }
 
