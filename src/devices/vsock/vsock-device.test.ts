@@ -143,7 +143,7 @@ describe('vsock device (5.10)', () => {
     await r.lb.close();
   });
 
-  it('driver/vsock/5 broken by the guest: bytes beyond the credit the device gave reset the connection (memory stays bounded)', T, async () => {
+  it('a guest breaking its credit: bytes beyond the buf_alloc the device gave reset the connection (memory stays bounded)', T, async () => {
     const r = await rig({ bufAlloc: 1000 });
     // A host side that never consumes: the device's buffer fills.
     r.backend.listen(2000, (c) => {
