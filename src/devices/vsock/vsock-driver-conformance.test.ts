@@ -25,19 +25,7 @@ interface Sent {
 
 class ScriptedVsockDevice implements VirtioDevice {
   readonly deviceId = DeviceId.VSOCK;
-  readonly offeredFeatures = VsockF.STREAM | F.VERSION_1;
-  readonly queueMaxSizes = [64, 64, 64];
-  readonly configSize = 8;
-  /** Hold tx buffers instead of completing them (a full tx queue). */
-  holdTx = false;
-  readonly sent: Sent[] = [];
-  readonly heldTx: QueueRequest[] = [];
-  private readonly rx: QueueRequest[] = [];
-  private waiters: (() => void)[] = [];
-  private readonly server: QueueServer;
-  private le = true;
-
-  constructor() {
+  constructor(readonly offeredFeatures: bigint = VsockF.STREAM | F.VERSION_1) {
     this.server = new QueueServer({
       name: 'scripted-vsock',
       numQueues: 3,
@@ -49,6 +37,16 @@ class ScriptedVsockDevice implements VirtioDevice {
             : (): void => undefined,
     });
   }
+  readonly queueMaxSizes = [64, 64, 64];
+  readonly configSize = 8;
+  /** Hold tx buffers instead of completing them (a full tx queue). */
+  holdTx = false;
+  readonly sent: Sent[] = [];
+  readonly heldTx: QueueRequest[] = [];
+  private readonly rx: QueueRequest[] = [];
+  private waiters: (() => void)[] = [];
+  private readonly server: QueueServer;
+  private le = true;
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, le: boolean): void {
     encodeConfig(VSOCK_CONFIG_LAYOUT, { guest_cid: CID }, features, offset, dst, le);
@@ -111,6 +109,21 @@ describe('vsock driver conformance (scripted device)', () => {
     const p = await dev.next();
     assert.deepEqual([p.h.op, p.h.srcCid, p.h.dstCid, p.h.srcPort, p.h.dstPort], [VsockOp.RST, CID, VSOCK_HOST_CID, 100, 7]);
     assert.equal(vs.openSockets, 0);
+    vs.detach();
+    await lb.close();
+  });
+
+  it('driver/vsock/2: with no vsock feature bit offered (so none negotiated) the driver still does stream sockets', T, async () => {
+    const dev = new ScriptedVsockDevice(F.VERSION_1);
+    const lb = await createLoopback(dev);
+    assert.equal(lb.driver.features & (VsockF.STREAM | VsockF.SEQPACKET | VsockF.NO_IMPLIED_STREAM), 0n);
+    const vs = new VsockDriver(lb.context);
+    const connecting = vs.connect(300);
+    const req = await dev.next();
+    assert.deepEqual([req.h.op, req.h.type, req.h.dstPort], [VsockOp.REQUEST, VsockType.STREAM, 300]);
+    dev.inject({ op: VsockOp.RESPONSE, srcPort: 300, dstPort: req.h.srcPort });
+    const s = await connecting;
+    assert.equal(s.state, 'open');
     vs.detach();
     await lb.close();
   });
