@@ -1,13 +1,14 @@
 /**
  * The `virtio-ts vsock` back-end serving a real Linux guest through QEMU 7.2's vhost-user-vsock-pci
- * (q35, memfd RAM, cloud kernel's vsock drivers, socat 1.7.4 in the guest), host side Unix sockets
+ * (q35) and vhost-user-vsock-device (microvm, virtio-mmio version 2), memfd RAM, the cloud
+ * kernel's vsock drivers and socat 1.7.4 in the guest, host side Unix sockets
  * in the hybrid model:
  *  1. the guest runs `socat - VSOCK-CONNECT:2:1234`, which reaches the host listener at P_1234:
  *     bytes compared both ways, half-closes both ways;
  *  2. the guest listens on vsock port 5000; a host program connects to P with `CONNECT 5000`,
  *     reads `OK <port>`, and bytes are compared both ways again.
  */
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { type Server, type Socket, connect, createServer } from 'node:net';
@@ -23,6 +24,7 @@ import {
   startProcess,
   waitForPath,
   withConsole,
+  type GuestMachine,
   type TempDir,
 } from './support/guest.js';
 
@@ -115,9 +117,9 @@ describe('virtio-ts vsock: vhost-user back-end serving a real Linux guest (QEMU 
     await tmp?.remove();
   });
 
-  it('q35: vhost-user-vsock-pci, socat in the guest to and from host Unix sockets, bytes both ways', async (t) => {
-    const sock = tmp.file('vsock.sock');
-    const uds = tmp.file('v');
+  async function vsockRun(t: TestContext, machine: GuestMachine, device: string): Promise<void> {
+    const sock = tmp.file(`${machine}.sock`);
+    const uds = tmp.file(`${machine}-v`);
     const be = startProcess(process.execPath, [CLI, 'vsock', '--socket-path', sock, '--guest-cid', String(GUEST_CID), '--uds-path', uds]);
     const down1 = hostBytes(300_000, 1);
     const down2 = hostBytes(70_000, 2);
@@ -129,11 +131,12 @@ describe('virtio-ts vsock: vhost-user back-end serving a real Linux guest (QEMU 
       const part2 = part1.done.then(() => connectToGuest(uds, down2, 120_000));
       part2.catch(() => undefined);
       const res = await runDeviceGuest({
+        machine,
         devices: ['vsock'],
         userspace: ['socat'],
         script,
         qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`],
-        qemuDevices: [`vhost-user-vsock-pci,chardev=c0`],
+        qemuDevices: [`${device},chardev=c0`],
         memfd: true,
         timeoutMs: 180_000,
       }).catch((e: unknown) => {
@@ -160,5 +163,13 @@ describe('virtio-ts vsock: vhost-user back-end serving a real Linux guest (QEMU 
       await be.stop();
       await new Promise<void>((r) => part1.server.close(() => r()));
     }
+  }
+
+  it('q35: vhost-user-vsock-pci, socat in the guest to and from host Unix sockets, bytes both ways', async (t) => {
+    await vsockRun(t, 'q35', 'vhost-user-vsock-pci');
+  });
+
+  it('microvm (virtio-mmio version 2): vhost-user-vsock-device, the same both ways', async (t) => {
+    await vsockRun(t, 'microvm', 'vhost-user-vsock-device');
   });
 });
