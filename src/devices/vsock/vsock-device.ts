@@ -35,6 +35,7 @@ import {
 } from '../../spec/vsock.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { VsockBackend, VsockHostConnector, VsockHostStream, VsockPeer } from './vsock-backend.js';
+import { ConnectionTable } from './connection-table.js';
 import { ConnState, Owe, VsockConnection, type ConnectionOwner } from './vsock-connection.js';
 import { VsockHeader } from './vsock-header.js';
 
@@ -93,10 +94,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   private le = true;
   private streamOk = true;
   private active = false;
-  /** Connections by host port, then guest port. */
-  private readonly table = new Map<number, Map<number, VsockConnection>>();
-  private count = 0;
-  private nextHostPort = 1024;
+  private readonly table = new ConnectionTable();
   private readonly ready: VsockConnection[] = [];
   private readyHead = 0;
   private readonly rx: (QueueRequest | null)[] = [];
@@ -146,7 +144,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
 
   /** Connections in the table now. */
   get connections(): number {
-    return this.count;
+    return this.table.size;
   }
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
@@ -213,12 +211,12 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   // --- VsockHostConnector ---
 
   connectToGuest(guestPort: number, stream: VsockHostStream): VsockPeer | null {
-    if (!this.active || this.count >= this.maxConnections || !(Number.isInteger(guestPort) && guestPort >= 0 && guestPort <= 0xffff_ffff)) return null;
-    const hostPort = this.freeHostPort(guestPort);
+    if (!this.active || this.table.size >= this.maxConnections || !(Number.isInteger(guestPort) && guestPort >= 0 && guestPort <= 0xffff_ffff)) return null;
+    const hostPort = this.table.freeHostPort(guestPort, this.maxConnections + 1);
     if (hostPort < 0) return null;
     const c = new VsockConnection(this, guestPort, hostPort, ConnState.REQUESTING, this.bufAlloc, this.maxHostBytes);
     c.stream = stream;
-    this.insert(c);
+    this.table.insert(c);
     c.oweControl(Owe.REQUEST);
     return c;
   }
@@ -263,7 +261,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
     }
     const guestPort = h.srcPort;
     const hostPort = h.dstPort;
-    const c = this.lookup(hostPort, guestPort);
+    const c = this.table.get(hostPort, guestPort);
     if (h.op === VsockOp.RST) {
       if (c !== null) this.closeConn(c); // no reply to a RST
       return;
@@ -311,11 +309,11 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
 
   /** The guest's REQUEST for a host port with no connection yet. */
   private accept(guestPort: number, hostPort: number): void {
-    if (!this.active || this.count >= this.maxConnections) return this.replyRst(guestPort, hostPort);
+    if (!this.active || this.table.size >= this.maxConnections) return this.replyRst(guestPort, hostPort);
     const c = new VsockConnection(this, guestPort, hostPort, ConnState.CONNECTING, this.bufAlloc, this.maxHostBytes);
     c.peerBufAlloc = this.hdr.bufAlloc;
     c.peerFwdCnt = this.hdr.fwdCnt;
-    this.insert(c);
+    this.table.insert(c);
     let stream: VsockHostStream | null;
     try {
       stream = this.backend.connect(hostPort, c);
@@ -539,53 +537,20 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   }
 
   private closeAll(): void {
-    for (const byGuest of this.table.values()) {
-      for (const c of byGuest.values()) {
-        const s = c.stream;
-        c.stream = null;
-        c.state = ConnState.CLOSED;
-        if (c.closeTimer !== null) clearTimeout(c.closeTimer);
-        c.closeTimer = null;
-        s?.close();
-      }
+    for (const c of this.table.drain()) {
+      const s = c.stream;
+      c.stream = null;
+      c.state = ConnState.CLOSED;
+      if (c.closeTimer !== null) clearTimeout(c.closeTimer);
+      c.closeTimer = null;
+      s?.close();
     }
-    this.table.clear();
-    this.count = 0;
     this.ready.length = 0;
     this.readyHead = 0;
   }
 
-  private lookup(hostPort: number, guestPort: number): VsockConnection | null {
-    return this.table.get(hostPort)?.get(guestPort) ?? null;
-  }
-
-  private insert(c: VsockConnection): void {
-    let byGuest = this.table.get(c.hostPort);
-    if (byGuest === undefined) {
-      byGuest = new Map();
-      this.table.set(c.hostPort, byGuest);
-    }
-    byGuest.set(c.guestPort, c);
-    this.count++;
-  }
-
   private remove(c: VsockConnection): void {
-    const byGuest = this.table.get(c.hostPort);
-    if (byGuest?.get(c.guestPort) !== c) return;
-    byGuest.delete(c.guestPort);
-    if (byGuest.size === 0) this.table.delete(c.hostPort);
-    this.count--;
-    c.state = ConnState.CLOSED;
-  }
-
-  /** A host port for a new connection to `guestPort`, not in use with it (ephemeral, from 1024). */
-  private freeHostPort(guestPort: number): number {
-    for (let tries = 0; tries < this.maxConnections + 1; tries++) {
-      const p = this.nextHostPort;
-      this.nextHostPort = p >= 0xffff_fffe ? 1024 : p + 1;
-      if (this.lookup(p, guestPort) === null) return p;
-    }
-    return -1;
+    if (this.table.remove(c)) c.state = ConnState.CLOSED;
   }
 
   private queueStopped(index: number): void {
