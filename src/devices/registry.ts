@@ -14,6 +14,7 @@ import type { DeviceType } from './device-type.js';
 import { ENTROPY_TYPE } from './entropy/entropy-type.js';
 import { FS_TYPE } from './fs/fs-type.js';
 import { INPUT_TYPE } from './input/input-type.js';
+import { VSOCK_TYPE } from './vsock/vsock-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -22,6 +23,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   FS_TYPE,
   INPUT_TYPE,
   BALLOON_TYPE,
+  VSOCK_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

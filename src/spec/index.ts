@@ -8,3 +8,4 @@ export * from './input.js';
 export * from './balloon.js';
 export * from './config-layout.js';
 export * from './fs.js';
+export * from './vsock.js';

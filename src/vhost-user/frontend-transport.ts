@@ -14,6 +14,7 @@
  * memory table, the inflight area, then per ring SET_VRING_NUM, _BASE, _ADDR, _CALL, _KICK, and
  * SET_VRING_ENABLE once protocol features are negotiated (rings then start disabled).
  */
+import { VSOCK_CONFIG_SIZE } from '../spec/vsock.js';
 import { ErrorCode, VirtioError, isVirtioError } from '../errors.js';
 import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../driver/types.js';
 import { DmaAllocator } from '../driver/dma-allocator.js';
@@ -40,6 +41,7 @@ const DEFAULT_CONFIG_SIZE: Readonly<Record<number, number>> = {
   [DeviceId.BLOCK]: Math.min(60, BlkConfig.SIZE),
   [DeviceId.NET]: 12,
   [DeviceId.FS]: 40,
+  [DeviceId.VSOCK]: VSOCK_CONFIG_SIZE,
 };
 /** Queues when the back-end has no MQ: rx+tx for net, hiprio+request for fs, one otherwise. */
 const DEFAULT_QUEUES: Readonly<Record<number, number>> = { [DeviceId.NET]: 2, [DeviceId.FS]: 2 };

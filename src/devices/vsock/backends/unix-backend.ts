@@ -1,0 +1,203 @@
+/**
+ * The host side of the vsock device over Unix sockets, in the "hybrid" model of
+ * vhost-device-vsock and Firecracker:
+ *  - the guest connecting to host port P reaches the Unix socket `<udsPath>_P` (a host program
+ *    listens there);
+ *  - a host program connecting to `<udsPath>` and writing `CONNECT <port>\n` reaches the guest's
+ *    listening port; once the guest accepts it reads `OK <host port>\n`, then the stream.
+ * Half-closes carry over both ways (SHUTDOWN SEND <-> end of the socket's stream).
+ */
+import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { type Server, type Socket, connect, createServer } from 'node:net';
+import { ErrorCode, VirtioError } from '../../../errors.js';
+import type { Logger } from '../../../log.js';
+import type { VsockBackend, VsockHostConnector, VsockHostStream, VsockPeer } from '../vsock-backend.js';
+
+export interface UnixVsockBackendOptions {
+  /** The main socket; guest connections to port P go to `<udsPath>_P`. */
+  readonly udsPath: string;
+  readonly logger?: Logger;
+}
+
+/** A CONNECT line longer than this is refused (the host is trusted, but bounded anyway). */
+const MAX_LINE = 64;
+/** A socket the guest half-closed and the device closed gets this long to finish. */
+const LINGER_MS = 2000;
+
+/** One Unix socket bound to one vsock connection. */
+class UnixHostStream implements VsockHostStream {
+  peer: VsockPeer | null = null;
+  private written = 0;
+  private reported = 0;
+  private guestEnded = false;
+  private readonly onFlushed = (): void => {
+    const flushed = this.written - this.socket.writableLength;
+    if (flushed > this.reported) {
+      const n = flushed - this.reported;
+      this.reported = flushed;
+      this.peer?.consumed(n);
+    }
+  };
+
+  constructor(private readonly socket: Socket) {}
+
+  /** Routes the socket's events to `peer`. */
+  wire(peer: VsockPeer): void {
+    this.peer = peer;
+    const s = this.socket;
+    s.on('data', (d: Buffer) => {
+      if (this.peer !== null && !this.peer.send(d)) s.pause();
+    });
+    s.on('end', () => this.peer?.end());
+    s.on('close', (hadError: boolean) => {
+      const p = this.peer;
+      this.peer = null;
+      if (hadError) p?.reset();
+      else p?.close();
+    });
+    s.on('error', () => undefined); // 'close' follows with hadError
+  }
+
+  write(data: Uint8Array): void {
+    if (this.socket.destroyed) {
+      this.peer?.consumed(data.length);
+      return;
+    }
+    this.written += data.length;
+    this.socket.write(data, this.onFlushed);
+  }
+
+  end(): void {
+    this.guestEnded = true;
+    this.socket.end();
+  }
+
+  close(): void {
+    this.peer = null;
+    if (!this.guestEnded) {
+      this.socket.destroy();
+      return;
+    }
+    // The guest's bytes may still be flushing after its SHUTDOWN: let them, bounded.
+    setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** A host-initiated connection was accepted: tell the host program, then stream. */
+  connected(): void {
+    if (this.peer === null) return;
+    this.socket.write(`OK ${this.peer.hostPort}\n`);
+    this.socket.resume();
+  }
+}
+
+export class UnixVsockBackend implements VsockBackend {
+  private connector: VsockHostConnector | null = null;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly opts: UnixVsockBackendOptions,
+    private readonly server: Server,
+  ) {}
+
+  /** Listens on `udsPath` (a stale socket file there is replaced). */
+  static async listen(opts: UnixVsockBackendOptions): Promise<UnixVsockBackend> {
+    removeStaleSocket(opts.udsPath);
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const b = new UnixVsockBackend(opts, server);
+    server.on('connection', (s) => b.onHostConnection(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.udsPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return b;
+  }
+
+  connect(hostPort: number, peer: VsockPeer): VsockHostStream | null {
+    const path = `${this.opts.udsPath}_${hostPort}`;
+    if (!existsSync(path)) return null; // nothing listens there: RST at once
+    const s = connect({ path, allowHalfOpen: true });
+    this.track(s);
+    const stream = new UnixHostStream(s);
+    let opened = false;
+    s.once('connect', () => {
+      opened = true;
+      stream.wire(peer);
+      peer.established();
+    });
+    s.once('error', (e) => {
+      if (opened) return;
+      this.opts.logger?.debug(`vsock: connecting to ${path}: ${e.message}`);
+      peer.reset();
+    });
+    return stream;
+  }
+
+  attach(connector: VsockHostConnector): void {
+    this.connector = connector;
+  }
+
+  detach(): void {
+    this.connector = null;
+  }
+
+  /** Stops listening, closes every socket and removes the main socket file. */
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private track(s: Socket): void {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+  }
+
+  /** A host program on the main socket: `CONNECT <port>\n`, then the stream. */
+  private onHostConnection(s: Socket): void {
+    this.track(s);
+    s.on('error', () => undefined);
+    let line = '';
+    const onData = (d: Buffer): void => {
+      line += d.toString('latin1');
+      const nl = line.indexOf('\n');
+      if (nl < 0) {
+        if (line.length > MAX_LINE) s.destroy();
+        return;
+      }
+      s.off('data', onData);
+      s.pause();
+      const m = /^CONNECT (\d{1,10})\r?$/.exec(line.slice(0, nl));
+      const port = m ? Number(m[1]) : -1;
+      if (port < 0 || port > 0xffff_ffff || this.connector === null) {
+        s.destroy();
+        return;
+      }
+      const stream = new UnixHostStream(s);
+      const peer = this.connector.connectToGuest(port, stream);
+      if (peer === null) {
+        s.destroy();
+        return;
+      }
+      stream.wire(peer);
+      const rest = Buffer.from(line.slice(nl + 1), 'latin1');
+      if (rest.length > 0) peer.send(rest);
+    };
+    s.on('data', onData);
+    s.resume();
+  }
+}
+
+function removeStaleSocket(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+    else throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${path} exists and is not a socket`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
