@@ -24,7 +24,7 @@ pinged=0
 answered=0
 for i in $(seq 1 120); do
   if [ $answered = 0 ] && ping -c 1 -W 1 10.0.0.${peer} >/tmp/ping.out 2>&1; then answered=1; fi
-  echos=$(awk '/^Icmp:/ { if (n++) print $4 }' /proc/net/snmp)
+  echos=$(awk '/^Icmp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "InEchos") c = i; h = 1 } else print $c }' /proc/net/snmp)
   [ "\${echos:-0}" -gt 0 ] && pinged=1
   [ $answered = 1 ] && [ $pinged = 1 ] && break
   [ $answered = 1 ] && read -t 1 x </dev/zero 2>/dev/null
@@ -53,6 +53,9 @@ describe('virtio-ts net: two real Linux guests on one switch (QEMU 7.2 vhost-use
         runDeviceGuest({
           devices: ['net'],
           memfd: true,
+          // Two TCG guests on a loaded 2-core host: the IO-APIC timer check can miss its ticks and
+          // panic ("IO-APIC + timer doesn't work"); KVM guests skip it the same way.
+          append: 'no_timer_check',
           qemuArgs: ['-chardev', `socket,id=c0,path=${socks[i - 1]}`, '-netdev', 'vhost-user,id=n0,chardev=c0'],
           qemuDevices: [`virtio-net-pci,netdev=n0,vectors=0,mac=52:54:00:00:00:0${i}`],
           script: pingScript(i, 3 - i),
