@@ -69,13 +69,13 @@ interface Rig {
   control(cls: number, cmd: number, payload: Uint8Array, ackLen?: number): Promise<[number, number]>;
 }
 
-async function rig(opts: { device?: NetDeviceOptions; refuse?: bigint; legacy?: boolean } = {}): Promise<Rig> {
+async function rig(opts: { device?: NetDeviceOptions; refuse?: bigint; legacy?: boolean; packed?: boolean } = {}): Promise<Rig> {
   const device = new NetDevice({ mac: DEV_MAC, queueSize: 64, ...opts.device });
   const sw = new NetSwitch();
   device.attachTo(sw);
   const peer = new Peer();
   peer.link = sw.attach(peer);
-  const lb = await createLoopback(device, { queueSize: 64, legacy: opts.legacy ?? false, ...(opts.refuse !== undefined ? { refuseFeatures: opts.refuse } : {}) });
+  const lb = await createLoopback(device, { queueSize: 64, legacy: opts.legacy ?? false, packed: opts.packed ?? false, ...(opts.refuse !== undefined ? { refuseFeatures: opts.refuse } : {}) });
   const ctx = lb.context;
   const f = ctx.features;
   const hdrLen = (f & (F.VERSION_1 | NetF.MRG_RXBUF)) !== 0n ? 12 : 10;
@@ -156,8 +156,9 @@ describe('virtio-net device: receive', () => {
     assert.match(String(await spare), /aborted/, 'the fifth buffer was not used');
   });
 
-  it('mergeable: with too few buffers they go back untouched (undoPop), the frame is dropped and counted, and the next frame uses them', T, async () => {
-    const r = await rig();
+  for (const packed of [false, true])
+  it(`mergeable (${packed ? 'packed' : 'split'}): with too few buffers they go back untouched (undoPop), the frame is dropped and counted, and the next frame uses them`, T, async () => {
+    const r = await rig({ packed });
     const a = r.post(100);
     const b = r.post(100);
     await tick();
