@@ -7,3 +7,4 @@ export * from './net-control.js';
 export * from './net-device.js';
 export * from './net-driver.js';
 export * from './net-type.js';
+export { NET_CLI, type NetOptions } from './cli.js';
