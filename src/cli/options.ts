@@ -144,7 +144,10 @@ export function verbosityOf(values: OptionValues, command: string): number {
 
 /** The options of BACKEND_OPTIONS, checked: exactly one usable socket. */
 export function backendOptions(command: string, values: OptionValues): BackendOptions {
-  const socketPath = stringOption(values, 'socket-path') ?? null;
+  // A command may take --socket-path several times (`net`: one switch port each); the first is
+  // the one checked and served here, the command handles the rest.
+  const sp = values['socket-path'];
+  const socketPath = (Array.isArray(sp) ? (typeof sp[0] === 'string' ? sp[0] : undefined) : stringOption(values, 'socket-path')) ?? null;
   const fdText = stringOption(values, 'fd') ?? null;
   if (socketPath !== null && fdText !== null) {
     throw new CliError(CliFault.CONFLICT, '--socket-path and --fd exclude each other', command);

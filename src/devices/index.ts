@@ -5,5 +5,6 @@ export * from './fs/index.js';
 export * from './input/index.js';
 export * from './balloon/index.js';
 export * from './vsock/index.js';
+export * from './net/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';

@@ -15,6 +15,7 @@ import { ENTROPY_TYPE } from './entropy/entropy-type.js';
 import { FS_TYPE } from './fs/fs-type.js';
 import { INPUT_TYPE } from './input/input-type.js';
 import { VSOCK_TYPE } from './vsock/vsock-type.js';
+import { NET_TYPE } from './net/net-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -24,6 +25,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   INPUT_TYPE,
   BALLOON_TYPE,
   VSOCK_TYPE,
+  NET_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -9,3 +9,4 @@ export * from './balloon.js';
 export * from './config-layout.js';
 export * from './fs.js';
 export * from './vsock.js';
+export * from './net.js';

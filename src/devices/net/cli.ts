@@ -1,0 +1,85 @@
+/**
+ * `virtio-ts net`: its options, usage and checks. Serving is in net-command.ts, loaded only when
+ * the command runs.
+ */
+import {
+  BACKEND_COMMON_USAGE,
+  CliError,
+  CliFault,
+  MAX_SOCKET_PATH_BYTES,
+  parseIntInRange,
+  queueSizeOption,
+  stringOption,
+  type BackendOptions,
+  type OptionValues,
+} from '../../cli/options.js';
+import { NET_MTU_MAX, NET_MTU_MIN } from '../../spec/net.js';
+import type { DeviceCli } from '../device-type.js';
+import { DEFAULT_NET_MAC } from './net-device.js';
+import { formatMac, parseMac } from './packet.js';
+
+export interface NetOptions extends BackendOptions {
+  /** Every --socket-path, one switch port each (the first is also `socketPath`). */
+  readonly socketPaths: readonly string[];
+  /** The first port's MAC; port i has the last byte increased by i. */
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  readonly queueSize: number;
+}
+
+export const NET_DEFAULTS = { mtu: 1500, queueSize: 256 } as const;
+/** Ports one process serves at most. */
+export const MAX_NET_PORTS = 64;
+
+const COMMAND = 'net';
+
+const NET_USAGE = `Usage: virtio-ts net (--socket-path PATH [--socket-path PATH ...] | --fd N) [options]
+
+Serves virtio-net devices to vhost-user front-ends (QEMU -netdev vhost-user), one per socket,
+all attached to one learning L2 switch inside this process: the guests reach each other. Each
+socket serves one front-end at a time and waits for the next after a disconnect. Ends cleanly on
+SIGTERM or SIGINT, removing its sockets.
+
+  --socket-path PATH      listen on this Unix socket (repeat for more switch ports, at most ${MAX_NET_PORTS})
+  --fd N                  serve the Unix socket inherited as file descriptor N (one port)
+  --mac MAC               the first port's MAC (default ${formatMac(DEFAULT_NET_MAC)}); port i adds i to
+                          the last byte. QEMU's vhost-user-net keeps its own -device mac= for the guest
+  --mtu N                 MTU offered with VIRTIO_NET_F_MTU, ${NET_MTU_MIN}..${NET_MTU_MAX} (default ${NET_DEFAULTS.mtu})
+  --queue-size N          the largest ring the device accepts, a power of 2 (default ${NET_DEFAULTS.queueSize})
+${BACKEND_COMMON_USAGE}
+`;
+
+export const NET_CLI: DeviceCli<NetOptions> = {
+  options: {
+    'socket-path': { type: 'string', multiple: true },
+    mac: { type: 'string' },
+    mtu: { type: 'string' },
+    'queue-size': { type: 'string' },
+  },
+  usage: NET_USAGE,
+  parse(values: OptionValues, common: BackendOptions): NetOptions {
+    const raw = values['socket-path'];
+    const socketPaths = (Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : []).filter((p): p is string => typeof p === 'string');
+    if (socketPaths.length > MAX_NET_PORTS) throw new CliError(CliFault.BAD_VALUE, `at most ${MAX_NET_PORTS} --socket-path`, COMMAND);
+    for (const p of socketPaths) {
+      if (p === '' || p.includes('\0') || Buffer.byteLength(p) > MAX_SOCKET_PATH_BYTES) throw new CliError(CliFault.BAD_VALUE, `--socket-path "${p}" is not a usable Unix socket path`, COMMAND);
+    }
+    if (new Set(socketPaths).size !== socketPaths.length) throw new CliError(CliFault.BAD_VALUE, 'a --socket-path is given twice', COMMAND);
+    const macText = stringOption(values, 'mac');
+    let mac: Uint8Array = DEFAULT_NET_MAC;
+    if (macText !== undefined) {
+      const m = parseMac(macText);
+      if (m === null || (m[0]! & 1) !== 0) throw new CliError(CliFault.BAD_VALUE, `--mac "${macText}" is not a unicast MAC (xx:xx:xx:xx:xx:xx)`, COMMAND);
+      if (m[5]! + Math.max(0, socketPaths.length - 1) > 0xff) throw new CliError(CliFault.BAD_VALUE, `--mac: the last byte leaves no room for ${socketPaths.length} ports`, COMMAND);
+      mac = m;
+    }
+    const mtuText = stringOption(values, 'mtu');
+    const mtu = mtuText === undefined ? NET_DEFAULTS.mtu : parseIntInRange(mtuText, '--mtu', NET_MTU_MIN, NET_MTU_MAX, COMMAND);
+    const queueSize = queueSizeOption(values, COMMAND, NET_DEFAULTS.queueSize);
+    return { ...common, socketPaths, mac, mtu, queueSize };
+  },
+  async run(options, io) {
+    const { runNet } = await import('./net-command.js');
+    return runNet(options, io);
+  },
+};

@@ -1,0 +1,10 @@
+export * from './packet.js';
+export * from './port.js';
+export * from './switch.js';
+export * from './reflector-port.js';
+export * from './rx-filter.js';
+export * from './net-control.js';
+export * from './net-device.js';
+export * from './net-driver.js';
+export * from './net-type.js';
+export { NET_CLI, type NetOptions } from './cli.js';

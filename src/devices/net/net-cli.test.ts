@@ -1,0 +1,109 @@
+/**
+ * `virtio-ts net`: option parsing, and serving: two vhost-user front-ends (virtio-ts's own, each
+ * with the NetDriver) on two sockets of one `runNet` exchange frames through its switch; the
+ * built CLI process serves several sockets and ends cleanly on SIGTERM, removing them.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parseCommandLine } from '../../cli/args.js';
+import { isSocket, runCli, until, withDir } from '../../cli/cli-test-helpers.js';
+import { EXIT } from '../../cli/options.js';
+import { loadPlatform } from '../../cli/serve.js';
+import { DeviceId } from '../../spec/device-id.js';
+import { startVhostUserDriver, VhostUserDriverTransport } from '../../vhost-user/frontend-transport.js';
+import type { NetOptions } from './cli.js';
+import { runNet } from './net-command.js';
+import { NetDriver } from './net-driver.js';
+import type { NetSwitch } from './switch.js';
+
+function parseNet(argv: string[]): NetOptions {
+  const p = parseCommandLine(['net', ...argv]);
+  assert.equal(p.kind, 'device');
+  return (p as unknown as { options: NetOptions }).options;
+}
+
+function frame(dst: Uint8Array, src: Uint8Array, len: number, seed: number): Uint8Array {
+  const f = new Uint8Array(len);
+  f.set(dst, 0);
+  f.set(src, 6);
+  f[12] = 0x08;
+  for (let i = 14; i < len; i++) f[i] = (i + seed) & 0xff;
+  return f;
+}
+
+describe('virtio-ts net', { timeout: 60_000 }, () => {
+  it('parses repeated --socket-path, --mac, --mtu, --queue-size and refuses bad values', () => {
+    const o = parseNet(['--socket-path', '/tmp/a.sock', '--socket-path', '/tmp/b.sock', '--mac', '52:54:00:00:00:10', '--mtu', '9000', '--queue-size', '512']);
+    assert.deepEqual(o.socketPaths, ['/tmp/a.sock', '/tmp/b.sock']);
+    assert.equal(o.socketPath, '/tmp/a.sock');
+    assert.deepEqual(o.mac, Uint8Array.of(0x52, 0x54, 0, 0, 0, 0x10));
+    assert.equal(o.mtu, 9000);
+    assert.equal(o.queueSize, 512);
+    const d = parseNet(['--socket-path', '/tmp/a.sock']);
+    assert.equal(d.mtu, 1500);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--mac', '01:00:00:00:00:01']), /unicast/);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--mtu', '67']), /out of range/);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--socket-path', '/tmp/a.sock']), /twice/);
+    assert.throws(() => parseNet(['--mtu', '1500']), /--socket-path/);
+  });
+
+  it('two front-ends on two sockets exchange frames through the switch, both ways', async () => {
+    await withDir(async (dir) => {
+      const platform = loadPlatform();
+      const socks = [join(dir, 'a.sock'), join(dir, 'b.sock')];
+      let stop: () => void = () => undefined;
+      const stopped = new Promise<void>((r) => (stop = r));
+      let sw: NetSwitch | null = null;
+      const errors: string[] = [];
+      const io = { stdout: () => undefined, stderr: (l: string) => void errors.push(l) };
+      const options: NetOptions = { socketPath: socks[0]!, fd: null, verbosity: 0, socketPaths: socks, mac: Uint8Array.of(2, 0, 0, 0, 0, 1), mtu: 1500, queueSize: 256 };
+      const running = runNet(options, io, { platform, stop: stopped, onSwitch: (s) => (sw = s) });
+      // The servers listen before runNet waits for the stop: poll for the socket files, bounded.
+      for (const end = Date.now() + 10_000; !socks.every(isSocket); ) {
+        assert.ok(Date.now() < end, 'the sockets appear');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const ts: VhostUserDriverTransport[] = [];
+      try {
+        const drivers: NetDriver[] = [];
+        for (const s of socks) {
+          const t = await VhostUserDriverTransport.connect(s, { deviceId: DeviceId.NET, platform });
+          ts.push(t);
+          const vd = await startVhostUserDriver(t, { wantedFeatures: NetDriver.type.wantedFeatures, driverType: NetDriver.type });
+          drivers.push(new NetDriver(vd.context));
+        }
+        const [a, b] = drivers as [NetDriver, NetDriver];
+        assert.notDeepEqual(a.mac, b.mac, 'each port has its own MAC');
+        const ab = frame(b.mac, a.mac, 1514, 1);
+        const [, gotB] = await Promise.all([a.send(ab), b.receive()]);
+        assert.deepEqual(gotB.data, ab);
+        const ba = frame(a.mac, b.mac, 60, 2);
+        const [, gotA] = await Promise.all([b.send(ba), a.receive()]);
+        assert.deepEqual(gotA.data, ba);
+        const ports = (sw as NetSwitch | null)!.attached;
+        assert.equal(ports.length, 2);
+        assert.deepEqual(ports.map((p) => p.counters.rxFrames), [1, 1]);
+        for (const d of drivers) d.detach();
+      } finally {
+        for (const t of ts) t.close();
+        stop();
+      }
+      assert.equal(await running, EXIT.OK);
+      assert.ok(socks.every((s) => !existsSync(s)), 'sockets removed');
+    });
+  });
+
+  it('the built CLI serves every --socket-path and ends cleanly on SIGTERM, removing them', async () => {
+    await withDir(async (dir) => {
+      const socks = [join(dir, 'x.sock'), join(dir, 'y.sock'), join(dir, 'z.sock')];
+      const r = await runCli(['net', ...socks.flatMap((s) => ['--socket-path', s])], async (child, err) => {
+        await until(() => socks.every(isSocket) && (err().match(/serving virtio-net port/g) ?? []).length === 3, 10_000, 'the sockets', child);
+        child.kill('SIGTERM');
+      });
+      assert.deepEqual({ code: r.code, signal: r.signal }, { code: EXIT.OK, signal: null }, r.err);
+      assert.ok(socks.every((s) => !existsSync(s)), 'sockets removed');
+    });
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * `virtio-ts net`: one learning switch, one vhost-user server per --socket-path (or the --fd
+ * socket), each connection a fresh NetDevice attached to the switch as a port for as long as its
+ * front-end stays. Ends on SIGTERM, SIGINT or SIGHUP, closing every server (which removes its
+ * socket file), as runBackend does for single-socket commands.
+ */
+import { checkSocketPath } from '../../cli/socket-check.js';
+import { EXIT, type CliIo } from '../../cli/options.js';
+import { loadPlatform } from '../../cli/serve.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { type Logger, createLogger } from '../../log.js';
+import type { Platform } from '../../platform/types.js';
+import { serveVhostUser, type VhostUserServer } from '../../vhost-user/server.js';
+import type { NetOptions } from './cli.js';
+import { NetDevice } from './net-device.js';
+import { formatMac } from './packet.js';
+import { NetSwitch, type SwitchPort } from './switch.js';
+
+/** Tests: a platform, a stop signal, and a look at the switch. */
+export interface RunNetHooks {
+  readonly platform?: Platform;
+  readonly stop?: Promise<unknown>;
+  readonly onSwitch?: (sw: NetSwitch) => void;
+}
+
+/** The MAC of port `i`: the base with `i` added to its last byte (checked by the CLI to fit). */
+export function portMac(base: Uint8Array, i: number): Uint8Array {
+  const m = Uint8Array.from(base);
+  m[5] = (m[5]! + i) & 0xff;
+  return m;
+}
+
+export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks = {}): Promise<number> {
+  const logger = createLogger(options.verbosity, 'virtio-ts net', io.stderr);
+  // The first path was checked by the CLI; the others are checked the same way here.
+  for (const p of options.socketPaths.slice(1)) await checkSocketPath(p);
+  const sw = new NetSwitch();
+  hooks.onSwitch?.(sw);
+  const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+  let onSignal: (s: NodeJS.Signals) => void = () => undefined;
+  let stopWith: (why: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
+    stopWith = resolve;
+    onSignal = (s) => resolve(s);
+    for (const s of signals) process.on(s, onSignal);
+    void hooks.stop?.then(() => resolve('stop'));
+  });
+  const servers: VhostUserServer[] = [];
+  const endpoints: { socketPath?: string; fd?: number }[] =
+    options.socketPaths.length > 0 ? options.socketPaths.map((socketPath) => ({ socketPath })) : [{ fd: options.fd! }];
+  try {
+    const platform = hooks.platform ?? loadPlatform();
+    for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith));
+  } catch (e) {
+    for (const s of signals) process.off(s, onSignal);
+    for (const s of servers) await s.close();
+    throw e;
+  }
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  const why = await stopped;
+  for (const s of signals) process.off(s, onSignal);
+  clearInterval(keepAlive);
+  logger.info(`${why}: shutting down`);
+  let code: number = EXIT.OK;
+  for (const s of servers) {
+    try {
+      await s.close();
+    } catch (e) {
+      logger.error(`closing a server: ${(e as Error).message}`);
+      code = EXIT.RUNTIME;
+    }
+  }
+  for (const p of sw.attached) logger.info(`port ${p.name}: ${JSON.stringify(p.counters)}`);
+  return code;
+}
+
+async function servePort(
+  sw: NetSwitch,
+  i: number,
+  where: { socketPath?: string; fd?: number },
+  o: NetOptions,
+  platform: Platform,
+  logger: Logger,
+  stopWith: (why: string) => void,
+): Promise<VhostUserServer> {
+  const mac = portMac(o.mac, i);
+  const name = where.socketPath ?? `fd ${where.fd}`;
+  let port: SwitchPort | null = null;
+  const device = (): NetDevice => {
+    // A fresh device per front-end, as a fresh switch port (the old one leaves with its addresses).
+    port?.detach();
+    const d = new NetDevice({ mac, mtu: o.mtu, queueSize: o.queueSize, name: `net${i}`, logger });
+    port = d.attachTo(sw);
+    return d;
+  };
+  let server: VhostUserServer;
+  try {
+    server = await serveVhostUser({ device, platform, logger, ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
+  } catch (e) {
+    throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${name}: ${(e as Error).message}`, { cause: e });
+  }
+  server.on('disconnect', () => {
+    port?.detach();
+    port = null;
+  });
+  // An inherited connected socket is served once.
+  if (where.fd !== undefined) void server.closed.then(() => stopWith('front-end gone'));
+  logger.info(`serving virtio-net port ${i} (mac ${formatMac(mac)}, mtu ${o.mtu}) on ${name}`);
+  return server;
+}

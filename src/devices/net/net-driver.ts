@@ -1,0 +1,389 @@
+/**
+ * 5.1 Network Device, driver side, over RequestQueue: keeps receive buffers posted on the
+ * receive queues in use (mergeable ones reassembled by num_buffers when MRG_RXBUF is
+ * negotiated), sends frames (optionally with a partial checksum for the device to complete,
+ * VIRTIO_NET_F_CSUM), issues control queue commands, reads the MAC and link status.
+ */
+import { type DeviceDriver, type DeviceDriverType, checkDriverContext } from '../../driver/device-driver.js';
+import { RequestQueue } from '../../driver/request-queue.js';
+import type { DriverContext } from '../../driver/types.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import type { Segment } from '../../queue/types.js';
+import { readConfigField } from '../../spec/config-layout.js';
+import { DeviceId } from '../../spec/device-id.js';
+import {
+  ETH_HEADER,
+  ETH_VLAN_TAG,
+  NET_CONFIG_LAYOUT,
+  NetConfig,
+  NetCtrlAck,
+  NetCtrlAnnounce,
+  NetCtrlClass,
+  NetCtrlMac,
+  NetCtrlMq,
+  NetCtrlRx,
+  NetCtrlVlan,
+  NetF,
+  NetHdr,
+  NetHdrFlag,
+  NetStatus,
+  netControlQueue,
+  netHeaderSize,
+  netRxQueue,
+  netTxQueue,
+} from '../../spec/net.js';
+
+export interface NetDriverOptions {
+  /** Receive buffers kept posted per receive queue (default 32, at most the queue size). */
+  rxBuffers?: number;
+  /** Bytes per receive buffer (default: 2048 with MRG_RXBUF, else header + MTU + 18). */
+  rxBufferSize?: number;
+  /** Frames kept for receive() at most; older ones are dropped beyond it (default 1024). */
+  maxPending?: number;
+}
+
+/** A frame as received, with what its header said. */
+export interface NetFrame {
+  readonly data: Uint8Array;
+  readonly flags: number;
+  readonly csumStart: number;
+  readonly csumOffset: number;
+  /** Buffers it was spread over (num_buffers). */
+  readonly buffers: number;
+  /** The receive queue it came on. */
+  readonly queue: number;
+}
+
+interface RxAssembly {
+  parts: Uint8Array[];
+  remaining: number;
+  flags: number;
+  csumStart: number;
+  csumOffset: number;
+  buffers: number;
+}
+
+const NO_SEGMENTS: readonly Segment[] = [];
+/** 02:76:74:00:00:fe: a locally administered default (driver/net/4). */
+const LOCAL_DEFAULT_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0xfe);
+
+export class NetDriver implements DeviceDriver {
+  static readonly type: DeviceDriverType<NetDriver, NetDriverOptions> = {
+    name: 'virtio-net',
+    deviceId: DeviceId.NET,
+    wantedFeatures:
+      NetF.CSUM | NetF.GUEST_CSUM | NetF.MTU | NetF.MAC | NetF.MRG_RXBUF | NetF.STATUS | NetF.CTRL_VQ | NetF.CTRL_RX | NetF.CTRL_RX_EXTRA | NetF.CTRL_VLAN | NetF.GUEST_ANNOUNCE | NetF.MQ | NetF.CTRL_MAC_ADDR | NetF.CTRL_GUEST_OFFLOADS | NetF.SPEED_DUPLEX,
+    requiredFeatures: 0n,
+    attach: (ctx, opts) => new NetDriver(ctx, opts),
+  };
+
+  readonly hdrLen: number;
+  readonly mergeable: boolean;
+  /** max_virtqueue_pairs (1 without MQ). */
+  readonly maxPairs: number;
+  /** Pairs whose queues exist on this transport (at most maxPairs). */
+  readonly usablePairs: number;
+  /** The MTU the device reported (VIRTIO_NET_F_MTU), else 1500. */
+  readonly mtu: number;
+  /** The driver's address: the device's with VIRTIO_NET_F_MAC (driver/net/3), else locally administered. */
+  readonly mac: Uint8Array;
+  /** Frames dropped because nobody called receive() in time. */
+  droppedPending = 0;
+
+  private readonly ctx: DriverContext;
+  private readonly le: boolean;
+  private readonly rxBuffers: number;
+  private readonly rxBufferSize: number;
+  private readonly maxPending: number;
+  private readonly rx: RequestQueue[] = [];
+  private readonly tx: RequestQueue[] = [];
+  private readonly assembly: (RxAssembly | null)[] = [];
+  private readonly ctrl: RequestQueue | null;
+  private pairsInUse = 1;
+  private readonly pending: NetFrame[] = [];
+  private readonly waiters: ((f: NetFrame) => void)[] = [];
+  private linkListener: ((up: boolean) => void) | null = null;
+  private detached = false;
+  private rxErrors = 0;
+
+  constructor(ctx: DriverContext, opts: NetDriverOptions = {}) {
+    checkDriverContext(NetDriver.type, ctx);
+    this.ctx = ctx;
+    this.le = ctx.littleEndian;
+    const f = ctx.features;
+    this.hdrLen = netHeaderSize(f);
+    this.mergeable = (f & NetF.MRG_RXBUF) !== 0n;
+    this.maxPairs = (f & NetF.MQ) !== 0n ? this.configField('maxVirtqueuePairs') : 1;
+    this.mtu = (f & NetF.MTU) !== 0n ? this.configField('mtu') : 1500;
+    this.mac = (f & NetF.MAC) !== 0n ? ctx.readConfig(NetConfig.MAC, 6).slice() : LOCAL_DEFAULT_MAC.slice();
+    // driver/net/7: buffers for at least one MTU-sized frame (header, Ethernet header, VLAN tag).
+    this.rxBufferSize = opts.rxBufferSize ?? (this.mergeable ? 2048 : this.hdrLen + this.mtu + ETH_HEADER + ETH_VLAN_TAG);
+    if (!Number.isInteger(this.rxBufferSize) || this.rxBufferSize < 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad rxBufferSize ${this.rxBufferSize}`);
+    this.rxBuffers = opts.rxBuffers ?? 32;
+    this.maxPending = opts.maxPending ?? 1024;
+    // A vhost-user front-end may run fewer queues than the device has pairs (QEMU keeps the
+    // control queue to itself): only the pairs whose queues exist are used.
+    this.usablePairs = Math.min(this.maxPairs, Math.floor(ctx.numQueues / 2));
+    if (this.usablePairs < 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `virtio-net needs receiveq1 and transmitq1, the device has ${ctx.numQueues} queues`);
+    for (let p = 0; p < this.usablePairs; p++) {
+      this.rx.push(new RequestQueue(ctx, netRxQueue(p)));
+      this.tx.push(new RequestQueue(ctx, netTxQueue(p)));
+      this.assembly.push(null);
+    }
+    const ci = netControlQueue(f, this.maxPairs);
+    this.ctrl = (f & NetF.CTRL_VQ) !== 0n && ci < ctx.numQueues ? new RequestQueue(ctx, ci) : null;
+    ctx.onConfigChange(() => this.linkListener?.(this.linkUp));
+    this.postReceiveBuffers(0);
+  }
+
+  /** driver/net/5: without STATUS the link is up. */
+  get linkUp(): boolean {
+    if ((this.ctx.features & NetF.STATUS) === 0n) return true;
+    return (this.configField('status') & NetStatus.LINK_UP) !== 0;
+  }
+  /** VIRTIO_NET_S_ANNOUNCE: the device asks for a gratuitous announcement. */
+  get announceRequested(): boolean {
+    if ((this.ctx.features & NetF.STATUS) === 0n) return false;
+    return (this.configField('status') & NetStatus.ANNOUNCE) !== 0;
+  }
+  /** Told the link state at every configuration change. */
+  onLinkChange(cb: ((up: boolean) => void) | null): void {
+    this.linkListener = cb;
+  }
+  /** Receive buffers the device returned malformed (shorter than the header, bad num_buffers). */
+  get receiveErrors(): number {
+    return this.rxErrors;
+  }
+  /** Whether the control queue is there (CTRL_VQ negotiated and the queue exists). */
+  get hasControlQueue(): boolean {
+    return this.ctrl !== null;
+  }
+  get queuePairsInUse(): number {
+    return this.pairsInUse;
+  }
+
+  /**
+   * Sends one frame on transmitq `pair`; resolves when the device used it. With `csum`
+   * (VIRTIO_NET_F_CSUM negotiated) the device completes the checksum from `start`, stored at
+   * start + offset (driver/net/30).
+   */
+  async send(frame: Uint8Array, opts: { pair?: number; csum?: { start: number; offset: number } } = {}): Promise<void> {
+    const pair = opts.pair ?? 0;
+    const q = this.tx[pair];
+    if (q === undefined || pair >= this.pairsInUse) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `transmit pair ${pair} not in use`);
+    const hl = this.hdrLen;
+    const len = hl + frame.length;
+    const addr = this.ctx.dma.alloc(len, 16);
+    try {
+      const hdr = new Uint8Array(hl); // num_buffers 0 (driver/net/15), gso_type NONE
+      if (opts.csum) {
+        if ((this.ctx.features & NetF.CSUM) === 0n) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'checksum offload needs VIRTIO_NET_F_CSUM (driver/net/16)');
+        hdr[NetHdr.FLAGS] = NetHdrFlag.NEEDS_CSUM;
+        this.put16(hdr, NetHdr.CSUM_START, opts.csum.start);
+        this.put16(hdr, NetHdr.CSUM_OFFSET, opts.csum.offset);
+      }
+      this.ctx.memory.write(addr, hdr);
+      this.ctx.memory.write(addr + hl, frame);
+      await q.submit([{ addr, len }], NO_SEGMENTS);
+    } finally {
+      this.ctx.dma.free(addr);
+    }
+  }
+
+  /** The next received frame (waits for one). */
+  receive(): Promise<NetFrame> {
+    const f = this.pending.shift();
+    if (f !== undefined) return Promise.resolve(f);
+    if (this.detached) return Promise.reject(new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, 'virtio-net driver detached'));
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Frames received and not yet taken. */
+  get pendingFrames(): number {
+    return this.pending.length;
+  }
+
+  // ---- control queue (5.1.6.5) ----
+
+  /** Sends a control command; resolves with the ack (VIRTIO_NET_OK 0, VIRTIO_NET_ERR 1). */
+  async command(cls: number, cmd: number, payload: Uint8Array = new Uint8Array(0)): Promise<number> {
+    if (this.ctrl === null) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no control queue (VIRTIO_NET_F_CTRL_VQ not negotiated)');
+    const outLen = 2 + payload.length;
+    const addr = this.ctx.dma.alloc(outLen + 1, 16);
+    try {
+      const b = new Uint8Array(outLen + 1);
+      b[0] = cls;
+      b[1] = cmd;
+      b.set(payload, 2);
+      b[outLen] = 0xff; // the device overwrites it
+      this.ctx.memory.write(addr, b);
+      const used = await this.ctrl.submit([{ addr, len: outLen }], [{ addr: addr + outLen, len: 1 }]);
+      if (used < 1) throw new VirtioError(ErrorCode.REQUEST_FAILED, 'control command not acknowledged');
+      const ack = new Uint8Array(1);
+      this.ctx.memory.read(addr + outLen, ack);
+      return ack[0]!;
+    } finally {
+      this.ctx.dma.free(addr);
+    }
+  }
+
+  private async expectOk(cls: number, cmd: number, payload?: Uint8Array): Promise<void> {
+    const ack = await this.command(cls, cmd, payload);
+    if (ack !== NetCtrlAck.OK) throw new VirtioError(ErrorCode.REQUEST_FAILED, `control command ${cls}/${cmd} answered VIRTIO_NET_ERR`);
+  }
+
+  /** VIRTIO_NET_CTRL_RX: one of PROMISC, ALLMULTI, ALLUNI, NOMULTI, NOUNI, NOBCAST on or off. */
+  setRxMode(mode: (typeof NetCtrlRx)[keyof typeof NetCtrlRx], on: boolean): Promise<void> {
+    return this.expectOk(NetCtrlClass.RX, mode, Uint8Array.of(on ? 1 : 0));
+  }
+
+  /** VIRTIO_NET_CTRL_MAC_TABLE_SET: the unicast and multicast filter tables. */
+  setMacTable(unicast: readonly Uint8Array[], multicast: readonly Uint8Array[]): Promise<void> {
+    const b = new Uint8Array(8 + 6 * (unicast.length + multicast.length));
+    let at = 0;
+    for (const table of [unicast, multicast]) {
+      this.put32(b, at, table.length);
+      at += 4;
+      for (const m of table) {
+        b.set(m.subarray(0, 6), at);
+        at += 6;
+      }
+    }
+    return this.expectOk(NetCtrlClass.MAC, NetCtrlMac.TABLE_SET, b);
+  }
+
+  /** VIRTIO_NET_CTRL_MAC_ADDR_SET: the device's primary address. */
+  async setMac(mac: Uint8Array): Promise<void> {
+    await this.expectOk(NetCtrlClass.MAC, NetCtrlMac.ADDR_SET, mac.slice(0, 6));
+    this.mac.set(mac.subarray(0, 6));
+  }
+
+  /** VIRTIO_NET_CTRL_VLAN_ADD / _DEL. */
+  setVlan(vid: number, on: boolean): Promise<void> {
+    const b = new Uint8Array(2);
+    this.put16(b, 0, vid);
+    return this.expectOk(NetCtrlClass.VLAN, on ? NetCtrlVlan.ADD : NetCtrlVlan.DEL, b);
+  }
+
+  /** VIRTIO_NET_CTRL_ANNOUNCE_ACK (after sending the announcement). */
+  ackAnnounce(): Promise<void> {
+    return this.expectOk(NetCtrlClass.ANNOUNCE, NetCtrlAnnounce.ACK);
+  }
+
+  /** VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET: use `n` pairs; their receive queues get buffers first. */
+  async setQueuePairs(n: number): Promise<void> {
+    if (!Number.isInteger(n) || n < 1 || n > this.usablePairs) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue pairs ${n} not in 1..${this.usablePairs}`);
+    for (let p = this.pairsInUse; p < n; p++) this.postReceiveBuffers(p);
+    const b = new Uint8Array(2);
+    this.put16(b, 0, n);
+    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, b);
+    this.pairsInUse = Math.max(this.pairsInUse, n);
+  }
+
+  detach(): void {
+    this.detached = true;
+    for (const q of [...this.rx, ...this.tx]) q.detach();
+    this.ctrl?.detach();
+  }
+
+  // ---- receive ----
+
+  private postReceiveBuffers(pair: number): void {
+    const q = this.rx[pair]!;
+    const n = Math.max(1, Math.min(this.rxBuffers, this.ctx.queue(netRxQueue(pair)).size));
+    for (let i = 0; i < n; i++) {
+      const addr = this.ctx.dma.alloc(this.rxBufferSize, 16);
+      this.post(pair, q, addr);
+    }
+  }
+
+  private post(pair: number, q: RequestQueue, addr: number): void {
+    if (this.detached || q.stopped) {
+      this.ctx.dma.free(addr);
+      return;
+    }
+    q.submit(NO_SEGMENTS, [{ addr, len: this.rxBufferSize }]).then(
+      (used) => {
+        this.onReceived(pair, addr, used);
+        this.post(pair, q, addr);
+      },
+      () => this.ctx.dma.free(addr),
+    );
+  }
+
+  private onReceived(pair: number, addr: number, used: number): void {
+    const len = Math.min(used, this.rxBufferSize);
+    const bytes = new Uint8Array(len);
+    if (len > 0) this.ctx.memory.read(addr, bytes);
+    const a = this.assembly[pair];
+    if (a) {
+      a.parts.push(bytes);
+      if (--a.remaining === 0) {
+        this.assembly[pair] = null;
+        this.emit(pair, a);
+      }
+      return;
+    }
+    const hl = this.hdrLen;
+    if (len < hl) {
+      this.rxErrors++;
+      return;
+    }
+    // driver/net/48: unknown flag bits are ignored; only NEEDS_CSUM and DATA_VALID are used.
+    const buffers = hl >= NetHdr.SIZE ? this.get16(bytes, NetHdr.NUM_BUFFERS) : 1;
+    const first: RxAssembly = {
+      parts: [bytes.subarray(hl)],
+      remaining: (this.mergeable ? buffers : 1) - 1,
+      flags: bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID),
+      csumStart: this.get16(bytes, NetHdr.CSUM_START),
+      csumOffset: this.get16(bytes, NetHdr.CSUM_OFFSET),
+      buffers: this.mergeable ? buffers : 1,
+    };
+    if (this.mergeable && (buffers < 1 || buffers > this.rxBuffers)) {
+      this.rxErrors++;
+      return;
+    }
+    if (first.remaining === 0) this.emit(pair, first);
+    else this.assembly[pair] = first;
+  }
+
+  private emit(pair: number, a: RxAssembly): void {
+    let total = 0;
+    for (const p of a.parts) total += p.length;
+    const data = a.parts.length === 1 ? a.parts[0]! : new Uint8Array(total);
+    if (a.parts.length > 1) {
+      let at = 0;
+      for (const p of a.parts) {
+        data.set(p, at);
+        at += p.length;
+      }
+    }
+    const frame: NetFrame = { data, flags: a.flags, csumStart: a.csumStart, csumOffset: a.csumOffset, buffers: a.buffers, queue: netRxQueue(pair) };
+    const w = this.waiters.shift();
+    if (w) {
+      w(frame);
+      return;
+    }
+    if (this.pending.length >= this.maxPending) {
+      this.pending.shift();
+      this.droppedPending++;
+    }
+    this.pending.push(frame);
+  }
+
+  // ---- helpers ----
+
+  private configField(name: 'maxVirtqueuePairs' | 'mtu' | 'status'): number {
+    return readConfigField(NET_CONFIG_LAYOUT, name, (o, l) => this.ctx.readConfig(o, l), this.le);
+  }
+  private put16(b: Uint8Array, o: number, v: number): void {
+    b[o + (this.le ? 0 : 1)] = v & 0xff;
+    b[o + (this.le ? 1 : 0)] = (v >>> 8) & 0xff;
+  }
+  private put32(b: Uint8Array, o: number, v: number): void {
+    for (let k = 0; k < 4; k++) b[o + (this.le ? k : 3 - k)] = (v >>> (8 * k)) & 0xff;
+  }
+  private get16(b: Uint8Array, o: number): number {
+    return this.le ? b[o]! | (b[o + 1]! << 8) : (b[o]! << 8) | b[o + 1]!;
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * One Ethernet frame as it travels between the ports of a virtual network: the bytes and what
+ * the sender's virtio_net_hdr said about its checksum (5.1.6.2). Packets are reusable buffers:
+ * each sender owns one and refills it per frame, receivers copy what they keep, so moving a
+ * frame allocates nothing.
+ */
+import { ETH_HEADER } from '../../spec/net.js';
+
+export class NetPacket {
+  /** The frame; [0, length) is valid. */
+  readonly data: Uint8Array;
+  length = 0;
+  /**
+   * VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum from csumStart to the end is partial (the
+   * pseudo-header sum is in place) and goes at csumStart + csumOffset once completed.
+   */
+  needsCsum = false;
+  csumStart = 0;
+  csumOffset = 0;
+
+  constructor(capacity: number) {
+    this.data = new Uint8Array(capacity);
+  }
+
+  get capacity(): number {
+    return this.data.length;
+  }
+
+  /** Copies `frame` in (no checksum offload); false when it does not fit. */
+  set(frame: Uint8Array): boolean {
+    if (frame.length > this.data.length) return false;
+    this.data.set(frame);
+    this.length = frame.length;
+    this.needsCsum = false;
+    return true;
+  }
+
+  /** A copy of the frame bytes (tests, capture). */
+  bytes(): Uint8Array {
+    return this.data.slice(0, this.length);
+  }
+}
+
+/**
+ * Completes a partial checksum (what a device does for a peer that did not negotiate
+ * GUEST_CSUM, 5.1.6.2: "the device ... completes the checksum"): the 16-bit one's complement
+ * sum from csumStart to the end, folded and inverted, stored big-endian at csumStart +
+ * csumOffset. Returns false (nothing written) when the offsets lie outside the frame.
+ */
+export function completeChecksum(p: NetPacket): boolean {
+  const start = p.csumStart;
+  const at = start + p.csumOffset;
+  if (!p.needsCsum) return true;
+  if (at + 2 > p.length || start >= p.length) return false;
+  const d = p.data;
+  let sum = 0;
+  let i = start;
+  const end = p.length;
+  for (; i + 1 < end; i += 2) sum += (d[i]! << 8) | d[i + 1]!;
+  if (i < end) sum += d[i]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  const csum = ~sum & 0xffff;
+  d[at] = csum >>> 8;
+  d[at + 1] = csum & 0xff;
+  p.needsCsum = false;
+  return true;
+}
+
+/** The 48-bit MAC at `d[off..off+6)` as a number (exact in a double), for tables without strings. */
+export function macKey(d: Uint8Array, off: number): number {
+  return d[off]! * 0x100_0000_0000 + d[off + 1]! * 0x1_0000_0000 + ((d[off + 2]! << 24) >>> 0) + (d[off + 3]! << 16) + (d[off + 4]! << 8) + d[off + 5]!;
+}
+
+/** The all-ones broadcast address as a macKey. */
+export const BROADCAST_KEY = 0xffff_ffff_ffff;
+
+/** Whether the address at `d[off]` is a group (multicast or broadcast) address: I/G bit set. */
+export function isGroupAddress(d: Uint8Array, off: number): boolean {
+  return (d[off]! & 1) !== 0;
+}
+
+/** Whether `frame` is long enough to carry an Ethernet header. */
+export function hasEthernetHeader(p: NetPacket): boolean {
+  return p.length >= ETH_HEADER;
+}
+
+/** Parses "52:54:00:12:34:56" (or with '-') into 6 bytes; null when malformed. */
+export function parseMac(s: string): Uint8Array | null {
+  const parts = s.split(/[:-]/);
+  if (parts.length !== 6) return null;
+  const out = new Uint8Array(6);
+  for (let i = 0; i < 6; i++) {
+    const p = parts[i]!;
+    if (!/^[0-9a-fA-F]{1,2}$/.test(p)) return null;
+    out[i] = parseInt(p, 16);
+  }
+  return out;
+}
+
+/** Formats 6 bytes as "52:54:00:12:34:56". */
+export function formatMac(m: Uint8Array): string {
+  return Array.from(m.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':');
+}

@@ -1,0 +1,27 @@
+/**
+ * The port abstraction of virtio-ts networking: anything that exchanges Ethernet frames with a
+ * switch (a virtio-net device, a TAP device, a capture file, a test reflector) is a NetPort; the
+ * switch hands each one a NetLink to send through.
+ */
+import type { NetPacket } from './packet.js';
+
+/** Where a port's outgoing frames go. */
+export interface NetLink {
+  /**
+   * Sends one frame. Synchronous: receivers copy the frame before this returns, so the sender
+   * may refill `packet` at once.
+   */
+  send(packet: NetPacket): void;
+}
+
+/** A frame endpoint attached to a switch. */
+export interface NetPort {
+  /** For logs and counters. */
+  readonly name: string;
+  /**
+   * A frame for this port. Synchronous; the port copies what it keeps (the packet is the
+   * sender's buffer). It may complete a partial checksum in place (`completeChecksum`): every
+   * receiver of a flooded frame sees the same bytes either way.
+   */
+  deliver(packet: NetPacket): void;
+}
