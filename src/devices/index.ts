@@ -1,5 +1,6 @@
 /** Public device implementations: virtio-blk (5.2) with its backends, entropy (5.4), and the device registry. */
 export * from './blk/index.js';
 export * from './entropy/index.js';
+export * from './console/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';

@@ -9,11 +9,12 @@
 import { ErrorCode, VirtioError } from '../errors.js';
 import { capabilities } from '../vhost-user/capabilities.js';
 import { BLK_TYPE } from './blk/blk-type.js';
+import { CONSOLE_TYPE } from './console/console-type.js';
 import type { DeviceType } from './device-type.js';
 import { ENTROPY_TYPE } from './entropy/entropy-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them. */
-export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [BLK_TYPE, ENTROPY_TYPE];
+export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [BLK_TYPE, ENTROPY_TYPE, CONSOLE_TYPE];
 
 /** Sub-commands that are not device types. */
 const RESERVED_NAMES = new Set(['demo', 'help']);

@@ -5,3 +5,4 @@ export * from './ring.js';
 export * from './blk.js';
 export * from './entropy.js';
 export * from './config-layout.js';
+export * from './console.js';
