@@ -1,0 +1,93 @@
+/**
+ * Linux's virtio_console (the i386 686 kernel under v86) on a virtio-ts console device with
+ * MULTIPORT: port 0 is the console (/dev/hvc0), port 1 a named generic port (/dev/vport*p1).
+ * Both directions on both ports: the guest writes, the host port streams see it; the host
+ * writes, the guest reads it. Modern, and transitional through the legacy driver.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConsoleDevice } from '../src/devices/console/console-device.js';
+import { runV86DeviceGuest } from './support/v86-device-guest.js';
+import { ensureV86Deps } from './support/v86-guest.js';
+
+const deps = ensureV86Deps();
+const RUN_TIMEOUT_MS = 8 * 60_000;
+const PORT_NAME = 'org.virtio-ts.test';
+
+// Port 0: the tty is put in raw mode without echo first (else the tty would echo the host's
+// bytes back), then the guest says READY0 and the host answers. Port 1: opening it sends
+// PORT_OPEN 1, which releases the bytes the host wrote before the guest booted.
+const SCRIPT = `
+wait_path /dev/hvc0 600 || fail "no hvc0"
+p1=""
+for i in $(seq 1 100); do p1=$(ls /dev/vport*p1 2>/dev/null | head -n 1); [ -n "$p1" ] && break; sleep 0.1; done
+[ -n "$p1" ] || fail "no vport p1"
+d1=$(basename "$p1")
+result name1 "$(cat /sys/class/virtio-ports/$d1/name)"
+dev=$(basename "$(readlink -f /sys/class/virtio-ports/$d1/device)")
+has_feature "$dev" 1 && result multiport 1
+has_feature "$dev" 32 && result version1 1
+exec 3<>/dev/hvc0
+stty raw -echo <&3 || fail "stty"
+echo guest-to-host-0 >&3
+echo READY0 >&3
+result got0 "$(head -c 16 <&3)"
+exec 4<>"$p1"
+echo guest-to-host-1 >&4
+result got1 "$(head -c 16 <&4)"
+exec 4>&-
+result ok 1
+`;
+
+async function runCase(legacy: boolean): Promise<void> {
+  if (!deps.ok) throw new Error(deps.reason);
+  const device = new ConsoleDevice({ ports: [{ console: true }, { name: PORT_NAME }], size: { cols: 100, rows: 40 } });
+  const host0 = device.port(0)!;
+  const host1 = device.port(1)!;
+  let out0 = '';
+  let out1 = '';
+  let answered = false;
+  host0.on('data', (b: Buffer) => {
+    out0 += b.toString('latin1');
+    if (!answered && out0.includes('READY0\n')) {
+      answered = true;
+      host0.write('host-to-guest-0\n');
+    }
+  });
+  host1.on('data', (b: Buffer) => (out1 += b.toString('latin1')));
+  let guestClosed1 = false;
+  host1.on('guestclose', () => (guestClosed1 = true));
+  // Written before the guest exists: waits for receive buffers and the guest opening port 1.
+  host1.write('host-to-guest-1\n');
+  const res = await runV86DeviceGuest({
+    assets: deps,
+    devices: [{ device, transitional: legacy }],
+    legacyDriver: legacy,
+    script: SCRIPT,
+    timeoutMs: RUN_TIMEOUT_MS,
+  });
+  const a = res.adapters[0]!;
+  console.log(`v86 console ${legacy ? 'legacy' : 'modern'}: boot ${Math.round(res.bootMs)} ms, total ${Math.round(res.totalMs)} ms, ${a.irqRaises} interrupts`);
+  assert.equal(res.results.get('ok'), '1', res.output);
+  assert.equal(res.results.get('multiport'), '1');
+  assert.equal(res.results.get('version1'), legacy ? undefined : '1');
+  assert.equal(res.results.get('name1'), PORT_NAME, 'PORT_NAME reached the guest');
+  assert.equal(res.results.get('got0'), 'host-to-guest-0', 'host -> guest on the console port');
+  assert.equal(res.results.get('got1'), 'host-to-guest-1', 'host -> guest on port 1');
+  assert.ok(out0.includes('guest-to-host-0\n'), `guest -> host on the console port: ${JSON.stringify(out0)}`);
+  assert.equal(out1, 'guest-to-host-1\n', 'guest -> host on port 1');
+  assert.ok(guestClosed1, 'the guest closed port 1 (PORT_OPEN 0)');
+  assert.equal(a.transport.legacyActive, legacy);
+  assert.deepEqual(device.stats, { badControl: 0, unknownPort: 0, badBuffers: 0, droppedControl: 0, droppedEmergency: 0, droppedOutput: 0 });
+  assert.deepEqual(res.badAccesses, []);
+}
+
+describe('v86: Linux virtio_console on a virtio-ts console device (MULTIPORT)', { skip: deps.ok ? false : deps.reason }, () => {
+  it('driver/console/3, driver/console/4: hvc0 and a named port, both directions, modern', { timeout: RUN_TIMEOUT_MS + 60_000 }, async () => {
+    await runCase(false);
+  });
+
+  it('device/transport-pci/3: the same as a transitional device through the legacy driver', { timeout: RUN_TIMEOUT_MS + 60_000 }, async () => {
+    await runCase(true);
+  });
+});
