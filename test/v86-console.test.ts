@@ -28,9 +28,12 @@ dev=$(basename "$(readlink -f /sys/class/virtio-ports/$d1/device)")
 has_feature "$dev" 1 && result multiport 1
 has_feature "$dev" 32 && result version1 1
 exec 3<>/dev/hvc0
+result step stty
 stty raw -echo <&3 || fail "stty"
+result step write0
 echo guest-to-host-0 >&3
 echo READY0 >&3
+result step read0
 result got0 "$(head -c 16 <&3)"
 exec 4<>"$p1"
 echo guest-to-host-1 >&4
@@ -65,6 +68,10 @@ async function runCase(legacy: boolean): Promise<void> {
     legacyDriver: legacy,
     script: SCRIPT,
     timeoutMs: RUN_TIMEOUT_MS,
+  }).catch((e: unknown) => {
+    // What the host ports saw tells which direction stalled.
+    const state = { out0, out1, answered, stats: device.stats, open0: host0.guestOpen, open1: host1.guestOpen, pending0: host0.pendingBytes, pending1: host1.pendingBytes };
+    throw new Error(`${String(e)}\nhost side: ${JSON.stringify(state)}`);
   });
   const a = res.adapters[0]!;
   console.log(`v86 console ${legacy ? 'legacy' : 'modern'}: boot ${Math.round(res.bootMs)} ms, total ${Math.round(res.totalMs)} ms, ${a.irqRaises} interrupts`);

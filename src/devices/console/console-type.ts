@@ -1,4 +1,8 @@
-/** The registry record of the console device (5.3): vhost-user type "console", no sub-command yet. */
+/**
+ * The registry record of the console device (5.3): vhost-user type "console" (the device serves
+ * over vhost-user, as the transport matrix shows; QEMU 7.2 has no front-end for it), no
+ * sub-command yet.
+ */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { DeviceId } from '../../spec/device-id.js';
@@ -37,7 +41,7 @@ export const CONSOLE_TYPE: DeviceType = {
   name: 'console',
   deviceId: DeviceId.CONSOLE,
   summary: 'a virtio console device (ports as Node streams)',
-  vhostUser: null,
+  vhostUser: { type: 'console', features: [] },
   cli: null,
   createDevice(args?: unknown): ConsoleDevice {
     const a = (args ?? {}) as ConsoleDeviceArgs;
