@@ -388,9 +388,13 @@ export class ConsoleDriver implements DeviceDriver {
       case ConsoleEvent.PORT_OPEN:
         port.setHostOpen(h.value !== 0);
         return;
-      case ConsoleEvent.PORT_NAME:
-        port.name = new TextDecoder('utf-8', { fatal: false }).decode(payload);
+      case ConsoleEvent.PORT_NAME: {
+        // 5.3.6.2: the name comes without NUL; QEMU 7.2 sends one anyway (and Linux stops at
+        // it), so the name ends at the first NUL.
+        const nul = payload.indexOf(0);
+        port.name = new TextDecoder('utf-8', { fatal: false }).decode(nul < 0 ? payload : payload.subarray(0, nul));
         return;
+      }
       default:
         this.stats.badControl++;
     }
