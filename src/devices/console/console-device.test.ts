@@ -190,6 +190,22 @@ describe('console device (5.3)', () => {
     await lb.close();
   });
 
+  it('beforeHostAccess runs before host-initiated guest memory access (a host write), not before driver-initiated work', T, async () => {
+    let calls = 0;
+    const device = new ConsoleDevice({ queueSize: 64, beforeHostAccess: () => calls++ });
+    const lb = await createLoopback(device, { queueSize: 64 });
+    const con = new ConsoleDriver(lb.context);
+    const w = con.port(0)!.write('from the driver'); // served inside the driver's kick
+    assert.equal(calls, 0, 'a driver notification is already an access with live memory');
+    await w;
+    const before = calls; // the Readable may ask for more meanwhile: that is host-initiated too
+    device.port(0)!.write('from the host');
+    assert.equal(calls, before + 1, 'the host write refreshed first, synchronously');
+    assert.equal(new TextDecoder().decode(await con.port(0)!.readBytes(13)), 'from the host');
+    con.detach();
+    await lb.close();
+  });
+
   it('device reset drops held buffers; pending host data survives and reaches the next driver', T, async () => {
     const device = new ConsoleDevice({ queueSize: 64 });
     const lb = await createLoopback(device, { queueSize: 64 });

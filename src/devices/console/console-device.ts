@@ -52,6 +52,13 @@ export interface ConsoleDeviceOptions {
   readonly onEmergencyWrite?: (byte: number) => void;
   /** Maximum size of every queue. Default 128. */
   readonly queueSize?: number;
+  /**
+   * Called before the device touches guest memory on the host's initiative (a host write, a
+   * reader wanting more, a port added or removed, a resize), i.e. outside any driver access.
+   * An embedder whose guest RAM can move between accesses refreshes its views here (v86: the
+   * adapter's refreshMemory(), as its wasm memory grows while the guest runs).
+   */
+  readonly beforeHostAccess?: () => void;
   readonly logger?: Logger;
 }
 
@@ -96,6 +103,7 @@ export class ConsoleDevice implements VirtioDevice {
   private cols: number;
   private rows: number;
   private readonly portHost: ConsolePortHost;
+  private readonly beforeHostAccess: () => void;
 
   // Per activation.
   private multiport = false;
@@ -151,10 +159,21 @@ export class ConsoleDevice implements VirtioDevice {
     this.txHeld = Array.from({ length: max }, () => []);
     this.txReaders = Array.from({ length: max }, () => new ChainCursor(false));
     this.txCurrent = new Array<QueueRequest | null>(max).fill(null);
+    const before = opts.beforeHostAccess ?? null;
+    this.beforeHostAccess = before ?? (() => {});
     this.portHost = {
-      hostWrote: (p) => this.pumpRx(p.id),
-      hostReads: (p) => this.pumpTx(p.id),
-      hostDestroyed: (p) => this.pumpTx(p.id),
+      hostWrote: (p) => {
+        before?.();
+        this.pumpRx(p.id);
+      },
+      hostReads: (p) => {
+        before?.();
+        this.pumpTx(p.id);
+      },
+      hostDestroyed: (p) => {
+        before?.();
+        this.pumpTx(p.id);
+      },
     };
     this.ports = new Array<ConsolePort | null>(max).fill(null);
     portOpts.forEach((o, id) => {
@@ -192,7 +211,10 @@ export class ConsoleDevice implements VirtioDevice {
     if (this.ports[id] !== null) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `port ${id} exists`);
     const port = new ConsolePort(id, opts);
     this.attach(port);
-    if (this.driverReady) this.announce(id);
+    if (this.driverReady) {
+      this.beforeHostAccess();
+      this.announce(id);
+    }
     return port;
   }
 
@@ -204,6 +226,7 @@ export class ConsoleDevice implements VirtioDevice {
     const port = this.ports[id];
     if (!port) return false;
     if (this.announced[id]) {
+      this.beforeHostAccess();
       this.announced[id] = 0;
       this.sendControl(id, ConsoleEvent.DEVICE_REMOVE, 0, null);
     }
@@ -221,6 +244,7 @@ export class ConsoleDevice implements VirtioDevice {
    */
   resize(cols: number, rows: number, id = 0): void {
     checkSize(cols, rows);
+    this.beforeHostAccess();
     const ctx = this.server.context;
     if (id === 0) {
       this.cols = cols;
