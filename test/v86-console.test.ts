@@ -7,8 +7,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConsoleDevice } from '../src/devices/console/console-device.js';
+import { DeviceId } from '../src/spec/device-id.js';
+import { type V86Attachment, attachV86Devices } from '../src/transport/v86/v86-attach.js';
 import { runV86DeviceGuest } from './support/v86-device-guest.js';
-import { ensureV86Deps } from './support/v86-guest.js';
+import { ensureV86Deps, runV86Guest } from './support/v86-guest.js';
+import { v86ModulesForDeviceId } from './support/v86-modules.js';
 
 const deps = ensureV86Deps();
 const RUN_TIMEOUT_MS = 8 * 60_000;
@@ -93,5 +96,49 @@ describe('v86: Linux virtio_console on a virtio-ts console device (MULTIPORT)', 
 
   it('device/transport-pci/3: the same as a transitional device through the legacy driver', { timeout: RUN_TIMEOUT_MS + 60_000 }, async () => {
     await runCase(true);
+  });
+});
+
+// The host answers the guest while it runs: the guest puts hvc0 in raw mode, says READY, and
+// reads what the host writes in reply, from a Node event outside any guest access. The device's
+// beforeHostAccess refreshes the adapter's RAM view first (attachV86Devices' refreshMemory,
+// reached here by attaching through runV86Guest's own hook).
+const ASYNC_SCRIPT = `
+wait_path /dev/hvc0 600 || fail "no hvc0"
+exec 3<>/dev/hvc0
+stty raw -echo <&3 || fail "stty"
+echo READY >&3
+result step read
+result got "$(head -c 16 <&3)"
+result ok 1
+`;
+
+describe('v86: host writes while the guest runs, with beforeHostAccess refreshing guest RAM', { skip: deps.ok ? false : deps.reason }, () => {
+  it('the guest reads on hvc0 (raw) what the host wrote in answer to it', { timeout: RUN_TIMEOUT_MS + 60_000 }, async () => {
+    if (!deps.ok) throw new Error(deps.reason);
+    let attachment: V86Attachment | null = null;
+    const device = new ConsoleDevice({ ports: [{ console: true }, {}], beforeHostAccess: () => attachment?.refreshMemory() });
+    const host0 = device.port(0)!;
+    let out0 = '';
+    host0.on('data', (b: Buffer) => {
+      out0 += b.toString('latin1');
+      if (out0 === 'READY\n') host0.write('host-to-guest-0\n');
+    });
+    const res = await runV86Guest({
+      assets: deps,
+      modules: v86ModulesForDeviceId(DeviceId.CONSOLE) ?? [],
+      script: ASYNC_SCRIPT,
+      timeoutMs: RUN_TIMEOUT_MS,
+      attach: (cpu) => {
+        attachment = attachV86Devices(cpu, [{ device }]);
+        return attachment.detach;
+      },
+    }).catch((e: unknown) => {
+      throw new Error(`${String(e)}\nhost side: ${JSON.stringify({ out0, stats: device.stats, pending0: host0.pendingBytes })}`);
+    });
+    assert.equal(res.results.get('ok'), '1', res.output);
+    assert.equal(res.results.get('got'), 'host-to-guest-0');
+    assert.equal(out0, 'READY\n');
+    assert.deepEqual(device.stats, { badControl: 0, unknownPort: 0, badBuffers: 0, droppedControl: 0, droppedEmergency: 0, droppedOutput: 0 });
   });
 });
