@@ -28,6 +28,8 @@ import {
   type ConsoleConfigField,
   ConsoleQueue,
   consoleQueueCount,
+  consoleReceiveQueue,
+  consoleTransmitQueue,
 } from '../../spec/console.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
@@ -377,12 +379,14 @@ export class ConsoleDevice implements VirtioDevice {
     if (!port || !held) return;
     // With MULTIPORT data waits for the guest to open the port, as a guest discards data sent to
     // a closed one.
+    let completed = false;
     while (port.pending !== null && held.length > 0 && port.guestOpen) {
       const req = held.shift()!;
       if (!this.server.isLive(req)) continue;
       const chunk = port.pending;
       const n = this.writer.reset(req.chain).write(chunk, port.pendingOffset, chunk.length - port.pendingOffset);
       this.server.complete(req, n);
+      completed = true;
       port.pendingOffset += n;
       if (port.pendingOffset >= chunk.length) {
         const cb = port.pendingCallback;
@@ -391,6 +395,18 @@ export class ConsoleDevice implements VirtioDevice {
         cb?.(); // may write the next chunk at once (re-entering here with a new pending)
       }
     }
+    if (completed) this.notifyNow(consoleReceiveQueue(id));
+  }
+
+  /**
+   * The used-buffer notification for a queue completed outside its own pass, sent now rather
+   * than in the queue server's microtask: the caller is inside the access that caused it (a
+   * control message, another queue's buffer) or a host event, and an embedder's guest memory
+   * view is known live only there (v86 grows its RAM while the guest runs). Suppression still
+   * applies; the server's later check finds nothing new.
+   */
+  private notifyNow(queueIndex: number): void {
+    this.server.context?.notifyUsed(queueIndex);
   }
 
   /** Guest -> host: reads held transmit buffers of port `id` into its Readable while it wants more. */
@@ -398,6 +414,7 @@ export class ConsoleDevice implements VirtioDevice {
     const held = this.txHeld[id];
     if (!held || this.txPumping[id]) return;
     this.txPumping[id] = 1; // push() may call _read synchronously
+    let completed = false;
     try {
       const reader = this.txReaders[id]!;
       for (;;) {
@@ -415,6 +432,7 @@ export class ConsoleDevice implements VirtioDevice {
           held.shift();
           this.txCurrent[id] = null;
           this.server.complete(req, 0);
+          completed = true;
           continue;
         }
         if (port.readBlocked) return;
@@ -433,10 +451,12 @@ export class ConsoleDevice implements VirtioDevice {
           held.shift();
           this.txCurrent[id] = null;
           this.server.complete(req, 0);
+          completed = true;
         }
       }
     } finally {
       this.txPumping[id] = 0;
+      if (completed) this.notifyNow(consoleTransmitQueue(id));
     }
   }
 
@@ -463,13 +483,16 @@ export class ConsoleDevice implements VirtioDevice {
   }
 
   private pumpControl(): void {
+    let completed = false;
     while (this.ctrlOut.length > 0 && this.ctrlRxHeld.length > 0) {
       const req = this.ctrlRxHeld.shift()!;
       if (!this.server.isLive(req)) continue;
       const msg = this.ctrlOut.shift()!;
       // A buffer smaller than a name gets the name cut (it holds at least the header).
       this.server.complete(req, this.writer.reset(req.chain).write(msg));
+      completed = true;
     }
+    if (completed) this.notifyNow(ConsoleQueue.CONTROL_RECEIVEQ);
   }
 
   /** control transmitq: one driver message, decoded and acted on at once. */
