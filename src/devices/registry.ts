@@ -10,6 +10,7 @@ import { ErrorCode, VirtioError } from '../errors.js';
 import { capabilities } from '../vhost-user/capabilities.js';
 import { BALLOON_TYPE } from './balloon/balloon-type.js';
 import { BLK_TYPE } from './blk/blk-type.js';
+import { CONSOLE_TYPE } from './console/console-type.js';
 import type { DeviceType } from './device-type.js';
 import { ENTROPY_TYPE } from './entropy/entropy-type.js';
 import { FS_TYPE } from './fs/fs-type.js';
@@ -26,6 +27,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   BALLOON_TYPE,
   VSOCK_TYPE,
   NET_TYPE,
+  CONSOLE_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -10,3 +10,4 @@ export * from './config-layout.js';
 export * from './fs.js';
 export * from './vsock.js';
 export * from './net.js';
+export * from './console.js';

@@ -42,6 +42,8 @@ const DEFAULT_CONFIG_SIZE: Readonly<Record<number, number>> = {
   [DeviceId.NET]: 12,
   [DeviceId.FS]: 40,
   [DeviceId.VSOCK]: VSOCK_CONFIG_SIZE,
+  // 5.3.4: cols, rows, max_nr_ports, emerg_wr.
+  [DeviceId.CONSOLE]: 12,
 };
 /** Queues when the back-end has no MQ: rx+tx for net, hiprio+request for fs, one otherwise. */
 const DEFAULT_QUEUES: Readonly<Record<number, number>> = { [DeviceId.NET]: 2, [DeviceId.FS]: 2 };
