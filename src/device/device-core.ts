@@ -15,6 +15,7 @@ import type { DeviceQueue, QueueConfig } from '../queue/types.js';
 import { DEVICE_TYPE_FEATURES, F, TRANSPORT_FEATURES_SUPPORTED, featureBits } from '../spec/features.js';
 import { LEGACY_QUEUE_ALIGN } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
+import { ActivationContext } from './activation-context.js';
 import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from './queue-register-file.js';
 import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type VirtioDevice } from './types.js';
 
@@ -39,43 +40,6 @@ const DRIVER_STATUS_BITS = Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_
 const LEGACY_TRANSPORT_BITS = F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT;
 
 const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
-
-/**
- * The DeviceContext handed to the device at one activation. It goes dead when the core is
- * reset: a device that completes a request late then touches nothing (device/content/8).
- */
-class ActivationContext implements DeviceContext {
-  constructor(
-    private readonly core: DeviceCore,
-    readonly epoch: number,
-    readonly features: bigint,
-    readonly littleEndian: boolean,
-  ) {}
-
-  get memory(): GuestMemory {
-    return this.core.memory;
-  }
-
-  get live(): boolean {
-    return this.core.epochNow === this.epoch;
-  }
-
-  queue(index: number): DeviceQueue | null {
-    return this.core.epochNow === this.epoch ? this.core.queue(index) : null;
-  }
-
-  notifyUsed(index: number): void {
-    if (this.core.epochNow === this.epoch) this.core.signalUsed(index);
-  }
-
-  notifyConfigChange(): void {
-    if (this.core.epochNow === this.epoch) this.core.configChanged();
-  }
-
-  needsReset(reason: string, cause?: unknown): void {
-    if (this.core.epochNow === this.epoch) this.core.setNeedsReset(reason, cause);
-  }
-}
 
 export class DeviceCore implements DeviceCoreApi {
   readonly device: VirtioDevice;
