@@ -4,6 +4,7 @@ export {
   DEFAULT_MAP_CHUNK,
   MAX_MAPPING,
   NativePlatform,
+  loadNativeAddon,
   loadNativePlatform,
   mapChunked,
   nativePlatformAvailable,

@@ -1,5 +1,5 @@
 /**
- * The Platform over the native addon (native/platform.c, built by `npm install` through
+ * The Platform over the native addon (native/*.c, one file per concept, built by `npm install` through
  * node-gyp into build/Release/virtio_ts_platform.node). The addon only maps arguments to
  * syscalls; this wrapper gives it the Platform shape and turns every failure into a
  * PlatformError (VirtioError code PLATFORM) carrying the errno name.
@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { PlatformError, toPlatformError } from './platform-error.js';
 import type { FdWatcher, Mapping, Platform, RecvResult } from './types.js';
 
-/** What the addon exports (see the comments in native/platform.c). */
+/** What the addon exports (see the comments in native/*.c). */
 interface Addon {
   listenUnix(path: string, backlog?: number): number;
   accept(listenFd: number): number;
@@ -65,6 +65,15 @@ function loadAddon(): Addon {
   }
   loadError = new PlatformError('ENOENT', `native addon not built (run npm install): ${failures.join('; ')}`);
   throw loadError;
+}
+
+/**
+ * The addon's raw exports, for the typed wrappers of one concept each (src/platform/<concept>.ts)
+ * that add functions without widening the Platform interface. Throws PlatformError like
+ * loadNativePlatform when the addon is not built.
+ */
+export function loadNativeAddon(): Readonly<Record<string, unknown>> {
+  return loadAddon() as unknown as Readonly<Record<string, unknown>>;
 }
 
 class NativeMapping implements Mapping {
