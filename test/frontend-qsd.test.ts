@@ -17,6 +17,9 @@ import { F } from '../src/spec/features.js';
 import { spawnBackend, type BackendProcess } from '../src/vhost-user/frontend-process.js';
 import { VhostUserDriverTransport, startVhostUserDriver } from '../src/vhost-user/frontend-transport.js';
 import { makeTempDir, type TempDir } from './support/guest.js';
+import { ensureGuestDeps } from './support/guest-deps.js';
+import { GuestError, GuestFailure } from './support/guest-errors.js';
+import { inCI } from './support/guest-host.js';
 
 function hasQsd(): boolean {
   try {
@@ -27,7 +30,11 @@ function hasQsd(): boolean {
   }
 }
 
-const skip = !nativePlatformAvailable() ? 'native addon not built' : hasQsd() ? false : 'qemu-storage-daemon is not installed';
+// ensureGuestDeps installs QEMU (qemu-storage-daemon is in qemu-system-common) and, under CI,
+// throws when it cannot: this test fails there, never skips.
+const deps = ensureGuestDeps();
+if (inCI && !hasQsd()) throw new GuestError(GuestFailure.MISSING_DEPS, 'qemu-storage-daemon is not installed');
+const skip = !nativePlatformAvailable() ? 'native addon not built' : !deps.ok ? deps.reason : hasQsd() ? false : 'qemu-storage-daemon is not installed';
 const ALL = (1n << 64n) - 1n;
 const IMAGE_BYTES = 8 << 20;
 
