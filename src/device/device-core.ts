@@ -16,6 +16,7 @@ import { DEVICE_TYPE_FEATURES, F, TRANSPORT_FEATURES_SUPPORTED, featureBits } fr
 import { LEGACY_QUEUE_ALIGN } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
 import { ActivationContext } from './activation-context.js';
+import { ConfigWindow } from './config-window.js';
 import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from './queue-register-file.js';
 import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type VirtioDevice } from './types.js';
 
@@ -63,9 +64,7 @@ export class DeviceCore implements DeviceCoreApi {
   private ctx: ActivationContext | null = null;
   private lastNeedsResetReason: string | null = null;
   private lastNeedsResetError: VirtioError | null = null;
-  /** Scratch views for width reads and writes (no allocation per register access). */
-  private readonly scratch = new Uint8Array(8);
-  private readonly scratchViews: Uint8Array[];
+  private readonly config: ConfigWindow;
 
   constructor(device: VirtioDevice, opts: DeviceCoreOptions) {
     this.device = device;
@@ -79,7 +78,7 @@ export class DeviceCore implements DeviceCoreApi {
     this.numQueues = n;
     this.regs = new QueueRegisterFile(device.queueMaxSizes);
     this.queues = new Array<DeviceQueue | null>(n).fill(null);
-    this.scratchViews = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((w) => this.scratch.subarray(0, w));
+    this.config = new ConfigWindow(device, this.log);
     this.computeOffered();
   }
 
@@ -352,68 +351,20 @@ export class DeviceCore implements DeviceCoreApi {
   }
 
   readConfig(offset: number, width: number): number {
-    if (width !== 1 && width !== 2 && width !== 4) return 0;
-    if (!this.configInRange(offset, width)) return 0;
-    const dst = this.scratchViews[width]!;
-    dst.fill(0);
-    try {
-      this.device.readConfig(offset, dst, this.configFeatures(), this.le);
-    } catch (e) {
-      this.log.error(`config read threw: ${String(e)}`);
-      return 0;
-    }
-    let v = 0;
-    if (this.le) for (let i = width - 1; i >= 0; i--) v = v * 256 + dst[i]!;
-    else for (let i = 0; i < width; i++) v = v * 256 + dst[i]!;
-    return v;
+    return this.config.read(offset, width, this.configFeatures(), this.le);
   }
 
   writeConfig(offset: number, width: number, value: number): void {
-    if (width !== 1 && width !== 2 && width !== 4) return;
-    if (!this.configInRange(offset, width)) return;
-    const src = this.scratchViews[width]!;
-    let v = value >>> 0;
-    for (let i = 0; i < width; i++) {
-      src[this.le ? i : width - 1 - i] = v & 0xff;
-      v >>>= 8;
-    }
-    try {
-      this.device.writeConfig(offset, src, this.configFeatures(), this.le);
-    } catch (e) {
-      this.log.error(`config write threw: ${String(e)}`);
-    }
+    this.config.write(offset, width, value, this.configFeatures(), this.le);
   }
 
   readConfigBytes(offset: number, dst: Uint8Array): void {
-    dst.fill(0);
-    const size = this.device.configSize;
-    if (!Number.isInteger(offset) || offset < 0 || offset >= size) return;
-    // Out of range bytes read 0 (2.5): only the part inside the config is asked of the device.
-    const n = Math.min(dst.length, size - offset);
-    if (n <= 0) return;
-    try {
-      this.device.readConfig(offset, dst.subarray(0, n), this.configFeatures(), this.le);
-    } catch (e) {
-      this.log.error(`config read threw: ${String(e)}`);
-      dst.fill(0);
-    }
+    this.config.readBytes(offset, dst, this.configFeatures(), this.le);
   }
 
   /** Writes config bytes (byte-stream transports such as CCW WRITE_CONF); out of range is ignored. */
   writeConfigBytes(offset: number, src: Uint8Array): void {
-    const size = this.device.configSize;
-    if (!Number.isInteger(offset) || offset < 0 || offset >= size) return;
-    const n = Math.min(src.length, size - offset);
-    if (n <= 0) return;
-    try {
-      this.device.writeConfig(offset, src.subarray(0, n), this.configFeatures(), this.le);
-    } catch (e) {
-      this.log.error(`config write threw: ${String(e)}`);
-    }
-  }
-
-  private configInRange(offset: number, width: number): boolean {
-    return Number.isInteger(offset) && offset >= 0 && offset + width <= this.device.configSize;
+    this.config.writeBytes(offset, src, this.configFeatures(), this.le);
   }
 
   // ---- queues (2.6) --------------------------------------------------------------------------
