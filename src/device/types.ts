@@ -68,6 +68,13 @@ export interface VirtioDevice {
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void;
   /** Writes config bytes; ignores writes to read-only fields. */
   writeConfig(offset: number, src: Uint8Array, features: bigint, littleEndian: boolean): void;
+  /**
+   * Whether a write of `size` bytes at `offset` touches only fields the driver may write under
+   * `features` (see configWriteAllowed in spec/config-layout.ts). Transports whose protocol
+   * refuses such writes (vhost-user SET_CONFIG) ask it; without it every in-range write is
+   * accepted and left to writeConfig to ignore.
+   */
+  configWritable?(offset: number, size: number, features: bigint): boolean;
 
   /**
    * Device-specific feature dependencies (e.g. a feature that needs another): returns null when

@@ -198,3 +198,21 @@ export function decodeConfigWrite<N extends string>(
     apply(f.name, decodeConfigField(f, src.subarray(at, at + f.width), littleEndian));
   }
 }
+
+/**
+ * Whether a driver write of `size` bytes at `offset` lands only on whole driver-writable ('rw')
+ * fields that exist under `features`. The vhost-user back-end refuses a SET_CONFIG for which
+ * this is false ("the back-end MUST NOT accept SET_CONFIG for read-only fields").
+ */
+export function configWriteAllowed(layout: ConfigLayout, offset: number, size: number, features: bigint): boolean {
+  if (!Number.isInteger(offset) || !Number.isInteger(size) || offset < 0 || size <= 0 || offset + size > layout.size) return false;
+  let covered = 0;
+  for (const f of layout.fields) {
+    if (f.offset + f.width <= offset || f.offset >= offset + size) continue;
+    // A field only partly inside the write, read-only, or absent: refused.
+    if (f.access !== 'rw' || f.offset < offset || f.offset + f.width > offset + size || !configFieldPresent(f, features)) return false;
+    covered += f.width;
+  }
+  // Padding between fields is not writable either.
+  return covered === size;
+}

@@ -9,6 +9,9 @@ import { LoopbackPlatform } from './loopback-platform.js';
 import type { Platform } from '../platform/types.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import { F } from '../spec/features.js';
+import { BlkConfig, BlkF } from '../spec/blk.js';
+import { BlkDevice } from '../devices/blk/blk-device.js';
+import { MemoryBackend } from '../devices/blk/memory-backend.js';
 import { Status } from '../spec/status.js';
 import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
 import { encodeU64, encodeVringState, VhostUserError, VhostUserFault } from './codec.js';
@@ -224,6 +227,29 @@ describe('VhostUserBackend features', () => {
     assert.equal(await f.setConfig(6, new Uint8Array([1, 2, 3])), 1, 'beyond the config space');
     assert.equal(await f.setConfig(0, new Uint8Array([9]), 7), 1, 'unknown flags');
     assert.deepEqual([...dev.config], [1, 2, 0xaa, 0xbb, 5, 6, 7, 8]);
+  });
+
+  it('SET_CONFIG to a read-only field is refused (non-zero ack), the writable field accepted; GET_CONFIG whose offset + size wraps gets the zero-length error reply', async () => {
+    const blk = new BlkDevice(new MemoryBackend(1 << 20));
+    const s = openSession(p, blk);
+    sessions.push(s);
+    const f = s.front;
+    await f.getFeatures();
+    await f.setProtocolFeatures(SUPPORTED_PROTOCOL_FEATURES);
+    f.needReply = true;
+    assert.equal(await f.setFeatures(F.VERSION_1 | BlkF.FLUSH | BlkF.CONFIG_WCE | F_PROTOCOL_FEATURES), 0);
+    const capacityBefore = (await f.getConfig(BlkConfig.CAPACITY, 8))!.data.slice();
+    // "The back-end MUST NOT accept SET_CONFIG for read-only fields" (vhost-user.rst).
+    assert.equal(await f.setConfig(BlkConfig.CAPACITY, new Uint8Array(8).fill(0xff)), 1, 'capacity is read-only');
+    assert.equal(await f.setConfig(BlkConfig.WRITEBACK - 1, new Uint8Array([0, 0])), 1, 'a write spilling onto a read-only byte');
+    assert.deepEqual((await f.getConfig(BlkConfig.CAPACITY, 8))!.data, capacityBefore);
+    assert.equal(await f.setConfig(BlkConfig.WRITEBACK, new Uint8Array([0])), 0, 'writeback is writable with CONFIG_WCE');
+    assert.equal((await f.getConfig(BlkConfig.WRITEBACK, 1))!.data[0], 0);
+    assert.equal(await f.setConfig(BlkConfig.WRITEBACK, new Uint8Array([1])), 0);
+    assert.equal((await f.getConfig(BlkConfig.WRITEBACK, 1))!.data[0], 1);
+    // 0xfffffff0 + 32 wraps in 32 bits: refused, not answered with zeros.
+    assert.equal(await f.getConfig(0xffff_fff0, 32), null);
+    assert.equal((s.backend.lastError as VhostUserError).reason, VhostUserFault.BAD_VALUE);
   });
 
   it('SET_STATUS / GET_STATUS (STATUS): FEATURES_OK sticks only after SET_FEATURES; 0 clears', async () => {

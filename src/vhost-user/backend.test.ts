@@ -348,10 +348,16 @@ describe('VhostUserBackend over a socketpair (FakePlatform)', () => {
       const ev = p.eventfd();
       await refusedWith(s, FrontendReq.SET_VRING_KICK, encodeU64(7), [ev], VhostUserFault.BAD_INDEX);
       p.close(ev);
-      // GET_VRING_BASE always gets its explicit reply, even refused.
-      const r = await s.front.call(FrontendReq.GET_VRING_BASE, encodeVringState({ index: 9, num: 0 }));
-      assert.equal(r.payload.length, 8);
-      assert.equal(s.backend.lastError!.message.includes('BAD_INDEX'), true);
+    });
+
+    it('GET_VRING_BASE of a ring that does not exist ends the session (its reply has no error form)', async () => {
+      const s = await ready();
+      const m = encodeMessage(FrontendReq.GET_VRING_BASE, HeaderFlag.VERSION, encodeVringState({ index: 9, num: 0 }));
+      p.sendmsg(s.front.fd, m, 0, m.length);
+      const ev = await s.ended;
+      assert.equal(ev.reason, 'protocol');
+      assert.ok(s.backend.lastError!.message.includes('BAD_INDEX'), String(s.backend.lastError));
+      assert.ok(ev.error?.message.includes('no error reply exists'), String(ev.error));
     });
 
     it('overlapping regions (both fds closed)', async () => {

@@ -227,6 +227,10 @@ export class VhostUserBackend {
   }
 
   /** Features offered in GET_FEATURES: the device's, the transport bits we honour, bits 26 and 30. */
+  /** True once the session ended (close(), or a request that ended it). */
+  get closed(): boolean {
+    return this.isClosed;
+  }
   get offeredFeatures(): bigint {
     const off = this.device.offeredFeatures;
     return BigInt.asUintN(64, off & (DEVICE_TYPE_FEATURES | VHOST_USER_TRANSPORT_FEATURES)) | F_PROTOCOL_FEATURES | F_LOG_ALL;
@@ -284,15 +288,23 @@ export class VhostUserBackend {
 
   /**
    * Handles one framed request: replies through the sink, closes every fd of the message it did
-   * not keep. Never throws for anything the front-end sent; only a failing sink (socket gone)
-   * throws.
+   * not keep. Throws only when the session must end: a failing sink (socket gone) or a refused
+   * request whose reply has no error form (SessionEndingError, e.g. GET_VRING_BASE of a ring
+   * that does not exist); the back-end is closed then.
    */
   handleMessage(msg: VhostUserMessage): void {
     if (this.isClosed) {
       this.dispatcher.closeFds(msg.fds);
       return;
     }
-    this.dispatcher.handle(msg, this.sink);
+    try {
+      this.dispatcher.handle(msg, this.sink);
+    } catch (e) {
+      // A refusal with no honest reply (SessionEndingError), or the socket gone: the session
+      // cannot go on. Everything is released here; the caller ends the connection.
+      this.close();
+      throw e;
+    }
   }
 
   private reportError(e: VirtioError, request: number): void {
@@ -351,6 +363,11 @@ export class VhostUserBackend {
       noFds(msg);
       this.requireProto(msg.request, PF.CONFIG);
       const c = decodeConfig(msg.request, msg.payload);
+      // offset + size past 2^32 wraps in the front-end's 32-bit arithmetic: refused (a
+      // zero-length reply), as is any other size the protocol cannot answer.
+      if (c.offset + c.size > 0xffff_ffff) {
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config read ${c.offset}+${c.size} wraps`, msg.request);
+      }
       const data = new Uint8Array(c.size);
       // 2.5: bytes past the config space read 0 (the core asks the device only for the rest).
       this.core.readConfigBytes(c.offset, data);
@@ -366,6 +383,11 @@ export class VhostUserBackend {
       // The core ignores out-of-range writes; the protocol refuses them so the front-end knows.
       if (c.offset + c.size > this.device.configSize) {
         throw new VhostUserError(VhostUserFault.BAD_VALUE, `config write ${c.offset}+${c.size} beyond ${this.device.configSize}`, msg.request);
+      }
+      // "The back-end MUST NOT accept SET_CONFIG for read-only fields" (vhost-user.rst): a
+      // device that knows its writable fields says so; a refused write gets a non-zero ack.
+      if (this.device.configWritable && !this.device.configWritable(c.offset, c.size, this.deviceFeatures)) {
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config write ${c.offset}+${c.size} touches read-only fields`, msg.request);
       }
       this.core.writeConfigBytes(c.offset, c.data.slice());
       return null;

@@ -13,7 +13,7 @@
 import { type VirtioError, isVirtioError } from '../errors.js';
 import type { Platform } from '../platform/types.js';
 import type { Logger } from '../log.js';
-import { REPLY_FLAGS, VhostUserError, VhostUserFault, checkRequestSize, decodeU64, encodeInflight, encodeU64, encodeVringState } from './codec.js';
+import { REPLY_FLAGS, VhostUserError, VhostUserFault, checkRequestSize, decodeU64, encodeInflight, encodeU64 } from './codec.js';
 import { FrontendReq, HeaderFlag, VRING_IDX_MASK, VRING_NOFD_MASK, type VhostUserMessage } from './messages.js';
 
 /** Where replies and back-end requests go (the connection's framer). */
@@ -47,6 +47,23 @@ const EXPLICIT_REPLY = new Set<number>([
   FrontendReq.SET_DEVICE_STATE_FD,
   FrontendReq.CHECK_DEVICE_STATE,
 ]);
+
+/**
+ * Requests whose reply has no error form: any value it could carry reads as a real answer
+ * (GET_VRING_BASE's {index, num} is a ring position). Refusing one ends the session, so the
+ * front-end sees the failure instead of resuming a ring from a made-up base.
+ */
+const NO_ERROR_REPLY = new Set<number>([FrontendReq.GET_VRING_BASE]);
+
+/** A refused request that has no error reply: the connection must end (see NO_ERROR_REPLY). */
+export class SessionEndingError extends VhostUserError {
+  constructor(
+    readonly refusal: VirtioError,
+    request: number,
+  ) {
+    super(VhostUserFault.BAD_STATE, `no error reply exists, ending the session (${refusal.message})`, request, { cause: refusal });
+  }
+}
 
 /** Whether `request` always gets a reply of its own. */
 export function hasExplicitReply(request: number): boolean {
@@ -95,6 +112,7 @@ export class MessageDispatcher {
     const needReply = (msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.state.replyAck;
     if (err) {
       this.onRefused(err, msg.request);
+      if (NO_ERROR_REPLY.has(msg.request)) throw new SessionEndingError(err, msg.request);
       const r = this.errorReply(msg);
       if (r) sink(msg.request, REPLY_FLAGS, r.payload);
       else if (needReply) sink(msg.request, REPLY_FLAGS, encodeU64(1));
@@ -120,10 +138,6 @@ export class MessageDispatcher {
       case FrontendReq.GET_CONFIG:
         // "uses zero length of payload to indicate an error"
         return { payload: new Uint8Array(0) };
-      case FrontendReq.GET_VRING_BASE: {
-        const index = msg.payload.length >= 4 ? new DataView(msg.payload.buffer, msg.payload.byteOffset).getUint32(0, true) : 0;
-        return { payload: encodeVringState({ index, num: 0 }) };
-      }
       case FrontendReq.GET_INFLIGHT_FD:
         return { payload: encodeInflight({ mmapSize: 0, mmapOffset: 0, numQueues: 0, queueSize: 0 }) };
       case FrontendReq.SET_DEVICE_STATE_FD:

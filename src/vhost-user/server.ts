@@ -289,8 +289,11 @@ export class VhostUserConnection {
       try {
         this.backend.handleMessage(msg);
       } catch (e) {
-        this.logger.error(`vhost-user: front-end ${this.id}: reply failed: ${(e as Error).message}`);
-        this.end('io', isVirtioError(e) ? e : undefined);
+        // A request that ends the session (SessionEndingError), or a reply the socket refused.
+        const err = isVirtioError(e) ? e : undefined;
+        const protocol = err?.code === 'VHOST_USER_PROTOCOL';
+        this.logger.error(`vhost-user: front-end ${this.id}: ${protocol ? '' : 'reply failed: '}${(e as Error).message}`);
+        this.end(protocol ? 'protocol' : 'io', err);
         return;
       }
     }

@@ -16,7 +16,7 @@ import {
   BlkF,
   type BlkConfigField,
 } from '../../spec/blk.js';
-import { type ConfigValues, decodeConfigWrite, encodeConfig } from '../../spec/config-layout.js';
+import { type ConfigValues, configWriteAllowed, decodeConfigWrite, encodeConfig } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import type { BlkBackend } from './backend.js';
@@ -197,6 +197,10 @@ export class BlkDevice implements VirtioDevice {
       this.writeback = val;
       this.log?.debug(`virtio-blk: cache mode ${val ? 'writeback' : 'writethrough'}`);
     });
+  }
+
+  configWritable(offset: number, size: number, features: bigint): boolean {
+    return configWriteAllowed(BLK_CONFIG_LAYOUT, offset, size, features);
   }
 
   validateFeatures(accepted: bigint): string | null {
