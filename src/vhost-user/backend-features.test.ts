@@ -16,7 +16,7 @@ import { Status } from '../spec/status.js';
 import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
 import { encodeU64, encodeVringState, VhostUserError, VhostUserFault } from './codec.js';
 import { F_PROTOCOL_FEATURES, FrontendReq, HeaderFlag, PF } from './messages.js';
-import { EchoDevice, RING, TinyDriver, makeGuest, openSession, waitEventfd, type Guest, type Session } from './test-helpers.js';
+import { EchoDevice, RING, TinyDriver, makeGuest, openSession, setUpRing as setUp, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
 const enc = new TextEncoder();
 
@@ -26,41 +26,6 @@ class ChattyDevice extends EchoDevice {
     super.complete(index, chain);
     this.ctx!.notifyUsed(index);
   }
-}
-
-interface SetUpOptions {
-  protocol?: bigint | null;
-  features?: bigint;
-  ring?: number;
-  enable?: boolean;
-  bigEndian?: boolean;
-}
-
-async function setUp(s: Session, guest: Guest, drv: TinyDriver, o: SetUpOptions = {}): Promise<{ kick: number; call: number }> {
-  const p = s.platform;
-  const f = s.front;
-  const ring = o.ring ?? 0;
-  await f.getFeatures();
-  if (o.protocol !== null) {
-    const proto = o.protocol ?? SUPPORTED_PROTOCOL_FEATURES;
-    await f.setProtocolFeatures(proto);
-    if ((proto & PF.REPLY_ACK) !== 0n) f.needReply = true;
-  }
-  await f.setOwner();
-  await f.setFeatures((o.features ?? F.VERSION_1) | (o.protocol !== null ? F_PROTOCOL_FEATURES : 0n));
-  await f.setMemTable([guest.region], [guest.fd]);
-  if (o.bigEndian) assert.equal(await f.ack(FrontendReq.SET_VRING_ENDIAN, encodeVringState({ index: ring, num: 1 })), 0);
-  await f.setVringNum(ring, drv.size);
-  await f.setVringBase(ring, 0);
-  await f.setVringAddr(drv.vringAddr(ring));
-  const kick = p.eventfd();
-  const call = p.eventfd();
-  await f.setVringKick(ring, kick);
-  await f.setVringCall(ring, call);
-  if (o.protocol !== null && o.enable !== false) await f.setVringEnable(ring, true);
-  // A reply orders everything before it: the set-up was handled.
-  await f.getFeatures();
-  return { kick, call };
 }
 
 describe('VhostUserBackend features', () => {

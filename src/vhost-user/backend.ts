@@ -168,6 +168,7 @@ export class VhostUserBackend {
     this.mem = new SessionMemory(this.platform, opts.mapChunkSize ?? DEFAULT_MAP_CHUNK, opts.maxMemSlots ?? 32, {
       requireProto,
       memoryChanged: () => this.memoryChanged(),
+      checkRingsCovered: (req, regions) => this.vrings.checkCovered(req, regions),
     });
     this.dirtyLog = new SessionDirtyLog(this.platform, this.logger, { requireProto, logChanged: () => this.applyLogging() });
     const numRings = Math.min(this.device.queueMaxSizes.length, MAX_QUEUE_INDEX + 1);

@@ -9,13 +9,19 @@ import type { Platform } from '../platform/types.js';
 import { VhostUserError, VhostUserFault, decodeMemRegMsg, decodeMemoryTable, encodeU64 } from './codec.js';
 import { type MessageDispatcher, noFds, takeFds } from './dispatcher.js';
 import { VhostMemoryMap } from './memory-map.js';
-import { FrontendReq, PF } from './messages.js';
+import { FrontendReq, PF, type MemRegion } from './messages.js';
 
 export interface SessionMemoryHost {
   /** Refuses `req` unless the protocol feature `mask` was negotiated. */
   requireProto(req: number, mask: bigint): void;
   /** The memory map changed (rings must be rebuilt over it). */
   memoryChanged(): void;
+  /**
+   * Throws (UNMAPPED) when a table of `regions` would leave a started ring outside guest
+   * memory. Asked before a change is applied, so a refused change leaves the previous table,
+   * and the rings over it, working.
+   */
+  checkRingsCovered(req: number, regions: readonly MemRegion[]): void;
 }
 
 export class SessionMemory {
@@ -43,6 +49,7 @@ export class SessionMemory {
   register(d: MessageDispatcher): void {
     d.on(FrontendReq.SET_MEM_TABLE, (msg) => {
       const regions = decodeMemoryTable(msg.request, msg.payload);
+      this.host.checkRingsCovered(msg.request, regions);
       const fds = takeFds(msg, regions.length, regions.length);
       this.map.setTable(msg.request, regions, fds);
       this.host.memoryChanged();
@@ -66,6 +73,8 @@ export class SessionMemory {
       const region = decodeMemRegMsg(msg.request, msg.payload);
       // QEMU may pass the region's fd along; it is not needed (closed by the dispatcher).
       if (msg.fds.length > 1) throw new VhostUserError(VhostUserFault.UNEXPECTED_FD, `${msg.fds.length} fds`, msg.request);
+      const rest = this.map.descriptors().filter((r) => !(r.guestAddr === region.guestAddr && r.size === region.size && r.userAddr === region.userAddr));
+      this.host.checkRingsCovered(msg.request, rest);
       this.map.remove(msg.request, region);
       this.host.memoryChanged();
       return null;

@@ -6,10 +6,12 @@ import type { DeviceContext, VirtioDevice } from '../device/types.js';
 import { DescriptorChain, ChainCursor } from '../queue/chain.js';
 import type { Mapping, Platform } from '../platform/types.js';
 import { F } from '../spec/features.js';
-import { VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
+import assert from 'node:assert/strict';
+import { SUPPORTED_PROTOCOL_FEATURES, VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
+import { encodeVringState } from './codec.js';
 import { VhostUserConnection, type DisconnectEvent } from './server.js';
 import { VhostUserFrontend } from './frontend.js';
-import type { MemRegion, VringAddr } from './messages.js';
+import { F_PROTOCOL_FEATURES, FrontendReq, PF, type MemRegion, type VringAddr } from './messages.js';
 import { ErrorCode, VirtioError } from '../errors.js';
 
 /** Echoes each request's readable bytes into its writable part; can hold requests instead. */
@@ -355,4 +357,44 @@ export function waitEventfd(platform: Platform, fd: number, ms = 3000): Promise<
       reject(new VirtioError(ErrorCode.TIMEOUT, `eventfd ${fd} not signalled within ${ms} ms`));
     }, ms);
   });
+}
+
+/** How setUpRing negotiates and which ring it starts. */
+export interface SetUpOptions {
+  protocol?: bigint | null;
+  features?: bigint;
+  ring?: number;
+  enable?: boolean;
+  bigEndian?: boolean;
+}
+
+/**
+ * Negotiates (protocol features with REPLY_ACK unless `protocol` is null), maps `guest`, and
+ * starts ring `ring` for `drv` with fresh kick and call eventfds (the caller closes them).
+ */
+export async function setUpRing(s: Session, guest: Guest, drv: TinyDriver, o: SetUpOptions = {}): Promise<{ kick: number; call: number }> {
+  const p = s.platform;
+  const f = s.front;
+  const ring = o.ring ?? 0;
+  await f.getFeatures();
+  if (o.protocol !== null) {
+    const proto = o.protocol ?? SUPPORTED_PROTOCOL_FEATURES;
+    await f.setProtocolFeatures(proto);
+    if ((proto & PF.REPLY_ACK) !== 0n) f.needReply = true;
+  }
+  await f.setOwner();
+  await f.setFeatures((o.features ?? F.VERSION_1) | (o.protocol !== null ? F_PROTOCOL_FEATURES : 0n));
+  await f.setMemTable([guest.region], [guest.fd]);
+  if (o.bigEndian) assert.equal(await f.ack(FrontendReq.SET_VRING_ENDIAN, encodeVringState({ index: ring, num: 1 })), 0);
+  await f.setVringNum(ring, drv.size);
+  await f.setVringBase(ring, 0);
+  await f.setVringAddr(drv.vringAddr(ring));
+  const kick = p.eventfd();
+  const call = p.eventfd();
+  await f.setVringKick(ring, kick);
+  await f.setVringCall(ring, call);
+  if (o.protocol !== null && o.enable !== false) await f.setVringEnable(ring, true);
+  // A reply orders everything before it: the set-up was handled.
+  await f.getFeatures();
+  return { kick, call };
 }

@@ -13,7 +13,7 @@ import { F } from '../spec/features.js';
 import { MAX_QUEUE_SIZE, SplitLayout } from '../spec/ring.js';
 import { VhostUserError, VhostUserFault, decodeVringAddr, decodeVringState, encodeU64, encodeVringState } from './codec.js';
 import { type MessageDispatcher, noFds, vringFd } from './dispatcher.js';
-import { F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq, PF, type VringAddr } from './messages.js';
+import { F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq, PF, type VringAddr, type MemRegion } from './messages.js';
 import type { RingScheduler } from './ring-scheduler.js';
 import type { SessionInflight } from './session-inflight.js';
 import type { SessionMemory } from './session-memory.js';
@@ -80,6 +80,11 @@ export class VringSet {
       // The front-end, not the back-end, chooses the ring size (QEMU's vhost-user-rng asks for
       // 1024 over virtio-mmio whatever the device would advertise): any size a ring can have.
       if (s.num === 0 || s.num > MAX_QUEUE_SIZE) throw new VhostUserError(VhostUserFault.BAD_VALUE, `ring size ${s.num} (1 to ${MAX_QUEUE_SIZE})`, msg.request);
+      // Refused here, where the value arrives, not later at SET_VRING_KICK (2.7: a split ring's
+      // size is a power of 2). Before SET_FEATURES the ring format is unknown: start() checks.
+      if (this.host.features !== 0n && !this.packed && (s.num & (s.num - 1)) !== 0) {
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `split ring size ${s.num} is not a power of 2`, msg.request);
+      }
       if (s.num > r.maxSize) this.logger.debug(`ring ${s.index}: size ${s.num} above the device's ${r.maxSize}`);
       r.num = s.num;
       return null;
@@ -88,7 +93,7 @@ export class VringSet {
       noFds(msg);
       const a = decodeVringAddr(msg.request, msg.payload);
       const r = this.ring(msg.request, a.index);
-      if (this.memory.memory && r.num > 0) this.translate(msg.request, r, a);
+      if (this.memory.memory && r.num > 0) this.checkAlignment(msg.request, r, this.translate(msg.request, r, a));
       r.addr = a;
       if (r.started) this.restart(r);
       return null;
@@ -100,6 +105,10 @@ export class VringSet {
       if (r.started) throw new VhostUserError(VhostUserFault.BAD_STATE, `ring ${s.index} is started`, msg.request);
       // Split: the 16-bit avail index. Packed: see encodeVringBase.
       if (!this.packed && s.num > 0xffff) throw new VhostUserError(VhostUserFault.BAD_VALUE, `split ring base ${s.num}`, msg.request);
+      // Packed: both 15-bit positions (avail low half, used high half) must lie in the ring.
+      if (this.packed && r.num > 0 && ((s.num & 0x7fff) >= r.num || ((s.num >>> 16) & 0x7fff) >= r.num)) {
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `packed ring base 0x${s.num.toString(16)} beyond size ${r.num}`, msg.request);
+      }
       r.base = s.num;
       return null;
     });
@@ -168,16 +177,44 @@ export class VringSet {
     });
   }
 
+  /** Refuses a memory table that would leave a started ring's parts outside it. */
+  checkCovered(req: number, regions: readonly MemRegion[]): void {
+    const inside = (ua: number, len: number): boolean => regions.some((g) => ua >= g.userAddr && ua + len <= g.userAddr + g.size);
+    for (const r of this.rings) {
+      if (!r.started || !r.addr) continue;
+      const l = this.ringLengths(r.num);
+      if (!inside(r.addr.descUser, l.desc) || !inside(r.addr.availUser, l.avail) || !inside(r.addr.usedUser, l.used)) {
+        throw new VhostUserError(VhostUserFault.UNMAPPED, `ring ${r.index} would be outside the new memory table (refused; the old one stays)`, req);
+      }
+    }
+  }
+
+  private ringLengths(n: number): { desc: number; avail: number; used: number } {
+    const packed = this.packed;
+    return { desc: 16 * n, avail: packed ? 4 : SplitLayout.availSize(n), used: packed ? 4 : SplitLayout.usedSize(n) };
+  }
+
+  /**
+   * 2.7 / 2.8 alignment of the ring parts: descriptors 16, split avail 2 and used 4, packed
+   * event structures 4. Refused at SET_VRING_ADDR rather than when the ring starts.
+   */
+  private checkAlignment(req: number, r: Vring, t: { desc: number; avail: number; used: number }): void {
+    const availAlign = this.packed ? 4 : 2;
+    if (t.desc % 16 !== 0 || t.avail % availAlign !== 0 || t.used % 4 !== 0) {
+      throw new VhostUserError(
+        VhostUserFault.BAD_VALUE,
+        `ring ${r.index} parts misaligned (desc 0x${t.desc.toString(16)}, avail 0x${t.avail.toString(16)}, used 0x${t.used.toString(16)})`,
+        req,
+      );
+    }
+  }
+
   /** Guest addresses of a ring's parts (refused when outside the memory table). */
   private translate(req: number, r: Vring, a: VringAddr): { desc: number; avail: number; used: number } {
-    const packed = this.packed;
-    const n = r.num;
-    const descLen = 16 * n;
-    const availLen = packed ? 4 : SplitLayout.availSize(n);
-    const usedLen = packed ? 4 : SplitLayout.usedSize(n);
-    const desc = this.memory.userToGuest(a.descUser, descLen);
-    const avail = this.memory.userToGuest(a.availUser, availLen);
-    const used = this.memory.userToGuest(a.usedUser, usedLen);
+    const l = this.ringLengths(r.num);
+    const desc = this.memory.userToGuest(a.descUser, l.desc);
+    const avail = this.memory.userToGuest(a.availUser, l.avail);
+    const used = this.memory.userToGuest(a.usedUser, l.used);
     if (desc < 0 || avail < 0 || used < 0) {
       throw new VhostUserError(VhostUserFault.UNMAPPED, `ring ${r.index} addresses are outside the memory table`, req);
     }
