@@ -219,12 +219,17 @@ describe('packed queue against an untrusted driver', { timeout: 60_000 }, () => 
     }
   });
 
-  it('a driver breaking packed-ring rule 13 (device side): nested indirect table', () => {
+  it('a driver breaking packed-ring rule 13 (device side): flags other than WRITE inside an indirect table are reserved and ignored (2.8.7)', () => {
     const h = new Harness({ features: F.INDIRECT_DESC });
     h.desc(0, B + 0x100, 1, 0, 0, B);
-    h.desc(1, B + 0x200, 16, 0, INDIRECT, B);
-    h.offer([[B, 32, INDIRECT]]);
-    h.expectFault(QueueFault.INDIRECT_NESTED);
+    // INDIRECT and NEXT inside the table: ignored, the entry is a plain 16-byte buffer.
+    h.desc(1, B + 0x200, 16, 0, INDIRECT | NEXT, B);
+    h.desc(2, B + 0x300, 8, 0, WRITE | INDIRECT, B);
+    h.offer([[B, 48, INDIRECT]]);
+    const { popped, error } = h.run();
+    assert.equal(error, null);
+    assert.equal(popped, 1);
+    assert.deepEqual([h.chain.count, h.chain.readableBytes, h.chain.writableBytes], [3, 17, 8]);
   });
 
   it('a driver breaking packed-ring rule 15 (device side): INDIRECT with NEXT, or reached through NEXT', () => {

@@ -15,6 +15,7 @@ import { ErrorCode, QueueError, QueueFault, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DESC_SIZE, DescFlag, PackedEvent, PackedLayout } from '../spec/ring.js';
 import { DescriptorChain, chainCapacityForQueue } from './chain.js';
+import { hexAddress } from './hex-address.js';
 import { offWrap, packedNeedEvent, resolvePackedConfig } from './packed-layout.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, storeU16Release } from './split-layout.js';
 import type { DeviceQueue, QueueConfig, QueueState } from './types.js';
@@ -251,16 +252,16 @@ export class PackedQueue implements DeviceQueue {
         // device/packed-ring/8: the device limits the list to what a chain holds.
         if (n > capacity) this.fail(QueueFault.INDIRECT_TOO_BIG, `indirect table of ${n} entries exceeds ${capacity}`);
         const r = addr < 0 ? -1 : mem.locate(addr, len);
-        if (r < 0) this.fail(QueueFault.RING_UNMAPPED, `indirect table 0x${addr.toString(16)}+${len} is not mapped`);
+        if (r < 0) this.fail(QueueFault.RING_UNMAPPED, `indirect table ${hexAddress(hi, lo)}+${len} is not mapped`);
         const id = dview.getUint16(o + PackedLayout.ID, le);
         const tview = mem.dataViewOf(r);
         const tbase = addr - mem.baseOf(r);
         for (let i = 0; i < n; i++) {
           const t = tbase + i * DESC_SIZE;
           const tf = tview.getUint16(t + PackedLayout.FLAGS, le);
-          // driver/packed-ring/13: only WRITE is valid inside; a nested table is refused, the
-          // other bits (NEXT, id) are reserved and ignored: the table length bounds the list.
-          if ((tf & INDIRECT) !== 0) this.fail(QueueFault.INDIRECT_NESTED, `indirect descriptor inside an indirect table (at ${this.nextAvail})`);
+          // 2.8.7: WRITE is the only valid flag inside the table; the others (INDIRECT and NEXT
+          // included) and the Buffer ID are reserved and ignored by the device: the table length
+          // bounds the list.
           const tlo = tview.getUint32(le ? t : t + 4, le);
           const thi = tview.getUint32(le ? t + 4 : t, le);
           const taddr = thi >= 0x20_0000 ? -1 : thi * U32 + tlo;

@@ -54,14 +54,18 @@ function addDescriptor(
     if (nested) throw new QueueError(QueueFault.INDIRECT_NESTED, 'nested indirect descriptor', q);
     if (len === 0 || len % 16 !== 0) throw new QueueError(QueueFault.INDIRECT_BAD_LEN, `indirect table of ${len} bytes`, q);
     const n = len / 16;
-    if (n > chain.capacity) throw new QueueError(QueueFault.INDIRECT_TOO_BIG, `indirect table of ${n} entries`, q);
+    // Packed: the whole table is the list, bounded like a chain (device/packed-ring/8). Split:
+    // the chain inside it is bounded (by the capacity check of each descriptor), not the table.
+    if (packed && n > chain.capacity) throw new QueueError(QueueFault.INDIRECT_TOO_BIG, `indirect table of ${n} entries`, q);
     if (!mem.isMapped(addr, len)) throw new QueueError(QueueFault.DESC_UNMAPPED, 'indirect table unmapped', q);
     if (packed) {
       // 2.8.7: a packed table holds packed descriptors (flags at 14, not 12), read in order:
       // the table length bounds the list and NEXT inside it is ignored.
       for (let k = 0; k < n; k++) {
         const d = addr + 16 * k;
-        addDescriptor(mem, chain, mem.readAddr(d, le), mem.readU32(d + 8, le), mem.readU16(d + 14, le), indirectOk, le, true, q, true);
+        // Flags other than WRITE are reserved inside a packed table and ignored (2.8.7).
+        const f = mem.readU16(d + 14, le) & DescFlag.WRITE;
+        addDescriptor(mem, chain, mem.readAddr(d, le), mem.readU32(d + 8, le), f, indirectOk, le, true, q, true);
       }
       return;
     }
