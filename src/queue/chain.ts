@@ -292,3 +292,18 @@ export function writeWritableByteAt(chain: DescriptorChain, at: number, v: numbe
   }
   return false;
 }
+
+/**
+ * Bytes of the writable part, from its first byte, that lie in whole segments inside guest
+ * memory: what a device that wrote every reachable writable byte may report as used length
+ * (2.7.8.2, device/split-ring/14: at least len bytes written from the first writable buffer).
+ */
+export function writableMappedPrefix(chain: DescriptorChain): number {
+  let n = 0;
+  for (let i = chain.readableCount; i < chain.count; i++) {
+    const len = chain.lens[i]!;
+    if (len > 0 && !chain.memory.isMapped(chain.addrs[i]!, len)) break;
+    n += len;
+  }
+  return n;
+}

@@ -616,6 +616,39 @@ describe('BlkDevice config fields and features', T, () => {
     assert.equal(await raw.status([header(BlkReqType.IN, 0)], [512, 1]), BlkStatus.OK);
   });
 
+  it('device/split-ring/14: a read whose data lies partly or wholly outside guest memory fails with IOERR, and used.len counts only the bytes written', async () => {
+    const { pair } = setup();
+    const { ctx } = pair;
+    const lens: number[] = [];
+    ctx.onUsed(0, () => {
+      do {
+        while (ctx.queue(0).takeUsed() !== undefined) lens.push(ctx.queue(0).lastUsedLen);
+      } while (ctx.queue(0).enableInterrupts());
+    });
+    const hdr = ctx.dma.alloc(16);
+    ctx.memory.write(hdr, header(BlkReqType.IN, 0));
+    const data = ctx.dma.alloc(1024);
+    const status = ctx.dma.alloc(1);
+    const OUTSIDE = 0x7000_0000_0000;
+    // Partly: 1024 mapped bytes, then 4096 outside, then the status byte.
+    ctx.memory.fill(data, 1024, 0xee);
+    ctx.memory.fill(status, 1, 0xee);
+    assert.ok(ctx.queue(0).add([{ addr: hdr, len: 16 }], [{ addr: data, len: 1024 }, { addr: OUTSIDE, len: 4096 }, { addr: status, len: 1 }], 1));
+    ctx.kick(0);
+    await until(() => lens.length === 1);
+    assert.equal(ctx.memory.readU8(status), BlkStatus.IOERR);
+    assert.equal(lens[0], 1024, 'the written prefix, not 1024 + 4096 + 1');
+    assert.ok(ctx.memory.slice(data, 1024).every((b) => b === 0), 'the mapped part is zeroed, as the length says');
+    // Wholly: the first writable buffer is outside, so nothing from its start was written.
+    ctx.memory.fill(status, 1, 0xee);
+    assert.ok(ctx.queue(0).add([{ addr: hdr, len: 16 }], [{ addr: OUTSIDE, len: 4096 }, { addr: status, len: 1 }], 2));
+    ctx.kick(0);
+    await until(() => lens.length === 2);
+    assert.equal(ctx.memory.readU8(status), BlkStatus.IOERR);
+    assert.equal(lens[1], 0);
+    assert.deepEqual(pair.resets, []);
+  });
+
   it('multiqueue: each queue served on its own, requests in flight on several at once', async () => {
     const backend = new DeferredBackend(SECTORS * 512);
     const { pair } = setup({ numQueues: 4 }, {}, backend);

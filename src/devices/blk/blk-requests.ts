@@ -12,7 +12,7 @@
 import { QueueRequest, type QueueServer } from '../../device/queue-server.js';
 import { isVirtioError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { ChainCursor, type DescriptorChain, writeWritableByteAt } from '../../queue/chain.js';
+import { ChainCursor, type DescriptorChain, writableMappedPrefix, writeWritableByteAt } from '../../queue/chain.js';
 import {
   BLK_ID_BYTES,
   BLK_SECTOR_SIZE,
@@ -383,7 +383,10 @@ export class BlkRequestHandler {
         if (filled > 0) w.skip(filled);
         w.fill(rest);
       }
-      written = writeWritableByteAt(chain, chain.writableBytes - 1, status) ? chain.writableBytes : 0;
+      const statusWritten = writeWritableByteAt(chain, chain.writableBytes - 1, status);
+      // A segment outside guest memory was not written: report only the prefix that was
+      // (2.7.8.2), not every writable byte.
+      written = !statusWritten ? 0 : chain.fault === null ? chain.writableBytes : writableMappedPrefix(chain);
     }
     // Inside a pass (synchronous completion) the server publishes the entry at the end of the round.
     this.server.complete(req, written);
