@@ -14,7 +14,7 @@ import { packedRingLayout } from '../queue/packed-layout.js';
 import { splitRingLayout } from '../queue/split-layout.js';
 import type { DeviceQueue, DriverQueue, QueueConfig, QueueState } from '../queue/types.js';
 import { F } from '../spec/features.js';
-import { QueueRequest, QueueServer, type QueueServerOptions, type RequestHandler } from './queue-server.js';
+import { DEFAULT_SEGMENT_BUDGET, QueueRequest, QueueServer, type QueueServerOptions, type RequestHandler } from './queue-server.js';
 import type { DeviceContext } from './types.js';
 
 const DATA = 0x40000;
@@ -379,5 +379,91 @@ for (const packed of [false, true]) {
       await settle();
       assert.deepEqual(rig.resets, []);
     });
+
+    it('chain storage is bounded: long chains held in flight stop popping above segmentBudget, completions give storage back', () => {
+      const held: QueueRequest[] = [];
+      const BUDGET = 40;
+      const rig = new Rig(packed, (req) => void held.push(req), { segmentBudget: BUDGET }, 128);
+      rig.server.activate(rig.ctx);
+      // Six chains of 20 segments each (a chain's storage starts at 8 and doubles to 32).
+      const segs = Array.from({ length: 19 }, (_, i) => ({ addr: DATA + i * 0x10, len: 4 }));
+      for (let t = 0; t < 6; t++) assert.ok(rig.drv.add(segs, [{ addr: DATA + 0x1000 + t * 0x10, len: 8 }], 100 + t));
+      rig.drv.kick();
+      rig.server.onQueueNotify(0);
+      assert.equal(held.length, 2, 'popping stopped once the held chains went over the budget');
+      assert.ok(rig.server.chainSegments <= BUDGET + 32, `held ${rig.server.chainSegments}`);
+      const done: number[] = [];
+      while (held.length > 0) {
+        const req = held.shift()!;
+        assert.equal(req.chain.count, 20);
+        assert.ok(rig.server.complete(req, 0));
+        assert.ok(rig.server.chainSegments <= BUDGET + 32, `held ${rig.server.chainSegments}`);
+        for (const [t] of rig.used()) done.push(t);
+      }
+      assert.deepEqual(done, [100, 101, 102, 103, 104, 105], 'every chain served in the end');
+      assert.ok(rig.server.inFlight(0) === 0);
+      assert.deepEqual(rig.resets, []);
+    });
+
+    it('chains grow on demand: a slot costs what its chains held, not the longest chain the queue allows', () => {
+      const rig = new Rig(packed, (req) => req.chain.writableBytes, {}, 1024);
+      rig.server.activate(rig.ctx);
+      rig.offer(4);
+      rig.server.onQueueNotify(0);
+      assert.equal(rig.used().length, 4);
+      // One slot (synchronous completion), 8 segments of storage, not 1024 + slack.
+      assert.equal(rig.server.poolSize(0), 1);
+      assert.equal(rig.server.chainSegments, 8);
+    });
   });
 }
+
+describe('QueueServer memory under a driver that posts everything to a device that holds it', () => {
+  it('256 queues of 32768 entries, 2048 requests posted on each and none completed: slots and chain storage stay bounded by the segment budget', { timeout: 120_000 }, () => {
+    const QUEUES = 256;
+    const SIZE = 32768;
+    const POSTED = 2048;
+    // Rings only (descriptor tables are 512 KiB each) and one shared 16-byte data area.
+    const ringBytes = SIZE * 16 + 0x20000 + SIZE * 8 + 0x1000;
+    const mem = GuestMemory.allocate(QUEUES * ringBytes + 0x10000);
+    const data = QUEUES * ringBytes;
+    const drivers: DriverQueue<number>[] = [];
+    const devices: DeviceQueue[] = [];
+    for (let i = 0; i < QUEUES; i++) {
+      const l = splitRingLayout(SIZE, i * ringBytes);
+      const cfg: QueueConfig = { size: SIZE, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features: F.VERSION_1, index: i };
+      const drv = createDriverQueue<number>(mem, cfg);
+      for (let r = 0; r < POSTED; r++) assert.ok(drv.add([{ addr: data, len: 16 }], [{ addr: data + 16, len: 1 }], r));
+      drv.kick();
+      drivers.push(drv);
+      devices.push(createDeviceQueue(mem, cfg));
+    }
+    const held: QueueRequest[] = [];
+    const server = new QueueServer({ name: 'hold', numQueues: QUEUES, handler: () => (req) => void held.push(req) });
+    const ctx: DeviceContext = {
+      memory: mem,
+      features: F.VERSION_1,
+      littleEndian: true,
+      queue: (i) => devices[i] ?? null,
+      notifyUsed: () => undefined,
+      notifyConfigChange: () => undefined,
+      needsReset: (r) => assert.fail(r),
+    };
+    const heap = (): number => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+    global.gc?.();
+    const before = heap();
+    server.activate(ctx);
+    for (let i = 0; i < QUEUES; i++) server.onQueueNotify(i);
+    const grown = heap() - before;
+    // 524288 requests were posted; the budget (2^17 segments, 8 per slot) admits 16384 slots
+    // plus one per queue, each a few hundred bytes.
+    assert.ok(held.length <= DEFAULT_SEGMENT_BUDGET / 8 + QUEUES, `${held.length} requests held`);
+    assert.ok(held.length >= DEFAULT_SEGMENT_BUDGET / 8, `${held.length} requests held: the budget is used, not starved early`);
+    assert.ok(server.chainSegments <= DEFAULT_SEGMENT_BUDGET + QUEUES * 8, `${server.chainSegments} segments`);
+    assert.ok(grown < 32 * 2 ** 20, `heap grew by ${(grown / 2 ** 20).toFixed(1)} MiB`);
+    // Completing what is held lets the queues go on, still within the budget.
+    for (const req of held.splice(0, 4096)) server.complete(req, 1);
+    assert.ok(server.chainSegments <= DEFAULT_SEGMENT_BUDGET + QUEUES * 8);
+    assert.ok(held.length > 0);
+  });
+});

@@ -4,10 +4,13 @@
  *  - pops with driver notifications off and re-enables them, fenced and re-checked, before it
  *    stops (2.7.10 / 2.8.10: a buffer added meanwhile is never left behind); a notification
  *    that arrives while it serves (a synchronous completion path) only makes it loop again;
- *  - keeps a pool of requests, each with a chain the queue sized for any legal chain
- *    (`DeviceQueue.createChain`), created as concurrency first needs them and never more than
- *    the queue size: nothing is allocated per request. With every request in flight it stops
- *    popping and resumes when one completes;
+ *  - keeps a pool of requests, each with a chain of the queue (`DeviceQueue.createChain`),
+ *    created as concurrency first needs them and never more than the queue size: nothing is
+ *    allocated per request. With every request in flight it stops popping and resumes when one
+ *    completes. Chains grow as long chains arrive; the segments all chains hold are bounded
+ *    (`segmentBudget`): above it a queue with requests in flight stops popping, and completed
+ *    chains give their storage back, so a driver posting long chains that the device holds
+ *    cannot grow the device's memory without bound;
  *  - completes a request synchronously (the handler returns the bytes written), by Promise, or
  *    later through `complete(req, written)`. Completions inside a pass go to the used ring with
  *    one used idx publication per round (2.7.8 / 2.8.6 `pushDeferred` + `publish`); completions
@@ -76,6 +79,12 @@ export interface QueueServerOptions<R extends QueueRequest> {
   readonly minChainSegments?: number;
   /** Requests in flight per queue at most (default and ceiling: the queue size). */
   readonly maxInFlight?: number;
+  /**
+   * Chain segments (12 bytes each) all pool slots of this server may hold before queues with
+   * requests in flight stop popping (default DEFAULT_SEGMENT_BUDGET). A queue with nothing in
+   * flight always pops, so one chain of any legal length is always served.
+   */
+  readonly segmentBudget?: number;
   /** The queue `index` started being served with `queue` (activation, enable, ring start). */
   queueStarted?(index: number, queue: DeviceQueue): void;
   /** The queue `index` stopped (reset, queue reset, replaced): its requests in flight are dropped. */
@@ -84,11 +93,16 @@ export interface QueueServerOptions<R extends QueueRequest> {
   queueNotified?(index: number, queue: DeviceQueue): void;
 }
 
+/** Default `segmentBudget`: 2^17 segments, 1.5 MiB of chain storage per device. */
+export const DEFAULT_SEGMENT_BUDGET = 1 << 17;
+
 /** @internal Per-queue serving state. */
 export class ServedQueue {
   free: QueueRequest | null = null;
   /** Slots created so far (at most `limit`). */
   created = 0;
+  /** Chain segments the slots of this queue hold (allocated storage). */
+  segments = 0;
   inFlight = 0;
   epoch = 0;
   stopped = false;
@@ -118,9 +132,18 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   private readonly o: QueueServerOptions<R>;
   /** Bumped at every stop, so a request popped before it never matches a live queue again. */
   private epochs = 0;
+  /** Chain segments held by the slots of every live queue, against `segmentBudget`. */
+  private segmentsHeld = 0;
+  private readonly segmentBudget: number;
 
   constructor(options: QueueServerOptions<R>) {
     this.o = options;
+    this.segmentBudget = options.segmentBudget ?? DEFAULT_SEGMENT_BUDGET;
+  }
+
+  /** Chain segments the request pools hold now (for tests and stats). */
+  get chainSegments(): number {
+    return this.segmentsHeld;
   }
 
   /** The context of the current activation (null before activation and after reset). */
@@ -196,6 +219,15 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     if (q === null || req.epoch !== q.epoch) return false;
     req.servedBy = null;
     q.inFlight--;
+    if (this.segmentsHeld > this.segmentBudget) {
+      // Over budget: this slot gives back what a long chain made it grow to (it keeps the
+      // segments of the chain it still holds until the push below).
+      const before = req.chain.allocatedSegments;
+      req.chain.trim(0);
+      const freed = before - req.chain.allocatedSegments;
+      q.segments -= freed;
+      this.segmentsHeld -= freed;
+    }
     req.nextFree = q.free;
     q.free = req;
     try {
@@ -244,6 +276,9 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
 
   private stop(q: ServedQueue): void {
     q.stopped = true;
+    // Its slots (free and in flight) are dropped with it.
+    this.segmentsHeld -= q.segments;
+    q.segments = 0;
     q.epoch = ++this.epochs; // requests in flight no longer match
     q.free = null;
     if (this.queues[q.index] === q) this.queues[q.index] = null;
@@ -281,6 +316,10 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       vq.disableNotification();
       for (;;) {
         if (q.stopped) return;
+        if (this.segmentsHeld > this.segmentBudget && q.inFlight > 0) {
+          q.starved = true; // resumed by a completion, which gives storage back
+          return;
+        }
         let req = q.free;
         if (req === null) {
           if (q.created >= q.limit) {
@@ -289,6 +328,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
           }
           req = this.newSlot(q);
         } else q.free = req.nextFree;
+        const allocated = req.chain.allocatedSegments;
         let got: boolean;
         try {
           got = vq.pop(req.chain);
@@ -302,6 +342,11 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
           req.nextFree = q.free;
           q.free = req;
           break;
+        }
+        if (req.chain.allocatedSegments !== allocated) {
+          const grown = req.chain.allocatedSegments - allocated;
+          q.segments += grown;
+          this.segmentsHeld += grown;
         }
         req.nextFree = null;
         req.servedBy = q;
@@ -319,6 +364,8 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     const chain = q.vq.createChain(this.o.minChainSegments);
     const req = this.o.newRequest ? this.o.newRequest(chain, q.index) : new QueueRequest(chain, q.index);
     q.created++;
+    q.segments += chain.allocatedSegments;
+    this.segmentsHeld += chain.allocatedSegments;
     return req;
   }
 

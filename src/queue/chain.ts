@@ -23,18 +23,51 @@ export class DescriptorChain {
   writableBytes = 0;
   /** Set when a segment is unmapped; the request must fail (the chain is otherwise sound). */
   fault: QueueFault | null = null;
-  readonly addrs: Float64Array;
-  readonly lens: Uint32Array;
+  /**
+   * Segment storage. It starts small and grows (doubling) up to `capacity` as longer chains
+   * arrive, so a chain costs what it holds, not the longest chain its queue allows: a queue of
+   * 32768 entries would otherwise cost 384 KiB per request slot. Read these at use time; a
+   * growth replaces them.
+   */
+  addrs: Float64Array;
+  lens: Uint32Array;
   memory: GuestMemory;
+  private readonly maxSegments: number;
 
   constructor(memory: GuestMemory, maxSegments: number) {
     this.memory = memory;
-    this.addrs = new Float64Array(maxSegments);
-    this.lens = new Uint32Array(maxSegments);
+    this.maxSegments = maxSegments;
+    const initial = Math.min(maxSegments, INITIAL_SEGMENTS);
+    this.addrs = new Float64Array(initial);
+    this.lens = new Uint32Array(initial);
   }
 
+  /** The most segments this chain holds (the queues fail a longer chain with CHAIN_TOO_LONG). */
   get capacity(): number {
+    return this.maxSegments;
+  }
+
+  /** Segments the storage holds now, without growing (what the chain costs: 12 bytes each). */
+  get allocatedSegments(): number {
     return this.addrs.length;
+  }
+
+  /** Gives back storage beyond `keep` segments (a pool slot that once held a long chain). */
+  trim(keep: number): void {
+    const n = Math.max(keep, this.count, Math.min(this.maxSegments, INITIAL_SEGMENTS));
+    if (this.addrs.length <= n) return;
+    this.addrs = this.addrs.slice(0, n);
+    this.lens = this.lens.slice(0, n);
+  }
+
+  private grow(need: number): void {
+    const n = Math.min(this.maxSegments, Math.max(need, this.addrs.length * 2));
+    const addrs = new Float64Array(n);
+    const lens = new Uint32Array(n);
+    addrs.set(this.addrs.subarray(0, this.count));
+    lens.set(this.lens.subarray(0, this.count));
+    this.addrs = addrs;
+    this.lens = lens;
   }
 
   get writableCount(): number {
@@ -53,6 +86,8 @@ export class DescriptorChain {
 
   /** Used by queues: append a segment (the queue checks order and capacity). */
   addSegment(addr: number, len: number, writable: boolean): void {
+    // Rare (a chain longer than any this slot held before): amortised by doubling.
+    if (this.count >= this.addrs.length) this.grow(this.count + 1);
     const i = this.count++;
     this.addrs[i] = addr;
     this.lens[i] = len;
@@ -73,6 +108,7 @@ export class DescriptorChain {
     this.writableBytes = o.writableBytes;
     this.fault = o.fault;
     this.memory = o.memory;
+    if (this.addrs.length < o.count) this.grow(o.count);
     this.addrs.set(o.addrs.subarray(0, o.count));
     this.lens.set(o.lens.subarray(0, o.count));
   }
@@ -86,6 +122,9 @@ export class DescriptorChain {
  * regions fails its own request (chain.fault) instead.
  */
 export const REGION_SPLIT_SLACK = 8;
+
+/** Segments a new chain's storage holds before its first growth (most requests need 1 to 4). */
+const INITIAL_SEGMENTS = 8;
 
 /** A device's own bound on segments (createChain's minSegments) at most: 2^16 (a 1 MiB indirect table). */
 const MAX_MIN_SEGMENTS = 0x10000;
