@@ -69,4 +69,25 @@ describe('VhostMemoryMap', () => {
     m.clear();
     p.close(fd);
   });
+  it('ADD_MEM_REG of a region already there is counted, not refused (QEMU 7.2 multiqueue net adds each region once per queue pair); the last REM_MEM_REG unmaps it', () => {
+    const p = new FakePlatform();
+    const fd = p.memfd('g', 0x10000);
+    const before = p.openFdCount();
+    const m = new VhostMemoryMap(p);
+    const region = { guestAddr: 0x100000, size: 0x10000, userAddr: 0x7f0000000000, mmapOffset: 0 };
+    assert.equal(m.add(6, region, p.dup(fd), 8), true);
+    m.memory!.writeU32(0x100010, 0xabcd);
+    assert.equal(m.add(6, region, p.dup(fd), 8), false, 'the same region again: no new mapping');
+    assert.equal(m.count, 1);
+    assert.equal(p.openFdCount(), before, 'the duplicate fd is closed');
+    // A different region overlapping it is still refused.
+    assert.throws(() => m.add(6, { ...region, size: 0x8000 }, p.dup(fd), 8), (e: unknown) => e instanceof VhostUserError && e.reason === VhostUserFault.OVERLAP);
+    assert.equal(m.remove(6, region), false, 'still held by the first ADD_MEM_REG');
+    assert.equal(m.memory!.readU32(0x100010), 0xabcd, 'still mapped');
+    assert.equal(m.remove(6, region), true);
+    assert.equal(m.count, 0);
+    assert.throws(() => m.remove(6, region), VhostUserError);
+    m.clear();
+    p.close(fd);
+  });
 });

@@ -22,6 +22,12 @@ interface MappedRegion {
   readonly desc: MemRegion;
   readonly mappings: Mapping[];
   readonly specs: RegionSpec[];
+  /** ADD_MEM_REG of this very region so far, less its REM_MEM_REGs (see `add`). */
+  refs: number;
+}
+
+function sameRegion(a: MemRegion, b: MemRegion): boolean {
+  return a.guestAddr === b.guestAddr && a.size === b.size && a.userAddr === b.userAddr;
 }
 
 export class VhostMemoryMap {
@@ -89,10 +95,21 @@ export class VhostMemoryMap {
     }
   }
 
-  /** ADD_MEM_REG: takes ownership of `fd`. */
-  add(req: number, desc: MemRegion, fd: number, maxSlots: number): void {
+  /**
+   * ADD_MEM_REG: takes ownership of `fd`. Returns false when the region was already there:
+   * QEMU 7.2 gives every vhost device of a back-end its own memory listener, so a
+   * multiqueue vhost-user-net (one vhost device per queue pair, one socket) adds each region
+   * once per pair. The same region again is counted, not refused as an overlap, and is
+   * unmapped at its last REM_MEM_REG.
+   */
+  add(req: number, desc: MemRegion, fd: number, maxSlots: number): boolean {
     let r: MappedRegion | null = null;
     try {
+      const same = this.regions.find((x) => sameRegion(x.desc, desc));
+      if (same) {
+        same.refs++;
+        return false;
+      }
       if (this.regions.length >= maxSlots) throw new VhostUserError(VhostUserFault.BAD_VALUE, `all ${maxSlots} memory slots in use`, req);
       VhostMemoryMap.validate(req, desc, this.descriptors());
       r = this.mapRegion(req, desc, fd);
@@ -100,6 +117,7 @@ export class VhostMemoryMap {
       this.mem = this.build(all);
       this.regions = all;
       this.generation++;
+      return true;
     } catch (e) {
       if (r) for (const m of r.mappings) m.unmap();
       throw e;
@@ -108,16 +126,25 @@ export class VhostMemoryMap {
     }
   }
 
-  /** REM_MEM_REG: the region with this guest address and size (user address must match too). */
-  remove(req: number, desc: MemRegion): void {
-    const i = this.regions.findIndex(
-      (r) => r.desc.guestAddr === desc.guestAddr && r.desc.size === desc.size && r.desc.userAddr === desc.userAddr,
-    );
+  /**
+   * REM_MEM_REG: the region with this guest address and size (user address must match too).
+   * Returns false when an earlier duplicate ADD_MEM_REG still holds it (see `add`).
+   */
+  remove(req: number, desc: MemRegion): boolean {
+    const i = this.regions.findIndex((r) => sameRegion(r.desc, desc));
     if (i < 0) throw new VhostUserError(VhostUserFault.BAD_VALUE, `no region at 0x${desc.guestAddr.toString(16)}`, req);
+    if (--this.regions[i]!.refs > 0) return false;
     const [gone] = this.regions.splice(i, 1);
     this.mem = this.regions.length > 0 ? this.build(this.regions) : null;
     for (const m of gone!.mappings) m.unmap();
     this.generation++;
+    return true;
+  }
+
+  /** REM_MEM_REG would unmap this region now (no duplicate ADD_MEM_REG holds it). */
+  lastReference(desc: MemRegion): boolean {
+    const r = this.regions.find((x) => sameRegion(x.desc, desc));
+    return r !== undefined && r.refs <= 1;
   }
 
   /** Front-end user address -> guest physical address of [ua, ua + len), or -1. */
@@ -173,6 +200,6 @@ export class VhostMemoryMap {
       if (e instanceof VhostUserError) throw e;
       throw new VhostUserError(VhostUserFault.MAP_FAILED, `mmap of ${total} bytes failed: ${(e as Error).message}`, req, { cause: e });
     }
-    return { desc: d, mappings, specs };
+    return { desc: d, mappings, specs, refs: 1 };
   }
 }

@@ -64,8 +64,7 @@ export class SessionMemory {
       this.host.requireProto(msg.request, PF.CONFIGURE_MEM_SLOTS);
       const region = decodeMemRegMsg(msg.request, msg.payload);
       const [fd] = takeFds(msg, 1, 1);
-      this.map.add(msg.request, region, fd!, this.maxMemSlots);
-      this.host.memoryChanged();
+      if (this.map.add(msg.request, region, fd!, this.maxMemSlots)) this.host.memoryChanged();
       return null;
     });
     d.on(FrontendReq.REM_MEM_REG, (msg) => {
@@ -73,10 +72,11 @@ export class SessionMemory {
       const region = decodeMemRegMsg(msg.request, msg.payload);
       // QEMU may pass the region's fd along; it is not needed (closed by the dispatcher).
       if (msg.fds.length > 1) throw new VhostUserError(VhostUserFault.UNEXPECTED_FD, `${msg.fds.length} fds`, msg.request);
-      const rest = this.map.descriptors().filter((r) => !(r.guestAddr === region.guestAddr && r.size === region.size && r.userAddr === region.userAddr));
-      this.host.checkRingsCovered(msg.request, rest);
-      this.map.remove(msg.request, region);
-      this.host.memoryChanged();
+      if (this.map.lastReference(region)) {
+        const rest = this.map.descriptors().filter((r) => !(r.guestAddr === region.guestAddr && r.size === region.size && r.userAddr === region.userAddr));
+        this.host.checkRingsCovered(msg.request, rest);
+      }
+      if (this.map.remove(msg.request, region)) this.host.memoryChanged();
       return null;
     });
   }
