@@ -238,6 +238,7 @@ export class BlkDevice implements VirtioDevice {
   reset(): void {
     // In-flight backend operations may still finish; the server drops their completions.
     this.server.reset();
+    this.requests.reset();
     this.writeback = this.initialWriteback;
   }
 

@@ -10,7 +10,7 @@
  * never an exception.
  */
 import { QueueRequest, type QueueServer } from '../../device/queue-server.js';
-import { isVirtioError } from '../../errors.js';
+import { ErrorCode, VirtioError, isVirtioError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ChainCursor, type DescriptorChain, writableMappedPrefix, writeWritableByteAt } from '../../queue/chain.js';
 import {
@@ -75,6 +75,8 @@ export class BlkRequest extends QueueRequest {
 export class BlkRequestHandler {
   /** Booleans derived from the negotiated features once, at activation (no BigInt on hot paths). */
   private fFlush = false;
+  /** A backend flush failed since the last device reset (see `flush`). */
+  private flushFailed = false;
   private fDiscard = false;
   private fWriteZeroes = false;
   private fSecureErase = false;
@@ -161,7 +163,7 @@ export class BlkRequestHandler {
           break;
         case BlkReqType.FLUSH:
           // Executed even without FLUSH negotiated (then every write is writethrough anyway).
-          this.callBackend(req, this.backend.flush());
+          this.callBackend(req, this.flush());
           break;
         case BlkReqType.GET_ID: {
           // driver/blk/17 asks for 20 bytes; a shorter buffer gets a truncated id.
@@ -334,6 +336,34 @@ export class BlkRequestHandler {
     return BlkStatus.OK;
   }
 
+  /**
+   * The backend's flush, failing for good once it failed: after a failed fdatasync the kernel
+   * may have dropped the dirty pages it could not write, so a later flush that succeeds would
+   * claim durability for data that is gone. Every flush (and writethrough write) fails with
+   * IOERR until the device is reset.
+   */
+  private flush(): Promise<void> | void {
+    if (this.flushFailed) throw new VirtioError(ErrorCode.BACKEND_IO, 'an earlier flush failed: flushes fail until the device is reset');
+    let r: Promise<void> | void;
+    try {
+      r = this.backend.flush();
+    } catch (e) {
+      this.flushFailed = true;
+      throw e;
+    }
+    return r === undefined ? r : r.then(undefined, this.onFlushError);
+  }
+
+  private readonly onFlushError = (e: unknown): never => {
+    this.flushFailed = true;
+    throw e;
+  };
+
+  /** Device reset: the driver starts over, and flushes are tried again. */
+  reset(): void {
+    this.flushFailed = false;
+  }
+
   private callBackend(req: BlkRequest, r: Promise<void> | void): void {
     if (r !== undefined) {
       req.pending++;
@@ -354,7 +384,7 @@ export class BlkRequestHandler {
     if (req.phase === Phase.FLUSH && req.status === BlkStatus.OK) {
       req.phase = Phase.IO;
       try {
-        this.callBackend(req, this.backend.flush());
+        this.callBackend(req, this.flush());
       } catch (e) {
         this.logBackendError(e);
         req.status = BlkStatus.IOERR;

@@ -77,6 +77,8 @@ export class FileBackend implements BlkBackend {
         if (done === len) return resolve();
         write(this.fd, src, srcOff + done, len - done, offset + done, (err, n) => {
           if (err) return reject(ioError(`write ${this.path}`, err));
+          // No progress (a full device that reports 0 rather than ENOSPC): fail, never spin.
+          if (n === 0) return reject(new VirtioError(ErrorCode.BACKEND_IO, `${this.path}: write made no progress at ${offset + done}`));
           step(done + n);
         });
       };
