@@ -129,6 +129,8 @@ describe('virtio-ts command line', () => {
   it('help and version', () => {
     for (const argv of [[], ['-h'], ['--help'], ['help']]) assert.equal(parseCommandLine(argv).kind, 'help');
     assert.deepEqual(parseCommandLine(['blk', '--help']), { kind: 'help', text: usage('blk') });
+    for (const cmd of ['blk', 'rng', 'demo']) assert.deepEqual(parseCommandLine([cmd, '--version']), { kind: 'version' }, `${cmd} --version`);
+    assert.deepEqual(parseCommandLine(['blk', '--socket-path', '/tmp/s', '--version']), { kind: 'version' }, 'before the other options are checked');
     assert.deepEqual(parseCommandLine(['rng', '-h']), { kind: 'help', text: usage('rng') });
     assert.deepEqual(parseCommandLine(['demo', '-h']), { kind: 'help', text: usage('demo') });
     assert.equal(parseCommandLine(['--version']).kind, 'version');

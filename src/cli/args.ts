@@ -83,6 +83,7 @@ device, flushes it, reads its id, draws entropy, and prints each step.
   --disk-size SIZE        size of the demo RAM disk (default 1M)
   --entropy-bytes N       entropy bytes to draw, 1..65536 (default ${DEFAULTS.demoEntropyBytes})
   -v, --verbose           log the device side too
+  --version               print the version and exit
   -h, --help              this text
 `;
 
@@ -157,11 +158,13 @@ export function parseCommandLine(argv: readonly string[]): Parsed {
     return { kind: 'help', text: mainUsage() };
   }
   if (first === '--version' || first === '-V') return { kind: 'version' };
-  if (first === DEMO_COMMAND) return parseDemo(rest);
+  if (first === DEMO_COMMAND) return rest.includes('--version') ? { kind: 'version' } : parseDemo(rest);
   const t = commandType(first);
   if (!t) throw new CliError(CliFault.UNKNOWN_COMMAND, `unknown command "${first}"`);
   // vhost-user.rst, Backend program conventions: "--print-capabilities ... Other options and
   // arguments should be ignored", so it wins before any other option is even validated.
   if (rest.some((a) => a === '--print-capabilities')) return { kind: 'capabilities', command: t.name };
+  // Every command answers --version (one program, one version), before its options are checked.
+  if (rest.some((a) => a === '--version')) return { kind: 'version' };
   return parseDevice(t, rest);
 }

@@ -86,6 +86,7 @@ export const BACKEND_COMMON_USAGE = `  --print-capabilities    print the vhost-u
   -v, --verbose           debug log on stderr, every vhost-user message received included
                           (the default logs connections, rings and shutdown)
   -q, --quiet             log errors only
+  --version               print the version and exit
   -h, --help              this text`;
 
 /** The values parseArgs gives for a set of options. */
