@@ -9,6 +9,12 @@
 // `driver/blk/13..20`, `device/transport-pci/20 to /24`, `device/transport-pci/2 /13`.
 //
 //   node scripts/spec-coverage.mjs [normative.jsonl] [--list] [--results=<file>] [--sources=<dir>]...
+//   node scripts/spec-coverage.mjs --devices
+//
+// --devices: per device type with a page in docs/devices/, its device/<type> and driver/<type>
+// statements: proven by a passing test, or only listed on the page (not applicable / not yet,
+// with the reason there), or neither (missing). A device is done when none is missing and
+// what the page lists is a reason, not a plan.
 //
 // Prints a table per spec file (statements, proven, MUST proven, ids named in test sources
 // whose tests did not pass) and, with --list, every proven id with the test files that prove it,
@@ -21,6 +27,7 @@ import { root } from './ensure-deps.mjs';
 
 const args = process.argv.slice(2);
 const list = args.includes('--list');
+const devices = args.includes('--devices');
 const option = (name) => args.filter((a) => a.startsWith(`--${name}=`)).map((a) => a.slice(name.length + 3));
 
 /** normative.jsonl next to the project: ../shared (main checkout) or a level further up (worktrees). */
@@ -173,4 +180,25 @@ if (list) {
   for (const id of [...proven.keys()].sort()) console.log(`  ${id}  ${[...proven.get(id)].join(', ')}`);
   console.log('\nnamed in test sources, not proven (no passing test names them in this run):');
   for (const id of [...notPassing.keys()].sort()) console.log(`  ${id}  ${[...notPassing.get(id)].join(', ')}`);
+}
+if (devices) {
+  const docsDir = join(root, 'docs', 'devices');
+  // Pages write ranges as 12-18 too.
+  const docIds = (text) => idsIn(text.replace(/((?:device|driver)\/[a-z0-9-]+\/\d+)-(\d+)/g, '$1..$2'));
+  console.log('\ndevice pages (docs/devices): statements proven / only listed on the page / missing');
+  const pages = existsSync(docsDir) ? readdirSync(docsDir).filter((n) => n.endsWith('.md')).sort() : [];
+  for (const page of pages) {
+    const type = page.replace(/\.md$/, '');
+    const ids = [...statements.keys()].filter((id) => id.startsWith(`device/${type}/`) || id.startsWith(`driver/${type}/`));
+    if (ids.length === 0) {
+      console.log(`  ${type.padEnd(10)} (no normative statements under device/${type} or driver/${type})`);
+      continue;
+    }
+    const listed = new Set(docIds(readFileSync(join(docsDir, page), 'utf8')));
+    const p = ids.filter((id) => proven.has(id));
+    const l = ids.filter((id) => !proven.has(id) && listed.has(id));
+    const m = ids.filter((id) => !proven.has(id) && !listed.has(id));
+    console.log(`  ${type.padEnd(10)} ${String(p.length).padStart(4)} proven  ${String(l.length).padStart(4)} listed  ${String(m.length).padStart(4)} missing  of ${ids.length}`);
+    if (m.length > 0) console.log(`             missing: ${m.join(' ')}`);
+  }
 }
