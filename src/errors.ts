@@ -25,6 +25,8 @@ export const ErrorCode = {
   REQUEST_FAILED: 'REQUEST_FAILED',
   /** The device is in DEVICE_NEEDS_RESET or FAILED. */
   DEVICE_NEEDS_RESET: 'DEVICE_NEEDS_RESET',
+  /** The driver suspended the device (VIRTIO_F_SUSPEND): no buffers, notifications or config writes until resume. */
+  DEVICE_SUSPENDED: 'DEVICE_SUSPENDED',
   /** A backend (file, socket) failed. */
   BACKEND_IO: 'BACKEND_IO',
   /** Invalid argument from the library user or command line. */

@@ -132,6 +132,10 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   private readonly o: QueueServerOptions<R>;
   /** Bumped at every stop, so a request popped before it never matches a live queue again. */
   private epochs = 0;
+  /** Suspending or suspended: no pops (a device's `suspend`). */
+  private suspended = false;
+  /** Resolves the pending `suspend` once the last request in flight completed. */
+  private suspendDone: (() => void) | null = null;
   /** Chain segments held by the slots of every live queue, against `segmentBudget`. */
   private segmentsHeld = 0;
   private readonly segmentBudget: number;
@@ -181,6 +185,45 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     this.stopAll();
     this.queues = [];
     this.ctx = null;
+    this.suspended = false;
+    this.suspendDone = null;
+  }
+
+  /**
+   * Device Suspend (a device's `suspend` hook): stop consuming buffers; resolves once every
+   * request in flight has been used and its notification sent (device/content/19). At once
+   * when nothing is in flight.
+   */
+  suspend(): Promise<void> | void {
+    this.suspended = true;
+    if (this.inFlightTotal() === 0) return;
+    return new Promise<void>((resolve) => (this.suspendDone = resolve));
+  }
+
+  /** Resume after `suspend`: serve every queue again (buffers already there first). */
+  resume(): void {
+    this.suspended = false;
+    this.suspendDone = null;
+    for (const q of this.queues) if (q && !q.stopped) this.serve(q);
+  }
+
+  /**
+   * While suspending: once nothing is in flight, the used-buffer notifications go out now (the
+   * context applies event suppression) and the pending `suspend` resolves, after which the core presents the device suspended
+   * (device/content/19).
+   */
+  private finishSuspendIfIdle(): void {
+    if (this.suspendDone === null || this.inFlightTotal() !== 0) return;
+    const done = this.suspendDone;
+    this.suspendDone = null;
+    for (const q of this.queues) if (q && !q.stopped) this.notify(q);
+    done();
+  }
+
+  private inFlightTotal(): number {
+    let n = 0;
+    for (const q of this.queues) if (q) n += q.inFlight;
+    return n;
   }
 
   /** 2.6.1 queue reset of `index`: that queue stops; its requests in flight are dropped. */
@@ -238,7 +281,14 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       return false;
     }
     if (!q.busy) {
-      if (q.starved) {
+      if (this.suspended) {
+        // Suspending: no more pops, but what completes is notified (device/content/19).
+        if (!q.notifyScheduled) {
+          q.notifyScheduled = true;
+          queueMicrotask(q.flushNotify);
+        }
+        this.finishSuspendIfIdle();
+      } else if (q.starved) {
         // A pass ended for want of a slot: this one resumes it (and it notifies).
         q.starved = false;
         this.serve(q);
@@ -316,6 +366,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       vq.disableNotification();
       for (;;) {
         if (q.stopped) return;
+        if (this.suspended) break;
         if (this.segmentsHeld > this.segmentBudget && q.inFlight > 0) {
           q.starved = true; // resumed by a completion, which gives storage back
           return;
@@ -356,6 +407,11 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       }
       // This round's completions become visible at once, before notifications are re-enabled.
       this.publish(q);
+      if (this.suspended) {
+        // Completions of this round are published; nothing more is popped until resume.
+        this.finishSuspendIfIdle();
+        return;
+      }
       if (!vq.enableNotification() && !q.again) return;
     }
   }

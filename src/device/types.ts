@@ -82,6 +82,15 @@ export interface VirtioDevice {
    */
   validateFeatures?(accepted: bigint): string | null;
 
+  /**
+   * Device Suspend (VIRTIO_F_SUSPEND, offered by the core when both hooks exist): stop
+   * consuming buffers, finish those in processing (used and notified), then resolve. A throw or
+   * rejection makes the core set DEVICE_NEEDS_RESET.
+   */
+  suspend?(): void | Promise<void>;
+  /** Resume after `suspend`: consume buffers again (a throw sets DEVICE_NEEDS_RESET). */
+  resume?(): void;
+
   /** The driver set DRIVER_OK: start serving queues. */
   activate(ctx: DeviceContext): void;
   /** The driver notified queue `index` (available buffer notification). */

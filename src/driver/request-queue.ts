@@ -111,6 +111,8 @@ export class RequestQueue {
   submit(out: readonly Segment[], inn: readonly Segment[] = NO_SEGMENTS): Promise<number> {
     if (this.stopError) return Promise.reject(this.stopError);
     if (out.length === 0 && inn.length === 0) return Promise.reject(new VirtioError(ErrorCode.INVALID_ARGUMENT, 'empty request'));
+    // driver/content/27: no buffer is made available while the device is suspended.
+    if (this.context.suspended === true) return Promise.reject(new VirtioError(ErrorCode.DEVICE_SUSPENDED, `queue ${this.index}: the device is suspended`));
     const slot = this.takeSlot();
     this.outs[slot] = out;
     this.ins[slot] = inn;
@@ -118,8 +120,11 @@ export class RequestQueue {
       this.resolves[slot] = resolve;
       this.rejects[slot] = reject;
     });
-    if (this.waitCount > 0) this.pushWaiting(slot);
-    else if (!this.addToRing(slot)) {
+    if (this.waitCount > 0) {
+      this.pushWaiting(slot);
+      // Requests held back while the device was suspended go in now, in order.
+      this.drainWaiting();
+    } else if (!this.addToRing(slot)) {
       if (this.inRingCount === 0) this.refuse(slot);
       else this.pushWaiting(slot);
     } else this.context.kick(this.index);
@@ -186,6 +191,7 @@ export class RequestQueue {
 
   /** Waiting requests go in, in order, while there is room; one notification for all of them. */
   private drainWaiting(): void {
+    if (this.context.suspended === true) return; // driver/content/27: they wait for resume
     let added = 0;
     while (this.waitCount > 0) {
       const slot = this.waitRing[this.waitHead]!;

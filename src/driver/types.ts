@@ -99,6 +99,11 @@ export interface DriverContext {
   readConfig(offset: number, len: number): Uint8Array;
   writeConfig(offset: number, src: Uint8Array): void;
   /**
+   * Whether the driver suspended the device (VIRTIO_F_SUSPEND): buffers must not be made
+   * available meanwhile (driver/content/27). Optional: absent means never suspended.
+   */
+  readonly suspended?: boolean;
+  /**
    * Adds a listener told when in-flight buffers will never complete (device reset,
    * DEVICE_NEEDS_RESET, queue reset); returns a function that removes it. Optional: a context
    * without it never stops on its own.

@@ -54,7 +54,16 @@ export interface VirtioDriverOptions {
 
 /** Transport and ring bits this driver implements (anything else is never accepted). */
 const DRIVER_TRANSPORT_BITS =
-  F.INDIRECT_DESC | F.EVENT_IDX | F.VERSION_1 | F.ACCESS_PLATFORM | F.RING_PACKED | F.IN_ORDER | F.ORDER_PLATFORM | F.NOTIFICATION_DATA | F.RING_RESET;
+  F.INDIRECT_DESC |
+  F.EVENT_IDX |
+  F.VERSION_1 |
+  F.ACCESS_PLATFORM |
+  F.RING_PACKED |
+  F.IN_ORDER |
+  F.ORDER_PLATFORM |
+  F.NOTIFICATION_DATA |
+  F.RING_RESET |
+  F.SUSPEND;
 
 /** 6: the device-type feature bits (one definition for the core, the back-end and the driver). */
 const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
@@ -114,7 +123,12 @@ class DriverContextImpl implements DriverContext {
     return this.d.readConfig(offset, len);
   }
   writeConfig(offset: number, src: Uint8Array): void {
+    // driver/content/29: no configuration change while the device is suspended.
+    if (this.d.suspended) throw new VirtioError(ErrorCode.DEVICE_SUSPENDED, 'no configuration write while the device is suspended');
     this.d.transport.writeConfig(offset, src);
+  }
+  get suspended(): boolean {
+    return this.d.suspended;
   }
   onStop(listener: (event: DriverStopEvent) => void): () => void {
     return this.d.onStop(listener);
@@ -129,6 +143,8 @@ export class VirtioDriver {
   private needsResetCb: ((error: VirtioError) => void) | null = null;
   private readonly stopListeners = new Set<(event: DriverStopEvent) => void>();
   private alive = false;
+  /** Between suspend() and the end of resume(): no buffers, notifications or config writes. */
+  private suspendedNow = false;
   private notificationData = false;
   private readonly retries: number;
 
@@ -170,6 +186,55 @@ export class VirtioDriver {
   get running(): boolean {
     return this.alive;
   }
+  /** Whether the driver suspended the device (suspend() called, resume() not finished). */
+  get suspended(): boolean {
+    return this.suspendedNow;
+  }
+
+  /**
+   * Device Suspend (VIRTIO_F_SUSPEND negotiated, the device running; driver/content/25): sets
+   * SUSPEND and resolves once the device reads back SUSPEND 1 and DRIVER_OK 0
+   * (driver/content/26). From the call on, the driver makes no buffer available, sends no
+   * notification and writes no configuration (driver/content/27, /28, /29): those throw
+   * DEVICE_SUSPENDED. TIMEOUT when the device does not suspend within `timeoutMs`.
+   */
+  async suspend(timeoutMs = 5000): Promise<void> {
+    if ((this.negotiated & F.SUSPEND) === 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, 'VIRTIO_F_SUSPEND was not negotiated');
+    const t = this.transport;
+    const status = t.getStatus();
+    if (!this.alive || !(status & Status.DRIVER_OK) || this.suspendedNow) {
+      throw new VirtioError(ErrorCode.STATUS_INVALID, `cannot suspend a device that is not running (status ${statusToString(status)})`);
+    }
+    this.suspendedNow = true;
+    t.setStatus(status | Status.SUSPEND);
+    await this.waitStatus((st) => (st & Status.SUSPEND) !== 0 && (st & Status.DRIVER_OK) === 0, 'suspend', timeoutMs);
+  }
+
+  /**
+   * Resumes a suspended device: sets DRIVER_OK and resolves once the device reads back
+   * SUSPEND 0 and DRIVER_OK 1; only then may normal operation go on (driver/content/30).
+   */
+  async resume(timeoutMs = 5000): Promise<void> {
+    if (!this.suspendedNow) throw new VirtioError(ErrorCode.STATUS_INVALID, 'the device is not suspended');
+    const t = this.transport;
+    await this.waitStatus((st) => (st & Status.SUSPEND) !== 0 && (st & Status.DRIVER_OK) === 0, 'suspend', timeoutMs);
+    t.setStatus(t.getStatus() | Status.DRIVER_OK);
+    await this.waitStatus((st) => (st & Status.SUSPEND) === 0 && (st & Status.DRIVER_OK) !== 0, 'resume', timeoutMs);
+    this.suspendedNow = false;
+  }
+
+  /** Re-reads the status until `ok`, yielding between reads; NEEDS_RESET or the time limit ends it. */
+  private async waitStatus(ok: (status: number) => boolean, what: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = this.transport.getStatus();
+      if (ok(st)) return;
+      if (st & Status.DEVICE_NEEDS_RESET) throw this.deviceFailure(`device failed to ${what} (status ${statusToString(st)})`);
+      if (Date.now() >= deadline) throw new VirtioError(ErrorCode.TIMEOUT, `device did not ${what} within ${timeoutMs} ms (status ${statusToString(st)})`);
+      await new Promise<void>((r) => setTimeout(r, 1));
+    }
+  }
+
   /** Whether the device reports DEVICE_NEEDS_RESET (2.1.2; driver/content/4). */
   get needsReset(): boolean {
     return (this.transport.getStatus() & Status.DEVICE_NEEDS_RESET) !== 0;
@@ -371,6 +436,7 @@ export class VirtioDriver {
    * (2.7.13, 2.8.21), with the NOTIFICATION_DATA value when negotiated (2.9).
    */
   kick(index: number): void {
+    if (this.suspendedNow) throw new VirtioError(ErrorCode.DEVICE_SUSPENDED, `queue ${index}: no notification while the device is suspended`);
     const s = this.slots[index];
     if (!s || !this.alive) return;
     if (s.queue.kick()) {

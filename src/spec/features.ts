@@ -61,7 +61,9 @@ export const TRANSPORT_FEATURES_SUPPORTED =
   F.IN_ORDER |
   F.ORDER_PLATFORM |
   F.NOTIFICATION_DATA |
-  F.RING_RESET;
+  F.RING_RESET |
+  // Offered only for devices with suspend and resume hooks (DeviceCore).
+  F.SUSPEND;
 
 /** Lists the bit numbers set in a feature bitmap (for logs and errors). */
 export function featureBits(features: bigint): number[] {

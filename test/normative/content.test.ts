@@ -111,7 +111,7 @@ describe('2.6.1 virtqueue reset', () => {
 });
 
 describe('2.1 / 2.2 / 6 status and feature bits', () => {
-  it('device/content/13: the device ignores the SUSPEND bit before it is initialized (SUSPEND is never offered)', () => {
+  it('device/content/13: the device ignores the SUSPEND bit before it is initialized (a device without suspend hooks: not offered either)', () => {
     const mem = GuestMemory.allocate(MEM);
     const dev = new EchoDevice({ transportFeatures: F.VERSION_1 | F.SUSPEND });
     const core = new DeviceCore(dev, { memory: mem, interrupts: noIrq });

@@ -235,6 +235,15 @@ export class BlkDevice implements VirtioDevice {
     this.server.onQueueNotify(index);
   }
 
+  /** Device Suspend (the core runs the protocol): the queue server stops and drains. */
+  suspend(): Promise<void> | void {
+    return this.server.suspend();
+  }
+
+  resume(): void {
+    this.server.resume();
+  }
+
   reset(): void {
     // In-flight backend operations may still finish; the server drops their completions.
     this.server.reset();

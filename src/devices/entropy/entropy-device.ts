@@ -68,6 +68,15 @@ export class EntropyDevice implements VirtioDevice {
     this.server.onQueueNotify(index);
   }
 
+  /** Device Suspend (the core runs the protocol): the queue server stops and drains. */
+  suspend(): Promise<void> | void {
+    return this.server.suspend();
+  }
+
+  resume(): void {
+    this.server.resume();
+  }
+
   reset(): void {
     this.server.reset();
   }
