@@ -17,6 +17,7 @@ import { LEGACY_QUEUE_ALIGN } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
 import { ActivationContext } from './activation-context.js';
 import { ConfigWindow } from './config-window.js';
+import { SuspendProtocol } from './suspend-protocol.js';
 import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from './queue-register-file.js';
 import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type VirtioDevice } from './types.js';
 
@@ -42,8 +43,7 @@ const LEGACY_TRANSPORT_BITS = F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT;
 
 const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
 
-const SuspendState = { NONE: 0, SUSPENDING: 1, SUSPENDED: 2 } as const;
-type SuspendState = (typeof SuspendState)[keyof typeof SuspendState];
+
 
 export class DeviceCore implements DeviceCoreApi {
   readonly device: VirtioDevice;
@@ -65,10 +65,8 @@ export class DeviceCore implements DeviceCoreApi {
   private readonly queues: (DeviceQueue | null)[];
   private epoch = 0;
   private ctx: ActivationContext | null = null;
-  /** 2.4.x Device Suspend: none, suspending (buffers in processing finish), or suspended. */
-  private suspendState: SuspendState = SuspendState.NONE;
-  /** A configuration change while suspending or suspended, notified at resume (device/content/16). */
-  private configChangeHeld = false;
+  /** Device Suspend (VIRTIO_F_SUSPEND): its state and held configuration notification. */
+  private readonly suspension: SuspendProtocol;
   private lastNeedsResetReason: string | null = null;
   private lastNeedsResetError: VirtioError | null = null;
   private readonly config: ConfigWindow;
@@ -86,6 +84,23 @@ export class DeviceCore implements DeviceCoreApi {
     this.regs = new QueueRegisterFile(device.queueMaxSizes);
     this.queues = new Array<DeviceQueue | null>(n).fill(null);
     this.config = new ConfigWindow(device, this.log);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const core = this;
+    this.suspension = new SuspendProtocol({
+      device,
+      log: this.log,
+      get epoch() {
+        return core.epoch;
+      },
+      get status() {
+        return core.statusValue;
+      },
+      set status(v: number) {
+        core.statusValue = v;
+      },
+      needsReset: (reason, cause) => this.setNeedsReset(reason, cause),
+      configChange: () => this.sink.configChange(),
+    });
     this.computeOffered();
   }
 
@@ -227,7 +242,7 @@ export class DeviceCore implements DeviceCoreApi {
       return;
     }
     const cur = this.statusValue;
-    if (this.suspendWrite(cur, v)) return;
+    if ((this.negotiated & F.SUSPEND) !== 0n && this.ctx !== null && this.suspension.write(cur, v)) return;
     const wanted = v & DRIVER_STATUS_BITS;
     // driver/content/2: the driver never clears a bit except by writing 0.
     const cleared = cur & DRIVER_STATUS_BITS & ~wanted;
@@ -289,71 +304,16 @@ export class DeviceCore implements DeviceCoreApi {
     if (added & Status.DRIVER_OK && this.ctx === null) this.activate();
   }
 
-  /**
-   * Device Suspend (VIRTIO_F_SUSPEND negotiated, DRIVER_OK set). The driver writes its status
-   * with SUSPEND added: the device stops consuming buffers, lets those in processing be used
-   * and notified (device/content/19), then presents SUSPEND 1 and DRIVER_OK 0; a device that
-   * cannot suspend sets DEVICE_NEEDS_RESET (device/content/17). The driver then writes its status
-   * with DRIVER_OK added: the device resumes and presents SUSPEND 0 and DRIVER_OK 1, or sets
-   * DEVICE_NEEDS_RESET (device/content/18). SUSPEND before initialization completed, or without
-   * the feature, is ignored (device/content/13): the generic path below drops the bit.
-   * Returns true when the write was a suspend or resume request.
-   */
-  private suspendWrite(cur: number, v: number): boolean {
-    if ((this.negotiated & F.SUSPEND) === 0n || this.ctx === null) return false;
-    if (this.suspendState === SuspendState.NONE && cur & Status.DRIVER_OK && v === (cur | Status.SUSPEND)) {
-      this.suspendState = SuspendState.SUSPENDING;
-      const epoch = this.epoch;
-      const failed = (e: unknown): void => {
-        if (epoch !== this.epoch) return;
-        this.suspendState = SuspendState.NONE;
-        this.setNeedsReset(`suspend failed: ${String(e)}`, e);
-      };
-      const done = (): void => {
-        if (epoch !== this.epoch || this.suspendState !== SuspendState.SUSPENDING) return;
-        this.suspendState = SuspendState.SUSPENDED;
-        this.statusValue = (this.statusValue & ~Status.DRIVER_OK) | Status.SUSPEND;
-        this.log.debug('suspended');
-      };
-      try {
-        const r = this.device.suspend!();
-        if (r !== undefined) r.then(done, failed);
-        else done();
-      } catch (e) {
-        failed(e);
-      }
-      return true;
-    }
-    if (this.suspendState === SuspendState.SUSPENDED && v === (cur | Status.DRIVER_OK)) {
-      try {
-        this.device.resume!();
-      } catch (e) {
-        this.setNeedsReset(`resume failed: ${String(e)}`, e);
-        return true;
-      }
-      this.suspendState = SuspendState.NONE;
-      this.statusValue = (this.statusValue & ~Status.SUSPEND) | Status.DRIVER_OK;
-      this.log.debug('resumed');
-      if (this.configChangeHeld) {
-        this.configChangeHeld = false;
-        this.sink.configChange();
-      }
-      return true;
-    }
-    return false;
-  }
-
   /** Suspending or suspended (2.4.x): no queue access, no notifications, config writes ignored. */
   get suspended(): boolean {
-    return this.suspendState !== SuspendState.NONE;
+    return this.suspension.active;
   }
 
   /** Device reset (2.4): status 0, features and queues forgotten, device-specific reset. */
   reset(): void {
     this.epoch++;
     this.ctx = null;
-    this.suspendState = SuspendState.NONE;
-    this.configChangeHeld = false;
+    this.suspension.reset();
     try {
       this.device.reset();
     } catch (e) {
@@ -420,8 +380,8 @@ export class DeviceCore implements DeviceCoreApi {
   configChanged(): void {
     this.generation = (this.generation + 1) >>> 0;
     // device/content/15, /16: none while suspended; one when the device resumes.
-    if (this.suspendState !== SuspendState.NONE) this.configChangeHeld = true;
-    else if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
+    if (this.suspension.holdConfigChange()) return;
+    if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
   }
 
   readConfig(offset: number, width: number): number {
@@ -429,7 +389,7 @@ export class DeviceCore implements DeviceCoreApi {
   }
 
   writeConfig(offset: number, width: number, value: number): void {
-    if (this.suspendState !== SuspendState.NONE) return; // 2.4.x: ignored while suspended
+    if (this.suspension.active) return; // 2.4.x: ignored while suspended
     this.config.write(offset, width, value, this.configFeatures(), this.le);
   }
 
@@ -439,7 +399,7 @@ export class DeviceCore implements DeviceCoreApi {
 
   /** Writes config bytes (byte-stream transports such as CCW WRITE_CONF); out of range is ignored. */
   writeConfigBytes(offset: number, src: Uint8Array): void {
-    if (this.suspendState !== SuspendState.NONE) return; // 2.4.x: ignored while suspended
+    if (this.suspension.active) return; // 2.4.x: ignored while suspended
     this.config.writeBytes(offset, src, this.configFeatures(), this.le);
   }
 
@@ -578,7 +538,7 @@ export class DeviceCore implements DeviceCoreApi {
   notifyQueue(index: number, _data?: number): void {
     if (this.statusValue & (Status.DEVICE_NEEDS_RESET | Status.FAILED)) return;
     // device/content/14: a suspending device consumes no more buffers, a suspended one none.
-    if (this.suspendState !== SuspendState.NONE) return;
+    if (this.suspension.active) return;
     if (this.ctx === null) {
       // device/content/1: nothing is consumed before DRIVER_OK. Legacy drivers may kick first
       // and set DRIVER_OK later (QEMU's start_on_kick): a legacy device starts on that kick.
@@ -610,7 +570,7 @@ export class DeviceCore implements DeviceCoreApi {
   signalUsed(index: number): void {
     // device/content/14: no notification once suspended (those of buffers finishing while
     // suspending are sent, device/content/19).
-    if (this.suspendState === SuspendState.SUSPENDED) return;
+    if (this.suspension.suspended) return;
     const q = this.queues[index];
     if (q === undefined || q === null) return;
     if (q.needsNotification()) this.sink.usedBuffer(index);
