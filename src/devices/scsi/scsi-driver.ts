@@ -46,6 +46,7 @@ import {
 
 const U32 = 0x1_0000_0000;
 const BLOCK = 512;
+const SENSE_KEY_UNIT_ATTENTION = 0x6;
 
 /** The device-type features this driver works with (not INOUT, not T10_PI). */
 export const SCSI_DRIVER_FEATURES = ScsiF.HOTPLUG | ScsiF.CHANGE;
@@ -287,6 +288,22 @@ export class ScsiDriver implements DeviceDriver {
     return this.run({ lun, cdb: new Uint8Array(6) });
   }
 
+  /**
+   * TEST UNIT READY until GOOD, at most `tries` times: consumes the unit attention conditions a
+   * logical unit reports first (power on, reset, changed LUN data). Returns the (asc << 8) | ascq
+   * of each unit attention seen.
+   */
+  async clearUnitAttention(lun: number, tries = 4): Promise<number[]> {
+    const seen: number[] = [];
+    for (let i = 0; i < tries; i++) {
+      const r = await this.command({ lun, cdb: new Uint8Array(6) });
+      if (r.response === ScsiResponse.OK && r.status === ScsiStatus.GOOD) return seen;
+      if (r.response !== ScsiResponse.OK || r.status !== ScsiStatus.CHECK_CONDITION || r.senseKey !== SENSE_KEY_UNIT_ATTENTION) throw new ScsiCommandError(r);
+      seen.push((r.asc << 8) | r.ascq);
+    }
+    throw new VirtioError(ErrorCode.REQUEST_FAILED, `LUN ${lun} still reports unit attention after ${tries} TEST UNIT READY`);
+  }
+
   /** INQUIRY: standard data, or the VPD page `page`. */
   async inquiry(lun: number | 'report-luns', page?: number, allocLen = 255): Promise<Uint8Array> {
     const cdb = new Uint8Array(6);
@@ -341,10 +358,10 @@ export class ScsiDriver implements DeviceDriver {
     await this.run({ lun, cdb: rw16(ScsiOp.WRITE_16, lba, data.length / BLOCK, fua), dataOut: data });
   }
 
-  /** SYNCHRONIZE CACHE (16) of the whole LUN. */
+  /** SYNCHRONIZE CACHE (10) of the whole LUN (the one Linux sends; QEMU's scsi-disk has no (16)). */
   async synchronizeCache(lun: number): Promise<void> {
-    const cdb = new Uint8Array(16);
-    cdb[0] = ScsiOp.SYNCHRONIZE_CACHE_16;
+    const cdb = new Uint8Array(10);
+    cdb[0] = ScsiOp.SYNCHRONIZE_CACHE_10;
     await this.run({ lun, cdb });
   }
 
