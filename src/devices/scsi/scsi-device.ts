@@ -177,6 +177,11 @@ export class ScsiDevice implements VirtioDevice, ScsiControlHost {
     this.events.raise(ScsiEventType.TRANSPORT_RESET, id, ScsiResetReason.HARD);
   }
 
+  /** Driver buffers waiting in the device for an event. */
+  get eventBuffersWaiting(): number {
+    return this.events.buffersWaiting;
+  }
+
   /** Whether events were lost for want of eventq buffers and not yet reported. */
   get eventsMissed(): boolean {
     return this.events.eventsMissed;

@@ -165,6 +165,12 @@ export class ScsiRequestHandler {
       return;
     }
     req.dataOutAvail = chain.readableBytes - headerLen;
+    if (req.dataOutAvail > 0 && req.dataInAvail > 0) {
+      // 5.6.6.1: dataout and datain both present without VIRTIO_SCSI_F_INOUT (never offered).
+      req.response = ScsiResponse.FAILURE;
+      this.finish(req);
+      return;
+    }
     const hdr = this.hdr;
     const reader = this.reader.reset(chain);
     const take = ScsiCmdReq.HEADER + Math.min(cdbSize, MAX_CDB);
