@@ -41,7 +41,7 @@ function spied(ctx: DriverContext): { ctx: DriverContext; writes: Uint8Array[]; 
 }
 
 describe('ScsiDriver', T, () => {
-  it('driver/scsi/1 driver/scsi/3: never writes the configuration; task_attr, prio and crn are 0 in every request header', async () => {
+  it('driver/scsi/1 driver/scsi/3 device/scsi/4: never writes the configuration; issues INQUIRY and a TMF right after attaching; task_attr, prio and crn are 0 in every request header', async () => {
     const { pair } = scsiPair(memDisks(1));
     const s = spied(pair.ctx);
     const drv = new ScsiDriver(s.ctx, { eventBuffers: 2 });
@@ -71,7 +71,7 @@ describe('ScsiDriver', T, () => {
     await drv.testUnitReady(0);
   });
 
-  it('driver/scsi/6 driver/scsi/7: the eventq holds device-writable buffers of at least struct virtio_scsi_event, posted again after each event', async () => {
+  it('driver/scsi/6 driver/scsi/7 device/scsi/3: from initialization on, the eventq holds device-writable buffers of at least struct virtio_scsi_event, posted again after each event', async () => {
     const { device, pair } = scsiPair(memDisks(1));
     const drv = new ScsiDriver(pair.ctx, { eventBuffers: 5 });
     await new Promise((r) => setImmediate(r));
@@ -120,6 +120,15 @@ describe('ScsiDriver', T, () => {
     });
     device.addLun(0, new MemoryBackend(8 * 512));
     assert.deepEqual(await heard, [0, 1]);
+  });
+
+  it('device/scsi/2: the driver uses the queues discovered at initialization (controlq, eventq, num_queues request queues) and refuses a device with fewer than three', () => {
+    const { pair } = scsiPair(memDisks(1), { numQueues: 2 });
+    assert.throws(() => new ScsiDriver(pair.ctx), (e: { code?: string }) => e.code === ErrorCode.INVALID_ARGUMENT);
+    const full = scsiPair(memDisks(1), {}, { numQueues: 2 });
+    const drv = new ScsiDriver(full.pair.ctx, { eventBuffers: 0 });
+    assert.equal(drv.config.numQueues, 2);
+    assert.equal(full.pair.ctx.numQueues, 4);
   });
 
   it('spreads commands over the request queues (num_queues) and refuses a CDB longer than cdb_size', async () => {

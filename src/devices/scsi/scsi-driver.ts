@@ -165,8 +165,9 @@ export class ScsiDriver implements DeviceDriver {
     if (c.senseSize === 0) c.senseSize = SCSI_DEFAULT_SENSE_SIZE;
     if (c.eventInfoSize === 0) c.eventInfoSize = ScsiEventLayout.SIZE;
     if (c.numQueues === 0) c.numQueues = Math.max(1, ctx.numQueues - ScsiQueue.REQUESTQ);
-    const n = Math.max(1, Math.min(this.config.numQueues, ctx.numQueues - ScsiQueue.REQUESTQ));
+    // device/scsi/2: the queues the initialization discovered; a request queue at least.
     if (ctx.numQueues < ScsiQueue.REQUESTQ + 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `virtio-scsi needs at least 3 queues, the device has ${ctx.numQueues}`);
+    const n = Math.max(1, Math.min(this.config.numQueues, ctx.numQueues - ScsiQueue.REQUESTQ));
     this.control = new RequestQueue(ctx, ScsiQueue.CONTROLQ);
     this.requestQueues = Array.from({ length: n }, (_, i) => new RequestQueue(ctx, ScsiQueue.REQUESTQ + i));
     // driver/scsi/7: at least struct virtio_scsi_event, event_info_size when larger.
