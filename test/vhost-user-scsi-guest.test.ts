@@ -54,8 +54,8 @@ function pattern(len: number, seed: number): Buffer {
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-async function startScsi(sock: string, luns: readonly string[]): Promise<ManagedProcess> {
-  const p = startProcess(process.execPath, [CLI, 'scsi', '--socket-path', sock, ...luns.flatMap((l) => ['--lun', l])]);
+async function startScsi(sock: string, luns: readonly string[], extra: readonly string[]): Promise<ManagedProcess> {
+  const p = startProcess(process.execPath, [CLI, 'scsi', '--socket-path', sock, ...luns.flatMap((l) => ['--lun', l]), ...extra]);
   try {
     await waitForPath(sock, { process: p, timeoutMs: 15_000 });
   } catch (e) {
@@ -80,6 +80,8 @@ result lsscsi "$(lsscsi | head -n 1 | tr -s ' \\t' ' ')"
 result lun0_size "$(cat /sys/block/$d0/size)"
 result lun1_ro "$(cat /sys/block/$d1/ro)"
 result lun0_wwid "$(cat /sys/block/$d0/device/wwid 2>/dev/null)"
+result features "$(virtio_features $(ls /sys/bus/virtio/devices | head -n 1))"
+result nr_hw_queues "$(ls /sys/block/$d0/mq | wc -l)"
 dd if=/pattern.bin of=/dev/$d0 bs=4096 seek=${PATTERN_OFFSET / 4096} count=${PATTERN_LEN / 4096} oflag=direct conv=notrunc 2>/tmp/dd.err || fail "write: $(cat /tmp/dd.err)"
 dd if=/dev/$d0 of=/tmp/back.bin bs=4096 skip=${PATTERN_OFFSET / 4096} count=${PATTERN_LEN / 4096} iflag=direct 2>/tmp/dd.err || fail "read: $(cat /tmp/dd.err)"
 cmp /pattern.bin /tmp/back.bin || fail "read-back differs"
@@ -110,10 +112,16 @@ describe('virtio-ts scsi: vhost-user back-end serving a real Linux guest (QEMU 7
     await tmp?.remove();
   });
 
-  it('lsscsi sees three disks; dd with O_DIRECT reaches the image (sha256); the read-only LUN refuses writes; ext2 mounts', async (t) => {
-    const img0 = tmp.file('lun0.img');
-    const img1 = tmp.file('lun1.img');
-    const img2 = tmp.file('lun2.img');
+  const variants = [
+    { name: 'modern PCI, split ring, one request queue', tag: 'modern', device: 'num_queues=1', cli: [], smp: 1, queues: 1, packed: false, modern: true },
+    { name: 'two request queues on two vCPUs, packed ring', tag: 'mq', device: 'num_queues=2,packed=on', cli: ['--num-queues', '2'], smp: 2, queues: 2, packed: true, modern: true },
+    { name: 'transitional PCI driven through its legacy interface', tag: 'legacy', device: 'num_queues=1,disable-legacy=off,disable-modern=on', cli: [], smp: 1, queues: 1, packed: false, modern: false },
+  ] as const;
+
+  for (const v of variants) it(`${v.name}: lsscsi sees three disks; dd with O_DIRECT reaches the image (sha256); the read-only LUN refuses writes; ext2 mounts`, async (t) => {
+    const img0 = tmp.file(`${v.tag}-lun0.img`);
+    const img1 = tmp.file(`${v.tag}-lun1.img`);
+    const img2 = tmp.file(`${v.tag}-lun2.img`);
     await makeRawImage(img0, IMAGE_SIZE);
     await makeRawImage(img1, IMAGE_SIZE);
     await makeRawImage(img2, FS_IMAGE_SIZE);
@@ -123,13 +131,14 @@ describe('virtio-ts scsi: vhost-user back-end serving a real Linux guest (QEMU 7
     } finally {
       await fh.close();
     }
-    const sock = tmp.file('scsi.sock');
-    const be = await startScsi(sock, [`file=${img0},serial=vts-lun0`, `file=${img1},readonly`, `file=${img2}`]);
+    const sock = tmp.file(`${v.tag}.sock`);
+    const be = await startScsi(sock, [`file=${img0},serial=vts-lun0`, `file=${img1},readonly`, `file=${img2}`], v.cli);
     try {
       const res = await runDeviceGuest({
         devices: ['scsi'],
         qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`],
-        qemuDevices: ['vhost-user-scsi-pci,chardev=c0,num_queues=1'],
+        qemuDevices: [`vhost-user-scsi-pci,chardev=c0,${v.device}`],
+        smp: v.smp,
         files: [{ path: '/pattern.bin', data: writePattern }],
         script,
         memfd: true,
@@ -160,6 +169,12 @@ describe('virtio-ts scsi: vhost-user back-end serving a real Linux guest (QEMU 7
         assert.equal(res.results.get('seed_sha256'), sha256(seed), 'guest read what the host put in the image');
         assert.equal(res.results.get('lun1_write'), 'refused');
         assert.equal(res.results.get('fs_sha256'), sha256(writePattern), 'file read back from ext2 after a remount');
+        const f = res.results.get('features') ?? '';
+        assert.match(f, /^[01]{64}$/);
+        assert.equal(f[34] === '1', v.packed, 'VIRTIO_F_RING_PACKED');
+        assert.equal(f[32] === '1', v.modern, 'VIRTIO_F_VERSION_1');
+        assert.equal(f[1], '1', 'VIRTIO_SCSI_F_HOTPLUG negotiated');
+        assert.equal(res.results.get('nr_hw_queues'), String(v.queues), 'blk-mq hardware queues: one per request queue');
         const image0 = await readFile(img0);
         const expected = Buffer.alloc(IMAGE_SIZE);
         writePattern.copy(expected, PATTERN_OFFSET);
