@@ -370,7 +370,7 @@ describe('ScsiDevice', T, () => {
     assert.equal(events[0], (ScsiEventType.TRANSPORT_RESET | SCSI_T_EVENTS_MISSED) >>> 0, 'the first event delivered carries EVENTS_MISSED');
     assert.ok(events.slice(1).every((e) => e === ScsiEventType.TRANSPORT_RESET), 'the flag once');
     assert.equal(u32le(got[1]!.ins[0]!, 12), ScsiResetReason.HARD);
-    assert.deepEqual([...got[1]!.ins[0]!.subarray(4, 12)], [1, 0, 0x40, 0, 0, 0, 0, 0], 'lun of target 0, LUN 0');
+    assert.deepEqual([...got[1]!.ins[0]!.subarray(4, 12)], [1, 0, 0, 0, 0, 0, 0, 0], 'lun of target 0, LUN 0 (encoded as REPORT LUNS does)');
     assert.equal(got[0]!.used, 16);
     assert.equal(device.eventsMissed, false);
     // A buffer shorter than struct virtio_scsi_event is used at once with NO_EVENT.

@@ -102,9 +102,10 @@ export class ScsiEventQueue {
     const v = this.view;
     v.setUint32(ScsiEventLayout.EVENT, event >>> 0, this.le);
     if (lunId >= 0) {
-      // The address as a driver sends it: byte 0 is 1, target 0, flat space single level LUN.
+      // Byte 0 is 1, target 0, then the LUN as REPORT LUNS encodes it (peripheral addressing
+      // below 256): Linux's virtio_scsi takes bytes 2-3 of an event as the LUN number unmasked.
       o[ScsiEventLayout.LUN] = 1;
-      o[ScsiEventLayout.LUN + 2] = 0x40 | (lunId >>> 8);
+      o[ScsiEventLayout.LUN + 2] = lunId < 256 ? 0 : 0x40 | (lunId >>> 8);
       o[ScsiEventLayout.LUN + 3] = lunId & 0xff;
     }
     v.setUint32(ScsiEventLayout.REASON, reason >>> 0, this.le);
