@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { RequestAbortedError } from '../../driver/request-queue.js';
 import { F } from '../../spec/features.js';
@@ -17,6 +20,7 @@ import {
   SenseKey,
   VpdPage,
 } from '../../spec/scsi.js';
+import { FileBackend } from '../blk/file-backend.js';
 import { MemoryBackend } from '../blk/memory-backend.js';
 import { MAX_PENDING_EVENTS } from './scsi-events.js';
 import { ScsiDriver } from './scsi-driver.js';
@@ -441,5 +445,36 @@ describe('ScsiDevice', T, () => {
     const raw = new RawQueue(pair, ScsiQueue.REQUESTQ);
     const got = await raw.submit([cmdHeader(0, [0xc5, 0, 0, 0, 0, 0], { le: false })], [12 + 96]);
     assert.deepEqual([...got.ins[0]!.subarray(0, 4)], [0, 0, 0, 18]);
+  });
+});
+
+describe('ScsiDevice on a FileBackend (asynchronous completions)', T, () => {
+  it('READ/WRITE over many segments, FUA, SYNCHRONIZE CACHE, UNMAP and WRITE SAME complete through the thread pool and reach the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vts-scsi-file-'));
+    const path = join(dir, 'disk.img');
+    await writeFile(path, new Uint8Array(256 * BLOCK).fill(0x11));
+    const backend = await FileBackend.open(path);
+    try {
+      const { pair } = scsiPair([backend]);
+      const drv = new ScsiDriver(pair.ctx, { eventBuffers: 0 });
+      const writes = [0, 1, 2, 3].map((i) => ({ lba: i * 32, data: pattern(16 * BLOCK, i) }));
+      await Promise.all(writes.map((w, i) => drv.write(0, w.lba, w.data, i % 2 === 0)));
+      const reads = await Promise.all(writes.map((w) => drv.read(0, w.lba, 16)));
+      reads.forEach((r, i) => assert.deepEqual(r, writes[i]!.data));
+      await drv.synchronizeCache(0);
+      await drv.unmap(0, [[200, 4]]);
+      await drv.writeSame(0, 210, 3, pattern(BLOCK, 42));
+      await drv.writeSame(0, 220, 2, null);
+      const file = await readFile(path);
+      assert.deepEqual(file.subarray(32 * BLOCK, 48 * BLOCK), Buffer.from(writes[1]!.data));
+      assert.ok(file.subarray(200 * BLOCK, 204 * BLOCK).every((b) => b === 0), 'unmapped blocks read as zeroes from this backend');
+      for (let i = 0; i < 3; i++) assert.deepEqual(file.subarray((210 + i) * BLOCK, (211 + i) * BLOCK), Buffer.from(pattern(BLOCK, 42)));
+      assert.ok(file.subarray(220 * BLOCK, 222 * BLOCK).every((b) => b === 0));
+      assert.equal(file[222 * BLOCK], 0x11);
+      assert.deepEqual(pair.resets, []);
+    } finally {
+      await backend.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
