@@ -223,30 +223,24 @@ export class ScsiDriver implements DeviceDriver {
     const dataIn = c.dataInLength ?? 0;
     const dma = this.ctx.dma;
     const mem = this.ctx.memory;
-    const allocs: number[] = [];
-    const alloc = (n: number): number => {
-      const a = dma.alloc(Math.max(n, 1), 16);
-      allocs.push(a);
-      return a;
-    };
+    const outLen = c.dataOut?.length ?? 0;
+    // One DMA block per command: header, dataout, response, datain (16-byte aligned parts).
+    const respAt = align16(hdrLen) + align16(outLen);
+    const dataAt = respAt + align16(respLen);
+    const base = dma.alloc(dataAt + Math.max(dataIn, 1), 16);
     try {
-      const hdrAddr = alloc(hdrLen);
+      const hdrAddr = base;
       mem.write(hdrAddr, hdr);
       const out: Segment[] = [{ addr: hdrAddr, len: hdrLen }];
-      if (c.dataOut && c.dataOut.length > 0) {
-        const a = alloc(c.dataOut.length);
-        mem.write(a, c.dataOut);
-        out.push({ addr: a, len: c.dataOut.length });
+      if (c.dataOut && outLen > 0) {
+        mem.write(base + align16(hdrLen), c.dataOut);
+        out.push({ addr: base + align16(hdrLen), len: outLen });
       }
-      const respAddr = alloc(respLen);
+      const respAddr = base + respAt;
       mem.fill(respAddr, respLen, 0);
       const inn: Segment[] = [{ addr: respAddr, len: respLen }];
-      let dataAddr = 0;
-      if (dataIn > 0) {
-        dataAddr = alloc(dataIn);
-        mem.fill(dataAddr, dataIn, 0);
-        inn.push({ addr: dataAddr, len: dataIn });
-      }
+      const dataAddr = base + dataAt;
+      if (dataIn > 0) inn.push({ addr: dataAddr, len: dataIn });
       await q.submit(out, inn);
       const resp = new Uint8Array(ScsiCmdResp.HEADER);
       mem.read(respAddr, resp);
@@ -274,7 +268,7 @@ export class ScsiDriver implements DeviceDriver {
         ascq: fixed ? sense[FixedSense.ASCQ]! : 0,
       };
     } finally {
-      for (const a of allocs) dma.free(a);
+      dma.free(base);
     }
   }
 
@@ -510,6 +504,10 @@ export class ScsiDriver implements DeviceDriver {
     this.waiters = [];
     for (const r of w) r(e);
   }
+}
+
+function align16(n: number): number {
+  return Math.ceil(n / 16) * 16;
 }
 
 function rw16(op: number, lba: number, blocks: number, fua: boolean): Uint8Array {
