@@ -17,6 +17,7 @@ import { FS_TYPE } from './fs/fs-type.js';
 import { INPUT_TYPE } from './input/input-type.js';
 import { VSOCK_TYPE } from './vsock/vsock-type.js';
 import { NET_TYPE } from './net/net-type.js';
+import { SCSI_TYPE } from './scsi/scsi-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -28,6 +29,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   VSOCK_TYPE,
   NET_TYPE,
   CONSOLE_TYPE,
+  SCSI_TYPE,
 ];
 
 /** Sub-commands that are not device types. */
