@@ -34,6 +34,7 @@ import {
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import { type ConsoleControlHeader, consoleEventName, decodeControl, encodeControl, encodePortName, encodeResize } from './console-control.js';
+import { RebindTolerantContext } from './rebind-tolerant-context.js';
 import { ConsolePort, type ConsolePortHost, type ConsolePortOptions } from './console-port.js';
 
 export interface ConsoleDeviceOptions {
@@ -300,7 +301,8 @@ export class ConsoleDevice implements VirtioDevice {
     this.announced.fill(0);
     // Without MULTIPORT there is no PORT_OPEN: the single port is open while the device runs.
     if (!this.multiport) this.ports[0]?.setGuestOpen(true);
-    this.server.activate(ctx);
+    // Held buffers must survive the embedder rebinding guest memory (rebind-tolerant-context.ts).
+    this.server.activate(new RebindTolerantContext(ctx));
   }
 
   onQueueNotify(index: number): void {
