@@ -77,7 +77,7 @@ export interface ConsoleDeviceStats {
   droppedControl: number;
   /** Emergency-write bytes dropped because port 0's reader was not keeping up. */
   droppedEmergency: number;
-  /** Guest bytes dropped because the port's host end was destroyed. */
+  /** Guest bytes dropped because the port's host end was destroyed or not connected. */
   droppedOutput: number;
 }
 
@@ -115,6 +115,8 @@ export class ConsoleDevice implements VirtioDevice {
   private driverReady = false;
   /** Ports announced with DEVICE_ADD and not removed since (device/console/3, 4). */
   private readonly announced: Uint8Array;
+  /** Ports the driver answered PORT_READY 1 for: host open/close is reported from then on. */
+  private readonly portReady: Uint8Array;
   /** Receive buffers held per port, in the order posted. */
   private readonly rxHeld: QueueRequest[][];
   /** Transmit buffers held per port, in the order posted; the first may be partly read. */
@@ -157,6 +159,7 @@ export class ConsoleDevice implements VirtioDevice {
     const nq = consoleQueueCount(max, multiport);
     this.queueMaxSizes = new Array<number>(nq).fill(qs);
     this.announced = new Uint8Array(max);
+    this.portReady = new Uint8Array(max);
     this.txPumping = new Uint8Array(max);
     this.rxHeld = Array.from({ length: max }, () => []);
     this.txHeld = Array.from({ length: max }, () => []);
@@ -231,12 +234,31 @@ export class ConsoleDevice implements VirtioDevice {
     if (this.announced[id]) {
       this.beforeHostAccess();
       this.announced[id] = 0;
+      this.portReady[id] = 0;
       this.sendControl(id, ConsoleEvent.DEVICE_REMOVE, 0, null);
     }
     this.ports[id] = null;
     port.host = null;
     port.setGuestOpen(false);
     port.push(null);
+    return true;
+  }
+
+  /**
+   * The host side of port `id` connected (true) or went away (false): reported to the guest with
+   * PORT_OPEN (5.3.6.2) once the port is set up. While the host side is away the guest's output
+   * on the port is dropped and counted (`droppedOutput`), as QEMU drops it for a disconnected
+   * chardev: a Linux console (hvc) write spins until the device uses its buffer, so holding it
+   * would stall the guest. Returns false when the port does not exist.
+   */
+  setHostOpen(id: number, open: boolean): boolean {
+    const port = this.ports[id];
+    if (!port) return false;
+    if (port.hostOpen === open) return true;
+    port.hostOpen = open;
+    this.beforeHostAccess();
+    if (this.announced[id] && this.portReady[id]) this.sendControl(id, ConsoleEvent.PORT_OPEN, open ? 1 : 0, null);
+    if (!open) this.pumpTx(id); // held output of a closed host side goes now
     return true;
   }
 
@@ -299,6 +321,7 @@ export class ConsoleDevice implements VirtioDevice {
     this.littleEndian = ctx.littleEndian;
     this.driverReady = false;
     this.announced.fill(0);
+    this.portReady.fill(0);
     // Without MULTIPORT there is no PORT_OPEN: the single port is open while the device runs.
     if (!this.multiport) this.ports[0]?.setGuestOpen(true);
     // Held buffers must survive the embedder rebinding guest memory (rebind-tolerant-context.ts).
@@ -314,6 +337,7 @@ export class ConsoleDevice implements VirtioDevice {
     this.clearHeld();
     this.driverReady = false;
     this.announced.fill(0);
+    this.portReady.fill(0);
     for (const p of this.ports) p?.setGuestOpen(false);
   }
 
@@ -428,8 +452,8 @@ export class ConsoleDevice implements VirtioDevice {
           continue;
         }
         const port = this.ports[id];
-        if (!port || port.destroyed) {
-          // Nobody reads this port any more: its output is dropped, the guest is not blocked.
+        if (!port || port.destroyed || !port.hostOpen) {
+          // Nobody reads this port (any more): its output is dropped, the guest is not blocked.
           this.stats.droppedOutput += req.chain.readableBytes;
           held.shift();
           this.txCurrent[id] = null;
@@ -533,8 +557,10 @@ export class ConsoleDevice implements VirtioDevice {
           if (h.id === 0 && (this.offeredFeatures & ConsoleF.SIZE) !== 0n) this.sendControl(0, ConsoleEvent.RESIZE, 0, encodeResize(this.cols, this.rows, this.littleEndian));
         }
         if (port.name !== null) this.sendControl(h.id, ConsoleEvent.PORT_NAME, 1, encodePortName(port.name));
-        // The host end exists: the host side is connected.
-        this.sendControl(h.id, ConsoleEvent.PORT_OPEN, 1, null);
+        // The host side's state; a closed one is what the driver assumes already (Linux starts
+        // host_connected false), later changes follow through setHostOpen.
+        this.portReady[h.id] = 1;
+        if (port.hostOpen) this.sendControl(h.id, ConsoleEvent.PORT_OPEN, 1, null);
         return 0;
       }
       case ConsoleEvent.PORT_OPEN: {

@@ -36,6 +36,12 @@ export interface ConsolePortOptions {
   readonly readableHighWaterMark?: number;
   /** Writable highWaterMark in bytes (host -> guest buffering). Default 16 KiB. */
   readonly writableHighWaterMark?: number;
+  /**
+   * Whether the host side starts connected (reported with PORT_OPEN when the guest set the port
+   * up). Default true; a port whose host end comes and goes (a socket client) starts false and
+   * reports each change through `ConsoleDevice.setHostOpen`.
+   */
+  readonly hostOpen?: boolean;
 }
 
 type WriteCallback = (error?: Error | null) => void;
@@ -45,6 +51,8 @@ export class ConsolePort extends Duplex {
   readonly isConsole: boolean;
   /** Whether the guest has the port open (PORT_OPEN value 1, or single-port device running). */
   guestOpen = false;
+  /** Whether the host side is connected (ConsoleDevice.setHostOpen); its output is dropped while not. */
+  hostOpen: boolean;
 
   /** @internal The chunk being delivered to the guest, how much of it went, and its callback. */
   pending: Uint8Array | null = null;
@@ -69,6 +77,7 @@ export class ConsolePort extends Duplex {
     });
     this.name = opts.name ?? null;
     this.isConsole = opts.console ?? id === 0;
+    this.hostOpen = opts.hostOpen ?? true;
   }
 
   /** Bytes written by the host and not yet in guest buffers (the chunk in delivery only). */

@@ -1,12 +1,12 @@
 /**
- * The registry record of the console device (5.3): vhost-user type "console" (the device serves
- * over vhost-user, as the transport matrix shows; QEMU 7.2 has no front-end for it), no
- * sub-command yet.
+ * The registry record of the console device (5.3): `virtio-ts console`, vhost-user type
+ * "console" (QEMU 7.2 has no front-end for it; virtio-ts's own front-end and other VMMs do).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
+import { CONSOLE_CLI } from './cli.js';
 import { ConsoleDevice, type ConsoleDeviceOptions } from './console-device.js';
 import { ConsoleDriver } from './console-driver.js';
 import type { ConsolePort, ConsolePortOptions } from './console-port.js';
@@ -40,9 +40,9 @@ export async function readPort(port: ConsolePort, n: number): Promise<Buffer> {
 export const CONSOLE_TYPE: DeviceType = {
   name: 'console',
   deviceId: DeviceId.CONSOLE,
-  summary: 'a virtio console device (ports as Node streams)',
+  summary: 'serve a virtio-console device (ports on sockets, ptys, stdio, files) over vhost-user',
   vhostUser: { type: 'console', features: [] },
-  cli: null,
+  cli: CONSOLE_CLI,
   createDevice(args?: unknown): ConsoleDevice {
     const a = (args ?? {}) as ConsoleDeviceArgs;
     const opts: { -readonly [K in keyof ConsoleDeviceOptions]: ConsoleDeviceOptions[K] } = {};
