@@ -62,8 +62,8 @@ export const CONSOLE_TYPE: DeviceType = {
         const con = new ConsoleDriver(driver.context);
         assert.ok(con.multiport, 'MULTIPORT negotiated');
         assert.equal(con.maxNrPorts, 2);
-        // The vhost-user front-end asks no configuration of a console (its GET_CONFIG sizes are
-        // per device type and console has none): config checks run where config is readable.
+        // Config checks run where the transport can read the configuration (the vhost-user
+        // front-end asks GET_CONFIG for a console's 12 bytes).
         const config = con.configAvailable;
         if (config) assert.deepEqual(con.configSize(), { cols: 100, rows: 40 });
         const [p0, p1] = await Promise.all([con.waitForPort(0), con.waitForPort(1)]);
