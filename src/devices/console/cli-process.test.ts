@@ -117,4 +117,46 @@ describe('virtio-ts console as a process', { timeout: 90_000 }, () => {
       }
     });
   });
+
+  it('a console on stdio (the default port): stdin reaches the guest, the guest\'s output comes out on stdout', async () => {
+    const platform = loadNativePlatform();
+    await withDir(async (dir) => {
+      const sock = join(dir, 'con.sock');
+      const child = spawn(process.execPath, [CLI, 'console', '--socket-path', sock, '--size', '100x30'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+      let t: VhostUserDriverTransport | null = null;
+      try {
+        await until(() => isSocket(sock) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+        t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.CONSOLE, platform });
+        const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
+        const con = new ConsoleDriver(driver.context);
+        const p0 = await con.waitForPort(0);
+        await p0.whenHostOpen();
+        assert.ok(p0.isConsole);
+        assert.deepEqual(con.configSize(), { cols: 100, rows: 30 }, '--size is port 0\'s size in the configuration');
+        child.stdin.write('typed on stdin\n');
+        assert.equal(text(await p0.readBytes(15)), 'typed on stdin\n');
+        await p0.write('printed by the guest\n');
+        await until(() => out === 'printed by the guest\n', 10_000, 'stdout', child);
+        con.detach();
+        driver.reset();
+        t.close();
+        t = null;
+        child.kill('SIGTERM');
+        assert.equal(await closed, 0, err);
+      } finally {
+        clearTimeout(killer);
+        t?.close();
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGKILL');
+          await closed;
+        }
+      }
+    });
+  });
 });
