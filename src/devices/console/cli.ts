@@ -28,8 +28,9 @@ Example: --port name=org.qemu.guest_agent.0,socket=/run/qga.sock --port console,
 
 Options:
   --port SPEC          a port (repeatable)
-  --size COLSxROWS     port 0's console size in the configuration (VIRTIO_CONSOLE_F_SIZE);
-                       a pty port follows its terminal's size instead
+  --size COLSxROWS     port 0's console size in the configuration (VIRTIO_CONSOLE_F_SIZE) and
+                       a pty's starting size; a console's terminal changing size later (pty,
+                       stdio on a terminal) is passed on (RESIZE, or config for port 0)
   --max-ports N        max_nr_ports, at least the number of ports (default: that number)
 ${BACKEND_SOCKET_USAGE}
 ${BACKEND_COMMON_USAGE}
