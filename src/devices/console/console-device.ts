@@ -33,7 +33,7 @@ import {
 } from '../../spec/console.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
-import { type ConsoleControlHeader, consoleEventName, decodeControl, encodeControl, encodePortName, encodeResize } from './console-control.js';
+import { type ConsoleControlHeader, checkSize, consoleEventName, decodeControl, encodeControl, encodePortName, encodeResize } from './console-control.js';
 import { RebindTolerantContext } from './rebind-tolerant-context.js';
 import { ConsolePort, type ConsolePortHost, type ConsolePortOptions } from './console-port.js';
 
@@ -596,11 +596,5 @@ export class ConsoleDevice implements VirtioDevice {
   private attach(port: ConsolePort): void {
     port.host = this.portHost;
     this.ports[port.id] = port;
-  }
-}
-
-function checkSize(cols: number, rows: number): void {
-  if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 0 || rows < 0 || cols > 0xffff || rows > 0xffff) {
-    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `console size ${cols}x${rows} not 16-bit`);
   }
 }

@@ -25,6 +25,7 @@ export class PtyStream extends Duplex {
   private rows = 0;
   private readonly timer: NodeJS.Timeout;
   private writeTimer: NodeJS.Timeout | null = null;
+  private readBuf = Buffer.allocUnsafe(READ_CHUNK);
 
   constructor(size: { cols: number; rows: number }) {
     super({ readableHighWaterMark: 16 * 1024, writableHighWaterMark: 16 * 1024, allowHalfOpen: true });
@@ -82,7 +83,7 @@ export class PtyStream extends Duplex {
 
   private pull(): void {
     for (;;) {
-      const buf = Buffer.allocUnsafe(READ_CHUNK); // handed to the consumer: one per read
+      const buf = this.readBuf;
       const n = this.master.read(buf);
       if (n === PtyIo.WOULD_BLOCK) return;
       if (n === PtyIo.PEER_CLOSED) {
@@ -91,6 +92,8 @@ export class PtyStream extends Duplex {
         this.check();
         return;
       }
+      // The bytes go to the consumer: the next read gets a fresh buffer (one per read that got data).
+      this.readBuf = Buffer.allocUnsafe(READ_CHUNK);
       if (!this.push(buf.subarray(0, n))) {
         this.wantRead = false;
         this.master.stopWatching();
