@@ -52,7 +52,10 @@ export async function runConsole(options: ConsoleCliOptions, io: CliIo): Promise
     device: () => {
       const size = port0Size();
       const d = new ConsoleDevice({
-        ports: options.ports.map((p, id) => ({ console: p.console, ...(p.name !== null ? { name: p.name } : {}), hostOpen: links[id]!.connected })),
+        ports: options.ports.map((p, id) => {
+          const ptySize = id !== 0 && p.console ? links[id]!.ptySize : null;
+          return { console: p.console, ...(p.name !== null ? { name: p.name } : {}), hostOpen: links[id]!.connected, ...(ptySize ? { size: ptySize } : {}) };
+        }),
         maxNrPorts: options.maxPorts,
         multiport: true,
         ...(size ? { size } : {}),

@@ -376,4 +376,19 @@ describe('console device: the host side connecting and leaving (PORT_OPEN from t
     con.detach();
     await lb.close();
   });
+
+  it('a console port other than 0 with a size gets RESIZE at PORT_READY, and again on resize()', T, async () => {
+    const device = new ConsoleDevice({ ports: [{ console: true }, { console: true, size: { cols: 90, rows: 30 } }], queueSize: 64 });
+    const lb = await createLoopback(device, { queueSize: 64 });
+    const con = new ConsoleDriver(lb.context);
+    const p1 = await con.waitForPort(1);
+    await p1.whenHostOpen(); // RESIZE goes before PORT_OPEN
+    assert.ok(p1.isConsole);
+    assert.deepEqual(p1.size, { cols: 90, rows: 30 });
+    device.resize(120, 50, 1);
+    for (let i = 0; i < 20 && p1.size?.cols !== 120; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(p1.size, { cols: 120, rows: 50 });
+    con.detach();
+    await lb.close();
+  });
 });

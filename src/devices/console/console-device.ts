@@ -277,6 +277,7 @@ export class ConsoleDevice implements VirtioDevice {
       if (ctx && (ctx.features & ConsoleF.SIZE) !== 0n) ctx.notifyConfigChange();
     }
     const port = this.ports[id];
+    if (port && id !== 0) port.size = { cols, rows };
     if (this.multiport && port?.isConsole && this.announced[id]) this.sendControl(id, ConsoleEvent.RESIZE, 0, encodeResize(cols, rows, this.littleEndian));
   }
 
@@ -555,6 +556,7 @@ export class ConsoleDevice implements VirtioDevice {
         if (port.isConsole) {
           this.sendControl(h.id, ConsoleEvent.CONSOLE_PORT, 1, null);
           if (h.id === 0 && (this.offeredFeatures & ConsoleF.SIZE) !== 0n) this.sendControl(0, ConsoleEvent.RESIZE, 0, encodeResize(this.cols, this.rows, this.littleEndian));
+          else if (h.id !== 0 && port.size) this.sendControl(h.id, ConsoleEvent.RESIZE, 0, encodeResize(port.size.cols, port.size.rows, this.littleEndian));
         }
         if (port.name !== null) this.sendControl(h.id, ConsoleEvent.PORT_NAME, 1, encodePortName(port.name));
         // The host side's state; a closed one is what the driver assumes already (Linux starts

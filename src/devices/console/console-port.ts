@@ -42,6 +42,8 @@ export interface ConsolePortOptions {
    * reports each change through `ConsoleDevice.setHostOpen`.
    */
   readonly hostOpen?: boolean;
+  /** A console port's size (not port 0: its size is the device's): sent as RESIZE at PORT_READY. */
+  readonly size?: { readonly cols: number; readonly rows: number };
 }
 
 type WriteCallback = (error?: Error | null) => void;
@@ -53,6 +55,8 @@ export class ConsolePort extends Duplex {
   guestOpen = false;
   /** Whether the host side is connected (ConsoleDevice.setHostOpen); its output is dropped while not. */
   hostOpen: boolean;
+  /** The console size last given for this port (RESIZE), or null. */
+  size: { cols: number; rows: number } | null;
 
   /** @internal The chunk being delivered to the guest, how much of it went, and its callback. */
   pending: Uint8Array | null = null;
@@ -78,6 +82,7 @@ export class ConsolePort extends Duplex {
     this.name = opts.name ?? null;
     this.isConsole = opts.console ?? id === 0;
     this.hostOpen = opts.hostOpen ?? true;
+    this.size = opts.size ? { cols: opts.size.cols, rows: opts.size.rows } : null;
   }
 
   /** Bytes written by the host and not yet in guest buffers (the chunk in delivery only). */
