@@ -4,6 +4,7 @@
  * name). The legacy interface uses the guest's byte order (5.3.6.3), so every encoder and
  * decoder takes `littleEndian`.
  */
+import { ErrorCode, VirtioError } from '../../errors.js';
 import { CONSOLE_RESIZE_SIZE, ConsoleControl, ConsoleEvent } from '../../spec/console.js';
 
 /** A decoded control header. */
@@ -65,4 +66,11 @@ export function encodePortName(name: string): Uint8Array {
 export function consoleEventName(event: number): string {
   for (const [k, v] of Object.entries(ConsoleEvent)) if (v === event) return k;
   return `event ${event}`;
+}
+
+/** A console size (cols, rows) fits the 16-bit fields of the configuration and of RESIZE. */
+export function checkSize(cols: number, rows: number): void {
+  if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 0 || rows < 0 || cols > 0xffff || rows > 0xffff) {
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `console size ${cols}x${rows} not 16-bit`);
+  }
 }

@@ -347,3 +347,48 @@ describe('console device, multiport control from an untrusted driver (5.3.6.2)',
     await close();
   });
 });
+
+describe('console device: the host side connecting and leaving (PORT_OPEN from the device)', () => {
+  it('a port whose host side starts closed gets PORT_OPEN 1 when it connects and 0 when it leaves; its output is dropped meanwhile', T, async () => {
+    const device = new ConsoleDevice({ ports: [{ console: true }, { name: 'late', hostOpen: false }], queueSize: 64 });
+    const lb = await createLoopback(device, { queueSize: 64 });
+    const con = new ConsoleDriver(lb.context);
+    const [p0, p1] = await Promise.all([con.waitForPort(0), con.waitForPort(1)]);
+    await p0.whenHostOpen();
+    // PORT_NAME answers port 1's PORT_READY; a PORT_OPEN would come in the same answer.
+    for (let i = 0; i < 50 && p1.name === null; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(p1.name, 'late');
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(p1.hostOpen, false, 'no PORT_OPEN 1 for a host side that is not there');
+    assert.equal(device.setHostOpen(1, true), true);
+    await p1.whenHostOpen();
+    await p1.setOpen(true);
+    device.port(1)!.write('hello');
+    assert.equal(new TextDecoder().decode(await p1.readBytes(5)), 'hello');
+    device.setHostOpen(1, false);
+    for (let i = 0; i < 10 && p1.hostOpen; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(p1.hostOpen, false, 'PORT_OPEN 0 reached the driver');
+    // The guest's output with nobody on the host side is used (not held) and counted.
+    await p1.write('into the void');
+    assert.equal(device.stats.droppedOutput, 13);
+    assert.equal(device.port(1)!.readableLength, 0);
+    assert.equal(device.setHostOpen(3, true), false, 'no such port');
+    con.detach();
+    await lb.close();
+  });
+
+  it('a console port other than 0 with a size gets RESIZE at PORT_READY, and again on resize()', T, async () => {
+    const device = new ConsoleDevice({ ports: [{ console: true }, { console: true, size: { cols: 90, rows: 30 } }], queueSize: 64 });
+    const lb = await createLoopback(device, { queueSize: 64 });
+    const con = new ConsoleDriver(lb.context);
+    const p1 = await con.waitForPort(1);
+    await p1.whenHostOpen(); // RESIZE goes before PORT_OPEN
+    assert.ok(p1.isConsole);
+    assert.deepEqual(p1.size, { cols: 90, rows: 30 });
+    device.resize(120, 50, 1);
+    for (let i = 0; i < 20 && p1.size?.cols !== 120; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(p1.size, { cols: 120, rows: 50 });
+    con.detach();
+    await lb.close();
+  });
+});

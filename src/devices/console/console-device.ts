@@ -33,7 +33,8 @@ import {
 } from '../../spec/console.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
-import { type ConsoleControlHeader, consoleEventName, decodeControl, encodeControl, encodePortName, encodeResize } from './console-control.js';
+import { type ConsoleControlHeader, checkSize, consoleEventName, decodeControl, encodeControl, encodePortName, encodeResize } from './console-control.js';
+import { RebindTolerantContext } from './rebind-tolerant-context.js';
 import { ConsolePort, type ConsolePortHost, type ConsolePortOptions } from './console-port.js';
 
 export interface ConsoleDeviceOptions {
@@ -76,7 +77,7 @@ export interface ConsoleDeviceStats {
   droppedControl: number;
   /** Emergency-write bytes dropped because port 0's reader was not keeping up. */
   droppedEmergency: number;
-  /** Guest bytes dropped because the port's host end was destroyed. */
+  /** Guest bytes dropped because the port's host end was destroyed or not connected. */
   droppedOutput: number;
 }
 
@@ -114,6 +115,8 @@ export class ConsoleDevice implements VirtioDevice {
   private driverReady = false;
   /** Ports announced with DEVICE_ADD and not removed since (device/console/3, 4). */
   private readonly announced: Uint8Array;
+  /** Ports the driver answered PORT_READY 1 for: host open/close is reported from then on. */
+  private readonly portReady: Uint8Array;
   /** Receive buffers held per port, in the order posted. */
   private readonly rxHeld: QueueRequest[][];
   /** Transmit buffers held per port, in the order posted; the first may be partly read. */
@@ -156,6 +159,7 @@ export class ConsoleDevice implements VirtioDevice {
     const nq = consoleQueueCount(max, multiport);
     this.queueMaxSizes = new Array<number>(nq).fill(qs);
     this.announced = new Uint8Array(max);
+    this.portReady = new Uint8Array(max);
     this.txPumping = new Uint8Array(max);
     this.rxHeld = Array.from({ length: max }, () => []);
     this.txHeld = Array.from({ length: max }, () => []);
@@ -230,12 +234,31 @@ export class ConsoleDevice implements VirtioDevice {
     if (this.announced[id]) {
       this.beforeHostAccess();
       this.announced[id] = 0;
+      this.portReady[id] = 0;
       this.sendControl(id, ConsoleEvent.DEVICE_REMOVE, 0, null);
     }
     this.ports[id] = null;
     port.host = null;
     port.setGuestOpen(false);
     port.push(null);
+    return true;
+  }
+
+  /**
+   * The host side of port `id` connected (true) or went away (false): reported to the guest with
+   * PORT_OPEN (5.3.6.2) once the port is set up. While the host side is away the guest's output
+   * on the port is dropped and counted (`droppedOutput`), as QEMU drops it for a disconnected
+   * chardev: a Linux console (hvc) write spins until the device uses its buffer, so holding it
+   * would stall the guest. Returns false when the port does not exist.
+   */
+  setHostOpen(id: number, open: boolean): boolean {
+    const port = this.ports[id];
+    if (!port) return false;
+    if (port.hostOpen === open) return true;
+    port.hostOpen = open;
+    this.beforeHostAccess();
+    if (this.announced[id] && this.portReady[id]) this.sendControl(id, ConsoleEvent.PORT_OPEN, open ? 1 : 0, null);
+    if (!open) this.pumpTx(id); // held output of a closed host side goes now
     return true;
   }
 
@@ -254,6 +277,7 @@ export class ConsoleDevice implements VirtioDevice {
       if (ctx && (ctx.features & ConsoleF.SIZE) !== 0n) ctx.notifyConfigChange();
     }
     const port = this.ports[id];
+    if (port && id !== 0) port.size = { cols, rows };
     if (this.multiport && port?.isConsole && this.announced[id]) this.sendControl(id, ConsoleEvent.RESIZE, 0, encodeResize(cols, rows, this.littleEndian));
   }
 
@@ -298,9 +322,11 @@ export class ConsoleDevice implements VirtioDevice {
     this.littleEndian = ctx.littleEndian;
     this.driverReady = false;
     this.announced.fill(0);
+    this.portReady.fill(0);
     // Without MULTIPORT there is no PORT_OPEN: the single port is open while the device runs.
     if (!this.multiport) this.ports[0]?.setGuestOpen(true);
-    this.server.activate(ctx);
+    // Held buffers must survive the embedder rebinding guest memory (rebind-tolerant-context.ts).
+    this.server.activate(new RebindTolerantContext(ctx));
   }
 
   onQueueNotify(index: number): void {
@@ -312,6 +338,7 @@ export class ConsoleDevice implements VirtioDevice {
     this.clearHeld();
     this.driverReady = false;
     this.announced.fill(0);
+    this.portReady.fill(0);
     for (const p of this.ports) p?.setGuestOpen(false);
   }
 
@@ -426,8 +453,8 @@ export class ConsoleDevice implements VirtioDevice {
           continue;
         }
         const port = this.ports[id];
-        if (!port || port.destroyed) {
-          // Nobody reads this port any more: its output is dropped, the guest is not blocked.
+        if (!port || port.destroyed || !port.hostOpen) {
+          // Nobody reads this port (any more): its output is dropped, the guest is not blocked.
           this.stats.droppedOutput += req.chain.readableBytes;
           held.shift();
           this.txCurrent[id] = null;
@@ -529,10 +556,13 @@ export class ConsoleDevice implements VirtioDevice {
         if (port.isConsole) {
           this.sendControl(h.id, ConsoleEvent.CONSOLE_PORT, 1, null);
           if (h.id === 0 && (this.offeredFeatures & ConsoleF.SIZE) !== 0n) this.sendControl(0, ConsoleEvent.RESIZE, 0, encodeResize(this.cols, this.rows, this.littleEndian));
+          else if (h.id !== 0 && port.size) this.sendControl(h.id, ConsoleEvent.RESIZE, 0, encodeResize(port.size.cols, port.size.rows, this.littleEndian));
         }
         if (port.name !== null) this.sendControl(h.id, ConsoleEvent.PORT_NAME, 1, encodePortName(port.name));
-        // The host end exists: the host side is connected.
-        this.sendControl(h.id, ConsoleEvent.PORT_OPEN, 1, null);
+        // The host side's state; a closed one is what the driver assumes already (Linux starts
+        // host_connected false), later changes follow through setHostOpen.
+        this.portReady[h.id] = 1;
+        if (port.hostOpen) this.sendControl(h.id, ConsoleEvent.PORT_OPEN, 1, null);
         return 0;
       }
       case ConsoleEvent.PORT_OPEN: {
@@ -568,11 +598,5 @@ export class ConsoleDevice implements VirtioDevice {
   private attach(port: ConsolePort): void {
     port.host = this.portHost;
     this.ports[port.id] = port;
-  }
-}
-
-function checkSize(cols: number, rows: number): void {
-  if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 0 || rows < 0 || cols > 0xffff || rows > 0xffff) {
-    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `console size ${cols}x${rows} not 16-bit`);
   }
 }

@@ -36,6 +36,14 @@ export interface ConsolePortOptions {
   readonly readableHighWaterMark?: number;
   /** Writable highWaterMark in bytes (host -> guest buffering). Default 16 KiB. */
   readonly writableHighWaterMark?: number;
+  /**
+   * Whether the host side starts connected (reported with PORT_OPEN when the guest set the port
+   * up). Default true; a port whose host end comes and goes (a socket client) starts false and
+   * reports each change through `ConsoleDevice.setHostOpen`.
+   */
+  readonly hostOpen?: boolean;
+  /** A console port's size (not port 0: its size is the device's): sent as RESIZE at PORT_READY. */
+  readonly size?: { readonly cols: number; readonly rows: number };
 }
 
 type WriteCallback = (error?: Error | null) => void;
@@ -45,6 +53,10 @@ export class ConsolePort extends Duplex {
   readonly isConsole: boolean;
   /** Whether the guest has the port open (PORT_OPEN value 1, or single-port device running). */
   guestOpen = false;
+  /** Whether the host side is connected (ConsoleDevice.setHostOpen); its output is dropped while not. */
+  hostOpen: boolean;
+  /** The console size last given for this port (RESIZE), or null. */
+  size: { cols: number; rows: number } | null;
 
   /** @internal The chunk being delivered to the guest, how much of it went, and its callback. */
   pending: Uint8Array | null = null;
@@ -69,6 +81,8 @@ export class ConsolePort extends Duplex {
     });
     this.name = opts.name ?? null;
     this.isConsole = opts.console ?? id === 0;
+    this.hostOpen = opts.hostOpen ?? true;
+    this.size = opts.size ? { cols: opts.size.cols, rows: opts.size.rows } : null;
   }
 
   /** Bytes written by the host and not yet in guest buffers (the chunk in delivery only). */

@@ -1,12 +1,12 @@
 /**
- * The registry record of the console device (5.3): vhost-user type "console" (the device serves
- * over vhost-user, as the transport matrix shows; QEMU 7.2 has no front-end for it), no
- * sub-command yet.
+ * The registry record of the console device (5.3): `virtio-ts console`, vhost-user type
+ * "console" (QEMU 7.2 has no front-end for it; virtio-ts's own front-end and other VMMs do).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
+import { CONSOLE_CLI } from './cli.js';
 import { ConsoleDevice, type ConsoleDeviceOptions } from './console-device.js';
 import { ConsoleDriver } from './console-driver.js';
 import type { ConsolePort, ConsolePortOptions } from './console-port.js';
@@ -40,9 +40,9 @@ export async function readPort(port: ConsolePort, n: number): Promise<Buffer> {
 export const CONSOLE_TYPE: DeviceType = {
   name: 'console',
   deviceId: DeviceId.CONSOLE,
-  summary: 'a virtio console device (ports as Node streams)',
+  summary: 'serve a virtio-console device (ports on sockets, ptys, stdio, files) over vhost-user',
   vhostUser: { type: 'console', features: [] },
-  cli: null,
+  cli: CONSOLE_CLI,
   createDevice(args?: unknown): ConsoleDevice {
     const a = (args ?? {}) as ConsoleDeviceArgs;
     const opts: { -readonly [K in keyof ConsoleDeviceOptions]: ConsoleDeviceOptions[K] } = {};
@@ -62,8 +62,8 @@ export const CONSOLE_TYPE: DeviceType = {
         const con = new ConsoleDriver(driver.context);
         assert.ok(con.multiport, 'MULTIPORT negotiated');
         assert.equal(con.maxNrPorts, 2);
-        // The vhost-user front-end asks no configuration of a console (its GET_CONFIG sizes are
-        // per device type and console has none): config checks run where config is readable.
+        // Config checks run where the transport can read the configuration (the vhost-user
+        // front-end asks GET_CONFIG for a console's 12 bytes).
         const config = con.configAvailable;
         if (config) assert.deepEqual(con.configSize(), { cols: 100, rows: 40 });
         const [p0, p1] = await Promise.all([con.waitForPort(0), con.waitForPort(1)]);
