@@ -11,3 +11,4 @@ export * from './fs.js';
 export * from './vsock.js';
 export * from './net.js';
 export * from './console.js';
+export * from './9p.js';
