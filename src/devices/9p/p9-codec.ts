@@ -73,6 +73,10 @@ export class P9Reader {
     if (hi >= SAFE_HIGH) p9Fail(errno, 'a 64-bit value above 2^53');
     return hi * U32 + this.buf.readUInt32LE(at);
   }
+  /** A u64 as a bigint (driver side: readdir offsets are the server's opaque cookies). */
+  u64n(): bigint {
+    return this.buf.readBigUInt64LE(this.need(8));
+  }
   /** The low 32 bits and a flag whether any high bit is set (lock ranges: "to the end"). */
   u64Clamped(): number {
     const at = this.need(8);
@@ -129,6 +133,10 @@ export class P9Writer {
     const x = v > 0 ? Math.floor(v) : 0;
     this.buf.writeUInt32LE(x % U32 >>> 0, at);
     this.buf.writeUInt32LE(Math.floor(x / U32) >>> 0, at + 4);
+  }
+  /** A bigint as u64 (driver side: readdir cookies). */
+  u64n(v: bigint): void {
+    this.buf.writeBigUInt64LE(BigInt.asUintN(64, v), this.take(8));
   }
   /** Raw bytes (a Twrite payload). */
   bytes(s: Uint8Array): void {

@@ -73,7 +73,8 @@ export interface P9SetAttr {
 
 export interface P9DirEnt {
   qid: Qid;
-  offset: number;
+  /** The server's cookie for the next Treaddir (opaque: QEMU gives telldir values up to 2^64). */
+  offset: bigint;
   type: number;
   name: string;
 }
@@ -108,6 +109,7 @@ export interface P9LockInfo {
 }
 
 const MAX_TAGS = 0xffff;
+const NO_SIZE = new Uint8Array(4);
 
 export class P9Driver implements DeviceDriver {
   /** The DeviceDriver contract: 9P transport devices; MOUNT_TAG wanted (the tag names the share). */
@@ -280,23 +282,23 @@ export class P9Driver implements DeviceDriver {
   }
 
   /** One Treaddir from `offset` (0: from the start); an empty array at the end. */
-  async readdir(fid: number, offset = 0, count = this.msize - 11): Promise<P9DirEnt[]> {
+  async readdir(fid: number, offset = 0n, count = this.msize - 11): Promise<P9DirEnt[]> {
     const r = await this.rpc(P9Type.TREADDIR, (w) => {
       w.u32(fid);
-      w.u64(offset);
+      w.u64n(offset);
       w.u32(Math.min(count, this.msize - 11));
     });
     const n = r.u32();
     const end = r.pos + n;
     const out: P9DirEnt[] = [];
-    while (r.pos < end) out.push({ qid: this.qid(r), offset: r.u64(), type: r.u8(), name: r.str().toString('utf8') });
+    while (r.pos < end) out.push({ qid: this.qid(r), offset: r.u64n(), type: r.u8(), name: r.str().toString('utf8') });
     return out;
   }
 
   /** Every entry of an open directory fid (Treaddir until it answers none). */
   async readdirAll(fid: number): Promise<P9DirEnt[]> {
     const all: P9DirEnt[] = [];
-    let offset = 0;
+    let offset = 0n;
     for (;;) {
       const part = await this.readdir(fid, offset);
       if (part.length === 0) return all;
@@ -464,7 +466,16 @@ export class P9Driver implements DeviceDriver {
     try {
       inAddr = dma.alloc(replyRoom, 16);
       this.ctx.memory.write(outAddr, msg, 0, size);
-      const used = await this.queue.submit([{ addr: outAddr, len: size }], [{ addr: inAddr, len: replyRoom }]);
+      // A zero size field: a device that wrote nothing is seen as such (below).
+      this.ctx.memory.write(inAddr, NO_SIZE);
+      let used = await this.queue.submit([{ addr: outAddr, len: size }], [{ addr: inAddr, len: replyRoom }]);
+      if (used === 0) {
+        // QEMU 7.2 over packed rings leaves the used length unreadable (docs/x-remote.md, 2.8.4);
+        // a 9P reply carries its own length, bounded here by the room given.
+        const head = Buffer.alloc(4);
+        this.ctx.memory.read(inAddr, head);
+        used = Math.min(head.readUInt32LE(0), replyRoom);
+      }
       const reply = Buffer.alloc(Math.min(used, replyRoom));
       this.ctx.memory.read(inAddr, reply);
       const r = new P9Reader().reset(reply, 0, reply.length);
