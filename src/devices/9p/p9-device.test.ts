@@ -119,10 +119,36 @@ for (const packed of [false, true]) {
       assert.equal(await p9.lock(mv, { type: P9LockType.WRLCK, start: 0, length: 0, procId: 1, clientId: 'x' }), P9LockStatus.SUCCESS);
       assert.equal(await p9.lock(mv, { type: P9LockType.RDLCK, start: 5, length: 1, procId: 2, clientId: 'x' }), P9LockStatus.BLOCKED);
       assert.equal((await p9.getlock(mv, { type: P9LockType.RDLCK, start: 0, length: 1, procId: 2, clientId: 'x' })).procId, 1);
-      // flush (the request is already answered), xattrs not supported
+      // flush (the request is already answered)
       await p9.flush(3);
-      await assert.rejects(p9.xattrwalk(root, p9.newFid(), 'user.x'), errno(P9Errno.EOPNOTSUPP));
-      await assert.rejects(p9.xattrcreate(mv, 'user.x', 1), errno(P9Errno.EOPNOTSUPP));
+      // xattrs: create (value through write, set at clunk), walk + read, list, remove (size 0)
+      const xc = p9.newFid();
+      await p9.walk(mv, xc, []);
+      await p9.xattrcreate(xc, 'user.colour', 4);
+      assert.equal(await p9.write(xc, 0, Buffer.from('blue')), 4);
+      await p9.clunk(xc);
+      const xw = p9.newFid();
+      assert.equal(await p9.xattrwalk(mv, xw, 'user.colour'), 4);
+      assert.equal((await p9.read(xw, 0, 100)).toString(), 'blue');
+      await p9.clunk(xw);
+      const xl = p9.newFid();
+      const listLen = await p9.xattrwalk(mv, xl, '');
+      assert.ok((await p9.read(xl, 0, listLen)).toString('latin1').split('\0').includes('user.colour'));
+      await p9.clunk(xl);
+      await assert.rejects(p9.xattrwalk(mv, p9.newFid(), 'user.none'), errno(P9Errno.ENODATA));
+      await assert.rejects(p9.xattrwalk(l, p9.newFid(), 'user.colour'), errno(P9Errno.ENODATA), 'no xattrs through a symlink');
+      const xr = p9.newFid();
+      await p9.walk(mv, xr, []);
+      await p9.xattrcreate(xr, 'user.colour', 0);
+      await p9.clunk(xr);
+      await assert.rejects(p9.xattrwalk(mv, p9.newFid(), 'user.colour'), errno(P9Errno.ENODATA), 'removed by a size-0 create');
+      const xp = p9.newFid();
+      await p9.walk(mv, xp, []);
+      await p9.xattrcreate(xp, 'user.partial', 10);
+      await p9.write(xp, 0, Buffer.from('abc'));
+      await assert.rejects(p9.clunk(xp), errno(P9Errno.EINVAL), 'clunked before the whole value was written');
+      await assert.rejects(p9.xattrcreate(mv, 'user.big', 70_000), errno(P9Errno.E2BIG));
+      assert.equal(device.server9p.xattr.heldBytes, 0);
       // unlinkat, remove
       await p9.unlinkat(root, 'hard.txt');
       await p9.remove(l);

@@ -9,6 +9,7 @@ import type { HostFs } from '../fs/host-fs.js';
 import { P9Errno, P9QidType } from '../../spec/9p.js';
 import { type Qid, p9Fail } from './p9-codec.js';
 import type { P9DirEntry } from './p9-host-ops.js';
+import type { XattrState } from './p9-xattr.js';
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
@@ -27,6 +28,8 @@ export interface Fid {
   /** Tlopen'ed directory: Treaddir reads `entries` (listed when a read starts at offset 0). */
   openDir: boolean;
   entries: P9DirEntry[] | null;
+  /** An xattr fid (Txattrwalk's snapshot or Txattrcreate's value being written), else null. */
+  xattr: XattrState | null;
 }
 
 export interface FidTableLimits {
@@ -96,7 +99,7 @@ export class FidTable {
 
   /** Adds fid `n` for `nodeid` (the caller holds the reference already). */
   add(n: number, nodeid: number, parent: number, name: Buffer | null): Fid {
-    const f: Fid = { nodeid, parent, name, fh: -1, openDir: false, entries: null };
+    const f: Fid = { nodeid, parent, name, fh: -1, openDir: false, entries: null, xattr: null };
     this.fids.set(n, f);
     return f;
   }

@@ -31,6 +31,8 @@ import { P9Reader, P9Writer, p9Fail } from './p9-codec.js';
 import { FidTable, type FidTableLimits } from './p9-fids.js';
 import { fsyncDir, linkIn, listDir, lstatChild, p9ErrnoOf, readlinkOf, removeNamed, symlinkIn } from './p9-host-ops.js';
 import { P9Locks } from './p9-locks.js';
+import { P9XattrOps } from './p9-xattr.js';
+import { type Xattrs, loadXattrs } from '../../platform/xattrs.js';
 
 export interface P9ServerOptions extends FidTableLimits {
   /** Largest msize offered at Tversion (and the request/reply buffers' size). Default 512 KiB. */
@@ -41,6 +43,19 @@ export interface P9ServerOptions extends FidTableLimits {
   readonly maxLocks?: number;
   /** Entries of one directory listing at most (EOVERFLOW beyond). Default 1,000,000. */
   readonly maxDirEntries?: number;
+  /**
+   * The xattr calls (default: the native addon's; null, or an addon without them: xattr
+   * messages answer EOPNOTSUPP).
+   */
+  readonly xattrs?: Xattrs | null;
+}
+
+function defaultXattrs(): Xattrs | null {
+  try {
+    return loadXattrs();
+  } catch {
+    return null;
+  }
 }
 
 export const P9_DEFAULT_MAX_MSIZE = 512 * 1024;
@@ -62,6 +77,7 @@ export class P9Server {
   versioned = false;
   readonly fids: FidTable;
   readonly locks: P9Locks;
+  readonly xattr: P9XattrOps;
   private readonly maxDirEntries: number;
   private readonly r = new P9Reader();
   private readonly w = new P9Writer();
@@ -79,6 +95,7 @@ export class P9Server {
     this.fids = new FidTable(host, opts);
     this.locks = new P9Locks(opts.maxLocks);
     this.maxDirEntries = opts.maxDirEntries ?? 1_000_000;
+    this.xattr = new P9XattrOps(host, opts.xattrs === undefined ? defaultXattrs() : opts.xattrs);
   }
 
   /**
@@ -127,6 +144,7 @@ export class P9Server {
 
   private endSession(): void {
     this.fids.clear();
+    this.xattr.clear();
     this.locks.clear();
     this.host.clear();
   }
@@ -136,7 +154,7 @@ export class P9Server {
       case P9Type.TVERSION: return this.version();
       case P9Type.TATTACH: return this.attach();
       case P9Type.TWALK: return this.walk();
-      case P9Type.TCLUNK: return this.fids.clunk(this.r.u32());
+      case P9Type.TCLUNK: return this.clunk(this.r.u32());
       case P9Type.TLOPEN: return this.lopen();
       case P9Type.TLCREATE: return this.lcreate();
       case P9Type.TREAD: return this.read();
@@ -158,10 +176,8 @@ export class P9Server {
       case P9Type.TREMOVE: return this.remove();
       // Every request is answered before the next is taken: the flushed one is already done.
       case P9Type.TFLUSH: return void this.r.u16();
-      // No xattr calls in Node and no native ones yet: the guest sees a file system without xattrs.
-      case P9Type.TXATTRWALK:
-      case P9Type.TXATTRCREATE:
-        return p9Fail(P9Errno.EOPNOTSUPP, 'xattrs are not supported');
+      case P9Type.TXATTRWALK: return this.xattrwalk();
+      case P9Type.TXATTRCREATE: return this.xattrcreate();
       default:
         return p9Fail(P9Errno.ENOSYS, `message type ${type}`);
     }
@@ -310,10 +326,13 @@ export class P9Server {
     const f = this.fids.get(this.r.u32());
     const offset = this.r.u64(P9Errno.EINVAL);
     const count = this.r.u32();
-    if (f.fh < 0) p9Fail(f.openDir ? P9Errno.EISDIR : P9Errno.EBADF, 'read of a fid not open as a file');
-    const fd = this.host.handle(f.fh).fd;
     const n = Math.min(count, this.w.room - 4);
-    const got = n > 0 ? fs.readSync(fd, this.out, P9_IO_HEADER_BYTES, n, offset) : 0;
+    let got: number;
+    if (f.xattr !== null) got = this.xattr.readInto(f.xattr, offset, this.out, P9_IO_HEADER_BYTES, n);
+    else {
+      if (f.fh < 0) p9Fail(f.openDir ? P9Errno.EISDIR : P9Errno.EBADF, 'read of a fid not open as a file');
+      got = n > 0 ? fs.readSync(this.host.handle(f.fh).fd, this.out, P9_IO_HEADER_BYTES, n, offset) : 0;
+    }
     this.w.u32(got);
     this.w.pos += got;
   }
@@ -323,6 +342,7 @@ export class P9Server {
     const offset = this.r.u64(P9Errno.EFBIG);
     const count = this.r.u32();
     if (count > this.r.remaining) p9Fail(P9Errno.EINVAL, `write of ${count} bytes with ${this.r.remaining} in the message`);
+    if (f.xattr !== null) return this.w.u32(this.xattr.write(f.xattr, offset, this.req, this.r.pos, count));
     if (f.fh < 0) p9Fail(f.openDir ? P9Errno.EISDIR : P9Errno.EBADF, 'write to a fid not open as a file');
     this.mutating();
     const fd = this.host.handle(f.fh).fd;
@@ -526,21 +546,47 @@ export class P9Server {
     const procId = r.u32();
     const clientId = r.str();
     if (type !== P9LockType.RDLCK && type !== P9LockType.WRLCK) p9Fail(P9Errno.EINVAL, `getlock type ${type}`);
-    const c = this.locks.test(this.lockKey(f.nodeid), { type, start, length, procId, clientId });
+    // No conflict: the request comes back with type UNLCK.
+    const c = this.locks.test(this.lockKey(f.nodeid), { type, start, length, procId, clientId }) ?? { type: P9LockType.UNLCK, start, length, procId, clientId };
     const w = this.w;
-    if (c === null) {
-      w.u8(P9LockType.UNLCK);
-      w.u64(start);
-      w.u64(length);
-      w.u32(procId);
-      w.str(clientId);
-    } else {
-      w.u8(c.type);
-      w.u64(c.start);
-      w.u64(c.length);
-      w.u32(c.procId);
-      w.str(c.clientId);
+    w.u8(c.type);
+    w.u64(c.start);
+    w.u64(c.length);
+    w.u32(c.procId);
+    w.str(c.clientId);
+  }
+
+  /** Tclunk: an xattr create fid sets its attribute first (its error is the answer; the fid goes anyway). */
+  private clunk(n: number): void {
+    const f = this.fids.get(n);
+    const x = f.xattr;
+    f.xattr = null;
+    try {
+      if (x !== null) this.xattr.clunk(f, x);
+    } finally {
+      this.fids.clunk(n);
     }
+  }
+
+  private xattrwalk(): void {
+    const f = this.fids.get(this.r.u32());
+    const newfid = this.r.u32();
+    const name = this.r.str();
+    this.fids.checkNew(newfid);
+    const state = this.xattr.read(f.nodeid, name);
+    this.fids.hold(f.nodeid, false);
+    this.fids.add(newfid, f.nodeid, f.parent, f.name).xattr = state;
+    this.w.u64(state.value.length);
+  }
+
+  private xattrcreate(): void {
+    const f = this.fids.get(this.r.u32());
+    const name = this.r.str();
+    const size = this.r.u64(P9Errno.E2BIG);
+    const flags = this.r.u32();
+    this.mutating();
+    if (f.fh >= 0 || f.openDir || f.xattr !== null) p9Fail(P9Errno.EINVAL, 'xattrcreate on an open fid');
+    f.xattr = this.xattr.create(f.nodeid, name, size, flags);
   }
 
   /** Tremove: the fid's object unlinked (or rmdir'ed), and the fid clunked whatever happens. */
@@ -552,6 +598,7 @@ export class P9Server {
       if (f.name === null) p9Fail(P9Errno.EBUSY, 'remove of the share itself');
       removeNamed(this.host, f.parent, f.name, f.nodeid);
     } finally {
+      if (f.xattr !== null) this.xattr.clunk(f, { ...f.xattr, writing: false });
       this.fids.clunk(n);
     }
   }
