@@ -1,7 +1,7 @@
 /**
  * virtio-ts's P9Driver against QEMU's own virtio-9p-pci (fsdev local, security_model=none, on a
  * temporary directory) through x-remote (no guest): version, attach, walk, create, write, read,
- * readdir, mkdir, rename, symlink, readlink, link, setattr, getattr, statfs, fsync, locks,
+ * xattrs, readdir, mkdir, rename, symlink, readlink, link, setattr, getattr, statfs, fsync, locks,
  * unlink, compared with the host directory. Split and packed rings.
  *
  * Needs qemu-system-x86_64 with the x-remote machine and the native addon; under CI=true a
@@ -74,6 +74,23 @@ async function runCase(packed: boolean): Promise<void> {
     assert.ok(held.type === P9LockType.UNLCK || held.type === P9LockType.WRLCK, `getlock type ${held.type}`);
     await p9.clunk(c);
     assert.deepEqual(readFileSync(join(dir, 'from-driver.bin')), data);
+    // An xattr set through QEMU (security_model=none passes user.* through), read back.
+    const xc = p9.newFid();
+    await p9.walk(root, xc, ['from-driver.bin']);
+    await p9.xattrcreate(xc, 'user.vts', 3);
+    assert.equal(await p9.write(xc, 0, Buffer.from('abc')), 3);
+    await p9.clunk(xc);
+    const xr = p9.newFid();
+    await p9.walk(root, xr, ['from-driver.bin']);
+    const xl = p9.newFid();
+    const listLen = await p9.xattrwalk(xr, xl, '');
+    assert.ok((await p9.read(xl, 0, listLen)).toString('latin1').split('\0').includes('user.vts'), 'listed');
+    await p9.clunk(xl);
+    const xv = p9.newFid();
+    assert.equal(await p9.xattrwalk(xr, xv, 'user.vts'), 3);
+    assert.equal((await p9.read(xv, 0, 3)).toString(), 'abc');
+    await p9.clunk(xv);
+    await p9.clunk(xr);
 
     // Directories, rename, links, attributes.
     await p9.mkdir(root, 'd', 0o755);
