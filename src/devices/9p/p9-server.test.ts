@@ -237,6 +237,14 @@ describe('P9Server: malformed messages are answered with Rlerror, never a throw'
     assert.equal(r.server.fids.has(2), false);
     assert.equal(r.walk(1, 2, ['nope']).errno, P9Errno.ENOENT);
     assert.equal(r.host.inodeCount, 1, 'the lookups of failed walks were given back');
+    // An open fid is not walked in place (its handle would no longer be its object's).
+    r.walk(1, 3, ['sub']);
+    r.ok(P9Type.TLOPEN, (w) => {
+      w.u32(3);
+      w.u32(0);
+    });
+    assert.equal(r.walk(3, 3, ['..']).errno, P9Errno.EBADF);
+    assert.equal(r.walk(3, 4, ['..']).errno, null, 'into a new fid it is');
   });
 
   it('planted symlinks are never followed: a walk stops at one (ENOTDIR beyond), open is ELOOP, readlink gives its text', () => {

@@ -227,6 +227,7 @@ export class P9Server {
     for (let i = 0; i < n; i++) names.push(this.r.str());
     const src = this.fids.get(fid);
     if (newfid !== fid) this.fids.checkNew(newfid);
+    else if (n > 0 && (src.fh >= 0 || src.openDir || src.xattr !== null)) p9Fail(P9Errno.EBADF, 'walk of an open fid in place');
     const root = this.host.root.nodeid;
     let cur = src.nodeid;
     let parent = src.parent;
