@@ -5,7 +5,7 @@
  * shares, locks, and random messages that must never throw or reach outside the share.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -276,6 +276,44 @@ describe('P9Server: malformed messages are answered with Rlerror, never a throw'
       w.u32(0);
     }).errno, null);
     assert.equal(existsSync(join(r.outside, 'secret')), true);
+  });
+});
+
+describe('P9Server: races with the host', () => {
+  it('a directory swapped for a symlink after the walk: creating through the fid stays in the pinned directory', () => {
+    const r = new Rig().session();
+    assert.equal(r.walk(1, 2, ['sub']).errno, null);
+    renameSync(join(r.dir, 'sub'), join(r.dir, 'sub-moved'));
+    symlinkSync(r.outside, join(r.dir, 'sub'));
+    r.ok(P9Type.TLCREATE, (w) => {
+      w.u32(2);
+      w.str(s('made.txt'));
+      w.u32(2);
+      w.u32(0o644);
+      w.u32(0);
+    });
+    assert.equal(existsSync(join(r.dir, 'sub-moved', 'made.txt')), true);
+    assert.deepEqual(readdirSync(r.outside).sort(), ['secret', 'share']);
+  });
+
+  it('a name swapped under a fid: remove, link and readlink act only if the name is still the fid\'s object', () => {
+    const r = new Rig().session();
+    symlinkSync('a.txt', join(r.dir, 'ln'));
+    assert.equal(r.walk(1, 2, ['ln']).errno, null);
+    assert.equal(r.walk(1, 3, ['a.txt']).errno, null);
+    // The host replaces both names with other objects.
+    rmSync(join(r.dir, 'ln'));
+    symlinkSync('/etc/passwd', join(r.dir, 'ln'));
+    renameSync(join(r.dir, 'a.txt'), join(r.dir, 'a-moved.txt'));
+    writeFileSync(join(r.dir, 'a.txt'), 'another file');
+    assert.equal(r.err(P9Type.TREADLINK, (w) => w.u32(2)), P9Errno.ENOENT);
+    assert.equal(r.err(P9Type.TLINK, (w) => {
+      w.u32(1);
+      w.u32(3);
+      w.str(s('hard'));
+    }), P9Errno.ENOENT);
+    assert.equal(r.err(P9Type.TREMOVE, (w) => w.u32(3)), P9Errno.ENOENT);
+    assert.deepEqual(readdirSync(r.dir).sort(), ['a-moved.txt', 'a.txt', 'ln', 'sub']);
   });
 });
 
