@@ -7,7 +7,7 @@
  * ranges in all (ENOLCK beyond).
  */
 import { P9Errno, P9LockStatus, P9LockType } from '../../spec/9p.js';
-import { p9Fail } from './p9-codec.js';
+import { type P9Reader, type P9Writer, p9Fail } from './p9-codec.js';
 
 interface Range {
   type: number;
@@ -103,4 +103,31 @@ export class P9Locks {
     this.byObject.clear();
     this.count = 0;
   }
+}
+
+/** Tlock after its fid: type[1] flags[4] start[8] length[8] proc_id[4] client_id[s] -> status[1]. */
+export function serveLock(r: P9Reader, w: P9Writer, locks: P9Locks, key: string): void {
+  const type = r.u8();
+  r.u32(); // flags: BLOCK is the client's to retry; RECLAIM has no meaning without a grace period
+  const start = r.u64Clamped();
+  const length = r.u64Clamped();
+  const procId = r.u32();
+  const clientId = r.str();
+  w.u8(locks.lock(key, { type, start, length, procId, clientId }));
+}
+
+/** Tgetlock after its fid: the first conflicting range, or the request back with type UNLCK. */
+export function serveGetlock(r: P9Reader, w: P9Writer, locks: P9Locks, key: string): void {
+  const type = r.u8();
+  const start = r.u64Clamped();
+  const length = r.u64Clamped();
+  const procId = r.u32();
+  const clientId = r.str();
+  if (type !== P9LockType.RDLCK && type !== P9LockType.WRLCK) p9Fail(P9Errno.EINVAL, `getlock type ${type}`);
+  const c = locks.test(key, { type, start, length, procId, clientId }) ?? { type: P9LockType.UNLCK, start, length, procId, clientId };
+  w.u8(c.type);
+  w.u64(c.start);
+  w.u64(c.length);
+  w.u32(c.procId);
+  w.str(c.clientId);
 }

@@ -23,14 +23,13 @@ import {
   P9_VERSION_UNKNOWN,
   P9Errno,
   P9GetattrMask,
-  P9LockType,
   P9SetattrValid,
   P9Type,
 } from '../../spec/9p.js';
 import { P9Reader, P9Writer, p9Fail } from './p9-codec.js';
 import { FidTable, type FidTableLimits } from './p9-fids.js';
 import { fsyncDir, linkIn, listDir, lstatChild, p9ErrnoOf, readlinkOf, removeNamed, symlinkIn } from './p9-host-ops.js';
-import { P9Locks } from './p9-locks.js';
+import { P9Locks, serveGetlock, serveLock } from './p9-locks.js';
 import { P9XattrOps } from './p9-xattr.js';
 import { type Xattrs, loadXattrs } from '../../platform/xattrs.js';
 
@@ -171,8 +170,8 @@ export class P9Server {
       case P9Type.TREADLINK: return this.readlink();
       case P9Type.TSTATFS: return this.statfs();
       case P9Type.TFSYNC: return this.fsync();
-      case P9Type.TLOCK: return this.lock();
-      case P9Type.TGETLOCK: return this.getlock();
+      case P9Type.TLOCK: return this.lock(false);
+      case P9Type.TGETLOCK: return this.lock(true);
       case P9Type.TREMOVE: return this.remove();
       // Every request is answered before the next is taken: the flushed one is already done.
       case P9Type.TFLUSH: return void this.r.u16();
@@ -521,40 +520,12 @@ export class P9Server {
     else p9Fail(P9Errno.EBADF, 'fsync of a fid not open');
   }
 
-  private lockKey(nodeid: number): string {
-    const i = this.host.inode(nodeid);
-    return `${i.dev}:${i.ino}`;
-  }
-
-  private lock(): void {
-    const r = this.r;
-    const f = this.fids.get(r.u32());
-    const type = r.u8();
-    r.u32(); // flags: BLOCK is the client's to retry; RECLAIM has no meaning without a grace period
-    const start = r.u64Clamped();
-    const length = r.u64Clamped();
-    const procId = r.u32();
-    const clientId = r.str();
-    this.w.u8(this.locks.lock(this.lockKey(f.nodeid), { type, start, length, procId, clientId }));
-  }
-
-  private getlock(): void {
-    const r = this.r;
-    const f = this.fids.get(r.u32());
-    const type = r.u8();
-    const start = r.u64Clamped();
-    const length = r.u64Clamped();
-    const procId = r.u32();
-    const clientId = r.str();
-    if (type !== P9LockType.RDLCK && type !== P9LockType.WRLCK) p9Fail(P9Errno.EINVAL, `getlock type ${type}`);
-    // No conflict: the request comes back with type UNLCK.
-    const c = this.locks.test(this.lockKey(f.nodeid), { type, start, length, procId, clientId }) ?? { type: P9LockType.UNLCK, start, length, procId, clientId };
-    const w = this.w;
-    w.u8(c.type);
-    w.u64(c.start);
-    w.u64(c.length);
-    w.u32(c.procId);
-    w.str(c.clientId);
+  /** Tlock / Tgetlock: the lock table keyed by the fid's object (dev, ino). */
+  private lock(get: boolean): void {
+    const inode = this.host.inode(this.fids.get(this.r.u32()).nodeid);
+    const key = `${inode.dev}:${inode.ino}`;
+    if (get) serveGetlock(this.r, this.w, this.locks, key);
+    else serveLock(this.r, this.w, this.locks, key);
   }
 
   /** Tclunk: an xattr create fid sets its attribute first (its error is the answer; the fid goes anyway). */
