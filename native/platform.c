@@ -13,6 +13,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!register_shared_memory(env, exports)) return NULL;
   if (!register_fds(env, exports)) return NULL;
   if (!register_pty(env, exports)) return NULL;
+  if (!register_xattrs(env, exports)) return NULL;
   return exports;
 }
 

@@ -14,6 +14,7 @@ import { CONSOLE_TYPE } from './console/console-type.js';
 import type { DeviceType } from './device-type.js';
 import { ENTROPY_TYPE } from './entropy/entropy-type.js';
 import { FS_TYPE } from './fs/fs-type.js';
+import { P9_TYPE } from './9p/p9-type.js';
 import { INPUT_TYPE } from './input/input-type.js';
 import { VSOCK_TYPE } from './vsock/vsock-type.js';
 import { NET_TYPE } from './net/net-type.js';
@@ -24,6 +25,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   BLK_TYPE,
   ENTROPY_TYPE,
   FS_TYPE,
+  P9_TYPE,
   INPUT_TYPE,
   BALLOON_TYPE,
   VSOCK_TYPE,
@@ -34,7 +36,8 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
 
 /** Sub-commands that are not device types. */
 const RESERVED_NAMES = new Set(['demo', 'help']);
-const NAME = /^[a-z][a-z0-9-]{0,31}$/;
+// A leading digit is allowed: the 9P transport's name is "9p" (QEMU's virtio-9p, vhost-user.json's "9p").
+const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 const registered = new Map<string, DeviceType>();
 

@@ -12,3 +12,4 @@ export * from './vsock.js';
 export * from './net.js';
 export * from './console.js';
 export * from './scsi.js';
+export * from './9p.js';

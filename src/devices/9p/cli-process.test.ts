@@ -1,0 +1,80 @@
+/**
+ * `virtio-ts 9p` as a process: the back-end serves a host directory over vhost-user (QEMU 7.2
+ * has no vhost-user 9p front-end, so virtio-ts's own front-end and P9Driver are the other end):
+ * version, attach, create, write, read back, readdir, checked on the host; SIGTERM ends it
+ * cleanly. Bounded in time; the process is always ended.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { CLI, RUN_MS, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
+import { loadNativePlatform } from '../../platform/native-platform.js';
+import { DeviceId } from '../../spec/device-id.js';
+import { P9Errno } from '../../spec/9p.js';
+import { VhostUserDriverTransport, startVhostUserDriver } from '../../vhost-user/frontend-transport.js';
+import { P9Driver, P9RemoteError } from './p9-driver.js';
+
+describe('virtio-ts 9p as a process', { timeout: 60_000 }, () => {
+  it('serves the shared directory to a vhost-user front-end; --read-only refuses changes; SIGTERM ends it cleanly', async () => {
+    const platform = loadNativePlatform();
+    await withDir(async (dir) => {
+      const share = join(dir, 'share');
+      mkdirSync(share);
+      writeFileSync(join(share, 'host.txt'), 'from the host');
+      for (const readOnly of [false, true]) {
+        const sock = join(dir, `9p-${readOnly}.sock`);
+        const args = [CLI, '9p', '--socket-path', sock, '--shared-dir', share, '--tag', 'proc', '--msize', '65536', ...(readOnly ? ['--read-only'] : [])];
+        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let err = '';
+        child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+        const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+        const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+        let t: VhostUserDriverTransport | null = null;
+        try {
+          await until(() => isSocket(sock) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+          t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.NINEP, platform });
+          const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
+          const p9 = new P9Driver(driver.context, { msize: 128 << 10 });
+          assert.equal((await p9.version()).msize, 65536, '--msize bounds the session');
+          const root = p9.newFid();
+          await p9.attach(root);
+          const h = p9.newFid();
+          await p9.walk(root, h, ['host.txt']);
+          await p9.lopen(h, 0);
+          assert.equal((await p9.read(h, 0, 100)).toString(), 'from the host');
+          const c = p9.newFid();
+          await p9.walk(root, c, []);
+          if (readOnly) {
+            await assert.rejects(p9.lcreate(c, 'no.txt', 2, 0o644), (e: unknown) => e instanceof P9RemoteError && e.errno === P9Errno.EROFS);
+          } else {
+            await p9.lcreate(c, 'guest.txt', 2, 0o644);
+            assert.equal(await p9.write(c, 0, Buffer.from('from the driver')), 15);
+            await p9.clunk(c);
+            assert.equal(readFileSync(join(share, 'guest.txt'), 'utf8'), 'from the driver');
+          }
+          const d = p9.newFid();
+          await p9.walk(root, d, []);
+          await p9.lopen(d, 0);
+          const names = (await p9.readdirAll(d)).map((e) => e.name).sort();
+          assert.deepEqual(names, ['.', '..', 'guest.txt', 'host.txt']);
+          p9.detach();
+          driver.reset();
+          t.close();
+          t = null;
+          child.kill('SIGTERM');
+          assert.equal(await closed, 0, err);
+          assert.equal(isSocket(sock), false, 'the socket is removed');
+        } finally {
+          clearTimeout(killer);
+          t?.close();
+          if (child.exitCode === null && child.signalCode === null) {
+            child.kill('SIGKILL');
+            await closed;
+          }
+        }
+      }
+    });
+  });
+});
