@@ -1,74 +1,47 @@
 /**
- * The host side of a shared folder: an inode table and a file-handle table over one host
- * directory, every operation relative to a directory the table holds open, never to a path the
- * guest spelled.
+ * The host side of a shared folder (virtio-fs now, 9p next): an inode table and a file-handle
+ * table over one host directory, every operation a *at system call relative to a descriptor the
+ * table holds (src/platform/fs-at.ts), never a path the guest spelled.
  *
  * How the guest is kept inside the folder (it is untrusted):
  *  - Every inode the guest knows holds an `O_PATH | O_NOFOLLOW` descriptor of its object, as
- *    virtiofsd does. A name is always looked up or created *in* such a descriptor, through the
- *    kernel's `/proc/self/fd/N/name` walk: `/proc/self/fd/N` resolves to the pinned directory
- *    itself (renames and symlinks swapped in above it change nothing), and `name` is a single
- *    component (no `/`, no NUL; `.` and `..` refused here, LOOKUP handles them explicitly).
- *  - The last component is never followed: lookups open with O_NOFOLLOW (a symlink becomes a
- *    symlink inode, never its target), a symlink or special inode is never opened or walked
- *    through (ENOTDIR / ELOOP), and a reopened file is checked to be the inode it came from.
- *  - Tables are bounded (inodes, handles, directory snapshot entries): a guest that looks up
+ *    virtiofsd does. A name is always looked up, created, removed or renamed *in* such a
+ *    directory descriptor (openat/mkdirat/unlinkat/renameat2/... with that dirfd), and `name`
+ *    is one component (no `/`, no NUL, not `.` or `..`; LOOKUP handles those two explicitly,
+ *    `..` of the root is refused): renames above it, or a directory swapped for a symlink after
+ *    LOOKUP, change nothing.
+ *  - The last component is never followed (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH on
+ *    the inode's own descriptor): a symlink is a symlink inode, never opened or walked through;
+ *    a reopened file (through `/proc/self/fd/N`, the only way to turn an O_PATH descriptor into
+ *    an open file) is checked to be the inode it came from.
+ *  - Device nodes are not created for the guest (mknod of a char/block device: EPERM), a FIFO
+ *    planted under a name cannot block CREATE (O_NONBLOCK), extended attributes go through
+ *    XattrMap (no `security.capability` or ACL reaches the host by default).
+ *  - Tables are bounded (inodes, handles, directory entries, lock owners): a guest that looks up
  *    without forgetting gets ENFILE, never unbounded host memory or descriptors.
- * Limits accepted (Node has no *at calls): the `/proc/self/fd` walk needs /proc mounted; mkdir,
- * unlink, rmdir and rename act on `/proc/self/fd/N/name`, which is as safe as the *at call
- * (the directory is pinned, the last component is not followed by those calls). utimes and
- * chmod of a symlink inode are refused rather than risk following it.
+ * Limits accepted: reopening an inode and chmod/utimes/xattrs need `/proc` mounted (there is no
+ * other way from an O_PATH descriptor); `..` below the root is the kernel's `..` of the pinned
+ * directory, so a directory the *host* moves out of the share leads out of it.
+ *
+ * Two API layers: the allocation-free one (`lookupEntry`, `statInto`, ... into a caller's
+ * Float64Array of StatField slots, ids translated to the guest's), used by the FUSE server, and
+ * the original one returning fs.Stats (`lookup`, `stat`, `mkdir`, ...), kept for other users.
  */
 import * as fs from 'node:fs';
 import { ErrorCode, VirtioError } from '../../errors.js';
+import { At, OpenFlag, RenameFlag, StatField, Utime, loadFsAt, procFdPath, type FsAt } from '../../platform/fs-at.js';
+import { readDirSnapshot, type DirEntry } from './dir-snapshot.js';
+import { Errno, FuseErrno, check, errnoOf, fail } from './fs-errno.js';
+import { HostLocks, type LockRange, type PendingLock } from './host-locks.js';
+import { IdMap } from './id-map.js';
+import { XattrMap } from './xattr-map.js';
+
+export { Errno, FuseErrno, errnoOf };
+export type { DirEntry, LockRange, PendingLock };
 
 /** O_PATH (Linux, every architecture Node runs on except alpha/parisc/sparc). */
-export const O_PATH = 0o10000000;
-const { O_NOFOLLOW, O_DIRECTORY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NONBLOCK } = fs.constants;
-/** O_RDONLY | O_WRONLY | O_RDWR (not in Node's fs.constants). */
-const O_ACCMODE = 3;
-
-/** errno values the server answers with (Linux). */
-export const Errno = {
-  EPERM: 1,
-  ENOENT: 2,
-  EIO: 5,
-  EBADF: 9,
-  EACCES: 13,
-  EEXIST: 17,
-  ENOTDIR: 20,
-  EISDIR: 21,
-  EINVAL: 22,
-  ENFILE: 23,
-  EFBIG: 27,
-  ERANGE: 34,
-  ENAMETOOLONG: 36,
-  ENOSYS: 38,
-  ELOOP: 40,
-  EPROTO: 71,
-  EOVERFLOW: 75,
-} as const;
-
-/** A FUSE operation failed with `errno` (the reply carries -errno; nothing was thrown to the guest). */
-export class FuseErrno extends VirtioError {
-  constructor(
-    readonly errno: number,
-    message: string,
-  ) {
-    super(ErrorCode.REQUEST_FAILED, message);
-  }
-}
-
-/** The errno of a Node fs error (negative `errno` on Linux), EIO for anything else. */
-export function errnoOf(e: unknown): number {
-  if (e instanceof FuseErrno) return e.errno;
-  const n = (e as { errno?: unknown } | null)?.errno;
-  return typeof n === 'number' && n < 0 ? -n : Errno.EIO;
-}
-
-function fail(errno: number, message: string): never {
-  throw new FuseErrno(errno, message);
-}
+export const O_PATH = OpenFlag.PATH;
+const { NOFOLLOW, DIRECTORY, CREAT, EXCL, TRUNC, APPEND, NONBLOCK, ACCMODE, DIRECT, DSYNC, SYNC, RDONLY, WRONLY, RDWR } = OpenFlag;
 
 export interface Inode {
   readonly nodeid: number;
@@ -91,13 +64,6 @@ export interface FileHandle {
   readonly entries: DirEntry[] | null;
 }
 
-export interface DirEntry {
-  readonly name: Buffer;
-  /** DT_* type. */
-  readonly type: number;
-  readonly ino: number;
-}
-
 export interface HostFsLimits {
   /** Inodes the guest may hold at once (root included). Default 65536. */
   readonly maxInodes?: number;
@@ -107,50 +73,72 @@ export interface HostFsLimits {
   readonly maxDirEntries?: number;
 }
 
+export interface HostFsOptions extends HostFsLimits {
+  /** Every change refused with EROFS (writes, creation, removal, attributes, xattrs). */
+  readonly readOnly?: boolean;
+  /** guest ↔ host uid and gid translation. Default: identity. */
+  readonly uidMap?: IdMap;
+  readonly gidMap?: IdMap;
+  /** Guest xattr names stored under this host prefix (in `user.`); default: `user.` passthrough only. */
+  readonly xattrPrefix?: string | null;
+}
+
 const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
 export const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
 const NAME_MAX = 255;
 const SLASH = 0x2f;
 const DOT = 0x2e;
-const DT_DIR = 4;
+const { DEV, INO, MODE, UID, GID } = StatField;
+/** open(2) flags the guest may pass on OPEN/CREATE (creation flags are CREATE's own). */
+const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
 
-/** The DT_* value of an S_IFMT type (fuse_dirent.type is the d_type of readdir(3)). */
-function dtOf(mode: number): number {
-  return (mode & S_IFMT) >>> 12;
-}
-
-function procPath(fd: number): string {
-  return `/proc/self/fd/${fd}`;
+function isDots(name: Uint8Array): boolean {
+  return name[0] === DOT && (name.length === 1 || (name.length === 2 && name[1] === DOT));
 }
 
 export class HostFs {
   private readonly inodes = new Map<number, Inode>();
-  /** `${dev}:${ino}` → nodeid: one inode per host object, however many names reach it. */
-  private readonly byKey = new Map<string, number>();
+  /** dev → ino → nodeid: one inode per host object, however many names reach it. */
+  private readonly byKey = new Map<number, Map<number, number>>();
   private readonly handles = new Map<number, FileHandle>();
   private nextNodeid = 2;
   private nextFh = 1;
   readonly root: Inode;
+  readonly readOnly: boolean;
+  readonly uidMap: IdMap;
+  readonly gidMap: IdMap;
+  readonly xattrs: XattrMap;
+  readonly locks: HostLocks;
+  readonly fsAt: FsAt;
   private readonly maxInodes: number;
   private readonly maxHandles: number;
   private readonly maxDirEntries: number;
+  /** Scratch stat for internal checks (host ids). */
+  private readonly tmp = new Float64Array(StatField.COUNT);
+  /** The guest caller's ids (setCaller): the owner of what it creates, when we may chown. */
+  private callerUid = -1;
+  private callerGid = -1;
+  private readonly canChown = process.geteuid?.() === 0;
 
-  constructor(rootDir: string, limits: HostFsLimits = {}) {
-    this.maxInodes = limits.maxInodes ?? 65536;
-    this.maxHandles = limits.maxHandles ?? 4096;
-    this.maxDirEntries = limits.maxDirEntries ?? 1_000_000;
-    let fd: number;
-    try {
-      fd = fs.openSync(rootDir, O_PATH | O_DIRECTORY);
-    } catch (e) {
-      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `shared directory ${rootDir}: ${(e as Error).message}`);
-    }
-    const st = fs.fstatSync(fd);
-    this.root = { nodeid: 1, fd, dev: st.dev, ino: st.ino, type: S_IFDIR, nlookup: 1 };
-    this.inodes.set(1, this.root);
-    this.byKey.set(`${st.dev}:${st.ino}`, 1);
+  constructor(rootDir: string, opts: HostFsOptions = {}) {
+    this.maxInodes = opts.maxInodes ?? 65536;
+    this.maxHandles = opts.maxHandles ?? 4096;
+    this.maxDirEntries = opts.maxDirEntries ?? 1_000_000;
+    this.readOnly = opts.readOnly ?? false;
+    this.uidMap = opts.uidMap ?? new IdMap();
+    this.gidMap = opts.gidMap ?? new IdMap();
+    this.xattrs = new XattrMap(opts.xattrPrefix ?? null);
+    this.fsAt = loadFsAt();
+    this.locks = new HostLocks(this.fsAt);
+    const fd = this.fsAt.openat(At.FDCWD, rootDir, O_PATH | DIRECTORY);
+    if (fd < 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `shared directory ${rootDir}: errno ${-fd}`);
+    check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat of the shared directory');
+    this.root = { nodeid: 1, fd, dev: this.tmp[DEV]!, ino: this.tmp[INO]!, type: S_IFDIR, nlookup: 1 };
+    this.insert(this.root);
   }
 
   get inodeCount(): number {
@@ -158,6 +146,12 @@ export class HostFs {
   }
   get handleCount(): number {
     return this.handles.size;
+  }
+
+  /** The guest's ids for the requests that follow (FUSE in_header uid/gid): new objects get them (when we run as root). */
+  setCaller(uid: number, gid: number): void {
+    this.callerUid = uid;
+    this.callerGid = gid;
   }
 
   /** The inode `nodeid`, or ENOENT-style failure for a nodeid never looked up (or forgotten). */
@@ -168,11 +162,12 @@ export class HostFs {
   }
 
   /** A name as one path component: no `/`, not empty, at most NAME_MAX bytes, not `.` or `..`. */
-  static checkName(name: Buffer): void {
+  static checkName(name: Uint8Array): void {
     if (name.length === 0) fail(Errno.EINVAL, 'empty name');
     if (name.length > NAME_MAX) fail(Errno.ENAMETOOLONG, 'name too long');
     if (name.includes(SLASH)) fail(Errno.EINVAL, 'name with /');
-    if (name[0] === DOT && (name.length === 1 || (name.length === 2 && name[1] === DOT))) fail(Errno.EINVAL, '. or ..');
+    if (name.includes(0)) fail(Errno.EINVAL, 'name with NUL');
+    if (isDots(name)) fail(Errno.EINVAL, '. or ..');
   }
 
   private dir(nodeid: number): Inode {
@@ -181,61 +176,235 @@ export class HostFs {
     return d;
   }
 
-  /** `/proc/self/fd/<dir fd>/<name>`: the name looked up in the pinned directory. */
-  private child(dir: Inode, name: Buffer): Buffer {
-    return Buffer.concat([Buffer.from(`${procPath(dir.fd)}/`), name]);
+  private writable(): void {
+    if (this.readOnly) fail(Errno.EROFS, 'read-only share');
   }
 
-  /** fstat of the inode's object (never follows a symlink inode). */
-  stat(nodeid: number): fs.Stats {
-    return fs.fstatSync(this.inode(nodeid).fd);
+  private find(dev: number, ino: number): Inode | undefined {
+    const id = this.byKey.get(dev)?.get(ino);
+    return id === undefined ? undefined : this.inodes.get(id);
+  }
+
+  private insert(inode: Inode): void {
+    this.inodes.set(inode.nodeid, inode);
+    let m = this.byKey.get(inode.dev);
+    if (m === undefined) this.byKey.set(inode.dev, (m = new Map()));
+    m.set(inode.ino, inode.nodeid);
+  }
+
+  /** Host ids of `st` as the guest's (in place). */
+  private toGuest(st: Float64Array): void {
+    if (!this.uidMap.isIdentity) st[UID] = this.uidMap.toGuest(st[UID]!);
+    if (!this.gidMap.isIdentity) st[GID] = this.gidMap.toGuest(st[GID]!);
+  }
+
+  // --- the allocation-free layer ---------------------------------------------------------
+
+  /** fstat of the inode's object into `out` (never follows a symlink inode), ids as the guest's. */
+  statInto(nodeid: number, out: Float64Array): void {
+    check(this.fsAt.fstatat(this.inode(nodeid).fd, '', At.EMPTY_PATH, out), 'fstat');
+    this.toGuest(out);
+  }
+
+  /** fstat of an open handle's descriptor (a directory handle: its inode). */
+  statHandleInto(fh: number, out: Float64Array): void {
+    const h = this.handle(fh);
+    if (h.fd < 0) return this.statInto(h.nodeid, out);
+    check(this.fsAt.fstatat(h.fd, '', At.EMPTY_PATH, out), 'fstat');
+    this.toGuest(out);
   }
 
   /**
-   * LOOKUP: the inode of `name` in `parent`, its lookup count raised by one. `.` is the
-   * directory itself, `..` its parent; `..` of the root is refused (the guest must not see
-   * above the shared folder; the kernel never asks for it, 9p-style walks might).
+   * LOOKUP: the inode of `name` in `parent`, its lookup count raised by one, its attributes in
+   * `out`. `.` is the directory itself, `..` its parent; `..` of the root is refused (the guest
+   * must not see above the shared folder; the kernel never asks for it, 9p walks might).
    */
-  lookup(parentId: number, name: Buffer): { inode: Inode; stat: fs.Stats } {
+  lookupEntry(parentId: number, name: Uint8Array, out: Float64Array): Inode {
     const parent = this.dir(parentId);
-    let path: Buffer | string;
-    // `/proc/self/fd/N/.`, not `/proc/self/fd/N`: with O_NOFOLLOW the latter opens the magic link itself.
-    if (name.length === 1 && name[0] === DOT) path = `${procPath(parent.fd)}/.`;
-    else if (name.length === 2 && name[0] === DOT && name[1] === DOT) {
+    let fd: number;
+    if (name.length === 1 && name[0] === DOT) {
+      fd = check(this.fsAt.openat(parent.fd, '.', O_PATH | NOFOLLOW), 'lookup .');
+    } else if (name.length === 2 && name[0] === DOT && name[1] === DOT) {
       if (parent === this.root) fail(Errno.EACCES, '.. of the shared folder');
-      path = `${procPath(parent.fd)}/..`;
+      fd = check(this.fsAt.openat(parent.fd, '..', O_PATH | NOFOLLOW), 'lookup ..');
     } else {
       HostFs.checkName(name);
-      path = this.child(parent, name);
+      // An object already in the table needs no new descriptor: the pinned one is that object.
+      check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lookup');
+      const known = this.find(out[DEV]!, out[INO]!);
+      if (known !== undefined) {
+        known.nlookup++;
+        this.toGuest(out);
+        return known;
+      }
+      fd = check(this.fsAt.openat(parent.fd, name, O_PATH | NOFOLLOW), 'lookup');
     }
-    return this.adopt(fs.openSync(path, O_PATH | O_NOFOLLOW));
+    return this.adopt(fd, out);
   }
 
-  /** Takes an O_PATH descriptor into the table (or finds its inode there), one lookup more. */
-  private adopt(fd: number): { inode: Inode; stat: fs.Stats } {
-    let st: fs.Stats;
-    try {
-      st = fs.fstatSync(fd);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
+  /** Takes an O_PATH descriptor into the table (or finds its inode there), one lookup more; attributes in `out`. */
+  private adopt(fd: number, out: Float64Array): Inode {
+    const r = this.fsAt.fstatat(fd, '', At.EMPTY_PATH, out);
+    if (r < 0) {
+      this.fsAt.close(fd);
+      check(r, 'fstat');
     }
-    const key = `${st.dev}:${st.ino}`;
-    const known = this.byKey.get(key);
+    const known = this.find(out[DEV]!, out[INO]!);
     if (known !== undefined) {
-      fs.closeSync(fd);
-      const inode = this.inodes.get(known)!;
-      inode.nlookup++;
-      return { inode, stat: st };
+      this.fsAt.close(fd);
+      known.nlookup++;
+      this.toGuest(out);
+      return known;
     }
     if (this.inodes.size >= this.maxInodes) {
-      fs.closeSync(fd);
+      this.fsAt.close(fd);
       fail(Errno.ENFILE, `inode table full (${this.maxInodes})`);
     }
-    const inode: Inode = { nodeid: this.nextNodeid++, fd, dev: st.dev, ino: st.ino, type: st.mode & S_IFMT, nlookup: 1 };
-    this.inodes.set(inode.nodeid, inode);
-    this.byKey.set(key, inode.nodeid);
-    return { inode, stat: st };
+    const inode: Inode = { nodeid: this.nextNodeid++, fd, dev: out[DEV]!, ino: out[INO]!, type: out[MODE]! & S_IFMT, nlookup: 1 };
+    this.insert(inode);
+    this.toGuest(out);
+    return inode;
+  }
+
+  /** The new object `name` in `dir` (just made by us): owned by the caller, adopted. */
+  private adoptNew(dir: Inode, name: Uint8Array, flags: number, out: Float64Array): Inode {
+    const fd = check(this.fsAt.openat(dir.fd, name, O_PATH | NOFOLLOW | flags), 'open of the new object');
+    this.chownToCaller(fd);
+    return this.adopt(fd, out);
+  }
+
+  private chownToCaller(fd: number): void {
+    if (!this.canChown || this.callerUid < 0) return;
+    // Best effort, like virtiofsd's fsuid switch: the object exists either way.
+    this.fsAt.fchownat(fd, '', this.uidMap.toHost(this.callerUid), this.gidMap.toHost(this.callerGid), At.EMPTY_PATH);
+  }
+
+  mkdirEntry(parentId: number, name: Uint8Array, mode: number, out: Float64Array): Inode {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    this.writable();
+    check(this.fsAt.mkdirat(parent.fd, name, mode & 0o7777), 'mkdir');
+    return this.adoptNew(parent, name, DIRECTORY, out);
+  }
+
+  /** MKNOD: regular files, FIFOs and sockets; device nodes are refused (EPERM): no host device reachable through the share. */
+  mknodEntry(parentId: number, name: Uint8Array, mode: number, rdev: number, out: Float64Array): Inode {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    this.writable();
+    const type = mode & S_IFMT;
+    if (type === S_IFCHR || type === S_IFBLK) fail(Errno.EPERM, 'device nodes are not created for the guest');
+    if (type === S_IFDIR || type === S_IFLNK) fail(Errno.EINVAL, 'MKNOD of a directory or symlink');
+    check(this.fsAt.mknodat(parent.fd, name, mode, rdev), 'mknod');
+    return this.adoptNew(parent, name, 0, out);
+  }
+
+  /** SYMLINK: `name` in `parent` pointing at `target` (any bytes: it is never followed here). */
+  symlinkEntry(parentId: number, name: Uint8Array, target: Uint8Array, out: Float64Array): Inode {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    this.writable();
+    if (target.length === 0 || target.length >= 4096) fail(target.length === 0 ? Errno.ENOENT : Errno.ENAMETOOLONG, 'symlink target length');
+    check(this.fsAt.symlinkat(target, parent.fd, name), 'symlink');
+    return this.adoptNew(parent, name, 0, out);
+  }
+
+  /** LINK: a new name for an inode the guest holds (never a host object outside the table). */
+  linkEntry(nodeid: number, newParentId: number, newName: Uint8Array, out: Float64Array): Inode {
+    const inode = this.inode(nodeid);
+    const parent = this.dir(newParentId);
+    HostFs.checkName(newName);
+    this.writable();
+    if (inode.type === S_IFDIR) fail(Errno.EPERM, 'hard link of a directory');
+    let r = this.fsAt.linkat(inode.fd, '', parent.fd, newName, At.EMPTY_PATH);
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc magic link reaches the same object.
+    if (r === -Errno.ENOENT || r === -Errno.EPERM) r = this.fsAt.linkat(At.FDCWD, procFdPath(inode.fd), parent.fd, newName, At.SYMLINK_FOLLOW);
+    check(r, 'link');
+    return this.adoptNew(parent, newName, 0, out);
+  }
+
+  /** READLINK: the target of a symlink inode into `buf`; its length (ENAMETOOLONG beyond buf). */
+  readlink(nodeid: number, buf: Uint8Array): number {
+    const inode = this.inode(nodeid);
+    if (inode.type !== S_IFLNK) fail(Errno.EINVAL, 'READLINK of a non-symlink');
+    const n = check(this.fsAt.readlinkat(inode.fd, '', buf), 'readlink');
+    if (n >= buf.length) fail(Errno.ENAMETOOLONG, 'symlink target longer than the reply');
+    return n;
+  }
+
+  /** CREATE: a new regular file (O_EXCL unless the driver allows an existing one); its handle. */
+  createEntry(parentId: number, name: Uint8Array, flags: number, mode: number, out: Float64Array): { inode: Inode; fh: number } {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    this.writable();
+    // O_NONBLOCK: a FIFO planted under the name must not block the device in open(2) (regular
+    // files ignore it); anything but a regular file is then refused. O_NOFOLLOW: never through a symlink.
+    const base = (flags & PASSED_OPEN_FLAGS) | CREAT | NONBLOCK | NOFOLLOW;
+    let created = true;
+    let fd = this.fsAt.openat(parent.fd, name, base | EXCL, mode & 0o7777);
+    if (fd === -Errno.EEXIST && (flags & EXCL) === 0) {
+      created = false;
+      fd = this.fsAt.openat(parent.fd, name, base, mode & 0o7777);
+    }
+    check(fd, 'create');
+    try {
+      check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat');
+      if ((this.tmp[MODE]! & S_IFMT) !== S_IFREG) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
+      // The O_PATH descriptor of the very object opened (not the name again: it may have changed).
+      const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the created file');
+      if (created) this.chownToCaller(pathFd);
+      const inode = this.adopt(pathFd, out);
+      return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
+    } catch (e) {
+      this.fsAt.close(fd);
+      throw e;
+    }
+  }
+
+  /** TMPFILE: an unnamed regular file in `parent` (O_TMPFILE), opened; linkable later with LINK. */
+  tmpfileEntry(parentId: number, flags: number, mode: number, out: Float64Array): { inode: Inode; fh: number } {
+    const parent = this.dir(parentId);
+    this.writable();
+    const acc = (flags & ACCMODE) === RDONLY ? RDWR : flags & ACCMODE;
+    const fd = check(this.fsAt.openat(parent.fd, '.', OpenFlag.TMPFILE | acc | (flags & (APPEND | DIRECT | DSYNC | SYNC)), mode & 0o7777), 'O_TMPFILE');
+    try {
+      const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the tmpfile');
+      this.chownToCaller(pathFd);
+      const inode = this.adopt(pathFd, out);
+      return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
+    } catch (e) {
+      this.fsAt.close(fd);
+      throw e;
+    }
+  }
+
+  unlink(parentId: number, name: Uint8Array): void {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    this.writable();
+    check(this.fsAt.unlinkat(parent.fd, name, 0), 'unlink');
+  }
+
+  rmdir(parentId: number, name: Uint8Array): void {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    this.writable();
+    check(this.fsAt.unlinkat(parent.fd, name, At.REMOVEDIR), 'rmdir');
+  }
+
+  /** RENAME / RENAME2: flags RENAME_NOREPLACE and RENAME_EXCHANGE (WHITEOUT is refused: EINVAL). */
+  rename2(oldParentId: number, oldName: Uint8Array, newParentId: number, newName: Uint8Array, flags: number): void {
+    const from = this.dir(oldParentId);
+    const to = this.dir(newParentId);
+    HostFs.checkName(oldName);
+    HostFs.checkName(newName);
+    this.writable();
+    if ((flags & ~(RenameFlag.NOREPLACE | RenameFlag.EXCHANGE)) !== 0) fail(Errno.EINVAL, `rename flags 0x${flags.toString(16)}`);
+    check(this.fsAt.renameat2(from.fd, oldName, to.fd, newName, flags), 'rename');
+  }
+
+  rename(oldParentId: number, oldName: Uint8Array, newParentId: number, newName: Uint8Array): void {
+    this.rename2(oldParentId, oldName, newParentId, newName, 0);
   }
 
   /** FORGET: `n` lookups fewer; at zero the inode leaves the table. Unknown or root: ignored. */
@@ -246,13 +415,14 @@ export class HostFs {
     inode.nlookup = n >= inode.nlookup ? 0 : inode.nlookup - n;
     if (inode.nlookup > 0) return;
     this.inodes.delete(nodeid);
-    this.byKey.delete(`${inode.dev}:${inode.ino}`);
-    fs.closeSync(inode.fd);
+    this.byKey.get(inode.dev)?.delete(inode.ino);
+    this.locks.dropInode(nodeid);
+    this.fsAt.close(inode.fd);
   }
 
   private addHandle(nodeid: number, fd: number, entries: DirEntry[] | null): number {
     if (this.handles.size >= this.maxHandles) {
-      if (fd >= 0) fs.closeSync(fd);
+      if (fd >= 0) this.fsAt.close(fd);
       fail(Errno.ENFILE, `handle table full (${this.maxHandles})`);
     }
     const fh = this.nextFh++;
@@ -266,160 +436,265 @@ export class HostFs {
     return h;
   }
 
-  /** open(2) flags a guest may pass: access mode, append, truncate (creation is CREATE's). */
-  private static openFlags(flags: number): number {
-    return (flags & (O_ACCMODE | O_APPEND | O_TRUNC)) | O_NOFOLLOW;
+  /** A file handle's descriptor (EISDIR for a directory handle). */
+  fileFd(fh: number): number {
+    const h = this.handle(fh);
+    if (h.fd < 0) fail(Errno.EISDIR, 'a directory handle');
+    return h.fd;
   }
 
-  /** OPEN: a regular file inode reopened through its O_PATH descriptor, checked to be the same object. */
+  /**
+   * OPEN: a regular file inode reopened through its O_PATH descriptor, checked to be the same
+   * object. Honoured: the access mode, O_APPEND, O_TRUNC, O_DIRECT, O_DSYNC, O_SYNC.
+   */
   open(nodeid: number, flags: number): number {
     const inode = this.inode(nodeid);
     if (inode.type === S_IFDIR) fail(Errno.EISDIR, 'OPEN of a directory');
     if (inode.type !== S_IFREG) fail(Errno.ELOOP, 'OPEN of a symlink or special file');
+    if ((flags & ACCMODE) !== RDONLY || (flags & TRUNC) !== 0) this.writable();
     // Reopening /proc/self/fd/N is a magic-link jump to the object: O_NOFOLLOW would refuse it.
-    const fd = fs.openSync(procPath(inode.fd), HostFs.openFlags(flags) & ~O_NOFOLLOW);
+    const fd = check(this.fsAt.openat(At.FDCWD, procFdPath(inode.fd), flags & PASSED_OPEN_FLAGS), 'open');
     return this.addHandle(nodeid, this.checkSame(fd, inode), null);
   }
 
   private checkSame(fd: number, inode: Inode): number {
-    const st = fs.fstatSync(fd);
-    if (st.dev !== inode.dev || st.ino !== inode.ino) {
-      fs.closeSync(fd);
+    const r = this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp);
+    if (r < 0 || this.tmp[DEV] !== inode.dev || this.tmp[INO] !== inode.ino) {
+      this.fsAt.close(fd);
       fail(Errno.EIO, 'reopened object is not the inode');
     }
     return fd;
   }
 
-  /** CREATE: a new regular file `name` in `parent` (O_EXCL unless the driver allows an existing one). */
-  create(parentId: number, name: Buffer, flags: number, mode: number): { inode: Inode; stat: fs.Stats; fh: number } {
-    const parent = this.dir(parentId);
-    HostFs.checkName(name);
-    const path = this.child(parent, name);
-    // O_NONBLOCK: a FIFO planted under the name must not block the device in open(2) (regular
-    // files ignore the flag); anything but a regular file is then refused.
-    const fd = fs.openSync(path, HostFs.openFlags(flags) | O_CREAT | O_NONBLOCK | (flags & O_EXCL), mode & 0o7777);
-    let entry: { inode: Inode; stat: fs.Stats };
-    try {
-      if (!fs.fstatSync(fd).isFile()) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
-      entry = this.adopt(fs.openSync(path, O_PATH | O_NOFOLLOW));
-      this.checkSame(fd, entry.inode);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
-    }
-    return { ...entry, fh: this.addHandle(entry.inode.nodeid, fd, null) };
-  }
-
-  mkdir(parentId: number, name: Buffer, mode: number): { inode: Inode; stat: fs.Stats } {
-    const parent = this.dir(parentId);
-    HostFs.checkName(name);
-    const path = this.child(parent, name);
-    fs.mkdirSync(path, { mode: mode & 0o7777 });
-    return this.adopt(fs.openSync(path, O_PATH | O_NOFOLLOW));
-  }
-
-  unlink(parentId: number, name: Buffer): void {
-    const parent = this.dir(parentId);
-    HostFs.checkName(name);
-    fs.unlinkSync(this.child(parent, name));
-  }
-
-  rmdir(parentId: number, name: Buffer): void {
-    const parent = this.dir(parentId);
-    HostFs.checkName(name);
-    fs.rmdirSync(this.child(parent, name));
-  }
-
-  rename(oldParentId: number, oldName: Buffer, newParentId: number, newName: Buffer): void {
-    const from = this.dir(oldParentId);
-    const to = this.dir(newParentId);
-    HostFs.checkName(oldName);
-    HostFs.checkName(newName);
-    fs.renameSync(this.child(from, oldName), this.child(to, newName));
-  }
-
-  /** OPENDIR: a snapshot of the entries (bounded), `.` and `..` first as readdir(3) gives them. */
+  /** OPENDIR: a snapshot of the entries (bounded, real inode numbers), `.` and `..` first. */
   opendir(nodeid: number): number {
     const inode = this.dir(nodeid);
-    const entries: DirEntry[] = [
-      { name: Buffer.from('.'), type: DT_DIR, ino: inode.ino },
-      { name: Buffer.from('..'), type: DT_DIR, ino: 0 },
-    ];
-    // Buffer names keep bytes that are not UTF-8 intact (the typings only admit string encodings).
-    const d = fs.opendirSync(procPath(inode.fd), { encoding: 'buffer' as BufferEncoding });
-    try {
-      for (let e = d.readSync(); e !== null; e = d.readSync()) {
-        if (entries.length >= this.maxDirEntries) fail(Errno.EOVERFLOW, `directory above ${this.maxDirEntries} entries`);
-        const name = e.name as unknown as Buffer;
-        const type = e.isDirectory() ? S_IFDIR : e.isFile() ? S_IFREG : e.isSymbolicLink() ? S_IFLNK : e.isFIFO() ? 0o010000 : e.isSocket() ? 0o140000 : e.isCharacterDevice() ? 0o020000 : e.isBlockDevice() ? 0o060000 : 0;
-        // fs.Dirent carries no inode number; readdir(3) consumers only need it non-zero.
-        entries.push({ name, type: dtOf(type), ino: 1 });
-      }
-    } finally {
-      d.closeSync();
-    }
-    return this.addHandle(nodeid, -1, entries);
+    return this.addHandle(nodeid, -1, readDirSnapshot(this.fsAt, inode.fd, inode.ino, this.maxDirEntries));
   }
 
   /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF). */
   release(fh: number): void {
     const h = this.handle(fh);
     this.handles.delete(fh);
-    if (h.fd >= 0) fs.closeSync(h.fd);
+    if (h.fd >= 0) this.fsAt.close(h.fd);
   }
 
-  /** A descriptor for attribute changes on `nodeid`: the given handle's, or the inode reopened. */
-  setattr(nodeid: number, fh: number | null, valid: SetattrValues): fs.Stats {
+  /** SETATTR into `out` (the attributes after the change). Guest ids are translated to the host's. */
+  setattrInto(nodeid: number, fh: number | null, valid: SetattrValues, out: Float64Array): void {
     const inode = this.inode(nodeid);
     const viaFd = fh !== null ? this.handle(fh).fd : -1;
-    const p = procPath(inode.fd);
+    const p = procFdPath(inode.fd);
     const plain = inode.type === S_IFREG || inode.type === S_IFDIR;
+    const any = valid.mode !== null || valid.uid !== null || valid.gid !== null || valid.size !== null || valid.atime !== null || valid.mtime !== null;
+    if (any) this.writable();
     if (valid.mode !== null) {
       if (!plain) fail(Errno.EPERM, 'chmod of a symlink or special file');
-      fs.chmodSync(p, valid.mode & 0o7777);
+      check(this.fsAt.fchmodat(At.FDCWD, p, valid.mode & 0o7777), 'chmod');
     }
     if (valid.uid !== null || valid.gid !== null) {
       if (!plain) fail(Errno.EPERM, 'chown of a symlink or special file');
-      const st = fs.fstatSync(inode.fd);
-      fs.chownSync(p, valid.uid ?? st.uid, valid.gid ?? st.gid);
+      const uid = valid.uid === null ? -1 : this.uidMap.toHost(valid.uid);
+      const gid = valid.gid === null ? -1 : this.gidMap.toHost(valid.gid);
+      check(this.fsAt.fchownat(inode.fd, '', uid, gid, At.EMPTY_PATH), 'chown');
     }
     if (valid.size !== null) {
       if (inode.type !== S_IFREG) fail(Errno.EINVAL, 'truncate of a non-file');
-      if (viaFd >= 0) fs.ftruncateSync(viaFd, valid.size);
-      else fs.truncateSync(p, valid.size);
+      const fd = viaFd >= 0 ? viaFd : check(this.fsAt.openat(At.FDCWD, p, WRONLY | NONBLOCK), 'open for truncate');
+      try {
+        fs.ftruncateSync(fd, valid.size);
+      } finally {
+        if (fd !== viaFd) this.fsAt.close(fd);
+      }
     }
     if (valid.atime !== null || valid.mtime !== null) {
       if (!plain) fail(Errno.EPERM, 'utimes of a symlink or special file');
-      const st = fs.fstatSync(inode.fd);
-      fs.utimesSync(p, valid.atime ?? st.atimeMs / 1000, valid.mtime ?? st.mtimeMs / 1000);
+      const [as, ans] = valid.atime === null ? [0, Utime.OMIT] : timeSpec(valid.atime, valid.atimeNsec);
+      const [ms, mns] = valid.mtime === null ? [0, Utime.OMIT] : timeSpec(valid.mtime, valid.mtimeNsec);
+      check(this.fsAt.utimensat(At.FDCWD, p, as, ans, ms, mns, 0), 'utimens');
     }
-    return fs.fstatSync(inode.fd);
+    this.statInto(nodeid, out);
+  }
+
+  /** STATFS of the file system holding the inode, StatfsField slots into `out`. */
+  statfsInto(nodeid: number, out: Float64Array): void {
+    check(this.fsAt.fstatfs(this.inode(nodeid).fd, out), 'statfs');
+  }
+
+  /** ACCESS: mask R_OK 4 / W_OK 2 / X_OK 1 (0: existence) as the host sees it for this process. */
+  access(nodeid: number, mask: number): void {
+    const inode = this.inode(nodeid);
+    if ((mask & 2) !== 0 && this.readOnly) fail(Errno.EROFS, 'read-only share');
+    if (mask === 0 || (inode.type !== S_IFREG && inode.type !== S_IFDIR)) return;
+    try {
+      fs.accessSync(procFdPath(inode.fd), mask & 7);
+    } catch (e) {
+      fail(errnoOf(e), 'access');
+    }
+  }
+
+  // --- data, sync, space -----------------------------------------------------------------
+
+  pread(fh: number, buf: Uint8Array, offset: number, len: number, position: number): number {
+    return check(this.fsAt.pread(this.fileFd(fh), buf, offset, len, position), 'read');
+  }
+
+  pwrite(fh: number, buf: Uint8Array, offset: number, len: number, position: number): number {
+    this.writable();
+    return check(this.fsAt.pwrite(this.fileFd(fh), buf, offset, len, position), 'write');
+  }
+
+  /** FSYNC / FSYNCDIR: a directory handle syncs the directory (opened in its pinned descriptor). */
+  fsync(fh: number, datasync: boolean): void {
+    const h = this.handle(fh);
+    if (h.fd >= 0) {
+      check(this.fsAt.fsync(h.fd, datasync), 'fsync');
+      return;
+    }
+    const fd = check(this.fsAt.openat(this.inode(h.nodeid).fd, '.', RDONLY | DIRECTORY), 'open for fsync');
+    try {
+      check(this.fsAt.fsync(fd, datasync), 'fsync');
+    } finally {
+      this.fsAt.close(fd);
+    }
+  }
+
+  /** SYNCFS: the file system of the share (syncfs needs an open descriptor, not an O_PATH one). */
+  syncfs(): void {
+    const fd = check(this.fsAt.openat(this.root.fd, '.', RDONLY | DIRECTORY), 'open for syncfs');
+    try {
+      check(this.fsAt.syncfs(fd), 'syncfs');
+    } finally {
+      this.fsAt.close(fd);
+    }
+  }
+
+  fallocate(fh: number, mode: number, offset: number, len: number): void {
+    this.writable();
+    check(this.fsAt.fallocate(this.fileFd(fh), mode, offset, len), 'fallocate');
+  }
+
+  /** LSEEK (SEEK_DATA / SEEK_HOLE mostly): the new offset. */
+  lseek(fh: number, offset: number, whence: number): number {
+    return check(this.fsAt.lseek(this.fileFd(fh), offset, whence), 'lseek');
+  }
+
+  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number, flags: number): number {
+    this.writable();
+    return check(this.fsAt.copyFileRange(this.fileFd(fhIn), offIn, this.fileFd(fhOut), offOut, len, flags), 'copy_file_range');
+  }
+
+  // --- extended attributes (regular files and directories only) -------------------------
+
+  private xattrPath(nodeid: number, forChange: boolean): string {
+    const inode = this.inode(nodeid);
+    if (forChange) this.writable();
+    // Reaching a symlink or device through its /proc magic link is not done (user xattrs are refused there anyway).
+    if (inode.type !== S_IFREG && inode.type !== S_IFDIR) fail(forChange ? Errno.EPERM : Errno.ENODATA, 'xattr of a symlink or special file');
+    return procFdPath(inode.fd);
+  }
+
+  /** GETXATTR: the value's length, written into `buf` when it is not empty (ERANGE when too small). */
+  getxattr(nodeid: number, name: Buffer, buf: Uint8Array): number {
+    const path = this.xattrPath(nodeid, false);
+    const host = this.xattrs.toHost(name);
+    if (host === null) fail(Errno.ENODATA, 'xattr name not mapped');
+    return check(this.fsAt.getxattr(path, host, buf), 'getxattr');
+  }
+
+  setxattr(nodeid: number, name: Buffer, value: Uint8Array, flags: number): void {
+    const path = this.xattrPath(nodeid, true);
+    const host = this.xattrs.toHost(name);
+    if (host === null) fail(Errno.EPERM, 'xattr name not allowed');
+    check(this.fsAt.setxattr(path, host, value, flags & 3), 'setxattr');
+  }
+
+  /** LISTXATTR: the guest's names, NUL-separated. */
+  listxattr(nodeid: number): Buffer {
+    const path = this.xattrPath(nodeid, false);
+    const size = check(this.fsAt.listxattr(path, new Uint8Array(0)), 'listxattr');
+    if (size === 0) return Buffer.alloc(0);
+    const buf = Buffer.alloc(size);
+    const n = check(this.fsAt.listxattr(path, buf), 'listxattr');
+    return this.xattrs.listToGuest(buf.subarray(0, n));
+  }
+
+  removexattr(nodeid: number, name: Buffer): void {
+    const path = this.xattrPath(nodeid, true);
+    const host = this.xattrs.toHost(name);
+    if (host === null) fail(Errno.EPERM, 'xattr name not allowed');
+    check(this.fsAt.removexattr(path, host), 'removexattr');
+  }
+
+  // --- the original fs.Stats layer (kept for other users; ids translated like the rest) ---
+
+  private stats(inode: Inode): fs.Stats {
+    const st = fs.fstatSync(inode.fd);
+    st.uid = this.uidMap.toGuest(st.uid);
+    st.gid = this.gidMap.toGuest(st.gid);
+    return st;
+  }
+
+  /** fstat of the inode's object (never follows a symlink inode). */
+  stat(nodeid: number): fs.Stats {
+    return this.stats(this.inode(nodeid));
+  }
+
+  lookup(parentId: number, name: Buffer): { inode: Inode; stat: fs.Stats } {
+    const inode = this.lookupEntry(parentId, name, this.tmp);
+    return { inode, stat: this.stats(inode) };
+  }
+
+  create(parentId: number, name: Buffer, flags: number, mode: number): { inode: Inode; stat: fs.Stats; fh: number } {
+    const { inode, fh } = this.createEntry(parentId, name, flags, mode, this.tmp);
+    return { inode, stat: this.stats(inode), fh };
+  }
+
+  mkdir(parentId: number, name: Buffer, mode: number): { inode: Inode; stat: fs.Stats } {
+    const inode = this.mkdirEntry(parentId, name, mode, this.tmp);
+    return { inode, stat: this.stats(inode) };
+  }
+
+  setattr(nodeid: number, fh: number | null, valid: SetattrValues): fs.Stats {
+    this.setattrInto(nodeid, fh, valid, this.tmp);
+    return this.stat(nodeid);
   }
 
   statfs(nodeid: number): fs.StatsFs {
-    return fs.statfsSync(procPath(this.inode(nodeid).fd));
+    return fs.statfsSync(procFdPath(this.inode(nodeid).fd));
   }
 
-  /** DESTROY (and device reset): every handle closed, every inode but the root forgotten. */
+  // --- lifetime ---------------------------------------------------------------------------
+
+  /** DESTROY (and device reset): every handle and lock closed, every inode but the root forgotten. */
   clear(): void {
-    for (const h of this.handles.values()) if (h.fd >= 0) fs.closeSync(h.fd);
+    this.locks.clear();
+    for (const h of this.handles.values()) if (h.fd >= 0) this.fsAt.close(h.fd);
     this.handles.clear();
-    for (const n of this.inodes.values()) if (n !== this.root) fs.closeSync(n.fd);
+    for (const n of this.inodes.values()) if (n !== this.root) this.fsAt.close(n.fd);
     this.inodes.clear();
     this.byKey.clear();
-    this.inodes.set(1, this.root);
-    this.byKey.set(`${this.root.dev}:${this.root.ino}`, 1);
+    this.insert(this.root);
   }
 
   /** Closes the root too: the object is unusable afterwards. */
   close(): void {
     this.clear();
-    fs.closeSync(this.root.fd);
+    this.fsAt.close(this.root.fd);
     this.inodes.clear();
   }
 }
 
-/** SETATTR changes (null: unchanged); times in seconds (fractions allowed). */
+/** Seconds (fractions allowed) or exact seconds + nanoseconds (UTIME_NOW allowed) as a timespec. */
+function timeSpec(sec: number, nsec: number | undefined): [number, number] {
+  if (nsec !== undefined) return [sec, nsec];
+  const s = Math.floor(sec);
+  return [s, Math.min(999_999_999, Math.round((sec - s) * 1e9))];
+}
+
+/**
+ * SETATTR changes (null: unchanged); times in seconds (fractions allowed), or whole seconds with
+ * `atimeNsec`/`mtimeNsec` for exact times (Utime.NOW there: the host's current time).
+ */
 export interface SetattrValues {
   mode: number | null;
   uid: number | null;
@@ -427,4 +702,6 @@ export interface SetattrValues {
   size: number | null;
   atime: number | null;
   mtime: number | null;
+  atimeNsec?: number;
+  mtimeNsec?: number;
 }
