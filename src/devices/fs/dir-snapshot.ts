@@ -23,11 +23,15 @@ const U32 = 0x1_0000_0000;
 
 let scratch: Buffer | null = null;
 
-/** `.` and `..` first (as readdir(3) gives them), then the directory's other entries. */
-export function readDirSnapshot(fsAt: FsAt, dirFd: number, selfIno: number, maxEntries: number): DirEntry[] {
+/**
+ * `.` and `..` first (as readdir(3) gives them), then the directory's other entries. Both carry
+ * a non-zero inode number (glibc's readdir skips entries with d_ino 0): `..` of the shared root
+ * is given the root's own (the host directory above it is not shown).
+ */
+export function readDirSnapshot(fsAt: FsAt, dirFd: number, selfIno: number, parentIno: number, maxEntries: number): DirEntry[] {
   const entries: DirEntry[] = [
     { name: Buffer.from('.'), type: DT_DIR, ino: selfIno },
-    { name: Buffer.from('..'), type: DT_DIR, ino: 0 },
+    { name: Buffer.from('..'), type: DT_DIR, ino: parentIno },
   ];
   const fd = check(fsAt.openat(dirFd, '.', OpenFlag.RDONLY | OpenFlag.DIRECTORY | OpenFlag.NONBLOCK), 'opendir');
   scratch ??= Buffer.alloc(64 << 10);

@@ -330,6 +330,23 @@ describe('FUSE operations beyond the core set, and the HostFs options', () => {
     if (existsSync(join(dir, 't'))) renameSync(join(dir, 't'), join(dir, 'a2'));
   });
 
+  it('READDIR gives . and .. non-zero inode numbers (glibc skips d_ino 0); .. of the root is the root itself', () => {
+    const { w } = serve();
+    mkdirSync(join(dir, 'sub'));
+    for (const [nodeid, parentIno] of [
+      [1, statSync(dir).ino],
+      [w.lookup(1, 'sub'), statSync(dir).ino],
+    ] as const) {
+      const fh = Number(w.ok(w.request(Op.OPENDIR, nodeid, Buffer.alloc(8))).readBigUInt64LE(0));
+      const r = w.ok(w.request(Op.READDIR, nodeid, Buffer.concat([u64(fh), u64(0), u32(4096), u32(0), u64(0), u32(0), u32(0)])));
+      // Entry 0 is ".", entry 1 "..": each 24 bytes of header + the name padded to 8.
+      assert.equal(r.subarray(24, 25).toString(), '.');
+      assert.equal(r.subarray(32 + 24, 32 + 26).toString(), '..');
+      assert.equal(Number(r.readBigUInt64LE(32)), parentIno, `.. of nodeid ${nodeid}`);
+      assert.notEqual(Number(r.readBigUInt64LE(0)), 0);
+    }
+  });
+
   it('bad input: name without terminator in RENAME2/LINK/MKNOD, arguments too short, huge offsets and ids', () => {
     const { w } = serve();
     assert.equal(w.errno(w.request(Op.LINK, 1, Buffer.concat([u64(1), Buffer.from('x')]))), Errno.EINVAL);

@@ -469,7 +469,9 @@ export class HostFs {
   /** OPENDIR: a snapshot of the entries (bounded, real inode numbers), `.` and `..` first. */
   opendir(nodeid: number): number {
     const inode = this.dir(nodeid);
-    return this.addHandle(nodeid, -1, readDirSnapshot(this.fsAt, inode.fd, inode.ino, this.maxDirEntries));
+    let parentIno = inode.ino;
+    if (inode !== this.root && this.fsAt.fstatat(inode.fd, '..', At.SYMLINK_NOFOLLOW, this.tmp) === 0) parentIno = this.tmp[INO]!;
+    return this.addHandle(nodeid, -1, readDirSnapshot(this.fsAt, inode.fd, inode.ino, parentIno, this.maxDirEntries));
   }
 
   /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF). */
