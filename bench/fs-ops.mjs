@@ -1,3 +1,4 @@
+/* global process, console, performance */
 // virtio-fs back-ends side by side through the same front-end: `virtio-ts fs` and QEMU's C
 // virtiofsd (/usr/lib/qemu/virtiofsd), each a process behind vhost-user, driven by the
 // TypeScript FsDriver over the library's vhost-user front-end (so the driver side is the same
