@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createTestPair } from '../src/devices/blk/test-pair.js';
 import { FsDevice } from '../src/devices/fs/fs-device.js';
-import { FsDriver } from '../src/devices/fs/fs-driver.js';
+import { FsDriver, FuseReplyError } from '../src/devices/fs/fs-driver.js';
 import { nativePlatformAvailable } from '../src/platform/native-platform.js';
 import { DeviceId } from '../src/spec/device-id.js';
 import { spawnBackend } from '../src/vhost-user/frontend-process.js';
@@ -42,15 +42,23 @@ after(() => {
 
 describe('FsDriver against virtio-ts fs in process', () => {
   for (const packed of [false, true]) {
-    it(`driver/fs/2 driver/fs/3: the workload over ${packed ? 'packed' : 'split'} rings, two request queues, FORGET/BATCH_FORGET on hiprio`, { timeout: 60_000 }, async () => {
+    it(`driver/fs/2 driver/fs/3 driver/fs/4: the workload over ${packed ? 'packed' : 'split'} rings, two request queues, FORGET/BATCH_FORGET on hiprio`, { timeout: 60_000 }, async () => {
       const dir = share();
       const device = new FsDevice({ sharedDir: dir, tag: 'drv', numRequestQueues: 3, queueSize: 64 });
       try {
         const pair = createTestPair(device, { packed, memSize: 16 << 20 });
-        const fs = new FsDriver(pair.ctx, { requestQueues: 2 });
+        const kicks = [0, 0, 0, 0];
+        const kick = pair.ctx.kick.bind(pair.ctx);
+        const ctx = Object.create(pair.ctx, { kick: { value: (i: number) => (kicks[i]!++, kick(i)) } }) as typeof pair.ctx;
+        const fs = new FsDriver(ctx, { requestQueues: 2 });
         assert.equal(fs.tag(), 'drv');
         assert.equal(fs.numRequestQueues(), 3);
         assert.deepEqual(await fsDriverWorkload(fs, dir), [], 'every operation implemented');
+        // driver/fs/3, driver/fs/4: hiprio carried exactly the workload's one FORGET and two
+        // BATCH_FORGETs, nothing else; driver/fs/2: two of the three request queues used.
+        assert.equal(kicks[0], 3, 'one FORGET and two BATCH_FORGETs on hiprio');
+        assert.ok(kicks[1]! > 10 && kicks[2]! > 10, `request queues 1 and 2 both used (${kicks.join(',')})`);
+        assert.equal(kicks[3], 0, 'the third request queue was not asked for');
         // Only the root and hello.txt (looked up once more at the end) are held.
         assert.equal(device.host.inodeCount, 2);
         fs.detach();
@@ -59,6 +67,35 @@ describe('FsDriver against virtio-ts fs in process', () => {
       }
     });
   }
+
+  it('driver/fs/5: a FORGET on hiprio completes while a SETLKW waits on a request queue; INTERRUPT (on hiprio) ends the wait', { timeout: 20_000 }, async () => {
+    const dir = share();
+    const device = new FsDevice({ sharedDir: dir, tag: 'lk', queueSize: 16 });
+    try {
+      const pair = createTestPair(device);
+      const fs = new FsDriver(pair.ctx);
+      await fs.init();
+      const e = await fs.lookup(1n, 'hello.txt');
+      const fh = await fs.open(e.nodeid, 2);
+      await fs.setlk(e.nodeid, fh, 1n, { type: 1, start: 0, end: -1, pid: 1 });
+      const unique = fs.nextUnique;
+      let settled = false;
+      const waiting = fs.setlk(e.nodeid, fh, 2n, { type: 1, start: 0, end: 9, pid: 2 }, true).finally(() => (settled = true));
+      const other = await fs.lookup(1n, 'hello.txt');
+      await fs.forget(other.nodeid, 1);
+      assert.equal(settled, false, 'the SETLKW still waits after the hiprio request completed');
+      assert.equal((await fs.getlk(e.nodeid, fh, 3n, { type: 1, start: 0, end: 0, pid: 3 })).type, 1, 'owner 1 holds it');
+      await fs.interrupt(unique);
+      await assert.rejects(waiting, (err: unknown) => err instanceof FuseReplyError && err.errno === 4, 'EINTR');
+      // A second waiter gets the lock once owner 1 lets go.
+      const second = fs.setlk(e.nodeid, fh, 2n, { type: 1, start: 0, end: 9, pid: 2 }, true);
+      await fs.setlk(e.nodeid, fh, 1n, { type: 2, start: 0, end: -1, pid: 1 });
+      await second;
+      fs.detach();
+    } finally {
+      device.close();
+    }
+  });
 
   it('driver/fs/1: the driver never writes the configuration (FsDriver only reads it)', () => {
     const dir = share();
