@@ -19,7 +19,10 @@ import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import { FS_CONFIG_LAYOUT, FS_HIPRIO_QUEUE, FsConfig } from '../../spec/fs.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
-import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FuseServer, type FsCachePolicy } from './fuse-server.js';
+import type { DescriptorChain } from '../../queue/chain.js';
+import { FuseInHeader, FuseOpcode, FuseOutHeader } from '../../spec/fs.js';
+import type { FsAt } from '../../platform/fs-at.js';
+import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
 import { HostFs, type HostFsOptions } from './host-fs.js';
 
 export interface FsDeviceOptions extends HostFsOptions {
@@ -66,6 +69,14 @@ export class FsDevice implements VirtioDevice {
   malformed = 0;
   /** Bumped by every reset and queue reset: a deferred reply of an older generation is not written. */
   private generation = 0;
+  /** The zero-copy data path's state for the request being served (no closure per request). */
+  private ioChain: DescriptorChain | null = null;
+  private ioFd = -1;
+  private ioPos = 0;
+  private ioDone = 0;
+  private ioErr = 0;
+  private ioStop = false;
+  private readonly fsAt: FsAt;
 
   constructor(opts: FsDeviceOptions) {
     const tag = Buffer.from(opts.tag, 'utf8');
@@ -87,6 +98,9 @@ export class FsDevice implements VirtioDevice {
       ...(opts.cacheSeconds !== undefined ? { cacheSeconds: opts.cacheSeconds } : {}),
     };
     this.fuse = new FuseServer(this.host, fuseOpts);
+    this.fsAt = this.host.fsAt;
+    const dataPath: FuseDataPath = { readInto: (fd, pos, len) => this.readInto(fd, pos, len), writeFrom: (fd, pos, len) => this.writeFrom(fd, pos, len) };
+    this.fuse.dataPath = dataPath;
     this.inBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     this.outBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     const serve = (req: QueueRequest): number | Promise<number> => this.serve(req);
@@ -100,9 +114,19 @@ export class FsDevice implements VirtioDevice {
       return 0;
     }
     const inLen = chain.readableBytes;
-    this.reader.reset(chain).read(this.inBuf, 0, Math.min(inLen, this.inBuf.length));
+    const want = Math.min(inLen, this.inBuf.length);
+    this.reader.reset(chain);
+    let copied: number;
+    if (this.fuse.initialized && want > FUSE_WRITE_HEAD) {
+      // A WRITE's data stays in guest memory (written to the file from there); others are copied whole.
+      copied = this.reader.read(this.inBuf, 0, FUSE_WRITE_HEAD);
+      const op = this.fuse.littleEndian ? this.inBuf.readUInt32LE(FuseInHeader.OPCODE) : this.inBuf.readUInt32BE(FuseInHeader.OPCODE);
+      if (op !== FuseOpcode.WRITE) copied += this.reader.read(this.inBuf, copied, want - copied);
+    } else copied = this.reader.read(this.inBuf, 0, want);
+    this.ioChain = chain;
     const wasInitialized = this.fuse.initialized;
-    const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes);
+    const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes, copied);
+    this.ioChain = null;
     if (!wasInitialized && this.fuse.initialized) {
       const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
       this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}`);
@@ -119,8 +143,56 @@ export class FsDevice implements VirtioDevice {
       if (queueIndex !== FS_HIPRIO_QUEUE && chain.writableBytes < 16) this.malformed++;
       return 0;
     }
+    if (this.fuse.replyInPlace) {
+      // READ: the data is already in guest memory after the header; only the header goes in.
+      this.writer.reset(chain).write(this.outBuf, 0, FuseOutHeader.SIZE);
+      return replyLen;
+    }
     return this.writer.reset(chain).write(this.outBuf, 0, replyLen);
   }
+
+  /** READ's data path: pread straight into the chain's writable spans after the out header. */
+  private readInto(fd: number, position: number, len: number): number {
+    const chain = this.ioChain!;
+    this.startIo(fd, position);
+    this.writer.reset(chain).skip(FuseOutHeader.SIZE);
+    this.writer.spans(len, this.readSpan);
+    return this.ioDone === 0 && this.ioErr !== 0 ? -this.ioErr : this.ioDone;
+  }
+
+  /** WRITE's data path: pwrite straight from the chain's readable spans after the WRITE head. */
+  private writeFrom(fd: number, position: number, len: number): number {
+    const chain = this.ioChain!;
+    this.startIo(fd, position);
+    this.reader.reset(chain).skip(FUSE_WRITE_HEAD);
+    this.reader.spans(len, this.writeSpan);
+    return this.ioDone === 0 && this.ioErr !== 0 ? -this.ioErr : this.ioDone;
+  }
+
+  private startIo(fd: number, position: number): void {
+    this.ioFd = fd;
+    this.ioPos = position;
+    this.ioDone = 0;
+    this.ioErr = 0;
+    this.ioStop = false;
+  }
+
+  /** One span of guest memory: a short transfer (end of file, full disk) or an error ends the request's I/O. */
+  private readonly readSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    if (this.ioStop) return;
+    const r = this.fsAt.pread(this.ioFd, bytes, offset, len, this.ioPos + this.ioDone);
+    if (r < 0) this.ioErr = -r;
+    else this.ioDone += r;
+    if (r !== len) this.ioStop = true;
+  };
+
+  private readonly writeSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    if (this.ioStop) return;
+    const r = this.fsAt.pwrite(this.ioFd, bytes, offset, len, this.ioPos + this.ioDone);
+    if (r < 0) this.ioErr = -r;
+    else this.ioDone += r;
+    if (r !== len) this.ioStop = true;
+  };
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
     encodeConfig(FS_CONFIG_LAYOUT, { numRequestQueues: this.numRequestQueues }, features, offset, dst, littleEndian);

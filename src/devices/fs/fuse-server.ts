@@ -70,6 +70,18 @@ export const FUSE_DEFAULT_MAX_WRITE = 1 << 20;
 export const FUSE_REQUEST_OVERHEAD = 4096;
 /** `handle` result: the reply comes later, from `takeDeferred()`. */
 export const FUSE_REPLY_DEFERRED = -1;
+/** fuse_in_header + fuse_write_in: what a WRITE needs copied; its data may stay in guest memory. */
+export const FUSE_WRITE_HEAD = FuseInHeader.SIZE + FuseWriteIn.SIZE;
+
+/**
+ * Zero-copy file data (the device's): READ reads from the file straight into the reply's data
+ * area in guest memory (after the 16-byte out header), WRITE writes the request's data (after
+ * FUSE_WRITE_HEAD) straight from guest memory. Both return bytes moved, or -errno.
+ */
+export interface FuseDataPath {
+  readInto(fd: number, position: number, len: number): number;
+  writeFrom(fd: number, position: number, len: number): number;
+}
 
 export class FuseServer {
   initialized = false;
@@ -88,6 +100,12 @@ export class FuseServer {
   private readonly sfs = new Float64Array(StatfsField.COUNT);
   private readonly ops: FuseOps;
   private deferred: Promise<Buffer> | null = null;
+  /** Set by the device: file data moves between the file and guest memory directly. */
+  dataPath: FuseDataPath | null = null;
+  /** After `handle`: the reply's data (READ) is already in guest memory; only the header is in `out`. */
+  replyInPlace = false;
+  /** Bytes of the request in `inb` (a WRITE may leave its data in guest memory). */
+  private inCopied = 0;
 
   constructor(
     readonly host: HostFs,
@@ -122,11 +140,14 @@ export class FuseServer {
    * Serves one request. `inb[0, min(inLen, inb.length))` holds the request's first bytes and
    * `inLen` its full length; the reply goes to `out[0, outCap)`. Returns the reply length, 0 for
    * no reply (FORGET, BATCH_FORGET, INTERRUPT, or a writable part too small for even a header),
-   * or FUSE_REPLY_DEFERRED (then call `takeDeferred`).
+   * or FUSE_REPLY_DEFERRED (then call `takeDeferred`). `inCopied`: bytes of the request in
+   * `inb` when fewer than `inLen` (a WRITE whose data the data path reads from guest memory).
    */
-  handle(inb: Buffer, inLen: number, out: Buffer, outCap: number): number {
+  handle(inb: Buffer, inLen: number, out: Buffer, outCap: number, inCopied = Math.min(inLen, inb.length)): number {
     const w = this.w;
     w.bind(inb, inLen, out, outCap);
+    this.replyInPlace = false;
+    this.inCopied = inCopied;
     if (inLen < FuseInHeader.SIZE) return w.reply(Errno.EINVAL, 0, false);
     let opcode = w.u32(FuseInHeader.OPCODE);
     if (!this.initialized && opcode !== FuseOpcode.INIT && w.u32Other(FuseInHeader.OPCODE) === FuseOpcode.INIT) {
@@ -135,8 +156,10 @@ export class FuseServer {
       opcode = FuseOpcode.INIT;
     }
     const noReply = opcode === FuseOpcode.FORGET || opcode === FuseOpcode.BATCH_FORGET || opcode === FuseOpcode.INTERRUPT;
-    // The header's length must be the request's: a shorter or longer chain is malformed.
-    if (w.u32(FuseInHeader.LEN) !== inLen || inLen > inb.length) return w.reply(Errno.EINVAL, 0, noReply);
+    // The header's length must be the request's: a shorter or longer chain is malformed. Only a
+    // WRITE over the data path may leave bytes uncopied (its data); never beyond the bound.
+    const partial = inLen > inCopied && !(opcode === FuseOpcode.WRITE && this.dataPath !== null && inCopied >= FUSE_WRITE_HEAD);
+    if (w.u32(FuseInHeader.LEN) !== inLen || partial || inLen > this.maxWrite + FUSE_REQUEST_OVERHEAD) return w.reply(Errno.EINVAL, 0, noReply);
     if (!this.initialized && opcode !== FuseOpcode.INIT) return w.reply(Errno.EIO, 0, noReply);
     try {
       this.host.setCaller(w.u32(FuseInHeader.UID), w.u32(FuseInHeader.GID));
@@ -342,6 +365,12 @@ export class FuseServer {
     // Bounded three ways: what was asked, max_write (= the largest read), the driver's buffer.
     const want = Math.min(w.u32(A + FuseReadIn.SIZE_FIELD), this.maxWrite, w.outCap - FuseOutHeader.SIZE);
     let got = 0;
+    if (this.dataPath !== null && want > 0) {
+      const n = this.dataPath.readInto(this.host.fileFd(fh), offset, want);
+      if (n < 0) throw new FuseErrno(-n, 'read');
+      this.replyInPlace = true;
+      return w.reply(0, n, false);
+    }
     while (got < want) {
       const n = this.host.pread(fh, w.out, FuseOutHeader.SIZE + got, want - got, offset + got);
       if (n === 0) break;
@@ -362,7 +391,12 @@ export class FuseServer {
     if (size > this.maxWrite || data + size !== w.inLen) throw new FuseErrno(Errno.EINVAL, 'WRITE size disagrees with the request');
     if (offset + size > Number.MAX_SAFE_INTEGER) throw new FuseErrno(Errno.EFBIG, 'WRITE past 2^53');
     let done = 0;
-    while (done < size) done += this.host.pwrite(fh, w.inb, data + done, size - done, offset + done);
+    if (this.inCopied < w.inLen) {
+      // The data is still in guest memory (FsDevice's data path): written from there.
+      const n = this.dataPath!.writeFrom(this.host.writeFd(fh), offset, size);
+      if (n < 0) throw new FuseErrno(-n, 'write');
+      done = n;
+    } else while (done < size) done += this.host.pwrite(fh, w.inb, data + done, size - done, offset + done);
     w.zero(FuseOutHeader.SIZE, FuseWriteOut.SIZE);
     w.setU32(FuseOutHeader.SIZE + FuseWriteOut.SIZE_FIELD, done);
     return w.reply(0, FuseWriteOut.SIZE, false);
