@@ -1,5 +1,6 @@
 /**
- * virtio-fs under a real Linux guest (q35, QEMU 7.2 vhost-user-fs-pci, `virtio-ts fs`): the
+ * virtio-fs under real Linux guests (q35 vhost-user-fs-pci and microvm vhost-user-fs-device,
+ * QEMU 7.2, `virtio-ts fs`): the
  * POSIX workload of issue 12 (test/support/posix-workload.c: create, write, read back, rename
  * over, hard and symbolic links, chmod/chown/utimensat, xattrs, locks between two processes,
  * readdir of 10,000 entries, a sparse file with SEEK_DATA/SEEK_HOLE, fsync, unlink of an open
@@ -23,7 +24,7 @@ const TAG = 'posix';
 // The C source lives next to the compiled support files' sources (test/support/).
 const SOURCE = join(repoRoot, 'test', 'support', 'posix-workload.c');
 
-describe('virtio-fs: the POSIX workload in a q35 guest equals the host run; a racing host finds no escape', { timeout: 240_000 }, () => {
+describe('virtio-fs: the POSIX workload in q35 and microvm guests equals the host run; a racing host finds no escape', { timeout: 240_000 }, () => {
   let tmp: TempDir;
   before(async () => {
     tmp = await makeTempDir('vts-fs-posix-');
@@ -32,24 +33,28 @@ describe('virtio-fs: the POSIX workload in a q35 guest equals the host run; a ra
     await tmp?.remove();
   });
 
-  it('q35: POSIX workload on the virtiofs mount = on the host; the swapped-in symlink never leads outside', { skip, timeout: 200_000 }, async (t) => {
+  for (const [machine, device] of [
+    ['q35', 'vhost-user-fs-pci'],
+    ['microvm', 'vhost-user-fs-device'],
+  ] as const) {
+  it(`${machine}: POSIX workload on the virtiofs mount = on the host; the swapped-in symlink never leads outside`, { skip, timeout: 200_000 }, async (t) => {
     const program = await compileStatic({ source: readFileSync(SOURCE, 'utf8'), path: '/bin/posix-workload' });
     // The host run, as root in a plain directory of the same file system.
-    const hostBin = tmp.file('posix-workload');
+    const hostBin = tmp.file(`${machine}-posix-workload`);
     writeFileSync(hostBin, program.data);
     chmodSync(hostBin, 0o755);
-    mkdirSync(tmp.file('host-run'));
-    const hostOut = execFileSync(hostBin, [tmp.file('host-run')], { encoding: 'utf8', timeout: 60_000 });
+    mkdirSync(tmp.file(`${machine}-host-run`));
+    const hostOut = execFileSync(hostBin, [tmp.file(`${machine}-host-run`)], { encoding: 'utf8', timeout: 60_000 });
 
-    const share = tmp.file('share');
+    const share = tmp.file(`${machine}-share`);
     mkdirSync(join(share, 'work'), { recursive: true });
     mkdirSync(join(share, 'race', 'a'), { recursive: true });
     writeFileSync(join(share, 'race', 'a', 'secret'), 'inside');
-    mkdirSync(tmp.file('outside'));
+    mkdirSync(tmp.file('outside'), { recursive: true });
     writeFileSync(tmp.file('outside/secret'), 'OUTSIDE');
     // The racer: swaps race/a with a symlink to ../../outside, as fast as it can, bounded in time.
     const racerScript = `const fs=require('fs');const r=${JSON.stringify(join(share, 'race'))};fs.symlinkSync(${JSON.stringify(tmp.file('outside'))},r+'/evil');const end=Date.now()+150000;let n=0;while(Date.now()<end){try{fs.renameSync(r+'/a',r+'/t');fs.renameSync(r+'/evil',r+'/a');fs.renameSync(r+'/a',r+'/evil');fs.renameSync(r+'/t',r+'/a');n++}catch{}if(fs.existsSync(r+'/stop'))break}console.log('swaps',n)`;
-    const sock = tmp.file('fs.sock');
+    const sock = tmp.file(`${machine}.sock`);
     const be = startProcess(process.execPath, [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', TAG]);
     const racer = spawn(process.execPath, ['-e', racerScript], { stdio: ['ignore', 'pipe', 'ignore'] });
     let swaps = '';
@@ -76,11 +81,11 @@ umount /mnt || fail umount
 result done 1
 `;
       const res = await bootGuest({
-        machine: 'q35',
+        machine,
         modules: ['virtiofs'],
         script,
         extraFiles: [program],
-        qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=c0,tag=${TAG}`],
+        qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `${device},chardev=c0,tag=${TAG}`],
         memfd: true,
         timeoutMs: 170_000,
       });
@@ -101,4 +106,5 @@ result done 1
       t.diagnostic(`racer ${swaps.trim()}`);
     }
   });
+  }
 });
