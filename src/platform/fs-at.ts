@@ -155,9 +155,27 @@ export function loadFsAt(): FsAt {
       }
     }) as never;
   };
+  // The per-request calls get fixed-arity wrappers: no arguments array allocated per call.
+  type Raw5 = (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown) => number;
+  const rawPread = a['fsPread'] as Raw5;
+  const rawPwrite = a['fsPwrite'] as Raw5;
+  const rawFstatat = a['fsFstatat'] as Raw5;
+  const rawOpenat = a['fsOpenat'] as Raw5;
   cached = {
-    openat: f('fsOpenat'),
-    fstatat: f('fsFstatat'),
+    openat: (dirfd, name, flags, mode) => {
+      try {
+        return rawOpenat(dirfd, name, flags, mode, undefined);
+      } catch (e) {
+        throw toPlatformError('fsOpenat', e);
+      }
+    },
+    fstatat: (dirfd, name, flags, out) => {
+      try {
+        return rawFstatat(dirfd, name, flags, out, undefined);
+      } catch (e) {
+        throw toPlatformError('fsFstatat', e);
+      }
+    },
     statx: f('fsStatx'),
     mkdirat: f('fsMkdirat'),
     mknodat: f('fsMknodat'),
@@ -173,8 +191,20 @@ export function loadFsAt(): FsAt {
     setxattr: f('fsSetxattr'),
     listxattr: f('fsListxattr'),
     removexattr: f('fsRemovexattr'),
-    pread: f('fsPread'),
-    pwrite: f('fsPwrite'),
+    pread: (fd, buf, offset, len, position) => {
+      try {
+        return rawPread(fd, buf, offset, len, position);
+      } catch (e) {
+        throw toPlatformError('fsPread', e);
+      }
+    },
+    pwrite: (fd, buf, offset, len, position) => {
+      try {
+        return rawPwrite(fd, buf, offset, len, position);
+      } catch (e) {
+        throw toPlatformError('fsPwrite', e);
+      }
+    },
     fallocate: f('fsFallocate'),
     lseek: f('fsLseek'),
     copyFileRange: f('fsCopyFileRange'),
