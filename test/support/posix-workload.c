@@ -94,8 +94,8 @@ int main(int argc, char **argv) {
   int fd = open("lockfile", O_CREAT | O_RDWR, 0644);
   struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100};
   TRY("setlk", fcntl(fd, F_SETLK, &fl));
-  int pipefd[2];
-  if (pipe(pipefd) != 0) return 3;
+  int pipefd[2], gofd[2]; /* child -> parent: its findings; parent -> child: "unlocked" */
+  if (pipe(pipefd) != 0 || pipe(gofd) != 0) return 3;
   pid_t pid = fork();
   if (pid == 0) {
     int cfd = open("lockfile", O_RDWR);
@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
     int len = snprintf(msg, sizeof msg, "%d %d %lld %lld", r1, g.l_type == F_WRLCK, (long long)g.l_start, (long long)g.l_len);
     if (write(pipefd[1], msg, len) != len) _exit(1);
     char go;
-    if (read(pipefd[0], &go, 1) != 1) _exit(1); /* the parent wrote back after unlocking */
+    if (read(gofd[0], &go, 1) != 1) _exit(1); /* the parent wrote after unlocking */
     struct flock w = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 50, .l_len = 10};
     _exit(fcntl(cfd, F_SETLKW, &w) == 0 ? 0 : 1);
   }
@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
   SAY("lock child setlk-errno/getlk-wrlck/start/len %s", msg);
   fl.l_type = F_UNLCK;
   TRY("unlock", fcntl(fd, F_SETLK, &fl));
-  if (write(pipefd[1], "g", 1) != 1) return 5;
+  if (write(gofd[1], "g", 1) != 1) return 5;
   int status = 0;
   waitpid(pid, &status, 0);
   SAY("lock child setlkw-after-unlock %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
