@@ -37,8 +37,9 @@ const TAG = 'vts-share';
 const HOST_TEXT = 'written by the host';
 
 // The escape attempts must all fail: `escape` is a host symlink to /, `outside` is a directory
-// next to the share holding a file the guest must never see.
-const fsScript = `
+// next to the share holding a file the guest must never see. The guest resolves a symlink in its
+// own namespace (READLINK, as with virtiofsd): /mnt/escape/ is the guest's root, never the host's.
+const fsScript = (outsideSecret: string): string => `
 mkdir -p /mnt
 mount -t virtiofs ${TAG} /mnt || fail "mount: $(dmesg | tail -5)"
 result got "$(cat /mnt/from-host.txt)"
@@ -49,8 +50,8 @@ mv /mnt/dir/a /mnt/dir/b || fail rename
 rm /mnt/to-delete.txt || fail unlink
 result ls "$(ls /mnt | tr '\\n' ' ')"
 result size "$(stat -c %s /mnt/from-host.txt)"
-cat /mnt/escape/etc/hostname >/dev/null 2>&1 && result escape_symlink reached || result escape_symlink refused
-ls /mnt/escape/ >/dev/null 2>&1 && result escape_ls reached || result escape_ls refused
+cat /mnt/escape${outsideSecret} >/dev/null 2>&1 && result escape_symlink reached || result escape_symlink refused
+[ "$(ls /mnt/escape/ 2>&1)" = "$(ls /)" ] && result escape_ls guest-root || result escape_ls "$(ls /mnt/escape/ 2>&1 | head -3 | tr '\\n' ' ')"
 cat /mnt/../outside/secret >/dev/null 2>&1 && result escape_dotdot reached || result escape_dotdot refused
 df /mnt >/dev/null 2>&1 && result statfs ok
 sync
@@ -110,8 +111,8 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
       assert.equal(readFileSync(join(share, 'dir/b'), 'utf8'), 'moved\n', 'mkdir + write + rename reached the host');
       assert.equal(existsSync(join(share, 'dir/a')), false);
       assert.equal(existsSync(join(share, 'to-delete.txt')), false, 'unlink reached the host');
-      assert.equal(r.get('escape_symlink'), 'refused', 'a symlink to / is not followed');
-      assert.equal(r.get('escape_ls'), 'refused', 'a symlink to / is not a directory of the share');
+      assert.equal(r.get('escape_symlink'), 'refused', 'a symlink to / does not lead to the host file system');
+      assert.equal(r.get('escape_ls'), 'guest-root', "a symlink to / is the guest's own root");
       assert.equal(r.get('escape_dotdot'), 'refused', '.. of the mount is not the host directory above the share');
     });
   }
@@ -123,7 +124,7 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
         bootGuest({
           machine: 'q35',
           modules: ['virtiofs'],
-          script: fsScript,
+          script: fsScript(tmp.file('outside/secret')),
           qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=c0,tag=${TAG}`],
           memfd: true,
           timeoutMs: 90_000,
@@ -140,7 +141,7 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
         bootGuest({
           machine: 'microvm',
           modules: ['virtiofs'],
-          script: fsScript,
+          script: fsScript(tmp.file('outside/secret')),
           qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-device,chardev=c0,tag=${TAG}`],
           memfd: true,
           timeoutMs: 90_000,
@@ -156,7 +157,7 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
       (sock) =>
         bootS390xGuest({
           modules: ['virtiofs'],
-          script: fsScript,
+          script: fsScript(tmp.file('outside/secret')),
           qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-ccw,chardev=c0,tag=${TAG}`],
           memfd: true,
           timeoutMs: 150_000,

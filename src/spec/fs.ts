@@ -43,6 +43,7 @@ export const FuseOpcode = {
   UNLINK: 10,
   RMDIR: 11,
   RENAME: 12,
+  LINK: 13,
   OPEN: 14,
   READ: 15,
   WRITE: 16,
@@ -59,12 +60,27 @@ export const FuseOpcode = {
   READDIR: 28,
   RELEASEDIR: 29,
   FSYNCDIR: 30,
+  GETLK: 31,
+  SETLK: 32,
+  SETLKW: 33,
   ACCESS: 34,
   CREATE: 35,
   INTERRUPT: 36,
+  BMAP: 37,
   DESTROY: 38,
+  IOCTL: 39,
+  POLL: 40,
+  NOTIFY_REPLY: 41,
   BATCH_FORGET: 42,
+  FALLOCATE: 43,
   READDIRPLUS: 44,
+  RENAME2: 45,
+  LSEEK: 46,
+  COPY_FILE_RANGE: 47,
+  SETUPMAPPING: 48,
+  REMOVEMAPPING: 49,
+  SYNCFS: 50,
+  TMPFILE: 51,
 } as const;
 export type FuseOpcode = (typeof FuseOpcode)[keyof typeof FuseOpcode];
 
@@ -110,8 +126,11 @@ export const FUSE_COMPAT_22_INIT_OUT_SIZE = 24;
 /** fuse_init_in/out flags this device understands (fuse.h FUSE_*). */
 export const FuseInitFlag = {
   ASYNC_READ: 1 << 0,
+  POSIX_LOCKS: 1 << 1,
+  ATOMIC_O_TRUNC: 1 << 3,
   BIG_WRITES: 1 << 5,
   DO_READDIRPLUS: 1 << 13,
+  READDIRPLUS_AUTO: 1 << 14,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
 } as const;
@@ -140,3 +159,41 @@ export const FuseBatchForgetIn = { COUNT: 0, SIZE: 8, ONE_SIZE: 16 } as const;
 export const FuseStatfsOut = { BLOCKS: 0, BFREE: 8, BAVAIL: 16, FILES: 24, FFREE: 32, BSIZE: 40, NAMELEN: 44, FRSIZE: 48, SIZE: 80 } as const;
 /** struct fuse_direntplus: a fuse_entry_out then a fuse_dirent. */
 export const FuseDirentplus = { ENTRY: 0, DIRENT: 128 } as const;
+
+/** fuse_open_out.open_flags (FOPEN_*): how the driver caches the file (virtiofsd cache= policies). */
+export const FopenFlag = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3 } as const;
+/** struct fuse_mknod_in: mode, rdev, umask, padding u32; the name follows. */
+export const FuseMknodIn = { MODE: 0, RDEV: 4, UMASK: 8, SIZE: 16 } as const;
+/** struct fuse_link_in: oldnodeid u64; the new name follows (the header's nodeid is the new parent). */
+export const FuseLinkIn = { OLDNODEID: 0, SIZE: 8 } as const;
+/** struct fuse_rename2_in: newdir u64, flags u32, padding u32; old name then new name follow. */
+export const FuseRename2In = { NEWDIR: 0, FLAGS: 8, SIZE: 16 } as const;
+/** struct fuse_setxattr_in (minor < 33): size u32, flags u32; the name then the value follow. */
+export const FuseSetxattrIn = { SIZE_FIELD: 0, FLAGS: 4, SIZE: 8 } as const;
+/** struct fuse_getxattr_in: size u32, padding u32 (GETXATTR: the name follows; LISTXATTR: nothing). */
+export const FuseGetxattrIn = { SIZE_FIELD: 0, SIZE: 8 } as const;
+/** struct fuse_getxattr_out: size u32, padding u32 (the answer to a size-0 query). */
+export const FuseGetxattrOut = { SIZE_FIELD: 0, SIZE: 8 } as const;
+/** struct fuse_access_in: mask u32, padding u32. */
+export const FuseAccessIn = { MASK: 0, SIZE: 8 } as const;
+/** struct fuse_file_lock: start u64, end u64 (inclusive; OFFSET_MAX = to the end), type u32, pid u32. */
+export const FuseFileLock = { START: 0, END: 8, TYPE: 16, PID: 20, SIZE: 24 } as const;
+/** struct fuse_lk_in: fh u64, owner u64, lk (fuse_file_lock), lk_flags u32, padding u32. */
+export const FuseLkIn = { FH: 0, OWNER: 8, LK: 16, LK_FLAGS: 40, SIZE: 48, FLAG_FLOCK: 1 } as const;
+/** struct fuse_lk_out: lk (fuse_file_lock). */
+export const FuseLkOut = { LK: 0, SIZE: 24 } as const;
+/** struct fuse_interrupt_in: unique u64 of the request to interrupt. */
+export const FuseInterruptIn = { UNIQUE: 0, SIZE: 8 } as const;
+/** struct fuse_fallocate_in: fh, offset, length u64, mode u32, padding u32. */
+export const FuseFallocateIn = { FH: 0, OFFSET: 8, LENGTH: 16, MODE: 24, SIZE: 32 } as const;
+/** struct fuse_lseek_in: fh, offset u64, whence u32, padding u32; fuse_lseek_out: offset u64. */
+export const FuseLseekIn = { FH: 0, OFFSET: 8, WHENCE: 16, SIZE: 24 } as const;
+export const FuseLseekOut = { OFFSET: 0, SIZE: 8 } as const;
+/** struct fuse_copy_file_range_in: fh_in, off_in, nodeid_out, fh_out, off_out, len, flags (u64 each). */
+export const FuseCopyFileRangeIn = { FH_IN: 0, OFF_IN: 8, NODEID_OUT: 16, FH_OUT: 24, OFF_OUT: 32, LEN: 40, FLAGS: 48, SIZE: 56 } as const;
+/** struct fuse_syncfs_in: padding u64. */
+export const FuseSyncfsIn = { SIZE: 8 } as const;
+/** struct fuse_flush_in lock_owner (the owner closing the file: its POSIX locks go). */
+export const FuseFlushInOwner = { LOCK_OWNER: 16 } as const;
+/** The largest file offset (fuse_file_lock.end for "to the end of the file"). */
+export const FUSE_OFFSET_MAX = 0x7fff_ffff_ffff_ffffn;

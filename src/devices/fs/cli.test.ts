@@ -56,6 +56,15 @@ describe('virtio-ts fs command line', () => {
     fault(['--shared-dir', dir, '--tag', 't', '--queue-size', '100'], CliFault.BAD_NUMBER);
   });
 
+  it('parses --cache, --readonly, --translate-uid/-gid and --xattr-prefix; refuses bad values', () => {
+    const p = parseCommandLine(['fs', '--fd', '3', '--shared-dir', dir, '--tag', 't', '--cache', 'never', '--readonly', '--translate-uid', '0:1000:1', '--translate-gid', '0:100:1,5:200:2', '--xattr-prefix', 'user.virtiofs.']);
+    const o = (p as unknown as { options: FsOptions }).options;
+    assert.deepEqual([o.cache, o.readOnly, o.translateUid, o.translateGid, o.xattrPrefix], ['never', true, '0:1000:1', '0:100:1,5:200:2', 'user.virtiofs.']);
+    fault(['--shared-dir', dir, '--tag', 't', '--cache', 'sometimes'], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir, '--tag', 't', '--translate-uid', '1:2'], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir, '--tag', 't', '--xattr-prefix', 'trusted.x.'], CliFault.BAD_VALUE);
+  });
+
   it('--help prints the usage; --print-capabilities reports vhost-user type "fs"', async () => {
     const h = await run(['fs', '--help']);
     assert.equal(h.code, 0);

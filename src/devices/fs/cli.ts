@@ -16,12 +16,21 @@ import {
 } from '../../cli/options.js';
 import type { DeviceCli } from '../device-type.js';
 import { FS_TAG_MAX_BYTES } from './fs-device.js';
+import { FS_CACHE_POLICIES, type FsCachePolicy } from './fuse-server.js';
+import { IdMap } from './id-map.js';
+import { XattrMap } from './xattr-map.js';
 
 export interface FsOptions extends BackendOptions {
   readonly sharedDir: string;
   readonly tag: string;
   readonly numRequestQueues: number;
   readonly queueSize: number;
+  /** Present only when given on the command line. */
+  readonly cache?: FsCachePolicy;
+  readonly readOnly?: true;
+  readonly translateUid?: string;
+  readonly translateGid?: string;
+  readonly xattrPrefix?: string;
 }
 
 export const FS_DEFAULTS = { numRequestQueues: 1, queueSize: 1024 } as const;
@@ -41,6 +50,13 @@ ${BACKEND_SOCKET_USAGE}
   --tag TAG               the mount tag (1..${FS_TAG_MAX_BYTES} bytes of UTF-8)
   --num-request-queues N  request queues, 1..${MAX_REQUEST_QUEUES} (default ${FS_DEFAULTS.numRequestQueues})
   --queue-size N          largest ring size, a power of 2 from 2 to 32768 (default ${FS_DEFAULTS.queueSize})
+  --cache POLICY          never | auto | always (virtiofsd's cache=: entry/attr timeouts 0 s /
+                          1 s / 1 day, direct I/O or kept page cache; default auto)
+  --readonly              refuse every change (EROFS)
+  --translate-uid MAP     guest:host:count[,...] uid ranges (default: identity)
+  --translate-gid MAP     the same for gids
+  --xattr-prefix P        store every guest xattr name N as host name P+N (P in user., e.g.
+                          user.virtiofs.); default: only user.* names, passed through
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -61,7 +77,34 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const nrqText = stringOption(v, 'num-request-queues');
   const numRequestQueues = nrqText === undefined ? FS_DEFAULTS.numRequestQueues : parseIntInRange(nrqText, '--num-request-queues', 1, MAX_REQUEST_QUEUES, COMMAND);
   const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
-  return { ...common, sharedDir, tag, numRequestQueues, queueSize };
+  const cache = stringOption(v, 'cache');
+  if (cache !== undefined && !FS_CACHE_POLICIES.includes(cache as FsCachePolicy)) throw new CliError(CliFault.BAD_VALUE, `--cache ${cache}: never, auto or always`, COMMAND);
+  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix']?: FsOptions[K] } = {};
+  if (cache !== undefined) extra.cache = cache as FsCachePolicy;
+  if (v['readonly'] === true) extra.readOnly = true;
+  for (const [opt, key] of [
+    ['translate-uid', 'translateUid'],
+    ['translate-gid', 'translateGid'],
+  ] as const) {
+    const text = stringOption(v, opt);
+    if (text === undefined) continue;
+    try {
+      IdMap.parse(text);
+    } catch (e) {
+      throw new CliError(CliFault.BAD_VALUE, `--${opt}: ${(e as Error).message}`, COMMAND);
+    }
+    extra[key] = text;
+  }
+  const prefix = stringOption(v, 'xattr-prefix');
+  if (prefix !== undefined) {
+    try {
+      new XattrMap(prefix);
+    } catch (e) {
+      throw new CliError(CliFault.BAD_VALUE, `--xattr-prefix: ${(e as Error).message}`, COMMAND);
+    }
+    extra.xattrPrefix = prefix;
+  }
+  return { ...common, sharedDir, tag, numRequestQueues, queueSize, ...extra };
 }
 
 export const FS_CLI: DeviceCli<FsOptions> = {
@@ -70,6 +113,11 @@ export const FS_CLI: DeviceCli<FsOptions> = {
     tag: { type: 'string' },
     'num-request-queues': { type: 'string' },
     'queue-size': { type: 'string' },
+    cache: { type: 'string' },
+    readonly: { type: 'boolean' },
+    'translate-uid': { type: 'string' },
+    'translate-gid': { type: 'string' },
+    'xattr-prefix': { type: 'string' },
   },
   usage: FS_USAGE,
   parse: parseFs,

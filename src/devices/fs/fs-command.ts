@@ -4,6 +4,7 @@ import type { CliIo } from '../../cli/options.js';
 import { runBackend } from '../../cli/serve.js';
 import type { FsOptions } from './cli.js';
 import { FsDevice } from './fs-device.js';
+import { IdMap } from './id-map.js';
 
 export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
   const logger = createLogger(options.verbosity, 'virtio-ts fs', io.stderr);
@@ -20,6 +21,11 @@ export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
         tag: options.tag,
         numRequestQueues: options.numRequestQueues,
         queueSize: options.queueSize,
+        ...(options.cache !== undefined ? { cache: options.cache } : {}),
+        ...(options.readOnly ? { readOnly: true } : {}),
+        ...(options.translateUid !== undefined ? { uidMap: IdMap.parse(options.translateUid) } : {}),
+        ...(options.translateGid !== undefined ? { gidMap: IdMap.parse(options.translateGid) } : {}),
+        ...(options.xattrPrefix !== undefined ? { xattrPrefix: options.xattrPrefix } : {}),
         logger,
       });
       return current;

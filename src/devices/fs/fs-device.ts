@@ -1,8 +1,9 @@
 /**
  * 5.11 File System Device, device side: a host directory shared over FUSE. Queue 0 is hiprio
  * (FORGET, BATCH_FORGET: no reply), queues 1..num_request_queues carry requests (5.11.2). Every
- * request is served synchronously in the order popped (so IN_ORDER holds) by one FuseServer
- * over one HostFs; the queues share them, which is sound because a handler runs to completion.
+ * request is served synchronously in the order popped by one FuseServer over one HostFs (the
+ * queues share them, which is sound because a handler runs to completion), except SETLKW on a
+ * held lock, which completes when the lock is free: so IN_ORDER is not offered.
  *
  * Guest input is untrusted: the request is copied from the chain into a bounded buffer
  * (max_write + headers; a longer request is refused by its length check), the reply is built in
@@ -18,10 +19,13 @@ import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import { FS_CONFIG_LAYOUT, FS_HIPRIO_QUEUE, FsConfig } from '../../spec/fs.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
-import { FUSE_DEFAULT_MAX_WRITE, FUSE_REQUEST_OVERHEAD, FuseServer } from './fuse-server.js';
-import { HostFs, type HostFsLimits } from './host-fs.js';
+import type { DescriptorChain } from '../../queue/chain.js';
+import { FuseInHeader, FuseOpcode, FuseOutHeader } from '../../spec/fs.js';
+import type { FsAt } from '../../platform/fs-at.js';
+import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
+import { HostFs, type HostFsOptions } from './host-fs.js';
 
-export interface FsDeviceOptions extends HostFsLimits {
+export interface FsDeviceOptions extends HostFsOptions {
   /** The host directory shared with the guest. */
   readonly sharedDir: string;
   /** The mount tag (5.11.4: UTF-8, at most 36 bytes, not NUL-terminated when 36). */
@@ -32,7 +36,9 @@ export interface FsDeviceOptions extends HostFsLimits {
   readonly queueSize?: number;
   /** max_write offered at FUSE_INIT (and the largest READ). Default 1 MiB. */
   readonly maxWrite?: number;
-  /** Entry and attribute validity given to the driver, in seconds. Default 1. */
+  /** virtiofsd's cache= policy: never / auto (default) / always. */
+  readonly cache?: FsCachePolicy;
+  /** Entry and attribute validity given to the driver, in seconds (overrides the policy's). */
   readonly cacheSeconds?: number;
   readonly logger?: Logger;
 }
@@ -42,10 +48,10 @@ export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
 export class FsDevice implements VirtioDevice {
   readonly deviceId = DeviceId.FS;
   /**
-   * VIRTIO_FS_F_NOTIFICATION is not offered (no notification queue yet). Requests complete
-   * synchronously in pop order: IN_ORDER holds.
+   * VIRTIO_FS_F_NOTIFICATION is not offered (no notification queue yet). IN_ORDER is not
+   * offered: a SETLKW waiting for a lock completes after requests popped behind it.
    */
-  readonly offeredFeatures = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.IN_ORDER | F.RING_RESET;
+  readonly offeredFeatures = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = FsConfig.SIZE;
 
@@ -61,6 +67,16 @@ export class FsDevice implements VirtioDevice {
   private readonly logger: Logger | undefined;
   /** Requests returned without a reply because the chain could not hold one (for tests and logs). */
   malformed = 0;
+  /** Bumped by every reset and queue reset: a deferred reply of an older generation is not written. */
+  private generation = 0;
+  /** The zero-copy data path's state for the request being served (no closure per request). */
+  private ioChain: DescriptorChain | null = null;
+  private ioFd = -1;
+  private ioPos = 0;
+  private ioDone = 0;
+  private ioErr = 0;
+  private ioStop = false;
+  private readonly fsAt: FsAt;
 
   constructor(opts: FsDeviceOptions) {
     const tag = Buffer.from(opts.tag, 'utf8');
@@ -76,35 +92,107 @@ export class FsDevice implements VirtioDevice {
     this.queueMaxSizes = new Array<number>(1 + nrq).fill(qs);
     this.logger = opts.logger;
     this.host = new HostFs(opts.sharedDir, opts);
-    const fuseOpts = { maxWrite: opts.maxWrite ?? FUSE_DEFAULT_MAX_WRITE, ...(opts.cacheSeconds !== undefined ? { cacheSeconds: opts.cacheSeconds } : {}) };
+    const fuseOpts = {
+      maxWrite: opts.maxWrite ?? FUSE_DEFAULT_MAX_WRITE,
+      ...(opts.cache !== undefined ? { cache: opts.cache } : {}),
+      ...(opts.cacheSeconds !== undefined ? { cacheSeconds: opts.cacheSeconds } : {}),
+    };
     this.fuse = new FuseServer(this.host, fuseOpts);
+    this.fsAt = this.host.fsAt;
+    const dataPath: FuseDataPath = { readInto: (fd, pos, len) => this.readInto(fd, pos, len), writeFrom: (fd, pos, len) => this.writeFrom(fd, pos, len) };
+    this.fuse.dataPath = dataPath;
     this.inBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     this.outBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
-    const serve = (req: QueueRequest): number => this.serve(req);
+    const serve = (req: QueueRequest): number | Promise<number> => this.serve(req);
     this.server = new QueueServer({ name: 'virtio-fs', numQueues: 1 + nrq, logger: opts.logger, handler: () => serve });
   }
 
   /** One FUSE request: copied in (bounded), served, the reply copied out; returns bytes written. */
-  private serve({ chain, queueIndex }: QueueRequest): number {
+  private serve({ chain, queueIndex }: QueueRequest): number | Promise<number> {
     if (chain.fault !== null) {
       this.malformed++;
       return 0;
     }
     const inLen = chain.readableBytes;
-    this.reader.reset(chain).read(this.inBuf, 0, Math.min(inLen, this.inBuf.length));
+    const want = Math.min(inLen, this.inBuf.length);
+    this.reader.reset(chain);
+    let copied: number;
+    if (this.fuse.initialized && want > FUSE_WRITE_HEAD) {
+      // A WRITE's data stays in guest memory (written to the file from there); others are copied whole.
+      copied = this.reader.read(this.inBuf, 0, FUSE_WRITE_HEAD);
+      const op = this.fuse.littleEndian ? this.inBuf.readUInt32LE(FuseInHeader.OPCODE) : this.inBuf.readUInt32BE(FuseInHeader.OPCODE);
+      if (op !== FuseOpcode.WRITE) copied += this.reader.read(this.inBuf, copied, want - copied);
+    } else copied = this.reader.read(this.inBuf, 0, want);
+    this.ioChain = chain;
     const wasInitialized = this.fuse.initialized;
-    const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes);
+    const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes, copied);
+    this.ioChain = null;
     if (!wasInitialized && this.fuse.initialized) {
       const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
       this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}`);
+    }
+    if (replyLen === FUSE_REPLY_DEFERRED) {
+      // SETLKW waiting for a lock: the reply is written when it ends (the chain stays ours till
+      // then; a reset in between cancels the request in the queue server, which drops it).
+      // After a reset the chain is no longer ours: nothing is written (the server drops the request).
+      const generation = this.generation;
+      return this.fuse.takeDeferred().then((reply) => (generation === this.generation ? new ChainCursor(true).reset(chain).write(reply, 0, reply.length) : 0));
     }
     if (replyLen === 0) {
       // FORGET and BATCH_FORGET (hiprio) have no reply; anything else here lacked room for one.
       if (queueIndex !== FS_HIPRIO_QUEUE && chain.writableBytes < 16) this.malformed++;
       return 0;
     }
+    if (this.fuse.replyInPlace) {
+      // READ: the data is already in guest memory after the header; only the header goes in.
+      this.writer.reset(chain).write(this.outBuf, 0, FuseOutHeader.SIZE);
+      return replyLen;
+    }
     return this.writer.reset(chain).write(this.outBuf, 0, replyLen);
   }
+
+  /** READ's data path: pread straight into the chain's writable spans after the out header. */
+  private readInto(fd: number, position: number, len: number): number {
+    const chain = this.ioChain!;
+    this.startIo(fd, position);
+    this.writer.reset(chain).skip(FuseOutHeader.SIZE);
+    this.writer.spans(len, this.readSpan);
+    return this.ioDone === 0 && this.ioErr !== 0 ? -this.ioErr : this.ioDone;
+  }
+
+  /** WRITE's data path: pwrite straight from the chain's readable spans after the WRITE head. */
+  private writeFrom(fd: number, position: number, len: number): number {
+    const chain = this.ioChain!;
+    this.startIo(fd, position);
+    this.reader.reset(chain).skip(FUSE_WRITE_HEAD);
+    this.reader.spans(len, this.writeSpan);
+    return this.ioDone === 0 && this.ioErr !== 0 ? -this.ioErr : this.ioDone;
+  }
+
+  private startIo(fd: number, position: number): void {
+    this.ioFd = fd;
+    this.ioPos = position;
+    this.ioDone = 0;
+    this.ioErr = 0;
+    this.ioStop = false;
+  }
+
+  /** One span of guest memory: a short transfer (end of file, full disk) or an error ends the request's I/O. */
+  private readonly readSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    if (this.ioStop) return;
+    const r = this.fsAt.pread(this.ioFd, bytes, offset, len, this.ioPos + this.ioDone);
+    if (r < 0) this.ioErr = -r;
+    else this.ioDone += r;
+    if (r !== len) this.ioStop = true;
+  };
+
+  private readonly writeSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    if (this.ioStop) return;
+    const r = this.fsAt.pwrite(this.ioFd, bytes, offset, len, this.ioPos + this.ioDone);
+    if (r < 0) this.ioErr = -r;
+    else this.ioDone += r;
+    if (r !== len) this.ioStop = true;
+  };
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
     encodeConfig(FS_CONFIG_LAYOUT, { numRequestQueues: this.numRequestQueues }, features, offset, dst, littleEndian);
@@ -128,17 +216,21 @@ export class FsDevice implements VirtioDevice {
 
   /** Device reset: every open handle closed and every inode forgotten; the driver must INIT again. */
   reset(): void {
+    this.generation++;
     this.server.reset();
     this.fuse.reset();
   }
 
   resetQueue(index: number): void {
+    this.generation++;
     this.server.resetQueue(index);
   }
 
   /** Releases the host descriptors (the root's too): for a device that will not be used again. */
   close(): void {
+    this.generation++;
     this.server.reset();
+    this.fuse.reset();
     this.host.close();
   }
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FsClient } from '../../vhost-user/peers/fs-client.js';
+import { FsDriver } from './fs-driver.js';
 import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
 import { FS_CLI } from './cli.js';
@@ -46,7 +46,7 @@ export const FS_TYPE: DeviceType = {
       device,
       async exercise(driver) {
         try {
-          const fs = new FsClient(driver.context);
+          const fs = new FsDriver(driver.context);
           await fs.init();
           assert.ok(fs.minor >= 1 && fs.maxWrite === 64 << 10, `INIT negotiated (minor ${fs.minor}, max_write ${fs.maxWrite})`);
           const e = await fs.lookup(1n, 'hello.txt');

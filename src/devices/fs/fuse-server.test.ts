@@ -149,8 +149,9 @@ describe('FUSE server (virtio-fs 5.11) over a host directory', () => {
 
     it('unknown and unimplemented opcodes get ENOSYS', () => {
       assert.equal(w.errno(w.request(9999, 1, Buffer.alloc(0))), Errno.ENOSYS);
-      assert.equal(w.errno(w.request(Op.READLINK, 1, Buffer.alloc(0))), Errno.ENOSYS);
-      assert.equal(w.errno(w.request(Op.GETXATTR, 1, Buffer.alloc(16))), Errno.ENOSYS);
+      assert.equal(w.errno(w.request(Op.IOCTL, 1, Buffer.alloc(32))), Errno.ENOSYS);
+      assert.equal(w.errno(w.request(Op.SETUPMAPPING, 1, Buffer.alloc(40))), Errno.ENOSYS, 'no DAX window');
+      assert.equal(w.errno(w.request(Op.BMAP, 1, Buffer.alloc(16))), Errno.ENOSYS);
     });
 
     it('a header length that disagrees with the request, or a header cut short, gets EINVAL', () => {

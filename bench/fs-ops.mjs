@@ -1,0 +1,173 @@
+/* global process, console, performance */
+// virtio-fs back-ends side by side through the same front-end: `virtio-ts fs` and QEMU's C
+// virtiofsd (/usr/lib/qemu/virtiofsd), each a process behind vhost-user, driven by the
+// TypeScript FsDriver over the library's vhost-user front-end (so the driver side is the same
+// for both). Rows: LOOKUP+GETATTR (+FORGET) per second, CREATE+RELEASE+UNLINK per second, 4 KiB
+// random reads of a 64 MiB file (host page cache), 1 MiB sequential reads and writes (MiB/s);
+// 16 requests in flight. For each row: the back-end's CPU seconds (its process tree,
+// /proc/<pid>/stat utime+stime) and the ratio virtio-ts / virtiofsd.
+//
+// Run (built): node bench/fs-ops.mjs [seconds-per-row=3]
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir, loadavg } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = (p) => join(root, 'dist', p);
+const { FsDriver } = await import(dist('src/devices/fs/fs-driver.js'));
+const { spawnBackend } = await import(dist('src/vhost-user/frontend-process.js'));
+const { VhostUserDriverTransport, startVhostUserDriver } = await import(dist('src/vhost-user/frontend-transport.js'));
+const { DeviceId } = await import(dist('src/spec/device-id.js'));
+
+const SECONDS = Number(process.argv[2] ?? 3);
+const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+const CLI = dist('src/cli/main.js');
+const ROOT = 1n;
+const IN_FLIGHT = 16;
+const CHUNK = Number(process.env.FS_BENCH_CHUNK ?? 1 << 20);
+const TICK = 100; // USER_HZ
+
+/** utime + stime of `pid` and its descendants, in seconds. */
+function cpuSeconds(pid) {
+  const byParent = new Map();
+  const own = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let s;
+    try {
+      s = readFileSync(`/proc/${d}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    const ppid = Number(f[1]);
+    own.set(Number(d), (Number(f[11]) + Number(f[12])) / TICK);
+    if (!byParent.has(ppid)) byParent.set(ppid, []);
+    byParent.get(ppid).push(Number(d));
+  }
+  let total = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop();
+    total += own.get(p) ?? 0;
+    stack.push(...(byParent.get(p) ?? []));
+  }
+  return total;
+}
+
+/** Runs `one(i)` with IN_FLIGHT in flight for SECONDS; operations per second. */
+async function rate(one) {
+  let n = 0;
+  const end = performance.now() + SECONDS * 1000;
+  const worker = async () => {
+    while (performance.now() < end) await one(n++);
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  return n / ((performance.now() - t0) / 1000);
+}
+
+async function runBackend(name, cmd, args, share) {
+  const sock = join(share, '..', `${name}.sock`);
+  const p = await spawnBackend(cmd, args(sock), sock);
+  const t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.FS, timeoutMs: 10_000, memorySize: 128 << 20 });
+  const rows = {};
+  try {
+    const d = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [256, 256] });
+    const fs = new FsDriver(d.context, { requestQueues: 1 });
+    await fs.init();
+    const row = async (label, f) => {
+      const c0 = cpuSeconds(p.child.pid);
+      const t0 = performance.now();
+      const value = await f();
+      const wall = (performance.now() - t0) / 1000;
+      rows[label] = { value, cpu: cpuSeconds(p.child.pid) - c0, wall };
+    };
+    await row('lookup+getattr /s', () =>
+      rate(async (i) => {
+        const e = await fs.lookup(ROOT, `f${i % 1000}`);
+        await fs.getattr(e.nodeid);
+        await fs.forget(e.nodeid, 1);
+      }),
+    );
+    const dir = await fs.lookup(ROOT, 'scratch');
+    await row('create+unlink /s', () =>
+      rate(async (i) => {
+        const name = `c${i}`;
+        const { entry, fh } = await fs.create(dir.nodeid, name, 0o100644, 2);
+        await fs.release(entry.nodeid, fh);
+        await fs.unlink(dir.nodeid, name);
+        await fs.forget(entry.nodeid, 1);
+      }),
+    );
+    const big = await fs.lookup(ROOT, 'big.bin');
+    const bfh = await fs.open(big.nodeid, 0);
+    await row('4 KiB random read /s', () => rate(async () => fs.read(big.nodeid, bfh, Math.floor(Math.random() * 16384) * 4096, 4096)));
+    // The same request size for both back-ends: 1 MiB, or the smaller max_write one offers.
+    const chunk = Math.min(CHUNK, fs.maxWrite);
+    rows.maxWrite = fs.maxWrite;
+    await row('seq read MiB/s', async () => {
+      let off = 0;
+      const r = await rate(async () => {
+        const o = off;
+        off = (off + chunk) % (64 << 20);
+        await fs.read(big.nodeid, bfh, o, chunk);
+      });
+      return (r * chunk) / (1 << 20);
+    });
+    await fs.release(big.nodeid, bfh);
+    const { entry: w, fh: wfh } = await fs.create(ROOT, 'written.bin', 0o100644, 2);
+    const data = randomBytes(chunk);
+    await row('seq write MiB/s', async () => {
+      let off = 0;
+      const r = await rate(async () => {
+        const o = off;
+        off = (off + chunk) % (256 << 20);
+        await fs.write(w.nodeid, wfh, o, data);
+      });
+      return (r * chunk) / (1 << 20);
+    });
+    await fs.release(w.nodeid, wfh);
+    fs.detach();
+  } finally {
+    t.close();
+    await p.stop();
+  }
+  return rows;
+}
+
+function makeShare() {
+  const base = mkdtempSync(join(tmpdir(), 'vts-fs-bench-'));
+  const share = join(base, 'share');
+  mkdirSync(join(share, 'scratch'), { recursive: true });
+  for (let i = 0; i < 1000; i++) writeFileSync(join(share, `f${i}`), 'x');
+  writeFileSync(join(share, 'big.bin'), randomBytes(64 << 20));
+  return { base, share };
+}
+
+const results = {};
+const { base, share } = makeShare();
+try {
+  readFileSync(join(share, 'big.bin')); // into the page cache
+  results['virtio-ts fs'] = await runBackend('vts', process.execPath, (sock) => [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', 'bench', '--queue-size', '256'], share);
+  if (existsSync(VIRTIOFSD)) {
+    results.virtiofsd = await runBackend('virtiofsd', VIRTIOFSD, (sock) => [`--socket-path=${sock}`, '-o', `source=${share}`, '-o', 'cache=auto', '--thread-pool-size=0'], share);
+  }
+} finally {
+  rmSync(base, { recursive: true, force: true });
+}
+
+console.log(`fs-ops: ${SECONDS} s per row, ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log('| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) |');
+console.log('| --- | --- | --- | --- | --- | --- | --- |');
+console.log(`max_write: virtio-ts fs ${results['virtio-ts fs'].maxWrite}, virtiofsd ${results.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
+for (const label of Object.keys(results['virtio-ts fs']).filter((l) => l !== 'maxWrite')) {
+  const a = results['virtio-ts fs'][label];
+  const b = results.virtiofsd?.[label];
+  const perCpu = (r) => (r.value * r.wall) / Math.max(r.cpu, 0.01);
+  console.log(
+    `| ${label} | ${a.value.toFixed(0)} | ${a.cpu.toFixed(2)} | ${b ? b.value.toFixed(0) : '-'} | ${b ? b.cpu.toFixed(2) : '-'} | ${b ? (a.value / b.value).toFixed(2) : '-'} | ${b ? (perCpu(a) / perCpu(b)).toFixed(2) : '-'} |`,
+  );
+}

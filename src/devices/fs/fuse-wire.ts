@@ -1,0 +1,206 @@
+/**
+ * The bytes of one FUSE request and its reply, in the driver's byte order: bounded decoding of
+ * the request (every read checked against the request's length, names against their NUL) and
+ * encoding of the reply into the device's buffer (never past the driver's writable part).
+ * Used by FuseServer and the operation groups next to it; the buffers are the device's, reused
+ * for every request, so nothing here allocates per request.
+ */
+import { StatField } from '../../platform/fs-at.js';
+import { FuseAttr, FuseAttrNsec, FuseAttrOut, FuseAttrOutValid, FuseEntryOut, FuseEntryValid, FuseInHeader, FuseOpenOut, FuseOutHeader } from '../../spec/fs.js';
+import { Errno, FuseErrno } from './fs-errno.js';
+
+const U32 = 0x1_0000_0000;
+/** The largest u64 taken as a number; above it an offset or id is refused. */
+const MAX_SAFE_HI = 0x1f_ffff;
+const EMPTY = Buffer.alloc(0);
+const S = StatField;
+
+export class FuseWire {
+  /** The driver's FUSE byte order, settled by FUSE_INIT. */
+  littleEndian = true;
+  inb: Buffer = EMPTY;
+  private inv: DataView = new DataView(new ArrayBuffer(0));
+  inLen = 0;
+  out: Buffer = EMPTY;
+  private outv: DataView = new DataView(new ArrayBuffer(0));
+  outCap = 0;
+
+  /** The request `inb[0, inLen)` and the reply space `out[0, outCap)` of the next operation. */
+  bind(inb: Buffer, inLen: number, out: Buffer, outCap: number): void {
+    if (this.inb !== inb) {
+      this.inb = inb;
+      this.inv = new DataView(inb.buffer, inb.byteOffset, inb.length);
+    }
+    if (this.out !== out) {
+      this.out = out;
+      this.outv = new DataView(out.buffer, out.byteOffset, out.length);
+    }
+    this.inLen = inLen;
+    this.outCap = Math.min(outCap, out.length);
+  }
+
+  // --- decoding ---------------------------------------------------------------------------
+
+  u32(at: number): number {
+    return this.inv.getUint32(at, this.littleEndian);
+  }
+
+  u32Other(at: number): number {
+    return this.inv.getUint32(at, !this.littleEndian);
+  }
+
+  /** A u64 as a number, or -1 above 2^53 - 1. */
+  u64(at: number): number {
+    const le = this.littleEndian;
+    const lo = this.inv.getUint32(le ? at : at + 4, le);
+    const hi = this.inv.getUint32(le ? at + 4 : at, le);
+    return hi > MAX_SAFE_HI ? -1 : hi * U32 + lo;
+  }
+
+  /** A u64 as a string key (lock owners and uniques use all 64 bits). */
+  u64Key(at: number): string {
+    const le = this.littleEndian;
+    return `${this.inv.getUint32(le ? at + 4 : at, le)}:${this.inv.getUint32(le ? at : at + 4, le)}`;
+  }
+
+  /** A nodeid or fh: ids above 2^53 are never handed out, so they are unknown (ENOENT / EBADF). */
+  id(at: number): number {
+    const n = this.u64(at);
+    return n < 0 ? 0 : n;
+  }
+
+  /** A lookup count: a huge one forgets everything (clamped by HostFs.forget). */
+  count(at: number): number {
+    const n = this.u64(at);
+    return n < 0 ? Number.MAX_SAFE_INTEGER : n;
+  }
+
+  /** An offset: above 2^53 (e.g. 2^63) refused with `errno`. */
+  offset(at: number, errno: number = Errno.EINVAL): number {
+    const n = this.u64(at);
+    if (n < 0) throw new FuseErrno(errno, 'offset above 2^53');
+    return n;
+  }
+
+  /** The request carries at least `size` argument bytes. */
+  args(size: number): void {
+    if (FuseInHeader.SIZE + size > this.inLen) throw new FuseErrno(Errno.EINVAL, 'arguments shorter than the operation needs');
+  }
+
+  /** The driver's writable part holds a reply of `size` argument bytes (checked before acting). */
+  need(size: number): void {
+    if (FuseOutHeader.SIZE + size > this.outCap) throw new FuseErrno(Errno.EINVAL, 'reply buffer too small');
+  }
+
+  /** A NUL-terminated name starting at `at`, inside the request; the offset after its NUL. */
+  name(at: number): { name: Buffer; next: number } {
+    if (at >= this.inLen) throw new FuseErrno(Errno.EINVAL, 'name missing');
+    const end = this.inb.indexOf(0, at);
+    if (end < 0 || end >= this.inLen) throw new FuseErrno(Errno.EINVAL, 'name without its terminator');
+    return { name: this.inb.subarray(at, end), next: end + 1 };
+  }
+
+  // --- encoding ---------------------------------------------------------------------------
+
+  setU32(at: number, v: number): void {
+    this.outv.setUint32(at, v >>> 0, this.littleEndian);
+  }
+
+  setU16(at: number, v: number): void {
+    this.outv.setUint16(at, v, this.littleEndian);
+  }
+
+  setU64(at: number, v: number): void {
+    const lo = v % U32 >>> 0;
+    const hi = Math.floor(v / U32) >>> 0;
+    const le = this.littleEndian;
+    this.outv.setUint32(le ? at : at + 4, lo, le);
+    this.outv.setUint32(le ? at + 4 : at, hi, le);
+  }
+
+  /** A u64 from two u32 halves (values above 2^53: lock ends, OFFSET_MAX). */
+  setU64Parts(at: number, hi: number, lo: number): void {
+    const le = this.littleEndian;
+    this.outv.setUint32(le ? at : at + 4, lo >>> 0, le);
+    this.outv.setUint32(le ? at + 4 : at, hi >>> 0, le);
+  }
+
+  zero(at: number, len: number): void {
+    this.out.fill(0, at, at + len);
+  }
+
+  /**
+   * Writes the out header for `argBytes` of result (error: negated errno, no result). The
+   * unique id is copied byte for byte, so it needs no decoding in either order.
+   */
+  reply(errno: number, argBytes: number, noReply: boolean): number {
+    if (noReply || this.outCap < FuseOutHeader.SIZE) return 0;
+    const len = FuseOutHeader.SIZE + (errno === 0 ? argBytes : 0);
+    this.setU32(FuseOutHeader.LEN, len);
+    this.outv.setInt32(FuseOutHeader.ERROR, -errno, this.littleEndian);
+    if (this.inLen >= FuseInHeader.UNIQUE + 8 && this.inb.length >= FuseInHeader.UNIQUE + 8) {
+      this.inb.copy(this.out, FuseOutHeader.UNIQUE, FuseInHeader.UNIQUE, FuseInHeader.UNIQUE + 8);
+    } else this.out.fill(0, FuseOutHeader.UNIQUE, FuseOutHeader.UNIQUE + 8);
+    return len;
+  }
+
+  /** struct fuse_attr at `at` from StatField slots. */
+  attr(at: number, st: Float64Array): void {
+    this.out.fill(0, at, at + FuseAttr.BYTES);
+    this.setU64(at + FuseAttr.INO, st[S.INO]!);
+    this.setU64(at + FuseAttr.SIZE, st[S.SIZE]!);
+    this.setU64(at + FuseAttr.BLOCKS, st[S.BLOCKS]!);
+    this.time(at + FuseAttr.ATIME, st[S.ATIME]!);
+    this.time(at + FuseAttr.MTIME, st[S.MTIME]!);
+    this.time(at + FuseAttr.CTIME, st[S.CTIME]!);
+    this.setU32(at + FuseAttrNsec.ATIME, st[S.ATIME_NSEC]!);
+    this.setU32(at + FuseAttrNsec.MTIME, st[S.MTIME_NSEC]!);
+    this.setU32(at + FuseAttrNsec.CTIME, st[S.CTIME_NSEC]!);
+    this.setU32(at + FuseAttr.MODE, st[S.MODE]!);
+    this.setU32(at + FuseAttr.NLINK, st[S.NLINK]!);
+    this.setU32(at + FuseAttr.UID, st[S.UID]!);
+    this.setU32(at + FuseAttr.GID, st[S.GID]!);
+    this.setU32(at + FuseAttr.RDEV, rdevToFuse(st[S.RDEV]!));
+    this.setU32(at + FuseAttrNsec.BLKSIZE, st[S.BLKSIZE]!);
+  }
+
+  /** Signed seconds: before 1970 the u64 carries the two's complement. */
+  private time(at: number, sec: number): void {
+    if (sec < 0) {
+      this.outv.setInt32(this.littleEndian ? at + 4 : at, -1, this.littleEndian);
+      this.setU32(this.littleEndian ? at : at + 4, sec >>> 0);
+    } else this.setU64(at, sec);
+  }
+
+  /** struct fuse_entry_out at `at`: nodeid, validity in seconds, attributes. */
+  entryOut(at: number, nodeid: number, st: Float64Array, entryValid: number, attrValid: number): void {
+    this.out.fill(0, at, at + FuseEntryOut.ATTR);
+    this.setU64(at + FuseEntryOut.NODEID, nodeid);
+    this.setU64(at + FuseEntryValid.ENTRY_VALID, entryValid);
+    this.setU64(at + FuseEntryValid.ATTR_VALID, attrValid);
+    this.attr(at + FuseEntryOut.ATTR, st);
+  }
+
+  /** A whole fuse_attr_out reply. */
+  attrOut(st: Float64Array, attrValid: number): number {
+    const at = FuseOutHeader.SIZE;
+    this.out.fill(0, at, at + FuseAttrOut.ATTR);
+    this.setU64(at + FuseAttrOutValid.ATTR_VALID, attrValid);
+    this.attr(at + FuseAttrOut.ATTR, st);
+    return this.reply(0, FuseAttrOut.SIZE, false);
+  }
+
+  openOut(at: number, fh: number, openFlags: number): void {
+    this.out.fill(0, at, at + FuseOpenOut.SIZE);
+    this.setU64(at + FuseOpenOut.FH, fh);
+    this.setU32(at + FuseOpenOut.OPEN_FLAGS, openFlags);
+  }
+}
+
+/**
+ * fuse_attr.rdev is the kernel's new_encode_dev (u32); for devices whose glibc dev_t fits in 32
+ * bits (major < 4096, minor < 2^20) that is the same number. Larger ones are not representable: 0.
+ */
+function rdevToFuse(rdev: number): number {
+  return rdev < 0x1_0000_0000 ? rdev >>> 0 : 0;
+}

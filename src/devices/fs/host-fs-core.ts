@@ -1,0 +1,554 @@
+/**
+ * HostFs's tables (inodes keyed by (device, inode number), file handles) and its name
+ * operations (LOOKUP, CREATE, MKDIR, MKNOD, SYMLINK, LINK, TMPFILE, UNLINK, RMDIR, RENAME2,
+ * OPEN, OPENDIR, SETATTR, STATFS, ACCESS), every one a *at call relative to a descriptor the
+ * table holds. How this keeps the guest inside the folder: see host-fs.ts.
+ */
+import * as fs from 'node:fs';
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { At, OpenFlag, RenameFlag, StatField, Utime, loadFsAt, procFdPath, type FsAt } from '../../platform/fs-at.js';
+import { readDirSnapshot, type DirEntry } from './dir-snapshot.js';
+import { Errno, check, errnoOf, fail } from './fs-errno.js';
+import { HostLocks } from './host-locks.js';
+import { IdMap } from './id-map.js';
+import { XattrMap } from './xattr-map.js';
+
+
+/** O_PATH (Linux, every architecture Node runs on except alpha/parisc/sparc). */
+export const O_PATH = OpenFlag.PATH;
+const { NOFOLLOW, DIRECTORY, CREAT, EXCL, TRUNC, APPEND, NONBLOCK, ACCMODE, DIRECT, DSYNC, SYNC, RDONLY, WRONLY, RDWR } = OpenFlag;
+
+export interface Inode {
+  readonly nodeid: number;
+  /** O_PATH | O_NOFOLLOW descriptor of the object. */
+  readonly fd: number;
+  readonly dev: number;
+  readonly ino: number;
+  /** S_IFMT bits of the object when looked up. */
+  readonly type: number;
+  /** Lookups the driver holds (FORGET takes them back); the root's never reaches 0. */
+  nlookup: number;
+}
+
+export interface FileHandle {
+  readonly fh: number;
+  readonly nodeid: number;
+  /** An ordinary descriptor (files), or -1 for a directory handle. */
+  readonly fd: number;
+  /** Directory handles: the entries, snapshot at OPENDIR (`.` and `..` first). */
+  readonly entries: DirEntry[] | null;
+}
+
+export interface HostFsLimits {
+  /** Inodes the guest may hold at once (root included). Default 65536. */
+  readonly maxInodes?: number;
+  /** Open file and directory handles at once. Default 4096. */
+  readonly maxHandles?: number;
+  /** Entries of one directory snapshot at most. Default 1,000,000 (about 100 MiB of names at worst). */
+  readonly maxDirEntries?: number;
+}
+
+export interface HostFsOptions extends HostFsLimits {
+  /** Every change refused with EROFS (writes, creation, removal, attributes, xattrs). */
+  readonly readOnly?: boolean;
+  /** guest ↔ host uid and gid translation. Default: identity. */
+  readonly uidMap?: IdMap;
+  readonly gidMap?: IdMap;
+  /** Guest xattr names stored under this host prefix (in `user.`); default: `user.` passthrough only. */
+  readonly xattrPrefix?: string | null;
+}
+
+const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const NAME_MAX = 255;
+const SLASH = 0x2f;
+const DOT = 0x2e;
+const { DEV, INO, MODE, UID, GID } = StatField;
+/** open(2) flags the guest may pass on OPEN/CREATE (creation flags are CREATE's own). */
+const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
+
+function isDots(name: Uint8Array): boolean {
+  return name[0] === DOT && (name.length === 1 || (name.length === 2 && name[1] === DOT));
+}
+
+/** The tables and the name operations of HostFs (host-fs.ts adds data, xattrs and the fs.Stats layer). */
+export class HostFsCore {
+  private readonly inodes = new Map<number, Inode>();
+  /** dev → ino → nodeid: one inode per host object, however many names reach it. */
+  private readonly byKey = new Map<number, Map<number, number>>();
+  private readonly handles = new Map<number, FileHandle>();
+  private nextNodeid = 2;
+  private nextFh = 1;
+  readonly root: Inode;
+  readonly readOnly: boolean;
+  readonly uidMap: IdMap;
+  readonly gidMap: IdMap;
+  readonly xattrs: XattrMap;
+  readonly locks: HostLocks;
+  readonly fsAt: FsAt;
+  private readonly maxInodes: number;
+  private readonly maxHandles: number;
+  private readonly maxDirEntries: number;
+  /** Scratch stat for internal checks (host ids). */
+  protected readonly tmp = new Float64Array(StatField.COUNT);
+  /** The guest caller's ids (setCaller): the owner of what it creates, when we may chown. */
+  private callerUid = -1;
+  private callerGid = -1;
+  private readonly canChown = process.geteuid?.() === 0;
+
+  constructor(rootDir: string, opts: HostFsOptions = {}) {
+    this.maxInodes = opts.maxInodes ?? 65536;
+    this.maxHandles = opts.maxHandles ?? 4096;
+    this.maxDirEntries = opts.maxDirEntries ?? 1_000_000;
+    this.readOnly = opts.readOnly ?? false;
+    this.uidMap = opts.uidMap ?? new IdMap();
+    this.gidMap = opts.gidMap ?? new IdMap();
+    this.xattrs = new XattrMap(opts.xattrPrefix ?? null);
+    this.fsAt = loadFsAt();
+    this.locks = new HostLocks(this.fsAt);
+    const fd = this.fsAt.openat(At.FDCWD, rootDir, O_PATH | DIRECTORY);
+    if (fd < 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `shared directory ${rootDir}: errno ${-fd}`);
+    check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat of the shared directory');
+    this.root = { nodeid: 1, fd, dev: this.tmp[DEV]!, ino: this.tmp[INO]!, type: S_IFDIR, nlookup: 1 };
+    this.insert(this.root);
+  }
+
+  get inodeCount(): number {
+    return this.inodes.size;
+  }
+  get handleCount(): number {
+    return this.handles.size;
+  }
+
+  /** The guest's ids for the requests that follow (FUSE in_header uid/gid): new objects get them (when we run as root). */
+  setCaller(uid: number, gid: number): void {
+    this.callerUid = uid;
+    this.callerGid = gid;
+  }
+
+  /** The inode `nodeid`, or ENOENT-style failure for a nodeid never looked up (or forgotten). */
+  inode(nodeid: number): Inode {
+    const n = this.inodes.get(nodeid);
+    if (n === undefined) fail(Errno.ENOENT, `nodeid ${nodeid} unknown`);
+    return n;
+  }
+
+  /** A name as one path component: no `/`, not empty, at most NAME_MAX bytes, not `.` or `..`. */
+  static checkName(name: Uint8Array): void {
+    if (name.length === 0) fail(Errno.EINVAL, 'empty name');
+    if (name.length > NAME_MAX) fail(Errno.ENAMETOOLONG, 'name too long');
+    if (name.includes(SLASH)) fail(Errno.EINVAL, 'name with /');
+    if (name.includes(0)) fail(Errno.EINVAL, 'name with NUL');
+    if (isDots(name)) fail(Errno.EINVAL, '. or ..');
+  }
+
+  private dir(nodeid: number): Inode {
+    const d = this.inode(nodeid);
+    if (d.type !== S_IFDIR) fail(Errno.ENOTDIR, `nodeid ${nodeid} is not a directory`);
+    return d;
+  }
+
+  protected writable(): void {
+    if (this.readOnly) fail(Errno.EROFS, 'read-only share');
+  }
+
+  private find(dev: number, ino: number): Inode | undefined {
+    const id = this.byKey.get(dev)?.get(ino);
+    return id === undefined ? undefined : this.inodes.get(id);
+  }
+
+  private insert(inode: Inode): void {
+    this.inodes.set(inode.nodeid, inode);
+    let m = this.byKey.get(inode.dev);
+    if (m === undefined) this.byKey.set(inode.dev, (m = new Map()));
+    m.set(inode.ino, inode.nodeid);
+  }
+
+  /** Host ids of `st` as the guest's (in place). */
+  private toGuest(st: Float64Array): void {
+    if (!this.uidMap.isIdentity) st[UID] = this.uidMap.toGuest(st[UID]!);
+    if (!this.gidMap.isIdentity) st[GID] = this.gidMap.toGuest(st[GID]!);
+  }
+
+  // --- the allocation-free layer ---------------------------------------------------------
+
+  /** fstat of the inode's object into `out` (never follows a symlink inode), ids as the guest's. */
+  statInto(nodeid: number, out: Float64Array): void {
+    check(this.fsAt.fstatat(this.inode(nodeid).fd, '', At.EMPTY_PATH, out), 'fstat');
+    this.toGuest(out);
+  }
+
+  /** fstat of an open handle's descriptor (a directory handle: its inode). */
+  statHandleInto(fh: number, out: Float64Array): void {
+    const h = this.handle(fh);
+    if (h.fd < 0) return this.statInto(h.nodeid, out);
+    check(this.fsAt.fstatat(h.fd, '', At.EMPTY_PATH, out), 'fstat');
+    this.toGuest(out);
+  }
+
+  /**
+   * LOOKUP: the inode of `name` in `parent`, its lookup count raised by one, its attributes in
+   * `out`. `.` is the directory itself, `..` its parent; `..` of the root is refused (the guest
+   * must not see above the shared folder; the kernel never asks for it, 9p walks might).
+   */
+  lookupEntry(parentId: number, name: Uint8Array, out: Float64Array): Inode {
+    const parent = this.dir(parentId);
+    let fd: number;
+    if (name.length === 1 && name[0] === DOT) {
+      fd = check(this.fsAt.openat(parent.fd, '.', O_PATH | NOFOLLOW), 'lookup .');
+    } else if (name.length === 2 && name[0] === DOT && name[1] === DOT) {
+      if (parent === this.root) fail(Errno.EACCES, '.. of the shared folder');
+      fd = check(this.fsAt.openat(parent.fd, '..', O_PATH | NOFOLLOW), 'lookup ..');
+    } else {
+      HostFsCore.checkName(name);
+      // An object already in the table needs no new descriptor: the pinned one is that object.
+      check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lookup');
+      const known = this.find(out[DEV]!, out[INO]!);
+      if (known !== undefined) {
+        known.nlookup++;
+        this.toGuest(out);
+        return known;
+      }
+      fd = check(this.fsAt.openat(parent.fd, name, O_PATH | NOFOLLOW), 'lookup');
+    }
+    return this.adopt(fd, out);
+  }
+
+  /** Takes an O_PATH descriptor into the table (or finds its inode there), one lookup more; attributes in `out`. */
+  private adopt(fd: number, out: Float64Array): Inode {
+    const r = this.fsAt.fstatat(fd, '', At.EMPTY_PATH, out);
+    if (r < 0) {
+      this.fsAt.close(fd);
+      check(r, 'fstat');
+    }
+    const known = this.find(out[DEV]!, out[INO]!);
+    if (known !== undefined) {
+      this.fsAt.close(fd);
+      known.nlookup++;
+      this.toGuest(out);
+      return known;
+    }
+    if (this.inodes.size >= this.maxInodes) {
+      this.fsAt.close(fd);
+      fail(Errno.ENFILE, `inode table full (${this.maxInodes})`);
+    }
+    const inode: Inode = { nodeid: this.nextNodeid++, fd, dev: out[DEV]!, ino: out[INO]!, type: out[MODE]! & S_IFMT, nlookup: 1 };
+    this.insert(inode);
+    this.toGuest(out);
+    return inode;
+  }
+
+  /** The new object `name` in `dir` (just made by us): owned by the caller, adopted. */
+  private adoptNew(dir: Inode, name: Uint8Array, flags: number, out: Float64Array): Inode {
+    const fd = check(this.fsAt.openat(dir.fd, name, O_PATH | NOFOLLOW | flags), 'open of the new object');
+    this.chownToCaller(fd);
+    return this.adopt(fd, out);
+  }
+
+  private chownToCaller(fd: number): void {
+    if (!this.canChown || this.callerUid < 0) return;
+    // Best effort, like virtiofsd's fsuid switch: the object exists either way.
+    this.fsAt.fchownat(fd, '', this.uidMap.toHost(this.callerUid), this.gidMap.toHost(this.callerGid), At.EMPTY_PATH);
+  }
+
+  mkdirEntry(parentId: number, name: Uint8Array, mode: number, out: Float64Array): Inode {
+    const parent = this.dir(parentId);
+    HostFsCore.checkName(name);
+    this.writable();
+    check(this.fsAt.mkdirat(parent.fd, name, mode & 0o7777), 'mkdir');
+    return this.adoptNew(parent, name, DIRECTORY, out);
+  }
+
+  /** MKNOD: regular files, FIFOs and sockets; device nodes are refused (EPERM): no host device reachable through the share. */
+  mknodEntry(parentId: number, name: Uint8Array, mode: number, rdev: number, out: Float64Array): Inode {
+    const parent = this.dir(parentId);
+    HostFsCore.checkName(name);
+    this.writable();
+    const type = mode & S_IFMT;
+    if (type === S_IFCHR || type === S_IFBLK) fail(Errno.EPERM, 'device nodes are not created for the guest');
+    if (type === S_IFDIR || type === S_IFLNK) fail(Errno.EINVAL, 'MKNOD of a directory or symlink');
+    check(this.fsAt.mknodat(parent.fd, name, mode, rdev), 'mknod');
+    return this.adoptNew(parent, name, 0, out);
+  }
+
+  /** SYMLINK: `name` in `parent` pointing at `target` (any bytes: it is never followed here). */
+  symlinkEntry(parentId: number, name: Uint8Array, target: Uint8Array, out: Float64Array): Inode {
+    const parent = this.dir(parentId);
+    HostFsCore.checkName(name);
+    this.writable();
+    if (target.length === 0 || target.length >= 4096) fail(target.length === 0 ? Errno.ENOENT : Errno.ENAMETOOLONG, 'symlink target length');
+    check(this.fsAt.symlinkat(target, parent.fd, name), 'symlink');
+    return this.adoptNew(parent, name, 0, out);
+  }
+
+  /** LINK: a new name for an inode the guest holds (never a host object outside the table). */
+  linkEntry(nodeid: number, newParentId: number, newName: Uint8Array, out: Float64Array): Inode {
+    const inode = this.inode(nodeid);
+    const parent = this.dir(newParentId);
+    HostFsCore.checkName(newName);
+    this.writable();
+    if (inode.type === S_IFDIR) fail(Errno.EPERM, 'hard link of a directory');
+    let r = this.fsAt.linkat(inode.fd, '', parent.fd, newName, At.EMPTY_PATH);
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc magic link reaches the same object.
+    if (r === -Errno.ENOENT || r === -Errno.EPERM) r = this.fsAt.linkat(At.FDCWD, procFdPath(inode.fd), parent.fd, newName, At.SYMLINK_FOLLOW);
+    check(r, 'link');
+    return this.adoptNew(parent, newName, 0, out);
+  }
+
+  /** READLINK: the target of a symlink inode into `buf`; its length (ENAMETOOLONG beyond buf). */
+  readlink(nodeid: number, buf: Uint8Array): number {
+    const inode = this.inode(nodeid);
+    if (inode.type !== S_IFLNK) fail(Errno.EINVAL, 'READLINK of a non-symlink');
+    const n = check(this.fsAt.readlinkat(inode.fd, '', buf), 'readlink');
+    if (n >= buf.length) fail(Errno.ENAMETOOLONG, 'symlink target longer than the reply');
+    return n;
+  }
+
+  /** CREATE: a new regular file (O_EXCL unless the driver allows an existing one); its handle. */
+  createEntry(parentId: number, name: Uint8Array, flags: number, mode: number, out: Float64Array): { inode: Inode; fh: number } {
+    const parent = this.dir(parentId);
+    HostFsCore.checkName(name);
+    this.writable();
+    // O_NONBLOCK: a FIFO planted under the name must not block the device in open(2) (regular
+    // files ignore it); anything but a regular file is then refused. O_NOFOLLOW: never through a symlink.
+    const base = (flags & PASSED_OPEN_FLAGS) | CREAT | NONBLOCK | NOFOLLOW;
+    let created = true;
+    let fd = this.fsAt.openat(parent.fd, name, base | EXCL, mode & 0o7777);
+    if (fd === -Errno.EEXIST && (flags & EXCL) === 0) {
+      created = false;
+      fd = this.fsAt.openat(parent.fd, name, base, mode & 0o7777);
+    }
+    check(fd, 'create');
+    try {
+      check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat');
+      if ((this.tmp[MODE]! & S_IFMT) !== S_IFREG) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
+      // The O_PATH descriptor of the very object opened (not the name again: it may have changed).
+      const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the created file');
+      if (created) this.chownToCaller(pathFd);
+      const inode = this.adopt(pathFd, out);
+      return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
+    } catch (e) {
+      this.fsAt.close(fd);
+      throw e;
+    }
+  }
+
+  /** TMPFILE: an unnamed regular file in `parent` (O_TMPFILE), opened; linkable later with LINK. */
+  tmpfileEntry(parentId: number, flags: number, mode: number, out: Float64Array): { inode: Inode; fh: number } {
+    const parent = this.dir(parentId);
+    this.writable();
+    const acc = (flags & ACCMODE) === RDONLY ? RDWR : flags & ACCMODE;
+    const fd = check(this.fsAt.openat(parent.fd, '.', OpenFlag.TMPFILE | acc | (flags & (APPEND | DIRECT | DSYNC | SYNC)), mode & 0o7777), 'O_TMPFILE');
+    try {
+      const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the tmpfile');
+      this.chownToCaller(pathFd);
+      const inode = this.adopt(pathFd, out);
+      return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
+    } catch (e) {
+      this.fsAt.close(fd);
+      throw e;
+    }
+  }
+
+  unlink(parentId: number, name: Uint8Array): void {
+    const parent = this.dir(parentId);
+    HostFsCore.checkName(name);
+    this.writable();
+    check(this.fsAt.unlinkat(parent.fd, name, 0), 'unlink');
+  }
+
+  rmdir(parentId: number, name: Uint8Array): void {
+    const parent = this.dir(parentId);
+    HostFsCore.checkName(name);
+    this.writable();
+    check(this.fsAt.unlinkat(parent.fd, name, At.REMOVEDIR), 'rmdir');
+  }
+
+  /** RENAME / RENAME2: flags RENAME_NOREPLACE and RENAME_EXCHANGE (WHITEOUT is refused: EINVAL). */
+  rename2(oldParentId: number, oldName: Uint8Array, newParentId: number, newName: Uint8Array, flags: number): void {
+    const from = this.dir(oldParentId);
+    const to = this.dir(newParentId);
+    HostFsCore.checkName(oldName);
+    HostFsCore.checkName(newName);
+    this.writable();
+    if ((flags & ~(RenameFlag.NOREPLACE | RenameFlag.EXCHANGE)) !== 0) fail(Errno.EINVAL, `rename flags 0x${flags.toString(16)}`);
+    check(this.fsAt.renameat2(from.fd, oldName, to.fd, newName, flags), 'rename');
+  }
+
+  rename(oldParentId: number, oldName: Uint8Array, newParentId: number, newName: Uint8Array): void {
+    this.rename2(oldParentId, oldName, newParentId, newName, 0);
+  }
+
+  /** FORGET: `n` lookups fewer; at zero the inode leaves the table. Unknown or root: ignored. */
+  forget(nodeid: number, n: number): void {
+    const inode = this.inodes.get(nodeid);
+    if (inode === undefined || inode === this.root) return;
+    // A forget for more than was looked up (a confused or hostile driver) just drops the inode.
+    inode.nlookup = n >= inode.nlookup ? 0 : inode.nlookup - n;
+    if (inode.nlookup > 0) return;
+    this.inodes.delete(nodeid);
+    this.byKey.get(inode.dev)?.delete(inode.ino);
+    this.locks.dropInode(nodeid);
+    this.fsAt.close(inode.fd);
+  }
+
+  private addHandle(nodeid: number, fd: number, entries: DirEntry[] | null): number {
+    if (this.handles.size >= this.maxHandles) {
+      if (fd >= 0) this.fsAt.close(fd);
+      fail(Errno.ENFILE, `handle table full (${this.maxHandles})`);
+    }
+    const fh = this.nextFh++;
+    this.handles.set(fh, { fh, nodeid, fd, entries });
+    return fh;
+  }
+
+  handle(fh: number): FileHandle {
+    const h = this.handles.get(fh);
+    if (h === undefined) fail(Errno.EBADF, `fh ${fh} unknown`);
+    return h;
+  }
+
+  /** A file handle's descriptor (EISDIR for a directory handle). */
+  fileFd(fh: number): number {
+    const h = this.handle(fh);
+    if (h.fd < 0) fail(Errno.EISDIR, 'a directory handle');
+    return h.fd;
+  }
+
+  /**
+   * OPEN: a regular file inode reopened through its O_PATH descriptor, checked to be the same
+   * object. Honoured: the access mode, O_APPEND, O_TRUNC, O_DIRECT, O_DSYNC, O_SYNC.
+   */
+  open(nodeid: number, flags: number): number {
+    const inode = this.inode(nodeid);
+    if (inode.type === S_IFDIR) fail(Errno.EISDIR, 'OPEN of a directory');
+    if (inode.type !== S_IFREG) fail(Errno.ELOOP, 'OPEN of a symlink or special file');
+    if ((flags & ACCMODE) !== RDONLY || (flags & TRUNC) !== 0) this.writable();
+    // Reopening /proc/self/fd/N is a magic-link jump to the object: O_NOFOLLOW would refuse it.
+    const fd = check(this.fsAt.openat(At.FDCWD, procFdPath(inode.fd), flags & PASSED_OPEN_FLAGS), 'open');
+    return this.addHandle(nodeid, this.checkSame(fd, inode), null);
+  }
+
+  private checkSame(fd: number, inode: Inode): number {
+    const r = this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp);
+    if (r < 0 || this.tmp[DEV] !== inode.dev || this.tmp[INO] !== inode.ino) {
+      this.fsAt.close(fd);
+      fail(Errno.EIO, 'reopened object is not the inode');
+    }
+    return fd;
+  }
+
+  /** OPENDIR: a snapshot of the entries (bounded, real inode numbers), `.` and `..` first. */
+  opendir(nodeid: number): number {
+    const inode = this.dir(nodeid);
+    let parentIno = inode.ino;
+    if (inode !== this.root && this.fsAt.fstatat(inode.fd, '..', At.SYMLINK_NOFOLLOW, this.tmp) === 0) parentIno = this.tmp[INO]!;
+    return this.addHandle(nodeid, -1, readDirSnapshot(this.fsAt, inode.fd, inode.ino, parentIno, this.maxDirEntries));
+  }
+
+  /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF). */
+  release(fh: number): void {
+    const h = this.handle(fh);
+    this.handles.delete(fh);
+    if (h.fd >= 0) this.fsAt.close(h.fd);
+  }
+
+  /** SETATTR into `out` (the attributes after the change). Guest ids are translated to the host's. */
+  setattrInto(nodeid: number, fh: number | null, valid: SetattrValues, out: Float64Array): void {
+    const inode = this.inode(nodeid);
+    const viaFd = fh !== null ? this.handle(fh).fd : -1;
+    const p = procFdPath(inode.fd);
+    const plain = inode.type === S_IFREG || inode.type === S_IFDIR;
+    const any = valid.mode !== null || valid.uid !== null || valid.gid !== null || valid.size !== null || valid.atime !== null || valid.mtime !== null;
+    if (any) this.writable();
+    if (valid.mode !== null) {
+      if (!plain) fail(Errno.EPERM, 'chmod of a symlink or special file');
+      check(this.fsAt.fchmodat(At.FDCWD, p, valid.mode & 0o7777), 'chmod');
+    }
+    if (valid.uid !== null || valid.gid !== null) {
+      if (!plain) fail(Errno.EPERM, 'chown of a symlink or special file');
+      const uid = valid.uid === null ? -1 : this.uidMap.toHost(valid.uid);
+      const gid = valid.gid === null ? -1 : this.gidMap.toHost(valid.gid);
+      check(this.fsAt.fchownat(inode.fd, '', uid, gid, At.EMPTY_PATH), 'chown');
+    }
+    if (valid.size !== null) {
+      if (inode.type !== S_IFREG) fail(Errno.EINVAL, 'truncate of a non-file');
+      const fd = viaFd >= 0 ? viaFd : check(this.fsAt.openat(At.FDCWD, p, WRONLY | NONBLOCK), 'open for truncate');
+      try {
+        fs.ftruncateSync(fd, valid.size);
+      } finally {
+        if (fd !== viaFd) this.fsAt.close(fd);
+      }
+    }
+    if (valid.atime !== null || valid.mtime !== null) {
+      if (!plain) fail(Errno.EPERM, 'utimes of a symlink or special file');
+      const [as, ans] = valid.atime === null ? [0, Utime.OMIT] : timeSpec(valid.atime, valid.atimeNsec);
+      const [ms, mns] = valid.mtime === null ? [0, Utime.OMIT] : timeSpec(valid.mtime, valid.mtimeNsec);
+      check(this.fsAt.utimensat(At.FDCWD, p, as, ans, ms, mns, 0), 'utimens');
+    }
+    this.statInto(nodeid, out);
+  }
+
+  /** STATFS of the file system holding the inode, StatfsField slots into `out`. */
+  statfsInto(nodeid: number, out: Float64Array): void {
+    check(this.fsAt.fstatfs(this.inode(nodeid).fd, out), 'statfs');
+  }
+
+  /** ACCESS: mask R_OK 4 / W_OK 2 / X_OK 1 (0: existence) as the host sees it for this process. */
+  access(nodeid: number, mask: number): void {
+    const inode = this.inode(nodeid);
+    if ((mask & 2) !== 0 && this.readOnly) fail(Errno.EROFS, 'read-only share');
+    if (mask === 0 || (inode.type !== S_IFREG && inode.type !== S_IFDIR)) return;
+    try {
+      fs.accessSync(procFdPath(inode.fd), mask & 7);
+    } catch (e) {
+      fail(errnoOf(e), 'access');
+    }
+  }
+
+  // --- lifetime ---------------------------------------------------------------------------
+
+  /** DESTROY (and device reset): every handle and lock closed, every inode but the root forgotten. */
+  clear(): void {
+    this.locks.clear();
+    for (const h of this.handles.values()) if (h.fd >= 0) this.fsAt.close(h.fd);
+    this.handles.clear();
+    for (const n of this.inodes.values()) if (n !== this.root) this.fsAt.close(n.fd);
+    this.inodes.clear();
+    this.byKey.clear();
+    this.insert(this.root);
+  }
+
+  /** Closes the root too: the object is unusable afterwards. */
+  close(): void {
+    this.clear();
+    this.fsAt.close(this.root.fd);
+    this.inodes.clear();
+  }
+}
+
+/** Seconds (fractions allowed) or exact seconds + nanoseconds (UTIME_NOW allowed) as a timespec. */
+function timeSpec(sec: number, nsec: number | undefined): [number, number] {
+  if (nsec !== undefined) return [sec, nsec];
+  const s = Math.floor(sec);
+  return [s, Math.min(999_999_999, Math.round((sec - s) * 1e9))];
+}
+
+/**
+ * SETATTR changes (null: unchanged); times in seconds (fractions allowed), or whole seconds with
+ * `atimeNsec`/`mtimeNsec` for exact times (Utime.NOW there: the host's current time).
+ */
+export interface SetattrValues {
+  mode: number | null;
+  uid: number | null;
+  gid: number | null;
+  size: number | null;
+  atime: number | null;
+  mtime: number | null;
+  atimeNsec?: number;
+  mtimeNsec?: number;
+}
