@@ -10,3 +10,4 @@ export * from './net-type.js';
 export { NET_CLI, type NetOptions } from './cli.js';
 export * from './tap-port.js';
 export * from './pcap-port.js';
+export * from './vhost-user-net-device.js';
