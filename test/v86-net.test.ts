@@ -52,6 +52,9 @@ ${waitCarrier(1, 'carrier_up')}
 ok=0
 for i in $(seq 1 60); do if ping -c 1 -W 2 10.94.0.1 >/dev/null 2>&1; then ok=1; break; fi; done
 result ping $ok
+result guest_rx "$(cat /sys/class/net/eth0/statistics/rx_packets)"
+result guest_tx "$(cat /sys/class/net/eth0/statistics/tx_packets)"
+result neigh "$(ip neigh show dev eth0 | head -1)"
 `;
 
 describe('v86: Linux virtio_net on a virtio-ts NetDevice: link down/up, and a TAP port on the switch', { skip: why ?? false }, () => {
@@ -98,7 +101,8 @@ describe('v86: Linux virtio_net on a virtio-ts NetDevice: link down/up, and a TA
       const r = (k: string): string | undefined => res.results.get(k);
       assert.deepEqual(events, ['down', 'up']);
       assert.deepEqual([r('carrier_start'), r('carrier_down'), r('operstate_down'), r('carrier_up')], ['1', '0', 'down', '1'], res.output.slice(-3000));
-      assert.equal(r('ping'), '1', res.output.slice(-3000));
+      const counters = `device ${JSON.stringify(dev.stats)} tap ${JSON.stringify(tap.stats)} guest rx ${r('guest_rx')} tx ${r('guest_tx')} neigh ${r('neigh')}`;
+      assert.equal(r('ping'), '1', counters);
       assert.ok(tap.stats.rxFrames > 0 && tap.stats.txFrames > 0, JSON.stringify(tap.stats));
       assert.ok(dev.stats.rxFrames > 0 && dev.stats.txFrames > 0, JSON.stringify(dev.stats));
       console.log(`v86 net: boot ${Math.round(res.bootMs)} ms, total ${Math.round(res.totalMs)} ms, device ${JSON.stringify(dev.stats)}`);

@@ -23,9 +23,10 @@ import { runNet } from '../src/devices/net/net-command.js';
 import type { NetSwitch } from '../src/devices/net/switch.js';
 import type { VhostUserNetDevice } from '../src/devices/net/vhost-user-net-device.js';
 import { nativePlatformAvailable } from '../src/platform/native-platform.js';
-import { ensureGuestDeps, isSocket, makeTempDir, runDeviceGuest, startProcess, type DeviceGuestOptions, type GuestResult, type TempDir } from './support/guest.js';
+import { GuestKitPart, ensureGuestKit, isSocket, makeTempDir, runDeviceGuest, startProcess, type DeviceGuestOptions, type GuestResult, type TempDir } from './support/guest.js';
 
-const deps = ensureGuestDeps();
+// socat (the TCP receiver in the namespace) comes with the guest kit's tools.
+const deps = ensureGuestKit([GuestKitPart.TOOLS]);
 function missing(): string | null {
   if (!deps.ok) return deps.reason;
   if (!nativePlatformAvailable()) return 'native addon not built';
