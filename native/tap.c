@@ -11,6 +11,7 @@
 #include <linux/if_tun.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* tapOpen(name, vnetHdrSize) -> [fd, interface name]. name "" lets the kernel pick (tap%d).
@@ -67,17 +68,29 @@ static napi_value js_tap_set_offload(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* tapRead(fd, buf, offset, len) -> bytes of one frame (with its vnet header), or -1 when none
- * is waiting. A frame longer than len is truncated by the kernel (the caller sizes len). */
+/* The two pieces of a frame: the whole of `hdr` (its vnet header) and data[0, len). */
+static bool get_frame_iov(napi_env env, napi_value *argv, struct iovec iov[2]) {
+  uint8_t *h, *d;
+  size_t hlen, dlen;
+  int64_t len;
+  if (!get_bytes(env, argv[1], &h, &hlen) || !get_bytes(env, argv[2], &d, &dlen)) return false;
+  if (!get_uint(env, argv[3], (double)dlen, "len", &len)) return false;
+  iov[0].iov_base = h;
+  iov[0].iov_len = hlen;
+  iov[1].iov_base = d;
+  iov[1].iov_len = (size_t)len;
+  return true;
+}
+
+/* tapRead(fd, hdr, data, len) -> bytes of one frame with its header (hdr filled first, then
+ * data), or -1 when none is waiting. The kernel truncates a frame that does not fit. */
 static napi_value js_tap_read(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   int fd;
-  uint8_t *p;
-  size_t len;
-  if (!get_args(env, info, 4, argv, NULL) || !get_fd(env, argv[0], &fd)) return NULL;
-  if (!get_range(env, argv[1], argv[2], argv[3], &p, &len)) return NULL;
+  struct iovec iov[2];
+  if (!get_args(env, info, 4, argv, NULL) || !get_fd(env, argv[0], &fd) || !get_frame_iov(env, argv, iov)) return NULL;
   for (int i = 0; i < MAX_EINTR; i++) {
-    ssize_t r = read(fd, p, len);
+    ssize_t r = readv(fd, iov, 2);
     if (r >= 0) return make_int(env, r);
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, -1);
     if (errno != EINTR) return throw_errno(env, "tap read", errno);
@@ -85,16 +98,15 @@ static napi_value js_tap_read(napi_env env, napi_callback_info info) {
   return throw_errno(env, "tap read", EINTR);
 }
 
-/* tapWrite(fd, buf, offset, len) -> len, or -1 when the device queue is full (frame not sent). */
+/* tapWrite(fd, hdr, data, len) -> bytes written (header included), or -1 when the interface
+ * queue is full (frame not sent). */
 static napi_value js_tap_write(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   int fd;
-  uint8_t *p;
-  size_t len;
-  if (!get_args(env, info, 4, argv, NULL) || !get_fd(env, argv[0], &fd)) return NULL;
-  if (!get_range(env, argv[1], argv[2], argv[3], &p, &len)) return NULL;
+  struct iovec iov[2];
+  if (!get_args(env, info, 4, argv, NULL) || !get_fd(env, argv[0], &fd) || !get_frame_iov(env, argv, iov)) return NULL;
   for (int i = 0; i < MAX_EINTR; i++) {
-    ssize_t r = write(fd, p, len);
+    ssize_t r = writev(fd, iov, 2);
     if (r >= 0) return make_int(env, r);
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, -1);
     if (errno != EINTR) return throw_errno(env, "tap write", errno);

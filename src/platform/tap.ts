@@ -9,8 +9,8 @@ import { PlatformError, toPlatformError } from './platform-error.js';
 interface TapAddon {
   tapOpen(name: string, vnetHdrSize: number): [number, string];
   tapSetOffload(fd: number, flags: number): void;
-  tapRead(fd: number, buf: Uint8Array, offset: number, len: number): number;
-  tapWrite(fd: number, buf: Uint8Array, offset: number, len: number): number;
+  tapRead(fd: number, hdr: Uint8Array, data: Uint8Array, len: number): number;
+  tapWrite(fd: number, hdr: Uint8Array, data: Uint8Array, len: number): number;
   close(fd: number): void;
 }
 
@@ -71,19 +71,22 @@ export class TapDevice {
     }
   }
 
-  /** One frame (with its header) into buf[offset..offset+len): its length, or -1 when none waits. */
-  read(buf: Uint8Array, offset: number, len: number): number {
+  /**
+   * One frame: its virtio_net_hdr into the whole of `hdr` (vnetHdrSize bytes), the frame into
+   * data[0, len). Returns the bytes read, header included, or -1 when none waits. No copy.
+   */
+  read(hdr: Uint8Array, data: Uint8Array, len: number): number {
     try {
-      return this.native.tapRead(this.fd, buf, offset, len);
+      return this.native.tapRead(this.fd, hdr, data, len);
     } catch (e) {
       throw toPlatformError(`TAP ${this.name} read`, e);
     }
   }
 
-  /** One frame (with its header): its length, or -1 when the interface queue is full. */
-  write(buf: Uint8Array, offset: number, len: number): number {
+  /** One frame: the whole of `hdr`, then data[0, len). Bytes written, or -1 when the queue is full. */
+  write(hdr: Uint8Array, data: Uint8Array, len: number): number {
     try {
-      return this.native.tapWrite(this.fd, buf, offset, len);
+      return this.native.tapWrite(this.fd, hdr, data, len);
     } catch (e) {
       throw toPlatformError(`TAP ${this.name} write`, e);
     }

@@ -105,7 +105,7 @@ export class PcapPort implements NetPort {
     v.setUint32(at + 4, Math.floor((ms - sec * 1000) * 1000), true);
     v.setUint32(at + 8, len, true);
     v.setUint32(at + 12, p.length, true);
-    this.buf.set(p.data.subarray(0, len), at + PCAP_RECORD_HEADER);
+    copyBytes(p.data, this.buf, at + PCAP_RECORD_HEADER, len);
     this.used += rec;
     this.fileBytes += rec;
     this.frames++;
@@ -142,4 +142,9 @@ export class PcapPort implements NetPort {
       closeSync(this.fd);
     }
   }
+}
+
+/** src[0, len) to dst at `at`, without the view object a subarray would allocate per frame. */
+function copyBytes(src: Uint8Array, dst: Uint8Array, at: number, len: number): void {
+  Buffer.prototype.copy.call(src, dst, at, 0, len);
 }
