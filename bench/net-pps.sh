@@ -91,7 +91,9 @@ run() {
     testpmd rx 1 rxonly "net_virtio_user1,path=$b,queues=1,queue_size=1024"
     sleep 2
   fi
-  testpmd tx 0 txonly "net_virtio_user0,path=$a,queues=1,queue_size=1024" --txpkts="$size"
+  # Addressed to virtio-ts's second port (02:76:74:00:00:02, the default MAC of port 1): its
+  # device filters unicast for other addresses once the driver negotiated VIRTIO_NET_F_MAC.
+  testpmd tx 0 txonly "net_virtio_user0,path=$a,queues=1,queue_size=1024" --txpkts="$size" --eth-peer=0,02:76:74:00:00:02
   sleep "$WARM"
   # What counts: the receiving side when it is testpmd, else the generator.
   if [ "$scenario" = forward ]; then rxlog="$DIR/rx.log"; rxkind=RX; rxport=0

@@ -68,15 +68,14 @@ describe('v86: Linux virtio_net on a virtio-ts NetDevice: link down/up, and a TA
     // A frame from the TAP arrives outside any guest access: v86's RAM views must be rebound
     // first (its wasm memory may have grown, docs/v86.md).
     let refresh: () => void = () => undefined;
-    const diag: string[] = [];
     const port = sw.attach({
       name: dev.name,
       deliver: (p: NetPacket) => {
         refresh();
-        if (diag.length < 6) {
-          const vq = (dev as unknown as { server: { queue(i: number): { hasAvailable(): boolean; broken: Error | null; state(): { nextAvail: number } } | null } }).server.queue(0);
-          diag.push(vq === null ? 'no rx queue' : `avail ${vq.hasAvailable()} next ${vq.state().nextAvail} broken ${vq.broken?.message ?? '-'} link ${dev.isLinkUp}`);
-        }
+        // After v86's memory moved, the core has new ring objects; the queue server adopts
+        // them at the queue's next notification, which a receive queue may not get soon: ask
+        // for that pass now (a no-op when nothing changed).
+        dev.onQueueNotify(0);
         dev.deliver(p);
       },
     });
@@ -112,7 +111,7 @@ describe('v86: Linux virtio_net on a virtio-ts NetDevice: link down/up, and a TA
       const r = (k: string): string | undefined => res.results.get(k);
       assert.deepEqual(events, ['down', 'up']);
       assert.deepEqual([r('carrier_start'), r('carrier_down'), r('operstate_down'), r('carrier_up')], ['1', '0', 'down', '1'], res.output.slice(-3000));
-      const counters = `device ${JSON.stringify(dev.stats)} tap ${JSON.stringify(tap.stats)} guest rx ${r('guest_rx')} tx ${r('guest_tx')} neigh ${r('neigh')} diag ${diag.join(' | ')}`;
+      const counters = `device ${JSON.stringify(dev.stats)} tap ${JSON.stringify(tap.stats)} guest rx ${r('guest_rx')} tx ${r('guest_tx')} neigh ${r('neigh')}`;
       assert.equal(r('ping'), '1', counters);
       assert.ok(tap.stats.rxFrames > 0 && tap.stats.txFrames > 0, JSON.stringify(tap.stats));
       assert.ok(dev.stats.rxFrames > 0 && dev.stats.txFrames > 0, JSON.stringify(dev.stats));
