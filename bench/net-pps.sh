@@ -42,8 +42,8 @@ testpmd() {
   local name=$1 cpu=$2 mode=$3 vdevs=() v
   for v in $4; do vdevs+=(--vdev "$v"); done
   shift 4
-  timeout $((MEASURE + WARM + 60)) dpdk-testpmd --lcores "0@$cpu,1@$cpu" --no-huge -m 1024 --no-pci --file-prefix="vts$name$$" \
-    "${vdevs[@]}" -- --forward-mode="$mode" --stats-period=1 --total-num-mbufs=32768 "$@" >"$DIR/$name.log" 2>&1 &
+  timeout $((MEASURE + WARM + 60)) dpdk-testpmd --lcores "0@$cpu,1@$cpu" --no-huge -m 512 --no-pci --file-prefix="vts$name$$" \
+    "${vdevs[@]}" -- --forward-mode="$mode" --stats-period=1 --total-num-mbufs=8192 "$@" >"$DIR/$name.log" 2>&1 &
   TPID=$!
   PIDS+=("$TPID")
 }
@@ -71,9 +71,9 @@ run() {
   local a="$DIR/a.sock" b="$DIR/b.sock"
   if [ "$backend" = virtio-ts ]; then
     if [ "$scenario" = sink ]; then
-      node "$CLI" net --socket-path "$a" --queue-size 1024 >"$DIR/be.log" 2>&1 &
+      taskset -c 1 node "$CLI" net --socket-path "$a" --queue-size 1024 >"$DIR/be.log" 2>&1 &
     else
-      node "$CLI" net --socket-path "$a" --socket-path "$b" --queue-size 1024 >"$DIR/be.log" 2>&1 &
+      taskset -c 1 node "$CLI" net --socket-path "$a" --socket-path "$b" --queue-size 1024 -v >"$DIR/be.log" 2>&1 &
     fi
     be=$!
     PIDS+=("$be")
@@ -83,7 +83,9 @@ run() {
     else
       testpmd be 1 io "net_vhost0,iface=$a,queues=1 net_vhost1,iface=$b,queues=1"
     fi
-    be=$TPID
+    be=""
+    for _ in $(seq 1 50); do be=$(pgrep -P "$TPID" -f dpdk-testpmd || true); [ -n "$be" ] && break; sleep 0.1; done
+    [ -n "$be" ] || { echo "testpmd did not start" >&2; return 1; }
   fi
   wait_sock "$a"
   [ "$scenario" = forward ] && wait_sock "$b"
@@ -104,10 +106,12 @@ run() {
   sleep "$MEASURE"
   p1=$(packets "$rxlog" "$rxkind" "$rxport"); c1=$(cpu_ticks "$be"); t1=$(date +%s.%N)
   stop_all
+  [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$DIR"/*.log "$KEEP_LOGS/" 2>/dev/null
   awk -v p0="$p0" -v p1="$p1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v tick="$TICK" \
     'BEGIN { printf "%.0f %.2f\n", (p1 - p0) / (t1 - t0), (c1 - c0) / tick }'
 }
 
+[ -n "${ONLY:-}" ] && { run $ONLY; exit 0; }
 echo "net-pps: $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s"
 printf '%-8s %-5s %-10s %12s %10s\n' scenario bytes back-end pps cpu-s
 declare -A R
