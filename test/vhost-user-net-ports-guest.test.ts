@@ -155,7 +155,7 @@ describe('virtio-ts net ports with real guests (QEMU 7.2 vhost-user-net, TAP int
     await tmp?.remove();
   });
 
-  it('q35, MTU 9000: QEMU sends NET_SET_MTU, the guest pings the TAP host and moves 4 MiB of TCP to it in jumbo frames (sha256 equal, pcap shows them)', async (t) => {
+  it('device/net/6: q35, MTU 9000: QEMU sends NET_SET_MTU, the guest pings the TAP host and moves 4 MiB of TCP to it in jumbo frames (sha256 equal, pcap shows them)', async (t) => {
     const ns = new Netns();
     const ifname = `vtsj${tag}`;
     const pcap = tmp.file('jumbo.pcap');
