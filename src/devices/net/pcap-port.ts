@@ -3,15 +3,16 @@
  * link type 1 = Ethernet, microsecond timestamps): every frame the switch accepts from any port,
  * through `NetSwitch.monitor`, as Wireshark and tcpdump read it.
  *
- * A frame with a partial checksum (NEEDS_CSUM) is completed first so the capture shows what a
- * receiver would see (the switch's receivers complete or pass the same bytes). Records go into a
+ * A frame with a partial checksum (NEEDS_CSUM) is completed in the record (not in the frame, which
+ * the other ports still receive with the offload) so the capture shows what goes on a wire.
+ * Records go into a
  * fixed buffer written out when full, by `flush()` (the CLI flushes every second) and on close:
  * no allocation per frame. `maxBytes` bounds the file (a guest cannot fill the disk); frames
  * beyond it are counted in `dropped`.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ErrorCode, VirtioError } from '../../errors.js';
-import { type NetPacket, completeChecksum } from './packet.js';
+import type { NetPacket } from './packet.js';
 import type { NetPort } from './port.js';
 import type { NetSwitch, SwitchMonitor } from './switch.js';
 
@@ -87,7 +88,6 @@ export class PcapPort implements NetPort {
       this.dropped++;
       return;
     }
-    if (p.needsCsum) completeChecksum(p);
     if (this.used + rec > this.buf.length && !this.tryFlush()) {
       this.dropped++;
       return;
@@ -106,6 +106,7 @@ export class PcapPort implements NetPort {
     v.setUint32(at + 8, len, true);
     v.setUint32(at + 12, p.length, true);
     copyBytes(p.data, this.buf, at + PCAP_RECORD_HEADER, len);
+    if (p.needsCsum) completeInRecord(this.buf, at + PCAP_RECORD_HEADER, len, p.csumStart, p.csumOffset);
     this.used += rec;
     this.fileBytes += rec;
     this.frames++;
@@ -147,4 +148,23 @@ export class PcapPort implements NetPort {
 /** src[0, len) to dst at `at`, without the view object a subarray would allocate per frame. */
 function copyBytes(src: Uint8Array, dst: Uint8Array, at: number, len: number): void {
   Buffer.prototype.copy.call(src, dst, at, 0, len);
+}
+
+/**
+ * Completes a partial checksum (5.1.6.2) in a record's copy of the frame at `base`: the folded,
+ * inverted 16-bit sum from csumStart to the end, stored big-endian at csumStart + csumOffset.
+ * Offsets outside the captured bytes leave the record as it is.
+ */
+function completeInRecord(d: Uint8Array, base: number, len: number, csumStart: number, csumOffset: number): void {
+  const at = csumStart + csumOffset;
+  if (csumStart >= len || at + 2 > len) return;
+  let sum = 0;
+  const end = base + len;
+  let i = base + csumStart;
+  for (; i + 1 < end; i += 2) sum += (d[i]! << 8) | d[i + 1]!;
+  if (i < end) sum += d[i]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  const csum = ~sum & 0xffff;
+  d[base + at] = csum >>> 8;
+  d[base + at + 1] = csum & 0xff;
 }

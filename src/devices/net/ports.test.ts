@@ -89,7 +89,7 @@ describe('NetSwitch VLANs and monitors', () => {
 });
 
 describe('PcapPort: a capture file of the switch', () => {
-  it('writes the pcap header (Ethernet) and one record per forwarded frame with its timestamp; partial checksums completed', () => {
+  it('writes the pcap header (Ethernet) and one record per forwarded frame with its timestamp; partial checksums completed in the record only', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vts-pcap-'));
     try {
       const path = join(dir, 'c.pcap');
@@ -105,7 +105,11 @@ describe('PcapPort: a capture file of the switch', () => {
       p.needsCsum = true;
       p.csumStart = 34;
       p.csumOffset = 6;
+      const b = new Recorder('after');
+      sw.attach(b);
       la.send(p);
+      assert.equal(p.needsCsum, true, 'the frame itself keeps its offload for the other ports');
+      assert.equal(b.frames.length, 1);
       cap.close();
       la.send(frame(BCAST, mac(1), null, 60)); // after close: not recorded
       const f = readFileSync(path);
@@ -118,6 +122,10 @@ describe('PcapPort: a capture file of the switch', () => {
       assert.deepEqual([v.getUint32(at, true), v.getUint32(at + 4, true), v.getUint32(at + 8, true)], [1_700_000_001, 623_000, 100]);
       assert.equal(f.length, at + 16 + 100);
       assert.notDeepEqual(f.subarray(at + 16 + 40, at + 16 + 42), Buffer.from([0, 0]), 'the checksum was filled in');
+      let sum = 0;
+      for (let i = at + 16 + 34; i < at + 16 + 100; i += 2) sum += (f[i]! << 8) | f[i + 1]!;
+      while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+      assert.equal(sum, 0xffff, 'the recorded range sums to 0xffff with its checksum');
       assert.equal(cap.frames, 2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
