@@ -73,3 +73,48 @@ export function isIcmpEchoReply(f: Uint8Array, id: number, seq: number): boolean
   if (14 + ipLen > f.length || inetChecksum(f, 14, icmp) !== 0 || inetChecksum(f, icmp, 14 + ipLen) !== 0) return false;
   return f[icmp] === 0 && ((f[icmp + 4]! << 8) | f[icmp + 5]!) === id && ((f[icmp + 6]! << 8) | f[icmp + 7]!) === seq;
 }
+
+/**
+ * A UDP datagram over IPv4 whose checksum is left partial, as a driver using VIRTIO_NET_F_CSUM
+ * sends it (5.1.6.2): the checksum field holds only the folded pseudo-header sum, to be completed
+ * from csumStart (the UDP header) and stored at csumStart + csumOffset.
+ */
+export function udpPartialChecksum(
+  dstMac: Uint8Array,
+  srcMac: Uint8Array,
+  srcIp: Uint8Array,
+  dstIp: Uint8Array,
+  srcPort: number,
+  dstPort: number,
+  payload: number,
+): { frame: Uint8Array; csumStart: number; csumOffset: number } {
+  const udpLen = 8 + payload;
+  const ipLen = 20 + udpLen;
+  const f = ethernet(dstMac, srcMac, ETHERTYPE_IPV4, ipLen);
+  const ip = 14;
+  f.set([0x45, 0, ipLen >> 8, ipLen & 0xff, 0, 0, 0x40, 0, 64, 17, 0, 0], ip);
+  f.set(srcIp, ip + 12);
+  f.set(dstIp, ip + 16);
+  const c = inetChecksum(f, ip, ip + 20);
+  f[ip + 10] = c >> 8;
+  f[ip + 11] = c & 0xff;
+  const udp = ip + 20;
+  f.set([srcPort >> 8, srcPort & 0xff, dstPort >> 8, dstPort & 0xff, udpLen >> 8, udpLen & 0xff], udp);
+  for (let i = 0; i < payload; i++) f[udp + 8 + i] = (i * 5 + 1) & 0xff;
+  // Pseudo-header: addresses, protocol, UDP length; folded, not inverted.
+  let sum = 17 + udpLen;
+  for (let i = 0; i < 8; i += 2) sum += (f[ip + 12 + i]! << 8) | f[ip + 13 + i]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  f[udp + 6] = sum >> 8;
+  f[udp + 7] = sum & 0xff;
+  return { frame: f, csumStart: udp, csumOffset: 6 };
+}
+
+/** Whether `f` is an ICMP destination-unreachable (port) about a UDP datagram to `port`. */
+export function isIcmpPortUnreachable(f: Uint8Array, port: number): boolean {
+  if (f.length < 14 + 20 + 8 + 28 || f[12] !== 0x08 || f[13] !== 0x00 || f[23] !== 1) return false;
+  const icmp = 14 + (f[14]! & 0xf) * 4;
+  const inner = icmp + 8;
+  const innerUdp = inner + (f[inner]! & 0xf) * 4;
+  return f[icmp] === 3 && f[icmp + 1] === 3 && f[inner + 9] === 17 && ((f[innerUdp + 2]! << 8) | f[innerUdp + 3]!) === port;
+}
