@@ -27,7 +27,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   sleep 1
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
+  rm -rf "$DIR" /var/run/dpdk/vts*"$$"   # testpmd's runtime directories (--file-prefix)
 }
 trap cleanup EXIT
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd is not installed (Debian package dpdk)" >&2; exit 1; }
