@@ -14,6 +14,7 @@ import {
   type OptionValues,
 } from '../../cli/options.js';
 import { NET_MTU_MAX, NET_MTU_MIN } from '../../spec/net.js';
+import { TAP_NAME_MAX } from '../../platform/tap.js';
 import type { DeviceCli } from '../device-type.js';
 import { DEFAULT_NET_MAC } from './net-device.js';
 import { formatMac, parseMac } from './packet.js';
@@ -25,9 +26,19 @@ export interface NetOptions extends BackendOptions {
   readonly mac: Uint8Array;
   readonly mtu: number;
   readonly queueSize: number;
+  /** Queue pairs per device (MQ above 1; default 1). */
+  readonly queuePairs?: number;
+  /** TAP interfaces to attach to the switch (created when missing). */
+  readonly taps?: readonly string[];
+  /** A pcap capture of every frame the switch forwards. */
+  readonly pcap?: string;
 }
 
-export const NET_DEFAULTS = { mtu: 1500, queueSize: 256 } as const;
+export const NET_DEFAULTS = { mtu: 1500, queueSize: 256, queuePairs: 1 } as const;
+/** Queue pairs per device from the command line at most (the spec allows 0x8000). */
+export const MAX_CLI_QUEUE_PAIRS = 64;
+/** TAP ports one process attaches at most. */
+export const MAX_TAP_PORTS = 16;
 /** Ports one process serves at most. */
 export const MAX_NET_PORTS = 64;
 
@@ -46,6 +57,11 @@ SIGTERM or SIGINT, removing its sockets.
                           the last byte. QEMU's vhost-user-net keeps its own -device mac= for the guest
   --mtu N                 MTU offered with VIRTIO_NET_F_MTU, ${NET_MTU_MIN}..${NET_MTU_MAX} (default ${NET_DEFAULTS.mtu})
   --queue-size N          the largest ring the device accepts, a power of 2 (default ${NET_DEFAULTS.queueSize})
+  --queue-pairs N         queue pairs per device, 1..${MAX_CLI_QUEUE_PAIRS} (default 1; MQ above 1: QEMU -netdev
+                          vhost-user,queues=N with virtio-net-pci,mq=on)
+  --tap NAME              attach the Linux TAP interface NAME to the switch (created when missing;
+                          needs root and /dev/net/tun; repeat for more, at most ${MAX_TAP_PORTS})
+  --pcap PATH             write every frame the switch forwards to PATH (pcap, Ethernet)
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -55,6 +71,9 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     mac: { type: 'string' },
     mtu: { type: 'string' },
     'queue-size': { type: 'string' },
+    'queue-pairs': { type: 'string' },
+    tap: { type: 'string', multiple: true },
+    pcap: { type: 'string' },
   },
   usage: NET_USAGE,
   parse(values: OptionValues, common: BackendOptions): NetOptions {
@@ -76,7 +95,18 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     const mtuText = stringOption(values, 'mtu');
     const mtu = mtuText === undefined ? NET_DEFAULTS.mtu : parseIntInRange(mtuText, '--mtu', NET_MTU_MIN, NET_MTU_MAX, COMMAND);
     const queueSize = queueSizeOption(values, COMMAND, NET_DEFAULTS.queueSize);
-    return { ...common, socketPaths, mac, mtu, queueSize };
+    const pairsText = stringOption(values, 'queue-pairs');
+    const queuePairs = pairsText === undefined ? NET_DEFAULTS.queuePairs : parseIntInRange(pairsText, '--queue-pairs', 1, MAX_CLI_QUEUE_PAIRS, COMMAND);
+    const rawTaps = values['tap'];
+    const taps = (Array.isArray(rawTaps) ? rawTaps : typeof rawTaps === 'string' ? [rawTaps] : []).filter((t): t is string => typeof t === 'string');
+    if (taps.length > MAX_TAP_PORTS) throw new CliError(CliFault.BAD_VALUE, `at most ${MAX_TAP_PORTS} --tap`, COMMAND);
+    for (const t of taps) {
+      if (!/^[A-Za-z0-9_.-]+$/.test(t) || Buffer.byteLength(t) > TAP_NAME_MAX) throw new CliError(CliFault.BAD_VALUE, `--tap "${t}" is not an interface name (1..${TAP_NAME_MAX} of A-Z a-z 0-9 _ . -)`, COMMAND);
+    }
+    if (new Set(taps).size !== taps.length) throw new CliError(CliFault.BAD_VALUE, 'a --tap is given twice', COMMAND);
+    const pcap = stringOption(values, 'pcap');
+    if (pcap !== undefined && (pcap === '' || pcap.includes('\0'))) throw new CliError(CliFault.BAD_VALUE, '--pcap needs a file path', COMMAND);
+    return { ...common, socketPaths, mac, mtu, queueSize, queuePairs, taps, ...(pcap !== undefined ? { pcap } : {}) };
   },
   async run(options, io) {
     const { runNet } = await import('./net-command.js');

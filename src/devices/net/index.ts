@@ -8,3 +8,6 @@ export * from './net-device.js';
 export * from './net-driver.js';
 export * from './net-type.js';
 export { NET_CLI, type NetOptions } from './cli.js';
+export * from './tap-port.js';
+export * from './pcap-port.js';
+export * from './vhost-user-net-device.js';

@@ -4,7 +4,8 @@
  * built CLI process serves several sockets and ends cleanly on SIGTERM, removing them.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseCommandLine } from '../../cli/args.js';
@@ -47,6 +48,20 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--mtu', '67']), /out of range/);
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--socket-path', '/tmp/a.sock']), /twice/);
     assert.throws(() => parseNet(['--mtu', '1500']), /--socket-path/);
+  });
+
+  it('parses --queue-pairs, repeated --tap and --pcap, and refuses bad values', () => {
+    const o = parseNet(['--socket-path', '/tmp/a.sock', '--queue-pairs', '2', '--tap', 'vts0', '--tap', 'vts1', '--pcap', '/tmp/x.pcap']);
+    assert.equal(o.queuePairs, 2);
+    assert.deepEqual(o.taps, ['vts0', 'vts1']);
+    assert.equal(o.pcap, '/tmp/x.pcap');
+    const d = parseNet(['--socket-path', '/tmp/a.sock']);
+    assert.deepEqual([d.queuePairs, d.taps, d.pcap], [1, [], undefined]);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--queue-pairs', '0']), /out of range/);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--queue-pairs', '65']), /out of range/);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'a/b']), /interface name/);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'sixteen-chars-xx']), /interface name/);
+    assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'x', '--tap', 'x']), /twice/);
   });
 
   it('two front-ends on two sockets exchange frames through the switch, both ways', async () => {
@@ -104,6 +119,26 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
       });
       assert.deepEqual({ code: r.code, signal: r.signal }, { code: EXIT.OK, signal: null }, r.err);
       assert.ok(socks.every((s) => !existsSync(s)), 'sockets removed');
+    });
+  });
+
+  const tapMissing = process.getuid?.() !== 0 ? 'not root' : !existsSync('/dev/net/tun') ? '/dev/net/tun missing' : null;
+  it('the built CLI attaches --tap (the interface exists while it runs, gone after) and writes --pcap; ends cleanly', { skip: tapMissing !== null && process.env['CI'] !== 'true' ? tapMissing : false }, async () => {
+    assert.equal(tapMissing, null);
+    await withDir(async (dir) => {
+      const sock = join(dir, 'x.sock');
+      const pcap = join(dir, 'c.pcap');
+      const ifname = `vtsc${process.pid.toString(36)}`.slice(0, 15);
+      const ipLink = (): string => execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8', timeout: 10_000 });
+      const r = await runCli(['net', '--socket-path', sock, '--tap', ifname, '--pcap', pcap, '-v'], async (child, err) => {
+        await until(() => isSocket(sock) && /TAP port .* attached/.test(err()), 10_000, 'the socket and the TAP', child);
+        assert.match(ipLink(), new RegExp(`: ${ifname}[:@]`));
+        child.kill('SIGTERM');
+      });
+      assert.deepEqual({ code: r.code, signal: r.signal }, { code: EXIT.OK, signal: null }, r.err);
+      assert.doesNotMatch(ipLink(), new RegExp(`: ${ifname}[:@]`), 'the TAP went away with the process');
+      const f = readFileSync(pcap);
+      assert.equal(f.length >= 24 && f.readUInt32LE(0) === 0xa1b2c3d4 && f.readUInt32LE(20) === 1, true, 'a pcap file, Ethernet');
     });
   });
 });

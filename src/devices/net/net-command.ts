@@ -10,17 +10,25 @@ import { loadPlatform } from '../../cli/serve.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { type Logger, createLogger } from '../../log.js';
 import type { Platform } from '../../platform/types.js';
+import { PF } from '../../vhost-user/messages.js';
 import { serveVhostUser, type VhostUserServer } from '../../vhost-user/server.js';
 import type { NetOptions } from './cli.js';
-import { NetDevice } from './net-device.js';
 import { formatMac } from './packet.js';
+import { PcapPort } from './pcap-port.js';
 import { NetSwitch, type SwitchPort } from './switch.js';
+import { TapPort } from './tap-port.js';
+import { VhostUserNetDevice } from './vhost-user-net-device.js';
+
+/** How often the pcap capture is written out (and at exit). */
+const PCAP_FLUSH_MS = 1000;
 
 /** Tests: a platform, a stop signal, and a look at the switch. */
 export interface RunNetHooks {
   readonly platform?: Platform;
   readonly stop?: Promise<unknown>;
   readonly onSwitch?: (sw: NetSwitch) => void;
+  /** Each device as a front-end connects (a fresh one per connection). */
+  readonly onDevice?: (device: VhostUserNetDevice, port: number) => void;
 }
 
 /** The MAC of port `i`: the base with `i` added to its last byte (checked by the CLI to fit). */
@@ -46,14 +54,43 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
     void hooks.stop?.then(() => resolve('stop'));
   });
   const servers: VhostUserServer[] = [];
+  const taps: TapPort[] = [];
+  let pcap: PcapPort | null = null;
+  let pcapTimer: NodeJS.Timeout | null = null;
+  const closePorts = (): void => {
+    if (pcapTimer !== null) clearInterval(pcapTimer);
+    for (const t of taps) t.close();
+    try {
+      pcap?.close();
+    } catch (e) {
+      logger.error(`closing ${options.pcap}: ${(e as Error).message}`);
+    }
+  };
   const endpoints: { socketPath?: string; fd?: number }[] =
     options.socketPaths.length > 0 ? options.socketPaths.map((socketPath) => ({ socketPath })) : [{ fd: options.fd! }];
   try {
     const platform = hooks.platform ?? loadPlatform();
-    for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith));
+    if (options.pcap !== undefined) {
+      pcap = new PcapPort({ path: options.pcap });
+      pcap.captureFrom(sw);
+      const p = pcap;
+      pcapTimer = setInterval(() => {
+        if (!p.tryFlush()) logger.error(`${options.pcap}: ${p.failure?.message ?? 'write failed'}; capture stopped`);
+      }, PCAP_FLUSH_MS);
+      pcapTimer.unref();
+      logger.info(`capturing to ${options.pcap}`);
+    }
+    for (const name of options.taps ?? []) {
+      const tap = new TapPort({ ifname: name, platform, onError: (e) => logger.error(`tap ${name}: ${e.message}; port stopped`) });
+      taps.push(tap);
+      tap.attachTo(sw);
+      logger.info(`TAP port ${tap.ifname} attached`);
+    }
+    for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith, hooks));
   } catch (e) {
     for (const s of signals) process.off(s, onSignal);
     for (const s of servers) await s.close();
+    closePorts();
     throw e;
   }
   const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -71,6 +108,9 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
     }
   }
   for (const p of sw.attached) logger.info(`port ${p.name}: ${JSON.stringify(p.counters)}`);
+  for (const t of taps) logger.info(`${t.name}: ${JSON.stringify(t.stats)}`);
+  if (pcap !== null) logger.info(`${pcap.name}: ${pcap.frames} frames, ${pcap.dropped} not written`);
+  closePorts();
   return code;
 }
 
@@ -82,20 +122,27 @@ async function servePort(
   platform: Platform,
   logger: Logger,
   stopWith: (why: string) => void,
+  hooks: RunNetHooks,
 ): Promise<VhostUserServer> {
   const mac = portMac(o.mac, i);
   const name = where.socketPath ?? `fd ${where.fd}`;
   let port: SwitchPort | null = null;
-  const device = (): NetDevice => {
+  const device = (): VhostUserNetDevice => {
     // A fresh device per front-end, as a fresh switch port (the old one leaves with its addresses).
     port?.detach();
-    const d = new NetDevice({ mac, mtu: o.mtu, queueSize: o.queueSize, name: `net${i}`, logger });
+    const d = new VhostUserNetDevice({ mac, mtu: o.mtu, queueSize: o.queueSize, queuePairs: o.queuePairs ?? 1, name: `net${i}`, logger });
     port = d.attachTo(sw);
+    hooks.onDevice?.(d, i);
     return d;
   };
+  // QEMU 7.2 runs one vhost device per queue pair over the one connection. SET_MEM_TABLE is sent
+  // by the first only, but with CONFIGURE_MEM_SLOTS every pair's device sends ADD_MEM_REG for the
+  // same regions, which the kit's back-end refuses as overlapping: with more than one pair the
+  // memory table goes through SET_MEM_TABLE (the slot feature is not offered).
+  const protocolMask = (o.queuePairs ?? 1) > 1 ? ~PF.CONFIGURE_MEM_SLOTS : undefined;
   let server: VhostUserServer;
   try {
-    server = await serveVhostUser({ device, platform, logger, ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
+    server = await serveVhostUser({ device, platform, logger, ...(protocolMask !== undefined ? { backend: { protocolFeatures: protocolMask } } : {}), ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
   } catch (e) {
     throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${name}: ${(e as Error).message}`, { cause: e });
   }
@@ -105,6 +152,6 @@ async function servePort(
   });
   // An inherited connected socket is served once.
   if (where.fd !== undefined) void server.closed.then(() => stopWith('front-end gone'));
-  logger.info(`serving virtio-net port ${i} (mac ${formatMac(mac)}, mtu ${o.mtu}) on ${name}`);
+  logger.info(`serving virtio-net port ${i} (mac ${formatMac(mac)}, mtu ${o.mtu}, ${o.queuePairs ?? 1} queue pair(s)) on ${name}`);
   return server;
 }

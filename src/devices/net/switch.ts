@@ -4,6 +4,15 @@
  * to that port only; broadcast, multicast and unknown unicast frames are flooded to every other
  * port. Ports come and go while others run. Per-port counters.
  *
+ * VLANs (IEEE 802.1Q): a port attached with `vlans` is a member of those VLAN ids only (and of
+ * the untagged network unless `untagged: false`); a frame's VLAN is the id of its 802.1Q tag, or
+ * "untagged". A frame from a port that is not a member of its VLAN is dropped (counted); frames
+ * go only to ports that are members. Tags pass unchanged. Addresses are learned once for all
+ * VLANs (shared VLAN learning).
+ *
+ * Monitors (`monitor`) see every frame the switch accepts, before it is delivered: a capture
+ * port (pcap) is one.
+ *
  * The guest is untrusted: a port that sends from many source addresses cannot grow the table
  * beyond `maxAddresses` (further addresses are not learned and their frames are flooded), and a
  * chain of ports that answer synchronously (two reflectors) is cut at `MAX_FORWARD_DEPTH`.
@@ -11,7 +20,7 @@
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { type NetPacket, isGroupAddress, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
-import { ETH_HEADER } from '../../spec/net.js';
+import { ETH_HEADER, ETH_P_8021Q, ETH_VLAN_TAG, NET_VLAN_IDS } from '../../spec/net.js';
 
 /** Per-port counters (from the port's point of view: rx = frames the port sent into the switch). */
 export interface SwitchPortCounters {
@@ -30,16 +39,49 @@ export const MAX_FORWARD_DEPTH = 8;
 /** Default size of the address table. */
 export const DEFAULT_MAX_ADDRESSES = 4096;
 
+/** The VLAN of an untagged frame, for membership tests. */
+export const UNTAGGED = -1;
+
+/** How a port joins the switch. */
+export interface SwitchPortOptions {
+  /** VLAN ids (0..4095) the port is a member of; absent: every VLAN (no filtering). */
+  readonly vlans?: readonly number[];
+  /** Whether untagged frames reach and leave the port (default true). */
+  readonly untagged?: boolean;
+}
+
 /** A port's attachment: its link into the switch, its counters, and detach. */
 export class SwitchPort implements NetLink {
   readonly counters: SwitchPortCounters = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
   /** @internal */
   attached = true;
+  /** One bit per VLAN id, or null for "member of all". */
+  private readonly vlanBits: Uint8Array | null;
+  private readonly untagged: boolean;
 
   constructor(
     private readonly sw: NetSwitch,
     readonly port: NetPort,
-  ) {}
+    opts: SwitchPortOptions = {},
+  ) {
+    this.untagged = opts.untagged ?? true;
+    if (opts.vlans === undefined) {
+      this.vlanBits = null;
+    } else {
+      this.vlanBits = new Uint8Array(NET_VLAN_IDS / 8);
+      for (const v of opts.vlans) {
+        if (!Number.isInteger(v) || v < 0 || v >= NET_VLAN_IDS) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `VLAN id ${v} not in 0..${NET_VLAN_IDS - 1}`);
+        this.vlanBits[v >> 3]! |= 1 << (v & 7);
+      }
+    }
+  }
+
+  /** Whether the port is a member of `vlan` (a VLAN id, or UNTAGGED). */
+  isMember(vlan: number): boolean {
+    if (vlan === UNTAGGED) return this.untagged;
+    const b = this.vlanBits;
+    return b === null || (b[vlan >> 3]! & (1 << (vlan & 7))) !== 0;
+  }
 
   get name(): string {
     return this.port.name;
@@ -60,8 +102,21 @@ export interface NetSwitchOptions {
   readonly maxAddresses?: number;
 }
 
+/** A monitor's attachment: detach to stop seeing frames. */
+export interface SwitchMonitor {
+  detach(): void;
+}
+
+/** The VLAN id of a frame's 802.1Q tag, or UNTAGGED. */
+export function frameVlan(p: NetPacket): number {
+  const d = p.data;
+  if (p.length < ETH_HEADER + ETH_VLAN_TAG || ((d[12]! << 8) | d[13]!) !== ETH_P_8021Q) return UNTAGGED;
+  return ((d[14]! << 8) | d[15]!) & 0xfff;
+}
+
 export class NetSwitch {
   private ports: SwitchPort[] = [];
+  private monitors: NetPort[] = [];
   private readonly table = new Map<number, SwitchPort>();
   private readonly maxAddresses: number;
   private depth = 0;
@@ -74,10 +129,23 @@ export class NetSwitch {
   }
 
   /** Attaches `port`; frames it sends go through the returned link. */
-  attach(port: NetPort): SwitchPort {
-    const sp = new SwitchPort(this, port);
+  attach(port: NetPort, opts: SwitchPortOptions = {}): SwitchPort {
+    const sp = new SwitchPort(this, port, opts);
     this.ports = [...this.ports, sp]; // copy on write: a forward in progress keeps its list
     return sp;
+  }
+
+  /**
+   * Shows `port` every frame the switch accepts from any port (a mirror port, as a capture):
+   * delivered before the frame goes on. The monitor must not send.
+   */
+  monitor(port: NetPort): SwitchMonitor {
+    this.monitors = [...this.monitors, port];
+    return {
+      detach: () => {
+        this.monitors = this.monitors.filter((m) => m !== port);
+      },
+    };
   }
 
   /** The attached ports, in attach order. */
@@ -109,9 +177,16 @@ export class NetSwitch {
       from.counters.dropped++;
       return;
     }
+    const vlan = frameVlan(p);
+    if (!from.isMember(vlan)) {
+      from.counters.dropped++;
+      return;
+    }
     from.counters.rxFrames++;
     from.counters.rxBytes += p.length;
     const d = p.data;
+    const monitors = this.monitors;
+    for (let i = 0; i < monitors.length; i++) monitors[i]!.deliver(p);
     // Learn the source (a group source address is bogus: never learned).
     if (!isGroupAddress(d, 6)) {
       const src = macKey(d, 6);
@@ -123,14 +198,14 @@ export class NetSwitch {
       if (!isGroupAddress(d, 0)) {
         const to = this.table.get(macKey(d, 0));
         if (to !== undefined) {
-          if (to !== from) this.deliver(to, p);
+          if (to !== from && to.isMember(vlan)) this.deliver(to, p);
           return; // a frame for the port it came from is not sent back
         }
       }
       const ports = this.ports;
       for (let i = 0; i < ports.length; i++) {
         const to = ports[i]!;
-        if (to !== from && to.attached) this.deliver(to, p);
+        if (to !== from && to.attached && to.isMember(vlan)) this.deliver(to, p);
       }
     } finally {
       this.depth--;
