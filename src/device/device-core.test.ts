@@ -543,6 +543,25 @@ describe('DeviceCore: memory and interface changes', () => {
     assert.equal(r.core.status, ALL_UP);
   });
 
+  it('setMemory with the same GuestMemory rebound in place keeps the queue object: a chain held across it completes into the new buffer', () => {
+    const { r, q } = running();
+    addEcho(r, q, 0x51, 0);
+    const dq = r.core.queue(0)!;
+    const held = dq.createChain();
+    assert.ok(dq.pop(held), 'the device holds a chain');
+    // The region's buffer is replaced by a copy (v86: its wasm memory grew): the old one is dead.
+    const oldBytes = r.memory.regionSpecs()[0]!.bytes;
+    const fresh = oldBytes.slice();
+    r.memory.rebindRegion(0, fresh);
+    r.core.setMemory(r.memory);
+    assert.equal(r.core.queue(0), dq, 'the same queue object (the queue server keeps its requests)');
+    dq.push(held, 16);
+    const usedIdx = r.core.queueConfig(0)!.deviceAddr + 2;
+    assert.equal(r.memory.readU16(usedIdx), 1, 'the used entry is in the live buffer');
+    assert.equal(new DataView(oldBytes.buffer, oldBytes.byteOffset).getUint16(usedIdx, true), 0, 'nothing went to the dead one');
+    assert.equal(r.core.status, ALL_UP);
+  });
+
   it('setMemory that no longer holds a live ring sets DEVICE_NEEDS_RESET with a configuration change', () => {
     const { r } = running();
     r.core.setMemory(GuestMemory.allocate(0x1000));

@@ -165,11 +165,18 @@ export class DeviceCore implements DeviceCoreApi {
    * `ctx.memory` and `ctx.queue()`.
    */
   setMemory(memory: GuestMemory): void {
+    const inPlace = memory === this.mem;
     this.mem = memory;
     for (let i = 0; i < this.numQueues; i++) {
       const old = this.queues[i];
       if (!old) continue;
       try {
+        // The same GuestMemory rebound in place (v86's RAM buffer grew): the same queue object
+        // with fresh views, so the queue server and the chains a device holds go on.
+        if (inPlace && old.rebind) {
+          old.rebind();
+          continue;
+        }
         const q = createDeviceQueue(memory, this.configFor(i));
         q.setState(old.state());
         this.queues[i] = q;

@@ -36,19 +36,19 @@ export class PackedQueue implements DeviceQueue {
   readonly inOrder: boolean;
   readonly littleEndian: boolean;
 
-  private readonly desc: ResolvedArea;
+  private desc: ResolvedArea;
   /** Driver Event Suppression (read by the device). */
-  private readonly drvEvt: ResolvedArea;
+  private drvEvt: ResolvedArea;
   /** Device Event Suppression (written by the device). */
-  private readonly devEvt: ResolvedArea;
+  private devEvt: ResolvedArea;
   /**
    * Little-endian fast path: the descriptor ring as u32 words of its region (null for
    * big-endian guests or an unaligned region) and the word index of descriptor 0.
    */
-  private readonly descU32: Uint32Array | null;
+  private descU32: Uint32Array | null;
   private readonly descW: number;
   /** Driver Event Suppression as u16 words (with the descriptor fast path) and its word index. */
-  private readonly drvEvtU16: Uint16Array | null;
+  private drvEvtU16: Uint16Array | null;
   private readonly drvEvtW: number;
   /**
    * `pushDeferred`: ring position and flags of the first used descriptor whose flags are held
@@ -89,24 +89,44 @@ export class PackedQueue implements DeviceQueue {
   private usedSinceSignal = 0;
   private signalledValid = true;
 
+  private readonly config: QueueConfig;
+
   constructor(memory: GuestMemory, config: QueueConfig) {
     const r = resolvePackedConfig(memory, config);
     this.memory = memory;
+    this.config = config;
     this.size = r.size;
     this.index = r.index;
     this.eventIdx = r.eventIdx;
     this.indirect = r.indirect;
     this.inOrder = r.inOrder;
     this.littleEndian = r.littleEndian;
+    this.desc = this.drvEvt = this.devEvt = r.desc;
+    this.descU32 = this.drvEvtU16 = null;
+    this.bindViews(r);
+    this.orderDescs = new Uint16Array(r.size);
+    this.recentDescs = new Uint16Array(r.size);
+    this.descW = r.desc.offset >>> 2;
+    this.drvEvtW = r.driver.offset >>> 1;
+  }
+
+  /** The views of guest memory the ring is read and written through (derived from `r`). */
+  private bindViews(r: ReturnType<typeof resolvePackedConfig>): void {
     this.desc = r.desc;
     this.drvEvt = r.driver;
     this.devEvt = r.device;
-    this.orderDescs = new Uint16Array(r.size);
-    this.recentDescs = new Uint16Array(r.size);
-    this.descU32 = r.littleEndian && (r.desc.offset & 3) === 0 && r.desc.u16 !== null ? memory.u32Of(r.desc.region) : null;
-    this.descW = r.desc.offset >>> 2;
+    this.descU32 = r.littleEndian && (r.desc.offset & 3) === 0 && r.desc.u16 !== null ? this.memory.u32Of(r.desc.region) : null;
     this.drvEvtU16 = this.descU32 !== null ? r.driver.u16 : null;
-    this.drvEvtW = r.driver.offset >>> 1;
+    this.dataStart = 0;
+    this.dataEnd = -1;
+  }
+
+  /**
+   * The GuestMemory was rebound in place (its region buffers replaced, addresses unchanged):
+   * the ring views are derived again. Position, buffers in flight and held chains stay.
+   */
+  rebind(): void {
+    this.bindViews(resolvePackedConfig(this.memory, this.config));
   }
 
   get broken(): QueueError | null {

@@ -35,34 +35,34 @@ export class SplitQueue implements DeviceQueue {
   private readonly notifyOnEmpty: boolean;
 
   private readonly mask: number;
-  private readonly desc: ResolvedArea;
-  private readonly avail: ResolvedArea;
-  private readonly used: ResolvedArea;
+  private desc: ResolvedArea;
+  private avail: ResolvedArea;
+  private used: ResolvedArea;
   private readonly usedEventOff: number;
   private readonly availEventOff: number;
   /** The descriptor table's region as u32 words (null when the region is not 4-aligned). */
-  private readonly descU32: Uint32Array | null;
+  private descU32: Uint32Array | null;
   /**
    * Little-endian fast paths: the avail ring as u16 words and the used ring as u32 words of
    * their regions (null for big-endian guests or unaligned regions), with the word index of
    * ring entry 0. Typed-array loads and stores are cheaper than DataView calls.
    */
-  private readonly availU16: Uint16Array | null;
+  private availU16: Uint16Array | null;
   private readonly availRingW: number;
-  private readonly usedU32: Uint32Array | null;
+  private usedU32: Uint32Array | null;
   private readonly usedRingW: number;
   /** u16 word indices of avail idx, avail flags, used_event and used idx (with availU16/usedU16). */
   private readonly availIdxW: number;
   private readonly availFlagsW: number;
   private readonly usedEventW: number;
-  private readonly usedU16: Uint16Array | null;
+  private usedU16: Uint16Array | null;
   private readonly usedIdxW: number;
   private readonly availEventW: number;
   /**
    * Both rings have atomic u16 views: used idx is stored seq-cst and the driver's fields are
    * loaded seq-cst, which orders the store before the loads (the mb of 2.7.10) without a fence.
    */
-  private readonly seqCst: boolean;
+  private seqCst: boolean;
 
   private nextAvail = 0;
   /** Next used entry to write; `publishedUsed` is the idx in guest memory (behind after pushDeferred). */
@@ -80,9 +80,12 @@ export class SplitQueue implements DeviceQueue {
   private signalledUsed = 0;
   private signalledValid = true;
 
+  private readonly config: QueueConfig;
+
   constructor(memory: GuestMemory, config: QueueConfig) {
     const r = resolveSplitConfig(memory, config);
     this.memory = memory;
+    this.config = config;
     this.size = r.size;
     this.index = r.index;
     this.mask = r.size - 1;
@@ -91,25 +94,45 @@ export class SplitQueue implements DeviceQueue {
     this.inOrder = r.inOrder;
     this.littleEndian = r.littleEndian;
     this.notifyOnEmpty = r.notifyOnEmpty;
-    this.desc = r.desc;
-    this.avail = r.avail;
-    this.used = r.used;
+    this.desc = this.avail = this.used = r.desc;
+    this.descU32 = this.availU16 = this.usedU32 = this.usedU16 = null;
+    this.seqCst = false;
+    this.bindViews(r);
     this.usedEventOff = r.avail.offset + SplitLayout.usedEventOffset(r.size);
     this.availEventOff = r.used.offset + SplitLayout.availEventOffset(r.size);
-    // The table is 16-aligned in guest space (2.7); its offset in the region must be too.
-    this.descU32 = (r.desc.offset & 3) === 0 ? memory.u32Of(r.desc.region) : null;
-    this.availU16 = r.littleEndian ? r.avail.u16 : null;
     this.availRingW = (r.avail.offset + SplitLayout.AVAIL_RING) >>> 1;
-    // 2.7: the used ring is 4-aligned in guest space; its offset in the region must be too.
-    this.usedU32 = r.littleEndian && (r.used.offset & 3) === 0 ? memory.u32Of(r.used.region) : null;
     this.usedRingW = (r.used.offset + SplitLayout.USED_RING) >>> 2;
     this.availIdxW = (r.avail.offset + SplitLayout.AVAIL_IDX) >>> 1;
     this.availFlagsW = (r.avail.offset + SplitLayout.AVAIL_FLAGS) >>> 1;
     this.usedEventW = this.usedEventOff >>> 1;
-    this.usedU16 = r.littleEndian ? r.used.u16 : null;
     this.usedIdxW = (r.used.offset + SplitLayout.USED_IDX) >>> 1;
     this.availEventW = this.availEventOff >>> 1;
+  }
+
+  /** The views of guest memory the ring is read and written through (derived from `r`). */
+  private bindViews(r: ReturnType<typeof resolveSplitConfig>): void {
+    const memory = this.memory;
+    this.desc = r.desc;
+    this.avail = r.avail;
+    this.used = r.used;
+    // The table is 16-aligned in guest space (2.7); its offset in the region must be too.
+    this.descU32 = (r.desc.offset & 3) === 0 ? memory.u32Of(r.desc.region) : null;
+    this.availU16 = r.littleEndian ? r.avail.u16 : null;
+    // 2.7: the used ring is 4-aligned in guest space; its offset in the region must be too.
+    this.usedU32 = r.littleEndian && (r.used.offset & 3) === 0 ? memory.u32Of(r.used.region) : null;
+    this.usedU16 = r.littleEndian ? r.used.u16 : null;
     this.seqCst = this.availU16 !== null && this.usedU16 !== null;
+    this.dataStart = 0;
+    this.dataEnd = -1;
+  }
+
+  /**
+   * The GuestMemory was rebound in place (its region buffers replaced, addresses unchanged: a
+   * JavaScript emulator whose RAM buffer grew): the ring views are derived again. Position,
+   * buffers in flight and chains the device holds stay as they are.
+   */
+  rebind(): void {
+    this.bindViews(resolveSplitConfig(this.memory, this.config));
   }
 
   get broken(): QueueError | null {

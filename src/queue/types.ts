@@ -116,6 +116,12 @@ export interface DeviceQueue {
   state(): QueueState;
   /** Validates and applies saved state (QUEUE_BAD_STATE on misfit). */
   setState(s: QueueState): void;
+  /**
+   * The queue's GuestMemory was rebound in place (region buffers replaced, guest addresses
+   * unchanged): derive the ring views again, keeping the position, the buffers in flight and
+   * every chain the device holds. Optional: without it the core builds a new queue object.
+   */
+  rebind?(): void;
 
   readonly memory: GuestMemory;
 }
