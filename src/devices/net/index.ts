@@ -8,3 +8,7 @@ export * from './net-device.js';
 export * from './net-driver.js';
 export * from './net-type.js';
 export { NET_CLI, type NetOptions } from './cli.js';
+export * from './checksum.js';
+export * from './frame-layout.js';
+export * from './gso-segmenter.js';
+export * from './ip-frames.js';
