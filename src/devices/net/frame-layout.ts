@@ -36,11 +36,16 @@ export class FrameLayout {
   l4Len = 0;
   hdrs = 0;
 
+  /** IPv6 with extension headers before the transport header; an IPv4 fragment (MF or an offset). */
+  ipv6Ext = false;
+  fragment = false;
+
   /**
-   * Parses the frame d[0, len): true when it is IPv4 or IPv6 carrying TCP or UDP whose headers
-   * all lie within the frame, and (IPv4) is not a fragment.
+   * Parses the network header of d[0, len): true for IPv4 or IPv6 (behind an optional 802.1Q
+   * tag) whose header lies within the frame; sets l3, ipv6, l3Len, l4 (where the transport
+   * header would start), proto, ipv6Ext and fragment.
    */
-  parse(d: Uint8Array, len: number): boolean {
+  parseNetwork(d: Uint8Array, len: number): boolean {
     let l3 = ETH_HEADER;
     if (len < l3) return false;
     let type = get16(d, 12);
@@ -50,25 +55,26 @@ export class FrameLayout {
       type = get16(d, 16);
     }
     this.l3 = l3;
-    let l4: number;
-    let proto: number;
     if (type === ETH_P_IPV4) {
       if (len < l3 + 20 || d[l3]! >>> 4 !== 4) return false;
       const ihl = (d[l3]! & 0xf) * 4;
       if (ihl < 20 || len < l3 + ihl) return false;
-      // A fragment (MF set or a nonzero offset) has no transport header to work on.
-      if ((get16(d, l3 + 6) & 0x3fff) !== 0) return false;
       this.ipv6 = false;
+      this.ipv6Ext = false;
+      this.fragment = (get16(d, l3 + 6) & 0x3fff) !== 0;
       this.l3Len = ihl;
-      l4 = l3 + ihl;
-      proto = d[l3 + 9]!;
-    } else if (type === ETH_P_IPV6) {
+      this.l4 = l3 + ihl;
+      this.proto = d[l3 + 9]!;
+      return true;
+    }
+    if (type === ETH_P_IPV6) {
       if (len < l3 + IPV6_HEADER || d[l3]! >>> 4 !== 6) return false;
       this.ipv6 = true;
+      this.fragment = false;
       this.l3Len = IPV6_HEADER;
       let nextAt = l3 + 6;
-      proto = d[nextAt]!;
-      l4 = l3 + IPV6_HEADER;
+      let proto = d[nextAt]!;
+      let l4 = l3 + IPV6_HEADER;
       for (let k = 0; k < IPV6_MAX_EXT && (proto === IPV6_EXT_HOP || proto === IPV6_EXT_ROUTING || proto === IPV6_EXT_DEST); k++) {
         if (len < l4 + 8) return false;
         nextAt = l4;
@@ -76,9 +82,23 @@ export class FrameLayout {
         l4 += (d[l4 + 1]! + 1) * 8;
       }
       this.ipv6NextAt = nextAt;
-    } else {
-      return false;
+      this.ipv6Ext = l4 !== l3 + IPV6_HEADER;
+      this.l4 = l4;
+      this.proto = proto;
+      return true;
     }
+    return false;
+  }
+
+  /**
+   * Parses the frame d[0, len): true when it is IPv4 or IPv6 carrying TCP or UDP whose headers
+   * all lie within the frame, and (IPv4) is not a fragment.
+   */
+  parse(d: Uint8Array, len: number): boolean {
+    // A fragment (MF set or a nonzero offset) has no transport header to work on.
+    if (!this.parseNetwork(d, len) || this.fragment) return false;
+    const l4 = this.l4;
+    const proto = this.proto;
     let l4Len: number;
     if (proto === IPPROTO_TCP) {
       if (len < l4 + 20) return false;
