@@ -330,7 +330,13 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.guestOffloadsSet = true;
   }
   isDataQueueEnabled(index: number): boolean {
-    return Number.isInteger(index) && index >= 0 && index < 2 * this.pairsNegotiated() && this.server.queue(index) !== null;
+    if (!(Number.isInteger(index) && index >= 0 && index < 2 * this.pairsNegotiated())) return false;
+    const vq = this.ctx?.queue(index) ?? null;
+    if (vq === null) return false;
+    // A queue reset and enabled again is restarted by the server when next notified; start it
+    // now so its coalescing parameters are the re-enabled ones (device/net/105, /106).
+    if (this.server.queue(index) !== vq) this.server.onQueueNotify(index);
+    return true;
   }
   /** The receive offloads in effect (negotiated, as CTRL_GUEST_OFFLOADS last set them). */
   get guestOffloadsInEffect(): bigint {
