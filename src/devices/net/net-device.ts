@@ -518,6 +518,14 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     return null;
   }
 
+  /** A receive buffer too small for its use: returned with nothing written and counted. */
+  private returnEmpty(vq: DeviceQueue, c: DescriptorChain): void {
+    vq.push(c, 0);
+    this.coalescing.packet(vq.index);
+    this.coalescing.notify(vq.index);
+    this.stats.rxShortBuffers++;
+  }
+
   private receiveInto(ctx: DeviceContext, vq: DeviceQueue, p: NetPacket): void {
     const st = this.stats;
     const hl = this.hdrLen;
@@ -539,6 +547,17 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
         ctx.needsReset(`receive queue ${vq.index}: buffer outside guest memory`);
         return;
       }
+      if (mergeable && c.writableBytes < hl) {
+        // driver/net/45: a mergeable buffer holds at least the header. The buffers popped for
+        // this frame are used empty (the ring moves on past the bad one), the frame is dropped
+        // and counted.
+        for (let i = 0; i < n; i++) vq.pushDeferred(chains[i]!, 0);
+        vq.publish();
+        this.coalescing.packet(vq.index);
+        this.coalescing.notify(vq.index);
+        this.stats.rxShortBuffers++;
+        return;
+      }
       room += c.writableBytes;
       if (!mergeable) break; // device/net/28: one buffer without MRG_RXBUF
     }
@@ -555,10 +574,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       }
       // One buffer smaller than the frame (driver/net/40ff. SHOULD give 1526 bytes): used empty,
       // so the ring moves on.
-      vq.push(chains[0]!, 0);
-      this.coalescing.packet(vq.index);
-      this.coalescing.notify(vq.index);
-      st.rxShortBuffers++;
+      this.returnEmpty(vq, chains[0]!);
       return;
     }
     this.rxFields.numBuffers = n;

@@ -468,3 +468,48 @@ describe('virtio-net: notification coalescing', () => {
     assert.deepEqual(r.device.coalescing.get(1), { maxPackets: 0, maxUsecs: 0 });
   });
 });
+
+describe('virtio-net: untrusted receive buffers and random GSO headers', () => {
+  it('driver/net/45: a mergeable buffer shorter than the header is used empty and the frame dropped and counted, no NEEDS_RESET; the ring moves on', T, async () => {
+    const r = await rig({ refuse: NetF.HASH_REPORT });
+    const tiny = r.post(8);
+    const good = r.post(200);
+    await tick();
+    const f = buildIpFrame({ dst: DEV, src: PEER, payload: 20 });
+    r.peer.inject(f);
+    assert.equal((await tiny).used, 0);
+    assert.equal(r.device.stats.rxShortBuffers, 1);
+    r.peer.inject(f);
+    assert.equal((await good).used, 12 + f.length);
+    assert.equal(r.lb.core.status & Status.DEVICE_NEEDS_RESET, 0);
+    await r.lb.close();
+  });
+
+  it('400 transmit chains with random gso_type, gso_size, hdr_len, flags and checksum offsets over real TCP/UDP frames: forwarded (segments with valid checksums) or counted, never NEEDS_RESET', { timeout: 60_000 }, async () => {
+    const r = await rig({ refuse: NetF.HASH_REPORT });
+    let x = 0x2545f491;
+    const rnd = (n: number): number => {
+      x ^= x << 13;
+      x >>>= 0;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      x >>>= 0;
+      return x % n;
+    };
+    const types = [0, NetGsoType.TCPV4, NetGsoType.TCPV6, NetGsoType.UDP, NetGsoType.UDP_L4, NetGsoType.TCPV4 | NetGsoType.ECN, 0x20, 0x41, 0xff];
+    let sent = 0;
+    for (let i = 0; i < 400; i++) {
+      const f = buildIpFrame({ dst: PEER, src: DEV, ipv6: rnd(2) === 1, udp: rnd(2) === 1, payload: rnd(9000), tcpFlags: rnd(256) });
+      if (rnd(4) === 0) f[14 + rnd(40)] = rnd(256); // a damaged header now and then
+      const h = hdr(r.hdrLen, { flags: rnd(4), gso: types[rnd(types.length)]!, gsoSize: rnd(3) === 0 ? rnd(70000) & 0xffff : 500 + rnd(1000), hdrLen: rnd(200), csumStart: rnd(3) === 0 ? rnd(70000) & 0xffff : 34 + rnd(40), csumOffset: rnd(20) });
+      await r.send(h, f);
+      sent++;
+    }
+    const st = r.device.stats;
+    assert.equal(st.txFrames + st.txErrors + st.txDropped, sent, 'every chain forwarded or counted');
+    assert.ok(st.txGso > 0 && st.txErrors > 0, `some GSO frames went through (${st.txGso}) and some were refused (${st.txErrors})`);
+    for (const s of r.peer.frames) assert.equal(s.gsoType, 0, 'a port without takesGso never sees a GSO frame');
+    assert.equal(r.lb.core.status & Status.DEVICE_NEEDS_RESET, 0);
+    await r.lb.close();
+  });
+});
