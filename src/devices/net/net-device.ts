@@ -139,6 +139,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     if (mac.length !== 6 || (mac[0]! & 1) !== 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'mac must be 6 bytes, unicast');
     this.speed = opts.speedMbps ?? NET_SPEED_UNKNOWN;
     this.duplex = opts.duplex ?? NetDuplex.UNKNOWN;
+    // device/net/10, /11: speed 0..0x7fffffff or unknown; duplex full, half or unknown.
+    if (!Number.isInteger(this.speed) || this.speed < 0 || (this.speed > 0x7fff_ffff && this.speed !== NET_SPEED_UNKNOWN)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `speed ${this.speed}`);
+    if (this.duplex !== NetDuplex.FULL && this.duplex !== NetDuplex.HALF && this.duplex !== NetDuplex.UNKNOWN) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `duplex ${this.duplex}`);
     this.name = opts.name ?? 'virtio-net';
     this.logger = opts.logger;
     this.maxPairs = pairs;

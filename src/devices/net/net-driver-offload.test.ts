@@ -37,12 +37,13 @@ async function receiveN(net: NetDriver, n: number): Promise<NetFrame[]> {
 }
 
 describe('NetDriver: segmentation offload end to end', () => {
-  it('driver/net/18 driver/net/31 driver/net/32: a 64 KiB TSO4 send arrives whole (gso fields, NEEDS_CSUM) at a GUEST_TSO4 driver and as valid segments at one without', T, async () => {
+  it('driver/net/18 driver/net/31 driver/net/32 driver/net/33 driver/net/39 driver/net/43: a 64 KiB TSO4 send (exact hdr_len, GUEST_HDRLEN negotiated) arrives whole (gso fields, NEEDS_CSUM) at a GUEST_TSO4 driver and as valid segments at one without', T, async () => {
     const sw = new NetSwitch();
     const a = await end(sw, 1, NetF.HASH_REPORT);
     const b = await end(sw, 2, NetF.HASH_REPORT);
     const c = await end(sw, 3, NetF.HASH_REPORT | NetF.GUEST_TSO4);
     assert.equal(a.net.hdrLen, 12);
+    assert.equal(a.lb.context.features & NetF.GUEST_HDRLEN, NetF.GUEST_HDRLEN);
     // Broadcast destination so both receivers get it.
     const f = buildIpFrame({ dst: new Uint8Array(6).fill(0xff), src: a.net.mac, payload: 60000, seq: 1 });
     const [, whole, segs] = await Promise.all([a.net.send(f, { gso: { size: 1448 } }), b.net.receive(), receiveN(c.net, Math.ceil(60000 / 1448))]);
@@ -66,7 +67,7 @@ describe('NetDriver: segmentation offload end to end', () => {
     }
   });
 
-  it('driver/net/19 driver/net/21 driver/net/22: TSO6 and USO sends; a CWR stream is flagged ECN; offloads not negotiated are refused by the driver', T, async () => {
+  it('driver/net/8 driver/net/19 driver/net/21 driver/net/22: TSO6 and USO sends; a CWR stream is flagged ECN; offloads not negotiated are refused by the driver', T, async () => {
     const sw = new NetSwitch();
     const a = await end(sw, 1, NetF.HASH_REPORT | NetF.HOST_UFO);
     const b = await end(sw, 2, NetF.HASH_REPORT);
@@ -86,7 +87,7 @@ describe('NetDriver: segmentation offload end to end', () => {
     }
   });
 
-  it("csum 'auto' puts the pseudo-header sum in place; the device completes it for a driver without GUEST_CSUM", T, async () => {
+  it("driver/net/30: csum 'auto' puts the pseudo-header sum in place; the device completes it for a driver without GUEST_CSUM", T, async () => {
     const sw = new NetSwitch();
     const a = await end(sw, 1, NetF.HASH_REPORT);
     const b = await end(sw, 2, NetF.HASH_REPORT | NetF.GUEST_CSUM);
@@ -103,7 +104,7 @@ describe('NetDriver: segmentation offload end to end', () => {
 });
 
 describe('NetDriver: RSS, hash report, coalescing', () => {
-  it('setRss steers flows by the indirection table onto the second pair; with HASH_REPORT negotiated the 20-byte header carries the Toeplitz hash', T, async () => {
+  it('driver/net/14: setRss steers flows by the indirection table onto the second pair; with HASH_REPORT negotiated the 20-byte header carries the Toeplitz hash', T, async () => {
     const sw = new NetSwitch();
     const a = await end(sw, 1, NetF.HASH_REPORT);
     const b = await end(sw, 2, 0n, 2);
@@ -115,13 +116,17 @@ describe('NetDriver: RSS, hash report, coalescing', () => {
     assert.equal(r.hashReport, NetHashReport.TCPV4);
     assert.equal(r.hashValue, toeplitzHash(KEY, 40, Uint8Array.from([...f.subarray(26, 38)]), 12));
     await assert.rejects(b.net.setRss({ hashTypes: 1, table: [0, 1, 0], unclassified: 0, key: KEY }), /power of two/);
+    // The transmit header has the receive header's size (20 bytes here): the device reads it so.
+    const back = buildIpFrame({ dst: a.net.mac, src: b.net.mac, payload: 64 });
+    const [, got] = await Promise.all([b.net.send(back), a.net.receive()]);
+    assert.deepEqual(got.data, back);
     for (const e of [a, b]) {
       e.net.detach();
       await e.lb.close();
     }
   });
 
-  it('setCoalescing / setQueueCoalescing / getQueueCoalescing; setGuestOffloads', T, async () => {
+  it('driver/net/91: setCoalescing / setQueueCoalescing / getQueueCoalescing (an ERR answer is not used); setGuestOffloads', T, async () => {
     const sw = new NetSwitch();
     const a = await end(sw, 1, NetF.HASH_REPORT);
     await a.net.setCoalescing('tx', 8, 100);

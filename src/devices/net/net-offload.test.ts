@@ -201,7 +201,7 @@ describe('virtio-net offloads: transmit (HOST_*)', () => {
     await r.lb.close();
   });
 
-  it('untrusted transmit headers: GSO type not negotiated, ECN without HOST_ECN, tunnel bits, gso_size 0 or above the MTU, GSO without NEEDS_CSUM, a gso_type the frame is not: each dropped and counted, never NEEDS_RESET', T, async () => {
+  it('device/net/22: untrusted transmit headers: GSO type not negotiated, both tunnel bits, ECN without HOST_ECN, tunnel bits, gso_size 0 or above the MTU, GSO without NEEDS_CSUM, a gso_type the frame is not: each dropped and counted, never NEEDS_RESET', T, async () => {
     const r = await rig({ refuse: NetF.HOST_TSO6 | NetF.HOST_ECN, withGsoPeer: true });
     const hl = r.hdrLen;
     const t4 = (): Uint8Array => buildIpFrame({ dst: PEER, src: DEV, payload: 5000 });
@@ -210,6 +210,7 @@ describe('virtio-net offloads: transmit (HOST_*)', () => {
       gsoTx(hl, t6(), NetGsoType.TCPV6, 1400), // HOST_TSO6 refused (driver/net/19)
       gsoTx(hl, t4(), NetGsoType.TCPV4 | NetGsoType.ECN, 1400), // HOST_ECN refused (driver/net/22)
       gsoTx(hl, t4(), NetGsoType.TCPV4 | NetGsoType.UDP_TUNNEL_IPV4, 1400), // not offered
+      gsoTx(hl, t4(), NetGsoType.TCPV4 | NetGsoType.UDP_TUNNEL_IPV4 | NetGsoType.UDP_TUNNEL_IPV6, 1400), // device/net/22
       gsoTx(hl, t4(), NetGsoType.TCPV4, 0), // gso_size 0
       gsoTx(hl, t4(), NetGsoType.TCPV4, 1501), // above the MTU
       gsoTx(hl, t4(), NetGsoType.UDP_L4, 1400), // a TCP frame called UDP
@@ -219,7 +220,7 @@ describe('virtio-net offloads: transmit (HOST_*)', () => {
     const noCsum = hdr(hl, { gso: NetGsoType.TCPV4, gsoSize: 1400 });
     await r.send(noCsum, t4()); // driver/net/31: GSO needs NEEDS_CSUM
     await r.send(hdr(hl), t4()); // no GSO and larger than the MTU
-    assert.equal(r.device.stats.txErrors, 9);
+    assert.equal(r.device.stats.txErrors, 10);
     assert.equal(r.peer.frames.length + r.gsoPeer.frames.length, 0);
     assert.equal(r.lb.core.status & Status.DEVICE_NEEDS_RESET, 0);
     const ok = gsoTx(hl, t4(), NetGsoType.TCPV4, 1400);
@@ -249,7 +250,7 @@ describe('virtio-net offloads: receive (GUEST_*)', () => {
     await r.lb.close();
   });
 
-  it('device/net/34 device/net/45 device/net/50: without GUEST_TSO4 the frame arrives as segments with gso_type NONE, DATA_VALID with GUEST_CSUM; device/net/33: flags 0 without it', T, async () => {
+  it('device/net/34 device/net/45 device/net/48 device/net/50: without GUEST_TSO4 the frame arrives as segments with gso_type NONE, DATA_VALID with GUEST_CSUM; device/net/33: flags 0 without it', T, async () => {
     for (const refuse of [NetF.GUEST_TSO4, NetF.GUEST_CSUM | NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_UFO | NetF.GUEST_USO4 | NetF.GUEST_USO6 | NetF.GUEST_ECN]) {
       const r = await rig({ refuse: refuse | NetF.HASH_REPORT });
       const bufs = [r.post(2000), r.post(2000), r.post(2000)];
