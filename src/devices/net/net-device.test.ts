@@ -282,7 +282,7 @@ describe('virtio-net device: transmit checks (the guest is untrusted)', () => {
 });
 
 describe('virtio-net device: control queue', () => {
-  it('device/net/64 device/net/65 device/net/67 device/net/80: rx modes and the MAC table filter what the driver receives', T, async () => {
+  it('device/net/64 device/net/65 device/net/67 device/net/78 device/net/80: rx modes and the MAC table filter what the driver receives', T, async () => {
     const r = await rig();
     assert.deepEqual(await r.control(NetCtrlClass.RX, NetCtrlRx.PROMISC, Uint8Array.of(0)), [1, NetCtrlAck.OK]);
     const other = Uint8Array.of(0x02, 9, 9, 9, 9, 9);

@@ -354,7 +354,7 @@ describe('virtio-net offloads: receive (GUEST_*)', () => {
 describe('virtio-net: hash report and RSS', () => {
   const hashConfig = (types: number, key: Uint8Array): Uint8Array => Uint8Array.from([...u32le(types), 0, 0, 0, 0, 0, 0, 0, 0, key.length, ...key]);
 
-  it('5.1.6 HASH_REPORT: the header is 20 bytes; hash_report NONE until HASH_CONFIG, then the Toeplitz hash and its type; a bad HASH_CONFIG is VIRTIO_NET_ERR', T, async () => {
+  it('driver/net/58 driver/net/60 device/net/96: 5.1.6 HASH_REPORT: the header is 20 bytes; hash_report NONE until HASH_CONFIG, then the Toeplitz hash and its type; a bad HASH_CONFIG is VIRTIO_NET_ERR', T, async () => {
     const r = await rig({ refuse: NetF.RSS });
     assert.equal(r.hdrLen, 20);
     const f = buildIpFrame({ dst: DEV, src: PEER, payload: 50 });
@@ -382,7 +382,7 @@ describe('virtio-net: hash report and RSS', () => {
     await r.lb.close();
   });
 
-  it('device/net/97: RSS_CONFIG steers by the indirection table (unclassified frames to unclassified_queue); driver/net/79: a table naming a queue beyond max_virtqueue_pairs is VIRTIO_NET_ERR', T, async () => {
+  it('device/net/97 driver/net/59: RSS_CONFIG steers by the indirection table (unclassified frames to unclassified_queue); driver/net/79: a table naming a queue beyond max_virtqueue_pairs is VIRTIO_NET_ERR', T, async () => {
     const r = await rig({ device: { queuePairs: 2 }, refuse: NetF.HASH_REPORT });
     const rssConfig = (table: number[], unclassified: number, maxTx = 2): Uint8Array => {
       const b = Buffer.alloc(8 + 2 * table.length + 3 + 40);
