@@ -3,6 +3,7 @@
  * and the benchmark send, and how they verify what came out (every checksum right). Not on any
  * data path: these allocate freely.
  */
+import { ErrorCode, VirtioError } from '../../errors.js';
 import { ETH_P_8021Q } from '../../spec/net.js';
 import { checksumOf, fixIpv4HeaderChecksum, fixTransportChecksum, get16, pseudoHeaderSum, put16be, put32be, sumWords } from './checksum.js';
 import { ETH_P_IPV4, ETH_P_IPV6, FrameLayout, IPPROTO_TCP, IPPROTO_UDP } from './frame-layout.js';
@@ -87,7 +88,7 @@ export function buildIpFrame(s: IpFrameSpec): Uint8Array {
  */
 export function makeChecksumPartial(f: Uint8Array): { start: number; offset: number } {
   const l = new FrameLayout();
-  if (!l.parse(f, f.length)) throw new RangeError('not an IP/TCP/UDP frame');
+  if (!l.parse(f, f.length)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'not a TCP or UDP frame over IPv4/IPv6');
   const udp = l.proto === IPPROTO_UDP;
   const offset = udp ? 6 : 16;
   const ph = pseudoHeaderSum(f, l.l3, l.ipv6, l.proto, f.length - l.l4);
