@@ -514,3 +514,44 @@ describe('virtio-net: untrusted receive buffers and random GSO headers', () => {
     await r.lb.close();
   });
 });
+
+describe('virtio-net: receive queues being reset', () => {
+  it('device/net/93 device/net/94 device/net/98: automatic steering skips a receive queue being reset and drops when all are; RSS drops a frame steered to one', T, async () => {
+    const r = await rig({ device: { queuePairs: 2 }, refuse: NetF.HASH_REPORT });
+    const pairs = Uint8Array.of(2, 0);
+    assert.equal((await r.control(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, pairs)).ack, NetCtrlAck.OK);
+    const q2 = [r.post(200, 1), r.post(200, 1), r.post(200, 1)];
+    const q1 = r.post(200, 0).catch(() => null); // receiveq1 is reset below: aborted at close, never used
+    await tick();
+    // The transport is resetting receiveq1 (2.6.1): the device's side of it has stopped.
+    r.device.resetQueue(0);
+    const frames = [1, 2, 3].map((i) => buildIpFrame({ dst: DEV, src: Uint8Array.of(2, 0, 0, 0, 9, i), payload: 10 + i }));
+    for (const f of frames) r.peer.inject(f);
+    const got = await Promise.all(q2);
+    assert.deepEqual(got.map((g) => g.used), frames.map((f) => 12 + f.length), 'every frame on receiveq2 (device/net/93)');
+    r.device.resetQueue(2);
+    const before = r.device.stats.rxNoBuffer;
+    r.peer.inject(frames[0]!);
+    assert.equal(r.device.stats.rxNoBuffer, before + 1, 'all receive queues being reset: dropped (device/net/94)');
+    await r.lb.close();
+    await q1;
+
+    const s = await rig({ device: { queuePairs: 2 }, refuse: NetF.HASH_REPORT });
+    const b = Buffer.alloc(8 + 2 + 3 + 40);
+    b.writeUInt32LE(NetHashType.IPV4, 0);
+    b.writeUInt16LE(0, 4);
+    b.writeUInt16LE(0, 6);
+    b.writeUInt16LE(1, 8); // every hashed frame to receiveq2
+    b.writeUInt16LE(2, 10);
+    b[12] = 40;
+    Buffer.from(KEY).copy(b, 13);
+    assert.equal((await s.control(NetCtrlClass.MQ, NetCtrlMq.RSS_CONFIG, Uint8Array.from(b))).ack, NetCtrlAck.OK);
+    const spare = s.post(200, 0).catch(() => null);
+    await tick();
+    s.device.resetQueue(2);
+    s.peer.inject(frames[0]!);
+    assert.equal(s.device.stats.rxSteeredToStopped, 1, 'steered to a queue being reset: dropped, not redirected (device/net/98)');
+    await s.lb.close();
+    await spare;
+  });
+});
