@@ -139,4 +139,24 @@ describe('NetDriver: RSS, hash report, coalescing', () => {
     a.net.detach();
     await a.lb.close();
   });
+
+  it('driver/net/64 driver/net/65 driver/net/66 driver/net/78 driver/net/86 driver/net/89 driver/net/90: commands whose feature was not negotiated are refused by the driver, nothing sent', T, async () => {
+    const sw = new NetSwitch();
+    const a = await end(sw, 1, NetF.HASH_REPORT | NetF.CTRL_RX | NetF.CTRL_RX_EXTRA | NetF.RSS | NetF.NOTF_COAL | NetF.VQ_NOTF_COAL | NetF.GUEST_UFO);
+    assert.ok(a.net.hasControlQueue);
+    const before = a.device.stats.ctrlOk + a.device.stats.ctrlErr;
+    await assert.rejects(a.net.setRxMode(0, false), /driver\/net\/64/);
+    await assert.rejects(a.net.setRxMode(3, true), /driver\/net\/65/);
+    await assert.rejects(a.net.setMacTable([], []), /driver\/net\/66/);
+    await assert.rejects(a.net.setMac(Uint8Array.of(2, 1, 1, 1, 1, 1)), /driver\/net\/66/);
+    await assert.rejects(a.net.setRss({ hashTypes: 1, table: [0], unclassified: 0, key: KEY }), /driver\/net\/78/);
+    await assert.rejects(a.net.setGuestOffloads(NetF.GUEST_CSUM | NetF.GUEST_UFO), /driver\/net\/86/);
+    await assert.rejects(a.net.setCoalescing('rx', 1, 1), /driver\/net\/89/);
+    await assert.rejects(a.net.setQueueCoalescing(0, 1, 1), /driver\/net\/90/);
+    await assert.rejects(a.net.getQueueCoalescing(0), /driver\/net\/90/);
+    assert.equal(a.device.stats.ctrlOk + a.device.stats.ctrlErr, before, 'no command reached the device');
+    await a.net.setGuestOffloads(NetF.GUEST_CSUM);
+    a.net.detach();
+    await a.lb.close();
+  });
 });

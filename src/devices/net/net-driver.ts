@@ -309,14 +309,24 @@ export class NetDriver implements DeviceDriver {
     }
   }
 
-  private async expectOk(cls: number, cmd: number, payload?: Uint8Array): Promise<void> {
+  /**
+   * Sends a command that must be answered VIRTIO_NET_OK; refuses first (a rejected promise, no
+   * command sent) when the features `need` were not negotiated (driver/net/64..66, /78, /89, /90).
+   */
+  private async expectOk(cls: number, cmd: number, payload: Uint8Array | undefined, need: bigint, rule: string): Promise<void> {
+    this.requireFeatures(need, `control command ${cls}/${cmd}`, rule);
     const ack = await this.command(cls, cmd, payload);
     if (ack !== NetCtrlAck.OK) throw new VirtioError(ErrorCode.REQUEST_FAILED, `control command ${cls}/${cmd} answered VIRTIO_NET_ERR`);
   }
 
+  private requireFeatures(need: bigint, what: string, rule: string): void {
+    if ((this.ctx.features & need) !== need) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${what} needs features 0x${need.toString(16)}, not negotiated (${rule})`);
+  }
+
   /** VIRTIO_NET_CTRL_RX: one of PROMISC, ALLMULTI, ALLUNI, NOMULTI, NOUNI, NOBCAST on or off. */
   setRxMode(mode: (typeof NetCtrlRx)[keyof typeof NetCtrlRx], on: boolean): Promise<void> {
-    return this.expectOk(NetCtrlClass.RX, mode, Uint8Array.of(on ? 1 : 0));
+    const basic = mode === NetCtrlRx.PROMISC || mode === NetCtrlRx.ALLMULTI;
+    return this.expectOk(NetCtrlClass.RX, mode, Uint8Array.of(on ? 1 : 0), basic ? NetF.CTRL_RX : NetF.CTRL_RX_EXTRA, basic ? 'driver/net/64' : 'driver/net/65');
   }
 
   /** VIRTIO_NET_CTRL_MAC_TABLE_SET: the unicast and multicast filter tables. */
@@ -331,12 +341,12 @@ export class NetDriver implements DeviceDriver {
         at += 6;
       }
     }
-    return this.expectOk(NetCtrlClass.MAC, NetCtrlMac.TABLE_SET, b);
+    return this.expectOk(NetCtrlClass.MAC, NetCtrlMac.TABLE_SET, b, NetF.CTRL_RX, 'driver/net/66');
   }
 
   /** VIRTIO_NET_CTRL_MAC_ADDR_SET: the device's primary address. */
   async setMac(mac: Uint8Array): Promise<void> {
-    await this.expectOk(NetCtrlClass.MAC, NetCtrlMac.ADDR_SET, mac.slice(0, 6));
+    await this.expectOk(NetCtrlClass.MAC, NetCtrlMac.ADDR_SET, mac.slice(0, 6), NetF.CTRL_RX | NetF.CTRL_MAC_ADDR, 'driver/net/66');
     this.mac.set(mac.subarray(0, 6));
   }
 
@@ -344,12 +354,12 @@ export class NetDriver implements DeviceDriver {
   setVlan(vid: number, on: boolean): Promise<void> {
     const b = new Uint8Array(2);
     this.put16(b, 0, vid);
-    return this.expectOk(NetCtrlClass.VLAN, on ? NetCtrlVlan.ADD : NetCtrlVlan.DEL, b);
+    return this.expectOk(NetCtrlClass.VLAN, on ? NetCtrlVlan.ADD : NetCtrlVlan.DEL, b, NetF.CTRL_VLAN, '5.1.6.5.3');
   }
 
   /** VIRTIO_NET_CTRL_ANNOUNCE_ACK (after sending the announcement). */
   ackAnnounce(): Promise<void> {
-    return this.expectOk(NetCtrlClass.ANNOUNCE, NetCtrlAnnounce.ACK);
+    return this.expectOk(NetCtrlClass.ANNOUNCE, NetCtrlAnnounce.ACK, undefined, NetF.GUEST_ANNOUNCE, '5.1.6.5.4');
   }
 
   /** VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET: use `n` pairs; their receive queues get buffers first. */
@@ -358,7 +368,7 @@ export class NetDriver implements DeviceDriver {
     for (let p = this.pairsInUse; p < n; p++) this.postReceiveBuffers(p);
     const b = new Uint8Array(2);
     this.put16(b, 0, n);
-    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, b);
+    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, b, NetF.MQ, '5.1.6.5.5');
     this.pairsInUse = Math.max(this.pairsInUse, n);
   }
 
@@ -369,11 +379,13 @@ export class NetDriver implements DeviceDriver {
     this.put32(b, 4, Number(mask >> 32n));
     // A legacy big-endian guest writes the le64 as one native 64-bit value (driver/net/87).
     const payload = this.le ? b : Uint8Array.of(...b.subarray(4, 8), ...b.subarray(0, 4));
-    return this.expectOk(NetCtrlClass.GUEST_OFFLOADS, NetCtrlGuestOffloads.SET, payload);
+    if ((mask & ~this.ctx.features) !== 0n) return Promise.reject(new VirtioError(ErrorCode.INVALID_ARGUMENT, `offloads 0x${(mask & ~this.ctx.features).toString(16)} not negotiated (driver/net/86)`));
+    return this.expectOk(NetCtrlClass.GUEST_OFFLOADS, NetCtrlGuestOffloads.SET, payload, NetF.CTRL_GUEST_OFFLOADS, '5.1.6.5.6');
   }
 
   /** VIRTIO_NET_CTRL_MQ_RSS_CONFIG (RSS negotiated): hash types, indirection table, key. */
   async setRss(p: NetRssParams): Promise<void> {
+    this.requireFeatures(NetF.RSS, 'RSS_CONFIG', 'driver/net/78');
     const n = p.table.length;
     if (n < 1 || (n & (n - 1)) !== 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `indirection table of ${n} entries: not a power of two (driver/net/80)`);
     for (const q of [...p.table, p.unclassified]) if (!Number.isInteger(q) || q < 0 || q >= this.usablePairs) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `receive queue ${q} not enabled (driver/net/79)`);
@@ -388,7 +400,7 @@ export class NetDriver implements DeviceDriver {
     b.set(p.key, 11 + 2 * n);
     // The queues the table names get buffers first (driver/net/74).
     for (const q of [...p.table, p.unclassified]) for (let k = this.pairsInUse; k <= q; k++) this.postReceiveBuffers(k);
-    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.RSS_CONFIG, b);
+    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.RSS_CONFIG, b, NetF.RSS, 'driver/net/78');
     this.pairsInUse = Math.max(this.pairsInUse, maxTx, ...p.table.map((q) => q + 1), p.unclassified + 1);
   }
 
@@ -398,7 +410,7 @@ export class NetDriver implements DeviceDriver {
     this.put32(b, 0, hashTypes);
     b[12] = key.length;
     b.set(key, 13);
-    return this.expectOk(NetCtrlClass.MQ, NetCtrlMq.HASH_CONFIG, b);
+    return this.expectOk(NetCtrlClass.MQ, NetCtrlMq.HASH_CONFIG, b, NetF.HASH_REPORT, '5.1.6.5.6.4');
   }
 
   /** VIRTIO_NET_CTRL_NOTF_COAL_TX_SET / _RX_SET (NOTF_COAL): every queue of one direction. */
@@ -406,7 +418,7 @@ export class NetDriver implements DeviceDriver {
     const b = new Uint8Array(8);
     this.put32(b, 0, maxPackets);
     this.put32(b, 4, maxUsecs);
-    return this.expectOk(NetCtrlClass.NOTF_COAL, direction === 'tx' ? NetCtrlNotfCoal.TX_SET : NetCtrlNotfCoal.RX_SET, b);
+    return this.expectOk(NetCtrlClass.NOTF_COAL, direction === 'tx' ? NetCtrlNotfCoal.TX_SET : NetCtrlNotfCoal.RX_SET, b, NetF.NOTF_COAL, 'driver/net/89');
   }
 
   /** VIRTIO_NET_CTRL_NOTF_COAL_VQ_SET (VQ_NOTF_COAL): one enabled data queue (driver/net/88). */
@@ -415,11 +427,12 @@ export class NetDriver implements DeviceDriver {
     this.put16(b, 0, vq);
     this.put32(b, 4, maxPackets);
     this.put32(b, 8, maxUsecs);
-    return this.expectOk(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_SET, b);
+    return this.expectOk(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_SET, b, NetF.VQ_NOTF_COAL, 'driver/net/90');
   }
 
   /** VIRTIO_NET_CTRL_NOTF_COAL_VQ_GET; values of an ERR answer are not used (driver/net/91). */
   async getQueueCoalescing(vq: number): Promise<{ maxPackets: number; maxUsecs: number }> {
+    this.requireFeatures(NetF.VQ_NOTF_COAL, 'VQ_GET', 'driver/net/90');
     const b = new Uint8Array(4);
     this.put16(b, 0, vq);
     const { ack, result } = await this.commandWithResult(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_GET, b, 8);
