@@ -44,6 +44,7 @@ import {
   netControlQueue,
   netHeaderSize,
 } from '../../spec/net.js';
+import { FlowSteering } from './flow-steering.js';
 import { GsoSegmenter, type NetPacketSink } from './gso-segmenter.js';
 import { CoalescingContext, NetCoalescing } from './net-coalescing.js';
 import { NET_CTRL_MAX_COMMAND, NET_CTRL_MAX_REPLY, type NetControlTarget, executeNetControl } from './net-control.js';
@@ -116,6 +117,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   private readonly txHeader = new TxHeaderReader();
   private readonly rxGso = new RxGsoDecision();
   private readonly segmenter = new GsoSegmenter();
+  private readonly flows = new FlowSteering();
   /** Where segments of a GSO frame for this driver go (made once). */
   private readonly segmentSink: NetPacketSink;
   private readonly rxFields: RxHeaderFields = { guestCsum: false, gsoType: 0, hdrLen: 0, numBuffers: 0, hashValue: 0, hashReport: 0 };
@@ -306,6 +308,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.guestOffloads = 0n;
     this.hashReport = false;
     this.rss.reset(); // device/net/100
+    this.flows.reset();
     this.coalescing.reset(); // device/net/109
     this.coalescing.attach(null);
     this.rxChains = [];
@@ -393,6 +396,8 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     st.txFrames++;
     st.txBytes += frameLen;
     if (p.gsoType !== 0) st.txGso++;
+    // device/net/89: remember the pair a flow was sent on (only while more than one is in use).
+    if (this.activePairs > 1 && !this.rss.steering) this.flows.sent(p.data, p.length, queueIndex >> 1);
     this.link.send(p);
     return 0;
   }
@@ -502,18 +507,13 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   }
 
   /**
-   * device/net/91: receiveq1 only until VQ_PAIRS_SET; then a flow hash over the pairs in use
-   * (device/net/90 allows any of them), skipping queues being reset (device/net/93).
+   * device/net/91: receiveq1 only until VQ_PAIRS_SET; then the pair the flow was last sent on
+   * (device/net/89), else a flow hash over the pairs in use (device/net/90), skipping queues
+   * being reset (device/net/93).
    */
   private pickRxQueue(p: NetPacket): DeviceQueue | null {
     const n = this.activePairs;
-    let pair = 0;
-    if (n > 1) {
-      const d = p.data;
-      let h = 0;
-      for (let i = 0; i < 12; i++) h = (h * 31 + d[i]!) | 0;
-      pair = (h >>> 0) % n;
-    }
+    const pair = n > 1 ? this.flows.pick(p.data, p.length, n) : 0;
     for (let k = 0; k < n; k++) {
       const vq = this.server.queue(2 * ((pair + k) % n));
       if (vq !== null) return vq;
@@ -521,9 +521,10 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     return null;
   }
 
-  /** A receive buffer too small for its use: returned with nothing written and counted. */
-  private returnEmpty(vq: DeviceQueue, c: DescriptorChain): void {
-    vq.push(c, 0);
+  /** Receive buffers too small for their use: returned with nothing written, counted. */
+  private returnEmpty(vq: DeviceQueue, chains: DescriptorChain[], n: number): void {
+    for (let i = 0; i < n; i++) vq.pushDeferred(chains[i]!, 0);
+    vq.publish();
     this.coalescing.packet(vq.index);
     this.coalescing.notify(vq.index);
     this.stats.rxShortBuffers++;
@@ -552,13 +553,8 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       }
       if (mergeable && c.writableBytes < hl) {
         // driver/net/45: a mergeable buffer holds at least the header. The buffers popped for
-        // this frame are used empty (the ring moves on past the bad one), the frame is dropped
-        // and counted.
-        for (let i = 0; i < n; i++) vq.pushDeferred(chains[i]!, 0);
-        vq.publish();
-        this.coalescing.packet(vq.index);
-        this.coalescing.notify(vq.index);
-        this.stats.rxShortBuffers++;
+        // this frame are used empty (the ring moves on past the bad one), the frame is dropped.
+        this.returnEmpty(vq, chains, n);
         return;
       }
       room += c.writableBytes;
@@ -577,7 +573,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       }
       // One buffer smaller than the frame (driver/net/40ff. SHOULD give 1526 bytes): used empty,
       // so the ring moves on.
-      this.returnEmpty(vq, chains[0]!);
+      this.returnEmpty(vq, chains, 1);
       return;
     }
     this.rxFields.numBuffers = n;

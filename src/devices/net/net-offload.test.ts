@@ -555,3 +555,36 @@ describe('virtio-net: receive queues being reset', () => {
     await spare;
   });
 });
+
+describe('virtio-net: automatic steering follows the transmit queue', () => {
+  it('device/net/89: after the driver sent a flow on transmitqX, the flow\'s incoming frames arrive on receiveqX (and move when the flow moves)', T, async () => {
+    const r = await rig({ device: { queuePairs: 2 }, refuse: NetF.HASH_REPORT });
+    assert.equal((await r.control(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, Uint8Array.of(2, 0))).ack, NetCtrlAck.OK);
+    const out = (ipId: number, udp: boolean): Uint8Array => buildIpFrame({ dst: PEER, src: DEV, udp, payload: 30, ipId });
+    // The reply of a flow: addresses and ports swapped.
+    const reply = (f: Uint8Array): Uint8Array => {
+      const g = f.slice();
+      g.set(f.subarray(6, 12), 0);
+      g.set(f.subarray(0, 6), 6);
+      g.set(f.subarray(30, 34), 26);
+      g.set(f.subarray(26, 30), 30);
+      g.set(f.subarray(36, 38), 34);
+      g.set(f.subarray(34, 36), 36);
+      return g;
+    };
+    for (const [tcpPair, udpPair] of [[1, 0], [0, 1]] as const) {
+      const tcp = out(1, false);
+      const udp = out(2, true);
+      await r.send(hdr(12), tcp, tcpPair);
+      await r.send(hdr(12), udp, udpPair);
+      const q = [r.post(200, 0), r.post(200, 1)];
+      await tick();
+      r.peer.inject(reply(tcp));
+      r.peer.inject(reply(udp));
+      const [g0, g1] = (await Promise.all(q)) as [Rx, Rx];
+      const onPair = (g: Rx): Uint8Array => g.bytes.subarray(12, g.used);
+      assert.deepEqual([onPair(tcpPair === 0 ? g0 : g1), onPair(udpPair === 0 ? g0 : g1)], [reply(tcp), reply(udp)]);
+    }
+    await r.lb.close();
+  });
+});
