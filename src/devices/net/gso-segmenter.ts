@@ -28,6 +28,13 @@ export interface NetPacketSink {
   deliver(packet: NetPacket): void;
 }
 
+/**
+ * Segments one GSO packet may become at most: a tiny gso_size on a 64 KiB frame would otherwise
+ * turn one untrusted transmit chain into tens of thousands of frames for other ports (a 64 KiB
+ * TCP payload at Linux's smallest MSS, 88, is 745 segments).
+ */
+export const NET_GSO_MAX_SEGMENTS = 1024;
+
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
@@ -51,6 +58,15 @@ export function gsoMatchesLayout(gsoType: number, l: FrameLayout): boolean {
   return false;
 }
 
+/** How many frames a GSO packet of `len` bytes becomes (UFO: fragments of the datagram). */
+export function gsoSegments(len: number, l: FrameLayout, gsoType: number, gsoSize: number): number {
+  if (gsoBaseType(gsoType) === NetGsoType.UDP) {
+    const step = gsoSize & ~7;
+    return step === 0 ? Number.POSITIVE_INFINITY : Math.ceil((len - l.l4) / step);
+  }
+  return Math.ceil((len - l.hdrs) / gsoSize);
+}
+
 export class GsoSegmenter {
   /** Packets segmented, segments made, packets refused. */
   packets = 0;
@@ -66,7 +82,7 @@ export class GsoSegmenter {
    */
   segment(p: NetPacket, sink: NetPacketSink): boolean {
     const l = this.layout;
-    if (p.gsoSize === 0 || !l.parse(p.data, p.length) || !gsoMatchesLayout(p.gsoType, l)) {
+    if (p.gsoSize === 0 || !l.parse(p.data, p.length) || !gsoMatchesLayout(p.gsoType, l) || gsoSegments(p.length, l, p.gsoType, p.gsoSize) > NET_GSO_MAX_SEGMENTS) {
       this.refused++;
       return false;
     }

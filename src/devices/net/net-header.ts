@@ -7,7 +7,7 @@
  */
 import { ETH_HEADER, ETH_VLAN_TAG, NetF, NetGsoType, NetHdr, NetHdrFlag } from '../../spec/net.js';
 import { FrameLayout, IPPROTO_TCP } from './frame-layout.js';
-import { gsoBaseType, gsoMatchesLayout } from './gso-segmenter.js';
+import { NET_GSO_MAX_SEGMENTS, gsoBaseType, gsoMatchesLayout, gsoSegments } from './gso-segmenter.js';
 import type { NetPacket } from './packet.js';
 
 /** The host (transmit) segmentation offloads the device implements. */
@@ -78,6 +78,8 @@ export class TxHeaderReader {
     if (size === 0 || size > mtu) return false;
     const l = this.layout;
     if (!l.parse(p.data, len) || !gsoMatchesLayout(gso, l)) return false;
+    // Bounded work per chain: at most NET_GSO_MAX_SEGMENTS segments (UFO: gso_size of 8 or more).
+    if (gsoSegments(len, l, gso, size) > NET_GSO_MAX_SEGMENTS) return false;
     p.gsoType = gso;
     p.gsoSize = size;
     p.hdrLen = l.hdrs;
