@@ -11,3 +11,7 @@ export { NET_CLI, type NetOptions } from './cli.js';
 export * from './tap-port.js';
 export * from './pcap-port.js';
 export * from './vhost-user-net-device.js';
+export * from './checksum.js';
+export * from './frame-layout.js';
+export * from './gso-segmenter.js';
+export * from './ip-frames.js';

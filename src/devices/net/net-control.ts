@@ -14,10 +14,13 @@ import {
   NetCtrlGuestOffloads,
   NetCtrlMac,
   NetCtrlMq,
+  NetCtrlNotfCoal,
   NetCtrlRx,
   NetCtrlVlan,
   NetF,
 } from '../../spec/net.js';
+import type { NetCoalescing } from './net-coalescing.js';
+import type { NetRss } from './net-rss.js';
 import { macKey } from './packet.js';
 import { MAC_TABLE_ENTRIES, type RxFilter } from './rx-filter.js';
 
@@ -38,7 +41,19 @@ export interface NetControlTarget {
   ackAnnounce(): void;
   /** VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET with a checked mask. */
   setGuestOffloads(mask: bigint): void;
+  /** RSS and hash-report state (VIRTIO_NET_CTRL_MQ_RSS_CONFIG, _HASH_CONFIG). */
+  readonly rss: NetRss;
+  /** Notification coalescing state (VIRTIO_NET_CTRL_NOTF_COAL). */
+  readonly coalescing: NetCoalescing;
+  /** Whether data queue `index` is an enabled receive or transmit queue (device/net/104). */
+  isDataQueueEnabled(index: number): boolean;
+  /** command-specific-result: bytes written after the ack (VQ_GET); `replyLength` 0 for none. */
+  readonly reply: Uint8Array;
+  replyLength: number;
 }
+
+/** Bytes of command-specific-result the device may write (VIRTIO_NET_CTRL_NOTF_COAL_VQ_GET's struct virtio_net_ctrl_coal). */
+export const NET_CTRL_MAX_REPLY = 8;
 
 function u16(b: Uint8Array, o: number, le: boolean): number {
   return le ? b[o]! | (b[o + 1]! << 8) : (b[o]! << 8) | b[o + 1]!;
@@ -52,6 +67,7 @@ function u32(b: Uint8Array, o: number, le: boolean): number {
  * guest's byte order applies to multi-byte fields (legacy interface: 5.1.6.5.3, 5.1.6.5.5 legacy).
  */
 export function executeNetControl(t: NetControlTarget, cmd: Uint8Array, len: number): number {
+  t.replyLength = 0;
   if (len < 2) return NetCtrlAck.ERR;
   const cls = cmd[0]!;
   const op = cmd[1]!;
@@ -97,13 +113,8 @@ export function executeNetControl(t: NetControlTarget, cmd: Uint8Array, len: num
       if ((f & NetF.GUEST_ANNOUNCE) === 0n || op !== NetCtrlAnnounce.ACK || n !== 0) return NetCtrlAck.ERR;
       t.ackAnnounce();
       return NetCtrlAck.OK;
-    case NetCtrlClass.MQ: {
-      if ((f & NetF.MQ) === 0n || op !== NetCtrlMq.VQ_PAIRS_SET || n !== 2) return NetCtrlAck.ERR;
-      const pairs = u16(cmd, 2, le); // device/net/95: guest-native with the legacy interface
-      if (pairs < NET_MQ_PAIRS_MIN || pairs > t.maxPairs) return NetCtrlAck.ERR;
-      t.setQueuePairs(pairs);
-      return NetCtrlAck.OK;
-    }
+    case NetCtrlClass.MQ:
+      return executeMq(t, op, cmd, len, f, le);
     case NetCtrlClass.GUEST_OFFLOADS: {
       if ((f & NetF.CTRL_GUEST_OFFLOADS) === 0n || op !== NetCtrlGuestOffloads.SET || n !== 8) return NetCtrlAck.ERR;
       const lo = u32(cmd, 2, le);
@@ -114,9 +125,72 @@ export function executeNetControl(t: NetControlTarget, cmd: Uint8Array, len: num
       t.setGuestOffloads(mask);
       return NetCtrlAck.OK;
     }
+    case NetCtrlClass.NOTF_COAL:
+      return executeNotfCoal(t, op, cmd, len, f, le);
     default:
       return NetCtrlAck.ERR;
   }
+}
+
+/** 5.1.6.5.5 VIRTIO_NET_CTRL_MQ: VQ_PAIRS_SET (MQ), RSS_CONFIG (RSS), HASH_CONFIG (HASH_REPORT). */
+function executeMq(t: NetControlTarget, op: number, cmd: Uint8Array, len: number, f: bigint, le: boolean): number {
+  const n = len - 2;
+  if (op === NetCtrlMq.VQ_PAIRS_SET) {
+    if ((f & NetF.MQ) === 0n || n !== 2) return NetCtrlAck.ERR;
+    const pairs = u16(cmd, 2, le); // device/net/95: guest-native with the legacy interface
+    if (pairs < NET_MQ_PAIRS_MIN || pairs > t.maxPairs) return NetCtrlAck.ERR;
+    t.rss.steering = false; // automatic steering again
+    t.setQueuePairs(pairs);
+    return NetCtrlAck.OK;
+  }
+  if (op === NetCtrlMq.RSS_CONFIG) {
+    if ((f & NetF.RSS) === 0n) return NetCtrlAck.ERR;
+    const maxTx = t.rss.setRssConfig(cmd, 2, len, le, t.maxPairs);
+    if (maxTx < 0) return NetCtrlAck.ERR;
+    t.setQueuePairs(maxTx);
+    return NetCtrlAck.OK;
+  }
+  if (op === NetCtrlMq.HASH_CONFIG) {
+    if ((f & NetF.HASH_REPORT) === 0n) return NetCtrlAck.ERR;
+    return t.rss.setHashConfig(cmd, 2, len, le) ? NetCtrlAck.OK : NetCtrlAck.ERR;
+  }
+  return NetCtrlAck.ERR;
+}
+
+/**
+ * 5.1.6.5.9 VIRTIO_NET_CTRL_NOTF_COAL: TX_SET / RX_SET (NOTF_COAL; struct virtio_net_ctrl_coal,
+ * le32 max_packets, le32 max_usecs), VQ_SET / VQ_GET (VQ_NOTF_COAL; le16 vq_index, le16
+ * reserved ignored (device/net/101), then the parameters, or for GET the parameters written as
+ * command-specific-result). A vq_index that is not an enabled data queue: VIRTIO_NET_ERR
+ * (device/net/104).
+ */
+function executeNotfCoal(t: NetControlTarget, op: number, cmd: Uint8Array, len: number, f: bigint, le: boolean): number {
+  const n = len - 2;
+  const c = t.coalescing;
+  if (op === NetCtrlNotfCoal.TX_SET || op === NetCtrlNotfCoal.RX_SET) {
+    if ((f & NetF.NOTF_COAL) === 0n || n !== 8) return NetCtrlAck.ERR;
+    c.setClass(op === NetCtrlNotfCoal.TX_SET, u32(cmd, 2, le), u32(cmd, 6, le));
+    return NetCtrlAck.OK;
+  }
+  if (op === NetCtrlNotfCoal.VQ_SET || op === NetCtrlNotfCoal.VQ_GET) {
+    if ((f & NetF.VQ_NOTF_COAL) === 0n || n !== (op === NetCtrlNotfCoal.VQ_SET ? 12 : 4)) return NetCtrlAck.ERR;
+    const vq = u16(cmd, 2, le);
+    if (!t.isDataQueueEnabled(vq)) return NetCtrlAck.ERR;
+    if (op === NetCtrlNotfCoal.VQ_SET) {
+      c.set(vq, u32(cmd, 6, le), u32(cmd, 10, le));
+      return NetCtrlAck.OK;
+    }
+    const p = c.get(vq);
+    put32(t.reply, 0, p.maxPackets, le);
+    put32(t.reply, 4, p.maxUsecs, le);
+    t.replyLength = 8;
+    return NetCtrlAck.OK;
+  }
+  return NetCtrlAck.ERR;
+}
+
+function put32(b: Uint8Array, o: number, v: number, le: boolean): void {
+  for (let k = 0; k < 4; k++) b[o + (le ? k : 3 - k)] = (v >>> (8 * k)) & 0xff;
 }
 
 /**

@@ -75,7 +75,9 @@ async function rig(opts: { device?: NetDeviceOptions; refuse?: bigint; legacy?: 
   device.attachTo(sw);
   const peer = new Peer();
   peer.link = sw.attach(peer);
-  const lb = await createLoopback(device, { queueSize: 64, legacy: opts.legacy ?? false, packed: opts.packed ?? false, ...(opts.refuse !== undefined ? { refuseFeatures: opts.refuse } : {}) });
+  // The rig's driver does not take HASH_REPORT (its 20-byte header has its own tests in
+  // net-offload.test.ts): the header here is 12 bytes, or 10 legacy.
+  const lb = await createLoopback(device, { queueSize: 64, legacy: opts.legacy ?? false, packed: opts.packed ?? false, refuseFeatures: (opts.refuse ?? 0n) | NetF.HASH_REPORT });
   const ctx = lb.context;
   const f = ctx.features;
   const hdrLen = (f & (F.VERSION_1 | NetF.MRG_RXBUF)) !== 0n ? 12 : 10;
@@ -280,7 +282,7 @@ describe('virtio-net device: transmit checks (the guest is untrusted)', () => {
 });
 
 describe('virtio-net device: control queue', () => {
-  it('device/net/64 device/net/65 device/net/67 device/net/80: rx modes and the MAC table filter what the driver receives', T, async () => {
+  it('device/net/64 device/net/65 device/net/67 device/net/78 device/net/80: rx modes and the MAC table filter what the driver receives', T, async () => {
     const r = await rig();
     assert.deepEqual(await r.control(NetCtrlClass.RX, NetCtrlRx.PROMISC, Uint8Array.of(0)), [1, NetCtrlAck.OK]);
     const other = Uint8Array.of(0x02, 9, 9, 9, 9, 9);

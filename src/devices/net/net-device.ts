@@ -1,15 +1,22 @@
 /**
  * 5.1 Network Device, device side. Queue pairs (receiveqN, transmitqN) and the control queue:
  *  - transmit queues are served by the QueueServer: each chain is a virtio_net_hdr and a frame,
- *    checked (5.1.6.2) and handed to the device's link (a switch port) synchronously;
+ *    checked (5.1.6.2, net-header.ts) and handed to the device's link (a switch port)
+ *    synchronously, with its checksum and segmentation requests (HOST_TSO4/6, UFO, USO, ECN);
  *  - receive queues are driven by the device: a frame from the link is filtered (rx modes, MAC
- *    and VLAN tables), then written behind a header into one buffer, or with MRG_RXBUF over as
- *    many buffers as it takes, all made visible at once (device/net/32); when the ring holds too
- *    few the popped buffers go back with `undoPop` and the frame is dropped and counted;
- *  - the control queue executes net-control.ts commands.
- * The guest is untrusted: a bad transmit chain (shorter than the header, GSO not negotiated,
- * checksum offsets outside the frame, larger than the MTU allows) is dropped and counted; a bad
- * control command gets VIRTIO_NET_ERR; nothing throws. Nothing is allocated per frame.
+ *    and VLAN tables); a GSO frame goes whole to a driver with the matching GUEST_* offload, or
+ *    as its segments (gso-segmenter.ts); each is written behind a header into one buffer, or
+ *    with MRG_RXBUF over as many buffers as it takes, all made visible at once (device/net/32);
+ *    when the ring holds too few the popped buffers go back with `undoPop` and the frame is
+ *    dropped and counted. The receive queue is the RSS indirection table's when RSS is
+ *    configured (net-rss.ts), else a hash over the pairs in use; with HASH_REPORT the hash goes
+ *    into the header;
+ *  - the control queue executes net-control.ts commands; used-buffer notifications of the data
+ *    queues pass through notification coalescing (net-coalescing.ts).
+ * The guest is untrusted: a bad transmit chain (shorter than the header, GSO not negotiated or
+ * malformed, checksum offsets outside the frame, larger than the MTU allows) is dropped and
+ * counted; a bad control command gets VIRTIO_NET_ERR; nothing throws. Nothing is allocated per
+ * frame.
  */
 import { QueueServer, type QueueRequest } from '../../device/queue-server.js';
 import type { DeviceContext, VirtioDevice } from '../../device/types.js';
@@ -32,82 +39,29 @@ import {
   NetConfig,
   NetDuplex,
   NetF,
-  NetGsoType,
   NetHdr,
-  NetHdrFlag,
   NetStatus,
   netControlQueue,
   netHeaderSize,
 } from '../../spec/net.js';
-import { NET_CTRL_MAX_COMMAND, type NetControlTarget, executeNetControl } from './net-control.js';
+import { FlowSteering } from './flow-steering.js';
+import { GsoSegmenter, type NetPacketSink } from './gso-segmenter.js';
+import { CoalescingContext, NetCoalescing } from './net-coalescing.js';
+import { NET_CTRL_MAX_COMMAND, NET_CTRL_MAX_REPLY, type NetControlTarget, executeNetControl } from './net-control.js';
+import { NET_GSO_MAX_FRAME, NET_GUEST_GSO, NET_HOST_GSO, type RxHeaderFields, RxGsoDecision, TxHeaderReader, writeRxHeader } from './net-header.js';
+import { NET_RSS_MAX_KEY_SIZE, NET_RSS_MAX_TABLE, NET_SUPPORTED_HASH_TYPES, NetHashReport, NetRss } from './net-rss.js';
+import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats } from './net-device-options.js';
 import { NetPacket, completeChecksum, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { RxFilter } from './rx-filter.js';
 import type { NetSwitch, SwitchPort } from './switch.js';
 
-export interface NetDeviceOptions {
-  /** The device's MAC (VIRTIO_NET_F_MAC). Default 02:76:74:00:00:01 (locally administered). */
-  mac?: Uint8Array;
-  /** MTU reported with VIRTIO_NET_F_MTU, 68..65535 (default 1500). */
-  mtu?: number;
-  /** Queue pairs (max_virtqueue_pairs; MQ is offered when above 1). Default 1. */
-  queuePairs?: number;
-  /** Maximum size of every queue. Default 256. */
-  queueSize?: number;
-  /** Link state at start (VIRTIO_NET_S_LINK_UP). Default up. */
-  linkUp?: boolean;
-  /** SPEED_DUPLEX values (default unknown). */
-  speedMbps?: number;
-  duplex?: number;
-  /** For logs and the switch's counters. */
-  name?: string;
-  logger?: Logger;
-}
-
-/** What the device counted since it was made. */
-export interface NetDeviceStats {
-  txFrames: number;
-  txBytes: number;
-  /** Transmit chains dropped as malformed (short, oversized, GSO/checksum offload not allowed, unmapped). */
-  txErrors: number;
-  /** Frames transmitted while the link was down or unconnected. */
-  txDropped: number;
-  rxFrames: number;
-  rxBytes: number;
-  /** Frames the receive filter refused. */
-  rxFiltered: number;
-  /** Frames dropped for want of receive buffers (or with the link down, or no receive queue). */
-  rxNoBuffer: number;
-  /** Frames dropped as too large for the MTU, or with checksum offsets outside the frame. */
-  rxErrors: number;
-  /** Receive buffers too small for a frame without MRG_RXBUF: returned with nothing written. */
-  rxShortBuffers: number;
-  /** Control commands answered OK and ERR. */
-  ctrlOk: number;
-  ctrlErr: number;
-}
-
-export const DEFAULT_NET_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0x01);
-
-/** Feature bits this device implements (MQ is added when it has more than one pair). */
-export const NET_DEVICE_FEATURES =
-  NetF.CSUM |
-  NetF.GUEST_CSUM |
-  NetF.CTRL_GUEST_OFFLOADS |
-  NetF.MTU |
-  NetF.MAC |
-  NetF.MRG_RXBUF |
-  NetF.STATUS |
-  NetF.CTRL_VQ |
-  NetF.CTRL_RX |
-  NetF.CTRL_VLAN |
-  NetF.CTRL_RX_EXTRA |
-  NetF.GUEST_ANNOUNCE |
-  NetF.CTRL_MAC_ADDR |
-  NetF.SPEED_DUPLEX;
+export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats } from './net-device-options.js';
 
 export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   readonly deviceId = DeviceId.NET;
+  /** NetPort: GSO packets come whole; the device passes them on or segments them itself. */
+  readonly takesGso = true;
   readonly offeredFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = NetConfig.SIZE;
@@ -118,17 +72,25 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     txFrames: 0,
     txBytes: 0,
     txErrors: 0,
+    txGso: 0,
     txDropped: 0,
     rxFrames: 0,
     rxBytes: 0,
     rxFiltered: 0,
     rxNoBuffer: 0,
     rxErrors: 0,
+    rxGsoWhole: 0,
+    rxGsoSegmented: 0,
+    rxSteeredToStopped: 0,
     rxShortBuffers: 0,
     ctrlOk: 0,
     ctrlErr: 0,
   };
   readonly filter = new RxFilter();
+  readonly rss = new NetRss();
+  readonly coalescing: NetCoalescing;
+  readonly reply = new Uint8Array(NET_CTRL_MAX_REPLY);
+  replyLength = 0;
 
   private readonly initialMac: Uint8Array;
   /** The primary address now (config mac; CTRL_MAC_ADDR changes it until reset). */
@@ -147,8 +109,18 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   private announce = false;
   private guestOffloads = 0n;
   private guestOffloadsSet = false;
+  private hashReport = false;
   /** The frame a transmit chain is read into (the sender's buffer on the switch). */
   private readonly txPacket: NetPacket;
+  /** The largest frame without GSO: MTU, Ethernet header, VLAN tag (device/net/5, /6). */
+  private readonly maxFrame: number;
+  private readonly txHeader = new TxHeaderReader();
+  private readonly rxGso = new RxGsoDecision();
+  private readonly segmenter = new GsoSegmenter();
+  private readonly flows = new FlowSteering();
+  /** Where segments of a GSO frame for this driver go (made once). */
+  private readonly segmentSink: NetPacketSink;
+  private readonly rxFields: RxHeaderFields = { guestCsum: false, gsoType: 0, hdrLen: 0, numBuffers: 0, hashValue: 0, hashReport: 0 };
   private readonly txHdr = new Uint8Array(NetHdr.HASH_SIZE);
   private readonly rxHdr = new Uint8Array(NetHdr.HASH_SIZE);
   private readonly reader = new ChainCursor(false);
@@ -169,6 +141,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     if (mac.length !== 6 || (mac[0]! & 1) !== 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'mac must be 6 bytes, unicast');
     this.speed = opts.speedMbps ?? NET_SPEED_UNKNOWN;
     this.duplex = opts.duplex ?? NetDuplex.UNKNOWN;
+    // device/net/10, /11: speed 0..0x7fffffff or unknown; duplex full, half or unknown.
+    if (!Number.isInteger(this.speed) || this.speed < 0 || (this.speed > 0x7fff_ffff && this.speed !== NET_SPEED_UNKNOWN)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `speed ${this.speed}`);
+    if (this.duplex !== NetDuplex.FULL && this.duplex !== NetDuplex.HALF && this.duplex !== NetDuplex.UNKNOWN) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `duplex ${this.duplex}`);
     this.name = opts.name ?? 'virtio-net';
     this.logger = opts.logger;
     this.maxPairs = pairs;
@@ -176,10 +151,25 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.initialMac = Uint8Array.from(mac);
     this.mac.set(mac);
     this.linkUp = opts.linkUp ?? true;
-    this.offeredFeatures = NET_DEVICE_FEATURES | (pairs > 1 ? NetF.MQ : 0n) | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
+    const gso = opts.gso ?? true;
+    this.offeredFeatures =
+      NET_DEVICE_FEATURES |
+      (pairs > 1 ? NetF.MQ : 0n) |
+      (gso ? NET_HOST_GSO | NET_GUEST_GSO | NetF.GUEST_HDRLEN : 0n) |
+      ((opts.rss ?? true) ? NetF.RSS | NetF.HASH_REPORT : 0n) |
+      ((opts.coalescing ?? true) ? NetF.NOTF_COAL | NetF.VQ_NOTF_COAL : 0n) |
+      F.VERSION_1 |
+      F.INDIRECT_DESC |
+      F.EVENT_IDX |
+      F.RING_PACKED |
+      F.RING_RESET;
     this.queueMaxSizes = new Array<number>(2 * pairs + 1).fill(qs);
-    // device/net/6: frames up to mtu plus the Ethernet header (and an 802.1Q tag) pass.
-    this.txPacket = new NetPacket(mtu + ETH_HEADER + ETH_VLAN_TAG);
+    // device/net/6: frames up to mtu plus the Ethernet header (and an 802.1Q tag) pass; a GSO
+    // frame up to a 64 KiB IP packet.
+    this.maxFrame = mtu + ETH_HEADER + ETH_VLAN_TAG;
+    this.txPacket = new NetPacket(gso ? Math.max(NET_GSO_MAX_FRAME, this.maxFrame) : this.maxFrame);
+    this.coalescing = new NetCoalescing(2 * pairs);
+    this.segmentSink = { deliver: (seg: NetPacket) => this.receiveSegment(seg) };
     this.rxWritten = new Uint32Array(qs);
     this.filter.reset(this.mac, false, false);
     this.server = new QueueServer({
@@ -187,7 +177,10 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       numQueues: this.queueMaxSizes.length,
       logger: opts.logger,
       handler: (i) => this.handlerFor(i),
-      queueStarted: (i) => this.dropRxChains(i),
+      queueStarted: (i) => {
+        this.dropRxChains(i);
+        this.coalescing.queueStarted(i);
+      },
       queueStopped: (i) => this.dropRxChains(i),
     });
   }
@@ -269,6 +262,10 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       mtu: this.mtu, // device/net/4: never changes
       speed: this.speed,
       duplex: this.duplex,
+      rssMaxKeySize: NET_RSS_MAX_KEY_SIZE, // device/net/7
+      rssMaxIndirectionTableLength: NET_RSS_MAX_TABLE, // device/net/8
+      supportedHashTypes: NET_SUPPORTED_HASH_TYPES,
+      supportedTunnelTypes: 0,
     };
     // A field exists when its feature is offered (5.1.4: "exists only if ... is set"), also
     // before FEATURES_OK when the core passes only the driver's bits so far: a vhost-user
@@ -288,7 +285,11 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     if (!this.guestOffloadsSet) this.guestOffloads = f & NET_GUEST_OFFLOADS;
     this.filter.vlanFilter = (f & NetF.CTRL_VLAN) !== 0n;
     if ((f & NetF.MAC) !== 0n) this.filter.filterUnicast = true;
-    this.server.activate(ctx);
+    this.hashReport = (f & NetF.HASH_REPORT) !== 0n;
+    this.coalescing.attach(ctx);
+    // The queue server's used-buffer notifications go through coalescing (the kit's server
+    // knows nothing of max_packets / max_usecs).
+    this.server.activate(new CoalescingContext(ctx, this.coalescing));
   }
 
   onQueueNotify(index: number): void {
@@ -305,6 +306,11 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.announce = false;
     this.guestOffloadsSet = false;
     this.guestOffloads = 0n;
+    this.hashReport = false;
+    this.rss.reset(); // device/net/100
+    this.flows.reset();
+    this.coalescing.reset(); // device/net/109
+    this.coalescing.attach(null);
     this.rxChains = [];
   }
 
@@ -329,14 +335,31 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.guestOffloads = mask;
     this.guestOffloadsSet = true;
   }
+  isDataQueueEnabled(index: number): boolean {
+    if (!(Number.isInteger(index) && index >= 0 && index < 2 * this.pairsNegotiated())) return false;
+    const vq = this.ctx?.queue(index) ?? null;
+    if (vq === null) return false;
+    // A queue reset and enabled again is restarted by the server when next notified; start it
+    // now so its coalescing parameters are the re-enabled ones (device/net/105, /106).
+    if (this.server.queue(index) !== vq) this.server.onQueueNotify(index);
+    return true;
+  }
+  /** The receive offloads in effect (negotiated, as CTRL_GUEST_OFFLOADS last set them). */
+  get guestOffloadsInEffect(): bigint {
+    return this.guestOffloads;
+  }
 
   // ---- queues ----
 
   private handlerFor(index: number): ((req: QueueRequest) => number) | null {
     if (index === this.ctrlIndex) return (req) => this.serveControl(req);
-    const pairs = (this.negotiated & NetF.MQ) !== 0n ? this.maxPairs : 1;
-    if (index >= 2 * pairs) return null;
+    if (index >= 2 * this.pairsNegotiated()) return null;
     return (index & 1) === 1 ? (req) => this.serveTx(req) : null; // receive queues: driven by deliver()
+  }
+
+  /** 5.1.2: the pairs the driver may use: max_virtqueue_pairs with MQ or RSS, else 1. */
+  private pairsNegotiated(): number {
+    return (this.negotiated & (NetF.MQ | NetF.RSS)) !== 0n ? this.maxPairs : 1;
   }
 
   private dropRxChains(index: number): void {
@@ -344,12 +367,13 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   }
 
   /** One transmit chain: header, frame (5.1.6.2). Returns 0: nothing is written back. */
-  private serveTx({ chain }: QueueRequest): number {
+  private serveTx({ chain, queueIndex }: QueueRequest): number {
     const st = this.stats;
     const hl = this.hdrLen;
     const p = this.txPacket;
     const frameLen = chain.readableBytes - hl;
-    // A frame must hold an Ethernet header and fit the MTU (device/net/6 bounds what must pass).
+    this.coalescing.packet(queueIndex);
+    // A frame must hold an Ethernet header and fit the largest frame allowed.
     if (chain.fault !== null || frameLen < ETH_HEADER || frameLen > p.capacity) {
       st.txErrors++;
       return 0;
@@ -360,25 +384,10 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       st.txErrors++;
       return 0;
     }
-    // No HOST_TSO/UFO/USO is offered: a GSO request is a driver error (driver/net/18..21).
-    if (h[NetHdr.GSO_TYPE] !== NetGsoType.NONE) {
+    p.length = frameLen;
+    if (!this.txHeader.apply(h, p, this.negotiated, this.mtu, this.ctx?.littleEndian ?? true)) {
       st.txErrors++;
       return 0;
-    }
-    p.length = frameLen;
-    p.needsCsum = false;
-    if ((h[NetHdr.FLAGS]! & NetHdrFlag.NEEDS_CSUM) !== 0) {
-      // driver/net/16: without CSUM flags must be 0; device/net/16: offsets used only with the flag.
-      const le = this.ctx?.littleEndian ?? true;
-      const start = u16(h, NetHdr.CSUM_START, le);
-      const off = u16(h, NetHdr.CSUM_OFFSET, le);
-      if ((this.negotiated & NetF.CSUM) === 0n || start + off + 2 > frameLen) {
-        st.txErrors++;
-        return 0;
-      }
-      p.needsCsum = true;
-      p.csumStart = start;
-      p.csumOffset = off;
     }
     if (!this.linkUp || this.link === null) {
       st.txDropped++;
@@ -386,6 +395,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     }
     st.txFrames++;
     st.txBytes += frameLen;
+    if (p.gsoType !== 0) st.txGso++;
+    // device/net/89: remember the pair a flow was sent on (only while more than one is in use).
+    if (this.activePairs > 1 && !this.rss.steering) this.flows.sent(p.data, p.length, queueIndex >> 1);
     this.link.send(p);
     return 0;
   }
@@ -397,13 +409,19 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       return 0;
     }
     let ack: number = 1;
+    this.replyLength = 0;
     if (chain.readableBytes <= this.ctrlBuf.length) {
       const n = this.reader.reset(chain).read(this.ctrlBuf, 0, chain.readableBytes);
       ack = executeNetControl(this, this.ctrlBuf, n);
     }
+    // command-specific-result follows the ack (5.1.6.5); without room for it: VIRTIO_NET_ERR.
+    const replyLen = ack === 0 && this.replyLength <= chain.writableBytes - 1 ? this.replyLength : 0;
+    if (ack === 0 && this.replyLength !== replyLen) ack = 1;
     if (ack === 0) this.stats.ctrlOk++;
     else this.stats.ctrlErr++;
-    return this.writer.reset(chain).writeU8(ack) ? 1 : 0;
+    const w = this.writer.reset(chain);
+    if (!w.writeU8(ack)) return 0;
+    return 1 + (replyLen > 0 ? w.write(this.reply, 0, replyLen) : 0);
   }
 
   // ---- receive ----
@@ -411,8 +429,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   /** NetPort: a frame from the link for the driver. */
   deliver(p: NetPacket): void {
     const st = this.stats;
-    const ctx = this.ctx;
-    if (ctx === null || !this.linkUp || p.length < ETH_HEADER) {
+    if (this.ctx === null || !this.linkUp || p.length < ETH_HEADER) {
       st.rxNoBuffer++;
       return;
     }
@@ -420,24 +437,68 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       st.rxFiltered++;
       return;
     }
+    if (p.gsoType !== 0) {
+      // 5.1.6.4: whole to a driver with the matching GUEST_* offload (gso fields set,
+      // device/net/46), else as segments (device/net/34..37, /40, /45: never a gso_type the
+      // driver did not negotiate).
+      if (p.length <= NET_GSO_MAX_FRAME && this.rxGso.takesWhole(p, this.guestOffloads)) {
+        st.rxGsoWhole++;
+        this.receiveFrame(p, this.rxGso.gsoTypeOut, this.rxGso.hdrLen);
+      } else if (this.segmenter.segment(p, this.segmentSink)) st.rxGsoSegmented++;
+      else st.rxErrors++;
+      return;
+    }
     // device/net/5: nothing longer than the MTU plus the Ethernet header (and a VLAN tag).
-    if (p.length > this.txPacket.capacity) {
+    if (p.length > this.maxFrame) {
       st.rxErrors++;
       return;
     }
+    this.receiveFrame(p, 0, 0);
+  }
+
+  private receiveSegment(seg: NetPacket): void {
+    if (seg.length > this.maxFrame) this.stats.rxErrors++;
+    else this.receiveFrame(seg, 0, 0);
+  }
+
+  /** A frame (or a whole GSO frame with its gso_type and hdr_len) into a receive queue. */
+  private receiveFrame(p: NetPacket, gsoType: number, hdrLen: number): void {
+    const st = this.stats;
+    const ctx = this.ctx!;
     const guestCsum = (this.guestOffloads & NetF.GUEST_CSUM) !== 0n;
     // device/net/33: a driver without GUEST_CSUM gets a complete checksum.
     if (p.needsCsum && !guestCsum && !completeChecksum(p)) {
       st.rxErrors++;
       return;
     }
-    const vq = this.pickRxQueue(p);
-    if (vq === null) {
-      st.rxNoBuffer++; // device/net/94: every receive queue is being reset
-      return;
+    const rss = this.rss;
+    // 5.1.6.4.3: a hash when RSS steers or HASH_REPORT reports (else none is calculated).
+    const hashed = (rss.steering || this.hashReport) && rss.hash(p.data, p.length);
+    const f = this.rxFields;
+    f.guestCsum = guestCsum;
+    f.gsoType = gsoType;
+    f.hdrLen = hdrLen;
+    f.hashValue = hashed ? rss.hashValue : 0;
+    f.hashReport = hashed ? rss.hashReport : NetHashReport.NONE;
+    let vq: DeviceQueue | null;
+    if (rss.steering) {
+      // device/net/97: the indirection table, or the unclassified queue; device/net/98: a queue
+      // being reset drops the frame.
+      const pair = hashed ? rss.table[rss.hashValue & rss.tableMask]! : rss.unclassified;
+      vq = this.server.queue(2 * pair);
+      if (vq === null) {
+        st.rxSteeredToStopped++;
+        return;
+      }
+    } else {
+      vq = this.pickRxQueue(p);
+      if (vq === null) {
+        st.rxNoBuffer++; // device/net/94: every receive queue is being reset
+        return;
+      }
     }
     try {
-      this.receiveInto(ctx, vq, p, guestCsum);
+      this.receiveInto(ctx, vq, p);
     } catch (e) {
       const reason = e instanceof QueueError ? e.message : `receive: ${String(e)}`;
       this.logger?.error(`${this.name}: ${reason}`);
@@ -446,18 +507,13 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   }
 
   /**
-   * device/net/91: receiveq1 only until VQ_PAIRS_SET; then a flow hash over the pairs in use
-   * (device/net/90 allows any of them), skipping queues being reset (device/net/93).
+   * device/net/91: receiveq1 only until VQ_PAIRS_SET; then the pair the flow was last sent on
+   * (device/net/89), else a flow hash over the pairs in use (device/net/90), skipping queues
+   * being reset (device/net/93).
    */
   private pickRxQueue(p: NetPacket): DeviceQueue | null {
     const n = this.activePairs;
-    let pair = 0;
-    if (n > 1) {
-      const d = p.data;
-      let h = 0;
-      for (let i = 0; i < 12; i++) h = (h * 31 + d[i]!) | 0;
-      pair = (h >>> 0) % n;
-    }
+    const pair = n > 1 ? this.flows.pick(p.data, p.length, n) : 0;
     for (let k = 0; k < n; k++) {
       const vq = this.server.queue(2 * ((pair + k) % n));
       if (vq !== null) return vq;
@@ -465,7 +521,16 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     return null;
   }
 
-  private receiveInto(ctx: DeviceContext, vq: DeviceQueue, p: NetPacket, guestCsum: boolean): void {
+  /** Receive buffers too small for their use: returned with nothing written, counted. */
+  private returnEmpty(vq: DeviceQueue, chains: DescriptorChain[], n: number): void {
+    for (let i = 0; i < n; i++) vq.pushDeferred(chains[i]!, 0);
+    vq.publish();
+    this.coalescing.packet(vq.index);
+    this.coalescing.notify(vq.index);
+    this.stats.rxShortBuffers++;
+  }
+
+  private receiveInto(ctx: DeviceContext, vq: DeviceQueue, p: NetPacket): void {
     const st = this.stats;
     const hl = this.hdrLen;
     const total = hl + p.length;
@@ -486,6 +551,12 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
         ctx.needsReset(`receive queue ${vq.index}: buffer outside guest memory`);
         return;
       }
+      if (mergeable && c.writableBytes < hl) {
+        // driver/net/45: a mergeable buffer holds at least the header. The buffers popped for
+        // this frame are used empty (the ring moves on past the bad one), the frame is dropped.
+        this.returnEmpty(vq, chains, n);
+        return;
+      }
       room += c.writableBytes;
       if (!mergeable) break; // device/net/28: one buffer without MRG_RXBUF
     }
@@ -502,12 +573,11 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       }
       // One buffer smaller than the frame (driver/net/40ff. SHOULD give 1526 bytes): used empty,
       // so the ring moves on.
-      vq.push(chains[0]!, 0);
-      ctx.notifyUsed(vq.index);
-      st.rxShortBuffers++;
+      this.returnEmpty(vq, chains, 1);
       return;
     }
-    this.fillRxHeader(p, n, guestCsum, ctx.littleEndian);
+    this.rxFields.numBuffers = n;
+    writeRxHeader(this.rxHdr, hl, p, this.rxFields, ctx.littleEndian);
     // Header then frame, buffer after buffer; all but the last filled (device/net/31).
     const w = this.writer;
     let at = 0; // position in header ++ frame
@@ -532,28 +602,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     vq.publish();
     st.rxFrames++;
     st.rxBytes += p.length;
-    ctx.notifyUsed(vq.index);
+    this.coalescing.packet(vq.index);
+    this.coalescing.notify(vq.index);
   }
-
-  private fillRxHeader(p: NetPacket, buffers: number, guestCsum: boolean, le: boolean): void {
-    const h = this.rxHdr;
-    h.fill(0);
-    // device/net/33: flags 0 without GUEST_CSUM; with it a partial checksum passes through
-    // (device/net/43). device/net/45: gso_type NONE (no GUEST_TSO/UFO/USO offered).
-    if (guestCsum && p.needsCsum) {
-      h[NetHdr.FLAGS] = NetHdrFlag.NEEDS_CSUM;
-      put16(h, NetHdr.CSUM_START, p.csumStart, le);
-      put16(h, NetHdr.CSUM_OFFSET, p.csumOffset, le);
-    }
-    // device/net/27, /29, /30: num_buffers (1 without MRG_RXBUF) when the header has it.
-    if (this.hdrLen >= NetHdr.SIZE) put16(h, NetHdr.NUM_BUFFERS, buffers, le);
-  }
-}
-
-function u16(b: Uint8Array, o: number, le: boolean): number {
-  return le ? b[o]! | (b[o + 1]! << 8) : (b[o]! << 8) | b[o + 1]!;
-}
-function put16(b: Uint8Array, o: number, v: number, le: boolean): void {
-  b[o + (le ? 0 : 1)] = v & 0xff;
-  b[o + (le ? 1 : 0)] = (v >>> 8) & 0xff;
 }

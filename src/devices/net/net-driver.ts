@@ -1,8 +1,12 @@
 /**
  * 5.1 Network Device, driver side, over RequestQueue: keeps receive buffers posted on the
  * receive queues in use (mergeable ones reassembled by num_buffers when MRG_RXBUF is
- * negotiated), sends frames (optionally with a partial checksum for the device to complete,
- * VIRTIO_NET_F_CSUM), issues control queue commands, reads the MAC and link status.
+ * negotiated; large enough for a 64 KiB GSO frame when a GUEST_* segmentation offload is),
+ * sends frames (optionally with a partial checksum for the device to complete,
+ * VIRTIO_NET_F_CSUM, and with TCP/UDP segmentation offload, HOST_TSO4/6, HOST_USO, HOST_UFO),
+ * issues control queue commands (rx modes, MAC and VLAN tables, announce ack, queue pairs, RSS
+ * and hash configuration, receive offloads, notification coalescing), reads the MAC and link
+ * status, and reports per frame what the receive header said (checksum state, GSO, hash).
  */
 import { type DeviceDriver, type DeviceDriverType, checkDriverContext } from '../../driver/device-driver.js';
 import { RequestQueue } from '../../driver/request-queue.js';
@@ -20,10 +24,13 @@ import {
   NetCtrlAnnounce,
   NetCtrlClass,
   NetCtrlMac,
+  NetCtrlGuestOffloads,
   NetCtrlMq,
+  NetCtrlNotfCoal,
   NetCtrlRx,
   NetCtrlVlan,
   NetF,
+  NetGsoType,
   NetHdr,
   NetHdrFlag,
   NetStatus,
@@ -32,6 +39,59 @@ import {
   netRxQueue,
   netTxQueue,
 } from '../../spec/net.js';
+import { NET_GSO_MAX_FRAME } from './net-header.js';
+import { type NetSendOptions, NetTransmitHeader } from './net-driver-transmit.js';
+
+/** The features NetDriver negotiates (HASH_REPORT only in `NetDriver.hashReportingType`: it changes the header to 20 bytes). */
+export const NET_DRIVER_FEATURES =
+  NetF.CSUM |
+  NetF.GUEST_CSUM |
+  NetF.MTU |
+  NetF.MAC |
+  NetF.MRG_RXBUF |
+  NetF.STATUS |
+  NetF.CTRL_VQ |
+  NetF.CTRL_RX |
+  NetF.CTRL_RX_EXTRA |
+  NetF.CTRL_VLAN |
+  NetF.GUEST_ANNOUNCE |
+  NetF.MQ |
+  NetF.CTRL_MAC_ADDR |
+  NetF.CTRL_GUEST_OFFLOADS |
+  NetF.SPEED_DUPLEX |
+  NetF.HOST_TSO4 |
+  NetF.HOST_TSO6 |
+  NetF.HOST_ECN |
+  NetF.HOST_UFO |
+  NetF.HOST_USO |
+  NetF.GUEST_TSO4 |
+  NetF.GUEST_TSO6 |
+  NetF.GUEST_ECN |
+  NetF.GUEST_UFO |
+  NetF.GUEST_USO4 |
+  NetF.GUEST_USO6 |
+  NetF.GUEST_HDRLEN |
+  NetF.RSS |
+  NetF.NOTF_COAL |
+  NetF.VQ_NOTF_COAL;
+
+/** The receive segmentation offloads: with any of them buffers must take a 64 KiB frame (driver/net/43). */
+const GUEST_GSO = NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_UFO | NetF.GUEST_USO4 | NetF.GUEST_USO6;
+
+export type { NetSendOptions } from './net-driver-transmit.js';
+
+/** RSS parameters (VIRTIO_NET_CTRL_MQ_RSS_CONFIG, 5.1.6.5.7.1). */
+export interface NetRssParams {
+  /** VIRTIO_NET_HASH_TYPE_* bits. */
+  hashTypes: number;
+  /** Receive queue numbers (pairs, from 0); a power of two of them (driver/net/80). */
+  table: readonly number[];
+  /** Where frames without a hash go. */
+  unclassified: number;
+  /** Transmit pairs the driver will use (default: the pairs in use). */
+  maxTxPairs?: number;
+  key: Uint8Array;
+}
 
 export interface NetDriverOptions {
   /** Receive buffers kept posted per receive queue (default 32, at most the queue size). */
@@ -50,6 +110,13 @@ export interface NetFrame {
   readonly csumOffset: number;
   /** Buffers it was spread over (num_buffers). */
   readonly buffers: number;
+  /** gso_type (NONE for an ordinary frame), gso_size and hdr_len of a whole GSO frame. */
+  readonly gsoType: number;
+  readonly gsoSize: number;
+  readonly hdrLen: number;
+  /** hash_value and hash_report with HASH_REPORT (else 0). */
+  readonly hashValue: number;
+  readonly hashReport: number;
   /** The receive queue it came on. */
   readonly queue: number;
 }
@@ -61,6 +128,11 @@ interface RxAssembly {
   csumStart: number;
   csumOffset: number;
   buffers: number;
+  gsoType: number;
+  gsoSize: number;
+  hdrLen: number;
+  hashValue: number;
+  hashReport: number;
 }
 
 const NO_SEGMENTS: readonly Segment[] = [];
@@ -71,10 +143,14 @@ export class NetDriver implements DeviceDriver {
   static readonly type: DeviceDriverType<NetDriver, NetDriverOptions> = {
     name: 'virtio-net',
     deviceId: DeviceId.NET,
-    wantedFeatures:
-      NetF.CSUM | NetF.GUEST_CSUM | NetF.MTU | NetF.MAC | NetF.MRG_RXBUF | NetF.STATUS | NetF.CTRL_VQ | NetF.CTRL_RX | NetF.CTRL_RX_EXTRA | NetF.CTRL_VLAN | NetF.GUEST_ANNOUNCE | NetF.MQ | NetF.CTRL_MAC_ADDR | NetF.CTRL_GUEST_OFFLOADS | NetF.SPEED_DUPLEX,
+    wantedFeatures: NET_DRIVER_FEATURES,
     requiredFeatures: 0n,
     attach: (ctx, opts) => new NetDriver(ctx, opts),
+  };
+  /** The same driver negotiating HASH_REPORT too (a 20-byte header carrying each frame's hash). */
+  static readonly hashReportingType: DeviceDriverType<NetDriver, NetDriverOptions> = {
+    ...NetDriver.type,
+    wantedFeatures: NET_DRIVER_FEATURES | NetF.HASH_REPORT,
   };
 
   readonly hdrLen: number;
@@ -99,6 +175,7 @@ export class NetDriver implements DeviceDriver {
   private readonly tx: RequestQueue[] = [];
   private readonly assembly: (RxAssembly | null)[] = [];
   private readonly ctrl: RequestQueue | null;
+  private readonly transmit: NetTransmitHeader;
   private pairsInUse = 1;
   private readonly pending: NetFrame[] = [];
   private readonly waiters: ((f: NetFrame) => void)[] = [];
@@ -116,11 +193,16 @@ export class NetDriver implements DeviceDriver {
     this.maxPairs = (f & NetF.MQ) !== 0n ? this.configField('maxVirtqueuePairs') : 1;
     this.mtu = (f & NetF.MTU) !== 0n ? this.configField('mtu') : 1500;
     this.mac = (f & NetF.MAC) !== 0n ? ctx.readConfig(NetConfig.MAC, 6).slice() : LOCAL_DEFAULT_MAC.slice();
-    // driver/net/7: buffers for at least one MTU-sized frame (header, Ethernet header, VLAN tag).
-    this.rxBufferSize = opts.rxBufferSize ?? (this.mergeable ? 2048 : this.hdrLen + this.mtu + ETH_HEADER + ETH_VLAN_TAG);
+    // driver/net/7: buffers for at least one MTU-sized frame (header, Ethernet header, VLAN tag);
+    // driver/net/43: with a GUEST_* segmentation offload, room for a 64 KiB frame, in one
+    // buffer or (MRG_RXBUF) over the buffers posted.
+    const largeFrames = (f & GUEST_GSO) !== 0n;
+    const oneFrame = this.hdrLen + (largeFrames ? NET_GSO_MAX_FRAME : this.mtu + ETH_HEADER + ETH_VLAN_TAG);
+    this.rxBufferSize = opts.rxBufferSize ?? (this.mergeable ? 2048 : oneFrame);
     if (!Number.isInteger(this.rxBufferSize) || this.rxBufferSize < 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad rxBufferSize ${this.rxBufferSize}`);
-    this.rxBuffers = opts.rxBuffers ?? 32;
+    this.rxBuffers = opts.rxBuffers ?? Math.max(32, Math.ceil(oneFrame / this.rxBufferSize) + 1);
     this.maxPending = opts.maxPending ?? 1024;
+    this.transmit = new NetTransmitHeader(this.le);
     // A vhost-user front-end may run fewer queues than the device has pairs (QEMU keeps the
     // control queue to itself): only the pairs whose queues exist are used.
     this.usablePairs = Math.min(this.maxPairs, Math.floor(ctx.numQueues / 2));
@@ -163,27 +245,22 @@ export class NetDriver implements DeviceDriver {
   }
 
   /**
-   * Sends one frame on transmitq `pair`; resolves when the device used it. With `csum`
-   * (VIRTIO_NET_F_CSUM negotiated) the device completes the checksum from `start`, stored at
-   * start + offset (driver/net/30).
+   * Sends one frame on transmitq `pair`; resolves when the device used it. `csum` asks the
+   * device to complete a partial checksum (VIRTIO_NET_F_CSUM, driver/net/30); `gso` asks it to
+   * segment (driver/net/18..22, /31, /32). Refuses what was not negotiated (driver/net/16,
+   * /18..21) and, without GSO, a frame longer than the MTU allows (driver/net/8).
    */
-  async send(frame: Uint8Array, opts: { pair?: number; csum?: { start: number; offset: number } } = {}): Promise<void> {
+  async send(frame: Uint8Array, opts: NetSendOptions = {}): Promise<void> {
     const pair = opts.pair ?? 0;
     const q = this.tx[pair];
     if (q === undefined || pair >= this.pairsInUse) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `transmit pair ${pair} not in use`);
     const hl = this.hdrLen;
-    const len = hl + frame.length;
+    const { hdr, body } = this.transmit.prepare(frame, opts, this.ctx.features, this.mtu, hl);
+    const len = hl + body.length;
     const addr = this.ctx.dma.alloc(len, 16);
     try {
-      const hdr = new Uint8Array(hl); // num_buffers 0 (driver/net/15), gso_type NONE
-      if (opts.csum) {
-        if ((this.ctx.features & NetF.CSUM) === 0n) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'checksum offload needs VIRTIO_NET_F_CSUM (driver/net/16)');
-        hdr[NetHdr.FLAGS] = NetHdrFlag.NEEDS_CSUM;
-        this.put16(hdr, NetHdr.CSUM_START, opts.csum.start);
-        this.put16(hdr, NetHdr.CSUM_OFFSET, opts.csum.offset);
-      }
       this.ctx.memory.write(addr, hdr);
-      this.ctx.memory.write(addr + hl, frame);
+      this.ctx.memory.write(addr + hl, body);
       await q.submit([{ addr, len }], NO_SEGMENTS);
     } finally {
       this.ctx.dma.free(addr);
@@ -207,9 +284,14 @@ export class NetDriver implements DeviceDriver {
 
   /** Sends a control command; resolves with the ack (VIRTIO_NET_OK 0, VIRTIO_NET_ERR 1). */
   async command(cls: number, cmd: number, payload: Uint8Array = new Uint8Array(0)): Promise<number> {
+    return (await this.commandWithResult(cls, cmd, payload, 0)).ack;
+  }
+
+  /** A control command whose device-writable part holds the ack and `resultLen` bytes of command-specific-result. */
+  async commandWithResult(cls: number, cmd: number, payload: Uint8Array, resultLen: number): Promise<{ ack: number; result: Uint8Array }> {
     if (this.ctrl === null) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no control queue (VIRTIO_NET_F_CTRL_VQ not negotiated)');
     const outLen = 2 + payload.length;
-    const addr = this.ctx.dma.alloc(outLen + 1, 16);
+    const addr = this.ctx.dma.alloc(outLen + 1 + resultLen, 16);
     try {
       const b = new Uint8Array(outLen + 1);
       b[0] = cls;
@@ -217,24 +299,34 @@ export class NetDriver implements DeviceDriver {
       b.set(payload, 2);
       b[outLen] = 0xff; // the device overwrites it
       this.ctx.memory.write(addr, b);
-      const used = await this.ctrl.submit([{ addr, len: outLen }], [{ addr: addr + outLen, len: 1 }]);
+      const used = await this.ctrl.submit([{ addr, len: outLen }], [{ addr: addr + outLen, len: 1 + resultLen }]);
       if (used < 1) throw new VirtioError(ErrorCode.REQUEST_FAILED, 'control command not acknowledged');
-      const ack = new Uint8Array(1);
-      this.ctx.memory.read(addr + outLen, ack);
-      return ack[0]!;
+      const r = new Uint8Array(1 + resultLen);
+      this.ctx.memory.read(addr + outLen, r);
+      return { ack: r[0]!, result: r.subarray(1, Math.min(used, 1 + resultLen)) };
     } finally {
       this.ctx.dma.free(addr);
     }
   }
 
-  private async expectOk(cls: number, cmd: number, payload?: Uint8Array): Promise<void> {
+  /**
+   * Sends a command that must be answered VIRTIO_NET_OK; refuses first (a rejected promise, no
+   * command sent) when the features `need` were not negotiated (driver/net/64..66, /78, /89, /90).
+   */
+  private async expectOk(cls: number, cmd: number, payload: Uint8Array | undefined, need: bigint, rule: string): Promise<void> {
+    this.requireFeatures(need, `control command ${cls}/${cmd}`, rule);
     const ack = await this.command(cls, cmd, payload);
     if (ack !== NetCtrlAck.OK) throw new VirtioError(ErrorCode.REQUEST_FAILED, `control command ${cls}/${cmd} answered VIRTIO_NET_ERR`);
   }
 
+  private requireFeatures(need: bigint, what: string, rule: string): void {
+    if ((this.ctx.features & need) !== need) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${what} needs features 0x${need.toString(16)}, not negotiated (${rule})`);
+  }
+
   /** VIRTIO_NET_CTRL_RX: one of PROMISC, ALLMULTI, ALLUNI, NOMULTI, NOUNI, NOBCAST on or off. */
   setRxMode(mode: (typeof NetCtrlRx)[keyof typeof NetCtrlRx], on: boolean): Promise<void> {
-    return this.expectOk(NetCtrlClass.RX, mode, Uint8Array.of(on ? 1 : 0));
+    const basic = mode === NetCtrlRx.PROMISC || mode === NetCtrlRx.ALLMULTI;
+    return this.expectOk(NetCtrlClass.RX, mode, Uint8Array.of(on ? 1 : 0), basic ? NetF.CTRL_RX : NetF.CTRL_RX_EXTRA, basic ? 'driver/net/64' : 'driver/net/65');
   }
 
   /** VIRTIO_NET_CTRL_MAC_TABLE_SET: the unicast and multicast filter tables. */
@@ -249,12 +341,12 @@ export class NetDriver implements DeviceDriver {
         at += 6;
       }
     }
-    return this.expectOk(NetCtrlClass.MAC, NetCtrlMac.TABLE_SET, b);
+    return this.expectOk(NetCtrlClass.MAC, NetCtrlMac.TABLE_SET, b, NetF.CTRL_RX, 'driver/net/66');
   }
 
   /** VIRTIO_NET_CTRL_MAC_ADDR_SET: the device's primary address. */
   async setMac(mac: Uint8Array): Promise<void> {
-    await this.expectOk(NetCtrlClass.MAC, NetCtrlMac.ADDR_SET, mac.slice(0, 6));
+    await this.expectOk(NetCtrlClass.MAC, NetCtrlMac.ADDR_SET, mac.slice(0, 6), NetF.CTRL_RX | NetF.CTRL_MAC_ADDR, 'driver/net/66');
     this.mac.set(mac.subarray(0, 6));
   }
 
@@ -262,12 +354,12 @@ export class NetDriver implements DeviceDriver {
   setVlan(vid: number, on: boolean): Promise<void> {
     const b = new Uint8Array(2);
     this.put16(b, 0, vid);
-    return this.expectOk(NetCtrlClass.VLAN, on ? NetCtrlVlan.ADD : NetCtrlVlan.DEL, b);
+    return this.expectOk(NetCtrlClass.VLAN, on ? NetCtrlVlan.ADD : NetCtrlVlan.DEL, b, NetF.CTRL_VLAN, '5.1.6.5.3');
   }
 
   /** VIRTIO_NET_CTRL_ANNOUNCE_ACK (after sending the announcement). */
   ackAnnounce(): Promise<void> {
-    return this.expectOk(NetCtrlClass.ANNOUNCE, NetCtrlAnnounce.ACK);
+    return this.expectOk(NetCtrlClass.ANNOUNCE, NetCtrlAnnounce.ACK, undefined, NetF.GUEST_ANNOUNCE, '5.1.6.5.4');
   }
 
   /** VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET: use `n` pairs; their receive queues get buffers first. */
@@ -276,8 +368,76 @@ export class NetDriver implements DeviceDriver {
     for (let p = this.pairsInUse; p < n; p++) this.postReceiveBuffers(p);
     const b = new Uint8Array(2);
     this.put16(b, 0, n);
-    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, b);
+    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, b, NetF.MQ, '5.1.6.5.5');
     this.pairsInUse = Math.max(this.pairsInUse, n);
+  }
+
+  /** VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET: the receive offloads to use (negotiated ones only, driver/net/86). */
+  setGuestOffloads(mask: bigint): Promise<void> {
+    const b = new Uint8Array(8);
+    this.put32(b, 0, Number(mask & 0xffff_ffffn));
+    this.put32(b, 4, Number(mask >> 32n));
+    // A legacy big-endian guest writes the le64 as one native 64-bit value (driver/net/87).
+    const payload = this.le ? b : Uint8Array.of(...b.subarray(4, 8), ...b.subarray(0, 4));
+    if ((mask & ~this.ctx.features) !== 0n) return Promise.reject(new VirtioError(ErrorCode.INVALID_ARGUMENT, `offloads 0x${(mask & ~this.ctx.features).toString(16)} not negotiated (driver/net/86)`));
+    return this.expectOk(NetCtrlClass.GUEST_OFFLOADS, NetCtrlGuestOffloads.SET, payload, NetF.CTRL_GUEST_OFFLOADS, '5.1.6.5.6');
+  }
+
+  /** VIRTIO_NET_CTRL_MQ_RSS_CONFIG (RSS negotiated): hash types, indirection table, key. */
+  async setRss(p: NetRssParams): Promise<void> {
+    this.requireFeatures(NetF.RSS, 'RSS_CONFIG', 'driver/net/78');
+    const n = p.table.length;
+    if (n < 1 || (n & (n - 1)) !== 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `indirection table of ${n} entries: not a power of two (driver/net/80)`);
+    for (const q of [...p.table, p.unclassified]) if (!Number.isInteger(q) || q < 0 || q >= this.usablePairs) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `receive queue ${q} not enabled (driver/net/79)`);
+    const maxTx = p.maxTxPairs ?? this.pairsInUse;
+    const b = new Uint8Array(8 + 2 * n + 3 + p.key.length);
+    this.put32(b, 0, p.hashTypes);
+    this.put16(b, 4, n - 1);
+    this.put16(b, 6, p.unclassified);
+    p.table.forEach((q, i) => this.put16(b, 8 + 2 * i, q));
+    this.put16(b, 8 + 2 * n, maxTx);
+    b[10 + 2 * n] = p.key.length;
+    b.set(p.key, 11 + 2 * n);
+    // The queues the table names get buffers first (driver/net/74).
+    for (const q of [...p.table, p.unclassified]) for (let k = this.pairsInUse; k <= q; k++) this.postReceiveBuffers(k);
+    await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.RSS_CONFIG, b, NetF.RSS, 'driver/net/78');
+    this.pairsInUse = Math.max(this.pairsInUse, maxTx, ...p.table.map((q) => q + 1), p.unclassified + 1);
+  }
+
+  /** VIRTIO_NET_CTRL_MQ_HASH_CONFIG (HASH_REPORT negotiated): what hash each frame reports. */
+  setHashConfig(hashTypes: number, key: Uint8Array): Promise<void> {
+    const b = new Uint8Array(13 + key.length);
+    this.put32(b, 0, hashTypes);
+    b[12] = key.length;
+    b.set(key, 13);
+    return this.expectOk(NetCtrlClass.MQ, NetCtrlMq.HASH_CONFIG, b, NetF.HASH_REPORT, '5.1.6.5.6.4');
+  }
+
+  /** VIRTIO_NET_CTRL_NOTF_COAL_TX_SET / _RX_SET (NOTF_COAL): every queue of one direction. */
+  setCoalescing(direction: 'tx' | 'rx', maxPackets: number, maxUsecs: number): Promise<void> {
+    const b = new Uint8Array(8);
+    this.put32(b, 0, maxPackets);
+    this.put32(b, 4, maxUsecs);
+    return this.expectOk(NetCtrlClass.NOTF_COAL, direction === 'tx' ? NetCtrlNotfCoal.TX_SET : NetCtrlNotfCoal.RX_SET, b, NetF.NOTF_COAL, 'driver/net/89');
+  }
+
+  /** VIRTIO_NET_CTRL_NOTF_COAL_VQ_SET (VQ_NOTF_COAL): one enabled data queue (driver/net/88). */
+  setQueueCoalescing(vq: number, maxPackets: number, maxUsecs: number): Promise<void> {
+    const b = new Uint8Array(12);
+    this.put16(b, 0, vq);
+    this.put32(b, 4, maxPackets);
+    this.put32(b, 8, maxUsecs);
+    return this.expectOk(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_SET, b, NetF.VQ_NOTF_COAL, 'driver/net/90');
+  }
+
+  /** VIRTIO_NET_CTRL_NOTF_COAL_VQ_GET; values of an ERR answer are not used (driver/net/91). */
+  async getQueueCoalescing(vq: number): Promise<{ maxPackets: number; maxUsecs: number }> {
+    this.requireFeatures(NetF.VQ_NOTF_COAL, 'VQ_GET', 'driver/net/90');
+    const b = new Uint8Array(4);
+    this.put16(b, 0, vq);
+    const { ack, result } = await this.commandWithResult(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_GET, b, 8);
+    if (ack !== NetCtrlAck.OK || result.length < 8) throw new VirtioError(ErrorCode.REQUEST_FAILED, `VQ_GET of queue ${vq} answered VIRTIO_NET_ERR`);
+    return { maxPackets: this.get32(result, 0), maxUsecs: this.get32(result, 4) };
   }
 
   detach(): void {
@@ -331,13 +491,21 @@ export class NetDriver implements DeviceDriver {
     }
     // driver/net/48: unknown flag bits are ignored; only NEEDS_CSUM and DATA_VALID are used.
     const buffers = hl >= NetHdr.SIZE ? this.get16(bytes, NetHdr.NUM_BUFFERS) : 1;
+    const flags = bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID);
+    const gsoType = bytes[NetHdr.GSO_TYPE]!;
     const first: RxAssembly = {
       parts: [bytes.subarray(hl)],
       remaining: (this.mergeable ? buffers : 1) - 1,
-      flags: bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID),
-      csumStart: this.get16(bytes, NetHdr.CSUM_START),
-      csumOffset: this.get16(bytes, NetHdr.CSUM_OFFSET),
+      flags,
+      // driver/net/51: csum_start / csum_offset only with NEEDS_CSUM.
+      csumStart: (flags & NetHdrFlag.NEEDS_CSUM) !== 0 ? this.get16(bytes, NetHdr.CSUM_START) : 0,
+      csumOffset: (flags & NetHdrFlag.NEEDS_CSUM) !== 0 ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
       buffers: this.mergeable ? buffers : 1,
+      gsoType,
+      gsoSize: gsoType !== NetGsoType.NONE ? this.get16(bytes, NetHdr.GSO_SIZE) : 0,
+      hdrLen: gsoType !== NetGsoType.NONE ? this.get16(bytes, NetHdr.HDR_LEN) : 0,
+      hashValue: hl >= NetHdr.HASH_SIZE ? this.get32(bytes, NetHdr.HASH_VALUE) : 0,
+      hashReport: hl >= NetHdr.HASH_SIZE ? this.get16(bytes, NetHdr.HASH_REPORT) : 0,
     };
     if (this.mergeable && (buffers < 1 || buffers > this.rxBuffers)) {
       this.rxErrors++;
@@ -358,7 +526,19 @@ export class NetDriver implements DeviceDriver {
         at += p.length;
       }
     }
-    const frame: NetFrame = { data, flags: a.flags, csumStart: a.csumStart, csumOffset: a.csumOffset, buffers: a.buffers, queue: netRxQueue(pair) };
+    const frame: NetFrame = {
+      data,
+      flags: a.flags,
+      csumStart: a.csumStart,
+      csumOffset: a.csumOffset,
+      buffers: a.buffers,
+      queue: netRxQueue(pair),
+      gsoType: a.gsoType,
+      gsoSize: a.gsoSize,
+      hdrLen: a.hdrLen,
+      hashValue: a.hashValue,
+      hashReport: a.hashReport,
+    };
     const w = this.waiters.shift();
     if (w) {
       w(frame);
@@ -385,5 +565,8 @@ export class NetDriver implements DeviceDriver {
   }
   private get16(b: Uint8Array, o: number): number {
     return this.le ? b[o]! | (b[o + 1]! << 8) : (b[o]! << 8) | b[o + 1]!;
+  }
+  private get32(b: Uint8Array, o: number): number {
+    return this.le ? (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0 : ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
   }
 }

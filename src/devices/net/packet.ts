@@ -1,6 +1,7 @@
 /**
  * One Ethernet frame as it travels between the ports of a virtual network: the bytes and what
- * the sender's virtio_net_hdr said about its checksum (5.1.6.2). Packets are reusable buffers:
+ * the sender's virtio_net_hdr said about it (5.1.6.2): the checksum offload state and, for a
+ * large frame the receiver is to segment (GSO), the segmentation request. Packets are reusable buffers:
  * each sender owns one and refills it per frame, receivers copy what they keep, so moving a
  * frame allocates nothing.
  */
@@ -17,6 +18,22 @@ export class NetPacket {
   needsCsum = false;
   csumStart = 0;
   csumOffset = 0;
+  /**
+   * VIRTIO_NET_HDR_F_DATA_VALID: the checksums of the frame were verified (or computed) by
+   * whoever handed it on, so a receiver may tell its driver so (5.1.6.4, device/net/50).
+   */
+  csumValid = false;
+  /**
+   * A segmentation request (5.1.6.2): a VIRTIO_NET_HDR_GSO_* type (TCPV4, TCPV6, UDP, UDP_L4,
+   * with the ECN bit 0x80 when the TCP stream carries congestion notification), or NONE (0)
+   * for an ordinary frame. A GSO packet always has `needsCsum` set (driver/net/31) and is
+   * only handed whole to a port whose `takesGso` is true; the switch segments it for others.
+   */
+  gsoType = 0;
+  /** The segment payload size (MSS) of a GSO packet. */
+  gsoSize = 0;
+  /** The length of the headers up to the end of the transport header, when known (a hint: device/net/21). */
+  hdrLen = 0;
 
   constructor(capacity: number) {
     this.data = new Uint8Array(capacity);
@@ -31,8 +48,28 @@ export class NetPacket {
     if (frame.length > this.data.length) return false;
     this.data.set(frame);
     this.length = frame.length;
-    this.needsCsum = false;
+    this.clearOffloads();
     return true;
+  }
+
+  /** No checksum offload, no segmentation request. */
+  clearOffloads(): void {
+    this.needsCsum = false;
+    this.csumValid = false;
+    this.gsoType = 0;
+    this.gsoSize = 0;
+    this.hdrLen = 0;
+  }
+
+  /** Copies the offload metadata (not the bytes) of `from`. */
+  copyOffloads(from: NetPacket): void {
+    this.needsCsum = from.needsCsum;
+    this.csumStart = from.csumStart;
+    this.csumOffset = from.csumOffset;
+    this.csumValid = from.csumValid;
+    this.gsoType = from.gsoType;
+    this.gsoSize = from.gsoSize;
+    this.hdrLen = from.hdrLen;
   }
 
   /** A copy of the frame bytes (tests, capture). */

@@ -24,4 +24,11 @@ export interface NetPort {
    * receiver of a flooded frame sees the same bytes either way.
    */
   deliver(packet: NetPacket): void;
+  /**
+   * Whether the port takes GSO packets (`packet.gsoType` not NONE) whole: it then passes them
+   * on (a guest that negotiated GUEST_TSO4, say) or segments them itself (`GsoSegmenter`).
+   * Absent or false: the switch delivers such a packet as its segments, each an ordinary frame
+   * with complete checksums, so a port that knows nothing of GSO never sees a large frame.
+   */
+  readonly takesGso?: boolean;
 }

@@ -33,9 +33,7 @@ export class ReflectorPort implements NetPort {
     const o = this.out;
     o.data.set(d.subarray(0, p.length));
     o.length = p.length;
-    o.needsCsum = p.needsCsum;
-    o.csumStart = p.csumStart;
-    o.csumOffset = p.csumOffset;
+    o.copyOffloads(p);
     o.data.copyWithin(0, 6, 12); // destination: the sender
     o.data.set(this.mac, 6); // source: us
     this.reflected++;

@@ -16,8 +16,14 @@
  * The guest is untrusted: a port that sends from many source addresses cannot grow the table
  * beyond `maxAddresses` (further addresses are not learned and their frames are flooded), and a
  * chain of ports that answer synchronously (two reflectors) is cut at `MAX_FORWARD_DEPTH`.
+ *
+ * A GSO packet (`packet.gsoType` not NONE) goes whole only to ports that say `takesGso`; every
+ * other port gets its segments (gso-segmenter.ts), so ports that know nothing of GSO keep
+ * seeing ordinary frames. One segmenter per forwarding depth: a port that answers a segment
+ * synchronously cannot clobber the segments still to come.
  */
 import { ErrorCode, VirtioError } from '../../errors.js';
+import { GsoSegmenter } from './gso-segmenter.js';
 import { type NetPacket, isGroupAddress, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { ETH_HEADER, ETH_P_8021Q, ETH_VLAN_TAG, NET_VLAN_IDS } from '../../spec/net.js';
@@ -30,7 +36,7 @@ export interface SwitchPortCounters {
   /** Frames and bytes the switch delivered to the port. */
   txFrames: number;
   txBytes: number;
-  /** Frames from the port the switch dropped (runt, looped too deep, port detached). */
+  /** Frames from the port the switch dropped (runt, looped too deep, port detached, GSO not segmentable). */
   dropped: number;
 }
 
@@ -120,6 +126,7 @@ export class NetSwitch {
   private readonly table = new Map<number, SwitchPort>();
   private readonly maxAddresses: number;
   private depth = 0;
+  private readonly segmenters: GsoSegmenter[] = [];
 
   constructor(opts: NetSwitchOptions = {}) {
     this.maxAddresses = opts.maxAddresses ?? DEFAULT_MAX_ADDRESSES;
@@ -212,9 +219,29 @@ export class NetSwitch {
     }
   }
 
+  /** Software segmentation done for ports without `takesGso`: packets, segments, refused. */
+  get segmentation(): { packets: number; segments: number; refused: number } {
+    let packets = 0;
+    let segments = 0;
+    let refused = 0;
+    for (const s of this.segmenters) {
+      packets += s.packets;
+      segments += s.segments;
+      refused += s.refused;
+    }
+    return { packets, segments, refused };
+  }
+
   private deliver(to: SwitchPort, p: NetPacket): void {
     to.counters.txFrames++;
     to.counters.txBytes += p.length;
-    to.port.deliver(p);
+    if (p.gsoType === 0 || to.port.takesGso === true) {
+      to.port.deliver(p);
+      return;
+    }
+    const k = this.depth - 1; // forward() raised depth before delivering
+    let s = this.segmenters[k];
+    if (s === undefined) s = this.segmenters[k] = new GsoSegmenter();
+    if (!s.segment(p, to.port)) to.counters.dropped++;
   }
 }

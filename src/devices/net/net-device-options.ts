@@ -1,0 +1,80 @@
+/** The options, counters and base feature set of NetDevice (net-device.ts). */
+import type { Logger } from '../../log.js';
+import { NetF } from '../../spec/net.js';
+
+export interface NetDeviceOptions {
+  /** The device's MAC (VIRTIO_NET_F_MAC). Default 02:76:74:00:00:01 (locally administered). */
+  mac?: Uint8Array;
+  /** MTU reported with VIRTIO_NET_F_MTU, 68..65535 (default 1500). */
+  mtu?: number;
+  /** Queue pairs (max_virtqueue_pairs; MQ is offered when above 1). Default 1. */
+  queuePairs?: number;
+  /** Maximum size of every queue. Default 256. */
+  queueSize?: number;
+  /** Link state at start (VIRTIO_NET_S_LINK_UP). Default up. */
+  linkUp?: boolean;
+  /** SPEED_DUPLEX values (default unknown). */
+  speedMbps?: number;
+  duplex?: number;
+  /**
+   * Offer the segmentation offloads (HOST_TSO4/6, HOST_ECN, HOST_UFO, HOST_USO, GUEST_TSO4/6,
+   * GUEST_ECN, GUEST_UFO, GUEST_USO4/6, GUEST_HDRLEN). Default true.
+   */
+  gso?: boolean;
+  /** Offer RSS and HASH_REPORT (default true). */
+  rss?: boolean;
+  /** Offer NOTF_COAL and VQ_NOTF_COAL (default true). */
+  coalescing?: boolean;
+  /** For logs and the switch's counters. */
+  name?: string;
+  logger?: Logger;
+}
+
+/** What the device counted since it was made. */
+export interface NetDeviceStats {
+  txFrames: number;
+  txBytes: number;
+  /** Transmit chains dropped as malformed (short, oversized, GSO/checksum offload not allowed or malformed, unmapped). */
+  txErrors: number;
+  /** GSO frames among txFrames (sent whole to the switch). */
+  txGso: number;
+  /** Frames transmitted while the link was down or unconnected. */
+  txDropped: number;
+  rxFrames: number;
+  rxBytes: number;
+  /** Frames the receive filter refused. */
+  rxFiltered: number;
+  /** Frames dropped for want of receive buffers (or with the link down, or no receive queue). */
+  rxNoBuffer: number;
+  /** Frames dropped as too large for the MTU, with checksum offsets outside the frame, or GSO frames that could not be segmented. */
+  rxErrors: number;
+  /** GSO frames passed whole to the driver, and GSO frames segmented for it. */
+  rxGsoWhole: number;
+  rxGsoSegmented: number;
+  /** Frames dropped because RSS steered them to a queue being reset (device/net/98). */
+  rxSteeredToStopped: number;
+  /** Receive buffers too small for a frame without MRG_RXBUF: returned with nothing written. */
+  rxShortBuffers: number;
+  /** Control commands answered OK and ERR. */
+  ctrlOk: number;
+  ctrlErr: number;
+}
+
+export const DEFAULT_NET_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0x01);
+
+/** Feature bits this device implements (MQ is added when it has more than one pair). */
+export const NET_DEVICE_FEATURES =
+  NetF.CSUM |
+  NetF.GUEST_CSUM |
+  NetF.CTRL_GUEST_OFFLOADS |
+  NetF.MTU |
+  NetF.MAC |
+  NetF.MRG_RXBUF |
+  NetF.STATUS |
+  NetF.CTRL_VQ |
+  NetF.CTRL_RX |
+  NetF.CTRL_VLAN |
+  NetF.CTRL_RX_EXTRA |
+  NetF.GUEST_ANNOUNCE |
+  NetF.CTRL_MAC_ADDR |
+  NetF.SPEED_DUPLEX;
