@@ -190,7 +190,10 @@ result sent $sent`,
     const lens = pcapLengths(pcap);
     const jumbo = lens.filter((l) => l > 1518).length;
     assert.ok(jumbo > 100, `${jumbo} of ${lens.length} captured frames are jumbo frames`);
-    assert.ok(Math.max(...lens) <= 9000 + 18);
+    // The capture sees frames as the switch accepts them: the guest negotiates TSO, so some are
+    // GSO frames (up to 64 KiB) that the switch segments to the MTU for the TAP port; none is
+    // larger than a GSO frame can be.
+    assert.ok(Math.max(...lens) <= 65535 + 18, `largest captured frame ${Math.max(...lens)}`);
   });
 
   it('q35 with 2 vCPUs and 2 queue pairs: pings from each CPU to two TAPs; both pairs carry frames both ways (per-queue counters)', async (t) => {
