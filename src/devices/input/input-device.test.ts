@@ -230,6 +230,26 @@ describe('InputDevice', T, () => {
     }
   });
 
+  it('driver/input/7: with acceptAnnouncedOnly the driver ignores events the device did not announce (unknown types and codes)', async () => {
+    const device = new InputDevice({ profile: keyboardProfile('kbd') });
+    const lb = await setup(device);
+    const input = new InputDriver(lb.context, { eventBuffers: 8 });
+    await input.acceptAnnouncedOnly();
+    // A relative motion (a keyboard announces no EV_REL), a type no evdev defines, a key code
+    // beyond the announced range: all ignored; the key press and the SYN_REPORTs come through.
+    assert.ok(device.sendUpdate([ev(EvType.REL, EvCode.REL_X, 5), ev(0x1e, 1, 1), ev(EvType.KEY, 0x2ff, 1), ev(EvType.KEY, EvCode.KEY_A, 1)]));
+    assert.ok(device.sendUpdate([ev(EvType.LED, EvCode.LED_CAPSL, 1)]));
+    assert.deepEqual(await input.nextEvents(4), [ev(EvType.KEY, EvCode.KEY_A, 1), ev(EvType.SYN, EvCode.SYN_REPORT, 0), ev(EvType.LED, EvCode.LED_CAPSL, 1), ev(EvType.SYN, EvCode.SYN_REPORT, 0)]);
+    assert.equal(input.stats.ignored, 3);
+    input.detach();
+    // Without the filter every event reaches the caller (interpreting them is its business).
+    const lb2 = await setup(new InputDevice({ profile: keyboardProfile('kbd') }));
+    const all = new InputDriver(lb2.context, { eventBuffers: 8 });
+    assert.ok((lb2.core.device as InputDevice).sendUpdate([ev(0x1e, 1, 1)]));
+    assert.deepEqual(await all.nextEvents(2), [ev(0x1e, 1, 1), ev(EvType.SYN, EvCode.SYN_REPORT, 0)]);
+    all.detach();
+  });
+
   it('driver/input/4: the driver reposts each buffer, so the eventq stays populated', async () => {
     const device = new InputDevice({ profile: keyboardProfile() });
     const lb = await setup(device);

@@ -5,6 +5,7 @@ import { DeviceId } from '../../spec/device-id.js';
 import { EvCode, EvType, InputConfigSelect } from '../../spec/input.js';
 import type { DeviceType } from '../device-type.js';
 import { INPUT_CLI } from './cli.js';
+import type { InputDeviceProfile } from './input-config.js';
 import { InputDevice } from './input-device.js';
 import { InputDriver, transportConfigSettled } from './input-driver.js';
 import { INPUT_PRESETS, type InputPresetName } from './input-presets.js';
@@ -12,12 +13,21 @@ import { INPUT_PRESETS, type InputPresetName } from './input-presets.js';
 /** `createDevice` arguments (structured-cloneable). */
 export interface InputDeviceArgs {
   readonly preset?: InputPresetName;
+  /** A generic event device: this profile instead of a preset (`name` still overrides its name). */
+  readonly profile?: InputDeviceProfile;
   readonly name?: string;
   readonly queueSize?: number;
   readonly maxQueuedEvents?: number;
 }
 
 export function createInputDevice(args: InputDeviceArgs = {}): InputDevice {
+  if (args.profile !== undefined) {
+    return new InputDevice({
+      profile: args.name !== undefined ? { ...args.profile, name: args.name } : args.profile,
+      ...(args.queueSize !== undefined ? { queueSize: args.queueSize } : {}),
+      ...(args.maxQueuedEvents !== undefined ? { maxQueuedEvents: args.maxQueuedEvents } : {}),
+    });
+  }
   const preset = args.preset ?? 'keyboard';
   const make = INPUT_PRESETS[preset] as ((name?: string) => ReturnType<(typeof INPUT_PRESETS)['keyboard']>) | undefined;
   if (make === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no input preset "${String(preset)}" (keyboard, mouse, tablet)`);
@@ -31,7 +41,7 @@ export function createInputDevice(args: InputDeviceArgs = {}): InputDevice {
 export const INPUT_TYPE: DeviceType = {
   name: 'input',
   deviceId: DeviceId.INPUT,
-  summary: 'serve a virtio-input device (keyboard, mouse, tablet) over vhost-user',
+  summary: 'serve a virtio-input device (keyboard, mouse, tablet, or a profile) over vhost-user',
   vhostUser: { type: 'input', features: [] },
   // 5.8.4 struct virtio_input_config: select, subsel, size, reserved[5], union u[128].
   configSize: 136,
