@@ -21,6 +21,9 @@ import { F_PROTOCOL_FEATURES, FrontendReq, HeaderFlag, PF } from '../src/vhost-u
 import { serveVhostUser, type VhostUserServer } from '../src/vhost-user/server.js';
 import { VhostUserDriverTransport, startVhostUserDriver } from '../src/vhost-user/frontend-transport.js';
 import { makeTempDir, type TempDir } from './support/guest.js';
+import { InputDevice } from '../src/devices/input/input-device.js';
+import { keyboardProfile } from '../src/devices/input/input-presets.js';
+import { InputConfig, InputConfigSelect } from '../src/spec/input.js';
 
 const skip = nativePlatformAvailable() ? false : 'native addon not built';
 const ALL = (1n << 64n) - 1n;
@@ -105,6 +108,32 @@ describe('vhost-user front-end against an in-process virtio-ts back-end', { skip
       t.close();
     });
   }
+  it('config: the registry record\'s configSize is asked; after SET_CONFIGs, GET_CONFIG refreshes the copy (configSettled), the generation moves', { timeout: 20_000 }, async () => {
+    const path = dir.file('input.sock');
+    const server = await serveVhostUser({ device: new InputDevice({ profile: keyboardProfile('fe kbd') }), platform: loadNativePlatform(), socketPath: path });
+    servers.push(server);
+    const t = await VhostUserDriverTransport.connect(path, { deviceId: DeviceId.INPUT, platform: loadNativePlatform() });
+    transports.push(t);
+    await startVhostUserDriver(t, { wantedFeatures: ALL, queueSizes: [64] });
+    const read = (off: number, n: number): Uint8Array => {
+      const b = new Uint8Array(n);
+      t.readConfig(off, b);
+      return b;
+    };
+    const gen = t.configGeneration();
+    t.writeConfig(InputConfig.SELECT, Uint8Array.of(InputConfigSelect.ID_NAME));
+    t.writeConfig(InputConfig.SUBSEL, Uint8Array.of(0));
+    assert.deepEqual([...read(0, 2)], [InputConfigSelect.ID_NAME, 0], 'writes go through to the copy at once');
+    await t.configSettled();
+    assert.equal(read(InputConfig.SIZE, 1)[0], 6, 'size: the back-end answered the selector');
+    assert.equal(new TextDecoder().decode(read(InputConfig.U, 6)), 'fe kbd', 'the union is the name: 136 bytes were asked (the registry record)');
+    assert.ok(t.configGeneration() > gen, 'the generation moved with the new bytes');
+    const g2 = t.configGeneration();
+    t.writeConfig(InputConfig.SELECT, Uint8Array.of(InputConfigSelect.ID_NAME));
+    await t.configSettled();
+    assert.equal(t.configGeneration(), g2, 'a refresh that brings nothing new leaves the generation');
+  });
+
   it('a request the back-end refuses through REPLY_ACK fails startVhostUserDriver with a typed error', { timeout: 20_000 }, async () => {
     // A scripted back-end: offers VERSION_1 and REPLY_ACK, answers every need-reply request with
     // success except SET_VRING_NUM, which it refuses (u64 1).

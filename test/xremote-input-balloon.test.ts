@@ -34,12 +34,12 @@ describe('x-remote: QEMU input and balloon models driven by virtio-ts drivers', 
     devices.push(dev);
     const driver = await VirtioDriver.init(dev.transport, { wantedFeatures: TRANSPORT_BITS, dma: dev.dma, queueSizes: [64] });
     const input = new InputDriver(driver.context, { eventBuffers: 8 });
-    assert.equal(input.name(), 'QEMU Virtio Tablet');
-    assert.ok(input.eventCodes(EvType.ABS).includes(EvCode.ABS_X));
-    assert.ok(input.eventCodes(EvType.KEY).includes(EvCode.BTN_LEFT));
-    const ax = input.absInfo(EvCode.ABS_X);
+    assert.equal(await input.name(), 'QEMU Virtio Tablet');
+    assert.ok((await input.eventCodes(EvType.ABS)).includes(EvCode.ABS_X));
+    assert.ok((await input.eventCodes(EvType.KEY)).includes(EvCode.BTN_LEFT));
+    const ax = await input.absInfo(EvCode.ABS_X);
     assert.ok(ax !== null && ax.min === 0 && ax.max > 0, JSON.stringify(ax));
-    assert.equal(input.absInfo(40), null, 'device/input/1 from QEMU: an axis it lacks has size 0');
+    assert.equal(await input.absInfo(40), null, 'device/input/1 from QEMU: an axis it lacks has size 0');
     await dev.qmp.execute('input-send-event', {
       events: [
         { type: 'abs', data: { axis: 'x', value: 1000 } },

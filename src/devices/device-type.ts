@@ -52,6 +52,13 @@ export interface DeviceType {
   readonly summary: string;
   /** The vhost-user back-end type and features, or null when vhost-user.json has none for it. */
   readonly vhostUser: VhostUserTypeInfo | null;
+  /**
+   * Bytes of device configuration a vhost-user front-end asks with GET_CONFIG (virtio-ts's own
+   * front-end uses it as its default; vhost-user has no discovery of the size). 0 or absent: the
+   * type has no configuration worth asking. A peer's limits may make it smaller than the spec's
+   * structure (QEMU 7.2's libvhost-user refuses a blk request over 60 bytes).
+   */
+  readonly configSize?: number;
   /** The sub-command, or null for a type with no back-end command yet. */
   // The record erases its own option type: the CLI hands `parse`'s result back to `run` only.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any

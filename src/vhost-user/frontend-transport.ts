@@ -14,67 +14,24 @@
  * memory table, the inflight area, then per ring SET_VRING_NUM, _BASE, _ADDR, _CALL, _KICK, and
  * SET_VRING_ENABLE once protocol features are negotiated (rings then start disabled).
  */
-import { VSOCK_CONFIG_SIZE } from '../spec/vsock.js';
 import { ErrorCode, VirtioError, isVirtioError } from '../errors.js';
 import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../driver/types.js';
 import { DmaAllocator } from '../driver/dma-allocator.js';
-import { VirtioDriver, type VirtioDriverOptions } from '../driver/virtio-driver.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { loadNativePlatform } from '../platform/native-platform.js';
 import type { FdWatcher, Mapping, Platform } from '../platform/types.js';
-import { BlkConfig } from '../spec/blk.js';
-import { DeviceId } from '../spec/device-id.js';
 import { F } from '../spec/features.js';
 import { Status } from '../spec/status.js';
 import { REPLY_FLAGS, encodeU64 } from './codec.js';
+import { FrontendConfigCache, defaultConfigSize } from './frontend-config.js';
 import { MessageFramer } from './framer.js';
 import { VhostUserFrontend } from './frontend.js';
+import { DEFAULT_QUEUES, FRONTEND_PROTOCOL_FEATURES, type VhostUserTransportOptions } from './frontend-transport-options.js';
 import { BackendReq, F_LOG_ALL, F_PROTOCOL_FEATURES, HeaderFlag, PF, type InflightDesc, type MemRegion } from './messages.js';
 
-/** Protocol features this front-end implements (offered to the back-end, intersected with its own). */
-export const FRONTEND_PROTOCOL_FEATURES: bigint =
-  PF.MQ | PF.REPLY_ACK | PF.CONFIG | PF.BACKEND_REQ | PF.INFLIGHT_SHMFD | PF.RESET_DEVICE | PF.CONFIGURE_MEM_SLOTS | PF.STATUS;
+export { FRONTEND_PROTOCOL_FEATURES, type VhostUserTransportOptions } from './frontend-transport-options.js';
+export { offers, startVhostUserDriver } from './frontend-driver-start.js';
 
-/** Default configuration sizes asked in GET_CONFIG per device type (QEMU 7.2's sizes for blk). */
-const DEFAULT_CONFIG_SIZE: Readonly<Record<number, number>> = {
-  // QEMU 7.2's struct virtio_blk_config is 60 bytes; libvhost-user refuses larger requests.
-  [DeviceId.BLOCK]: Math.min(60, BlkConfig.SIZE),
-  [DeviceId.NET]: 12,
-  [DeviceId.FS]: 40,
-  [DeviceId.VSOCK]: VSOCK_CONFIG_SIZE,
-  // 5.3.4: cols, rows, max_nr_ports, emerg_wr.
-  [DeviceId.CONSOLE]: 12,
-};
-/** Queues when the back-end has no MQ: rx+tx for net, hiprio+request for fs, one otherwise. */
-const DEFAULT_QUEUES: Readonly<Record<number, number>> = { [DeviceId.NET]: 2, [DeviceId.FS]: 2 };
-
-export interface VhostUserTransportOptions {
-  /** Device type (vhost-user has no discovery of it). */
-  deviceId: number;
-  platform?: Platform;
-  /** Shared guest memory size (default 16 MiB; page multiple). */
-  memorySize?: number;
-  /** Guest physical address of the memory (default 1 MiB, so no buffer sits at 0). */
-  guestBase?: number;
-  /** Front-end "user address" of the memory, used in SET_VRING_ADDR (default guestBase + 2^40). */
-  userBase?: number;
-  /** Protocol features to negotiate (intersected with FRONTEND_PROTOCOL_FEATURES and the back-end's). */
-  protocolFeatures?: bigint;
-  /** Bytes of configuration asked with GET_CONFIG (default per device type; 0: none). */
-  configSize?: number;
-  /** Queues to use (default: GET_QUEUE_NUM with MQ, else per device type). */
-  numQueues?: number;
-  /** Largest ring the driver may choose (default 256). */
-  queueMaxSize?: number;
-  /** Share memory with ADD_MEM_REG when CONFIGURE_MEM_SLOTS is negotiated (default true). */
-  useMemSlots?: boolean;
-  /** Ask an inflight area (GET/SET_INFLIGHT_FD) when INFLIGHT_SHMFD is negotiated (default true). */
-  useInflight?: boolean;
-  /** No call eventfds: used buffers are found by `poll()` (SET_VRING_CALL with the no-fd flag). */
-  pollMode?: boolean;
-  /** Bound on every reply (default 5000 ms). */
-  timeoutMs?: number;
-}
 
 interface Ring {
   addrs: DriverQueueAddresses | null;
@@ -118,8 +75,7 @@ export class VhostUserDriverTransport implements DriverTransport {
   private protocol = 0n;
   private driverFeatures = 0n;
   private status = 0;
-  private config: Uint8Array;
-  private generation = 0;
+  private readonly config: FrontendConfigCache;
   private queues = 0;
   private readonly rings: Ring[] = [];
   private handler: DriverInterruptHandler | null = null;
@@ -150,7 +106,7 @@ export class VhostUserDriverTransport implements DriverTransport {
       guestBase,
       userBase: opts.userBase ?? guestBase + 2 ** 40,
       protocolFeatures: opts.protocolFeatures ?? FRONTEND_PROTOCOL_FEATURES,
-      configSize: opts.configSize ?? DEFAULT_CONFIG_SIZE[opts.deviceId] ?? 0,
+      configSize: opts.configSize ?? defaultConfigSize(opts.deviceId),
       numQueues: opts.numQueues,
       queueMaxSize: opts.queueMaxSize ?? 256,
       useMemSlots: opts.useMemSlots ?? true,
@@ -172,7 +128,7 @@ export class VhostUserDriverTransport implements DriverTransport {
     this.memory = new GuestMemory([{ guestBase, bytes: this.mapping.bytes }]);
     this.dma = new DmaAllocator(guestBase, size);
     this.region = { guestAddr: guestBase, size, userAddr: this.opts.userBase, mmapOffset: 0 };
-    this.config = new Uint8Array(this.opts.configSize);
+    this.config = new FrontendConfigCache(this.opts.configSize);
   }
 
   /**
@@ -255,16 +211,29 @@ export class VhostUserDriverTransport implements DriverTransport {
       this.backendFramer = new MessageFramer(this.platform, mine);
       this.backendWatcher = this.platform.watchReadable(mine, () => this.onBackendMessage());
     }
-    await this.fetchConfig();
+    await this.fetchConfig(true);
   }
 
-  private async fetchConfig(): Promise<void> {
-    if (this.opts.configSize === 0 || !this.hasProto(PF.CONFIG)) return;
-    const c = await this.fe.getConfig(0, this.opts.configSize);
+  /**
+   * GET_CONFIG into the copy; returns whether it changed. `always`: the generation moves even
+   * when nothing changed (connect, a config-change message).
+   */
+  private async fetchConfig(always: boolean): Promise<boolean> {
+    if (this.config.size === 0 || !this.hasProto(PF.CONFIG)) return false;
+    const c = await this.fe.getConfig(0, this.config.size);
     // A back-end may negotiate CONFIG for one device type and have no config for this one
     // (DPDK's net_vhost answers an empty GET_CONFIG): the config then reads as zeros.
-    if (c !== null) this.config.set(c.data.subarray(0, this.config.length));
-    this.generation++;
+    return this.config.replace(c === null ? null : c.data, always);
+  }
+
+  /**
+   * Resolves once every config write so far reached the back-end and the copy was refreshed from
+   * it (GET_CONFIG after the last SET_CONFIG): reads then show the device's answer, e.g.
+   * virtio-input's union for the select/subsel just written (5.8.4). Throws the first failure.
+   */
+  async configSettled(): Promise<void> {
+    await this.chain;
+    if (this.failure) throw this.failure;
   }
 
   private onCall(i: number): void {
@@ -325,7 +294,7 @@ export class VhostUserDriverTransport implements DriverTransport {
       }
       if (ok) {
         this.enqueue(async () => {
-          await this.fetchConfig();
+          await this.fetchConfig(true);
           this.handler?.configChange();
         });
       }
@@ -416,19 +385,25 @@ export class VhostUserDriverTransport implements DriverTransport {
   }
 
   configGeneration(): number {
-    return this.generation;
+    return this.config.generation;
   }
 
   readConfig(offset: number, dst: Uint8Array): void {
-    dst.fill(0);
-    if (offset < this.config.length) dst.set(this.config.subarray(offset, Math.min(this.config.length, offset + dst.length)));
+    this.config.read(offset, dst);
   }
 
+  /**
+   * SET_CONFIG, then GET_CONFIG: what the back-end makes of a write (virtio-input's select and
+   * subsel choose what the rest shows) is read back once no later write is queued behind it.
+   */
   writeConfig(offset: number, src: Uint8Array): void {
-    if (offset + src.length <= this.config.length) this.config.set(src, offset);
+    const seq = this.config.write(offset, src);
     if (!this.hasProto(PF.CONFIG)) return;
     const data = src.slice();
     this.enqueue(() => this.expectOk('SET_CONFIG', this.fe.setConfig(offset, data)));
+    this.enqueue(async () => {
+      if (this.config.isLatestWrite(seq)) await this.fetchConfig(false);
+    });
   }
 
   numQueues(): number {
@@ -609,27 +584,4 @@ export class VhostUserDriverTransport implements DriverTransport {
     this.mapping.unmap();
     this.platform.close(this.memFd);
   }
-}
-
-/** Whether `F.RING_PACKED` etc. are offered; a convenience for tests choosing a layout. */
-export function offers(t: VhostUserDriverTransport, mask: bigint): boolean {
-  return (t.backendFeatures & mask) === mask;
-}
-
-/**
- * Runs VirtioDriver's initialization over the transport and waits until the back-end has every
- * ring (`settle()`); the driver can be used at once afterwards.
- */
-export async function startVhostUserDriver(
-  t: VhostUserDriverTransport,
-  opts: Omit<VirtioDriverOptions, 'dma'> & { dma?: DmaAllocator },
-): Promise<VirtioDriver> {
-  const d = VirtioDriver.initSync(t, { ...opts, dma: opts.dma ?? t.dma });
-  try {
-    await t.settle();
-  } catch (e) {
-    d.reset();
-    throw e;
-  }
-  return d;
 }

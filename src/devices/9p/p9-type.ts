@@ -28,6 +28,8 @@ export const P9_TYPE: DeviceType = {
   deviceId: DeviceId.NINEP,
   summary: 'share a host directory as a virtio 9P (9P2000.L) device over vhost-user',
   vhostUser: { type: '9p', features: [] },
+  // tag_len and the longest tag (P9_TAG_MAX_BYTES): the vhost-user front-end reads this much.
+  configSize: 2 + 32,
   cli: P9_CLI,
   createDevice(args?: unknown): P9Device {
     const a = (args ?? {}) as P9DeviceArgs;

@@ -32,6 +32,8 @@ export const BLK_TYPE: DeviceType = {
   summary: 'serve a virtio-blk device over vhost-user',
   // @VHostUserBackendBlockFeature: we take --read-only and --blk-file.
   vhostUser: { type: 'block', features: ['read-only', 'blk-file'] },
+  // QEMU 7.2's struct virtio_blk_config is 60 bytes and libvhost-user refuses larger GET_CONFIGs.
+  configSize: 60,
   cli: BLK_CLI,
   /** A virtio-blk device on a RAM disk. */
   createDevice(args?: unknown): BlkDevice {

@@ -17,6 +17,8 @@ export const ENTROPY_TYPE: DeviceType = {
   deviceId: DeviceId.ENTROPY,
   summary: 'serve a virtio entropy device over vhost-user',
   vhostUser: { type: 'rng', features: [] },
+  // 5.4.4: no configuration.
+  configSize: 0,
   cli: ENTROPY_CLI,
   createDevice(args?: unknown): EntropyDevice {
     const a = (args ?? {}) as EntropyDeviceArgs;

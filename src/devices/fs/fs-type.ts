@@ -26,6 +26,8 @@ export const FS_TYPE: DeviceType = {
   deviceId: DeviceId.FS,
   summary: 'share a host directory as a virtio-fs device over vhost-user',
   vhostUser: { type: 'fs', features: [] },
+  // 5.11.4: tag[36] and num_request_queues (notify_buf_size only with NOTIFICATION), as QEMU asks.
+  configSize: 40,
   cli: FS_CLI,
   createDevice(args?: unknown): FsDevice {
     const a = (args ?? {}) as FsDeviceArgs;

@@ -65,30 +65,30 @@ describe('InputDevice', T, () => {
   it('device/input/1: unsupported select/subsel combinations read size 0 and a zero union', async () => {
     const lb = await setup(new InputDevice({ profile: mouseProfile() }));
     const input = new InputDriver(lb.context);
-    assert.equal(input.query(InputConfigSelect.ABS_INFO, 0).length, 0, 'a mouse has no absolute axes');
-    assert.equal(input.query(InputConfigSelect.EV_BITS, EvType.ABS).length, 0);
-    assert.equal(input.query(InputConfigSelect.ID_SERIAL, 0).length, 0, 'no serial in this profile');
-    assert.equal(input.query(0x7f, 3).length, 0, 'unknown select');
-    assert.equal(input.query(InputConfigSelect.ID_NAME, 1).length, 0, 'ID_NAME takes subsel 0 only');
+    assert.equal((await input.query(InputConfigSelect.ABS_INFO, 0)).length, 0, 'a mouse has no absolute axes');
+    assert.equal((await input.query(InputConfigSelect.EV_BITS, EvType.ABS)).length, 0);
+    assert.equal((await input.query(InputConfigSelect.ID_SERIAL, 0)).length, 0, 'no serial in this profile');
+    assert.equal((await input.query(0x7f, 3)).length, 0, 'unknown select');
+    assert.equal((await input.query(InputConfigSelect.ID_NAME, 1)).length, 0, 'ID_NAME takes subsel 0 only');
     assert.deepEqual(lb.context.readConfig(InputConfig.U, InputConfig.U_BYTES), new Uint8Array(InputConfig.U_BYTES));
-    assert.equal(input.query(InputConfigSelect.UNSET, 0).length, 0);
+    assert.equal((await input.query(InputConfigSelect.UNSET, 0)).length, 0);
     input.detach();
   });
 
   it('driver/input/1, driver/input/3: select and subsel both set, size read first: name, serial, ids, bits, absinfo', async () => {
     const lb = await setup(new InputDevice({ profile: { ...tabletProfile('tab', 1000), serial: 'SN-1', properties: [1] } }));
     const input = new InputDriver(lb.context);
-    assert.equal(input.name(), 'tab');
-    assert.equal(input.serial(), 'SN-1');
-    assert.deepEqual(input.ids(), { bustype: 6, vendor: 0x0627, product: 3, version: 1 });
-    assert.deepEqual(input.properties(), [1]);
-    assert.deepEqual(input.eventCodes(EvType.KEY), [EvCode.BTN_LEFT, EvCode.BTN_RIGHT, EvCode.BTN_MIDDLE]);
+    assert.equal(await input.name(), 'tab');
+    assert.equal(await input.serial(), 'SN-1');
+    assert.deepEqual(await input.ids(), { bustype: 6, vendor: 0x0627, product: 3, version: 1 });
+    assert.deepEqual(await input.properties(), [1]);
+    assert.deepEqual(await input.eventCodes(EvType.KEY), [EvCode.BTN_LEFT, EvCode.BTN_RIGHT, EvCode.BTN_MIDDLE]);
     // The bitmap is as long as its last set byte: BTN_MIDDLE (0x112) is in byte 34.
-    assert.equal(input.query(InputConfigSelect.EV_BITS, EvType.KEY).length, 35);
-    assert.deepEqual(input.absInfo(EvCode.ABS_X), { min: 0, max: 1000, fuzz: 0, flat: 0, res: 0 });
-    assert.equal(input.absInfo(5), null);
+    assert.equal((await input.query(InputConfigSelect.EV_BITS, EvType.KEY)).length, 35);
+    assert.deepEqual(await input.absInfo(EvCode.ABS_X), { min: 0, max: 1000, fuzz: 0, flat: 0, res: 0 });
+    assert.equal(await input.absInfo(5), null);
     // The fields read back as the driver wrote them; size is the answer's length.
-    input.query(InputConfigSelect.ID_NAME, 0);
+    await input.query(InputConfigSelect.ID_NAME, 0);
     assert.deepEqual([...lb.context.readConfig(0, 3)], [InputConfigSelect.ID_NAME, 0, 3]);
     input.detach();
   });
@@ -97,7 +97,7 @@ describe('InputDevice', T, () => {
     const device = new InputDevice({ profile: keyboardProfile('kbd') });
     const lb = await setup(device);
     const input = new InputDriver(lb.context);
-    input.query(InputConfigSelect.ID_NAME, 0);
+    await input.query(InputConfigSelect.ID_NAME, 0);
     lb.context.writeConfig(InputConfig.SIZE, Uint8Array.of(99));
     lb.context.writeConfig(InputConfig.U, Uint8Array.of(0x41, 0x41, 0x41, 0x41));
     assert.equal(lb.context.readConfig(InputConfig.SIZE, 1)[0], 3);
@@ -228,6 +228,26 @@ describe('InputDevice', T, () => {
     } finally {
       s.close();
     }
+  });
+
+  it('driver/input/7: with acceptAnnouncedOnly the driver ignores events the device did not announce (unknown types and codes)', async () => {
+    const device = new InputDevice({ profile: keyboardProfile('kbd') });
+    const lb = await setup(device);
+    const input = new InputDriver(lb.context, { eventBuffers: 8 });
+    await input.acceptAnnouncedOnly();
+    // A relative motion (a keyboard announces no EV_REL), a type no evdev defines, a key code
+    // beyond the announced range: all ignored; the key press and the SYN_REPORTs come through.
+    assert.ok(device.sendUpdate([ev(EvType.REL, EvCode.REL_X, 5), ev(0x1e, 1, 1), ev(EvType.KEY, 0x2ff, 1), ev(EvType.KEY, EvCode.KEY_A, 1)]));
+    assert.ok(device.sendUpdate([ev(EvType.LED, EvCode.LED_CAPSL, 1)]));
+    assert.deepEqual(await input.nextEvents(4), [ev(EvType.KEY, EvCode.KEY_A, 1), ev(EvType.SYN, EvCode.SYN_REPORT, 0), ev(EvType.LED, EvCode.LED_CAPSL, 1), ev(EvType.SYN, EvCode.SYN_REPORT, 0)]);
+    assert.equal(input.stats.ignored, 3);
+    input.detach();
+    // Without the filter every event reaches the caller (interpreting them is its business).
+    const lb2 = await setup(new InputDevice({ profile: keyboardProfile('kbd') }));
+    const all = new InputDriver(lb2.context, { eventBuffers: 8 });
+    assert.ok((lb2.core.device as InputDevice).sendUpdate([ev(0x1e, 1, 1)]));
+    assert.deepEqual(await all.nextEvents(2), [ev(0x1e, 1, 1), ev(EvType.SYN, EvCode.SYN_REPORT, 0)]);
+    all.detach();
   });
 
   it('driver/input/4: the driver reposts each buffer, so the eventq stays populated', async () => {

@@ -6,17 +6,35 @@
  */
 import { type DeviceDriver, type DeviceDriverType, checkDriverContext } from '../../driver/device-driver.js';
 import { RequestQueue } from '../../driver/request-queue.js';
-import type { DriverContext } from '../../driver/types.js';
+import type { DriverContext, DriverTransport } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { Segment } from '../../queue/types.js';
 import { DeviceId } from '../../spec/device-id.js';
-import { INPUT_EVENTQ, INPUT_FEATURES, INPUT_STATUSQ, InputAbsInfo, InputConfig, InputConfigSelect, InputEvent } from '../../spec/input.js';
+import { EvType, INPUT_EVENTQ, INPUT_FEATURES, INPUT_STATUSQ, InputAbsInfo, InputConfig, InputConfigSelect, InputEvent } from '../../spec/input.js';
 import type { InputAbsAxis, InputDevIdsValue } from './input-config.js';
 import type { InputEventValue } from './input-device.js';
 
 export interface InputDriverOptions {
   /** Eventq buffers kept posted. Default: 16 (at most the queue size). */
   eventBuffers?: number;
+  /**
+   * Resolves once config writes reached the device and reads show its answer. Needed on a
+   * transport whose config is a copy refreshed by messages (virtio-ts's vhost-user front-end:
+   * `transportConfigSettled(transport)` finds it); register transports answer at once.
+   */
+  configSettled?: () => Promise<void>;
+  /**
+   * driver/input/7: which events reach `onEvent` / `nextEvents`. Default: every event (the
+   * caller interprets them). `acceptAnnouncedOnly()` sets one that keeps the events the device
+   * announced in EV_BITS plus SYN; a refused event is counted in `stats.ignored` and dropped.
+   */
+  accept?: (type: number, code: number) => boolean;
+}
+
+/** The config barrier of a transport that has one (see InputDriverOptions.configSettled). */
+export function transportConfigSettled(t: DriverTransport): (() => Promise<void>) | undefined {
+  const f = (t as { configSettled?: unknown }).configSettled;
+  return typeof f === 'function' ? () => (f as () => Promise<void>).call(t) : undefined;
 }
 
 const NO_SEGMENTS: readonly Segment[] = [];
@@ -37,10 +55,16 @@ export class InputDriver implements DeviceDriver {
   private readonly received: InputEventValue[] = [];
   private waiters: { count: number; resolve: (e: InputEventValue[]) => void; reject: (e: unknown) => void }[] = [];
   private stopped: unknown = null;
+  private readonly configSettled: (() => Promise<void>) | undefined;
+  private accept: ((type: number, code: number) => boolean) | undefined;
+  /** Events not delivered because `accept` refused them (driver/input/7). */
+  readonly stats = { ignored: 0 };
 
   constructor(ctx: DriverContext, opts: InputDriverOptions = {}) {
     checkDriverContext(InputDriver.type, ctx);
     this.ctx = ctx;
+    this.configSettled = opts.configSettled;
+    this.accept = opts.accept;
     this.eventq = new RequestQueue(ctx, INPUT_EVENTQ);
     this.statusq = new RequestQueue(ctx, INPUT_STATUSQ);
     const n = Math.min(opts.eventBuffers ?? 16, ctx.queue(INPUT_EVENTQ).size);
@@ -53,12 +77,12 @@ export class InputDriver implements DeviceDriver {
    * answer). Sets select then subsel (driver/input/1), reads size before the union (driver/input/3).
    * Throws CONFIG_OUT_OF_RANGE when the config space visibly does not follow the selector.
    */
-  query(select: number, subsel: number): Uint8Array {
+  async query(select: number, subsel: number): Promise<Uint8Array> {
     this.ctx.writeConfig(InputConfig.SELECT, Uint8Array.of(select));
     this.ctx.writeConfig(InputConfig.SUBSEL, Uint8Array.of(subsel));
-    // The answer is only meaningful when the config space follows the selector; a transport that
-    // serves a snapshot (virtio-ts's own vhost-user front-end reads config once, at connect)
-    // cannot carry this query protocol.
+    // Over vhost-user the answer comes back with GET_CONFIG after the SET_CONFIGs.
+    if (this.configSettled) await this.configSettled();
+    // The answer is only meaningful when the config space follows the selector.
     // QEMU 7.2 answers an unsupported combination with an all-zero structure, select and
     // subsel included; anything else that does not echo them is not following the selector.
     const head = this.ctx.readConfig(InputConfig.SELECT, 3);
@@ -70,26 +94,16 @@ export class InputDriver implements DeviceDriver {
     return size === 0 ? new Uint8Array(0) : this.ctx.readConfig(InputConfig.U, size);
   }
 
-  /** Whether the config space answers select/subsel queries live on this transport (see `query`). */
-  configLive(): boolean {
-    // Every input device has a name (QEMU's and ours): a snapshot of zeros answers none.
-    try {
-      return this.query(InputConfigSelect.ID_NAME, 0).length > 0;
-    } catch {
-      return false;
-    }
+  async name(): Promise<string> {
+    return configString(await this.query(InputConfigSelect.ID_NAME, 0));
   }
 
-  name(): string {
-    return configString(this.query(InputConfigSelect.ID_NAME, 0));
+  async serial(): Promise<string> {
+    return configString(await this.query(InputConfigSelect.ID_SERIAL, 0));
   }
 
-  serial(): string {
-    return configString(this.query(InputConfigSelect.ID_SERIAL, 0));
-  }
-
-  ids(): InputDevIdsValue | null {
-    const b = this.query(InputConfigSelect.ID_DEVIDS, 0);
+  async ids(): Promise<InputDevIdsValue | null> {
+    const b = await this.query(InputConfigSelect.ID_DEVIDS, 0);
     if (b.length < 8) return null;
     const v = new DataView(b.buffer, b.byteOffset, b.length);
     const le = this.ctx.littleEndian;
@@ -97,16 +111,29 @@ export class InputDriver implements DeviceDriver {
   }
 
   /** The codes of event type `type` the device supports (empty: the type is not supported). */
-  eventCodes(type: number): number[] {
-    return bits(this.query(InputConfigSelect.EV_BITS, type));
+  async eventCodes(type: number): Promise<number[]> {
+    return bits(await this.query(InputConfigSelect.EV_BITS, type));
   }
 
-  properties(): number[] {
-    return bits(this.query(InputConfigSelect.PROP_BITS, 0));
+  async properties(): Promise<number[]> {
+    return bits(await this.query(InputConfigSelect.PROP_BITS, 0));
   }
 
-  absInfo(axis: number): InputAbsAxis | null {
-    const b = this.query(InputConfigSelect.ABS_INFO, axis);
+  /**
+   * Only the events the device announced (EV_BITS per type, read now) and SYN reach the caller
+   * from now on (driver/input/7: the driver ignores events it does not recognize).
+   */
+  async acceptAnnouncedOnly(): Promise<void> {
+    const known = new Map<number, Set<number>>();
+    for (let type = 1; type <= EvType.MAX; type++) {
+      const codes = await this.eventCodes(type);
+      if (codes.length > 0) known.set(type, new Set(codes));
+    }
+    this.accept = (type, code) => type === EvType.SYN || known.get(type)?.has(code) === true;
+  }
+
+  async absInfo(axis: number): Promise<InputAbsAxis | null> {
+    const b = await this.query(InputConfigSelect.ABS_INFO, axis);
     if (b.length < InputAbsInfo.BYTES) return null;
     const v = new DataView(b.buffer, b.byteOffset, b.length);
     const le = this.ctx.littleEndian;
@@ -175,6 +202,10 @@ export class InputDriver implements DeviceDriver {
     const v = new DataView(b.buffer);
     const le = this.ctx.littleEndian;
     const e: InputEventValue = { type: v.getUint16(InputEvent.TYPE, le), code: v.getUint16(InputEvent.CODE, le), value: v.getInt32(InputEvent.VALUE, le) };
+    if (this.accept && !this.accept(e.type, e.code)) {
+      this.stats.ignored++;
+      return;
+    }
     for (const l of this.listeners) l(e);
     this.received.push(e);
     // Bounded: a driver nobody reads keeps the last 4096 events only.

@@ -5,19 +5,29 @@ import { DeviceId } from '../../spec/device-id.js';
 import { EvCode, EvType, InputConfigSelect } from '../../spec/input.js';
 import type { DeviceType } from '../device-type.js';
 import { INPUT_CLI } from './cli.js';
+import type { InputDeviceProfile } from './input-config.js';
 import { InputDevice } from './input-device.js';
-import { InputDriver } from './input-driver.js';
+import { InputDriver, transportConfigSettled } from './input-driver.js';
 import { INPUT_PRESETS, type InputPresetName } from './input-presets.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface InputDeviceArgs {
   readonly preset?: InputPresetName;
+  /** A generic event device: this profile instead of a preset (`name` still overrides its name). */
+  readonly profile?: InputDeviceProfile;
   readonly name?: string;
   readonly queueSize?: number;
   readonly maxQueuedEvents?: number;
 }
 
 export function createInputDevice(args: InputDeviceArgs = {}): InputDevice {
+  if (args.profile !== undefined) {
+    return new InputDevice({
+      profile: args.name !== undefined ? { ...args.profile, name: args.name } : args.profile,
+      ...(args.queueSize !== undefined ? { queueSize: args.queueSize } : {}),
+      ...(args.maxQueuedEvents !== undefined ? { maxQueuedEvents: args.maxQueuedEvents } : {}),
+    });
+  }
   const preset = args.preset ?? 'keyboard';
   const make = INPUT_PRESETS[preset] as ((name?: string) => ReturnType<(typeof INPUT_PRESETS)['keyboard']>) | undefined;
   if (make === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no input preset "${String(preset)}" (keyboard, mouse, tablet)`);
@@ -31,8 +41,10 @@ export function createInputDevice(args: InputDeviceArgs = {}): InputDevice {
 export const INPUT_TYPE: DeviceType = {
   name: 'input',
   deviceId: DeviceId.INPUT,
-  summary: 'serve a virtio-input device (keyboard, mouse, tablet) over vhost-user',
+  summary: 'serve a virtio-input device (keyboard, mouse, tablet, or a profile) over vhost-user',
   vhostUser: { type: 'input', features: [] },
+  // 5.8.4 struct virtio_input_config: select, subsel, size, reserved[5], union u[128].
+  configSize: 136,
   cli: INPUT_CLI,
   createDevice: (args?: unknown) => createInputDevice((args ?? {}) as InputDeviceArgs),
   matrixCase() {
@@ -47,19 +59,13 @@ export const INPUT_TYPE: DeviceType = {
           { type: EvType.ABS, code: EvCode.ABS_X, value: 100 },
           { type: EvType.ABS, code: EvCode.ABS_Y, value: 32767 },
         ]));
-        const input = new InputDriver(driver.context, { eventBuffers: 4 });
-        // virtio-ts's vhost-user front-end serves config from a snapshot taken at connect, which
-        // cannot follow select/subsel (the config itself is tested over vhost-user messages in
-        // input-device.test.ts); every other transport reads it live.
-        if (input.configLive()) {
-          assert.equal(input.name(), 'matrix tablet');
-          assert.deepEqual(input.eventCodes(EvType.ABS), [EvCode.ABS_X, EvCode.ABS_Y]);
-          assert.deepEqual(input.absInfo(EvCode.ABS_Y), { min: 0, max: 32767, fuzz: 0, flat: 0, res: 0 });
-          assert.equal(input.query(InputConfigSelect.ABS_INFO, 9).length, 0, 'unsupported axis: size 0');
-        } else {
-          const { VhostUserDriverTransport } = await import('../../vhost-user/frontend-transport.js');
-          assert.ok(driver.transport instanceof VhostUserDriverTransport, 'only the vhost-user front-end has a config snapshot');
-        }
+        // Over vhost-user the config is a copy the front-end refreshes with GET_CONFIG after each
+        // SET_CONFIG; its barrier makes select/subsel queries work there like everywhere else.
+        const input = new InputDriver(driver.context, { eventBuffers: 4, configSettled: transportConfigSettled(driver.transport) });
+        assert.equal(await input.name(), 'matrix tablet');
+        assert.deepEqual(await input.eventCodes(EvType.ABS), [EvCode.ABS_X, EvCode.ABS_Y]);
+        assert.deepEqual(await input.absInfo(EvCode.ABS_Y), { min: 0, max: 32767, fuzz: 0, flat: 0, res: 0 });
+        assert.equal((await input.query(InputConfigSelect.ABS_INFO, 9)).length, 0, 'unsupported axis: size 0');
         assert.deepEqual(await input.nextEvents(3), [
           { type: EvType.ABS, code: EvCode.ABS_X, value: 100 },
           { type: EvType.ABS, code: EvCode.ABS_Y, value: 32767 },

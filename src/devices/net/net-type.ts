@@ -45,6 +45,8 @@ export const NET_TYPE: DeviceType = {
   deviceId: DeviceId.NET,
   summary: 'serve virtio-net devices on a virtual L2 switch over vhost-user',
   vhostUser: { type: 'net', features: [] },
+  // 5.1.4: mac, status, max_virtqueue_pairs, mtu (QEMU 7.2's vhost-user-net asks no more).
+  configSize: 12,
   cli: NET_CLI,
   createDevice(args?: unknown): NetDevice {
     const a = (args ?? {}) as NetDeviceArgs;

@@ -29,6 +29,8 @@ export const SCSI_TYPE: DeviceType = {
   deviceId: DeviceId.SCSI,
   summary: 'serve a virtio-scsi host (disks on images or RAM) over vhost-user',
   vhostUser: { type: 'scsi', features: [] },
+  // 5.6.4 struct virtio_scsi_config: 36 bytes (the vhost-user front-end reads this much).
+  configSize: 36,
   cli: SCSI_CLI,
   createDevice(args?: unknown): ScsiDevice {
     const a = (args ?? {}) as ScsiDeviceArgs;

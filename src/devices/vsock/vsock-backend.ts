@@ -11,6 +11,8 @@ export interface VsockPeer {
   readonly guestPort: number;
   /** The host's port (the one the guest connected to, or the one the device chose). */
   readonly hostPort: number;
+  /** VsockType.STREAM or VsockType.SEQPACKET (5.10.6.2). */
+  readonly type: number;
   /** The host side of a guest's REQUEST is ready: the device answers RESPONSE. */
   established(): void;
   /**
@@ -19,6 +21,13 @@ export interface VsockPeer {
    * host should stop reading until `VsockHostStream.resume`.
    */
   send(data: Uint8Array): boolean;
+  /**
+   * SEQPACKET: one whole host message (kept, no copy); the guest gets it in RW packets, the last
+   * with VIRTIO_VSOCK_SEQ_EOM (and SEQ_EOR when `eor`, 5.10.6.6.1). A message longer than the
+   * guest's buf_alloc could never be received whole and is dropped (counted by the device). On a
+   * SEQPACKET connection `send` is `sendMessage(data, false)`. Returns as `send`.
+   */
+  sendMessage(data: Uint8Array, eor?: boolean): boolean;
   /** The host will send no more (the guest gets SHUTDOWN with SEND once the data is out). */
   end(): void;
   /**
@@ -42,6 +51,12 @@ export interface VsockHostStream {
    * through `VsockPeer.consumed` (credit keeps the guest from overwriting them meanwhile).
    */
   write(data: Uint8Array): void;
+  /**
+   * SEQPACKET connections (required for them): one whole guest message, `head` then `tail`
+   * (views of the receive buffer, `tail` empty unless the message wrapped), `eor` when the guest
+   * marked a record end. Consumed like `write` bytes (`VsockPeer.consumed(head + tail length)`).
+   */
+  writeMessage?(head: Uint8Array, tail: Uint8Array, eor: boolean): void;
   /** The guest will send no more (SHUTDOWN with SEND, 5.10.6.5). */
   end(): void;
   /** The connection is gone (RST, clean close, device reset): release it; no peer call after this. */
@@ -56,16 +71,17 @@ export interface VsockHostStream {
 export interface VsockHostConnector {
   /**
    * Asks the guest for a connection to its port `guestPort` (REQUEST from a host port the device
-   * chooses). Returns the peer, or null when the device cannot (not active, table full). The
+   * chooses), of `type` (default STREAM; SEQPACKET once the guest negotiated it). Returns the peer, or null when the device cannot (not active, table full). The
    * stream hears `connected` on RESPONSE, `close` on RST.
    */
-  connectToGuest(guestPort: number, stream: VsockHostStream): VsockPeer | null;
+  connectToGuest(guestPort: number, stream: VsockHostStream, type?: number): VsockPeer | null;
 }
 
 export interface VsockBackend {
   /**
-   * The guest connects to host port `hostPort`: the host side, or null when nothing listens
-   * there (the device answers RST). The host side later calls `peer.established()` or
+   * The guest connects to host port `hostPort` (`peer.type` says stream or seqpacket): the host
+   * side, or null when nothing listens there or not of that type (the device answers RST). A
+   * SEQPACKET host side implements `writeMessage`. The host side later calls `peer.established()` or
    * `peer.reset()`.
    */
   connect(hostPort: number, peer: VsockPeer): VsockHostStream | null;

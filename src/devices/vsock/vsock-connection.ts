@@ -1,9 +1,11 @@
 /**
- * One stream connection of the vsock device (5.10.6.4): its state, credit both ways
- * (5.10.6.3), the guest's bytes on their way to the host (a receive buffer of `buf_alloc`
- * bytes that credit keeps from overflowing), the host's bytes waiting for rx buffers, and the
- * control packets it owes the guest.
+ * One connection of the vsock device (5.10.6.4), stream or seqpacket: its state, credit both
+ * ways (5.10.6.3), the guest's bytes on their way to the host (a receive buffer of `buf_alloc`
+ * bytes that credit keeps from overflowing; for seqpacket the bytes of the message being
+ * received stay there until its EOM), the host's bytes waiting for rx buffers (for seqpacket
+ * one chunk per message, with its end flags), and the control packets it owes the guest.
  */
+import { VsockSeq, VsockShutdown, VsockType } from '../../spec/vsock.js';
 import { peerCredit, shouldAnnounceCredit } from './vsock-header.js';
 import type { VsockHostStream, VsockPeer } from './vsock-backend.js';
 
@@ -35,6 +37,8 @@ export interface ConnectionOwner {
   wake(c: VsockConnection): void;
   /** The connection ends (RST owed or sent): the device forgets it. */
   drop(c: VsockConnection): void;
+  /** A host message the guest could never receive whole was dropped (counted). */
+  messageDropped(c: VsockConnection): void;
 }
 
 export class VsockConnection implements VsockPeer {
@@ -60,11 +64,15 @@ export class VsockConnection implements VsockPeer {
   // Credit the device gives the guest: its receive buffer.
   readonly rxBuf: Uint8Array;
   rxCnt = 0;
+  /** SEQPACKET: rxCnt where the message being received began. */
+  msgStart = 0;
   fwdCnt = 0;
   announcedFwdCnt = 0;
 
   // Host bytes waiting for rx buffers (the chunks the host gave, not copied).
   readonly out: Uint8Array[] = [];
+  /** SEQPACKET: per chunk of `out`, the flags its last packet carries (EOM, EOR); 0 for streams. */
+  readonly outEnds: number[] = [];
   outHead = 0;
   outOff = 0;
   outBytes = 0;
@@ -78,6 +86,8 @@ export class VsockConnection implements VsockPeer {
     bufAlloc: number,
     /** Host bytes held at most before `send` says stop. */
     private readonly maxOutBytes: number,
+    /** VsockType.STREAM or VsockType.SEQPACKET. */
+    readonly type: number = VsockType.STREAM,
   ) {
     this.state = state;
     this.rxBuf = new Uint8Array(bufAlloc);
@@ -114,10 +124,36 @@ export class VsockConnection implements VsockPeer {
   }
 
   send(data: Uint8Array): boolean {
+    if (this.type === VsockType.SEQPACKET) return this.sendMessage(data, false);
+    return this.queueOut(data, 0);
+  }
+
+  sendMessage(data: Uint8Array, eor = false): boolean {
+    if (this.type !== VsockType.SEQPACKET) return this.queueOut(data, 0);
+    // The guest only frees credit for a message once it has all of it (Linux refuses to send
+    // one longer than the peer's buf_alloc too, EMSGSIZE): a longer one could never arrive.
+    if (data.length > this.peerBufAlloc && this.peerBufAlloc > 0) {
+      this.owner.messageDropped(this);
+      return !this.paused;
+    }
+    return this.queueOut(data, VsockSeq.EOM | (eor ? VsockSeq.EOR : 0));
+  }
+
+  /** The bytes of the current out chunk not yet sent, and the flags its last packet carries. */
+  get chunkLeft(): number {
+    return this.outHead < this.out.length ? this.out[this.outHead]!.length - this.outOff : 0;
+  }
+
+  get chunkEnds(): number {
+    return this.outHead < this.outEnds.length ? this.outEnds[this.outHead]! : 0;
+  }
+
+  private queueOut(data: Uint8Array, ends: number): boolean {
     if (this.state === ConnState.CLOSED || this.hostEnded || data.length === 0) return !this.paused;
     // 5.10.6.5: the guest said it receives no more: the bytes go nowhere (and hold no memory).
     if (this.guestShutdown & 1) return true;
     this.out.push(data);
+    this.outEnds.push(ends);
     this.outBytes += data.length;
     if (this.outBytes >= this.maxOutBytes) this.paused = true;
     this.owner.wake(this);
@@ -153,6 +189,51 @@ export class VsockConnection implements VsockPeer {
     if (shouldAnnounceCredit(this.bufAlloc, this.rxCnt, this.fwdCnt, this.announcedFwdCnt)) this.oweControl(Owe.CREDIT_UPDATE);
   }
 
+  /**
+   * RW payload of `len` bytes (read through `copyIn`) into the receive buffer; false when it breaks the
+   * credit (driver/vsock/5), or, for seqpacket, when a message fills the whole buffer without its
+   * EOM (it could never end: the guest has no credit left for the rest).
+   */
+  receive(len: number, flags: number, copyIn: (dst: Uint8Array, off: number, len: number) => void): boolean {
+    if (this.guestShutdown & VsockShutdown.SEND) return false;
+    const seq = this.type === VsockType.SEQPACKET;
+    if (len === 0 && !seq) return true;
+    const inBuffer = (this.rxCnt - this.fwdCnt) >>> 0;
+    if (len > this.bufAlloc - inBuffer) return false;
+    const buf = this.rxBuf;
+    const pos = this.rxCnt % buf.length;
+    const first = Math.min(len, buf.length - pos);
+    copyIn(buf, pos, first);
+    if (first < len) copyIn(buf, 0, len - first);
+    this.rxCnt = (this.rxCnt + len) >>> 0;
+    if (seq) return this.receiveMessagePart(flags);
+    const s = this.stream;
+    if (s === null) {
+      this.consumed(len); // the host side closed its receiving side: the bytes go nowhere
+      return true;
+    }
+    s.write(buf.subarray(pos, pos + first));
+    if (first < len) s.write(buf.subarray(0, len - first));
+    return true;
+  }
+
+  /** 5.10.6.6.1: the message grows until a packet with EOM; then the host gets it whole. */
+  private receiveMessagePart(flags: number): boolean {
+    const size = (this.rxCnt - this.msgStart) >>> 0;
+    if ((flags & VsockSeq.EOM) === 0) return size < this.bufAlloc;
+    const buf = this.rxBuf;
+    const pos = this.msgStart % buf.length;
+    this.msgStart = this.rxCnt;
+    const s = this.stream;
+    if (s === null || s.writeMessage === undefined) {
+      if (size > 0) this.consumed(size);
+      return true;
+    }
+    const first = Math.min(size, buf.length - pos);
+    s.writeMessage(buf.subarray(pos, pos + first), buf.subarray(0, size - first), (flags & VsockSeq.EOR) !== 0);
+    return true;
+  }
+
   /** Takes up to `max` host bytes into `dst` through `write` (the rx buffer); returns the count. */
   takeOut(max: number, write: (chunk: Uint8Array, off: number, len: number) => number): number {
     let done = 0;
@@ -170,6 +251,7 @@ export class VsockConnection implements VsockPeer {
     }
     if (this.outHead === this.out.length) {
       this.out.length = 0;
+      this.outEnds.length = 0;
       this.outHead = 0;
     }
     this.outBytes -= done;
@@ -184,6 +266,7 @@ export class VsockConnection implements VsockPeer {
   /** Forgets host bytes not sent (RST, or the guest receives no more); a paused host may go on. */
   dropOut(): void {
     this.out.length = 0;
+    this.outEnds.length = 0;
     this.outHead = 0;
     this.outOff = 0;
     this.outBytes = 0;

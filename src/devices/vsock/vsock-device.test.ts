@@ -61,11 +61,11 @@ describe('vsock device (5.10)', () => {
     assert.deepEqual([...be], [0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
   });
 
-  it('device/vsock/1: offers STREAM and NO_IMPLIED_STREAM, not SEQPACKET (not implemented)', T, () => {
+  it('device/vsock/1: offers NO_IMPLIED_STREAM, with STREAM and SEQPACKET', T, () => {
     const d = new VsockDevice({ guestCid: CID, backend: new MemoryVsockBackend() });
     assert.equal(d.offeredFeatures & VsockF.NO_IMPLIED_STREAM, VsockF.NO_IMPLIED_STREAM);
     assert.equal(d.offeredFeatures & VsockF.STREAM, VsockF.STREAM);
-    assert.equal(d.offeredFeatures & VsockF.SEQPACKET, 0n);
+    assert.equal(d.offeredFeatures & VsockF.SEQPACKET, VsockF.SEQPACKET);
     assert.deepEqual(d.queueMaxSizes.length, 3, 'rx, tx, event');
   });
 
@@ -79,7 +79,7 @@ describe('vsock device (5.10)', () => {
   });
 
   it('device/vsock/8: a packet of unknown type gets RST (seqpacket not negotiated, type 9), and opens nothing', T, async () => {
-    const r = await rig();
+    const r = await rig({}, 8, VsockF.SEQPACKET);
     for (const type of [VsockType.SEQPACKET, 9, 0]) {
       await r.guest.send({ op: VsockOp.REQUEST, type, srcPort: 40, dstPort: 1234 });
       const p = await r.guest.next();

@@ -1,6 +1,6 @@
 /**
- * 5.10 Socket Device, device side: stream connections between the guest (CID `guestCid`) and the
- * host (CID 2), the host side supplied by a VsockBackend. The queue server serves tx (each packet
+ * 5.10 Socket Device, device side: stream and seqpacket connections between the guest (CID
+ * `guestCid`) and the host (CID 2), the host side supplied by a VsockBackend. The queue server serves tx (each packet
  * handled at once), holds rx and event buffers until the device has something to put in them.
  *
  * The guest is untrusted: a packet with a short header, a fault, a wrong CID is dropped; an unknown
@@ -36,6 +36,7 @@ import {
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { VsockBackend, VsockHostConnector, VsockHostStream, VsockPeer } from './vsock-backend.js';
 import { ConnectionTable } from './connection-table.js';
+import { RstReplies } from './rst-replies.js';
 import { ConnState, Owe, VsockConnection, type ConnectionOwner } from './vsock-connection.js';
 import { VsockHeader } from './vsock-header.js';
 
@@ -65,6 +66,10 @@ export interface VsockDeviceStats {
   dropped: number;
   /** RST packets sent. */
   resets: number;
+  /** Guest REQUESTs refused because the connection table was full (a connection flood). */
+  refused: number;
+  /** Host SEQPACKET messages dropped: longer than the guest's buf_alloc, never receivable whole. */
+  droppedMessages: number;
 }
 
 /** RST replies for packets of no connection, owed at most before tx stops. */
@@ -73,13 +78,13 @@ const RST_RING = 64;
 export class VsockDevice implements VirtioDevice, VsockHostConnector, ConnectionOwner {
   readonly deviceId = DeviceId.VSOCK;
   /**
-   * Stream sockets only (device/vsock/1: NO_IMPLIED_STREAM offered). Rx buffers complete in the
-   * order the device fills them, not the order they were made available, so no IN_ORDER.
+   * Stream and seqpacket sockets (device/vsock/1: NO_IMPLIED_STREAM offered). Rx buffers complete
+   * in the order the device fills them, not the order they were made available, so no IN_ORDER.
    */
-  readonly offeredFeatures = VsockF.STREAM | VsockF.NO_IMPLIED_STREAM | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
+  readonly offeredFeatures = VsockF.STREAM | VsockF.SEQPACKET | VsockF.NO_IMPLIED_STREAM | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = VSOCK_CONFIG_SIZE;
-  readonly stats: VsockDeviceStats = { dropped: 0, resets: 0 };
+  readonly stats: VsockDeviceStats = { dropped: 0, resets: 0, refused: 0, droppedMessages: 0 };
 
   private guestCid: number;
   private readonly backend: VsockBackend;
@@ -93,6 +98,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
 
   private le = true;
   private streamOk = true;
+  private seqpacketOk = false;
   private active = false;
   private readonly table = new ConnectionTable();
   private readonly ready: VsockConnection[] = [];
@@ -101,11 +107,8 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   private rxHead = 0;
   private readonly events: QueueRequest[] = [];
   private readonly stalled: QueueRequest[] = [];
-  // RST replies owed for packets of no connection: (guest port, host port) pairs.
-  private readonly rstGuestPorts = new Uint32Array(RST_RING);
-  private readonly rstHostPorts = new Uint32Array(RST_RING);
-  private rstHead = 0;
-  private rstCount = 0;
+  private readonly rsts = new RstReplies(RST_RING);
+  private readonly rstOut = { guestPort: 0, hostPort: 0, type: 0 };
   private pumping = false;
   private pumpAgain = false;
 
@@ -113,6 +116,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
   private readonly copyOut = (chunk: Uint8Array, off: number, len: number): number => this.writer.write(chunk, off, len);
+  private readonly copyIn = (dst: Uint8Array, off: number, len: number): void => void this.reader.read(dst, off, len);
 
   constructor(opts: VsockDeviceOptions) {
     if (isReservedGuestCid(opts.guestCid)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `guest CID ${opts.guestCid} is reserved or out of range (5.10.4)`);
@@ -156,7 +160,9 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   activate(ctx: DeviceContext): void {
     this.le = ctx.littleEndian;
     // 5.10.3 device/vsock/2: no vsock bit means stream; NO_IMPLIED_STREAM alone means none.
+    // device/vsock/3: SEQPACKET without NO_IMPLIED_STREAM keeps stream sockets too (the same rule).
     this.streamOk = (ctx.features & VsockF.STREAM) !== 0n || (ctx.features & VsockF.NO_IMPLIED_STREAM) === 0n;
+    this.seqpacketOk = (ctx.features & VsockF.SEQPACKET) !== 0n;
     this.active = true;
     this.server.activate(ctx);
     this.backend.attach?.(this);
@@ -175,7 +181,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
     this.rxHead = 0;
     this.events.length = 0;
     this.stalled.length = 0;
-    this.rstCount = 0;
+    this.rsts.clear();
   }
 
   resetQueue(index: number): void {
@@ -191,7 +197,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
     if (isReservedGuestCid(guestCid)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `guest CID ${guestCid} is reserved (5.10.4)`);
     this.guestCid = guestCid;
     this.closeAll();
-    this.rstCount = 0;
+    this.rsts.clear();
     while (this.events.length > 0) {
       const req = this.events.shift()!;
       if (!this.server.isLive(req)) continue;
@@ -210,11 +216,12 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
 
   // --- VsockHostConnector ---
 
-  connectToGuest(guestPort: number, stream: VsockHostStream): VsockPeer | null {
+  connectToGuest(guestPort: number, stream: VsockHostStream, type: number = VsockType.STREAM): VsockPeer | null {
     if (!this.active || this.table.size >= this.maxConnections || !(Number.isInteger(guestPort) && guestPort >= 0 && guestPort <= 0xffff_ffff)) return null;
+    if (!this.typeOk(type) || (type === VsockType.SEQPACKET && stream.writeMessage === undefined)) return null;
     const hostPort = this.table.freeHostPort(guestPort, this.maxConnections + 1);
     if (hostPort < 0) return null;
-    const c = new VsockConnection(this, guestPort, hostPort, ConnState.REQUESTING, this.bufAlloc, this.maxHostBytes);
+    const c = new VsockConnection(this, guestPort, hostPort, ConnState.REQUESTING, this.bufAlloc, this.maxHostBytes, type);
     c.stream = stream;
     this.table.insert(c);
     c.oweControl(Owe.REQUEST);
@@ -235,10 +242,19 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
     this.remove(c);
   }
 
+  messageDropped(): void {
+    this.stats.droppedMessages++;
+  }
+
+  /** Whether the guest may use socket type `type` (5.10.3, device/vsock/2, device/vsock/3). */
+  private typeOk(type: number): boolean {
+    return type === VsockType.STREAM ? this.streamOk : type === VsockType.SEQPACKET && this.seqpacketOk;
+  }
+
   // --- tx ---
 
   private onTx(req: QueueRequest): number | void {
-    if (this.rstCount === RST_RING) {
+    if (this.rsts.full) {
       this.stalled.push(req); // answered once rx buffers let the RST replies out
       return;
     }
@@ -267,12 +283,13 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
       return;
     }
     const payload = chain.readableBytes - VsockHdr.SIZE;
-    // device/vsock/8: unknown type -> RST; a payload the chain does not hold or beyond the
-    // device's bound -> RST (the packet is not trusted any further).
-    const bad = h.type !== VsockType.STREAM || !this.streamOk || (h.op === VsockOp.RW && (h.len > payload || h.len > this.maxPayload));
+    // device/vsock/8: unknown type (or one not negotiated, or not the connection's) -> RST; a
+    // payload the chain does not hold or beyond the device's bound -> RST (the packet is not
+    // trusted any further).
+    const bad = !this.typeOk(h.type) || (c !== null && h.type !== c.type) || (h.op === VsockOp.RW && (h.len > payload || h.len > this.maxPayload));
     if (c === null) {
-      if (!bad && h.op === VsockOp.REQUEST) this.accept(guestPort, hostPort);
-      else this.replyRst(guestPort, hostPort);
+      if (!bad && h.op === VsockOp.REQUEST) this.accept(guestPort, hostPort, h.type);
+      else this.replyRst(guestPort, hostPort, h.type);
       return;
     }
     if (bad) {
@@ -289,7 +306,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
         c.stream?.connected?.();
         break;
       case VsockOp.RW:
-        if (!this.receive(c, h.len)) return this.resetConn(c);
+        if (c.state !== ConnState.ESTABLISHED || !c.receive(h.len, h.flags, this.copyIn)) return this.resetConn(c);
         break;
       case VsockOp.SHUTDOWN:
         this.guestShutdown(c, h.flags);
@@ -308,9 +325,12 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   }
 
   /** The guest's REQUEST for a host port with no connection yet. */
-  private accept(guestPort: number, hostPort: number): void {
-    if (!this.active || this.table.size >= this.maxConnections) return this.replyRst(guestPort, hostPort);
-    const c = new VsockConnection(this, guestPort, hostPort, ConnState.CONNECTING, this.bufAlloc, this.maxHostBytes);
+  private accept(guestPort: number, hostPort: number, type: number): void {
+    if (!this.active || this.table.size >= this.maxConnections) {
+      this.stats.refused++;
+      return this.replyRst(guestPort, hostPort, type);
+    }
+    const c = new VsockConnection(this, guestPort, hostPort, ConnState.CONNECTING, this.bufAlloc, this.maxHostBytes, type);
     c.peerBufAlloc = this.hdr.bufAlloc;
     c.peerFwdCnt = this.hdr.fwdCnt;
     this.table.insert(c);
@@ -321,34 +341,18 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
       this.logger?.warn(`virtio-vsock: backend connect to port ${hostPort} threw: ${String(e)}`);
       stream = null;
     }
+    if (stream !== null && type === VsockType.SEQPACKET && stream.writeMessage === undefined) {
+      // A host side that cannot keep message boundaries cannot serve a seqpacket socket.
+      c.stream = null;
+      stream.close();
+      stream = null;
+    }
     if (stream === null) {
       this.remove(c);
-      return this.replyRst(guestPort, hostPort);
+      return this.replyRst(guestPort, hostPort, type);
     }
     // The host side may have refused (reset) or closed already, from inside connect.
     if (c.state !== ConnState.CLOSED && !(c.owe & Owe.RST) && !c.hostEnded) c.stream = stream;
-  }
-
-  /** RW payload of `len` bytes into the connection's receive buffer; false when it breaks the credit (driver/vsock/5). */
-  private receive(c: VsockConnection, len: number): boolean {
-    if (c.state !== ConnState.ESTABLISHED || c.guestShutdown & VsockShutdown.SEND) return false;
-    if (len === 0) return true;
-    const inBuffer = (c.rxCnt - c.fwdCnt) >>> 0;
-    if (len > c.bufAlloc - inBuffer) return false;
-    const buf = c.rxBuf;
-    const pos = c.rxCnt % buf.length;
-    const first = Math.min(len, buf.length - pos);
-    this.reader.read(buf, pos, first);
-    if (first < len) this.reader.read(buf, 0, len - first);
-    c.rxCnt = (c.rxCnt + len) >>> 0;
-    const s = c.stream;
-    if (s === null) {
-      c.consumed(len); // the host side closed its receiving side: the bytes go nowhere
-      return true;
-    }
-    s.write(buf.subarray(pos, pos + first));
-    if (first < len) s.write(buf.subarray(0, len - first));
-    return true;
   }
 
   /** 5.10.6.5: SHUTDOWN flags are permanent; both set ends the connection (the device answers RST). */
@@ -374,7 +378,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
         this.pumpAgain = false;
         this.fill();
         // Stalled tx buffers go on once RST replies have room again (5.10.6.1).
-        while (this.stalled.length > 0 && this.rstCount < RST_RING) {
+        while (this.stalled.length > 0 && !this.rsts.full) {
           const req = this.stalled.shift()!;
           if (!this.server.isLive(req)) continue;
           this.handleTx(req.chain);
@@ -392,11 +396,10 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
       const req = this.peekRx();
       if (req === null) return;
       let written: number;
-      if (this.rstCount > 0) {
-        const i = this.rstHead;
-        this.rstHead = (i + 1) % RST_RING;
-        this.rstCount--;
-        written = this.writeControl(req.chain, this.rstHostPorts[i]!, this.rstGuestPorts[i]!, VsockOp.RST, 0, 0, 0);
+      if (this.rsts.count > 0) {
+        const r = this.rstOut;
+        this.rsts.shift(r);
+        written = this.writeControl(req.chain, r.hostPort, r.guestPort, VsockOp.RST, 0, 0, 0, r.type);
         this.stats.resets++;
       } else {
         const c = this.nextReady();
@@ -443,7 +446,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   /** One packet of connection `c` into `chain`; returns the bytes written. */
   private writeFor(c: VsockConnection, chain: DescriptorChain): number {
     if (c.owe & Owe.RST) {
-      const n = this.writeControl(chain, c.hostPort, c.guestPort, VsockOp.RST, 0, 0, 0);
+      const n = this.writeControl(chain, c.hostPort, c.guestPort, VsockOp.RST, 0, 0, 0, c.type);
       this.stats.resets++;
       this.closeConn(c);
       return n;
@@ -457,9 +460,11 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
       op = VsockOp.RESPONSE;
       c.owe &= ~Owe.RESPONSE;
     } else if (c.state === ConnState.ESTABLISHED && c.outBytes > 0 && c.credit > 0) {
-      // device/vsock/5: never more than the guest's free buffer space.
-      const n = Math.min(c.outBytes, c.credit, chain.writableBytes - VsockHdr.SIZE, this.maxPayload);
-      this.header(c, VsockOp.RW, n, 0);
+      // device/vsock/5: never more than the guest's free buffer space. Seqpacket: one message
+      // per chunk, its last packet marked EOM (and EOR when the host asked, 5.10.6.6.1).
+      const seq = c.type === VsockType.SEQPACKET;
+      const n = Math.min(seq ? c.chunkLeft : c.outBytes, c.credit, chain.writableBytes - VsockHdr.SIZE, this.maxPayload);
+      this.header(c, VsockOp.RW, n, seq && n === c.chunkLeft ? c.chunkEnds : 0);
       this.writer.reset(chain).write(this.hdr.encode(this.le), 0, VsockHdr.SIZE);
       c.takeOut(n, this.copyOut);
       return VsockHdr.SIZE + n;
@@ -477,27 +482,25 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
 
   /** Fills the header for a packet of `c` (device/vsock/6: with its credit, which it announces). */
   private header(c: VsockConnection, op: number, len: number, flags: number): void {
-    this.hdr.set(VSOCK_HOST_CID, c.hostPort, this.guestCid, c.guestPort, op, len, flags, c.bufAlloc, c.fwdCnt);
+    this.hdr.set(VSOCK_HOST_CID, c.hostPort, this.guestCid, c.guestPort, op, len, flags, c.bufAlloc, c.fwdCnt, c.type);
     c.announcedFwdCnt = c.fwdCnt;
     c.owe &= ~Owe.CREDIT_UPDATE;
   }
 
-  private writeControl(chain: DescriptorChain, hostPort: number, guestPort: number, op: number, flags: number, bufAlloc: number, fwdCnt: number): number {
-    this.hdr.set(VSOCK_HOST_CID, hostPort, this.guestCid, guestPort, op, 0, flags, bufAlloc, fwdCnt);
+  private writeControl(chain: DescriptorChain, hostPort: number, guestPort: number, op: number, flags: number, bufAlloc: number, fwdCnt: number, type: number): number {
+    this.hdr.set(VSOCK_HOST_CID, hostPort, this.guestCid, guestPort, op, 0, flags, bufAlloc, fwdCnt, type);
     return this.writer.reset(chain).write(this.hdr.encode(this.le), 0, VsockHdr.SIZE);
   }
 
   // --- connection table ---
 
-  private replyRst(guestPort: number, hostPort: number): void {
-    if (this.rstCount === RST_RING) {
+  private replyRst(guestPort: number, hostPort: number, type: number): void {
+    // The type answered is the packet's (a Linux guest ignores a RST not of its socket's type);
+    // an unknown one is answered as stream.
+    if (!this.rsts.push(guestPort, hostPort, type === VsockType.SEQPACKET ? type : VsockType.STREAM)) {
       this.stats.dropped++; // cannot happen from tx (it stalls first); kept as a bound
       return;
     }
-    const i = (this.rstHead + this.rstCount) % RST_RING;
-    this.rstGuestPorts[i] = guestPort;
-    this.rstHostPorts[i] = hostPort;
-    this.rstCount++;
     this.pump();
   }
 

@@ -1,6 +1,6 @@
 /**
- * 5.10 Socket Device, driver side (for tests and in-process use): stream sockets to the host
- * (connect) and from it (listen), over RequestQueues on rx, tx and event. Rx buffers stay posted
+ * 5.10 Socket Device, driver side (for tests and in-process use): stream and seqpacket sockets
+ * to the host (connect) and from it (listen), over RequestQueues on rx, tx and event. Rx buffers stay posted
  * and are made available again as soon as they are read; event buffers too (driver/vsock/9).
  */
 import { type DeviceDriver, type DeviceDriverType, checkDriverContext } from '../../driver/device-driver.js';
@@ -48,11 +48,11 @@ const EVENT_BUFFERS = 4;
 const FIRST_EPHEMERAL = 49152;
 
 export class VsockDriver implements DeviceDriver, VsockSocketOwner {
-  /** driver/vsock/1: NO_IMPLIED_STREAM accepted when offered, with STREAM. */
+  /** driver/vsock/1: NO_IMPLIED_STREAM accepted when offered, with STREAM (and SEQPACKET). */
   static readonly type: DeviceDriverType<VsockDriver, VsockDriverOptions> = {
     name: 'virtio-vsock',
     deviceId: DeviceId.VSOCK,
-    wantedFeatures: VsockF.STREAM | VsockF.NO_IMPLIED_STREAM,
+    wantedFeatures: VsockF.STREAM | VsockF.SEQPACKET | VsockF.NO_IMPLIED_STREAM,
     requiredFeatures: 0n,
     attach: (ctx, opts) => new VsockDriver(ctx, opts),
   };
@@ -73,7 +73,10 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   private readonly rxSize: number;
   private readonly bufAlloc: number;
   private readonly sockets = new Map<string, VsockSocket>();
-  private readonly listeners = new Map<number, (s: VsockSocket) => void>();
+  private readonly listeners = new Map<number, { onConnection: (s: VsockSocket) => void; type: number }>();
+  /** Socket types usable with the negotiated features (5.10.3). */
+  private readonly streamOk: boolean;
+  private readonly seqpacketOk: boolean;
   private readonly hdr = new VsockHeader();
   private readonly rxHdr = new VsockHeader();
   private readonly buffers: number[] = [];
@@ -87,6 +90,9 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
     this.ctx = ctx;
     this.le = ctx.littleEndian;
     this.cidOverride = opts.guestCid;
+    // driver/vsock/2, driver/vsock/3: no bit, or SEQPACKET without NO_IMPLIED_STREAM, keeps streams.
+    this.streamOk = (ctx.features & VsockF.STREAM) !== 0n || (ctx.features & VsockF.NO_IMPLIED_STREAM) === 0n;
+    this.seqpacketOk = (ctx.features & VsockF.SEQPACKET) !== 0n;
     this.guestCid = this.fetchCid();
     this.rxSize = opts.rxBufferSize ?? 4096;
     this.bufAlloc = opts.bufAlloc ?? 64 * 1024;
@@ -101,10 +107,19 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
     for (let i = 0; i < EVENT_BUFFERS; i++) this.postEvent(this.alloc(VSOCK_EVENT_SIZE));
   }
 
-  /** Connects to `port` on the host (CID 2); rejects on RST (nothing listens there). */
-  async connect(port: number): Promise<VsockSocket> {
+  /** Whether sockets of `type` can be used (the negotiated features, 5.10.3). */
+  supports(type: number): boolean {
+    return type === VsockType.STREAM ? this.streamOk : type === VsockType.SEQPACKET && this.seqpacketOk;
+  }
+
+  /**
+   * Connects to `port` on the host (CID 2), a stream or (`type` SEQPACKET) a seqpacket socket;
+   * rejects on RST (nothing listens there).
+   */
+  async connect(port: number, type: number = VsockType.STREAM): Promise<VsockSocket> {
+    if (!this.supports(type)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `vsock socket type ${type} was not negotiated`);
     const local = this.freePort(port);
-    const s = new VsockSocket(this, local, port, SocketState.CONNECTING, this.bufAlloc);
+    const s = new VsockSocket(this, local, port, SocketState.CONNECTING, this.bufAlloc, type);
     this.sockets.set(key(local, port), s);
     await this.sendPacket(s, VsockOp.REQUEST, 0);
     await s.until(() => s.state !== SocketState.CONNECTING);
@@ -112,9 +127,10 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
     return s;
   }
 
-  /** Accepts host connections to `port` (until `unlisten`). */
-  listen(port: number, onConnection: (s: VsockSocket) => void): void {
-    this.listeners.set(port, onConnection);
+  /** Accepts host connections of `type` (default stream) to `port` (until `unlisten`). */
+  listen(port: number, onConnection: (s: VsockSocket) => void, type: number = VsockType.STREAM): void {
+    if (!this.supports(type)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `vsock socket type ${type} was not negotiated`);
+    this.listeners.set(port, { onConnection, type });
   }
 
   unlisten(port: number): void {
@@ -150,7 +166,7 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
 
   async sendPacket(s: VsockSocket, op: number, flags: number, payload?: Uint8Array): Promise<void> {
     const len = payload?.length ?? 0;
-    this.hdr.set(this.guestCid, s.localPort, VSOCK_HOST_CID, s.remotePort, op, len, flags, s.bufAlloc, s.fwdCnt);
+    this.hdr.set(this.guestCid, s.localPort, VSOCK_HOST_CID, s.remotePort, op, len, flags, s.bufAlloc, s.fwdCnt, s.type);
     s.announcedFwdCnt = s.fwdCnt;
     await this.submit(this.hdr.encode(this.le), payload);
   }
@@ -231,22 +247,22 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
     const local = h.dstPort;
     const remote = h.srcPort;
     const s = this.sockets.get(key(local, remote));
-    // driver/vsock/8: unknown type -> RST.
-    if (h.type !== VsockType.STREAM) {
-      if (h.op !== VsockOp.RST) this.rst(local, remote);
+    // driver/vsock/8: an unknown type (or one not negotiated, or not the socket's) -> RST.
+    if (!this.supports(h.type) || (s !== undefined && s.type !== h.type)) {
+      if (h.op !== VsockOp.RST) this.rst(local, remote, h.type);
       s?.ended('reset');
       return;
     }
     if (s === undefined) {
-      const onConnection = this.listeners.get(local);
-      if (h.op === VsockOp.REQUEST && onConnection !== undefined) {
-        const n = new VsockSocket(this, local, remote, SocketState.OPEN, this.bufAlloc);
+      const l = this.listeners.get(local);
+      if (h.op === VsockOp.REQUEST && l !== undefined && l.type === h.type) {
+        const n = new VsockSocket(this, local, remote, SocketState.OPEN, this.bufAlloc, h.type);
         n.peerBufAlloc = h.bufAlloc;
         n.peerFwdCnt = h.fwdCnt;
         this.sockets.set(key(local, remote), n);
         this.background(this.sendPacket(n, VsockOp.RESPONSE, 0));
-        onConnection(n);
-      } else if (h.op !== VsockOp.RST) this.rst(local, remote);
+        l.onConnection(n);
+      } else if (h.op !== VsockOp.RST) this.rst(local, remote, h.type);
       return;
     }
     s.peerBufAlloc = h.bufAlloc;
@@ -259,7 +275,7 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
       const n = Math.min(h.len, used - VsockHdr.SIZE);
       const payload = new Uint8Array(n);
       this.ctx.memory.read(addr + VsockHdr.SIZE, payload);
-      if (!s.deliver(payload)) return this.abort(s);
+      if (!s.deliver(payload, flags)) return this.abort(s);
     } else if (op === VsockOp.SHUTDOWN && s.state === SocketState.OPEN) {
       s.peerShutdown |= flags & (VsockShutdown.RECEIVE | VsockShutdown.SEND);
       if (s.peerShutdown === (VsockShutdown.RECEIVE | VsockShutdown.SEND)) return this.abort(s, 'closed'); // 5.10.6.4: answer RST
@@ -270,12 +286,13 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
 
   /** Ends `s` with a RST to the peer. */
   private abort(s: VsockSocket, reason = 'reset'): void {
-    this.rst(s.localPort, s.remotePort);
+    this.rst(s.localPort, s.remotePort, s.type);
     s.ended(reason);
   }
 
-  private rst(local: number, remote: number): void {
-    this.hdr.set(this.guestCid, local, VSOCK_HOST_CID, remote, VsockOp.RST, 0, 0, 0, 0);
+  private rst(local: number, remote: number, type: number): void {
+    const t = type === VsockType.SEQPACKET ? type : VsockType.STREAM;
+    this.hdr.set(this.guestCid, local, VSOCK_HOST_CID, remote, VsockOp.RST, 0, 0, 0, 0, t);
     this.background(this.submit(this.hdr.encode(this.le)));
   }
 

@@ -55,8 +55,8 @@ export class VsockHeader {
     return this.bytes;
   }
 
-  /** Sets every field at once (then `encode`). */
-  set(srcCid: number, srcPort: number, dstCid: number, dstPort: number, op: number, len: number, flags: number, bufAlloc: number, fwdCnt: number): this {
+  /** Sets every field at once (then `encode`); `type` is STREAM unless given. */
+  set(srcCid: number, srcPort: number, dstCid: number, dstPort: number, op: number, len: number, flags: number, bufAlloc: number, fwdCnt: number, type: number = VsockType.STREAM): this {
     this.srcCid = srcCid;
     this.srcPort = srcPort;
     this.dstCid = dstCid;
@@ -66,7 +66,7 @@ export class VsockHeader {
     this.flags = flags;
     this.bufAlloc = bufAlloc;
     this.fwdCnt = fwdCnt;
-    this.type = VsockType.STREAM;
+    this.type = type;
     return this;
   }
 }

@@ -1,9 +1,10 @@
 /**
- * One stream socket of the vsock driver (5.10.6.4): connect/accept state, credit both ways
- * (5.10.6.3), received bytes until the application reads them.
+ * One socket of the vsock driver (5.10.6.4), stream or seqpacket: connect/accept state, credit
+ * both ways (5.10.6.3), received bytes (seqpacket: whole messages, 5.10.6.6.1) until the
+ * application reads them.
  */
 import { ErrorCode, VirtioError } from '../../errors.js';
-import { VsockOp, VsockShutdown } from '../../spec/vsock.js';
+import { VsockOp, VsockSeq, VsockShutdown, VsockType } from '../../spec/vsock.js';
 import { peerCredit, shouldAnnounceCredit } from './vsock-header.js';
 
 /** What a socket needs from its driver. */
@@ -39,6 +40,10 @@ export class VsockSocket {
   /** SHUTDOWN flags the peer sent. */
   peerShutdown = 0;
   private readonly received: Uint8Array[] = [];
+  /** SEQPACKET: complete messages not read yet, and the parts of the one arriving. */
+  private readonly messages: { data: Uint8Array; eor: boolean }[] = [];
+  private partial: Uint8Array[] = [];
+  private partialBytes = 0;
   private waiters: (() => void)[] = [];
 
   constructor(
@@ -47,19 +52,58 @@ export class VsockSocket {
     readonly remotePort: number,
     state: SocketState,
     readonly bufAlloc: number,
+    /** VsockType.STREAM or VsockType.SEQPACKET. */
+    readonly type: number = VsockType.STREAM,
   ) {
     this.state = state;
   }
 
-  /** Sends `data` in RW packets within the peer's credit (driver/vsock/5), waiting for credit. */
+  /**
+   * SEQPACKET: sends `data` as one message (5.10.6.6.1): RW packets within the peer's credit
+   * (driver/vsock/5), the last with VIRTIO_VSOCK_SEQ_EOM, and SEQ_EOR too when `eor`. A message
+   * longer than the peer's buf_alloc could never be received whole: refused, as Linux does.
+   */
+  async sendMessage(data: Uint8Array, eor = false): Promise<void> {
+    if (this.type !== VsockType.SEQPACKET) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'sendMessage on a stream socket');
+    if (data.length > this.peerBufAlloc) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `vsock message of ${data.length} bytes exceeds the peer's buf_alloc ${this.peerBufAlloc}`);
+    }
+    await this.sendBytes(data, VsockSeq.EOM | (eor ? VsockSeq.EOR : 0));
+  }
+
+  /** SEQPACKET: the next whole message, or null at the end (peer SHUTDOWN SEND, or closed). */
+  async recvMessage(): Promise<{ data: Uint8Array; eor: boolean } | null> {
+    for (;;) {
+      const m = this.messages.shift();
+      if (m !== undefined) {
+        await this.consumed(m.data.length);
+        return m;
+      }
+      if (this.state !== SocketState.OPEN || this.peerShutdown & VsockShutdown.SEND) return null;
+      await this.changed();
+    }
+  }
+
+  /**
+   * Sends `data` in RW packets within the peer's credit (driver/vsock/5), waiting for credit. On a
+   * seqpacket socket: `sendMessage(data)`.
+   */
   async send(data: Uint8Array): Promise<void> {
+    if (this.type === VsockType.SEQPACKET) return this.sendMessage(data);
+    await this.sendBytes(data, 0);
+  }
+
+  /** RW packets for `data`; the last carries `lastFlags` (an empty message is one empty packet). */
+  private async sendBytes(data: Uint8Array, lastFlags: number): Promise<void> {
     let off = 0;
-    while (off < data.length) {
+    let first = true;
+    while (off < data.length || (first && lastFlags !== 0)) {
+      first = false;
       if (this.state !== SocketState.OPEN || this.peerShutdown & VsockShutdown.RECEIVE) {
         throw new VirtioError(ErrorCode.REQUEST_FAILED, `vsock ${this.localPort}->${this.remotePort}: not open (${this.closeReason ?? this.state})`);
       }
       const credit = peerCredit(this.peerBufAlloc, this.txCnt, this.peerFwdCnt);
-      if (credit === 0) {
+      if (credit === 0 && data.length > 0) {
         // One CREDIT_REQUEST, then wait for credit (the peer announces freed space itself): asking
         // again at every packet would ping-pong while the peer has nothing to free.
         const hasCredit = (): boolean => this.state !== SocketState.OPEN || peerCredit(this.peerBufAlloc, this.txCnt, this.peerFwdCnt) > 0;
@@ -70,7 +114,7 @@ export class VsockSocket {
       }
       const n = Math.min(credit, data.length - off, this.owner.maxPayload);
       this.txCnt = (this.txCnt + n) >>> 0;
-      await this.owner.sendPacket(this, VsockOp.RW, 0, data.subarray(off, off + n));
+      await this.owner.sendPacket(this, VsockOp.RW, off + n === data.length ? lastFlags : 0, data.subarray(off, off + n));
       off += n;
     }
   }
@@ -78,16 +122,22 @@ export class VsockSocket {
   /** The next bytes received, or null at the end of the stream (peer SHUTDOWN SEND, or closed). */
   async recv(): Promise<Uint8Array | null> {
     for (;;) {
+      if (this.type === VsockType.SEQPACKET) return (await this.recvMessage())?.data ?? null;
       const b = this.received.shift();
       if (b !== undefined) {
-        this.fwdCnt = (this.fwdCnt + b.length) >>> 0;
-        if (this.state === SocketState.OPEN && shouldAnnounceCredit(this.bufAlloc, this.rxCnt, this.fwdCnt, this.announcedFwdCnt)) {
-          await this.owner.sendPacket(this, VsockOp.CREDIT_UPDATE, 0);
-        }
+        await this.consumed(b.length);
         return b;
       }
       if (this.state !== SocketState.OPEN || this.peerShutdown & VsockShutdown.SEND) return null;
       await this.changed();
+    }
+  }
+
+  /** `n` received bytes were read: fwd_cnt moves, the peer hears of it when it should. */
+  private async consumed(n: number): Promise<void> {
+    this.fwdCnt = (this.fwdCnt + n) >>> 0;
+    if (this.state === SocketState.OPEN && shouldAnnounceCredit(this.bufAlloc, this.rxCnt, this.fwdCnt, this.announcedFwdCnt)) {
+      await this.owner.sendPacket(this, VsockOp.CREDIT_UPDATE, 0);
     }
   }
 
@@ -123,11 +173,24 @@ export class VsockSocket {
     }
   }
 
-  /** @internal A payload arrived (copied). Returns false when it broke the credit the socket gave. */
-  deliver(payload: Uint8Array): boolean {
+  /**
+   * @internal A payload arrived (copied) with the packet's flags. Returns false when it broke the
+   * credit the socket gave (or, seqpacket, a message filled the whole buffer without EOM).
+   */
+  deliver(payload: Uint8Array, flags = 0): boolean {
     if ((this.rxCnt - this.fwdCnt) >>> 0 > this.bufAlloc - payload.length) return false;
     this.rxCnt = (this.rxCnt + payload.length) >>> 0;
-    if (payload.length > 0) this.received.push(payload);
+    if (this.type !== VsockType.SEQPACKET) {
+      if (payload.length > 0) this.received.push(payload);
+      return true;
+    }
+    if (payload.length > 0) this.partial.push(payload);
+    this.partialBytes += payload.length;
+    if ((flags & VsockSeq.EOM) === 0) return this.partialBytes < this.bufAlloc;
+    const parts = this.partial;
+    this.partial = [];
+    this.partialBytes = 0;
+    this.messages.push({ data: parts.length === 1 ? parts[0]! : Buffer.concat(parts), eor: (flags & VsockSeq.EOR) !== 0 });
     return true;
   }
 

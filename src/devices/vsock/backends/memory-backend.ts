@@ -4,12 +4,15 @@
  * Each connection collects what the guest sent and lets the host send, end and close.
  */
 import { ErrorCode, VirtioError } from '../../../errors.js';
+import { VsockType } from '../../../spec/vsock.js';
 import type { VsockBackend, VsockHostConnector, VsockHostStream, VsockPeer } from '../vsock-backend.js';
 
 /** One connection as the host sees it. */
 export class MemoryVsockConnection implements VsockHostStream {
   /** Bytes the guest sent, in order. */
   readonly received: Uint8Array[] = [];
+  /** SEQPACKET: the guest's messages, whole, in order (copied). */
+  readonly messages: { data: Uint8Array; eor: boolean }[] = [];
   /** The guest shut down its sending side. */
   guestEnded = false;
   /** The connection is over. */
@@ -26,6 +29,11 @@ export class MemoryVsockConnection implements VsockHostStream {
   /** Sends host bytes to the guest (copied). */
   hostSend(data: Uint8Array): boolean {
     return this.peer?.send(data.slice()) ?? false;
+  }
+
+  /** SEQPACKET: sends one host message (copied), with a record end when `eor`. */
+  hostSendMessage(data: Uint8Array, eor = false): boolean {
+    return this.peer?.sendMessage(data.slice(), eor) ?? false;
   }
 
   /** The host sends no more. */
@@ -56,6 +64,15 @@ export class MemoryVsockConnection implements VsockHostStream {
 
   write(data: Uint8Array): void {
     this.received.push(data.slice());
+    this.peer?.consumed(data.length);
+    this.changed();
+  }
+
+  writeMessage(head: Uint8Array, tail: Uint8Array, eor: boolean): void {
+    const data = new Uint8Array(head.length + tail.length);
+    data.set(head);
+    data.set(tail, head.length);
+    this.messages.push({ data, eor });
     this.peer?.consumed(data.length);
     this.changed();
   }
@@ -99,11 +116,14 @@ export class MemoryVsockBackend implements VsockBackend {
     this.listeners.set(port, onConnection);
   }
 
-  /** Connects to the guest's `guestPort`; resolves once the guest accepted, rejects on RST. */
-  connect(guestPort: number): Promise<MemoryVsockConnection>;
+  /**
+   * Connects to the guest's `guestPort` (a stream, or with `type` SEQPACKET a seqpacket socket);
+   * resolves once the guest accepted, rejects on RST.
+   */
+  connect(guestPort: number, type?: number): Promise<MemoryVsockConnection>;
   connect(hostPort: number, peer: VsockPeer): VsockHostStream | null;
-  connect(port: number, peer?: VsockPeer): Promise<MemoryVsockConnection> | VsockHostStream | null {
-    if (peer === undefined) return this.connectToGuest(port);
+  connect(port: number, peer?: VsockPeer | number): Promise<MemoryVsockConnection> | VsockHostStream | null {
+    if (peer === undefined || typeof peer === 'number') return this.connectToGuest(port, peer ?? VsockType.STREAM);
     const onConnection = this.listeners.get(port);
     if (onConnection === undefined) return null;
     const c = new MemoryVsockConnection();
@@ -121,10 +141,10 @@ export class MemoryVsockBackend implements VsockBackend {
     this.connector = null;
   }
 
-  private connectToGuest(guestPort: number): Promise<MemoryVsockConnection> {
+  private connectToGuest(guestPort: number, type: number): Promise<MemoryVsockConnection> {
     const c = new MemoryVsockConnection();
     return new Promise((resolve, reject) => {
-      const peer = this.connector?.connectToGuest(guestPort, c) ?? null;
+      const peer = this.connector?.connectToGuest(guestPort, c, type) ?? null;
       if (peer === null) return reject(new VirtioError(ErrorCode.REQUEST_FAILED, 'vsock device not active or full'));
       c.peer = peer;
       c.whenConnected(() => resolve(c));

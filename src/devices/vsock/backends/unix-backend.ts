@@ -6,17 +6,29 @@
  *  - a host program connecting to `<udsPath>` and writing `CONNECT <port>\n` reaches the guest's
  *    listening port; once the guest accepts it reads `OK <host port>\n`, then the stream.
  * Half-closes carry over both ways (SHUTDOWN SEND <-> end of the socket's stream).
+ * SEQPACKET connections (5.10.6.6) use Unix SOCK_SEQPACKET sockets, one message per message:
+ * the guest's go to `<udsPath>_P` (which must be a seqpacket listener); host programs connect to
+ * `<udsPath>_seqpacket` and send the message `CONNECT <port>\n`, answered `OK <host port>\n`.
  */
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { type Server, type Socket, connect, createServer } from 'node:net';
 import { ErrorCode, VirtioError } from '../../../errors.js';
 import type { Logger } from '../../../log.js';
+import { loadNativePlatform } from '../../../platform/native-platform.js';
+import { type SeqpacketSockets, seqpacketSockets } from '../../../platform/seqpacket.js';
+import type { FdWatcher, Platform } from '../../../platform/types.js';
+import { VsockType } from '../../../spec/vsock.js';
+import { SeqpacketHostStream } from './seqpacket-host-stream.js';
 import type { VsockBackend, VsockHostConnector, VsockHostStream, VsockPeer } from '../vsock-backend.js';
 
 export interface UnixVsockBackendOptions {
   /** The main socket; guest connections to port P go to `<udsPath>_P`. */
   readonly udsPath: string;
   readonly logger?: Logger;
+  /** SEQPACKET host sides (native addon); default: the native platform when it loads. */
+  readonly seqpacket?: { platform: Platform; sockets: SeqpacketSockets } | null;
+  /** Longest host message a seqpacket connection reads (default 256 KiB, the device's buf_alloc). */
+  readonly maxMessage?: number;
 }
 
 /** A CONNECT line longer than this is refused (the host is trusted, but bounded anyway). */
@@ -97,11 +109,24 @@ class UnixHostStream implements VsockHostStream {
 export class UnixVsockBackend implements VsockBackend {
   private connector: VsockHostConnector | null = null;
   private readonly sockets = new Set<Socket>();
+  private readonly seq: { platform: Platform; sockets: SeqpacketSockets } | null;
+  private readonly recvBuf: Uint8Array;
+  private readonly seqStreams = new Set<SeqpacketHostStream>();
+  private seqListenFd = -1;
+  private seqWatcher: FdWatcher | null = null;
 
   private constructor(
     private readonly opts: UnixVsockBackendOptions,
     private readonly server: Server,
-  ) {}
+  ) {
+    this.seq = opts.seqpacket !== undefined ? opts.seqpacket : nativeSeqpacket();
+    this.recvBuf = new Uint8Array(this.seq === null ? 0 : (opts.maxMessage ?? 256 * 1024));
+  }
+
+  /** Where host programs open seqpacket connections to the guest. */
+  get seqpacketPath(): string {
+    return `${this.opts.udsPath}_seqpacket`;
+  }
 
   /** Listens on `udsPath` (a stale socket file there is replaced). */
   static async listen(opts: UnixVsockBackendOptions): Promise<UnixVsockBackend> {
@@ -109,6 +134,11 @@ export class UnixVsockBackend implements VsockBackend {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
     const b = new UnixVsockBackend(opts, server);
     server.on('connection', (s) => b.onHostConnection(s));
+    if (b.seq !== null) {
+      const { platform, sockets } = b.seq;
+      b.seqListenFd = sockets.listen(b.seqpacketPath);
+      b.seqWatcher = platform.watchReadable(b.seqListenFd, () => b.onSeqpacketHost());
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(opts.udsPath, () => {
@@ -121,6 +151,7 @@ export class UnixVsockBackend implements VsockBackend {
 
   connect(hostPort: number, peer: VsockPeer): VsockHostStream | null {
     const path = `${this.opts.udsPath}_${hostPort}`;
+    if (peer.type === VsockType.SEQPACKET) return this.connectSeqpacket(path, peer);
     if (!existsSync(path)) return null; // nothing listens there: RST at once
     const s = connect({ path, allowHalfOpen: true });
     this.track(s);
@@ -147,8 +178,88 @@ export class UnixVsockBackend implements VsockBackend {
     this.connector = null;
   }
 
+  /** A guest seqpacket connection to `path`: null (RST) when no seqpacket listener is there. */
+  private connectSeqpacket(path: string, peer: VsockPeer): VsockHostStream | null {
+    if (this.seq === null) return null;
+    let fd: number;
+    try {
+      fd = this.seq.sockets.connect(path);
+    } catch (e) {
+      this.opts.logger?.debug(`vsock: seqpacket connect to ${path}: ${(e as Error).message}`);
+      return null;
+    }
+    const stream = this.trackSeq(new SeqpacketHostStream(this.seq.platform, this.seq.sockets, fd, this.recvBuf, this.opts.logger));
+    stream.wire(peer);
+    peer.established();
+    return stream;
+  }
+
+  private trackSeq(s: SeqpacketHostStream): SeqpacketHostStream {
+    this.seqStreams.add(s);
+    const close = s.close.bind(s);
+    s.close = () => {
+      this.seqStreams.delete(s);
+      close();
+    };
+    return s;
+  }
+
+  /** Host programs on the seqpacket socket: the first message is `CONNECT <port>\n`. */
+  private onSeqpacketHost(): void {
+    const seq = this.seq!;
+    for (let i = 0; i < 16; i++) {
+      let fd: number;
+      try {
+        fd = seq.platform.accept(this.seqListenFd);
+      } catch {
+        return;
+      }
+      if (fd < 0) return;
+      const line = new Uint8Array(MAX_LINE);
+      let timer: ReturnType<typeof setTimeout> | null = null;
+      const watcher = seq.platform.watchReadable(fd, () => {
+        let n: number;
+        try {
+          n = seq.sockets.recv(fd, line);
+        } catch {
+          n = 0;
+        }
+        if (n < 0) return;
+        watcher.stop();
+        if (timer !== null) clearTimeout(timer);
+        const m = n > 0 && n <= MAX_LINE ? /^CONNECT (\d{1,10})\r?\n?$/.exec(new TextDecoder().decode(line.subarray(0, n))) : null;
+        const port = m ? Number(m[1]) : -1;
+        const stream = port >= 0 && port <= 0xffff_ffff && this.connector !== null ? new SeqpacketHostStream(seq.platform, seq.sockets, fd, this.recvBuf, this.opts.logger) : null;
+        const peer = stream !== null ? this.connector!.connectToGuest(port, stream, VsockType.SEQPACKET) : null;
+        if (stream === null || peer === null) {
+          seq.platform.close(fd);
+          return;
+        }
+        this.trackSeq(stream).wire(peer);
+      });
+      // A host program that never sends its CONNECT line is dropped (bounded).
+      timer = setTimeout(() => {
+        watcher.stop();
+        seq.platform.close(fd);
+      }, 10_000);
+      timer.unref();
+    }
+  }
+
   /** Stops listening, closes every socket and removes the main socket file. */
   async close(): Promise<void> {
+    this.seqWatcher?.stop();
+    this.seqWatcher = null;
+    if (this.seqListenFd >= 0) {
+      this.seq!.platform.close(this.seqListenFd);
+      this.seqListenFd = -1;
+      try {
+        unlinkSync(this.seqpacketPath);
+      } catch {
+        // already gone
+      }
+    }
+    for (const s of [...this.seqStreams]) s.close();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -199,5 +310,14 @@ function removeStaleSocket(path: string): void {
     else throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${path} exists and is not a socket`);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+/** The native platform's seqpacket sockets, or null when the addon is not built. */
+function nativeSeqpacket(): { platform: Platform; sockets: SeqpacketSockets } | null {
+  try {
+    return { platform: loadNativePlatform(), sockets: seqpacketSockets() };
+  } catch {
+    return null;
   }
 }
