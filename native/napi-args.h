@@ -57,5 +57,6 @@ bool register_unix_sockets(napi_env env, napi_value exports);
 bool register_fd_watch(napi_env env, napi_value exports);
 bool register_shared_memory(napi_env env, napi_value exports);
 bool register_fds(napi_env env, napi_value exports);
+bool register_memory_advice(napi_env env, napi_value exports);
 
 #endif

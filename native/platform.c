@@ -12,6 +12,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!register_fd_watch(env, exports)) return NULL;
   if (!register_shared_memory(env, exports)) return NULL;
   if (!register_fds(env, exports)) return NULL;
+  if (!register_memory_advice(env, exports)) return NULL;
   return exports;
 }
 
