@@ -5,3 +5,4 @@ export { BALLOON_TYPE, type BalloonDeviceArgs } from './balloon-type.js';
 export { FreePageHinter, type FreePageHinterOptions } from './free-page-hinter.js';
 export { type FreePageHint, type FreePageHintListener, MAX_KEPT_RANGES } from './free-page-hints.js';
 export { type PageReleaser, madvisePageReleaser, zeroFillPageReleaser } from './page-release.js';
+export { hostMemoryStats, parseLinuxMemoryStats } from './host-memory-stats.js';
