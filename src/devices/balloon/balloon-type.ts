@@ -20,7 +20,7 @@ export interface BalloonDeviceArgs {
 export const BALLOON_TYPE: DeviceType = {
   name: 'balloon',
   deviceId: DeviceId.BALLOON_TRADITIONAL,
-  summary: 'a traditional virtio memory balloon (no vhost-user front-end in QEMU 7.2: library and v86 only)',
+  summary: 'a traditional virtio memory balloon (QEMU 7.2 has no vhost-user front-end for it)',
   vhostUser: null,
   cli: null,
   createDevice(args?: unknown): BalloonDevice {
@@ -48,7 +48,11 @@ export const BALLOON_TYPE: DeviceType = {
         // virtio-ts's vhost-user front-end reads config once, at connect (it has no balloon
         // config size): there the target cannot reach the driver, the queues still can.
         const live = readConfigField(BALLOON_CONFIG_LAYOUT, 'numPages', (o, l) => driver.context.readConfig(o, l), true) === 2;
-        const balloon = new BalloonDriver(driver.context, { autoAdjust: live, stats: () => ({ [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 }) });
+        const balloon = new BalloonDriver(driver.context, {
+          autoAdjust: live,
+          stats: () => ({ [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 }),
+          hinting: { maxPages: 32, blockPages: 8 },
+        });
         device.setTarget(10);
         if (live) {
           assert.equal(balloon.target(), 10);
@@ -73,6 +77,18 @@ export const BALLOON_TYPE: DeviceType = {
         if ((f & BalloonF.STATS_VQ) !== 0n) {
           const s = await device.requestStats();
           assert.deepEqual(s, { [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 });
+        }
+        if (live && (f & BalloonF.FREE_PAGE_HINT) !== 0n) {
+          // A hinting round: the command ID in guest order (big-endian on CCW rev 0) matches.
+          const id = device.startHinting();
+          await device.whenHintingStopped(id);
+          assert.equal(device.hintedBytes, 32 * 4096);
+          assert.equal(device.ignoredHints, 0);
+          const hinter = balloon.freePageHinter!;
+          assert.equal(hinter.heldPages, 32);
+          device.finishHinting();
+          for (let i = 0; i < 10_000 && hinter.heldPages > 0; i++) await new Promise((r) => setImmediate(r));
+          assert.equal(hinter.heldPages, 0, 'released on DONE');
         }
         if ((f & BalloonF.PAGE_REPORTING) !== 0n) {
           const addr = driver.context.dma.alloc(8192, 4096);
