@@ -1,7 +1,7 @@
 /**
- * The registry record of the traditional memory balloon (5.5). QEMU 7.2 has no vhost-user
- * balloon front-end, so there is no `virtio-ts balloon` back-end command; real guests meet the
- * device on v86's PCI bus (test/v86-balloon.test.ts).
+ * The registry record of the traditional memory balloon (5.5). `virtio-ts balloon` serves it
+ * over vhost-user (QEMU 7.2 has no vhost-user balloon front-end: virtio-ts's own front-end is
+ * the peer there); real guests meet the device on v86's PCI bus (test/v86-input-balloon.test.ts).
  */
 import assert from 'node:assert/strict';
 import { BALLOON_CONFIG_LAYOUT, BalloonF, BalloonStatTag } from '../../spec/balloon.js';
@@ -10,6 +10,7 @@ import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
 import { BalloonDevice, type BalloonDeviceOptions } from './balloon-device.js';
 import { BalloonDriver } from './balloon-driver.js';
+import { BALLOON_CLI } from './cli.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface BalloonDeviceArgs {
@@ -21,8 +22,8 @@ export const BALLOON_TYPE: DeviceType = {
   name: 'balloon',
   deviceId: DeviceId.BALLOON_TRADITIONAL,
   summary: 'a traditional virtio memory balloon (QEMU 7.2 has no vhost-user front-end for it)',
-  vhostUser: null,
-  cli: null,
+  vhostUser: { type: 'balloon', features: [] },
+  cli: BALLOON_CLI,
   createDevice(args?: unknown): BalloonDevice {
     const a = (args ?? {}) as BalloonDeviceArgs;
     const opts: { -readonly [K in keyof BalloonDeviceOptions]: BalloonDeviceOptions[K] } = {};

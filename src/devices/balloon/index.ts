@@ -6,3 +6,5 @@ export { FreePageHinter, type FreePageHinterOptions } from './free-page-hinter.j
 export { type FreePageHint, type FreePageHintListener, MAX_KEPT_RANGES } from './free-page-hints.js';
 export { type PageReleaser, madvisePageReleaser, zeroFillPageReleaser } from './page-release.js';
 export { hostMemoryStats, parseLinuxMemoryStats } from './host-memory-stats.js';
+export { BALLOON_CLI, type BalloonCliOptions } from './cli.js';
+export { type BalloonControlServer, type BalloonControlTarget, answerControlLine, serveBalloonControl } from './balloon-control.js';
