@@ -78,15 +78,24 @@ describe('v86: Linux virtio_balloon on a virtio-ts balloon', { skip: deps.ok ? f
     let hintedBytes = 0;
     let hostDone: Promise<void> | null = null;
     let hostError: unknown = null;
+    // The host's steps with their times, shown when the run fails.
+    const steps: string[] = [];
+    const t0ms = Date.now();
+    const step = (what: string): void => void steps.push(`${Math.round((Date.now() - t0ms) / 1000)}s ${what}`);
     const hostSide = async (): Promise<void> => {
+      step(`inflated seen; actual ${balloon.actual}`);
       await bounded(balloon.whenActual(TARGET), 300_000, 'actual to reach the target');
+      step('actual = target');
       stats = await bounded(balloon.requestStats(), 60_000, 'statistics');
+      step('stats');
       hintId = balloon.startHinting();
       await bounded(balloon.whenHintingStopped(hintId), 300_000, 'the hinting round to end');
       hintedBytes = balloon.hintedBytes;
+      step(`hinting stopped: ${hintedBytes} bytes`);
       balloon.finishHinting();
       balloon.setTarget(0);
       await bounded(balloon.whenActual(0), 300_000, 'actual back to 0');
+      step('actual = 0');
     };
     const res = await runV86DeviceGuest({
       assets: deps,
@@ -98,9 +107,12 @@ describe('v86: Linux virtio_balloon on a virtio-ts balloon', { skip: deps.ok ? f
         if (line.includes('RESULT inflated=') && hostDone === null) {
           hostDone = hostSide().catch((e: unknown) => {
             hostError = e;
+            step(`failed: ${String(e)}`);
           });
         }
       },
+    }).catch((e: unknown) => {
+      throw new assert.AssertionError({ message: `${String(e)}\nhost steps: ${steps.join('; ')}; actual ${balloon.actual}, hinted ${balloon.hintedBytes}` });
     });
     assert.notEqual(hostDone, null, res.output);
     await hostDone;

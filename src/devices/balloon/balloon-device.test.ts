@@ -176,7 +176,7 @@ describe('BalloonDevice', T, () => {
     assert.ok(lb.memory.slice(addr, 8192).every((b) => b === 0x5a));
   });
 
-  it('driver/balloon/4, 9, 14: BalloonDriver follows the target and writes actual; reset empties the balloon', async () => {
+  it('driver/balloon/4, driver/balloon/9, driver/balloon/14: BalloonDriver follows the target and writes actual; reset empties the balloon', async () => {
     const { device, lb } = await setup({ numPages: 3 });
     const d = new BalloonDriver(lb.context, { autoAdjust: true });
     await d.adjust();
@@ -192,7 +192,7 @@ describe('BalloonDevice', T, () => {
     assert.equal(device.actual, 0);
   });
 
-  it('driver/balloon/16, 17, 18, 23: one stats buffer, posted at start and again after each use, same tags', async () => {
+  it('driver/balloon/16, driver/balloon/17, driver/balloon/18, driver/balloon/23: one stats buffer, posted at start and again after each use, same tags', async () => {
     let n = 0;
     const { device, lb } = await setup();
     const d = new BalloonDriver(lb.context, { stats: () => (++n === 1 ? { [BalloonStatTag.MEMFREE]: 1, [BalloonStatTag.MEMTOT]: 2 } : { [BalloonStatTag.MEMFREE]: n }) });
@@ -203,7 +203,7 @@ describe('BalloonDevice', T, () => {
     d.detach();
   });
 
-  it('driver/balloon/1: the driver accepts MUST_TELL_HOST (and PAGE_POISON, which it honours: balloon-poison.test.ts)', () => {
+  it('driver/balloon/1: the driver accepts MUST_TELL_HOST (and PAGE_POISON, which it honours: balloon-driver-rules.test.ts)', () => {
     const w = BalloonDriver.type.wantedFeatures;
     assert.notEqual(w & BalloonF.MUST_TELL_HOST, 0n);
     assert.notEqual(w & BalloonF.PAGE_POISON, 0n);

@@ -117,6 +117,7 @@ export class BalloonDevice implements VirtioDevice {
   private statsBuffers = 0;
   private lastStats: BalloonStats | null = null;
   private statsWaiters: ((s: BalloonStats) => void)[] = [];
+  private pendingStats: Promise<BalloonStats> | null = null;
   private actualWaiters: { pages: number; resolve: () => void }[] = [];
   private readonly hinting: FreePageHints;
   private released = 0;
@@ -259,7 +260,8 @@ export class BalloonDevice implements VirtioDevice {
 
   /**
    * Asks the driver for fresh statistics (5.5.6.3: the device uses the held buffer, the driver
-   * answers with a new one) and resolves with them. The caller bounds the wait.
+   * answers with a new one) and resolves with them. The caller bounds the wait. Requests made
+   * while one is pending share its answer (a driver that never answers holds one waiter).
    */
   requestStats(): Promise<BalloonStats> {
     try {
@@ -267,7 +269,9 @@ export class BalloonDevice implements VirtioDevice {
     } catch (e) {
       return Promise.reject(e as Error);
     }
+    if (this.pendingStats !== null) return this.pendingStats;
     const p = new Promise<BalloonStats>((resolve) => this.statsWaiters.push(resolve));
+    this.pendingStats = p;
     this.releaseStats();
     return p;
   }
@@ -405,6 +409,7 @@ export class BalloonDevice implements VirtioDevice {
     this.lastStats = stats;
     const ws = this.statsWaiters;
     this.statsWaiters = [];
+    this.pendingStats = null;
     for (const w of ws) w(stats);
   }
 

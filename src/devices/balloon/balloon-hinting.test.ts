@@ -1,15 +1,14 @@
 /** 5.5.6.5 Free page hinting: BalloonDevice's rounds and BalloonDriver's answers, in process. */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { DriverContext } from '../../driver/types.js';
 import { VirtioDriver } from '../../driver/virtio-driver.js';
-import type { DriverQueue, Segment } from '../../queue/types.js';
+import type { Segment } from '../../queue/types.js';
 import { BalloonCmdId, BalloonConfig, BalloonF, BalloonQueue, balloonQueueIndex } from '../../spec/balloon.js';
 import { connectInProcess } from '../../transport/in-process/in-process-transport.js';
 import { createLoopback, type Loopback } from '../../testing/loopback.js';
 import { BalloonDevice, type BalloonDeviceOptions } from './balloon-device.js';
 import { BalloonDriver } from './balloon-driver.js';
-import { rawQueue, waitFor, wordsAt } from './balloon-test-helpers.js';
+import { type Added, rawQueue, spyContext, waitFor, wordsAt } from './balloon-test-helpers.js';
 
 const T = { timeout: 10_000 };
 const loopbacks: Loopback[] = [];
@@ -24,44 +23,8 @@ async function setup(opts: BalloonDeviceOptions = {}) {
   return { device, lb, fpq: balloonQueueIndex(BalloonQueue.FREE_PAGE, lb.driver.features) };
 }
 
-interface Added {
-  readonly outs: Segment[];
-  readonly ins: Segment[];
-  readonly words: number[];
-}
-
-/** A context whose queue `index` records every buffer the driver adds (and the 32-bit words it reads). */
-function spyContext(ctx: DriverContext, index: number, seen: Added[]): DriverContext {
-  const spyQueue = (q: DriverQueue<number>): DriverQueue<number> =>
-    new Proxy(q, {
-      get(target, prop) {
-        if (prop === 'add') {
-          return (outs: readonly Segment[], ins: readonly Segment[], token: number) => {
-            const words = outs
-              .filter((s) => s.len === 4)
-              .map((s) => {
-                const b = ctx.memory.slice(s.addr, 4);
-                return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, ctx.littleEndian);
-              });
-            seen.push({ outs: [...outs], ins: [...ins], words });
-            return target.add(outs, ins, token);
-          };
-        }
-        const v: unknown = Reflect.get(target, prop);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-  return new Proxy(ctx, {
-    get(target, prop) {
-      if (prop === 'queue') return (i: number) => (i === index ? spyQueue(target.queue(i)) : target.queue(i));
-      const v: unknown = Reflect.get(target, prop);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
 describe('balloon free page hinting', T, () => {
-  it('driver/balloon/24, 25, 26, 27, 29, device/balloon/17, driver/balloon/33: a round: the ID once, page blocks, STOP; DONE frees the pages', async () => {
+  it('driver/balloon/24, driver/balloon/25, driver/balloon/26, driver/balloon/27, driver/balloon/29, device/balloon/17, driver/balloon/33: a round: the ID once, page blocks, STOP; DONE frees the pages', async () => {
     const hinted: [number, number, number][] = [];
     const { device, lb, fpq } = await setup({ onHint: (a, l, id) => void hinted.push([a, l, id]) });
     assert.equal(device.freePageHintCmdId, BalloonCmdId.STOP, 'no round before the host asks');
@@ -182,7 +145,7 @@ describe('balloon free page hinting', T, () => {
     }
   });
 
-  it('driver/balloon/30, 31, 32: hinted pages are not read; released before DONE (detach) they are initialized first', async () => {
+  it('driver/balloon/30, driver/balloon/31, driver/balloon/32: hinted pages are not read; released before DONE (detach) they are initialized first', async () => {
     const { device, lb } = await setup();
     const balloon = new BalloonDriver(lb.context, { hinting: { maxPages: 8, blockPages: 8 } });
     const hinter = balloon.freePageHinter!;

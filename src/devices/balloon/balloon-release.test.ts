@@ -51,7 +51,7 @@ async function overVhostUser(poison: number | null, run: (r: { device: BalloonDe
 }
 
 describe('balloon page release', { timeout: 30_000 }, () => {
-  it('device/balloon/3, device/balloon/20: over vhost-user inflated and reported pages are released (MADV_REMOVE): the front-end reads zero', async () => {
+  it('device/balloon/3, device/balloon/20, driver/balloon/39: over vhost-user inflated and reported pages are released (MADV_REMOVE): the front-end reads zero', async () => {
     await overVhostUser(null, async ({ device, t, balloon, dmaBase }) => {
       device.setTarget(40);
       await device.whenActual(40);
