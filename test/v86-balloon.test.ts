@@ -30,16 +30,16 @@ t0=$(kb MemTotal); f0=$(kb MemFree)
 result before "$t0 $f0"
 n=0
 while [ $((f0 - $(kb MemFree))) -lt ${SEEN_KIB} ]; do
-  n=$((n + 1)); [ $n -ge 3000 ] && fail "no inflate: MemFree $(kb MemFree) from $f0"
-  usleep 100000
+  n=$((n + 1)); [ $n -ge 600 ] && fail "no inflate: MemFree $(kb MemFree) from $f0"
+  usleep 500000
 done
 usleep 500000
 t1=$(kb MemTotal); f1=$(kb MemFree)
 result inflated "$t1 $f1"
 n=0
 while [ $(($(kb MemFree) - f1)) -lt ${SEEN_KIB} ]; do
-  n=$((n + 1)); [ $n -ge 3000 ] && fail "no deflate: MemFree $(kb MemFree) from $f1"
-  usleep 100000
+  n=$((n + 1)); [ $n -ge 600 ] && fail "no deflate: MemFree $(kb MemFree) from $f1"
+  usleep 500000
 done
 result deflated "$(kb MemTotal) $(kb MemFree)"
 result ok 1
@@ -83,10 +83,10 @@ describe('v86: Linux virtio_balloon on a virtio-ts balloon', { skip: deps.ok ? f
     const t0ms = Date.now();
     const step = (what: string): void => void steps.push(`${Math.round((Date.now() - t0ms) / 1000)}s ${what}`);
     const hostSide = async (): Promise<void> => {
-      step(`inflated seen; actual ${balloon.actual}`);
+      step(`inflated seen; actual ${balloon.actual}; first stats ${JSON.stringify(balloon.stats)}`);
       await bounded(balloon.whenActual(TARGET), 300_000, 'actual to reach the target');
       step('actual = target');
-      stats = await bounded(balloon.requestStats(), 60_000, 'statistics');
+      stats = await bounded(balloon.requestStats(), 240_000, 'statistics');
       step('stats');
       hintId = balloon.startHinting();
       await bounded(balloon.whenHintingStopped(hintId), 300_000, 'the hinting round to end');
@@ -112,7 +112,7 @@ describe('v86: Linux virtio_balloon on a virtio-ts balloon', { skip: deps.ok ? f
         }
       },
     }).catch((e: unknown) => {
-      throw new assert.AssertionError({ message: `${String(e)}\nhost steps: ${steps.join('; ')}; actual ${balloon.actual}, hinted ${balloon.hintedBytes}` });
+      throw new assert.AssertionError({ message: `${String(e)}\nhost steps: ${steps.join('; ')}; actual ${balloon.actual}, hinted ${balloon.hintedBytes}, last stats ${JSON.stringify(balloon.stats)}` });
     });
     assert.notEqual(hostDone, null, res.output);
     await hostDone;

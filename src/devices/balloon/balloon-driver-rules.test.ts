@@ -63,7 +63,7 @@ describe('BalloonDriver rules', T, () => {
     balloon.detach();
   });
 
-  it('driver/balloon/3, driver/balloon/37: without PAGE_POISON reported pages are uninitialized to the driver: it accepts PAGE_REPORTING and does not fill them', async () => {
+  it('driver/balloon/3, driver/balloon/37, driver/balloon/42: without PAGE_POISON reported pages are uninitialized to the driver: it accepts PAGE_REPORTING and does not touch them', async () => {
     const { lb } = await setup({}, BalloonF.PAGE_POISON);
     assert.notEqual(lb.driver.features & BalloonF.PAGE_REPORTING, 0n);
     const balloon = new BalloonDriver(lb.context);

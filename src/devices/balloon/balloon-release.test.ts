@@ -100,7 +100,7 @@ describe('balloon page release', { timeout: 30_000 }, () => {
     });
   });
 
-  it('in process (a JS buffer): zeroFillPageReleaser fills released pages with zero; by default nothing is touched', async () => {
+  it('driver/balloon/40: reports right after DRIVER_OK; in process (a JS buffer): zeroFillPageReleaser fills released pages with zero; by default nothing is touched', async () => {
     for (const releasePages of [zeroFillPageReleaser, undefined]) {
       const device = new BalloonDevice(releasePages ? { releasePages } : {});
       const lb = await createLoopback(device, { queueSize: 16, refuseFeatures: BalloonF.PAGE_POISON });
