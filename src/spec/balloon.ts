@@ -104,3 +104,29 @@ export const BalloonCmdId = {
   STOP: 0,
   DONE: 1,
 } as const;
+
+/**
+ * 5.5.6.4 tags by name, for host APIs and the CLI (the names QEMU's QOM `guest-stats` uses,
+ * without its "stat-" prefix).
+ */
+export const BALLOON_STAT_NAMES = [
+  'swap-in',
+  'swap-out',
+  'major-faults',
+  'minor-faults',
+  'free-memory',
+  'total-memory',
+  'available-memory',
+  'disk-caches',
+  'htlb-pgalloc',
+  'htlb-pgfail',
+] as const;
+export type BalloonStatName = (typeof BALLOON_STAT_NAMES)[number];
+
+/** The name of a known tag, or null (device/balloon/8: others are ignored). */
+export function balloonStatName(tag: number): BalloonStatName | null {
+  return BALLOON_STAT_NAMES[tag] ?? null;
+}
+
+/** 5.5.6.5: the first command ID that is not reserved. */
+export const BALLOON_FIRST_HINT_CMD_ID = 2;

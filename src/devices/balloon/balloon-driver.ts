@@ -5,8 +5,12 @@
  * (driver/balloon/9), a page reused only after the device acknowledged (driver/balloon/10),
  * then `actual` written whole in one access (driver/balloon/14, device/balloon/6). With
  * STATS_VQ one stats buffer is kept available (driver/balloon/16-19, 23); with PAGE_REPORTING
- * free ranges can be reported. PAGE_POISON is not accepted (driver/balloon/2): this driver
- * does not poison deflated pages.
+ * free ranges can be reported; with FREE_PAGE_HINT the device's hinting rounds are answered
+ * (free-page-hinter.ts). With PAGE_POISON every deflated page and every reported range is
+ * filled with poison_val before use or report (driver/balloon/34, 38); poison_val itself is
+ * written before DRIVER_OK by `withBalloonPoison` (balloon-poison.ts, driver/balloon/35).
+ * Below the target the balloon shrinks only with DEFLATE_ON_OOM (`deflateOnOom`,
+ * driver/balloon/7, 8).
  */
 import { type DeviceDriver, type DeviceDriverType, checkDriverContext } from '../../driver/device-driver.js';
 import { RequestQueue } from '../../driver/request-queue.js';
@@ -17,12 +21,15 @@ import { BALLOON_CONFIG_LAYOUT, BALLOON_PAGE_SIZE, BALLOON_PFN_SHIFT, BalloonF, 
 import { readConfigField, writeConfigField } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 import type { BalloonStats } from './balloon-device.js';
+import { FreePageHinter, type FreePageHinterOptions } from './free-page-hinter.js';
 
 export interface BalloonDriverOptions {
   /** Memory statistics to report (tag -> value); the tags of the first call are the subset sent every time. */
   stats?: () => BalloonStats;
   /** Follow the target on every configuration change notification. Default false. */
   autoAdjust?: boolean;
+  /** Free page hinting limits (FREE_PAGE_HINT). */
+  hinting?: FreePageHinterOptions;
 }
 
 /** PFNs per inflate/deflate buffer (as Linux's VIRTIO_BALLOON_ARRAY_PFNS_MAX). */
@@ -33,8 +40,9 @@ export class BalloonDriver implements DeviceDriver {
   static readonly type: DeviceDriverType<BalloonDriver, BalloonDriverOptions> = {
     name: 'virtio-balloon',
     deviceId: DeviceId.BALLOON_TRADITIONAL,
-    // driver/balloon/1: MUST_TELL_HOST accepted when offered; PAGE_POISON not (see above).
-    wantedFeatures: BalloonF.MUST_TELL_HOST | BalloonF.STATS_VQ | BalloonF.DEFLATE_ON_OOM | BalloonF.PAGE_REPORTING,
+    // driver/balloon/1: MUST_TELL_HOST accepted when offered; PAGE_POISON too, as this driver
+    // writes poison_val to deflated pages (driver/balloon/2).
+    wantedFeatures: BalloonF.MUST_TELL_HOST | BalloonF.STATS_VQ | BalloonF.DEFLATE_ON_OOM | BalloonF.FREE_PAGE_HINT | BalloonF.PAGE_POISON | BalloonF.PAGE_REPORTING,
     requiredFeatures: 0n,
     attach: (ctx, opts) => new BalloonDriver(ctx, opts),
   };
@@ -44,6 +52,9 @@ export class BalloonDriver implements DeviceDriver {
   private readonly deflateq: RequestQueue;
   private readonly statsq: RequestQueue | null = null;
   private readonly reportq: RequestQueue | null = null;
+  private readonly hinter: FreePageHinter | null = null;
+  /** poison_val when PAGE_POISON was negotiated, else null. */
+  private readonly poison: number | null = null;
   private readonly statsSource: (() => BalloonStats) | null;
   private statTags: number[] | null = null;
   private statsAddr = 0;
@@ -65,7 +76,27 @@ export class BalloonDriver implements DeviceDriver {
       this.postStats();
     }
     if ((f & BalloonF.PAGE_REPORTING) !== 0n) this.reportq = new RequestQueue(ctx, balloonQueueIndex(BalloonQueue.REPORTING, f));
-    if (opts.autoAdjust) ctx.onConfigChange(() => void this.adjust().catch(() => undefined));
+    if ((f & BalloonF.PAGE_POISON) !== 0n) this.poison = readConfigField(BALLOON_CONFIG_LAYOUT, 'poisonVal', (o, l) => ctx.readConfig(o, l), true);
+    if ((f & BalloonF.FREE_PAGE_HINT) !== 0n) {
+      this.hinter = new FreePageHinter(ctx, new RequestQueue(ctx, balloonQueueIndex(BalloonQueue.FREE_PAGE, f)), opts.hinting);
+      // A round the device started before the driver came up.
+      this.hinter.onConfigChange();
+    }
+    const autoAdjust = opts.autoAdjust === true;
+    ctx.onConfigChange(() => {
+      this.hinter?.onConfigChange();
+      if (autoAdjust) void this.adjust().catch(() => undefined);
+    });
+  }
+
+  /** poison_val in force (PAGE_POISON negotiated), or null. */
+  get poisonVal(): number | null {
+    return this.poison;
+  }
+
+  /** The free page hinting side (FREE_PAGE_HINT negotiated), or null. */
+  get freePageHinter(): FreePageHinter | null {
+    return this.hinter;
   }
 
   /** The device's target in pages (num_pages; the balloon config is little-endian, 5.5.4). */
@@ -105,9 +136,16 @@ export class BalloonDriver implements DeviceDriver {
     return run;
   }
 
-  /** Takes `count` pages back from the balloon (and writes `actual`). */
+  /**
+   * Takes `count` pages back from the balloon (and writes `actual`); not below the device's
+   * target (driver/balloon/7: that needs DEFLATE_ON_OOM, see `deflateOnOom`).
+   */
   deflate(count: number): Promise<void> {
     const run = this.chain.then(async () => {
+      checkCount(count);
+      if (this.pages.length - count < this.target()) {
+        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `deflating ${count} of ${this.pages.length} pages goes below the target ${this.target()} (driver/balloon/7)`);
+      }
       await this.deflateNow(count);
       this.writeActual(this.pages.length);
     });
@@ -115,9 +153,34 @@ export class BalloonDriver implements DeviceDriver {
     return run;
   }
 
-  /** Reports free ranges (PAGE_REPORTING); resolves when the device acknowledged them (driver/balloon/39). */
+  /**
+   * The guest is out of memory (driver/balloon/8): takes up to `count` pages back even below the
+   * target, through the deflateq (driver/balloon/9), and writes `actual`. Only with
+   * DEFLATE_ON_OOM (driver/balloon/7). Resolves with the pages taken back.
+   */
+  deflateOnOom(count: number): Promise<number> {
+    const run = this.chain.then(async () => {
+      if ((this.ctx.features & BalloonF.DEFLATE_ON_OOM) === 0n) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'DEFLATE_ON_OOM was not negotiated (driver/balloon/7)');
+      const n = Math.min(count, this.pages.length);
+      await this.deflateNow(n);
+      this.writeActual(this.pages.length);
+      return n;
+    });
+    this.chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /**
+   * Reports free ranges (PAGE_REPORTING); resolves when the device acknowledged them
+   * (driver/balloon/39). With PAGE_POISON they are filled with poison_val first
+   * (driver/balloon/38); their contents are undefined afterwards (driver/balloon/37).
+   */
   async reportFreePages(ranges: readonly Segment[]): Promise<void> {
     if (this.reportq === null) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'PAGE_REPORTING was not negotiated');
+    if (this.poison !== null) for (const r of ranges) this.poisonFill(r.addr, r.len);
     await this.reportq.submit(NO_SEGMENTS, ranges);
   }
 
@@ -127,6 +190,20 @@ export class BalloonDriver implements DeviceDriver {
     this.deflateq.detach();
     this.statsq?.detach();
     this.reportq?.detach();
+    this.hinter?.detach();
+  }
+
+  /** Fills [addr, addr + len) with the 32-bit poison_val pattern (little-endian, like Linux's memset32 on x86). */
+  private poisonFill(addr: number, len: number): void {
+    const v = this.poison ?? 0;
+    if (v === 0 || (v & 0xff) * 0x0101_0101 === v) {
+      this.ctx.memory.fill(addr, len, v & 0xff);
+      return;
+    }
+    const b = new Uint8Array(len);
+    const dv = new DataView(b.buffer);
+    for (let at = 0; at + 4 <= len; at += 4) dv.setUint32(at, v, true);
+    this.ctx.memory.write(addr, b);
   }
 
   private async inflateNow(count: number): Promise<void> {
@@ -151,7 +228,11 @@ export class BalloonDriver implements DeviceDriver {
     for (let i = 0; i < back.length; i += PFNS_PER_BUFFER) {
       const part = back.slice(i, i + PFNS_PER_BUFFER);
       await this.sendPfns(this.deflateq, part);
-      for (const a of part) this.ctx.dma.free(a);
+      for (const a of part) {
+        // driver/balloon/34: with PAGE_POISON a page is reused holding poison_val.
+        if (this.poison !== null) this.poisonFill(a, BALLOON_PAGE_SIZE);
+        this.ctx.dma.free(a);
+      }
     }
   }
 

@@ -1,7 +1,7 @@
 /**
- * The registry record of the traditional memory balloon (5.5). QEMU 7.2 has no vhost-user
- * balloon front-end, so there is no `virtio-ts balloon` back-end command; real guests meet the
- * device on v86's PCI bus (test/v86-balloon.test.ts).
+ * The registry record of the traditional memory balloon (5.5). `virtio-ts balloon` serves it
+ * over vhost-user (QEMU 7.2 has no vhost-user balloon front-end: virtio-ts's own front-end is
+ * the peer there); real guests meet the device on v86's PCI bus (test/v86-input-balloon.test.ts).
  */
 import assert from 'node:assert/strict';
 import { BALLOON_CONFIG_LAYOUT, BalloonF, BalloonStatTag } from '../../spec/balloon.js';
@@ -10,6 +10,7 @@ import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
 import { BalloonDevice, type BalloonDeviceOptions } from './balloon-device.js';
 import { BalloonDriver } from './balloon-driver.js';
+import { BALLOON_CLI } from './cli.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface BalloonDeviceArgs {
@@ -20,11 +21,11 @@ export interface BalloonDeviceArgs {
 export const BALLOON_TYPE: DeviceType = {
   name: 'balloon',
   deviceId: DeviceId.BALLOON_TRADITIONAL,
-  summary: 'a traditional virtio memory balloon (no vhost-user front-end in QEMU 7.2: library and v86 only)',
-  vhostUser: null,
+  summary: 'a traditional virtio memory balloon (QEMU 7.2 has no vhost-user front-end for it)',
+  vhostUser: { type: 'balloon', features: [] },
   // 5.5.4: num_pages, actual, free_page_hint_cmd_id, poison_val.
   configSize: 16,
-  cli: null,
+  cli: BALLOON_CLI,
   createDevice(args?: unknown): BalloonDevice {
     const a = (args ?? {}) as BalloonDeviceArgs;
     const opts: { -readonly [K in keyof BalloonDeviceOptions]: BalloonDeviceOptions[K] } = {};
@@ -47,10 +48,14 @@ export const BALLOON_TYPE: DeviceType = {
       device,
       async exercise(driver) {
         const f = driver.features;
+        // Every transport carries the configuration (vhost-user: GET_CONFIG of the registry
+        // record's configSize), so the target reaches the driver everywhere.
         assert.equal(readConfigField(BALLOON_CONFIG_LAYOUT, 'numPages', (o, l) => driver.context.readConfig(o, l), true), 2);
-        const balloon = new BalloonDriver(driver.context, { autoAdjust: true, stats: () => ({ [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 }) });
-        // The host's target reaches the driver by a configuration change notification (over
-        // vhost-user: the back-end's CONFIG_CHANGE_MSG, then GET_CONFIG by the front-end).
+        const balloon = new BalloonDriver(driver.context, {
+          autoAdjust: true,
+          stats: () => ({ [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 }),
+          hinting: { maxPages: 32, blockPages: 8 },
+        });
         device.setTarget(10);
         await device.whenActual(10);
         assert.equal(balloon.target(), 10);
@@ -65,6 +70,18 @@ export const BALLOON_TYPE: DeviceType = {
         if ((f & BalloonF.STATS_VQ) !== 0n) {
           const s = await device.requestStats();
           assert.deepEqual(s, { [BalloonStatTag.MEMFREE]: 3 << 20, [BalloonStatTag.MEMTOT]: 4 << 20 });
+        }
+        if ((f & BalloonF.FREE_PAGE_HINT) !== 0n) {
+          // A hinting round: the command ID in guest order (big-endian on CCW rev 0) matches.
+          const id = device.startHinting();
+          await device.whenHintingStopped(id);
+          assert.equal(device.hintedBytes, 32 * 4096);
+          assert.equal(device.ignoredHints, 0);
+          const hinter = balloon.freePageHinter!;
+          assert.equal(hinter.heldPages, 32);
+          device.finishHinting();
+          for (let i = 0; i < 10_000 && hinter.heldPages > 0; i++) await new Promise((r) => setImmediate(r));
+          assert.equal(hinter.heldPages, 0, 'released on DONE');
         }
         if ((f & BalloonF.PAGE_REPORTING) !== 0n) {
           const addr = driver.context.dma.alloc(8192, 4096);
