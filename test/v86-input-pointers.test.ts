@@ -62,7 +62,11 @@ describe('v86: Linux virtio_input on the virtio-ts mouse and tablet presets', { 
     const mouse = new InputDevice({ profile: mouseProfile(MOUSE) });
     const tablet = new InputDevice({ profile: tabletProfile(TABLET) });
     let sent = false;
+    let refresh: () => void = () => undefined;
     const res = await runV86DeviceGuest({
+      // The update is sent from a console line, outside any guest access: v86's RAM views are
+      // refreshed first (its wasm memory may have grown since the guest last touched a device).
+      onAttach: (r) => (refresh = r),
       assets: deps,
       devices: [{ device: mouse }, { device: tablet }],
       script: SCRIPT,
@@ -70,6 +74,7 @@ describe('v86: Linux virtio_input on the virtio-ts mouse and tablet presets', { 
       onLine: (line) => {
         if (line.includes('RESULT ready=1') && !sent) {
           sent = true;
+          refresh();
           assert.ok(tablet.sendUpdate([
             { type: EvType.ABS, code: EvCode.ABS_X, value: 1000 },
             { type: EvType.ABS, code: EvCode.ABS_Y, value: 2000 },

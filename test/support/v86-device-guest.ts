@@ -57,6 +57,12 @@ export interface V86DeviceGuestOptions {
   readonly fastBoot?: boolean;
   readonly onLine?: (line: string) => void;
   readonly allowFailure?: boolean;
+  /**
+   * Called once the devices are attached, with the attachment's `refreshMemory`: a test that
+   * makes a device write guest memory outside any guest access (host events, timers) calls it
+   * first, since v86's RAM buffer may have grown since the last access (docs/v86.md).
+   */
+  readonly onAttach?: (refreshMemory: () => void) => void;
 }
 
 export interface V86DeviceGuestResult extends V86GuestResult {
@@ -130,6 +136,7 @@ export async function runV86DeviceGuest(opts: V86DeviceGuestOptions): Promise<V8
           },
         );
         adapters = attached.adapters;
+        opts.onAttach?.(attached.refreshMemory);
         return attached.detach;
       },
     });
