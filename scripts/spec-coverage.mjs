@@ -184,7 +184,25 @@ if (list) {
 if (devices) {
   const docsDir = join(root, 'docs', 'devices');
   // Pages write ranges as 12-18 too.
-  const docIds = (text) => idsIn(text.replace(/((?:device|driver)\/[a-z0-9-]+\/\d+)-(\d+)/g, '$1..$2'));
+  // Pages write ranges as 12-18 or 51..54, and lists compactly: after `driver/net/1`, a bare
+  // `/10` (after a space, comma or parenthesis) in the same paragraph or table row is driver/net/10.
+  const docIds = (text) => {
+    // The title syntax (`device/fs/5, 6, 8`, `..`, `to`) and the forms below, together.
+    const ids = idsIn(text.replace(/((?:device|driver)\/[a-z0-9-]+\/\d+)-(\d+)/g, '$1..$2'));
+    for (const block of text.split(/\n\s*\n|\n(?=\|)/)) {
+      let prefix = null;
+      for (const m of block.matchAll(/((?:device|driver)\/[a-z0-9-]+)\/(\d+)|(?<=[\s,(])\/(\d+)/g)) {
+        if (m[1] !== undefined) prefix = m[1];
+        if (prefix === null) continue;
+        const first = Number(m[2] ?? m[3]);
+        const rest = block.slice(m.index + m[0].length);
+        const range = /^(?:-|\.\.)(\d+)/.exec(rest);
+        const last = range ? Number(range[1]) : first;
+        for (let k = first; k <= last && k - first <= 200; k++) ids.push(`${prefix}/${k}`);
+      }
+    }
+    return ids;
+  };
   console.log('\ndevice pages (docs/devices): statements proven / only listed on the page / missing');
   const pages = existsSync(docsDir) ? readdirSync(docsDir).filter((n) => n.endsWith('.md')).sort() : [];
   for (const page of pages) {
