@@ -10,7 +10,6 @@ import { loadPlatform } from '../../cli/serve.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { type Logger, createLogger } from '../../log.js';
 import type { Platform } from '../../platform/types.js';
-import { PF } from '../../vhost-user/messages.js';
 import { serveVhostUser, type VhostUserServer } from '../../vhost-user/server.js';
 import type { NetOptions } from './cli.js';
 import { formatMac } from './packet.js';
@@ -135,14 +134,12 @@ async function servePort(
     hooks.onDevice?.(d, i);
     return d;
   };
-  // QEMU 7.2 runs one vhost device per queue pair over the one connection. SET_MEM_TABLE is sent
-  // by the first only, but with CONFIGURE_MEM_SLOTS every pair's device sends ADD_MEM_REG for the
-  // same regions, which the kit's back-end refuses as overlapping: with more than one pair the
-  // memory table goes through SET_MEM_TABLE (the slot feature is not offered).
-  const protocolMask = (o.queuePairs ?? 1) > 1 ? ~PF.CONFIGURE_MEM_SLOTS : undefined;
+  // QEMU 7.2 runs one vhost device per queue pair over the one connection; with
+  // CONFIGURE_MEM_SLOTS each sends ADD_MEM_REG for the same regions, which the back-end counts
+  // (vhost-user/memory-map.ts) rather than refusing.
   let server: VhostUserServer;
   try {
-    server = await serveVhostUser({ device, platform, logger, ...(protocolMask !== undefined ? { backend: { protocolFeatures: protocolMask } } : {}), ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
+    server = await serveVhostUser({ device, platform, logger, ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
   } catch (e) {
     throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${name}: ${(e as Error).message}`, { cause: e });
   }
