@@ -51,6 +51,9 @@ bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len);
 bool get_range(napi_env env, napi_value vbuf, napi_value voff, napi_value vlen, uint8_t **ptr, size_t *len);
 napi_value make_int(napi_env env, int64_t x);
 void close_keep_errno(int fd);
+struct sockaddr_un;
+/* A Unix socket address from a JS path string; throws and returns false when it is unusable (unix-sockets.c). */
+bool fill_sockaddr(napi_env env, napi_value vpath, struct sockaddr_un *sa);
 
 /* Each file of the addon adds its functions to `exports`; false when an exception is pending. */
 bool register_unix_sockets(napi_env env, napi_value exports);

@@ -17,26 +17,6 @@
  * must fit the send buffer whole, and a vsock message may be as long as the guest's buf_alloc. */
 #define SEQPACKET_SNDBUF (512 * 1024)
 
-static bool seq_sockaddr(napi_env env, napi_value vpath, struct sockaddr_un *sa) {
-  size_t n = 0;
-  memset(sa, 0, sizeof *sa);
-  sa->sun_family = AF_UNIX;
-  if (napi_get_value_string_utf8(env, vpath, NULL, 0, &n) != napi_ok) {
-    throw_arg(env, "path must be a string");
-    return false;
-  }
-  if (n == 0 || n >= sizeof sa->sun_path) {
-    throw_arg(env, "socket path is empty or longer than sun_path (107 bytes)");
-    return false;
-  }
-  if (napi_get_value_string_utf8(env, vpath, sa->sun_path, sizeof sa->sun_path, &n) != napi_ok) return false;
-  if (strlen(sa->sun_path) != n) {
-    throw_arg(env, "socket path contains a NUL byte");
-    return false;
-  }
-  return true;
-}
-
 static int seq_socket(void) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd >= 0) {
@@ -52,7 +32,7 @@ static napi_value js_seqpacket_listen(napi_env env, napi_callback_info info) {
   struct sockaddr_un sa;
   int64_t backlog = 128;
   struct stat st;
-  if (!get_args(env, info, 2, argv, NULL) || !seq_sockaddr(env, argv[0], &sa)) return NULL;
+  if (!get_args(env, info, 2, argv, NULL) || !fill_sockaddr(env, argv[0], &sa)) return NULL;
   if (!is_undefined(env, argv[1]) && !get_uint(env, argv[1], 65535, "backlog", &backlog)) return NULL;
   if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(sa.sun_path);
   int fd = seq_socket();
@@ -73,7 +53,7 @@ static napi_value js_seqpacket_listen(napi_env env, napi_callback_info info) {
 static napi_value js_seqpacket_connect(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   struct sockaddr_un sa;
-  if (!get_args(env, info, 1, argv, NULL) || !seq_sockaddr(env, argv[0], &sa)) return NULL;
+  if (!get_args(env, info, 1, argv, NULL) || !fill_sockaddr(env, argv[0], &sa)) return NULL;
   int fd = seq_socket();
   if (fd < 0) return throw_errno(env, "socket(SOCK_SEQPACKET)", errno);
   for (int i = 0; i < MAX_EINTR; i++) {

@@ -15,7 +15,8 @@
 #define MAX_PASS_FDS 253
 
 
-static bool fill_sockaddr(napi_env env, napi_value vpath, struct sockaddr_un *sa) {
+/* A Unix socket address from a JS path string (non-empty, fits sun_path, no NUL). */
+bool fill_sockaddr(napi_env env, napi_value vpath, struct sockaddr_un *sa) {
   size_t n = 0;
   memset(sa, 0, sizeof *sa);
   sa->sun_family = AF_UNIX;
