@@ -154,7 +154,8 @@ function parseDemo(args: readonly string[]): Parsed {
  */
 export function parseCommandLine(argv: readonly string[]): Parsed {
   const [first, ...rest] = argv;
-  if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
+  if (first === undefined) throw new CliError(CliFault.MISSING_COMMAND, 'no command given');
+  if (first === '-h' || first === '--help' || first === 'help') {
     return { kind: 'help', text: mainUsage() };
   }
   if (first === '--version' || first === '-V') return { kind: 'version' };

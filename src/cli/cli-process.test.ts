@@ -26,12 +26,15 @@ describe('virtio-ts as a process', { timeout: 120_000 }, () => {
     assert.deepEqual(JSON.parse(rng.out), { type: 'rng' });
   });
 
-  it('a usage error: message and usage on stderr, nothing on stdout, exit code 2', async () => {
+  it('a usage error: one line and a hint on stderr, nothing on stdout, exit code 2; no command too', async () => {
     const r = await runCli(['blk', '--socket-path', '/tmp/x.sock', '--image', 'a.img', '--memory', '1M']);
     assert.equal(r.code, EXIT.USAGE);
     assert.equal(r.out, '');
-    assert.match(r.err, /--image and --memory exclude each other/);
-    assert.match(r.err, /Usage: virtio-ts blk/);
+    assert.match(r.err, /^virtio-ts blk: .*--image and --memory exclude each other\nTry 'virtio-ts blk --help' for its options\.\n$/);
+    const none = await runCli([]);
+    assert.equal(none.code, EXIT.USAGE);
+    assert.equal(none.out, '');
+    assert.match(none.err, /^virtio-ts: no command given\n/);
     const n = await runCli(['rng', '--socket-path', '/tmp/x.sock', '--num-queues', '2']);
     assert.equal(n.code, EXIT.USAGE);
     assert.match(n.err, /Unknown option '--num-queues'/);

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCode, VirtioError, isVirtioError } from '../errors.js';
 import { deviceType } from '../devices/registry.js';
 import { printCapabilities } from '../vhost-user/capabilities.js';
-import { CliError, EXIT, parseCommandLine, usage } from './args.js';
+import { CliError, EXIT, parseCommandLine } from './args.js';
 import type { CliIo } from './options.js';
 import { checkBackendSocket } from './socket-check.js';
 
@@ -69,8 +69,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     }
   } catch (e) {
     if (e instanceof CliError) {
-      const cmd = e.command === null ? '' : ` ${e.command}`;
-      io.stderr(`virtio-ts${cmd}: ${e.message}\n\n${usage(e.command)}`);
+      // One line and a hint, as GNU tools do: the whole usage would scroll the error away.
+      const program = e.command === null ? 'virtio-ts' : `virtio-ts ${e.command}`;
+      io.stderr(`${program}: ${e.message}\nTry '${program} --help' for ${e.command === null ? 'the commands' : 'its options'}.\n`);
       return EXIT.USAGE;
     }
     const msg = isVirtioError(e) ? `${e.message} (${e.code})` : e instanceof Error ? (e.stack ?? e.message) : String(e);

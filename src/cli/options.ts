@@ -13,6 +13,8 @@ import { parseSize } from './parse-size.js';
 
 /** Why the command line was refused; stable values for tests and scripts. */
 export const CliFault = {
+  /** No sub-command at all. */
+  MISSING_COMMAND: 'MISSING_COMMAND',
   UNKNOWN_COMMAND: 'UNKNOWN_COMMAND',
   UNKNOWN_OPTION: 'UNKNOWN_OPTION',
   /** An option lacks its value, or a positional argument was given. */
@@ -29,7 +31,7 @@ export const CliFault = {
 } as const;
 export type CliFault = (typeof CliFault)[keyof typeof CliFault];
 
-/** A usage error: the process prints it with the sub-command's usage and exits with EXIT.USAGE. */
+/** A usage error: the process prints it on one line with a hint to `--help` and exits with EXIT.USAGE. */
 export class CliError extends VirtioError {
   constructor(
     readonly fault: CliFault,
