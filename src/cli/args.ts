@@ -10,6 +10,7 @@
 import { deviceType, deviceTypes } from '../devices/registry.js';
 import type { DeviceType } from '../devices/device-type.js';
 import { LogLevel } from '../log.js';
+import { DEFAULT_DESCRIPTOR_DIR, type DescriptorOptions } from './descriptors.js';
 import {
   BACKEND_OPTIONS,
   CliError,
@@ -35,8 +36,9 @@ export {
 } from './options.js';
 export { DEFAULT_POLL_US_MEMORY, MAX_POLL_US_CLI, MAX_SERIAL_BYTES, type BlkOptions } from '../devices/blk/cli.js';
 
-/** The built-in sub-command that is not a device type. */
+/** The built-in sub-commands that are not device types. */
 export const DEMO_COMMAND = 'demo';
+export const DESCRIPTORS_COMMAND = 'descriptors';
 
 export interface DemoOptions {
   readonly verbosity: number;
@@ -51,7 +53,8 @@ export type Parsed =
   | { readonly kind: 'version' }
   | { readonly kind: 'capabilities'; readonly command: string }
   | { readonly kind: 'device'; readonly command: string; readonly options: BackendOptions }
-  | { readonly kind: 'demo'; readonly options: DemoOptions };
+  | { readonly kind: 'demo'; readonly options: DemoOptions }
+  | { readonly kind: 'descriptors'; readonly options: DescriptorOptions };
 
 export const DEFAULTS = {
   numQueues: 1,
@@ -61,9 +64,9 @@ export const DEFAULTS = {
   demoEntropyBytes: 32,
 } as const;
 
-/** The sub-commands, in usage order: every registered device type with a CLI, then `demo`. */
+/** The sub-commands, in usage order: every registered device type with a CLI, then the built-in ones. */
 export function commands(): string[] {
-  return [...deviceTypes().filter((t) => t.cli !== null).map((t) => t.name), DEMO_COMMAND];
+  return [...deviceTypes().filter((t) => t.cli !== null).map((t) => t.name), DEMO_COMMAND, DESCRIPTORS_COMMAND];
 }
 
 /** The device type behind sub-command `name`, or undefined (demo, unknown, or no CLI). */
@@ -87,11 +90,26 @@ device, flushes it, reads its id, draws entropy, and prints each step.
   -h, --help              this text
 `;
 
+const DESCRIPTORS_USAGE = `Usage: virtio-ts descriptors [--dir DIR] [--binary-dir DIR]
+
+Writes a vhost-user.json back-end descriptor, 50-virtio-ts-<type>.json, for each device type with
+a vhost-user back-end type, so QEMU's management software (libvirt) finds the back-ends. Each
+names a program of its own (virtio-ts-blk, ...) as its binary. Prints the files written.
+
+  --dir DIR               where to write (default ${DEFAULT_DESCRIPTOR_DIR}; /etc/qemu/vhost-user
+                          overrides it for local changes; made if missing)
+  --binary-dir DIR        where the virtio-ts-<type> programs are (e.g. an npm .bin folder);
+                          default: this package's own program files
+  --version               print the version and exit
+  -h, --help              this text
+`;
+
 function mainUsage(): string {
   const rows = deviceTypes()
     .filter((t) => t.cli !== null)
     .map((t) => [t.name, t.summary] as const);
   rows.push([DEMO_COMMAND, 'in-process demo: a driver writes and reads a block device and draws entropy']);
+  rows.push([DESCRIPTORS_COMMAND, 'write vhost-user.json descriptors so QEMU and libvirt find the back-ends']);
   const width = Math.max(8, ...rows.map(([n]) => n.length + 2));
   const lines = rows.map(([n, s]) => `  ${n.padEnd(width)}${s}`).join('\n');
   return `Usage: virtio-ts <command> [options]
@@ -108,6 +126,7 @@ Run "virtio-ts <command> --help" for the options of a command.
 /** The usage text of a sub-command, or the top-level usage for null (or an unknown name). */
 export function usage(command: string | null): string {
   if (command === DEMO_COMMAND) return DEMO_USAGE;
+  if (command === DESCRIPTORS_COMMAND) return DESCRIPTORS_USAGE;
   const t = command === null ? undefined : commandType(command);
   return t ? t.cli!.usage : mainUsage();
 }
@@ -128,6 +147,23 @@ function parseDevice(t: DeviceType, args: readonly string[]): Parsed {
   if (v['help'] === true) return { kind: 'help', text: cli.usage };
   const common = backendOptions(t.name, v);
   return { kind: 'device', command: t.name, options: cli.parse(v, common) };
+}
+
+const DESCRIPTORS_OPTIONS = {
+  dir: { type: 'string' },
+  'binary-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function parseDescriptors(args: readonly string[]): Parsed {
+  const v = strictParse(DESCRIPTORS_COMMAND, args, DESCRIPTORS_OPTIONS);
+  if (v['help'] === true) return { kind: 'help', text: DESCRIPTORS_USAGE };
+  const dir = stringOption(v, 'dir') ?? DEFAULT_DESCRIPTOR_DIR;
+  const binaryDir = stringOption(v, 'binary-dir');
+  for (const [name, value] of [['--dir', dir], ['--binary-dir', binaryDir]] as const) {
+    if (value === '') throw new CliError(CliFault.BAD_VALUE, `${name}: give a folder`, DESCRIPTORS_COMMAND);
+  }
+  return { kind: 'descriptors', options: binaryDir === undefined ? { dir } : { dir, binaryDir } };
 }
 
 function parseDemo(args: readonly string[]): Parsed {
@@ -160,6 +196,7 @@ export function parseCommandLine(argv: readonly string[]): Parsed {
   }
   if (first === '--version' || first === '-V') return { kind: 'version' };
   if (first === DEMO_COMMAND) return rest.includes('--version') ? { kind: 'version' } : parseDemo(rest);
+  if (first === DESCRIPTORS_COMMAND) return rest.includes('--version') ? { kind: 'version' } : parseDescriptors(rest);
   const t = commandType(first);
   if (!t) throw new CliError(CliFault.UNKNOWN_COMMAND, `unknown command "${first}"`);
   // vhost-user.rst, Backend program conventions: "--print-capabilities ... Other options and

@@ -62,6 +62,11 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
         await checkBackendSocket(parsed.options);
         return await deviceType(parsed.command)!.cli!.run(parsed.options, io);
       }
+      case 'descriptors': {
+        const { writeDescriptors } = await import('./descriptors.js');
+        for (const w of writeDescriptors(parsed.options)) io.stdout(`${w.path}\n`);
+        return EXIT.OK;
+      }
       case 'demo': {
         const { runDemo } = await import('./demo.js');
         return await runDemo(parsed.options, io);

@@ -35,7 +35,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
 ];
 
 /** Sub-commands that are not device types. */
-const RESERVED_NAMES = new Set(['demo', 'help']);
+const RESERVED_NAMES = new Set(['demo', 'descriptors', 'help']);
 // A leading digit is allowed: the 9P transport's name is "9p" (QEMU's virtio-9p, vhost-user.json's "9p").
 const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
