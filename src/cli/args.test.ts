@@ -153,6 +153,8 @@ describe('virtio-ts command line', () => {
       '--poll-us': '20',
       '--disk-size': '128K',
       '--entropy-bytes': '8',
+      '--stats-interval': '10',
+      '--metrics': '127.0.0.1:9100',
     };
     for (const cmd of ['blk', 'rng', 'demo'] as const) {
       const listed = [...new Set([...usage(cmd).matchAll(/(?:^|\s)(--[a-z-]+)/g)].map((m) => m[1]!))];

@@ -60,7 +60,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       }
       case 'device': {
         await checkBackendSocket(parsed.options);
-        return await deviceType(parsed.command)!.cli!.run(parsed.options, io);
+        return await deviceType(parsed.command)!.cli!.run({ ...parsed.options, command: parsed.command }, io);
       }
       case 'descriptors': {
         const { writeDescriptors } = await import('./descriptors.js');

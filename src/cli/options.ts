@@ -60,6 +60,19 @@ export interface BackendOptions {
   readonly fd: number | null;
   /** LogLevel: 0 errors, 1 warnings, 2 info (default), 3 debug. */
   readonly verbosity: number;
+  /** The sub-command (the device type), for stats lines and metric labels; main() sets it. */
+  readonly command?: string;
+  /** `--stats-interval S`: a one-line report of the queue counters on stderr every S seconds. */
+  readonly statsIntervalMs?: number;
+  /** `--metrics HOST:PORT`: a Prometheus endpoint on a loopback address. */
+  readonly metrics?: MetricsAddress;
+}
+
+/** Where `--metrics` listens: a loopback address only (the counters are not for the network). */
+export interface MetricsAddress {
+  readonly host: string;
+  /** 0: any free port (the command logs the one it got). */
+  readonly port: number;
 }
 
 export const DEFAULT_VERBOSITY = LogLevel.INFO;
@@ -75,6 +88,8 @@ export const BACKEND_OPTIONS = {
   'socket-path': { type: 'string' },
   fd: { type: 'string' },
   'print-capabilities': { type: 'boolean' },
+  'stats-interval': { type: 'string' },
+  metrics: { type: 'string' },
   verbose: { type: 'boolean', short: 'v', multiple: true },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -85,6 +100,10 @@ export const BACKEND_SOCKET_USAGE = `  --socket-path PATH      listen on this Un
   --fd N                  serve the Unix socket inherited as file descriptor N: a listening one
                           (front-ends in turn), or a connected one (served once, then exit)`;
 export const BACKEND_COMMON_USAGE = `  --print-capabilities    print the vhost-user capabilities as JSON and exit
+  --stats-interval S      every S seconds (1..86400) print one line of per-queue counters on
+                          stderr: requests and their rate, bytes, errors, in flight, kicks, calls
+  --metrics HOST:PORT     serve the counters as Prometheus metrics at http://HOST:PORT/metrics;
+                          HOST is a loopback address (127.x.x.x, ::1 in brackets, localhost)
   -v, --verbose           debug log on stderr, every vhost-user message received included
                           (the default logs connections, rings and shutdown)
   -q, --quiet             log errors only
@@ -168,7 +187,27 @@ export function backendOptions(command: string, values: OptionValues): BackendOp
   }
   // 0..2 are stdin/stdout/stderr by the conventions; the socket comes above them.
   const fd = fdText === null ? null : parseIntInRange(fdText, '--fd', 3, 0x7fffffff, command);
-  return { socketPath, fd, verbosity: verbosityOf(values, command) };
+  const statsText = stringOption(values, 'stats-interval');
+  const metricsText = stringOption(values, 'metrics');
+  return {
+    socketPath,
+    fd,
+    verbosity: verbosityOf(values, command),
+    ...(statsText === undefined ? {} : { statsIntervalMs: parseIntInRange(statsText, '--stats-interval', 1, 86400, command) * 1000 }),
+    ...(metricsText === undefined ? {} : { metrics: metricsAddress(metricsText, command) }),
+  };
+}
+
+/** `--metrics HOST:PORT` with HOST a loopback name or address (`[::1]:PORT` for IPv6). */
+export function metricsAddress(text: string, command: string): MetricsAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (m === null) throw new CliError(CliFault.BAD_VALUE, `--metrics: "${text}" is not HOST:PORT`, command);
+  const host = (m[1] ?? m[2])!;
+  const loopback = host === 'localhost' || host === '::1' || /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(host);
+  if (!loopback || host.split('.').some((p) => Number(p) > 255)) {
+    throw new CliError(CliFault.BAD_VALUE, `--metrics: ${host} is not a loopback address (127.x.x.x, [::1], localhost)`, command);
+  }
+  return { host, port: parseIntInRange(m[3]!, '--metrics port', 0, 65535, command) };
 }
 
 /** `--num-queues N` (1..MAX_NUM_QUEUES) with its default. */

@@ -10,8 +10,11 @@ import type { Logger } from '../log.js';
 import type { VirtioDevice } from '../device/types.js';
 import { loadNativePlatform } from '../platform/native-platform.js';
 import type { Platform } from '../platform/types.js';
+import { QueueStats } from '../device/queue-stats.js';
 import { serveVhostUser, type VhostUserServer } from '../vhost-user/server.js';
+import { startMetricsEndpoint, type MetricsEndpoint } from './metrics-endpoint.js';
 import { EXIT, type BackendOptions } from './options.js';
+import { startStatsReport } from './stats-report.js';
 
 /** The OS platform (fd passing, mmap, eventfd) from the native addon. */
 export function loadPlatform(): Platform {
@@ -33,6 +36,8 @@ export interface RunBackendOptions {
   readonly platform?: Platform;
   /** Tests: resolves to end the back-end as a signal would. */
   readonly stop?: Promise<unknown>;
+  /** Where `--stats-interval` lines go (default stderr). */
+  readonly statsWriter?: (line: string) => void;
 }
 
 /**
@@ -62,14 +67,22 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     for (const s of signals) process.off(s, onSignal);
   };
   let server: VhostUserServer;
+  // One set of counters for the process: every front-end connection adds to it.
+  const stats = new QueueStats();
+  const command = options.command ?? 'back-end';
+  let metrics: MetricsEndpoint | null = null;
   try {
     const platform = o.platform ?? loadPlatform();
+    if (options.metrics !== undefined) {
+      metrics = await startMetricsEndpoint(stats, command, options.metrics);
+      logger.info(`metrics at ${metrics.url}`);
+    }
     try {
       server = await serveVhostUser({
         device: o.device,
         platform,
         logger,
-        ...(o.backend ? { backend: o.backend } : {}),
+        backend: { ...o.backend, stats },
         ...(options.socketPath !== null ? { socketPath: options.socketPath } : { fd: options.fd! }),
       });
     } catch (e) {
@@ -78,9 +91,14 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     }
   } catch (e) {
     removeHandlers();
+    await metrics?.close();
     await cleanup();
     throw e;
   }
+  const stopReport =
+    options.statsIntervalMs === undefined
+      ? () => undefined
+      : startStatsReport(stats, command, options.statsIntervalMs, o.statsWriter ?? ((line) => void process.stderr.write(line)));
   logger.info(`serving ${o.description} on ${options.socketPath ?? `fd ${options.fd}`}`);
   // An inherited connected socket (--fd) is served once: the server closes when it ends.
   void server.closed.then(() => stopWith('front-end gone'));
@@ -89,7 +107,9 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   const why = await stopped;
   removeHandlers();
   clearInterval(keepAlive);
+  stopReport();
   logger.info(`${why}: shutting down`);
+  await metrics?.close();
   let code: number = EXIT.OK;
   try {
     await server.close();

@@ -2,6 +2,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DeviceQueue } from '../queue/types.js';
 import type { DeviceCore } from './device-core.js';
 import type { DeviceContext } from './types.js';
+import type { QueueStats } from './queue-stats.js';
 
 /**
  * The DeviceContext handed to the device at one activation. It goes dead when the core is
@@ -14,6 +15,10 @@ export class ActivationContext implements DeviceContext {
     readonly features: bigint,
     readonly littleEndian: boolean,
   ) {}
+
+  get stats(): QueueStats {
+    return this.core.stats;
+  }
 
   get memory(): GuestMemory {
     return this.core.memory;

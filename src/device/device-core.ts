@@ -20,6 +20,7 @@ import { ConfigWindow } from './config-window.js';
 import { SuspendProtocol } from './suspend-protocol.js';
 import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from './queue-register-file.js';
 import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type VirtioDevice } from './types.js';
+import { QueueStats } from './queue-stats.js';
 
 export interface DeviceCoreOptions {
   memory: GuestMemory;
@@ -28,6 +29,8 @@ export interface DeviceCoreOptions {
   transportFeatures?: bigint;
   /** Legacy interface in use: no FEATURES_OK, features take effect when written, guest endian. */
   legacy?: boolean;
+  /** Counters to add to (one object may serve many cores: a back-end's connections); default a new one. */
+  readonly stats?: QueueStats;
   /** Legacy only: false for a big-endian guest. Modern interfaces are always little-endian. */
   littleEndian?: boolean;
   logger?: Logger;
@@ -70,10 +73,13 @@ export class DeviceCore implements DeviceCoreApi {
   private lastNeedsResetReason: string | null = null;
   private lastNeedsResetError: VirtioError | null = null;
   private readonly config: ConfigWindow;
+  /** Per-queue counters: kicks and calls here, requests and bytes by the queue server. */
+  readonly stats: QueueStats;
 
   constructor(device: VirtioDevice, opts: DeviceCoreOptions) {
     this.device = device;
     this.mem = opts.memory;
+    this.stats = opts.stats ?? new QueueStats();
     this.sink = opts.interrupts;
     this.log = opts.logger ?? silentLogger;
     this.transportFeatures = opts.transportFeatures ?? TRANSPORT_FEATURES_SUPPORTED;
@@ -543,6 +549,7 @@ export class DeviceCore implements DeviceCoreApi {
    * puts the device in DEVICE_NEEDS_RESET (2.1.2).
    */
   notifyQueue(index: number, _data?: number): void {
+    if (index >= 0 && index < this.numQueues) this.stats.kick(index);
     if (this.statusValue & (Status.DEVICE_NEEDS_RESET | Status.FAILED)) return;
     // device/content/14: a suspending device consumes no more buffers, a suspended one none.
     if (this.suspension.active) return;
@@ -580,7 +587,10 @@ export class DeviceCore implements DeviceCoreApi {
     if (this.suspension.suspended) return;
     const q = this.queues[index];
     if (q === undefined || q === null) return;
-    if (q.needsNotification()) this.sink.usedBuffer(index);
+    if (q.needsNotification()) {
+      this.stats.call(index);
+      this.sink.usedBuffer(index);
+    }
   }
 
   // ---- transports that build their rings themselves (vhost-user) -----------------------------

@@ -15,6 +15,7 @@ import { splitRingLayout } from '../queue/split-layout.js';
 import type { DeviceQueue, DriverQueue, QueueConfig, QueueState } from '../queue/types.js';
 import { F } from '../spec/features.js';
 import { DEFAULT_SEGMENT_BUDGET, QueueRequest, QueueServer, type QueueServerOptions, type RequestHandler } from './queue-server.js';
+import { QueueStats } from './queue-stats.js';
 import type { DeviceContext } from './types.js';
 
 const DATA = 0x40000;
@@ -465,5 +466,39 @@ describe('QueueServer memory under a driver that posts everything to a device th
     for (const req of held.splice(0, 4096)) server.complete(req, 1);
     assert.ok(server.chainSegments <= DEFAULT_SEGMENT_BUDGET + QUEUES * 8);
     assert.ok(held.length > 0);
+  });
+});
+
+describe('QueueServer counts into the context\'s QueueStats', () => {
+  it('popped, completed and their bytes; a throwing handler is an error; requests a reset drops are dropped', async () => {
+    const held: ((n: number) => void)[] = [];
+    let mode: 'sync' | 'hold' | 'throw' = 'sync';
+    const rig = new Rig(false, (req) => {
+      if (mode === 'throw') throw new Error('device bug');
+      if (mode === 'hold') return new Promise<number>((res) => void held.push(res));
+      return req.chain.writableBytes - 2;
+    });
+    const stats = new QueueStats();
+    const ctx: DeviceContext = { ...rig.ctx, stats };
+    rig.server.activate(ctx);
+    rig.offer(3);
+    rig.server.onQueueNotify(0);
+    let q = stats.snapshot()[0]!;
+    assert.deepEqual([q.requests, q.completed, q.bytesRead, q.bytesWritten, q.inFlight], [3, 3, 48, 90, 0]);
+    mode = 'hold';
+    rig.offer(2);
+    rig.server.onQueueNotify(0);
+    assert.equal(stats.snapshot()[0]!.inFlight, 2);
+    rig.server.reset();
+    for (const r of held) r(10);
+    await settle();
+    q = stats.snapshot()[0]!;
+    assert.deepEqual([q.requests, q.completed, q.dropped, q.inFlight, q.bytesWritten], [5, 3, 2, 0, 90]);
+    mode = 'throw';
+    rig.server.activate(ctx);
+    rig.offer(1);
+    rig.server.onQueueNotify(0);
+    assert.equal(stats.value(0, 'errors'), 1);
+    assert.equal(rig.resets.length, 1);
   });
 });

@@ -27,6 +27,7 @@ import type { Logger } from '../log.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import type { DeviceQueue } from '../queue/types.js';
 import type { DeviceContext } from './types.js';
+import type { QueueStats } from './queue-stats.js';
 
 /**
  * One slot of a queue's request pool: the chain popped into it and the queue it came from.
@@ -139,6 +140,8 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   /** Chain segments held by the slots of every live queue, against `segmentBudget`. */
   private segmentsHeld = 0;
   private readonly segmentBudget: number;
+  /** The context's counters (kept after a reset: requests still in flight complete into them). */
+  private stats: QueueStats | null = null;
 
   constructor(options: QueueServerOptions<R>) {
     this.o = options;
@@ -172,6 +175,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   activate(ctx: DeviceContext): void {
     this.stopAll();
     this.ctx = ctx;
+    this.stats = ctx.stats ?? null;
     this.queues = new Array<ServedQueue | null>(this.o.numQueues).fill(null);
     for (let i = 0; i < this.o.numQueues; i++) {
       const vq = ctx.queue(i);
@@ -259,8 +263,12 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
    */
   complete(req: R, written: number): boolean {
     const q = req.servedBy;
-    if (q === null || req.epoch !== q.epoch) return false;
+    if (q === null) return false;
     req.servedBy = null;
+    if (req.epoch !== q.epoch) {
+      this.stats?.dropped(q.index);
+      return false;
+    }
     q.inFlight--;
     if (this.segmentsHeld > this.segmentBudget) {
       // Over budget: this slot gives back what a long chain made it grow to (it keeps the
@@ -277,9 +285,11 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       if (q.busy) q.vq.pushDeferred(req.chain, written);
       else q.vq.push(req.chain, written);
     } catch (e) {
+      this.stats?.error(q.index);
       this.broken(e);
       return false;
     }
+    this.stats?.completed(q.index, written);
     if (!q.busy) {
       if (this.suspended) {
         // Suspending: no more pops, but what completes is notified (device/content/19).
@@ -386,6 +396,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         } catch (e) {
           req.nextFree = q.free;
           q.free = req;
+          this.stats?.error(q.index);
           this.broken(e);
           return;
         }
@@ -403,6 +414,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         req.servedBy = q;
         req.epoch = q.epoch;
         q.inFlight++;
+        this.stats?.popped(q.index, req.chain.readableBytes);
         this.dispatch(q, req as R);
       }
       // This round's completions become visible at once, before notifications are re-enabled.
@@ -430,6 +442,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     try {
       r = (q.handler as RequestHandler<R>)(req);
     } catch (e) {
+      this.stats?.error(q.index);
       // A handler must answer a bad request with the device's status; a throw is a device bug
       // (or a QueueError from the ring): the device cannot go on safely.
       this.broken(e);
@@ -445,6 +458,8 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       req.onRejected = (e: unknown) => {
         // The device gave no answer: the buffer goes back with nothing written (no leak).
         this.o.logger?.warn(`${this.o.name}: request failed: ${describe(e)}`);
+        const q = req.servedBy;
+        if (q !== null && req.epoch === q.epoch) this.stats?.error(q.index);
         this.complete(req, 0);
       };
     }

@@ -1,5 +1,6 @@
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DeviceQueue, QueueConfig } from '../queue/types.js';
+import type { QueueStats } from './queue-stats.js';
 
 /**
  * What a device sees once the driver set DRIVER_OK (or a vhost-user front-end started its
@@ -27,6 +28,12 @@ export interface DeviceContext {
    * VirtioError.
    */
   needsReset(reason: string, cause?: unknown): void;
+  /**
+   * The device's per-queue counters (kicks, calls, requests, bytes, errors), when its transport
+   * keeps them (DeviceCore does). The queue server counts requests and bytes itself; a device
+   * counts the requests it answers with an error status through `stats.error(queue)`.
+   */
+  readonly stats?: QueueStats;
 }
 
 /**

@@ -43,6 +43,7 @@ import { SessionMemory } from './session-memory.js';
 import type { VhostQueue } from './vhost-queue.js';
 import { type RingInfo, type Vring, ringInfo } from './vring.js';
 import { type QueueFactory, VringSet } from './vrings.js';
+import type { QueueStats } from '../device/queue-stats.js';
 
 export { MAX_POLL_US, POLL_BUDGET_US } from './ring-scheduler.js';
 export type { MessageSink } from './dispatcher.js';
@@ -98,6 +99,8 @@ export interface VhostUserBackendOptions {
    * POLL_BUDGET_US (+ one pass).
    */
   readonly pollUs?: number;
+  /** Per-queue counters to add to (a server hands one to every connection); default a new one. */
+  readonly stats?: QueueStats;
 }
 
 const EMPTY_MEMORY = new GuestMemory([]);
@@ -150,6 +153,7 @@ export class VhostUserBackend {
       },
       transportFeatures: VHOST_USER_TRANSPORT_FEATURES,
       logger: this.logger,
+      ...(opts.stats ? { stats: opts.stats } : {}),
     });
     const requireProto = (req: number, mask: bigint): void => this.requireProto(req, mask);
     this.dispatcher = new MessageDispatcher(
@@ -208,7 +212,7 @@ export class VhostUserBackend {
         ready: () => this.core.activateWithLentQueues(),
         failure: (r, e) => this.ringFailure(r, e),
       },
-      { pollIntervalMs: opts.pollIntervalMs ?? 1, pollUs: opts.pollUs ?? 0 },
+      { pollIntervalMs: opts.pollIntervalMs ?? 1, pollUs: opts.pollUs ?? 0, stats: this.core.stats },
     );
     this.channel = new BackendChannel(this.platform, this.logger);
     this.session = {

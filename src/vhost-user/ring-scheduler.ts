@@ -11,6 +11,7 @@ import type { VirtioDevice } from '../device/types.js';
 import type { Platform } from '../platform/types.js';
 import type { VhostQueue } from './vhost-queue.js';
 import { POLL_SUSPEND_MIN, type Vring } from './vring.js';
+import type { QueueStats } from '../device/queue-stats.js';
 
 /** Largest accepted pollUs. */
 export const MAX_POLL_US = 1000;
@@ -43,9 +44,12 @@ export interface RingSchedulerOptions {
   readonly pollIntervalMs: number;
   /** Busy-poll window after a processing pass, in microseconds (0: off). */
   readonly pollUs: number;
+  /** Counts the kicks read from kick fds. */
+  readonly stats: QueueStats;
 }
 
 export class RingScheduler {
+  private readonly stats: QueueStats;
   /** Busy-poll window in ms (0: no polling). */
   private readonly pollWindowMs: number;
   private readonly pollMs: number;
@@ -66,6 +70,7 @@ export class RingScheduler {
     if (!(o.pollUs >= 0 && o.pollUs <= MAX_POLL_US)) throw new VirtioError('INVALID_ARGUMENT', `pollUs ${o.pollUs} not in 0..${MAX_POLL_US}`);
     this.pollWindowMs = o.pollUs / 1000;
     this.pollMs = o.pollIntervalMs;
+    this.stats = o.stats;
   }
 
   /** Starts watching a started ring's kick fd (or polling it without one). */
@@ -94,6 +99,7 @@ export class RingScheduler {
 
   private onKick(r: Vring, fd: number): void {
     if (r.kickFd !== fd) return;
+    this.stats.kick(r.index);
     try {
       this.platform.eventfdRead(fd);
     } catch (e) {
