@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the real-guest integration tests need (test/support/guest.ts): QEMU 7.2 with TCG
 # (qemu-system-x86_64, qemu-storage-daemon), a Debian cloud kernel whose virtio drivers are
-# modules, a static busybox for the initramfs, and cpio/gzip to pack it.
+# modules, a static busybox for the initramfs, and cpio/gzip to pack it; also the arm64 cross
+# compiler `npm pack` uses for the prebuilt addon (test/package-install.test.ts).
 # Idempotent: returns at once when everything is already there. Needs root on Debian (CI is).
 set -euo pipefail
 
-PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev)
+PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev gcc-aarch64-linux-gnu)
 
 have_all() {
   command -v qemu-system-x86_64 >/dev/null 2>&1 || return 1
   command -v qemu-storage-daemon >/dev/null 2>&1 || return 1
   command -v dpdk-testpmd >/dev/null 2>&1 || return 1 # vhost-user front-end tests (net_vhost peer)
   command -v cpio >/dev/null 2>&1 || return 1
+  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || return 1 # npm pack cross-builds the arm64 addon (scripts/prebuild.mjs)
   command -v gzip >/dev/null 2>&1 || return 1
   [ -x /bin/busybox ] || return 1
   # busybox (dynamic) from another package would not run in the initramfs: require the static one.

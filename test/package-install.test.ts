@@ -1,7 +1,8 @@
 /**
- * The package as a user gets it: `npm pack`, then the tarball installed into fresh projects, an
- * ES module one and a CommonJS one, as `npm install <tarball>` does for a user (the addon built
- * by its install script, prom-client fetched from the npm registry). Each project imports every
+ * The package as a user gets it: `npm pack` (which prebuilds the addon for linux-x64 and
+ * linux-arm64, scripts/prebuild.mjs), then the tarball installed into fresh projects, an ES module
+ * one on a PATH without any compiler, make or Python (the prebuilt addon must do), and a CommonJS
+ * one, as `npm install <tarball>` does for a user (prom-client fetched from the npm registry). Each project imports every
  * subpath of the "exports" map, runs the in-process demo and the CLI programs from
  * node_modules/.bin, and type-checks TypeScript against the shipped declarations under
  * `moduleResolution` node16 and bundler. The tarball holds no tests, test helpers or sources.
@@ -9,8 +10,8 @@
  * Needs npm and network access to the npm registry (prom-client); fails, not skips, without.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -29,19 +30,63 @@ interface Ran {
 }
 
 /** Runs a command with a time bound (killed after it); resolves with its exit code and output. */
-function run(cmd: string, args: string[], cwd: string, timeoutMs = 300_000): Promise<Ran> {
+function run(cmd: string, args: string[], cwd: string, timeoutMs = 300_000, env: NodeJS.ProcessEnv = process.env): Promise<Ran> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20, env: { ...process.env, npm_config_update_notifier: 'false' } }, (error, out, err) => {
+    execFile(cmd, args, { cwd, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20, env: { ...env, npm_config_update_notifier: 'false' } }, (error, out, err) => {
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
       resolve({ code, out, err });
     });
   });
 }
 
-async function mustRun(cmd: string, args: string[], cwd: string, timeoutMs?: number): Promise<string> {
-  const r = await run(cmd, args, cwd, timeoutMs);
+async function mustRun(cmd: string, args: string[], cwd: string, timeoutMs?: number, env?: NodeJS.ProcessEnv): Promise<string> {
+  const r = await run(cmd, args, cwd, timeoutMs, env);
   assert.equal(r.code, 0, `${cmd} ${args.join(' ')} failed (${r.code}):\n${r.err.slice(-4000)}\n${r.out.slice(-2000)}`);
   return r.out;
+}
+
+/** ELF e_machine of a shared object: 0x3e x86-64, 0xb7 AArch64. */
+function elfMachine(path: string): number {
+  const b = readFileSync(path);
+  assert.equal(b.subarray(0, 4).toString('latin1'), '\x7fELF', `${path} is ELF`);
+  return b.readUInt16LE(18);
+}
+
+/**
+ * A PATH holding only node and npm (symlinks in `dir`): no cc, gcc, make or python3, so an
+ * install that tried to compile the addon would fail.
+ */
+function toolchainFreePath(dir: string): string {
+  mkdirSync(dir);
+  symlinkSync(process.execPath, join(dir, 'node'));
+  symlinkSync(execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim(), join(dir, 'npm'));
+  return dir;
+}
+
+/** Starts `virtio-ts-blk` from a project, waits until it serves, ends it with SIGTERM (bounded). */
+async function serveBlkOnce(program: string, dir: string): Promise<{ code: number | null; err: string }> {
+  const sock = join(dir, 'blk.sock');
+  const child = spawn(program, ['--socket-path', sock, '--memory', '1M'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (t: string) => (err += t));
+  const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  try {
+    const end = Date.now() + 25_000;
+    while (!(existsSync(sock) && statSync(sock).isSocket() && /serving /.test(err))) {
+      if (child.exitCode !== null || Date.now() > end) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.match(err, /serving /, `virtio-ts-blk serves: ${err}`);
+    child.kill('SIGTERM');
+    return { code: await closed, err };
+  } finally {
+    clearTimeout(killer);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await closed;
+    }
+  }
 }
 
 /** A program that imports every subpath and counts the exports of each (ESM text; CJS through import()). */
@@ -89,15 +134,32 @@ describe('the packed package installed into fresh projects', { timeout: 900_000 
       assert.ok(files.includes(need), `${need} in the tarball`);
     }
     for (const bin of Object.values(PKG.bin)) assert.ok(files.includes(bin), `bin ${bin} in the tarball`);
+    // The prebuilt addon for both architectures, each really built for it.
+    for (const [arch, machine] of [
+      ['x64', 0x3e],
+      ['arm64', 0xb7],
+    ] as const) {
+      const so = `prebuilds/linux-${arch}/virtio-ts.node`;
+      assert.ok(files.includes(so), `${so} in the tarball`);
+      await mustRun('tar', ['-xzf', tarball, '-C', work, `package/${so}`], work);
+      assert.equal(elfMachine(join(work, 'package', so)), machine, `${so} machine`);
+    }
     assert.deepEqual(files.filter((f) => /\.test\.(js|d\.ts)(\.map)?$/.test(f)), [], 'no test files');
     assert.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('src/')), [], 'no test helpers or sources');
   });
 
-  it('an ES module project: every subpath imports, the demo and the programs run, TypeScript checks under node16 and bundler', async () => {
+  it('an ES module project, installed without a C toolchain: every subpath imports, the demo and virtio-ts blk run on the prebuilt addon, TypeScript checks under node16 and bundler', async () => {
     const dir = join(work, 'esm');
     mkdirSync(dir);
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'esm-user', version: '1.0.0', type: 'module', private: true }));
-    await mustRun('npm', ['install', '--no-audit', '--no-fund', tarball], dir, 600_000);
+    const bare = toolchainFreePath(join(work, 'bare-bin'));
+    for (const tool of ['cc', 'gcc', 'make', 'python3']) {
+      assert.notEqual((await run('sh', ['-c', `command -v ${tool}`], dir, 10_000, { PATH: bare })).code, 0, `${tool} not on the bare PATH`);
+    }
+    await mustRun('npm', ['install', '--no-audit', '--no-fund', tarball], dir, 600_000, { ...process.env, PATH: bare });
+    assert.equal(existsSync(join(dir, 'node_modules', 'virtio-ts', 'build')), false, 'nothing was compiled');
+    const served = await serveBlkOnce(join(dir, 'node_modules', '.bin', 'virtio-ts-blk'), dir);
+    assert.equal(served.code, 0, served.err);
     writeFileSync(join(dir, 'imports.js'), importEverySubpath());
     const counts = JSON.parse(await mustRun(process.execPath, ['imports.js'], dir)) as Record<string, number>;
     for (const n of SUBPATHS) assert.ok((counts[n] ?? 0) > 0, `${n} has exports`);
@@ -109,7 +171,7 @@ describe('the packed package installed into fresh projects', { timeout: 900_000 
     assert.equal(usage.code, 2, 'a usage error exits 2');
     const demo = await mustRun(join(dir, 'node_modules', '.bin', 'virtio-ts'), ['demo'], dir);
     assert.match(demo, /entropy/i);
-    // The addon the install script built loads (vhost-user needs it).
+    // The prebuilt addon loads (vhost-user needs it).
     const addon = await mustRun(process.execPath, ['--input-type=module', '-e', "const p = (await import('virtio-ts/platform')).loadNativePlatform(); console.log(typeof p.eventfd)"], dir);
     assert.equal(addon.trim(), 'function');
     writeFileSync(join(dir, 'use.ts'), TS_USE);

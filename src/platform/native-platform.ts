@@ -1,10 +1,12 @@
 /**
- * The Platform over the native addon (native/*.c, one file per concept, built by `npm install` through
- * node-gyp into build/Release/virtio_ts_platform.node). The addon only maps arguments to
+ * The Platform over the native addon (native/*.c, one file per concept): prebuilt for linux-x64
+ * and linux-arm64 in the package (prebuilds/, scripts/prebuild.mjs at pack time), or built by
+ * `npm install` through node-gyp into build/Release/virtio_ts_platform.node. The addon only maps arguments to
  * syscalls; this wrapper gives it the Platform shape and turns every failure into a
  * PlatformError (VirtioError code PLATFORM) carrying the errno name.
  */
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { PlatformError, toPlatformError } from './platform-error.js';
 import type { FdWatcher, Mapping, Platform, RecvResult } from './types.js';
 
@@ -40,8 +42,14 @@ export const MAX_MAPPING = 2 ** 32;
 /** Default chunk of `mapChunked`: 1 GiB, page-aligned and well under the cap. */
 export const DEFAULT_MAP_CHUNK = 2 ** 30;
 
-// Relative to dist/src/platform/ (the compiled location of this file): the package root.
-const ADDON_PATHS = ['../../../build/Release/virtio_ts_platform.node', '../../../build/Debug/virtio_ts_platform.node'];
+// The package root, relative to dist/src/platform/ (the compiled location of this file).
+const PACKAGE_ROOT = new URL('../../../', import.meta.url);
+
+/** What to do when no addon loads: said in the error, for a package user (not a contributor). */
+const ADDON_HELP =
+  'the native addon of virtio-ts is needed for vhost-user (fd passing, mmap, eventfd): no prebuilt binary ' +
+  `matches linux-${process.arch} and none was built from source. Install a C compiler, make and Python 3, ` +
+  'then run `npm rebuild virtio-ts` (in a clone of virtio-ts: `npm install`)';
 
 let addon: Addon | undefined;
 let loadError: PlatformError | undefined;
@@ -54,17 +62,16 @@ function loadAddon(): Addon {
     throw loadError;
   }
   const require = createRequire(import.meta.url);
-  const failures: string[] = [];
-  for (const p of ADDON_PATHS) {
-    try {
-      addon = require(p) as Addon;
-      return addon;
-    } catch (e) {
-      failures.push(`${p}: ${(e as Error).message.split('\n')[0] ?? ''}`);
-    }
+  try {
+    // node-gyp-build looks in build/Release (built from source), then prebuilds/linux-<arch>/
+    // (shipped in the package, prebuildify's layout), by N-API version.
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    addon = load(fileURLToPath(PACKAGE_ROOT)) as Addon;
+    return addon;
+  } catch (e) {
+    loadError = new PlatformError('ENOENT', `${ADDON_HELP} (${(e as Error).message.split('\n')[0] ?? ''})`);
+    throw loadError;
   }
-  loadError = new PlatformError('ENOENT', `native addon not built (run npm install): ${failures.join('; ')}`);
-  throw loadError;
 }
 
 /**
