@@ -53,7 +53,7 @@ describe('MemDevice', T, () => {
     assert.equal(config(new MemDevice({ regionSize: 0, blockSize: BS })).region_size, 0);
   });
 
-  it('device/mem/2 driver/mem/3: node_id exists only with ACPI_PXM; padding reads 0; offered bits follow the options', () => {
+  it('device/mem/2 device/mem/15 driver/mem/3: node_id exists only with ACPI_PXM; padding reads 0; offered bits follow the options', () => {
     const withNode = new MemDevice({ regionSize: 8 * BS, blockSize: BS, nodeId: 3 });
     assert.notEqual(withNode.offeredFeatures & MemF.ACPI_PXM, 0n);
     assert.equal(config(withNode).node_id, 3);
