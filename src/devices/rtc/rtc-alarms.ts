@@ -65,6 +65,11 @@ export class RtcAlarms {
     this.alarms = clocks.map((c) => (c.alarm === true ? new ClockAlarm() : null));
   }
 
+  /** alarmq buffers waiting for a notification. */
+  get buffersWaiting(): number {
+    return this.buffers.length;
+  }
+
   /** Whether clock `id` has an alarm. */
   supports(id: number): boolean {
     return this.alarms[id] != null;

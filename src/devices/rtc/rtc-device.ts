@@ -129,6 +129,11 @@ export class RtcDevice implements VirtioDevice {
     return this.alarms.notificationsSent;
   }
 
+  /** alarmq buffers the driver made available that wait for a notification. */
+  get alarmBuffersWaiting(): number {
+    return this.alarms.buffersWaiting;
+  }
+
   /** Whether clock `id` owes the driver an alarm notification. */
   alarmPending(id: number): boolean {
     return this.alarms.isPending(id);
