@@ -37,7 +37,8 @@ try {
     // (npm's nodedir, /usr on Debian), never downloaded.
     const args = ['--napi', '--strip', '--arch', t.arch, '--target', `node@${process.versions.node}`, '--cwd', work, '--out', root];
     execFileSync(process.execPath, [join(root, 'node_modules/prebuildify/bin.js'), ...args], {
-      stdio: 'inherit',
+      // Build chatter to stderr: `npm pack --json` keeps stdout for its JSON.
+      stdio: ['ignore', 2, 2],
       env: { ...process.env, PREBUILD_NODE_GYP: nodeGyp, ...(nodedir ? { npm_config_nodedir: nodedir } : {}), ...t.env },
     });
   }
