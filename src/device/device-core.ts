@@ -22,6 +22,9 @@ import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from 
 import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type VirtioDevice } from './types.js';
 import { QueueStats } from './queue-stats.js';
 
+/** Transport bits a device need not list: the transport implements them entirely. */
+const TRANSPORT_ONLY_BITS = F.NOTIF_CONFIG_DATA;
+
 export interface DeviceCoreOptions {
   memory: GuestMemory;
   interrupts: InterruptSink;
@@ -29,6 +32,11 @@ export interface DeviceCoreOptions {
   transportFeatures?: bigint;
   /** Legacy interface in use: no FEATURES_OK, features take effect when written, guest endian. */
   legacy?: boolean;
+  /**
+   * VIRTIO_F_NOTIF_CONFIG_DATA (offered where the transport passes the bit, PCI): the 16-bit
+   * value queue `index` is named by in notifications; default the index.
+   */
+  readonly queueNotifyData?: (index: number) => number;
   /** Counters to add to (one object may serve many cores: a back-end's connections); default a new one. */
   readonly stats?: QueueStats;
   /** Legacy only: false for a big-endian guest. Modern interfaces are always little-endian. */
@@ -87,7 +95,7 @@ export class DeviceCore implements DeviceCoreApi {
     this.le = this.legacyMode ? (opts.littleEndian ?? true) : true;
     const n = device.queueMaxSizes.length;
     this.numQueues = n;
-    this.regs = new QueueRegisterFile(device.queueMaxSizes);
+    this.regs = new QueueRegisterFile(device.queueMaxSizes, opts.queueNotifyData);
     this.queues = new Array<DeviceQueue | null>(n).fill(null);
     this.config = new ConfigWindow(device, this.log);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
@@ -204,6 +212,9 @@ export class DeviceCore implements DeviceCoreApi {
     } else {
       // device/content/20: a modern device offers VERSION_1.
       this.offered = (dev & (DEVICE_TYPE_MASK | (this.transportFeatures & ~LEGACY_TRANSPORT_BITS & ~F.SUSPEND))) | F.VERSION_1;
+      // Bits the transport alone implements (NOTIF_CONFIG_DATA: PCI's queue_notif_config_data):
+      // the device has no part in them, so they are offered whatever it lists.
+      this.offered |= this.transportFeatures & TRANSPORT_ONLY_BITS;
       // VIRTIO_F_SUSPEND: the core runs the protocol for any device that can stop and restart
       // (its suspend and resume hooks), never for one that only lists the bit.
       if ((this.transportFeatures & F.SUSPEND) !== 0n && this.device.suspend && this.device.resume) this.offered |= F.SUSPEND;

@@ -71,7 +71,14 @@ export class QueueRegisterFile {
   private readonly regs: MutableQueueRegisters[] = [];
   private readonly max: number[] = [];
 
-  constructor(maxSizes: readonly number[]) {
+  /**
+   * `notifyDataOf`: each queue's queue_notif_config_data (VIRTIO_F_NOTIF_CONFIG_DATA, PCI),
+   * 16 bits; default the queue index, the spec's "trivial case" (transport-pci.tex).
+   */
+  constructor(
+    maxSizes: readonly number[],
+    private readonly notifyDataOf: (index: number) => number = (i) => i,
+  ) {
     this.length = maxSizes.length;
     for (let i = 0; i < maxSizes.length; i++) {
       const m = maxSizes[i]!;
@@ -170,7 +177,7 @@ export class QueueRegisterFile {
     r.deviceAddr = 0;
     r.enabled = false;
     r.msixVector = NO_VECTOR;
-    r.notifyData = index;
+    r.notifyData = this.notifyDataOf(index) & 0xffff;
   }
 
   resetAll(): void {

@@ -30,6 +30,11 @@ export interface DriverTransport {
   readonly legacy: boolean;
   /** False for a legacy interface on a big-endian guest. */
   readonly littleEndian: boolean;
+  /**
+   * Transport bits only this transport implements, which the driver may accept besides the
+   * common ones (PCI's modern interface: VIRTIO_F_NOTIF_CONFIG_DATA). Default none.
+   */
+  readonly transportFeatures?: bigint;
 
   getStatus(): number;
   /** Writes status; writing 0 resets the device (the transport waits for the reset to finish). */

@@ -323,7 +323,9 @@ export class VirtioDriver {
     if (missing !== 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, `device does not offer required features 0x${missing.toString(16)}`);
     // With a device-type driver, only the device-type bits it knows (driver/content/7).
     const deviceTypeBits = type ? DEVICE_TYPE_MASK & (type.wantedFeatures | type.requiredFeatures) : DEVICE_TYPE_MASK;
-    let accepted = (this.opts.wantedFeatures | required) & offered & (deviceTypeBits | DRIVER_TRANSPORT_BITS);
+    // content.tex: a driver SHOULD accept NOTIF_CONFIG_DATA if offered; the transport that has
+    // queue_notif_config_data (PCI) lists it, and then uses it in its notifications.
+    let accepted = (this.opts.wantedFeatures | required) & offered & (deviceTypeBits | DRIVER_TRANSPORT_BITS | (t.transportFeatures ?? 0n));
     if (this.opts.indirect === false) accepted &= ~F.INDIRECT_DESC;
     if (t.legacy) {
       // 2.2.3 / 6.3: a legacy interface has 32 feature bits and no VERSION_1.

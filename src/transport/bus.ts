@@ -40,6 +40,12 @@ export interface CoreMode {
   readonly legacy: boolean;
   /** False for a legacy interface on a big-endian guest. */
   readonly littleEndian: boolean;
+  /**
+   * Transport bits only this transport implements, offered besides the common set
+   * (TRANSPORT_FEATURES_SUPPORTED): PCI's modern interface passes VIRTIO_F_NOTIF_CONFIG_DATA
+   * (queue_notif_config_data exists only in the PCI common configuration).
+   */
+  readonly transportFeatures?: bigint;
 }
 
 /**

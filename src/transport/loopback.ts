@@ -8,6 +8,7 @@ import { DeviceCore, type DeviceCoreOptions } from '../device/device-core.js';
 import type { VirtioDevice } from '../device/types.js';
 import type { DriverTransport } from '../driver/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { TRANSPORT_FEATURES_SUPPORTED } from '../spec/features.js';
 import { type BadAccessListener, type CoreFactory, LoopbackBus } from './bus.js';
 import { CcwDeviceTransport } from './ccw/ccw-device.js';
 import { CCW_DRIVER_SCRATCH, CcwDriverTransport } from './ccw/ccw-driver.js';
@@ -66,7 +67,8 @@ export function deviceCoreFactory(
   made: DeviceCore[] = [],
 ): CoreFactory {
   return (sink, mode) => {
-    const core = new DeviceCore(device, { ...opts, memory, interrupts: sink, legacy: mode.legacy, littleEndian: mode.littleEndian });
+    const transportFeatures = (opts.transportFeatures ?? TRANSPORT_FEATURES_SUPPORTED) | (mode.transportFeatures ?? 0n);
+    const core = new DeviceCore(device, { ...opts, transportFeatures, memory, interrupts: sink, legacy: mode.legacy, littleEndian: mode.littleEndian });
     made.push(core);
     return core;
   };

@@ -18,7 +18,7 @@ import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
 import { EchoDevice } from '../../src/testing/echo-device.js';
 import { LoopbackBus } from '../../src/transport/bus.js';
-import { deviceCoreFactory } from '../../src/transport/loopback.js';
+import { TransportKind, createTransportPair, deviceCoreFactory } from '../../src/transport/loopback.js';
 import { CapField, CommonCfg, IsrBit, Msix, NO_VECTOR, PCI_CAP_ID_VNDR, PciBar, PciCfg, VirtioPciCap } from '../../src/transport/pci/constants.js';
 import { type PciDeviceOptions, PciDeviceTransport, type PciFunction } from '../../src/transport/pci/pci-device.js';
 import { PciDriverTransport } from '../../src/transport/pci/pci-driver.js';
@@ -319,6 +319,58 @@ describe('4.1 PCI: driver requirements', () => {
     assert.equal(r.core().queueConfig(0)!.descAddr, hi * 2 ** 32 + lo);
     assert.ok(lo >= DMA_BASE);
     drv.reset();
+  });
+
+  it('driver/transport-pci/36, 38, 40, 41: notifications name the queue by its index, or with NOTIF_CONFIG_DATA by queue_notif_config_data (16 bits, or the low half of 32 with NOTIFICATION_DATA)', () => {
+    for (const [notifConfig, notificationData] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
+      const dev = new EchoDevice({ queues: [64, 64] });
+      const mem = GuestMemory.allocate(MEM);
+      const bus = new LoopbackBus(mem);
+      const cores: DeviceCore[] = [];
+      // Values that differ from the indices, so a driver using the index would name no queue.
+      const t = new PciDeviceTransport(bus, deviceCoreFactory(dev, mem, { queueNotifyData: (i) => 0x5a00 + 7 * i }, cores));
+      const fn = new RecordingFunction(t);
+      const d = new PciDriverTransport(fn, mem, { useMsix: true });
+      bus.onMsi = (a, v) => d.handleMsi(a, v);
+      const dma = new DmaAllocator(DMA_BASE, MEM - DMA_BASE);
+      let wanted = ALL & ~F.RING_PACKED;
+      if (!notifConfig) wanted &= ~F.NOTIF_CONFIG_DATA;
+      if (!notificationData) wanted &= ~F.NOTIFICATION_DATA;
+      const drv = VirtioDriver.initSync(d, { wantedFeatures: wanted, dma, queueSizes: [32] });
+      const what = `NOTIF_CONFIG_DATA ${notifConfig}, NOTIFICATION_DATA ${notificationData}`;
+      assert.equal((drv.features & F.NOTIF_CONFIG_DATA) !== 0n, notifConfig, `${what}: negotiated as wanted (the modern PCI device offers it)`);
+      fn.clear();
+      for (const q of [0, 1]) {
+        const p = payload(40 + q, q);
+        // The echo device answers only if the device side resolved the notification to queue q.
+        assert.deepEqual(roundTrip(mem, dma, drv.queue(q), () => drv.kick(q), p).data, p, `${what}: queue ${q}`);
+      }
+      const writes = fn.log.filter((a) => a.kind === "bar" && a.bar === PciBar.MODERN && a.op === "w" && a.off >= t.layout.notify && a.off < t.layout.notify + 4096);
+      assert.ok(writes.length >= 2, what);
+      for (const w of writes) {
+        const q = (w.off - t.layout.notify) / 4; // notify_off_multiplier 4, queue_notify_off = index
+        // driver/transport-pci/36, 37: 16-bit notifications without NOTIFICATION_DATA, 32-bit with it.
+        assert.equal(w.width, notificationData ? 4 : 2, what);
+        const name = w.value & 0xffff;
+        assert.equal(name, notifConfig ? 0x5a00 + 7 * q : q, `${what}: queue ${q} named ${name.toString(16)}`);
+      }
+      drv.reset();
+    }
+  });
+
+  it('NOTIF_CONFIG_DATA is a PCI bit: offered and accepted there (MSI-X or INTx), not on MMIO or CCW', () => {
+    const mem = GuestMemory.allocate(MEM);
+    for (const kind of [TransportKind.PCI_MODERN, TransportKind.PCI_MODERN_INTX, TransportKind.MMIO, TransportKind.CCW_REV2]) {
+      const pair = createTransportPair(kind, mem, deviceCoreFactory(new EchoDevice({ queues: [8] }), mem), { ccwScratch: { addr: 0xf000, size: 4096 } });
+      const offered = (pair.driver.getDeviceFeatures() & F.NOTIF_CONFIG_DATA) !== 0n;
+      assert.equal(offered, kind.startsWith("pci"), kind);
+      assert.equal(((pair.driver.transportFeatures ?? 0n) & F.NOTIF_CONFIG_DATA) !== 0n, kind.startsWith("pci"), `${kind} driver side`);
+    }
   });
 
   it('driver/transport-pci/15: with RING_PACKED negotiated the driver never writes 0 to queue_size', () => {

@@ -12,6 +12,7 @@
  * reported to `onBadAccess`.
  */
 import type { DeviceCoreApi, InterruptSink } from '../../device/types.js';
+import { F } from '../../spec/features.js';
 import { BadAccess, type BadAccessListener, type CoreFactory, type CoreMode, type TransportBus, TransportFeatureFlags } from '../bus.js';
 import { type PlacedSharedMemoryRegion, SHARED_MEMORY_ALIGN, placeSharedMemory, readLe, sharedMemoryAt, sharedMemorySpan, writeLe } from '../shared-memory.js';
 import { CapField, IsrBit, LegacyReg, Msix, NO_VECTOR, PciBar, PciCfg, PciCommand, PciStatus } from './constants.js';
@@ -27,6 +28,9 @@ export interface PciFunction {
   barRead(bar: number, offset: number, width: number): number;
   barWrite(bar: number, offset: number, width: number, value: number): void;
 }
+
+/** The modern interface: little-endian, and queue_notif_config_data in the common configuration. */
+const MODERN_MODE: CoreMode = { legacy: false, littleEndian: true, transportFeatures: F.NOTIF_CONFIG_DATA };
 
 export interface PciDeviceOptions {
   /** Serve the legacy interface too (I/O BAR0, transitional device id). Default false. */
@@ -84,7 +88,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
     this.transitional = opts.transitional ?? false;
     this.onBad = opts.onBadAccess;
     // The legacy interface is chosen by the driver's first access; start modern.
-    this.coreRef = factory(this, { legacy: false, littleEndian: true });
+    this.coreRef = factory(this, MODERN_MODE);
     const device = this.coreRef.device;
     const nq = this.coreRef.numQueues;
     const mult = opts.notifyOffMultiplier ?? 4;
@@ -353,7 +357,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       return false;
     }
     core.setStatus(0);
-    const mode: CoreMode = { legacy, littleEndian: legacy ? (this.opts.guestLittleEndian ?? true) : true };
+    const mode: CoreMode = legacy ? { legacy, littleEndian: this.opts.guestLittleEndian ?? true } : MODERN_MODE;
     this.coreRef = this.factory(this, mode);
     this.legacyMode = legacy;
     this.afterReset();

@@ -98,6 +98,10 @@ export class PciDriverTransport implements DriverTransport {
   private readonly queueVector = new Map<number, number>();
   private readonly notifyAddr = new Map<number, number>();
   private notificationData32 = false;
+  /** VIRTIO_F_NOTIF_CONFIG_DATA negotiated: queues are named by their queue_notif_config_data. */
+  private notifConfigData = false;
+  /** The 16-bit value naming each set-up queue in its notifications. */
+  private readonly notifyValue = new Map<number, number>();
   private queueCount = -1;
   /** 4.1.4.7 regions by shmid (the first capability of each id). */
   private readonly shm = new Map<number, CapRef>();
@@ -268,7 +272,9 @@ export class PciDriverTransport implements DriverTransport {
       this.programMsix();
       this.queueVector.clear();
       this.notifyAddr.clear();
+      this.notifyValue.clear();
       this.notificationData32 = false;
+      this.notifConfigData = false;
     }
     if (value !== 0 && this.msixActive && (value & 0x3) !== 0) this.mapConfigVector();
   }
@@ -301,9 +307,15 @@ export class PciDriverTransport implements DriverTransport {
     return f;
   }
 
+  /** The modern interface has queue_notif_config_data (4.1.4.3): NOTIF_CONFIG_DATA can be used. */
+  get transportFeatures(): bigint {
+    return this.legacy ? 0n : F.NOTIF_CONFIG_DATA;
+  }
+
   setDriverFeatures(features: bigint): void {
     // 2.9 / 4.1.5.2: NOTIFICATION_DATA makes notifications 32 bits wide.
     this.notificationData32 = (features & F.NOTIFICATION_DATA) !== 0n;
+    this.notifConfigData = !this.legacy && (features & F.NOTIF_CONFIG_DATA) !== 0n;
     if (this.legacy) {
       this.io().write(LegacyReg.GUEST_FEATURES, 4, Number(features & 0xffff_ffffn));
       return;
@@ -394,6 +406,9 @@ export class PciDriverTransport implements DriverTransport {
     const addr = nc.offset + off * this.notifyMult;
     if (addr + 2 > nc.offset + nc.length) throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, `notify address of queue ${index} outside the capability`);
     this.notifyAddr.set(index, addr);
+    // driver/transport-pci/40, /41: with NOTIF_CONFIG_DATA the queue is named in notifications
+    // by the value the device put in queue_notif_config_data, not by its index.
+    this.notifyValue.set(index, this.notifConfigData ? c.read(CommonCfg.QUEUE_NOTIF_CONFIG_DATA, 2) : index);
     c.write(CommonCfg.QUEUE_ENABLE, 2, 1);
     if (c.read(CommonCfg.QUEUE_ENABLE, 2) !== 1) throw new VirtioError(ErrorCode.QUEUE_BAD_CONFIG, `device refused queue ${index}`);
   }
@@ -428,6 +443,7 @@ export class PciDriverTransport implements DriverTransport {
     for (let i = 0; i < RESET_POLLS && !done; i++) done = c.read(CommonCfg.QUEUE_RESET, 2) === 0;
     if (!done) throw new VirtioError(ErrorCode.TIMEOUT, `queue ${index} reset did not complete`);
     this.notifyAddr.delete(index);
+    this.notifyValue.delete(index);
     this.queueVector.delete(index);
   }
 
@@ -439,9 +455,11 @@ export class PciDriverTransport implements DriverTransport {
     const addr = this.notifyAddr.get(index);
     if (addr === undefined) return;
     const nc = this.notifyCap!;
-    // 4.1.5.2: 16 bits (queue index) without NOTIFICATION_DATA, 32 bits with it.
-    if (this.notificationData32) this.fn.barWrite(nc.bar, addr, 4, data ?? index);
-    else this.fn.barWrite(nc.bar, addr, 2, index);
+    const name = this.notifyValue.get(index) ?? index;
+    // 4.1.5.2: 16 bits (the queue's name) without NOTIFICATION_DATA; 32 bits with it, the name in
+    // the low half (vq_index or vq_notif_config_data, 2.9) beside next_off / next_wrap.
+    if (this.notificationData32) this.fn.barWrite(nc.bar, addr, 4, ((((data ?? index) & 0xffff0000) | name) >>> 0));
+    else this.fn.barWrite(nc.bar, addr, 2, name);
   }
 
   setInterruptHandler(h: DriverInterruptHandler): void {
