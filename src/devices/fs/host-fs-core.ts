@@ -92,7 +92,7 @@ export class HostFsCore {
   readonly fsAt: FsAt;
   private readonly maxInodes: number;
   private readonly maxHandles: number;
-  private readonly maxDirEntries: number;
+  protected readonly maxDirEntries: number;
   /** Scratch stat for internal checks (host ids). */
   protected readonly tmp = new Float64Array(StatField.COUNT);
   /** The guest caller's ids (setCaller): the owner of what it creates, when we may chown. */
@@ -146,7 +146,7 @@ export class HostFsCore {
     if (isDots(name)) fail(Errno.EINVAL, '. or ..');
   }
 
-  private dir(nodeid: number): Inode {
+  protected dir(nodeid: number): Inode {
     const d = this.inode(nodeid);
     if (d.type !== S_IFDIR) fail(Errno.ENOTDIR, `nodeid ${nodeid} is not a directory`);
     return d;
@@ -444,10 +444,18 @@ export class HostFsCore {
 
   /** OPENDIR: a snapshot of the entries (bounded, real inode numbers), `.` and `..` first. */
   opendir(nodeid: number): number {
+    return this.addHandle(nodeid, -1, this.listDir(nodeid));
+  }
+
+  /**
+   * The entries of a directory inode (getdents64 in its pinned descriptor; `.` and `..` first,
+   * `..` of the root is the root itself), bounded by maxDirEntries (EOVERFLOW beyond).
+   */
+  listDir(nodeid: number): DirEntry[] {
     const inode = this.dir(nodeid);
     let parentIno = inode.ino;
     if (inode !== this.root && this.fsAt.fstatat(inode.fd, '..', At.SYMLINK_NOFOLLOW, this.tmp) === 0) parentIno = this.tmp[INO]!;
-    return this.addHandle(nodeid, -1, readDirSnapshot(this.fsAt, inode.fd, inode.ino, parentIno, this.maxDirEntries));
+    return readDirSnapshot(this.fsAt, inode.fd, inode.ino, parentIno, this.maxDirEntries);
   }
 
   /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF). */

@@ -28,7 +28,7 @@
  * the original one returning fs.Stats (`lookup`, `stat`, `mkdir`, ...), kept for other users.
  */
 import * as fs from 'node:fs';
-import { OpenFlag, procFdPath } from '../../platform/fs-at.js';
+import { At, OpenFlag, StatField, procFdPath } from '../../platform/fs-at.js';
 import { Errno, FuseErrno, check, errnoOf, fail } from './fs-errno.js';
 import { HostFsCore, S_IFDIR, S_IFREG, type Inode, type SetattrValues } from './host-fs-core.js';
 
@@ -65,7 +65,12 @@ export class HostFs extends HostFsCore {
       check(this.fsAt.fsync(h.fd, datasync), 'fsync');
       return;
     }
-    const fd = check(this.fsAt.openat(this.inode(h.nodeid).fd, '.', RDONLY | DIRECTORY), 'open for fsync');
+    this.fsyncDir(h.nodeid, datasync);
+  }
+
+  /** fsync of a directory inode: opened read-only in its own pinned descriptor (`.`), synced, closed. */
+  fsyncDir(nodeid: number, datasync: boolean): void {
+    const fd = check(this.fsAt.openat(this.dir(nodeid).fd, '.', RDONLY | DIRECTORY), 'open for fsync');
     try {
       check(this.fsAt.fsync(fd, datasync), 'fsync');
     } finally {
@@ -96,6 +101,37 @@ export class HostFs extends HostFsCore {
   copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number, flags: number): number {
     this.writable();
     return check(this.fsAt.copyFileRange(this.fileFd(fhIn), offIn, this.fileFd(fhOut), offOut, len, flags), 'copy_file_range');
+  }
+
+  // --- names checked against the inode a caller holds (9p's fid-relative operations) ------
+
+  /**
+   * lstat of `name` in the directory `parentId` into `out` (fstatat in the pinned descriptor,
+   * never following the last component), host ids as they are.
+   */
+  statChildInto(parentId: number, name: Uint8Array, out: Float64Array): void {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lstat');
+  }
+
+  /**
+   * unlink (or rmdir for a directory) of `name` in `parentId` when the name still refers to the
+   * inode `nodeid` the caller holds (ENOENT when it was renamed away or replaced): a 9P Tremove
+   * removes its fid's object, never whatever took its name (the check and the unlinkat are two
+   * calls: a host racer in between can only make it remove another object *inside* the share).
+   */
+  removeNamed(parentId: number, name: Uint8Array, nodeid: number): void {
+    this.checkNamed(parentId, name, nodeid);
+    if (this.inode(nodeid).type === S_IFDIR) this.rmdir(parentId, name);
+    else this.unlink(parentId, name);
+  }
+
+  /** Fails ENOENT unless `name` in `parentId` still refers to the inode `nodeid` (renamed away or replaced). */
+  checkNamed(parentId: number, name: Uint8Array, nodeid: number): void {
+    const inode = this.inode(nodeid);
+    this.statChildInto(parentId, name, this.tmp);
+    if (this.tmp[StatField.DEV] !== inode.dev || this.tmp[StatField.INO] !== inode.ino) fail(Errno.ENOENT, 'the name no longer refers to the inode');
   }
 
   // --- extended attributes (regular files and directories only) -------------------------
