@@ -31,6 +31,7 @@ export interface FsOptions extends BackendOptions {
   readonly translateUid?: string;
   readonly translateGid?: string;
   readonly xattrPrefix?: string;
+  readonly notification?: true;
 }
 
 export const FS_DEFAULTS = { numRequestQueues: 1, queueSize: 1024 } as const;
@@ -57,6 +58,8 @@ ${BACKEND_SOCKET_USAGE}
   --translate-gid MAP     the same for gids
   --xattr-prefix P        store every guest xattr name N as host name P+N (P in user., e.g.
                           user.virtiofs.); default: only user.* names, passed through
+  --notification          offer VIRTIO_FS_F_NOTIFICATION (a notification queue: blocking locks
+                          answered by FUSE_NOTIFY_LOCK); Linux 6.1 and QEMU 7.2 do not use it
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -79,8 +82,9 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
   const cache = stringOption(v, 'cache');
   if (cache !== undefined && !FS_CACHE_POLICIES.includes(cache as FsCachePolicy)) throw new CliError(CliFault.BAD_VALUE, `--cache ${cache}: never, auto or always`, COMMAND);
-  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix']?: FsOptions[K] } = {};
+  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification']?: FsOptions[K] } = {};
   if (cache !== undefined) extra.cache = cache as FsCachePolicy;
+  if (v['notification'] === true) extra.notification = true;
   if (v['readonly'] === true) extra.readOnly = true;
   for (const [opt, key] of [
     ['translate-uid', 'translateUid'],
@@ -118,6 +122,7 @@ export const FS_CLI: DeviceCli<FsOptions> = {
     'translate-uid': { type: 'string' },
     'translate-gid': { type: 'string' },
     'xattr-prefix': { type: 'string' },
+    notification: { type: 'boolean' },
   },
   usage: FS_USAGE,
   parse: parseFs,

@@ -26,6 +26,7 @@ export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
         ...(options.translateUid !== undefined ? { uidMap: IdMap.parse(options.translateUid) } : {}),
         ...(options.translateGid !== undefined ? { gidMap: IdMap.parse(options.translateGid) } : {}),
         ...(options.xattrPrefix !== undefined ? { xattrPrefix: options.xattrPrefix } : {}),
+        ...(options.notification ? { notification: true } : {}),
         logger,
       });
       return current;

@@ -13,6 +13,7 @@ import {
   FuseFileLock,
   FuseGetxattrIn,
   FuseGetxattrOut,
+  FUSE_LOCK_WAIT_NOTIFY,
   FuseInHeader,
   FuseInterruptIn,
   FuseLinkIn,
@@ -225,6 +226,22 @@ export class FuseOps {
     }
     if (this.waits.size >= MAX_LOCK_WAITS) throw new FuseErrno(Errno.ENOLCK, 'too many lock waits');
     const unique = w.u64Key(FuseInHeader.UNIQUE);
+    const notifier = s.notifier;
+    if (notifier !== null && notifier.active) {
+      // 5.11.6.3 with the notification queue: answered now with "wait" (+1), the chain goes back
+      // to the driver, and the result comes as FUSE_NOTIFY_LOCK (bounded: MAX_LOCK_WAITS, ENOLCK
+      // beyond, as the spec has it). A wait ended by a reset or DESTROY (cancelAll) sends nothing.
+      const uniqueBytes = Buffer.from(w.inb.subarray(FuseInHeader.UNIQUE, FuseInHeader.UNIQUE + 8));
+      const wait = host.locks.wait(nodeid, inode.fd, owner, range);
+      this.waits.set(unique, wait);
+      const end = (errno: number): void => {
+        if (this.waits.get(unique) !== wait) return;
+        this.waits.delete(unique);
+        notifier.lock(uniqueBytes, errno);
+      };
+      wait.done.then(() => end(0), (e: unknown) => end(errnoOf(e)));
+      return w.reply(-FUSE_LOCK_WAIT_NOTIFY, 0, false);
+    }
     // The reply header, made now (the device's buffers are reused before the wait ends).
     const header = Buffer.alloc(FuseOutHeader.SIZE);
     w.inb.copy(header, FuseOutHeader.UNIQUE, FuseInHeader.UNIQUE, FuseInHeader.UNIQUE + 8);

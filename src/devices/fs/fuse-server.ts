@@ -49,6 +49,7 @@ import {
 import { Utime } from '../../platform/fs-at.js';
 import { Errno, FuseErrno, errnoOf } from './fs-errno.js';
 import { FuseOps } from './fuse-ops.js';
+import type { FsNotifier } from './fs-notifier.js';
 import { FuseWire } from './fuse-wire.js';
 import type { HostFs, SetattrValues } from './host-fs.js';
 
@@ -102,6 +103,8 @@ export class FuseServer {
   private deferred: Promise<Buffer> | null = null;
   /** Set by the device: file data moves between the file and guest memory directly. */
   dataPath: FuseDataPath | null = null;
+  /** Set by the device: the notification queue (SETLKW results go there when it is active). */
+  notifier: FsNotifier | null = null;
   /** After `handle`: the reply's data (READ) is already in guest memory; only the header is in `out`. */
   replyInPlace = false;
   /** Bytes of the request in `inb` (a WRITE may leave its data in guest memory). */
