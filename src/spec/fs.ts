@@ -133,6 +133,12 @@ export const FuseInitFlag = {
   READDIRPLUS_AUTO: 1 << 14,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
+  /** The guest kernel applies no umask (the server does, or the parent's default ACL). */
+  DONT_MASK: 1 << 11,
+  /** POSIX ACLs in system.posix_acl_* xattrs; the guest kernel enforces them (default_permissions). */
+  POSIX_ACL: 1 << 20,
+  /** fuse_setxattr_in carries setxattr_flags (FUSE_SETXATTR_ACL_KILL_SGID). */
+  SETXATTR_EXT: 1 << 29,
 } as const;
 /** fuse_attr field offsets beyond FuseAttr: the nanosecond parts, blksize and flags. */
 export const FuseAttrNsec = { ATIME: 48, MTIME: 52, CTIME: 56, BLKSIZE: 80, FLAGS: 84 } as const;
@@ -169,7 +175,9 @@ export const FuseLinkIn = { OLDNODEID: 0, SIZE: 8 } as const;
 /** struct fuse_rename2_in: newdir u64, flags u32, padding u32; old name then new name follow. */
 export const FuseRename2In = { NEWDIR: 0, FLAGS: 8, SIZE: 16 } as const;
 /** struct fuse_setxattr_in (minor < 33): size u32, flags u32; the name then the value follow. */
-export const FuseSetxattrIn = { SIZE_FIELD: 0, FLAGS: 4, SIZE: 8 } as const;
+export const FuseSetxattrIn = { SIZE_FIELD: 0, FLAGS: 4, SIZE: 8, SETXATTR_FLAGS: 8, EXT_SIZE: 16 } as const;
+/** setxattr_flags (FUSE_SETXATTR_EXT): setting system.posix_acl_access must clear S_ISGID. */
+export const FUSE_SETXATTR_ACL_KILL_SGID = 1;
 /** struct fuse_getxattr_in: size u32, padding u32 (GETXATTR: the name follows; LISTXATTR: nothing). */
 export const FuseGetxattrIn = { SIZE_FIELD: 0, SIZE: 8 } as const;
 /** struct fuse_getxattr_out: size u32, padding u32 (the answer to a size-0 query). */

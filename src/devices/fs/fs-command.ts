@@ -27,6 +27,7 @@ export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
         ...(options.translateGid !== undefined ? { gidMap: IdMap.parse(options.translateGid) } : {}),
         ...(options.xattrPrefix !== undefined ? { xattrPrefix: options.xattrPrefix } : {}),
         ...(options.notification ? { notification: true } : {}),
+        ...(options.posixAcl ? { posixAcl: true } : {}),
         logger,
       });
       return current;

@@ -32,6 +32,7 @@ import {
   FuseDirentplus,
   FuseEntryOut,
   FuseInHeader,
+  FuseInitFlag,
   FuseInitIn,
   FuseInitOut,
   FuseOpcode,
@@ -440,8 +441,11 @@ export class FsDriver implements DeviceDriver {
 
   // --- extended attributes -----------------------------------------------------------------
 
-  async setxattr(nodeid: bigint, name: string, value: Uint8Array, flags = 0): Promise<void> {
-    await this.call(FuseOpcode.SETXATTR, nodeid, this.b().u32(value.length).u32(flags).name(name).bytes(value).done(), 0);
+  /** SETXATTR; `setxattrFlags` (FUSE_SETXATTR_ACL_KILL_SGID) goes in the 16-byte form once FUSE_SETXATTR_EXT is negotiated. */
+  async setxattr(nodeid: bigint, name: string, value: Uint8Array, flags = 0, setxattrFlags = 0): Promise<void> {
+    const b = this.b().u32(value.length).u32(flags);
+    if ((this.initFlags & FuseInitFlag.SETXATTR_EXT) !== 0) b.u32(setxattrFlags).u32(0);
+    await this.call(FuseOpcode.SETXATTR, nodeid, b.name(name).bytes(value).done(), 0);
   }
 
   /** GETXATTR: the value (a size query first, then the bytes). */

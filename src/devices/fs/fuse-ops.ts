@@ -14,6 +14,7 @@ import {
   FuseGetxattrIn,
   FuseGetxattrOut,
   FUSE_LOCK_WAIT_NOTIFY,
+  FUSE_SETXATTR_ACL_KILL_SGID,
   FuseInHeader,
   FuseInterruptIn,
   FuseLinkIn,
@@ -76,7 +77,7 @@ export class FuseOps {
         w.args(FuseMknodIn.SIZE);
         const mode = w.u32(A + FuseMknodIn.MODE);
         const umask = w.u32(A + FuseMknodIn.UMASK);
-        const perm = (mode & 0o7777) & ~umask;
+        const perm = (mode & 0o7777) & ~s.umask(umask);
         return s.entry(host.mknodEntry(nodeid, w.name(A + FuseMknodIn.SIZE).name, (mode & 0o170000) | perm, w.u32(A + FuseMknodIn.RDEV), st).nodeid);
       }
       case FuseOpcode.LINK: {
@@ -92,12 +93,15 @@ export class FuseOps {
         return w.reply(0, 0, false);
       }
       case FuseOpcode.SETXATTR: {
-        w.args(FuseSetxattrIn.SIZE);
+        // FUSE_SETXATTR_EXT (offered with POSIX ACLs) makes the arguments 16 bytes, with setxattr_flags.
+        const argBytes = s.setxattrExt ? FuseSetxattrIn.EXT_SIZE : FuseSetxattrIn.SIZE;
+        w.args(argBytes);
         const size = w.u32(A + FuseSetxattrIn.SIZE_FIELD);
-        const name = w.name(A + FuseSetxattrIn.SIZE);
+        const killSgid = s.setxattrExt && (w.u32(A + FuseSetxattrIn.SETXATTR_FLAGS) & FUSE_SETXATTR_ACL_KILL_SGID) !== 0;
+        const name = w.name(A + argBytes);
         if (size > XATTR_SIZE_MAX) throw new FuseErrno(Errno.E2BIG, 'xattr value too large');
         if (name.next + size !== w.inLen) throw new FuseErrno(Errno.EINVAL, 'SETXATTR size disagrees with the request');
-        host.setxattr(nodeid, name.name, w.inb.subarray(name.next, name.next + size), w.u32(A + FuseSetxattrIn.FLAGS));
+        host.setxattr(nodeid, name.name, w.inb.subarray(name.next, name.next + size), w.u32(A + FuseSetxattrIn.FLAGS), killSgid);
         return w.reply(0, 0, false);
       }
       case FuseOpcode.GETXATTR:

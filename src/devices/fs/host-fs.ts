@@ -39,6 +39,8 @@ export type { DirEntry } from './dir-snapshot.js';
 export type { LockRange, PendingLock } from './host-locks.js';
 
 const { RDONLY, DIRECTORY } = OpenFlag;
+const ACL_ACCESS = Buffer.from('system.posix_acl_access');
+const S_ISGID = 0o2000;
 
 export class HostFs extends HostFsCore {
   // --- data, sync, space -----------------------------------------------------------------
@@ -152,11 +154,22 @@ export class HostFs extends HostFsCore {
     return check(this.fsAt.getxattr(path, host, buf), 'getxattr');
   }
 
-  setxattr(nodeid: number, name: Buffer, value: Uint8Array, flags: number): void {
+  /**
+   * SETXATTR. `killSgid` (FUSE_SETXATTR_ACL_KILL_SGID, with POSIX ACLs): the guest caller is
+   * neither in the file's group nor privileged, so setting system.posix_acl_access must clear
+   * S_ISGID, as the guest's own kernel would. The host kernel does not (this process has
+   * CAP_FSETID), so it is cleared here after the set (virtiofsd drops CAP_FSETID instead).
+   */
+  setxattr(nodeid: number, name: Buffer, value: Uint8Array, flags: number, killSgid = false): void {
     const path = this.xattrPath(nodeid, true);
     const host = this.xattrs.toHost(name);
     if (host === null) fail(Errno.EPERM, 'xattr name not allowed');
     check(this.fsAt.setxattr(path, host, value, flags & 3), 'setxattr');
+    if (killSgid && this.posixAcl && ACL_ACCESS.equals(name)) {
+      check(this.fsAt.fstatat(this.inode(nodeid).fd, '', At.EMPTY_PATH, this.tmp), 'fstat');
+      const mode = this.tmp[StatField.MODE]!;
+      if ((mode & S_ISGID) !== 0) check(this.fsAt.fchmodat(At.FDCWD, path, mode & 0o7777 & ~S_ISGID), 'chmod to clear S_ISGID');
+    }
   }
 
   /** LISTXATTR: the guest's names, NUL-separated. */
