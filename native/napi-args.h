@@ -61,7 +61,6 @@ bool register_fd_watch(napi_env env, napi_value exports);
 bool register_shared_memory(napi_env env, napi_value exports);
 bool register_fds(napi_env env, napi_value exports);
 bool register_pty(napi_env env, napi_value exports);
-bool register_xattrs(napi_env env, napi_value exports);
 bool register_fs_at(napi_env env, napi_value exports);
 bool register_tap(napi_env env, napi_value exports);
 bool register_seqpacket(napi_env env, napi_value exports);

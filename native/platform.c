@@ -13,7 +13,6 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!register_shared_memory(env, exports)) return NULL;
   if (!register_fds(env, exports)) return NULL;
   if (!register_pty(env, exports)) return NULL;
-  if (!register_xattrs(env, exports)) return NULL;
   if (!register_fs_at(env, exports)) return NULL;
   if (!register_tap(env, exports)) return NULL;
   if (!register_seqpacket(env, exports)) return NULL;

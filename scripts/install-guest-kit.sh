@@ -5,6 +5,7 @@
 # are installed. Idempotent: each part returns at once when its READY file is there.
 #
 #   install-guest-kit.sh [PART...]      PART: tools generic headers-amd64 headers-686 source s390x
+#                                       s390x-gcc
 #                                       (default: all of them)
 #
 # Cache folder: $VIRTIO_TS_GUESTKIT_DIR, else ${TMPDIR:-/tmp}/virtio-ts-guestkit. Each part lives
@@ -14,12 +15,15 @@
 #                           unpacked -common tree), usr/lib/linux-kbuild-6.1 (host tools, amd64)
 #   source-<debian version>/ the few driver sources of linux-source-6.1 the kit builds out of tree
 #   s390x-<abi>/            boot/vmlinuz-<abi>-s390x, lib/modules/..., bin/busybox (s390x)
+#   s390x-gcc-<version>/    usr/bin/s390x-linux-gnu-gcc-12 with binutils and the s390x libc, unpacked
+#                           (installing gcc-s390x-linux-gnu would remove gcc-multilib), for static
+#                           s390x test programs (run it with LD_LIBRARY_PATH=usr/lib/x86_64-linux-gnu)
 # and <part>.version files naming the folder in use. Needs root (CI is) for apt-get.
 set -euo pipefail
 
 DIR="${VIRTIO_TS_GUESTKIT_DIR:-${TMPDIR:-/tmp}/virtio-ts-guestkit}"
 PARTS=("$@")
-[ "${#PARTS[@]}" -gt 0 ] || PARTS=(tools generic headers-amd64 headers-686 source s390x)
+[ "${#PARTS[@]}" -gt 0 ] || PARTS=(tools generic headers-amd64 headers-686 source s390x s390x-gcc)
 
 log() { echo "install-guest-kit: $*" >&2; }
 die() {
@@ -205,6 +209,29 @@ part_s390x() {
   publish s390x "$name"
 }
 
+# The s390x cross compiler as Debian packages unpacked, never installed: gcc-s390x-linux-gnu
+# conflicts with gcc-multilib (the i386 test programs need it). gcc finds its cc1, as, ld and the
+# s390x libc relative to its own folder.
+S390X_GCC_PKGS=(binutils-s390x-linux-gnu gcc-12-s390x-linux-gnu gcc-12-s390x-linux-gnu-base cpp-12-s390x-linux-gnu
+  libgcc-12-dev-s390x-cross libc6-dev-s390x-cross libc6-s390x-cross linux-libc-dev-s390x-cross)
+part_s390x_gcc() {
+  local version name
+  need_root "${S390X_GCC_PKGS[*]}"
+  update_once
+  version="$(apt-cache policy gcc-12-s390x-linux-gnu | awk '/Candidate:/ {print $2}')"
+  [ -n "$version" ] && [ "$version" != "(none)" ] || die "no gcc-12-s390x-linux-gnu in the package lists"
+  name="s390x-gcc-${version//[^A-Za-z0-9.+-]/_}"
+  [ -f "$DIR/$name/READY" ] && echo "$name" >"$DIR/s390x-gcc.version" && return 0
+  scratch
+  download "$WORK" "${S390X_GCC_PKGS[@]}"
+  rm -rf "${DIR:?}/$name"
+  for deb in "$WORK"/*.deb; do dpkg -x "$deb" "$DIR/$name"; done
+  rm -f "$WORK"/*.deb
+  [ -x "$DIR/$name/usr/bin/s390x-linux-gnu-gcc-12" ] || die "no s390x-linux-gnu-gcc-12 in $DIR/$name"
+  [ -f "$DIR/$name/usr/s390x-linux-gnu/lib/libc.a" ] || die "no s390x libc.a in $DIR/$name"
+  publish s390x-gcc "$name"
+}
+
 mkdir -p "$DIR"
 for part in "${PARTS[@]}"; do
   case "$part" in
@@ -215,6 +242,7 @@ for part in "${PARTS[@]}"; do
   headers-686) part_headers 686 i386 ;;
   source) part_source ;;
   s390x) ready s390x || part_s390x ;;
-  *) die "unknown part $part (tools generic headers-amd64 headers-686 source s390x)" ;;
+  s390x-gcc) ready s390x-gcc || part_s390x_gcc ;;
+  *) die "unknown part $part (tools generic headers-amd64 headers-686 source s390x s390x-gcc)" ;;
   esac
 done

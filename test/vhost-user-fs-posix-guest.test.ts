@@ -1,6 +1,6 @@
 /**
- * virtio-fs under real Linux guests (q35 vhost-user-fs-pci and microvm vhost-user-fs-device,
- * QEMU 7.2, `virtio-ts fs`): the
+ * virtio-fs under real Linux guests (q35 vhost-user-fs-pci, microvm vhost-user-fs-device and
+ * s390x vhost-user-fs-ccw, QEMU 7.2, `virtio-ts fs`): the
  * POSIX workload of issue 12 (test/support/posix-workload.c: create, write, read back, rename
  * over, hard and symbolic links, chmod/chown/utimensat, xattrs, locks between two processes,
  * readdir of 10,000 entries, a sparse file with SEEK_DATA/SEEK_HOLE, fsync, unlink of an open
@@ -8,6 +8,9 @@
  * directory: the two outputs must be the same line for line. Meanwhile a host-side racer swaps
  * a directory of the share for a symlink to a directory outside it, and the guest, reading
  * through that name again and again, must never see the outside file.
+ * The s390x guest is big-endian: its FUSE requests come in big-endian (the back-end's log shows
+ * FUSE_INIT read as such), and the workload, compiled for s390x, must print what the host run
+ * prints. QEMU 7.2's C virtiofsd refuses that mount (it reads a byte-swapped opcode at INIT).
  * Fails (does not skip) under CI=true when QEMU, the kernel or gcc is missing.
  */
 import assert from 'node:assert/strict';
@@ -15,16 +18,35 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { bootGuest, compileStatic, ensureGuestDeps, makeTempDir, repoRoot, startProcess, waitForPath, withConsole, type TempDir } from './support/guest.js';
+import type { TestContext } from 'node:test';
+import {
+  bootGuest,
+  bootS390xGuest,
+  compileStatic,
+  ensureGuestDeps,
+  ensureGuestKit,
+  GuestKitPart,
+  makeTempDir,
+  repoRoot,
+  startProcess,
+  waitForPath,
+  withConsole,
+  type ExtraFile,
+  type GuestResult,
+  type TempDir,
+} from './support/guest.js';
+import { compileStaticS390x } from './support/s390x-cc.js';
 
 const deps = ensureGuestDeps();
 const skip = deps.ok ? false : deps.reason;
+const s390xDeps = ensureGuestKit([GuestKitPart.S390X, GuestKitPart.S390X_GCC, GuestKitPart.TOOLS]);
+const s390xSkip = s390xDeps.ok ? false : s390xDeps.reason;
 const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 const TAG = 'posix';
 // The C source lives next to the compiled support files' sources (test/support/).
 const SOURCE = join(repoRoot, 'test', 'support', 'posix-workload.c');
 
-describe('virtio-fs: the POSIX workload in q35 and microvm guests equals the host run; a racing host finds no escape', { timeout: 240_000 }, () => {
+describe('virtio-fs: the POSIX workload in q35, microvm and s390x guests equals the host run; a racing host finds no escape', { timeout: 600_000 }, () => {
   let tmp: TempDir;
   before(async () => {
     tmp = await makeTempDir('vts-fs-posix-');
@@ -33,15 +55,21 @@ describe('virtio-fs: the POSIX workload in q35 and microvm guests equals the hos
     await tmp?.remove();
   });
 
-  for (const [machine, device] of [
-    ['q35', 'vhost-user-fs-pci'],
-    ['microvm', 'vhost-user-fs-device'],
-  ] as const) {
-  it(`${machine}: POSIX workload on the virtiofs mount = on the host; the swapped-in symlink never leads outside`, { skip, timeout: 200_000 }, async (t) => {
-    const program = await compileStatic({ source: readFileSync(SOURCE, 'utf8'), path: '/bin/posix-workload' });
+  /**
+   * The host run of the (amd64) workload, the share with its racer, `virtio-ts fs -v` serving
+   * it, the guest `boot`ed with the workload `program` for its architecture; the outputs compared.
+   * Returns the back-end's log.
+   */
+  async function posixRun(
+    t: TestContext,
+    machine: string,
+    program: ExtraFile,
+    boot: (sock: string, script: string) => Promise<GuestResult>,
+  ): Promise<string> {
+    const hostProgram = await compileStatic({ source: readFileSync(SOURCE, 'utf8'), path: '/bin/posix-workload' });
     // The host run, as root in a plain directory of the same file system.
     const hostBin = tmp.file(`${machine}-posix-workload`);
-    writeFileSync(hostBin, program.data);
+    writeFileSync(hostBin, hostProgram.data);
     chmodSync(hostBin, 0o755);
     mkdirSync(tmp.file(`${machine}-host-run`));
     const hostOut = execFileSync(hostBin, [tmp.file(`${machine}-host-run`)], { encoding: 'utf8', timeout: 60_000 });
@@ -80,14 +108,8 @@ touch /mnt/race/stop
 umount /mnt || fail umount
 result done 1
 `;
-      const res = await bootGuest({
-        machine,
-        modules: ['virtiofs'],
-        script,
-        extraFiles: [program],
-        qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `${device},chardev=c0,tag=${TAG}`],
-        memfd: true,
-        timeoutMs: 170_000,
+      const res = await boot(sock, script).catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}\n----- virtio-ts fs -----\n${be.output()}`, { cause: e });
       });
       t.diagnostic(`guest /init at ${res.bootMs.toFixed(0)} ms, QEMU exited at ${res.totalMs.toFixed(0)} ms`);
       await withConsole(res, `----- virtio-ts fs -----\n${be.output()}`, async () => {
@@ -105,6 +127,42 @@ result done 1
       await be.stop();
       t.diagnostic(`racer ${swaps.trim()}`);
     }
-  });
+    return be.output();
   }
+
+  for (const [machine, device] of [
+    ['q35', 'vhost-user-fs-pci'],
+    ['microvm', 'vhost-user-fs-device'],
+  ] as const) {
+    it(`${machine}: POSIX workload on the virtiofs mount = on the host; the swapped-in symlink never leads outside`, { skip, timeout: 200_000 }, async (t) => {
+      const program = await compileStatic({ source: readFileSync(SOURCE, 'utf8'), path: '/bin/posix-workload' });
+      const log = await posixRun(t, machine, program, (sock, script) =>
+        bootGuest({
+          machine,
+          modules: ['virtiofs'],
+          script,
+          extraFiles: [program],
+          qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `${device},chardev=c0,tag=${TAG}`],
+          memfd: true,
+          timeoutMs: 170_000,
+        }),
+      );
+      assert.match(log, /FUSE_INIT: protocol 7\.\d+, little-endian driver/);
+    });
+  }
+
+  it('s390x over CCW (vhost-user-fs-ccw): the big-endian FUSE driver runs the POSIX workload (compiled for s390x) = on the host', { skip: s390xSkip, timeout: 280_000 }, async (t) => {
+    const program = await compileStaticS390x(readFileSync(SOURCE, 'utf8'), '/bin/posix-workload');
+    const log = await posixRun(t, 's390x', program, (sock, script) =>
+      bootS390xGuest({
+        modules: ['virtiofs'],
+        script,
+        extraFiles: [program],
+        qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-ccw,chardev=c0,tag=${TAG}`],
+        memfd: true,
+        timeoutMs: 250_000,
+      }),
+    );
+    assert.match(log, /FUSE_INIT: protocol 7\.\d+, big-endian driver/, 'the device served big-endian FUSE');
+  });
 });

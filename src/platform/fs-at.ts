@@ -161,6 +161,9 @@ export function loadFsAt(): FsAt {
   const rawPwrite = a['fsPwrite'] as Raw5;
   const rawFstatat = a['fsFstatat'] as Raw5;
   const rawOpenat = a['fsOpenat'] as Raw5;
+  // Per-request calls (FORGET closes, UNLINK): direct wrappers, no rest-argument array per call.
+  const rawClose = a['fsClose'] as (fd: number) => number;
+  const rawUnlinkat = a['fsUnlinkat'] as (dirfd: number, name: FsName, flags: number) => number;
   cached = {
     openat: (dirfd, name, flags, mode) => {
       try {
@@ -179,7 +182,13 @@ export function loadFsAt(): FsAt {
     statx: f('fsStatx'),
     mkdirat: f('fsMkdirat'),
     mknodat: f('fsMknodat'),
-    unlinkat: f('fsUnlinkat'),
+    unlinkat: (dirfd, name, flags) => {
+      try {
+        return rawUnlinkat(dirfd, name, flags);
+      } catch (e) {
+        throw toPlatformError('fsUnlinkat', e);
+      }
+    },
     renameat2: f('fsRenameat2'),
     linkat: f('fsLinkat'),
     symlinkat: f('fsSymlinkat'),
@@ -213,7 +222,13 @@ export function loadFsAt(): FsAt {
     fstatfs: f('fsFstatfs'),
     ofdLock: f('fsOfdLock'),
     getdents64: f('fsGetdents64'),
-    close: f('fsClose'),
+    close: (fd) => {
+      try {
+        return rawClose(fd);
+      } catch (e) {
+        throw toPlatformError('fsClose', e);
+      }
+    },
   };
   return cached;
 }

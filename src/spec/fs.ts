@@ -133,6 +133,12 @@ export const FuseInitFlag = {
   READDIRPLUS_AUTO: 1 << 14,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
+  /** The guest kernel applies no umask (the server does, or the parent's default ACL). */
+  DONT_MASK: 1 << 11,
+  /** POSIX ACLs in system.posix_acl_* xattrs; the guest kernel enforces them (default_permissions). */
+  POSIX_ACL: 1 << 20,
+  /** fuse_setxattr_in carries setxattr_flags (FUSE_SETXATTR_ACL_KILL_SGID). */
+  SETXATTR_EXT: 1 << 29,
 } as const;
 /** fuse_attr field offsets beyond FuseAttr: the nanosecond parts, blksize and flags. */
 export const FuseAttrNsec = { ATIME: 48, MTIME: 52, CTIME: 56, BLKSIZE: 80, FLAGS: 84 } as const;
@@ -169,7 +175,9 @@ export const FuseLinkIn = { OLDNODEID: 0, SIZE: 8 } as const;
 /** struct fuse_rename2_in: newdir u64, flags u32, padding u32; old name then new name follow. */
 export const FuseRename2In = { NEWDIR: 0, FLAGS: 8, SIZE: 16 } as const;
 /** struct fuse_setxattr_in (minor < 33): size u32, flags u32; the name then the value follow. */
-export const FuseSetxattrIn = { SIZE_FIELD: 0, FLAGS: 4, SIZE: 8 } as const;
+export const FuseSetxattrIn = { SIZE_FIELD: 0, FLAGS: 4, SIZE: 8, SETXATTR_FLAGS: 8, EXT_SIZE: 16 } as const;
+/** setxattr_flags (FUSE_SETXATTR_EXT): setting system.posix_acl_access must clear S_ISGID. */
+export const FUSE_SETXATTR_ACL_KILL_SGID = 1;
 /** struct fuse_getxattr_in: size u32, padding u32 (GETXATTR: the name follows; LISTXATTR: nothing). */
 export const FuseGetxattrIn = { SIZE_FIELD: 0, SIZE: 8 } as const;
 /** struct fuse_getxattr_out: size u32, padding u32 (the answer to a size-0 query). */
@@ -197,3 +205,36 @@ export const FuseSyncfsIn = { SIZE: 8 } as const;
 export const FuseFlushInOwner = { LOCK_OWNER: 16 } as const;
 /** The largest file offset (fuse_file_lock.end for "to the end of the file"). */
 export const FUSE_OFFSET_MAX = 0x7fff_ffff_ffff_ffffn;
+
+/** 5.11.3 VIRTIO_FS_F_NOTIFICATION: the notification queue (virtqueue 1) and notify_buf_size. */
+export const FS_F_NOTIFICATION = 1n << BigInt(FsFeatureBit.NOTIFICATION);
+/** 5.11.2: with VIRTIO_FS_F_NOTIFICATION, queue 1 is the notification queue and requests start at 2. */
+export const FS_NOTIFICATION_QUEUE = 1;
+export const FS_REQUEST_QUEUE_WITH_NOTIFICATION = 2;
+
+/**
+ * FUSE notify codes (fuse_out_header.error of a message with unique 0). 1..6 are Linux's
+ * include/uapi/linux/fuse.h; LOCK (7) is the one the virtio spec names (5.11.6.3), from the
+ * virtio-fs notification-queue proposal (Linux later gave 7 to FUSE_NOTIFY_RESEND: a driver
+ * that negotiates VIRTIO_FS_F_NOTIFICATION reads 7 as LOCK).
+ */
+export const FuseNotifyCode = { POLL: 1, INVAL_INODE: 2, INVAL_ENTRY: 3, STORE: 4, RETRIEVE: 5, DELETE: 6, LOCK: 7 } as const;
+/** struct fuse_notify_lock_out: the SETLKW's unique and its result (negated errno). */
+export const FuseNotifyLockOut = { UNIQUE: 0, ERROR: 8, SIZE: 16 } as const;
+/** struct fuse_notify_inval_inode_out. */
+export const FuseNotifyInvalInodeOut = { INO: 0, OFF: 8, LEN: 16, SIZE: 24 } as const;
+/** struct fuse_notify_inval_entry_out, then the name and a NUL. */
+export const FuseNotifyInvalEntryOut = { PARENT: 0, NAMELEN: 8, FLAGS: 12, SIZE: 16 } as const;
+/** struct fuse_notify_delete_out, then the name and a NUL. */
+export const FuseNotifyDeleteOut = { PARENT: 0, CHILD: 8, NAMELEN: 16, SIZE: 24 } as const;
+/**
+ * A SETLKW reply whose out header error is +1 (not a negated errno): the lock is being waited
+ * for, its result comes as FUSE_NOTIFY_LOCK (the notification-queue proposal's convention; only
+ * with VIRTIO_FS_F_NOTIFICATION negotiated).
+ */
+export const FUSE_LOCK_WAIT_NOTIFY = 1;
+/**
+ * notify_buf_size of this device (device/fs/2): the out header and the largest message it emits,
+ * FUSE_NOTIFY_DELETE with a 255-byte name and its NUL.
+ */
+export const FS_NOTIFY_BUF_SIZE = FuseOutHeader.SIZE + FuseNotifyDeleteOut.SIZE + 256;

@@ -52,6 +52,8 @@ export const GuestKitPart = {
   SOURCE: 'source',
   /** The s390x kernel and busybox. */
   S390X: 's390x',
+  /** An s390x cross gcc with its static libc, unpacked (static s390x test programs). */
+  S390X_GCC: 's390x-gcc',
 } as const;
 export type GuestKitPart = (typeof GuestKitPart)[keyof typeof GuestKitPart];
 

@@ -46,6 +46,9 @@ describe('virtio-ts 9p command line', () => {
     assert.equal(o.readOnly, true);
     assert.equal(o.msize, 65536);
     assert.equal(o.queueSize, 256);
+    assert.equal(o.xattrPrefix, undefined);
+    const x = parseCommandLine(['9p', '--fd', '3', '--shared-dir', dir, '--xattr-prefix', 'user.9p.']);
+    assert.equal((x as unknown as { options: P9Options }).options.xattrPrefix, 'user.9p.');
   });
 
   it('refuses a missing or non-directory --shared-dir, an empty or over-long --tag, a bad --msize or --queue-size', () => {
@@ -57,6 +60,7 @@ describe('virtio-ts 9p command line', () => {
     fault(['--shared-dir', dir, '--tag', 'x'.repeat(33)], CliFault.BAD_VALUE);
     fault(['--shared-dir', dir, '--msize', '1000'], CliFault.BAD_NUMBER);
     fault(['--shared-dir', dir, '--queue-size', '100'], CliFault.BAD_NUMBER);
+    fault(['--shared-dir', dir, '--xattr-prefix', 'trusted.x.'], CliFault.BAD_VALUE);
   });
 
   it('--help prints the usage; --print-capabilities reports vhost-user type "9p"; the top-level usage lists it', async () => {

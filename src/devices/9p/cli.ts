@@ -16,6 +16,7 @@ import {
 } from '../../cli/options.js';
 import { P9_MIN_MSIZE, P9_TAG_MAX_BYTES } from '../../spec/9p.js';
 import type { DeviceCli } from '../device-type.js';
+import { XattrMap } from '../fs/xattr-map.js';
 import { P9_DEFAULT_MAX_MSIZE } from './p9-server.js';
 
 export interface P9Options extends BackendOptions {
@@ -24,6 +25,8 @@ export interface P9Options extends BackendOptions {
   readonly readOnly: boolean;
   readonly msize: number;
   readonly queueSize: number;
+  /** Guest xattr names stored under this host prefix (absent: `user.*` passed through only). */
+  readonly xattrPrefix?: string;
 }
 
 export const P9_DEFAULTS = { tag: 'virtio-ts', queueSize: 128, msize: P9_DEFAULT_MAX_MSIZE } as const;
@@ -46,6 +49,8 @@ ${BACKEND_SOCKET_USAGE}
   --read-only             refuse every change (EROFS)
   --msize N               largest 9P message, ${P9_MIN_MSIZE}..${MAX_MSIZE} bytes (default ${P9_DEFAULTS.msize})
   --queue-size N          largest ring size, a power of 2 from 2 to 32768 (default ${P9_DEFAULTS.queueSize})
+  --xattr-prefix P        store every guest xattr name N as host name P+N (P in user., e.g.
+                          user.9p.); without it only user.* names pass, unchanged
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -65,7 +70,15 @@ function parseP9(v: OptionValues, common: BackendOptions): P9Options {
   const msizeText = stringOption(v, 'msize');
   const msize = msizeText === undefined ? P9_DEFAULTS.msize : parseIntInRange(msizeText, '--msize', P9_MIN_MSIZE, MAX_MSIZE, COMMAND);
   const queueSize = queueSizeOption(v, COMMAND, P9_DEFAULTS.queueSize, 2);
-  return { ...common, sharedDir, tag, readOnly: v['read-only'] === true, msize, queueSize };
+  const prefix = stringOption(v, 'xattr-prefix');
+  if (prefix !== undefined) {
+    try {
+      new XattrMap(prefix);
+    } catch (e) {
+      throw new CliError(CliFault.BAD_VALUE, `--xattr-prefix: ${(e as Error).message}`, COMMAND);
+    }
+  }
+  return { ...common, sharedDir, tag, readOnly: v['read-only'] === true, msize, queueSize, ...(prefix !== undefined ? { xattrPrefix: prefix } : {}) };
 }
 
 export const P9_CLI: DeviceCli<P9Options> = {
@@ -75,6 +88,7 @@ export const P9_CLI: DeviceCli<P9Options> = {
     'read-only': { type: 'boolean' },
     msize: { type: 'string' },
     'queue-size': { type: 'string' },
+    'xattr-prefix': { type: 'string' },
   },
   usage: P9_USAGE,
   parse: parseP9,

@@ -7,6 +7,7 @@
  */
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { P9_QID_BYTES, P9Errno } from '../../spec/9p.js';
+import { errnoOf } from '../fs/fs-errno.js';
 
 /** A 9P request failed with `errno` (answered as Rlerror; never escapes the server). */
 export class P9Failure extends VirtioError {
@@ -20,6 +21,12 @@ export class P9Failure extends VirtioError {
 
 export function p9Fail(errno: number, message: string): never {
   throw new P9Failure(errno, message);
+}
+
+/** The errno an operation failed with: ours, HostFs's, or a Node fs error's (EIO otherwise). */
+export function p9ErrnoOf(e: unknown): number {
+  if (e instanceof P9Failure) return e.errno;
+  return errnoOf(e);
 }
 
 const U32 = 0x1_0000_0000;

@@ -21,6 +21,7 @@ export async function runP9(options: P9Options, io: CliIo): Promise<number> {
         readOnly: options.readOnly,
         maxMsize: options.msize,
         queueSize: options.queueSize,
+        xattrPrefix: options.xattrPrefix ?? null,
         logger,
       });
       return current;

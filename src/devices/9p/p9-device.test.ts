@@ -203,3 +203,58 @@ describe('P9Device: chains it cannot answer, and reset', () => {
     assert.equal(device.server9p.versioned, false);
   });
 });
+
+describe('P9Device: xattrs through HostFs (the same name policy as virtio-fs)', () => {
+  async function session(opts: Partial<P9DeviceOptions>) {
+    const s = setup(opts);
+    await s.p9.version();
+    const root = s.p9.newFid();
+    await s.p9.attach(root);
+    const file = s.p9.newFid();
+    await s.p9.walk(root, file, ['a.txt']);
+    const setX = async (name: string, value: string): Promise<void> => {
+      const x = s.p9.newFid();
+      await s.p9.walk(file, x, []);
+      await s.p9.xattrcreate(x, name, value.length);
+      if (value.length > 0) await s.p9.write(x, 0, Buffer.from(value));
+      await s.p9.clunk(x);
+    };
+    const list = async (): Promise<string[]> => {
+      const x = s.p9.newFid();
+      const n = await s.p9.xattrwalk(file, x, '');
+      const names = (await s.p9.read(x, 0, n)).toString('latin1').split('\0').filter((t) => t !== '');
+      await s.p9.clunk(x);
+      return names;
+    };
+    /** The host's value of `hostName` on a.txt (native getxattr), null when absent. */
+    const hostValue = (hostName: string): string | null => {
+      const buf = Buffer.alloc(256);
+      const n = s.device.host.fsAt.getxattr(join(s.dir, 'a.txt'), hostName, buf);
+      return n < 0 ? null : buf.subarray(0, n).toString();
+    };
+    return { ...s, file, setX, list, hostValue };
+  }
+
+  it('default: user.* passes through; trusted.* and security.* are refused (EPERM to set, ENODATA to read) and hidden', T, async () => {
+    const { p9, file, setX, list, hostValue } = await session({});
+    await setX('user.kept', 'yes');
+    assert.equal(hostValue('user.kept'), 'yes');
+    await assert.rejects(setX('trusted.evil', 'x'), errno(P9Errno.EPERM));
+    await assert.rejects(setX('security.capability', 'x'), errno(P9Errno.EPERM));
+    await assert.rejects(p9.xattrwalk(file, p9.newFid(), 'security.selinux'), errno(P9Errno.ENODATA));
+    assert.deepEqual(await list(), ['user.kept']);
+  });
+
+  it('--xattr-prefix user.9p.: every guest name N lives as host name user.9p.N; host names outside it are invisible', T, async () => {
+    const { dir, device, p9, file, setX, list, hostValue } = await session({ xattrPrefix: 'user.9p.' });
+    // A host attribute outside the prefix, set before: the guest never sees it.
+    assert.equal(device.host.fsAt.setxattr(join(dir, 'a.txt'), 'user.host-only', Buffer.from('h'), 0), 0);
+    await setX('security.selinux', 'label');
+    assert.equal(hostValue('user.9p.security.selinux'), 'label');
+    assert.equal(hostValue('security.selinux'), null);
+    assert.deepEqual(await list(), ['security.selinux']);
+    await assert.rejects(p9.xattrwalk(file, p9.newFid(), 'user.host-only'), errno(P9Errno.ENODATA));
+    await setX('security.selinux', '');
+    assert.equal(hostValue('user.9p.security.selinux'), null, 'removed by a size-0 create');
+  });
+});

@@ -18,10 +18,10 @@ import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import { P9_CONFIG_LAYOUT, P9_F_MOUNT_TAG, P9_REQUEST_QUEUE, P9_TAG_MAX_BYTES, P9Config } from '../../spec/9p.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
-import { HostFs, type HostFsLimits } from '../fs/host-fs.js';
+import { HostFs, type HostFsLimits, type HostFsOptions } from '../fs/host-fs.js';
 import { P9Server, type P9ServerOptions } from './p9-server.js';
 
-export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions {
+export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<HostFsOptions, 'xattrPrefix'> {
   /** The host directory shared with the guest. */
   readonly sharedDir: string;
   /** The mount tag (1..32 bytes of UTF-8, QEMU's limit). */

@@ -8,7 +8,7 @@ import type * as fs from 'node:fs';
 import type { HostFs } from '../fs/host-fs.js';
 import { P9Errno, P9QidType } from '../../spec/9p.js';
 import { type Qid, p9Fail } from './p9-codec.js';
-import type { P9DirEntry } from './p9-host-ops.js';
+import type { P9DirEntry } from './p9-listing.js';
 import type { XattrState } from './p9-xattr.js';
 
 const S_IFMT = 0o170000;

@@ -4,13 +4,15 @@
  * chain's length, strings or fields past its end, an unknown fid or message type, a walk of
  * more than 16 names, a name with `/` or `..` where a name is created: every one is answered
  * with Rlerror and a Linux errno, never a throw, and nothing is reached outside the shared
- * directory (HostFs and p9-host-ops resolve every name in a pinned directory).
+ * directory (HostFs resolves every name in a pinned directory, the operations on a fid's own
+ * name check that it still refers to the fid's inode).
  *
  * Reads and writes move data between the host file and the request/reply buffers directly
  * (pread into the reply, pwrite from the request): nothing is allocated for them.
  */
 import * as fs from 'node:fs';
-import type { HostFs, SetattrValues } from '../fs/host-fs.js';
+import { StatField } from '../../platform/fs-at.js';
+import { S_IFLNK, type HostFs, type SetattrValues } from '../fs/host-fs.js';
 import {
   P9_AT_REMOVEDIR,
   P9_HEADER_BYTES,
@@ -26,12 +28,11 @@ import {
   P9SetattrValid,
   P9Type,
 } from '../../spec/9p.js';
-import { P9Reader, P9Writer, p9Fail } from './p9-codec.js';
+import { P9Reader, P9Writer, p9ErrnoOf, p9Fail } from './p9-codec.js';
 import { FidTable, type FidTableLimits } from './p9-fids.js';
-import { fsyncDir, linkIn, listDir, lstatChild, p9ErrnoOf, readlinkOf, removeNamed, symlinkIn } from './p9-host-ops.js';
+import { listDir } from './p9-listing.js';
 import { P9Locks, serveGetlock, serveLock } from './p9-locks.js';
 import { P9XattrOps } from './p9-xattr.js';
-import { type Xattrs, loadXattrs } from '../../platform/xattrs.js';
 
 export interface P9ServerOptions extends FidTableLimits {
   /** Largest msize offered at Tversion (and the request/reply buffers' size). Default 512 KiB. */
@@ -42,19 +43,6 @@ export interface P9ServerOptions extends FidTableLimits {
   readonly maxLocks?: number;
   /** Entries of one directory listing at most (EOVERFLOW beyond). Default 1,000,000. */
   readonly maxDirEntries?: number;
-  /**
-   * The xattr calls (default: the native addon's; null, or an addon without them: xattr
-   * messages answer EOPNOTSUPP).
-   */
-  readonly xattrs?: Xattrs | null;
-}
-
-function defaultXattrs(): Xattrs | null {
-  try {
-    return loadXattrs();
-  } catch {
-    return null;
-  }
 }
 
 export const P9_DEFAULT_MAX_MSIZE = 512 * 1024;
@@ -65,6 +53,8 @@ const { O_RDONLY, O_TRUNC } = fs.constants;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const DIRENT_FIXED = 13 + 8 + 1 + 2;
+/** Longest symlink target (PATH_MAX - 1): Treadlink's scratch. */
+const SYMLINK_TARGET_MAX = 4095;
 const ROOT_NAMES = new Set(['', '/']);
 
 export class P9Server {
@@ -82,6 +72,8 @@ export class P9Server {
   private readonly w = new P9Writer();
   private req: Buffer = Buffer.alloc(0);
   private out: Buffer = Buffer.alloc(0);
+  private readonly linkTarget = Buffer.alloc(SYMLINK_TARGET_MAX + 1);
+  private readonly st = new Float64Array(StatField.COUNT);
 
   constructor(
     readonly host: HostFs,
@@ -94,7 +86,7 @@ export class P9Server {
     this.fids = new FidTable(host, opts);
     this.locks = new P9Locks(opts.maxLocks);
     this.maxDirEntries = opts.maxDirEntries ?? 1_000_000;
-    this.xattr = new P9XattrOps(host, opts.xattrs === undefined ? defaultXattrs() : opts.xattrs);
+    this.xattr = new P9XattrOps(host);
   }
 
   /**
@@ -331,7 +323,7 @@ export class P9Server {
     if (f.xattr !== null) got = this.xattr.readInto(f.xattr, offset, this.out, P9_IO_HEADER_BYTES, n);
     else {
       if (f.fh < 0) p9Fail(f.openDir ? P9Errno.EISDIR : P9Errno.EBADF, 'read of a fid not open as a file');
-      got = n > 0 ? fs.readSync(this.host.handle(f.fh).fd, this.out, P9_IO_HEADER_BYTES, n, offset) : 0;
+      got = n > 0 ? this.host.pread(f.fh, this.out, P9_IO_HEADER_BYTES, n, offset) : 0;
     }
     this.w.u32(got);
     this.w.pos += got;
@@ -345,8 +337,7 @@ export class P9Server {
     if (f.xattr !== null) return this.w.u32(this.xattr.write(f.xattr, offset, this.req, this.r.pos, count));
     if (f.fh < 0) p9Fail(f.openDir ? P9Errno.EISDIR : P9Errno.EBADF, 'write to a fid not open as a file');
     this.mutating();
-    const fd = this.host.handle(f.fh).fd;
-    this.w.u32(count > 0 ? fs.writeSync(fd, this.req, this.r.pos, count, offset) : 0);
+    this.w.u32(count > 0 ? this.host.pwrite(f.fh, this.req, this.r.pos, count, offset) : 0);
   }
 
   private getattr(): void {
@@ -409,7 +400,11 @@ export class P9Server {
     const offset = this.r.u64();
     const count = this.r.u32();
     if (!f.openDir) p9Fail(P9Errno.EBADF, 'readdir of a fid not open as a directory');
-    if (offset === 0 || f.entries === null) this.fids.setEntries(f, listDir(this.host, f.nodeid, this.maxDirEntries));
+    if (offset === 0 || f.entries === null) {
+      const listing = listDir(this.host, f.nodeid);
+      if (listing.length > this.maxDirEntries) p9Fail(P9Errno.EOVERFLOW, `directory above ${this.maxDirEntries} entries`);
+      this.fids.setEntries(f, listing);
+    }
     const entries = f.entries!;
     const w = this.w;
     const countAt = w.pos;
@@ -475,8 +470,14 @@ export class P9Server {
     const target = this.r.str();
     this.r.u32(); // gid
     this.mutating();
-    symlinkIn(this.host, d.nodeid, name, target);
-    this.w.qid(this.fids.qidOf(lstatChild(this.host, d.nodeid, name)));
+    // The target is stored, never resolved by the host (HostFs never follows a symlink).
+    if (target.length === 0 || target.length > SYMLINK_TARGET_MAX || target.includes(0)) p9Fail(P9Errno.EINVAL, 'bad symlink target');
+    const made = this.host.symlinkEntry(d.nodeid, name, target, this.st);
+    try {
+      this.w.qid(this.fids.qidOf(this.host.stat(made.nodeid)));
+    } finally {
+      this.host.forget(made.nodeid, 1);
+    }
   }
 
   private link(): void {
@@ -485,13 +486,18 @@ export class P9Server {
     const name = this.r.str();
     this.mutating();
     if (f.name === null) p9Fail(P9Errno.EPERM, 'link of the share itself');
-    linkIn(this.host, f.parent, f.name, f.nodeid, d.nodeid, name);
+    // As QEMU's path-based 9p: the fid's name must still be its object (else ENOENT) ...
+    this.host.checkNamed(f.parent, f.name, f.nodeid);
+    // ... and the link is made by linkat of the fid's own pinned descriptor: the object the fid holds, whatever its name is now.
+    this.host.forget(this.host.linkEntry(f.nodeid, d.nodeid, name, this.st).nodeid, 1);
   }
 
   private readlink(): void {
     const f = this.fids.get(this.r.u32());
-    if (f.name === null) p9Fail(P9Errno.EINVAL, 'readlink of the share itself');
-    this.w.str(readlinkOf(this.host, f.parent, f.name, f.nodeid));
+    if (this.host.inode(f.nodeid).type !== S_IFLNK || f.name === null) p9Fail(P9Errno.EINVAL, 'readlink of something that is not a symlink');
+    this.host.checkNamed(f.parent, f.name, f.nodeid);
+    const n = this.host.readlink(f.nodeid, this.linkTarget);
+    this.w.str(this.linkTarget.subarray(0, n));
   }
 
   private statfs(): void {
@@ -512,11 +518,8 @@ export class P9Server {
   private fsync(): void {
     const f = this.fids.get(this.r.u32());
     const datasync = this.r.u32();
-    if (f.fh >= 0) {
-      const fd = this.host.handle(f.fh).fd;
-      if (datasync !== 0) fs.fdatasyncSync(fd);
-      else fs.fsyncSync(fd);
-    } else if (f.openDir) fsyncDir(this.host, f.nodeid);
+    if (f.fh >= 0) this.host.fsync(f.fh, datasync !== 0);
+    else if (f.openDir) this.host.fsyncDir(f.nodeid, datasync !== 0);
     else p9Fail(P9Errno.EBADF, 'fsync of a fid not open');
   }
 
@@ -568,7 +571,7 @@ export class P9Server {
     try {
       this.mutating();
       if (f.name === null) p9Fail(P9Errno.EBUSY, 'remove of the share itself');
-      removeNamed(this.host, f.parent, f.name, f.nodeid);
+      this.host.removeNamed(f.parent, f.name, f.nodeid);
     } finally {
       if (f.xattr !== null) this.xattr.clunk(f, { ...f.xattr, writing: false });
       this.fids.clunk(n);

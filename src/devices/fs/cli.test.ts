@@ -63,6 +63,12 @@ describe('virtio-ts fs command line', () => {
     fault(['--shared-dir', dir, '--tag', 't', '--cache', 'sometimes'], CliFault.BAD_VALUE);
     fault(['--shared-dir', dir, '--tag', 't', '--translate-uid', '1:2'], CliFault.BAD_VALUE);
     fault(['--shared-dir', dir, '--tag', 't', '--xattr-prefix', 'trusted.x.'], CliFault.BAD_VALUE);
+    const n = parseCommandLine(['fs', '--fd', '3', '--shared-dir', dir, '--tag', 't', '--notification']);
+    assert.equal((n as unknown as { options: FsOptions }).options.notification, true);
+    assert.equal((p as unknown as { options: FsOptions }).options.notification, undefined, 'not offered unless asked');
+    const a = parseCommandLine(['fs', '--fd', '3', '--shared-dir', dir, '--tag', 't', '--posix-acl']);
+    assert.equal((a as unknown as { options: FsOptions }).options.posixAcl, true);
+    fault(['--shared-dir', dir, '--tag', 't', '--posix-acl', '--translate-uid', '0:1000:1'], CliFault.BAD_VALUE);
   });
 
   it('--help prints the usage; --print-capabilities reports vhost-user type "fs"', async () => {

@@ -31,6 +31,8 @@ export interface FsOptions extends BackendOptions {
   readonly translateUid?: string;
   readonly translateGid?: string;
   readonly xattrPrefix?: string;
+  readonly notification?: true;
+  readonly posixAcl?: true;
 }
 
 export const FS_DEFAULTS = { numRequestQueues: 1, queueSize: 1024 } as const;
@@ -57,6 +59,10 @@ ${BACKEND_SOCKET_USAGE}
   --translate-gid MAP     the same for gids
   --xattr-prefix P        store every guest xattr name N as host name P+N (P in user., e.g.
                           user.virtiofs.); default: only user.* names, passed through
+  --posix-acl             POSIX ACLs (virtiofsd's posix_acl): system.posix_acl_* stored on the
+                          host, which enforces them; the guest kernel checks them too
+  --notification          offer VIRTIO_FS_F_NOTIFICATION (a notification queue: blocking locks
+                          answered by FUSE_NOTIFY_LOCK); Linux 6.1 and QEMU 7.2 do not use it
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -79,8 +85,15 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
   const cache = stringOption(v, 'cache');
   if (cache !== undefined && !FS_CACHE_POLICIES.includes(cache as FsCachePolicy)) throw new CliError(CliFault.BAD_VALUE, `--cache ${cache}: never, auto or always`, COMMAND);
-  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix']?: FsOptions[K] } = {};
+  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl']?: FsOptions[K] } = {};
   if (cache !== undefined) extra.cache = cache as FsCachePolicy;
+  if (v['notification'] === true) extra.notification = true;
+  if (v['posix-acl'] === true) {
+    if (extra.translateUid !== undefined || extra.translateGid !== undefined || v['translate-uid'] !== undefined || v['translate-gid'] !== undefined) {
+      throw new CliError(CliFault.BAD_VALUE, '--posix-acl with --translate-uid/-gid: the ACL entries would keep untranslated ids', COMMAND);
+    }
+    extra.posixAcl = true;
+  }
   if (v['readonly'] === true) extra.readOnly = true;
   for (const [opt, key] of [
     ['translate-uid', 'translateUid'],
@@ -118,6 +131,8 @@ export const FS_CLI: DeviceCli<FsOptions> = {
     'translate-uid': { type: 'string' },
     'translate-gid': { type: 'string' },
     'xattr-prefix': { type: 'string' },
+    notification: { type: 'boolean' },
+    'posix-acl': { type: 'boolean' },
   },
   usage: FS_USAGE,
   parse: parseFs,

@@ -26,6 +26,8 @@ export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
         ...(options.translateUid !== undefined ? { uidMap: IdMap.parse(options.translateUid) } : {}),
         ...(options.translateGid !== undefined ? { gidMap: IdMap.parse(options.translateGid) } : {}),
         ...(options.xattrPrefix !== undefined ? { xattrPrefix: options.xattrPrefix } : {}),
+        ...(options.notification ? { notification: true } : {}),
+        ...(options.posixAcl ? { posixAcl: true } : {}),
         logger,
       });
       return current;

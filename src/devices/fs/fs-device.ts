@@ -1,6 +1,8 @@
 /**
  * 5.11 File System Device, device side: a host directory shared over FUSE. Queue 0 is hiprio
- * (FORGET, BATCH_FORGET: no reply), queues 1..num_request_queues carry requests (5.11.2). Every
+ * (FORGET, BATCH_FORGET: no reply), queues 1..num_request_queues carry requests (5.11.2); with
+ * VIRTIO_FS_F_NOTIFICATION (offered only when the user enables it) queue 1 is the notification
+ * queue (fs-notifier.ts: SETLKW results, cache invalidations) and requests start at 2. Every
  * request is served synchronously in the order popped by one FuseServer over one HostFs (the
  * queues share them, which is sound because a handler runs to completion), except SETLKW on a
  * held lock, which completes when the lock is free: so IN_ORDER is not offered.
@@ -17,12 +19,13 @@ import { ChainCursor } from '../../queue/chain.js';
 import { encodeConfig } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
-import { FS_CONFIG_LAYOUT, FS_HIPRIO_QUEUE, FsConfig } from '../../spec/fs.js';
+import { FS_CONFIG_LAYOUT, FS_F_NOTIFICATION, FS_HIPRIO_QUEUE, FS_NOTIFICATION_QUEUE, FS_NOTIFY_BUF_SIZE, FsConfig } from '../../spec/fs.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { DescriptorChain } from '../../queue/chain.js';
 import { FuseInHeader, FuseOpcode, FuseOutHeader } from '../../spec/fs.js';
 import type { FsAt } from '../../platform/fs-at.js';
 import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
+import { FsNotifier } from './fs-notifier.js';
 import { HostFs, type HostFsOptions } from './host-fs.js';
 
 export interface FsDeviceOptions extends HostFsOptions {
@@ -36,6 +39,12 @@ export interface FsDeviceOptions extends HostFsOptions {
   readonly queueSize?: number;
   /** max_write offered at FUSE_INIT (and the largest READ). Default 1 MiB. */
   readonly maxWrite?: number;
+  /**
+   * Offer VIRTIO_FS_F_NOTIFICATION (5.11.3): a notification queue, SETLKW answered at once and
+   * completed by FUSE_NOTIFY_LOCK, `notifyInval*` for the embedder. Off by default: it changes
+   * the queue layout and the SETLKW protocol for a driver that negotiates it.
+   */
+  readonly notification?: boolean;
   /** virtiofsd's cache= policy: never / auto (default) / always. */
   readonly cache?: FsCachePolicy;
   /** Entry and attribute validity given to the driver, in seconds (overrides the policy's). */
@@ -48,10 +57,10 @@ export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
 export class FsDevice implements VirtioDevice {
   readonly deviceId = DeviceId.FS;
   /**
-   * VIRTIO_FS_F_NOTIFICATION is not offered (no notification queue yet). IN_ORDER is not
-   * offered: a SETLKW waiting for a lock completes after requests popped behind it.
+   * VIRTIO_FS_F_NOTIFICATION only with `notification`. IN_ORDER is not offered: a SETLKW
+   * waiting for a lock completes after requests popped behind it.
    */
-  readonly offeredFeatures = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
+  readonly offeredFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = FsConfig.SIZE;
 
@@ -77,6 +86,10 @@ export class FsDevice implements VirtioDevice {
   private ioErr = 0;
   private ioStop = false;
   private readonly fsAt: FsAt;
+  /** The notification queue (used only when VIRTIO_FS_F_NOTIFICATION is negotiated). */
+  readonly notifier: FsNotifier;
+  /** Negotiated at activation: queue 1 is the notification queue. */
+  private notificationOn = false;
 
   constructor(opts: FsDeviceOptions) {
     const tag = Buffer.from(opts.tag, 'utf8');
@@ -89,7 +102,11 @@ export class FsDevice implements VirtioDevice {
     this.numRequestQueues = nrq;
     const qs = opts.queueSize ?? 1024;
     if (!Number.isInteger(qs) || qs < 2 || qs > 32768) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queueSize ${qs} not in 2..32768`);
-    this.queueMaxSizes = new Array<number>(1 + nrq).fill(qs);
+    const notification = opts.notification ?? false;
+    this.offeredFeatures = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET | (notification ? FS_F_NOTIFICATION : 0n);
+    // With the feature offered the device has the notification queue too; a driver that does
+    // not negotiate it uses queue 1 as a request queue (and the last queue stays unused).
+    this.queueMaxSizes = new Array<number>(1 + nrq + (notification ? 1 : 0)).fill(qs);
     this.logger = opts.logger;
     this.host = new HostFs(opts.sharedDir, opts);
     const fuseOpts = {
@@ -104,7 +121,24 @@ export class FsDevice implements VirtioDevice {
     this.inBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     this.outBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     const serve = (req: QueueRequest): number | Promise<number> => this.serve(req);
-    this.server = new QueueServer({ name: 'virtio-fs', numQueues: 1 + nrq, logger: opts.logger, handler: () => serve });
+    this.notifier = new FsNotifier(() => this.fuse.littleEndian);
+    this.fuse.notifier = this.notifier;
+    this.server = new QueueServer({
+      name: 'virtio-fs',
+      numQueues: this.queueMaxSizes.length,
+      logger: opts.logger,
+      handler: (i) => (this.notificationOn && i === FS_NOTIFICATION_QUEUE ? null : serve),
+      queueStarted: (i, vq) => {
+        if (this.notificationOn && i === FS_NOTIFICATION_QUEUE && this.server.context !== null) this.notifier.start(this.server.context, vq);
+      },
+      queueStopped: (i) => {
+        if (this.notificationOn && i === FS_NOTIFICATION_QUEUE) this.notifier.stop();
+      },
+      // The driver made buffers available: waiting notifications go out.
+      queueNotified: (i) => {
+        if (i === FS_NOTIFICATION_QUEUE) this.notifier.flush();
+      },
+    });
   }
 
   /** One FUSE request: copied in (bounded), served, the reply copied out; returns bytes written. */
@@ -195,7 +229,8 @@ export class FsDevice implements VirtioDevice {
   };
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
-    encodeConfig(FS_CONFIG_LAYOUT, { numRequestQueues: this.numRequestQueues }, features, offset, dst, littleEndian);
+    // notify_buf_size (device/fs/2): the largest message this device emits; present only with NOTIFICATION.
+    encodeConfig(FS_CONFIG_LAYOUT, { numRequestQueues: this.numRequestQueues, notifyBufSize: FS_NOTIFY_BUF_SIZE }, features, offset, dst, littleEndian);
     // The tag is bytes (5.11.4): copied where the window overlaps it, the rest of it stays 0.
     for (let i = 0; i < dst.length; i++) {
       const at = offset + i;
@@ -207,7 +242,25 @@ export class FsDevice implements VirtioDevice {
   writeConfig(): void {}
 
   activate(ctx: DeviceContext): void {
+    this.notificationOn = (ctx.features & FS_F_NOTIFICATION) !== 0n;
     this.server.activate(ctx);
+    // Queue 1 has no handler then: it starts on the driver's first notification, or here.
+    if (this.notificationOn) this.server.onQueueNotify(FS_NOTIFICATION_QUEUE);
+  }
+
+  /** FUSE_NOTIFY_INVAL_INODE to the driver (false: no notification queue, or too many waiting). */
+  notifyInvalInode(nodeid: number, offset = 0, len = 0): boolean {
+    return this.notifier.active && this.notifier.invalInode(nodeid, offset, len);
+  }
+
+  /** FUSE_NOTIFY_INVAL_ENTRY: the driver forgets `name` in directory `parent` (its cache). */
+  notifyInvalEntry(parent: number, name: Uint8Array): boolean {
+    return this.notifier.active && this.notifier.invalEntry(parent, name);
+  }
+
+  /** FUSE_NOTIFY_DELETE: `name` (inode `child`) in `parent` is gone. */
+  notifyDelete(parent: number, child: number, name: Uint8Array): boolean {
+    return this.notifier.active && this.notifier.delete(parent, child, name);
   }
 
   onQueueNotify(index: number): void {
@@ -218,6 +271,7 @@ export class FsDevice implements VirtioDevice {
   reset(): void {
     this.generation++;
     this.server.reset();
+    this.notifier.clear();
     this.fuse.reset();
   }
 

@@ -4,6 +4,9 @@
  * Requests are spread over up to num_request_queues request queues (driver/fs/2), and the
  * answers of hiprio and the request queues are awaited independently (driver/fs/5). The
  * configuration is only read (driver/fs/1); no DAX window is used (driver/fs/8: READ and WRITE).
+ * With VIRTIO_FS_F_NOTIFICATION (taken when the device offers it) queue 1 carries notifications
+ * (fs-notification-receiver.ts) and the request queues start at 2; a SETLKW answered "wait"
+ * then completes at its FUSE_NOTIFY_LOCK.
  *
  * FUSE is in the driver's byte order: little-endian unless `bigEndian` (to speak to a device as a
  * big-endian guest would). Grown from the minimal FsClient of the vhost-user peers.
@@ -14,8 +17,12 @@ import type { DriverContext } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { DeviceId } from '../../spec/device-id.js';
 import {
+  FS_F_NOTIFICATION,
   FS_HIPRIO_QUEUE,
+  FS_NOTIFICATION_QUEUE,
   FS_REQUEST_QUEUE,
+  FS_REQUEST_QUEUE_WITH_NOTIFICATION,
+  FUSE_LOCK_WAIT_NOTIFY,
   FUSE_KERNEL_MINOR_VERSION,
   FUSE_KERNEL_VERSION,
   FuseAttr,
@@ -25,6 +32,7 @@ import {
   FuseDirentplus,
   FuseEntryOut,
   FuseInHeader,
+  FuseInitFlag,
   FuseInitIn,
   FuseInitOut,
   FuseOpcode,
@@ -32,6 +40,7 @@ import {
   FsConfig,
 } from '../../spec/fs.js';
 import { exchangeBytes } from '../../vhost-user/peers/byte-exchange.js';
+import { FsNotificationReceiver, checkNotifyBufSize } from './fs-notification-receiver.js';
 import { FsRequestBuilder } from './fs-request-builder.js';
 
 /** A FUSE reply with an error (the negated errno of the out header). */
@@ -97,17 +106,19 @@ export interface FsDriverOptions {
 const dec = new TextDecoder();
 
 export class FsDriver implements DeviceDriver {
-  /** The DeviceDriver contract: virtio-fs devices; VIRTIO_FS_F_NOTIFICATION is not used. */
+  /** The DeviceDriver contract: virtio-fs devices; VIRTIO_FS_F_NOTIFICATION taken when offered. */
   static readonly type: DeviceDriverType<FsDriver, FsDriverOptions> = {
     name: 'virtio-fs',
     deviceId: DeviceId.FS,
-    wantedFeatures: 0n,
+    wantedFeatures: FS_F_NOTIFICATION,
     requiredFeatures: 0n,
     attach: (ctx, opts) => new FsDriver(ctx, opts),
   };
 
   private readonly hiprio: RequestQueue;
   private readonly queues: RequestQueue[] = [];
+  /** The notification queue's reader (null: VIRTIO_FS_F_NOTIFICATION not negotiated). */
+  readonly notifications: FsNotificationReceiver | null = null;
   private next = 0;
   private unique = 1n;
   private readonly le: boolean;
@@ -123,13 +134,20 @@ export class FsDriver implements DeviceDriver {
     opts: FsDriverOptions = {},
   ) {
     checkDriverContext(FsDriver.type, ctx);
-    if (ctx.numQueues <= FS_REQUEST_QUEUE) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'virtio-fs needs the hiprio and one request queue');
-    const offered = ctx.numQueues - FS_REQUEST_QUEUE;
+    const notify = (ctx.features & FS_F_NOTIFICATION) !== 0n;
+    const first = notify ? FS_REQUEST_QUEUE_WITH_NOTIFICATION : FS_REQUEST_QUEUE;
+    if (ctx.numQueues <= first) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'virtio-fs needs the hiprio and one request queue');
+    const offered = ctx.numQueues - first;
     const n = opts.requestQueues ?? offered;
     if (!Number.isInteger(n) || n < 1 || n > offered) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `requestQueues ${n} not in 1..${offered}`);
     this.hiprio = new RequestQueue(ctx, FS_HIPRIO_QUEUE);
-    for (let i = 0; i < n; i++) this.queues.push(new RequestQueue(ctx, FS_REQUEST_QUEUE + i));
+    for (let i = 0; i < n; i++) this.queues.push(new RequestQueue(ctx, first + i));
     this.le = !(opts.bigEndian ?? false);
+    if (notify) {
+      const q = new RequestQueue(ctx, FS_NOTIFICATION_QUEUE);
+      const size = checkNotifyBufSize(new DataView(ctx.readConfig(FsConfig.NOTIFY_BUF_SIZE, 4).buffer).getUint32(0, ctx.littleEndian));
+      this.notifications = new FsNotificationReceiver(q, size, this.le, Math.min(8, q.slotCapacity));
+    }
     this.uid = opts.uid ?? process.getuid?.() ?? 0;
     this.gid = opts.gid ?? process.getgid?.() ?? 0;
   }
@@ -147,6 +165,7 @@ export class FsDriver implements DeviceDriver {
   }
 
   detach(): void {
+    this.notifications?.stop();
     this.hiprio.detach();
     for (const q of this.queues) q.detach();
   }
@@ -173,6 +192,13 @@ export class FsDriver implements DeviceDriver {
 
   /** One FUSE request on a request queue (round robin): the reply's result bytes. */
   async call(opcode: number, nodeid: bigint, args: Uint8Array, outLen: number): Promise<Uint8Array> {
+    const r = await this.exchange(opcode, nodeid, args, outLen);
+    if (r.error !== 0) throw new FuseReplyError(opcode, -r.error);
+    return r.data;
+  }
+
+  /** One request; its out header's error (0, a negated errno, or SETLKW's +1 "wait") and result bytes. */
+  private async exchange(opcode: number, nodeid: bigint, args: Uint8Array, outLen: number): Promise<{ error: number; data: Uint8Array; unique: bigint }> {
     const { msg, unique } = this.header(opcode, nodeid, args.length);
     msg.set(args, FuseInHeader.SIZE);
     const q = this.queues[this.next]!;
@@ -183,9 +209,9 @@ export class FsDriver implements DeviceDriver {
     const len = o.getUint32(FuseOutHeader.LEN, this.le);
     const error = o.getInt32(FuseOutHeader.ERROR, this.le);
     if (o.getBigUint64(FuseOutHeader.UNIQUE, this.le) !== unique) throw new VirtioError(ErrorCode.REQUEST_FAILED, `FUSE opcode ${opcode}: reply to another request`);
-    if (error !== 0) throw new FuseReplyError(opcode, -error);
+    if (error !== 0) return { error, data: new Uint8Array(0), unique };
     if (len < FuseOutHeader.SIZE || len > c.data.length) throw new VirtioError(ErrorCode.REQUEST_FAILED, `FUSE opcode ${opcode}: reply length ${len} of ${c.data.length}`);
-    return c.data.subarray(FuseOutHeader.SIZE, len);
+    return { error, data: c.data.subarray(FuseOutHeader.SIZE, len), unique };
   }
 
   /** A request without reply on hiprio (FORGET, BATCH_FORGET, INTERRUPT: driver/fs/3). */
@@ -415,8 +441,11 @@ export class FsDriver implements DeviceDriver {
 
   // --- extended attributes -----------------------------------------------------------------
 
-  async setxattr(nodeid: bigint, name: string, value: Uint8Array, flags = 0): Promise<void> {
-    await this.call(FuseOpcode.SETXATTR, nodeid, this.b().u32(value.length).u32(flags).name(name).bytes(value).done(), 0);
+  /** SETXATTR; `setxattrFlags` (FUSE_SETXATTR_ACL_KILL_SGID) goes in the 16-byte form once FUSE_SETXATTR_EXT is negotiated. */
+  async setxattr(nodeid: bigint, name: string, value: Uint8Array, flags = 0, setxattrFlags = 0): Promise<void> {
+    const b = this.b().u32(value.length).u32(flags);
+    if ((this.initFlags & FuseInitFlag.SETXATTR_EXT) !== 0) b.u32(setxattrFlags).u32(0);
+    await this.call(FuseOpcode.SETXATTR, nodeid, b.name(name).bytes(value).done(), 0);
   }
 
   /** GETXATTR: the value (a size query first, then the bytes). */
@@ -454,7 +483,13 @@ export class FsDriver implements DeviceDriver {
 
   /** SETLK, or SETLKW (`wait`: resolves when the lock is taken; INTERRUPT it with `interrupt(unique)`). */
   async setlk(nodeid: bigint, fh: bigint, owner: bigint, l: FsLock, wait = false): Promise<void> {
-    await this.call(wait ? FuseOpcode.SETLKW : FuseOpcode.SETLK, nodeid, this.lk(fh, owner, l), 0);
+    const opcode = wait ? FuseOpcode.SETLKW : FuseOpcode.SETLK;
+    const r = await this.exchange(opcode, nodeid, this.lk(fh, owner, l), 0);
+    if (r.error === FUSE_LOCK_WAIT_NOTIFY && wait && this.notifications !== null) {
+      // 5.11.6.3: the device waits for the lock and says so; FUSE_NOTIFY_LOCK carries the result.
+      return this.notifications.waitLock(r.unique, (errno) => new FuseReplyError(opcode, errno));
+    }
+    if (r.error !== 0) throw new FuseReplyError(opcode, -r.error);
   }
 
   // --- directories -------------------------------------------------------------------------

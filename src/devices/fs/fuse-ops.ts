@@ -13,6 +13,8 @@ import {
   FuseFileLock,
   FuseGetxattrIn,
   FuseGetxattrOut,
+  FUSE_LOCK_WAIT_NOTIFY,
+  FUSE_SETXATTR_ACL_KILL_SGID,
   FuseInHeader,
   FuseInterruptIn,
   FuseLinkIn,
@@ -75,7 +77,7 @@ export class FuseOps {
         w.args(FuseMknodIn.SIZE);
         const mode = w.u32(A + FuseMknodIn.MODE);
         const umask = w.u32(A + FuseMknodIn.UMASK);
-        const perm = (mode & 0o7777) & ~umask;
+        const perm = (mode & 0o7777) & ~s.umask(umask);
         return s.entry(host.mknodEntry(nodeid, w.name(A + FuseMknodIn.SIZE).name, (mode & 0o170000) | perm, w.u32(A + FuseMknodIn.RDEV), st).nodeid);
       }
       case FuseOpcode.LINK: {
@@ -91,12 +93,15 @@ export class FuseOps {
         return w.reply(0, 0, false);
       }
       case FuseOpcode.SETXATTR: {
-        w.args(FuseSetxattrIn.SIZE);
+        // FUSE_SETXATTR_EXT (offered with POSIX ACLs) makes the arguments 16 bytes, with setxattr_flags.
+        const argBytes = s.setxattrExt ? FuseSetxattrIn.EXT_SIZE : FuseSetxattrIn.SIZE;
+        w.args(argBytes);
         const size = w.u32(A + FuseSetxattrIn.SIZE_FIELD);
-        const name = w.name(A + FuseSetxattrIn.SIZE);
+        const killSgid = s.setxattrExt && (w.u32(A + FuseSetxattrIn.SETXATTR_FLAGS) & FUSE_SETXATTR_ACL_KILL_SGID) !== 0;
+        const name = w.name(A + argBytes);
         if (size > XATTR_SIZE_MAX) throw new FuseErrno(Errno.E2BIG, 'xattr value too large');
         if (name.next + size !== w.inLen) throw new FuseErrno(Errno.EINVAL, 'SETXATTR size disagrees with the request');
-        host.setxattr(nodeid, name.name, w.inb.subarray(name.next, name.next + size), w.u32(A + FuseSetxattrIn.FLAGS));
+        host.setxattr(nodeid, name.name, w.inb.subarray(name.next, name.next + size), w.u32(A + FuseSetxattrIn.FLAGS), killSgid);
         return w.reply(0, 0, false);
       }
       case FuseOpcode.GETXATTR:
@@ -225,6 +230,22 @@ export class FuseOps {
     }
     if (this.waits.size >= MAX_LOCK_WAITS) throw new FuseErrno(Errno.ENOLCK, 'too many lock waits');
     const unique = w.u64Key(FuseInHeader.UNIQUE);
+    const notifier = s.notifier;
+    if (notifier !== null && notifier.active) {
+      // 5.11.6.3 with the notification queue: answered now with "wait" (+1), the chain goes back
+      // to the driver, and the result comes as FUSE_NOTIFY_LOCK (bounded: MAX_LOCK_WAITS, ENOLCK
+      // beyond, as the spec has it). A wait ended by a reset or DESTROY (cancelAll) sends nothing.
+      const uniqueBytes = Buffer.from(w.inb.subarray(FuseInHeader.UNIQUE, FuseInHeader.UNIQUE + 8));
+      const wait = host.locks.wait(nodeid, inode.fd, owner, range);
+      this.waits.set(unique, wait);
+      const end = (errno: number): void => {
+        if (this.waits.get(unique) !== wait) return;
+        this.waits.delete(unique);
+        notifier.lock(uniqueBytes, errno);
+      };
+      wait.done.then(() => end(0), (e: unknown) => end(errnoOf(e)));
+      return w.reply(-FUSE_LOCK_WAIT_NOTIFY, 0, false);
+    }
     // The reply header, made now (the device's buffers are reused before the wait ends).
     const header = Buffer.alloc(FuseOutHeader.SIZE);
     w.inb.copy(header, FuseOutHeader.UNIQUE, FuseInHeader.UNIQUE, FuseInHeader.UNIQUE + 8);

@@ -49,6 +49,7 @@ import {
 import { Utime } from '../../platform/fs-at.js';
 import { Errno, FuseErrno, errnoOf } from './fs-errno.js';
 import { FuseOps } from './fuse-ops.js';
+import type { FsNotifier } from './fs-notifier.js';
 import { FuseWire } from './fuse-wire.js';
 import type { HostFs, SetattrValues } from './host-fs.js';
 
@@ -102,6 +103,12 @@ export class FuseServer {
   private deferred: Promise<Buffer> | null = null;
   /** Set by the device: file data moves between the file and guest memory directly. */
   dataPath: FuseDataPath | null = null;
+  /** FUSE_POSIX_ACL (with DONT_MASK) negotiated: ACLs pass through, the umask is the host's to apply. */
+  posixAclOn = false;
+  /** FUSE_SETXATTR_EXT negotiated: fuse_setxattr_in is 16 bytes. */
+  setxattrExt = false;
+  /** Set by the device: the notification queue (SETLKW results go there when it is active). */
+  notifier: FsNotifier | null = null;
   /** After `handle`: the reply's data (READ) is already in guest memory; only the header is in `out`. */
   replyInPlace = false;
   /** Bytes of the request in `inb` (a WRITE may leave its data in guest memory). */
@@ -132,6 +139,9 @@ export class FuseServer {
     this.initialized = false;
     this.minor = 0;
     this.w.littleEndian = true;
+    this.posixAclOn = false;
+    this.setxattrExt = false;
+    this.host.setCreateUmask(-1);
     this.ops.cancelAll();
     this.host.clear();
   }
@@ -239,7 +249,7 @@ export class FuseServer {
         w.need(FuseEntryOut.SIZE + FuseOpenOut.SIZE);
         w.args(FuseCreateIn.SIZE);
         const flags = w.u32(A + FuseCreateIn.FLAGS);
-        const mode = w.u32(A + FuseCreateIn.MODE) & ~w.u32(A + FuseCreateIn.UMASK);
+        const mode = w.u32(A + FuseCreateIn.MODE) & ~this.umask(w.u32(A + FuseCreateIn.UMASK));
         // TMPFILE carries a placeholder name ("/"): the file has none.
         const { inode, fh } = opcode === FuseOpcode.CREATE ? host.createEntry(nodeid, w.name(A + FuseCreateIn.SIZE).name, flags, mode, st) : host.tmpfileEntry(nodeid, flags, mode, st);
         w.entryOut(FuseOutHeader.SIZE, inode.nodeid, st, this.validSeconds, this.validSeconds);
@@ -249,7 +259,7 @@ export class FuseServer {
       case FuseOpcode.MKDIR: {
         w.need(FuseEntryOut.SIZE);
         w.args(FuseMkdirIn.SIZE);
-        const mode = w.u32(A + FuseMkdirIn.MODE) & ~w.u32(A + FuseMkdirIn.UMASK);
+        const mode = w.u32(A + FuseMkdirIn.MODE) & ~this.umask(w.u32(A + FuseMkdirIn.UMASK));
         return this.entry(host.mkdirEntry(nodeid, w.name(A + FuseMkdirIn.SIZE).name, mode, st).nodeid);
       }
       case FuseOpcode.UNLINK:
@@ -322,6 +332,12 @@ export class FuseServer {
     let flags =
       FuseInitFlag.ASYNC_READ | FuseInitFlag.BIG_WRITES | FuseInitFlag.PARALLEL_DIROPS | FuseInitFlag.POSIX_LOCKS | FuseInitFlag.ATOMIC_O_TRUNC | FuseInitFlag.DO_READDIRPLUS | FuseInitFlag.READDIRPLUS_AUTO;
     if (this.minor >= 28) flags |= FuseInitFlag.MAX_PAGES;
+    // POSIX ACLs as virtiofsd's posix_acl: with DONT_MASK (the umask is applied here, or not at
+    // all under a default ACL) and SETXATTR_EXT (the guest says when S_ISGID must go).
+    if (this.host.posixAcl) flags |= FuseInitFlag.POSIX_ACL | FuseInitFlag.DONT_MASK | FuseInitFlag.SETXATTR_EXT;
+    this.posixAclOn = (flags & theirFlags & FuseInitFlag.POSIX_ACL) !== 0 && (theirFlags & FuseInitFlag.DONT_MASK) !== 0;
+    this.setxattrExt = (flags & theirFlags & FuseInitFlag.SETXATTR_EXT) !== 0;
+    if (!this.posixAclOn) flags &= ~(FuseInitFlag.POSIX_ACL | FuseInitFlag.DONT_MASK);
     const at = FuseOutHeader.SIZE;
     w.zero(at, size);
     w.setU32(at + FuseInitOut.MAJOR, FUSE_KERNEL_VERSION);
@@ -337,6 +353,15 @@ export class FuseServer {
     }
     this.initialized = true;
     return w.reply(0, size, false);
+  }
+
+  /**
+   * The umask the server applies to a new object's mode: the request's, or with POSIX ACLs none
+   * (the host applies the request's umask unless the directory has a default ACL).
+   */
+  umask(requestUmask: number): number {
+    this.host.setCreateUmask(this.posixAclOn ? requestUmask : -1);
+    return this.posixAclOn ? 0 : requestUmask;
   }
 
   private setattr(nodeid: number): void {

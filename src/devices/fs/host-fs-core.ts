@@ -56,6 +56,13 @@ export interface HostFsOptions extends HostFsLimits {
   readonly gidMap?: IdMap;
   /** Guest xattr names stored under this host prefix (in `user.`); default: `user.` passthrough only. */
   readonly xattrPrefix?: string | null;
+  /**
+   * POSIX ACLs (virtiofsd's posix_acl): system.posix_acl_access / _default pass through to the
+   * host file system, which stores and enforces them; new objects take the request's umask
+   * unless their directory has a default ACL. Not with uid/gid maps (the ACL entries' ids
+   * would need translating).
+   */
+  readonly posixAcl?: boolean;
 }
 
 const S_IFMT = 0o170000;
@@ -92,13 +99,16 @@ export class HostFsCore {
   readonly fsAt: FsAt;
   private readonly maxInodes: number;
   private readonly maxHandles: number;
-  private readonly maxDirEntries: number;
+  protected readonly maxDirEntries: number;
   /** Scratch stat for internal checks (host ids). */
   protected readonly tmp = new Float64Array(StatField.COUNT);
   /** The guest caller's ids (setCaller): the owner of what it creates, when we may chown. */
   private callerUid = -1;
   private callerGid = -1;
   private readonly canChown = process.geteuid?.() === 0;
+  readonly posixAcl: boolean;
+  /** The umask for the next creations (POSIX ACL mode: the request's), or -1: the process's. */
+  private createUmask = -1;
 
   constructor(rootDir: string, opts: HostFsOptions = {}) {
     this.maxInodes = opts.maxInodes ?? 65536;
@@ -107,7 +117,11 @@ export class HostFsCore {
     this.readOnly = opts.readOnly ?? false;
     this.uidMap = opts.uidMap ?? new IdMap();
     this.gidMap = opts.gidMap ?? new IdMap();
-    this.xattrs = new XattrMap(opts.xattrPrefix ?? null);
+    this.posixAcl = opts.posixAcl ?? false;
+    if (this.posixAcl && (!this.uidMap.isIdentity || !this.gidMap.isIdentity)) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'POSIX ACLs with uid/gid translation: the ACL entries would keep untranslated ids');
+    }
+    this.xattrs = new XattrMap(opts.xattrPrefix ?? null, this.posixAcl);
     this.fsAt = loadFsAt();
     this.locks = new HostLocks(this.fsAt);
     const fd = this.fsAt.openat(At.FDCWD, rootDir, O_PATH | DIRECTORY);
@@ -130,6 +144,24 @@ export class HostFsCore {
     this.callerGid = gid;
   }
 
+  /**
+   * The umask the host applies to the objects created next (-1: the process's own). With POSIX
+   * ACLs the server passes the request's umask here and the mode unmasked: the host kernel then
+   * applies the umask only where the directory has no default ACL, as Linux does locally.
+   */
+  setCreateUmask(umask: number): void {
+    this.createUmask = umask < 0 ? -1 : umask & 0o777;
+  }
+
+  /** Process umask for one creating call (single-threaded: nothing else runs in between); returns the old one. */
+  private umaskIn(): number {
+    return this.createUmask < 0 ? -1 : process.umask(this.createUmask);
+  }
+
+  private umaskOut(old: number): void {
+    if (old >= 0) process.umask(old);
+  }
+
   /** The inode `nodeid`, or ENOENT-style failure for a nodeid never looked up (or forgotten). */
   inode(nodeid: number): Inode {
     const n = this.inodes.get(nodeid);
@@ -146,7 +178,7 @@ export class HostFsCore {
     if (isDots(name)) fail(Errno.EINVAL, '. or ..');
   }
 
-  private dir(nodeid: number): Inode {
+  protected dir(nodeid: number): Inode {
     const d = this.inode(nodeid);
     if (d.type !== S_IFDIR) fail(Errno.ENOTDIR, `nodeid ${nodeid} is not a directory`);
     return d;
@@ -259,7 +291,10 @@ export class HostFsCore {
     const parent = this.dir(parentId);
     HostFsCore.checkName(name);
     this.writable();
-    check(this.fsAt.mkdirat(parent.fd, name, mode & 0o7777), 'mkdir');
+    const old = this.umaskIn();
+    const r = this.fsAt.mkdirat(parent.fd, name, mode & 0o7777);
+    this.umaskOut(old);
+    check(r, 'mkdir');
     return this.adoptNew(parent, name, DIRECTORY, out);
   }
 
@@ -271,7 +306,10 @@ export class HostFsCore {
     const type = mode & S_IFMT;
     if (type === S_IFCHR || type === S_IFBLK) fail(Errno.EPERM, 'device nodes are not created for the guest');
     if (type === S_IFDIR || type === S_IFLNK) fail(Errno.EINVAL, 'MKNOD of a directory or symlink');
-    check(this.fsAt.mknodat(parent.fd, name, mode, rdev), 'mknod');
+    const old = this.umaskIn();
+    const r = this.fsAt.mknodat(parent.fd, name, mode, rdev);
+    this.umaskOut(old);
+    check(r, 'mknod');
     return this.adoptNew(parent, name, 0, out);
   }
 
@@ -317,11 +355,13 @@ export class HostFsCore {
     // files ignore it); anything but a regular file is then refused. O_NOFOLLOW: never through a symlink.
     const base = (flags & PASSED_OPEN_FLAGS) | CREAT | NONBLOCK | NOFOLLOW;
     let created = true;
+    const old = this.umaskIn();
     let fd = this.fsAt.openat(parent.fd, name, base | EXCL, mode & 0o7777);
     if (fd === -Errno.EEXIST && (flags & EXCL) === 0) {
       created = false;
       fd = this.fsAt.openat(parent.fd, name, base, mode & 0o7777);
     }
+    this.umaskOut(old);
     check(fd, 'create');
     try {
       check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat');
@@ -342,7 +382,10 @@ export class HostFsCore {
     const parent = this.dir(parentId);
     this.writable();
     const acc = (flags & ACCMODE) === RDONLY ? RDWR : flags & ACCMODE;
-    const fd = check(this.fsAt.openat(parent.fd, '.', OpenFlag.TMPFILE | acc | (flags & (APPEND | DIRECT | DSYNC | SYNC)), mode & 0o7777), 'O_TMPFILE');
+    const old = this.umaskIn();
+    const r = this.fsAt.openat(parent.fd, '.', OpenFlag.TMPFILE | acc | (flags & (APPEND | DIRECT | DSYNC | SYNC)), mode & 0o7777);
+    this.umaskOut(old);
+    const fd = check(r, 'O_TMPFILE');
     try {
       const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the tmpfile');
       this.chownToCaller(pathFd);
@@ -444,10 +487,18 @@ export class HostFsCore {
 
   /** OPENDIR: a snapshot of the entries (bounded, real inode numbers), `.` and `..` first. */
   opendir(nodeid: number): number {
+    return this.addHandle(nodeid, -1, this.listDir(nodeid));
+  }
+
+  /**
+   * The entries of a directory inode (getdents64 in its pinned descriptor; `.` and `..` first,
+   * `..` of the root is the root itself), bounded by maxDirEntries (EOVERFLOW beyond).
+   */
+  listDir(nodeid: number): DirEntry[] {
     const inode = this.dir(nodeid);
     let parentIno = inode.ino;
     if (inode !== this.root && this.fsAt.fstatat(inode.fd, '..', At.SYMLINK_NOFOLLOW, this.tmp) === 0) parentIno = this.tmp[INO]!;
-    return this.addHandle(nodeid, -1, readDirSnapshot(this.fsAt, inode.fd, inode.ino, parentIno, this.maxDirEntries));
+    return readDirSnapshot(this.fsAt, inode.fd, inode.ino, parentIno, this.maxDirEntries);
   }
 
   /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF). */

@@ -28,7 +28,7 @@
  * the original one returning fs.Stats (`lookup`, `stat`, `mkdir`, ...), kept for other users.
  */
 import * as fs from 'node:fs';
-import { OpenFlag, procFdPath } from '../../platform/fs-at.js';
+import { At, OpenFlag, StatField, procFdPath } from '../../platform/fs-at.js';
 import { Errno, FuseErrno, check, errnoOf, fail } from './fs-errno.js';
 import { HostFsCore, S_IFDIR, S_IFREG, type Inode, type SetattrValues } from './host-fs-core.js';
 
@@ -39,6 +39,8 @@ export type { DirEntry } from './dir-snapshot.js';
 export type { LockRange, PendingLock } from './host-locks.js';
 
 const { RDONLY, DIRECTORY } = OpenFlag;
+const ACL_ACCESS = Buffer.from('system.posix_acl_access');
+const S_ISGID = 0o2000;
 
 export class HostFs extends HostFsCore {
   // --- data, sync, space -----------------------------------------------------------------
@@ -65,7 +67,12 @@ export class HostFs extends HostFsCore {
       check(this.fsAt.fsync(h.fd, datasync), 'fsync');
       return;
     }
-    const fd = check(this.fsAt.openat(this.inode(h.nodeid).fd, '.', RDONLY | DIRECTORY), 'open for fsync');
+    this.fsyncDir(h.nodeid, datasync);
+  }
+
+  /** fsync of a directory inode: opened read-only in its own pinned descriptor (`.`), synced, closed. */
+  fsyncDir(nodeid: number, datasync: boolean): void {
+    const fd = check(this.fsAt.openat(this.dir(nodeid).fd, '.', RDONLY | DIRECTORY), 'open for fsync');
     try {
       check(this.fsAt.fsync(fd, datasync), 'fsync');
     } finally {
@@ -98,6 +105,37 @@ export class HostFs extends HostFsCore {
     return check(this.fsAt.copyFileRange(this.fileFd(fhIn), offIn, this.fileFd(fhOut), offOut, len, flags), 'copy_file_range');
   }
 
+  // --- names checked against the inode a caller holds (9p's fid-relative operations) ------
+
+  /**
+   * lstat of `name` in the directory `parentId` into `out` (fstatat in the pinned descriptor,
+   * never following the last component), host ids as they are.
+   */
+  statChildInto(parentId: number, name: Uint8Array, out: Float64Array): void {
+    const parent = this.dir(parentId);
+    HostFs.checkName(name);
+    check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lstat');
+  }
+
+  /**
+   * unlink (or rmdir for a directory) of `name` in `parentId` when the name still refers to the
+   * inode `nodeid` the caller holds (ENOENT when it was renamed away or replaced): a 9P Tremove
+   * removes its fid's object, never whatever took its name (the check and the unlinkat are two
+   * calls: a host racer in between can only make it remove another object *inside* the share).
+   */
+  removeNamed(parentId: number, name: Uint8Array, nodeid: number): void {
+    this.checkNamed(parentId, name, nodeid);
+    if (this.inode(nodeid).type === S_IFDIR) this.rmdir(parentId, name);
+    else this.unlink(parentId, name);
+  }
+
+  /** Fails ENOENT unless `name` in `parentId` still refers to the inode `nodeid` (renamed away or replaced). */
+  checkNamed(parentId: number, name: Uint8Array, nodeid: number): void {
+    const inode = this.inode(nodeid);
+    this.statChildInto(parentId, name, this.tmp);
+    if (this.tmp[StatField.DEV] !== inode.dev || this.tmp[StatField.INO] !== inode.ino) fail(Errno.ENOENT, 'the name no longer refers to the inode');
+  }
+
   // --- extended attributes (regular files and directories only) -------------------------
 
   private xattrPath(nodeid: number, forChange: boolean): string {
@@ -116,11 +154,22 @@ export class HostFs extends HostFsCore {
     return check(this.fsAt.getxattr(path, host, buf), 'getxattr');
   }
 
-  setxattr(nodeid: number, name: Buffer, value: Uint8Array, flags: number): void {
+  /**
+   * SETXATTR. `killSgid` (FUSE_SETXATTR_ACL_KILL_SGID, with POSIX ACLs): the guest caller is
+   * neither in the file's group nor privileged, so setting system.posix_acl_access must clear
+   * S_ISGID, as the guest's own kernel would. The host kernel does not (this process has
+   * CAP_FSETID), so it is cleared here after the set (virtiofsd drops CAP_FSETID instead).
+   */
+  setxattr(nodeid: number, name: Buffer, value: Uint8Array, flags: number, killSgid = false): void {
     const path = this.xattrPath(nodeid, true);
     const host = this.xattrs.toHost(name);
     if (host === null) fail(Errno.EPERM, 'xattr name not allowed');
     check(this.fsAt.setxattr(path, host, value, flags & 3), 'setxattr');
+    if (killSgid && this.posixAcl && ACL_ACCESS.equals(name)) {
+      check(this.fsAt.fstatat(this.inode(nodeid).fd, '', At.EMPTY_PATH, this.tmp), 'fstat');
+      const mode = this.tmp[StatField.MODE]!;
+      if ((mode & S_ISGID) !== 0) check(this.fsAt.fchmodat(At.FDCWD, path, mode & 0o7777 & ~S_ISGID), 'chmod to clear S_ISGID');
+    }
   }
 
   /** LISTXATTR: the guest's names, NUL-separated. */

@@ -17,10 +17,21 @@ const USER = Buffer.from('user.');
 /** XATTR_NAME_MAX + 1 (the NUL): longer host names are refused with ERANGE by the kernel. */
 export const XATTR_NAME_MAX = 255;
 
+/** The POSIX ACL attributes: passed through unchanged with `posixAcl` (the host stores and enforces them). */
+const ACL_NAMES = [Buffer.from('system.posix_acl_access'), Buffer.from('system.posix_acl_default')];
+
+function isAclName(name: Buffer): boolean {
+  return ACL_NAMES[0]!.equals(name) || ACL_NAMES[1]!.equals(name);
+}
+
 export class XattrMap {
   private readonly prefix: Buffer | null;
 
-  constructor(prefix: string | null = null) {
+  constructor(
+    prefix: string | null = null,
+    /** `--posix-acl`: system.posix_acl_access / _default pass through to the host unchanged. */
+    readonly posixAcl = false,
+  ) {
     if (prefix !== null && (!prefix.startsWith('user.') || prefix.length <= USER.length || prefix.length > 128)) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `xattr prefix "${prefix}" must be in the user. namespace (e.g. user.virtiofs.)`);
     }
@@ -30,12 +41,14 @@ export class XattrMap {
   /** The host name of a guest name, or null when the guest may not name it. */
   toHost(name: Buffer): Buffer | null {
     if (name.length === 0) return null;
+    if (this.posixAcl && isAclName(name)) return name;
     if (this.prefix === null) return name.length > USER.length && name.subarray(0, USER.length).equals(USER) ? name : null;
     return Buffer.concat([this.prefix, name]);
   }
 
   /** The guest name of a host name, or null when the guest must not see it. */
   toGuest(hostName: Buffer): Buffer | null {
+    if (this.posixAcl && isAclName(hostName)) return hostName;
     if (this.prefix === null) return hostName.length > USER.length && hostName.subarray(0, USER.length).equals(USER) ? hostName : null;
     if (hostName.length <= this.prefix.length || !hostName.subarray(0, this.prefix.length).equals(this.prefix)) return null;
     return hostName.subarray(this.prefix.length);
