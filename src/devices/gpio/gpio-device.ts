@@ -97,7 +97,7 @@ export class GpioDevice implements VirtioDevice {
       const name = s.name ?? null;
       if (name !== null && name !== '') {
         // device/gpio/5: 7-bit ASCII, no NUL, unique within the device.
-        if (!/^[\x01-\x7f]+$/.test(name)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `GPIO line ${i}: name "${name}" is not 7-bit ASCII`);
+        if (![...name].every((c) => c.charCodeAt(0) >= 1 && c.charCodeAt(0) <= 0x7f)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `GPIO line ${i}: name "${name}" is not 7-bit ASCII`);
         if (this.byName.has(name)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `GPIO line name "${name}" is used twice`);
         this.byName.set(name, i);
       }
