@@ -117,7 +117,7 @@ describe('virtio-ts gpio: vhost-user back-end serving a real Linux guest (QEMU 7
   it('device/gpio/2 device/gpio/4 device/gpio/5 device/gpio/8: sysfs export by name, an output the host reads, an input the host drives, unexport back to none', async (t) => {
     const sock = tmp.file('gpio.sock');
     const ctl = tmp.file('gpio.ctl');
-    const be = await startGpio(sock, ctl, ['--line', 'led', '--line', 'button=in', '--line', '-', '--line', 'reset']);
+    const be = await startGpio(sock, ctl, ['--line', 'led', '--line', 'button=in', '--line', '', '--line', 'reset']);
     const host: Record<string, string> = {};
     const hostErrors: string[] = [];
     try {

@@ -35,8 +35,9 @@ interrupt types; the host drives the input levels through the control socket. En
 SIGTERM or SIGINT, removing its sockets.
 
 ${BACKEND_SOCKET_USAGE}
-  --line NAME[=in|out]    a line: 0, 1, ... in order; its name (7-bit ASCII, unique; "-" for
-                          none) and its direction at reset (default none: the driver sets it)
+  --line NAME[=in|out]    a line: 0, 1, ... in order; its name (printable 7-bit ASCII, unique;
+                          empty for none: --line '' or --line =in) and its direction at reset
+                          (default none: the driver sets it)
   --lines N               pad with unnamed lines up to N in all (1..${GPIO_CLI_MAX_LINES})
   --no-irq                do not offer VIRTIO_GPIO_F_IRQ (no interrupts, no event queue)
   --control-socket PATH   a Unix socket for the host side of the lines, one command a line:
@@ -58,8 +59,8 @@ export function parseGpioLineSpec(text: string): GpioLineOption {
   if (dir === 'in') direction = GpioDirection.IN;
   else if (dir === 'out') direction = GpioDirection.OUT;
   else if (dir !== null) throw new CliError(CliFault.BAD_VALUE, `--line ${text}: the direction is in or out`, COMMAND);
-  if (rawName === '' || !/^[\x20-\x7e]+$/.test(rawName)) throw new CliError(CliFault.BAD_VALUE, `--line "${text}": a name of printable 7-bit ASCII, or "-" for none`, COMMAND);
-  return { name: rawName === '-' ? null : rawName, direction };
+  if (rawName !== '' && !/^[\x20-\x7e]+$/.test(rawName)) throw new CliError(CliFault.BAD_VALUE, `--line "${text}": a name of printable 7-bit ASCII, or none`, COMMAND);
+  return { name: rawName === '' ? null : rawName, direction };
 }
 
 function parseGpio(v: OptionValues, common: BackendOptions): GpioOptions {
