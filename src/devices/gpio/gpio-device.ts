@@ -44,7 +44,7 @@ export interface GpioDeviceOptions {
   queueSize?: number;
   /** Offer VIRTIO_GPIO_F_IRQ (default true). */
   irq?: boolean;
-  /** The level the driver drives on a line changed (SET_VALUE on an output, direction to or from OUT). */
+  /** The level the driver drives on a line changed (SET_VALUE on an output, a line made an output). */
   onOutput?: (line: number, level: 0 | 1) => void;
   logger?: Logger;
 }
@@ -205,7 +205,6 @@ export class GpioDevice implements VirtioDevice {
       case GpioMsg.SET_DIRECTION: {
         if (arg !== GpioDirection.NONE && arg !== GpioDirection.IN && arg !== GpioDirection.OUT) return -1;
         const before = l.level;
-        const wasOut = l.direction === GpioDirection.OUT;
         if (arg === GpioDirection.NONE) {
           // device/gpio/8: all state of the line goes, its interrupt with it.
           this.disableIrq(l);
@@ -215,7 +214,9 @@ export class GpioDevice implements VirtioDevice {
           if (arg === GpioDirection.OUT && l.irqType !== GpioIrqType.NONE) this.disableIrq(l);
           l.direction = arg;
         }
-        if (wasOut || l.direction === GpioDirection.OUT) this.outputChanged(l, before);
+        // The host hears what the driver drives: a line becoming an output (a released one is
+        // the host's again, seen through `line`).
+        if (l.direction === GpioDirection.OUT) this.outputChanged(l, before);
         this.levelChanged(l, before);
         return 0;
       }
