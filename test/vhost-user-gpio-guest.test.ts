@@ -157,9 +157,9 @@ describe('virtio-ts gpio: vhost-user back-end serving a real Linux guest (QEMU 7
         assert.equal(isSocket(ctl), false, 'back-end removed its control socket');
         const f = res.results.get('features') ?? '';
         assert.match(f, /^[01]{64}$/);
-        // QEMU 7.2's vhost-user-gpio never passes VIRTIO_GPIO_F_IRQ to the guest (its
-        // get_features only masks QEMU's own offer, which lacks the bit): interrupts are proven
-        // with v86 (v86-gpio.test.ts).
+        // QEMU 7.2's vhost-user-gpio does not pass VIRTIO_GPIO_F_IRQ on to the guest although
+        // the back-end offers it (bit 0 of these features is 0): interrupts are proven with v86
+        // (v86-gpio.test.ts).
         assert.equal(res.results.get('ngpio'), '4');
         // Named lines export under their names (GET_LINE_NAMES).
         assert.deepEqual((res.results.get('exported') ?? '').trim().split(' ').sort(), ['button', 'led']);
