@@ -11,5 +11,7 @@ export * from './scsi/index.js';
 export * from './9p/index.js';
 export * from './mem/index.js';
 export * from './rtc/index.js';
+export * from './i2c/index.js';
+export * from './gpio/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';

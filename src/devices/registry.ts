@@ -21,6 +21,8 @@ import { NET_TYPE } from './net/net-type.js';
 import { SCSI_TYPE } from './scsi/scsi-type.js';
 import { MEM_TYPE } from './mem/mem-type.js';
 import { RTC_TYPE } from './rtc/rtc-type.js';
+import { I2C_TYPE } from './i2c/i2c-type.js';
+import { GPIO_TYPE } from './gpio/gpio-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -36,6 +38,8 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   SCSI_TYPE,
   MEM_TYPE,
   RTC_TYPE,
+  I2C_TYPE,
+  GPIO_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -15,3 +15,5 @@ export * from './scsi.js';
 export * from './9p.js';
 export * from './mem.js';
 export * from './rtc.js';
+export * from './i2c.js';
+export * from './gpio.js';

@@ -1,0 +1,71 @@
+/**
+ * One GPIO line of the device (5.18): its name, the direction and output value the driver set,
+ * the input level the host drives, and its interrupt: trigger type (enabled when not NONE), the
+ * edge latched while masked, and the eventq buffer that unmasks it (5.18.7).
+ */
+import { GpioDirection, GpioIrqType } from '../../spec/gpio.js';
+
+/** How the host describes a line. */
+export interface GpioLineSpec {
+  /** 7-bit ASCII, unique within the device (device/gpio/5); null or absent: no name. */
+  readonly name?: string | null;
+  /** Direction at reset (default NONE: the driver configures it). */
+  readonly direction?: GpioDirection;
+  /** Input level the host drives at start (default 0). */
+  readonly input?: 0 | 1;
+}
+
+export class GpioLine {
+  direction: GpioDirection;
+  /** The value the driver set with SET_VALUE (driven while the direction is OUT). */
+  outputValue: 0 | 1 = 0;
+  /** The level the outside world (the host) drives on the line. */
+  input: 0 | 1;
+  irqType: GpioIrqType = GpioIrqType.NONE;
+  /** An edge seen while the interrupt was enabled and masked (device/gpio/9). */
+  latched = false;
+
+  constructor(
+    readonly index: number,
+    readonly name: string | null,
+    readonly resetDirection: GpioDirection,
+    input: 0 | 1,
+  ) {
+    this.direction = resetDirection;
+    this.input = input;
+  }
+
+  /** The level sensed on the line: what it drives as an output, else what the host drives. */
+  get level(): 0 | 1 {
+    return this.direction === GpioDirection.OUT ? this.outputValue : this.input;
+  }
+
+  /** Whether a level interrupt of the current type is active at the current level. */
+  get levelActive(): boolean {
+    return (this.irqType === GpioIrqType.LEVEL_HIGH && this.level === 1) || (this.irqType === GpioIrqType.LEVEL_LOW && this.level === 0);
+  }
+
+  get isEdge(): boolean {
+    return (this.irqType & GpioIrqType.EDGE_BOTH) !== 0;
+  }
+
+  /** Whether a change from `from` to `to` is an edge the current type triggers on. */
+  edgeMatches(from: 0 | 1, to: 0 | 1): boolean {
+    if (from === to) return false;
+    return to === 1 ? (this.irqType & GpioIrqType.EDGE_RISING) !== 0 : (this.irqType & GpioIrqType.EDGE_FALLING) !== 0;
+  }
+
+  /** device/gpio/8: direction NONE discards every state the driver gave the line. */
+  clearDriverState(): void {
+    this.direction = GpioDirection.NONE;
+    this.outputValue = 0;
+    this.irqType = GpioIrqType.NONE;
+    this.latched = false;
+  }
+
+  /** Device reset: as the host configured it. */
+  reset(): void {
+    this.clearDriverState();
+    this.direction = this.resetDirection;
+  }
+}
