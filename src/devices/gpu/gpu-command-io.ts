@@ -71,6 +71,8 @@ export class GpuCommandIo {
    * `payload[0, payloadLen)` after it; returns the bytes written into the chain.
    */
   respond(chain: DescriptorChain, type: number, payload?: Uint8Array, payloadLen = 0): number {
+    // No room for a whole header (Linux's cursor commands have none): nothing is written.
+    if (chain.writableBytes < GpuHdr.SIZE) return 0;
     const h = this.hdrView;
     this.hdr.fill(0);
     h.setUint32(GpuHdr.TYPE, type, this.le);
