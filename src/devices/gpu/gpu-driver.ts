@@ -154,8 +154,7 @@ export class GpuDriver implements DeviceDriver {
       setU64(dv, GpuHdr.FENCE_ID, fenceId, le);
     }
     req.set(body, GpuHdr.SIZE);
-    const resp = await this.raw(req, respSize, queue);
-    if (resp.length < GpuHdr.SIZE) throw new VirtioError(ErrorCode.REQUEST_FAILED, `virtio-gpu: ${resp.length}-byte response to 0x${type.toString(16)}`);
+    const resp = (await this.exchange(req, Math.max(respSize, GpuHdr.SIZE), queue)).response;
     const rv = new DataView(resp.buffer, resp.byteOffset, resp.length);
     const got = rv.getUint32(GpuHdr.TYPE, le);
     if (this.fence) {
@@ -168,18 +167,29 @@ export class GpuDriver implements DeviceDriver {
     return resp;
   }
 
-  /** Sends `request` as it is with a `respSize`-byte response buffer; resolves with the bytes the device wrote. */
+  /** Sends `request` as it is with a `respSize`-byte response buffer; resolves with the bytes the device wrote (by the used length). */
   async raw(request: Uint8Array, respSize: number, queue: number = GpuQueue.CONTROLQ): Promise<Uint8Array> {
+    const { used, response } = await this.exchange(request, respSize, queue);
+    return response.subarray(0, Math.min(used, respSize));
+  }
+
+  /**
+   * One request and its zero-filled response buffer; resolves with the used length and the
+   * whole response buffer. `command` reads the response header, never the used length: QEMU
+   * 7.2 leaves it 0 in used packed descriptors.
+   */
+  private async exchange(request: Uint8Array, respSize: number, queue: number): Promise<{ used: number; response: Uint8Array }> {
     const { dma, memory } = this.ctx;
     const reqAddr = dma.alloc(Math.max(1, request.length), 8);
     const respAddr = respSize > 0 ? dma.alloc(respSize, 8) : 0;
     try {
       memory.write(reqAddr, request);
+      if (respSize > 0) memory.fill(respAddr, respSize, 0);
       const q = queue === GpuQueue.CURSORQ ? this.cursorq : this.control;
       const used = await q.submit([{ addr: reqAddr, len: request.length }], respSize > 0 ? [{ addr: respAddr, len: respSize }] : []);
-      const out = new Uint8Array(Math.min(used, respSize));
-      if (out.length > 0) memory.read(respAddr, out);
-      return out;
+      const response = new Uint8Array(respSize);
+      if (respSize > 0) memory.read(respAddr, response);
+      return { used, response };
     } finally {
       dma.free(reqAddr);
       if (respSize > 0) dma.free(respAddr);
@@ -306,17 +316,22 @@ export class GpuDriver implements DeviceDriver {
     await this.cursorCommand(GpuCmd.MOVE_CURSOR, scanoutId, x, y, 0, 0, 0);
   }
 
+  /**
+   * A cursorq command, posted as Linux posts it: the request only, no response buffer (QEMU
+   * writes no response on the cursorq). Resolves once the device used it.
+   */
   private async cursorCommand(type: number, scanoutId: number, x: number, y: number, resourceId: number, hotX: number, hotY: number): Promise<void> {
-    const body = this.body(GpuCursor.SIZE, (dv, le) => {
-      const o = -GpuHdr.SIZE;
-      dv.setUint32(o + GpuCursor.SCANOUT_ID, scanoutId, le);
-      dv.setUint32(o + GpuCursor.X, x, le);
-      dv.setUint32(o + GpuCursor.Y, y, le);
-      dv.setUint32(o + GpuCursor.RESOURCE_ID, resourceId, le);
-      dv.setUint32(o + GpuCursor.HOT_X, hotX, le);
-      dv.setUint32(o + GpuCursor.HOT_Y, hotY, le);
-    });
-    await this.command(type, body, GpuHdr.SIZE, GpuResp.OK_NODATA, GpuQueue.CURSORQ);
+    const le = this.ctx.littleEndian;
+    const req = new Uint8Array(GpuCursor.SIZE);
+    const dv = new DataView(req.buffer);
+    dv.setUint32(GpuHdr.TYPE, type, le);
+    dv.setUint32(GpuCursor.SCANOUT_ID, scanoutId, le);
+    dv.setUint32(GpuCursor.X, x, le);
+    dv.setUint32(GpuCursor.Y, y, le);
+    dv.setUint32(GpuCursor.RESOURCE_ID, resourceId, le);
+    dv.setUint32(GpuCursor.HOT_X, hotX, le);
+    dv.setUint32(GpuCursor.HOT_Y, hotY, le);
+    await this.raw(req, 0, GpuQueue.CURSORQ);
   }
 
   private async resourceCommand(type: number, resourceId: number): Promise<void> {
