@@ -119,7 +119,7 @@ describe('x-remote: QEMU virtio-gpu-pci driven by the virtio-ts GpuDriver, check
     assert.deepEqual([...shot2.rgb.subarray(at, at + 3)], [0xff, 0, 0]);
 
     // The cursor queue takes a 64x64 cursor image (QEMU answers nothing on the cursorq).
-    const cur = await gpu.createFramebuffer({ resourceId: 2, width: 64, height: 64, format: GpuFormat.B8G8R8A8_UNORM });
+    await gpu.createFramebuffer({ resourceId: 2, width: 64, height: 64, format: GpuFormat.B8G8R8A8_UNORM });
     await gpu.transferToHost2d(2, { x: 0, y: 0, width: 64, height: 64 }, 0);
     await gpu.updateCursor(0, 10, 10, 2);
     await gpu.moveCursor(0, 20, 20);
