@@ -20,6 +20,7 @@ import { VSOCK_TYPE } from './vsock/vsock-type.js';
 import { NET_TYPE } from './net/net-type.js';
 import { SCSI_TYPE } from './scsi/scsi-type.js';
 import { GPU_TYPE } from './gpu/gpu-type.js';
+import { PMEM_TYPE } from './pmem/pmem-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -34,6 +35,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   CONSOLE_TYPE,
   SCSI_TYPE,
   GPU_TYPE,
+  PMEM_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

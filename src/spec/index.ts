@@ -14,3 +14,4 @@ export * from './console.js';
 export * from './scsi.js';
 export * from './9p.js';
 export * from './gpu.js';
+export * from './pmem.js';
