@@ -354,7 +354,7 @@ describe('GpuDevice', T, () => {
     void pair;
   });
 
-  it('no shared memory region and no blob, 3D, UUID or BLOB_ALIGNMENT feature is offered (device/gpu/4 .. 6 and driver/gpu/1, 2 do not apply)', () => {
+  it('no shared memory region and no blob, 3D, UUID or BLOB_ALIGNMENT feature is offered: the shared memory and blob statements of 5.7 do not apply', () => {
     const d = new GpuDevice();
     assert.equal((d as { sharedMemoryRegions?: unknown }).sharedMemoryRegions, undefined);
     assert.equal(d.offeredFeatures & (GpuF.VIRGL | GpuF.RESOURCE_BLOB | GpuF.RESOURCE_UUID | GpuF.CONTEXT_INIT | GpuF.BLOB_ALIGNMENT), 0n);
