@@ -13,5 +13,7 @@ export * from './mem/index.js';
 export * from './rtc/index.js';
 export * from './i2c/index.js';
 export * from './gpio/index.js';
+export * from './gpu/index.js';
+export * from './pmem/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';

@@ -23,6 +23,8 @@ import { MEM_TYPE } from './mem/mem-type.js';
 import { RTC_TYPE } from './rtc/rtc-type.js';
 import { I2C_TYPE } from './i2c/i2c-type.js';
 import { GPIO_TYPE } from './gpio/gpio-type.js';
+import { GPU_TYPE } from './gpu/gpu-type.js';
+import { PMEM_TYPE } from './pmem/pmem-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -40,6 +42,8 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   RTC_TYPE,
   I2C_TYPE,
   GPIO_TYPE,
+  GPU_TYPE,
+  PMEM_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -17,3 +17,5 @@ export * from './mem.js';
 export * from './rtc.js';
 export * from './i2c.js';
 export * from './gpio.js';
+export * from './gpu.js';
+export * from './pmem.js';
