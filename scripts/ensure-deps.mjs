@@ -16,7 +16,9 @@ export function ensureDeps() {
   } else if (!existsSync(`${root}/build/Release/virtio_ts_platform.node`)) {
     // node_modules present but the addon missing (a tree from before the addon, or build/
     // removed): build just the addon, as `npm install` would.
-    run('npx', ['node-gyp', 'rebuild']);
+    // (The install script is node-gyp-build, run with npm's own node-gyp; build_from_source
+    // makes it compile even where a prebuilds/ folder from `npm pack` is present.)
+    run('npm', ['run', 'install'], { env: { ...process.env, npm_config_build_from_source: 'true' } });
   }
   run('npx', ['tsc', '-p', 'tsconfig.json']);
 }
