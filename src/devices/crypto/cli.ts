@@ -26,7 +26,8 @@ export interface CryptoOptions extends BackendOptions {
   readonly maxSize: number;
 }
 
-export const CRYPTO_DEFAULTS = { numQueues: 1, queueSize: 128, maxSessions: 256, maxSize: 1 << 20 } as const;
+/** QEMU's virtio-crypto rings have 1024 entries. */
+export const CRYPTO_DEFAULTS = { numQueues: 1, queueSize: 1024, maxSessions: 256, maxSize: 1 << 20 } as const;
 const MAX_SESSIONS = 1 << 20;
 
 const COMMAND = 'crypto';
