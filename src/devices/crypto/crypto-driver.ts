@@ -216,8 +216,19 @@ export class CryptoDriver implements DeviceDriver {
     if (this.config.maxSize > 0 && len > this.config.maxSize) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `request data of ${len} bytes; max_size is ${this.config.maxSize} (driver/crypto/7)`);
   }
 
+  /**
+   * Sends a hand-built request (tests, tools) on queue `index` (a data queue, or the control
+   * queue at max_dataqueues): `readable` as the device-readable buffer, `writableLen` bytes
+   * prefilled with `fill` as the device-writable one. Resolves with them and the used length.
+   */
+  submitRaw(index: number, readable: Uint8Array, writableLen: number, fill = 0): Promise<{ written: Uint8Array; used: number }> {
+    const q = index === this.config.maxDataqueues ? this.control : this.dataQueues[index];
+    if (!q) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
+    return this.send(q, readable, writableLen, fill);
+  }
+
   /** Sends one request; resolves with the writable bytes (status last) and the used length. */
-  private async send(q: RequestQueue, readable: Uint8Array, writableLen: number): Promise<{ written: Uint8Array; used: number }> {
+  private async send(q: RequestQueue, readable: Uint8Array, writableLen: number, fill = 0): Promise<{ written: Uint8Array; used: number }> {
     this.checkReady();
     const dma = this.ctx.dma;
     const mem = this.ctx.memory;
@@ -225,8 +236,8 @@ export class CryptoDriver implements DeviceDriver {
     const wAddr = dma.alloc(Math.max(1, writableLen), 16);
     try {
       mem.write(rAddr, readable);
-      mem.fill(wAddr, writableLen, 0);
-      const used = await q.submit([{ addr: rAddr, len: readable.length }], [{ addr: wAddr, len: writableLen }]);
+      mem.fill(wAddr, writableLen, fill);
+      const used = await q.submit([{ addr: rAddr, len: readable.length }], writableLen > 0 ? [{ addr: wAddr, len: writableLen }] : []);
       return { written: mem.slice(wAddr, writableLen).slice(), used };
     } finally {
       dma.free(rAddr);
