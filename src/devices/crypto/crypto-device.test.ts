@@ -38,7 +38,6 @@ import { cryptoPair, ctrlReq, dataReq, le32, pattern } from './crypto-test-suppo
 
 const T = { timeout: 20_000 };
 const ENC = 1;
-const DEC = 2;
 
 function config(d: CryptoDevice): DataView {
   const b = new Uint8Array(CryptoConfig.SIZE);
