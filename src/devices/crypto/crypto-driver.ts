@@ -108,6 +108,16 @@ export interface ChainSessionParams {
   readonly aadLen?: number;
 }
 
+/** The regions of an algorithm-chaining request. */
+export interface ChainRegions {
+  readonly cipherStart: number;
+  readonly cipherLen: number;
+  readonly hashStart: number;
+  readonly hashLen: number;
+  readonly resultLen: number;
+  readonly aad?: Uint8Array;
+}
+
 /** Where a data request's parameters come from: a session, or (stateless) the request itself. */
 export type CryptoTarget = { readonly session: number } | { readonly stateless: true };
 
@@ -409,6 +419,56 @@ export class CryptoDriver implements DeviceDriver {
     b.append(iv);
     b.append(src);
     return (await this.data(b, src.length, 'cipher')).out;
+  }
+
+  /**
+   * Algorithm chaining (driver/crypto/28): the cipher over `src[cipherStart, +cipherLen)` and
+   * the hash or MAC over `aad` and `src[hashStart, +hashLen)` (of the ciphertext or the plaintext,
+   * per the session's order). Resolves with dst_data (src_data_len bytes) and hash_result.
+   */
+  async chain(target: CryptoTarget, encrypt: boolean, iv: Uint8Array, src: Uint8Array, p: ChainRegions, stateless?: ChainSessionParams): Promise<{ dst: Uint8Array; hash: Uint8Array }> {
+    const aad = p.aad ?? new Uint8Array(0);
+    this.checkSize(iv.length + 2 * src.length + aad.length + p.resultLen);
+    const { b, stateless: sl } = this.dataRequest(encrypt ? CryptoDataOp.CIPHER_ENCRYPT : CryptoDataOp.CIPHER_DECRYPT, stateless?.cipher.algo ?? 0, target, CryptoService.CIPHER);
+    const F = CryptoOpHeader.SIZE;
+    const o = sl ? F + 32 : F;
+    const authKey = stateless?.authKey ?? new Uint8Array(0);
+    if (sl && stateless) {
+      this.checkCipherKey(stateless.cipher.key.length);
+      this.checkAuthKey(authKey.length);
+      b.u32(F, stateless.order);
+      b.u32(F + 4, aad.length);
+      this.cipherFlf(b, F + 8, stateless.cipher);
+      b.u32(F + 20, stateless.hashAlgo);
+      b.u32(F + 24, authKey.length);
+      b.u32(F + 28, stateless.hashMode);
+    }
+    b.u32(o, iv.length);
+    b.u32(o + 4, src.length);
+    b.u32(o + 8, src.length);
+    b.u32(o + 12, p.cipherStart);
+    b.u32(o + 16, p.cipherLen);
+    b.u32(o + 20, p.hashStart);
+    b.u32(o + 24, p.hashLen);
+    b.u32(o + 28, aad.length);
+    b.u32(o + 32, p.resultLen);
+    b.u32(F + (sl ? 72 : 40), SymOpType.ALGORITHM_CHAINING);
+    if (sl) {
+      // Stateless order: keys, IV, AAD, source.
+      if (stateless) {
+        b.append(stateless.cipher.key);
+        b.append(authKey);
+      }
+      b.append(iv);
+      b.append(aad);
+      b.append(src);
+    } else {
+      b.append(iv);
+      b.append(src);
+      b.append(aad);
+    }
+    const { out } = await this.data(b, src.length + p.resultLen, 'chain');
+    return { dst: out.subarray(0, src.length), hash: out.subarray(src.length) };
   }
 
   /** HASH (`mac` false) or MAC of `src`: `resultLen` bytes. */

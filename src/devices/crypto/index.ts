@@ -6,6 +6,7 @@ export {
   CryptoStatusError,
   CRYPTO_DRIVER_FEATURES,
   type AeadSessionParams,
+  type ChainRegions,
   type ChainSessionParams,
   type CipherSessionParams,
   type CryptoDriverAlgorithms,
