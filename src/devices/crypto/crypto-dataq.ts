@@ -237,29 +237,32 @@ export class CryptoDataQueue {
     if (total > this.host.maxSize || dstLen < srcLen || wb < dstLen + resultLen + 1) return CryptoStatus.ERR;
     if (cipherAt + cipherLen > srcLen || hashAt + hashLen > srcLen) return CryptoStatus.ERR;
     if (!this.need(keyLen + authKeyLen + ivLen + srcLen + aadLen)) return CryptoStatus.ERR;
-    let s = session;
+    const key = this.take(keyLen);
+    const authKey = this.take(authKeyLen);
     let iv: Uint8Array | null;
     let src: Uint8Array | null;
     let aad: Uint8Array | null;
-    if (s === null) {
-      const key = this.take(keyLen);
-      const authKey = this.take(authKeyLen);
-      if (key === null || authKey === null) return CryptoStatus.ERR;
-      const c = buildCipher(lim, this.u32(8), key, this.u32(16));
-      if (typeof c === 'number') return c;
-      const hashMode = this.u32(28);
-      const b = buildChain(lim, c, this.u32(0), hashMode, this.u32(20), resultLen, hashMode === SymHashMode.AUTH ? authKey : null);
-      if (typeof b === 'number') return b;
-      s = b;
-      // Stateless order: keys, IV, AAD, then the source.
+    // device/crypto/27: the AAD is parsed only when aad_len is above 0. The stateless structure
+    // (whenever CIPHER_STATELESS_MODE is negotiated) orders keys, IV, AAD, source; the session
+    // one IV, source, AAD.
+    if (stateless) {
       iv = this.take(ivLen);
       aad = aadLen > 0 ? this.take(aadLen) : EMPTY;
       src = this.take(srcLen);
     } else {
       iv = this.take(ivLen);
       src = this.take(srcLen);
-      // device/crypto/27: the AAD is parsed only when aad_len is above 0.
       aad = aadLen > 0 ? this.take(aadLen) : EMPTY;
+    }
+    if (key === null || authKey === null) return CryptoStatus.ERR;
+    let s = session;
+    if (s === null) {
+      const c = buildCipher(lim, this.u32(8), key, this.u32(16));
+      if (typeof c === 'number') return c;
+      const hashMode = this.u32(28);
+      const b = buildChain(lim, c, this.u32(0), hashMode, this.u32(20), resultLen, hashMode === SymHashMode.AUTH ? authKey : null);
+      if (typeof b === 'number') return b;
+      s = b;
     }
     if (iv === null || src === null || aad === null) return CryptoStatus.ERR;
     if (s.cipher.encrypt !== encrypt || resultLen < s.resultLen) return CryptoStatus.ERR;
