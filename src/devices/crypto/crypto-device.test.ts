@@ -374,4 +374,49 @@ describe('virtio-crypto device: data requests (5.9.7.3 - 5.9.7.8)', () => {
     // A stateless bit without REVISION_1 is refused at FEATURES_OK (5.9.3.1).
     assert.match(new CryptoDevice().validateFeatures(CryptoF.HASH_STATELESS_MODE | F.VERSION_1) ?? '', /REVISION_1/);
   });
+
+  it('the guest is untrusted: 800 random requests on every queue (opcodes, lengths, flags, ids, short buffers) are each answered; nothing throws, no reset, sessions stay bounded, the device still serves', T, async () => {
+    const { driver, device, pair } = cryptoPair({ maxSessions: 8, maxSize: 4096 });
+    let x = 0x9e3779b9;
+    const rnd = (n: number): number => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    const ctrlOps = Object.values(CryptoCtrlOp);
+    const dataOps = Object.values(CryptoDataOp);
+    const word = (): number => [0, 1, 2, 3, 12, 16, 20, 32, 48, 64, 65, 4096, 0xffffffff, rnd(1 << 30)][rnd(14)]!;
+    let answered = 0;
+    for (let batch = 0; batch < 50; batch++) {
+      const reqs: Promise<unknown>[] = [];
+      for (let k = 0; k < 16; k++) {
+        const control = rnd(3) === 0;
+        const len = rnd(5) === 0 ? rnd(24) : 24 + rnd(200);
+        const b = new Uint8Array(len);
+        const v = new DataView(b.buffer);
+        for (let o = 0; o + 4 <= len; o += 4) v.setUint32(o, word(), true);
+        if (len >= 4) v.setUint32(0, rnd(8) === 0 ? word() : control ? ctrlOps[rnd(ctrlOps.length)]! : dataOps[rnd(dataOps.length)]!, true);
+        if (!control && len >= 24) {
+          v.setUint32(8, rnd(12), true);
+          v.setUint32(12, 0, true);
+          v.setUint32(16, rnd(2), true);
+        }
+        const wlen = rnd(6) === 0 ? 0 : 1 + rnd(160);
+        reqs.push(driver.submitRaw(control ? 1 : 0, b, wlen).then(() => answered++));
+      }
+      await Promise.all(reqs);
+    }
+    assert.equal(answered, 800);
+    assert.deepEqual(pair.resets, []);
+    assert.ok(device.sessions.size <= 8);
+    // Ids come from a counter bumped once per session created: at most one per control request.
+    for (let id = 1; id <= 800; id++) {
+      const svc = device.sessions.get(id)?.service;
+      if (svc !== undefined) await driver.destroySession(svc, id);
+    }
+    assert.equal(device.sessions.size, 0);
+    const s = await driver.createHashSession(HashAlgo.SHA_256, 32);
+    assert.deepEqual(Buffer.from(await driver.digest({ session: s }, false, pattern(50, 1), 32)), createHash('sha256').update(pattern(50, 1)).digest());
+  });
 });
