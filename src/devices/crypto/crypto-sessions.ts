@@ -196,6 +196,11 @@ export class CryptoSessionTable {
     return this.sessions.size;
   }
 
+  /** Session ids handed out since the device was made (for tests and stats). */
+  get issued(): number {
+    return this.nextId - 1;
+  }
+
   /** The new session's id, or -1 when the table is full. */
   add(s: CryptoSession): number {
     if (this.sessions.size >= this.capacity) return -1;
