@@ -15,5 +15,6 @@ export * from './i2c/index.js';
 export * from './gpio/index.js';
 export * from './gpu/index.js';
 export * from './pmem/index.js';
+export * from './crypto/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';

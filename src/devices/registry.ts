@@ -25,6 +25,7 @@ import { I2C_TYPE } from './i2c/i2c-type.js';
 import { GPIO_TYPE } from './gpio/gpio-type.js';
 import { GPU_TYPE } from './gpu/gpu-type.js';
 import { PMEM_TYPE } from './pmem/pmem-type.js';
+import { CRYPTO_TYPE } from './crypto/crypto-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -44,6 +45,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   GPIO_TYPE,
   GPU_TYPE,
   PMEM_TYPE,
+  CRYPTO_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -19,3 +19,4 @@ export * from './i2c.js';
 export * from './gpio.js';
 export * from './gpu.js';
 export * from './pmem.js';
+export * from './crypto.js';

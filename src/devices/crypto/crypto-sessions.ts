@@ -1,0 +1,223 @@
+/**
+ * 5.9.7.2.1 sessions: the parameters of each kind, checked once at creation (algorithm served,
+ * key sizes, result lengths), and the bounded table that hands out unique ids (device/crypto/13).
+ * Stateless requests (5.9.7.3 with VIRTIO_CRYPTO_F_*_STATELESS_MODE) build the same objects for
+ * one request. Builders return a session or a VIRTIO_CRYPTO_* status, never throw on guest input.
+ */
+import { type KeyObject, createPrivateKey, createPublicKey, createSecretKey } from 'node:crypto';
+import { AkcipherAlgo, AkcipherKeyType, AlgChainOrder, CryptoOpDirection, CryptoService, CryptoStatus, RsaPadding, SymHashMode } from '../../spec/crypto.js';
+import {
+  type CryptoAlgorithmSet,
+  aeadName,
+  cipherIvLen,
+  cipherName,
+  digestLength,
+  hashName,
+  hmacHashName,
+  rsaDigestInfo,
+  serves,
+} from './crypto-algorithms.js';
+
+export interface CipherParams {
+  readonly algo: number;
+  readonly name: string;
+  readonly key: KeyObject;
+  readonly ivLen: number;
+  readonly encrypt: boolean;
+}
+
+export interface CipherSession {
+  readonly kind: 'cipher';
+  readonly service: typeof CryptoService.CIPHER;
+  readonly cipher: CipherParams;
+}
+
+/** VIRTIO_CRYPTO_SYM_OP_ALGORITHM_CHAINING: a cipher with a plain hash or an HMAC. */
+export interface ChainSession {
+  readonly kind: 'chain';
+  readonly service: typeof CryptoService.CIPHER;
+  readonly cipher: CipherParams;
+  readonly cipherFirst: boolean;
+  readonly hash: string;
+  /** HMAC key for hash_mode AUTH; null for PLAIN. */
+  readonly authKey: KeyObject | null;
+  readonly resultLen: number;
+}
+
+export interface HashSession {
+  readonly kind: 'hash';
+  readonly service: typeof CryptoService.HASH;
+  readonly hash: string;
+  readonly resultLen: number;
+}
+
+export interface MacSession {
+  readonly kind: 'mac';
+  readonly service: typeof CryptoService.MAC;
+  readonly hash: string;
+  readonly key: KeyObject;
+  readonly resultLen: number;
+}
+
+export interface AeadSession {
+  readonly kind: 'aead';
+  readonly service: typeof CryptoService.AEAD;
+  readonly algo: number;
+  readonly name: string;
+  readonly key: KeyObject;
+  readonly tagLen: number;
+  readonly aadLen: number;
+  readonly encrypt: boolean;
+}
+
+export interface RsaSession {
+  readonly kind: 'rsa';
+  readonly service: typeof CryptoService.AKCIPHER;
+  readonly privateKey: KeyObject | null;
+  readonly publicKey: KeyObject;
+  /** Modulus bytes: RAW inputs are left-padded to it, results have it. */
+  readonly modulusBytes: number;
+  readonly padding: number;
+  /** DigestInfo prefix for PKCS#1 sign and verify (empty for NO_HASH). */
+  readonly digestInfo: Uint8Array;
+}
+
+export type CryptoSession = CipherSession | ChainSession | HashSession | MacSession | AeadSession | RsaSession;
+
+/** Limits the builders check (from the configuration the device advertises). */
+export interface SessionLimits {
+  readonly algorithms: CryptoAlgorithmSet;
+  readonly maxCipherKeyLen: number;
+  readonly maxAuthKeyLen: number;
+}
+
+type Built<T> = T | number;
+
+function directionOf(op: number): boolean | null {
+  return op === CryptoOpDirection.ENCRYPT ? true : op === CryptoOpDirection.DECRYPT ? false : null;
+}
+
+/** struct virtio_crypto_cipher_session_flf + its key. */
+export function buildCipher(lim: SessionLimits, algo: number, key: Uint8Array, op: number): Built<CipherParams> {
+  if (!serves(lim.algorithms.cipher, algo)) return CryptoStatus.NOTSUPP;
+  const encrypt = directionOf(op);
+  if (encrypt === null) return CryptoStatus.ERR;
+  if (key.length > lim.maxCipherKeyLen) return CryptoStatus.ERR;
+  const name = cipherName(algo, key.length);
+  if (name === null) return CryptoStatus.ERR; // a key length the algorithm has not
+  return { algo, name, key: createSecretKey(key), ivLen: cipherIvLen(algo), encrypt };
+}
+
+/** A HASH session (or the plain hash of a chain): the digest truncated to resultLen. */
+export function buildHash(lim: SessionLimits, algo: number, resultLen: number): Built<HashSession> {
+  if (!serves(lim.algorithms.hash, algo)) return CryptoStatus.NOTSUPP;
+  const hash = hashName(algo)!;
+  const full = digestLength(hash);
+  // A result longer than the digest cannot be produced; SHAKE output is whatever is asked.
+  if (resultLen === 0 || (full !== null && resultLen > full) || resultLen > 1024) return CryptoStatus.ERR;
+  return { kind: 'hash', service: CryptoService.HASH, hash, resultLen };
+}
+
+export function buildMac(lim: SessionLimits, algo: number, resultLen: number, key: Uint8Array): Built<MacSession> {
+  if (!serves(lim.algorithms.mac, algo)) return CryptoStatus.NOTSUPP;
+  if (key.length > lim.maxAuthKeyLen) return CryptoStatus.ERR;
+  const hash = hmacHashName(algo)!;
+  if (resultLen === 0 || resultLen > digestLength(hash)!) return CryptoStatus.ERR;
+  return { kind: 'mac', service: CryptoService.MAC, hash, key: createSecretKey(key.length === 0 ? new Uint8Array(0) : key), resultLen };
+}
+
+export function buildChain(
+  lim: SessionLimits,
+  cipher: CipherParams,
+  order: number,
+  hashMode: number,
+  hashAlgo: number,
+  resultLen: number,
+  authKey: Uint8Array | null,
+): Built<ChainSession> {
+  if (order !== AlgChainOrder.CIPHER_THEN_HASH && order !== AlgChainOrder.HASH_THEN_CIPHER) return CryptoStatus.ERR;
+  const cipherFirst = order === AlgChainOrder.CIPHER_THEN_HASH;
+  if (hashMode === SymHashMode.PLAIN) {
+    const h = buildHash(lim, hashAlgo, resultLen);
+    if (typeof h === 'number') return h;
+    return { kind: 'chain', service: CryptoService.CIPHER, cipher, cipherFirst, hash: h.hash, authKey: null, resultLen };
+  }
+  if (hashMode === SymHashMode.AUTH) {
+    const m = buildMac(lim, hashAlgo, resultLen, authKey ?? new Uint8Array(0));
+    if (typeof m === 'number') return m;
+    return { kind: 'chain', service: CryptoService.CIPHER, cipher, cipherFirst, hash: m.hash, authKey: m.key, resultLen };
+  }
+  // NESTED hashing (an outer and an inner hash) is not served.
+  return hashMode === SymHashMode.NESTED ? CryptoStatus.NOTSUPP : CryptoStatus.ERR;
+}
+
+export function buildAead(lim: SessionLimits, algo: number, key: Uint8Array, tagLen: number, aadLen: number, op: number): Built<AeadSession> {
+  if (!serves(lim.algorithms.aead, algo)) return CryptoStatus.NOTSUPP;
+  const encrypt = directionOf(op);
+  if (encrypt === null || key.length > lim.maxCipherKeyLen) return CryptoStatus.ERR;
+  const name = aeadName(algo, key.length);
+  if (name === null || tagLen < 1 || tagLen > 16) return CryptoStatus.ERR;
+  return { kind: 'aead', service: CryptoService.AEAD, algo, name, key: createSecretKey(key), tagLen, aadLen, encrypt };
+}
+
+/**
+ * An RSA session: the key is a DER RSAPrivateKey or RSAPublicKey (PKCS#1, 5.9.7.2.1). A key that
+ * does not parse, or a padding the device has not, is ERR / NOTSUPP.
+ */
+export function buildRsa(lim: SessionLimits, algo: number, keyType: number, key: Uint8Array, padding: number, hash: number): Built<RsaSession> {
+  if (algo !== AkcipherAlgo.RSA || !serves(lim.algorithms.akcipher, algo)) return CryptoStatus.NOTSUPP;
+  if (padding !== RsaPadding.RAW && padding !== RsaPadding.PKCS1) return CryptoStatus.NOTSUPP;
+  const digestInfo = padding === RsaPadding.PKCS1 ? rsaDigestInfo(hash) : new Uint8Array(0);
+  if (digestInfo === null) return CryptoStatus.NOTSUPP;
+  if (keyType !== AkcipherKeyType.PUBLIC && keyType !== AkcipherKeyType.PRIVATE) return CryptoStatus.ERR;
+  try {
+    const der = Buffer.from(key.buffer, key.byteOffset, key.length);
+    const privateKey = keyType === AkcipherKeyType.PRIVATE ? createPrivateKey({ key: der, format: 'der', type: 'pkcs1' }) : null;
+    const publicKey = privateKey ? createPublicKey(privateKey) : createPublicKey({ key: der, format: 'der', type: 'pkcs1' });
+    const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < 512 || bits > 8192) return CryptoStatus.ERR;
+    return { kind: 'rsa', service: CryptoService.AKCIPHER, privateKey, publicKey, modulusBytes: Math.ceil(bits / 8), padding, digestInfo };
+  } catch {
+    return CryptoStatus.ERR; // not a DER PKCS#1 key
+  }
+}
+
+/**
+ * The sessions of one device: at most `capacity`, ids from a counter that never repeats while
+ * the device lives (device/crypto/13: unique), so a stale id never names a new session.
+ */
+export class CryptoSessionTable {
+  private readonly sessions = new Map<number, CryptoSession>();
+  private nextId = 1;
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Session ids handed out since the device was made (for tests and stats). */
+  get issued(): number {
+    return this.nextId - 1;
+  }
+
+  /** The new session's id, or -1 when the table is full. */
+  add(s: CryptoSession): number {
+    if (this.sessions.size >= this.capacity) return -1;
+    const id = this.nextId++;
+    this.sessions.set(id, s);
+    return id;
+  }
+
+  get(id: number): CryptoSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  delete(id: number): boolean {
+    return this.sessions.delete(id);
+  }
+
+  clear(): void {
+    this.sessions.clear();
+  }
+}
