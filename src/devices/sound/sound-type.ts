@@ -73,7 +73,7 @@ export const SOUND_TYPE: DeviceType = {
         const rec = await reading;
         assert.ok(rec.every((r) => r.status === SoundStatus.OK && r.frames.length === 128));
         const all = Buffer.concat(rec.map((r) => r.frames));
-        for (let k = 0; k < 192; k += 17) assert.equal(all.readInt16LE(k * 2), Math.round(tone.sample(k, 16000) * 32767), `input frame ${k}`);
+        for (let k = 0; k < 192; k += 17) assert.equal(all.readInt16LE(k * 2), Math.round(tone.sample(k, 16000) * 32767) | 0, `input frame ${k}`);
         await snd.stop(1);
         await snd.release(1);
         // A jack event.
