@@ -54,6 +54,11 @@ export interface SoundDeviceOptions {
   readonly output?: PcmOutput;
   /** Where input frames come from. Default: zeros. */
   readonly input?: PcmInput;
+  /**
+   * Called before the device touches guest memory outside a guest access (stream timers, jack
+   * events): an emulator whose RAM buffer moves (v86) refreshes its view here.
+   */
+  readonly beforeHostAccess?: () => void;
   /** Maximum queue size (all four queues). Default 256. */
   readonly queueSize?: number;
   readonly logger?: Logger;
@@ -71,6 +76,7 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
   private readonly chmaps: readonly SoundChmapConfig[];
   private readonly output: PcmOutput;
   private readonly input: PcmInput;
+  private readonly beforeHostAccess: (() => void) | undefined;
   private readonly server: QueueServer<SoundRequest>;
   private readonly control: SoundControl;
   private readonly events: SoundEventQueue;
@@ -99,6 +105,7 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
     this.streams = (opts.streams ?? DEFAULT_STREAMS).map((s, i) => new PcmStream(i, streamInfo(s, i), this));
     this.output = opts.output ?? DISCARD_OUTPUT;
     this.input = opts.input ?? SILENT_INPUT;
+    this.beforeHostAccess = opts.beforeHostAccess;
     this.server = new QueueServer<SoundRequest>({
       name: 'virtio-snd',
       numQueues: 4,
@@ -119,6 +126,7 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
     if (j === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no jack ${id}`);
     if (j.connected === connected) return;
     j.connected = connected;
+    this.beforeHostAccess?.();
     this.events.raise(connected ? SoundCode.EVT_JACK_CONNECTED : SoundCode.EVT_JACK_DISCONNECTED, id);
   }
 
@@ -136,6 +144,7 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
 
   finish(stream: PcmStream, req: SoundRequest, status: number): void {
     if (!this.server.isLive(req)) return;
+    this.beforeHostAccess?.();
     const c = req.chain;
     const output = stream.info.direction === SoundDirection.OUTPUT;
     let written: number;
@@ -157,7 +166,9 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
 
   xrun(streamId: number): void {
     const s = this.streams[streamId];
-    if (s && (s.features & (1 << SoundPcmFeatureBit.EVT_XRUNS)) !== 0) this.events.raise(SoundCode.EVT_PCM_XRUN, streamId);
+    if (s === undefined || (s.features & (1 << SoundPcmFeatureBit.EVT_XRUNS)) === 0) return;
+    this.beforeHostAccess?.();
+    this.events.raise(SoundCode.EVT_PCM_XRUN, streamId);
   }
 
   opened(params: PcmParams): void {
