@@ -303,7 +303,7 @@ describe('SoundDevice', T, () => {
     assert.deepEqual(pair.resets, []);
   });
 
-  it('malformed I/O messages get IO_ERR at once: unknown or wrong-direction stream, not prepared, driver/sound/13 and driver/sound/15 shapes', async () => {
+  it('malformed I/O messages get IO_ERR at once: unknown or wrong-direction stream, not prepared, tx with device-writable frames, rx with device-readable frames', async () => {
     const { pair } = soundPair();
     const drv = new SoundDriver(pair.ctx);
     const tx = new RawQueue(pair, SoundQueue.TXQ);
@@ -329,7 +329,7 @@ describe('SoundDevice', T, () => {
     assert.deepEqual(pair.resets, []);
   });
 
-  it('event queue: jack connect/disconnect events; driver/sound/2 driver/sound/3 violations are returned empty', async () => {
+  it('event queue: jack connect/disconnect events; device-readable or short event buffers are returned empty', async () => {
     const { pair, device } = soundPair();
     const ev = new RawQueue(pair, SoundQueue.EVENTQ);
     const readable = await ev.submit([new Uint8Array(8)], [8]);

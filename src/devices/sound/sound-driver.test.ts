@@ -57,7 +57,7 @@ describe('SoundDriver', T, () => {
     );
   });
 
-  it('driver/sound/6 to driver/sound/10: SET_PARAMS is checked against the stream information before it is sent; padding is 0', async () => {
+  it('driver/sound/6..10: SET_PARAMS is checked against the stream information before it is sent; padding is 0', async () => {
     const { drv, on } = rig();
     const bad: [string, Partial<typeof U8_8K> & { features?: number }][] = [
       ['driver/sound/6 period does not divide the buffer', { periodBytes: 96 }],
