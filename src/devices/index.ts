@@ -10,5 +10,6 @@ export * from './console/index.js';
 export * from './scsi/index.js';
 export * from './9p/index.js';
 export * from './sound/index.js';
+export * from './can/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';
