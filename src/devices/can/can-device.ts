@@ -386,7 +386,7 @@ export class CanDevice implements VirtioDevice, CanBusNode {
   reset(): void {
     this.started = false;
     this.status = 0;
-    this.pendingTx.clear();
+    for (let r = this.pendingTx.shift(); r !== null; r = this.pendingTx.shift()) this.bus.cancel(this, r);
     this.rxBuffers.clear();
     this.backlogCount = 0;
     this.ctx = null;
