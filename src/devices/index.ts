@@ -11,5 +11,6 @@ export * from './scsi/index.js';
 export * from './9p/index.js';
 export * from './sound/index.js';
 export * from './can/index.js';
+export * from './spi/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';

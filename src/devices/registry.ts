@@ -21,6 +21,7 @@ import { NET_TYPE } from './net/net-type.js';
 import { SCSI_TYPE } from './scsi/scsi-type.js';
 import { SOUND_TYPE } from './sound/sound-type.js';
 import { CAN_TYPE } from './can/can-type.js';
+import { SPI_TYPE } from './spi/spi-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -36,6 +37,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   SCSI_TYPE,
   SOUND_TYPE,
   CAN_TYPE,
+  SPI_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

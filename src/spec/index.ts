@@ -15,3 +15,4 @@ export * from './scsi.js';
 export * from './9p.js';
 export * from './sound.js';
 export * from './can.js';
+export * from './spi.js';
