@@ -208,6 +208,13 @@ export class PcmStream {
   private tick(): void {
     this.timer = null;
     if (this.state !== PcmState.RUNNING) return;
+    // Timers run against the event loop's cached clock and may fire a little early: the message
+    // completes only once its frames have really been played (device/sound/9, device/sound/10).
+    const early = this.clock - performance.now();
+    if (early > 0) {
+      this.timer = setTimeout(this.onTimer, early);
+      return;
+    }
     const r = this.shift();
     if (r !== null) this.host.finish(this, r, SoundStatus.OK);
     if (this.head !== null) this.schedule();

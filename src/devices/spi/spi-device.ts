@@ -19,6 +19,7 @@
  * inactive delay when cs_change deasserts); from 1 ms on, the request completes after that long
  * (a timer), shorter ones at once.
  */
+import { performance } from 'node:perf_hooks';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { QueueServer, type QueueRequest } from '../../device/queue-server.js';
 import type { DeviceContext, VirtioDevice } from '../../device/types.js';
@@ -152,7 +153,8 @@ export class SpiDevice implements VirtioDevice {
     const written = rxLen + this.writer.write(this.result);
     if (this.durationNs < MS) return written;
     // A timer per long transfer only (1 ms and more): the driver sees the bus time.
-    return new Promise((resolve) => setTimeout(resolve, this.durationNs / MS, written));
+    const deadline = performance.now() + this.durationNs / MS;
+    return new Promise((resolve) => resolveAt(deadline, resolve, written));
   };
 
   /** Checks the head (device/spi/3, device/spi/4) and runs the transfer; the result and its bus time. */
@@ -263,6 +265,13 @@ export class SpiDevice implements VirtioDevice {
   }
 }
 
+
+/** Resolves with `value` once performance.now() reaches `deadline` (timers may fire early: re-armed). */
+function resolveAt(deadline: number, resolve: (v: number) => void, value: number): void {
+  const left = deadline - performance.now();
+  if (left <= 0) resolve(value);
+  else setTimeout(resolveAt, left, deadline, resolve, value);
+}
 
 /** tx_nbits / rx_nbits: 0 and 1 single (always), 2 / 4 / 8 when supported, others invalid. */
 function nbitsOk(n: number, supported: number): boolean {
