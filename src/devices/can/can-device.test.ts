@@ -258,4 +258,24 @@ describe('CanDevice', T, () => {
     const g = await incoming;
     assert.deepEqual([g.id, g.fd, g.length], [0x321, true, 20]);
   });
+  it('the bus: host frames are checked, a full ring refuses a frame (the device answers NOT_OK), frames keep their order', async () => {
+    const bus = new CanBus(2);
+    const a = new CanHostPort(bus);
+    const b = new CanHostPort(bus);
+    assert.throws(() => a.send(frame({ id: 0x800 })), VirtioError);
+    assert.throws(() => a.send(frame({ fd: true, rtr: true, length: 0, data: new Uint8Array(0) })), VirtioError);
+    assert.throws(() => a.send(frame({ length: 12, fd: true, data: new Uint8Array(4) })), VirtioError);
+    assert.equal(a.send(frame({ id: 1 })), true);
+    assert.equal(a.send(frame({ id: 2 })), true);
+    assert.equal(a.send(frame({ id: 3 })), false, 'ring of 2 full');
+    assert.deepEqual([(await b.next()).id, (await b.next()).id], [1, 2]);
+    // A device on a full bus: NOT_OK, nothing scheduled.
+    const r = rig(ALL, {}, {}, bus);
+    await r.drv.start();
+    a.send(frame({ id: 4 }));
+    a.send(frame({ id: 5 }));
+    await assert.rejects(r.drv.send(frame({ id: 6 })), (e: unknown) => e instanceof CanRequestError && e.result === CanResult.NOT_OK);
+    assert.deepEqual([(await b.next()).id, (await b.next()).id], [4, 5]);
+    assert.throws(() => new CanBus(0), VirtioError);
+  });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -20,7 +20,7 @@ import {
   SoundQueue,
   SoundStatus,
 } from '../../spec/sound.js';
-import { WavFileOutput, ToneInput, parseWav, type PcmOutput } from './pcm-host.js';
+import { WavFileInput, WavFileOutput, ToneInput, parseWav, type PcmOutput } from './pcm-host.js';
 import { PcmState } from './pcm-stream.js';
 import { MAX_BUFFER_BYTES } from './sound-control.js';
 import { SoundDevice } from './sound-device.js';
@@ -455,6 +455,32 @@ describe('SoundDevice', T, () => {
       const parsed = parseWav(readFileSync(path));
       assert.deepEqual({ tag: parsed.tag, channels: parsed.channels, rate: parsed.rateHz, bits: parsed.bitsPerSample }, { tag: 1, channels: 2, rate: 48000, bits: 16 });
       assert.deepEqual(Buffer.from(parsed.data), Buffer.from(pcm));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('host PCM: WavFileInput feeds an input stream from a WAV file (looped); a bad file is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vts-snd-'));
+    try {
+      const path = join(dir, 'in.wav');
+      const frames = Uint8Array.from({ length: 100 }, (_, i) => (i * 5) & 0xff);
+      // Written through WavFileOutput's own header code, then read back as input.
+      const out = new WavFileOutput(path, 0);
+      out.open({ streamId: 0, channels: 1, format: SoundPcmFormat.U8, rateHz: 8000, bufferBytes: 100, periodBytes: 50, frameBytes: 1 });
+      out.write(0, frames, 0, frames.length);
+      out.close(0);
+      const { pair } = soundPair({ input: new WavFileInput(path, 1) });
+      const drv = new SoundDriver(pair.ctx);
+      await drv.setParams(1, { bufferBytes: 160, periodBytes: 80, channels: 1, format: SoundPcmFormat.U8, rate: SoundPcmRate.R8000 });
+      await drv.prepare(1);
+      const reading = drv.readMessages(1, 160);
+      await drv.start(1);
+      const got = Buffer.concat((await reading).map((r) => r.frames));
+      assert.deepEqual([...got], [...frames, ...frames.subarray(0, 60)], 'the file, then again from its start');
+      await drv.stop(1);
+      await drv.release(1);
+      writeFileSync(join(dir, 'bad.wav'), 'not a wave file');
+      assert.throws(() => new WavFileInput(join(dir, 'bad.wav')), VirtioError);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
