@@ -16,5 +16,8 @@ export * from './gpio/index.js';
 export * from './gpu/index.js';
 export * from './pmem/index.js';
 export * from './crypto/index.js';
+export * from './sound/index.js';
+export * from './can/index.js';
+export * from './spi/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';

@@ -26,6 +26,9 @@ import { GPIO_TYPE } from './gpio/gpio-type.js';
 import { GPU_TYPE } from './gpu/gpu-type.js';
 import { PMEM_TYPE } from './pmem/pmem-type.js';
 import { CRYPTO_TYPE } from './crypto/crypto-type.js';
+import { SOUND_TYPE } from './sound/sound-type.js';
+import { CAN_TYPE } from './can/can-type.js';
+import { SPI_TYPE } from './spi/spi-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -46,6 +49,9 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   GPU_TYPE,
   PMEM_TYPE,
   CRYPTO_TYPE,
+  SOUND_TYPE,
+  CAN_TYPE,
+  SPI_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

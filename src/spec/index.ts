@@ -20,3 +20,6 @@ export * from './gpio.js';
 export * from './gpu.js';
 export * from './pmem.js';
 export * from './crypto.js';
+export * from './sound.js';
+export * from './can.js';
+export * from './spi.js';
