@@ -11,3 +11,4 @@ export * from './scsi/index.js';
 export * from './9p/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';
+export * from './rpmb/index.js';

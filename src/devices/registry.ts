@@ -19,6 +19,7 @@ import { INPUT_TYPE } from './input/input-type.js';
 import { VSOCK_TYPE } from './vsock/vsock-type.js';
 import { NET_TYPE } from './net/net-type.js';
 import { SCSI_TYPE } from './scsi/scsi-type.js';
+import { RPMB_TYPE } from './rpmb/rpmb-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -32,6 +33,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   NET_TYPE,
   CONSOLE_TYPE,
   SCSI_TYPE,
+  RPMB_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -13,3 +13,4 @@ export * from './net.js';
 export * from './console.js';
 export * from './scsi.js';
 export * from './9p.js';
+export * from './rpmb.js';
