@@ -12,3 +12,4 @@ export * from './9p/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';
 export * from './rpmb/index.js';
+export * from './scmi/index.js';

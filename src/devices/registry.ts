@@ -20,6 +20,7 @@ import { VSOCK_TYPE } from './vsock/vsock-type.js';
 import { NET_TYPE } from './net/net-type.js';
 import { SCSI_TYPE } from './scsi/scsi-type.js';
 import { RPMB_TYPE } from './rpmb/rpmb-type.js';
+import { SCMI_TYPE } from './scmi/scmi-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -34,6 +35,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   CONSOLE_TYPE,
   SCSI_TYPE,
   RPMB_TYPE,
+  SCMI_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

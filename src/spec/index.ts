@@ -14,3 +14,4 @@ export * from './console.js';
 export * from './scsi.js';
 export * from './9p.js';
 export * from './rpmb.js';
+export * from './scmi.js';
