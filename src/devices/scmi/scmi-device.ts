@@ -51,6 +51,8 @@ export class ScmiDevice implements VirtioDevice {
   private readonly headerBytes = new Uint8Array(ScmiHeader.SIZE);
   private readonly headerView = new DataView(this.headerBytes.buffer);
   private p2a = false;
+  /** Responses cut short because the driver's buffer was too small (it broke driver/scmi/2). */
+  shortResponses = 0;
 
   constructor(opts: ScmiDeviceOptions = {}) {
     const qs = opts.queueSize ?? 128;
@@ -103,6 +105,7 @@ export class ScmiDevice implements VirtioDevice {
   private respond(chain: DescriptorChain, cmd: ScmiCommand, retLength: number): number {
     // device/scmi/5: a status other than SUCCESS is the whole of ret_values.
     const len = cmd.retView.getInt32(0, true) !== ScmiStatus.SUCCESS ? 4 : Math.min(retLength, cmd.retRoom);
+    if (len < retLength) this.shortResponses++;
     const w = this.writer.reset(chain);
     this.headerView.setUint32(0, cmd.header, true);
     w.write(this.headerBytes);
