@@ -13,3 +13,4 @@ export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './dev
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';
 export * from './rpmb/index.js';
 export * from './scmi/index.js';
+export * from './media/index.js';

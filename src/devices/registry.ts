@@ -21,6 +21,7 @@ import { NET_TYPE } from './net/net-type.js';
 import { SCSI_TYPE } from './scsi/scsi-type.js';
 import { RPMB_TYPE } from './rpmb/rpmb-type.js';
 import { SCMI_TYPE } from './scmi/scmi-type.js';
+import { MEDIA_TYPE } from './media/media-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -36,6 +37,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   SCSI_TYPE,
   RPMB_TYPE,
   SCMI_TYPE,
+  MEDIA_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -15,3 +15,4 @@ export * from './scsi.js';
 export * from './9p.js';
 export * from './rpmb.js';
 export * from './scmi.js';
+export * from './media.js';
