@@ -72,6 +72,8 @@ export interface MediaEventMessage {
   /** ERROR: the errno; EVENT: the v4l2_event type. */
   readonly code: number;
   readonly dequeued?: MediaDequeued;
+  /** The event as the device wrote it. */
+  readonly raw: Uint8Array;
 }
 
 export interface MediaFormatReply {
@@ -358,14 +360,14 @@ export class MediaDriver implements DeviceDriver {
         timestampSec: getU64(v, at + V4l2Buffer.TIMESTAMP_SEC),
         timestampUsec: getU64(v, at + V4l2Buffer.TIMESTAMP_USEC),
       };
-      msg = { event, sessionId, code: 0, dequeued: d };
+      msg = { event, sessionId, code: 0, dequeued: d, raw: b };
       const w = this.dequeueWaiters.shift();
       if (w) w(d);
       else this.dequeued.push(d);
     } else if (event === MediaEvent.EVENT && b.length >= MEDIA_EVENT_HEADER_SIZE + 4) {
-      msg = { event, sessionId, code: v.getUint32(MEDIA_EVENT_HEADER_SIZE + V4l2EventLayout.TYPE, true) };
+      msg = { event, sessionId, code: v.getUint32(MEDIA_EVENT_HEADER_SIZE + V4l2EventLayout.TYPE, true), raw: b };
     } else {
-      msg = { event, sessionId, code: b.length >= 12 ? v.getUint32(MEDIA_EVENT_HEADER_SIZE, true) : 0 };
+      msg = { event, sessionId, code: b.length >= 12 ? v.getUint32(MEDIA_EVENT_HEADER_SIZE, true) : 0, raw: b };
       // driver/media/4: a session the device failed is closed.
       if (event === MediaEvent.ERROR && this.open_.has(sessionId)) void this.close(sessionId).catch(() => {});
     }
