@@ -14,3 +14,4 @@ export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unre
 export * from './rpmb/index.js';
 export * from './scmi/index.js';
 export * from './media/index.js';
+export * from './iommu/index.js';

@@ -22,6 +22,7 @@ import { SCSI_TYPE } from './scsi/scsi-type.js';
 import { RPMB_TYPE } from './rpmb/rpmb-type.js';
 import { SCMI_TYPE } from './scmi/scmi-type.js';
 import { MEDIA_TYPE } from './media/media-type.js';
+import { IOMMU_TYPE } from './iommu/iommu-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -38,6 +39,7 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   RPMB_TYPE,
   SCMI_TYPE,
   MEDIA_TYPE,
+  IOMMU_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -16,3 +16,4 @@ export * from './9p.js';
 export * from './rpmb.js';
 export * from './scmi.js';
 export * from './media.js';
+export * from './iommu.js';
