@@ -152,7 +152,14 @@ export class FileRpmbStore implements RpmbStore {
     const view = new DataView(this.trailer.buffer);
     this.trailer.set(key, TRAILER.KEY);
     view.setUint32(TRAILER.FLAGS, FLAG_KEY, false);
-    this.flushTrailer();
+    try {
+      this.flushTrailer();
+    } catch (e) {
+      // Not stored: the trailer in memory goes back, so a later counter update cannot persist it.
+      this.trailer.fill(0, TRAILER.KEY, TRAILER.KEY + RPMB_KEY_SIZE);
+      view.setUint32(TRAILER.FLAGS, 0, false);
+      throw e;
+    }
     this.storedKey = Uint8Array.from(key);
   }
 
@@ -164,8 +171,14 @@ export class FileRpmbStore implements RpmbStore {
   write(block: number, src: Uint8Array, writeCounter: number): void {
     const n = writeSync(this.fd, src, 0, src.length, block * RPMB_BLOCK_SIZE);
     if (n !== src.length) throw new VirtioError(ErrorCode.BACKEND_IO, `${this.path}: short write`);
-    new DataView(this.trailer.buffer).setUint32(TRAILER.COUNTER, writeCounter, false);
-    this.flushTrailer();
+    const view = new DataView(this.trailer.buffer);
+    view.setUint32(TRAILER.COUNTER, writeCounter, false);
+    try {
+      this.flushTrailer();
+    } catch (e) {
+      view.setUint32(TRAILER.COUNTER, this.counter, false);
+      throw e;
+    }
     this.counter = writeCounter;
   }
 
