@@ -62,11 +62,19 @@ export class ScmiCommand {
     this.retView.setUint32(i * 4, v >>> 0, true);
   }
 
-  /** SUCCESS followed by `words` (le32), returning the length. */
-  success(...words: number[]): number {
-    this.retView.setInt32(0, ScmiStatus.SUCCESS, true);
-    for (let i = 0; i < words.length; i++) this.retView.setUint32(4 + i * 4, words[i]! >>> 0, true);
-    return 4 + words.length * 4;
+  /** SUCCESS followed by up to four words (le32, fixed arguments: no array per reply), returning the length. */
+  success(w0?: number, w1?: number, w2?: number, w3?: number): number {
+    const v = this.retView;
+    v.setInt32(0, ScmiStatus.SUCCESS, true);
+    if (w0 === undefined) return 4;
+    v.setUint32(4, w0 >>> 0, true);
+    if (w1 === undefined) return 8;
+    v.setUint32(8, w1 >>> 0, true);
+    if (w2 === undefined) return 12;
+    v.setUint32(12, w2 >>> 0, true);
+    if (w3 === undefined) return 16;
+    v.setUint32(16, w3 >>> 0, true);
+    return 20;
   }
 }
 
