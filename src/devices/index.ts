@@ -21,3 +21,7 @@ export * from './can/index.js';
 export * from './spi/index.js';
 export type { DeviceCli, DeviceType, MatrixCase, VhostUserTypeInfo } from './device-type.js';
 export { BUILTIN_DEVICE_TYPES, deviceType, deviceTypes, registerDeviceType, unregisterDeviceType } from './registry.js';
+export * from './rpmb/index.js';
+export * from './scmi/index.js';
+export * from './media/index.js';
+export * from './iommu/index.js';

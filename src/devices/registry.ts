@@ -29,6 +29,10 @@ import { CRYPTO_TYPE } from './crypto/crypto-type.js';
 import { SOUND_TYPE } from './sound/sound-type.js';
 import { CAN_TYPE } from './can/can-type.js';
 import { SPI_TYPE } from './spi/spi-type.js';
+import { RPMB_TYPE } from './rpmb/rpmb-type.js';
+import { SCMI_TYPE } from './scmi/scmi-type.js';
+import { MEDIA_TYPE } from './media/media-type.js';
+import { IOMMU_TYPE } from './iommu/iommu-type.js';
 
 /** The types built into virtio-ts, in the order the CLI lists them (one line a type). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
@@ -52,6 +56,10 @@ export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = [
   SOUND_TYPE,
   CAN_TYPE,
   SPI_TYPE,
+  RPMB_TYPE,
+  SCMI_TYPE,
+  MEDIA_TYPE,
+  IOMMU_TYPE,
 ];
 
 /** Sub-commands that are not device types. */

@@ -36,6 +36,28 @@ export class GuestMemory {
   private static readonly fenceCell = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(regions: readonly RegionSpec[]) {
+    this.setRegions(regions);
+  }
+
+  /**
+   * Replaces every region at once, for memory whose layout changes under its holders (an IOMMU
+   * endpoint's view, whose regions are its domain's mappings: src/devices/iommu/). Checked as
+   * the constructor checks; on a bad layout nothing changes. Views holders cached from
+   * `bytesOf`/`dataViewOf`/`u16Of`/`u32Of` keep pointing at the old regions' bytes.
+   */
+  replaceRegions(regions: readonly RegionSpec[]): void {
+    new GuestMemory(regions); // validates; throws before anything is replaced
+    this.bases.length = 0;
+    this.ends.length = 0;
+    this.u8s.length = 0;
+    this.dvs.length = 0;
+    this.u16s.length = 0;
+    this.u32s.length = 0;
+    this.last = 0;
+    this.setRegions(regions);
+  }
+
+  private setRegions(regions: readonly RegionSpec[]): void {
     const sorted = [...regions].sort((a, b) => a.guestBase - b.guestBase);
     for (const r of sorted) {
       const size = r.bytes.length;

@@ -23,3 +23,7 @@ export * from './crypto.js';
 export * from './sound.js';
 export * from './can.js';
 export * from './spi.js';
+export * from './rpmb.js';
+export * from './scmi.js';
+export * from './media.js';
+export * from './iommu.js';
