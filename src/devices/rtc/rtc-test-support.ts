@@ -1,5 +1,6 @@
 /** Test helpers for the virtio-rtc tests: a settable time source, manual timers, raw requests. */
 import type { DriverContext } from '../../driver/types.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
 import type { Segment } from '../../queue/types.js';
 import { rawQueue } from '../balloon/balloon-test-helpers.js';
 import type { RtcTimers } from './rtc-alarms.js';
@@ -13,13 +14,13 @@ export class FakeTime implements RtcTimeSource {
   reads = 0;
   fail = false;
   realtime(out: Float64Array): void {
-    if (this.fail) throw new Error('time source failed');
+    if (this.fail) throw new VirtioError(ErrorCode.BACKEND_IO, 'time source failed');
     this.reads++;
     out[0] = this.sec;
     out[1] = this.ns;
   }
   monotonicNs(): number {
-    if (this.fail) throw new Error('time source failed');
+    if (this.fail) throw new VirtioError(ErrorCode.BACKEND_IO, 'time source failed');
     this.reads++;
     return this.mono;
   }
