@@ -25,6 +25,8 @@ export interface NetDeviceOptions {
   rss?: boolean;
   /** Offer NOTF_COAL and VQ_NOTF_COAL (default true). */
   coalescing?: boolean;
+  /** Offer DEVICE_STATS: per-queue statistics over the control queue (default true). */
+  deviceStats?: boolean;
   /** For logs and the switch's counters. */
   name?: string;
   logger?: Logger;
@@ -58,6 +60,28 @@ export interface NetDeviceStats {
   /** Control commands answered OK and ERR. */
   ctrlOk: number;
   ctrlErr: number;
+}
+
+/** Every counter at zero. */
+export function newNetDeviceStats(): NetDeviceStats {
+  return {
+    txFrames: 0,
+    txBytes: 0,
+    txErrors: 0,
+    txGso: 0,
+    txDropped: 0,
+    rxFrames: 0,
+    rxBytes: 0,
+    rxFiltered: 0,
+    rxNoBuffer: 0,
+    rxErrors: 0,
+    rxGsoWhole: 0,
+    rxGsoSegmented: 0,
+    rxSteeredToStopped: 0,
+    rxShortBuffers: 0,
+    ctrlOk: 0,
+    ctrlErr: 0,
+  };
 }
 
 export const DEFAULT_NET_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0x01);

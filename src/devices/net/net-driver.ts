@@ -41,6 +41,7 @@ import {
 } from '../../spec/net.js';
 import { NET_GSO_MAX_FRAME } from './net-header.js';
 import { type NetSendOptions, NetTransmitHeader } from './net-driver-transmit.js';
+import { type NetStatsReply, NetStatsQuery, type NetStatsRequest } from './net-driver-stats.js';
 
 /** The features NetDriver negotiates (HASH_REPORT only in `NetDriver.hashReportingType`: it changes the header to 20 bytes). */
 export const NET_DRIVER_FEATURES =
@@ -73,12 +74,14 @@ export const NET_DRIVER_FEATURES =
   NetF.GUEST_HDRLEN |
   NetF.RSS |
   NetF.NOTF_COAL |
-  NetF.VQ_NOTF_COAL;
+  NetF.VQ_NOTF_COAL |
+  NetF.DEVICE_STATS;
 
 /** The receive segmentation offloads: with any of them buffers must take a 64 KiB frame (driver/net/43). */
 const GUEST_GSO = NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_UFO | NetF.GUEST_USO4 | NetF.GUEST_USO6;
 
 export type { NetSendOptions } from './net-driver-transmit.js';
+export type { NetStatsReply, NetStatsRequest } from './net-driver-stats.js';
 
 /** RSS parameters (VIRTIO_NET_CTRL_MQ_RSS_CONFIG, 5.1.6.5.7.1). */
 export interface NetRssParams {
@@ -176,6 +179,7 @@ export class NetDriver implements DeviceDriver {
   private readonly assembly: (RxAssembly | null)[] = [];
   private readonly ctrl: RequestQueue | null;
   private readonly transmit: NetTransmitHeader;
+  private readonly statsQuery: NetStatsQuery;
   private pairsInUse = 1;
   private readonly pending: NetFrame[] = [];
   private readonly waiters: ((f: NetFrame) => void)[] = [];
@@ -214,6 +218,7 @@ export class NetDriver implements DeviceDriver {
     }
     const ci = netControlQueue(f, this.maxPairs);
     this.ctrl = (f & NetF.CTRL_VQ) !== 0n && ci < ctx.numQueues ? new RequestQueue(ctx, ci) : null;
+    this.statsQuery = new NetStatsQuery(f, 2 * this.maxPairs, ci, (cmd, payload, n) => this.commandWithResult(NetCtrlClass.STATS, cmd, payload, n));
     ctx.onConfigChange(() => this.linkListener?.(this.linkUp));
     this.postReceiveBuffers(0);
   }
@@ -438,6 +443,16 @@ export class NetDriver implements DeviceDriver {
     const { ack, result } = await this.commandWithResult(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_GET, b, 8);
     if (ack !== NetCtrlAck.OK || result.length < 8) throw new VirtioError(ErrorCode.REQUEST_FAILED, `VQ_GET of queue ${vq} answered VIRTIO_NET_ERR`);
     return { maxPackets: this.get32(result, 0), maxUsecs: this.get32(result, 4) };
+  }
+
+  /** VIRTIO_NET_CTRL_STATS_QUERY (DEVICE_STATS): the device's supported_stats_types. */
+  queryStats(): Promise<bigint> {
+    return this.statsQuery.query();
+  }
+
+  /** VIRTIO_NET_CTRL_STATS_GET: the counters of the types asked per queue (net-driver-stats.ts). */
+  getStats(requests: readonly NetStatsRequest[]): Promise<NetStatsReply[]> {
+    return this.statsQuery.get(requests);
   }
 
   detach(): void {
