@@ -50,7 +50,7 @@ import { CoalescingContext, NetCoalescing } from './net-coalescing.js';
 import { NET_CTRL_MAX_COMMAND, NET_CTRL_MAX_REPLY, type NetControlTarget, executeNetControl } from './net-control.js';
 import { NET_GSO_MAX_FRAME, NET_GUEST_GSO, NET_HOST_GSO, type RxHeaderFields, RxGsoDecision, TxHeaderReader, writeRxHeader } from './net-header.js';
 import { NET_RSS_MAX_KEY_SIZE, NET_RSS_MAX_TABLE, NET_SUPPORTED_HASH_TYPES, NetHashReport, NetRss } from './net-rss.js';
-import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats, newNetDeviceStats } from './net-device-options.js';
+import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats, newNetDeviceStats, withoutDependents } from './net-device-options.js';
 import { NetCvqCounter, NetQueueCounters, NetRxCounter } from './net-stats.js';
 import { NetPacket, completeChecksum, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
@@ -139,7 +139,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.mac.set(mac);
     this.linkUp = opts.linkUp ?? true;
     const gso = opts.gso ?? true;
-    this.offeredFeatures =
+    this.offeredFeatures = withoutDependents(
       NET_DEVICE_FEATURES |
       (pairs > 1 ? NetF.MQ : 0n) |
       (gso ? NET_HOST_GSO | NET_GUEST_GSO | NetF.GUEST_HDRLEN : 0n) |
@@ -150,7 +150,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       F.INDIRECT_DESC |
       F.EVENT_IDX |
       F.RING_PACKED |
-      F.RING_RESET;
+      F.RING_RESET,
+      opts.withoutFeatures ?? 0n,
+    );
     this.queueMaxSizes = new Array<number>(2 * pairs + 1).fill(qs);
     // device/net/6: frames up to mtu plus the Ethernet header (and an 802.1Q tag) pass; a GSO
     // frame up to a 64 KiB IP packet.
