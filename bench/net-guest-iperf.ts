@@ -2,7 +2,10 @@
  * Guest-to-guest TCP throughput with iperf3 (copied into each guest from the host), two q35
  * guests under QEMU 7.2 TCG: through `virtio-ts net` (two vhost-user sockets on its switch)
  * against the same two guests on QEMU's own `-netdev socket` link (UDP on 127.0.0.1, QEMU's
- * virtio-net model in each). Under TCG the guests' CPUs bound both, so the figure to read is the
+ * virtio-net model in each). The socket link has no vnet header, so QEMU offers the guests no
+ * checksum or segmentation offload there; virtio-ts is measured with its offloads and with
+ * `--no-offload csum,guest-csum` (which takes every GSO feature with it), the like-for-like
+ * figure. Under TCG the guests' CPUs bound both, so the figure to read is the
  * ratio of the two in the same conditions, not the absolute rate.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/net-guest-iperf.js [seconds=8] [rounds=1]
@@ -43,14 +46,18 @@ result kbps $rate
 `;
 }
 
-async function pair(kind: 'virtio-ts' | 'socket', tmp: string): Promise<number> {
+/** virtio-ts with every offload, virtio-ts without any (as the socket link, which has no vnet header), QEMU's socket link. */
+type Kind = 'virtio-ts' | 'virtio-ts-no-offload' | 'socket';
+
+async function pair(kind: Kind, tmp: string): Promise<number> {
   const socks = [join(tmp, 'n1.sock'), join(tmp, 'n2.sock')];
-  const be = kind === 'virtio-ts' ? startProcess(process.execPath, [CLI, 'net', '--socket-path', socks[0]!, '--socket-path', socks[1]!]) : null;
+  const noOffload = kind === 'virtio-ts-no-offload' ? ['--no-offload', 'csum,guest-csum'] : [];
+  const be = kind === 'socket' ? null : startProcess(process.execPath, [CLI, 'net', '--socket-path', socks[0]!, '--socket-path', socks[1]!, ...noOffload]);
   try {
     if (be !== null) for (const s of socks) await waitForPath(s, { process: be, timeoutMs: 15_000 });
     const base = 20000 + (process.pid % 20000);
     const netdev = (i: number): string[] =>
-      kind === 'virtio-ts'
+      kind !== 'socket'
         ? ['-chardev', `socket,id=c0,path=${socks[i - 1]}`, '-netdev', 'vhost-user,id=n0,chardev=c0']
         : ['-netdev', `socket,id=n0,udp=127.0.0.1:${base + 3 - i},localaddr=127.0.0.1:${base + i}`];
     const guest = (i: number) =>
@@ -79,10 +86,12 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       const load0 = loadavg()[0]!;
       const vts = await pair('virtio-ts', tmp.path);
+      const plain = await pair('virtio-ts-no-offload', tmp.path);
       const sock = await pair('socket', tmp.path);
       const load1 = loadavg()[0]!;
+      const mbit = (k: number): string => `${(k / 1000).toFixed(1)} Mbit/s`;
       console.log(
-        `round ${r + 1}: virtio-ts net ${(vts / 1000).toFixed(1)} Mbit/s, -netdev socket ${(sock / 1000).toFixed(1)} Mbit/s, ratio ${(vts / sock).toFixed(2)}; load average ${load0.toFixed(1)} -> ${load1.toFixed(1)}`,
+        `round ${r + 1}: virtio-ts net ${mbit(vts)} (offloads), ${mbit(plain)} (--no-offload csum,guest-csum); -netdev socket ${mbit(sock)}; ratios ${(vts / sock).toFixed(2)} and ${(plain / sock).toFixed(2)}; load average ${load0.toFixed(1)} -> ${load1.toFixed(1)}`,
       );
     }
   } finally {
