@@ -193,6 +193,40 @@ export const NetCtrlGuestOffloads = { SET: 0 } as const;
 /** 5.1.6.5.9 VIRTIO_NET_CTRL_NOTF_COAL commands. */
 export const NetCtrlNotfCoal = { TX_SET: 0, RX_SET: 1, VQ_SET: 2, VQ_GET: 3 } as const;
 
+/** 5.1.6.5.10 VIRTIO_NET_CTRL_STATS commands (DEVICE_STATS). */
+export const NetCtrlStats = { QUERY: 0, GET: 1 } as const;
+/**
+ * 5.1.6.5.10 statistic types: the reply type numbers (VIRTIO_NET_STATS_TYPE_REPLY_*); the bit in
+ * supported_stats_types / types_bitmap is 1 << type (VIRTIO_NET_STATS_TYPE_*).
+ */
+export const NetStatsType = {
+  RX_BASIC: 0,
+  RX_CSUM: 1,
+  RX_GSO: 2,
+  RX_SPEED: 3,
+  TX_BASIC: 16,
+  TX_CSUM: 17,
+  TX_GSO: 18,
+  TX_SPEED: 19,
+  CVQ: 32,
+} as const;
+/** struct virtio_net_stats_reply_hdr: u8 type, u8 reserved, le16 vq_index, le16 reserved1, le16 size. */
+export const NetStatsReplyHdr = { TYPE: 0, VQ_INDEX: 2, SIZE: 6, LENGTH: 8 } as const;
+/** struct virtio_net_ctrl_queue_stats entry: le16 vq_index, le16 reserved[3], le64 types_bitmap. */
+export const NET_STATS_REQUEST_ENTRY = 16;
+/** le64 counters after the reply header, per type (struct virtio_net_stats_*). */
+export const NET_STATS_COUNTERS: Readonly<Record<number, number>> = {
+  [NetStatsType.RX_BASIC]: 6,
+  [NetStatsType.RX_CSUM]: 4,
+  [NetStatsType.RX_GSO]: 4,
+  [NetStatsType.RX_SPEED]: 2,
+  [NetStatsType.TX_BASIC]: 6,
+  [NetStatsType.TX_CSUM]: 2,
+  [NetStatsType.TX_GSO]: 6,
+  [NetStatsType.TX_SPEED]: 2,
+  [NetStatsType.CVQ]: 2,
+};
+
 /** Ethernet: header length and the smallest frame (without FCS). */
 export const ETH_HEADER = 14;
 export const ETH_MIN_FRAME = 60;

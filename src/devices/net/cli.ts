@@ -13,7 +13,7 @@ import {
   type BackendOptions,
   type OptionValues,
 } from '../../cli/options.js';
-import { NET_MTU_MAX, NET_MTU_MIN } from '../../spec/net.js';
+import { NET_MTU_MAX, NET_MTU_MIN, NET_VLAN_IDS, NetF } from '../../spec/net.js';
 import { TAP_NAME_MAX } from '../../platform/tap.js';
 import type { DeviceCli } from '../device-type.js';
 import { DEFAULT_NET_MAC } from './net-device.js';
@@ -32,7 +32,37 @@ export interface NetOptions extends BackendOptions {
   readonly taps?: readonly string[];
   /** A pcap capture of every frame the switch forwards. */
   readonly pcap?: string;
+  /** Feature bits the devices do not offer (--no-offload). */
+  readonly withoutFeatures?: bigint;
+  /** VLAN membership per port (--vlan): socket index (0-based) or TAP name. */
+  readonly vlans?: readonly NetVlanOption[];
 }
+
+/** One --vlan PORT=ID[,ID...][,tagged-only]. */
+export interface NetVlanOption {
+  /** The socket (0-based, in --socket-path order) or the TAP interface name. */
+  readonly port: number | string;
+  readonly vlans: readonly number[];
+  /** Whether untagged frames reach and leave the port (false with `tagged-only`). */
+  readonly untagged: boolean;
+}
+
+/** --no-offload names and the feature bits each removes (dependents go too, 5.1.3.1). */
+export const NET_OFFLOAD_NAMES: Readonly<Record<string, bigint>> = {
+  csum: NetF.CSUM,
+  'guest-csum': NetF.GUEST_CSUM,
+  tso4: NetF.HOST_TSO4 | NetF.GUEST_TSO4,
+  tso6: NetF.HOST_TSO6 | NetF.GUEST_TSO6,
+  ecn: NetF.HOST_ECN | NetF.GUEST_ECN,
+  ufo: NetF.HOST_UFO | NetF.GUEST_UFO,
+  uso: NetF.HOST_USO | NetF.GUEST_USO4 | NetF.GUEST_USO6,
+  gso: NetF.HOST_TSO4 | NetF.HOST_TSO6 | NetF.HOST_ECN | NetF.HOST_UFO | NetF.HOST_USO | NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_ECN | NetF.GUEST_UFO | NetF.GUEST_USO4 | NetF.GUEST_USO6 | NetF.GUEST_HDRLEN,
+  'hdr-len': NetF.GUEST_HDRLEN,
+  rss: NetF.RSS | NetF.HASH_REPORT,
+  'hash-report': NetF.HASH_REPORT,
+  coalescing: NetF.NOTF_COAL | NetF.VQ_NOTF_COAL,
+  stats: NetF.DEVICE_STATS,
+};
 
 export const NET_DEFAULTS = { mtu: 1500, queueSize: 256, queuePairs: 1 } as const;
 /** Queue pairs per device from the command line at most (the spec allows 0x8000). */
@@ -62,6 +92,12 @@ SIGTERM or SIGINT, removing its sockets.
   --tap NAME              attach the Linux TAP interface NAME to the switch (created when missing;
                           needs root and /dev/net/tun; repeat for more, at most ${MAX_TAP_PORTS})
   --pcap PATH             write every frame the switch forwards to PATH (pcap, Ethernet)
+  --no-offload LIST       features not to offer, comma-separated: ${Object.keys(NET_OFFLOAD_NAMES).join(', ')}
+                          (features needing a removed one go too: no csum means no host GSO)
+  --vlan PORT=IDS         VLAN membership of a switch port: PORT is a socket's index (0-based, in
+                          --socket-path order) or a --tap name; IDS are VLAN ids 0..${NET_VLAN_IDS - 1}, comma-
+                          separated; "tagged-only" keeps untagged frames off the port (repeat per port;
+                          a port without --vlan is in every VLAN)
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -74,6 +110,8 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     'queue-pairs': { type: 'string' },
     tap: { type: 'string', multiple: true },
     pcap: { type: 'string' },
+    'no-offload': { type: 'string', multiple: true },
+    vlan: { type: 'string', multiple: true },
   },
   usage: NET_USAGE,
   parse(values: OptionValues, common: BackendOptions): NetOptions {
@@ -106,10 +144,51 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     if (new Set(taps).size !== taps.length) throw new CliError(CliFault.BAD_VALUE, 'a --tap is given twice', COMMAND);
     const pcap = stringOption(values, 'pcap');
     if (pcap !== undefined && (pcap === '' || pcap.includes('\0'))) throw new CliError(CliFault.BAD_VALUE, '--pcap needs a file path', COMMAND);
-    return { ...common, socketPaths, mac, mtu, queueSize, queuePairs, taps, ...(pcap !== undefined ? { pcap } : {}) };
+    const withoutFeatures = parseNoOffload(listOption(values, 'no-offload'));
+    const vlans = parseVlans(listOption(values, 'vlan'), Math.max(1, socketPaths.length), taps);
+    return { ...common, socketPaths, mac, mtu, queueSize, queuePairs, taps, withoutFeatures, vlans, ...(pcap !== undefined ? { pcap } : {}) };
   },
   async run(options, io) {
     const { runNet } = await import('./net-command.js');
     return runNet(options, io);
   },
 };
+
+function listOption(values: OptionValues, name: string): string[] {
+  const raw = values[name];
+  return (Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : []).filter((t): t is string => typeof t === 'string');
+}
+
+/** --no-offload a,b --no-offload c: the union of the named feature bits. */
+function parseNoOffload(args: readonly string[]): bigint {
+  let bits = 0n;
+  for (const name of args.flatMap((a) => a.split(','))) {
+    const b = NET_OFFLOAD_NAMES[name.trim()];
+    if (b === undefined) throw new CliError(CliFault.BAD_VALUE, `--no-offload "${name}": not one of ${Object.keys(NET_OFFLOAD_NAMES).join(', ')}`, COMMAND);
+    bits |= b;
+  }
+  return bits;
+}
+
+/** --vlan PORT=ID[,ID...][,tagged-only], at most one per port. */
+function parseVlans(args: readonly string[], sockets: number, taps: readonly string[]): NetVlanOption[] {
+  const out: NetVlanOption[] = [];
+  const seen = new Set<string>();
+  for (const a of args) {
+    const eq = a.indexOf('=');
+    const portText = eq < 0 ? '' : a.slice(0, eq);
+    const port: number | string = /^[0-9]+$/.test(portText) ? Number(portText) : portText;
+    if (typeof port === 'number' ? port >= sockets : !taps.includes(port)) {
+      throw new CliError(CliFault.BAD_VALUE, `--vlan "${a}": PORT must be a socket index 0..${sockets - 1} or a --tap name`, COMMAND);
+    }
+    if (seen.has(String(port))) throw new CliError(CliFault.BAD_VALUE, `--vlan: port ${port} is given twice`, COMMAND);
+    seen.add(String(port));
+    const items = a.slice(eq + 1).split(',');
+    const untagged = !items.includes('tagged-only');
+    const ids = items.filter((t) => t !== 'tagged-only');
+    const vlans = ids.map((t) => (/^[0-9]{1,4}$/.test(t) && Number(t) < NET_VLAN_IDS ? Number(t) : -1));
+    if (vlans.length === 0 || vlans.includes(-1)) throw new CliError(CliFault.BAD_VALUE, `--vlan "${a}": IDS must be VLAN ids 0..${NET_VLAN_IDS - 1}`, COMMAND);
+    out.push({ port, vlans: [...new Set(vlans)], untagged });
+  }
+  return out;
+}

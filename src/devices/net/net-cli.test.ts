@@ -13,6 +13,7 @@ import { isSocket, runCli, until, withDir } from '../../cli/cli-test-helpers.js'
 import { EXIT } from '../../cli/options.js';
 import { loadPlatform } from '../../cli/serve.js';
 import { DeviceId } from '../../spec/device-id.js';
+import { NetF } from '../../spec/net.js';
 import { startVhostUserDriver, VhostUserDriverTransport } from '../../vhost-user/frontend-transport.js';
 import type { NetOptions } from './cli.js';
 import { runNet } from './net-command.js';
@@ -62,6 +63,83 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'a/b']), /interface name/);
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'sixteen-chars-xx']), /interface name/);
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'x', '--tap', 'x']), /twice/);
+  });
+
+  it('parses --no-offload (names, commas, repeats) and --vlan (socket index or TAP name, tagged-only), and refuses bad values', () => {
+    const o = parseNet(['--socket-path', '/tmp/a.sock', '--socket-path', '/tmp/b.sock', '--tap', 'vts0', '--no-offload', 'tso4,ufo', '--no-offload', 'stats', '--vlan', '0=5', '--vlan', '1=5,6,tagged-only', '--vlan', 'vts0=4095']);
+    assert.equal(o.withoutFeatures, NetF.HOST_TSO4 | NetF.GUEST_TSO4 | NetF.HOST_UFO | NetF.GUEST_UFO | NetF.DEVICE_STATS);
+    assert.deepEqual(o.vlans, [
+      { port: 0, vlans: [5], untagged: true },
+      { port: 1, vlans: [5, 6], untagged: false },
+      { port: 'vts0', vlans: [4095], untagged: true },
+    ]);
+    const d = parseNet(['--socket-path', '/tmp/a.sock']);
+    assert.deepEqual([d.withoutFeatures, d.vlans], [0n, []]);
+    const bad: [string[], RegExp][] = [
+      [['--no-offload', 'tso5'], /not one of/],
+      [['--no-offload', ''], /not one of/],
+      [['--vlan', '1=5'], /socket index 0\.\.0/],
+      [['--vlan', 'nope=5'], /--tap name/],
+      [['--vlan', '5'], /PORT/],
+      [['--vlan', '0=4096'], /VLAN ids/],
+      [['--vlan', '0=-1'], /VLAN ids/],
+      [['--vlan', '0=tagged-only'], /VLAN ids/],
+      [['--vlan', '0=1', '--vlan', '0=2'], /twice/],
+    ];
+    for (const [args, re] of bad) assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', ...args]), re, args.join(' '));
+  });
+
+  it('--no-offload removes the features and their dependents from the offer; --vlan puts the sockets\' ports in VLANs', async () => {
+    await withDir(async (dir) => {
+      const platform = loadPlatform();
+      const socks = [join(dir, 'a.sock'), join(dir, 'b.sock')];
+      let stop: () => void = () => undefined;
+      const stopped = new Promise<void>((r) => (stop = r));
+      let sw: NetSwitch | null = null;
+      const io = { stdout: () => undefined, stderr: () => undefined };
+      const options = parseNet([...socks.flatMap((s) => ['--socket-path', s]), '--no-offload', 'csum,tso6', '--vlan', '0=5', '--vlan', '1=5,6,tagged-only']);
+      const running = runNet(options, io, { platform, stop: stopped, onSwitch: (s) => (sw = s) });
+      for (const end = Date.now() + 10_000; !socks.every(isSocket); ) {
+        assert.ok(Date.now() < end, 'the sockets appear');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const ts: VhostUserDriverTransport[] = [];
+      try {
+        const drivers: NetDriver[] = [];
+        for (const s of socks) {
+          const t = await VhostUserDriverTransport.connect(s, { deviceId: DeviceId.NET, platform });
+          ts.push(t);
+          // Without CTRL_VLAN the device filters no VLAN itself: the switch's membership decides.
+          const vd = await startVhostUserDriver(t, { wantedFeatures: NetDriver.type.wantedFeatures & ~NetF.CTRL_VLAN, driverType: NetDriver.type });
+          // csum gone, and with it every host segmentation offload (5.1.3.1); tso6 both ways.
+          assert.equal(vd.features & (NetF.CSUM | NetF.HOST_TSO4 | NetF.HOST_TSO6 | NetF.HOST_UFO | NetF.HOST_USO | NetF.HOST_ECN | NetF.GUEST_TSO6), 0n);
+          assert.equal(vd.features & (NetF.GUEST_CSUM | NetF.GUEST_TSO4), NetF.GUEST_CSUM | NetF.GUEST_TSO4);
+          drivers.push(new NetDriver(vd.context));
+        }
+        const [a, b] = drivers as [NetDriver, NetDriver];
+        const tagged = (vid: number, seed: number): Uint8Array => {
+          const f = frame(b.mac, a.mac, 100, seed);
+          f.copyWithin(16, 12, 96);
+          f.set([0x81, 0x00, vid >> 8, vid & 0xff], 12);
+          return f;
+        };
+        const ports = (sw as NetSwitch | null)!.attached;
+        await a.send(frame(b.mac, a.mac, 100, 1)); // untagged: b is tagged-only
+        await a.send(tagged(6, 2)); // a is not in VLAN 6: dropped at a
+        const inFive = tagged(5, 3);
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no frame for b in 10 s')), 10_000)));
+        const [, got] = await Promise.race([Promise.all([a.send(inFive), b.receive()]), late]).finally(() => clearTimeout(timer));
+        assert.deepEqual(got.data, inFive, 'the first frame b gets is the one in VLAN 5');
+        assert.equal(b.pendingFrames, 0);
+        assert.deepEqual(ports.map((p) => p.counters.dropped), [1, 0]);
+        for (const d of drivers) d.detach();
+      } finally {
+        for (const t of ts) t.close();
+        stop();
+      }
+      assert.equal(await running, EXIT.OK);
+    });
   });
 
   it('two front-ends on two sockets exchange frames through the switch, both ways', async () => {

@@ -15,6 +15,7 @@
 import type { DeviceContext } from '../../device/types.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DeviceQueue } from '../../queue/types.js';
+import { type NetQueueCounters, NetRxCounter } from './net-stats.js';
 
 /** Parameters of one queue: both non-zero to coalesce. */
 export interface CoalescingParams {
@@ -47,6 +48,8 @@ export class NetCoalescing {
   constructor(
     /** Number of data queues (2 x pairs); the control queue is never coalesced. */
     readonly dataQueues: number,
+    /** Per-queue STATS counters: rx_interrupts / tx_interrupts count the notifications asked of the transport. */
+    private readonly counters: NetQueueCounters | null = null,
   ) {
     this.queues = Array.from({ length: dataQueues }, () => new QueueCoalescing());
   }
@@ -118,6 +121,7 @@ export class NetCoalescing {
       if (q !== undefined) this.flush(index, q);
       else {
         this.notifications++;
+        this.counters?.inc(index, NetRxCounter.INTERRUPTS);
         ctx.notifyUsed(index);
       }
       return;
@@ -132,6 +136,7 @@ export class NetCoalescing {
     q.packets = 0;
     q.owed = false;
     this.notifications++;
+    this.counters?.inc(index, NetRxCounter.INTERRUPTS);
     this.ctx?.notifyUsed(index);
   }
 

@@ -14,7 +14,7 @@ import { serveVhostUser, type VhostUserServer } from '../../vhost-user/server.js
 import type { NetOptions } from './cli.js';
 import { formatMac } from './packet.js';
 import { PcapPort } from './pcap-port.js';
-import { NetSwitch, type SwitchPort } from './switch.js';
+import { NetSwitch, type SwitchPort, type SwitchPortOptions } from './switch.js';
 import { TapPort } from './tap-port.js';
 import { VhostUserNetDevice } from './vhost-user-net-device.js';
 
@@ -82,7 +82,7 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
     for (const name of options.taps ?? []) {
       const tap = new TapPort({ ifname: name, platform, onError: (e) => logger.error(`tap ${name}: ${e.message}; port stopped`) });
       taps.push(tap);
-      tap.attachTo(sw);
+      tap.attachTo(sw, vlanOptions(options, name));
       logger.info(`TAP port ${tap.ifname} attached`);
     }
     for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith, hooks));
@@ -113,6 +113,12 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
   return code;
 }
 
+/** The switch attachment options of a port (--vlan), or undefined for every VLAN. */
+function vlanOptions(o: NetOptions, port: number | string): SwitchPortOptions | undefined {
+  const v = o.vlans?.find((x) => x.port === port);
+  return v === undefined ? undefined : { vlans: v.vlans, untagged: v.untagged };
+}
+
 async function servePort(
   sw: NetSwitch,
   i: number,
@@ -129,8 +135,8 @@ async function servePort(
   const device = (): VhostUserNetDevice => {
     // A fresh device per front-end, as a fresh switch port (the old one leaves with its addresses).
     port?.detach();
-    const d = new VhostUserNetDevice({ mac, mtu: o.mtu, queueSize: o.queueSize, queuePairs: o.queuePairs ?? 1, name: `net${i}`, logger });
-    port = d.attachTo(sw);
+    const d = new VhostUserNetDevice({ mac, mtu: o.mtu, queueSize: o.queueSize, queuePairs: o.queuePairs ?? 1, withoutFeatures: o.withoutFeatures ?? 0n, name: `net${i}`, logger });
+    port = d.attachTo(sw, vlanOptions(o, i));
     hooks.onDevice?.(d, i);
     return d;
   };

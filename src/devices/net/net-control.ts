@@ -23,12 +23,13 @@ import type { NetCoalescing } from './net-coalescing.js';
 import type { NetRss } from './net-rss.js';
 import { macKey } from './packet.js';
 import { MAC_TABLE_ENTRIES, type RxFilter } from './rx-filter.js';
+import { type NetStatsTarget, executeNetStats, netStatsMaxReply } from './net-stats.js';
 
 /** Largest command the device reads (class, command and a MAC_TABLE_SET of 2 x 64 entries fit). */
 export const NET_CTRL_MAX_COMMAND = 2 + 2 * (4 + 6 * 256);
 
 /** What a control command may change on the device. */
-export interface NetControlTarget {
+export interface NetControlTarget extends NetStatsTarget {
   readonly features: bigint;
   readonly littleEndian: boolean;
   readonly filter: RxFilter;
@@ -47,13 +48,13 @@ export interface NetControlTarget {
   readonly coalescing: NetCoalescing;
   /** Whether data queue `index` is an enabled receive or transmit queue (device/net/104). */
   isDataQueueEnabled(index: number): boolean;
-  /** command-specific-result: bytes written after the ack (VQ_GET); `replyLength` 0 for none. */
-  readonly reply: Uint8Array;
-  replyLength: number;
 }
 
-/** Bytes of command-specific-result the device may write (VIRTIO_NET_CTRL_NOTF_COAL_VQ_GET's struct virtio_net_ctrl_coal). */
-export const NET_CTRL_MAX_REPLY = 8;
+/**
+ * Bytes of command-specific-result the device may write after the ack: the largest STATS_GET
+ * reply (VQ_GET's struct virtio_net_ctrl_coal and STATS_QUERY's capabilities are 8).
+ */
+export const NET_CTRL_MAX_REPLY = Math.max(8, netStatsMaxReply(NET_CTRL_MAX_COMMAND));
 
 function u16(b: Uint8Array, o: number, le: boolean): number {
   return le ? b[o]! | (b[o + 1]! << 8) : (b[o]! << 8) | b[o + 1]!;
@@ -68,6 +69,7 @@ function u32(b: Uint8Array, o: number, le: boolean): number {
  */
 export function executeNetControl(t: NetControlTarget, cmd: Uint8Array, len: number): number {
   t.replyLength = 0;
+  t.replyTruncates = false;
   if (len < 2) return NetCtrlAck.ERR;
   const cls = cmd[0]!;
   const op = cmd[1]!;
@@ -127,6 +129,8 @@ export function executeNetControl(t: NetControlTarget, cmd: Uint8Array, len: num
     }
     case NetCtrlClass.NOTF_COAL:
       return executeNotfCoal(t, op, cmd, len, f, le);
+    case NetCtrlClass.STATS:
+      return executeNetStats(t, op, cmd, len);
     default:
       return NetCtrlAck.ERR;
   }

@@ -25,6 +25,13 @@ export interface NetDeviceOptions {
   rss?: boolean;
   /** Offer NOTF_COAL and VQ_NOTF_COAL (default true). */
   coalescing?: boolean;
+  /** Offer DEVICE_STATS: per-queue statistics over the control queue (default true). */
+  deviceStats?: boolean;
+  /**
+   * Feature bits not to offer (e.g. from `virtio-ts net --no-offload`); features that depend on
+   * a removed one (5.1.3.1) go with it (`withoutDependents`).
+   */
+  withoutFeatures?: bigint;
   /** For logs and the switch's counters. */
   name?: string;
   logger?: Logger;
@@ -60,6 +67,28 @@ export interface NetDeviceStats {
   ctrlErr: number;
 }
 
+/** Every counter at zero. */
+export function newNetDeviceStats(): NetDeviceStats {
+  return {
+    txFrames: 0,
+    txBytes: 0,
+    txErrors: 0,
+    txGso: 0,
+    txDropped: 0,
+    rxFrames: 0,
+    rxBytes: 0,
+    rxFiltered: 0,
+    rxNoBuffer: 0,
+    rxErrors: 0,
+    rxGsoWhole: 0,
+    rxGsoSegmented: 0,
+    rxSteeredToStopped: 0,
+    rxShortBuffers: 0,
+    ctrlOk: 0,
+    ctrlErr: 0,
+  };
+}
+
 export const DEFAULT_NET_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0x01);
 
 /** Feature bits this device implements (MQ is added when it has more than one pair). */
@@ -78,3 +107,44 @@ export const NET_DEVICE_FEATURES =
   NetF.GUEST_ANNOUNCE |
   NetF.CTRL_MAC_ADDR |
   NetF.SPEED_DUPLEX;
+
+/** 5.1.3.1 Feature bit requirements: each feature and the features one of which it needs. */
+const NET_FEATURE_NEEDS: readonly (readonly [bigint, bigint])[] = [
+  [NetF.GUEST_TSO4, NetF.GUEST_CSUM],
+  [NetF.GUEST_TSO6, NetF.GUEST_CSUM],
+  [NetF.GUEST_UFO, NetF.GUEST_CSUM],
+  [NetF.GUEST_USO4, NetF.GUEST_CSUM],
+  [NetF.GUEST_USO6, NetF.GUEST_CSUM],
+  [NetF.GUEST_ECN, NetF.GUEST_TSO4 | NetF.GUEST_TSO6],
+  [NetF.HOST_TSO4, NetF.CSUM],
+  [NetF.HOST_TSO6, NetF.CSUM],
+  [NetF.HOST_UFO, NetF.CSUM],
+  [NetF.HOST_USO, NetF.CSUM],
+  [NetF.HOST_ECN, NetF.HOST_TSO4 | NetF.HOST_TSO6],
+  [NetF.HASH_REPORT, NetF.CTRL_VQ],
+  [NetF.RSS, NetF.CTRL_VQ],
+  [NetF.CTRL_RX, NetF.CTRL_VQ],
+  [NetF.CTRL_RX_EXTRA, NetF.CTRL_VQ],
+  [NetF.CTRL_VLAN, NetF.CTRL_VQ],
+  [NetF.GUEST_ANNOUNCE, NetF.CTRL_VQ],
+  [NetF.CTRL_MAC_ADDR, NetF.CTRL_VQ],
+  [NetF.CTRL_GUEST_OFFLOADS, NetF.CTRL_VQ],
+  [NetF.NOTF_COAL, NetF.CTRL_VQ],
+  [NetF.VQ_NOTF_COAL, NetF.CTRL_VQ],
+  [NetF.DEVICE_STATS, NetF.CTRL_VQ], // its commands go over the control queue
+];
+
+/** `offered` without `removed` and without every feature left lacking what it needs. */
+export function withoutDependents(offered: bigint, removed: bigint): bigint {
+  let f = offered & ~removed;
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const [feature, needs] of NET_FEATURE_NEEDS) {
+      if ((f & feature) !== 0n && (f & needs) === 0n) {
+        f &= ~feature;
+        changed = true;
+      }
+    }
+  }
+  return f;
+}

@@ -50,7 +50,8 @@ import { CoalescingContext, NetCoalescing } from './net-coalescing.js';
 import { NET_CTRL_MAX_COMMAND, NET_CTRL_MAX_REPLY, type NetControlTarget, executeNetControl } from './net-control.js';
 import { NET_GSO_MAX_FRAME, NET_GUEST_GSO, NET_HOST_GSO, type RxHeaderFields, RxGsoDecision, TxHeaderReader, writeRxHeader } from './net-header.js';
 import { NET_RSS_MAX_KEY_SIZE, NET_RSS_MAX_TABLE, NET_SUPPORTED_HASH_TYPES, NetHashReport, NetRss } from './net-rss.js';
-import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats } from './net-device-options.js';
+import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats, newNetDeviceStats, withoutDependents } from './net-device-options.js';
+import { NetCvqCounter, NetQueueCounters, NetRxCounter } from './net-stats.js';
 import { NetPacket, completeChecksum, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { RxFilter } from './rx-filter.js';
@@ -68,29 +69,15 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   readonly name: string;
   readonly maxPairs: number;
   readonly mtu: number;
-  readonly stats: NetDeviceStats = {
-    txFrames: 0,
-    txBytes: 0,
-    txErrors: 0,
-    txGso: 0,
-    txDropped: 0,
-    rxFrames: 0,
-    rxBytes: 0,
-    rxFiltered: 0,
-    rxNoBuffer: 0,
-    rxErrors: 0,
-    rxGsoWhole: 0,
-    rxGsoSegmented: 0,
-    rxSteeredToStopped: 0,
-    rxShortBuffers: 0,
-    ctrlOk: 0,
-    ctrlErr: 0,
-  };
+  readonly stats: NetDeviceStats = newNetDeviceStats();
+  /** Per-queue counters for VIRTIO_NET_CTRL_STATS (net-stats.ts). */
+  readonly counters: NetQueueCounters;
   readonly filter = new RxFilter();
   readonly rss = new NetRss();
   readonly coalescing: NetCoalescing;
   readonly reply = new Uint8Array(NET_CTRL_MAX_REPLY);
   replyLength = 0;
+  replyTruncates = false;
 
   private readonly initialMac: Uint8Array;
   /** The primary address now (config mac; CTRL_MAC_ADDR changes it until reset). */
@@ -152,23 +139,27 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.mac.set(mac);
     this.linkUp = opts.linkUp ?? true;
     const gso = opts.gso ?? true;
-    this.offeredFeatures =
+    this.offeredFeatures = withoutDependents(
       NET_DEVICE_FEATURES |
       (pairs > 1 ? NetF.MQ : 0n) |
       (gso ? NET_HOST_GSO | NET_GUEST_GSO | NetF.GUEST_HDRLEN : 0n) |
       ((opts.rss ?? true) ? NetF.RSS | NetF.HASH_REPORT : 0n) |
       ((opts.coalescing ?? true) ? NetF.NOTF_COAL | NetF.VQ_NOTF_COAL : 0n) |
+      ((opts.deviceStats ?? true) ? NetF.DEVICE_STATS : 0n) |
       F.VERSION_1 |
       F.INDIRECT_DESC |
       F.EVENT_IDX |
       F.RING_PACKED |
-      F.RING_RESET;
+      F.RING_RESET,
+      opts.withoutFeatures ?? 0n,
+    );
     this.queueMaxSizes = new Array<number>(2 * pairs + 1).fill(qs);
     // device/net/6: frames up to mtu plus the Ethernet header (and an 802.1Q tag) pass; a GSO
     // frame up to a 64 KiB IP packet.
     this.maxFrame = mtu + ETH_HEADER + ETH_VLAN_TAG;
     this.txPacket = new NetPacket(gso ? Math.max(NET_GSO_MAX_FRAME, this.maxFrame) : this.maxFrame);
-    this.coalescing = new NetCoalescing(2 * pairs);
+    this.counters = new NetQueueCounters(2 * pairs);
+    this.coalescing = new NetCoalescing(2 * pairs, this.counters);
     this.segmentSink = { deliver: (seg: NetPacket) => this.receiveSegment(seg) };
     this.rxWritten = new Uint32Array(qs);
     this.filter.reset(this.mac, false, false);
@@ -293,6 +284,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   }
 
   onQueueNotify(index: number): void {
+    if (index < 2 * this.maxPairs) this.counters.inc(index, NetRxCounter.NOTIFICATIONS);
     this.server.onQueueNotify(index);
   }
 
@@ -311,6 +303,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.flows.reset();
     this.coalescing.reset(); // device/net/109
     this.coalescing.attach(null);
+    this.counters.reset();
     this.rxChains = [];
   }
 
@@ -344,6 +337,13 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     if (this.server.queue(index) !== vq) this.server.onQueueNotify(index);
     return true;
   }
+  /** Receive and transmit queues the driver may use (NetStatsTarget). */
+  get dataQueueCount(): number {
+    return 2 * this.pairsNegotiated();
+  }
+  get controlQueueIndex(): number {
+    return this.ctrlIndex;
+  }
   /** The receive offloads in effect (negotiated, as CTRL_GUEST_OFFLOADS last set them). */
   get guestOffloadsInEffect(): bigint {
     return this.guestOffloads;
@@ -372,29 +372,23 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     const hl = this.hdrLen;
     const p = this.txPacket;
     const frameLen = chain.readableBytes - hl;
+    const c = this.counters;
     this.coalescing.packet(queueIndex);
-    // A frame must hold an Ethernet header and fit the largest frame allowed.
-    if (chain.fault !== null || frameLen < ETH_HEADER || frameLen > p.capacity) {
+    // A frame must hold an Ethernet header and fit the largest frame allowed; then the header
+    // must be one the negotiated features allow.
+    if (!this.readTxChain(chain, hl, frameLen)) {
       st.txErrors++;
-      return 0;
-    }
-    const r = this.reader.reset(chain);
-    const h = this.txHdr;
-    if (r.read(h, 0, hl) !== hl || r.read(p.data, 0, frameLen) !== frameLen) {
-      st.txErrors++;
-      return 0;
-    }
-    p.length = frameLen;
-    if (!this.txHeader.apply(h, p, this.negotiated, this.mtu, this.ctx?.littleEndian ?? true)) {
-      st.txErrors++;
+      c.txDropped(queueIndex, true);
       return 0;
     }
     if (!this.linkUp || this.link === null) {
       st.txDropped++;
+      c.txDropped(queueIndex, false);
       return 0;
     }
     st.txFrames++;
     st.txBytes += frameLen;
+    c.txPacket(queueIndex, frameLen, p.needsCsum, p.gsoType);
     if (p.gsoType !== 0) st.txGso++;
     // device/net/89: remember the pair a flow was sent on (only while more than one is in use).
     if (this.activePairs > 1 && !this.rss.steering) this.flows.sent(p.data, p.length, queueIndex >> 1);
@@ -402,7 +396,20 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     return 0;
   }
 
+  /** Reads a transmit chain into txPacket; false when it is malformed (5.1.6.2, net-header.ts). */
+  private readTxChain(chain: DescriptorChain, hl: number, frameLen: number): boolean {
+    const p = this.txPacket;
+    if (chain.fault !== null || frameLen < ETH_HEADER || frameLen > p.capacity) return false;
+    const r = this.reader.reset(chain);
+    if (r.read(this.txHdr, 0, hl) !== hl || r.read(p.data, 0, frameLen) !== frameLen) return false;
+    p.length = frameLen;
+    return this.txHeader.apply(this.txHdr, p, this.negotiated, this.mtu, this.ctx?.littleEndian ?? true);
+  }
+
   private serveControl({ chain }: QueueRequest): number {
+    const c = this.counters;
+    const cvq = c.cvq;
+    c.inc(cvq, NetCvqCounter.COMMANDS); // command_num and ok_num include the current command
     // The ack is the first device-writable byte; without one the command cannot be answered.
     if (chain.fault !== null || chain.writableBytes < 1) {
       this.stats.ctrlErr++;
@@ -411,12 +418,20 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     let ack: number = 1;
     this.replyLength = 0;
     if (chain.readableBytes <= this.ctrlBuf.length) {
+      c.inc(cvq, NetCvqCounter.OK); // taken back below if the command fails
       const n = this.reader.reset(chain).read(this.ctrlBuf, 0, chain.readableBytes);
       ack = executeNetControl(this, this.ctrlBuf, n);
+      if (ack !== 0) c.dec(cvq, NetCvqCounter.OK);
     }
-    // command-specific-result follows the ack (5.1.6.5); without room for it: VIRTIO_NET_ERR.
-    const replyLen = ack === 0 && this.replyLength <= chain.writableBytes - 1 ? this.replyLength : 0;
-    if (ack === 0 && this.replyLength !== replyLen) ack = 1;
+    // command-specific-result follows the ack (5.1.6.5); without room for it: VIRTIO_NET_ERR,
+    // except for STATS_GET, whose reply is cut to the buffer (device/net/115).
+    const room = chain.writableBytes - 1;
+    const fits = this.replyLength <= room;
+    const replyLen = ack !== 0 ? 0 : fits ? this.replyLength : this.replyTruncates ? room : 0;
+    if (ack === 0 && replyLen !== this.replyLength && !this.replyTruncates) {
+      ack = 1;
+      c.dec(cvq, NetCvqCounter.OK);
+    }
     if (ack === 0) this.stats.ctrlOk++;
     else this.stats.ctrlErr++;
     const w = this.writer.reset(chain);
@@ -488,6 +503,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       vq = this.server.queue(2 * pair);
       if (vq === null) {
         st.rxSteeredToStopped++;
+        this.counters.inc(2 * pair, NetRxCounter.DROPS);
         return;
       }
     } else {
@@ -528,6 +544,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.coalescing.packet(vq.index);
     this.coalescing.notify(vq.index);
     this.stats.rxShortBuffers++;
+    this.counters.inc(vq.index, NetRxCounter.DROPS);
   }
 
   private receiveInto(ctx: DeviceContext, vq: DeviceQueue, p: NetPacket): void {
@@ -562,6 +579,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     }
     if (n === 0) {
       st.rxNoBuffer++;
+      this.counters.rxOverrun(vq.index);
       return;
     }
     if (room < total) {
@@ -569,6 +587,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
         // Too few buffers for now: give them back untouched and drop the frame.
         vq.undoPop(n);
         st.rxNoBuffer++;
+        this.counters.rxOverrun(vq.index);
         return;
       }
       // One buffer smaller than the frame (driver/net/40ff. SHOULD give 1526 bytes): used empty,
@@ -602,6 +621,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     vq.publish();
     st.rxFrames++;
     st.rxBytes += p.length;
+    this.counters.rxPacket(vq.index, p.length, this.rxHdr[NetHdr.FLAGS]!, this.rxFields.gsoType);
     this.coalescing.packet(vq.index);
     this.coalescing.notify(vq.index);
   }

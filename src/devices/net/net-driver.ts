@@ -29,6 +29,7 @@ import {
   NetCtrlNotfCoal,
   NetCtrlRx,
   NetCtrlVlan,
+  NetDuplex,
   NetF,
   NetGsoType,
   NetHdr,
@@ -41,99 +42,12 @@ import {
 } from '../../spec/net.js';
 import { NET_GSO_MAX_FRAME } from './net-header.js';
 import { type NetSendOptions, NetTransmitHeader } from './net-driver-transmit.js';
+import { type NetStatsReply, NetStatsQuery, type NetStatsRequest } from './net-driver-stats.js';
+import { GUEST_GSO, NET_DRIVER_FEATURES, NET_NEEDS_CTRL_VQ, type NetDriverOptions, type NetFrame, type NetLinkSettings, type NetRssParams, type RxAssembly } from './net-driver-types.js';
 
-/** The features NetDriver negotiates (HASH_REPORT only in `NetDriver.hashReportingType`: it changes the header to 20 bytes). */
-export const NET_DRIVER_FEATURES =
-  NetF.CSUM |
-  NetF.GUEST_CSUM |
-  NetF.MTU |
-  NetF.MAC |
-  NetF.MRG_RXBUF |
-  NetF.STATUS |
-  NetF.CTRL_VQ |
-  NetF.CTRL_RX |
-  NetF.CTRL_RX_EXTRA |
-  NetF.CTRL_VLAN |
-  NetF.GUEST_ANNOUNCE |
-  NetF.MQ |
-  NetF.CTRL_MAC_ADDR |
-  NetF.CTRL_GUEST_OFFLOADS |
-  NetF.SPEED_DUPLEX |
-  NetF.HOST_TSO4 |
-  NetF.HOST_TSO6 |
-  NetF.HOST_ECN |
-  NetF.HOST_UFO |
-  NetF.HOST_USO |
-  NetF.GUEST_TSO4 |
-  NetF.GUEST_TSO6 |
-  NetF.GUEST_ECN |
-  NetF.GUEST_UFO |
-  NetF.GUEST_USO4 |
-  NetF.GUEST_USO6 |
-  NetF.GUEST_HDRLEN |
-  NetF.RSS |
-  NetF.NOTF_COAL |
-  NetF.VQ_NOTF_COAL;
-
-/** The receive segmentation offloads: with any of them buffers must take a 64 KiB frame (driver/net/43). */
-const GUEST_GSO = NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_UFO | NetF.GUEST_USO4 | NetF.GUEST_USO6;
-
+export { NET_DRIVER_FEATURES, type NetDriverOptions, type NetFrame, type NetLinkSettings, type NetRssParams } from './net-driver-types.js';
 export type { NetSendOptions } from './net-driver-transmit.js';
-
-/** RSS parameters (VIRTIO_NET_CTRL_MQ_RSS_CONFIG, 5.1.6.5.7.1). */
-export interface NetRssParams {
-  /** VIRTIO_NET_HASH_TYPE_* bits. */
-  hashTypes: number;
-  /** Receive queue numbers (pairs, from 0); a power of two of them (driver/net/80). */
-  table: readonly number[];
-  /** Where frames without a hash go. */
-  unclassified: number;
-  /** Transmit pairs the driver will use (default: the pairs in use). */
-  maxTxPairs?: number;
-  key: Uint8Array;
-}
-
-export interface NetDriverOptions {
-  /** Receive buffers kept posted per receive queue (default 32, at most the queue size). */
-  rxBuffers?: number;
-  /** Bytes per receive buffer (default: 2048 with MRG_RXBUF, else header + MTU + 18). */
-  rxBufferSize?: number;
-  /** Frames kept for receive() at most; older ones are dropped beyond it (default 1024). */
-  maxPending?: number;
-}
-
-/** A frame as received, with what its header said. */
-export interface NetFrame {
-  readonly data: Uint8Array;
-  readonly flags: number;
-  readonly csumStart: number;
-  readonly csumOffset: number;
-  /** Buffers it was spread over (num_buffers). */
-  readonly buffers: number;
-  /** gso_type (NONE for an ordinary frame), gso_size and hdr_len of a whole GSO frame. */
-  readonly gsoType: number;
-  readonly gsoSize: number;
-  readonly hdrLen: number;
-  /** hash_value and hash_report with HASH_REPORT (else 0). */
-  readonly hashValue: number;
-  readonly hashReport: number;
-  /** The receive queue it came on. */
-  readonly queue: number;
-}
-
-interface RxAssembly {
-  parts: Uint8Array[];
-  remaining: number;
-  flags: number;
-  csumStart: number;
-  csumOffset: number;
-  buffers: number;
-  gsoType: number;
-  gsoSize: number;
-  hdrLen: number;
-  hashValue: number;
-  hashReport: number;
-}
+export type { NetStatsReply, NetStatsRequest } from './net-driver-stats.js';
 
 const NO_SEGMENTS: readonly Segment[] = [];
 /** 02:76:74:00:00:fe: a locally administered default (driver/net/4). */
@@ -153,6 +67,16 @@ export class NetDriver implements DeviceDriver {
     wantedFeatures: NET_DRIVER_FEATURES | NetF.HASH_REPORT,
   };
 
+  /**
+   * The contract for a device offering `offered`: NetDriver.type without the features that
+   * need the control queue when the device does not offer CTRL_VQ (driver/net/12: HASH_REPORT,
+   * driver/net/13: CTRL_RX_EXTRA, and the other control-queue features of 5.1.3.1).
+   */
+  static typeFor(offered: bigint, base: DeviceDriverType<NetDriver, NetDriverOptions> = NetDriver.type): DeviceDriverType<NetDriver, NetDriverOptions> {
+    if ((offered & NetF.CTRL_VQ) !== 0n) return base;
+    return { ...base, wantedFeatures: base.wantedFeatures & ~NET_NEEDS_CTRL_VQ };
+  }
+
   readonly hdrLen: number;
   readonly mergeable: boolean;
   /** max_virtqueue_pairs (1 without MQ). */
@@ -165,6 +89,8 @@ export class NetDriver implements DeviceDriver {
   readonly mac: Uint8Array;
   /** Frames dropped because nobody called receive() in time. */
   droppedPending = 0;
+  /** Announcements sent for VIRTIO_NET_S_ANNOUNCE (each a RARP then ANNOUNCE_ACK). */
+  announcements = 0;
 
   private readonly ctx: DriverContext;
   private readonly le: boolean;
@@ -176,10 +102,15 @@ export class NetDriver implements DeviceDriver {
   private readonly assembly: (RxAssembly | null)[] = [];
   private readonly ctrl: RequestQueue | null;
   private readonly transmit: NetTransmitHeader;
+  private readonly statsQuery: NetStatsQuery;
   private pairsInUse = 1;
+  /** Receive queues (pairs from 0) that have buffers posted. */
+  private postedPairs = 1;
   private readonly pending: NetFrame[] = [];
   private readonly waiters: ((f: NetFrame) => void)[] = [];
   private linkListener: ((up: boolean) => void) | null = null;
+  private link: NetLinkSettings;
+  private announcing = false;
   private detached = false;
   private rxErrors = 0;
 
@@ -214,7 +145,14 @@ export class NetDriver implements DeviceDriver {
     }
     const ci = netControlQueue(f, this.maxPairs);
     this.ctrl = (f & NetF.CTRL_VQ) !== 0n && ci < ctx.numQueues ? new RequestQueue(ctx, ci) : null;
-    ctx.onConfigChange(() => this.linkListener?.(this.linkUp));
+    this.statsQuery = new NetStatsQuery(f, 2 * this.maxPairs, ci, (cmd, payload, n) => this.commandWithResult(NetCtrlClass.STATS, cmd, payload, n));
+    this.link = this.readLinkSettings();
+    ctx.onConfigChange(() => {
+      // driver/net/11: speed and duplex are read again at every configuration change.
+      this.link = this.readLinkSettings();
+      if ((opts.announce ?? true) && this.announceRequested) this.announce();
+      this.linkListener?.(this.linkUp);
+    });
     this.postReceiveBuffers(0);
   }
 
@@ -227,6 +165,14 @@ export class NetDriver implements DeviceDriver {
   get announceRequested(): boolean {
     if ((this.ctx.features & NetF.STATUS) === 0n) return false;
     return (this.configField('status') & NetStatus.ANNOUNCE) !== 0;
+  }
+  /**
+   * speed (Mb/s) and duplex with SPEED_DUPLEX, as last read (at attach and at every
+   * configuration change, driver/net/11); a speed above 0x7fffffff and a duplex other than 0 or 1
+   * are unknown: null (driver/net/10).
+   */
+  get linkSettings(): NetLinkSettings {
+    return this.link;
   }
   /** Told the link state at every configuration change. */
   onLinkChange(cb: ((up: boolean) => void) | null): void {
@@ -346,6 +292,8 @@ export class NetDriver implements DeviceDriver {
 
   /** VIRTIO_NET_CTRL_MAC_ADDR_SET: the device's primary address. */
   async setMac(mac: Uint8Array): Promise<void> {
+    // driver/net/67: the command only when the address differs from the one in use.
+    if (mac.length >= 6 && mac.subarray(0, 6).every((b, i) => b === this.mac[i])) return;
     await this.expectOk(NetCtrlClass.MAC, NetCtrlMac.ADDR_SET, mac.slice(0, 6), NetF.CTRL_RX | NetF.CTRL_MAC_ADDR, 'driver/net/66');
     this.mac.set(mac.subarray(0, 6));
   }
@@ -365,11 +313,16 @@ export class NetDriver implements DeviceDriver {
   /** VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET: use `n` pairs; their receive queues get buffers first. */
   async setQueuePairs(n: number): Promise<void> {
     if (!Number.isInteger(n) || n < 1 || n > this.usablePairs) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue pairs ${n} not in 1..${this.usablePairs}`);
-    for (let p = this.pairsInUse; p < n; p++) this.postReceiveBuffers(p);
+    this.requireFeatures(NetF.MQ, 'VQ_PAIRS_SET', '5.1.6.5.5');
+    // driver/net/47, /74: the receive queues to be used get buffers before the command.
+    for (let p = this.postedPairs; p < n; p++) this.postReceiveBuffers(p);
+    this.postedPairs = Math.max(this.postedPairs, n);
+    // driver/net/77: fewer pairs: no frame goes on the dropped transmit queues from now on.
+    if (n < this.pairsInUse) this.pairsInUse = n;
     const b = new Uint8Array(2);
     this.put16(b, 0, n);
     await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.VQ_PAIRS_SET, b, NetF.MQ, '5.1.6.5.5');
-    this.pairsInUse = Math.max(this.pairsInUse, n);
+    this.pairsInUse = n;
   }
 
   /** VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET: the receive offloads to use (negotiated ones only, driver/net/86). */
@@ -399,7 +352,7 @@ export class NetDriver implements DeviceDriver {
     b[10 + 2 * n] = p.key.length;
     b.set(p.key, 11 + 2 * n);
     // The queues the table names get buffers first (driver/net/74).
-    for (const q of [...p.table, p.unclassified]) for (let k = this.pairsInUse; k <= q; k++) this.postReceiveBuffers(k);
+    for (const q of [...p.table, p.unclassified]) for (; this.postedPairs <= q; this.postedPairs++) this.postReceiveBuffers(this.postedPairs);
     await this.expectOk(NetCtrlClass.MQ, NetCtrlMq.RSS_CONFIG, b, NetF.RSS, 'driver/net/78');
     this.pairsInUse = Math.max(this.pairsInUse, maxTx, ...p.table.map((q) => q + 1), p.unclassified + 1);
   }
@@ -423,6 +376,7 @@ export class NetDriver implements DeviceDriver {
 
   /** VIRTIO_NET_CTRL_NOTF_COAL_VQ_SET (VQ_NOTF_COAL): one enabled data queue (driver/net/88). */
   setQueueCoalescing(vq: number, maxPackets: number, maxUsecs: number): Promise<void> {
+    if (!this.isDataQueue(vq)) return Promise.reject(new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${vq} is not an enabled receive or transmit queue (driver/net/88)`));
     const b = new Uint8Array(12);
     this.put16(b, 0, vq);
     this.put32(b, 4, maxPackets);
@@ -433,11 +387,22 @@ export class NetDriver implements DeviceDriver {
   /** VIRTIO_NET_CTRL_NOTF_COAL_VQ_GET; values of an ERR answer are not used (driver/net/91). */
   async getQueueCoalescing(vq: number): Promise<{ maxPackets: number; maxUsecs: number }> {
     this.requireFeatures(NetF.VQ_NOTF_COAL, 'VQ_GET', 'driver/net/90');
+    if (!this.isDataQueue(vq)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${vq} is not an enabled receive or transmit queue (driver/net/88)`);
     const b = new Uint8Array(4);
     this.put16(b, 0, vq);
     const { ack, result } = await this.commandWithResult(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_GET, b, 8);
     if (ack !== NetCtrlAck.OK || result.length < 8) throw new VirtioError(ErrorCode.REQUEST_FAILED, `VQ_GET of queue ${vq} answered VIRTIO_NET_ERR`);
     return { maxPackets: this.get32(result, 0), maxUsecs: this.get32(result, 4) };
+  }
+
+  /** VIRTIO_NET_CTRL_STATS_QUERY (DEVICE_STATS): the device's supported_stats_types. */
+  queryStats(): Promise<bigint> {
+    return this.statsQuery.query();
+  }
+
+  /** VIRTIO_NET_CTRL_STATS_GET: the counters of the types asked per queue (net-driver-stats.ts). */
+  getStats(requests: readonly NetStatsRequest[]): Promise<NetStatsReply[]> {
+    return this.statsQuery.get(requests);
   }
 
   detach(): void {
@@ -551,9 +516,40 @@ export class NetDriver implements DeviceDriver {
     this.pending.push(frame);
   }
 
+  /** driver/net/72, /73: a RARP broadcast from the driver's address (peers learn where it is), then ANNOUNCE_ACK. */
+  private announce(): void {
+    if (this.announcing || this.detached || this.ctrl === null || (this.ctx.features & NetF.GUEST_ANNOUNCE) === 0n) return;
+    this.announcing = true;
+    const rarp = new Uint8Array(60);
+    rarp.fill(0xff, 0, 6);
+    rarp.set(this.mac, 6);
+    rarp.set([0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3], 12); // ETHERTYPE_RARP, reverse request
+    rarp.set(this.mac, 22);
+    rarp.set(this.mac, 32);
+    this.send(rarp)
+      .then(() => this.ackAnnounce())
+      .then(
+        () => this.announcements++,
+        () => undefined, // detached or reset meanwhile: nothing to announce to
+      )
+      .finally(() => (this.announcing = false));
+  }
+
+  /** A receive or transmit queue of a pair whose queues are set up. */
+  private isDataQueue(vq: number): boolean {
+    return Number.isInteger(vq) && vq >= 0 && vq < 2 * this.usablePairs;
+  }
+
+  private readLinkSettings(): NetLinkSettings {
+    if ((this.ctx.features & NetF.SPEED_DUPLEX) === 0n) return { speedMbps: null, duplex: null };
+    const speed = this.configField('speed');
+    const duplex = this.configField('duplex');
+    return { speedMbps: speed <= 0x7fff_ffff ? speed : null, duplex: duplex === NetDuplex.FULL ? 'full' : duplex === NetDuplex.HALF ? 'half' : null };
+  }
+
   // ---- helpers ----
 
-  private configField(name: 'maxVirtqueuePairs' | 'mtu' | 'status'): number {
+  private configField(name: 'maxVirtqueuePairs' | 'mtu' | 'status' | 'speed' | 'duplex'): number {
     return readConfigField(NET_CONFIG_LAYOUT, name, (o, l) => this.ctx.readConfig(o, l), this.le);
   }
   private put16(b: Uint8Array, o: number, v: number): void {
