@@ -29,8 +29,14 @@ const COUNTERS: readonly (readonly [string, QueueCounterName, string])[] = [
   ['virtio_queue_errors_total', 'errors', 'Requests that failed (malformed, or an error status)'],
 ];
 
+/** One device's counters and the `device` label they carry (`blk`; `net0`, `net1` for net's ports). */
+export interface MetricsSource {
+  readonly device: string;
+  readonly stats: QueueStats;
+}
+
 /** Starts the endpoint; resolves once it listens. */
-export async function startMetricsEndpoint(stats: QueueStats, device: string, address: MetricsAddress): Promise<MetricsEndpoint> {
+export async function startMetricsEndpoint(sources: readonly MetricsSource[], address: MetricsAddress): Promise<MetricsEndpoint> {
   // Loaded only when asked for: a back-end without --metrics does not pay for it.
   const prom = await import('prom-client');
   const registry = new prom.Registry();
@@ -45,7 +51,9 @@ export async function startMetricsEndpoint(stats: QueueStats, device: string, ad
         collect() {
           // The QueueStats are the source; the counter is refilled from them at each scrape.
           this.reset();
-          for (let q = 0; q < stats.queueCount; q++) this.inc({ device, queue: String(q) }, stats.value(q, field));
+          for (const { device, stats } of sources) {
+            for (let q = 0; q < stats.queueCount; q++) this.inc({ device, queue: String(q) }, stats.value(q, field));
+          }
         },
       }),
     );
@@ -57,7 +65,9 @@ export async function startMetricsEndpoint(stats: QueueStats, device: string, ad
       labelNames: ['device', 'queue'],
       registers: [],
       collect() {
-        for (const q of stats.snapshot()) this.set({ device, queue: String(q.queue) }, q.inFlight);
+        for (const { device, stats } of sources) {
+          for (const q of stats.snapshot()) this.set({ device, queue: String(q.queue) }, q.inFlight);
+        }
       },
     }),
   );

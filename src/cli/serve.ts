@@ -74,7 +74,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   try {
     const platform = o.platform ?? loadPlatform();
     if (options.metrics !== undefined) {
-      metrics = await startMetricsEndpoint(stats, command, options.metrics);
+      metrics = await startMetricsEndpoint([{ device: command, stats }], options.metrics);
       logger.info(`metrics at ${metrics.url}`);
     }
     try {

@@ -28,6 +28,7 @@ import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DescriptorChain } from '../../queue/chain.js';
 import type { QueueError } from '../../errors.js';
 import type { DeviceQueue, QueueState } from '../../queue/types.js';
+import type { QueueStats } from '../../device/queue-stats.js';
 
 function sameState(a: DeviceQueue, b: DeviceQueue): boolean {
   if (a.size !== b.size || a.packed !== b.packed || a.index !== b.index) return false;
@@ -139,6 +140,10 @@ export class RebindTolerantContext implements DeviceContext {
   }
   get littleEndian(): boolean {
     return this.ctx.littleEndian;
+  }
+  /** The transport's queue counters pass through (the queue server counts into them). */
+  get stats(): QueueStats | undefined {
+    return this.ctx.stats;
   }
 
   queue(index: number): DeviceQueue | null {

@@ -142,7 +142,7 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
     });
   });
 
-  it('two front-ends on two sockets exchange frames through the switch, both ways', async () => {
+  it('two front-ends on two sockets exchange frames through the switch, both ways; --metrics counts each port\'s queues (device net0, net1)', async () => {
     await withDir(async (dir) => {
       const platform = loadPlatform();
       const socks = [join(dir, 'a.sock'), join(dir, 'b.sock')];
@@ -151,7 +151,16 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
       let sw: NetSwitch | null = null;
       const errors: string[] = [];
       const io = { stdout: () => undefined, stderr: (l: string) => void errors.push(l) };
-      const options: NetOptions = { socketPath: socks[0]!, fd: null, verbosity: 0, socketPaths: socks, mac: Uint8Array.of(2, 0, 0, 0, 0, 1), mtu: 1500, queueSize: 256 };
+      const options: NetOptions = {
+        socketPath: socks[0]!,
+        fd: null,
+        verbosity: 2,
+        socketPaths: socks,
+        mac: Uint8Array.of(2, 0, 0, 0, 0, 1),
+        mtu: 1500,
+        queueSize: 256,
+        metrics: { host: '127.0.0.1', port: 0 },
+      };
       const running = runNet(options, io, { platform, stop: stopped, onSwitch: (s) => (sw = s) });
       // The servers listen before runNet waits for the stop: poll for the socket files, bounded.
       for (const end = Date.now() + 10_000; !socks.every(isSocket); ) {
@@ -178,6 +187,19 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
         const ports = (sw as NetSwitch | null)!.attached;
         assert.equal(ports.length, 2);
         assert.deepEqual(ports.map((p) => p.counters.rxFrames), [1, 1]);
+        const url = /metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(errors.join(''))?.[1];
+        assert.ok(url, 'the metrics endpoint is logged');
+        const text = await (await fetch(url)).text();
+        const sample = (device: string, queue: number, name: string): number => {
+          const m = new RegExp(`^${name}\\{device="${device}",queue="${queue}"\\} (\\S+)$`, 'm').exec(text);
+          assert.ok(m, `${name} of ${device} queue ${queue}`);
+          return Number(m[1]);
+        };
+        // Port 0 sent the 1514-byte frame on its transmit queue (1), port 1 took it on its receive queue (0).
+        assert.equal(sample('net0', 1, 'virtio_queue_requests_total'), 1);
+        assert.ok(sample('net0', 1, 'virtio_queue_read_bytes_total') >= 1514);
+        assert.ok(sample('net1', 0, 'virtio_queue_written_bytes_total') >= 1514);
+        assert.equal(sample('net1', 1, 'virtio_queue_requests_total'), 1);
         for (const d of drivers) d.detach();
       } finally {
         for (const t of ts) t.close();

@@ -16,6 +16,7 @@ import type { DeviceContext } from '../../device/types.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DeviceQueue } from '../../queue/types.js';
 import { type NetQueueCounters, NetRxCounter } from './net-stats.js';
+import type { QueueStats } from '../../device/queue-stats.js';
 
 /** Parameters of one queue: both non-zero to coalesce. */
 export interface CoalescingParams {
@@ -190,6 +191,10 @@ export class CoalescingContext implements DeviceContext {
   }
   get littleEndian(): boolean {
     return this.inner.littleEndian;
+  }
+  /** The transport's queue counters pass through (the queue server counts into them). */
+  get stats(): QueueStats | undefined {
+    return this.inner.stats;
   }
   queue(index: number): DeviceQueue | null {
     return this.inner.queue(index);

@@ -17,6 +17,9 @@ import { PcapPort } from './pcap-port.js';
 import { NetSwitch, type SwitchPort, type SwitchPortOptions } from './switch.js';
 import { TapPort } from './tap-port.js';
 import { VhostUserNetDevice } from './vhost-user-net-device.js';
+import { QueueStats } from '../../device/queue-stats.js';
+import { startMetricsEndpoint, type MetricsEndpoint } from '../../cli/metrics-endpoint.js';
+import { startStatsReport } from '../../cli/stats-report.js';
 
 /** How often the pcap capture is written out (and at exit). */
 const PCAP_FLUSH_MS = 1000;
@@ -67,8 +70,20 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
   };
   const endpoints: { socketPath?: string; fd?: number }[] =
     options.socketPaths.length > 0 ? options.socketPaths.map((socketPath) => ({ socketPath })) : [{ fd: options.fd! }];
+  // Per-port queue counters (every front-end of a port adds to its port's), for --stats-interval
+  // and --metrics (device label net0, net1, ...).
+  const portStats = endpoints.map(() => new QueueStats());
+  let metrics: MetricsEndpoint | null = null;
+  const stopReports: (() => void)[] = [];
   try {
     const platform = hooks.platform ?? loadPlatform();
+    if (options.metrics !== undefined) {
+      metrics = await startMetricsEndpoint(portStats.map((stats, i) => ({ device: `net${i}`, stats })), options.metrics);
+      logger.info(`metrics at ${metrics.url}`);
+    }
+    if (options.statsIntervalMs !== undefined) {
+      for (let i = 0; i < portStats.length; i++) stopReports.push(startStatsReport(portStats[i]!, `net port ${i}`, options.statsIntervalMs, (line) => io.stderr(line)));
+    }
     if (options.pcap !== undefined) {
       pcap = new PcapPort({ path: options.pcap });
       pcap.captureFrom(sw);
@@ -85,9 +100,11 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
       tap.attachTo(sw, vlanOptions(options, name));
       logger.info(`TAP port ${tap.ifname} attached`);
     }
-    for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith, hooks));
+    for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith, hooks, portStats[i]!));
   } catch (e) {
     for (const s of signals) process.off(s, onSignal);
+    for (const stop of stopReports) stop();
+    await metrics?.close();
     for (const s of servers) await s.close();
     closePorts();
     throw e;
@@ -96,7 +113,9 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
   const why = await stopped;
   for (const s of signals) process.off(s, onSignal);
   clearInterval(keepAlive);
+  for (const stop of stopReports) stop();
   logger.info(`${why}: shutting down`);
+  await metrics?.close();
   let code: number = EXIT.OK;
   for (const s of servers) {
     try {
@@ -128,6 +147,7 @@ async function servePort(
   logger: Logger,
   stopWith: (why: string) => void,
   hooks: RunNetHooks,
+  stats: QueueStats,
 ): Promise<VhostUserServer> {
   const mac = portMac(o.mac, i);
   const name = where.socketPath ?? `fd ${where.fd}`;
@@ -145,7 +165,7 @@ async function servePort(
   // (vhost-user/memory-map.ts) rather than refusing.
   let server: VhostUserServer;
   try {
-    server = await serveVhostUser({ device, platform, logger, ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
+    server = await serveVhostUser({ device, platform, logger, backend: { stats }, ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
   } catch (e) {
     throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${name}: ${(e as Error).message}`, { cause: e });
   }

@@ -617,7 +617,15 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       this.rxWritten[i] = wrote;
     }
     // device/net/32: every buffer of the frame becomes visible with one publication.
-    for (let i = 0; i < n; i++) vq.pushDeferred(chains[i]!, this.rxWritten[i]!);
+    const qs = ctx.stats;
+    for (let i = 0; i < n; i++) {
+      vq.pushDeferred(chains[i]!, this.rxWritten[i]!);
+      // Receive buffers are popped here, not by the queue server: count them for the operator.
+      if (qs !== undefined) {
+        qs.popped(vq.index, 0);
+        qs.completed(vq.index, this.rxWritten[i]!);
+      }
+    }
     vq.publish();
     st.rxFrames++;
     st.rxBytes += p.length;

@@ -28,6 +28,7 @@ import { NET_MTU_MIN } from '../../spec/net.js';
 import { NetDevice, type NetDeviceOptions } from './net-device.js';
 import { NetPacket } from './packet.js';
 import type { NetSwitch, SwitchPort, SwitchPortOptions } from './switch.js';
+import type { QueueStats } from '../../device/queue-stats.js';
 
 /** RARP (RFC 903) over Ethernet: the ethertype and a frame's minimum length. */
 export const ETHERTYPE_RARP = 0x8035;
@@ -71,6 +72,10 @@ class CountingContext implements DeviceContext {
   }
   get littleEndian(): boolean {
     return this.inner.littleEndian;
+  }
+  /** The transport's queue counters pass through (the queue server counts into them). */
+  get stats(): QueueStats | undefined {
+    return this.inner.stats;
   }
   queue(index: number): DeviceQueue | null {
     return this.inner.queue(index);
