@@ -36,26 +36,53 @@ bool fill_sockaddr(napi_env env, napi_value vpath, struct sockaddr_un *sa) {
   return true;
 }
 
-/* listenUnix(path, backlog = 128) -> fd */
+/* listenUnix(path, backlog = 128) -> fd
+ *
+ * bind() makes the socket file appear before listen() makes it accept, so a client that waits
+ * for the file (a supervisor, QEMU started beside us, a test) can meet ECONNREFUSED. The socket is
+ * therefore bound and listening under a sibling name first, then renamed into place: whoever sees
+ * the path finds a listening socket. Paths too long for the sibling name are bound directly. */
 static napi_value js_listen_unix(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   struct sockaddr_un sa;
+  struct sockaddr_un tmp;
   int64_t backlog = 128;
   struct stat st;
   if (!get_args(env, info, 2, argv, NULL) || !fill_sockaddr(env, argv[0], &sa)) return NULL;
   if (!is_undefined(env, argv[1]) && !get_uint(env, argv[1], 65535, "backlog", &backlog)) return NULL;
+  tmp = sa;
+  int staged = snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s.%ld~", sa.sun_path, (long)getpid());
+  bool use_tmp = staged > 0 && (size_t)staged < sizeof tmp.sun_path;
+  struct sockaddr_un *bind_to = use_tmp ? &tmp : &sa;
   /* A stale socket file from an earlier run makes bind fail with EADDRINUSE; remove it, but
    * never anything that is not a socket. */
-  if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(sa.sun_path);
+  if (lstat(bind_to->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(bind_to->sun_path);
+  if (!use_tmp && lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(sa.sun_path);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+  if (bind(fd, (struct sockaddr *)bind_to, sizeof *bind_to) < 0) {
     close_keep_errno(fd);
     return throw_errno(env, "bind", errno);
   }
   if (listen(fd, (int)backlog) < 0) {
-    close_keep_errno(fd);
-    return throw_errno(env, "listen", errno);
+    int e = errno;
+    if (use_tmp) unlink(tmp.sun_path);
+    close(fd);
+    return throw_errno(env, "listen", e);
+  }
+  if (use_tmp) {
+    /* rename() replaces a stale file at the path atomically; never a non-socket. */
+    if (lstat(sa.sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+      unlink(tmp.sun_path);
+      close(fd);
+      return throw_errno(env, "bind", EADDRINUSE);
+    }
+    if (rename(tmp.sun_path, sa.sun_path) < 0) {
+      int e = errno;
+      unlink(tmp.sun_path);
+      close(fd);
+      return throw_errno(env, "rename", e);
+    }
   }
   return make_int(env, fd);
 }
