@@ -194,17 +194,36 @@ describe('PackedDriverQueue', () => {
     assert.deepEqual(e.driverEvent(), { flags: PackedEvent.DESC_SPECIFIC, desc: offWrap(3, true) });
   });
 
-  it('clamps a used len larger than the writable part and ignores len without WRITE', () => {
+  it('clamps a used len larger than the writable part; a device-readable-only buffer reads as 0 bytes with or without WRITE', () => {
     const t = setup();
     t.drv.add([seg(0x40000, 4)], [seg(0x41000, 8)], 'a');
-    t.drv.add([seg(0x40000, 4)], [seg(0x41000, 8)], 'b');
+    t.drv.add([seg(0x40000, 4)], [], 'b');
+    t.drv.add([seg(0x40000, 4)], [], 'c');
     t.drv.kick();
     t.writeUsed(0, 0, 1000, AVAIL | USED | WRITE);
     assert.equal(t.drv.takeUsed(), 'a');
     assert.equal(t.drv.lastUsedLen, 8);
     t.writeUsed(2, 1, 5, AVAIL | USED);
     assert.equal(t.drv.takeUsed(), 'b');
-    assert.equal(t.drv.lastUsedLen, 0);
+    assert.equal(t.drv.lastUsedLen, 0, 'len reserved without WRITE: nothing writable to report');
+    t.writeUsed(3, 2, 0xffff_ffff, AVAIL | USED | WRITE);
+    assert.equal(t.drv.takeUsed(), 'c');
+    assert.equal(t.drv.lastUsedLen, 0, 'a forged len never exceeds the writable part');
+  });
+
+  it("takes the used len of a device-writable buffer whose used descriptor lacks WRITE (QEMU 7.2's virtqueue_packed_fill_desc; Linux reads len unconditionally)", () => {
+    // Regression: virtio-net receive over QEMU 7.2 with packed rings delivered every frame as 0
+    // bytes (dropped) because the driver ignored len when the used descriptor had no WRITE.
+    const t = setup();
+    t.drv.add([], [seg(0x41000, 2048)], 'rx0');
+    t.drv.add([], [seg(0x41800, 12), seg(0x42000, 2036)], 'rx1');
+    t.drv.kick();
+    t.writeUsed(0, 0, 72, AVAIL | USED); // exactly what QEMU 7.2 writes: flags 0x8080
+    assert.equal(t.drv.takeUsed(), 'rx0');
+    assert.equal(t.drv.lastUsedLen, 72);
+    t.writeUsed(1, 1, 5000, AVAIL | USED);
+    assert.equal(t.drv.takeUsed(), 'rx1');
+    assert.equal(t.drv.lastUsedLen, 2048, 'still clamped to the writable part');
   });
 
   it('defends against a buggy device: id out of range, id not in flight', () => {

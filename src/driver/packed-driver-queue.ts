@@ -371,16 +371,20 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
     const u32 = this.descU32;
     let id: number;
     let len: number;
-    // 2.8.4: len is reserved (ignored) when WRITE is clear.
+    // len is read whether or not the used descriptor has WRITE. 2.8.4 calls len reserved
+    // without WRITE, but QEMU 7.2 (virtqueue_packed_fill_desc sets only AVAIL and USED) never
+    // sets WRITE in a used descriptor, and Linux's driver reads len unconditionally; a
+    // driver that dropped it would see every received frame as empty. `complete` clamps len to
+    // the buffer's writable part, so a device-readable-only buffer still reads as 0 bytes.
     if (u32 !== null) {
       const w = this.descW + 4 * this.nextUsed;
       id = u32[w + 3]! & 0xffff;
-      len = (f & WRITE) !== 0 ? u32[w + 2]! : 0;
+      len = u32[w + 2]!;
     } else {
       const le = this.littleEndian;
       const o = this.desc.offset + this.nextUsed * DESC_SIZE;
       id = this.desc.view.getUint16(o + PackedLayout.ID, le);
-      len = (f & WRITE) !== 0 ? this.desc.view.getUint32(o + PackedLayout.LEN, le) : 0;
+      len = this.desc.view.getUint32(o + PackedLayout.LEN, le);
     }
     if (id >= this.size || this.inFlight[id] === 0) this.deviceError(`used buffer id ${id} is not a buffer in flight`);
     if (this.inOrder) {

@@ -470,8 +470,8 @@ export class P9Driver implements DeviceDriver {
       this.ctx.memory.write(inAddr, NO_SIZE);
       let used = await this.queue.submit([{ addr: outAddr, len: size }], [{ addr: inAddr, len: replyRoom }]);
       if (used === 0) {
-        // QEMU 7.2 over packed rings leaves the used length unreadable (docs/x-remote.md, 2.8.4);
-        // a 9P reply carries its own length, bounded here by the room given.
+        // A device that reports no length (2.8.4: len is reserved in a used packed descriptor
+        // without WRITE; docs/x-remote.md): a 9P reply carries its own, bounded by the room given.
         const head = Buffer.alloc(4);
         this.ctx.memory.read(inAddr, head);
         used = Math.min(head.readUInt32LE(0), replyRoom);
