@@ -1,5 +1,8 @@
 /** The fuzz targets, by name (each is fuzz/targets/<name>.ts exporting `target`). */
 export const TARGETS = [
   'split-ring',
+  'packed-ring',
+  'blk-requests',
+  'mmio-registers',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
