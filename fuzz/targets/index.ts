@@ -4,5 +4,7 @@ export const TARGETS = [
   'packed-ring',
   'blk-requests',
   'mmio-registers',
+  'pci-registers',
+  'ccw-commands',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
