@@ -1,5 +1,6 @@
 /** The fuzz targets, by name (each is fuzz/targets/<name>.ts exporting `target`). */
 export const TARGETS = [
+  'vhost-user-messages',
   'split-ring',
   'packed-ring',
   'blk-requests',
