@@ -4,6 +4,7 @@
 // Coverage-guided fuzzing of one untrusted surface (fuzz/README.md). Runs the compiled targets
 // in dist/ (npm run build first). A finding prints the broken invariant and writes the input to
 // fuzz-findings/<target>-<sha1>.bin; the exit code is then 1.
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';

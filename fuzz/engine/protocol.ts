@@ -10,6 +10,8 @@ export interface WorkerConfig {
   readonly maxLen: number;
   /** Only run the corpus, no mutation (a regression pass). */
   readonly corpusOnly: boolean;
+  /** Memory bound (V8 heap plus array buffers), MB. */
+  readonly heapMb: number;
   /** Control words: [0] executions so far, [1] length of the input being run; bytes follow at 8. */
   readonly shared: SharedArrayBuffer;
 }

@@ -53,13 +53,14 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
     seed: opts.seed ?? (Date.now() & 0x7fffffff),
     maxLen: Math.min(opts.maxLen ?? 0, MAX_INPUT),
     corpusOnly: opts.corpusOnly ?? false,
+    heapMb: opts.heapMb ?? 1024,
     shared,
   };
   const hangMs = opts.hangMs ?? 20_000;
   const started = performance.now();
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
     workerData: cfg,
-    resourceLimits: { maxOldGenerationSizeMb: opts.heapMb ?? 1024 },
+    resourceLimits: { maxOldGenerationSizeMb: cfg.heapMb },
     stderr: false,
   });
   let last: Progress | null = null;

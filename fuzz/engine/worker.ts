@@ -11,7 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { CoverageTracker } from './coverage.js';
 import { Mutator, Rng } from './mutator.js';
 import { SHARED_HEADER, type WorkerConfig, type WorkerMessage } from './protocol.js';
-import type { FuzzTarget } from './target.js';
+import { InvariantViolation, type FuzzTarget } from './target.js';
 
 const cfg = workerData as WorkerConfig;
 const control = new Int32Array(cfg.shared, 0, 2);
@@ -61,6 +61,9 @@ async function main(): Promise<void> {
     }
     execs++;
     Atomics.store(control, 0, execs | 0);
+    // ArrayBuffers live outside the V8 heap the worker's cap bounds: count them here.
+    const used = getHeapStatistics().used_heap_size + process.memoryUsage().arrayBuffers;
+    if (used > cfg.heapMb * 2 ** 20) fail(new InvariantViolation('memory-growth', `heap + array buffers ${(used / 2 ** 20).toFixed(0)} MB > ${cfg.heapMb} MB`));
   }
 
   const save = (input: Uint8Array): void => {
