@@ -37,6 +37,9 @@ export class CoreRig {
   popped = 0;
   completed = 0;
   usedSignals = 0;
+  /** Per queue: chains popped and completed. */
+  readonly poppedBy: number[] = [];
+  readonly completedBy: number[] = [];
 
   constructor(opts: RigOptions) {
     this.core = new DeviceCore(opts.device, {
@@ -56,7 +59,7 @@ export class CoreRig {
     }
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
     check(core.active, 'protocol', 'the rig could not bring the device up');
-    for (let q = 0; q < n; q++) this.count(core.queue(q));
+    for (let q = 0; q < n; q++) this.count(q, core.queue(q));
   }
 
   get memory(): GuardedMemory['memory'] {
@@ -68,38 +71,48 @@ export class CoreRig {
   }
 
   /** Wraps the queue's pop and push family to count chains in and out. */
-  private count(q: DeviceQueue | null): void {
+  private count(index: number, q: DeviceQueue | null): void {
+    this.poppedBy[index] = 0;
+    this.completedBy[index] = 0;
     if (!q) return;
+    const popped = (n: number): void => {
+      this.popped += n;
+      this.poppedBy[index]! += n;
+    };
+    const completed = (n: number): void => {
+      this.completed += n;
+      this.completedBy[index]! += n;
+    };
     const pop = q.pop.bind(q);
     q.pop = (c) => {
       const got = pop(c);
-      if (got) this.popped++;
+      if (got) popped(1);
       return got;
     };
     const undo = q.undoPop.bind(q);
     q.undoPop = (n) => {
       undo(n);
-      this.popped -= n;
+      popped(-n);
     };
     const push = q.push.bind(q);
     q.push = (c, w) => {
       push(c, w);
-      this.completed++;
+      completed(1);
     };
     const pushDeferred = q.pushDeferred.bind(q);
     q.pushDeferred = (c, w) => {
       pushDeferred(c, w);
-      this.completed++;
+      completed(1);
     };
     const pushId = q.pushId.bind(q);
     q.pushId = (id, n, w) => {
       pushId(id, n, w);
-      this.completed++;
+      completed(1);
     };
     const batch = q.pushInOrderBatch.bind(q);
     q.pushInOrderBatch = (id, n, w) => {
       batch(id, n, w);
-      this.completed += n;
+      completed(n);
     };
   }
 

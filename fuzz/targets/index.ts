@@ -7,5 +7,8 @@ export const TARGETS = [
   'mmio-registers',
   'pci-registers',
   'ccw-commands',
+  'net-header-ctrl',
+  'scsi-cdbs',
+  'vsock-packets',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
