@@ -70,11 +70,28 @@ export class CoreRig {
     return (this.core.status & Status.DEVICE_NEEDS_RESET) !== 0;
   }
 
-  /** Wraps the queue's pop and push family to count chains in and out. */
+  /**
+   * Wraps the queue's pop and push family to count chains in and out. A queue may implement one
+   * through another (split `push` calls `pushId`): only the outermost call counts.
+   */
   private count(index: number, q: DeviceQueue | null): void {
     this.poppedBy[index] = 0;
     this.completedBy[index] = 0;
     if (!q) return;
+    let depth = 0;
+    const outer = <A extends unknown[], R>(fn: (...a: A) => R, after: (r: NoInfer<R>, ...a: NoInfer<A>) => void): ((...a: A) => R) => {
+      return (...a: A): R => {
+        depth++;
+        let r: R;
+        try {
+          r = fn(...a);
+        } finally {
+          depth--;
+        }
+        if (depth === 0) after(r, ...a);
+        return r;
+      };
+    };
     const popped = (n: number): void => {
       this.popped += n;
       this.poppedBy[index]! += n;
@@ -83,37 +100,14 @@ export class CoreRig {
       this.completed += n;
       this.completedBy[index]! += n;
     };
-    const pop = q.pop.bind(q);
-    q.pop = (c) => {
-      const got = pop(c);
+    q.pop = outer(q.pop.bind(q), (got) => {
       if (got) popped(1);
-      return got;
-    };
-    const undo = q.undoPop.bind(q);
-    q.undoPop = (n) => {
-      undo(n);
-      popped(-n);
-    };
-    const push = q.push.bind(q);
-    q.push = (c, w) => {
-      push(c, w);
-      completed(1);
-    };
-    const pushDeferred = q.pushDeferred.bind(q);
-    q.pushDeferred = (c, w) => {
-      pushDeferred(c, w);
-      completed(1);
-    };
-    const pushId = q.pushId.bind(q);
-    q.pushId = (id, n, w) => {
-      pushId(id, n, w);
-      completed(1);
-    };
-    const batch = q.pushInOrderBatch.bind(q);
-    q.pushInOrderBatch = (id, n, w) => {
-      batch(id, n, w);
-      completed(n);
-    };
+    });
+    q.undoPop = outer(q.undoPop.bind(q), (_r, n) => popped(-n));
+    q.push = outer(q.push.bind(q), () => completed(1));
+    q.pushDeferred = outer(q.pushDeferred.bind(q), () => completed(1));
+    q.pushId = outer(q.pushId.bind(q), () => completed(1));
+    q.pushInOrderBatch = outer(q.pushInOrderBatch.bind(q), (_r, _id, n) => completed(n));
   }
 
   /** Lets the device's promise completions and deferred notifications run. */
