@@ -79,7 +79,7 @@ export class CoreRig {
     this.completedBy[index] = 0;
     if (!q) return;
     let depth = 0;
-    const outer = <A extends unknown[], R>(fn: (...a: A) => R, after: (r: NoInfer<R>, ...a: NoInfer<A>) => void): ((...a: A) => R) => {
+    const outer = <A extends unknown[], R>(fn: (...a: A) => R, after: (r: NoInfer<R>, a: NoInfer<A>) => void): ((...a: A) => R) => {
       return (...a: A): R => {
         depth++;
         let r: R;
@@ -88,7 +88,7 @@ export class CoreRig {
         } finally {
           depth--;
         }
-        if (depth === 0) after(r, ...a);
+        if (depth === 0) after(r, a);
         return r;
       };
     };
@@ -103,11 +103,11 @@ export class CoreRig {
     q.pop = outer(q.pop.bind(q), (got) => {
       if (got) popped(1);
     });
-    q.undoPop = outer(q.undoPop.bind(q), (_r, n) => popped(-n));
+    q.undoPop = outer(q.undoPop.bind(q), (_r, [n]) => popped(-n));
     q.push = outer(q.push.bind(q), () => completed(1));
     q.pushDeferred = outer(q.pushDeferred.bind(q), () => completed(1));
     q.pushId = outer(q.pushId.bind(q), () => completed(1));
-    q.pushInOrderBatch = outer(q.pushInOrderBatch.bind(q), (_r, _id, n) => completed(n));
+    q.pushInOrderBatch = outer(q.pushInOrderBatch.bind(q), (_r, [, n]) => completed(n));
   }
 
   /** Lets the device's promise completions and deferred notifications run. */
