@@ -1,0 +1,115 @@
+/**
+ * Coverage feedback from V8's precise block coverage (the inspector Profiler domain, in the
+ * isolate the target runs in), limited to the library code (`/dist/src/`).
+ *
+ * V8 reports, per function called since the last take, its ranges with their counts, and leaves
+ * out a nested block whose count equals its parent's. So a block is covered when it shows with a
+ * count above 0, or when it showed before with count 0 and is now missing from a function that
+ * ran. Features are the covered blocks plus, per block, a bucket of its hit count (as libFuzzer's
+ * counters: a loop taken 1, 2, 3, 4-7, 8-15... times is a different feature), so loops that go
+ * deeper count as progress.
+ */
+import { Session } from 'node:inspector';
+
+interface Range {
+  startOffset: number;
+  endOffset: number;
+  count: number;
+}
+interface FunctionCoverage {
+  ranges: Range[];
+}
+interface ScriptCoverage {
+  scriptId: string;
+  url: string;
+  functions: FunctionCoverage[];
+}
+
+function bucket(count: number): number {
+  if (count <= 3) return count;
+  return 32 - Math.clz32(count); // 4-7 -> 3+..., a log2 class
+}
+
+export class CoverageTracker {
+  private readonly session = new Session();
+  /** Covered blocks: "script:start:end". */
+  readonly blocks = new Set<string>();
+  /** Blocks plus hit-count classes. */
+  readonly features = new Set<string>();
+  /** Per function ("script:start"), the blocks seen with count 0. */
+  private readonly zeroBlocks = new Map<string, Map<string, Range>>();
+  private readonly urlFilter: string;
+
+  constructor(urlFilter = '/dist/src/') {
+    this.urlFilter = urlFilter;
+    this.session.connect();
+    this.post('Profiler.enable');
+    this.post('Profiler.startPreciseCoverage', { callCount: true, detailed: true });
+  }
+
+  private post(method: string, params?: object): unknown {
+    let result: unknown;
+    let error: Error | null = null;
+    // An in-isolate session answers synchronously.
+    this.session.post(method, params ?? {}, (err, res) => {
+      error = err;
+      result = res;
+    });
+    if (error) throw error;
+    return result;
+  }
+
+  /** Takes (and resets) the counts since the last call; returns how many new features they hold. */
+  collect(): number {
+    const { result } = this.post('Profiler.takePreciseCoverage') as { result: ScriptCoverage[] };
+    let fresh = 0;
+    for (const script of result) {
+      if (!script.url.includes(this.urlFilter)) continue;
+      for (const fn of script.functions) {
+        const root = fn.ranges[0];
+        if (!root || root.count === 0) continue;
+        const fnKey = `${script.scriptId}:${root.startOffset}`;
+        const zeroNow: Range[] = [];
+        for (const r of fn.ranges) {
+          const key = `${script.scriptId}:${r.startOffset}:${r.endOffset}`;
+          if (r.count === 0) {
+            zeroNow.push(r);
+            let z = this.zeroBlocks.get(fnKey);
+            if (!z) this.zeroBlocks.set(fnKey, (z = new Map()));
+            z.set(key, r);
+            continue;
+          }
+          if (!this.blocks.has(key)) this.blocks.add(key);
+          const f = `${key}#${bucket(r.count)}`;
+          if (!this.features.has(f)) {
+            this.features.add(f);
+            fresh++;
+          }
+        }
+        // Blocks seen unexecuted before and now merged into an executed parent: executed
+        // (inside an unexecuted range they are merged into a count-0 parent instead).
+        const z = this.zeroBlocks.get(fnKey);
+        if (z) {
+          for (const [key, r] of z) {
+            if (zeroNow.some((o) => o.startOffset <= r.startOffset && r.endOffset <= o.endOffset)) continue;
+            z.delete(key);
+            if (!this.blocks.has(key)) {
+              this.blocks.add(key);
+              this.features.add(`${key}#merged`);
+              fresh++;
+            }
+          }
+        }
+      }
+    }
+    return fresh;
+  }
+
+  close(): void {
+    try {
+      this.post('Profiler.stopPreciseCoverage');
+    } finally {
+      this.session.disconnect();
+    }
+  }
+}

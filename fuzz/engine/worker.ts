@@ -1,0 +1,124 @@
+/**
+ * The fuzz loop, in a worker so the supervisor can stop a run that hangs (the step budget) or
+ * outgrows its heap cap (memory growth) and still name the input that did it: the input being
+ * run is mirrored into shared memory before each execution.
+ */
+import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
+import { parentPort, workerData } from 'node:worker_threads';
+import { CoverageTracker } from './coverage.js';
+import { Mutator, Rng } from './mutator.js';
+import { SHARED_HEADER, type WorkerConfig, type WorkerMessage } from './protocol.js';
+import { InvariantViolation, type FuzzTarget } from './target.js';
+
+const cfg = workerData as WorkerConfig;
+const control = new Int32Array(cfg.shared, 0, 2);
+const current = new Uint8Array(cfg.shared, SHARED_HEADER);
+const port = parentPort!;
+const send = (m: WorkerMessage): void => port.postMessage(m);
+
+let execs = 0;
+let running: Uint8Array = new Uint8Array(0);
+
+function fail(e: unknown): never {
+  const message = e instanceof Error ? `${e.stack ?? e.message}` : String(e);
+  send({ type: 'finding', message, input: running, execs });
+  process.exit(1);
+}
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
+function loadCorpus(dirs: readonly string[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const d of dirs) {
+    if (!existsSync(d)) continue;
+    for (const f of readdirSync(d).sort()) if (!f.startsWith('.') && !f.endsWith('.md')) out.push(new Uint8Array(readFileSync(join(d, f))));
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const tracker = new CoverageTracker();
+  const mod = (await import(`../targets/${cfg.target}.js`)) as { target: FuzzTarget };
+  const target = mod.target;
+  const maxLen = cfg.maxLen > 0 ? cfg.maxLen : target.maxLen;
+  send({ type: 'ready', maxLen });
+  const t0 = performance.now();
+  const elapsed = (): number => (performance.now() - t0) / 1000;
+
+  async function exec(input: Uint8Array): Promise<void> {
+    running = input;
+    const n = Math.min(input.length, current.length);
+    current.set(input.subarray(0, n));
+    Atomics.store(control, 1, n);
+    try {
+      const r = target.run(input);
+      if (r) await r;
+    } catch (e) {
+      fail(e);
+    }
+    execs++;
+    Atomics.store(control, 0, execs | 0);
+    // ArrayBuffers live outside the V8 heap the worker's cap bounds: count them here.
+    const used = getHeapStatistics().used_heap_size + process.memoryUsage().arrayBuffers;
+    if (used > cfg.heapMb * 2 ** 20) fail(new InvariantViolation('memory-growth', `heap + array buffers ${(used / 2 ** 20).toFixed(0)} MB > ${cfg.heapMb} MB`));
+  }
+
+  const save = (input: Uint8Array): void => {
+    if (!cfg.outDir) return;
+    mkdirSync(cfg.outDir, { recursive: true });
+    writeFileSync(join(cfg.outDir, createHash('sha1').update(input).digest('hex')), input);
+  };
+
+  let corpus = loadCorpus(cfg.corpusDirs);
+  if (corpus.length === 0) corpus = target.seeds();
+  tracker.collect(); // drop what loading the modules ran
+  const kept: Uint8Array[] = [];
+  for (const input of corpus) {
+    await exec(input);
+    if (tracker.collect() > 0 || kept.length === 0) kept.push(input);
+  }
+  if (kept.length === 0) kept.push(new Uint8Array(0));
+
+  let lastReport = performance.now();
+  const report = (type: 'progress' | 'done'): void =>
+    send({ type, execs, blocks: tracker.blocks.size, features: tracker.features.size, corpus: kept.length, seconds: elapsed(), heapMb: getHeapStatistics().used_heap_size / 2 ** 20 });
+
+  if (!cfg.corpusOnly) {
+    const rng = new Rng(cfg.seed);
+    const mutator = new Mutator(rng, maxLen);
+    // Coverage is taken per batch (a take costs more than most executions); a batch that found
+    // something is replayed one input at a time to keep just the inputs that did.
+    const BATCH = 16;
+    const batch: Uint8Array[] = [];
+    while (execs < cfg.runs && elapsed() < cfg.seconds) {
+      batch.length = 0;
+      for (let i = 0; i < BATCH; i++) {
+        const parent = kept[rng.below(kept.length)]!;
+        const other = kept[rng.below(kept.length)];
+        const m = mutator.mutate(parent, other);
+        batch.push(m);
+        await exec(m);
+      }
+      if (tracker.collect() > 0) {
+        for (const m of batch) {
+          await exec(m);
+          if (tracker.collect() > 0) {
+            kept.push(m);
+            save(m);
+          }
+        }
+      }
+      if (performance.now() - lastReport > 2000) {
+        lastReport = performance.now();
+        report('progress');
+      }
+    }
+  }
+  report('done');
+  tracker.close();
+}
+
+main().catch(fail);

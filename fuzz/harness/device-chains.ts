@@ -1,0 +1,103 @@
+/**
+ * Device parser targets: a device on the real DeviceCore with all its queues set up (split,
+ * size 8), and descriptor chains whose readable part is a message built from the input (the
+ * device's header shaped by the target, then raw bytes) and whose writable part has lengths the
+ * input picks, placed on any of its queues. Checks: guards intact, used.len within the writable
+ * bytes of its chain, and every chain popped from a request-style queue completed (or the device
+ * in NEEDS_RESET); queues where the device holds buffers for later (receive, event) are listed
+ * in `heldQueues` and not counted.
+ */
+import { ByteReader } from '../engine/byte-reader.js';
+import { check } from '../engine/target.js';
+import type { VirtioDevice } from '../../src/device/types.js';
+import { F } from '../../src/spec/features.js';
+import { Status } from '../../src/spec/status.js';
+import { AVAIL, CoreRig, DATA, DESC, USED } from './core-rig.js';
+
+export const QSIZE = 8;
+const SLOT = 0x1000;
+const WRITABLE = [0, 1, 4, 8, 16, 64, 512, 1500, 2048];
+
+export interface DeviceChainsSpec {
+  readonly device: () => VirtioDevice;
+  readonly queues: number;
+  readonly heldQueues: readonly number[];
+  /** Writes the device's header for a chain on `queue` (the rest of the message is raw input). */
+  readonly header: (queue: number, r: ByteReader) => Uint8Array;
+}
+
+export async function runDeviceChains(spec: DeviceChainsSpec, data: Uint8Array): Promise<void> {
+  const r = new ByteReader(data);
+  const allFeatures = r.bool();
+  const rig = new CoreRig({
+    device: spec.device(),
+    queueSize: QSIZE,
+    packed: false,
+    extraFeatures: allFeatures ? ((1n << 64n) - 1n) & ~F.RING_PACKED : F.EVENT_IDX,
+    queues: spec.queues,
+  });
+  const m = rig.memory;
+  const availIdx = new Array<number>(spec.queues).fill(0);
+  const nextDesc = new Array<number>(spec.queues).fill(0);
+  const writable = new Map<string, number>();
+  const usedSeen = new Array<number>(spec.queues).fill(0);
+  let slot = 0;
+  for (let round = 0; round < 4 && !r.done && !rig.needsReset; round++) {
+    const chains = 1 + r.below(4);
+    for (let c = 0; c < chains && slot < 12; c++) {
+      const q = r.below(spec.queues);
+      const off = q * 0x400;
+      if (nextDesc[q]! > QSIZE - 3) continue;
+      const base = DATA + slot++ * SLOT;
+      const hdr = spec.header(q, r);
+      const rest = r.bytes(r.below(4) === 0 ? r.below(200) : r.below(24));
+      const msg = new Uint8Array(hdr.length + rest.length);
+      msg.set(hdr);
+      msg.set(rest, hdr.length);
+      const descs: [number, number, boolean][] = [];
+      if (msg.length > 0) {
+        const cut = r.bool() && msg.length > 1 ? 1 + r.below(msg.length - 1) : msg.length;
+        m.write(base, msg);
+        descs.push([base, cut, false]);
+        if (cut < msg.length) descs.push([base + cut, msg.length - cut, false]);
+      }
+      const w = r.pick(WRITABLE);
+      if (w > 0 || descs.length === 0) descs.push([base + 0x800, Math.max(w, 1), true]);
+      const head = nextDesc[q]!;
+      descs.forEach(([addr, len, wr], i) => {
+        const at = DESC + off + 16 * nextDesc[q]!;
+        m.writeAddr(at, addr);
+        m.writeU32(at + 8, len);
+        m.writeU16(at + 12, (i < descs.length - 1 ? 1 : 0) | (wr ? 2 : 0));
+        m.writeU16(at + 14, nextDesc[q]! + 1);
+        nextDesc[q]!++;
+      });
+      writable.set(`${q}:${head}`, descs.filter((d) => d[2]).reduce((a, d) => a + d[1], 0));
+      m.writeU16(AVAIL + off + 4 + 2 * (availIdx[q]! % QSIZE), head);
+      availIdx[q] = (availIdx[q]! + 1) & 0xffff;
+      m.writeU16(AVAIL + off + 2, availIdx[q]!);
+      rig.core.notifyQueue(q);
+    }
+    await rig.settle();
+    for (let q = 0; q < spec.queues; q++) {
+      const off = q * 0x400;
+      const usedIdx = m.readU16(USED + off + 2);
+      for (; usedSeen[q] !== usedIdx; usedSeen[q] = (usedSeen[q]! + 1) & 0xffff) {
+        const at = USED + off + 4 + 8 * (usedSeen[q]! % QSIZE);
+        const id = m.readU32(at);
+        const len = m.readU32(at + 4);
+        const cap = writable.get(`${q}:${id}`);
+        check(cap !== undefined, 'protocol', `queue ${q}: used id ${id} was not made available`);
+        check(len <= cap, 'protocol', `queue ${q}: used.len ${len} > ${cap} writable bytes (2.7.8.2)`);
+      }
+    }
+  }
+  await rig.settle();
+  rig.guarded.checkGuards();
+  if ((rig.core.status & Status.DEVICE_NEEDS_RESET) === 0) {
+    for (let q = 0; q < spec.queues; q++) {
+      if (spec.heldQueues.includes(q)) continue;
+      check(rig.completedBy[q] === rig.poppedBy[q], 'chain-not-completed', `queue ${q}: ${rig.poppedBy[q]} chains popped, ${rig.completedBy[q]} completed`);
+    }
+  }
+}
