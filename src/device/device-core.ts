@@ -10,16 +10,14 @@
 import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { createDeviceQueue } from '../queue/create-queue.js';
 import type { DeviceQueue, QueueConfig } from '../queue/types.js';
 import { DEVICE_TYPE_FEATURES, F, TRANSPORT_FEATURES_SUPPORTED, featureBits } from '../spec/features.js';
-import { LEGACY_QUEUE_ALIGN } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
 import { ActivationContext } from './activation-context.js';
 import { ConfigWindow } from './config-window.js';
 import { SuspendProtocol } from './suspend-protocol.js';
-import { QueueRegisterFile, queueRefusal, queueSizeProblem, refusalError } from './queue-register-file.js';
-import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegisters, type VirtioDevice } from './types.js';
+import { CoreQueues, type CoreQueuesHost } from './core-queues.js';
+import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, type QueueRegisters, type VirtioDevice } from './types.js';
 import { QueueStats } from './queue-stats.js';
 
 /** Transport bits a device need not list: the transport implements them entirely. */
@@ -56,7 +54,7 @@ const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
 
 
 
-export class DeviceCore implements DeviceCoreApi {
+export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   readonly device: VirtioDevice;
   readonly numQueues: number;
 
@@ -72,7 +70,8 @@ export class DeviceCore implements DeviceCoreApi {
   private generation = 0;
   private driverFeat = 0n;
   private negotiated = 0n;
-  private readonly regs: QueueRegisterFile;
+  private readonly q: CoreQueues;
+  /** The live queues (CoreQueues.live). */
   private readonly queues: (DeviceQueue | null)[];
   private epoch = 0;
   private ctx: ActivationContext | null = null;
@@ -95,8 +94,8 @@ export class DeviceCore implements DeviceCoreApi {
     this.le = this.legacyMode ? (opts.littleEndian ?? true) : true;
     const n = device.queueMaxSizes.length;
     this.numQueues = n;
-    this.regs = new QueueRegisterFile(device.queueMaxSizes, opts.queueNotifyData);
-    this.queues = new Array<DeviceQueue | null>(n).fill(null);
+    this.q = new CoreQueues(device.queueMaxSizes, opts.queueNotifyData, this);
+    this.queues = this.q.live;
     this.config = new ConfigWindow(device, this.log);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const core = this;
@@ -181,24 +180,7 @@ export class DeviceCore implements DeviceCoreApi {
   setMemory(memory: GuestMemory): void {
     const inPlace = memory === this.mem;
     this.mem = memory;
-    for (let i = 0; i < this.numQueues; i++) {
-      const old = this.queues[i];
-      if (!old) continue;
-      try {
-        // The same GuestMemory rebound in place (v86's RAM buffer grew): the same queue object
-        // with fresh views, so the queue server and the chains a device holds go on.
-        if (inPlace && old.rebind) {
-          old.rebind();
-          continue;
-        }
-        const q = createDeviceQueue(memory, this.configFor(i));
-        q.setState(old.state());
-        this.queues[i] = q;
-      } catch (e) {
-        this.queues[i] = null;
-        this.setNeedsReset(`queue ${i} does not fit the new memory: ${String(e)}`, e);
-      }
-    }
+    this.q.moveTo(memory, inPlace, (i, e) => this.setNeedsReset(`queue ${i} does not fit the new memory: ${String(e)}`, e));
   }
 
   // ---- features (2.2) ------------------------------------------------------------------------
@@ -348,25 +330,13 @@ export class DeviceCore implements DeviceCoreApi {
     this.negotiated = 0n;
     this.lastNeedsResetReason = null;
     this.lastNeedsResetError = null;
-    for (let i = 0; i < this.numQueues; i++) {
-      this.regs.reset(i);
-      this.queues[i] = null;
-    }
+    this.q.resetAll();
   }
 
   private activate(): void {
     const epoch = this.epoch;
     // Queues are (re)built now: the features are final and the rings must be valid.
-    for (let i = 0; i < this.numQueues; i++) {
-      this.queues[i] = null;
-      if (!this.regs.get(i)!.enabled) continue;
-      try {
-        this.queues[i] = createDeviceQueue(this.mem, this.configFor(i));
-      } catch (e) {
-        this.setNeedsReset(`queue ${i} cannot be used: ${String(e)}`, e);
-        return;
-      }
-    }
+    if (!this.q.buildEnabled((i, e) => this.setNeedsReset(`queue ${i} cannot be used: ${String(e)}`, e))) return;
     const ctx = new ActivationContext(this, epoch, this.negotiated, this.le);
     this.ctx = ctx;
     try {
@@ -393,7 +363,8 @@ export class DeviceCore implements DeviceCoreApi {
   // ---- config space (2.5) --------------------------------------------------------------------
 
   /** Features the device should present config fields for: negotiated, or accepted so far. */
-  private configFeatures(): bigint {
+  /** @internal (CoreQueuesHost) */
+  configFeatures(): bigint {
     return this.statusValue & Status.FEATURES_OK || this.legacyMode ? this.negotiated : this.driverFeat & this.offered;
   }
 
@@ -427,88 +398,35 @@ export class DeviceCore implements DeviceCoreApi {
     this.config.writeBytes(offset, src, this.configFeatures(), this.le);
   }
 
-  // ---- queues (2.6) --------------------------------------------------------------------------
+  // ---- queues (2.6): registers, refusals and live queues are CoreQueues' -----------------------
 
   queueRegisters(index: number): QueueRegisters | null {
-    return this.regs.get(index);
-  }
-
-  /** Whether the ring format in force (or accepted so far, before FEATURES_OK) is packed. */
-  private packedRing(): boolean {
-    return (this.configFeatures() & F.RING_PACKED) !== 0n;
+    return this.q.registers(index);
   }
 
   setQueueSize(index: number, size: number): QueueRefusal | null {
-    return this.regs.setSize(index, size, this.packedRing());
+    return this.q.setSize(index, size);
   }
 
   setQueueAddress(index: number, area: QueueArea, address: number): QueueRefusal | null {
-    return this.regs.setAddress(index, area, address);
+    return this.q.setAddress(index, area, address);
   }
 
   setQueueMsixVector(index: number, vector: number): QueueRefusal | null {
-    return this.regs.setMsixVector(index, vector);
+    return this.q.setMsixVector(index, vector);
   }
 
+  /** Enables queue `index` (CoreQueues.enableRefusal): null, or why it stays disabled. */
   setQueueEnabled(index: number): QueueRefusal | null {
-    return this.enableRefusal(index);
+    return this.q.enableRefusal(index);
   }
 
   setQueueLegacyAddress(index: number, address: number, align: number): QueueRefusal | null {
-    if (address === 0 && this.regs.get(index)) {
-      this.resetQueue(index);
-      return null;
-    }
-    return this.regs.setLegacyRing(index, address, align) ?? this.enableRefusal(index);
-  }
-
-  private configFor(index: number): QueueConfig {
-    const r = this.regs.get(index)!;
-    return {
-      size: r.size,
-      descAddr: r.descAddr,
-      driverAddr: r.driverAddr,
-      deviceAddr: r.deviceAddr,
-      features: this.negotiated,
-      littleEndian: this.le,
-      index,
-    };
+    return this.q.setLegacyAddress(index, address, align);
   }
 
   queueConfig(index: number): QueueConfig | null {
-    return this.queueRegisters(index) ? this.configFor(index) : null;
-  }
-
-  /**
-   * Enables queue `index` with its registers. The ring is checked now (size, alignment, inside
-   * guest memory) so the transport can refuse the access; the device sees it at DRIVER_OK, or at
-   * once when the device is already running (re-enable after a queue reset, 2.6.1.2). Enabling
-   * an enabled queue is harmless. Returns null, or why the queue stays disabled.
-   */
-  private enableRefusal(index: number): QueueRefusal | null {
-    const r = this.regs.get(index);
-    if (!r) return queueRefusal(QueueRefusalReason.NO_QUEUE, `no queue ${index}`);
-    if (r.enabled) return null;
-    if (this.statusValue & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) {
-      return queueRefusal(QueueRefusalReason.STATE, `queue ${index} enabled while ${statusToString(this.statusValue)}`);
-    }
-    if (!this.legacyMode && !(this.statusValue & Status.FEATURES_OK)) {
-      // 3.1.1 step 7 comes after FEATURES_OK: the ring format is not known before.
-      return queueRefusal(QueueRefusalReason.STATE, `queue ${index} enabled before FEATURES_OK`);
-    }
-    // The size was checked when written; the features may have changed since (2.7 / 2.8).
-    const problem = queueSizeProblem(r.size, this.regs.maxSize(index), this.packedRing());
-    if (problem !== null) return queueRefusal(QueueRefusalReason.VALUE, `queue ${index} ${problem}`);
-    let q: DeviceQueue;
-    try {
-      // Validates alignment and placement in guest memory.
-      q = createDeviceQueue(this.mem, this.configFor(index));
-    } catch (e) {
-      return queueRefusal(QueueRefusalReason.RING, `queue ${index}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    this.regs.markEnabled(index);
-    if (this.ctx !== null) this.queues[index] = q;
-    return null;
+    return this.q.config(index);
   }
 
   /**
@@ -516,8 +434,7 @@ export class DeviceCore implements DeviceCoreApi {
    * (no such queue), DEVICE_NEEDS_RESET / STATUS_INVALID (device status) or QUEUE_BAD_CONFIG.
    */
   enableQueue(index: number): void {
-    const refusal = this.enableRefusal(index);
-    if (refusal !== null) throw refusalError(refusal, (this.statusValue & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) !== 0);
+    this.q.enable(index);
   }
 
   /**
@@ -525,29 +442,22 @@ export class DeviceCore implements DeviceCoreApi {
    * used ring aligned to `align` (4096); pfn 0 stops the queue; a live queue is reset first.
    * Throws VirtioError QUEUE_BAD_CONFIG when refused.
    */
-  setQueuePfn(index: number, pfn: number, pageSize = LEGACY_QUEUE_ALIGN, align = LEGACY_QUEUE_ALIGN): void {
-    if (pfn !== 0 && this.regs.get(index)?.enabled) this.resetQueue(index);
-    const refusal = this.setQueueLegacyAddress(index, pfn * pageSize, align);
-    if (refusal !== null) throw refusalError(refusal, false);
+  setQueuePfn(index: number, pfn: number, pageSize?: number, align?: number): void {
+    this.q.setPfn(index, pfn, pageSize, align);
   }
 
-  /**
-   * 2.6.1 queue reset: the device stops using the queue, forgets its state
-   * (device/content/10, device/content/11), and its registers return to their defaults.
-   */
-  resetQueue(index: number): void {
-    const r = this.queueRegisters(index);
-    if (!r) return;
-    const wasLive = this.queues[index] !== null;
-    this.queues[index] = null;
-    this.regs.reset(index);
-    if (wasLive || this.ctx !== null) {
-      try {
-        this.device.resetQueue?.(index);
-      } catch (e) {
-        this.log.error(`device queue reset threw: ${String(e)}`);
-      }
+  /** @internal (CoreQueuesHost) The device's own part of a queue reset; a throw is logged. */
+  deviceResetQueue(index: number): void {
+    try {
+      this.device.resetQueue?.(index);
+    } catch (e) {
+      this.log.error(`device queue reset threw: ${String(e)}`);
     }
+  }
+
+  /** 2.6.1 queue reset: the device stops using the queue and forgets it; registers to defaults. */
+  resetQueue(index: number): void {
+    this.q.reset(index);
   }
 
   queue(index: number): DeviceQueue | null {
