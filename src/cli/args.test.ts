@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { LogLevel } from '../log.js';
 import { CliError, CliFault, DEFAULTS, EXIT, MAX_NUM_QUEUES, parseCommandLine, usage, type BlkOptions, type Parsed } from './args.js';
-import { main } from './main.js';
+import { runMain } from './cli-test-helpers.js';
 
 function fault(argv: string[], f: CliFault): void {
   assert.throws(
@@ -23,12 +23,7 @@ function blk(argv: string[]): BlkOptions {
   return (p as { options: unknown }).options as BlkOptions;
 }
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
+const run = runMain;
 
 describe('virtio-ts command line', () => {
   it('blk: defaults and every option', () => {

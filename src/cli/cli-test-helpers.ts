@@ -7,7 +7,11 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { ErrorCode, VirtioError } from '../errors.js';
+import { parseCommandLine } from './args.js';
+import { main } from './main.js';
+import { CliError, type CliFault } from './options.js';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
 /** Bound of one CLI run; a run that needs longer is a failure, and the process is killed. */
@@ -69,4 +73,20 @@ export function isSocket(p: string): boolean {
 export function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'vts-cli-'));
   return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+/** Runs `main` in process with its output captured (no child process). */
+export async function runMain(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+  return { code, out, err };
+}
+
+/** Asserts `virtio-ts <command> --socket-path /tmp/x.sock ...argv` is refused with fault `f`. */
+export function expectCliFault(command: string, argv: string[], f: CliFault): void {
+  assert.throws(
+    () => parseCommandLine([command, '--socket-path', '/tmp/x.sock', ...argv]),
+    (e: unknown) => e instanceof CliError && e.fault === f && e.command === command,
+  );
 }

@@ -5,23 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseCommandLine } from '../../cli/args.js';
-import { main } from '../../cli/main.js';
-import { CliError, CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
+import { CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
 import type { P9Options } from './cli.js';
+import { expectCliFault, runMain } from '../../cli/cli-test-helpers.js';
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
+const run = runMain;
 
-function fault(argv: string[], f: CliFault): void {
-  assert.throws(
-    () => parseCommandLine(['9p', '--socket-path', '/tmp/x.sock', ...argv]),
-    (e: unknown) => e instanceof CliError && e.fault === f && e.command === '9p',
-  );
-}
+const fault = (argv: string[], f: CliFault): void => expectCliFault('9p', argv, f);
 
 describe('virtio-ts 9p command line', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vts-9pcli-'));

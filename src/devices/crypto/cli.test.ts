@@ -2,23 +2,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseCommandLine } from '../../cli/args.js';
-import { main } from '../../cli/main.js';
-import { CliError, CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
+import { CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
 import type { CryptoOptions } from './cli.js';
+import { expectCliFault, runMain } from '../../cli/cli-test-helpers.js';
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
+const run = runMain;
 
-function fault(argv: string[], f: CliFault): void {
-  assert.throws(
-    () => parseCommandLine(['crypto', '--socket-path', '/tmp/x.sock', ...argv]),
-    (e: unknown) => e instanceof CliError && e.fault === f && e.command === 'crypto',
-  );
-}
+const fault = (argv: string[], f: CliFault): void => expectCliFault('crypto', argv, f);
 
 describe('virtio-ts crypto command line', () => {
   it('parses the defaults and the queue, session and size options', () => {

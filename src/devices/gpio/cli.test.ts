@@ -6,26 +6,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseCommandLine } from '../../cli/args.js';
-import { main } from '../../cli/main.js';
-import { CliError, CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
+import { CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
 import { GpioDirection } from '../../spec/gpio.js';
 import type { GpioOptions } from './cli.js';
 import { gpioControlCommand, startGpioControl } from './gpio-control.js';
 import { GpioDevice } from './gpio-device.js';
+import { expectCliFault, runMain } from '../../cli/cli-test-helpers.js';
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
+const run = runMain;
 
-function fault(argv: string[], f: CliFault): void {
-  assert.throws(
-    () => parseCommandLine(['gpio', '--socket-path', '/tmp/x.sock', ...argv]),
-    (e: unknown) => e instanceof CliError && e.fault === f && e.command === 'gpio',
-  );
-}
+const fault = (argv: string[], f: CliFault): void => expectCliFault('gpio', argv, f);
 
 describe('virtio-ts gpio command line', () => {
   it('parses --line NAME[=in|out], unnamed lines, --lines padding, --no-irq, --control-socket, --queue-size', () => {

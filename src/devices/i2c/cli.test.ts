@@ -2,23 +2,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseCommandLine } from '../../cli/args.js';
-import { main } from '../../cli/main.js';
-import { CliError, CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
+import { CliFault, DEFAULT_VERBOSITY } from '../../cli/options.js';
 import type { I2cOptions } from './cli.js';
+import { expectCliFault, runMain } from '../../cli/cli-test-helpers.js';
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
+const run = runMain;
 
-function fault(argv: string[], f: CliFault): void {
-  assert.throws(
-    () => parseCommandLine(['i2c', '--socket-path', '/tmp/x.sock', ...argv]),
-    (e: unknown) => e instanceof CliError && e.fault === f && e.command === 'i2c',
-  );
-}
+const fault = (argv: string[], f: CliFault): void => expectCliFault('i2c', argv, f);
 
 describe('virtio-ts i2c command line', () => {
   it('parses repeated --target specs (EEPROM with file and page, register file, 10-bit) and --queue-size', () => {
