@@ -126,7 +126,19 @@ describe('V86PciAdapter (v86 internals stood in)', () => {
     a.raiseIrq();
     a.lowerIrq();
     assert.deepEqual(cpu.irqs, [1, 0]);
+    // Detaching resets a live device, so nothing it runs on its own outlives the emulator.
+    a.transport.core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    let resets = 0;
+    const reset = blk.reset.bind(blk);
+    blk.reset = () => {
+      resets++;
+      reset();
+    };
     a.detach();
+    assert.equal(a.transport.core.status, 0);
+    assert.equal(resets, 1, 'the device saw one reset');
+    a.detach();
+    assert.equal(resets, 1, 'detach is idempotent');
     const legacyPort = a.initialPorts[PciBar.LEGACY_IO]!;
     assert.equal(cpu.io.ports[legacyPort]!.read32(legacyPort), -1, 'a detached device reads as an empty port');
   });

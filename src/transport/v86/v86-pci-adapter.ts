@@ -355,11 +355,16 @@ export class V86PciAdapter implements TransportBus {
   }
 
   /**
-   * Stops serving the guest: the port entries answer as empty ports, configuration cycles go
-   * back to v86's own handling, interrupts are no longer raised. Idempotent.
+   * Stops serving the guest: the device is reset, the port entries answer as empty ports,
+   * configuration cycles go back to v86's own handling, interrupts are no longer raised.
+   * Idempotent. Call it before destroying the emulator.
    */
   detach(): void {
     if (this.detached) return;
+    // A device taken off the bus is reset (status 0, 2.4): whatever it runs on its own (stream
+    // timers, host events, pending completions) stops now, while guest RAM is still live, and
+    // never touches the emulator's memory after the emulator is destroyed.
+    if (this.transport.core.status !== 0) this.transport.core.setStatus(0);
     // A detached device must not hold a shared line high.
     if (this.irqLevel) this.releaseLine();
     this.detached = true;
