@@ -63,6 +63,11 @@ export interface V86DeviceGuestOptions {
    * first, since v86's RAM buffer may have grown since the last access (docs/v86.md).
    */
   readonly onAttach?: (refreshMemory: () => void) => void;
+  /**
+   * Called when the run ends, before the devices are detached (detaching resets them, so their
+   * state after the run, such as an agreed msize or a balloon's `actual`, is read here).
+   */
+  readonly beforeDetach?: () => void;
 }
 
 export interface V86DeviceGuestResult extends V86GuestResult {
@@ -137,7 +142,13 @@ export async function runV86DeviceGuest(opts: V86DeviceGuestOptions): Promise<V8
         );
         adapters = attached.adapters;
         opts.onAttach?.(attached.refreshMemory);
-        return attached.detach;
+        return () => {
+          try {
+            opts.beforeDetach?.();
+          } finally {
+            attached.detach();
+          }
+        };
       },
     });
     return { ...res, adapters, badAccesses };
