@@ -142,12 +142,12 @@ function deviceSection(d) {
     ${d.needsReset ? `<div class="needs-reset" data-field="needs-reset">DEVICE_NEEDS_RESET: ${esc(d.needsReset)}</div>` : ''}
     ${refusals}
     <h3>Queues</h3>
-    <table class="queues"><tr><th>#</th><th class="l">layout</th><th>size</th><th class="l">state</th>
+    <div class="scroll"><table class="queues"><tr><th>#</th><th class="l">layout</th><th>size</th><th class="l">state</th>
       <th title="avail idx the driver published">avail idx</th><th title="the device's next avail position (last_avail)">last avail</th>
       <th title="used idx the device published">used idx</th><th title="the device's next used position">next used</th><th>wrap counters</th>
       <th title="available and not yet taken by the device">pending</th><th>in flight</th><th>requests</th><th>completed</th>
       <th>read</th><th>written</th><th>errors</th><th>kicks</th><th>calls</th>
-      <th class="l">driver notifies device</th><th class="l">device notifies driver</th></tr>${queueRows(d)}</table>
+      <th class="l">driver notifies device</th><th class="l">device notifies driver</th></tr>${queueRows(d)}</table></div>
     <h3>Chains in flight <span class="muted">(click one for its descriptors)</span></h3>
     ${chainLists(d) || '<div class="muted">none</div>'}
     ${chainDetail(d)}
@@ -191,7 +191,8 @@ function plot(canvas, series, colors, now, windowMs, format) {
   const minutes = Math.round(windowMs / 60000);
   for (let m = 0; m <= minutes; m++) {
     const x = left + ((w - 4 - left) * (windowMs - m * 60000)) / windowMs;
-    g.fillText(m === 0 ? 'now' : `-${m}m`, x - 10, h - 4);
+    const label = m === 0 ? 'now' : `-${m}m`;
+    g.fillText(label, Math.min(x - 10, w - 4 - g.measureText(label).width), h - 4);
   }
   series.forEach((s, i) => {
     g.strokeStyle = colors[i];
