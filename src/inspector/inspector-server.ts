@@ -145,9 +145,10 @@ export async function startInspector(devices: readonly InspectedDevice[], addres
     if (url.pathname === '/api/state') return json(res, 200, state());
     if (url.pathname === '/api/chain') {
       const device = devices.find((d) => d.name === url.searchParams.get('device'));
-      const queue = Number(url.searchParams.get('queue'));
-      const id = Number(url.searchParams.get('id'));
-      if (!device || !Number.isInteger(queue) || queue < 0 || !Number.isInteger(id) || id < 0) return json(res, 400, { error: 'give device, queue and id' });
+      const whole = (k: string): number => (/^\d{1,5}$/.test(url.searchParams.get(k) ?? '') ? Number(url.searchParams.get(k)) : -1);
+      const queue = whole('queue');
+      const id = whole('id');
+      if (!device || queue < 0 || id < 0) return json(res, 400, { error: 'give device, queue and id' });
       const detail = chainDetail(device, queue, id);
       return detail ? json(res, 200, detail) : json(res, 404, { error: `no chain ${id} in flight on ${device.name} queue ${queue}` });
     }
