@@ -5,8 +5,9 @@
  * driven by playwright-core; no browser download) shows the page. The figures move while I/O
  * runs; once it stops they equal the driver's own request count, the back-end's QueueStats (its
  * `--metrics` endpoint) and the ring indices the front-end sees in its own memory. A held write
- * appears as a chain in flight; clicking it shows its descriptors. A screenshot is kept in
- * test-artifacts/inspector.png. Under CI=true a missing Chromium fails the test.
+ * appears as a chain in flight; clicking it shows its descriptors. A ring the driver breaks shows
+ * DEVICE_NEEDS_RESET with its reason. Screenshots are kept in test-artifacts/ (inspector.png,
+ * inspector-needs-reset.png). Under CI=true a missing Chromium fails the test.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -212,6 +213,19 @@ describe('live queue inspector', { timeout: 90_000 }, () => {
         for (const d of descs) assert.ok(Number(d.addr) >= base && Number(d.addr) < base + (8 << 20), `${d.addr} inside the front-end's memory`);
         mkdirSync(ARTIFACTS, { recursive: true });
         await page.screenshot({ path: join(ARTIFACTS, 'inspector.png'), fullPage: true });
+
+        // A driver error: avail idx more than the queue size ahead (2.7.6). The ring breaks, the
+        // device sets DEVICE_NEEDS_RESET, and the page shows the bit, the reason and the log line.
+        const availNow = memory.readU16(ring.driverAddr + SplitLayout.AVAIL_IDX);
+        memory.writeU16(ring.driverAddr + SplitLayout.AVAIL_IDX, (availNow + ring.size + 8) & 0xffff);
+        t.notify(0);
+        const reason = page.locator('[data-device="blk"] [data-field="needs-reset"]');
+        await reason.waitFor();
+        assert.match(await reason.innerText(), /^DEVICE_NEEDS_RESET: .*avail idx \d+ is \d+ ahead/);
+        await page.locator('[data-device="blk"] [data-status-bit="DEVICE_NEEDS_RESET"].on').waitFor();
+        await page.locator('#reset-log li', { hasText: 'DEVICE_NEEDS_RESET' }).waitFor();
+        assert.equal(await cell(page, 'state'), 'broken');
+        await page.screenshot({ path: join(ARTIFACTS, 'inspector-needs-reset.png'), fullPage: true });
 
         await bounded(browser.close(), 10_000, 'closing Chromium');
         browser = null;
