@@ -2,11 +2,12 @@
 # Installs what the real-guest integration tests need (test/support/guest.ts): QEMU 7.2 with TCG
 # (qemu-system-x86_64, qemu-storage-daemon), a Debian cloud kernel whose virtio drivers are
 # modules, a static busybox for the initramfs, and cpio/gzip to pack it; also the arm64 cross
-# compiler `npm pack` uses for the prebuilt addon (test/package-install.test.ts).
+# compiler `npm pack` uses for the prebuilt addon (test/package-install.test.ts); Chromium for the
+# inspector page test (test/inspector-browser.test.ts).
 # Idempotent: returns at once when everything is already there. Needs root on Debian (CI is).
 set -euo pipefail
 
-PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev gcc-aarch64-linux-gnu)
+PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev gcc-aarch64-linux-gnu chromium)
 
 have_all() {
   command -v qemu-system-x86_64 >/dev/null 2>&1 || return 1
@@ -15,6 +16,7 @@ have_all() {
   command -v cpio >/dev/null 2>&1 || return 1
   command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || return 1 # npm pack cross-builds the arm64 addon (scripts/prebuild.mjs)
   command -v gzip >/dev/null 2>&1 || return 1
+  command -v chromium >/dev/null 2>&1 || return 1 # the inspector page in a real browser (test/inspector-browser.test.ts)
   [ -x /bin/busybox ] || return 1
   # busybox (dynamic) from another package would not run in the initramfs: require the static one.
   dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || return 1

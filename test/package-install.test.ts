@@ -133,7 +133,7 @@ describe('the packed package installed into fresh projects', { timeout: 900_000 
   it('the tarball: dist/src, native sources, LICENSE and README; no tests, test helpers, TypeScript sources or maps pointing at them', async () => {
     const list = (await mustRun('tar', ['-tzf', tarball], work)).split('\n').filter((l) => l !== '');
     const files = list.map((l) => l.replace(/^package\//, ''));
-    for (const need of ['package.json', 'LICENSE', 'README.md', 'binding.gyp', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'native/platform.c']) {
+    for (const need of ['package.json', 'LICENSE', 'README.md', 'binding.gyp', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'native/platform.c', 'ui/inspector/index.html', 'ui/inspector/inspector.js', 'ui/inspector/inspector.css']) {
       assert.ok(files.includes(need), `${need} in the tarball`);
     }
     for (const bin of Object.values(PKG.bin)) assert.ok(files.includes(bin), `bin ${bin} in the tarball`);

@@ -150,6 +150,7 @@ describe('virtio-ts command line', () => {
       '--entropy-bytes': '8',
       '--stats-interval': '10',
       '--metrics': '127.0.0.1:9100',
+      '--inspect': '127.0.0.1:9101',
     };
     for (const cmd of ['blk', 'rng', 'demo'] as const) {
       const listed = [...new Set([...usage(cmd).matchAll(/(?:^|\s)(--[a-z-]+)/g)].map((m) => m[1]!))];

@@ -58,7 +58,7 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   await checkBackendSocket(parsed.options);
   return runBlk(
-    parsed.options as BlkOptions,
+    { ...parsed.options, command: 'blk' } as BlkOptions,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) },
     {
       wrapBackend: (b) => holdWritesFrom(b, holdFrom, (offset, len) => process.stderr.write(`HELD write offset=${offset} len=${len}\n`)),

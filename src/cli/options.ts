@@ -66,6 +66,8 @@ export interface BackendOptions {
   readonly statsIntervalMs?: number;
   /** `--metrics HOST:PORT`: a Prometheus endpoint on a loopback address. */
   readonly metrics?: MetricsAddress;
+  /** `--inspect HOST:PORT`: the live queue inspector's page on a loopback address. */
+  readonly inspect?: MetricsAddress;
 }
 
 /** Where `--metrics` listens: a loopback address only (the counters are not for the network). */
@@ -90,6 +92,7 @@ export const BACKEND_OPTIONS = {
   'print-capabilities': { type: 'boolean' },
   'stats-interval': { type: 'string' },
   metrics: { type: 'string' },
+  inspect: { type: 'string' },
   verbose: { type: 'boolean', short: 'v', multiple: true },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -104,6 +107,7 @@ export const BACKEND_COMMON_USAGE = `  --print-capabilities    print the vhost-u
                           stderr: requests and their rate, bytes, errors, in flight, kicks, calls
   --metrics HOST:PORT     serve the counters as Prometheus metrics at http://HOST:PORT/metrics;
                           HOST is a loopback address (127.x.x.x, ::1 in brackets, localhost)
+  --inspect HOST:PORT     serve a live queue inspector page at http://HOST:PORT/ (loopback only)
   -v, --verbose           debug log on stderr, every vhost-user message received included
                           (the default logs connections, rings and shutdown)
   -q, --quiet             log errors only
@@ -189,25 +193,27 @@ export function backendOptions(command: string, values: OptionValues): BackendOp
   const fd = fdText === null ? null : parseIntInRange(fdText, '--fd', 3, 0x7fffffff, command);
   const statsText = stringOption(values, 'stats-interval');
   const metricsText = stringOption(values, 'metrics');
+  const inspectText = stringOption(values, 'inspect');
   return {
     socketPath,
     fd,
     verbosity: verbosityOf(values, command),
     ...(statsText === undefined ? {} : { statsIntervalMs: parseIntInRange(statsText, '--stats-interval', 1, 86400, command) * 1000 }),
     ...(metricsText === undefined ? {} : { metrics: metricsAddress(metricsText, command) }),
+    ...(inspectText === undefined ? {} : { inspect: metricsAddress(inspectText, command, '--inspect') }),
   };
 }
 
-/** `--metrics HOST:PORT` with HOST a loopback name or address (`[::1]:PORT` for IPv6). */
-export function metricsAddress(text: string, command: string): MetricsAddress {
+/** `--metrics HOST:PORT` (or `option`'s) with HOST a loopback name or address (`[::1]:PORT` for IPv6). */
+export function metricsAddress(text: string, command: string, option = '--metrics'): MetricsAddress {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (m === null) throw new CliError(CliFault.BAD_VALUE, `--metrics: "${text}" is not HOST:PORT`, command);
+  if (m === null) throw new CliError(CliFault.BAD_VALUE, `${option}: "${text}" is not HOST:PORT`, command);
   const host = (m[1] ?? m[2])!;
   const loopback = host === 'localhost' || host === '::1' || /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(host);
   if (!loopback || host.split('.').some((p) => Number(p) > 255)) {
-    throw new CliError(CliFault.BAD_VALUE, `--metrics: ${host} is not a loopback address (127.x.x.x, [::1], localhost)`, command);
+    throw new CliError(CliFault.BAD_VALUE, `${option}: ${host} is not a loopback address (127.x.x.x, [::1], localhost)`, command);
   }
-  return { host, port: parseIntInRange(m[3]!, '--metrics port', 0, 65535, command) };
+  return { host, port: parseIntInRange(m[3]!, `${option} port`, 0, 65535, command) };
 }
 
 /** `--num-queues N` (1..MAX_NUM_QUEUES) with its default. */

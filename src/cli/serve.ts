@@ -13,6 +13,7 @@ import type { Platform } from '../platform/types.js';
 import { QueueStats } from '../device/queue-stats.js';
 import { serveVhostUser, type VhostUserServer } from '../vhost-user/server.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from './metrics-endpoint.js';
+import { startInspector, type Inspector } from '../inspector/inspector-server.js';
 import { EXIT, type BackendOptions } from './options.js';
 import { startStatsReport } from './stats-report.js';
 
@@ -71,6 +72,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   const stats = new QueueStats();
   const command = options.command ?? 'back-end';
   let metrics: MetricsEndpoint | null = null;
+  let inspector: Inspector | null = null;
   try {
     const platform = o.platform ?? loadPlatform();
     if (options.metrics !== undefined) {
@@ -88,6 +90,16 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     } catch (e) {
       const where = options.socketPath !== null ? options.socketPath : `fd ${options.fd}`;
       throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${where}: ${(e as Error).message}`, { cause: e });
+    }
+    if (options.inspect !== undefined) {
+      const served = server;
+      try {
+        inspector = await startInspector([{ name: command, stats, backend: () => served.backend }], options.inspect);
+      } catch (e) {
+        await server.close();
+        throw e;
+      }
+      logger.info(`inspector at ${inspector.url}`);
     }
   } catch (e) {
     removeHandlers();
@@ -110,6 +122,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   stopReport();
   logger.info(`${why}: shutting down`);
   await metrics?.close();
+  await inspector?.close();
   let code: number = EXIT.OK;
   try {
     await server.close();

@@ -3,4 +3,4 @@ export type { DeviceContext, DeviceCoreApi, InterruptSink, QueueRefusal, QueueRe
 export { QueueArea, QueueRefusalReason } from './types.js';
 export { QueueRegisterFile, queueSizeProblem, refusalError, setUpQueue } from './queue-register-file.js';
 export { DeviceCore, type DeviceCoreOptions } from './device-core.js';
-export { QueueRequest, QueueServer, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-server.js';
+export { QueueRequest, QueueServer, queueServerOf, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-server.js';

@@ -94,6 +94,17 @@ export interface QueueServerOptions<R extends QueueRequest> {
   queueNotified?(index: number, queue: DeviceQueue): void;
 }
 
+/** The server serving each live context, for inspectors (queueServerOf). */
+const servers = new WeakMap<DeviceContext, QueueServer<QueueRequest>>();
+
+/**
+ * The QueueServer a device activated on `ctx` (null when the device serves its queues some
+ * other way): inspectors reach the requests in flight through it without the device's help.
+ */
+export function queueServerOf(ctx: DeviceContext): QueueServer<QueueRequest> | null {
+  return servers.get(ctx) ?? null;
+}
+
 /** Default `segmentBudget`: 2^17 segments, 1.5 MiB of chain storage per device. */
 export const DEFAULT_SEGMENT_BUDGET = 1 << 17;
 
@@ -104,6 +115,8 @@ export class ServedQueue {
   created = 0;
   /** Chain segments the slots of this queue hold (allocated storage). */
   segments = 0;
+  /** Every slot created, free or in flight (grows with the pool, never per request). */
+  readonly slots: QueueRequest[] = [];
   inFlight = 0;
   epoch = 0;
   stopped = false;
@@ -171,10 +184,21 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     return this.queues[index]?.created ?? 0;
   }
 
+  /**
+   * The chains of queue `index` in flight now, oldest slot first (an inspector's read-only
+   * view: the chains stay the server's, do not keep them). Allocates the list.
+   */
+  inFlightChains(index: number): DescriptorChain[] {
+    const q = this.queues[index];
+    if (!q) return [];
+    return q.slots.filter((r) => r.servedBy === q && r.epoch === q.epoch).map((r) => r.chain);
+  }
+
   /** DRIVER_OK (or a vhost-user ring start): serves every enabled queue, buffers already there first. */
   activate(ctx: DeviceContext): void {
     this.stopAll();
     this.ctx = ctx;
+    servers.set(ctx, this as unknown as QueueServer<QueueRequest>);
     this.stats = ctx.stats ?? null;
     this.queues = new Array<ServedQueue | null>(this.o.numQueues).fill(null);
     for (let i = 0; i < this.o.numQueues; i++) {
@@ -432,6 +456,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     const chain = q.vq.createChain(this.o.minChainSegments);
     const req = this.o.newRequest ? this.o.newRequest(chain, q.index) : new QueueRequest(chain, q.index);
     q.created++;
+    q.slots.push(req);
     q.segments += chain.allocatedSegments;
     this.segmentsHeld += chain.allocatedSegments;
     return req;

@@ -1,5 +1,5 @@
 /** Public queue API: types, descriptor chains, both ring formats, their layouts and the factory. */
-export type { DeviceQueue, DriverQueue, QueueConfig, QueueState, Segment } from './types.js';
+export type { DeviceQueue, DriverQueue, QueueConfig, QueuePeek, QueueState, Segment } from './types.js';
 export { ChainCursor, DescriptorChain, REGION_SPLIT_SLACK, chainCapacityForQueue, writeWritableByteAt } from './chain.js';
 export { SplitQueue } from './split-queue.js';
 export { PackedQueue } from './packed-queue.js';

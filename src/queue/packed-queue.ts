@@ -18,7 +18,7 @@ import { DescriptorChain, chainCapacityForQueue } from './chain.js';
 import { hexAddress } from './hex-address.js';
 import { offWrap, packedNeedEvent, resolvePackedConfig } from './packed-layout.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, storeU16Release } from './split-layout.js';
-import type { DeviceQueue, QueueConfig, QueueState } from './types.js';
+import type { DeviceQueue, QueueConfig, QueuePeek, QueueState } from './types.js';
 
 const U32 = 0x1_0000_0000;
 /** 2.8.4: a buffer longer than 2^32 - 1 bytes cannot be described (len fields are 32-bit). */
@@ -146,6 +146,12 @@ export class PackedQueue implements DeviceQueue {
   /** Buffers popped and not yet returned (counting an in-order batch as its size). */
   get inFlight(): number {
     return this.inFlightBufs;
+  }
+
+  /** Config and position, read-only (QueuePeek): nothing is published or written. */
+  peek(): QueuePeek {
+    const position = { nextAvail: this.nextAvail, nextUsed: this.nextUsed, availWrap: this.availWrap, usedWrap: this.usedWrap };
+    return { config: this.config, position, inFlight: this.inFlightBufs, notifyEnabled: this.notifyEnabled };
   }
 
   /** Ring descriptors between nextUsed and nextAvail: in the device's hands. */

@@ -16,7 +16,7 @@ import { DESC_SIZE, DescFlag, SplitLayout, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USE
 import { DescriptorChain, chainCapacityForQueue } from './chain.js';
 import { hexAddress } from './hex-address.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, resolveSplitConfig, storeU16Release } from './split-layout.js';
-import type { DeviceQueue, QueueConfig, QueueState } from './types.js';
+import type { DeviceQueue, QueueConfig, QueuePeek, QueueState } from './types.js';
 
 const U32 = 0x1_0000_0000;
 /** 2.7.4 / 2.7.5: a chain longer than 2^32 bytes is forbidden to the driver. */
@@ -152,6 +152,12 @@ export class SplitQueue implements DeviceQueue {
   /** Buffers popped and not yet returned (counting an in-order batch as its size). */
   get inFlight(): number {
     return (this.nextAvail - this.nextUsed) & 0xffff;
+  }
+
+  /** Config and position, read-only (QueuePeek): nothing is published or written. */
+  peek(): QueuePeek {
+    const position = { nextAvail: this.nextAvail, nextUsed: this.nextUsed, availWrap: true, usedWrap: true };
+    return { config: this.config, position, inFlight: this.inFlight, notifyEnabled: this.notifyEnabled };
   }
 
   private fail(fault: QueueFault, message: string): never {

@@ -36,6 +36,21 @@ export interface QueueState {
   readonly usedWrap: boolean;
 }
 
+/**
+ * A read-only look at a device-side queue (the live queue inspector): its ring configuration
+ * and position as the device holds them. Taking it writes nothing (unlike `state()`, which
+ * publishes deferred used entries first).
+ */
+export interface QueuePeek {
+  readonly config: QueueConfig;
+  /** Split: free-running 16-bit indices; packed: ring positions with their wrap counters. */
+  readonly position: QueueState;
+  /** Buffers popped and not yet returned. */
+  readonly inFlight: number;
+  /** Whether the device currently asks for available-buffer notifications (2.7.10 / 2.8.10). */
+  readonly notifyEnabled: boolean;
+}
+
 /** Device side of a virtqueue (split or packed). */
 export interface DeviceQueue {
   readonly size: number;

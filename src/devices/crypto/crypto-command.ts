@@ -23,6 +23,7 @@ import { encodeVringState } from '../../vhost-user/codec.js';
 import { F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq, type VhostUserMessage } from '../../vhost-user/messages.js';
 import { F } from '../../spec/features.js';
 import { serveVhostUser, type ConnectEvent, type VhostUserServer } from '../../vhost-user/server.js';
+import { startInspector, type Inspector } from '../../inspector/inspector-server.js';
 import type { CryptoOptions } from './cli.js';
 import { CryptoDevice } from './crypto-device.js';
 
@@ -82,6 +83,17 @@ export async function runCrypto(options: CryptoOptions, io: CliIo): Promise<numb
     throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${where}: ${(e as Error).message}`, { cause: e });
   }
   server.on('connect', (ev: ConnectEvent) => applyCryptodevQuirks(ev.backend));
+  let inspector: Inspector | null = null;
+  if (options.inspect !== undefined) {
+    try {
+      inspector = await startInspector([{ name: 'crypto', backend: () => server.backend }], options.inspect);
+    } catch (e) {
+      removeHandlers();
+      await server.close();
+      throw e;
+    }
+    logger.info(`inspector at ${inspector.url}`);
+  }
   logger.info(`serving virtio-crypto, ${options.numQueues} data queue${options.numQueues === 1 ? '' : 's'}, at most ${options.maxSessions} sessions on ${options.socketPath ?? `fd ${options.fd}`}`);
   void server.closed.then(() => stopWith('front-end gone'));
   const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -89,6 +101,7 @@ export async function runCrypto(options: CryptoOptions, io: CliIo): Promise<numb
   removeHandlers();
   clearInterval(keepAlive);
   logger.info(`${why}: shutting down`);
+  await inspector?.close();
   try {
     await server.close();
   } catch (e) {

@@ -20,6 +20,7 @@ import { VhostUserNetDevice } from './vhost-user-net-device.js';
 import { QueueStats } from '../../device/queue-stats.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../../cli/metrics-endpoint.js';
 import { startStatsReport } from '../../cli/stats-report.js';
+import { startInspector, type Inspector } from '../../inspector/inspector-server.js';
 
 /** How often the pcap capture is written out (and at exit). */
 const PCAP_FLUSH_MS = 1000;
@@ -74,6 +75,7 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
   // and --metrics (device label net0, net1, ...).
   const portStats = endpoints.map(() => new QueueStats());
   let metrics: MetricsEndpoint | null = null;
+  let inspector: Inspector | null = null;
   const stopReports: (() => void)[] = [];
   try {
     const platform = hooks.platform ?? loadPlatform();
@@ -101,6 +103,11 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
       logger.info(`TAP port ${tap.ifname} attached`);
     }
     for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith, hooks, portStats[i]!));
+    if (options.inspect !== undefined) {
+      const ports = servers.map((server, i) => ({ name: `net${i}`, stats: portStats[i]!, backend: () => server.backend }));
+      inspector = await startInspector(ports, options.inspect);
+      logger.info(`inspector at ${inspector.url}`);
+    }
   } catch (e) {
     for (const s of signals) process.off(s, onSignal);
     for (const stop of stopReports) stop();
@@ -116,6 +123,7 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
   for (const stop of stopReports) stop();
   logger.info(`${why}: shutting down`);
   await metrics?.close();
+  await inspector?.close();
   let code: number = EXIT.OK;
   for (const s of servers) {
     try {
