@@ -12,8 +12,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { BlkDriver } from '../src/devices/blk/blk-driver.js';
 import { BlkDevice } from '../src/devices/blk/blk-device.js';
-import { MemoryBackend } from '../src/devices/blk/memory-backend.js';
-import { blkDeviceOptions, blkWorkerSpec, type BlkWorkerArgs } from '../src/devices/blk/blk-worker.js';
+import { MemoryBackend, sparseMapBytes } from '../src/devices/blk/memory-backend.js';
+import { blkDeviceOptions, blkWorkerSpec, sharedMemoryBackend, type BlkWorkerArgs } from '../src/devices/blk/blk-worker.js';
 import { silentLogger } from '../src/log.js';
 import { loadNativePlatform, nativePlatformAvailable } from '../src/platform/native-platform.js';
 import { DeviceId } from '../src/spec/device-id.js';
@@ -42,10 +42,11 @@ describe('virtio-blk with its queues on worker threads', { skip, timeout: 120_00
     dir = await makeTempDir('vts-threads-');
     sock = dir.file('blk.sock');
     disk = new SharedArrayBuffer(DISK);
-    const args: BlkWorkerArgs = { image: null, disk, readOnly: false, numQueues: 2, queueSize: 256, serial: 'threads' };
+    const written = new SharedArrayBuffer(sparseMapBytes(DISK));
+    const args: BlkWorkerArgs = { image: null, disk, written, readOnly: false, numQueues: 2, queueSize: 256, serial: 'threads' };
     const platform = loadNativePlatform();
     pool = await WorkerPool.start({ threads: 2, numQueues: 2, device: blkWorkerSpec(args), platform, logger: silentLogger });
-    const backend = new MemoryBackend(DISK, { data: new Uint8Array(disk) });
+    const backend = sharedMemoryBackend(disk, written);
     server = await serveVhostUser({
       device: () => new BlkDevice(backend, blkDeviceOptions(args, silentLogger)),
       platform,
@@ -131,5 +132,26 @@ describe('virtio-blk with its queues on worker threads', { skip, timeout: 120_00
   it('`virtio-ts blk` refuses more threads than queues', () => {
     expectCliFault('blk', ['--memory', '1M', '--num-queues', '2', '--threads', '3'], CliFault.BAD_NUMBER);
     expectCliFault('blk', ['--memory', '1M', '--threads', '0'], CliFault.BAD_NUMBER);
+  });
+});
+
+describe('a sparse RAM disk shared between threads (MemoryBackend `written`)', () => {
+  it('two backends over the same data and map see each other: written pages, zeroes elsewhere', () => {
+    const size = 64 * 1024;
+    const disk = new SharedArrayBuffer(size);
+    const written = new SharedArrayBuffer(sparseMapBytes(size));
+    const a = sharedMemoryBackend(disk, written);
+    const b = sharedMemoryBackend(disk, written);
+    const data = randomBytes(6000);
+    a.write(5000, data);
+    const back = new Uint8Array(6000);
+    b.read(5000, back);
+    assert.deepEqual(Buffer.from(back), data);
+    // Pages never written read as zeroes without a copy (the map says so), whatever the bytes.
+    new Uint8Array(disk).fill(0xee, 32 * 1024, 36 * 1024);
+    const z = new Uint8Array(4096).fill(1);
+    b.read(32 * 1024, z);
+    assert.ok(z.every((x) => x === 0));
+    assert.throws(() => new MemoryBackend(size, { data: new Uint8Array(disk), written: new Uint8Array(3) }), /sparse map of 3 bytes/);
   });
 });

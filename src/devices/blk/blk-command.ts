@@ -9,10 +9,10 @@ import type { CliIo } from '../../cli/options.js';
 import { runBackend } from '../../cli/serve.js';
 import { BlkDevice } from './blk-device.js';
 import { FileBackend } from './file-backend.js';
-import { MemoryBackend } from './memory-backend.js';
+import { MemoryBackend, sparseMapBytes } from './memory-backend.js';
 import type { BlkBackend } from './backend.js';
 import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
-import { type BlkWorkerArgs, blkDeviceOptions, blkWorkerSpec } from './blk-worker.js';
+import { type BlkWorkerArgs, blkDeviceOptions, blkWorkerSpec, sharedMemoryBackend } from './blk-worker.js';
 
 function mib(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(bytes % (1 << 20) === 0 ? 0 : 1)} MiB` : `${bytes} bytes`;
@@ -29,6 +29,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   let backend: BlkBackend;
   let what: string;
   let disk: SharedArrayBuffer | null = null;
+  let written: SharedArrayBuffer | null = null;
   if (options.image !== null) {
     try {
       backend = await FileBackend.open(options.image, { readOnly: options.readOnly });
@@ -37,9 +38,11 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     }
     what = `image ${options.image}`;
   } else if (options.threads > 0) {
-    // Every ring thread sees the disk: a SharedArrayBuffer (posted, it is shared, not copied).
+    // Every ring thread sees the disk: SharedArrayBuffers (posted, they are shared, not
+    // copied), the sparse map too (pages never written read as zeroes without a copy).
     disk = new SharedArrayBuffer(options.memoryBytes!);
-    backend = new MemoryBackend(options.memoryBytes!, { data: new Uint8Array(disk) });
+    written = new SharedArrayBuffer(sparseMapBytes(options.memoryBytes!));
+    backend = sharedMemoryBackend(disk, written);
     what = 'RAM disk';
   } else {
     backend = new MemoryBackend(options.memoryBytes!, { sparse: true });
@@ -64,6 +67,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   const workerArgs: BlkWorkerArgs = {
     image: options.image,
     disk,
+    written,
     readOnly: options.readOnly,
     numQueues: options.numQueues,
     queueSize: options.queueSize,

@@ -17,6 +17,8 @@ export interface BlkWorkerArgs {
   readonly image: string | null;
   /** The RAM disk every thread shares, or null with `image`. */
   readonly disk: SharedArrayBuffer | null;
+  /** Its sparse map (MemoryBackend `written`, sparseMapBytes long), shared too. */
+  readonly written: SharedArrayBuffer | null;
   readonly readOnly: boolean;
   readonly numQueues: number;
   readonly queueSize: number;
@@ -38,10 +40,15 @@ export function blkDeviceOptions(a: BlkWorkerArgs, logger: Logger): BlkDeviceOpt
   };
 }
 
+/** A RAM disk over shared storage (the same disk on every thread). */
+export function sharedMemoryBackend(disk: SharedArrayBuffer, written: SharedArrayBuffer | null): MemoryBackend {
+  return new MemoryBackend(disk.byteLength, { data: new Uint8Array(disk), ...(written ? { written: new Uint8Array(written) } : {}) });
+}
+
 /** Runs in the worker (WorkerDeviceSpec.export). */
 export async function openBlkWorker(args: unknown, logger: Logger): Promise<WorkerDeviceFactory> {
   const a = args as BlkWorkerArgs;
-  const backend: BlkBackend = a.image !== null ? await FileBackend.open(a.image, { readOnly: a.readOnly }) : new MemoryBackend(a.disk!.byteLength, { data: new Uint8Array(a.disk!) });
+  const backend: BlkBackend = a.image !== null ? await FileBackend.open(a.image, { readOnly: a.readOnly }) : sharedMemoryBackend(a.disk!, a.written);
   return {
     device: () => new BlkDevice(backend, blkDeviceOptions(a, logger)),
     close: () => backend.close(),
