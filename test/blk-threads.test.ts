@@ -18,6 +18,7 @@ import { silentLogger } from '../src/log.js';
 import { loadNativePlatform, nativePlatformAvailable } from '../src/platform/native-platform.js';
 import { DeviceId } from '../src/spec/device-id.js';
 import { F } from '../src/spec/features.js';
+import { Status } from '../src/spec/status.js';
 import { PF } from '../src/vhost-user/messages.js';
 import { serveVhostUser, type VhostUserServer } from '../src/vhost-user/server.js';
 import { VhostUserDriverTransport, startVhostUserDriver } from '../src/vhost-user/frontend-transport.js';
@@ -127,6 +128,34 @@ describe('virtio-blk with its queues on worker threads', { skip, timeout: 120_00
     assert.deepEqual(Buffer.from(await b.read(0, 4096)), data);
     assert.equal(server.backend!.errorCount, errors + 1);
     t.close();
+  });
+
+  it('a driver breaking a ring served by a worker: the worker stops that ring, the main thread reports DEVICE_NEEDS_RESET', { timeout: 60_000 }, async () => {
+    const t = await connect();
+    const d = await startVhostUserDriver(t, { wantedFeatures: ALL & ~F.RING_PACKED & ~F.EVENT_IDX, queueSizes: [64, 64] });
+    const b = new BlkDriver(d.context);
+    await b.write(0, randomBytes(4096));
+    await b.write(8, randomBytes(4096));
+    assert.equal(server.backend!.status & Status.DEVICE_NEEDS_RESET, 0);
+    // 2.7.13 / driver/split-ring: avail idx moved on by more than the ring size (the ring's
+    // worker refuses it as a driver error).
+    const q1 = d.context.queue(1) as unknown as { avail: { view: DataView; offset: number } };
+    const at = q1.avail.offset + 2;
+    q1.avail.view.setUint16(at, (q1.avail.view.getUint16(at, true) + 200) & 0xffff, true);
+    t.notify(1);
+    const deadline = Date.now() + 10_000;
+    while ((server.backend!.status & Status.DEVICE_NEEDS_RESET) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.notEqual(server.backend!.status & Status.DEVICE_NEEDS_RESET, 0, 'the main thread core knows the device needs a reset');
+    assert.match(server.backend!.core.needsResetReason ?? '', /ring 1/);
+    t.close();
+    // The next front-end gets a working device again (fresh sessions on every thread).
+    const t2 = await connect();
+    const d2 = await startVhostUserDriver(t2, { wantedFeatures: ALL & ~F.RING_PACKED, queueSizes: [64, 64] });
+    const b2 = new BlkDriver(d2.context);
+    const data = randomBytes(8192);
+    await b2.write(64, data);
+    assert.deepEqual(Buffer.from(await b2.read(64, 8192)), data);
+    t2.close();
   });
 
   it('`virtio-ts blk` refuses more threads than queues', () => {
