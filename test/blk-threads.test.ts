@@ -25,6 +25,8 @@ import { VhostUserDriverTransport, startVhostUserDriver } from '../src/vhost-use
 import { WORKER_PROTOCOL_FEATURES, WorkerPool } from '../src/vhost-user/worker-pool.js';
 import { expectCliFault } from '../src/cli/cli-test-helpers.js';
 import { CliFault } from '../src/cli/options.js';
+import { parseCommandLine } from '../src/cli/args.js';
+import type { BlkOptions } from '../src/devices/blk/cli.js';
 import { makeTempDir, type TempDir } from './support/guest.js';
 
 const ALL = (1n << 64n) - 1n;
@@ -161,6 +163,9 @@ describe('virtio-blk with its queues on worker threads', { skip, timeout: 120_00
   it('`virtio-ts blk` refuses more threads than queues', () => {
     expectCliFault('blk', ['--memory', '1M', '--num-queues', '2', '--threads', '3'], CliFault.BAD_NUMBER);
     expectCliFault('blk', ['--memory', '1M', '--threads', '0'], CliFault.BAD_NUMBER);
+    const p = parseCommandLine(['blk', '--socket-path', 's', '--memory', '1M', '--num-queues', '4', '--threads', '2']);
+    assert.equal(p.kind === 'device' ? (p.options as BlkOptions).threads : -1, 2);
+    assert.equal((parseCommandLine(['blk', '--socket-path', 's', '--memory', '1M']) as { options: BlkOptions }).options.threads, 0, 'default: the main thread');
   });
 });
 
