@@ -23,6 +23,8 @@ export const WORKER_CALL_TIMEOUT_MS = 10_000;
 /** Main side: one outstanding call at a time (the control thread is single-threaded). */
 export class WorkerCallChannel<Req, Res> {
   private readonly counter: Int32Array;
+  /** Why the peer can no longer answer (it exited), or null: calls then fail at once. */
+  private gone: string | null = null;
 
   constructor(
     private readonly port: MessagePort,
@@ -37,6 +39,7 @@ export class WorkerCallChannel<Req, Res> {
 
   /** Sends `req` and blocks until the worker answers (or throws after the timeout). */
   call(req: Req): Res {
+    if (this.gone !== null) throw new VhostUserError(VhostUserFault.IO, `${this.name} is gone: ${this.gone}`);
     let seen = Atomics.load(this.counter, 0);
     this.port.postMessage(req);
     const end = Date.now() + this.timeoutMs;
@@ -51,6 +54,11 @@ export class WorkerCallChannel<Req, Res> {
       if (now === seen) Atomics.wait(this.counter, 0, seen, Math.min(left, 1000));
       else seen = now;
     }
+  }
+
+  /** The peer ended (its thread exited): every later call fails at once instead of timing out. */
+  peerGone(why: string): void {
+    this.gone ??= why;
   }
 
   close(): void {

@@ -72,6 +72,7 @@ export class WorkerPool implements RingWorkers {
       });
       // A thread that dies leaves its rings unserved: its next call times out and ends the session.
       w.worker.on('error', (e) => o.logger.error(`ring thread failed: ${e.message}`));
+      w.worker.on('exit', (code) => w.channel.peerGone(`exited with ${code}`));
     }
   }
 

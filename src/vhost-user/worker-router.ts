@@ -91,7 +91,14 @@ export class WorkerMessageRouter implements VhostUserMessageRouter {
       // The workers' own acknowledgements are not wanted: the front-end gets the main thread's.
       const flags = msg.flags & ~HeaderFlag.NEED_REPLY;
       for (let i = 0; i < channels.length; i++) {
-        const a = this.call(i, { ...msg, flags, fds: copies[i]! });
+        let a: WorkerAnswer;
+        try {
+          a = this.call(i, { ...msg, flags, fds: copies[i]! });
+        } catch (e) {
+          // The copies of the threads not reached are still ours.
+          this.closeAll(copies.slice(i + 1));
+          throw e;
+        }
         if (a.refused !== null) {
           // The main thread took it, a worker did not: the threads disagree on the session.
           const why = `ring thread ${i} refused ${frontendReqName(msg.request)}: ${a.refused}`;

@@ -45,6 +45,18 @@ function startSession(id: number): void {
   backend = b;
 }
 
+/** A call's answer; a fault of this thread's own (a bug, not the front-end's) ends the session. */
+function answer(call: WorkerCall): WorkerAnswer {
+  try {
+    return handle(call);
+  } catch (e) {
+    logger.error(`ring thread: ${(e as Error).message}`);
+    backend?.close();
+    backend = null;
+    return { replies: [], refused: null, ended: (e as Error).message };
+  }
+}
+
 function handle(call: WorkerCall): WorkerAnswer {
   replies = [];
   if (call.kind === 'session-start') {
@@ -76,7 +88,7 @@ function handle(call: WorkerCall): WorkerAnswer {
 
 try {
   factory = await openWorkerDevice(init.device, logger);
-  serveWorkerCalls<WorkerCall, WorkerAnswer>(init.port, init.signal, handle);
+  serveWorkerCalls<WorkerCall, WorkerAnswer>(init.port, init.signal, answer);
   // Ends the worker: the session (if any) and the device's storage, then the port lets the
   // event loop finish.
   parentPort!.on('message', (m: { kind: string }) => {
