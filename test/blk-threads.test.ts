@@ -10,10 +10,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { BlkDriver } from '../src/devices/blk/blk-driver.js';
 import { BlkDevice } from '../src/devices/blk/blk-device.js';
 import { MemoryBackend, sparseMapBytes } from '../src/devices/blk/memory-backend.js';
 import { blkDeviceOptions, blkWorkerSpec, sharedMemoryBackend, type BlkWorkerArgs } from '../src/devices/blk/blk-worker.js';
+import { ErrorCode, VirtioError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { loadNativePlatform, nativePlatformAvailable } from '../src/platform/native-platform.js';
 import { DeviceId } from '../src/spec/device-id.js';
@@ -187,5 +189,53 @@ describe('a sparse RAM disk shared between threads (MemoryBackend `written`)', (
     b.read(32 * 1024, z);
     assert.ok(z.every((x) => x === 0));
     assert.throws(() => new MemoryBackend(size, { data: new Uint8Array(disk), written: new Uint8Array(3) }), /sparse map of 3 bytes/);
+  });
+});
+
+describe('WorkerPool start-up', { skip }, () => {
+  it('a device module that does not load fails the start with the thread named (every thread is ended)', async () => {
+    const platform = loadNativePlatform();
+    const device = { module: new URL('./no-such-module.js', import.meta.url).href, export: 'open', args: null };
+    await assert.rejects(WorkerPool.start({ threads: 2, numQueues: 2, device, platform, logger: silentLogger }), (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.PLATFORM && /ring thread \d/.test(e.message));
+    const noExport = { ...blkWorkerSpec({ image: null, disk: new SharedArrayBuffer(4096), written: null, readOnly: false, numQueues: 1, queueSize: 64, serial: null }), export: 'nothing' };
+    await assert.rejects(WorkerPool.start({ threads: 1, numQueues: 1, device: noExport, platform, logger: silentLogger }), /has no function nothing/);
+  });
+
+  it('more threads than queues, or none, are refused', async () => {
+    const platform = loadNativePlatform();
+    const device = blkWorkerSpec({ image: null, disk: new SharedArrayBuffer(4096), written: null, readOnly: false, numQueues: 1, queueSize: 64, serial: null });
+    await assert.rejects(WorkerPool.start({ threads: 2, numQueues: 1, device, platform, logger: silentLogger }), /threads 2 not in 1\.\.1/);
+    await assert.rejects(WorkerPool.start({ threads: 0, numQueues: 1, device, platform, logger: silentLogger }), /threads 0 not in 1\.\.1/);
+  });
+});
+
+describe('virtio-blk on an image file with its queues on worker threads', { skip, timeout: 120_000 }, () => {
+  it('each thread opens the image itself: writes through both queues reach the file, FLUSH included', async () => {
+    const dir = await makeTempDir('vts-threads-img-');
+    const img = dir.file('disk.img');
+    await writeFile(img, Buffer.alloc(4 << 20));
+    const platform = loadNativePlatform();
+    const args: BlkWorkerArgs = { image: img, disk: null, written: null, readOnly: false, numQueues: 2, queueSize: 128, serial: null };
+    const pool = await WorkerPool.start({ threads: 2, numQueues: 2, device: blkWorkerSpec(args), platform, logger: silentLogger });
+    const main = new MemoryBackend(4 << 20); // the main thread's device: features and config only
+    const sock = dir.file('img.sock');
+    const server = await serveVhostUser({ device: () => new BlkDevice(main, blkDeviceOptions(args, silentLogger)), platform, socketPath: sock, backend: pool.backendOptions() });
+    let t: VhostUserDriverTransport | null = null;
+    try {
+      t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.BLOCK, timeoutMs: 10_000, numQueues: 2 });
+      const d = await startVhostUserDriver(t, { wantedFeatures: ALL & ~F.RING_PACKED, queueSizes: [64, 64] });
+      const b = new BlkDriver(d.context);
+      const blocks = Array.from({ length: 16 }, () => randomBytes(4096));
+      await Promise.all(blocks.map((data, i) => b.write(i * 8, data)));
+      await b.flush();
+      const file = await readFile(img);
+      for (let i = 0; i < blocks.length; i++) assert.deepEqual(file.subarray(i * 4096, (i + 1) * 4096), blocks[i], `block ${i} in the file`);
+      for (const q of [0, 1]) assert.ok(pool.stats.value(q, 'completed') >= 8, `queue ${q} served on its thread`);
+    } finally {
+      t?.close();
+      await server.close();
+      await pool.close();
+      await dir.remove();
+    }
   });
 });
