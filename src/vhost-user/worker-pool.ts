@@ -123,13 +123,8 @@ export class WorkerPool implements RingWorkers {
       protocolFeatures: WORKER_PROTOCOL_FEATURES,
       messageRouter: (backend, dispatch) => {
         const session = this.nextSession++;
-        const router = new WorkerMessageRouter(session, this, backend, dispatch, this.o.platform, this.o.logger);
-        const close = router.close.bind(router);
+        const router = new WorkerMessageRouter(session, this, backend, dispatch, this.o.platform, this.o.logger, () => this.routers.delete(session));
         this.routers.set(session, router);
-        router.close = () => {
-          this.routers.delete(session);
-          close();
-        };
         return router;
       },
     };

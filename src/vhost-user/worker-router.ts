@@ -48,6 +48,8 @@ export class WorkerMessageRouter implements VhostUserMessageRouter {
     private readonly dispatchMain: (msg: VhostUserMessage, sink: MessageSink) => void,
     private readonly platform: Platform,
     private readonly logger: Logger,
+    /** Called once when the session ends (the pool forgets the router). */
+    private readonly onClose: () => void = () => undefined,
   ) {
     for (const c of workers.channels) this.answer(c.call({ kind: 'session-start', session }), -1);
   }
@@ -153,6 +155,7 @@ export class WorkerMessageRouter implements VhostUserMessageRouter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.onClose();
     for (let i = 0; i < this.workers.channels.length; i++) {
       try {
         this.workers.channels[i]!.call({ kind: 'session-end', session: this.session });
