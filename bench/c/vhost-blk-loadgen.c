@@ -16,6 +16,9 @@
  *                                         RESULT line per job (IOPS, MB/s, latency mean/p50/p99)
  *   --verify                              writes patterns over a region, flushes, reads them back
  *                                         in differently sized chunks and compares every byte
+ *   --queues N                            drives N queues at once (jobs only): the rings are set up
+ *                                         here, then one forked process per queue runs the jobs on
+ *                                         its own ring and prints its RESULT lines with queue=Q
  *
  * Rules it keeps: no allocation on the hot path (all slots, buffers and the latency histogram are
  * set up before the first request); every syscall's result is checked; every wait is bounded
@@ -39,6 +42,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +99,7 @@ enum {
 #define SECTOR 512u
 #define MAX_QD 64
 #define MAX_JOBS 16
+#define MAX_QUEUES 8
 #define DESCS_PER_REQ 3
 
 struct vring_desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
@@ -151,6 +156,7 @@ static struct {
   uint64_t verify_bytes;
   int verify_qd;
   uint64_t seed;
+  int queues;
   struct job jobs[MAX_JOBS];
   int njobs;
 } opt = {
@@ -162,6 +168,7 @@ static struct {
   .verify_bytes = 8ull << 20,
   .verify_qd = 16,
   .seed = 0x5eed1234abcdull,
+  .queues = 1,
 };
 
 static void usage(FILE *f) {
@@ -176,6 +183,7 @@ static void usage(FILE *f) {
       "  --verify-bytes N     region written and read back by --verify (default 8 MiB)\n"
       "  --verify-qd N        requests in flight during --verify (default 16)\n"
       "  --seed N             PRNG seed (offsets, chunk sizes, patterns)\n"
+      "  --queues N           drive queues 0..N-1 at once, one process each (1..8, default 1; not with --verify)\n"
       "Without --job: r4k-qd1-call, r4k-qd1-poll, r4k-qd32-call, r4k-qd32-poll, s64k-qd1-call, s64k-qd8-call.\n",
       f);
 }
@@ -234,6 +242,7 @@ static void parse_args(int argc, char **argv) {
       {"timeout-ms", required_argument, 0, 't'}, {"verify", no_argument, 0, 'v'},
       {"verify-bytes", required_argument, 0, 'b'}, {"verify-qd", required_argument, 0, 'Q'},
       {"seed", required_argument, 0, 'S'},       {"help", no_argument, 0, 'h'},
+      {"queues", required_argument, 0, 'N'},
       {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -283,6 +292,12 @@ static void parse_args(int argc, char **argv) {
         break;
       }
       case 'S': opt.seed = parse_u64(optarg, "--seed"); break;
+      case 'N': {
+        uint64_t n = parse_u64(optarg, "--queues");
+        if (n < 1 || n > MAX_QUEUES) die("--queues must be 1..%d", MAX_QUEUES);
+        opt.queues = (int)n;
+        break;
+      }
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); exit(2);
     }
@@ -292,6 +307,7 @@ static void parse_args(int argc, char **argv) {
     usage(stderr);
     exit(2);
   }
+  if (opt.verify && opt.queues > 1) die("--verify drives one queue");
   if (!opt.verify && opt.njobs == 0) {
     add_job("r4k-qd1-call", 1, 4096, 1, 0);
     add_job("r4k-qd1-poll", 1, 4096, 1, 1);
@@ -432,6 +448,10 @@ static void vu_set_state(uint32_t request, uint32_t index, uint32_t num, const c
 
 static uint8_t *mem;       /* guest physical address 0 */
 static int mem_fd = -1, kick_fd = -1, call_fd = -1;
+static int kick_fds[MAX_QUEUES], call_fds[MAX_QUEUES];
+/* The queue this process drives and its slice of guest memory (all of it with one queue). */
+static int qidx;
+static uint64_t q_base, q_bytes;
 static uint32_t qsz;
 static struct vring_desc *desc;
 static volatile uint16_t *avail_flags, *avail_idx, *avail_ring, *used_event;
@@ -469,15 +489,15 @@ static void layout(void) {
   } else {
     nslots = MAX_QD;
   }
-  gpa_desc = 0;
+  gpa_desc = q_base;
   gpa_avail = gpa_desc + 16ull * qsz;                  /* 2.7.6: 2-byte aligned */
   gpa_used = align_up(gpa_avail + 6 + 2ull * qsz, 4096); /* 2.7.8: 4-byte aligned */
   uint64_t end = gpa_used + 6 + 8ull * qsz;
   gpa_hdr = align_up(end, 4096);
   gpa_status = gpa_hdr + sizeof(struct blk_outhdr) * MAX_QD;
   gpa_data = align_up(gpa_status + MAX_QD, 4096);
-  if (gpa_data >= opt.mem_bytes) die("--mem-mib too small for the ring");
-  uint64_t per = (opt.mem_bytes - gpa_data) / MAX_QD;
+  if (gpa_data >= q_base + q_bytes) die("--mem-mib too small for the ring");
+  uint64_t per = (q_base + q_bytes - gpa_data) / MAX_QD;
   per &= ~(uint64_t)4095;
   if (per > (4u << 20)) per = 4u << 20;
   if (per < 4096) die("--mem-mib too small for %d data buffers", MAX_QD);
@@ -509,6 +529,16 @@ static void layout(void) {
     desc[h + 2].flags = VRING_DESC_F_WRITE;
     desc[h + 2].next = 0;
   }
+}
+
+/* Makes queue q the one the ring code works on: its memory slice, its ring, its eventfds. */
+static void select_queue(int q) {
+  qidx = q;
+  q_bytes = (opt.mem_bytes / (uint64_t)opt.queues) & ~(uint64_t)4095;
+  q_base = (uint64_t)q * q_bytes;
+  layout();
+  kick_fd = kick_fds[q];
+  call_fd = call_fds[q];
 }
 
 static inline int need_event(uint16_t ev, uint16_t new_idx, uint16_t old) {
@@ -725,6 +755,14 @@ static inline uint64_t next_offset(uint32_t bs) {
   return off;
 }
 
+/* " queue=Q" on RESULT lines when several queues run at once. */
+static const char *queue_field(void) {
+  static char f[16];
+  if (opt.queues == 1) return "";
+  snprintf(f, sizeof f, " queue=%d", qidx);
+  return f;
+}
+
 static void run_job(struct job *j) {
   cur = j;
   if (j->bs > slot_data_bytes) die("job %s: %u-byte requests need more --mem-mib", j->name, j->bs);
@@ -759,11 +797,11 @@ static void run_job(struct job *j) {
   double secs = t_end - t0;
   printf("RESULT job=%s pattern=%s bs=%u qd=%d completion=%s ios=%" PRIu64 " secs=%.3f iops=%.0f mbps=%.1f "
          "lat_mean_us=%.2f lat_p50_us=%.2f lat_p99_us=%.2f lat_max_us=%.2f kicks=%" PRIu64 " waits=%" PRIu64
-         " len_mismatches=%" PRIu64 "\n",
+         " len_mismatches=%" PRIu64 "%s\n",
          j->name, j->random ? "rand" : "seq", j->bs, j->qd, j->poll_mode ? "poll" : "call", ios, secs,
          (double)ios / secs, (double)ios * j->bs / secs / 1e6, lat_n ? (double)lat_sum / (double)lat_n / 1e3 : 0.0,
          hist_pct(0.50) / 1e3, hist_pct(0.99) / 1e3, (double)lat_max / 1e3, kicks - kicks0, calls_waited - calls0,
-         len_mismatches);
+         len_mismatches, queue_field());
   fflush(stdout);
 }
 
@@ -906,10 +944,12 @@ static void setup_memory(void) {
   mem = p;
   /* Touch every page now so page faults do not land in the measurements. */
   memset(mem, 0, opt.mem_bytes);
-  kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (kick_fd < 0) DIE_ERRNO("eventfd kick");
-  call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (call_fd < 0) DIE_ERRNO("eventfd call");
+  for (int q = 0; q < opt.queues; q++) {
+    kick_fds[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (kick_fds[q] < 0) DIE_ERRNO("eventfd kick");
+    call_fds[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (call_fds[q] < 0) DIE_ERRNO("eventfd call");
+  }
 }
 
 static void handshake(void) {
@@ -937,6 +977,7 @@ static void handshake(void) {
     nq = vu_get_u64(VU_GET_QUEUE_NUM, "GET_QUEUE_NUM");
     if (nq < 1) die("GET_QUEUE_NUM: %" PRIu64 " queues", nq);
   }
+  if ((uint64_t)opt.queues > nq) die("--queues %d: the back-end has %" PRIu64 " queue(s)", opt.queues, nq);
 
   uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) | (1ull << VIRTIO_BLK_F_SIZE_MAX) |
                   (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
@@ -976,24 +1017,26 @@ static void handshake(void) {
   m.p.mem.r[0].mmap_offset = 0;
   vu_set(&m, mem_fd, "SET_MEM_TABLE");
 
-  layout();
-  /* Queue 0 only: the benchmark drives one queue (qsd runs with num-queues=1). */
-  vu_set_state(VU_SET_VRING_NUM, 0, qsz, "SET_VRING_NUM");
-  memset(&m, 0, sizeof m);
-  m.request = VU_SET_VRING_ADDR;
-  m.size = 40;
-  m.p.addr.index = 0;
-  m.p.addr.flags = 0;
-  m.p.addr.desc = (uint64_t)(uintptr_t)(mem + gpa_desc); /* front-end user addresses */
-  m.p.addr.used = (uint64_t)(uintptr_t)(mem + gpa_used);
-  m.p.addr.avail = (uint64_t)(uintptr_t)(mem + gpa_avail);
-  m.p.addr.log = 0;
-  vu_set(&m, -1, "SET_VRING_ADDR");
-  vu_set_state(VU_SET_VRING_BASE, 0, 0, "SET_VRING_BASE");
-  vu_set_u64(VU_SET_VRING_CALL, 0, call_fd, "SET_VRING_CALL");
-  vu_set_u64(VU_SET_VRING_KICK, 0, kick_fd, "SET_VRING_KICK");
-  /* With VHOST_USER_F_PROTOCOL_FEATURES the ring starts disabled. */
-  vu_set_state(VU_SET_VRING_ENABLE, 0, 1, "SET_VRING_ENABLE");
+  /* Queues 0..--queues-1, each in its own slice of guest memory. */
+  for (int q = opt.queues - 1; q >= 0; q--) {
+    select_queue(q);
+    vu_set_state(VU_SET_VRING_NUM, (uint32_t)q, qsz, "SET_VRING_NUM");
+    memset(&m, 0, sizeof m);
+    m.request = VU_SET_VRING_ADDR;
+    m.size = 40;
+    m.p.addr.index = (uint32_t)q;
+    m.p.addr.flags = 0;
+    m.p.addr.desc = (uint64_t)(uintptr_t)(mem + gpa_desc); /* front-end user addresses */
+    m.p.addr.used = (uint64_t)(uintptr_t)(mem + gpa_used);
+    m.p.addr.avail = (uint64_t)(uintptr_t)(mem + gpa_avail);
+    m.p.addr.log = 0;
+    vu_set(&m, -1, "SET_VRING_ADDR");
+    vu_set_state(VU_SET_VRING_BASE, (uint32_t)q, 0, "SET_VRING_BASE");
+    vu_set_u64(VU_SET_VRING_CALL, (uint64_t)q, call_fd, "SET_VRING_CALL");
+    vu_set_u64(VU_SET_VRING_KICK, (uint64_t)q, kick_fd, "SET_VRING_KICK");
+    /* With VHOST_USER_F_PROTOCOL_FEATURES the ring starts disabled. */
+    vu_set_state(VU_SET_VRING_ENABLE, (uint32_t)q, 1, "SET_VRING_ENABLE");
+  }
 
   printf("INFO features=0x%" PRIx64 " offered=0x%" PRIx64 " protocol=0x%" PRIx64 " queues=%" PRIu64 " capacity_sectors=%" PRIu64
          " size_max=%u blk_size=%u event_idx=%d flush=%d ro=%d queue_size=%u slots=%d\n",
@@ -1002,20 +1045,58 @@ static void handshake(void) {
   fflush(stdout);
 }
 
-/* Stops the ring (GET_VRING_BASE) so the back-end lets go of the memory before we unmap it. */
-static void teardown(void) {
-  struct vu_msg m = {.request = VU_GET_VRING_BASE, .size = 8};
-  m.p.state.index = 0;
-  m.p.state.num = 0;
-  vu_get(&m, "GET_VRING_BASE");
-  if (m.size != 8) die("GET_VRING_BASE: reply of %u bytes", m.size);
-  if (m.p.state.num != avail_shadow) {
-    die("GET_VRING_BASE: the back-end stopped at %u, %u were made available", m.p.state.num, avail_shadow);
+/* Stops the rings (GET_VRING_BASE) so the back-end lets go of the memory before we unmap it.
+ * `made[q]`: how many requests queue q made available. */
+static void teardown(const uint16_t *made) {
+  for (int q = 0; q < opt.queues; q++) {
+    struct vu_msg m = {.request = VU_GET_VRING_BASE, .size = 8};
+    m.p.state.index = (uint32_t)q;
+    m.p.state.num = 0;
+    vu_get(&m, "GET_VRING_BASE");
+    if (m.size != 8) die("GET_VRING_BASE: reply of %u bytes", m.size);
+    if (m.p.state.num != made[q]) {
+      die("GET_VRING_BASE: the back-end stopped queue %d at %u, %u were made available", q, m.p.state.num, made[q]);
+    }
   }
   if (close(sock_fd) != 0) DIE_ERRNO("close socket");
-  if (close(kick_fd) != 0 || close(call_fd) != 0) DIE_ERRNO("close eventfd");
+  for (int q = 0; q < opt.queues; q++) {
+    if (close(kick_fds[q]) != 0 || close(call_fds[q]) != 0) DIE_ERRNO("close eventfd");
+  }
   if (munmap(mem, opt.mem_bytes) != 0) DIE_ERRNO("munmap");
   if (close(mem_fd) != 0) DIE_ERRNO("close memfd");
+}
+
+/* --queues N: one child per queue runs every job on its ring (at the same time as the others);
+ * each leaves its final avail index in `made` (shared memory) for the parent's teardown. */
+static int run_queues(double bound, uint16_t *made) {
+  pid_t pids[MAX_QUEUES];
+  fflush(stdout);
+  for (int q = 0; q < opt.queues; q++) {
+    pid_t pid = fork();
+    if (pid < 0) DIE_ERRNO("fork");
+    if (pid == 0) {
+      alarm((unsigned)bound); /* alarms are not inherited */
+      select_queue(q);
+      rng_state = (opt.seed ? opt.seed : 1) + (uint64_t)q * 0x9E3779B97F4A7C15ull;
+      for (int i = 0; i < opt.njobs; i++) run_job(&opt.jobs[i]);
+      made[q] = avail_shadow;
+      fflush(stdout);
+      _exit(0);
+    }
+    pids[q] = pid;
+  }
+  int rc = 0;
+  for (int q = 0; q < opt.queues; q++) {
+    int st;
+    while (waitpid(pids[q], &st, 0) < 0) {
+      if (errno != EINTR) DIE_ERRNO("waitpid");
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      fprintf(stderr, "vhost-blk-loadgen: queue %d's process failed (status 0x%x)\n", q, st);
+      rc = 1;
+    }
+  }
+  return rc;
 }
 
 int main(int argc, char **argv) {
@@ -1028,11 +1109,19 @@ int main(int argc, char **argv) {
   connect_backend();
   handshake();
   int rc = 0;
+  uint16_t one[1];
+  uint16_t *made = one;
   if (opt.verify) {
     rc = run_verify();
-  } else {
+    one[0] = avail_shadow;
+  } else if (opt.queues == 1) {
     for (int i = 0; i < opt.njobs; i++) run_job(&opt.jobs[i]);
+    one[0] = avail_shadow;
+  } else {
+    made = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (made == MAP_FAILED) DIE_ERRNO("mmap");
+    rc = run_queues(bound, made);
   }
-  if (rc == 0) teardown();
+  if (rc == 0) teardown(made);
   return rc;
 }

@@ -39,6 +39,7 @@ describe('virtio-ts command line', () => {
       queueSize: 1024,
       serial: null,
       pollUs: null,
+      threads: 0,
     });
     const o = blk(['--fd=5', '--image', 'disk.img', '--read-only', '--num-queues', '4', '--queue-size=512', '--serial', 'abc', '-vv']);
     assert.equal(o.fd, 5);
@@ -146,6 +147,7 @@ describe('virtio-ts command line', () => {
       '--queue-size': '256',
       '--serial': 'abc',
       '--poll-us': '20',
+      '--threads': '1',
       '--disk-size': '128K',
       '--entropy-bytes': '8',
       '--stats-interval': '10',

@@ -16,6 +16,8 @@ import { startMetricsEndpoint, type MetricsEndpoint } from './metrics-endpoint.j
 import { startInspector, type Inspector } from '../inspector/inspector-server.js';
 import { EXIT, type BackendOptions } from './options.js';
 import { startStatsReport } from './stats-report.js';
+import { WorkerPool } from '../vhost-user/worker-pool.js';
+import type { WorkerDeviceSpec } from '../device/worker-device.js';
 
 /** The OS platform (fd passing, mmap, eventfd) from the native addon. */
 export function loadPlatform(): Platform {
@@ -39,6 +41,8 @@ export interface RunBackendOptions {
   readonly stop?: Promise<unknown>;
   /** Where `--stats-interval` lines go (default stderr). */
   readonly statsWriter?: (line: string) => void;
+  /** `--threads`: the rings are served on worker threads building this device (worker-pool.ts). */
+  readonly workers?: { readonly threads: number; readonly device: WorkerDeviceSpec };
 }
 
 /**
@@ -69,12 +73,27 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   };
   let server: VhostUserServer;
   // One set of counters for the process: every front-end connection adds to it.
-  const stats = new QueueStats();
+  let stats = new QueueStats();
   const command = options.command ?? 'back-end';
   let metrics: MetricsEndpoint | null = null;
   let inspector: Inspector | null = null;
+  let pool: WorkerPool | null = null;
   try {
     const platform = o.platform ?? loadPlatform();
+    if (o.workers) {
+      pool = await WorkerPool.start({
+        threads: o.workers.threads,
+        numQueues: o.device().queueMaxSizes.length,
+        device: o.workers.device,
+        platform,
+        logger,
+        verbosity: options.verbosity,
+        pollUs: o.backend?.pollUs ?? 0,
+        name: `virtio-ts ${command}`,
+      });
+      // The threads count into shared storage: reports and metrics read it.
+      stats = pool.stats;
+    }
     if (options.metrics !== undefined) {
       metrics = await startMetricsEndpoint([{ device: command, stats }], options.metrics);
       logger.info(`metrics at ${metrics.url}`);
@@ -84,7 +103,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
         device: o.device,
         platform,
         logger,
-        backend: { ...o.backend, stats },
+        backend: { ...o.backend, stats, ...pool?.backendOptions() },
         ...(options.socketPath !== null ? { socketPath: options.socketPath } : { fd: options.fd! }),
       });
     } catch (e) {
@@ -104,6 +123,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
   } catch (e) {
     removeHandlers();
     await metrics?.close();
+    await pool?.close();
     await cleanup();
     throw e;
   }
@@ -130,6 +150,7 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
     logger.error(`closing the server: ${(e as Error).message}`);
     code = EXIT.RUNTIME;
   }
+  await pool?.close();
   try {
     await cleanup();
   } catch (e) {

@@ -4,3 +4,4 @@ export { QueueArea, QueueRefusalReason } from './types.js';
 export { QueueRegisterFile, queueSizeProblem, refusalError, setUpQueue } from './queue-register-file.js';
 export { DeviceCore, type DeviceCoreOptions } from './device-core.js';
 export { QueueRequest, QueueServer, queueServerOf, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-server.js';
+export { type WorkerDeviceFactory, type WorkerDeviceSpec, openWorkerDevice } from './worker-device.js';

@@ -51,8 +51,33 @@ export interface QueueCounters {
 }
 
 export class QueueStats {
-  private values = new Float64Array(STRIDE * 4);
+  private values: Float64Array<ArrayBufferLike> = new Float64Array(STRIDE * 4);
   private highest = -1;
+  /** The SharedArrayBuffer behind `values` when shared between threads (fixed queue count). */
+  private shared: SharedArrayBuffer | null = null;
+
+  /** Storage for `numQueues` queues that threads can share (QueueStats.shared). */
+  static sharedBuffer(numQueues: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(Math.max(1, numQueues) * STRIDE * Float64Array.BYTES_PER_ELEMENT);
+  }
+
+  /**
+   * Counters over shared storage: every thread holding one over the same buffer sees the same
+   * values. Each queue must be counted by one thread at a time (worker-pool.ts: a ring has one
+   * owner); every queue of the buffer is listed. Queues beyond it are refused (it cannot grow).
+   */
+  static shared(buffer: SharedArrayBuffer): QueueStats {
+    const s = new QueueStats();
+    s.values = new Float64Array(buffer);
+    s.highest = s.values.length / STRIDE - 1;
+    s.shared = buffer;
+    return s;
+  }
+
+  /** The shared storage (QueueStats.shared), or null. */
+  get sharedStorage(): SharedArrayBuffer | null {
+    return this.shared;
+  }
 
   private slot(queue: number): number {
     // One comparison pair on the hot path: `>>> 0` differs for negatives and fractions.
@@ -61,6 +86,7 @@ export class QueueStats {
         throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue index ${queue} out of range`);
       }
       if ((queue + 1) * STRIDE > this.values.length) {
+        if (this.shared) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue index ${queue} beyond the shared counters`);
         const grown = new Float64Array(Math.max((queue + 1) * STRIDE, this.values.length * 2));
         grown.set(this.values);
         this.values = grown;

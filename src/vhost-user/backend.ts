@@ -44,6 +44,7 @@ import type { VhostQueue } from './vhost-queue.js';
 import { type RingInfo, type Vring, ringInfo } from './vring.js';
 import { type QueueFactory, VringSet } from './vrings.js';
 import type { QueueStats } from '../device/queue-stats.js';
+import type { VhostUserMessageRouter } from './worker-router.js';
 
 export { MAX_POLL_US, POLL_BUDGET_US } from './ring-scheduler.js';
 export type { MessageSink } from './dispatcher.js';
@@ -101,6 +102,13 @@ export interface VhostUserBackendOptions {
   readonly pollUs?: number;
   /** Per-queue counters to add to (a server hands one to every connection); default a new one. */
   readonly stats?: QueueStats;
+  /**
+   * Serves rings on worker threads (worker-pool.ts): builds the connection's router, which takes
+   * every request and hands those of the main thread back to `dispatch`. Default: all here.
+   */
+  readonly messageRouter?: (backend: VhostUserBackend, dispatch: (msg: VhostUserMessage, sink: MessageSink) => void) => VhostUserMessageRouter;
+  /** Called on each configuration change of the core (a ring worker tells the main thread). */
+  readonly onConfigChange?: () => void;
 }
 
 const EMPTY_MEMORY = new GuestMemory([]);
@@ -122,6 +130,8 @@ export class VhostUserBackend {
   private readonly channel: BackendChannel;
   private readonly session: VhostUserSession;
   private readonly rings: readonly Vring[];
+  private readonly router: VhostUserMessageRouter | null;
+  private readonly configChangeHook: (() => void) | null;
   private sink: MessageSink = () => {
     throw new VirtioError('INVALID_ARGUMENT', 'VhostUserBackend: no message sink attached');
   };
@@ -223,6 +233,8 @@ export class VhostUserBackend {
       sendBackendRequest: (request, payload, fds, o) => this.sendBackendRequest(request, payload, fds, o),
     };
     this.registerHandlers();
+    this.configChangeHook = opts.onConfigChange ?? null;
+    this.router = opts.messageRouter?.(this, (msg, sink) => this.dispatcher.handle(msg, sink)) ?? null;
     this.hooks?.sessionStarted?.(this.session);
   }
 
@@ -303,7 +315,8 @@ export class VhostUserBackend {
       return;
     }
     try {
-      this.dispatcher.handle(msg, this.sink);
+      if (this.router) this.router.handle(msg, this.sink);
+      else this.dispatcher.handle(msg, this.sink);
     } catch (e) {
       // A refusal with no honest reply (SessionEndingError), or the socket gone: the session
       // cannot go on. Everything is released here; the caller ends the connection.
@@ -589,6 +602,7 @@ export class VhostUserBackend {
 
   /** The core's configuration change notification: CONFIG_CHANGE_MSG (needs BACKEND_REQ and CONFIG). */
   private sendConfigChange(): void {
+    this.configChangeHook?.();
     if (!this.channel.open || !this.hasProto(PF.BACKEND_REQ) || !this.hasProto(PF.CONFIG)) return;
     // Not acknowledged: the core may signal from inside a ring pass, nothing waits on it.
     this.channel.send(BackendReq.CONFIG_CHANGE_MSG, false).catch((e: unknown) => {
@@ -602,6 +616,8 @@ export class VhostUserBackend {
    */
   close(): void {
     if (this.isClosed) return;
+    // Rings on worker threads stop first (their GET_VRING_BASE answers are not needed now).
+    this.router?.close();
     this.scheduler.cancelChecks();
     this.vrings.close();
     this.core.deactivate();

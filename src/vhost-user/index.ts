@@ -50,3 +50,4 @@ export {
 } from './frontend-transport.js';
 export { type BackendProcess, spawnBackend, startBackendProcess, waitForSocket } from './frontend-process.js';
 export { BackendReq, FrontendReq, HeaderFlag, ProtocolFeature, type VhostUserMessage, frontendReqName } from './messages.js';
+export { WORKER_PROTOCOL_FEATURES, WorkerPool, type WorkerPoolOptions } from './worker-pool.js';

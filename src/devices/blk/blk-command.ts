@@ -9,9 +9,10 @@ import type { CliIo } from '../../cli/options.js';
 import { runBackend } from '../../cli/serve.js';
 import { BlkDevice } from './blk-device.js';
 import { FileBackend } from './file-backend.js';
-import { MemoryBackend } from './memory-backend.js';
+import { MemoryBackend, sparseMapBytes } from './memory-backend.js';
 import type { BlkBackend } from './backend.js';
 import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
+import { type BlkWorkerArgs, blkDeviceOptions, blkWorkerSpec, sharedMemoryBackend } from './blk-worker.js';
 
 function mib(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(bytes % (1 << 20) === 0 ? 0 : 1)} MiB` : `${bytes} bytes`;
@@ -27,6 +28,8 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   const logger = createLogger(options.verbosity, 'virtio-ts blk', io.stderr);
   let backend: BlkBackend;
   let what: string;
+  let disk: SharedArrayBuffer | null = null;
+  let written: SharedArrayBuffer | null = null;
   if (options.image !== null) {
     try {
       backend = await FileBackend.open(options.image, { readOnly: options.readOnly });
@@ -34,6 +37,13 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
       throw new VirtioError(ErrorCode.BACKEND_IO, `cannot open image ${options.image}: ${(e as Error).message}`, { cause: e });
     }
     what = `image ${options.image}`;
+  } else if (options.threads > 0) {
+    // Every ring thread sees the disk: SharedArrayBuffers (posted, they are shared, not
+    // copied), the sparse map too (pages never written read as zeroes without a copy).
+    disk = new SharedArrayBuffer(options.memoryBytes!);
+    written = new SharedArrayBuffer(sparseMapBytes(options.memoryBytes!));
+    backend = sharedMemoryBackend(disk, written);
+    what = 'RAM disk';
   } else {
     backend = new MemoryBackend(options.memoryBytes!, { sparse: true });
     what = 'RAM disk';
@@ -46,10 +56,23 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     // 5.2.4: capacity counts whole 512-byte sectors; the tail cannot be reached by the driver.
     logger.warn(`${what} is ${backend.size} bytes, not a multiple of 512: its last ${backend.size % 512} bytes are not part of the disk`);
   }
-  if (hooks.wrapBackend) backend = hooks.wrapBackend(backend, logger);
+  if (hooks.wrapBackend) {
+    if (options.threads > 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'wrapBackend (a test hook) does not reach ring threads');
+    backend = hooks.wrapBackend(backend, logger);
+  }
   const description =
     `virtio-blk on ${what} (${mib(backend.size)}${options.readOnly ? ', read-only' : ''}, ` +
-    `${options.numQueues} queue${options.numQueues === 1 ? '' : 's'} of up to ${options.queueSize})`;
+    `${options.numQueues} queue${options.numQueues === 1 ? '' : 's'} of up to ${options.queueSize}` +
+    `${options.threads > 0 ? ` on ${options.threads} ring thread${options.threads === 1 ? '' : 's'}` : ''})`;
+  const workerArgs: BlkWorkerArgs = {
+    image: options.image,
+    disk,
+    written,
+    readOnly: options.readOnly,
+    numQueues: options.numQueues,
+    queueSize: options.queueSize,
+    serial: options.serial,
+  };
   // Busy-polling pays with a RAM disk, whose requests complete inside the pass; a file's
   // complete on the event loop, which a poll window would only delay.
   const pollUs = options.pollUs ?? (options.image === null ? DEFAULT_POLL_US_MEMORY : 0);
@@ -58,14 +81,8 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     logger,
     description,
     backend: { pollUs },
-    device: () =>
-      new BlkDevice(backend, {
-        readOnly: options.readOnly,
-        numQueues: options.numQueues,
-        queueSize: options.queueSize,
-        ...(options.serial !== null ? { serial: options.serial } : {}),
-        logger,
-      }),
+    device: () => new BlkDevice(backend, blkDeviceOptions(workerArgs, logger)),
+    ...(options.threads > 0 ? { workers: { threads: options.threads, device: blkWorkerSpec(workerArgs) } } : {}),
     cleanup: () => backend.close(),
   });
 }

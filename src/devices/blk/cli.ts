@@ -31,6 +31,8 @@ export interface BlkOptions extends BackendOptions {
   readonly serial: string | null;
   /** `--poll-us N`: busy-poll window after a processing pass in µs, or null for the default. */
   readonly pollUs: number | null;
+  /** `--threads T`: rings served on T worker threads (ring i on thread i mod T); 0: on the main thread. */
+  readonly threads: number;
 }
 
 export const BLK_DEFAULTS = { numQueues: 1, queueSize: 1024 } as const;
@@ -60,6 +62,9 @@ ${BACKEND_SOCKET_USAGE}
   --poll-us N             after serving requests, keep watching the ring for N microseconds
                           (0..${MAX_POLL_US_CLI}) before sleeping, saving the front-end's kicks and the
                           wake-ups (default ${DEFAULT_POLL_US_MEMORY} with --memory, 0 with --image)
+  --threads T             serve the queues on T worker threads (1..--num-queues; queue i on thread
+                          i mod T); the main thread keeps the vhost-user socket, features and config
+                          (default: queues served on the main thread)
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -92,7 +97,10 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const pollText = stringOption(v, 'poll-us');
   const pollUs = pollText === undefined ? null : parseIntInRange(pollText, '--poll-us', 0, MAX_POLL_US_CLI, COMMAND);
-  return { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs };
+  const threadsText = stringOption(v, 'threads');
+  // A ring is served by one thread: more threads than queues would idle.
+  const threads = threadsText === undefined ? 0 : parseIntInRange(threadsText, '--threads', 1, numQueues, COMMAND);
+  return { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs, threads };
 }
 
 export const BLK_CLI: DeviceCli<BlkOptions> = {
@@ -105,6 +113,7 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     'queue-size': { type: 'string' },
     serial: { type: 'string' },
     'poll-us': { type: 'string' },
+    threads: { type: 'string' },
   },
   usage: BLK_USAGE,
   parse: parseBlk,

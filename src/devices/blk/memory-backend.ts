@@ -4,6 +4,11 @@ import type { BlkBackend } from './backend.js';
 /** Granularity of the sparse RAM disk's written-page map. */
 const SPARSE_PAGE = 4096;
 
+/** Bytes of a sparse map for a disk of `sizeBytes` (one per 4 KiB page). */
+export function sparseMapBytes(sizeBytes: number): number {
+  return Math.ceil(sizeBytes / SPARSE_PAGE);
+}
+
 /**
  * A RAM disk. Every operation completes synchronously, so the device's request path runs
  * without promises.
@@ -21,7 +26,12 @@ export class MemoryBackend implements BlkBackend {
   /** Sparse: 1 for each page written since creation (a 0 page holds zeroes in `data`). */
   private readonly written: Uint8Array | null;
 
-  constructor(sizeBytes: number, opts: { readOnly?: boolean; data?: Uint8Array; sparse?: boolean } = {}) {
+  /**
+   * `written`: a sparse map to use instead of a new one, with `data` (zeroes where the map has
+   * 0): views of SharedArrayBuffers give every thread the same sparse disk (`--threads`); its
+   * length is sparseMapBytes(sizeBytes).
+   */
+  constructor(sizeBytes: number, opts: { readOnly?: boolean; data?: Uint8Array; sparse?: boolean; written?: Uint8Array } = {}) {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad RAM disk size ${sizeBytes}`);
     }
@@ -30,8 +40,11 @@ export class MemoryBackend implements BlkBackend {
     }
     this.data = opts.data ?? new Uint8Array(sizeBytes);
     this.readOnly = opts.readOnly ?? false;
-    // Given data may hold anything: no sparse map then.
-    this.written = opts.sparse === true && !opts.data ? new Uint8Array(Math.ceil(sizeBytes / SPARSE_PAGE)) : null;
+    if (opts.written && opts.written.length !== sparseMapBytes(sizeBytes)) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `sparse map of ${opts.written.length} bytes for a ${sizeBytes}-byte disk`);
+    }
+    // Given data may hold anything: no sparse map then, unless one comes with it.
+    this.written = opts.written ?? (opts.sparse === true && !opts.data ? new Uint8Array(sparseMapBytes(sizeBytes)) : null);
   }
 
   /** Whether any page of [offset, offset + len) was written (len > 0). */
