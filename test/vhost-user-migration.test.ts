@@ -17,28 +17,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { QmpClient } from '../src/transport/x-remote/qmp-client.js';
-import {
-  GuestError,
-  GuestFailure,
-  TRANSPORT_MODULES,
-  buildInitramfs,
-  ensureGuestDeps,
-  findCloudKernel,
-  makeRawImage,
-  makeTempDir,
-  qemuArgv,
-  repoRoot,
-  runQemu,
-  startProcess,
-  waitForPath,
-  type GuestConsole,
-  type GuestResult,
-  type ManagedProcess,
-  type TempDir,
-} from './support/guest.js';
+import { ensureGuestDeps, makeRawImage, makeTempDir, repoRoot, startProcess, waitForPath, type ManagedProcess, type TempDir } from './support/guest.js';
+import { runMigration, type MigrationRunResult } from './support/migration.js';
 
 const deps = ensureGuestDeps();
 const skip = deps.ok ? false : deps.reason;
@@ -116,18 +98,6 @@ async function startBlk(sock: string, img: string): Promise<ManagedProcess> {
   return p;
 }
 
-/** Polls `query-migrate` until the migration ends; resolves with its final state. */
-async function waitMigration(qmp: QmpClient, timeoutMs: number): Promise<Record<string, unknown>> {
-  const end = performance.now() + timeoutMs;
-  for (;;) {
-    const st = (await qmp.execute('query-migrate')) as Record<string, unknown>;
-    if (st['status'] === 'completed' || st['status'] === 'failed' || st['status'] === 'cancelled') return st;
-    if (performance.now() > end) throw new Error(`migration not done after ${timeoutMs} ms: ${JSON.stringify(st)}`);
-    // Polled, not waited on: QMP has no blocking "until done" command in 7.2.
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('virtio-ts blk: live migration between two QEMU 7.2 processes (vhost-user, shared image)', { skip, timeout: RUN_TIMEOUT_MS + 60_000 }, () => {
   let tmp: TempDir;
   before(async () => {
@@ -141,109 +111,49 @@ describe('virtio-ts blk: live migration between two QEMU 7.2 processes (vhost-us
     const img = tmp.file('disk.img');
     await makeRawImage(img, IMAGE_SIZE);
     const pattern = Buffer.concat(Array.from({ length: CHUNKS }, (_, c) => chunk(c)));
-    const kernel = findCloudKernel();
-    const initrd = await buildInitramfs({
-      kernel,
-      modules: [...TRANSPORT_MODULES.q35, 'virtio_blk'],
-      initScript: SCRIPT,
-      extraFiles: [{ path: '/pattern.bin', data: pattern }],
-    });
     const sockA = tmp.file('a.sock');
     const sockB = tmp.file('b.sock');
-    const qmpA = tmp.file('a.qmp');
-    const qmpB = tmp.file('b.qmp');
-    const migSock = tmp.file('migrate.sock');
     const backendA = await startBlk(sockA, img);
     const backendB = await startBlk(sockB, img);
-    const side = (sock: string, qmp: string): string[] =>
-      qemuArgv({
-        machine: 'q35',
-        kernel: kernel.image,
-        initrd,
-        memfd: true,
-        memoryMiB: 128,
-        qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', 'vhost-user-blk-pci,chardev=c0,id=disk0', '-qmp', `unix:${qmp},server=on,wait=off`],
-      });
-
-    // The destination first: it waits for the incoming stream.
-    let destConsole: GuestConsole | null = null;
-    let destWrites = 0;
-    let toldMoved = false;
-    let migrated = false;
-    const destRun = runQemu('qemu-system-x86_64', [...side(sockB, qmpB), '-incoming', `unix:${migSock}`], {
-      timeoutMs: RUN_TIMEOUT_MS,
-      onLine: (line, guest) => {
-        destConsole = guest;
-        if (/^RESULT w=\d+$/.test(line)) destWrites++;
-        if (migrated && !toldMoved && destWrites >= AFTER_MIGRATION) {
-          toldMoved = true;
-          guest.send('moved\n');
-        }
-      },
-    });
-    destRun.catch(() => undefined); // awaited below; a failure is reported there
-    const lastSourceWrite = { value: -1 };
-    let startMigration: () => void = () => undefined;
-    const sourceReady = new Promise<void>((resolve) => {
-      startMigration = resolve;
-    });
-    const sourceRun = runQemu('qemu-system-x86_64', side(sockA, qmpA), {
-      timeoutMs: RUN_TIMEOUT_MS,
-      onLine: (line) => {
-        const m = /^RESULT w=(\d+)$/.exec(line);
-        if (m) {
-          lastSourceWrite.value = Number(m[1]);
-          if (lastSourceWrite.value + 1 >= BEFORE_MIGRATION) startMigration();
-        }
-      },
-    });
-    // The source never reports an exit: it ends paused after the move and is told to quit.
-    const sourceEnded: Promise<GuestError | GuestResult> = sourceRun.catch((e: unknown) => e as GuestError);
-    let destRes: GuestResult | undefined;
-    let migration: Record<string, unknown> = {};
+    const disk = (sock: string): string[] => ['-chardev', `socket,id=c0,path=${sock}`, '-device', 'vhost-user-blk-pci,chardev=c0,id=disk0'];
+    let lastSourceWrite = -1;
+    let run: MigrationRunResult;
     try {
-      await Promise.race([sourceReady, sourceEnded.then((r) => Promise.reject(new Error(`source ended before the writes began: ${r instanceof Error ? r.message : ''}`)))]);
-      const src = await QmpClient.connect(qmpA, 10_000);
-      const dst = await QmpClient.connect(qmpB, 10_000);
-      try {
-        // QEMU's default bandwidth limit (32 MiB/s) would only make the move slower.
-        await src.execute('migrate-set-parameters', { 'max-bandwidth': 1 << 30 });
-        await src.execute('migrate', { uri: `unix:${migSock}` });
-        migration = await waitMigration(src, 120_000);
-        assert.equal(migration['status'], 'completed', `migration: ${JSON.stringify(migration)}`);
-        const st = (await dst.execute('query-status')) as { status: string; running: boolean };
-        assert.equal(st.running, true, `destination runs after the move: ${JSON.stringify(st)}`);
-        migrated = true;
-        // The writer may have done its eight writes on the destination already.
-        if (!toldMoved && destWrites >= AFTER_MIGRATION && destConsole !== null) {
-          toldMoved = true;
-          (destConsole as GuestConsole).send('moved\n');
-        }
-        await src.execute('quit').catch(() => undefined); // the source exits while answering
-      } finally {
-        src.close();
-        dst.close();
-      }
-      destRes = await destRun;
+      run = await runMigration({
+        modules: ['virtio_blk'],
+        script: SCRIPT,
+        extraFiles: [{ path: '/pattern.bin', data: pattern }],
+        sourceArgs: disk(sockA),
+        destinationArgs: disk(sockB),
+        qmpSource: tmp.file('a.qmp'),
+        qmpDestination: tmp.file('b.qmp'),
+        migrationSocket: tmp.file('migrate.sock'),
+        migrateWhen: (line) => {
+          const m = /^RESULT w=(\d+)$/.exec(line);
+          if (m) lastSourceWrite = Number(m[1]);
+          return lastSourceWrite + 1 >= BEFORE_MIGRATION;
+        },
+        progressOnDestination: (line) => /^RESULT w=\d+$/.test(line),
+        progressNeeded: AFTER_MIGRATION,
+        timeoutMs: RUN_TIMEOUT_MS,
+      });
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n----- back-end A -----\n${backendA.output()}\n----- back-end B -----\n${backendB.output()}`, { cause: e });
     } finally {
-      const ends = await Promise.all([sourceEnded, destRun.catch((e: unknown) => e)]);
-      void ends;
       await backendA.stop(5000);
       await backendB.stop(5000);
     }
-    const source = await sourceEnded;
-    assert.ok(source instanceof GuestError && source.failure === GuestFailure.QEMU_FAILED, 'the source QEMU quit after the move, its guest gone');
+    const destRes = run.destination;
     const logA = backendA.output();
     const logB = backendB.output();
-    await writeFile(join(tmp.path, '..', 'vts-migration-a.log'), logA).catch(() => undefined);
-    await writeFile(join(tmp.path, '..', 'vts-migration-b.log'), logB).catch(() => undefined);
-    t.diagnostic(`migration: ${JSON.stringify({ status: migration['status'], 'total-time': migration['total-time'], downtime: migration['downtime'], ram: migration['ram'] })}`);
-    t.diagnostic(`source acknowledged writes 0..${lastSourceWrite.value}; destination ${destWrites}; guest wrote ${destRes.results.get('written')}`);
+    const migration = run.migration;
+    t.diagnostic(`migration: ${JSON.stringify({ status: migration['status'], 'total-time': migration['total-time'], downtime: migration['downtime'] })}`);
+    t.diagnostic(`source acknowledged writes 0..${lastSourceWrite}; destination ${run.destinationProgress}; guest wrote ${destRes.results.get('written')}`);
 
     const written = Number(destRes.results.get('written'));
     assert.ok(written >= BEFORE_MIGRATION + AFTER_MIGRATION, `writes before and after the move: ${written}\n${destRes.output}`);
     assert.equal(destRes.results.get('verified'), String(written), 'every block read back on the destination');
-    assert.ok(destWrites >= AFTER_MIGRATION, 'the destination acknowledged writes');
+    assert.ok(run.destinationProgress >= AFTER_MIGRATION, 'the destination acknowledged writes');
     // The source back-end logged what it wrote while QEMU's dirty log was on.
     const marks = /dirty page logging (?:off|ended with the session): (\d+) page marks/.exec(logA);
     assert.match(logA, /dirty page logging on/, `source back-end log:\n${logA}`);
