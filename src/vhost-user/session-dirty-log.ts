@@ -22,6 +22,8 @@ export class SessionDirtyLog {
   private log: DirtyLog | null = null;
   private mapping: Mapping | null = null;
   private logFd = -1;
+  /** Whether the rings log now (LOG_ALL and a log area). */
+  private logging = false;
 
   constructor(
     private readonly platform: Platform,
@@ -64,6 +66,12 @@ export class SessionDirtyLog {
   /** Sets what each started ring logs: nothing unless `logAll` (VHOST_F_LOG_ALL) and a log area. */
   apply(rings: readonly Vring[], logAll: boolean): void {
     const on = logAll && this.log !== null;
+    if (on !== this.logging) {
+      // One line per switch, so a migration's log shows when the device's writes were tracked.
+      if (on) this.logger.info(`dirty page logging on (log of ${this.log!.bytes.length} bytes)`);
+      else this.logger.info(`dirty page logging off: ${this.log?.marks ?? 0} page marks`);
+      this.logging = on;
+    }
     for (const r of rings) {
       const q = r.queue;
       if (!q) continue;
@@ -89,6 +97,8 @@ export class SessionDirtyLog {
 
   /** Unmaps the log and closes its fd (end of session). */
   close(): void {
+    if (this.logging) this.logger.info(`dirty page logging ended with the session: ${this.log?.marks ?? 0} page marks`);
+    this.logging = false;
     this.mapping?.unmap();
     this.mapping = null;
     this.log = null;

@@ -17,6 +17,9 @@ import { PackedInflight, SplitInflight, readSplitChain } from './inflight.js';
 
 /** The dirty page bitmap of SET_LOG_BASE ("Migration"). */
 export class DirtyLog {
+  /** Page marks made so far (a page marked twice counts twice): evidence that logging ran. */
+  marks = 0;
+
   constructor(readonly bytes: Uint8Array) {}
 
   /** Marks every page of guest range [addr, addr + len) dirty (atomically: the front-end reads it concurrently). */
@@ -25,6 +28,7 @@ export class DirtyLog {
     const first = Math.floor(addr / VHOST_LOG_PAGE);
     const last = Math.floor((addr + len - 1) / VHOST_LOG_PAGE);
     const b = this.bytes;
+    this.marks += last - first + 1;
     for (let p = first; p <= last; p++) {
       const byte = Math.floor(p / 8);
       if (byte >= b.length) return;
