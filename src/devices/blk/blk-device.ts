@@ -138,7 +138,10 @@ export class BlkDevice implements VirtioDevice {
     this.geometry = g ? { cylinders: g.cylinders, heads: g.heads, sectors: g.sectors } : null;
     const serial = new TextEncoder().encode(opts.serial ?? '');
     this.id.set(serial.subarray(0, BLK_ID_BYTES));
-    this.zoned = opts.zoned ? new ZonedModel(this.capacity, { ...opts.zoned, maxAppendSectors: opts.zoned.maxAppendSectors ?? Math.min(opts.zoned.zoneSectors, this.segMax * 8) }) : null;
+    // device/blk/13: by default an append fills at most seg_max segments of size_max (or of 4 KiB).
+    const segBytes = this.sizeMax > 0 ? this.sizeMax : 4096;
+    const appendLimit = Math.floor((this.segMax * segBytes) / BLK_SECTOR_SIZE);
+    this.zoned = opts.zoned ? new ZonedModel(this.capacity, { ...opts.zoned, maxAppendSectors: opts.zoned.maxAppendSectors ?? Math.min(opts.zoned.zoneSectors, appendLimit) }) : null;
     // device/blk/12: max_append_sectors within seg_max * size_max.
     if (this.zoned !== null && this.sizeMax > 0 && this.zoned.maxAppendSectors * BLK_SECTOR_SIZE > this.segMax * this.sizeMax) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'zoned maxAppendSectors exceeds seg_max * size_max');

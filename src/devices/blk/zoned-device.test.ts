@@ -81,6 +81,13 @@ describe('virtio-blk zoned device (5.2.6)', T, () => {
     }
   });
 
+  it('device/blk/13: max_append_sectors never exceeds seg_max * size_max (the default fits; a larger one is refused)', () => {
+    const backend = new MemoryBackend(SECTORS * 512);
+    const dev = new BlkDevice(backend, { queueSize: 8, sizeMax: 4096, zoned: { model: BlkZonedModel.HM, zoneSectors: ZONE } });
+    assert.ok(dev.zoned!.maxAppendSectors * 512 <= dev.segMax * dev.sizeMax, `${dev.zoned!.maxAppendSectors} sectors`);
+    assert.throws(() => new BlkDevice(backend, { queueSize: 8, sizeMax: 4096, zoned: { model: BlkZonedModel.HM, zoneSectors: ZONE, maxAppendSectors: 64 } }), /seg_max \* size_max/);
+  });
+
   it('device/blk/9, device/blk/10: the last zone may be smaller; a report describes every zone with its capacity', async () => {
     const backend = new MemoryBackend((SECTORS + 16) * 512);
     const dev = new BlkDevice(backend, { zoned: { model: BlkZonedModel.HM, zoneSectors: ZONE, zoneCapacitySectors: 48, conventionalZones: 1 } });
@@ -169,7 +176,7 @@ describe('virtio-blk zoned device (5.2.6)', T, () => {
     });
   }
 
-  it('device/blk/48: sectors past the write pointer read as zeros, also after a reset and a finish, whatever the backend holds', async () => {
+  it('device/blk/48, device/blk/49: sectors past the write pointer read as zeros (the device-specific pattern), also after a reset and a finish, whatever the backend holds', async () => {
     const { lb, drv, backend } = await pair();
     try {
       // The backing store holds old data everywhere.
