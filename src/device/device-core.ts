@@ -190,7 +190,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     if (this.legacyMode) {
       // A legacy interface carries 32 feature bits and never VERSION_1 (6.3, 2.2.3).
       const transport = this.transportFeatures | LEGACY_TRANSPORT_BITS;
-      this.offered = dev & (DEVICE_TYPE_MASK | transport) & U32_MASK;
+      this.offered = dev & (DEVICE_TYPE_MASK | transport) & U32_MASK & ~(this.device.modernOnlyFeatures ?? 0n);
     } else {
       // device/content/20: a modern device offers VERSION_1.
       this.offered = (dev & (DEVICE_TYPE_MASK | (this.transportFeatures & ~LEGACY_TRANSPORT_BITS & ~F.SUSPEND))) | F.VERSION_1;

@@ -60,6 +60,11 @@ export interface VirtioDevice {
   readonly deviceId: number;
   /** Features offered: device-specific bits and the transport bits this device supports. */
   readonly offeredFeatures: bigint;
+  /**
+   * Device-type bits never offered through a legacy interface, where feature negotiation has no
+   * FEATURES_OK step (e.g. VIRTIO_BLK_F_ZONED, device/blk/5). None by default.
+   */
+  readonly modernOnlyFeatures?: bigint;
   /** Maximum size of each queue; its length is the number of queues. */
   readonly queueMaxSizes: readonly number[];
   /** Size of the device-specific configuration space in bytes. */

@@ -18,6 +18,13 @@ export interface DeviceDriverInfo {
   readonly wantedFeatures: bigint;
   /** Feature bits it cannot work without (driver/content/8): missing ones fail initialization. */
   readonly requiredFeatures: bigint;
+  /**
+   * Called once the driver features are written and before FEATURES_OK, with the configuration
+   * space readable as those features make it (e.g. blk reads its zoned model to drop DISCARD for
+   * a host-managed device, driver/blk/6). Returns the features to accept instead (a subset);
+   * absent: the features stand.
+   */
+  readonly refineFeatures?: (accepted: bigint, readConfig: (offset: number, dst: Uint8Array) => void, littleEndian: boolean) => bigint;
 }
 
 /** What every running device-type driver offers besides its typed requests. */

@@ -340,6 +340,14 @@ export class VirtioDriver {
     }
     accepted |= F.VERSION_1; // driver/content/31
     t.setDriverFeatures(accepted);
+    if (type?.refineFeatures) {
+      // The device-type driver looks at the configuration before committing (only dropping bits).
+      const refined = type.refineFeatures(accepted, (offset, dst) => t.readConfig(offset, dst), true) & accepted;
+      if (refined !== accepted) {
+        accepted = refined;
+        t.setDriverFeatures(accepted);
+      }
+    }
     t.setStatus(status | Status.FEATURES_OK);
     // 3.1.1 step 6: re-read; a device that cannot support the subset left the bit clear.
     if (!(t.getStatus() & Status.FEATURES_OK)) {

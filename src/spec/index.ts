@@ -3,6 +3,7 @@ export * from './status.js';
 export * from './device-id.js';
 export * from './ring.js';
 export * from './blk.js';
+export * from './blk-zoned.js';
 export * from './entropy.js';
 export * from './input.js';
 export * from './balloon.js';

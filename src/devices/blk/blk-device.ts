@@ -14,6 +14,7 @@ import {
   BLK_SECTOR_SIZE,
   BlkConfig,
   BlkF,
+  BlkZonedModel,
   type BlkConfigField,
 } from '../../spec/blk.js';
 import { type ConfigValues, configWriteAllowed, decodeConfigWrite, encodeConfig } from '../../spec/config-layout.js';
@@ -21,6 +22,7 @@ import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import type { BlkBackend } from './backend.js';
 import { BlkRequest, BlkRequestHandler } from './blk-requests.js';
+import { ZonedModel, type ZonedOptions } from './zoned-model.js';
 
 export interface BlkDeviceOptions {
   /** Offer VIRTIO_BLK_F_RO and fail writes (also when the backend is read-only). */
@@ -48,6 +50,12 @@ export interface BlkDeviceOptions {
   sizeMax?: number;
   /** Legacy CHS geometry (VIRTIO_BLK_F_GEOMETRY). Not offered by default. */
   geometry?: BlkGeometry;
+  /**
+   * A zoned device (VIRTIO_BLK_F_ZONED, 5.2.6): host-managed or host-aware zones over the
+   * backend. DISCARD, WRITE_ZEROES and SECURE_ERASE are then not offered (device/blk/6 forbids
+   * DISCARD with host-managed zones). Not zoned by default.
+   */
+  zoned?: ZonedOptions;
   logger?: Logger;
 }
 
@@ -70,6 +78,10 @@ export class BlkDevice implements VirtioDevice {
   readonly offeredFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = BlkConfig.SIZE;
+  /** device/blk/5: ZONED needs FEATURES_OK, which a legacy interface does not have. */
+  readonly modernOnlyFeatures = BlkF.ZONED;
+  /** The zones, when the device is zoned. */
+  readonly zoned: ZonedModel | null;
 
   readonly readOnly: boolean;
   /** Sectors of 512 bytes; follows the backend's size through refreshCapacity(). */
@@ -126,6 +138,14 @@ export class BlkDevice implements VirtioDevice {
     this.geometry = g ? { cylinders: g.cylinders, heads: g.heads, sectors: g.sectors } : null;
     const serial = new TextEncoder().encode(opts.serial ?? '');
     this.id.set(serial.subarray(0, BLK_ID_BYTES));
+    // device/blk/13: by default an append fills at most seg_max segments of size_max (or of 4 KiB).
+    const segBytes = this.sizeMax > 0 ? this.sizeMax : 4096;
+    const appendLimit = Math.floor((this.segMax * segBytes) / BLK_SECTOR_SIZE);
+    this.zoned = opts.zoned ? new ZonedModel(this.capacity, { ...opts.zoned, maxAppendSectors: opts.zoned.maxAppendSectors ?? Math.min(opts.zoned.zoneSectors, appendLimit) }) : null;
+    // device/blk/12: max_append_sectors within seg_max * size_max.
+    if (this.zoned !== null && this.sizeMax > 0 && this.zoned.maxAppendSectors * BLK_SECTOR_SIZE > this.segMax * this.sizeMax) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'zoned maxAppendSectors exceeds seg_max * size_max');
+    }
     this.initialWriteback = (opts.writeback ?? true) ? 1 : 0;
     this.writeback = this.initialWriteback;
 
@@ -135,10 +155,11 @@ export class BlkDevice implements VirtioDevice {
     if (this.sizeMax > 0) f |= BlkF.SIZE_MAX;
     if (this.geometry) f |= BlkF.GEOMETRY;
     if (this.readOnly) f |= BlkF.RO;
-    else if (opts.discard ?? true) f |= BlkF.DISCARD | BlkF.WRITE_ZEROES | BlkF.SECURE_ERASE;
+    else if ((opts.discard ?? true) && this.zoned === null) f |= BlkF.DISCARD | BlkF.WRITE_ZEROES | BlkF.SECURE_ERASE;
     // device/blk/27, device/blk/28: only when the backend has lifetime metrics.
     if (typeof backend.lifetime === 'function') f |= BlkF.LIFETIME;
-    // device/blk/4: not a zoned device, ZONED is never offered.
+    // device/blk/4: ZONED only for a zoned device.
+    if (this.zoned !== null) f |= BlkF.ZONED;
     this.offeredFeatures = f;
 
     this.server = new QueueServer<BlkRequest>({
@@ -186,6 +207,8 @@ export class BlkDevice implements VirtioDevice {
       maxSecureEraseSectors: this.maxDiscardSectors,
       maxSecureEraseSeg: this.maxDiscardSegments,
       secureEraseSectorAlignment: blkSize,
+      // device/blk/6..14: the zoned characteristics once ZONED is negotiated, else zeros.
+      ...this.zonedConfig((features & BlkF.ZONED) !== 0n),
     };
     encodeConfig(BLK_CONFIG_LAYOUT, values, this.offeredFeatures | BlkF.MQ, offset, dst, littleEndian);
   }
@@ -204,8 +227,24 @@ export class BlkDevice implements VirtioDevice {
   }
 
   validateFeatures(accepted: bigint): string | null {
-    if ((accepted & BlkF.ZONED) !== 0n) return 'VIRTIO_BLK_F_ZONED was not offered';
+    if ((accepted & BlkF.ZONED) !== 0n && this.zoned === null) return 'VIRTIO_BLK_F_ZONED was not offered';
+    // device/blk/6: a host-managed device cannot work for a driver that did not accept ZONED;
+    // a host-aware one goes on as a regular device (its zoned fields read 0).
+    if ((accepted & BlkF.ZONED) === 0n && this.zoned?.model === BlkZonedModel.HM) return 'a host-managed zoned device needs VIRTIO_BLK_F_ZONED';
     return null;
+  }
+
+  private zonedConfig(negotiated: boolean): Partial<ConfigValues<BlkConfigField>> {
+    const z = this.zoned;
+    if (z === null || !negotiated) return {};
+    return {
+      zonedZoneSectors: z.zoneSectors,
+      zonedMaxOpenZones: z.maxOpen,
+      zonedMaxActiveZones: z.maxActive,
+      zonedMaxAppendSectors: z.maxAppendSectors,
+      zonedWriteGranularity: z.writeGranularity,
+      zonedModel: z.model,
+    };
   }
 
   /**
@@ -248,6 +287,7 @@ export class BlkDevice implements VirtioDevice {
     // In-flight backend operations may still finish; the server drops their completions.
     this.server.reset();
     this.requests.reset();
+    this.zoned?.onDeviceReset();
     this.writeback = this.initialWriteback;
   }
 

@@ -110,7 +110,7 @@ export interface BlkDriverOptions {
 }
 
 /** A request's guest buffers and the device's answer. */
-interface Exchange {
+export interface Exchange {
   /** Header (16 bytes) followed by the status byte, one allocation. */
   hdr: number;
   data: number;
@@ -159,8 +159,8 @@ export class BlkDriver implements DeviceDriver {
 
   config: BlkDriverConfig;
   readonly readOnly: boolean;
-  private readonly ctx: DriverContext;
-  private readonly le: boolean;
+  protected readonly ctx: DriverContext;
+  protected readonly le: boolean;
   private readonly checkBounds: boolean;
   /** One request queue per virtqueue (MQ: num_queues of them, 5.2.2). */
   private readonly queues: RequestQueue[] = [];
@@ -190,8 +190,8 @@ export class BlkDriver implements DeviceDriver {
     this.le = ctx.littleEndian;
     this.checkBounds = opts.checkBounds ?? false;
     const f = ctx.features;
-    if ((f & BlkF.ZONED) !== 0n) {
-      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_ZONED was negotiated; this driver cannot drive zoned devices (driver/blk/5)');
+    if ((f & BlkF.ZONED) !== 0n && !this.drivesZonedDevices()) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_ZONED was negotiated; this driver cannot drive zoned devices (driver/blk/5): use ZonedBlkDriver');
     }
     this.fSizeMax = (f & BlkF.SIZE_MAX) !== 0n;
     this.fSegMax = (f & BlkF.SEG_MAX) !== 0n;
@@ -249,6 +249,11 @@ export class BlkDriver implements DeviceDriver {
    */
   readConfig(): BlkDriverConfig {
     return readConfigFields(BLK_CONFIG_LAYOUT, BLK_DRIVER_CONFIG_FIELDS, (offset, len) => this.ctx.readConfig(offset, len), this.le);
+  }
+
+  /** Whether this driver can drive a zoned device (ZonedBlkDriver can; this one cannot, driver/blk/5). */
+  protected drivesZonedDevices(): boolean {
+    return false;
   }
 
   /** Stops using the device: pending requests fail with RequestAbortedError('detached'). */
@@ -399,7 +404,7 @@ export class BlkDriver implements DeviceDriver {
     return { status: p.status, data: out, usedLen: p.usedLen };
   }
 
-  private checkRw(sector: number, len: number): void {
+  protected checkRw(sector: number, len: number): void {
     if (!Number.isSafeInteger(sector) || sector < 0 || !Number.isSafeInteger(len) || len < 0 || len % BLK_SECTOR_SIZE !== 0) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad request: sector ${sector}, ${len} bytes (a multiple of 512, driver/blk/15)`);
     }
@@ -433,7 +438,7 @@ export class BlkDriver implements DeviceDriver {
     }
   }
 
-  private release(p: Exchange): void {
+  protected release(p: Exchange): void {
     const dma = this.ctx.dma;
     if (this.freeSlots.length < this.maxFreeSlots) this.freeSlots.push(p.hdr);
     else dma.free(p.hdr);
@@ -485,7 +490,14 @@ export class BlkDriver implements DeviceDriver {
    * (the caller copies data out and releases them); rejects with BlkRequestError for a non-OK
    * status unless `anyStatus`.
    */
-  private async submit(type: number, sector: number, out: Uint8Array | null, dataLen: number, dataWritable: boolean, anyStatus = false): Promise<Exchange> {
+  /** Puts one chain on the next queue and resolves with the used length (for requests `submit` cannot frame). */
+  protected submitChain(outSegs: Segment[], inSegs: Segment[]): Promise<number> {
+    const qi = this.nextQueue;
+    this.nextQueue = (qi + 1) % this.queues.length;
+    return this.queues[qi]!.submit(outSegs, inSegs);
+  }
+
+  protected async submit(type: number, sector: number, out: Uint8Array | null, dataLen: number, dataWritable: boolean, anyStatus = false): Promise<Exchange> {
     const mem = this.ctx.memory;
     this.checkSegments(dataLen);
     const hdr = this.allocBuffer(SLOT_BYTES, true);

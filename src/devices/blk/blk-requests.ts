@@ -25,7 +25,9 @@ import {
   BlkReqType,
   BlkStatus,
 } from '../../spec/blk.js';
+import { BLK_APPEND_SECTOR_BYTES, BlkZoneDescriptor, BlkZoneReport } from '../../spec/blk-zoned.js';
 import type { BlkBackend } from './backend.js';
+import { setU64, type ZonedModel } from './zoned-model.js';
 
 const MAX_SAFE_SECTOR_HI = 0x1f_ffff; // sector < 2^53 / 512 keeps byte offsets exact
 const U32 = 0x1_0000_0000;
@@ -48,6 +50,8 @@ export interface BlkDeviceState {
   readonly maxDiscardSegments: number;
   /** The cache mode field (CONFIG_WCE): 1 writeback, 0 writethrough. */
   readonly writeback: number;
+  /** The zones of a zoned device (VIRTIO_BLK_F_ZONED), or null. */
+  readonly zoned: ZonedModel | null;
 }
 
 /** One slot of a queue's request pool, reused, so the hot path allocates nothing. */
@@ -58,6 +62,9 @@ export class BlkRequest extends QueueRequest {
   flushAfter = false;
   /** Bytes of the writable part (before the status byte) the device wrote. */
   filled = 0;
+  /** A read of a zoned device: its first sector and length, masked for unwritten data at the end (-1: none). */
+  zonedReadSector = -1;
+  zonedReadSectors = 0;
   readonly onOk: () => void;
   readonly onErr: (e: unknown) => void;
 
@@ -82,7 +89,20 @@ export class BlkRequestHandler {
   private fSecureErase = false;
   private fLifetime = false;
   private fWce = false;
+  /** ZONED negotiated (and the device is zoned). */
+  private zones: ZonedModel | null = null;
   private le = true;
+  /** Where a ZONE_APPEND's data goes (the zone's write pointer), from ZonedModel.startWrite. */
+  private readonly appendAt = new Float64Array(1);
+  /** A zone report's header or one descriptor, written into the request one at a time. */
+  private readonly zoneRecord = new Uint8Array(BlkZoneDescriptor.SIZE);
+  private readonly zoneRecordView = new DataView(this.zoneRecord.buffer);
+  private readonly zeroFn = (offset: number, length: number): void => {
+    this.writer.skip(offset - this.zeroAt);
+    this.writer.fill(length);
+    this.zeroAt = offset + length;
+  };
+  private zeroAt = 0;
 
   private readonly hdr = new Uint8Array(BlkReqHeader.SIZE);
   private readonly hdrView = new DataView(this.hdr.buffer);
@@ -114,6 +134,7 @@ export class BlkRequestHandler {
     this.fSecureErase = (features & BlkF.SECURE_ERASE) !== 0n;
     this.fLifetime = (features & BlkF.LIFETIME) !== 0n;
     this.fWce = (features & BlkF.CONFIG_WCE) !== 0n;
+    this.zones = (features & BlkF.ZONED) !== 0n ? this.dev.zoned : null;
     this.le = littleEndian;
   }
 
@@ -124,6 +145,7 @@ export class BlkRequestHandler {
     req.pending = 0;
     req.flushAfter = false;
     req.filled = 0;
+    req.zonedReadSector = -1;
     req.phase = Phase.IO;
     if (chain.fault !== null || chain.writableBytes === 0) {
       // An unmapped segment or no status byte: answer what we can.
@@ -182,6 +204,22 @@ export class BlkRequestHandler {
         case BlkReqType.SECURE_ERASE:
           this.startSegments(req, type, this.fSecureErase, dataOut);
           break;
+        case BlkReqType.ZONE_APPEND:
+          if (this.zones === null) req.status = BlkStatus.UNSUPP;
+          else this.startAppend(req, this.zones, sector, dataOut, dataIn);
+          break;
+        case BlkReqType.ZONE_REPORT:
+          if (this.zones === null) req.status = BlkStatus.UNSUPP;
+          else this.zoneReport(req, this.zones, sector, dataOut, dataIn);
+          break;
+        case BlkReqType.ZONE_OPEN:
+        case BlkReqType.ZONE_CLOSE:
+        case BlkReqType.ZONE_FINISH:
+        case BlkReqType.ZONE_RESET:
+        case BlkReqType.ZONE_RESET_ALL:
+          if (this.zones === null) req.status = BlkStatus.UNSUPP;
+          else req.status = this.zoneManagement(this.zones, type, sector, dataOut, dataIn);
+          break;
         default:
           // Unknown types, legacy SCSI, and zoned requests without ZONED (device/blk/30).
           req.status = BlkStatus.UNSUPP;
@@ -212,6 +250,16 @@ export class BlkRequestHandler {
       }
       // Writethrough: the write completes only once stable (device/blk/25).
       req.flushAfter = !this.fFlush || (this.fWce && this.dev.writeback === 0);
+    }
+    const zones = this.zones;
+    if (zones !== null) {
+      const n = len / BLK_SECTOR_SIZE;
+      req.status = isWrite ? zones.startWrite(sector, n, false, this.appendAt) : zones.checkRead(sector, n);
+      if (req.status !== BlkStatus.OK) return;
+      if (!isWrite) {
+        req.zonedReadSector = sector;
+        req.zonedReadSectors = n;
+      }
     }
     if (len === 0) return;
     if (!isWrite) req.filled = len;
@@ -337,6 +385,87 @@ export class BlkRequestHandler {
   }
 
   /**
+   * ZONE_APPEND (5.2.6): the data goes at the zone's write pointer, and the sector it went to is
+   * returned in append_sector, the 8 writable bytes before the status byte (virtio_blk_req_za).
+   */
+  private startAppend(req: BlkRequest, zones: ZonedModel, sector: number, dataOut: number, dataIn: number): void {
+    if (this.dev.readOnly) {
+      req.status = BlkStatus.IOERR;
+      return;
+    }
+    if (dataIn !== BLK_APPEND_SECTOR_BYTES || dataOut % BLK_SECTOR_SIZE !== 0) {
+      req.status = BlkStatus.IOERR; // not the virtio_blk_req_za layout
+      return;
+    }
+    const n = dataOut / BLK_SECTOR_SIZE;
+    if (sector >= this.dev.capacity || n > this.dev.capacity - sector) {
+      req.status = BlkStatus.IOERR;
+      return;
+    }
+    req.status = zones.startWrite(sector, n, true, this.appendAt);
+    if (req.status !== BlkStatus.OK) return;
+    const at = this.appendAt[0]!;
+    req.flushAfter = !this.fFlush || (this.fWce && this.dev.writeback === 0);
+    // device/blk/41: append_sector is the data's first sector.
+    const v = this.zoneRecordView;
+    setU64(v, 0, at, this.le);
+    req.filled = this.writer.reset(req.chain).write(this.zoneRecord, 0, BLK_APPEND_SECTOR_BYTES);
+    if (n === 0) return;
+    this.spanReq = req;
+    this.spanOffset = at * BLK_SECTOR_SIZE;
+    this.spanWrite = true;
+    const done = this.reader.spans(dataOut, this.spanFn);
+    this.spanReq = null;
+    if (done !== dataOut) req.status = BlkStatus.IOERR;
+  }
+
+  /**
+   * ZONE_REPORT: the header and as many whole zone descriptors as the buffer takes, from the
+   * zone holding `sector` on (nr_zones counts the descriptors written).
+   */
+  private zoneReport(req: BlkRequest, zones: ZonedModel, sector: number, dataOut: number, dataIn: number): void {
+    if (dataOut !== 0 || dataIn < BlkZoneReport.HEADER_SIZE) {
+      req.status = BlkStatus.IOERR;
+      return;
+    }
+    if (sector >= this.dev.capacity) {
+      req.status = BlkStatus.ZONE_INVALID_CMD;
+      return;
+    }
+    const first = zones.zoneOf(sector);
+    const n = Math.min(zones.zoneCount - first, Math.floor((dataIn - BlkZoneReport.HEADER_SIZE) / BlkZoneDescriptor.SIZE));
+    const rec = this.zoneRecord;
+    const v = this.zoneRecordView;
+    const w = this.writer.reset(req.chain);
+    rec.fill(0);
+    setU64(v, BlkZoneReport.NR_ZONES, n, this.le);
+    let filled = w.write(rec, 0, BlkZoneReport.HEADER_SIZE);
+    for (let i = 0; i < n; i++) {
+      zones.describe(first + i, v, this.le);
+      filled += w.write(rec, 0, BlkZoneDescriptor.SIZE);
+    }
+    req.filled = filled;
+  }
+
+  /** ZONE_OPEN, CLOSE, FINISH, RESET, RESET_ALL: non-data requests, answered at once. */
+  private zoneManagement(zones: ZonedModel, type: number, sector: number, dataOut: number, dataIn: number): number {
+    if (dataOut !== 0 || dataIn !== 0) return BlkStatus.IOERR;
+    if (this.dev.readOnly) return BlkStatus.IOERR;
+    switch (type) {
+      case BlkReqType.ZONE_OPEN:
+        return zones.open(sector);
+      case BlkReqType.ZONE_CLOSE:
+        return zones.close(sector);
+      case BlkReqType.ZONE_FINISH:
+        return zones.finish(sector);
+      case BlkReqType.ZONE_RESET:
+        return zones.reset(sector);
+      default:
+        return zones.resetAll(); // the sector is not used (5.2.6)
+    }
+  }
+
+  /**
    * The backend's flush, failing for good once it failed: after a failed fdatasync the kernel
    * may have dropped the dirty pages it could not write, so a later flush that succeeds would
    * claim durability for data that is gone. Every flush (and writethrough write) fails with
@@ -405,6 +534,13 @@ export class BlkRequestHandler {
     if (!this.server.isLive(req)) return;
     const chain = req.chain;
     let written = 0;
+    if (status === BlkStatus.OK && req.zonedReadSector >= 0 && this.zones !== null) {
+      // device/blk/48: what lies past a zone's written data reads as zeros, whatever the
+      // backend holds there (after a reset or a finish).
+      this.writer.reset(chain);
+      this.zeroAt = 0;
+      this.zones.unwritten(req.zonedReadSector, req.zonedReadSectors, this.zeroFn);
+    }
     if (chain.writableBytes > 0) {
       const filled = status === BlkStatus.OK ? req.filled : 0;
       const rest = chain.writableBytes - 1 - filled;
