@@ -1,3 +1,8 @@
+/**
+ * Transports at register level (4.1 PCI, 4.2 MMIO, 4.3 Channel I/O), device and driver sides, plus in-process, device-in-worker, v86 and x-remote transports.
+ *
+ * @module transport
+ */
 export * from './bus.js';
 export { SHARED_MEMORY_ALIGN, type PlacedSharedMemoryRegion, type SharedMemoryRegionInfo, placeSharedMemory } from './shared-memory.js';
 export * from './mmio/registers.js';

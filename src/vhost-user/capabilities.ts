@@ -5,7 +5,7 @@
 import { VirtioError } from '../errors.js';
 import { DeviceId } from '../spec/device-id.js';
 
-/** @VHostUserBackendType */
+/** The back-end types of vhost-user.json's `VHostUserBackendType` enum (QEMU docs/interop/vhost-user.json), in its order: the `type` a descriptor file and `--print-capabilities` name. */
 export const VHOST_USER_BACKEND_TYPES = [
   '9p',
   'balloon',
