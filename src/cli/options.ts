@@ -15,7 +15,9 @@ import { parseSize } from './parse-size.js';
 export const CliFault = {
   /** No sub-command at all. */
   MISSING_COMMAND: 'MISSING_COMMAND',
+  /** A sub-command that does not exist (`virtio-ts --help` lists them). */
   UNKNOWN_COMMAND: 'UNKNOWN_COMMAND',
+  /** An option the command does not take. */
   UNKNOWN_OPTION: 'UNKNOWN_OPTION',
   /** An option lacks its value, or a positional argument was given. */
   BAD_SYNTAX: 'BAD_SYNTAX',
@@ -25,8 +27,11 @@ export const CliFault = {
   MISSING_IMAGE: 'MISSING_IMAGE',
   /** Options that exclude each other (--socket-path/--fd, --image/--memory). */
   CONFLICT: 'CONFLICT',
+  /** A size (`--memory`, ...) that is not a number with an optional K, M, G suffix, or out of range. */
   BAD_SIZE: 'BAD_SIZE',
+  /** A number option that is not an integer in its range. */
   BAD_NUMBER: 'BAD_NUMBER',
+  /** Any other value the option does not take (an empty path, a serial too long, an unknown profile). */
   BAD_VALUE: 'BAD_VALUE',
 } as const;
 export type CliFault = (typeof CliFault)[keyof typeof CliFault];

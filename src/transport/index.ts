@@ -17,3 +17,5 @@ export * from './ccw/ccw-device.js';
 export * from './ccw/ccw-driver.js';
 export * from './loopback.js';
 export * from './x-remote/index.js';
+export { type V86AttachOptions, type V86Attachment, type V86DeviceSlot, attachV86Devices } from './v86/v86-attach.js';
+export { type V86Cpu, type V86PciAdapterOptions, type V86PciBus, type V86PortEntry, V86PciAdapter, v86GuestMemory } from './v86/v86-pci-adapter.js';
