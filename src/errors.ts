@@ -47,7 +47,13 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/**
+ * The error every virtio-ts API throws: a stable `code` to branch on (ErrorCode), a message for
+ * people, and the underlying error as `cause` where there is one. Subclasses add the fields that
+ * explain the failure.
+ */
 export class VirtioError extends Error {
+  /** What failed, as a stable value: branch on it, never on the message. */
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -56,10 +62,16 @@ export class VirtioError extends Error {
   }
 }
 
+/**
+ * A guest memory access outside the mapped regions or a bad region layout (code MEMORY_OUT_OF_RANGE
+ * or MEMORY_BAD_REGION), with the range that failed.
+ */
 export class MemoryError extends VirtioError {
   constructor(
     message: string,
+    /** The guest address of the access that failed. */
     readonly addr: number,
+    /** The length of the access that failed, in bytes. */
     readonly len: number,
     code: ErrorCode = ErrorCode.MEMORY_OUT_OF_RANGE,
   ) {
@@ -102,16 +114,23 @@ export const QueueFault = {
 } as const;
 export type QueueFault = (typeof QueueFault)[keyof typeof QueueFault];
 
+/**
+ * A ring rule the driver broke (code QUEUE_BROKEN): the queue is unusable until it or the device is
+ * reset, and the device sets DEVICE_NEEDS_RESET (2.1.2).
+ */
 export class QueueError extends VirtioError {
   constructor(
+    /** Which rule was broken. */
     readonly fault: QueueFault,
     message: string,
+    /** The queue, or -1 when not known where the error was raised. */
     readonly queueIndex = -1,
   ) {
     super(ErrorCode.QUEUE_BROKEN, `${fault}: ${message}`);
   }
 }
 
+/** Whether `e` is a VirtioError (of any subclass): narrows it so `e.code` can be read. */
 export function isVirtioError(e: unknown): e is VirtioError {
   return e instanceof VirtioError;
 }

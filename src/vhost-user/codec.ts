@@ -59,10 +59,16 @@ export const VhostUserFault = {
 } as const;
 export type VhostUserFault = (typeof VhostUserFault)[keyof typeof VhostUserFault];
 
+/**
+ * A vhost-user message refused or a session failure (code VHOST_USER_PROTOCOL): the precise
+ * `reason` and the request it concerns.
+ */
 export class VhostUserError extends VirtioError {
   constructor(
+    /** Why the message was refused. */
     readonly reason: VhostUserFault,
     message: string,
+    /** The request number (FrontendReq), or -1 when not tied to one. */
     readonly request = -1,
     options?: { cause?: unknown },
   ) {
