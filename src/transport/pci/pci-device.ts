@@ -41,7 +41,9 @@ export interface PciDeviceOptions {
   readonly notifyOffMultiplier?: number;
   /** Legacy interface only: false for a big-endian guest. */
   readonly guestLittleEndian?: boolean;
+  /** PCI subsystem vendor id (default the virtio vendor, 0x1af4). */
   readonly subsystemVendorId?: number;
+  /** Told of every access the transport refused (a register it does not define, a bad width). */
   readonly onBadAccess?: BadAccessListener;
   /**
    * Put the modern structures (common, ISR, notify, device configuration) in a compact 32-bit
