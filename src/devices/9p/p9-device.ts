@@ -21,6 +21,7 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import { HostFs, type HostFsLimits, type HostFsOptions } from '../fs/host-fs.js';
 import { P9Server, type P9ServerOptions } from './p9-server.js';
 
+/** Options of P9Device. */
 export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<HostFsOptions, 'xattrPrefix'> {
   /** The host directory shared with the guest. */
   readonly sharedDir: string;
@@ -28,6 +29,7 @@ export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<Hos
   readonly tag: string;
   /** Maximum queue size. Default 128 (QEMU's and Linux's ring size for 9p). */
   readonly queueSize?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
@@ -38,7 +40,12 @@ export class P9Device implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize: number;
 
+  /**
+   * The host layer: the shared folder, reached only through `*at` calls relative to directories it
+   * holds open.
+   */
   readonly host: HostFs;
+  /** The 9P2000.L server that decodes requests and answers them from `host`. */
   readonly server9p: P9Server;
   private readonly tag: Uint8Array;
   private readonly queues: QueueServer;

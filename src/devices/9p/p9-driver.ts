@@ -38,6 +38,7 @@ export class P9RemoteError extends VirtioError {
   }
 }
 
+/** Options of P9Driver. */
 export interface P9DriverOptions {
   /** msize asked at version(). Default 128 KiB. */
   readonly msize?: number;
@@ -168,6 +169,10 @@ export class P9Driver implements DeviceDriver {
     return { msize, version: v };
   }
 
+  /**
+   * Tattach: binds `fid` to the root of the export `aname` for user `uname` (or numeric `nUname`);
+   * resolves with the root's qid.
+   */
   async attach(fid: number, uname = '', aname = '', nUname = P9_NOFID): Promise<Qid> {
     const r = await this.rpc(P9Type.TATTACH, (w) => {
       w.u32(fid);
@@ -193,6 +198,10 @@ export class P9Driver implements DeviceDriver {
     return out;
   }
 
+  /**
+   * Tlopen: opens the file `fid` names with Linux open(2) `flags`; resolves with its qid and the
+   * iounit (0: msize - 24).
+   */
   async lopen(fid: number, flags: number): Promise<{ qid: Qid; iounit: number }> {
     const r = await this.rpc(P9Type.TLOPEN, (w) => {
       w.u32(fid);
@@ -201,6 +210,10 @@ export class P9Driver implements DeviceDriver {
     return { qid: this.qid(r), iounit: r.u32() };
   }
 
+  /**
+   * Tlcreate: creates and opens `name` in directory `fid` (which then names the new file) with
+   * `flags`, `mode` and group `gid`.
+   */
   async lcreate(fid: number, name: string, flags: number, mode: number, gid = 0): Promise<{ qid: Qid; iounit: number }> {
     const r = await this.rpc(P9Type.TLCREATE, (w) => {
       w.u32(fid);
@@ -235,14 +248,17 @@ export class P9Driver implements DeviceDriver {
     return r.u32();
   }
 
+  /** Tclunk: forgets `fid` (closing the file it opened). */
   async clunk(fid: number): Promise<void> {
     await this.rpc(P9Type.TCLUNK, (w) => w.u32(fid));
   }
 
+  /** Tremove: removes the file `fid` names and clunks the fid. */
   async remove(fid: number): Promise<void> {
     await this.rpc(P9Type.TREMOVE, (w) => w.u32(fid));
   }
 
+  /** Tgetattr: the attributes of the file `fid` names (`mask`: which fields, P9GetattrMask). */
   async getattr(fid: number, mask: number = P9GetattrMask.BASIC): Promise<P9Attr> {
     const r = await this.rpc(P9Type.TGETATTR, (w) => {
       w.u32(fid);
@@ -266,6 +282,7 @@ export class P9Driver implements DeviceDriver {
     return { valid, qid, mode, uid, gid, nlink, rdev, size, blksize, blocks, atimeSec, mtimeSec, ctimeSec };
   }
 
+  /** Tsetattr: changes the attributes `a` gives (mode, owner, size, times). */
   async setattr(fid: number, a: P9SetAttr): Promise<void> {
     await this.rpc(P9Type.TSETATTR, (w) => {
       w.u32(fid);
@@ -307,6 +324,7 @@ export class P9Driver implements DeviceDriver {
     }
   }
 
+  /** Tmkdir: creates directory `name` in directory `dfid` with `mode` and group `gid`. */
   async mkdir(dfid: number, name: string, mode: number, gid = 0): Promise<Qid> {
     const r = await this.rpc(P9Type.TMKDIR, (w) => {
       w.u32(dfid);
@@ -317,6 +335,7 @@ export class P9Driver implements DeviceDriver {
     return this.qid(r);
   }
 
+  /** Tunlinkat: removes `name` from directory `dfid` (`flags`: AT_REMOVEDIR for a directory). */
   async unlinkat(dfid: number, name: string, flags = 0): Promise<void> {
     await this.rpc(P9Type.TUNLINKAT, (w) => {
       w.u32(dfid);
@@ -325,6 +344,7 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Trenameat: renames `oldName` in `oldDfid` to `newName` in `newDfid`. */
   async renameat(oldDfid: number, oldName: string, newDfid: number, newName: string): Promise<void> {
     await this.rpc(P9Type.TRENAMEAT, (w) => {
       w.u32(oldDfid);
@@ -334,6 +354,7 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Trename: moves the file `fid` names to `name` in directory `dfid`. */
   async rename(fid: number, dfid: number, name: string): Promise<void> {
     await this.rpc(P9Type.TRENAME, (w) => {
       w.u32(fid);
@@ -342,6 +363,7 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Tsymlink: creates symlink `name` in `dfid` pointing at `target`. */
   async symlink(dfid: number, name: string, target: string, gid = 0): Promise<Qid> {
     const r = await this.rpc(P9Type.TSYMLINK, (w) => {
       w.u32(dfid);
@@ -352,6 +374,7 @@ export class P9Driver implements DeviceDriver {
     return this.qid(r);
   }
 
+  /** Tlink: a hard link named `name` in `dfid` to the file `fid` names. */
   async link(dfid: number, fid: number, name: string): Promise<void> {
     await this.rpc(P9Type.TLINK, (w) => {
       w.u32(dfid);
@@ -360,11 +383,13 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Treadlink: the target of the symlink `fid` names. */
   async readlink(fid: number): Promise<string> {
     const r = await this.rpc(P9Type.TREADLINK, (w) => w.u32(fid));
     return r.str().toString('utf8');
   }
 
+  /** Tstatfs: the file system's counts. */
   async statfs(fid: number): Promise<P9StatFs> {
     const r = await this.rpc(P9Type.TSTATFS, (w) => w.u32(fid));
     const type = r.u32();
@@ -378,6 +403,7 @@ export class P9Driver implements DeviceDriver {
     return { type, bsize, blocks, bfree, bavail, files, ffree, namelen: r.u32() };
   }
 
+  /** Tfsync: makes the open file's data (and metadata unless `datasync`) stable. */
   async fsync(fid: number, datasync = false): Promise<void> {
     await this.rpc(P9Type.TFSYNC, (w) => {
       w.u32(fid);
@@ -419,6 +445,7 @@ export class P9Driver implements DeviceDriver {
     return r.u8();
   }
 
+  /** Tgetlock: the lock that would block `l`, or `l` with type UNLCK when none would. */
   async getlock(fid: number, l: P9LockRequest): Promise<P9LockInfo> {
     const r = await this.rpc(P9Type.TGETLOCK, (w) => {
       w.u32(fid);
@@ -431,6 +458,7 @@ export class P9Driver implements DeviceDriver {
     return { type: r.u8(), start: r.u64Clamped(), length: r.u64Clamped(), procId: r.u32(), clientId: r.str().toString('utf8') };
   }
 
+  /** Tflush: cancels the request with tag `oldTag` (its reply, if any, comes first). */
   async flush(oldTag: number): Promise<void> {
     await this.rpc(P9Type.TFLUSH, (w) => w.u16(oldTag));
   }

@@ -52,6 +52,7 @@ export class CanRequest extends QueueRequest {
   }
 }
 
+/** Options of CanDevice. */
 export interface CanDeviceOptions {
   /** Device-type features offered (default: all four). At least CAN_CLASSIC or CAN_FD. */
   readonly features?: bigint;
@@ -60,6 +61,7 @@ export interface CanDeviceOptions {
   readonly queueSize?: number;
   /** Called before touching guest memory outside a guest access (bus deliveries): see docs/v86.md. */
   readonly beforeHostAccess?: () => void;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 

@@ -39,12 +39,17 @@ export class CanRequestError extends VirtioError {
   }
 }
 
+/** Options of CanDriver. */
 export interface CanDriverOptions {
   /** Rx buffers kept posted. Default 16. */
   rxBuffers?: number;
 }
 
 export class CanDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<CanDriver, CanDriverOptions> = {
     name: 'virtio-can',
     deviceId: DeviceId.CAN,

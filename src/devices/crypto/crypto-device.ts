@@ -26,6 +26,7 @@ import { CryptoDataQueue } from './crypto-dataq.js';
 import { CryptoSessionTable, type SessionLimits } from './crypto-sessions.js';
 import { cryptoVhostUserHooks } from './crypto-vhost-user.js';
 
+/** Options of CryptoDevice. */
 export interface CryptoDeviceOptions {
   /** Data queues (max_dataqueues, 1..65535: device/crypto/1). Default 1. */
   maxDataQueues?: number;
@@ -39,6 +40,7 @@ export interface CryptoDeviceOptions {
   algorithms?: Partial<CryptoAlgorithmSet>;
   /** Offer the STATELESS_MODE feature bits. Default true. */
   stateless?: boolean;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

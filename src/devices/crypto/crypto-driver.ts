@@ -128,6 +128,10 @@ function bitsOf(mask: number, from: number, limit: number): number[] {
 }
 
 export class CryptoDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<CryptoDriver, undefined> = {
     name: 'virtio-crypto',
     deviceId: DeviceId.CRYPTO,

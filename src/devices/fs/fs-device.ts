@@ -28,6 +28,7 @@ import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUS
 import { FsNotifier } from './fs-notifier.js';
 import { HostFs, type HostFsOptions } from './host-fs.js';
 
+/** Options of FsDevice. */
 export interface FsDeviceOptions extends HostFsOptions {
   /** The host directory shared with the guest. */
   readonly sharedDir: string;
@@ -49,6 +50,7 @@ export interface FsDeviceOptions extends HostFsOptions {
   readonly cache?: FsCachePolicy;
   /** Entry and attribute validity given to the driver, in seconds (overrides the policy's). */
   readonly cacheSeconds?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
@@ -64,7 +66,12 @@ export class FsDevice implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = FsConfig.SIZE;
 
+  /**
+   * The host layer: the shared folder, reached only through `*at` calls relative to directories it
+   * holds open.
+   */
   readonly host: HostFs;
+  /** The FUSE server that decodes requests and answers them from `host`. */
   readonly fuse: FuseServer;
   private readonly tag: Uint8Array;
   private readonly numRequestQueues: number;

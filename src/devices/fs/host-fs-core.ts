@@ -53,6 +53,7 @@ export interface HostFsOptions extends HostFsLimits {
   readonly readOnly?: boolean;
   /** guest ↔ host uid and gid translation. Default: identity. */
   readonly uidMap?: IdMap;
+  /** guest ↔ host gid translation. Default: identity. */
   readonly gidMap?: IdMap;
   /** Guest xattr names stored under this host prefix (in `user.`); default: `user.` passthrough only. */
   readonly xattrPrefix?: string | null;

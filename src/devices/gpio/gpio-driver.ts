@@ -51,6 +51,10 @@ interface IrqLine {
 }
 
 export class GpioDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<GpioDriver, undefined> = {
     name: 'virtio-gpio',
     deviceId: DeviceId.GPIO,

@@ -51,6 +51,7 @@ export class GpuCommandError extends VirtioError {
   }
 }
 
+/** Options of GpuDriver. */
 export interface GpuDriverOptions {
   /** Fence every command (VIRTIO_GPU_FLAG_FENCE). Default false. */
   fence?: boolean;
@@ -84,6 +85,10 @@ export interface GpuFramebuffer {
 export const GPU_FALLBACK_MODE = { scanoutId: 0, width: 1024, height: 768 } as const;
 
 export class GpuDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<GpuDriver, GpuDriverOptions> = {
     name: 'virtio-gpu',
     deviceId: DeviceId.GPU,
@@ -109,6 +114,7 @@ export class GpuDriver implements DeviceDriver {
     ctx.onConfigChange(() => this.configChanged());
   }
 
+  /** The negotiated features. */
   get features(): bigint {
     return this.ctx.features;
   }
@@ -240,6 +246,10 @@ export class GpuDriver implements DeviceDriver {
     return resp.slice(GpuEdid.RESP_DATA, GpuEdid.RESP_DATA + size);
   }
 
+  /**
+   * VIRTIO_GPU_CMD_RESOURCE_CREATE_2D: a `width` x `height` resource of `format` with id
+   * `resourceId`.
+   */
   async createResource2d(resourceId: number, format: number, width: number, height: number): Promise<void> {
     const body = this.body(GpuCreate2d.SIZE, (dv, le) => {
       dv.setUint32(GpuCreate2d.RESOURCE_ID - GpuHdr.SIZE, resourceId, le);
@@ -250,6 +260,7 @@ export class GpuDriver implements DeviceDriver {
     await this.command(GpuCmd.RESOURCE_CREATE_2D, body, GpuHdr.SIZE, GpuResp.OK_NODATA);
   }
 
+  /** VIRTIO_GPU_CMD_RESOURCE_UNREF: destroys the resource. */
   async unref(resourceId: number): Promise<void> {
     await this.resourceCommand(GpuCmd.RESOURCE_UNREF, resourceId);
     const fb = this.framebuffers.get(resourceId);
@@ -273,6 +284,7 @@ export class GpuDriver implements DeviceDriver {
     await this.command(GpuCmd.RESOURCE_ATTACH_BACKING, body, GpuHdr.SIZE, GpuResp.OK_NODATA);
   }
 
+  /** VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING: takes the guest pages away from the resource. */
   async detachBacking(resourceId: number): Promise<void> {
     await this.resourceCommand(GpuCmd.RESOURCE_DETACH_BACKING, resourceId);
   }

@@ -33,11 +33,13 @@ import {
 } from '../../spec/i2c.js';
 import type { I2cTarget } from './i2c-target.js';
 
+/** Options of I2cDevice. */
 export interface I2cDeviceOptions {
   /** Maximum queue size. Default 256. */
   queueSize?: number;
   /** The longest segment (buffer of one request) served, in bytes; longer ones get ERR. Default 8192 (Linux I2C_RDWR's limit). */
   maxSegment?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

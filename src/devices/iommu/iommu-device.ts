@@ -37,6 +37,7 @@ import {
 } from '../../spec/iommu.js';
 import { type EndpointSpec, IommuDomain, type IommuFaultInfo, type IommuMapping, IommuTranslation } from './iommu-domains.js';
 
+/** Options of IommuDevice. */
 export interface IommuDeviceOptions {
   /** The endpoints behind this IOMMU. Default: endpoint 0 alone. */
   endpoints?: readonly EndpointSpec[];
@@ -51,6 +52,7 @@ export interface IommuDeviceOptions {
   /** Mappings per domain at most (NOMEM beyond). Default 65536. */
   maxMappings?: number;
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

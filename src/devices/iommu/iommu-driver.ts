@@ -65,6 +65,7 @@ export interface IommuFaultReport {
   readonly address: number | null;
 }
 
+/** Options of IommuDriver. */
 export interface IommuDriverOptions {
   /** eventq buffers kept posted. Default 8. */
   eventBuffers?: number;

@@ -45,6 +45,7 @@ import { IOCTLS, MEDIA_MAX_EXT_CONTROLS, MediaIoctls, describeBuffer, getU64, se
 import { type MediaBuffer, MediaSession, type MediaSessionSink } from './media-session.js';
 import { MediaShm } from './media-shm.js';
 
+/** Options of MediaDevice. */
 export interface MediaDeviceOptions {
   /** config `card`: UTF-8, at most 32 bytes. Default "virtio-ts pass-through codec". */
   card?: string;
@@ -54,6 +55,7 @@ export interface MediaDeviceOptions {
   maxSessions?: number;
   /** Maximum queue size of each queue. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

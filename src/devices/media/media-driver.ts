@@ -84,12 +84,17 @@ export interface MediaFormatReply {
   readonly sizeimage: number;
 }
 
+/** Options of MediaDriver. */
 export interface MediaDriverOptions {
   /** eventq buffers kept posted. Default 16. */
   eventBuffers?: number;
 }
 
 export class MediaDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<MediaDriver, MediaDriverOptions> = {
     name: 'virtio-media',
     deviceId: DeviceId.MEDIA,

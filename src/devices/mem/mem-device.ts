@@ -37,6 +37,7 @@ export interface MemHostMemory {
   readonly advice: MemoryAdvice;
 }
 
+/** Options of MemDevice. */
 export interface MemDeviceOptions {
   /** Bytes in the region (a multiple of blockSize; 0 is allowed, device/mem/7). */
   regionSize: number;
@@ -67,6 +68,7 @@ export interface MemDeviceOptions {
   hostMemory?: MemHostMemory;
   /** Queue size. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

@@ -28,6 +28,7 @@ import {
 } from '../../spec/mem.js';
 import { MemBlockMap } from './mem-block-map.js';
 
+/** Options of MemDriver. */
 export interface MemDriverOptions {
   /** Blocks [addr, addr + size) were plugged: initialise them before use (driver/mem/12). */
   onPlugged?(addr: number, size: number): void;

@@ -58,6 +58,7 @@ export interface RpmbResponseFrame {
   readonly nonce: Uint8Array;
 }
 
+/** Options of RpmbDriver. */
 export interface RpmbDriverOptions {
   /** The authentication key, when it is programmed already (or will be with programKey). */
   key?: Uint8Array;

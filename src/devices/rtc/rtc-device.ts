@@ -36,6 +36,7 @@ import {
 import { HOST_TIMERS, RtcAlarms, type RtcTimers } from './rtc-alarms.js';
 import { HOST_TIME_SOURCE, type LeapSecondTable, RtcClockReader, type RtcClockSpec, type RtcTimeSource, U64, systemLeapSeconds } from './rtc-clocks.js';
 
+/** Options of RtcDevice. */
 export interface RtcDeviceOptions {
   /**
    * The clocks, clock id = index (device/rtc/18: dense from 0). Default: UTC and MONOTONIC with
@@ -49,6 +50,7 @@ export interface RtcDeviceOptions {
   timeSource?: RtcTimeSource;
   timers?: RtcTimers;
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

@@ -29,6 +29,7 @@ import {
   type RtcSmear,
 } from '../../spec/rtc.js';
 
+/** Options of RtcDriver. */
 export interface RtcDriverOptions {
   /** alarmq buffers kept available (driver/rtc/10). Default 4. */
   alarmBuffers?: number;

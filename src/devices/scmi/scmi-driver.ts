@@ -46,6 +46,7 @@ export class ScmiStatusError extends VirtioError {
   }
 }
 
+/** Options of ScmiDriver. */
 export interface ScmiDriverOptions {
   /** eventq buffers kept posted (with P2A_CHANNELS). Default 8. */
   eventBuffers?: number;
@@ -81,6 +82,10 @@ export interface ScmiSensorInfo {
 const LARGEST_P2A = ScmiHeader.SIZE + 16;
 
 export class ScmiDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<ScmiDriver, ScmiDriverOptions> = {
     name: 'virtio-scmi',
     deviceId: DeviceId.SCMI,

@@ -44,11 +44,13 @@ export interface ScsiLunSpec extends ScsiLunOptions {
   readonly backend: BlkBackend;
 }
 
+/** Options of ScsiDevice. */
 export interface ScsiDeviceOptions {
   /** Request queues (num_queues). Default 1. */
   numQueues?: number;
   /** Maximum size of every queue. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

@@ -51,6 +51,7 @@ const SENSE_KEY_UNIT_ATTENTION = 0x6;
 /** The device-type features this driver works with (not INOUT, not T10_PI). */
 export const SCSI_DRIVER_FEATURES = ScsiF.HOTPLUG | ScsiF.CHANGE;
 
+/** Options of ScsiDriver. */
 export interface ScsiDriverOptions {
   /** Buffers kept in the eventq (0: the eventq is not used). Default 8. */
   eventBuffers?: number;
@@ -121,6 +122,10 @@ export class ScsiCommandError extends VirtioError {
 }
 
 export class ScsiDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<ScsiDriver, ScsiDriverOptions> = {
     name: 'virtio-scsi',
     deviceId: DeviceId.SCSI,

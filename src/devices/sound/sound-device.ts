@@ -46,6 +46,7 @@ import {
   streamInfo,
 } from './sound-topology.js';
 
+/** Options of SoundDevice. */
 export interface SoundDeviceOptions {
   readonly jacks?: readonly SoundJackConfig[];
   readonly streams?: readonly SoundStreamConfig[];
@@ -61,6 +62,7 @@ export interface SoundDeviceOptions {
   readonly beforeHostAccess?: () => void;
   /** Maximum queue size (all four queues). Default 256. */
   readonly queueSize?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 

@@ -88,6 +88,7 @@ export class SoundRequestError extends VirtioError {
   }
 }
 
+/** Options of SoundDriver. */
 export interface SoundDriverOptions {
   /** Event buffers kept in the event queue. Default 16. */
   eventBuffers?: number;
@@ -96,6 +97,10 @@ export interface SoundDriverOptions {
 const SHMEM = (1 << SoundPcmFeatureBit.SHMEM_HOST) | (1 << SoundPcmFeatureBit.SHMEM_GUEST);
 
 export class SoundDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<SoundDriver, SoundDriverOptions> = {
     name: 'virtio-snd',
     deviceId: DeviceId.SOUND,

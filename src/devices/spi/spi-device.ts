@@ -62,10 +62,12 @@ export interface SpiControllerConfig {
   readonly maxCsInactiveNs?: number;
 }
 
+/** Options of SpiDevice. */
 export interface SpiDeviceOptions extends SpiControllerConfig {
   readonly queueSize?: number;
   /** Bytes moved per target call (the scratch buffers). Default 4096. */
   readonly chunkBytes?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 

@@ -52,6 +52,10 @@ export class SpiTransferError extends VirtioError {
 export type SpiDriverConfig = Record<SpiConfigField, number>;
 
 export class SpiDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<SpiDriver, undefined> = {
     name: 'virtio-spi',
     deviceId: DeviceId.SPI,

@@ -26,6 +26,7 @@ import {
 import { VsockHeader } from './vsock-header.js';
 import { SocketState, VsockSocket, type VsockSocketOwner } from './vsock-socket.js';
 
+/** Options of VsockDriver. */
 export interface VsockDriverOptions {
   /**
    * The guest CID to use instead of reading guest_cid (a transport that shows no config, such as
@@ -62,6 +63,7 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   /** Transport resets seen. */
   transportResets = 0;
   readonly maxPayload: number;
+  /** How long a close waits for the peer's shutdown before it resets the connection. */
   readonly closeTimeoutMs: number;
 
   private readonly ctx: DriverContext;
@@ -133,6 +135,7 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
     this.listeners.set(port, { onConnection, type });
   }
 
+  /** Stops listening on `port` (connections already accepted stay). */
   unlisten(port: number): void {
     this.listeners.delete(port);
   }
