@@ -187,21 +187,31 @@ export interface VringState {
   num: number;
 }
 
+/** The body of VHOST_USER_SET_VRING_ADDR (struct vhost_vring_addr). */
 export interface VringAddr {
+  /** The ring. */
   index: number;
+  /** VHOST_VRING_F_LOG: log used ring writes. */
   flags: number;
   /** Front-end user addresses (or IOVAs with ACCESS_PLATFORM). */
   descUser: number;
+  /** Front-end address of the used ring (split) or device area (packed). */
   usedUser: number;
+  /** Front-end address of the available ring (split) or driver area (packed). */
   availUser: number;
   /** Guest physical address of the used ring for dirty logging. */
   logGuest: number;
 }
 
+/** One region of a memory table (VhostUserMemoryRegion). */
 export interface MemRegion {
+  /** Guest physical address of the region. */
   guestAddr: number;
+  /** Size in bytes. */
   size: number;
+  /** The front-end's virtual address of it (ring addresses come in this space). */
   userAddr: number;
+  /** Offset of the region in the fd that comes with it. */
   mmapOffset: number;
 }
 
@@ -210,16 +220,28 @@ export interface LogDesc {
   offset: number;
 }
 
+/**
+ * The body of GET_INFLIGHT_FD / SET_INFLIGHT_FD: the inflight area's mmap size and offset, and its
+ * geometry.
+ */
 export interface InflightDesc {
+  /** Size of the inflight area. */
   mmapSize: number;
+  /** Offset of the area in the fd. */
   mmapOffset: number;
+  /** Queues the area covers. */
   numQueues: number;
+  /** Ring size each queue's region is laid out for. */
   queueSize: number;
 }
 
+/** The body of GET_CONFIG / SET_CONFIG. */
 export interface ConfigMsg {
+  /** Offset in the device config. */
   offset: number;
+  /** Bytes of config. */
   size: number;
+  /** VHOST_SET_CONFIG_TYPE_* (0: from the front-end, 1: migration). */
   flags: number;
   /** `size` bytes (empty for a GET_CONFIG error reply). */
   data: Uint8Array;
@@ -247,8 +269,11 @@ export interface DeviceStateMsg {
 
 /** A framed message: header fields, payload bytes and the fds that came with it. */
 export interface VhostUserMessage {
+  /** The request number (FrontendReq or BackendReq). */
   request: number;
+  /** The header flags (version, REPLY, NEED_REPLY). */
   flags: number;
+  /** The message body. */
   payload: Uint8Array;
   /**
    * Received fds, owned by whoever holds the message. A handler that keeps one replaces it with
