@@ -187,6 +187,7 @@ export class CanDriver implements DeviceDriver {
 
   // ---- rx ----
 
+  /** Adds a listener for received frames; returns a function that removes it. */
   onFrame(listener: (f: CanFrame) => void): () => void {
     this.listeners.push(listener);
     return () => (this.listeners = this.listeners.filter((l) => l !== listener));

@@ -140,7 +140,9 @@ export class CryptoDriver implements DeviceDriver {
     attach: (ctx) => new CryptoDriver(ctx),
   };
 
+  /** The configuration as read at attach (services, algorithms, limits). */
   config: CryptoDriverConfig;
+  /** The algorithms the device supports, per service, decoded from the config masks. */
   algorithms: CryptoDriverAlgorithms;
   private readonly ctx: DriverContext;
   private readonly le: boolean;
@@ -168,6 +170,7 @@ export class CryptoDriver implements DeviceDriver {
     this.algorithms = this.decodeAlgorithms();
   }
 
+  /** VIRTIO_CRYPTO_S_HW_READY is set in the config's status. */
   get hwReady(): boolean {
     return (this.config.status & CRYPTO_S_HW_READY) !== 0;
   }
@@ -286,6 +289,9 @@ export class CryptoDriver implements DeviceDriver {
     b.u32(at + 8, p.encrypt ? 1 : 2);
   }
 
+  /**
+   * VIRTIO_CRYPTO_CIPHER_CREATE_SESSION: a symmetric cipher session; resolves with its session id.
+   */
   async createCipherSession(p: CipherSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.cipher, p.algo, 'cipher');
     this.checkCipherKey(p.key.length);
@@ -297,6 +303,10 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'cipher');
   }
 
+  /**
+   * VIRTIO_CRYPTO_CIPHER_CREATE_SESSION with ALG_CHAIN: a cipher chained with a hash or MAC;
+   * resolves with its session id.
+   */
   async createChainSession(p: ChainSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.cipher, p.cipher.algo, 'cipher');
     this.checkCipherKey(p.cipher.key.length);
@@ -317,6 +327,10 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'chain');
   }
 
+  /**
+   * VIRTIO_CRYPTO_HASH_CREATE_SESSION: a hash session with `resultLen` bytes of digest; resolves
+   * with its session id.
+   */
   async createHashSession(algo: number, resultLen: number): Promise<number> {
     this.checkAlgo(this.algorithms.hash, algo, 'hash');
     const b = this.ctrlRequest(CryptoCtrlOp.HASH_CREATE_SESSION, algo, CtrlFlfSize.HASH);
@@ -325,6 +339,9 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'hash');
   }
 
+  /**
+   * VIRTIO_CRYPTO_MAC_CREATE_SESSION: a MAC session keyed with `key`; resolves with its session id.
+   */
   async createMacSession(algo: number, resultLen: number, key: Uint8Array): Promise<number> {
     this.checkAlgo(this.algorithms.mac, algo, 'mac');
     this.checkAuthKey(key.length);
@@ -337,6 +354,7 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'mac');
   }
 
+  /** VIRTIO_CRYPTO_AEAD_CREATE_SESSION: an AEAD session; resolves with its session id. */
   async createAeadSession(p: AeadSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.aead, p.algo, 'aead');
     this.checkCipherKey(p.key.length);
@@ -351,6 +369,7 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'aead');
   }
 
+  /** VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION for RSA; resolves with its session id. */
   async createRsaSession(p: RsaSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.akcipher, 1, 'akcipher');
     const b = this.ctrlRequest(CryptoCtrlOp.AKCIPHER_CREATE_SESSION, 1, CtrlFlfSize.AKCIPHER);

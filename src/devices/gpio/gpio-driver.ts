@@ -65,6 +65,7 @@ export class GpioDriver implements DeviceDriver {
 
   /** Config ngpio and gpio_names_size. */
   readonly ngpio: number;
+  /** gpio_names_size from the config: bytes of the line names block (0: no names). */
   readonly namesSize: number;
   /** VIRTIO_GPIO_F_IRQ was negotiated. */
   readonly hasIrq: boolean;
@@ -99,6 +100,7 @@ export class GpioDriver implements DeviceDriver {
     return decodeGpioNames(block, this.ngpio);
   }
 
+  /** VIRTIO_GPIO_MSG_GET_DIRECTION: the line's direction. */
   async getDirection(line: number): Promise<GpioDirection> {
     const d = (await this.message(GpioMsg.GET_DIRECTION, line, 0))[0]! as GpioDirection;
     this.directions[line] = d;
@@ -117,10 +119,12 @@ export class GpioDriver implements DeviceDriver {
     if (direction === GpioDirection.NONE) this.irqs.delete(line);
   }
 
+  /** VIRTIO_GPIO_MSG_GET_VALUE: the line's value. */
   async getValue(line: number): Promise<0 | 1> {
     return ((await this.message(GpioMsg.GET_VALUE, line, 0))[0]! & 1) as 0 | 1;
   }
 
+  /** VIRTIO_GPIO_MSG_SET_VALUE: drives an output line to `value`. */
   async setValue(line: number, value: 0 | 1): Promise<void> {
     if (value !== 0 && value !== 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `GPIO value ${String(value)}`);
     await this.message(GpioMsg.SET_VALUE, line, value);

@@ -87,6 +87,7 @@ export class IommuDriver implements DeviceDriver {
     attach: (ctx, opts) => new IommuDriver(ctx, opts),
   };
 
+  /** The configuration as read at attach (page sizes, input and domain ranges, probe size). */
   readonly config: IommuDriverConfig;
   private readonly ctx: DriverContext;
   private readonly requests: RequestQueue;
@@ -119,6 +120,7 @@ export class IommuDriver implements DeviceDriver {
     return m === 0 ? 0x1000 : m & -m;
   }
 
+  /** Adds a listener for fault reports on the event queue; returns a function that removes it. */
   onFault(listener: (f: IommuFaultReport) => void): () => void {
     this.listeners.push(listener);
     return () => (this.listeners = this.listeners.filter((l) => l !== listener));
@@ -211,6 +213,7 @@ export class IommuDriver implements DeviceDriver {
     d?.mappings.push({ start: virtStart, end: virtEnd });
   }
 
+  /** VIRTIO_IOMMU_T_UNMAP: removes the mappings of `domain` within [virtStart, virtEnd]. */
   async unmap(domain: number, virtStart: number, virtEnd: number): Promise<void> {
     const d = this.checkMapping(domain, virtStart, virtEnd, 'UNMAP');
     if (d && d.mappings.some((m) => (m.start < virtStart && m.end >= virtStart) || (m.start <= virtEnd && m.end > virtEnd))) {

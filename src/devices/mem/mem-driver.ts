@@ -107,6 +107,7 @@ export class MemDriver implements DeviceDriver {
     attach: (ctx, opts) => new MemDriver(ctx, opts),
   };
 
+  /** The device's memory region as the config describes it (address, sizes, block size). */
   readonly region: MemRegionInfo;
   private readonly ctx: DriverContext;
   private readonly opts: MemDriverOptions;

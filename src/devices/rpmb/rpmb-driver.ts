@@ -98,6 +98,7 @@ export class RpmbDriver implements DeviceDriver {
     attach: (ctx, opts) => new RpmbDriver(ctx, opts),
   };
 
+  /** The configuration as read at attach (capacity, block limits). */
   readonly config: RpmbDriverConfig;
   private readonly ctx: DriverContext;
   private readonly queue: RequestQueue;

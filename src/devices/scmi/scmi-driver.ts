@@ -163,10 +163,12 @@ export class ScmiDriver implements DeviceDriver {
 
   // ---- Base protocol ----
 
+  /** PROTOCOL_VERSION of protocol `protocolId`. */
   async protocolVersion(protocolId: number): Promise<number> {
     return u32(await this.call('PROTOCOL_VERSION', protocolId, ScmiBaseMessage.PROTOCOL_VERSION, [], 8), 0);
   }
 
+  /** PROTOCOL_ATTRIBUTES of protocol `protocolId`. */
   async protocolAttributes(protocolId: number): Promise<number> {
     return u32(await this.call('PROTOCOL_ATTRIBUTES', protocolId, ScmiBaseMessage.PROTOCOL_ATTRIBUTES, [], 20), 0);
   }
@@ -179,14 +181,17 @@ export class ScmiDriver implements DeviceDriver {
     return u32(r.values, 0);
   }
 
+  /** BASE_DISCOVER_VENDOR: the vendor identifier. */
   async vendor(): Promise<string> {
     return ascii(await this.call('BASE_DISCOVER_VENDOR', ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_VENDOR, [], 4 + SCMI_VENDOR_ID_SIZE));
   }
 
+  /** BASE_DISCOVER_SUB_VENDOR: the sub-vendor identifier. */
   async subVendor(): Promise<string> {
     return ascii(await this.call('BASE_DISCOVER_SUB_VENDOR', ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_SUB_VENDOR, [], 4 + SCMI_VENDOR_ID_SIZE));
   }
 
+  /** BASE_DISCOVER_IMPLEMENTATION_VERSION. */
   async implementationVersion(): Promise<number> {
     return u32(await this.call('BASE_DISCOVER_IMPLEMENTATION_VERSION', ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_IMPLEMENTATION_VERSION, [], 8), 0);
   }

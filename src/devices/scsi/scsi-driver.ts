@@ -134,6 +134,7 @@ export class ScsiDriver implements DeviceDriver {
     attach: (ctx, opts) => new ScsiDriver(ctx, opts),
   };
 
+  /** The configuration as read at attach (queues, limits, sense and CDB sizes). */
   readonly config: ScsiDriverConfig;
   /** LUNs of target 0 found by the last scan (REPORT LUNS). */
   luns: number[] = [];
@@ -284,6 +285,7 @@ export class ScsiDriver implements DeviceDriver {
     return r;
   }
 
+  /** TEST UNIT READY on `lun`. */
   testUnitReady(lun: number): Promise<ScsiCommandResult> {
     return this.run({ lun, cdb: new Uint8Array(6) });
   }

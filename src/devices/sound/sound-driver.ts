@@ -110,6 +110,7 @@ export class SoundDriver implements DeviceDriver {
     attach: (ctx, opts) => new SoundDriver(ctx, opts),
   };
 
+  /** The configuration: how many jacks, PCM streams and channel maps the device has. */
   readonly config: { readonly jacks: number; readonly streams: number; readonly chmaps: number };
   private readonly ctx: DriverContext;
   private readonly le: boolean;
@@ -225,6 +226,7 @@ export class SoundDriver implements DeviceDriver {
     return Array.from({ length: count }, (_, i) => new DataView(payload.buffer, payload.byteOffset + i * size, size));
   }
 
+  /** VIRTIO_SND_R_JACK_INFO: the jacks' information, `count` from `start` (all by default). */
   async jackInfo(start = 0, count = this.config.jacks - start): Promise<SoundJackInfoResult[]> {
     const items = await this.query(SoundCode.R_JACK_INFO, this.config.jacks, SoundJackInfo.SIZE, start, count);
     return items.map((v) => ({
@@ -237,6 +239,7 @@ export class SoundDriver implements DeviceDriver {
     }));
   }
 
+  /** VIRTIO_SND_R_PCM_INFO: the PCM streams' information (direction, formats, rates, channels). */
   async pcmInfo(start = 0, count = this.config.streams - start): Promise<SoundPcmInfoResult[]> {
     const items = await this.query(SoundCode.R_PCM_INFO, this.config.streams, SoundPcmInfo.SIZE, start, count);
     const out = items.map((v) => ({
@@ -253,6 +256,7 @@ export class SoundDriver implements DeviceDriver {
     return out;
   }
 
+  /** VIRTIO_SND_R_CHMAP_INFO: the channel maps' information. */
   async chmapInfo(start = 0, count = this.config.chmaps - start): Promise<SoundChmapInfoResult[]> {
     const items = await this.query(SoundCode.R_CHMAP_INFO, this.config.chmaps, SoundChmapInfo.SIZE, start, count);
     return items.map((v) => {
@@ -304,15 +308,19 @@ export class SoundDriver implements DeviceDriver {
     this.params.set(streamId, p);
   }
 
+  /** VIRTIO_SND_R_PCM_PREPARE: prepares the stream (after SET_PARAMS). */
   prepare(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_PREPARE, streamId);
   }
+  /** VIRTIO_SND_R_PCM_RELEASE: releases the stream's resources. */
   release(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_RELEASE, streamId);
   }
+  /** VIRTIO_SND_R_PCM_START: starts the stream. */
   start(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_START, streamId);
   }
+  /** VIRTIO_SND_R_PCM_STOP: stops the stream. */
   stop(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_STOP, streamId);
   }

@@ -64,6 +64,7 @@ export class SpiDriver implements DeviceDriver {
     attach: (ctx) => new SpiDriver(ctx),
   };
 
+  /** The configuration as read at attach (chip selects, modes, limits). */
   readonly config: Readonly<SpiDriverConfig>;
   private readonly ctx: DriverContext;
   private readonly le: boolean;
