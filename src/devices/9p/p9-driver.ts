@@ -44,53 +44,91 @@ export interface P9DriverOptions {
   readonly msize?: number;
 }
 
+/** File attributes as Rgetattr returns them (9P2000.L). */
 export interface P9Attr {
+  /** Which fields are valid or to be set (a bit mask of the request). */
   valid: number;
+  /** The file's qid (type, version, path). */
   qid: Qid;
+  /** File type and permission bits (st_mode). */
   mode: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /** Number of hard links. */
   nlink: number;
+  /** Device number of a device file. */
   rdev: number;
+  /** Size in bytes. */
   size: number;
+  /** Preferred I/O block size. */
   blksize: number;
+  /** 512-byte blocks allocated. */
   blocks: number;
+  /** Access time, seconds. */
   atimeSec: number;
+  /** Modification time, seconds. */
   mtimeSec: number;
+  /** Status change time, seconds. */
   ctimeSec: number;
 }
 
+/** The attributes a Tsetattr changes (`valid`: P9SetattrValid bits). */
 export interface P9SetAttr {
+  /** Which fields are valid or to be set (a bit mask of the request). */
   valid: number;
+  /** File type and permission bits (st_mode). */
   mode?: number;
+  /** Owner user id. */
   uid?: number;
+  /** Owner group id. */
   gid?: number;
+  /** Size in bytes. */
   size?: number;
+  /** Access time, seconds. */
   atimeSec?: number;
+  /** Nanoseconds of the access time. */
   atimeNsec?: number;
+  /** Modification time, seconds. */
   mtimeSec?: number;
+  /** Nanoseconds of the modification time. */
   mtimeNsec?: number;
 }
 
+/** One directory entry from Treaddir. */
 export interface P9DirEnt {
+  /** The file's qid (type, version, path). */
   qid: Qid;
   /** The server's cookie for the next Treaddir (opaque: QEMU gives telldir values up to 2^64). */
   offset: bigint;
+  /** The entry's file type (DT_*). */
   type: number;
+  /** The entry's name. */
   name: string;
 }
 
+/** File system statistics from Tstatfs. */
 export interface P9StatFs {
+  /** File system type (statfs f_type). */
   type: number;
+  /** Block size. */
   bsize: number;
+  /** Total blocks (of `bsize` bytes). */
   blocks: number;
+  /** Free blocks. */
   bfree: number;
+  /** Free blocks available to unprivileged users. */
   bavail: number;
+  /** Total inodes. */
   files: number;
+  /** Free inodes. */
   ffree: number;
+  /** Longest file name. */
   namelen: number;
 }
 
+/** A POSIX record lock request (Tlock / Tgetlock): type, range and owner. */
 export interface P9LockRequest {
   type: number;
   flags?: number;
@@ -101,6 +139,7 @@ export interface P9LockRequest {
   clientId: string;
 }
 
+/** A lock as Rgetlock describes it. */
 export interface P9LockInfo {
   type: number;
   start: number;
@@ -112,6 +151,10 @@ export interface P9LockInfo {
 const MAX_TAGS = 0xffff;
 const NO_SIZE = new Uint8Array(4);
 
+/**
+ * The 9P2000.L client over a virtio 9P transport device (as Linux's 9pnet_virtio speaks it):
+ * Tversion, Tattach, then one method per 9P request on fids.
+ */
 export class P9Driver implements DeviceDriver {
   /** The DeviceDriver contract: 9P transport devices; MOUNT_TAG wanted (the tag names the share). */
   static readonly type: DeviceDriverType<P9Driver, P9DriverOptions> = {

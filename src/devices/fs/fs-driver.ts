@@ -53,38 +53,66 @@ export class FuseReplyError extends VirtioError {
   }
 }
 
+/** File attributes as FUSE returns them (struct fuse_attr). */
 export interface FsAttr {
+  /** Inode number. */
   ino: number;
+  /** Size in bytes. */
   size: number;
+  /** 512-byte blocks allocated. */
   blocks: number;
+  /** Last access time, seconds. */
   atime: number;
+  /** Last modification time, seconds. */
   mtime: number;
+  /** Last status change time, seconds. */
   ctime: number;
+  /** Nanoseconds of the access time. */
   atimeNsec: number;
+  /** Nanoseconds of the modification time. */
   mtimeNsec: number;
+  /** Nanoseconds of the status change time. */
   ctimeNsec: number;
+  /** File type and permission bits (st_mode). */
   mode: number;
+  /** Number of hard links. */
   nlink: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /** Device number of a device file. */
   rdev: number;
 }
 
+/** A looked-up name (struct fuse_entry_out): its node id, cache lifetimes and attributes. */
 export interface FsEntry {
+  /** The node id the device gave the file (for later requests). */
   nodeid: bigint;
+  /** How long the name may be cached, seconds. */
   entryValid: number;
+  /** How long the attributes may be cached, seconds. */
   attrValid: number;
+  /** The file's attributes. */
   attr: FsAttr;
 }
 
+/** One directory entry from READDIR (struct fuse_dirent), or READDIRPLUS with its entry. */
 export interface FsDirEntry {
+  /** Inode number. */
   ino: number;
+  /** The entry's name. */
   name: string;
+  /** The entry's file type (DT_*). */
   type: number;
   /** READDIRPLUS: the entry (the driver holds a lookup of it; nodeid 0 for `.` and `..`). */
   entry?: FsEntry;
 }
 
+/**
+ * A POSIX record lock (struct fuse_file_lock): type F_RDLCK / F_WRLCK / F_UNLCK, the byte range and
+ * the owner's pid.
+ */
 export interface FsLock {
   type: number;
   start: number;
@@ -106,6 +134,11 @@ export interface FsDriverOptions {
 
 const dec = new TextDecoder();
 
+/**
+ * The virtio-fs driver (5.11): a FUSE client over the device's request queues (FUSE_INIT, then one
+ * method per FUSE operation), as the Linux virtiofs driver speaks it; in little- or big-endian
+ * FUSE.
+ */
 export class FsDriver implements DeviceDriver {
   /** The DeviceDriver contract: virtio-fs devices; VIRTIO_FS_F_NOTIFICATION taken when offered. */
   static readonly type: DeviceDriverType<FsDriver, FsDriverOptions> = {
