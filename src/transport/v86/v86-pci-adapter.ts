@@ -94,9 +94,15 @@ export interface V86PciBus {
 /** The parts of v86's CPU object (`emulator.v86.cpu`) the adapter uses. */
 export interface V86Cpu {
   /** The I/O port table (`io.ports`, one entry per port). */
-  io: { /** One entry per I/O port (0 to 0xffff). */ ports: V86PortEntry[] };
+  io: {
+    /** One entry per I/O port (0 to 0xffff). */
+    ports: V86PortEntry[];
+  };
   /** The PCI bus (`devices.pci`). */
-  devices: { /** The PCI bus. */ pci: V86PciBus };
+  devices: {
+    /** The PCI bus. */
+    pci: V86PciBus;
+  };
   /** Guest RAM as bytes (replaced when v86 grows its WebAssembly memory). */
   mem8: Uint8Array;
 }
