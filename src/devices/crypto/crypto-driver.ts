@@ -48,18 +48,31 @@ export const CRYPTO_DRIVER_FEATURES =
 
 /** 5.9.5 configuration as numbers. */
 export interface CryptoDriverConfig {
+  /** `status` of struct virtio_crypto_config. */
   status: number;
+  /** `max_dataqueues` of struct virtio_crypto_config. */
   maxDataqueues: number;
+  /** `crypto_services` of struct virtio_crypto_config. */
   cryptoServices: number;
+  /** `cipher_algo_l` of struct virtio_crypto_config. */
   cipherAlgoL: number;
+  /** `cipher_algo_h` of struct virtio_crypto_config. */
   cipherAlgoH: number;
+  /** `hash_algo` of struct virtio_crypto_config. */
   hashAlgo: number;
+  /** `mac_algo_l` of struct virtio_crypto_config. */
   macAlgoL: number;
+  /** `mac_algo_h` of struct virtio_crypto_config. */
   macAlgoH: number;
+  /** `aead_algo` of struct virtio_crypto_config. */
   aeadAlgo: number;
+  /** `max_cipher_key_len` of struct virtio_crypto_config. */
   maxCipherKeyLen: number;
+  /** `max_auth_key_len` of struct virtio_crypto_config. */
   maxAuthKeyLen: number;
+  /** `akcipher_algo` of struct virtio_crypto_config. */
   akcipherAlgo: number;
+  /** `max_size` of struct virtio_crypto_config. */
   maxSize: number;
 }
 

@@ -59,8 +59,11 @@ export interface GpuDriverOptions {
 
 /** 5.7.4 configuration as numbers. */
 export interface GpuDriverConfig {
+  /** `events_read` of struct virtio_gpu_config. */
   readonly eventsRead: number;
+  /** `num_scanouts` of struct virtio_gpu_config. */
   readonly numScanouts: number;
+  /** `num_capsets` of struct virtio_gpu_config. */
   readonly numCapsets: number;
 }
 

@@ -44,10 +44,15 @@ export class IommuStatusError extends VirtioError {
   }
 }
 
+/** The fields of struct virtio_iommu_config (5.13.4), as numbers. */
 export interface IommuDriverConfig {
+  /** `page_size_mask` of struct virtio_iommu_config. */
   readonly pageSizeMask: number;
+  /** `input_range` (start, end) of struct virtio_iommu_config. */
   readonly inputRange: readonly [number, number];
+  /** `domain_range` (start, end) of struct virtio_iommu_config. */
   readonly domainRange: readonly [number, number];
+  /** `probe_size` of struct virtio_iommu_config. */
   readonly probeSize: number;
 }
 

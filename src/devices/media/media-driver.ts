@@ -48,21 +48,33 @@ export class MediaErrnoError extends VirtioError {
   }
 }
 
+/** The fields of struct virtio_media_device_config, as numbers. */
 export interface MediaDriverConfig {
+  /** `device_caps` of struct virtio_media_device_config. */
   readonly deviceCaps: number;
+  /** `device_type` of struct virtio_media_device_config. */
   readonly deviceType: number;
+  /** `card` of struct virtio_media_device_config. */
   readonly card: string;
 }
 
 /** A buffer returned by a DQBUF event (pointer fields left out: driver/media/5). */
 export interface MediaDequeued {
+  /** The session the buffer belongs to (the event's session_id). */
   readonly sessionId: number;
+  /** `index` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly index: number;
+  /** `type` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly type: number;
+  /** `bytesused` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly bytesused: number;
+  /** `flags` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly flags: number;
+  /** `sequence` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly sequence: number;
+  /** `timestamp.tv_sec` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly timestampSec: number;
+  /** `timestamp.tv_usec` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly timestampUsec: number;
 }
 

@@ -44,7 +44,9 @@ export class RpmbResultError extends VirtioError {
 export interface RpmbDriverConfig {
   /** In 128 KiB units. */
   readonly capacity: number;
+  /** `max_wr_cnt` of struct virtio_rpmb_config. */
   readonly maxWrCnt: number;
+  /** `max_rd_cnt` of struct virtio_rpmb_config. */
   readonly maxRdCnt: number;
 }
 

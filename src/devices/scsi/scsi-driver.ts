@@ -59,15 +59,25 @@ export interface ScsiDriverOptions {
 
 /** 5.6.4 configuration as numbers. */
 export interface ScsiDriverConfig {
+  /** `num_queues` of struct virtio_scsi_config. */
   numQueues: number;
+  /** `seg_max` of struct virtio_scsi_config. */
   segMax: number;
+  /** `max_sectors` of struct virtio_scsi_config. */
   maxSectors: number;
+  /** `cmd_per_lun` of struct virtio_scsi_config. */
   cmdPerLun: number;
+  /** `event_info_size` of struct virtio_scsi_config. */
   eventInfoSize: number;
+  /** `sense_size` of struct virtio_scsi_config. */
   senseSize: number;
+  /** `cdb_size` of struct virtio_scsi_config. */
   cdbSize: number;
+  /** `max_channel` of struct virtio_scsi_config. */
   maxChannel: number;
+  /** `max_target` of struct virtio_scsi_config. */
   maxTarget: number;
+  /** `max_lun` of struct virtio_scsi_config. */
   maxLun: number;
 }
 
@@ -85,11 +95,17 @@ export interface ScsiCommand {
   readonly queue?: number;
 }
 
+/** The command's struct virtio_scsi_cmd_resp (5.6.6.1), decoded. */
 export interface ScsiCommandResult {
+  /** The request id. */
   readonly id: number;
+  /** `response` of the command's struct virtio_scsi_cmd_resp. */
   readonly response: number;
+  /** `status` of the command's struct virtio_scsi_cmd_resp. */
   readonly status: number;
+  /** `status_qualifier` of the command's struct virtio_scsi_cmd_resp. */
   readonly statusQualifier: number;
+  /** `residual` of the command's struct virtio_scsi_cmd_resp. */
   readonly residual: number;
   /** The sense bytes the device wrote (sense_len of them). */
   readonly sense: Uint8Array;
@@ -97,7 +113,9 @@ export interface ScsiCommandResult {
   readonly data: Uint8Array;
   /** Sense key, asc and ascq of fixed-format sense data (0 when none). */
   readonly senseKey: number;
+  /** Additional sense code. */
   readonly asc: number;
+  /** Additional sense code qualifier. */
   readonly ascq: number;
 }
 

@@ -32,28 +32,47 @@ import {
   soundFrameBytes,
 } from '../../spec/sound.js';
 
+/** Struct virtio_snd_jack_info (5.14.6.4.1), decoded. */
 export interface SoundJackInfoResult {
+  /** `hdr.hda_fn_nid` of struct virtio_snd_jack_info. */
   readonly hdaFnNid: number;
+  /** `features` of struct virtio_snd_jack_info. */
   readonly features: number;
+  /** `hda_reg_defconf` of struct virtio_snd_jack_info. */
   readonly hdaRegDefconf: number;
+  /** `hda_reg_caps` of struct virtio_snd_jack_info. */
   readonly hdaRegCaps: number;
+  /** `connected` of struct virtio_snd_jack_info. */
   readonly connected: boolean;
   /** The padding bytes as the device wrote them. */
   readonly padding: Uint8Array;
 }
+/** Struct virtio_snd_pcm_info (5.14.6.6.2), decoded. */
 export interface SoundPcmInfoResult {
+  /** `hdr.hda_fn_nid` of struct virtio_snd_pcm_info. */
   readonly hdaFnNid: number;
+  /** `features` of struct virtio_snd_pcm_info. */
   readonly features: number;
+  /** `formats` of struct virtio_snd_pcm_info. */
   readonly formats: bigint;
+  /** `rates` of struct virtio_snd_pcm_info. */
   readonly rates: bigint;
+  /** `direction` of struct virtio_snd_pcm_info. */
   readonly direction: number;
+  /** `channels_min` of struct virtio_snd_pcm_info. */
   readonly channelsMin: number;
+  /** `channels_max` of struct virtio_snd_pcm_info. */
   readonly channelsMax: number;
+  /** `padding` of struct virtio_snd_pcm_info. */
   readonly padding: Uint8Array;
 }
+/** Struct virtio_snd_chmap_info (5.14.6.10.1), decoded. */
 export interface SoundChmapInfoResult {
+  /** `hdr.hda_fn_nid` of struct virtio_snd_chmap_info. */
   readonly hdaFnNid: number;
+  /** `direction` of struct virtio_snd_chmap_info. */
   readonly direction: number;
+  /** `positions` of struct virtio_snd_chmap_info. */
   readonly positions: readonly number[];
 }
 export interface SoundEventResult {
