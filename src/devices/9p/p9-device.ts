@@ -33,6 +33,10 @@ export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<Hos
   readonly logger?: Logger;
 }
 
+/**
+ * The 9P transport device (device id 9): a host folder served as 9P2000.L (the P9Server on the
+ * HostFs layer). What it implements and its normative coverage: docs/devices/9p.md.
+ */
 export class P9Device implements VirtioDevice {
   readonly deviceId = DeviceId.NINEP;
   /** MOUNT_TAG: the guest finds the device by its tag. Requests complete in pop order: IN_ORDER. */

@@ -93,6 +93,11 @@ export interface BalloonDeviceOptions {
 export const BALLOON_DEVICE_FEATURES =
   BalloonF.MUST_TELL_HOST | BalloonF.STATS_VQ | BalloonF.DEFLATE_ON_OOM | BalloonF.FREE_PAGE_HINT | BalloonF.PAGE_POISON | BalloonF.PAGE_REPORTING;
 
+/**
+ * The traditional memory balloon device (5.5): inflate and deflate queues, memory statistics, free
+ * page hinting and reporting. What it implements and its normative coverage:
+ * docs/devices/balloon.md.
+ */
 export class BalloonDevice implements VirtioDevice {
   readonly deviceId = DeviceId.BALLOON_TRADITIONAL;
   readonly offeredFeatures: bigint;

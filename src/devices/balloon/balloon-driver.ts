@@ -37,6 +37,10 @@ export interface BalloonDriverOptions {
 const PFNS_PER_BUFFER = 256;
 const NO_SEGMENTS: readonly Segment[] = [];
 
+/**
+ * The traditional memory balloon driver (5.5): typed requests over the device's queues. Construct
+ * it on a DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class BalloonDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

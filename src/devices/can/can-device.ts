@@ -101,6 +101,10 @@ class RequestList {
   }
 }
 
+/**
+ * The virtio-can device (5.20): CAN and CAN FD frames to and from a CanBus shared with other
+ * nodes. What it implements and its normative coverage: docs/devices/can.md.
+ */
 export class CanDevice implements VirtioDevice, CanBusNode {
   readonly deviceId = DeviceId.CAN;
   readonly offeredFeatures: bigint;

@@ -45,6 +45,10 @@ export interface CanDriverOptions {
   rxBuffers?: number;
 }
 
+/**
+ * The virtio-can driver (5.20): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class CanDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

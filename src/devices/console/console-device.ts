@@ -92,6 +92,10 @@ const MAX_PORTS = 1024;
 
 type Handler = ((req: QueueRequest) => number | void) | null;
 
+/**
+ * The virtio-console device (5.3): ports (with MULTIPORT) whose host ends are streams: sockets,
+ * ptys, stdio, files. What it implements and its normative coverage: docs/devices/console.md.
+ */
 export class ConsoleDevice implements VirtioDevice {
   readonly deviceId = DeviceId.CONSOLE;
   /** Receive buffers complete when data arrives, not in order of other queues' work: no IN_ORDER. */

@@ -197,6 +197,10 @@ export class ConsoleDriverPort {
   }
 }
 
+/**
+ * The virtio-console driver (5.3): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class ConsoleDriver implements DeviceDriver {
   /** The DeviceDriver contract: console devices, every console feature usable, none required. */
   static readonly type: DeviceDriverType<ConsoleDriver, ConsoleDriverOptions> = {

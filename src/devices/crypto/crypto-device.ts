@@ -58,6 +58,10 @@ function subset(want: readonly number[] | undefined, served: readonly number[], 
   return [...new Set(want)];
 }
 
+/**
+ * The virtio-crypto device (5.9): cipher, hash, MAC, AEAD and RSA sessions and operations on
+ * node:crypto. What it implements and its normative coverage: docs/devices/crypto.md.
+ */
 export class CryptoDevice implements VhostUserDevice {
   readonly deviceId = DeviceId.CRYPTO;
   readonly offeredFeatures: bigint;

@@ -140,6 +140,10 @@ function bitsOf(mask: number, from: number, limit: number): number[] {
   return out;
 }
 
+/**
+ * The virtio-crypto driver (5.9): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class CryptoDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

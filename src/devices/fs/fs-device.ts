@@ -56,6 +56,11 @@ export interface FsDeviceOptions extends HostFsOptions {
 
 export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
 
+/**
+ * The virtio-fs device (5.11): a host folder served as FUSE (the FuseServer on the HostFs layer),
+ * reached only through *at calls. What it implements and its normative coverage:
+ * docs/devices/fs.md.
+ */
 export class FsDevice implements VirtioDevice {
   readonly deviceId = DeviceId.FS;
   /**

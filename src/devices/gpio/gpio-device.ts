@@ -68,6 +68,10 @@ export interface GpioLineInfo {
 /** Lines at most: `gpio` is 16 bits. */
 export const GPIO_MAX_LINES = 0xffff;
 
+/**
+ * The virtio-gpio device (5.18): named GPIO lines the host drives and reads, with interrupts. What
+ * it implements and its normative coverage: docs/devices/gpio.md.
+ */
 export class GpioDevice implements VirtioDevice {
   readonly deviceId = DeviceId.GPIO;
   readonly offeredFeatures: bigint;

@@ -50,6 +50,10 @@ interface IrqLine {
   queued: boolean;
 }
 
+/**
+ * The virtio-gpio driver (5.18): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class GpioDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

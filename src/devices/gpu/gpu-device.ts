@@ -60,6 +60,10 @@ function checkDisplay(d: GpuDisplaySpec): void {
   }
 }
 
+/**
+ * The virtio-gpu device (5.7): 2D resources and scanouts the host can read as RGBA or PNG, with a
+ * cursor and EDID. What it implements and its normative coverage: docs/devices/gpu.md.
+ */
 export class GpuDevice implements VirtioDevice {
   readonly deviceId = DeviceId.GPU;
   readonly offeredFeatures = TRANSPORT_FEATURES | GpuF.EDID;

@@ -87,6 +87,10 @@ export interface GpuFramebuffer {
 /** 5.7.5 the fallback when no display is enabled: 1024 x 768 on scanout 0. */
 export const GPU_FALLBACK_MODE = { scanoutId: 0, width: 1024, height: 768 } as const;
 
+/**
+ * The virtio-gpu driver (5.7): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class GpuDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

@@ -55,6 +55,10 @@ export interface I2cDeviceStats {
   unanswerable: number;
 }
 
+/**
+ * The virtio-i2c device (5.16): an I2C adapter with simulated targets (EEPROM, register files).
+ * What it implements and its normative coverage: docs/devices/i2c.md.
+ */
 export class I2cDevice implements VirtioDevice {
   readonly deviceId = DeviceId.I2C_ADAPTER;
   /**

@@ -40,6 +40,10 @@ export function transportConfigSettled(t: DriverTransport): (() => Promise<void>
 
 const NO_SEGMENTS: readonly Segment[] = [];
 
+/**
+ * The virtio-input driver (5.8): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class InputDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

@@ -66,6 +66,10 @@ export const IOMMU_MAX_PENDING_FAULTS = 64;
 const MAX_DOMAINS = 4096;
 const U32 = 0x1_0000_0000;
 
+/**
+ * The virtio-iommu device (5.13): domains, mappings, endpoints and faults, with an IOVA view of
+ * guest memory per endpoint. What it implements and its normative coverage: docs/devices/iommu.md.
+ */
 export class IommuDevice implements VirtioDevice {
   readonly deviceId = DeviceId.IOMMU;
   readonly offeredFeatures: bigint;

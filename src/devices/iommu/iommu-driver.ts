@@ -82,6 +82,10 @@ interface DomainRecord {
   mappings: { start: number; end: number }[];
 }
 
+/**
+ * The virtio-iommu driver (5.13): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class IommuDriver implements DeviceDriver {
   /** driver/iommu/1: accepts INPUT_RANGE, DOMAIN_RANGE, PROBE; MAP_UNMAP as it sends MAP and UNMAP (driver/iommu/6). */
   static readonly type: DeviceDriverType<IommuDriver, IommuDriverOptions> = {

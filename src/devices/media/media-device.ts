@@ -64,6 +64,11 @@ export const MEDIA_MAX_PENDING_EVENTS = 256;
 
 const MAX_PAYLOAD = V4l2ExtControls.SIZE + MEDIA_MAX_EXT_CONTROLS * V4l2ExtControl.SIZE;
 
+/**
+ * The virtio-media device (5.22): V4L2 sessions over the command queue, buffers in a shared memory
+ * region (a pass-through codec). What it implements and its normative coverage:
+ * docs/devices/media.md.
+ */
 export class MediaDevice implements VirtioDevice {
   readonly deviceId = DeviceId.MEDIA;
   readonly offeredFeatures = MEDIA_FEATURES | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;

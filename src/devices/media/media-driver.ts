@@ -102,6 +102,10 @@ export interface MediaDriverOptions {
   eventBuffers?: number;
 }
 
+/**
+ * The virtio-media driver (5.22): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class MediaDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

@@ -81,6 +81,10 @@ function checkMultiple(name: string, v: number, blockSize: number): void {
   }
 }
 
+/**
+ * The virtio-mem device (5.15): a memory region the driver plugs and unplugs in blocks on request.
+ * What it implements and its normative coverage: docs/devices/mem.md.
+ */
 export class MemDevice implements VirtioDevice {
   readonly deviceId = DeviceId.MEM;
   readonly offeredFeatures: bigint;

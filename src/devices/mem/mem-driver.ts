@@ -97,6 +97,10 @@ export class MemRequestError extends VirtioError {
 
 const ALL_SIZES = ['usable_region_size', 'plugged_size', 'requested_size'] as const;
 
+/**
+ * The virtio-mem driver (5.15): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class MemDriver implements DeviceDriver {
   /** The DeviceDriver contract: memory devices; every 5.15.3 bit is understood (driver/mem/4). */
   static readonly type: DeviceDriverType<MemDriver, MemDriverOptions> = {

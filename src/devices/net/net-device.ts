@@ -59,6 +59,10 @@ import type { NetSwitch, SwitchPort } from './switch.js';
 
 export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats } from './net-device-options.js';
 
+/**
+ * The virtio-net device (5.1): frames to and from a NetPort (a switch port), offloads, multiqueue,
+ * the control queue. What it implements and its normative coverage: docs/devices/net.md.
+ */
 export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   readonly deviceId = DeviceId.NET;
   /** NetPort: GSO packets come whole; the device passes them on or segments them itself. */

@@ -53,6 +53,10 @@ const NO_SEGMENTS: readonly Segment[] = [];
 /** 02:76:74:00:00:fe: a locally administered default (driver/net/4). */
 const LOCAL_DEFAULT_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0xfe);
 
+/**
+ * The virtio-net driver (5.1): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class NetDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

@@ -36,6 +36,10 @@ export interface PmemDeviceOptions {
 
 const TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
 
+/**
+ * The virtio-pmem device (5.19): a persistent memory region backed by a file or RAM, with flush
+ * requests. What it implements and its normative coverage: docs/devices/pmem.md.
+ */
 export class PmemDevice implements VirtioDevice {
   readonly deviceId = DeviceId.PMEM;
   readonly offeredFeatures: bigint;

@@ -33,6 +33,10 @@ export class PmemFlushError extends VirtioError {
   }
 }
 
+/**
+ * The virtio-pmem driver (5.19): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class PmemDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

@@ -56,6 +56,10 @@ function checkCount(name: string, v: number): number {
   return v;
 }
 
+/**
+ * The virtio-rpmb device (5.12): an authenticated replay-protected memory block on a store (RAM or
+ * a file). What it implements and its normative coverage: docs/devices/rpmb.md.
+ */
 export class RpmbDevice implements VirtioDevice {
   readonly deviceId = DeviceId.RPMB;
   /** Requests complete in order, synchronously: IN_ORDER holds. */

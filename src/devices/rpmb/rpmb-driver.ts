@@ -90,6 +90,10 @@ export function decodeRpmbFrame(f: Uint8Array): RpmbResponseFrame {
   };
 }
 
+/**
+ * The virtio-rpmb driver (5.12): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class RpmbDriver implements DeviceDriver {
   /** The DeviceDriver contract: RPMB devices, no feature bits (5.12.3). */
   static readonly type: DeviceDriverType<RpmbDriver, RpmbDriverOptions> = {

@@ -71,6 +71,10 @@ export function defaultRtcClocks(leaps: LeapSecondTable | null, nowSeconds = Dat
   return clocks;
 }
 
+/**
+ * The virtio-rtc device (5.23): clocks (UTC, TAI, monotonic, smeared UTC) with alarms. What it
+ * implements and its normative coverage: docs/devices/rtc.md.
+ */
 export class RtcDevice implements VirtioDevice {
   readonly deviceId = DeviceId.RTC;
   readonly offeredFeatures: bigint;

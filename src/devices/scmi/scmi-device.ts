@@ -34,6 +34,10 @@ export interface ScmiDeviceOptions extends ScmiBaseIdentity {
   logger?: Logger;
 }
 
+/**
+ * The virtio-scmi device (5.17): an SCMI platform with the base and sensor protocols. What it
+ * implements and its normative coverage: docs/devices/scmi.md.
+ */
 export class ScmiDevice implements VirtioDevice {
   readonly deviceId = DeviceId.SCMI;
   /**

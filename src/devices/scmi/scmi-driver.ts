@@ -81,6 +81,10 @@ export interface ScmiSensorInfo {
 /** The largest P2A message of the protocols here: a reading's delayed response (header + 16). */
 const LARGEST_P2A = ScmiHeader.SIZE + 16;
 
+/**
+ * The virtio-scmi driver (5.17): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class ScmiDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

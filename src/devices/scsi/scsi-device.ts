@@ -56,6 +56,10 @@ export interface ScsiDeviceOptions {
 
 const TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
 
+/**
+ * The virtio-scsi device (5.6): a SCSI target whose logical units are block backends. What it
+ * implements and its normative coverage: docs/devices/scsi.md.
+ */
 export class ScsiDevice implements VirtioDevice, ScsiControlHost {
   readonly deviceId = DeviceId.SCSI;
   readonly offeredFeatures = TRANSPORT_FEATURES | ScsiF.HOTPLUG | ScsiF.CHANGE;

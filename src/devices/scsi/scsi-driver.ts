@@ -139,6 +139,10 @@ export class ScsiCommandError extends VirtioError {
   }
 }
 
+/**
+ * The virtio-scsi driver (5.6): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class ScsiDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

@@ -66,6 +66,10 @@ export interface SoundDeviceOptions {
   readonly logger?: Logger;
 }
 
+/**
+ * The virtio-snd device (5.14): PCM streams (WAV files or callbacks), jacks and channel maps. What
+ * it implements and its normative coverage: docs/devices/sound.md.
+ */
 export class SoundDevice implements VirtioDevice, PcmStreamHost {
   readonly deviceId = DeviceId.SOUND;
   /** VIRTIO_SND_F_CTLS is not offered (no control elements). Messages complete out of order across streams: no IN_ORDER. */

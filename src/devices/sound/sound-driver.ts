@@ -115,6 +115,10 @@ export interface SoundDriverOptions {
 
 const SHMEM = (1 << SoundPcmFeatureBit.SHMEM_HOST) | (1 << SoundPcmFeatureBit.SHMEM_GUEST);
 
+/**
+ * The virtio-snd driver (5.14): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class SoundDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

@@ -76,6 +76,10 @@ export type SpiConfigValues = Required<Omit<SpiControllerConfig, 'csChangeSuppor
 
 const MS = 1_000_000;
 
+/**
+ * The virtio-spi device (5.21): an SPI controller with simulated targets behind its chip selects.
+ * What it implements and its normative coverage: docs/devices/spi.md.
+ */
 export class SpiDevice implements VirtioDevice {
   readonly deviceId = DeviceId.SPI;
   /** Transfers that wait (timing) complete out of order with others: no IN_ORDER. */

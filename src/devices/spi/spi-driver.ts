@@ -51,6 +51,10 @@ export class SpiTransferError extends VirtioError {
 
 export type SpiDriverConfig = Record<SpiConfigField, number>;
 
+/**
+ * The virtio-spi driver (5.21): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class SpiDriver implements DeviceDriver {
   /**
    * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,

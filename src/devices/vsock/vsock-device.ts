@@ -77,6 +77,10 @@ export interface VsockDeviceStats {
 /** RST replies for packets of no connection, owed at most before tx stops. */
 const RST_RING = 64;
 
+/**
+ * The virtio-vsock device (5.10): stream sockets between guest and host, the host side on Unix
+ * sockets. What it implements and its normative coverage: docs/devices/vsock.md.
+ */
 export class VsockDevice implements VirtioDevice, VsockHostConnector, ConnectionOwner {
   readonly deviceId = DeviceId.VSOCK;
   /**

@@ -48,6 +48,10 @@ export interface VsockDriverOptions {
 const EVENT_BUFFERS = 4;
 const FIRST_EPHEMERAL = 49152;
 
+/**
+ * The virtio-vsock driver (5.10): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   /** driver/vsock/1: NO_IMPLIED_STREAM accepted when offered, with STREAM (and SEQPACKET). */
   static readonly type: DeviceDriverType<VsockDriver, VsockDriverOptions> = {
