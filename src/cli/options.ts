@@ -80,6 +80,7 @@ export interface MetricsAddress {
   readonly port: number;
 }
 
+/** The back-ends' log level without `-v` or `-q`: connections, rings and shutdown. */
 export const DEFAULT_VERBOSITY = LogLevel.INFO;
 /** vhost-user carries the vring index in 8 bits (VRING_IDX_MASK): at most 256 queues. */
 export const MAX_NUM_QUEUES = 256;
@@ -104,6 +105,7 @@ export const BACKEND_OPTIONS = {
 export const BACKEND_SOCKET_USAGE = `  --socket-path PATH      listen on this Unix socket (a stale socket file is replaced)
   --fd N                  serve the Unix socket inherited as file descriptor N: a listening one
                           (front-ends in turn), or a connected one (served once, then exit)`;
+/** The usage lines of the options every back-end takes. */
 export const BACKEND_COMMON_USAGE = `  --print-capabilities    print the vhost-user capabilities as JSON and exit
   --stats-interval S      every S seconds (1..86400) print one line of per-queue counters on
                           stderr: requests and their rate, bytes, errors, in flight, kicks, calls

@@ -24,6 +24,11 @@ const { NEXT, WRITE, INDIRECT, AVAIL, USED } = DescFlag;
 /** Same shape as the split driver's options: an indirect table area, one slot per buffer id. */
 export type PackedDriverQueueOptions = SplitDriverQueueOptions;
 
+/**
+ * The driver side of a packed virtqueue (2.8): writes available descriptors with the wrap counters,
+ * event suppression structures, indirect tables, and takes used descriptors, checking every id and
+ * length the device returns.
+ */
 export class PackedDriverQueue<T = number> implements DriverQueue<T> {
   readonly size: number;
   readonly packed = true;

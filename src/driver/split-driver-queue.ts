@@ -38,6 +38,11 @@ export interface SplitDriverQueueOptions {
   indirectMaxSegments?: number;
 }
 
+/**
+ * The driver side of a split virtqueue (2.7): adds chains (with indirect tables when negotiated),
+ * publishes the available index with event suppression, and takes used entries, checking every id
+ * and length the device returns.
+ */
 export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   readonly size: number;
   readonly packed = false;

@@ -33,6 +33,11 @@ export const ECHO_CONFIG_SIZE = 16;
 const DEFAULT_TRANSPORT =
   F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.IN_ORDER | F.NOTIFICATION_DATA | F.RING_RESET | F.ACCESS_PLATFORM;
 
+/**
+ * A small test device (device id 0x3f by default): copies each buffer's readable bytes into its
+ * writable part; its config has a counter the device can change (with a new generation), a writable
+ * scratch word and a 64-bit field for torn-read checks. The transport matrix and many tests use it.
+ */
 export class EchoDevice implements VirtioDevice {
   readonly deviceId: number;
   readonly offeredFeatures: bigint;

@@ -14,6 +14,7 @@ import { VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
 import { MessageFramer } from './framer.js';
 import { frontendReqName } from './messages.js';
 
+/** What a VhostUserServer serves, where, and how. */
 export interface VhostUserServerOptions {
   /** Called once per connection for the device to serve (may return the same instance). */
   readonly device: () => VirtioDevice;
