@@ -1,3 +1,8 @@
+/**
+ * The package root: errors (`VirtioError` and its codes), the specification's numbers, guest memory and logging.
+ *
+ * @module virtio-ts
+ */
 export * from './errors.js';
 export * from './spec/index.js';
 export * from './memory/index.js';

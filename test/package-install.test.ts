@@ -149,6 +149,17 @@ describe('the packed package installed into fresh projects', { timeout: 900_000 
     }
     assert.deepEqual(files.filter((f) => /\.test\.(js|d\.ts)(\.map)?$/.test(f)), [], 'no test files');
     assert.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('src/')), [], 'no test helpers or sources');
+    // Source maps carry their sources (tsconfig inlineSources): src/*.ts is not shipped, so a map
+    // naming a source without its text would leave a debugger or stack-trace mapper with nothing.
+    const maps = files.filter((f) => f.endsWith('.map'));
+    assert.ok(maps.length > 0 && maps.includes('dist/src/index.js.map'), 'the maps are shipped');
+    await mustRun('tar', ['-xzf', tarball, '-C', work, ...maps.map((m) => `package/${m}`)], work);
+    for (const m of maps) {
+      const map = JSON.parse(readFileSync(join(work, 'package', m), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] };
+      assert.ok(map.sources.length > 0, `${m} names its sources`);
+      assert.equal(map.sourcesContent?.length, map.sources.length, `${m} carries its sources`);
+      assert.ok((map.sourcesContent ?? []).every((c) => typeof c === 'string' && c.length > 0), `${m}: every source has its text`);
+    }
   });
 
   it('an ES module project, installed without a C toolchain: every subpath imports, the demo and virtio-ts blk run on the prebuilt addon, TypeScript checks under node16 and bundler', async () => {

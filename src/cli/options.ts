@@ -15,7 +15,9 @@ import { parseSize } from './parse-size.js';
 export const CliFault = {
   /** No sub-command at all. */
   MISSING_COMMAND: 'MISSING_COMMAND',
+  /** A sub-command that does not exist (`virtio-ts --help` lists them). */
   UNKNOWN_COMMAND: 'UNKNOWN_COMMAND',
+  /** An option the command does not take. */
   UNKNOWN_OPTION: 'UNKNOWN_OPTION',
   /** An option lacks its value, or a positional argument was given. */
   BAD_SYNTAX: 'BAD_SYNTAX',
@@ -25,8 +27,11 @@ export const CliFault = {
   MISSING_IMAGE: 'MISSING_IMAGE',
   /** Options that exclude each other (--socket-path/--fd, --image/--memory). */
   CONFLICT: 'CONFLICT',
+  /** A size (`--memory`, ...) that is not a number with an optional K, M, G suffix, or out of range. */
   BAD_SIZE: 'BAD_SIZE',
+  /** A number option that is not an integer in its range. */
   BAD_NUMBER: 'BAD_NUMBER',
+  /** Any other value the option does not take (an empty path, a serial too long, an unknown profile). */
   BAD_VALUE: 'BAD_VALUE',
 } as const;
 export type CliFault = (typeof CliFault)[keyof typeof CliFault];
@@ -77,6 +82,7 @@ export interface MetricsAddress {
   readonly port: number;
 }
 
+/** The back-ends' log level without `-v` or `-q`: connections, rings and shutdown. */
 export const DEFAULT_VERBOSITY = LogLevel.INFO;
 /** vhost-user carries the vring index in 8 bits (VRING_IDX_MASK): at most 256 queues. */
 export const MAX_NUM_QUEUES = 256;
@@ -102,6 +108,7 @@ export const BACKEND_OPTIONS = {
 export const BACKEND_SOCKET_USAGE = `  --socket-path PATH      listen on this Unix socket (a stale socket file is replaced)
   --fd N                  serve the Unix socket inherited as file descriptor N: a listening one
                           (front-ends in turn), or a connected one (served once, then exit)`;
+/** The usage lines of the options every back-end takes. */
 export const BACKEND_COMMON_USAGE = `  --print-capabilities    print the vhost-user capabilities as JSON and exit
   --stats-interval S      every S seconds (1..86400) print one line of per-queue counters on
                           stderr: requests and their rate, bytes, errors, in flight, kicks, calls

@@ -15,10 +15,15 @@ import { type QueueArea, type QueueRefusal, QueueRefusalReason, type QueueRegist
 
 /** What the queues read of their core. */
 export interface CoreQueuesHost {
+  /** The guest memory queues are built over. */
   readonly memory: GuestMemory;
+  /** The device status byte (2.1). */
   readonly status: number;
+  /** Whether the legacy interface is in use (legacy ring layout, guest-endian fields). */
   readonly legacy: boolean;
+  /** Whether ring fields are little-endian (false only for a legacy big-endian guest). */
   readonly littleEndian: boolean;
+  /** The features accepted with FEATURES_OK (2.2). */
   readonly negotiatedFeatures: bigint;
   /** Features in force for config and ring format: negotiated, or accepted so far. */
   configFeatures(): bigint;

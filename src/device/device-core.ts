@@ -23,8 +23,11 @@ import { QueueStats } from './queue-stats.js';
 /** Transport bits a device need not list: the transport implements them entirely. */
 const TRANSPORT_ONLY_BITS = F.NOTIF_CONFIG_DATA;
 
+/** What a transport gives the DeviceCore it builds. */
 export interface DeviceCoreOptions {
+  /** The guest memory the device's queues live in. */
   memory: GuestMemory;
+  /** Where used-buffer and configuration change notifications go (the transport's interrupt). */
   interrupts: InterruptSink;
   /** Transport bits this transport supports; default TRANSPORT_FEATURES_SUPPORTED. */
   transportFeatures?: bigint;
@@ -39,6 +42,9 @@ export interface DeviceCoreOptions {
   readonly stats?: QueueStats;
   /** Legacy only: false for a big-endian guest. Modern interfaces are always little-endian. */
   littleEndian?: boolean;
+  /**
+   * Where the core logs (DEVICE_NEEDS_RESET with its reason, refused writes); silent by default.
+   */
   logger?: Logger;
 }
 
@@ -54,8 +60,16 @@ const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
 
 
 
+/**
+ * The device lifecycle every transport shares: status state machine (2.1, 3.1), feature negotiation
+ * (2.2), config space with generation (2.5), queue registers, enable and reset (2.6),
+ * DEVICE_NEEDS_RESET, Device Suspend. A transport (PCI, MMIO, CCW, vhost-user, in-process) decodes
+ * its bus accesses into these calls; the device (a VirtioDevice) never sees the transport.
+ */
 export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
+  /** The device this core drives. */
   readonly device: VirtioDevice;
+  /** Number of queues the device has (its queueMaxSizes length). */
   readonly numQueues: number;
 
   private mem: GuestMemory;
@@ -119,9 +133,11 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
 
   // ---- state ---------------------------------------------------------------------------------
 
+  /** The device status byte (2.1). */
   get status(): number {
     return this.statusValue;
   }
+  /** config_generation (2.5.1): changes whenever the device changes its configuration space. */
   get configGeneration(): number {
     return this.generation;
   }
@@ -131,12 +147,17 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   get negotiatedFeatures(): bigint {
     return this.negotiated;
   }
+  /**
+   * The guest memory the device's queues live in (replaced by a vhost-user memory table change).
+   */
   get memory(): GuestMemory {
     return this.mem;
   }
+  /** Whether the driver's fields are little-endian (false only for a legacy big-endian guest). */
   get littleEndian(): boolean {
     return this.le;
   }
+  /** Whether the legacy interface is in use (no FEATURES_OK, legacy ring layout). */
   get legacy(): boolean {
     return this.legacyMode;
   }
@@ -219,6 +240,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.setDriverFeatures(next);
   }
 
+  /** Sets all of driver_feature at once. Ignored after FEATURES_OK. */
   setDriverFeatures(features: bigint): void {
     // 3.1.1: driver_feature is frozen once FEATURES_OK (legacy: DRIVER_OK) was accepted.
     if (this.statusValue & (this.legacyMode ? Status.DRIVER_OK : Status.FEATURES_OK)) {
@@ -383,11 +405,15 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     return this.config.read(offset, width, this.configFeatures(), this.le);
   }
 
+  /**
+   * Writes `width` bytes of config space at `offset`; writes the device does not allow are dropped.
+   */
   writeConfig(offset: number, width: number, value: number): void {
     if (this.suspension.active) return; // 2.4.x: ignored while suspended
     this.config.write(offset, width, value, this.configFeatures(), this.le);
   }
 
+  /** Reads `dst.length` bytes of config space at `offset`; bytes beyond the config read 0. */
   readConfigBytes(offset: number, dst: Uint8Array): void {
     this.config.readBytes(offset, dst, this.configFeatures(), this.le);
   }

@@ -66,7 +66,13 @@ export function queueSizeProblem(size: number, max: number, packed: boolean): st
   return null;
 }
 
+/**
+ * The queue registers of a device (2.6: size, the three ring addresses, enable, MSI-X vector,
+ * notification data) with the rules every transport shares: each setter returns null when the write
+ * took effect, or a QueueRefusal.
+ */
 export class QueueRegisterFile {
+  /** Number of queues. */
   readonly length: number;
   private readonly regs: MutableQueueRegisters[] = [];
   private readonly max: number[] = [];
@@ -94,6 +100,7 @@ export class QueueRegisterFile {
     return this.max[index] ?? 0;
   }
 
+  /** The registers of queue `index`, or null when there is no such queue. */
   get(index: number): QueueRegisters | null {
     return Number.isInteger(index) && index >= 0 && index < this.length ? this.regs[index]! : null;
   }
@@ -106,6 +113,7 @@ export class QueueRegisterFile {
     return r;
   }
 
+  /** Sets queue_size: 1 to the maximum, a power of two for a split ring; refused while enabled. */
   setSize(index: number, size: number, packed: boolean): QueueRefusal | null {
     const r = this.writable(index, 'size');
     if ('reason' in r) return r;
@@ -115,6 +123,7 @@ export class QueueRegisterFile {
     return null;
   }
 
+  /** Sets one ring address (a non-negative safe integer); refused while enabled. */
   setAddress(index: number, area: QueueArea, address: number): QueueRefusal | null {
     const r = this.writable(index, area);
     if ('reason' in r) return r;
@@ -124,6 +133,7 @@ export class QueueRegisterFile {
     return null;
   }
 
+  /** Sets the queue's MSI-X vector (0 to 0xffff; NO_VECTOR is 0xffff). */
   setMsixVector(index: number, vector: number): QueueRefusal | null {
     const r = this.get(index) as MutableQueueRegisters | null;
     if (!r) return queueRefusal(QueueRefusalReason.NO_QUEUE, `no queue ${index}`);
@@ -180,6 +190,7 @@ export class QueueRegisterFile {
     r.notifyData = this.notifyDataOf(index) & 0xffff;
   }
 
+  /** Resets every queue's registers (a device reset). */
   resetAll(): void {
     for (let i = 0; i < this.length; i++) this.reset(i);
   }

@@ -46,7 +46,9 @@ export class QueueRequest {
   onRejected: ((e: unknown) => void) | null = null;
 
   constructor(
+    /** The chain popped into this slot: the request's buffers. */
     readonly chain: DescriptorChain,
+    /** The queue the request came from. */
     readonly queueIndex: number,
   ) {}
 }
@@ -60,11 +62,13 @@ export type RequestResult = number | PromiseLike<number> | void;
 /** Serves one popped request of a queue. */
 export type RequestHandler<R extends QueueRequest> = (req: R) => RequestResult;
 
+/** How a device configures its QueueServer. */
 export interface QueueServerOptions<R extends QueueRequest> {
   /** Prefix of log lines (e.g. 'virtio-blk'). */
   readonly name: string;
   /** The device's queue count (`VirtioDevice.queueMaxSizes.length`). */
   readonly numQueues: number;
+  /** Where the server logs a broken queue or a handler that threw. */
   readonly logger?: Logger | undefined;
   /**
    * The handler of queue `index`, asked when the queue starts; null for a queue the device
@@ -140,6 +144,11 @@ export class ServedQueue {
   }
 }
 
+/**
+ * The serving loop every request-driven device shares (see the module comment above for what it
+ * does per queue): the device gives a handler per queue and the server pops, pools, completes,
+ * notifies and cancels.
+ */
 export class QueueServer<R extends QueueRequest = QueueRequest> {
   private ctx: DeviceContext | null = null;
   private queues: (ServedQueue | null)[] = [];
@@ -180,6 +189,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   inFlight(index: number): number {
     return this.queues[index]?.inFlight ?? 0;
   }
+  /** Pool slots created so far for queue `index` (never more than its size). */
   poolSize(index: number): number {
     return this.queues[index]?.created ?? 0;
   }

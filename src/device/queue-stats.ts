@@ -29,6 +29,7 @@ const MAX_QUEUES = 65536;
 
 /** One queue's counters at a moment. */
 export interface QueueCounters {
+  /** The queue index. */
   readonly queue: number;
   /** Available-buffer notifications from the driver. */
   readonly kicks: number;
@@ -50,6 +51,11 @@ export interface QueueCounters {
   readonly inFlight: number;
 }
 
+/**
+ * Per-queue counters of a device (kicks, calls, requests, completions, drops, bytes both ways,
+ * errors), only growing, for `--stats-interval`, `--metrics` and tests. The device core counts
+ * kicks and calls, the queue server the rest.
+ */
 export class QueueStats {
   private values: Float64Array<ArrayBufferLike> = new Float64Array(STRIDE * 4);
   private highest = -1;
@@ -96,10 +102,12 @@ export class QueueStats {
     return queue * STRIDE;
   }
 
+  /** A driver notification (kick) arrived for `queue`. */
   kick(queue: number): void {
     this.values[this.slot(queue) + KICKS]! += 1;
   }
 
+  /** A used-buffer notification (call) was sent for `queue`. */
   call(queue: number): void {
     this.values[this.slot(queue) + CALLS]! += 1;
   }
@@ -118,6 +126,7 @@ export class QueueStats {
     this.values[s + BYTES_WRITTEN]! += written;
   }
 
+  /** A popped buffer was dropped without completion (its queue was reset or replaced). */
   dropped(queue: number): void {
     this.values[this.slot(queue) + DROPPED]! += 1;
   }

@@ -7,6 +7,7 @@ import type { QueueStats } from './queue-stats.js';
  * rings): guest memory, the negotiated features, its queues, and the ways to signal the driver.
  */
 export interface DeviceContext {
+  /** The guest memory the device's queues and buffers live in. */
   readonly memory: GuestMemory;
   /** Negotiated features (device-specific and transport bits). */
   readonly features: bigint;
@@ -127,10 +128,15 @@ export interface InterruptSink {
  * every transport applies the same rules (2.6, 2.7, 2.8) and the core alone resets them.
  */
 export interface QueueRegisters {
+  /** Queue size the driver chose (queue_size, 2.6); 0 before it is set. */
   readonly size: number;
+  /** Guest address of the descriptor area. */
   readonly descAddr: number;
+  /** Guest address of the driver area (split: available ring; packed: driver event suppression). */
   readonly driverAddr: number;
+  /** Guest address of the device area (split: used ring; packed: device event suppression). */
   readonly deviceAddr: number;
+  /** Whether the driver enabled the queue (queue_enable, QueueReady, CCW SET_VQ). */
   readonly enabled: boolean;
   /** Transport-specific: MSI-X vector for the queue (PCI), else 0xffff. */
   readonly msixVector: number;
@@ -163,7 +169,9 @@ export type QueueRefusalReason = (typeof QueueRefusalReason)[keyof typeof QueueR
 
 /** A refused queue register write: the reason and a message naming the queue and the rule. */
 export interface QueueRefusal {
+  /** Why the write was refused, as a stable value. */
   readonly reason: QueueRefusalReason;
+  /** The rule that refused it, naming the queue, for logs and error replies. */
   readonly message: string;
 }
 
@@ -173,13 +181,20 @@ export interface QueueRefusal {
  * DEVICE_NEEDS_RESET. Every transport decodes its bus accesses into these calls.
  */
 export interface DeviceCoreApi {
+  /** The device this core drives. */
   readonly device: VirtioDevice;
+  /**
+   * The device status byte (2.1): ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, DEVICE_NEEDS_RESET,
+   * FAILED.
+   */
   readonly status: number;
+  /** config_generation (2.5.1): changes whenever the device changes its configuration space. */
   readonly configGeneration: number;
   /** Features the driver wrote so far (driver_feature). */
   readonly driverFeatures: bigint;
   /** Features in force once FEATURES_OK was accepted. */
   readonly negotiatedFeatures: bigint;
+  /** Number of queues the device has (its queueMaxSizes length). */
   readonly numQueues: number;
 
   /** Offered features including the transport bits (device_feature). */
@@ -188,6 +203,10 @@ export interface DeviceCoreApi {
   deviceFeatureWord(select: number): number;
   /** Sets a 32-bit window of driver_feature. Ignored after FEATURES_OK. */
   setDriverFeatureWord(select: number, value: number): void;
+  /**
+   * Sets all of driver_feature at once (transports that write 64 bits or more in one access,
+   * vhost-user SET_FEATURES). Ignored after FEATURES_OK.
+   */
   setDriverFeatures(features: bigint): void;
 
   /**
@@ -198,7 +217,15 @@ export interface DeviceCoreApi {
 
   /** Config space access with bounds and generation handling; out of range reads give 0. */
   readConfig(offset: number, width: number): number;
+  /**
+   * Writes `width` bytes of config space (1, 2, 4 or 8) at `offset`; writes the device does not
+   * allow are dropped.
+   */
   writeConfig(offset: number, width: number, value: number): void;
+  /**
+   * Reads `dst.length` bytes of config space at `offset` (a vhost-user GET_CONFIG); bytes beyond
+   * the config read 0.
+   */
   readConfigBytes(offset: number, dst: Uint8Array): void;
 
   /** Queue registers of queue `index` (null when index >= numQueues). */
@@ -235,6 +262,8 @@ export interface DeviceCoreApi {
   /** Builds the queue config the core would use for `index` (for tests and vhost-user). */
   queueConfig(index: number): QueueConfig | null;
 
+  /** The guest memory the device's queues live in. */
   readonly memory: GuestMemory;
+  /** Whether the driver's fields are little-endian (false only for a legacy big-endian guest). */
   readonly littleEndian: boolean;
 }

@@ -39,10 +39,17 @@ export interface MatrixCase {
 
 /** The capabilities a back-end reports (vhost-user.json @VHostUserBackendCapabilities). */
 export interface VhostUserTypeInfo {
+  /** The vhost-user.json back-end type (`block`, `rng`, `fs`, ...). */
   readonly type: VhostUserBackendType;
+  /** The optional features of that type supported (`read-only`, ...). */
   readonly features: readonly string[];
 }
 
+/**
+ * A device type's registry record: what the CLI, the capabilities, the device-worker factories and
+ * the transport matrix need to know of it. Built-in types are in BUILTIN_DEVICE_TYPES; a program
+ * adds its own with registerDeviceType.
+ */
 export interface DeviceType {
   /** Registry key and CLI sub-command: lower case, e.g. "blk", "rng". */
   readonly name: string;

@@ -1,4 +1,9 @@
-/** Public device implementations: virtio-blk (5.2) with its backends, entropy (5.4), and the device registry. */
+/**
+ * Every device type of virtio 1.4 (chapter 5) with its driver, backends and CLI options, and the device registry
+ * (`deviceTypes`, `registerDeviceType`) that feeds the CLI, the capabilities and the transport matrix.
+ *
+ * @module devices
+ */
 export * from './blk/index.js';
 export * from './entropy/index.js';
 export * from './fs/index.js';
@@ -25,3 +30,4 @@ export * from './rpmb/index.js';
 export * from './scmi/index.js';
 export * from './media/index.js';
 export * from './iommu/index.js';
+export type { BackendOptions, CliIo, MetricsAddress, OptionValues } from '../cli/options.js';

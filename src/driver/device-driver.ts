@@ -42,6 +42,7 @@ export interface DeviceDriverType<D extends DeviceDriver = DeviceDriver, O = und
 /** The negotiated features lack some the driver requires (driver/content/8). */
 export class DriverFeaturesError extends VirtioError {
   constructor(
+    /** The driver's name (its contract's `name`). */
     readonly driverName: string,
     /** The required bits that were not negotiated. */
     readonly missing: bigint,
@@ -53,8 +54,11 @@ export class DriverFeaturesError extends VirtioError {
 /** The device is not of the type the driver drives. */
 export class DeviceDriverMismatchError extends VirtioError {
   constructor(
+    /** The driver's name (its contract's `name`). */
     readonly driverName: string,
+    /** The device id the driver drives. */
     readonly expectedDeviceId: number,
+    /** The device id found. */
     readonly deviceId: number,
   ) {
     super(ErrorCode.INVALID_ARGUMENT, `${driverName} drives ${deviceIdName(expectedDeviceId)} devices, not ${deviceIdName(deviceId)} (id ${deviceId})`);

@@ -12,7 +12,9 @@ export class DmaAllocator {
   private readonly sizes = new Map<number, number>();
 
   constructor(
+    /** First guest address the allocator hands out. */
     readonly base: number,
+    /** Bytes it manages from `base`. */
     readonly size: number,
   ) {
     this.starts = [base];
@@ -41,6 +43,7 @@ export class DmaAllocator {
     throw new VirtioError(ErrorCode.QUEUE_FULL, `guest memory allocator exhausted (${len} bytes)`);
   }
 
+  /** Gives back a range `alloc` returned (by its start address); neighbouring free ranges merge. */
   free(addr: number): void {
     const len = this.sizes.get(addr);
     if (len === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `free of unallocated 0x${addr.toString(16)}`);

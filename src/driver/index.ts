@@ -1,4 +1,8 @@
-/** Public driver API: the generic driver, driver-side queues, the DMA allocator and the contracts. */
+/**
+ * Public driver API: the generic driver, driver-side queues, the DMA allocator and the contracts.
+ *
+ * @module driver
+ */
 export type { DriverContext, DriverInterruptHandler, DriverQueueAddresses, DriverStopEvent, DriverTransport } from './types.js';
 export { DriverStopReason } from './types.js';
 export {

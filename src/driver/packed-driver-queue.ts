@@ -24,13 +24,23 @@ const { NEXT, WRITE, INDIRECT, AVAIL, USED } = DescFlag;
 /** Same shape as the split driver's options: an indirect table area, one slot per buffer id. */
 export type PackedDriverQueueOptions = SplitDriverQueueOptions;
 
+/**
+ * The driver side of a packed virtqueue (2.8): writes available descriptors with the wrap counters,
+ * event suppression structures, indirect tables, and takes used descriptors, checking every id and
+ * length the device returns.
+ */
 export class PackedDriverQueue<T = number> implements DriverQueue<T> {
   readonly size: number;
   readonly packed = true;
+  /** The queue's index on the device. */
   readonly index: number;
+  /** The guest memory the ring lives in. */
   readonly memory: GuestMemory;
+  /** VIRTIO_F_EVENT_IDX was negotiated (2.8.10). */
   readonly eventIdx: boolean;
+  /** VIRTIO_F_IN_ORDER was negotiated (2.8.8). */
   readonly inOrder: boolean;
+  /** Always true for a packed ring (VERSION_1 is required). */
   readonly littleEndian: boolean;
   /** Written length of the buffer last returned by `takeUsed`. */
   lastUsedLen = 0;
@@ -167,6 +177,7 @@ export class PackedDriverQueue<T = number> implements DriverQueue<T> {
     return this.indirectOk;
   }
 
+  /** Segments one indirect table holds (0 when indirect tables cannot be used). */
   get maxIndirectSegments(): number {
     return this.indirectOk ? this.indirectMax : 0;
   }

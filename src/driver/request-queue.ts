@@ -30,7 +30,9 @@ export type RequestAbortReason = (typeof RequestAbortReason)[keyof typeof Reques
 /** A request that will never be answered: the device or its queue was reset, or the driver detached. */
 export class RequestAbortedError extends VirtioError {
   constructor(
+    /** Why the request will never be answered. */
     readonly reason: RequestAbortReason,
+    /** The queue the request was on. */
     readonly queueIndex: number,
   ) {
     super(ErrorCode.DEVICE_NEEDS_RESET, `request on queue ${queueIndex} aborted: ${reason}`);
@@ -43,11 +45,18 @@ const IN_RING = 2;
 
 const NO_SEGMENTS: readonly Segment[] = [];
 
+/** How a RequestQueue sizes its request slots. */
 export interface RequestQueueOptions {
   /** Slots allocated up front (default: the queue size); more are added when needed. */
   initialSlots?: number;
 }
 
+/**
+ * The request/response loop every device-type driver uses on one queue: `submit(out, in)` makes a
+ * buffer available and resolves with the used length; it waits for room when the ring is full, runs
+ * the used-buffer loop, and fails pending requests with RequestAbortedError when the device or
+ * queue is reset or needs a reset.
+ */
 export class RequestQueue {
   private q: DriverQueue<number>;
   private readonly unsubscribe: (() => void) | null;
@@ -67,7 +76,9 @@ export class RequestQueue {
   private stopError: VirtioError | null = null;
 
   constructor(
+    /** The driver context the queue belongs to. */
     readonly context: DriverContext,
+    /** The queue index. */
     readonly index: number,
     opts: RequestQueueOptions = {},
   ) {

@@ -26,6 +26,7 @@ import type { DriverQueue, QueueConfig, Segment } from '../queue/types.js';
 const U32 = 0x1_0000_0000;
 const DEFAULT_INDIRECT_SEGMENTS = 16;
 
+/** Indirect table settings of a SplitDriverQueue. */
 export interface SplitDriverQueueOptions {
   /**
    * Guest address of the indirect table area: one slot of `indirectMaxSegments` descriptors
@@ -37,13 +38,23 @@ export interface SplitDriverQueueOptions {
   indirectMaxSegments?: number;
 }
 
+/**
+ * The driver side of a split virtqueue (2.7): adds chains (with indirect tables when negotiated),
+ * publishes the available index with event suppression, and takes used entries, checking every id
+ * and length the device returns.
+ */
 export class SplitDriverQueue<T = number> implements DriverQueue<T> {
   readonly size: number;
   readonly packed = false;
+  /** The queue's index on the device. */
   readonly index: number;
+  /** The guest memory the ring lives in. */
   readonly memory: GuestMemory;
+  /** VIRTIO_F_EVENT_IDX was negotiated (2.7.10). */
   readonly eventIdx: boolean;
+  /** VIRTIO_F_IN_ORDER was negotiated (2.7.9). */
   readonly inOrder: boolean;
+  /** Whether ring fields are little-endian (false only for a legacy big-endian guest). */
   readonly littleEndian: boolean;
   /** Written length of the buffer last returned by `takeUsed`. */
   lastUsedLen = 0;
@@ -199,6 +210,7 @@ export class SplitDriverQueue<T = number> implements DriverQueue<T> {
     return this.indirectOk;
   }
 
+  /** Segments one indirect table holds (0 when indirect tables cannot be used). */
   get maxIndirectSegments(): number {
     return this.indirectOk ? this.indirectMax : 0;
   }

@@ -8,6 +8,10 @@ import { type DeviceDriver, type DeviceDriverType, attachDeviceDriver } from './
 import type { DriverTransport } from './types.js';
 import { VirtioDriver, type VirtioDriverOptions } from './virtio-driver.js';
 
+/**
+ * Options of startDeviceDriver: VirtioDriver's, without the features (they come from the driver's
+ * contract).
+ */
 export interface StartDeviceDriverOptions<O> extends Omit<VirtioDriverOptions, 'wantedFeatures' | 'driverType'> {
   /** Transport and ring features wanted besides the driver's own. Default VERSION_1, INDIRECT_DESC, EVENT_IDX. */
   transportFeatures?: bigint;
@@ -15,13 +19,20 @@ export interface StartDeviceDriverOptions<O> extends Omit<VirtioDriverOptions, '
   driverOptions?: O;
 }
 
+/** A device-type driver started by startDeviceDriver, with the VirtioDriver under it. */
 export interface StartedDeviceDriver<D extends DeviceDriver> {
+  /** The generic driver: features, queues, reset. */
   readonly virtio: VirtioDriver;
+  /** The device-type driver, attached. */
   readonly driver: D;
   /** Detaches the driver (pending requests fail) and resets the device. */
   close(): void;
 }
 
+/**
+ * Transport features startDeviceDriver wants unless told otherwise: VERSION_1, INDIRECT_DESC,
+ * EVENT_IDX.
+ */
 export const DEFAULT_TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX;
 
 /**

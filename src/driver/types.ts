@@ -5,15 +5,21 @@ import type { DmaAllocator } from './dma-allocator.js';
 
 /** Where a driver puts a queue (2.6); the transport writes these to the device. */
 export interface DriverQueueAddresses {
+  /** Queue size the driver chose. */
   readonly size: number;
+  /** Guest address of the descriptor table (split) or ring (packed). */
   readonly descAddr: number;
+  /** Guest address of the driver area (available ring, or driver event suppression). */
   readonly driverAddr: number;
+  /** Guest address of the device area (used ring, or device event suppression). */
   readonly deviceAddr: number;
 }
 
 /** Notifications the device sends, delivered by the transport to the driver. */
 export interface DriverInterruptHandler {
+  /** The device used buffers of queue `queueIndex` (a used-buffer notification, 2.3). */
   used(queueIndex: number): void;
+  /** The device changed its configuration space (a configuration change notification, 2.5). */
   configChange(): void;
 }
 
@@ -23,6 +29,7 @@ export interface DriverInterruptHandler {
  * register accesses.
  */
 export interface DriverTransport {
+  /** The guest memory the driver's rings and buffers live in. */
   readonly memory: GuestMemory;
   /** Device ID as discovered on the bus. */
   readonly deviceId: number;
@@ -36,16 +43,26 @@ export interface DriverTransport {
    */
   readonly transportFeatures?: bigint;
 
+  /** Reads the device status byte (2.1). */
   getStatus(): number;
   /** Writes status; writing 0 resets the device (the transport waits for the reset to finish). */
   setStatus(value: number): void;
+  /** Reads every device_feature bit the device offers (2.2). */
   getDeviceFeatures(): bigint;
+  /** Writes driver_feature: the features the driver accepts (2.2). */
   setDriverFeatures(features: bigint): void;
 
+  /** Reads config_generation (2.5.1). */
   configGeneration(): number;
+  /**
+   * Reads `dst.length` bytes of config space at `offset` (no generation check: the caller retries,
+   * 2.5.1).
+   */
   readConfig(offset: number, dst: Uint8Array): void;
+  /** Writes `src` into config space at `offset`. */
   writeConfig(offset: number, src: Uint8Array): void;
 
+  /** Number of queues the device reports (or the transport can address). */
   numQueues(): number;
   /** Maximum size of queue `index` (0 when the queue is not available). */
   queueMaxSize(index: number): number;
@@ -56,6 +73,7 @@ export interface DriverTransport {
   /** Available buffer notification; `data` is the NOTIFICATION_DATA value when negotiated. */
   notify(index: number, data?: number): void;
 
+  /** Where the transport delivers used-buffer and configuration change notifications. */
   setInterruptHandler(h: DriverInterruptHandler): void;
   /**
    * Optional: the error behind DEVICE_NEEDS_RESET when the transport can see the device's own
@@ -76,7 +94,9 @@ export const DriverStopReason = {
 } as const;
 export type DriverStopReason = (typeof DriverStopReason)[keyof typeof DriverStopReason];
 
+/** Why and where in-flight buffers of a driver will never complete. */
 export interface DriverStopEvent {
+  /** Why they will not complete. */
   readonly reason: DriverStopReason;
   /** The queue that was reset, or -1 when the whole device stopped. */
   readonly queueIndex: number;
@@ -86,13 +106,19 @@ export interface DriverStopEvent {
 export interface DriverContext {
   /** Device ID of the device driven, when the context knows it (VirtioDriver does). */
   readonly deviceId?: number;
+  /** The guest memory the rings and buffers live in. */
   readonly memory: GuestMemory;
   /** Negotiated features. */
   readonly features: bigint;
+  /**
+   * Whether config and ring fields are little-endian (false only for a legacy big-endian guest).
+   */
   readonly littleEndian: boolean;
   /** Allocator of guest memory for request headers, buffers and rings. */
   readonly dma: DmaAllocator;
+  /** Number of queues set up. */
   readonly numQueues: number;
+  /** The driver-side queue `index`, for a RequestQueue or a driver that runs its own ring. */
   queue(index: number): DriverQueue<number>;
   /** Publishes added buffers and notifies the device when its event suppression asks for it. */
   kick(index: number): void;
@@ -102,6 +128,7 @@ export interface DriverContext {
   onConfigChange(cb: () => void): void;
   /** Reads config bytes consistently (2.5.1: retried until the generation is stable). */
   readConfig(offset: number, len: number): Uint8Array;
+  /** Writes `src` into config space at `offset`. */
   writeConfig(offset: number, src: Uint8Array): void;
   /**
    * Whether the driver suspended the device (VIRTIO_F_SUSPEND): buffers must not be made

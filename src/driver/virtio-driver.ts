@@ -21,6 +21,7 @@ import type { DmaAllocator } from './dma-allocator.js';
 import { SplitDriverQueue } from './split-driver-queue.js';
 import { type DriverContext, type DriverQueueAddresses, type DriverStopEvent, DriverStopReason, type DriverTransport } from './types.js';
 
+/** How VirtioDriver.init negotiates and sets up the device. */
 export interface VirtioDriverOptions {
   /**
    * Features the caller wants: device-type bits and transport bits. The driver accepts
@@ -39,6 +40,7 @@ export interface VirtioDriverOptions {
    * outside its wanted and required features are never accepted.
    */
   driverType?: DeviceDriverInfo;
+  /** Allocator of guest memory for the rings (and, through the context, request buffers). */
   dma: DmaAllocator;
   /** Queue sizes per queue (the last entry repeats); capped at each queue's maximum. Default 256. */
   queueSizes?: number[];
@@ -135,7 +137,14 @@ class DriverContextImpl implements DriverContext {
   }
 }
 
+/**
+ * The generic driver side of a device: runs the initialization sequence of 3.1.1 over any
+ * DriverTransport (status bits, feature negotiation, queue set-up, DRIVER_OK), then owns the
+ * queues, notifications, configuration reads with generation checks, queue reset, Device Suspend,
+ * and DEVICE_NEEDS_RESET. A device-type driver (BlkDriver, ...) attaches to its `context`.
+ */
 export class VirtioDriver {
+  /** What a device-type driver attaches to: memory, negotiated features, queues, config access. */
   readonly context: DriverContext;
   private slots: (QueueSlot | null)[] = [];
   private negotiated = 0n;
@@ -149,6 +158,7 @@ export class VirtioDriver {
   private readonly retries: number;
 
   private constructor(
+    /** The transport the device is driven through. */
     readonly transport: DriverTransport,
     private readonly opts: VirtioDriverOptions,
   ) {
@@ -172,6 +182,7 @@ export class VirtioDriver {
     return d;
   }
 
+  /** The allocator of guest memory given in the options. */
   get dma(): DmaAllocator {
     return this.opts.dma;
   }
@@ -179,6 +190,7 @@ export class VirtioDriver {
   get features(): bigint {
     return this.negotiated;
   }
+  /** Number of queues set up. */
   get numQueues(): number {
     return this.slots.length;
   }
@@ -455,12 +467,16 @@ export class VirtioDriver {
     }
   }
 
+  /**
+   * Sets the callback run when the device used buffers of queue `index` (one callback per queue).
+   */
   onUsed(index: number, cb: () => void): void {
     const s = this.slots[index];
     if (!s) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${index} is not set up`);
     s.onUsed = cb;
   }
 
+  /** Sets the callback run on a configuration change notification. */
   onConfigChange(cb: () => void): void {
     this.configCb = cb;
   }

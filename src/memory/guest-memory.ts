@@ -5,7 +5,12 @@ import { ErrorCode, MemoryError } from '../errors.js';
  * guest addresses [guestBase, guestBase + bytes.length).
  */
 export interface RegionSpec {
+  /** Guest physical address of the region's first byte. */
   readonly guestBase: number;
+  /**
+   * The host view of the region (a mapping of the VMM's memfd, a SharedArrayBuffer, an emulator's
+   * RAM).
+   */
   readonly bytes: Uint8Array;
 }
 
@@ -88,6 +93,7 @@ export class GuestMemory {
     return new GuestMemory([{ guestBase: opts.base ?? 0, bytes: new Uint8Array(buf) }]);
   }
 
+  /** Number of regions. */
   get regionCount(): number {
     return this.bases.length;
   }
@@ -150,10 +156,15 @@ export class GuestMemory {
     return this.locate(addr, len) >= 0;
   }
 
+  /**
+   * The bytes of region `region` (an index from `locate`), for ring code that copies without a view
+   * per access.
+   */
   bytesOf(region: number): Uint8Array {
     return this.u8s[region]!;
   }
 
+  /** The guest address where region `region` starts. */
   baseOf(region: number): number {
     return this.bases[region]!;
   }
@@ -189,40 +200,55 @@ export class GuestMemory {
     else dst.set(src.subarray(srcOff, srcOff + len), off);
   }
 
+  /**
+   * Sets [addr, addr + len) to `value` (0 by default); throws MemoryError when the range is not
+   * inside one region.
+   */
   fill(addr: number, len: number, value = 0): void {
     const r = this.check(addr, len);
     const off = addr - this.bases[r]!;
     this.u8s[r]!.fill(value, off, off + len);
   }
 
+  /** Reads one byte; throws MemoryError when unmapped. */
   readU8(addr: number): number {
     const r = this.check(addr, 1);
     return this.u8s[r]![addr - this.bases[r]!]!;
   }
+  /** Writes one byte; throws MemoryError when unmapped. */
   writeU8(addr: number, v: number): void {
     const r = this.check(addr, 1);
     this.u8s[r]![addr - this.bases[r]!] = v;
   }
+  /**
+   * Reads a u16, little-endian unless `le` is false (a legacy big-endian guest); no ordering (see
+   * loadU16Acquire).
+   */
   readU16(addr: number, le = true): number {
     const r = this.check(addr, 2);
     return this.dvs[r]!.getUint16(addr - this.bases[r]!, le);
   }
+  /** Writes a u16 (little-endian unless `le` is false); no ordering (see storeU16Release). */
   writeU16(addr: number, v: number, le = true): void {
     const r = this.check(addr, 2);
     this.dvs[r]!.setUint16(addr - this.bases[r]!, v, le);
   }
+  /** Reads a u32 (little-endian unless `le` is false). */
   readU32(addr: number, le = true): number {
     const r = this.check(addr, 4);
     return this.dvs[r]!.getUint32(addr - this.bases[r]!, le);
   }
+  /** Writes a u32 (little-endian unless `le` is false). */
   writeU32(addr: number, v: number, le = true): void {
     const r = this.check(addr, 4);
     this.dvs[r]!.setUint32(addr - this.bases[r]!, v >>> 0, le);
   }
+  /** Reads a u64 as a BigInt (not for hot paths: readAddr reads an address without BigInt). */
   readU64(addr: number, le = true): bigint {
     const r = this.check(addr, 8);
     return this.dvs[r]!.getBigUint64(addr - this.bases[r]!, le);
   }
+  /** Writes a u64 given as a BigInt (truncated to 64 bits). */
   writeU64(addr: number, v: bigint, le = true): void {
     const r = this.check(addr, 8);
     this.dvs[r]!.setBigUint64(addr - this.bases[r]!, BigInt.asUintN(64, v), le);
@@ -239,6 +265,7 @@ export class GuestMemory {
     const hi = dv.getUint32(le ? off + 4 : off, le);
     return hi >= 0x20_0000 ? -1 : hi * U32 + lo;
   }
+  /** Writes a guest address (a number below 2^53) as a u64 without BigInt. */
   writeAddr(addr: number, v: number, le = true): void {
     const r = this.check(addr, 8);
     const dv = this.dvs[r]!;
@@ -282,6 +309,10 @@ export class GuestMemory {
     GuestMemory.fence();
     return this.dvs[r]!.getUint32(off, le);
   }
+  /**
+   * Release store of a u32: everything written before it is visible before it (packed ring flags,
+   * event structures).
+   */
   storeU32Release(addr: number, v: number, le = true): void {
     const r = this.check(addr, 4);
     const off = addr - this.bases[r]!;
@@ -298,6 +329,7 @@ export class GuestMemory {
   static fence(): void {
     Atomics.add(GuestMemory.fenceCell, 0, 0);
   }
+  /** Full memory barrier; the same as the static GuestMemory.fence(). */
   fence(): void {
     Atomics.add(GuestMemory.fenceCell, 0, 0);
   }
@@ -306,9 +338,14 @@ export class GuestMemory {
   u16Of(region: number): Uint16Array | null {
     return this.u16s[region] ?? null;
   }
+  /**
+   * A Uint32Array over region `region` for atomic 32-bit accesses, or null when the region is not
+   * 4-byte aligned (or the host is big-endian).
+   */
   u32Of(region: number): Uint32Array | null {
     return this.u32s[region] ?? null;
   }
+  /** A DataView over region `region`, for ring code that caches it. */
   dataViewOf(region: number): DataView {
     return this.dvs[region]!;
   }

@@ -100,6 +100,11 @@ class FakeMapping implements Mapping {
   }
 }
 
+/**
+ * An in-process Platform for tests: sockets, eventfds, memfds and mappings simulated over
+ * JavaScript objects with the same ownership rules and errors as the native addon, so everything
+ * above the platform is tested without the OS.
+ */
 export class FakePlatform implements Platform {
   private readonly fds = new Map<number, FileObj>();
   private nextFd = FIRST_FD;
@@ -264,6 +269,7 @@ export class FakePlatform implements Platform {
     this.wake(p);
     return n;
   }
+  /** Closes a fake fd (throws PlatformError EBADF for one that is not open). */
   close(fd: number): void {
     const f = this.file(fd);
     this.fds.delete(fd);

@@ -15,6 +15,11 @@ import { toPlatformError } from './platform-error.js';
 /** A name: the guest's bytes (not necessarily UTF-8) or a string. */
 export type FsName = Uint8Array | string;
 
+/**
+ * The *at system calls and positioned I/O a file server needs (native/fs-at.c): every call returns
+ * its result or the negated errno (a value, not an exception), because the file server answers its
+ * guest with it.
+ */
 export interface FsAt {
   /** fd, or -errno. O_CLOEXEC is always added. */
   openat(dirfd: number, name: FsName, flags: number, mode?: number): number;
@@ -22,14 +27,21 @@ export interface FsAt {
   fstatat(dirfd: number, name: FsName, flags: number, out: Float64Array): number;
   /** fstatat plus birth time in out[STAT_FIELDS], out[STAT_FIELDS + 1] (-1 when unknown). */
   statx(dirfd: number, name: FsName, flags: number, out: Float64Array): number;
+  /** mkdirat(2): 0, or -errno. */
   mkdirat(dirfd: number, name: FsName, mode: number): number;
+  /** mknodat(2): 0, or -errno. */
   mknodat(dirfd: number, name: FsName, mode: number, rdev: number): number;
+  /** unlinkat(2) (flags: AT_REMOVEDIR): 0, or -errno. */
   unlinkat(dirfd: number, name: FsName, flags: number): number;
+  /** renameat2(2) (flags: RENAME_NOREPLACE, RENAME_EXCHANGE, ...): 0, or -errno. */
   renameat2(olddirfd: number, oldname: FsName, newdirfd: number, newname: FsName, flags: number): number;
+  /** linkat(2): 0, or -errno. */
   linkat(olddirfd: number, oldname: FsName, newdirfd: number, newname: FsName, flags: number): number;
+  /** symlinkat(2): 0, or -errno. */
   symlinkat(target: FsName, dirfd: number, name: FsName): number;
   /** Bytes of the target written into `buf` (a full `buf` may mean truncated), or -errno. */
   readlinkat(dirfd: number, name: FsName, buf: Uint8Array): number;
+  /** fchmodat(2): 0, or -errno. */
   fchmodat(dirfd: number, name: FsName, mode: number): number;
   /** uid/gid -1: unchanged. */
   fchownat(dirfd: number, name: FsName, uid: number, gid: number, flags: number): number;
@@ -37,17 +49,28 @@ export interface FsAt {
   utimensat(dirfd: number, name: FsName, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): number;
   /** Value length (an empty `buf` asks for the size), or -errno. */
   getxattr(path: FsName, name: FsName, buf: Uint8Array): number;
+  /** setxattr(2) on a path (a /proc/self/fd path for an O_PATH fd): 0, or -errno. */
   setxattr(path: FsName, name: FsName, value: Uint8Array, flags: number): number;
   /** NUL-separated names' length (an empty `buf` asks for the size), or -errno. */
   listxattr(path: FsName, buf: Uint8Array): number;
+  /** removexattr(2) on a path: 0, or -errno. */
   removexattr(path: FsName, name: FsName): number;
   /** pread(2) into buf[offset, offset + len): bytes or -errno. */
   pread(fd: number, buf: Uint8Array, offset: number, len: number, position: number): number;
+  /**
+   * pwrite(2) of `len` bytes of `buf` from `offset` at file position `position`: bytes written, or
+   * -errno.
+   */
   pwrite(fd: number, buf: Uint8Array, offset: number, len: number, position: number): number;
+  /** fallocate(2): 0, or -errno. */
   fallocate(fd: number, mode: number, offset: number, len: number): number;
+  /** lseek(2) (SEEK_DATA and SEEK_HOLE included): the new position, or -errno. */
   lseek(fd: number, offset: number, whence: number): number;
+  /** copy_file_range(2): bytes copied, or -errno. */
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
+  /** fsync(2), or fdatasync(2) with `datasync`: 0, or -errno. */
   fsync(fd: number, datasync: boolean): number;
+  /** syncfs(2): 0, or -errno. */
   syncfs(fd: number): number;
   /** 0 or -errno; `out` gets StatfsField slots. */
   fstatfs(fd: number, out: Float64Array): number;
@@ -55,6 +78,7 @@ export interface FsAt {
   ofdLock(fd: number, cmd: number, type: number, start: number, len: number, out?: Float64Array): number;
   /** linux_dirent64 records into `buf`: bytes, 0 at the end, or -errno. */
   getdents64(fd: number, buf: Uint8Array): number;
+  /** close(2): 0, or -errno. */
   close(fd: number): number;
 }
 

@@ -1,3 +1,8 @@
+/**
+ * The only OS access: fd passing, mmap, eventfd, memfd, `*at` file calls, TAP, pty, seqpacket sockets (a native N-API addon) and an in-process fake for tests.
+ *
+ * @module platform
+ */
 export type { FdWatcher, Mapping, Platform, RecvResult } from './types.js';
 export { PlatformError, toPlatformError } from './platform-error.js';
 export {
@@ -19,3 +24,7 @@ import type { Platform } from './types.js';
 export function defaultPlatform(): Platform {
   return loadNativePlatform();
 }
+export type { FsAt } from './fs-at.js';
+export type { MemoryAdvice } from './memory-advice.js';
+export type { SeqpacketSockets } from './seqpacket.js';
+export type { FsName } from './fs-at.js';

@@ -34,6 +34,7 @@ interface Addon {
 
 /** recvmsg's result from the addon: also how many fds beyond `maxFds` arrived and were closed. */
 export interface NativeRecvResult extends RecvResult {
+  /** File descriptors beyond `maxFds` that arrived with the message and were closed. */
   readonly dropped: number;
 }
 
@@ -158,6 +159,7 @@ export class NativePlatform implements Platform {
       throw toPlatformError('sendmsg', e);
     }
   }
+  /** Closes an fd this process owns (throws PlatformError EBADF for one it does not). */
   close(fd: number): void {
     try {
       this.a.close(fd);
@@ -269,7 +271,9 @@ export const nativePlatformAvailable = (): boolean => {
 export interface ChunkedMapping {
   /** `start` is the chunk's position within the mapped area (0 for the first). */
   readonly chunks: readonly { readonly start: number; readonly mapping: Mapping }[];
+  /** Total length mapped, in bytes. */
   readonly length: number;
+  /** Unmaps every chunk; idempotent. */
   unmap(): void;
 }
 

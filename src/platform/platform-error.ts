@@ -7,6 +7,7 @@ import { ErrorCode, VirtioError } from '../errors.js';
  */
 export class PlatformError extends VirtioError {
   constructor(
+    /** The errno name (`EBADF`, `ENOENT`, ...), to branch on. */
     readonly errno: string,
     message: string,
     options?: { cause?: unknown },

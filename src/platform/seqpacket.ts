@@ -28,6 +28,7 @@ export interface SeqpacketSockets {
    * is ready, 0 at the end (or an empty message).
    */
   recv(fd: number, buf: Uint8Array): number;
+  /** shutdown(2) (SHUT_RD, SHUT_WR, SHUT_RDWR). */
   shutdown(fd: number, how: number): void;
 }
 

@@ -14,18 +14,27 @@ export interface RecvResult {
   readonly fds: number[];
 }
 
+/** A readiness watch on an fd (Platform.watchReadable). */
 export interface FdWatcher {
   /** Stops watching; the fd is not closed. Idempotent. */
   stop(): void;
 }
 
+/** A shared mapping of (part of) an fd (Platform.mmap), owned by whoever made it. */
 export interface Mapping {
   /** The mapped bytes (an external ArrayBuffer); detached after unmap. */
   readonly bytes: Uint8Array;
+  /** Length of the mapping in bytes. */
   readonly length: number;
+  /** Unmaps it and detaches `bytes`; idempotent. */
   unmap(): void;
 }
 
+/**
+ * Everything virtio-ts needs from the OS that Node cannot do itself: Unix sockets with fd passing,
+ * readiness watches, mmap, eventfd, memfd. NativePlatform (the addon) implements it; FakePlatform
+ * does in process, for tests.
+ */
 export interface Platform {
   /** Creates, binds and listens on a Unix stream socket (removing a stale socket file). */
   listenUnix(path: string, backlog?: number): number;
@@ -39,6 +48,7 @@ export interface Platform {
   recvmsg(fd: number, buf: Uint8Array, offset: number, len: number, maxFds: number): RecvResult;
   /** sendmsg of the bytes with the fds attached (the fds stay owned by the caller). */
   sendmsg(fd: number, buf: Uint8Array, offset: number, len: number, fds?: readonly number[]): number;
+  /** Closes an fd this process owns. */
   close(fd: number): void;
   /** Calls `cb` whenever `fd` is readable (libuv poll), until stopped. */
   watchReadable(fd: number, cb: () => void): FdWatcher;

@@ -18,8 +18,11 @@ export class DescriptorChain {
   ringDescs = 1;
   /** Number of segments; segments [0, readableCount) are readable, the rest writable. */
   count = 0;
+  /** Number of device-readable segments (they come first). */
   readableCount = 0;
+  /** Total length of the device-readable segments. */
   readableBytes = 0;
+  /** Total length of the device-writable segments. */
   writableBytes = 0;
   /** Set when a segment is unmapped; the request must fail (the chain is otherwise sound). */
   fault: QueueFault | null = null;
@@ -30,7 +33,9 @@ export class DescriptorChain {
    * growth replaces them.
    */
   addrs: Float64Array;
+  /** Length of each segment, in chain order (see `addrs`). */
   lens: Uint32Array;
+  /** The guest memory the segments point into. */
   memory: GuestMemory;
   private readonly maxSegments: number;
 
@@ -70,6 +75,7 @@ export class DescriptorChain {
     this.lens = lens;
   }
 
+  /** Number of device-writable segments (after the readable ones). */
   get writableCount(): number {
     return this.count - this.readableCount;
   }
@@ -159,6 +165,10 @@ export class ChainCursor {
 
   constructor(private readonly writable: boolean) {}
 
+  /**
+   * Points the cursor at the start of `chain`'s readable (or writable) part; returns the cursor for
+   * chaining.
+   */
   reset(chain: DescriptorChain): this {
     this.chain = chain;
     this.seg = this.writable ? chain.readableCount : 0;

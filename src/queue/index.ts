@@ -1,4 +1,8 @@
-/** Public queue API: types, descriptor chains, both ring formats, their layouts and the factory. */
+/**
+ * Public queue API: types, descriptor chains, both ring formats, their layouts and the factory.
+ *
+ * @module queue
+ */
 export type { DeviceQueue, DriverQueue, QueueConfig, QueuePeek, QueueState, Segment } from './types.js';
 export { ChainCursor, DescriptorChain, REGION_SPLIT_SLACK, chainCapacityForQueue, writeWritableByteAt } from './chain.js';
 export { SplitQueue } from './split-queue.js';

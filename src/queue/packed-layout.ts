@@ -12,7 +12,9 @@ import type { QueueConfig } from './types.js';
 
 /** Guest addresses of one packed ring and the bytes it spans from `descAddr`. */
 export interface PackedRingAddresses {
+  /** Queue size. */
   readonly size: number;
+  /** Guest address of the descriptor ring (16 bytes per entry, 2.8.13). */
   readonly descAddr: number;
   /** Driver Event Suppression area (written by the driver, read by the device). */
   readonly driverAddr: number;

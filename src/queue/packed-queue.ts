@@ -25,6 +25,12 @@ const U32 = 0x1_0000_0000;
 const MAX_CHAIN_BYTES = 0xffffffff;
 const { NEXT, WRITE, INDIRECT, AVAIL, USED } = DescFlag;
 
+/**
+ * The device side of a packed virtqueue (2.8): pops available buffers by their AVAIL/USED flags and
+ * wrap counters, writes used descriptors, with event suppression structures (2.8.10), indirect
+ * tables, IN_ORDER and saved state. The driver is untrusted: every walk is bounded; a broken ring
+ * rule throws QueueError. Nothing is allocated per buffer.
+ */
 export class PackedQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
@@ -32,8 +38,11 @@ export class PackedQueue implements DeviceQueue {
   readonly memory: GuestMemory;
   /** Derived once from the negotiated features. */
   readonly eventIdx: boolean;
+  /** VIRTIO_F_INDIRECT_DESC was negotiated: indirect tables are accepted (2.8.7). */
   readonly indirect: boolean;
+  /** VIRTIO_F_IN_ORDER was negotiated (2.8.8). */
   readonly inOrder: boolean;
+  /** Ring fields are little-endian (packed rings always are: VERSION_1 is required). */
   readonly littleEndian: boolean;
 
   private desc: ResolvedArea;

@@ -10,9 +10,13 @@ import type { QueueConfig } from './types.js';
 
 /** Guest addresses of one split ring and the bytes it spans from `descAddr`. */
 export interface SplitRingAddresses {
+  /** Queue size (a power of two). */
   readonly size: number;
+  /** Guest address of the descriptor table (16 bytes per entry, 2.7.5). */
   readonly descAddr: number;
+  /** Guest address of the available ring (2.7.6). */
   readonly driverAddr: number;
+  /** Guest address of the used ring (2.7.8). */
   readonly deviceAddr: number;
   /** Bytes from descAddr to the end of the used ring (legacy: including the tail padding). */
   readonly total: number;

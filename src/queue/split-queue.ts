@@ -22,6 +22,12 @@ const U32 = 0x1_0000_0000;
 /** 2.7.4 / 2.7.5: a chain longer than 2^32 bytes is forbidden to the driver. */
 const MAX_CHAIN_BYTES = 0xffffffff;
 
+/**
+ * The device side of a split virtqueue (2.7): pops available descriptor chains (indirect tables
+ * included) and pushes used entries, with event suppression (2.7.10), IN_ORDER and saved state. The
+ * driver is untrusted: every index is range-checked, every walk bounded; a broken ring rule throws
+ * QueueError and the queue yields nothing more until reset. Nothing is allocated per chain.
+ */
 export class SplitQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
@@ -29,8 +35,11 @@ export class SplitQueue implements DeviceQueue {
   readonly memory: GuestMemory;
   /** Derived once from the negotiated features. */
   readonly eventIdx: boolean;
+  /** VIRTIO_F_INDIRECT_DESC was negotiated: indirect tables are accepted (2.7.5.3). */
   readonly indirect: boolean;
+  /** VIRTIO_F_IN_ORDER was negotiated (2.7.9). */
   readonly inOrder: boolean;
+  /** Ring fields are little-endian (false only for a legacy big-endian guest). */
   readonly littleEndian: boolean;
   private readonly notifyOnEmpty: boolean;
 

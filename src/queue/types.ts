@@ -11,8 +11,11 @@ import type { DescriptorChain } from './chain.js';
 export interface QueueConfig {
   /** Queue size: non-zero; a power of two for split rings; at most 32768. */
   readonly size: number;
+  /** Guest address of the descriptor table (split) or descriptor ring (packed). */
   readonly descAddr: number;
+  /** Guest address of the available ring (split) or the driver event suppression area (packed). */
   readonly driverAddr: number;
+  /** Guest address of the used ring (split) or the device event suppression area (packed). */
   readonly deviceAddr: number;
   /** Negotiated features: RING_PACKED, INDIRECT_DESC, EVENT_IDX, IN_ORDER, VERSION_1... */
   readonly features: bigint;
@@ -28,7 +31,15 @@ export interface QueueConfig {
  * (0..size-1) with their wrap counters.
  */
 export interface QueueState {
+  /**
+   * The next available entry the device reads: a free-running 16-bit index (split) or a ring
+   * position (packed).
+   */
   readonly nextAvail: number;
+  /**
+   * The next used entry the device writes: a free-running 16-bit index (split) or a ring position
+   * (packed).
+   */
   readonly nextUsed: number;
   /** Packed only: the driver ring wrap counter at nextAvail (starts true). */
   readonly availWrap: boolean;
@@ -53,8 +64,11 @@ export interface QueuePeek {
 
 /** Device side of a virtqueue (split or packed). */
 export interface DeviceQueue {
+  /** Queue size: the number of descriptors (2.6). */
   readonly size: number;
+  /** The queue's index on its device. */
   readonly index: number;
+  /** Whether this is a packed ring (2.8) rather than a split one (2.7). */
   readonly packed: boolean;
   /** Set once the driver broke a ring rule; the queue then yields nothing more. */
   readonly broken: QueueError | null;
@@ -128,6 +142,10 @@ export interface DeviceQueue {
   /** Whether buffers are available (without consuming them). */
   hasAvailable(): boolean;
 
+  /**
+   * The position to resume from elsewhere (vhost-user GET_VRING_BASE, reconnect, migration);
+   * publishes deferred used entries first.
+   */
   state(): QueueState;
   /** Validates and applies saved state (QUEUE_BAD_STATE on misfit). */
   setState(s: QueueState): void;
@@ -138,18 +156,23 @@ export interface DeviceQueue {
    */
   rebind?(): void;
 
+  /** The guest memory the ring and its buffers live in. */
   readonly memory: GuestMemory;
 }
 
 /** One segment handed to the driver-side `add`. */
 export interface Segment {
+  /** Guest address of the segment. */
   addr: number;
+  /** Length of the segment in bytes. */
   len: number;
 }
 
 /** Driver side of a virtqueue (split or packed). */
 export interface DriverQueue<T = unknown> {
+  /** Queue size: the number of descriptors. */
   readonly size: number;
+  /** Whether this is a packed ring rather than a split one. */
   readonly packed: boolean;
   /** Descriptors free for new chains. */
   readonly freeCount: number;
@@ -169,6 +192,9 @@ export interface DriverQueue<T = unknown> {
 
   /** Next used buffer's token, or undefined; `lastUsedLen` holds its written length. */
   takeUsed(): T | undefined;
+  /**
+   * The length the device wrote into the buffer `takeUsed` returned last (the used entry's len).
+   */
   readonly lastUsedLen: number;
 
   /** Suppresses used-buffer notifications. */

@@ -13,6 +13,7 @@ export const P9_REQUEST_QUEUE = 0;
 
 /** Feature bits of the 9P transport. */
 export const P9FeatureBit = { MOUNT_TAG: 0 } as const;
+/** VIRTIO_9P_MOUNT_TAG as a feature mask: the device has a mount tag in its config space. */
 export const P9_F_MOUNT_TAG = 1n << BigInt(P9FeatureBit.MOUNT_TAG);
 
 /** struct virtio_9p_config: tag_len (virtio16), then the tag bytes. */

@@ -52,6 +52,7 @@ export function balloonQueueIndex(role: BalloonQueue, features: bigint): number 
 
 /** 5.5.6: page frame numbers are addresses divided by 4096, whatever the guest page size. */
 export const BALLOON_PFN_SHIFT = 12;
+/** The page size balloon page frame numbers count in (4096 bytes, 5.5.6). */
 export const BALLOON_PAGE_SIZE = 4096;
 
 /** 5.5.4 struct virtio_balloon_config: byte offsets (all le32). */
@@ -73,6 +74,7 @@ export const BALLOON_CONFIG_LAYOUT = defineConfigLayout(BalloonConfig.SIZE, [
   { name: 'freePageHintCmdId', offset: BalloonConfig.FREE_PAGE_HINT_CMD_ID, width: 4, feature: BalloonF.FREE_PAGE_HINT, access: 'ro' },
   { name: 'poisonVal', offset: BalloonConfig.POISON_VAL, width: 4, feature: BalloonF.PAGE_POISON, access: 'rw' },
 ]);
+/** The field names of BALLOON_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type BalloonConfigField = (typeof BALLOON_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.5.6.3: struct virtio_balloon_stat (packed): le16 tag, le64 val. */

@@ -89,6 +89,7 @@ export type BlkStatus = (typeof BlkStatus)[keyof typeof BlkStatus];
 
 /** 5.2.6: sectors are always 512 bytes, whatever blk_size says. */
 export const BLK_SECTOR_SIZE = 512;
+/** log2 of the 512-byte sector: sector = byte offset >> 9. */
 export const BLK_SECTOR_SHIFT = 9;
 
 /** 5.2.6: struct virtio_blk_req header: le32 type, le32 reserved, le64 sector. */

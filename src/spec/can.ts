@@ -23,6 +23,7 @@ export const CanFeatureBit = {
   /** Tx requests are used only once the frame was transmitted on the bus. */
   LATE_TX_ACK: 3,
 } as const;
+/** 5.20.3 feature bits as masks (bigint), from CanFeatureBit. */
 export const CanF = {
   CAN_CLASSIC: bit(CanFeatureBit.CAN_CLASSIC),
   CAN_FD: bit(CanFeatureBit.CAN_FD),
@@ -34,6 +35,7 @@ export const CAN_FEATURES = CanF.CAN_CLASSIC | CanF.CAN_FD | CanF.RTR_FRAMES | C
 
 /** 5.20.4 struct virtio_can_config: le16 status (always present, driver-read-only). */
 export const CanConfig = { SIZE: 2, STATUS: 0 } as const;
+/** struct virtio_can_config as a declarative layout: status, always present, read-only. */
 export const CAN_CONFIG_LAYOUT = defineConfigLayout(CanConfig.SIZE, [{ name: 'status', offset: CanConfig.STATUS, width: 2, feature: null, access: 'ro' }] as const);
 /** VIRTIO_CAN_S_CTRL_BUSOFF: the controller went from started to stopped on a bus-off. */
 export const CAN_S_CTRL_BUSOFF = 1;
@@ -72,13 +74,16 @@ export const CanFrameLayout = {
 } as const;
 /** struct virtio_can_control_out (le16 msg_type) and the one-byte results (control_in, tx_in). */
 export const CAN_CONTROL_OUT_SIZE = 2;
+/** Size of the one-byte results (control_in.result, tx_in.result). */
 export const CAN_RESULT_SIZE = 1;
 
 /** Largest payloads: classic CAN 8, CAN FD 64. */
 export const CAN_CLASSIC_MAX_LEN = 8;
+/** The largest CAN FD payload, 64 bytes. */
 export const CAN_FD_MAX_LEN = 64;
 /** Identifier ranges: standard 11 bits (CAN 2.0A), extended 29 bits (CAN 2.0B). */
 export const CAN_STD_ID_MAX = 0x7ff;
+/** The largest extended (29-bit) identifier. */
 export const CAN_EXT_ID_MAX = 0x1fffffff;
 
 /** CAN FD payload lengths (DLC 0..15 -> 0..8, 12, 16, 20, 24, 32, 48, 64). */

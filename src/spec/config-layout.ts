@@ -13,22 +13,36 @@
  */
 import { ErrorCode, VirtioError } from '../errors.js';
 
+/** Width of a config field in bytes (2.5: accesses are 1, 2, 4 or 8 bytes wide). */
 export type ConfigFieldWidth = 1 | 2 | 4 | 8;
 /** 'ro': the driver must not write it; 'rw': a driver write changes it (e.g. blk writeback). */
 export type ConfigAccess = 'ro' | 'rw';
 
+/**
+ * One field of a device configuration structure: where it is, how wide, when it exists, and whether
+ * the driver may write it.
+ */
 export interface ConfigField<N extends string = string> {
+  /** The field's name (camelCase of the spec's field name). */
   readonly name: N;
+  /** Byte offset in the configuration space. */
   readonly offset: number;
+  /** Width in bytes. */
   readonly width: ConfigFieldWidth;
   /** Feature bit mask whose negotiation (or offer, device side) makes the field exist; null: always. */
   readonly feature: bigint | null;
+  /** Whether the driver may write it. */
   readonly access: ConfigAccess;
 }
 
+/**
+ * A device configuration structure (5.x.4 struct virtio_*_config) as data: its size and fields, for
+ * encodeConfig, decodeConfigWrite and the drivers' reads.
+ */
 export interface ConfigLayout<N extends string = string> {
   /** Size of the whole structure in bytes (padding included). */
   readonly size: number;
+  /** The fields, in offset order. */
   readonly fields: readonly ConfigField<N>[];
   /** The field named `name` (throws INVALID_ARGUMENT for a name not in the layout). */
   field(name: N): ConfigField<N>;

@@ -72,6 +72,7 @@ export const CONSOLE_CONFIG_LAYOUT = defineConfigLayout(ConsoleConfig.SIZE, [
   { name: 'emergWr', offset: ConsoleConfig.EMERG_WR, width: 4, feature: ConsoleF.EMERG_WRITE, access: 'rw' },
 ]);
 
+/** The field names of CONSOLE_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type ConsoleConfigField = (typeof CONSOLE_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.3.6.2 struct virtio_console_control: le32 id, le16 event, le16 value. */

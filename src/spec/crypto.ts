@@ -110,9 +110,13 @@ export const AkcipherAlgo = {
 
 /** Every algorithm the spec defines, per service: the device sets no other bit (device/crypto/6). */
 export const DEFINED_CIPHER_ALGOS: readonly number[] = Object.values(CipherAlgo).filter((v) => v !== 0);
+/** Every hash algorithm the spec defines (HashAlgo without NO_HASH). */
 export const DEFINED_HASH_ALGOS: readonly number[] = Object.values(HashAlgo).filter((v) => v !== 0);
+/** Every MAC algorithm the spec defines (MacAlgo without NO_MAC). */
 export const DEFINED_MAC_ALGOS: readonly number[] = Object.values(MacAlgo).filter((v) => v !== 0);
+/** Every AEAD algorithm the spec defines (AeadAlgo without NO_AEAD). */
 export const DEFINED_AEAD_ALGOS: readonly number[] = Object.values(AeadAlgo).filter((v) => v !== 0);
+/** Every asymmetric cipher algorithm the spec defines (AkcipherAlgo without NO_AKCIPHER). */
 export const DEFINED_AKCIPHER_ALGOS: readonly number[] = Object.values(AkcipherAlgo).filter((v) => v !== 0);
 
 /** 5.9.5 status field: the only defined bit. */
@@ -152,6 +156,7 @@ export const CRYPTO_CONFIG_LAYOUT = defineConfigLayout(CryptoConfig.SIZE, [
   { name: 'akcipherAlgo', offset: CryptoConfig.AKCIPHER_ALGO, width: 4, feature: null, access: 'ro' },
   { name: 'maxSize', offset: CryptoConfig.MAX_SIZE, width: 8, feature: null, access: 'ro' },
 ] as const);
+/** The field names of CRYPTO_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type CryptoConfigField = (typeof CRYPTO_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.9.7.1 Operation status. */
@@ -232,6 +237,7 @@ export const RsaPadding = {
   RAW: 0,
   PKCS1: 1,
 } as const;
+/** 5.9.7.2.1.5 VIRTIO_CRYPTO_RSA_* hash algorithms of RSA session parameters. */
 export const RsaHash = {
   NO_HASH: 0,
   MD2: 1,
@@ -244,6 +250,10 @@ export const RsaHash = {
   SHA512: 8,
   SHA224: 9,
 } as const;
+/**
+ * 5.9.7.2.1.5 VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_*: whether an asymmetric session's key is public or
+ * private.
+ */
 export const AkcipherKeyType = {
   PUBLIC: 1,
   PRIVATE: 2,

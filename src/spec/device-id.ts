@@ -50,6 +50,7 @@ export const DeviceId = {
 } as const;
 export type DeviceId = (typeof DeviceId)[keyof typeof DeviceId];
 
+/** The DeviceId name of `id` (`BLOCK`, `ENTROPY`, ...), or `UNKNOWN(id)`, for messages. */
 export function deviceIdName(id: number): string {
   for (const [k, v] of Object.entries(DeviceId)) if (v === id) return k;
   return `UNKNOWN(${id})`;

@@ -26,10 +26,12 @@ export const FeatureBit = {
 } as const;
 export type FeatureBit = (typeof FeatureBit)[keyof typeof FeatureBit];
 
+/** Feature bit number `n` as a mask (1n << n). */
 export function bit(n: number): bigint {
   return 1n << BigInt(n);
 }
 
+/** Whether bit number `n` is set in `features`. */
 export function hasFeature(features: bigint, n: number): boolean {
   return ((features >> BigInt(n)) & 1n) === 1n;
 }
@@ -47,6 +49,10 @@ export function isDeviceTypeBit(n: number): boolean {
   return (n >= 0 && n <= 23) || n === 41 || n === 42 || (n >= 50 && n <= 127);
 }
 
+/**
+ * Whether feature bit `n` is reserved for future extensions (2.2: 44 to 49, and 128 up): neither
+ * side may set it.
+ */
 export function isReservedForFutureBit(n: number): boolean {
   return (n >= 44 && n <= 49) || n >= 128;
 }

@@ -7,6 +7,7 @@ import { defineConfigLayout } from './config-layout.js';
 
 /** 5.11.2: queue 0 is hiprio, 1.. are request queues. */
 export const FS_HIPRIO_QUEUE = 0;
+/** 5.11.2: the first request queue (without VIRTIO_FS_F_NOTIFICATION). */
 export const FS_REQUEST_QUEUE = 1;
 
 /** 5.11.4 struct virtio_fs_config: tag[36], num_request_queues le32, notify_buf_size le32. */
@@ -20,6 +21,7 @@ export const FS_CONFIG_LAYOUT = defineConfigLayout(FsConfig.SIZE, [
   { name: 'numRequestQueues', offset: FsConfig.NUM_REQUEST_QUEUES, width: 4, feature: null, access: 'ro' },
   { name: 'notifyBufSize', offset: FsConfig.NOTIFY_BUF_SIZE, width: 4, feature: 1n << 0n, access: 'ro' },
 ]);
+/** The field names of FS_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type FsConfigField = (typeof FS_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.11.3 feature bits. */
@@ -27,10 +29,12 @@ export const FsFeatureBit = { NOTIFICATION: 0 } as const;
 
 /** FUSE protocol version this driver speaks (7.31: what Linux 5.10 and QEMU 7.2's virtiofsd know). */
 export const FUSE_KERNEL_VERSION = 7;
+/** FUSE minor version this driver speaks (31). */
 export const FUSE_KERNEL_MINOR_VERSION = 31;
 /** The root inode's node id. */
 export const FUSE_ROOT_ID = 1;
 
+/** FUSE request opcodes (fuse_in_header.opcode, Linux include/uapi/linux/fuse.h FUSE_*). */
 export const FuseOpcode = {
   LOOKUP: 1,
   FORGET: 2,
@@ -150,6 +154,7 @@ export const FuseAttrOutValid = { ATTR_VALID: 0, ATTR_VALID_NSEC: 8 } as const;
 export const FuseGetattrInField = { FLAGS: 0, FH: 8, FLAG_FH: 1 } as const;
 /** struct fuse_setattr_in (88 bytes) and its `valid` bits (FATTR_*). */
 export const FuseSetattrIn = { VALID: 0, FH: 8, SIZE_FIELD: 16, ATIME: 32, MTIME: 40, ATIMENSEC: 56, MTIMENSEC: 60, MODE: 68, UID: 76, GID: 80, SIZE: 88 } as const;
+/** fuse_setattr_in.valid bits (FATTR_*): which attributes a SETATTR changes. */
 export const FattrBit = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, FH: 64, ATIME_NOW: 128, MTIME_NOW: 256, LOCKOWNER: 512, CTIME: 1024 } as const;
 /** struct fuse_mkdir_in: mode, umask u32; the name follows. */
 export const FuseMkdirIn = { MODE: 0, UMASK: 4, SIZE: 8 } as const;
@@ -196,6 +201,7 @@ export const FuseInterruptIn = { UNIQUE: 0, SIZE: 8 } as const;
 export const FuseFallocateIn = { FH: 0, OFFSET: 8, LENGTH: 16, MODE: 24, SIZE: 32 } as const;
 /** struct fuse_lseek_in: fh, offset u64, whence u32, padding u32; fuse_lseek_out: offset u64. */
 export const FuseLseekIn = { FH: 0, OFFSET: 8, WHENCE: 16, SIZE: 24 } as const;
+/** struct fuse_lseek_out: offset u64. */
 export const FuseLseekOut = { OFFSET: 0, SIZE: 8 } as const;
 /** struct fuse_copy_file_range_in: fh_in, off_in, nodeid_out, fh_out, off_out, len, flags (u64 each). */
 export const FuseCopyFileRangeIn = { FH_IN: 0, OFF_IN: 8, NODEID_OUT: 16, FH_OUT: 24, OFF_OUT: 32, LEN: 40, FLAGS: 48, SIZE: 56 } as const;
@@ -210,6 +216,10 @@ export const FUSE_OFFSET_MAX = 0x7fff_ffff_ffff_ffffn;
 export const FS_F_NOTIFICATION = 1n << BigInt(FsFeatureBit.NOTIFICATION);
 /** 5.11.2: with VIRTIO_FS_F_NOTIFICATION, queue 1 is the notification queue and requests start at 2. */
 export const FS_NOTIFICATION_QUEUE = 1;
+/**
+ * 5.11.2: the first request queue with VIRTIO_FS_F_NOTIFICATION (queue 1 is the notification
+ * queue).
+ */
 export const FS_REQUEST_QUEUE_WITH_NOTIFICATION = 2;
 
 /**

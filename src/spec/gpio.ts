@@ -16,10 +16,12 @@ export const GpioF = {
   /** Interrupts on lines (the event queue and SET_IRQ_TYPE). */
   IRQ: 1n << 0n,
 } as const;
+/** The feature bits a GPIO device can offer (IRQ). */
 export const GPIO_FEATURES = GpioF.IRQ;
 
 /** 5.18.4 struct virtio_gpio_config: le16 ngpio, u8 padding[2], le32 gpio_names_size. */
 export const GPIO_CONFIG_SIZE = 8;
+/** struct virtio_gpio_config as a declarative layout: ngpio and gpio_names_size, read-only. */
 export const GPIO_CONFIG_LAYOUT = defineConfigLayout(GPIO_CONFIG_SIZE, [
   { name: 'ngpio', offset: 0, width: 2, feature: null, access: 'ro' },
   { name: 'gpioNamesSize', offset: 4, width: 4, feature: null, access: 'ro' },
@@ -74,6 +76,7 @@ export const GpioIrqStatus = {
 
 /** struct virtio_gpio_request: le16 type, le16 gpio, le32 value. */
 export const GPIO_REQUEST_SIZE = 8;
+/** Byte offsets of struct virtio_gpio_request's fields. */
 export const GPIO_REQUEST = { type: 0, gpio: 2, value: 4 } as const;
 /** struct virtio_gpio_response: u8 status, u8 value (GET_LINE_NAMES: value[gpio_names_size]). */
 export const GPIO_RESPONSE_SIZE = 2;

@@ -53,6 +53,7 @@ export const GPU_CONFIG_LAYOUT = defineConfigLayout(GpuConfig.SIZE, [
   { name: 'numCapsets', offset: GpuConfig.NUM_CAPSETS, width: 4, feature: null, access: 'ro' },
   { name: 'blobAlignment', offset: GpuConfig.BLOB_ALIGNMENT, width: 4, feature: GpuF.BLOB_ALIGNMENT, access: 'ro' },
 ] as const);
+/** The field names of GPU_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type GpuConfigField = (typeof GPU_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.7.6.7 enum virtio_gpu_ctrl_type. */
@@ -104,6 +105,7 @@ export const GpuResp = {
 
 /** 5.7.6.7 header flags. */
 export const GPU_FLAG_FENCE = 1;
+/** 5.7.6.7 VIRTIO_GPU_FLAG_INFO_RING_IDX: ring_idx of the header is valid (context fences). */
 export const GPU_FLAG_INFO_RING_IDX = 2;
 
 /** 5.7.6.7 struct virtio_gpu_ctrl_hdr (24 bytes). */
@@ -157,6 +159,7 @@ export const GpuTransfer2d = { RECT: 24, OFFSET: 40, RESOURCE_ID: 48, SIZE: 56 }
 
 /** 5.7.6.8 struct virtio_gpu_resource_attach_backing, then nr_entries of struct virtio_gpu_mem_entry. */
 export const GpuAttachBacking = { RESOURCE_ID: 24, NR_ENTRIES: 28, SIZE: 32 } as const;
+/** 5.7.6.8 struct virtio_gpu_mem_entry: le64 addr, le32 length, le32 padding. */
 export const GpuMemEntry = { ADDR: 0, LENGTH: 8, SIZE: 16 } as const;
 
 /** 5.7.6.8 struct virtio_gpu_get_capset_info / virtio_gpu_resp_capset_info. */

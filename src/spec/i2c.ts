@@ -19,6 +19,7 @@ export const I2C_FEATURES = I2cF.ZERO_LENGTH_REQUEST;
 
 /** 5.16.4: no configuration space. */
 export const I2C_CONFIG_SIZE = 0;
+/** The (empty) configuration layout of an I2C adapter. */
 export const I2C_CONFIG_LAYOUT = defineConfigLayout(I2C_CONFIG_SIZE, []);
 
 /** 5.16.6.1 `flags` of virtio_i2c_out_hdr. */
@@ -41,12 +42,14 @@ export type I2cStatus = (typeof I2cStatus)[keyof typeof I2cStatus];
 
 /** struct virtio_i2c_out_hdr: le16 addr, le16 padding, le32 flags. */
 export const I2C_OUT_HDR_SIZE = 8;
+/** Byte offsets of struct virtio_i2c_out_hdr's fields. */
 export const I2C_OUT_HDR = { addr: 0, padding: 2, flags: 4 } as const;
 /** struct virtio_i2c_in_hdr: u8 status. */
 export const I2C_IN_HDR_SIZE = 1;
 
 /** The largest 7-bit and 10-bit target addresses. */
 export const I2C_MAX_7BIT_ADDRESS = 0x7f;
+/** The largest 10-bit target address. */
 export const I2C_MAX_10BIT_ADDRESS = 0x3ff;
 
 /** An I2C target address as the bus sees it. */

@@ -1,3 +1,8 @@
+/**
+ * Every number of the virtio 1.4 specification both sides use: device ids, status and feature bits, ring layouts, per-device structures, request codes and config layouts.
+ *
+ * @module spec
+ */
 export * from './features.js';
 export * from './status.js';
 export * from './device-id.js';

@@ -6,6 +6,7 @@
 
 /** 5.8.2 Virtqueues. */
 export const INPUT_EVENTQ = 0;
+/** 5.8.2: the status queue (LED and other feedback from the driver). */
 export const INPUT_STATUSQ = 1;
 /** 5.8.3: no device-specific feature bits. */
 export const INPUT_FEATURES = 0n;

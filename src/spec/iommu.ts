@@ -16,6 +16,7 @@ export const IommuFeatureBit = {
   BYPASS_CONFIG: 6,
 } as const;
 
+/** 5.13.3 feature bits as masks (bigint), from IommuFeatureBit. */
 export const IommuF = {
   INPUT_RANGE: bit(IommuFeatureBit.INPUT_RANGE),
   DOMAIN_RANGE: bit(IommuFeatureBit.DOMAIN_RANGE),
@@ -79,6 +80,7 @@ export const IommuStatus = {
 
 /** struct virtio_iommu_req_head / req_tail: 4 bytes each. */
 export const IOMMU_HEAD_SIZE = 4;
+/** Size of struct virtio_iommu_req_tail (status u8, reserved[3]). */
 export const IOMMU_TAIL_SIZE = 4;
 
 /** Device-readable sizes after the head. */
@@ -95,8 +97,10 @@ export const IommuRequestSize = {
   PROBE: 68,
 } as const;
 
+/** VIRTIO_IOMMU_ATTACH_F_BYPASS: the attached domain bypasses translation (BYPASS_CONFIG). */
 export const IOMMU_ATTACH_F_BYPASS = 1;
 
+/** 5.13.6.6 VIRTIO_IOMMU_MAP_F_*: access rights of a mapping (READ, WRITE, MMIO). */
 export const IommuMapFlag = {
   READ: 1,
   WRITE: 2,
@@ -108,9 +112,11 @@ export const IommuProbeType = {
   NONE: 0,
   RESV_MEM: 1,
 } as const;
+/** Size of struct virtio_iommu_probe_property's header (type le16, length le16). */
 export const IOMMU_PROBE_PROPERTY_HEADER = 4;
 /** struct virtio_iommu_probe_resv_mem after the header: subtype, reserved[3], start, end. */
 export const IOMMU_RESV_MEM_LENGTH = 20;
+/** 5.13.6.8.2.1 reserved memory region subtypes (RESERVED, MSI). */
 export const IommuResvMem = {
   RESERVED: 0,
   MSI: 1,
@@ -125,12 +131,16 @@ export const IommuFault = {
   ADDRESS: 16,
 } as const;
 
+/** 5.13.6.9 VIRTIO_IOMMU_FAULT_R_*: why an access faulted. */
 export const IommuFaultReason = {
   UNKNOWN: 0,
   DOMAIN: 1,
   MAPPING: 2,
 } as const;
 
+/**
+ * 5.13.6.9 VIRTIO_IOMMU_FAULT_F_*: the kind of access that faulted and whether `address` is valid.
+ */
 export const IommuFaultFlag = {
   READ: 1,
   WRITE: 2,

@@ -53,6 +53,7 @@ export const MediaEvent = {
 } as const;
 /** struct virtio_media_event_header size. */
 export const MEDIA_EVENT_HEADER_SIZE = 8;
+/** Most planes of a V4L2 buffer (VIDEO_MAX_PLANES). */
 export const MEDIA_MAX_PLANES = 8;
 /** struct virtio_media_event_dqbuf: header, v4l2_buffer, 8 v4l2_plane. */
 export const MEDIA_EVENT_DQBUF_SIZE = MEDIA_EVENT_HEADER_SIZE + 88 + MEDIA_MAX_PLANES * 64;
@@ -109,13 +110,19 @@ export const V4l2Cap = {
   EXT_PIX_FORMAT: 0x0020_0000,
   STREAMING: 0x0400_0000,
 } as const;
+/** virtio_media_device_config.device_type of a video device (Linux VFL_TYPE_VIDEO). */
 export const VFL_TYPE_VIDEO = 0;
 
+/** enum v4l2_buf_type values used here. */
 export const V4l2BufType = {
   VIDEO_CAPTURE: 1,
   VIDEO_OUTPUT: 2,
 } as const;
 
+/**
+ * enum v4l2_memory: how buffer memory is provided (MMAP: device's shared memory; USERPTR: guest
+ * pages).
+ */
 export const V4l2Memory = {
   MMAP: 1,
   /** VIRTIO_MEDIA_SHARED_PAGES */
@@ -124,8 +131,10 @@ export const V4l2Memory = {
   DMABUF: 4,
 } as const;
 
+/** enum v4l2_field V4L2_FIELD_NONE: progressive frames. */
 export const V4L2_FIELD_NONE = 1;
 
+/** V4L2_BUF_FLAG_* bits of v4l2_buffer.flags. */
 export const V4l2BufFlag = {
   MAPPED: 0x1,
   QUEUED: 0x2,
@@ -140,11 +149,13 @@ export const V4l2BufCap = {
   SUPPORTS_USERPTR: 0x2,
 } as const;
 
+/** V4L2_EVENT_* types this device sends. */
 export const V4l2EventType = {
   ALL: 0,
   EOS: 2,
   SOURCE_CHANGE: 5,
 } as const;
+/** V4L2_EVENT_SRC_CH_RESOLUTION: a SOURCE_CHANGE event's resolution-changed bit. */
 export const V4L2_EVENT_SRC_CH_RESOLUTION = 1;
 
 /** Two V4L2 control ids (read-only, both 1 here). */
@@ -203,4 +214,5 @@ export const V4l2EventLayout = { SIZE: 136, TYPE: 0, U: 8, PENDING: 72, SEQUENCE
 
 /** struct v4l2_ext_controls, 64-bit (32 bytes), then count packed struct v4l2_ext_control (20 bytes). */
 export const V4l2ExtControls = { SIZE: 32, WHICH: 0, COUNT: 4, ERROR_IDX: 8, CONTROLS: 24 } as const;
+/** struct v4l2_ext_control (packed, 20 bytes): id, size, then the value. */
 export const V4l2ExtControl = { SIZE: 20, ID: 0, SIZE_FIELD: 4, VALUE: 12 } as const;

@@ -51,6 +51,7 @@ export const MEM_CONFIG_LAYOUT = defineConfigLayout(MemConfig.SIZE, [
   { name: 'plugged_size', offset: MemConfig.PLUGGED_SIZE, width: 8, feature: null, access: 'ro' },
   { name: 'requested_size', offset: MemConfig.REQUESTED_SIZE, width: 8, feature: null, access: 'ro' },
 ]);
+/** The field names of MEM_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type MemConfigField = (typeof MEM_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.15.6 request types (virtio_mem_req.type). */

@@ -6,6 +6,7 @@
 import { defineConfigLayout } from './config-layout.js';
 import { F, bit } from './features.js';
 
+/** 5.1.3 feature bit numbers (VIRTIO_NET_F_*). */
 export const NetFeatureBit = {
   CSUM: 0,
   GUEST_CSUM: 1,
@@ -56,12 +57,14 @@ export const NET_GUEST_OFFLOADS =
 
 /** 5.1.2: receiveq1 is 0, transmitq1 is 1 (then pairs, then the control queue). */
 export const NET_RX_QUEUE = 0;
+/** 5.1.2: transmitq1. */
 export const NET_TX_QUEUE = 1;
 
 /** 5.1.2: receiveqN is 2(N-1), transmitqN is 2(N-1)+1 (pair p counted from 0). */
 export function netRxQueue(pair: number): number {
   return 2 * pair;
 }
+/** 5.1.2: the transmit queue of pair `pair` (from 0), 2 * pair + 1. */
 export function netTxQueue(pair: number): number {
   return 2 * pair + 1;
 }
@@ -93,12 +96,14 @@ export const NetHdr = {
   LEGACY_SIZE: 10,
   HASH_SIZE: 20,
 } as const;
+/** 5.1.6 virtio_net_hdr.flags (VIRTIO_NET_HDR_F_*). */
 export const NetHdrFlag = {
   NEEDS_CSUM: 1,
   DATA_VALID: 2,
   RSC_INFO: 4,
   UDP_TUNNEL_CSUM: 8,
 } as const;
+/** 5.1.6 virtio_net_hdr.gso_type (VIRTIO_NET_HDR_GSO_*), ECN as a flag on top. */
 export const NetGsoType = { NONE: 0, TCPV4: 1, UDP: 3, TCPV6: 4, UDP_L4: 5, UDP_TUNNEL_IPV4: 0x20, UDP_TUNNEL_IPV6: 0x40, ECN: 0x80 } as const;
 
 /**
@@ -129,15 +134,19 @@ export const NetConfig = {
   SUPPORTED_TUNNEL_TYPES: 24,
   SIZE: 28,
 } as const;
+/** 5.1.4 virtio_net_config.status bits (VIRTIO_NET_S_*). */
 export const NetStatus = { LINK_UP: 1, ANNOUNCE: 2 } as const;
 /** 5.1.4: duplex values; speed 0xffffffff is unknown. */
 export const NetDuplex = { FULL: 0, HALF: 1, UNKNOWN: 0xff } as const;
+/** 5.1.4: speed value meaning unknown. */
 export const NET_SPEED_UNKNOWN = 0xffffffff;
 /** 5.1.6.5.5: max_virtqueue_pairs bounds (device/net/1). */
 export const NET_MQ_PAIRS_MIN = 1;
+/** 5.1.4: the largest max_virtqueue_pairs (0x8000). */
 export const NET_MQ_PAIRS_MAX = 0x8000;
 /** 5.1.4: mtu bounds when MTU is offered (device/net/2). */
 export const NET_MTU_MIN = 68;
+/** 5.1.4: the largest mtu. */
 export const NET_MTU_MAX = 65535;
 
 const macByte = (k: number) => ({ name: `mac${k}` as const, offset: NetConfig.MAC + k, width: 1 as const, feature: NetF.MAC, access: 'ro' as const });
@@ -165,6 +174,7 @@ export type NetConfigField = (typeof NET_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.1.6.5 struct virtio_net_ctrl: class u8, command u8, command-specific data, ack u8. */
 export const NetCtrlAck = { OK: 0, ERR: 1 } as const;
+/** 5.1.6.5 control queue classes (VIRTIO_NET_CTRL_*). */
 export const NetCtrlClass = {
   RX: 0,
   MAC: 1,
@@ -182,6 +192,7 @@ export const NetCtrlRx = { PROMISC: 0, ALLMULTI: 1, ALLUNI: 2, NOMULTI: 3, NOUNI
 export const NetCtrlMac = { TABLE_SET: 0, ADDR_SET: 1 } as const;
 /** 5.1.6.5.3 VIRTIO_NET_CTRL_VLAN commands; the payload is a le16 VLAN id below 4096. */
 export const NetCtrlVlan = { ADD: 0, DEL: 1 } as const;
+/** Number of VLAN ids (0 to 4095). */
 export const NET_VLAN_IDS = 4096;
 /** 5.1.6.5.4 VIRTIO_NET_CTRL_ANNOUNCE commands. */
 export const NetCtrlAnnounce = { ACK: 0 } as const;
@@ -229,9 +240,11 @@ export const NET_STATS_COUNTERS: Readonly<Record<number, number>> = {
 
 /** Ethernet: header length and the smallest frame (without FCS). */
 export const ETH_HEADER = 14;
+/** The smallest Ethernet frame without FCS (60 bytes). */
 export const ETH_MIN_FRAME = 60;
 /** The largest frame without GSO (1500 MTU + header + VLAN tag). */
 export const ETH_MAX_FRAME = 1518;
 /** An 802.1Q tag's length and its TPID. */
 export const ETH_VLAN_TAG = 4;
+/** The 802.1Q TPID (0x8100). */
 export const ETH_P_8021Q = 0x8100;

@@ -11,6 +11,7 @@ export const PmemFeatureBit = {
   SHMEM_REGION: 0,
 } as const;
 
+/** 5.19.3 feature bits as masks (bigint), from PmemFeatureBit. */
 export const PmemF = {
   SHMEM_REGION: bit(PmemFeatureBit.SHMEM_REGION),
 } as const;
@@ -28,10 +29,12 @@ export const PmemConfig = {
   LENGTH: 8,
 } as const;
 
+/** struct virtio_pmem_config as a declarative layout: start and size, read-only. */
 export const PMEM_CONFIG_LAYOUT = defineConfigLayout(PmemConfig.SIZE, [
   { name: 'start', offset: PmemConfig.START, width: 8, feature: null, access: 'ro' },
   { name: 'size', offset: PmemConfig.LENGTH, width: 8, feature: null, access: 'ro' },
 ] as const);
+/** The field names of PMEM_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type PmemConfigField = (typeof PMEM_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.19.6 struct virtio_pmem_req { le32 type; }. */
@@ -41,6 +44,7 @@ export const PMEM_REQ_TYPE_FLUSH = 0;
 
 /** 5.19.7 struct virtio_pmem_resp { le32 ret; }: 0 success, -1 failure (device/pmem/7). */
 export const PMEM_RESP_SIZE = 4;
+/** struct virtio_pmem_resp.ret values. */
 export const PmemRet = {
   OK: 0,
   ERROR: -1,

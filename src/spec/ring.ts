@@ -9,6 +9,7 @@ export const MAX_QUEUE_SIZE = 32768;
 /** 2.7.5 / 2.8.13: struct virtq_desc and struct pvirtq_desc are both 16 bytes. */
 export const DESC_SIZE = 16;
 
+/** Descriptor flags (VIRTQ_DESC_F_* of 2.7.5, with the packed ring's AVAIL and USED of 2.8.1). */
 export const DescFlag = {
   /** Buffer continues via the next field (split only). */
   NEXT: 1,

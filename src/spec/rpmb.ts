@@ -26,6 +26,7 @@ export const RPMB_CONFIG_LAYOUT = defineConfigLayout(RpmbConfig.SIZE, [
 
 /** 5.12.4: capacity is counted in 128 KiB units, 0x00..0x80 (16 MiB at most: device/rpmb/1). */
 export const RPMB_CAPACITY_UNIT = 128 * 1024;
+/** 5.12.4: the largest capacity (0x80 units, 16 MiB). */
 export const RPMB_MAX_CAPACITY_UNITS = 0x80;
 /** 5.12.6.1: one RPMB block (half sector) of data: 256 bytes. */
 export const RPMB_BLOCK_SIZE = 256;

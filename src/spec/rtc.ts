@@ -10,7 +10,9 @@ export const RtcFeatureBit = {
   /** Device supports alarm (and the alarmq exists). */
   ALARM: 0,
 } as const;
+/** 5.23.3 feature bits as masks (bigint). */
 export const RtcF = { ALARM: bit(RtcFeatureBit.ALARM) } as const;
+/** Every feature bit an RTC device can offer. */
 export const RTC_FEATURES = RtcF.ALARM;
 
 /** 5.23.2 Virtqueues (the alarmq only with ALARM). */
@@ -73,6 +75,7 @@ export const RtcCounter = {
 } as const;
 /** Implementation-specific hardware counter ids: 0xF0..0xFE. */
 export const RTC_COUNTER_IMPL_FIRST = 0xf0;
+/** The last implementation-specific hardware counter id. */
 export const RTC_COUNTER_IMPL_LAST = 0xfe;
 
 /** Flags: CLOCK_CAP flags, CROSS_CAP flags, alarm flags (each in its own field). */

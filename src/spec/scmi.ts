@@ -68,15 +68,19 @@ export function scmiHeader(protocolId: number, messageId: number, type: number, 
   );
 }
 
+/** The message_id field of an SCMI message header. */
 export function scmiHeaderMessageId(h: number): number {
   return h & ScmiHeader.MESSAGE_ID_MASK;
 }
+/** The message_type field of an SCMI message header (command, delayed response, notification). */
 export function scmiHeaderType(h: number): number {
   return (h >>> ScmiHeader.TYPE_SHIFT) & ScmiHeader.TYPE_MASK;
 }
+/** The protocol_id field of an SCMI message header. */
 export function scmiHeaderProtocol(h: number): number {
   return (h >>> ScmiHeader.PROTOCOL_SHIFT) & ScmiHeader.PROTOCOL_MASK;
 }
+/** The token field of an SCMI message header. */
 export function scmiHeaderToken(h: number): number {
   return (h >>> ScmiHeader.TOKEN_SHIFT) & ScmiHeader.TOKEN_MASK;
 }

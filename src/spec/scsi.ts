@@ -36,6 +36,7 @@ export const ScsiQueue = {
 
 /** 5.6.4 defaults the device writes (device/scsi/1: restored on reset). */
 export const SCSI_DEFAULT_SENSE_SIZE = 96;
+/** 5.6.4: the default cdb_size (32 bytes). */
 export const SCSI_DEFAULT_CDB_SIZE = 32;
 
 /** 5.6.4 struct virtio_scsi_config (36 bytes). */
@@ -66,6 +67,7 @@ export const SCSI_CONFIG_LAYOUT = defineConfigLayout(ScsiConfig.SIZE, [
   { name: 'maxTarget', offset: ScsiConfig.MAX_TARGET, width: 2, feature: null, access: 'ro' },
   { name: 'maxLun', offset: ScsiConfig.MAX_LUN, width: 4, feature: null, access: 'ro' },
 ] as const);
+/** The field names of SCSI_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type ScsiConfigField = (typeof SCSI_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.6.6.1 struct virtio_scsi_req_cmd, device-readable part (without T10_PI): then cdb[cdb_size]. */
@@ -186,6 +188,7 @@ export const ScsiEventType = {
   ASYNC_NOTIFY: 2,
   PARAM_CHANGE: 3,
 } as const;
+/** 5.6.6.3 VIRTIO_SCSI_T_EVENTS_MISSED: set in an event's type when events were lost. */
 export const SCSI_T_EVENTS_MISSED = 0x8000_0000;
 
 /** 5.6.6.3 transport reset reasons. */

@@ -19,6 +19,7 @@ export const SoundFeatureBit = {
   /** Control elements (VIRTIO_SND_R_CTL_*). */
   CTLS: 0,
 } as const;
+/** 5.14.3 feature bits as masks (bigint). */
 export const SoundF = { CTLS: bit(SoundFeatureBit.CTLS) } as const;
 
 /** 5.14.4 struct virtio_snd_config. */
@@ -30,6 +31,7 @@ export const SOUND_CONFIG_LAYOUT = defineConfigLayout(SoundConfig.SIZE, [
   { name: 'chmaps', offset: SoundConfig.CHMAPS, width: 4, feature: null, access: 'ro' },
   { name: 'controls', offset: SoundConfig.CONTROLS, width: 4, feature: SoundF.CTLS, access: 'ro' },
 ] as const);
+/** The field names of SOUND_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type SoundConfigField = (typeof SOUND_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** 5.14.6 request, event and status codes (virtio_snd_hdr.code). */
@@ -71,6 +73,7 @@ export type SoundDirection = (typeof SoundDirection)[keyof typeof SoundDirection
 
 /** Structure sizes and field offsets (5.14.6). */
 export const SoundHdr = { SIZE: 4, CODE: 0 } as const;
+/** struct virtio_snd_event: hdr (code le32), data le32. */
 export const SoundEvent = { SIZE: 8, CODE: 0, DATA: 4 } as const;
 /** struct virtio_snd_query_info. */
 export const SoundQueryInfo = { SIZE: 16, CODE: 0, START_ID: 4, COUNT: 8, ITEM_SIZE: 12 } as const;
@@ -110,6 +113,7 @@ export const SoundChmapInfo = { SIZE: 24, HDA_FN_NID: 0, DIRECTION: 4, CHANNELS:
 export const SOUND_CHMAP_MAX_SIZE = 18;
 /** struct virtio_snd_pcm_xfer (I/O header) and struct virtio_snd_pcm_status (I/O status). */
 export const SoundPcmXfer = { SIZE: 4, STREAM_ID: 0 } as const;
+/** struct virtio_snd_pcm_status: status le32, latency_bytes le32. */
 export const SoundPcmStatus = { SIZE: 8, STATUS: 0, LATENCY_BYTES: 4 } as const;
 
 /** Jack features (virtio_snd_jack_info.features bits). */

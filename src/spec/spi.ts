@@ -39,10 +39,12 @@ export const SPI_CONFIG_LAYOUT = defineConfigLayout(SpiConfig.SIZE, [
   { name: 'maxCsHoldNs', offset: SpiConfig.MAX_CS_HOLD_NS, width: 4, feature: null, access: 'ro' },
   { name: 'maxCsInactiveNs', offset: SpiConfig.MAX_CS_INACTIVE_NS, width: 4, feature: null, access: 'ro' },
 ] as const);
+/** The field names of SPI_CONFIG_LAYOUT: the keys of the values encodeConfig takes for it. */
 export type SpiConfigField = (typeof SPI_CONFIG_LAYOUT.fields)[number]['name'];
 
 /** tx_nbits_supported / rx_nbits_supported bits (SINGLE is always supported). */
 export const SpiNbitsSupported = { DUAL: 1 << 0, QUAD: 1 << 1, OCTAL: 1 << 2 } as const;
+/** Every defined bit of tx_nbits_supported / rx_nbits_supported. */
 export const SPI_NBITS_SUPPORTED_DEFINED = 0x7;
 
 /** mode_func_supported bits. */
@@ -55,6 +57,7 @@ export const SpiModeFunc = {
   LSB_FIRST: 1 << 5,
   LOOPBACK: 1 << 6,
 } as const;
+/** Every defined bit of mode_func_supported. */
 export const SPI_MODE_FUNC_DEFINED = 0x7f;
 
 /** struct virtio_spi_transfer_head (32 bytes). */
@@ -84,6 +87,7 @@ export const SpiMode = {
   LSB_FIRST: 1 << 3,
   LOOP: 1 << 4,
 } as const;
+/** Every defined bit of a transfer's mode. */
 export const SPI_MODE_DEFINED = 0x1f;
 
 /** tx_nbits / rx_nbits values: 0 and 1 single, 2 dual, 4 quad, 8 octal; others invalid. */

@@ -10,6 +10,9 @@ export const Status = {
 } as const;
 export type StatusBit = (typeof Status)[keyof typeof Status];
 
+/**
+ * The device status byte as names joined by `|` (`ACKNOWLEDGE|DRIVER`), or `RESET` for 0, for logs.
+ */
 export function statusToString(s: number): string {
   if (s === 0) return 'RESET';
   const names = Object.entries(Status)

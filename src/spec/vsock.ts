@@ -6,8 +6,11 @@ import { defineConfigLayout } from './config-layout.js';
 
 /** 5.10.2 Virtqueues. */
 export const VSOCK_RXQ = 0;
+/** 5.10.2: the transmit queue. */
 export const VSOCK_TXQ = 1;
+/** 5.10.2: the event queue. */
 export const VSOCK_EVENTQ = 2;
+/** 5.10.2: a vsock device has three queues. */
 export const VSOCK_NUM_QUEUES = 3;
 
 /** 5.10.3 Feature bits (masks). */
@@ -22,6 +25,7 @@ export const VsockF = {
 
 /** 5.10.4: struct virtio_vsock_config { le64 guest_cid; }. */
 export const VSOCK_CONFIG_SIZE = 8;
+/** struct virtio_vsock_config as a declarative layout: guest_cid, read-only. */
 export const VSOCK_CONFIG_LAYOUT = defineConfigLayout(VSOCK_CONFIG_SIZE, [{ name: 'guest_cid', offset: 0, width: 8, feature: null, access: 'ro' }]);
 
 /** 5.10.4: the well-known CID of the host. */
@@ -81,6 +85,7 @@ export const VsockSeq = {
 
 /** 5.10.6.7: struct virtio_vsock_event { le32 id; }. */
 export const VSOCK_EVENT_SIZE = 4;
+/** 5.10.6.7 virtio_vsock_event.id values. */
 export const VsockEvent = {
   TRANSPORT_RESET: 0,
 } as const;

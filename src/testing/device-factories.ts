@@ -26,7 +26,9 @@ export function blkMemoryDevice(args: unknown): VirtioDevice {
 
 /** `registryDevice`'s arguments: a registered type's name and its `createDevice` arguments. */
 export interface RegistryDeviceArgs {
+  /** The registered device type's name (`blk`, `rng`, ...). */
   readonly type: string;
+  /** The arguments of its createDevice (structured-clonable). */
   readonly args?: unknown;
 }
 

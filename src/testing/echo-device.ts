@@ -12,6 +12,7 @@ import type { DeviceContext, VirtioDevice } from '../device/types.js';
 import { ChainCursor, DescriptorChain } from '../queue/chain.js';
 import { F } from '../spec/features.js';
 
+/** Options of EchoDevice. */
 export interface EchoDeviceOptions {
   /** Device id (default 0x3f, unused by the spec's device types). */
   deviceId?: number;
@@ -27,10 +28,16 @@ export interface EchoDeviceOptions {
   batchLimit?: number;
 }
 
+/** Size of EchoDevice's config space: counter u32, scratch u32, wide u64. */
 export const ECHO_CONFIG_SIZE = 16;
 const DEFAULT_TRANSPORT =
   F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.IN_ORDER | F.NOTIFICATION_DATA | F.RING_RESET | F.ACCESS_PLATFORM;
 
+/**
+ * A small test device (device id 0x3f by default): copies each buffer's readable bytes into its
+ * writable part; its config has a counter the device can change (with a new generation), a writable
+ * scratch word and a 64-bit field for torn-read checks. The transport matrix and many tests use it.
+ */
 export class EchoDevice implements VirtioDevice {
   readonly deviceId: number;
   readonly offeredFeatures: bigint;
@@ -39,9 +46,13 @@ export class EchoDevice implements VirtioDevice {
 
   /** Observations for tests. */
   activations = 0;
+  /** Device resets seen. */
   resets = 0;
+  /** Queue resets seen, by index, in order. */
   readonly queueResets: number[] = [];
+  /** Queue notifications seen, by index, in order. */
   readonly notifies: number[] = [];
+  /** Buffers served so far. */
   served = 0;
   /** Throw this from the next onQueueNotify (to test the core's handling). */
   throwOnNotify: unknown = null;
@@ -65,6 +76,7 @@ export class EchoDevice implements VirtioDevice {
     this.batchLimit = opts.batchLimit ?? 4096;
   }
 
+  /** The context of the current activation, or null when not active. */
   get context(): DeviceContext | null {
     return this.ctx;
   }

@@ -1,4 +1,8 @@
-/** Test helpers: an in-process device/driver pair and a small echo device. */
+/**
+ * Test helpers: an in-process device/driver pair and a small echo device.
+ *
+ * @module testing
+ */
 export { type Loopback, type LoopbackOptions, createLoopback } from './loopback.js';
 export { ECHO_CONFIG_SIZE, EchoDevice, type EchoDeviceOptions } from './echo-device.js';
 export {
@@ -32,3 +36,4 @@ export {
   runMatrixCase,
   transportServes,
 } from './transport-matrix.js';
+export type { WorkerChannel } from '../transport/in-process/worker-protocol.js';

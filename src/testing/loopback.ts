@@ -14,6 +14,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { F } from '../spec/features.js';
 import { type InProcessTransport, type InterruptDelivery, connectInProcess } from '../transport/in-process/in-process-transport.js';
 
+/** How createLoopback sets up the device and negotiates. */
 export interface LoopbackOptions {
   /** Packed rings (2.8); default false (split). Fails when the device does not offer RING_PACKED. */
   packed?: boolean;
@@ -25,14 +26,20 @@ export interface LoopbackOptions {
   inOrder?: boolean;
   /** NOTIFICATION_DATA and RING_RESET: accepted when offered unless false. */
   notificationData?: boolean;
+  /** RING_RESET: accepted when offered unless false. */
   ringReset?: boolean;
   /** Legacy interface (no VERSION_1, legacy ring layout). */
   legacy?: boolean;
   /** Device-type feature bits to refuse (default none: everything offered is accepted). */
   refuseFeatures?: bigint;
+  /** Guest memory size in bytes (default 16 MiB). */
   memorySize?: number;
   /** Queue size for every queue (capped at the device's maximum). Default 256. */
   queueSize?: number;
+  /**
+   * How the device's notifications reach the driver: 'microtask' (default, like a real interrupt
+   * after the access) or 'sync'.
+   */
   interrupts?: InterruptDelivery;
   /**
    * Where the device core logs. Default: warnings and errors to stderr, so a device that throws
@@ -41,12 +48,22 @@ export interface LoopbackOptions {
   logger?: Logger;
 }
 
+/**
+ * A device and a VirtioDriver wired together in one process by createLoopback, initialised
+ * (DRIVER_OK).
+ */
 export interface Loopback {
+  /** The device's core: status, negotiated features, queues (for assertions). */
   readonly core: DeviceCore;
+  /** The in-process transport between them. */
   readonly transport: InProcessTransport;
+  /** The generic driver. */
   readonly driver: VirtioDriver;
+  /** What a device-type driver attaches to. */
   readonly context: DriverContext;
+  /** The private guest memory. */
   readonly memory: GuestMemory;
+  /** The allocator of that memory the driver uses. */
   readonly dma: DmaAllocator;
   /** Resets the device and frees the rings; waits one microtask round so pending interrupts drain. */
   close(): Promise<void>;

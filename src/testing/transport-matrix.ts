@@ -34,6 +34,7 @@ export const MatrixTransport = {
 } as const;
 export type MatrixTransport = (typeof MatrixTransport)[keyof typeof MatrixTransport];
 
+/** Every MatrixTransport value. */
 export const MATRIX_TRANSPORTS: readonly MatrixTransport[] = Object.values(MatrixTransport);
 
 /** Whether the transport drives the legacy interface (split rings in the legacy layout only). */
@@ -61,6 +62,7 @@ export function matrixCells(deviceId: number): { transport: MatrixTransport; pac
   return cells;
 }
 
+/** Options of runMatrixCase. */
 export interface MatrixRunOptions {
   /** Features the driver wants (default: everything the device offers). */
   readonly wantedFeatures?: bigint;

@@ -15,6 +15,7 @@ import { Status } from '../spec/status.js';
 
 /** The host side of the bus a transport sits on. */
 export interface TransportBus {
+  /** The guest memory the device's rings live in. */
   readonly memory: GuestMemory;
   /** Asserts the device's level-triggered interrupt line (PCI INTx, MMIO IRQ). */
   raiseIrq(): void;
@@ -131,16 +132,26 @@ export function notifiedQueue(core: DeviceCoreApi, flags: TransportFeatureFlags,
   return -1;
 }
 
+/**
+ * An access a transport refused or did not define, reported to the BadAccessListener a test or
+ * emulator gave.
+ */
 export interface BadAccessReport {
+  /** Why it was refused. */
   readonly reason: BadAccess;
   /** Region the access went to: 'mmio', 'pci-config', 'common', 'notify', 'legacy', 'ccw', ... */
   readonly region: string;
+  /** Offset of the access in its region. */
   readonly offset: number;
+  /** Width of the access in bytes. */
   readonly width: number;
+  /** Whether it was a write. */
   readonly write: boolean;
+  /** What exactly was wrong, for people. */
   readonly detail?: string;
 }
 
+/** Told of each access a transport refused. */
 export type BadAccessListener = (r: BadAccessReport) => void;
 
 /** Widths a register bus can carry. */
@@ -261,15 +272,23 @@ function getLe(src: Uint8Array, off: number, n: number): number {
  * are bounded.
  */
 export class LoopbackBus implements TransportBus {
+  /** Whether the level-triggered line is asserted now. */
   irqLevel = false;
   /** Counts, for tests. */
   irqRaises = 0;
+  /** MSI-X messages sent. */
   msiCount = 0;
+  /** Channel I/O interrupts sent. */
   ioInterrupts = 0;
+  /** Channel I/O adapter interrupts sent. */
   adapterInterrupts = 0;
+  /** Receives INTx / MMIO interrupts (the line was raised). */
   onIrq: (() => void) | null = null;
+  /** Receives MSI-X messages (address, data). */
   onMsi: ((address: number, data: number) => void) | null = null;
+  /** Receives Channel I/O interrupts. */
   onIo: (() => void) | null = null;
+  /** Receives Channel I/O adapter interrupts (interruption subclass). */
   onAdapter: ((isc: number) => void) | null = null;
 
   private delivering = false;
@@ -284,7 +303,9 @@ export class LoopbackBus implements TransportBus {
    * the access that caused it; otherwise at once (after the current handler, if any).
    */
   constructor(
+    /** The guest memory of the in-process guest. */
     readonly memory: GuestMemory,
+    /** Deliver interrupts in a microtask rather than at once. */
     readonly deferred = false,
   ) {}
 

@@ -38,18 +38,28 @@ export function isLegacyKind(kind: TransportKind): boolean {
   return kind === TransportKind.PCI_LEGACY || kind === TransportKind.MMIO_LEGACY || kind === TransportKind.CCW_REV0;
 }
 
+/**
+ * A device transport and a driver transport of one kind wired over a LoopbackBus
+ * (createTransportPair).
+ */
 export interface TransportPair {
+  /** Which transport. */
   readonly kind: TransportKind;
+  /** The bus between them. */
   readonly bus: LoopbackBus;
+  /** The device side. */
   readonly device: PciDeviceTransport | MmioDeviceTransport | CcwDeviceTransport;
+  /** The driver side, for VirtioDriver.init or startDeviceDriver. */
   readonly driver: DriverTransport;
 }
 
+/** Options of createTransportPair. */
 export interface TransportPairOptions {
   /** Guest address of a scratch area the CCW driver may use (CCW_DRIVER_SCRATCH + config size). */
   readonly ccwScratch?: { readonly addr: number; readonly size: number };
   /** Legacy kinds: false for a big-endian guest (CCW revision 0 defaults to big-endian). */
   readonly guestLittleEndian?: boolean;
+  /** Told of every access the device side refused. */
   readonly onBadAccess?: BadAccessListener;
   /** Deliver interrupts in a microtask (as a real interrupt arrives after the access). */
   readonly deferredInterrupts?: boolean;
@@ -74,6 +84,11 @@ export function deviceCoreFactory(
   };
 }
 
+/**
+ * Builds the device and driver sides of transport `kind` over one LoopbackBus and `memory`, the
+ * device side making its cores with `factory` (deviceCoreFactory): a device driven at register
+ * level as a guest would.
+ */
 export function createTransportPair(kind: TransportKind, memory: GuestMemory, factory: CoreFactory, opts: TransportPairOptions = {}): TransportPair {
   const bus = new LoopbackBus(memory, opts.deferredInterrupts ?? false);
   const onBadAccess = opts.onBadAccess;

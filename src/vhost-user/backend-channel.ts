@@ -20,6 +20,7 @@ import { type BackendReq, HeaderFlag, MAX_FDS } from './messages.js';
 /** Requests waiting for the front-end's acknowledgement at once. */
 export const MAX_PENDING_REPLIES = 64;
 
+/** Options of a back-end request sent to the front-end (VhostUserSession.backendRequest). */
 export interface BackendRequestOptions {
   /** Ask for an acknowledgement (only when REPLY_ACK was negotiated; default true then). */
   readonly needReply?: boolean;

@@ -73,19 +73,28 @@ const VHOST_ONLY_BITS = F_PROTOCOL_FEATURES | F_LOG_ALL;
 /** 6.3: legacy-only bits a front-end may pass through for a modern guest; they mean nothing there. */
 const LEGACY_ONLY_BITS = F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT;
 
+/**
+ * The QueueFactory a back-end uses unless told otherwise: a PackedQueue when RING_PACKED was
+ * negotiated, else a SplitQueue.
+ */
 export const defaultQueueFactory: QueueFactory = (memory, config) => {
   const packed = (config.features & F.RING_PACKED) !== 0n;
   return packed ? new PackedQueue(memory, config) : new SplitQueue(memory, config);
 };
 
+/** What a VhostUserBackend serves and with what. */
 export interface VhostUserBackendOptions {
+  /** The device to serve. */
   readonly device: VirtioDevice;
+  /** The OS access (fd passing, mmap, eventfd): the native platform in production. */
   readonly platform: Platform;
+  /** Where the back-end logs (every message at debug level). */
   readonly logger?: Logger;
   /** GET_MAX_MEM_SLOTS answer (default 32). */
   readonly maxMemSlots?: number;
   /** Mapping chunk for large regions (default 1 GiB, multiple of 4096). */
   readonly mapChunkSize?: number;
+  /** Builds each started ring's device queue (default defaultQueueFactory). */
   readonly queueFactory?: QueueFactory;
   /** Polling period of rings without a kick fd (SET_VRING_KICK bit 8), in ms (default 1). */
   readonly pollIntervalMs?: number;
@@ -113,7 +122,14 @@ export interface VhostUserBackendOptions {
 
 const EMPTY_MEMORY = new GuestMemory([]);
 
+/**
+ * The back-end side of one vhost-user session (vhost-user.rst): decodes the front-end's messages
+ * into the device core (features, memory table, rings, config, status, inflight tracking, dirty
+ * log), runs the rings on eventfds, and answers. One per connection; serveVhostUser and
+ * VhostUserServer create them.
+ */
 export class VhostUserBackend {
+  /** The device served. */
   readonly device: VirtioDevice;
   /** The device lifecycle, shared with every other transport. */
   readonly core: DeviceCore;
@@ -143,6 +159,7 @@ export class VhostUserBackend {
 
   /** Requests refused so far, and the last refusal (for logs and tests). */
   errorCount = 0;
+  /** The last error a request raised (refused, or the device failed), for tests and logs. */
   lastError: VirtioError | null = null;
   /** Called for every refused request or device error (after logging). */
   onError: ((e: VirtioError) => void) | null = null;
@@ -248,16 +265,23 @@ export class VhostUserBackend {
   get closed(): boolean {
     return this.isClosed;
   }
+  /**
+   * Features offered in GET_FEATURES: the device's, the transport bits a vhost-user back-end
+   * honours, VHOST_USER_F_PROTOCOL_FEATURES and LOG_ALL.
+   */
   get offeredFeatures(): bigint {
     const off = this.device.offeredFeatures;
     return BigInt.asUintN(64, off & (DEVICE_TYPE_FEATURES | VHOST_USER_TRANSPORT_FEATURES)) | F_PROTOCOL_FEATURES | F_LOG_ALL;
   }
+  /** Protocol features offered in GET_PROTOCOL_FEATURES. */
   get offeredProtocolFeatures(): bigint {
     return this.offeredProtocol;
   }
+  /** Features the front-end set with SET_FEATURES. */
   get features(): bigint {
     return this.ackedFeatures;
   }
+  /** Protocol features the front-end set with SET_PROTOCOL_FEATURES. */
   get protocolFeatures(): bigint {
     return this.ackedProtocol;
   }
@@ -265,12 +289,15 @@ export class VhostUserBackend {
   get status(): number {
     return this.core.status;
   }
+  /** The guest memory from the last memory table, or null before one. */
   get memory(): GuestMemory | null {
     return this.mem.memory;
   }
+  /** Number of rings (the device's queues). */
   get numQueues(): number {
     return this.rings.length;
   }
+  /** Whether the device is active (a ring started with the device's features negotiated). */
   get deviceActive(): boolean {
     return this.core.active;
   }
@@ -282,6 +309,7 @@ export class VhostUserBackend {
   get hasOwner(): boolean {
     return this.owner;
   }
+  /** A snapshot of ring `i` (fds, size, state), or null when there is no such ring. */
   ringInfo(i: number): RingInfo | null {
     const r = this.rings[i];
     return r ? ringInfo(r) : null;

@@ -5,7 +5,7 @@
 import { VirtioError } from '../errors.js';
 import { DeviceId } from '../spec/device-id.js';
 
-/** @VHostUserBackendType */
+/** The back-end types of vhost-user.json's `VHostUserBackendType` enum (QEMU docs/interop/vhost-user.json), in its order: the `type` a descriptor file and `--print-capabilities` name. */
 export const VHOST_USER_BACKEND_TYPES = [
   '9p',
   'balloon',
@@ -57,7 +57,9 @@ export function backendTypeOf(deviceId: number): VhostUserBackendType | null {
 
 /** @VHostUserBackendCapabilities: `type`, plus `features` for types that define them. */
 export interface VhostUserCapabilities {
+  /** The back-end type (vhost-user.json `type`). */
   readonly type: VhostUserBackendType;
+  /** The optional features of that type the back-end supports (vhost-user.json, per type). */
   readonly features?: readonly string[];
 }
 
@@ -85,12 +87,20 @@ export function printCapabilities(type: string, features: readonly string[] = []
 
 /** @VhostUserBackend: the JSON file management software discovers back-ends with. */
 export interface VhostUserBackendDescription {
+  /** What the back-end is, for people. */
   readonly description: string;
+  /** The back-end type. */
   readonly type: VhostUserBackendType;
+  /** Absolute path of the program that serves it. */
   readonly binary: string;
+  /** Free-form tags for management software. */
   readonly tags?: readonly string[];
 }
 
+/**
+ * A vhost-user.json back-end description (what `virtio-ts descriptors` writes), refusing a type the
+ * schema does not define.
+ */
 export function backendDescription(type: string, binary: string, description: string, tags?: readonly string[]): VhostUserBackendDescription {
   const c = capabilities(type);
   if (!binary.startsWith('/')) throw new VirtioError('INVALID_ARGUMENT', 'binary must be an absolute path');

@@ -24,29 +24,51 @@ import {
 
 /** Why a vhost-user message was refused; stable reasons for tests and logs. */
 export const VhostUserFault = {
+  /** A message shorter than the 12-byte header, or a header that cannot be decoded. */
   BAD_HEADER: 'BAD_HEADER',
+  /** The header's version bits are not 1 (vhost-user.rst "Message format"). */
   BAD_VERSION: 'BAD_VERSION',
+  /** The header announces a payload larger than any request has. */
   TOO_LARGE: 'TOO_LARGE',
+  /** The payload's size is not the size of the request's body. */
   BAD_SIZE: 'BAD_SIZE',
+  /** A request number vhost-user.rst does not define. */
   UNKNOWN_REQUEST: 'UNKNOWN_REQUEST',
+  /** A defined request this back-end (or this device) does not implement. */
   UNSUPPORTED: 'UNSUPPORTED',
+  /** A request or field that needs a protocol feature that was not negotiated. */
   NOT_NEGOTIATED: 'NOT_NEGOTIATED',
+  /** A ring index beyond the device's rings. */
   BAD_INDEX: 'BAD_INDEX',
+  /** A field value outside what the request allows (reserved bits, ring size, alignment, ...). */
   BAD_VALUE: 'BAD_VALUE',
+  /** A memory region overlaps one already in the table (guest or user addresses). */
   OVERLAP: 'OVERLAP',
+  /** A request that needs file descriptors came with fewer than it needs. */
   MISSING_FD: 'MISSING_FD',
+  /** A request came with more file descriptors than it takes (they are closed). */
   UNEXPECTED_FD: 'UNEXPECTED_FD',
+  /** Ring addresses, or the rings after a memory table change, outside the memory table. */
   UNMAPPED: 'UNMAPPED',
+  /** A request that is not valid in the session's current state (ring running, no memory table, ...). */
   BAD_STATE: 'BAD_STATE',
+  /** mmap of a shared memory region, log area or inflight area failed. */
   MAP_FAILED: 'MAP_FAILED',
+  /** The socket or the device failed while the message was served. */
   IO: 'IO',
 } as const;
 export type VhostUserFault = (typeof VhostUserFault)[keyof typeof VhostUserFault];
 
+/**
+ * A vhost-user message refused or a session failure (code VHOST_USER_PROTOCOL): the precise
+ * `reason` and the request it concerns.
+ */
 export class VhostUserError extends VirtioError {
   constructor(
+    /** Why the message was refused. */
     readonly reason: VhostUserFault,
     message: string,
+    /** The request number (FrontendReq), or -1 when not tied to one. */
     readonly request = -1,
     options?: { cause?: unknown },
   ) {

@@ -41,6 +41,11 @@ export interface VhostUserSession {
 /** A device-specific front-end request's outcome: an explicit reply payload, or null. */
 export type DeviceRequestReply = Uint8Array | null;
 
+/**
+ * What a device adds to the vhost-user back-end beyond the virtio device: protocol features of its
+ * own, the front-end requests they bring, and state to restore on reconnect (crypto sessions, net's
+ * control).
+ */
 export interface VhostUserDeviceHooks {
   /** Protocol features the device implements beyond the back-end's (ProtocolFeature masks). */
   readonly protocolFeatures?: bigint;

@@ -7,7 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { ErrorCode, VirtioError } from '../errors.js';
 
+/** A back-end program started by startBackendProcess: its child process, output and exit. */
 export interface BackendProcess {
+  /** The child process. */
   readonly child: ChildProcess;
   /** stdout and stderr so far, interleaved. */
   output(): string;

@@ -10,9 +10,11 @@ export const FRONTEND_PROTOCOL_FEATURES: bigint =
 /** Queues when the back-end has no MQ: rx+tx for net, hiprio+request for fs, one otherwise. */
 export const DEFAULT_QUEUES: Readonly<Record<number, number>> = { [DeviceId.NET]: 2, [DeviceId.FS]: 2 };
 
+/** How VhostUserDriverTransport.connect talks to a back-end. */
 export interface VhostUserTransportOptions {
   /** Device type (vhost-user has no discovery of it). */
   deviceId: number;
+  /** The OS access; the native platform by default. */
   platform?: Platform;
   /** Shared guest memory size (default 16 MiB; page multiple). */
   memorySize?: number;

@@ -56,6 +56,12 @@ async function connectRetry(platform: Platform, path: string, timeoutMs: number)
   }
 }
 
+/**
+ * A vhost-user front-end as a DriverTransport: connects to any back-end's socket, shares a memfd as
+ * guest memory, negotiates features and protocol features, sets up rings with kick and call
+ * eventfds, and serves VirtioDriver exactly as PCI or MMIO would. Reconnects to a back-end that
+ * comes back (inflight tracking).
+ */
 export class VhostUserDriverTransport implements DriverTransport {
   readonly memory: GuestMemory;
   /** Allocator over the whole shared memory, for VirtioDriver's `dma`. */
@@ -63,6 +69,7 @@ export class VhostUserDriverTransport implements DriverTransport {
   readonly deviceId: number;
   readonly legacy = false;
   readonly littleEndian = true;
+  /** The OS access (fd passing, memfd, eventfd). */
   readonly platform: Platform;
 
   private fe!: VhostUserFrontend;

@@ -36,6 +36,11 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/**
+ * The message level of a vhost-user front-end (vhost-user.rst): one typed method per front-end
+ * request over a connected socket, with replies matched in order, REPLY_ACK handled and every reply
+ * bounded by a timeout. VhostUserDriverTransport builds on it.
+ */
 export class VhostUserFrontend {
   private readonly framer: MessageFramer;
   private readonly watcher: FdWatcher;
@@ -46,7 +51,9 @@ export class VhostUserFrontend {
   needReply = false;
 
   constructor(
+    /** The OS access (fd passing). */
     readonly platform: Platform,
+    /** The connected socket. */
     readonly fd: number,
     private readonly timeoutMs = 5000,
   ) {
@@ -137,42 +144,60 @@ export class VhostUserFrontend {
     for (const fd of fds) if (fd >= 0) this.platform.close(fd);
   }
 
+  /** Sends `request` without payload and resolves with the u64 of its reply. */
   async u64(request: number): Promise<bigint> {
     const r = await this.call(request);
     this.closeFds(r.fds);
     return decodeU64Big(request, r.payload);
   }
 
+  /**
+   * VHOST_USER_GET_FEATURES: the back-end's virtio features (with VHOST_USER_F_PROTOCOL_FEATURES,
+   * bit 30).
+   */
   getFeatures(): Promise<bigint> {
     return this.u64(FrontendReq.GET_FEATURES);
   }
+  /** VHOST_USER_SET_FEATURES: the features the front-end accepts. */
   setFeatures(v: bigint): Promise<number> {
     return this.ack(FrontendReq.SET_FEATURES, encodeU64(v));
   }
+  /** VHOST_USER_GET_PROTOCOL_FEATURES: the protocol features the back-end offers. */
   getProtocolFeatures(): Promise<bigint> {
     return this.u64(FrontendReq.GET_PROTOCOL_FEATURES);
   }
+  /** VHOST_USER_SET_PROTOCOL_FEATURES: the protocol features in use. */
   setProtocolFeatures(v: bigint): Promise<number> {
     return this.ack(FrontendReq.SET_PROTOCOL_FEATURES, encodeU64(v));
   }
+  /** VHOST_USER_SET_OWNER: starts the session. */
   setOwner(): Promise<number> {
     return this.ack(FrontendReq.SET_OWNER);
   }
+  /** VHOST_USER_SET_MEM_TABLE: the guest memory regions, one fd each. */
   setMemTable(regions: readonly MemRegion[], fds: readonly number[]): Promise<number> {
     return this.ack(FrontendReq.SET_MEM_TABLE, encodeMemoryTable(regions), fds);
   }
+  /** VHOST_USER_ADD_MEM_REG (CONFIGURE_MEM_SLOTS): adds one memory region. */
   addMemReg(region: MemRegion, fd: number): Promise<number> {
     return this.ack(FrontendReq.ADD_MEM_REG, encodeMemRegMsg(region), [fd]);
   }
+  /** VHOST_USER_REM_MEM_REG: removes a memory region. */
   remMemReg(region: MemRegion): Promise<number> {
     return this.ack(FrontendReq.REM_MEM_REG, encodeMemRegMsg(region));
   }
+  /** VHOST_USER_SET_VRING_NUM: the size of ring `index`. */
   setVringNum(index: number, num: number): Promise<number> {
     return this.ack(FrontendReq.SET_VRING_NUM, encodeVringState({ index, num }));
   }
+  /**
+   * VHOST_USER_SET_VRING_BASE: where ring `index` resumes (split: the next avail index; packed:
+   * avail and used positions with their wrap counters).
+   */
   setVringBase(index: number, num: number): Promise<number> {
     return this.ack(FrontendReq.SET_VRING_BASE, encodeVringState({ index, num }));
   }
+  /** VHOST_USER_SET_VRING_ADDR: the ring's addresses in the front-end's address space. */
   setVringAddr(a: VringAddr): Promise<number> {
     return this.ack(FrontendReq.SET_VRING_ADDR, encodeVringAddr(a));
   }
@@ -180,31 +205,45 @@ export class VhostUserFrontend {
   private vringFd(req: number, index: number, fd: number | null): Promise<number> {
     return fd === null ? this.ack(req, encodeU64(index | VRING_NOFD_MASK)) : this.ack(req, encodeU64(index), [fd]);
   }
+  /**
+   * VHOST_USER_SET_VRING_KICK: the kick eventfd of ring `index` (null: no fd, the back-end polls);
+   * starts the ring.
+   */
   setVringKick(index: number, fd: number | null): Promise<number> {
     return this.vringFd(FrontendReq.SET_VRING_KICK, index, fd);
   }
+  /** VHOST_USER_SET_VRING_CALL: the call eventfd of ring `index` (null: no fd). */
   setVringCall(index: number, fd: number | null): Promise<number> {
     return this.vringFd(FrontendReq.SET_VRING_CALL, index, fd);
   }
+  /** VHOST_USER_SET_VRING_ERR: the error eventfd of ring `index` (null: no fd). */
   setVringErr(index: number, fd: number | null): Promise<number> {
     return this.vringFd(FrontendReq.SET_VRING_ERR, index, fd);
   }
+  /** VHOST_USER_SET_VRING_ENABLE: enables or disables ring `index`. */
   setVringEnable(index: number, on: boolean): Promise<number> {
     return this.ack(FrontendReq.SET_VRING_ENABLE, encodeVringState({ index, num: on ? 1 : 0 }));
   }
+  /** VHOST_USER_GET_VRING_BASE: stops ring `index` and resolves with where it stopped. */
   async getVringBase(index: number): Promise<number> {
     const r = await this.call(FrontendReq.GET_VRING_BASE, encodeVringState({ index, num: 0 }));
     this.closeFds(r.fds);
     return decodeVringState(r.request, r.payload).num;
   }
+  /** VHOST_USER_GET_QUEUE_NUM (MQ): how many rings the back-end has. */
   async getQueueNum(): Promise<number> {
     return Number(await this.u64(FrontendReq.GET_QUEUE_NUM));
   }
+  /**
+   * VHOST_USER_GET_CONFIG (CONFIG): `size` bytes of the device config at `offset`, or null when the
+   * back-end refused.
+   */
   async getConfig(offset: number, size: number): Promise<ConfigMsg | null> {
     const r = await this.call(FrontendReq.GET_CONFIG, encodeConfig({ offset, size, flags: 0, data: new Uint8Array(size) }));
     this.closeFds(r.fds);
     return r.payload.length === 0 ? null : decodeConfig(r.request, r.payload);
   }
+  /** VHOST_USER_SET_CONFIG (CONFIG): writes `data` into the device config at `offset`. */
   setConfig(offset: number, data: Uint8Array, flags = 0): Promise<number> {
     return this.ack(FrontendReq.SET_CONFIG, encodeConfig({ offset, size: data.length, flags, data }));
   }
@@ -217,12 +256,17 @@ export class VhostUserFrontend {
     if (fd === undefined) throw new VirtioError(ErrorCode.VHOST_USER_PROTOCOL, 'GET_INFLIGHT_FD reply without fd');
     return { desc, fd };
   }
+  /**
+   * VHOST_USER_SET_INFLIGHT_FD (INFLIGHT_SHMFD): hands the inflight area back to a new back-end.
+   */
   setInflightFd(desc: InflightDesc, fd: number): Promise<number> {
     return this.ack(FrontendReq.SET_INFLIGHT_FD, encodeInflight(desc), [fd]);
   }
+  /** VHOST_USER_SET_STATUS (STATUS): the device status byte. */
   setStatus(v: number): Promise<number> {
     return this.ack(FrontendReq.SET_STATUS, encodeU64(v));
   }
+  /** VHOST_USER_GET_STATUS (STATUS): the device status byte, DEVICE_NEEDS_RESET included. */
   async getStatus(): Promise<number> {
     return Number(await this.u64(FrontendReq.GET_STATUS));
   }
@@ -235,6 +279,9 @@ export class VhostUserFrontend {
   resetDevice(): Promise<number> {
     return this.ack(FrontendReq.RESET_DEVICE);
   }
+  /**
+   * VHOST_USER_GET_MAX_MEM_SLOTS (CONFIGURE_MEM_SLOTS): how many memory regions the back-end takes.
+   */
   async getMaxMemSlots(): Promise<number> {
     return Number(await this.u64(FrontendReq.GET_MAX_MEM_SLOTS));
   }

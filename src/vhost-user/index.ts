@@ -4,6 +4,8 @@
  * vhost-user back-end from TypeScript without a VM (`VhostUserDriverTransport`,
  * `startVhostUserDriver`, `spawnBackend`), the lower-level `VhostUserFrontend`, and the wire
  * constants (vhost-user.rst).
+ *
+ * @module vhost-user
  */
 export {
   type ConnectEvent,
@@ -51,3 +53,8 @@ export {
 export { type BackendProcess, spawnBackend, startBackendProcess, waitForSocket } from './frontend-process.js';
 export { BackendReq, FrontendReq, HeaderFlag, ProtocolFeature, type VhostUserMessage, frontendReqName } from './messages.js';
 export { WORKER_PROTOCOL_FEATURES, WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
+export type { ConfigMsg, InflightDesc, MemRegion, VringAddr } from './messages.js';
+export type { MessageSink } from './dispatcher.js';
+export type { VhostQueue } from './vhost-queue.js';
+export type { DirtyLog } from './vhost-queue.js';
+export type { PackedInflight, SplitInflight } from './inflight.js';

@@ -124,13 +124,19 @@ export const PF = Object.fromEntries(
 export const VHOST_USER_F_PROTOCOL_FEATURES = 30;
 /** Feature bit 26 (vhost): the back-end can log every write ("Migration"). */
 export const VHOST_F_LOG_ALL = 26;
+/** VHOST_USER_F_PROTOCOL_FEATURES (bit 30 of GET_FEATURES): protocol features may be negotiated. */
 export const F_PROTOCOL_FEATURES = 1n << 30n;
+/** VHOST_F_LOG_ALL (bit 26): the front-end can ask for dirty logging of all writes. */
 export const F_LOG_ALL = 1n << 26n;
 
 /** SET_VRING_KICK / CALL / ERR u64: bits 0-7 ring index, bit 8 "no fd" (polling). */
 export const VRING_IDX_MASK = 0xff;
 /** Largest ring index a vring message can name (8 bits in the kick/call/err u64). */
 export const MAX_QUEUE_INDEX = 0xff;
+/**
+ * Bit 8 of a SET_VRING_KICK/CALL/ERR u64: no fd comes with the message (the ring is polled, or has
+ * no fd).
+ */
 export const VRING_NOFD_MASK = 0x100;
 
 /** SET_VRING_ADDR flags bit 0: log writes to the used ring at log_guest_addr. */
@@ -176,55 +182,85 @@ export const ConfigFlag = { WRITABLE: 0, MIGRATION: 1 } as const;
 
 /** IOTLB message types and permissions. */
 export const IotlbType = { MISS: 1, UPDATE: 2, INVALIDATE: 3, ACCESS_FAIL: 4 } as const;
+/** VHOST_ACCESS_* permissions of an IOTLB entry. */
 export const IotlbPerm = { NONE: 0, RO: 1, WO: 2, RW: 3 } as const;
 
 /** SET_DEVICE_STATE_FD direction and phase. */
 export const DeviceStateDirection = { SAVE: 0, LOAD: 1 } as const;
+/** The device state transfer phases (VHOST_USER_TRANSFER_STATE_PHASE_*). */
 export const DeviceStatePhase = { STOPPED: 0 } as const;
 
+/**
+ * The body of SET_VRING_NUM, SET_VRING_BASE, GET_VRING_BASE and SET_VRING_ENABLE (struct
+ * vhost_vring_state).
+ */
 export interface VringState {
   index: number;
   num: number;
 }
 
+/** The body of VHOST_USER_SET_VRING_ADDR (struct vhost_vring_addr). */
 export interface VringAddr {
+  /** The ring. */
   index: number;
+  /** VHOST_VRING_F_LOG: log used ring writes. */
   flags: number;
   /** Front-end user addresses (or IOVAs with ACCESS_PLATFORM). */
   descUser: number;
+  /** Front-end address of the used ring (split) or device area (packed). */
   usedUser: number;
+  /** Front-end address of the available ring (split) or driver area (packed). */
   availUser: number;
   /** Guest physical address of the used ring for dirty logging. */
   logGuest: number;
 }
 
+/** One region of a memory table (VhostUserMemoryRegion). */
 export interface MemRegion {
+  /** Guest physical address of the region. */
   guestAddr: number;
+  /** Size in bytes. */
   size: number;
+  /** The front-end's virtual address of it (ring addresses come in this space). */
   userAddr: number;
+  /** Offset of the region in the fd that comes with it. */
   mmapOffset: number;
 }
 
+/** The body of SET_LOG_BASE: the dirty log area's size and offset in its fd. */
 export interface LogDesc {
   size: number;
   offset: number;
 }
 
+/**
+ * The body of GET_INFLIGHT_FD / SET_INFLIGHT_FD: the inflight area's mmap size and offset, and its
+ * geometry.
+ */
 export interface InflightDesc {
+  /** Size of the inflight area. */
   mmapSize: number;
+  /** Offset of the area in the fd. */
   mmapOffset: number;
+  /** Queues the area covers. */
   numQueues: number;
+  /** Ring size each queue's region is laid out for. */
   queueSize: number;
 }
 
+/** The body of GET_CONFIG / SET_CONFIG. */
 export interface ConfigMsg {
+  /** Offset in the device config. */
   offset: number;
+  /** Bytes of config. */
   size: number;
+  /** VHOST_SET_CONFIG_TYPE_* (0: from the front-end, 1: migration). */
   flags: number;
   /** `size` bytes (empty for a GET_CONFIG error reply). */
   data: Uint8Array;
 }
 
+/** The body of VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG: a ring's host notifier area. */
 export interface VringArea {
   /** Ring index in bits 0-7, bit 8 "no fd". */
   u64: number;
@@ -232,6 +268,7 @@ export interface VringArea {
   offset: number;
 }
 
+/** The body of VHOST_USER_IOTLB_MSG (struct vhost_iotlb_msg). */
 export interface IotlbMsg {
   iova: number;
   size: number;
@@ -240,6 +277,7 @@ export interface IotlbMsg {
   type: number;
 }
 
+/** The body of SET_DEVICE_STATE_FD: transfer direction and phase. */
 export interface DeviceStateMsg {
   direction: number;
   phase: number;
@@ -247,8 +285,11 @@ export interface DeviceStateMsg {
 
 /** A framed message: header fields, payload bytes and the fds that came with it. */
 export interface VhostUserMessage {
+  /** The request number (FrontendReq or BackendReq). */
   request: number;
+  /** The header flags (version, REPLY, NEED_REPLY). */
   flags: number;
+  /** The message body. */
   payload: Uint8Array;
   /**
    * Received fds, owned by whoever holds the message. A handler that keeps one replaces it with
@@ -259,6 +300,9 @@ export interface VhostUserMessage {
 
 const FRONTEND_NAMES = new Map<number, string>(Object.entries(FrontendReq).map(([k, v]) => [v, k]));
 
+/**
+ * The FrontendReq name of request number `req` (`SET_MEM_TABLE`, ...), or `UNKNOWN(req)`, for logs.
+ */
 export function frontendReqName(req: number): string {
   return FRONTEND_NAMES.get(req) ?? `UNKNOWN(${req})`;
 }

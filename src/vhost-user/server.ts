@@ -14,6 +14,7 @@ import { VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
 import { MessageFramer } from './framer.js';
 import { frontendReqName } from './messages.js';
 
+/** What a VhostUserServer serves, where, and how. */
 export interface VhostUserServerOptions {
   /** Called once per connection for the device to serve (may return the same instance). */
   readonly device: () => VirtioDevice;
@@ -27,19 +28,26 @@ export interface VhostUserServerOptions {
   readonly listenFd?: number;
   /** Defaults to the native platform. */
   readonly platform?: Platform;
+  /** Where the server logs connections, refused requests and device errors. */
   readonly logger?: Logger;
   /** Back-end tuning passed to each connection's VhostUserBackend. */
   readonly backend?: Omit<VhostUserBackendOptions, 'device' | 'platform' | 'logger'>;
 }
 
+/** A front-end connected (the 'connect' event). */
 export interface ConnectEvent {
+  /** The connection's number, from 1. */
   readonly id: number;
+  /** The back-end serving it. */
   readonly backend: VhostUserBackend;
 }
+/** A front-end's connection ended (the 'disconnect' event). */
 export interface DisconnectEvent {
+  /** The connection's number. */
   readonly id: number;
   /** 'eof' (front-end closed), 'protocol' (unrecoverable framing error), 'io', 'close' (server closed). */
   readonly reason: 'eof' | 'protocol' | 'io' | 'close';
+  /** The error that ended it, for 'protocol' and 'io'. */
   readonly error?: VirtioError;
 }
 
@@ -78,9 +86,11 @@ export class VhostUserServer extends EventEmitter {
   get backend(): VhostUserBackend | null {
     return this.conn?.backend ?? null;
   }
+  /** Whether a front-end is connected now. */
   get connected(): boolean {
     return this.conn !== null;
   }
+  /** Whether the server listens for front-ends. */
   get listening(): boolean {
     return this.state === 'listening';
   }
@@ -220,9 +230,13 @@ const MESSAGES_PER_TURN = 256;
 export interface VhostUserConnectionOptions {
   /** The connected socket; the connection owns it and closes it when it ends. */
   readonly fd: number;
+  /** The OS access (fd passing, mmap, eventfd). */
   readonly platform: Platform;
+  /** The back-end the connection feeds. */
   readonly backend: VhostUserBackend;
+  /** Where the connection logs. */
   readonly logger?: Logger;
+  /** The connection's number for logs and events (default 1). */
   readonly id?: number;
   /** Receives 'message' events. */
   readonly events?: EventEmitter;
@@ -232,7 +246,9 @@ export interface VhostUserConnectionOptions {
 
 /** One front-end session over a connected socket: framing, dispatch to the back-end, teardown. */
 export class VhostUserConnection {
+  /** The connection's number. */
   readonly id: number;
+  /** The back-end it feeds. */
   readonly backend: VhostUserBackend;
   private readonly fd: number;
   private readonly platform: Platform;
@@ -256,10 +272,12 @@ export class VhostUserConnection {
     this.backend.attach((req, flags, payload, fds) => this.framer.send(req, flags, payload, fds));
   }
 
+  /** Whether the connection has ended. */
   get ended(): boolean {
     return this.isEnded;
   }
 
+  /** Starts reading messages (call once, after attaching listeners). */
   begin(): void {
     this.watcher = this.platform.watchReadable(this.fd, () => this.onReadable());
     this.onReadable();
@@ -335,6 +353,7 @@ async function loadDefaultPlatform(): Promise<Platform> {
   return mod.defaultPlatform();
 }
 
+/** What serveVhostUser serves, where, and how. */
 export interface ServeVhostUserOptions {
   /**
    * The device to serve: one object, reset before each front-end after the first (a fresh
@@ -347,9 +366,13 @@ export interface ServeVhostUserOptions {
   readonly socketPath?: string;
   /** `--fd`: an inherited socket: listening (accepted from) or already connected (served once). */
   readonly fd?: number;
+  /** Where the server logs. */
   readonly logger?: Logger;
   /** Aborting closes the server (as close()). */
   readonly signal?: AbortSignal;
+  /**
+   * Back-end tuning for every connection (busy polling, memory slots, protocol features, stats).
+   */
   readonly backend?: Omit<VhostUserBackendOptions, 'device' | 'platform' | 'logger'>;
 }
 

@@ -11,12 +11,17 @@ import { MAX_QUEUE_SIZE } from '../spec/ring.js';
 import type { VringAddr } from './messages.js';
 import type { VhostQueue } from './vhost-queue.js';
 
+/**
+ * Whether a ring is being served: 'started' after its kick fd and a SET_VRING_ENABLE (with protocol
+ * features) or GET_VRING_BASE stopped it.
+ */
 export type RingPhase = 'stopped' | 'started';
 
 /** Busy-poll adaptation: the first suspension length (see RingScheduler). */
 export const POLL_SUSPEND_MIN = 16;
 
 export interface Vring {
+  /** The ring index. */
   readonly index: number;
   readonly maxSize: number;
   num: number;
@@ -48,13 +53,24 @@ export interface Vring {
 /** Snapshot of a ring for logs and tests. */
 export interface RingInfo {
   readonly index: number;
+  /** Ring size from SET_VRING_NUM (0 before it). */
   readonly num: number;
+  /** Whether the ring is being served. */
   readonly started: boolean;
+  /**
+   * Whether SET_VRING_ENABLE enabled it (rings start disabled when protocol features are
+   * negotiated).
+   */
   readonly enabled: boolean;
+  /** The kick eventfd from SET_VRING_KICK, or -1 (none, or polling). */
   readonly kickFd: number;
+  /** The call eventfd from SET_VRING_CALL, or -1. */
   readonly callFd: number;
+  /** The error eventfd from SET_VRING_ERR, or -1. */
   readonly errFd: number;
+  /** The ring has no kick fd (SET_VRING_KICK with the no-fd flag): the back-end polls it. */
   readonly polling: boolean;
+  /** The ring rule the front-end's driver broke, if any (the device is then DEVICE_NEEDS_RESET). */
   readonly broken: QueueError | null;
 }
 

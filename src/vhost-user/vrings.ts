@@ -20,6 +20,10 @@ import type { SessionMemory } from './session-memory.js';
 import { VhostQueue } from './vhost-queue.js';
 import { type Vring, encodeVringBase, newVring, stateFromBase } from './vring.js';
 
+/**
+ * Builds the device-side queue of a started ring (a SplitQueue or PackedQueue by default; tests
+ * substitute their own).
+ */
 export type QueueFactory = (memory: GuestMemory, config: QueueConfig) => DeviceQueue;
 
 export interface VringHost {

@@ -81,6 +81,7 @@ function parseP9(v: OptionValues, common: BackendOptions): P9Options {
   return { ...common, sharedDir, tag, readOnly: v['read-only'] === true, msize, queueSize, ...(prefix !== undefined ? { xattrPrefix: prefix } : {}) };
 }
 
+/** The `virtio-ts 9p` sub-command: its options, usage, parsing and run. */
 export const P9_CLI: DeviceCli<P9Options> = {
   options: {
     'shared-dir': { type: 'string' },

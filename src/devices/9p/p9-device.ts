@@ -21,6 +21,7 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import { HostFs, type HostFsLimits, type HostFsOptions } from '../fs/host-fs.js';
 import { P9Server, type P9ServerOptions } from './p9-server.js';
 
+/** Options of P9Device. */
 export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<HostFsOptions, 'xattrPrefix'> {
   /** The host directory shared with the guest. */
   readonly sharedDir: string;
@@ -28,9 +29,14 @@ export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<Hos
   readonly tag: string;
   /** Maximum queue size. Default 128 (QEMU's and Linux's ring size for 9p). */
   readonly queueSize?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
+/**
+ * The 9P transport device (device id 9): a host folder served as 9P2000.L (the P9Server on the
+ * HostFs layer). What it implements and its normative coverage: docs/devices/9p.md.
+ */
 export class P9Device implements VirtioDevice {
   readonly deviceId = DeviceId.NINEP;
   /** MOUNT_TAG: the guest finds the device by its tag. Requests complete in pop order: IN_ORDER. */
@@ -38,7 +44,12 @@ export class P9Device implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize: number;
 
+  /**
+   * The host layer: the shared folder, reached only through `*at` calls relative to directories it
+   * holds open.
+   */
   readonly host: HostFs;
+  /** The 9P2000.L server that decodes requests and answers them from `host`. */
   readonly server9p: P9Server;
   private readonly tag: Uint8Array;
   private readonly queues: QueueServer;

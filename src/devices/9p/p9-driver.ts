@@ -38,58 +38,97 @@ export class P9RemoteError extends VirtioError {
   }
 }
 
+/** Options of P9Driver. */
 export interface P9DriverOptions {
   /** msize asked at version(). Default 128 KiB. */
   readonly msize?: number;
 }
 
+/** File attributes as Rgetattr returns them (9P2000.L). */
 export interface P9Attr {
+  /** Which fields are valid or to be set (a bit mask of the request). */
   valid: number;
+  /** The file's qid (type, version, path). */
   qid: Qid;
+  /** File type and permission bits (st_mode). */
   mode: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /** Number of hard links. */
   nlink: number;
+  /** Device number of a device file. */
   rdev: number;
+  /** Size in bytes. */
   size: number;
+  /** Preferred I/O block size. */
   blksize: number;
+  /** 512-byte blocks allocated. */
   blocks: number;
+  /** Access time, seconds. */
   atimeSec: number;
+  /** Modification time, seconds. */
   mtimeSec: number;
+  /** Status change time, seconds. */
   ctimeSec: number;
 }
 
+/** The attributes a Tsetattr changes (`valid`: P9SetattrValid bits). */
 export interface P9SetAttr {
+  /** Which fields are valid or to be set (a bit mask of the request). */
   valid: number;
+  /** File type and permission bits (st_mode). */
   mode?: number;
+  /** Owner user id. */
   uid?: number;
+  /** Owner group id. */
   gid?: number;
+  /** Size in bytes. */
   size?: number;
+  /** Access time, seconds. */
   atimeSec?: number;
+  /** Nanoseconds of the access time. */
   atimeNsec?: number;
+  /** Modification time, seconds. */
   mtimeSec?: number;
+  /** Nanoseconds of the modification time. */
   mtimeNsec?: number;
 }
 
+/** One directory entry from Treaddir. */
 export interface P9DirEnt {
+  /** The file's qid (type, version, path). */
   qid: Qid;
   /** The server's cookie for the next Treaddir (opaque: QEMU gives telldir values up to 2^64). */
   offset: bigint;
+  /** The entry's file type (DT_*). */
   type: number;
+  /** The entry's name. */
   name: string;
 }
 
+/** File system statistics from Tstatfs. */
 export interface P9StatFs {
+  /** File system type (statfs f_type). */
   type: number;
+  /** Block size. */
   bsize: number;
+  /** Total blocks (of `bsize` bytes). */
   blocks: number;
+  /** Free blocks. */
   bfree: number;
+  /** Free blocks available to unprivileged users. */
   bavail: number;
+  /** Total inodes. */
   files: number;
+  /** Free inodes. */
   ffree: number;
+  /** Longest file name. */
   namelen: number;
 }
 
+/** A POSIX record lock request (Tlock / Tgetlock): type, range and owner. */
 export interface P9LockRequest {
   type: number;
   flags?: number;
@@ -100,6 +139,7 @@ export interface P9LockRequest {
   clientId: string;
 }
 
+/** A lock as Rgetlock describes it. */
 export interface P9LockInfo {
   type: number;
   start: number;
@@ -111,6 +151,10 @@ export interface P9LockInfo {
 const MAX_TAGS = 0xffff;
 const NO_SIZE = new Uint8Array(4);
 
+/**
+ * The 9P2000.L client over a virtio 9P transport device (as Linux's 9pnet_virtio speaks it):
+ * Tversion, Tattach, then one method per 9P request on fids.
+ */
 export class P9Driver implements DeviceDriver {
   /** The DeviceDriver contract: 9P transport devices; MOUNT_TAG wanted (the tag names the share). */
   static readonly type: DeviceDriverType<P9Driver, P9DriverOptions> = {
@@ -168,6 +212,10 @@ export class P9Driver implements DeviceDriver {
     return { msize, version: v };
   }
 
+  /**
+   * Tattach: binds `fid` to the root of the export `aname` for user `uname` (or numeric `nUname`);
+   * resolves with the root's qid.
+   */
   async attach(fid: number, uname = '', aname = '', nUname = P9_NOFID): Promise<Qid> {
     const r = await this.rpc(P9Type.TATTACH, (w) => {
       w.u32(fid);
@@ -193,6 +241,10 @@ export class P9Driver implements DeviceDriver {
     return out;
   }
 
+  /**
+   * Tlopen: opens the file `fid` names with Linux open(2) `flags`; resolves with its qid and the
+   * iounit (0: msize - 24).
+   */
   async lopen(fid: number, flags: number): Promise<{ qid: Qid; iounit: number }> {
     const r = await this.rpc(P9Type.TLOPEN, (w) => {
       w.u32(fid);
@@ -201,6 +253,10 @@ export class P9Driver implements DeviceDriver {
     return { qid: this.qid(r), iounit: r.u32() };
   }
 
+  /**
+   * Tlcreate: creates and opens `name` in directory `fid` (which then names the new file) with
+   * `flags`, `mode` and group `gid`.
+   */
   async lcreate(fid: number, name: string, flags: number, mode: number, gid = 0): Promise<{ qid: Qid; iounit: number }> {
     const r = await this.rpc(P9Type.TLCREATE, (w) => {
       w.u32(fid);
@@ -235,14 +291,17 @@ export class P9Driver implements DeviceDriver {
     return r.u32();
   }
 
+  /** Tclunk: forgets `fid` (closing the file it opened). */
   async clunk(fid: number): Promise<void> {
     await this.rpc(P9Type.TCLUNK, (w) => w.u32(fid));
   }
 
+  /** Tremove: removes the file `fid` names and clunks the fid. */
   async remove(fid: number): Promise<void> {
     await this.rpc(P9Type.TREMOVE, (w) => w.u32(fid));
   }
 
+  /** Tgetattr: the attributes of the file `fid` names (`mask`: which fields, P9GetattrMask). */
   async getattr(fid: number, mask: number = P9GetattrMask.BASIC): Promise<P9Attr> {
     const r = await this.rpc(P9Type.TGETATTR, (w) => {
       w.u32(fid);
@@ -266,6 +325,7 @@ export class P9Driver implements DeviceDriver {
     return { valid, qid, mode, uid, gid, nlink, rdev, size, blksize, blocks, atimeSec, mtimeSec, ctimeSec };
   }
 
+  /** Tsetattr: changes the attributes `a` gives (mode, owner, size, times). */
   async setattr(fid: number, a: P9SetAttr): Promise<void> {
     await this.rpc(P9Type.TSETATTR, (w) => {
       w.u32(fid);
@@ -307,6 +367,7 @@ export class P9Driver implements DeviceDriver {
     }
   }
 
+  /** Tmkdir: creates directory `name` in directory `dfid` with `mode` and group `gid`. */
   async mkdir(dfid: number, name: string, mode: number, gid = 0): Promise<Qid> {
     const r = await this.rpc(P9Type.TMKDIR, (w) => {
       w.u32(dfid);
@@ -317,6 +378,7 @@ export class P9Driver implements DeviceDriver {
     return this.qid(r);
   }
 
+  /** Tunlinkat: removes `name` from directory `dfid` (`flags`: AT_REMOVEDIR for a directory). */
   async unlinkat(dfid: number, name: string, flags = 0): Promise<void> {
     await this.rpc(P9Type.TUNLINKAT, (w) => {
       w.u32(dfid);
@@ -325,6 +387,7 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Trenameat: renames `oldName` in `oldDfid` to `newName` in `newDfid`. */
   async renameat(oldDfid: number, oldName: string, newDfid: number, newName: string): Promise<void> {
     await this.rpc(P9Type.TRENAMEAT, (w) => {
       w.u32(oldDfid);
@@ -334,6 +397,7 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Trename: moves the file `fid` names to `name` in directory `dfid`. */
   async rename(fid: number, dfid: number, name: string): Promise<void> {
     await this.rpc(P9Type.TRENAME, (w) => {
       w.u32(fid);
@@ -342,6 +406,7 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Tsymlink: creates symlink `name` in `dfid` pointing at `target`. */
   async symlink(dfid: number, name: string, target: string, gid = 0): Promise<Qid> {
     const r = await this.rpc(P9Type.TSYMLINK, (w) => {
       w.u32(dfid);
@@ -352,6 +417,7 @@ export class P9Driver implements DeviceDriver {
     return this.qid(r);
   }
 
+  /** Tlink: a hard link named `name` in `dfid` to the file `fid` names. */
   async link(dfid: number, fid: number, name: string): Promise<void> {
     await this.rpc(P9Type.TLINK, (w) => {
       w.u32(dfid);
@@ -360,11 +426,13 @@ export class P9Driver implements DeviceDriver {
     });
   }
 
+  /** Treadlink: the target of the symlink `fid` names. */
   async readlink(fid: number): Promise<string> {
     const r = await this.rpc(P9Type.TREADLINK, (w) => w.u32(fid));
     return r.str().toString('utf8');
   }
 
+  /** Tstatfs: the file system's counts. */
   async statfs(fid: number): Promise<P9StatFs> {
     const r = await this.rpc(P9Type.TSTATFS, (w) => w.u32(fid));
     const type = r.u32();
@@ -378,6 +446,7 @@ export class P9Driver implements DeviceDriver {
     return { type, bsize, blocks, bfree, bavail, files, ffree, namelen: r.u32() };
   }
 
+  /** Tfsync: makes the open file's data (and metadata unless `datasync`) stable. */
   async fsync(fid: number, datasync = false): Promise<void> {
     await this.rpc(P9Type.TFSYNC, (w) => {
       w.u32(fid);
@@ -419,6 +488,7 @@ export class P9Driver implements DeviceDriver {
     return r.u8();
   }
 
+  /** Tgetlock: the lock that would block `l`, or `l` with type UNLCK when none would. */
   async getlock(fid: number, l: P9LockRequest): Promise<P9LockInfo> {
     const r = await this.rpc(P9Type.TGETLOCK, (w) => {
       w.u32(fid);
@@ -431,6 +501,7 @@ export class P9Driver implements DeviceDriver {
     return { type: r.u8(), start: r.u64Clamped(), length: r.u64Clamped(), procId: r.u32(), clientId: r.str().toString('utf8') };
   }
 
+  /** Tflush: cancels the request with tag `oldTag` (its reply, if any, comes first). */
   async flush(oldTag: number): Promise<void> {
     await this.rpc(P9Type.TFLUSH, (w) => w.u16(oldTag));
   }

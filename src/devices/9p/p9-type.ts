@@ -23,6 +23,10 @@ export interface P9DeviceArgs {
 const O_RDONLY = 0;
 const O_RDWR = 2;
 
+/**
+ * The registry record of 9P transport: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const P9_TYPE: DeviceType = {
   name: '9p',
   deviceId: DeviceId.NINEP,

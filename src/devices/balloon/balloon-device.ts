@@ -57,6 +57,7 @@ export function balloonStatsByName(stats: BalloonStats): BalloonNamedStats {
   return out;
 }
 
+/** Options of BalloonDevice. */
 export interface BalloonDeviceOptions {
   /** Initial target in 4 KiB pages (num_pages). Default 0. */
   readonly numPages?: number;
@@ -64,7 +65,9 @@ export interface BalloonDeviceOptions {
   readonly features?: bigint;
   /** Maximum queue size. Default 128. */
   readonly queueSize?: number;
+  /** Told of the page frame numbers of each inflate buffer (pages the guest gave up). */
   readonly onInflate?: BalloonPfnListener;
+  /** Told of the page frame numbers of each deflate buffer (pages the guest takes back). */
   readonly onDeflate?: BalloonPfnListener;
   /** A free page range the driver reported (PAGE_REPORTING), guest-physical. */
   readonly onReport?: (addr: number, len: number) => void;
@@ -82,6 +85,7 @@ export interface BalloonDeviceOptions {
    * offered). Default false: such drivers are served (a legacy interface cannot refuse anyway).
    */
   readonly requireMustTellHost?: boolean;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
@@ -89,6 +93,11 @@ export interface BalloonDeviceOptions {
 export const BALLOON_DEVICE_FEATURES =
   BalloonF.MUST_TELL_HOST | BalloonF.STATS_VQ | BalloonF.DEFLATE_ON_OOM | BalloonF.FREE_PAGE_HINT | BalloonF.PAGE_POISON | BalloonF.PAGE_REPORTING;
 
+/**
+ * The traditional memory balloon device (5.5): inflate and deflate queues, memory statistics, free
+ * page hinting and reporting. What it implements and its normative coverage:
+ * docs/devices/balloon.md.
+ */
 export class BalloonDevice implements VirtioDevice {
   readonly deviceId = DeviceId.BALLOON_TRADITIONAL;
   readonly offeredFeatures: bigint;

@@ -23,6 +23,7 @@ import { DeviceId } from '../../spec/device-id.js';
 import type { BalloonStats } from './balloon-device.js';
 import { FreePageHinter, type FreePageHinterOptions } from './free-page-hinter.js';
 
+/** Options of BalloonDriver. */
 export interface BalloonDriverOptions {
   /** Memory statistics to report (tag -> value); the tags of the first call are the subset sent every time. */
   stats?: () => BalloonStats;
@@ -36,7 +37,15 @@ export interface BalloonDriverOptions {
 const PFNS_PER_BUFFER = 256;
 const NO_SEGMENTS: readonly Segment[] = [];
 
+/**
+ * The traditional memory balloon driver (5.5): typed requests over the device's queues. Construct
+ * it on a DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class BalloonDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<BalloonDriver, BalloonDriverOptions> = {
     name: 'virtio-balloon',
     deviceId: DeviceId.BALLOON_TRADITIONAL,

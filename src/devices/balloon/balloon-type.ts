@@ -18,6 +18,10 @@ export interface BalloonDeviceArgs {
   readonly queueSize?: number;
 }
 
+/**
+ * The registry record of traditional memory balloon: its name, device id, vhost-user back-end
+ * type, CLI, createDevice and matrix case.
+ */
 export const BALLOON_TYPE: DeviceType = {
   name: 'balloon',
   deviceId: DeviceId.BALLOON_TRADITIONAL,

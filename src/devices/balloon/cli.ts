@@ -30,6 +30,7 @@ ${BACKEND_SOCKET_USAGE}
 ${BACKEND_COMMON_USAGE}
 `;
 
+/** The `virtio-ts balloon` sub-command: its options, usage, parsing and run. */
 export const BALLOON_CLI: DeviceCli<BalloonCliOptions> = {
   options: {
     pages: { type: 'string' },

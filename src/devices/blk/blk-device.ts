@@ -24,6 +24,7 @@ import type { BlkBackend } from './backend.js';
 import { BlkRequest, BlkRequestHandler } from './blk-requests.js';
 import { ZonedModel, type ZonedOptions } from './zoned-model.js';
 
+/** Options of BlkDevice: features, limits and the GET_ID serial. */
 export interface BlkDeviceOptions {
   /** Offer VIRTIO_BLK_F_RO and fail writes (also when the backend is read-only). */
   readOnly?: boolean;
@@ -56,12 +57,17 @@ export interface BlkDeviceOptions {
    * DISCARD with host-managed zones). Not zoned by default.
    */
   zoned?: ZonedOptions;
+  /** Where the device logs (cache mode changes, backend errors). */
   logger?: Logger;
 }
 
+/** Legacy CHS geometry (struct virtio_blk_geometry, 5.2.4). */
 export interface BlkGeometry {
+  /** Number of cylinders. */
   cylinders: number;
+  /** Number of heads. */
   heads: number;
+  /** Sectors per track. */
   sectors: number;
 }
 
@@ -73,6 +79,12 @@ const DEFAULT_MAX_DISCARD_SEG = 32;
 /** Transport features the device works with (not IN_ORDER: requests complete out of order). */
 const TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
 
+/**
+ * A virtio-blk device (5.2) over a BlkBackend (MemoryBackend, FileBackend or your own): reads,
+ * writes, flush, GET_ID, lifetime, discard, write zeroes and secure erase on one or more request
+ * queues, completing in whatever order the backend finishes. Serve it with serveVhostUser, drive it
+ * with BlkDriver, or put it behind any transport.
+ */
 export class BlkDevice implements VirtioDevice {
   readonly deviceId = DeviceId.BLOCK;
   readonly offeredFeatures: bigint;
@@ -83,15 +95,21 @@ export class BlkDevice implements VirtioDevice {
   /** The zones, when the device is zoned. */
   readonly zoned: ZonedModel | null;
 
+  /** Offers VIRTIO_BLK_F_RO: writes fail with IOERR. */
   readonly readOnly: boolean;
   /** Sectors of 512 bytes; follows the backend's size through refreshCapacity(). */
   capacity: number;
+  /** blk_size in bytes (a power of two, 512 to 65536). */
   readonly blockSize: number;
+  /** seg_max: most data segments in one request (queue size - 2). */
   readonly segMax: number;
+  /** max_discard_sectors, max_write_zeroes_sectors and max_secure_erase_sectors. */
   readonly maxDiscardSectors: number;
+  /** max_discard_seg, max_write_zeroes_seg and max_secure_erase_seg. */
   readonly maxDiscardSegments: number;
   /** size_max in bytes, 0 when VIRTIO_BLK_F_SIZE_MAX is not offered. */
   readonly sizeMax: number;
+  /** The legacy geometry offered (VIRTIO_BLK_F_GEOMETRY), or null. */
   readonly geometry: BlkGeometry | null;
   /** The cache mode field (CONFIG_WCE): 1 writeback, 0 writethrough. */
   writeback: number;

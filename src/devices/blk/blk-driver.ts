@@ -66,41 +66,67 @@ function statusName(s: number): string {
 
 /** 5.2.4 configuration fields as numbers (fields of features not negotiated read as the device set them). */
 export interface BlkDriverConfig {
+  /** Size of the disk in 512-byte sectors. */
   capacity: number;
+  /** Largest data segment in bytes (SIZE_MAX). */
   sizeMax: number;
+  /** Most data segments in one request (SEG_MAX). */
   segMax: number;
+  /** Block size in bytes (BLK_SIZE): the optimal I/O unit, not the sector size. */
   blkSize: number;
+  /** Logical blocks per physical block, as a power of two (TOPOLOGY). */
   physicalBlockExp: number;
+  /** Offset of the first aligned logical block (TOPOLOGY). */
   alignmentOffset: number;
+  /** Suggested minimum I/O size in blocks (TOPOLOGY). */
   minIoSize: number;
+  /** Optimal sustained I/O size in blocks (TOPOLOGY). */
   optIoSize: number;
+  /** Cache mode with CONFIG_WCE: 1 writeback, 0 writethrough. */
   writeback: number;
+  /** Number of request queues (MQ). */
   numQueues: number;
+  /** Largest discard in sectors per segment (DISCARD). */
   maxDiscardSectors: number;
+  /** Most segments in one discard request. */
   maxDiscardSeg: number;
+  /** Alignment of discard ranges, in sectors. */
   discardSectorAlignment: number;
+  /** Largest write-zeroes in sectors per segment (WRITE_ZEROES). */
   maxWriteZeroesSectors: number;
+  /** Most segments in one write-zeroes request. */
   maxWriteZeroesSeg: number;
+  /** 1 when a write-zeroes with unmap can deallocate sectors. */
   writeZeroesMayUnmap: number;
+  /** Largest secure erase in sectors per segment (SECURE_ERASE). */
   maxSecureEraseSectors: number;
+  /** Most segments in one secure erase request. */
   maxSecureEraseSeg: number;
+  /** Alignment of secure erase ranges, in sectors. */
   secureEraseSectorAlignment: number;
 }
 
 /** One range of a DISCARD, WRITE_ZEROES or SECURE_ERASE request. */
 export interface BlkRange {
+  /** First sector of the range. */
   sector: number;
+  /** Length of the range in sectors. */
   numSectors: number;
   /** WRITE_ZEROES only: allow deallocation (VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP). */
   unmap?: boolean;
 }
 
+/** The answer to VIRTIO_BLK_T_GET_LIFETIME (struct virtio_blk_lifetime, 5.2.6). */
 export interface BlkLifetimeReport {
+  /** Pre-end-of-life state: reserved blocks used (BlkPreEol: NORMAL, WARNING, URGENT). */
   preEolInfo: number;
+  /** Lifetime used of type A memory, in steps of 10 % (eMMC/UFS DEVICE_LIFE_TIME_EST_TYP_A). */
   deviceLifetimeEstTypA: number;
+  /** Lifetime used of type B memory, in steps of 10 %. */
   deviceLifetimeEstTypB: number;
 }
 
+/** Options of BlkDriver. */
 export interface BlkDriverOptions {
   /**
    * Refuse requests beyond capacity before sending them (driver/blk/11). Default false, so
@@ -147,6 +173,11 @@ const SLOT_BYTES = 32;
 /** Freed data buffers kept for reuse, in bytes at most (the rest goes back to the allocator). */
 const DATA_CACHE_BYTES = 4 << 20;
 
+/**
+ * The virtio-blk driver (5.2): reads, writes, flush, GET_ID, lifetime, discard, write zeroes and
+ * secure erase over one RequestQueue per device queue, with the configuration kept up to date
+ * across configuration changes (driver/blk/10).
+ */
 export class BlkDriver implements DeviceDriver {
   /** The DeviceDriver contract: block devices, the features in BLK_DRIVER_FEATURES, none required. */
   static readonly type: DeviceDriverType<BlkDriver, BlkDriverOptions> = {
@@ -157,7 +188,9 @@ export class BlkDriver implements DeviceDriver {
     attach: (ctx, opts) => new BlkDriver(ctx, opts),
   };
 
+  /** The configuration as last read (refreshed on a configuration change notification). */
   config: BlkDriverConfig;
+  /** VIRTIO_BLK_F_RO was negotiated: writes fail. */
   readonly readOnly: boolean;
   protected readonly ctx: DriverContext;
   protected readonly le: boolean;
@@ -317,6 +350,7 @@ export class BlkDriver implements DeviceDriver {
     return new TextDecoder().decode(end < 0 ? b : b.subarray(0, end));
   }
 
+  /** Sends VIRTIO_BLK_T_GET_LIFETIME (LIFETIME negotiated): the device's wear estimates. */
   async getLifetime(): Promise<BlkLifetimeReport> {
     if (!this.fLifetime) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'VIRTIO_BLK_F_LIFETIME was not negotiated');
     const p = await this.submit(BlkReqType.GET_LIFETIME, 0, null, BlkLifetime.SIZE, true);
@@ -334,14 +368,23 @@ export class BlkDriver implements DeviceDriver {
     };
   }
 
+  /**
+   * Discards `numSectors` sectors from `sector` (DISCARD negotiated): their content becomes
+   * unspecified (driver/blk/24).
+   */
   discard(sector: number, numSectors: number): Promise<void> {
     return this.segments(BlkReqType.DISCARD, [{ sector, numSectors }]);
   }
 
+  /**
+   * Zeroes `numSectors` sectors from `sector` (WRITE_ZEROES negotiated); `unmap` lets the device
+   * deallocate them.
+   */
   writeZeroes(sector: number, numSectors: number, unmap = false): Promise<void> {
     return this.segments(BlkReqType.WRITE_ZEROES, [{ sector, numSectors, unmap }]);
   }
 
+  /** Securely erases `numSectors` sectors from `sector` (SECURE_ERASE negotiated). */
   secureErase(sector: number, numSectors: number): Promise<void> {
     return this.segments(BlkReqType.SECURE_ERASE, [{ sector, numSectors }]);
   }

@@ -26,6 +26,7 @@ function pattern(len: number, seed: number): Uint8Array {
   return b;
 }
 
+/** The registry record of virtio-blk: `virtio-ts blk`, vhost-user type `block`, its matrix case. */
 export const BLK_TYPE: DeviceType = {
   name: 'blk',
   deviceId: DeviceId.BLOCK,

@@ -20,14 +20,19 @@ import {
 } from '../../cli/options.js';
 import type { DeviceCli } from '../device-type.js';
 
+/** The parsed options of `virtio-ts blk`. */
 export interface BlkOptions extends BackendOptions {
   /** Raw image file (`--image` or `--blk-file`), or null with `memoryBytes`. */
   readonly image: string | null;
   /** Size of a RAM disk (`--memory`), or null with `image`. */
   readonly memoryBytes: number | null;
+  /** `--read-only`. */
   readonly readOnly: boolean;
+  /** `--num-queues N`. */
   readonly numQueues: number;
+  /** `--queue-size N`. */
   readonly queueSize: number;
+  /** `--serial S`, or null. */
   readonly serial: string | null;
   /** `--poll-us N`: busy-poll window after a processing pass in µs, or null for the default. */
   readonly pollUs: number | null;
@@ -103,6 +108,7 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   return { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs, threads };
 }
 
+/** `virtio-ts blk`: its options, usage, parsing and run. */
 export const BLK_CLI: DeviceCli<BlkOptions> = {
   options: {
     image: { type: 'string' },

@@ -27,9 +27,14 @@ export class FileBackend implements BlkBackend {
     private readonly fd: number,
     readonly size: number,
     readonly readOnly: boolean,
+    /** The image file's path. */
     readonly path: string,
   ) {}
 
+  /**
+   * Opens a raw image (read-write unless `readOnly`, or when the file is not writable); its size is
+   * fixed from then on. Throws VirtioError BACKEND_IO when it cannot be opened.
+   */
   static open(path: string, opts: { readOnly?: boolean } = {}): Promise<FileBackend> {
     const readOnly = opts.readOnly ?? false;
     return new Promise((resolve, reject) => {

@@ -19,6 +19,7 @@ export function sparseMapBytes(sizeBytes: number): number {
  * Only for disks whose `data` nobody writes directly (the CLI's `--memory` disk).
  */
 export class MemoryBackend implements BlkBackend {
+  /** The disk's bytes (tests may read and write them directly, except with `sparse`). */
   readonly data: Uint8Array;
   readonly readOnly: boolean;
   readonly canUnmap = false;

@@ -52,6 +52,7 @@ export class CanRequest extends QueueRequest {
   }
 }
 
+/** Options of CanDevice. */
 export interface CanDeviceOptions {
   /** Device-type features offered (default: all four). At least CAN_CLASSIC or CAN_FD. */
   readonly features?: bigint;
@@ -60,6 +61,7 @@ export interface CanDeviceOptions {
   readonly queueSize?: number;
   /** Called before touching guest memory outside a guest access (bus deliveries): see docs/v86.md. */
   readonly beforeHostAccess?: () => void;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
@@ -99,6 +101,10 @@ class RequestList {
   }
 }
 
+/**
+ * The virtio-can device (5.20): CAN and CAN FD frames to and from a CanBus shared with other
+ * nodes. What it implements and its normative coverage: docs/devices/can.md.
+ */
 export class CanDevice implements VirtioDevice, CanBusNode {
   readonly deviceId = DeviceId.CAN;
   readonly offeredFeatures: bigint;

@@ -39,12 +39,21 @@ export class CanRequestError extends VirtioError {
   }
 }
 
+/** Options of CanDriver. */
 export interface CanDriverOptions {
   /** Rx buffers kept posted. Default 16. */
   rxBuffers?: number;
 }
 
+/**
+ * The virtio-can driver (5.20): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class CanDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<CanDriver, CanDriverOptions> = {
     name: 'virtio-can',
     deviceId: DeviceId.CAN,
@@ -182,6 +191,7 @@ export class CanDriver implements DeviceDriver {
 
   // ---- rx ----
 
+  /** Adds a listener for received frames; returns a function that removes it. */
   onFrame(listener: (f: CanFrame) => void): () => void {
     this.listeners.push(listener);
     return () => (this.listeners = this.listeners.filter((l) => l !== listener));

@@ -18,6 +18,10 @@ export interface CanDeviceArgs {
 
 const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 11 + seed) & 0xff);
 
+/**
+ * The registry record of virtio-can: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const CAN_TYPE: DeviceType = {
   name: 'can',
   deviceId: DeviceId.CAN,

@@ -39,6 +39,7 @@ ${BACKEND_COMMON_USAGE}
 /** 5.3.4: this implementation's max_nr_ports bound (ConsoleDevice's). */
 const MAX_PORTS = 1024;
 
+/** The `virtio-ts console` sub-command: its options, usage, parsing and run. */
 export const CONSOLE_CLI: DeviceCli<ConsoleCliOptions> = {
   options: {
     port: { type: 'string', multiple: true },

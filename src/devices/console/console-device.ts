@@ -37,6 +37,7 @@ import { type ConsoleControlHeader, checkSize, consoleEventName, decodeControl, 
 import { RebindTolerantContext } from './rebind-tolerant-context.js';
 import { ConsolePort, type ConsolePortHost, type ConsolePortOptions } from './console-port.js';
 
+/** Options of ConsoleDevice. */
 export interface ConsoleDeviceOptions {
   /** The ports present at start (index = port id). Default: one console port. */
   readonly ports?: readonly (ConsolePortOptions | null)[];
@@ -62,6 +63,7 @@ export interface ConsoleDeviceOptions {
    * adapter's refreshMemory(), as its wasm memory grows while the guest runs).
    */
   readonly beforeHostAccess?: () => void;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
@@ -90,13 +92,22 @@ const MAX_PORTS = 1024;
 
 type Handler = ((req: QueueRequest) => number | void) | null;
 
+/**
+ * The virtio-console device (5.3): ports (with MULTIPORT) whose host ends are streams: sockets,
+ * ptys, stdio, files. What it implements and its normative coverage: docs/devices/console.md.
+ */
 export class ConsoleDevice implements VirtioDevice {
   readonly deviceId = DeviceId.CONSOLE;
   /** Receive buffers complete when data arrives, not in order of other queues' work: no IN_ORDER. */
   readonly offeredFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = ConsoleConfig.SIZE;
+  /** max_nr_ports offered with MULTIPORT (1 without it). */
   readonly maxNrPorts: number;
+  /**
+   * Counts of what the device refused or dropped (bad control messages, unknown ports, output
+   * nobody read).
+   */
   readonly stats: ConsoleDeviceStats = { badControl: 0, unknownPort: 0, badBuffers: 0, droppedControl: 0, droppedEmergency: 0, droppedOutput: 0 };
 
   private readonly ports: (ConsolePort | null)[];

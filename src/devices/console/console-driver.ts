@@ -28,6 +28,7 @@ import {
 import { DeviceId } from '../../spec/device-id.js';
 import { type ConsoleControlHeader, decodeControl, decodeResize, encodeControl } from './console-control.js';
 
+/** Options of ConsoleDriver. */
 export interface ConsoleDriverOptions {
   /** Receive buffers posted per port. Default 8. */
   receiveBuffers?: number;
@@ -196,6 +197,10 @@ export class ConsoleDriverPort {
   }
 }
 
+/**
+ * The virtio-console driver (5.3): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class ConsoleDriver implements DeviceDriver {
   /** The DeviceDriver contract: console devices, every console feature usable, none required. */
   static readonly type: DeviceDriverType<ConsoleDriver, ConsoleDriverOptions> = {
@@ -206,11 +211,13 @@ export class ConsoleDriver implements DeviceDriver {
     attach: (ctx, opts) => new ConsoleDriver(ctx, opts),
   };
 
+  /** VIRTIO_CONSOLE_F_MULTIPORT was negotiated: ports come and go by control messages. */
   readonly multiport: boolean;
   /** max_nr_ports (1 without MULTIPORT). */
   readonly maxNrPorts: number;
   /** False when max_nr_ports read 0 (no configuration space through this transport). */
   readonly configAvailable: boolean = true;
+  /** Counts of control messages the driver ignored. */
   readonly stats: ConsoleDriverStats = { badControl: 0, unknownPort: 0 };
 
   private readonly queues: RequestQueue[] = [];
@@ -223,6 +230,7 @@ export class ConsoleDriver implements DeviceDriver {
   private detached = false;
 
   constructor(
+    /** The driver context the console is driven through. */
     readonly context: DriverContext,
     opts: ConsoleDriverOptions = {},
   ) {

@@ -37,6 +37,10 @@ export async function readPort(port: ConsolePort, n: number): Promise<Buffer> {
   return all.subarray(0, n);
 }
 
+/**
+ * The registry record of virtio-console: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const CONSOLE_TYPE: DeviceType = {
   name: 'console',
   deviceId: DeviceId.CONSOLE,

@@ -60,6 +60,7 @@ function parseCrypto(v: OptionValues, common: BackendOptions): CryptoOptions {
   return { ...common, numQueues, queueSize, maxSessions, maxSize };
 }
 
+/** The `virtio-ts crypto` sub-command: its options, usage, parsing and run. */
 export const CRYPTO_CLI: DeviceCli<CryptoOptions> = {
   options: {
     'num-queues': { type: 'string' },

@@ -26,6 +26,7 @@ import { CryptoDataQueue } from './crypto-dataq.js';
 import { CryptoSessionTable, type SessionLimits } from './crypto-sessions.js';
 import { cryptoVhostUserHooks } from './crypto-vhost-user.js';
 
+/** Options of CryptoDevice. */
 export interface CryptoDeviceOptions {
   /** Data queues (max_dataqueues, 1..65535: device/crypto/1). Default 1. */
   maxDataQueues?: number;
@@ -39,6 +40,7 @@ export interface CryptoDeviceOptions {
   algorithms?: Partial<CryptoAlgorithmSet>;
   /** Offer the STATELESS_MODE feature bits. Default true. */
   stateless?: boolean;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -56,6 +58,10 @@ function subset(want: readonly number[] | undefined, served: readonly number[], 
   return [...new Set(want)];
 }
 
+/**
+ * The virtio-crypto device (5.9): cipher, hash, MAC, AEAD and RSA sessions and operations on
+ * node:crypto. What it implements and its normative coverage: docs/devices/crypto.md.
+ */
 export class CryptoDevice implements VhostUserDevice {
   readonly deviceId = DeviceId.CRYPTO;
   readonly offeredFeatures: bigint;

@@ -48,18 +48,31 @@ export const CRYPTO_DRIVER_FEATURES =
 
 /** 5.9.5 configuration as numbers. */
 export interface CryptoDriverConfig {
+  /** `status` of struct virtio_crypto_config. */
   status: number;
+  /** `max_dataqueues` of struct virtio_crypto_config. */
   maxDataqueues: number;
+  /** `crypto_services` of struct virtio_crypto_config. */
   cryptoServices: number;
+  /** `cipher_algo_l` of struct virtio_crypto_config. */
   cipherAlgoL: number;
+  /** `cipher_algo_h` of struct virtio_crypto_config. */
   cipherAlgoH: number;
+  /** `hash_algo` of struct virtio_crypto_config. */
   hashAlgo: number;
+  /** `mac_algo_l` of struct virtio_crypto_config. */
   macAlgoL: number;
+  /** `mac_algo_h` of struct virtio_crypto_config. */
   macAlgoH: number;
+  /** `aead_algo` of struct virtio_crypto_config. */
   aeadAlgo: number;
+  /** `max_cipher_key_len` of struct virtio_crypto_config. */
   maxCipherKeyLen: number;
+  /** `max_auth_key_len` of struct virtio_crypto_config. */
   maxAuthKeyLen: number;
+  /** `akcipher_algo` of struct virtio_crypto_config. */
   akcipherAlgo: number;
+  /** `max_size` of struct virtio_crypto_config. */
   maxSize: number;
 }
 
@@ -127,7 +140,15 @@ function bitsOf(mask: number, from: number, limit: number): number[] {
   return out;
 }
 
+/**
+ * The virtio-crypto driver (5.9): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class CryptoDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<CryptoDriver, undefined> = {
     name: 'virtio-crypto',
     deviceId: DeviceId.CRYPTO,
@@ -136,7 +157,9 @@ export class CryptoDriver implements DeviceDriver {
     attach: (ctx) => new CryptoDriver(ctx),
   };
 
+  /** The configuration as read at attach (services, algorithms, limits). */
   config: CryptoDriverConfig;
+  /** The algorithms the device supports, per service, decoded from the config masks. */
   algorithms: CryptoDriverAlgorithms;
   private readonly ctx: DriverContext;
   private readonly le: boolean;
@@ -164,6 +187,7 @@ export class CryptoDriver implements DeviceDriver {
     this.algorithms = this.decodeAlgorithms();
   }
 
+  /** VIRTIO_CRYPTO_S_HW_READY is set in the config's status. */
   get hwReady(): boolean {
     return (this.config.status & CRYPTO_S_HW_READY) !== 0;
   }
@@ -282,6 +306,9 @@ export class CryptoDriver implements DeviceDriver {
     b.u32(at + 8, p.encrypt ? 1 : 2);
   }
 
+  /**
+   * VIRTIO_CRYPTO_CIPHER_CREATE_SESSION: a symmetric cipher session; resolves with its session id.
+   */
   async createCipherSession(p: CipherSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.cipher, p.algo, 'cipher');
     this.checkCipherKey(p.key.length);
@@ -293,6 +320,10 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'cipher');
   }
 
+  /**
+   * VIRTIO_CRYPTO_CIPHER_CREATE_SESSION with ALG_CHAIN: a cipher chained with a hash or MAC;
+   * resolves with its session id.
+   */
   async createChainSession(p: ChainSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.cipher, p.cipher.algo, 'cipher');
     this.checkCipherKey(p.cipher.key.length);
@@ -313,6 +344,10 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'chain');
   }
 
+  /**
+   * VIRTIO_CRYPTO_HASH_CREATE_SESSION: a hash session with `resultLen` bytes of digest; resolves
+   * with its session id.
+   */
   async createHashSession(algo: number, resultLen: number): Promise<number> {
     this.checkAlgo(this.algorithms.hash, algo, 'hash');
     const b = this.ctrlRequest(CryptoCtrlOp.HASH_CREATE_SESSION, algo, CtrlFlfSize.HASH);
@@ -321,6 +356,9 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'hash');
   }
 
+  /**
+   * VIRTIO_CRYPTO_MAC_CREATE_SESSION: a MAC session keyed with `key`; resolves with its session id.
+   */
   async createMacSession(algo: number, resultLen: number, key: Uint8Array): Promise<number> {
     this.checkAlgo(this.algorithms.mac, algo, 'mac');
     this.checkAuthKey(key.length);
@@ -333,6 +371,7 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'mac');
   }
 
+  /** VIRTIO_CRYPTO_AEAD_CREATE_SESSION: an AEAD session; resolves with its session id. */
   async createAeadSession(p: AeadSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.aead, p.algo, 'aead');
     this.checkCipherKey(p.key.length);
@@ -347,6 +386,7 @@ export class CryptoDriver implements DeviceDriver {
     return this.createSession(b, 'aead');
   }
 
+  /** VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION for RSA; resolves with its session id. */
   async createRsaSession(p: RsaSessionParams): Promise<number> {
     this.checkAlgo(this.algorithms.akcipher, 1, 'akcipher');
     const b = this.ctrlRequest(CryptoCtrlOp.AKCIPHER_CREATE_SESSION, 1, CtrlFlfSize.AKCIPHER);

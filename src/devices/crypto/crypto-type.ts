@@ -30,6 +30,10 @@ function matrixRsaKey(): KeyObject {
   return rsaKey;
 }
 
+/**
+ * The registry record of virtio-crypto: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const CRYPTO_TYPE: DeviceType = {
   name: 'crypto',
   deviceId: DeviceId.CRYPTO,

@@ -17,3 +17,6 @@ export {
 export { VhostUserCryptoSessionLayout, cryptoVhostUserHooks, sessionFromVhostUser } from './crypto-vhost-user.js';
 export { CRYPTO_TYPE, type CryptoDeviceArgs } from './crypto-type.js';
 export { CRYPTO_CLI, type CryptoOptions } from './cli.js';
+export type { AeadSession, ChainSession, CipherSession, HashSession, MacSession, RsaSession, SessionLimits } from './crypto-sessions.js';
+export type { CryptoVhostUserHost } from './crypto-vhost-user.js';
+export type { CipherParams } from './crypto-sessions.js';

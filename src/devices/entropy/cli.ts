@@ -12,6 +12,7 @@ ${BACKEND_SOCKET_USAGE}
 ${BACKEND_COMMON_USAGE}
 `;
 
+/** `virtio-ts rng`: the common back-end options only. */
 export const ENTROPY_CLI: DeviceCli<BackendOptions> = {
   options: {},
   usage: RNG_USAGE,

@@ -12,6 +12,7 @@ import { DeviceId } from '../../spec/device-id.js';
 import { ENTROPY_CONFIG_SIZE, ENTROPY_FEATURES, ENTROPY_REQUESTQ } from '../../spec/entropy.js';
 import { F } from '../../spec/features.js';
 
+/** Options of EntropyDevice. */
 export interface EntropyDeviceOptions {
   /** Fills `dst` with random bytes. Default: crypto.randomFillSync. */
   source?: (dst: Uint8Array) => void;
@@ -19,9 +20,14 @@ export interface EntropyDeviceOptions {
   queueSize?: number;
   /** Bytes given per buffer at most (device/entropy/1 lets the device use less). Default 64 KiB. */
   maxBytesPerBuffer?: number;
+  /** Where the device logs. */
   logger?: Logger;
 }
 
+/**
+ * The entropy device (5.4): fills each device-writable buffer of its request queue with random
+ * bytes (crypto.randomFillSync, or your `source`), synchronously and in order (IN_ORDER offered).
+ */
 export class EntropyDevice implements VirtioDevice {
   readonly deviceId = DeviceId.ENTROPY;
   /** Requests complete in order, synchronously: IN_ORDER holds. */

@@ -11,6 +11,7 @@ import type { Segment } from '../../queue/types.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { ENTROPY_FEATURES, ENTROPY_REQUESTQ } from '../../spec/entropy.js';
 
+/** Options of EntropyDriver. */
 export interface EntropyDriverOptions {
   /** Bytes asked per buffer. Default 4096. */
   chunk?: number;
@@ -20,6 +21,10 @@ const NO_SEGMENTS: readonly Segment[] = [];
 /** Buffers posted at once by one read(). */
 const MAX_PARALLEL = 8;
 
+/**
+ * The virtio-rng driver (5.4): `read(n)` posts device-writable buffers and returns exactly `n`
+ * random bytes.
+ */
 export class EntropyDriver implements DeviceDriver {
   /** The DeviceDriver contract: entropy devices, no feature bits (5.4.3). */
   static readonly type: DeviceDriverType<EntropyDriver, EntropyDriverOptions> = {

@@ -12,6 +12,10 @@ export interface EntropyDeviceArgs {
   readonly maxBytesPerBuffer?: number;
 }
 
+/**
+ * The registry record of the entropy device: `virtio-ts rng`, vhost-user type `rng`, its matrix
+ * case.
+ */
 export const ENTROPY_TYPE: DeviceType = {
   name: 'rng',
   deviceId: DeviceId.ENTROPY,

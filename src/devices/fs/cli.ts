@@ -120,6 +120,7 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   return { ...common, sharedDir, tag, numRequestQueues, queueSize, ...extra };
 }
 
+/** The `virtio-ts fs` sub-command: its options, usage, parsing and run. */
 export const FS_CLI: DeviceCli<FsOptions> = {
   options: {
     'shared-dir': { type: 'string' },

@@ -28,6 +28,7 @@ import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUS
 import { FsNotifier } from './fs-notifier.js';
 import { HostFs, type HostFsOptions } from './host-fs.js';
 
+/** Options of FsDevice. */
 export interface FsDeviceOptions extends HostFsOptions {
   /** The host directory shared with the guest. */
   readonly sharedDir: string;
@@ -49,11 +50,17 @@ export interface FsDeviceOptions extends HostFsOptions {
   readonly cache?: FsCachePolicy;
   /** Entry and attribute validity given to the driver, in seconds (overrides the policy's). */
   readonly cacheSeconds?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
 export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
 
+/**
+ * The virtio-fs device (5.11): a host folder served as FUSE (the FuseServer on the HostFs layer),
+ * reached only through *at calls. What it implements and its normative coverage:
+ * docs/devices/fs.md.
+ */
 export class FsDevice implements VirtioDevice {
   readonly deviceId = DeviceId.FS;
   /**
@@ -64,7 +71,12 @@ export class FsDevice implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = FsConfig.SIZE;
 
+  /**
+   * The host layer: the shared folder, reached only through `*at` calls relative to directories it
+   * holds open.
+   */
   readonly host: HostFs;
+  /** The FUSE server that decodes requests and answers them from `host`. */
   readonly fuse: FuseServer;
   private readonly tag: Uint8Array;
   private readonly numRequestQueues: number;

@@ -53,38 +53,66 @@ export class FuseReplyError extends VirtioError {
   }
 }
 
+/** File attributes as FUSE returns them (struct fuse_attr). */
 export interface FsAttr {
+  /** Inode number. */
   ino: number;
+  /** Size in bytes. */
   size: number;
+  /** 512-byte blocks allocated. */
   blocks: number;
+  /** Last access time, seconds. */
   atime: number;
+  /** Last modification time, seconds. */
   mtime: number;
+  /** Last status change time, seconds. */
   ctime: number;
+  /** Nanoseconds of the access time. */
   atimeNsec: number;
+  /** Nanoseconds of the modification time. */
   mtimeNsec: number;
+  /** Nanoseconds of the status change time. */
   ctimeNsec: number;
+  /** File type and permission bits (st_mode). */
   mode: number;
+  /** Number of hard links. */
   nlink: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /** Device number of a device file. */
   rdev: number;
 }
 
+/** A looked-up name (struct fuse_entry_out): its node id, cache lifetimes and attributes. */
 export interface FsEntry {
+  /** The node id the device gave the file (for later requests). */
   nodeid: bigint;
+  /** How long the name may be cached, seconds. */
   entryValid: number;
+  /** How long the attributes may be cached, seconds. */
   attrValid: number;
+  /** The file's attributes. */
   attr: FsAttr;
 }
 
+/** One directory entry from READDIR (struct fuse_dirent), or READDIRPLUS with its entry. */
 export interface FsDirEntry {
+  /** Inode number. */
   ino: number;
+  /** The entry's name. */
   name: string;
+  /** The entry's file type (DT_*). */
   type: number;
   /** READDIRPLUS: the entry (the driver holds a lookup of it; nodeid 0 for `.` and `..`). */
   entry?: FsEntry;
 }
 
+/**
+ * A POSIX record lock (struct fuse_file_lock): type F_RDLCK / F_WRLCK / F_UNLCK, the byte range and
+ * the owner's pid.
+ */
 export interface FsLock {
   type: number;
   start: number;
@@ -93,6 +121,7 @@ export interface FsLock {
   pid: number;
 }
 
+/** Options of FsDriver. */
 export interface FsDriverOptions {
   /** Request queues to use (driver/fs/2): 1..num_request_queues. Default: all the device offers. */
   readonly requestQueues?: number;
@@ -105,6 +134,11 @@ export interface FsDriverOptions {
 
 const dec = new TextDecoder();
 
+/**
+ * The virtio-fs driver (5.11): a FUSE client over the device's request queues (FUSE_INIT, then one
+ * method per FUSE operation), as the Linux virtiofs driver speaks it; in little- or big-endian
+ * FUSE.
+ */
 export class FsDriver implements DeviceDriver {
   /** The DeviceDriver contract: virtio-fs devices; VIRTIO_FS_F_NOTIFICATION taken when offered. */
   static readonly type: DeviceDriverType<FsDriver, FsDriverOptions> = {
@@ -126,7 +160,9 @@ export class FsDriver implements DeviceDriver {
   private readonly gid: number;
   /** Negotiated FUSE minor version, max_write and INIT flags (after init). */
   minor = 0;
+  /** max_write from FUSE_INIT's reply: the largest WRITE the device takes. */
   maxWrite = 0;
+  /** The flags of FUSE_INIT's reply (FuseInitFlag): what the device agreed to. */
   initFlags = 0;
 
   constructor(
@@ -278,12 +314,17 @@ export class FsDriver implements DeviceDriver {
     this.maxWrite = v.getUint32(FuseInitOut.MAX_WRITE, this.le);
   }
 
+  /** FUSE_DESTROY: ends the FUSE session (before unmounting). */
   async destroy(): Promise<void> {
     await this.call(FuseOpcode.DESTROY, 0n, new Uint8Array(0), 0);
   }
 
   // --- names -------------------------------------------------------------------------------
 
+  /**
+   * FUSE_LOOKUP of `name` in directory `parent`: its node id and attributes (one lookup reference
+   * to FORGET later).
+   */
   async lookup(parent: bigint, name: string): Promise<FsEntry> {
     return this.entry(await this.call(FuseOpcode.LOOKUP, parent, this.b().name(name).done(), FuseEntryOut.SIZE), 0, 'LOOKUP');
   }
@@ -293,6 +334,7 @@ export class FsDriver implements DeviceDriver {
     await this.hiprioCall(FuseOpcode.FORGET, nodeid, this.b(8).u64(nlookup).done());
   }
 
+  /** FUSE_BATCH_FORGET: drops lookup references of several nodes in one request. */
   async batchForget(items: readonly { nodeid: bigint; nlookup: number }[]): Promise<void> {
     const b = this.b(8 + 16 * items.length).u32(items.length).u32(0);
     for (const it of items) b.u64(it.nodeid).u64(it.nlookup);
@@ -309,6 +351,7 @@ export class FsDriver implements DeviceDriver {
     return this.unique;
   }
 
+  /** FUSE_GETATTR: the attributes of `nodeid` (through open file `fh` when given). */
   async getattr(nodeid: bigint, fh?: bigint): Promise<FsAttr> {
     const a = this.b(16).u32(fh === undefined ? 0 : 1).u32(0).u64(fh ?? 0n).done();
     return this.attr(this.need(await this.call(FuseOpcode.GETATTR, nodeid, a, FuseAttrOut.SIZE), FuseAttrOut.SIZE, 'GETATTR'), FuseAttrOut.ATTR);
@@ -330,35 +373,49 @@ export class FsDriver implements DeviceDriver {
     return this.attr(this.need(await this.call(FuseOpcode.SETATTR, nodeid, a, FuseAttrOut.SIZE), FuseAttrOut.SIZE, 'SETATTR'), FuseAttrOut.ATTR);
   }
 
+  /** FUSE_READLINK: the target of symlink `nodeid`. */
   async readlink(nodeid: bigint): Promise<string> {
     return dec.decode(await this.call(FuseOpcode.READLINK, nodeid, new Uint8Array(0), 4096));
   }
 
+  /** FUSE_SYMLINK: creates symlink `name` in `parent` pointing at `target`. */
   async symlink(parent: bigint, name: string, target: string): Promise<FsEntry> {
     return this.entry(await this.call(FuseOpcode.SYMLINK, parent, this.b().name(name).name(target).done(), FuseEntryOut.SIZE), 0, 'SYMLINK');
   }
 
+  /**
+   * FUSE_MKNOD: creates node `name` in `parent` (`mode` with its file type, `rdev` for devices,
+   * masked by `umask`).
+   */
   async mknod(parent: bigint, name: string, mode: number, rdev = 0, umask = 0): Promise<FsEntry> {
     return this.entry(await this.call(FuseOpcode.MKNOD, parent, this.b().u32(mode).u32(rdev).u32(umask).u32(0).name(name).done(), FuseEntryOut.SIZE), 0, 'MKNOD');
   }
 
+  /** FUSE_MKDIR: creates directory `name` in `parent` with `mode` masked by `umask`. */
   async mkdir(parent: bigint, name: string, mode: number, umask = 0): Promise<FsEntry> {
     return this.entry(await this.call(FuseOpcode.MKDIR, parent, this.b().u32(mode).u32(umask).name(name).done(), FuseEntryOut.SIZE), 0, 'MKDIR');
   }
 
+  /** FUSE_UNLINK: removes `name` from `parent`. */
   async unlink(parent: bigint, name: string): Promise<void> {
     await this.call(FuseOpcode.UNLINK, parent, this.b().name(name).done(), 0);
   }
 
+  /** FUSE_RMDIR: removes empty directory `name` from `parent`. */
   async rmdir(parent: bigint, name: string): Promise<void> {
     await this.call(FuseOpcode.RMDIR, parent, this.b().name(name).done(), 0);
   }
 
+  /**
+   * FUSE_RENAME2 (FUSE_RENAME without flags): moves `name` in `parent` to `newName` in `newParent`;
+   * `flags` RENAME_NOREPLACE, RENAME_EXCHANGE.
+   */
   async rename(parent: bigint, name: string, newParent: bigint, newName: string, flags = 0): Promise<void> {
     if (flags === 0) await this.call(FuseOpcode.RENAME, parent, this.b().u64(newParent).name(name).name(newName).done(), 0);
     else await this.call(FuseOpcode.RENAME2, parent, this.b().u64(newParent).u32(flags).u32(0).name(name).name(newName).done(), 0);
   }
 
+  /** FUSE_LINK: a hard link to `nodeid` named `newName` in `newParent`. */
   async link(nodeid: bigint, newParent: bigint, newName: string): Promise<FsEntry> {
     return this.entry(await this.call(FuseOpcode.LINK, newParent, this.b().u64(nodeid).name(newName).done(), FuseEntryOut.SIZE), 0, 'LINK');
   }
@@ -391,50 +448,70 @@ export class FsDriver implements DeviceDriver {
     return this.b(40 + extra).u64(fh).u64(offset).u32(size).u32(0).u64(owner).u32(0).u32(0);
   }
 
+  /** FUSE_READ of up to `size` bytes at `offset` from open file `fh`; fewer at end of file. */
   async read(nodeid: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array> {
     return (await this.call(FuseOpcode.READ, nodeid, this.rw(fh, offset, size).done(), size)).slice();
   }
 
+  /** FUSE_WRITE of `data` at `offset` to open file `fh`; resolves with the bytes written. */
   async write(nodeid: bigint, fh: bigint, offset: number, data: Uint8Array): Promise<number> {
     const r = await this.call(FuseOpcode.WRITE, nodeid, this.rw(fh, offset, data.length, data.length).bytes(data).done(), 8);
     return this.need(r, 8, 'WRITE').getUint32(0, this.le);
   }
 
+  /** FUSE_RELEASE (or RELEASEDIR with that `opcode`): closes file handle `fh`. */
   async release(nodeid: bigint, fh: bigint, opcode: number = FuseOpcode.RELEASE): Promise<void> {
     await this.call(opcode, nodeid, this.b(24).u64(fh).u32(0).u32(0).u64(0).done(), 0);
   }
 
+  /** FUSE_FLUSH: called on each close(2) of the file, releasing the POSIX locks of `lockOwner`. */
   async flush(nodeid: bigint, fh: bigint, lockOwner = 0n): Promise<void> {
     await this.call(FuseOpcode.FLUSH, nodeid, this.b(24).u64(fh).u32(0).u32(0).u64(lockOwner).done(), 0);
   }
 
+  /**
+   * FUSE_FSYNC (FSYNCDIR with `dir`): makes the file's data (and metadata unless `datasync`)
+   * stable.
+   */
   async fsync(nodeid: bigint, fh: bigint, datasync = false, dir = false): Promise<void> {
     await this.call(dir ? FuseOpcode.FSYNCDIR : FuseOpcode.FSYNC, nodeid, this.b(16).u64(fh).u32(datasync ? 1 : 0).u32(0).done(), 0);
   }
 
+  /** FUSE_FALLOCATE: allocates (or with `mode` punches, zeroes) `length` bytes at `offset`. */
   async fallocate(nodeid: bigint, fh: bigint, offset: number, length: number, mode = 0): Promise<void> {
     await this.call(FuseOpcode.FALLOCATE, nodeid, this.b(32).u64(fh).u64(offset).u64(length).u32(mode).u32(0).done(), 0);
   }
 
+  /** FUSE_LSEEK: the next data or hole at or after `offset` (`whence` SEEK_DATA, SEEK_HOLE). */
   async lseek(nodeid: bigint, fh: bigint, offset: number, whence: number): Promise<number> {
     const r = await this.call(FuseOpcode.LSEEK, nodeid, this.b(24).u64(fh).u64(offset).u32(whence).u32(0).done(), 8);
     return this.u64(this.need(r, 8, 'LSEEK'), 0);
   }
 
+  /**
+   * FUSE_COPY_FILE_RANGE: copies `len` bytes between two open files on the device; resolves with
+   * the bytes copied.
+   */
   async copyFileRange(nodeIn: bigint, fhIn: bigint, offIn: number, nodeOut: bigint, fhOut: bigint, offOut: number, len: number): Promise<number> {
     const r = await this.call(FuseOpcode.COPY_FILE_RANGE, nodeIn, this.b(56).u64(fhIn).u64(offIn).u64(nodeOut).u64(fhOut).u64(offOut).u64(len).u64(0).done(), 8);
     return this.need(r, 8, 'COPY_FILE_RANGE').getUint32(0, this.le);
   }
 
+  /** FUSE_STATFS: the file system's block and inode counts. */
   async statfs(nodeid: bigint): Promise<{ blocks: number; bfree: number; bavail: number; files: number; ffree: number; bsize: number; namelen: number }> {
     const v = this.need(await this.call(FuseOpcode.STATFS, nodeid, new Uint8Array(0), 80), 80, 'STATFS');
     return { blocks: this.u64(v, 0), bfree: this.u64(v, 8), bavail: this.u64(v, 16), files: this.u64(v, 24), ffree: this.u64(v, 32), bsize: v.getUint32(40, this.le), namelen: v.getUint32(44, this.le) };
   }
 
+  /** FUSE_SYNCFS: makes the whole file system stable. */
   async syncfs(): Promise<void> {
     await this.call(FuseOpcode.SYNCFS, 1n, this.b(8).u64(0).done(), 0);
   }
 
+  /**
+   * FUSE_ACCESS: whether the caller may access `nodeid` with `mask` (R_OK, W_OK, X_OK); rejects
+   * with the errno when not.
+   */
   async access(nodeid: bigint, mask: number): Promise<void> {
     await this.call(FuseOpcode.ACCESS, nodeid, this.b(8).u32(mask).u32(0).done(), 0);
   }
@@ -455,6 +532,7 @@ export class FsDriver implements DeviceDriver {
     return (await this.call(FuseOpcode.GETXATTR, nodeid, this.b().u32(size).u32(0).name(name).done(), size)).slice();
   }
 
+  /** FUSE_LISTXATTR: the names of `nodeid`'s extended attributes. */
   async listxattr(nodeid: bigint): Promise<string[]> {
     const size = this.need(await this.call(FuseOpcode.LISTXATTR, nodeid, this.b(8).u32(0).u32(0).done(), 8), 8, 'LISTXATTR').getUint32(0, this.le);
     if (size === 0) return [];
@@ -462,6 +540,7 @@ export class FsDriver implements DeviceDriver {
     return dec.decode(r).split('\0').filter((s) => s.length > 0);
   }
 
+  /** FUSE_REMOVEXATTR: removes extended attribute `name`. */
   async removexattr(nodeid: bigint, name: string): Promise<void> {
     await this.call(FuseOpcode.REMOVEXATTR, nodeid, this.b().name(name).done(), 0);
   }
@@ -475,6 +554,10 @@ export class FsDriver implements DeviceDriver {
     return b.u32(l.type).u32(l.pid).u32(0).u32(0).done();
   }
 
+  /**
+   * FUSE_GETLK: the lock that would conflict with `l` for `owner`, or `l` with type F_UNLCK when
+   * none would.
+   */
   async getlk(nodeid: bigint, fh: bigint, owner: bigint, l: FsLock): Promise<FsLock> {
     const v = this.need(await this.call(FuseOpcode.GETLK, nodeid, this.lk(fh, owner, l), 24), 24, 'GETLK');
     const end = v.getBigUint64(8, this.le);
@@ -494,6 +577,7 @@ export class FsDriver implements DeviceDriver {
 
   // --- directories -------------------------------------------------------------------------
 
+  /** FUSE_OPENDIR: opens directory `nodeid`; resolves with its file handle. */
   async opendir(nodeid: bigint): Promise<bigint> {
     return this.fh(await this.call(FuseOpcode.OPENDIR, nodeid, this.b(8).u32(0).u32(0).done(), 16)).fh;
   }

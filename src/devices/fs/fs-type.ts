@@ -21,6 +21,10 @@ export interface FsDeviceArgs {
 const O_RDONLY = 0;
 const O_RDWR = 2;
 
+/**
+ * The registry record of virtio-fs: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const FS_TYPE: DeviceType = {
   name: 'fs',
   deviceId: DeviceId.FS,

@@ -53,6 +53,7 @@ export interface HostFsOptions extends HostFsLimits {
   readonly readOnly?: boolean;
   /** guest ↔ host uid and gid translation. Default: identity. */
   readonly uidMap?: IdMap;
+  /** guest ↔ host gid translation. Default: identity. */
   readonly gidMap?: IdMap;
   /** Guest xattr names stored under this host prefix (in `user.`); default: `user.` passthrough only. */
   readonly xattrPrefix?: string | null;
@@ -594,12 +595,20 @@ function timeSpec(sec: number, nsec: number | undefined): [number, number] {
  * `atimeNsec`/`mtimeNsec` for exact times (Utime.NOW there: the host's current time).
  */
 export interface SetattrValues {
+  /** File type and permission bits (st_mode), or null to leave it. */
   mode: number | null;
+  /** Owner user id, or null to leave it. */
   uid: number | null;
+  /** Owner group id, or null to leave it. */
   gid: number | null;
+  /** Size in bytes, or null to leave it. */
   size: number | null;
+  /** Last access time, seconds, or null to leave it. */
   atime: number | null;
+  /** Last modification time, seconds, or null to leave it. */
   mtime: number | null;
+  /** Nanoseconds of the access time. */
   atimeNsec?: number;
+  /** Nanoseconds of the modification time. */
   mtimeNsec?: number;
 }

@@ -6,3 +6,8 @@ export { FsDriver, FuseReplyError, type FsAttr, type FsEntry, type FsDirEntry, t
 export { IdMap, type IdRange } from './id-map.js';
 export { XattrMap } from './xattr-map.js';
 export { HostLocks, type LockRange, type PendingLock } from './host-locks.js';
+export type { FsNotificationReceiver } from './fs-notification-receiver.js';
+export type { FsNotifier } from './fs-notifier.js';
+export type { FuseDataPath } from './fuse-server.js';
+export type { FuseWire } from './fuse-wire.js';
+export type { FsNotification } from './fs-notification-receiver.js';

@@ -89,6 +89,7 @@ function parseGpio(v: OptionValues, common: BackendOptions): GpioOptions {
   return { ...common, lines, irq: v['no-irq'] !== true, controlSocket, queueSize };
 }
 
+/** The `virtio-ts gpio` sub-command: its options, usage, parsing and run. */
 export const GPIO_CLI: DeviceCli<GpioOptions> = {
   options: {
     line: { type: 'string', multiple: true },

@@ -39,6 +39,7 @@ import {
 } from '../../spec/gpio.js';
 import { GpioLine, type GpioLineSpec } from './gpio-line.js';
 
+/** Options of GpioDevice. */
 export interface GpioDeviceOptions {
   /** Maximum queue size of both queues. Default 256. */
   queueSize?: number;
@@ -46,6 +47,7 @@ export interface GpioDeviceOptions {
   irq?: boolean;
   /** The level the driver drives on a line changed (SET_VALUE on an output, a line made an output). */
   onOutput?: (line: number, level: 0 | 1) => void;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -66,6 +68,10 @@ export interface GpioLineInfo {
 /** Lines at most: `gpio` is 16 bits. */
 export const GPIO_MAX_LINES = 0xffff;
 
+/**
+ * The virtio-gpio device (5.18): named GPIO lines the host drives and reads, with interrupts. What
+ * it implements and its normative coverage: docs/devices/gpio.md.
+ */
 export class GpioDevice implements VirtioDevice {
   readonly deviceId = DeviceId.GPIO;
   readonly offeredFeatures: bigint;

@@ -50,7 +50,15 @@ interface IrqLine {
   queued: boolean;
 }
 
+/**
+ * The virtio-gpio driver (5.18): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class GpioDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<GpioDriver, undefined> = {
     name: 'virtio-gpio',
     deviceId: DeviceId.GPIO,
@@ -61,6 +69,7 @@ export class GpioDriver implements DeviceDriver {
 
   /** Config ngpio and gpio_names_size. */
   readonly ngpio: number;
+  /** gpio_names_size from the config: bytes of the line names block (0: no names). */
   readonly namesSize: number;
   /** VIRTIO_GPIO_F_IRQ was negotiated. */
   readonly hasIrq: boolean;
@@ -95,6 +104,7 @@ export class GpioDriver implements DeviceDriver {
     return decodeGpioNames(block, this.ngpio);
   }
 
+  /** VIRTIO_GPIO_MSG_GET_DIRECTION: the line's direction. */
   async getDirection(line: number): Promise<GpioDirection> {
     const d = (await this.message(GpioMsg.GET_DIRECTION, line, 0))[0]! as GpioDirection;
     this.directions[line] = d;
@@ -113,10 +123,12 @@ export class GpioDriver implements DeviceDriver {
     if (direction === GpioDirection.NONE) this.irqs.delete(line);
   }
 
+  /** VIRTIO_GPIO_MSG_GET_VALUE: the line's value. */
   async getValue(line: number): Promise<0 | 1> {
     return ((await this.message(GpioMsg.GET_VALUE, line, 0))[0]! & 1) as 0 | 1;
   }
 
+  /** VIRTIO_GPIO_MSG_SET_VALUE: drives an output line to `value`. */
   async setValue(line: number, value: 0 | 1): Promise<void> {
     if (value !== 0 && value !== 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `GPIO value ${String(value)}`);
     await this.message(GpioMsg.SET_VALUE, line, value);

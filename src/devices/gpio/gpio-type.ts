@@ -18,6 +18,10 @@ export interface GpioDeviceArgs {
   readonly queueSize?: number;
 }
 
+/**
+ * The registry record of virtio-gpio: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const GPIO_TYPE: DeviceType = {
   name: 'gpio',
   deviceId: DeviceId.GPIO,

@@ -30,11 +30,13 @@ export interface GpuDisplaySpec {
   readonly enabled?: boolean;
 }
 
+/** Options of GpuDevice. */
 export interface GpuDeviceOptions extends Partial<GpuLimits> {
   /** The scanouts (1 to 16). Default one of 1024 x 768. */
   displays?: readonly GpuDisplaySpec[];
   /** Maximum size of both queues. Default 256. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -58,11 +60,16 @@ function checkDisplay(d: GpuDisplaySpec): void {
   }
 }
 
+/**
+ * The virtio-gpu device (5.7): 2D resources and scanouts the host can read as RGBA or PNG, with a
+ * cursor and EDID. What it implements and its normative coverage: docs/devices/gpu.md.
+ */
 export class GpuDevice implements VirtioDevice {
   readonly deviceId = DeviceId.GPU;
   readonly offeredFeatures = TRANSPORT_FEATURES | GpuF.EDID;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = GpuConfig.SIZE;
+  /** The scanouts (displays): what each shows and at which size. */
   readonly scanouts: readonly GpuScanout[];
 
   private eventsRead = 0;
@@ -148,6 +155,10 @@ export class GpuDevice implements VirtioDevice {
     return () => this.scanoutListeners.delete(listener);
   }
 
+  /**
+   * Adds a listener told when the cursor's image or position changes; returns a function that
+   * removes it.
+   */
   onCursorChange(listener: GpuCursorListener): () => void {
     this.cursorListeners.add(listener);
     return () => this.cursorListeners.delete(listener);

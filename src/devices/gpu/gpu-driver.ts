@@ -51,6 +51,7 @@ export class GpuCommandError extends VirtioError {
   }
 }
 
+/** Options of GpuDriver. */
 export interface GpuDriverOptions {
   /** Fence every command (VIRTIO_GPU_FLAG_FENCE). Default false. */
   fence?: boolean;
@@ -58,8 +59,11 @@ export interface GpuDriverOptions {
 
 /** 5.7.4 configuration as numbers. */
 export interface GpuDriverConfig {
+  /** `events_read` of struct virtio_gpu_config. */
   readonly eventsRead: number;
+  /** `num_scanouts` of struct virtio_gpu_config. */
   readonly numScanouts: number;
+  /** `num_capsets` of struct virtio_gpu_config. */
   readonly numCapsets: number;
 }
 
@@ -83,7 +87,15 @@ export interface GpuFramebuffer {
 /** 5.7.5 the fallback when no display is enabled: 1024 x 768 on scanout 0. */
 export const GPU_FALLBACK_MODE = { scanoutId: 0, width: 1024, height: 768 } as const;
 
+/**
+ * The virtio-gpu driver (5.7): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class GpuDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<GpuDriver, GpuDriverOptions> = {
     name: 'virtio-gpu',
     deviceId: DeviceId.GPU,
@@ -109,6 +121,7 @@ export class GpuDriver implements DeviceDriver {
     ctx.onConfigChange(() => this.configChanged());
   }
 
+  /** The negotiated features. */
   get features(): bigint {
     return this.ctx.features;
   }
@@ -240,6 +253,10 @@ export class GpuDriver implements DeviceDriver {
     return resp.slice(GpuEdid.RESP_DATA, GpuEdid.RESP_DATA + size);
   }
 
+  /**
+   * VIRTIO_GPU_CMD_RESOURCE_CREATE_2D: a `width` x `height` resource of `format` with id
+   * `resourceId`.
+   */
   async createResource2d(resourceId: number, format: number, width: number, height: number): Promise<void> {
     const body = this.body(GpuCreate2d.SIZE, (dv, le) => {
       dv.setUint32(GpuCreate2d.RESOURCE_ID - GpuHdr.SIZE, resourceId, le);
@@ -250,6 +267,7 @@ export class GpuDriver implements DeviceDriver {
     await this.command(GpuCmd.RESOURCE_CREATE_2D, body, GpuHdr.SIZE, GpuResp.OK_NODATA);
   }
 
+  /** VIRTIO_GPU_CMD_RESOURCE_UNREF: destroys the resource. */
   async unref(resourceId: number): Promise<void> {
     await this.resourceCommand(GpuCmd.RESOURCE_UNREF, resourceId);
     const fb = this.framebuffers.get(resourceId);
@@ -273,6 +291,7 @@ export class GpuDriver implements DeviceDriver {
     await this.command(GpuCmd.RESOURCE_ATTACH_BACKING, body, GpuHdr.SIZE, GpuResp.OK_NODATA);
   }
 
+  /** VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING: takes the guest pages away from the resource. */
   async detachBacking(resourceId: number): Promise<void> {
     await this.resourceCommand(GpuCmd.RESOURCE_DETACH_BACKING, resourceId);
   }

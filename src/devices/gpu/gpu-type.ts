@@ -32,6 +32,10 @@ function bgrxPattern(count: number, seed: number): Uint8Array {
   return p;
 }
 
+/**
+ * The registry record of virtio-gpu: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const GPU_TYPE: DeviceType = {
   name: 'gpu',
   deviceId: DeviceId.GPU,

@@ -6,3 +6,5 @@ export { GpuDriver, GpuCommandError, GPU_FALLBACK_MODE, type GpuDriverOptions, t
 export { buildEdid, edidBaseBlockValid, edidPreferredSize, EDID_BLOCK_SIZE, type EdidOptions } from './gpu-edid.js';
 export { encodePng } from './gpu-png.js';
 export { GPU_TYPE, type GpuDeviceArgs } from './gpu-type.js';
+export type { GpuResource } from './gpu-resource.js';
+export type { GpuScanout } from './gpu-scanout.js';

@@ -100,6 +100,7 @@ function parseI2c(v: OptionValues, common: BackendOptions): I2cOptions {
   return { ...common, targets, queueSize };
 }
 
+/** The `virtio-ts i2c` sub-command: its options, usage, parsing and run. */
 export const I2C_CLI: DeviceCli<I2cOptions> = {
   options: {
     target: { type: 'string', multiple: true },

@@ -33,11 +33,13 @@ import {
 } from '../../spec/i2c.js';
 import type { I2cTarget } from './i2c-target.js';
 
+/** Options of I2cDevice. */
 export interface I2cDeviceOptions {
   /** Maximum queue size. Default 256. */
   queueSize?: number;
   /** The longest segment (buffer of one request) served, in bytes; longer ones get ERR. Default 8192 (Linux I2C_RDWR's limit). */
   maxSegment?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -53,6 +55,10 @@ export interface I2cDeviceStats {
   unanswerable: number;
 }
 
+/**
+ * The virtio-i2c device (5.16): an I2C adapter with simulated targets (EEPROM, register files).
+ * What it implements and its normative coverage: docs/devices/i2c.md.
+ */
 export class I2cDevice implements VirtioDevice {
   readonly deviceId = DeviceId.I2C_ADAPTER;
   /**

@@ -54,6 +54,10 @@ export class I2cTransferError extends VirtioError {
 /** Largest message buffer (the length field of Linux's struct i2c_msg is 16 bits). */
 export const I2C_MAX_MESSAGE = 0xffff;
 
+/**
+ * The virtio-i2c driver (5.16): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class I2cDriver implements DeviceDriver {
   /** driver/i2c/1: ZERO_LENGTH_REQUEST accepted, and negotiation aborted when it is not offered. */
   static readonly type: DeviceDriverType<I2cDriver, undefined> = {

@@ -20,6 +20,10 @@ export interface I2cDeviceArgs {
   readonly queueSize?: number;
 }
 
+/**
+ * The registry record of virtio-i2c: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const I2C_TYPE: DeviceType = {
   name: 'i2c',
   deviceId: DeviceId.I2C_ADAPTER,

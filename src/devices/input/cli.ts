@@ -39,6 +39,7 @@ ${BACKEND_SOCKET_USAGE}
 ${BACKEND_COMMON_USAGE}
 `;
 
+/** The `virtio-ts input` sub-command: its options, usage, parsing and run. */
 export const INPUT_CLI: DeviceCli<InputCliOptions> = {
   options: {
     preset: { type: 'string' },

@@ -26,23 +26,37 @@ export interface InputEventValue {
   readonly value: number;
 }
 
+/** Options of InputDevice. */
 export interface InputDeviceOptions {
+  /**
+   * What the device is: name, serial, ids, properties, the event codes it supports and its absolute
+   * axes (keyboardProfile, mouseProfile, ... or your own).
+   */
   readonly profile: InputDeviceProfile;
   /** Events held while the driver has no eventq buffer, at most. Default 256. */
   readonly maxQueuedEvents?: number;
   /** Maximum queue size. Default 64. */
   readonly queueSize?: number;
+  /** Told of each status event from the driver (LEDs, sound), if given. */
   readonly onStatus?: InputStatusListener;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
+/**
+ * A virtio-input device (5.8): answers the driver's config queries from its profile, sends the
+ * events a host program gives it in the eventq buffers the driver posted (holding a bounded number
+ * meanwhile), and passes status events (LEDs) to `onStatus`.
+ */
 export class InputDevice implements VirtioDevice {
   readonly deviceId = DeviceId.INPUT;
   /** Events complete in the order buffers were posted: IN_ORDER holds. */
   readonly offeredFeatures = INPUT_FEATURES | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.IN_ORDER | F.RING_RESET;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = InputConfig.BYTES;
+  /** The configuration space the driver selects and reads (5.8.4). */
   readonly config: InputConfigSpace;
+  /** Told of each status event from the driver (LEDs, sound), or null. */
   onStatus: InputStatusListener | null;
 
   private readonly server: QueueServer;

@@ -14,6 +14,7 @@ import { EvType, INPUT_EVENTQ, INPUT_FEATURES, INPUT_STATUSQ, InputAbsInfo, Inpu
 import type { InputAbsAxis, InputDevIdsValue } from './input-config.js';
 import type { InputEventValue } from './input-device.js';
 
+/** Options of InputDriver. */
 export interface InputDriverOptions {
   /** Eventq buffers kept posted. Default: 16 (at most the queue size). */
   eventBuffers?: number;
@@ -39,7 +40,15 @@ export function transportConfigSettled(t: DriverTransport): (() => Promise<void>
 
 const NO_SEGMENTS: readonly Segment[] = [];
 
+/**
+ * The virtio-input driver (5.8): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class InputDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<InputDriver, InputDriverOptions> = {
     name: 'virtio-input',
     deviceId: DeviceId.INPUT,
@@ -94,14 +103,20 @@ export class InputDriver implements DeviceDriver {
     return size === 0 ? new Uint8Array(0) : this.ctx.readConfig(InputConfig.U, size);
   }
 
+  /** VIRTIO_INPUT_CFG_ID_NAME: the device's name. */
   async name(): Promise<string> {
     return configString(await this.query(InputConfigSelect.ID_NAME, 0));
   }
 
+  /** VIRTIO_INPUT_CFG_ID_SERIAL: the device's serial number. */
   async serial(): Promise<string> {
     return configString(await this.query(InputConfigSelect.ID_SERIAL, 0));
   }
 
+  /**
+   * VIRTIO_INPUT_CFG_ID_DEVIDS: bus type, vendor, product and version, or null when the device
+   * gives none.
+   */
   async ids(): Promise<InputDevIdsValue | null> {
     const b = await this.query(InputConfigSelect.ID_DEVIDS, 0);
     if (b.length < 8) return null;
@@ -115,6 +130,7 @@ export class InputDriver implements DeviceDriver {
     return bits(await this.query(InputConfigSelect.EV_BITS, type));
   }
 
+  /** VIRTIO_INPUT_CFG_PROP_BITS: the input properties (INPUT_PROP_*) set. */
   async properties(): Promise<number[]> {
     return bits(await this.query(InputConfigSelect.PROP_BITS, 0));
   }
@@ -132,6 +148,10 @@ export class InputDriver implements DeviceDriver {
     this.accept = (type, code) => type === EvType.SYN || known.get(type)?.has(code) === true;
   }
 
+  /**
+   * VIRTIO_INPUT_CFG_ABS_INFO of `axis`: its range, fuzz, flat and resolution, or null when the
+   * axis is not supported.
+   */
   async absInfo(axis: number): Promise<InputAbsAxis | null> {
     const b = await this.query(InputConfigSelect.ABS_INFO, axis);
     if (b.length < InputAbsInfo.BYTES) return null;

@@ -38,6 +38,10 @@ export function createInputDevice(args: InputDeviceArgs = {}): InputDevice {
   });
 }
 
+/**
+ * The registry record of virtio-input: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const INPUT_TYPE: DeviceType = {
   name: 'input',
   deviceId: DeviceId.INPUT,

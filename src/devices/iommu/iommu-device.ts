@@ -37,6 +37,7 @@ import {
 } from '../../spec/iommu.js';
 import { type EndpointSpec, IommuDomain, type IommuFaultInfo, type IommuMapping, IommuTranslation } from './iommu-domains.js';
 
+/** Options of IommuDevice. */
 export interface IommuDeviceOptions {
   /** The endpoints behind this IOMMU. Default: endpoint 0 alone. */
   endpoints?: readonly EndpointSpec[];
@@ -51,6 +52,7 @@ export interface IommuDeviceOptions {
   /** Mappings per domain at most (NOMEM beyond). Default 65536. */
   maxMappings?: number;
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -64,6 +66,10 @@ export const IOMMU_MAX_PENDING_FAULTS = 64;
 const MAX_DOMAINS = 4096;
 const U32 = 0x1_0000_0000;
 
+/**
+ * The virtio-iommu device (5.13): domains, mappings, endpoints and faults, with an IOVA view of
+ * guest memory per endpoint. What it implements and its normative coverage: docs/devices/iommu.md.
+ */
 export class IommuDevice implements VirtioDevice {
   readonly deviceId = DeviceId.IOMMU;
   readonly offeredFeatures: bigint;

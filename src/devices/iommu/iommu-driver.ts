@@ -44,10 +44,15 @@ export class IommuStatusError extends VirtioError {
   }
 }
 
+/** The fields of struct virtio_iommu_config (5.13.4), as numbers. */
 export interface IommuDriverConfig {
+  /** `page_size_mask` of struct virtio_iommu_config. */
   readonly pageSizeMask: number;
+  /** `input_range` (start, end) of struct virtio_iommu_config. */
   readonly inputRange: readonly [number, number];
+  /** `domain_range` (start, end) of struct virtio_iommu_config. */
   readonly domainRange: readonly [number, number];
+  /** `probe_size` of struct virtio_iommu_config. */
   readonly probeSize: number;
 }
 
@@ -65,6 +70,7 @@ export interface IommuFaultReport {
   readonly address: number | null;
 }
 
+/** Options of IommuDriver. */
 export interface IommuDriverOptions {
   /** eventq buffers kept posted. Default 8. */
   eventBuffers?: number;
@@ -76,6 +82,10 @@ interface DomainRecord {
   mappings: { start: number; end: number }[];
 }
 
+/**
+ * The virtio-iommu driver (5.13): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class IommuDriver implements DeviceDriver {
   /** driver/iommu/1: accepts INPUT_RANGE, DOMAIN_RANGE, PROBE; MAP_UNMAP as it sends MAP and UNMAP (driver/iommu/6). */
   static readonly type: DeviceDriverType<IommuDriver, IommuDriverOptions> = {
@@ -86,6 +96,7 @@ export class IommuDriver implements DeviceDriver {
     attach: (ctx, opts) => new IommuDriver(ctx, opts),
   };
 
+  /** The configuration as read at attach (page sizes, input and domain ranges, probe size). */
   readonly config: IommuDriverConfig;
   private readonly ctx: DriverContext;
   private readonly requests: RequestQueue;
@@ -118,6 +129,7 @@ export class IommuDriver implements DeviceDriver {
     return m === 0 ? 0x1000 : m & -m;
   }
 
+  /** Adds a listener for fault reports on the event queue; returns a function that removes it. */
   onFault(listener: (f: IommuFaultReport) => void): () => void {
     this.listeners.push(listener);
     return () => (this.listeners = this.listeners.filter((l) => l !== listener));
@@ -210,6 +222,7 @@ export class IommuDriver implements DeviceDriver {
     d?.mappings.push({ start: virtStart, end: virtEnd });
   }
 
+  /** VIRTIO_IOMMU_T_UNMAP: removes the mappings of `domain` within [virtStart, virtEnd]. */
   async unmap(domain: number, virtStart: number, virtEnd: number): Promise<void> {
     const d = this.checkMapping(domain, virtStart, virtEnd, 'UNMAP');
     if (d && d.mappings.some((m) => (m.start < virtStart && m.end >= virtStart) || (m.start <= virtEnd && m.end > virtEnd))) {

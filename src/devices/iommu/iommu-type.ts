@@ -18,6 +18,10 @@ export interface IommuDeviceArgs {
   readonly queueSize?: number;
 }
 
+/**
+ * The registry record of virtio-iommu: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const IOMMU_TYPE: DeviceType = {
   name: 'iommu',
   deviceId: DeviceId.IOMMU,

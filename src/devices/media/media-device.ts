@@ -45,6 +45,7 @@ import { IOCTLS, MEDIA_MAX_EXT_CONTROLS, MediaIoctls, describeBuffer, getU64, se
 import { type MediaBuffer, MediaSession, type MediaSessionSink } from './media-session.js';
 import { MediaShm } from './media-shm.js';
 
+/** Options of MediaDevice. */
 export interface MediaDeviceOptions {
   /** config `card`: UTF-8, at most 32 bytes. Default "virtio-ts pass-through codec". */
   card?: string;
@@ -54,6 +55,7 @@ export interface MediaDeviceOptions {
   maxSessions?: number;
   /** Maximum queue size of each queue. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -62,6 +64,11 @@ export const MEDIA_MAX_PENDING_EVENTS = 256;
 
 const MAX_PAYLOAD = V4l2ExtControls.SIZE + MEDIA_MAX_EXT_CONTROLS * V4l2ExtControl.SIZE;
 
+/**
+ * The virtio-media device (5.22): V4L2 sessions over the command queue, buffers in a shared memory
+ * region (a pass-through codec). What it implements and its normative coverage:
+ * docs/devices/media.md.
+ */
 export class MediaDevice implements VirtioDevice {
   readonly deviceId = DeviceId.MEDIA;
   readonly offeredFeatures = MEDIA_FEATURES | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;

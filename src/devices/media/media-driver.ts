@@ -48,21 +48,33 @@ export class MediaErrnoError extends VirtioError {
   }
 }
 
+/** The fields of struct virtio_media_device_config, as numbers. */
 export interface MediaDriverConfig {
+  /** `device_caps` of struct virtio_media_device_config. */
   readonly deviceCaps: number;
+  /** `device_type` of struct virtio_media_device_config. */
   readonly deviceType: number;
+  /** `card` of struct virtio_media_device_config. */
   readonly card: string;
 }
 
 /** A buffer returned by a DQBUF event (pointer fields left out: driver/media/5). */
 export interface MediaDequeued {
+  /** The session the buffer belongs to (the event's session_id). */
   readonly sessionId: number;
+  /** `index` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly index: number;
+  /** `type` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly type: number;
+  /** `bytesused` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly bytesused: number;
+  /** `flags` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly flags: number;
+  /** `sequence` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly sequence: number;
+  /** `timestamp.tv_sec` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly timestampSec: number;
+  /** `timestamp.tv_usec` of the v4l2_buffer of a VIRTIO_MEDIA_EVT_DQBUF event. */
   readonly timestampUsec: number;
 }
 
@@ -84,12 +96,21 @@ export interface MediaFormatReply {
   readonly sizeimage: number;
 }
 
+/** Options of MediaDriver. */
 export interface MediaDriverOptions {
   /** eventq buffers kept posted. Default 16. */
   eventBuffers?: number;
 }
 
+/**
+ * The virtio-media driver (5.22): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class MediaDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<MediaDriver, MediaDriverOptions> = {
     name: 'virtio-media',
     deviceId: DeviceId.MEDIA,
@@ -98,6 +119,7 @@ export class MediaDriver implements DeviceDriver {
     attach: (ctx, opts) => new MediaDriver(ctx, opts),
   };
 
+  /** The configuration read at attach: device capabilities, type and card name. */
   readonly config: MediaDriverConfig;
   private readonly ctx: DriverContext;
   private readonly cmdq: RequestQueue;
@@ -120,6 +142,10 @@ export class MediaDriver implements DeviceDriver {
     for (let i = 0; i < (opts.eventBuffers ?? 16); i++) this.postEventBuffer();
   }
 
+  /**
+   * Adds a listener for the device's event queue messages (dequeued buffers, V4L2 events, errors);
+   * returns a function that removes it.
+   */
   onEvent(listener: (e: MediaEventMessage) => void): () => void {
     this.listeners.push(listener);
     return () => (this.listeners = this.listeners.filter((l) => l !== listener));
@@ -145,6 +171,7 @@ export class MediaDriver implements DeviceDriver {
     }
   }
 
+  /** VIRTIO_MEDIA_CMD_OPEN: opens a session (a V4L2 file handle); resolves with its id. */
   async open(): Promise<number> {
     const r = await this.exchange(words(MediaCmd.OPEN, 0), 16);
     const errno = status(r, 'OPEN');
@@ -186,6 +213,10 @@ export class MediaDriver implements DeviceDriver {
     return r.payload!;
   }
 
+  /**
+   * VIDIOC_ENUM_FMT for buffer `type`, until the device says there are no more: each format's
+   * fourcc and description.
+   */
   async enumFormats(sessionId: number, type: number): Promise<{ pixelformat: number; description: string }[]> {
     const out: { pixelformat: number; description: string }[] = [];
     for (let i = 0; ; i++) {
@@ -264,14 +295,17 @@ export class MediaDriver implements DeviceDriver {
     return this.call(sessionId, 'QBUF', Vidioc.QBUF, p, V4l2Buffer.SIZE, sg);
   }
 
+  /** VIDIOC_STREAMON: starts streaming buffers of `type`. */
   async streamOn(sessionId: number, type: number): Promise<void> {
     await this.call(sessionId, 'STREAMON', Vidioc.STREAMON, u32le(type), 0);
   }
 
+  /** VIDIOC_STREAMOFF: stops streaming buffers of `type`; queued buffers come back. */
   async streamOff(sessionId: number, type: number): Promise<void> {
     await this.call(sessionId, 'STREAMOFF', Vidioc.STREAMOFF, u32le(type), 0);
   }
 
+  /** VIDIOC_SUBSCRIBE_EVENT (or UNSUBSCRIBE with `unsubscribe`) for `eventType`. */
   async subscribe(sessionId: number, eventType: number, unsubscribe = false): Promise<void> {
     const p = new Uint8Array(V4l2EventSubscription.SIZE);
     new DataView(p.buffer).setUint32(V4l2EventSubscription.TYPE, eventType, true);
@@ -292,6 +326,10 @@ export class MediaDriver implements DeviceDriver {
     };
   }
 
+  /**
+   * VIRTIO_MEDIA_CMD_MMAP: maps the buffer at `offset` (from queryBuffer) into the device's shared
+   * memory region; resolves with where it is and its length.
+   */
   async mmap(sessionId: number, offset: number, rw = true): Promise<{ addr: number; len: number }> {
     this.requireSession(sessionId);
     const r = await this.exchange(words(MediaCmd.MMAP, 0, sessionId, rw ? MEDIA_MMAP_FLAG_RW : 0, offset), 24);
@@ -301,6 +339,7 @@ export class MediaDriver implements DeviceDriver {
     return { addr: getU64(v, 8), len: getU64(v, 16) };
   }
 
+  /** VIRTIO_MEDIA_CMD_MUNMAP: unmaps what mmap mapped at `addr`. */
   async munmap(addr: number): Promise<void> {
     const c = new Uint8Array(16);
     const v = new DataView(c.buffer);

@@ -17,6 +17,10 @@ export interface MediaDeviceArgs {
   readonly queueSize?: number;
 }
 
+/**
+ * The registry record of virtio-media: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const MEDIA_TYPE: DeviceType = {
   name: 'media',
   deviceId: DeviceId.MEDIA,

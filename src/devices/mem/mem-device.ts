@@ -37,6 +37,7 @@ export interface MemHostMemory {
   readonly advice: MemoryAdvice;
 }
 
+/** Options of MemDevice. */
 export interface MemDeviceOptions {
   /** Bytes in the region (a multiple of blockSize; 0 is allowed, device/mem/7). */
   regionSize: number;
@@ -67,6 +68,7 @@ export interface MemDeviceOptions {
   hostMemory?: MemHostMemory;
   /** Queue size. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -79,6 +81,10 @@ function checkMultiple(name: string, v: number, blockSize: number): void {
   }
 }
 
+/**
+ * The virtio-mem device (5.15): a memory region the driver plugs and unplugs in blocks on request.
+ * What it implements and its normative coverage: docs/devices/mem.md.
+ */
 export class MemDevice implements VirtioDevice {
   readonly deviceId = DeviceId.MEM;
   readonly offeredFeatures: bigint;

@@ -28,6 +28,7 @@ import {
 } from '../../spec/mem.js';
 import { MemBlockMap } from './mem-block-map.js';
 
+/** Options of MemDriver. */
 export interface MemDriverOptions {
   /** Blocks [addr, addr + size) were plugged: initialise them before use (driver/mem/12). */
   onPlugged?(addr: number, size: number): void;
@@ -96,6 +97,10 @@ export class MemRequestError extends VirtioError {
 
 const ALL_SIZES = ['usable_region_size', 'plugged_size', 'requested_size'] as const;
 
+/**
+ * The virtio-mem driver (5.15): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class MemDriver implements DeviceDriver {
   /** The DeviceDriver contract: memory devices; every 5.15.3 bit is understood (driver/mem/4). */
   static readonly type: DeviceDriverType<MemDriver, MemDriverOptions> = {
@@ -106,6 +111,7 @@ export class MemDriver implements DeviceDriver {
     attach: (ctx, opts) => new MemDriver(ctx, opts),
   };
 
+  /** The device's memory region as the config describes it (address, sizes, block size). */
   readonly region: MemRegionInfo;
   private readonly ctx: DriverContext;
   private readonly opts: MemDriverOptions;

@@ -20,6 +20,10 @@ export interface MemDeviceArgs {
 
 const BLOCK = 4096;
 
+/**
+ * The registry record of virtio-mem: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const MEM_TYPE: DeviceType = {
   name: 'mem',
   deviceId: DeviceId.MEM,

@@ -101,6 +101,7 @@ SIGTERM or SIGINT, removing its sockets.
 ${BACKEND_COMMON_USAGE}
 `;
 
+/** The `virtio-ts net` sub-command: its options, usage, parsing and run. */
 export const NET_CLI: DeviceCli<NetOptions> = {
   options: {
     'socket-path': { type: 'string', multiple: true },

@@ -17,3 +17,6 @@ export * from './gso-segmenter.js';
 export * from './ip-frames.js';
 export { NetCvqCounter, NetQueueCounters, NetRxCounter, NetTxCounter, supportedStatsTypes } from './net-stats.js';
 export { parseStatsReplies } from './net-driver-stats.js';
+export type { NetCoalescing } from './net-coalescing.js';
+export type { NetRss } from './net-rss.js';
+export type { CoalescingParams } from './net-coalescing.js';

@@ -2,6 +2,7 @@
 import type { Logger } from '../../log.js';
 import { NetF } from '../../spec/net.js';
 
+/** Options of NetDevice. */
 export interface NetDeviceOptions {
   /** The device's MAC (VIRTIO_NET_F_MAC). Default 02:76:74:00:00:01 (locally administered). */
   mac?: Uint8Array;
@@ -15,6 +16,7 @@ export interface NetDeviceOptions {
   linkUp?: boolean;
   /** SPEED_DUPLEX values (default unknown). */
   speedMbps?: number;
+  /** The duplex value of the config (NetDuplex; VIRTIO_NET_F_SPEED_DUPLEX). */
   duplex?: number;
   /**
    * Offer the segmentation offloads (HOST_TSO4/6, HOST_ECN, HOST_UFO, HOST_USO, GUEST_TSO4/6,
@@ -34,6 +36,7 @@ export interface NetDeviceOptions {
   withoutFeatures?: bigint;
   /** For logs and the switch's counters. */
   name?: string;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 

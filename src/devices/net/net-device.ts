@@ -59,6 +59,10 @@ import type { NetSwitch, SwitchPort } from './switch.js';
 
 export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats } from './net-device-options.js';
 
+/**
+ * The virtio-net device (5.1): frames to and from a NetPort (a switch port), offloads, multiqueue,
+ * the control queue. What it implements and its normative coverage: docs/devices/net.md.
+ */
 export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   readonly deviceId = DeviceId.NET;
   /** NetPort: GSO packets come whole; the device passes them on or segments them itself. */
@@ -67,15 +71,21 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = NetConfig.SIZE;
   readonly name: string;
+  /** max_virtqueue_pairs offered (1 without MQ). */
   readonly maxPairs: number;
+  /** The MTU: the config's mtu field (1500 unless given). */
   readonly mtu: number;
+  /** Counts of frames and control commands, and of what was dropped. */
   readonly stats: NetDeviceStats = newNetDeviceStats();
   /** Per-queue counters for VIRTIO_NET_CTRL_STATS (net-stats.ts). */
   readonly counters: NetQueueCounters;
+  /** The receive filter the driver programs (promiscuous, MAC table, VLANs). */
   readonly filter = new RxFilter();
   readonly rss = new NetRss();
   readonly coalescing: NetCoalescing;
+  /** The data the last control command returns (beyond its ack), `replyLength` bytes. */
   readonly reply = new Uint8Array(NET_CTRL_MAX_REPLY);
+  /** Bytes of `reply` in use. */
   replyLength = 0;
   replyTruncates = false;
 
@@ -194,6 +204,10 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   get isLinkUp(): boolean {
     return this.linkUp;
   }
+  /**
+   * Sets the link status (VIRTIO_NET_S_LINK_UP); when it changed and VIRTIO_NET_F_STATUS was
+   * negotiated, sends a configuration change notification.
+   */
   setLinkUp(up: boolean): void {
     if (this.linkUp === up) return;
     this.linkUp = up;
@@ -223,6 +237,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   get features(): bigint {
     return this.negotiated;
   }
+  /** Whether the driver's fields are little-endian (false only for a legacy big-endian guest). */
   get littleEndian(): boolean {
     return this.ctx?.littleEndian ?? true;
   }

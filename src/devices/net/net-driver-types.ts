@@ -56,6 +56,7 @@ export interface NetRssParams {
   key: Uint8Array;
 }
 
+/** Options of NetDriver. */
 export interface NetDriverOptions {
   /**
    * When the device sets VIRTIO_NET_S_ANNOUNCE (GUEST_ANNOUNCE), broadcast a RARP from the

@@ -53,7 +53,15 @@ const NO_SEGMENTS: readonly Segment[] = [];
 /** 02:76:74:00:00:fe: a locally administered default (driver/net/4). */
 const LOCAL_DEFAULT_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0xfe);
 
+/**
+ * The virtio-net driver (5.1): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class NetDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<NetDriver, NetDriverOptions> = {
     name: 'virtio-net',
     deviceId: DeviceId.NET,
@@ -77,7 +85,9 @@ export class NetDriver implements DeviceDriver {
     return { ...base, wantedFeatures: base.wantedFeatures & ~NET_NEEDS_CTRL_VQ };
   }
 
+  /** Length of the virtio_net_hdr in front of each frame (10, 12 or 20 bytes by the features). */
   readonly hdrLen: number;
+  /** VIRTIO_NET_F_MRG_RXBUF was negotiated: a received frame may span several buffers. */
   readonly mergeable: boolean;
   /** max_virtqueue_pairs (1 without MQ). */
   readonly maxPairs: number;
@@ -186,6 +196,7 @@ export class NetDriver implements DeviceDriver {
   get hasControlQueue(): boolean {
     return this.ctrl !== null;
   }
+  /** Queue pairs in use (set with VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET; 1 without MQ). */
   get queuePairsInUse(): number {
     return this.pairsInUse;
   }

@@ -40,6 +40,10 @@ function echoed(f: Uint8Array): Uint8Array {
   return e;
 }
 
+/**
+ * The registry record of virtio-net: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const NET_TYPE: DeviceType = {
   name: 'net',
   deviceId: DeviceId.NET,

@@ -22,6 +22,7 @@ import { F } from '../../spec/features.js';
 import { PMEM_CONFIG_LAYOUT, PMEM_REQ_SIZE, PMEM_REQ_TYPE_FLUSH, PMEM_REQUESTQ, PMEM_RESP_SIZE, PMEM_SHMEM_ID, PmemConfig, PmemF, PmemRet, type PmemConfigField } from '../../spec/pmem.js';
 import type { PmemBackend } from './pmem-backend.js';
 
+/** Options of PmemDevice. */
 export interface PmemDeviceOptions {
   /** Guest physical address of the range (config `start` without SHMEM_REGION). Default 0. */
   start?: number;
@@ -29,11 +30,16 @@ export interface PmemDeviceOptions {
   shmemRegion?: boolean;
   /** Maximum queue size. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
 const TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
 
+/**
+ * The virtio-pmem device (5.19): a persistent memory region backed by a file or RAM, with flush
+ * requests. What it implements and its normative coverage: docs/devices/pmem.md.
+ */
 export class PmemDevice implements VirtioDevice {
   readonly deviceId = DeviceId.PMEM;
   readonly offeredFeatures: bigint;

@@ -20,6 +20,7 @@ export interface PmemRange {
   readonly length: number;
 }
 
+/** Options of PmemDriver. */
 export interface PmemDriverOptions {
   /** Shared memory regions of the device as its transport lists them (needed with SHMEM_REGION). */
   regions?: readonly { readonly id: number; readonly base: number; readonly length: number }[];
@@ -32,7 +33,15 @@ export class PmemFlushError extends VirtioError {
   }
 }
 
+/**
+ * The virtio-pmem driver (5.19): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class PmemDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<PmemDriver, PmemDriverOptions> = {
     name: 'virtio-pmem',
     deviceId: DeviceId.PMEM,

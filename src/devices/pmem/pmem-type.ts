@@ -20,6 +20,10 @@ export interface PmemDeviceArgs {
   readonly queueSize?: number;
 }
 
+/**
+ * The registry record of virtio-pmem: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const PMEM_TYPE: DeviceType = {
   name: 'pmem',
   deviceId: DeviceId.PMEM,

@@ -37,6 +37,7 @@ import {
 import { frameU16, frameU32, macInput, setFrameU16, setFrameU32 } from './rpmb-frame.js';
 import type { RpmbStore } from './rpmb-store.js';
 
+/** Options of RpmbDevice. */
 export interface RpmbDeviceOptions {
   /** 5.12.4 max_wr_cnt: blocks per data write at most, 1..255, or 0 for no limit. Default 16. */
   maxWriteBlocks?: number;
@@ -44,6 +45,7 @@ export interface RpmbDeviceOptions {
   maxReadBlocks?: number;
   /** Maximum queue size. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -54,6 +56,10 @@ function checkCount(name: string, v: number): number {
   return v;
 }
 
+/**
+ * The virtio-rpmb device (5.12): an authenticated replay-protected memory block on a store (RAM or
+ * a file). What it implements and its normative coverage: docs/devices/rpmb.md.
+ */
 export class RpmbDevice implements VirtioDevice {
   readonly deviceId = DeviceId.RPMB;
   /** Requests complete in order, synchronously: IN_ORDER holds. */

@@ -44,7 +44,9 @@ export class RpmbResultError extends VirtioError {
 export interface RpmbDriverConfig {
   /** In 128 KiB units. */
   readonly capacity: number;
+  /** `max_wr_cnt` of struct virtio_rpmb_config. */
   readonly maxWrCnt: number;
+  /** `max_rd_cnt` of struct virtio_rpmb_config. */
   readonly maxRdCnt: number;
 }
 
@@ -58,6 +60,7 @@ export interface RpmbResponseFrame {
   readonly nonce: Uint8Array;
 }
 
+/** Options of RpmbDriver. */
 export interface RpmbDriverOptions {
   /** The authentication key, when it is programmed already (or will be with programKey). */
   key?: Uint8Array;
@@ -87,6 +90,10 @@ export function decodeRpmbFrame(f: Uint8Array): RpmbResponseFrame {
   };
 }
 
+/**
+ * The virtio-rpmb driver (5.12): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class RpmbDriver implements DeviceDriver {
   /** The DeviceDriver contract: RPMB devices, no feature bits (5.12.3). */
   static readonly type: DeviceDriverType<RpmbDriver, RpmbDriverOptions> = {
@@ -97,6 +104,7 @@ export class RpmbDriver implements DeviceDriver {
     attach: (ctx, opts) => new RpmbDriver(ctx, opts),
   };
 
+  /** The configuration as read at attach (capacity, block limits). */
   readonly config: RpmbDriverConfig;
   private readonly ctx: DriverContext;
   private readonly queue: RequestQueue;

@@ -25,6 +25,10 @@ function pattern(len: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: len }, (_, i) => (i * 7 + seed * 13) & 0xff);
 }
 
+/**
+ * The registry record of virtio-rpmb: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const RPMB_TYPE: DeviceType = {
   name: 'rpmb',
   deviceId: DeviceId.RPMB,

@@ -36,6 +36,7 @@ import {
 import { HOST_TIMERS, RtcAlarms, type RtcTimers } from './rtc-alarms.js';
 import { HOST_TIME_SOURCE, type LeapSecondTable, RtcClockReader, type RtcClockSpec, type RtcTimeSource, U64, systemLeapSeconds } from './rtc-clocks.js';
 
+/** Options of RtcDevice. */
 export interface RtcDeviceOptions {
   /**
    * The clocks, clock id = index (device/rtc/18: dense from 0). Default: UTC and MONOTONIC with
@@ -49,6 +50,7 @@ export interface RtcDeviceOptions {
   timeSource?: RtcTimeSource;
   timers?: RtcTimers;
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -69,6 +71,10 @@ export function defaultRtcClocks(leaps: LeapSecondTable | null, nowSeconds = Dat
   return clocks;
 }
 
+/**
+ * The virtio-rtc device (5.23): clocks (UTC, TAI, monotonic, smeared UTC) with alarms. What it
+ * implements and its normative coverage: docs/devices/rtc.md.
+ */
 export class RtcDevice implements VirtioDevice {
   readonly deviceId = DeviceId.RTC;
   readonly offeredFeatures: bigint;

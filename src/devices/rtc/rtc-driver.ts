@@ -29,6 +29,7 @@ import {
   type RtcSmear,
 } from '../../spec/rtc.js';
 
+/** Options of RtcDriver. */
 export interface RtcDriverOptions {
   /** alarmq buffers kept available (driver/rtc/10). Default 4. */
   alarmBuffers?: number;
@@ -62,6 +63,10 @@ export class RtcRequestError extends VirtioError {
 
 const U64_MAX = (1n << 64n) - 1n;
 
+/**
+ * The virtio-rtc driver (5.23): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class RtcDriver implements DeviceDriver {
   /** The DeviceDriver contract: RTC devices; ALARM is used when offered. */
   static readonly type: DeviceDriverType<RtcDriver, RtcDriverOptions> = {

@@ -19,6 +19,10 @@ export interface RtcDeviceArgs {
 /** A fixture table for the matrix (TAI - UTC 37 s since 2017; valid for the test's purpose). */
 const MATRIX_LEAPS: LeapSecondTable = { entries: [{ at: 1_435_708_800, taiMinusUtc: 36 }, { at: 1_483_228_800, taiMinusUtc: 37 }], expires: 2 ** 40 };
 
+/**
+ * The registry record of virtio-rtc: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const RTC_TYPE: DeviceType = {
   name: 'rtc',
   deviceId: DeviceId.RTC,

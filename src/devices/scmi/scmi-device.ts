@@ -24,14 +24,20 @@ import { SCMI_MAX_PARAMS, SCMI_MAX_RETURN, type ScmiCommand, type ScmiProtocolHa
 import { ScmiEventQueue } from './scmi-events.js';
 import { type ScmiSensorSpec, ScmiSensorProtocol } from './scmi-sensor-protocol.js';
 
+/** Options of ScmiDevice. */
 export interface ScmiDeviceOptions extends ScmiBaseIdentity {
   /** The sensors of the Sensor protocol (none: the protocol is still listed, with 0 sensors). */
   sensors?: readonly ScmiSensorSpec[];
   /** Maximum queue size of each queue. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
+/**
+ * The virtio-scmi device (5.17): an SCMI platform with the base and sensor protocols. What it
+ * implements and its normative coverage: docs/devices/scmi.md.
+ */
 export class ScmiDevice implements VirtioDevice {
   readonly deviceId = DeviceId.SCMI;
   /**

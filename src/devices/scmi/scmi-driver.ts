@@ -46,6 +46,7 @@ export class ScmiStatusError extends VirtioError {
   }
 }
 
+/** Options of ScmiDriver. */
 export interface ScmiDriverOptions {
   /** eventq buffers kept posted (with P2A_CHANNELS). Default 8. */
   eventBuffers?: number;
@@ -80,7 +81,15 @@ export interface ScmiSensorInfo {
 /** The largest P2A message of the protocols here: a reading's delayed response (header + 16). */
 const LARGEST_P2A = ScmiHeader.SIZE + 16;
 
+/**
+ * The virtio-scmi driver (5.17): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class ScmiDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<ScmiDriver, ScmiDriverOptions> = {
     name: 'virtio-scmi',
     deviceId: DeviceId.SCMI,
@@ -158,10 +167,12 @@ export class ScmiDriver implements DeviceDriver {
 
   // ---- Base protocol ----
 
+  /** PROTOCOL_VERSION of protocol `protocolId`. */
   async protocolVersion(protocolId: number): Promise<number> {
     return u32(await this.call('PROTOCOL_VERSION', protocolId, ScmiBaseMessage.PROTOCOL_VERSION, [], 8), 0);
   }
 
+  /** PROTOCOL_ATTRIBUTES of protocol `protocolId`. */
   async protocolAttributes(protocolId: number): Promise<number> {
     return u32(await this.call('PROTOCOL_ATTRIBUTES', protocolId, ScmiBaseMessage.PROTOCOL_ATTRIBUTES, [], 20), 0);
   }
@@ -174,14 +185,17 @@ export class ScmiDriver implements DeviceDriver {
     return u32(r.values, 0);
   }
 
+  /** BASE_DISCOVER_VENDOR: the vendor identifier. */
   async vendor(): Promise<string> {
     return ascii(await this.call('BASE_DISCOVER_VENDOR', ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_VENDOR, [], 4 + SCMI_VENDOR_ID_SIZE));
   }
 
+  /** BASE_DISCOVER_SUB_VENDOR: the sub-vendor identifier. */
   async subVendor(): Promise<string> {
     return ascii(await this.call('BASE_DISCOVER_SUB_VENDOR', ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_SUB_VENDOR, [], 4 + SCMI_VENDOR_ID_SIZE));
   }
 
+  /** BASE_DISCOVER_IMPLEMENTATION_VERSION. */
   async implementationVersion(): Promise<number> {
     return u32(await this.call('BASE_DISCOVER_IMPLEMENTATION_VERSION', ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_IMPLEMENTATION_VERSION, [], 8), 0);
   }

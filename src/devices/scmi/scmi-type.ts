@@ -19,6 +19,10 @@ export interface ScmiDeviceArgs {
   readonly queueSize?: number;
 }
 
+/**
+ * The registry record of virtio-scmi: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const SCMI_TYPE: DeviceType = {
   name: 'scmi',
   deviceId: DeviceId.SCMI,

@@ -92,6 +92,7 @@ function parseScsi(v: OptionValues, common: BackendOptions): ScsiOptions {
   return { ...common, luns, numQueues, queueSize };
 }
 
+/** The `virtio-ts scsi` sub-command: its options, usage, parsing and run. */
 export const SCSI_CLI: DeviceCli<ScsiOptions> = {
   options: {
     lun: { type: 'string', multiple: true },

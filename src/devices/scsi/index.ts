@@ -12,3 +12,4 @@ export {
 } from './scsi-driver.js';
 export { SCSI_TYPE, type ScsiDeviceArgs } from './scsi-type.js';
 export { SCSI_CLI, type ScsiOptions, type ScsiLunOption } from './cli.js';
+export type { ScsiControlHost } from './scsi-control.js';

@@ -44,16 +44,22 @@ export interface ScsiLunSpec extends ScsiLunOptions {
   readonly backend: BlkBackend;
 }
 
+/** Options of ScsiDevice. */
 export interface ScsiDeviceOptions {
   /** Request queues (num_queues). Default 1. */
   numQueues?: number;
   /** Maximum size of every queue. Default 128. */
   queueSize?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
 const TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
 
+/**
+ * The virtio-scsi device (5.6): a SCSI target whose logical units are block backends. What it
+ * implements and its normative coverage: docs/devices/scsi.md.
+ */
 export class ScsiDevice implements VirtioDevice, ScsiControlHost {
   readonly deviceId = DeviceId.SCSI;
   readonly offeredFeatures = TRANSPORT_FEATURES | ScsiF.HOTPLUG | ScsiF.CHANGE;

@@ -51,6 +51,7 @@ const SENSE_KEY_UNIT_ATTENTION = 0x6;
 /** The device-type features this driver works with (not INOUT, not T10_PI). */
 export const SCSI_DRIVER_FEATURES = ScsiF.HOTPLUG | ScsiF.CHANGE;
 
+/** Options of ScsiDriver. */
 export interface ScsiDriverOptions {
   /** Buffers kept in the eventq (0: the eventq is not used). Default 8. */
   eventBuffers?: number;
@@ -58,15 +59,25 @@ export interface ScsiDriverOptions {
 
 /** 5.6.4 configuration as numbers. */
 export interface ScsiDriverConfig {
+  /** `num_queues` of struct virtio_scsi_config. */
   numQueues: number;
+  /** `seg_max` of struct virtio_scsi_config. */
   segMax: number;
+  /** `max_sectors` of struct virtio_scsi_config. */
   maxSectors: number;
+  /** `cmd_per_lun` of struct virtio_scsi_config. */
   cmdPerLun: number;
+  /** `event_info_size` of struct virtio_scsi_config. */
   eventInfoSize: number;
+  /** `sense_size` of struct virtio_scsi_config. */
   senseSize: number;
+  /** `cdb_size` of struct virtio_scsi_config. */
   cdbSize: number;
+  /** `max_channel` of struct virtio_scsi_config. */
   maxChannel: number;
+  /** `max_target` of struct virtio_scsi_config. */
   maxTarget: number;
+  /** `max_lun` of struct virtio_scsi_config. */
   maxLun: number;
 }
 
@@ -84,11 +95,17 @@ export interface ScsiCommand {
   readonly queue?: number;
 }
 
+/** The command's struct virtio_scsi_cmd_resp (5.6.6.1), decoded. */
 export interface ScsiCommandResult {
+  /** The request id. */
   readonly id: number;
+  /** `response` of the command's struct virtio_scsi_cmd_resp. */
   readonly response: number;
+  /** `status` of the command's struct virtio_scsi_cmd_resp. */
   readonly status: number;
+  /** `status_qualifier` of the command's struct virtio_scsi_cmd_resp. */
   readonly statusQualifier: number;
+  /** `residual` of the command's struct virtio_scsi_cmd_resp. */
   readonly residual: number;
   /** The sense bytes the device wrote (sense_len of them). */
   readonly sense: Uint8Array;
@@ -96,7 +113,9 @@ export interface ScsiCommandResult {
   readonly data: Uint8Array;
   /** Sense key, asc and ascq of fixed-format sense data (0 when none). */
   readonly senseKey: number;
+  /** Additional sense code. */
   readonly asc: number;
+  /** Additional sense code qualifier. */
   readonly ascq: number;
 }
 
@@ -120,7 +139,15 @@ export class ScsiCommandError extends VirtioError {
   }
 }
 
+/**
+ * The virtio-scsi driver (5.6): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class ScsiDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<ScsiDriver, ScsiDriverOptions> = {
     name: 'virtio-scsi',
     deviceId: DeviceId.SCSI,
@@ -129,6 +156,7 @@ export class ScsiDriver implements DeviceDriver {
     attach: (ctx, opts) => new ScsiDriver(ctx, opts),
   };
 
+  /** The configuration as read at attach (queues, limits, sense and CDB sizes). */
   readonly config: ScsiDriverConfig;
   /** LUNs of target 0 found by the last scan (REPORT LUNS). */
   luns: number[] = [];
@@ -279,6 +307,7 @@ export class ScsiDriver implements DeviceDriver {
     return r;
   }
 
+  /** TEST UNIT READY on `lun`. */
   testUnitReady(lun: number): Promise<ScsiCommandResult> {
     return this.run({ lun, cdb: new Uint8Array(6) });
   }

@@ -24,6 +24,10 @@ function pattern(len: number, seed: number): Uint8Array {
   return b;
 }
 
+/**
+ * The registry record of virtio-scsi: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const SCSI_TYPE: DeviceType = {
   name: 'scsi',
   deviceId: DeviceId.SCSI,

@@ -4,3 +4,7 @@ export { SOUND_TYPE, type SoundDeviceArgs } from './sound-type.js';
 export { PcmState, PcmStream } from './pcm-stream.js';
 export { type PcmInput, type PcmOutput, type PcmParams, WavFileOutput, WavFileInput, ToneInput, callbackOutput, parseWav, DISCARD_OUTPUT, SILENT_INPUT } from './pcm-host.js';
 export type { SoundChmapConfig, SoundJackConfig, SoundStreamConfig } from './sound-topology.js';
+export type { PcmStreamHost, SoundRequest } from './pcm-stream.js';
+export type { SoundChmapInfoResult, SoundJackInfoResult, SoundPcmInfoResult } from './sound-driver.js';
+export type { StreamInfo } from './sound-topology.js';
+export type { WavData } from './pcm-host.js';

@@ -46,6 +46,7 @@ import {
   streamInfo,
 } from './sound-topology.js';
 
+/** Options of SoundDevice. */
 export interface SoundDeviceOptions {
   readonly jacks?: readonly SoundJackConfig[];
   readonly streams?: readonly SoundStreamConfig[];
@@ -61,9 +62,14 @@ export interface SoundDeviceOptions {
   readonly beforeHostAccess?: () => void;
   /** Maximum queue size (all four queues). Default 256. */
   readonly queueSize?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
+/**
+ * The virtio-snd device (5.14): PCM streams (WAV files or callbacks), jacks and channel maps. What
+ * it implements and its normative coverage: docs/devices/sound.md.
+ */
 export class SoundDevice implements VirtioDevice, PcmStreamHost {
   readonly deviceId = DeviceId.SOUND;
   /** VIRTIO_SND_F_CTLS is not offered (no control elements). Messages complete out of order across streams: no IN_ORDER. */

@@ -32,28 +32,47 @@ import {
   soundFrameBytes,
 } from '../../spec/sound.js';
 
+/** Struct virtio_snd_jack_info (5.14.6.4.1), decoded. */
 export interface SoundJackInfoResult {
+  /** `hdr.hda_fn_nid` of struct virtio_snd_jack_info. */
   readonly hdaFnNid: number;
+  /** `features` of struct virtio_snd_jack_info. */
   readonly features: number;
+  /** `hda_reg_defconf` of struct virtio_snd_jack_info. */
   readonly hdaRegDefconf: number;
+  /** `hda_reg_caps` of struct virtio_snd_jack_info. */
   readonly hdaRegCaps: number;
+  /** `connected` of struct virtio_snd_jack_info. */
   readonly connected: boolean;
   /** The padding bytes as the device wrote them. */
   readonly padding: Uint8Array;
 }
+/** Struct virtio_snd_pcm_info (5.14.6.6.2), decoded. */
 export interface SoundPcmInfoResult {
+  /** `hdr.hda_fn_nid` of struct virtio_snd_pcm_info. */
   readonly hdaFnNid: number;
+  /** `features` of struct virtio_snd_pcm_info. */
   readonly features: number;
+  /** `formats` of struct virtio_snd_pcm_info. */
   readonly formats: bigint;
+  /** `rates` of struct virtio_snd_pcm_info. */
   readonly rates: bigint;
+  /** `direction` of struct virtio_snd_pcm_info. */
   readonly direction: number;
+  /** `channels_min` of struct virtio_snd_pcm_info. */
   readonly channelsMin: number;
+  /** `channels_max` of struct virtio_snd_pcm_info. */
   readonly channelsMax: number;
+  /** `padding` of struct virtio_snd_pcm_info. */
   readonly padding: Uint8Array;
 }
+/** Struct virtio_snd_chmap_info (5.14.6.10.1), decoded. */
 export interface SoundChmapInfoResult {
+  /** `hdr.hda_fn_nid` of struct virtio_snd_chmap_info. */
   readonly hdaFnNid: number;
+  /** `direction` of struct virtio_snd_chmap_info. */
   readonly direction: number;
+  /** `positions` of struct virtio_snd_chmap_info. */
   readonly positions: readonly number[];
 }
 export interface SoundEventResult {
@@ -88,6 +107,7 @@ export class SoundRequestError extends VirtioError {
   }
 }
 
+/** Options of SoundDriver. */
 export interface SoundDriverOptions {
   /** Event buffers kept in the event queue. Default 16. */
   eventBuffers?: number;
@@ -95,7 +115,15 @@ export interface SoundDriverOptions {
 
 const SHMEM = (1 << SoundPcmFeatureBit.SHMEM_HOST) | (1 << SoundPcmFeatureBit.SHMEM_GUEST);
 
+/**
+ * The virtio-snd driver (5.14): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class SoundDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<SoundDriver, SoundDriverOptions> = {
     name: 'virtio-snd',
     deviceId: DeviceId.SOUND,
@@ -105,6 +133,7 @@ export class SoundDriver implements DeviceDriver {
     attach: (ctx, opts) => new SoundDriver(ctx, opts),
   };
 
+  /** The configuration: how many jacks, PCM streams and channel maps the device has. */
   readonly config: { readonly jacks: number; readonly streams: number; readonly chmaps: number };
   private readonly ctx: DriverContext;
   private readonly le: boolean;
@@ -220,6 +249,7 @@ export class SoundDriver implements DeviceDriver {
     return Array.from({ length: count }, (_, i) => new DataView(payload.buffer, payload.byteOffset + i * size, size));
   }
 
+  /** VIRTIO_SND_R_JACK_INFO: the jacks' information, `count` from `start` (all by default). */
   async jackInfo(start = 0, count = this.config.jacks - start): Promise<SoundJackInfoResult[]> {
     const items = await this.query(SoundCode.R_JACK_INFO, this.config.jacks, SoundJackInfo.SIZE, start, count);
     return items.map((v) => ({
@@ -232,6 +262,7 @@ export class SoundDriver implements DeviceDriver {
     }));
   }
 
+  /** VIRTIO_SND_R_PCM_INFO: the PCM streams' information (direction, formats, rates, channels). */
   async pcmInfo(start = 0, count = this.config.streams - start): Promise<SoundPcmInfoResult[]> {
     const items = await this.query(SoundCode.R_PCM_INFO, this.config.streams, SoundPcmInfo.SIZE, start, count);
     const out = items.map((v) => ({
@@ -248,6 +279,7 @@ export class SoundDriver implements DeviceDriver {
     return out;
   }
 
+  /** VIRTIO_SND_R_CHMAP_INFO: the channel maps' information. */
   async chmapInfo(start = 0, count = this.config.chmaps - start): Promise<SoundChmapInfoResult[]> {
     const items = await this.query(SoundCode.R_CHMAP_INFO, this.config.chmaps, SoundChmapInfo.SIZE, start, count);
     return items.map((v) => {
@@ -299,15 +331,19 @@ export class SoundDriver implements DeviceDriver {
     this.params.set(streamId, p);
   }
 
+  /** VIRTIO_SND_R_PCM_PREPARE: prepares the stream (after SET_PARAMS). */
   prepare(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_PREPARE, streamId);
   }
+  /** VIRTIO_SND_R_PCM_RELEASE: releases the stream's resources. */
   release(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_RELEASE, streamId);
   }
+  /** VIRTIO_SND_R_PCM_START: starts the stream. */
   start(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_START, streamId);
   }
+  /** VIRTIO_SND_R_PCM_STOP: stops the stream. */
   stop(streamId: number): Promise<void> {
     return this.pcmCommand(SoundCode.R_PCM_STOP, streamId);
   }

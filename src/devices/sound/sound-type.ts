@@ -19,6 +19,10 @@ export interface SoundDeviceArgs {
   readonly toneHz?: number;
 }
 
+/**
+ * The registry record of virtio-snd: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const SOUND_TYPE: DeviceType = {
   name: 'sound',
   deviceId: DeviceId.SOUND,

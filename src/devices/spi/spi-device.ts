@@ -62,10 +62,12 @@ export interface SpiControllerConfig {
   readonly maxCsInactiveNs?: number;
 }
 
+/** Options of SpiDevice. */
 export interface SpiDeviceOptions extends SpiControllerConfig {
   readonly queueSize?: number;
   /** Bytes moved per target call (the scratch buffers). Default 4096. */
   readonly chunkBytes?: number;
+  /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
 
@@ -74,6 +76,10 @@ export type SpiConfigValues = Required<Omit<SpiControllerConfig, 'csChangeSuppor
 
 const MS = 1_000_000;
 
+/**
+ * The virtio-spi device (5.21): an SPI controller with simulated targets behind its chip selects.
+ * What it implements and its normative coverage: docs/devices/spi.md.
+ */
 export class SpiDevice implements VirtioDevice {
   readonly deviceId = DeviceId.SPI;
   /** Transfers that wait (timing) complete out of order with others: no IN_ORDER. */

@@ -51,7 +51,15 @@ export class SpiTransferError extends VirtioError {
 
 export type SpiDriverConfig = Record<SpiConfigField, number>;
 
+/**
+ * The virtio-spi driver (5.21): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class SpiDriver implements DeviceDriver {
+  /**
+   * The DeviceDriver contract: the device id, the feature bits this driver can use and needs,
+   * and how to attach it (startDeviceDriver).
+   */
   static readonly type: DeviceDriverType<SpiDriver, undefined> = {
     name: 'virtio-spi',
     deviceId: DeviceId.SPI,
@@ -60,6 +68,7 @@ export class SpiDriver implements DeviceDriver {
     attach: (ctx) => new SpiDriver(ctx),
   };
 
+  /** The configuration as read at attach (chip selects, modes, limits). */
   readonly config: Readonly<SpiDriverConfig>;
   private readonly ctx: DriverContext;
   private readonly le: boolean;

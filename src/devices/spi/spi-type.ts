@@ -18,6 +18,10 @@ export interface SpiDeviceArgs {
   readonly flashBytes?: number;
 }
 
+/**
+ * The registry record of virtio-spi: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const SPI_TYPE: DeviceType = {
   name: 'spi',
   deviceId: DeviceId.SPI,

@@ -55,6 +55,7 @@ function parseVsock(v: OptionValues, common: BackendOptions): VsockCliOptions {
   return { ...common, guestCid, udsPath };
 }
 
+/** The `virtio-ts vsock` sub-command: its options, usage, parsing and run. */
 export const VSOCK_CLI: DeviceCli<VsockCliOptions> = {
   options: {
     'guest-cid': { type: 'string' },

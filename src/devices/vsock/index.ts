@@ -5,3 +5,6 @@ export type { VsockBackend, VsockHostConnector, VsockHostStream, VsockPeer } fro
 export { MemoryVsockBackend, MemoryVsockConnection } from './backends/memory-backend.js';
 export { UnixVsockBackend, type UnixVsockBackendOptions } from './backends/unix-backend.js';
 export { VSOCK_TYPE, type VsockDeviceArgs } from './vsock-type.js';
+export type { ConnectionOwner, VsockConnection } from './vsock-connection.js';
+export type { SocketState, VsockSocketOwner } from './vsock-socket.js';
+export type { ConnState } from './vsock-connection.js';

@@ -40,6 +40,7 @@ import { RstReplies } from './rst-replies.js';
 import { ConnState, Owe, VsockConnection, type ConnectionOwner } from './vsock-connection.js';
 import { VsockHeader } from './vsock-header.js';
 
+/** Options of VsockDevice. */
 export interface VsockDeviceOptions {
   /** The guest's CID (5.10.4; device/vsock/7: not a reserved one). */
   guestCid: number;
@@ -57,6 +58,7 @@ export interface VsockDeviceOptions {
   maxPayload?: number;
   /** How long a SHUTDOWN waits for the guest's RST before the device sends one. Default 2000 ms. */
   closeTimeoutMs?: number;
+  /** Where the device logs; silent by default. */
   logger?: Logger;
 }
 
@@ -75,6 +77,10 @@ export interface VsockDeviceStats {
 /** RST replies for packets of no connection, owed at most before tx stops. */
 const RST_RING = 64;
 
+/**
+ * The virtio-vsock device (5.10): stream sockets between guest and host, the host side on Unix
+ * sockets. What it implements and its normative coverage: docs/devices/vsock.md.
+ */
 export class VsockDevice implements VirtioDevice, VsockHostConnector, ConnectionOwner {
   readonly deviceId = DeviceId.VSOCK;
   /**
@@ -84,6 +90,7 @@ export class VsockDevice implements VirtioDevice, VsockHostConnector, Connection
   readonly offeredFeatures = VsockF.STREAM | VsockF.SEQPACKET | VsockF.NO_IMPLIED_STREAM | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = VSOCK_CONFIG_SIZE;
+  /** Counts of dropped packets, resets sent and refused connections. */
   readonly stats: VsockDeviceStats = { dropped: 0, resets: 0, refused: 0, droppedMessages: 0 };
 
   private guestCid: number;

@@ -26,6 +26,7 @@ import {
 import { VsockHeader } from './vsock-header.js';
 import { SocketState, VsockSocket, type VsockSocketOwner } from './vsock-socket.js';
 
+/** Options of VsockDriver. */
 export interface VsockDriverOptions {
   /**
    * The guest CID to use instead of reading guest_cid (a transport that shows no config, such as
@@ -47,6 +48,10 @@ export interface VsockDriverOptions {
 const EVENT_BUFFERS = 4;
 const FIRST_EPHEMERAL = 49152;
 
+/**
+ * The virtio-vsock driver (5.10): typed requests over the device's queues. Construct it on a
+ * DriverContext, or start it with startDeviceDriver and its static `type`.
+ */
 export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   /** driver/vsock/1: NO_IMPLIED_STREAM accepted when offered, with STREAM (and SEQPACKET). */
   static readonly type: DeviceDriverType<VsockDriver, VsockDriverOptions> = {
@@ -62,6 +67,7 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
   /** Transport resets seen. */
   transportResets = 0;
   readonly maxPayload: number;
+  /** How long a close waits for the peer's shutdown before it resets the connection. */
   readonly closeTimeoutMs: number;
 
   private readonly ctx: DriverContext;
@@ -133,6 +139,7 @@ export class VsockDriver implements DeviceDriver, VsockSocketOwner {
     this.listeners.set(port, { onConnection, type });
   }
 
+  /** Stops listening on `port` (connections already accepted stay). */
   unlisten(port: number): void {
     this.listeners.delete(port);
   }

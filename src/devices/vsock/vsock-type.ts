@@ -24,6 +24,10 @@ function pattern(n: number, seed: number): Uint8Array {
   return b;
 }
 
+/**
+ * The registry record of virtio-vsock: its name, device id, vhost-user back-end type, CLI,
+ * createDevice and matrix case.
+ */
 export const VSOCK_TYPE: DeviceType = {
   name: 'vsock',
   deviceId: DeviceId.VSOCK,

@@ -26,6 +26,7 @@ export interface CcwChannel {
   hypercallNotify(gpr2: number, gpr3: number, gpr4?: number): number;
 }
 
+/** Options of CcwDeviceTransport. */
 export interface CcwDeviceOptions {
   /** Accept revision 0 and legacy drivers (no SET_VIRTIO_REV). Default true. */
   readonly transitional?: boolean;
@@ -35,6 +36,7 @@ export interface CcwDeviceOptions {
   readonly guestLittleEndian?: boolean;
   /** Subchannel id checked against the hypercall's GPR2 (low 32 bits); unchecked when absent. */
   readonly subchannelId?: number;
+  /** Told of every channel command the transport rejected. */
   readonly onBadAccess?: BadAccessListener;
 }
 
@@ -48,8 +50,11 @@ function outcome(status: CcwStatus, residual = 0): CcwOutcome {
 
 export class CcwDeviceTransport implements CcwChannel, InterruptSink {
   readonly controlUnitType = CCW_CONTROL_UNIT_TYPE;
+  /** Whether revision 0 (legacy) is served. */
   readonly transitional: boolean;
+  /** The highest virtio-ccw revision offered (SET_VIRTIO_REV). */
   readonly maxRevision: number;
+  /** Channel commands rejected so far. */
   badAccesses = 0;
 
   private coreRef: DeviceCoreApi;
@@ -80,6 +85,7 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
     this.coreRef = factory(this, { legacy: false, littleEndian: true });
   }
 
+  /** The device core behind the revision in use. */
   get core(): DeviceCoreApi {
     return this.coreRef;
   }

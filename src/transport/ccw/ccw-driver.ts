@@ -24,6 +24,7 @@ const ADAPTER_IND = 24;
 const DATA = 64;
 const MAX_QUEUES = 64;
 
+/** Options of CcwDriverTransport. */
 export interface CcwDriverOptions {
   /** Guest address of the scratch area (8-byte aligned). */
   readonly scratchAddr: number;
@@ -43,8 +44,13 @@ export interface CcwDriverOptions {
   readonly guestLittleEndian?: boolean;
 }
 
+/**
+ * The driver side of virtio over Channel I/O (4.3): channel programs (CCWs) for features, status,
+ * config, queues and indicators, at the revision negotiated.
+ */
 export class CcwDriverTransport implements DriverTransport {
   readonly deviceId: number;
+  /** The virtio-ccw revision negotiated (0 legacy, 1, 2). */
   readonly revision: number;
   readonly legacy: boolean;
   readonly littleEndian: boolean;

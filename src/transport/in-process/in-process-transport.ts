@@ -19,6 +19,10 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 
+/**
+ * How an in-process device's notifications reach the driver: in a microtask (as an interrupt
+ * arrives after the access that caused it) or synchronously.
+ */
 export type InterruptDelivery = 'microtask' | 'sync';
 
 /** The interrupt side of an in-process transport: the core's InterruptSink. */
@@ -90,6 +94,10 @@ class InProcessInterrupts implements InterruptSink {
   }
 }
 
+/**
+ * A DriverTransport wired straight to a DeviceCore in the same thread: no registers, each driver
+ * operation is the core's call.
+ */
 export class InProcessTransport implements DriverTransport {
   readonly legacy: boolean;
   readonly littleEndian: boolean;
@@ -97,6 +105,7 @@ export class InProcessTransport implements DriverTransport {
 
   /** Use `connectInProcess`: the core must send its interrupts to this transport's sink. */
   constructor(
+    /** The device's core. */
     readonly core: DeviceCore,
     irq: InterruptSink,
   ) {
@@ -162,9 +171,11 @@ export class InProcessTransport implements DriverTransport {
   }
 }
 
+/** How connectInProcess builds the device's core and guest memory. */
 export interface ConnectInProcessOptions {
   /** Guest memory size in bytes (default 16 MiB); ignored when `memory` is given. */
   memorySize?: number;
+  /** An existing guest memory to use instead of a new one. */
   memory?: GuestMemory;
   /** Transport bits the core offers (default TRANSPORT_FEATURES_SUPPORTED). */
   features?: bigint;
@@ -172,16 +183,23 @@ export interface ConnectInProcessOptions {
   legacy?: boolean;
   /** Legacy only: false for a big-endian guest. */
   littleEndian?: boolean;
+  /** Notification delivery (default 'microtask'). */
   interrupts?: InterruptDelivery;
+  /** Where the device core logs. */
   logger?: Logger;
   /** Start of the driver's DMA area (default 0x1000: page 0 stays unused). */
   dmaBase?: number;
 }
 
+/** A device core and an InProcessTransport to drive it, over one guest memory. */
 export interface InProcessConnection {
+  /** The device's core. */
   readonly core: DeviceCore;
+  /** The transport for VirtioDriver. */
   readonly transport: InProcessTransport;
+  /** The guest memory. */
   readonly memory: GuestMemory;
+  /** An allocator of that memory for the driver. */
   readonly dma: DmaAllocator;
 }
 

@@ -56,9 +56,13 @@ export const PAYLOAD_BYTES = 4096;
 
 /** Typed views of the channel buffer; built the same way on both sides. */
 export class WorkerChannel {
+  /** Control words: the request, its state and the wake-up counters (Atomics). */
   readonly ctl: Int32Array;
+  /** The request's numeric arguments. */
   readonly args: Float64Array;
+  /** The reply's numeric results. */
   readonly results: Float64Array;
+  /** Bytes of a config read or write. */
   readonly payload: Uint8Array;
   /** Per queue: available buffer notifications sent (driver to device). */
   readonly kicks: Int32Array;
@@ -68,7 +72,9 @@ export class WorkerChannel {
   readonly irqUsed: Int32Array;
 
   constructor(
+    /** The shared buffer every view is over. */
     readonly buffer: SharedArrayBuffer,
+    /** Queues the channel can carry. */
     readonly maxQueues: number,
   ) {
     let off = 0;

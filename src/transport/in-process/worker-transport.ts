@@ -15,6 +15,7 @@ import { dmaFor } from './in-process-transport.js';
 import type { DeviceWorkerData, DeviceWorkerReady } from './worker-device.js';
 import { Ctl, Op, PAYLOAD_BYTES, WorkerChannel, decodeDeviceError, decodeError, getFeatures, putFeatures, waitAsync } from './worker-protocol.js';
 
+/** Which device startDeviceWorker runs in a worker thread, and how. */
 export interface DeviceWorkerOptions {
   /** Module URL (e.g. `new URL('./factories.js', import.meta.url).href`) exporting `factory`. */
   module: string;
@@ -38,6 +39,10 @@ export interface DeviceWorkerOptions {
   dmaBase?: number;
 }
 
+/**
+ * A DriverTransport to a device running in a worker thread (startDeviceWorker): register operations
+ * cross a SharedArrayBuffer channel with Atomics, guest memory is shared.
+ */
 export class WorkerTransport implements DriverTransport {
   readonly legacy = false;
   readonly littleEndian = true;
@@ -53,11 +58,14 @@ export class WorkerTransport implements DriverTransport {
   workerError: unknown = null;
   /** Used-buffer and config callbacks delivered so far. */
   usedDelivered = 0;
+  /** Configuration change callbacks delivered so far. */
   configDelivered = 0;
 
   /** Use `startDeviceWorker`. */
   constructor(
+    /** The worker thread the device runs in. */
     readonly worker: Worker,
+    /** The shared channel register operations cross. */
     readonly channel: WorkerChannel,
     readonly memory: GuestMemory,
     readonly deviceId: number,
@@ -248,11 +256,17 @@ export class WorkerTransport implements DriverTransport {
   }
 }
 
+/** A device running in a worker thread and the transport to drive it. */
 export interface DeviceWorkerConnection {
+  /** The transport for VirtioDriver. */
   readonly transport: WorkerTransport;
+  /** The shared guest memory. */
   readonly memory: GuestMemory;
+  /** An allocator of that memory for the driver. */
   readonly dma: DmaAllocator;
+  /** The worker thread. */
   readonly worker: Worker;
+  /** Stops the device and ends the worker (bounded). */
   close(): Promise<void>;
 }
 

@@ -36,6 +36,7 @@ export interface MmioSharedMemoryRegion {
   readonly memory?: Uint8Array;
 }
 
+/** Options of MmioDeviceTransport. */
 export interface MmioDeviceOptions {
   /** 2 (default, virtio 1.x) or 1 (legacy). */
   readonly version?: 1 | 2;
@@ -47,11 +48,19 @@ export interface MmioDeviceOptions {
    * emulator maps `sharedMemoryRegions` there. Without it no region is presented.
    */
   readonly sharedMemoryBase?: number;
+  /** VendorID register value (default the virtio vendor id). */
   readonly vendorId?: number;
+  /** Told of every access the transport refused. */
   readonly onBadAccess?: BadAccessListener;
 }
 
+/**
+ * The device side of virtio over MMIO (4.2) at register level, version 2 or legacy (1): the
+ * emulator calls `read` and `write` for the guest's accesses to the device's window, and the
+ * transport drives the device's DeviceCore.
+ */
 export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
+  /** The register layout served: 2 (modern) or 1 (legacy). */
   readonly version: 1 | 2;
   readonly core: DeviceCoreApi;
   /** Size of the register window including the device configuration space. */
@@ -121,6 +130,10 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
     if (refusal !== null) this.bad(badAccessForRefusal(refusal), offset, width, true, refusal.message);
   }
 
+  /**
+   * A guest read of `width` bytes at `offset` in the window; never throws (undefined registers read
+   * 0 and are reported).
+   */
   read(offset: number, width: number): number {
     try {
       return this.readInner(offset, width);
@@ -130,6 +143,10 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
     }
   }
 
+  /**
+   * A guest write of `width` bytes at `offset` in the window; never throws (refused writes are
+   * ignored and reported).
+   */
   write(offset: number, width: number, value: number): void {
     try {
       this.writeInner(offset, width, value);

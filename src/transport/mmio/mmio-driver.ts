@@ -19,13 +19,19 @@ const MAX_PROBED_QUEUES = 1024;
 /** Reads of Status / QueueReset while waiting for a reset to finish. */
 const RESET_POLLS = 1000;
 
+/** Options of MmioDriverTransport. */
 export interface MmioDriverOptions {
   /** Legacy only: false for a big-endian guest. */
   readonly guestLittleEndian?: boolean;
 }
 
+/**
+ * The driver side of virtio over MMIO at register level (version 2 or legacy), over a register
+ * window.
+ */
 export class MmioDriverTransport implements DriverTransport {
   readonly deviceId: number;
+  /** The Version register: 2 modern, 1 legacy. */
   readonly version: number;
   readonly legacy: boolean;
   readonly littleEndian: boolean;

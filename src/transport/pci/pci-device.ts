@@ -23,15 +23,20 @@ import { PciLegacyRegisters } from './pci-legacy-io.js';
 
 /** What a PCI function offers its bus: configuration cycles and BAR accesses. */
 export interface PciFunction {
+  /** A configuration space read of `width` bytes at `offset`. */
   configRead(offset: number, width: number): number;
+  /** A configuration space write. */
   configWrite(offset: number, width: number, value: number): void;
+  /** A read of `width` bytes at `offset` in BAR `bar`. */
   barRead(bar: number, offset: number, width: number): number;
+  /** A write of `width` bytes at `offset` in BAR `bar`. */
   barWrite(bar: number, offset: number, width: number, value: number): void;
 }
 
 /** The modern interface: little-endian, and queue_notif_config_data in the common configuration. */
 const MODERN_MODE: CoreMode = { legacy: false, littleEndian: true, transportFeatures: F.NOTIF_CONFIG_DATA };
 
+/** Options of PciDeviceTransport. */
 export interface PciDeviceOptions {
   /** Serve the legacy interface too (I/O BAR0, transitional device id). Default false. */
   readonly transitional?: boolean;
@@ -41,7 +46,9 @@ export interface PciDeviceOptions {
   readonly notifyOffMultiplier?: number;
   /** Legacy interface only: false for a big-endian guest. */
   readonly guestLittleEndian?: boolean;
+  /** PCI subsystem vendor id (default the virtio vendor, 0x1af4). */
   readonly subsystemVendorId?: number;
+  /** Told of every access the transport refused (a register it does not define, a bad width). */
   readonly onBadAccess?: BadAccessListener;
   /**
    * Put the modern structures (common, ISR, notify, device configuration) in a compact 32-bit
@@ -54,9 +61,18 @@ export interface PciDeviceOptions {
 export { type ModernLayout, modernLayoutFor } from './pci-common-config.js';
 export type { PciCapOffsets } from './pci-config-space.js';
 
+/**
+ * The device side of virtio over PCI (4.1) at register level: configuration space with the virtio
+ * capabilities, the modern common, notify, ISR and device config structures, MSI-X, shared memory
+ * regions, and the legacy I/O BAR of a transitional device. The emulator routes configuration
+ * cycles and BAR accesses to it; nothing here throws.
+ */
 export class PciDeviceTransport implements PciFunction, InterruptSink {
+  /** Whether the legacy interface is served too (transitional device id, I/O BAR0). */
   readonly transitional: boolean;
+  /** Where each virtio capability sits in configuration space. */
   readonly caps: PciCapOffsets;
+  /** notify_off_multiplier of the notify capability (4.1.4.4). */
   readonly notifyOffMultiplier: number;
   /** Where the modern structures sit in the modern BAR. */
   readonly layout: ModernLayout;
@@ -148,6 +164,10 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
     };
   }
 
+  /**
+   * The device core behind the interface in use (a transitional device gets a fresh one when the
+   * driver switches interface).
+   */
   get core(): DeviceCoreApi {
     return this.coreRef;
   }
@@ -171,6 +191,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
   barSize(i: number): number {
     return this.config.barSize(i);
   }
+  /** Whether BAR `i` is an I/O BAR (the legacy BAR of a transitional device). */
   barIsIo(i: number): boolean {
     return this.config.barIsIo(i);
   }

@@ -37,6 +37,7 @@ const MAX_PROBED_QUEUES = 1024;
 /** MSI address the driver programs (x86 local APIC window), vector in the data. */
 const MSI_ADDRESS = 0xfee0_0000;
 
+/** Options of PciDriverTransport. */
 export interface PciDriverOptions {
   /** Drive the legacy interface through I/O BAR0 (transitional devices only). */
   readonly legacy?: boolean;
@@ -77,13 +78,20 @@ class BarWindow implements RegisterWindow {
   }
 }
 
+/**
+ * The driver side of virtio over PCI at register level: walks the capabilities, programs the common
+ * configuration structure (or the legacy I/O BAR), rings notifications and takes MSI-X or INTx
+ * interrupts, over any PciFunction (a PciDeviceTransport in process, QEMU's device over x-remote).
+ */
 export class PciDriverTransport implements DriverTransport {
   readonly deviceId: number;
+  /** The PCI device id read from configuration space. */
   readonly pciDeviceId: number;
   readonly legacy: boolean;
   readonly littleEndian: boolean;
   /** MSI-X table size (0 without MSI-X) and whether the driver turned it on. */
   readonly msixSize: number;
+  /** Whether MSI-X is in use (else INTx with the ISR). */
   readonly msixActive: boolean;
 
   private readonly common: BarWindow | null = null;

@@ -9,7 +9,9 @@ import type { Logger } from '../../log.js';
 import type { BadAccessReport } from '../bus.js';
 import { type V86Cpu, V86PciAdapter, v86GuestMemory } from './v86-pci-adapter.js';
 
+/** One device to attach, and where. */
 export interface V86DeviceSlot {
+  /** The device (any VirtioDevice). */
   readonly device: VirtioDevice;
   /**
    * Serve the legacy interface too (4.1.2.1: transitional device id, legacy I/O BAR0); which
@@ -22,14 +24,17 @@ export interface V86DeviceSlot {
   readonly pciId?: number;
 }
 
+/** Options of attachV86Devices. */
 export interface V86AttachOptions {
   /** Every access the transport refused, with the index of the device in the list. */
   readonly onBadAccess?: (deviceIndex: number, report: BadAccessReport) => void;
+  /** Where the device cores log. */
   readonly logger?: Logger;
 }
 
 /** The adapters attached by `attachV86Devices`, in the order of the list, and how to undo them. */
 export interface V86Attachment {
+  /** The adapters, one per device, in the order given. */
   readonly adapters: readonly V86PciAdapter[];
   /** Detaches every adapter (idempotent); call before destroying the emulator. */
   detach(): void;

@@ -47,27 +47,45 @@ import { PciDeviceTransport, type PciDeviceOptions } from '../pci/pci-device.js'
 
 /** One I/O port entry of v86's `cpu.io.ports`. */
 export interface V86PortEntry {
+  /** Reads a byte from the port. */
   read8: (port: number) => number;
+  /** Reads 16 bits from the port. */
   read16: (port: number) => number;
+  /** Reads 32 bits from the port. */
   read32: (port: number) => number;
+  /** Writes a byte to the port. */
   write8: (value: number) => void;
+  /** Writes 16 bits to the port. */
   write16: (value: number) => void;
+  /** Writes 32 bits to the port. */
   write32: (value: number) => void;
+  /** The device object owning the port (v86 debugging). */
   device: unknown;
 }
 
 /** The parts of v86's PCI bus object the adapter uses. */
 export interface V86PciBus {
+  /** The devices by pci_id. */
   devices: unknown[];
+  /** Each device's configuration space as 32-bit words, by pci_id. */
   device_spaces: (Int32Array | undefined)[];
+  /** The CONFIG_ADDRESS register (0xcf8) as bytes. */
   pci_addr: Uint8Array;
+  /** The CONFIG_DATA response (0xcfc). */
   pci_response32: Int32Array;
+  /** Adds a device to the bus; returns its configuration space. */
   register_device(dev: { pci_id: number; pci_space: number[]; pci_bars: ({ size: number } | undefined)[]; name: string }): Int32Array;
+  /** Asserts the device's INTx line. */
   raise_irq(pciId: number): void;
+  /** Deasserts the device's INTx line. */
   lower_irq(pciId: number): void;
+  /** Answers a CONFIG_DATA read for the address in pci_addr. */
   pci_query(): void;
+  /** A configuration space write of one byte. */
   pci_write8(addr: number, value: number): void;
+  /** A configuration space write of 16 bits. */
   pci_write16(addr: number, value: number): void;
+  /** A configuration space write of 32 bits. */
   pci_write32(addr: number, value: number): void;
   /** PIIX3 configuration space (PIRQ route registers at 0x60..0x63); absent in stand-ins. */
   isa_bridge_space8?: Uint8Array;
@@ -75,11 +93,23 @@ export interface V86PciBus {
 
 /** The parts of v86's CPU object (`emulator.v86.cpu`) the adapter uses. */
 export interface V86Cpu {
-  io: { ports: V86PortEntry[] };
-  devices: { pci: V86PciBus };
+  /** The I/O port table (`io.ports`, one entry per port). */
+  io: {
+    /** One entry per I/O port (0 to 0xffff). */
+    ports: V86PortEntry[];
+  };
+  /** The PCI bus (`devices.pci`). */
+  devices: {
+    /** The PCI bus. */
+    pci: V86PciBus;
+  };
+  /** Guest RAM as bytes (replaced when v86 grows its WebAssembly memory). */
   mem8: Uint8Array;
 }
 
+/**
+ * Options of V86PciAdapter: the PCI transport's options, and where the device goes on v86's bus.
+ */
 export interface V86PciAdapterOptions extends Omit<PciDeviceOptions, 'modernIoBar' | 'msixVectors'> {
   /** PCI slot as v86's `pci_id` (device << 3 | function); the first free device from 0x0d by default. */
   readonly pciId?: number;
@@ -122,13 +152,17 @@ function assertedSet(pci: V86PciBus): Set<V86PciAdapter> {
 
 /** A TransportBus over a v86 emulator, holding the PciDeviceTransport it attached. */
 export class V86PciAdapter implements TransportBus {
+  /** v86's guest RAM as seen by the device. */
   readonly memory: GuestMemory;
+  /** The PCI transport the accesses go to. */
   readonly transport: PciDeviceTransport;
+  /** The device's slot on v86's bus (device << 3 | function). */
   readonly pciId: number;
   /** Initial port of each I/O BAR (-1 when absent), before the firmware moved them. */
   readonly initialPorts: readonly number[];
   /** Counts, for tests and diagnostics. */
   irqRaises = 0;
+  /** Whether the INTx line is asserted now. */
   irqLevel = false;
   /** MSI-X is never offered here; any message is counted and dropped. */
   msiDropped = 0;

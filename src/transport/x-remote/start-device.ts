@@ -61,20 +61,30 @@ export interface XRemoteDeviceOptions {
   readonly accessTimeoutMs?: number;
   /** Wait after closing the link before SIGTERM, and after SIGTERM before SIGKILL (default 2 s). */
   readonly graceMs?: number;
+  /** The OS access (fd passing, memfd, eventfd, poll); the native platform by default. */
   readonly platform?: XRemotePlatform;
 }
 
+/**
+ * A QEMU device model running under x-remote, with the PCI driver transport over it
+ * (startXRemoteDevice).
+ */
 export interface XRemoteDevice {
   /** The PCI driver transport over the device: hand it to VirtioDriver.init. */
   readonly transport: PciDriverTransport;
+  /** The shared guest RAM. */
   readonly memory: GuestMemory;
   /** Allocator of the shared guest RAM, for VirtioDriver's `dma`. */
   readonly dma: DmaAllocator;
+  /** The device's PCI function as QEMU serves it (BARs placed). */
   readonly pci: XRemotePciFunction;
+  /** The x-remote socket connection. */
   readonly link: XRemoteConnection;
+  /** The INTx line (interrupt and resample eventfds). */
   readonly intx: XRemoteIntxLine;
   /** QMP of the device's QEMU (query-*, qom-set, balloon, input-send-event, screendump ...). */
   readonly qmp: QmpClient;
+  /** QEMU's process id. */
   readonly pid: number;
   /** QEMU's stdout and stderr so far. */
   output(): string;
@@ -123,6 +133,11 @@ export function xRemoteQemuArgs(opts: Pick<XRemoteDeviceOptions, 'device' | 'dev
   ];
 }
 
+/**
+ * Starts QEMU's x-remote machine with one of its device models, shares guest RAM with it, places
+ * its BARs and returns a PCI driver transport over it: drive QEMU's own device with virtio-ts's
+ * drivers, no guest, no VM.
+ */
 export async function startXRemoteDevice(opts: XRemoteDeviceOptions): Promise<XRemoteDevice> {
   const platform = opts.platform ?? (loadNativePlatform() as XRemotePlatform);
   const graceMs = opts.graceMs ?? 2000;
