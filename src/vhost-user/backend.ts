@@ -259,6 +259,16 @@ export class VhostUserBackend {
   get numQueues(): number {
     return this.rings.length;
   }
+  /**
+   * Earlier memory tables (or the last one, after close) still mapped because buffers in
+   * flight or device work pin them (docs/vhost-user-memory-changes.md), and the mappings alive.
+   */
+  get retiredMemoryTables(): number {
+    return this.mem.retiredTables;
+  }
+  get memoryMappings(): number {
+    return this.mem.mappingCount;
+  }
   get deviceActive(): boolean {
     return this.core.active;
   }
