@@ -80,7 +80,10 @@ function patternBytes(): Buffer {
 }
 
 function guestScript(o: SoakOptions): string {
+  // Each job writes and verifies only its own slice of the disk (concurrent writers to one
+  // extent would make a correct device look wrong); the random reads go anywhere.
   const blocks = (o.imageMiB << 20) / 4096;
+  const slice = Math.floor(blocks / o.jobs);
   return `
 wait_path /dev/vda || fail "no /dev/vda"
 end=$(( $(cut -d. -f1 /proc/uptime) + ${Math.round(o.minutes * 60)} ))
@@ -89,7 +92,7 @@ job() {
   while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do
     cnt=$(( 1 + RANDOM % 256 ))
     off=$(( RANDOM * 32768 + RANDOM ))
-    off=$(( off % (${blocks} - cnt) ))
+    off=$(( (j - 1) * ${slice} + off % (${slice} - cnt) ))
     dd if=/pattern.bin of=/dev/vda bs=4096 seek=$off count=$cnt oflag=direct conv=notrunc 2>/dev/null || ioerr=$((ioerr + 1))
     dd if=/dev/vda of=/tmp/r$j.bin bs=4096 skip=$off count=$cnt iflag=direct 2>/dev/null || ioerr=$((ioerr + 1))
     dd if=/pattern.bin of=/tmp/e$j.bin bs=4096 count=$cnt 2>/dev/null
