@@ -21,8 +21,9 @@ import type { VhostUserError } from './codec.js';
 import { VhostUserFault } from './codec.js';
 import { LoopbackPlatform } from './loopback-platform.js';
 import { MAX_RETIRED_TABLES, VhostMemoryMap } from './memory-map.js';
-import { FrontendReq, type MemRegion } from './messages.js';
-import { EchoDevice, GUEST_BASE, MEM_SIZE, RING, TinyDriver, USER_BASE, makeGuest, openSession, setUpRing, waitEventfd, type Guest, type Session } from './test-helpers.js';
+import { F_PROTOCOL_FEATURES, FrontendReq, type MemRegion } from './messages.js';
+import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
+import { EchoDevice, GUEST_BASE, MEM_SIZE, RING, TinyDriver, TinyPackedDriver, USER_BASE, makeGuest, openSession, setUpRing, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -162,6 +163,43 @@ describe('vhost-user requests in flight across memory changes', () => {
     await called;
     assert.equal(r.drv.usedIdx(), 2);
     assert.equal(r.drv.used(1).id, next);
+  });
+
+  it('packed ring: a request in flight across SET_MEM_TABLE is used after it, at the ring position it had', async () => {
+    guest = makeGuest(p);
+    const dev = new EchoDevice(F.VERSION_1 | F.RING_PACKED);
+    const s = openSession(p, dev);
+    sessions.push(s);
+    const drv = new TinyPackedDriver(guest.map.bytes, 8);
+    const f = s.front;
+    await f.getFeatures();
+    await f.setProtocolFeatures(SUPPORTED_PROTOCOL_FEATURES);
+    f.needReply = true;
+    assert.equal(await f.setOwner(), 0);
+    assert.equal(await f.setFeatures(F.VERSION_1 | F.RING_PACKED | F_PROTOCOL_FEATURES), 0);
+    assert.equal(await f.setMemTable([guest.region], [guest.fd]), 0);
+    assert.equal(await f.setVringNum(0, drv.size), 0);
+    assert.equal(await f.setVringBase(0, 0x8000_8000), 0); // positions 0, wrap counters 1
+    assert.equal(await f.setVringAddr(drv.vringAddr(0)), 0);
+    const kick = p.eventfd();
+    const call = p.eventfd();
+    fds.push(kick, call);
+    assert.equal(await f.setVringKick(0, kick), 0);
+    assert.equal(await f.setVringCall(0, call), 0);
+    assert.equal(await f.setVringEnable(0, true), 0);
+    dev.hold = true;
+    const first = drv.add(enc.encode('one'), 8, RING.data);
+    const second = drv.add(enc.encode('two'), 8, RING.data + 0x200);
+    p.eventfdWrite(kick, 1);
+    await dev.waitFor(2);
+    assert.equal(await s.front.setMemTable([guest.region], [guest.fd]), 0);
+    // Completed out of order after the change: both come back, in completion order.
+    dev.complete(0, dev.held.pop()!);
+    dev.complete(0, dev.held.pop()!);
+    assert.deepEqual(drv.takeUsed(), { id: second, len: 3 });
+    assert.deepEqual(drv.takeUsed(), { id: first, len: 3 });
+    assert.equal(drv.takeUsed(), null);
+    assert.equal(s.backend.memoryMappings, 1);
   });
 
   it('REM_MEM_REG of the region a request in flight writes into: accepted, the request completes into it, then it is unmapped', async () => {
