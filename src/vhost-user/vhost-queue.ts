@@ -94,12 +94,15 @@ export class VhostQueue implements DeviceQueue {
   private recentIds: Uint16Array | null = null;
   private recentPos = 0;
   /**
-   * Ring pins: buffers popped and not yet used, counted per GuestMemory they were popped from
-   * (oldest first; one entry except after a memory change while buffers were in flight). Each
-   * count is also held as pins on its GuestMemory.
+   * Ring pins: buffers popped and not yet used, counted per GuestMemory they were popped from.
+   * The memory of the latest pops in `pinMem` / `pinCount` (the hot path: two field updates),
+   * older ones (buffers in flight across a memory change) in `oldPinMems` / `oldPinCounts`,
+   * oldest first. Each count is also held as pins on its GuestMemory.
    */
-  private pinMems: GuestMemory[] = [];
-  private pinCounts: number[] = [];
+  private pinMem: GuestMemory | null = null;
+  private pinCount = 0;
+  private oldPinMems: GuestMemory[] = [];
+  private oldPinCounts: number[] = [];
 
   constructor(
     public inner: DeviceQueue,
@@ -128,12 +131,14 @@ export class VhostQueue implements DeviceQueue {
   detach(): void {
     if (this.detached) return;
     this.detached = true;
-    for (let k = 0; k < this.pinMems.length; k++) {
-      const m = this.pinMems[k]!;
-      for (let n = this.pinCounts[k]!; n > 0; n--) m.unpin();
+    for (let k = 0; k < this.oldPinMems.length; k++) {
+      const m = this.oldPinMems[k]!;
+      for (let n = this.oldPinCounts[k]!; n > 0; n--) m.unpin();
     }
-    this.pinMems = [];
-    this.pinCounts = [];
+    this.oldPinMems = [];
+    this.oldPinCounts = [];
+    const m = this.pinMem;
+    if (m !== null) for (; this.pinCount > 0; this.pinCount--) m.unpin();
   }
 
   /**
@@ -151,29 +156,38 @@ export class VhostQueue implements DeviceQueue {
 
   /** Buffers popped and not yet used (the ring pins this queue holds). */
   get pinnedBuffers(): number {
-    let n = 0;
-    for (const c of this.pinCounts) n += c;
+    let n = this.pinCount;
+    for (const c of this.oldPinCounts) n += c;
     return n;
   }
 
-  /** Pins `chain.memory` for a buffer just popped. */
+  /** Pins `m` (`chain.memory`) for a buffer just popped. */
   private pinPopped(m: GuestMemory): void {
-    const k = this.pinMems.length - 1;
-    if (k >= 0 && this.pinMems[k] === m) this.pinCounts[k]!++;
-    else {
-      // The first pop, or the first after a memory change (rare: allocation allowed).
-      this.pinMems.push(m);
-      this.pinCounts.push(1);
+    if (m !== this.pinMem) {
+      // The first pop, or the first after a memory change (rare: allocation allowed): the
+      // buffers still in flight from the previous memory keep their count apart.
+      if (this.pinMem !== null && this.pinCount > 0) {
+        this.oldPinMems.push(this.pinMem);
+        this.oldPinCounts.push(this.pinCount);
+      }
+      this.pinMem = m;
+      this.pinCount = 0;
     }
+    this.pinCount++;
     m.pin();
   }
 
   /** Gives back the pin of a buffer used, popped from `m`; false when none is held there. */
   private unpinUsed(m: GuestMemory): boolean {
-    const mems = this.pinMems;
+    if (m === this.pinMem && this.pinCount > 0) {
+      this.pinCount--;
+      m.unpin();
+      return true;
+    }
+    const mems = this.oldPinMems;
     for (let k = mems.length - 1; k >= 0; k--) {
       if (mems[k] !== m) continue;
-      this.dropPins(k, 1);
+      this.dropOldPins(k, 1);
       return true;
     }
     return false;
@@ -184,24 +198,37 @@ export class VhostQueue implements DeviceQueue {
    * oldest first (in-order use returns the oldest buffers first), or newest first (undoPop).
    */
   private unpinCount(n: number, oldestFirst: boolean): void {
-    while (n > 0 && this.pinMems.length > 0) {
-      const k = oldestFirst ? 0 : this.pinMems.length - 1;
-      const take = Math.min(n, this.pinCounts[k]!);
-      this.dropPins(k, take);
+    if (!oldestFirst) n = this.unpinLatest(n);
+    while (n > 0 && this.oldPinMems.length > 0) {
+      const k = oldestFirst ? 0 : this.oldPinMems.length - 1;
+      const take = Math.min(n, this.oldPinCounts[k]!);
+      this.dropOldPins(k, take);
       n -= take;
     }
+    if (oldestFirst) this.unpinLatest(n);
   }
 
-  private dropPins(k: number, n: number): void {
-    const m = this.pinMems[k]!;
-    const left = this.pinCounts[k]! - n;
-    // The current memory's entry stays (count 0) so the next pop allocates nothing.
-    if (left === 0 && (k !== this.pinMems.length - 1 || m !== this.memory)) {
-      this.pinMems.splice(k, 1);
-      this.pinCounts.splice(k, 1);
-    } else this.pinCounts[k] = left;
+  /** Gives back up to `n` pins of the latest memory; returns how many remain to give. */
+  private unpinLatest(n: number): number {
+    const m = this.pinMem;
+    if (m === null) return n;
+    for (; n > 0 && this.pinCount > 0; n--) {
+      this.pinCount--;
+      m.unpin();
+    }
+    return n;
+  }
+
+  private dropOldPins(k: number, n: number): void {
+    const m = this.oldPinMems[k]!;
+    const left = this.oldPinCounts[k]! - n;
+    if (left === 0) {
+      this.oldPinMems.splice(k, 1);
+      this.oldPinCounts.splice(k, 1);
+    } else this.oldPinCounts[k] = left;
     for (let i = 0; i < n; i++) m.unpin();
   }
+
 
   /** Buffers waiting to be resubmitted after a restart. */
   get resubmitPending(): number {
