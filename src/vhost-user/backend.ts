@@ -534,7 +534,11 @@ export class VhostUserBackend {
     else this.core.detachQueue(r.index);
   }
 
-  /** The memory map changed: every started ring is rebuilt over it, keeping its position. */
+  /**
+   * The memory map changed: every started ring is rebuilt over it, keeping its position and its
+   * queue object, so the device's requests in flight are still used on it; their memory stays
+   * mapped while they are (docs/vhost-user-memory-changes.md).
+   */
   private memoryChanged(): void {
     // The core must not rebuild lent queues itself (they are VhostQueues): take them back first.
     for (const r of this.rings) this.core.detachQueue(r.index);
