@@ -39,6 +39,10 @@ export class GuestMemory {
   private readonly u32s: (Uint32Array | null)[] = [];
   private last = 0;
   private static readonly fenceCell = new Int32Array(new SharedArrayBuffer(4));
+  /** Pins held (see `pin`), and what runs when the owner retired this memory and the last goes. */
+  private pins = 0;
+  private onReleased: (() => void) | null = null;
+  private isReleased = false;
 
   constructor(regions: readonly RegionSpec[]) {
     this.setRegions(regions);
@@ -348,5 +352,58 @@ export class GuestMemory {
   /** A DataView over region `region`, for ring code that caches it. */
   dataViewOf(region: number): DataView {
     return this.dvs[region]!;
+  }
+
+  // ---- pins: keeping the backing mapped while work outside the event loop uses it ----------
+
+  /**
+   * Holds this memory's backing (the mappings its regions view) until `unpin`, even when its
+   * owner replaces it meanwhile (vhost-user SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG, the end of
+   * the session): the owner unmaps a retired memory only once no pin holds it. A device that
+   * hands views of guest memory to work that runs off the event loop (a file read into a guest
+   * buffer on libuv's thread pool) pins the memory its chain was popped from (`chain.memory`)
+   * before it starts and unpins when that work ended, so the work never writes into unmapped
+   * pages, nor into whatever the address space maps there next. Returns false (and pins
+   * nothing) when the backing is already gone: the work must not start. Two counter updates,
+   * no allocation. See docs/vhost-user-memory-changes.md.
+   */
+  pin(): boolean {
+    if (this.isReleased) return false;
+    this.pins++;
+    return true;
+  }
+
+  /** Gives back one `pin`; the last one of a retired memory releases its backing. */
+  unpin(): void {
+    if (this.pins <= 0) throw new MemoryError('unpin without a pin', 0, 0, ErrorCode.MEMORY_BAD_REGION);
+    if (--this.pins === 0 && this.onReleased !== null) this.release();
+  }
+
+  /** Pins held now. */
+  get pinCount(): number {
+    return this.pins;
+  }
+
+  /** Whether the owner retired this memory and its backing was released (pins fail then). */
+  get released(): boolean {
+    return this.isReleased;
+  }
+
+  /**
+   * For the owner of the backing: this memory is no longer the current one. `release` (which
+   * unmaps what only this memory used) runs once no pin holds it: now when none does. Retiring
+   * twice keeps the first `release`.
+   */
+  retire(release: () => void): void {
+    if (this.isReleased || this.onReleased !== null) return;
+    this.onReleased = release;
+    if (this.pins === 0) this.release();
+  }
+
+  private release(): void {
+    const f = this.onReleased!;
+    this.onReleased = null;
+    this.isReleased = true;
+    f();
   }
 }

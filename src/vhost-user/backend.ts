@@ -297,6 +297,17 @@ export class VhostUserBackend {
   get numQueues(): number {
     return this.rings.length;
   }
+  /**
+   * Earlier memory tables (or the last one, after close) still mapped because buffers in
+   * flight or device work pin them (docs/vhost-user-memory-changes.md), and the mappings alive.
+   */
+  get retiredMemoryTables(): number {
+    return this.mem.retiredTables;
+  }
+  /** Guest memory mappings alive now, the current table's and the retired ones'. */
+  get memoryMappings(): number {
+    return this.mem.mappingCount;
+  }
   /** Whether the device is active (a ring started with the device's features negotiated). */
   get deviceActive(): boolean {
     return this.core.active;
@@ -565,7 +576,11 @@ export class VhostUserBackend {
     else this.core.detachQueue(r.index);
   }
 
-  /** The memory map changed: every started ring is rebuilt over it, keeping its position. */
+  /**
+   * The memory map changed: every started ring is rebuilt over it, keeping its position and its
+   * queue object, so the device's requests in flight are still used on it; their memory stays
+   * mapped while they are (docs/vhost-user-memory-changes.md).
+   */
   private memoryChanged(): void {
     // The core must not rebuild lent queues itself (they are VhostQueues): take them back first.
     for (const r of this.rings) this.core.detachQueue(r.index);

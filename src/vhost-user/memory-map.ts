@@ -8,6 +8,12 @@
  * sends two regions of one memfd, the second at a non-zero offset). An external ArrayBuffer is
  * capped at 4 GiB on Node 20, so larger mappings are made in chunks, each its own GuestMemory
  * region (a buffer straddling a chunk boundary is then refused, like any unmapped range).
+ *
+ * Every change (a new table, a region added or removed, the end of the session) makes a new
+ * GuestMemory and retires the previous one; a retired GuestMemory's mappings are unmapped only
+ * once no pin holds it (GuestMemory.pin: buffers popped and not yet used, device work off the
+ * event loop), and only those no newer GuestMemory uses. So a late completion never writes to
+ * unmapped memory (docs/vhost-user-memory-changes.md).
  */
 import { GuestMemory, type RegionSpec } from '../memory/guest-memory.js';
 import type { Mapping, Platform } from '../platform/types.js';
@@ -24,7 +30,16 @@ interface MappedRegion {
   readonly specs: RegionSpec[];
   /** ADD_MEM_REG of this very region so far, less its REM_MEM_REGs (see `add`). */
   refs: number;
+  /** GuestMemory generations (the current one, retired ones still pinned) that view this region. */
+  users: number;
 }
+
+/**
+ * Retired GuestMemory generations still held by pins at most: past it a memory change is
+ * refused (BAD_STATE), so a front-end that changes the table again and again while a request
+ * stalls cannot pile up mappings without bound. The previous table stays working.
+ */
+export const MAX_RETIRED_TABLES = 16;
 
 function sameRegion(a: MemRegion, b: MemRegion): boolean {
   return a.guestAddr === b.guestAddr && a.size === b.size && a.userAddr === b.userAddr;
@@ -35,6 +50,10 @@ export class VhostMemoryMap {
   private mem: GuestMemory | null = null;
   /** Changes on every table change, so holders of queues know to rebuild them. */
   generation = 0;
+  /** Retired generations whose mappings are still held by pins. */
+  private retiredHeld = 0;
+  /** Mappings made and not yet unmapped, retired ones included. */
+  private liveMappings = 0;
 
   constructor(
     private readonly platform: Platform,
@@ -49,6 +68,16 @@ export class VhostMemoryMap {
 
   get count(): number {
     return this.regions.length;
+  }
+
+  /** Retired memory tables still mapped because pins hold them. */
+  get retiredPending(): number {
+    return this.retiredHeld;
+  }
+
+  /** Mappings alive (the current table's and the retired ones still held). */
+  get mappingCount(): number {
+    return this.liveMappings;
   }
 
   descriptors(): MemRegion[] {
@@ -81,14 +110,12 @@ export class VhostMemoryMap {
       for (let i = 0; i < descs.length; i++) {
         VhostMemoryMap.validate(req, descs[i]!, descs.slice(0, i));
       }
+      this.checkRetiredBound(req);
       for (let i = 0; i < descs.length; i++) built.push(this.mapRegion(req, descs[i]!, fds[i]!));
       const mem = this.build(built);
-      this.unmapAll();
-      this.regions = built;
-      this.mem = mem;
-      this.generation++;
+      this.replace(built, mem);
     } catch (e) {
-      for (const r of built) for (const m of r.mappings) m.unmap();
+      for (const r of built) this.unmapRegion(r);
       throw e;
     } finally {
       for (const fd of fds) this.platform.close(fd);
@@ -112,14 +139,13 @@ export class VhostMemoryMap {
       }
       if (this.regions.length >= maxSlots) throw new VhostUserError(VhostUserFault.BAD_VALUE, `all ${maxSlots} memory slots in use`, req);
       VhostMemoryMap.validate(req, desc, this.descriptors());
+      this.checkRetiredBound(req);
       r = this.mapRegion(req, desc, fd);
       const all = [...this.regions, r];
-      this.mem = this.build(all);
-      this.regions = all;
-      this.generation++;
+      this.replace(all, this.build(all));
       return true;
     } catch (e) {
-      if (r) for (const m of r.mappings) m.unmap();
+      if (r) this.unmapRegion(r);
       throw e;
     } finally {
       this.platform.close(fd);
@@ -133,11 +159,11 @@ export class VhostMemoryMap {
   remove(req: number, desc: MemRegion): boolean {
     const i = this.regions.findIndex((r) => sameRegion(r.desc, desc));
     if (i < 0) throw new VhostUserError(VhostUserFault.BAD_VALUE, `no region at 0x${desc.guestAddr.toString(16)}`, req);
+    if (this.regions[i]!.refs <= 1) this.checkRetiredBound(req);
     if (--this.regions[i]!.refs > 0) return false;
-    const [gone] = this.regions.splice(i, 1);
-    this.mem = this.regions.length > 0 ? this.build(this.regions) : null;
-    for (const m of gone!.mappings) m.unmap();
-    this.generation++;
+    const rest = this.regions.filter((_, k) => k !== i);
+    // The removed region is unmapped when the memory that still views it is released.
+    this.replace(rest, rest.length > 0 ? this.build(rest) : null);
     return true;
   }
 
@@ -156,16 +182,56 @@ export class VhostMemoryMap {
     return -1;
   }
 
-  /** Unmaps every region (reset, disconnect). */
+  /**
+   * Unmaps every region (reset, disconnect): at once, or, for memory a pin still holds (a
+   * device's work in flight), when the last pin goes.
+   */
   clear(): void {
-    this.unmapAll();
-    this.regions = [];
-    this.mem = null;
-    this.generation++;
+    this.replace([], null);
   }
 
-  private unmapAll(): void {
-    for (const r of this.regions) for (const m of r.mappings) m.unmap();
+  /** Refuses a change while MAX_RETIRED_TABLES retired tables are still held. */
+  private checkRetiredBound(req: number): void {
+    if (this.retiredHeld >= MAX_RETIRED_TABLES) {
+      throw new VhostUserError(VhostUserFault.BAD_STATE, `${this.retiredHeld} earlier memory tables are still held by requests in flight (refused; the current one stays)`, req);
+    }
+  }
+
+  /**
+   * `regions` viewed by `mem` become current; the previous GuestMemory is retired: the regions
+   * only it viewed are unmapped once no pin holds it (at once when none does).
+   */
+  private replace(regions: MappedRegion[], mem: GuestMemory | null): void {
+    for (const r of regions) r.users++;
+    const oldRegions = this.regions;
+    const oldMem = this.mem;
+    this.regions = regions;
+    this.mem = mem;
+    this.generation++;
+    const drop = (): void => {
+      for (const r of oldRegions) if (--r.users === 0) this.unmapRegion(r);
+    };
+    if (oldMem === null) {
+      drop();
+      return;
+    }
+    if (oldMem.pinCount === 0) {
+      oldMem.retire(drop);
+      return;
+    }
+    this.retiredHeld++;
+    oldMem.retire(() => {
+      this.retiredHeld--;
+      drop();
+    });
+  }
+
+  private unmapRegion(r: MappedRegion): void {
+    for (const m of r.mappings) {
+      m.unmap();
+      this.liveMappings--;
+    }
+    r.mappings.length = 0;
   }
 
   private build(regions: readonly MappedRegion[]): GuestMemory {
@@ -200,6 +266,7 @@ export class VhostMemoryMap {
       if (e instanceof VhostUserError) throw e;
       throw new VhostUserError(VhostUserFault.MAP_FAILED, `mmap of ${total} bytes failed: ${(e as Error).message}`, req, { cause: e });
     }
-    return { desc: d, mappings, specs, refs: 1 };
+    this.liveMappings += mappings.length;
+    return { desc: d, mappings, specs, refs: 1, users: 0 };
   }
 }

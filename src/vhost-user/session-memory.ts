@@ -41,6 +41,16 @@ export class SessionMemory {
     return this.map.memory;
   }
 
+  /** Earlier memory tables still mapped because pins hold them (see VhostMemoryMap). */
+  get retiredTables(): number {
+    return this.map.retiredPending;
+  }
+
+  /** Mappings alive, those of held earlier tables included. */
+  get mappingCount(): number {
+    return this.map.mappingCount;
+  }
+
   /** Guest address of front-end user range [ua, ua + len), or -1 when unmapped. */
   userToGuest(ua: number, len: number): number {
     return this.map.userToGuest(ua, len);

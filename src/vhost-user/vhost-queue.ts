@@ -5,8 +5,12 @@
  *  - dirty logging (LOG_ALL): mark the pages of written buffers and of the used ring;
  *  - ring errors reported to the back-end (QueueError marks the ring broken);
  *  - detachment: once the ring is stopped (GET_VRING_BASE, disconnect) late completions of an
- *    asynchronous device are dropped instead of touching a ring the front-end took back.
- * No allocation on pop/push unless logging is on.
+ *    asynchronous device are dropped instead of touching a ring the front-end took back;
+ *  - memory changes: the same object goes on over a ring rebuilt on the new memory table
+ *    (`rebuild`), so buffers in flight are still returned to the ring; each buffer popped and
+ *    not yet used pins the GuestMemory it was popped from (its `chain.memory`), so the mappings
+ *    its data lies in stay mapped until it is used (docs/vhost-user-memory-changes.md).
+ * No allocation on pop/push unless logging is on (or right after a memory change).
  */
 import { ErrorCode, QueueError, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -59,7 +63,8 @@ export class VhostQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
   readonly packed: boolean;
-  readonly memory: GuestMemory;
+  /** The memory the ring lies in now (replaced by `rebuild`). */
+  memory: GuestMemory;
   private detached = false;
   private split: SplitInflight | null = null;
   private pk: PackedInflight | null = null;
@@ -92,10 +97,20 @@ export class VhostQueue implements DeviceQueue {
   /** With inflight tracking: ids of the last `size` ring pops (a ring at recentPos), for undoPop. */
   private recentIds: Uint16Array | null = null;
   private recentPos = 0;
+  /**
+   * Ring pins: buffers popped and not yet used, counted per GuestMemory they were popped from.
+   * The memory of the latest pops in `pinMem` / `pinCount` (the hot path: two field updates),
+   * older ones (buffers in flight across a memory change) in `oldPinMems` / `oldPinCounts`,
+   * oldest first. Each count is also held as pins on its GuestMemory.
+   */
+  private pinMem: GuestMemory | null = null;
+  private pinCount = 0;
+  private oldPinMems: GuestMemory[] = [];
+  private oldPinCounts: number[] = [];
 
   constructor(
-    readonly inner: DeviceQueue,
-    private readonly o: VhostQueueOptions,
+    public inner: DeviceQueue,
+    private o: VhostQueueOptions,
   ) {
     this.size = inner.size;
     this.index = o.index;
@@ -112,10 +127,112 @@ export class VhostQueue implements DeviceQueue {
     return this.detached;
   }
 
-  /** Stops the queue: nothing more is popped or pushed. */
+  /**
+   * Stops the queue: nothing more is popped or pushed. Its ring pins go: buffers in flight are
+   * not returned to the ring any more (a device whose own work still writes into them pins
+   * their memory itself, see GuestMemory.pin).
+   */
   detach(): void {
+    if (this.detached) return;
     this.detached = true;
+    for (let k = 0; k < this.oldPinMems.length; k++) {
+      const m = this.oldPinMems[k]!;
+      for (let n = this.oldPinCounts[k]!; n > 0; n--) m.unpin();
+    }
+    this.oldPinMems = [];
+    this.oldPinCounts = [];
+    const m = this.pinMem;
+    if (m !== null) for (; this.pinCount > 0; this.pinCount--) m.unpin();
   }
+
+  /**
+   * The memory table (or the ring's addresses) changed: the ring goes on over `inner`, built
+   * over `memory` at this queue's position (the caller set its state). The device keeps this
+   * object, so the buffers it has in flight are returned to the ring at its new place; their
+   * data stays in the memory they were popped from, which their pins keep mapped.
+   */
+  rebuild(inner: DeviceQueue, memory: GuestMemory, descGuest: number): void {
+    this.inner = inner;
+    this.memory = memory;
+    this.o = { ...this.o, memory, descGuest };
+    this.syncPositions();
+  }
+
+  /** Buffers popped and not yet used (the ring pins this queue holds). */
+  get pinnedBuffers(): number {
+    let n = this.pinCount;
+    for (const c of this.oldPinCounts) n += c;
+    return n;
+  }
+
+  /** Pins `m` (`chain.memory`) for a buffer just popped. */
+  private pinPopped(m: GuestMemory): void {
+    if (m !== this.pinMem) {
+      // The first pop, or the first after a memory change (rare: allocation allowed): the
+      // buffers still in flight from the previous memory keep their count apart.
+      if (this.pinMem !== null && this.pinCount > 0) {
+        this.oldPinMems.push(this.pinMem);
+        this.oldPinCounts.push(this.pinCount);
+      }
+      this.pinMem = m;
+      this.pinCount = 0;
+    }
+    this.pinCount++;
+    m.pin();
+  }
+
+  /** Gives back the pin of a buffer used, popped from `m`; false when none is held there. */
+  private unpinUsed(m: GuestMemory): boolean {
+    if (m === this.pinMem && this.pinCount > 0) {
+      this.pinCount--;
+      m.unpin();
+      return true;
+    }
+    const mems = this.oldPinMems;
+    for (let k = mems.length - 1; k >= 0; k--) {
+      if (mems[k] !== m) continue;
+      this.dropOldPins(k, 1);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Gives back `n` pins without knowing the buffers' memory (pushId, in-order batches, undoPop):
+   * oldest first (in-order use returns the oldest buffers first), or newest first (undoPop).
+   */
+  private unpinCount(n: number, oldestFirst: boolean): void {
+    if (!oldestFirst) n = this.unpinLatest(n);
+    while (n > 0 && this.oldPinMems.length > 0) {
+      const k = oldestFirst ? 0 : this.oldPinMems.length - 1;
+      const take = Math.min(n, this.oldPinCounts[k]!);
+      this.dropOldPins(k, take);
+      n -= take;
+    }
+    if (oldestFirst) this.unpinLatest(n);
+  }
+
+  /** Gives back up to `n` pins of the latest memory; returns how many remain to give. */
+  private unpinLatest(n: number): number {
+    const m = this.pinMem;
+    if (m === null) return n;
+    for (; n > 0 && this.pinCount > 0; n--) {
+      this.pinCount--;
+      m.unpin();
+    }
+    return n;
+  }
+
+  private dropOldPins(k: number, n: number): void {
+    const m = this.oldPinMems[k]!;
+    const left = this.oldPinCounts[k]! - n;
+    if (left === 0) {
+      this.oldPinMems.splice(k, 1);
+      this.oldPinCounts.splice(k, 1);
+    } else this.oldPinCounts[k] = left;
+    for (let i = 0; i < n; i++) m.unpin();
+  }
+
 
   /** Buffers waiting to be resubmitted after a restart. */
   get resubmitPending(): number {
@@ -192,17 +309,20 @@ export class VhostQueue implements DeviceQueue {
         const head = this.split.resubmit[this.resubmitAt++]!;
         readSplitChain(this.o.memory, this.o.descGuest, this.size, head, this.o.indirect, this.o.littleEndian, chain, this.index);
         this.served++;
+        this.pinPopped(chain.memory);
         return true;
       }
       if (this.pk && this.resubmitAt < this.pk.resubmit.length) {
         const slot = this.pk.resubmit[this.resubmitAt++]!;
         this.pk.readChain(this.o.memory, slot, this.o.indirect, this.o.littleEndian, chain, this.index);
         this.served++;
+        this.pinPopped(chain.memory);
         return true;
       }
       if (!this.inner.pop(chain)) return false;
       this.served++;
       this.ringPops++;
+      this.pinPopped(chain.memory);
       // A pop may write the event suppression area too (EVENT_IDX: avail_event / device area).
       if (this.log) this.logEventWrite();
     } catch (e) {
@@ -232,6 +352,7 @@ export class VhostQueue implements DeviceQueue {
     if (this.detached) return;
     if (this.log) this.logChain(chain, written);
     this.complete(chain.id, chain.ringDescs, written, chain);
+    if (!this.unpinUsed(chain.memory)) this.unpinCount(1, true);
   }
 
   /**
@@ -252,6 +373,7 @@ export class VhostQueue implements DeviceQueue {
       throw e;
     }
     this.advanceUsed(chain.ringDescs);
+    if (!this.unpinUsed(chain.memory)) this.unpinCount(1, true);
   }
 
   /** Makes the entries of pushDeferred visible to the driver (no-op when none pend). */
@@ -281,6 +403,8 @@ export class VhostQueue implements DeviceQueue {
     this.usedIdx = s.nextUsed;
     this.usedWrap = s.usedWrap;
     if (this.log && this.logUsedAddr >= 0) this.log.mark(this.logUsedAddr, this.logUsedLen);
+    // In-order: the batch is the `count` oldest buffers in flight.
+    this.unpinCount(count, true);
   }
 
   /**
@@ -312,6 +436,7 @@ export class VhostQueue implements DeviceQueue {
     }
     this.resubmitAt -= count - fromRing;
     this.served -= count;
+    this.unpinCount(count, false);
   }
 
   createChain(minSegments?: number): DescriptorChain {
@@ -321,6 +446,11 @@ export class VhostQueue implements DeviceQueue {
   pushId(id: number, ringDescs: number, written: number): void {
     if (this.detached) return;
     this.complete(id, ringDescs, written, null);
+    // Without the chain its memory is unknown: the oldest pin goes. Exact unless buffers popped
+    // under two memory tables complete out of order through pushId (no device of this project
+    // does); a retired table released early then only loses that buffer's late JavaScript
+    // writes (its views are detached, nothing reaches unmapped pages); native work pins for itself.
+    this.unpinCount(1, true);
   }
 
   private complete(id: number, ringDescs: number, written: number, chain: DescriptorChain | null): void {

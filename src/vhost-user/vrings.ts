@@ -225,8 +225,11 @@ export class VringSet {
     return { desc, avail, used };
   }
 
-  /** Starts a ring (SET_VRING_KICK): builds its queue from num, base (or `state`) and addresses. */
-  private start(req: number, r: Vring, state?: QueueState): void {
+  /**
+   * Starts a ring (SET_VRING_KICK): builds its queue from num, base (or `state`) and addresses.
+   * `reuse`: the ring's queue, rebuilt in place over the current memory (see `restart`).
+   */
+  private start(req: number, r: Vring, state?: QueueState, reuse?: VhostQueue): void {
     const memory = this.memory.memory;
     if (!memory) throw new VhostUserError(VhostUserFault.BAD_STATE, 'no memory table', req);
     if (!r.addr || r.num === 0) throw new VhostUserError(VhostUserFault.BAD_STATE, `ring ${r.index} has no size or addresses`, req);
@@ -251,18 +254,27 @@ export class VringSet {
       if (e instanceof VhostUserError) throw e;
       throw new VhostUserError(VhostUserFault.BAD_VALUE, `ring ${r.index}: ${(e as Error).message}`, req, { cause: e });
     }
-    const q = new VhostQueue(inner, {
-      index: r.index,
-      memory,
-      packed,
-      indirect: (features & F.INDIRECT_DESC) !== 0n,
-      littleEndian: le,
-      descGuest: t.desc,
-      onError: (i, err) => this.host.ringError(i, err),
-    });
+    let q: VhostQueue;
+    if (reuse) {
+      // Same object, new ring views: the device's buffers in flight still come back to it.
+      reuse.rebuild(inner, memory, t.desc);
+      q = reuse;
+    } else {
+      q = new VhostQueue(inner, {
+        index: r.index,
+        memory,
+        packed,
+        indirect: (features & F.INDIRECT_DESC) !== 0n,
+        littleEndian: le,
+        descGuest: t.desc,
+        onError: (i, err) => this.host.ringError(i, err),
+      });
+    }
     r.descGuest = t.desc;
     r.usedGuest = t.used;
-    if (state && r.queue) q.adoptTracking(r.queue);
+    if (reuse) {
+      // inflight tracking (if any) stays with the queue
+    } else if (state && r.queue) q.adoptTracking(r.queue);
     else this.inflight.attach(req, r, q, memory, packed);
     r.queue = q;
     r.broken = null;
@@ -276,18 +288,22 @@ export class VringSet {
     if (r.enabled) sched.scheduleCheck(r);
   }
 
-  /** Rebuilds a started ring's queue (memory table or addresses changed), keeping its state. */
+  /**
+   * Rebuilds a started ring over the current memory table or addresses (they changed), keeping
+   * its position and its queue object: buffers popped before the change and used after it are
+   * returned to the ring at its new place (docs/vhost-user-memory-changes.md).
+   */
   restart(r: Vring): void {
     const old = r.queue;
     if (!old) return;
     const state = old.state();
-    old.detach();
     this.scheduler().stopWatching(r);
     r.started = false;
     this.host.ringChanged(r);
     try {
-      this.start(FrontendReq.SET_MEM_TABLE, r, state);
+      this.start(FrontendReq.SET_MEM_TABLE, r, state, old);
     } catch (e) {
+      old.detach();
       r.queue = null;
       r.base = encodeVringBase(state, old.packed);
       this.host.ringStopped(r);

@@ -12,6 +12,7 @@
 import { QueueRequest, type QueueServer } from '../../device/queue-server.js';
 import { ErrorCode, VirtioError, isVirtioError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import type { GuestMemory } from '../../memory/guest-memory.js';
 import { ChainCursor, type DescriptorChain, writableMappedPrefix, writeWritableByteAt } from '../../queue/chain.js';
 import {
   BLK_ID_BYTES,
@@ -65,6 +66,12 @@ export class BlkRequest extends QueueRequest {
   /** A read of a zoned device: its first sector and length, masked for unwritten data at the end (-1: none). */
   zonedReadSector = -1;
   zonedReadSectors = 0;
+  /**
+   * The memory the chain was popped from, pinned while the request runs: the backend reads and
+   * writes guest buffers off the event loop (libuv), so a memory table change or the end of a
+   * vhost-user session must not unmap them under it (GuestMemory.pin).
+   */
+  pinned: GuestMemory | null = null;
   readonly onOk: () => void;
   readonly onErr: (e: unknown) => void;
 
@@ -147,6 +154,11 @@ export class BlkRequestHandler {
     req.filled = 0;
     req.zonedReadSector = -1;
     req.phase = Phase.IO;
+    if (chain.memory.pin()) req.pinned = chain.memory;
+    else {
+      this.finish(req, BlkStatus.IOERR); // popped from memory already gone: touch nothing
+      return;
+    }
     if (chain.fault !== null || chain.writableBytes === 0) {
       // An unmapped segment or no status byte: answer what we can.
       if (chain.writableBytes === 0) this.log?.warn('virtio-blk: request without a status byte');
@@ -530,6 +542,17 @@ export class BlkRequestHandler {
    */
   private finish(req: BlkRequest, status: number): void {
     req.phase = Phase.IDLE;
+    const pinned = req.pinned;
+    req.pinned = null;
+    try {
+      this.finishLive(req, status);
+    } finally {
+      // The backend is done with the buffers (and the status byte is written): let them go.
+      pinned?.unpin();
+    }
+  }
+
+  private finishLive(req: BlkRequest, status: number): void {
     // Reset meanwhile: the buffers are the driver's again (device/content/8), touch nothing.
     if (!this.server.isLive(req)) return;
     const chain = req.chain;

@@ -15,6 +15,7 @@
  * can find them by LUN and id, mark them ABORTED or RESET and wait for them to complete before
  * it completes itself (5.6.6.2).
  */
+import type { GuestMemory } from '../../memory/guest-memory.js';
 import { QueueRequest, type QueueServer } from '../../device/queue-server.js';
 import { isVirtioError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -93,6 +94,12 @@ export class ScsiRequest extends QueueRequest {
   /** A TMF cancelled it: the response it gets (ABORTED or RESET), or -1. */
   abortResponse = -1;
   waiters: TmfWait[] | null = null;
+  /**
+   * The memory the chain was popped from, pinned while the command runs: the backend reads and
+   * writes guest buffers off the event loop, so a vhost-user memory change or disconnect must
+   * not unmap them under it (GuestMemory.pin, docs/vhost-user-memory-changes.md).
+   */
+  pinned: GuestMemory | null = null;
   prev: ScsiRequest | null = null;
   next: ScsiRequest | null = null;
   linked = false;
@@ -154,6 +161,8 @@ export class ScsiRequestHandler {
     req.waiters = null;
     req.dataInOffset = ScsiCmdResp.HEADER + this.host.senseSize;
     req.dataInAvail = Math.max(0, chain.writableBytes - req.dataInOffset);
+    // Right after a pop the memory is always there to pin (null only for a released one).
+    req.pinned = chain.memory.pin() ? chain.memory : null;
     this.link(req);
     const cdbSize = this.host.cdbSize;
     const headerLen = ScsiCmdReq.HEADER + cdbSize;
@@ -454,11 +463,18 @@ export class ScsiRequestHandler {
    */
   private finish(req: ScsiRequest): void {
     this.unlink(req);
-    const live = this.server.isLive(req);
+    const live = this.server.isLive(req) && req.pinned !== null;
     const waiters = req.waiters;
     req.waiters = null;
-    // Reset meanwhile: the buffers are the driver's again (device/content/8), touch nothing.
-    if (live) this.server.complete(req, this.writeResponse(req));
+    const pinned = req.pinned;
+    req.pinned = null;
+    try {
+      // Reset meanwhile: the buffers are the driver's again (device/content/8), touch nothing.
+      if (live) this.server.complete(req, this.writeResponse(req));
+    } finally {
+      // The backend is done with the buffers and the response is written: let them go.
+      pinned?.unpin();
+    }
     if (waiters !== null) for (const w of waiters) if (--w.remaining === 0) w.resolve();
   }
 
