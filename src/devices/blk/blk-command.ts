@@ -10,6 +10,7 @@ import { runBackend } from '../../cli/serve.js';
 import { BlkDevice } from './blk-device.js';
 import { FileBackend } from './file-backend.js';
 import { MemoryBackend } from './memory-backend.js';
+import { NbdBackend } from './nbd/nbd-backend.js';
 import type { BlkBackend } from './backend.js';
 import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
 
@@ -27,7 +28,17 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   const logger = createLogger(options.verbosity, 'virtio-ts blk', io.stderr);
   let backend: BlkBackend;
   let what: string;
-  if (options.image !== null) {
+  /** Device settings the storage dictates (an NBD export's block sizes). */
+  let storageHints: { blockSize?: number; optIoSize?: number; sizeMax?: number } = {};
+  if (options.nbd) {
+    // An unreachable server or a missing export fails here with a one-line NbdError.
+    const nbd = await NbdBackend.open(options.nbd.uri, { readOnly: options.readOnly, connections: options.nbd.connections, logger });
+    logger.info(nbd.summary());
+    const h = nbd.hints;
+    storageHints = { blockSize: h.blockSize, optIoSize: Math.floor(h.optIoSizeBytes / h.blockSize), sizeMax: nbd.client.maxPayload };
+    backend = nbd;
+    what = nbd.description;
+  } else if (options.image !== null) {
     try {
       backend = await FileBackend.open(options.image, { readOnly: options.readOnly });
     } catch (e) {
@@ -52,7 +63,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     `${options.numQueues} queue${options.numQueues === 1 ? '' : 's'} of up to ${options.queueSize})`;
   // Busy-polling pays with a RAM disk, whose requests complete inside the pass; a file's
   // complete on the event loop, which a poll window would only delay.
-  const pollUs = options.pollUs ?? (options.image === null ? DEFAULT_POLL_US_MEMORY : 0);
+  const pollUs = options.pollUs ?? (options.image === null && !options.nbd ? DEFAULT_POLL_US_MEMORY : 0);
   return runBackend({
     options,
     logger,
@@ -64,6 +75,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
         numQueues: options.numQueues,
         queueSize: options.queueSize,
         ...(options.serial !== null ? { serial: options.serial } : {}),
+        ...storageHints,
         logger,
       }),
     cleanup: () => backend.close(),

@@ -19,12 +19,15 @@ import {
   type OptionValues,
 } from '../../cli/options.js';
 import type { DeviceCli } from '../device-type.js';
+import { parseNbdUri } from './nbd/nbd-uri.js';
 
 export interface BlkOptions extends BackendOptions {
   /** Raw image file (`--image` or `--blk-file`), or null with `memoryBytes`. */
   readonly image: string | null;
   /** Size of a RAM disk (`--memory`), or null with `image`. */
   readonly memoryBytes: number | null;
+  /** NBD export URI (`--nbd`), or null; `--nbd-connections` with it (default 1). */
+  readonly nbd?: { readonly uri: string; readonly connections: number } | null;
   readonly readOnly: boolean;
   readonly numQueues: number;
   readonly queueSize: number;
@@ -43,7 +46,7 @@ export const DEFAULT_POLL_US_MEMORY = 50;
 
 const COMMAND = 'blk';
 
-const BLK_USAGE = `Usage: virtio-ts blk (--socket-path PATH | --fd N) (--image FILE | --memory SIZE) [options]
+const BLK_USAGE = `Usage: virtio-ts blk (--socket-path PATH | --fd N) (--image FILE | --memory SIZE | --nbd URI) [options]
 
 Serves a virtio-blk device to one vhost-user front-end (QEMU vhost-user-blk) at a time; after a
 disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing its socket.
@@ -51,6 +54,8 @@ disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing it
 ${BACKEND_SOCKET_USAGE}
   --image FILE            raw disk image (also --blk-file FILE)
   --memory SIZE           a RAM disk of SIZE bytes (K, M, G suffixes; a multiple of 512)
+  --nbd URI               an NBD export: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH
+  --nbd-connections N     connections to the export when its server allows several (1..16, default 1)
   --read-only             offer VIRTIO_BLK_F_RO and refuse writes
   --num-queues N          request queues, 1..${MAX_NUM_QUEUES} (default ${BLK_DEFAULTS.numQueues})
   --queue-size N          the ring size the device is built for, a power of 2 from 2 to ${MAX_QUEUE_SIZE}
@@ -71,8 +76,9 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const image = imageText ?? blkFile ?? null;
   const memoryText = stringOption(v, 'memory') ?? null;
-  if (image !== null && memoryText !== null) throw new CliError(CliFault.CONFLICT, '--image and --memory exclude each other', COMMAND);
-  if (image === null && memoryText === null) throw new CliError(CliFault.MISSING_IMAGE, 'give --image FILE or --memory SIZE', COMMAND);
+  const nbd = parseNbdOptions(v);
+  if ([image, memoryText, nbd].filter((x) => x !== null).length > 1) throw new CliError(CliFault.CONFLICT, '--image, --memory and --nbd exclude each other', COMMAND);
+  if (image === null && memoryText === null && nbd === null) throw new CliError(CliFault.MISSING_IMAGE, 'give --image FILE, --memory SIZE or --nbd URI', COMMAND);
   if (image === '') throw new CliError(CliFault.BAD_VALUE, '--image is empty', COMMAND);
   let memoryBytes: number | null = null;
   if (memoryText !== null) {
@@ -92,7 +98,24 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const pollText = stringOption(v, 'poll-us');
   const pollUs = pollText === undefined ? null : parseIntInRange(pollText, '--poll-us', 0, MAX_POLL_US_CLI, COMMAND);
-  return { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs };
+  return { ...common, image, memoryBytes, nbd, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs };
+}
+
+/** `--nbd URI` (checked here: a bad URI is a usage error) and `--nbd-connections N`. */
+function parseNbdOptions(v: OptionValues): BlkOptions['nbd'] {
+  const uri = stringOption(v, 'nbd');
+  const connText = stringOption(v, 'nbd-connections');
+  if (uri === undefined) {
+    if (connText !== undefined) throw new CliError(CliFault.BAD_VALUE, '--nbd-connections needs --nbd', COMMAND);
+    return null;
+  }
+  try {
+    parseNbdUri(uri);
+  } catch (e) {
+    throw new CliError(CliFault.BAD_VALUE, `--nbd: ${(e as Error).message.replace(/^nbd: /, '')}`, COMMAND);
+  }
+  const connections = connText === undefined ? 1 : parseIntInRange(connText, '--nbd-connections', 1, 16, COMMAND);
+  return { uri, connections };
 }
 
 export const BLK_CLI: DeviceCli<BlkOptions> = {
@@ -100,6 +123,8 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     image: { type: 'string' },
     'blk-file': { type: 'string' },
     memory: { type: 'string' },
+    nbd: { type: 'string' },
+    'nbd-connections': { type: 'string' },
     'read-only': { type: 'boolean' },
     'num-queues': { type: 'string' },
     'queue-size': { type: 'string' },

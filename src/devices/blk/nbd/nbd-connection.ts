@@ -47,6 +47,8 @@ const ST_DATA = 2;
 /** Room for an error chunk's fields: error, message length, a 4096-byte message, an offset. */
 const FIELDS_MAX = 6 + NBD_MAX_STRING + 8;
 const U32 = 0x1_0000_0000;
+/** IHAVEOPT, NBD_OPT_ABORT, no data. */
+const ABORT_OPTION = Buffer.from([0x49, 0x48, 0x41, 0x56, 0x45, 0x4f, 0x50, 0x54, 0, 0, 0, 2, 0, 0, 0, 0]);
 const MAX_SAFE_HI = 0x1f_ffff;
 
 /** Handshake-phase reads: chunks copied out of the reused receive buffer until asked for. */
@@ -179,7 +181,11 @@ export class NbdConnection {
       const settle = (e: NbdError | null): void => {
         clearTimeout(timer);
         if (e !== null) {
-          sock.destroy();
+          // A refused export: say goodbye politely (NBD_OPT_ABORT) rather than just hanging up.
+          if (e.fault !== NbdFault.UNREACHABLE && !sock.destroyed && sock.writable) {
+            sock.end(ABORT_OPTION);
+            setTimeout(() => sock.destroy(), 200).unref();
+          } else sock.destroy();
           reject(e);
         }
       };
