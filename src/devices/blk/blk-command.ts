@@ -35,7 +35,11 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     const nbd = await NbdBackend.open(options.nbd.uri, { readOnly: options.readOnly, connections: options.nbd.connections, logger });
     logger.info(nbd.summary());
     const h = nbd.hints;
-    storageHints = { blockSize: h.blockSize, optIoSize: Math.floor(h.optIoSizeBytes / h.blockSize), sizeMax: nbd.client.maxPayload };
+    storageHints = { blockSize: h.blockSize, optIoSize: Math.floor(h.optIoSizeBytes / h.blockSize) };
+    // size_max only for a server that really limits payloads (the backend splits larger requests
+    // anyway): SeaBIOS 1.16 divides size_max by blk_size into a u16, and 32 MiB / 512 wraps to 0,
+    // a firmware loop of empty requests.
+    if (h.sizeMax !== null) storageHints.sizeMax = h.sizeMax;
     backend = nbd;
     what = nbd.description;
   } else if (options.image !== null) {

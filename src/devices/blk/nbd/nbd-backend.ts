@@ -39,7 +39,15 @@ export interface NbdDeviceHints {
   readonly blockSize: number;
   /** opt_io_size in bytes: the server's preferred block size. */
   readonly optIoSizeBytes: number;
+  /**
+   * size_max in bytes when the server's maximum payload is small enough to matter (below
+   * 4 MiB), else null: larger segments are split by the backend anyway.
+   */
+  readonly sizeMax: number | null;
 }
+
+/** At or above this maximum payload, size_max is not offered (see NbdDeviceHints.sizeMax). */
+const SIZE_MAX_LIMIT = 4 << 20;
 
 export class NbdBackend implements BlkBackend {
   readonly size: number;
@@ -84,6 +92,7 @@ export class NbdBackend implements BlkBackend {
     return {
       blockSize: Math.min(65536, Math.max(512, info.minBlock)),
       optIoSizeBytes: Math.min(info.preferredBlock, this.maxPayload),
+      sizeMax: this.maxPayload < SIZE_MAX_LIMIT ? this.maxPayload : null,
     };
   }
 
