@@ -77,7 +77,8 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   const image = imageText ?? blkFile ?? null;
   const memoryText = stringOption(v, 'memory') ?? null;
   const nbd = parseNbdOptions(v);
-  if ([image, memoryText, nbd].filter((x) => x !== null).length > 1) throw new CliError(CliFault.CONFLICT, '--image, --memory and --nbd exclude each other', COMMAND);
+  if (image !== null && memoryText !== null) throw new CliError(CliFault.CONFLICT, '--image and --memory exclude each other', COMMAND);
+  if (nbd !== null && (image !== null || memoryText !== null)) throw new CliError(CliFault.CONFLICT, '--nbd excludes --image and --memory', COMMAND);
   if (image === null && memoryText === null && nbd === null) throw new CliError(CliFault.MISSING_IMAGE, 'give --image FILE, --memory SIZE or --nbd URI', COMMAND);
   if (image === '') throw new CliError(CliFault.BAD_VALUE, '--image is empty', COMMAND);
   let memoryBytes: number | null = null;
@@ -98,7 +99,7 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const pollText = stringOption(v, 'poll-us');
   const pollUs = pollText === undefined ? null : parseIntInRange(pollText, '--poll-us', 0, MAX_POLL_US_CLI, COMMAND);
-  return { ...common, image, memoryBytes, nbd, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs };
+  return { ...common, image, memoryBytes, ...(nbd !== null ? { nbd } : {}), readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs };
 }
 
 /** `--nbd URI` (checked here: a bad URI is a usage error) and `--nbd-connections N`. */
