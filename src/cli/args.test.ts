@@ -148,6 +148,8 @@ describe('virtio-ts command line', () => {
       '--serial': 'abc',
       '--poll-us': '20',
       '--threads': '1',
+      '--nbd': 'nbd://127.0.0.1/x',
+      '--nbd-connections': '2',
       '--disk-size': '128K',
       '--entropy-bytes': '8',
       '--stats-interval': '10',
@@ -162,7 +164,8 @@ describe('virtio-ts command line', () => {
         // Drop what conflicts with the option under test, then add it.
         let argv: string[] = [...base[cmd]];
         if (opt === '--fd') argv = argv.filter((a, i) => a !== '--socket-path' && argv[i - 1] !== '--socket-path');
-        if (opt === '--image' || opt === '--blk-file') argv = argv.filter((a, i) => a !== '--memory' && argv[i - 1] !== '--memory');
+        if (opt === '--image' || opt === '--blk-file' || opt.startsWith('--nbd')) argv = argv.filter((a, i) => a !== '--memory' && argv[i - 1] !== '--memory');
+        if (opt === '--nbd-connections') argv.push('--nbd', 'nbd://127.0.0.1/x');
         if (argv.includes(opt)) continue;
         const v = value[opt];
         const p = parseCommandLine([cmd, ...argv, opt, ...(v === undefined ? [] : [v])]);
@@ -189,7 +192,7 @@ describe('virtio-ts command line', () => {
     const r = await run(['blk', '--socket-path', 's']);
     assert.equal(r.code, EXIT.USAGE);
     assert.equal(r.out, '');
-    assert.equal(r.err, "virtio-ts blk: give --image FILE or --memory SIZE\nTry 'virtio-ts blk --help' for its options.\n");
+    assert.equal(r.err, "virtio-ts blk: give --image FILE, --memory SIZE or --nbd URI\nTry 'virtio-ts blk --help' for its options.\n");
     const u = await run(['nope']);
     assert.equal(u.code, EXIT.USAGE);
     assert.equal(u.err, "virtio-ts: unknown command \"nope\"\nTry 'virtio-ts --help' for the commands.\n");

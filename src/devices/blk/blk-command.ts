@@ -10,6 +10,7 @@ import { runBackend } from '../../cli/serve.js';
 import { BlkDevice } from './blk-device.js';
 import { FileBackend } from './file-backend.js';
 import { MemoryBackend, sparseMapBytes } from './memory-backend.js';
+import { NbdBackend } from './nbd/nbd-backend.js';
 import type { BlkBackend } from './backend.js';
 import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
 import { type BlkWorkerArgs, blkDeviceOptions, blkWorkerSpec, sharedMemoryBackend } from './blk-worker.js';
@@ -30,7 +31,24 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   let what: string;
   let disk: SharedArrayBuffer | null = null;
   let written: SharedArrayBuffer | null = null;
-  if (options.image !== null) {
+  /** Device settings the storage dictates (an NBD export's block sizes). */
+  let storageHints: { blockSize?: number; optIoSize?: number; sizeMax?: number } = {};
+  if (options.nbd) {
+    // Ring threads open their storage themselves (an image by path, a shared RAM disk): an NBD
+    // connection is not shared with them.
+    if (options.threads > 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--threads does not work with --nbd yet: serve the export on the main thread');
+    // An unreachable server or a missing export fails here with a one-line NbdError.
+    const nbd = await NbdBackend.open(options.nbd.uri, { readOnly: options.readOnly, connections: options.nbd.connections, logger });
+    logger.info(nbd.summary());
+    const h = nbd.hints;
+    storageHints = { blockSize: h.blockSize, optIoSize: Math.floor(h.optIoSizeBytes / h.blockSize) };
+    // size_max only for a server that really limits payloads (the backend splits larger requests
+    // anyway): SeaBIOS 1.16 divides size_max by blk_size into a u16, and 32 MiB / 512 wraps to 0,
+    // a firmware loop of empty requests.
+    if (h.sizeMax !== null) storageHints.sizeMax = h.sizeMax;
+    backend = nbd;
+    what = nbd.description;
+  } else if (options.image !== null) {
     try {
       backend = await FileBackend.open(options.image, { readOnly: options.readOnly });
     } catch (e) {
@@ -75,13 +93,13 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   };
   // Busy-polling pays with a RAM disk, whose requests complete inside the pass; a file's
   // complete on the event loop, which a poll window would only delay.
-  const pollUs = options.pollUs ?? (options.image === null ? DEFAULT_POLL_US_MEMORY : 0);
+  const pollUs = options.pollUs ?? (options.image === null && !options.nbd ? DEFAULT_POLL_US_MEMORY : 0);
   return runBackend({
     options,
     logger,
     description,
     backend: { pollUs },
-    device: () => new BlkDevice(backend, blkDeviceOptions(workerArgs, logger)),
+    device: () => new BlkDevice(backend, { ...blkDeviceOptions(workerArgs, logger), ...storageHints }),
     ...(options.threads > 0 ? { workers: { threads: options.threads, device: blkWorkerSpec(workerArgs) } } : {}),
     cleanup: () => backend.close(),
   });

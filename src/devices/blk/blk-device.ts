@@ -49,6 +49,8 @@ export interface BlkDeviceOptions {
    * (at least 512). Not offered by default. The device itself accepts any segment size.
    */
   sizeMax?: number;
+  /** opt_io_size (TOPOLOGY): suggested maximum I/O size in blocks of blockSize. Default 0 (none). */
+  optIoSize?: number;
   /** Legacy CHS geometry (VIRTIO_BLK_F_GEOMETRY). Not offered by default. */
   geometry?: BlkGeometry;
   /**
@@ -111,6 +113,7 @@ export class BlkDevice implements VirtioDevice {
   readonly sizeMax: number;
   /** The legacy geometry offered (VIRTIO_BLK_F_GEOMETRY), or null. */
   readonly geometry: BlkGeometry | null;
+  readonly optIoSize: number;
   /** The cache mode field (CONFIG_WCE): 1 writeback, 0 writethrough. */
   writeback: number;
 
@@ -149,6 +152,8 @@ export class BlkDevice implements VirtioDevice {
     if (opts.sizeMax !== undefined && (!Number.isInteger(this.sizeMax) || this.sizeMax < BLK_SECTOR_SIZE || this.sizeMax >= U32)) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `sizeMax ${opts.sizeMax} not in 512..2^32-1`);
     }
+    this.optIoSize = opts.optIoSize ?? 0;
+    if (!Number.isInteger(this.optIoSize) || this.optIoSize < 0 || this.optIoSize >= U32) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `optIoSize ${opts.optIoSize} not in 0..2^32-1`);
     const g = opts.geometry;
     if (g && !(isUint(g.cylinders, 0xffff) && isUint(g.heads, 0xff) && isUint(g.sectors, 0xff))) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'geometry: cylinders 0..65535, heads and sectors 0..255');
@@ -213,6 +218,7 @@ export class BlkDevice implements VirtioDevice {
       blkSize: this.blockSize,
       physicalBlockExp: Math.log2(blkSize),
       minIoSize: 1,
+      optIoSize: this.optIoSize,
       writeback: wce && !flush ? 0 : this.writeback,
       numQueues: this.queueMaxSizes.length,
       maxDiscardSectors: this.maxDiscardSectors,

@@ -19,6 +19,7 @@ import {
   type OptionValues,
 } from '../../cli/options.js';
 import type { DeviceCli } from '../device-type.js';
+import { parseNbdUri } from './nbd/nbd-uri.js';
 
 /** The parsed options of `virtio-ts blk`. */
 export interface BlkOptions extends BackendOptions {
@@ -26,6 +27,8 @@ export interface BlkOptions extends BackendOptions {
   readonly image: string | null;
   /** Size of a RAM disk (`--memory`), or null with `image`. */
   readonly memoryBytes: number | null;
+  /** NBD export URI (`--nbd`), or null; `--nbd-connections` with it (default 1). */
+  readonly nbd?: { readonly uri: string; readonly connections: number } | null;
   /** `--read-only`. */
   readonly readOnly: boolean;
   /** `--num-queues N`. */
@@ -50,7 +53,7 @@ export const DEFAULT_POLL_US_MEMORY = 50;
 
 const COMMAND = 'blk';
 
-const BLK_USAGE = `Usage: virtio-ts blk (--socket-path PATH | --fd N) (--image FILE | --memory SIZE) [options]
+const BLK_USAGE = `Usage: virtio-ts blk (--socket-path PATH | --fd N) (--image FILE | --memory SIZE | --nbd URI) [options]
 
 Serves a virtio-blk device to one vhost-user front-end (QEMU vhost-user-blk) at a time; after a
 disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing its socket.
@@ -58,6 +61,8 @@ disconnect it waits for the next. Ends cleanly on SIGTERM or SIGINT, removing it
 ${BACKEND_SOCKET_USAGE}
   --image FILE            raw disk image (also --blk-file FILE)
   --memory SIZE           a RAM disk of SIZE bytes (K, M, G suffixes; a multiple of 512)
+  --nbd URI               an NBD export: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH
+  --nbd-connections N     connections to the export when its server allows several (1..16, default 1)
   --read-only             offer VIRTIO_BLK_F_RO and refuse writes
   --num-queues N          request queues, 1..${MAX_NUM_QUEUES} (default ${BLK_DEFAULTS.numQueues})
   --queue-size N          the ring size the device is built for, a power of 2 from 2 to ${MAX_QUEUE_SIZE}
@@ -81,8 +86,10 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const image = imageText ?? blkFile ?? null;
   const memoryText = stringOption(v, 'memory') ?? null;
+  const nbd = parseNbdOptions(v);
   if (image !== null && memoryText !== null) throw new CliError(CliFault.CONFLICT, '--image and --memory exclude each other', COMMAND);
-  if (image === null && memoryText === null) throw new CliError(CliFault.MISSING_IMAGE, 'give --image FILE or --memory SIZE', COMMAND);
+  if (nbd !== null && (image !== null || memoryText !== null)) throw new CliError(CliFault.CONFLICT, '--nbd excludes --image and --memory', COMMAND);
+  if (image === null && memoryText === null && nbd === null) throw new CliError(CliFault.MISSING_IMAGE, 'give --image FILE, --memory SIZE or --nbd URI', COMMAND);
   if (image === '') throw new CliError(CliFault.BAD_VALUE, '--image is empty', COMMAND);
   let memoryBytes: number | null = null;
   if (memoryText !== null) {
@@ -105,7 +112,24 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   const threadsText = stringOption(v, 'threads');
   // A ring is served by one thread: more threads than queues would idle.
   const threads = threadsText === undefined ? 0 : parseIntInRange(threadsText, '--threads', 1, numQueues, COMMAND);
-  return { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs, threads };
+  return { ...common, image, memoryBytes, ...(nbd !== null ? { nbd } : {}), readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs, threads };
+}
+
+/** `--nbd URI` (checked here: a bad URI is a usage error) and `--nbd-connections N`. */
+function parseNbdOptions(v: OptionValues): BlkOptions['nbd'] {
+  const uri = stringOption(v, 'nbd');
+  const connText = stringOption(v, 'nbd-connections');
+  if (uri === undefined) {
+    if (connText !== undefined) throw new CliError(CliFault.BAD_VALUE, '--nbd-connections needs --nbd', COMMAND);
+    return null;
+  }
+  try {
+    parseNbdUri(uri);
+  } catch (e) {
+    throw new CliError(CliFault.BAD_VALUE, `--nbd: ${(e as Error).message.replace(/^nbd: /, '')}`, COMMAND);
+  }
+  const connections = connText === undefined ? 1 : parseIntInRange(connText, '--nbd-connections', 1, 16, COMMAND);
+  return { uri, connections };
 }
 
 /** `virtio-ts blk`: its options, usage, parsing and run. */
@@ -120,6 +144,8 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     serial: { type: 'string' },
     'poll-us': { type: 'string' },
     threads: { type: 'string' },
+    nbd: { type: 'string' },
+    'nbd-connections': { type: 'string' },
   },
   usage: BLK_USAGE,
   parse: parseBlk,

@@ -6,3 +6,4 @@ export { FileBackend } from './file-backend.js';
 export { MemoryBackend } from './memory-backend.js';
 export { BLK_TYPE, type BlkMemoryDeviceArgs } from './blk-type.js';
 export { BLK_CLI, type BlkOptions } from './cli.js';
+export * from './nbd/index.js';

@@ -1,0 +1,5 @@
+export { NbdBackend, type NbdBackendOptions, type NbdDeviceHints } from './nbd-backend.js';
+export { NbdClient, type NbdClientOptions } from './nbd-client.js';
+export { NbdError, NbdFault } from './nbd-error.js';
+export type { NbdExportInfo } from './nbd-handshake.js';
+export { parseNbdUri, formatNbdAddress, type NbdAddress } from './nbd-uri.js';

@@ -1,0 +1,39 @@
+import { ErrorCode, VirtioError } from '../../../errors.js';
+
+/** Why an NBD operation failed; stable values for tests, logs and the CLI. */
+export const NbdFault = {
+  /** The NBD URI cannot be parsed or names something unsupported. */
+  BAD_URI: 'BAD_URI',
+  /** No server answered at the address (connection refused, no such socket, timeout). */
+  UNREACHABLE: 'UNREACHABLE',
+  /** The server has no export of that name (NBD_REP_ERR_UNKNOWN, or it closed on EXPORT_NAME). */
+  NO_EXPORT: 'NO_EXPORT',
+  /** The server requires TLS, which this client does not speak. */
+  TLS_REQUIRED: 'TLS_REQUIRED',
+  /** The handshake failed otherwise (bad magic, oldstyle server, refused option, bad reply). */
+  HANDSHAKE: 'HANDSHAKE',
+  /** The server broke the transmission protocol (bad magic, unknown cookie, oversized chunk). */
+  PROTOCOL: 'PROTOCOL',
+  /** The server answered a request with an error. */
+  SERVER_ERROR: 'SERVER_ERROR',
+  /** The export does not allow the operation (read-only, no TRIM, ...). */
+  UNSUPPORTED: 'UNSUPPORTED',
+  /** The server stayed unreachable for longer than the retry time: the request failed. */
+  RETRY_EXPIRED: 'RETRY_EXPIRED',
+  /** The client was closed. */
+  CLOSED: 'CLOSED',
+} as const;
+export type NbdFault = (typeof NbdFault)[keyof typeof NbdFault];
+
+export class NbdError extends VirtioError {
+  constructor(
+    readonly fault: NbdFault,
+    message: string,
+    options?: { cause?: unknown; errno?: number },
+  ) {
+    super(fault === NbdFault.BAD_URI ? ErrorCode.INVALID_ARGUMENT : ErrorCode.BACKEND_IO, `nbd: ${message}`, options);
+    this.errno = options?.errno ?? 0;
+  }
+  /** The server's error value for SERVER_ERROR (EIO, ENOSPC, ...), else 0. */
+  readonly errno: number;
+}

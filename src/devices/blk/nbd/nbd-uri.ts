@@ -1,0 +1,56 @@
+/**
+ * NBD URIs (the NBD project's doc/uri.md, as qemu and libnbd read them):
+ * `nbd://HOST[:PORT]/EXPORT` over TCP and `nbd+unix:///EXPORT?socket=PATH` over a Unix socket.
+ * TLS schemes (`nbds`, `nbds+unix`) are refused: this client does not speak TLS.
+ */
+import { NBD_DEFAULT_PORT, NBD_MAX_STRING } from './nbd-protocol.js';
+import { NbdError, NbdFault } from './nbd-error.js';
+
+export type NbdAddress =
+  | { readonly kind: 'unix'; readonly path: string; readonly exportName: string }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly exportName: string };
+
+function bad(uri: string, why: string): NbdError {
+  return new NbdError(NbdFault.BAD_URI, `bad URI ${JSON.stringify(uri)}: ${why}`);
+}
+
+export function parseNbdUri(uri: string): NbdAddress {
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch {
+    throw bad(uri, 'not a URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)');
+  }
+  const scheme = u.protocol.slice(0, -1);
+  if (scheme === 'nbds' || scheme === 'nbds+unix' || scheme === 'nbds+vsock') throw bad(uri, 'TLS (nbds) is not supported');
+  // The export is the path without its leading slash, percent-decoded.
+  let exportName: string;
+  try {
+    exportName = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  } catch {
+    throw bad(uri, 'the export name is not valid percent-encoding');
+  }
+  if (Buffer.byteLength(exportName) > NBD_MAX_STRING) throw bad(uri, `the export name is longer than ${NBD_MAX_STRING} bytes`);
+  if (scheme === 'nbd+unix') {
+    if (u.host !== '') throw bad(uri, 'nbd+unix takes no host (nbd+unix:///EXPORT?socket=PATH)');
+    const path = u.searchParams.get('socket');
+    if (path === null || path === '') throw bad(uri, 'nbd+unix needs ?socket=PATH');
+    return { kind: 'unix', path, exportName };
+  }
+  if (scheme === 'nbd') {
+    if (u.hostname === '') throw bad(uri, 'nbd:// needs a host');
+    if (u.search !== '') throw bad(uri, `unexpected query ${u.search} (socket= is for nbd+unix)`);
+    const port = u.port === '' ? NBD_DEFAULT_PORT : Number(u.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(uri, `bad port ${u.port}`);
+    // URL keeps IPv6 literals in brackets; node:net wants them bare.
+    const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    return { kind: 'tcp', host, port, exportName };
+  }
+  throw bad(uri, `unsupported scheme ${scheme}: (nbd or nbd+unix)`);
+}
+
+export function formatNbdAddress(a: NbdAddress): string {
+  return a.kind === 'unix'
+    ? `nbd+unix:///${encodeURIComponent(a.exportName)}?socket=${a.path}`
+    : `nbd://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/${encodeURIComponent(a.exportName)}`;
+}
