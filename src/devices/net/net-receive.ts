@@ -1,0 +1,283 @@
+/**
+ * 5.1.6.4 Processing of incoming packets, device side: a frame from the link for the driver.
+ * It is filtered (rx modes, MAC and VLAN tables); a GSO frame goes whole to a driver with the
+ * matching GUEST_* offload, or as its segments (gso-segmenter.ts); each is written behind a
+ * header into one buffer, or with MRG_RXBUF over as many buffers as it takes, all made visible
+ * at once (device/net/32); when the ring holds too few the popped buffers go back with
+ * `undoPop` and the frame is dropped and counted. The receive queue is the RSS indirection
+ * table's when RSS is configured (net-rss.ts), else the pair the flow was sent on or a hash
+ * over the pairs in use; with HASH_REPORT the hash goes into the header. Nothing is allocated
+ * per frame: the chains, header and segment buffers are made once.
+ */
+import type { QueueServer } from '../../device/queue-server.js';
+import type { DeviceContext } from '../../device/types.js';
+import { QueueError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { ChainCursor, type DescriptorChain } from '../../queue/chain.js';
+import type { DeviceQueue } from '../../queue/types.js';
+import { ETH_HEADER, NetF, NetHdr } from '../../spec/net.js';
+import type { FlowSteering } from './flow-steering.js';
+import { GsoSegmenter, type NetPacketSink } from './gso-segmenter.js';
+import type { NetCoalescing } from './net-coalescing.js';
+import type { NetDeviceStats } from './net-device-options.js';
+import { NET_GSO_MAX_FRAME, type RxHeaderFields, RxGsoDecision, writeRxHeader } from './net-header.js';
+import { NetHashReport, type NetRss } from './net-rss.js';
+import { NetRxCounter, type NetQueueCounters } from './net-stats.js';
+import { type NetPacket, completeChecksum } from './packet.js';
+import type { RxFilter } from './rx-filter.js';
+
+/** The device state the receive path reads (NetDevice keeps it; set at activation and by control commands). */
+export interface NetReceiveState {
+  /** The running device's context, null before activation and after reset. */
+  readonly rxContext: DeviceContext | null;
+  readonly isLinkUp: boolean;
+  /** The negotiated features and the header size they give (netHeaderSize). */
+  readonly negotiatedFeatures: bigint;
+  readonly rxHeaderSize: number;
+  /** The receive offloads in effect (negotiated, as CTRL_GUEST_OFFLOADS last set them). */
+  readonly guestOffloadsInEffect: bigint;
+  /** HASH_REPORT negotiated: every header carries hash_value and hash_report. */
+  readonly hashReporting: boolean;
+  /** Queue pairs in use (VQ_PAIRS_SET). */
+  readonly activePairCount: number;
+}
+
+/** What the receive path shares with the rest of the device. */
+export interface NetReceiveParts {
+  readonly name: string;
+  readonly logger: Logger | undefined;
+  readonly state: NetReceiveState;
+  readonly server: QueueServer;
+  readonly stats: NetDeviceStats;
+  readonly counters: NetQueueCounters;
+  readonly coalescing: NetCoalescing;
+  readonly filter: RxFilter;
+  readonly rss: NetRss;
+  readonly flows: FlowSteering;
+  /** The largest frame without GSO: MTU, Ethernet header, VLAN tag (device/net/5, /6). */
+  readonly maxFrame: number;
+  /** The receive queue size (the most buffers one frame can take). */
+  readonly queueSize: number;
+}
+
+export class NetReceiver {
+  private readonly parts: NetReceiveParts;
+  private readonly rxGso = new RxGsoDecision();
+  private readonly segmenter = new GsoSegmenter();
+  /** Where segments of a GSO frame for this driver go (made once). */
+  private readonly segmentSink: NetPacketSink;
+  private readonly rxFields: RxHeaderFields = { guestCsum: false, gsoType: 0, hdrLen: 0, numBuffers: 0, hashValue: 0, hashReport: 0 };
+  private readonly rxHdr = new Uint8Array(NetHdr.HASH_SIZE);
+  private readonly writer = new ChainCursor(true);
+  /** Per receive queue: chains for the buffers of one frame, made as first needed (at most the queue size). */
+  private rxChains: DescriptorChain[][] = [];
+  private readonly rxWritten: Uint32Array;
+
+  constructor(parts: NetReceiveParts) {
+    this.parts = parts;
+    this.segmentSink = { deliver: (seg: NetPacket) => this.receiveSegment(seg) };
+    this.rxWritten = new Uint32Array(parts.queueSize);
+  }
+
+  /** Forgets the chains made for receive queue `index` (it was started, stopped or reset). */
+  dropChains(index: number): void {
+    if ((index & 1) === 0 && this.rxChains[index >> 1] !== undefined) this.rxChains[index >> 1] = [];
+  }
+
+  /** Device reset: every queue's chains go. */
+  reset(): void {
+    this.rxChains = [];
+  }
+
+  /** NetPort.deliver: a frame from the link for the driver. */
+  deliver(p: NetPacket): void {
+    const { stats: st, state } = this.parts;
+    if (state.rxContext === null || !state.isLinkUp || p.length < ETH_HEADER) {
+      st.rxNoBuffer++;
+      return;
+    }
+    if (!this.parts.filter.accepts(p)) {
+      st.rxFiltered++;
+      return;
+    }
+    if (p.gsoType !== 0) {
+      // 5.1.6.4: whole to a driver with the matching GUEST_* offload (gso fields set,
+      // device/net/46), else as segments (device/net/34..37, /40, /45: never a gso_type the
+      // driver did not negotiate).
+      if (p.length <= NET_GSO_MAX_FRAME && this.rxGso.takesWhole(p, state.guestOffloadsInEffect)) {
+        st.rxGsoWhole++;
+        this.receiveFrame(p, this.rxGso.gsoTypeOut, this.rxGso.hdrLen);
+      } else if (this.segmenter.segment(p, this.segmentSink)) st.rxGsoSegmented++;
+      else st.rxErrors++;
+      return;
+    }
+    // device/net/5: nothing longer than the MTU plus the Ethernet header (and a VLAN tag).
+    if (p.length > this.parts.maxFrame) {
+      st.rxErrors++;
+      return;
+    }
+    this.receiveFrame(p, 0, 0);
+  }
+
+  private receiveSegment(seg: NetPacket): void {
+    if (seg.length > this.parts.maxFrame) this.parts.stats.rxErrors++;
+    else this.receiveFrame(seg, 0, 0);
+  }
+
+  /** A frame (or a whole GSO frame with its gso_type and hdr_len) into a receive queue. */
+  private receiveFrame(p: NetPacket, gsoType: number, hdrLen: number): void {
+    const { stats: st, state, rss } = this.parts;
+    const ctx = state.rxContext!;
+    const guestCsum = (state.guestOffloadsInEffect & NetF.GUEST_CSUM) !== 0n;
+    // device/net/33: a driver without GUEST_CSUM gets a complete checksum.
+    if (p.needsCsum && !guestCsum && !completeChecksum(p)) {
+      st.rxErrors++;
+      return;
+    }
+    // 5.1.6.4.3: a hash when RSS steers or HASH_REPORT reports (else none is calculated).
+    const hashed = (rss.steering || state.hashReporting) && rss.hash(p.data, p.length);
+    const f = this.rxFields;
+    f.guestCsum = guestCsum;
+    f.gsoType = gsoType;
+    f.hdrLen = hdrLen;
+    f.hashValue = hashed ? rss.hashValue : 0;
+    f.hashReport = hashed ? rss.hashReport : NetHashReport.NONE;
+    let vq: DeviceQueue | null;
+    if (rss.steering) {
+      // device/net/97: the indirection table, or the unclassified queue; device/net/98: a queue
+      // being reset drops the frame.
+      const pair = hashed ? rss.table[rss.hashValue & rss.tableMask]! : rss.unclassified;
+      vq = this.parts.server.queue(2 * pair);
+      if (vq === null) {
+        st.rxSteeredToStopped++;
+        this.parts.counters.inc(2 * pair, NetRxCounter.DROPS);
+        return;
+      }
+    } else {
+      vq = this.pickRxQueue(p);
+      if (vq === null) {
+        st.rxNoBuffer++; // device/net/94: every receive queue is being reset
+        return;
+      }
+    }
+    try {
+      this.receiveInto(ctx, vq, p);
+    } catch (e) {
+      const reason = e instanceof QueueError ? e.message : `receive: ${String(e)}`;
+      this.parts.logger?.error(`${this.parts.name}: ${reason}`);
+      ctx.needsReset(reason);
+    }
+  }
+
+  /**
+   * device/net/91: receiveq1 only until VQ_PAIRS_SET; then the pair the flow was last sent on
+   * (device/net/89), else a flow hash over the pairs in use (device/net/90), skipping queues
+   * being reset (device/net/93).
+   */
+  private pickRxQueue(p: NetPacket): DeviceQueue | null {
+    const n = this.parts.state.activePairCount;
+    const pair = n > 1 ? this.parts.flows.pick(p.data, p.length, n) : 0;
+    for (let k = 0; k < n; k++) {
+      const vq = this.parts.server.queue(2 * ((pair + k) % n));
+      if (vq !== null) return vq;
+    }
+    return null;
+  }
+
+  /** Receive buffers too small for their use: returned with nothing written, counted. */
+  private returnEmpty(vq: DeviceQueue, chains: DescriptorChain[], n: number): void {
+    for (let i = 0; i < n; i++) vq.pushDeferred(chains[i]!, 0);
+    vq.publish();
+    this.parts.coalescing.packet(vq.index);
+    this.parts.coalescing.notify(vq.index);
+    this.parts.stats.rxShortBuffers++;
+    this.parts.counters.inc(vq.index, NetRxCounter.DROPS);
+  }
+
+  private receiveInto(ctx: DeviceContext, vq: DeviceQueue, p: NetPacket): void {
+    const { stats: st, state, counters } = this.parts;
+    const hl = state.rxHeaderSize;
+    const total = hl + p.length;
+    const mergeable = (state.negotiatedFeatures & NetF.MRG_RXBUF) !== 0n;
+    const pairIndex = vq.index >> 1;
+    let chains = this.rxChains[pairIndex];
+    if (chains === undefined) chains = this.rxChains[pairIndex] = [];
+    let n = 0;
+    let room = 0;
+    while (room < total && n < vq.size) {
+      if (n === chains.length) chains.push(vq.createChain());
+      const c = chains[n]!;
+      if (!vq.pop(c)) break;
+      n++;
+      if (c.fault !== null) {
+        // A buffer outside guest memory: the driver broke the ring's contract (2.1.2).
+        vq.undoPop(n);
+        ctx.needsReset(`receive queue ${vq.index}: buffer outside guest memory`);
+        return;
+      }
+      if (mergeable && c.writableBytes < hl) {
+        // driver/net/45: a mergeable buffer holds at least the header. The buffers popped for
+        // this frame are used empty (the ring moves on past the bad one), the frame is dropped.
+        this.returnEmpty(vq, chains, n);
+        return;
+      }
+      room += c.writableBytes;
+      if (!mergeable) break; // device/net/28: one buffer without MRG_RXBUF
+    }
+    if (n === 0) {
+      st.rxNoBuffer++;
+      counters.rxOverrun(vq.index);
+      return;
+    }
+    if (room < total) {
+      if (mergeable) {
+        // Too few buffers for now: give them back untouched and drop the frame.
+        vq.undoPop(n);
+        st.rxNoBuffer++;
+        counters.rxOverrun(vq.index);
+        return;
+      }
+      // One buffer smaller than the frame (driver/net/40ff. SHOULD give 1526 bytes): used empty,
+      // so the ring moves on.
+      this.returnEmpty(vq, chains, 1);
+      return;
+    }
+    this.rxFields.numBuffers = n;
+    writeRxHeader(this.rxHdr, hl, p, this.rxFields, ctx.littleEndian);
+    // Header then frame, buffer after buffer; all but the last filled (device/net/31).
+    const w = this.writer;
+    let at = 0; // position in header ++ frame
+    for (let i = 0; i < n; i++) {
+      const c = chains[i]!;
+      w.reset(c);
+      let wrote = 0;
+      if (at < hl) {
+        const k = w.write(this.rxHdr, at, Math.min(hl - at, c.writableBytes));
+        wrote += k;
+        at += k;
+      }
+      if (at >= hl && wrote < c.writableBytes) {
+        const k = w.write(p.data, at - hl, Math.min(total - at, c.writableBytes - wrote));
+        wrote += k;
+        at += k;
+      }
+      this.rxWritten[i] = wrote;
+    }
+    // device/net/32: every buffer of the frame becomes visible with one publication.
+    const qs = ctx.stats;
+    for (let i = 0; i < n; i++) {
+      vq.pushDeferred(chains[i]!, this.rxWritten[i]!);
+      // Receive buffers are popped here, not by the queue server: count them for the operator.
+      if (qs !== undefined) {
+        qs.popped(vq.index, 0);
+        qs.completed(vq.index, this.rxWritten[i]!);
+      }
+    }
+    vq.publish();
+    st.rxFrames++;
+    st.rxBytes += p.length;
+    counters.rxPacket(vq.index, p.length, this.rxHdr[NetHdr.FLAGS]!, this.rxFields.gsoType);
+    this.parts.coalescing.packet(vq.index);
+    this.parts.coalescing.notify(vq.index);
+  }
+}
