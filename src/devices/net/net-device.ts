@@ -128,6 +128,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       NET_DEVICE_FEATURES |
       (pairs > 1 ? NetF.MQ : 0n) |
       (gso ? NET_HOST_GSO | NET_GUEST_GSO | NetF.GUEST_HDRLEN : 0n) |
+      (gso && (opts.rsc ?? true) ? NetF.RSC_EXT : 0n) |
       ((opts.rss ?? true) ? NetF.RSS | NetF.HASH_REPORT : 0n) |
       ((opts.coalescing ?? true) ? NetF.NOTF_COAL | NetF.VQ_NOTF_COAL : 0n) |
       ((opts.deviceStats ?? true) ? NetF.DEVICE_STATS : 0n) |

@@ -91,6 +91,12 @@ export interface NetFrame {
   /** hash_value and hash_report with HASH_REPORT (else 0). */
   readonly hashValue: number;
   readonly hashReport: number;
+  /**
+   * With VIRTIO_NET_HDR_F_RSC_INFO (RSC_EXT): the TCP segments the device coalesced into this
+   * frame and the duplicated ACKs it absorbed (csum_start / csum_offset; else 0).
+   */
+  readonly rscSegments: number;
+  readonly rscDupAcks: number;
   /** The receive queue it came on. */
   readonly queue: number;
 }
@@ -107,4 +113,6 @@ export interface RxAssembly {
   hdrLen: number;
   hashValue: number;
   hashReport: number;
+  rscSegments: number;
+  rscDupAcks: number;
 }

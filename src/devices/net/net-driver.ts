@@ -66,6 +66,11 @@ export class NetDriver implements DeviceDriver {
     ...NetDriver.type,
     wantedFeatures: NET_DRIVER_FEATURES | NetF.HASH_REPORT,
   };
+  /** The same driver negotiating RSC_EXT too: whole TCP GSO frames carry RSC_INFO (segments coalesced, duplicated ACKs). */
+  static readonly rscType: DeviceDriverType<NetDriver, NetDriverOptions> = {
+    ...NetDriver.type,
+    wantedFeatures: NET_DRIVER_FEATURES | NetF.RSC_EXT,
+  };
 
   /**
    * The contract for a device offering `offered`: NetDriver.type without the features that
@@ -79,6 +84,8 @@ export class NetDriver implements DeviceDriver {
 
   readonly hdrLen: number;
   readonly mergeable: boolean;
+  /** RSC_EXT negotiated: RSC_INFO is read (driver/net/51). */
+  readonly rsc: boolean;
   /** max_virtqueue_pairs (1 without MQ). */
   readonly maxPairs: number;
   /** Pairs whose queues exist on this transport (at most maxPairs). */
@@ -121,6 +128,7 @@ export class NetDriver implements DeviceDriver {
     const f = ctx.features;
     this.hdrLen = netHeaderSize(f);
     this.mergeable = (f & NetF.MRG_RXBUF) !== 0n;
+    this.rsc = (f & NetF.RSC_EXT) !== 0n;
     this.maxPairs = (f & NetF.MQ) !== 0n ? this.configField('maxVirtqueuePairs') : 1;
     this.mtu = (f & NetF.MTU) !== 0n ? this.configField('mtu') : 1500;
     this.mac = (f & NetF.MAC) !== 0n ? ctx.readConfig(NetConfig.MAC, 6).slice() : LOCAL_DEFAULT_MAC.slice();
@@ -454,17 +462,23 @@ export class NetDriver implements DeviceDriver {
       this.rxErrors++;
       return;
     }
-    // driver/net/48: unknown flag bits are ignored; only NEEDS_CSUM and DATA_VALID are used.
+    // driver/net/48: unknown flag bits are ignored; only NEEDS_CSUM, DATA_VALID and (with
+    // RSC_EXT) RSC_INFO are used.
     const buffers = hl >= NetHdr.SIZE ? this.get16(bytes, NetHdr.NUM_BUFFERS) : 1;
-    const flags = bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID);
+    const flags = bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID | (this.rsc ? NetHdrFlag.RSC_INFO : 0));
     const gsoType = bytes[NetHdr.GSO_TYPE]!;
+    // driver/net/51: csum_start / csum_offset only with NEEDS_CSUM and without RSC_INFO, which
+    // reuses them for the coalesced segments and duplicated ACKs (5.1.6.4 item 2).
+    const rscInfo = (flags & NetHdrFlag.RSC_INFO) !== 0;
+    const csumFields = (flags & NetHdrFlag.NEEDS_CSUM) !== 0 && !rscInfo;
     const first: RxAssembly = {
       parts: [bytes.subarray(hl)],
       remaining: (this.mergeable ? buffers : 1) - 1,
       flags,
-      // driver/net/51: csum_start / csum_offset only with NEEDS_CSUM.
-      csumStart: (flags & NetHdrFlag.NEEDS_CSUM) !== 0 ? this.get16(bytes, NetHdr.CSUM_START) : 0,
-      csumOffset: (flags & NetHdrFlag.NEEDS_CSUM) !== 0 ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
+      csumStart: csumFields ? this.get16(bytes, NetHdr.CSUM_START) : 0,
+      csumOffset: csumFields ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
+      rscSegments: rscInfo ? this.get16(bytes, NetHdr.CSUM_START) : 0,
+      rscDupAcks: rscInfo ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
       buffers: this.mergeable ? buffers : 1,
       gsoType,
       gsoSize: gsoType !== NetGsoType.NONE ? this.get16(bytes, NetHdr.GSO_SIZE) : 0,
@@ -503,6 +517,8 @@ export class NetDriver implements DeviceDriver {
       hdrLen: a.hdrLen,
       hashValue: a.hashValue,
       hashReport: a.hashReport,
+      rscSegments: a.rscSegments,
+      rscDupAcks: a.rscDupAcks,
     };
     const w = this.waiters.shift();
     if (w) {

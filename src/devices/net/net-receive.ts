@@ -25,6 +25,7 @@ import { NetHashReport, type NetRss } from './net-rss.js';
 import { NetRxCounter, type NetQueueCounters } from './net-stats.js';
 import { type NetPacket, completeChecksum } from './packet.js';
 import type { RxFilter } from './rx-filter.js';
+import { RscCoalescer, type RscSink } from './rsc-coalescer.js';
 
 /** The device state the receive path reads (NetDevice keeps it; set at activation and by control commands). */
 export interface NetReceiveState {
@@ -60,13 +61,15 @@ export interface NetReceiveParts {
   readonly queueSize: number;
 }
 
-export class NetReceiver {
+export class NetReceiver implements RscSink {
   private readonly parts: NetReceiveParts;
   private readonly rxGso = new RxGsoDecision();
   private readonly segmenter = new GsoSegmenter();
   /** Where segments of a GSO frame for this driver go (made once). */
   private readonly segmentSink: NetPacketSink;
-  private readonly rxFields: RxHeaderFields = { guestCsum: false, gsoType: 0, hdrLen: 0, numBuffers: 0, hashValue: 0, hashReport: 0 };
+  private readonly rxFields: RxHeaderFields = { guestCsum: false, gsoType: 0, hdrLen: 0, rsc: false, rscSegments: 0, rscDupAcks: 0, numBuffers: 0, hashValue: 0, hashReport: 0 };
+  /** RSC_EXT: segments of one flow coalesced into a GSO frame (rsc-coalescer.ts). */
+  readonly rsc = new RscCoalescer(this);
   private readonly rxHdr = new Uint8Array(NetHdr.HASH_SIZE);
   private readonly writer = new ChainCursor(true);
   /** Per receive queue: chains for the buffers of one frame, made as first needed (at most the queue size). */
@@ -84,9 +87,10 @@ export class NetReceiver {
     if ((index & 1) === 0 && this.rxChains[index >> 1] !== undefined) this.rxChains[index >> 1] = [];
   }
 
-  /** Device reset: every queue's chains go. */
+  /** Device reset: every queue's chains go, and frames held for coalescing. */
   reset(): void {
     this.rxChains = [];
+    this.rsc.reset();
   }
 
   /** NetPort.deliver: a frame from the link for the driver. */
@@ -100,15 +104,10 @@ export class NetReceiver {
       st.rxFiltered++;
       return;
     }
+    const rscNegotiated = (state.negotiatedFeatures & NetF.RSC_EXT) !== 0n;
     if (p.gsoType !== 0) {
-      // 5.1.6.4: whole to a driver with the matching GUEST_* offload (gso fields set,
-      // device/net/46), else as segments (device/net/34..37, /40, /45: never a gso_type the
-      // driver did not negotiate).
-      if (p.length <= NET_GSO_MAX_FRAME && this.rxGso.takesWhole(p, state.guestOffloadsInEffect)) {
-        st.rxGsoWhole++;
-        this.receiveFrame(p, this.rxGso.gsoTypeOut, this.rxGso.hdrLen);
-      } else if (this.segmenter.segment(p, this.segmentSink)) st.rxGsoSegmented++;
-      else st.rxErrors++;
+      if (rscNegotiated) this.rsc.flushFlowOf(p); // a flow's held segments go before its GSO frame
+      this.receiveGso(p, 0);
       return;
     }
     // device/net/5: nothing longer than the MTU plus the Ethernet header (and a VLAN tag).
@@ -116,16 +115,51 @@ export class NetReceiver {
       st.rxErrors++;
       return;
     }
-    this.receiveFrame(p, 0, 0);
+    if (rscNegotiated) {
+      // RSC_EXT with GUEST_CSUM and GUEST_TSO4/6 in effect: TCP segments may be coalesced.
+      const off = state.guestOffloadsInEffect;
+      if ((off & NetF.GUEST_CSUM) !== 0n && this.rsc.offer(p, (off & NetF.GUEST_TSO4) !== 0n, (off & NetF.GUEST_TSO6) !== 0n)) return;
+    }
+    this.receiveFrame(p, 0, 0, 0, 0);
+  }
+
+  /** RscSink: a held segment as it came, or a coalesced TCP GSO frame with its counts. */
+  deliverCoalesced(p: NetPacket, segments: number, dupAcks: number): void {
+    if (this.parts.state.rxContext === null) return;
+    if (p.gsoType === 0) this.receiveFrame(p, 0, 0, 0, 0);
+    else {
+      this.parts.stats.rxRscFrames++;
+      this.receiveGso(p, segments, dupAcks);
+    }
+  }
+
+  /**
+   * 5.1.6.4: a GSO frame whole to a driver with the matching GUEST_* offload (gso fields set,
+   * device/net/46), else as segments (device/net/34..37, /40, /45: never a gso_type the driver
+   * did not negotiate). With RSC_EXT a whole frame reports its segment count: `segments` when
+   * the device coalesced it, else the segments the sender's frame stands for (device/net/47).
+   */
+  private receiveGso(p: NetPacket, segments: number, dupAcks = 0): void {
+    const st = this.parts.stats;
+    if (p.length <= NET_GSO_MAX_FRAME && this.rxGso.takesWhole(p, this.parts.state.guestOffloadsInEffect)) {
+      st.rxGsoWhole++;
+      const hl = this.rxGso.hdrLen;
+      const n = segments > 0 ? segments : Math.min(0xffff, Math.ceil((p.length - hl) / p.gsoSize));
+      this.receiveFrame(p, this.rxGso.gsoTypeOut, hl, n, dupAcks);
+    } else if (this.segmenter.segment(p, this.segmentSink)) st.rxGsoSegmented++;
+    else st.rxErrors++;
   }
 
   private receiveSegment(seg: NetPacket): void {
     if (seg.length > this.parts.maxFrame) this.parts.stats.rxErrors++;
-    else this.receiveFrame(seg, 0, 0);
+    else this.receiveFrame(seg, 0, 0, 0, 0);
   }
 
-  /** A frame (or a whole GSO frame with its gso_type and hdr_len) into a receive queue. */
-  private receiveFrame(p: NetPacket, gsoType: number, hdrLen: number): void {
+  /**
+   * A frame (or a whole GSO frame with its gso_type, hdr_len and, with RSC_EXT, the segments
+   * and duplicated ACKs it stands for) into a receive queue.
+   */
+  private receiveFrame(p: NetPacket, gsoType: number, hdrLen: number, rscSegments: number, rscDupAcks: number): void {
     const { stats: st, state, rss } = this.parts;
     const ctx = state.rxContext!;
     const guestCsum = (state.guestOffloadsInEffect & NetF.GUEST_CSUM) !== 0n;
@@ -140,6 +174,10 @@ export class NetReceiver {
     f.guestCsum = guestCsum;
     f.gsoType = gsoType;
     f.hdrLen = hdrLen;
+    // device/net/47, /48: RSC_INFO on every GSO frame when RSC_EXT was negotiated, never without.
+    f.rsc = gsoType !== 0 && (state.negotiatedFeatures & NetF.RSC_EXT) !== 0n;
+    f.rscSegments = rscSegments;
+    f.rscDupAcks = rscDupAcks;
     f.hashValue = hashed ? rss.hashValue : 0;
     f.hashReport = hashed ? rss.hashReport : NetHashReport.NONE;
     let vq: DeviceQueue | null;
