@@ -25,6 +25,8 @@ export interface NetDeviceOptions {
   rsc?: boolean;
   /** Offer RSS and HASH_REPORT (default true). */
   rss?: boolean;
+  /** Offer HASH_TUNNEL (inner header hash of encapsulated packets; needs `rss`; default true). */
+  hashTunnel?: boolean;
   /** Offer NOTF_COAL and VQ_NOTF_COAL (default true). */
   coalescing?: boolean;
   /** Offer DEVICE_STATS: per-queue statistics over the control queue (default true). */
@@ -130,6 +132,8 @@ const NET_FEATURE_NEEDS: readonly (readonly [bigint, bigint])[] = [
   [NetF.RSC_EXT, NetF.HOST_TSO4 | NetF.HOST_TSO6],
   [NetF.RSC_EXT, NetF.GUEST_TSO4 | NetF.GUEST_TSO6],
   [NetF.HASH_REPORT, NetF.CTRL_VQ],
+  [NetF.HASH_TUNNEL, NetF.CTRL_VQ],
+  [NetF.HASH_TUNNEL, NetF.RSS | NetF.HASH_REPORT],
   [NetF.RSS, NetF.CTRL_VQ],
   [NetF.CTRL_RX, NetF.CTRL_VQ],
   [NetF.CTRL_RX_EXTRA, NetF.CTRL_VQ],

@@ -45,6 +45,7 @@ import { NET_RSS_MAX_KEY_SIZE, NET_RSS_MAX_TABLE, NET_SUPPORTED_HASH_TYPES, NetR
 import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats, newNetDeviceStats, withoutDependents } from './net-device-options.js';
 import { NetCvqCounter, NetQueueCounters, NetRxCounter } from './net-stats.js';
 import { NetReceiver, type NetReceiveState } from './net-receive.js';
+import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
 import { NetPacket, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { RxFilter } from './rx-filter.js';
@@ -130,6 +131,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       (gso ? NET_HOST_GSO | NET_GUEST_GSO | NetF.GUEST_HDRLEN : 0n) |
       (gso && (opts.rsc ?? true) ? NetF.RSC_EXT : 0n) |
       ((opts.rss ?? true) ? NetF.RSS | NetF.HASH_REPORT : 0n) |
+      ((opts.rss ?? true) && (opts.hashTunnel ?? true) ? NetF.HASH_TUNNEL : 0n) |
       ((opts.coalescing ?? true) ? NetF.NOTF_COAL | NetF.VQ_NOTF_COAL : 0n) |
       ((opts.deviceStats ?? true) ? NetF.DEVICE_STATS : 0n) |
       F.VERSION_1 |
@@ -254,7 +256,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       rssMaxKeySize: NET_RSS_MAX_KEY_SIZE, // device/net/7
       rssMaxIndirectionTableLength: NET_RSS_MAX_TABLE, // device/net/8
       supportedHashTypes: NET_SUPPORTED_HASH_TYPES,
-      supportedTunnelTypes: 0,
+      supportedTunnelTypes: NET_SUPPORTED_TUNNEL_TYPES,
     };
     // A field exists when its feature is offered (5.1.4: "exists only if ... is set"), also
     // before FEATURES_OK when the core passes only the driver's bits so far: a vhost-user

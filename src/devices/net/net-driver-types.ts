@@ -31,13 +31,14 @@ export const NET_DRIVER_FEATURES =
   NetF.GUEST_USO6 |
   NetF.GUEST_HDRLEN |
   NetF.RSS |
+  NetF.HASH_TUNNEL |
   NetF.NOTF_COAL |
   NetF.VQ_NOTF_COAL |
   NetF.DEVICE_STATS;
 
 /** Features that only make sense with a control queue (5.1.3.1). */
 export const NET_NEEDS_CTRL_VQ =
-  NetF.CTRL_RX | NetF.CTRL_VLAN | NetF.GUEST_ANNOUNCE | NetF.CTRL_MAC_ADDR | NetF.CTRL_RX_EXTRA | NetF.HASH_REPORT | NetF.CTRL_GUEST_OFFLOADS | NetF.NOTF_COAL | NetF.VQ_NOTF_COAL | NetF.DEVICE_STATS | NetF.RSS;
+  NetF.CTRL_RX | NetF.CTRL_VLAN | NetF.GUEST_ANNOUNCE | NetF.CTRL_MAC_ADDR | NetF.CTRL_RX_EXTRA | NetF.HASH_REPORT | NetF.CTRL_GUEST_OFFLOADS | NetF.NOTF_COAL | NetF.VQ_NOTF_COAL | NetF.DEVICE_STATS | NetF.RSS | NetF.HASH_TUNNEL;
 
 /** The receive segmentation offloads: with any of them buffers must take a 64 KiB frame (driver/net/43). */
 export const GUEST_GSO = NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_UFO | NetF.GUEST_USO4 | NetF.GUEST_USO6;

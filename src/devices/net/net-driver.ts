@@ -25,6 +25,7 @@ import {
   NetCtrlClass,
   NetCtrlMac,
   NetCtrlGuestOffloads,
+  NetCtrlHashTunnel,
   NetCtrlMq,
   NetCtrlNotfCoal,
   NetCtrlRx,
@@ -41,6 +42,7 @@ import {
   netTxQueue,
 } from '../../spec/net.js';
 import { NET_GSO_MAX_FRAME } from './net-header.js';
+import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
 import { type NetSendOptions, NetTransmitHeader } from './net-driver-transmit.js';
 import { type NetStatsReply, NetStatsQuery, type NetStatsRequest } from './net-driver-stats.js';
 import { GUEST_GSO, NET_DRIVER_FEATURES, NET_NEEDS_CTRL_VQ, type NetDriverOptions, type NetFrame, type NetLinkSettings, type NetRssParams, type RxAssembly } from './net-driver-types.js';
@@ -374,6 +376,26 @@ export class NetDriver implements DeviceDriver {
     return this.expectOk(NetCtrlClass.MQ, NetCtrlMq.HASH_CONFIG, b, NetF.HASH_REPORT, '5.1.6.5.6.4');
   }
 
+  /**
+   * supported_tunnel_types with HASH_TUNNEL (else 0), bits the spec does not define dropped
+   * (driver/net/63).
+   */
+  get supportedTunnelTypes(): number {
+    return (this.ctx.features & NetF.HASH_TUNNEL) !== 0n ? this.configField('supportedTunnelTypes') & NET_SUPPORTED_TUNNEL_TYPES : 0;
+  }
+
+  /**
+   * VIRTIO_NET_CTRL_HASH_TUNNEL_SET: encapsulation types whose inner header RSS and hash reports
+   * use (0: none). Refused unsent without HASH_TUNNEL (driver/net/61) or with a type the device
+   * does not support (driver/net/62).
+   */
+  setHashTunnel(types: number): Promise<void> {
+    if ((types & ~this.supportedTunnelTypes) !== 0) return Promise.reject(new VirtioError(ErrorCode.INVALID_ARGUMENT, `tunnel types 0x${types.toString(16)} not in supported_tunnel_types (driver/net/62)`));
+    const b = new Uint8Array(4);
+    this.put32(b, 0, types);
+    return this.expectOk(NetCtrlClass.HASH_TUNNEL, NetCtrlHashTunnel.SET, b, NetF.HASH_TUNNEL, 'driver/net/61');
+  }
+
   /** VIRTIO_NET_CTRL_NOTF_COAL_TX_SET / _RX_SET (NOTF_COAL): every queue of one direction. */
   setCoalescing(direction: 'tx' | 'rx', maxPackets: number, maxUsecs: number): Promise<void> {
     const b = new Uint8Array(8);
@@ -565,7 +587,7 @@ export class NetDriver implements DeviceDriver {
 
   // ---- helpers ----
 
-  private configField(name: 'maxVirtqueuePairs' | 'mtu' | 'status' | 'speed' | 'duplex'): number {
+  private configField(name: 'maxVirtqueuePairs' | 'mtu' | 'status' | 'speed' | 'duplex' | 'supportedTunnelTypes'): number {
     return readConfigField(NET_CONFIG_LAYOUT, name, (o, l) => this.ctx.readConfig(o, l), this.le);
   }
   private put16(b: Uint8Array, o: number, v: number): void {
