@@ -44,7 +44,7 @@ import { NET_GSO_MAX_FRAME, NET_GUEST_GSO, NET_HOST_GSO, TxHeaderReader } from '
 import { NET_RSS_MAX_KEY_SIZE, NET_RSS_MAX_TABLE, NET_SUPPORTED_HASH_TYPES, NetRss } from './net-rss.js';
 import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats, newNetDeviceStats, withoutDependents } from './net-device-options.js';
 import { NetCvqCounter, NetQueueCounters, NetRxCounter } from './net-stats.js';
-import { NetReceiver, type NetReceiveState } from './net-receive.js';
+import { NetReceiver, type NetReceiveState, netRxFlags } from './net-receive.js';
 import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
 import { NetPacket, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
@@ -89,6 +89,8 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   private linkUp: boolean;
   private announce = false;
   private guestOffloads = 0n;
+  /** NetRxFlag bits of `negotiated` and `guestOffloads` (no BigInt per frame). */
+  private rxFlagBits = 0;
   private guestOffloadsSet = false;
   private hashReport = false;
   /** The frame a transmit chain is read into (the sender's buffer on the switch). */
@@ -274,6 +276,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.hdrLen = netHeaderSize(f);
     this.ctrlIndex = (f & NetF.CTRL_VQ) !== 0n ? netControlQueue(f, this.maxPairs) : -1;
     if (!this.guestOffloadsSet) this.guestOffloads = f & NET_GUEST_OFFLOADS;
+    this.rxFlagBits = netRxFlags(f, this.guestOffloads);
     this.filter.vlanFilter = (f & NetF.CTRL_VLAN) !== 0n;
     if ((f & NetF.MAC) !== 0n) this.filter.filterUnicast = true;
     this.hashReport = (f & NetF.HASH_REPORT) !== 0n;
@@ -298,6 +301,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.announce = false;
     this.guestOffloadsSet = false;
     this.guestOffloads = 0n;
+    this.rxFlagBits = 0;
     this.hashReport = false;
     this.rss.reset(); // device/net/100
     this.flows.reset();
@@ -327,6 +331,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   setGuestOffloads(mask: bigint): void {
     this.guestOffloads = mask;
     this.guestOffloadsSet = true;
+    this.rxFlagBits = netRxFlags(this.negotiated, mask);
   }
   isDataQueueEnabled(index: number): boolean {
     if (!(Number.isInteger(index) && index >= 0 && index < 2 * this.pairsNegotiated())) return false;
@@ -454,6 +459,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   }
   get hashReporting(): boolean {
     return this.hashReport;
+  }
+  get rxFlags(): number {
+    return this.rxFlagBits;
   }
   get activePairCount(): number {
     return this.activePairs;

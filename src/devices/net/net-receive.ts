@@ -27,8 +27,37 @@ import { type NetPacket, completeChecksum } from './packet.js';
 import type { RxFilter } from './rx-filter.js';
 import { RscCoalescer, type RscSink } from './rsc-coalescer.js';
 
+/**
+ * The feature bits the receive path tests per frame, as a small integer (`rxFlags`) kept by the
+ * device when features are negotiated or CTRL_GUEST_OFFLOADS changes them: BigInt operations
+ * allocate, and the hot path must not (bench/net-heap.ts).
+ */
+export const NetRxFlag = {
+  /** GUEST_CSUM in effect. */
+  GUEST_CSUM: 1,
+  GUEST_TSO4: 2,
+  GUEST_TSO6: 4,
+  /** MRG_RXBUF negotiated. */
+  MERGEABLE: 8,
+  /** RSC_EXT negotiated. */
+  RSC: 16,
+} as const;
+
+/** `rxFlags` for negotiated features `f` and receive offloads in effect `offloads`. */
+export function netRxFlags(f: bigint, offloads: bigint): number {
+  return (
+    ((offloads & NetF.GUEST_CSUM) !== 0n ? NetRxFlag.GUEST_CSUM : 0) |
+    ((offloads & NetF.GUEST_TSO4) !== 0n ? NetRxFlag.GUEST_TSO4 : 0) |
+    ((offloads & NetF.GUEST_TSO6) !== 0n ? NetRxFlag.GUEST_TSO6 : 0) |
+    ((f & NetF.MRG_RXBUF) !== 0n ? NetRxFlag.MERGEABLE : 0) |
+    ((f & NetF.RSC_EXT) !== 0n ? NetRxFlag.RSC : 0)
+  );
+}
+
 /** The device state the receive path reads (NetDevice keeps it; set at activation and by control commands). */
 export interface NetReceiveState {
+  /** NetRxFlag bits (netRxFlags of the negotiated features and the offloads in effect). */
+  readonly rxFlags: number;
   /** The running device's context, null before activation and after reset. */
   readonly rxContext: DeviceContext | null;
   readonly isLinkUp: boolean;
@@ -104,7 +133,8 @@ export class NetReceiver implements RscSink {
       st.rxFiltered++;
       return;
     }
-    const rscNegotiated = (state.negotiatedFeatures & NetF.RSC_EXT) !== 0n;
+    const flags = state.rxFlags;
+    const rscNegotiated = (flags & NetRxFlag.RSC) !== 0;
     if (p.gsoType !== 0) {
       if (rscNegotiated) this.rsc.flushFlowOf(p); // a flow's held segments go before its GSO frame
       this.receiveGso(p, 0);
@@ -117,8 +147,7 @@ export class NetReceiver implements RscSink {
     }
     if (rscNegotiated) {
       // RSC_EXT with GUEST_CSUM and GUEST_TSO4/6 in effect: TCP segments may be coalesced.
-      const off = state.guestOffloadsInEffect;
-      if ((off & NetF.GUEST_CSUM) !== 0n && this.rsc.offer(p, (off & NetF.GUEST_TSO4) !== 0n, (off & NetF.GUEST_TSO6) !== 0n)) return;
+      if ((flags & NetRxFlag.GUEST_CSUM) !== 0 && this.rsc.offer(p, (flags & NetRxFlag.GUEST_TSO4) !== 0, (flags & NetRxFlag.GUEST_TSO6) !== 0)) return;
     }
     this.receiveFrame(p, 0, 0, 0, 0);
   }
@@ -162,7 +191,7 @@ export class NetReceiver implements RscSink {
   private receiveFrame(p: NetPacket, gsoType: number, hdrLen: number, rscSegments: number, rscDupAcks: number): void {
     const { stats: st, state, rss } = this.parts;
     const ctx = state.rxContext!;
-    const guestCsum = (state.guestOffloadsInEffect & NetF.GUEST_CSUM) !== 0n;
+    const guestCsum = (state.rxFlags & NetRxFlag.GUEST_CSUM) !== 0;
     // device/net/33: a driver without GUEST_CSUM gets a complete checksum.
     if (p.needsCsum && !guestCsum && !completeChecksum(p)) {
       st.rxErrors++;
@@ -175,7 +204,7 @@ export class NetReceiver implements RscSink {
     f.gsoType = gsoType;
     f.hdrLen = hdrLen;
     // device/net/47, /48: RSC_INFO on every GSO frame when RSC_EXT was negotiated, never without.
-    f.rsc = gsoType !== 0 && (state.negotiatedFeatures & NetF.RSC_EXT) !== 0n;
+    f.rsc = gsoType !== 0 && (state.rxFlags & NetRxFlag.RSC) !== 0;
     f.rscSegments = rscSegments;
     f.rscDupAcks = rscDupAcks;
     f.hashValue = hashed ? rss.hashValue : 0;
@@ -236,7 +265,7 @@ export class NetReceiver implements RscSink {
     const { stats: st, state, counters } = this.parts;
     const hl = state.rxHeaderSize;
     const total = hl + p.length;
-    const mergeable = (state.negotiatedFeatures & NetF.MRG_RXBUF) !== 0n;
+    const mergeable = (state.rxFlags & NetRxFlag.MERGEABLE) !== 0;
     const pairIndex = vq.index >> 1;
     let chains = this.rxChains[pairIndex];
     if (chains === undefined) chains = this.rxChains[pairIndex] = [];
