@@ -300,6 +300,62 @@ describe('virtio-net RSC_EXT: receive segment coalescing', () => {
     await r.close();
   });
 
+  it('device/net/47: 600 random segments of four flows (gaps, PSH/FIN/URG, duplicated and advancing ACKs, bad checksums, random batches): per flow every payload byte arrives once, in order; every ACK is delivered or counted; coalesced frames complete to valid checksums', T, async () => {
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const r = await rig();
+    const flows = [0, 1, 2, 3].map((i) => ({ sport: 1000 + i, ipv6: i === 3, seq: 1 + 100_000 * i, ack: 500, sent: [] as Uint8Array[], acks: 0 }));
+    let remaining = 600;
+    while (remaining > 0) {
+      const batch: Uint8Array[] = [];
+      for (let k = 1 + rnd(12); k > 0 && remaining > 0; k--, remaining--) {
+        const fl = flows[rnd(4)]!;
+        const what = rnd(20);
+        const base = { sport: fl.sport, ipv6: fl.ipv6, ack: fl.ack, seed: rnd(256) };
+        let f: Uint8Array;
+        if (what < 2) {
+          f = seg({ ...base, seq: fl.seq, payload: 0 }); // a duplicated ACK
+          fl.acks++;
+        } else if (what < 3) {
+          fl.ack += 1000;
+          f = seg({ ...base, ack: fl.ack, seq: fl.seq, payload: 0 }); // an advancing pure ACK
+          fl.acks++;
+        } else {
+          if (what === 3) fl.seq += 5000; // a gap
+          const payload = what === 4 ? 1 + rnd(999) : 1000;
+          const flags = what === 5 ? TcpFlag.ACK | TcpFlag.PSH : what === 6 ? TcpFlag.ACK | TcpFlag.FIN : what === 7 ? TcpFlag.ACK | TcpFlag.URG : TcpFlag.ACK;
+          f = seg({ ...base, seq: fl.seq, payload, flags });
+          if (what === 8) f[14 + (fl.ipv6 ? 40 : 20) + 16]! ^= 0x55; // a wrong TCP checksum
+          fl.seq += payload;
+          fl.sent.push(payloadOf(f));
+        }
+        batch.push(f);
+      }
+      r.peer.send(...batch);
+      await new Promise<void>((res) => setImmediate(res));
+    }
+    const got = await receiveN(r.net, r.device.stats.rxFrames);
+    const l = new FrameLayout();
+    for (const fl of flows) {
+      const mine = got.filter((g) => l.parse(g.data, g.data.length) && get16(g.data, l.l4) === fl.sport && l.ipv6 === fl.ipv6);
+      assert.deepEqual(concat(...mine.map((g) => payloadOf(g.data))), concat(...fl.sent), `flow ${fl.sport}: every byte once, in order`);
+      const pureAcks = mine.filter((g) => payloadOf(g.data).length === 0).length;
+      const dups = mine.reduce((n, g) => n + g.rscDupAcks, 0);
+      assert.equal(pureAcks + dups, fl.acks, `flow ${fl.sport}: every ACK delivered or counted`);
+      for (const g of mine) {
+        if ((g.flags & NetHdrFlag.RSC_INFO) === 0) continue;
+        assert.ok(g.rscSegments >= 1 && g.gsoSize > 0);
+        assert.ok(checksumsValid(completeTcp(g.data)), 'a coalesced frame completes to valid checksums');
+      }
+    }
+    assert.ok(r.device.stats.rxRscFrames > 20, `coalescing happened (${r.device.stats.rxRscFrames} frames)`);
+    assert.equal(r.device.stats.rxNoBuffer, 0);
+    await r.close();
+  });
+
   it('RSC_EXT is offered with the segmentation offloads and goes when HOST_TSO4/6 or GUEST_TSO4/6 are not offered (5.1.3.1)', () => {
     assert.equal(new NetDevice().offeredFeatures & NetF.RSC_EXT, NetF.RSC_EXT);
     assert.equal(new NetDevice({ rsc: false }).offeredFeatures & NetF.RSC_EXT, 0n);
