@@ -6,8 +6,10 @@
  * at once (device/net/32); when the ring holds too few the popped buffers go back with
  * `undoPop` and the frame is dropped and counted. The receive queue is the RSS indirection
  * table's when RSS is configured (net-rss.ts), else the pair the flow was sent on or a hash
- * over the pairs in use; with HASH_REPORT the hash goes into the header. Nothing is allocated
- * per frame: the chains, header and segment buffers are made once.
+ * over the pairs in use; with HASH_REPORT the hash goes into the header (of the inner packet
+ * with HASH_TUNNEL). With RSC_EXT, TCP segments of one flow may first be coalesced into one GSO
+ * frame (rsc-coalescer.ts). The chains, header and segment buffers are made once; per frame the
+ * only allocation is the kit's view for copying a frame over 32 bytes (bench/net-heap.ts).
  */
 import type { QueueServer } from '../../device/queue-server.js';
 import type { DeviceContext } from '../../device/types.js';

@@ -88,12 +88,6 @@ export class RscCoalescer {
     this.sink = sink;
   }
 
-  /** Whether any frame is held now. */
-  get holding(): boolean {
-    for (const f of this.flows) if (f.held) return true;
-    return false;
-  }
-
   /**
    * Offers a plain frame (gsoType 0, filter passed). True when the coalescer took it (held or
    * absorbed: it will reach the sink); false when the caller delivers it itself, after any
