@@ -17,3 +17,4 @@ export * from './gso-segmenter.js';
 export * from './ip-frames.js';
 export { NetCvqCounter, NetQueueCounters, NetRxCounter, NetTxCounter, supportedStatsTypes } from './net-stats.js';
 export { parseStatsReplies } from './net-driver-stats.js';
+export { NetHashTunnelType, NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
