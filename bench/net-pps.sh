@@ -16,8 +16,11 @@
 # the virtio-ts/DPDK ratios. testpmd needs no hugepages here (--no-huge).
 #
 # Usage: bash bench/net-pps.sh [MEASURE_SECONDS]   (after npx tsc; as root)
+#        PACKED=1 bash bench/net-pps.sh ...           (packed rings: net_virtio_user packed_vq=1)
 set -euo pipefail
 MEASURE=${1:-10}
+# The generator's (and receiver's) ring layout: virtio-ts and net_vhost take what it negotiates.
+VQ=${PACKED:+,packed_vq=1}
 WARM=3
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLI="$ROOT/dist/src/cli/main.js"
@@ -90,12 +93,12 @@ run() {
   wait_sock "$a"
   [ "$scenario" = forward ] && wait_sock "$b"
   if [ "$scenario" = forward ]; then
-    testpmd rx 1 rxonly "net_virtio_user1,path=$b,queues=1,queue_size=1024"
+    testpmd rx 1 rxonly "net_virtio_user1,path=$b,queues=1,queue_size=1024$VQ"
     sleep 2
   fi
   # Addressed to virtio-ts's second port (02:76:74:00:00:02, the default MAC of port 1): its
   # device filters unicast for other addresses once the driver negotiated VIRTIO_NET_F_MAC.
-  testpmd tx 0 txonly "net_virtio_user0,path=$a,queues=1,queue_size=1024" --txpkts="$size" --eth-peer=0,02:76:74:00:00:02
+  testpmd tx 0 txonly "net_virtio_user0,path=$a,queues=1,queue_size=1024$VQ" --txpkts="$size" --eth-peer=0,02:76:74:00:00:02
   sleep "$WARM"
   # What counts: the receiving side when it is testpmd, else the generator.
   if [ "$scenario" = forward ]; then rxlog="$DIR/rx.log"; rxkind=RX; rxport=0
@@ -112,7 +115,7 @@ run() {
 }
 
 [ -n "${ONLY:-}" ] && { run $ONLY; exit 0; }
-echo "net-pps: $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s"
+echo "net-pps: $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s, $([ -n "${PACKED:-}" ] && echo packed || echo split) rings"
 printf '%-8s %-5s %-10s %12s %10s\n' scenario bytes back-end pps cpu-s
 declare -A R
 for scenario in sink forward; do

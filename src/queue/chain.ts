@@ -146,6 +146,14 @@ export function chainCapacityForQueue(size: number, minSegments = 0): number {
 const EMPTY = new Uint8Array(0);
 
 /**
+ * Spans up to this long are copied byte by byte: a larger copy between two buffers needs a
+ * subarray view (an allocation per copy; Node 20 has no allocation-free copy between
+ * ArrayBuffers), and a per-request header (virtio_net_hdr is 12 or 20 bytes, a block request
+ * header 16) should cost none. Measured in bench/net-heap.ts (bench/README.md).
+ */
+const SMALL_COPY = 32;
+
+/**
  * Sequential reader over a chain's readable segments, or writer over its writable ones.
  * Reusable: `reset(chain)` starts over without allocating. Reads past the end return fewer
  * bytes; the device decides what a short request means (usually its IOERR status).
@@ -255,7 +263,7 @@ export class ChainCursor {
       const b = this.spanBytes;
       const o = this.spanOff;
       const at = dstOff + done;
-      if (n <= 16) for (let k = 0; k < n; k++) dst[at + k] = b[o + k]!;
+      if (n <= SMALL_COPY) for (let k = 0; k < n; k++) dst[at + k] = b[o + k]!;
       else dst.set(b.subarray(o, o + n), at);
       done += n;
     }
@@ -270,7 +278,7 @@ export class ChainCursor {
       const b = this.spanBytes;
       const o = this.spanOff;
       const at = srcOff + done;
-      if (n <= 16) for (let k = 0; k < n; k++) b[o + k] = src[at + k]!;
+      if (n <= SMALL_COPY) for (let k = 0; k < n; k++) b[o + k] = src[at + k]!;
       else b.set(src.subarray(at, at + n), o);
       done += n;
     }

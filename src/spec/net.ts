@@ -201,6 +201,9 @@ export const NetCtrlMq = { VQ_PAIRS_SET: 0, RSS_CONFIG: 1, HASH_CONFIG: 2 } as c
 /** 5.1.6.5.6 VIRTIO_NET_CTRL_GUEST_OFFLOADS commands; the payload is a le64 offload mask. */
 export const NetCtrlGuestOffloads = { SET: 0 } as const;
 
+/** 5.1.6.4.3 Inner Header Hash: VIRTIO_NET_CTRL_HASH_TUNNEL commands; the payload is a le32 enabled_tunnel_types. */
+export const NetCtrlHashTunnel = { SET: 0 } as const;
+
 /** 5.1.6.5.9 VIRTIO_NET_CTRL_NOTF_COAL commands. */
 export const NetCtrlNotfCoal = { TX_SET: 0, RX_SET: 1, VQ_SET: 2, VQ_GET: 3 } as const;
 

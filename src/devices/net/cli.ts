@@ -60,6 +60,8 @@ export const NET_OFFLOAD_NAMES: Readonly<Record<string, bigint>> = {
   'hdr-len': NetF.GUEST_HDRLEN,
   rss: NetF.RSS | NetF.HASH_REPORT,
   'hash-report': NetF.HASH_REPORT,
+  'hash-tunnel': NetF.HASH_TUNNEL,
+  rsc: NetF.RSC_EXT,
   coalescing: NetF.NOTF_COAL | NetF.VQ_NOTF_COAL,
   stats: NetF.DEVICE_STATS,
 };

@@ -46,14 +46,24 @@ export class FrameLayout {
    * header would start), proto, ipv6Ext and fragment.
    */
   parseNetwork(d: Uint8Array, len: number): boolean {
-    let l3 = ETH_HEADER;
+    return this.parseNetworkAt(d, len, 0);
+  }
+
+  /** parseNetwork for an Ethernet frame starting at d[eth] (an encapsulated one, say). */
+  parseNetworkAt(d: Uint8Array, len: number, eth: number): boolean {
+    let l3 = eth + ETH_HEADER;
     if (len < l3) return false;
-    let type = get16(d, 12);
+    let type = get16(d, l3 - 2);
     if (type === ETH_P_8021Q) {
       l3 += ETH_VLAN_TAG;
       if (len < l3) return false;
-      type = get16(d, 16);
+      type = get16(d, l3 - 2);
     }
+    return this.parseIpAt(d, len, l3, type);
+  }
+
+  /** The network header of EtherType `type` (IPv4 or IPv6) at d[l3], as parseNetwork describes. */
+  parseIpAt(d: Uint8Array, len: number, l3: number, type: number): boolean {
     this.l3 = l3;
     if (type === ETH_P_IPV4) {
       if (len < l3 + 20 || d[l3]! >>> 4 !== 4) return false;

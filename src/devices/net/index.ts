@@ -20,3 +20,4 @@ export { parseStatsReplies } from './net-driver-stats.js';
 export type { NetCoalescing } from './net-coalescing.js';
 export type { NetRss } from './net-rss.js';
 export type { CoalescingParams } from './net-coalescing.js';
+export { NetHashTunnelType, NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';

@@ -12,6 +12,7 @@ import {
   NetCtrlAnnounce,
   NetCtrlClass,
   NetCtrlGuestOffloads,
+  NetCtrlHashTunnel,
   NetCtrlMac,
   NetCtrlMq,
   NetCtrlNotfCoal,
@@ -129,6 +130,10 @@ export function executeNetControl(t: NetControlTarget, cmd: Uint8Array, len: num
     }
     case NetCtrlClass.NOTF_COAL:
       return executeNotfCoal(t, op, cmd, len, f, le);
+    case NetCtrlClass.HASH_TUNNEL:
+      // 5.1.6.4.3 Inner Header Hash: SET with a le32 enabled_tunnel_types (HASH_TUNNEL).
+      if ((f & NetF.HASH_TUNNEL) === 0n || op !== NetCtrlHashTunnel.SET) return NetCtrlAck.ERR;
+      return ok(t.rss.setHashTunnel(cmd, 2, len, le));
     case NetCtrlClass.STATS:
       return executeNetStats(t, op, cmd, len);
     default:

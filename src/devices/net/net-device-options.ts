@@ -23,8 +23,12 @@ export interface NetDeviceOptions {
    * GUEST_ECN, GUEST_UFO, GUEST_USO4/6, GUEST_HDRLEN). Default true.
    */
   gso?: boolean;
+  /** Offer RSC_EXT: TCP segments coalesced on receive (needs `gso`; default true). */
+  rsc?: boolean;
   /** Offer RSS and HASH_REPORT (default true). */
   rss?: boolean;
+  /** Offer HASH_TUNNEL (inner header hash of encapsulated packets; needs `rss`; default true). */
+  hashTunnel?: boolean;
   /** Offer NOTF_COAL and VQ_NOTF_COAL (default true). */
   coalescing?: boolean;
   /** Offer DEVICE_STATS: per-queue statistics over the control queue (default true). */
@@ -65,6 +69,8 @@ export interface NetDeviceStats {
   rxSteeredToStopped: number;
   /** Receive buffers too small for a frame without MRG_RXBUF: returned with nothing written. */
   rxShortBuffers: number;
+  /** RSC_EXT: frames the device coalesced from two or more segments (or with duplicated ACKs). */
+  rxRscFrames: number;
   /** Control commands answered OK and ERR. */
   ctrlOk: number;
   ctrlErr: number;
@@ -87,6 +93,7 @@ export function newNetDeviceStats(): NetDeviceStats {
     rxGsoSegmented: 0,
     rxSteeredToStopped: 0,
     rxShortBuffers: 0,
+    rxRscFrames: 0,
     ctrlOk: 0,
     ctrlErr: 0,
   };
@@ -124,7 +131,12 @@ const NET_FEATURE_NEEDS: readonly (readonly [bigint, bigint])[] = [
   [NetF.HOST_UFO, NetF.CSUM],
   [NetF.HOST_USO, NetF.CSUM],
   [NetF.HOST_ECN, NetF.HOST_TSO4 | NetF.HOST_TSO6],
+  // RSC_EXT: the feature list asks for HOST_TSO4/6, the receive text for GUEST_TSO4/6 (what it coalesces into).
+  [NetF.RSC_EXT, NetF.HOST_TSO4 | NetF.HOST_TSO6],
+  [NetF.RSC_EXT, NetF.GUEST_TSO4 | NetF.GUEST_TSO6],
   [NetF.HASH_REPORT, NetF.CTRL_VQ],
+  [NetF.HASH_TUNNEL, NetF.CTRL_VQ],
+  [NetF.HASH_TUNNEL, NetF.RSS | NetF.HASH_REPORT],
   [NetF.RSS, NetF.CTRL_VQ],
   [NetF.CTRL_RX, NetF.CTRL_VQ],
   [NetF.CTRL_RX_EXTRA, NetF.CTRL_VQ],

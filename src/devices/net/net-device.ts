@@ -3,14 +3,8 @@
  *  - transmit queues are served by the QueueServer: each chain is a virtio_net_hdr and a frame,
  *    checked (5.1.6.2, net-header.ts) and handed to the device's link (a switch port)
  *    synchronously, with its checksum and segmentation requests (HOST_TSO4/6, UFO, USO, ECN);
- *  - receive queues are driven by the device: a frame from the link is filtered (rx modes, MAC
- *    and VLAN tables); a GSO frame goes whole to a driver with the matching GUEST_* offload, or
- *    as its segments (gso-segmenter.ts); each is written behind a header into one buffer, or
- *    with MRG_RXBUF over as many buffers as it takes, all made visible at once (device/net/32);
- *    when the ring holds too few the popped buffers go back with `undoPop` and the frame is
- *    dropped and counted. The receive queue is the RSS indirection table's when RSS is
- *    configured (net-rss.ts), else a hash over the pairs in use; with HASH_REPORT the hash goes
- *    into the header;
+ *  - receive queues are driven by the device: a frame from the link goes through the receive
+ *    path (net-receive.ts: filter, GSO whole or segmented, queue choice, buffers, header);
  *  - the control queue executes net-control.ts commands; used-buffer notifications of the data
  *    queues pass through notification coalescing (net-coalescing.ts).
  * The guest is untrusted: a bad transmit chain (shorter than the header, GSO not negotiated or
@@ -20,10 +14,9 @@
  */
 import { QueueServer, type QueueRequest } from '../../device/queue-server.js';
 import type { DeviceContext, VirtioDevice } from '../../device/types.js';
-import { ErrorCode, QueueError, VirtioError } from '../../errors.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ChainCursor, type DescriptorChain } from '../../queue/chain.js';
-import type { DeviceQueue } from '../../queue/types.js';
 import { encodeConfig } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
@@ -45,14 +38,15 @@ import {
   netHeaderSize,
 } from '../../spec/net.js';
 import { FlowSteering } from './flow-steering.js';
-import { GsoSegmenter, type NetPacketSink } from './gso-segmenter.js';
 import { CoalescingContext, NetCoalescing } from './net-coalescing.js';
 import { NET_CTRL_MAX_COMMAND, NET_CTRL_MAX_REPLY, type NetControlTarget, executeNetControl } from './net-control.js';
-import { NET_GSO_MAX_FRAME, NET_GUEST_GSO, NET_HOST_GSO, type RxHeaderFields, RxGsoDecision, TxHeaderReader, writeRxHeader } from './net-header.js';
-import { NET_RSS_MAX_KEY_SIZE, NET_RSS_MAX_TABLE, NET_SUPPORTED_HASH_TYPES, NetHashReport, NetRss } from './net-rss.js';
+import { NET_GSO_MAX_FRAME, NET_GUEST_GSO, NET_HOST_GSO, TxHeaderReader } from './net-header.js';
+import { NET_RSS_MAX_KEY_SIZE, NET_RSS_MAX_TABLE, NET_SUPPORTED_HASH_TYPES, NetRss } from './net-rss.js';
 import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats, newNetDeviceStats, withoutDependents } from './net-device-options.js';
 import { NetCvqCounter, NetQueueCounters, NetRxCounter } from './net-stats.js';
-import { NetPacket, completeChecksum, macKey } from './packet.js';
+import { NetReceiver, type NetReceiveState, netRxFlags } from './net-receive.js';
+import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
+import { NetPacket, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { RxFilter } from './rx-filter.js';
 import type { NetSwitch, SwitchPort } from './switch.js';
@@ -63,7 +57,7 @@ export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDe
  * The virtio-net device (5.1): frames to and from a NetPort (a switch port), offloads, multiqueue,
  * the control queue. What it implements and its normative coverage: docs/devices/net.md.
  */
-export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
+export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetReceiveState {
   readonly deviceId = DeviceId.NET;
   /** NetPort: GSO packets come whole; the device passes them on or segments them itself. */
   readonly takesGso = true;
@@ -105,6 +99,8 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   private linkUp: boolean;
   private announce = false;
   private guestOffloads = 0n;
+  /** NetRxFlag bits of `negotiated` and `guestOffloads` (no BigInt per frame). */
+  private rxFlagBits = 0;
   private guestOffloadsSet = false;
   private hashReport = false;
   /** The frame a transmit chain is read into (the sender's buffer on the switch). */
@@ -112,20 +108,12 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   /** The largest frame without GSO: MTU, Ethernet header, VLAN tag (device/net/5, /6). */
   private readonly maxFrame: number;
   private readonly txHeader = new TxHeaderReader();
-  private readonly rxGso = new RxGsoDecision();
-  private readonly segmenter = new GsoSegmenter();
   private readonly flows = new FlowSteering();
-  /** Where segments of a GSO frame for this driver go (made once). */
-  private readonly segmentSink: NetPacketSink;
-  private readonly rxFields: RxHeaderFields = { guestCsum: false, gsoType: 0, hdrLen: 0, numBuffers: 0, hashValue: 0, hashReport: 0 };
+  private readonly receiver: NetReceiver;
   private readonly txHdr = new Uint8Array(NetHdr.HASH_SIZE);
-  private readonly rxHdr = new Uint8Array(NetHdr.HASH_SIZE);
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
   private readonly ctrlBuf = new Uint8Array(NET_CTRL_MAX_COMMAND);
-  /** Per receive queue: chains for the buffers of one frame, made as first needed (at most the queue size). */
-  private rxChains: DescriptorChain[][] = [];
-  private readonly rxWritten: Uint32Array;
 
   constructor(opts: NetDeviceOptions = {}) {
     const qs = opts.queueSize ?? 256;
@@ -153,7 +141,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       NET_DEVICE_FEATURES |
       (pairs > 1 ? NetF.MQ : 0n) |
       (gso ? NET_HOST_GSO | NET_GUEST_GSO | NetF.GUEST_HDRLEN : 0n) |
+      (gso && (opts.rsc ?? true) ? NetF.RSC_EXT : 0n) |
       ((opts.rss ?? true) ? NetF.RSS | NetF.HASH_REPORT : 0n) |
+      ((opts.rss ?? true) && (opts.hashTunnel ?? true) ? NetF.HASH_TUNNEL : 0n) |
       ((opts.coalescing ?? true) ? NetF.NOTF_COAL | NetF.VQ_NOTF_COAL : 0n) |
       ((opts.deviceStats ?? true) ? NetF.DEVICE_STATS : 0n) |
       F.VERSION_1 |
@@ -170,8 +160,6 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.txPacket = new NetPacket(gso ? Math.max(NET_GSO_MAX_FRAME, this.maxFrame) : this.maxFrame);
     this.counters = new NetQueueCounters(2 * pairs);
     this.coalescing = new NetCoalescing(2 * pairs, this.counters);
-    this.segmentSink = { deliver: (seg: NetPacket) => this.receiveSegment(seg) };
-    this.rxWritten = new Uint32Array(qs);
     this.filter.reset(this.mac, false, false);
     this.server = new QueueServer({
       name: this.name,
@@ -179,10 +167,24 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       logger: opts.logger,
       handler: (i) => this.handlerFor(i),
       queueStarted: (i) => {
-        this.dropRxChains(i);
+        this.receiver.dropChains(i);
         this.coalescing.queueStarted(i);
       },
-      queueStopped: (i) => this.dropRxChains(i),
+      queueStopped: (i) => this.receiver.dropChains(i),
+    });
+    this.receiver = new NetReceiver({
+      name: this.name,
+      logger: this.logger,
+      state: this,
+      server: this.server,
+      stats: this.stats,
+      counters: this.counters,
+      coalescing: this.coalescing,
+      filter: this.filter,
+      rss: this.rss,
+      flows: this.flows,
+      maxFrame: this.maxFrame,
+      queueSize: qs,
     });
   }
 
@@ -271,7 +273,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
       rssMaxKeySize: NET_RSS_MAX_KEY_SIZE, // device/net/7
       rssMaxIndirectionTableLength: NET_RSS_MAX_TABLE, // device/net/8
       supportedHashTypes: NET_SUPPORTED_HASH_TYPES,
-      supportedTunnelTypes: 0,
+      supportedTunnelTypes: NET_SUPPORTED_TUNNEL_TYPES,
     };
     // A field exists when its feature is offered (5.1.4: "exists only if ... is set"), also
     // before FEATURES_OK when the core passes only the driver's bits so far: a vhost-user
@@ -289,6 +291,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.hdrLen = netHeaderSize(f);
     this.ctrlIndex = (f & NetF.CTRL_VQ) !== 0n ? netControlQueue(f, this.maxPairs) : -1;
     if (!this.guestOffloadsSet) this.guestOffloads = f & NET_GUEST_OFFLOADS;
+    this.rxFlagBits = netRxFlags(f, this.guestOffloads);
     this.filter.vlanFilter = (f & NetF.CTRL_VLAN) !== 0n;
     if ((f & NetF.MAC) !== 0n) this.filter.filterUnicast = true;
     this.hashReport = (f & NetF.HASH_REPORT) !== 0n;
@@ -313,13 +316,14 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     this.announce = false;
     this.guestOffloadsSet = false;
     this.guestOffloads = 0n;
+    this.rxFlagBits = 0;
     this.hashReport = false;
     this.rss.reset(); // device/net/100
     this.flows.reset();
     this.coalescing.reset(); // device/net/109
     this.coalescing.attach(null);
     this.counters.reset();
-    this.rxChains = [];
+    this.receiver.reset();
   }
 
   resetQueue(index: number): void {
@@ -342,6 +346,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   setGuestOffloads(mask: bigint): void {
     this.guestOffloads = mask;
     this.guestOffloadsSet = true;
+    this.rxFlagBits = netRxFlags(this.negotiated, mask);
   }
   isDataQueueEnabled(index: number): boolean {
     if (!(Number.isInteger(index) && index >= 0 && index < 2 * this.pairsNegotiated())) return false;
@@ -375,10 +380,6 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
   /** 5.1.2: the pairs the driver may use: max_virtqueue_pairs with MQ or RSS, else 1. */
   private pairsNegotiated(): number {
     return (this.negotiated & (NetF.MQ | NetF.RSS)) !== 0n ? this.maxPairs : 1;
-  }
-
-  private dropRxChains(index: number): void {
-    if ((index & 1) === 0 && this.rxChains[index >> 1] !== undefined) this.rxChains[index >> 1] = [];
   }
 
   /** One transmit chain: header, frame (5.1.6.2). Returns 0: nothing is written back. */
@@ -454,198 +455,30 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget {
     return 1 + (replyLen > 0 ? w.write(this.reply, 0, replyLen) : 0);
   }
 
-  // ---- receive ----
+  // ---- receive (net-receive.ts) ----
 
   /** NetPort: a frame from the link for the driver. */
   deliver(p: NetPacket): void {
-    const st = this.stats;
-    if (this.ctx === null || !this.linkUp || p.length < ETH_HEADER) {
-      st.rxNoBuffer++;
-      return;
-    }
-    if (!this.filter.accepts(p)) {
-      st.rxFiltered++;
-      return;
-    }
-    if (p.gsoType !== 0) {
-      // 5.1.6.4: whole to a driver with the matching GUEST_* offload (gso fields set,
-      // device/net/46), else as segments (device/net/34..37, /40, /45: never a gso_type the
-      // driver did not negotiate).
-      if (p.length <= NET_GSO_MAX_FRAME && this.rxGso.takesWhole(p, this.guestOffloads)) {
-        st.rxGsoWhole++;
-        this.receiveFrame(p, this.rxGso.gsoTypeOut, this.rxGso.hdrLen);
-      } else if (this.segmenter.segment(p, this.segmentSink)) st.rxGsoSegmented++;
-      else st.rxErrors++;
-      return;
-    }
-    // device/net/5: nothing longer than the MTU plus the Ethernet header (and a VLAN tag).
-    if (p.length > this.maxFrame) {
-      st.rxErrors++;
-      return;
-    }
-    this.receiveFrame(p, 0, 0);
+    this.receiver.deliver(p);
   }
 
-  private receiveSegment(seg: NetPacket): void {
-    if (seg.length > this.maxFrame) this.stats.rxErrors++;
-    else this.receiveFrame(seg, 0, 0);
+  // NetReceiveState
+  get rxContext(): DeviceContext | null {
+    return this.ctx;
   }
-
-  /** A frame (or a whole GSO frame with its gso_type and hdr_len) into a receive queue. */
-  private receiveFrame(p: NetPacket, gsoType: number, hdrLen: number): void {
-    const st = this.stats;
-    const ctx = this.ctx!;
-    const guestCsum = (this.guestOffloads & NetF.GUEST_CSUM) !== 0n;
-    // device/net/33: a driver without GUEST_CSUM gets a complete checksum.
-    if (p.needsCsum && !guestCsum && !completeChecksum(p)) {
-      st.rxErrors++;
-      return;
-    }
-    const rss = this.rss;
-    // 5.1.6.4.3: a hash when RSS steers or HASH_REPORT reports (else none is calculated).
-    const hashed = (rss.steering || this.hashReport) && rss.hash(p.data, p.length);
-    const f = this.rxFields;
-    f.guestCsum = guestCsum;
-    f.gsoType = gsoType;
-    f.hdrLen = hdrLen;
-    f.hashValue = hashed ? rss.hashValue : 0;
-    f.hashReport = hashed ? rss.hashReport : NetHashReport.NONE;
-    let vq: DeviceQueue | null;
-    if (rss.steering) {
-      // device/net/97: the indirection table, or the unclassified queue; device/net/98: a queue
-      // being reset drops the frame.
-      const pair = hashed ? rss.table[rss.hashValue & rss.tableMask]! : rss.unclassified;
-      vq = this.server.queue(2 * pair);
-      if (vq === null) {
-        st.rxSteeredToStopped++;
-        this.counters.inc(2 * pair, NetRxCounter.DROPS);
-        return;
-      }
-    } else {
-      vq = this.pickRxQueue(p);
-      if (vq === null) {
-        st.rxNoBuffer++; // device/net/94: every receive queue is being reset
-        return;
-      }
-    }
-    try {
-      this.receiveInto(ctx, vq, p);
-    } catch (e) {
-      const reason = e instanceof QueueError ? e.message : `receive: ${String(e)}`;
-      this.logger?.error(`${this.name}: ${reason}`);
-      ctx.needsReset(reason);
-    }
+  get negotiatedFeatures(): bigint {
+    return this.negotiated;
   }
-
-  /**
-   * device/net/91: receiveq1 only until VQ_PAIRS_SET; then the pair the flow was last sent on
-   * (device/net/89), else a flow hash over the pairs in use (device/net/90), skipping queues
-   * being reset (device/net/93).
-   */
-  private pickRxQueue(p: NetPacket): DeviceQueue | null {
-    const n = this.activePairs;
-    const pair = n > 1 ? this.flows.pick(p.data, p.length, n) : 0;
-    for (let k = 0; k < n; k++) {
-      const vq = this.server.queue(2 * ((pair + k) % n));
-      if (vq !== null) return vq;
-    }
-    return null;
+  get rxHeaderSize(): number {
+    return this.hdrLen;
   }
-
-  /** Receive buffers too small for their use: returned with nothing written, counted. */
-  private returnEmpty(vq: DeviceQueue, chains: DescriptorChain[], n: number): void {
-    for (let i = 0; i < n; i++) vq.pushDeferred(chains[i]!, 0);
-    vq.publish();
-    this.coalescing.packet(vq.index);
-    this.coalescing.notify(vq.index);
-    this.stats.rxShortBuffers++;
-    this.counters.inc(vq.index, NetRxCounter.DROPS);
+  get hashReporting(): boolean {
+    return this.hashReport;
   }
-
-  private receiveInto(ctx: DeviceContext, vq: DeviceQueue, p: NetPacket): void {
-    const st = this.stats;
-    const hl = this.hdrLen;
-    const total = hl + p.length;
-    const mergeable = (this.negotiated & NetF.MRG_RXBUF) !== 0n;
-    const pairIndex = vq.index >> 1;
-    let chains = this.rxChains[pairIndex];
-    if (chains === undefined) chains = this.rxChains[pairIndex] = [];
-    let n = 0;
-    let room = 0;
-    while (room < total && n < vq.size) {
-      if (n === chains.length) chains.push(vq.createChain());
-      const c = chains[n]!;
-      if (!vq.pop(c)) break;
-      n++;
-      if (c.fault !== null) {
-        // A buffer outside guest memory: the driver broke the ring's contract (2.1.2).
-        vq.undoPop(n);
-        ctx.needsReset(`receive queue ${vq.index}: buffer outside guest memory`);
-        return;
-      }
-      if (mergeable && c.writableBytes < hl) {
-        // driver/net/45: a mergeable buffer holds at least the header. The buffers popped for
-        // this frame are used empty (the ring moves on past the bad one), the frame is dropped.
-        this.returnEmpty(vq, chains, n);
-        return;
-      }
-      room += c.writableBytes;
-      if (!mergeable) break; // device/net/28: one buffer without MRG_RXBUF
-    }
-    if (n === 0) {
-      st.rxNoBuffer++;
-      this.counters.rxOverrun(vq.index);
-      return;
-    }
-    if (room < total) {
-      if (mergeable) {
-        // Too few buffers for now: give them back untouched and drop the frame.
-        vq.undoPop(n);
-        st.rxNoBuffer++;
-        this.counters.rxOverrun(vq.index);
-        return;
-      }
-      // One buffer smaller than the frame (driver/net/40ff. SHOULD give 1526 bytes): used empty,
-      // so the ring moves on.
-      this.returnEmpty(vq, chains, 1);
-      return;
-    }
-    this.rxFields.numBuffers = n;
-    writeRxHeader(this.rxHdr, hl, p, this.rxFields, ctx.littleEndian);
-    // Header then frame, buffer after buffer; all but the last filled (device/net/31).
-    const w = this.writer;
-    let at = 0; // position in header ++ frame
-    for (let i = 0; i < n; i++) {
-      const c = chains[i]!;
-      w.reset(c);
-      let wrote = 0;
-      if (at < hl) {
-        const k = w.write(this.rxHdr, at, Math.min(hl - at, c.writableBytes));
-        wrote += k;
-        at += k;
-      }
-      if (at >= hl && wrote < c.writableBytes) {
-        const k = w.write(p.data, at - hl, Math.min(total - at, c.writableBytes - wrote));
-        wrote += k;
-        at += k;
-      }
-      this.rxWritten[i] = wrote;
-    }
-    // device/net/32: every buffer of the frame becomes visible with one publication.
-    const qs = ctx.stats;
-    for (let i = 0; i < n; i++) {
-      vq.pushDeferred(chains[i]!, this.rxWritten[i]!);
-      // Receive buffers are popped here, not by the queue server: count them for the operator.
-      if (qs !== undefined) {
-        qs.popped(vq.index, 0);
-        qs.completed(vq.index, this.rxWritten[i]!);
-      }
-    }
-    vq.publish();
-    st.rxFrames++;
-    st.rxBytes += p.length;
-    this.counters.rxPacket(vq.index, p.length, this.rxHdr[NetHdr.FLAGS]!, this.rxFields.gsoType);
-    this.coalescing.packet(vq.index);
-    this.coalescing.notify(vq.index);
+  get rxFlags(): number {
+    return this.rxFlagBits;
+  }
+  get activePairCount(): number {
+    return this.activePairs;
   }
 }

@@ -31,13 +31,14 @@ export const NET_DRIVER_FEATURES =
   NetF.GUEST_USO6 |
   NetF.GUEST_HDRLEN |
   NetF.RSS |
+  NetF.HASH_TUNNEL |
   NetF.NOTF_COAL |
   NetF.VQ_NOTF_COAL |
   NetF.DEVICE_STATS;
 
 /** Features that only make sense with a control queue (5.1.3.1). */
 export const NET_NEEDS_CTRL_VQ =
-  NetF.CTRL_RX | NetF.CTRL_VLAN | NetF.GUEST_ANNOUNCE | NetF.CTRL_MAC_ADDR | NetF.CTRL_RX_EXTRA | NetF.HASH_REPORT | NetF.CTRL_GUEST_OFFLOADS | NetF.NOTF_COAL | NetF.VQ_NOTF_COAL | NetF.DEVICE_STATS | NetF.RSS;
+  NetF.CTRL_RX | NetF.CTRL_VLAN | NetF.GUEST_ANNOUNCE | NetF.CTRL_MAC_ADDR | NetF.CTRL_RX_EXTRA | NetF.HASH_REPORT | NetF.CTRL_GUEST_OFFLOADS | NetF.NOTF_COAL | NetF.VQ_NOTF_COAL | NetF.DEVICE_STATS | NetF.RSS | NetF.HASH_TUNNEL;
 
 /** The receive segmentation offloads: with any of them buffers must take a 64 KiB frame (driver/net/43). */
 export const GUEST_GSO = NetF.GUEST_TSO4 | NetF.GUEST_TSO6 | NetF.GUEST_UFO | NetF.GUEST_USO4 | NetF.GUEST_USO6;
@@ -92,6 +93,12 @@ export interface NetFrame {
   /** hash_value and hash_report with HASH_REPORT (else 0). */
   readonly hashValue: number;
   readonly hashReport: number;
+  /**
+   * With VIRTIO_NET_HDR_F_RSC_INFO (RSC_EXT): the TCP segments the device coalesced into this
+   * frame and the duplicated ACKs it absorbed (csum_start / csum_offset; else 0).
+   */
+  readonly rscSegments: number;
+  readonly rscDupAcks: number;
   /** The receive queue it came on. */
   readonly queue: number;
 }
@@ -108,4 +115,6 @@ export interface RxAssembly {
   hdrLen: number;
   hashValue: number;
   hashReport: number;
+  rscSegments: number;
+  rscDupAcks: number;
 }

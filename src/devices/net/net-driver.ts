@@ -25,6 +25,7 @@ import {
   NetCtrlClass,
   NetCtrlMac,
   NetCtrlGuestOffloads,
+  NetCtrlHashTunnel,
   NetCtrlMq,
   NetCtrlNotfCoal,
   NetCtrlRx,
@@ -41,6 +42,7 @@ import {
   netTxQueue,
 } from '../../spec/net.js';
 import { NET_GSO_MAX_FRAME } from './net-header.js';
+import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
 import { type NetSendOptions, NetTransmitHeader } from './net-driver-transmit.js';
 import { type NetStatsReply, NetStatsQuery, type NetStatsRequest } from './net-driver-stats.js';
 import { GUEST_GSO, NET_DRIVER_FEATURES, NET_NEEDS_CTRL_VQ, type NetDriverOptions, type NetFrame, type NetLinkSettings, type NetRssParams, type RxAssembly } from './net-driver-types.js';
@@ -74,6 +76,11 @@ export class NetDriver implements DeviceDriver {
     ...NetDriver.type,
     wantedFeatures: NET_DRIVER_FEATURES | NetF.HASH_REPORT,
   };
+  /** The same driver negotiating RSC_EXT too: whole TCP GSO frames carry RSC_INFO (segments coalesced, duplicated ACKs). */
+  static readonly rscType: DeviceDriverType<NetDriver, NetDriverOptions> = {
+    ...NetDriver.type,
+    wantedFeatures: NET_DRIVER_FEATURES | NetF.RSC_EXT,
+  };
 
   /**
    * The contract for a device offering `offered`: NetDriver.type without the features that
@@ -89,6 +96,8 @@ export class NetDriver implements DeviceDriver {
   readonly hdrLen: number;
   /** VIRTIO_NET_F_MRG_RXBUF was negotiated: a received frame may span several buffers. */
   readonly mergeable: boolean;
+  /** RSC_EXT negotiated: RSC_INFO is read (driver/net/51). */
+  readonly rsc: boolean;
   /** max_virtqueue_pairs (1 without MQ). */
   readonly maxPairs: number;
   /** Pairs whose queues exist on this transport (at most maxPairs). */
@@ -131,6 +140,7 @@ export class NetDriver implements DeviceDriver {
     const f = ctx.features;
     this.hdrLen = netHeaderSize(f);
     this.mergeable = (f & NetF.MRG_RXBUF) !== 0n;
+    this.rsc = (f & NetF.RSC_EXT) !== 0n;
     this.maxPairs = (f & NetF.MQ) !== 0n ? this.configField('maxVirtqueuePairs') : 1;
     this.mtu = (f & NetF.MTU) !== 0n ? this.configField('mtu') : 1500;
     this.mac = (f & NetF.MAC) !== 0n ? ctx.readConfig(NetConfig.MAC, 6).slice() : LOCAL_DEFAULT_MAC.slice();
@@ -377,6 +387,26 @@ export class NetDriver implements DeviceDriver {
     return this.expectOk(NetCtrlClass.MQ, NetCtrlMq.HASH_CONFIG, b, NetF.HASH_REPORT, '5.1.6.5.6.4');
   }
 
+  /**
+   * supported_tunnel_types with HASH_TUNNEL (else 0), bits the spec does not define dropped
+   * (driver/net/63).
+   */
+  get supportedTunnelTypes(): number {
+    return (this.ctx.features & NetF.HASH_TUNNEL) !== 0n ? this.configField('supportedTunnelTypes') & NET_SUPPORTED_TUNNEL_TYPES : 0;
+  }
+
+  /**
+   * VIRTIO_NET_CTRL_HASH_TUNNEL_SET: encapsulation types whose inner header RSS and hash reports
+   * use (0: none). Refused unsent without HASH_TUNNEL (driver/net/61) or with a type the device
+   * does not support (driver/net/62).
+   */
+  setHashTunnel(types: number): Promise<void> {
+    if ((types & ~this.supportedTunnelTypes) !== 0) return Promise.reject(new VirtioError(ErrorCode.INVALID_ARGUMENT, `tunnel types 0x${types.toString(16)} not in supported_tunnel_types (driver/net/62)`));
+    const b = new Uint8Array(4);
+    this.put32(b, 0, types);
+    return this.expectOk(NetCtrlClass.HASH_TUNNEL, NetCtrlHashTunnel.SET, b, NetF.HASH_TUNNEL, 'driver/net/61');
+  }
+
   /** VIRTIO_NET_CTRL_NOTF_COAL_TX_SET / _RX_SET (NOTF_COAL): every queue of one direction. */
   setCoalescing(direction: 'tx' | 'rx', maxPackets: number, maxUsecs: number): Promise<void> {
     const b = new Uint8Array(8);
@@ -465,17 +495,23 @@ export class NetDriver implements DeviceDriver {
       this.rxErrors++;
       return;
     }
-    // driver/net/48: unknown flag bits are ignored; only NEEDS_CSUM and DATA_VALID are used.
+    // driver/net/48: unknown flag bits are ignored; only NEEDS_CSUM, DATA_VALID and (with
+    // RSC_EXT) RSC_INFO are used.
     const buffers = hl >= NetHdr.SIZE ? this.get16(bytes, NetHdr.NUM_BUFFERS) : 1;
-    const flags = bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID);
+    const flags = bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID | (this.rsc ? NetHdrFlag.RSC_INFO : 0));
     const gsoType = bytes[NetHdr.GSO_TYPE]!;
+    // driver/net/51: csum_start / csum_offset only with NEEDS_CSUM and without RSC_INFO, which
+    // reuses them for the coalesced segments and duplicated ACKs (5.1.6.4 item 2).
+    const rscInfo = (flags & NetHdrFlag.RSC_INFO) !== 0;
+    const csumFields = (flags & NetHdrFlag.NEEDS_CSUM) !== 0 && !rscInfo;
     const first: RxAssembly = {
       parts: [bytes.subarray(hl)],
       remaining: (this.mergeable ? buffers : 1) - 1,
       flags,
-      // driver/net/51: csum_start / csum_offset only with NEEDS_CSUM.
-      csumStart: (flags & NetHdrFlag.NEEDS_CSUM) !== 0 ? this.get16(bytes, NetHdr.CSUM_START) : 0,
-      csumOffset: (flags & NetHdrFlag.NEEDS_CSUM) !== 0 ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
+      csumStart: csumFields ? this.get16(bytes, NetHdr.CSUM_START) : 0,
+      csumOffset: csumFields ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
+      rscSegments: rscInfo ? this.get16(bytes, NetHdr.CSUM_START) : 0,
+      rscDupAcks: rscInfo ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
       buffers: this.mergeable ? buffers : 1,
       gsoType,
       gsoSize: gsoType !== NetGsoType.NONE ? this.get16(bytes, NetHdr.GSO_SIZE) : 0,
@@ -514,6 +550,8 @@ export class NetDriver implements DeviceDriver {
       hdrLen: a.hdrLen,
       hashValue: a.hashValue,
       hashReport: a.hashReport,
+      rscSegments: a.rscSegments,
+      rscDupAcks: a.rscDupAcks,
     };
     const w = this.waiters.shift();
     if (w) {
@@ -560,7 +598,7 @@ export class NetDriver implements DeviceDriver {
 
   // ---- helpers ----
 
-  private configField(name: 'maxVirtqueuePairs' | 'mtu' | 'status' | 'speed' | 'duplex'): number {
+  private configField(name: 'maxVirtqueuePairs' | 'mtu' | 'status' | 'speed' | 'duplex' | 'supportedTunnelTypes'): number {
     return readConfigField(NET_CONFIG_LAYOUT, name, (o, l) => this.ctx.readConfig(o, l), this.le);
   }
   private put16(b: Uint8Array, o: number, v: number): void {

@@ -126,6 +126,10 @@ export interface RxHeaderFields {
   /** A whole GSO packet: gso_type to report (0 for none) and the exact hdr_len. */
   gsoType: number;
   hdrLen: number;
+  /** RSC_EXT and a GSO frame: RSC_INFO with the coalesced segments and duplicated ACKs in csum_start / csum_offset. */
+  rsc: boolean;
+  rscSegments: number;
+  rscDupAcks: number;
   numBuffers: number;
   /** With HASH_REPORT: the hash and its report type (0 = VIRTIO_NET_HASH_REPORT_NONE). */
   hashValue: number;
@@ -136,7 +140,8 @@ export interface RxHeaderFields {
  * Writes the receive header for `p` into h[0, hdrLen): flags 0 without GUEST_CSUM
  * (device/net/33); with it NEEDS_CSUM and the offsets for a partial checksum (device/net/43)
  * or DATA_VALID for one that was computed or verified (device/net/50); gso fields only for a
- * whole GSO packet (device/net/45, /46), never RSC_INFO (device/net/48); num_buffers when the
+ * whole GSO packet (device/net/45, /46); with `rsc` (RSC_EXT negotiated, a GSO frame) RSC_INFO
+ * and the counts in csum_start / csum_offset (device/net/47), never otherwise (device/net/48); num_buffers when the
  * header has it (device/net/27, /29, /30); hash_value and hash_report in the 20-byte header.
  */
 export function writeRxHeader(h: Uint8Array, hdrLen: number, p: NetPacket, f: RxHeaderFields, le: boolean): void {
@@ -154,6 +159,11 @@ export function writeRxHeader(h: Uint8Array, hdrLen: number, p: NetPacket, f: Rx
     h[NetHdr.GSO_TYPE] = f.gsoType;
     putU16(h, NetHdr.HDR_LEN, f.hdrLen, le);
     putU16(h, NetHdr.GSO_SIZE, p.gsoSize, le);
+    if (f.rsc) {
+      h[NetHdr.FLAGS] = h[NetHdr.FLAGS]! | NetHdrFlag.RSC_INFO;
+      putU16(h, NetHdr.CSUM_START, f.rscSegments, le);
+      putU16(h, NetHdr.CSUM_OFFSET, f.rscDupAcks, le);
+    }
   }
   if (hdrLen >= NetHdr.SIZE) putU16(h, NetHdr.NUM_BUFFERS, f.numBuffers, le);
   if (hdrLen >= NetHdr.HASH_SIZE) {

@@ -9,6 +9,7 @@
  * Per packet: a reused parse and a reused 36-byte input buffer, no allocation.
  */
 import { FrameLayout, IPPROTO_TCP, IPPROTO_UDP } from './frame-layout.js';
+import { NET_SUPPORTED_TUNNEL_TYPES, findInnerHeader } from './net-hash-tunnel.js';
 
 /** 5.1.6.4.3.1 VIRTIO_NET_HASH_TYPE_* bits. */
 export const NetHashType = {
@@ -72,7 +73,13 @@ export class NetRss {
   /** The hash and report type of the last `hash` call. */
   hashValue = 0;
   hashReport: number = NetHashReport.NONE;
+  /**
+   * HASH_TUNNEL: enabled_tunnel_types (VIRTIO_NET_CTRL_HASH_TUNNEL_SET; 0 initially and after
+   * reset, device/net/63): encapsulations whose inner header is hashed (net-hash-tunnel.ts).
+   */
+  tunnelTypes = 0;
   private readonly layout = new FrameLayout();
+  private readonly innerLayout = new FrameLayout();
   private readonly input = new Uint8Array(36);
 
   /** device/net/100 and 5.1.6.5.6.4: nothing enabled after reset. */
@@ -84,6 +91,7 @@ export class NetRss {
     this.unclassified = 0;
     this.hashValue = 0;
     this.hashReport = NetHashReport.NONE;
+    this.tunnelTypes = 0;
   }
 
   /**
@@ -94,8 +102,10 @@ export class NetRss {
     this.hashValue = 0;
     this.hashReport = NetHashReport.NONE;
     const t = this.hashTypes;
-    const l = this.layout;
+    let l = this.layout;
     if (t === 0 || !l.parseNetwork(d, len)) return false;
+    // device/net/61: the inner header of an enabled encapsulation type, else the outer one.
+    if (this.tunnelTypes !== 0 && findInnerHeader(d, len, l, this.tunnelTypes, this.innerLayout)) l = this.innerLayout;
     const inp = this.input;
     const addrAt = l.ipv6 ? l.l3 + 8 : l.l3 + 12;
     const addrLen = l.ipv6 ? 32 : 8;
@@ -180,6 +190,19 @@ export class NetRss {
     if ((types & ~NET_SUPPORTED_HASH_TYPES) !== 0) return false;
     this.hashTypes = types;
     this.setKey(cmd, at + 13, keyLen);
+    return true;
+  }
+
+  /**
+   * VIRTIO_NET_CTRL_HASH_TUNNEL_SET, struct virtnet_hash_tunnel at cmd[at, end): le32
+   * enabled_tunnel_types, exactly. A bit outside supported_tunnel_types is VIRTIO_NET_ERR
+   * (device/net/62); 0 turns inner hashing off (device/net/63). False for VIRTIO_NET_ERR.
+   */
+  setHashTunnel(cmd: Uint8Array, at: number, end: number, le: boolean): boolean {
+    if (end - at !== 4) return false;
+    const types = u32(cmd, at, le);
+    if ((types & ~NET_SUPPORTED_TUNNEL_TYPES) !== 0) return false;
+    this.tunnelTypes = types;
     return true;
   }
 

@@ -24,7 +24,8 @@
  */
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { GsoSegmenter } from './gso-segmenter.js';
-import { type NetPacket, isGroupAddress, macKey } from './packet.js';
+import { MacTable } from './mac-table.js';
+import { type NetPacket, isGroupAddress } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { ETH_HEADER, ETH_P_8021Q, ETH_VLAN_TAG, NET_VLAN_IDS } from '../../spec/net.js';
 
@@ -123,7 +124,7 @@ export function frameVlan(p: NetPacket): number {
 export class NetSwitch {
   private ports: SwitchPort[] = [];
   private monitors: NetPort[] = [];
-  private readonly table = new Map<number, SwitchPort>();
+  private readonly table = new MacTable<SwitchPort>();
   private readonly maxAddresses: number;
   private depth = 0;
   private readonly segmenters: GsoSegmenter[] = [];
@@ -167,7 +168,7 @@ export class NetSwitch {
 
   /** The port an address was learned on, or undefined. */
   lookup(mac: Uint8Array): SwitchPort | undefined {
-    return this.table.get(macKey(mac, 0));
+    return this.table.get(mac, 0);
   }
 
   /** @internal */
@@ -175,7 +176,7 @@ export class NetSwitch {
     if (!sp.attached) return;
     sp.attached = false;
     this.ports = this.ports.filter((p) => p !== sp);
-    for (const [k, v] of this.table) if (v === sp) this.table.delete(k);
+    this.table.deleteValue(sp);
   }
 
   /** @internal A frame from `from`: learn its source, deliver to the learned port or flood. */
@@ -196,14 +197,13 @@ export class NetSwitch {
     for (let i = 0; i < monitors.length; i++) monitors[i]!.deliver(p);
     // Learn the source (a group source address is bogus: never learned).
     if (!isGroupAddress(d, 6)) {
-      const src = macKey(d, 6);
-      const known = this.table.get(src);
-      if (known !== from && (known !== undefined || this.table.size < this.maxAddresses)) this.table.set(src, from);
+      const known = this.table.get(d, 6);
+      if (known !== from && (known !== undefined || this.table.size < this.maxAddresses)) this.table.set(d, 6, from);
     }
     this.depth++;
     try {
       if (!isGroupAddress(d, 0)) {
-        const to = this.table.get(macKey(d, 0));
+        const to = this.table.get(d, 0);
         if (to !== undefined) {
           if (to !== from && to.isMember(vlan)) this.deliver(to, p);
           return; // a frame for the port it came from is not sent back
