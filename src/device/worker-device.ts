@@ -14,6 +14,7 @@ import { ErrorCode, VirtioError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { VirtioDevice } from './types.js';
 
+/** Where a worker thread finds the function that builds the device's ring side (module and export), and its argument. */
 export interface WorkerDeviceSpec {
   /** URL of the module (file: URL, e.g. `new URL('./x-worker.js', import.meta.url).href`). */
   readonly module: string;

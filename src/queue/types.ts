@@ -53,6 +53,7 @@ export interface QueueState {
  * publishes deferred used entries first).
  */
 export interface QueuePeek {
+  /** The ring's set-up: size, format and guest addresses. */
   readonly config: QueueConfig;
   /** Split: free-running 16-bit indices; packed: ring positions with their wrap counters. */
   readonly position: QueueState;

@@ -58,3 +58,6 @@ export type { MessageSink } from './dispatcher.js';
 export type { VhostQueue } from './vhost-queue.js';
 export type { DirtyLog } from './vhost-queue.js';
 export type { PackedInflight, SplitInflight } from './inflight.js';
+export type { RingWorkers, VhostUserMessageRouter } from './worker-router.js';
+export type { WorkerCallChannel } from './worker-call-channel.js';
+export type { WorkerAnswer, WorkerCall } from './worker-protocol.js';

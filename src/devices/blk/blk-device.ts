@@ -113,6 +113,7 @@ export class BlkDevice implements VirtioDevice {
   readonly sizeMax: number;
   /** The legacy geometry offered (VIRTIO_BLK_F_GEOMETRY), or null. */
   readonly geometry: BlkGeometry | null;
+  /** opt_io_size (VIRTIO_BLK_F_TOPOLOGY) in blocks of blk_size; 0 when not given. */
   readonly optIoSize: number;
   /** The cache mode field (CONFIG_WCE): 1 writeback, 0 writethrough. */
   writeback: number;

@@ -192,7 +192,9 @@ export class BlkDriver implements DeviceDriver {
   config: BlkDriverConfig;
   /** VIRTIO_BLK_F_RO was negotiated: writes fail. */
   readonly readOnly: boolean;
+  /** The driver context of the device (for subclasses such as ZonedBlkDriver). @internal */
   protected readonly ctx: DriverContext;
+  /** The guest's byte order for request headers (false only for a legacy big-endian guest). @internal */
   protected readonly le: boolean;
   private readonly checkBounds: boolean;
   /** One request queue per virtqueue (MQ: num_queues of them, 5.2.2). */
@@ -447,6 +449,7 @@ export class BlkDriver implements DeviceDriver {
     return { status: p.status, data: out, usedLen: p.usedLen };
   }
 
+  /** Refuses a read or write the driver rules forbid (driver/blk/11, /15) before it is sent. @internal */
   protected checkRw(sector: number, len: number): void {
     if (!Number.isSafeInteger(sector) || sector < 0 || !Number.isSafeInteger(len) || len < 0 || len % BLK_SECTOR_SIZE !== 0) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bad request: sector ${sector}, ${len} bytes (a multiple of 512, driver/blk/15)`);
@@ -481,6 +484,7 @@ export class BlkDriver implements DeviceDriver {
     }
   }
 
+  /** Gives a request's guest buffers back for reuse. @internal */
   protected release(p: Exchange): void {
     const dma = this.ctx.dma;
     if (this.freeSlots.length < this.maxFreeSlots) this.freeSlots.push(p.hdr);
@@ -528,18 +532,20 @@ export class BlkDriver implements DeviceDriver {
     this.freeDataBytes = 0;
   }
 
-  /**
-   * Builds the chain and waits for the answer. Resolves with the request's buffers and status
-   * (the caller copies data out and releases them); rejects with BlkRequestError for a non-OK
-   * status unless `anyStatus`.
-   */
-  /** Puts one chain on the next queue and resolves with the used length (for requests `submit` cannot frame). */
+  /** Puts one chain on the next queue and resolves with the used length (for requests `submit` cannot frame). @internal */
   protected submitChain(outSegs: Segment[], inSegs: Segment[]): Promise<number> {
     const qi = this.nextQueue;
     this.nextQueue = (qi + 1) % this.queues.length;
     return this.queues[qi]!.submit(outSegs, inSegs);
   }
 
+  /**
+   * Builds the chain and waits for the answer. Resolves with the request's buffers and status
+   * (the caller copies data out and releases them); rejects with BlkRequestError for a non-OK
+   * status unless `anyStatus`.
+   *
+   * @internal
+   */
   protected async submit(type: number, sector: number, out: Uint8Array | null, dataLen: number, dataWritable: boolean, anyStatus = false): Promise<Exchange> {
     const mem = this.ctx.memory;
     this.checkSegments(dataLen);

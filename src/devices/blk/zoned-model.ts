@@ -43,18 +43,33 @@ const U32 = 0x1_0000_0000;
 /** Zones a device may have: the per-zone state is 18 bytes, so this bounds it to about 19 MB. */
 const MAX_ZONES = 1 << 20;
 
+/**
+ * The zones of a zoned BlkDevice (its `zoned` property): the state machine, limits and write
+ * pointers of 5.2.6. Hosts read it to see zone conditions and may `fail` zones to simulate media
+ * errors; requests change it through the device.
+ */
 export class ZonedModel {
+  /** zoned.model: BlkZonedModel.HM or HA. */
   readonly model: number;
+  /** zone_sectors: sectors in every zone but maybe the last. */
   readonly zoneSectors: number;
+  /** The writable sectors of a full-size zone (z_cap). */
   readonly zoneCapacity: number;
+  /** max_open_zones (0: no limit). */
   readonly maxOpen: number;
+  /** max_active_zones (0: no limit). */
   readonly maxActive: number;
+  /** max_append_sectors (0: ZONE_APPEND not supported). */
   readonly maxAppendSectors: number;
+  /** write_granularity in bytes. */
   readonly writeGranularity: number;
+  /** Zones on the device, the last one maybe smaller (device/blk/10). */
   readonly zoneCount: number;
+  /** The device's capacity in sectors. */
   readonly capacity: number;
-  /** Currently open (IOPEN + EOPEN) and active (IOPEN + EOPEN + CLOSED) zones. */
+  /** Zones holding an open resource now (IOPEN and EOPEN). */
   openCount = 0;
+  /** Zones holding an active resource now (IOPEN, EOPEN and CLOSED). */
   activeCount = 0;
 
   private readonly type: Uint8Array;
@@ -124,10 +139,12 @@ export class ZonedModel {
     this.activeCount = 0;
   }
 
+  /** The index of the zone holding `sector`. */
   zoneOf(sector: number): number {
     return Math.floor(sector / this.zoneSectors);
   }
 
+  /** Zone z's first sector (its zone sector address). */
   zoneStart(z: number): number {
     return z * this.zoneSectors;
   }
@@ -142,14 +159,17 @@ export class ZonedModel {
     return Math.min(this.zoneCapacity, this.zoneLength(z));
   }
 
+  /** Zone z's type (BlkZoneType). */
   zoneType(z: number): number {
     return this.type[z]!;
   }
 
+  /** Zone z's condition (BlkZoneState). */
   zoneState(z: number): number {
     return this.state[z]!;
   }
 
+  /** Zone z's write pointer in sectors (meaningful in EMPTY, IOPEN, EOPEN and CLOSED). */
   writePointer(z: number): number {
     return this.wp[z]!;
   }
@@ -258,6 +278,7 @@ export class ZonedModel {
     return this.zoneOf(sector);
   }
 
+  /** ZONE_OPEN of the zone starting at `sector`; returns the request's status. */
   open(sector: number): number {
     const z = this.managed(sector);
     if (z < 0 || this.type[z] === BlkZoneType.CONV) return BlkStatus.ZONE_INVALID_CMD; // device/blk/31
@@ -281,6 +302,7 @@ export class ZonedModel {
     }
   }
 
+  /** ZONE_CLOSE of the zone starting at `sector`; returns the request's status. */
   close(sector: number): number {
     const z = this.managed(sector);
     if (z < 0 || this.type[z] === BlkZoneType.CONV) return BlkStatus.ZONE_INVALID_CMD;
@@ -298,6 +320,7 @@ export class ZonedModel {
     return BlkStatus.OK;
   }
 
+  /** ZONE_FINISH of the zone starting at `sector`; returns the request's status. */
   finish(sector: number): number {
     const z = this.managed(sector);
     if (z < 0 || this.type[z] === BlkZoneType.CONV) return BlkStatus.ZONE_INVALID_CMD;
@@ -310,6 +333,7 @@ export class ZonedModel {
     return BlkStatus.OK;
   }
 
+  /** ZONE_RESET of the zone starting at `sector`; returns the request's status. */
   reset(sector: number): number {
     const z = this.managed(sector);
     if (z < 0 || this.type[z] === BlkZoneType.CONV) return BlkStatus.ZONE_INVALID_CMD;

@@ -21,3 +21,4 @@ export type { NetCoalescing } from './net-coalescing.js';
 export type { NetRss } from './net-rss.js';
 export type { CoalescingParams } from './net-coalescing.js';
 export { NetHashTunnelType, NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
+export type { NetReceiveState } from './net-receive.js';

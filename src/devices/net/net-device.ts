@@ -469,6 +469,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   get negotiatedFeatures(): bigint {
     return this.negotiated;
   }
+  /** Bytes of the virtio-net header in front of each received frame, for the negotiated features (5.1.6). */
   get rxHeaderSize(): number {
     return this.hdrLen;
   }
