@@ -8,8 +8,8 @@ import { createLogger, type Logger } from '../../log.js';
 import type { CliIo } from '../../cli/options.js';
 import { runBackend } from '../../cli/serve.js';
 import { BlkDevice } from './blk-device.js';
-import { FileBackend } from './file-backend.js';
 import { MemoryBackend } from './memory-backend.js';
+import { openImage } from './uring-open.js';
 import type { BlkBackend } from './backend.js';
 import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
 
@@ -27,13 +27,22 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   const logger = createLogger(options.verbosity, 'virtio-ts blk', io.stderr);
   let backend: BlkBackend;
   let what: string;
+  let aio = '';
   if (options.image !== null) {
     try {
-      backend = await FileBackend.open(options.image, { readOnly: options.readOnly });
+      const opened = await openImage(options.image, {
+        readOnly: options.readOnly,
+        ...(options.aio !== undefined ? { aio: options.aio } : {}),
+        direct: options.direct === true,
+        writeThrough: options.writeThrough === true,
+        logger,
+      });
+      backend = opened.backend;
+      aio = opened.aio;
     } catch (e) {
       throw new VirtioError(ErrorCode.BACKEND_IO, `cannot open image ${options.image}: ${(e as Error).message}`, { cause: e });
     }
-    what = `image ${options.image}`;
+    what = `image ${options.image} (aio=${aio}${options.direct === true ? ', O_DIRECT' : ''}${options.writeThrough === true ? ', write-through' : ''})`;
   } else {
     backend = new MemoryBackend(options.memoryBytes!, { sparse: true });
     what = 'RAM disk';
@@ -64,6 +73,8 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
         numQueues: options.numQueues,
         queueSize: options.queueSize,
         ...(options.serial !== null ? { serial: options.serial } : {}),
+        // Write-through: the cache mode reads writethrough (WCE 0, 5.2.6.2).
+        ...(options.writeThrough === true ? { writeback: false } : {}),
         logger,
       }),
     cleanup: () => backend.close(),

@@ -31,7 +31,17 @@ export interface BlkOptions extends BackendOptions {
   readonly serial: string | null;
   /** `--poll-us N`: busy-poll window after a processing pass in µs, or null for the default. */
   readonly pollUs: number | null;
+  /** `--aio io_uring|threads` with --image (absent: io_uring where the kernel allows it). */
+  readonly aio?: BlkAio;
+  /** `--direct`: O_DIRECT, bypassing the host page cache (cache.direct=on). */
+  readonly direct?: boolean;
+  /** `--write-through`: every write stable before it is acknowledged (WCE 0). */
+  readonly writeThrough?: boolean;
 }
+
+/** How an image file is accessed: io_uring batches, or positional I/O on libuv's threads. */
+export const BlkAio = { IO_URING: 'io_uring', THREADS: 'threads' } as const;
+export type BlkAio = (typeof BlkAio)[keyof typeof BlkAio];
 
 export const BLK_DEFAULTS = { numQueues: 1, queueSize: 1024 } as const;
 /** virtio-blk serial (VIRTIO_BLK_T_GET_ID) is at most 20 bytes. */
@@ -60,6 +70,13 @@ ${BACKEND_SOCKET_USAGE}
   --poll-us N             after serving requests, keep watching the ring for N microseconds
                           (0..${MAX_POLL_US_CLI}) before sleeping, saving the front-end's kicks and the
                           wake-ups (default ${DEFAULT_POLL_US_MEMORY} with --memory, 0 with --image)
+  --aio io_uring|threads  how the image is read and written: io_uring batches (the default;
+                          positional I/O when the kernel refuses io_uring, with a warning) or
+                          positional I/O on libuv's thread pool
+  --direct                open the image with O_DIRECT, bypassing the host page cache
+                          (QEMU cache.direct=on; needs io_uring)
+  --write-through         every write is stable before it is acknowledged (O_DSYNC); the
+                          device reports a writethrough cache (WCE 0)
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -92,7 +109,30 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const pollText = stringOption(v, 'poll-us');
   const pollUs = pollText === undefined ? null : parseIntInRange(pollText, '--poll-us', 0, MAX_POLL_US_CLI, COMMAND);
-  return { ...common, image, memoryBytes, readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs };
+  const aioText = stringOption(v, 'aio');
+  if (aioText !== undefined && aioText !== BlkAio.IO_URING && aioText !== BlkAio.THREADS) {
+    throw new CliError(CliFault.BAD_VALUE, `--aio is ${BlkAio.IO_URING} or ${BlkAio.THREADS}, not ${aioText}`, COMMAND);
+  }
+  const direct = v['direct'] === true;
+  const writeThrough = v['write-through'] === true;
+  if (image === null && (aioText !== undefined || direct || writeThrough)) {
+    throw new CliError(CliFault.CONFLICT, '--aio, --direct and --write-through apply to --image, not to --memory', COMMAND);
+  }
+  if (direct && aioText === BlkAio.THREADS) throw new CliError(CliFault.CONFLICT, '--direct needs --aio io_uring (aligned bounce buffers)', COMMAND);
+  return {
+    ...common,
+    image,
+    memoryBytes,
+    readOnly: v['read-only'] === true,
+    numQueues,
+    queueSize,
+    serial,
+    pollUs,
+    // Present only when given, so the defaults read as before.
+    ...(aioText !== undefined ? { aio: aioText } : {}),
+    ...(direct ? { direct } : {}),
+    ...(writeThrough ? { writeThrough } : {}),
+  };
 }
 
 export const BLK_CLI: DeviceCli<BlkOptions> = {
@@ -105,6 +145,9 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     'queue-size': { type: 'string' },
     serial: { type: 'string' },
     'poll-us': { type: 'string' },
+    aio: { type: 'string' },
+    direct: { type: 'boolean' },
+    'write-through': { type: 'boolean' },
   },
   usage: BLK_USAGE,
   parse: parseBlk,

@@ -30,10 +30,12 @@ export class FileBackend implements BlkBackend {
     readonly path: string,
   ) {}
 
-  static open(path: string, opts: { readOnly?: boolean } = {}): Promise<FileBackend> {
+  /** `writeThrough`: O_DSYNC, every write stable before it resolves. */
+  static open(path: string, opts: { readOnly?: boolean; writeThrough?: boolean } = {}): Promise<FileBackend> {
     const readOnly = opts.readOnly ?? false;
+    const flags = (readOnly ? fsc.O_RDONLY : fsc.O_RDWR) | (opts.writeThrough === true ? fsc.O_DSYNC : 0);
     return new Promise((resolve, reject) => {
-      open(path, readOnly ? fsc.O_RDONLY : fsc.O_RDWR, (err, fd) => {
+      open(path, flags, (err, fd) => {
         if (err) return reject(ioError(`open ${path}`, err));
         fstat(fd, (err2, st) => {
           if (err2 || !st.isFile()) {
