@@ -146,6 +146,7 @@ describe('virtio-ts command line', () => {
       '--queue-size': '256',
       '--serial': 'abc',
       '--poll-us': '20',
+      '--aio': 'threads',
       '--disk-size': '128K',
       '--entropy-bytes': '8',
       '--stats-interval': '10',

@@ -46,6 +46,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   } else {
     backend = new MemoryBackend(options.memoryBytes!, { sparse: true });
     what = 'RAM disk';
+    if (options.aio !== undefined || options.direct === true) logger.warn('--aio and --direct apply to --image; a RAM disk ignores them');
   }
   if (backend.size < 512) {
     await backend.close();

@@ -115,9 +115,8 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const direct = v['direct'] === true;
   const writeThrough = v['write-through'] === true;
-  if (image === null && (aioText !== undefined || direct || writeThrough)) {
-    throw new CliError(CliFault.CONFLICT, '--aio, --direct and --write-through apply to --image, not to --memory', COMMAND);
-  }
+  // With --memory: --write-through still sets the cache mode the driver sees (WCE 0); --aio and
+  // --direct have no file to act on (runBlk warns).
   if (direct && aioText === BlkAio.THREADS) throw new CliError(CliFault.CONFLICT, '--direct needs --aio io_uring (aligned bounce buffers)', COMMAND);
   return {
     ...common,
