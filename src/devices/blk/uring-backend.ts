@@ -105,8 +105,9 @@ export class UringBackend implements BlkBackend {
   }
 
   /** Operations submitted and io_uring_enter calls made (to see the batching). */
-  get counters(): { submitted: number; batches: number } {
-    return { submitted: this.io.submitted, batches: this.io.batches };
+  get counters(): { submitted: number; batches: number; completedInline: number; completedLater: number } {
+    const io = this.io;
+    return { submitted: io.submitted, batches: io.batches, completedInline: io.completedInline, completedLater: io.completedLater };
   }
 
   private check(offset: number, len: number, writing: boolean): void {

@@ -74,6 +74,10 @@ export class UringFileIo {
   submitted = 0;
   /** io_uring_enter calls made (batches). */
   batches = 0;
+  /** Completions reaped right after their submission (finished inside io_uring_enter or just after). */
+  completedInline = 0;
+  /** Completions reaped because the eventfd woke the loop. */
+  completedLater = 0;
 
   constructor(entries: number = DEFAULT_URING_ENTRIES) {
     this.ring = IoUring.open(entries);
@@ -212,8 +216,7 @@ export class UringFileIo {
     }
     this.batches++;
     this.submitted += taken;
-    // Clearing the eventfd too: the signals of inline completions must not wake the loop.
-    this.reapAll(true);
+    this.reapAll(false);
     // The kernel took fewer than queued (short of resources): try again after the loop turns.
     if (this.ring.pending() > 0 && !this.submitScheduled) {
       this.submitScheduled = true;
@@ -221,15 +224,19 @@ export class UringFileIo {
     }
   }
 
-  private reapAll(clearEventfd: boolean): void {
+  private reapAll(fromWatcher: boolean): void {
     if (this.closed) return;
     const out = this.out;
     const max = out.length >> 1;
-    let clear = clearEventfd;
+    // Every reap clears the eventfd first (see native/io-uring.c): inline completions must not
+    // wake the loop afterwards.
+    let clear = true;
     for (;;) {
       const n = this.ring.reap(out, clear);
       clear = false;
       for (let i = 0; i < n; i++) this.complete(out[2 * i]!, out[2 * i + 1]!);
+      if (fromWatcher) this.completedLater += n;
+      else this.completedInline += n;
       if (n < max) break;
     }
   }
