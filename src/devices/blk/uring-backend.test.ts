@@ -57,7 +57,7 @@ describe('UringBackend (io_uring on a real file)', { skip, timeout: 60_000 }, ()
     const path = image('a.img', 1 << 20);
     const b = await UringBackend.open(path, { entries: 8 });
     try {
-      const writes: Promise<void>[] = [];
+      const writes: (Promise<void> | undefined)[] = [];
       // 64 operations on an 8-entry ring: the rest wait for slots.
       for (let i = 0; i < 64; i++) writes.push(b.write(i * 8192, pattern(4096, i)));
       await Promise.all(writes);
@@ -78,10 +78,13 @@ describe('UringBackend (io_uring on a real file)', { skip, timeout: 60_000 }, ()
     try {
       const before = b.counters;
       const dst = new Uint8Array(32 * 4096);
-      await Promise.all(Array.from({ length: 32 }, (_, i) => b.read(i * 4096, dst, i * 4096, 4096)));
+      const results = Array.from({ length: 32 }, (_, i) => b.read(i * 4096, dst, i * 4096, 4096));
+      assert.equal(results[0], undefined, 'the eager read of a page-cache hit completes synchronously');
+      await Promise.all(results);
       const after = b.counters;
       assert.equal(after.submitted - before.submitted, 32);
-      assert.equal(after.batches - before.batches, 1, 'one batch for the 32 reads of one pass');
+      // The first read goes to the kernel at once (eager), the other 31 in one batch.
+      assert.equal(after.batches - before.batches, 2, 'the eager read, then one batch for the other 31 reads of the pass');
       assert.ok(dst.every((x) => x === 5));
     } finally {
       await b.close();
@@ -181,7 +184,7 @@ describe('UringBackend (io_uring on a real file)', { skip, timeout: 60_000 }, ()
     const b = await UringBackend.open(path);
     try {
       truncateSync(path, 8192);
-      await assert.rejects(b.read(4096, new Uint8Array(8192)), (e: unknown) => e instanceof UringIoError && e.errno === 'ESHORT');
+      await assert.rejects(async () => b.read(4096, new Uint8Array(8192)), (e: unknown) => e instanceof UringIoError && e.errno === 'ESHORT');
       // Through the device: IOERR.
       const { pair } = setup({}, {}, b);
       const raw = new RawDriver(pair.ctx);

@@ -118,7 +118,8 @@ export class UringBackend implements BlkBackend {
     }
   }
 
-  read(offset: number, dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): Promise<void> {
+  /** Undefined when done synchronously (a page-cache hit completed inside io_uring_enter). */
+  read(offset: number, dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): Promise<void> | undefined {
     this.check(offset, len, false);
     if (this.direct && (offset % this.offsetAlign !== 0 || len % this.offsetAlign !== 0)) {
       return this.io.rw(UringOp.READ, this.bufferedFd, dst, dstOff, len, offset);
@@ -126,7 +127,7 @@ export class UringBackend implements BlkBackend {
     return this.io.rw(UringOp.READ, this.fd, dst, dstOff, len, offset, this.memAlign);
   }
 
-  write(offset: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): Promise<void> {
+  write(offset: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): Promise<void> | undefined {
     this.check(offset, len, true);
     if (this.direct && (offset % this.offsetAlign !== 0 || len % this.offsetAlign !== 0)) {
       return this.io.rw(UringOp.WRITE, this.bufferedFd, src, srcOff, len, offset);
@@ -176,7 +177,10 @@ export class UringBackend implements BlkBackend {
     for (let base = 0; base < len; base += window) {
       const pending: Promise<void>[] = [];
       const end = Math.min(len, base + window);
-      for (let done = base; done < end; done += ZERO_CHUNK) pending.push(this.write(offset + done, zeroes, 0, Math.min(ZERO_CHUNK, end - done)));
+      for (let done = base; done < end; done += ZERO_CHUNK) {
+        const r = this.write(offset + done, zeroes, 0, Math.min(ZERO_CHUNK, end - done));
+        if (r !== undefined) pending.push(r);
+      }
       await Promise.all(pending);
     }
   }

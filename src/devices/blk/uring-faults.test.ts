@@ -76,7 +76,7 @@ describe('io_uring backend faults', { skip: skipUring, timeout: 60_000 }, () => 
     truncateSync(path, 4 << 20);
     const backend = await UringBackend.open(path);
     try {
-      await assert.rejects(backend.write(0, new Uint8Array(4 << 20)), (e: unknown) => e instanceof UringIoError && (e.errno === 'ENOSPC' || e.errno === 'ESHORT'));
+      await assert.rejects(async () => backend.write(0, new Uint8Array(4 << 20)), (e: unknown) => e instanceof UringIoError && (e.errno === 'ENOSPC' || e.errno === 'ESHORT'));
     } finally {
       await backend.close();
       rmSync(path);
@@ -88,7 +88,7 @@ describe('io_uring backend faults', { skip: skipUring, timeout: 60_000 }, () => 
     try {
       const fd = openSync(join(dir, 'x'), 'w+');
       closeSync(fd);
-      await assert.rejects(io.rw(UringOp.WRITE, fd, new Uint8Array(512), 0, 512, 0), (e: unknown) => e instanceof UringIoError && e.errno === 'EBADF');
+      await assert.rejects(async () => io.rw(UringOp.WRITE, fd, new Uint8Array(512), 0, 512, 0), (e: unknown) => e instanceof UringIoError && e.errno === 'EBADF');
       await assert.rejects(io.fsync(fd), (e: unknown) => e instanceof UringIoError && e.errno === 'EBADF');
       assert.equal(io.inFlight, 0);
     } finally {

@@ -4,7 +4,11 @@
  * - Batching: an operation is queued as a submission entry and the batch goes to the kernel
  *   in one io_uring_enter from a microtask, i.e. once the device's pass over a kick (which
  *   pops every available request synchronously) has returned. So the requests of one kick
- *   cost one system call.
+ *   cost one system call, two with the eager first operation:
+ * - Eager first operation: the first read or write of a macrotask (of a kick's pass) is
+ *   submitted at once; when the kernel completes it inside io_uring_enter (a page-cache hit)
+ *   `rw` returns undefined: done synchronously, no promise and no microtask, and the device
+ *   completes the request inside its pass (what a queue depth of 1 waits on).
  * - Completions: what the kernel completes inside io_uring_enter (reads from the page cache)
  *   is reaped right after it (clearing the eventfd, so it does not wake the loop); the rest
  *   signals the ring's eventfd, which is watched on Node's loop.
@@ -69,7 +73,19 @@ export class UringFileIo {
   private closing = false;
   private bounce: DirectBouncePool | null = null;
   private onIdle: (() => void) | null = null;
-  private readonly flushFn = (): void => this.flush();
+  private readonly flushFn = (): void => {
+    this.submitScheduled = false;
+    this.submitNow();
+  };
+  /** The eager operation of this macrotask was made (reset by a microtask). */
+  private eagerUsed = false;
+  private readonly eagerResetFn = (): void => {
+    this.eagerUsed = false;
+  };
+  /** The slot of the eager operation while its io_uring_enter runs, else -1. */
+  private eagerSlot = -1;
+  private eagerDone = false;
+  private eagerError: UringIoError | null = null;
   /** Operations submitted through this ring (for tests and statistics). */
   submitted = 0;
   /** io_uring_enter calls made (batches). */
@@ -114,7 +130,7 @@ export class UringFileIo {
    * Reads `len` bytes at `pos` into `buf[off, off + len)` (op READ) or writes them from there
    * (WRITE). `memAlign` > 1: the fd is O_DIRECT and buffers must sit at multiples of it.
    */
-  rw(op: UringOp, fd: number, buf: Uint8Array, off: number, len: number, pos: number, memAlign = 0): Promise<void> {
+  rw(op: UringOp, fd: number, buf: Uint8Array, off: number, len: number, pos: number, memAlign = 0): Promise<void> | undefined {
     if (this.closing) return Promise.reject(new UringIoError('EBADF', 'io_uring closed'));
     if (len === 0) return RESOLVED;
     if (this.freeTop === 0) return this.later(() => this.rw(op, fd, buf, off, len, pos, memAlign));
@@ -134,7 +150,30 @@ export class UringFileIo {
       if (r === UringPrep.MISALIGNED) return this.bounced(op, fd, buf, off, len, pos, memAlign);
       return Promise.reject(new UringIoError('EBUSY', 'io_uring submission queue full'));
     }
+    if (!this.eagerUsed) return this.eager(slot);
     this.scheduleSubmit();
+    return this.promiseFor(slot);
+  }
+
+  /**
+   * Submits what is queued now (the eager operation, and anything queued before it) and
+   * reaps: undefined when `slot` completed inside, a thrown UringIoError when it failed there,
+   * else its promise.
+   */
+  private eager(slot: number): Promise<void> | undefined {
+    this.eagerUsed = true;
+    queueMicrotask(this.eagerResetFn);
+    this.eagerSlot = slot;
+    this.eagerDone = false;
+    this.eagerError = null;
+    this.submitNow();
+    this.eagerSlot = -1;
+    if (this.eagerDone) {
+      const err = this.eagerError;
+      this.eagerError = null;
+      if (err !== null) throw err;
+      return undefined;
+    }
     return this.promiseFor(slot);
   }
 
@@ -175,8 +214,18 @@ export class UringFileIo {
   }
 
   /** Beyond the slots: runs `start` once a slot frees (rare: more operations than entries). */
-  private later(start: () => Promise<void>): Promise<void> {
-    return new Promise<void>((resolve, reject) => this.waiting.push(() => void start().then(resolve, reject)));
+  private later(start: () => Promise<void> | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) =>
+      this.waiting.push(() => {
+        try {
+          const r = start();
+          if (r === undefined) resolve();
+          else r.then(resolve, reject);
+        } catch (e) {
+          reject(e);
+        }
+      }),
+    );
   }
 
   /** An O_DIRECT transfer of a misaligned buffer, through aligned chunks, one after another. */
@@ -203,8 +252,7 @@ export class UringFileIo {
   }
 
   /** The batch goes to the kernel; what it completed inline is reaped at once. */
-  private flush(): void {
-    this.submitScheduled = false;
+  private submitNow(): void {
     if (this.closed) return;
     let taken = 0;
     try {
@@ -242,7 +290,7 @@ export class UringFileIo {
   }
 
   private complete(slot: number, res: number): void {
-    if (slot < 0 || slot >= this.slots || this.resolveOf[slot] === null) return;
+    if (slot < 0 || slot >= this.slots || (this.resolveOf[slot] === null && slot !== this.eagerSlot)) return;
     const kind = this.kindOf[slot]!;
     if (res < 0) {
       this.settle(slot, new UringIoError(errnoName(-res), KIND_NAMES[kind] ?? 'io'));
@@ -268,6 +316,15 @@ export class UringFileIo {
   }
 
   private settle(slot: number, err: UringIoError | null): void {
+    if (slot === this.eagerSlot) {
+      // Completed inside the eager io_uring_enter: `eager` reports it synchronously.
+      this.eagerSlot = -1;
+      this.eagerDone = true;
+      this.eagerError = err;
+      this.bufOf[slot] = null;
+      this.freeSlot(slot);
+      return;
+    }
     const resolve = this.resolveOf[slot]!;
     const reject = this.rejectOf[slot]!;
     this.resolveOf[slot] = null;
@@ -286,7 +343,7 @@ export class UringFileIo {
   }
 
   private failAll(err: UringIoError): void {
-    for (let s = 0; s < this.slots; s++) if (this.resolveOf[s] !== null) this.settle(s, err);
+    for (let s = 0; s < this.slots; s++) if (this.resolveOf[s] !== null || s === this.eagerSlot) this.settle(s, err);
   }
 
   /**
