@@ -65,5 +65,6 @@ bool register_fs_at(napi_env env, napi_value exports);
 bool register_tap(napi_env env, napi_value exports);
 bool register_seqpacket(napi_env env, napi_value exports);
 bool register_memory_advice(napi_env env, napi_value exports);
+bool register_io_uring(napi_env env, napi_value exports);
 
 #endif

@@ -17,6 +17,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!register_tap(env, exports)) return NULL;
   if (!register_seqpacket(env, exports)) return NULL;
   if (!register_memory_advice(env, exports)) return NULL;
+  if (!register_io_uring(env, exports)) return NULL;
   return exports;
 }
 

@@ -13,7 +13,8 @@
  *
  * Modes:
  *   --job NAME:rand|seq:BS:QD:call|poll   (repeatable) reads for --duration seconds each; prints a
- *                                         RESULT line per job (IOPS, MB/s, latency mean/p50/p99)
+ *                                         RESULT line per job (IOPS, MB/s, latency mean/p50/p99);
+ *                                         randw|seqw: writes instead of reads
  *   --verify                              writes patterns over a region, flushes, reads them back
  *                                         in differently sized chunks and compares every byte
  *   --queues N                            drives N queues at once (jobs only): the rings are set up
@@ -140,6 +141,7 @@ static inline uint64_t now_ns(void) {
 struct job {
   char name[32];
   int random;      /* 1 random offsets, 0 sequential */
+  int write;       /* 1 writes (VIRTIO_BLK_T_OUT), 0 reads */
   uint32_t bs;     /* bytes per request, a multiple of 512 */
   int qd;          /* requests in flight */
   int poll_mode;   /* 1 spin on used->idx, 0 wait on the call eventfd */
@@ -173,7 +175,7 @@ static struct {
 
 static void usage(FILE *f) {
   fputs(
-      "usage: vhost-blk-loadgen --socket PATH [--job NAME:rand|seq:BS:QD:call|poll]... [options]\n"
+      "usage: vhost-blk-loadgen --socket PATH [--job NAME:rand|seq|randw|seqw:BS:QD:call|poll]... [options]\n"
       "       vhost-blk-loadgen --socket PATH --verify [options]\n"
       "  --duration SECS      seconds per job, or of verify rounds (default 5)\n"
       "  --queue-size N       split ring size, power of two, 8..32768 (default 256)\n"
@@ -196,11 +198,12 @@ static uint64_t parse_u64(const char *s, const char *what) {
   return (uint64_t)v;
 }
 
-static void add_job(const char *name, int random, uint32_t bs, int qd, int poll_mode) {
+static void add_job(const char *name, int random, int write, uint32_t bs, int qd, int poll_mode) {
   if (opt.njobs >= MAX_JOBS) die("at most %d jobs", MAX_JOBS);
   struct job *j = &opt.jobs[opt.njobs++];
   snprintf(j->name, sizeof j->name, "%s", name);
   j->random = random;
+  j->write = write;
   j->bs = bs;
   j->qd = qd;
   j->poll_mode = poll_mode;
@@ -219,10 +222,12 @@ static void parse_job(const char *spec) {
   }
   if (n != 5) die("job spec is NAME:rand|seq:BS:QD:call|poll, got %s", spec);
   if (strlen(f[0]) >= sizeof opt.jobs[0].name) die("job name too long: %s", f[0]);
-  int random;
+  int random, write = 0;
   if (strcmp(f[1], "rand") == 0) random = 1;
   else if (strcmp(f[1], "seq") == 0) random = 0;
-  else die("job pattern must be rand or seq: %s", spec);
+  else if (strcmp(f[1], "randw") == 0) random = 1, write = 1;
+  else if (strcmp(f[1], "seqw") == 0) random = 0, write = 1;
+  else die("job pattern must be rand, seq, randw or seqw: %s", spec);
   uint64_t bs = parse_u64(f[2], "job block size");
   uint64_t qd = parse_u64(f[3], "job queue depth");
   int poll_mode;
@@ -231,7 +236,7 @@ static void parse_job(const char *spec) {
   else die("job completion must be call or poll: %s", spec);
   if (bs == 0 || bs % SECTOR != 0 || bs > (4u << 20)) die("job block size must be a multiple of 512 up to 4 MiB: %s", spec);
   if (qd == 0 || qd > MAX_QD) die("job queue depth must be 1..%d: %s", MAX_QD, spec);
-  add_job(f[0], random, (uint32_t)bs, (int)qd, poll_mode);
+  add_job(f[0], random, write, (uint32_t)bs, (int)qd, poll_mode);
 }
 
 static void parse_args(int argc, char **argv) {
@@ -309,12 +314,12 @@ static void parse_args(int argc, char **argv) {
   }
   if (opt.verify && opt.queues > 1) die("--verify drives one queue");
   if (!opt.verify && opt.njobs == 0) {
-    add_job("r4k-qd1-call", 1, 4096, 1, 0);
-    add_job("r4k-qd1-poll", 1, 4096, 1, 1);
-    add_job("r4k-qd32-call", 1, 4096, 32, 0);
-    add_job("r4k-qd32-poll", 1, 4096, 32, 1);
-    add_job("s64k-qd1-call", 0, 65536, 1, 0);
-    add_job("s64k-qd8-call", 0, 65536, 8, 0);
+    add_job("r4k-qd1-call", 1, 0, 4096, 1, 0);
+    add_job("r4k-qd1-poll", 1, 0, 4096, 1, 1);
+    add_job("r4k-qd32-call", 1, 0, 4096, 32, 0);
+    add_job("r4k-qd32-poll", 1, 0, 4096, 32, 1);
+    add_job("s64k-qd1-call", 0, 0, 65536, 1, 0);
+    add_job("s64k-qd8-call", 0, 0, 65536, 8, 0);
   }
 }
 
@@ -784,7 +789,7 @@ static void run_job(struct job *j) {
   for (;;) {
     while (free_top > 0 && !stopping) {
       int s = free_stack[--free_top];
-      submit(s, VIRTIO_BLK_T_IN, next_offset(j->bs), j->bs);
+      submit(s, j->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, next_offset(j->bs), j->bs);
     }
     publish();
     if (free_top == j->qd) break; /* everything drained after the deadline */
@@ -798,7 +803,7 @@ static void run_job(struct job *j) {
   printf("RESULT job=%s pattern=%s bs=%u qd=%d completion=%s ios=%" PRIu64 " secs=%.3f iops=%.0f mbps=%.1f "
          "lat_mean_us=%.2f lat_p50_us=%.2f lat_p99_us=%.2f lat_max_us=%.2f kicks=%" PRIu64 " waits=%" PRIu64
          " len_mismatches=%" PRIu64 "%s\n",
-         j->name, j->random ? "rand" : "seq", j->bs, j->qd, j->poll_mode ? "poll" : "call", ios, secs,
+         j->name, j->random ? (j->write ? "randw" : "rand") : (j->write ? "seqw" : "seq"), j->bs, j->qd, j->poll_mode ? "poll" : "call", ios, secs,
          (double)ios / secs, (double)ios * j->bs / secs / 1e6, lat_n ? (double)lat_sum / (double)lat_n / 1e3 : 0.0,
          hist_pct(0.50) / 1e3, hist_pct(0.99) / 1e3, (double)lat_max / 1e3, kicks - kicks0, calls_waited - calls0,
          len_mismatches, queue_field());

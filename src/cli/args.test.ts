@@ -150,6 +150,7 @@ describe('virtio-ts command line', () => {
       '--threads': '1',
       '--nbd': 'nbd://127.0.0.1/x',
       '--nbd-connections': '2',
+      '--aio': 'threads',
       '--disk-size': '128K',
       '--entropy-bytes': '8',
       '--stats-interval': '10',

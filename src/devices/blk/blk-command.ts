@@ -8,9 +8,9 @@ import { createLogger, type Logger } from '../../log.js';
 import type { CliIo } from '../../cli/options.js';
 import { runBackend } from '../../cli/serve.js';
 import { BlkDevice } from './blk-device.js';
-import { FileBackend } from './file-backend.js';
 import { MemoryBackend, sparseMapBytes } from './memory-backend.js';
 import { NbdBackend } from './nbd/nbd-backend.js';
+import { openImage } from './uring-open.js';
 import type { BlkBackend } from './backend.js';
 import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
 import { type BlkWorkerArgs, blkDeviceOptions, blkWorkerSpec, sharedMemoryBackend } from './blk-worker.js';
@@ -31,6 +31,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   let what: string;
   let disk: SharedArrayBuffer | null = null;
   let written: SharedArrayBuffer | null = null;
+  let aio = '';
   /** Device settings the storage dictates (an NBD export's block sizes). */
   let storageHints: { blockSize?: number; optIoSize?: number; sizeMax?: number } = {};
   if (options.nbd) {
@@ -49,12 +50,25 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     backend = nbd;
     what = nbd.description;
   } else if (options.image !== null) {
+    // Ring threads reopen the image by path with positional I/O: the io_uring options stay on the main thread.
+    if (options.threads > 0 && (options.direct === true || options.writeThrough === true)) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--direct and --write-through do not work with --threads yet');
+    }
     try {
-      backend = await FileBackend.open(options.image, { readOnly: options.readOnly });
+      const opened = await openImage(options.image, {
+        readOnly: options.readOnly,
+        ...(options.aio !== undefined ? { aio: options.aio } : {}),
+        direct: options.direct === true,
+        writeThrough: options.writeThrough === true,
+        logger,
+      });
+      backend = opened.backend;
+      aio = opened.aio;
     } catch (e) {
       throw new VirtioError(ErrorCode.BACKEND_IO, `cannot open image ${options.image}: ${(e as Error).message}`, { cause: e });
     }
-    what = `image ${options.image}`;
+    const ringIo = options.threads > 0 ? 'positional I/O on the ring threads' : `aio=${aio}`;
+    what = `image ${options.image} (${ringIo}${options.direct === true ? ', O_DIRECT' : ''}${options.writeThrough === true ? ', write-through' : ''})`;
   } else if (options.threads > 0) {
     // Every ring thread sees the disk: SharedArrayBuffers (posted, they are shared, not
     // copied), the sparse map too (pages never written read as zeroes without a copy).
@@ -65,6 +79,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   } else {
     backend = new MemoryBackend(options.memoryBytes!, { sparse: true });
     what = 'RAM disk';
+    if (options.aio !== undefined || options.direct === true) logger.warn('--aio and --direct apply to --image; a RAM disk ignores them');
   }
   if (backend.size < 512) {
     await backend.close();
@@ -99,7 +114,13 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     logger,
     description,
     backend: { pollUs },
-    device: () => new BlkDevice(backend, { ...blkDeviceOptions(workerArgs, logger), ...storageHints }),
+    device: () =>
+      new BlkDevice(backend, {
+        ...blkDeviceOptions(workerArgs, logger),
+        ...storageHints,
+        // Write-through: the cache mode reads writethrough (WCE 0, 5.2.6.2).
+        ...(options.writeThrough === true ? { writeback: false } : {}),
+      }),
     ...(options.threads > 0 ? { workers: { threads: options.threads, device: blkWorkerSpec(workerArgs) } } : {}),
     cleanup: () => backend.close(),
   });

@@ -41,7 +41,17 @@ export interface BlkOptions extends BackendOptions {
   readonly pollUs: number | null;
   /** `--threads T`: rings served on T worker threads (ring i on thread i mod T); 0: on the main thread. */
   readonly threads: number;
+  /** `--aio io_uring|threads` with --image (absent: io_uring where the kernel allows it). */
+  readonly aio?: BlkAio;
+  /** `--direct`: O_DIRECT, bypassing the host page cache (cache.direct=on). */
+  readonly direct?: boolean;
+  /** `--write-through`: every write stable before it is acknowledged (WCE 0). */
+  readonly writeThrough?: boolean;
 }
+
+/** How an image file is accessed: io_uring batches, or positional I/O on libuv's threads. */
+export const BlkAio = { IO_URING: 'io_uring', THREADS: 'threads' } as const;
+export type BlkAio = (typeof BlkAio)[keyof typeof BlkAio];
 
 export const BLK_DEFAULTS = { numQueues: 1, queueSize: 1024 } as const;
 /** virtio-blk serial (VIRTIO_BLK_T_GET_ID) is at most 20 bytes. */
@@ -75,6 +85,13 @@ ${BACKEND_SOCKET_USAGE}
   --threads T             serve the queues on T worker threads (1..--num-queues; queue i on thread
                           i mod T); the main thread keeps the vhost-user socket, features and config
                           (default: queues served on the main thread)
+  --aio io_uring|threads  how the image is read and written: io_uring batches (the default;
+                          positional I/O when the kernel refuses io_uring, with a warning) or
+                          positional I/O on libuv's thread pool
+  --direct                open the image with O_DIRECT, bypassing the host page cache
+                          (QEMU cache.direct=on; needs io_uring)
+  --write-through         every write is stable before it is acknowledged (O_DSYNC); the
+                          device reports a writethrough cache (WCE 0)
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -112,7 +129,31 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   const threadsText = stringOption(v, 'threads');
   // A ring is served by one thread: more threads than queues would idle.
   const threads = threadsText === undefined ? 0 : parseIntInRange(threadsText, '--threads', 1, numQueues, COMMAND);
-  return { ...common, image, memoryBytes, ...(nbd !== null ? { nbd } : {}), readOnly: v['read-only'] === true, numQueues, queueSize, serial, pollUs, threads };
+  const aioText = stringOption(v, 'aio');
+  if (aioText !== undefined && aioText !== BlkAio.IO_URING && aioText !== BlkAio.THREADS) {
+    throw new CliError(CliFault.BAD_VALUE, `--aio is ${BlkAio.IO_URING} or ${BlkAio.THREADS}, not ${aioText}`, COMMAND);
+  }
+  const direct = v['direct'] === true;
+  const writeThrough = v['write-through'] === true;
+  // With --memory: --write-through still sets the cache mode the driver sees (WCE 0); --aio and
+  // --direct have no file to act on (runBlk warns).
+  if (direct && aioText === BlkAio.THREADS) throw new CliError(CliFault.CONFLICT, '--direct needs --aio io_uring (aligned bounce buffers)', COMMAND);
+  return {
+    ...common,
+    image,
+    memoryBytes,
+    readOnly: v['read-only'] === true,
+    numQueues,
+    queueSize,
+    serial,
+    pollUs,
+    threads,
+    ...(nbd !== null ? { nbd } : {}),
+    // Present only when given, so the defaults read as before.
+    ...(aioText !== undefined ? { aio: aioText } : {}),
+    ...(direct ? { direct } : {}),
+    ...(writeThrough ? { writeThrough } : {}),
+  };
 }
 
 /** `--nbd URI` (checked here: a bad URI is a usage error) and `--nbd-connections N`. */
@@ -146,6 +187,9 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     threads: { type: 'string' },
     nbd: { type: 'string' },
     'nbd-connections': { type: 'string' },
+    aio: { type: 'string' },
+    direct: { type: 'boolean' },
+    'write-through': { type: 'boolean' },
   },
   usage: BLK_USAGE,
   parse: parseBlk,

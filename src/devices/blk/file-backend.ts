@@ -33,12 +33,14 @@ export class FileBackend implements BlkBackend {
 
   /**
    * Opens a raw image (read-write unless `readOnly`, or when the file is not writable); its size is
-   * fixed from then on. Throws VirtioError BACKEND_IO when it cannot be opened.
+   * fixed from then on. Throws VirtioError BACKEND_IO when it cannot be opened. `writeThrough`: O_DSYNC, every write
+   * stable before it resolves.
    */
-  static open(path: string, opts: { readOnly?: boolean } = {}): Promise<FileBackend> {
+  static open(path: string, opts: { readOnly?: boolean; writeThrough?: boolean } = {}): Promise<FileBackend> {
     const readOnly = opts.readOnly ?? false;
+    const flags = (readOnly ? fsc.O_RDONLY : fsc.O_RDWR) | (opts.writeThrough === true ? fsc.O_DSYNC : 0);
     return new Promise((resolve, reject) => {
-      open(path, readOnly ? fsc.O_RDONLY : fsc.O_RDWR, (err, fd) => {
+      open(path, flags, (err, fd) => {
         if (err) return reject(ioError(`open ${path}`, err));
         fstat(fd, (err2, st) => {
           if (err2 || !st.isFile()) {
