@@ -24,7 +24,8 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import type { DescriptorChain } from '../../queue/chain.js';
 import { FuseInHeader, FuseOpcode, FuseOutHeader } from '../../spec/fs.js';
 import type { FsAt } from '../../platform/fs-at.js';
-import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
+import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_ASYNC, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
+import { FsAsyncIo } from './fs-async-io.js';
 import { FsNotifier } from './fs-notifier.js';
 import { HostFs, type HostFsOptions } from './host-fs.js';
 
@@ -45,6 +46,12 @@ export interface FsDeviceOptions extends HostFsOptions {
    * the queue layout and the SETLKW protocol for a driver that negotiates it.
    */
   readonly notification?: boolean;
+  /**
+   * READ and WRITE on the libuv thread pool (fs-async-io.ts: through a bounce buffer per
+   * transfer, at most ASYNC_IO_SLOTS at once, synchronous beyond). Default false: see
+   * docs/devices/fs.md for the measurements behind the default.
+   */
+  readonly asyncIo?: boolean;
   /** virtiofsd's cache= policy: never / auto (default) / always. */
   readonly cache?: FsCachePolicy;
   /** Entry and attribute validity given to the driver, in seconds (overrides the policy's). */
@@ -53,6 +60,8 @@ export interface FsDeviceOptions extends HostFsOptions {
 }
 
 export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
+/** Transfers on the thread pool at once (each holds a bounce buffer of max_write bytes). */
+export const ASYNC_IO_SLOTS = 16;
 
 export class FsDevice implements VirtioDevice {
   readonly deviceId = DeviceId.FS;
@@ -80,6 +89,9 @@ export class FsDevice implements VirtioDevice {
   private generation = 0;
   /** The zero-copy data path's state for the request being served (no closure per request). */
   private ioChain: DescriptorChain | null = null;
+  private ioReq: QueueRequest | null = null;
+  /** READ/WRITE on the thread pool (asyncIo), or null. */
+  private readonly asyncIo: FsAsyncIo | null;
   private ioFd = -1;
   private ioPos = 0;
   private ioDone = 0;
@@ -117,10 +129,15 @@ export class FsDevice implements VirtioDevice {
     this.fuse = new FuseServer(this.host, fuseOpts);
     this.fsAt = this.host.fsAt;
     const dataPath: FuseDataPath = { readInto: (fd, pos, len) => this.readInto(fd, pos, len), writeFrom: (fd, pos, len) => this.writeFrom(fd, pos, len) };
+    this.asyncIo = opts.asyncIo === true ? new FsAsyncIo(ASYNC_IO_SLOTS, this.fuse.maxWrite, this.asyncOwner()) : null;
+    if (this.asyncIo !== null) {
+      dataPath.readAsync = (fh, pos, len) => this.readAsync(fh, pos, len);
+      dataPath.writeAsync = (fh, pos, len) => this.writeAsync(fh, pos, len);
+    }
     this.fuse.dataPath = dataPath;
     this.inBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     this.outBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
-    const serve = (req: QueueRequest): number | Promise<number> => this.serve(req);
+    const serve = (req: QueueRequest): number | Promise<number> | undefined => this.serve(req);
     this.notifier = new FsNotifier(() => this.fuse.littleEndian);
     this.fuse.notifier = this.notifier;
     this.server = new QueueServer({
@@ -132,6 +149,9 @@ export class FsDevice implements VirtioDevice {
         if (this.notificationOn && i === FS_NOTIFICATION_QUEUE && this.server.context !== null) this.notifier.start(this.server.context, vq);
       },
       queueStopped: (i) => {
+        // Its requests on the thread pool are stale now (a memory-table change restarts rings):
+        // their completions must not touch the chain.
+        this.generation++;
         if (this.notificationOn && i === FS_NOTIFICATION_QUEUE) this.notifier.stop();
       },
       // The driver made buffers available: waiting notifications go out.
@@ -141,8 +161,9 @@ export class FsDevice implements VirtioDevice {
     });
   }
 
-  /** One FUSE request: copied in (bounded), served, the reply copied out; returns bytes written. */
-  private serve({ chain, queueIndex }: QueueRequest): number | Promise<number> {
+  /** One FUSE request: copied in (bounded), served, the reply copied out; returns bytes written (nothing: answered later by the thread-pool path). */
+  private serve(req: QueueRequest): number | Promise<number> | undefined {
+    const { chain, queueIndex } = req;
     if (chain.fault !== null) {
       this.malformed++;
       return 0;
@@ -158,9 +179,12 @@ export class FsDevice implements VirtioDevice {
       if (op !== FuseOpcode.WRITE) copied += this.reader.read(this.inBuf, copied, want - copied);
     } else copied = this.reader.read(this.inBuf, 0, want);
     this.ioChain = chain;
+    this.ioReq = req;
     const wasInitialized = this.fuse.initialized;
     const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes, copied);
     this.ioChain = null;
+    this.ioReq = null;
+    if (replyLen === FUSE_REPLY_ASYNC) return undefined;
     if (!wasInitialized && this.fuse.initialized) {
       const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
       this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}`);
@@ -183,6 +207,34 @@ export class FsDevice implements VirtioDevice {
       return replyLen;
     }
     return this.writer.reset(chain).write(this.outBuf, 0, replyLen);
+  }
+
+  private asyncOwner(): ConstructorParameters<typeof FsAsyncIo>[2] {
+    return {
+      generation: () => this.generation,
+      unpin: (h) => this.host.unpinHandle(h),
+      complete: (req, written) => void this.server.complete(req, written),
+    };
+  }
+
+  /** READs and WRITEs on the thread pool now (asyncIo). */
+  get asyncIoPending(): number {
+    return this.asyncIo?.pending ?? 0;
+  }
+
+  /** READ on the thread pool: the handle pinned till the completion; false when no slot is free. */
+  private readAsync(fh: number, position: number, len: number): boolean {
+    const h = this.host.pinHandle(fh);
+    if (this.asyncIo!.read(this.ioReq!, h, position, len, this.inBuf, this.fuse.littleEndian)) return true;
+    this.host.unpinHandle(h);
+    return false;
+  }
+
+  private writeAsync(fh: number, position: number, len: number): boolean {
+    const h = this.host.pinHandle(fh);
+    if (this.asyncIo!.write(this.ioReq!, h, position, len, FUSE_WRITE_HEAD, this.inBuf, this.fuse.littleEndian)) return true;
+    this.host.unpinHandle(h);
+    return false;
   }
 
   /** READ's data path: pread straight into the chain's writable spans after the out header. */
@@ -283,6 +335,7 @@ export class FsDevice implements VirtioDevice {
   /** Releases the host descriptors (the root's too): for a device that will not be used again. */
   close(): void {
     this.generation++;
+    this.asyncIo?.close();
     this.server.reset();
     this.fuse.reset();
     this.host.close();
