@@ -79,7 +79,10 @@ function measure(row) {
   return { us: (c.user + c.system) / N, user: c.user / N, sys: c.system / N };
 }
 try {
-  const rows = { 'lookup+getattr+forget': measure(lookupRow), 'create+release+unlink+forget': measure(createRow) };
+  const only = process.env.FS_CPU_ROW; // lookup | create: one row (profiling)
+  const rows = {};
+  if (only !== 'create') rows['lookup+getattr+forget'] = measure(lookupRow);
+  if (only !== 'lookup') rows['create+release+unlink+forget'] = measure(createRow);
   console.log(`fs-server-cpu: ${N} iterations per row, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   for (const [k, v] of Object.entries(rows)) console.log(`${k}: ${v.us.toFixed(2)} µs CPU (user ${v.user.toFixed(2)}, system ${v.sys.toFixed(2)})`);
 } finally {

@@ -13,6 +13,8 @@
  *   fsIoSlot(bounce: Uint8Array, done: (result: number) => void) -> slot (external)
  *   fsIoSubmit(slot, op: 0 read | 1 write, fd, position, len) -> undefined
  *   fsIoFree(slot) -> undefined (at once when idle, else when the running work completes)
+ * The addon holds `bounce` and `done` weakly while the slot is idle and strongly while a transfer
+ * is queued: the caller keeps them alive between transfers (a collected `done` cannot be called).
  * `done(result)` runs on the JS thread: bytes moved, or -errno when nothing moved. A short
  * transfer (end of file, full disk) ends the loop. The caller keeps `fd` open until `done`.
  * Submitting a busy slot throws EBUSY (a programming error, never the guest's).
@@ -157,7 +159,12 @@ static napi_value js_io_submit(napi_env env, napi_callback_info info) {
   if (s->busy) return throw_errno(env, "fsIoSubmit", EBUSY);
   if ((uint64_t)len > s->cap) return throw_arg(env, "len exceeds the bounce buffer");
   uint32_t rc;
-  /* Strong while queued: the bounce buffer and the callback outlive any GC until `complete`. */
+  /* Strong while queued: the bounce buffer and the callback outlive any GC until `complete`.
+     Both must still exist (weak while idle): a collected one is the caller's bug. */
+  napi_value alive = NULL;
+  if (napi_get_reference_value(env, s->done_ref, &alive) != napi_ok || alive == NULL ||
+      napi_get_reference_value(env, s->bounce_ref, &alive) != napi_ok || alive == NULL)
+    return throw_errno(env, "fsIoSubmit: the slot's buffer or callback was collected", EINVAL);
   NAPI_CALL(env, napi_reference_ref(env, s->bounce_ref, &rc));
   if (napi_reference_ref(env, s->done_ref, &rc) != napi_ok) {
     napi_reference_unref(env, s->bounce_ref, &rc);

@@ -18,6 +18,8 @@ export type FsIoOp = (typeof FsIoOp)[keyof typeof FsIoOp];
 export interface FsIoSlot {
   /** The slot's bounce buffer: READ fills it, WRITE sends what the caller put there. */
   readonly bounce: Buffer;
+  /** The completion callback (held here: the addon keeps only a weak reference while idle). */
+  readonly onDone: (result: number) => void;
   /** Queues `op` of `len` bytes (at most bounce.length) at `position` of `fd`. */
   submit(op: FsIoOp, fd: number, position: number, len: number): void;
   free(): void;
@@ -66,6 +68,9 @@ export function createFsIoSlot(size: number, onDone: (result: number) => void): 
   }
   return {
     bounce,
+    // The addon holds `onDone` weakly while the slot is idle (so a dropped slot can be
+    // collected); this object keeps it alive for as long as the slot is used.
+    onDone,
     submit(op, fd, position, len) {
       try {
         a.fsIoSubmit(handle, op, fd, position, len);

@@ -14,7 +14,7 @@ import { FsClient, FuseError } from '../../vhost-user/peers/fs-client.js';
 import { createTestPair } from '../blk/test-pair.js';
 import { FsDevice } from './fs-device.js';
 
-const T = { timeout: 30_000 };
+const T = { timeout: 120_000 };
 const dirs: string[] = [];
 const devices: FsDevice[] = [];
 

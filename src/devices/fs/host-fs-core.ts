@@ -39,6 +39,16 @@ const { DEV, INO, MODE, UID, GID } = StatField;
 /** open(2) flags the guest may pass on OPEN/CREATE (creation flags are CREATE's own). */
 const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
 
+/**
+ * LOOKUP predicts whether the name's object is one the table holds (the kernel revalidating a
+ * cached entry: one fstatat answers it) or a new one (open + fstat in one call, no fstatat
+ * first). A saturating score: +1 per new object, -KNOWN_STEP per known one; at OPEN_FIRST_AT or
+ * more it opens first. Both ways are equally safe; a wrong guess costs one system call.
+ */
+const OPEN_FIRST_AT = 8;
+const OPEN_FIRST_MAX = 16;
+const KNOWN_STEP = 4;
+
 function isDots(name: Uint8Array): boolean {
   return name[0] === DOT && (name.length === 1 || (name.length === 2 && name[1] === DOT));
 }
@@ -57,6 +67,8 @@ export class HostFsCore extends HostFsTables {
   readonly posixAcl: boolean;
   /** The umask for the next creations (POSIX ACL mode: the request's), or -1: the process's. */
   private createUmask = -1;
+  /** LOOKUP's prediction score (OPEN_FIRST_AT). */
+  private lookupOpensFirst = 0;
 
   constructor(rootDir: string, opts: HostFsOptions = {}) {
     super(rootDir, opts);
@@ -152,17 +164,23 @@ export class HostFsCore extends HostFsTables {
       fd = check(this.fsAt.openat(parent.fd, '..', O_PATH | NOFOLLOW), 'lookup ..');
     } else {
       HostFsCore.checkName(name);
-      // An object already in the table needs no new descriptor: the pinned one is that object.
-      check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lookup');
-      const known = this.find(out[DEV]!, out[INO]!);
-      if (known !== undefined) {
-        known.nlookup++;
-        this.toGuest(out);
-        return known;
+      if (this.lookupOpensFirst < OPEN_FIRST_AT) {
+        // An object already in the table needs no new descriptor: the pinned one is that object.
+        check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lookup');
+        const known = this.find(out[DEV]!, out[INO]!);
+        if (known !== undefined) {
+          this.lookupOpensFirst = this.lookupOpensFirst > KNOWN_STEP ? this.lookupOpensFirst - KNOWN_STEP : 0;
+          known.nlookup++;
+          this.toGuest(out);
+          return known;
+        }
       }
-      // A new object: opened and stat'ed in one call (the attributes of the very object opened;
-      // the name may have changed since the fstatat above).
-      return this.adoptStat(check(this.fsAt.openStat(parent.fd, name, O_PATH | NOFOLLOW, out), 'lookup'), out);
+      // A new object (or, opening first, any): opened and stat'ed in one call, the attributes
+      // of the very object opened (the name may have changed since a fstatat above).
+      const inode = this.adoptStat(check(this.fsAt.openStat(parent.fd, name, O_PATH | NOFOLLOW, out), 'lookup'), out);
+      if (inode.nlookup > 1) this.lookupOpensFirst = this.lookupOpensFirst > KNOWN_STEP ? this.lookupOpensFirst - KNOWN_STEP : 0;
+      else if (this.lookupOpensFirst < OPEN_FIRST_MAX) this.lookupOpensFirst++;
+      return inode;
     }
     return this.adopt(fd, out);
   }
