@@ -187,7 +187,8 @@ export class FsDevice implements VirtioDevice {
     if (replyLen === FUSE_REPLY_ASYNC) return undefined;
     if (!wasInitialized && this.fuse.initialized) {
       const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
-      this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}`);
+      const io = this.asyncIo !== null ? 'READ/WRITE on the thread pool' : 'READ/WRITE on the event loop';
+      this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}, ${io}`);
     }
     if (replyLen === FUSE_REPLY_DEFERRED) {
       // SETLKW waiting for a lock: the reply is written when it ends (the chain stays ours till
