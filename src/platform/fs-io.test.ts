@@ -9,7 +9,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FsIoOp, createFsIoSlot } from './fs-io.js';
+import { FsIoOp, createFsIoSlot, loadVectoredIo } from './fs-io.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vts-fsio-'));
 
@@ -50,5 +50,29 @@ describe('fs-io (thread-pool pread/pwrite)', () => {
     assert.equal(await next.result, -9, 'EBADF as a value');
     slot.free();
     assert.throws(() => slot.submit(FsIoOp.READ, 0, 0, 1), /EBADF|freed/);
+  });
+
+  it('preadv/pwritev: one call over spans of several views, in span order; a span outside its view refused', () => {
+    const path = join(dir, 'v');
+    writeFileSync(path, Buffer.from('abcdefghijklmnopqrstuvwxyz'));
+    const fd = openSync(path, 'r+');
+    try {
+      const vio = loadVectoredIo();
+      const a = new Uint8Array(8);
+      const b = new Uint8Array(16);
+      const spans = new Float64Array([1, 4, 3, 0, 0, 5, 1, 10, 2]);
+      assert.equal(vio.preadv(fd, 2, [a, b], spans, 3), 10);
+      assert.equal(Buffer.from(b.subarray(4, 7)).toString(), 'cde');
+      assert.equal(Buffer.from(a.subarray(0, 5)).toString(), 'fghij');
+      assert.equal(Buffer.from(b.subarray(10, 12)).toString(), 'kl');
+      assert.equal(vio.pwritev(fd, 20, [a, b], spans, 3), 10);
+      assert.equal(readFileSync(path, 'latin1'), 'abcdefghijklmnopqrstcdefghijkl');
+      assert.equal(vio.preadv(fd, 100, [a, b], spans, 3), 0, 'past the end');
+      assert.throws(() => vio.preadv(fd, 0, [a, b], new Float64Array([0, 4, 5]), 1), /outside/);
+      assert.throws(() => vio.preadv(fd, 0, [a], new Float64Array([1, 0, 1]), 1), /outside/);
+      assert.equal(vio.preadv(999_999, 0, [a], new Float64Array([0, 0, 1]), 1), -9, 'EBADF as a value');
+    } finally {
+      closeSync(fd);
+    }
   });
 });

@@ -25,7 +25,22 @@ export interface FsIoSlot {
   free(): void;
 }
 
+/** Spans one vectored call takes at most (IOV_MAX), and guest memory views. */
+export const VECTORED_SPANS_MAX = 1024;
+export const VECTORED_VIEWS_MAX = 64;
+
+/**
+ * preadv/pwritev over guest memory, synchronously: `spans` holds `count` triples (index into
+ * `views`, offset in that view, length). Bytes moved, or -errno.
+ */
+export interface VectoredIo {
+  preadv(fd: number, position: number, views: readonly Uint8Array[], spans: Float64Array, count: number): number;
+  pwritev(fd: number, position: number, views: readonly Uint8Array[], spans: Float64Array, count: number): number;
+}
+
 interface FsIoAddon {
+  fsPreadv(fd: number, position: number, views: readonly Uint8Array[], spans: Float64Array, count: number): number;
+  fsPwritev(fd: number, position: number, views: readonly Uint8Array[], spans: Float64Array, count: number): number;
   fsIoSlot(bounce: Uint8Array, done: (result: number) => void): object;
   fsIoSubmit(slot: object, op: number, fd: number, position: number, len: number): void;
   fsIoFree(slot: object): void;
@@ -54,6 +69,28 @@ export function fsIoAvailable(): boolean {
   } catch {
     return false;
   }
+}
+
+/** The vectored calls (PlatformError ENOSYS/ENOENT when the addon lacks them). */
+export function loadVectoredIo(): VectoredIo {
+  const a = load();
+  if (typeof a.fsPreadv !== 'function') throw new PlatformError('ENOSYS', 'the native addon has no fsPreadv (rebuild it)');
+  return {
+    preadv: (fd, position, views, spans, count) => {
+      try {
+        return a.fsPreadv(fd, position, views, spans, count);
+      } catch (e) {
+        throw toPlatformError('fsPreadv', e);
+      }
+    },
+    pwritev: (fd, position, views, spans, count) => {
+      try {
+        return a.fsPwritev(fd, position, views, spans, count);
+      } catch (e) {
+        throw toPlatformError('fsPwritev', e);
+      }
+    },
+  };
 }
 
 /** A slot with a bounce buffer of `size` bytes; `onDone` gets each transfer's result. */
