@@ -8,6 +8,9 @@
 // /proc/<pid>/stat utime+stime) and the ratio virtio-ts / virtiofsd.
 //
 // Run (built): node bench/fs-ops.mjs [seconds-per-row=3]
+// FS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": node flags for the virtio-ts back-end
+// (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
+// options; FS_BENCH_ONLY=vts: no virtiofsd run.
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -151,8 +154,10 @@ const results = {};
 const { base, share } = makeShare();
 try {
   readFileSync(join(share, 'big.bin')); // into the page cache
-  results['virtio-ts fs'] = await runBackend('vts', process.execPath, (sock) => [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', 'bench', '--queue-size', '256'], share);
-  if (existsSync(VIRTIOFSD)) {
+  const nodeArgs = (process.env.FS_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const vtsArgs = (process.env.FS_BENCH_VTS_ARGS ?? '').split(' ').filter((a) => a !== '');
+  results['virtio-ts fs'] = await runBackend('vts', process.execPath, (sock) => [...nodeArgs, CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', 'bench', '--queue-size', '256', ...vtsArgs], share);
+  if (existsSync(VIRTIOFSD) && process.env.FS_BENCH_ONLY !== 'vts') {
     results.virtiofsd = await runBackend('virtiofsd', VIRTIOFSD, (sock) => [`--socket-path=${sock}`, '-o', `source=${share}`, '-o', 'cache=auto', '--thread-pool-size=0'], share);
   }
 } finally {

@@ -162,6 +162,32 @@ static napi_value js_openat(napi_env env, napi_callback_info info) {
   return result(env, (double)RETRY(openat(dirfd, n.s, flags | O_CLOEXEC, (mode_t)mode)));
 }
 
+/*
+ * openStat(dirfd, name, flags, out) -> fd | -errno: openat and an fstat of the descriptor it
+ * returns, in one call (LOOKUP and CREATE need both: the attributes of the very object opened,
+ * not of whatever the name refers to a moment later). On a failed fstat the fd is closed.
+ */
+static napi_value js_open_stat(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t dirfd, flags;
+  name_t n;
+  double *o;
+  if (!get_args(env, info, 4, argv, NULL) || !get_int(env, argv[0], "dirfd", &dirfd) || !get_name(env, argv[1], &n) ||
+      !get_int(env, argv[2], "flags", &flags) || !get_f64(env, argv[3], STAT_FIELDS, &o))
+    return NULL;
+  if (n.err) return result(env, -n.err);
+  long fd = RETRY(openat(dirfd, n.s, flags | O_CLOEXEC, 0));
+  if (fd < 0) return result(env, (double)fd);
+  struct stat st;
+  long r = RETRY(fstat((int)fd, &st));
+  if (r != 0) {
+    close((int)fd);
+    return result(env, (double)r);
+  }
+  fill_stat(o, &st);
+  return result(env, (double)fd);
+}
+
 /* fstatat(dirfd, name, flags, out) -> 0 | -errno; name "" with AT_EMPTY_PATH stats dirfd itself */
 static napi_value js_fstatat(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -565,7 +591,7 @@ bool register_fs_at(napi_env env, napi_value exports) {
       EXPORT_FN("fsPwrite", js_pwrite),         EXPORT_FN("fsFallocate", js_fallocate),   EXPORT_FN("fsLseek", js_lseek),
       EXPORT_FN("fsCopyFileRange", js_copy_file_range), EXPORT_FN("fsFsync", js_fsync),   EXPORT_FN("fsSyncfs", js_syncfs),
       EXPORT_FN("fsFstatfs", js_fstatfs),       EXPORT_FN("fsOfdLock", js_ofd_lock),      EXPORT_FN("fsGetdents64", js_getdents64),
-      EXPORT_FN("fsClose", js_close_fd),
+      EXPORT_FN("fsClose", js_close_fd),       EXPORT_FN("fsOpenStat", js_open_stat),
   };
   return DEFINE_EXPORTS(env, exports, props);
 }

@@ -62,6 +62,7 @@ bool register_shared_memory(napi_env env, napi_value exports);
 bool register_fds(napi_env env, napi_value exports);
 bool register_pty(napi_env env, napi_value exports);
 bool register_fs_at(napi_env env, napi_value exports);
+bool register_fs_io(napi_env env, napi_value exports);
 bool register_tap(napi_env env, napi_value exports);
 bool register_seqpacket(napi_env env, napi_value exports);
 bool register_memory_advice(napi_env env, napi_value exports);

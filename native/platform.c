@@ -14,6 +14,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!register_fds(env, exports)) return NULL;
   if (!register_pty(env, exports)) return NULL;
   if (!register_fs_at(env, exports)) return NULL;
+  if (!register_fs_io(env, exports)) return NULL;
   if (!register_tap(env, exports)) return NULL;
   if (!register_seqpacket(env, exports)) return NULL;
   if (!register_memory_advice(env, exports)) return NULL;

@@ -69,7 +69,7 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
   });
 
   /** A fresh share (with a sibling the guest must not reach) and `virtio-ts fs` serving it. */
-  async function serve(name: string, run: (sock: string) => Promise<GuestResult>, t: TestContext): Promise<{ res: GuestResult; share: string; log: string }> {
+  async function serve(name: string, run: (sock: string) => Promise<GuestResult>, t: TestContext, extraArgs: readonly string[] = []): Promise<{ res: GuestResult; share: string; log: string }> {
     const share = tmp.file(`${name}-share`);
     mkdirSync(share);
     mkdirSync(tmp.file('outside'), { recursive: true });
@@ -78,7 +78,7 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
     writeFileSync(join(share, 'to-delete.txt'), 'bye');
     symlinkSync('/', join(share, 'escape'));
     const sock = tmp.file(`${name}.sock`);
-    const be = startProcess(process.execPath, [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', TAG]);
+    const be = startProcess(process.execPath, [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', TAG, ...extraArgs]);
     try {
       await waitForPath(sock, { process: be, timeoutMs: 15_000 });
       const res = await run(sock).catch((e: unknown) => {
@@ -132,6 +132,24 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
       t,
     );
     await check(res, share, log, /FUSE_INIT: protocol 7\.\d+, little-endian driver/);
+  });
+
+  it('q35 with --async-io: READ and WRITE on the thread pool, the same workload', { skip }, async (t) => {
+    const { res, share, log } = await serve(
+      'q35-async',
+      (sock) =>
+        bootGuest({
+          machine: 'q35',
+          modules: ['virtiofs'],
+          script: fsScript(tmp.file('outside/secret')),
+          qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=c0,tag=${TAG}`],
+          memfd: true,
+          timeoutMs: 90_000,
+        }),
+      t,
+      ['--async-io'],
+    );
+    await check(res, share, log, /FUSE_INIT: protocol 7\.\d+, little-endian driver, max_write \d+, READ\/WRITE on the thread pool/);
   });
 
   it('microvm (virtio-mmio version 2): vhost-user-fs-device, the same workload', { skip }, async (t) => {

@@ -23,6 +23,11 @@ export type FsName = Uint8Array | string;
 export interface FsAt {
   /** fd, or -errno. O_CLOEXEC is always added. */
   openat(dirfd: number, name: FsName, flags: number, mode?: number): number;
+  /**
+   * openat and fstat of the descriptor it returns, in one call: fd (attributes of the very
+   * object opened in `out`), or -errno (a failed fstat closes the fd). O_CLOEXEC is added.
+   */
+  openStat(dirfd: number, name: FsName, flags: number, out: Float64Array): number;
   /** 0 or -errno; `out` gets StatField slots. `''` with AT_EMPTY_PATH stats `dirfd` itself. */
   fstatat(dirfd: number, name: FsName, flags: number, out: Float64Array): number;
   /** fstatat plus birth time in out[STAT_FIELDS], out[STAT_FIELDS + 1] (-1 when unknown). */
@@ -185,6 +190,7 @@ export function loadFsAt(): FsAt {
   const rawPwrite = a['fsPwrite'] as Raw5;
   const rawFstatat = a['fsFstatat'] as Raw5;
   const rawOpenat = a['fsOpenat'] as Raw5;
+  const rawOpenStat = a['fsOpenStat'] as Raw5;
   // Per-request calls (FORGET closes, UNLINK): direct wrappers, no rest-argument array per call.
   const rawClose = a['fsClose'] as (fd: number) => number;
   const rawUnlinkat = a['fsUnlinkat'] as (dirfd: number, name: FsName, flags: number) => number;
@@ -194,6 +200,13 @@ export function loadFsAt(): FsAt {
         return rawOpenat(dirfd, name, flags, mode, undefined);
       } catch (e) {
         throw toPlatformError('fsOpenat', e);
+      }
+    },
+    openStat: (dirfd, name, flags, out) => {
+      try {
+        return rawOpenStat(dirfd, name, flags, out, undefined);
+      } catch (e) {
+        throw toPlatformError('fsOpenStat', e);
       }
     },
     fstatat: (dirfd, name, flags, out) => {

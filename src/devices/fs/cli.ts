@@ -33,6 +33,7 @@ export interface FsOptions extends BackendOptions {
   readonly xattrPrefix?: string;
   readonly notification?: true;
   readonly posixAcl?: true;
+  readonly asyncIo?: true;
 }
 
 export const FS_DEFAULTS = { numRequestQueues: 1, queueSize: 1024 } as const;
@@ -63,6 +64,8 @@ ${BACKEND_SOCKET_USAGE}
                           host, which enforces them; the guest kernel checks them too
   --notification          offer VIRTIO_FS_F_NOTIFICATION (a notification queue: blocking locks
                           answered by FUSE_NOTIFY_LOCK); Linux 6.1 and QEMU 7.2 do not use it
+  --async-io              READ and WRITE on the thread pool (through a bounce buffer), not on
+                          the event loop: for slow disks; costs a copy per transfer
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -85,9 +88,10 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
   const cache = stringOption(v, 'cache');
   if (cache !== undefined && !FS_CACHE_POLICIES.includes(cache as FsCachePolicy)) throw new CliError(CliFault.BAD_VALUE, `--cache ${cache}: never, auto or always`, COMMAND);
-  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl']?: FsOptions[K] } = {};
+  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl' | 'asyncIo']?: FsOptions[K] } = {};
   if (cache !== undefined) extra.cache = cache as FsCachePolicy;
   if (v['notification'] === true) extra.notification = true;
+  if (v['async-io'] === true) extra.asyncIo = true;
   if (v['posix-acl'] === true) {
     if (extra.translateUid !== undefined || extra.translateGid !== undefined || v['translate-uid'] !== undefined || v['translate-gid'] !== undefined) {
       throw new CliError(CliFault.BAD_VALUE, '--posix-acl with --translate-uid/-gid: the ACL entries would keep untranslated ids', COMMAND);
@@ -134,6 +138,7 @@ export const FS_CLI: DeviceCli<FsOptions> = {
     'xattr-prefix': { type: 'string' },
     notification: { type: 'boolean' },
     'posix-acl': { type: 'boolean' },
+    'async-io': { type: 'boolean' },
   },
   usage: FS_USAGE,
   parse: parseFs,

@@ -28,6 +28,7 @@ export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
         ...(options.xattrPrefix !== undefined ? { xattrPrefix: options.xattrPrefix } : {}),
         ...(options.notification ? { notification: true } : {}),
         ...(options.posixAcl ? { posixAcl: true } : {}),
+        ...(options.asyncIo ? { asyncIo: true } : {}),
         logger,
       });
       return current;

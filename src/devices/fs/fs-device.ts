@@ -23,8 +23,9 @@ import { FS_CONFIG_LAYOUT, FS_F_NOTIFICATION, FS_HIPRIO_QUEUE, FS_NOTIFICATION_Q
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { DescriptorChain } from '../../queue/chain.js';
 import { FuseInHeader, FuseOpcode, FuseOutHeader } from '../../spec/fs.js';
-import type { FsAt } from '../../platform/fs-at.js';
-import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
+import { VECTORED_SPANS_MAX, VECTORED_VIEWS_MAX, loadVectoredIo, type VectoredIo } from '../../platform/fs-io.js';
+import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_ASYNC, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
+import { FsAsyncIo } from './fs-async-io.js';
 import { FsNotifier } from './fs-notifier.js';
 import { HostFs, type HostFsOptions } from './host-fs.js';
 
@@ -46,6 +47,12 @@ export interface FsDeviceOptions extends HostFsOptions {
    * the queue layout and the SETLKW protocol for a driver that negotiates it.
    */
   readonly notification?: boolean;
+  /**
+   * READ and WRITE on the libuv thread pool (fs-async-io.ts: through a bounce buffer per
+   * transfer, at most ASYNC_IO_SLOTS at once, synchronous beyond). Default false: see
+   * docs/devices/fs.md for the measurements behind the default.
+   */
+  readonly asyncIo?: boolean;
   /** virtiofsd's cache= policy: never / auto (default) / always. */
   readonly cache?: FsCachePolicy;
   /** Entry and attribute validity given to the driver, in seconds (overrides the policy's). */
@@ -55,6 +62,8 @@ export interface FsDeviceOptions extends HostFsOptions {
 }
 
 export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
+/** Transfers on the thread pool at once (each holds a bounce buffer of max_write bytes). */
+export const ASYNC_IO_SLOTS = 16;
 
 /**
  * The virtio-fs device (5.11): a host folder served as FUSE (the FuseServer on the HostFs layer),
@@ -92,12 +101,21 @@ export class FsDevice implements VirtioDevice {
   private generation = 0;
   /** The zero-copy data path's state for the request being served (no closure per request). */
   private ioChain: DescriptorChain | null = null;
+  private ioReq: QueueRequest | null = null;
+  /** READ/WRITE on the thread pool (asyncIo), or null. */
+  private readonly asyncIo: FsAsyncIo | null;
   private ioFd = -1;
   private ioPos = 0;
   private ioDone = 0;
   private ioErr = 0;
   private ioStop = false;
-  private readonly fsAt: FsAt;
+  private ioWrite = false;
+  /** Spans gathered for one vectored call: (view index, offset, length) triples over ioViews. */
+  private readonly ioSpans = new Float64Array(3 * VECTORED_SPANS_MAX);
+  private readonly ioViews: Uint8Array[] = [];
+  private ioCount = 0;
+  private ioPending = 0;
+  private readonly vio: VectoredIo;
   /** The notification queue (used only when VIRTIO_FS_F_NOTIFICATION is negotiated). */
   readonly notifier: FsNotifier;
   /** Negotiated at activation: queue 1 is the notification queue. */
@@ -127,12 +145,17 @@ export class FsDevice implements VirtioDevice {
       ...(opts.cacheSeconds !== undefined ? { cacheSeconds: opts.cacheSeconds } : {}),
     };
     this.fuse = new FuseServer(this.host, fuseOpts);
-    this.fsAt = this.host.fsAt;
+    this.vio = loadVectoredIo();
     const dataPath: FuseDataPath = { readInto: (fd, pos, len) => this.readInto(fd, pos, len), writeFrom: (fd, pos, len) => this.writeFrom(fd, pos, len) };
+    this.asyncIo = opts.asyncIo === true ? new FsAsyncIo(ASYNC_IO_SLOTS, this.fuse.maxWrite, this.asyncOwner()) : null;
+    if (this.asyncIo !== null) {
+      dataPath.readAsync = (fh, pos, len) => this.readAsync(fh, pos, len);
+      dataPath.writeAsync = (fh, pos, len) => this.writeAsync(fh, pos, len);
+    }
     this.fuse.dataPath = dataPath;
     this.inBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     this.outBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
-    const serve = (req: QueueRequest): number | Promise<number> => this.serve(req);
+    const serve = (req: QueueRequest): number | Promise<number> | undefined => this.serve(req);
     this.notifier = new FsNotifier(() => this.fuse.littleEndian);
     this.fuse.notifier = this.notifier;
     this.server = new QueueServer({
@@ -144,6 +167,9 @@ export class FsDevice implements VirtioDevice {
         if (this.notificationOn && i === FS_NOTIFICATION_QUEUE && this.server.context !== null) this.notifier.start(this.server.context, vq);
       },
       queueStopped: (i) => {
+        // Its requests on the thread pool are stale now (a memory-table change restarts rings):
+        // their completions must not touch the chain.
+        this.generation++;
         if (this.notificationOn && i === FS_NOTIFICATION_QUEUE) this.notifier.stop();
       },
       // The driver made buffers available: waiting notifications go out.
@@ -153,8 +179,9 @@ export class FsDevice implements VirtioDevice {
     });
   }
 
-  /** One FUSE request: copied in (bounded), served, the reply copied out; returns bytes written. */
-  private serve({ chain, queueIndex }: QueueRequest): number | Promise<number> {
+  /** One FUSE request: copied in (bounded), served, the reply copied out; returns bytes written (nothing: answered later by the thread-pool path). */
+  private serve(req: QueueRequest): number | Promise<number> | undefined {
+    const { chain, queueIndex } = req;
     if (chain.fault !== null) {
       this.malformed++;
       return 0;
@@ -170,12 +197,16 @@ export class FsDevice implements VirtioDevice {
       if (op !== FuseOpcode.WRITE) copied += this.reader.read(this.inBuf, copied, want - copied);
     } else copied = this.reader.read(this.inBuf, 0, want);
     this.ioChain = chain;
+    this.ioReq = req;
     const wasInitialized = this.fuse.initialized;
     const replyLen = this.fuse.handle(this.inBuf, inLen, this.outBuf, chain.writableBytes, copied);
     this.ioChain = null;
+    this.ioReq = null;
+    if (replyLen === FUSE_REPLY_ASYNC) return undefined;
     if (!wasInitialized && this.fuse.initialized) {
       const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
-      this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}`);
+      const io = this.asyncIo !== null ? 'READ/WRITE on the thread pool' : 'READ/WRITE on the event loop';
+      this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}, ${io}`);
     }
     if (replyLen === FUSE_REPLY_DEFERRED) {
       // SETLKW waiting for a lock: the reply is written when it ends (the chain stays ours till
@@ -197,48 +228,109 @@ export class FsDevice implements VirtioDevice {
     return this.writer.reset(chain).write(this.outBuf, 0, replyLen);
   }
 
-  /** READ's data path: pread straight into the chain's writable spans after the out header. */
+  private asyncOwner(): ConstructorParameters<typeof FsAsyncIo>[2] {
+    return {
+      generation: () => this.generation,
+      unpin: (h) => this.host.unpinHandle(h),
+      complete: (req, written) => void this.server.complete(req, written),
+    };
+  }
+
+  /** READs and WRITEs on the thread pool now (asyncIo). */
+  get asyncIoPending(): number {
+    return this.asyncIo?.pending ?? 0;
+  }
+
+  /** READ on the thread pool: the handle pinned till the completion; false when no slot is free. */
+  private readAsync(fh: number, position: number, len: number): boolean {
+    const h = this.host.pinHandle(fh);
+    if (this.asyncIo!.read(this.ioReq!, h, position, len, this.inBuf, this.fuse.littleEndian)) return true;
+    this.host.unpinHandle(h);
+    return false;
+  }
+
+  private writeAsync(fh: number, position: number, len: number): boolean {
+    const h = this.host.pinHandle(fh);
+    if (this.asyncIo!.write(this.ioReq!, h, position, len, FUSE_WRITE_HEAD, this.inBuf, this.fuse.littleEndian)) return true;
+    this.host.unpinHandle(h);
+    return false;
+  }
+
+  /** READ's data path: one preadv straight into the chain's writable spans after the out header. */
   private readInto(fd: number, position: number, len: number): number {
-    const chain = this.ioChain!;
-    this.startIo(fd, position);
-    this.writer.reset(chain).skip(FuseOutHeader.SIZE);
-    this.writer.spans(len, this.readSpan);
+    this.startIo(fd, position, false);
+    this.writer.reset(this.ioChain!).skip(FuseOutHeader.SIZE);
+    this.writer.spans(len, this.collectSpan);
+    this.flushIo();
     return this.ioDone === 0 && this.ioErr !== 0 ? -this.ioErr : this.ioDone;
   }
 
-  /** WRITE's data path: pwrite straight from the chain's readable spans after the WRITE head. */
+  /** WRITE's data path: one pwritev straight from the chain's readable spans after the WRITE head. */
   private writeFrom(fd: number, position: number, len: number): number {
-    const chain = this.ioChain!;
-    this.startIo(fd, position);
-    this.reader.reset(chain).skip(FUSE_WRITE_HEAD);
-    this.reader.spans(len, this.writeSpan);
+    this.startIo(fd, position, true);
+    this.reader.reset(this.ioChain!).skip(FUSE_WRITE_HEAD);
+    this.reader.spans(len, this.collectSpan);
+    this.flushIo();
     return this.ioDone === 0 && this.ioErr !== 0 ? -this.ioErr : this.ioDone;
   }
 
-  private startIo(fd: number, position: number): void {
+  private startIo(fd: number, position: number, write: boolean): void {
     this.ioFd = fd;
     this.ioPos = position;
     this.ioDone = 0;
     this.ioErr = 0;
     this.ioStop = false;
+    this.ioWrite = write;
+    this.ioCount = 0;
+    this.ioPending = 0;
+    this.ioViews.length = 0;
   }
 
-  /** One span of guest memory: a short transfer (end of file, full disk) or an error ends the request's I/O. */
-  private readonly readSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+  /**
+   * One span of guest memory, gathered for the vectored call (a Linux guest's 128 KiB request
+   * is 32 page-sized buffers: one system call instead of 32). Past VECTORED_SPANS_MAX spans or
+   * VECTORED_VIEWS_MAX regions the gathered ones go first.
+   */
+  private readonly collectSpan = (bytes: Uint8Array, offset: number, len: number): void => {
     if (this.ioStop) return;
-    const r = this.fsAt.pread(this.ioFd, bytes, offset, len, this.ioPos + this.ioDone);
-    if (r < 0) this.ioErr = -r;
-    else this.ioDone += r;
-    if (r !== len) this.ioStop = true;
+    const views = this.ioViews;
+    let vi = views.length - 1;
+    if (vi < 0 || views[vi] !== bytes) {
+      vi = views.indexOf(bytes);
+      if (vi < 0) {
+        if (views.length === VECTORED_VIEWS_MAX) {
+          this.flushIo();
+          if (this.ioStop) return;
+        }
+        vi = views.length;
+        views.push(bytes);
+      }
+    }
+    if (this.ioCount === VECTORED_SPANS_MAX) {
+      this.flushIo();
+      if (this.ioStop) return;
+      vi = views.length;
+      views.push(bytes);
+    }
+    const at = 3 * this.ioCount++;
+    this.ioSpans[at] = vi;
+    this.ioSpans[at + 1] = offset;
+    this.ioSpans[at + 2] = len;
+    this.ioPending += len;
   };
 
-  private readonly writeSpan = (bytes: Uint8Array, offset: number, len: number): void => {
-    if (this.ioStop) return;
-    const r = this.fsAt.pwrite(this.ioFd, bytes, offset, len, this.ioPos + this.ioDone);
+  /** The gathered spans in one preadv/pwritev; a short transfer (end of file, full disk) or an error ends the request's I/O. */
+  private flushIo(): void {
+    if (this.ioCount === 0) return;
+    const pos = this.ioPos + this.ioDone;
+    const r = this.ioWrite ? this.vio.pwritev(this.ioFd, pos, this.ioViews, this.ioSpans, this.ioCount) : this.vio.preadv(this.ioFd, pos, this.ioViews, this.ioSpans, this.ioCount);
     if (r < 0) this.ioErr = -r;
     else this.ioDone += r;
-    if (r !== len) this.ioStop = true;
-  };
+    if (r !== this.ioPending) this.ioStop = true;
+    this.ioCount = 0;
+    this.ioPending = 0;
+    this.ioViews.length = 0;
+  }
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
     // notify_buf_size (device/fs/2): the largest message this device emits; present only with NOTIFICATION.
@@ -295,6 +387,7 @@ export class FsDevice implements VirtioDevice {
   /** Releases the host descriptors (the root's too): for a device that will not be used again. */
   close(): void {
     this.generation++;
+    this.asyncIo?.close();
     this.server.reset();
     this.fuse.reset();
     this.host.close();

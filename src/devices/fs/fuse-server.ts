@@ -71,6 +71,8 @@ export const FUSE_DEFAULT_MAX_WRITE = 1 << 20;
 export const FUSE_REQUEST_OVERHEAD = 4096;
 /** `handle` result: the reply comes later, from `takeDeferred()`. */
 export const FUSE_REPLY_DEFERRED = -1;
+/** `handle` result: the data path took the READ or WRITE and answers it itself (thread pool). */
+export const FUSE_REPLY_ASYNC = -2;
 /** fuse_in_header + fuse_write_in: what a WRITE needs copied; its data may stay in guest memory. */
 export const FUSE_WRITE_HEAD = FuseInHeader.SIZE + FuseWriteIn.SIZE;
 
@@ -82,6 +84,12 @@ export const FUSE_WRITE_HEAD = FuseInHeader.SIZE + FuseWriteIn.SIZE;
 export interface FuseDataPath {
   readInto(fd: number, position: number, len: number): number;
   writeFrom(fd: number, position: number, len: number): number;
+  /**
+   * Optional: the transfer on the thread pool, answered by the data path itself (true), or
+   * false to have it served synchronously (no slot free). Throws FuseErrno for a bad handle.
+   */
+  readAsync?(fh: number, position: number, len: number): boolean;
+  writeAsync?(fh: number, position: number, len: number): boolean;
 }
 
 export class FuseServer {
@@ -391,6 +399,7 @@ export class FuseServer {
     const want = Math.min(w.u32(A + FuseReadIn.SIZE_FIELD), this.maxWrite, w.outCap - FuseOutHeader.SIZE);
     let got = 0;
     if (this.dataPath !== null && want > 0) {
+      if (this.dataPath.readAsync !== undefined && this.dataPath.readAsync(fh, offset, want)) return FUSE_REPLY_ASYNC;
       const n = this.dataPath.readInto(this.host.fileFd(fh), offset, want);
       if (n < 0) throw new FuseErrno(-n, 'read');
       this.replyInPlace = true;
@@ -418,7 +427,9 @@ export class FuseServer {
     let done = 0;
     if (this.inCopied < w.inLen) {
       // The data is still in guest memory (FsDevice's data path): written from there.
-      const n = this.dataPath!.writeFrom(this.host.writeFd(fh), offset, size);
+      const fd = this.host.writeFd(fh);
+      if (this.dataPath!.writeAsync !== undefined && size > 0 && this.dataPath!.writeAsync(fh, offset, size)) return FUSE_REPLY_ASYNC;
+      const n = this.dataPath!.writeFrom(fd, offset, size);
       if (n < 0) throw new FuseErrno(-n, 'write');
       done = n;
     } else while (done < size) done += this.host.pwrite(fh, w.inb, data + done, size - done, offset + done);

@@ -1,52 +1,17 @@
 /**
- * HostFs's tables (inodes keyed by (device, inode number), file handles) and its name
- * operations (LOOKUP, CREATE, MKDIR, MKNOD, SYMLINK, LINK, TMPFILE, UNLINK, RMDIR, RENAME2,
- * OPEN, OPENDIR, SETATTR, STATFS, ACCESS), every one a *at call relative to a descriptor the
- * table holds. How this keeps the guest inside the folder: see host-fs.ts.
+ * HostFs's name operations (LOOKUP, CREATE, MKDIR, MKNOD, SYMLINK, LINK, TMPFILE, UNLINK, RMDIR,
+ * RENAME2, OPEN, OPENDIR), every one a *at call relative to a descriptor the tables hold
+ * (host-fs-tables.ts). How this keeps the guest inside the folder: see host-fs.ts.
  */
-import * as fs from 'node:fs';
+import { At, OpenFlag, RenameFlag, StatField, procFdPath } from '../../platform/fs-at.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
-import { At, OpenFlag, RenameFlag, StatField, Utime, loadFsAt, procFdPath, type FsAt } from '../../platform/fs-at.js';
 import { readDirSnapshot, type DirEntry } from './dir-snapshot.js';
-import { Errno, check, errnoOf, fail } from './fs-errno.js';
-import { HostLocks } from './host-locks.js';
+import { Errno, check, fail } from './fs-errno.js';
 import { IdMap } from './id-map.js';
 import { XattrMap } from './xattr-map.js';
+import { HostFsTables, O_PATH, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type HostFsLimits, type Inode } from './host-fs-tables.js';
 
-
-/** O_PATH (Linux, every architecture Node runs on except alpha/parisc/sparc). */
-export const O_PATH = OpenFlag.PATH;
-const { NOFOLLOW, DIRECTORY, CREAT, EXCL, TRUNC, APPEND, NONBLOCK, ACCMODE, DIRECT, DSYNC, SYNC, RDONLY, WRONLY, RDWR } = OpenFlag;
-
-export interface Inode {
-  readonly nodeid: number;
-  /** O_PATH | O_NOFOLLOW descriptor of the object. */
-  readonly fd: number;
-  readonly dev: number;
-  readonly ino: number;
-  /** S_IFMT bits of the object when looked up. */
-  readonly type: number;
-  /** Lookups the driver holds (FORGET takes them back); the root's never reaches 0. */
-  nlookup: number;
-}
-
-export interface FileHandle {
-  readonly fh: number;
-  readonly nodeid: number;
-  /** An ordinary descriptor (files), or -1 for a directory handle. */
-  readonly fd: number;
-  /** Directory handles: the entries, snapshot at OPENDIR (`.` and `..` first). */
-  readonly entries: DirEntry[] | null;
-}
-
-export interface HostFsLimits {
-  /** Inodes the guest may hold at once (root included). Default 65536. */
-  readonly maxInodes?: number;
-  /** Open file and directory handles at once. Default 4096. */
-  readonly maxHandles?: number;
-  /** Entries of one directory snapshot at most. Default 1,000,000 (about 100 MiB of names at worst). */
-  readonly maxDirEntries?: number;
-}
+const { NOFOLLOW, DIRECTORY, CREAT, EXCL, TRUNC, APPEND, NONBLOCK, ACCMODE, DIRECT, DSYNC, SYNC, RDONLY, RDWR } = OpenFlag;
 
 export interface HostFsOptions extends HostFsLimits {
   /** Every change refused with EROFS (writes, creation, removal, attributes, xattrs). */
@@ -66,10 +31,6 @@ export interface HostFsOptions extends HostFsLimits {
   readonly posixAcl?: boolean;
 }
 
-const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const NAME_MAX = 255;
@@ -79,30 +40,27 @@ const { DEV, INO, MODE, UID, GID } = StatField;
 /** open(2) flags the guest may pass on OPEN/CREATE (creation flags are CREATE's own). */
 const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
 
+/**
+ * LOOKUP predicts whether the name's object is one the table holds (the kernel revalidating a
+ * cached entry: one fstatat answers it) or a new one (open + fstat in one call, no fstatat
+ * first). A saturating score: +1 per new object, -KNOWN_STEP per known one; at OPEN_FIRST_AT or
+ * more it opens first. Both ways are equally safe; a wrong guess costs one system call.
+ */
+const OPEN_FIRST_AT = 8;
+const OPEN_FIRST_MAX = 16;
+const KNOWN_STEP = 4;
+
 function isDots(name: Uint8Array): boolean {
   return name[0] === DOT && (name.length === 1 || (name.length === 2 && name[1] === DOT));
 }
 
-/** The tables and the name operations of HostFs (host-fs.ts adds data, xattrs and the fs.Stats layer). */
-export class HostFsCore {
-  private readonly inodes = new Map<number, Inode>();
-  /** dev → ino → nodeid: one inode per host object, however many names reach it. */
-  private readonly byKey = new Map<number, Map<number, number>>();
-  private readonly handles = new Map<number, FileHandle>();
-  private nextNodeid = 2;
-  private nextFh = 1;
-  readonly root: Inode;
+/** The name operations of HostFs over its tables (host-fs-attrs.ts and host-fs.ts add the rest). */
+export class HostFsCore extends HostFsTables {
   readonly readOnly: boolean;
   readonly uidMap: IdMap;
   readonly gidMap: IdMap;
   readonly xattrs: XattrMap;
-  readonly locks: HostLocks;
-  readonly fsAt: FsAt;
-  private readonly maxInodes: number;
-  private readonly maxHandles: number;
   protected readonly maxDirEntries: number;
-  /** Scratch stat for internal checks (host ids). */
-  protected readonly tmp = new Float64Array(StatField.COUNT);
   /** The guest caller's ids (setCaller): the owner of what it creates, when we may chown. */
   private callerUid = -1;
   private callerGid = -1;
@@ -110,34 +68,23 @@ export class HostFsCore {
   readonly posixAcl: boolean;
   /** The umask for the next creations (POSIX ACL mode: the request's), or -1: the process's. */
   private createUmask = -1;
+  /** LOOKUP's prediction score (OPEN_FIRST_AT). */
+  private lookupOpensFirst = 0;
 
   constructor(rootDir: string, opts: HostFsOptions = {}) {
-    this.maxInodes = opts.maxInodes ?? 65536;
-    this.maxHandles = opts.maxHandles ?? 4096;
+    super(rootDir, opts);
     this.maxDirEntries = opts.maxDirEntries ?? 1_000_000;
     this.readOnly = opts.readOnly ?? false;
     this.uidMap = opts.uidMap ?? new IdMap();
     this.gidMap = opts.gidMap ?? new IdMap();
     this.posixAcl = opts.posixAcl ?? false;
     if (this.posixAcl && (!this.uidMap.isIdentity || !this.gidMap.isIdentity)) {
+      this.close();
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'POSIX ACLs with uid/gid translation: the ACL entries would keep untranslated ids');
     }
     this.xattrs = new XattrMap(opts.xattrPrefix ?? null, this.posixAcl);
-    this.fsAt = loadFsAt();
-    this.locks = new HostLocks(this.fsAt);
-    const fd = this.fsAt.openat(At.FDCWD, rootDir, O_PATH | DIRECTORY);
-    if (fd < 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `shared directory ${rootDir}: errno ${-fd}`);
-    check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat of the shared directory');
-    this.root = { nodeid: 1, fd, dev: this.tmp[DEV]!, ino: this.tmp[INO]!, type: S_IFDIR, nlookup: 1 };
-    this.insert(this.root);
   }
 
-  get inodeCount(): number {
-    return this.inodes.size;
-  }
-  get handleCount(): number {
-    return this.handles.size;
-  }
 
   /** The guest's ids for the requests that follow (FUSE in_header uid/gid): new objects get them (when we run as root). */
   setCaller(uid: number, gid: number): void {
@@ -163,13 +110,6 @@ export class HostFsCore {
     if (old >= 0) process.umask(old);
   }
 
-  /** The inode `nodeid`, or ENOENT-style failure for a nodeid never looked up (or forgotten). */
-  inode(nodeid: number): Inode {
-    const n = this.inodes.get(nodeid);
-    if (n === undefined) fail(Errno.ENOENT, `nodeid ${nodeid} unknown`);
-    return n;
-  }
-
   /** A name as one path component: no `/`, not empty, at most NAME_MAX bytes, not `.` or `..`. */
   static checkName(name: Uint8Array): void {
     if (name.length === 0) fail(Errno.EINVAL, 'empty name');
@@ -188,19 +128,6 @@ export class HostFsCore {
   protected writable(): void {
     if (this.readOnly) fail(Errno.EROFS, 'read-only share');
   }
-
-  private find(dev: number, ino: number): Inode | undefined {
-    const id = this.byKey.get(dev)?.get(ino);
-    return id === undefined ? undefined : this.inodes.get(id);
-  }
-
-  private insert(inode: Inode): void {
-    this.inodes.set(inode.nodeid, inode);
-    let m = this.byKey.get(inode.dev);
-    if (m === undefined) this.byKey.set(inode.dev, (m = new Map()));
-    m.set(inode.ino, inode.nodeid);
-  }
-
   /** Host ids of `st` as the guest's (in place). */
   private toGuest(st: Float64Array): void {
     if (!this.uidMap.isIdentity) st[UID] = this.uidMap.toGuest(st[UID]!);
@@ -238,15 +165,23 @@ export class HostFsCore {
       fd = check(this.fsAt.openat(parent.fd, '..', O_PATH | NOFOLLOW), 'lookup ..');
     } else {
       HostFsCore.checkName(name);
-      // An object already in the table needs no new descriptor: the pinned one is that object.
-      check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lookup');
-      const known = this.find(out[DEV]!, out[INO]!);
-      if (known !== undefined) {
-        known.nlookup++;
-        this.toGuest(out);
-        return known;
+      if (this.lookupOpensFirst < OPEN_FIRST_AT) {
+        // An object already in the table needs no new descriptor: the pinned one is that object.
+        check(this.fsAt.fstatat(parent.fd, name, At.SYMLINK_NOFOLLOW, out), 'lookup');
+        const known = this.find(out[DEV]!, out[INO]!);
+        if (known !== undefined) {
+          this.lookupOpensFirst = this.lookupOpensFirst > KNOWN_STEP ? this.lookupOpensFirst - KNOWN_STEP : 0;
+          known.nlookup++;
+          this.toGuest(out);
+          return known;
+        }
       }
-      fd = check(this.fsAt.openat(parent.fd, name, O_PATH | NOFOLLOW), 'lookup');
+      // A new object (or, opening first, any): opened and stat'ed in one call, the attributes
+      // of the very object opened (the name may have changed since a fstatat above).
+      const inode = this.adoptStat(check(this.fsAt.openStat(parent.fd, name, O_PATH | NOFOLLOW, out), 'lookup'), out);
+      if (inode.nlookup > 1) this.lookupOpensFirst = this.lookupOpensFirst > KNOWN_STEP ? this.lookupOpensFirst - KNOWN_STEP : 0;
+      else if (this.lookupOpensFirst < OPEN_FIRST_MAX) this.lookupOpensFirst++;
+      return inode;
     }
     return this.adopt(fd, out);
   }
@@ -258,6 +193,11 @@ export class HostFsCore {
       this.fsAt.close(fd);
       check(r, 'fstat');
     }
+    return this.adoptStat(fd, out);
+  }
+
+  /** `adopt` when `out` already holds the attributes of `fd`'s object (host ids). */
+  private adoptStat(fd: number, out: Float64Array): Inode {
     const known = this.find(out[DEV]!, out[INO]!);
     if (known !== undefined) {
       this.fsAt.close(fd);
@@ -265,27 +205,30 @@ export class HostFsCore {
       this.toGuest(out);
       return known;
     }
-    if (this.inodes.size >= this.maxInodes) {
-      this.fsAt.close(fd);
-      fail(Errno.ENFILE, `inode table full (${this.maxInodes})`);
-    }
-    const inode: Inode = { nodeid: this.nextNodeid++, fd, dev: out[DEV]!, ino: out[INO]!, type: out[MODE]! & S_IFMT, nlookup: 1 };
-    this.insert(inode);
+    const inode = this.newInode(fd, out);
     this.toGuest(out);
     return inode;
   }
 
   /** The new object `name` in `dir` (just made by us): owned by the caller, adopted. */
   private adoptNew(dir: Inode, name: Uint8Array, flags: number, out: Float64Array): Inode {
-    const fd = check(this.fsAt.openat(dir.fd, name, O_PATH | NOFOLLOW | flags), 'open of the new object');
-    this.chownToCaller(fd);
-    return this.adopt(fd, out);
+    const fd = check(this.fsAt.openStat(dir.fd, name, O_PATH | NOFOLLOW | flags, out), 'open of the new object');
+    return this.chownToCaller(fd, out) ? this.adopt(fd, out) : this.adoptStat(fd, out);
   }
 
-  private chownToCaller(fd: number): void {
-    if (!this.canChown || this.callerUid < 0) return;
+  /**
+   * New objects belong to the guest caller when the back-end runs as root. `st`: the object's
+   * attributes (host ids); no call when they already match. True when the owner changed (the
+   * attributes are then stale).
+   */
+  private chownToCaller(fd: number, st: Float64Array): boolean {
+    if (!this.canChown || this.callerUid < 0) return false;
+    const uid = this.uidMap.toHost(this.callerUid);
+    const gid = this.gidMap.toHost(this.callerGid);
+    if (st[UID] === uid && st[GID] === gid) return false;
     // Best effort, like virtiofsd's fsuid switch: the object exists either way.
-    this.fsAt.fchownat(fd, '', this.uidMap.toHost(this.callerUid), this.gidMap.toHost(this.callerGid), At.EMPTY_PATH);
+    this.fsAt.fchownat(fd, '', uid, gid, At.EMPTY_PATH);
+    return true;
   }
 
   mkdirEntry(parentId: number, name: Uint8Array, mode: number, out: Float64Array): Inode {
@@ -365,12 +308,12 @@ export class HostFsCore {
     this.umaskOut(old);
     check(fd, 'create');
     try {
-      check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat');
-      if ((this.tmp[MODE]! & S_IFMT) !== S_IFREG) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
-      // The O_PATH descriptor of the very object opened (not the name again: it may have changed).
+      check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, out), 'fstat');
+      if ((out[MODE]! & S_IFMT) !== S_IFREG) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
+      // The O_PATH descriptor of the very object opened (not the name again: it may have
+      // changed), so `out` is its attributes too unless the owner changes now.
       const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the created file');
-      if (created) this.chownToCaller(pathFd);
-      const inode = this.adopt(pathFd, out);
+      const inode = created && this.chownToCaller(pathFd, out) ? this.adopt(pathFd, out) : this.adoptStat(pathFd, out);
       return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
     } catch (e) {
       this.fsAt.close(fd);
@@ -389,8 +332,10 @@ export class HostFsCore {
     const fd = check(r, 'O_TMPFILE');
     try {
       const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the tmpfile');
-      this.chownToCaller(pathFd);
-      const inode = this.adopt(pathFd, out);
+      const st = this.fsAt.fstatat(pathFd, '', At.EMPTY_PATH, out);
+      if (st < 0) this.fsAt.close(pathFd);
+      check(st, 'fstat');
+      const inode = this.chownToCaller(pathFd, out) ? this.adopt(pathFd, out) : this.adoptStat(pathFd, out);
       return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
     } catch (e) {
       this.fsAt.close(fd);
@@ -425,42 +370,6 @@ export class HostFsCore {
 
   rename(oldParentId: number, oldName: Uint8Array, newParentId: number, newName: Uint8Array): void {
     this.rename2(oldParentId, oldName, newParentId, newName, 0);
-  }
-
-  /** FORGET: `n` lookups fewer; at zero the inode leaves the table. Unknown or root: ignored. */
-  forget(nodeid: number, n: number): void {
-    const inode = this.inodes.get(nodeid);
-    if (inode === undefined || inode === this.root) return;
-    // A forget for more than was looked up (a confused or hostile driver) just drops the inode.
-    inode.nlookup = n >= inode.nlookup ? 0 : inode.nlookup - n;
-    if (inode.nlookup > 0) return;
-    this.inodes.delete(nodeid);
-    this.byKey.get(inode.dev)?.delete(inode.ino);
-    this.locks.dropInode(nodeid);
-    this.fsAt.close(inode.fd);
-  }
-
-  private addHandle(nodeid: number, fd: number, entries: DirEntry[] | null): number {
-    if (this.handles.size >= this.maxHandles) {
-      if (fd >= 0) this.fsAt.close(fd);
-      fail(Errno.ENFILE, `handle table full (${this.maxHandles})`);
-    }
-    const fh = this.nextFh++;
-    this.handles.set(fh, { fh, nodeid, fd, entries });
-    return fh;
-  }
-
-  handle(fh: number): FileHandle {
-    const h = this.handles.get(fh);
-    if (h === undefined) fail(Errno.EBADF, `fh ${fh} unknown`);
-    return h;
-  }
-
-  /** A file handle's descriptor (EISDIR for a directory handle). */
-  fileFd(fh: number): number {
-    const h = this.handle(fh);
-    if (h.fd < 0) fail(Errno.EISDIR, 'a directory handle');
-    return h.fd;
   }
 
   /**
@@ -503,112 +412,4 @@ export class HostFsCore {
   }
 
   /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF). */
-  release(fh: number): void {
-    const h = this.handle(fh);
-    this.handles.delete(fh);
-    if (h.fd >= 0) this.fsAt.close(h.fd);
-  }
-
-  /** SETATTR into `out` (the attributes after the change). Guest ids are translated to the host's. */
-  setattrInto(nodeid: number, fh: number | null, valid: SetattrValues, out: Float64Array): void {
-    const inode = this.inode(nodeid);
-    const viaFd = fh !== null ? this.handle(fh).fd : -1;
-    const p = procFdPath(inode.fd);
-    const plain = inode.type === S_IFREG || inode.type === S_IFDIR;
-    const any = valid.mode !== null || valid.uid !== null || valid.gid !== null || valid.size !== null || valid.atime !== null || valid.mtime !== null;
-    if (any) this.writable();
-    if (valid.mode !== null) {
-      if (!plain) fail(Errno.EPERM, 'chmod of a symlink or special file');
-      check(this.fsAt.fchmodat(At.FDCWD, p, valid.mode & 0o7777), 'chmod');
-    }
-    if (valid.uid !== null || valid.gid !== null) {
-      if (!plain) fail(Errno.EPERM, 'chown of a symlink or special file');
-      const uid = valid.uid === null ? -1 : this.uidMap.toHost(valid.uid);
-      const gid = valid.gid === null ? -1 : this.gidMap.toHost(valid.gid);
-      check(this.fsAt.fchownat(inode.fd, '', uid, gid, At.EMPTY_PATH), 'chown');
-    }
-    if (valid.size !== null) {
-      if (inode.type !== S_IFREG) fail(Errno.EINVAL, 'truncate of a non-file');
-      const fd = viaFd >= 0 ? viaFd : check(this.fsAt.openat(At.FDCWD, p, WRONLY | NONBLOCK), 'open for truncate');
-      try {
-        fs.ftruncateSync(fd, valid.size);
-      } finally {
-        if (fd !== viaFd) this.fsAt.close(fd);
-      }
-    }
-    if (valid.atime !== null || valid.mtime !== null) {
-      if (!plain) fail(Errno.EPERM, 'utimes of a symlink or special file');
-      const [as, ans] = valid.atime === null ? [0, Utime.OMIT] : timeSpec(valid.atime, valid.atimeNsec);
-      const [ms, mns] = valid.mtime === null ? [0, Utime.OMIT] : timeSpec(valid.mtime, valid.mtimeNsec);
-      check(this.fsAt.utimensat(At.FDCWD, p, as, ans, ms, mns, 0), 'utimens');
-    }
-    this.statInto(nodeid, out);
-  }
-
-  /** STATFS of the file system holding the inode, StatfsField slots into `out`. */
-  statfsInto(nodeid: number, out: Float64Array): void {
-    check(this.fsAt.fstatfs(this.inode(nodeid).fd, out), 'statfs');
-  }
-
-  /** ACCESS: mask R_OK 4 / W_OK 2 / X_OK 1 (0: existence) as the host sees it for this process. */
-  access(nodeid: number, mask: number): void {
-    const inode = this.inode(nodeid);
-    if ((mask & 2) !== 0 && this.readOnly) fail(Errno.EROFS, 'read-only share');
-    if (mask === 0 || (inode.type !== S_IFREG && inode.type !== S_IFDIR)) return;
-    try {
-      fs.accessSync(procFdPath(inode.fd), mask & 7);
-    } catch (e) {
-      fail(errnoOf(e), 'access');
-    }
-  }
-
-  // --- lifetime ---------------------------------------------------------------------------
-
-  /** DESTROY (and device reset): every handle and lock closed, every inode but the root forgotten. */
-  clear(): void {
-    this.locks.clear();
-    for (const h of this.handles.values()) if (h.fd >= 0) this.fsAt.close(h.fd);
-    this.handles.clear();
-    for (const n of this.inodes.values()) if (n !== this.root) this.fsAt.close(n.fd);
-    this.inodes.clear();
-    this.byKey.clear();
-    this.insert(this.root);
-  }
-
-  /** Closes the root too: the object is unusable afterwards. */
-  close(): void {
-    this.clear();
-    this.fsAt.close(this.root.fd);
-    this.inodes.clear();
-  }
-}
-
-/** Seconds (fractions allowed) or exact seconds + nanoseconds (UTIME_NOW allowed) as a timespec. */
-function timeSpec(sec: number, nsec: number | undefined): [number, number] {
-  if (nsec !== undefined) return [sec, nsec];
-  const s = Math.floor(sec);
-  return [s, Math.min(999_999_999, Math.round((sec - s) * 1e9))];
-}
-
-/**
- * SETATTR changes (null: unchanged); times in seconds (fractions allowed), or whole seconds with
- * `atimeNsec`/`mtimeNsec` for exact times (Utime.NOW there: the host's current time).
- */
-export interface SetattrValues {
-  /** File type and permission bits (st_mode), or null to leave it. */
-  mode: number | null;
-  /** Owner user id, or null to leave it. */
-  uid: number | null;
-  /** Owner group id, or null to leave it. */
-  gid: number | null;
-  /** Size in bytes, or null to leave it. */
-  size: number | null;
-  /** Last access time, seconds, or null to leave it. */
-  atime: number | null;
-  /** Last modification time, seconds, or null to leave it. */
-  mtime: number | null;
-  /** Nanoseconds of the access time. */
-  atimeNsec?: number;
-  /** Nanoseconds of the modification time. */
-  mtimeNsec?: number;
 }

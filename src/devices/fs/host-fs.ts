@@ -30,11 +30,14 @@
 import * as fs from 'node:fs';
 import { At, OpenFlag, StatField, procFdPath } from '../../platform/fs-at.js';
 import { Errno, FuseErrno, check, errnoOf, fail } from './fs-errno.js';
-import { HostFsCore, S_IFDIR, S_IFREG, type Inode, type SetattrValues } from './host-fs-core.js';
+import { HostFsAttrs, type SetattrValues } from './host-fs-attrs.js';
+import { S_IFDIR, S_IFREG, type Inode } from './host-fs-tables.js';
 
 export { Errno, FuseErrno, errnoOf };
-export { O_PATH, S_IFDIR, S_IFLNK, S_IFREG } from './host-fs-core.js';
-export type { FileHandle, HostFsLimits, HostFsOptions, Inode, SetattrValues } from './host-fs-core.js';
+export { O_PATH, S_IFDIR, S_IFLNK, S_IFREG } from './host-fs-tables.js';
+export type { FileHandle, HostFsLimits, Inode } from './host-fs-tables.js';
+export type { HostFsOptions } from './host-fs-core.js';
+export type { SetattrValues } from './host-fs-attrs.js';
 export type { DirEntry } from './dir-snapshot.js';
 export type { LockRange, PendingLock } from './host-locks.js';
 
@@ -42,7 +45,7 @@ const { RDONLY, DIRECTORY } = OpenFlag;
 const ACL_ACCESS = Buffer.from('system.posix_acl_access');
 const S_ISGID = 0o2000;
 
-export class HostFs extends HostFsCore {
+export class HostFs extends HostFsAttrs {
   // --- data, sync, space -----------------------------------------------------------------
 
   pread(fh: number, buf: Uint8Array, offset: number, len: number, position: number): number {

@@ -1,0 +1,198 @@
+/**
+ * HostFs's tables: the shared directory's root, the inodes the guest holds (keyed by (device,
+ * inode number): one inode per host object, however many names reach it; each an O_PATH |
+ * O_NOFOLLOW descriptor) and the open file and directory handles, both bounded (ENFILE beyond).
+ * A file handle with I/O in flight on the thread pool is pinned: RELEASE, DESTROY or a reset
+ * then close its descriptor only when the last transfer completes, so a pool thread never
+ * reads or writes a descriptor number the process has meanwhile reused for another file.
+ */
+import { ErrorCode, VirtioError } from '../../errors.js';
+import { At, OpenFlag, StatField, loadFsAt, type FsAt } from '../../platform/fs-at.js';
+import type { DirEntry } from './dir-snapshot.js';
+import { Errno, check, fail } from './fs-errno.js';
+import { HostLocks } from './host-locks.js';
+
+/** O_PATH (Linux, every architecture Node runs on except alpha/parisc/sparc). */
+export const O_PATH = OpenFlag.PATH;
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+const { DEV, INO } = StatField;
+
+export interface Inode {
+  readonly nodeid: number;
+  /** O_PATH | O_NOFOLLOW descriptor of the object. */
+  readonly fd: number;
+  readonly dev: number;
+  readonly ino: number;
+  /** S_IFMT bits of the object when looked up. */
+  readonly type: number;
+  /** Lookups the driver holds (FORGET takes them back); the root's never reaches 0. */
+  nlookup: number;
+}
+
+export interface FileHandle {
+  readonly fh: number;
+  readonly nodeid: number;
+  /** An ordinary descriptor (files), or -1 for a directory handle. */
+  readonly fd: number;
+  /** Directory handles: the entries, snapshot at OPENDIR (`.` and `..` first). */
+  readonly entries: DirEntry[] | null;
+  /** Transfers in flight on the thread pool (pinHandle / unpinHandle). */
+  pins: number;
+  /** Released (or the tables cleared) while pinned: the descriptor is closed at the last unpin. */
+  released: boolean;
+}
+
+export interface HostFsLimits {
+  /** Inodes the guest may hold at once (root included). Default 65536. */
+  readonly maxInodes?: number;
+  /** Open file and directory handles at once. Default 4096. */
+  readonly maxHandles?: number;
+  /** Entries of one directory snapshot at most. Default 1,000,000 (about 100 MiB of names at worst). */
+  readonly maxDirEntries?: number;
+}
+
+export class HostFsTables {
+  private readonly inodes = new Map<number, Inode>();
+  /** dev → ino → nodeid. */
+  private readonly byKey = new Map<number, Map<number, number>>();
+  private readonly handles = new Map<number, FileHandle>();
+  private nextNodeid = 2;
+  private nextFh = 1;
+  readonly root: Inode;
+  readonly fsAt: FsAt;
+  readonly locks: HostLocks;
+  private readonly maxInodes: number;
+  private readonly maxHandles: number;
+  /** Scratch stat for internal checks (host ids). */
+  protected readonly tmp = new Float64Array(StatField.COUNT);
+
+  constructor(rootDir: string, limits: HostFsLimits) {
+    this.maxInodes = limits.maxInodes ?? 65536;
+    this.maxHandles = limits.maxHandles ?? 4096;
+    this.fsAt = loadFsAt();
+    this.locks = new HostLocks(this.fsAt);
+    const fd = this.fsAt.openat(At.FDCWD, rootDir, O_PATH | OpenFlag.DIRECTORY);
+    if (fd < 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `shared directory ${rootDir}: errno ${-fd}`);
+    check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat of the shared directory');
+    this.root = { nodeid: 1, fd, dev: this.tmp[DEV]!, ino: this.tmp[INO]!, type: S_IFDIR, nlookup: 1 };
+    this.insert(this.root);
+  }
+
+  get inodeCount(): number {
+    return this.inodes.size;
+  }
+  get handleCount(): number {
+    return this.handles.size;
+  }
+
+  /** The inode `nodeid`, or ENOENT-style failure for a nodeid never looked up (or forgotten). */
+  inode(nodeid: number): Inode {
+    const n = this.inodes.get(nodeid);
+    if (n === undefined) fail(Errno.ENOENT, `nodeid ${nodeid} unknown`);
+    return n;
+  }
+
+  protected find(dev: number, ino: number): Inode | undefined {
+    const id = this.byKey.get(dev)?.get(ino);
+    return id === undefined ? undefined : this.inodes.get(id);
+  }
+
+  /** A new inode for the O_PATH descriptor `fd` of the object with attributes `st` (ENFILE when full: `fd` is closed). */
+  protected newInode(fd: number, st: Float64Array): Inode {
+    if (this.inodes.size >= this.maxInodes) {
+      this.fsAt.close(fd);
+      fail(Errno.ENFILE, `inode table full (${this.maxInodes})`);
+    }
+    const inode: Inode = { nodeid: this.nextNodeid++, fd, dev: st[DEV]!, ino: st[INO]!, type: st[StatField.MODE]! & S_IFMT, nlookup: 1 };
+    this.insert(inode);
+    return inode;
+  }
+
+  private insert(inode: Inode): void {
+    this.inodes.set(inode.nodeid, inode);
+    let m = this.byKey.get(inode.dev);
+    if (m === undefined) this.byKey.set(inode.dev, (m = new Map()));
+    m.set(inode.ino, inode.nodeid);
+  }
+
+  /** FORGET: `n` lookups fewer; at zero the inode leaves the table. Unknown or root: ignored. */
+  forget(nodeid: number, n: number): void {
+    const inode = this.inodes.get(nodeid);
+    if (inode === undefined || inode === this.root) return;
+    // A forget for more than was looked up (a confused or hostile driver) just drops the inode.
+    inode.nlookup = n >= inode.nlookup ? 0 : inode.nlookup - n;
+    if (inode.nlookup > 0) return;
+    this.inodes.delete(nodeid);
+    this.byKey.get(inode.dev)?.delete(inode.ino);
+    this.locks.dropInode(nodeid);
+    this.fsAt.close(inode.fd);
+  }
+
+  protected addHandle(nodeid: number, fd: number, entries: DirEntry[] | null): number {
+    if (this.handles.size >= this.maxHandles) {
+      if (fd >= 0) this.fsAt.close(fd);
+      fail(Errno.ENFILE, `handle table full (${this.maxHandles})`);
+    }
+    const fh = this.nextFh++;
+    this.handles.set(fh, { fh, nodeid, fd, entries, pins: 0, released: false });
+    return fh;
+  }
+
+  handle(fh: number): FileHandle {
+    const h = this.handles.get(fh);
+    if (h === undefined) fail(Errno.EBADF, `fh ${fh} unknown`);
+    return h;
+  }
+
+  /** A file handle's descriptor (EISDIR for a directory handle). */
+  fileFd(fh: number): number {
+    const h = this.handle(fh);
+    if (h.fd < 0) fail(Errno.EISDIR, 'a directory handle');
+    return h.fd;
+  }
+
+  /** A file handle whose descriptor stays open until `unpinHandle` (a transfer on the thread pool). */
+  pinHandle(fh: number): FileHandle {
+    const h = this.handle(fh);
+    if (h.fd < 0) fail(Errno.EISDIR, 'a directory handle');
+    h.pins++;
+    return h;
+  }
+
+  unpinHandle(h: FileHandle): void {
+    if (--h.pins === 0 && h.released) this.fsAt.close(h.fd);
+  }
+
+  /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF); a pinned one at its last unpin. */
+  release(fh: number): void {
+    const h = this.handle(fh);
+    this.handles.delete(fh);
+    this.closeHandle(h);
+  }
+
+  private closeHandle(h: FileHandle): void {
+    h.released = true;
+    if (h.fd >= 0 && h.pins === 0) this.fsAt.close(h.fd);
+  }
+
+  /** DESTROY (and device reset): every handle and lock closed, every inode but the root forgotten. */
+  clear(): void {
+    this.locks.clear();
+    for (const h of this.handles.values()) this.closeHandle(h);
+    this.handles.clear();
+    for (const n of this.inodes.values()) if (n !== this.root) this.fsAt.close(n.fd);
+    this.inodes.clear();
+    this.byKey.clear();
+    this.insert(this.root);
+  }
+
+  /** Closes the root too: the object is unusable afterwards. */
+  close(): void {
+    this.clear();
+    this.fsAt.close(this.root.fd);
+    this.inodes.clear();
+  }
+}
