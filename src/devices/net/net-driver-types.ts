@@ -100,7 +100,7 @@ export interface NetFrame {
   readonly rscSegments: number;
   /**
    * With VIRTIO_NET_HDR_F_RSC_INFO: the duplicated ACKs the device absorbed while coalescing
-   * this frame (the header's csum_offset field, 5.1.6.4.1); else 0.
+   * this frame (the header's csum_offset field, 5.1.6.4); else 0.
    */
   readonly rscDupAcks: number;
   /** The receive queue it came on. */
