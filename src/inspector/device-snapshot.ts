@@ -69,7 +69,7 @@ export interface QueueSnapshot {
   readonly layout: 'split' | 'packed' | null;
   /** vhost-user: the ring was started (SET_VRING_KICK) and enabled; else: the queue is enabled. */
   readonly started: boolean;
-  /** The queue is enabled: queue_enable (4.1.4.3) or, for vhost-user, SET_VRING_ENABLE. */
+  /** The queue is enabled: by the transport's queue enable (PCI queue_enable, MMIO QueueReady) or, for vhost-user, SET_VRING_ENABLE. */
   readonly enabled: boolean;
   /** The ring's guest addresses as hex; null when the queue was never set up. */
   readonly addresses: {
