@@ -35,52 +35,129 @@ export interface InspectedDevice {
   readonly backend?: () => VhostUserBackend | null;
 }
 
+/** One feature bit (2.2) or vhost-user protocol feature bit that was offered or negotiated. */
 export interface FeatureBitView {
+  /** The bit number (0..63). */
   readonly bit: number;
+  /** The bit's name in the code's spec tables (for device features those of 6 and of the device type's 5.x), or `bit N` when it has none. */
   readonly name: string;
+  /** Whether the device (or vhost-user back-end) offers the bit. */
   readonly offered: boolean;
+  /** Whether the bit was negotiated (accepted by the driver or front-end). */
   readonly negotiated: boolean;
 }
 
+/** One descriptor chain in flight on a queue, in short; {@link chainDetail} gives its descriptors. */
 export interface ChainSummary {
+  /** The chain's id: split, its head descriptor's index; packed, the buffer id. */
   readonly id: number;
+  /** Segments (descriptors, indirect ones expanded) in the chain. */
   readonly segments: number;
+  /** Total bytes of its device-readable segments (what the driver sent). */
   readonly readableBytes: number;
+  /** Total bytes of its device-writable segments (room for the device's answer). */
   readonly writableBytes: number;
 }
 
+/** One virtqueue of a {@link DeviceSnapshot}. Fields read from a ring are null when the queue is not live. */
 export interface QueueSnapshot {
+  /** The queue's index in the device. */
   readonly index: number;
+  /** Queue size in descriptors (0 when the queue was never set up). */
   readonly size: number;
+  /** Split (2.7) or packed (2.8) virtqueue; null when the queue is not live. */
   readonly layout: 'split' | 'packed' | null;
   /** vhost-user: the ring was started (SET_VRING_KICK) and enabled; else: the queue is enabled. */
   readonly started: boolean;
+  /** The queue is enabled: by the transport's queue enable (PCI queue_enable, MMIO QueueReady) or, for vhost-user, SET_VRING_ENABLE. */
   readonly enabled: boolean;
-  readonly addresses: { readonly desc: string; readonly driver: string; readonly device: string } | null;
+  /** The ring's guest addresses as hex; null when the queue was never set up. */
+  readonly addresses: {
+    /** The descriptor table (Descriptor Area). */
+    readonly desc: string;
+    /** The available ring (split) or driver event suppression structure (packed): the Driver Area. */
+    readonly driver: string;
+    /** The used ring (split) or device event suppression structure (packed): the Device Area. */
+    readonly device: string;
+  } | null;
   /** The device's own position (null: no live queue). */
-  readonly device: (QueuePeek['position'] & { readonly inFlight: number; readonly notifyEnabled: boolean }) | null;
+  readonly device:
+    | (QueuePeek['position'] & {
+        /** Buffers the device popped and has not returned yet. */
+        readonly inFlight: number;
+        /** Whether the device currently asks for available-buffer notifications (2.7.10 / 2.8.10). */
+        readonly notifyEnabled: boolean;
+      })
+    | null;
   /** The ring as guest memory holds it (null: no live queue). */
   readonly ring: RingView | null;
+  /** What each side asked about notifications, derived from `ring` (null: no live queue). */
   readonly suppression: SuppressionView | null;
+  /** The chains in flight, at most MAX_CHAINS_LISTED (256); null when the device has no queue server. */
   readonly chains: readonly ChainSummary[] | null;
   /** Why the ring is broken (a driver error), or null. */
   readonly broken: string | null;
+  /** The queue's QueueStats counters (kicks, calls, requests, bytes, ...); null when the device keeps none. */
   readonly counters: QueueCounters | null;
 }
 
+/**
+ * One watched device as the inspector shows it (see the module description). The fields of the
+ * device core are null while there is none (`connected` false).
+ */
 export interface DeviceSnapshot {
+  /** The device's label ({@link InspectedDevice.name}). */
   readonly name: string;
   /** Whether there is a device core to show (a front-end is connected). */
   readonly connected: boolean;
+  /** The virtio device ID (chapter 5, Device Types: 1 network, 2 block, ...). */
   readonly deviceId: number | null;
+  /** The device ID's name (`NETWORK`, `BLOCK`, ...; `UNKNOWN(n)` for others). */
   readonly deviceType: string | null;
-  readonly status: { readonly value: number; readonly bits: { name: string; value: number; set: boolean }[] } | null;
+  /** The device status field (2.1). */
+  readonly status: {
+    /** The status byte. */
+    readonly value: number;
+    /** Every status bit, in bit order, with whether it is set. */
+    readonly bits: {
+      /** The bit's name (ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, DEVICE_NEEDS_RESET, FAILED). */
+      name: string;
+      /** The bit's mask in the status byte. */
+      value: number;
+      /** Whether `value` of the status has it. */
+      set: boolean;
+    }[];
+  } | null;
+  /** Why DEVICE_NEEDS_RESET was set, or null when it is not set. */
   readonly needsReset: string | null;
+  /** The device was activated (DRIVER_OK accepted) and not reset since. */
   readonly active: boolean;
-  readonly features: { readonly offered: string; readonly negotiated: string; readonly bits: readonly FeatureBitView[] } | null;
-  readonly protocolFeatures: { readonly offered: string; readonly negotiated: string; readonly bits: readonly FeatureBitView[] } | null;
+  /** The device feature bits (2.2). */
+  readonly features: {
+    /** The bits the device offers, as hex (`0x...`). */
+    readonly offered: string;
+    /** The bits negotiated, as hex (`0x0` before FEATURES_OK). */
+    readonly negotiated: string;
+    /** Each bit offered or negotiated, by name. */
+    readonly bits: readonly FeatureBitView[];
+  } | null;
+  /** vhost-user protocol features (GET/SET_PROTOCOL_FEATURES); null for other transports. */
+  readonly protocolFeatures: {
+    /** The protocol features the back-end offers, as hex (`0x...`). */
+    readonly offered: string;
+    /** The protocol features the front-end set, as hex. */
+    readonly negotiated: string;
+    /** Each protocol feature bit offered or negotiated, by name. */
+    readonly bits: readonly FeatureBitView[];
+  } | null;
   /** vhost-user requests refused so far and the last refusal. */
-  readonly refusals: { readonly count: number; readonly last: string | null } | null;
+  readonly refusals: {
+    /** Requests refused since the front-end connected. */
+    readonly count: number;
+    /** The last refusal's message, or null when there was none. */
+    readonly last: string | null;
+  } | null;
+  /** Each virtqueue of the device (without a device core: only the queues with counters). */
   readonly queues: readonly QueueSnapshot[];
 }
 

@@ -95,7 +95,14 @@ export function protocolFeatureName(n: number): string {
 }
 
 /** Every status bit (2.1) with whether `status` has it, in bit order. */
-export function statusBits(status: number): { name: string; value: number; set: boolean }[] {
+export function statusBits(status: number): {
+  /** The bit's name in the Status table: ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, DEVICE_NEEDS_RESET, FAILED. */
+  name: string;
+  /** The bit's value in the device status field (a single-bit mask, e.g. 4 for DRIVER_OK). */
+  value: number;
+  /** Whether `status` has the bit. */
+  set: boolean;
+}[] {
   return Object.entries(Status)
     .map(([name, value]) => ({ name, value, set: (status & value) !== 0 }))
     .sort((a, b) => a.value - b.value);

@@ -4,5 +4,5 @@ export { type DeviceSnapshot, type InspectedDevice, type QueueSnapshot, chainDet
 export { type ChainDetail, type DescriptorView, type RingView, readRing, readSplitChain, suppression } from './ring-peek.js';
 export { featureBitName, protocolFeatureName, statusBits } from './feature-names.js';
 export { RateHistory, type RatePoint } from './rate-history.js';
-export type { PackedRingView, SplitRingView, SuppressionView } from './ring-peek.js';
+export type { PackedEventView, PackedRingView, SplitRingView, SuppressionView } from './ring-peek.js';
 export type { ChainSummary, FeatureBitView } from './device-snapshot.js';

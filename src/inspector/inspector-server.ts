@@ -21,6 +21,7 @@ export type { InspectedDevice } from './device-snapshot.js';
 
 /** Where the inspector listens (a loopback address; the CLI refuses others). */
 export interface InspectorAddress {
+  /** The address to listen on: a loopback IP (`127.0.0.1`, `::1`) or `localhost`. */
   readonly host: string;
   /** 0: any free port. */
   readonly port: number;
@@ -36,26 +37,37 @@ export interface InspectorOptions {
 }
 
 export interface Inspector {
+  /** The TCP port it listens on (the one the system chose when the address asked for 0). */
   readonly port: number;
   /** The page's address (`http://127.0.0.1:PORT/`). */
   readonly url: string;
   /** The state the page shows, now. */
   state(): InspectorState;
+  /** Stops sampling, ends the event streams and open connections, and closes the server; resolves once it is closed. */
   close(): Promise<void>;
 }
 
 /** One line of the reset log: a NEEDS_RESET reason, a broken ring or a refused request, when first seen. */
 export interface ResetLogEntry {
+  /** When it was first seen, in ms since the epoch (the state read that saw it). */
   readonly t: number;
+  /** The device's name ({@link InspectedDevice.name}). */
   readonly device: string;
+  /** What happened, in words (`DEVICE_NEEDS_RESET: ...`, `queue 0 broken: ...`, `refused: ...`). */
   readonly what: string;
 }
 
+/** Everything the inspector page shows, as `GET /api/state` and each event of `/api/events` return it. */
 export interface InspectorState {
+  /** When the state was read, in ms since the epoch. */
   readonly now: number;
+  /** The sampling and push period in ms. */
   readonly intervalMs: number;
+  /** A snapshot of each watched device, in the order given to startInspector. */
   readonly devices: readonly DeviceSnapshot[];
+  /** Per device name, its request and byte rates over the history, oldest first. */
   readonly rates: Readonly<Record<string, readonly RatePoint[]>>;
+  /** The last 50 resets, broken rings and refusals seen, oldest first. */
   readonly resetLog: readonly ResetLogEntry[];
 }
 

@@ -7,20 +7,31 @@ import type { QueueStats } from '../device/queue-stats.js';
 
 /** Requests and bytes per second between two samples, ending at `t` (ms since the epoch). */
 export interface RatePoint {
+  /** The later sample's time, in ms since the epoch. */
   readonly t: number;
+  /** Requests (chains popped) per second, all queues together. */
   readonly requests: number;
+  /** Device-readable bytes popped per second (what the driver sent; QueueStats bytesRead). */
   readonly bytesRead: number;
+  /** Bytes the device wrote into returned buffers per second (QueueStats bytesWritten). */
   readonly bytesWritten: number;
 }
 
 const FIELDS = 4; // t, requests, bytesRead, bytesWritten
 
+/**
+ * A fixed ring of QueueStats totals sampled over time, from which {@link RateHistory.rates}
+ * derives per-second rates for the inspector's plots.
+ */
 export class RateHistory {
   private readonly samples: Float64Array;
   private next = 0;
   private count = 0;
 
-  constructor(readonly capacity: number) {
+  constructor(
+    /** Samples kept (at least 2 are stored); the oldest is overwritten once it is full. */
+    readonly capacity: number,
+  ) {
     this.samples = new Float64Array(FIELDS * Math.max(2, capacity));
   }
 

@@ -45,12 +45,15 @@ export function hex(n: number): string {
 
 /** The split ring fields in guest memory (null: unmapped). */
 export interface SplitRingView {
+  /** Discriminates the {@link RingView} union: a split virtqueue (2.7). */
   readonly layout: 'split';
+  /** The available ring's flags (2.7.6): VIRTQ_AVAIL_F_NO_INTERRUPT (1) asks for no used-buffer notifications; ignored with EVENT_IDX. */
   readonly availFlags: number | null;
   /** The driver's avail idx: buffers made available so far (free-running). */
   readonly availIdx: number | null;
   /** used_event (2.7.10), meaningful with EVENT_IDX. */
   readonly usedEvent: number | null;
+  /** The used ring's flags (2.7.8): VIRTQ_USED_F_NO_NOTIFY (1) asks for no available-buffer notifications; ignored with EVENT_IDX. */
   readonly usedFlags: number | null;
   /** The used idx the device published. */
   readonly usedIdx: number | null;
@@ -60,13 +63,17 @@ export interface SplitRingView {
 
 /** One packed event suppression structure (2.8.10): flags and desc (off / wrap). */
 export interface PackedEventView {
+  /** The structure's flags field (low 2 bits): 0 enable, 1 disable, 2 desc (notify at `off`/`wrap`, with EVENT_IDX). */
   readonly flags: number;
+  /** desc's event offset (bits 0-14): the ring position the notification is wanted at, with flags 2. */
   readonly off: number;
+  /** desc's event wrap counter (bit 15): the wrap counter that position is meant with. */
   readonly wrap: boolean;
 }
 
 /** The packed ring fields in guest memory (null: unmapped). */
 export interface PackedRingView {
+  /** Discriminates the {@link RingView} union: a packed virtqueue (2.8). */
   readonly layout: 'packed';
   /** Written by the driver: when the device should send used-buffer notifications. */
   readonly driverEvent: PackedEventView | null;
@@ -76,10 +83,12 @@ export interface PackedRingView {
   readonly availableAhead: number | null;
 }
 
+/** A ring's driver- and device-published fields as read from guest memory, by `layout`. */
 export type RingView = SplitRingView | PackedRingView;
 
 /** How notifications are suppressed in each direction, in words. */
 export interface SuppressionView {
+  /** VIRTIO_F_EVENT_IDX was negotiated: the event indices (split) or desc events (packed) apply. */
   readonly eventIdx: boolean;
   /** Available-buffer notifications (driver to device), as the device asked. */
   readonly driverNotifications: string;
@@ -87,6 +96,12 @@ export interface SuppressionView {
   readonly deviceNotifications: string;
 }
 
+/**
+ * The ring fields of a live queue read from guest memory: for a split ring the avail and used
+ * flags, indices and event indices (2.7.6, 2.7.8, 2.7.10); for a packed ring both event
+ * suppression structures (2.8.10) and the descriptors available from the device's position
+ * (`peek`). Reads only; unmapped fields are null.
+ */
 export function readRing(memory: GuestMemory, config: QueueConfig, peek: QueuePeek): RingView {
   const le = config.littleEndian ?? true;
   if ((config.features & F.RING_PACKED) === 0n) {
@@ -178,10 +193,15 @@ export function suppression(ring: RingView, config: QueueConfig): SuppressionVie
 export interface DescriptorView {
   /** Index in its table (the ring's, or the indirect table's). */
   readonly index: number;
+  /** The buffer's guest-physical address as hex (`0x...`). */
   readonly addr: string | null;
+  /** The buffer's length in bytes (for INDIRECT, the indirect table's). */
   readonly len: number | null;
+  /** The descriptor's flags (VIRTQ_DESC_F_NEXT 1, WRITE 2, INDIRECT 4; 2.7.5). */
   readonly flags: number | null;
+  /** The set flags by name (`NEXT`, `WRITE`, `INDIRECT`); empty when `flags` is unmapped. */
   readonly flagNames: readonly string[];
+  /** The next field: the following descriptor's index, meaningful with NEXT. */
   readonly next: number | null;
   /** The entries of the indirect table this descriptor points at. */
   readonly indirect?: readonly DescriptorView[];
@@ -189,9 +209,11 @@ export interface DescriptorView {
 
 /** A chain in flight, in detail. */
 export interface ChainDetail {
+  /** The chain's id: split, its head descriptor's index; packed, the buffer id. */
   readonly id: number;
   /** Where the descriptors come from: the ring in guest memory (split) or the popped chain (packed). */
   readonly source: 'descriptor table' | 'popped chain';
+  /** The chain's descriptors in order; for a popped chain, one per segment with NEXT and WRITE rebuilt. */
   readonly descriptors: readonly DescriptorView[];
   /** Why the walk stopped early (a loop, an unmapped descriptor), or null. */
   readonly problem: string | null;

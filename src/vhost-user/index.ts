@@ -60,4 +60,4 @@ export type { DirtyLog } from './vhost-queue.js';
 export type { PackedInflight, SplitInflight } from './inflight.js';
 export type { RingWorkers, VhostUserMessageRouter } from './worker-router.js';
 export type { WorkerCallChannel } from './worker-call-channel.js';
-export type { WorkerAnswer, WorkerCall } from './worker-protocol.js';
+export type { WorkerAnswer, WorkerCall, WorkerReply } from './worker-protocol.js';

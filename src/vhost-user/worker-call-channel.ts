@@ -61,6 +61,7 @@ export class WorkerCallChannel<Req, Res> {
     this.gone ??= why;
   }
 
+  /** Closes the main side's port: no more calls can be made (the worker sees its port close). */
   close(): void {
     this.port.close();
   }

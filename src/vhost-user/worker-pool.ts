@@ -30,6 +30,7 @@ export const WORKER_PROTOCOL_FEATURES = SUPPORTED_PROTOCOL_FEATURES & ~(PF.INFLI
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
 
+/** How {@link WorkerPool.start} starts the ring worker threads of a vhost-user device (`--threads`). */
 export interface WorkerPoolOptions {
   /** Worker threads (1..numQueues). */
   readonly threads: number;
@@ -37,8 +38,11 @@ export interface WorkerPoolOptions {
   readonly numQueues: number;
   /** The worker-side device (src/device/worker-device.ts). */
   readonly device: WorkerDeviceSpec;
+  /** The main thread's platform: duplicates the memory region fds each worker gets its own copy of, and closes them. */
   readonly platform: Platform;
+  /** The main thread's logger: worker start-up, worker failures and session events. */
   readonly logger: Logger;
+  /** The workers' log level (a LogLevel value); the logger's level by default. */
   readonly verbosity?: number;
   /** Busy-poll window of each worker's back-end (VhostUserBackendOptions.pollUs). */
   readonly pollUs?: number;
@@ -54,6 +58,7 @@ interface PoolWorker {
 export class WorkerPool implements RingWorkers {
   /** Counters of every ring, written by the workers, read anywhere (QueueStats.shared). */
   readonly stats: QueueStats;
+  /** One synchronous call channel per worker thread, by worker index (ring i is on worker i mod threads). */
   readonly channels: WorkerCallChannel<WorkerCall, WorkerAnswer>[];
   private readonly routers = new Map<number, WorkerMessageRouter>();
   private nextSession = 1;

@@ -71,17 +71,38 @@ export function routeOf(msg: VhostUserMessage, numRings: number): { route: Route
 
 /** One reply the worker's back-end wrote to its sink. */
 export interface WorkerReply {
+  /** The reply's request code (FrontendReq), as in the vhost-user message header. */
   readonly request: number;
+  /** The header's flags (version, REPLY bit), as the worker's back-end set them. */
   readonly flags: number;
+  /** The reply's payload (copied out of the worker's buffer), or null for none. */
   readonly payload: Uint8Array | null;
+  /** File descriptors sent with the reply (empty for none). */
   readonly fds: readonly number[];
 }
 
 /** Calls from the main thread (synchronous, WorkerCallChannel). */
 export type WorkerCall =
-  | { readonly kind: 'session-start'; readonly session: number }
-  | { readonly kind: 'message'; readonly session: number; readonly message: VhostUserMessage }
-  | { readonly kind: 'session-end'; readonly session: number };
+  | {
+      /** A front-end connected: the worker creates its back-end for the new session. */
+      readonly kind: 'session-start';
+      /** The session's number (one per front-end connection, from 1). */
+      readonly session: number;
+    }
+  | {
+      /** A front-end request for the worker's back-end to handle (a ring request, or a session request after the main thread). */
+      readonly kind: 'message';
+      /** The session the request belongs to; a call for a session the worker no longer has is answered `ended`. */
+      readonly session: number;
+      /** The request as decoded on the main thread, with its fds (the worker's own copies for memory regions). */
+      readonly message: VhostUserMessage;
+    }
+  | {
+      /** The front-end disconnected (or the session failed): the worker closes its back-end and stops its rings. */
+      readonly kind: 'session-end';
+      /** The session to end. */
+      readonly session: number;
+    };
 
 /** A worker's answer to a call. */
 export interface WorkerAnswer {

@@ -33,6 +33,7 @@ export interface VhostUserMessageRouter {
 
 /** The ring workers as a router sees them (WorkerPool). */
 export interface RingWorkers {
+  /** One call channel per worker thread, by worker index (the index `ownerOf` returns). */
   readonly channels: readonly WorkerCallChannel<WorkerCall, WorkerAnswer>[];
   /** The worker serving ring `index`. */
   ownerOf(index: number): number;

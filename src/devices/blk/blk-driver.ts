@@ -438,7 +438,19 @@ export class BlkDriver implements DeviceDriver {
    * Sends any request: `data` (device-readable) or `inLen` bytes device-writable; resolves with
    * the raw status and the data bytes. For tests of device behaviour with odd requests.
    */
-  async raw(type: number, sector: number, data: Uint8Array | null, inLen: number): Promise<{ status: number; data: Uint8Array; usedLen: number }> {
+  async raw(
+    type: number,
+    sector: number,
+    data: Uint8Array | null,
+    inLen: number,
+  ): Promise<{
+    /** The status byte the device wrote (BlkStatus: VIRTIO_BLK_S_OK, IOERR, UNSUPP, ...; 5.2.6). */
+    status: number;
+    /** The `inLen` device-writable data bytes as the device left them; empty when `data` was given. */
+    data: Uint8Array;
+    /** The used element's `len` (2.7.8): bytes the device reports having written, status byte included. */
+    usedLen: number;
+  }> {
     const p = await this.submit(type, sector, data, data ? data.length : inLen, data === null, true);
     const out = new Uint8Array(data ? 0 : inLen);
     try {

@@ -21,9 +21,13 @@ import { BLK_DRIVER_FEATURES, BlkDriver, BlkRequestError, type BlkDriverOptions 
 
 /** 5.2.4 struct virtio_blk_zoned_characteristics as read by the driver. */
 export interface BlkZonedCharacteristics {
+  /** zone_sectors: the size of every zone but maybe the last, in 512-byte sectors. */
   readonly zoneSectors: number;
+  /** max_open_zones: zones that may be implicitly or explicitly open at once (0: no limit). */
   readonly maxOpenZones: number;
+  /** max_active_zones: zones that may be open or closed at once (0: no limit). */
   readonly maxActiveZones: number;
+  /** max_append_sectors: the largest ZONE_APPEND in 512-byte sectors (0: ZONE_APPEND not supported). */
   readonly maxAppendSectors: number;
   /** Bytes. */
   readonly writeGranularity: number;

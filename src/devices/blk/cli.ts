@@ -28,7 +28,12 @@ export interface BlkOptions extends BackendOptions {
   /** Size of a RAM disk (`--memory`), or null with `image`. */
   readonly memoryBytes: number | null;
   /** NBD export URI (`--nbd`), or null; `--nbd-connections` with it (default 1). */
-  readonly nbd?: { readonly uri: string; readonly connections: number } | null;
+  readonly nbd?: {
+    /** The export's URI as given (already checked by parseNbdUri). */
+    readonly uri: string;
+    /** Connections to open when the server sets NBD_FLAG_CAN_MULTI_CONN (1..16). */
+    readonly connections: number;
+  } | null;
   /** `--read-only`. */
   readonly readOnly: boolean;
   /** `--num-queues N`. */

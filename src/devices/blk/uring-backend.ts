@@ -32,7 +32,9 @@ const ZERO_WINDOW = 16;
 /** Direct-I/O alignment assumed when the kernel does not tell (statx STATX_DIOALIGN). */
 const FALLBACK_DIO_ALIGN = 4096;
 
+/** How {@link UringBackend.open} opens the image and sizes its ring. */
 export interface UringBackendOptions {
+  /** Open O_RDONLY: writes, DISCARD and WRITE_ZEROES are refused. Default false. */
   readonly readOnly?: boolean;
   /** O_DIRECT (cache.direct=on). */
   readonly direct?: boolean;
@@ -58,8 +60,11 @@ export class UringBackend implements BlkBackend {
     private readonly bufferedFd: number,
     readonly size: number,
     readonly readOnly: boolean,
+    /** The image file's path, as given to open. */
     readonly path: string,
+    /** Opened with O_DIRECT (the `direct` option): transfers bypass the host page cache. */
     readonly direct: boolean,
+    /** Opened with O_DSYNC (the `writeThrough` option): each write is stable when it completes. */
     readonly writeThrough: boolean,
     /** O_DIRECT: buffer address alignment (0 when not direct). */
     readonly memAlign: number,
@@ -105,7 +110,16 @@ export class UringBackend implements BlkBackend {
   }
 
   /** Operations submitted and io_uring_enter calls made (to see the batching). */
-  get counters(): { submitted: number; batches: number; completedInline: number; completedLater: number } {
+  get counters(): {
+    /** Operations (SQEs) submitted to the ring since open. */
+    submitted: number;
+    /** io_uring_enter calls made to submit them: submitted / batches is the batch size. */
+    batches: number;
+    /** Completions reaped right after their submission (finished inside io_uring_enter, e.g. page-cache hits). */
+    completedInline: number;
+    /** Completions reaped later, when the ring's eventfd woke Node's loop. */
+    completedLater: number;
+  } {
     const io = this.io;
     return { submitted: io.submitted, batches: io.batches, completedInline: io.completedInline, completedLater: io.completedLater };
   }

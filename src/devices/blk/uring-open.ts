@@ -11,18 +11,28 @@ import { BlkAio } from './cli.js';
 import { FileBackend } from './file-backend.js';
 import { UringBackend } from './uring-backend.js';
 
+/** How {@link openImage} opens an image file (the `blk --image` options). */
 export interface ImageOpenOptions {
+  /** Open the file O_RDONLY: the backend refuses writes (`--read-only`). Default false. */
   readonly readOnly?: boolean;
   /** Default io_uring. */
   readonly aio?: BlkAio;
+  /**
+   * O_DIRECT, bypassing the host page cache (`--direct`, QEMU's cache.direct=on). io_uring only:
+   * the positional-I/O fallback ignores it (with a warning).
+   */
   readonly direct?: boolean;
+  /** O_DSYNC: every write stable before it completes, the device offered writethrough (`--write-through`). */
   readonly writeThrough?: boolean;
+  /** Where the fallback from io_uring to positional I/O is reported (warn); none by default. */
   readonly logger?: Logger;
   /** Tests: stands in for UringBackend.open (to simulate a kernel that refuses io_uring). */
   readonly openUring?: typeof UringBackend.open;
 }
 
+/** What {@link openImage} opened, and with which I/O engine. */
 export interface OpenedImage {
+  /** The backend serving the image: a UringBackend, or a FileBackend for threads. */
   readonly backend: BlkBackend;
   /** What serves it. */
   readonly aio: BlkAio;
@@ -35,6 +45,12 @@ function refused(e: unknown): e is PlatformError {
   return e instanceof PlatformError && ['ENOSYS', 'EPERM', 'EACCES', 'EINVAL', 'ENOMEM', 'ENOENT'].includes(e.errno);
 }
 
+/**
+ * Opens the image file `path` for a virtio-blk device: with io_uring unless `opts.aio` asks
+ * for threads, falling back to positional I/O on libuv's threads (logged, and the reason in
+ * `fallbackReason`) when the kernel refuses io_uring. Rejects with a VirtioError BACKEND_IO
+ * when the file cannot be served.
+ */
 export async function openImage(path: string, opts: ImageOpenOptions = {}): Promise<OpenedImage> {
   const aio = opts.aio ?? BlkAio.IO_URING;
   const readOnly = opts.readOnly ?? false;

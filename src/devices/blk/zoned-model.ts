@@ -20,6 +20,10 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import { BlkStatus, BlkZonedModel } from '../../spec/blk.js';
 import { BlkZoneDescriptor, BlkZoneState, BlkZoneType } from '../../spec/blk-zoned.js';
 
+/**
+ * The zoned model a BlkDevice emulates (its `zoned` option): the zoned characteristics it
+ * offers with VIRTIO_BLK_F_ZONED (5.2.4) and the zone layout. Sizes in 512-byte sectors.
+ */
 export interface ZonedOptions {
   /** VIRTIO_BLK_Z_HM (host-managed, SWR zones) or VIRTIO_BLK_Z_HA (host-aware, SWP zones). */
   readonly model: typeof BlkZonedModel.HM | typeof BlkZonedModel.HA;

@@ -89,6 +89,12 @@ export interface FuseDataPath {
    * false to have it served synchronously (no slot free). Throws FuseErrno for a bad handle.
    */
   readAsync?(fh: number, position: number, len: number): boolean;
+  /**
+   * Optional: WRITE of `len` bytes at byte `position` of handle `fh` from the request's data in
+   * guest memory, on the thread pool; true when the data path took it and answers the request
+   * itself, false to have it served synchronously with `writeFrom` (no slot free). Throws
+   * FuseErrno for a bad handle.
+   */
   writeAsync?(fh: number, position: number, len: number): boolean;
 }
 

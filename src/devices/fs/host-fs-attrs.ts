@@ -78,12 +78,20 @@ function timeSpec(sec: number, nsec: number | undefined): [number, number] {
  * `atimeNsec`/`mtimeNsec` for exact times (Utime.NOW there: the host's current time).
  */
 export interface SetattrValues {
+  /** FATTR_MODE: new permission bits (only the low 12 bits, `& 0o7777`, are applied); chmod. */
   mode: number | null;
+  /** FATTR_UID: new owner as the guest sees it (mapped to the host through the uid map); chown. */
   uid: number | null;
+  /** FATTR_GID: new group as the guest sees it (mapped to the host through the gid map); chown. */
   gid: number | null;
+  /** FATTR_SIZE: new length in bytes of a regular file; truncate. */
   size: number | null;
+  /** FATTR_ATIME: new access time, seconds since the epoch (fractions allowed unless `atimeNsec` is given). */
   atime: number | null;
+  /** FATTR_MTIME: new modification time, seconds since the epoch (fractions allowed unless `mtimeNsec` is given). */
   mtime: number | null;
+  /** Nanoseconds of `atime` (0..999999999), or Utime.NOW for the host's current time (FATTR_ATIME_NOW). */
   atimeNsec?: number;
+  /** Nanoseconds of `mtime` (0..999999999), or Utime.NOW for the host's current time (FATTR_MTIME_NOW). */
   mtimeNsec?: number;
 }

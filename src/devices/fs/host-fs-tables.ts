@@ -95,6 +95,10 @@ export class HostFsTables {
     return n;
   }
 
+  /**
+   * The inode already in the table for the host object (st_dev `dev`, st_ino `ino`), or undefined:
+   * a LOOKUP of an object known under another name or path returns the same nodeid.
+   */
   protected find(dev: number, ino: number): Inode | undefined {
     const id = this.byKey.get(dev)?.get(ino);
     return id === undefined ? undefined : this.inodes.get(id);
@@ -131,6 +135,12 @@ export class HostFsTables {
     this.fsAt.close(inode.fd);
   }
 
+  /**
+   * Registers an open handle of inode `nodeid` and returns its new fh (the FUSE file handle the
+   * guest passes back): `fd` is the open descriptor (-1 for a directory handle, which keeps its
+   * `entries` snapshot for READDIR instead; null for a file). When the table is full, closes `fd`
+   * and fails with ENFILE.
+   */
   protected addHandle(nodeid: number, fd: number, entries: DirEntry[] | null): number {
     if (this.handles.size >= this.maxHandles) {
       if (fd >= 0) this.fsAt.close(fd);
@@ -162,6 +172,10 @@ export class HostFsTables {
     return h;
   }
 
+  /**
+   * Ends a transfer `pinHandle` started: at the last unpin of a handle already released (RELEASE
+   * came while the transfer ran), its descriptor is closed.
+   */
   unpinHandle(h: FileHandle): void {
     if (--h.pins === 0 && h.released) this.fsAt.close(h.fd);
   }

@@ -98,6 +98,10 @@ export interface NetFrame {
    * frame and the duplicated ACKs it absorbed (csum_start / csum_offset; else 0).
    */
   readonly rscSegments: number;
+  /**
+   * With VIRTIO_NET_HDR_F_RSC_INFO: the duplicated ACKs the device absorbed while coalescing
+   * this frame (the header's csum_offset field, 5.1.6.4); else 0.
+   */
   readonly rscDupAcks: number;
   /** The receive queue it came on. */
   readonly queue: number;

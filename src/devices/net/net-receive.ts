@@ -62,9 +62,11 @@ export interface NetReceiveState {
   readonly rxFlags: number;
   /** The running device's context, null before activation and after reset. */
   readonly rxContext: DeviceContext | null;
+  /** VIRTIO_NET_S_LINK_UP as the host set it: while the link is down, received frames are dropped. */
   readonly isLinkUp: boolean;
   /** The negotiated features and the header size they give (netHeaderSize). */
   readonly negotiatedFeatures: bigint;
+  /** Bytes of the virtio-net header in front of each received frame, for the negotiated features (5.1.6). */
   readonly rxHeaderSize: number;
   /** The receive offloads in effect (negotiated, as CTRL_GUEST_OFFLOADS last set them). */
   readonly guestOffloadsInEffect: bigint;

@@ -28,6 +28,7 @@ const MAX_ZERO_TRIM = 1 << 30;
 const ZERO_CHUNK = 1 << 20;
 let zeroes: Uint8Array | null = null;
 
+/** Options of {@link NbdBackend.open}: the client's, plus read-only. */
 export interface NbdBackendOptions extends NbdClientOptions {
   /** Refuse writes even when the export allows them. */
   readonly readOnly?: boolean;
@@ -49,10 +50,17 @@ export interface NbdDeviceHints {
 /** At or above this maximum payload, size_max is not offered (see NbdDeviceHints.sizeMax). */
 const SIZE_MAX_LIMIT = 4 << 20;
 
+/**
+ * A virtio-blk backend (5.2) on an NBD export: requests split to the server's maximum payload,
+ * unaligned ones done by read-modify-write at the server's minimum block size, and FLUSH, DISCARD
+ * and WRITE_ZEROES mapped to the NBD commands the export offers (table in the module description).
+ * Made by {@link NbdBackend.open}.
+ */
 export class NbdBackend implements BlkBackend {
   readonly size: number;
   readonly readOnly: boolean;
   readonly canUnmap: boolean;
+  /** `NBD export <URI>`, for logs and the CLI's summary. */
   readonly description: string;
   private readonly align: number;
   private readonly maxPayload: number;
@@ -63,6 +71,7 @@ export class NbdBackend implements BlkBackend {
   private rmw: Promise<void> = Promise.resolve();
 
   private constructor(
+    /** The NBD client the backend sends its requests through (its `info` is the export as negotiated). */
     readonly client: NbdClient,
     address: NbdAddress,
     readOnly: boolean,
@@ -87,6 +96,10 @@ export class NbdBackend implements BlkBackend {
     return new NbdBackend(client, address, opts.readOnly ?? false);
   }
 
+  /**
+   * blk_size, opt_io_size and size_max for the device configuration (5.2.4), derived from the
+   * export's block sizes (NBD_INFO_BLOCK_SIZE) and the client's maximum payload.
+   */
   get hints(): NbdDeviceHints {
     const info = this.client.info;
     return {

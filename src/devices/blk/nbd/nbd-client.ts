@@ -25,6 +25,7 @@ import { NBD_DEFAULT_MAX_PAYLOAD, NbdCmd, NbdCmdFlag, NbdFlag } from './nbd-prot
 import { NbdRequest, SlotState } from './nbd-request.js';
 import { formatNbdAddress, type NbdAddress } from './nbd-uri.js';
 
+/** How {@link NbdClient.connect} connects and how the client bounds and retries requests. */
 export interface NbdClientOptions {
   /** Connections to open when the server offers CAN_MULTI_CONN (default 1; 1..16). */
   readonly connections?: number;
@@ -36,6 +37,7 @@ export interface NbdClientOptions {
   readonly connectTimeoutMs?: number;
   /** Negotiate structured replies (default true). */
   readonly structuredReplies?: boolean;
+  /** Where lost connections, reconnections, retry expiry and export changes across a reconnect are logged; none by default. */
   readonly logger?: Logger;
 }
 
@@ -43,7 +45,14 @@ const DEFAULTS = { connections: 1, maxInFlight: 64, retryTimeoutMs: 30_000, conn
 const RECONNECT_FIRST_MS = 20;
 const RECONNECT_MAX_MS = 1_000;
 
+/**
+ * An NBD client of one export over one or several connections (several only when the server
+ * sets NBD_FLAG_CAN_MULTI_CONN), with bounded requests in flight, back-pressure, and
+ * reconnection that resends what was in flight: see the module description. Made by
+ * {@link NbdClient.connect}; every operation returns a promise that rejects with an NbdError.
+ */
 export class NbdClient implements NbdConnectionOwner {
+  /** The export as the first connection's handshake saw it: size, transmission flags, block sizes. */
   readonly info: NbdExportInfo;
   /** Largest payload of one READ or WRITE: the server's maximum, at most 32 MiB, a multiple of minBlock. */
   readonly maxPayload: number;
@@ -112,10 +121,12 @@ export class NbdClient implements NbdConnectionOwner {
     return client;
   }
 
+  /** The export's size in bytes, as the handshake reported it. */
   get size(): number {
     return this.info.size;
   }
 
+  /** Connections up now: at most the `connections` option, less while lost ones are re-established. */
   get connectionCount(): number {
     return this.conns.length;
   }
@@ -125,6 +136,10 @@ export class NbdClient implements NbdConnectionOwner {
     return (this.info.flags & flag) !== 0;
   }
 
+  /**
+   * NBD_CMD_READ of `len` bytes at byte `offset` of the export into `dst[dstOff..]`. `len` must
+   * not exceed {@link NbdClient.maxPayload}; NBD_REPLY_TYPE_OFFSET_HOLE chunks are zero-filled.
+   */
   read(offset: number, dst: Uint8Array, dstOff: number, len: number): Promise<void> {
     return this.submit(NbdCmd.READ, 0, offset, len, dst, dstOff);
   }
@@ -134,10 +149,19 @@ export class NbdClient implements NbdConnectionOwner {
     return this.submit(NbdCmd.WRITE, fua && this.supports(NbdFlag.SEND_FUA) ? NbdCmdFlag.FUA : 0, offset, len, src, srcOff);
   }
 
+  /**
+   * NBD_CMD_FLUSH: resolves once the writes the server completed before it are on stable storage
+   * (with CAN_MULTI_CONN, those of every connection). Send it only when the export sets
+   * NBD_FLAG_SEND_FLUSH.
+   */
   flush(): Promise<void> {
     return this.submit(NbdCmd.FLUSH, 0, 0, 0, null, 0);
   }
 
+  /**
+   * NBD_CMD_TRIM of `len` bytes at byte `offset`: the server may discard them (a hint; what later
+   * reads return is unspecified). Send it only when the export sets NBD_FLAG_SEND_TRIM.
+   */
   trim(offset: number, len: number): Promise<void> {
     return this.submit(NbdCmd.TRIM, 0, offset, len, null, 0);
   }

@@ -112,6 +112,12 @@ export interface ConnectOptions {
   readonly structuredReplies?: boolean;
 }
 
+/**
+ * One NBD connection in the transmission phase, made by `NbdConnection.open` (connect plus the
+ * newstyle handshake) and owned by an {@link NbdClient}: it sends request headers and parses
+ * simple and structured replies (see the module description). A protocol error or a lost socket
+ * ends it and tells the owner, which requeues its requests.
+ */
 export class NbdConnection {
   /** The export as this connection's handshake saw it. */
   info!: NbdExportInfo;
@@ -224,6 +230,10 @@ export class NbdConnection {
     });
   }
 
+  /**
+   * True from the end of the handshake until the connection is closed, lost or torn down; a
+   * connection that is not live takes no requests.
+   */
   get isLive(): boolean {
     return this.live;
   }

@@ -25,8 +25,14 @@ export const NbdFault = {
 } as const;
 export type NbdFault = (typeof NbdFault)[keyof typeof NbdFault];
 
+/**
+ * The error NBD operations reject with: a {@link NbdFault} saying why, the message (prefixed
+ * `nbd:`), and for SERVER_ERROR the server's error value. BAD_URI maps to the INVALID_ARGUMENT
+ * error code, every other fault to BACKEND_IO (the device's VIRTIO_BLK_S_IOERR).
+ */
 export class NbdError extends VirtioError {
   constructor(
+    /** Why the operation failed. */
     readonly fault: NbdFault,
     message: string,
     options?: { cause?: unknown; errno?: number },

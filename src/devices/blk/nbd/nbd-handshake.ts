@@ -35,7 +35,9 @@ export interface NbdExportInfo {
   readonly flags: number;
   /** NBD_INFO_BLOCK_SIZE, or 1 / 4096 / 32 MiB when the server sent none. */
   readonly minBlock: number;
+  /** Preferred block size in bytes (NBD_INFO_BLOCK_SIZE), a power of two at least minBlock; 4096 when the server sent none. */
   readonly preferredBlock: number;
+  /** Maximum payload of a request in bytes (NBD_INFO_BLOCK_SIZE), 0xffff_ffff for no limit; 32 MiB when the server sent none. */
   readonly maxBlock: number;
   /** NBD_OPT_STRUCTURED_REPLY was acknowledged. */
   readonly structuredReplies: boolean;

@@ -6,14 +6,39 @@
 import { NBD_DEFAULT_PORT, NBD_MAX_STRING } from './nbd-protocol.js';
 import { NbdError, NbdFault } from './nbd-error.js';
 
+/** Where an NBD export is: the parsed form of an NBD URI (see {@link parseNbdUri}). */
 export type NbdAddress =
-  | { readonly kind: 'unix'; readonly path: string; readonly exportName: string }
-  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly exportName: string };
+  | {
+      /** `nbd+unix://`: a Unix domain socket. */
+      readonly kind: 'unix';
+      /** The Unix socket's path (the URI's `socket=` query parameter). */
+      readonly path: string;
+      /** The export name sent in NBD_OPT_GO / NBD_OPT_EXPORT_NAME ('' selects the server's default export). */
+      readonly exportName: string;
+    }
+  | {
+      /** `nbd://`: TCP. */
+      readonly kind: 'tcp';
+      /** Host name or IP address; an IPv6 literal without its brackets. */
+      readonly host: string;
+      /** TCP port, 1..65535 (10809, the NBD port, when the URI names none). */
+      readonly port: number;
+      /** The export name sent in NBD_OPT_GO / NBD_OPT_EXPORT_NAME ('' selects the server's default export). */
+      readonly exportName: string;
+    };
 
 function bad(uri: string, why: string): NbdError {
   return new NbdError(NbdFault.BAD_URI, `bad URI ${JSON.stringify(uri)}: ${why}`);
 }
 
+/**
+ * Parses an NBD URI: `nbd://HOST[:PORT]/EXPORT` (TCP, port 10809 by default) or
+ * `nbd+unix:///EXPORT?socket=PATH`. The export name is the path without its leading slash,
+ * percent-decoded, at most 4096 bytes (NBD_MAX_STRING).
+ *
+ * @throws NbdError with fault BAD_URI for anything else, including the TLS schemes
+ *   (`nbds`, `nbds+unix`), which this client does not support.
+ */
 export function parseNbdUri(uri: string): NbdAddress {
   let u: URL;
   try {
@@ -49,6 +74,10 @@ export function parseNbdUri(uri: string): NbdAddress {
   throw bad(uri, `unsupported scheme ${scheme}: (nbd or nbd+unix)`);
 }
 
+/**
+ * The URI of an address, for logs and device descriptions: the inverse of {@link parseNbdUri}
+ * (the port is always written; the export name is percent-encoded).
+ */
 export function formatNbdAddress(a: NbdAddress): string {
   return a.kind === 'unix'
     ? `nbd+unix:///${encodeURIComponent(a.exportName)}?socket=${a.path}`
