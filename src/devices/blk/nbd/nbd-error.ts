@@ -26,7 +26,7 @@ export const NbdFault = {
 export type NbdFault = (typeof NbdFault)[keyof typeof NbdFault];
 
 /**
- * The error NBD operations reject with: a {@link NbdFault} saying why, the message (prefixed
+ * The error NBD operations reject with: its `fault` (NbdFault) saying why, the message (prefixed
  * `nbd:`), and for SERVER_ERROR the server's error value. BAD_URI maps to the INVALID_ARGUMENT
  * error code, every other fault to BACKEND_IO (the device's VIRTIO_BLK_S_IOERR).
  */
