@@ -79,6 +79,8 @@ export class UringFileIo {
   };
   /** The eager operation of this macrotask was made (reset by a microtask). */
   private eagerUsed = false;
+  /** A reap is reading `out`: freed slots wait for its end before waiting operations start. */
+  private reaping = false;
   private readonly eagerResetFn = (): void => {
     this.eagerUsed = false;
   };
@@ -279,14 +281,21 @@ export class UringFileIo {
     // Every reap clears the eventfd first (see native/io-uring.c): inline completions must not
     // wake the loop afterwards.
     let clear = true;
-    for (;;) {
-      const n = this.ring.reap(out, clear);
-      clear = false;
-      for (let i = 0; i < n; i++) this.complete(out[2 * i]!, out[2 * i + 1]!);
-      if (fromWatcher) this.completedLater += n;
-      else this.completedInline += n;
-      if (n < max) break;
+    const nested = this.reaping;
+    this.reaping = true;
+    try {
+      for (;;) {
+        const n = this.ring.reap(out, clear);
+        clear = false;
+        for (let i = 0; i < n; i++) this.complete(out[2 * i]!, out[2 * i + 1]!);
+        if (fromWatcher) this.completedLater += n;
+        else this.completedInline += n;
+        if (n < max) break;
+      }
+    } finally {
+      this.reaping = nested;
     }
+    if (!nested) this.startWaiting();
   }
 
   private complete(slot: number, res: number): void {
@@ -337,9 +346,19 @@ export class UringFileIo {
 
   private freeSlot(slot: number): void {
     this.freeSlots[this.freeTop++] = slot;
-    const next = this.waiting.shift();
-    if (next !== undefined) next();
-    else if (this.onIdle !== null && this.freeTop === this.slots) this.onIdle();
+    // Inside a reap the waiting operations start after it: starting one may submit and reap
+    // again, which would reuse `out` while the outer reap still reads it (completions lost).
+    if (!this.reaping) this.startWaiting();
+  }
+
+  /** Starts waiting operations while slots are free; reports idle when nothing is left. */
+  private startWaiting(): void {
+    while (this.freeTop > 0) {
+      const next = this.waiting.shift();
+      if (next === undefined) break;
+      next();
+    }
+    if (this.waiting.length === 0 && this.onIdle !== null && this.freeTop === this.slots) this.onIdle();
   }
 
   private failAll(err: UringIoError): void {
