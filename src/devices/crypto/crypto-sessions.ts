@@ -244,7 +244,7 @@ export class CryptoSessionTable {
     return this.sessions.get(id);
   }
 
-  /** Destroys session `id`; false when there was none (the device then answers VIRTIO_CRYPTO_ERR). */
+  /** Destroys session `id`; false when there was none. */
   delete(id: number): boolean {
     return this.sessions.delete(id);
   }
