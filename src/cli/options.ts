@@ -53,7 +53,9 @@ export const EXIT = { OK: 0, RUNTIME: 1, USAGE: 2 } as const;
 
 /** Where the command writes; replaced in tests. */
 export interface CliIo {
+  /** Writes normal output (usage, results); `text` carries its own newlines. */
   readonly stdout: (text: string) => void;
+  /** Writes error messages. */
   readonly stderr: (text: string) => void;
 }
 

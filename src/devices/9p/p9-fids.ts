@@ -18,15 +18,19 @@ const S_IFLNK = 0o120000;
 const DEV_SHIFT = 2 ** 48;
 const MAX_DEVICES = 31;
 
+/** One 9P fid of a session: the host inode it names and what it has open. */
 export interface Fid {
+  /** The HostFs node id of the object the fid names. */
   nodeid: number;
   /** The directory the fid's object was reached in, and the name there (0 / null: the root). */
   parent: number;
+  /** The object's name in `parent`; null for the root. */
   name: Buffer | null;
   /** HostFs file handle once Tlopen'ed or Tlcreate'd (a regular file), else -1. */
   fh: number;
   /** Tlopen'ed directory: Treaddir reads `entries` (listed when a read starts at offset 0). */
   openDir: boolean;
+  /** The directory snapshot Treaddir reads from; null until a read at offset 0 lists it. */
   entries: P9DirEntry[] | null;
   /** An xattr fid (Txattrwalk's snapshot or Txattrcreate's value being written), else null. */
   xattr: XattrState | null;
@@ -39,6 +43,10 @@ export interface FidTableLimits {
   readonly maxSnapshotEntries?: number;
 }
 
+/**
+ * The fids of one 9P session (virtio-9p, device id 9), bounded in count (EMFILE) and in directory
+ * snapshot entries (ENFILE); it keeps one HostFs lookup per inode its fids reach.
+ */
 export class FidTable {
   private readonly fids = new Map<number, Fid>();
   /** Fids per nodeid; HostFs holds one lookup for each key. */
@@ -46,6 +54,7 @@ export class FidTable {
   private readonly devs = new Map<number, number>();
   private snapshotEntries = 0;
   private readonly maxFids: number;
+  /** Directory entries all fids' snapshots may hold together; a listing beyond fails with ENFILE. */
   readonly maxSnapshotEntries: number;
 
   constructor(
@@ -57,6 +66,7 @@ export class FidTable {
     this.devs.set(host.root.dev, 0);
   }
 
+  /** Fids in use. */
   get size(): number {
     return this.fids.size;
   }
@@ -68,6 +78,7 @@ export class FidTable {
     return f;
   }
 
+  /** Whether fid number `n` is in use. */
   has(n: number): boolean {
     return this.fids.has(n);
   }

@@ -23,8 +23,11 @@ export const STATS_WAIT_MS = 2000;
 
 /** What the control acts on: the current device (null between front-ends) and the target. */
 export interface BalloonControlTarget {
+  /** The device serving the current front-end, or null while none is connected. */
   device(): BalloonDevice | null;
+  /** Sets num_pages, the balloon size the guest should reach, in 4 KiB pages (5.5.6). */
   setTarget(pages: number): void;
+  /** The num_pages target last set, in 4 KiB pages. */
   target(): number;
 }
 
@@ -88,6 +91,7 @@ export async function answerControlLine(line: string, t: BalloonControlTarget): 
 
 /** A listening control socket; `close()` ends its connections and removes the socket file. */
 export interface BalloonControlServer {
+  /** Stops listening, ends the open connections and removes the socket file. */
   close(): Promise<void>;
 }
 

@@ -14,7 +14,9 @@ import { BALLOON_CLI } from './cli.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface BalloonDeviceArgs {
+  /** Initial target in 4 KiB pages (num_pages). Default 0. */
   readonly numPages?: number;
+  /** Maximum queue size. Default 128. */
   readonly queueSize?: number;
 }
 

@@ -14,6 +14,7 @@ import type { Segment } from '../../queue/types.js';
 import { BALLOON_CONFIG_LAYOUT, BALLOON_FIRST_HINT_CMD_ID, BALLOON_PAGE_SIZE, BalloonCmdId } from '../../spec/balloon.js';
 import { readConfigField } from '../../spec/config-layout.js';
 
+/** Options of a {@link FreePageHinter}. */
 export interface FreePageHinterOptions {
   /** Pages hinted per round at most (the "free memory" this driver can spare). Default 256. */
   readonly maxPages?: number;
@@ -25,6 +26,10 @@ const NO_SEGMENTS: readonly Segment[] = [];
 /** Page blocks offered to the device before waiting for the oldest. */
 const IN_FLIGHT = 8;
 
+/**
+ * Free page hinting on the driver side (VIRTIO_BALLOON_F_FREE_PAGE_HINT, 5.5.6.5): answers each
+ * new command ID with a round of free pages from its DMA memory, and takes them back at DONE.
+ */
 export class FreePageHinter {
   /** The last command ID seen in config (Linux's cmd_id_received_cache). */
   private seen: number = BalloonCmdId.STOP;

@@ -19,11 +19,15 @@ const MAX_CMD_ID = 0xffff_ffff;
 
 /** A free range the driver hinted under command ID `cmdId` (guest-physical). */
 export interface FreePageHint {
+  /** Guest-physical address of the range's first byte. */
   readonly addr: number;
+  /** Length of the range in bytes. */
   readonly len: number;
+  /** The free_page_hint_cmd_id the driver's round reported it under (5.5.6.5). */
   readonly cmdId: number;
 }
 
+/** Called for each free range the driver hints (VIRTIO_BALLOON_F_FREE_PAGE_HINT): guest-physical `addr`, `len` bytes, under command `cmdId`. */
 export type FreePageHintListener = (addr: number, len: number, cmdId: number) => void;
 
 export class FreePageHints {

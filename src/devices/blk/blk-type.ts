@@ -13,7 +13,9 @@ export interface BlkMemoryDeviceArgs {
   readonly data?: Uint8Array;
   /** Disk size when `data` is not given (default 1 MiB). */
   readonly size?: number;
+  /** Maximum size of each queue. Default 256. */
   readonly queueSize?: number;
+  /** GET_ID answer: up to 20 bytes (UTF-8). Default empty. */
   readonly serial?: string;
 }
 

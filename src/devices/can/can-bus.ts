@@ -16,11 +16,15 @@ import { CAN_EXT_ID_MAX, CAN_FD_MAX_LEN, CAN_STD_ID_MAX, canLengthValid } from '
 export interface CanFrame {
   /** 11-bit standard or 29-bit extended identifier. */
   readonly id: number;
+  /** 29-bit identifier (VIRTIO_CAN_FLAGS_EXTENDED, 5.20.6); false for an 11-bit one. */
   readonly extended: boolean;
+  /** A CAN FD frame (VIRTIO_CAN_FLAGS_FD): up to 64 bytes of payload. */
   readonly fd: boolean;
+  /** A remote transmission request (VIRTIO_CAN_FLAGS_RTR): no payload; classic frames only. */
   readonly rtr: boolean;
   /** Payload length (for RTR frames the requested length, with no data). */
   readonly length: number;
+  /** The payload: at least `length` bytes (only the first `length` count); empty for RTR. */
   readonly data: Uint8Array;
   /** Classic frames of 8 bytes: the DLC when 9..15 (reserved_classic_dlc), else 0. */
   readonly dlc?: number;
@@ -28,14 +32,23 @@ export interface CanFrame {
 
 /** A frame in the bus ring; its payload buffer belongs to the bus (copy what you keep). */
 export class CanBusSlot {
+  /** 11-bit standard or 29-bit extended identifier. */
   id = 0;
+  /** 29-bit identifier. */
   extended = false;
+  /** A CAN FD frame. */
   fd = false;
+  /** A remote transmission request (no payload). */
   rtr = false;
+  /** Payload length in bytes (RTR: the requested length). */
   length = 0;
+  /** Classic 8-byte frames: the DLC when 9..15, else 0 (see {@link CanFrame.dlc}). */
   dlc = 0;
+  /** 64-byte payload buffer, reused; only the first `length` bytes are the frame's. */
   readonly data = new Uint8Array(CAN_FD_MAX_LEN);
+  /** The node that transmitted the frame; null while the slot is free. */
   from: CanBusNode | null = null;
+  /** The sender's handle for the frame, returned in its `transmitted` call; null from host ports. */
   token: unknown = null;
   /** Withdrawn by its sender before the bus carried it (a controller stopped). */
   cancelled = false;
@@ -54,6 +67,10 @@ export interface CanBusNode {
   transmitted?(token: unknown, ok: boolean): void;
 }
 
+/**
+ * A loopback CAN bus shared by virtio-can devices and host ports: each frame one node transmits
+ * reaches every other node in a later event-loop turn, then its sender is told it went out.
+ */
 export class CanBus {
   private readonly nodes = new Set<CanBusNode>();
   private readonly ring: CanBusSlot[];
@@ -64,7 +81,10 @@ export class CanBus {
   /** Frames carried so far. */
   delivered = 0;
 
-  constructor(readonly capacity = 256) {
+  constructor(
+    /** Frames the bus can hold in flight (1..65536); transmit refuses a frame beyond them. */
+    readonly capacity = 256,
+  ) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 65536) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `bus capacity ${capacity}`);
     this.ring = Array.from({ length: capacity }, () => new CanBusSlot());
   }
@@ -162,7 +182,10 @@ export class CanHostPort implements CanBusNode {
   readonly received: CanFrame[] = [];
   private waiters: ((f: CanFrame) => void)[] = [];
 
-  constructor(readonly bus: CanBus) {
+  constructor(
+    /** The bus the port is attached to (from construction to {@link CanHostPort.close}). */
+    readonly bus: CanBus,
+  ) {
     this.detach = bus.attach(this);
   }
 
@@ -174,6 +197,7 @@ export class CanHostPort implements CanBusNode {
     for (const l of this.listeners) l(f);
   }
 
+  /** Calls `listener` with every frame the port receives; returns the function that removes it. */
   onFrame(listener: (f: CanFrame) => void): () => void {
     this.listeners.push(listener);
     return () => (this.listeners = this.listeners.filter((l) => l !== listener));
@@ -185,10 +209,15 @@ export class CanHostPort implements CanBusNode {
     return f ? Promise.resolve(f) : new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Transmits `frame` to the other nodes; false when the bus ring is full (nothing sent). Throws
+   * INVALID_ARGUMENT for an identifier or length out of range.
+   */
   send(frame: CanFrame): boolean {
     return this.bus.send(this, frame);
   }
 
+  /** Detaches the port from the bus: it receives nothing more. */
   close(): void {
     this.detach();
   }

@@ -58,6 +58,7 @@ export interface CanDeviceOptions {
   readonly features?: bigint;
   /** Frames kept for the driver while it has no rx buffer. Default 64. */
   readonly rxBacklog?: number;
+  /** Maximum size of each queue, 1..32768. Default 256. */
   readonly queueSize?: number;
   /** Called before touching guest memory outside a guest access (bus deliveries): see docs/v86.md. */
   readonly beforeHostAccess?: () => void;
@@ -128,7 +129,9 @@ export class CanDevice implements VirtioDevice, CanBusNode {
   private backlogCount = 0;
   /** Frames lost to a full backlog, frames transmitted, frames received by the driver. */
   rxDropped = 0;
+  /** Frames the driver sent that the bus took (VIRTIO_CAN_TX requests accepted). */
   txFrames = 0;
+  /** Frames written into the driver's rx buffers. */
   rxFrames = 0;
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
@@ -152,6 +155,7 @@ export class CanDevice implements VirtioDevice, CanBusNode {
   };
 
   constructor(
+    /** The bus the device's controller is attached to: its tx goes there, the other nodes' frames come from it. */
     readonly bus: CanBus,
     opts: CanDeviceOptions = {},
   ) {

@@ -32,7 +32,9 @@ import type { CanFrame } from './can-bus.js';
 /** The device answered NOT_OK (or another value, treated the same, 5.20.6). */
 export class CanRequestError extends VirtioError {
   constructor(
+    /** The request that failed: 'start', 'stop' (control queue) or 'tx'. */
     readonly what: string,
+    /** The result byte the device wrote: VIRTIO_CAN_RESULT_NOT_OK or another non-OK value. */
     readonly result: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-can ${what}: result ${result}`);

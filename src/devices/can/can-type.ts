@@ -13,6 +13,7 @@ import { CanDriver } from './can-driver.js';
 
 /** `createDevice` arguments (structured-cloneable): the device is alone on a new loopback bus. */
 export interface CanDeviceArgs {
+  /** Maximum size of each queue, 1..32768. Default 256. */
   readonly queueSize?: number;
 }
 

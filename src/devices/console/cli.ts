@@ -4,11 +4,17 @@ import type { DeviceCli } from '../device-type.js';
 import { type ConsolePortSpec, checkPortSpecs, parseConsoleSize, parsePortSpec } from './port-spec.js';
 
 export interface ConsoleCliOptions extends BackendOptions {
+  /** The --port options in order (port 0 first). */
   readonly ports: readonly ConsolePortSpec[];
   /** max_nr_ports: room for ports beyond those given (1..1024). */
   readonly maxPorts: number;
   /** Port 0's size in the configuration (VIRTIO_CONSOLE_F_SIZE), or null. */
-  readonly size: { readonly cols: number; readonly rows: number } | null;
+  readonly size: {
+    /** Columns (characters per line). */
+    readonly cols: number;
+    /** Rows (lines). */
+    readonly rows: number;
+  } | null;
 }
 
 const CONSOLE_USAGE = `Usage: virtio-ts console (--socket-path PATH | --fd N) [--port SPEC]... [options]

@@ -46,7 +46,12 @@ export interface ConsoleDeviceOptions {
   /** Offer VIRTIO_CONSOLE_F_MULTIPORT. Default: when maxNrPorts > 1. */
   readonly multiport?: boolean;
   /** Console size of port 0: offers VIRTIO_CONSOLE_F_SIZE when given. */
-  readonly size?: { readonly cols: number; readonly rows: number };
+  readonly size?: {
+    /** Columns (characters per line): `cols` of struct virtio_console_config. */
+    readonly cols: number;
+    /** Rows (lines): `rows` of struct virtio_console_config. */
+    readonly rows: number;
+  };
   /** Offer VIRTIO_CONSOLE_F_EMERG_WRITE. Default true. */
   readonly emergencyWrite?: boolean;
   /**

@@ -48,13 +48,17 @@ const WRITE_CHUNK = 64 * 1024;
 
 /** Counters of device messages the driver ignored. */
 export interface ConsoleDriverStats {
+  /** Control messages shorter than struct virtio_console_control, or with an unknown event. */
   badControl: number;
+  /** Control messages for a port beyond max_nr_ports, not present, or a DEVICE_ADD of a present one. */
   unknownPort: number;
 }
 
 /** One port as the driver sees it. */
 export class ConsoleDriverPort {
+  /** The name the device gave with PORT_NAME (5.3.6.2), or null before one came. */
   name: string | null = null;
+  /** The device nominated the port a console (CONSOLE_PORT with value 1). */
   isConsole = false;
   /** Whether the host side is connected (PORT_OPEN from the device; always true without MULTIPORT). */
   get hostOpen(): boolean {
@@ -63,7 +67,12 @@ export class ConsoleDriverPort {
   private hostConnected = false;
   private openWaiters: (() => void)[] = [];
   /** The console size the device last gave (RESIZE), or null. */
-  size: { cols: number; rows: number } | null = null;
+  size: {
+    /** Columns (characters per line). */
+    cols: number;
+    /** Rows (lines). */
+    rows: number;
+  } | null = null;
   /** False once the device removed the port (DEVICE_REMOVE). */
   present = true;
 
@@ -76,6 +85,7 @@ export class ConsoleDriverPort {
 
   /** @internal */
   constructor(
+    /** Port number: 0 for the first port, below max_nr_ports. */
     readonly id: number,
     private readonly driver: ConsoleDriver,
     private readonly rx: RequestQueue,
@@ -283,7 +293,12 @@ export class ConsoleDriver implements DeviceDriver {
   }
 
   /** Console size from the configuration (VIRTIO_CONSOLE_F_SIZE), or null without it. */
-  configSize(): { cols: number; rows: number } | null {
+  configSize(): {
+    /** `cols` of struct virtio_console_config. */
+    cols: number;
+    /** `rows` of struct virtio_console_config. */
+    rows: number;
+  } | null {
     const ctx = this.context;
     if ((ctx.features & ConsoleF.SIZE) === 0n) return null;
     const read = (o: number, l: number): Uint8Array => ctx.readConfig(o, l);

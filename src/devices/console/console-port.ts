@@ -27,6 +27,7 @@ export interface ConsolePortHost {
   hostDestroyed(port: ConsolePort): void;
 }
 
+/** Options of a {@link ConsolePort}. */
 export interface ConsolePortOptions {
   /** PORT_NAME sent to the guest (MULTIPORT only), e.g. "org.example.agent". */
   readonly name?: string;
@@ -43,20 +44,36 @@ export interface ConsolePortOptions {
    */
   readonly hostOpen?: boolean;
   /** A console port's size (not port 0: its size is the device's): sent as RESIZE at PORT_READY. */
-  readonly size?: { readonly cols: number; readonly rows: number };
+  readonly size?: {
+    /** Columns (characters per line). */
+    readonly cols: number;
+    /** Rows (lines). */
+    readonly rows: number;
+  };
 }
 
 type WriteCallback = (error?: Error | null) => void;
 
+/**
+ * The host end of one console port (5.3): a Duplex whose readable side is what the guest sent
+ * and whose writable side is what the guest will read, with backpressure both ways.
+ */
 export class ConsolePort extends Duplex {
+  /** PORT_NAME sent to the guest (MULTIPORT only); null when the port has none. */
   readonly name: string | null;
+  /** The port is a console port (CONSOLE_PORT sent at PORT_READY; port 0 by default). */
   readonly isConsole: boolean;
   /** Whether the guest has the port open (PORT_OPEN value 1, or single-port device running). */
   guestOpen = false;
   /** Whether the host side is connected (ConsoleDevice.setHostOpen); its output is dropped while not. */
   hostOpen: boolean;
   /** The console size last given for this port (RESIZE), or null. */
-  size: { cols: number; rows: number } | null;
+  size: {
+    /** Columns (characters per line). */
+    cols: number;
+    /** Rows (lines). */
+    rows: number;
+  } | null;
 
   /** @internal The chunk being delivered to the guest, how much of it went, and its callback. */
   pending: Uint8Array | null = null;
@@ -70,6 +87,7 @@ export class ConsolePort extends Duplex {
   host: ConsolePortHost | null = null;
 
   constructor(
+    /** Port number (5.3.6.2 control message id): 0 for the first port, below max_nr_ports. */
     readonly id: number,
     opts: ConsolePortOptions = {},
   ) {
@@ -90,6 +108,7 @@ export class ConsolePort extends Duplex {
     return this.pending === null ? 0 : this.pending.length - this.pendingOffset;
   }
 
+  /** Stream hook: hands `chunk` to the device, which calls back once it is all in guest receive buffers. */
   override _write(chunk: Uint8Array, _encoding: BufferEncoding, callback: WriteCallback): void {
     if (chunk.length === 0) {
       callback();
@@ -101,11 +120,13 @@ export class ConsolePort extends Duplex {
     this.host?.hostWrote(this);
   }
 
+  /** Stream hook: the reader wants more; the device resumes reading the guest's transmit buffers. */
   override _read(): void {
     this.readBlocked = false;
     this.host?.hostReads(this);
   }
 
+  /** Stream hook: abandons the chunk in delivery and tells the device the port is gone. */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // The chunk in delivery is abandoned; the stream errors its buffered writes itself.
     this.pending = null;

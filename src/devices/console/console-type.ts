@@ -13,9 +13,18 @@ import type { ConsolePort, ConsolePortOptions } from './console-port.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface ConsoleDeviceArgs {
+  /** The ports present at start (index = port id). Default: one console port. */
   readonly ports?: readonly ConsolePortOptions[];
+  /** max_nr_ports (1..1024). Default: the number of `ports`, at least 1. */
   readonly maxNrPorts?: number;
-  readonly size?: { readonly cols: number; readonly rows: number };
+  /** Console size of port 0: offers VIRTIO_CONSOLE_F_SIZE when given. */
+  readonly size?: {
+    /** Columns (characters per line). */
+    readonly cols: number;
+    /** Rows (lines). */
+    readonly rows: number;
+  };
+  /** Maximum size of every queue. Default 128. */
   readonly queueSize?: number;
 }
 

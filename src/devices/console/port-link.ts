@@ -26,6 +26,10 @@ interface HostIo {
   readonly output: Writable;
 }
 
+/**
+ * The host side of one `virtio-ts console` port (socket, pty, stdio or file) for the life of the
+ * process, linked to the port of whichever ConsoleDevice serves the current front-end.
+ */
 export class ConsolePortLink {
   private io: HostIo | null = null;
   private device: ConsoleDevice | null = null;
@@ -36,7 +40,9 @@ export class ConsolePortLink {
   private file: Writable | null = null;
 
   constructor(
+    /** Port number: the position of its --port option (the first is port 0). */
     readonly id: number,
+    /** The parsed --port SPEC. */
     readonly spec: ConsolePortSpec,
     private readonly log: Logger,
     /** Where a console port's size changes go (pty, stdio on a terminal). */
@@ -54,7 +60,12 @@ export class ConsolePortLink {
   }
 
   /** A pty's size (when the port is a pty). */
-  get ptySize(): { cols: number; rows: number } | null {
+  get ptySize(): {
+    /** Columns of the terminal. */
+    cols: number;
+    /** Rows of the terminal. */
+    rows: number;
+  } | null {
     return this.pty?.size ?? null;
   }
 
@@ -110,6 +121,7 @@ export class ConsolePortLink {
     if (this.io) this.wire(port, this.io);
   }
 
+  /** Closes the host side: unlinks the port, drops the client or pty, ends the file, stops listening and removes the socket file. */
   async close(): Promise<void> {
     if (this.port && this.io) this.unwire(this.port, this.io);
     this.client?.destroy();

@@ -15,15 +15,36 @@
  */
 import { CliError, CliFault } from '../../cli/options.js';
 
+/** Where a console port's host side goes (`socket=`, `pty`, `stdio` or `file=` of a --port SPEC). */
 export type ConsoleHostSpec =
-  | { readonly kind: 'socket'; readonly path: string }
-  | { readonly kind: 'pty' }
-  | { readonly kind: 'stdio' }
-  | { readonly kind: 'file'; readonly path: string };
+  | {
+      /** A Unix socket the back-end listens on; a connected client is the host side. */
+      readonly kind: 'socket';
+      /** The socket's path (at most 107 bytes). */
+      readonly path: string;
+    }
+  | {
+      /** A pseudo-terminal, open while a program has it open. */
+      readonly kind: 'pty';
+    }
+  | {
+      /** Standard input and output (one port at most). */
+      readonly kind: 'stdio';
+    }
+  | {
+      /** A file the guest's output is appended to (nothing goes to the guest). */
+      readonly kind: 'file';
+      /** The file's path. */
+      readonly path: string;
+    };
 
+/** One parsed `--port SPEC`. */
 export interface ConsolePortSpec {
+  /** `console`: the port is nominated a console (CONSOLE_PORT, 5.3.6.2). */
   readonly console: boolean;
+  /** `name=NAME`: the PORT_NAME sent to the guest; null when not given. */
   readonly name: string | null;
+  /** Where the port's host side goes. */
   readonly host: ConsoleHostSpec;
 }
 

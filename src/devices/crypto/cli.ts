@@ -19,10 +19,15 @@ import {
 } from '../../cli/options.js';
 import type { DeviceCli } from '../device-type.js';
 
+/** Parsed options of `virtio-ts crypto`. */
 export interface CryptoOptions extends BackendOptions {
+  /** `--num-queues`: data queues; QEMU's `queues=` must not exceed it. */
   readonly numQueues: number;
+  /** `--queue-size`: the largest ring, a power of 2. */
   readonly queueSize: number;
+  /** `--max-sessions`: sessions open at once at most. */
   readonly maxSessions: number;
+  /** `--max-size`: max_size in bytes, 64..2^30. */
   readonly maxSize: number;
 }
 

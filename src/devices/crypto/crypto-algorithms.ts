@@ -124,10 +124,15 @@ export function rsaDigestInfo(hash: number): Uint8Array | null {
 
 /** What the device serves, as bit lists per service. */
 export interface CryptoAlgorithmSet {
+  /** VIRTIO_CRYPTO_CIPHER_* algorithms (5.9.4.1). */
   readonly cipher: readonly number[];
+  /** VIRTIO_CRYPTO_HASH_* algorithms (5.9.4.2). */
   readonly hash: readonly number[];
+  /** VIRTIO_CRYPTO_MAC_* algorithms (5.9.4.3). */
   readonly mac: readonly number[];
+  /** VIRTIO_CRYPTO_AEAD_* algorithms (5.9.4.4). */
   readonly aead: readonly number[];
+  /** VIRTIO_CRYPTO_AKCIPHER_* algorithms (5.9.4.5). */
   readonly akcipher: readonly number[];
 }
 
@@ -142,13 +147,21 @@ export const SERVED_ALGORITHMS: CryptoAlgorithmSet = {
 
 /** 5.9.5 masks of an algorithm set (low and high words for 64-bit masks). */
 export interface CryptoMasks {
+  /** crypto_services: bit (1 << VIRTIO_CRYPTO_SERVICE_*) per service with at least one algorithm. */
   readonly services: number;
+  /** cipher_algo_l: cipher algorithms 0..31. */
   readonly cipherL: number;
+  /** cipher_algo_h: cipher algorithms 32..63. */
   readonly cipherH: number;
+  /** hash_algo: one bit per hash algorithm. */
   readonly hash: number;
+  /** mac_algo_l: MAC algorithms 0..31. */
   readonly macL: number;
+  /** mac_algo_h: MAC algorithms 32..63. */
   readonly macH: number;
+  /** aead_algo: one bit per AEAD algorithm. */
   readonly aead: number;
+  /** akcipher_algo: one bit per asymmetric algorithm. */
   readonly akcipher: number;
 }
 

@@ -67,11 +67,17 @@ export class CryptoDevice implements VhostUserDevice {
   readonly offeredFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = CryptoConfig.SIZE;
+  /** Data queues (max_dataqueues, 5.9.5); the control queue follows them. */
   readonly numDataQueues: number;
+  /** max_size: most variable-length bytes one request may carry. */
   readonly maxSize: number;
+  /** Algorithms served and key-length limits, checked when a session is built. */
   readonly limits: SessionLimits;
+  /** The algorithm masks advertised in the configuration space (5.9.5). */
   readonly masks: CryptoMasks;
+  /** Open sessions; cleared on reset. */
   readonly sessions: CryptoSessionTable;
+  /** vhost-user hooks: the CREATE_CRYPTO_SESSION / CLOSE_CRYPTO_SESSION requests on {@link CryptoDevice.sessions}. */
   readonly vhostUser: VhostUserDeviceHooks;
 
   private readonly server: QueueServer;

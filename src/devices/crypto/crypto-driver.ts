@@ -78,16 +78,22 @@ export interface CryptoDriverConfig {
 
 /** The algorithms of each advertised service (empty for a service not advertised). */
 export interface CryptoDriverAlgorithms {
+  /** VIRTIO_CRYPTO_CIPHER_* numbers set in cipher_algo_l/cipher_algo_h (5.9.5). */
   readonly cipher: readonly number[];
+  /** VIRTIO_CRYPTO_HASH_* numbers set in hash_algo (5.9.5). */
   readonly hash: readonly number[];
+  /** VIRTIO_CRYPTO_MAC_* numbers set in mac_algo_l/mac_algo_h (5.9.5). */
   readonly mac: readonly number[];
+  /** VIRTIO_CRYPTO_AEAD_* numbers set in aead_algo (5.9.5). */
   readonly aead: readonly number[];
+  /** VIRTIO_CRYPTO_AKCIPHER_* numbers set in akcipher_algo (5.9.5). */
   readonly akcipher: readonly number[];
 }
 
 /** A request the device answered with a status other than VIRTIO_CRYPTO_OK. */
 export class CryptoStatusError extends VirtioError {
   constructor(
+    /** The VIRTIO_CRYPTO_* status byte the device wrote (5.9.7.1), never VIRTIO_CRYPTO_OK. */
     readonly status: number,
     what: string,
   ) {
@@ -95,13 +101,23 @@ export class CryptoStatusError extends VirtioError {
   }
 }
 
+/** Parameters of a cipher session (struct virtio_crypto_cipher_session_para, 5.9.7.2.1). */
 export interface CipherSessionParams {
+  /**
+   * Algorithm number, advertised by the device: VIRTIO_CRYPTO_CIPHER_* (see
+   * {@link CryptoDriverAlgorithms.cipher}), or VIRTIO_CRYPTO_AEAD_* in an {@link AeadSessionParams}.
+   */
   readonly algo: number;
+  /** The cipher key; at most max_cipher_key_len bytes. */
   readonly key: Uint8Array;
+  /** true for VIRTIO_CRYPTO_OP_ENCRYPT (AEAD: encrypt and tag), false for VIRTIO_CRYPTO_OP_DECRYPT. */
   readonly encrypt: boolean;
 }
+/** Parameters of an AEAD session (struct virtio_crypto_aead_session_para, 5.9.7.2.1). */
 export interface AeadSessionParams extends CipherSessionParams {
+  /** Length of the authentication tag in bytes (tag_len). */
   readonly tagLen: number;
+  /** Length of the additional authenticated data in bytes (aad_len); 0 when absent. */
   readonly aadLen?: number;
 }
 export interface RsaSessionParams {
@@ -111,28 +127,53 @@ export interface RsaSessionParams {
   readonly padding: number;
   readonly hash: number;
 }
+/**
+ * Parameters of an algorithm-chaining session (struct virtio_crypto_alg_chain_session_para,
+ * 5.9.7.2.1): a cipher chained with a hash or a MAC.
+ */
 export interface ChainSessionParams {
+  /** The cipher half of the chain. */
   readonly cipher: CipherSessionParams;
+  /** alg_chain_order: VIRTIO_CRYPTO_SYM_ALG_CHAIN_ORDER_HASH_THEN_CIPHER (1) or _CIPHER_THEN_HASH (2). */
   readonly order: number;
+  /** hash_mode: VIRTIO_CRYPTO_SYM_HASH_MODE_PLAIN (1), _AUTH (2, a MAC) or _NESTED (3). */
   readonly hashMode: number;
+  /** VIRTIO_CRYPTO_HASH_* or VIRTIO_CRYPTO_MAC_* algorithm, per `hashMode`. */
   readonly hashAlgo: number;
+  /** Length of the digest or MAC in bytes (hash_result_len). */
   readonly resultLen: number;
+  /** The MAC key (at most max_auth_key_len bytes); absent for a plain hash. */
   readonly authKey?: Uint8Array;
+  /** Length of the additional authenticated data in bytes; 0 when absent. */
   readonly aadLen?: number;
 }
 
 /** The regions of an algorithm-chaining request. */
 export interface ChainRegions {
+  /** Byte offset in the source where the cipher starts (cipher_start_src_offset). */
   readonly cipherStart: number;
+  /** Bytes to cipher from `cipherStart` (len_to_cipher). */
   readonly cipherLen: number;
+  /** Byte offset in the source where the hash starts (hash_start_src_offset). */
   readonly hashStart: number;
+  /** Bytes to hash from `hashStart` (len_to_hash). */
   readonly hashLen: number;
+  /** Length of the digest or MAC in bytes (hash_result_len). */
   readonly resultLen: number;
+  /** Additional authenticated data, hashed before the source region; empty when absent. */
   readonly aad?: Uint8Array;
 }
 
 /** Where a data request's parameters come from: a session, or (stateless) the request itself. */
-export type CryptoTarget = { readonly session: number } | { readonly stateless: true };
+export type CryptoTarget =
+  | {
+      /** A session id the device returned from a create-session request. */
+      readonly session: number;
+    }
+  | {
+      /** Stateless mode (VIRTIO_CRYPTO_F_*_STATELESS_MODE): the parameters ride in the request. */
+      readonly stateless: true;
+    };
 
 function bitsOf(mask: number, from: number, limit: number): number[] {
   const out: number[] = [];
@@ -255,7 +296,17 @@ export class CryptoDriver implements DeviceDriver {
    * queue at max_dataqueues): `readable` as the device-readable buffer, `writableLen` bytes
    * prefilled with `fill` as the device-writable one. Resolves with them and the used length.
    */
-  submitRaw(index: number, readable: Uint8Array, writableLen: number, fill = 0): Promise<{ written: Uint8Array; used: number }> {
+  submitRaw(
+    index: number,
+    readable: Uint8Array,
+    writableLen: number,
+    fill = 0,
+  ): Promise<{
+    /** Copy of the device-writable buffer after completion (`writableLen` bytes). */
+    written: Uint8Array;
+    /** The used length the device reported for the chain. */
+    used: number;
+  }> {
     const q = index === this.config.maxDataqueues ? this.control : this.dataQueues[index];
     if (!q) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
     return this.send(q, readable, writableLen, fill);
@@ -466,7 +517,19 @@ export class CryptoDriver implements DeviceDriver {
    * the hash or MAC over `aad` and `src[hashStart, +hashLen)` (of the ciphertext or the plaintext,
    * per the session's order). Resolves with dst_data (src_data_len bytes) and hash_result.
    */
-  async chain(target: CryptoTarget, encrypt: boolean, iv: Uint8Array, src: Uint8Array, p: ChainRegions, stateless?: ChainSessionParams): Promise<{ dst: Uint8Array; hash: Uint8Array }> {
+  async chain(
+    target: CryptoTarget,
+    encrypt: boolean,
+    iv: Uint8Array,
+    src: Uint8Array,
+    p: ChainRegions,
+    stateless?: ChainSessionParams,
+  ): Promise<{
+    /** dst_data: the source with the cipher region transformed (src.length bytes). */
+    dst: Uint8Array;
+    /** hash_result: the digest or MAC (`resultLen` bytes). */
+    hash: Uint8Array;
+  }> {
     const aad = p.aad ?? new Uint8Array(0);
     this.checkSize(iv.length + 2 * src.length + aad.length + p.resultLen);
     const { b, stateless: sl } = this.dataRequest(encrypt ? CryptoDataOp.CIPHER_ENCRYPT : CryptoDataOp.CIPHER_DECRYPT, stateless?.cipher.algo ?? 0, target, CryptoService.CIPHER);

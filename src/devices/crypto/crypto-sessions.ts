@@ -18,29 +18,45 @@ import {
   serves,
 } from './crypto-algorithms.js';
 
+/** A cipher's parameters checked at creation (struct virtio_crypto_cipher_session_flf and its key). */
 export interface CipherParams {
+  /** The VIRTIO_CRYPTO_CIPHER_* algorithm (5.9.4.1). */
   readonly algo: number;
+  /** node:crypto cipher name for `algo` and the key length, e.g. `aes-128-cbc`. */
   readonly name: string;
+  /** The cipher key, as a secret KeyObject. */
   readonly key: KeyObject;
+  /** IV length in bytes the algorithm takes (0 for ECB). */
   readonly ivLen: number;
+  /** true for VIRTIO_CRYPTO_OP_ENCRYPT, false for VIRTIO_CRYPTO_OP_DECRYPT. */
   readonly encrypt: boolean;
 }
 
+/** VIRTIO_CRYPTO_SYM_OP_CIPHER: a plain cipher session (5.9.7.2.1). */
 export interface CipherSession {
+  /** Discriminant of {@link CryptoSession}. */
   readonly kind: 'cipher';
+  /** The service whose destroy opcode ends the session: VIRTIO_CRYPTO_SERVICE_CIPHER. */
   readonly service: typeof CryptoService.CIPHER;
+  /** The cipher the session applies. */
   readonly cipher: CipherParams;
 }
 
 /** VIRTIO_CRYPTO_SYM_OP_ALGORITHM_CHAINING: a cipher with a plain hash or an HMAC. */
 export interface ChainSession {
+  /** Discriminant of {@link CryptoSession}. */
   readonly kind: 'chain';
+  /** Chaining is part of the cipher service: VIRTIO_CRYPTO_SERVICE_CIPHER. */
   readonly service: typeof CryptoService.CIPHER;
+  /** The cipher half of the chain. */
   readonly cipher: CipherParams;
+  /** true for alg_chain_order CIPHER_THEN_HASH (the hash covers the ciphertext), false for HASH_THEN_CIPHER. */
   readonly cipherFirst: boolean;
+  /** node:crypto digest name of the hash, or of the HMAC's hash when `authKey` is set. */
   readonly hash: string;
   /** HMAC key for hash_mode AUTH; null for PLAIN. */
   readonly authKey: KeyObject | null;
+  /** Bytes of digest or MAC the request returns (hash_result_len): the full one truncated. */
   readonly resultLen: number;
 }
 
@@ -59,14 +75,23 @@ export interface MacSession {
   readonly resultLen: number;
 }
 
+/** An AEAD session (struct virtio_crypto_aead_session_para, 5.9.7.2.1). */
 export interface AeadSession {
+  /** Discriminant of {@link CryptoSession}. */
   readonly kind: 'aead';
+  /** VIRTIO_CRYPTO_SERVICE_AEAD. */
   readonly service: typeof CryptoService.AEAD;
+  /** The VIRTIO_CRYPTO_AEAD_* algorithm (GCM, CCM or ChaCha20-Poly1305). */
   readonly algo: number;
+  /** node:crypto cipher name for `algo` and the key length, e.g. `aes-256-gcm`. */
   readonly name: string;
+  /** The AEAD key, as a secret KeyObject. */
   readonly key: KeyObject;
+  /** Authentication tag length in bytes (tag_len). */
   readonly tagLen: number;
+  /** Additional authenticated data length in bytes the session was created with (aad_len). */
   readonly aadLen: number;
+  /** true for VIRTIO_CRYPTO_OP_ENCRYPT, false for VIRTIO_CRYPTO_OP_DECRYPT. */
   readonly encrypt: boolean;
 }
 
@@ -82,6 +107,7 @@ export interface RsaSession {
   readonly digestInfo: Uint8Array;
 }
 
+/** A session of any kind, as the table holds it; `kind` tells which. */
 export type CryptoSession = CipherSession | ChainSession | HashSession | MacSession | AeadSession | RsaSession;
 
 /** Limits the builders check (from the configuration the device advertises). */
@@ -190,8 +216,12 @@ export class CryptoSessionTable {
   private readonly sessions = new Map<number, CryptoSession>();
   private nextId = 1;
 
-  constructor(readonly capacity: number) {}
+  constructor(
+    /** Most sessions open at once; {@link CryptoSessionTable.add} answers -1 beyond it. */
+    readonly capacity: number,
+  ) {}
 
+  /** Sessions open now. */
   get size(): number {
     return this.sessions.size;
   }
@@ -209,14 +239,17 @@ export class CryptoSessionTable {
     return id;
   }
 
+  /** The session with id `id`, or undefined for an id never handed out or already destroyed. */
   get(id: number): CryptoSession | undefined {
     return this.sessions.get(id);
   }
 
+  /** Destroys session `id`; false when there was none. */
   delete(id: number): boolean {
     return this.sessions.delete(id);
   }
 
+  /** Drops every session (device reset); the id counter keeps counting. */
   clear(): void {
     this.sessions.clear();
   }

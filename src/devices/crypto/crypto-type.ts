@@ -10,10 +10,15 @@ import { CryptoDriver, CryptoStatusError } from './crypto-driver.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface CryptoDeviceArgs {
+  /** Data queues (max_dataqueues), 1..1024. Default 1. */
   readonly maxDataQueues?: number;
+  /** Largest size of each queue, 2..32768. Default 128. */
   readonly queueSize?: number;
+  /** Sessions open at once at most. Default 256. */
   readonly maxSessions?: number;
+  /** max_size in bytes: variable-length data of one request, 64..2^30. Default 1 MiB. */
   readonly maxSize?: number;
+  /** false to withhold the VIRTIO_CRYPTO_F_*_STATELESS_MODE feature bits. Default true. */
   readonly stateless?: boolean;
 }
 

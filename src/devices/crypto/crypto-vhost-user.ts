@@ -36,8 +36,11 @@ export const VhostUserCryptoSessionLayout = {
 
 const L = VhostUserCryptoSessionLayout;
 
+/** What the vhost-user session hooks need of the device (a `CryptoDevice` is one). */
 export interface CryptoVhostUserHost {
+  /** Algorithms and key limits a CREATE_CRYPTO_SESSION payload is checked against. */
   readonly limits: SessionLimits;
+  /** The table CREATE_CRYPTO_SESSION adds to and CLOSE_CRYPTO_SESSION deletes from. */
   readonly sessions: CryptoSessionTable;
 }
 

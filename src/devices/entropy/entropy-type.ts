@@ -8,7 +8,9 @@ import { EntropyDevice, type EntropyDeviceOptions } from './entropy-device.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface EntropyDeviceArgs {
+  /** Maximum queue size. Default 256. */
   readonly queueSize?: number;
+  /** Bytes given per buffer at most. Default 64 KiB. */
   readonly maxBytesPerBuffer?: number;
 }
 

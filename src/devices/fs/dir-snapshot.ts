@@ -6,10 +6,13 @@
 import { OpenFlag, type FsAt } from '../../platform/fs-at.js';
 import { Errno, check, fail } from './fs-errno.js';
 
+/** One entry of a directory snapshot (`.` and `..` included). */
 export interface DirEntry {
+  /** The entry's name, as raw bytes (no NUL). */
   readonly name: Buffer;
   /** DT_* type. */
   readonly type: number;
+  /** The host inode number (d_ino); never 0. */
   readonly ino: number;
 }
 

@@ -61,6 +61,7 @@ export interface FsDeviceOptions extends HostFsOptions {
   readonly logger?: Logger;
 }
 
+/** Longest mount tag in bytes of UTF-8: the 36-byte `tag` field of struct virtio_fs_config (5.11.4). */
 export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
 /** Transfers on the thread pool at once (each holds a bounce buffer of max_write bytes). */
 export const ASYNC_IO_SLOTS = 16;

@@ -46,7 +46,9 @@ import { FsRequestBuilder } from './fs-request-builder.js';
 /** A FUSE reply with an error (the negated errno of the out header). */
 export class FuseReplyError extends VirtioError {
   constructor(
+    /** The FUSE_* opcode of the failed request. */
     readonly opcode: number,
+    /** The positive errno (ENOENT, EACCES, ...): the out header's error, negated. */
     readonly errno: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `FUSE opcode ${opcode} failed with errno ${errno}`);
@@ -114,10 +116,13 @@ export interface FsDirEntry {
  * the owner's pid.
  */
 export interface FsLock {
+  /** F_RDLCK, F_WRLCK or F_UNLCK (the host's fcntl values). */
   type: number;
+  /** First byte of the range (file offset). */
   start: number;
   /** Inclusive; -1 means to the end of the file (OFFSET_MAX). */
   end: number;
+  /** Process id of the lock owner; in a GETLK answer, that of a conflicting lock. */
   pid: number;
 }
 
@@ -129,6 +134,7 @@ export interface FsDriverOptions {
   readonly bigEndian?: boolean;
   /** Caller ids put in every fuse_in_header. Default: this process's. */
   readonly uid?: number;
+  /** Group id put in every fuse_in_header. Default: this process's. */
   readonly gid?: number;
 }
 
@@ -433,12 +439,31 @@ export class FsDriver implements DeviceDriver {
   }
 
   /** OPEN, with the device's open_flags (FOPEN_DIRECT_IO, KEEP_CACHE: its cache policy). */
-  async openWithFlags(nodeid: bigint, flags: number): Promise<{ fh: bigint; openFlags: number }> {
+  async openWithFlags(
+    nodeid: bigint,
+    flags: number,
+  ): Promise<{
+    /** The file handle for later READ, WRITE, RELEASE. */
+    fh: bigint;
+    /** open_flags of struct fuse_open_out (FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, ...). */
+    openFlags: number;
+  }> {
     return this.fh(await this.call(FuseOpcode.OPEN, nodeid, this.b(8).u32(flags).u32(0).done(), 16));
   }
 
   /** CREATE (or TMPFILE when `name` is null): the entry and an open handle. */
-  async create(parent: bigint, name: string | null, mode: number, flags: number, umask = 0): Promise<{ entry: FsEntry; fh: bigint }> {
+  async create(
+    parent: bigint,
+    name: string | null,
+    mode: number,
+    flags: number,
+    umask = 0,
+  ): Promise<{
+    /** The new file's entry (node id, attributes, cache timeouts). */
+    entry: FsEntry;
+    /** The handle of the file, open with `flags`. */
+    fh: bigint;
+  }> {
     const op = name === null ? FuseOpcode.TMPFILE : FuseOpcode.CREATE;
     const r = await this.call(op, parent, this.b().u32(flags).u32(mode).u32(umask).u32(0).name(name ?? '/').done(), FuseEntryOut.SIZE + 16);
     return { entry: this.entry(r, 0, 'CREATE'), fh: this.fh(r, FuseEntryOut.SIZE).fh };
@@ -498,7 +523,22 @@ export class FsDriver implements DeviceDriver {
   }
 
   /** FUSE_STATFS: the file system's block and inode counts. */
-  async statfs(nodeid: bigint): Promise<{ blocks: number; bfree: number; bavail: number; files: number; ffree: number; bsize: number; namelen: number }> {
+  async statfs(nodeid: bigint): Promise<{
+    /** Total blocks, in units of `bsize`. */
+    blocks: number;
+    /** Free blocks. */
+    bfree: number;
+    /** Free blocks available to an unprivileged caller. */
+    bavail: number;
+    /** Total inodes. */
+    files: number;
+    /** Free inodes. */
+    ffree: number;
+    /** Block size in bytes. */
+    bsize: number;
+    /** Longest file name in bytes. */
+    namelen: number;
+  }> {
     const v = this.need(await this.call(FuseOpcode.STATFS, nodeid, new Uint8Array(0), 80), 80, 'STATFS');
     return { blocks: this.u64(v, 0), bfree: this.u64(v, 8), bavail: this.u64(v, 16), files: this.u64(v, 24), ffree: this.u64(v, 32), bsize: v.getUint32(40, this.le), namelen: v.getUint32(44, this.le) };
   }
@@ -583,7 +623,18 @@ export class FsDriver implements DeviceDriver {
   }
 
   /** One READDIR(PLUS) reply from `offset`: the entries and the offset to continue at. */
-  async readdirChunk(nodeid: bigint, fh: bigint, offset: number, size = 8192, plus = false): Promise<{ entries: FsDirEntry[]; next: number }> {
+  async readdirChunk(
+    nodeid: bigint,
+    fh: bigint,
+    offset: number,
+    size = 8192,
+    plus = false,
+  ): Promise<{
+    /** The entries of this reply; empty at the end of the directory. */
+    entries: FsDirEntry[];
+    /** The `off` of the last entry: the offset to pass next (`offset` itself when none came). */
+    next: number;
+  }> {
     const r = await this.call(plus ? FuseOpcode.READDIRPLUS : FuseOpcode.READDIR, nodeid, this.rw(fh, offset, size).done(), size);
     const v = this.view(r);
     const entries: FsDirEntry[] = [];

@@ -42,6 +42,7 @@ export const Errno = {
 /** A FUSE (or 9p) operation failed with `errno` (the reply carries it; nothing was thrown to the guest). */
 export class FuseErrno extends VirtioError {
   constructor(
+    /** The positive Linux errno (ENOENT, EACCES, ...) the reply carries, negated, in its header. */
     readonly errno: number,
     message: string,
   ) {

@@ -20,9 +20,34 @@ import { exchangeBytes } from '../../vhost-user/peers/byte-exchange.js';
 
 /** A cache notification from the device. */
 export type FsNotification =
-  | { readonly code: typeof FuseNotifyCode.INVAL_INODE; readonly nodeid: bigint; readonly offset: bigint; readonly len: bigint }
-  | { readonly code: typeof FuseNotifyCode.INVAL_ENTRY; readonly parent: bigint; readonly name: string }
-  | { readonly code: typeof FuseNotifyCode.DELETE; readonly parent: bigint; readonly child: bigint; readonly name: string };
+  | {
+      /** FUSE_NOTIFY_INVAL_INODE: drop cached attributes and data of an inode. */
+      readonly code: typeof FuseNotifyCode.INVAL_INODE;
+      /** The inode whose cache is stale. */
+      readonly nodeid: bigint;
+      /** First byte of the stale data; negative: only the attributes are stale. */
+      readonly offset: bigint;
+      /** Bytes of stale data from `offset`; 0 or less: to the end of the file. */
+      readonly len: bigint;
+    }
+  | {
+      /** FUSE_NOTIFY_INVAL_ENTRY: drop a cached directory entry. */
+      readonly code: typeof FuseNotifyCode.INVAL_ENTRY;
+      /** Node id of the directory holding the entry. */
+      readonly parent: bigint;
+      /** The entry's name in `parent`. */
+      readonly name: string;
+    }
+  | {
+      /** FUSE_NOTIFY_DELETE: an entry was removed on the host. */
+      readonly code: typeof FuseNotifyCode.DELETE;
+      /** Node id of the directory that held the entry. */
+      readonly parent: bigint;
+      /** Node id of the removed inode. */
+      readonly child: bigint;
+      /** The removed entry's name in `parent`. */
+      readonly name: string;
+    };
 
 /** How a SETLKW waiting for FUSE_NOTIFY_LOCK ends: 0 (taken) or the errno. */
 type LockEnd = (errno: number) => void;
@@ -31,6 +56,10 @@ type LockEnd = (errno: number) => void;
 const EARLY_MAX = 256;
 const dec = new TextDecoder();
 
+/**
+ * The notification queue of virtio-fs, driver side (5.11.6.3): keeps buffers posted, decodes
+ * FUSE notify messages, ends waiting SETLKW requests and passes cache invalidations to a listener.
+ */
 export class FsNotificationReceiver {
   private readonly waits = new Map<bigint, LockEnd>();
   private readonly early = new Map<bigint, number>();
@@ -38,6 +67,7 @@ export class FsNotificationReceiver {
   private stopped = false;
   /** Messages received, and those ignored as malformed. */
   received = 0;
+  /** Messages ignored: a bad length or unique, an unknown notify code, or a name without its NUL. */
   malformed = 0;
 
   constructor(
@@ -67,6 +97,7 @@ export class FsNotificationReceiver {
     });
   }
 
+  /** Posts no more buffers and fails every waiting SETLKW with EINTR (device reset or detach). */
   stop(): void {
     this.stopped = true;
     for (const end of this.waits.values()) end(4 /* EINTR: the device is gone */);

@@ -28,6 +28,11 @@ import {
 const NAME_MAX = 255;
 const U32 = 0x1_0000_0000;
 
+/**
+ * The notification queue of virtio-fs, device side (5.11.6.3): queues FUSE notify messages (lock
+ * results, cache invalidations) in order, bounded, and writes each into the next buffer the
+ * driver makes available.
+ */
 export class FsNotifier {
   private vq: DeviceQueue | null = null;
   private ctx: DeviceContext | null = null;

@@ -13,8 +13,11 @@ import { FsDevice, type FsDeviceOptions } from './fs-device.js';
 export interface FsDeviceArgs {
   /** The shared directory; default a fresh empty temporary directory. */
   readonly sharedDir?: string;
+  /** The mount tag (5.11.4: UTF-8, 1..36 bytes). Default "virtio-ts". */
   readonly tag?: string;
+  /** Request queues (num_request_queues, at least 1). Default 1. */
   readonly numRequestQueues?: number;
+  /** Maximum queue size. Default 1024. */
   readonly queueSize?: number;
 }
 

@@ -55,8 +55,10 @@ import type { HostFs, SetattrValues } from './host-fs.js';
 
 /** virtiofsd's cache= policies: entry/attr timeouts 0 / 1 s / 1 day and the open flags that go with them. */
 export type FsCachePolicy = 'never' | 'auto' | 'always';
+/** Every {@link FsCachePolicy}, for option parsing and validation. */
 export const FS_CACHE_POLICIES: readonly FsCachePolicy[] = ['never', 'auto', 'always'];
 
+/** Options of {@link FuseServer}. */
 export interface FuseServerOptions {
   /** max_write offered at INIT and the largest READ served (bytes). Default 1 MiB. */
   readonly maxWrite?: number;
@@ -66,6 +68,7 @@ export interface FuseServerOptions {
   readonly cacheSeconds?: number;
 }
 
+/** Default max_write (bytes) offered at FUSE_INIT: 1 MiB. */
 export const FUSE_DEFAULT_MAX_WRITE = 1 << 20;
 /** Bytes of a request beyond its data: in header, write_in, names (two of NAME_MAX + NUL). */
 export const FUSE_REQUEST_OVERHEAD = 4096;
@@ -82,7 +85,9 @@ export const FUSE_WRITE_HEAD = FuseInHeader.SIZE + FuseWriteIn.SIZE;
  * FUSE_WRITE_HEAD) straight from guest memory. Both return bytes moved, or -errno.
  */
 export interface FuseDataPath {
+  /** READ of `len` bytes at byte `position` of host fd `fd` into the reply's data area; bytes read or -errno. */
   readInto(fd: number, position: number, len: number): number;
+  /** WRITE of `len` bytes of the request's data to host fd `fd` at byte `position`; bytes written or -errno. */
   writeFrom(fd: number, position: number, len: number): number;
   /**
    * Optional: the transfer on the thread pool, answered by the data path itself (true), or
@@ -98,15 +103,24 @@ export interface FuseDataPath {
   writeAsync?(fh: number, position: number, len: number): boolean;
 }
 
+/**
+ * The FUSE request dispatcher of virtio-fs (5.11.6): decodes one request, runs it on a
+ * {@link HostFs} and encodes the reply; every failure is a reply with a negated errno.
+ */
 export class FuseServer {
+  /** FUSE_INIT has been answered (until a reset or DESTROY); other requests before it get EIO. */
   initialized = false;
   /** Negotiated protocol minor (0 before INIT). */
   minor = 0;
+  /** max_write offered at INIT and the largest READ served, in bytes (4 KiB..16 MiB). */
   readonly maxWrite: number;
+  /** The cache policy: it sets the entry/attr timeouts and the open flags. */
   readonly cache: FsCachePolicy;
+  /** entry_valid and attr_valid of replies, in seconds (0 / 1 / 86400 by policy unless overridden). */
   readonly validSeconds: number;
   /** fuse_open_out.open_flags for files under the cache policy. */
   readonly openFlags: number;
+  /** The request and reply bytes of the operation being served. */
   readonly w = new FuseWire();
   /** The request's arguments start here. */
   static readonly A = FuseInHeader.SIZE;
@@ -129,6 +143,7 @@ export class FuseServer {
   private inCopied = 0;
 
   constructor(
+    /** The shared directory the operations act on. */
     readonly host: HostFs,
     opts: FuseServerOptions = {},
   ) {

@@ -15,14 +15,22 @@ const MAX_SAFE_HI = 0x1f_ffff;
 const EMPTY = Buffer.alloc(0);
 const S = StatField;
 
+/**
+ * Bounded decoding of one FUSE request and encoding of its reply (5.11.6), in the driver's byte
+ * order, over buffers the device reuses for every request.
+ */
 export class FuseWire {
   /** The driver's FUSE byte order, settled by FUSE_INIT. */
   littleEndian = true;
+  /** The request buffer (header and arguments); only `inb[0, inLen)` is the current request. */
   inb: Buffer = EMPTY;
   private inv: DataView = new DataView(new ArrayBuffer(0));
+  /** Bytes of the current request in `inb`. */
   inLen = 0;
+  /** The reply buffer; only `out[0, outCap)` may be written. */
   out: Buffer = EMPTY;
   private outv: DataView = new DataView(new ArrayBuffer(0));
+  /** Bytes of reply the driver's writable descriptors hold (at most `out.length`). */
   outCap = 0;
 
   /** The request `inb[0, inLen)` and the reply space `out[0, outCap)` of the next operation. */
@@ -41,10 +49,12 @@ export class FuseWire {
 
   // --- decoding ---------------------------------------------------------------------------
 
+  /** The request's u32 at byte `at`, in the driver's byte order. */
   u32(at: number): number {
     return this.inv.getUint32(at, this.littleEndian);
   }
 
+  /** The request's u32 at `at` in the other byte order (to spot a FUSE_INIT of the opposite endianness). */
   u32Other(at: number): number {
     return this.inv.getUint32(at, !this.littleEndian);
   }
@@ -93,7 +103,12 @@ export class FuseWire {
   }
 
   /** A NUL-terminated name starting at `at`, inside the request; the offset after its NUL. */
-  name(at: number): { name: Buffer; next: number } {
+  name(at: number): {
+    /** The name's bytes, without the NUL (a view of the request buffer). */
+    name: Buffer;
+    /** Offset just past the NUL: where a following name or argument starts. */
+    next: number;
+  } {
     if (at >= this.inLen) throw new FuseErrno(Errno.EINVAL, 'name missing');
     const end = this.inb.indexOf(0, at);
     if (end < 0 || end >= this.inLen) throw new FuseErrno(Errno.EINVAL, 'name without its terminator');
@@ -102,14 +117,17 @@ export class FuseWire {
 
   // --- encoding ---------------------------------------------------------------------------
 
+  /** Writes u32 `v` at byte `at` of the reply. */
   setU32(at: number, v: number): void {
     this.outv.setUint32(at, v >>> 0, this.littleEndian);
   }
 
+  /** Writes u16 `v` at byte `at` of the reply. */
   setU16(at: number, v: number): void {
     this.outv.setUint16(at, v, this.littleEndian);
   }
 
+  /** Writes `v` (an integer up to 2^53 - 1) as a u64 at byte `at` of the reply. */
   setU64(at: number, v: number): void {
     const lo = v % U32 >>> 0;
     const hi = Math.floor(v / U32) >>> 0;
@@ -125,6 +143,7 @@ export class FuseWire {
     this.outv.setUint32(le ? at + 4 : at, hi >>> 0, le);
   }
 
+  /** Zeroes `len` reply bytes from `at` (reserved and padding fields). */
   zero(at: number, len: number): void {
     this.out.fill(0, at, at + len);
   }
@@ -190,6 +209,7 @@ export class FuseWire {
     return this.reply(0, FuseAttrOut.SIZE, false);
   }
 
+  /** struct fuse_open_out at `at`: the file handle and FOPEN_* flags. */
   openOut(at: number, fh: number, openFlags: number): void {
     this.out.fill(0, at, at + FuseOpenOut.SIZE);
     this.setU64(at + FuseOpenOut.FH, fh);

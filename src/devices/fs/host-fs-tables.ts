@@ -32,8 +32,11 @@ export interface Inode {
   nlookup: number;
 }
 
+/** An open file or directory of the shared tree (FUSE OPEN, OPENDIR, CREATE). */
 export interface FileHandle {
+  /** The handle number given to the driver (fuse_open_out.fh); from 1, never reused while the table lives. */
   readonly fh: number;
+  /** The node id of the inode the handle is open on. */
   readonly nodeid: number;
   /** An ordinary descriptor (files), or -1 for a directory handle. */
   readonly fd: number;

@@ -6,18 +6,22 @@ import { BACKEND_COMMON_USAGE, BACKEND_SOCKET_USAGE, CliError, CliFault, MAX_SOC
 import { GpioDirection } from '../../spec/gpio.js';
 import type { DeviceCli } from '../device-type.js';
 
+/** One `--line NAME[=in|out]` option. */
 export interface GpioLineOption {
   /** Null for a line without a name. */
   readonly name: string | null;
+  /** Direction at reset: IN or OUT from `=in` / `=out`, else NONE (the driver configures it). */
   readonly direction: GpioDirection;
 }
 
 export interface GpioOptions extends BackendOptions {
+  /** The lines in order (line 0 first), padded to `--lines` with unnamed ones. */
   readonly lines: readonly GpioLineOption[];
   /** Offer VIRTIO_GPIO_F_IRQ. */
   readonly irq: boolean;
   /** A Unix socket taking `set LINE 0|1` / `get LINE` commands, or null. */
   readonly controlSocket: string | null;
+  /** `--queue-size`: the largest ring, a power of 2 from 4 to 32768. */
   readonly queueSize: number;
 }
 

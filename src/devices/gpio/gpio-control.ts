@@ -11,7 +11,9 @@ import type { GpioLineInfo } from './gpio-device.js';
 
 /** What the control socket drives: the device of the current connection, or the line table. */
 export interface GpioControlTarget {
+  /** `set LINE 0|1`: the host drives `level` on the line named (or numbered) `line`; throws for an unknown line. */
   setInput(line: string, level: 0 | 1): void;
+  /** `get LINE`: the state of the line named (or numbered) `line`; throws for an unknown line. */
   line(line: string): GpioLineInfo;
 }
 

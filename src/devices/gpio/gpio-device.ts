@@ -53,13 +53,19 @@ export interface GpioDeviceOptions {
 
 /** A line as the host sees it. */
 export interface GpioLineInfo {
+  /** The line's name (GET_LINE_NAMES); null when it has none. */
   readonly name: string | null;
+  /** The direction the driver set (SET_DIRECTION, 5.18.6), or the one at reset. */
   readonly direction: GpioDirection;
   /** The sensed level: the output value for an output line, else the host's input level. */
   readonly level: 0 | 1;
+  /** The value the driver set with SET_VALUE (driven while the direction is OUT). */
   readonly outputValue: 0 | 1;
+  /** The level the host drives on the line (`setInput`). */
   readonly input: 0 | 1;
+  /** Interrupt trigger the driver set (SET_IRQ_TYPE); NONE: disabled. */
   readonly irqType: GpioIrqType;
+  /** An edge was seen while the interrupt was masked; it is delivered once the driver unmasks it. */
   readonly irqLatched: boolean;
   /** The driver's eventq buffer for the line is held (the interrupt is unmasked). */
   readonly irqUnmasked: boolean;
@@ -78,7 +84,16 @@ export class GpioDevice implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = GPIO_CONFIG_SIZE;
   /** Counters for tests and logs. */
-  readonly stats = { requests: 0, errors: 0, interrupts: 0, invalidated: 0 };
+  readonly stats = {
+    /** requestq messages served. */
+    requests: 0,
+    /** requestq messages answered with VIRTIO_GPIO_STATUS_ERR. */
+    errors: 0,
+    /** Interrupts delivered (eventq buffers returned VALID). */
+    interrupts: 0,
+    /** eventq buffers returned INVALID: interrupt disabled, unknown line, or a second buffer. */
+    invalidated: 0,
+  };
 
   private readonly lines: GpioLine[];
   private readonly byName = new Map<string, number>();

@@ -33,7 +33,9 @@ import {
 /** A message the device answered VIRTIO_GPIO_STATUS_ERR. */
 export class GpioRequestError extends VirtioError {
   constructor(
+    /** The VIRTIO_GPIO_MSG_* type of the failed request (5.18.6). */
     readonly messageType: number,
+    /** The line the request was for. */
     readonly line: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `GPIO message ${messageType} for line ${line} failed`);

@@ -15,19 +15,25 @@ export interface GpioLineSpec {
   readonly input?: 0 | 1;
 }
 
+/** One GPIO line's state on the device side (5.18): direction, values and interrupt. */
 export class GpioLine {
+  /** The current direction: set by the driver (SET_DIRECTION), `resetDirection` after a reset. */
   direction: GpioDirection;
   /** The value the driver set with SET_VALUE (driven while the direction is OUT). */
   outputValue: 0 | 1 = 0;
   /** The level the outside world (the host) drives on the line. */
   input: 0 | 1;
+  /** Interrupt trigger the driver set (SET_IRQ_TYPE); NONE: the interrupt is disabled. */
   irqType: GpioIrqType = GpioIrqType.NONE;
   /** An edge seen while the interrupt was enabled and masked (device/gpio/9). */
   latched = false;
 
   constructor(
+    /** The line's number (the `gpio` field of requests), 0..ngpio-1. */
     readonly index: number,
+    /** The line's name reported by GET_LINE_NAMES; null when it has none. */
     readonly name: string | null,
+    /** The direction the host configured: the line's direction after a device reset. */
     readonly resetDirection: GpioDirection,
     input: 0 | 1,
   ) {
@@ -45,6 +51,7 @@ export class GpioLine {
     return (this.irqType === GpioIrqType.LEVEL_HIGH && this.level === 1) || (this.irqType === GpioIrqType.LEVEL_LOW && this.level === 0);
   }
 
+  /** Whether the trigger type is an edge (rising, falling or both) rather than a level. */
   get isEdge(): boolean {
     return (this.irqType & GpioIrqType.EDGE_BOTH) !== 0;
   }

@@ -14,7 +14,9 @@ import { GpioDriver } from './gpio-driver.js';
 export interface GpioDeviceArgs {
   /** Line names (null: unnamed); default "led", "button" and two unnamed lines. */
   readonly names?: readonly (string | null)[];
+  /** Offer VIRTIO_GPIO_F_IRQ. Default true. */
   readonly irq?: boolean;
+  /** Maximum queue size of both queues. Default 256. */
   readonly queueSize?: number;
 }
 

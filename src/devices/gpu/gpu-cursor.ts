@@ -13,11 +13,17 @@ import type { GpuResource } from './gpu-resource.js';
 export interface GpuCursorView {
   /** An image is loaded (UPDATE_CURSOR with a resource). */
   readonly visible: boolean;
+  /** The scanout the pointer is on (UPDATE_CURSOR / MOVE_CURSOR pos.scanout_id). */
   readonly scanoutId: number;
+  /** Pointer position in scanout pixels (pos.x). */
   readonly x: number;
+  /** Pointer position in scanout pixels (pos.y). */
   readonly y: number;
+  /** Hotspot within the 64 x 64 image, in pixels from its left (hot_x). */
   readonly hotX: number;
+  /** Hotspot within the image, in pixels from its top (hot_y). */
   readonly hotY: number;
+  /** The resource the image was loaded from; 0 when no image is loaded. */
   readonly resourceId: number;
   /** 64 x 64 RGBA pixels. */
   readonly rgba: Uint8Array;

@@ -24,7 +24,9 @@ import { GpuScanout, type GpuRectangle, type GpuScanoutView } from './gpu-scanou
 
 /** A display head: its preferred size and whether it is connected. */
 export interface GpuDisplaySpec {
+  /** Preferred width in pixels, 1..4095 (it must fit an EDID timing). */
   readonly width: number;
+  /** Preferred height in pixels, 1..4095. */
   readonly height: number;
   /** Default true. */
   readonly enabled?: boolean;
@@ -42,6 +44,7 @@ export interface GpuDeviceOptions extends Partial<GpuLimits> {
 
 /** Called when a scanout's picture changed: `rect` in scanout coordinates, null when disabled. */
 export type GpuScanoutListener = (scanout: GpuScanoutView, rect: GpuRectangle | null) => void;
+/** Called after each UPDATE_CURSOR or MOVE_CURSOR with the pointer's new state (the view is live: copy what you keep). */
 export type GpuCursorListener = (cursor: GpuCursorView) => void;
 
 const TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;

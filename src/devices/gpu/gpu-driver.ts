@@ -44,7 +44,9 @@ import type { GpuRectangle } from './gpu-scanout.js';
 /** The device answered a command with another type than its success response. */
 export class GpuCommandError extends VirtioError {
   constructor(
+    /** The VIRTIO_GPU_CMD_* type sent. */
     readonly command: number,
+    /** The VIRTIO_GPU_RESP_* type received: an error (VIRTIO_GPU_RESP_ERR_*) or an unexpected one. */
     readonly response: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-gpu command 0x${command.toString(16)} failed: response 0x${response.toString(16)}`);
@@ -69,16 +71,23 @@ export interface GpuDriverConfig {
 
 /** One entry of GET_DISPLAY_INFO. */
 export interface GpuDisplayInfoEntry extends GpuRectangle {
+  /** The display is connected (struct virtio_gpu_display_one `enabled`). */
   readonly enabled: boolean;
+  /** `flags` of struct virtio_gpu_display_one (none defined by the spec). */
   readonly flags: number;
 }
 
 /** A guest framebuffer: a resource, its backing in guest memory, the scanout it is shown on. */
 export interface GpuFramebuffer {
+  /** The resource holding the image. */
   readonly resourceId: number;
+  /** VIRTIO_GPU_FORMAT_* pixel format. */
   readonly format: number;
+  /** Width in pixels. */
   readonly width: number;
+  /** Height in pixels. */
   readonly height: number;
+  /** Bytes per row of the backing: width * 4. */
   readonly stride: number;
   /** Guest address of the backing (width * height * 4 bytes, one contiguous entry). */
   readonly addr: number;
@@ -238,7 +247,14 @@ export class GpuDriver implements DeviceDriver {
   }
 
   /** 5.7.5: the first enabled display's mode, or the 1024 x 768 fallback on scanout 0. */
-  async preferredMode(): Promise<{ scanoutId: number; width: number; height: number }> {
+  async preferredMode(): Promise<{
+    /** The scanout to set the mode on. */
+    scanoutId: number;
+    /** Width in pixels. */
+    width: number;
+    /** Height in pixels. */
+    height: number;
+  }> {
     const info = await this.getDisplayInfo();
     const i = info.findIndex((d) => d.enabled && d.width > 0 && d.height > 0);
     return i < 0 ? { ...GPU_FALLBACK_MODE } : { scanoutId: i, width: info[i]!.width, height: info[i]!.height };

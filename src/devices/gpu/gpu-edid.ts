@@ -22,8 +22,11 @@ const REFRESH_HZ = 60;
 /** The largest active size a detailed timing descriptor holds (12 bits). */
 export const EDID_MAX_DIMENSION = 4095;
 
+/** What {@link buildEdid} puts in the EDID a GET_EDID answers (5.7.6.8). */
 export interface EdidOptions {
+  /** Preferred width in pixels, 1..4095. */
   readonly width: number;
+  /** Preferred height in pixels, 1..4095. */
   readonly height: number;
   /** Monitor name (at most 13 ASCII characters). Default "virtio-ts". */
   readonly name?: string;

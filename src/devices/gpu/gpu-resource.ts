@@ -6,11 +6,16 @@
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { GPU_BYTES_PER_PIXEL } from '../../spec/gpu.js';
 
+/**
+ * A 2D resource (RESOURCE_CREATE_2D, 5.7.6.8): its host copy of the image, the guest backing
+ * attached to it and the scanouts showing it.
+ */
 export class GpuResource {
   /** The host copy of the image, row after row, stride width * 4. */
   readonly pixels: Uint8Array;
   /** Backing entries (guest addresses and lengths), null when none is attached. */
   backingAddrs: Float64Array | null = null;
+  /** Length in bytes of each backing entry (parallel to `backingAddrs`); null when none is attached. */
   backingLens: Uint32Array | null = null;
   /** Sum of the backing entries' lengths. */
   backingBytes = 0;
@@ -18,9 +23,13 @@ export class GpuResource {
   scanoutMask = 0;
 
   constructor(
+    /** The resource_id the driver chose (never 0). */
     readonly id: number,
+    /** VIRTIO_GPU_FORMAT_* pixel format (4 bytes a pixel). */
     readonly format: number,
+    /** Width in pixels. */
     readonly width: number,
+    /** Height in pixels. */
     readonly height: number,
     /** Red, green, blue, alpha byte positions in a pixel (alpha -1: opaque). */
     readonly channels: readonly [number, number, number, number],
@@ -28,6 +37,7 @@ export class GpuResource {
     this.pixels = new Uint8Array(width * height * GPU_BYTES_PER_PIXEL);
   }
 
+  /** Bytes per row of `pixels`: width * 4. */
   get stride(): number {
     return this.width * GPU_BYTES_PER_PIXEL;
   }

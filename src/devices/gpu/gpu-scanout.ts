@@ -8,24 +8,31 @@ import type { GpuResource } from './gpu-resource.js';
 
 /** A rectangle in pixels (struct virtio_gpu_rect). */
 export interface GpuRectangle {
+  /** Left edge, in pixels from the left of the resource or scanout. */
   readonly x: number;
+  /** Top edge, in pixels from the top. */
   readonly y: number;
+  /** Width in pixels. */
   readonly width: number;
+  /** Height in pixels. */
   readonly height: number;
 }
 
 /** What the host shows of a scanout (read-only for the embedding application). */
 export interface GpuScanoutView {
+  /** Scanout index, 0..num_scanouts-1 (the scanout_id of SET_SCANOUT). */
   readonly id: number;
   /** GET_DISPLAY_INFO: the display is connected. */
   readonly enabled: boolean;
-  /** GET_DISPLAY_INFO: preferred size. */
+  /** GET_DISPLAY_INFO: preferred width in pixels. */
   readonly preferredWidth: number;
+  /** GET_DISPLAY_INFO: preferred height in pixels. */
   readonly preferredHeight: number;
   /** The resource shown (0: the scanout is disabled). */
   readonly resourceId: number;
-  /** Size of the shown rectangle (0 x 0 when disabled). */
+  /** Width of the shown rectangle in pixels (0 when disabled). */
   readonly width: number;
+  /** Height of the shown rectangle in pixels (0 when disabled). */
   readonly height: number;
   /** The picture: width * height RGBA pixels, rows top to bottom. */
   readonly rgba: Uint8Array;
@@ -33,22 +40,28 @@ export interface GpuScanoutView {
 
 const EMPTY = new Uint8Array(0);
 
+/** One scanout's state on the device side: what SET_SCANOUT linked and the RGBA picture shown. */
 export class GpuScanout implements GpuScanoutView {
   enabled: boolean;
   preferredWidth: number;
+  /** GET_DISPLAY_INFO: preferred height in pixels. */
   preferredHeight: number;
   resourceId = 0;
+  /** The resource shown; null when the scanout is disabled. */
   resource: GpuResource | null = null;
-  /** The rectangle of the resource shown. */
+  /** The rectangle of the resource shown: left edge in resource pixels. */
   x = 0;
+  /** Top edge of the shown rectangle, in resource pixels. */
   y = 0;
   width = 0;
+  /** Height of the shown rectangle in pixels (0 when disabled). */
   height = 0;
   rgba: Uint8Array = EMPTY;
   /** The rectangle the last show or flush updated (reused: read it in the change callback). */
   private readonly damage = { x: 0, y: 0, width: 0, height: 0 };
 
   constructor(
+    /** Scanout index, 0..num_scanouts-1. */
     readonly id: number,
     width: number,
     height: number,

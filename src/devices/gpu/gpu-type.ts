@@ -14,9 +14,20 @@ import { edidBaseBlockValid, edidPreferredSize } from './gpu-edid.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface GpuDeviceArgs {
-  readonly displays?: readonly { width: number; height: number; enabled?: boolean }[];
+  /** The scanouts (1 to 16), as {@link GpuDisplaySpec}. Default one of 1024 x 768. */
+  readonly displays?: readonly {
+    /** Preferred width in pixels, 1..4095. */
+    width: number;
+    /** Preferred height in pixels, 1..4095. */
+    height: number;
+    /** The display is connected. Default true. */
+    enabled?: boolean;
+  }[];
+  /** Maximum size of both queues, 2..32768. Default 256. */
   readonly queueSize?: number;
+  /** Pixel bytes of one resource at most. Default 64 MiB (4096 x 4096 x 4). */
   readonly maxResourceBytes?: number;
+  /** Pixel bytes plus backing entries of all resources at most. Default 256 MiB. */
   readonly maxTotalBytes?: number;
 }
 

@@ -8,6 +8,7 @@
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { I2cTarget } from './i2c-target.js';
 
+/** Options of an {@link EepromTarget}: size, write page and initial contents of the emulated EEPROM. */
 export interface EepromOptions {
   /** Memory size in bytes: a power of two from 128 to 65536. */
   readonly size: number;
@@ -22,6 +23,7 @@ export interface EepromOptions {
 export class EepromTarget implements I2cTarget {
   /** The memory (the host reads and changes it directly). */
   readonly memory: Uint8Array;
+  /** Write page in bytes (a power of two): a write wraps within its page, as a real part does. */
   readonly pageSize: number;
   /** Address bytes a write starts with: 1 up to 256 bytes, else 2. */
   readonly addressBytes: number;

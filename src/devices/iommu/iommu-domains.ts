@@ -43,10 +43,19 @@ export class IommuDomain {
   }
 }
 
+/** An endpoint (a device behind the IOMMU) the host declares, with its PROBE properties. */
 export interface EndpointSpec {
+  /** The endpoint id the driver names in ATTACH, DETACH and PROBE (5.13.6). */
   readonly id: number;
   /** RESV_MEM regions of the endpoint (PROBE). */
-  readonly reserved?: readonly { readonly start: number; readonly end: number; readonly subtype: number }[];
+  readonly reserved?: readonly {
+    /** First virtual address of the region. */
+    readonly start: number;
+    /** Last virtual address of the region (inclusive). */
+    readonly end: number;
+    /** VIRTIO_IOMMU_RESV_MEM_T_RESERVED (0) or _MSI (1) (5.13.6.8.2.1). */
+    readonly subtype: number;
+  }[];
   /** An endpoint that must not share a domain (a device that cannot be isolated otherwise). Default false. */
   readonly exclusive?: boolean;
 }

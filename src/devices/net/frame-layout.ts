@@ -8,7 +8,9 @@
 import { ETH_HEADER, ETH_P_8021Q, ETH_VLAN_TAG } from '../../spec/net.js';
 import { get16 } from './checksum.js';
 
+/** EtherType of IPv4. */
 export const ETH_P_IPV4 = 0x0800;
+/** EtherType of IPv6. */
 export const ETH_P_IPV6 = 0x86dd;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
@@ -21,23 +23,31 @@ const IPV6_EXT_DEST = 60;
 /** Extension headers walked at most (a bound on work per untrusted frame). */
 const IPV6_MAX_EXT = 8;
 
+/**
+ * Where the headers of an Ethernet frame lie (network and transport offsets and lengths), as
+ * checksum offload and segmentation need them; one instance is reused per frame.
+ */
 export class FrameLayout {
   /** Offset of the network header. */
   l3 = 0;
+  /** The network header is IPv6 (else IPv4). */
   ipv6 = false;
   /** IPv4 header length (ihl * 4), or 40 for IPv6. */
   l3Len = 0;
   /** Offset of the transport header; its protocol (6 TCP, 17 UDP). */
   l4 = 0;
+  /** IP protocol of the transport header: 6 TCP, 17 UDP, or another. */
   proto = 0;
   /** Offset of the IPv6 header's last "next header" byte before l4 (to insert a fragment header). */
   ipv6NextAt = 0;
   /** Transport header length; `hdrs` = l4 + l4Len, the length of all headers. */
   l4Len = 0;
+  /** Length of all headers (Ethernet through transport): the payload starts here. */
   hdrs = 0;
 
-  /** IPv6 with extension headers before the transport header; an IPv4 fragment (MF or an offset). */
+  /** IPv6 with extension headers before the transport header. */
   ipv6Ext = false;
+  /** An IPv4 fragment (MF set or a non-zero fragment offset): its transport header is not worked on. */
   fragment = false;
 
   /**

@@ -20,7 +20,9 @@ import type { QueueStats } from '../../device/queue-stats.js';
 
 /** Parameters of one queue: both non-zero to coalesce. */
 export interface CoalescingParams {
+  /** max_packets: packets the device may complete before it notifies; 0: notify after each. */
   maxPackets: number;
+  /** max_usecs: microseconds the device may wait before it notifies; 0: notify after each. */
   maxUsecs: number;
 }
 

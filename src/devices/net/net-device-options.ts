@@ -99,6 +99,7 @@ export function newNetDeviceStats(): NetDeviceStats {
   };
 }
 
+/** The MAC a net device reports when none is given: 02:76:74:00:00:01 (locally administered, "vt"). */
 export const DEFAULT_NET_MAC = Uint8Array.of(0x02, 0x76, 0x74, 0x00, 0x00, 0x01);
 
 /** Feature bits this device implements (MQ is added when it has more than one pair). */

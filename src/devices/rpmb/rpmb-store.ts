@@ -15,6 +15,7 @@ export interface RpmbStore {
   readonly capacityUnits: number;
   /** The authentication key, or null until programmed. Never shown to the driver. */
   readonly key: Uint8Array | null;
+  /** The write counter (5.12.6): authenticated writes done so far; at 2^32 - 1 it has expired (no more writes). */
   readonly writeCounter: number;
   /** Programs the key once; throws when it cannot be stored. */
   programKey(key: Uint8Array): void;
@@ -102,6 +103,7 @@ export class FileRpmbStore implements RpmbStore {
 
   /** Opens `path` (created when absent, or empty) with `capacityUnits` of 128 KiB. */
   constructor(
+    /** The image file: the data, then the 48-byte trailer. */
     readonly path: string,
     readonly capacityUnits: number,
   ) {
@@ -138,6 +140,7 @@ export class FileRpmbStore implements RpmbStore {
     return this.storedKey;
   }
 
+  /** The write counter, as the trailer holds it. */
   get writeCounter(): number {
     return this.counter;
   }
@@ -182,6 +185,7 @@ export class FileRpmbStore implements RpmbStore {
     this.counter = writeCounter;
   }
 
+  /** Closes the file (idempotent); the store is unusable after. */
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;

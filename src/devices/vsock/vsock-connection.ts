@@ -9,14 +9,17 @@ import { VsockSeq, VsockShutdown, VsockType } from '../../spec/vsock.js';
 import { peerCredit, shouldAnnounceCredit } from './vsock-header.js';
 import type { VsockHostStream, VsockPeer } from './vsock-backend.js';
 
+/** States of a vsock stream connection on the device side (5.10.6). */
 export const ConnState = {
   /** The guest asked (REQUEST); the host side is connecting. */
   CONNECTING: 0,
   /** The host asked; REQUEST sent or owed, waiting for the guest's RESPONSE. */
   REQUESTING: 1,
+  /** Connected both ways: RW packets flow under credit. */
   ESTABLISHED: 2,
   /** SHUTDOWN with both flags sent; waiting for the guest's RST. */
   CLOSING: 3,
+  /** Over: RST sent or received; the device has forgotten it and sends nothing more for it. */
   CLOSED: 4,
 } as const;
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
