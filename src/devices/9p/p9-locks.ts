@@ -57,6 +57,7 @@ function endOf(start: number, length: number): number {
   return length === 0 || start + length - 1 >= END ? END : start + length - 1;
 }
 
+/** The byte-range locks of one P9Server (see the file comment), at most `max` ranges. */
 export class P9Locks {
   private readonly byObject = new Map<string, Range[]>();
   private count = 0;
