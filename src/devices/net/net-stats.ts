@@ -218,14 +218,19 @@ function le32(b: Uint8Array, o: number): number {
 
 /** What the STATS commands read from the device. */
 export interface NetStatsTarget {
+  /** The features the driver negotiated (STATS needs VIRTIO_NET_F_DEVICE_STATS). */
   readonly features: bigint;
+  /** The features the device offered (STATS_QUERY answers only the stats types offered). */
   readonly offeredFeatures: bigint;
   /** Receive and transmit queues the driver may use (2 x pairs). */
   readonly dataQueueCount: number;
   /** The control queue's index (-1 without one). */
   readonly controlQueueIndex: number;
+  /** Per-queue counters STATS_GET reports from. */
   readonly counters: NetQueueCounters;
+  /** Where the command-specific-result is written (at least NET_CTRL_MAX_REPLY bytes). */
   readonly reply: Uint8Array;
+  /** Bytes of `reply` the last command wrote (0 when it has no result). */
   replyLength: number;
   /** Set when the reply may be cut to the driver's buffer (device/net/115) instead of failing. */
   replyTruncates: boolean;
