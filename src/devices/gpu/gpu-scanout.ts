@@ -16,11 +16,13 @@ export interface GpuRectangle {
 
 /** What the host shows of a scanout (read-only for the embedding application). */
 export interface GpuScanoutView {
+  /** The scanout's index, 0 .. num_scanouts - 1 (5.7.4). */
   readonly id: number;
   /** GET_DISPLAY_INFO: the display is connected. */
   readonly enabled: boolean;
   /** GET_DISPLAY_INFO: preferred size. */
   readonly preferredWidth: number;
+  /** GET_DISPLAY_INFO: preferred height in pixels (with preferredWidth). */
   readonly preferredHeight: number;
   /** The resource shown (0: the scanout is disabled). */
   readonly resourceId: number;
