@@ -73,7 +73,7 @@ export interface IommuFaultInfo {
   readonly endpoint: number;
   /** VIRTIO_IOMMU_FAULT_R_UNKNOWN, _DOMAIN or _MAPPING. */
   readonly reason: number;
-  /** VIRTIO_IOMMU_FAULT_F_READ / WRITE / EXEC of the access (F_ADDRESS is added when reported). */
+  /** VIRTIO_IOMMU_FAULT_F_READ / WRITE of the access, with F_ADDRESS (the address is always known here). */
   readonly flags: number;
   /** The IOVA accessed. */
   readonly address: number;
