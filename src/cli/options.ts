@@ -79,6 +79,7 @@ export interface BackendOptions {
 
 /** Where `--metrics` listens: a loopback address only (the counters are not for the network). */
 export interface MetricsAddress {
+  /** The address to bind: loopback only (127.x.x.x, ::1, localhost). */
   readonly host: string;
   /** 0: any free port (the command logs the one it got). */
   readonly port: number;

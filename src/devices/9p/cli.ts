@@ -19,11 +19,17 @@ import type { DeviceCli } from '../device-type.js';
 import { XattrMap } from '../fs/xattr-map.js';
 import { P9_DEFAULT_MAX_MSIZE } from './p9-server.js';
 
+/** Options of `virtio-ts 9p` as parsed from the command line: a host folder served over the 9P transport (device id 9). */
 export interface P9Options extends BackendOptions {
+  /** The host directory served to the guest (--shared-dir). */
   readonly sharedDir: string;
+  /** Mount tag the guest mounts by (`mount -t 9p <tag>`), in the config space; default `virtio-ts`. */
   readonly tag: string;
+  /** Every change refused with EROFS (--read-only). */
   readonly readOnly: boolean;
+  /** Largest 9P message size offered at Tversion, bytes (default 512 KiB, at most 16 MiB). */
   readonly msize: number;
+  /** Maximum virtqueue size offered (default 128). */
   readonly queueSize: number;
   /** Guest xattr names stored under this host prefix (absent: `user.*` passed through only). */
   readonly xattrPrefix?: string;

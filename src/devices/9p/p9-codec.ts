@@ -12,6 +12,7 @@ import { errnoOf } from '../fs/fs-errno.js';
 /** A 9P request failed with `errno` (answered as Rlerror; never escapes the server). */
 export class P9Failure extends VirtioError {
   constructor(
+    /** Linux errno answered in Rlerror. */
     readonly errno: number,
     message: string,
   ) {

@@ -31,7 +31,9 @@ import { P9Reader, P9Writer, type Qid, readQid } from './p9-codec.js';
 /** The server answered Rlerror. */
 export class P9RemoteError extends VirtioError {
   constructor(
+    /** Linux errno from Rlerror's ecode. */
     readonly errno: number,
+    /** The T-message type (P9Type) of the request that failed. */
     readonly request: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `9P request type ${request} failed: errno ${errno}`);
@@ -130,21 +132,31 @@ export interface P9StatFs {
 
 /** A POSIX record lock request (Tlock / Tgetlock): type, range and owner. */
 export interface P9LockRequest {
+  /** P9LockType: RDLCK, WRLCK or UNLCK. */
   type: number;
+  /** Tlock flags: P9_LOCK_FLAGS_BLOCK (1), P9_LOCK_FLAGS_RECLAIM (2); default 0. */
   flags?: number;
+  /** First byte of the range (file offset). */
   start: number;
   /** 0: to the end of the file. */
   length: number;
+  /** Process id of the lock owner. */
   procId: number;
+  /** Client name of the lock owner (Linux sends the node name). */
   clientId: string;
 }
 
 /** A lock as Rgetlock describes it. */
 export interface P9LockInfo {
+  /** P9LockType of the conflicting lock, or UNLCK when the asked lock would be granted. */
   type: number;
+  /** First byte of the range. */
   start: number;
+  /** Bytes of the range, 0 = to the end of the file. */
   length: number;
+  /** Process id of the lock's owner. */
   procId: number;
+  /** Client name of the lock's owner. */
   clientId: string;
 }
 
@@ -200,7 +212,12 @@ export class P9Driver implements DeviceDriver {
   }
 
   /** Tversion: resolves with the agreed msize and version (the session starts over). */
-  async version(version = P9_VERSION_L): Promise<{ msize: number; version: string }> {
+  async version(version = P9_VERSION_L): Promise<{
+    /** The msize agreed (the server's answer, at most the one asked), bytes. */
+    msize: number;
+    /** The protocol version the server answered (`unknown` when it refused ours). */
+    version: string;
+  }> {
     const r = await this.rpc(P9Type.TVERSION, (w) => {
       w.u32(this.msize);
       w.str(Buffer.from(version));
@@ -245,7 +262,12 @@ export class P9Driver implements DeviceDriver {
    * Tlopen: opens the file `fid` names with Linux open(2) `flags`; resolves with its qid and the
    * iounit (0: msize - 24).
    */
-  async lopen(fid: number, flags: number): Promise<{ qid: Qid; iounit: number }> {
+  async lopen(fid: number, flags: number): Promise<{
+    /** The qid of the opened file. */
+    qid: Qid;
+    /** Largest I/O in one Tread/Twrite without splitting, bytes; 0: msize - 24. */
+    iounit: number;
+  }> {
     const r = await this.rpc(P9Type.TLOPEN, (w) => {
       w.u32(fid);
       w.u32(flags);
@@ -257,7 +279,12 @@ export class P9Driver implements DeviceDriver {
    * Tlcreate: creates and opens `name` in directory `fid` (which then names the new file) with
    * `flags`, `mode` and group `gid`.
    */
-  async lcreate(fid: number, name: string, flags: number, mode: number, gid = 0): Promise<{ qid: Qid; iounit: number }> {
+  async lcreate(fid: number, name: string, flags: number, mode: number, gid = 0): Promise<{
+    /** The qid of the created file. */
+    qid: Qid;
+    /** Largest I/O in one Tread/Twrite without splitting, bytes; 0: msize - 24. */
+    iounit: number;
+  }> {
     const r = await this.rpc(P9Type.TLCREATE, (w) => {
       w.u32(fid);
       w.str(Buffer.from(name));

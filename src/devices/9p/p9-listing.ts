@@ -13,10 +13,13 @@ const S_IFDIR = 0o040000;
 
 /** One directory entry with what its qid needs. */
 export interface P9DirEntry {
+  /** The entry's name as the host file system stores it (bytes). */
   readonly name: Buffer;
   /** S_IFMT bits. */
   readonly fmt: number;
+  /** st_dev of the entry's object (its qid path is per device). */
   readonly dev: number;
+  /** st_ino of the entry's object (the qid path on its device). */
   readonly ino: number;
 }
 

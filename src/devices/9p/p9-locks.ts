@@ -19,20 +19,31 @@ interface Range {
   clientId: Buffer;
 }
 
+/** A Tlock / Tgetlock request's range and owner (9P2000.L; the owner is `procId` + `clientId`). */
 export interface LockQuery {
+  /** P9LockType: RDLCK, WRLCK or UNLCK. */
   readonly type: number;
+  /** First byte of the range (file offset). */
   readonly start: number;
   /** 0: to the end of the file. */
   readonly length: number;
+  /** The client's process id, half of the lock owner. */
   readonly procId: number;
+  /** The client's name (Linux: the host name of the guest), the other half of the lock owner. */
   readonly clientId: Buffer;
 }
 
+/** Tgetlock's answer: the first lock of another owner that conflicts with the query (type UNLCK when none). */
 export interface LockConflict {
+  /** P9LockType of the conflicting lock, or UNLCK when the query would succeed. */
   type: number;
+  /** First byte of the conflicting range. */
   start: number;
+  /** Bytes of the conflicting range, 0 = to the end of the file. */
   length: number;
+  /** Process id of the conflicting lock's owner. */
   procId: number;
+  /** Client name of the conflicting lock's owner. */
   clientId: Buffer;
 }
 
@@ -46,6 +57,7 @@ function endOf(start: number, length: number): number {
   return length === 0 || start + length - 1 >= END ? END : start + length - 1;
 }
 
+/** The byte-range locks of one P9Server (see the file comment), at most `max` ranges. */
 export class P9Locks {
   private readonly byObject = new Map<string, Range[]>();
   private count = 0;

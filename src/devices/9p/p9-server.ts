@@ -34,6 +34,7 @@ import { listDir } from './p9-listing.js';
 import { P9Locks, serveGetlock, serveLock } from './p9-locks.js';
 import { P9XattrOps } from './p9-xattr.js';
 
+/** Bounds and policy of a P9Server. */
 export interface P9ServerOptions extends FidTableLimits {
   /** Largest msize offered at Tversion (and the request/reply buffers' size). Default 512 KiB. */
   readonly maxMsize?: number;
@@ -45,6 +46,7 @@ export interface P9ServerOptions extends FidTableLimits {
   readonly maxDirEntries?: number;
 }
 
+/** Default largest msize offered at Tversion: 512 KiB. */
 export const P9_DEFAULT_MAX_MSIZE = 512 * 1024;
 /** Rlerror: header and ecode[4]. */
 const RLERROR_BYTES = P9_HEADER_BYTES + 4;
@@ -57,15 +59,24 @@ const DIRENT_FIXED = 13 + 8 + 1 + 2;
 const SYMLINK_TARGET_MAX = 4095;
 const ROOT_NAMES = new Set(['', '/']);
 
+/**
+ * A 9P2000.L server over a HostFs share: one request buffer in, one reply out (`handle`), fids,
+ * locks and xattr fids bounded. Used by the 9P transport device (P9Device, device id 9).
+ */
 export class P9Server {
+  /** Largest msize offered at Tversion, bytes (P9ServerOptions.maxMsize). */
   readonly maxMsize: number;
+  /** Every change refused with EROFS. */
   readonly readOnly: boolean;
   /** msize agreed at Tversion (maxMsize before). */
   msize: number;
   /** Whether a Tversion of 9P2000.L started the session. */
   versioned = false;
+  /** The fids the client holds, each naming an inode of `host` (bounded: FidTableLimits). */
   readonly fids: FidTable;
+  /** Byte-range locks of Tlock / Tgetlock, kept in this server (not seen by host processes). */
   readonly locks: P9Locks;
+  /** Txattrwalk / Txattrcreate state and its byte budget. */
   readonly xattr: P9XattrOps;
   private readonly maxDirEntries: number;
   private readonly r = new P9Reader();
@@ -76,6 +87,7 @@ export class P9Server {
   private readonly st = new Float64Array(StatField.COUNT);
 
   constructor(
+    /** The share the requests operate on (also used by virtio-fs: one confinement for both). */
     readonly host: HostFs,
     opts: P9ServerOptions = {},
   ) {

@@ -14,9 +14,13 @@ import { P9Driver } from './p9-driver.js';
 export interface P9DeviceArgs {
   /** The shared directory; default a fresh empty temporary directory. */
   readonly sharedDir?: string;
+  /** Mount tag in the config space (the guest mounts by it); default `virtio-ts`. */
   readonly tag?: string;
+  /** Every change refused with EROFS. */
   readonly readOnly?: boolean;
+  /** Largest msize offered at Tversion, bytes (default P9_DEFAULT_MAX_MSIZE, 512 KiB). */
   readonly maxMsize?: number;
+  /** Maximum virtqueue size offered (default 128). */
   readonly queueSize?: number;
 }
 

@@ -31,6 +31,7 @@ export interface XattrState {
   readonly held: number;
 }
 
+/** The xattr fids of one P9Server (see the file comment): snapshots and pending values, within one byte budget. */
 export class P9XattrOps {
   private bytes = 0;
 

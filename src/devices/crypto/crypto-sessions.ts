@@ -60,18 +60,29 @@ export interface ChainSession {
   readonly resultLen: number;
 }
 
+/** A VIRTIO_CRYPTO_HASH session (5.9.7.2.1.3): a digest of the request's data. */
 export interface HashSession {
+  /** Tells the session kinds apart. */
   readonly kind: 'hash';
+  /** VIRTIO_CRYPTO_SERVICE_HASH. */
   readonly service: typeof CryptoService.HASH;
+  /** The Node.js (OpenSSL) digest name of the session's VIRTIO_CRYPTO_HASH_* algorithm, e.g. `sha256`. */
   readonly hash: string;
+  /** hash_result_len: bytes of digest returned (the digest truncated to it; SHAKE: that many bytes of output). */
   readonly resultLen: number;
 }
 
+/** A VIRTIO_CRYPTO_MAC session (5.9.7.2.1.4): an HMAC of the request's data under the session key. */
 export interface MacSession {
+  /** Tells the session kinds apart. */
   readonly kind: 'mac';
+  /** VIRTIO_CRYPTO_SERVICE_MAC. */
   readonly service: typeof CryptoService.MAC;
+  /** The Node.js digest name under the HMAC of the session's VIRTIO_CRYPTO_MAC_HMAC_* algorithm. */
   readonly hash: string;
+  /** The authentication key given at session creation. */
   readonly key: KeyObject;
+  /** hash_result_len: bytes of the HMAC returned (truncated; at most the digest length). */
   readonly resultLen: number;
 }
 

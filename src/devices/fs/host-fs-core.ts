@@ -13,6 +13,7 @@ import { HostFsTables, O_PATH, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type HostFsLim
 
 const { NOFOLLOW, DIRECTORY, CREAT, EXCL, TRUNC, APPEND, NONBLOCK, ACCMODE, DIRECT, DSYNC, SYNC, RDONLY, RDWR } = OpenFlag;
 
+/** Options of a HostFs: the table limits plus how the share is presented to the guest (read-only, id maps, xattrs, ACLs). */
 export interface HostFsOptions extends HostFsLimits {
   /** Every change refused with EROFS (writes, creation, removal, attributes, xattrs). */
   readonly readOnly?: boolean;
@@ -56,15 +57,21 @@ function isDots(name: Uint8Array): boolean {
 
 /** The name operations of HostFs over its tables (host-fs-attrs.ts and host-fs.ts add the rest). */
 export class HostFsCore extends HostFsTables {
+  /** True when every change is refused with EROFS (HostFsOptions.readOnly). */
   readonly readOnly: boolean;
+  /** Translates uids between the guest's view and the host's (identity unless configured). */
   readonly uidMap: IdMap;
+  /** Translates gids between the guest's view and the host's (identity unless configured). */
   readonly gidMap: IdMap;
+  /** Which guest xattr names reach the host and under which host name (xattr-map.ts). */
   readonly xattrs: XattrMap;
+  /** Entries of one directory snapshot at most (OPENDIR/listDir fail EOVERFLOW beyond). */
   protected readonly maxDirEntries: number;
   /** The guest caller's ids (setCaller): the owner of what it creates, when we may chown. */
   private callerUid = -1;
   private callerGid = -1;
   private readonly canChown = process.geteuid?.() === 0;
+  /** POSIX ACLs pass through to the host (HostFsOptions.posixAcl). */
   readonly posixAcl: boolean;
   /** The umask for the next creations (POSIX ACL mode: the request's), or -1: the process's. */
   private createUmask = -1;
@@ -119,12 +126,14 @@ export class HostFsCore extends HostFsTables {
     if (isDots(name)) fail(Errno.EINVAL, '. or ..');
   }
 
+  /** The inode `nodeid` when it is a directory (ENOTDIR otherwise, ENOENT when unknown). */
   protected dir(nodeid: number): Inode {
     const d = this.inode(nodeid);
     if (d.type !== S_IFDIR) fail(Errno.ENOTDIR, `nodeid ${nodeid} is not a directory`);
     return d;
   }
 
+  /** Fails EROFS on a read-only share; called first by every changing operation. */
   protected writable(): void {
     if (this.readOnly) fail(Errno.EROFS, 'read-only share');
   }
@@ -231,6 +240,9 @@ export class HostFsCore extends HostFsTables {
     return true;
   }
 
+  /**
+   * MKDIR: the new directory `name` in `parentId` with permission bits `mode` (umask applied), owned by the caller; its inode, attributes in `out`.
+   */
   mkdirEntry(parentId: number, name: Uint8Array, mode: number, out: Float64Array): Inode {
     const parent = this.dir(parentId);
     HostFsCore.checkName(name);
@@ -291,7 +303,12 @@ export class HostFsCore extends HostFsTables {
   }
 
   /** CREATE: a new regular file (O_EXCL unless the driver allows an existing one); its handle. */
-  createEntry(parentId: number, name: Uint8Array, flags: number, mode: number, out: Float64Array): { inode: Inode; fh: number } {
+  createEntry(parentId: number, name: Uint8Array, flags: number, mode: number, out: Float64Array): {
+    /** The file's inode, one lookup more. */
+    inode: Inode;
+    /** The open handle (opened with the request's access mode and flags). */
+    fh: number;
+  } {
     const parent = this.dir(parentId);
     HostFsCore.checkName(name);
     this.writable();
@@ -322,7 +339,12 @@ export class HostFsCore extends HostFsTables {
   }
 
   /** TMPFILE: an unnamed regular file in `parent` (O_TMPFILE), opened; linkable later with LINK. */
-  tmpfileEntry(parentId: number, flags: number, mode: number, out: Float64Array): { inode: Inode; fh: number } {
+  tmpfileEntry(parentId: number, flags: number, mode: number, out: Float64Array): {
+    /** The unnamed file's inode, one lookup more. */
+    inode: Inode;
+    /** The open handle (read-write when the request asked read-only: O_TMPFILE needs write access). */
+    fh: number;
+  } {
     const parent = this.dir(parentId);
     this.writable();
     const acc = (flags & ACCMODE) === RDONLY ? RDWR : flags & ACCMODE;
@@ -343,6 +365,7 @@ export class HostFsCore extends HostFsTables {
     }
   }
 
+  /** UNLINK of the non-directory `name` in `parentId` (EROFS on a read-only share). */
   unlink(parentId: number, name: Uint8Array): void {
     const parent = this.dir(parentId);
     HostFsCore.checkName(name);
@@ -350,6 +373,7 @@ export class HostFsCore extends HostFsTables {
     check(this.fsAt.unlinkat(parent.fd, name, 0), 'unlink');
   }
 
+  /** RMDIR of the empty directory `name` in `parentId` (EROFS on a read-only share). */
   rmdir(parentId: number, name: Uint8Array): void {
     const parent = this.dir(parentId);
     HostFsCore.checkName(name);
@@ -368,6 +392,7 @@ export class HostFsCore extends HostFsTables {
     check(this.fsAt.renameat2(from.fd, oldName, to.fd, newName, flags), 'rename');
   }
 
+  /** RENAME (no flags): `rename2` with flags 0, replacing any target. */
   rename(oldParentId: number, oldName: Uint8Array, newParentId: number, newName: Uint8Array): void {
     this.rename2(oldParentId, oldName, newParentId, newName, 0);
   }

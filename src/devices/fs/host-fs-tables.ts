@@ -20,11 +20,15 @@ export const S_IFREG = 0o100000;
 export const S_IFLNK = 0o120000;
 const { DEV, INO } = StatField;
 
+/** One host object the guest holds (FUSE nodeid): its pinned O_PATH descriptor and identity. */
 export interface Inode {
+  /** The number the guest names it by (FUSE nodeid; the root is 1). */
   readonly nodeid: number;
   /** O_PATH | O_NOFOLLOW descriptor of the object. */
   readonly fd: number;
+  /** st_dev of the object: with `ino`, the key that makes two names of one object one inode. */
   readonly dev: number;
+  /** st_ino of the object on the host. */
   readonly ino: number;
   /** S_IFMT bits of the object when looked up. */
   readonly type: number;
@@ -48,6 +52,9 @@ export interface FileHandle {
   released: boolean;
 }
 
+/**
+ * Bounds of the HostFs tables: a guest that exceeds them gets ENFILE (EOVERFLOW for a directory), never unbounded host memory or descriptors.
+ */
 export interface HostFsLimits {
   /** Inodes the guest may hold at once (root included). Default 65536. */
   readonly maxInodes?: number;
@@ -64,8 +71,11 @@ export class HostFsTables {
   private readonly handles = new Map<number, FileHandle>();
   private nextNodeid = 2;
   private nextFh = 1;
+  /** The shared directory itself (nodeid 1), held for the life of the HostFs. */
   readonly root: Inode;
+  /** The native *at system calls (src/platform/fs-at.ts) every operation goes through. */
   readonly fsAt: FsAt;
+  /** POSIX record locks held for the guest's lock owners (GETLK/SETLK/SETLKW, 9P Tlock). */
   readonly locks: HostLocks;
   private readonly maxInodes: number;
   private readonly maxHandles: number;
@@ -84,9 +94,11 @@ export class HostFsTables {
     this.insert(this.root);
   }
 
+  /** Inodes the guest holds now (root included), bounded by maxInodes. */
   get inodeCount(): number {
     return this.inodes.size;
   }
+  /** Open file and directory handles now, bounded by maxHandles. */
   get handleCount(): number {
     return this.handles.size;
   }
@@ -154,6 +166,7 @@ export class HostFsTables {
     return fh;
   }
 
+  /** The open handle `fh` (EBADF when unknown or released). */
   handle(fh: number): FileHandle {
     const h = this.handles.get(fh);
     if (h === undefined) fail(Errno.EBADF, `fh ${fh} unknown`);

@@ -45,9 +45,18 @@ const { RDONLY, DIRECTORY } = OpenFlag;
 const ACL_ACCESS = Buffer.from('system.posix_acl_access');
 const S_ISGID = 0o2000;
 
+/**
+ * The host side of a shared folder: every guest name resolved with *at calls in descriptors the
+ * tables pin, never a path the guest spelled (how the guest is kept inside: the file comment).
+ * Used by the virtio-fs FUSE server (FsDevice, virtio spec 5.11) and the 9p server; errors are
+ * thrown as errno failures (fs-errno.ts) that the server turns into the FUSE or 9P error reply.
+ */
 export class HostFs extends HostFsAttrs {
   // --- data, sync, space -----------------------------------------------------------------
 
+  /**
+   * READ: up to `len` bytes of the open file `fh` at byte `position` into `buf` from `offset`; the count read (0 at end of file).
+   */
   pread(fh: number, buf: Uint8Array, offset: number, len: number, position: number): number {
     return check(this.fsAt.pread(this.fileFd(fh), buf, offset, len, position), 'read');
   }
@@ -58,6 +67,9 @@ export class HostFs extends HostFsAttrs {
     return this.fileFd(fh);
   }
 
+  /**
+   * WRITE: `len` bytes of `buf` from `offset` to the open file `fh` at byte `position`; the count written (EROFS on a read-only share).
+   */
   pwrite(fh: number, buf: Uint8Array, offset: number, len: number, position: number): number {
     this.writable();
     return check(this.fsAt.pwrite(this.fileFd(fh), buf, offset, len, position), 'write');
@@ -93,6 +105,9 @@ export class HostFs extends HostFsAttrs {
     }
   }
 
+  /**
+   * FALLOCATE: fallocate(2) `mode` (FALLOC_FL_* bits: keep size, punch hole, ...) over `len` bytes at `offset` of the open file (EROFS on a read-only share).
+   */
   fallocate(fh: number, mode: number, offset: number, len: number): void {
     this.writable();
     check(this.fsAt.fallocate(this.fileFd(fh), mode, offset, len), 'fallocate');
@@ -103,6 +118,9 @@ export class HostFs extends HostFsAttrs {
     return check(this.fsAt.lseek(this.fileFd(fh), offset, whence), 'lseek');
   }
 
+  /**
+   * COPY_FILE_RANGE: copy_file_range(2) of `len` bytes between two open handles of this share, in the host kernel; the count copied (may be short, 0 at the end of the source).
+   */
   copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number, flags: number): number {
     this.writable();
     return check(this.fsAt.copyFileRange(this.fileFd(fhIn), offIn, this.fileFd(fhOut), offOut, len, flags), 'copy_file_range');
@@ -185,6 +203,7 @@ export class HostFs extends HostFsAttrs {
     return this.xattrs.listToGuest(buf.subarray(0, n));
   }
 
+  /** REMOVEXATTR: `name` as the guest spells it (EPERM when the xattr map does not let it reach the host). */
   removexattr(nodeid: number, name: Buffer): void {
     const path = this.xattrPath(nodeid, true);
     const host = this.xattrs.toHost(name);
@@ -206,26 +225,54 @@ export class HostFs extends HostFsAttrs {
     return this.stats(this.inode(nodeid));
   }
 
-  lookup(parentId: number, name: Buffer): { inode: Inode; stat: fs.Stats } {
+  /**
+   * LOOKUP of `name` in `parentId` (one lookup count more), with fs.Stats in guest ids; the allocation-free form is `lookupEntry`.
+   */
+  lookup(parentId: number, name: Buffer): {
+    /** The inode found (one lookup more: FORGET it when done). */
+    inode: Inode;
+    /** Its attributes, uid and gid as the guest's (never follows a symlink). */
+    stat: fs.Stats;
+  } {
     const inode = this.lookupEntry(parentId, name, this.tmp);
     return { inode, stat: this.stats(inode) };
   }
 
-  create(parentId: number, name: Buffer, flags: number, mode: number): { inode: Inode; stat: fs.Stats; fh: number } {
+  /**
+   * CREATE of the regular file `name` in `parentId`, opened with `flags` (open(2)), permission bits `mode`; the allocation-free form is `createEntry`.
+   */
+  create(parentId: number, name: Buffer, flags: number, mode: number): {
+    /** The created (or, without O_EXCL, existing) file's inode, one lookup more. */
+    inode: Inode;
+    /** Its attributes after creation (owner as the guest's). */
+    stat: fs.Stats;
+    /** The open handle of the file (RELEASE it when done). */
+    fh: number;
+  } {
     const { inode, fh } = this.createEntry(parentId, name, flags, mode, this.tmp);
     return { inode, stat: this.stats(inode), fh };
   }
 
-  mkdir(parentId: number, name: Buffer, mode: number): { inode: Inode; stat: fs.Stats } {
+  /** MKDIR of `name` in `parentId` with permission bits `mode`; the allocation-free form is `mkdirEntry`. */
+  mkdir(parentId: number, name: Buffer, mode: number): {
+    /** The new directory's inode, one lookup more. */
+    inode: Inode;
+    /** Its attributes (owner as the guest's). */
+    stat: fs.Stats;
+  } {
     const inode = this.mkdirEntry(parentId, name, mode, this.tmp);
     return { inode, stat: this.stats(inode) };
   }
 
+  /**
+   * SETATTR of the inode (through `fh` when the driver passed an open handle, else null): the fields of `valid` that are not null; the attributes after the change.
+   */
   setattr(nodeid: number, fh: number | null, valid: SetattrValues): fs.Stats {
     this.setattrInto(nodeid, fh, valid, this.tmp);
     return this.stat(nodeid);
   }
 
+  /** STATFS of the host file system holding the inode (fs.StatsFs); the allocation-free form is `statfsInto`. */
   statfs(nodeid: number): fs.StatsFs {
     return fs.statfsSync(procFdPath(this.inode(nodeid).fd));
   }

@@ -13,12 +13,15 @@
 import { At, Lock, LockField, OpenFlag, procFdPath, type FsAt } from '../../platform/fs-at.js';
 import { Errno, FuseErrno, check, fail } from './fs-errno.js';
 
+/** A POSIX record lock as FUSE's fuse_file_lock carries it (bytes `start`..`start+len-1` of a file). */
 export interface LockRange {
   /** Lock.RDLCK / WRLCK / UNLCK. */
   type: number;
+  /** First byte of the range (file offset). */
   start: number;
   /** Bytes, 0 = to the end of the file. */
   len: number;
+  /** Process id of the lock's holder as the guest passes it; GETLK answers 0 (OFD locks have no holder pid). */
   pid: number;
 }
 
@@ -30,6 +33,7 @@ export interface PendingLock {
 
 const EAGAIN = 11;
 
+/** The guest's POSIX record locks on a HostFs share, one OFD-locked description per (inode, lock owner); see the file comment. */
 export class HostLocks {
   /** nodeid → (owner key → fd). */
   private readonly byInode = new Map<number, Map<string, number>>();
@@ -140,6 +144,7 @@ export class HostLocks {
     for (const nodeid of [...this.byInode.keys()]) this.dropInode(nodeid);
   }
 
+  /** Open descriptions now (one per inode and lock owner), bounded by `maxOwners`. */
   get ownerCount(): number {
     return this.count;
   }

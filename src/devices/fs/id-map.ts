@@ -6,20 +6,28 @@
  */
 import { ErrorCode, VirtioError } from '../../errors.js';
 
+/** One translated range: guest ids `guest`..`guest+count-1` are host ids `host`..`host+count-1`. */
 export interface IdRange {
+  /** First id of the range as the guest sees it. */
   readonly guest: number;
+  /** First id of the range on the host. */
   readonly host: number;
+  /** Ids in the range (at least 1). */
   readonly count: number;
 }
 
 export const OVERFLOW_ID = 65534;
 const MAX_ID = 0xffff_fffe;
 
+/**
+ * A uid or gid map between the guest and the host (ranges `guest:host:count`); see the file comment for ids outside every range.
+ */
 export class IdMap {
   private readonly ranges: readonly IdRange[];
 
   constructor(
     ranges: readonly IdRange[] = [],
+    /** Ids outside every range map to OVERFLOW_ID (65534, nobody) instead of passing through. */
     readonly strict = false,
   ) {
     for (const r of ranges) {
@@ -42,6 +50,7 @@ export class IdMap {
     return new IdMap(ranges, strict);
   }
 
+  /** True when no range is set and not strict: every id passes unchanged (HostFs then skips the translation). */
   get isIdentity(): boolean {
     return this.ranges.length === 0 && !this.strict;
   }

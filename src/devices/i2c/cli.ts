@@ -7,11 +7,36 @@ import type { DeviceCli } from '../device-type.js';
 
 /** One `--target`: a simulated chip at an address. */
 export type I2cTargetOption =
-  | { readonly address: number; readonly tenBit: boolean; readonly kind: 'eeprom'; readonly size: number; readonly file: string | null; readonly pageSize: number | null }
-  | { readonly address: number; readonly tenBit: boolean; readonly kind: 'regs'; readonly count: number };
+  | {
+      /** The target's I2C address (7-bit, or 10-bit with `tenBit`). */
+      readonly address: number;
+      /** A 10-bit address (any address 0x80..0x3ff), encoded as 5.16.6.1 says. */
+      readonly tenBit: boolean;
+      /** A 24Cxx-style EEPROM. */
+      readonly kind: 'eeprom';
+      /** Bytes of the EEPROM: a power of 2 from 128 to 65536. */
+      readonly size: number;
+      /** Host file backing the contents (`file=PATH`); null: kept in memory only. */
+      readonly file: string | null;
+      /** Write page in bytes (`page=N`: a write wraps within its page); null: the chip's default by size. */
+      readonly pageSize: number | null;
+    }
+  | {
+      /** The target's I2C address (7-bit, or 10-bit with `tenBit`). */
+      readonly address: number;
+      /** A 10-bit address. */
+      readonly tenBit: boolean;
+      /** A register file: a register pointer byte, then reads and writes from it. */
+      readonly kind: 'regs';
+      /** Registers (bytes) in the file. */
+      readonly count: number;
+    };
 
+/** Options of `virtio-ts i2c`, as parsed from the command line. */
 export interface I2cOptions extends BackendOptions {
+  /** The simulated chips on the bus, one per `--target`. */
   readonly targets: readonly I2cTargetOption[];
+  /** Maximum size of the request queue (default 128). */
   readonly queueSize: number;
 }
 

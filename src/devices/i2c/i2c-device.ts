@@ -69,6 +69,7 @@ export class I2cDevice implements VirtioDevice {
     I2cF.ZERO_LENGTH_REQUEST | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.IN_ORDER | F.RING_RESET;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = I2C_CONFIG_SIZE;
+  /** Requests answered OK and ERR, skipped after a failure, and chains too malformed to answer. */
   readonly stats: I2cDeviceStats = { ok: 0, err: 0, skipped: 0, unanswerable: 0 };
 
   private readonly targets = new Map<number, I2cTarget>();

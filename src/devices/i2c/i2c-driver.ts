@@ -26,15 +26,21 @@ import {
 
 /** One message of a transaction: `write` bytes, or `read` bytes (0 and an empty write: zero-length). */
 export interface I2cMessage {
+  /** The target's address (7-bit, or 10-bit with `tenBit`). */
   readonly address: number;
+  /** A 10-bit address (5.16.6.1 encoding). Default false. */
   readonly tenBit?: boolean;
+  /** Bytes to write to the target (a write message). */
   readonly write?: Uint8Array;
+  /** Bytes to read from the target (a read message, VIRTIO_I2C_FLAGS_M_RD). */
   readonly read?: number;
 }
 
+/** What `transfer` achieved for a transaction. */
 export interface I2cTransferResult {
   /** Messages that succeeded: those before the first failure (driver/i2c/9); all when `ok`. */
   readonly completed: number;
+  /** Every message answered VIRTIO_I2C_MSG_OK. */
   readonly ok: boolean;
   /** Per message: the bytes read, for read messages that succeeded; null otherwise (driver/i2c/5). */
   readonly reads: readonly (Uint8Array | null)[];

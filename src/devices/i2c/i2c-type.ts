@@ -14,9 +14,20 @@ import { RegisterFileTarget } from './register-file-target.js';
 /** `createDevice` arguments (structured-cloneable). */
 export interface I2cDeviceArgs {
   /** EEPROMs: address and size (default one of 256 bytes at 0x50). */
-  readonly eeproms?: readonly { readonly address: number; readonly size: number }[];
+  readonly eeproms?: readonly {
+    /** 7-bit I2C address. */
+    readonly address: number;
+    /** Bytes of the EEPROM. */
+    readonly size: number;
+  }[];
   /** Register files: address and register count (default 16 at 0x20). */
-  readonly registerFiles?: readonly { readonly address: number; readonly count: number }[];
+  readonly registerFiles?: readonly {
+    /** 7-bit I2C address. */
+    readonly address: number;
+    /** Registers (bytes) in the file. */
+    readonly count: number;
+  }[];
+  /** Maximum size of the request queue. Default 256. */
   readonly queueSize?: number;
 }
 

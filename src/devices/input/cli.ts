@@ -9,10 +9,13 @@ import { InputDevice } from './input-device.js';
 import { parseInputProfile } from './input-json.js';
 import { INPUT_PRESETS, type InputPresetName } from './input-presets.js';
 
+/** Options of `virtio-ts input`, as parsed from the command line. */
 export interface InputCliOptions extends BackendOptions {
+  /** --preset: the kind of device when no --profile is given (default keyboard). */
   readonly preset: InputPresetName;
   /** --profile: a generic event device described by a JSON file (instead of the preset). */
   readonly profile: InputDeviceProfile | undefined;
+  /** --name: the device name the guest sees (ID_NAME); undefined: the preset's or profile's. */
   readonly name: string | undefined;
   /** --events-socket: a Unix socket taking event lines from any number of host programs. */
   readonly eventsSocket: string | undefined;

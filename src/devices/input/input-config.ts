@@ -6,21 +6,33 @@
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { InputAbsInfo, InputConfig, InputConfigSelect, InputDevIds } from '../../spec/input.js';
 
+/** One absolute axis as VIRTIO_INPUT_CFG_ABS_INFO reports it (struct virtio_input_absinfo, 5.8.4). */
 export interface InputAbsAxis {
+  /** Smallest value the axis reports. */
   readonly min: number;
+  /** Largest value the axis reports. */
   readonly max: number;
+  /** Noise filter: changes smaller than this may be dropped by the guest's input core. Default 0. */
   readonly fuzz?: number;
+  /** Dead zone around the centre reported as the centre (joysticks). Default 0. */
   readonly flat?: number;
+  /** Resolution: units per millimetre (units per radian for rotation axes). Default 0: unknown. */
   readonly res?: number;
 }
 
+/** The device's identity as VIRTIO_INPUT_CFG_ID_DEVIDS reports it (struct virtio_input_devids, 5.8.4). */
 export interface InputDevIdsValue {
+  /** BUS_* of linux/input.h (BUS_VIRTUAL 0x06 for the presets). */
   readonly bustype: number;
+  /** Vendor id (16 bits). */
   readonly vendor: number;
+  /** Product id (16 bits). */
   readonly product: number;
+  /** Version (16 bits). */
   readonly version: number;
 }
 
+/** What an input device is, as its configuration space describes it (5.8.4): identity, event codes, axes. */
 export interface InputDeviceProfile {
   /** VIRTIO_INPUT_CFG_ID_NAME (UTF-8, at most 128 bytes, no NUL). */
   readonly name: string;
@@ -86,7 +98,10 @@ export class InputConfigSpace {
   private select = 0;
   private subsel = 0;
 
-  constructor(readonly profile: InputDeviceProfile) {
+  constructor(
+    /** The description every config answer is computed from (once, here). */
+    readonly profile: InputDeviceProfile,
+  ) {
     const S = InputConfigSelect;
     const put = (sel: number, sub: number, a: Answer): void => void this.answers.set((sel << 8) | sub, a);
     put(S.ID_NAME, 0, { bytes: stringBytes(profile.name, 'name') });

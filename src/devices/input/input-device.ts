@@ -20,9 +20,13 @@ import { InputConfigSpace, type InputDeviceProfile } from './input-config.js';
 export type InputStatusListener = (type: number, code: number, value: number) => void;
 
 /** One evdev event the host sends. */
+/** One evdev event as struct virtio_input_event carries it (5.8.6). */
 export interface InputEventValue {
+  /** EV_* event type (EV_KEY, EV_REL, EV_ABS, EV_SYN, ...). */
   readonly type: number;
+  /** The code within the type (KEY_A, REL_X, ABS_Y, ...). */
   readonly code: number;
+  /** The value: 1/0/2 press/release/repeat for keys, the delta for REL, the position for ABS (signed 32 bits). */
   readonly value: number;
 }
 

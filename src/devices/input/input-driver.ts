@@ -67,7 +67,10 @@ export class InputDriver implements DeviceDriver {
   private readonly configSettled: (() => Promise<void>) | undefined;
   private accept: ((type: number, code: number) => boolean) | undefined;
   /** Events not delivered because `accept` refused them (driver/input/7). */
-  readonly stats = { ignored: 0 };
+  readonly stats = {
+    /** Events refused by `accept` (codes not announced in EV_BITS) and dropped. */
+    ignored: 0,
+  };
 
   constructor(ctx: DriverContext, opts: InputDriverOptions = {}) {
     checkDriverContext(InputDriver.type, ctx);

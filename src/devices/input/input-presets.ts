@@ -51,8 +51,12 @@ export function tabletProfile(name = 'virtio-ts tablet', max = 0x7fff): InputDev
 
 /** Presets by name (CLI and createDevice). */
 export const INPUT_PRESETS = {
+  /** A keyboard: EV_KEY keys and the NumLock/CapsLock/ScrollLock LEDs (keyboardProfile). */
   keyboard: keyboardProfile,
+  /** A relative mouse: buttons, REL_X / REL_Y and the wheel (mouseProfile). */
   mouse: mouseProfile,
+  /** An absolute pointer: buttons and ABS_X / ABS_Y over 0..32767 (tabletProfile). */
   tablet: tabletProfile,
 } as const;
+/** The name of a preset: `keyboard`, `mouse` or `tablet`. */
 export type InputPresetName = keyof typeof INPUT_PRESETS;

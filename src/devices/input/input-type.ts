@@ -12,11 +12,15 @@ import { INPUT_PRESETS, type InputPresetName } from './input-presets.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface InputDeviceArgs {
+  /** The preset to build when no `profile` is given. Default keyboard. */
   readonly preset?: InputPresetName;
   /** A generic event device: this profile instead of a preset (`name` still overrides its name). */
   readonly profile?: InputDeviceProfile;
+  /** Device name (ID_NAME) instead of the preset's or profile's. */
   readonly name?: string;
+  /** Maximum size of the event and status queues. Default 64. */
   readonly queueSize?: number;
+  /** Events held while the driver has posted no eventq buffer, at most. Default 256. */
   readonly maxQueuedEvents?: number;
 }
 

@@ -51,6 +51,7 @@ export interface IommuDeviceOptions {
   probeSize?: number;
   /** Mappings per domain at most (NOMEM beyond). Default 65536. */
   maxMappings?: number;
+  /** Maximum size of the request and event queues, 1..32768. Default 128. */
   queueSize?: number;
   /** Where the device logs; silent by default. */
   logger?: Logger;
@@ -75,6 +76,7 @@ export class IommuDevice implements VirtioDevice {
   readonly offeredFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = IommuConfig.SIZE;
+  /** Endpoints, domains and mappings; what a kit device behind this IOMMU translates through (endpointMemory). */
   readonly translation: IommuTranslation;
 
   private readonly initialBypass: 0 | 1;

@@ -8,20 +8,28 @@
 import { GuestMemory, type RegionSpec } from '../../memory/guest-memory.js';
 import { IommuFaultFlag, IommuFaultReason, IommuMapFlag } from '../../spec/iommu.js';
 
+/** One MAP of a domain (5.13.6.4): IOVAs virtStart..virtEnd onto guest-physical memory from physStart. */
 export interface IommuMapping {
+  /** First IOVA of the range. */
   readonly virtStart: number;
   /** Inclusive (5.13.6.4). */
   readonly virtEnd: number;
+  /** Guest-physical address virtStart maps to. */
   readonly physStart: number;
+  /** VIRTIO_IOMMU_MAP_F_READ / WRITE / MMIO: what accesses the mapping allows. */
   readonly flags: number;
 }
 
+/** A virtio-iommu domain (5.13.6.2 ATTACH): an address space shared by the endpoints attached to it. */
 export class IommuDomain {
+  /** Ids of the endpoints attached to it now. */
   readonly endpoints = new Set<number>();
   /** Sorted by virtStart, never overlapping. */
   mappings: IommuMapping[] = [];
   constructor(
+    /** The domain id the driver chose (within config domain_range). */
     readonly id: number,
+    /** Created by ATTACH with VIRTIO_IOMMU_ATTACH_F_BYPASS: accesses are not translated, MAP is refused. */
     readonly bypass: boolean,
   ) {}
 
@@ -37,6 +45,7 @@ export class IommuDomain {
     return lo;
   }
 
+  /** Whether any mapping meets the IOVA range start..end (inclusive): MAP of such a range fails INVAL. */
   overlaps(start: number, end: number): boolean {
     const m = this.mappings[this.lowerBound(start)];
     return m !== undefined && m.virtStart <= end;
@@ -67,10 +76,15 @@ export interface Translation {
   readonly reason: number;
 }
 
+/** An access that did not translate, as the device reports it on the eventq (5.13.6.9). */
 export interface IommuFaultInfo {
+  /** The endpoint that made the access. */
   readonly endpoint: number;
+  /** VIRTIO_IOMMU_FAULT_R_UNKNOWN, _DOMAIN or _MAPPING. */
   readonly reason: number;
+  /** VIRTIO_IOMMU_FAULT_F_READ / WRITE of the access, with F_ADDRESS (the address is always known here). */
   readonly flags: number;
+  /** The IOVA accessed. */
   readonly address: number;
 }
 
@@ -90,13 +104,17 @@ class EndpointMemory extends GuestMemory {
   }
 }
 
+/** The translation state of one virtio-iommu (see the file comment, 5.13). */
 export class IommuTranslation {
+  /** The endpoints behind the IOMMU, by id. */
   readonly endpoints = new Map<number, EndpointSpec>();
+  /** The domains that exist now (created by ATTACH, gone with their last endpoint), by id. */
   readonly domains = new Map<number, IommuDomain>();
   /** The domain each attached endpoint is in. */
   readonly attached = new Map<number, IommuDomain>();
   /** Whether unattached endpoints bypass (config bypass with BYPASS_CONFIG, or BYPASS). */
   unattachedBypass = false;
+  /** Called for every access that does not translate (the device queues a fault event); null: not reported. */
   onFault: ((f: IommuFaultInfo) => void) | null = null;
   private readonly views = new Map<number, { memory: EndpointMemory; access: number }>();
 
@@ -108,6 +126,7 @@ export class IommuTranslation {
     for (const e of endpoints) this.endpoints.set(e.id, e);
   }
 
+  /** The guest-physical memory mappings point into (null: none yet); every endpoint view is rebuilt. */
   setPhysical(memory: GuestMemory | null): void {
     this.physical = memory;
     this.refreshAll();
@@ -162,12 +181,14 @@ export class IommuTranslation {
     for (const e of d.endpoints) this.refresh(e);
   }
 
+  /** Rebuilds the endpointMemory view of `endpoint` (if one was made) from its domain's mappings. */
   refresh(endpoint: number): void {
     const v = this.views.get(endpoint);
     if (v === undefined) return;
     v.memory.replaceRegions(this.regionsOf(endpoint, v.access));
   }
 
+  /** Rebuilds every endpointMemory view (after a change to physical memory or bypass). */
   refreshAll(): void {
     for (const e of this.views.keys()) this.refresh(e);
   }

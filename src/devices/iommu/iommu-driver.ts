@@ -37,7 +37,9 @@ const U32 = 0x1_0000_0000;
 /** The device answered a request with a status other than OK. */
 export class IommuStatusError extends VirtioError {
   constructor(
+    /** The request that failed, e.g. `MAP` or `ATTACH`. */
     readonly operation: string,
+    /** VIRTIO_IOMMU_S_* status the device answered (IOERR, UNSUPP, DEVERR, INVAL, RANGE, NOENT, FAULT, NOMEM). */
     readonly status: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-iommu ${operation}: status ${status}`);
@@ -56,15 +58,23 @@ export interface IommuDriverConfig {
   readonly probeSize: number;
 }
 
+/** A RESV_MEM property of PROBE (5.13.6.8.2.1): an IOVA range the driver must not map, or may only map as MSI. */
 export interface IommuReservedRegion {
+  /** VIRTIO_IOMMU_RESV_MEM_T_RESERVED or _MSI. */
   readonly subtype: number;
+  /** First IOVA of the region. */
   readonly start: number;
+  /** Last IOVA of the region (inclusive). */
   readonly end: number;
 }
 
+/** A fault event the device sent on the eventq (struct virtio_iommu_fault, 5.13.6.9). */
 export interface IommuFaultReport {
+  /** VIRTIO_IOMMU_FAULT_R_UNKNOWN, _DOMAIN or _MAPPING. */
   readonly reason: number;
+  /** VIRTIO_IOMMU_FAULT_F_READ / WRITE / EXEC / ADDRESS. */
   readonly flags: number;
+  /** The endpoint whose access faulted. */
   readonly endpoint: number;
   /** Present with VIRTIO_IOMMU_FAULT_F_ADDRESS. */
   readonly address: number | null;
@@ -147,7 +157,12 @@ export class IommuDriver implements DeviceDriver {
   }
 
   /** Sends a raw request: the readable part, `extra` writable bytes before the tail; resolves with the status and the bytes written. */
-  async request(readable: Uint8Array, extra = 0): Promise<{ status: number; written: Uint8Array }> {
+  async request(readable: Uint8Array, extra = 0): Promise<{
+    /** VIRTIO_IOMMU_S_* from the request's tail (0: OK). */
+    status: number;
+    /** The device-writable part the device filled before the tail (`extra` bytes, e.g. PROBE properties). */
+    written: Uint8Array;
+  }> {
     const inLen = extra + IOMMU_TAIL_SIZE;
     const addr = this.ctx.dma.alloc(readable.length + inLen, 8);
     try {

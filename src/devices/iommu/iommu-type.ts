@@ -15,6 +15,7 @@ import { IommuDriver, type IommuFaultReport } from './iommu-driver.js';
 export interface IommuDeviceArgs {
   /** Endpoint ids behind the IOMMU. Default [0]. */
   readonly endpoints?: readonly number[];
+  /** Maximum size of the request and event queues. Default 128. */
   readonly queueSize?: number;
 }
 

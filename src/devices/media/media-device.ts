@@ -75,6 +75,7 @@ export class MediaDevice implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = MediaConfig.SIZE;
   readonly sharedMemoryRegions: readonly SharedMemoryRegion[];
+  /** Shared memory region 0 (5.22.6.1 MMAP): where MMAP buffers live. */
   readonly shm: MediaShm;
 
   private readonly card = new Uint8Array(MediaConfig.CARD_SIZE);

@@ -41,7 +41,9 @@ import { getU64, setU64 } from './media-ioctls.js';
 /** The device answered a command with a Linux error code. */
 export class MediaErrnoError extends VirtioError {
   constructor(
+    /** The command or ioctl that failed, e.g. `MMAP` or `S_FMT`. */
     readonly operation: string,
+    /** The Linux errno the device answered (5.22.6.1 response status). */
     readonly errno: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-media ${operation}: errno ${errno}`);
@@ -78,21 +80,31 @@ export interface MediaDequeued {
   readonly timestampUsec: number;
 }
 
+/** One event the device sent on the eventq (5.22.6.2): an error, a V4L2 event or a dequeued buffer. */
 export interface MediaEventMessage {
+  /** VIRTIO_MEDIA_EVT_ERROR, VIRTIO_MEDIA_EVT_DQBUF or VIRTIO_MEDIA_EVT_EVENT. */
   readonly event: number;
+  /** The session the event is about. */
   readonly sessionId: number;
   /** ERROR: the errno; EVENT: the v4l2_event type. */
   readonly code: number;
+  /** DQBUF: the buffer the device returned; absent for the other events. */
   readonly dequeued?: MediaDequeued;
   /** The event as the device wrote it. */
   readonly raw: Uint8Array;
 }
 
+/** The single-plane v4l2_pix_format the device answered to G_FMT / S_FMT / TRY_FMT. */
 export interface MediaFormatReply {
+  /** Pixels per line. */
   readonly width: number;
+  /** Lines per frame. */
   readonly height: number;
+  /** V4L2 fourcc of the format (V4l2PixFmt). */
   readonly pixelformat: number;
+  /** Bytes from one line to the next (stride). */
   readonly bytesperline: number;
+  /** Bytes a buffer needs for one frame. */
   readonly sizeimage: number;
 }
 
@@ -194,7 +206,12 @@ export class MediaDriver implements DeviceDriver {
    * SG entries), room for `returnSize` payload bytes. Resolves with the errno and, on success
    * only, the payload the device wrote (driver/media/3).
    */
-  async ioctl(sessionId: number, code: number, payload: Uint8Array, returnSize: number, extra?: Uint8Array): Promise<{ errno: number; payload: Uint8Array | null }> {
+  async ioctl(sessionId: number, code: number, payload: Uint8Array, returnSize: number, extra?: Uint8Array): Promise<{
+    /** 0 on success, else the Linux errno the device answered. */
+    errno: number;
+    /** The payload the device wrote (`returnSize` bytes) on success; null on failure. */
+    payload: Uint8Array | null;
+  }> {
     this.requireSession(sessionId);
     const out = new Uint8Array(16 + payload.length + (extra?.length ?? 0));
     out.set(words(MediaCmd.IOCTL, 0, sessionId, code));
@@ -217,7 +234,14 @@ export class MediaDriver implements DeviceDriver {
    * VIDIOC_ENUM_FMT for buffer `type`, until the device says there are no more: each format's
    * fourcc and description.
    */
-  async enumFormats(sessionId: number, type: number): Promise<{ pixelformat: number; description: string }[]> {
+  async enumFormats(sessionId: number, type: number): Promise<
+    {
+      /** V4L2 fourcc of the format. */
+      pixelformat: number;
+      /** The device's human-readable name of the format. */
+      description: string;
+    }[]
+  > {
     const out: { pixelformat: number; description: string }[] = [];
     for (let i = 0; ; i++) {
       const p = new Uint8Array(V4l2FmtDesc.SIZE);
@@ -264,7 +288,14 @@ export class MediaDriver implements DeviceDriver {
   }
 
   /** QUERYBUF: the buffer's length and, for MMAP, its mem_offset. */
-  async queryBuffer(sessionId: number, type: number, index: number): Promise<{ length: number; offset: number; flags: number }> {
+  async queryBuffer(sessionId: number, type: number, index: number): Promise<{
+    /** Bytes of the buffer. */
+    length: number;
+    /** m.offset: for an MMAP buffer, the offset to pass to `mmap`. */
+    offset: number;
+    /** v4l2_buffer flags (V4L2_BUF_FLAG_*: mapped, queued, done, ...). */
+    flags: number;
+  }> {
     const p = bufferStruct(type, index, 0, 0);
     const v = new DataView((await this.call(sessionId, 'QUERYBUF', Vidioc.QUERYBUF, p, V4l2Buffer.SIZE)).buffer);
     return { length: v.getUint32(V4l2Buffer.LENGTH, true), offset: getU64(v, V4l2Buffer.M), flags: v.getUint32(V4l2Buffer.FLAGS, true) };
@@ -313,7 +344,12 @@ export class MediaDriver implements DeviceDriver {
   }
 
   /** G_EXT_CTRLS of `ids`; `controlsPointer` is the (meaningless to the device) pointer value sent. */
-  async getExtControls(sessionId: number, ids: readonly number[], controlsPointer = 0): Promise<{ values: number[]; controlsPointer: number }> {
+  async getExtControls(sessionId: number, ids: readonly number[], controlsPointer = 0): Promise<{
+    /** The control values, in the order of `ids`. */
+    values: number[];
+    /** The `controls` pointer as the device returned it (it must come back unchanged). */
+    controlsPointer: number;
+  }> {
     const p = new Uint8Array(V4l2ExtControls.SIZE + ids.length * V4l2ExtControl.SIZE);
     const v = new DataView(p.buffer);
     v.setUint32(V4l2ExtControls.COUNT, ids.length, true);
@@ -330,7 +366,12 @@ export class MediaDriver implements DeviceDriver {
    * VIRTIO_MEDIA_CMD_MMAP: maps the buffer at `offset` (from queryBuffer) into the device's shared
    * memory region; resolves with where it is and its length.
    */
-  async mmap(sessionId: number, offset: number, rw = true): Promise<{ addr: number; len: number }> {
+  async mmap(sessionId: number, offset: number, rw = true): Promise<{
+    /** driver_addr: offset of the mapping in shared memory region 0. */
+    addr: number;
+    /** Bytes mapped. */
+    len: number;
+  }> {
     this.requireSession(sessionId);
     const r = await this.exchange(words(MediaCmd.MMAP, 0, sessionId, rw ? MEDIA_MMAP_FLAG_RW : 0, offset), 24);
     const errno = status(r, 'MMAP');

@@ -14,8 +14,11 @@ export const MEDIA_MAX_BUFFERS = 16;
 /** SG entries per SHARED_PAGES buffer at most. */
 export const MEDIA_MAX_SG = 256;
 
+/** A format the pass-through codec offers (VIDIOC_ENUM_FMT). */
 export interface MediaFormatInfo {
+  /** V4L2 fourcc (V4l2PixFmt). */
   readonly pixelformat: number;
+  /** Human-readable name, as VIDIOC_ENUM_FMT reports it. */
   readonly description: string;
 }
 

@@ -17,14 +17,19 @@ export class ShmRange {
   ) {}
 }
 
+/** Shared memory region 0 of a MediaDevice: page-aligned ranges for MMAP buffers (see the file comment). */
 export class MediaShm {
+  /** The region's memory, as the device exposes it (sharedMemoryRegions). */
   readonly bytes: Uint8Array;
   /** Allocated ranges, by offset. */
   private ranges: ShmRange[] = [];
   /** Mappings by their driver_addr (the range offset). */
   private readonly mapped = new Map<number, ShmRange>();
 
-  constructor(readonly length: number) {
+  constructor(
+    /** Bytes of the region. */
+    readonly length: number,
+  ) {
     this.bytes = new Uint8Array(length);
   }
 
@@ -57,6 +62,7 @@ export class MediaShm {
     return this.ranges.find((r) => r.offset === offset && r.owned);
   }
 
+  /** MMAP: one mapping more of `r` (its driver_addr is its offset); kept until MUNMAP. */
   map(r: ShmRange): void {
     r.mappings++;
     this.mapped.set(r.offset, r);

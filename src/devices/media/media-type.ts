@@ -12,8 +12,11 @@ import { MediaDriver } from './media-driver.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface MediaDeviceArgs {
+  /** config `card` (5.22.4): the device's name, UTF-8, at most 32 bytes. Default: MediaDevice's. */
   readonly card?: string;
+  /** Bytes of shared memory region 0 for MMAP buffers (a multiple of 4096). Default 8 MiB. */
   readonly shmSize?: number;
+  /** Maximum size of each queue. Default 128. */
   readonly queueSize?: number;
 }
 

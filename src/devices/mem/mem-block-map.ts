@@ -8,11 +8,15 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 /** Blocks a map holds at most (a 512 MiB bitmap): bounds what a region's size can cost. */
 export const MAX_MEM_BLOCKS = 2 ** 32;
 
+/** One bit per memory block of a virtio-mem region (5.15): plugged or not, with a running count. */
 export class MemBlockMap {
   private readonly bits: Uint8Array;
   private plugged = 0;
 
-  constructor(readonly blocks: number) {
+  constructor(
+    /** Blocks in the region (region_size / block_size), at most MAX_MEM_BLOCKS. */
+    readonly blocks: number,
+  ) {
     if (!Number.isSafeInteger(blocks) || blocks < 0 || blocks > MAX_MEM_BLOCKS) {
       throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `virtio-mem: ${blocks} blocks is not in 0..${MAX_MEM_BLOCKS}`);
     }
@@ -24,6 +28,7 @@ export class MemBlockMap {
     return this.plugged;
   }
 
+  /** Whether block `block` (0 = the first block of the region) is plugged; the caller checked the range. */
   isPlugged(block: number): boolean {
     return (this.bits[block >>> 3]! & (1 << (block & 7))) !== 0;
   }

@@ -91,8 +91,11 @@ export class MemDevice implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = MemConfig.SIZE;
 
+  /** Bytes of one memory block, the unit of every plug/unplug (config block_size, 5.15.4): a power of two, 4 KiB..1 GiB. */
   readonly blockSize: number;
+  /** Guest physical address where the region starts (config addr, 5.15.4), a multiple of blockSize. */
   readonly addr: number;
+  /** Bytes of the whole device-managed region (config region_size, 5.15.4). */
   readonly regionSize: number;
   private readonly blocks: MemBlockMap;
   private readonly extent: number;
@@ -114,6 +117,7 @@ export class MemDevice implements VirtioDevice {
   private readonly respView = new DataView(this.respBytes.buffer);
   /** Bytes given back to the host with madvise so far, and the releases that failed. */
   releasedBytes = 0;
+  /** Unplugged blocks whose madvise(MADV_DONTNEED) failed (the memory stayed with the host process). */
   releaseFailures = 0;
   /** Requests answered, by response type (ACK, NACK, BUSY, ERROR). */
   readonly responses = [0, 0, 0, 0];
@@ -168,12 +172,15 @@ export class MemDevice implements VirtioDevice {
 
   // ---- the host's side ---------------------------------------------------------------------
 
+  /** requested_size (5.15.4): the bytes the device asks the driver to have plugged; changed by the host with resize. */
   get requestedSize(): number {
     return this.requested;
   }
+  /** plugged_size (5.15.4): bytes plugged now (plugged blocks × blockSize). */
   get pluggedSize(): number {
     return this.blocks.pluggedBlocks * this.blockSize;
   }
+  /** usable_region_size (5.15.4): bytes from `addr` in which the driver may plug blocks now (grows with requestedSize). */
   get usableRegionSize(): number {
     return this.usable;
   }

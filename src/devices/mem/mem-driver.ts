@@ -46,22 +46,29 @@ export interface MemDriverOptions {
 
 /** The region as the configuration describes it (fields that cannot change, device/mem/2). */
 export interface MemRegionInfo {
+  /** Bytes of one block (block_size, 5.15.4). */
   readonly blockSize: number;
   /** The ACPI proximity domain, or null without ACPI_PXM (driver/mem/3). */
   readonly nodeId: number | null;
+  /** Guest physical address of the region's start (addr, 5.15.4). */
   readonly addr: number;
+  /** Bytes of the region (region_size, 5.15.4). */
   readonly regionSize: number;
 }
 
 /** The sizes that change at run time. */
 export interface MemSizes {
+  /** usable_region_size (5.15.4): bytes from addr in which blocks may be plugged now. */
   readonly usableRegionSize: number;
+  /** plugged_size (5.15.4): bytes the device counts as plugged. */
   readonly pluggedSize: number;
+  /** requested_size (5.15.4): bytes the device wants plugged. */
   readonly requestedSize: number;
 }
 
 /** What one `resize` achieved. */
 export interface MemResizeResult {
+  /** The requested_size the driver worked towards, bytes. */
   readonly requestedSize: number;
   /** The bytes plugged afterwards (the driver's count of its acknowledged requests). */
   readonly pluggedSize: number;
@@ -71,6 +78,7 @@ export interface MemResizeResult {
 
 /** The answer to one request: its response type, and the state for an acknowledged STATE. */
 export interface MemAnswer {
+  /** VIRTIO_MEM_RESP_ACK, NACK, BUSY or ERROR (5.15.6). */
   readonly type: MemResponseType;
   /** STATE acknowledged: the state of the blocks; otherwise null (driver/mem/21). */
   readonly state: MemBlockState | null;
@@ -78,7 +86,10 @@ export interface MemAnswer {
 
 /** The device kept answering BUSY. */
 export class MemDeviceBusyError extends VirtioError {
-  constructor(readonly requestType: MemRequestType) {
+  constructor(
+    /** The request (VIRTIO_MEM_REQ_*) that kept getting BUSY. */
+    readonly requestType: MemRequestType,
+  ) {
     super(ErrorCode.TIMEOUT, `virtio-mem: the device stayed busy for request type ${requestType}`);
   }
 }
@@ -86,9 +97,13 @@ export class MemDeviceBusyError extends VirtioError {
 /** The device refused a request the driver's view of the blocks says is valid. */
 export class MemRequestError extends VirtioError {
   constructor(
+    /** The request refused (VIRTIO_MEM_REQ_PLUG, UNPLUG, UNPLUG_ALL, STATE). */
     readonly requestType: MemRequestType,
+    /** The device's answer (NACK or ERROR, 5.15.6). */
     readonly responseType: MemResponseType,
+    /** Guest physical address of the first block of the request. */
     readonly addr: number,
+    /** Blocks the request covered (nb_blocks). */
     readonly blocks: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-mem: request type ${requestType} for ${blocks} blocks at 0x${addr.toString(16)} got response ${responseType}`);

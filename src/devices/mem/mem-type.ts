@@ -11,10 +11,15 @@ import { MemDriver } from './mem-driver.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface MemDeviceArgs {
+  /** Bytes of the region (a multiple of blockSize). Default 64 MiB. */
   readonly regionSize?: number;
+  /** Bytes of one block: a power of two, at least 4096. Default 2 MiB (MemDevice's). */
   readonly blockSize?: number;
+  /** Guest physical address of the region. Default 4 GiB (MemDevice's). */
   readonly addr?: number;
+  /** requested_size at start, bytes. Default 0. */
   readonly requestedSize?: number;
+  /** Maximum size of the guest queue. Default: MemDevice's. */
   readonly queueSize?: number;
 }
 

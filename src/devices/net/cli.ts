@@ -19,12 +19,15 @@ import type { DeviceCli } from '../device-type.js';
 import { DEFAULT_NET_MAC } from './net-device.js';
 import { formatMac, parseMac } from './packet.js';
 
+/** Options of `virtio-ts net`, as parsed from the command line: vhost-user net ports on one switch. */
 export interface NetOptions extends BackendOptions {
   /** Every --socket-path, one switch port each (the first is also `socketPath`). */
   readonly socketPaths: readonly string[];
   /** The first port's MAC; port i has the last byte increased by i. */
   readonly mac: Uint8Array;
+  /** MTU every port's device reports (VIRTIO_NET_F_MTU, 5.1.4), bytes. */
   readonly mtu: number;
+  /** Maximum size of every queue of every port. */
   readonly queueSize: number;
   /** Queue pairs per device (MQ above 1; default 1). */
   readonly queuePairs?: number;
@@ -42,6 +45,7 @@ export interface NetOptions extends BackendOptions {
 export interface NetVlanOption {
   /** The socket (0-based, in --socket-path order) or the TAP interface name. */
   readonly port: number | string;
+  /** The 802.1Q VLAN ids the port is a member of. */
   readonly vlans: readonly number[];
   /** Whether untagged frames reach and leave the port (false with `tagged-only`). */
   readonly untagged: boolean;

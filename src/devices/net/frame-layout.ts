@@ -12,7 +12,9 @@ import { get16 } from './checksum.js';
 export const ETH_P_IPV4 = 0x0800;
 /** EtherType of IPv6. */
 export const ETH_P_IPV6 = 0x86dd;
+/** IP protocol number of TCP (IPv4 protocol, IPv6 next header). */
 export const IPPROTO_TCP = 6;
+/** IP protocol number of UDP. */
 export const IPPROTO_UDP = 17;
 const IPV6_HEADER = 40;
 const UDP_HEADER = 8;

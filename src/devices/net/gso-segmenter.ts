@@ -25,6 +25,7 @@ import { NetPacket } from './packet.js';
 
 /** Where segments go (a NetPort is one). */
 export interface NetPacketSink {
+  /** Takes one frame; `packet` is reused after the call returns (copy what is kept). */
   deliver(packet: NetPacket): void;
 }
 
@@ -67,10 +68,17 @@ export function gsoSegments(len: number, l: FrameLayout, gsoType: number, gsoSiz
   return Math.ceil((len - l.hdrs) / gsoSize);
 }
 
+/**
+ * Software GSO for a port that cannot take a GSO packet (virtio-net 5.1.6.4, VIRTIO_NET_HDR_GSO_*):
+ * splits TCP segmentation offload packets into MSS-sized TCP segments and UFO datagrams into IP
+ * fragments, with every checksum completed. One output buffer, reused: no allocation per segment.
+ */
 export class GsoSegmenter {
   /** Packets segmented, segments made, packets refused. */
   packets = 0;
+  /** Frames delivered by segmenting (segments or fragments). */
   segments = 0;
+  /** GSO packets that could not be segmented (malformed, wrong gso_type, or above NET_GSO_MAX_SEGMENTS): dropped. */
   refused = 0;
   private out: NetPacket | null = null;
   private readonly layout = new FrameLayout();

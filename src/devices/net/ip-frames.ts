@@ -8,19 +8,27 @@ import { ETH_P_8021Q } from '../../spec/net.js';
 import { checksumOf, fixIpv4HeaderChecksum, fixTransportChecksum, get16, pseudoHeaderSum, put16be, put32be, sumWords } from './checksum.js';
 import { ETH_P_IPV4, ETH_P_IPV6, FrameLayout, IPPROTO_TCP, IPPROTO_UDP } from './frame-layout.js';
 
+/** What buildIpFrame builds: one Ethernet frame carrying IPv4 or IPv6, TCP or UDP, checksums complete. */
 export interface IpFrameSpec {
+  /** Destination MAC address (6 bytes). */
   readonly dst: Uint8Array;
+  /** Source MAC address (6 bytes). */
   readonly src: Uint8Array;
+  /** IPv6 instead of IPv4. Default false. */
   readonly ipv6?: boolean;
+  /** UDP instead of TCP. Default false. */
   readonly udp?: boolean;
   /** Transport payload bytes (a counting pattern from `seed`). */
   readonly payload: number;
+  /** First byte of the payload's counting pattern. Default 0. */
   readonly seed?: number;
   /** TCP sequence number and flags (default 1000 and ACK|PSH). */
   readonly seq?: number;
+  /** TCP flags byte (TcpFlag bits). Default ACK|PSH. */
   readonly tcpFlags?: number;
   /** IPv4 id (default 0x1234) and the IPv4 ECN field (2 bits). */
   readonly ipId?: number;
+  /** ECN codepoint (0..3) written into the IP header. Default 0. */
   readonly ecn?: number;
   /** An 802.1Q tag with this VLAN id. */
   readonly vlan?: number;

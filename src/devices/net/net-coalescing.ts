@@ -38,12 +38,18 @@ class QueueCoalescing {
   armed = false;
 }
 
+/**
+ * A virtio-net device's notification coalescing (5.1.6.5.9): per data queue, the used-buffer
+ * notification held until max_packets packets or max_usecs elapsed (see the file comment).
+ */
 export class NetCoalescing {
   /** Parameters TX_SET / RX_SET gave (used again when a queue is re-enabled: device/net/105, /106). */
   readonly tx: CoalescingParams = { maxPackets: 0, maxUsecs: 0 };
+  /** RX_SET's parameters (the receive queues'), kept as `tx` is. */
   readonly rx: CoalescingParams = { maxPackets: 0, maxUsecs: 0 };
   /** Notifications sent, and held back to be sent later. */
   notifications = 0;
+  /** Notifications held back by coalescing (sent later by the packet count or the timer). */
   deferred = 0;
   private readonly queues: QueueCoalescing[];
   private ctx: DeviceContext | null = null;

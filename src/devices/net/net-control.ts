@@ -31,9 +31,13 @@ export const NET_CTRL_MAX_COMMAND = 2 + 2 * (4 + 6 * 256);
 
 /** What a control command may change on the device. */
 export interface NetControlTarget extends NetStatsTarget {
+  /** The features the driver negotiated: a command of a class not negotiated answers ERR. */
   readonly features: bigint;
+  /** Byte order of multi-byte command fields: false only for a legacy big-endian guest. */
   readonly littleEndian: boolean;
+  /** Receive filter the RX and MAC classes change (promiscuous, all-multicast, MAC and VLAN tables). */
   readonly filter: RxFilter;
+  /** max_virtqueue_pairs (5.1.4): VQ_PAIRS_SET and RSS_CONFIG beyond it answer ERR. */
   readonly maxPairs: number;
   /** VIRTIO_NET_CTRL_MAC_ADDR_SET: the new primary address (device/net/79: config mac first). */
   setMac(src: Uint8Array, offset: number): void;

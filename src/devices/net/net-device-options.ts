@@ -46,7 +46,9 @@ export interface NetDeviceOptions {
 
 /** What the device counted since it was made. */
 export interface NetDeviceStats {
+  /** Frames the driver transmitted that were accepted (a GSO packet counts once). */
   txFrames: number;
+  /** Bytes of those frames, without the virtio-net header. */
   txBytes: number;
   /** Transmit chains dropped as malformed (short, oversized, GSO/checksum offload not allowed or malformed, unmapped). */
   txErrors: number;
@@ -54,7 +56,9 @@ export interface NetDeviceStats {
   txGso: number;
   /** Frames transmitted while the link was down or unconnected. */
   txDropped: number;
+  /** Frames delivered to the driver's receive buffers. */
   rxFrames: number;
+  /** Bytes of those frames, without the virtio-net header. */
   rxBytes: number;
   /** Frames the receive filter refused. */
   rxFiltered: number;
@@ -64,6 +68,7 @@ export interface NetDeviceStats {
   rxErrors: number;
   /** GSO frames passed whole to the driver, and GSO frames segmented for it. */
   rxGsoWhole: number;
+  /** GSO packets segmented in software because the driver did not negotiate the matching GUEST_* offload. */
   rxGsoSegmented: number;
   /** Frames dropped because RSS steered them to a queue being reset (device/net/98). */
   rxSteeredToStopped: number;
@@ -73,6 +78,7 @@ export interface NetDeviceStats {
   rxRscFrames: number;
   /** Control commands answered OK and ERR. */
   ctrlOk: number;
+  /** Control commands answered VIRTIO_NET_ERR (unknown, not negotiated, or malformed). */
   ctrlErr: number;
 }
 

@@ -10,14 +10,19 @@ import { NET_STATS_COUNTERS, NET_STATS_REQUEST_ENTRY, NetCtrlAck, NetF, NetStats
 
 /** One queue and the statistic types (NetStatsType values) wanted for it. */
 export interface NetStatsRequest {
+  /** Queue index (receive, transmit, or the control queue). */
   vq: number;
+  /** NetStatsType values wanted for it (each must be in supported_stats_types). */
   types: readonly number[];
 }
 
 /** One reply: its type, queue and le64 counters in the order of the spec's struct. */
 export interface NetStatsReply {
+  /** NetStatsType of the reply (5.1.6.5.10). */
   type: number;
+  /** Queue index the counters are of. */
   vq: number;
+  /** The le64 counters of that type, in the spec struct's order (NET_STATS_COUNTERS). */
   counters: bigint[];
 }
 

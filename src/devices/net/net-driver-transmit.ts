@@ -20,13 +20,25 @@ export interface NetSendOptions {
    * offsets (the frame already holds the partial sum), or 'auto': the driver finds the TCP/UDP
    * header and puts the pseudo-header sum in place.
    */
-  csum?: { start: number; offset: number } | 'auto';
+  csum?:
+    | {
+        /** csum_start: where the checksummed range starts, bytes from the frame's start. */
+        start: number;
+        /** csum_offset: where the checksum goes, bytes after `start`. */
+        offset: number;
+      }
+    | 'auto';
   /**
    * Segmentation offload: the device cuts the frame's TCP stream (or UDP payload) into `size`
    * byte segments (HOST_TSO4/TSO6 for TCP, HOST_USO for UDP, or HOST_UFO with `ufo` for IP
    * fragments). Implies the 'auto' partial checksum (driver/net/31).
    */
-  gso?: { size: number; ufo?: boolean };
+  gso?: {
+    /** gso_size: payload bytes per segment (the MSS, or the fragment payload with UFO). */
+    size: number;
+    /** UDP fragmentation offload (VIRTIO_NET_HDR_GSO_UDP, HOST_UFO) instead of USO for a UDP frame. */
+    ufo?: boolean;
+  };
 }
 
 export class NetTransmitHeader {

@@ -54,6 +54,7 @@ export interface NetRssParams {
   unclassified: number;
   /** Transmit pairs the driver will use (default: the pairs in use). */
   maxTxPairs?: number;
+  /** The Toeplitz hash key (at most rss_max_key_size bytes, 5.1.4). */
   key: Uint8Array;
 }
 
@@ -74,24 +75,33 @@ export interface NetDriverOptions {
 
 /** Link speed and duplex (SPEED_DUPLEX); null where unknown (driver/net/10). */
 export interface NetLinkSettings {
+  /** config speed in Mbit/s; null without SPEED_DUPLEX or when the device reports it unknown (-1). */
   readonly speedMbps: number | null;
+  /** config duplex; null when unknown. */
   readonly duplex: 'full' | 'half' | null;
 }
 
 /** A frame as received, with what its header said. */
 export interface NetFrame {
+  /** The Ethernet frame, without the virtio-net header (a copy the caller owns). */
   readonly data: Uint8Array;
+  /** The header's flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, DATA_VALID, RSC_INFO (5.1.6). */
   readonly flags: number;
+  /** With NEEDS_CSUM: where checksumming starts, bytes from the frame's start. */
   readonly csumStart: number;
+  /** With NEEDS_CSUM: where the checksum goes, bytes after csumStart. */
   readonly csumOffset: number;
   /** Buffers it was spread over (num_buffers). */
   readonly buffers: number;
   /** gso_type (NONE for an ordinary frame), gso_size and hdr_len of a whole GSO frame. */
   readonly gsoType: number;
+  /** Payload bytes per segment (MSS) of a GSO frame; 0 for an ordinary frame. */
   readonly gsoSize: number;
+  /** hdr_len: bytes of headers (Ethernet to transport) of a GSO frame. */
   readonly hdrLen: number;
   /** hash_value and hash_report with HASH_REPORT (else 0). */
   readonly hashValue: number;
+  /** VIRTIO_NET_HASH_REPORT_* naming the hash computed (0 NONE: no hash). */
   readonly hashReport: number;
   /**
    * With VIRTIO_NET_HDR_F_RSC_INFO (RSC_EXT): the TCP segments the device coalesced into this

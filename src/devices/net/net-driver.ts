@@ -255,7 +255,12 @@ export class NetDriver implements DeviceDriver {
   }
 
   /** A control command whose device-writable part holds the ack and `resultLen` bytes of command-specific-result. */
-  async commandWithResult(cls: number, cmd: number, payload: Uint8Array, resultLen: number): Promise<{ ack: number; result: Uint8Array }> {
+  async commandWithResult(cls: number, cmd: number, payload: Uint8Array, resultLen: number): Promise<{
+    /** VIRTIO_NET_OK (0) or VIRTIO_NET_ERR (1). */
+    ack: number;
+    /** The `resultLen` bytes of command-specific-result the device wrote after the ack (a copy). */
+    result: Uint8Array;
+  }> {
     if (this.ctrl === null) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no control queue (VIRTIO_NET_F_CTRL_VQ not negotiated)');
     const outLen = 2 + payload.length;
     const addr = this.ctx.dma.alloc(outLen + 1 + resultLen, 16);
@@ -426,7 +431,12 @@ export class NetDriver implements DeviceDriver {
   }
 
   /** VIRTIO_NET_CTRL_NOTF_COAL_VQ_GET; values of an ERR answer are not used (driver/net/91). */
-  async getQueueCoalescing(vq: number): Promise<{ maxPackets: number; maxUsecs: number }> {
+  async getQueueCoalescing(vq: number): Promise<{
+    /** max_packets of queue `vq` (0: not coalescing by count). */
+    maxPackets: number;
+    /** max_usecs of queue `vq`, microseconds (0: not coalescing by time). */
+    maxUsecs: number;
+  }> {
     this.requireFeatures(NetF.VQ_NOTF_COAL, 'VQ_GET', 'driver/net/90');
     if (!this.isDataQueue(vq)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${vq} is not an enabled receive or transmit queue (driver/net/88)`);
     const b = new Uint8Array(4);

@@ -59,19 +59,25 @@ function keyByte(key: Uint8Array, keyLen: number, i: number): number {
   return i < keyLen ? key[i]! : 0;
 }
 
+/** The RSS and hash-report state of one virtio-net device (see the file comment; 5.1.6.5.7, 5.1.6.4.3). */
 export class NetRss {
   /** Enabled hash types (0 after reset: no hash, report NONE). */
   hashTypes = 0;
+  /** The Toeplitz hash key the driver set; bytes [0, keyLength) are in use, the rest count as 0. */
   readonly key = new Uint8Array(NET_RSS_MAX_KEY_SIZE);
+  /** Bytes of `key` set by the last RSS_CONFIG / HASH_CONFIG (0 after reset). */
   keyLength = 0;
   /** Whether RSS_CONFIG steering is on (RSS negotiated and a configuration accepted). */
   steering = false;
   /** The indirection table (receive queue numbers, 0-based pairs), its mask, the unclassified queue. */
   readonly table = new Uint16Array(NET_RSS_MAX_TABLE);
+  /** Indirection table length - 1 (a power of two minus one): the hash's low bits index the table. */
   tableMask = 0;
+  /** unclassified_queue: the receive queue of frames no enabled hash type applies to (5.1.6.5.7.1). */
   unclassified = 0;
   /** The hash and report type of the last `hash` call. */
   hashValue = 0;
+  /** VIRTIO_NET_HASH_REPORT_* of the last `hash` call (NONE when no enabled type applied). */
   hashReport: number = NetHashReport.NONE;
   /**
    * HASH_TUNNEL: enabled_tunnel_types (VIRTIO_NET_CTRL_HASH_TUNNEL_SET; 0 initially and after

@@ -109,7 +109,10 @@ export function supportedStatsTypes(offered: bigint): bigint {
 export class NetQueueCounters {
   private readonly words: Uint32Array;
 
-  constructor(readonly dataQueues: number) {
+  constructor(
+    /** Receive and transmit queues counted (2 x pairs); the control queue's counters come after them. */
+    readonly dataQueues: number,
+  ) {
     this.words = new Uint32Array((dataQueues + 1) * SLOTS * 2);
   }
 
@@ -128,6 +131,7 @@ export class NetQueueCounters {
     if (s > 0xffff_ffff) w[i + 1] = w[i + 1]! + 1; // stored mod 2^32: the counter wraps at 2^64
   }
 
+  /** Adds 1 to counter `slot` (NetRxCounter / NetTxCounter / NetCvqCounter) of `queue`; out-of-range queues are ignored. */
   inc(queue: number, slot: number): void {
     this.add(queue, slot, 1);
   }
@@ -176,6 +180,7 @@ export class NetQueueCounters {
     w[i] = w[i]! - 1;
   }
 
+  /** Counter `slot` of `queue` as the u64 STATS_GET reports (wraps at 2^64). Not for hot paths: BigInt. */
   get(queue: number, slot: number): bigint {
     const i = (queue * SLOTS + slot) * 2;
     return (BigInt(this.words[i + 1]!) << 32n) | BigInt(this.words[i]!);
@@ -188,6 +193,7 @@ export class NetQueueCounters {
     this.words[i + 1] = Number((value >> 32n) & 0xffff_ffffn);
   }
 
+  /** Every counter of every queue to 0 (device reset: the STATS counters restart, 5.1.6.5.10). */
   reset(): void {
     this.words.fill(0);
   }
@@ -218,14 +224,19 @@ function le32(b: Uint8Array, o: number): number {
 
 /** What the STATS commands read from the device. */
 export interface NetStatsTarget {
+  /** The features the driver negotiated (STATS needs VIRTIO_NET_F_DEVICE_STATS). */
   readonly features: bigint;
+  /** The features the device offered (STATS_QUERY answers only the stats types offered). */
   readonly offeredFeatures: bigint;
   /** Receive and transmit queues the driver may use (2 x pairs). */
   readonly dataQueueCount: number;
   /** The control queue's index (-1 without one). */
   readonly controlQueueIndex: number;
+  /** Per-queue counters STATS_GET reports from. */
   readonly counters: NetQueueCounters;
+  /** Where the command-specific-result is written (at least NET_CTRL_MAX_REPLY bytes). */
   readonly reply: Uint8Array;
+  /** Bytes of `reply` the last command wrote (0 when it has no result). */
   replyLength: number;
   /** Set when the reply may be cut to the driver's buffer (device/net/115) instead of failing. */
   replyTruncates: boolean;

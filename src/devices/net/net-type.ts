@@ -13,9 +13,13 @@ import { NetSwitch } from './switch.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface NetDeviceArgs {
+  /** config mac (5.1.4), 6 bytes. Default 02:76:74:00:00:01. */
   readonly mac?: Uint8Array;
+  /** config mtu (5.1.4, VIRTIO_NET_F_MTU), bytes, 68..65535. Default 1500. */
   readonly mtu?: number;
+  /** max_virtqueue_pairs (5.1.4; more than 1 offers VIRTIO_NET_F_MQ). Default 1. */
   readonly queuePairs?: number;
+  /** Maximum size of each queue. Default 256. */
   readonly queueSize?: number;
 }
 

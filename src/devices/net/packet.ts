@@ -7,16 +7,20 @@
  */
 import { ETH_HEADER } from '../../spec/net.js';
 
+/** One reusable Ethernet frame buffer with its offload state (see the file comment). */
 export class NetPacket {
   /** The frame; [0, length) is valid. */
   readonly data: Uint8Array;
+  /** Bytes of the frame in `data` (0 when empty). */
   length = 0;
   /**
    * VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum from csumStart to the end is partial (the
    * pseudo-header sum is in place) and goes at csumStart + csumOffset once completed.
    */
   needsCsum = false;
+  /** With needsCsum: where the checksummed range starts, bytes from the frame's start. */
   csumStart = 0;
+  /** With needsCsum: where the checksum goes, bytes after csumStart. */
   csumOffset = 0;
   /**
    * VIRTIO_NET_HDR_F_DATA_VALID: the checksums of the frame were verified (or computed) by
@@ -39,6 +43,7 @@ export class NetPacket {
     this.data = new Uint8Array(capacity);
   }
 
+  /** The largest frame the buffer holds, bytes (fixed at construction). */
   get capacity(): number {
     return this.data.length;
   }

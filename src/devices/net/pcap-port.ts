@@ -16,16 +16,21 @@ import type { NetPacket } from './packet.js';
 import type { NetPort } from './port.js';
 import type { NetSwitch, SwitchMonitor } from './switch.js';
 
+/** Magic of a classic pcap file with microsecond timestamps (written little-endian; readers detect the order from it). */
 export const PCAP_MAGIC = 0xa1b2c3d4;
+/** pcap link type of the records: 1, Ethernet (LINKTYPE_ETHERNET). */
 export const PCAP_LINKTYPE_ETHERNET = 1;
 /** Largest frame a record holds (snaplen). */
 export const PCAP_SNAPLEN = 65535;
+/** Bytes of the pcap global header (magic, version 2.4, thiszone, sigfigs, snaplen, link type). */
 export const PCAP_FILE_HEADER = 24;
+/** Bytes of a pcap record header (ts_sec, ts_usec, incl_len, orig_len), before each frame. */
 export const PCAP_RECORD_HEADER = 16;
 /** Default bound of the file: 1 GiB. */
 export const DEFAULT_PCAP_MAX_BYTES = 1 << 30;
 const BUFFER_BYTES = 256 * 1024;
 
+/** Options of PcapPort. */
 export interface PcapPortOptions {
   /** The file (created or truncated). */
   readonly path: string;
@@ -39,6 +44,7 @@ export class PcapPort implements NetPort {
   readonly name: string;
   /** Frames written, and frames not written (file full, or closed). */
   frames = 0;
+  /** Frames not written: the file reached maxBytes, or the port was closed. */
   dropped = 0;
   private readonly fd: number;
   private readonly buf = new Uint8Array(BUFFER_BYTES);

@@ -104,6 +104,7 @@ export class SwitchPort implements NetLink {
   }
 }
 
+/** Options of NetSwitch. */
 export interface NetSwitchOptions {
   /** Learned addresses at most (default 4096). */
   readonly maxAddresses?: number;
@@ -121,6 +122,7 @@ export function frameVlan(p: NetPacket): number {
   return ((d[14]! << 8) | d[15]!) & 0xfff;
 }
 
+/** The learning L2 switch of virtio-ts's virtual network (see the file comment): ports, VLANs, monitors. */
 export class NetSwitch {
   private ports: SwitchPort[] = [];
   private monitors: NetPort[] = [];
@@ -220,7 +222,14 @@ export class NetSwitch {
   }
 
   /** Software segmentation done for ports without `takesGso`: packets, segments, refused. */
-  get segmentation(): { packets: number; segments: number; refused: number } {
+  get segmentation(): {
+    /** GSO packets segmented. */
+    packets: number;
+    /** Frames made from them. */
+    segments: number;
+    /** GSO packets that could not be segmented (dropped). */
+    refused: number;
+  } {
     let packets = 0;
     let segments = 0;
     let refused = 0;

@@ -46,6 +46,7 @@ function checkState(state: RpmbInitialState): void {
 
 /** A store in memory: survives device resets (it is not the device), not the process. */
 export class MemoryRpmbStore implements RpmbStore {
+  /** The contents: capacityUnits x 128 KiB, in 256-byte RPMB blocks (5.21). */
   readonly data: Uint8Array;
   private storedKey: Uint8Array | null;
   private counter: number;
@@ -65,6 +66,7 @@ export class MemoryRpmbStore implements RpmbStore {
     return this.storedKey;
   }
 
+  /** The RPMB write counter: authenticated writes so far (a write must carry it, 5.21.6). */
   get writeCounter(): number {
     return this.counter;
   }

@@ -79,12 +79,15 @@ export const HOST_TIME_SOURCE: RtcTimeSource = {
 
 /** TAI - UTC from `at` (POSIX seconds, a midnight UTC) on. */
 export interface LeapSecondEntry {
+  /** POSIX seconds (UTC, a midnight) from which the offset applies. */
   readonly at: number;
+  /** TAI - UTC in seconds from then on (37 since 2017). */
   readonly taiMinusUtc: number;
 }
 
 /** A leap second table (IERS leap-seconds.list): entries ascending, valid until `expires`. */
 export interface LeapSecondTable {
+  /** The offsets in force, ascending by `at`. */
   readonly entries: readonly LeapSecondEntry[];
   /** POSIX second after which the table is no longer known to be complete. */
   readonly expires: number;

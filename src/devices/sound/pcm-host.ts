@@ -9,13 +9,17 @@ import { SOUND_FORMAT_PHYSICAL_BITS, SoundPcmFormat } from '../../spec/sound.js'
 
 /** The parameters a stream was prepared with (VIRTIO_SND_R_PCM_SET_PARAMS, checked). */
 export interface PcmParams {
+  /** The stream's index among the device's PCM streams (5.14.6.6). */
   readonly streamId: number;
+  /** Interleaved channels per frame. */
   readonly channels: number;
   /** VIRTIO_SND_PCM_FMT_*. */
   readonly format: number;
   /** Frames per second. */
   readonly rateHz: number;
+  /** buffer_bytes: the size of the driver's whole ring buffer of frames. */
   readonly bufferBytes: number;
+  /** period_bytes: the size of one period, the unit the driver transfers and is notified in. */
   readonly periodBytes: number;
   /** Bytes per frame (channels x physical sample width). */
   readonly frameBytes: number;
@@ -36,9 +40,11 @@ export interface PcmOutput {
 
 /** Produces the frames of input streams as the device fills the driver's buffers. */
 export interface PcmInput {
+  /** The stream was prepared with `params` (before any read). */
   open?(params: PcmParams): void;
   /** Fills `bytes[offset .. offset + length)` (guest memory) with frames of stream `streamId`. */
   read(streamId: number, bytes: Uint8Array, offset: number, length: number): void;
+  /** The stream was released (or the device reset). */
   close?(streamId: number): void;
 }
 

@@ -34,13 +34,22 @@ export class SoundRequest extends QueueRequest {
   }
 }
 
+/**
+ * The state of a PCM stream in the command sequence of 5.14.6.6.1 (SET_PARAMS, PREPARE, START,
+ * STOP, RELEASE); a command not allowed in the current state is answered BAD_MSG.
+ */
 export const PcmState = {
   /** No parameters yet (after reset). */
   INITIAL: 0,
+  /** SET_PARAMS accepted: parameters set, nothing prepared. */
   PARAMS: 1,
+  /** PREPARE done: ready to START. */
   PREPARED: 2,
+  /** START: frames flow. */
   RUNNING: 3,
+  /** STOP: frames no longer flow; START again or RELEASE. */
   STOPPED: 4,
+  /** RELEASE: resources freed; SET_PARAMS or PREPARE starts over. */
   RELEASED: 5,
 } as const;
 export type PcmState = (typeof PcmState)[keyof typeof PcmState];

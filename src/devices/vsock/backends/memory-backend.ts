@@ -12,11 +12,17 @@ export class MemoryVsockConnection implements VsockHostStream {
   /** Bytes the guest sent, in order. */
   readonly received: Uint8Array[] = [];
   /** SEQPACKET: the guest's messages, whole, in order (copied). */
-  readonly messages: { data: Uint8Array; eor: boolean }[] = [];
+  readonly messages: {
+    /** The message's bytes. */
+    data: Uint8Array;
+    /** It ended a record (VIRTIO_VSOCK_SEQ_EOR). */
+    eor: boolean;
+  }[] = [];
   /** The guest shut down its sending side. */
   guestEnded = false;
   /** The connection is over. */
   closed = false;
+  /** The device's side of the connection, through which the host sends; null until connected. */
   peer: VsockPeer | null = null;
   private waiters: (() => void)[] = [];
   private onConnected: (() => void) | null = null;
@@ -107,6 +113,7 @@ export class MemoryVsockConnection implements VsockHostStream {
   }
 }
 
+/** An in-process vsock host side (see the file comment): listeners by port and host-initiated connections. */
 export class MemoryVsockBackend implements VsockBackend {
   private readonly listeners = new Map<number, (c: MemoryVsockConnection) => void>();
   private connector: VsockHostConnector | null = null;
