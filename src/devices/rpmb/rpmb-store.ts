@@ -10,11 +10,13 @@ import { RPMB_BLOCKS_PER_UNIT, RPMB_BLOCK_SIZE, RPMB_CAPACITY_UNIT, RPMB_MAX_CAP
 
 export const RPMB_KEY_SIZE = 32;
 
+/** The device's persistent state (5.12): key, write counter, data blocks; MemoryRpmbStore or FileRpmbStore. */
 export interface RpmbStore {
   /** 5.12.4 capacity in 128 KiB units (1..0x80). */
   readonly capacityUnits: number;
   /** The authentication key, or null until programmed. Never shown to the driver. */
   readonly key: Uint8Array | null;
+  /** Authenticated writes done so far (0..0xffffffff; at the maximum the counter has expired). */
   readonly writeCounter: number;
   /** Programs the key once; throws when it cannot be stored. */
   programKey(key: Uint8Array): void;
@@ -24,9 +26,11 @@ export interface RpmbStore {
   write(block: number, src: Uint8Array, writeCounter: number): void;
 }
 
+/** What a new store starts with (instead of an unprogrammed key and counter 0). */
 export interface RpmbInitialState {
   /** A key already programmed (for tests and provisioning). */
   readonly key?: Uint8Array;
+  /** The write counter to start at. Default 0. */
   readonly writeCounter?: number;
 }
 

@@ -125,6 +125,7 @@ export function systemLeapSeconds(path = '/usr/share/zoneinfo/leap-seconds.list'
 
 /** One clock the device provides. */
 export interface RtcClockSpec {
+  /** What the clock counts (VIRTIO_RTC_CLOCK_*: UTC, TAI, MONOTONIC, UTC_SMEARED...). */
   readonly type: RtcClockType;
   /** UTC_SMEARED only: NOON_LINEAR (default) or UTC_SLS. */
   readonly smearing?: RtcSmear;
