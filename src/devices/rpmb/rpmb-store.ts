@@ -8,6 +8,7 @@ import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, wri
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { RPMB_BLOCKS_PER_UNIT, RPMB_BLOCK_SIZE, RPMB_CAPACITY_UNIT, RPMB_MAX_CAPACITY_UNITS } from '../../spec/rpmb.js';
 
+/** Bytes of the RPMB authentication key (HMAC-SHA256, 5.12.6.1). */
 export const RPMB_KEY_SIZE = 32;
 
 /** The device's persistent state (5.12): key, write counter, data blocks; MemoryRpmbStore or FileRpmbStore. */

@@ -23,7 +23,9 @@ const U32 = 0x1_0000_0000;
 
 /** A 64-bit unsigned value as two 32-bit halves. */
 export class U64 {
+  /** The high 32 bits (unsigned). */
   hi = 0;
+  /** The low 32 bits (unsigned). */
   lo = 0;
   /** Sets seconds * 1e9 + nanoseconds exactly (seconds < 2^34, nanoseconds < 1e9). */
   setNs(seconds: number, nanoseconds: number): this {
@@ -49,6 +51,7 @@ export class U64 {
   minusNs(o: U64): number {
     return (this.hi - o.hi) * U32 + (this.lo - o.lo);
   }
+  /** Sets this to the value of `o`. */
   copy(o: U64): this {
     this.hi = o.hi;
     this.lo = o.lo;
