@@ -36,8 +36,11 @@ const SAFE_HIGH = 0x20_0000;
 
 /** A qid: type[1] version[4] path[8] (path as a number up to 2^53). */
 export interface Qid {
+  /** QTDIR, QTSYMLINK or QTFILE: the file's kind. */
   type: number;
+  /** Changes when the file does (the server derives it from mtime and size; 0 for directories and symlinks). */
   version: number;
+  /** Unique per file on the server (the server derives it from the host's inode and device). */
   path: number;
 }
 

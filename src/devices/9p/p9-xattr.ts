@@ -19,13 +19,16 @@ import type { Fid } from './p9-fids.js';
 export const P9_XATTR_MAX_BYTES = 65536;
 const EMPTY = new Uint8Array(0);
 
+/** A fid turned into an xattr fid by TXATTRWALK (reading) or TXATTRCREATE (writing), 9P2000.L. */
 export interface XattrState {
   /** The value read (walk) or being written (create). */
   readonly value: Buffer;
+  /** True after TXATTRCREATE (TWRITE fills `value`, TCLUNK sets it); false after TXATTRWALK (TREAD). */
   readonly writing: boolean;
   /** create: the attribute's name, setxattr flags, bytes written so far. */
   readonly name: Buffer | null;
   readonly flags: number;
+  /** create: bytes of `value` written so far (TCLUNK wants all); walk: the whole length. */
   copied: number;
   /** Bytes of the budget this state holds. */
   readonly held: number;

@@ -95,6 +95,7 @@ export interface BalloonControlServer {
   close(): Promise<void>;
 }
 
+/** Listens on `path` (a stale socket file is replaced) for the JSON-line control protocol above, driving `t`. */
 export async function serveBalloonControl(path: string, t: BalloonControlTarget, logger: Logger): Promise<BalloonControlServer> {
   try {
     unlinkSync(path); // a stale socket file from an earlier run

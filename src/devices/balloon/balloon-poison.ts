@@ -11,6 +11,7 @@ import { BALLOON_CONFIG_LAYOUT, BalloonF } from '../../spec/balloon.js';
 import { writeConfigField } from '../../spec/config-layout.js';
 import { Status } from '../../spec/status.js';
 
+/** `transport`, wrapped so that `poisonVal` (u32) is written to poison_val right before DRIVER_OK when PAGE_POISON was accepted. */
 export function withBalloonPoison(transport: DriverTransport, poisonVal: number): DriverTransport {
   if (!Number.isInteger(poisonVal) || poisonVal < 0 || poisonVal > 0xffff_ffff) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `poison_val ${poisonVal} is not a 32-bit value`);
   let accepted = 0n;

@@ -120,11 +120,15 @@ export interface AeadSessionParams extends CipherSessionParams {
   /** Length of the additional authenticated data in bytes (aad_len); 0 when absent. */
   readonly aadLen?: number;
 }
+/** What createRsaSession sends (struct virtio_crypto_rsa_session_para and the key, 5.9.7.2.1.4). */
 export interface RsaSessionParams {
+  /** VIRTIO_CRYPTO_AKCIPHER_KEY_TYPE_PUBLIC or _PRIVATE. */
   readonly keyType: number;
   /** DER RSAPrivateKey or RSAPublicKey (PKCS#1). */
   readonly key: Uint8Array;
+  /** VIRTIO_CRYPTO_RSA_RAW_PADDING or VIRTIO_CRYPTO_RSA_PKCS1_PADDING. */
   readonly padding: number;
+  /** VIRTIO_CRYPTO_RSA_* hash for PKCS#1 sign/verify (NO_HASH, SHA1, SHA256...). */
   readonly hash: number;
 }
 /**

@@ -106,13 +106,19 @@ export interface AeadSession {
   readonly encrypt: boolean;
 }
 
+/** An RSA akcipher session (5.9.7.2.1.4): the key and how operations pad and hash. */
 export interface RsaSession {
+  /** Tells the session kinds apart. */
   readonly kind: 'rsa';
+  /** VIRTIO_CRYPTO_SERVICE_AKCIPHER. */
   readonly service: typeof CryptoService.AKCIPHER;
+  /** The private key (decrypt, sign); null for a session made with a public key. */
   readonly privateKey: KeyObject | null;
+  /** The public key (encrypt, verify), derived from the private one when that was given. */
   readonly publicKey: KeyObject;
   /** Modulus bytes: RAW inputs are left-padded to it, results have it. */
   readonly modulusBytes: number;
+  /** VIRTIO_CRYPTO_RSA_RAW_PADDING or VIRTIO_CRYPTO_RSA_PKCS1_PADDING. */
   readonly padding: number;
   /** DigestInfo prefix for PKCS#1 sign and verify (empty for NO_HASH). */
   readonly digestInfo: Uint8Array;
@@ -123,8 +129,11 @@ export type CryptoSession = CipherSession | ChainSession | HashSession | MacSess
 
 /** Limits the builders check (from the configuration the device advertises). */
 export interface SessionLimits {
+  /** The algorithms the device advertises per service; others are NOTSUPP. */
   readonly algorithms: CryptoAlgorithmSet;
+  /** max_cipher_key_len (bytes): a longer cipher key is refused. */
   readonly maxCipherKeyLen: number;
+  /** max_auth_key_len (bytes): a longer MAC key is refused. */
   readonly maxAuthKeyLen: number;
 }
 

@@ -27,7 +27,9 @@ export interface LockRange {
 
 /** A pending SETLKW: cancel() stops its retries (its promise then rejects with EINTR). */
 export interface PendingLock {
+  /** Resolves once the lock is taken; rejects with EINTR after `cancel`, or with the host's error. */
   readonly done: Promise<void>;
+  /** Stops waiting for the lock (FUSE_INTERRUPT, device reset); does nothing once `done` has settled. */
   cancel(): void;
 }
 

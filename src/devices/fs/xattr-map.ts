@@ -24,6 +24,7 @@ function isAclName(name: Buffer): boolean {
   return ACL_NAMES[0]!.equals(name) || ACL_NAMES[1]!.equals(name);
 }
 
+/** The guest-to-host extended attribute name mapping of the file system devices (see the top of this file). */
 export class XattrMap {
   private readonly prefix: Buffer | null;
 

@@ -48,7 +48,13 @@ export function gpioControlCommand(target: GpioControlTarget, line: string): str
 }
 
 /** Listens on `path` (a stale file is replaced); `close` ends every connection and removes it. */
-export async function startGpioControl(path: string, target: GpioControlTarget): Promise<{ close(): Promise<void> }> {
+export async function startGpioControl(
+  path: string,
+  target: GpioControlTarget,
+): Promise<{
+  /** Stops listening, ends every connection and removes the socket file. */
+  close(): Promise<void>;
+}> {
   await unlink(path).catch(() => undefined);
   const sockets = new Set<Socket>();
   const server: Server = createServer((s) => {

@@ -137,7 +137,12 @@ export function edidBaseBlockValid(edid: Uint8Array): boolean {
 }
 
 /** The preferred mode's active size from the first detailed timing descriptor. */
-export function edidPreferredSize(edid: Uint8Array): { width: number; height: number } {
+export function edidPreferredSize(edid: Uint8Array): {
+  /** Horizontal active pixels. */
+  width: number;
+  /** Vertical active lines. */
+  height: number;
+} {
   const at = 54;
   return { width: edid[at + 2]! | ((edid[at + 4]! >> 4) << 8), height: edid[at + 5]! | ((edid[at + 7]! >> 4) << 8) };
 }

@@ -65,7 +65,12 @@ reports that and exits 1.
 `;
 
 /** ADDR of a --target: 0x00..0x77 (7-bit), 0x80..0x3ff (10-bit). */
-export function parseI2cAddress(text: string): { address: number; tenBit: boolean } {
+export function parseI2cAddress(text: string): {
+  /** The target address (0x00..0x77, or 0x80..0x3ff when `tenBit`). */
+  address: number;
+  /** Whether it is a 10-bit address (0x80..0x3ff); false for a 7-bit one. */
+  tenBit: boolean;
+} {
   const m = /^(?:0x([0-9a-fA-F]{1,3})|(\d{1,4}))$/.exec(text);
   if (!m) throw new CliError(CliFault.BAD_VALUE, `--target: address "${text}" is not hex (0x50) or decimal`, COMMAND);
   const address = m[1] !== undefined ? parseInt(m[1], 16) : Number(m[2]);

@@ -6,6 +6,7 @@
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { I2cTarget } from './i2c-target.js';
 
+/** Options of RegisterFileTarget. */
 export interface RegisterFileOptions {
   /** Number of 8-bit registers, 1..256. */
   readonly count: number;

@@ -10,6 +10,7 @@ const KEYBOARD_KEYS = Array.from({ length: 248 }, (_, i) => i + 1);
 const BUTTONS = [EvCode.BTN_LEFT, EvCode.BTN_RIGHT, EvCode.BTN_MIDDLE];
 const IDS = (product: number) => ({ bustype: INPUT_BUS_VIRTUAL, vendor: 0x0627, product, version: 1 });
 
+/** A keyboard (5.8): keys KEY_ESC..KEY_MICMUTE and the Num/Caps/Scroll Lock LEDs, named `name`. */
 export function keyboardProfile(name = 'virtio-ts keyboard'): InputDeviceProfile {
   return {
     name,
@@ -22,6 +23,7 @@ export function keyboardProfile(name = 'virtio-ts keyboard'): InputDeviceProfile
   };
 }
 
+/** A relative mouse (5.8): left, right and middle buttons, REL_X/REL_Y motion and wheel, named `name`. */
 export function mouseProfile(name = 'virtio-ts mouse'): InputDeviceProfile {
   return {
     name,

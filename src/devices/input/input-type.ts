@@ -24,6 +24,7 @@ export interface InputDeviceArgs {
   readonly maxQueuedEvents?: number;
 }
 
+/** An input device from `createDevice` arguments: `profile` when given, else the preset (default keyboard). */
 export function createInputDevice(args: InputDeviceArgs = {}): InputDevice {
   if (args.profile !== undefined) {
     return new InputDevice({

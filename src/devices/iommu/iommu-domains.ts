@@ -71,8 +71,11 @@ export interface EndpointSpec {
 
 /** What `translate` answers: the guest-physical address, or a fault reason. */
 export interface Translation {
+  /** Whether the access translates (mapped with the permissions asked, or bypassed). */
   readonly ok: boolean;
+  /** The guest-physical address when `ok`; the faulting IOVA otherwise. */
   readonly address: number;
+  /** VIRTIO_IOMMU_FAULT_R_* (5.13.6.9) when not `ok`: UNKNOWN endpoint, DOMAIN, MAPPING; 0 when ok. */
   readonly reason: number;
 }
 

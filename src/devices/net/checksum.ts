@@ -32,16 +32,20 @@ export function pseudoHeaderSum(d: Uint8Array, l3: number, ipv6: boolean, proto:
   return addrs + proto + (l4Len >>> 16) + (l4Len & 0xffff);
 }
 
+/** The big-endian (network order) u16 at `d[o]`. */
 export function get16(d: Uint8Array, o: number): number {
   return (d[o]! << 8) | d[o + 1]!;
 }
+/** Writes `v` as a big-endian u16 at `d[o]` (low 16 bits). */
 export function put16be(d: Uint8Array, o: number, v: number): void {
   d[o] = (v >>> 8) & 0xff;
   d[o + 1] = v & 0xff;
 }
+/** The big-endian (network order) u32 at `d[o]`, unsigned. */
 export function get32(d: Uint8Array, o: number): number {
   return ((d[o]! << 24) | (d[o + 1]! << 16) | (d[o + 2]! << 8) | d[o + 3]!) >>> 0;
 }
+/** Writes `v` as a big-endian u32 at `d[o]`. */
 export function put32be(d: Uint8Array, o: number, v: number): void {
   d[o] = (v >>> 24) & 0xff;
   d[o + 1] = (v >>> 16) & 0xff;

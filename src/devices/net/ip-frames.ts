@@ -34,7 +34,25 @@ export interface IpFrameSpec {
   readonly vlan?: number;
 }
 
-export const TcpFlag = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20, ECE: 0x40, CWR: 0x80 } as const;
+/** TCP header flag bits (byte 13 of the TCP header, RFC 9293; ECE and CWR from RFC 3168). */
+export const TcpFlag = {
+  /** No more data from the sender. */
+  FIN: 0x01,
+  /** Synchronize sequence numbers (connection open). */
+  SYN: 0x02,
+  /** Reset the connection. */
+  RST: 0x04,
+  /** Push: deliver buffered data now. */
+  PSH: 0x08,
+  /** The acknowledgment number is valid. */
+  ACK: 0x10,
+  /** The urgent pointer is valid. */
+  URG: 0x20,
+  /** ECN echo. */
+  ECE: 0x40,
+  /** Congestion window reduced. */
+  CWR: 0x80,
+} as const;
 
 /** A frame with complete, correct checksums. */
 export function buildIpFrame(s: IpFrameSpec): Uint8Array {
@@ -94,7 +112,12 @@ export function buildIpFrame(s: IpFrameSpec): Uint8Array {
  * VIRTIO_NET_HDR_F_NEEDS_CSUM (the pseudo-header sum, not inverted) and returns csum_start and
  * csum_offset.
  */
-export function makeChecksumPartial(f: Uint8Array): { start: number; offset: number } {
+export function makeChecksumPartial(f: Uint8Array): {
+  /** csum_start: offset of the TCP/UDP header in the frame. */
+  start: number;
+  /** csum_offset: where the checksum field is from `start` (16 TCP, 6 UDP). */
+  offset: number;
+} {
   const l = new FrameLayout();
   if (!l.parse(f, f.length)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'not a TCP or UDP frame over IPv4/IPv6');
   const udp = l.proto === IPPROTO_UDP;

@@ -7,9 +7,11 @@ import { type NetPacket, isGroupAddress, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 
 export class ReflectorPort implements NetPort {
+  /** The link into the switch, set when attached; null before (frames sent back are dropped). */
   link: NetLink | null = null;
   /** Frames received, and frames sent back. */
   received = 0;
+  /** Frames echoed back (those addressed to `mac`). */
   reflected = 0;
   private readonly out: NetPacket;
   private readonly key: number;

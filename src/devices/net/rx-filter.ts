@@ -13,29 +13,42 @@ import { BROADCAST_KEY, type NetPacket, isGroupAddress, macKey } from './packet.
  */
 export const MAC_TABLE_ENTRIES = 64;
 
+/** Which received frames a virtio-net device passes to the driver, as VIRTIO_NET_CTRL_RX/MAC/VLAN set it. */
 export class RxFilter {
   /**
    * Promiscuous after reset, as QEMU's virtio-net: a driver that negotiates CTRL_RX narrows it
    * (Linux sends PROMISC off at open); one that does not still receives its frames.
    */
   promisc = true;
+  /** VIRTIO_NET_CTRL_RX_ALLMULTI: every multicast frame passes. */
   allMulti = false;
+  /** VIRTIO_NET_CTRL_RX_ALLUNI: every unicast frame passes. */
   allUni = false;
+  /** VIRTIO_NET_CTRL_RX_NOMULTI: no multicast frame passes. */
   noMulti = false;
+  /** VIRTIO_NET_CTRL_RX_NOUNI: no unicast frame passes. */
   noUni = false;
+  /** VIRTIO_NET_CTRL_RX_NOBCAST: no broadcast frame passes. */
   noBcast = false;
   /** Whether unicast frames are filtered by address (the device knows the driver's address). */
   filterUnicast = false;
   /** The primary address as a macKey. */
   macKey = 0;
+  /** Unicast MAC table (VIRTIO_NET_CTRL_MAC_TABLE_SET), as macKeys; the first `ucCount` count. */
   readonly uc = new Float64Array(MAC_TABLE_ENTRIES);
+  /** Multicast MAC table, as macKeys; the first `mcCount` count. */
   readonly mc = new Float64Array(MAC_TABLE_ENTRIES);
+  /** Entries in use in `uc`. */
   ucCount = 0;
+  /** Entries in use in `mc`. */
   mcCount = 0;
+  /** The driver gave more than MAC_TABLE_ENTRIES unicast addresses: every unicast frame passes. */
   ucOverflow = false;
+  /** The driver gave more than MAC_TABLE_ENTRIES multicast addresses: every multicast frame passes. */
   mcOverflow = false;
   /** VLAN filtering on (CTRL_VLAN negotiated): tagged frames pass only with their id in `vlans`. */
   vlanFilter = false;
+  /** VLAN filter table: bit `vid` set = VLAN id `vid` (0..4095) passes. */
   readonly vlans = new Uint8Array(NET_VLAN_IDS / 8);
 
   /** device/net/77: an empty MAC table (and default modes) on reset. */
@@ -50,12 +63,14 @@ export class RxFilter {
     this.vlans.fill(0);
   }
 
+  /** VIRTIO_NET_CTRL_VLAN_ADD (`on`) or _DEL for VLAN id `vid` (0..4095). */
   setVlan(vid: number, on: boolean): void {
     const byte = vid >>> 3;
     const mask = 1 << (vid & 7);
     this.vlans[byte] = on ? this.vlans[byte]! | mask : this.vlans[byte]! & ~mask;
   }
 
+  /** Whether VLAN id `vid` is in the filter table. */
   hasVlan(vid: number): boolean {
     return (this.vlans[vid >>> 3]! & (1 << (vid & 7))) !== 0;
   }

@@ -33,9 +33,11 @@ import { ETH_HEADER, ETH_P_8021Q, ETH_VLAN_TAG, NET_VLAN_IDS } from '../../spec/
 export interface SwitchPortCounters {
   /** Frames and bytes the port sent into the switch. */
   rxFrames: number;
+  /** Bytes of the frames the port sent into the switch. */
   rxBytes: number;
   /** Frames and bytes the switch delivered to the port. */
   txFrames: number;
+  /** Bytes of the frames the switch delivered to the port. */
   txBytes: number;
   /** Frames from the port the switch dropped (runt, looped too deep, port detached, GSO not segmentable). */
   dropped: number;
@@ -59,6 +61,7 @@ export interface SwitchPortOptions {
 
 /** A port's attachment: its link into the switch, its counters, and detach. */
 export class SwitchPort implements NetLink {
+  /** The port's frame and byte counters, updated in place. */
   readonly counters: SwitchPortCounters = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
   /** @internal */
   attached = true;
@@ -68,6 +71,7 @@ export class SwitchPort implements NetLink {
 
   constructor(
     private readonly sw: NetSwitch,
+    /** The port attached (a device's back end, a TAP, a reflector...). */
     readonly port: NetPort,
     opts: SwitchPortOptions = {},
   ) {
@@ -90,6 +94,7 @@ export class SwitchPort implements NetLink {
     return b === null || (b[vlan >> 3]! & (1 << (vlan & 7))) !== 0;
   }
 
+  /** The attached port's name (for logs and stats). */
   get name(): string {
     return this.port.name;
   }
@@ -112,6 +117,7 @@ export interface NetSwitchOptions {
 
 /** A monitor's attachment: detach to stop seeing frames. */
 export interface SwitchMonitor {
+  /** Stops the monitor seeing frames; calling it again does nothing. */
   detach(): void;
 }
 

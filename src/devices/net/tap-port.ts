@@ -28,19 +28,23 @@ const TAP_HDR = NetHdr.LEGACY_SIZE;
 /** Largest frame through the TAP: a 64 KiB IP packet plus Ethernet and VLAN headers. */
 const TAP_FRAME_MAX = 65535 + 18;
 
+/** Counters of a TapPort (rx: from the host interface into the switch; tx: to it). */
 export interface TapPortStats {
   /** Frames read from the TAP and sent into the switch. */
   rxFrames: number;
+  /** Bytes of those frames (Ethernet header on, virtio_net_hdr off). */
   rxBytes: number;
   /** Frames from the TAP dropped (runt, unexpected GSO, bad checksum offsets). */
   rxErrors: number;
   /** Frames written to the TAP. */
   txFrames: number;
+  /** Bytes of those frames (Ethernet header on, virtio_net_hdr off). */
   txBytes: number;
   /** Frames not written: the interface queue was full, or the TAP is down. */
   txDropped: number;
 }
 
+/** How a TapPort opens its host interface (Linux TUN/TAP, needs CAP_NET_ADMIN to create it). */
 export interface TapPortOptions {
   /** The interface (created when missing; "" lets the kernel name it tapN). */
   readonly ifname: string;
@@ -51,6 +55,7 @@ export interface TapPortOptions {
 }
 
 export class TapPort implements NetPort {
+  /** Frame and byte counters, updated in place. */
   readonly stats: TapPortStats = { rxFrames: 0, rxBytes: 0, rxErrors: 0, txFrames: 0, txBytes: 0, txDropped: 0 };
   readonly name: string;
   private readonly tap: TapDevice;

@@ -93,6 +93,7 @@ class CountingContext implements DeviceContext {
 }
 
 export class VhostUserNetDevice extends NetDevice implements VhostUserDevice {
+  /** Per queue: the driver's kicks and the used notifications the device sent. */
   readonly queueStats: NetQueueStats;
   /** RARPs sent for SEND_RARP. */
   rarpsSent = 0;
@@ -101,6 +102,7 @@ export class VhostUserNetDevice extends NetDevice implements VhostUserDevice {
   private switchPort: SwitchPort | null = null;
   private readonly rarp = new NetPacket(RARP_FRAME);
 
+  /** The vhost-user extras: offers the RARP and MTU protocol features and serves SEND_RARP and NET_SET_MTU. */
   readonly vhostUser: VhostUserDeviceHooks = {
     protocolFeatures: PF.RARP | PF.MTU,
     handleRequest: (msg, session) => this.handleVhostUserRequest(msg, session),

@@ -13,6 +13,7 @@ import type { Mapping } from '../../platform/types.js';
 /** Region sizes are whole pages (2.10: a transport maps a shared memory region page by page). */
 export const PMEM_ALIGN = 4096;
 
+/** The memory behind a virtio-pmem device (5.19): the bytes the guest maps and how to make them persist. */
 export interface PmemBackend {
   /** The memory range (its length is the device's size). */
   readonly bytes: Uint8Array;
@@ -20,6 +21,7 @@ export interface PmemBackend {
   flush(): void | Promise<void>;
   /** Flushes done (for tests and stats). */
   readonly flushes: number;
+  /** Releases the memory (unmaps and closes a file); `bytes` must not be used after. */
   close(): void;
 }
 
@@ -46,6 +48,7 @@ export class PmemMemoryBackend implements PmemBackend {
     this.flushes++;
   }
 
+  /** Nothing to release (the garbage collector frees the RAM). */
   close(): void {}
 }
 
@@ -97,6 +100,7 @@ export class PmemFileBackend implements PmemBackend {
     });
   }
 
+  /** Unmaps the file and closes it; a second call does nothing. */
   close(): void {
     if (this.closed) return;
     this.closed = true;

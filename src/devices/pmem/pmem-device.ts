@@ -46,6 +46,7 @@ export class PmemDevice implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = PmemConfig.SIZE;
   readonly sharedMemoryRegions?: readonly SharedMemoryRegion[];
+  /** Guest physical address of the range: the configuration's `start` (which reads 0 with SHMEM_REGION). */
   readonly start: number;
 
   private le = true;
@@ -57,6 +58,7 @@ export class PmemDevice implements VirtioDevice {
   private readonly log: Logger | undefined;
 
   constructor(
+    /** The memory range presented and flushed. */
     readonly backend: PmemBackend,
     opts: PmemDeviceOptions = {},
   ) {

@@ -16,19 +16,31 @@ import { PMEM_CONFIG_LAYOUT, PMEM_REQUESTQ, PMEM_REQ_SIZE, PMEM_REQ_TYPE_FLUSH, 
 
 /** A guest physical range. */
 export interface PmemRange {
+  /** First guest physical address. */
   readonly base: number;
+  /** Bytes in the range. */
   readonly length: number;
 }
 
 /** Options of PmemDriver. */
 export interface PmemDriverOptions {
   /** Shared memory regions of the device as its transport lists them (needed with SHMEM_REGION). */
-  regions?: readonly { readonly id: number; readonly base: number; readonly length: number }[];
+  regions?: readonly {
+    /** shmid of the region (VIRTIO_PMEM_SHMEM_REGION_ID is 0). */
+    readonly id: number;
+    /** Guest physical address where the transport maps it. */
+    readonly base: number;
+    /** Bytes in the region. */
+    readonly length: number;
+  }[];
 }
 
 /** A flush the device answered with another status than 0. */
 export class PmemFlushError extends VirtioError {
-  constructor(readonly ret: number) {
+  constructor(
+    /** The `ret` of struct virtio_pmem_resp: 0 is success, -1 a failed flush (or a malformed request). */
+    readonly ret: number,
+  ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-pmem flush failed: ret ${ret}`);
   }
 }

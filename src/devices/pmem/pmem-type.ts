@@ -17,6 +17,7 @@ export interface PmemDeviceArgs {
   readonly size?: number;
   /** Guest physical address reported in start. Default 4 GiB. */
   readonly start?: number;
+  /** Maximum queue size. Default 128. */
   readonly queueSize?: number;
 }
 

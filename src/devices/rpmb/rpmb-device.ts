@@ -67,7 +67,9 @@ export class RpmbDevice implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = RpmbConfig.SIZE;
 
+  /** max_wr_cnt of the configuration: blocks per data write at most, 0 for no limit. */
   readonly maxWriteBlocks: number;
+  /** max_rd_cnt of the configuration: blocks per data read at most, 0 for no limit. */
   readonly maxReadBlocks: number;
   /** Data blocks (256 bytes) of the store. */
   readonly blocks: number;
@@ -86,6 +88,7 @@ export class RpmbDevice implements VirtioDevice {
   private readonly staging: Uint8Array;
 
   constructor(
+    /** Where the key, the write counter and the blocks persist. */
     readonly store: RpmbStore,
     opts: RpmbDeviceOptions = {},
   ) {

@@ -33,7 +33,9 @@ const FRAME = RpmbFrame.SIZE;
 /** The device answered with a result other than OK (`result` is the frame's result field). */
 export class RpmbResultError extends VirtioError {
   constructor(
+    /** What was asked ('program key', 'data write'...), for the message. */
     readonly operation: string,
+    /** The response frame's result field (VIRTIO_RPMB_RES_*, possibly with WRITE_COUNTER_EXPIRED 0x80). */
     readonly result: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `RPMB ${operation}: result 0x${result.toString(16).padStart(4, '0')}`);
@@ -52,11 +54,17 @@ export interface RpmbDriverConfig {
 
 /** A response frame, decoded. */
 export interface RpmbResponseFrame {
+  /** req_resp: the VIRTIO_RPMB_RESP_* type (5.12.6.1). */
   readonly type: number;
+  /** VIRTIO_RPMB_RES_* result, ORed with WRITE_COUNTER_EXPIRED (0x80) once the counter is spent. */
   readonly result: number;
+  /** The device's write counter (0 in responses that do not carry it). */
   readonly writeCounter: number;
+  /** First block (256 bytes) of a data read or write. */
   readonly address: number;
+  /** Blocks of a data read or write. */
   readonly blockCount: number;
+  /** The 16-byte nonce echoed from the request (reads and counter reads). */
   readonly nonce: Uint8Array;
 }
 
@@ -79,6 +87,7 @@ export function rpmbFrame(type: number, fields: { blockCount?: number; address?:
   return f;
 }
 
+/** The header fields of a 512-byte RPMB frame (big-endian, 5.12.6.1); key/MAC and data are not copied. */
 export function decodeRpmbFrame(f: Uint8Array): RpmbResponseFrame {
   return {
     type: frameU16(f, RpmbFrame.REQ_RESP),

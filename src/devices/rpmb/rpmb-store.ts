@@ -8,8 +8,10 @@ import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, wri
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { RPMB_BLOCKS_PER_UNIT, RPMB_BLOCK_SIZE, RPMB_CAPACITY_UNIT, RPMB_MAX_CAPACITY_UNITS } from '../../spec/rpmb.js';
 
+/** Bytes of the RPMB authentication key (HMAC-SHA256, 5.12.6.1). */
 export const RPMB_KEY_SIZE = 32;
 
+/** The device's persistent state (5.12): key, write counter, data blocks; MemoryRpmbStore or FileRpmbStore. */
 export interface RpmbStore {
   /** 5.12.4 capacity in 128 KiB units (1..0x80). */
   readonly capacityUnits: number;
@@ -25,9 +27,11 @@ export interface RpmbStore {
   write(block: number, src: Uint8Array, writeCounter: number): void;
 }
 
+/** What a new store starts with (instead of an unprogrammed key and counter 0). */
 export interface RpmbInitialState {
   /** A key already programmed (for tests and provisioning). */
   readonly key?: Uint8Array;
+  /** The write counter to start at. Default 0. */
   readonly writeCounter?: number;
 }
 

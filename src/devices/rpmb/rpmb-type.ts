@@ -16,8 +16,11 @@ import { MemoryRpmbStore } from './rpmb-store.js';
 export interface RpmbDeviceArgs {
   /** 128 KiB units (1..128). Default 1. */
   readonly capacityUnits?: number;
+  /** max_wr_cnt: blocks per data write at most, 1..255, or 0 for no limit. Default 16. */
   readonly maxWriteBlocks?: number;
+  /** max_rd_cnt: blocks per data read at most, 1..255, or 0 for no limit. Default 16. */
   readonly maxReadBlocks?: number;
+  /** Maximum queue size. Default 128. */
   readonly queueSize?: number;
 }
 

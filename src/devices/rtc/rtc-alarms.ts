@@ -16,7 +16,9 @@ export const MAX_ALARM_WAIT_MS = 10_000;
 
 /** Timers (tests inject their own). */
 export interface RtcTimers {
+  /** Runs `fn` after `ms` milliseconds; returns a handle for `clear`. */
   set(fn: () => void, ms: number): unknown;
+  /** Cancels the timer `handle` from `set` (fired or not). */
   clear(handle: unknown): void;
 }
 

@@ -23,7 +23,9 @@ const U32 = 0x1_0000_0000;
 
 /** A 64-bit unsigned value as two 32-bit halves. */
 export class U64 {
+  /** The high 32 bits (unsigned). */
   hi = 0;
+  /** The low 32 bits (unsigned). */
   lo = 0;
   /** Sets seconds * 1e9 + nanoseconds exactly (seconds < 2^34, nanoseconds < 1e9). */
   setNs(seconds: number, nanoseconds: number): this {
@@ -49,6 +51,7 @@ export class U64 {
   minusNs(o: U64): number {
     return (this.hi - o.hi) * U32 + (this.lo - o.lo);
   }
+  /** Sets this to the value of `o`. */
   copy(o: U64): this {
     this.hi = o.hi;
     this.lo = o.lo;
@@ -128,6 +131,7 @@ export function systemLeapSeconds(path = '/usr/share/zoneinfo/leap-seconds.list'
 
 /** One clock the device provides. */
 export interface RtcClockSpec {
+  /** What the clock counts (VIRTIO_RTC_CLOCK_*: UTC, TAI, MONOTONIC, UTC_SMEARED...). */
   readonly type: RtcClockType;
   /** UTC_SMEARED only: NOON_LINEAR (default) or UTC_SLS. */
   readonly smearing?: RtcSmear;

@@ -47,8 +47,11 @@ export interface RtcDeviceOptions {
   leapSeconds?: LeapSecondTable | null;
   /** Offer VIRTIO_RTC_F_ALARM when some clock has an alarm (device/rtc/1). Default true. */
   alarms?: boolean;
+  /** Where the clocks are read. Default: the host (Date.now, performance.now). */
   timeSource?: RtcTimeSource;
+  /** What schedules alarm checks. Default: Node's timers. */
   timers?: RtcTimers;
+  /** Maximum size of each queue. Default 64. */
   queueSize?: number;
   /** Where the device logs; silent by default. */
   logger?: Logger;
@@ -80,6 +83,7 @@ export class RtcDevice implements VirtioDevice {
   readonly offeredFeatures: bigint;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = RTC_CONFIG_SIZE;
+  /** The clocks provided; clock id = index. */
   readonly clocks: readonly RtcClockSpec[];
 
   private readonly reader: RtcClockReader;

@@ -37,8 +37,11 @@ export interface RtcDriverOptions {
 
 /** What CLOCK_CAP says of one clock. */
 export interface RtcClockInfo {
+  /** Clock id (0..num_clocks-1, 5.22.4). */
   readonly id: number;
+  /** What the clock counts: UTC, TAI, MONOTONIC, UTC_SMEARED, UTC_MAYBE_SMEARED. */
   readonly type: RtcClockType;
+  /** How a UTC_SMEARED clock spreads leap seconds (NOON_LINEAR, UTC_SLS); meaningless for other types. */
   readonly smearing: RtcSmear;
   /** The clock supports an alarm (ALARM_CAP, only with ALARM negotiated). */
   readonly alarm: boolean;
@@ -46,6 +49,7 @@ export interface RtcClockInfo {
 
 /** An alarm notification and the clock read after it (driver/rtc/12). */
 export interface RtcAlarmEvent {
+  /** The clock whose alarm fired. */
   readonly clockId: number;
   /** The clock as read after the notification arrived (ns), or null when the read failed. */
   readonly reading: bigint | null;
@@ -54,7 +58,9 @@ export interface RtcAlarmEvent {
 /** The device answered a request with a status other than OK. */
 export class RtcRequestError extends VirtioError {
   constructor(
+    /** VIRTIO_RTC_REQ_* of the request refused. */
     readonly msgType: number,
+    /** VIRTIO_RTC_S_*: EOPNOTSUPP, ENODEV, EINVAL or EIO. */
     readonly status: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-rtc: request 0x${msgType.toString(16)} failed with status ${status}`);
@@ -148,7 +154,15 @@ export class RtcDriver implements DeviceDriver {
   }
 
   /** READ_CROSS: the clock and the counter value at the reading. */
-  async readCross(id: number, counter: number): Promise<{ reading: bigint; counterCycles: bigint }> {
+  async readCross(
+    id: number,
+    counter: number,
+  ): Promise<{
+    /** The clock reading (ns). */
+    reading: bigint;
+    /** The hardware counter's value at that reading (counter cycles). */
+    counterCycles: bigint;
+  }> {
     checkCounter(counter);
     const v = await this.request(RtcMsg.READ_CROSS, (w) => {
       w.setUint16(RtcReq.CLOCK_ID, id, this.ctx.littleEndian);
@@ -158,7 +172,12 @@ export class RtcDriver implements DeviceDriver {
   }
 
   /** READ_ALARM: the alarm time (ns) and whether it is enabled. */
-  async readAlarm(id: number): Promise<{ time: bigint; enabled: boolean }> {
+  async readAlarm(id: number): Promise<{
+    /** The alarm time, in nanoseconds of the clock. */
+    time: bigint;
+    /** Whether the alarm is armed (VIRTIO_RTC_FLAG_ALARM_ENABLED). */
+    enabled: boolean;
+  }> {
     this.requireAlarm();
     const v = await this.request(RtcMsg.READ_ALARM, (w) => w.setUint16(RtcReq.CLOCK_ID, id, this.ctx.littleEndian));
     return { time: v.getBigUint64(RtcResp.ALARM_TIME, this.ctx.littleEndian), enabled: (v.getUint8(RtcResp.ALARM_FLAGS) & RtcFlag.ALARM_ENABLED) !== 0 };

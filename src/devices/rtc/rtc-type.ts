@@ -12,7 +12,9 @@ import { RtcDriver, RtcRequestError } from './rtc-driver.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface RtcDeviceArgs {
+  /** Maximum size of each queue. Default 64. */
   readonly queueSize?: number;
+  /** Offer VIRTIO_RTC_F_ALARM (UTC and MONOTONIC have alarms). Default true. */
   readonly alarms?: boolean;
 }
 

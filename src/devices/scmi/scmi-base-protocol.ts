@@ -8,6 +8,7 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import { SCMI_BASE_VERSION, SCMI_VENDOR_ID_SIZE, ScmiBaseMessage, ScmiProtocol, ScmiStatus } from '../../spec/scmi.js';
 import type { ScmiCommand, ScmiProtocolHandler } from './scmi-command.js';
 
+/** What the Base protocol answers about the platform's vendor and implementation. */
 export interface ScmiBaseIdentity {
   /** BASE_DISCOVER_VENDOR: ASCII, at most 15 characters. Default "virtio-ts". */
   readonly vendor?: string;
@@ -25,6 +26,7 @@ function vendorBytes(s: string): Uint8Array {
 }
 
 export class ScmiBaseProtocol implements ScmiProtocolHandler {
+  /** ScmiProtocol.BASE (0x10). */
   readonly protocolId = ScmiProtocol.BASE;
   private readonly vendor: Uint8Array;
   private readonly subVendor: Uint8Array;

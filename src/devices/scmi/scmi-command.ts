@@ -13,27 +13,38 @@ export const SCMI_MAX_PARAMS = 64;
 /** Return value bytes at most (status included): 8 sensor descriptors fit. */
 export const SCMI_MAX_RETURN = 256;
 
+/** A command on the cmdq: its header, parameters and the return values being built. */
 export class ScmiCommand {
+  /** The SCMI message header (le32: message id, type, protocol id, token). */
   header = 0;
   /** Whether VIRTIO_SCMI_F_P2A_CHANNELS was negotiated (notifications and delayed responses exist). */
   p2a = false;
+  /** The parameter bytes after the header (the first `paramsLength` count). */
   readonly params = new Uint8Array(SCMI_MAX_PARAMS);
+  /** A DataView of `params`. */
   readonly paramsView = new DataView(this.params.buffer);
+  /** Parameter bytes the driver sent (beyond SCMI_MAX_PARAMS are dropped). */
   paramsLength = 0;
+  /** The return values being written, status word first. */
   readonly ret = new Uint8Array(SCMI_MAX_RETURN);
+  /** A DataView of `ret`. */
   readonly retView = new DataView(this.ret.buffer);
   /** Return value bytes the driver's buffer can take (at most SCMI_MAX_RETURN). */
   retRoom = 0;
 
+  /** Message id from the header (bits 0..7). */
   get messageId(): number {
     return scmiHeaderMessageId(this.header);
   }
+  /** Protocol id from the header (bits 10..17). */
   get protocolId(): number {
     return scmiHeaderProtocol(this.header);
   }
+  /** Message type from the header (bits 8..9): 0 for a command. */
   get type(): number {
     return scmiHeaderType(this.header);
   }
+  /** Token from the header (bits 18..27), echoed in the response. */
   get token(): number {
     return scmiHeaderToken(this.header);
   }
@@ -88,6 +99,7 @@ export class ScmiRequest extends QueueRequest {
 
 /** What serves the commands of one SCMI protocol. */
 export interface ScmiProtocolHandler {
+  /** The SCMI protocol id served (0x10 base, 0x15 sensor...). */
   readonly protocolId: number;
   /** Whether `messageId` is implemented (PROTOCOL_MESSAGE_ATTRIBUTES; device/scmi/8 with p2a false). */
   implements(messageId: number, p2a: boolean): boolean;

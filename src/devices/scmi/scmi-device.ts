@@ -47,7 +47,9 @@ export class ScmiDevice implements VirtioDevice {
   readonly offeredFeatures = ScmiF.P2A_CHANNELS | F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = SCMI_CONFIG_SIZE;
+  /** The Sensor protocol (0x15): set values with it, read its pending asynchronous readings. */
   readonly sensors: ScmiSensorProtocol;
+  /** The eventq side (5.17.6.2): notifications and delayed responses waiting for buffers. */
   readonly events: ScmiEventQueue;
 
   private readonly server: QueueServer<ScmiRequest>;

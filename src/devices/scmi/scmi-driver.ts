@@ -39,7 +39,9 @@ import { joinS64, splitS64 } from './scmi-command.js';
 /** The platform answered with a status other than SUCCESS. */
 export class ScmiStatusError extends VirtioError {
   constructor(
+    /** What was asked, for the message (e.g. 'SENSOR_READING_GET'). */
     readonly operation: string,
+    /** The SCMI status returned (negative: NOT_FOUND -1, INVALID_PARAMETERS -2...). */
     readonly status: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `SCMI ${operation}: status ${status}`);
@@ -56,25 +58,39 @@ export interface ScmiDriverOptions {
 
 /** A response: the status and the return values after it. */
 export interface ScmiResponse {
+  /** SCMI status (0 SUCCESS, negative on error). */
   readonly status: number;
+  /** The return values after the status word (empty when status is not SUCCESS). */
   readonly values: Uint8Array;
 }
 
 /** A notification or delayed response from the eventq. */
 export interface ScmiP2aMessage {
+  /** SCMI protocol of the message (0x15 sensor...). */
   readonly protocolId: number;
+  /** Message id within the protocol. */
   readonly messageId: number;
+  /** Header type: 2 delayed response, 3 notification. */
   readonly type: number;
+  /** Token: for a delayed response, the token of the command it answers. */
   readonly token: number;
+  /** The bytes after the header. */
   readonly payload: Uint8Array;
 }
 
+/** One sensor from SENSOR_DESCRIPTION_GET (SCMI 4.7.2.5). */
 export interface ScmiSensorInfo {
+  /** Sensor id, the index used by SENSOR_READING_GET. */
   readonly id: number;
+  /** The sensor's name (up to 16 bytes, NUL trimmed). */
   readonly name: string;
+  /** SCMI sensor type (unit): e.g. 2 = degrees C, 5 = volts. */
   readonly type: number;
+  /** Power-of-ten exponent of the unit: a reading times 10^scale is the value (signed, -16..15). */
   readonly scale: number;
+  /** Whether SENSOR_READING_GET may be asked asynchronously (a delayed response on the eventq). */
   readonly asyncRead: boolean;
+  /** Number of trip points the sensor supports. */
   readonly tripPoints: number;
 }
 

@@ -22,6 +22,11 @@ interface P2aMessage {
   readonly delayed: boolean;
 }
 
+/**
+ * The device's eventq (5.17.6.2, with VIRTIO_SCMI_F_P2A_CHANNELS): P2A messages go into the
+ * buffers the driver posted; delayed responses wait for a buffer, notifications are kept up to
+ * MAX_PENDING_NOTIFICATIONS and then dropped.
+ */
 export class ScmiEventQueue {
   private buffers: QueueRequest[] = [];
   private pending: P2aMessage[] = [];

@@ -25,6 +25,7 @@ import {
 import { type ScmiCommand, type ScmiProtocolHandler, joinS64, splitS64 } from './scmi-command.js';
 import type { ScmiEventQueue } from './scmi-events.js';
 
+/** One sensor the device's Sensor protocol (SCMI 4.7) presents. */
 export interface ScmiSensorSpec {
   /** At most 15 ASCII characters. */
   readonly name: string;
@@ -81,7 +82,12 @@ class Sensor {
   }
 }
 
+/**
+ * The SCMI Sensor management protocol (0x15): descriptions, readings (synchronous or by delayed
+ * response), trip points and their notifications.
+ */
 export class ScmiSensorProtocol implements ScmiProtocolHandler {
+  /** ScmiProtocol.SENSOR (0x15). */
   readonly protocolId = ScmiProtocol.SENSOR;
   private readonly sensors: Sensor[];
   private asyncInFlight = 0;
@@ -96,6 +102,7 @@ export class ScmiSensorProtocol implements ScmiProtocolHandler {
     this.sensors = specs.map((s) => new Sensor(s));
   }
 
+  /** Number of sensors (ids are 0..count-1). */
   get count(): number {
     return this.sensors.length;
   }

@@ -14,8 +14,18 @@ import type { ScmiSensorSpec } from './scmi-sensor-protocol.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface ScmiDeviceArgs {
-  readonly sensors?: readonly { readonly name: string; readonly type?: number; readonly value?: number }[];
+  /** The sensors of the Sensor protocol. Default: one "cpu-temp" in degrees C reading 45. */
+  readonly sensors?: readonly {
+    /** Sensor name: ASCII, at most 15 characters. */
+    readonly name: string;
+    /** SCMI unit type (ScmiSensorType). Default DEGREES_C. */
+    readonly type?: number;
+    /** The sensor's fixed reading (safe integer). Default 0. */
+    readonly value?: number;
+  }[];
+  /** BASE_DISCOVER_VENDOR: ASCII, at most 15 characters. Default "virtio-ts". */
   readonly vendor?: string;
+  /** Maximum queue size of each queue. Default 128. */
   readonly queueSize?: number;
 }
 

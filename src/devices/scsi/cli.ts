@@ -20,16 +20,22 @@ import type { DeviceCli } from '../device-type.js';
 
 /** One `--lun` option: an image file or a RAM disk, with its flags. */
 export interface ScsiLunOption {
+  /** `file=PATH`: a raw image; null for a RAM disk. */
   readonly file: string | null;
+  /** `memory=SIZE`: a RAM disk of this many bytes (a multiple of 512); null for a file. */
   readonly memoryBytes: number | null;
+  /** `,readonly`: writes refused. */
   readonly readOnly: boolean;
+  /** `,serial=TEXT`: the unit serial number; null for the default. */
   readonly serial: string | null;
 }
 
 export interface ScsiOptions extends BackendOptions {
   /** LUN 0, 1, ... in order. */
   readonly luns: readonly ScsiLunOption[];
+  /** `--num-queues`: request queues (default 1). */
   readonly numQueues: number;
+  /** `--queue-size`: the largest ring, a power of 2 (default 128). */
   readonly queueSize: number;
 }
 

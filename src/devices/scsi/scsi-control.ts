@@ -19,6 +19,7 @@ import { ChainCursor, writeWritableByteAt } from '../../queue/chain.js';
 import { Asc, ScsiCtrlAn, ScsiCtrlTmf, ScsiCtrlType, ScsiResponse, ScsiTmf } from '../../spec/scsi.js';
 import { BAD_TARGET, type ScsiHostState, type ScsiRequest, type ScsiRequestHandler, type TmfWait, decodeLun } from './scsi-requests.js';
 
+/** What the control queue handler (TMFs, asynchronous notification, 5.6.6.2) needs from the device. */
 export interface ScsiControlHost extends ScsiHostState {
   /** Every LUN present (for I_T NEXUS RESET's unit attentions). */
   forEachLun(fn: (lun: { unitAttention: number }) => void): void;

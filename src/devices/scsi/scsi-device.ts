@@ -38,9 +38,11 @@ import { ScsiRequest, ScsiRequestHandler } from './scsi-requests.js';
 /** LUN ids 0 .. MAX_LUNS - 1 (max_lun in the configuration is MAX_LUNS - 1). */
 export const SCSI_MAX_LUNS = 256;
 
+/** One logical unit to create on target 0: its block backend and options. */
 export interface ScsiLunSpec extends ScsiLunOptions {
   /** LUN id on target 0 (0..255). Default: the position in the list. */
   readonly id?: number;
+  /** Where the LUN's blocks live (512-byte sectors). */
   readonly backend: BlkBackend;
 }
 
@@ -65,9 +67,12 @@ export class ScsiDevice implements VirtioDevice, ScsiControlHost {
   readonly offeredFeatures = TRANSPORT_FEATURES | ScsiF.HOTPLUG | ScsiF.CHANGE;
   readonly queueMaxSizes: readonly number[];
   readonly configSize = ScsiConfig.SIZE;
+  /** num_queues: request queues after controlq and eventq. */
   readonly numRequestQueues: number;
 
+  /** sense_size of the configuration (bytes): the driver may write it; back to 96 at reset. */
   senseSize = SCSI_DEFAULT_SENSE_SIZE;
+  /** cdb_size of the configuration (bytes): the driver may write it; back to 32 at reset. */
   cdbSize = SCSI_DEFAULT_CDB_SIZE;
 
   private readonly table: (ScsiLogicalUnit | null)[] = new Array<ScsiLogicalUnit | null>(SCSI_MAX_LUNS).fill(null);

@@ -81,11 +81,15 @@ export interface ScsiDriverConfig {
   maxLun: number;
 }
 
+/** One SCSI command to send on a request queue (struct virtio_scsi_req_cmd, 5.6.6.1). */
 export interface ScsiCommand {
   /** LUN on `target` (0..16383), or 'report-luns' for the REPORT LUNS well-known logical unit. */
   readonly lun: number | 'report-luns';
+  /** Target id (0..255). Default 0. */
   readonly target?: number;
+  /** The command descriptor block, at most cdb_size bytes (zero-padded to it). */
   readonly cdb: Uint8Array;
+  /** Bytes the command sends to the device (dataout). */
   readonly dataOut?: Uint8Array;
   /** Bytes of datain the driver provides. Default 0. */
   readonly dataInLength?: number;
@@ -119,18 +123,26 @@ export interface ScsiCommandResult {
   readonly ascq: number;
 }
 
+/** One struct virtio_scsi_event from the eventq (5.6.6.3), decoded. */
 export interface ScsiEvent {
   /** The event type without the EVENTS_MISSED flag. */
   readonly event: number;
+  /** VIRTIO_SCSI_T_EVENTS_MISSED was set: events were lost, the driver should rescan. */
   readonly eventsMissed: boolean;
+  /** Target id the event is about. */
   readonly target: number;
+  /** LUN the event is about. */
   readonly lun: number;
+  /** Event-specific reason: RESCAN/REMOVED for transport resets, asc/ascq for param changes. */
   readonly reason: number;
 }
 
 /** A command that did not end with response OK and status GOOD. */
 export class ScsiCommandError extends VirtioError {
-  constructor(readonly result: ScsiCommandResult) {
+  constructor(
+    /** The decoded response: response code, status and sense. */
+    readonly result: ScsiCommandResult,
+  ) {
     super(
       ErrorCode.REQUEST_FAILED,
       `virtio-scsi command failed: response ${result.response}, status 0x${result.status.toString(16)}` +
@@ -361,7 +373,14 @@ export class ScsiDriver implements DeviceDriver {
   }
 
   /** READ CAPACITY (16): blocks and block size. */
-  async readCapacity(lun: number): Promise<{ blocks: number; blockSize: number; lbpme: boolean }> {
+  async readCapacity(lun: number): Promise<{
+    /** Number of logical blocks (last LBA + 1). */
+    blocks: number;
+    /** Bytes per logical block. */
+    blockSize: number;
+    /** Logical block provisioning enabled: the LUN takes UNMAP. */
+    lbpme: boolean;
+  }> {
     const cdb = new Uint8Array(16);
     cdb[0] = ScsiOp.SERVICE_ACTION_IN_16;
     cdb[1] = SAI_READ_CAPACITY_16;
@@ -447,7 +466,17 @@ export class ScsiDriver implements DeviceDriver {
   }
 
   /** Asynchronous notification query (or subscribe): the events the LUN supports. */
-  async asyncNotification(lun: number, eventsRequested: number, subscribe = false, target = 0): Promise<{ response: number; eventActual: number }> {
+  async asyncNotification(
+    lun: number,
+    eventsRequested: number,
+    subscribe = false,
+    target = 0,
+  ): Promise<{
+    /** VIRTIO_SCSI_S_* response of the control request. */
+    response: number;
+    /** event_actual: the requested event classes the LUN supports (5.6.6.2). */
+    eventActual: number;
+  }> {
     const req = new Uint8Array(ScsiCtrlAn.SIZE);
     const v = new DataView(req.buffer);
     v.setUint32(ScsiCtrlAn.TYPE, subscribe ? ScsiCtrlType.AN_SUBSCRIBE : ScsiCtrlType.AN_QUERY, this.le);

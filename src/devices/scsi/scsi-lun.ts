@@ -10,6 +10,7 @@ import type { BlkBackend } from '../blk/backend.js';
 /** The logical block size the device exposes (the blk backends count 512-byte sectors). */
 export const SCSI_BLOCK_SIZE = 512;
 
+/** How a logical unit presents itself (INQUIRY, VPD, MODE SENSE). */
 export interface ScsiLunOptions {
   /** Refuse writes (MODE SENSE WP, DATA PROTECT on writes). Also when the backend is read-only. */
   readonly readOnly?: boolean;
@@ -21,7 +22,9 @@ export interface ScsiLunOptions {
 
 const MAX_SERIAL = 32;
 
+/** One logical unit of target 0: a disk over a block backend, with its identity and pending unit attention. */
 export class ScsiLogicalUnit {
+  /** Writes refused (the option, or a read-only backend). */
   readonly readOnly: boolean;
   /** ASCII bytes of the serial number. */
   readonly serial: Uint8Array;
@@ -33,7 +36,9 @@ export class ScsiLogicalUnit {
   unitAttention = -1;
 
   constructor(
+    /** LUN id on target 0 (0..255). */
     readonly id: number,
+    /** Where the blocks live. */
     readonly backend: BlkBackend,
     opts: ScsiLunOptions = {},
   ) {

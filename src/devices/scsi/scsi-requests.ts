@@ -61,7 +61,9 @@ const WRITE_SAME_CHUNK = 64 * 1024;
 export interface ScsiHostState extends LunDirectory {
   /** The logical unit `id` of target 0, or null. */
   lun(id: number): ScsiLogicalUnit | null;
+  /** sense_size of the configuration: sense bytes written per response (driver-writable, default 96). */
   readonly senseSize: number;
+  /** cdb_size of the configuration: CDB bytes in each request (driver-writable, default 32). */
   readonly cdbSize: number;
 }
 

@@ -12,7 +12,9 @@ import { ScsiDriver } from './scsi-driver.js';
 export interface ScsiDeviceArgs {
   /** Sizes in bytes of RAM-disk LUNs 0, 1, ... (default one of 1 MiB). */
   readonly lunSizes?: readonly number[];
+  /** Request queues (num_queues). Default 1. */
   readonly numQueues?: number;
+  /** Maximum size of every queue. Default 128. */
   readonly queueSize?: number;
 }
 

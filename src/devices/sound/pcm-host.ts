@@ -126,7 +126,9 @@ export class WavFileOutput implements PcmOutput {
   private bytes = 0;
 
   constructor(
+    /** The WAV file written (created or truncated at each prepare). */
     readonly path: string,
+    /** The output stream recorded; other streams' frames are ignored. */
     readonly streamId = 0,
   ) {}
 
@@ -160,10 +162,15 @@ export class WavFileOutput implements PcmOutput {
 
 /** A WAV file's format and frames. */
 export interface WavData {
+  /** wFormatTag: 1 = integer PCM, 3 = IEEE float. */
   readonly tag: number;
+  /** Channels per frame. */
   readonly channels: number;
+  /** Frames per second (Hz). */
   readonly rateHz: number;
+  /** Bits of one sample (8, 16, 24, 32...). */
   readonly bitsPerSample: number;
+  /** The frames: the data chunk's bytes (a view into the file, cut short if the file is). */
   readonly data: Uint8Array;
 }
 
@@ -190,17 +197,20 @@ export function parseWav(file: Uint8Array): WavData {
 
 /** Input from a WAV file's frames, looped; the stream's format should match the file's. */
 export class WavFileInput implements PcmInput {
+  /** The parsed file (read once, at construction). */
   readonly wav: WavData;
   private pos = 0;
 
   constructor(
     path: string,
+    /** The input stream fed; other streams get silence. */
     readonly streamId = 0,
   ) {
     this.wav = parseWav(readFileSync(path));
     if (this.wav.data.length === 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `${path}: no frames`);
   }
 
+  /** The stream was prepared: it starts again from the file's first frame. */
   open(params: PcmParams): void {
     if (params.streamId === this.streamId) this.pos = 0;
   }
@@ -230,11 +240,13 @@ export class ToneInput implements PcmInput {
   private readonly params = new Map<number, PcmParams>();
 
   constructor(
+    /** Tone frequency (Hz). */
     readonly frequencyHz = 440,
     /** 0..1 of full scale. */
     readonly amplitude = 0.5,
   ) {}
 
+  /** The stream was prepared: its tone starts again at frame 0 with the new parameters. */
   open(params: PcmParams): void {
     this.params.set(params.streamId, params);
     this.frame.set(params.streamId, 0);

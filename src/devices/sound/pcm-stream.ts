@@ -25,6 +25,7 @@ import type { StreamInfo } from './sound-topology.js';
 
 /** A pool slot of the tx/rx queues: a link for the stream FIFO and the frame bytes it carries. */
 export class SoundRequest extends QueueRequest {
+  /** The next message queued on the same stream (FIFO link); null at the tail or when not queued. */
   next: SoundRequest | null = null;
   /** Frame bytes: tx, readable bytes after the header; rx, writable bytes before the status. */
   pcmBytes = 0;
@@ -65,11 +66,18 @@ export interface PcmStreamHost {
   xrun(streamId: number): void;
   /** The stream was prepared / released (host output or input opens / closes). */
   opened(params: PcmParams): void;
+  /** The stream was released or reset: host output or input `streamId` closes. */
   closed(streamId: number): void;
 }
 
+/**
+ * Device side of one PCM stream (5.14.6.6): its state machine, the I/O messages queued on it,
+ * and the timer that consumes (output) or fills (input) them at the stream's rate.
+ */
 export class PcmStream {
+  /** Where the stream is in 5.14.6.6.1's state machine. */
   state: PcmState = PcmState.INITIAL;
+  /** The parameters of the last SET_PARAMS; null before one (and after reset). */
   params: PcmParams | null = null;
   /** VIRTIO_SND_PCM_F_* selected by the driver. */
   features = 0;
@@ -88,7 +96,9 @@ export class PcmStream {
   private readonly onIdle = (): void => this.idle();
 
   constructor(
+    /** The stream id (index in PCM_INFO, 0-based). */
     readonly id: number,
+    /** What the device offers for the stream (formats, rates, channels). */
     readonly info: StreamInfo,
     private readonly host: PcmStreamHost,
   ) {}
@@ -108,6 +118,7 @@ export class PcmStream {
     return true;
   }
 
+  /** VIRTIO_SND_R_PCM_PREPARE: opens the host side; false when the state forbids it. */
   prepare(): boolean {
     const s = this.state;
     if (s !== PcmState.PARAMS && s !== PcmState.PREPARED && s !== PcmState.RELEASED) return false;
@@ -117,6 +128,7 @@ export class PcmStream {
     return true;
   }
 
+  /** VIRTIO_SND_R_PCM_START: messages start to be consumed at the stream's rate; false when the state forbids it. */
   start(): boolean {
     if (this.state !== PcmState.PREPARED && this.state !== PcmState.STOPPED) return false;
     this.state = PcmState.RUNNING;
@@ -126,6 +138,7 @@ export class PcmStream {
     return true;
   }
 
+  /** VIRTIO_SND_R_PCM_STOP: the timer stops, queued messages stay; false unless running. */
   stop(): boolean {
     if (this.state !== PcmState.RUNNING) return false;
     this.state = PcmState.STOPPED;

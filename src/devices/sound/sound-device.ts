@@ -48,8 +48,11 @@ import {
 
 /** Options of SoundDevice. */
 export interface SoundDeviceOptions {
+  /** The jacks presented (5.14.6.4). Default: one connected headphone jack. */
   readonly jacks?: readonly SoundJackConfig[];
+  /** The PCM streams presented, ids in order (5.14.6.6). Default: one stereo output, one stereo input. */
   readonly streams?: readonly SoundStreamConfig[];
+  /** The channel maps presented (5.14.6.9). Default: one stereo map per direction. */
   readonly chmaps?: readonly SoundChmapConfig[];
   /** Where output frames go. Default: discarded. */
   readonly output?: PcmOutput;
@@ -77,6 +80,7 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
   readonly queueMaxSizes: readonly number[];
   readonly configSize = SoundConfig.SIZE;
 
+  /** The PCM streams, indexed by stream id. */
   readonly streams: readonly PcmStream[];
   private readonly jacks: JackState[];
   private readonly chmaps: readonly SoundChmapConfig[];
@@ -183,6 +187,7 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
     else this.input.open?.(params);
   }
 
+  /** Stream `streamId` was released or reset: closes its host output or input. */
   closed(streamId: number): void {
     const s = this.streams[streamId]!;
     if (s.info.direction === SoundDirection.OUTPUT) this.output.close?.(streamId);

@@ -75,16 +75,22 @@ export interface SoundChmapInfoResult {
   /** `positions` of struct virtio_snd_chmap_info. */
   readonly positions: readonly number[];
 }
+/** One notification from the event queue (5.14.6.3): jack connected/disconnected, period elapsed, xrun. */
 export interface SoundEventResult {
+  /** VIRTIO_SND_EVT_* code. */
   readonly code: number;
+  /** The jack or stream id the event is about. */
   readonly data: number;
 }
 /** VIRTIO_SND_R_PCM_SET_PARAMS fields. */
 export interface SoundPcmParams {
+  /** Size of the stream's whole hardware buffer (bytes). */
   readonly bufferBytes: number;
+  /** Size of one period (bytes): the device signals PCM_PERIOD_ELAPSED after each. */
   readonly periodBytes: number;
   /** VIRTIO_SND_PCM_F_* bits. Default 0. */
   readonly features?: number;
+  /** Channels per frame, within the stream's channels_min..channels_max. */
   readonly channels: number;
   /** VIRTIO_SND_PCM_FMT_*. */
   readonly format: number;
@@ -93,14 +99,18 @@ export interface SoundPcmParams {
 }
 /** The status part of one I/O message. */
 export interface SoundIoResult {
+  /** VIRTIO_SND_S_* of the message (IO_ERR when the device returned no status). */
   readonly status: number;
+  /** The device's latency_bytes: bytes still in its buffers when it answered (5.14.6.8). */
   readonly latencyBytes: number;
 }
 
 /** A control request answered with a status other than VIRTIO_SND_S_OK. */
 export class SoundRequestError extends VirtioError {
   constructor(
+    /** VIRTIO_SND_R_* code of the request refused. */
     readonly request: number,
+    /** VIRTIO_SND_S_* status the device answered (BAD_MSG, NOT_SUPP, IO_ERR). */
     readonly status: number,
   ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-snd request 0x${request.toString(16)}: status 0x${status.toString(16)}`);
@@ -134,7 +144,14 @@ export class SoundDriver implements DeviceDriver {
   };
 
   /** The configuration: how many jacks, PCM streams and channel maps the device has. */
-  readonly config: { readonly jacks: number; readonly streams: number; readonly chmaps: number };
+  readonly config: {
+    /** Number of jacks (5.14.4). */
+    readonly jacks: number;
+    /** Number of PCM streams. */
+    readonly streams: number;
+    /** Number of channel maps. */
+    readonly chmaps: number;
+  };
   private readonly ctx: DriverContext;
   private readonly le: boolean;
   private readonly control: RequestQueue;
@@ -208,7 +225,15 @@ export class SoundDriver implements DeviceDriver {
   // ---- control ----
 
   /** Sends a raw control request; resolves with the status and the response payload after the header. */
-  async command(request: Uint8Array, responseBytes: number = SoundHdr.SIZE): Promise<{ status: number; payload: Uint8Array }> {
+  async command(
+    request: Uint8Array,
+    responseBytes: number = SoundHdr.SIZE,
+  ): Promise<{
+    /** VIRTIO_SND_S_* from the response header. */
+    status: number;
+    /** The response bytes after the header. */
+    payload: Uint8Array;
+  }> {
     const inLen = Math.max(SoundHdr.SIZE, responseBytes);
     const reqAddr = this.ctx.dma.alloc(Math.max(1, request.length), 8);
     const respAddr = this.ctx.dma.alloc(inLen, 8);
@@ -395,7 +420,15 @@ export class SoundDriver implements DeviceDriver {
    * One rx message: header device-readable only (driver/sound/15), `bytes` of frames then the
    * status device-writable. Resolves with the frames the device recorded (used length - 8).
    */
-  async readMessage(streamId: number, bytes: number): Promise<SoundIoResult & { frames: Uint8Array }> {
+  async readMessage(
+    streamId: number,
+    bytes: number,
+  ): Promise<
+    SoundIoResult & {
+      /** The captured frames. */
+      frames: Uint8Array;
+    }
+  > {
     const addr = this.ctx.dma.alloc(4 + bytes + SoundPcmStatus.SIZE, 8);
     try {
       this.ctx.memory.write(addr, this.words(streamId));
@@ -410,7 +443,15 @@ export class SoundDriver implements DeviceDriver {
   }
 
   /** Records `bytes` bytes from an input stream in period-sized messages (driver/sound/14: queue them before START). */
-  readMessages(streamId: number, bytes: number): Promise<(SoundIoResult & { frames: Uint8Array })[]> {
+  readMessages(
+    streamId: number,
+    bytes: number,
+  ): Promise<
+    (SoundIoResult & {
+      /** The frames captured by this message (at most one period). */
+      frames: Uint8Array;
+    })[]
+  > {
     const period = this.periodOf(streamId);
     const parts: Promise<SoundIoResult & { frames: Uint8Array }>[] = [];
     for (let at = 0; at < bytes; at += period) parts.push(this.readMessage(streamId, Math.min(period, bytes - at)));

@@ -16,6 +16,7 @@ import {
   SoundPcmRate,
 } from '../../spec/sound.js';
 
+/** One jack the device presents (VIRTIO_SND_R_JACK_INFO, 5.14.6.4). */
 export interface SoundJackConfig {
   /** HDA function group node (links jacks, streams and maps). Default 0. */
   readonly hdaFnNid?: number;
@@ -23,26 +24,35 @@ export interface SoundJackConfig {
   readonly hdaRegDefconf?: number;
   /** HDA pin capabilities (7.3.4.9). Default 0. */
   readonly hdaRegCaps?: number;
+  /** Whether something is plugged in at start (the jack's `connected` field). Default false. */
   readonly connected?: boolean;
   /** Whether the jack takes VIRTIO_SND_R_JACK_REMAP (VIRTIO_SND_JACK_F_REMAP). */
   readonly remap?: boolean;
 }
 
+/** One PCM stream the device presents (VIRTIO_SND_R_PCM_INFO, 5.14.6.6). */
 export interface SoundStreamConfig {
+  /** HDA function group node (links jacks, streams and maps). Default 0. */
   readonly hdaFnNid?: number;
+  /** OUTPUT (playback, guest to host) or INPUT (capture, host to guest). */
   readonly direction: SoundDirection;
   /** VIRTIO_SND_PCM_FMT_* numbers (byte-sized formats only: not IMA ADPCM). */
   readonly formats: readonly number[];
   /** VIRTIO_SND_PCM_RATE_* numbers. */
   readonly rates: readonly number[];
+  /** Fewest channels per frame the stream takes (1..255). */
   readonly channelsMin: number;
+  /** Most channels per frame the stream takes (channelsMin..255). */
   readonly channelsMax: number;
   /** Offer VIRTIO_SND_PCM_F_EVT_XRUNS (underrun/overrun events). Default true. */
   readonly xrunEvents?: boolean;
 }
 
+/** One channel map the device presents (VIRTIO_SND_R_CHMAP_INFO, 5.14.6.9). */
 export interface SoundChmapConfig {
+  /** HDA function group node (links jacks, streams and maps). Default 0. */
   readonly hdaFnNid?: number;
+  /** Which streams the map is for: OUTPUT or INPUT. */
   readonly direction: SoundDirection;
   /** VIRTIO_SND_CHMAP_* positions, at most VIRTIO_SND_CHMAP_MAX_SIZE. */
   readonly positions: readonly number[];
@@ -50,11 +60,17 @@ export interface SoundChmapConfig {
 
 /** A stream as the device keeps it: the bitmaps it writes in PCM_INFO. */
 export interface StreamInfo {
+  /** HDA function group node. */
   readonly hdaFnNid: number;
+  /** OUTPUT or INPUT. */
   readonly direction: SoundDirection;
+  /** Bitmap of the formats: bit n set = VIRTIO_SND_PCM_FMT n supported. */
   readonly formats: bigint;
+  /** Bitmap of the rates: bit n set = VIRTIO_SND_PCM_RATE n supported. */
   readonly rates: bigint;
+  /** Fewest channels per frame. */
   readonly channelsMin: number;
+  /** Most channels per frame. */
   readonly channelsMax: number;
   /** VIRTIO_SND_PCM_F_* bits offered. */
   readonly features: number;

@@ -14,6 +14,7 @@ import { SoundDriver } from './sound-driver.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface SoundDeviceArgs {
+  /** Maximum queue size (all four queues). Default 256. */
   readonly queueSize?: number;
   /** Input streams play a tone of this frequency (Hz) instead of silence. */
   readonly toneHz?: number;

@@ -46,9 +46,11 @@ import type { SpiTarget } from './spi-targets.js';
 
 /** The controller's capabilities (the configuration space). */
 export interface SpiControllerConfig {
+  /** Whether a transfer may set cs_change (deassert chip select between transfers). Default true. */
   readonly csChangeSupported?: boolean;
   /** SpiNbitsSupported bits. Default DUAL | QUAD. */
   readonly txNbitsSupported?: number;
+  /** SpiNbitsSupported bits for the receive lines. Default DUAL | QUAD. */
   readonly rxNbitsSupported?: number;
   /** Bit n: bits_per_word n + 1 supported; 0: any. Default 8, 16 and 32. */
   readonly bitsPerWordMask?: number;
@@ -56,14 +58,19 @@ export interface SpiControllerConfig {
   readonly modeFuncSupported?: number;
   /** 0: no limit. Default 50 MHz. */
   readonly maxFreqHz?: number;
+  /** Longest word_delay_ns a transfer may ask (ns); longer is PARAM_ERR. Default 10 ms. */
   readonly maxWordDelayNs?: number;
+  /** Longest cs_setup_ns a transfer may ask (ns). Default 10 ms. */
   readonly maxCsSetupNs?: number;
+  /** Longest cs_delay_hold_ns a transfer may ask (ns). Default 10 ms. */
   readonly maxCsHoldNs?: number;
+  /** Longest cs_change_delay_inactive_ns a transfer may ask (ns). Default 10 ms. */
   readonly maxCsInactiveNs?: number;
 }
 
 /** Options of SpiDevice. */
 export interface SpiDeviceOptions extends SpiControllerConfig {
+  /** Maximum size of the request queue. Default 256. */
   readonly queueSize?: number;
   /** Bytes moved per target call (the scratch buffers). Default 4096. */
   readonly chunkBytes?: number;
@@ -72,7 +79,12 @@ export interface SpiDeviceOptions extends SpiControllerConfig {
 }
 
 /** The controller capabilities as the configuration shows them. */
-export type SpiConfigValues = Required<Omit<SpiControllerConfig, 'csChangeSupported'>> & { csMaxNumber: number; csChangeSupported: number };
+export type SpiConfigValues = Required<Omit<SpiControllerConfig, 'csChangeSupported'>> & {
+  /** cs_max_number: the chip selects, one per target (5.21.4). */
+  csMaxNumber: number;
+  /** cs_change_supported as the config field holds it: 1 or 0. */
+  csChangeSupported: number;
+};
 
 const MS = 1_000_000;
 

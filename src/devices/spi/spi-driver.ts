@@ -16,8 +16,11 @@ import { SPI_CONFIG_LAYOUT, SPI_FEATURES, SPI_REQUESTQ, SPI_RESULT_SIZE, type Sp
 
 /** One transfer. `tx` only: half-duplex write; `rxLength` only: half-duplex read; both (equal): full duplex. */
 export interface SpiTransfer {
+  /** Chip select of the target, below the config's cs_max_number. */
   readonly chipSelect: number;
+  /** Bytes to clock out (tx_buf). */
   readonly tx?: Uint8Array;
+  /** Bytes to clock in (rx_buf size); equal to `tx.length` when both are given. */
   readonly rxLength?: number;
   /** Default 8. */
   readonly bitsPerWord?: number;
@@ -25,18 +28,25 @@ export interface SpiTransfer {
   readonly csChange?: 0 | 1;
   /** 0 or 1 single, 2 dual, 4 quad, 8 octal. Default 1. */
   readonly txNbits?: number;
+  /** Receive lines: 0 or 1 single, 2 dual, 4 quad, 8 octal. Default 1. */
   readonly rxNbits?: number;
   /** SpiMode bits. Default 0. */
   readonly mode?: number;
   /** Hz. Default: the controller's maximum (1 MHz when it has none). */
   readonly freqHz?: number;
+  /** Delay between words (ns), at most the config's max_word_delay_ns. Default 0. */
   readonly wordDelayNs?: number;
+  /** Delay from chip select assert to the first clock (ns). Default 0. */
   readonly csSetupNs?: number;
+  /** Delay from the last clock to chip select deassert (ns). Default 0. */
   readonly csHoldNs?: number;
+  /** Time chip select stays deasserted after the transfer, with csChange (ns). Default 0. */
   readonly csInactiveNs?: number;
 }
 
+/** What the device answered to one transfer (5.21.6.1). */
 export interface SpiTransferResult {
+  /** VIRTIO_SPI_TRANS_OK, PARAM_ERR or TRANS_ERR. */
   readonly result: number;
   /** rx_buf, only with TRANS_OK (driver/spi/5). */
   readonly rx?: Uint8Array;
@@ -44,11 +54,15 @@ export interface SpiTransferResult {
 
 /** A transfer answered with PARAM_ERR or TRANS_ERR. */
 export class SpiTransferError extends VirtioError {
-  constructor(readonly result: number) {
+  constructor(
+    /** VIRTIO_SPI_PARAM_ERR or VIRTIO_SPI_TRANS_ERR (or an unknown value the device wrote). */
+    readonly result: number,
+  ) {
     super(ErrorCode.REQUEST_FAILED, `virtio-spi transfer: ${result === SpiResult.PARAM_ERR ? 'PARAM_ERR' : result === SpiResult.TRANS_ERR ? 'TRANS_ERR' : `result ${result}`}`);
   }
 }
 
+/** The device configuration as the driver read it (5.21.4): each field by name. */
 export type SpiDriverConfig = Record<SpiConfigField, number>;
 
 /**

@@ -11,10 +11,13 @@ import { SpiMode, SpiResult } from '../../spec/spi.js';
 export interface SpiTransferInfo {
   /** Transfer head `mode` (CPHA, CPOL, CS_HIGH, LSB_FIRST, LOOP). */
   readonly mode: number;
+  /** Bits per word of the transfer (1..32). */
   readonly bitsPerWord: number;
+  /** Clock frequency asked (Hz). */
   readonly freqHz: number;
 }
 
+/** A simulated SPI peripheral behind one chip select of SpiDevice. */
 export interface SpiTarget {
   /** Chip select asserted: a frame begins. */
   select?(): void;
@@ -84,7 +87,9 @@ export const SPI_FLASH_PAGE = 256;
  * (CPHA != CPOL) are not what NOR flash samples on: such a transfer fails (TRANS_ERR).
  */
 export class SpiFlashTarget implements SpiTarget {
+  /** The flash contents (erased: 0xff); tests may read or preset it. */
   readonly data: Uint8Array;
+  /** Status register (READ STATUS, 0x05): bit 1 is the write-enable latch (SPI_FLASH_STATUS_WEL). */
   status = 0;
   private cmd = -1;
   private pos = 0;
@@ -95,6 +100,7 @@ export class SpiFlashTarget implements SpiTarget {
 
   constructor(
     size = 64 * 1024,
+    /** What READ JEDEC ID (0x9f) answers: manufacturer, memory type, capacity. Default a Winbond W25Q32. */
     readonly jedecId: readonly [number, number, number] = [0xef, 0x40, 0x16],
   ) {
     if (!Number.isInteger(size) || size < SPI_FLASH_SECTOR || size > 1 << 24 || size % SPI_FLASH_SECTOR !== 0) {

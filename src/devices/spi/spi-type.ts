@@ -14,7 +14,9 @@ import { SPI_FLASH_STATUS_WEL, SpiFlashCommand, SpiFlashTarget, SpiLoopbackTarge
 
 /** `createDevice` arguments (structured-cloneable): chip select 0 a loopback target, 1 a flash of `flashBytes`. */
 export interface SpiDeviceArgs {
+  /** Maximum size of the request queue. Default 256. */
   readonly queueSize?: number;
+  /** Size of the flash on chip select 1 (bytes, a multiple of 4 KiB up to 16 MiB). Default 64 KiB. */
   readonly flashBytes?: number;
 }
 

@@ -77,6 +77,7 @@ export interface VsockHostConnector {
   connectToGuest(guestPort: number, stream: VsockHostStream, type?: number): VsockPeer | null;
 }
 
+/** The host side of a vsock device: where guest connections go, and where host connections come from. */
 export interface VsockBackend {
   /**
    * The guest connects to host port `hostPort` (`peer.type` says stream or seqpacket): the host

@@ -44,8 +44,15 @@ export interface ConnectionOwner {
   messageDropped(c: VsockConnection): void;
 }
 
+/**
+ * Device-side state of one guest<->host vsock connection (5.10.6.4): the host side talks to it
+ * as a {@link VsockPeer}, the device drains its owed control packets and host bytes into the
+ * guest's rx queue and feeds it the guest's OP_RW payloads.
+ */
 export class VsockConnection implements VsockPeer {
+  /** Where the connection is in its life (ConnState). */
   state: ConnState;
+  /** The host side's end of the connection; null until the backend has accepted or connected it. */
   stream: VsockHostStream | null = null;
   /** Control packets owed (Owe bits). */
   owe = 0;
@@ -57,35 +64,50 @@ export class VsockConnection implements VsockPeer {
   ready = false;
   /** The host ended: SHUTDOWN(SEND) once `outBytes` is 0. */
   hostEnded = false;
+  /** Runs out when the guest has not answered our SHUTDOWN with RST in time (5.10.6.4); the device then resets. Null when not closing. */
   closeTimer: ReturnType<typeof setTimeout> | null = null;
 
   // Credit toward the guest (what the device may send).
+  /** The guest's `buf_alloc` from its last packet (bytes, 5.10.6.3). */
   peerBufAlloc = 0;
+  /** The guest's `fwd_cnt` from its last packet: bytes it has consumed of what we sent (wraps at 2^32). */
   peerFwdCnt = 0;
+  /** Payload bytes sent to the guest so far (wraps at 2^32); credit is `peerBufAlloc - (txCnt - peerFwdCnt)`. */
   txCnt = 0;
 
   // Credit the device gives the guest: its receive buffer.
+  /** Receive buffer for the guest's bytes; its length is the `buf_alloc` we advertise. */
   readonly rxBuf: Uint8Array;
+  /** Payload bytes received from the guest so far (wraps at 2^32). */
   rxCnt = 0;
   /** SEQPACKET: rxCnt where the message being received began. */
   msgStart = 0;
+  /** Bytes of `rxBuf` passed on to the host side: the `fwd_cnt` we report (5.10.6.3, wraps at 2^32). */
   fwdCnt = 0;
+  /** The `fwd_cnt` last carried in a packet to the guest; decides when a CREDIT_UPDATE is owed. */
   announcedFwdCnt = 0;
 
   // Host bytes waiting for rx buffers (the chunks the host gave, not copied).
   readonly out: Uint8Array[] = [];
   /** SEQPACKET: per chunk of `out`, the flags its last packet carries (EOM, EOR); 0 for streams. */
   readonly outEnds: number[] = [];
+  /** Index in `out` of the chunk being sent. */
   outHead = 0;
+  /** Bytes of `out[outHead]` already sent. */
   outOff = 0;
+  /** Host bytes queued in `out` and not yet sent. */
   outBytes = 0;
+  /** `send` returned false (more than `maxOutBytes` queued); the host is resumed when half has drained. */
   paused = false;
 
   constructor(
     private readonly owner: ConnectionOwner,
+    /** The guest's port (src_port of its packets). */
     readonly guestPort: number,
+    /** The host's port (dst_port of the guest's packets). */
     readonly hostPort: number,
     state: ConnState,
+    /** Size of the receive buffer, the `buf_alloc` we advertise (bytes). */
     bufAlloc: number,
     /** Host bytes held at most before `send` says stop. */
     private readonly maxOutBytes: number,
@@ -96,6 +118,7 @@ export class VsockConnection implements VsockPeer {
     this.rxBuf = new Uint8Array(bufAlloc);
   }
 
+  /** The `buf_alloc` we advertise to the guest: the size of `rxBuf` (bytes). */
   get bufAlloc(): number {
     return this.rxBuf.length;
   }
@@ -147,6 +170,7 @@ export class VsockConnection implements VsockPeer {
     return this.outHead < this.out.length ? this.out[this.outHead]!.length - this.outOff : 0;
   }
 
+  /** SEQPACKET: the flags (EOM, EOR) the last packet of the current out chunk carries; 0 for streams or when nothing is queued. */
   get chunkEnds(): number {
     return this.outHead < this.outEnds.length ? this.outEnds[this.outHead]! : 0;
   }

@@ -13,27 +13,44 @@ export interface VsockSocketOwner {
   sendPacket(s: VsockSocket, op: number, flags: number, payload?: Uint8Array): Promise<void>;
   /** Payload bytes per RW packet at most. */
   readonly maxPayload: number;
+  /** How long `close()` waits for the peer's RST after its SHUTDOWN before giving up (ms). */
   readonly closeTimeoutMs: number;
   /** The socket is over: forget it. */
   forget(s: VsockSocket): void;
 }
 
+/** Life of a driver-side vsock socket (5.10.6.4). */
 export const SocketState = {
+  /** REQUEST sent, waiting for the peer's RESPONSE (or RST: refused). */
   CONNECTING: 'connecting',
+  /** Connected: data may flow (unless the peer shut a direction down). */
   OPEN: 'open',
+  /** Over (RST received or sent); `closeReason` says why. */
   CLOSED: 'closed',
 } as const;
 export type SocketState = (typeof SocketState)[keyof typeof SocketState];
 
+/**
+ * A connection as the driver sees it (5.10.6.4): `connect()` or an accepted listener gives one;
+ * `send`/`recv` (stream) or `sendMessage`/`recvMessage` (seqpacket) move bytes within the
+ * credit of 5.10.6.3.
+ */
 export class VsockSocket {
+  /** Where the socket is in its life (SocketState). */
   state: SocketState;
   /** Why it closed: 'reset' (RST), 'closed' (clean), 'refused' (RST to a REQUEST). */
   closeReason: string | null = null;
+  /** The peer's `buf_alloc` from its last packet (bytes, 5.10.6.3). */
   peerBufAlloc = 0;
+  /** The peer's `fwd_cnt` from its last packet: bytes it has consumed of what we sent (wraps at 2^32). */
   peerFwdCnt = 0;
+  /** Payload bytes sent to the peer so far (wraps at 2^32). */
   txCnt = 0;
+  /** Payload bytes received from the peer so far (wraps at 2^32). */
   rxCnt = 0;
+  /** Received bytes the application has read: the `fwd_cnt` we report (wraps at 2^32). */
   fwdCnt = 0;
+  /** The `fwd_cnt` last carried in a packet to the peer; decides when a CREDIT_UPDATE is owed. */
   announcedFwdCnt = 0;
   /** close() sent SHUTDOWN with both flags: the peer's RST is the clean end. */
   closing = false;
@@ -48,9 +65,12 @@ export class VsockSocket {
 
   constructor(
     private readonly owner: VsockSocketOwner,
+    /** The guest's (our) port: src_port of our packets. */
     readonly localPort: number,
+    /** The host's port: dst_port of our packets. */
     readonly remotePort: number,
     state: SocketState,
+    /** Receive buffer we advertise as `buf_alloc` (bytes): unread received bytes stay below it. */
     readonly bufAlloc: number,
     /** VsockType.STREAM or VsockType.SEQPACKET. */
     readonly type: number = VsockType.STREAM,
@@ -72,7 +92,12 @@ export class VsockSocket {
   }
 
   /** SEQPACKET: the next whole message, or null at the end (peer SHUTDOWN SEND, or closed). */
-  async recvMessage(): Promise<{ data: Uint8Array; eor: boolean } | null> {
+  async recvMessage(): Promise<{
+    /** The message's bytes, all its RW packets joined. */
+    data: Uint8Array;
+    /** Its last packet carried VIRTIO_VSOCK_SEQ_EOR (record end). */
+    eor: boolean;
+  } | null> {
     for (;;) {
       const m = this.messages.shift();
       if (m !== undefined) {

@@ -12,7 +12,9 @@ import type { VsockSocket } from './vsock-socket.js';
 
 /** `createDevice` arguments (structured-cloneable). The host side is an in-process MemoryVsockBackend. */
 export interface VsockDeviceArgs {
+  /** The guest's context id (guest_cid, 5.10.4; 3 or more). Default 3. */
   readonly guestCid?: number;
+  /** Maximum size of each queue. Default 256. */
   readonly queueSize?: number;
 }
 

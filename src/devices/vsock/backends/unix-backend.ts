@@ -21,12 +21,19 @@ import { VsockType } from '../../../spec/vsock.js';
 import { SeqpacketHostStream } from './seqpacket-host-stream.js';
 import type { VsockBackend, VsockHostConnector, VsockHostStream, VsockPeer } from '../vsock-backend.js';
 
+/** Options of UnixVsockBackend. */
 export interface UnixVsockBackendOptions {
   /** The main socket; guest connections to port P go to `<udsPath>_P`. */
   readonly udsPath: string;
+  /** Where the backend logs (socket errors, refused connections); silent by default. */
   readonly logger?: Logger;
-  /** SEQPACKET host sides (native addon); default: the native platform when it loads. */
-  readonly seqpacket?: { platform: Platform; sockets: SeqpacketSockets } | null;
+  /** SEQPACKET host sides (native addon); default: the native platform when it loads; null: no SEQPACKET. */
+  readonly seqpacket?: {
+    /** Watches the seqpacket sockets' fds for readiness. */
+    platform: Platform;
+    /** The SOCK_SEQPACKET calls (listen, connect, send, recv, shutdown). */
+    sockets: SeqpacketSockets;
+  } | null;
   /** Longest host message a seqpacket connection reads (default 256 KiB, the device's buf_alloc). */
   readonly maxMessage?: number;
 }
@@ -106,6 +113,7 @@ class UnixHostStream implements VsockHostStream {
   }
 }
 
+/** The vsock device's host side over Unix sockets (the hybrid vsock model described at the top of this file). */
 export class UnixVsockBackend implements VsockBackend {
   private connector: VsockHostConnector | null = null;
   private readonly sockets = new Set<Socket>();
