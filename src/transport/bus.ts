@@ -33,7 +33,7 @@ export interface TransportBus {
 export interface RegisterWindow {
   /**
    * Reads `width` bytes at byte `offset` as an unsigned number (register byte order already
-   * applied). A refused read returns a placeholder (0 on MMIO, all ones on PCI) rather than throwing.
+   * applied). A refused read returns a placeholder value (MmioDeviceTransport: 0) rather than throwing.
    */
   read(offset: number, width: number): number;
   /** Writes the low `width` bytes of `value` at byte `offset`; a refused write is dropped. */

@@ -63,7 +63,7 @@ export const PciStatus = {
 
 /** Capability ID of a vendor-specific capability, the form every virtio_pci_cap takes (4.1.4). */
 export const PCI_CAP_ID_VNDR = 0x09;
-/** Capability ID of the MSI-X capability (4.1.4.3 MSI-X vector configuration). */
+/** Capability ID of the MSI-X capability (PCI Local Bus 6.8.2; its virtio use in 4.1.5.1.2). */
 export const PCI_CAP_ID_MSIX = 0x11;
 
 /** 4.1.4 cfg_type values. */
