@@ -270,7 +270,12 @@ export const nativePlatformAvailable = (): boolean => {
 /** A mapping made of several chunks (each its own Mapping), for areas beyond the 4 GiB cap. */
 export interface ChunkedMapping {
   /** `start` is the chunk's position within the mapped area (0 for the first). */
-  readonly chunks: readonly { readonly start: number; readonly mapping: Mapping }[];
+  readonly chunks: readonly {
+    /** Byte position of the chunk within the mapped area (0 for the first chunk). */
+    readonly start: number;
+    /** The chunk's own mapping (its own ArrayBuffer) of at most the chunk size. */
+    readonly mapping: Mapping;
+  }[];
   /** Total length mapped, in bytes. */
   readonly length: number;
   /** Unmaps every chunk; idempotent. */

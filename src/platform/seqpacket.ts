@@ -16,6 +16,7 @@ interface SeqpacketAddon {
 
 export const SeqpacketShutdown = { RECEIVE: 0, SEND: 1, BOTH: 2 } as const;
 
+/** Unix SOCK_SEQPACKET socket calls over raw fds (`seqpacketSockets`); errors are thrown as PlatformError. */
 export interface SeqpacketSockets {
   /** A listening socket at `path` (a stale socket file there is replaced). */
   listen(path: string, backlog?: number): number;

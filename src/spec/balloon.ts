@@ -123,6 +123,7 @@ export const BALLOON_STAT_NAMES = [
   'htlb-pgalloc',
   'htlb-pgfail',
 ] as const;
+/** 5.5.6.4 the name of one known statistic tag, as listed in `BALLOON_STAT_NAMES` (index = tag). */
 export type BalloonStatName = (typeof BALLOON_STAT_NAMES)[number];
 
 /** The name of a known tag, or null (device/balloon/8: others are ignored). */

@@ -54,7 +54,9 @@ export const I2C_MAX_10BIT_ADDRESS = 0x3ff;
 
 /** An I2C target address as the bus sees it. */
 export interface I2cAddress {
+  /** The target address without the R/W bit: 0..0x7f, or 0..0x3ff when `tenBit`. */
   readonly address: number;
+  /** True for a 10-bit address (5.16.6.1, sent under the 11110 prefix), false for 7-bit. */
   readonly tenBit: boolean;
 }
 

@@ -132,7 +132,17 @@ export const RtcNotif = {
 } as const;
 
 /** Request and response sizes by message type (5.23.6). */
-export const RTC_MESSAGE_SIZES: Readonly<Record<number, { readonly request: number; readonly response: number }>> = {
+export const RTC_MESSAGE_SIZES: Readonly<
+  Record<
+    number,
+    {
+      /** Bytes of the driver's request (header included) on the requestq. */
+      readonly request: number;
+      /** Bytes the device writes back (response header included). */
+      readonly response: number;
+    }
+  >
+> = {
   [RtcMsg.READ]: { request: 16, response: 16 },
   [RtcMsg.READ_CROSS]: { request: 16, response: 24 },
   [RtcMsg.CFG]: { request: 8, response: 16 },

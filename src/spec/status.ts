@@ -8,6 +8,7 @@ export const Status = {
   DEVICE_NEEDS_RESET: 64,
   FAILED: 128,
 } as const;
+/** One bit of the 2.1 device status field (a value of `Status`); the field itself is an OR of these. */
 export type StatusBit = (typeof Status)[keyof typeof Status];
 
 /**

@@ -52,7 +52,12 @@ export function transportServes(t: MatrixTransport, deviceId: number): boolean {
 }
 
 /** The (transport, packed) cells of the matrix for a device type, legacy ones split only. */
-export function matrixCells(deviceId: number): { transport: MatrixTransport; packed: boolean }[] {
+export function matrixCells(deviceId: number): {
+  /** The transport the device is driven over, one that serves this device type. */
+  transport: MatrixTransport;
+  /** Whether the cell uses packed virtqueues (2.8) rather than split ones (2.7). */
+  packed: boolean;
+}[] {
   const cells: { transport: MatrixTransport; packed: boolean }[] = [];
   for (const transport of MATRIX_TRANSPORTS) {
     if (!transportServes(transport, deviceId)) continue;

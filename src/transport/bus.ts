@@ -31,7 +31,12 @@ export interface TransportBus {
 
 /** A register window accessed by offset and width in bytes (1, 2, 4 or 8). Never throws. */
 export interface RegisterWindow {
+  /**
+   * Reads `width` bytes at byte `offset` as an unsigned number (register byte order already
+   * applied). A refused read returns a placeholder value (MmioDeviceTransport: 0) rather than throwing.
+   */
   read(offset: number, width: number): number;
+  /** Writes the low `width` bytes of `value` at byte `offset`; a refused write is dropped. */
   write(offset: number, width: number, value: number): void;
 }
 
@@ -112,6 +117,7 @@ export class TransportFeatureFlags {
   /** 2.8 VIRTIO_F_RING_PACKED. */
   packed = false;
 
+  /** Re-reads the flags from `core`'s negotiated features; all false unless FEATURES_OK is set. */
   refresh(core: DeviceCoreApi): void {
     const f = core.status & Status.FEATURES_OK ? core.negotiatedFeatures : 0n;
     this.notificationData = (f & F.NOTIFICATION_DATA) !== 0n;
@@ -238,6 +244,10 @@ export function readWindowBytes(w: RegisterWindow, base: number, dst: Uint8Array
   for (let i = 0; i < n; i++) dst[i] = w.read(base + i, 1) & 0xff;
 }
 
+/**
+ * Writes config bytes through a register window, the counterpart of `readWindowBytes`: one
+ * access of 2 or 4 bytes when aligned, 8 bytes as two aligned 4-byte halves, otherwise byte by byte.
+ */
 export function writeWindowBytes(w: RegisterWindow, base: number, src: Uint8Array): void {
   const n = src.length;
   if ((n === 2 || n === 4) && base % n === 0) {

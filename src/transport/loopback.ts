@@ -17,16 +17,23 @@ import { MmioDriverTransport } from './mmio/mmio-driver.js';
 import { PciDeviceTransport } from './pci/pci-device.js';
 import { PciDriverTransport } from './pci/pci-driver.js';
 
+/** The transports `createTransportPair` can build (chapter 4: PCI 4.1, MMIO 4.2, channel I/O 4.3). */
 export const TransportKind = {
+  /** Modern (virtio 1.x) PCI with MSI-X. */
   PCI_MODERN: 'pci-modern',
   /** Modern PCI with INTx instead of MSI-X. */
   PCI_MODERN_INTX: 'pci-modern-intx',
   /** A transitional PCI device driven through its legacy I/O BAR. */
   PCI_LEGACY: 'pci-legacy',
+  /** MMIO version 2 (4.2.2). */
   MMIO: 'mmio',
+  /** MMIO version 1, the legacy register layout (4.2.4). */
   MMIO_LEGACY: 'mmio-legacy',
+  /** Channel I/O revision 0: the legacy interface, big-endian by default (4.3.2.1.1). */
   CCW_REV0: 'ccw-rev0',
+  /** Channel I/O revision 1: virtio 1.x, with classic indicators. */
   CCW_REV1: 'ccw-rev1',
+  /** Channel I/O revision 2: adds CCW_CMD_READ_STATUS. */
   CCW_REV2: 'ccw-rev2',
   /** Revision 2 with two-stage adapter indicators. */
   CCW_REV2_ADAPTER: 'ccw-rev2-adapter',
@@ -56,7 +63,12 @@ export interface TransportPair {
 /** Options of createTransportPair. */
 export interface TransportPairOptions {
   /** Guest address of a scratch area the CCW driver may use (CCW_DRIVER_SCRATCH + config size). */
-  readonly ccwScratch?: { readonly addr: number; readonly size: number };
+  readonly ccwScratch?: {
+    /** Guest physical address of the first scratch byte. */
+    readonly addr: number;
+    /** Bytes available from `addr`. */
+    readonly size: number;
+  };
   /** Legacy kinds: false for a big-endian guest (CCW revision 0 defaults to big-endian). */
   readonly guestLittleEndian?: boolean;
   /** Told of every access the device side refused. */

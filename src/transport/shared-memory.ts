@@ -12,15 +12,21 @@ export const SHARED_MEMORY_ALIGN = 0x1000;
 
 /** A shared memory region as a driver finds it: its id, guest physical address and length. */
 export interface SharedMemoryRegionInfo {
+  /** The region's shmid (2.10), whose meaning the device type defines. */
   readonly id: number;
+  /** Guest physical address of the region's first byte. */
   readonly base: number;
+  /** Length of the region in bytes. */
   readonly length: number;
 }
 
 /** A region as a transport placed it: `offset` from the start of the transport's window. */
 export interface PlacedSharedMemoryRegion {
+  /** The region's shmid (2.10), as the device declared it. */
   readonly id: number;
+  /** Byte offset of the region from the start of the transport's window, a multiple of `SHARED_MEMORY_ALIGN`. */
   readonly offset: number;
+  /** Length of the region in bytes. */
   readonly length: number;
   /** The host memory behind it, when the device serves it from this process. */
   readonly memory?: Uint8Array;

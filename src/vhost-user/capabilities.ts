@@ -23,6 +23,7 @@ export const VHOST_USER_BACKEND_TYPES = [
   'vsock',
   'fs',
 ] as const;
+/** One back-end type name of vhost-user.json (`VHostUserBackendType`), e.g. 'block' or 'net'. */
 export type VhostUserBackendType = (typeof VHOST_USER_BACKEND_TYPES)[number];
 
 /** Per-type features of the schema (@VHostUserBackendBlockFeature, ...InputFeature, ...GPUFeature). */

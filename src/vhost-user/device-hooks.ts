@@ -65,6 +65,7 @@ export interface VhostUserDeviceHooks {
 
 /** A VirtioDevice that extends the vhost-user protocol. */
 export interface VhostUserDevice extends VirtioDevice {
+  /** The device's vhost-user hooks; absent for a device that needs nothing beyond the standard protocol. */
   readonly vhostUser?: VhostUserDeviceHooks;
 }
 

@@ -14,9 +14,19 @@ export interface BackendProcess {
   /** stdout and stderr so far, interleaved. */
   output(): string;
   /** Resolves when the process has exited. */
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly exited: Promise<{
+    /** The exit status, or null when a signal ended the process. */
+    code: number | null;
+    /** The signal that ended the process, or null when it exited by itself. */
+    signal: NodeJS.Signals | null;
+  }>;
   /** SIGTERM, then SIGKILL after `graceMs` (default 2000); resolves once it has exited. */
-  stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(graceMs?: number): Promise<{
+    /** The exit status, or null when a signal ended the process (SIGTERM, or SIGKILL after the grace period). */
+    code: number | null;
+    /** The signal that ended the process, or null when it exited by itself. */
+    signal: NodeJS.Signals | null;
+  }>;
 }
 
 const live = new Set<ChildProcess>();

@@ -248,7 +248,15 @@ export class VhostUserFrontend {
     return this.ack(FrontendReq.SET_CONFIG, encodeConfig({ offset, size: data.length, flags, data }));
   }
   /** GET_INFLIGHT_FD: the area's description and its fd (owned by the caller). */
-  async getInflightFd(numQueues: number, queueSize: number): Promise<{ desc: InflightDesc; fd: number }> {
+  async getInflightFd(
+    numQueues: number,
+    queueSize: number,
+  ): Promise<{
+    /** The back-end's answer: mmap size and offset of the area, queue count and size. */
+    desc: InflightDesc;
+    /** The fd of the shared inflight area (the caller owns it and closes it), to map and to hand over in SET_INFLIGHT_FD. */
+    fd: number;
+  }> {
     const r = await this.call(FrontendReq.GET_INFLIGHT_FD, encodeInflight({ mmapSize: 0, mmapOffset: 0, numQueues, queueSize }));
     const desc = decodeInflight(r.request, r.payload);
     const [fd, ...rest] = r.fds;

@@ -18,9 +18,12 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import { DescFlag } from '../spec/ring.js';
 
+/** Alignment in bytes of each queue's region in the inflight buffer. */
 export const INFLIGHT_ALIGN = 64;
+/** The region layout version this code writes and recognises. */
 export const INFLIGHT_VERSION = 1;
 
+/** Bytes of one queue's region for a queue of `queueSize` entries (packed layout, 64-byte aligned). */
 export function inflightQueueRegionSize(queueSize: number): number {
   const raw = 32 + 32 * queueSize;
   return Math.ceil(raw / INFLIGHT_ALIGN) * INFLIGHT_ALIGN;
@@ -121,15 +124,20 @@ export function readSplitChain(
 
 /** A queue's view of the shared inflight buffer. */
 abstract class InflightQueue {
+  /** The fetch counter the next popped buffer gets (one more than the largest in the region after `start`). */
   protected counter = 0;
   /** Heads (split) or head slots (packed) to resubmit, in fetch order. */
   resubmit: number[] = [];
   constructor(
+    /** View of the whole shared inflight buffer (all queues' regions). */
     protected readonly dv: DataView,
+    /** Byte offset of this queue's region in `dv`. */
     protected readonly base: number,
+    /** Queue size: the number of desc[] entries in the region (its desc_num). */
     readonly size: number,
   ) {}
 
+  /** The region's version field; anything but INFLIGHT_VERSION means an uninitialised region. */
   protected get version(): number {
     return this.dv.getUint16(this.base + 8, true);
   }
@@ -181,6 +189,7 @@ export class SplitInflight extends InflightQueue {
     return heads.length;
   }
 
+  /** The buffer at `head` was taken from the avail ring: mark it in flight with the next counter. */
   onPop(head: number): void {
     const o = this.d(head);
     setCounter(this.dv, o + 8, this.counter++);
@@ -226,9 +235,11 @@ export class PackedInflight extends InflightQueue {
     this.dv.setUint16(this.base + off, v, true);
   }
 
+  /** The region's used_idx: the next used ring position the back-end will write. */
   get usedIdx(): number {
     return this.h16(16);
   }
+  /** The region's used_wrap_counter: the wrap counter that goes with `usedIdx` (2.8.1). */
   get usedWrap(): boolean {
     return this.dv.getUint8(this.base + 20) !== 0;
   }

@@ -227,6 +227,7 @@ export class VhostUserServer extends EventEmitter {
 /** Messages handled per readiness callback before yielding to the event loop. */
 const MESSAGES_PER_TURN = 256;
 
+/** Options of VhostUserConnection: the socket, the back-end it feeds, and where it reports. */
 export interface VhostUserConnectionOptions {
   /** The connected socket; the connection owns it and closes it when it ends. */
   readonly fd: number;

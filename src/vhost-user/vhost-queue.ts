@@ -24,7 +24,10 @@ export class DirtyLog {
   /** Page marks made so far (a page marked twice counts twice): evidence that logging ran. */
   marks = 0;
 
-  constructor(readonly bytes: Uint8Array) {}
+  constructor(
+    /** The log area shared with the front-end: bit `p % 8` of byte `p / 8` is guest page p (VHOST_LOG_PAGE bytes). */
+    readonly bytes: Uint8Array,
+  ) {}
 
   /** Marks every page of guest range [addr, addr + len) dirty (atomically: the front-end reads it concurrently). */
   mark(addr: number, len: number): void {
@@ -40,6 +43,7 @@ export class DirtyLog {
     }
   }
 
+  /** Whether the page holding guest address `addr` is marked dirty; false for a page beyond the log. */
   isDirty(addr: number): boolean {
     const p = Math.floor(addr / VHOST_LOG_PAGE);
     const byte = Math.floor(p / 8);
@@ -59,6 +63,7 @@ export interface VhostQueueOptions {
   readonly onError: (index: number, e: QueueError) => void;
 }
 
+/** A device's queue under a vhost-user back-end: the ring plus inflight tracking, dirty logging and detachment (module comment above). */
 export class VhostQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
@@ -80,9 +85,11 @@ export class VhostQueue implements DeviceQueue {
   log: DirtyLog | null = null;
   /** Guest range of the used ring to log (-1: ring logging off). */
   logUsedAddr = -1;
+  /** Bytes from `logUsedAddr` marked dirty on each used-ring write (split: the whole used ring; packed: the descriptor ring). */
   logUsedLen = 0;
   /** Guest range the device writes for event suppression (split: in the used ring; packed: device area). */
   logEventAddr = -1;
+  /** Bytes from `logEventAddr` marked dirty when the device writes its event suppression field. */
   logEventLen = 0;
   /**
    * Set by the back-end while it polls the ring after a processing pass: the device's
@@ -109,6 +116,7 @@ export class VhostQueue implements DeviceQueue {
   private oldPinCounts: number[] = [];
 
   constructor(
+    /** The split or packed ring queue this one wraps; replaced by `rebuild` after a memory change. */
     public inner: DeviceQueue,
     private o: VhostQueueOptions,
   ) {
@@ -123,6 +131,7 @@ export class VhostQueue implements DeviceQueue {
     return this.inner.broken;
   }
 
+  /** True once `detach` ran: pops return nothing and late pushes are dropped. */
   get isDetached(): boolean {
     return this.detached;
   }

@@ -52,6 +52,7 @@ export interface Vring {
 
 /** Snapshot of a ring for logs and tests. */
 export interface RingInfo {
+  /** The ring's queue index (the vring index of the vhost-user messages). */
   readonly index: number;
   /** Ring size from SET_VRING_NUM (0 before it). */
   readonly num: number;

@@ -90,11 +90,12 @@ export class CcwDeviceTransport implements CcwChannel, InterruptSink {
     return this.coreRef;
   }
 
-  /** The revision the driver selected, or -1 while unset. */
+  /** The control unit model SENSE ID reports: the virtio device ID (4.3.1). */
   get controlUnitModel(): number {
     return this.coreRef.device.deviceId;
   }
 
+  /** The revision the driver selected (SET_VIRTIO_REV, 4.3.2.1.1), or -1 while unset. */
   get revision(): number {
     return this.rev;
   }

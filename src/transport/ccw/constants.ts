@@ -41,7 +41,9 @@ export const CcwStatus = {
 } as const;
 export type CcwStatus = (typeof CcwStatus)[keyof typeof CcwStatus];
 
+/** How the device side ended one channel command (CCW). */
 export interface CcwOutcome {
+  /** OK, or the channel/unit status the channel subsystem reports for the command. */
   readonly status: CcwStatus;
   /** Residual count: bytes of the CCW's count not transferred. */
   readonly residual: number;

@@ -122,7 +122,12 @@ export class InProcessTransport implements DriverTransport {
     return this.core.device.deviceId;
   }
   /** Interrupts sent by the device so far (used, config). */
-  get interruptCounts(): { used: number; config: number } {
+  get interruptCounts(): {
+    /** Used buffer notifications, all queues together (before any coalescing into callbacks). */
+    used: number;
+    /** Configuration change notifications. */
+    config: number;
+  } {
     return { used: this.irq.usedCount, config: this.irq.configCount };
   }
 

@@ -124,7 +124,12 @@ export class WorkerTransport implements DriverTransport {
   }
 
   /** Interrupts the device raised so far (counted in the worker). */
-  get interruptCounts(): { used: number; config: number } {
+  get interruptCounts(): {
+    /** Used buffer notifications the worker's device raised, summed over all queues. */
+    used: number;
+    /** Configuration change notifications the worker's device raised. */
+    config: number;
+  } {
     let used = 0;
     for (let q = 0; q < this.channel.maxQueues; q++) used += Atomics.load(this.channel.irqUsed, q);
     return { used, config: Atomics.load(this.channel.ctl, Ctl.CONFIG_IRQ) };

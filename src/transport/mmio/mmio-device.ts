@@ -28,9 +28,11 @@ import { MMIO_MAGIC, MMIO_VENDOR_ID, MmioInterrupt, MmioReg } from './registers.
 
 /** A shared memory region as the MMIO transport presents it: at guest physical `base`. */
 export interface MmioSharedMemoryRegion {
+  /** The region's shmid (2.10), the value a driver writes to SHMSel (4.2.2) to select it. */
   readonly id: number;
   /** Guest physical address of the region. */
   readonly base: number;
+  /** Length of the region in bytes (what SHMLenLow/High report). */
   readonly length: number;
   /** The host memory behind it (the emulator maps it at `base`), when the device has it. */
   readonly memory?: Uint8Array;
@@ -62,6 +64,7 @@ export interface MmioDeviceOptions {
 export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
   /** The register layout served: 2 (modern) or 1 (legacy). */
   readonly version: 1 | 2;
+  /** The device core the registers drive, made by the factory for the layout `version` selects. */
   readonly core: DeviceCoreApi;
   /** Size of the register window including the device configuration space. */
   readonly windowSize: number;

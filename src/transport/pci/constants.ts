@@ -41,19 +41,29 @@ export const PciCfg = {
   SIZE: 256,
 } as const;
 
+/** Bits of the PCI configuration space Command register (offset 0x04, PCI Local Bus spec 6.2.2). */
 export const PciCommand = {
+  /** I/O Space: the function decodes accesses to its I/O BARs. */
   IO: 1 << 0,
+  /** Memory Space: the function decodes accesses to its memory BARs. */
   MEMORY: 1 << 1,
+  /** Bus Master: the function may issue DMA (virtqueue accesses need it). */
   BUS_MASTER: 1 << 2,
+  /** Interrupt Disable: the function must not assert INTx (MSI-X is unaffected). */
   INTX_DISABLE: 1 << 10,
 } as const;
 
+/** Bits of the PCI configuration space Status register (offset 0x06). */
 export const PciStatus = {
+  /** Interrupt Status: INTx is pending (set whatever INTX_DISABLE says). */
   INTERRUPT: 1 << 3,
+  /** Capabilities List: the capability pointer at 0x34 is valid. */
   CAP_LIST: 1 << 4,
 } as const;
 
+/** Capability ID of a vendor-specific capability, the form every virtio_pci_cap takes (4.1.4). */
 export const PCI_CAP_ID_VNDR = 0x09;
+/** Capability ID of the MSI-X capability (PCI Local Bus 6.8.2; its virtio use in 4.1.5.1.2). */
 export const PCI_CAP_ID_MSIX = 0x11;
 
 /** 4.1.4 cfg_type values. */

@@ -8,16 +8,23 @@ import { Msix } from './constants.js';
 
 const U32 = 0x1_0000_0000;
 
+/**
+ * The device side of one function's MSI-X table and PBA: holds the entries the driver writes,
+ * masks and marks vectors pending, and sends the message on the bus when a vector fires.
+ */
 export class MsixTable {
   /** Four u32 per entry: address low, address high, data, vector control. */
   private readonly table: Uint32Array;
   private readonly pba: Uint8Array;
+  /** The MSI-X Enable bit of Message Control: while false, vectors are not delivered. */
   enabled = false;
+  /** The Function Mask bit of Message Control: masks every vector at once (they go pending). */
   functionMasked = false;
   /** Messages sent, for tests. */
   sent = 0;
 
   constructor(
+    /** Number of table entries (vectors); Message Control reports it as size - 1. */
     readonly size: number,
     private readonly bus: TransportBus,
   ) {
@@ -47,6 +54,7 @@ export class MsixTable {
     return s;
   }
 
+  /** Whether vector `v`'s pending bit is set (it fired while masked); false for a vector beyond `size`. */
   isPending(v: number): boolean {
     return v < this.size && ((this.pba[v >>> 3]! >>> (v & 7)) & 1) === 1;
   }

@@ -10,13 +10,19 @@ import { CommonCfg, ModernBarLayout, NO_VECTOR } from './constants.js';
 
 /** Where the modern structures sit in the modern BAR (see `modernLayoutFor`). */
 export interface ModernLayout {
+  /** Byte offset in the BAR of the common configuration structure (4.1.4.3). */
   readonly common: number;
+  /** Byte offset in the BAR of the one-byte ISR status (4.1.4.5). */
   readonly isr: number;
+  /** Byte offset in the BAR of the notification area (4.1.4.4). */
   readonly notify: number;
+  /** Byte offset in the BAR of the device-specific configuration (4.1.4.6). */
   readonly device: number;
   /** Bytes reserved for the device configuration (reads past configSize are refused). */
   readonly deviceSpan: number;
+  /** Size of the modern BAR in bytes, a power of two (at least 16 KiB for memory, 128 bytes for I/O). */
   readonly barSize: number;
+  /** True when the structures are in an I/O BAR (packed), false for a memory BAR (one 4 KiB page each). */
   readonly io: boolean;
 }
 

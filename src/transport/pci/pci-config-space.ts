@@ -28,12 +28,19 @@ import type { MsixTable } from './msix.js';
 
 /** Where each virtio capability sits in configuration space (for tests and the driver). */
 export interface PciCapOffsets {
+  /** Config space offset of the MSI-X capability, or -1 when the function has no MSI-X (INTx only). */
   msix: number;
+  /** Offset of the VIRTIO_PCI_CAP_COMMON_CFG capability (4.1.4.3). */
   common: number;
+  /** Offset of the VIRTIO_PCI_CAP_NOTIFY_CFG capability (4.1.4.4), 20 bytes with notify_off_multiplier. */
   notify: number;
+  /** Offset of the VIRTIO_PCI_CAP_ISR_CFG capability (4.1.4.5). */
   isr: number;
+  /** Offset of the VIRTIO_PCI_CAP_DEVICE_CFG capability (4.1.4.6), or -1 when the device has no configuration space. */
   device: number;
+  /** Offset of the VIRTIO_PCI_CAP_PCI_CFG access capability (4.1.4.9), whose bar, offset, length and data are writable. */
   pciCfg: number;
+  /** Offsets of the VIRTIO_PCI_CAP_SHARED_MEMORY_CFG capabilities (4.1.4.7), one per region in declaration order; empty when none. */
   shm: number[];
 }
 

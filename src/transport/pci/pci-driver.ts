@@ -57,6 +57,7 @@ interface CapRef {
 export interface PciSharedMemoryRegion extends SharedMemoryRegionInfo {
   /** The BAR holding it and its offset there; `base` is that BAR's address plus the offset. */
   readonly bar: number;
+  /** Byte offset of the region within BAR `bar` (the capability's 64-bit offset). */
   readonly offset: number;
 }
 

@@ -27,10 +27,17 @@ import {
 import { XRemoteError, XRemoteFault } from './x-remote-error.js';
 
 /** The platform calls a link needs: the Platform plus a blocking readiness wait. */
-export type XRemotePlatform = Platform & { pollReadable(fd: number, timeoutMs?: number): boolean };
+export type XRemotePlatform = Platform & {
+  /**
+   * Whether `fd` is readable (or at end of stream), blocking this thread up to `timeoutMs`
+   * (0 or absent: no wait); how a register access waits for its RET reply.
+   */
+  pollReadable(fd: number, timeoutMs?: number): boolean;
+};
 
 const ALL_ONES = 0xffff_ffff;
 
+/** The synchronous request/reply link to one QEMU x-remote device process (module comment above). */
 export class XRemoteConnection {
   /** Round trips (requests answered) so far. */
   roundTrips = 0;
@@ -51,6 +58,7 @@ export class XRemoteConnection {
     readonly timeoutMs = 5000,
   ) {}
 
+  /** False once `close` was called or a failure broke the link (every request then throws). */
   get isOpen(): boolean {
     return !this.closed && this.broken === null;
   }
@@ -90,6 +98,7 @@ export class XRemoteConnection {
     return this.lo;
   }
 
+  /** PCI config write of the low `len` bytes of `value` at `addr`; throws DEVICE_ERROR when the device refuses it. */
   configWrite(addr: number, len: number, value: number): void {
     this.send(encodeConfigAccess(this.out, true, addr, len, value));
     this.receive(true);
@@ -102,6 +111,7 @@ export class XRemoteConnection {
     return size === 8 ? this.hi * 2 ** 32 + this.lo : this.lo;
   }
 
+  /** Write of `size` bytes of `value` at bus address `addr` of the memory or I/O space; throws DEVICE_ERROR when refused. */
   barWrite(addr: number, size: number, memory: boolean, value: number): void {
     this.send(encodeBarAccess(this.out, true, addr, size, memory, value));
     this.receive(true);

@@ -10,6 +10,7 @@ import { GuestMemory } from '../../memory/guest-memory.js';
 import type { Mapping, Platform } from '../../platform/types.js';
 import type { XRemoteConnection } from './connection.js';
 
+/** Options of XRemoteGuestRam: how much RAM, and where the guest sees it. */
 export interface GuestRamOptions {
   /** Bytes of RAM (a multiple of 4096; default 16 MiB). */
   readonly size?: number;
@@ -17,10 +18,15 @@ export interface GuestRamOptions {
   readonly guestBase?: number;
 }
 
+/** Guest RAM backed by a memfd, mapped here and shared with an x-remote device process. */
 export class XRemoteGuestRam {
+  /** The driver's view of the RAM: guest addresses `guestBase`..`end` over the mapping. */
   readonly memory: GuestMemory;
+  /** Allocator over the whole RAM, for VirtioDriver's `dma` (rings and request buffers). */
   readonly dma: DmaAllocator;
+  /** Bytes of RAM, a multiple of 4096. */
   readonly size: number;
+  /** Guest physical address of the first byte, page-aligned. */
   readonly guestBase: number;
   private readonly fd: number;
   private readonly mapping: Mapping;

@@ -8,6 +8,7 @@
 import type { FdWatcher, Platform } from '../../platform/types.js';
 import type { XRemoteConnection } from './connection.js';
 
+/** One device's level-triggered INTx line carried over an interrupt and a resample eventfd. */
 export class XRemoteIntxLine {
   /** Interrupts delivered so far. */
   interrupts = 0;

@@ -24,6 +24,7 @@ export const XRemoteCmd = {
 } as const;
 export type XRemoteCmd = (typeof XRemoteCmd)[keyof typeof XRemoteCmd];
 
+/** Bytes of the message header (int32 cmd, 4 bytes padding, u64 payload size) before every payload. */
 export const HEADER_SIZE = 16;
 /** PciConfDataMsg: u32 addr, u32 val, int len. */
 export const CONFIG_ACCESS_SIZE = 12;
@@ -33,7 +34,9 @@ export const BAR_ACCESS_SIZE = 24;
 export const SYNC_SYSMEM_SIZE = 192;
 /** REMOTE_MAX_FDS; QEMU's mpqemu_msg_valid refuses a message with this many fds or more. */
 export const MAX_FDS = 8;
+/** Most RAM regions one SYNC_SYSMEM can carry: one memfd per region, and fewer than `MAX_FDS` fds per message. */
 export const MAX_SYSMEM_REGIONS = MAX_FDS - 1;
+/** Payload bytes of a RET reply: one little-endian u64 (the read value, or 0 / an error for writes). */
 export const REPLY_SIZE = 8;
 /** Largest message this codec produces (a SYNC_SYSMEM). */
 export const MAX_MESSAGE = HEADER_SIZE + SYNC_SYSMEM_SIZE;
@@ -42,8 +45,11 @@ export const PCI_CONFIG_SIZE = 256;
 
 /** One shared RAM region: `size` bytes of the memfd from `offset`, at guest address `gpa`. */
 export interface SysmemRegion {
+  /** Guest physical address where the region starts. */
   readonly gpa: number;
+  /** Length of the region in bytes. */
   readonly size: number;
+  /** Byte offset of the region's first byte within its memfd. */
   readonly offset: number;
 }
 
@@ -151,10 +157,38 @@ export function replyHalves(buf: Uint8Array, at: number): [lo: number, hi: numbe
 
 /** A decoded request (for tests and fake peers). */
 export type XRemoteRequest =
-  | { readonly cmd: typeof XRemoteCmd.PCI_CFGREAD | typeof XRemoteCmd.PCI_CFGWRITE; readonly addr: number; readonly value: number; readonly len: number }
-  | { readonly cmd: typeof XRemoteCmd.BAR_READ | typeof XRemoteCmd.BAR_WRITE; readonly addr: number; readonly value: number; readonly size: number; readonly memory: boolean }
-  | { readonly cmd: typeof XRemoteCmd.SYNC_SYSMEM; readonly regions: readonly SysmemRegion[] }
-  | { readonly cmd: typeof XRemoteCmd.SET_IRQFD | typeof XRemoteCmd.DEVICE_RESET };
+  | {
+      /** PCI config space read or write (PciConfDataMsg). */
+      readonly cmd: typeof XRemoteCmd.PCI_CFGREAD | typeof XRemoteCmd.PCI_CFGWRITE;
+      /** Byte offset in the function's config space. */
+      readonly addr: number;
+      /** Value to write (CFGWRITE); whatever the sender put there for a CFGREAD, normally 0. */
+      readonly value: number;
+      /** Access width in bytes: 1, 2 or 4. */
+      readonly len: number;
+    }
+  | {
+      /** BAR access (BarAccessMsg). */
+      readonly cmd: typeof XRemoteCmd.BAR_READ | typeof XRemoteCmd.BAR_WRITE;
+      /** Address of the access in the guest's memory or I/O space (the BAR base plus offset). */
+      readonly addr: number;
+      /** Value to write (BAR_WRITE); normally 0 for a read. */
+      readonly value: number;
+      /** Access width in bytes (1, 2, 4 or 8). */
+      readonly size: number;
+      /** True for a memory BAR, false for an I/O port BAR. */
+      readonly memory: boolean;
+    }
+  | {
+      /** Guest RAM layout update; answered by no reply. */
+      readonly cmd: typeof XRemoteCmd.SYNC_SYSMEM;
+      /** One region per memfd that came with the message, in fd order. */
+      readonly regions: readonly SysmemRegion[];
+    }
+  | {
+      /** SET_IRQFD (two fds: INTx eventfd and resample eventfd) or DEVICE_RESET; no payload. */
+      readonly cmd: typeof XRemoteCmd.SET_IRQFD | typeof XRemoteCmd.DEVICE_RESET;
+    };
 
 /**
  * Decodes one whole request (header and payload) with the number of fds that came with it,

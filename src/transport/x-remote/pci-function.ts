@@ -22,8 +22,11 @@ import { PCI_CONFIG_SIZE } from './messages.js';
 
 /** Where BARs are placed by default: memory below 4 GiB (32-bit BARs must fit), I/O above the legacy ports. */
 export const DEFAULT_MEMORY_WINDOW = 0xe000_0000;
+/** Default end (exclusive) of the memory BAR window: the start of the x86 IOAPIC/LAPIC range. */
 export const DEFAULT_MEMORY_WINDOW_END = 0xfec0_0000;
+/** Default first I/O port for I/O BARs, above the legacy PC ports. */
 export const DEFAULT_IO_WINDOW = 0xc000;
+/** End (exclusive) of the 16-bit I/O port space; an I/O BAR must end at or below it. */
 export const IO_WINDOW_END = 0x1_0000;
 
 const BAR_COUNT = 6;
@@ -32,16 +35,23 @@ const BAR_MEM_TYPE_64 = 0x4;
 
 /** One implemented BAR as assigned. */
 export interface XRemoteBar {
+  /** BAR number, 0..5 (a 64-bit BAR also occupies `index + 1`). */
   readonly index: number;
+  /** True for an I/O port BAR, false for a memory BAR. */
   readonly io: boolean;
+  /** True for a 64-bit memory BAR (type 10b), whose upper half is the next BAR register. */
   readonly is64: boolean;
+  /** Bytes the BAR decodes (a power of two, from the all-ones probe). */
   readonly size: number;
+  /** Bus address (memory) or port (I/O) assigned to the BAR, naturally aligned to `size`. */
   readonly base: number;
 }
 
+/** Where `XRemotePciFunction.assignBars` may place BARs; each field falls back to its default. */
 export interface BarWindows {
   /** First bus address for memory BARs (default 0xe000_0000), and the end of the window. */
   readonly memoryBase?: number;
+  /** End (exclusive) of the memory BAR window (default 0xfec0_0000); keep it clear of shared guest RAM. */
   readonly memoryEnd?: number;
   /** First I/O port for I/O BARs (default 0xc000). */
   readonly ioBase?: number;
@@ -61,7 +71,10 @@ export class XRemotePciFunction implements PciFunction {
   badAccesses = 0;
   private readonly barTable: (XRemoteBar | null)[] = new Array<XRemoteBar | null>(BAR_COUNT).fill(null);
 
-  constructor(readonly link: XRemoteConnection) {}
+  constructor(
+    /** The open connection to the remote QEMU device process; every access goes through it. */
+    readonly link: XRemoteConnection,
+  ) {}
 
   /** The BARs `assignBars` found, by index. */
   get bars(): readonly (XRemoteBar | null)[] {

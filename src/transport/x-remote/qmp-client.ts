@@ -12,13 +12,18 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 const MAX_LINE = 16 << 20;
 const MAX_EVENTS = 1000;
 
+/** An asynchronous QMP event message, as QEMU sent it (its timestamp dropped). */
 export interface QmpEvent {
+  /** The event name, e.g. `RESET`, `SHUTDOWN`, `BALLOON_CHANGE`. */
   readonly event: string;
+  /** The event's `data` member; absent for events that carry none. */
   readonly data?: unknown;
 }
 
+/** A QMP command QEMU answered with an `error` reply (code BACKEND_IO). */
 export class QmpError extends VirtioError {
   constructor(
+    /** The reply's `error.class`, e.g. `GenericError`, `CommandNotFound`, `DeviceNotFound`. */
     readonly qmpClass: string,
     message: string,
   ) {
@@ -28,6 +33,7 @@ export class QmpError extends VirtioError {
 
 type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
+/** A connected QMP session (`QmpClient.connect`); commands run one at a time in call order. */
 export class QmpClient {
   /** Events received so far (oldest dropped beyond 1000). */
   readonly events: QmpEvent[] = [];
@@ -81,6 +87,7 @@ export class QmpClient {
     return p;
   }
 
+  /** Destroys the socket; pending and later `execute` calls reject with BACKEND_IO. */
   close(): void {
     this.sock.destroy();
     this.fail(new VirtioError(ErrorCode.BACKEND_IO, 'QMP client closed'));

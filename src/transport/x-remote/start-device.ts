@@ -30,10 +30,12 @@ import { XRemoteIntxLine } from './intx-line.js';
 import { type BarWindows, DEFAULT_MEMORY_WINDOW, XRemotePciFunction } from './pci-function.js';
 import { QmpClient } from './qmp-client.js';
 
+/** The QEMU binary run when no `qemuBinary` is given, looked up on PATH. */
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 /** The `id` the device gets on QEMU's command line (x-remote-object names it in `devid`). */
 export const XREMOTE_DEVICE_ID = 'xr0';
 
+/** Options of startXRemoteDevice: which QEMU device model to run and how to reach it. */
 export interface XRemoteDeviceOptions {
   /** QEMU device type, e.g. 'virtio-blk-pci'. */
   readonly device: string;
@@ -50,6 +52,7 @@ export interface XRemoteDeviceOptions {
   readonly qemuBinary?: string;
   /** Guest RAM shared with the device: size and guest physical base (defaults 16 MiB at 1 MiB). */
   readonly memorySize?: number;
+  /** Guest physical address of the shared RAM's first byte (default 1 MiB); keep it clear of `barWindows`. */
   readonly guestBase?: number;
   /** Where BARs go in the remote machine (must not overlap the RAM). */
   readonly barWindows?: BarWindows;
@@ -89,7 +92,12 @@ export interface XRemoteDevice {
   /** QEMU's stdout and stderr so far. */
   output(): string;
   /** Ends QEMU (bounded) and closes every fd; resolves with how it exited. Idempotent. */
-  close(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  close(): Promise<{
+    /** QEMU's exit status, or null when a signal ended it. */
+    code: number | null;
+    /** The signal that ended QEMU (e.g. SIGTERM, SIGKILL after the grace period), or null when it exited. */
+    signal: NodeJS.Signals | null;
+  }>;
 }
 
 const live = new Set<ChildProcess>();

@@ -28,6 +28,7 @@ export type XRemoteFault = (typeof XRemoteFault)[keyof typeof XRemoteFault];
  */
 export class XRemoteError extends VirtioError {
   constructor(
+    /** Which failure it was, finer than the VirtioError `code`. */
     readonly fault: XRemoteFault,
     message: string,
     options?: { cause?: unknown },
