@@ -25,8 +25,9 @@ export interface XattrState {
   readonly value: Buffer;
   /** True after TXATTRCREATE (TWRITE fills `value`, TCLUNK sets it); false after TXATTRWALK (TREAD). */
   readonly writing: boolean;
-  /** create: the attribute's name, setxattr flags, bytes written so far. */
+  /** create: the attribute's name; null for a walk. */
   readonly name: Buffer | null;
+  /** create: the setxattr(2) flags of TXATTRCREATE (XATTR_CREATE, XATTR_REPLACE); 0 for a walk. */
   readonly flags: number;
   /** create: bytes of `value` written so far (TCLUNK wants all); walk: the whole length. */
   copied: number;

@@ -6,13 +6,16 @@
  */
 const PAGE = 4096;
 
+/** A page-aligned range of the media device's shared memory region given to one MMAP buffer (Media Device, shared memory region 0). */
 export class ShmRange {
   /** Whether a buffer still owns it. */
   owned = true;
   /** Mappings of it not yet unmapped. */
   mappings = 0;
   constructor(
+    /** Byte offset of the range in shared memory region 0 (a multiple of the page size). */
     readonly offset: number,
+    /** Bytes in the range (a whole number of pages). */
     readonly length: number,
   ) {}
 }

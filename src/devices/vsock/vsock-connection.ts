@@ -87,7 +87,7 @@ export class VsockConnection implements VsockPeer {
   /** The `fwd_cnt` last carried in a packet to the guest; decides when a CREDIT_UPDATE is owed. */
   announcedFwdCnt = 0;
 
-  // Host bytes waiting for rx buffers (the chunks the host gave, not copied).
+  /** Host bytes waiting for rx buffers: the chunks the host gave, not copied, sent from `outHead` on. */
   readonly out: Uint8Array[] = [];
   /** SEQPACKET: per chunk of `out`, the flags its last packet carries (EOM, EOR); 0 for streams. */
   readonly outEnds: number[] = [];
