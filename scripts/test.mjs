@@ -17,7 +17,7 @@ function collect(dir, out) {
 }
 
 ensureDeps();
-run('npx', ['eslint', '--no-error-on-unmatched-pattern', 'src', 'test', 'bench', 'scripts', 'demo', 'fuzz']);
+run('npx', ['eslint', '--no-error-on-unmatched-pattern', 'src', 'test', 'bench', 'scripts', 'demo', 'fuzz', 'ui', 'docs/guide/examples']);
 // The real-guest tests need QEMU, a Debian cloud kernel and a static busybox. Install them up
 // front where we can (root, as in CI), so those tests run instead of discovering it one by one.
 if (typeof process.getuid === 'function' && process.getuid() === 0) {
