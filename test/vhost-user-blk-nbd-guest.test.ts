@@ -29,6 +29,7 @@ import {
   type ManagedProcess,
   type TempDir,
 } from './support/guest.js';
+import { xorshiftBytes } from './support/v86-pattern.js';
 
 function deps(): string | false {
   const g = ensureGuestDeps();
@@ -51,18 +52,8 @@ const SEED_LEN = 16 * 1024;
 const ZERO_OFFSET = 4 * MiB;
 const ZERO_LEN = 64 * 1024;
 
-function pattern(len: number, seed: number): Buffer {
-  const b = Buffer.alloc(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
+/** The xorshift test bytes every guest test uses (test/support/v86-pattern.ts), as a Buffer. */
+const pattern = (len: number, seed: number): Buffer => Buffer.from(xorshiftBytes(len, seed));
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 async function connectable(sock: string, p: ManagedProcess): Promise<void> {

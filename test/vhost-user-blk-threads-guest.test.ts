@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bootGuest, ensureGuestDeps, makeRawImage, makeTempDir, repoRoot, startProcess, waitForPath, withConsole, type TempDir } from './support/guest.js';
+import { xorshiftBytes } from './support/v86-pattern.js';
 
 const deps = ensureGuestDeps();
 const skip = deps.ok ? false : deps.reason;
@@ -22,18 +23,8 @@ const BLOCKS = 64;
 /** Writer c writes BLOCKS 4 KiB blocks at 1 MiB + c * 2 MiB. */
 const base = (c: number): number => (1 << 20) + c * (2 << 20);
 
-function pattern(len: number, seed: number): Buffer {
-  const b = Buffer.alloc(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
+/** The xorshift test bytes every guest test uses (test/support/v86-pattern.ts), as a Buffer. */
+const pattern = (len: number, seed: number): Buffer => Buffer.from(xorshiftBytes(len, seed));
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 const script = `
