@@ -94,3 +94,26 @@ export function adminError(status: number, qualifier: number): AdminCommandOutco
 export function adminOk(written = 0): AdminCommandOutcome {
   return { status: AdminStatus.OK, qualifier: AdminStatusQualifier.OK, written };
 }
+
+/** What a driver gets back for one administration command. */
+export interface AdminCommandReply {
+  /** status as the device wrote it (AdminStatus). */
+  readonly status: number;
+  /** status_qualifier as the device wrote it (AdminStatusQualifier). */
+  readonly qualifier: number;
+  /** command_specific_result: the bytes the device wrote after the 8-byte status header. */
+  readonly result: Uint8Array;
+}
+
+/**
+ * The driver side's way to send one command on an administration virtqueue (the AdminDriver
+ * implements it; command modules build their driver helpers on it). `resultCapacity` is the
+ * size of the device-writable command_specific_result buffer to offer.
+ */
+export type AdminCommandSender = (
+  opcode: number,
+  groupType: number,
+  memberId: bigint,
+  data: Uint8Array,
+  resultCapacity: number,
+) => Promise<AdminCommandReply>;
