@@ -46,6 +46,13 @@ export interface DeviceCoreOptions {
    * Where the core logs (DEVICE_NEEDS_RESET with its reason, refused writes); silent by default.
    */
   logger?: Logger;
+  /**
+   * Called before the core reads guest memory on its own, outside any bus access: a deferred
+   * used-buffer notification reads the ring's suppression fields in a microtask. An emulator
+   * whose RAM buffer can be replaced while the guest runs (v86 grows its wasm memory, which
+   * detaches the old buffer) rebinds the memory here (`V86PciAdapter.refreshMemory`).
+   */
+  readonly beforeHostAccess?: () => void;
 }
 
 const U32_MASK = 0xffff_ffffn;
@@ -75,6 +82,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   private mem: GuestMemory;
   private readonly sink: InterruptSink;
   private readonly log: Logger;
+  private readonly beforeHostAccess: (() => void) | undefined;
   private readonly transportFeatures: bigint;
   private legacyMode: boolean;
   private le: boolean;
@@ -103,6 +111,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.stats = opts.stats ?? new QueueStats();
     this.sink = opts.interrupts;
     this.log = opts.logger ?? silentLogger;
+    this.beforeHostAccess = opts.beforeHostAccess;
     this.transportFeatures = opts.transportFeatures ?? TRANSPORT_FEATURES_SUPPORTED;
     this.legacyMode = opts.legacy ?? false;
     this.le = this.legacyMode ? (opts.littleEndian ?? true) : true;
@@ -532,6 +541,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     // device/content/14: no notification once suspended (those of buffers finishing while
     // suspending are sent, device/content/19).
     if (this.suspension.suspended) return;
+    this.beforeHostAccess?.();
     const q = this.queues[index];
     if (q === undefined || q === null) return;
     if (q.needsNotification()) {

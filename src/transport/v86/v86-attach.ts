@@ -62,8 +62,11 @@ export function attachV86Devices(cpu: V86Cpu, slots: readonly V86DeviceSlot[], o
       const memory = v86GuestMemory(cpu);
       const { device } = slot;
       const onBad = opts.onBadAccess;
+      // The core's deferred notifications read guest RAM outside any port access: they rebind
+      // it first if v86 grew its memory since (the adapter exists once the core is in use).
+      let adapter: V86PciAdapter | undefined;
       adapters.push(
-        new V86PciAdapter(
+        (adapter = new V86PciAdapter(
           cpu,
           (sink, mode) =>
             new DeviceCore(device, {
@@ -71,6 +74,7 @@ export function attachV86Devices(cpu: V86Cpu, slots: readonly V86DeviceSlot[], o
               interrupts: sink,
               legacy: mode.legacy,
               littleEndian: mode.littleEndian,
+              beforeHostAccess: () => adapter?.refreshMemory(),
               ...(opts.logger ? { logger: opts.logger } : {}),
             }),
           {
@@ -80,7 +84,7 @@ export function attachV86Devices(cpu: V86Cpu, slots: readonly V86DeviceSlot[], o
             ...(slot.pciId !== undefined ? { pciId: slot.pciId } : {}),
             ...(onBad ? { onBadAccess: (r: BadAccessReport) => onBad(index, r) } : {}),
           },
-        ),
+        )),
       );
     });
   } catch (e) {

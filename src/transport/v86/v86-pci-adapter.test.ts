@@ -255,6 +255,29 @@ describe('V86PciAdapter (v86 internals stood in)', () => {
 });
 
 describe('attachV86Devices', () => {
+  it('the core rebinds guest RAM before it reads the ring on its own (a deferred notification after v86 grew its memory)', () => {
+    const ram = new FakeRam();
+    const cpu = fakeCpu(ram);
+    const att = attachV86Devices(cpu, [{ device: new EntropyDevice() }]);
+    const a = att.adapters[0]!;
+    const t = new PciDriverTransport(viaPorts(cpu, a), v86GuestMemory(cpu), { useMsix: false });
+    return VirtioDriver.init(t, { wantedFeatures: F.VERSION_1, dma: new DmaAllocator(0x10000, RAM - 0x10000), queueSizes: [16] }).then(() => {
+      const core = a.transport.core as DeviceCore;
+      assert.ok(core instanceof DeviceCore);
+      // A device completing a request outside the port access that started it (sound's release
+      // ending the tx messages, a timer) has the queue server notify in a microtask; v86 runs
+      // guest code before that, and its JIT may grow the wasm memory (the old buffer dies).
+      ram.grow();
+      assert.equal(a.memoryDetached, true);
+      // Without the core's beforeHostAccess hook this reads the dead buffer and throws.
+      core.signalUsed(0);
+      assert.equal(a.memoryRebinds, 1, 'guest RAM rebound before the ring was read');
+      assert.equal(a.memoryDetached, false);
+      assert.equal(core.status & Status.DEVICE_NEEDS_RESET, 0);
+      att.detach();
+    });
+  });
+
   it('puts each device on its own slot and ports, reports refused accesses with the device index, detaches all', () => {
     const cpu = fakeCpu(new FakeRam());
     const bad: [number, string][] = [];

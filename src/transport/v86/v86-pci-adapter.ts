@@ -33,6 +33,10 @@
  * core that can (`setMemory`, DeviceCore) to rebuild its ring views at their positions. Device
  * work happens inside those accesses (a synchronous backend), so it always sees live memory; a
  * device completing asynchronously should call `refreshMemory()` before touching guest RAM.
+ * The core's own deferred work is a host access too: a request completed outside the access
+ * that started it (a timer, another queue's request) is notified from a microtask, and v86 runs
+ * guest code (and may grow its memory) before microtasks run. Give the core `refreshMemory` as
+ * its `beforeHostAccess` option (`attachV86Devices` does).
  *
  * Limits: the device writes guest memory directly, without telling v86's JIT (its
  * `jit_dirty_cache`): the guest must not execute code it received from the device (a disk
