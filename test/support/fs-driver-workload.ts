@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { FuseReplyError, type FsDriver } from '../../src/devices/fs/fs-driver.js';
+import { FuseReplyError } from '../../src/devices/fs/fs-driver-types.js';
+import type { FsDriver } from '../../src/devices/fs/fs-driver.js';
 
 const ROOT = 1n;
 const O_RDWR = 2;

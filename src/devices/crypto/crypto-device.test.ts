@@ -33,7 +33,7 @@ import {
 } from '../../spec/crypto.js';
 import { F } from '../../spec/features.js';
 import { CryptoDevice } from './crypto-device.js';
-import { CryptoStatusError } from './crypto-driver.js';
+import { CryptoStatusError } from './crypto-driver-types.js';
 import { cryptoPair, ctrlReq, dataReq, le32, pattern } from './crypto-test-support.js';
 
 const T = { timeout: 20_000 };

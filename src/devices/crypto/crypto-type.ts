@@ -6,7 +6,8 @@ import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
 import { CRYPTO_CLI } from './cli.js';
 import { CryptoDevice, type CryptoDeviceOptions } from './crypto-device.js';
-import { CryptoDriver, CryptoStatusError } from './crypto-driver.js';
+import { CryptoDriver } from './crypto-driver.js';
+import { CryptoStatusError } from './crypto-driver-types.js';
 
 /** `createDevice` arguments (structured-cloneable). */
 export interface CryptoDeviceArgs {

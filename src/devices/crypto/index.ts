@@ -1,10 +1,9 @@
 export { CryptoDevice, CRYPTO_MAX_AUTH_KEY_LEN, CRYPTO_MAX_CIPHER_KEY_LEN, type CryptoDeviceOptions } from './crypto-device.js';
 export { SERVED_ALGORITHMS, cryptoMasks, type CryptoAlgorithmSet, type CryptoMasks } from './crypto-algorithms.js';
 export { CryptoSessionTable, type CryptoSession } from './crypto-sessions.js';
+export { CryptoDriver, CRYPTO_DRIVER_FEATURES } from './crypto-driver.js';
 export {
-  CryptoDriver,
   CryptoStatusError,
-  CRYPTO_DRIVER_FEATURES,
   type AeadSessionParams,
   type ChainRegions,
   type ChainSessionParams,
@@ -13,7 +12,7 @@ export {
   type CryptoDriverConfig,
   type CryptoTarget,
   type RsaSessionParams,
-} from './crypto-driver.js';
+} from './crypto-driver-types.js';
 export { VhostUserCryptoSessionLayout, cryptoVhostUserHooks, sessionFromVhostUser } from './crypto-vhost-user.js';
 export { CRYPTO_TYPE, type CryptoDeviceArgs } from './crypto-type.js';
 export { CRYPTO_CLI, type CryptoOptions } from './cli.js';

@@ -15,7 +15,8 @@ import { after, describe, it } from 'node:test';
 import { FS_F_NOTIFICATION, FS_NOTIFY_BUF_SIZE, FsConfig, FuseNotifyCode, FuseOpcode } from '../../spec/fs.js';
 import { createTestPair } from '../blk/test-pair.js';
 import { FsDevice } from './fs-device.js';
-import { FsDriver, FuseReplyError } from './fs-driver.js';
+import { FsDriver } from './fs-driver.js';
+import { FuseReplyError } from './fs-driver-types.js';
 import type { FsNotification } from './fs-notification-receiver.js';
 
 const T = { timeout: 20_000 };

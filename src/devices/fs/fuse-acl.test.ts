@@ -14,7 +14,8 @@ import { after, describe, it } from 'node:test';
 import { FUSE_SETXATTR_ACL_KILL_SGID, FuseInitFlag } from '../../spec/fs.js';
 import { createTestPair } from '../blk/test-pair.js';
 import { FsDevice } from './fs-device.js';
-import { FsDriver, FuseReplyError } from './fs-driver.js';
+import { FsDriver } from './fs-driver.js';
+import { FuseReplyError } from './fs-driver-types.js';
 
 const T = { timeout: 20_000 };
 const dirs: string[] = [];
