@@ -7,7 +7,8 @@ import { once } from 'node:events';
 import { DeviceId } from '../../spec/device-id.js';
 import type { DeviceType } from '../device-type.js';
 import { CONSOLE_CLI } from './cli.js';
-import { ConsoleDevice, type ConsoleDeviceOptions } from './console-device.js';
+import { ConsoleDevice } from './console-device.js';
+import type { ConsoleDeviceOptions } from './console-device-options.js';
 import { ConsoleDriver } from './console-driver.js';
 import type { ConsolePort, ConsolePortOptions } from './console-port.js';
 

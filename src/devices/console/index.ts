@@ -1,4 +1,5 @@
-export { ConsoleDevice, type ConsoleDeviceOptions, type ConsoleDeviceStats, CONSOLE_TX_PIECE } from './console-device.js';
+export { ConsoleDevice, CONSOLE_TX_PIECE } from './console-device.js';
+export type { ConsoleDeviceOptions, ConsoleDeviceStats } from './console-device-options.js';
 export { ConsolePort, type ConsolePortOptions } from './console-port.js';
 export { ConsoleDriver, ConsoleDriverPort, type ConsoleDriverOptions, type ConsoleDriverStats } from './console-driver.js';
 export { CONSOLE_TYPE, type ConsoleDeviceArgs, readPort } from './console-type.js';
