@@ -111,4 +111,30 @@ describe('back-end counters: --stats-interval and --metrics', { timeout: 60_000 
       }
     });
   });
+
+  it('crypto serves its metrics too (it runs on runBackend with its QEMU quirks hook)', async () => {
+    await withDir(async (dir) => {
+      const sock = join(dir, 'crypto.sock');
+      const child = spawn(process.execPath, [CLI, 'crypto', '--socket-path', sock, '--metrics', '127.0.0.1:0', '--stats-interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+      try {
+        await until(() => isSocket(sock) && /serving virtio-crypto, 1 data queue, at most 256 sessions/.test(err) && /metrics at /.test(err), 10_000, 'the back-end to serve', child);
+        const url = /metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(err)![1]!;
+        const m = await fetchText(url);
+        assert.equal(m.status, 200);
+        assert.match(m.body, /^process_cpu_seconds_total /m);
+        child.kill('SIGTERM');
+        assert.equal(await closed, 0, err);
+      } finally {
+        clearTimeout(killer);
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGKILL');
+          await closed;
+        }
+      }
+    });
+  });
 });

@@ -11,7 +11,8 @@ import type { VirtioDevice } from '../device/types.js';
 import { loadNativePlatform } from '../platform/native-platform.js';
 import type { Platform } from '../platform/types.js';
 import { QueueStats } from '../device/queue-stats.js';
-import { serveVhostUser, type VhostUserServer } from '../vhost-user/server.js';
+import type { VhostUserBackend } from '../vhost-user/backend.js';
+import { serveVhostUser, type ConnectEvent, type VhostUserServer } from '../vhost-user/server.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from './metrics-endpoint.js';
 import { startInspector, type Inspector } from '../inspector/inspector-server.js';
 import { EXIT, type BackendOptions } from './options.js';
@@ -43,6 +44,11 @@ export interface RunBackendOptions {
   readonly statsWriter?: (line: string) => void;
   /** `--threads`: the rings are served on worker threads building this device (worker-pool.ts). */
   readonly workers?: { readonly threads: number; readonly device: WorkerDeviceSpec };
+  /**
+   * Called with each front-end connection's back-end before its first message: a command that
+   * must adapt to a front-end's quirks wraps the back-end here (crypto: QEMU's cryptodev-vhost-user).
+   */
+  readonly onConnect?: (backend: VhostUserBackend) => void;
 }
 
 /**
@@ -110,6 +116,8 @@ export async function runBackend(o: RunBackendOptions): Promise<number> {
       const where = options.socketPath !== null ? options.socketPath : `fd ${options.fd}`;
       throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${where}: ${(e as Error).message}`, { cause: e });
     }
+    const onConnect = o.onConnect;
+    if (onConnect) server.on('connect', (ev: ConnectEvent) => onConnect(ev.backend));
     if (options.inspect !== undefined) {
       const served = server;
       try {

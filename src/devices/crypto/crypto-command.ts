@@ -12,18 +12,16 @@
  * guest's: a SET_FEATURES without any device or transport bit is taken as QEMU's virtio-crypto
  * defaults as a Linux guest negotiates them (VERSION_1, INDIRECT_DESC, EVENT_IDX), without
  * which the guest's indirect chains and event-index kicks could not be served. The rest is
- * cli/serve.ts's runBackend (signals, logging, clean shutdown).
+ * cli/serve.ts's runBackend (signals, logging, --metrics, --stats-interval, --inspect, clean
+ * shutdown).
  */
-import { ErrorCode, VirtioError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { EXIT, type CliIo } from '../../cli/options.js';
-import { loadPlatform } from '../../cli/serve.js';
+import type { CliIo } from '../../cli/options.js';
+import { runBackend } from '../../cli/serve.js';
 import type { VhostUserBackend } from '../../vhost-user/backend.js';
 import { encodeVringState } from '../../vhost-user/codec.js';
 import { F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq, type VhostUserMessage } from '../../vhost-user/messages.js';
 import { F } from '../../spec/features.js';
-import { serveVhostUser, type ConnectEvent, type VhostUserServer } from '../../vhost-user/server.js';
-import { startInspector, type Inspector } from '../../inspector/inspector-server.js';
 import type { CryptoOptions } from './cli.js';
 import { CryptoDevice } from './crypto-device.js';
 
@@ -56,57 +54,16 @@ export function applyCryptodevQuirks(backend: VhostUserBackend): void {
   };
 }
 
-export async function runCrypto(options: CryptoOptions, io: CliIo): Promise<number> {
+/** Runs `virtio-ts crypto` until a signal: runBackend with the cryptodev quirks on every connection. */
+export function runCrypto(options: CryptoOptions, io: CliIo): Promise<number> {
   const logger = createLogger(options.verbosity, 'virtio-ts crypto', io.stderr);
-  const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
-  let onSignal: (s: NodeJS.Signals) => void = () => undefined;
-  let stopWith: (why: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => {
-    stopWith = resolve;
-    onSignal = (s) => resolve(s);
-    for (const s of signals) process.on(s, onSignal);
+  const queues = `${options.numQueues} data queue${options.numQueues === 1 ? '' : 's'}`;
+  return runBackend({
+    options,
+    logger,
+    description: `virtio-crypto, ${queues}, at most ${options.maxSessions} sessions`,
+    // A fresh device per front-end: sessions do not outlive the front-end that made them.
+    device: () => new CryptoDevice({ maxDataQueues: options.numQueues, queueSize: options.queueSize, maxSessions: options.maxSessions, maxSize: options.maxSize, logger }),
+    onConnect: applyCryptodevQuirks,
   });
-  const removeHandlers = (): void => {
-    for (const s of signals) process.off(s, onSignal);
-  };
-  let server: VhostUserServer;
-  try {
-    server = await serveVhostUser({
-      device: () => new CryptoDevice({ maxDataQueues: options.numQueues, queueSize: options.queueSize, maxSessions: options.maxSessions, maxSize: options.maxSize, logger }),
-      platform: loadPlatform(),
-      logger,
-      ...(options.socketPath !== null ? { socketPath: options.socketPath } : { fd: options.fd! }),
-    });
-  } catch (e) {
-    removeHandlers();
-    const where = options.socketPath !== null ? options.socketPath : `fd ${options.fd}`;
-    throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${where}: ${(e as Error).message}`, { cause: e });
-  }
-  server.on('connect', (ev: ConnectEvent) => applyCryptodevQuirks(ev.backend));
-  let inspector: Inspector | null = null;
-  if (options.inspect !== undefined) {
-    try {
-      inspector = await startInspector([{ name: 'crypto', backend: () => server.backend }], options.inspect);
-    } catch (e) {
-      removeHandlers();
-      await server.close();
-      throw e;
-    }
-    logger.info(`inspector at ${inspector.url}`);
-  }
-  logger.info(`serving virtio-crypto, ${options.numQueues} data queue${options.numQueues === 1 ? '' : 's'}, at most ${options.maxSessions} sessions on ${options.socketPath ?? `fd ${options.fd}`}`);
-  void server.closed.then(() => stopWith('front-end gone'));
-  const keepAlive = setInterval(() => undefined, 1 << 30);
-  const why = await stopped;
-  removeHandlers();
-  clearInterval(keepAlive);
-  logger.info(`${why}: shutting down`);
-  await inspector?.close();
-  try {
-    await server.close();
-  } catch (e) {
-    logger.error(`closing the server: ${(e as Error).message}`);
-    return EXIT.RUNTIME;
-  }
-  return EXIT.OK;
 }
