@@ -102,12 +102,17 @@ export class SoundControlElement {
   readonly hdaFnNid: number;
   /** Access rights now (INACTIVE may change: SoundDevice.setControlActive). */
   access: number;
-  /** INTEGER bounds (numbers) and INTEGER64 bounds (bigints). */
+  /** INTEGER minimum. */
   readonly min: number;
+  /** INTEGER maximum. */
   readonly max: number;
+  /** INTEGER step (0 = variable). */
   readonly step: number;
+  /** INTEGER64 minimum. */
   readonly min64: bigint;
+  /** INTEGER64 maximum. */
   readonly max64: bigint;
+  /** INTEGER64 step (0 = variable). */
   readonly step64: bigint;
   /** ENUMERATED item names. */
   readonly items: readonly string[];
