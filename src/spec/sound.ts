@@ -116,6 +116,76 @@ export const SoundPcmXfer = { SIZE: 4, STREAM_ID: 0 } as const;
 /** struct virtio_snd_pcm_status: status le32, latency_bytes le32. */
 export const SoundPcmStatus = { SIZE: 8, STATUS: 0, LATENCY_BYTES: 4 } as const;
 
+/** struct virtio_snd_ctl_hdr: code then control_id (5.14.6.10). */
+export const SoundCtlHdr = { SIZE: 8, CODE: 0, CONTROL_ID: 4 } as const;
+/**
+ * struct virtio_snd_ctl_info (96 bytes): `value` is a union holding le64 members, so C's natural
+ * alignment puts it at 72 (4 bytes of padding after `name`), as in Linux's uapi header.
+ */
+export const SoundCtlInfo = {
+  SIZE: 96,
+  HDA_FN_NID: 0,
+  ROLE: 4,
+  TYPE: 8,
+  ACCESS: 12,
+  COUNT: 16,
+  INDEX: 20,
+  NAME: 24,
+  NAME_SIZE: 44,
+  PADDING: 68,
+  VALUE: 72,
+  INTEGER_MIN: 72,
+  INTEGER_MAX: 76,
+  INTEGER_STEP: 80,
+  INTEGER64_MIN: 72,
+  INTEGER64_MAX: 80,
+  INTEGER64_STEP: 88,
+  ENUMERATED_ITEMS: 72,
+} as const;
+/** struct virtio_snd_ctl_enum_item: one 64-byte 0-terminated name. */
+export const SoundCtlEnumItem = { SIZE: 64 } as const;
+/** struct virtio_snd_ctl_value: a 512-byte union. */
+export const SoundCtlValue = { SIZE: 512 } as const;
+/** struct virtio_snd_ctl_iec958 (176 bytes). */
+export const SoundCtlIec958 = { SIZE: 176, STATUS: 0, SUBCODE: 24, PAD: 171, DIG_SUBFRAME: 172 } as const;
+/** struct virtio_snd_ctl_tlv: type, length (bytes, a multiple of 4), then the value words. */
+export const SoundCtlTlv = { HDR_SIZE: 8, TYPE: 0, LENGTH: 4, VALUE: 8 } as const;
+/** driver/sound/21: the largest TLV `value` a driver may submit. */
+export const SOUND_CTL_TLV_MAX_VALUE = 65536;
+/** struct virtio_snd_ctl_event: hdr, le16 control_id, le16 mask. */
+export const SoundCtlEvent = { SIZE: 8, CODE: 0, CONTROL_ID: 4, MASK: 6 } as const;
+
+/** VIRTIO_SND_CTL_ROLE_*: `role` is (ROLE << 1) | direction, or UNDEFINED (0). */
+export const SoundCtlRole = { UNDEFINED: 0, VOLUME: 1, MUTE: 2, GAIN: 3 } as const;
+/** The largest defined role (device/sound/13). */
+export const SOUND_CTL_ROLE_MAX = 3;
+/** VIRTIO_SND_CTL_TYPE_*. */
+export const SoundCtlType = { BOOLEAN: 0, INTEGER: 1, INTEGER64: 2, ENUMERATED: 3, BYTES: 4, IEC958: 5 } as const;
+/** One of SoundCtlType. */
+export type SoundCtlType = (typeof SoundCtlType)[keyof typeof SoundCtlType];
+/** device/sound/15: the largest `count` of each type, by type number. */
+export const SOUND_CTL_MAX_COUNT: readonly number[] = [128, 128, 64, 128, 512, 1];
+/** VIRTIO_SND_CTL_ACCESS_* (bit numbers of `access`). */
+export const SoundCtlAccessBit = { READ: 0, WRITE: 1, VOLATILE: 2, INACTIVE: 3, TLV_READ: 4, TLV_WRITE: 5, TLV_COMMAND: 6 } as const;
+/** VIRTIO_SND_CTL_ACCESS_* as masks. */
+export const SoundCtlAccess = { READ: 1, WRITE: 2, VOLATILE: 4, INACTIVE: 8, TLV_READ: 16, TLV_WRITE: 32, TLV_COMMAND: 64 } as const;
+/** Every defined access bit (device/sound/13). */
+export const SOUND_CTL_ACCESS_DEFINED = 0x7f;
+/** VIRTIO_SND_CTL_EVT_MASK_* (bit numbers of the control event's `mask`). */
+export const SoundCtlEventMaskBit = { VALUE: 0, INFO: 1, TLV: 2 } as const;
+/** VIRTIO_SND_CTL_EVT_MASK_* as masks. */
+export const SoundCtlEventMask = { VALUE: 1, INFO: 2, TLV: 4 } as const;
+/** Every defined event mask bit (device/sound/18). */
+export const SOUND_CTL_EVENT_MASK_DEFINED = 7;
+/**
+ * ALSA's TLV types the chapter refers to for metadata ("ALSA defines several standard metadata
+ * types", include/uapi/sound/tlv.h): DB_SCALE is min (0.01 dB, signed) then step (0.01 dB,
+ * bits 0..15) with bit 16 set when the minimum value mutes.
+ */
+export const SoundTlvType = { CONTAINER: 0, DB_SCALE: 1, DB_LINEAR: 2, DB_RANGE: 3, DB_MINMAX: 4, DB_MINMAX_MUTE: 5 } as const;
+/** DB_SCALE's "minimum is mute" flag in its second word. */
+export const SOUND_TLV_DB_SCALE_MUTE = 0x10000;
+
 /** Jack features (virtio_snd_jack_info.features bits). */
 export const SoundJackFeatureBit = { REMAP: 0 } as const;
 /** Bits a jack may set (device/sound/1). */

@@ -4,8 +4,9 @@
  * is answered synchronously with a status: BAD_MSG for a malformed request, an id out of range,
  * a response buffer too small or a transition the lifecycle does not allow; NOT_SUPP for
  * parameters or requests the device does not support (control elements without
- * VIRTIO_SND_F_CTLS, a jack without REMAP, a format the stream does not offer). A request with
- * no room for the 4-byte status is returned with nothing written.
+ * VIRTIO_SND_F_CTLS negotiated, a jack without REMAP, a format the stream does not offer). With
+ * CTLS the control element requests go to sound-ctl-requests.ts. A request with no room for the
+ * 4-byte status is returned with nothing written.
  */
 import { ChainCursor } from '../../queue/chain.js';
 import {
@@ -27,6 +28,7 @@ import {
 } from '../../spec/sound.js';
 import type { PcmParams } from './pcm-host.js';
 import type { PcmStream, SoundRequest } from './pcm-stream.js';
+import type { SoundCtlRequests } from './sound-ctl-requests.js';
 import type { SoundChmapConfig } from './sound-topology.js';
 
 /** A jack as the device keeps it (connection and defconf change at run time). */
@@ -47,6 +49,7 @@ const SHMEM = (1 << SoundPcmFeatureBit.SHMEM_HOST) | (1 << SoundPcmFeatureBit.SH
 
 export class SoundControl {
   private le = true;
+  private ctlsNegotiated = false;
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
   /** The longest request read (set params). */
@@ -64,10 +67,14 @@ export class SoundControl {
     private readonly jacks: JackState[],
     private readonly streams: readonly PcmStream[],
     private readonly chmaps: readonly SoundChmapConfig[],
+    /** The control element requests (null: VIRTIO_SND_F_CTLS not offered). */
+    private readonly ctls: SoundCtlRequests | null = null,
   ) {}
 
-  configure(littleEndian: boolean): void {
+  configure(littleEndian: boolean, ctlsNegotiated = false): void {
     this.le = littleEndian;
+    this.ctlsNegotiated = ctlsNegotiated && this.ctls !== null;
+    this.ctls?.configure(littleEndian);
   }
 
   private handle(r: SoundRequest): number {
@@ -92,8 +99,9 @@ export class SoundControl {
       case SoundCode.R_PCM_STOP:
         return this.answer(this.lifecycle(code, got));
       default:
-        // Control elements (0x03xx) need VIRTIO_SND_F_CTLS, which is not offered.
-        return this.answer(code >= SoundCode.R_CTL_INFO && code <= SoundCode.R_CTL_TLV_COMMAND ? SoundStatus.NOT_SUPP : SoundStatus.BAD_MSG);
+        if (code < SoundCode.R_CTL_INFO || code > SoundCode.R_CTL_TLV_COMMAND) return this.answer(SoundStatus.BAD_MSG);
+        // Control elements (0x03xx) exist only with VIRTIO_SND_F_CTLS negotiated (5.14.6.10).
+        return this.ctlsNegotiated && this.ctls !== null ? this.ctls.handle(code, c) : this.answer(SoundStatus.NOT_SUPP);
     }
   }
 

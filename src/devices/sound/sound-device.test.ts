@@ -14,6 +14,7 @@ import {
   SOUND_RATE_HZ,
   SoundCode,
   SoundDirection,
+  SoundF,
   SoundPcmFeatureBit,
   SoundPcmFormat,
   SoundPcmRate,
@@ -216,16 +217,22 @@ describe('SoundDevice', T, () => {
     assert.throws(() => new SoundDevice({ chmaps: [{ direction: 0, positions: [37] }] }), VirtioError);
   });
 
-  it('control elements: VIRTIO_SND_F_CTLS is not offered, controls reads 0, every CTL request gets NOT_SUPP', async () => {
-    const { pair, device } = soundPair();
-    assert.equal(device.offeredFeatures & 1n, 0n);
-    const cfg = new Uint8Array(16);
-    device.readConfig(0, cfg, 0n, true);
-    assert.deepEqual([u32(cfg, 0), u32(cfg, 4), u32(cfg, 8), u32(cfg, 12)], [1, 2, 2, 0]);
-    const raw = new RawQueue(pair, SoundQueue.CONTROLQ);
-    for (let code = SoundCode.R_CTL_INFO; code <= SoundCode.R_CTL_TLV_COMMAND; code++) {
-      const r = await raw.submit([words(true, code, 0, 1, 64)], [4]);
-      assert.equal(u32(r.ins[0]!, 0), SoundStatus.NOT_SUPP);
+  it('control elements: without VIRTIO_SND_F_CTLS negotiated every CTL request gets NOT_SUPP; with controls: false it is not offered and controls reads 0', async () => {
+    for (const [devOpts, pairOpts, controls] of [
+      [{ controls: false }, {}, 0],
+      [{}, { accept: ~SoundF.CTLS }, 5],
+    ] as const) {
+      const { pair, device } = soundPair(devOpts, pairOpts);
+      assert.equal(pair.features & SoundF.CTLS, 0n);
+      assert.equal(device.offeredFeatures & SoundF.CTLS, controls === 0 ? 0n : SoundF.CTLS);
+      const cfg = new Uint8Array(16);
+      device.readConfig(0, cfg, 0n, true);
+      assert.deepEqual([u32(cfg, 0), u32(cfg, 4), u32(cfg, 8), u32(cfg, 12)], [1, 2, 2, controls]);
+      const raw = new RawQueue(pair, SoundQueue.CONTROLQ);
+      for (let code = SoundCode.R_CTL_INFO; code <= SoundCode.R_CTL_TLV_COMMAND; code++) {
+        const r = await raw.submit([words(true, code, 0, 1, 96)], [4 + 96]);
+        assert.equal(u32(r.ins[0]!, 0), SoundStatus.NOT_SUPP);
+      }
     }
   });
 
@@ -394,7 +401,7 @@ describe('SoundDevice', T, () => {
     const rec = recorder();
     const { pair, device } = soundPair({ output: rec.output }, { accept: 0n, littleEndian: false });
     const drv = new SoundDriver(pair.ctx);
-    assert.deepEqual(drv.config, { jacks: 1, streams: 2, chmaps: 2 });
+    assert.deepEqual(drv.config, { jacks: 1, streams: 2, chmaps: 2, controls: 0 });
     const [out] = await drv.pcmInfo(0, 1);
     assert.equal(out!.channelsMax, 2);
     await drv.setParams(0, U8_8K);

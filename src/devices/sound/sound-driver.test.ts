@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { VirtioError } from '../../errors.js';
-import { SoundCode, SoundConfig, SoundPcmFeatureBit, SoundPcmFormat, SoundPcmRate, SoundQueue, SoundStatus } from '../../spec/sound.js';
+import { SoundCode, SoundConfig, SoundF, SoundPcmFeatureBit, SoundPcmFormat, SoundPcmRate, SoundQueue, SoundStatus } from '../../spec/sound.js';
 import { SoundDriver, SoundRequestError } from './sound-driver.js';
 import { type PostedBuffer, recordingContext, soundPair, u32 } from './sound-test-support.js';
 
@@ -17,13 +17,21 @@ function rig(): { drv: SoundDriver; posted: PostedBuffer[]; reads: [number, numb
 }
 
 describe('SoundDriver', T, () => {
-  it('driver/sound/1: the controls field is never read (VIRTIO_SND_F_CTLS not negotiated)', async () => {
-    const { drv, reads, pair } = rig();
-    assert.equal(pair.features & 1n, 0n);
-    assert.deepEqual(drv.config, { jacks: 1, streams: 2, chmaps: 2 });
-    assert.ok(reads.length > 0);
-    for (const [o, l] of reads) assert.ok(o + l <= SoundConfig.CONTROLS, `read ${o}+${l} touches controls`);
-    await drv.pcmInfo();
+  it('driver/sound/1: the controls field is read only with VIRTIO_SND_F_CTLS negotiated', async () => {
+    for (const [accept, controls] of [
+      [~SoundF.CTLS, 0],
+      [~0n, 5],
+    ] as const) {
+      const sp = soundPair({}, { accept });
+      const reads: [number, number][] = [];
+      const drv = new SoundDriver(recordingContext(sp.pair.ctx, [], reads), { eventBuffers: 4 });
+      assert.equal(drv.hasControls, controls > 0);
+      assert.deepEqual(drv.config, { jacks: 1, streams: 2, chmaps: 2, controls });
+      assert.ok(reads.length > 0);
+      const touches = reads.some(([o, l]) => o + l > SoundConfig.CONTROLS);
+      assert.equal(touches, controls > 0, `controls read: ${touches}`);
+      await drv.pcmInfo();
+    }
   });
 
   it('driver/sound/2 driver/sound/3: the event queue holds device-writable buffers of struct virtio_snd_event size, re-posted after each event', async () => {

@@ -1,12 +1,15 @@
 /**
- * 5.14 Sound Device, driver side: reads jacks/streams/chmaps (never `controls`, as CTLS is not
- * negotiated: driver/sound/1), keeps the event queue populated with device-writable buffers of
+ * 5.14 Sound Device, driver side: reads jacks/streams/chmaps (and `controls` only when
+ * VIRTIO_SND_F_CTLS was negotiated: driver/sound/1), keeps the event queue populated with device-writable buffers of
  * struct virtio_snd_event size (driver/sound/2, driver/sound/3), queries item information
  * within the configured counts with a response buffer of hdr + count * size (driver/sound/4,
  * driver/sound/5), checks stream parameters against the stream information before sending them
  * (driver/sound/6 to 10), and moves PCM frames through the tx / rx queues (driver/sound/11) in
  * period-sized messages (driver/sound/12, driver/sound/14) of the right shape (driver/sound/13,
- * driver/sound/15).
+ * driver/sound/15). Control elements (5.14.6.10): information, enumerated items, values and
+ * metadata, each request sent only when the element's access allows it (driver/sound/16 to
+ * driver/sound/20) and metadata never above 65536 bytes (driver/sound/21); CTL_NOTIFY events
+ * carry their control id and mask.
  */
 import { type DeviceDriver, type DeviceDriverType, checkDriverContext } from '../../driver/device-driver.js';
 import { RequestQueue } from '../../driver/request-queue.js';
@@ -16,6 +19,8 @@ import { readConfigFields } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 import {
   SOUND_CONFIG_LAYOUT,
+  SoundCtlEvent,
+  SoundF,
   SOUND_PCM_FEATURES_DEFINED,
   SOUND_RATE_HZ,
   SoundChmapInfo,
@@ -31,6 +36,7 @@ import {
   SoundStatus,
   soundFrameBytes,
 } from '../../spec/sound.js';
+import { SoundControlElementsDriver } from './sound-driver-controls.js';
 
 /** Struct virtio_snd_jack_info (5.14.6.4.1), decoded. */
 export interface SoundJackInfoResult {
@@ -75,12 +81,52 @@ export interface SoundChmapInfoResult {
   /** `positions` of struct virtio_snd_chmap_info. */
   readonly positions: readonly number[];
 }
-/** One notification from the event queue (5.14.6.3): jack connected/disconnected, period elapsed, xrun. */
+/** One notification from the event queue (5.14.6.3): jack connected/disconnected, period elapsed, xrun, control element. */
 export interface SoundEventResult {
   /** VIRTIO_SND_EVT_* code. */
   readonly code: number;
-  /** The jack or stream id the event is about. */
+  /** The jack or stream id the event is about (the event's le32 `data`). */
   readonly data: number;
+  /** VIRTIO_SND_EVT_CTL_NOTIFY: the element's control id. */
+  readonly controlId?: number;
+  /** VIRTIO_SND_EVT_CTL_NOTIFY: VIRTIO_SND_CTL_EVT_MASK_* bits (VALUE, INFO, TLV). */
+  readonly mask?: number;
+}
+/** Struct virtio_snd_ctl_info (5.14.6.10.1), decoded. */
+export interface SoundControlInfoResult {
+  /** `hdr.hda_fn_nid`. */
+  readonly hdaFnNid: number;
+  /** `role`: (VIRTIO_SND_CTL_ROLE_* << 1) | direction, or 0. */
+  readonly role: number;
+  /** VIRTIO_SND_CTL_TYPE_*. */
+  readonly type: number;
+  /** VIRTIO_SND_CTL_ACCESS_* mask. */
+  readonly access: number;
+  /** Members of the value. */
+  readonly count: number;
+  /** Index for elements of the same name. */
+  readonly index: number;
+  /** The name (up to its 0 terminator). */
+  readonly name: string;
+  /** INTEGER / INTEGER64: min, max, step (bigints for INTEGER64); ENUMERATED: items; otherwise absent. */
+  readonly min?: number | bigint;
+  /** Maximum (INTEGER / INTEGER64). */
+  readonly max?: number | bigint;
+  /** Step, 0 = variable (INTEGER / INTEGER64). */
+  readonly step?: number | bigint;
+  /** Number of items (ENUMERATED). */
+  readonly items?: number;
+  /** The 4 bytes between `name` and `value` as the device wrote them. */
+  readonly padding: Uint8Array;
+}
+/** A control element value: numbers (BOOLEAN, INTEGER, ENUMERATED), bigints (INTEGER64) or bytes (BYTES, IEC958). */
+export type SoundControlValueData = readonly number[] | readonly bigint[] | Uint8Array;
+/** Struct virtio_snd_ctl_tlv, decoded: type and value words (`length` = 4 x words). */
+export interface SoundControlTlvData {
+  /** Metadata type. */
+  readonly type: number;
+  /** The value's u32 words. */
+  readonly value: readonly number[];
 }
 /** VIRTIO_SND_R_PCM_SET_PARAMS fields. */
 export interface SoundPcmParams {
@@ -137,8 +183,8 @@ export class SoundDriver implements DeviceDriver {
   static readonly type: DeviceDriverType<SoundDriver, SoundDriverOptions> = {
     name: 'virtio-snd',
     deviceId: DeviceId.SOUND,
-    // VIRTIO_SND_F_CTLS is not used (no control elements here).
-    wantedFeatures: 0n,
+    // VIRTIO_SND_F_CTLS: control elements when the device has them.
+    wantedFeatures: SoundF.CTLS,
     requiredFeatures: 0n,
     attach: (ctx, opts) => new SoundDriver(ctx, opts),
   };
@@ -151,7 +197,11 @@ export class SoundDriver implements DeviceDriver {
     readonly streams: number;
     /** Number of channel maps. */
     readonly chmaps: number;
+    /** Number of control elements (0, not read, without VIRTIO_SND_F_CTLS). */
+    readonly controls: number;
   };
+  /** The device's control elements (5.14.6.10): information, items, values, metadata. */
+  readonly controlElements: SoundControlElementsDriver;
   private readonly ctx: DriverContext;
   private readonly le: boolean;
   private readonly control: RequestQueue;
@@ -169,14 +219,23 @@ export class SoundDriver implements DeviceDriver {
     checkDriverContext(SoundDriver.type, ctx);
     this.ctx = ctx;
     this.le = ctx.littleEndian;
-    // driver/sound/1: `controls` is not read (CTLS is never negotiated).
-    this.config = readConfigFields(SOUND_CONFIG_LAYOUT, ['jacks', 'streams', 'chmaps'], (o, l) => ctx.readConfig(o, l), this.le);
+    // driver/sound/1: `controls` is read only with VIRTIO_SND_F_CTLS negotiated.
+    const read = (o: number, l: number): Uint8Array => ctx.readConfig(o, l);
+    const base = readConfigFields(SOUND_CONFIG_LAYOUT, ['jacks', 'streams', 'chmaps'], read, this.le);
+    const controls = this.hasControls ? readConfigFields(SOUND_CONFIG_LAYOUT, ['controls'], read, this.le).controls : 0;
+    this.config = { ...base, controls };
+    this.controlElements = new SoundControlElementsDriver((req, n) => this.ok(req, n), this.le, controls);
     this.control = new RequestQueue(ctx, SoundQueue.CONTROLQ);
     this.eventq = new RequestQueue(ctx, SoundQueue.EVENTQ);
     this.tx = new RequestQueue(ctx, SoundQueue.TXQ);
     this.rx = new RequestQueue(ctx, SoundQueue.RXQ);
     const n = opts.eventBuffers ?? 16;
     for (let i = 0; i < n; i++) this.postEventBuffer();
+  }
+
+  /** Whether VIRTIO_SND_F_CTLS was negotiated (control elements usable). */
+  get hasControls(): boolean {
+    return (this.ctx.features & SoundF.CTLS) !== 0n;
   }
 
   detach(): void {
@@ -210,7 +269,11 @@ export class SoundDriver implements DeviceDriver {
         this.ctx.dma.free(addr);
         if (used >= SoundEvent.SIZE) {
           const v = new DataView(b.buffer);
-          const e = { code: v.getUint32(SoundEvent.CODE, this.le), data: v.getUint32(SoundEvent.DATA, this.le) };
+          const code = v.getUint32(SoundEvent.CODE, this.le);
+          const data = v.getUint32(SoundEvent.DATA, this.le);
+          // struct virtio_snd_ctl_event: le16 control_id, le16 mask in place of `data`.
+          const e: SoundEventResult =
+            code === SoundCode.EVT_CTL_NOTIFY ? { code, data, controlId: v.getUint16(SoundCtlEvent.CONTROL_ID, this.le), mask: v.getUint16(SoundCtlEvent.MASK, this.le) } : { code, data };
           const w = this.waiters.shift();
           if (w) w(e);
           else this.received.push(e);

@@ -16,7 +16,11 @@ export interface SoundPair {
 }
 
 export function soundPair(devOpts: SoundDeviceOptions = {}, pairOpts: TestPairOptions = {}): SoundPair {
-  const device = new SoundDevice(devOpts);
+  return soundPairOf(new SoundDevice(devOpts), pairOpts);
+}
+
+/** A pair on a device already built (control elements added before the driver starts). */
+export function soundPairOf(device: SoundDevice, pairOpts: TestPairOptions = {}): SoundPair {
   return { device, pair: createTestPair(device, { queueSize: 32, ...pairOpts }) };
 }
 

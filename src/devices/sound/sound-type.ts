@@ -47,7 +47,7 @@ export const SOUND_TYPE: DeviceType = {
       device,
       async exercise(driver) {
         const snd = new SoundDriver(driver.context, { eventBuffers: 4 });
-        assert.deepEqual(snd.config, { jacks: 1, streams: 2, chmaps: 2 });
+        assert.deepEqual(snd.config, { jacks: 1, streams: 2, chmaps: 2, controls: snd.hasControls ? 5 : 0 });
         const [out, inp] = await snd.pcmInfo();
         assert.equal(out!.direction, SoundDirection.OUTPUT);
         assert.equal(inp!.direction, SoundDirection.INPUT);
@@ -85,6 +85,19 @@ export const SOUND_TYPE: DeviceType = {
         const ev = snd.nextEvent();
         device.setJackConnected(0, false);
         assert.deepEqual(await ev, { code: SoundCode.EVT_JACK_DISCONNECTED, data: 0 });
+        if (snd.hasControls) {
+          // Control elements: the driver mutes the output, the host raises its volume (CTL_NOTIFY, VALUE).
+          const { volume, mute } = device.streamControls(0);
+          const infos = await snd.controlElements.info();
+          assert.equal(infos[mute]!.name, 'PCM Playback Switch');
+          await snd.controlElements.write(mute, [0]);
+          assert.deepEqual(device.controlValue(mute), [0]);
+          const note = snd.nextEvent();
+          device.setControlValue(volume, [50]);
+          const e = await note;
+          assert.deepEqual([e.code, e.controlId, e.mask], [SoundCode.EVT_CTL_NOTIFY, volume, 1]);
+          assert.deepEqual(await snd.controlElements.read(volume), [50]);
+        }
         snd.detach();
       },
     };
