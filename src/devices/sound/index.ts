@@ -5,7 +5,7 @@ export { PcmState, PcmStream } from './pcm-stream.js';
 export { type PcmInput, type PcmOutput, type PcmParams, WavFileOutput, WavFileInput, ToneInput, callbackOutput, parseWav, DISCARD_OUTPUT, SILENT_INPUT } from './pcm-host.js';
 export type { SoundChmapConfig, SoundJackConfig, SoundStreamConfig } from './sound-topology.js';
 export type { PcmStreamHost, SoundRequest } from './pcm-stream.js';
-export type { SoundChmapInfoResult, SoundJackInfoResult, SoundPcmInfoResult, SoundControlInfoResult, SoundControlValueData, SoundControlTlvData } from './sound-driver.js';
+export type { SoundChmapInfoResult, SoundJackInfoResult, SoundPcmInfoResult, SoundControlInfoResult } from './sound-driver.js';
 export { SoundControlElementsDriver, type SoundOkRequest } from './sound-driver-controls.js';
 export { SoundControlElement, type SoundControlConfig, type SoundControlTlv, type SoundControlValue } from './sound-elements.js';
 export { type SoundStreamControls, CAPTURE_SOURCES } from './sound-mixer.js';

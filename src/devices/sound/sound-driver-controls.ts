@@ -20,7 +20,8 @@ import {
   SoundCtlValue,
   SoundHdr,
 } from '../../spec/sound.js';
-import type { SoundControlInfoResult, SoundControlTlvData, SoundControlValueData } from './sound-driver.js';
+import type { SoundControlInfoResult } from './sound-driver.js';
+import type { SoundControlTlv, SoundControlValue } from './sound-elements.js';
 
 /** How the driver side sends one control request: the payload after an OK header, else a SoundRequestError. */
 export type SoundOkRequest = (request: Uint8Array, responseBytes: number) => Promise<Uint8Array>;
@@ -117,7 +118,7 @@ export class SoundControlElementsDriver {
   }
 
   /** VIRTIO_SND_R_CTL_READ (driver/sound/16: only with ACCESS_READ): `count` members of the element's type. */
-  async read(id: number): Promise<SoundControlValueData> {
+  async read(id: number): Promise<SoundControlValue> {
     const info = await this.allowed(id, SoundCtlAccess.READ, 'driver/sound/16');
     const payload = await this.ok(this.header(SoundCode.R_CTL_READ, id).bytes, SoundHdr.SIZE + SoundCtlValue.SIZE);
     if (payload.length < SoundCtlValue.SIZE) throw new VirtioError(ErrorCode.REQUEST_FAILED, `virtio-snd: value of ${payload.length} bytes`);
@@ -135,7 +136,7 @@ export class SoundControlElementsDriver {
   }
 
   /** VIRTIO_SND_R_CTL_WRITE (driver/sound/17: only with ACCESS_WRITE): `value` has the element's `count` members. */
-  async write(id: number, value: SoundControlValueData): Promise<void> {
+  async write(id: number, value: SoundControlValue): Promise<void> {
     const info = await this.allowed(id, SoundCtlAccess.WRITE, 'driver/sound/17');
     const expected = info.type === SoundCtlType.IEC958 ? 176 : info.count;
     if (value.length !== expected) refuse(`element ${id}: ${value.length} members, not ${expected}`);
@@ -157,7 +158,7 @@ export class SoundControlElementsDriver {
    * VIRTIO_SND_R_CTL_TLV_READ (driver/sound/18: only with ACCESS_TLV_READ), with room for
    * `maxValueBytes` of value (the device writes what fits: device/sound/17).
    */
-  async tlvRead(id: number, maxValueBytes = DEFAULT_TLV_READ_BYTES): Promise<SoundControlTlvData> {
+  async tlvRead(id: number, maxValueBytes = DEFAULT_TLV_READ_BYTES): Promise<SoundControlTlv> {
     await this.allowed(id, SoundCtlAccess.TLV_READ, 'driver/sound/18');
     if (!Number.isInteger(maxValueBytes) || maxValueBytes < 0 || maxValueBytes > SOUND_CTL_TLV_MAX_VALUE) refuse(`TLV room ${maxValueBytes}`);
     const payload = await this.ok(this.header(SoundCode.R_CTL_TLV_READ, id).bytes, SoundHdr.SIZE + SoundCtlTlv.HDR_SIZE + (maxValueBytes & ~3));
@@ -169,18 +170,18 @@ export class SoundControlElementsDriver {
   }
 
   /** VIRTIO_SND_R_CTL_TLV_WRITE (driver/sound/19: only with ACCESS_TLV_WRITE; driver/sound/21: value at most 65536 bytes). */
-  async tlvWrite(id: number, tlv: SoundControlTlvData): Promise<void> {
+  async tlvWrite(id: number, tlv: SoundControlTlv): Promise<void> {
     await this.allowed(id, SoundCtlAccess.TLV_WRITE, 'driver/sound/19');
     await this.ok(this.tlvRequest(SoundCode.R_CTL_TLV_WRITE, id, tlv), SoundHdr.SIZE);
   }
 
   /** VIRTIO_SND_R_CTL_TLV_COMMAND (driver/sound/20: only with ACCESS_TLV_COMMAND; driver/sound/21). */
-  async tlvCommand(id: number, tlv: SoundControlTlvData): Promise<void> {
+  async tlvCommand(id: number, tlv: SoundControlTlv): Promise<void> {
     await this.allowed(id, SoundCtlAccess.TLV_COMMAND, 'driver/sound/20');
     await this.ok(this.tlvRequest(SoundCode.R_CTL_TLV_COMMAND, id, tlv), SoundHdr.SIZE);
   }
 
-  private tlvRequest(code: number, id: number, tlv: SoundControlTlvData): Uint8Array {
+  private tlvRequest(code: number, id: number, tlv: SoundControlTlv): Uint8Array {
     const length = tlv.value.length * 4;
     if (length > SOUND_CTL_TLV_MAX_VALUE) refuse(`TLV value of ${length} bytes above ${SOUND_CTL_TLV_MAX_VALUE} (driver/sound/21)`);
     const { bytes, view } = this.header(code, id, SoundCtlTlv.HDR_SIZE + length);

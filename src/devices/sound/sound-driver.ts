@@ -119,15 +119,6 @@ export interface SoundControlInfoResult {
   /** The 4 bytes between `name` and `value` as the device wrote them. */
   readonly padding: Uint8Array;
 }
-/** A control element value: numbers (BOOLEAN, INTEGER, ENUMERATED), bigints (INTEGER64) or bytes (BYTES, IEC958). */
-export type SoundControlValueData = readonly number[] | readonly bigint[] | Uint8Array;
-/** Struct virtio_snd_ctl_tlv, decoded: type and value words (`length` = 4 x words). */
-export interface SoundControlTlvData {
-  /** Metadata type. */
-  readonly type: number;
-  /** The value's u32 words. */
-  readonly value: readonly number[];
-}
 /** VIRTIO_SND_R_PCM_SET_PARAMS fields. */
 export interface SoundPcmParams {
   /** Size of the stream's whole hardware buffer (bytes). */
