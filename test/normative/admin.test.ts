@@ -26,9 +26,10 @@ import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
 import { EchoDevice } from '../../src/testing/echo-device.js';
 import { SriovCapability } from '../../src/transport/pci/sriov-capability.js';
+import { CommonCfg, PciBar } from '../../src/transport/pci/constants.js';
+import { PciDeviceTransport } from '../../src/transport/pci/pci-device.js';
+import { deviceCoreFactory } from '../../src/transport/loopback.js';
 import { ASYNC_OPCODE, ECHO_OPCODE, EchoHandler, adminRig, startAdminDriver, startVirtio, type AdminRig } from './admin-rig.js';
-
-const SEG = 0x1000;
 
 /** A hand-built driver on the administration queue: any parts, any lengths. */
 class RawAdmin {
@@ -278,6 +279,290 @@ for (const packed of [false, true]) {
       assert.equal((await raw.cmd(AdminOpcode.LIST_USE, ADMIN_GROUP_SRIOV, 0n, use([0, 1, 0x50]))).status, AdminStatus.OK);
       assert.deepEqual(rig.device.dispatcher.used(ADMIN_GROUP_SELF), [0, 1], 'the self group list is untouched');
       assert.equal((await raw.cmd(AdminOpcode.LIST_USE, ADMIN_GROUP_SELF, 0n, use([0, 1, 0x50]))).qualifier, AdminStatusQualifier.INVALID_FIELD);
+    });
+  });
+}
+
+/** A PF (AdminDevice over EchoDevice) with the SR-IOV capability; VFs are EchoDevices on their own functions. */
+function sriovRig(handlers: AdminCommandHandler[], totalVfs = 4): { rig: AdminRig; cap: SriovCapability; vfCores: DeviceCore[] } {
+  const vfCores: DeviceCore[] = [];
+  const box: { rig: AdminRig | null } = { rig: null };
+  const cap = new SriovCapability({
+    totalVfs,
+    createVf: () => {
+      const r = box.rig!;
+      const made: DeviceCore[] = [];
+      new PciDeviceTransport(r.bus, deviceCoreFactory(new EchoDevice({ queues: [64, 64] }), r.mem, {}, made));
+      vfCores.push(made[0]!);
+      return { core: made[0]! };
+    },
+  });
+  box.rig = adminRig({ pci: { sriov: cap }, admin: { groups: [cap.group], handlers } });
+  return { rig: box.rig, cap, vfCores };
+}
+
+/** Logs the opcode of every command the device's dispatcher runs. */
+function recordOpcodes(rig: AdminRig): number[] {
+  const log: number[] = [];
+  const d = rig.device.dispatcher;
+  const orig = d.execute.bind(d);
+  d.execute = (op, g, m, data, res) => {
+    log.push(op);
+    return orig(op, g, m, data, res);
+  };
+  return log;
+}
+
+for (const packed of [false, true]) {
+  const ring = packed ? 'packed' : 'split';
+
+  describe(`admin.tex SR-IOV group and VIRTIO_F_SR_IOV (${ring} ring)`, () => {
+    it('device/admin/14: SR-IOV group: INVALID_GROUP without the capability or with VF Enable clear, INVALID_MEMBER outside 1..NumVFs', async () => {
+      const plain = started(packed);
+      assert.equal((await plain.raw.cmd(AdminOpcode.LIST_QUERY, ADMIN_GROUP_SRIOV, 0n)).qualifier, AdminStatusQualifier.INVALID_GROUP, 'no SR-IOV capability');
+      const handler = new EchoHandler([ADMIN_GROUP_SELF, ADMIN_GROUP_SRIOV]);
+      const { rig, cap, vfCores } = sriovRig([handler]);
+      const virtio = startVirtio(rig, packed, { wanted: F.SR_IOV });
+      const raw = new RawAdmin(rig, virtio);
+      let r = await raw.cmd(AdminOpcode.LIST_QUERY, ADMIN_GROUP_SRIOV, 0n);
+      assert.deepEqual([r.status, r.qualifier], [AdminStatus.EINVAL, AdminStatusQualifier.INVALID_GROUP], 'VF Enable clear');
+      const sriov = new SriovDriverControl(rig.driverTransport);
+      sriov.observe(virtio);
+      sriov.enableVfs(2);
+      assert.equal(cap.vfs.length, 2);
+      assert.equal((await raw.cmd(AdminOpcode.LIST_USE, ADMIN_GROUP_SRIOV, 0n, use([0, 1, ECHO_OPCODE]))).status, AdminStatus.OK);
+      for (const bad of [0n, 3n, 1n << 63n]) {
+        r = await raw.cmd(ECHO_OPCODE, ADMIN_GROUP_SRIOV, bad);
+        assert.deepEqual([r.status, r.qualifier], [AdminStatus.EINVAL, AdminStatusQualifier.INVALID_MEMBER], `member ${bad}`);
+      }
+      r = await raw.cmd(ECHO_OPCODE, ADMIN_GROUP_SRIOV, 2n, Uint8Array.of(5));
+      assert.equal(r.status, AdminStatus.OK);
+      assert.equal(handler.seen.at(-1)!.member.core, vfCores[1], 'member 2 is VF 2');
+      await sriov.disableVfs();
+      assert.equal(cap.vfs.length, 0);
+      r = await raw.cmd(ECHO_OPCODE, ADMIN_GROUP_SRIOV, 1n);
+      assert.equal(r.qualifier, AdminStatusQualifier.INVALID_GROUP, 'the group is gone with VF Enable');
+    });
+
+    it('device/content/27, driver/content/39: SR_IOV offered and accepted only on a PF with the SR-IOV capability', () => {
+      const plain = adminRig();
+      assert.equal(plain.driverTransport.transportFeatures & F.SR_IOV, 0n);
+      const v1 = startVirtio(plain, packed, { wanted: F.SR_IOV });
+      assert.equal(plain.cores.at(-1)!.deviceFeatures() & F.SR_IOV, 0n, 'not offered without the capability');
+      assert.equal(v1.features & F.SR_IOV, 0n, 'not negotiated');
+      const { rig } = sriovRig([]);
+      assert.notEqual(rig.cores.at(-1)!.deviceFeatures() & F.SR_IOV, 0n, 'offered with the capability');
+      const v2 = startVirtio(rig, packed, { wanted: F.SR_IOV });
+      assert.notEqual(v2.features & F.SR_IOV, 0n);
+    });
+
+    it('driver/content/38, driver/content/40, driver/content/41: VFs enabled only after SR_IOV was negotiated with FEATURES_OK, and again after a reset', () => {
+      const { rig, cap } = sriovRig([]);
+      const without = startVirtio(rig, packed);
+      const sriov = new SriovDriverControl(rig.driverTransport);
+      sriov.observe(without);
+      assert.equal(sriov.mayEnable, false);
+      assert.throws(() => sriov.enableVfs(1), (e: { code?: string }) => e.code === ErrorCode.FEATURES_REJECTED);
+      assert.equal(cap.vfEnabled, false, 'nothing written to the capability');
+      without.reset();
+      const withIt = startVirtio(rig, packed, { wanted: F.SR_IOV });
+      sriov.observe(withIt);
+      sriov.enableVfs(3);
+      assert.equal(cap.vfs.length, 3);
+      assert.equal(cap.numVfs, 3);
+      void sriov.disableVfs();
+      // driver/content/41: after a reset, enabled again without negotiating SR_IOV again.
+      withIt.reset();
+      sriov.enableVfs(1);
+      assert.equal(cap.vfs.length, 1);
+    });
+
+    it('driver/admin/10: SR-IOV commands name a VF in 1..NumVFs, only with VF Enable set; VF Enable stays set while one is outstanding', async () => {
+      const handler = new EchoHandler([ADMIN_GROUP_SRIOV]);
+      const { rig, cap } = sriovRig([handler]);
+      const { virtio, admin } = startAdminDriver(rig, packed, { wanted: F.SR_IOV });
+      const sriov = new SriovDriverControl(rig.driverTransport, admin);
+      admin.setSriovState(sriov);
+      sriov.observe(virtio);
+      sriov.enableVfs(2);
+      assert.ok(await admin.enableGroup(ADMIN_GROUP_SRIOV, [ECHO_OPCODE, ASYNC_OPCODE]));
+      for (const bad of [0n, 3n]) await assert.rejects(admin.send(ECHO_OPCODE, ADMIN_GROUP_SRIOV, bad, new Uint8Array(0), 0), (e: { code?: string }) => e.code === ErrorCode.INVALID_ARGUMENT);
+      assert.equal(handler.seen.length, 0, 'nothing sent for a member out of range');
+      const pending = admin.send(ASYNC_OPCODE, ADMIN_GROUP_SRIOV, 1n, new Uint8Array(0), 0);
+      const disabled = sriov.disableVfs();
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(cap.vfEnabled, true, 'VF Enable kept while the command is outstanding');
+      handler.waiting.shift()!();
+      assert.equal((await pending).status, AdminStatus.OK);
+      await disabled;
+      assert.equal(cap.vfEnabled, false);
+      await assert.rejects(admin.send(ECHO_OPCODE, ADMIN_GROUP_SRIOV, 1n, new Uint8Array(0), 0), (e: { code?: string }) => e.code === ErrorCode.INVALID_ARGUMENT);
+    });
+  });
+
+  describe(`admin.tex driver rules on AdminDriver (${ring} ring)`, () => {
+    const setup = (extra: AdminCommandHandler[] = [], queues = 1): { rig: AdminRig; admin: ReturnType<typeof startAdminDriver>['admin']; handler: EchoHandler; log: number[]; allocs: number[][] } => {
+      const handler = new EchoHandler();
+      const rig = adminRig({ admin: { handlers: [handler, new DependentHandler(), ...extra], queues } });
+      const log = recordOpcodes(rig);
+      const { admin } = startAdminDriver(rig, packed, { adminQueues: queues });
+      const allocs: number[][] = [];
+      const alloc = rig.dma.alloc.bind(rig.dma);
+      rig.dma.alloc = (len: number, align?: number) => {
+        const a = alloc(len, align);
+        allocs.push([a, len]);
+        return a;
+      };
+      return { rig, admin, handler, log, allocs };
+    };
+
+    it('driver/admin/1: LIST_QUERY tells whether a group type is supported', async () => {
+      const { admin } = setup();
+      assert.equal(await admin.listQuery(ADMIN_GROUP_SRIOV), null);
+      assert.deepEqual(await admin.listQuery(ADMIN_GROUP_SELF), [0, 1, ECHO_OPCODE, ASYNC_OPCODE, OTHER_OPCODE].sort((a, b) => a - b));
+    });
+
+    it('driver/admin/2, driver/admin/6: no command before LIST_USE completed with OK; LIST_QUERY and LIST_USE come first', async () => {
+      const { admin, log } = setup();
+      await assert.rejects(admin.send(ECHO_OPCODE, ADMIN_GROUP_SELF, 0n, new Uint8Array(0), 0), (e: { code?: string }) => e.code === ErrorCode.INVALID_ARGUMENT);
+      assert.deepEqual(log, [], 'nothing reached the device');
+      await admin.enableGroup(ADMIN_GROUP_SELF, [ECHO_OPCODE]);
+      assert.equal((await admin.send(ECHO_OPCODE, ADMIN_GROUP_SELF, 0n, Uint8Array.of(1), 1)).status, AdminStatus.OK);
+      assert.deepEqual(log, [AdminOpcode.LIST_QUERY, AdminOpcode.LIST_USE, ECHO_OPCODE]);
+    });
+
+    it('driver/admin/3: LIST_USE waits until every other command completed', async () => {
+      const { admin, log, handler } = setup();
+      await admin.enableGroup(ADMIN_GROUP_SELF, [ECHO_OPCODE, ASYNC_OPCODE]);
+      const pending = admin.send(ASYNC_OPCODE, ADMIN_GROUP_SELF, 0n, new Uint8Array(0), 0);
+      const again = admin.listUse(ADMIN_GROUP_SELF, [0, 1, ECHO_OPCODE, ASYNC_OPCODE]);
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(log, [0, 1, ASYNC_OPCODE], 'LIST_USE held back');
+      handler.waiting.shift()!();
+      await pending;
+      assert.equal((await again).status, AdminStatus.OK);
+      assert.deepEqual(log, [0, 1, ASYNC_OPCODE, AdminOpcode.LIST_USE]);
+    });
+
+    it('driver/admin/4, driver/admin/5: only known commands the device reported are used', async () => {
+      const { admin, log, rig } = setup();
+      assert.deepEqual(await admin.enableGroup(ADMIN_GROUP_SELF, [ECHO_OPCODE, 0x66]), [0, 1, ECHO_OPCODE]);
+      assert.deepEqual(rig.device.dispatcher.used(ADMIN_GROUP_SELF), [0, 1, ECHO_OPCODE], 'supported but unknown commands stay unused');
+      const before = log.length;
+      await assert.rejects(admin.listUse(ADMIN_GROUP_SELF, [0, 1, 0x66]), (e: { code?: string }) => e.code === ErrorCode.INVALID_ARGUMENT);
+      assert.equal(log.length, before, 'the unreported command was never requested');
+    });
+
+    it('driver/admin/7: LIST_USE without LIST_QUERY and LIST_USE blocks them', async () => {
+      const { admin, rig } = setup();
+      await admin.listQuery(ADMIN_GROUP_SELF);
+      assert.equal((await admin.listUse(ADMIN_GROUP_SELF, [ECHO_OPCODE])).status, AdminStatus.OK);
+      assert.deepEqual(rig.device.dispatcher.used(ADMIN_GROUP_SELF), [ECHO_OPCODE]);
+      await assert.rejects(admin.listQuery(ADMIN_GROUP_SELF), (e: { code?: string }) => e.code === ErrorCode.INVALID_ARGUMENT);
+      assert.equal((await admin.send(ECHO_OPCODE, ADMIN_GROUP_SELF, 0n, new Uint8Array(0), 0)).status, AdminStatus.OK);
+    });
+
+    it('driver/admin/8, driver/admin/9: a reserved status is handled as EINVAL, a reserved qualifier as INVALID_COMMAND', async () => {
+      const odd: AdminCommandHandler = { opcodes: [0x60], groupTypes: [0], handle: () => ({ status: 99, qualifier: 0x55, written: 0 }) };
+      const { admin } = setup([odd]);
+      await admin.enableGroup(ADMIN_GROUP_SELF, [0x60]);
+      const r = await admin.send(0x60, ADMIN_GROUP_SELF, 0n, new Uint8Array(0), 0);
+      assert.deepEqual([r.status, r.qualifier], [99, 0x55], 'the raw values reach the caller');
+      assert.equal(effectiveAdminStatus(r.status), AdminStatus.EINVAL);
+      assert.equal(effectiveAdminQualifier(r.qualifier), AdminStatusQualifier.INVALID_COMMAND);
+      assert.equal(effectiveAdminStatus(AdminStatus.ENOSPC), AdminStatus.ENOSPC);
+      assert.equal(effectiveAdminQualifier(AdminStatusQualifier.TRYAGAIN), AdminStatusQualifier.TRYAGAIN);
+    });
+
+    it('driver/admin/11, driver/admin/12, driver/admin/13, driver/admin/14, driver/admin/15: both parts non-empty, multiples of 8, the readable one the whole header', async () => {
+      const { admin, allocs, handler } = setup();
+      await admin.enableGroup(ADMIN_GROUP_SELF, [ECHO_OPCODE]);
+      allocs.length = 0;
+      await admin.send(ECHO_OPCODE, ADMIN_GROUP_SELF, 0n, Uint8Array.of(1, 2, 3), 3);
+      await admin.send(ECHO_OPCODE, ADMIN_GROUP_SELF, 0n, new Uint8Array(0), 0);
+      assert.deepEqual(allocs.map((a) => a[1]), [32, 16, 24, 8]);
+      for (const [, len] of allocs) assert.ok(len! > 0 && len! % 8 === 0);
+      assert.deepEqual(handler.seen.map((s) => [s.data.length, s.resultLen]), [[8, 8], [0, 0]], 'zero-length data and result allowed');
+    });
+
+    it('driver/admin/16: the result past the used length reads as zero', async () => {
+      const memBox: { rig: AdminRig | null; allocs: number[][] } = { rig: null, allocs: [] };
+      const dirty: AdminCommandHandler = {
+        opcodes: [0x61],
+        groupTypes: [0],
+        handle: () => {
+          const inn = memBox.allocs.at(-1)!;
+          memBox.rig!.mem.slice(inn[0]!, inn[1]!).fill(0xee);
+          return { status: 0, qualifier: 0, written: 0 };
+        },
+      };
+      const { admin, allocs, rig } = setup([dirty]);
+      memBox.rig = rig;
+      memBox.allocs = allocs;
+      await admin.enableGroup(ADMIN_GROUP_SELF, [0x61]);
+      const r = await admin.send(0x61, ADMIN_GROUP_SELF, 0n, new Uint8Array(0), 16);
+      assert.equal(r.status, AdminStatus.OK);
+      assert.deepEqual([...r.result], new Array(16).fill(0), 'bytes the device did not report are zero');
+    });
+
+    it('driver/admin/17: with several administration queues the driver keeps its commands on one (ordered by the device)', async () => {
+      const { admin, rig } = setup([], 2);
+      await admin.enableGroup(ADMIN_GROUP_SELF, [ECHO_OPCODE]);
+      for (let i = 0; i < 4; i++) await admin.send(ECHO_OPCODE, ADMIN_GROUP_SELF, 0n, Uint8Array.of(i), 1);
+      const stats = rig.cores.at(-1)!.stats.snapshot();
+      const [a, b] = rig.device.adminQueues.first === 2 ? [2, 3] : [0, 0];
+      assert.equal(admin.queueIndex, a);
+      assert.equal(stats[a]!.requests, 6);
+      assert.equal(stats[b]?.requests ?? 0, 0);
+    });
+
+    it('driver/admin/18: a command answered EAGAIN is retried', async () => {
+      let calls = 0;
+      const busy: AdminCommandHandler = { opcodes: [0x62], groupTypes: [0], handle: () => (++calls < 3 ? adminError(AdminStatus.EAGAIN, AdminStatusQualifier.TRYAGAIN) : adminOk(0)) };
+      const { admin } = setup([busy]);
+      await admin.enableGroup(ADMIN_GROUP_SELF, [0x62]);
+      assert.equal((await admin.send(0x62, ADMIN_GROUP_SELF, 0n, new Uint8Array(0), 0)).status, AdminStatus.OK);
+      assert.equal(calls, 3);
+    });
+  });
+
+  describe(`transport-pci.tex administration queue fields (${ring} ring)`, () => {
+    it('device/transport-pci/27: admin_queue_index >= num_queues and every admin queue index fits in 16 bits', () => {
+      const rig = adminRig({ admin: { queues: 3 } });
+      startVirtio(rig, packed);
+      const rd = (f: number): number => rig.pci.barRead(PciBar.MODERN, rig.pci.layout.common + f, 2);
+      const num = rd(CommonCfg.NUM_QUEUES);
+      const index = rd(CommonCfg.ADMIN_QUEUE_INDEX);
+      const count = rd(CommonCfg.ADMIN_QUEUE_NUM);
+      assert.deepEqual([num, index, count], [2, 2, 3]);
+      assert.ok(index >= num && count <= 0x10000 - index);
+    });
+
+    it('driver/transport-pci/23, driver/transport-pci/24: admin queues configured at admin_queue_index onwards, possibly fewer than offered', () => {
+      for (const want of [1, 5]) {
+        const writes: number[] = [];
+        let sel = -1;
+        const box: { rig: AdminRig | null } = { rig: null };
+        const rig = adminRig({
+          admin: { queues: 3 },
+          wrap: (fn) => ({
+            configRead: (o, w) => fn.configRead(o, w),
+            configWrite: (o, w, v) => fn.configWrite(o, w, v),
+            barRead: (b, o, w) => fn.barRead(b, o, w),
+            barWrite: (b, o, w, v) => {
+              const c = box.rig ? o - box.rig.pci.layout.common : -1;
+              if (b === PciBar.MODERN && c === CommonCfg.QUEUE_SELECT) sel = v;
+              if (b === PciBar.MODERN && c === CommonCfg.QUEUE_ENABLE) writes.push(sel);
+              fn.barWrite(b, o, w, v);
+            },
+          }),
+        });
+        box.rig = rig;
+        const v = startVirtio(rig, packed, { adminQueues: want });
+        const admins = writes.filter((q) => q >= 2);
+        assert.deepEqual(admins, want === 1 ? [2] : [2, 3, 4]);
+        assert.deepEqual(v.adminQueueIndices, admins);
+      }
     });
   });
 }
