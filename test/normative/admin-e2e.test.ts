@@ -8,7 +8,37 @@ import { describe, it } from 'node:test';
 import { ADMIN_GROUP_SELF, AdminStatus, AdminStatusQualifier } from '../../src/admin/admin-command-handler.js';
 import { AdminOpcode } from '../../src/spec/admin.js';
 import { F } from '../../src/spec/features.js';
-import { ECHO_OPCODE, ASYNC_OPCODE, EchoHandler, adminRig, startAdminDriver } from './admin-rig.js';
+import { AdminDevice } from '../../src/admin/admin-device.js';
+import { GuestMemory } from '../../src/memory/guest-memory.js';
+import { EchoDevice } from '../../src/testing/echo-device.js';
+import { TransportKind, createTransportPair, deviceCoreFactory } from '../../src/transport/loopback.js';
+import { Status } from '../../src/spec/status.js';
+import { ECHO_OPCODE, ASYNC_OPCODE, EchoHandler, adminRig, startAdminDriver, startVirtio } from './admin-rig.js';
+
+describe('administration virtqueue: transports', () => {
+  it('admin: VIRTIO_F_ADMIN_VQ is not offered on MMIO or Channel I/O (reserved there), it is on PCI', () => {
+    for (const kind of [TransportKind.MMIO, TransportKind.CCW_REV2, TransportKind.PCI_MODERN]) {
+      const mem = GuestMemory.allocate(1 << 20);
+      const pair = createTransportPair(kind, mem, deviceCoreFactory(new AdminDevice(new EchoDevice()), mem));
+      const offered = pair.driver.getDeviceFeatures();
+      assert.equal((offered & F.ADMIN_VQ) !== 0n, kind === TransportKind.PCI_MODERN, kind);
+    }
+  });
+
+  it('admin: a command whose buffers are outside guest memory is used with length 0; the device carries on', async () => {
+    for (const packed of [false, true]) {
+      const rig = adminRig({ admin: { handlers: [new EchoHandler()] } });
+      const virtio = startVirtio(rig, packed);
+      const idx = virtio.adminQueueIndices[0]!;
+      const q = virtio.queue(idx);
+      assert.equal(q.add([{ addr: 0x7fff_0000_0000, len: 24 }], [{ addr: 0x7fff_0001_0000, len: 8 }], 1), true);
+      virtio.kick(idx);
+      assert.equal(q.takeUsed(), 1);
+      assert.equal(q.lastUsedLen, 0);
+      assert.equal(rig.cores.at(-1)!.status & Status.DEVICE_NEEDS_RESET, 0);
+    }
+  });
+});
 
 for (const packed of [false, true]) {
   const ring = packed ? 'packed' : 'split';
