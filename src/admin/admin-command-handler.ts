@@ -54,7 +54,9 @@ export interface AdminMember {
 
 /** What a handler answers. `written` bytes of `result` become command_specific_result. */
 export interface AdminCommandOutcome {
+  /** status (AdminStatus; OK on success). */
   readonly status: number;
+  /** status_qualifier (AdminStatusQualifier; OK on success). */
   readonly qualifier: number;
   /** Bytes of the result buffer the handler filled (0 on error: unused fields stay zero). */
   readonly written: number;
@@ -65,6 +67,7 @@ export interface AdminCommandOutcome {
  * group types in `groupTypes`).
  */
 export interface AdminCommandHandler {
+  /** The opcodes this module serves (0x0002..0x7fff; LIST_QUERY and LIST_USE are the dispatcher's). */
   readonly opcodes: readonly number[];
   /** The group types these commands apply to (e.g. the legacy interface: SR-IOV only). */
   readonly groupTypes: readonly number[];
@@ -83,6 +86,12 @@ export interface AdminCommandHandler {
   ): AdminCommandOutcome | Promise<AdminCommandOutcome>;
   /** The owner device was reset: forget driver capabilities, resource objects, modes set. */
   reset?(): void;
+  /**
+   * Optional dependency check on a LIST_USE for a group type this handler serves
+   * (device/admin/6): false fails the LIST_USE with EINVAL / INVALID_FIELD (the used list then
+   * stays as it was). `used` is the complete list the driver asked for.
+   */
+  acceptsUse?(groupType: number, used: ReadonlySet<number>): boolean;
 }
 
 /** Shorthand for an error outcome that wrote nothing. */
