@@ -10,6 +10,7 @@ import { AdminStatus, AdminStatusQualifier } from '../admin-command-handler.js';
 import { BlkDevice } from '../../devices/blk/blk-device.js';
 import { MemoryBackend } from '../../devices/blk/memory-backend.js';
 import { DeviceCore } from '../../device/device-core.js';
+import type { DeviceCoreApi } from '../../device/types.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { F } from '../../spec/features.js';
 import { Status } from '../../spec/status.js';
@@ -163,8 +164,8 @@ describe('device parts handler: malformed commands', () => {
   });
 
   it('a member that is not a DeviceCore cannot be stopped: INVALID_MEMBER', async () => {
-    const { handler, core } = rig();
-    const plain = Object.create(null) as typeof core;
+    const { handler } = rig();
+    const plain = Object.create(null) as DeviceCoreApi;
     Object.assign(plain, { status: 0, numQueues: 1 });
     const out = await handler.handle(DevicePartsOpcode.MODE_SET, { groupType: SRIOV, memberId: 1n, core: plain }, Uint8Array.of(1), new Uint8Array(0));
     assert.deepEqual([out.status, out.qualifier], [AdminStatus.EINVAL, AdminStatusQualifier.INVALID_MEMBER]);
