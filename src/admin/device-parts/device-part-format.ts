@@ -168,12 +168,17 @@ export function decodePartHeader(src: Uint8Array, off: number): DevicePartHeader
 /**
  * Splits `src` into parts (`struct virtio_dev_part` one after another). Untrusted: a header cut
  * short or a length past the end is a reason, never a throw; values are views into `src`.
+ * Trailing zero padding of up to 7 bytes (the command rounded to 64 bits) ends the list.
  */
 export function decodePartList(src: Uint8Array): DevicePart[] | string {
   const parts: DevicePart[] = [];
   let off = 0;
   while (off < src.length) {
-    if (src.length - off < DEV_PART_HDR_SIZE) return `part header at ${off} cut short (${src.length - off} bytes)`;
+    if (src.length - off < DEV_PART_HDR_SIZE) {
+      // 2.12.1: the device-readable part is a multiple of 64 bits, so up to 7 zero bytes pad it.
+      if (src.length - off < 8 && src.subarray(off).every((b) => b === 0)) break;
+      return `part header at ${off} cut short (${src.length - off} bytes)`;
+    }
     const h = decodePartHeader(src, off);
     if (typeof h === 'string') return h;
     off += DEV_PART_HDR_SIZE;

@@ -107,6 +107,12 @@ describe('device parts formats', () => {
     );
     assert.equal(decodeFeatures(back[0]!.value), F.VERSION_1 | 1n);
     assert.match(decodePartList(buf.subarray(0, 10)) as string, /cut short/);
+    // Zero padding to a multiple of 64 bits (2.12.1) ends the list; anything else does not.
+    const padded = new Uint8Array(buf.length + 7);
+    padded.set(buf);
+    assert.equal((decodePartList(padded) as DevicePart[]).length, 2);
+    padded[buf.length + 3] = 1;
+    assert.match(decodePartList(padded) as string, /cut short/);
     assert.match(decodePartList(buf.subarray(0, buf.length - 1)) as string, /past the end/);
     const reserved = buf.slice();
     reserved[3] = 1;
