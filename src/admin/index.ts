@@ -9,3 +9,4 @@ export * from './admin-dispatcher.js';
 export * from './admin-queue-server.js';
 export * from './admin-device.js';
 export * from './admin-driver.js';
+export * from './device-parts/index.js';

@@ -10,7 +10,6 @@ import { ADMIN_GROUP_SRIOV } from '../../src/admin/admin-command-handler.js';
 import type { AdminGroup } from '../../src/admin/admin-group.js';
 import { DevicePartsOpcode } from '../../src/admin/device-parts/device-part-format.js';
 import { DevicePartsDriver, migrateMember } from '../../src/admin/device-parts/device-parts-driver.js';
-import { DevicePartsHandler } from '../../src/admin/device-parts/device-parts-handler.js';
 import { RIG_GET_OBJECT, RIG_SET_OBJECT, type MigrationRig, createMigrationRig } from '../support/device-parts-rig.js';
 import { adminRig, startAdminDriver } from './admin-rig.js';
 
