@@ -113,8 +113,11 @@ export function isQueuePart(type: number): boolean {
  * (PCI_COMMON_CFG) or the virtqueue index (VQ_CFG, VQ_NOTIFY_CFG, VQ_POSITION), else 0.
  */
 export interface DevicePartHeader {
+  /** part_type (DevicePartType). */
   readonly type: number;
+  /** flags (DEV_PART_F_OPTIONAL). */
   readonly flags: number;
+  /** selector.pci_common_cfg.offset or selector.vq_index.index; 0 for other parts. */
   readonly selector: number;
   /** Length of the value in bytes. */
   readonly length: number;
@@ -122,7 +125,9 @@ export interface DevicePartHeader {
 
 /** A device part: its header and its value (`length` bytes). */
 export interface DevicePart {
+  /** struct virtio_dev_part_hdr. */
   readonly header: DevicePartHeader;
+  /** value: `header.length` bytes in the part type's format. */
   readonly value: Uint8Array;
 }
 
@@ -239,11 +244,17 @@ export function decodeFeatures(value: Uint8Array): bigint {
 
 /** `struct virtio_dev_part_vq_cfg`. */
 export interface VqCfgPart {
+  /** queue_size. */
   readonly size: number;
+  /** vector: the queue's MSI-X vector (0xffff: none). */
   readonly vector: number;
+  /** enabled (queue_enable). */
   readonly enabled: boolean;
+  /** queue_desc: guest address of the descriptor area. */
   readonly descAddr: number;
+  /** queue_driver: guest address of the driver area. */
   readonly driverAddr: number;
+  /** queue_device: guest address of the device area. */
   readonly deviceAddr: number;
 }
 
@@ -279,7 +290,9 @@ export function decodeVqCfg(value: Uint8Array): VqCfgPart | string {
 
 /** `struct virtio_dev_part_vq_notify_data`. */
 export interface VqNotifyPart {
+  /** queue_notify_off. */
   readonly notifyOff: number;
+  /** queue_notif_config_data. */
   readonly notifyConfigData: number;
 }
 
@@ -301,9 +314,13 @@ export function decodeVqNotify(value: Uint8Array): VqNotifyPart | string {
 
 /** The implementation's VQ_POSITION value: a queue's ring position. */
 export interface VqPositionPart {
+  /** The next available entry the device reads (split: free-running index; packed: ring slot). */
   readonly nextAvail: number;
+  /** The next used entry the device writes. */
   readonly nextUsed: number;
+  /** Packed: the driver ring wrap counter at nextAvail. */
   readonly availWrap: boolean;
+  /** Packed: the used wrap counter at nextUsed. */
   readonly usedWrap: boolean;
 }
 
@@ -326,13 +343,15 @@ export function decodeVqPosition(value: Uint8Array): VqPositionPart | string {
 }
 
 /** `struct virtio_admin_cmd_resource_obj_cmd_hdr`: the resource object a command uses. */
-export interface ResourceObjectRef {
+export interface DevicePartsObjectRef {
+  /** Resource object type (RESOURCE_OBJ_DEV_PARTS). */
   readonly type: number;
+  /** Resource object id. */
   readonly id: number;
 }
 
 /** Encodes the 8-byte resource object command header. */
-export function encodeResourceObjectRef(r: ResourceObjectRef, dst: Uint8Array, off = 0): void {
+export function encodeResourceObjectRef(r: DevicePartsObjectRef, dst: Uint8Array, off = 0): void {
   const v = new DataView(dst.buffer, dst.byteOffset + off, RESOURCE_OBJ_CMD_HDR_SIZE);
   v.setUint16(0, r.type, true);
   v.setUint16(2, 0, true);
@@ -340,7 +359,7 @@ export function encodeResourceObjectRef(r: ResourceObjectRef, dst: Uint8Array, o
 }
 
 /** Decodes the 8-byte resource object command header (caller checked the length), or why not. */
-export function decodeResourceObjectRef(src: Uint8Array): ResourceObjectRef | string {
+export function decodeResourceObjectRef(src: Uint8Array): DevicePartsObjectRef | string {
   const v = new DataView(src.buffer, src.byteOffset, RESOURCE_OBJ_CMD_HDR_SIZE);
   if (v.getUint16(2, true) !== 0) return 'resource object header: reserved not zero';
   return { type: v.getUint16(0, true), id: v.getUint32(4, true) };

@@ -51,6 +51,7 @@ const TYPED_DATA_SIZE = RESOURCE_OBJ_CMD_HDR_SIZE + 8;
 
 /** The device parts commands of a group owner. */
 export class DevicePartsHandler implements AdminCommandHandler {
+  /** METADATA_GET, GET, SET and MODE_SET (device/admin-cmds-device-parts/1: all of them). */
   readonly opcodes: readonly number[] = [DevicePartsOpcode.METADATA_GET, DevicePartsOpcode.GET, DevicePartsOpcode.SET, DevicePartsOpcode.MODE_SET];
   /** 2.12.1.5: "currently only defined for the SR-IOV group type". */
   readonly groupTypes: readonly number[] = [ADMIN_GROUP_SRIOV];

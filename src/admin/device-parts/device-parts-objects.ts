@@ -52,6 +52,15 @@ export class DevicePartsObjectTable {
     return this.objects.delete(DevicePartsObjectTable.key(groupType, memberId, id));
   }
 
+  /** Destroys object `id` whoever it belongs to (a store whose ids are unique per type); false when none. */
+  destroyId(id: number): boolean {
+    let found = false;
+    for (const k of [...this.objects.keys()]) {
+      if (k.endsWith(`:${id}`)) found = this.objects.delete(k) || found;
+    }
+    return found;
+  }
+
   /** Every object is gone (owner reset: resource objects are destroyed, 2.12.1.3). */
   clear(): void {
     this.objects.clear();
@@ -59,4 +68,20 @@ export class DevicePartsObjectTable {
 
   /** The lookup the device parts handler takes. */
   readonly lookup: DevicePartsObjectLookup = (member, id) => this.objects.get(DevicePartsObjectTable.key(member.groupType, member.memberId, id)) ?? null;
+}
+
+/** Size of `struct virtio_resource_obj_dev_parts`. */
+export const DEV_PARTS_OBJECT_DATA_SIZE = 8;
+
+/**
+ * Checks `struct virtio_resource_obj_dev_parts` (resource_obj_specific_data of a create): a type
+ * of GET or SET and zero reserved bytes. Answers the object type, or why the data is invalid
+ * (for a resource object store's validate hook).
+ */
+export function decodeDevicePartsObjectData(data: Uint8Array): DevicePartsObjectType | string {
+  if (data.length !== DEV_PARTS_OBJECT_DATA_SIZE) return `device parts object data of ${data.length} bytes, ${DEV_PARTS_OBJECT_DATA_SIZE} expected`;
+  const type = data[0]!;
+  if (type !== DevicePartsObjectType.GET && type !== DevicePartsObjectType.SET) return `device parts object type ${type} is neither GET nor SET`;
+  for (let i = 1; i < DEV_PARTS_OBJECT_DATA_SIZE; i++) if (data[i] !== 0) return 'device parts object: reserved not zero';
+  return type;
 }

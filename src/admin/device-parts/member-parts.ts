@@ -114,12 +114,17 @@ export function partLengthInDevice(core: DeviceCoreApi, type: number, selector: 
  * member's life: a reset voids them (device/admin-cmds-device-parts/13).
  */
 export interface StagedParts {
+  /** The member's reset epoch the parts belong to. */
   epoch: number;
+  /** Driver features set (null: keep the member's). */
   driverFeatures: bigint | null;
+  /** Device status set (null: keep the member's). */
   status: number | null;
   /** Types seen so far since the stop (for the "mandatory preceding parts" rule). */
   readonly seen: Set<number>;
+  /** VQ_CFG set, per queue index. */
   readonly vqCfg: Map<number, VqCfgPart>;
+  /** VQ_POSITION set, per queue index. */
   readonly positions: Map<number, VqPositionPart>;
 }
 
