@@ -140,7 +140,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
         get active() {
           return core.ctx !== null;
         },
-        notifyQueue: (i) => this.notifyQueue(i),
+        notifyQueue: (i) => this.serveKick(i),
         signalUsed: (i) => this.signalUsed(i),
         configChange: () => {
           if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
@@ -546,9 +546,13 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
    */
   notifyQueue(index: number, _data?: number): void {
     if (index >= 0 && index < this.numQueues) this.stats.kick(index);
-    if (this.statusValue & (Status.DEVICE_NEEDS_RESET | Status.FAILED)) return;
     // Stopped by the group owner: accepted, delivered at resume (admin-stop.ts).
-    if (this.adminStop.holdKick(index)) return;
+    if (!this.adminStop.holdKick(index)) this.serveKick(index);
+  }
+
+  /** A driver notification counted already: the device consumes what the queue holds. */
+  private serveKick(index: number): void {
+    if (this.statusValue & (Status.DEVICE_NEEDS_RESET | Status.FAILED)) return;
     // device/content/14: a suspending device consumes no more buffers, a suspended one none.
     if (this.suspension.active) return;
     if (this.ctx === null) {

@@ -270,8 +270,11 @@ describe('device parts: device side', T, () => {
     assert.deepEqual(irq(), before, 'no used buffer or configuration notification');
     assert.ok(r.source.status & Status.DRIVER_OK, 'status reads as before');
     assert.equal(r.source.readConfig(0, 4), (1 << 20) / SECTOR, 'configuration reads answer valid values');
+    const kicks = r.source.stats.snapshot()[0]!.kicks;
+    assert.ok(kicks > 0);
     await r.parts.resume(1n);
     await write;
+    assert.equal(r.source.stats.snapshot()[0]!.kicks, kicks, 'the held notification is counted once, when the driver sent it');
     assert.equal(irq().config, before.config + 1, 'the held configuration change is sent at resume');
     assert.deepEqual(await r.blk.read(2, SECTOR), pattern(99));
   });

@@ -39,7 +39,7 @@ import {
   encodedPartsSize,
 } from './device-part-format.js';
 import { DevicePartsHandler } from './device-parts-handler.js';
-import { DevicePartsObjectTable } from './device-parts-objects.js';
+import { DevicePartsObjectTable, decodeDevicePartsObjectData } from './device-parts-objects.js';
 
 const SRIOV = 1;
 
@@ -129,6 +129,27 @@ describe('device parts formats', () => {
     encodePartHeader({ type: DevicePartType.VQ_CFG, flags: 0, selector: 0, length: 0xffffffff }, huge, 0);
     new DataView(huge.buffer).setUint32(12, 0xffffffff, true);
     assert.match(decodePartList(huge) as string, /past the end/);
+  });
+});
+
+describe('device parts resource objects', () => {
+  it('the object data is a GET or SET type with zero reserved bytes; the table keeps the limits of each type', () => {
+    assert.equal(decodeDevicePartsObjectData(new Uint8Array(8)), DevicePartsObjectType.GET);
+    assert.equal(decodeDevicePartsObjectData(Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0)), DevicePartsObjectType.SET);
+    assert.match(decodeDevicePartsObjectData(Uint8Array.of(2, 0, 0, 0, 0, 0, 0, 0)) as string, /neither/);
+    assert.match(decodeDevicePartsObjectData(Uint8Array.of(0, 0, 1, 0, 0, 0, 0, 0)) as string, /reserved/);
+    assert.match(decodeDevicePartsObjectData(new Uint8Array(7)) as string, /7 bytes/);
+    const t = new DevicePartsObjectTable(1, 1);
+    assert.ok(t.create(SRIOV, 1n, 0, DevicePartsObjectType.GET));
+    assert.equal(t.create(SRIOV, 1n, 0, DevicePartsObjectType.SET), false, 'id taken');
+    assert.equal(t.create(SRIOV, 2n, 1, DevicePartsObjectType.GET), false, 'get limit reached');
+    assert.ok(t.create(SRIOV, 2n, 1, DevicePartsObjectType.SET));
+    const m = { groupType: SRIOV, memberId: 2n, core: member().core };
+    assert.equal(t.lookup(m, 1), DevicePartsObjectType.SET);
+    assert.ok(t.destroyId(1));
+    assert.equal(t.lookup(m, 1), null);
+    t.clear();
+    assert.equal(t.lookup({ ...m, memberId: 1n }, 0), null);
   });
 });
 
