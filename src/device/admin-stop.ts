@@ -44,6 +44,8 @@ export class AdminStop {
   private heldConfig = false;
   /** Ring positions the next activation starts its queues at (a restore). */
   private pendingStates: readonly (QueueState | null)[] | null = null;
+  /** An activation (DRIVER_OK) that came while stopped: it runs at resume. */
+  private deferred: (() => void) | null = null;
   /** Resolves a stop waiting for the device when a reset ends the wait. */
   private wake: (() => void) | null = null;
 
@@ -109,6 +111,9 @@ export class AdminStop {
     this.wake = null;
     if (this.suspendedEpoch === h.epoch && h.active) h.device.resume?.();
     this.suspendedEpoch = -1;
+    const activate = this.deferred;
+    this.deferred = null;
+    activate?.();
     if (this.heldConfig) {
       this.heldConfig = false;
       h.configChange();
@@ -123,6 +128,17 @@ export class AdminStop {
       this.heldKicks[i] = 0;
       h.notifyQueue(i);
     }
+  }
+
+  /**
+   * The member's driver set DRIVER_OK while the device is stopped (after a member reset): true
+   * when the activation is held until resume, as a device serves the buffers already there when
+   * it starts, and a stopped device accesses no virtqueue (device/admin-cmds-device-parts/9).
+   */
+  deferActivation(activate: () => void): boolean {
+    if (this.mode === Mode.RUNNING) return false;
+    this.deferred = activate;
+    return true;
   }
 
   /** A driver notification: true when held (stopping or stopped), to be delivered at resume. */
@@ -174,6 +190,7 @@ export class AdminStop {
     this.heldConfig = false;
     this.pendingStates = null;
     this.suspendedEpoch = -1;
+    this.deferred = null;
     this.wake?.();
     this.wake = null;
   }

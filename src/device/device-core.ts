@@ -399,6 +399,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   }
 
   private activate(): void {
+    if (this.adminStop.deferActivation(() => this.activate())) return;
     const epoch = this.epoch;
     // Queues are (re)built now: the features are final and the rings must be valid.
     if (!this.q.buildEnabled((i, e) => this.setNeedsReset(`queue ${i} cannot be used: ${String(e)}`, e))) return;

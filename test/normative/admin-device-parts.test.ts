@@ -279,6 +279,35 @@ describe('device parts: device side', T, () => {
     assert.deepEqual(await r.blk.read(2, SECTOR), pattern(99));
   });
 
+  it('a stopped member its own driver resets and starts again consumes nothing until it is resumed (device/admin-cmds-device-parts/9)', async () => {
+    const r = await running();
+    const parts = await r.parts.get(from);
+    await r.parts.stop(1n);
+    const ops = r.backend.reads + r.backend.writes;
+    // The member's driver resets it and brings it up again on the same rings (position 0: every
+    // old request is available again).
+    r.source.setStatus(0);
+    r.source.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    r.source.setDriverFeatures(decodeFeatures(parts[1]!.value));
+    r.source.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    const vq = decodeVqCfg(parts.find((p) => p.header.type === DevicePartType.VQ_CFG)!.value);
+    assert.ok(typeof vq !== 'string');
+    r.source.setQueueSize(0, vq.size);
+    r.source.setQueueAddress(0, 'descAddr', vq.descAddr);
+    r.source.setQueueAddress(0, 'driverAddr', vq.driverAddr);
+    r.source.setQueueAddress(0, 'deviceAddr', vq.deviceAddr);
+    r.source.enableQueue(0);
+    const idx = usedIdx(r);
+    r.source.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
+    r.source.notifyQueue(0);
+    for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(r.backend.reads + r.backend.writes, ops, 'nothing consumed while stopped');
+    assert.equal(usedIdx(r), idx, 'the used ring is untouched');
+    assert.equal(r.source.active, false, 'the activation waits for the resume');
+    await r.parts.resume(1n);
+    assert.equal(r.source.active, true);
+  });
+
   it('a member reset while a stop waits ends the wait: the command completes once the reset is done (device/admin-cmds-device-parts/10)', async () => {
     const r = await running();
     r.backend.holding = true;
