@@ -10,3 +10,4 @@ export * from './admin-queue-server.js';
 export * from './admin-device.js';
 export * from './admin-driver.js';
 export * from './sriov-driver.js';
+export * from './device-parts/index.js';

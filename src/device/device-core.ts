@@ -10,12 +10,13 @@
 import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import type { DeviceQueue, QueueConfig } from '../queue/types.js';
+import type { DeviceQueue, QueueConfig, QueueState } from '../queue/types.js';
 import { DEVICE_TYPE_FEATURES, F, TRANSPORT_FEATURES_SUPPORTED, featureBits } from '../spec/features.js';
 import { Status, statusToString } from '../spec/status.js';
 import { ActivationContext } from './activation-context.js';
 import { ConfigWindow } from './config-window.js';
 import { SuspendProtocol } from './suspend-protocol.js';
+import { AdminStop } from './admin-stop.js';
 import { CoreQueues, type CoreQueuesHost } from './core-queues.js';
 import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, type QueueRegisters, type VirtioDevice } from './types.js';
 import { QueueStats } from './queue-stats.js';
@@ -99,6 +100,8 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   private ctx: ActivationContext | null = null;
   /** Device Suspend (VIRTIO_F_SUSPEND): its state and held configuration notification. */
   private readonly suspension: SuspendProtocol;
+  /** The stopped mode a group owner sets (VIRTIO_ADMIN_CMD_DEV_MODE_SET, admin-stop.ts). */
+  private readonly adminStop: AdminStop;
   private lastNeedsResetReason: string | null = null;
   private lastNeedsResetError: VirtioError | null = null;
   private readonly config: ConfigWindow;
@@ -137,7 +140,43 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
       needsReset: (reason, cause) => this.setNeedsReset(reason, cause),
       configChange: () => this.sink.configChange(),
     });
+    this.adminStop = new AdminStop(
+      {
+        device,
+        get epoch() {
+          return core.epoch;
+        },
+        get active() {
+          return core.ctx !== null;
+        },
+        notifyQueue: (i) => this.serveKick(i),
+        signalUsed: (i) => this.signalUsed(i),
+        configChange: () => {
+          if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
+        },
+      },
+      n,
+    );
     this.computeOffered();
+  }
+
+  // ---- stopped mode (2.12.1.5 Device parts): the member of a group, stopped by its owner -------
+
+  /** Stopping or stopped by the group owner (admin-stop.ts): no queue access, no notifications. */
+  get stoppedByOwner(): boolean {
+    return this.adminStop.active;
+  }
+  /** Stops the device for its group owner; resolves once nothing is outstanding (AdminStop.stop). */
+  stopForOwner(): Promise<void> {
+    return this.adminStop.stop();
+  }
+  /** Resumes after `stopForOwner`, delivering held notifications (`kickAll`: every queue once). */
+  resumeForOwner(kickAll = false): void {
+    this.adminStop.resume(kickAll);
+  }
+  /** Ring positions the queues start at when the device is next activated (a restore). */
+  restoreQueueStatesAtActivation(states: readonly (QueueState | null)[]): void {
+    this.adminStop.restoreQueueStatesAtActivation(states);
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -354,6 +393,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.epoch++;
     this.ctx = null;
     this.suspension.reset();
+    this.adminStop.reset();
     try {
       this.device.reset();
     } catch (e) {
@@ -368,9 +408,16 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   }
 
   private activate(): void {
+    if (this.adminStop.deferActivation(() => this.activate())) return;
     const epoch = this.epoch;
     // Queues are (re)built now: the features are final and the rings must be valid.
     if (!this.q.buildEnabled((i, e) => this.setNeedsReset(`queue ${i} cannot be used: ${String(e)}`, e))) return;
+    try {
+      this.adminStop.applyPendingStates(this.queues);
+    } catch (e) {
+      this.setNeedsReset(`restored queue position refused: ${String(e)}`, e);
+      return;
+    }
     const ctx = new ActivationContext(this, epoch, this.negotiated, this.le);
     this.ctx = ctx;
     try {
@@ -391,7 +438,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.lastNeedsResetError = new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, reason, cause === undefined ? undefined : { cause });
     this.log.warn(`DEVICE_NEEDS_RESET: ${reason}`);
     this.statusValue |= Status.DEVICE_NEEDS_RESET;
-    if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
+    if (this.statusValue & Status.DRIVER_OK && !this.adminStop.holdConfigChange()) this.sink.configChange();
   }
 
   // ---- config space (2.5) --------------------------------------------------------------------
@@ -409,7 +456,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   configChanged(): void {
     this.generation = (this.generation + 1) >>> 0;
     // device/content/15, /16: none while suspended; one when the device resumes.
-    if (this.suspension.holdConfigChange()) return;
+    if (this.suspension.holdConfigChange() || this.adminStop.holdConfigChange()) return;
     if (this.statusValue & Status.DRIVER_OK) this.sink.configChange();
   }
 
@@ -509,6 +556,12 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
    */
   notifyQueue(index: number, _data?: number): void {
     if (index >= 0 && index < this.numQueues) this.stats.kick(index);
+    // Stopped by the group owner: accepted, delivered at resume (admin-stop.ts).
+    if (!this.adminStop.holdKick(index)) this.serveKick(index);
+  }
+
+  /** A driver notification counted already: the device consumes what the queue holds. */
+  private serveKick(index: number): void {
     if (this.statusValue & (Status.DEVICE_NEEDS_RESET | Status.FAILED)) return;
     // device/content/14: a suspending device consumes no more buffers, a suspended one none.
     if (this.suspension.active) return;
@@ -543,7 +596,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   signalUsed(index: number): void {
     // device/content/14: no notification once suspended (those of buffers finishing while
     // suspending are sent, device/content/19).
-    if (this.suspension.suspended) return;
+    if (this.suspension.suspended || this.adminStop.holdUsed(index)) return;
     this.beforeHostAccess?.();
     const q = this.queues[index];
     if (q === undefined || q === null) return;

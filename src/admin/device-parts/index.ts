@@ -1,0 +1,5 @@
+export * from './device-part-format.js';
+export * from './device-parts-objects.js';
+export * from './member-parts.js';
+export * from './device-parts-handler.js';
+export * from './device-parts-driver.js';
