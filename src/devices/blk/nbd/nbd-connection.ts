@@ -243,14 +243,21 @@ export class NbdConnection {
           reject(e);
         }
       };
+      // TLS 1.3: the server checks our certificate after we finished the handshake, so its
+      // refusal arrives as a reset or close before its first record of NBD data.
+      let tlsSilent = false;
+      const tlsRefusal = (what: string, cause?: unknown): NbdError =>
+        new NbdError(NbdFault.TLS_HANDSHAKE, `${where}: the server ended the TLS session before its first reply (${what}): did it refuse our certificate or key?`, cause === undefined ? undefined : { cause });
       const onError = (e: Error): void => {
         const why =
           e instanceof NbdError
             ? e
-            : new NbdError(connected ? NbdFault.PROTOCOL : NbdFault.UNREACHABLE, `${connected ? 'connection to' : 'cannot connect to'} ${where}: ${e.message}`, { cause: e });
+            : tlsSilent
+              ? tlsRefusal(e.message, e)
+              : new NbdError(connected ? NbdFault.PROTOCOL : NbdFault.UNREACHABLE, `${connected ? 'connection to' : 'cannot connect to'} ${where}: ${e.message}`, { cause: e });
         conn!.ended(why);
       };
-      const onClose = (): void => conn!.ended(new NbdError(NbdFault.PROTOCOL, `${where} closed the connection`));
+      const onClose = (): void => conn!.ended(tlsSilent ? tlsRefusal('closed') : new NbdError(NbdFault.PROTOCOL, `${where} closed the connection`));
       sock.once('connect', () => {
         connected = true;
       });
@@ -264,7 +271,11 @@ export class NbdConnection {
           t.on('error', onError);
           t.on('close', onClose);
         });
+        tlsSilent = true;
         t.on('data', onData);
+        t.once('data', () => {
+          tlsSilent = false;
+        });
         conn!.secure = true;
       };
       const hsOpts = {
