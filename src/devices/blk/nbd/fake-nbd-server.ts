@@ -49,6 +49,12 @@ export interface FakeServerOptions {
   readonly readChunk?: number;
   /** An option reply of this many bytes to NBD_OPT_STRUCTURED_REPLY (a hostile server). */
   readonly hugeOptionReply?: number;
+  /**
+   * NBD_OPT_STARTTLS (which this server never really starts): 'inject' acknowledges it and sends
+   * plaintext bytes right behind (the STARTTLS injection attack); 'policy' answers
+   * NBD_REP_ERR_POLICY; by default it is unknown (NBD_REP_ERR_UNSUP).
+   */
+  readonly startTls?: 'inject' | 'policy';
 }
 
 const ALL_FLAGS =
@@ -151,6 +157,14 @@ export class FakeNbdServer {
           buf = buf.subarray(16 + len);
           if (o.tlsRequired === true && opt !== NbdOpt.ABORT) {
             optReply(opt, NbdRep.ERR_TLS_REQD);
+            continue;
+          }
+          if (opt === NbdOpt.STARTTLS && o.startTls !== undefined) {
+            if (o.startTls === 'policy') optReply(opt, NbdRep.ERR_POLICY, Buffer.from('TLS not configured'));
+            else {
+              optReply(opt, NbdRep.ACK);
+              optReply(NbdOpt.GO, NbdRep.ACK);
+            }
             continue;
           }
           if (opt === NbdOpt.STRUCTURED_REPLY) {
