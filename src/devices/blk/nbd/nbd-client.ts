@@ -144,6 +144,11 @@ export class NbdClient implements NbdConnectionOwner {
     return this.conns.length;
   }
 
+  /** The TLS version of a connection up now ('TLSv1.3', ...), or null: plaintext, or none up. */
+  get tlsProtocol(): string | null {
+    return this.conns[0]?.tlsProtocol ?? null;
+  }
+
   /** Whether the export takes this command (its transmission flags). */
   supports(flag: number): boolean {
     return (this.info.flags & flag) !== 0;

@@ -171,9 +171,9 @@ export class NbdConnection {
     this.hs = new HandshakeReader((bytes) => this.sock.write(bytes));
   }
 
-  /** Whether the connection runs over TLS (NBD_OPT_STARTTLS succeeded). */
-  get tls(): boolean {
-    return this.secure;
+  /** The TLS version of the session ('TLSv1.3', 'TLSv1.2'), or null for a plaintext connection. */
+  get tlsProtocol(): string | null {
+    return this.secure ? (this.sock as TLSSocket).getProtocol() : null;
   }
 
   private secure = false;
