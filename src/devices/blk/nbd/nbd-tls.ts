@@ -158,11 +158,13 @@ function handshakeError(e: unknown, where: string): NbdError {
 
 /** What {@link startNbdTls} needs besides the socket. */
 export interface StartTlsParams {
+  /** How to authenticate (X.509 or PSK). */
   readonly tls: NbdTlsOptions;
   /** The TCP host (checked against the certificate by default), null over a Unix socket. */
   readonly host: string | null;
   /** For messages. */
   readonly where: string;
+  /** Where the last session is kept and resumed from (one per client). */
   readonly cache?: NbdTlsSessionCache;
 }
 
