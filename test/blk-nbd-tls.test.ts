@@ -1,7 +1,7 @@
 /**
  * The NBD backend over TLS (NBD_OPT_STARTTLS, `nbds://`, `nbds+unix://`) against real servers:
  * nbdkit `--tls=require` with X.509 certificates and with a pre-shared key, qemu-nbd with a
- * `tls-creds-x509` object (qcow2 image, `qemu-img compare` afterwards). Every server here requires
+ * `tls-creds-x509` object (qcow2 image, `qemu-img compare` afterwards) and a `tls-creds-psk` one. Every server here requires
  * TLS, so a request that succeeds went over TLS. Also the failures, each a typed NbdError: a
  * wrong CA and a host name mismatch (TLS_CERTIFICATE), a wrong PSK (TLS_HANDSHAKE), a server
  * with TLS off (TLS_UNAVAILABLE: no plaintext fallback), and a TLS server asked in plaintext
@@ -266,6 +266,26 @@ describe('virtio-ts blk over NBD with TLS: nbdkit and qemu-nbd', { skip, timeout
       }
     } finally {
       await srv.stop(5000);
+    }
+  });
+
+  it('qemu-nbd with tls-creds-psk (keys.psk): round trip over TLS with the pre-shared key; the wrong key is TLS_HANDSHAKE', async () => {
+    const img = tmp.file('psk.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', img, String(8 * MiB)], { timeout: 30_000 });
+    const sock = tmp.file('qemu-nbd-psk.sock');
+    const srv = await startServer('qemu-nbd', ['--socket', sock, '--format', 'qcow2', '--persistent', '--object', `tls-creds-psk,id=psk0,dir=${creds.pskDir},endpoint=server`, '--tls-creds', 'psk0', img], { path: sock });
+    try {
+      const psk = parsePskFile(await readFile(creds.pskFile, 'utf8'), creds.pskIdentity);
+      const be = await NbdBackend.open(`nbds+unix:///?socket=${sock}`, { tls: { psk } });
+      try {
+        await roundTrip(be, 8 * MiB);
+      } finally {
+        await be.close();
+      }
+      const wrong = parsePskFile(await readFile(creds.wrongPskFile, 'utf8'));
+      await assert.rejects(NbdBackend.open(`nbds+unix:///?socket=${sock}`, { tls: { psk: wrong } }), isNbd(NbdFault.TLS_HANDSHAKE));
+    } finally {
+      assert.deepEqual(await srv.stop(5000), { code: 0, signal: null }, `qemu-nbd ends cleanly\n${srv.output()}`);
     }
   });
 
