@@ -79,6 +79,14 @@ describe('NBD TLS settings and STARTTLS', () => {
     });
   });
 
+  it('a server that acknowledges STARTTLS and then never answers the TLS handshake: bounded by the connect time-out (UNREACHABLE), no hang', async () => {
+    await withServer({ startTls: 'mute' }, async (_srv, path) => {
+      const t0 = Date.now();
+      await assert.rejects(NbdClient.connect({ kind: 'unix', path, exportName: '', tls: true }, { connectTimeoutMs: 300 }), isNbd(NbdFault.UNREACHABLE, /no answer .* within 300 ms/));
+      assert.ok(Date.now() - t0 < 5000);
+    });
+  });
+
   it('TLS settings with a plaintext address: TLS_CONFIG (INVALID_ARGUMENT), nothing connected', async () => {
     await withServer({}, async (srv, path) => {
       await assert.rejects(NbdClient.connect({ kind: 'unix', path, exportName: '' }, { tls: { ca: 'x' } }), (e: unknown) => isNbd(NbdFault.TLS_CONFIG, /nbds/)(e) && (e as NbdError).code === 'INVALID_ARGUMENT');
