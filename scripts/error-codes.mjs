@@ -24,6 +24,7 @@ const TABLES = [
   { file: 'src/driver/request-queue.ts', name: 'RequestAbortReason', carrier: '`RequestAbortedError.reason` (code DEVICE_NEEDS_RESET): why a request will never be answered (every DriverStopReason, or the driver detached)' },
   { file: 'src/vhost-user/codec.ts', name: 'VhostUserFault', carrier: '`VhostUserError.reason` (code VHOST_USER_PROTOCOL): why a vhost-user message was refused' },
   { file: 'src/transport/x-remote/x-remote-error.ts', name: 'XRemoteFault', carrier: '`XRemoteError.fault`: why an x-remote conversation failed' },
+  { file: 'src/devices/blk/nbd/nbd-error.ts', name: 'NbdFault', carrier: '`NbdError.fault` (code BACKEND_IO; BAD_URI and TLS_CONFIG: INVALID_ARGUMENT): why an NBD export could not be reached, negotiated (TLS included) or used' },
   { file: 'src/cli/options.ts', name: 'CliFault', carrier: '`CliError.fault` (code INVALID_ARGUMENT): why the command line was refused (exit code 2)' },
 ];
 

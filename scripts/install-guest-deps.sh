@@ -7,7 +7,7 @@
 # Idempotent: returns at once when everything is already there. Needs root on Debian (CI is).
 set -euo pipefail
 
-PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev gcc-aarch64-linux-gnu chromium nbdkit)
+PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev gcc-aarch64-linux-gnu chromium nbdkit openssl)
 
 have_all() {
   command -v qemu-system-x86_64 >/dev/null 2>&1 || return 1
@@ -15,6 +15,7 @@ have_all() {
   command -v dpdk-testpmd >/dev/null 2>&1 || return 1 # vhost-user front-end tests (net_vhost peer)
   command -v cpio >/dev/null 2>&1 || return 1
   command -v nbdkit >/dev/null 2>&1 || return 1 # NBD back-end tests (test/blk-nbd-*.test.ts); qemu-nbd comes with qemu-utils
+  command -v openssl >/dev/null 2>&1 || return 1 # certificates for the NBD-over-TLS tests (test/blk-nbd-tls.test.ts)
   command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || return 1 # npm pack cross-builds the arm64 addon (scripts/prebuild.mjs)
   command -v gzip >/dev/null 2>&1 || return 1
   command -v chromium >/dev/null 2>&1 || return 1 # the inspector page in a real browser (test/inspector-browser.test.ts)

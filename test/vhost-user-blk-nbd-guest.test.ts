@@ -4,7 +4,9 @@
  * reports its sha256, reads what the host seeded, discards a whole qcow2 cluster (TRIM with
  * --discard=unmap: it reads as zeroes afterwards), flushes; after it
  * powered off and both processes ended, `qemu-img compare` checks the qcow2 image against the
- * expected raw image. Under CI a missing QEMU, kernel, qemu-nbd or nbdkit fails the test.
+ * expected raw image. The same again over TLS: qemu-nbd with a `tls-creds-x509` object that
+ * verifies the client, `virtio-ts blk --nbd nbds+unix://... --nbd-tls-ca/-cert/-key` (credentials
+ * made by openssl at run time). Under CI a missing QEMU, kernel, qemu-nbd or nbdkit fails the test.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -30,11 +32,12 @@ import {
   type TempDir,
 } from './support/guest.js';
 import { xorshiftBytes } from './support/v86-pattern.js';
+import { makeNbdTlsCredentials } from './support/nbd-tls-certs.js';
 
 function deps(): string | false {
   const g = ensureGuestDeps();
   if (!g.ok) return g.reason;
-  const missing = ['qemu-nbd', 'qemu-img'].filter((t) => !onPath(t));
+  const missing = ['qemu-nbd', 'qemu-img', 'openssl'].filter((t) => !onPath(t));
   if (missing.length === 0) return false;
   const reason = `${missing.join(', ')} missing; run (as root) scripts/install-guest-deps.sh`;
   if (inCI) throw new GuestError(GuestFailure.MISSING_DEPS, reason);
@@ -98,59 +101,65 @@ describe('virtio-ts blk --nbd: a real Linux guest on a qcow2 image served by qem
     await tmp?.remove();
   });
 
-  it('O_DIRECT writes and reads with sha256, discard, flush; qemu-img compare against the expected image', async (t) => {
-    const seed = pattern(SEED_LEN, 0xbeef);
-    const writePattern = pattern(PATTERN_LEN, 0x5eed);
-    // The seeded image: raw, converted to qcow2 (with bytes also where the guest discards).
-    const seedRaw = Buffer.alloc(IMAGE_SIZE);
-    seed.copy(seedRaw, SEED_OFFSET);
-    seedRaw.fill(0x77, ZERO_OFFSET, ZERO_OFFSET + ZERO_LEN);
-    await writeFile(tmp.file('seed.raw'), seedRaw);
-    const img = tmp.file('disk.qcow2');
-    execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', tmp.file('seed.raw'), img], { timeout: 30_000 });
+  for (const tls of [false, true]) {
+    it(`${tls ? 'over TLS (nbds+unix, X.509 with a client certificate): ' : ''}O_DIRECT writes and reads with sha256, discard, flush; qemu-img compare against the expected image`, async (t) => {
+      const seed = pattern(SEED_LEN, 0xbeef);
+      const writePattern = pattern(PATTERN_LEN, 0x5eed);
+      // The seeded image: raw, converted to qcow2 (with bytes also where the guest discards).
+      const seedRaw = Buffer.alloc(IMAGE_SIZE);
+      seed.copy(seedRaw, SEED_OFFSET);
+      seedRaw.fill(0x77, ZERO_OFFSET, ZERO_OFFSET + ZERO_LEN);
+      await writeFile(tmp.file('seed.raw'), seedRaw);
+      const img = tmp.file(`disk-${tls}.qcow2`);
+      execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', tmp.file('seed.raw'), img], { timeout: 30_000 });
 
-    const nbdSock = tmp.file('nbd.sock');
-    const nbd = startProcess('qemu-nbd', ['--socket', nbdSock, '--format', 'qcow2', '--persistent', '--shared=4', '--discard=unmap', img]);
-    let be: ManagedProcess | null = null;
-    try {
-      await connectable(nbdSock, nbd);
-      const sock = tmp.file('blk.sock');
-      be = startProcess(process.execPath, [CLI, 'blk', '--socket-path', sock, '--nbd', `nbd+unix:///?socket=${nbdSock}`, '--nbd-connections', '2']);
-      await waitForPath(sock, { process: be, timeoutMs: 15_000 });
-      const backend = be;
-      const res = await bootGuest({
-        machine: 'q35',
-        modules: ['virtio_blk'],
-        script,
-        extraFiles: [{ path: '/pattern.bin', data: writePattern }],
-        qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', 'vhost-user-blk-pci,chardev=c0,disable-legacy=on,num-queues=1'],
-        smp: 1,
-        memfd: true,
-        timeoutMs: 120_000,
-      }).catch((e: unknown) => {
-        throw new Error(`${(e as Error).message}\n----- virtio-ts blk -----\n${backend.output()}`, { cause: e });
-      });
-      t.diagnostic(`/init at ${res.bootMs.toFixed(0)} ms, QEMU exited at ${res.totalMs.toFixed(0)} ms`);
-      const ended = await be.stop(5000);
-      const log = be.output();
-      await withConsole(res, log, () => {
-        assert.deepEqual(ended, { code: 0, signal: null }, 'virtio-ts blk ends cleanly on SIGTERM');
-        assert.equal(isSocket(sock), false, 'it removed its socket');
-        assert.equal(res.results.get('size_sectors'), String(IMAGE_SIZE / 512));
-        assert.equal(res.results.get('readback_sha256'), sha256(writePattern), 'the guest read back what it wrote');
-        assert.equal(res.results.get('seed_sha256'), sha256(seed), 'the guest read what the host seeded');
-        assert.equal(res.results.get('discarded'), 'ok', 'BLKDISCARD through DISCARD (NBD TRIM)');
-        assert.match(log, /NBD export .*2 connections, structured replies/);
-      });
-    } finally {
-      await be?.stop(5000);
-      assert.deepEqual(await nbd.stop(5000), { code: 0, signal: null }, `qemu-nbd ends cleanly\n${nbd.output()}`);
-    }
-    const expected = Buffer.from(seedRaw);
-    writePattern.copy(expected, PATTERN_OFFSET);
-    expected.fill(0, ZERO_OFFSET, ZERO_OFFSET + ZERO_LEN);
-    await writeFile(tmp.file('expected.raw'), expected);
-    // Exit 0: identical contents (1 is a difference, 2 an error).
-    execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', img, tmp.file('expected.raw')], { timeout: 30_000 });
-  });
+      const nbdSock = tmp.file(`nbd-${tls}.sock`);
+      const creds = tls ? makeNbdTlsCredentials(tmp.file('creds')) : null;
+      const tlsServerArgs = creds === null ? [] : ['--object', `tls-creds-x509,id=tls0,dir=${creds.serverDir},endpoint=server,verify-peer=on`, '--tls-creds', 'tls0'];
+      const tlsClientArgs = creds === null ? [] : ['--nbd-tls-ca', creds.caCert, '--nbd-tls-cert', creds.clientCert, '--nbd-tls-key', creds.clientKey];
+      const nbd = startProcess('qemu-nbd', ['--socket', nbdSock, '--format', 'qcow2', '--persistent', '--shared=4', '--discard=unmap', ...tlsServerArgs, img]);
+      let be: ManagedProcess | null = null;
+      try {
+        await connectable(nbdSock, nbd);
+        const sock = tmp.file(`blk-${tls}.sock`);
+        be = startProcess(process.execPath, [CLI, 'blk', '--socket-path', sock, '--nbd', `nbd${tls ? 's' : ''}+unix:///?socket=${nbdSock}`, '--nbd-connections', '2', ...tlsClientArgs]);
+        await waitForPath(sock, { process: be, timeoutMs: 15_000 });
+        const backend = be;
+        const res = await bootGuest({
+          machine: 'q35',
+          modules: ['virtio_blk'],
+          script,
+          extraFiles: [{ path: '/pattern.bin', data: writePattern }],
+          qemuArgs: ['-chardev', `socket,id=c0,path=${sock}`, '-device', 'vhost-user-blk-pci,chardev=c0,disable-legacy=on,num-queues=1'],
+          smp: 1,
+          memfd: true,
+          timeoutMs: 120_000,
+        }).catch((e: unknown) => {
+          throw new Error(`${(e as Error).message}\n----- virtio-ts blk -----\n${backend.output()}`, { cause: e });
+        });
+        t.diagnostic(`/init at ${res.bootMs.toFixed(0)} ms, QEMU exited at ${res.totalMs.toFixed(0)} ms`);
+        const ended = await be.stop(5000);
+        const log = be.output();
+        await withConsole(res, log, () => {
+          assert.deepEqual(ended, { code: 0, signal: null }, 'virtio-ts blk ends cleanly on SIGTERM');
+          assert.equal(isSocket(sock), false, 'it removed its socket');
+          assert.equal(res.results.get('size_sectors'), String(IMAGE_SIZE / 512));
+          assert.equal(res.results.get('readback_sha256'), sha256(writePattern), 'the guest read back what it wrote');
+          assert.equal(res.results.get('seed_sha256'), sha256(seed), 'the guest read what the host seeded');
+          assert.equal(res.results.get('discarded'), 'ok', 'BLKDISCARD through DISCARD (NBD TRIM)');
+          assert.match(log, /NBD export .*2 connections, structured replies/);
+          if (tls) assert.match(log, /NBD export nbds\+unix:.*, over TLSv1\.[23]/, 'the export is served over TLS');
+        });
+      } finally {
+        await be?.stop(5000);
+        assert.deepEqual(await nbd.stop(5000), { code: 0, signal: null }, `qemu-nbd ends cleanly\n${nbd.output()}`);
+      }
+      const expected = Buffer.from(seedRaw);
+      writePattern.copy(expected, PATTERN_OFFSET);
+      expected.fill(0, ZERO_OFFSET, ZERO_OFFSET + ZERO_LEN);
+      await writeFile(tmp.file('expected.raw'), expected);
+      // Exit 0: identical contents (1 is a difference, 2 an error).
+      execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', img, tmp.file('expected.raw')], { timeout: 30_000 });
+    });
+  }
 });

@@ -150,6 +150,12 @@ describe('virtio-ts command line', () => {
       '--threads': '1',
       '--nbd': 'nbd://127.0.0.1/x',
       '--nbd-connections': '2',
+      '--nbd-tls-ca': 'ca.pem',
+      '--nbd-tls-cert': 'c.pem',
+      '--nbd-tls-key': 'k.pem',
+      '--nbd-tls-hostname': 'h',
+      '--nbd-tls-psk': 'keys.psk',
+      '--nbd-tls-username': 'u',
       '--aio': 'threads',
       '--disk-size': '128K',
       '--entropy-bytes': '8',
@@ -167,6 +173,9 @@ describe('virtio-ts command line', () => {
         if (opt === '--fd') argv = argv.filter((a, i) => a !== '--socket-path' && argv[i - 1] !== '--socket-path');
         if (opt === '--image' || opt === '--blk-file' || opt.startsWith('--nbd')) argv = argv.filter((a, i) => a !== '--memory' && argv[i - 1] !== '--memory');
         if (opt === '--nbd-connections') argv.push('--nbd', 'nbd://127.0.0.1/x');
+        // The TLS options take an nbds URI, and some go in pairs.
+        const tlsCompanion: Record<string, string[]> = { '--nbd-tls-cert': ['--nbd-tls-key', 'k.pem'], '--nbd-tls-key': ['--nbd-tls-cert', 'c.pem'], '--nbd-tls-username': ['--nbd-tls-psk', 'keys.psk'] };
+        if (opt.startsWith('--nbd-tls-')) argv.push('--nbd', 'nbds://127.0.0.1/x', ...(tlsCompanion[opt] ?? []));
         if (argv.includes(opt)) continue;
         const v = value[opt];
         const p = parseCommandLine([cmd, ...argv, opt, ...(v === undefined ? [] : [v])]);

@@ -10,6 +10,7 @@ import { runBackend } from '../../cli/serve.js';
 import { BlkDevice } from './blk-device.js';
 import { MemoryBackend, sparseMapBytes } from './memory-backend.js';
 import { NbdBackend } from './nbd/nbd-backend.js';
+import { loadNbdTlsFiles } from './nbd/nbd-tls.js';
 import { openImage } from './uring-open.js';
 import type { BlkBackend } from './backend.js';
 import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
@@ -39,7 +40,8 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     // connection is not shared with them.
     if (options.threads > 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--threads does not work with --nbd yet: serve the export on the main thread');
     // An unreachable server or a missing export fails here with a one-line NbdError.
-    const nbd = await NbdBackend.open(options.nbd.uri, { readOnly: options.readOnly, connections: options.nbd.connections, logger });
+    const tls = options.nbd.tls === undefined ? undefined : loadNbdTlsFiles(options.nbd.tls);
+    const nbd = await NbdBackend.open(options.nbd.uri, { readOnly: options.readOnly, connections: options.nbd.connections, logger, ...(tls === undefined ? {} : { tls }) });
     logger.info(nbd.summary());
     const h = nbd.hints;
     storageHints = { blockSize: h.blockSize, optIoSize: Math.floor(h.optIoSizeBytes / h.blockSize) };

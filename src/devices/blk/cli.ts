@@ -20,6 +20,7 @@ import {
 } from '../../cli/options.js';
 import type { DeviceCli } from '../device-type.js';
 import { parseNbdUri } from './nbd/nbd-uri.js';
+import type { NbdTlsFiles } from './nbd/nbd-tls.js';
 
 /** The parsed options of `virtio-ts blk`. */
 export interface BlkOptions extends BackendOptions {
@@ -33,6 +34,8 @@ export interface BlkOptions extends BackendOptions {
     readonly uri: string;
     /** Connections to open when the server sets NBD_FLAG_CAN_MULTI_CONN (1..16). */
     readonly connections: number;
+    /** `--nbd-tls-*`: the TLS credential files (only with an nbds URI); absent: none given. */
+    readonly tls?: NbdTlsFiles;
   } | null;
   /** `--read-only`. */
   readonly readOnly: boolean;
@@ -77,7 +80,17 @@ ${BACKEND_SOCKET_USAGE}
   --image FILE            raw disk image (also --blk-file FILE)
   --memory SIZE           a RAM disk of SIZE bytes (K, M, G suffixes; a multiple of 512)
   --nbd URI               an NBD export: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH
+                          nbds://... or nbds+unix://...: the same over TLS (required, never plaintext)
   --nbd-connections N     connections to the export when its server allows several (1..16, default 1)
+  --nbd-tls-ca FILE       with nbds: PEM CA certificates the server's certificate must chain to
+                          (default: the system's)
+  --nbd-tls-cert FILE     with nbds: PEM client certificate (with --nbd-tls-key)
+  --nbd-tls-key FILE      with nbds: PEM client private key (with --nbd-tls-cert)
+  --nbd-tls-hostname NAME with nbds: the name the server's certificate must carry (default: the
+                          TCP host; over a Unix socket only the chain is checked without it)
+  --nbd-tls-psk FILE      with nbds: authenticate with a pre-shared key instead of certificates
+                          (psktool format: identity:hexkey per line, as nbdkit and qemu-nbd read)
+  --nbd-tls-username NAME with --nbd-tls-psk: the identity to use (default: the file's first)
   --read-only             offer VIRTIO_BLK_F_RO and refuse writes
   --num-queues N          request queues, 1..${MAX_NUM_QUEUES} (default ${BLK_DEFAULTS.numQueues})
   --queue-size N          the ring size the device is built for, a power of 2 from 2 to ${MAX_QUEUE_SIZE}
@@ -167,6 +180,7 @@ function parseNbdOptions(v: OptionValues): BlkOptions['nbd'] {
   const connText = stringOption(v, 'nbd-connections');
   if (uri === undefined) {
     if (connText !== undefined) throw new CliError(CliFault.BAD_VALUE, '--nbd-connections needs --nbd', COMMAND);
+    parseNbdTlsOptions(v, undefined);
     return null;
   }
   try {
@@ -175,7 +189,38 @@ function parseNbdOptions(v: OptionValues): BlkOptions['nbd'] {
     throw new CliError(CliFault.BAD_VALUE, `--nbd: ${(e as Error).message.replace(/^nbd: /, '')}`, COMMAND);
   }
   const connections = connText === undefined ? 1 : parseIntInRange(connText, '--nbd-connections', 1, 16, COMMAND);
-  return { uri, connections };
+  const tls = parseNbdTlsOptions(v, uri);
+  return tls === null ? { uri, connections } : { uri, connections, tls };
+}
+
+const NBD_TLS_OPTIONS = {
+  'nbd-tls-ca': 'caFile',
+  'nbd-tls-cert': 'certFile',
+  'nbd-tls-key': 'keyFile',
+  'nbd-tls-hostname': 'hostname',
+  'nbd-tls-psk': 'pskFile',
+  'nbd-tls-username': 'pskIdentity',
+} as const;
+
+/** `--nbd-tls-*`: checked for combination here, the files are read when the command runs. */
+function parseNbdTlsOptions(v: OptionValues, uri: string | undefined): NbdTlsFiles | null {
+  const files: { -readonly [K in keyof NbdTlsFiles]: string } = {};
+  let first: string | null = null;
+  for (const [opt, key] of Object.entries(NBD_TLS_OPTIONS)) {
+    const value = stringOption(v, opt);
+    if (value === undefined) continue;
+    if (value === '') throw new CliError(CliFault.BAD_VALUE, `--${opt} needs a value`, COMMAND);
+    files[key] = value;
+    first ??= `--${opt}`;
+  }
+  if (first === null) return null;
+  if (uri === undefined) throw new CliError(CliFault.BAD_VALUE, `${first} needs --nbd`, COMMAND);
+  if (!uri.startsWith('nbds:') && !uri.startsWith('nbds+')) throw new CliError(CliFault.CONFLICT, `${first} needs an nbds:// or nbds+unix:// URI (TLS)`, COMMAND);
+  const x509 = files.caFile !== undefined || files.certFile !== undefined || files.keyFile !== undefined;
+  if (files.pskFile !== undefined && x509) throw new CliError(CliFault.CONFLICT, '--nbd-tls-psk excludes --nbd-tls-ca, --nbd-tls-cert and --nbd-tls-key', COMMAND);
+  if ((files.certFile === undefined) !== (files.keyFile === undefined)) throw new CliError(CliFault.BAD_VALUE, '--nbd-tls-cert and --nbd-tls-key go together', COMMAND);
+  if (files.pskIdentity !== undefined && files.pskFile === undefined) throw new CliError(CliFault.BAD_VALUE, '--nbd-tls-username needs --nbd-tls-psk', COMMAND);
+  return files;
 }
 
 /** `virtio-ts blk`: its options, usage, parsing and run. */
@@ -192,6 +237,12 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     threads: { type: 'string' },
     nbd: { type: 'string' },
     'nbd-connections': { type: 'string' },
+    'nbd-tls-ca': { type: 'string' },
+    'nbd-tls-cert': { type: 'string' },
+    'nbd-tls-key': { type: 'string' },
+    'nbd-tls-hostname': { type: 'string' },
+    'nbd-tls-psk': { type: 'string' },
+    'nbd-tls-username': { type: 'string' },
     aio: { type: 'string' },
     direct: { type: 'boolean' },
     'write-through': { type: 'boolean' },

@@ -49,6 +49,13 @@ export interface FakeServerOptions {
   readonly readChunk?: number;
   /** An option reply of this many bytes to NBD_OPT_STRUCTURED_REPLY (a hostile server). */
   readonly hugeOptionReply?: number;
+  /**
+   * NBD_OPT_STARTTLS (which this server never really starts): 'inject' acknowledges it and sends
+   * plaintext bytes right behind (the STARTTLS injection attack); 'policy' answers
+   * NBD_REP_ERR_POLICY; 'mute' acknowledges it and then never answers the TLS handshake; by
+   * default it is unknown (NBD_REP_ERR_UNSUP).
+   */
+  readonly startTls?: 'inject' | 'policy' | 'mute';
 }
 
 const ALL_FLAGS =
@@ -118,7 +125,7 @@ export class FakeNbdServer {
     s.on('error', () => {});
     const o = this.opts;
     let buf = Buffer.alloc(0);
-    let phase: 'flags' | 'options' | 'transmission' = 'flags';
+    let phase: 'flags' | 'options' | 'transmission' | 'mute' = 'flags';
     let structured = false;
     const greet = Buffer.alloc(18);
     greet.write('NBDMAGIC', 0, 'latin1');
@@ -136,6 +143,7 @@ export class FakeNbdServer {
     };
     const flags = o.flags ?? ALL_FLAGS;
     s.on('data', (chunk: Buffer) => {
+      if (phase === 'mute') return;
       buf = Buffer.concat([buf, chunk]);
       for (;;) {
         if (phase === 'flags') {
@@ -151,6 +159,18 @@ export class FakeNbdServer {
           buf = buf.subarray(16 + len);
           if (o.tlsRequired === true && opt !== NbdOpt.ABORT) {
             optReply(opt, NbdRep.ERR_TLS_REQD);
+            continue;
+          }
+          if (opt === NbdOpt.STARTTLS && o.startTls !== undefined) {
+            if (o.startTls === 'policy') optReply(opt, NbdRep.ERR_POLICY, Buffer.from('TLS not configured'));
+            else if (o.startTls === 'mute') {
+              optReply(opt, NbdRep.ACK);
+              phase = 'mute';
+              return;
+            } else {
+              optReply(opt, NbdRep.ACK);
+              optReply(NbdOpt.GO, NbdRep.ACK);
+            }
             continue;
           }
           if (opt === NbdOpt.STRUCTURED_REPLY) {

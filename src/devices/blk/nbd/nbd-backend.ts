@@ -231,7 +231,8 @@ export class NbdBackend implements BlkBackend {
     const s =
       `${this.description}: ${i.size} bytes, blocks ${i.minBlock}/${i.preferredBlock}/${i.maxBlock}, ` +
       `${this.client.connectionCount} connection${this.client.connectionCount === 1 ? '' : 's'}, ` +
-      `${i.structuredReplies ? 'structured' : 'simple'} replies, flags 0x${i.flags.toString(16)}`;
+      `${i.structuredReplies ? 'structured' : 'simple'} replies, flags 0x${i.flags.toString(16)}` +
+      (this.client.tlsProtocol === null ? '' : `, over ${this.client.tlsProtocol}`);
     logger?.debug(s);
     return s;
   }

@@ -31,3 +31,23 @@ describe('virtio-ts blk --nbd', () => {
     expectCliFault('blk', ['--memory', '1M', '--nbd-connections', '2'], CliFault.BAD_VALUE);
   });
 });
+
+describe('virtio-ts blk --nbd over TLS', () => {
+  it('--nbd-tls-* options ride with an nbds URI: X.509 files, or a PSK file and its username', () => {
+    const x = blk(['--nbd', 'nbds://host/x', '--nbd-tls-ca', 'ca.pem', '--nbd-tls-cert', 'c.pem', '--nbd-tls-key', 'k.pem', '--nbd-tls-hostname', 'disk.example']);
+    assert.deepEqual(x.nbd, { uri: 'nbds://host/x', connections: 1, tls: { caFile: 'ca.pem', certFile: 'c.pem', keyFile: 'k.pem', hostname: 'disk.example' } });
+    const p = blk(['--nbd', 'nbds+unix:///?socket=/s', '--nbd-tls-psk', 'keys.psk', '--nbd-tls-username', 'alice']);
+    assert.deepEqual(p.nbd, { uri: 'nbds+unix:///?socket=/s', connections: 1, tls: { pskFile: 'keys.psk', pskIdentity: 'alice' } });
+    assert.deepEqual(blk(['--nbd', 'nbds://host/x']).nbd, { uri: 'nbds://host/x', connections: 1 }, 'nbds alone: the system CAs');
+  });
+
+  it('refuses TLS options without nbds (no silent plaintext), PSK mixed with certificates, a certificate without its key, a username without a PSK', () => {
+    expectCliFault('blk', ['--nbd', 'nbd://h/x', '--nbd-tls-ca', 'ca.pem'], CliFault.CONFLICT);
+    expectCliFault('blk', ['--memory', '1M', '--nbd-tls-ca', 'ca.pem'], CliFault.BAD_VALUE);
+    expectCliFault('blk', ['--nbd', 'nbds://h/x', '--nbd-tls-psk', 'k', '--nbd-tls-ca', 'ca.pem'], CliFault.CONFLICT);
+    expectCliFault('blk', ['--nbd', 'nbds://h/x', '--nbd-tls-cert', 'c.pem'], CliFault.BAD_VALUE);
+    expectCliFault('blk', ['--nbd', 'nbds://h/x', '--nbd-tls-key', 'k.pem'], CliFault.BAD_VALUE);
+    expectCliFault('blk', ['--nbd', 'nbds://h/x', '--nbd-tls-username', 'u'], CliFault.BAD_VALUE);
+    expectCliFault('blk', ['--nbd', 'nbds://h/x', '--nbd-tls-ca', ''], CliFault.BAD_VALUE);
+  });
+});

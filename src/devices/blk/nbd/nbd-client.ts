@@ -18,12 +18,13 @@
  * returns and, for a write, the view of its bytes that node:net needs.
  */
 import type { Logger } from '../../../log.js';
-import { NbdConnection, type NbdConnectionOwner } from './nbd-connection.js';
+import { NbdConnection, type ConnectOptions, type NbdConnectionOwner } from './nbd-connection.js';
 import { NbdError, NbdFault } from './nbd-error.js';
 import type { NbdExportInfo } from './nbd-handshake.js';
 import { NBD_DEFAULT_MAX_PAYLOAD, NbdCmd, NbdCmdFlag, NbdFlag } from './nbd-protocol.js';
 import { NbdRequest, SlotState } from './nbd-request.js';
 import { formatNbdAddress, type NbdAddress } from './nbd-uri.js';
+import type { NbdTlsOptions } from './nbd-tls.js';
 
 /** How {@link NbdClient.connect} connects and how the client bounds and retries requests. */
 export interface NbdClientOptions {
@@ -39,6 +40,12 @@ export interface NbdClientOptions {
   readonly structuredReplies?: boolean;
   /** Where lost connections, reconnections, retry expiry and export changes across a reconnect are logged; none by default. */
   readonly logger?: Logger;
+  /**
+   * TLS settings for an `nbds://` / `nbds+unix://` address (X.509 against node's CA store when
+   * absent); every connection, reconnections included, does its own TLS handshake, resuming the
+   * last session when the server allows. Given with a plaintext address: TLS_CONFIG.
+   */
+  readonly tls?: NbdTlsOptions;
 }
 
 const DEFAULTS = { connections: 1, maxInFlight: 64, retryTimeoutMs: 30_000, connectTimeoutMs: 5_000 } as const;
@@ -63,8 +70,8 @@ export class NbdClient implements NbdConnectionOwner {
   private readonly wantedConnections: number;
   private readonly maxInFlight: number;
   private readonly retryTimeoutMs: number;
-  private readonly connectTimeoutMs: number;
-  private readonly structuredReplies: boolean | undefined;
+  /** How every connection of this client is opened (the TLS session cache is shared by them). */
+  private readonly connectOpts: ConnectOptions;
   private readonly log: Logger | undefined;
   private readonly slots: NbdRequest[] = [];
   private readonly free: NbdRequest[] = [];
@@ -83,14 +90,14 @@ export class NbdClient implements NbdConnectionOwner {
   private constructor(
     private readonly address: NbdAddress,
     first: NbdConnection,
+    connectOpts: ConnectOptions,
     opts: NbdClientOptions,
   ) {
     this.info = first.info;
     this.where = formatNbdAddress(address);
     this.maxInFlight = opts.maxInFlight ?? DEFAULTS.maxInFlight;
     this.retryTimeoutMs = opts.retryTimeoutMs ?? DEFAULTS.retryTimeoutMs;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
-    this.structuredReplies = opts.structuredReplies;
+    this.connectOpts = connectOpts;
     this.log = opts.logger;
     const multi = (first.info.flags & NbdFlag.CAN_MULTI_CONN) !== 0;
     this.wantedConnections = multi ? (opts.connections ?? DEFAULTS.connections) : 1;
@@ -109,11 +116,17 @@ export class NbdClient implements NbdConnectionOwner {
     if (!Number.isInteger(n) || n < 1 || n > 16) throw new NbdError(NbdFault.BAD_URI, `connections ${n} not in 1..16`);
     const m = opts.maxInFlight ?? DEFAULTS.maxInFlight;
     if (!Number.isInteger(m) || m < 1 || m > 4096) throw new NbdError(NbdFault.BAD_URI, `maxInFlight ${m} not in 1..4096`);
-    const connectOpts = { connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, ...(opts.structuredReplies === undefined ? {} : { structuredReplies: opts.structuredReplies }) };
+    const connectOpts: ConnectOptions = {
+      connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      ...(opts.structuredReplies === undefined ? {} : { structuredReplies: opts.structuredReplies }),
+      ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+      // One cache per client: its connections and reconnections resume the last TLS session.
+      tlsSessionCache: { session: undefined },
+    };
     const first = await NbdConnection.open(address, connectOpts);
-    const client = new NbdClient(address, first, opts);
+    const client = new NbdClient(address, first, connectOpts, opts);
     try {
-      while (client.conns.length < client.wantedConnections) client.adopt(await NbdConnection.open(address, connectOpts));
+      while (client.conns.length < client.wantedConnections) client.adopt(await NbdConnection.open(address, client.connectOpts));
     } catch (e) {
       await client.close();
       throw e;
@@ -129,6 +142,11 @@ export class NbdClient implements NbdConnectionOwner {
   /** Connections up now: at most the `connections` option, less while lost ones are re-established. */
   get connectionCount(): number {
     return this.conns.length;
+  }
+
+  /** The TLS version of a connection up now ('TLSv1.3', ...), or null: plaintext, or none up. */
+  get tlsProtocol(): string | null {
+    return this.conns[0]?.tlsProtocol ?? null;
   }
 
   /** Whether the export takes this command (its transmission flags). */
@@ -331,7 +349,7 @@ export class NbdClient implements NbdConnectionOwner {
 
   private attemptReconnect(delayMs: number): void {
     if (this.closed) return;
-    NbdConnection.open(this.address, { connectTimeoutMs: this.connectTimeoutMs, ...(this.structuredReplies === undefined ? {} : { structuredReplies: this.structuredReplies }) }).then(
+    NbdConnection.open(this.address, this.connectOpts).then(
       (conn) => {
         this.reconnecting--;
         if (this.closed) {

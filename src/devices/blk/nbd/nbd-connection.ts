@@ -11,6 +11,7 @@
  * the owner requeues what was in flight and reconnects.
  */
 import { connect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import {
   NBD_MAX_STRING,
   NBD_REQUEST_MAGIC,
@@ -27,6 +28,7 @@ import { NbdError, NbdFault } from './nbd-error.js';
 import { nbdHandshake, type HandshakeIo, type NbdExportInfo } from './nbd-handshake.js';
 import { type NbdRequest } from './nbd-request.js';
 import type { NbdAddress } from './nbd-uri.js';
+import { checkNbdTlsOptions, startNbdTls, type NbdTlsOptions, type NbdTlsSessionCache } from './nbd-tls.js';
 
 /** What a connection reports to the client that owns it. */
 export interface NbdConnectionOwner {
@@ -59,7 +61,7 @@ class HandshakeReader implements HandshakeIo {
   private waiter: { resolve: (b: Buffer) => void; reject: (e: unknown) => void } | null = null;
   private ended: NbdError | null = null;
 
-  constructor(private readonly sock: Socket) {}
+  constructor(private readonly send: (bytes: Uint8Array) => void) {}
 
   push(buf: Buffer, start: number, end: number): void {
     this.chunks.push(Buffer.from(buf.subarray(start, end)));
@@ -86,7 +88,11 @@ class HandshakeReader implements HandshakeIo {
   }
 
   write(bytes: Uint8Array): void {
-    this.sock.write(bytes);
+    this.send(bytes);
+  }
+
+  pending(): number {
+    return this.have;
   }
 
   private wake(): void {
@@ -107,9 +113,16 @@ class HandshakeReader implements HandshakeIo {
   }
 }
 
+/** How {@link NbdConnection.open} connects. */
 export interface ConnectOptions {
+  /** Bound on connecting, TLS and the handshake. */
   readonly connectTimeoutMs: number;
+  /** Negotiate structured replies (default true). */
   readonly structuredReplies?: boolean;
+  /** TLS settings, used when the address asks for TLS (nbds); default: X.509 against node's CA store. */
+  readonly tls?: NbdTlsOptions;
+  /** Where the client keeps the last TLS session, so a reconnection can resume it. */
+  readonly tlsSessionCache?: NbdTlsSessionCache;
 }
 
 /**
@@ -151,62 +164,125 @@ export class NbdConnection {
   };
 
   private constructor(
-    private readonly sock: Socket,
-    private readonly recv: Buffer,
+    /** The plain socket, then the TLS socket over it once STARTTLS succeeded. */
+    private sock: Socket,
     private owner: NbdConnectionOwner | null,
   ) {
-    this.hs = new HandshakeReader(sock);
+    this.hs = new HandshakeReader((bytes) => this.sock.write(bytes));
   }
+
+  /** The TLS version of the session ('TLSv1.3', 'TLSv1.2'), or null for a plaintext connection. */
+  get tlsProtocol(): string | null {
+    return this.secure ? (this.sock as TLSSocket).getProtocol() : null;
+  }
+
+  private secure = false;
 
   /**
    * Connects and runs the handshake. Rejects with UNREACHABLE when nothing answers, NO_EXPORT,
    * TLS_REQUIRED or HANDSHAKE when the server refuses.
    */
   static open(address: NbdAddress, opts: ConnectOptions): Promise<NbdConnection> {
+    const wantTls = address.tls === true;
+    if (!wantTls && opts.tls !== undefined) {
+      return Promise.reject(new NbdError(NbdFault.TLS_CONFIG, 'TLS settings given for a plaintext address: use an nbds:// or nbds+unix:// URI'));
+    }
+    const tls = opts.tls ?? {};
+    if (wantTls) {
+      try {
+        checkNbdTlsOptions(tls);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return new Promise((resolve, reject) => {
       let conn: NbdConnection | null = null;
-      // Each connection reads into its own buffer, reused for every read.
-      const recv = Buffer.allocUnsafe(RECV_BUFFER);
-      const onread = {
-        buffer: recv,
-        callback: (n: number): boolean => {
-          conn!.onBytes(n);
-          return true;
-        },
-      };
       const where = address.kind === 'unix' ? address.path : `${address.host}:${address.port}`;
+      // A plaintext connection reads into its own buffer, reused for every read. Over TLS the
+      // socket delivers decrypted chunks (node:tls takes no `onread` for a socket it wraps); the
+      // parser reads them in place, so the copies are the same: socket bytes to their destination.
+      const recv = wantTls ? null : Buffer.allocUnsafe(RECV_BUFFER);
+      const onread =
+        recv === null
+          ? undefined
+          : {
+              buffer: recv,
+              callback: (n: number): boolean => {
+                conn!.onBytes(recv, n);
+                return true;
+              },
+            };
       let connected = false;
       const timer = setTimeout(() => {
-        sock.destroy(new NbdError(NbdFault.UNREACHABLE, `no answer from ${where} within ${opts.connectTimeoutMs} ms`));
+        conn!.sock.destroy(new NbdError(NbdFault.UNREACHABLE, `no answer from ${where} within ${opts.connectTimeoutMs} ms`));
       }, opts.connectTimeoutMs);
       const sock: Socket =
         address.kind === 'unix'
-          ? connect({ path: address.path, onread })
-          : connect({ host: address.host, port: address.port, onread, noDelay: true });
-      conn = new NbdConnection(sock, recv, null);
+          ? connect({ path: address.path, ...(onread === undefined ? {} : { onread }) })
+          : connect({ host: address.host, port: address.port, noDelay: true, ...(onread === undefined ? {} : { onread }) });
+      conn = new NbdConnection(sock, null);
+      const onData = (chunk: Buffer): void => conn!.onBytes(chunk, chunk.length);
+      if (recv === null) sock.on('data', onData);
       const settle = (e: NbdError | null): void => {
         clearTimeout(timer);
         if (e !== null) {
-          // A refused export: say goodbye politely (NBD_OPT_ABORT) rather than just hanging up.
-          if (e.fault !== NbdFault.UNREACHABLE && !sock.destroyed && sock.writable) {
-            sock.end(ABORT_OPTION);
-            setTimeout(() => sock.destroy(), 200).unref();
-          } else sock.destroy();
+          const s = conn!.sock;
+          // A refused export: say goodbye politely (NBD_OPT_ABORT) rather than just hanging up;
+          // not over a failed TLS session, where nothing more may be said in plaintext.
+          const tlsBroken = e.fault === NbdFault.TLS_HANDSHAKE || e.fault === NbdFault.TLS_CERTIFICATE;
+          if (e.fault !== NbdFault.UNREACHABLE && !tlsBroken && !s.destroyed && s.writable) {
+            s.end(ABORT_OPTION);
+            setTimeout(() => {
+              s.destroy();
+              sock.destroy();
+            }, 200).unref();
+          } else {
+            s.destroy();
+            sock.destroy();
+          }
           reject(e);
         }
       };
-      sock.once('connect', () => {
-        connected = true;
-      });
-      sock.on('error', (e: Error) => {
+      // TLS 1.3: the server checks our certificate after we finished the handshake, so its
+      // refusal arrives as a reset or close before its first record of NBD data.
+      let tlsSilent = false;
+      const tlsRefusal = (what: string, cause?: unknown): NbdError =>
+        new NbdError(NbdFault.TLS_HANDSHAKE, `${where}: the server ended the TLS session before its first reply (${what}): did it refuse our certificate or key?`, cause === undefined ? undefined : { cause });
+      const onError = (e: Error): void => {
         const why =
           e instanceof NbdError
             ? e
-            : new NbdError(connected ? NbdFault.PROTOCOL : NbdFault.UNREACHABLE, `${connected ? 'connection to' : 'cannot connect to'} ${where}: ${e.message}`, { cause: e });
+            : tlsSilent
+              ? tlsRefusal(e.message, e)
+              : new NbdError(connected ? NbdFault.PROTOCOL : NbdFault.UNREACHABLE, `${connected ? 'connection to' : 'cannot connect to'} ${where}: ${e.message}`, { cause: e });
         conn!.ended(why);
+      };
+      const onClose = (): void => conn!.ended(tlsSilent ? tlsRefusal('closed') : new NbdError(NbdFault.PROTOCOL, `${where} closed the connection`));
+      sock.once('connect', () => {
+        connected = true;
       });
-      sock.on('close', () => conn!.ended(new NbdError(NbdFault.PROTOCOL, `${where} closed the connection`)));
-      nbdHandshake(conn.hs!, address.exportName, opts.structuredReplies === undefined ? {} : { structuredReplies: opts.structuredReplies })
+      sock.on('error', onError);
+      sock.on('close', onClose);
+      const startTls = async (): Promise<void> => {
+        // From here the plain socket only carries TLS records, which the TLS socket reads.
+        sock.removeListener('data', onData);
+        const t = await startNbdTls(sock, { tls, host: address.kind === 'tcp' ? address.host : null, where, ...(opts.tlsSessionCache === undefined ? {} : { cache: opts.tlsSessionCache }) }, (t: TLSSocket) => {
+          conn!.sock = t;
+          t.on('error', onError);
+          t.on('close', onClose);
+        });
+        tlsSilent = true;
+        t.on('data', onData);
+        t.once('data', () => {
+          tlsSilent = false;
+        });
+        conn!.secure = true;
+      };
+      const hsOpts = {
+        ...(opts.structuredReplies === undefined ? {} : { structuredReplies: opts.structuredReplies }),
+        ...(wantTls ? { startTls } : {}),
+      };
+      nbdHandshake(conn.hs!, address.exportName, hsOpts)
         .then((info) => {
           if (conn!.hs!.leftover > 0) throw new NbdError(NbdFault.HANDSHAKE, 'the server sent bytes after the handshake');
           conn!.info = info;
@@ -309,13 +385,13 @@ export class NbdConnection {
 
   // ---- reply parsing ----
 
-  private onBytes(n: number): void {
+  /** Bytes `buf[0..n)` from the socket: the receive buffer (plaintext) or a decrypted chunk (TLS). */
+  private onBytes(buf: Buffer, n: number): void {
     if (this.hs !== null) {
-      this.hs.push(this.recv, 0, n);
+      this.hs.push(buf, 0, n);
       return;
     }
     if (!this.live) return;
-    const buf = this.recv;
     let p = 0;
     while (p < n) {
       if (this.state === ST_HEADER) {

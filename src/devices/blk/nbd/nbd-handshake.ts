@@ -50,6 +50,8 @@ export interface HandshakeIo {
   /** Resolves with exactly `n` bytes, or rejects when the connection ends first. */
   read(n: number): Promise<Buffer>;
   write(bytes: Uint8Array): void;
+  /** Bytes received and not read yet. */
+  pending?(): number;
 }
 
 /** Option replies longer than this are a broken server (the largest legitimate one is a string). */
@@ -102,7 +104,7 @@ function optionError(what: string, exportName: string, r: OptionReply): NbdError
   // An error reply may carry a message for humans.
   const msg = r.data.length > 0 ? `: ${r.data.toString('utf8').slice(0, 200)}` : '';
   if (r.type === NbdRep.ERR_UNKNOWN) return fail(`the server has no export ${JSON.stringify(exportName)}${msg}`, NbdFault.NO_EXPORT);
-  if (r.type === NbdRep.ERR_TLS_REQD) return fail(`the server requires TLS, which this client does not support${msg}`, NbdFault.TLS_REQUIRED);
+  if (r.type === NbdRep.ERR_TLS_REQD) return fail(`the server requires TLS: use an nbds:// or nbds+unix:// URI${msg}`, NbdFault.TLS_REQUIRED);
   return fail(`${what} refused (${repErrorName(r.type)})${msg}`);
 }
 
@@ -113,6 +115,11 @@ function isPowerOfTwo(n: number): boolean {
 export interface HandshakeOptions {
   /** Ask for structured replies (default true). */
   readonly structuredReplies?: boolean;
+  /**
+   * Ask for TLS: NBD_OPT_STARTTLS first, and once the server acknowledged it this upgrades the
+   * connection (the rest of the handshake goes over TLS). Absent: plaintext.
+   */
+  readonly startTls?: () => Promise<void>;
 }
 
 export async function nbdHandshake(io: HandshakeIo, exportName: string, opts: HandshakeOptions = {}): Promise<NbdExportInfo> {
@@ -127,6 +134,7 @@ export async function nbdHandshake(io: HandshakeIo, exportName: string, opts: Ha
   const clientFlags = Buffer.alloc(4);
   clientFlags.writeUInt32BE(NbdHandshakeFlag.FIXED_NEWSTYLE | (noZeroes ? NbdHandshakeFlag.NO_ZEROES : 0), 0);
   io.write(clientFlags);
+  if (opts.startTls !== undefined) await negotiateTls(io, opts.startTls);
 
   let structuredReplies = false;
   if (opts.structuredReplies ?? true) {
@@ -176,6 +184,24 @@ export async function nbdHandshake(io: HandshakeIo, exportName: string, opts: Ha
   }
   if (size < 0) throw fail('NBD_OPT_GO acknowledged without NBD_INFO_EXPORT');
   return finishInfo({ size, flags, minBlock, preferredBlock, maxBlock, structuredReplies, viaExportName: false });
+}
+
+/**
+ * NBD_OPT_STARTTLS (proto.md "TLS support"): any answer but ACK means no TLS, which is an error,
+ * never a fallback to plaintext. Bytes already received after the ACK would have been injected
+ * in plaintext ahead of the TLS session (the STARTTLS injection attack): refused.
+ */
+async function negotiateTls(io: HandshakeIo, startTls: () => Promise<void>): Promise<void> {
+  sendOption(io, NbdOpt.STARTTLS, new Uint8Array(0));
+  const r = await readOptionReply(io, NbdOpt.STARTTLS);
+  if (r.type !== NbdRep.ACK) {
+    const msg = r.data.length > 0 ? `: ${r.data.toString('utf8').slice(0, 200)}` : '';
+    const why = (r.type & NBD_REP_ERR_BIT) !== 0 ? repErrorName(r.type) : `reply ${r.type}`;
+    throw fail(`the server does not offer TLS (NBD_OPT_STARTTLS answered ${why})${msg}`, NbdFault.TLS_UNAVAILABLE);
+  }
+  if (r.data.length !== 0) throw fail('NBD_OPT_STARTTLS acknowledged with a payload');
+  if ((io.pending?.() ?? 0) > 0) throw fail('plaintext bytes after the NBD_OPT_STARTTLS acknowledgement');
+  await startTls();
 }
 
 async function exportNameFallback(io: HandshakeIo, name: Buffer, exportName: string, noZeroes: boolean, structuredReplies: boolean): Promise<NbdExportInfo> {

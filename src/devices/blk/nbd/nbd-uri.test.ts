@@ -13,10 +13,19 @@ describe('NBD URIs', () => {
     assert.equal(formatNbdAddress(parseNbdUri('nbd://[::1]:99/x')), 'nbd://[::1]:99/x');
   });
 
+  it('nbds://HOST[:PORT]/EXPORT and nbds+unix:///EXPORT?socket=PATH: the same addresses with TLS required', () => {
+    assert.deepEqual(parseNbdUri('nbds+unix:///disk?socket=/run/nbd.sock'), { kind: 'unix', path: '/run/nbd.sock', exportName: 'disk', tls: true });
+    assert.deepEqual(parseNbdUri('nbds://storage:10810/x'), { kind: 'tcp', host: 'storage', port: 10810, exportName: 'x', tls: true });
+    assert.equal(formatNbdAddress(parseNbdUri('nbds://[::1]/x')), 'nbds://[::1]:10809/x');
+    assert.equal(formatNbdAddress(parseNbdUri('nbds+unix:///?socket=/s')), 'nbds+unix:///?socket=/s');
+  });
+
   for (const [uri, why] of [
     ['not a uri', /not a URI/],
     ['http://host/x', /unsupported scheme/],
-    ['nbds://host/x', /TLS/],
+    ['nbds+vsock://1/x', /unsupported scheme nbds\+vsock/],
+    ['nbds+unix:///x', /nbds\+unix needs \?socket=PATH/],
+    ['nbds:///x', /nbds:\/\/ needs a host/],
     ['nbd+unix:///x', /socket=PATH/],
     ['nbd+unix://host/x?socket=/s', /no host/],
     ['nbd:///x', /needs a host/],

@@ -1,7 +1,7 @@
 /**
  * NBD URIs (the NBD project's doc/uri.md, as qemu and libnbd read them):
- * `nbd://HOST[:PORT]/EXPORT` over TCP and `nbd+unix:///EXPORT?socket=PATH` over a Unix socket.
- * TLS schemes (`nbds`, `nbds+unix`) are refused: this client does not speak TLS.
+ * `nbd://HOST[:PORT]/EXPORT` over TCP and `nbd+unix:///EXPORT?socket=PATH` over a Unix socket;
+ * `nbds://` and `nbds+unix://` are the same over TLS (the "s": NBD_OPT_STARTTLS, required).
  */
 import { NBD_DEFAULT_PORT, NBD_MAX_STRING } from './nbd-protocol.js';
 import { NbdError, NbdFault } from './nbd-error.js';
@@ -15,6 +15,8 @@ export type NbdAddress =
       readonly path: string;
       /** The export name sent in NBD_OPT_GO / NBD_OPT_EXPORT_NAME ('' selects the server's default export). */
       readonly exportName: string;
+      /** `nbds+unix://`: TLS required (NBD_OPT_STARTTLS). */
+      readonly tls?: boolean;
     }
   | {
       /** `nbd://`: TCP. */
@@ -25,6 +27,8 @@ export type NbdAddress =
       readonly port: number;
       /** The export name sent in NBD_OPT_GO / NBD_OPT_EXPORT_NAME ('' selects the server's default export). */
       readonly exportName: string;
+      /** `nbds://`: TLS required (NBD_OPT_STARTTLS). */
+      readonly tls?: boolean;
     };
 
 function bad(uri: string, why: string): NbdError {
@@ -33,11 +37,11 @@ function bad(uri: string, why: string): NbdError {
 
 /**
  * Parses an NBD URI: `nbd://HOST[:PORT]/EXPORT` (TCP, port 10809 by default) or
- * `nbd+unix:///EXPORT?socket=PATH`. The export name is the path without its leading slash,
- * percent-decoded, at most 4096 bytes (NBD_MAX_STRING).
+ * `nbd+unix:///EXPORT?socket=PATH`, and their TLS forms `nbds://` and `nbds+unix://` (`tls`
+ * set). The export name is the path without its leading slash, percent-decoded, at most 4096
+ * bytes (NBD_MAX_STRING).
  *
- * @throws NbdError with fault BAD_URI for anything else, including the TLS schemes
- *   (`nbds`, `nbds+unix`), which this client does not support.
+ * @throws NbdError with fault BAD_URI for anything else (`nbd+vsock` and `nbds+vsock` included).
  */
 export function parseNbdUri(uri: string): NbdAddress {
   let u: URL;
@@ -46,8 +50,10 @@ export function parseNbdUri(uri: string): NbdAddress {
   } catch {
     throw bad(uri, 'not a URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)');
   }
-  const scheme = u.protocol.slice(0, -1);
-  if (scheme === 'nbds' || scheme === 'nbds+unix' || scheme === 'nbds+vsock') throw bad(uri, 'TLS (nbds) is not supported');
+  const given = u.protocol.slice(0, -1);
+  // nbds / nbds+unix: the same address, TLS required.
+  const tls = given === 'nbds' || given === 'nbds+unix';
+  const scheme = tls ? `nbd${given.slice(4)}` : given;
   // The export is the path without its leading slash, percent-decoded.
   let exportName: string;
   try {
@@ -57,21 +63,21 @@ export function parseNbdUri(uri: string): NbdAddress {
   }
   if (Buffer.byteLength(exportName) > NBD_MAX_STRING) throw bad(uri, `the export name is longer than ${NBD_MAX_STRING} bytes`);
   if (scheme === 'nbd+unix') {
-    if (u.host !== '') throw bad(uri, 'nbd+unix takes no host (nbd+unix:///EXPORT?socket=PATH)');
+    if (u.host !== '') throw bad(uri, `${given} takes no host (${given}:///EXPORT?socket=PATH)`);
     const path = u.searchParams.get('socket');
-    if (path === null || path === '') throw bad(uri, 'nbd+unix needs ?socket=PATH');
-    return { kind: 'unix', path, exportName };
+    if (path === null || path === '') throw bad(uri, `${given} needs ?socket=PATH`);
+    return tls ? { kind: 'unix', path, exportName, tls } : { kind: 'unix', path, exportName };
   }
   if (scheme === 'nbd') {
-    if (u.hostname === '') throw bad(uri, 'nbd:// needs a host');
+    if (u.hostname === '') throw bad(uri, `${given}:// needs a host`);
     if (u.search !== '') throw bad(uri, `unexpected query ${u.search} (socket= is for nbd+unix)`);
     const port = u.port === '' ? NBD_DEFAULT_PORT : Number(u.port);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(uri, `bad port ${u.port}`);
     // URL keeps IPv6 literals in brackets; node:net wants them bare.
     const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-    return { kind: 'tcp', host, port, exportName };
+    return tls ? { kind: 'tcp', host, port, exportName, tls } : { kind: 'tcp', host, port, exportName };
   }
-  throw bad(uri, `unsupported scheme ${scheme}: (nbd or nbd+unix)`);
+  throw bad(uri, `unsupported scheme ${given}: (nbd, nbd+unix, nbds or nbds+unix)`);
 }
 
 /**
@@ -79,7 +85,8 @@ export function parseNbdUri(uri: string): NbdAddress {
  * (the port is always written; the export name is percent-encoded).
  */
 export function formatNbdAddress(a: NbdAddress): string {
+  const s = a.tls === true ? 's' : '';
   return a.kind === 'unix'
-    ? `nbd+unix:///${encodeURIComponent(a.exportName)}?socket=${a.path}`
-    : `nbd://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/${encodeURIComponent(a.exportName)}`;
+    ? `nbd${s}+unix:///${encodeURIComponent(a.exportName)}?socket=${a.path}`
+    : `nbd${s}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/${encodeURIComponent(a.exportName)}`;
 }
