@@ -472,13 +472,19 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.q.setPfn(index, pfn, pageSize, align);
   }
 
-  /** @internal (CoreQueuesHost) The device's own part of a queue reset; a throw is logged. */
-  deviceResetQueue(index: number): void {
+  /** @internal (CoreQueuesHost) The device's own part of a queue reset; a throw or rejection is logged. */
+  deviceResetQueue(index: number): void | Promise<void> {
     try {
-      this.device.resetQueue?.(index);
+      const teardown = this.device.resetQueue?.(index);
+      if (teardown === undefined) return;
+      return teardown.catch((e: unknown) => this.log.error(`device queue reset failed: ${String(e)}`));
     } catch (e) {
       this.log.error(`device queue reset threw: ${String(e)}`);
     }
+  }
+
+  queueResetOngoing(index: number): boolean {
+    return this.q.resetOngoing(index);
   }
 
   /** 2.6.1 queue reset: the device stops using the queue and forgets it; registers to defaults. */

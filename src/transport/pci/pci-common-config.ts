@@ -224,8 +224,9 @@ export class PciModernRegisters {
       case CommonCfg.QUEUE_NOTIF_CONFIG_DATA:
         return q ? q.notifyData & 0xffff : 0;
       case CommonCfg.QUEUE_RESET:
-        // The reset completes within the write (4.1.4.3.1: 0 once done).
-        return 0;
+        // device/transport-pci/23: 1 while the device's teardown of the queue is ongoing, 0
+        // once it completed (4.1.4.3.1; most devices finish within the write).
+        return q && core.queueResetOngoing(this.queueSel) ? 1 : 0;
       case CommonCfg.ADMIN_QUEUE_INDEX:
       case CommonCfg.ADMIN_QUEUE_NUM:
         return 0;
