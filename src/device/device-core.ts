@@ -46,6 +46,13 @@ export interface DeviceCoreOptions {
    * Where the core logs (DEVICE_NEEDS_RESET with its reason, refused writes); silent by default.
    */
   logger?: Logger;
+  /**
+   * The device reaches guest memory through addresses the platform translates (`memory` is an
+   * IOMMU endpoint's view, IommuTranslation.endpointMemory): VIRTIO_F_ACCESS_PLATFORM is offered
+   * (device/content/22) and FEATURES_OK refused when the driver declines it (device/content/23:
+   * its physical addresses would reach the wrong memory). Modern interfaces only. Default false.
+   */
+  readonly platformTranslated?: boolean;
 }
 
 const U32_MASK = 0xffff_ffffn;
@@ -77,6 +84,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   private readonly log: Logger;
   private readonly transportFeatures: bigint;
   private legacyMode: boolean;
+  private readonly platformTranslated: boolean;
   private le: boolean;
   private offered = 0n;
 
@@ -105,6 +113,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.log = opts.logger ?? silentLogger;
     this.transportFeatures = opts.transportFeatures ?? TRANSPORT_FEATURES_SUPPORTED;
     this.legacyMode = opts.legacy ?? false;
+    this.platformTranslated = opts.platformTranslated ?? false;
     this.le = this.legacyMode ? (opts.littleEndian ?? true) : true;
     const n = device.queueMaxSizes.length;
     this.numQueues = n;
@@ -221,6 +230,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
       // VIRTIO_F_SUSPEND: the core runs the protocol for any device that can stop and restart
       // (its suspend and resume hooks), never for one that only lists the bit.
       if ((this.transportFeatures & F.SUSPEND) !== 0n && this.device.suspend && this.device.resume) this.offered |= F.SUSPEND;
+      if (this.platformTranslated) this.offered |= F.ACCESS_PLATFORM;
     }
   }
 
@@ -257,6 +267,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     const extra = accepted & ~this.offered;
     if (extra !== 0n) return `driver accepted bits not offered: ${featureBits(extra).join(',')}`;
     if (!this.legacyMode && (accepted & F.VERSION_1) === 0n) return 'VERSION_1 not accepted on a modern interface';
+    if (this.platformTranslated && !this.legacyMode && (accepted & F.ACCESS_PLATFORM) === 0n) return 'ACCESS_PLATFORM not accepted: the device reaches memory through platform-translated addresses';
     const v = this.device.validateFeatures?.(accepted) ?? null;
     return v;
   }
