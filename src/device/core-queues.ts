@@ -29,14 +29,16 @@ export interface CoreQueuesHost {
   configFeatures(): bigint;
   /** Whether the device is active (a live DeviceContext): an enabled queue goes live at once. */
   readonly active: boolean;
-  /** The device's own queue reset (2.6.1), after the core forgot the queue. */
-  deviceResetQueue(index: number): void;
+  /** The device's own queue reset (2.6.1), after the core forgot the queue; a promise while it is ongoing. */
+  deviceResetQueue(index: number): void | Promise<void>;
 }
 
 export class CoreQueues {
   readonly regs: QueueRegisterFile;
   /** The live queue of each index (null: disabled, or not active yet). */
   readonly live: (DeviceQueue | null)[];
+  /** Queue resets the device has not finished (2.6.1): index to the reset's own token. */
+  private readonly resetsOngoing = new Map<number, object>();
 
   constructor(
     maxSizes: readonly number[],
@@ -104,6 +106,8 @@ export class CoreQueues {
     const r = this.regs.get(index);
     if (!r) return queueRefusal(QueueRefusalReason.NO_QUEUE, `no queue ${index}`);
     if (r.enabled) return null;
+    // driver/transport-pci/20, driver/transport-mmio/14: not before the queue reset completed.
+    if (this.resetsOngoing.has(index)) return queueRefusal(QueueRefusalReason.STATE, `queue ${index} enabled while its reset is ongoing`);
     const status = this.host.status;
     if (status & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) {
       return queueRefusal(QueueRefusalReason.STATE, `queue ${index} enabled while ${statusToString(status)}`);
@@ -142,6 +146,7 @@ export class CoreQueues {
 
   /** Device reset: every queue's registers to their defaults, no queue live. */
   resetAll(): void {
+    this.resetsOngoing.clear();
     for (let i = 0; i < this.live.length; i++) {
       this.regs.reset(i);
       this.live[i] = null;
@@ -200,6 +205,22 @@ export class CoreQueues {
     const wasLive = this.live[index] !== null;
     this.live[index] = null;
     this.regs.reset(index);
-    if (wasLive || this.host.active) this.host.deviceResetQueue(index);
+    if (!wasLive && !this.host.active) return;
+    const teardown = this.host.deviceResetQueue(index);
+    if (teardown === undefined) return;
+    // The device finishes later: the reset stays ongoing until then (2.6.1). A device reset
+    // in between (resetAll) ends it at once; the token keeps a stale settlement from ending a
+    // later reset of the same queue.
+    const token = {};
+    this.resetsOngoing.set(index, token);
+    const done = (): void => {
+      if (this.resetsOngoing.get(index) === token) this.resetsOngoing.delete(index);
+    };
+    teardown.then(done, done);
+  }
+
+  /** Whether the device's reset of queue `index` has not finished yet. */
+  resetOngoing(index: number): boolean {
+    return this.resetsOngoing.has(index);
   }
 }

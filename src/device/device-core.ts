@@ -54,6 +54,13 @@ export interface DeviceCoreOptions {
    * detaches the old buffer) rebinds the memory here (`V86PciAdapter.refreshMemory`).
    */
   readonly beforeHostAccess?: () => void;
+  /**
+   * The device reaches guest memory through addresses the platform translates (`memory` is an
+   * IOMMU endpoint's view, IommuTranslation.endpointMemory): VIRTIO_F_ACCESS_PLATFORM is offered
+   * (device/content/22) and FEATURES_OK refused when the driver declines it (device/content/23:
+   * its physical addresses would reach the wrong memory). Modern interfaces only. Default false.
+   */
+  readonly platformTranslated?: boolean;
 }
 
 const U32_MASK = 0xffff_ffffn;
@@ -86,6 +93,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   private readonly beforeHostAccess: (() => void) | undefined;
   private readonly transportFeatures: bigint;
   private legacyMode: boolean;
+  private readonly platformTranslated: boolean;
   private le: boolean;
   private offered = 0n;
 
@@ -117,6 +125,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.beforeHostAccess = opts.beforeHostAccess;
     this.transportFeatures = opts.transportFeatures ?? TRANSPORT_FEATURES_SUPPORTED;
     this.legacyMode = opts.legacy ?? false;
+    this.platformTranslated = opts.platformTranslated ?? false;
     this.le = this.legacyMode ? (opts.littleEndian ?? true) : true;
     const n = device.queueMaxSizes.length;
     this.numQueues = n;
@@ -272,6 +281,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
       // VIRTIO_F_SUSPEND: the core runs the protocol for any device that can stop and restart
       // (its suspend and resume hooks), never for one that only lists the bit.
       if ((this.transportFeatures & F.SUSPEND) !== 0n && this.device.suspend && this.device.resume) this.offered |= F.SUSPEND;
+      if (this.platformTranslated) this.offered |= F.ACCESS_PLATFORM;
     }
   }
 
@@ -308,6 +318,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     const extra = accepted & ~this.offered;
     if (extra !== 0n) return `driver accepted bits not offered: ${featureBits(extra).join(',')}`;
     if (!this.legacyMode && (accepted & F.VERSION_1) === 0n) return 'VERSION_1 not accepted on a modern interface';
+    if (this.platformTranslated && !this.legacyMode && (accepted & F.ACCESS_PLATFORM) === 0n) return 'ACCESS_PLATFORM not accepted: the device reaches memory through platform-translated addresses';
     const v = this.device.validateFeatures?.(accepted) ?? null;
     return v;
   }
@@ -531,13 +542,19 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     this.q.setPfn(index, pfn, pageSize, align);
   }
 
-  /** @internal (CoreQueuesHost) The device's own part of a queue reset; a throw is logged. */
-  deviceResetQueue(index: number): void {
+  /** @internal (CoreQueuesHost) The device's own part of a queue reset; a throw or rejection is logged. */
+  deviceResetQueue(index: number): void | Promise<void> {
     try {
-      this.device.resetQueue?.(index);
+      const teardown = this.device.resetQueue?.(index);
+      if (teardown === undefined) return;
+      return teardown.catch((e: unknown) => this.log.error(`device queue reset failed: ${String(e)}`));
     } catch (e) {
       this.log.error(`device queue reset threw: ${String(e)}`);
     }
+  }
+
+  queueResetOngoing(index: number): boolean {
+    return this.q.resetOngoing(index);
   }
 
   /** 2.6.1 queue reset: the device stops using the queue and forgets it; registers to defaults. */

@@ -116,8 +116,13 @@ export interface VirtioDevice {
   onQueueNotify(index: number): void;
   /** Device reset: drop every in-flight request and all state from the last activation. */
   reset(): void;
-  /** 2.6.1 queue reset (RING_RESET): forget queue `index` only. */
-  resetQueue?(index: number): void;
+  /**
+   * 2.6.1 queue reset (RING_RESET): forget queue `index` only. A device whose teardown cannot
+   * finish at once (a request still held by its back-end) returns a promise: the reset is
+   * ongoing until it settles, and the transport presents 1 in queue_reset / QueueReset
+   * meanwhile (device/transport-pci/23, device/transport-mmio/11).
+   */
+  resetQueue?(index: number): void | Promise<void>;
 }
 
 /** Where a device's administration virtqueues are (2.13): after its own queues. */
@@ -268,6 +273,8 @@ export interface DeviceCoreApi {
   enableQueue(index: number): void;
   /** 2.6.1 queue reset. */
   resetQueue(index: number): void;
+  /** Whether the reset of queue `index` is still ongoing (the device's teardown has not finished). */
+  queueResetOngoing(index: number): boolean;
   /** Available buffer notification from the driver for `index` (with optional NOTIFICATION_DATA). */
   notifyQueue(index: number, data?: number): void;
 

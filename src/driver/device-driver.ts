@@ -25,6 +25,26 @@ export interface DeviceDriverInfo {
    * absent: the features stand.
    */
   readonly refineFeatures?: (accepted: bigint, readConfig: (offset: number, dst: Uint8Array) => void, littleEndian: boolean) => bigint;
+  /**
+   * Bytes of device configuration space the driver needs under the negotiated `features` (the
+   * fields it operates with). Checked against the size the transport reports, when it reports
+   * one: a larger space is fine, only a smaller one fails (driver/content/13). Absent: no check.
+   */
+  readonly configBytesNeeded?: (features: bigint) => number;
+}
+
+/** The device's configuration space is smaller than the fields the driver needs (driver/content/13). */
+export class ConfigSpaceTooSmallError extends VirtioError {
+  constructor(
+    /** The driver's name (its contract's `name`). */
+    readonly driverName: string,
+    /** The size the transport reports. */
+    readonly size: number,
+    /** The bytes the driver needs under the negotiated features. */
+    readonly needed: number,
+  ) {
+    super(ErrorCode.CONFIG_OUT_OF_RANGE, `${driverName}: device configuration space of ${size} bytes, the driver needs ${needed}`);
+  }
 }
 
 /** What every running device-type driver offers besides its typed requests. */
@@ -79,6 +99,11 @@ export function checkDriverContext(info: DeviceDriverInfo, ctx: DriverContext): 
   if (ctx.deviceId !== undefined) checkDeviceDriverMatch(info, ctx.deviceId);
   const missing = info.requiredFeatures & ~ctx.features;
   if (missing !== 0n) throw new DriverFeaturesError(info.name, missing);
+  // driver/content/13: large enough for the fields in use; never an exact size (the device may
+  // have more fields than this driver knows, 2.5).
+  const size = ctx.configSize ?? null;
+  const needed = info.configBytesNeeded?.(ctx.features) ?? 0;
+  if (size !== null && size < needed) throw new ConfigSpaceTooSmallError(info.name, size, needed);
 }
 
 /** Checks the contract against `ctx`, then attaches the driver. */

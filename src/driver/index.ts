@@ -9,6 +9,7 @@ export {
   type DeviceDriver,
   type DeviceDriverInfo,
   type DeviceDriverType,
+  ConfigSpaceTooSmallError,
   DeviceDriverMismatchError,
   DriverFeaturesError,
   attachDeviceDriver,

@@ -31,9 +31,10 @@ export interface StartedDeviceDriver<D extends DeviceDriver> {
 
 /**
  * Transport features startDeviceDriver wants unless told otherwise: VERSION_1, INDIRECT_DESC,
- * EVENT_IDX.
+ * EVENT_IDX, and NOTIF_CONFIG_DATA (driver/content/42: accepted when offered; only a PCI device
+ * offers it and only the PCI driver transport implements it, so elsewhere it is never accepted).
  */
-export const DEFAULT_TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX;
+export const DEFAULT_TRANSPORT_FEATURES = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.NOTIF_CONFIG_DATA;
 
 /**
  * Initialises the device behind `transport` for `type` and attaches it. Fails with

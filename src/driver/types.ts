@@ -60,6 +60,11 @@ export interface DriverTransport {
    * 2.5.1).
    */
   readConfig(offset: number, dst: Uint8Array): void;
+  /**
+   * Size of the device configuration space when the transport tells it (PCI: the device
+   * configuration capability's length, 0 without one); null or absent when it cannot.
+   */
+  configSize?(): number | null;
   /** Writes `src` into config space at `offset`. */
   writeConfig(offset: number, src: Uint8Array): void;
 
@@ -135,6 +140,11 @@ export interface DriverContext {
   onConfigChange(cb: () => void): void;
   /** Reads config bytes consistently (2.5.1: retried until the generation is stable). */
   readConfig(offset: number, len: number): Uint8Array;
+  /**
+   * Size of the device configuration space when the transport tells it (PCI: the length of
+   * the device configuration capability); null or absent when it does not (MMIO, CCW).
+   */
+  readonly configSize?: number | null;
   /** Writes `src` into config space at `offset`. */
   writeConfig(offset: number, src: Uint8Array): void;
   /**

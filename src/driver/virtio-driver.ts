@@ -131,6 +131,9 @@ class DriverContextImpl implements DriverContext {
   readConfig(offset: number, len: number): Uint8Array {
     return this.d.readConfig(offset, len);
   }
+  get configSize(): number | null {
+    return this.d.transport.configSize?.() ?? null;
+  }
   writeConfig(offset: number, src: Uint8Array): void {
     // driver/content/29: no configuration change while the device is suspended.
     if (this.d.suspended) throw new VirtioError(ErrorCode.DEVICE_SUSPENDED, 'no configuration write while the device is suspended');

@@ -91,6 +91,20 @@ export function configFieldPresent(field: ConfigField, features: bigint): boolea
   return field.feature === null || (features & field.feature) !== 0n;
 }
 
+/**
+ * Bytes of configuration space a driver needs to hold the fields `names` that exist under
+ * `features` (the end of the last one): what it checks the device's space against
+ * (driver/content/13: large enough, not an exact size).
+ */
+export function configBytesNeeded<N extends string>(layout: ConfigLayout<N>, names: readonly N[], features: bigint): number {
+  let end = 0;
+  for (const n of names) {
+    const f = layout.field(n);
+    if (configFieldPresent(f, features)) end = Math.max(end, f.offset + f.width);
+  }
+  return end;
+}
+
 /** Byte `k` (0 = lowest address) of `value` stored in `width` bytes in the given order. */
 function fieldByte(lo: number, hi: number, width: number, k: number, littleEndian: boolean): number {
   const b = littleEndian ? k : width - 1 - k; // significance of the byte at address k

@@ -161,6 +161,9 @@ export class TestCore implements DeviceCoreApi {
     this.regs.reset(index);
     this.resets.push(index);
   }
+  queueResetOngoing(): boolean {
+    return false;
+  }
   notifyQueue(index: number, data?: number): void {
     this.notifications.push({ index, data });
   }

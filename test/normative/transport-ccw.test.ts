@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import type { DeviceCore } from '../../src/device/device-core.js';
 import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
+import { ErrorCode, VirtioError } from '../../src/errors.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
@@ -59,7 +60,7 @@ class RecordingChannel implements CcwChannel {
   }
 }
 
-function rig(devOpts: CcwDeviceOptions = {}, drvOpts: { revision?: number; adapter?: boolean } = {}, reject?: (cmd: number, addr: number) => boolean) {
+function rig(devOpts: CcwDeviceOptions = {}, drvOpts: { revision?: number; adapter?: boolean; transitional?: boolean } = {}, reject?: (cmd: number, addr: number) => boolean) {
   const mem = GuestMemory.allocate(MEM);
   const bus = new LoopbackBus(mem);
   const cores: DeviceCore[] = [];
@@ -124,6 +125,27 @@ describe('4.3.2 CCW: revision negotiation (driver)', () => {
     assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(1), () => drv.kick(1), p).data, p);
     // The legacy queue block (16 bytes) was used.
     assert.ok(r.ch.cmds.some((c) => c.cmd === CcwCmd.SET_VQ && c.count === CcwSize.VQ_INFO_LEGACY));
+    drv.reset();
+  });
+
+  it('driver/transport-ccw/6: a non-transitional driver whose revisions are all rejected stops: nothing but the revision attempts is issued', () => {
+    const mem = GuestMemory.allocate(MEM);
+    const cores: DeviceCore[] = [];
+    const t = new CcwDeviceTransport(new LoopbackBus(mem), deviceCoreFactory(new EchoDevice({ queues: [32] }), mem, {}, cores), { subchannelId: 0x0001_0000 });
+    const ch = new RecordingChannel(t);
+    ch.reject = (cmd) => cmd === CcwCmd.SET_VIRTIO_REV;
+    assert.throws(
+      () => new CcwDriverTransport(ch, mem, { scratchAddr: SCRATCH, scratchSize: 4096, subchannelId: 0x0001_0000, transitional: false }),
+      (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.TRANSPORT_BAD_ACCESS,
+    );
+    assert.deepEqual(ch.cmds.map((c) => c.cmd), [CcwCmd.SET_VIRTIO_REV, CcwCmd.SET_VIRTIO_REV], 'revisions 2 and 1 tried, then nothing');
+    assert.equal(cores[0]!.status, 0, 'the device was never touched');
+    // The same device accepting revision 1: the non-transitional driver operates it.
+    const r = rig({ maxRevision: 1 }, { transitional: false });
+    assert.equal(r.d.revision, 1);
+    const drv = start(r);
+    const p = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
+    assert.deepEqual(roundTrip(r.mem, r.dma, drv.queue(0), () => drv.kick(0), p).data, p);
     drv.reset();
   });
 

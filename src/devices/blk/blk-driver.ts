@@ -22,7 +22,7 @@ import {
   BlkReqType,
   BlkStatus,
 } from '../../spec/blk.js';
-import { readConfigFields, writeConfigField } from '../../spec/config-layout.js';
+import { configBytesNeeded, readConfigFields, writeConfigField } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 
 const U32 = 0x1_0000_0000;
@@ -185,6 +185,7 @@ export class BlkDriver implements DeviceDriver {
     deviceId: DeviceId.BLOCK,
     wantedFeatures: BLK_DRIVER_FEATURES,
     requiredFeatures: 0n,
+    configBytesNeeded: (features) => configBytesNeeded(BLK_CONFIG_LAYOUT, BLK_DRIVER_CONFIG_FIELDS, features),
     attach: (ctx, opts) => new BlkDriver(ctx, opts),
   };
 

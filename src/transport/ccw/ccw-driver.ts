@@ -42,6 +42,13 @@ export interface CcwDriverOptions {
   readonly subchannelId?: number;
   /** Revision 0 only: true for a little-endian guest (default false, as s390 is big-endian). */
   readonly guestLittleEndian?: boolean;
+  /**
+   * Whether the driver also drives legacy devices (default true). A transitional driver whose
+   * revisions are all rejected operates the device at revision 0 (driver/transport-ccw/7); a
+   * non-transitional one (false) stops there: the constructor throws TRANSPORT_BAD_ACCESS and
+   * issues nothing more (driver/transport-ccw/6).
+   */
+  readonly transitional?: boolean;
 }
 
 /**
@@ -89,7 +96,11 @@ export class CcwDriverTransport implements DriverTransport {
         memory.writeU16(this.base + DATA + 2, 0, false);
         if (this.exec(CcwCmd.SET_VIRTIO_REV, CcwSize.REV_INFO).status === CcwStatus.OK) rev = r;
       }
-      // 4.3.2.1.3: a transitional driver then operates the device at revision 0.
+      // 4.3.2.1.3: a transitional driver then operates the device at revision 0; a
+      // non-transitional one stops trying to operate it (driver/transport-ccw/6).
+      if (rev < 0 && opts.transitional === false) {
+        throw new VirtioError(ErrorCode.TRANSPORT_BAD_ACCESS, `the device rejected every virtio-ccw revision from ${want} to 1; a non-transitional driver does not operate it`);
+      }
       if (rev < 0) rev = 0;
     }
     this.revision = rev;

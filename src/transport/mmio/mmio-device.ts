@@ -212,9 +212,10 @@ export class MmioDeviceTransport implements RegisterWindow, InterruptSink {
         return hi32(r.base);
       }
       case MmioReg.QUEUE_RESET:
-        // The reset completes within the write, so 0 is presented afterwards (4.2.2).
+        // device/transport-mmio/11: 1 while the device's teardown of the queue is ongoing,
+        // 0 once it completed (most devices finish within the write).
         if (legacy) break;
-        return 0;
+        return core.queueResetOngoing(this.queueSel) ? 1 : 0;
       case MmioReg.CONFIG_GENERATION:
         if (legacy) break;
         return core.configGeneration >>> 0;

@@ -181,6 +181,22 @@ export class MmioDriverTransport implements DriverTransport {
   }
 
   /**
+   * Stops using queue `index` without RING_RESET (4.2.2 QueueReady): writes 0 to QueueReady and
+   * reads it back until the device presents 0 (driver/transport-mmio/11), so no access to the
+   * ring is in flight once this returns and its memory may be freed. Throws VirtioError TIMEOUT
+   * when the device keeps presenting 1, INVALID_ARGUMENT on a legacy device (no QueueReady).
+   */
+  stopQueue(index: number): void {
+    if (this.legacy) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no QueueReady in legacy MMIO');
+    this.regs.write(MmioReg.QUEUE_SEL, 4, index);
+    this.regs.write(MmioReg.QUEUE_READY, 4, 0);
+    let stopped = false;
+    for (let i = 0; i < RESET_POLLS && !stopped; i++) stopped = this.regs.read(MmioReg.QUEUE_READY, 4) === 0;
+    if (!stopped) throw new VirtioError(ErrorCode.TIMEOUT, `queue ${index} still ready after writing 0 to QueueReady`);
+    this.active.delete(index);
+  }
+
+  /**
    * 4.2.2 / 2.10: shared memory region `id` (SHMSel, then SHMLen and SHMBase), or null when the
    * device has none with that id (SHMLen reads -1, all ones). Only a driver that expects shared
    * memory calls this (driver/transport-mmio/19); legacy devices have no such registers.

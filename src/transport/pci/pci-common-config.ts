@@ -225,8 +225,9 @@ export class PciModernRegisters {
       case CommonCfg.QUEUE_NOTIF_CONFIG_DATA:
         return q ? q.notifyData & 0xffff : 0;
       case CommonCfg.QUEUE_RESET:
-        // The reset completes within the write (4.1.4.3.1: 0 once done).
-        return 0;
+        // device/transport-pci/23: 1 while the device's teardown of the queue is ongoing, 0
+        // once it completed (4.1.4.3.1; most devices finish within the write).
+        return q && core.queueResetOngoing(this.queueSel) ? 1 : 0;
       case CommonCfg.ADMIN_QUEUE_INDEX:
         // device/transport-pci/27: admin_queue_index >= num_queues, all indices within 16 bits.
         return core.device.adminQueues?.first ?? 0;
@@ -300,13 +301,21 @@ export class PciModernRegisters {
     host.bad(BadAccess.READ_ONLY, 'common', offset, width, true);
   }
 
+  /**
+   * A notification through the second, I/O BAR notification structure (PciDeviceOptions.ioNotify):
+   * notify_off_multiplier 0 there, so the value names the queue (2.9).
+   */
+  ioNotifyWrite(offset: number, width: number, value: number): void {
+    if (offset !== 0) return this.host.bad(BadAccess.OFFSET, 'io-notify', offset, width, true);
+    this.notifyWrite(0, width, value, 0);
+  }
+
   /** 4.1.4.4 / 4.1.5.2: an available buffer notification. Hot path: no allocation. */
-  private notifyWrite(n: number, width: number, value: number): void {
+  private notifyWrite(n: number, width: number, value: number, mult = this.notifyOffMultiplier): void {
     const host = this.host;
     if (host.legacy) return host.bad(BadAccess.MODE, 'notify', n, width, true);
     if (width !== 2 && width !== 4) return host.bad(BadAccess.WIDTH, 'notify', n, width, true);
     const core = host.core;
-    const mult = this.notifyOffMultiplier;
     let index: number;
     if (mult !== 0) {
       if (n % mult !== 0) return host.bad(BadAccess.OFFSET, 'notify', n, width, true);

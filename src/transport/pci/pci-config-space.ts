@@ -42,6 +42,18 @@ export interface PciCapOffsets {
   pciCfg: number;
   /** Offsets of the VIRTIO_PCI_CAP_SHARED_MEMORY_CFG capabilities (4.1.4.7), one per region in declaration order; empty when none. */
   shm: number[];
+  /** Offset of the second notification capability, in the I/O BAR (PciDeviceOptions.ioNotify), or -1. */
+  ioNotify: number;
+  /** Offsets of the vendor data capabilities (4.1.4.10), in the order given; empty when none. */
+  vendorData: number[];
+}
+
+/** 4.1.4.10: a vendor data capability: the PCI vendor id defining it and its vendor-defined bytes. */
+export interface PciVendorData {
+  /** PCI-SIG vendor id of whoever defines the data; not 0x1AF4 (device/transport-pci/45). */
+  readonly vendorId: number;
+  /** The vendor-defined data after vendor_id; padded with zeros to a multiple of 4 bytes. */
+  readonly data: Uint8Array;
 }
 
 interface BarInfo {
@@ -70,11 +82,20 @@ export interface PciFunctionDescription {
    * configuration space (0x100-0xfff) exists, where the SR-IOV capability lives.
    */
   readonly pciExpress?: boolean;
+  /** Zero bytes appended to every virtio structure capability (cap_len grows; 4.1.4). */
+  readonly capPadding: number;
+  /** A second notification structure in I/O BAR0, after the memory one (4.1.4: best first). */
+  readonly ioNotify: boolean;
+  /** Vendor data capabilities, placed last (4.1.4.10). */
+  readonly vendorData: readonly PciVendorData[];
 }
 
 /** [PCIe] 7.5.3: the PCI Express Capability ID, and the bytes of a version 2 endpoint structure. */
 export const PCI_CAP_ID_EXP = 0x10;
 const PCIE_CAP_LEN = 0x3c;
+
+/** Size of the I/O BAR holding the second notification structure (one 32-bit notify address). */
+export const IO_NOTIFY_BAR_SIZE = 4;
 
 const CLASS_BY_DEVICE: Readonly<Record<number, number>> = {
   1: 0x020000, // network controller
@@ -84,6 +105,10 @@ const CLASS_BY_DEVICE: Readonly<Record<number, number>> = {
 
 /** Bytes of a virtio_pci_cap64 (4.1.4.7). */
 const CAP64_LEN = 24;
+/** Bytes of struct virtio_pci_vndr_data before the vendor-defined data (4.1.4.10). */
+const VENDOR_DATA_HEADER = 6;
+/** Offset of vendor_id in struct virtio_pci_vndr_data. */
+const VENDOR_DATA_VENDOR_ID = 4;
 
 export class PciConfigSpace {
   readonly bytes = new Uint8Array(PciCfg.SIZE);
@@ -174,20 +199,36 @@ export class PciConfigSpace {
     if (d.msix) this.setBar(PciBar.MSIX, { size: d.msix.barSize, io: false, is64: false });
     // 4.1.4.7: the shared memory regions live in a 64-bit memory BAR of their own.
     if (d.sharedMemory.length > 0) this.setBar(PciBar.SHM, { size: d.sharedMemoryBarSize, io: false, is64: true });
+    if (d.ioNotify) {
+      // BAR0 is the legacy one of a transitional device; one I/O notify BAR besides an I/O
+      // modern BAR would be no alternative.
+      if (d.transitional || d.layout.io) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'ioNotify needs a non-transitional device with the memory modern BAR');
+      this.setBar(PciBar.LEGACY_IO, { size: IO_NOTIFY_BAR_SIZE, io: true, is64: false });
+    }
     const ml = d.layout;
     this.setBar(PciBar.MODERN, { size: ml.barSize, io: ml.io, is64: !ml.io });
 
     // Capabilities.
     let at = 0x40;
     let prevNext = PciCfg.CAPABILITIES_POINTER;
-    const caps: PciCapOffsets = { msix: -1, common: -1, notify: -1, isr: -1, device: -1, pciCfg: -1, shm: [] };
+    const caps: PciCapOffsets = { msix: -1, common: -1, notify: -1, isr: -1, device: -1, pciCfg: -1, shm: [], ioNotify: -1, vendorData: [] };
     const link = (len: number): number => {
       const here = at;
+      // A full list would run past the 256 bytes of configuration space: refused at build.
+      if (here + len > PciCfg.SIZE) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `PCI capabilities do not fit in ${PciCfg.SIZE} bytes of configuration space`);
       this.bytes[prevNext] = here;
       prevNext = here + CapField.NEXT;
       at = here + Math.ceil(len / 4) * 4;
       return here;
     };
+    for (const v of d.vendorData) {
+      // device/transport-pci/45: vendor_id is not the virtio vendor's.
+      if (!Number.isInteger(v.vendorId) || v.vendorId < 0 || v.vendorId > 0xffff || v.vendorId === PCI_VENDOR_VIRTIO) {
+        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `vendor data capability vendor_id 0x${v.vendorId.toString(16)}: a PCI vendor id other than 0x1af4`);
+      }
+    }
+    // device/transport-pci/10: a device may pad its capabilities; cap_len counts the padding.
+    const pad = Math.ceil(d.capPadding / 4) * 4;
     if (d.msix) {
       const c = link(Msix.CAP_SIZE);
       caps.msix = c;
@@ -203,9 +244,9 @@ export class PciConfigSpace {
       this.put(c + 2, 2, 0x0002); // capability version 2, device/port type 0: PCI Express endpoint
     }
     const vcap = (type: number, bar: number, offset: number, length: number, len = 16, capId = 0): number => {
-      const c = link(len);
+      const c = link(len + pad);
       this.put(c + CapField.VNDR, 1, PCI_CAP_ID_VNDR);
-      this.put(c + CapField.LEN, 1, len);
+      this.put(c + CapField.LEN, 1, len + pad);
       this.put(c + CapField.CFG_TYPE, 1, type);
       this.put(c + CapField.BAR, 1, bar);
       this.put(c + CapField.ID, 1, capId);
@@ -216,6 +257,12 @@ export class PciConfigSpace {
     caps.common = vcap(VirtioPciCap.COMMON_CFG, PciBar.MODERN, ml.common, CommonCfg.SIZE);
     caps.notify = vcap(VirtioPciCap.NOTIFY_CFG, PciBar.MODERN, ml.notify, d.notifyLen, 20);
     this.put(caps.notify + CapField.EXTRA, 4, d.notifyOffMultiplier);
+    if (d.ioNotify) {
+      // 4.1.4 (device/transport-pci/11): several structures of one type go best first: the
+      // memory notification above, then this I/O one (no multiplier: the value names the queue).
+      caps.ioNotify = vcap(VirtioPciCap.NOTIFY_CFG, PciBar.LEGACY_IO, 0, IO_NOTIFY_BAR_SIZE, 20);
+      this.put(caps.ioNotify + CapField.EXTRA, 4, 0);
+    }
     caps.isr = vcap(VirtioPciCap.ISR_CFG, PciBar.MODERN, ml.isr, 1);
     if (d.configSize > 0) caps.device = vcap(VirtioPciCap.DEVICE_CFG, PciBar.MODERN, ml.device, d.configSize);
     // 4.1.4.9: the PCI configuration access capability; bar, offset, length and data are RW.
@@ -226,7 +273,9 @@ export class PciConfigSpace {
       this.wmask[caps.pciCfg + CapField.LENGTH + k] = 0xff;
       this.wmask[caps.pciCfg + CapField.EXTRA + k] = 0xff;
     }
-    const room = Math.floor((PciCfg.SIZE - at) / CAP64_LEN);
+    const vendorLens = d.vendorData.map((v) => Math.ceil((VENDOR_DATA_HEADER + v.data.length) / 4) * 4);
+    const vendorSpace = vendorLens.reduce((a, b) => a + b, 0);
+    const room = Math.floor((PciCfg.SIZE - at - vendorSpace) / (CAP64_LEN + pad));
     if (d.sharedMemory.length > room) {
       // No PCI Express extended configuration space here: a region without a capability
       // would be invisible to the driver, so the device cannot be built that way.
@@ -240,6 +289,18 @@ export class PciConfigSpace {
       this.put(c + CapField.EXTRA2, 4, hi32(r.length));
       caps.shm.push(c);
     }
+    d.vendorData.forEach((v, i) => {
+      // 4.1.4.10: struct virtio_pci_vndr_data; cap_len a multiple of 4 (device/transport-pci/46),
+      // the data padded with zeros. Read-only plain bytes: reading has no side effect (/47).
+      const len = vendorLens[i]!;
+      const c = link(len);
+      this.put(c + CapField.VNDR, 1, PCI_CAP_ID_VNDR);
+      this.put(c + CapField.LEN, 1, len);
+      this.put(c + CapField.CFG_TYPE, 1, VirtioPciCap.VENDOR_CFG);
+      this.put(c + VENDOR_DATA_VENDOR_ID, 2, v.vendorId);
+      this.bytes.set(v.data, c + VENDOR_DATA_HEADER);
+      caps.vendorData.push(c);
+    });
     return caps;
   }
 }

@@ -18,7 +18,7 @@ import { type PlacedSharedMemoryRegion, SHARED_MEMORY_ALIGN, placeSharedMemory, 
 import { CapField, IsrBit, LegacyReg, Msix, NO_VECTOR, PciBar, PciCfg, PciCommand, PciStatus } from './constants.js';
 import { MsixTable } from './msix.js';
 import { type ModernLayout, PciModernRegisters, type PciRegisterHost, modernLayoutFor, pow2AtLeast } from './pci-common-config.js';
-import { type PciCapOffsets, PciConfigSpace } from './pci-config-space.js';
+import { type PciCapOffsets, PciConfigSpace, type PciVendorData } from './pci-config-space.js';
 import { PCI_EXT_CONFIG_SIZE, SRIOV_CAP_OFFSET, type SriovCapability } from './sriov-capability.js';
 import { PciLegacyRegisters } from './pci-legacy-io.js';
 
@@ -68,10 +68,23 @@ export interface PciDeviceOptions {
    * VF Enable. Without it there is no extended configuration space.
    */
   readonly sriov?: SriovCapability;
+  /**
+   * 4.1.4.10: vendor data capabilities to present (after the virtio ones), each with its PCI
+   * vendor id (not 0x1AF4) and data. Default none.
+   */
+  readonly vendorData?: readonly PciVendorData[];
+  /** 4.1.4: zero bytes of padding appended to every virtio structure capability. Default 0. */
+  readonly capabilityPadding?: number;
+  /**
+   * Also present the notification structure in I/O BAR0 (notify_off_multiplier 0), as a second
+   * NOTIFY_CFG capability after the memory one: drivers that cannot use memory BARs for
+   * notifications (or prefer port I/O) have one. Not with `transitional` or `modernIoBar`.
+   */
+  readonly ioNotify?: boolean;
 }
 
 export { type ModernLayout, modernLayoutFor } from './pci-common-config.js';
-export type { PciCapOffsets } from './pci-config-space.js';
+export type { PciCapOffsets, PciVendorData } from './pci-config-space.js';
 
 /**
  * The device side of virtio over PCI (4.1) at register level: configuration space with the virtio
@@ -141,6 +154,9 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       legacyBarSize: pow2AtLeast(LegacyReg.CONFIG_MSIX + device.configSize, 32),
       sharedMemory: this.sharedMemoryRegions,
       sharedMemoryBarSize: pow2AtLeast(sharedMemorySpan(this.sharedMemoryRegions), SHARED_MEMORY_ALIGN),
+      capPadding: opts.capabilityPadding ?? 0,
+      ioNotify: opts.ioNotify ?? false,
+      vendorData: opts.vendorData ?? [],
     });
     this.caps = this.config.caps;
     const host = this.registerHost();
@@ -343,6 +359,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
           break;
         case PciBar.LEGACY_IO:
           if (this.transitional) return this.legacyIo.write(offset, width, value);
+          if (this.caps.ioNotify >= 0) return this.modern.ioNotifyWrite(offset, width, value);
           break;
         case PciBar.SHM:
           if (this.sharedMemoryRegions.length > 0) {

@@ -46,6 +46,12 @@ export interface PciDriverOptions {
   readonly legacy?: boolean;
   /** Use MSI-X when the device has it (default true); otherwise INTx and ISR. */
   readonly useMsix?: boolean;
+  /**
+   * driver/transport-pci/31: use INTx instead of MSI-X when the device's table has a single
+   * vector (Table Size 0): one vector shared by every event gains nothing over INTx, and INTx
+   * leaves the MSI-X table alone. Default false (MSI-X with the one vector).
+   */
+  readonly intxWhenOneVector?: boolean;
   /** Legacy only: false for a big-endian guest. */
   readonly guestLittleEndian?: boolean;
 }
@@ -100,6 +106,8 @@ export class PciDriverTransport implements DriverTransport {
 
   private readonly common: BarWindow | null = null;
   private readonly deviceCfg: BarWindow | null = null;
+  /** The device configuration capability's length (0 without one). */
+  private readonly deviceCfgLength: number = 0;
   private readonly isr: BarWindow | null = null;
   private readonly notifyCap: CapRef | null = null;
   private readonly notifyMult: number = 0;
@@ -187,11 +195,14 @@ export class PciDriverTransport implements DriverTransport {
       this.notifyCap = nt;
       this.isr = new BarWindow(fn, is.bar, is.offset);
       const d = found.get(VirtioPciCap.DEVICE_CFG);
-      if (d) this.deviceCfg = new BarWindow(fn, d.bar, d.offset);
+      if (d) {
+        this.deviceCfg = new BarWindow(fn, d.bar, d.offset);
+        this.deviceCfgLength = d.length;
+      }
     }
 
     // MSI-X: vector v sends data v; all entries unmasked; the function turned on.
-    this.msixActive = (opts.useMsix ?? true) && this.msixSize > 0;
+    this.msixActive = (opts.useMsix ?? true) && this.msixSize > (opts.intxWhenOneVector === true ? 1 : 0);
     this.programMsix();
   }
 
@@ -368,6 +379,11 @@ export class PciDriverTransport implements DriverTransport {
 
   private legacyConfigBase(): number {
     return this.msixActive ? LegacyReg.CONFIG_MSIX : LegacyReg.CONFIG_NO_MSIX;
+  }
+
+  /** The modern interface: the device configuration capability's length; legacy: unknown (null). */
+  configSize(): number | null {
+    return this.legacy ? null : this.deviceCfgLength;
   }
 
   readConfig(offset: number, dst: Uint8Array): void {
