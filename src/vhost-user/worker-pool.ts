@@ -152,11 +152,11 @@ export class WorkerPool implements RingWorkers {
    * into `pin.stats`.
    */
   backendOptions(pin?: WorkerPin): Pick<VhostUserBackendOptions, 'messageRouter' | 'protocolFeatures' | 'stats'> {
-    let workers: RingWorkers = this;
+    let pinned: RingWorkers | null = null;
     if (pin !== undefined) {
       const channel = this.channels[pin.thread];
       if (channel === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no ring thread ${pin.thread}`);
-      workers = { channels: [channel], ownerOf: () => 0 };
+      pinned = { channels: [channel], ownerOf: () => 0 };
     }
     const stats = pin?.stats ?? this.stats;
     const start = pin === undefined ? {} : { args: pin.args, ...(pin.stats?.sharedStorage ? { stats: pin.stats.sharedStorage } : {}) };
@@ -165,7 +165,7 @@ export class WorkerPool implements RingWorkers {
       protocolFeatures: WORKER_PROTOCOL_FEATURES,
       messageRouter: (backend, dispatch) => {
         const session = this.nextSession++;
-        const router = new WorkerMessageRouter(session, workers, backend, dispatch, this.o.platform, this.o.logger, () => this.routers.delete(session), start);
+        const router = new WorkerMessageRouter(session, pinned ?? this, backend, dispatch, this.o.platform, this.o.logger, () => this.routers.delete(session), start);
         this.routers.set(session, router);
         return router;
       },
