@@ -40,6 +40,9 @@ const SLOT_META = 16;
 const FLAG_NEEDS_CSUM = 1;
 const FLAG_CSUM_VALID = 2;
 
+/** Largest frame a slot may be made for: the largest MTU plus an Ethernet header and a VLAN tag. */
+export const MAX_FRAME_RING_BYTES = 65_535 + 18;
+
 /** Slots a ring has at most (a power of two). */
 export const MAX_FRAME_RING_SLOTS = 1 << 16;
 
@@ -120,8 +123,8 @@ export function createFrameRing(slots: number, frameBytes: number, doorbell: Sha
   if (!Number.isInteger(slots) || slots < 2 || slots > MAX_FRAME_RING_SLOTS || (slots & (slots - 1)) !== 0) {
     throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `frame ring slots ${slots}: a power of two in 2..${MAX_FRAME_RING_SLOTS}`);
   }
-  if (!Number.isInteger(frameBytes) || frameBytes < 14 || frameBytes > 65_536) {
-    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `frame ring frame size ${frameBytes}: 14..65536 bytes`);
+  if (!Number.isInteger(frameBytes) || frameBytes < 14 || frameBytes > MAX_FRAME_RING_BYTES) {
+    throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `frame ring frame size ${frameBytes}: 14..${MAX_FRAME_RING_BYTES} bytes`);
   }
   return { buffer: new SharedArrayBuffer(frameRingBytes(slots, frameBytes)), slots, frameBytes, doorbell };
 }
