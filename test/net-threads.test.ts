@@ -25,6 +25,10 @@ import { VhostUserDriverTransport, startVhostUserDriver } from '../src/vhost-use
 import type { VhostUserServer } from '../src/vhost-user/server.js';
 import type { WorkerPool } from '../src/vhost-user/worker-pool.js';
 import { isSocket, makeTempDir, type TempDir } from './support/guest.js';
+import { parseCommandLine } from '../src/cli/args.js';
+import { expectCliFault } from '../src/cli/cli-test-helpers.js';
+import { CliFault } from '../src/cli/options.js';
+import { ErrorCode, VirtioError } from '../src/errors.js';
 
 const skip = nativePlatformAvailable() ? false : 'native addon not built';
 if (skip !== false && process.env['CI'] === 'true') throw new Error(`CI=true: ${skip}`);
@@ -171,5 +175,28 @@ describe('virtio-ts net --threads 2: socket ports on ring threads, switches join
     assert.ok(Date.now() - t0 < 15_000);
     assert.ok(!socks.some(isSocket), 'the sockets are removed');
     assert.match(log.join(''), /thread links: 0->1 sent \d+ dropped [1-9]/);
+  });
+});
+
+describe('virtio-ts net --threads: options and refusals', () => {
+  function parseNet(argv: string[]): NetOptions {
+    const p = parseCommandLine(['net', ...argv]);
+    assert.equal(p.kind, 'device');
+    return (p as unknown as { options: NetOptions }).options;
+  }
+
+  it('parses --threads 1..the number of sockets; refuses more threads than sockets (a port is served by one thread) and 0', () => {
+    assert.equal(parseNet(['--socket-path', '/tmp/a.sock', '--socket-path', '/tmp/b.sock', '--threads', '2']).threads, 2);
+    assert.equal(parseNet(['--socket-path', '/tmp/a.sock']).threads, undefined);
+    expectCliFault('net', ['--socket-path', '/tmp/b.sock', '--threads', '3'], CliFault.BAD_NUMBER);
+    expectCliFault('net', ['--threads', '0'], CliFault.BAD_NUMBER);
+  });
+
+  it('refuses, with a typed error, test hooks that would have to reach the devices and switches on the worker threads', async () => {
+    const options: NetOptions = { socketPath: '/tmp/vts-never.sock', fd: null, verbosity: 0, socketPaths: ['/tmp/vts-never.sock'], mac: Uint8Array.of(2, 0, 0, 0, 0, 1), mtu: 1500, queueSize: 256, threads: 1 };
+    await assert.rejects(
+      runNet(options, { stdout: () => undefined, stderr: () => undefined }, { onDevice: () => undefined }),
+      (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.INVALID_ARGUMENT && /hooks do not reach/.test(e.message),
+    );
   });
 });
