@@ -176,6 +176,13 @@ class FrameRingView {
 /** The producer side (one thread). */
 export class FrameRingProducer extends FrameRingView {
   private readonly bell: Doorbell;
+  /**
+   * Views [0, n) of each sender's frame buffer, made on first use per length: `set` copies a
+   * whole view (memcpy), and a `subarray` per frame would allocate a typed array per packet.
+   * Bounded by the senders' buffers (a few per port) times the frame lengths seen; forgotten
+   * with the buffers.
+   */
+  private readonly prefixes = new WeakMap<Uint8Array, (Uint8Array | undefined)[]>();
 
   constructor(spec: FrameRingSpec) {
     super(spec);
@@ -198,7 +205,7 @@ export class FrameRingProducer extends FrameRingView {
       return false;
     }
     const slot = head & this.mask;
-    this.bytes[slot]!.set(p.data.subarray(0, p.length));
+    this.bytes[slot]!.set(this.prefix(p.data, p.length));
     const m = this.meta[slot]!;
     m[0] = p.length;
     m[1] = (p.needsCsum ? FLAG_NEEDS_CSUM : 0) | (p.csumValid ? FLAG_CSUM_VALID : 0);
@@ -208,6 +215,16 @@ export class FrameRingProducer extends FrameRingView {
     Atomics.store(c, PUSHED, (Atomics.load(c, PUSHED) + 1) | 0);
     this.bell.ring();
     return true;
+  }
+
+  /** data[0, length) as a view made once per (buffer, length). */
+  private prefix(data: Uint8Array, length: number): Uint8Array {
+    if (length === data.length) return data;
+    let views = this.prefixes.get(data);
+    if (views === undefined) this.prefixes.set(data, (views = []));
+    let v = views[length];
+    if (v === undefined) v = views[length] = data.subarray(0, length);
+    return v;
   }
 }
 
