@@ -135,6 +135,7 @@ class FrameRingView {
   protected readonly meta: Int32Array[] = [];
   protected readonly bytes: Uint8Array[] = [];
   protected readonly mask: number;
+  /** Largest frame a slot holds, bytes. */
   readonly frameBytes: number;
 
   constructor(spec: FrameRingSpec) {

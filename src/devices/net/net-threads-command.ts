@@ -56,6 +56,11 @@ export function meshRingCounters(spec: SwitchMeshSpec): { from: number; to: numb
   return out;
 }
 
+/**
+ * Serves `options` with `options.threads` ring threads until SIGTERM, SIGINT, SIGHUP or
+ * `hooks.stop`, then closes the sockets, the threads, the TAPs and the capture (runNet calls it
+ * when --threads is given).
+ */
 export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNetHooks = {}): Promise<number> {
   if (hooks.onDevice !== undefined || hooks.onSwitch !== undefined) {
     // The devices and switches live in the workers: a callback cannot cross to them.

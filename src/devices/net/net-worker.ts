@@ -39,9 +39,13 @@ export interface NetWorkerArgs {
   readonly mesh: SwitchMeshSpec;
   /** Every socket port, by index. */
   readonly ports: readonly NetWorkerPort[];
+  /** MTU every port's device offers (VIRTIO_NET_F_MTU). */
   readonly mtu: number;
+  /** Largest ring every device accepts. */
   readonly queueSize: number;
+  /** Queue pairs per device. */
   readonly queuePairs: number;
+  /** Feature bits the devices do not offer (--no-offload). */
   readonly withoutFeatures: bigint;
   /** Learned addresses per thread's switch at most (NetSwitch maxAddresses), or undefined for the default. */
   readonly maxAddresses?: number;

@@ -120,6 +120,7 @@ export class SwitchMeshNode {
    */
   constructor(
     private readonly spec: SwitchMeshSpec,
+    /** This node's index in the mesh (its thread). */
     readonly index: number,
     private readonly sw: NetSwitch,
     capture?: NetPort,
