@@ -9,6 +9,7 @@
  * src/devices/net/switch-mesh.test.ts.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { NetDriver } from '../src/devices/net/net-driver.js';
 import type { NetOptions } from '../src/devices/net/cli.js';
@@ -75,6 +76,9 @@ describe('virtio-ts net --threads 2: socket ports on ring threads, switches join
       mtu: 1500,
       queueSize: 256,
       threads: 2,
+      // The capture makes the main thread a third node of the mesh: each thread's switch sends
+      // what enters it to the main thread's capture ring.
+      pcap: dir.file('cap.pcap'),
     };
     const stopped = new Promise<void>((r) => (stop = r));
     running = runNet(
@@ -175,6 +179,20 @@ describe('virtio-ts net --threads 2: socket ports on ring threads, switches join
     assert.ok(Date.now() - t0 < 15_000);
     assert.ok(!socks.some(isSocket), 'the sockets are removed');
     assert.match(log.join(''), /thread links: 0->1 sent \d+ dropped [1-9]/);
+    // Every frame of the first test entered the mesh once and was captured once: 1 broadcast and
+    // 200 frames each way (the crash test's 600 come after them; a full capture ring may drop some).
+    const cap = readFileSync(dir.file('cap.pcap'));
+    const lengths: number[] = [];
+    for (let at = 24; at + 16 <= cap.length; at += 16 + cap.readUInt32LE(at + 8)) lengths.push(cap.readUInt32LE(at + 12));
+    assert.ok(lengths.length >= 401, `captured ${lengths.length} frames`);
+    // The threads' capture rings are drained in turn: frames of the two directions may interleave.
+    assert.deepEqual(
+      lengths.slice(0, 4).sort((x, y) => x - y),
+      [60, 60, 60, 60 + 97],
+      'the broadcast, frame 0 both ways, frame 1 A->B',
+    );
+    const m = /pcap \S+: (\d+) frames/.exec(log.join(''));
+    assert.equal(Number(m?.[1]), lengths.length);
   });
 });
 
