@@ -48,6 +48,8 @@ export interface WorkerPoolOptions {
   readonly pollUs?: number;
   /** Log name prefix of the workers ("virtio-ts blk"). */
   readonly name?: string;
+  /** What the threads serve, for the start-up log (default: "N queues (ring i on thread i mod T)"). */
+  readonly placement?: string;
 }
 
 /** One connection's rings pinned to one thread (WorkerPool.backendOptions). */
@@ -130,7 +132,7 @@ export class WorkerPool implements RingWorkers {
       await Promise.all(workers.map((w) => w.worker.terminate()));
       throw e;
     }
-    o.logger.info(`${o.threads} ring thread${o.threads === 1 ? '' : 's'} serving ${o.numQueues} queues (ring i on thread i mod ${o.threads})`);
+    o.logger.info(`${o.threads} ring thread${o.threads === 1 ? '' : 's'} serving ${o.placement ?? `${o.numQueues} queues (ring i on thread i mod ${o.threads})`}`);
     return new WorkerPool(o, workers, stats);
   }
 

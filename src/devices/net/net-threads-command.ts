@@ -132,6 +132,7 @@ export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNe
       logger,
       verbosity: options.verbosity,
       name: 'virtio-ts net',
+      placement: `${endpoints.length} socket port${endpoints.length === 1 ? '' : 's'} (socket i, all its queue pairs, on thread i mod ${threads})`,
     });
     hooks.onPool?.(pool, mesh, portStats);
     if (mainNode !== null) {
