@@ -13,9 +13,17 @@
  * interval, from a PerformanceObserver on 'gc' entries. Zero scavenges and a growth of a few
  * KiB over 10^6 packets mean less than a byte per packet.
  *
- *   node --expose-gc dist/bench/net-heap.js [packets, default 1e7] [frame bytes, default 64] [packed]
+ * With `mesh`, A and B are on two switches joined as `virtio-ts net --threads` joins its
+ * threads' switches (switch-mesh.ts): A's frames go through A's switch, the link port, the
+ * SharedArrayBuffer frame ring, and B's switch (drained after each batch). With `worker`, all of
+ * it runs on a worker thread (node:worker_threads), as the ring threads do, and the counts are
+ * the worker's own heap and collections.
+ *
+ *   node --expose-gc dist/bench/net-heap.js [packets, default 1e7] [frame bytes, default 64] [packed] [mesh] [worker]
  */
 import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { Worker, isMainThread } from 'node:worker_threads';
+import { SwitchMeshNode, createSwitchMesh } from '../src/devices/net/switch-mesh.js';
 import { NetDevice } from '../src/devices/net/net-device.js';
 import { buildIpFrame } from '../src/devices/net/ip-frames.js';
 import { NetSwitch } from '../src/devices/net/switch.js';
@@ -31,7 +39,15 @@ const SAMPLE = 1_000_000;
 
 const total = Number(process.argv[2] ?? 1e7);
 const frameBytes = Number(process.argv[3] ?? 64);
-const packed = process.argv[4] === 'packed';
+const flags = process.argv.slice(4);
+const packed = flags.includes('packed');
+const mesh = flags.includes('mesh');
+if (flags.includes('worker') && isMainThread) {
+  // The same run on a worker thread (argv is inherited): the main thread only waits for it.
+  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2) });
+  const code = await new Promise<number>((resolve) => w.on('exit', resolve));
+  process.exit(code);
+}
 const gcNow = (globalThis as { gc?: () => void }).gc;
 if (gcNow === undefined) {
   console.error('run with node --expose-gc');
@@ -50,10 +66,18 @@ const obs = new PerformanceObserver((list) => {
 obs.observe({ entryTypes: ['gc'] });
 
 const sw = new NetSwitch();
+const swB = mesh ? new NetSwitch() : sw;
 const a = new NetDevice({ mac: A_MAC, queueSize: QUEUE, name: 'a' });
 const b = new NetDevice({ mac: B_MAC, queueSize: QUEUE, name: 'b' });
 a.attachTo(sw);
-b.attachTo(sw);
+b.attachTo(swB);
+// Two mesh nodes on this thread: drained by hand after each batch (the drain loop's own
+// wake-ups are per batch, not per packet).
+const spec = mesh ? createSwitchMesh(2, { slots: 512, frameBytes: 1522, captureNode: null }) : null;
+const nodes = spec ? [new SwitchMeshNode(spec, 0, sw), new SwitchMeshNode(spec, 1, swB)] : [];
+const drain = (): void => {
+  for (const n of nodes) while (n.drainOnce() > 0);
+};
 const la = await createLoopback(a, { queueSize: QUEUE, packed, interrupts: 'sync' });
 const lbb = await createLoopback(b, { queueSize: QUEUE, packed, interrupts: 'sync' });
 const ca = la.context;
@@ -88,6 +112,7 @@ cb.kick(0);
   cb.memory.write(addr, new Uint8Array(hlB));
   cb.queue(1).add([{ addr, len: hlB + hello.length }], NONE, 0);
   cb.kick(1);
+  drain();
 }
 
 function pump(n: number): void {
@@ -96,6 +121,7 @@ function pump(n: number): void {
     const k = Math.min(BATCH, n - sent);
     for (let i = 0; i < k; i++) txq.add(txOut, NONE, i);
     ca.kick(1);
+    drain();
     while (txq.takeUsed() !== undefined);
     let t: number | undefined;
     while ((t = rxq.takeUsed()) !== undefined) rxq.add(NONE, rxIn[t]!, t);
@@ -116,7 +142,8 @@ const firstHeap = prevHeap;
 const firstRss = process.memoryUsage().rss;
 const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
-console.log(`net-heap: ${total} packets of ${frame.length} bytes, A -> switch -> B, ${packed ? 'packed' : 'split'} rings, header ${hlA} bytes, features 0x${ca.features.toString(16)}`);
+const path = mesh ? 'A -> switch -> frame ring -> switch -> B' : 'A -> switch -> B';
+console.log(`net-heap: ${total} packets of ${frame.length} bytes, ${path}${isMainThread ? '' : ' on a worker thread'}, ${packed ? 'packed' : 'split'} rings, header ${hlA} bytes, features 0x${ca.features.toString(16)}`);
 console.log('packets    heapUsed MiB  rss MiB  growth in interval KiB  scavenges  major GCs (the forced one)');
 for (let done = 0; done < total; ) {
   const n = Math.min(SAMPLE, total - done);

@@ -15,8 +15,14 @@
 # seconds the back-end process used (utime+stime from /proc). Prints one table row per run and
 # the virtio-ts/DPDK ratios. testpmd needs no hugepages here (--no-huge).
 #
+# A third back-end, virtio-ts-threads, is `virtio-ts net --threads`: sink with --threads 1 (the
+# port served on a ring thread), forward with --threads 2 (each port on its own thread, frames
+# crossing the SharedArrayBuffer ring between the threads' switches). It is allowed both CPUs
+# (taskset -c 0,1), the single-threaded virtio-ts one CPU as before.
+#
 # Usage: bash bench/net-pps.sh [MEASURE_SECONDS]   (after npx tsc; as root)
 #        PACKED=1 bash bench/net-pps.sh ...           (packed rings: net_virtio_user packed_vq=1)
+#        BACKENDS="virtio-ts dpdk" bash bench/net-pps.sh ...   (default: virtio-ts virtio-ts-threads dpdk)
 set -euo pipefail
 MEASURE=${1:-10}
 # The generator's (and receiver's) ring layout: virtio-ts and net_vhost take what it negotiates.
@@ -80,6 +86,14 @@ run() {
     fi
     be=$!
     PIDS+=("$be")
+  elif [ "$backend" = virtio-ts-threads ]; then
+    if [ "$scenario" = sink ]; then
+      taskset -c 0,1 node "$CLI" net --socket-path "$a" --queue-size 1024 --threads 1 >"$DIR/be.log" 2>&1 &
+    else
+      taskset -c 0,1 node "$CLI" net --socket-path "$a" --socket-path "$b" --queue-size 1024 --threads 2 >"$DIR/be.log" 2>&1 &
+    fi
+    be=$!
+    PIDS+=("$be")
   else
     if [ "$scenario" = sink ]; then
       testpmd be 1 rxonly "net_vhost0,iface=$a,queues=1"
@@ -118,16 +132,20 @@ run() {
 echo "net-pps: $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s, $([ -n "${PACKED:-}" ] && echo packed || echo split) rings"
 printf '%-8s %-5s %-10s %12s %10s\n' scenario bytes back-end pps cpu-s
 declare -A R
+BACKENDS=${BACKENDS:-virtio-ts virtio-ts-threads dpdk}
 for scenario in sink forward; do
   for size in 64 1500; do
-    for backend in virtio-ts dpdk; do
+    for backend in $BACKENDS; do
       run "$backend" "$scenario" "$size" >"$DIR/result"
       read -r pps cpu <"$DIR/result"
       R[$scenario-$size-$backend]=$pps
       printf '%-8s %-5s %-10s %12s %10s\n' "$scenario" "$size" "$backend" "$pps" "$cpu"
     done
-    awk -v a="${R[$scenario-$size-virtio-ts]}" -v b="${R[$scenario-$size-dpdk]}" \
-      -v s="$scenario" -v z="$size" 'BEGIN { printf "%-8s %-5s ratio virtio-ts/dpdk %.3f\n", s, z, (b > 0 ? a / b : 0) }'
+    for backend in $BACKENDS; do
+      [ "$backend" = dpdk ] && continue
+      awk -v a="${R[$scenario-$size-$backend]:-0}" -v b="${R[$scenario-$size-dpdk]:-0}" -v n="$backend" \
+        -v s="$scenario" -v z="$size" 'BEGIN { printf "%-8s %-5s ratio %s/dpdk %.3f\n", s, z, n, (b > 0 ? a / b : 0) }'
+    done
   done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -18,7 +18,7 @@ import type { VirtioDevice } from './types.js';
 export interface WorkerDeviceSpec {
   /** URL of the module (file: URL, e.g. `new URL('./x-worker.js', import.meta.url).href`). */
   readonly module: string;
-  /** The export: `(args, logger) => WorkerDeviceFactory | Promise<WorkerDeviceFactory>`. */
+  /** The export: `(args, logger, thread) => WorkerDeviceFactory | Promise<WorkerDeviceFactory>` (thread: the worker's index). */
   readonly export: string;
   /** Its arguments (structured-cloneable; SharedArrayBuffers are shared, not copied). */
   readonly args: unknown;
@@ -26,20 +26,26 @@ export interface WorkerDeviceSpec {
 
 /** What a worker builds from a WorkerDeviceSpec. */
 export interface WorkerDeviceFactory {
-  /** A device in reset state for one front-end session, over the worker's storage. */
-  device(): VirtioDevice;
+  /**
+   * A device in reset state for one front-end session, over the worker's storage. `args` are the
+   * session's own (a net port's number when a thread serves several sockets), or undefined.
+   */
+  device(args?: unknown): VirtioDevice;
+  /** The session `device(args)` was built for ended (its back-end is closed). */
+  endSession?(args: unknown): void;
   /** Closes the worker's storage (the worker is ending). */
   close?(): Promise<void> | void;
 }
 
-export type WorkerDeviceOpener = (args: unknown, logger: Logger) => WorkerDeviceFactory | Promise<WorkerDeviceFactory>;
+/** A device type's worker entry: opens what thread `thread` (0-based) serves from (storage, its part of a switch). */
+export type WorkerDeviceOpener = (args: unknown, logger: Logger, thread: number) => WorkerDeviceFactory | Promise<WorkerDeviceFactory>;
 
 /** Loads a spec's module and opens the factory (in the worker). */
-export async function openWorkerDevice(spec: WorkerDeviceSpec, logger: Logger): Promise<WorkerDeviceFactory> {
+export async function openWorkerDevice(spec: WorkerDeviceSpec, logger: Logger, thread = 0): Promise<WorkerDeviceFactory> {
   const mod = (await import(spec.module)) as Record<string, unknown>;
   const open = mod[spec.export];
   if (typeof open !== 'function') {
     throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `worker device: ${spec.module} has no function ${spec.export}`);
   }
-  return (open as WorkerDeviceOpener)(spec.args, logger);
+  return (open as WorkerDeviceOpener)(spec.args, logger, thread);
 }

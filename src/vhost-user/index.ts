@@ -52,7 +52,7 @@ export {
 } from './frontend-transport.js';
 export { type BackendProcess, spawnBackend, startBackendProcess, waitForSocket } from './frontend-process.js';
 export { BackendReq, FrontendReq, HeaderFlag, ProtocolFeature, type VhostUserMessage, frontendReqName } from './messages.js';
-export { WORKER_PROTOCOL_FEATURES, WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
+export { WORKER_PROTOCOL_FEATURES, WorkerPool, type WorkerPin, type WorkerPoolOptions } from './worker-pool.js';
 export type { ConfigMsg, InflightDesc, MemRegion, VringAddr } from './messages.js';
 export type { MessageSink } from './dispatcher.js';
 export type { VhostQueue } from './vhost-queue.js';

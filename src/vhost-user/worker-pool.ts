@@ -48,6 +48,18 @@ export interface WorkerPoolOptions {
   readonly pollUs?: number;
   /** Log name prefix of the workers ("virtio-ts blk"). */
   readonly name?: string;
+  /** What the threads serve, for the start-up log (default: "N queues (ring i on thread i mod T)"). */
+  readonly placement?: string;
+}
+
+/** One connection's rings pinned to one thread (WorkerPool.backendOptions). */
+export interface WorkerPin {
+  /** The thread serving every ring of the connection. */
+  readonly thread: number;
+  /** The session's device arguments (WorkerDeviceFactory.device), structured-cloneable. */
+  readonly args: unknown;
+  /** The connection's counters (QueueStats.shared storage, so the thread writes them). */
+  readonly stats?: QueueStats;
 }
 
 interface PoolWorker {
@@ -75,9 +87,16 @@ export class WorkerPool implements RingWorkers {
       w.worker.on('message', (e: WorkerEvent) => {
         if (e.kind === 'config-change') this.routers.get(e.session)?.configChange(e.needsReset);
       });
-      // A thread that dies leaves its rings unserved: its next call times out and ends the session.
+      // A thread that dies leaves its rings unserved: every session with rings on it needs a
+      // reset (2.1.2: the front-end sees DEVICE_NEEDS_RESET, a config-change message when it
+      // negotiated one), and its next call fails at once, which ends the session.
       w.worker.on('error', (e) => o.logger.error(`ring thread failed: ${e.message}`));
-      w.worker.on('exit', (code) => w.channel.peerGone(`exited with ${code}`));
+      w.worker.on('exit', (code) => {
+        w.channel.peerGone(`exited with ${code}`);
+        if (this.closing !== null) return;
+        o.logger.error(`ring thread exited with ${code}`);
+        for (const r of this.routers.values()) if (r.uses(w.channel)) r.configChange(`ring thread exited with ${code}`);
+      });
     }
   }
 
@@ -113,22 +132,42 @@ export class WorkerPool implements RingWorkers {
       await Promise.all(workers.map((w) => w.worker.terminate()));
       throw e;
     }
-    o.logger.info(`${o.threads} ring thread${o.threads === 1 ? '' : 's'} serving ${o.numQueues} queues (ring i on thread i mod ${o.threads})`);
+    o.logger.info(`${o.threads} ring thread${o.threads === 1 ? '' : 's'} serving ${o.placement ?? `${o.numQueues} queues (ring i on thread i mod ${o.threads})`}`);
     return new WorkerPool(o, workers, stats);
+  }
+
+  /** Ends thread `i` abruptly, as a crash would (tests of the failure path: sessions on it need a reset). */
+  async crashThread(i: number): Promise<void> {
+    const w = this.workers[i];
+    if (w === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no ring thread ${i}`);
+    await w.worker.terminate();
   }
 
   ownerOf(index: number): number {
     return index % this.workers.length;
   }
 
-  /** Back-end options for each connection: the router and the protocol features workers support. */
-  backendOptions(): Pick<VhostUserBackendOptions, 'messageRouter' | 'protocolFeatures' | 'stats'> {
+  /**
+   * Back-end options for each connection: the router and the protocol features workers support.
+   * With `pin`, every ring of the connection is served by thread `pin.thread` alone (net pins a
+   * port, all its queue pairs, to one thread), whose device is built from `pin.args`, counting
+   * into `pin.stats`.
+   */
+  backendOptions(pin?: WorkerPin): Pick<VhostUserBackendOptions, 'messageRouter' | 'protocolFeatures' | 'stats'> {
+    let pinned: RingWorkers | null = null;
+    if (pin !== undefined) {
+      const channel = this.channels[pin.thread];
+      if (channel === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no ring thread ${pin.thread}`);
+      pinned = { channels: [channel], ownerOf: () => 0 };
+    }
+    const stats = pin?.stats ?? this.stats;
+    const start = pin === undefined ? {} : { args: pin.args, ...(pin.stats?.sharedStorage ? { stats: pin.stats.sharedStorage } : {}) };
     return {
-      stats: this.stats,
+      stats,
       protocolFeatures: WORKER_PROTOCOL_FEATURES,
       messageRouter: (backend, dispatch) => {
         const session = this.nextSession++;
-        const router = new WorkerMessageRouter(session, this, backend, dispatch, this.o.platform, this.o.logger, () => this.routers.delete(session));
+        const router = new WorkerMessageRouter(session, pinned ?? this, backend, dispatch, this.o.platform, this.o.logger, () => this.routers.delete(session), start);
         this.routers.set(session, router);
         return router;
       },

@@ -88,6 +88,10 @@ export type WorkerCall =
       readonly kind: 'session-start';
       /** The session's number (one per front-end connection, from 1). */
       readonly session: number;
+      /** What the device type's factory builds this session's device from (WorkerDeviceFactory.device), if anything. */
+      readonly args?: unknown;
+      /** The session's own queue counters (QueueStats.shared), instead of the pool's. */
+      readonly stats?: SharedArrayBuffer;
     }
   | {
       /** A front-end request for the worker's back-end to handle (a ring request, or a session request after the main thread). */

@@ -51,8 +51,15 @@ export class WorkerMessageRouter implements VhostUserMessageRouter {
     private readonly logger: Logger,
     /** Called once when the session ends (the pool forgets the router). */
     private readonly onClose: () => void = () => undefined,
+    /** The session's device arguments and counters, for the workers' session-start (worker-protocol.ts). */
+    start: { readonly args?: unknown; readonly stats?: SharedArrayBuffer } = {},
   ) {
-    for (const c of workers.channels) this.answer(c.call({ kind: 'session-start', session }), -1);
+    for (const c of workers.channels) this.answer(c.call({ kind: 'session-start', session, ...start }), -1);
+  }
+
+  /** Whether this session has rings on the thread behind `channel`. */
+  uses(channel: WorkerCallChannel<WorkerCall, WorkerAnswer>): boolean {
+    return this.workers.channels.includes(channel);
   }
 
   handle(msg: VhostUserMessage, sink: MessageSink): void {

@@ -22,18 +22,20 @@ const platform = loadNativePlatform();
 const stats = QueueStats.shared(init.stats);
 
 let factory: WorkerDeviceFactory;
-let backend: VhostUserBackend | null = null;
-let session = -1;
+/**
+ * The sessions this thread serves, by number: one per front-end connection whose rings it owns
+ * (a device type pinning several sockets to one thread, as net does, has several at once).
+ */
+const sessions = new Map<number, { readonly backend: VhostUserBackend; readonly args: unknown }>();
 let replies: WorkerReply[] = [];
 
-function startSession(id: number): void {
-  backend?.close();
-  session = id;
+function startSession(id: number, args: unknown, statsBuffer: SharedArrayBuffer | undefined): void {
+  endSession(id);
   const b = new VhostUserBackend({
-    device: factory.device(),
+    device: factory.device(args),
     platform,
     logger,
-    stats,
+    stats: statsBuffer !== undefined ? QueueStats.shared(statsBuffer) : stats,
     pollUs: init.pollUs,
     protocolFeatures: init.protocolFeatures,
     // 2.1.2 and config changes: the main thread's core (and its back-end channel) follows.
@@ -42,7 +44,15 @@ function startSession(id: number): void {
   b.attach((request, flags, payload, fds) => {
     replies.push({ request, flags, payload: payload ? payload.slice() : null, fds: fds ? [...fds] : [] });
   });
-  backend = b;
+  sessions.set(id, { backend: b, args });
+}
+
+function endSession(id: number): void {
+  const s = sessions.get(id);
+  if (s === undefined) return;
+  sessions.delete(id);
+  s.backend.close();
+  factory.endSession?.(s.args);
 }
 
 /** A call's answer; a fault of this thread's own (a bug, not the front-end's) ends the session. */
@@ -51,8 +61,7 @@ function answer(call: WorkerCall): WorkerAnswer {
     return handle(call);
   } catch (e) {
     logger.error(`ring thread: ${(e as Error).message}`);
-    backend?.close();
-    backend = null;
+    endSession(call.session);
     return { replies: [], refused: null, ended: (e as Error).message };
   }
 }
@@ -60,18 +69,17 @@ function answer(call: WorkerCall): WorkerAnswer {
 function handle(call: WorkerCall): WorkerAnswer {
   replies = [];
   if (call.kind === 'session-start') {
-    startSession(call.session);
+    startSession(call.session, call.args, call.stats);
     return { replies: [], refused: null, ended: null };
   }
-  const b = backend;
-  if (!b || call.session !== session) {
+  const b = sessions.get(call.session)?.backend;
+  if (!b) {
     // A call for a session already ended here: its fds are not ours to keep.
     if (call.kind === 'message') for (const fd of call.message.fds) if (fd >= 0) platform.close(fd);
     return { replies: [], refused: null, ended: call.kind === 'message' ? 'no session' : null };
   }
   if (call.kind === 'session-end') {
-    b.close();
-    backend = null;
+    endSession(call.session);
     return { replies: [], refused: null, ended: null };
   }
   const errors = b.errorCount;
@@ -80,21 +88,20 @@ function handle(call: WorkerCall): WorkerAnswer {
     b.handleMessage(call.message);
   } catch (e) {
     ended = (e as Error).message;
-    backend = null;
+    endSession(call.session);
   }
   const refused = b.errorCount > errors ? (b.lastError?.message ?? 'refused') : null;
   return { replies, refused, ended };
 }
 
 try {
-  factory = await openWorkerDevice(init.device, logger);
+  factory = await openWorkerDevice(init.device, logger, init.index);
   serveWorkerCalls<WorkerCall, WorkerAnswer>(init.port, init.signal, answer);
   // Ends the worker: the session (if any) and the device's storage, then the port lets the
   // event loop finish.
   parentPort!.on('message', (m: { kind: string }) => {
     if (m.kind !== 'shutdown') return;
-    backend?.close();
-    backend = null;
+    for (const id of [...sessions.keys()]) endSession(id);
     void Promise.resolve(factory.close?.())
       .catch((e: unknown) => logger.error(`closing the device storage: ${String(e)}`))
       .finally(() => {

@@ -39,6 +39,12 @@ export interface NetOptions extends BackendOptions {
   readonly withoutFeatures?: bigint;
   /** VLAN membership per port (--vlan): socket index (0-based) or TAP name. */
   readonly vlans?: readonly NetVlanOption[];
+  /**
+   * `--threads T`: socket port i (all its queue pairs) served on worker thread i mod T, the
+   * threads' switches joined by SharedArrayBuffer rings (docs/worker-threads.md); 0 or absent:
+   * everything on the main thread.
+   */
+  readonly threads?: number;
 }
 
 /** One --vlan PORT=ID[,ID...][,tagged-only]. */
@@ -104,6 +110,10 @@ SIGTERM or SIGINT, removing its sockets.
                           --socket-path order) or a --tap name; IDS are VLAN ids 0..${NET_VLAN_IDS - 1}, comma-
                           separated; "tagged-only" keeps untagged frames off the port (repeat per port;
                           a port without --vlan is in every VLAN)
+  --threads T             serve the socket ports on T worker threads (1..the number of sockets;
+                          socket i, all its queue pairs, on thread i mod T); each thread has its
+                          own switch, frames between threads cross bounded shared-memory rings
+                          (full: dropped and counted). TAPs and the capture stay on the main thread
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -119,6 +129,7 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     pcap: { type: 'string' },
     'no-offload': { type: 'string', multiple: true },
     vlan: { type: 'string', multiple: true },
+    threads: { type: 'string' },
   },
   usage: NET_USAGE,
   parse(values: OptionValues, common: BackendOptions): NetOptions {
@@ -153,7 +164,11 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     if (pcap !== undefined && (pcap === '' || pcap.includes('\0'))) throw new CliError(CliFault.BAD_VALUE, '--pcap needs a file path', COMMAND);
     const withoutFeatures = parseNoOffload(listOption(values, 'no-offload'));
     const vlans = parseVlans(listOption(values, 'vlan'), Math.max(1, socketPaths.length), taps);
-    return { ...common, socketPaths, mac, mtu, queueSize, queuePairs, taps, withoutFeatures, vlans, ...(pcap !== undefined ? { pcap } : {}) };
+    const threadsText = stringOption(values, 'threads');
+    // A socket port is served by one thread: more threads than sockets would idle.
+    const sockets = Math.max(1, socketPaths.length);
+    const threads = threadsText === undefined ? 0 : parseIntInRange(threadsText, '--threads', 1, sockets, COMMAND);
+    return { ...common, socketPaths, mac, mtu, queueSize, queuePairs, taps, withoutFeatures, vlans, ...(pcap !== undefined ? { pcap } : {}), ...(threads > 0 ? { threads } : {}) };
   },
   async run(options, io) {
     const { runNet } = await import('./net-command.js');

@@ -17,6 +17,8 @@ import { PcapPort } from './pcap-port.js';
 import { NetSwitch, type SwitchPort, type SwitchPortOptions } from './switch.js';
 import { TapPort } from './tap-port.js';
 import { VhostUserNetDevice } from './vhost-user-net-device.js';
+import type { WorkerPool } from '../../vhost-user/worker-pool.js';
+import type { SwitchMeshSpec } from './switch-mesh.js';
 import { QueueStats } from '../../device/queue-stats.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../../cli/metrics-endpoint.js';
 import { startStatsReport } from '../../cli/stats-report.js';
@@ -32,6 +34,10 @@ export interface RunNetHooks {
   readonly onSwitch?: (sw: NetSwitch) => void;
   /** Each device as a front-end connects (a fresh one per connection). */
   readonly onDevice?: (device: VhostUserNetDevice, port: number) => void;
+  /** With --threads: the worker pool once started, the mesh's rings and each socket port's queue counters. */
+  readonly onPool?: (pool: WorkerPool, mesh: SwitchMeshSpec, portStats: readonly QueueStats[]) => void;
+  /** With --threads: each main-thread server, by port. */
+  readonly onServer?: (server: VhostUserServer, port: number) => void;
 }
 
 /** The MAC of port `i`: the base with `i` added to its last byte (checked by the CLI to fit). */
@@ -42,6 +48,10 @@ export function portMac(base: Uint8Array, i: number): Uint8Array {
 }
 
 export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks = {}): Promise<number> {
+  if ((options.threads ?? 0) > 0) {
+    const { runNetThreads } = await import('./net-threads-command.js');
+    return runNetThreads(options, io, hooks);
+  }
   const logger = createLogger(options.verbosity, 'virtio-ts net', io.stderr);
   // The first path was checked by the CLI; the others are checked the same way here.
   for (const p of options.socketPaths.slice(1)) await checkSocketPath(p);

@@ -43,6 +43,16 @@ export class NetPacket {
     this.data = new Uint8Array(capacity);
   }
 
+  /**
+   * A packet over existing bytes (not copied): a frame ring's slot in shared memory
+   * (frame-ring.ts) is handed to a switch this way, without a copy.
+   */
+  static over(data: Uint8Array): NetPacket {
+    const p = new NetPacket(0);
+    (p as { data: Uint8Array }).data = data;
+    return p;
+  }
+
   /** The largest frame the buffer holds, bytes (fixed at construction). */
   get capacity(): number {
     return this.data.length;

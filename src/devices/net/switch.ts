@@ -57,6 +57,13 @@ export interface SwitchPortOptions {
   readonly vlans?: readonly number[];
   /** Whether untagged frames reach and leave the port (default true). */
   readonly untagged?: boolean;
+  /**
+   * A link to another switch of a full mesh (the thread links of `virtio-ts net --threads`):
+   * a frame that came in through a link is never sent out through a link (split horizon: the
+   * switch it came from already flooded it to every other switch), and monitors do not see it
+   * (the switch where it entered showed it to its own). Links are members of every VLAN.
+   */
+  readonly link?: boolean;
 }
 
 /** A port's attachment: its link into the switch, its counters, and detach. */
@@ -68,6 +75,8 @@ export class SwitchPort implements NetLink {
   /** One bit per VLAN id, or null for "member of all". */
   private readonly vlanBits: Uint8Array | null;
   private readonly untagged: boolean;
+  /** A link to another switch of a mesh (SwitchPortOptions.link). */
+  readonly link: boolean;
 
   constructor(
     private readonly sw: NetSwitch,
@@ -76,6 +85,7 @@ export class SwitchPort implements NetLink {
     opts: SwitchPortOptions = {},
   ) {
     this.untagged = opts.untagged ?? true;
+    this.link = opts.link ?? false;
     if (opts.vlans === undefined) {
       this.vlanBits = null;
     } else {
@@ -202,7 +212,7 @@ export class NetSwitch {
     from.counters.rxBytes += p.length;
     const d = p.data;
     const monitors = this.monitors;
-    for (let i = 0; i < monitors.length; i++) monitors[i]!.deliver(p);
+    if (!from.link) for (let i = 0; i < monitors.length; i++) monitors[i]!.deliver(p);
     // Learn the source (a group source address is bogus: never learned).
     if (!isGroupAddress(d, 6)) {
       const known = this.table.get(d, 6);
@@ -213,14 +223,14 @@ export class NetSwitch {
       if (!isGroupAddress(d, 0)) {
         const to = this.table.get(d, 0);
         if (to !== undefined) {
-          if (to !== from && to.isMember(vlan)) this.deliver(to, p);
+          if (to !== from && to.isMember(vlan) && !(to.link && from.link)) this.deliver(to, p);
           return; // a frame for the port it came from is not sent back
         }
       }
       const ports = this.ports;
       for (let i = 0; i < ports.length; i++) {
         const to = ports[i]!;
-        if (to !== from && to.attached && to.isMember(vlan)) this.deliver(to, p);
+        if (to !== from && to.attached && to.isMember(vlan) && !(to.link && from.link)) this.deliver(to, p);
       }
     } finally {
       this.depth--;
