@@ -33,9 +33,9 @@ export interface CapabilityBitmapField {
 }
 
 /**
- * An array: a little-endian count at `offset`, then `count` entries of `entrySize` bytes. The
- * driver sets only entries the device presented (byte for byte), each at most once. At most one
- * array, and it is the capability's last field (its length varies).
+ * An array: a little-endian count at `offset` in the fixed part, and `count` entries of
+ * `entrySize` bytes after the fixed part. The driver sets only entries the device presented (byte
+ * for byte), each at most once. At most one array, and it is the capability's last field.
  */
 export interface CapabilityArrayField {
   readonly kind: 'array';
@@ -76,8 +76,8 @@ export function defineCapabilityLayout(layout: CapabilityLayout): CapabilityLayo
     names.add(f.name);
     const width = f.kind === 'array' ? f.countWidth : f.width;
     if (f.offset < 0 || f.offset + width > layout.size) fail(`capability ${layout.name}: field ${f.name} outside ${layout.size} bytes`);
-    if (f.kind === 'array' && (i !== layout.fields.length - 1 || f.offset + width !== layout.size || f.entrySize < 1)) {
-      fail(`capability ${layout.name}: array ${f.name} must be the last field and end the fixed part`);
+    if (f.kind === 'array' && (i !== layout.fields.length - 1 || f.entrySize < 1)) {
+      fail(`capability ${layout.name}: array ${f.name} must be the last field`);
     }
   });
   return layout;
