@@ -7,3 +7,4 @@ export * from './errors.js';
 export * from './spec/index.js';
 export * from './memory/index.js';
 export * from './log.js';
+export * from './admin/index.js';

@@ -218,6 +218,9 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
       // Bits the transport alone implements (NOTIF_CONFIG_DATA: PCI's queue_notif_config_data):
       // the device has no part in them, so they are offered whatever it lists.
       this.offered |= this.transportFeatures & TRANSPORT_ONLY_BITS;
+      // VIRTIO_F_ADMIN_VQ needs a transport that says where the administration queues are
+      // (PCI's admin_queue_index); MMIO and Channel I/O reserve the bit (4.2.4, 4.3.4).
+      if ((this.transportFeatures & F.ADMIN_VQ) === 0n) this.offered &= ~F.ADMIN_VQ;
       // VIRTIO_F_SUSPEND: the core runs the protocol for any device that can stop and restart
       // (its suspend and resume hooks), never for one that only lists the bit.
       if ((this.transportFeatures & F.SUSPEND) !== 0n && this.device.suspend && this.device.resume) this.offered |= F.SUSPEND;

@@ -72,6 +72,12 @@ export interface VirtioDevice {
   readonly configSize: number;
   /** 2.10: shared memory regions the transport presents to the driver (none when absent). */
   readonly sharedMemoryRegions?: readonly SharedMemoryRegion[];
+  /**
+   * 2.13 administration virtqueues, when the device has them (AdminDevice): the first index and
+   * the count, after the device's own queues. A transport that defines their location (PCI
+   * admin_queue_index / admin_queue_num) reports them; num_queues then excludes them.
+   */
+  readonly adminQueues?: { readonly first: number; readonly count: number };
 
   /**
    * Reads config bytes [offset, offset + dst.length) into dst. The core has checked bounds.

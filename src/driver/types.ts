@@ -70,6 +70,12 @@ export interface DriverTransport {
   setupQueue(index: number, addrs: DriverQueueAddresses): void;
   /** 2.6.1 queue reset (RING_RESET negotiated). */
   resetQueue(index: number): void;
+  /**
+   * Optional: where the administration virtqueues are (2.13) once VIRTIO_F_ADMIN_VQ was
+   * negotiated (PCI: admin_queue_index and admin_queue_num), or null when the transport has none.
+   * Absent on transports that define no administration queues (MMIO, Channel I/O).
+   */
+  adminQueueRange?(): { readonly first: number; readonly count: number } | null;
   /** Available buffer notification; `data` is the NOTIFICATION_DATA value when negotiated. */
   notify(index: number, data?: number): void;
 

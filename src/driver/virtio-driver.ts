@@ -52,6 +52,13 @@ export interface VirtioDriverOptions {
   indirectMaxSegments?: number;
   /** Bounds the generation retries of a config read (2.5.1). Default 1000. */
   configRetries?: number;
+  /**
+   * Administration virtqueues to set up (2.13) when the device offers VIRTIO_F_ADMIN_VQ and the
+   * transport says where they are (PCI admin_queue_index): ADMIN_VQ is accepted and up to this
+   * many are set up at admin_queue_index onwards (driver/transport-pci/23, /24). Default 0:
+   * ADMIN_VQ is never accepted.
+   */
+  adminQueues?: number;
 }
 
 /** Transport and ring bits this driver implements (anything else is never accepted). */
@@ -156,6 +163,10 @@ export class VirtioDriver {
   private suspendedNow = false;
   private notificationData = false;
   private readonly retries: number;
+  /** The device's own queues (slots past them are administration queues). */
+  private deviceQueues = 0;
+  /** Indices of the administration queues set up. */
+  private adminIndices: number[] = [];
 
   private constructor(
     /** The transport the device is driven through. */
@@ -190,9 +201,13 @@ export class VirtioDriver {
   get features(): bigint {
     return this.negotiated;
   }
-  /** Number of queues set up. */
+  /** Number of the device's own queues set up (administration queues not counted). */
   get numQueues(): number {
-    return this.slots.length;
+    return this.deviceQueues;
+  }
+  /** Indices of the administration queues set up (2.13), ascending; empty without ADMIN_VQ. */
+  get adminQueueIndices(): readonly number[] {
+    return this.adminIndices;
   }
   /** Whether the device is initialized (not reset nor failed by this driver). */
   get running(): boolean {
@@ -339,6 +354,9 @@ export class VirtioDriver {
     // queue_notif_config_data (PCI) lists it, and then uses it in its notifications.
     let accepted = (this.opts.wantedFeatures | required) & offered & (deviceTypeBits | DRIVER_TRANSPORT_BITS | (t.transportFeatures ?? 0n));
     if (this.opts.indirect === false) accepted &= ~F.INDIRECT_DESC;
+    // 2.13: ADMIN_VQ only when the caller will use administration queues the transport can place.
+    if ((this.opts.adminQueues ?? 0) > 0 && t.adminQueueRange !== undefined) accepted |= offered & F.ADMIN_VQ;
+    else accepted &= ~F.ADMIN_VQ;
     if (t.legacy) {
       // 2.2.3 / 6.3: a legacy interface has 32 feature bits and no VERSION_1.
       accepted &= LEGACY_FEATURE_MASK & ~F.VERSION_1;
@@ -381,10 +399,24 @@ export class VirtioDriver {
     const t = this.transport;
     const n = Math.min(t.numQueues(), this.opts.numQueues ?? Number.MAX_SAFE_INTEGER);
     this.slots = new Array<QueueSlot | null>(Math.max(0, n)).fill(null);
+    this.deviceQueues = Math.max(0, n);
+    this.adminIndices = [];
     for (let i = 0; i < n; i++) {
       const max = t.queueMaxSize(i);
       if (max <= 0) continue;
       this.slots[i] = this.buildQueue(i, max);
+    }
+    const range = (this.negotiated & F.ADMIN_VQ) !== 0n ? (t.adminQueueRange?.() ?? null) : null;
+    if (range === null) return;
+    // driver/transport-pci/23: only indices admin_queue_index .. + admin_queue_num - 1;
+    // driver/transport-pci/24: as many as asked for, possibly fewer than the device has.
+    const count = Math.min(this.opts.adminQueues ?? 0, range.count, 0x10000 - range.first);
+    for (let i = range.first; i < range.first + count; i++) {
+      const max = t.queueMaxSize(i);
+      if (max <= 0) continue;
+      while (this.slots.length <= i) this.slots.push(null);
+      this.slots[i] = this.buildQueue(i, max);
+      this.adminIndices.push(i);
     }
   }
 

@@ -33,3 +33,4 @@ export * from './rpmb.js';
 export * from './scmi.js';
 export * from './media.js';
 export * from './iommu.js';
+export * from './admin.js';

@@ -199,7 +199,8 @@ export class PciModernRegisters {
       case CommonCfg.CONFIG_MSIX_VECTOR:
         return host.configVector;
       case CommonCfg.NUM_QUEUES:
-        return core.numQueues;
+        // 4.1.4.3: num_queues excludes the administration queues.
+        return core.device.adminQueues?.first ?? core.numQueues;
       case CommonCfg.DEVICE_STATUS:
         return core.status & 0xff;
       case CommonCfg.CONFIG_GENERATION:
@@ -227,8 +228,10 @@ export class PciModernRegisters {
         // The reset completes within the write (4.1.4.3.1: 0 once done).
         return 0;
       case CommonCfg.ADMIN_QUEUE_INDEX:
+        // device/transport-pci/27: admin_queue_index >= num_queues, all indices within 16 bits.
+        return core.device.adminQueues?.first ?? 0;
       case CommonCfg.ADMIN_QUEUE_NUM:
-        return 0;
+        return core.device.adminQueues?.count ?? 0;
     }
     return 0;
   }

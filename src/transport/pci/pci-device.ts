@@ -34,7 +34,7 @@ export interface PciFunction {
 }
 
 /** The modern interface: little-endian, and queue_notif_config_data in the common configuration. */
-const MODERN_MODE: CoreMode = { legacy: false, littleEndian: true, transportFeatures: F.NOTIF_CONFIG_DATA };
+const MODERN_MODE: CoreMode = { legacy: false, littleEndian: true, transportFeatures: F.NOTIF_CONFIG_DATA | F.ADMIN_VQ };
 
 /** Options of PciDeviceTransport. */
 export interface PciDeviceOptions {

@@ -354,6 +354,13 @@ export class PciDriverTransport implements DriverTransport {
     else if (this.deviceCfg) writeWindowBytes(this.deviceCfg, offset, src);
   }
 
+  /** 4.1.4.3 admin_queue_index and admin_queue_num (valid once VIRTIO_F_ADMIN_VQ was negotiated). */
+  adminQueueRange(): { readonly first: number; readonly count: number } | null {
+    if (this.legacy) return null;
+    const count = this.cc().read(CommonCfg.ADMIN_QUEUE_NUM, 2);
+    return count === 0 ? null : { first: this.cc().read(CommonCfg.ADMIN_QUEUE_INDEX, 2), count };
+  }
+
   numQueues(): number {
     if (!this.legacy) return this.cc().read(CommonCfg.NUM_QUEUES, 2);
     if (this.queueCount < 0) {

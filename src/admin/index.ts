@@ -1,0 +1,11 @@
+/**
+ * Device groups and administration virtqueues (2.12, 2.13): the device side (AdminDevice,
+ * AdminDispatcher, AdminQueueServer, groups) and the driver side (AdminDriver), with the
+ * contract command modules implement (AdminCommandHandler, AdminCommandSender).
+ */
+export * from './admin-command-handler.js';
+export * from './admin-group.js';
+export * from './admin-dispatcher.js';
+export * from './admin-queue-server.js';
+export * from './admin-device.js';
+export * from './admin-driver.js';
