@@ -108,8 +108,7 @@ describe('admin capabilities, device side (2.12.1.2)', () => {
       [0x800, resourceCapValue(4, 9, 0b101, 7)],
       [0x800, resourceCapValue(4, 8, 0b111, 7)],
       [0x800, resourceCapValue(4, 8, 0b101, 8)],
-      [0x800, resourceCapValue(1, 1, 1, 1).subarray(0, 11)],
-      [0x800, Uint8Array.of(...resourceCapValue(1, 1, 1, 1), 0)],
+      [0x800, Uint8Array.of(...resourceCapValue(1, 1, 1, 1).subarray(0, 8), 0, 0, 9)], // priority 9
       [0x801, selectorCapValue([0x44])],
       [0x801, selectorCapValue([0x11, 0x11])],
       [0x801, selectorCapValue([0x11, 0x22, 0x33, 0x11])],
@@ -123,11 +122,24 @@ describe('admin capabilities, device side (2.12.1.2)', () => {
     }
     assert.deepEqual([...h.driverCapability(0x800)!], [...resourceCapValue(1, 1, 1, 1)]);
     assert.equal(h.driverCapability(0x801), null);
-    // Malformed command data: header too short, GET too long or too short, LIST_QUERY with data.
-    assert.equal(run(h, CapabilityOpcode.DRIVER_CAP_SET, Uint8Array.of(0, 8, 0), 0).status, AdminStatus.EINVAL);
-    assert.equal(run(h, CapabilityOpcode.DEVICE_CAP_GET, idData(0x800, Uint8Array.of(0))).status, AdminStatus.EINVAL);
-    assert.equal(run(h, CapabilityOpcode.DEVICE_CAP_GET, Uint8Array.of(0, 8)).status, AdminStatus.EINVAL);
-    assert.equal(run(h, CapabilityOpcode.CAP_ID_LIST_QUERY, Uint8Array.of(0)).status, AdminStatus.EINVAL);
+  });
+
+  it('short command data reads as zeros, data past the structure (a driver\'s padding to 8 bytes) is ignored (2.13)', () => {
+    const h = new CapabilityHandler(testDeviceCapabilities());
+    // A capability cut short: the missing fields are zero.
+    assert.equal(set(h, 0x800, resourceCapValue(3, 2, 1, 0).subarray(0, 5)).status, AdminStatus.OK);
+    assert.deepEqual([...h.driverCapability(0x800)!], [...resourceCapValue(3, 2, 0, 0)]);
+    // Padded to a multiple of 8 bytes: the padding is not part of the capability.
+    assert.equal(set(h, 0x800, Uint8Array.of(...resourceCapValue(4, 8, 0b101, 7), 0, 0, 0, 0)).status, AdminStatus.OK);
+    assert.deepEqual([...h.driverCapability(0x800)!], [...resourceCapValue(4, 8, 0b101, 7)]);
+    assert.equal(set(h, 0x801, Uint8Array.of(...selectorCapValue([0x22]), 0, 0, 0, 0, 0, 0, 0, 0)).status, AdminStatus.OK);
+    assert.deepEqual([...h.driverCapability(0x801)!], [...selectorCapValue([0x22])]);
+    // A header cut short reads as id 0x0800 with an all-zero capability.
+    assert.equal(run(h, CapabilityOpcode.DRIVER_CAP_SET, Uint8Array.of(0, 8, 0), 0).status, AdminStatus.OK);
+    assert.deepEqual([...h.driverCapability(0x800)!], [...resourceCapValue(0, 0, 0, 0)]);
+    assert.equal(run(h, CapabilityOpcode.DEVICE_CAP_GET, idData(0x800, Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0))).written, TEST_RESOURCE_CAP.size);
+    assert.equal(run(h, CapabilityOpcode.DEVICE_CAP_GET, Uint8Array.of(0, 8)).status, AdminStatus.OK);
+    assert.equal(run(h, CapabilityOpcode.CAP_ID_LIST_QUERY, new Uint8Array(8)).status, AdminStatus.OK);
   });
 
   it('device/admin-cmds-capabilities/4, device/admin-cmds-capabilities/5: the three commands for a group type other than self complete with EINVAL', () => {

@@ -215,8 +215,9 @@ describe('admin legacy interface commands, device side (2.12.1.1)', () => {
     ] as const) {
       assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_READ, Uint8Array.of(off), len).status, AdminStatus.EINVAL, `read ${off}/${len}`);
     }
-    assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_READ, Uint8Array.of(LegacyReg.STATUS, 0), 1).status, AdminStatus.EINVAL, 'read data is the offset alone');
-    assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_READ, new Uint8Array(0), 1).status, AdminStatus.EINVAL);
+    assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_READ, new Uint8Array(0), 1).status, AdminStatus.EINVAL, 'no data: offset 0, a 4-byte field read with 1 byte');
+    // A padded write of a 1-byte field whose padding is not zero is not one field.
+    assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_WRITE, writeCmd(LegacyReg.STATUS, Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 1))).status, AdminStatus.EINVAL);
     assert.equal(core.status, Status.ACKNOWLEDGE);
     assert.equal(core.driverFeatures, 0n);
     assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_READ, Uint8Array.of(LegacyReg.CONFIG_MSIX_VECTOR), 2).result[0], 0xff, 'still NO_VECTOR');
@@ -246,6 +247,23 @@ describe('admin legacy interface commands, device side (2.12.1.1)', () => {
     assert.equal(call(blk, m, LegacyOpcode.DEV_CFG_READ, Uint8Array.of(4), 4).status, AdminStatus.OK);
     assert.equal(call(blk, m, LegacyOpcode.DEV_CFG_READ, Uint8Array.of(1), 3).status, AdminStatus.OK);
     assert.equal(call(generic, m, LegacyOpcode.DEV_CFG_READ, Uint8Array.of(56), 4).status, AdminStatus.OK);
+  });
+
+  it('buffers padded to 8 bytes (as drivers supply them, 2.13) address the field at the offset', () => {
+    const { core, dev, member: m } = member(60);
+    const h = new LegacyInterfaceHandler({ configLayout: BLK_CONFIG_LAYOUT });
+    const pad = (b: number[]) => Uint8Array.of(...b, ...new Array<number>(8 - b.length).fill(0));
+    assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_WRITE, writeCmd(LegacyReg.STATUS, pad([0]))).status, AdminStatus.OK);
+    assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_WRITE, writeCmd(LegacyReg.STATUS, pad([Status.ACKNOWLEDGE | Status.DRIVER]))).status, AdminStatus.OK);
+    assert.equal(call(h, m, LegacyOpcode.COMMON_CFG_WRITE, writeCmd(LegacyReg.GUEST_FEATURES, pad([0x21, 0x02, 0, 0]))).status, AdminStatus.OK);
+    assert.equal(core.driverFeatures, 0x221n);
+    const r = call(h, m, LegacyOpcode.COMMON_CFG_READ, pad([LegacyReg.QUEUE_SIZE]), 8);
+    assert.equal(r.written, 2);
+    assert.deepEqual([...r.result], [0, 1], 'queue size 256');
+    const c = call(h, m, LegacyOpcode.DEV_CFG_READ, pad([20]), 8);
+    assert.equal(c.written, 4, 'the rest of blk_size');
+    assert.deepEqual([...c.result], [...dev.config.subarray(20, 24)]);
+    assert.equal(call(h, m, LegacyOpcode.DEV_CFG_READ, pad([20]), 16).status, AdminStatus.EINVAL, 'more than padding');
   });
 
   it('a member a modern driver is driving refuses legacy accesses (as a transitional function does); a status reset takes it', () => {
@@ -300,7 +318,7 @@ describe('admin legacy interface commands, device side (2.12.1.1)', () => {
       assert.equal(Number(v.getBigUint64(i * 16 + 8, true)) % 2, 0);
     }
     assert.equal(r.result[48], 0, 'the last entry has flags 0');
-    assert.equal(call(h, m, LegacyOpcode.NOTIFY_INFO, Uint8Array.of(0), 64).status, AdminStatus.EINVAL, 'no command data');
+    assert.equal(call(h, m, LegacyOpcode.NOTIFY_INFO, new Uint8Array(8), 64).status, AdminStatus.OK, 'no command data: padding ignored');
     // A device configured with entries breaking the rules is refused when it would report them.
     for (const bad of [
       [{ flags: 1, bar: 0, offset: 0 }],

@@ -52,33 +52,38 @@ async function refused(p: Promise<unknown>): Promise<void> {
 }
 
 describe('admin resource objects, device side (2.12.1.3)', () => {
-  it('serves CREATE/MODIFY/QUERY/DESTROY for the self group; malformed headers, lengths, types, flags and ids are EINVAL', () => {
+  it('serves CREATE/MODIFY/QUERY/DESTROY for the self group; bad types, flags, data and ids are EINVAL; short data reads as zeros, padding is ignored', () => {
     const o = owner();
-    assert.deepEqual([...o.objects.opcodes], [0xa, 0xb, 0xc, 0xd]);
+    assert.deepEqual([...o.objects.opcodes].sort(), [0xa, 0xb, 0xc, 0xd]);
+    assert.equal(ResourceObjectOpcode.QUERY, 0xb, 'the 2.12.1 opcode table');
+    assert.equal(ResourceObjectOpcode.MODIFY, 0xc);
     assert.deepEqual(o.objects.groupTypes, [ADMIN_GROUP_SELF]);
     const einval = (r: { status: number; qualifier: number }) => {
       assert.equal(r.status, AdminStatus.EINVAL);
       assert.equal(r.qualifier, AdminStatusQualifier.INVALID_FIELD);
     };
-    einval(o.call(ResourceObjectOpcode.CREATE, Uint8Array.of(0, 2, 0, 0, 0, 0), 0)); // header too short
-    einval(o.call(ResourceObjectOpcode.CREATE, encodeResourceObjectCommand(TEST_GROUP, 0, null), 0)); // no flags
+    einval(o.call(ResourceObjectOpcode.CREATE, Uint8Array.of(0, 2, 0, 0, 0, 0), 0)); // cut short: a group of mode 0
+    einval(o.call(ResourceObjectOpcode.CREATE, encodeResourceObjectCommand(TEST_GROUP, 0, null), 0)); // no flags, no data: mode 0
     einval(o.create(0x1ff, 0, groupData(1))); // unknown type
     einval(o.create(TEST_GROUP, 0, groupData(1), 1)); // flags the type does not define
     const highFlags = encodeResourceObjectCommand(TEST_GROUP, 0, 0, groupData(1));
     highFlags[15] = 0x80;
     einval(o.call(ResourceObjectOpcode.CREATE, highFlags, 0));
     einval(o.create(TEST_GROUP, 0, groupData(2))); // the type refuses the data
-    einval(o.create(TEST_GROUP, 0, Uint8Array.of(1, 0, 0, 0, 0))); // longer than the type's data
+    einval(o.create(TEST_GROUP, 0, Uint8Array.of(1, 1, 0, 0))); // reserved byte set
     einval(o.create(TEST_GROUP, 4, groupData(1))); // id = limit
     einval(o.create(TEST_GROUP, 0xffffffff, groupData(1)));
-    assert.equal(o.create(TEST_GROUP, 0, groupData(1)).status, AdminStatus.OK);
-    einval(o.call(ResourceObjectOpcode.QUERY, encodeResourceObjectCommand(TEST_GROUP, 0, null), 8)); // query without flags
-    einval(o.call(ResourceObjectOpcode.QUERY, Uint8Array.of(...encodeResourceObjectCommand(TEST_GROUP, 0, 0), 0), 8)); // too long
-    einval(o.call(ResourceObjectOpcode.DESTROY, encodeResourceObjectCommand(TEST_GROUP, 0, 0), 0)); // destroy with flags
+    // Data padded to a multiple of 8 bytes: the padding is not part of the object.
+    assert.equal(o.create(TEST_GROUP, 0, Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0)).status, AdminStatus.OK);
+    assert.deepEqual([...o.objects.object(TEST_GROUP, 0)!], [...groupData(1)]);
+    einval(o.call(ResourceObjectOpcode.QUERY, encodeResourceObjectCommand(TEST_GROUP, 0, 2), 8)); // flags the type does not define
+    assert.equal(o.call(ResourceObjectOpcode.QUERY, encodeResourceObjectCommand(TEST_GROUP, 0, null), 8).written, 4, 'flags cut short read as 0');
+    assert.equal(o.call(ResourceObjectOpcode.QUERY, Uint8Array.of(...encodeResourceObjectCommand(TEST_GROUP, 0, 0), 0, 0, 0, 0, 0, 0, 0, 0), 8).status, AdminStatus.OK, 'padding ignored');
     const vf: AdminMember = { groupType: ADMIN_GROUP_SRIOV, memberId: 1n, core: SELF.core };
     assert.equal(o.create(TEST_GROUP, 1, groupData(1)).status, AdminStatus.OK);
     assert.equal(o.call(ResourceObjectOpcode.QUERY, encodeResourceObjectCommand(TEST_GROUP, 1, 0), 8, vf).qualifier, AdminStatusQualifier.INVALID_GROUP);
-    assert.equal(o.objects.count(TEST_GROUP), 2);
+    assert.equal(o.call(ResourceObjectOpcode.DESTROY, encodeResourceObjectCommand(TEST_GROUP, 0, 0), 0).status, AdminStatus.OK, 'DESTROY ignores what follows its header');
+    assert.equal(o.objects.count(TEST_GROUP), 1);
   });
 
   it('device/admin-cmds-resource-objects/1: CREATE of an id that exists for the type is EEXIST (17); the same id of another type is free', () => {
@@ -157,7 +162,8 @@ describe('admin resource objects, device side (2.12.1.3)', () => {
     o.create(TEST_GROUP, 1, groupData(1));
     o.create(TEST_RULE, 0, ruleData(0, 7));
     const before = [...o.query(TEST_RULE, 0).result];
-    assert.equal(o.modify(TEST_RULE, 0, Uint8Array.of(1, 2, 3)).status, AdminStatus.EINVAL);
+    assert.equal(o.modify(TEST_GROUP, 1, groupData(2)).status, AdminStatus.EINVAL, 'data the type refuses');
+    assert.deepEqual([...o.query(TEST_GROUP, 1).result], [...groupData(1)]);
     assert.equal(o.modify(TEST_RULE, 0, ruleData(3, 9)).status, AdminStatus.ENXIO, 'a dependency that does not exist');
     assert.equal(o.modify(TEST_RULE, 0, ruleData(1, 9), 4).status, AdminStatus.EINVAL, 'flags');
     assert.deepEqual([...o.query(TEST_RULE, 0).result], before);

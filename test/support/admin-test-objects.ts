@@ -70,6 +70,7 @@ export const testGroupType: ResourceObjectType = {
   name: 'TEST_GROUP',
   capabilityId: TEST_RESOURCE_CAP.id,
   limitField: 'groups',
+  dataLength: 4,
   maxDataLength: 4,
   validate: (data) => (data.length === 4 && (data[0] === 1 || data[0] === 4) && data[1] === 0 ? null : 'bad group'),
 };
@@ -80,6 +81,7 @@ export const testRuleType: ResourceObjectType = {
   name: 'TEST_RULE',
   capabilityId: TEST_RESOURCE_CAP.id,
   limitField: 'rules',
+  dataLength: 8,
   maxDataLength: 8,
   validate: (data) => (data.length === 8 ? null : 'rule data is 8 bytes'),
   dependencies: (data) => [{ type: TEST_GROUP, id: new DataView(data.buffer, data.byteOffset, 8).getUint32(0, true) }],

@@ -9,7 +9,7 @@ import { ADMIN_GROUP_SELF, type AdminCommandSender } from '../admin-command-hand
 import { expectAdminOk } from '../admin-command-status-error.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { CAPABILITY_ID_HEADER_SIZE, CapabilityOpcode } from './capability-handler.js';
-import { CAPABILITY_ID_LIMIT, capabilityLimit, driverCapabilityViolation, type CapabilityLayout } from './capability-layout.js';
+import { CAPABILITY_ID_LIMIT, capabilityLimit, driverCapabilityViolation, normalizeCapability, type CapabilityLayout } from './capability-layout.js';
 
 /** Result space offered for CAP_ID_LIST_QUERY: every id of 0x0000-0x0fff. */
 const ID_BITMAP_BYTES = CAPABILITY_ID_LIMIT / 8;
@@ -78,14 +78,22 @@ export class AdminCapabilityDriver {
     return this.ids;
   }
 
-  /** DEVICE_CAP_GET for an id the device listed (cached; INVALID_ARGUMENT for an unlisted id). */
-  async deviceCapability(id: number): Promise<Uint8Array> {
+  /**
+   * DEVICE_CAP_GET for an id the device listed (cached; INVALID_ARGUMENT for an unlisted id). The
+   * result buffer is returned as received (a transport may pad it); with `layout` it is cut to the
+   * capability's structure.
+   */
+  async deviceCapability(id: number, layout?: CapabilityLayout): Promise<Uint8Array> {
     const cached = this.device.get(id);
-    if (cached) return cached.slice();
+    if (cached) return this.shaped(cached, layout);
     if (!(await this.supportedIds()).has(id)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `capability ${id} is not listed by CAP_ID_LIST_QUERY`);
     const value = await getDeviceCapability(this.send, id);
     this.device.set(id, value);
-    return value.slice();
+    return this.shaped(value, layout);
+  }
+
+  private shaped(value: Uint8Array, layout: CapabilityLayout | undefined): Uint8Array {
+    return (layout ? normalizeCapability(layout, value) : null)?.slice() ?? value.slice();
   }
 
   /** The driver capability last set successfully, or null. */
@@ -106,7 +114,9 @@ export class AdminCapabilityDriver {
    * driver/admin-cmds-resource-objects/5).
    */
   async setDriverCapability(layout: CapabilityLayout, value: Uint8Array): Promise<void> {
-    const device = await this.deviceCapability(layout.id);
+    // The result buffer is longer than the capability (padding): cut it to its structure.
+    const device = normalizeCapability(layout, await this.deviceCapability(layout.id));
+    if (device === null) throw new VirtioError(ErrorCode.REQUEST_FAILED, `device capability ${layout.name} is malformed`);
     const violation = driverCapabilityViolation(layout, device, value);
     if (violation !== null) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `driver capability ${layout.name}: ${violation}`);
     if (this.inUse.some((check) => check(layout.id))) {

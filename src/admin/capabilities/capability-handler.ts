@@ -15,19 +15,22 @@ import {
   type AdminMember,
 } from '../admin-command-handler.js';
 import { VirtioError, ErrorCode } from '../../errors.js';
+import { AdminOpcode } from '../../spec/admin.js';
+import { fitAdminData } from '../admin-data-fit.js';
 import {
   capabilityLimit,
   checkDeviceCapability,
   driverCapabilityViolation,
+  normalizeCapability,
   sameCapability,
   type CapabilityLayout,
 } from './capability-layout.js';
 
 /** 2.12.1 opcodes of the capability commands. */
 export const CapabilityOpcode = {
-  CAP_ID_LIST_QUERY: 0x7,
-  DEVICE_CAP_GET: 0x8,
-  DRIVER_CAP_SET: 0x9,
+  CAP_ID_LIST_QUERY: AdminOpcode.CAP_ID_LIST_QUERY,
+  DEVICE_CAP_GET: AdminOpcode.DEVICE_CAP_GET,
+  DRIVER_CAP_SET: AdminOpcode.DRIVER_CAP_SET,
 } as const;
 
 /** struct virtio_admin_cmd_cap_get_data / the header of cap_set_data: le16 id, u8 reserved[6]. */
@@ -122,12 +125,10 @@ export class CapabilityHandler implements AdminCommandHandler {
     if (member.memberId !== 0n) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_MEMBER);
     switch (opcode) {
       case CapabilityOpcode.CAP_ID_LIST_QUERY:
-        // "This command has no command specific data."
-        if (data.length !== 0) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
+        // "This command has no command specific data" (a padded buffer is ignored, device/admin/16).
         return this.copyOut(this.idBitmap, result);
       case CapabilityOpcode.DEVICE_CAP_GET: {
-        if (data.length !== CAPABILITY_ID_HEADER_SIZE) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
-        const cap = this.device.get(readId(data));
+        const cap = this.device.get(readId(fitAdminData(data, CAPABILITY_ID_HEADER_SIZE)));
         // device/admin-cmds-capabilities/7: an id CAP_ID_LIST_QUERY does not report.
         if (!cap) return adminError(AdminStatus.ENXIO, AdminStatusQualifier.INVALID_FIELD);
         return this.copyOut(cap.value, result);
@@ -140,13 +141,13 @@ export class CapabilityHandler implements AdminCommandHandler {
   }
 
   private setDriverCapability(data: Uint8Array): AdminCommandOutcome {
-    if (data.length < CAPABILITY_ID_HEADER_SIZE) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
-    const id = readId(data);
+    const id = readId(fitAdminData(data, CAPABILITY_ID_HEADER_SIZE));
     const cap = this.device.get(id);
     if (!cap) return adminError(AdminStatus.ENXIO, AdminStatusQualifier.INVALID_FIELD);
-    const value = data.subarray(CAPABILITY_ID_HEADER_SIZE);
+    // A short capability reads as zeros, bytes past it are padding (device/admin/15, /16).
+    const value = normalizeCapability(cap.layout, data.subarray(Math.min(data.length, CAPABILITY_ID_HEADER_SIZE)));
     // device/admin-cmds-capabilities/2, /3: limits at most, bits and entries out of the device's.
-    if (driverCapabilityViolation(cap.layout, cap.value, value) !== null) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
+    if (value === null || driverCapabilityViolation(cap.layout, cap.value, value) !== null) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
     const current = this.driver.get(id);
     const changes = !current || !sameCapability(current, value);
     // device/admin-cmds-capabilities/6: objects depending on the capability pin it.

@@ -6,6 +6,7 @@
  * device's on both sides (the device answering DRIVER_CAP_SET, the driver before sending it).
  */
 import { VirtioError, ErrorCode } from '../../errors.js';
+import { fitAdminData } from '../admin-data-fit.js';
 
 /** 2.12.1.2 capability id ranges: 0x0000-0x07ff generic, 0x0800-0x0fff device type specific. */
 export const CAPABILITY_ID_LIMIT = 0x1000;
@@ -122,6 +123,20 @@ function expectedLength(layout: CapabilityLayout, bytes: Uint8Array): number | s
   const count = readCapabilityUint(bytes, last.offset, last.countWidth);
   if (count > last.maxEntries) return `${count} entries in ${last.name}, at most ${last.maxEntries}`;
   return layout.size + count * last.entrySize;
+}
+
+/**
+ * The capability in `bytes` at exactly the length its structure has: missing bytes read as zero,
+ * bytes past the structure (a driver's padding to 8 bytes, a longer result buffer) are ignored
+ * (device/admin/15, /16). Null when an array count exceeds the layout's maxEntries.
+ */
+export function normalizeCapability(layout: CapabilityLayout, bytes: Uint8Array): Uint8Array | null {
+  const fixed = fitAdminData(bytes, layout.size);
+  const last = layout.fields[layout.fields.length - 1];
+  if (last?.kind !== 'array') return fixed;
+  const count = readCapabilityUint(fixed, last.offset, last.countWidth);
+  if (count > last.maxEntries) return null;
+  return fitAdminData(bytes, layout.size + count * last.entrySize);
 }
 
 /**

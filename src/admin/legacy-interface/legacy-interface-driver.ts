@@ -11,22 +11,10 @@ import { expectAdminOk } from '../admin-command-status-error.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { ConfigLayout } from '../../spec/config-layout.js';
 import { LegacyReg } from '../../transport/pci/constants.js';
+import { LEGACY_COMMON_FIELDS } from './legacy-common-fields.js';
 import { LEGACY_WRITE_HEADER_SIZE, LegacyOpcode } from './legacy-interface-handler.js';
 import { decodeLegacyNotifyInfo, LEGACY_NOTIFY_RESULT_SIZE, type LegacyNotifyBars, type LegacyNotifyEntry } from './legacy-notify-info.js';
 
-/** 4.1.4.8 the legacy header's fields (with MSI-X on): offset and width. */
-export const LEGACY_COMMON_FIELDS: readonly { readonly offset: number; readonly width: 1 | 2 | 4 }[] = [
-  { offset: LegacyReg.HOST_FEATURES, width: 4 },
-  { offset: LegacyReg.GUEST_FEATURES, width: 4 },
-  { offset: LegacyReg.QUEUE_PFN, width: 4 },
-  { offset: LegacyReg.QUEUE_SIZE, width: 2 },
-  { offset: LegacyReg.QUEUE_SELECT, width: 2 },
-  { offset: LegacyReg.QUEUE_NOTIFY, width: 2 },
-  { offset: LegacyReg.STATUS, width: 1 },
-  { offset: LegacyReg.ISR, width: 1 },
-  { offset: LegacyReg.CONFIG_MSIX_VECTOR, width: 2 },
-  { offset: LegacyReg.QUEUE_MSIX_VECTOR, width: 2 },
-];
 
 function refuse(message: string): never {
   throw new VirtioError(ErrorCode.INVALID_ARGUMENT, message);

@@ -18,18 +18,20 @@ import {
   type AdminMember,
 } from '../admin-command-handler.js';
 import type { DeviceCoreApi } from '../../device/types.js';
+import { AdminOpcode } from '../../spec/admin.js';
 import type { ConfigLayout } from '../../spec/config-layout.js';
 import { LegacyReg, NO_VECTOR } from '../../transport/pci/constants.js';
 import { MemberLegacyRegisters, type MemberLegacyOptions } from './legacy-register-host.js';
 import { encodeLegacyNotifyInfo, type LegacyNotifyEntry } from './legacy-notify-info.js';
+import { legacyCommonFieldWidth } from './legacy-common-fields.js';
 
 /** 2.12.1 opcodes of the legacy interface commands. */
 export const LegacyOpcode = {
-  COMMON_CFG_WRITE: 0x2,
-  COMMON_CFG_READ: 0x3,
-  DEV_CFG_WRITE: 0x4,
-  DEV_CFG_READ: 0x5,
-  NOTIFY_INFO: 0x6,
+  COMMON_CFG_WRITE: AdminOpcode.LEGACY_COMMON_CFG_WRITE,
+  COMMON_CFG_READ: AdminOpcode.LEGACY_COMMON_CFG_READ,
+  DEV_CFG_WRITE: AdminOpcode.LEGACY_DEV_CFG_WRITE,
+  DEV_CFG_READ: AdminOpcode.LEGACY_DEV_CFG_READ,
+  NOTIFY_INFO: AdminOpcode.LEGACY_NOTIFY_INFO,
 } as const;
 
 /** The write commands' header: u8 offset, u8 reserved[7], then data. */
@@ -118,45 +120,54 @@ export class LegacyInterfaceHandler implements AdminCommandHandler {
   }
 
   private commonWrite(member: AdminMember, data: Uint8Array): AdminCommandOutcome {
-    const len = data.length - LEGACY_WRITE_HEADER_SIZE;
     const offset = data[0] ?? 0;
-    if (!this.commonAccessFits(offset, len)) return invalid();
+    const width = legacyCommonFieldWidth(offset);
+    const len = accessLength(data.length - LEGACY_WRITE_HEADER_SIZE, width, true);
+    if (len === 0 || !paddingIsZero(data, LEGACY_WRITE_HEADER_SIZE + len)) return invalid();
     const value = readLe(data, LEGACY_WRITE_HEADER_SIZE, len);
     const regs = this.registersOf(member);
     // A vector outside the member's table is refused before the register maps it to NO_VECTOR (no side effect).
-    if ((offset === LegacyReg.CONFIG_MSIX_VECTOR || offset === LegacyReg.QUEUE_MSIX_VECTOR) && len === 2 && value !== NO_VECTOR && value >= regs.msixVectors) return invalid();
+    if ((offset === LegacyReg.CONFIG_MSIX_VECTOR || offset === LegacyReg.QUEUE_MSIX_VECTOR) && value !== NO_VECTOR && value >= regs.msixVectors) return invalid();
     return regs.write(offset, len, value) ? adminOk(0) : invalid();
   }
 
   private commonRead(member: AdminMember, data: Uint8Array, result: Uint8Array): AdminCommandOutcome {
-    // struct virtio_admin_cmd_legacy_common_cfg_rd_data is the offset alone; the length read is the result's.
-    if (data.length !== 1) return invalid();
-    const offset = data[0]!;
-    const len = result.length;
-    if (!this.commonAccessFits(offset, len)) return invalid();
+    // struct virtio_admin_cmd_legacy_common_cfg_rd_data is the offset (more is padding); the length read is the result's.
+    const offset = data[0] ?? 0;
+    const len = accessLength(result.length, legacyCommonFieldWidth(offset), true);
+    if (len === 0) return invalid();
     const v = this.registersOf(member).read(offset, len);
     if (v === null) return invalid();
     writeLe(result, 0, len, v);
     return adminOk(len);
   }
 
-  /** 1, 2 or 4 bytes completely inside the common configuration (the register decides the field). */
-  private commonAccessFits(offset: number, len: number): boolean {
-    return (len === 1 || len === 2 || len === 4) && offset + len <= LEGACY_COMMON_CFG_SIZE;
+  /**
+   * The bytes from `offset` to the end of the device configuration field containing it (with a
+   * layout), or the largest natural width (8, 4, 2, 1) aligned there and inside the configuration.
+   */
+  private deviceFieldRest(core: DeviceCoreApi, offset: number): number {
+    const size = core.device.configSize;
+    const layout = this.options.configLayout;
+    if (layout) {
+      const f = layout.fields.find((x) => offset >= x.offset && offset < x.offset + x.width);
+      return f && f.offset + f.width <= size ? f.offset + f.width - offset : 0;
+    }
+    for (const w of [8, 4, 2, 1]) if (offset % w === 0 && offset + w <= size) return w;
+    return 0;
   }
 
-  /** An access inside one field of the member's device configuration. */
-  private deviceAccessFits(core: DeviceCoreApi, offset: number, len: number): boolean {
-    if (len < 1 || len > 8 || offset + len > core.device.configSize) return false;
-    const layout = this.options.configLayout;
-    if (!layout) return (len === 1 || len === 2 || len === 4 || len === 8) && offset % len === 0;
-    return layout.fields.some((f) => offset >= f.offset && offset + len <= f.offset + f.width);
+  /** Length of a device configuration access of `requested` bytes at `offset` (0: refused). */
+  private deviceAccess(core: DeviceCoreApi, offset: number, requested: number): number {
+    const rest = this.deviceFieldRest(core, offset);
+    // Without a layout, fields are taken to be naturally aligned powers of two.
+    return accessLength(requested, rest, this.options.configLayout !== undefined || (requested & (requested - 1)) === 0);
   }
 
   private deviceWrite(member: AdminMember, data: Uint8Array): AdminCommandOutcome {
-    const len = data.length - LEGACY_WRITE_HEADER_SIZE;
     const offset = data[0] ?? 0;
-    if (!this.deviceAccessFits(member.core, offset, len)) return invalid();
+    const len = this.deviceAccess(member.core, offset, data.length - LEGACY_WRITE_HEADER_SIZE);
+    if (len === 0 || !paddingIsZero(data, LEGACY_WRITE_HEADER_SIZE + len)) return invalid();
     const regs = this.registersOf(member);
     // Through the legacy BAR's device configuration window, in the widths it takes (at most 4).
     for (const [at, width] of chunks(offset, len)) {
@@ -166,10 +177,9 @@ export class LegacyInterfaceHandler implements AdminCommandHandler {
   }
 
   private deviceRead(member: AdminMember, data: Uint8Array, result: Uint8Array): AdminCommandOutcome {
-    if (data.length !== 1) return invalid();
-    const offset = data[0]!;
-    const len = result.length;
-    if (!this.deviceAccessFits(member.core, offset, len)) return invalid();
+    const offset = data[0] ?? 0;
+    const len = this.deviceAccess(member.core, offset, result.length);
+    if (len === 0) return invalid();
     const regs = this.registersOf(member);
     for (const [at, width] of chunks(offset, len)) {
       const v = regs.read(LegacyReg.CONFIG_MSIX + at, width);
@@ -182,12 +192,31 @@ export class LegacyInterfaceHandler implements AdminCommandHandler {
   private notifyInfo(member: AdminMember, data: Uint8Array, result: Uint8Array): AdminCommandOutcome {
     // "This command does not use command_specific_data."
     if (!this.options.notifyInfo) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_OPCODE);
-    if (data.length !== 0) return invalid();
+    void data;
     const encoded = encodeLegacyNotifyInfo(this.options.notifyInfo(member));
     const n = Math.min(encoded.length, result.length);
     result.set(encoded.subarray(0, n));
     return adminOk(n);
   }
+}
+
+/**
+ * The length of an access of `requested` bytes to a field with `rest` bytes left from its offset:
+ * `requested` itself when it stays inside the field (and `exactOk`), else `rest` when `requested`
+ * is `rest` rounded up to 8 (a buffer padded to a multiple of 8 bytes, as drivers must supply,
+ * 2.13); 0 when neither (the access is refused: device/admin-cmds-legacy-interface/3, /4).
+ */
+function accessLength(requested: number, rest: number, exactOk: boolean): number {
+  if (requested < 1 || rest < 1) return 0;
+  if (requested <= rest && exactOk) return requested;
+  if (requested % 8 === 0 && requested === Math.ceil(rest / 8) * 8) return rest;
+  return 0;
+}
+
+/** Whether the bytes of `data` from `from` on (padding) are all zero. */
+function paddingIsZero(data: Uint8Array, from: number): boolean {
+  for (let i = from; i < data.length; i++) if (data[i] !== 0) return false;
+  return true;
 }
 
 function invalid(): AdminCommandOutcome {

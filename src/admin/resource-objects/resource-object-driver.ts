@@ -122,11 +122,15 @@ export class AdminResourceObjectDriver {
     expectAdminOk('RESOURCE_OBJ_MODIFY', await this.send(ResourceObjectOpcode.MODIFY, this.groupType, this.memberId, encodeResourceObjectCommand(type, id, flags, specific), 0));
   }
 
-  /** RESOURCE_OBJ_QUERY: the object's resource_obj_specific_data as the device keeps it. */
-  async query(type: number, id: number, capacity = DEFAULT_QUERY_CAPACITY): Promise<Uint8Array> {
+  /**
+   * RESOURCE_OBJ_QUERY: the object's resource_obj_specific_data as the device keeps it, in a
+   * result buffer of `capacity` bytes (default the kind's dataLength; a transport may pad it).
+   */
+  async query(type: number, id: number, capacity?: number): Promise<Uint8Array> {
     this.live(type, id, 'QUERY');
+    capacity ??= this.kindOf(type).kind.dataLength ?? DEFAULT_QUERY_CAPACITY;
     const reply = await this.send(ResourceObjectOpcode.QUERY, this.groupType, this.memberId, encodeResourceObjectCommand(type, id, 0), capacity);
-    return expectAdminOk('RESOURCE_OBJ_QUERY', reply).slice();
+    return expectAdminOk('RESOURCE_OBJ_QUERY', reply).slice(0, capacity);
   }
 
   /** RESOURCE_OBJ_DESTROY, refused while other objects depend on it (driver/admin-cmds-resource-objects/4). */

@@ -17,15 +17,22 @@ import {
   type AdminMember,
 } from '../admin-command-handler.js';
 import { VirtioError, ErrorCode } from '../../errors.js';
+import { AdminOpcode } from '../../spec/admin.js';
+import { fitAdminData } from '../admin-data-fit.js';
 import type { CapabilityHandler } from '../capabilities/capability-handler.js';
 import { RESOURCE_OBJECT_TYPE_LIMIT, type ResourceObjectType } from './resource-object-type.js';
 
-/** 2.12.1 opcodes of the resource object commands. */
+/**
+ * 2.12.1 opcodes of the resource object commands. virtio 1.4 contradicts itself here: the
+ * paragraphs of 2.12.1.3 give MODIFY 0xb and QUERY 0xc, the opcode table of 2.12.1 (the one
+ * LIST_QUERY's bitmap is read against) gives QUERY 0xb and MODIFY 0xc. The table wins, as in
+ * `AdminOpcode` and other implementations (bhyve's).
+ */
 export const ResourceObjectOpcode = {
-  CREATE: 0xa,
-  MODIFY: 0xb,
-  QUERY: 0xc,
-  DESTROY: 0xd,
+  CREATE: AdminOpcode.RESOURCE_OBJ_CREATE,
+  QUERY: AdminOpcode.RESOURCE_OBJ_QUERY,
+  MODIFY: AdminOpcode.RESOURCE_OBJ_MODIFY,
+  DESTROY: AdminOpcode.RESOURCE_OBJ_DESTROY,
 } as const;
 
 /**
@@ -65,7 +72,7 @@ function keyOf(type: number, id: number): number {
 
 /** The resource object commands of one owner device. */
 export class ResourceObjectHandler implements AdminCommandHandler {
-  readonly opcodes: readonly number[] = [ResourceObjectOpcode.CREATE, ResourceObjectOpcode.MODIFY, ResourceObjectOpcode.QUERY, ResourceObjectOpcode.DESTROY];
+  readonly opcodes: readonly number[] = [ResourceObjectOpcode.CREATE, ResourceObjectOpcode.QUERY, ResourceObjectOpcode.MODIFY, ResourceObjectOpcode.DESTROY];
   readonly groupTypes: readonly number[];
   private readonly types = new Map<number, ResourceObjectType>();
   private readonly objects = new Map<number, StoredObject>();
@@ -126,8 +133,10 @@ export class ResourceObjectHandler implements AdminCommandHandler {
     this.bytesUsed = 0;
   }
 
-  handle(opcode: number, member: AdminMember, data: Uint8Array, result: Uint8Array): AdminCommandOutcome {
-    if (data.length < RESOURCE_OBJ_HEADER_SIZE) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
+  handle(opcode: number, member: AdminMember, raw: Uint8Array, result: Uint8Array): AdminCommandOutcome {
+    // The header and flags as zero-extended when cut short (device/admin/15); QUERY and DESTROY
+    // ignore anything after their structure (a padded buffer, device/admin/16).
+    const data = raw.length >= RESOURCE_OBJ_FLAGS_END ? raw : fitAdminData(raw, RESOURCE_OBJ_FLAGS_END);
     const typeId = data[0]! | (data[1]! << 8);
     const id = (data[4]! | (data[5]! << 8) | (data[6]! << 16) | (data[7]! << 24)) >>> 0;
     const type = this.types.get(typeId);
@@ -140,12 +149,10 @@ export class ResourceObjectHandler implements AdminCommandHandler {
       case ResourceObjectOpcode.MODIFY:
         return this.modify(type, id, member, data);
       case ResourceObjectOpcode.QUERY:
-        // struct virtio_admin_cmd_resource_obj_query_data: the header and flags, nothing else.
-        if (data.length !== RESOURCE_OBJ_FLAGS_END) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
+        if (this.flagsOf(type, data) === null) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
         return this.query(typeId, id, member, result);
       case ResourceObjectOpcode.DESTROY:
         // DESTROY's data is the header alone.
-        if (data.length !== RESOURCE_OBJ_HEADER_SIZE) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
         return this.destroy(type, id, member);
       default:
         return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_OPCODE);
@@ -154,11 +161,16 @@ export class ResourceObjectHandler implements AdminCommandHandler {
 
   /** The flags (low 32 bits) when `data` carries them and only bits the type defines; else null. */
   private flagsOf(type: ResourceObjectType, data: Uint8Array): number | null {
-    if (data.length < RESOURCE_OBJ_FLAGS_END) return null;
     const low = (data[8]! | (data[9]! << 8) | (data[10]! << 16) | (data[11]! << 24)) >>> 0;
     const high = data[12]! | data[13]! | data[14]! | data[15]!;
     if (high !== 0 || (low & ~(type.flagsMask ?? 0)) !== 0) return null;
     return low;
+  }
+
+  /** resource_obj_specific_data: at the type's fixed size, or as sent up to its maximum. */
+  private specificOf(type: ResourceObjectType, data: Uint8Array): Uint8Array {
+    const specific = data.subarray(RESOURCE_OBJ_FLAGS_END);
+    return type.dataLength === undefined ? specific : fitAdminData(specific, type.dataLength);
   }
 
   /** Keys of the objects `data` depends on when all exist for this member; else null. */
@@ -180,7 +192,7 @@ export class ResourceObjectHandler implements AdminCommandHandler {
   private create(type: ResourceObjectType, id: number, member: AdminMember, data: Uint8Array): AdminCommandOutcome {
     const flags = this.flagsOf(type, data);
     if (flags === null) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
-    const specific = data.subarray(RESOURCE_OBJ_FLAGS_END);
+    const specific = this.specificOf(type, data);
     // 2.12.1.3: "a driver-assigned number in the range of 0 to limit - 1" of the driver capability.
     if (id >= this.limit(type.type)) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
     const key = keyOf(type.type, id);
@@ -216,7 +228,7 @@ export class ResourceObjectHandler implements AdminCommandHandler {
     if (!obj) return adminError(AdminStatus.ENXIO, AdminStatusQualifier.INVALID_FIELD);
     // device/admin-cmds-resource-objects/4.
     if (obj.dependents > 0) return adminError(AdminStatus.EBUSY, AdminStatusQualifier.OK);
-    const specific = data.subarray(RESOURCE_OBJ_FLAGS_END);
+    const specific = this.specificOf(type, data);
     // Everything is checked before anything changes (device/admin-cmds-resource-objects/9).
     if (specific.length > type.maxDataLength || type.validate(specific, flags, member, obj.data) !== null) {
       return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);

@@ -28,6 +28,12 @@ export interface ResourceObjectKind {
   readonly capabilityId: number;
   /** The limit field of that capability. */
   readonly limitField: string;
+  /**
+   * Size of resource_obj_specific_data when the type's data has a fixed size: the device reads
+   * shorter data as zero-extended and ignores bytes past it (a driver's padding to 8 bytes,
+   * device/admin/15, /16); the driver queries that many bytes. Variable-size types leave it out.
+   */
+  readonly dataLength?: number;
   /** The group types objects of this type may be created for (default: the self group). */
   readonly groupTypes?: readonly number[];
   /**
