@@ -38,6 +38,7 @@ export const CAPABILITY_ID_HEADER_SIZE = 8;
 
 /** One capability a device offers: its layout and its device capability bytes. */
 export interface DeviceCapability {
+  /** Its structure (and id). */
   readonly layout: CapabilityLayout;
   /** cap_specific_data as DEVICE_CAP_GET returns it. */
   readonly value: Uint8Array;
@@ -51,6 +52,7 @@ export type CapabilityInUse = (id: number) => boolean;
 
 /** The capability commands of one owner device. */
 export class CapabilityHandler implements AdminCommandHandler {
+  /** CAP_ID_LIST_QUERY, DEVICE_CAP_GET, DRIVER_CAP_SET. */
   readonly opcodes: readonly number[] = [CapabilityOpcode.CAP_ID_LIST_QUERY, CapabilityOpcode.DEVICE_CAP_GET, CapabilityOpcode.DRIVER_CAP_SET];
   /** 2.12.1.2: "currently defined for self group type". */
   readonly groupTypes: readonly number[] = [ADMIN_GROUP_SELF];

@@ -16,7 +16,9 @@ export const VIRTIO_DEV_PARTS_CAP = 0x0000;
 
 /** A limit number: the driver sets a value smaller than or equal to the device's. */
 export interface CapabilityLimitField {
+  /** Discriminant: a limit number. */
   readonly kind: 'limit';
+  /** Field name (for messages and `capabilityLimit`). */
   readonly name: string;
   /** Byte offset in cap_specific_data. */
   readonly offset: number;
@@ -26,8 +28,11 @@ export interface CapabilityLimitField {
 
 /** A bitmap: the driver sets only bits the device presented. */
 export interface CapabilityBitmapField {
+  /** Discriminant: a bitmap. */
   readonly kind: 'bitmap';
+  /** Field name. */
   readonly name: string;
+  /** Byte offset in cap_specific_data. */
   readonly offset: number;
   /** Width in bytes. */
   readonly width: number;
@@ -39,10 +44,15 @@ export interface CapabilityBitmapField {
  * for byte), each at most once. At most one array, and it is the capability's last field.
  */
 export interface CapabilityArrayField {
+  /** Discriminant: an array of entries. */
   readonly kind: 'array';
+  /** Field name. */
   readonly name: string;
+  /** Byte offset of the entry count in the fixed part. */
   readonly offset: number;
+  /** Width of the little-endian entry count. */
   readonly countWidth: 1 | 2 | 4;
+  /** Bytes of one entry. */
   readonly entrySize: number;
   /** Entries a capability may carry (bounds what an untrusted driver can make the device parse). */
   readonly maxEntries: number;
@@ -59,6 +69,7 @@ export interface CapabilityLayout {
   readonly name: string;
   /** Bytes of the fixed part (everything but an array's entries). */
   readonly size: number;
+  /** The fields; an array, if any, last. */
   readonly fields: readonly CapabilityField[];
 }
 

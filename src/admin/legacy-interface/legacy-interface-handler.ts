@@ -66,6 +66,7 @@ interface MemberState {
 
 /** The legacy interface commands of one SR-IOV owner. */
 export class LegacyInterfaceHandler implements AdminCommandHandler {
+  /** The four configuration commands, and LEGACY_NOTIFY_INFO when configured. */
   readonly opcodes: readonly number[];
   /** 2.12.1.1: "currently only defined for the SR-IOV group type". */
   readonly groupTypes: readonly number[] = [ADMIN_GROUP_SRIOV];

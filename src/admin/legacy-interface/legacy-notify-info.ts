@@ -62,7 +62,9 @@ export function encodeLegacyNotifyInfo(entries: readonly LegacyNotifyEntry[]): U
 
 /** The BARs the driver knows: size in bytes of BAR n (index 0..5) of the owner and of the member VF BARs (0: absent). */
 export interface LegacyNotifyBars {
+  /** Sizes of the owner's BAR0..BAR5 (PCI header). */
   readonly owner: readonly number[];
+  /** Sizes of the member's VF BAR0..BAR5 (SR-IOV Extended Capability). */
   readonly member: readonly number[];
 }
 

@@ -33,9 +33,13 @@ export interface MemberLegacyOptions {
 
 /** The refusal of the last access, reported by the legacy registers through `bad`. */
 export interface LegacyAccessRefusal {
+  /** Why (BadAccess). */
   readonly reason: BadAccess;
+  /** Offset of the access in the legacy I/O layout. */
   readonly offset: number;
+  /** Width of the access. */
   readonly width: number;
+  /** More, where the register said more. */
   readonly detail: string | undefined;
 }
 

@@ -34,7 +34,9 @@ export function encodeResourceObjectCommand(type: number, id: number, flags: num
 
 /** Where one kind of object lives for the driver: its kind and the capability layout giving its limit. */
 export interface DriverResourceObjectKind {
+  /** The type, its limit field and dependencies. */
   readonly kind: ResourceObjectKind;
+  /** The layout of the capability holding its limit. */
   readonly capability: CapabilityLayout;
 }
 

@@ -72,7 +72,9 @@ function keyOf(type: number, id: number): number {
 
 /** The resource object commands of one owner device. */
 export class ResourceObjectHandler implements AdminCommandHandler {
+  /** RESOURCE_OBJ_CREATE, QUERY, MODIFY, DESTROY. */
   readonly opcodes: readonly number[] = [ResourceObjectOpcode.CREATE, ResourceObjectOpcode.QUERY, ResourceObjectOpcode.MODIFY, ResourceObjectOpcode.DESTROY];
+  /** The self group, and the group types registered types allow. */
   readonly groupTypes: readonly number[];
   private readonly types = new Map<number, ResourceObjectType>();
   private readonly objects = new Map<number, StoredObject>();

@@ -14,7 +14,9 @@ export const RESOURCE_OBJECT_TYPE_LIMIT = 0x500;
 
 /** One resource object another depends on. */
 export interface ResourceObjectRef {
+  /** Its resource object type. */
   readonly type: number;
+  /** Its resource object id. */
   readonly id: number;
 }
 
