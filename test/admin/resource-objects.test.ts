@@ -121,6 +121,16 @@ describe('admin resource objects, device side (2.12.1.3)', () => {
     assert.equal(o.objects.count(TEST_GROUP), 2);
     assert.equal(o.destroy(TEST_GROUP, 0).status, AdminStatus.OK);
     assert.equal(o.create(TEST_GROUP, 2, groupData(1)).status, AdminStatus.OK, 'space released by DESTROY');
+    // The object count is the other internal limit.
+    const { caps, objects } = testOwnerHandlers({ maxObjects: 1 });
+    const capData = new Uint8Array(8 + TEST_RESOURCE_CAP.size);
+    capData[1] = 0x08;
+    capData.set(resourceCapValue(4, 8, 1, 0), 8);
+    caps.handle(CapabilityOpcode.DRIVER_CAP_SET, SELF, capData, new Uint8Array(0));
+    const first = objects.handle(ResourceObjectOpcode.CREATE, SELF, encodeResourceObjectCommand(TEST_GROUP, 0, 0, groupData(1)), new Uint8Array(0));
+    const second = objects.handle(ResourceObjectOpcode.CREATE, SELF, encodeResourceObjectCommand(TEST_GROUP, 1, 0, groupData(1)), new Uint8Array(0));
+    assert.equal((first as { status: number }).status, AdminStatus.OK);
+    assert.equal((second as { status: number }).status, AdminStatus.ENOSPC);
   });
 
   it('device/admin-cmds-resource-objects/4: MODIFY or DESTROY of an object others depend on is EBUSY', () => {

@@ -53,6 +53,8 @@ export interface ResourceObjectHandlerOptions {
    * limit (device/admin-cmds-resource-objects/7). Default 1 MiB.
    */
   readonly byteBudget?: number;
+  /** Objects the device keeps at most over all types (its other internal limit). Default 65536. */
+  readonly maxObjects?: number;
 }
 
 interface StoredObject {
@@ -80,6 +82,7 @@ export class ResourceObjectHandler implements AdminCommandHandler {
   private readonly objects = new Map<number, StoredObject>();
   private readonly counts = new Map<number, number>();
   private readonly byteBudget: number;
+  private readonly maxObjects: number;
   private bytesUsed = 0;
 
   constructor(
@@ -88,6 +91,7 @@ export class ResourceObjectHandler implements AdminCommandHandler {
     options: ResourceObjectHandlerOptions = {},
   ) {
     this.byteBudget = options.byteBudget ?? 1 << 20;
+    this.maxObjects = options.maxObjects ?? 1 << 16;
     const groups = new Set<number>([ADMIN_GROUP_SELF]);
     for (const t of types) {
       if (!Number.isInteger(t.type) || t.type < 0 || t.type >= RESOURCE_OBJECT_TYPE_LIMIT || this.types.has(t.type)) {
@@ -206,7 +210,9 @@ export class ResourceObjectHandler implements AdminCommandHandler {
     const deps = this.dependencyKeys(type, specific, member, key);
     if (deps === null) return adminError(AdminStatus.ENXIO, AdminStatusQualifier.INVALID_FIELD);
     // device/admin-cmds-resource-objects/3, /7: the device's own limit.
-    if (this.bytesUsed + specific.length > this.byteBudget) return adminError(AdminStatus.ENOSPC, AdminStatusQualifier.NORESOURCE);
+    if (this.bytesUsed + specific.length > this.byteBudget || this.objects.size >= this.maxObjects) {
+      return adminError(AdminStatus.ENOSPC, AdminStatusQualifier.NORESOURCE);
+    }
     const copy = specific.slice();
     this.objects.set(key, { data: copy, groupType: member.groupType, memberId: member.memberId, deps, dependents: 0 });
     for (const d of deps) this.objects.get(d)!.dependents++;
