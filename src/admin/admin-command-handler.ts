@@ -83,6 +83,12 @@ export interface AdminCommandHandler {
   ): AdminCommandOutcome | Promise<AdminCommandOutcome>;
   /** The owner device was reset: forget driver capabilities, resource objects, modes set. */
   reset?(): void;
+  /**
+   * Optional dependency check on a LIST_USE for a group type this handler serves
+   * (device/admin/6): false fails the LIST_USE with EINVAL / INVALID_FIELD (the used list then
+   * stays as it was). `used` is the complete list the driver asked for.
+   */
+  acceptsUse?(groupType: number, used: ReadonlySet<number>): boolean;
 }
 
 /** Shorthand for an error outcome that wrote nothing. */

@@ -191,6 +191,17 @@ export class AdminDispatcher {
         next.add(op);
       }
     }
+    // device/admin/6: a module may refuse a list that breaks its dependencies.
+    for (const h of new Set(g.handlers.values())) {
+      let ok = true;
+      try {
+        ok = h.acceptsUse?.(g.group.groupType, next) ?? true;
+      } catch (e) {
+        this.log.error(`admin handler acceptsUse threw: ${String(e)}`);
+        ok = false;
+      }
+      if (!ok) return adminError(AdminStatus.EINVAL, AdminStatusQualifier.INVALID_FIELD);
+    }
     g.used = next;
     return adminOk(0);
   }

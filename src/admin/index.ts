@@ -9,6 +9,7 @@ export * from './admin-dispatcher.js';
 export * from './admin-queue-server.js';
 export * from './admin-device.js';
 export * from './admin-driver.js';
+export * from './sriov-driver.js';
 export * from './admin-command-status-error.js';
 export * from './capabilities/index.js';
 export * from './resource-objects/index.js';

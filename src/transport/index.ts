@@ -12,6 +12,7 @@ export * from './pci/constants.js';
 export * from './pci/msix.js';
 export * from './pci/pci-device.js';
 export * from './pci/pci-driver.js';
+export * from './pci/sriov-capability.js';
 export * from './ccw/constants.js';
 export * from './ccw/ccw-device.js';
 export * from './ccw/ccw-driver.js';

@@ -89,7 +89,12 @@ export function adminRig(opts: AdminRigOptions = {}): AdminRig {
 
 /** VirtioDriver (ADMIN_VQ, split or packed) and an AdminDriver on the rig. */
 export function startAdminDriver(rig: AdminRig, packed: boolean, extra: { adminQueues?: number; wanted?: bigint; admin?: AdminDriverOptions } = {}): { virtio: VirtioDriver; admin: AdminDriver } {
-  const wanted = (extra.wanted ?? 0n) | F.VERSION_1 | F.EVENT_IDX | F.INDIRECT_DESC | F.ADMIN_VQ | (packed ? F.RING_PACKED : 0n);
-  const virtio = VirtioDriver.initSync(rig.driverTransport, { wantedFeatures: wanted, dma: rig.dma, queueSizes: [32], adminQueues: extra.adminQueues ?? 1 });
+  const virtio = startVirtio(rig, packed, extra);
   return { virtio, admin: AdminDriver.attach(virtio, extra.admin ?? {}) };
+}
+
+/** VirtioDriver with ADMIN_VQ only (the test drives the administration queue by hand). */
+export function startVirtio(rig: AdminRig, packed: boolean, extra: { adminQueues?: number; wanted?: bigint } = {}): VirtioDriver {
+  const wanted = (extra.wanted ?? 0n) | F.VERSION_1 | F.EVENT_IDX | F.INDIRECT_DESC | F.ADMIN_VQ | (packed ? F.RING_PACKED : 0n);
+  return VirtioDriver.initSync(rig.driverTransport, { wantedFeatures: wanted, dma: rig.dma, queueSizes: [32], adminQueues: extra.adminQueues ?? 1 });
 }

@@ -65,7 +65,16 @@ export interface PciFunctionDescription {
   /** Shared memory regions placed in their BAR (4.1.4.7), and the BAR's size. */
   readonly sharedMemory: readonly PlacedSharedMemoryRegion[];
   readonly sharedMemoryBarSize: number;
+  /**
+   * A PCI Express function: a PCI Express Capability in the capability list says extended
+   * configuration space (0x100-0xfff) exists, where the SR-IOV capability lives.
+   */
+  readonly pciExpress?: boolean;
 }
+
+/** [PCIe] 7.5.3: the PCI Express Capability ID, and the bytes of a version 2 endpoint structure. */
+export const PCI_CAP_ID_EXP = 0x10;
+const PCIE_CAP_LEN = 0x3c;
 
 const CLASS_BY_DEVICE: Readonly<Record<number, number>> = {
   1: 0x020000, // network controller
@@ -187,6 +196,11 @@ export class PciConfigSpace {
       this.put(c + Msix.CTRL, 2, d.msix.size - 1, Msix.CTRL_ENABLE | Msix.CTRL_MASKALL);
       this.put(c + Msix.TABLE, 4, 0 | PciBar.MSIX);
       this.put(c + Msix.PBA, 4, d.msix.pbaOffset | PciBar.MSIX);
+    }
+    if (d.pciExpress) {
+      const c = link(PCIE_CAP_LEN);
+      this.put(c, 1, PCI_CAP_ID_EXP);
+      this.put(c + 2, 2, 0x0002); // capability version 2, device/port type 0: PCI Express endpoint
     }
     const vcap = (type: number, bar: number, offset: number, length: number, len = 16, capId = 0): number => {
       const c = link(len);

@@ -19,6 +19,7 @@ import { CapField, IsrBit, LegacyReg, Msix, NO_VECTOR, PciBar, PciCfg, PciComman
 import { MsixTable } from './msix.js';
 import { type ModernLayout, PciModernRegisters, type PciRegisterHost, modernLayoutFor, pow2AtLeast } from './pci-common-config.js';
 import { type PciCapOffsets, PciConfigSpace } from './pci-config-space.js';
+import { PCI_EXT_CONFIG_SIZE, SRIOV_CAP_OFFSET, type SriovCapability } from './sriov-capability.js';
 import { PciLegacyRegisters } from './pci-legacy-io.js';
 
 /** What a PCI function offers its bus: configuration cycles and BAR accesses. */
@@ -33,8 +34,13 @@ export interface PciFunction {
   barWrite(bar: number, offset: number, width: number, value: number): void;
 }
 
-/** The modern interface: little-endian, and queue_notif_config_data in the common configuration. */
+/**
+ * The modern interface: little-endian, queue_notif_config_data and admin_queue_index /
+ * admin_queue_num in the common configuration.
+ */
 const MODERN_MODE: CoreMode = { legacy: false, littleEndian: true, transportFeatures: F.NOTIF_CONFIG_DATA | F.ADMIN_VQ };
+/** The modern interface of a PF with the SR-IOV capability: VIRTIO_F_SR_IOV too (device/content/27). */
+const MODERN_SRIOV_MODE: CoreMode = { ...MODERN_MODE, transportFeatures: MODERN_MODE.transportFeatures! | F.SR_IOV };
 
 /** Options of PciDeviceTransport. */
 export interface PciDeviceOptions {
@@ -56,6 +62,12 @@ export interface PciDeviceOptions {
    * space (v86). 4.1.4: a capability may point into any BAR, memory or I/O. Default false.
    */
   readonly modernIoBar?: boolean;
+  /**
+   * A physical function with the PCIe SR-IOV Extended Capability at 0x100 of its extended
+   * configuration space: the function then offers VIRTIO_F_SR_IOV and its VFs come and go with
+   * VF Enable. Without it there is no extended configuration space.
+   */
+  readonly sriov?: SriovCapability;
 }
 
 export { type ModernLayout, modernLayoutFor } from './pci-common-config.js';
@@ -104,7 +116,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
     this.transitional = opts.transitional ?? false;
     this.onBad = opts.onBadAccess;
     // The legacy interface is chosen by the driver's first access; start modern.
-    this.coreRef = factory(this, MODERN_MODE);
+    this.coreRef = factory(this, opts.sriov ? MODERN_SRIOV_MODE : MODERN_MODE);
     const device = this.coreRef.device;
     const nq = this.coreRef.numQueues;
     const mult = opts.notifyOffMultiplier ?? 4;
@@ -121,6 +133,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       configSize: device.configSize,
       transitional: this.transitional,
       subsystemVendorId: opts.subsystemVendorId,
+      pciExpress: opts.sriov !== undefined,
       msix: this.msix,
       layout: this.layout,
       notifyLen,
@@ -217,6 +230,8 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
         this.bad(BadAccess.WIDTH, 'pci-config', offset, width, false);
         return 0;
       }
+      const sriov = this.opts.sriov;
+      if (sriov && offset >= SRIOV_CAP_OFFSET && offset + width <= PCI_EXT_CONFIG_SIZE) return sriov.read(offset - SRIOV_CAP_OFFSET, width);
       // No PCI Express extended configuration space: it reads as 0 (no capabilities).
       if (offset + width > PciCfg.SIZE) {
         this.bad(BadAccess.OFFSET, 'pci-config', offset, width, false);
@@ -239,6 +254,11 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
     try {
       if (!(width === 1 || width === 2 || width === 4) || offset % width !== 0 || offset < 0) {
         return this.bad(BadAccess.WIDTH, 'pci-config', offset, width, true);
+      }
+      const sriov = this.opts.sriov;
+      if (sriov && offset >= SRIOV_CAP_OFFSET && offset + width <= PCI_EXT_CONFIG_SIZE) {
+        if (!sriov.write(offset - SRIOV_CAP_OFFSET, width, value)) this.bad(BadAccess.READ_ONLY, 'pci-config', offset, width, true);
+        return;
       }
       if (offset + width > PciCfg.SIZE) return this.bad(BadAccess.OFFSET, 'pci-config', offset, width, true);
       const writable = this.config.write(offset, width, value);
@@ -378,7 +398,7 @@ export class PciDeviceTransport implements PciFunction, InterruptSink {
       return false;
     }
     core.setStatus(0);
-    const mode: CoreMode = legacy ? { legacy, littleEndian: this.opts.guestLittleEndian ?? true } : MODERN_MODE;
+    const mode: CoreMode = legacy ? { legacy, littleEndian: this.opts.guestLittleEndian ?? true } : this.opts.sriov ? MODERN_SRIOV_MODE : MODERN_MODE;
     this.coreRef = this.factory(this, mode);
     this.legacyMode = legacy;
     this.afterReset();

@@ -29,6 +29,8 @@ import {
   virtioIdFromPciDeviceId,
 } from './constants.js';
 import type { PciFunction } from './pci-device.js';
+import { PCI_CAP_ID_EXP } from './pci-config-space.js';
+import { PCI_EXT_CAP_ID_SRIOV, SRIOV_CAP_OFFSET } from './sriov-capability.js';
 
 /** Capability list walk bound: 256 bytes hold at most 48 four-byte-aligned capabilities. */
 const MAX_CAPS = 48;
@@ -114,6 +116,11 @@ export class PciDriverTransport implements DriverTransport {
   private queueCount = -1;
   /** 4.1.4.7 regions by shmid (the first capability of each id). */
   private readonly shm = new Map<number, CapRef>();
+  /**
+   * Offset of the PCIe SR-IOV Extended Capability in extended configuration space, or -1 (no
+   * PCI Express Capability, or no SR-IOV capability at 0x100).
+   */
+  readonly sriovCapOffset: number = -1;
 
   constructor(
     private readonly fn: PciFunction,
@@ -136,9 +143,11 @@ export class PciDriverTransport implements DriverTransport {
     let ptr = fn.configRead(PciCfg.CAPABILITIES_POINTER, 1) & 0xfc;
     const found = new Map<number, CapRef>();
     let msixCap = -1;
+    let pciExpress = false;
     for (let n = 0; n < MAX_CAPS && ptr >= 0x40; n++) {
       const capId = fn.configRead(ptr, 1);
       if (capId === PCI_CAP_ID_MSIX && msixCap < 0) msixCap = ptr;
+      if (capId === PCI_CAP_ID_EXP) pciExpress = true;
       if (capId === PCI_CAP_ID_VNDR) {
         const type = fn.configRead(ptr + CapField.CFG_TYPE, 1);
         const bar = fn.configRead(ptr + CapField.BAR, 1);
@@ -158,6 +167,9 @@ export class PciDriverTransport implements DriverTransport {
       ptr = fn.configRead(ptr + CapField.NEXT, 1) & 0xfc;
     }
     this.msixCap = msixCap;
+    // [PCIe] 7.6: extended configuration space exists only for a PCI Express function; its first
+    // extended capability is at 0x100 (the SR-IOV one is all this driver looks for).
+    if (pciExpress && (fn.configRead(SRIOV_CAP_OFFSET, 4) & 0xffff) === PCI_EXT_CAP_ID_SRIOV) this.sriovCapOffset = SRIOV_CAP_OFFSET;
     this.msixSize = msixCap >= 0 ? (fn.configRead(msixCap + Msix.CTRL, 2) & Msix.CTRL_SIZE_MASK) + 1 : 0;
 
     const cmd = fn.configRead(PciCfg.COMMAND, 2);
@@ -316,9 +328,23 @@ export class PciDriverTransport implements DriverTransport {
     return f;
   }
 
-  /** The modern interface has queue_notif_config_data (4.1.4.3): NOTIF_CONFIG_DATA can be used. */
+  /**
+   * The modern interface has queue_notif_config_data (4.1.4.3): NOTIF_CONFIG_DATA can be used;
+   * VIRTIO_F_SR_IOV only with the SR-IOV capability (driver/content/39).
+   */
   get transportFeatures(): bigint {
-    return this.legacy ? 0n : F.NOTIF_CONFIG_DATA;
+    if (this.legacy) return 0n;
+    return F.NOTIF_CONFIG_DATA | (this.sriovCapOffset >= 0 ? F.SR_IOV : 0n);
+  }
+
+  /** A configuration space read of the function (for capabilities this transport does not own: SR-IOV). */
+  configRead(offset: number, width: number): number {
+    return this.fn.configRead(offset, width);
+  }
+
+  /** A configuration space write of the function. */
+  configWrite(offset: number, width: number, value: number): void {
+    this.fn.configWrite(offset, width, value);
   }
 
   setDriverFeatures(features: bigint): void {
