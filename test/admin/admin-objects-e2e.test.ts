@@ -23,7 +23,13 @@ import { AdminOpcode } from '../../src/spec/admin.js';
 import { Status } from '../../src/spec/status.js';
 import { LegacyReg } from '../../src/transport/pci/constants.js';
 import { stubDevice } from '../../src/transport/test-core.js';
-import { adminRig, startAdminDriver } from '../normative/admin-rig.js';
+import { SriovDriverControl } from '../../src/admin/sriov-driver.js';
+import { F } from '../../src/spec/features.js';
+import { deviceCoreFactory } from '../../src/transport/loopback.js';
+import { PciCfg } from '../../src/transport/pci/constants.js';
+import { PciDeviceTransport } from '../../src/transport/pci/pci-device.js';
+import { SRIOV_CAP_OFFSET, SriovCapability, SriovReg } from '../../src/transport/pci/sriov-capability.js';
+import { adminRig, startAdminDriver, type AdminRig } from '../normative/admin-rig.js';
 import {
   TEST_GROUP,
   TEST_RESOURCE_CAP,
@@ -113,6 +119,73 @@ for (const packed of [false, true]) {
       const r = await admin.send(AdminOpcode.LEGACY_COMMON_CFG_READ, ADMIN_GROUP_SRIOV, 1n, Uint8Array.of(LegacyReg.STATUS), 1);
       assert.equal(r.status, AdminStatus.OK);
       assert.equal(r.result[0], Status.ACKNOWLEDGE | Status.DRIVER | Status.DRIVER_OK);
+    });
+  });
+}
+
+/** A PF with the SR-IOV capability whose VFs are stub devices on their own PCI functions. */
+function sriovOwner() {
+  const vfCores: DeviceCore[] = [];
+  const vfFunctions: PciDeviceTransport[] = [];
+  const notified: number[] = [];
+  const box: { rig: AdminRig | null } = { rig: null };
+  const cap = new SriovCapability({
+    totalVfs: 2,
+    createVf: () => {
+      const r = box.rig!;
+      const dev = stubDevice({ configSize: 8 });
+      dev.onQueueNotify = (i: number) => void notified.push(i);
+      const made: DeviceCore[] = [];
+      vfFunctions.push(new PciDeviceTransport(r.bus, deviceCoreFactory(dev, r.mem, {}, made)));
+      vfCores.push(made[0]!);
+      return { core: made[0]! };
+    },
+  });
+  const legacy = new LegacyInterfaceHandler({ notifyInfo: () => [{ flags: LegacyNotifyFlags.OWNER, bar: 4, offset: 0x3000 }] });
+  box.rig = adminRig({ pci: { sriov: cap }, admin: { groups: [cap.group], handlers: [legacy] } });
+  return { rig: box.rig, cap, legacy, vfCores, vfFunctions, notified };
+}
+
+for (const packed of [false, true]) {
+  const ring = packed ? 'packed' : 'split';
+  describe(`admin legacy interface on the PF's SR-IOV capability (${ring})`, () => {
+    it('device/admin-cmds-legacy-interface/9, device/admin-cmds-legacy-interface/10: VFs of the SR-IOV capability driven through the legacy commands; non-transitional ids; VF BAR0 hardwired to zero', async () => {
+      const o = sriovOwner();
+      const control = new SriovDriverControl(o.rig.driverTransport);
+      const { virtio, admin } = startAdminDriver(o.rig, packed, { wanted: F.SR_IOV, admin: { sriov: control } });
+      control.observe(virtio);
+      control.enableVfs(2);
+      assert.equal(o.vfCores.length, 2);
+      assert.deepEqual(await admin.enableGroup(ADMIN_GROUP_SRIOV, LEGACY_OPS), [0, 1, ...LEGACY_OPS]);
+      const vf2 = new LegacyMemberDriver(admin.send, 2n);
+      await vf2.writeCommon(LegacyReg.STATUS, 1, 0);
+      await vf2.writeCommon(LegacyReg.STATUS, 1, Status.ACKNOWLEDGE | Status.DRIVER);
+      await vf2.writeCommon(LegacyReg.QUEUE_SELECT, 2, 1);
+      await vf2.writeCommon(LegacyReg.QUEUE_PFN, 4, 40);
+      await vf2.writeCommon(LegacyReg.STATUS, 1, Status.ACKNOWLEDGE | Status.DRIVER | Status.DRIVER_OK);
+      assert.equal(o.vfCores[1]!.legacy, true, 'VF 2 serves its legacy interface');
+      assert.equal(o.vfCores[0]!.legacy, false, 'VF 1 untouched');
+      assert.equal(o.vfCores[1]!.queueRegisters(1)!.descAddr, 40 * 4096);
+      assert.equal(await vf2.readDeviceValue(4, 4), 0x08070605);
+      // The notification address and the command have the same effect.
+      await vf2.notify(1);
+      const member = { groupType: ADMIN_GROUP_SRIOV, memberId: 2n, core: o.vfCores[1]! };
+      const entries = await vf2.notifyInfo({ owner: [0, 0, 0, 0, 0x4000, 0], member: [0, 0, 0, 0, 0, 0] });
+      assert.deepEqual(entries, [{ flags: LegacyNotifyFlags.OWNER, bar: 4, offset: 0x3000 }]);
+      assert.equal(await vf2.notify(1, (_e, v) => void o.legacy.notify(member, v[0]! | (v[1]! << 8))), 'address');
+      assert.deepEqual(o.notified, [1, 1]);
+      // Non-transitional rules (4.1.2): PF and VF device ids 0x1040 + type, revision >= 1, subsystem id >= 0x40.
+      const pf = o.rig.pci;
+      const type = o.rig.cores.at(-1)!.device.deviceId;
+      assert.equal(pf.configRead(PciCfg.DEVICE_ID, 2), 0x1040 + type);
+      assert.ok(pf.configRead(PciCfg.REVISION_ID, 1) >= 1);
+      assert.ok(pf.configRead(PciCfg.SUBSYSTEM_ID, 2) >= 0x40, 'subsystem device id of a non-transitional device');
+      assert.equal(o.vfFunctions[1]!.configRead(PciCfg.DEVICE_ID, 2), 0x1040 + o.vfCores[1]!.device.deviceId);
+      assert.ok(o.vfFunctions[1]!.configRead(PciCfg.REVISION_ID, 1) >= 1);
+      // VF BAR0 of the SR-IOV capability is hardwired to zero.
+      pf.configWrite(SRIOV_CAP_OFFSET + SriovReg.VF_BAR0, 4, 0xffff_ffff);
+      assert.equal(pf.configRead(SRIOV_CAP_OFFSET + SriovReg.VF_BAR0, 4), 0);
+      assert.equal(o.cap.read(SriovReg.VF_BAR0, 4), 0);
     });
   });
 }
