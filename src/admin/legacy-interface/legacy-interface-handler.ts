@@ -88,10 +88,9 @@ export class LegacyInterfaceHandler implements AdminCommandHandler {
     return registers;
   }
 
-  /** The owner was reset: the members' legacy register state (selector, vector) starts over. */
-  reset(): void {
-    this.members.clear();
-  }
+  // No reset(): a device reset of the owner does not reset its members; a member's legacy state
+  // (queue selector, config vector) goes with its own status writes and with its core (VFs
+  // brought up again get new cores, and registersOf() new registers).
 
   /**
    * A driver notification written to one of the NOTIFY_INFO addresses of `member`: the 16-bit
