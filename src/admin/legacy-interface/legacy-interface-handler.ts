@@ -46,7 +46,9 @@ export const LEGACY_COMMON_CFG_SIZE = LegacyReg.CONFIG_MSIX;
 export interface LegacyInterfaceHandlerOptions {
   /**
    * The member device type's configuration layout: a DEV_CFG access must lie inside one of its
-   * fields. Without it an access must be 1, 2, 4 or 8 bytes, naturally aligned.
+   * fields. Without it an access must be 1, 2, 4 or 8 bytes, naturally aligned, and a write a
+   * driver padded to 8 bytes is taken at the largest such width at its offset (with a layout: to
+   * the end of the field), so give the member type's layout where writable fields exist.
    */
   readonly configLayout?: ConfigLayout;
   /**
