@@ -54,7 +54,9 @@ export interface AdminMember {
 
 /** What a handler answers. `written` bytes of `result` become command_specific_result. */
 export interface AdminCommandOutcome {
+  /** status (AdminStatus; OK on success). */
   readonly status: number;
+  /** status_qualifier (AdminStatusQualifier; OK on success). */
   readonly qualifier: number;
   /** Bytes of the result buffer the handler filled (0 on error: unused fields stay zero). */
   readonly written: number;
@@ -65,6 +67,7 @@ export interface AdminCommandOutcome {
  * group types in `groupTypes`).
  */
 export interface AdminCommandHandler {
+  /** The opcodes this module serves (0x0002..0x7fff; LIST_QUERY and LIST_USE are the dispatcher's). */
   readonly opcodes: readonly number[];
   /** The group types these commands apply to (e.g. the legacy interface: SR-IOV only). */
   readonly groupTypes: readonly number[];

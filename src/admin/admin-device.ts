@@ -12,7 +12,7 @@
  */
 import { ErrorCode, VirtioError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { DeviceContext, DeviceCoreApi, SharedMemoryRegion, VirtioDevice } from '../device/types.js';
+import type { AdminQueueRange, DeviceContext, DeviceCoreApi, SharedMemoryRegion, VirtioDevice } from '../device/types.js';
 import { F } from '../spec/features.js';
 import { ADMIN_GROUP_SRIOV, type AdminCommandHandler } from './admin-command-handler.js';
 import { AdminDispatcher } from './admin-dispatcher.js';
@@ -38,14 +38,6 @@ export interface AdminDeviceOptions {
   readonly maxCommandResult?: number;
   /** Where the administration queues log. */
   readonly logger?: Logger;
-}
-
-/** Where the administration queues are among a device's queues. */
-export interface AdminQueueRange {
-  /** Index of the first administration queue (admin_queue_index). */
-  readonly first: number;
-  /** Number of administration queues (admin_queue_num). */
-  readonly count: number;
 }
 
 /**

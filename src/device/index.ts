@@ -3,7 +3,7 @@
  *
  * @module device
  */
-export type { DeviceContext, DeviceCoreApi, InterruptSink, QueueRefusal, QueueRegisters, SharedMemoryRegion, VirtioDevice } from './types.js';
+export type { AdminQueueRange, DeviceContext, DeviceCoreApi, InterruptSink, QueueRefusal, QueueRegisters, SharedMemoryRegion, VirtioDevice } from './types.js';
 export { QueueArea, QueueRefusalReason } from './types.js';
 export { QueueRegisterFile, queueSizeProblem, refusalError, setUpQueue } from './queue-register-file.js';
 export { DeviceCore, type DeviceCoreOptions } from './device-core.js';

@@ -77,7 +77,7 @@ export interface VirtioDevice {
    * the count, after the device's own queues. A transport that defines their location (PCI
    * admin_queue_index / admin_queue_num) reports them; num_queues then excludes them.
    */
-  readonly adminQueues?: { readonly first: number; readonly count: number };
+  readonly adminQueues?: AdminQueueRange;
 
   /**
    * Reads config bytes [offset, offset + dst.length) into dst. The core has checked bounds.
@@ -118,6 +118,14 @@ export interface VirtioDevice {
   reset(): void;
   /** 2.6.1 queue reset (RING_RESET): forget queue `index` only. */
   resetQueue?(index: number): void;
+}
+
+/** Where a device's administration virtqueues are (2.13): after its own queues. */
+export interface AdminQueueRange {
+  /** Index of the first administration queue (PCI admin_queue_index). */
+  readonly first: number;
+  /** Number of administration queues (PCI admin_queue_num). */
+  readonly count: number;
 }
 
 /** Where a transport sends the device's notifications to the driver. */

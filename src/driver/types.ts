@@ -2,6 +2,7 @@ import type { VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DriverQueue } from '../queue/types.js';
 import type { DmaAllocator } from './dma-allocator.js';
+import type { AdminQueueRange } from '../device/types.js';
 
 /** Where a driver puts a queue (2.6); the transport writes these to the device. */
 export interface DriverQueueAddresses {
@@ -75,7 +76,7 @@ export interface DriverTransport {
    * negotiated (PCI: admin_queue_index and admin_queue_num), or null when the transport has none.
    * Absent on transports that define no administration queues (MMIO, Channel I/O).
    */
-  adminQueueRange?(): { readonly first: number; readonly count: number } | null;
+  adminQueueRange?(): AdminQueueRange | null;
   /** Available buffer notification; `data` is the NOTIFICATION_DATA value when negotiated. */
   notify(index: number, data?: number): void;
 

@@ -4,6 +4,7 @@
  * device (4.1.4.8), and implements DriverTransport for VirtioDriver. Interrupts arrive through
  * `handleMsi` (MSI-X) or `handleIntx` (INTx, reads ISR).
  */
+import type { AdminQueueRange } from '../../device/types.js';
 import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
@@ -381,7 +382,7 @@ export class PciDriverTransport implements DriverTransport {
   }
 
   /** 4.1.4.3 admin_queue_index and admin_queue_num (valid once VIRTIO_F_ADMIN_VQ was negotiated). */
-  adminQueueRange(): { readonly first: number; readonly count: number } | null {
+  adminQueueRange(): AdminQueueRange | null {
     if (this.legacy) return null;
     const count = this.cc().read(CommonCfg.ADMIN_QUEUE_NUM, 2);
     return count === 0 ? null : { first: this.cc().read(CommonCfg.ADMIN_QUEUE_INDEX, 2), count };
