@@ -11,3 +11,7 @@ export * from './admin-device.js';
 export * from './admin-driver.js';
 export * from './sriov-driver.js';
 export * from './device-parts/index.js';
+export * from './admin-command-status-error.js';
+export * from './capabilities/index.js';
+export * from './resource-objects/index.js';
+export * from './legacy-interface/index.js';

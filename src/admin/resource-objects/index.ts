@@ -1,0 +1,3 @@
+export * from './resource-object-type.js';
+export * from './resource-object-handler.js';
+export * from './resource-object-driver.js';
