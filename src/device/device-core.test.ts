@@ -15,7 +15,8 @@ import { F, TRANSPORT_FEATURES_SUPPORTED, bit, isDeviceTypeBit } from '../spec/f
 import { SplitLayout } from '../spec/ring.js';
 import { Status } from '../spec/status.js';
 import { EchoDevice, type EchoDeviceOptions } from '../testing/echo-device.js';
-import { DeviceCore, type DeviceCoreOptions } from './device-core.js';
+import { DeviceCore } from './device-core.js';
+import type { DeviceCoreOptions } from './device-core-options.js';
 import { setUpQueue } from './queue-register-file.js';
 import { type InterruptSink, QueueArea } from './types.js';
 

@@ -11,7 +11,7 @@ import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js'
 import { type Logger, silentLogger } from '../log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DeviceQueue, QueueConfig, QueueState } from '../queue/types.js';
-import { DEVICE_TYPE_FEATURES, F, TRANSPORT_FEATURES_SUPPORTED, featureBits } from '../spec/features.js';
+import { F, TRANSPORT_FEATURES_SUPPORTED } from '../spec/features.js';
 import { Status, statusToString } from '../spec/status.js';
 import { ActivationContext } from './activation-context.js';
 import { ConfigWindow } from './config-window.js';
@@ -20,60 +20,14 @@ import { AdminStop } from './admin-stop.js';
 import { CoreQueues, type CoreQueuesHost } from './core-queues.js';
 import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, type QueueRegisters, type VirtioDevice } from './types.js';
 import { QueueStats } from './queue-stats.js';
-
-/** Transport bits a device need not list: the transport implements them entirely. */
-const TRANSPORT_ONLY_BITS = F.NOTIF_CONFIG_DATA;
-
-/** What a transport gives the DeviceCore it builds. */
-export interface DeviceCoreOptions {
-  /** The guest memory the device's queues live in. */
-  memory: GuestMemory;
-  /** Where used-buffer and configuration change notifications go (the transport's interrupt). */
-  interrupts: InterruptSink;
-  /** Transport bits this transport supports; default TRANSPORT_FEATURES_SUPPORTED. */
-  transportFeatures?: bigint;
-  /** Legacy interface in use: no FEATURES_OK, features take effect when written, guest endian. */
-  legacy?: boolean;
-  /**
-   * VIRTIO_F_NOTIF_CONFIG_DATA (offered where the transport passes the bit, PCI): the 16-bit
-   * value queue `index` is named by in notifications; default the index.
-   */
-  readonly queueNotifyData?: (index: number) => number;
-  /** Counters to add to (one object may serve many cores: a back-end's connections); default a new one. */
-  readonly stats?: QueueStats;
-  /** Legacy only: false for a big-endian guest. Modern interfaces are always little-endian. */
-  littleEndian?: boolean;
-  /**
-   * Where the core logs (DEVICE_NEEDS_RESET with its reason, refused writes); silent by default.
-   */
-  logger?: Logger;
-  /**
-   * Called before the core reads guest memory on its own, outside any bus access: a deferred
-   * used-buffer notification reads the ring's suppression fields in a microtask. An emulator
-   * whose RAM buffer can be replaced while the guest runs (v86 grows its wasm memory, which
-   * detaches the old buffer) rebinds the memory here (`V86PciAdapter.refreshMemory`).
-   */
-  readonly beforeHostAccess?: () => void;
-  /**
-   * The device reaches guest memory through addresses the platform translates (`memory` is an
-   * IOMMU endpoint's view, IommuTranslation.endpointMemory): VIRTIO_F_ACCESS_PLATFORM is offered
-   * (device/content/22) and FEATURES_OK refused when the driver declines it (device/content/23:
-   * its physical addresses would reach the wrong memory). Modern interfaces only. Default false.
-   */
-  readonly platformTranslated?: boolean;
-}
+import type { DeviceCoreOptions } from './device-core-options.js';
+import { featureProblem, offeredFeatures } from './feature-offer.js';
 
 const U32_MASK = 0xffff_ffffn;
 /** Feature words a transport can select (bits 0..127, 2.2). Larger selects read 0. */
 const FEATURE_WORDS = 4;
 /** Bits the driver may write in the status byte (SUSPEND is not offered, 0x20 is reserved). */
 const DRIVER_STATUS_BITS = Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK | Status.FAILED;
-/** 6.3: legacy-only transport bits a legacy interface may carry. */
-const LEGACY_TRANSPORT_BITS = F.NOTIFY_ON_EMPTY | F.ANY_LAYOUT;
-
-const DEVICE_TYPE_MASK = DEVICE_TYPE_FEATURES;
-
-
 
 /**
  * The device lifecycle every transport shares: status state machine (2.1, 3.1), feature negotiation
@@ -264,25 +218,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   // ---- features (2.2) ------------------------------------------------------------------------
 
   private computeOffered(): void {
-    const dev = this.device.offeredFeatures;
-    if (this.legacyMode) {
-      // A legacy interface carries 32 feature bits and never VERSION_1 (6.3, 2.2.3).
-      const transport = this.transportFeatures | LEGACY_TRANSPORT_BITS;
-      this.offered = dev & (DEVICE_TYPE_MASK | transport) & U32_MASK & ~(this.device.modernOnlyFeatures ?? 0n);
-    } else {
-      // device/content/20: a modern device offers VERSION_1.
-      this.offered = (dev & (DEVICE_TYPE_MASK | (this.transportFeatures & ~LEGACY_TRANSPORT_BITS & ~F.SUSPEND))) | F.VERSION_1;
-      // Bits the transport alone implements (NOTIF_CONFIG_DATA: PCI's queue_notif_config_data):
-      // the device has no part in them, so they are offered whatever it lists.
-      this.offered |= this.transportFeatures & TRANSPORT_ONLY_BITS;
-      // VIRTIO_F_ADMIN_VQ needs a transport that says where the administration queues are
-      // (PCI's admin_queue_index); MMIO and Channel I/O reserve the bit (4.2.4, 4.3.4).
-      if ((this.transportFeatures & F.ADMIN_VQ) === 0n) this.offered &= ~F.ADMIN_VQ;
-      // VIRTIO_F_SUSPEND: the core runs the protocol for any device that can stop and restart
-      // (its suspend and resume hooks), never for one that only lists the bit.
-      if ((this.transportFeatures & F.SUSPEND) !== 0n && this.device.suspend && this.device.resume) this.offered |= F.SUSPEND;
-      if (this.platformTranslated) this.offered |= F.ACCESS_PLATFORM;
-    }
+    this.offered = offeredFeatures(this.device, this.transportFeatures, this.legacyMode, this.platformTranslated);
   }
 
   deviceFeatures(): bigint {
@@ -315,12 +251,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
 
   /** The reason FEATURES_OK must be refused for `accepted`, or null (2.2.1, device/content/4). */
   private featureProblem(accepted: bigint): string | null {
-    const extra = accepted & ~this.offered;
-    if (extra !== 0n) return `driver accepted bits not offered: ${featureBits(extra).join(',')}`;
-    if (!this.legacyMode && (accepted & F.VERSION_1) === 0n) return 'VERSION_1 not accepted on a modern interface';
-    if (this.platformTranslated && !this.legacyMode && (accepted & F.ACCESS_PLATFORM) === 0n) return 'ACCESS_PLATFORM not accepted: the device reaches memory through platform-translated addresses';
-    const v = this.device.validateFeatures?.(accepted) ?? null;
-    return v;
+    return featureProblem(this.device, this.offered, accepted, this.legacyMode, this.platformTranslated);
   }
 
   // ---- status (2.1, 3.1) ---------------------------------------------------------------------

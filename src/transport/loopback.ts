@@ -4,7 +4,8 @@
  * the device adapter, and the device's interrupts come back to the driver's handler. Used by the
  * transport matrix tests and handy for examples.
  */
-import { DeviceCore, type DeviceCoreOptions } from '../device/device-core.js';
+import { DeviceCore } from '../device/device-core.js';
+import type { DeviceCoreOptions } from '../device/device-core-options.js';
 import type { VirtioDevice } from '../device/types.js';
 import type { DriverTransport } from '../driver/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
