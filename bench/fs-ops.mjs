@@ -10,7 +10,7 @@
 // Run (built): node bench/fs-ops.mjs [seconds-per-row=3]
 // FS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": node flags for the virtio-ts back-end
 // (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
-// options; FS_BENCH_ONLY=vts: no virtiofsd run.
+// options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1).
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -24,13 +24,18 @@ const { spawnBackend } = await import(dist('src/vhost-user/frontend-process.js')
 const { VhostUserDriverTransport, startVhostUserDriver } = await import(dist('src/vhost-user/frontend-transport.js'));
 const { DeviceId } = await import(dist('src/spec/device-id.js'));
 
-const SECONDS = Number(process.argv[2] ?? 3);
+let SECONDS = Number(process.argv[2] ?? 3);
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const CLI = dist('src/cli/main.js');
 const ROOT = 1n;
 const IN_FLIGHT = 16;
 const CHUNK = Number(process.env.FS_BENCH_CHUNK ?? 1 << 20);
 const TICK = 100; // USER_HZ
+// Seconds each row's workload runs untimed first (FS_BENCH_WARMUP, default 1; 0: none): the
+// JavaScript back-end's first requests pay V8's compilation (on its own threads, counted in the
+// process's CPU seconds) and the inode table's first fills, which a C back-end does not; without
+// it that one-off cost lands on whichever row comes first (lookup+getattr).
+const WARMUP = Number(process.env.FS_BENCH_WARMUP ?? 1);
 
 /** utime + stime of `pid` and its descendants, in seconds. */
 function cpuSeconds(pid) {
@@ -60,10 +65,10 @@ function cpuSeconds(pid) {
   return total;
 }
 
-/** Runs `one(i)` with IN_FLIGHT in flight for SECONDS; operations per second. */
-async function rate(one) {
+/** Runs `one(i)` with IN_FLIGHT in flight for `seconds` (default SECONDS); operations per second. */
+async function rate(one, seconds = SECONDS) {
   let n = 0;
-  const end = performance.now() + SECONDS * 1000;
+  const end = performance.now() + seconds * 1000;
   const worker = async () => {
     while (performance.now() < end) await one(n++);
   };
@@ -82,6 +87,15 @@ async function runBackend(name, cmd, args, share) {
     const fs = new FsDriver(d.context, { requestQueues: 1 });
     await fs.init();
     const row = async (label, f) => {
+      if (WARMUP > 0) {
+        const measured = SECONDS;
+        SECONDS = WARMUP;
+        try {
+          await f();
+        } finally {
+          SECONDS = measured;
+        }
+      }
       const c0 = cpuSeconds(p.child.pid);
       const t0 = performance.now();
       const value = await f();
@@ -164,7 +178,7 @@ try {
   rmSync(base, { recursive: true, force: true });
 }
 
-console.log(`fs-ops: ${SECONDS} s per row, ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`fs-ops: ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 console.log('| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) |');
 console.log('| --- | --- | --- | --- | --- | --- | --- |');
 console.log(`max_write: virtio-ts fs ${results['virtio-ts fs'].maxWrite}, virtiofsd ${results.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
