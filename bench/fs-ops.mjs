@@ -10,7 +10,8 @@
 // Run (built): node bench/fs-ops.mjs [seconds-per-row=3]
 // FS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": node flags for the virtio-ts back-end
 // (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
-// options; FS_BENCH_ONLY=vts: no virtiofsd run.
+// options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1);
+// FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only).
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -24,13 +25,23 @@ const { spawnBackend } = await import(dist('src/vhost-user/frontend-process.js')
 const { VhostUserDriverTransport, startVhostUserDriver } = await import(dist('src/vhost-user/frontend-transport.js'));
 const { DeviceId } = await import(dist('src/spec/device-id.js'));
 
-const SECONDS = Number(process.argv[2] ?? 3);
+let SECONDS = Number(process.argv[2] ?? 3);
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const CLI = dist('src/cli/main.js');
 const ROOT = 1n;
 const IN_FLIGHT = 16;
 const CHUNK = Number(process.env.FS_BENCH_CHUNK ?? 1 << 20);
 const TICK = 100; // USER_HZ
+// Seconds each row's workload runs untimed first (FS_BENCH_WARMUP, default 1; 0: none): the
+// JavaScript back-end's first requests pay V8's compilation (on its own threads, counted in the
+// process's CPU seconds) and the inode table's first fills, which a C back-end does not; without
+// it that one-off cost lands on whichever row comes first (lookup+getattr).
+const WARMUP = Number(process.env.FS_BENCH_WARMUP ?? 1);
+// Ring layout offered to the back-ends (FS_BENCH_RING=split|any, default split): QEMU 7.2's
+// virtiofsd (libvhost-user) has split rings only, while virtio-ts offers packed rings too and
+// would otherwise negotiate them; split for both compares like for like.
+const RING = process.env.FS_BENCH_RING ?? 'split';
+const RING_PACKED = 1n << 34n;
 
 /** utime + stime of `pid` and its descendants, in seconds. */
 function cpuSeconds(pid) {
@@ -60,10 +71,10 @@ function cpuSeconds(pid) {
   return total;
 }
 
-/** Runs `one(i)` with IN_FLIGHT in flight for SECONDS; operations per second. */
-async function rate(one) {
+/** Runs `one(i)` with IN_FLIGHT in flight for `seconds` (default SECONDS); operations per second. */
+async function rate(one, seconds = SECONDS) {
   let n = 0;
-  const end = performance.now() + SECONDS * 1000;
+  const end = performance.now() + seconds * 1000;
   const worker = async () => {
     while (performance.now() < end) await one(n++);
   };
@@ -78,10 +89,21 @@ async function runBackend(name, cmd, args, share) {
   const t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.FS, timeoutMs: 10_000, memorySize: 128 << 20 });
   const rows = {};
   try {
-    const d = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [256, 256] });
+    const wanted = RING === 'any' ? (1n << 64n) - 1n : ((1n << 64n) - 1n) & ~RING_PACKED;
+    const d = await startVhostUserDriver(t, { wantedFeatures: wanted, queueSizes: [256, 256] });
+    rows.ring = (d.context.features & RING_PACKED) !== 0n ? 'packed' : 'split';
     const fs = new FsDriver(d.context, { requestQueues: 1 });
     await fs.init();
     const row = async (label, f) => {
+      if (WARMUP > 0) {
+        const measured = SECONDS;
+        SECONDS = WARMUP;
+        try {
+          await f();
+        } finally {
+          SECONDS = measured;
+        }
+      }
       const c0 = cpuSeconds(p.child.pid);
       const t0 = performance.now();
       const value = await f();
@@ -121,13 +143,17 @@ async function runBackend(name, cmd, args, share) {
       return (r * chunk) / (1 << 20);
     });
     await fs.release(big.nodeid, bfh);
-    const { entry: w, fh: wfh } = await fs.create(ROOT, 'written.bin', 0o100644, 2);
+    // Overwrites of a file already in the page cache, wrapping at 64 MiB: the cost per request
+    // then does not depend on how far a back-end got (appending allocates new pages and blocks,
+    // so a slower run would pay more per request).
+    const w = await fs.lookup(ROOT, 'written.bin');
+    const wfh = await fs.open(w.nodeid, 2);
     const data = randomBytes(chunk);
     await row('seq write MiB/s', async () => {
       let off = 0;
       const r = await rate(async () => {
         const o = off;
-        off = (off + chunk) % (256 << 20);
+        off = (off + chunk) % (64 << 20);
         await fs.write(w.nodeid, wfh, o, data);
       });
       return (r * chunk) / (1 << 20);
@@ -147,6 +173,7 @@ function makeShare() {
   mkdirSync(join(share, 'scratch'), { recursive: true });
   for (let i = 0; i < 1000; i++) writeFileSync(join(share, `f${i}`), 'x');
   writeFileSync(join(share, 'big.bin'), randomBytes(64 << 20));
+  writeFileSync(join(share, 'written.bin'), randomBytes(64 << 20));
   return { base, share };
 }
 
@@ -154,6 +181,7 @@ const results = {};
 const { base, share } = makeShare();
 try {
   readFileSync(join(share, 'big.bin')); // into the page cache
+  readFileSync(join(share, 'written.bin'));
   const nodeArgs = (process.env.FS_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
   const vtsArgs = (process.env.FS_BENCH_VTS_ARGS ?? '').split(' ').filter((a) => a !== '');
   results['virtio-ts fs'] = await runBackend('vts', process.execPath, (sock) => [...nodeArgs, CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', 'bench', '--queue-size', '256', ...vtsArgs], share);
@@ -164,11 +192,12 @@ try {
   rmSync(base, { recursive: true, force: true });
 }
 
-console.log(`fs-ops: ${SECONDS} s per row, ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`fs-ops: ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 console.log('| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) |');
 console.log('| --- | --- | --- | --- | --- | --- | --- |');
+console.log(`rings: virtio-ts fs ${results['virtio-ts fs'].ring}, virtiofsd ${results.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);
 console.log(`max_write: virtio-ts fs ${results['virtio-ts fs'].maxWrite}, virtiofsd ${results.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
-for (const label of Object.keys(results['virtio-ts fs']).filter((l) => l !== 'maxWrite')) {
+for (const label of Object.keys(results['virtio-ts fs']).filter((l) => l !== 'maxWrite' && l !== 'ring')) {
   const a = results['virtio-ts fs'][label];
   const b = results.virtiofsd?.[label];
   const perCpu = (r) => (r.value * r.wall) / Math.max(r.cpu, 0.01);
