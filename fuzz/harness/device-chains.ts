@@ -13,29 +13,40 @@ import type { VirtioDevice } from '../../src/device/types.js';
 import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
 import { AVAIL, CoreRig, DATA, DESC, USED } from './core-rig.js';
+import { Reusable } from './reuse.js';
 
 export const QSIZE = 8;
 const SLOT = 0x1000;
 const WRITABLE = [0, 1, 4, 8, 16, 64, 512, 1500, 2048];
 
 export interface DeviceChainsSpec {
-  readonly device: () => VirtioDevice;
+  /** Builds the device and, when it has a host side with state, how to put that back as built. */
+  readonly device: () => { readonly device: VirtioDevice; readonly resetHost?: () => void; readonly hostState?: () => readonly Uint8Array[] };
   readonly queues: number;
   readonly heldQueues: readonly number[];
   /** Writes the device's header for a chain on `queue` (the rest of the message is raw input). */
   readonly header: (queue: number, r: ByteReader) => Uint8Array;
 }
 
+const rigs = new WeakMap<DeviceChainsSpec, Reusable<CoreRig>>();
+
+function rigFor(spec: DeviceChainsSpec): CoreRig {
+  let reusable = rigs.get(spec);
+  if (!reusable) {
+    reusable = new Reusable(() => {
+      const { device, resetHost, hostState } = spec.device();
+      return new CoreRig({ device, queueSize: QSIZE, queues: spec.queues, heldQueues: spec.heldQueues, resetHost, hostState });
+    });
+    rigs.set(spec, reusable);
+  }
+  return reusable.get();
+}
+
 export async function runDeviceChains(spec: DeviceChainsSpec, data: Uint8Array): Promise<void> {
   const r = new ByteReader(data);
   const allFeatures = r.bool();
-  const rig = new CoreRig({
-    device: spec.device(),
-    queueSize: QSIZE,
-    packed: false,
-    extraFeatures: allFeatures ? ((1n << 64n) - 1n) & ~F.RING_PACKED : F.EVENT_IDX,
-    queues: spec.queues,
-  });
+  const rig = rigFor(spec);
+  rig.start(false, allFeatures ? ((1n << 64n) - 1n) & ~F.RING_PACKED : F.EVENT_IDX);
   const m = rig.memory;
   const availIdx = new Array<number>(spec.queues).fill(0);
   const nextDesc = new Array<number>(spec.queues).fill(0);
@@ -100,4 +111,11 @@ export async function runDeviceChains(spec: DeviceChainsSpec, data: Uint8Array):
       check(rig.completedBy[q] === rig.poppedBy[q], 'chain-not-completed', `queue ${q}: ${rig.poppedBy[q]} chains popped, ${rig.completedBy[q]} completed`);
     }
   }
+}
+
+/** The fingerprint of what the last input of `spec` left (see CoreRig.fingerprint). */
+export function deviceChainsOutcome(spec: DeviceChainsSpec): string {
+  const rig = rigs.get(spec)?.last;
+  check(rig != null, 'protocol', 'no input ran yet');
+  return rig.fingerprint();
 }
