@@ -1,7 +1,9 @@
 /** A blk device on the memory backend, the device most targets put behind a ring. */
 import { BlkDevice } from '../../src/devices/blk/blk-device.js';
 import { MemoryBackend } from '../../src/devices/blk/memory-backend.js';
-import { CoreRig } from './core-rig.js';
+import { createHash } from 'node:crypto';
+import { CoreRig, GUEST_BASE, GUEST_SIZE } from './core-rig.js';
+import { GuardedMemory } from './guarded-memory.js';
 import { Reusable } from './reuse.js';
 
 export const BLK_SECTORS = 64;
@@ -18,4 +20,29 @@ export function reusableBlkRig(queueSize: number): Reusable<CoreRig> {
     const { device, backend } = memoryBlk(queueSize);
     return new CoreRig({ device, queueSize, resetHost: () => backend.data.fill(0), hostState: () => [backend.data] });
   });
+}
+
+/** Guest memory and a RAM disk, kept between inputs of a register target (a fresh transport, core and device each time). */
+export interface TransportParts {
+  readonly mem: GuardedMemory;
+  readonly backend: MemoryBackend;
+}
+
+/** Reused guest memory and RAM disk for the register targets; `takeParts` zeroes both. */
+export function reusableTransportParts(): Reusable<TransportParts> {
+  return new Reusable(() => ({ mem: new GuardedMemory(GUEST_BASE, GUEST_SIZE), backend: new MemoryBackend(BLK_SECTORS * 512) }));
+}
+
+/** The parts for the next input, zeroed, and a new blk device on the disk. */
+export function takeParts(parts: Reusable<TransportParts>): TransportParts & { device: BlkDevice } {
+  const p = parts.get();
+  p.mem.clear();
+  p.backend.data.fill(0);
+  return { ...p, device: new BlkDevice(p.backend, { queueSize: 8, serial: 'fuzz', numQueues: 1 }) };
+}
+
+/** What the last input left in guest memory and on the disk (digest), for the reuse test. */
+export function partsOutcome(parts: Reusable<TransportParts>): string {
+  const p = parts.last!;
+  return createHash('sha1').update(p.mem.bytes).update(p.backend.data).digest('hex');
 }

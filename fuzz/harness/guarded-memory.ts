@@ -10,6 +10,8 @@ import { check } from '../engine/target.js';
 const GUARD = 4096;
 const PATTERN = 0xa5;
 const PATTERN_PAGE = Buffer.alloc(GUARD, PATTERN);
+const PAGE = 4096;
+const ZERO_PAGE = Buffer.alloc(PAGE);
 
 export class GuardedMemory {
   readonly memory: GuestMemory;
@@ -18,6 +20,9 @@ export class GuardedMemory {
   private readonly whole: Uint8Array;
   private readonly below: Buffer;
   private readonly above: Buffer;
+  /** The guest's bytes by 4 KiB page, to compare and to zero. */
+  private readonly pages: Buffer[] = [];
+  private readonly pageWords: Float64Array[] = [];
 
   constructor(
     readonly base: number,
@@ -30,17 +35,23 @@ export class GuardedMemory {
     this.below = Buffer.from(this.whole.buffer, 0, GUARD);
     this.above = Buffer.from(this.whole.buffer, GUARD + size, GUARD);
     this.memory = new GuestMemory([{ guestBase: base, bytes: this.bytes }]);
+    if (size % PAGE !== 0) throw new RangeError(`guarded memory of ${size} bytes: not whole ${PAGE}-byte pages`);
+    for (let off = 0; off < size; off += PAGE) {
+      this.pages.push(Buffer.from(this.whole.buffer, GUARD + off, PAGE));
+      this.pageWords.push(new Float64Array(this.whole.buffer, GUARD + off, PAGE / 8));
+    }
   }
 
   /**
-   * Zeroes the guest's bytes and rewrites the guards, for the next input on reused memory.
-   * The whole window is zeroed, not only what the last input wrote: 64 KiB is a memset of a few
-   * microseconds, below 1 % of the cheapest execution, and it cannot miss a write.
+   * Zeroes what the last input wrote and rewrites the guards, for the next input on reused
+   * memory. The buffer is shared (as a VMM's guest memory is), and V8 fills shared typed arrays
+   * element by element (85 us for 64 KiB here); so each 4 KiB page is compared with zeroes
+   * (memcmp, ~0.3 us) and only the pages found written are filled, as 8-byte elements.
    */
   clear(): void {
-    this.bytes.fill(0);
-    this.whole.fill(PATTERN, 0, GUARD);
-    this.whole.fill(PATTERN, GUARD + this.size);
+    for (let p = 0; p < this.pages.length; p++) if (!ZERO_PAGE.equals(this.pages[p]!)) this.pageWords[p]!.fill(0);
+    if (!PATTERN_PAGE.equals(this.below)) this.whole.fill(PATTERN, 0, GUARD);
+    if (!PATTERN_PAGE.equals(this.above)) this.whole.fill(PATTERN, GUARD + this.size);
   }
 
   /** Throws when a byte of either guard changed. */
