@@ -20,7 +20,7 @@ export interface FuzzTarget {
 /** An invariant of the issue 17 list broke: the finding the engine reports. */
 export class InvariantViolation extends Error {
   constructor(
-    readonly invariant: 'exception-escaped' | 'guest-memory-bounds' | 'step-budget' | 'memory-growth' | 'chain-not-completed' | 'protocol',
+    readonly invariant: 'exception-escaped' | 'guest-memory-bounds' | 'step-budget' | 'memory-growth' | 'chain-not-completed' | 'protocol' | 'outside-shared-dir',
     message: string,
   ) {
     super(`${invariant}: ${message}`);

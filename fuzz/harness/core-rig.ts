@@ -34,6 +34,10 @@ export interface RigOptions {
   readonly resetHost?: () => void;
   /** The host side's bytes (RAM disks), part of the fingerprint. */
   readonly hostState?: () => readonly Uint8Array[];
+  /** Whether guest memory is part of the fingerprint (default true; see DeviceChainsSpec). */
+  readonly memoryInFingerprint?: boolean;
+  /** Guest memory to use (kept by the caller across rigs), instead of a new one. */
+  readonly guarded?: GuardedMemory;
 }
 
 /**
@@ -42,11 +46,13 @@ export interface RigOptions {
  * with the features of the next input.
  */
 export class CoreRig {
-  readonly guarded = new GuardedMemory(GUEST_BASE, GUEST_SIZE);
+  readonly guarded: GuardedMemory;
   readonly core: DeviceCore;
   popped = 0;
   completed = 0;
   usedSignals = 0;
+  /** A running hash of the used elements the target read back (noteUsed). */
+  usedHash = 0;
   /** Per queue: chains popped and completed. */
   readonly poppedBy: number[] = [];
   readonly completedBy: number[] = [];
@@ -58,6 +64,7 @@ export class CoreRig {
   constructor(private readonly opts: RigOptions) {
     this.queues = opts.queues ?? 1;
     this.held = opts.heldQueues ?? [];
+    this.guarded = opts.guarded ?? new GuardedMemory(GUEST_BASE, GUEST_SIZE);
     this.core = new DeviceCore(opts.device, {
       memory: this.guarded.memory,
       interrupts: { usedBuffer: () => this.usedSignals++, configChange: () => {} },
@@ -74,7 +81,7 @@ export class CoreRig {
     core.setStatus(0);
     this.guarded.clear();
     this.opts.resetHost?.();
-    this.popped = this.completed = this.usedSignals = 0;
+    this.popped = this.completed = this.usedSignals = this.usedHash = 0;
     core.setStatus(Status.ACKNOWLEDGE);
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
     const want = (F.VERSION_1 | (packed ? F.RING_PACKED : 0n) | extraFeatures) & core.deviceFeatures();
@@ -154,15 +161,21 @@ export class CoreRig {
     return drain(() => this.outstanding);
   }
 
+  /** Records a used element read back by the target, into the fingerprint (no allocation). */
+  noteUsed(queue: number, id: number, len: number): void {
+    this.usedHash = (Math.imul(this.usedHash, 31) + Math.imul(queue + 1, 0x9e3779b1) + Math.imul(id + 1, 0x85ebca6b) + len) | 0;
+  }
+
   /**
    * What the last input left: guest memory and host-side bytes (digest), chains popped and completed per queue,
    * notifications, device status. The reuse test compares it between a reused and a fresh rig.
    */
   fingerprint(): string {
-    const hash = createHash('sha1').update(this.guarded.bytes);
+    const hash = createHash('sha1');
+    if (this.opts.memoryInFingerprint !== false) hash.update(this.guarded.bytes);
     for (const b of this.opts.hostState?.() ?? []) hash.update(b);
     const digest = hash.digest('hex');
-    return `${digest} popped ${this.poppedBy.join(',')} completed ${this.completedBy.join(',')} signals ${this.usedSignals} status ${this.core.status}`;
+    return `${digest} used ${this.usedHash} popped ${this.poppedBy.join(',')} completed ${this.completedBy.join(',')} signals ${this.usedSignals} status ${this.core.status}`;
   }
 
   /** The invariants after a run: guards intact, every popped chain completed or NEEDS_RESET. */

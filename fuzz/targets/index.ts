@@ -10,5 +10,7 @@ export const TARGETS = [
   'net-header-ctrl',
   'scsi-cdbs',
   'vsock-packets',
+  'fuse-requests',
+  '9p-messages',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
