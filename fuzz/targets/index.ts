@@ -12,5 +12,6 @@ export const TARGETS = [
   'vsock-packets',
   'fuse-requests',
   '9p-messages',
+  'crypto-requests',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
