@@ -39,6 +39,13 @@ export class CoverageTracker {
   /** Per function ("script:start"), the blocks seen with count 0. */
   private readonly zeroBlocks = new Map<string, Map<string, Range>>();
   private readonly urlFilter: string;
+  /** Features the last uncommitted take counted as new. */
+  private peeked: string[] = [];
+  /**
+   * Features a batch showed that none of its single inputs brought (a hit-count class of the
+   * batch's summed counts): not counted by later batch takes, or every batch would be split.
+   */
+  private readonly batchOnly = new Set<string>();
 
   constructor(urlFilter = '/dist/src/') {
     this.urlFilter = urlFilter;
@@ -59,10 +66,20 @@ export class CoverageTracker {
     return result;
   }
 
-  /** Takes (and resets) the counts since the last call; returns how many new features they hold. */
-  collect(): number {
+  /**
+   * Takes (and resets) the counts since the last call; returns how many new features they hold.
+   * With `commit` false the features are only counted, not recorded: a batch of inputs is
+   * measured that way, and only the single input found to bring them records them (recording
+   * them for the batch would hide them from the replay that finds which input it was).
+   */
+  collect(commit = true): number {
     const { result } = this.post('Profiler.takePreciseCoverage') as { result: ScriptCoverage[] };
     let fresh = 0;
+    if (!commit) this.peeked = [];
+    const seen = (f: string): void => {
+      fresh++;
+      if (!commit) this.peeked.push(f);
+    };
     for (const script of result) {
       if (!script.url.includes(this.urlFilter)) continue;
       for (const fn of script.functions) {
@@ -79,11 +96,13 @@ export class CoverageTracker {
             z.set(key, r);
             continue;
           }
-          if (!this.blocks.has(key)) this.blocks.add(key);
           const f = `${key}#${bucket(r.count)}`;
-          if (!this.features.has(f)) {
-            this.features.add(f);
-            fresh++;
+          if (!this.features.has(f) && (commit || !this.batchOnly.has(f))) {
+            seen(f);
+            if (commit) {
+              this.blocks.add(key);
+              this.features.add(f);
+            }
           }
         }
         // Blocks seen unexecuted before and now merged into an executed parent: executed
@@ -92,17 +111,37 @@ export class CoverageTracker {
         if (z) {
           for (const [key, r] of z) {
             if (zeroNow.some((o) => o.startOffset <= r.startOffset && r.endOffset <= o.endOffset)) continue;
+            const merged = `${key}#merged`;
+            if (!this.blocks.has(key) && (commit || !this.batchOnly.has(merged))) seen(merged);
+            if (!commit) continue;
             z.delete(key);
             if (!this.blocks.has(key)) {
               this.blocks.add(key);
-              this.features.add(`${key}#merged`);
-              fresh++;
+              this.features.add(merged);
             }
           }
         }
       }
     }
     return fresh;
+  }
+
+  /** The features the last uncommitted take counted as new. */
+  takePeeked(): string[] {
+    const p = this.peeked;
+    this.peeked = [];
+    return p;
+  }
+
+  /**
+   * After a batch was split down to its single inputs: the features of its take (`peeked`) that
+   * none of them brought are batch-only from now on.
+   */
+  settleBatch(peeked: readonly string[]): void {
+    for (const f of peeked) {
+      const key = f.slice(0, f.lastIndexOf('#'));
+      if (!this.features.has(f) && !(f.endsWith('#merged') && this.blocks.has(key))) this.batchOnly.add(f);
+    }
   }
 
   close(): void {

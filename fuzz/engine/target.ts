@@ -9,12 +9,18 @@ export interface FuzzTarget {
   /** Structured starting inputs (written to fuzz/corpus/<name>/ by `--write-seeds`). */
   seeds(): Uint8Array[];
   run(data: Uint8Array): void | Promise<void>;
+  /**
+   * A digest of what the last `run` left (guest memory, completions, status), for targets that
+   * reuse their device between inputs: test/fuzz-reuse.test.ts proves that input B run after A
+   * ends as B run on fresh parts.
+   */
+  outcome?(): string;
 }
 
 /** An invariant of the issue 17 list broke: the finding the engine reports. */
 export class InvariantViolation extends Error {
   constructor(
-    readonly invariant: 'exception-escaped' | 'guest-memory-bounds' | 'step-budget' | 'memory-growth' | 'chain-not-completed' | 'protocol',
+    readonly invariant: 'exception-escaped' | 'guest-memory-bounds' | 'step-budget' | 'memory-growth' | 'chain-not-completed' | 'protocol' | 'outside-shared-dir',
     message: string,
   ) {
     super(`${invariant}: ${message}`);

@@ -3,6 +3,7 @@
  * and pushes counted so a target can check that every popped chain was completed (or the
  * device set DEVICE_NEEDS_RESET). The ring contents are the target's to write.
  */
+import { createHash } from 'node:crypto';
 import { DeviceCore } from '../../src/device/device-core.js';
 import { setUpQueue } from '../../src/device/queue-register-file.js';
 import type { VirtioDevice } from '../../src/device/types.js';
@@ -11,6 +12,7 @@ import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
 import { check } from '../engine/target.js';
 import { GuardedMemory } from './guarded-memory.js';
+import { drain } from './reuse.js';
 
 export const GUEST_BASE = 0x10000;
 export const GUEST_SIZE = 0x10000;
@@ -24,42 +26,81 @@ export const DATA = GUEST_BASE + 0x3000;
 export interface RigOptions {
   readonly device: VirtioDevice;
   readonly queueSize: number;
-  readonly packed: boolean;
-  /** Feature bits the driver accepts beyond VERSION_1 (and RING_PACKED when packed). */
-  readonly extraFeatures: bigint;
   /** Queues to set up (default: queue 0 only). */
   readonly queues?: number;
+  /** Queues where the device keeps buffers for later (receive, event): not expected completed. */
+  readonly heldQueues?: readonly number[];
+  /** Puts the host side behind the device (a RAM disk, a socket table) back as built. */
+  readonly resetHost?: () => void;
+  /** The host side's bytes (RAM disks), part of the fingerprint. */
+  readonly hostState?: () => readonly Uint8Array[];
+  /** Whether guest memory is part of the fingerprint (default true; see DeviceChainsSpec). */
+  readonly memoryInFingerprint?: boolean;
+  /** Guest memory to use (kept by the caller across rigs), instead of a new one. */
+  readonly guarded?: GuardedMemory;
 }
 
+/**
+ * Built once per target and reused (see harness/reuse.ts): `start` resets the device through
+ * the core (2.4), zeroes guest memory, puts the host side back, and brings the device up again
+ * with the features of the next input.
+ */
 export class CoreRig {
-  readonly guarded = new GuardedMemory(GUEST_BASE, GUEST_SIZE);
+  readonly guarded: GuardedMemory;
   readonly core: DeviceCore;
   popped = 0;
   completed = 0;
   usedSignals = 0;
+  /** A running hash of the used elements the target read back (noteUsed). */
+  usedHash = 0;
   /** Per queue: chains popped and completed. */
   readonly poppedBy: number[] = [];
   readonly completedBy: number[] = [];
+  private readonly queues: number;
+  private readonly held: readonly number[];
+  /** Queues whose methods count already (a core may keep its queue objects across a reset). */
+  private readonly wrapped = new WeakSet<DeviceQueue>();
 
-  constructor(opts: RigOptions) {
+  constructor(private readonly opts: RigOptions) {
+    this.queues = opts.queues ?? 1;
+    this.held = opts.heldQueues ?? [];
+    this.guarded = opts.guarded ?? new GuardedMemory(GUEST_BASE, GUEST_SIZE);
     this.core = new DeviceCore(opts.device, {
       memory: this.guarded.memory,
       interrupts: { usedBuffer: () => this.usedSignals++, configChange: () => {} },
     });
+  }
+
+  /**
+   * Readies the rig for one input: device reset, memory zeroed, host side reset, then the
+   * driver's bring-up (3.1.1) accepting VERSION_1 (RING_PACKED when `packed`) and `extraFeatures`
+   * of what the device offers.
+   */
+  start(packed: boolean, extraFeatures: bigint): void {
     const core = this.core;
+    core.setStatus(0);
+    this.guarded.clear();
+    this.opts.resetHost?.();
+    this.popped = this.completed = this.usedSignals = this.usedHash = 0;
     core.setStatus(Status.ACKNOWLEDGE);
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
-    const want = (F.VERSION_1 | (opts.packed ? F.RING_PACKED : 0n) | opts.extraFeatures) & core.deviceFeatures();
+    const want = (F.VERSION_1 | (packed ? F.RING_PACKED : 0n) | extraFeatures) & core.deviceFeatures();
     core.setDriverFeatures(want);
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
-    const n = opts.queues ?? 1;
+    const n = this.queues;
     for (let q = 0; q < n; q++) {
       const off = q * 0x400;
-      setUpQueue(core, q, { size: opts.queueSize, descAddr: DESC + off, driverAddr: AVAIL + off, deviceAddr: USED + off });
+      setUpQueue(core, q, { size: this.opts.queueSize, descAddr: DESC + off, driverAddr: AVAIL + off, deviceAddr: USED + off });
     }
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
     check(core.active, 'protocol', 'the rig could not bring the device up');
     for (let q = 0; q < n; q++) this.count(q, core.queue(q));
+  }
+
+  /** Chains popped from request-style queues and not completed yet: the device's async work. */
+  get outstanding(): boolean {
+    for (let q = 0; q < this.queues; q++) if (!this.held.includes(q) && this.poppedBy[q] !== this.completedBy[q]) return true;
+    return false;
   }
 
   get memory(): GuardedMemory['memory'] {
@@ -77,7 +118,8 @@ export class CoreRig {
   private count(index: number, q: DeviceQueue | null): void {
     this.poppedBy[index] = 0;
     this.completedBy[index] = 0;
-    if (!q) return;
+    if (!q || this.wrapped.has(q)) return;
+    this.wrapped.add(q);
     let depth = 0;
     const outer = <A extends unknown[], R>(fn: (...a: A) => R, after: (r: NoInfer<R>, a: NoInfer<A>) => void): ((...a: A) => R) => {
       return (...a: A): R => {
@@ -110,9 +152,30 @@ export class CoreRig {
     q.pushInOrderBatch = outer(q.pushInOrderBatch.bind(q), (_r, [, n]) => completed(n));
   }
 
-  /** Lets the device's promise completions and deferred notifications run. */
-  async settle(): Promise<void> {
-    await new Promise<void>((r) => setImmediate(r));
+  /**
+   * Lets the device's promise completions and deferred notifications run: microtasks only while
+   * no chain is outstanding (the devices behind the rigs complete synchronously or in promise
+   * continuations), event-loop turns while one is.
+   */
+  settle(): Promise<void> {
+    return drain(() => this.outstanding);
+  }
+
+  /** Records a used element read back by the target, into the fingerprint (no allocation). */
+  noteUsed(queue: number, id: number, len: number): void {
+    this.usedHash = (Math.imul(this.usedHash, 31) + Math.imul(queue + 1, 0x9e3779b1) + Math.imul(id + 1, 0x85ebca6b) + len) | 0;
+  }
+
+  /**
+   * What the last input left: guest memory and host-side bytes (digest), chains popped and completed per queue,
+   * notifications, device status. The reuse test compares it between a reused and a fresh rig.
+   */
+  fingerprint(): string {
+    const hash = createHash('sha1');
+    if (this.opts.memoryInFingerprint !== false) hash.update(this.guarded.bytes);
+    for (const b of this.opts.hostState?.() ?? []) hash.update(b);
+    const digest = hash.digest('hex');
+    return `${digest} used ${this.usedHash} popped ${this.poppedBy.join(',')} completed ${this.completedBy.join(',')} signals ${this.usedSignals} status ${this.core.status}`;
   }
 
   /** The invariants after a run: guards intact, every popped chain completed or NEEDS_RESET. */

@@ -7,12 +7,13 @@
  */
 import { ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import { check, type FuzzTarget } from '../engine/target.js';
-import { BLK_SECTORS, memoryBlk } from '../harness/blk-rig.js';
-import { AVAIL, CoreRig, DATA, DESC, USED } from '../harness/core-rig.js';
+import { BLK_SECTORS, reusableBlkRig } from '../harness/blk-rig.js';
+import { AVAIL, DATA, DESC, USED } from '../harness/core-rig.js';
 import { BlkReqType, BlkStatus } from '../../src/spec/blk.js';
 import { F } from '../../src/spec/features.js';
 
 const QSIZE = 16;
+const rigs = reusableBlkRig(QSIZE);
 const TYPES = [
   BlkReqType.IN,
   BlkReqType.OUT,
@@ -38,8 +39,8 @@ interface Pending {
 
 async function run(data: Uint8Array): Promise<void> {
   const r = new ByteReader(data);
-  const { device } = memoryBlk(QSIZE);
-  const rig = new CoreRig({ device, queueSize: QSIZE, packed: false, extraFeatures: ((1n << 64n) - 1n) & ~F.RING_PACKED });
+  const rig = rigs.get();
+  rig.start(false, ((1n << 64n) - 1n) & ~F.RING_PACKED);
   const m = rig.memory;
   let availIdx = 0;
   let usedSeen = 0;
@@ -125,4 +126,4 @@ function seeds(): Uint8Array[] {
   return out;
 }
 
-export const target: FuzzTarget = { name: 'blk-requests', maxLen: 512, seeds, run };
+export const target: FuzzTarget = { name: 'blk-requests', maxLen: 512, seeds, run, outcome: () => rigs.last!.fingerprint() };

@@ -7,9 +7,9 @@
  */
 import { ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import { check, type FuzzTarget } from '../engine/target.js';
-import { memoryBlk } from '../harness/blk-rig.js';
+import { partsOutcome, reusableTransportParts, takeParts } from '../harness/blk-rig.js';
+import { drain } from '../harness/reuse.js';
 import { AVAIL, DESC, GUEST_BASE, GUEST_SIZE, USED } from '../harness/core-rig.js';
-import { GuardedMemory } from '../harness/guarded-memory.js';
 import { readValue } from '../harness/register-ops.js';
 import { splitBlkReadImage } from '../harness/ring-image.js';
 import { LoopbackBus } from '../../src/transport/bus.js';
@@ -26,11 +26,14 @@ const MAX_STEPS = 48;
 
 const Step = { EXECUTE: 0, NOTIFY: 1, DATA: 2, ENABLE: 3, SETTLE: 4 } as const;
 
+const parts = reusableTransportParts();
+/** The device behind the transport completes synchronously: a microtask drain is its event-loop turn. */
+const settle = (): Promise<void> => drain(() => false);
+
 async function run(data: Uint8Array): Promise<void> {
   const r = new ByteReader(data);
-  const mem = new GuardedMemory(GUEST_BASE, GUEST_SIZE);
+  const { mem, device } = takeParts(parts);
   const bus = new LoopbackBus(mem.memory, r.bool());
-  const { device } = memoryBlk(8);
   const ccw = new CcwDeviceTransport(bus, deviceCoreFactory(device, mem.memory), { subchannelId: SCHID, transitional: r.bool(), onBadAccess: () => {} });
   for (let s = 0; s < MAX_STEPS && !r.done; s++) {
     const op = r.u8();
@@ -60,10 +63,10 @@ async function run(data: Uint8Array): Promise<void> {
         ccw.enableSubchannel();
         break;
       default:
-        await new Promise<void>((res) => setImmediate(res));
+        await settle();
     }
   }
-  await new Promise<void>((res) => setImmediate(res));
+  await settle();
   mem.checkGuards();
 }
 
@@ -103,4 +106,4 @@ function seeds(): Uint8Array[] {
   return [w.finish()];
 }
 
-export const target: FuzzTarget = { name: 'ccw-commands', maxLen: 2048, seeds, run };
+export const target: FuzzTarget = { name: 'ccw-commands', maxLen: 2048, seeds, run, outcome: () => partsOutcome(parts) };

@@ -10,5 +10,8 @@ export const TARGETS = [
   'net-header-ctrl',
   'scsi-cdbs',
   'vsock-packets',
+  'fuse-requests',
+  '9p-messages',
+  'crypto-requests',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];

@@ -6,10 +6,9 @@
  */
 import { ByteReader } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { memoryBlk } from '../harness/blk-rig.js';
+import { partsOutcome, reusableTransportParts, takeParts } from '../harness/blk-rig.js';
+import { drain } from '../harness/reuse.js';
 import { AVAIL, DESC, USED } from '../harness/core-rig.js';
-import { GuardedMemory } from '../harness/guarded-memory.js';
-import { GUEST_BASE, GUEST_SIZE } from '../harness/core-rig.js';
 import { type RegisterSpace, StepWriter, runRegisterSteps } from '../harness/register-ops.js';
 import { splitBlkReadImage } from '../harness/ring-image.js';
 import type { DeviceCore } from '../../src/device/device-core.js';
@@ -20,19 +19,22 @@ import { MmioReg } from '../../src/transport/mmio/registers.js';
 
 const OFFSETS = [...Object.values(MmioReg), MmioReg.CONFIG + 8, MmioReg.CONFIG + 0x14, 0x200];
 
+const parts = reusableTransportParts();
+/** The device behind the transport completes synchronously: a microtask drain is its event-loop turn. */
+const settle = (): Promise<void> => drain(() => false);
+
 async function run(data: Uint8Array): Promise<void> {
   const r = new ByteReader(data);
   const legacy = (r.u8() & 1) === 1;
-  const mem = new GuardedMemory(GUEST_BASE, GUEST_SIZE);
+  const { mem, device } = takeParts(parts);
   const bus = new LoopbackBus(mem.memory, r.bool());
-  const { device } = memoryBlk(8);
   const cores: DeviceCore[] = [];
   const mmio = new MmioDeviceTransport(bus, deviceCoreFactory(device, mem.memory, {}, cores), {
     version: legacy ? 1 : 2,
     onBadAccess: () => {},
   });
   const space: RegisterSpace = { name: 'mmio', offsets: OFFSETS, read: (o, w) => mmio.read(o, w), write: (o, w, v) => mmio.write(o, w, v) };
-  await runRegisterSteps([space], mem, r, () => new Promise<void>((res) => setImmediate(res)));
+  await runRegisterSteps([space], mem, r, settle);
   mem.checkGuards();
 }
 
@@ -59,4 +61,4 @@ function seeds(): Uint8Array[] {
   return [modern, new Uint8Array([1, 0, ...legacy.finish()]), new Uint8Array([0, 1, ...bringUp(0).finish()])];
 }
 
-export const target: FuzzTarget = { name: 'mmio-registers', maxLen: 2048, seeds, run };
+export const target: FuzzTarget = { name: 'mmio-registers', maxLen: 2048, seeds, run, outcome: () => partsOutcome(parts) };

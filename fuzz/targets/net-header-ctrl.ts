@@ -6,7 +6,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
+import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { NetDevice } from '../../src/devices/net/net-device.js';
 
 /** rx 0, tx 1, control 2 (one queue pair). */
@@ -32,7 +32,7 @@ function header(queue: number, r: ByteReader): Uint8Array {
   return new Uint8Array(0);
 }
 
-const spec: DeviceChainsSpec = { device: () => new NetDevice({ queueSize: 8, queuePairs: 1 }), queues: 3, heldQueues: [0], header };
+const spec: DeviceChainsSpec = { device: () => ({ device: new NetDevice({ queueSize: 8, queuePairs: 1 }) }), queues: 3, heldQueues: [0], header };
 
 function seeds(): Uint8Array[] {
   // all features; one round of 2 chains: a tx frame, a ctrl RX_PROMISC command.
@@ -42,4 +42,4 @@ function seeds(): Uint8Array[] {
   return [tx.finish(), ctrl.finish(), rx.finish()];
 }
 
-export const target: FuzzTarget = { name: 'net-header-ctrl', maxLen: 1024, seeds, run: (d) => runDeviceChains(spec, d) };
+export const target: FuzzTarget = { name: 'net-header-ctrl', maxLen: 1024, seeds, run: (d) => runDeviceChains(spec, d), outcome: () => deviceChainsOutcome(spec) };

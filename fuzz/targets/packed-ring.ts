@@ -5,21 +5,22 @@
  */
 import { ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { memoryBlk } from '../harness/blk-rig.js';
-import { AVAIL, CoreRig, DATA, DESC, GUEST_BASE } from '../harness/core-rig.js';
+import { reusableBlkRig } from '../harness/blk-rig.js';
+import { AVAIL, DATA, DESC, GUEST_BASE } from '../harness/core-rig.js';
 import { runRingSteps } from '../harness/ring-steps.js';
 import { F } from '../../src/spec/features.js';
 import { descriptorAddress } from './split-ring.js';
 
 const QSIZE = 8;
+const rigs = reusableBlkRig(QSIZE);
 const AVAIL_BIT = 1 << 7;
 
 async function run(data: Uint8Array): Promise<void> {
   const r = new ByteReader(data);
   const feat = r.u8();
   const extra = ((feat & 1) !== 0 ? F.EVENT_IDX : 0n) | ((feat & 2) !== 0 ? F.INDIRECT_DESC : 0n) | ((feat & 4) !== 0 ? F.IN_ORDER : 0n);
-  const { device } = memoryBlk(QSIZE);
-  const rig = new CoreRig({ device, queueSize: QSIZE, packed: true, extraFeatures: extra });
+  const rig = rigs.get();
+  rig.start(true, extra);
   const m = rig.memory;
   const nDesc = 1 + r.below(QSIZE + 8); // beyond the ring: indirect tables
   const writeDesc = (i: number): void => {
@@ -60,4 +61,4 @@ function seeds(): Uint8Array[] {
   return [make(0), make(1), make(2), make(4)];
 }
 
-export const target: FuzzTarget = { name: 'packed-ring', maxLen: 1024, seeds, run };
+export const target: FuzzTarget = { name: 'packed-ring', maxLen: 1024, seeds, run, outcome: () => rigs.last!.fingerprint() };

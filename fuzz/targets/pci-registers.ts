@@ -7,7 +7,9 @@
  */
 import { ByteReader } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { memoryBlk } from '../harness/blk-rig.js';
+import { memoryBlk, partsOutcome, reusableTransportParts, takeParts } from '../harness/blk-rig.js';
+import { drain } from '../harness/reuse.js';
+import type { VirtioDevice } from '../../src/device/types.js';
 import { AVAIL, DESC, GUEST_BASE, GUEST_SIZE, USED } from '../harness/core-rig.js';
 import { GuardedMemory } from '../harness/guarded-memory.js';
 import { type RegisterSpace, StepWriter, runRegisterSteps } from '../harness/register-ops.js';
@@ -49,17 +51,20 @@ function spaces(p: PciDeviceTransport): RegisterSpace[] {
   ];
 }
 
-function makeDevice(bus: LoopbackBus, mem: GuardedMemory): PciDeviceTransport {
-  const { device } = memoryBlk(8);
+function makeDevice(bus: LoopbackBus, mem: GuardedMemory, device: VirtioDevice = memoryBlk(8).device): PciDeviceTransport {
   return new PciDeviceTransport(bus, deviceCoreFactory(device, mem.memory), { transitional: true, onBadAccess: () => {} });
 }
 
+const parts = reusableTransportParts();
+/** The device behind the transport completes synchronously: a microtask drain is its event-loop turn. */
+const settle = (): Promise<void> => drain(() => false);
+
 async function run(data: Uint8Array): Promise<void> {
   const r = new ByteReader(data);
-  const mem = new GuardedMemory(GUEST_BASE, GUEST_SIZE);
+  const { mem, device } = takeParts(parts);
   const bus = new LoopbackBus(mem.memory, r.bool());
-  const p = makeDevice(bus, mem);
-  await runRegisterSteps(spaces(p), mem, r, () => new Promise<void>((res) => setImmediate(res)));
+  const p = makeDevice(bus, mem, device);
+  await runRegisterSteps(spaces(p), mem, r, settle);
   mem.checkGuards();
 }
 
@@ -89,4 +94,4 @@ function seeds(): Uint8Array[] {
   return [new Uint8Array([0, ...modern.finish()]), new Uint8Array([0, ...legacy.finish()]), new Uint8Array([1, ...msix.finish(), ...modern.finish()])];
 }
 
-export const target: FuzzTarget = { name: 'pci-registers', maxLen: 2048, seeds, run };
+export const target: FuzzTarget = { name: 'pci-registers', maxLen: 2048, seeds, run, outcome: () => partsOutcome(parts) };

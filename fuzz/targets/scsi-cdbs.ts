@@ -7,7 +7,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
+import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { MemoryBackend } from '../../src/devices/blk/memory-backend.js';
 import { ScsiDevice } from '../../src/devices/scsi/scsi-device.js';
 
@@ -37,7 +37,14 @@ function header(queue: number, r: ByteReader): Uint8Array {
 }
 
 const spec: DeviceChainsSpec = {
-  device: () => new ScsiDevice([{ backend: new MemoryBackend(64 * 512) }, { backend: new MemoryBackend(16 * 512) }], { queueSize: 8, numQueues: 1 }),
+  device: () => {
+    const disks = [new MemoryBackend(64 * 512), new MemoryBackend(16 * 512)];
+    const device = new ScsiDevice(
+      disks.map((backend) => ({ backend })),
+      { queueSize: 8, numQueues: 1 },
+    );
+    return { device, resetHost: () => disks.forEach((d) => d.data.fill(0)), hostState: () => disks.map((d) => d.data) };
+  },
   queues: 3,
   heldQueues: [1],
   header,
@@ -50,4 +57,4 @@ function seeds(): Uint8Array[] {
   return [cmd(0x12, [0, 0, 0, 96]), cmd(0x25, []), cmd(0x28, [0, 0, 0, 0, 1, 0, 0, 1]), cmd(0xa0, [0, 0, 0, 0, 0, 0, 0, 64])];
 }
 
-export const target: FuzzTarget = { name: 'scsi-cdbs', maxLen: 1024, seeds, run: (d) => runDeviceChains(spec, d) };
+export const target: FuzzTarget = { name: 'scsi-cdbs', maxLen: 1024, seeds, run: (d) => runDeviceChains(spec, d), outcome: () => deviceChainsOutcome(spec) };

@@ -6,12 +6,13 @@
  */
 import { ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { memoryBlk } from '../harness/blk-rig.js';
-import { AVAIL, CoreRig, DATA, DESC, GUEST_BASE } from '../harness/core-rig.js';
+import { reusableBlkRig } from '../harness/blk-rig.js';
+import { AVAIL, DATA, DESC, GUEST_BASE } from '../harness/core-rig.js';
 import { runRingSteps } from '../harness/ring-steps.js';
 import { F } from '../../src/spec/features.js';
 
 const QSIZE = 8;
+const rigs = reusableBlkRig(QSIZE);
 
 export function descriptorAddress(r: ByteReader, sel: number): number {
   return (sel & 0x80) !== 0 ? r.u64() : GUEST_BASE + r.u16();
@@ -21,8 +22,8 @@ async function run(data: Uint8Array): Promise<void> {
   const r = new ByteReader(data);
   const feat = r.u8();
   const extra = ((feat & 1) !== 0 ? F.EVENT_IDX : 0n) | ((feat & 2) !== 0 ? F.INDIRECT_DESC : 0n);
-  const { device } = memoryBlk(QSIZE);
-  const rig = new CoreRig({ device, queueSize: QSIZE, packed: false, extraFeatures: extra });
+  const rig = rigs.get();
+  rig.start(false, extra);
   const m = rig.memory;
   const nDesc = 1 + r.below(QSIZE + 8); // entries beyond the table land in indirect tables
   for (let i = 0; i < nDesc; i++) {
@@ -67,4 +68,4 @@ function seeds(): Uint8Array[] {
   return [w.finish(), withIndirect, new ByteWriter().u8(1).finish()];
 }
 
-export const target: FuzzTarget = { name: 'split-ring', maxLen: 1024, seeds, run };
+export const target: FuzzTarget = { name: 'split-ring', maxLen: 1024, seeds, run, outcome: () => rigs.last!.fingerprint() };

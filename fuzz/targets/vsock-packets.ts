@@ -6,7 +6,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
+import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { MemoryVsockBackend } from '../../src/devices/vsock/backends/memory-backend.js';
 import { VsockDevice } from '../../src/devices/vsock/vsock-device.js';
 
@@ -33,7 +33,7 @@ const spec: DeviceChainsSpec = {
   device: () => {
     const backend = new MemoryVsockBackend();
     backend.listen(1234, () => {});
-    return new VsockDevice({ guestCid: CID, backend, queueSize: 8 });
+    return { device: new VsockDevice({ guestCid: CID, backend, queueSize: 8 }) };
   },
   queues: 3,
   heldQueues: [0, 2],
@@ -49,4 +49,4 @@ function seeds(): Uint8Array[] {
   return [w.finish()];
 }
 
-export const target: FuzzTarget = { name: 'vsock-packets', maxLen: 1024, seeds, run: (d) => runDeviceChains(spec, d) };
+export const target: FuzzTarget = { name: 'vsock-packets', maxLen: 1024, seeds, run: (d) => runDeviceChains(spec, d), outcome: () => deviceChainsOutcome(spec) };
