@@ -30,8 +30,10 @@ export interface AdminOwnerDriverOptions {
 }
 
 /** One device parts object the driver created. */
-interface OwnedObject {
+export interface OwnedDevicePartsObject {
+  /** The VF it was created for. */
   readonly memberId: bigint;
+  /** A get or a set object. */
   readonly type: DevicePartsObjectType;
 }
 
@@ -41,7 +43,7 @@ export class AdminOwnerDriver {
   readonly parts: DevicePartsDriver;
   /** The capability commands, with the driver's rules. */
   readonly capabilities: AdminCapabilityDriver;
-  private readonly objects = new Map<number, OwnedObject>();
+  private readonly objects = new Map<number, OwnedDevicePartsObject>();
 
   private constructor(
     /** The AdminDriver the commands go through. */
@@ -81,7 +83,7 @@ export class AdminOwnerDriver {
   }
 
   /** Device parts objects this driver holds (id -> member and kind). */
-  get liveObjects(): ReadonlyMap<number, { readonly memberId: bigint; readonly type: DevicePartsObjectType }> {
+  get liveObjects(): ReadonlyMap<number, OwnedDevicePartsObject> {
     return this.objects;
   }
 

@@ -26,7 +26,12 @@ export interface AdminOwnerOptions {
    * VIRTIO_DEV_PARTS_CAP as the device offers it: how many get and set device parts objects it
    * keeps at most (u8 each). Default 2 and 2.
    */
-  readonly devicePartsLimits?: { readonly get: number; readonly set: number };
+  readonly devicePartsLimits?: {
+    /** get_parts_resource_objects_limit. */
+    readonly get: number;
+    /** set_parts_resource_objects_limit. */
+    readonly set: number;
+  };
   /** Further device capabilities (device type specific ones), besides VIRTIO_DEV_PARTS_CAP. */
   readonly capabilities?: readonly DeviceCapability[];
   /** Further resource object types, besides VIRTIO_RESOURCE_OBJ_DEV_PARTS. */
