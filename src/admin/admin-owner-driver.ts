@@ -69,12 +69,12 @@ export class AdminOwnerDriver {
     const self = await admin.enableGroup(ADMIN_GROUP_SELF, [...Object.values(CapabilityOpcode), ...objectOps]);
     const sriov = await admin.enableGroup(ADMIN_GROUP_SRIOV, [...objectOps, ...Object.values(DevicePartsOpcode), ...Object.values(LegacyOpcode)]);
     const need = (ops: number[] | null, wanted: readonly number[], group: string): void => {
-      for (const op of wanted) if (!ops?.includes(op)) throw new VirtioError(ErrorCode.DEVICE_ERROR, `the owner does not support opcode 0x${op.toString(16)} on the ${group} group`);
+      for (const op of wanted) if (!ops?.includes(op)) throw new VirtioError(ErrorCode.REQUEST_FAILED, `the owner does not support opcode 0x${op.toString(16)} on the ${group} group`);
     };
     need(self, [AdminOpcode.CAP_ID_LIST_QUERY, AdminOpcode.DEVICE_CAP_GET, AdminOpcode.DRIVER_CAP_SET], 'self');
     need(sriov, [...objectOps, ...Object.values(DevicePartsOpcode)], 'SR-IOV');
     const capabilities = new AdminCapabilityDriver(admin.send);
-    if (!(await capabilities.supportedIds()).has(DEV_PARTS_CAP_LAYOUT.id)) throw new VirtioError(ErrorCode.DEVICE_ERROR, 'the owner does not offer VIRTIO_DEV_PARTS_CAP');
+    if (!(await capabilities.supportedIds()).has(DEV_PARTS_CAP_LAYOUT.id)) throw new VirtioError(ErrorCode.REQUEST_FAILED, 'the owner does not offer VIRTIO_DEV_PARTS_CAP');
     const device = await capabilities.deviceCapability(DEV_PARTS_CAP_LAYOUT.id, DEV_PARTS_CAP_LAYOUT);
     const getLimit = Math.min(opts.getLimit ?? 0xff, device[0] ?? 0);
     const setLimit = Math.min(opts.setLimit ?? 0xff, device[1] ?? 0);

@@ -32,6 +32,9 @@ import { deviceCoreFactory } from '../../src/transport/loopback.js';
 import { PciDeviceTransport } from '../../src/transport/pci/pci-device.js';
 import { PciDriverTransport } from '../../src/transport/pci/pci-driver.js';
 import { HoldingCountingBackend, SwitchTransport } from '../support/device-parts-rig.js';
+import { CapabilityHandler } from '../../src/admin/capabilities/capability-handler.js';
+import { ErrorCode, VirtioError } from '../../src/errors.js';
+import { adminRig, startAdminDriver } from '../normative/admin-rig.js';
 
 const SECTOR = 512;
 const PF_MEMORY = 4 << 20;
@@ -201,3 +204,11 @@ for (const packed of [false, true]) {
     });
   });
 }
+
+describe('AdminOwnerDriver.open on an owner without the device parts commands', () => {
+  it('refuses with REQUEST_FAILED, naming what is missing', async () => {
+    const rig = adminRig({ admin: { handlers: [new CapabilityHandler([])] } });
+    const { admin } = startAdminDriver(rig, false);
+    await assert.rejects(AdminOwnerDriver.open(admin), (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.REQUEST_FAILED && /SR-IOV group/.test(e.message));
+  });
+});
