@@ -14,9 +14,9 @@ import { createAdminOwner } from '../../src/admin/admin-owner.js';
 import { AdminOwnerDriver } from '../../src/admin/admin-owner-driver.js';
 import { DevicePartsObjectType } from '../../src/admin/device-parts/device-part-format.js';
 import { DevicePartsCommandError } from '../../src/admin/device-parts/device-parts-driver.js';
-import { devPartsObjectData } from '../../src/admin/device-parts/dev-parts-resource-type.js';
+import { DEV_PARTS_CAP_LAYOUT, DEV_PARTS_OBJECT_KIND, devPartsObjectData } from '../../src/admin/device-parts/dev-parts-resource-type.js';
 import { ResourceObjectOpcode } from '../../src/admin/resource-objects/resource-object-handler.js';
-import { encodeResourceObjectCommand } from '../../src/admin/resource-objects/resource-object-driver.js';
+import { AdminResourceObjectDriver, encodeResourceObjectCommand } from '../../src/admin/resource-objects/resource-object-driver.js';
 import { VIRTIO_RESOURCE_OBJ_DEV_PARTS } from '../../src/admin/resource-objects/resource-object-type.js';
 import { SriovDriverControl } from '../../src/admin/sriov-driver.js';
 import { BlkDevice } from '../../src/devices/blk/blk-device.js';
@@ -210,5 +210,19 @@ describe('AdminOwnerDriver.open on an owner without the device parts commands', 
     const rig = adminRig({ admin: { handlers: [new CapabilityHandler([])] } });
     const { admin } = startAdminDriver(rig, false);
     await assert.rejects(AdminOwnerDriver.open(admin), (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.REQUEST_FAILED && /SR-IOV group/.test(e.message));
+  });
+});
+
+describe('AdminResourceObjectDriver with the device parts kind', () => {
+  it('driver/admin-cmds-resource-objects/2: ids over get + set limits, each kind bounded by its own limit before sending', async () => {
+    const o = await ownerWithVfs(false, { get: 1, set: 1 });
+    open = o;
+    const objects = new AdminResourceObjectDriver(o.admin.send, o.ownerDriver.capabilities, [{ kind: DEV_PARTS_OBJECT_KIND, capability: DEV_PARTS_CAP_LAYOUT }], ADMIN_GROUP_SRIOV, 1n);
+    await objects.create(VIRTIO_RESOURCE_OBJ_DEV_PARTS, 0, devPartsObjectData(DevicePartsObjectType.GET));
+    await assert.rejects(objects.create(VIRTIO_RESOURCE_OBJ_DEV_PARTS, 1, devPartsObjectData(DevicePartsObjectType.GET)), /get_parts_resource_objects_limit is 1/);
+    await objects.create(VIRTIO_RESOURCE_OBJ_DEV_PARTS, 1, devPartsObjectData(DevicePartsObjectType.SET));
+    await assert.rejects(objects.create(VIRTIO_RESOURCE_OBJ_DEV_PARTS, 2, devPartsObjectData(DevicePartsObjectType.SET)), /id outside 0\.\.1/);
+    assert.equal(o.owner.resourceObjects.count(VIRTIO_RESOURCE_OBJ_DEV_PARTS), 2);
+    assert.equal(o.owner.devicePartsObjects.lookup({ groupType: ADMIN_GROUP_SRIOV, memberId: 1n, core: o.vfs[0]!.core }, 1), DevicePartsObjectType.SET);
   });
 });
