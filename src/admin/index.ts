@@ -15,3 +15,5 @@ export * from './admin-command-status-error.js';
 export * from './capabilities/index.js';
 export * from './resource-objects/index.js';
 export * from './legacy-interface/index.js';
+export * from './admin-owner.js';
+export * from './admin-owner-driver.js';

@@ -42,6 +42,8 @@ export interface DriverResourceObjectKind {
 
 interface DriverObject {
   readonly deps: readonly string[];
+  /** The limit field bounding it (its subtype's, or the type's). */
+  readonly limitField: string;
   dependents: number;
 }
 
@@ -95,16 +97,21 @@ export class AdminResourceObjectDriver {
     const name = `${k.kind.name} ${id}`;
     if (this.objects.has(objKey(type, id))) this.refuse(`${name} exists; destroy it before creating it again`);
     if (this.capabilities.driverCapability(k.capability.id) === null) this.refuse(`${name}: set driver capability ${k.capability.name} first`);
-    const limit = this.capabilities.driverLimit(k.capability, k.kind.limitField);
-    if (!Number.isInteger(id) || id < 0 || id >= limit) this.refuse(`${name}: id outside 0..${limit - 1} (the driver capability's ${k.kind.limitField})`);
+    // A type with subtypes (device parts: get and set) has ids over the sum of their limits and
+    // each subtype bounded by its own (ResourceObjectKind.subtypeLimits).
+    const fields = k.kind.subtypeLimits?.fields ?? [k.kind.limitField];
+    const idLimit = fields.reduce((sum, f) => sum + this.capabilities.driverLimit(k.capability, f), 0);
+    if (!Number.isInteger(id) || id < 0 || id >= idLimit) this.refuse(`${name}: id outside 0..${idLimit - 1} (the driver capability's ${fields.join(' + ')})`);
+    const field = k.kind.subtypeLimits?.fieldOf(specific) ?? k.kind.limitField;
+    const limit = this.capabilities.driverLimit(k.capability, field);
     let count = 0;
-    for (const key of this.objects.keys()) if (key.startsWith(`${type}:`)) count++;
-    if (count >= limit) this.refuse(`${name}: ${count} objects already, the limit is ${limit}`);
+    for (const [key, obj] of this.objects) if (key.startsWith(`${type}:`) && obj.limitField === field) count++;
+    if (count >= limit) this.refuse(`${name}: ${count} objects already, ${field} is ${limit}`);
     const deps = (k.kind.dependencies?.(specific) ?? []).map((r) => objKey(r.type, r.id));
     for (const d of deps) if (!this.objects.has(d)) this.refuse(`${name} depends on ${d}, which does not exist`);
     expectAdminOk('RESOURCE_OBJ_CREATE', await this.send(ResourceObjectOpcode.CREATE, this.groupType, this.memberId, encodeResourceObjectCommand(type, id, flags, specific), 0));
     for (const d of deps) this.objects.get(d)!.dependents++;
-    this.objects.set(objKey(type, id), { deps, dependents: 0 });
+    this.objects.set(objKey(type, id), { deps, limitField: field, dependents: 0 });
   }
 
   private live(type: number, id: number, what: string): DriverObject {

@@ -98,8 +98,10 @@ export class ResourceObjectHandler implements AdminCommandHandler {
         throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `resource object type ${t.type} (${t.name}) invalid or registered twice`);
       }
       const layout = capabilities.layout(t.capabilityId);
-      if (!layout || !layout.fields.some((f) => f.name === t.limitField && f.kind === 'limit')) {
-        throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `resource object type ${t.name}: capability ${t.capabilityId} has no limit ${t.limitField}`);
+      for (const field of [t.limitField, ...(t.subtypeLimits?.fields ?? [])]) {
+        if (!layout || !layout.fields.some((f) => f.name === field && f.kind === 'limit')) {
+          throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `resource object type ${t.name}: capability ${t.capabilityId} has no limit ${field}`);
+        }
       }
       this.types.set(t.type, t);
       for (const g of t.groupTypes ?? [ADMIN_GROUP_SELF]) groups.add(g);
@@ -125,10 +127,27 @@ export class ResourceObjectHandler implements AdminCommandHandler {
     return this.objects.get(keyOf(type, id))?.data.slice() ?? null;
   }
 
-  /** The id bound of `type`: the driver capability's limit (ids 0..limit-1). */
+  /**
+   * The id bound of `type`: the driver capability's limit (ids 0..limit-1); for a type with
+   * subtype limits, the sum of them.
+   */
   limit(type: number): number {
     const t = this.types.get(type);
-    return t ? this.capabilities.driverLimit(t.capabilityId, t.limitField) : 0;
+    if (!t) return 0;
+    const fields = t.subtypeLimits?.fields ?? [t.limitField];
+    return fields.reduce((sum, f) => sum + this.capabilities.driverLimit(t.capabilityId, f), 0);
+  }
+
+  /** Whether one more object with `data` stays within its subtype's limit (always, without subtypes). */
+  private subtypeRoom(type: ResourceObjectType, data: Uint8Array): boolean {
+    const sub = type.subtypeLimits;
+    if (!sub) return true;
+    const field = sub.fieldOf(data);
+    let n = 0;
+    for (const [key, obj] of this.objects) {
+      if (Math.floor(key / 0x1_0000_0000) === type.type && sub.fieldOf(obj.data) === field) n++;
+    }
+    return n < this.capabilities.driverLimit(type.capabilityId, field);
   }
 
   /** device/admin-cmds-resource-objects/11: a device reset destroys every object. */
@@ -209,8 +228,8 @@ export class ResourceObjectHandler implements AdminCommandHandler {
     }
     const deps = this.dependencyKeys(type, specific, member, key);
     if (deps === null) return adminError(AdminStatus.ENXIO, AdminStatusQualifier.INVALID_FIELD);
-    // device/admin-cmds-resource-objects/3, /7: the device's own limit.
-    if (this.bytesUsed + specific.length > this.byteBudget || this.objects.size >= this.maxObjects) {
+    // device/admin-cmds-resource-objects/3, /7: the subtype's limit and the device's own limit.
+    if (!this.subtypeRoom(type, specific) || this.bytesUsed + specific.length > this.byteBudget || this.objects.size >= this.maxObjects) {
       return adminError(AdminStatus.ENOSPC, AdminStatusQualifier.NORESOURCE);
     }
     const copy = specific.slice();

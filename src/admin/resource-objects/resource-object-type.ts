@@ -31,6 +31,19 @@ export interface ResourceObjectKind {
   /** The limit field of that capability. */
   readonly limitField: string;
   /**
+   * For a type whose objects come in subtypes each bounded by its own limit field of the same
+   * capability (VIRTIO_DEV_PARTS_CAP: get_parts_resource_objects_limit and
+   * set_parts_resource_objects_limit): `fields` lists them all (`limitField` among them), the ids
+   * run over 0..(their sum)-1, and `fieldOf(data)` names the field bounding objects with that
+   * (validated) data; the device refuses an object beyond it with ENOSPC.
+   */
+  readonly subtypeLimits?: {
+    /** Every subtype's limit field. */
+    readonly fields: readonly string[];
+    /** The limit field of the subtype `data` creates. */
+    fieldOf(data: Uint8Array): string;
+  };
+  /**
    * Size of resource_obj_specific_data when the type's data has a fixed size: the device reads
    * shorter data as zero-extended and ignores bytes past it (a driver's padding to 8 bytes,
    * device/admin/15, /16); the driver queries that many bytes. Variable-size types leave it out.
