@@ -6,6 +6,8 @@
  * it. The device serves the guest whether or not a display is attached.
  */
 import { FrontendReq, type VhostUserMessage } from '../../vhost-user/messages.js';
+import { closeSync } from 'node:fs';
+import { VhostUserError, VhostUserFault } from '../../vhost-user/codec.js';
 import { takeFds } from '../../vhost-user/dispatcher.js';
 import type { DeviceRequestReply, VhostUserDeviceHooks } from '../../vhost-user/device-hooks.js';
 import { GpuDevice, type GpuDeviceOptions } from './gpu-device.js';
@@ -29,8 +31,15 @@ export class VhostUserGpuDevice extends GpuDevice {
     handleRequest: (msg: VhostUserMessage): DeviceRequestReply | undefined => {
       if (msg.request !== FrontendReq.GPU_SET_SOCKET) return undefined;
       const [fd] = takeFds(msg, 1, 1);
+      let display: GpuDisplaySocket;
+      try {
+        display = new GpuDisplaySocket(fd!, this, this.displayOptions);
+      } catch (e) {
+        // Not a stream socket (a file, a memfd): Node refuses to wrap it.
+        closeSync(fd!);
+        throw new VhostUserError(VhostUserFault.BAD_VALUE, `the GPU socket fd is not a stream socket: ${(e as Error).message}`, msg.request);
+      }
       this.display?.close();
-      const display = new GpuDisplaySocket(fd!, this, this.displayOptions);
       this.display = display;
       for (const l of this.displayListeners) l(display);
       return null;

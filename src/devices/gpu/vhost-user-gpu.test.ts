@@ -26,6 +26,8 @@ import { VhostUserGpuLayout, VhostUserGpuProtocolError, VhostUserGpuRequest as R
 const ALL = (1n << 128n) - 1n;
 
 interface Rig {
+  t: VhostUserDriverTransport;
+  platform: ReturnType<typeof loadNativePlatform>;
   device: VhostUserGpuDevice;
   peer: GpuDisplayPeer;
   gpu: GpuDriver;
@@ -51,7 +53,7 @@ async function withDisplay(peerOpts: GpuDisplayPeerOptions, display: GpuDisplayS
     }
     await attached;
     const gpu = new GpuDriver(driver.context);
-    await run({ device, peer, gpu });
+    await run({ t, platform, device, peer, gpu });
     gpu.detach();
     driver.reset();
   } finally {
@@ -163,6 +165,22 @@ describe('vhost-user-gpu display socket', { timeout: 60_000 }, () => {
     const noFlag = encodeGpuMessage(R.GET_PROTOCOL_FEATURES, new Uint8Array(8), 0);
     await withDisplay({ displays: [], answer: (m) => (m.request === R.GET_PROTOCOL_FEATURES ? noFlag : undefined) }, {}, async ({ device }) => {
       await assert.rejects(device.display!.ready, (e: unknown) => e instanceof VhostUserGpuProtocolError && /unexpected message/.test(e.message));
+    });
+  });
+
+  it('SET_GPU_SOCKET with an fd that is not a stream socket is refused (REPLY_ACK non-zero); the display in place and the guest are unaffected', async () => {
+    await withDisplay({ displays: [{ width: 40, height: 30, enabled: true }] }, {}, async ({ t, platform, device, gpu }) => {
+      const display = device.display!;
+      await display.ready;
+      const memfd = platform.memfd('not-a-socket', 4096);
+      try {
+        assert.notEqual(await t.frontend.ack(FrontendReq.GPU_SET_SOCKET, undefined, [memfd]), 0);
+      } finally {
+        platform.close(memfd);
+      }
+      assert.equal(device.display, display);
+      assert.ok(display.running);
+      assert.equal((await gpu.getDisplayInfo())[0]!.width, 40);
     });
   });
 
