@@ -191,6 +191,16 @@ export class GpuDevice implements VirtioDevice {
     this.ctx?.notifyConfigChange();
   }
 
+  /**
+   * Replaces the EDID GET_EDID reports for display `i` (a vhost-user front-end's monitor, after
+   * `setDisplay`): 128 to 1024 bytes in whole 128-byte blocks.
+   */
+  setDisplayEdid(i: number, edid: Uint8Array): void {
+    if (this.scanouts[i] === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no scanout ${i}`);
+    if (edid.length === 0 || edid.length > 1024 || edid.length % 128 !== 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `EDID of ${edid.length} bytes`);
+    this.edids[i] = edid.slice();
+  }
+
   // ---- configuration space (5.7.4) ----
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {

@@ -1,13 +1,12 @@
 /**
- * The registry record of virtio-gpu (5.7, 2D). vhost-user type "gpu" is listed for the
- * capabilities, but there is no `virtio-ts gpu` back-end command: QEMU 7.2's vhost-user-gpu
- * front-end refuses to start without KVM here (docs/devices/gpu.md), and a vhost-user GPU also
- * needs the separate display socket protocol that virtio-ts does not implement.
+ * The registry record of virtio-gpu (5.7, 2D), vhost-user type "gpu" (no render-node, no virgl),
+ * served by `virtio-ts gpu` with the vhost-user-gpu display protocol (docs/devices/gpu.md).
  */
 import assert from 'node:assert/strict';
 import { DeviceId } from '../../spec/device-id.js';
 import { GpuConfig, GpuF, GpuFormat, GpuResp } from '../../spec/gpu.js';
 import type { DeviceType } from '../device-type.js';
+import { GPU_CLI } from './cli.js';
 import { GpuDevice, type GpuDeviceOptions } from './gpu-device.js';
 import { GpuCommandError, GpuDriver } from './gpu-driver.js';
 import { edidBaseBlockValid, edidPreferredSize } from './gpu-edid.js';
@@ -50,10 +49,10 @@ function bgrxPattern(count: number, seed: number): Uint8Array {
 export const GPU_TYPE: DeviceType = {
   name: 'gpu',
   deviceId: DeviceId.GPU,
-  summary: 'a virtio-gpu 2D device (no back-end command: QEMU 7.2 vhost-user-gpu needs KVM)',
+  summary: 'a virtio-gpu 2D device with the vhost-user-gpu display protocol',
   vhostUser: { type: 'gpu', features: [] },
   configSize: GpuConfig.SIZE,
-  cli: null,
+  cli: GPU_CLI,
   createDevice(args?: unknown): GpuDevice {
     const a = (args ?? {}) as GpuDeviceArgs;
     const opts: GpuDeviceOptions = {

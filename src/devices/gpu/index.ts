@@ -8,3 +8,6 @@ export { encodePng } from './gpu-png.js';
 export { GPU_TYPE, type GpuDeviceArgs } from './gpu-type.js';
 export type { GpuResource } from './gpu-resource.js';
 export type { GpuScanout } from './gpu-scanout.js';
+export { VhostUserGpuDevice, type VhostUserGpuDeviceOptions } from './vhost-user-gpu-device.js';
+export { GpuDisplaySocket, type GpuDisplaySocketOptions, type GpuDisplayCounters } from './gpu-display-socket.js';
+export { VhostUserGpuRequest, VhostUserGpuLayout, VhostUserGpuProtocolFeature, VhostUserGpuProtocolError, type VhostUserGpuMessage, type VhostUserGpuDisplay } from './vhost-user-gpu-protocol.js';
