@@ -148,9 +148,14 @@ describe('virtio-ts net --threads 2: two real Linux guests on ports served by tw
       }
       const rings = meshRingCounters(mesh!);
       t.diagnostic(`thread rings ${JSON.stringify(rings)}`);
-      for (const r of rings) {
-        assert.ok(r.sent > TRANSFER_BYTES / 1514 / 10, `ring ${r.from}->${r.to} carried the traffic: ${r.sent} frames`);
-      }
+      // Guest 2 (port 1, thread 1) sends to guest 1 (port 0, thread 0): every byte of the transfer
+      // crosses ring 1->0 in frames of at most 1514 bytes (GSO is cut before the ring); the
+      // other way go the ACKs (their count depends on the guests' delayed ACKs and GRO), pings, ARP.
+      const data = rings.find((r) => r.from === 1 && r.to === 0);
+      const acks = rings.find((r) => r.from === 0 && r.to === 1);
+      assert.ok(data && acks, JSON.stringify(rings));
+      assert.ok(data.sent >= TRANSFER_BYTES / 1514, `ring 1->0 carried the transfer: ${data.sent} frames`);
+      assert.ok(acks.sent > 0, `ring 0->1 carried the acknowledgements: ${acks.sent} frames`);
       stop();
       assert.equal(await running, EXIT.OK);
       assert.ok(socks.every((s) => !isSocket(s)), 'sockets removed');
