@@ -13,7 +13,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { BlkDevice } from '../src/devices/blk/blk-device.js';
 import { RawDriver, header, pattern, segment } from '../src/devices/blk/blk-test-support.js';
@@ -22,49 +21,19 @@ import { NbdError, NbdFault } from '../src/devices/blk/nbd/nbd-error.js';
 import { createTestPair } from '../src/devices/blk/test-pair.js';
 import { runMain } from '../src/cli/cli-test-helpers.js';
 import { BlkReqType, BlkStatus } from '../src/spec/blk.js';
-import { inCI, isRoot, onPath, runInstallScript } from './support/guest-host.js';
-import { GuestError, GuestFailure } from './support/guest-errors.js';
 import { makeTempDir, startProcess, waitForPath, type ManagedProcess, type TempDir } from './support/guest-process.js';
+import { nbdServerAccepting, nbdToolsMissing } from './support/nbd-servers.js';
 
 const TOOLS = ['qemu-nbd', 'qemu-img', 'nbdkit'] as const;
 
-/** qemu-nbd (qemu-utils) and nbdkit, installed by scripts/install-guest-deps.sh when missing (root). */
-function nbdServers(): string | false {
-  if (TOOLS.every(onPath)) return false;
-  if (isRoot || inCI) runInstallScript('install-guest-deps.sh');
-  const missing = TOOLS.filter((t) => !onPath(t));
-  if (missing.length === 0) return false;
-  const reason = `${missing.join(', ')} missing; run (as root) scripts/install-guest-deps.sh`;
-  if (inCI) throw new GuestError(GuestFailure.MISSING_DEPS, reason);
-  return reason;
-}
-
-const skip = nbdServers();
+const skip = nbdToolsMissing(TOOLS);
 const MiB = 1 << 20;
-
-/** Resolves once a connection to `sock` is accepted (the path appears at bind, before listen). */
-async function connectable(sock: string, p: ManagedProcess): Promise<void> {
-  const end = Date.now() + 15_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = connect(sock);
-      c.once('connect', () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (p.child.exitCode !== null || Date.now() > end) throw new Error(`${sock} does not accept connections`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function startServer(cmd: string, args: readonly string[], sock: string): Promise<ManagedProcess> {
   const p = startProcess(cmd, args);
   try {
     await waitForPath(sock, { process: p, timeoutMs: 15_000 });
-    await connectable(sock, p);
+    await nbdServerAccepting({ path: sock }, p);
   } catch (e) {
     await p.stop();
     throw new Error(`${cmd} did not start: ${(e as Error).message}\n${p.output()}`, { cause: e });

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { BlkDevice } from '../src/devices/blk/blk-device.js';
 import { RawDriver, header, pattern, segment } from '../src/devices/blk/blk-test-support.js';
@@ -25,51 +25,22 @@ import { parsePskFile, type NbdTlsOptions } from '../src/devices/blk/nbd/nbd-tls
 import { createTestPair } from '../src/devices/blk/test-pair.js';
 import { runMain } from '../src/cli/cli-test-helpers.js';
 import { BlkReqType, BlkStatus } from '../src/spec/blk.js';
-import { inCI, isRoot, onPath, runInstallScript } from './support/guest-host.js';
-import { GuestError, GuestFailure } from './support/guest-errors.js';
 import { makeTempDir, startProcess, waitForPath, type ManagedProcess, type TempDir } from './support/guest-process.js';
+import { nbdServerAccepting, nbdToolsMissing, type NbdServerAddress } from './support/nbd-servers.js';
 import { makeNbdTlsCredentials, type NbdTlsCredentials } from './support/nbd-tls-certs.js';
 
 const TOOLS = ['qemu-nbd', 'qemu-img', 'nbdkit', 'openssl'] as const;
 
-function tlsServers(): string | false {
-  if (TOOLS.every(onPath)) return false;
-  if (isRoot || inCI) runInstallScript('install-guest-deps.sh');
-  const missing = TOOLS.filter((t) => !onPath(t));
-  if (missing.length === 0) return false;
-  const reason = `${missing.join(', ')} missing; run (as root) scripts/install-guest-deps.sh`;
-  if (inCI) throw new GuestError(GuestFailure.MISSING_DEPS, reason);
-  return reason;
-}
-
-const skip = tlsServers();
+const skip = nbdToolsMissing(TOOLS);
 const MiB = 1 << 20;
 
-type Target = { path: string } | { port: number };
-
-/** Resolves once a connection to the target is accepted. */
-async function connectable(target: Target, p: ManagedProcess): Promise<void> {
-  const end = Date.now() + 15_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = 'path' in target ? connect(target.path) : connect(target.port, '127.0.0.1');
-      c.once('connect', () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (p.child.exitCode !== null || Date.now() > end) throw new Error(`${JSON.stringify(target)} does not accept connections`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+type Target = NbdServerAddress;
 
 async function startServer(cmd: string, args: readonly string[], target: Target): Promise<ManagedProcess> {
   const p = startProcess(cmd, args);
   try {
     if ('path' in target) await waitForPath(target.path, { process: p, timeoutMs: 15_000 });
-    await connectable(target, p);
+    await nbdServerAccepting(target, p);
   } catch (e) {
     await p.stop();
     throw new Error(`${cmd} did not start: ${(e as Error).message}\n${p.output()}`, { cause: e });

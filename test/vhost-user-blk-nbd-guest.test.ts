@@ -12,7 +12,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -33,6 +32,7 @@ import {
 } from './support/guest.js';
 import { xorshiftBytes } from './support/v86-pattern.js';
 import { makeNbdTlsCredentials } from './support/nbd-tls-certs.js';
+import { nbdServerAccepting } from './support/nbd-servers.js';
 
 function deps(): string | false {
   const g = ensureGuestDeps();
@@ -58,24 +58,6 @@ const ZERO_LEN = 64 * 1024;
 /** The xorshift test bytes every guest test uses (test/support/v86-pattern.ts), as a Buffer. */
 const pattern = (len: number, seed: number): Buffer => Buffer.from(xorshiftBytes(len, seed));
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-
-async function connectable(sock: string, p: ManagedProcess): Promise<void> {
-  await waitForPath(sock, { process: p, timeoutMs: 15_000 });
-  const end = Date.now() + 15_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = connect(sock);
-      c.once('connect', () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (p.child.exitCode !== null || Date.now() > end) throw new Error(`${sock} does not accept connections\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const script = `
 wait_path /dev/vda || fail "no /dev/vda"
@@ -120,7 +102,8 @@ describe('virtio-ts blk --nbd: a real Linux guest on a qcow2 image served by qem
       const nbd = startProcess('qemu-nbd', ['--socket', nbdSock, '--format', 'qcow2', '--persistent', '--shared=4', '--discard=unmap', ...tlsServerArgs, img]);
       let be: ManagedProcess | null = null;
       try {
-        await connectable(nbdSock, nbd);
+        await waitForPath(nbdSock, { process: nbd, timeoutMs: 15_000 });
+        await nbdServerAccepting({ path: nbdSock }, nbd);
         const sock = tmp.file(`blk-${tls}.sock`);
         be = startProcess(process.execPath, [CLI, 'blk', '--socket-path', sock, '--nbd', `nbd${tls ? 's' : ''}+unix:///?socket=${nbdSock}`, '--nbd-connections', '2', ...tlsClientArgs]);
         await waitForPath(sock, { process: be, timeoutMs: 15_000 });
