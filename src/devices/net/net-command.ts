@@ -13,7 +13,7 @@ import type { Platform } from '../../platform/types.js';
 import { serveVhostUser, type VhostUserServer } from '../../vhost-user/server.js';
 import type { NetOptions } from './cli.js';
 import { formatMac } from './packet.js';
-import { PcapPort } from './pcap-port.js';
+import { PcapCapture } from './pcap-capture.js';
 import { NetSwitch, type SwitchPort, type SwitchPortOptions } from './switch.js';
 import { TapPort } from './tap-port.js';
 import { VhostUserNetDevice } from './vhost-user-net-device.js';
@@ -23,9 +23,6 @@ import { QueueStats } from '../../device/queue-stats.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../../cli/metrics-endpoint.js';
 import { startStatsReport } from '../../cli/stats-report.js';
 import { startInspector, type Inspector } from '../../inspector/inspector-server.js';
-
-/** How often the pcap capture is written out (and at exit). */
-const PCAP_FLUSH_MS = 1000;
 
 /** Tests: a platform, a stop signal, and a look at the switch. */
 export interface RunNetHooks {
@@ -68,16 +65,10 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
   });
   const servers: VhostUserServer[] = [];
   const taps: TapPort[] = [];
-  let pcap: PcapPort | null = null;
-  let pcapTimer: NodeJS.Timeout | null = null;
+  let pcap: PcapCapture | null = null;
   const closePorts = (): void => {
-    if (pcapTimer !== null) clearInterval(pcapTimer);
     for (const t of taps) t.close();
-    try {
-      pcap?.close();
-    } catch (e) {
-      logger.error(`closing ${options.pcap}: ${(e as Error).message}`);
-    }
+    pcap?.close();
   };
   const endpoints: { socketPath?: string; fd?: number }[] =
     options.socketPaths.length > 0 ? options.socketPaths.map((socketPath) => ({ socketPath })) : [{ fd: options.fd! }];
@@ -96,16 +87,7 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
     if (options.statsIntervalMs !== undefined) {
       for (let i = 0; i < portStats.length; i++) stopReports.push(startStatsReport(portStats[i]!, `net port ${i}`, options.statsIntervalMs, (line) => io.stderr(line)));
     }
-    if (options.pcap !== undefined) {
-      pcap = new PcapPort({ path: options.pcap });
-      pcap.captureFrom(sw);
-      const p = pcap;
-      pcapTimer = setInterval(() => {
-        if (!p.tryFlush()) logger.error(`${options.pcap}: ${p.failure?.message ?? 'write failed'}; capture stopped`);
-      }, PCAP_FLUSH_MS);
-      pcapTimer.unref();
-      logger.info(`capturing to ${options.pcap}`);
-    }
+    if (options.pcap !== undefined) pcap = new PcapCapture(options.pcap, sw, logger);
     for (const name of options.taps ?? []) {
       const tap = new TapPort({ ifname: name, platform, onError: (e) => logger.error(`tap ${name}: ${e.message}; port stopped`) });
       taps.push(tap);
@@ -145,7 +127,7 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
   }
   for (const p of sw.attached) logger.info(`port ${p.name}: ${JSON.stringify(p.counters)}`);
   for (const t of taps) logger.info(`${t.name}: ${JSON.stringify(t.stats)}`);
-  if (pcap !== null) logger.info(`${pcap.name}: ${pcap.frames} frames, ${pcap.dropped} not written`);
+  if (pcap !== null) logger.info(pcap.summary);
   closePorts();
   return code;
 }

@@ -31,7 +31,7 @@ import type { NetOptions } from './cli.js';
 import { portMac, type RunNetHooks } from './net-command.js';
 import { netPortDevice, netWorkerSpec, type NetSessionArgs, type NetWorkerArgs, type NetWorkerPort } from './net-worker.js';
 import { formatMac } from './packet.js';
-import { PcapPort } from './pcap-port.js';
+import { PcapCapture } from './pcap-capture.js';
 import { NetSwitch, type SwitchPortOptions } from './switch.js';
 import { SwitchMeshNode, createSwitchMesh, type SwitchMeshSpec } from './switch-mesh.js';
 import { FrameRingProducer } from './frame-ring.js';
@@ -40,7 +40,6 @@ import type { VhostUserNetDevice } from './vhost-user-net-device.js';
 
 /** Slots of each ring between two threads' switches (a full ring drops). */
 export const NET_MESH_SLOTS = 512;
-const PCAP_FLUSH_MS = 1000;
 
 /** Counters of every ring of a mesh, read from its shared storage (any thread). */
 export function meshRingCounters(spec: SwitchMeshSpec): { from: number; to: number; sent: number; dropped: number; oversize: number }[] {
@@ -101,8 +100,7 @@ export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNe
   let pool: WorkerPool | null = null;
   const servers: VhostUserServer[] = [];
   const tapPorts: TapPort[] = [];
-  let pcap: PcapPort | null = null;
-  let pcapTimer: NodeJS.Timeout | null = null;
+  let pcap: PcapCapture | null = null;
   let node: SwitchMeshNode | null = null;
   let metrics: MetricsEndpoint | null = null;
   let inspector: Inspector | null = null;
@@ -114,13 +112,8 @@ export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNe
     for (const s of servers) await s.close();
     await pool?.close();
     await node?.stop();
-    if (pcapTimer !== null) clearInterval(pcapTimer);
     for (const t of tapPorts) t.close();
-    try {
-      pcap?.close();
-    } catch (e) {
-      logger.error(`closing ${options.pcap}: ${(e as Error).message}`);
-    }
+    pcap?.close();
   };
   try {
     const platform = hooks.platform ?? loadPlatform();
@@ -137,17 +130,8 @@ export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNe
     hooks.onPool?.(pool, mesh, portStats);
     if (mainNode !== null) {
       const sw = new NetSwitch();
-      if (options.pcap !== undefined) {
-        pcap = new PcapPort({ path: options.pcap });
-        pcap.captureFrom(sw);
-        const p = pcap;
-        pcapTimer = setInterval(() => {
-          if (!p.tryFlush()) logger.error(`${options.pcap}: ${p.failure?.message ?? 'write failed'}; capture stopped`);
-        }, PCAP_FLUSH_MS);
-        pcapTimer.unref();
-        logger.info(`capturing to ${options.pcap}`);
-      }
-      node = new SwitchMeshNode(mesh, mainNode, sw, pcap ?? undefined);
+      if (options.pcap !== undefined) pcap = new PcapCapture(options.pcap, sw, logger);
+      node = new SwitchMeshNode(mesh, mainNode, sw, pcap?.port);
       node.start();
       for (const name of taps) {
         const tap = new TapPort({ ifname: name, platform, onError: (e) => logger.error(`tap ${name}: ${e.message}; port stopped`) });
@@ -198,7 +182,7 @@ export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNe
   }
   logger.info(`thread links: ${formatMesh(mesh)}`);
   for (const t of tapPorts) logger.info(`${t.name}: ${JSON.stringify(t.stats)}`);
-  if (pcap !== null) logger.info(`${pcap.name}: ${pcap.frames} frames, ${pcap.dropped} not written`);
+  if (pcap !== null) logger.info(pcap.summary);
   return code;
 }
 
