@@ -18,7 +18,8 @@ import { Reusable, harnessMode } from './reuse.js';
 
 export const QSIZE = 8;
 const SLOT = 0x1000;
-const WRITABLE = [0, 1, 4, 8, 16, 64, 512, 1500, 2048];
+/** Lengths of a chain's writable part the input picks among (seed writers index it). */
+export const WRITABLE: readonly number[] = [0, 1, 4, 8, 16, 64, 512, 1500, 2048];
 
 export interface DeviceChainsSpec {
   /** Builds the device and, when it has a host side with state, how to put that back as built. */
@@ -48,6 +49,11 @@ export interface DeviceChainsSpec {
   readonly freshDevice?: { readonly dispose: (device: VirtioDevice) => void };
   /** Rounds of chains per input (default 4): a round makes chains available, notifies, checks. */
   readonly rounds?: number;
+  /**
+   * Device-type features always accepted, also when the input takes only EVENT_IDX: those the
+   * device refuses FEATURES_OK without (i2c's ZERO_LENGTH_REQUEST, can's CAN_CLASSIC or CAN_FD).
+   */
+  readonly requiredFeatures?: bigint;
 }
 
 const rigs = new WeakMap<DeviceChainsSpec, Reusable<CoreRig>>();
@@ -83,7 +89,7 @@ export async function runDeviceChains(spec: DeviceChainsSpec, data: Uint8Array):
   const r = new ByteReader(data);
   const allFeatures = r.bool();
   const rig = rigFor(spec);
-  rig.start(false, allFeatures ? ((1n << 64n) - 1n) & ~F.RING_PACKED : F.EVENT_IDX);
+  rig.start(false, allFeatures ? ((1n << 64n) - 1n) & ~F.RING_PACKED : F.EVENT_IDX | (spec.requiredFeatures ?? 0n));
   const m = rig.memory;
   const availIdx = new Array<number>(spec.queues).fill(0);
   const nextDesc = new Array<number>(spec.queues).fill(0);

@@ -13,5 +13,12 @@ export const TARGETS = [
   'fuse-requests',
   '9p-messages',
   'crypto-requests',
+  'rpmb-frames',
+  'i2c-requests',
+  'gpio-requests',
+  'scmi-messages',
+  'can-frames',
+  'spi-transfers',
+  'media-commands',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
