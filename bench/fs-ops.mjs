@@ -11,7 +11,8 @@
 // FS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": node flags for the virtio-ts back-end
 // (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
 // options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1);
-// FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only).
+// FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only);
+// FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count).
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -42,7 +43,8 @@ const WARMUP = Number(process.env.FS_BENCH_WARMUP ?? 1);
 // would otherwise negotiate them; split for both compares like for like.
 const RING = process.env.FS_BENCH_RING ?? 'split';
 const RING_PACKED = 1n << 34n;
-const STALL_KICK_MS = 100;
+// FS_BENCH_STALL_MS: period of the front-end's stall watch (default 100; see runBackend).
+const STALL_KICK_MS = Number(process.env.FS_BENCH_STALL_MS ?? 100);
 
 /** utime + stime of `pid` and its descendants, in seconds. */
 function cpuSeconds(pid) {

@@ -25,13 +25,17 @@ import { SplitLayout } from '../spec/ring.js';
 
 /** What the watch needs of one ring of the transport. */
 export interface WatchedRing {
+  /** Whether the back-end has the ring (SET_VRING_* sent, not stopped). */
   readonly started: boolean;
+  /** Where the ring lives (null: not set up). */
   readonly addrs: DriverQueueAddresses | null;
 }
 
 /** The transport's side of the watch: its rings, their layout, and the two ways to wake them. */
 export interface StallWatchHost {
+  /** The shared memory the rings live in. */
   readonly memory: GuestMemory;
+  /** The transport's rings, by queue index. */
   rings(): readonly WatchedRing[];
   /** Whether the rings are packed (not watched). */
   packed(): boolean;
