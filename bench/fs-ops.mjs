@@ -11,7 +11,8 @@
 // FS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": node flags for the virtio-ts back-end
 // (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
 // options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1);
-// FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only).
+// FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only);
+// FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count).
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -42,6 +43,8 @@ const WARMUP = Number(process.env.FS_BENCH_WARMUP ?? 1);
 // would otherwise negotiate them; split for both compares like for like.
 const RING = process.env.FS_BENCH_RING ?? 'split';
 const RING_PACKED = 1n << 34n;
+// FS_BENCH_STALL_MS: period of the front-end's stall watch (default 100; see runBackend).
+const STALL_KICK_MS = Number(process.env.FS_BENCH_STALL_MS ?? 100);
 
 /** utime + stime of `pid` and its descendants, in seconds. */
 function cpuSeconds(pid) {
@@ -86,7 +89,11 @@ async function rate(one, seconds = SECONDS) {
 async function runBackend(name, cmd, args, share) {
   const sock = join(share, '..', `${name}.sock`);
   const p = await spawnBackend(cmd, args(sock), sock);
-  const t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.FS, timeoutMs: 10_000, memorySize: 128 << 20 });
+  // The stall watch (100 ms) re-notifies a ring that made no progress: QEMU 7.2's virtiofsd
+  // loses kicks with EVENT_IDX (a missing barrier in libvhost-user's vu_queue_pop; see
+  // src/vhost-user/frontend-stall-watch.ts), which hung 4 of 22 runs before. Each rescue costs
+  // up to two periods of idle wall time (rate), no CPU; the count is printed.
+  const t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.FS, timeoutMs: 10_000, memorySize: 128 << 20, stallKickMs: STALL_KICK_MS });
   const rows = {};
   try {
     const wanted = RING === 'any' ? (1n << 64n) - 1n : ((1n << 64n) - 1n) & ~RING_PACKED;
@@ -160,6 +167,7 @@ async function runBackend(name, cmd, args, share) {
     });
     await fs.release(w.nodeid, wfh);
     fs.detach();
+    rows.stallKicks = t.stallKicks;
   } finally {
     t.close();
     await p.stop();
@@ -197,7 +205,8 @@ console.log('| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | r
 console.log('| --- | --- | --- | --- | --- | --- | --- |');
 console.log(`rings: virtio-ts fs ${results['virtio-ts fs'].ring}, virtiofsd ${results.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);
 console.log(`max_write: virtio-ts fs ${results['virtio-ts fs'].maxWrite}, virtiofsd ${results.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
-for (const label of Object.keys(results['virtio-ts fs']).filter((l) => l !== 'maxWrite' && l !== 'ring')) {
+console.log(`stall re-notifications (lost kicks rescued, ${STALL_KICK_MS} ms watch): virtio-ts fs ${results['virtio-ts fs'].stallKicks}, virtiofsd ${results.virtiofsd?.stallKicks ?? '-'}`);
+for (const label of Object.keys(results['virtio-ts fs']).filter((l) => !['maxWrite', 'ring', 'stallKicks'].includes(l))) {
   const a = results['virtio-ts fs'][label];
   const b = results.virtiofsd?.[label];
   const perCpu = (r) => (r.value * r.wall) / Math.max(r.cpu, 0.01);

@@ -38,4 +38,10 @@ export interface VhostUserTransportOptions {
   pollMode?: boolean;
   /** Bound on every reply (default 5000 ms). */
   timeoutMs?: number;
+  /**
+   * Period of the stall watch in ms (default 0: off): a split ring with buffers out and none used
+   * for a whole period is notified again (frontend-stall-watch.ts: for back-ends that lose
+   * notifications, such as QEMU 7.2's virtiofsd with EVENT_IDX).
+   */
+  stallKickMs?: number;
 }

@@ -25,6 +25,7 @@ import { Status } from '../spec/status.js';
 import { REPLY_FLAGS, encodeU64 } from './codec.js';
 import { FrontendConfigCache, defaultConfigSize } from './frontend-config.js';
 import { MessageFramer } from './framer.js';
+import { type FrontendStallWatch, checkStallPeriod, startStallWatch } from './frontend-stall-watch.js';
 import { VhostUserFrontend } from './frontend.js';
 import { DEFAULT_QUEUES, FRONTEND_PROTOCOL_FEATURES, type VhostUserTransportOptions } from './frontend-transport-options.js';
 import { BackendReq, F_LOG_ALL, F_PROTOCOL_FEATURES, HeaderFlag, PF, type InflightDesc, type MemRegion } from './messages.js';
@@ -95,6 +96,7 @@ export class VhostUserDriverTransport implements DriverTransport {
   private inflightFd = -1;
   private inflightDesc: InflightDesc | null = null;
   private closed = false;
+  private readonly stallWatch: FrontendStallWatch | null;
   private readonly opts: Required<Omit<VhostUserTransportOptions, 'platform' | 'numQueues' | 'configSize'>> & {
     numQueues: number | undefined;
     configSize: number;
@@ -120,6 +122,7 @@ export class VhostUserDriverTransport implements DriverTransport {
       useInflight: opts.useInflight ?? true,
       pollMode: opts.pollMode ?? false,
       timeoutMs: opts.timeoutMs ?? 5000,
+      stallKickMs: checkStallPeriod(opts.stallKickMs ?? 0),
     };
     const size = this.opts.memorySize;
     if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
@@ -136,6 +139,13 @@ export class VhostUserDriverTransport implements DriverTransport {
     this.dma = new DmaAllocator(guestBase, size);
     this.region = { guestAddr: guestBase, size, userAddr: this.opts.userBase, mmapOffset: 0 };
     this.config = new FrontendConfigCache(this.opts.configSize);
+    this.stallWatch = startStallWatch(this.opts.stallKickMs, {
+      memory: this.memory,
+      rings: () => this.rings,
+      packed: () => (this.driverFeatures & F.RING_PACKED) !== 0n,
+      kick: (i) => this.notify(i),
+      deliverUsed: (i) => this.deliverUsed(i),
+    });
   }
 
   /**
@@ -165,6 +175,10 @@ export class VhostUserDriverTransport implements DriverTransport {
   /** The front-end of the current connection (for requests this transport does not make). */
   get frontend(): VhostUserFrontend {
     return this.fe;
+  }
+  /** Notifications the stall watch re-sent (`stallKickMs`; 0 when it is off). */
+  get stallKicks(): number {
+    return this.stallWatch?.kicks ?? 0;
   }
   /** The inflight area's description when one was set up. */
   get inflight(): InflightDesc | null {
@@ -580,6 +594,7 @@ export class VhostUserDriverTransport implements DriverTransport {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.stallWatch?.stop();
     this.dropConnection();
     for (const r of this.rings) {
       r.watcher?.stop();
