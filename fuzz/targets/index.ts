@@ -13,5 +13,10 @@ export const TARGETS = [
   'fuse-requests',
   '9p-messages',
   'crypto-requests',
+  'balloon-queues',
+  'iommu-requests',
+  'mem-requests',
+  'pmem-requests',
+  'rtc-requests',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
