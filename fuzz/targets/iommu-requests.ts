@@ -14,11 +14,11 @@
  *
  * Endpoints: 0 and 3 plain, 1 with a RESERVED and an MSI region (PROBE lists both), 2
  * exclusive (may not share a domain), 5 with three regions, more than probe_size (64 bytes)
- * holds (PROBE answers INVAL). At most 8 mappings per domain (NOMEM past them). A device reset
- * keeps config bypass (device/iommu/7): `resetHost` is the system reset that puts it back.
- * Checks (device-chains): no throw, every requestq chain completed, used.len within the
- * writable bytes, guards; domains, mappings, attachments and bypass are the host state of the
- * reuse fingerprint.
+ * holds (PROBE answers INVAL). At most 4 mappings per domain (NOMEM past them: an input has
+ * room for an ATTACH and 5 MAPs). A device reset keeps config bypass (device/iommu/7):
+ * `resetHost` is the system reset that puts it back. Checks (device-chains): no throw, every
+ * requestq chain completed, used.len within the writable bytes, guards; domains, mappings,
+ * attachments and bypass are the host state of the reuse fingerprint.
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
@@ -213,7 +213,7 @@ const spec: DeviceChainsSpec = {
       ],
       domainRange: [1, 64],
       probeSize: 64,
-      maxMappings: 8,
+      maxMappings: 4,
       queueSize: QUEUE_SIZE,
     });
     return { device, resetHost: () => device.systemReset(), hostState: () => [translationState(device)] };
@@ -233,7 +233,7 @@ function request(type: number, fields: number[], writable = 4): SeedChain {
  * Seeds: a driver's start (an event buffer, PROBE of endpoint 1, ATTACH 1 to domain 1, MAP,
  * a DMA read that translates and one that faults, UNMAP, DETACH); a bypass domain and a MAP it
  * refuses; two endpoints sharing a domain, a MAP with WRITE only, an endpoint moved to another
- * domain; ATTACH and PROBE without the features.
+ * domain; five MAPs into one domain (NOMEM); ATTACH and PROBE without the features.
  */
 function seeds(): Uint8Array[] {
   const eventBuffer: SeedChain = { queue: IommuQueue.EVENTQ, header: [0], writable: 64, emptyMessage: true };
@@ -251,6 +251,15 @@ function seeds(): Uint8Array[] {
       [request(IommuRequest.ATTACH, [3, 0, 0]), request(IommuRequest.ATTACH, [3, 3, 0]), map(3, 1, 1, 3, IommuMapFlag.WRITE)],
       [request(IommuRequest.ATTACH, [4, 3, 0]), request(IommuRequest.UNMAP, [3, 0, 3], 16)],
     ], spec),
+    // Five MAPs into one domain: the fifth is past maxMappings (NOMEM).
+    deviceChainsSeed(
+      true,
+      [
+        [request(IommuRequest.ATTACH, [1, 0, 0]), map(1, 0, 1, 0, IommuMapFlag.READ), map(1, 2, 1, 2, IommuMapFlag.READ), map(1, 4, 1, 4, IommuMapFlag.READ)],
+        [map(1, 6, 1, 6, IommuMapFlag.READ), map(1, 8, 1, 8, IommuMapFlag.READ)],
+      ],
+      spec,
+    ),
     // Without the features: ATTACH, then PROBE (not negotiated: not answered, device/iommu/43).
     deviceChainsSeed(false, [[request(IommuRequest.ATTACH, [1, 0, 0]), request(IommuRequest.PROBE, [0], 512)]], spec),
   ];
