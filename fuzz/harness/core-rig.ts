@@ -23,6 +23,16 @@ export const USED = GUEST_BASE + 0x2000;
 /** Where data buffers go. */
 export const DATA = GUEST_BASE + 0x3000;
 
+/**
+ * Where queue `index` of `queues` has its areas inside DESC, AVAIL and USED (each 4 KiB):
+ * 0x400 apart for up to 4 queues (queue size up to 32), closer for more (0x300 for 5, 0x200
+ * for 6 to 8: still room for 32 descriptors), so a fifth queue's descriptor table does not
+ * run into queue 0's driver area. Up to 16 queues (then 0x100 apart: 16 descriptors).
+ */
+export function queueAreaOffset(index: number, queues: number): number {
+  return index * (queues <= 4 ? 0x400 : Math.max(0x100, Math.floor(0x1000 / queues / 0x100) * 0x100));
+}
+
 export interface RigOptions {
   readonly device: VirtioDevice;
   readonly queueSize: number;
@@ -89,7 +99,7 @@ export class CoreRig {
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
     const n = this.queues;
     for (let q = 0; q < n; q++) {
-      const off = q * 0x400;
+      const off = queueAreaOffset(q, n);
       setUpQueue(core, q, { size: this.opts.queueSize, descAddr: DESC + off, driverAddr: AVAIL + off, deviceAddr: USED + off });
     }
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);

@@ -20,5 +20,10 @@ export const TARGETS = [
   'can-frames',
   'spi-transfers',
   'media-commands',
+  'balloon-queues',
+  'iommu-requests',
+  'mem-requests',
+  'pmem-requests',
+  'rtc-requests',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
