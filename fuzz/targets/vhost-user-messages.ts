@@ -78,15 +78,25 @@ function region(r: ByteReader): { guestAddr: number; size: number; userAddr: num
   };
 }
 
+/** SET_FEATURES values a byte picks (or a u32 of the input, shifted past the device bits). */
+const FEATURE_CHOICES: readonly bigint[] = [F.VERSION_1, F.VERSION_1 | F.EVENT_IDX | F.INDIRECT_DESC, 0n, F.VERSION_1 | F.RING_PACKED, 1n << 63n];
+/** SET_PROTOCOL_FEATURES values a byte picks (or a u32 of the input). */
+const PROTOCOL_CHOICES: readonly bigint[] = [SUPPORTED_PROTOCOL_FEATURES, 0n, 1n << 40n];
+
 /** A payload that decodes for `request`, with values drawn from the input. */
 function typedPayload(request: number, r: ByteReader): Uint8Array {
   switch (request) {
     case FrontendReq.SET_FEATURES: {
-      const f = r.pick([F.VERSION_1, F.VERSION_1 | F.EVENT_IDX | F.INDIRECT_DESC, 0n, F.VERSION_1 | F.RING_PACKED, 1n << 63n, BigInt(r.u32()) << 16n]);
+      // The choice is read first, the u32 only when chosen (an argument list would read it
+      // before the choice and shift every later field).
+      const k = r.below(FEATURE_CHOICES.length + 1);
+      const f = k < FEATURE_CHOICES.length ? FEATURE_CHOICES[k]! : BigInt(r.u32()) << 16n;
       return encodeU64(r.pick([f, f | F_PROTOCOL_FEATURES, f | F_PROTOCOL_FEATURES | F_LOG_ALL]));
     }
-    case FrontendReq.SET_PROTOCOL_FEATURES:
-      return encodeU64(r.pick([SUPPORTED_PROTOCOL_FEATURES, 0n, 1n << 40n, BigInt(r.u32())]));
+    case FrontendReq.SET_PROTOCOL_FEATURES: {
+      const k = r.below(PROTOCOL_CHOICES.length + 1);
+      return encodeU64(k < PROTOCOL_CHOICES.length ? PROTOCOL_CHOICES[k]! : BigInt(r.u32()));
+    }
     case FrontendReq.SET_VRING_NUM:
     case FrontendReq.SET_VRING_BASE:
     case FrontendReq.GET_VRING_BASE:
@@ -336,7 +346,20 @@ function seeds(): Uint8Array[] {
     w.u8(0).u8(REQUESTS.indexOf(request)).u8(2);
     typed(w);
   };
-  const make = (blk: boolean, packed: boolean): Uint8Array => {
+  /** Guest memory contents at `off`, in steps of at most 32 bytes. */
+  const put = (w: ByteWriter, off: number, bytes: readonly number[]): void => {
+    for (let i = 0; i < bytes.length; i += 32) {
+      const part = bytes.slice(i, i + 32);
+      w.u8(0x60).u16(off + i).u8(part.length - 1).bytes(part);
+    }
+  };
+  /** A split descriptor (addr, len, flags, next), little-endian. */
+  const desc = (addr: number, len: number, flags: number, next: number): number[] => [
+    ...[0, 8, 16, 24].map((sh) => (addr >>> sh) & 0xff), 0, 0, 0, 0,
+    ...[0, 8, 16, 24].map((sh) => (len >>> sh) & 0xff),
+    flags & 0xff, flags >> 8, next & 0xff, next >> 8,
+  ];
+  const make = (blk: boolean, packed: boolean, diskWrite = false): Uint8Array => {
     const w = new ByteWriter().u8(blk ? 1 : 0);
     msg(w, FrontendReq.GET_FEATURES, () => {});
     msg(w, FrontendReq.SET_PROTOCOL_FEATURES, (x) => x.u8(0));
@@ -346,15 +369,20 @@ function seeds(): Uint8Array[] {
     msg(w, FrontendReq.SET_VRING_ADDR, (x) => x.u8(1).u8(0).u8(0).u8(1).u16(0).u8(1).u16(0x1000).u8(1).u16(0x2000).u8(1).u16(0));
     msg(w, FrontendReq.SET_VRING_CALL, (x) => x.u8(1).u8(0).u8(0));
     msg(w, FrontendReq.SET_VRING_KICK, (x) => x.u8(1).u8(0).u8(0));
-    msg(w, FrontendReq.SET_VRING_ENABLE, (x) => x.u8(1).u8(0).u8(0).u8(1).u8(1));
-    // A descriptor and an avail entry in guest memory, then a kick.
-    w.u8(0x60).u16(0).u8(15).bytes([0, 0x80, 0x10, 0, 0, 0, 0, 0, 16, 0, 0, 0, 2, 0, 0, 0]);
-    w.u8(0x60).u16(0x1000).u8(5).bytes([0, 0, 1, 0, 0, 0]);
+    msg(w, FrontendReq.SET_VRING_ENABLE, (x) => x.u8(1).u8(0).u8(1).u8(1)); // ring 0, num 1
+    if (diskWrite) {
+      // A blk write of sector 1 (header, 512 data bytes starting with a pattern, status).
+      put(w, 0, [...desc(GUEST_BASE + 0x8000, 16, 1, 1), ...desc(GUEST_BASE + 0x8100, 512, 1, 2), ...desc(GUEST_BASE + 0x8400, 1, 2, 0)]);
+      put(w, 0x8000, [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+      put(w, 0x8100, Array.from({ length: 32 }, (_, i) => 0x40 + i));
+    } else put(w, 0, desc(GUEST_BASE + 0x8000, 16, 2, 0)); // one writable buffer
+    // The avail entry, then a kick.
+    put(w, 0x1000, [0, 0, 1, 0, 0, 0]);
     w.u8(0x61).u8(0x62);
     msg(w, FrontendReq.GET_VRING_BASE, (x) => x.u8(1).u8(0).u8(1).u8(0));
     return w.finish();
   };
-  return [make(true, false), make(false, false), make(true, true)];
+  return [make(true, false), make(false, false), make(true, true), make(true, false, true)];
 }
 
 export const target: FuzzTarget = { name: 'vhost-user-messages', maxLen: 2048, seeds, run, outcome };
