@@ -172,20 +172,34 @@ export class CoreQueues {
   }
 
   /**
-   * Guest memory replaced (already in the host): live queues are rebuilt over it at the positions
+   * Guest memory replaced (already in the host): live queues go on over it at the positions
    * they had reached; a queue that does not fit goes dead and is reported.
+   *
+   * Each queue keeps its object (`rebind`): the chains a device still holds (popped, not yet
+   * completed: an asynchronous backend) were popped from it, and complete onto it, so their used
+   * entries go to the ring in the new memory, once, and the queue's in-flight accounting (split
+   * indices, packed descriptor counts per buffer) still knows them. A new object built from
+   * `state()` would not: the queue server stops the old one when it sees the new one (those
+   * completions are dropped, the driver waits for them forever) or, before it does, they are
+   * written through the old object at a used position the new one writes again. Memory moving
+   * under the device is no error of the device (DEVICE_NEEDS_RESET, 2.1, is for errors it
+   * cannot recover from): the buffers are returned in the used ring as always (2.7.8, 2.8.6).
+   * A chain's own data accesses go through the GuestMemory it was popped from (`chain.memory`),
+   * as on a vhost-user back-end, which keeps that memory mapped until the chain is used.
    */
   moveTo(memory: GuestMemory, inPlace: boolean, failed: (index: number, e: unknown) => void): void {
     for (let i = 0; i < this.live.length; i++) {
       const old = this.live[i];
       if (!old) continue;
       try {
-        // The same GuestMemory rebound in place (v86's RAM buffer grew): the same queue object
-        // with fresh views, so the queue server and the chains a device holds go on.
-        if (inPlace && old.rebind) {
-          old.rebind();
+        if (old.rebind) {
+          // In place (v86's RAM buffer grew): fresh views of the same GuestMemory; otherwise
+          // the views of the new one.
+          if (inPlace) old.rebind();
+          else old.rebind(memory);
           continue;
         }
+        // A queue that cannot follow the memory itself: a new object at the same position.
         const q = createDeviceQueue(memory, this.configFor(i));
         q.setState(old.state());
         this.live[i] = q;

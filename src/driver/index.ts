@@ -3,7 +3,7 @@
  *
  * @module driver
  */
-export type { DriverContext, DriverInterruptHandler, DriverQueueAddresses, DriverStopEvent, DriverTransport } from './types.js';
+export type { DriverContext, DriverInterruptHandler, DriverQueueAddresses, DriverStopEvent, DriverTransport, QueueResetWaitOptions } from './types.js';
 export { DriverStopReason } from './types.js';
 export {
   type DeviceDriver,

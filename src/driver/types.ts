@@ -24,6 +24,16 @@ export interface DriverInterruptHandler {
   configChange(): void;
 }
 
+/** How long a driver waits for an asynchronous queue reset (2.6.1, `resetQueueAsync`). */
+export interface QueueResetWaitOptions {
+  /**
+   * Milliseconds to wait for the device to report the reset done before rejecting with a
+   * VirtioError of code TIMEOUT (default 5000). The queue is then left as it is: neither set up
+   * again nor its memory released (driver/content/14, 15).
+   */
+  readonly timeoutMs?: number;
+}
+
 /**
  * The driver's view of one device through one transport: the operations of 3.1.1 and 2.6,
  * decoded by each transport into its own registers, CCWs or messages. Synchronous, like
@@ -76,6 +86,12 @@ export interface DriverTransport {
   setupQueue(index: number, addrs: DriverQueueAddresses): void;
   /** 2.6.1 queue reset (RING_RESET negotiated). */
   resetQueue(index: number): void;
+  /**
+   * Optional: 2.6.1 queue reset that waits, without blocking the event loop, until the device
+   * reports it done (PCI, MMIO): a device may keep the reset ongoing while its teardown finishes.
+   * Rejects with VirtioError TIMEOUT after `opts.timeoutMs`. Without it drivers use `resetQueue`.
+   */
+  resetQueueAsync?(index: number, opts?: QueueResetWaitOptions): Promise<void>;
   /**
    * Optional: where the administration virtqueues are (2.13) once VIRTIO_F_ADMIN_VQ was
    * negotiated (PCI: admin_queue_index and admin_queue_num), or null when the transport has none.

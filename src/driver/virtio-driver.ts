@@ -19,7 +19,7 @@ import { Status, statusToString } from '../spec/status.js';
 import { type DeviceDriverInfo, checkDeviceDriverMatch } from './device-driver.js';
 import type { DmaAllocator } from './dma-allocator.js';
 import { SplitDriverQueue } from './split-driver-queue.js';
-import { type DriverContext, type DriverQueueAddresses, type DriverStopEvent, DriverStopReason, type DriverTransport } from './types.js';
+import { type DriverContext, type DriverQueueAddresses, type DriverStopEvent, DriverStopReason, type DriverTransport, type QueueResetWaitOptions } from './types.js';
 
 /** How VirtioDriver.init negotiates and sets up the device. */
 export interface VirtioDriverOptions {
@@ -555,10 +555,37 @@ export class VirtioDriver {
    * flight on the old queue are dropped; the used callback is kept.
    */
   resetQueue(index: number): DriverQueue<number> {
+    const s = this.resettableSlot(index);
+    this.transport.resetQueue(index);
+    return this.reenableQueue(index, s);
+  }
+
+  /**
+   * `resetQueue` for a device that may finish the reset later (its teardown waits for an I/O it
+   * holds): waits without blocking the event loop until the device reports it done
+   * (driver/content/14; PCI and MMIO, others reset synchronously), then frees the old rings
+   * (driver/content/15) and sets the queue up again. Rejects with VirtioError TIMEOUT after
+   * `opts.timeoutMs` (default 5000), the queue left as it was.
+   */
+  async resetQueueAsync(index: number, opts: QueueResetWaitOptions = {}): Promise<DriverQueue<number>> {
+    const s = this.resettableSlot(index);
+    const t = this.transport;
+    if (t.resetQueueAsync) await t.resetQueueAsync(index, opts);
+    else t.resetQueue(index);
+    // The driver reset the device or this queue again meanwhile: nothing of this reset is left to do.
+    if (this.slots[index] !== s) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${index} was reset or torn down while its reset was ongoing`);
+    return this.reenableQueue(index, s);
+  }
+
+  private resettableSlot(index: number): QueueSlot {
     if ((this.negotiated & F.RING_RESET) === 0n) throw new VirtioError(ErrorCode.FEATURES_REJECTED, 'RING_RESET was not negotiated');
     const s = this.slots[index];
     if (!s) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `queue ${index} is not set up`);
-    this.transport.resetQueue(index);
+    return s;
+  }
+
+  /** The reset of queue `index` completed: its old rings go back, fresh ones are set up. */
+  private reenableQueue(index: number, s: QueueSlot): DriverQueue<number> {
     for (const a of s.allocs) this.opts.dma.free(a);
     this.slots[index] = null;
     const max = this.transport.queueMaxSize(index);

@@ -35,7 +35,8 @@ export class PackedQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
   readonly packed = true;
-  readonly memory: GuestMemory;
+  /** The guest memory the ring lies in (replaced by `rebind(memory)`). */
+  memory: GuestMemory;
   /** Derived once from the negotiated features. */
   readonly eventIdx: boolean;
   /** VIRTIO_F_INDIRECT_DESC was negotiated: indirect tables are accepted (2.8.7). */
@@ -55,10 +56,10 @@ export class PackedQueue implements DeviceQueue {
    * big-endian guests or an unaligned region) and the word index of descriptor 0.
    */
   private descU32: Uint32Array | null;
-  private readonly descW: number;
+  private descW: number;
   /** Driver Event Suppression as u16 words (with the descriptor fast path) and its word index. */
   private drvEvtU16: Uint16Array | null;
-  private readonly drvEvtW: number;
+  private drvEvtW: number;
   /**
    * `pushDeferred`: ring position and flags of the first used descriptor whose flags are held
    * back (-1: none). The later ones get their flags with plain stores; `publish` stores these
@@ -112,11 +113,10 @@ export class PackedQueue implements DeviceQueue {
     this.littleEndian = r.littleEndian;
     this.desc = this.drvEvt = this.devEvt = r.desc;
     this.descU32 = this.drvEvtU16 = null;
+    this.descW = this.drvEvtW = 0;
     this.bindViews(r);
     this.orderDescs = new Uint16Array(r.size);
     this.recentDescs = new Uint16Array(r.size);
-    this.descW = r.desc.offset >>> 2;
-    this.drvEvtW = r.driver.offset >>> 1;
   }
 
   /** The views of guest memory the ring is read and written through (derived from `r`). */
@@ -126,16 +126,23 @@ export class PackedQueue implements DeviceQueue {
     this.devEvt = r.device;
     this.descU32 = r.littleEndian && (r.desc.offset & 3) === 0 && r.desc.u16 !== null ? this.memory.u32Of(r.desc.region) : null;
     this.drvEvtU16 = this.descU32 !== null ? r.driver.u16 : null;
+    // Offsets within the regions: another GuestMemory may lay them out otherwise (rebind(memory)).
+    this.descW = r.desc.offset >>> 2;
+    this.drvEvtW = r.driver.offset >>> 1;
     this.dataStart = 0;
     this.dataEnd = -1;
   }
 
   /**
-   * The GuestMemory was rebound in place (its region buffers replaced, addresses unchanged):
-   * the ring views are derived again. Position, buffers in flight and held chains stay.
+   * The GuestMemory was rebound in place (its region buffers replaced, addresses unchanged), or
+   * replaced by `memory`, another GuestMemory holding the ring at the same guest addresses: the
+   * ring views are derived again. Position, buffers in flight and held chains stay. Throws (the
+   * queue unchanged) when the ring does not fit `memory`.
    */
-  rebind(): void {
-    this.bindViews(resolvePackedConfig(this.memory, this.config));
+  rebind(memory: GuestMemory = this.memory): void {
+    const r = resolvePackedConfig(memory, this.config);
+    this.memory = memory;
+    this.bindViews(r);
   }
 
   get broken(): QueueError | null {

@@ -32,7 +32,8 @@ export class SplitQueue implements DeviceQueue {
   readonly size: number;
   readonly index: number;
   readonly packed = false;
-  readonly memory: GuestMemory;
+  /** The guest memory the ring lies in (replaced by `rebind(memory)`). */
+  memory: GuestMemory;
   /** Derived once from the negotiated features. */
   readonly eventIdx: boolean;
   /** VIRTIO_F_INDIRECT_DESC was negotiated: indirect tables are accepted (2.7.5.3). */
@@ -47,8 +48,8 @@ export class SplitQueue implements DeviceQueue {
   private desc: ResolvedArea;
   private avail: ResolvedArea;
   private used: ResolvedArea;
-  private readonly usedEventOff: number;
-  private readonly availEventOff: number;
+  private usedEventOff: number;
+  private availEventOff: number;
   /** The descriptor table's region as u32 words (null when the region is not 4-aligned). */
   private descU32: Uint32Array | null;
   /**
@@ -57,16 +58,16 @@ export class SplitQueue implements DeviceQueue {
    * ring entry 0. Typed-array loads and stores are cheaper than DataView calls.
    */
   private availU16: Uint16Array | null;
-  private readonly availRingW: number;
+  private availRingW: number;
   private usedU32: Uint32Array | null;
-  private readonly usedRingW: number;
+  private usedRingW: number;
   /** u16 word indices of avail idx, avail flags, used_event and used idx (with availU16/usedU16). */
-  private readonly availIdxW: number;
-  private readonly availFlagsW: number;
-  private readonly usedEventW: number;
+  private availIdxW: number;
+  private availFlagsW: number;
+  private usedEventW: number;
   private usedU16: Uint16Array | null;
-  private readonly usedIdxW: number;
-  private readonly availEventW: number;
+  private usedIdxW: number;
+  private availEventW: number;
   /**
    * Both rings have atomic u16 views: used idx is stored seq-cst and the driver's fields are
    * loaded seq-cst, which orders the store before the loads (the mb of 2.7.10) without a fence.
@@ -106,16 +107,9 @@ export class SplitQueue implements DeviceQueue {
     this.desc = this.avail = this.used = r.desc;
     this.descU32 = this.availU16 = this.usedU32 = this.usedU16 = null;
     this.seqCst = false;
+    this.usedEventOff = this.availEventOff = this.availRingW = this.usedRingW = 0;
+    this.availIdxW = this.availFlagsW = this.usedEventW = this.usedIdxW = this.availEventW = 0;
     this.bindViews(r);
-    this.usedEventOff = r.avail.offset + SplitLayout.usedEventOffset(r.size);
-    this.availEventOff = r.used.offset + SplitLayout.availEventOffset(r.size);
-    this.availRingW = (r.avail.offset + SplitLayout.AVAIL_RING) >>> 1;
-    this.usedRingW = (r.used.offset + SplitLayout.USED_RING) >>> 2;
-    this.availIdxW = (r.avail.offset + SplitLayout.AVAIL_IDX) >>> 1;
-    this.availFlagsW = (r.avail.offset + SplitLayout.AVAIL_FLAGS) >>> 1;
-    this.usedEventW = this.usedEventOff >>> 1;
-    this.usedIdxW = (r.used.offset + SplitLayout.USED_IDX) >>> 1;
-    this.availEventW = this.availEventOff >>> 1;
   }
 
   /** The views of guest memory the ring is read and written through (derived from `r`). */
@@ -131,17 +125,32 @@ export class SplitQueue implements DeviceQueue {
     this.usedU32 = r.littleEndian && (r.used.offset & 3) === 0 ? memory.u32Of(r.used.region) : null;
     this.usedU16 = r.littleEndian ? r.used.u16 : null;
     this.seqCst = this.availU16 !== null && this.usedU16 !== null;
+    // Offsets within the regions: another GuestMemory may lay the same guest addresses out
+    // in other regions (rebind(memory)).
+    this.usedEventOff = r.avail.offset + SplitLayout.usedEventOffset(r.size);
+    this.availEventOff = r.used.offset + SplitLayout.availEventOffset(r.size);
+    this.availRingW = (r.avail.offset + SplitLayout.AVAIL_RING) >>> 1;
+    this.usedRingW = (r.used.offset + SplitLayout.USED_RING) >>> 2;
+    this.availIdxW = (r.avail.offset + SplitLayout.AVAIL_IDX) >>> 1;
+    this.availFlagsW = (r.avail.offset + SplitLayout.AVAIL_FLAGS) >>> 1;
+    this.usedEventW = this.usedEventOff >>> 1;
+    this.usedIdxW = (r.used.offset + SplitLayout.USED_IDX) >>> 1;
+    this.availEventW = this.availEventOff >>> 1;
     this.dataStart = 0;
     this.dataEnd = -1;
   }
 
   /**
    * The GuestMemory was rebound in place (its region buffers replaced, addresses unchanged: a
-   * JavaScript emulator whose RAM buffer grew): the ring views are derived again. Position,
-   * buffers in flight and chains the device holds stay as they are.
+   * JavaScript emulator whose RAM buffer grew), or replaced by `memory`, another GuestMemory
+   * holding the ring at the same guest addresses: the ring views are derived again. Position,
+   * buffers in flight and chains the device holds stay as they are. Throws (the queue
+   * unchanged) when the ring does not fit `memory`.
    */
-  rebind(): void {
-    this.bindViews(resolveSplitConfig(this.memory, this.config));
+  rebind(memory: GuestMemory = this.memory): void {
+    const r = resolveSplitConfig(memory, this.config);
+    this.memory = memory;
+    this.bindViews(r);
   }
 
   get broken(): QueueError | null {

@@ -152,10 +152,13 @@ export interface DeviceQueue {
   setState(s: QueueState): void;
   /**
    * The queue's GuestMemory was rebound in place (region buffers replaced, guest addresses
-   * unchanged): derive the ring views again, keeping the position, the buffers in flight and
-   * every chain the device holds. Optional: without it the core builds a new queue object.
+   * unchanged), or, with `memory`, replaced by another GuestMemory holding the ring at the same
+   * guest addresses: derive the ring views again, keeping the position, the buffers in flight
+   * and every chain the device holds (they complete onto this same object). Throws, leaving the
+   * queue as it was, when the ring does not fit `memory`. Optional: without it the core builds
+   * a new queue object, and chains in flight are lost.
    */
-  rebind?(): void;
+  rebind?(memory?: GuestMemory): void;
 
   /** The guest memory the ring and its buffers live in. */
   readonly memory: GuestMemory;

@@ -139,6 +139,8 @@ export class BackendChannel {
       f.close();
       this.platform.close(f.fd);
     }
+    // Built only when a reply is awaited: every session's close comes here.
+    if (this.pending.length === 0) return;
     const e = reason ?? new VirtioError(ErrorCode.VHOST_USER_PROTOCOL, 'back-end channel closed');
     for (const p of this.pending.splice(0)) p.reject(e);
   }

@@ -2,12 +2,13 @@
  * 4.2.3 Virtio Over MMIO, driver side: discovers the device through its register window and
  * implements DriverTransport for VirtioDriver, for version 2 and the legacy version 1.
  */
-import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
+import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport, QueueResetWaitOptions } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { F } from '../../spec/features.js';
 import { LEGACY_QUEUE_ALIGN, legacySplitLayout } from '../../spec/ring.js';
 import { type RegisterWindow, hi32, join64, lo32, readWindowBytes, writeWindowBytes } from '../bus.js';
+import { waitForRegister } from '../register-wait.js';
 import type { SharedMemoryRegionInfo } from '../shared-memory.js';
 import { MMIO_MAGIC, MmioInterrupt, MmioReg } from './registers.js';
 
@@ -169,15 +170,44 @@ export class MmioDriverTransport implements DriverTransport {
     this.active.add(index);
   }
 
+  /**
+   * 2.6.1 queue reset, waiting synchronously: RESET_POLLS reads of QueueReset, then VirtioError
+   * TIMEOUT. A device whose teardown finishes later (an I/O it holds) needs `resetQueueAsync`.
+   */
   resetQueue(index: number): void {
-    if (this.legacy) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no queue reset in legacy MMIO');
-    this.regs.write(MmioReg.QUEUE_SEL, 4, index);
-    this.regs.write(MmioReg.QUEUE_RESET, 4, 1);
-    // 4.2.3.x: the reset is complete once QueueReset reads 0.
+    this.startQueueReset(index);
+    // 4.2.2: the reset is complete once QueueReset reads 0 (driver/transport-mmio/14).
     let done = false;
     for (let i = 0; i < RESET_POLLS && !done; i++) done = this.regs.read(MmioReg.QUEUE_RESET, 4) === 0;
     if (!done) throw new VirtioError(ErrorCode.TIMEOUT, `queue ${index} reset did not complete`);
     this.active.delete(index);
+  }
+
+  /**
+   * 2.6.1 queue reset, waiting without blocking the event loop until QueueReset reads 0
+   * (driver/transport-mmio/14): a device may keep the reset ongoing while it finishes its
+   * teardown (device/transport-mmio/11). Rejects with VirtioError TIMEOUT after
+   * `opts.timeoutMs`, the queue then left as it is.
+   */
+  async resetQueueAsync(index: number, opts: QueueResetWaitOptions = {}): Promise<void> {
+    this.startQueueReset(index);
+    await waitForRegister(
+      () => {
+        // QueueSel is shared: other code may have selected another queue meanwhile.
+        this.regs.write(MmioReg.QUEUE_SEL, 4, index);
+        return this.regs.read(MmioReg.QUEUE_RESET, 4) === 0;
+      },
+      `queue ${index} reset`,
+      opts.timeoutMs,
+    );
+    this.active.delete(index);
+  }
+
+  /** Selects queue `index` and writes 1 to QueueReset. */
+  private startQueueReset(index: number): void {
+    if (this.legacy) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no queue reset in legacy MMIO');
+    this.regs.write(MmioReg.QUEUE_SEL, 4, index);
+    this.regs.write(MmioReg.QUEUE_RESET, 4, 1);
   }
 
   /**

@@ -5,12 +5,13 @@
  * `handleMsi` (MSI-X) or `handleIntx` (INTx, reads ISR).
  */
 import type { AdminQueueRange } from '../../device/types.js';
-import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport } from '../../driver/types.js';
+import type { DriverInterruptHandler, DriverQueueAddresses, DriverTransport, QueueResetWaitOptions } from '../../driver/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { F } from '../../spec/features.js';
 import { legacySplitLayout } from '../../spec/ring.js';
 import { type RegisterWindow, hi32, join64, lo32, readWindowBytes, writeWindowBytes } from '../bus.js';
+import { waitForRegister } from '../register-wait.js';
 import type { SharedMemoryRegionInfo } from '../shared-memory.js';
 import {
   CapField,
@@ -492,15 +493,50 @@ export class PciDriverTransport implements DriverTransport {
     this.notifyAddr.set(index, LegacyReg.QUEUE_NOTIFY);
   }
 
+  /**
+   * 2.6.1 queue reset, waiting synchronously: RESET_POLLS reads of queue_reset, then VirtioError
+   * TIMEOUT. A device whose teardown finishes later (an I/O it holds) needs `resetQueueAsync`.
+   */
   resetQueue(index: number): void {
+    const c = this.startQueueReset(index);
+    // 4.1.4.3.2: the reset is complete once queue_reset reads 0 (driver/transport-pci/20).
+    let done = false;
+    for (let i = 0; i < RESET_POLLS && !done; i++) done = c.read(CommonCfg.QUEUE_RESET, 2) === 0;
+    if (!done) throw new VirtioError(ErrorCode.TIMEOUT, `queue ${index} reset did not complete`);
+    this.forgetQueue(index);
+  }
+
+  /**
+   * 2.6.1 queue reset, waiting without blocking the event loop until queue_reset reads 0
+   * (driver/transport-pci/20): a device may keep the reset ongoing while it finishes its
+   * teardown (device/transport-pci/23). Rejects with VirtioError TIMEOUT after
+   * `opts.timeoutMs`, the queue then left as it is.
+   */
+  async resetQueueAsync(index: number, opts: QueueResetWaitOptions = {}): Promise<void> {
+    const c = this.startQueueReset(index);
+    await waitForRegister(
+      () => {
+        // queue_select is shared: other code may have selected another queue meanwhile.
+        c.write(CommonCfg.QUEUE_SELECT, 2, index);
+        return c.read(CommonCfg.QUEUE_RESET, 2) === 0;
+      },
+      `queue ${index} reset`,
+      opts.timeoutMs,
+    );
+    this.forgetQueue(index);
+  }
+
+  /** Selects queue `index` and writes 1 to its queue_reset. */
+  private startQueueReset(index: number): BarWindow {
     if (this.legacy) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, 'no queue reset through the legacy interface');
     const c = this.cc();
     c.write(CommonCfg.QUEUE_SELECT, 2, index);
     c.write(CommonCfg.QUEUE_RESET, 2, 1);
-    // 4.1.4.3.2: the reset is complete once queue_reset reads 0.
-    let done = false;
-    for (let i = 0; i < RESET_POLLS && !done; i++) done = c.read(CommonCfg.QUEUE_RESET, 2) === 0;
-    if (!done) throw new VirtioError(ErrorCode.TIMEOUT, `queue ${index} reset did not complete`);
+    return c;
+  }
+
+  /** The reset completed: the queue's notification and vector set-up are gone with it. */
+  private forgetQueue(index: number): void {
     this.notifyAddr.delete(index);
     this.notifyValue.delete(index);
     this.queueVector.delete(index);
