@@ -23,6 +23,15 @@ export const USED = GUEST_BASE + 0x2000;
 /** Where data buffers go. */
 export const DATA = GUEST_BASE + 0x3000;
 
+/**
+ * Bytes between one queue's ring areas and the next one's inside DESC / AVAIL / USED: 1 KiB for
+ * up to 4 queues (split rings up to size 32), else an even share of the 4 KiB area in 128-byte
+ * steps (a multi-port console has 10 queues: 384 bytes, split rings up to size 16).
+ */
+export function queueStride(queues: number): number {
+  return queues <= 4 ? 0x400 : Math.floor(0x1000 / queues / 0x80) * 0x80;
+}
+
 export interface RigOptions {
   readonly device: VirtioDevice;
   readonly queueSize: number;
@@ -88,8 +97,9 @@ export class CoreRig {
     core.setDriverFeatures(want);
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
     const n = this.queues;
+    const stride = queueStride(n);
     for (let q = 0; q < n; q++) {
-      const off = q * 0x400;
+      const off = q * stride;
       setUpQueue(core, q, { size: this.opts.queueSize, descAddr: DESC + off, driverAddr: AVAIL + off, deviceAddr: USED + off });
     }
     core.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);

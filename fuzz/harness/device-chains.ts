@@ -9,24 +9,30 @@
  */
 import { ByteReader } from '../engine/byte-reader.js';
 import { check } from '../engine/target.js';
+import type { DeviceCore } from '../../src/device/device-core.js';
 import type { VirtioDevice } from '../../src/device/types.js';
 import { F } from '../../src/spec/features.js';
 import { Status } from '../../src/spec/status.js';
-import { AVAIL, CoreRig, DATA, DESC, GUEST_BASE, GUEST_SIZE, USED } from './core-rig.js';
+import { AVAIL, CoreRig, DATA, DESC, GUEST_BASE, GUEST_SIZE, USED, queueStride } from './core-rig.js';
 import { GuardedMemory } from './guarded-memory.js';
 import { Reusable, harnessMode } from './reuse.js';
 
 export const QSIZE = 8;
 const SLOT = 0x1000;
-const WRITABLE = [0, 1, 4, 8, 16, 64, 512, 1500, 2048];
+/** The writable lengths a chain picks from (by index; the seed writers name them). */
+export const WRITABLE = [0, 1, 4, 8, 16, 64, 512, 1500, 2048];
 
 export interface DeviceChainsSpec {
   /** Builds the device and, when it has a host side with state, how to put that back as built. */
   readonly device: () => { readonly device: VirtioDevice; readonly resetHost?: () => void; readonly hostState?: () => readonly Uint8Array[] };
   readonly queues: number;
   readonly heldQueues: readonly number[];
-  /** Writes the device's header for a chain on `queue` (the rest of the message is raw input). */
-  readonly header: (queue: number, r: ByteReader) => Uint8Array;
+  /**
+   * Writes the device's header for a chain on `queue` (the rest of the message is raw input).
+   * `core` is for a shaper that also takes configuration steps, through the core's config
+   * access as a transport would (input's select / subsel, console's emerg_wr).
+   */
+  readonly header: (queue: number, r: ByteReader, core: DeviceCore) => Uint8Array;
   /** Completes the whole message in place (a length field that counts the raw rest). */
   readonly finish?: (queue: number, msg: Uint8Array) => void;
   /** An invariant of the host side, checked after the input (the shared directory's parent untouched). */
@@ -37,7 +43,7 @@ export interface DeviceChainsSpec {
    * so their fingerprint is the used elements (queue, id, used.len) and the status.
    */
   readonly memoryInFingerprint?: boolean;
-  /** Queue size (default QSIZE; at most 32 so a queue's rings fit its 1 KiB area). */
+  /** Queue size (default QSIZE; at most 32 so a queue's rings fit its 1 KiB area, 16 with more than 4 queues: see queueStride). */
   readonly queueSize?: number;
   /**
    * A new device for every input (guest memory still reused), the previous one handed to
@@ -91,15 +97,16 @@ export async function runDeviceChains(spec: DeviceChainsSpec, data: Uint8Array):
   const usedSeen = new Array<number>(spec.queues).fill(0);
   let slot = 0;
   const qsize = spec.queueSize ?? QSIZE;
+  const stride = queueStride(spec.queues);
   const rounds = spec.rounds ?? 4;
   for (let round = 0; round < rounds && !r.done && !rig.needsReset; round++) {
     const chains = 1 + r.below(4);
     for (let c = 0; c < chains && slot < 12; c++) {
       const q = r.below(spec.queues);
-      const off = q * 0x400;
+      const off = q * stride;
       if (nextDesc[q]! > qsize - 3) continue;
       const base = DATA + slot++ * SLOT;
-      const hdr = spec.header(q, r);
+      const hdr = spec.header(q, r, rig.core);
       const rest = r.bytes(r.below(4) === 0 ? r.below(200) : r.below(24));
       const msg = new Uint8Array(hdr.length + rest.length);
       msg.set(hdr);
@@ -131,7 +138,7 @@ export async function runDeviceChains(spec: DeviceChainsSpec, data: Uint8Array):
     }
     await rig.settle();
     for (let q = 0; q < spec.queues; q++) {
-      const off = q * 0x400;
+      const off = q * stride;
       const usedIdx = m.readU16(USED + off + 2);
       for (; usedSeen[q] !== usedIdx; usedSeen[q] = (usedSeen[q]! + 1) & 0xffff) {
         const at = USED + off + 4 + 8 * (usedSeen[q]! % qsize);

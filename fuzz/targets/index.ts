@@ -13,5 +13,9 @@ export const TARGETS = [
   'fuse-requests',
   '9p-messages',
   'crypto-requests',
+  'gpu-commands',
+  'sound-requests',
+  'input-events',
+  'console-ports',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];
