@@ -212,6 +212,11 @@ describe('SoundDevice', T, () => {
     const msgs = [0, 1].map((i) => drv.writeMessage(0, new Uint8Array(80).fill(i + 1)).then((r) => (done.push(i), r)));
     await drv.start(0);
     await turn();
+    assert.deepEqual(
+      timers.filter((x) => x.live).map((x) => x.at),
+      [1010],
+      'the stream timer is on the injected clock, due when the first message has played',
+    );
     assert.deepEqual([done, rec.frames.length], [[], 0], 'nothing played while the clock stands still');
     // 80 frames at 8000 Hz: 10 ms of this clock each.
     advanceTo(1009.5);
