@@ -10,7 +10,8 @@
  * right or large (16384, past maxBackingEntries); GET_EDID, GET_CAPSET_INFO / GET_CAPSET (no
  * capsets), the blob, UUID, context and 3D commands (their features are not offered: ERR_UNSPEC)
  * with their leading fields; cursor commands (UPDATE_CURSOR / MOVE_CURSOR: scanout, position,
- * resource, hotspot) on the cursorq. Then raw bytes. The device's host bounds are small here
+ * resource, hotspot) on the cursorq. A request is cut short of its structure sometimes. Then
+ * raw bytes. The device's host bounds are small here
  * (64 KiB a resource, 160 KiB in all, 8 resources, 64 backing entries) so allocations stay
  * cheap and ERR_OUT_OF_MEMORY is reached.
  *
@@ -123,17 +124,23 @@ function controlBody(type: number, r: ByteReader, w: ByteWriter): void {
   }
 }
 
+/** The request whole mostly; cut to 0..56 bytes (shorter than its structure) when the byte is 0xf8 or more. */
+function maybeShort(r: ByteReader, msg: Uint8Array): Uint8Array {
+  const v = r.u8();
+  return v < 0xf8 ? msg : msg.subarray(0, Math.min(msg.length, (v & 7) * 8));
+}
+
 function header(queue: number, r: ByteReader): Uint8Array {
   const w = new ByteWriter();
   if (queue === CONTROLQ) {
     controlBody(ctrlHdr(r, w, CTRL_TYPES), r, w);
-    return w.finish();
+    return maybeShort(r, w.finish());
   }
   // struct virtio_gpu_update_cursor: hdr, pos (scanout_id, x, y, padding), resource_id, hot_x, hot_y, padding.
   ctrlHdr(r, w, CURSOR_TYPES);
   w.u32(choose(r, SCANOUTS)).u32(choose(r, COORDS)).u32(choose(r, COORDS)).u32(0);
   w.u32(choose(r, RESOURCE_IDS)).u32(choose(r, COORDS)).u32(choose(r, COORDS)).u32(0);
-  return w.finish();
+  return maybeShort(r, w.finish());
 }
 
 const cursorState = new Uint32Array(7);
@@ -172,6 +179,7 @@ const cmd = (type: number, fields: readonly number[], writable: SeedChain['writa
     const types: readonly number[] = queue === CONTROLQ ? CTRL_TYPES : CURSOR_TYPES;
     w.u8(types.indexOf(type)).u8(flags).u8(flags === 0 ? 0 : 7).u8(0).u8(0);
     for (const f of fields) w.u8(f);
+    w.u8(0); // whole, not cut short
   },
   writable,
 });

@@ -5,8 +5,9 @@
  * extremes mostly, any sometimes) then raw bytes on the statusq, and buffers on the eventq.
  * The host is an echo peripheral: it answers every status event with an input update carrying
  * it back (the event and SYN_REPORT), so the driver's status events drive the eventq: held
- * buffers filled, events waiting for buffers, whole updates dropped once the waiting room (12
- * events here) is full (device/input/2..4).
+ * buffers filled, events waiting for buffers, whole updates dropped once the waiting room (7
+ * events here: three echoed updates, then a fourth does not fit) is full (device/input/2..4).
+ * A status event is cut short of its 8 bytes sometimes.
  *
  * The configuration space is the device's other parser of guest input (5.8.4): before an eventq
  * buffer, sometimes, the input writes select and subsel (a defined selector and subselector
@@ -71,7 +72,10 @@ function header(queue: number, r: ByteReader, core: DeviceCore): Uint8Array {
     if ((r.u8() & 3) === 0) configStep(r, core);
     return new Uint8Array(0);
   }
-  return new ByteWriter().u16(choose(r, TYPES)).u16(choose(r, CODES)).u32(choose(r, VALUES)).finish();
+  const event = new ByteWriter().u16(choose(r, TYPES)).u16(choose(r, CODES)).u32(choose(r, VALUES)).finish();
+  // Whole mostly; shorter than an event (driver/input/6 broken) when the byte is 0xf8 or more.
+  const v = r.u8();
+  return v < 0xf8 ? event : event.subarray(0, v & 7);
 }
 
 /** The status events the host got: count and a running hash (the host's state). */
@@ -94,7 +98,7 @@ const spec: DeviceChainsSpec = {
         },
         abs: { [EvCode.ABS_X]: { min: 0, max: 0x7fff }, [EvCode.ABS_Y]: { min: -100, max: 100, fuzz: 1, flat: 2, res: 3 } },
       },
-      maxQueuedEvents: 12,
+      maxQueuedEvents: 7,
       queueSize: 8,
     });
     // The echo peripheral: every status event comes back as an update (the guest's value as is).
@@ -115,7 +119,7 @@ const spec: DeviceChainsSpec = {
 const buffer = (config: readonly number[] = []): SeedChain => ({ queue: INPUT_EVENTQ, header: (w) => w.u8(config.length > 0 ? 0 : 1).bytes(config), writable: 8, emptyMessage: true });
 const status = (type: number, code: number, value: number): SeedChain => ({
   queue: INPUT_STATUSQ,
-  header: (w) => w.u8(TYPES.indexOf(type as never)).u8(CODES.indexOf(code as never)).u8(VALUES.indexOf(value)),
+  header: (w) => w.u8(TYPES.indexOf(type as never)).u8(CODES.indexOf(code as never)).u8(VALUES.indexOf(value)).u8(0),
   writable: 0,
 });
 /** A config query: select and subsel as two byte writes (form 0). */

@@ -364,6 +364,19 @@ function seeds(): Uint8Array[] {
       [setParams(0, 128, 32, 2, SoundPcmFormat.S16, SoundPcmRate.R48000), life(SoundCode.R_PCM_PREPARE, 0), life(SoundCode.R_PCM_START, 0), xfer(TXQ, 0, 32, 8)],
       [ctl(SoundCode.R_CTL_TLV_WRITE, [7, i(TLV_TYPES, 1), 1, 2, 0, i(VALUES, 1)]), ctl(SoundCode.R_CTL_TLV_COMMAND, [7, i(TLV_TYPES, 4), 1, 1, i(VALUES, 2)])],
     ]),
+    // Pre-buffered playback released (both messages IO_ERR, device/sound/7), set up again, then
+    // new parameters while prepared (the pre-buffered message fails, the host side closes).
+    deviceChainsSeed(true, [
+      [setParams(0, 64, 16, 1, SoundPcmFormat.U8, SoundPcmRate.R8000), life(SoundCode.R_PCM_PREPARE, 0), xfer(TXQ, 0, 16, 8), xfer(TXQ, 0, 16, 8)],
+      [life(SoundCode.R_PCM_RELEASE, 0), setParams(0, 128, 32, 2, SoundPcmFormat.S16, SoundPcmRate.R16000), life(SoundCode.R_PCM_PREPARE, 0), xfer(TXQ, 0, 32, 8)],
+      [setParams(0, 64, 16, 2, SoundPcmFormat.S32, SoundPcmRate.R48000)],
+    ]),
+    // Capture at volume 50 (scaled input, S32 stereo) and playback muted by its switch (U8).
+    deviceChainsSeed(true, [
+      [ctl(SoundCode.R_CTL_WRITE, [2, 1, i(VALUES, 50), 1]), setParams(1, 64, 16, 2, SoundPcmFormat.S32, SoundPcmRate.R48000), life(SoundCode.R_PCM_PREPARE, 1), xfer(RXQ, 1, 0, 64)],
+      [life(SoundCode.R_PCM_START, 1), ctl(SoundCode.R_CTL_WRITE, [1, 1, i(VALUES, 0), 1]), setParams(0, 64, 16, 1, SoundPcmFormat.U8, SoundPcmRate.R8000), life(SoundCode.R_PCM_PREPARE, 0)],
+      [life(SoundCode.R_PCM_START, 0), xfer(TXQ, 0, 16, 8)],
+    ]),
   ];
 }
 
