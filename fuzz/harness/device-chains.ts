@@ -43,7 +43,7 @@ export interface DeviceChainsSpec {
    * so their fingerprint is the used elements (queue, id, used.len) and the status.
    */
   readonly memoryInFingerprint?: boolean;
-  /** Queue size (default QSIZE; at most 32 so a queue's rings fit its 1 KiB area). */
+  /** Queue size (default QSIZE; at most 32 so a queue's rings fit its 1 KiB area, 16 with more than 8 queues: see queueAreaOffset). */
   readonly queueSize?: number;
   /**
    * A new device for every input (guest memory still reused), the previous one handed to

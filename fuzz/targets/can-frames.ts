@@ -19,7 +19,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { ChainSeedWriter } from '../harness/chain-seed-writer.js';
+import { deviceChainsSeed } from '../harness/device-chains-seeds.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { CanBus, type CanBusNode, CanBusSlot } from '../../src/devices/can/can-bus.js';
 import { CanDevice } from '../../src/devices/can/can-device.js';
@@ -143,18 +143,9 @@ function tx(flags: number, id: number, len: number): number[] {
  */
 function seeds(): Uint8Array[] {
   return [
-    new ChainSeedWriter(false, 3)
-      .round({ queue: 2, header: START, writable: 1 }, { queue: 0, header: tx(0, 0x123, 4), writable: 1 })
-      .round({ queue: 2, header: STOP, writable: 1 })
-      .finish(),
-    new ChainSeedWriter(true, 3)
-      .round({ queue: 1, header: [0], writable: 512, empty: true }, { queue: 2, header: START, writable: 1 }, { queue: 0, header: tx(CanFlags.FD, 0x55, 12), writable: 1 })
-      .round({ queue: 1, header: [0], writable: 512, empty: true })
-      .finish(),
-    new ChainSeedWriter(true, 3)
-      .round({ queue: 2, header: START, writable: 1 }, { queue: 0, header: tx(CanFlags.RTR | CanFlags.EXTENDED, 0x1234567, 2), writable: 1 })
-      .round({ queue: 1, header: [1, 0x21, 0x03, 5, 0x77], writable: 512, empty: true }, { queue: 0, header: [0x10, 0, 0x21, 0x01, 8, 15 - 9, 0x11], writable: 1 })
-      .finish(),
+    deviceChainsSeed(false, [[{ queue: 2, header: START, writable: 1 }, { queue: 0, header: tx(0, 0x123, 4), writable: 1 }], [{ queue: 2, header: STOP, writable: 1 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 1, header: [0], writable: 512, emptyMessage: true }, { queue: 2, header: START, writable: 1 }, { queue: 0, header: tx(CanFlags.FD, 0x55, 12), writable: 1 }], [{ queue: 1, header: [0], writable: 512, emptyMessage: true }]], spec),
+    deviceChainsSeed(true, [[{ queue: 2, header: START, writable: 1 }, { queue: 0, header: tx(CanFlags.RTR | CanFlags.EXTENDED, 0x1234567, 2), writable: 1 }], [{ queue: 1, header: [1, 0x21, 0x03, 5, 0x77], writable: 512, emptyMessage: true }, { queue: 0, header: [0x10, 0, 0x21, 0x01, 8, 15 - 9, 0x11], writable: 1 }]], spec),
   ];
 }
 

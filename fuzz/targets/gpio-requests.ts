@@ -13,7 +13,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { ChainSeedWriter } from '../harness/chain-seed-writer.js';
+import { deviceChainsSeed } from '../harness/device-chains-seeds.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { GpioDevice } from '../../src/devices/gpio/gpio-device.js';
 import type { GpioLineSpec } from '../../src/devices/gpio/gpio-line.js';
@@ -104,18 +104,9 @@ function msg(type: number, gpio: number, value = 0): number[] {
 function seeds(): Uint8Array[] {
   const ev = (gpio: number, flip = -1): number[] => (flip < 0 ? [0, gpio] : [2, flip, gpio]);
   return [
-    new ChainSeedWriter(false, 2)
-      .round({ queue: 0, header: msg(GpioMsg.GET_LINE_NAMES, 0), writable: 64 }, { queue: 0, header: msg(GpioMsg.GET_DIRECTION, 0), writable: 4 })
-      .round({ queue: 0, header: msg(GpioMsg.SET_VALUE, 0, 1), writable: 4 }, { queue: 0, header: msg(GpioMsg.GET_VALUE, 0), writable: 4 })
-      .finish(),
-    new ChainSeedWriter(true, 2)
-      .round({ queue: 0, header: msg(GpioMsg.SET_DIRECTION, 3, GpioDirection.IN), writable: 4 }, { queue: 0, header: msg(GpioMsg.SET_IRQ_TYPE, 3, GpioIrqType.EDGE_RISING), writable: 4 })
-      .round({ queue: 1, header: ev(3), writable: 1 })
-      .round({ queue: 1, header: ev(3, 3), writable: 1 })
-      .finish(),
-    new ChainSeedWriter(true, 2)
-      .round({ queue: 1, header: ev(2), writable: 1 }, { queue: 0, header: msg(GpioMsg.SET_IRQ_TYPE, 2, GpioIrqType.LEVEL_HIGH), writable: 4 }, { queue: 1, header: ev(2), writable: 1 })
-      .finish(),
+    deviceChainsSeed(false, [[{ queue: 0, header: msg(GpioMsg.GET_LINE_NAMES, 0), writable: 64 }, { queue: 0, header: msg(GpioMsg.GET_DIRECTION, 0), writable: 4 }], [{ queue: 0, header: msg(GpioMsg.SET_VALUE, 0, 1), writable: 4 }, { queue: 0, header: msg(GpioMsg.GET_VALUE, 0), writable: 4 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 0, header: msg(GpioMsg.SET_DIRECTION, 3, GpioDirection.IN), writable: 4 }, { queue: 0, header: msg(GpioMsg.SET_IRQ_TYPE, 3, GpioIrqType.EDGE_RISING), writable: 4 }], [{ queue: 1, header: ev(3), writable: 1 }], [{ queue: 1, header: ev(3, 3), writable: 1 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 1, header: ev(2), writable: 1 }, { queue: 0, header: msg(GpioMsg.SET_IRQ_TYPE, 2, GpioIrqType.LEVEL_HIGH), writable: 4 }, { queue: 1, header: ev(2), writable: 1 }]], spec),
   ];
 }
 

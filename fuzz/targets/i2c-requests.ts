@@ -12,7 +12,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { ChainSeedWriter } from '../harness/chain-seed-writer.js';
+import { deviceChainsSeed } from '../harness/device-chains-seeds.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { EepromTarget } from '../../src/devices/i2c/eeprom-target.js';
 import { I2cDevice } from '../../src/devices/i2c/i2c-device.js';
@@ -87,20 +87,9 @@ function req(addr: number, flags: number): number[] {
 function seeds(): Uint8Array[] {
   const a = (x: number, ten = false): number => encodeI2cAddress(x, ten);
   return [
-    new ChainSeedWriter(false, 1)
-      .round({ queue: 0, header: req(a(0x50), 0), rest: [0x10, 1, 2, 3, 4], writable: 1 })
-      .round({ queue: 0, header: req(a(0x50), I2cFlags.FAIL_NEXT), rest: [0x10], writable: 1 }, { queue: 0, header: req(a(0x50), I2cFlags.M_RD), writable: 8 })
-      .finish(),
-    new ChainSeedWriter(true, 1)
-      .round({ queue: 0, header: req(a(0x20), 0), rest: [3, 0xaa, 0xbb], writable: 1 })
-      .round({ queue: 0, header: req(a(0x20), I2cFlags.FAIL_NEXT), rest: [3], writable: 1 }, { queue: 0, header: req(a(0x20), I2cFlags.M_RD), writable: 4 })
-      .round({ queue: 0, header: req(a(0x123, true), I2cFlags.FAIL_NEXT), rest: [1], writable: 1 }, { queue: 0, header: req(a(0x123, true), I2cFlags.M_RD), writable: 8 })
-      .finish(),
-    new ChainSeedWriter(false, 1)
-      .round({ queue: 0, header: req(a(0x51), 0), rest: [0x01, 0x20, 9, 8, 7], writable: 1 })
-      .round({ queue: 0, header: req(a(0x51), I2cFlags.FAIL_NEXT), rest: [0x01, 0x20], writable: 1 }, { queue: 0, header: req(a(0x51), I2cFlags.M_RD), writable: 4 })
-      .round({ queue: 0, header: req(a(0x30), 0), writable: 1 })
-      .finish(),
+    deviceChainsSeed(false, [[{ queue: 0, header: req(a(0x50), 0), rest: [0x10, 1, 2, 3, 4], writable: 1 }], [{ queue: 0, header: req(a(0x50), I2cFlags.FAIL_NEXT), rest: [0x10], writable: 1 }, { queue: 0, header: req(a(0x50), I2cFlags.M_RD), writable: 8 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 0, header: req(a(0x20), 0), rest: [3, 0xaa, 0xbb], writable: 1 }], [{ queue: 0, header: req(a(0x20), I2cFlags.FAIL_NEXT), rest: [3], writable: 1 }, { queue: 0, header: req(a(0x20), I2cFlags.M_RD), writable: 4 }], [{ queue: 0, header: req(a(0x123, true), I2cFlags.FAIL_NEXT), rest: [1], writable: 1 }, { queue: 0, header: req(a(0x123, true), I2cFlags.M_RD), writable: 8 }]], spec),
+    deviceChainsSeed(false, [[{ queue: 0, header: req(a(0x51), 0), rest: [0x01, 0x20, 9, 8, 7], writable: 1 }], [{ queue: 0, header: req(a(0x51), I2cFlags.FAIL_NEXT), rest: [0x01, 0x20], writable: 1 }, { queue: 0, header: req(a(0x51), I2cFlags.M_RD), writable: 4 }], [{ queue: 0, header: req(a(0x30), 0), writable: 1 }]], spec),
   ];
 }
 

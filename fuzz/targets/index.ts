@@ -25,5 +25,9 @@ export const TARGETS = [
   'mem-requests',
   'pmem-requests',
   'rtc-requests',
+  'gpu-commands',
+  'sound-requests',
+  'input-events',
+  'console-ports',
 ] as const;
 export type TargetName = (typeof TARGETS)[number];

@@ -17,7 +17,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { ChainSeedWriter } from '../harness/chain-seed-writer.js';
+import { deviceChainsSeed } from '../harness/device-chains-seeds.js';
 import { GUEST_BASE, GUEST_SIZE } from '../harness/core-rig.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { IOCTLS } from '../../src/devices/media/media-ioctls.js';
@@ -169,7 +169,7 @@ function ioctl(session: number, code: number, fields: readonly number[] = [], mo
   return [0, CMDS.indexOf(MediaCmd.IOCTL), session, CODES.indexOf(code as never), ...fields, ...more];
 }
 const OPEN = [0, CMDS.indexOf(MediaCmd.OPEN)];
-const EVQ = { queue: 1, writable: 2048, empty: true } as const;
+const EVQ = { queue: 1, writable: 2048, emptyMessage: true } as const;
 
 /**
  * Seeds: formats enumerated and set with a SOURCE_CHANGE subscription, then CLOSE; MMAP buffers on
@@ -184,27 +184,25 @@ function seeds(): Uint8Array[] {
   // QBUF / QUERYBUF fields: index, type, bytesused, timestamp, memory, m, length (a QBUF then reads its SG entry count).
   const buf = (type: number, memory: number): number[] => [0, type, 0, 1, memory, 0, 0];
   return [
-    new ChainSeedWriter(false, 2)
-      .round({ queue: 0, header: OPEN, writable: 16 }, { queue: 0, header: ioctl(1, Vidioc.ENUM_FMT, [1, out]), writable: 512 }, EVQ)
-      .round(
-        { queue: 0, header: ioctl(1, Vidioc.SUBSCRIBE_EVENT, [0]), writable: 8 },
+    deviceChainsSeed(false, [
+      [{ queue: 0, header: OPEN, writable: 16 }, { queue: 0, header: ioctl(1, Vidioc.ENUM_FMT, [1, out]), writable: 512 }, EVQ],
+      [{ queue: 0, header: ioctl(1, Vidioc.SUBSCRIBE_EVENT, [0]), writable: 8 },
         { queue: 0, header: ioctl(1, Vidioc.S_FMT, [out, 1, 1, 1]), writable: 512 },
-        { queue: 0, header: ioctl(1, Vidioc.G_FMT, [cap, 0, 0, 0]), writable: 512 },
-      )
-      .round({ queue: 0, header: [0, CMDS.indexOf(MediaCmd.CLOSE), 1], writable: 8 })
-      .finish(),
-    new ChainSeedWriter(true, 2)
-      .round(EVQ, EVQ, { queue: 0, header: OPEN, writable: 16 }, { queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, out, mmap]), writable: 64 })
-      .round({ queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, cap, mmap]), writable: 64 }, { queue: 0, header: ioctl(1, Vidioc.STREAMON, [out]), writable: 8 }, { queue: 0, header: ioctl(1, Vidioc.STREAMON, [cap]), writable: 8 })
-      .round({ queue: 0, header: ioctl(1, Vidioc.QBUF, buf(out, mmap), [0]), writable: 512 }, { queue: 0, header: ioctl(1, Vidioc.QBUF, buf(cap, mmap), [0]), writable: 512 })
-      .finish(),
-    new ChainSeedWriter(true, 2)
-      .round({ queue: 0, header: OPEN, writable: 16 }, { queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, out, userptr]), writable: 64 })
+        { queue: 0, header: ioctl(1, Vidioc.G_FMT, [cap, 0, 0, 0]), writable: 512 }],
+      [{ queue: 0, header: [0, CMDS.indexOf(MediaCmd.CLOSE), 1], writable: 8 }],
+    ], spec),
+    deviceChainsSeed(true, [
+      [EVQ, EVQ, { queue: 0, header: OPEN, writable: 16 }, { queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, out, mmap]), writable: 64 }],
+      [{ queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, cap, mmap]), writable: 64 }, { queue: 0, header: ioctl(1, Vidioc.STREAMON, [out]), writable: 8 }, { queue: 0, header: ioctl(1, Vidioc.STREAMON, [cap]), writable: 8 }],
+      [{ queue: 0, header: ioctl(1, Vidioc.QBUF, buf(out, mmap), [0]), writable: 512 }, { queue: 0, header: ioctl(1, Vidioc.QBUF, buf(cap, mmap), [0]), writable: 512 }],
+    ], spec),
+    deviceChainsSeed(true, [
+      [{ queue: 0, header: OPEN, writable: 16 }, { queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, out, userptr]), writable: 64 }],
       // One SG entry at the scratch page's start (below(8) = 1, offset u16 0), 256 bytes.
-      .round({ queue: 0, header: ioctl(1, Vidioc.QBUF, [0, out, 0, 0, userptr, 0, 0], [1, 1, 0, 0, 0]), writable: 512 })
-      .round({ queue: 0, header: ioctl(1, Vidioc.G_EXT_CTRLS, [0], [2, 0, 1]), writable: 512 }, { queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, cap, mmap]), writable: 64 })
-      .round({ queue: 0, header: [0, CMDS.indexOf(MediaCmd.MMAP), 1, 1, 0], writable: 64 }, { queue: 0, header: [0, CMDS.indexOf(MediaCmd.MUNMAP), 0], writable: 8 })
-      .finish(),
+      [{ queue: 0, header: ioctl(1, Vidioc.QBUF, [0, out, 0, 0, userptr, 0, 0], [1, 1, 0, 0, 0]), writable: 512 }],
+      [{ queue: 0, header: ioctl(1, Vidioc.G_EXT_CTRLS, [0], [2, 0, 1]), writable: 512 }, { queue: 0, header: ioctl(1, Vidioc.REQBUFS, [0, cap, mmap]), writable: 64 }],
+      [{ queue: 0, header: [0, CMDS.indexOf(MediaCmd.MMAP), 1, 1, 0], writable: 64 }, { queue: 0, header: [0, CMDS.indexOf(MediaCmd.MUNMAP), 0], writable: 8 }],
+    ], spec),
   ];
 }
 

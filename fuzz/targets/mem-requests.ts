@@ -17,7 +17,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { deviceChainsSeed, type SeedChain } from '../harness/device-chain-seeds.js';
+import { deviceChainsSeed, type SeedChain } from '../harness/device-chains-seeds.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import type { DeviceCore } from '../../src/device/device-core.js';
 import { MemDevice } from '../../src/devices/mem/mem-device.js';

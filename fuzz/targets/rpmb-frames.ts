@@ -15,7 +15,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { ChainSeedWriter } from '../harness/chain-seed-writer.js';
+import { deviceChainsSeed } from '../harness/device-chains-seeds.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { RpmbDevice } from '../../src/devices/rpmb/rpmb-device.js';
 import { setFrameU16, setFrameU32, signFrames } from '../../src/devices/rpmb/rpmb-frame.js';
@@ -171,21 +171,11 @@ function req(kind: number, opts: { data?: number; resultRead?: boolean; readBloc
 function seeds(): Uint8Array[] {
   const one = (n: number): number => 512 * n;
   return [
-    new ChainSeedWriter(false, 1)
-      .round({ queue: 0, header: req(RpmbRequest.PROGRAM_KEY, { resultRead: true }), writable: one(1) })
-      .round({ queue: 0, header: req(RpmbRequest.GET_WRITE_COUNTER), writable: one(1) })
-      .round({ queue: 0, header: req(RpmbRequest.DATA_WRITE, { data: 2, resultRead: true, addr: 2 }), writable: one(1) })
-      .round({ queue: 0, header: req(RpmbRequest.DATA_READ, { readBlocks: 2, addr: 2 }), writable: 2048 })
-      .finish(),
-    new ChainSeedWriter(true, 1)
-      .round(
-        { queue: 0, header: req(RpmbRequest.PROGRAM_KEY), writable: 0 },
+    deviceChainsSeed(false, [[{ queue: 0, header: req(RpmbRequest.PROGRAM_KEY, { resultRead: true }), writable: one(1) }], [{ queue: 0, header: req(RpmbRequest.GET_WRITE_COUNTER), writable: one(1) }], [{ queue: 0, header: req(RpmbRequest.DATA_WRITE, { data: 2, resultRead: true, addr: 2 }), writable: one(1) }], [{ queue: 0, header: req(RpmbRequest.DATA_READ, { readBlocks: 2, addr: 2 }), writable: 2048 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 0, header: req(RpmbRequest.PROGRAM_KEY), writable: 0 },
         { queue: 0, header: req(RpmbRequest.RESULT_READ), writable: one(1) },
-        { queue: 0, header: req(RpmbRequest.DATA_WRITE, { data: 1, resultRead: true, addr: 5 }), writable: one(1) },
-      )
-      .round({ queue: 0, header: req(RpmbRequest.DATA_READ, { readBlocks: 1, addr: 5 }), writable: one(1) }, { queue: 0, header: req(RpmbRequest.GET_WRITE_COUNTER), writable: one(1) })
-      .finish(),
-    new ChainSeedWriter(false, 1).round({ queue: 0, header: req(RpmbRequest.DATA_READ, { readBlocks: 1 }), writable: one(1) }).finish(),
+        { queue: 0, header: req(RpmbRequest.DATA_WRITE, { data: 1, resultRead: true, addr: 5 }), writable: one(1) }], [{ queue: 0, header: req(RpmbRequest.DATA_READ, { readBlocks: 1, addr: 5 }), writable: one(1) }, { queue: 0, header: req(RpmbRequest.GET_WRITE_COUNTER), writable: one(1) }]], spec),
+    deviceChainsSeed(false, [[{ queue: 0, header: req(RpmbRequest.DATA_READ, { readBlocks: 1 }), writable: one(1) }]], spec),
   ];
 }
 

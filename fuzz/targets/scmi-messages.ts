@@ -18,7 +18,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { ChainSeedWriter } from '../harness/chain-seed-writer.js';
+import { deviceChainsSeed } from '../harness/device-chains-seeds.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { ScmiDevice } from '../../src/devices/scmi/scmi-device.js';
 import { SCMI_SENSOR_NOTIFY_ALL, SCMI_SENSOR_READ_ASYNC, ScmiBaseMessage, ScmiMessageType, ScmiProtocol, ScmiQueue, ScmiSensorMessage, ScmiSensorType, ScmiTripPoint, scmiHeader } from '../../src/spec/scmi.js';
@@ -92,25 +92,13 @@ function cmd(protocol: number, messageId: number, p0 = 0, p1 = 0, p2 = 0): numbe
 function seeds(): Uint8Array[] {
   const ev = (setSensor = -1, value = 0): number[] => (setSensor < 0 ? [0] : [1, setSensor, VALUES.indexOf(value)]);
   return [
-    new ChainSeedWriter(false, 2)
-      .round(
-        { queue: 0, header: cmd(ScmiProtocol.BASE, ScmiBaseMessage.PROTOCOL_VERSION), writable: 16 },
+    deviceChainsSeed(false, [[{ queue: 0, header: cmd(ScmiProtocol.BASE, ScmiBaseMessage.PROTOCOL_VERSION), writable: 16 },
         { queue: 0, header: cmd(ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_VENDOR), writable: 64 },
         { queue: 0, header: cmd(ScmiProtocol.BASE, ScmiBaseMessage.DISCOVER_LIST_PROTOCOLS), writable: 64 },
-        { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.PROTOCOL_ATTRIBUTES), writable: 64 },
-      )
-      .finish(),
-    new ChainSeedWriter(true, 2)
-      .round({ queue: 1, header: ev(), writable: 64, empty: true }, { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.DESCRIPTION_GET), writable: 512 })
-      .round({ queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.READING_GET, 2), writable: 16 }, { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.READING_GET, 0, SCMI_SENSOR_READ_ASYNC), writable: 16 })
-      .finish(),
-    new ChainSeedWriter(true, 2)
-      .round(
-        { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.TRIP_POINT_CONFIG, 0, ScmiTripPoint.POSITIVE, 50), writable: 16 },
-        { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.TRIP_POINT_NOTIFY, 0, SCMI_SENSOR_NOTIFY_ALL), writable: 16 },
-      )
-      .round({ queue: 1, header: ev(0, 100), writable: 64, empty: true })
-      .finish(),
+        { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.PROTOCOL_ATTRIBUTES), writable: 64 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 1, header: ev(), writable: 64, emptyMessage: true }, { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.DESCRIPTION_GET), writable: 512 }], [{ queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.READING_GET, 2), writable: 16 }, { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.READING_GET, 0, SCMI_SENSOR_READ_ASYNC), writable: 16 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.TRIP_POINT_CONFIG, 0, ScmiTripPoint.POSITIVE, 50), writable: 16 },
+        { queue: 0, header: cmd(ScmiProtocol.SENSOR, ScmiSensorMessage.TRIP_POINT_NOTIFY, 0, SCMI_SENSOR_NOTIFY_ALL), writable: 16 }], [{ queue: 1, header: ev(0, 100), writable: 64, emptyMessage: true }]], spec),
   ];
 }
 

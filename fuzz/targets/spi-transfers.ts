@@ -20,7 +20,7 @@
  */
 import { type ByteReader, ByteWriter } from '../engine/byte-reader.js';
 import type { FuzzTarget } from '../engine/target.js';
-import { ChainSeedWriter } from '../harness/chain-seed-writer.js';
+import { deviceChainsSeed } from '../harness/device-chains-seeds.js';
 import { deviceChainsOutcome, runDeviceChains, type DeviceChainsSpec } from '../harness/device-chains.js';
 import { SpiDevice } from '../../src/devices/spi/spi-device.js';
 import { SpiFlashCommand, SpiFlashTarget, SpiLoopbackTarget } from '../../src/devices/spi/spi-targets.js';
@@ -98,15 +98,8 @@ function xfer(cs: number, csChange: number, prefix: number, mode = 0): number[] 
 function seeds(): Uint8Array[] {
   const p = (cmd: readonly number[]): number => PREFIXES.findIndex((x) => x.length === cmd.length && x.every((b, i) => b === cmd[i]));
   return [
-    new ChainSeedWriter(false, 1)
-      .round({ queue: 0, header: xfer(0, 1, p([SpiFlashCommand.WRITE_ENABLE])), writable: 1 }, { queue: 0, header: xfer(0, 1, p([SpiFlashCommand.PAGE_PROGRAM, 0, 0, 0x10])), rest: [1, 2, 3, 4], writable: 1 })
-      .round({ queue: 0, header: xfer(0, 1, p([SpiFlashCommand.READ, 0, 0, 0x10])), rest: [0, 0, 0], writable: 8 })
-      .round({ queue: 0, header: xfer(0, 1, p([SpiFlashCommand.READ_ID])), rest: [0, 0], writable: 4 })
-      .finish(),
-    new ChainSeedWriter(true, 1)
-      .round({ queue: 0, header: xfer(1, 0, 0), rest: [9, 8, 7], writable: 1 }, { queue: 0, header: xfer(1, 1, 0), writable: 4 })
-      .round({ queue: 0, header: xfer(2, 0, 0, SpiMode.LOOP), rest: [5, 6, 7], writable: 4 })
-      .finish(),
+    deviceChainsSeed(false, [[{ queue: 0, header: xfer(0, 1, p([SpiFlashCommand.WRITE_ENABLE])), writable: 1 }, { queue: 0, header: xfer(0, 1, p([SpiFlashCommand.PAGE_PROGRAM, 0, 0, 0x10])), rest: [1, 2, 3, 4], writable: 1 }], [{ queue: 0, header: xfer(0, 1, p([SpiFlashCommand.READ, 0, 0, 0x10])), rest: [0, 0, 0], writable: 8 }], [{ queue: 0, header: xfer(0, 1, p([SpiFlashCommand.READ_ID])), rest: [0, 0], writable: 4 }]], spec),
+    deviceChainsSeed(true, [[{ queue: 0, header: xfer(1, 0, 0), rest: [9, 8, 7], writable: 1 }, { queue: 0, header: xfer(1, 1, 0), writable: 4 }], [{ queue: 0, header: xfer(2, 0, 0, SpiMode.LOOP), rest: [5, 6, 7], writable: 4 }]], spec),
   ];
 }
 

@@ -36,6 +36,27 @@ export class SoundRequest extends QueueRequest {
 }
 
 /**
+ * Where a stream's pacing takes its time and timers from: the real clock (REAL_PCM_CLOCK) by
+ * default; a test or a fuzz target gives a virtual one, so a message's completion follows that
+ * clock instead of wall time.
+ */
+export interface PcmClock {
+  /** Milliseconds since an arbitrary origin (as performance.now()). */
+  now(): number;
+  /** Calls `fn` once after `ms` milliseconds of this clock; returns a handle for `clearTimer`. */
+  setTimer(fn: () => void, ms: number): unknown;
+  /** Cancels a timer `setTimer` returned (a timer that already ran is ignored). */
+  clearTimer(handle: unknown): void;
+}
+
+/** performance.now() and Node's timers. */
+export const REAL_PCM_CLOCK: PcmClock = {
+  now: () => performance.now(),
+  setTimer: (fn, ms) => setTimeout(fn, ms),
+  clearTimer: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+/**
  * The state of a PCM stream in the command sequence of 5.14.6.6.1 (SET_PARAMS, PREPARE, START,
  * STOP, RELEASE); a command not allowed in the current state is answered BAD_MSG.
  */
@@ -87,8 +108,8 @@ export class PcmStream {
   queuedBytes = 0;
   /** Messages waiting. */
   queued = 0;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  /** When (performance.now() ms) the message in progress ends. */
+  private timer: unknown = null;
+  /** When (the clock's ms) the message in progress ends. */
   private clock = 0;
   /** An xrun was reported for the current empty spell. */
   private xrunReported = false;
@@ -101,6 +122,8 @@ export class PcmStream {
     /** What the device offers for the stream (formats, rates, channels). */
     readonly info: StreamInfo,
     private readonly host: PcmStreamHost,
+    /** Time and timers of the pacing (the real ones by default). */
+    private readonly time: PcmClock = REAL_PCM_CLOCK,
   ) {}
 
   // ---- lifecycle (5.14.6.6.1) ----
@@ -132,7 +155,7 @@ export class PcmStream {
   start(): boolean {
     if (this.state !== PcmState.PREPARED && this.state !== PcmState.STOPPED) return false;
     this.state = PcmState.RUNNING;
-    this.clock = performance.now();
+    this.clock = this.time.now();
     this.xrunReported = false;
     this.schedule();
     return true;
@@ -220,10 +243,10 @@ export class PcmStream {
   private schedule(): void {
     const r = this.head;
     if (r === null || this.state !== PcmState.RUNNING) return;
-    const now = performance.now();
+    const now = this.time.now();
     const start = this.clock > now ? this.clock : now;
     this.clock = start + this.durationMs(r.pcmBytes);
-    this.timer = setTimeout(this.onTimer, this.clock - now);
+    this.timer = this.time.setTimer(this.onTimer, this.clock - now);
   }
 
   /** The head message's frames have been played / recorded. */
@@ -232,9 +255,9 @@ export class PcmStream {
     if (this.state !== PcmState.RUNNING) return;
     // Timers run against the event loop's cached clock and may fire a little early: the message
     // completes only once its frames have really been played (device/sound/9, device/sound/10).
-    const early = this.clock - performance.now();
+    const early = this.clock - this.time.now();
     if (early > 0) {
-      this.timer = setTimeout(this.onTimer, early);
+      this.timer = this.time.setTimer(this.onTimer, early);
       return;
     }
     const r = this.shift();
@@ -242,7 +265,7 @@ export class PcmStream {
     if (this.head !== null) this.schedule();
     else if (this.state === PcmState.RUNNING) {
       // Nothing queued: a whole period without a message is an xrun.
-      this.timer = setTimeout(this.onIdle, this.durationMs(this.params!.periodBytes));
+      this.timer = this.time.setTimer(this.onIdle, this.durationMs(this.params!.periodBytes));
     }
   }
 
@@ -254,7 +277,7 @@ export class PcmStream {
   }
 
   private clearTimer(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.timer !== null) this.time.clearTimer(this.timer);
     this.timer = null;
   }
 }

@@ -22,7 +22,7 @@ import {
   SoundStatus,
 } from '../../spec/sound.js';
 import { WavFileInput, WavFileOutput, ToneInput, parseWav, type PcmOutput } from './pcm-host.js';
-import { PcmState } from './pcm-stream.js';
+import { type PcmClock, PcmState } from './pcm-stream.js';
 import { MAX_BUFFER_BYTES } from './sound-control.js';
 import { SoundDevice } from './sound-device.js';
 import { SoundDriver } from './sound-driver.js';
@@ -178,6 +178,59 @@ describe('SoundDevice', T, () => {
     );
     await drv.stop(0);
     await drv.release(0);
+  });
+
+  it('device/sound/9: with SoundDeviceOptions.clock, a message completes when that clock reaches the end of its frames, not before', async () => {
+    // A manual clock: time moves only when the test says; due timers then run in deadline order.
+    let now = 1000;
+    const timers: { at: number; fn: () => void; live: boolean }[] = [];
+    const clock: PcmClock = {
+      now: () => now,
+      setTimer: (fn, ms) => {
+        const t = { at: now + ms, fn, live: true };
+        timers.push(t);
+        return t;
+      },
+      clearTimer: (h) => void ((h as { live: boolean }).live = false),
+    };
+    const advanceTo = (t: number): void => {
+      now = t;
+      for (;;) {
+        const due = timers.filter((x) => x.live && x.at <= now).sort((a, b) => a.at - b.at)[0];
+        if (due === undefined) return;
+        due.live = false;
+        due.fn();
+      }
+    };
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const rec = recorder();
+    const { pair } = soundPair({ output: rec.output, clock });
+    const drv = new SoundDriver(pair.ctx);
+    await drv.setParams(0, U8_8K);
+    await drv.prepare(0);
+    const done: number[] = [];
+    const msgs = [0, 1].map((i) => drv.writeMessage(0, new Uint8Array(80).fill(i + 1)).then((r) => (done.push(i), r)));
+    await drv.start(0);
+    await turn();
+    assert.deepEqual(
+      timers.filter((x) => x.live).map((x) => x.at),
+      [1010],
+      'the stream timer is on the injected clock, due when the first message has played',
+    );
+    assert.deepEqual([done, rec.frames.length], [[], 0], 'nothing played while the clock stands still');
+    // 80 frames at 8000 Hz: 10 ms of this clock each.
+    advanceTo(1009.5);
+    await turn();
+    assert.deepEqual([done, rec.frames.length], [[], 0], 'not before its frames were played');
+    advanceTo(1010);
+    assert.equal((await msgs[0]!).status, SoundStatus.OK);
+    assert.deepEqual([done, rec.frames.map((f) => f[0])], [[0], [1]]);
+    advanceTo(1020);
+    assert.equal((await msgs[1]!).status, SoundStatus.OK);
+    assert.deepEqual([done, rec.frames.map((f) => f[0])], [[0, 1], [1, 2]]);
+    await drv.stop(0);
+    await drv.release(0);
+    assert.equal(timers.filter((x) => x.live).length, 0, 'STOP cleared the stream timer');
   });
 
   it('device/sound/10: an input message completes only when its buffer is full (frames from the host input)', async () => {

@@ -41,7 +41,7 @@ import {
 } from '../../spec/sound.js';
 import { UNITY_GAIN, applyGainQ16, gainApplies } from './pcm-gain.js';
 import { DISCARD_OUTPUT, type PcmInput, type PcmOutput, type PcmParams, SILENT_INPUT } from './pcm-host.js';
-import { PcmState, PcmStream, type PcmStreamHost, SoundRequest } from './pcm-stream.js';
+import { type PcmClock, PcmState, PcmStream, type PcmStreamHost, REAL_PCM_CLOCK, SoundRequest } from './pcm-stream.js';
 import { type JackState, SoundControl } from './sound-control.js';
 import { SoundCtlRequests } from './sound-ctl-requests.js';
 import type { SoundControlConfig, SoundControlTlv, SoundControlValue } from './sound-elements.js';
@@ -86,6 +86,12 @@ export interface SoundDeviceOptions {
   readonly controls?: boolean;
   /** Maximum queue size (all four queues). Default 256. */
   readonly queueSize?: number;
+  /**
+   * Time and timers the streams are paced by (5.14.6.8: a message completes once its frames have
+   * been played or recorded at the stream's rate). Default: performance.now() and Node's timers;
+   * a test or fuzz target gives a virtual clock.
+   */
+  readonly clock?: PcmClock;
   /** Where the device logs; silent by default. */
   readonly logger?: Logger;
 }
@@ -141,7 +147,8 @@ export class SoundDevice implements VirtioDevice, PcmStreamHost {
     const chmaps = opts.chmaps ?? DEFAULT_CHMAPS;
     chmaps.forEach(checkChmap);
     this.chmaps = chmaps;
-    this.streams = (opts.streams ?? DEFAULT_STREAMS).map((s, i) => new PcmStream(i, streamInfo(s, i), this));
+    const clock = opts.clock ?? REAL_PCM_CLOCK;
+    this.streams = (opts.streams ?? DEFAULT_STREAMS).map((s, i) => new PcmStream(i, streamInfo(s, i), this, clock));
     this.formats = new Int16Array(this.streams.length);
     this.mixer = opts.controls === false ? null : new SoundMixer(this.streams.map((s) => s.info));
     this.offeredFeatures = F.VERSION_1 | F.INDIRECT_DESC | F.EVENT_IDX | F.RING_PACKED | F.RING_RESET | (this.mixer ? SoundF.CTLS : 0n);
