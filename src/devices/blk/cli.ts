@@ -80,7 +80,7 @@ export const DEFAULT_POLL_US_MEMORY = 50;
 /** `--poll-us` default with an image file (measured, bench/README.md "vhost-user-blk on an image file"). */
 export const DEFAULT_POLL_US_IMAGE = 0;
 /** `--wait-us` default (measured, bench/README.md "vhost-user-blk on an image file"). */
-export const DEFAULT_WAIT_US = 0;
+export const DEFAULT_WAIT_US = 50;
 
 const COMMAND = 'blk';
 
