@@ -113,8 +113,9 @@ export class UringFileIo {
   completedLater = 0;
   /** Writes queued or in the kernel now (`--aio auto` routes buffered writes by it). */
   writesInFlight = 0;
-  /** Completion waits made (`waitUs`), and those the eager operation completed in. */
+  /** Completion waits made (`waitUs`). */
   waits = 0;
+  /** Completion waits the eager operation completed in. */
   waitHits = 0;
   /** Completion wait in ns (0: never wait). */
   private waitNs: number;
