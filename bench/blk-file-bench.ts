@@ -1,6 +1,6 @@
 /**
- * File-backed vhost-user-blk side by side: `virtio-ts blk --image` (io_uring; `--direct` for
- * cache.direct=on) against qemu-storage-daemon `driver=file` with `aio=threads` and
+ * File-backed vhost-user-blk side by side: `virtio-ts blk --image` (`--aio auto`, the default,
+ * `io_uring` and `threads`; `--direct` for cache.direct=on) against qemu-storage-daemon `driver=file` with `aio=threads` and
  * `aio=io_uring`, `cache.direct=off` and `on`, all on the same raw image, driven by the same C
  * load generator (bench/c/vhost-blk-loadgen.c): 4 KiB random reads and writes at QD1 and QD32,
  * 64 KiB sequential reads and writes at QD8. The back-ends alternate within each round (a fresh
@@ -9,7 +9,14 @@
  * /proc before and after, so IOPS per back-end CPU second is printed beside the IOPS.
  *
  *   node dist/bench/blk-file-bench.js [--rounds N] [--duration SECS] [--cache off|on|both]
- *                                     [--only NAME[,NAME]] [--image-mib N] [--loadgen PATH]
+ *                                     [--only NAME[,NAME]] [--jobs NAME[,NAME]] [--poll-us N[,N]] [--wait-us N[,N]]
+ *                                     [--image-mib N] [--loadgen PATH]
+ *
+ * `--only`: the back-ends whose name contains one of the names; `--jobs`: the jobs whose name
+ * contains one; `--poll-us`, `--wait-us`: add `virtio-ts auto pollN` / `waitN` columns (`--poll-us N`,
+ * `--wait-us N`). The last lines
+ * compare each virtio-ts column but threads with qsd aio=io_uring (the goal) and name the rows
+ * where `virtio-ts auto` (the command's defaults) is below it.
  *
  * The image lives in a fresh directory under $TMPDIR (use a real filesystem: tmpfs has no
  * O_DIRECT before Linux 6.6) and is filled with random bytes; with cache.direct=off the page
@@ -62,24 +69,49 @@ function qsd(aio: 'threads' | 'io_uring', direct: boolean): Backend {
   };
 }
 
-function virtioTs(direct: boolean, aio: 'io_uring' | 'threads' = 'io_uring'): Backend {
+/** `virtio-ts blk --image` with `--aio aio`; `pollUs` given: `--poll-us pollUs` (else the default). */
+function virtioTs(direct: boolean, aio: 'auto' | 'io_uring' | 'threads', pollUs?: number, waitUs?: number): Backend {
   return {
-    name: `virtio-ts ${aio}`,
+    name: `virtio-ts ${aio}${pollUs === undefined ? '' : ` poll${pollUs}`}${waitUs === undefined ? '' : ` wait${waitUs}`}`,
     direct,
     cmd: process.execPath,
-    args: (s, image) => [CLI, 'blk', '--socket-path', s, '--image', image, '--aio', aio, '-q', ...(direct ? ['--direct'] : [])],
+    args: (s, image) => [
+      CLI,
+      'blk',
+      '--socket-path',
+      s,
+      '--image',
+      image,
+      '--aio',
+      aio,
+      '-q',
+      ...(direct ? ['--direct'] : []),
+      ...(pollUs === undefined ? [] : ['--poll-us', String(pollUs)]),
+      ...(waitUs === undefined ? [] : ['--wait-us', String(waitUs)]),
+    ],
   };
 }
 
-const ALL: readonly Backend[] = [
-  virtioTs(false),
-  qsd('threads', false),
-  qsd('io_uring', false),
-  virtioTs(false, 'threads'),
-  virtioTs(true),
-  qsd('threads', true),
-  qsd('io_uring', true),
-];
+/**
+ * The back-ends of one run: `pollUs` and `waitUs` add `virtio-ts auto` with each of those poll
+ * windows and completion waits.
+ */
+function backendsFor(pollUs: readonly number[], waitUs: readonly number[]): Backend[] {
+  const polled = (direct: boolean): Backend[] => [...pollUs.map((us) => virtioTs(direct, 'auto', us)), ...waitUs.map((us) => virtioTs(direct, 'auto', undefined, us))];
+  return [
+    virtioTs(false, 'auto'),
+    ...polled(false),
+    virtioTs(false, 'io_uring'),
+    qsd('threads', false),
+    qsd('io_uring', false),
+    virtioTs(false, 'threads'),
+    virtioTs(true, 'auto'),
+    ...polled(true),
+    virtioTs(true, 'io_uring'),
+    qsd('threads', true),
+    qsd('io_uring', true),
+  ];
+}
 
 interface Options {
   rounds: number;
@@ -88,10 +120,16 @@ interface Options {
   only: string[] | null;
   imageMib: number;
   loadgen: string | null;
+  /** `--jobs`: the jobs to run (names containing one of these), or null for all. */
+  jobs: string[] | null;
+  /** `--poll-us N[,N]`: extra `virtio-ts auto` columns with these poll windows. */
+  pollUs: number[];
+  /** `--wait-us N[,N]`: extra `virtio-ts auto` columns with these completion waits. */
+  waitUs: number[];
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { rounds: 3, duration: 3, cache: 'both', only: null, imageMib: 256, loadgen: null };
+  const o: Options = { rounds: 3, duration: 3, cache: 'both', only: null, imageMib: 256, loadgen: null, jobs: null, pollUs: [], waitUs: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -109,12 +147,21 @@ function parseArgs(argv: readonly string[]): Options {
     } else if (a === '--only') o.only = need().split(',');
     else if (a === '--image-mib') o.imageMib = Number(need());
     else if (a === '--loadgen') o.loadgen = need();
+    else if (a === '--jobs') o.jobs = need().split(',');
+    else if (a === '--poll-us') o.pollUs = need().split(',').map(Number);
+    else if (a === '--wait-us') o.waitUs = need().split(',').map(Number);
     else throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `unknown argument ${a}`);
   }
   if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 50) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--rounds is 1..50');
   if (!(o.duration > 0 && o.duration <= 600)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--duration is (0, 600] seconds');
+  if (!o.waitUs.every((x) => Number.isInteger(x) && x >= 0 && x <= 1000)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--wait-us is a list of 0..1000');
+  if (!o.pollUs.every((x) => Number.isInteger(x) && x >= 0 && x <= 1000)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--poll-us is a list of 0..1000');
   if (!Number.isInteger(o.imageMib) || o.imageMib < 16 || o.imageMib > 16384) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, '--image-mib is 16..16384');
   return o;
+}
+
+function selectedJobs(o: Options): readonly Job[] {
+  return o.jobs === null ? JOBS : JOBS.filter((j) => o.jobs!.some((n) => j.name.includes(n)));
 }
 
 /** utime + stime of a process (all its threads) in seconds. */
@@ -137,7 +184,7 @@ async function runCell(b: Backend, image: string, dir: string, loadgen: string, 
   try {
     await waitForSocket(socket, proc);
     const pid = proc.child.pid!;
-    for (const job of JOBS) {
+    for (const job of selectedJobs(o)) {
       const cpu0 = cpuSeconds(pid);
       const run = await runLoadgen(loadgen, ['--socket', socket, '--duration', String(o.duration), '--job', job.spec], (o.duration + 60) * 1000);
       const cpu = cpuSeconds(pid) - cpu0;
@@ -179,7 +226,7 @@ async function main(): Promise<number> {
     const start = new Date().toISOString();
     console.log(`start ${start}, load average ${load0.map((x) => x.toFixed(2)).join(' ')}`);
     for (const direct of o.cache === 'both' ? [false, true] : [o.cache === 'on']) {
-      const backends = ALL.filter((b) => b.direct === direct && (o.only === null || o.only.some((n) => b.name.includes(n))));
+      const backends = backendsFor(o.pollUs, o.waitUs).filter((b) => b.direct === direct && (o.only === null || o.only.some((n) => b.name.includes(n))));
       const runs = new Map<string, Map<string, Cell>[]>(backends.map((b) => [b.name, []]));
       let n = 0;
       for (let r = 0; r < o.rounds; r++) {
@@ -189,18 +236,26 @@ async function main(): Promise<number> {
         }
       }
       const names = backends.map((b) => b.name);
-      const ref = names.find((x) => x === 'qsd aio=io_uring');
-      const vts = names.find((x) => x === 'virtio-ts io_uring');
-      const head = ['job', ...names.map((x) => `${x} IOPS`), ...names.map((x) => `${x} IOPS/CPU-s`), ...(ref && vts ? ['virtio-ts / qsd io_uring', 'per CPU-s'] : [])];
+      const ref = names.indexOf('qsd aio=io_uring');
+      // Every virtio-ts column but threads against qsd aio=io_uring (the goal), IOPS and per CPU-s.
+      const compared = ref < 0 ? [] : names.filter((x) => x.startsWith('virtio-ts') && x !== 'virtio-ts threads');
+      const ratioHead = (x: string): string[] => (x === 'virtio-ts io_uring' ? ['virtio-ts / qsd io_uring', 'per CPU-s'] : [`${x.slice('virtio-ts '.length)} / qsd io_uring`, 'per CPU-s']);
+      const head = ['job', ...names.map((x) => `${x} IOPS`), ...names.map((x) => `${x} IOPS/CPU-s`), ...compared.flatMap(ratioHead)];
       const rows: string[][] = [head, head.map((h, i) => (i === 0 ? '---' : '---:'))];
-      for (const job of JOBS) {
+      const behind: string[] = [];
+      for (const job of selectedJobs(o)) {
         const iops = names.map((x) => median(runs.get(x)!.map((c) => c.get(job.name)!.result.iops)));
         const eff = names.map((x) => median(runs.get(x)!.map((c) => c.get(job.name)!.result.ios / Math.max(c.get(job.name)!.cpu, 0.01))));
-        const ratio = (arr: number[]): string => (arr[names.indexOf(vts!)]! / arr[names.indexOf(ref!)]!).toFixed(2);
-        rows.push([job.name, ...iops.map((x) => x.toFixed(0)), ...eff.map((x) => x.toFixed(0)), ...(ref && vts ? [ratio(iops), ratio(eff)] : [])]);
+        const ratios = compared.flatMap((x) => {
+          const i = names.indexOf(x);
+          return [iops[i]! / iops[ref]!, eff[i]! / eff[ref]!];
+        });
+        if (compared.includes('virtio-ts auto') && ratios[2 * compared.indexOf('virtio-ts auto')]! < 1) behind.push(job.name);
+        rows.push([job.name, ...iops.map((x) => x.toFixed(0)), ...eff.map((x) => x.toFixed(0)), ...ratios.map((x) => x.toFixed(2))]);
       }
       console.log(`\ncache.direct=${direct ? 'on' : 'off'}: ${o.rounds} rounds alternating, ${o.duration} s per job, median; ${o.imageMib} MiB raw image on ${tmpdir()}`);
       console.log(table(rows));
+      if (compared.includes('virtio-ts auto')) console.log(behind.length === 0 ? 'virtio-ts auto (the default) at or above qsd aio=io_uring (IOPS) on every row' : `virtio-ts auto (the default) below qsd aio=io_uring (IOPS) on: ${behind.join(', ')}`);
     }
     const load1 = loadavg();
     console.log(`\nend ${new Date().toISOString()}, load average ${load1.map((x) => x.toFixed(2)).join(' ')}`);

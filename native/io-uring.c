@@ -51,6 +51,8 @@ typedef struct {
   struct io_uring_cqe *cqes;
   /* Entries prepared but not yet handed to the kernel (published at submit). */
   unsigned local_tail;
+  /* The kernel takes a timeout with GETEVENTS (IORING_FEAT_EXT_ARG). */
+  bool ext_arg;
   bool closed;
 } ring_t;
 
@@ -109,6 +111,7 @@ static napi_value js_uring_setup(napi_env env, napi_callback_info info) {
   r->ring_fd = fd;
   r->event_fd = -1;
   r->sq_entries = p.sq_entries;
+  r->ext_arg = (p.features & IORING_FEAT_EXT_ARG) != 0;
   r->cq_entries = p.cq_entries;
   r->sq_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
   r->cq_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
@@ -300,6 +303,41 @@ static napi_value js_uring_submit(napi_env env, napi_callback_info info) {
   return make_int(env, 0);
 }
 
+/*
+ * uringSubmitWait(handle, waitNs) -> entries the kernel consumed, or -1 when the kernel cannot
+ * wait with a timeout (no IORING_FEAT_EXT_ARG, before Linux 5.11). Submits what is prepared
+ * and sleeps in io_uring_enter until a completion is posted or waitNs passed (ETIME: no
+ * error). For a lone operation the kernel does not complete inline (a buffered write it hands
+ * to an io-wq worker): the caller learns of its completion without the eventfd waking Node's
+ * loop (the eventfd is still signalled; the caller's reap clears it).
+ */
+static napi_value js_uring_submit_wait(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  ring_t *r;
+  int64_t wait_ns;
+  if (!get_args(env, info, 2, argv, NULL) || !get_ring(env, argv[0], &r) || !get_uint(env, argv[1], 1e9, "waitNs", &wait_ns)) return NULL;
+  if (!r->ext_arg) return make_int(env, -1);
+  atomic_store_explicit((_Atomic unsigned *)r->sq_tail, r->local_tail, memory_order_release);
+  unsigned head = atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire);
+  unsigned pending = r->local_tail - head;
+  struct __kernel_timespec ts = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
+  struct io_uring_getevents_arg arg;
+  memset(&arg, 0, sizeof arg);
+  arg.ts = (uint64_t)(uintptr_t)&ts;
+  for (int i = 0; i < MAX_EINTR; i++) {
+    long n = syscall(__NR_io_uring_enter, r->ring_fd, pending, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    if (n >= 0) return make_int(env, n);
+    /* ETIME: the wait ended without a completion, after the submission was taken. */
+    if (errno == ETIME) return make_int(env, (int64_t)(pending - (r->local_tail - atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire))));
+    if (errno == EAGAIN || errno == EBUSY) return make_int(env, 0);
+    if (errno != EINTR) return throw_errno(env, "io_uring_enter", errno);
+    /* Interrupted: what was taken is taken; wait again without submitting twice. */
+    head = atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire);
+    pending = r->local_tail - head;
+  }
+  return make_int(env, 0);
+}
+
 /* uringPending(handle) -> entries prepared or published that the kernel has not consumed. */
 static napi_value js_uring_pending(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -394,6 +432,7 @@ bool register_io_uring(napi_env env, napi_value exports) {
       EXPORT_FN("uringPrepFsync", js_uring_prep_fsync),
       EXPORT_FN("uringPrepFallocate", js_uring_prep_fallocate),
       EXPORT_FN("uringSubmit", js_uring_submit),
+      EXPORT_FN("uringSubmitWait", js_uring_submit_wait),
       EXPORT_FN("uringPending", js_uring_pending),
       EXPORT_FN("uringReap", js_uring_reap),
       EXPORT_FN("uringClose", js_uring_close),

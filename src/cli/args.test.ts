@@ -147,6 +147,7 @@ describe('virtio-ts command line', () => {
       '--queue-size': '256',
       '--serial': 'abc',
       '--poll-us': '20',
+      '--wait-us': '50',
       '--threads': '1',
       '--nbd': 'nbd://127.0.0.1/x',
       '--nbd-connections': '2',

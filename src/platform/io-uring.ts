@@ -40,6 +40,8 @@ interface UringAddon {
   uringPrepFsync(h: object, fd: number, datasync: boolean, userData: number): boolean;
   uringPrepFallocate(h: object, fd: number, mode: number, offset: number, len: number, userData: number): boolean;
   uringSubmit(h: object): number;
+  /** Absent from an addon built before it (the caller then submits without waiting). */
+  uringSubmitWait?(h: object, waitNs: number): number;
   uringPending(h: object): number;
   uringReap(h: object, out: Int32Array, clearEventfd: boolean): number;
   uringClose(h: object): void;
@@ -104,6 +106,21 @@ export class IoUring {
   submit(): number {
     try {
       return this.a.uringSubmit(this.h);
+    } catch (e) {
+      throw toPlatformError('io_uring_enter', e);
+    }
+  }
+
+  /**
+   * Hands every queued entry to the kernel, then sleeps until a completion is posted or `waitNs`
+   * passed (at most 1 s). Returns how many entries the kernel took, or -1 when the kernel cannot
+   * wait with a timeout (before Linux 5.11) or the addon predates this call (nothing was
+   * submitted, use `submit`).
+   */
+  submitWait(waitNs: number): number {
+    if (this.a.uringSubmitWait === undefined) return -1;
+    try {
+      return this.a.uringSubmitWait(this.h, waitNs);
     } catch (e) {
       throw toPlatformError('io_uring_enter', e);
     }

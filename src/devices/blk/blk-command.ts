@@ -13,7 +13,7 @@ import { NbdBackend } from './nbd/nbd-backend.js';
 import { loadNbdTlsFiles } from './nbd/nbd-tls.js';
 import { openImage } from './uring-open.js';
 import type { BlkBackend } from './backend.js';
-import { DEFAULT_POLL_US_MEMORY, type BlkOptions } from './cli.js';
+import { BlkAio, DEFAULT_POLL_US_IMAGE, DEFAULT_POLL_US_MEMORY, DEFAULT_WAIT_US, type BlkOptions } from './cli.js';
 import { type BlkWorkerArgs, blkDeviceOptions, blkWorkerSpec, sharedMemoryBackend } from './blk-worker.js';
 
 function mib(bytes: number): string {
@@ -35,6 +35,11 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   let aio = '';
   /** Device settings the storage dictates (an NBD export's block sizes). */
   let storageHints: { blockSize?: number; optIoSize?: number; sizeMax?: number } = {};
+  // Busy-polling pays with a RAM disk, whose requests complete inside the pass; an image's
+  // reads from the page cache do too, but on a shared machine the spin costs more than it saves
+  // (bench/README.md); an NBD export's complete on the event loop, which a poll window would
+  // only delay.
+  const pollUs = options.pollUs ?? (options.nbd ? 0 : options.image !== null ? DEFAULT_POLL_US_IMAGE : DEFAULT_POLL_US_MEMORY);
   if (options.nbd) {
     // Ring threads open their storage themselves (an image by path, a shared RAM disk): an NBD
     // connection is not shared with them.
@@ -59,9 +64,10 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     try {
       const opened = await openImage(options.image, {
         readOnly: options.readOnly,
-        ...(options.aio !== undefined ? { aio: options.aio } : {}),
+        aio: options.aio ?? BlkAio.AUTO,
         direct: options.direct === true,
         writeThrough: options.writeThrough === true,
+        waitUs: options.waitUs ?? DEFAULT_WAIT_US,
         logger,
       });
       backend = opened.backend;
@@ -108,9 +114,6 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     queueSize: options.queueSize,
     serial: options.serial,
   };
-  // Busy-polling pays with a RAM disk, whose requests complete inside the pass; a file's
-  // complete on the event loop, which a poll window would only delay.
-  const pollUs = options.pollUs ?? (options.image === null && !options.nbd ? DEFAULT_POLL_US_MEMORY : 0);
   return runBackend({
     options,
     logger,

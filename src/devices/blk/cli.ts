@@ -47,9 +47,14 @@ export interface BlkOptions extends BackendOptions {
   readonly serial: string | null;
   /** `--poll-us N`: busy-poll window after a processing pass in µs, or null for the default. */
   readonly pollUs: number | null;
+  /**
+   * `--wait-us N` (io_uring): how long the io_uring_enter of a lone operation the kernel does not
+   * complete inline sleeps for its completion, in µs; null for the default.
+   */
+  readonly waitUs?: number | null;
   /** `--threads T`: rings served on T worker threads (ring i on thread i mod T); 0: on the main thread. */
   readonly threads: number;
-  /** `--aio io_uring|threads` with --image (absent: io_uring where the kernel allows it). */
+  /** `--aio auto|io_uring|threads` with --image (absent: auto, io_uring where the kernel allows it). */
   readonly aio?: BlkAio;
   /** `--direct`: O_DIRECT, bypassing the host page cache (cache.direct=on). */
   readonly direct?: boolean;
@@ -57,8 +62,12 @@ export interface BlkOptions extends BackendOptions {
   readonly writeThrough?: boolean;
 }
 
-/** How an image file is accessed: io_uring batches, or positional I/O on libuv's threads. */
-export const BlkAio = { IO_URING: 'io_uring', THREADS: 'threads' } as const;
+/**
+ * How an image file is accessed: io_uring batches (IO_URING), positional I/O on libuv's threads
+ * (THREADS), or io_uring with the buffered writes that would queue behind io_uring's single
+ * io-wq worker per file sent to libuv's threads instead (AUTO, the command's default).
+ */
+export const BlkAio = { AUTO: 'auto', IO_URING: 'io_uring', THREADS: 'threads' } as const;
 export type BlkAio = (typeof BlkAio)[keyof typeof BlkAio];
 
 export const BLK_DEFAULTS = { numQueues: 1, queueSize: 1024 } as const;
@@ -68,6 +77,10 @@ export const MAX_SERIAL_BYTES = 20;
 export const MAX_POLL_US_CLI = 1000;
 /** `--poll-us` default with a RAM disk (measured, bench/README.md "Back-end tuning"). */
 export const DEFAULT_POLL_US_MEMORY = 50;
+/** `--poll-us` default with an image file (measured, bench/README.md "vhost-user-blk on an image file"). */
+export const DEFAULT_POLL_US_IMAGE = 0;
+/** `--wait-us` default (measured, bench/README.md "vhost-user-blk on an image file"). */
+export const DEFAULT_WAIT_US = 50;
 
 const COMMAND = 'blk';
 
@@ -99,13 +112,22 @@ ${BACKEND_SOCKET_USAGE}
   --serial S              device id returned by VIRTIO_BLK_T_GET_ID (at most ${MAX_SERIAL_BYTES} bytes)
   --poll-us N             after serving requests, keep watching the ring for N microseconds
                           (0..${MAX_POLL_US_CLI}) before sleeping, saving the front-end's kicks and the
-                          wake-ups (default ${DEFAULT_POLL_US_MEMORY} with --memory, 0 with --image)
+                          wake-ups (default ${DEFAULT_POLL_US_MEMORY} with --memory, ${DEFAULT_POLL_US_IMAGE} with --image)
+  --wait-us N             with --image through io_uring: when a request's operation is the only
+                          one in flight and the kernel does not complete it at once (a buffered
+                          write ext4 hands to a worker, O_DIRECT), sleep in io_uring_enter up to
+                          N microseconds (0..${MAX_POLL_US_CLI}) for its completion instead of waking
+                          the event loop for it; skipped for a while after misses (default ${DEFAULT_WAIT_US})
   --threads T             serve the queues on T worker threads (1..--num-queues; queue i on thread
                           i mod T); the main thread keeps the vhost-user socket, features and config
                           (default: queues served on the main thread)
-  --aio io_uring|threads  how the image is read and written: io_uring batches (the default;
-                          positional I/O when the kernel refuses io_uring, with a warning) or
-                          positional I/O on libuv's thread pool
+  --aio auto|io_uring|threads
+                          how the image is read and written: io_uring batches (io_uring),
+                          positional I/O on libuv's thread pool (threads), or auto (the
+                          default): io_uring, except that a buffered write goes to the thread
+                          pool while another write is in flight in io_uring (Linux runs those
+                          one at a time per file). auto and io_uring fall back to positional
+                          I/O when the kernel refuses io_uring, with a warning
   --direct                open the image with O_DIRECT, bypassing the host page cache
                           (QEMU cache.direct=on; needs io_uring)
   --write-through         every write is stable before it is acknowledged (O_DSYNC); the
@@ -144,18 +166,20 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
   }
   const pollText = stringOption(v, 'poll-us');
   const pollUs = pollText === undefined ? null : parseIntInRange(pollText, '--poll-us', 0, MAX_POLL_US_CLI, COMMAND);
+  const waitText = stringOption(v, 'wait-us');
+  const waitUs = waitText === undefined ? null : parseIntInRange(waitText, '--wait-us', 0, MAX_POLL_US_CLI, COMMAND);
   const threadsText = stringOption(v, 'threads');
   // A ring is served by one thread: more threads than queues would idle.
   const threads = threadsText === undefined ? 0 : parseIntInRange(threadsText, '--threads', 1, numQueues, COMMAND);
   const aioText = stringOption(v, 'aio');
-  if (aioText !== undefined && aioText !== BlkAio.IO_URING && aioText !== BlkAio.THREADS) {
-    throw new CliError(CliFault.BAD_VALUE, `--aio is ${BlkAio.IO_URING} or ${BlkAio.THREADS}, not ${aioText}`, COMMAND);
+  if (aioText !== undefined && aioText !== BlkAio.AUTO && aioText !== BlkAio.IO_URING && aioText !== BlkAio.THREADS) {
+    throw new CliError(CliFault.BAD_VALUE, `--aio is ${BlkAio.AUTO}, ${BlkAio.IO_URING} or ${BlkAio.THREADS}, not ${aioText}`, COMMAND);
   }
   const direct = v['direct'] === true;
   const writeThrough = v['write-through'] === true;
   // With --memory: --write-through still sets the cache mode the driver sees (WCE 0); --aio and
   // --direct have no file to act on (runBlk warns).
-  if (direct && aioText === BlkAio.THREADS) throw new CliError(CliFault.CONFLICT, '--direct needs --aio io_uring (aligned bounce buffers)', COMMAND);
+  if (direct && aioText === BlkAio.THREADS) throw new CliError(CliFault.CONFLICT, '--direct needs --aio auto or io_uring (aligned bounce buffers)', COMMAND);
   return {
     ...common,
     image,
@@ -169,6 +193,7 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
     ...(nbd !== null ? { nbd } : {}),
     // Present only when given, so the defaults read as before.
     ...(aioText !== undefined ? { aio: aioText } : {}),
+    ...(waitUs !== null ? { waitUs } : {}),
     ...(direct ? { direct } : {}),
     ...(writeThrough ? { writeThrough } : {}),
   };
@@ -234,6 +259,7 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     'queue-size': { type: 'string' },
     serial: { type: 'string' },
     'poll-us': { type: 'string' },
+    'wait-us': { type: 'string' },
     threads: { type: 'string' },
     nbd: { type: 'string' },
     'nbd-connections': { type: 'string' },

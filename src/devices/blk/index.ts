@@ -7,5 +7,5 @@ export { MemoryBackend } from './memory-backend.js';
 export { BLK_TYPE, type BlkMemoryDeviceArgs } from './blk-type.js';
 export { BLK_CLI, BlkAio, type BlkOptions } from './cli.js';
 export * from './nbd/index.js';
-export { UringBackend, type UringBackendOptions } from './uring-backend.js';
+export { BufferedWriteRoute, UringBackend, type UringBackendOptions } from './uring-backend.js';
 export { openImage, type ImageOpenOptions, type OpenedImage } from './uring-open.js';

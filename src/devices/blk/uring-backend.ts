@@ -12,6 +12,11 @@
  *   is acknowledged). The device is then offered with WCE 0 (writethrough, 5.2.6.2) and a
  *   FLUSH has nothing left to do.
  *
+ * - `bufferedWrites`: where writes that are not O_DIRECT go (`--aio auto` is OVERFLOW): Linux
+ *   completes many buffered writes inside io_uring_enter, but hands the others to its io-wq
+ *   workers, which run the writes to one file one after another (work hashed by inode); pwrite
+ *   on libuv's thread pool runs them side by side.
+ *
  * `discard` and `writeZeroes` use fallocate (PUNCH_HOLE, ZERO_RANGE) and fall back to writing
  * zeroes where the filesystem does not support it.
  */
@@ -20,6 +25,7 @@ import { promisify } from 'node:util';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { FallocMode, UringOp, directIoAlignment } from '../../platform/io-uring.js';
 import type { BlkBackend } from './backend.js';
+import { poolWrite } from './pool-write.js';
 import { DEFAULT_URING_ENTRIES, UringFileIo, UringIoError } from './uring-file-io.js';
 
 const openAsync = promisify(open);
@@ -31,6 +37,23 @@ const ZERO_CHUNK = 64 * 1024;
 const ZERO_WINDOW = 16;
 /** Direct-I/O alignment assumed when the kernel does not tell (statx STATX_DIOALIGN). */
 const FALLBACK_DIO_ALIGN = 4096;
+/** How long `close` waits for thread-pool writes in flight before closing the file anyway. */
+const POOL_CLOSE_WAIT_MS = 10_000;
+
+/** Where {@link UringBackend} sends a write that does not bypass the page cache. */
+export const BufferedWriteRoute = {
+  /** Every write through io_uring (`--aio io_uring`). */
+  URING: 'uring',
+  /**
+   * Through io_uring while no write is in flight there (a lone write mostly completes inside
+   * io_uring_enter, the cheapest path), else pwrite on libuv's thread pool, so writes beyond the
+   * first of a batch do not queue behind one io-wq worker (`--aio auto`).
+   */
+  OVERFLOW: 'overflow',
+  /** Every buffered write as pwrite on libuv's thread pool. */
+  POOL: 'pool',
+} as const;
+export type BufferedWriteRoute = (typeof BufferedWriteRoute)[keyof typeof BufferedWriteRoute];
 
 /** How {@link UringBackend.open} opens the image and sizes its ring. */
 export interface UringBackendOptions {
@@ -42,6 +65,13 @@ export interface UringBackendOptions {
   readonly writeThrough?: boolean;
   /** Submission entries of the ring (default 256). */
   readonly entries?: number;
+  /** Where writes that are not O_DIRECT go (default URING; `--aio auto`: OVERFLOW). */
+  readonly bufferedWrites?: BufferedWriteRoute;
+  /**
+   * How long, in µs, the io_uring_enter of a lone operation the kernel does not complete inline
+   * sleeps for its completion (UringFileIo `waitUs`; `--poll-us` with an image). Default 0.
+   */
+  readonly waitUs?: number;
 }
 
 export class UringBackend implements BlkBackend {
@@ -52,6 +82,14 @@ export class UringBackend implements BlkBackend {
   /** The filesystem refused fallocate's mode: write zeroes instead from now on. */
   private noPunch = false;
   private noZeroRange = false;
+  /** Writes on libuv's thread pool now, and who waits for them to end (close). */
+  private poolInFlight = 0;
+  private poolIdle: (() => void) | null = null;
+  /** Writes sent to libuv's thread pool since open. */
+  private pooledWrites = 0;
+  private readonly poolDoneFn = (): void => {
+    if (--this.poolInFlight === 0 && this.poolIdle !== null) this.poolIdle();
+  };
 
   private constructor(
     private readonly io: UringFileIo,
@@ -70,6 +108,8 @@ export class UringBackend implements BlkBackend {
     readonly memAlign: number,
     /** O_DIRECT: file offset and length alignment (1 when not direct). */
     readonly offsetAlign: number,
+    /** Where writes that are not O_DIRECT go. */
+    readonly bufferedWrites: BufferedWriteRoute,
   ) {}
 
   /**
@@ -81,7 +121,7 @@ export class UringBackend implements BlkBackend {
     const readOnly = opts.readOnly ?? false;
     const direct = opts.direct ?? false;
     const writeThrough = opts.writeThrough ?? false;
-    const io = new UringFileIo(opts.entries ?? DEFAULT_URING_ENTRIES);
+    const io = new UringFileIo(opts.entries ?? DEFAULT_URING_ENTRIES, opts.waitUs ?? 0);
     const flags = (readOnly ? fsc.O_RDONLY : fsc.O_RDWR) | (writeThrough ? fsc.O_DSYNC : 0);
     const fds: number[] = [];
     try {
@@ -101,7 +141,8 @@ export class UringBackend implements BlkBackend {
         memAlign = a.memory > 0 ? a.memory : FALLBACK_DIO_ALIGN;
         offsetAlign = a.offset > 0 ? a.offset : FALLBACK_DIO_ALIGN;
       }
-      return new UringBackend(io, fd, bufferedFd, st.size, readOnly, path, direct, writeThrough, memAlign, offsetAlign);
+      const route = opts.bufferedWrites ?? BufferedWriteRoute.URING;
+      return new UringBackend(io, fd, bufferedFd, st.size, readOnly, path, direct, writeThrough, memAlign, offsetAlign, route);
     } catch (e) {
       for (const fd of fds) await closeAsync(fd).catch(() => undefined);
       await io.close();
@@ -119,9 +160,23 @@ export class UringBackend implements BlkBackend {
     completedInline: number;
     /** Completions reaped later, when the ring's eventfd woke Node's loop. */
     completedLater: number;
+    /** Writes sent to libuv's thread pool (bufferedWrites OVERFLOW or POOL) instead of the ring. */
+    pooledWrites: number;
+    /** Completion waits made (`waitUs`), and those the operation completed in. */
+    waits: number;
+    /** Completion waits that ended with the operation's completion. */
+    waitHits: number;
   } {
     const io = this.io;
-    return { submitted: io.submitted, batches: io.batches, completedInline: io.completedInline, completedLater: io.completedLater };
+    return {
+      submitted: io.submitted,
+      batches: io.batches,
+      completedInline: io.completedInline,
+      completedLater: io.completedLater,
+      pooledWrites: this.pooledWrites,
+      waits: io.waits,
+      waitHits: io.waitHits,
+    };
   }
 
   private check(offset: number, len: number, writing: boolean): void {
@@ -143,10 +198,24 @@ export class UringBackend implements BlkBackend {
 
   write(offset: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): Promise<void> | undefined {
     this.check(offset, len, true);
-    if (this.direct && (offset % this.offsetAlign !== 0 || len % this.offsetAlign !== 0)) {
-      return this.io.rw(UringOp.WRITE, this.bufferedFd, src, srcOff, len, offset);
+    if (this.direct) {
+      if (offset % this.offsetAlign !== 0 || len % this.offsetAlign !== 0) return this.io.rw(UringOp.WRITE, this.bufferedFd, src, srcOff, len, offset);
+      return this.io.rw(UringOp.WRITE, this.fd, src, srcOff, len, offset, this.memAlign);
     }
-    return this.io.rw(UringOp.WRITE, this.fd, src, srcOff, len, offset, this.memAlign);
+    const route = this.bufferedWrites;
+    if (route === BufferedWriteRoute.URING || (route === BufferedWriteRoute.OVERFLOW && this.io.writesInFlight === 0) || len === 0) {
+      return this.io.rw(UringOp.WRITE, this.fd, src, srcOff, len, offset);
+    }
+    return this.pooled(offset, src, srcOff, len);
+  }
+
+  /** A buffered write as pwrite on libuv's thread pool; `close` waits for it. */
+  private pooled(offset: number, src: Uint8Array, srcOff: number, len: number): Promise<void> {
+    this.pooledWrites++;
+    this.poolInFlight++;
+    const p = poolWrite(this.fd, src, srcOff, len, offset);
+    p.then(this.poolDoneFn, this.poolDoneFn);
+    return p;
   }
 
   /**
@@ -209,6 +278,17 @@ export class UringBackend implements BlkBackend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // The fd stays open until the pool's writes ended: a write started after close would hit
+    // whatever file reused its number.
+    if (this.poolInFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, POOL_CLOSE_WAIT_MS);
+        this.poolIdle = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
     await this.io.close();
     await closeAsync(this.fd);
     if (this.bufferedFd !== this.fd) await closeAsync(this.bufferedFd);

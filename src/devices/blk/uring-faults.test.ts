@@ -7,6 +7,8 @@
  * - EIO from the block layer needs a device-mapper `error` target: this kernel has no
  *   device-mapper (no /dev/mapper, not in /proc/devices), so EIO is covered through the fake
  *   backends of blk-faults.test.ts (the request handler's rule is the same for every backend).
+ * - ENOSPC in a write on libuv's thread pool (the `--aio auto` route for buffered writes
+ *   beyond the first in flight): IOERR, nothing acknowledged that was not written.
  * The sticky flush failure (a failed fdatasync fails every later FLUSH until reset) lives in
  * the request handler and is shared by this backend; blk-faults.test.ts proves it.
  */
@@ -19,7 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import { BlkReqType, BlkStatus } from '../../spec/blk.js';
 import { UringOp, ioUringSupport } from '../../platform/io-uring.js';
 import { RawDriver, header, pattern, setup } from './blk-test-support.js';
-import { UringBackend } from './uring-backend.js';
+import { BufferedWriteRoute, UringBackend } from './uring-backend.js';
 import { UringFileIo, UringIoError } from './uring-file-io.js';
 
 const support = ioUringSupport();
@@ -67,6 +69,37 @@ describe('io_uring backend faults', { skip: skipUring, timeout: 60_000 }, () => 
       assert.equal(await raw.status([header(BlkReqType.OUT, 0), pattern(4096, 7)], [1]), BlkStatus.OK);
     } finally {
       await backend.close();
+    }
+  });
+
+  it('ENOSPC in a write on the thread pool (--aio auto overflow): IOERR, never OK; what was acknowledged reads back', { skip: isRoot ? false : 'mounting a tmpfs needs root' }, async () => {
+    rmSync(join(mnt, 'big.img'), { force: true }); // the space the first test filled
+    const path = join(mnt, 'pool.img');
+    closeSync(openSync(path, 'w'));
+    truncateSync(path, 4 << 20); // sparse, 4 MiB on a 1 MiB filesystem
+    // POOL: every buffered write is a pwrite on libuv's thread pool, the path --aio auto takes
+    // for writes beyond the first in flight.
+    const backend = await UringBackend.open(path, { bufferedWrites: BufferedWriteRoute.POOL });
+    try {
+      const { pair } = setup({}, {}, backend);
+      const raw = new RawDriver(pair.ctx);
+      const chunk = pattern(256 * 1024, 4);
+      // 8 in flight at once (2 MiB for the 1 MiB filesystem), as a guest with a queue depth would have them.
+      const statuses = await Promise.all(Array.from({ length: 8 }, (_, i) => raw.status([header(BlkReqType.OUT, (i * chunk.length) / 512), chunk], [1])));
+      assert.equal(backend.counters.pooledWrites, 8, 'every write went to the pool');
+      assert.equal(backend.counters.submitted, 0);
+      assert.ok(statuses.includes(BlkStatus.IOERR) && statuses.includes(BlkStatus.OK), `some writes fit, then the filesystem filled: ${statuses.join(',')}`);
+      assert.ok(statuses.every((s) => s === BlkStatus.OK || s === BlkStatus.IOERR));
+      // Every write acknowledged OK is in the file.
+      for (let i = 0; i < 8; i++) {
+        if (statuses[i] !== BlkStatus.OK) continue;
+        const r = await raw.send([header(BlkReqType.IN, (i * chunk.length) / 512)], [chunk.length, 1]);
+        assert.equal(r.ins[1]![0], BlkStatus.OK);
+        assert.deepEqual(r.ins[0], chunk, `acknowledged write ${i} reads back`);
+      }
+    } finally {
+      await backend.close();
+      rmSync(path);
     }
   });
 

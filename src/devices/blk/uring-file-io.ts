@@ -9,6 +9,13 @@
  *   submitted at once; when the kernel completes it inside io_uring_enter (a page-cache hit)
  *   `rw` returns undefined: done synchronously, no promise and no microtask, and the device
  *   completes the request inside its pass (what a queue depth of 1 waits on).
+ * - Completion wait (`waitUs` > 0, `--poll-us` with an image): when the eager operation is the
+ *   only one in flight, its io_uring_enter also sleeps until it completes, up to `waitUs`: a
+ *   buffered write that ext4 hands to an io-wq worker (ext4 has no non-blocking buffered write)
+ *   then completes inside the device's pass, without the eventfd waking Node's loop, and the
+ *   back-end's busy-poll window can pick up the driver's next request without a kick. A wait
+ *   that ends without the completion (O_DIRECT on a slow disk) counts as a miss; after
+ *   WAIT_MISS_LIMIT misses in a row waits are skipped for a while (doubling while probes miss).
  * - Completions: what the kernel completes inside io_uring_enter (reads from the page cache)
  *   is reaped right after it (clearing the eventfd, so it does not wake the loop); the rest
  *   signals the ring's eventfd, which is watched on Node's loop.
@@ -40,6 +47,14 @@ export class UringIoError extends VirtioError {
 
 const Kind = { READ: 0, WRITE: 1, FSYNC: 2, FALLOCATE: 3 } as const;
 const KIND_NAMES = ['read', 'write', 'fdatasync', 'fallocate'] as const;
+
+/** Waits that missed in a row before waiting is skipped. */
+const WAIT_MISS_LIMIT = 2;
+/** Eager operations without a wait after misses: starts at this, doubles up to WAIT_SKIP_MAX. */
+const WAIT_SKIP_MIN = 16;
+const WAIT_SKIP_MAX = 4096;
+/** Longest completion wait accepted (the back-end's MAX_POLL_US). */
+export const MAX_URING_WAIT_US = 1000;
 
 /** Default submission entries (and slots). */
 export const DEFAULT_URING_ENTRIES = 256;
@@ -75,7 +90,7 @@ export class UringFileIo {
   private onIdle: (() => void) | null = null;
   private readonly flushFn = (): void => {
     this.submitScheduled = false;
-    this.submitNow();
+    this.submitNow(0);
   };
   /** The eager operation of this macrotask was made (reset by a microtask). */
   private eagerUsed = false;
@@ -96,8 +111,27 @@ export class UringFileIo {
   completedInline = 0;
   /** Completions reaped because the eventfd woke the loop. */
   completedLater = 0;
+  /** Writes queued or in the kernel now (`--aio auto` routes buffered writes by it). */
+  writesInFlight = 0;
+  /** Completion waits made (`waitUs`). */
+  waits = 0;
+  /** Completion waits the eager operation completed in. */
+  waitHits = 0;
+  /** Completion wait in ns (0: never wait). */
+  private waitNs: number;
+  private waitMisses = 0;
+  private waitSkip = 0;
+  private waitSkipLen = WAIT_SKIP_MIN;
 
-  constructor(entries: number = DEFAULT_URING_ENTRIES) {
+  /**
+   * `waitUs`: how long a lone eager operation's io_uring_enter sleeps for its completion (0..
+   * MAX_URING_WAIT_US; 0: never).
+   */
+  constructor(entries: number = DEFAULT_URING_ENTRIES, waitUs = 0) {
+    if (!(Number.isInteger(waitUs) && waitUs >= 0 && waitUs <= MAX_URING_WAIT_US)) {
+      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `io_uring completion wait ${waitUs} µs not in 0..${MAX_URING_WAIT_US}`);
+    }
+    this.waitNs = waitUs * 1000;
     this.ring = IoUring.open(entries);
     const n = this.ring.sqEntries;
     this.slots = n;
@@ -152,6 +186,7 @@ export class UringFileIo {
       if (r === UringPrep.MISALIGNED) return this.bounced(op, fd, buf, off, len, pos, memAlign);
       return Promise.reject(new UringIoError('EBUSY', 'io_uring submission queue full'));
     }
+    if (op === UringOp.WRITE) this.writesInFlight++;
     if (!this.eagerUsed) return this.eager(slot);
     this.scheduleSubmit();
     return this.promiseFor(slot);
@@ -168,7 +203,16 @@ export class UringFileIo {
     this.eagerSlot = slot;
     this.eagerDone = false;
     this.eagerError = null;
-    this.submitNow();
+    // Only when nothing else is in flight: a wait must not hold back other requests of the pass
+    // (they are popped after this one) or the completions of earlier ones.
+    const wait = this.waitNs > 0 && this.freeTop === this.slots - 1 && this.waiting.length === 0 && !this.reaping;
+    if (wait && this.waitSkip > 0) {
+      this.waitSkip--;
+      this.submitNow(0);
+    } else {
+      this.submitNow(wait ? this.waitNs : 0);
+      if (wait) this.waitDone(this.eagerDone);
+    }
     this.eagerSlot = -1;
     if (this.eagerDone) {
       const err = this.eagerError;
@@ -177,6 +221,20 @@ export class UringFileIo {
       return undefined;
     }
     return this.promiseFor(slot);
+  }
+
+  /** Counts a completion wait; after WAIT_MISS_LIMIT misses in a row, skips waits for a while. */
+  private waitDone(hit: boolean): void {
+    this.waits++;
+    if (hit) {
+      this.waitHits++;
+      this.waitMisses = 0;
+      this.waitSkipLen = WAIT_SKIP_MIN;
+    } else if (++this.waitMisses >= WAIT_MISS_LIMIT) {
+      this.waitSkip = this.waitSkipLen;
+      this.waitSkipLen = Math.min(this.waitSkipLen * 2, WAIT_SKIP_MAX);
+      this.waitMisses = WAIT_MISS_LIMIT - 1; // one missed probe skips again
+    }
   }
 
   /** fdatasync (or fsync without `datasync`) of `fd`. */
@@ -254,11 +312,16 @@ export class UringFileIo {
   }
 
   /** The batch goes to the kernel; what it completed inline is reaped at once. */
-  private submitNow(): void {
+  private submitNow(waitNs = 0): void {
     if (this.closed) return;
     let taken = 0;
     try {
-      taken = this.ring.submit();
+      taken = waitNs > 0 ? this.ring.submitWait(waitNs) : this.ring.submit();
+      if (taken < 0) {
+        // The kernel cannot wait with a timeout: submit without waiting from now on.
+        this.waitNs = 0;
+        taken = this.ring.submit();
+      }
     } catch (e) {
       // io_uring_enter itself failed (not one operation): nothing queued can be trusted.
       this.failAll(new UringIoError((e as { errno?: string }).errno ?? 'EIO', `io_uring_enter: ${(e as Error).message}`));
@@ -325,6 +388,7 @@ export class UringFileIo {
   }
 
   private settle(slot: number, err: UringIoError | null): void {
+    if (this.kindOf[slot] === Kind.WRITE) this.writesInFlight--;
     if (slot === this.eagerSlot) {
       // Completed inside the eager io_uring_enter: `eager` reports it synchronously.
       this.eagerSlot = -1;

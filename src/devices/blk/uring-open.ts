@@ -1,6 +1,7 @@
 /**
- * Opening an image for `virtio-ts blk --image`: io_uring (UringBackend) unless `--aio threads`
- * asks for positional I/O on libuv's threads (FileBackend), and positional I/O as well, with
+ * Opening an image for `virtio-ts blk --image`: io_uring (UringBackend; with `--aio auto` its
+ * buffered writes beyond the first in flight on libuv's threads) unless `--aio threads` asks for
+ * positional I/O on libuv's threads (FileBackend), and positional I/O as well, with
  * the reason logged, where the kernel refuses io_uring (ENOSYS: not built in; EPERM:
  * kernel.io_uring_disabled or a seccomp filter such as Docker's default profile).
  */
@@ -9,13 +10,13 @@ import { PlatformError } from '../../platform/platform-error.js';
 import type { BlkBackend } from './backend.js';
 import { BlkAio } from './cli.js';
 import { FileBackend } from './file-backend.js';
-import { UringBackend } from './uring-backend.js';
+import { BufferedWriteRoute, UringBackend } from './uring-backend.js';
 
 /** How {@link openImage} opens an image file (the `blk --image` options). */
 export interface ImageOpenOptions {
   /** Open the file O_RDONLY: the backend refuses writes (`--read-only`). Default false. */
   readonly readOnly?: boolean;
-  /** Default io_uring. */
+  /** Default io_uring (the `blk` command's default is auto). */
   readonly aio?: BlkAio;
   /**
    * O_DIRECT, bypassing the host page cache (`--direct`, QEMU's cache.direct=on). io_uring only:
@@ -24,6 +25,8 @@ export interface ImageOpenOptions {
   readonly direct?: boolean;
   /** O_DSYNC: every write stable before it completes, the device offered writethrough (`--write-through`). */
   readonly writeThrough?: boolean;
+  /** io_uring: how long a lone operation's io_uring_enter waits for its completion, in µs (UringBackend `waitUs`). */
+  readonly waitUs?: number;
   /** Where the fallback from io_uring to positional I/O is reported (warn); none by default. */
   readonly logger?: Logger;
   /** Tests: stands in for UringBackend.open (to simulate a kernel that refuses io_uring). */
@@ -34,7 +37,7 @@ export interface ImageOpenOptions {
 export interface OpenedImage {
   /** The backend serving the image: a UringBackend, or a FileBackend for threads. */
   readonly backend: BlkBackend;
-  /** What serves it. */
+  /** What serves it (auto or io_uring: a UringBackend; threads: a FileBackend). */
   readonly aio: BlkAio;
   /** Why io_uring is not used when it was asked for (null when it is, or threads was asked). */
   readonly fallbackReason: string | null;
@@ -56,10 +59,11 @@ export async function openImage(path: string, opts: ImageOpenOptions = {}): Prom
   const readOnly = opts.readOnly ?? false;
   const writeThrough = opts.writeThrough ?? false;
   let fallbackReason: string | null = null;
-  if (aio === BlkAio.IO_URING) {
+  if (aio !== BlkAio.THREADS) {
     try {
       const open = opts.openUring ?? ((p, o) => UringBackend.open(p, o));
-      const backend = await open(path, { readOnly, direct: opts.direct ?? false, writeThrough });
+      const bufferedWrites = aio === BlkAio.AUTO ? BufferedWriteRoute.OVERFLOW : BufferedWriteRoute.URING;
+      const backend = await open(path, { readOnly, direct: opts.direct ?? false, writeThrough, bufferedWrites, waitUs: opts.waitUs ?? 0 });
       return { backend, aio, fallbackReason: null };
     } catch (e) {
       // ENOENT here is the addon missing (the file's own ENOENT is a BACKEND_IO error).
