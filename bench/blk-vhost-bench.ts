@@ -14,7 +14,7 @@
  * `--verify` mode against qemu-storage-daemon.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,8 @@ export const LOADGEN_DEFAULT_BINARY: string = join(repoRoot, 'build', 'bench', '
 export function buildLoadgen(out: string = LOADGEN_DEFAULT_BINARY): string {
   const fresh = existsSync(out) && statSync(out).mtimeMs >= statSync(LOADGEN_SOURCE).mtimeMs;
   if (!fresh) {
+    // build/ is wiped by an addon rebuild (node-gyp rebuild): make the directory again.
+    mkdirSync(dirname(out), { recursive: true });
     execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, LOADGEN_SOURCE], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
   }
   return out;
