@@ -92,8 +92,8 @@ export const MAX_NET_PORTS = 64;
 export const MAX_NET_POLL_US = 1000;
 /**
  * `--poll-us` default: off. Measured against DPDK's generator (bench/README.md, "virtio-net
- * packets per second", s9): with a 50 us window the sink drained fewer packets than without,
- * one run stalled; polling stays an option until that is understood.
+ * packets per second", s9): a 50 us window did not pay on a quiet machine, and under load the
+ * sink drained fewer packets with it (one run stalled); polling stays an option.
  */
 export const DEFAULT_NET_POLL_US = 0;
 
