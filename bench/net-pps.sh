@@ -23,6 +23,7 @@
 # Usage: bash bench/net-pps.sh [MEASURE_SECONDS]   (after npx tsc; as root)
 #        PACKED=1 bash bench/net-pps.sh ...           (packed rings: net_virtio_user packed_vq=1)
 #        BACKENDS="virtio-ts dpdk" bash bench/net-pps.sh ...   (default: virtio-ts virtio-ts-threads dpdk)
+#        NET_ARGS="--poll-us 0" bash bench/net-pps.sh ...   (extra options of both virtio-ts back-ends)
 set -euo pipefail
 MEASURE=${1:-10}
 # The generator's (and receiver's) ring layout: virtio-ts and net_vhost take what it negotiates.
@@ -80,17 +81,17 @@ run() {
   local a="$DIR/a.sock" b="$DIR/b.sock"
   if [ "$backend" = virtio-ts ]; then
     if [ "$scenario" = sink ]; then
-      taskset -c 1 node "$CLI" net --socket-path "$a" --queue-size 1024 >"$DIR/be.log" 2>&1 &
+      taskset -c 1 node "$CLI" net --socket-path "$a" --queue-size 1024 ${NET_ARGS:-} >"$DIR/be.log" 2>&1 &
     else
-      taskset -c 1 node "$CLI" net --socket-path "$a" --socket-path "$b" --queue-size 1024 -v >"$DIR/be.log" 2>&1 &
+      taskset -c 1 node "$CLI" net --socket-path "$a" --socket-path "$b" --queue-size 1024 -v ${NET_ARGS:-} >"$DIR/be.log" 2>&1 &
     fi
     be=$!
     PIDS+=("$be")
   elif [ "$backend" = virtio-ts-threads ]; then
     if [ "$scenario" = sink ]; then
-      taskset -c 0,1 node "$CLI" net --socket-path "$a" --queue-size 1024 --threads 1 >"$DIR/be.log" 2>&1 &
+      taskset -c 0,1 node "$CLI" net --socket-path "$a" --queue-size 1024 --threads 1 ${NET_ARGS:-} >"$DIR/be.log" 2>&1 &
     else
-      taskset -c 0,1 node "$CLI" net --socket-path "$a" --socket-path "$b" --queue-size 1024 --threads 2 >"$DIR/be.log" 2>&1 &
+      taskset -c 0,1 node "$CLI" net --socket-path "$a" --socket-path "$b" --queue-size 1024 --threads 2 ${NET_ARGS:-} >"$DIR/be.log" 2>&1 &
     fi
     be=$!
     PIDS+=("$be")
@@ -129,7 +130,7 @@ run() {
 }
 
 [ -n "${ONLY:-}" ] && { run $ONLY; exit 0; }
-echo "net-pps: $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s, $([ -n "${PACKED:-}" ] && echo packed || echo split) rings"
+echo "net-pps: $(date -u +%FT%TZ)${NET_ARGS:+, virtio-ts $NET_ARGS}, load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s, $([ -n "${PACKED:-}" ] && echo packed || echo split) rings"
 printf '%-8s %-5s %-10s %12s %10s\n' scenario bytes back-end pps cpu-s
 declare -A R
 BACKENDS=${BACKENDS:-virtio-ts virtio-ts-threads dpdk}

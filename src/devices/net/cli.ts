@@ -45,6 +45,11 @@ export interface NetOptions extends BackendOptions {
    * everything on the main thread.
    */
   readonly threads?: number;
+  /**
+   * `--poll-us N`: busy-poll window after a processing pass, in microseconds (0: sleep on the
+   * kick at once); absent: DEFAULT_NET_POLL_US.
+   */
+  readonly pollUs?: number;
 }
 
 /** One --vlan PORT=ID[,ID...][,tagged-only]. */
@@ -83,6 +88,14 @@ export const MAX_CLI_QUEUE_PAIRS = 64;
 export const MAX_TAP_PORTS = 16;
 /** Ports one process serves at most. */
 export const MAX_NET_PORTS = 64;
+/** Largest `--poll-us` (the back-end's MAX_POLL_US). */
+export const MAX_NET_POLL_US = 1000;
+/**
+ * `--poll-us` default: off. Measured against DPDK's generator (bench/README.md, "virtio-net
+ * packets per second", s9): a 50 us window did not pay on a quiet machine, and under load the
+ * sink drained fewer packets with it (one run stalled); polling stays an option.
+ */
+export const DEFAULT_NET_POLL_US = 0;
 
 const COMMAND = 'net';
 
@@ -114,6 +127,10 @@ SIGTERM or SIGINT, removing its sockets.
                           socket i, all its queue pairs, on thread i mod T); each thread has its
                           own switch, frames between threads cross bounded shared-memory rings
                           (full: dropped and counted). TAPs and the capture stay on the main thread
+  --poll-us N             after serving a ring, keep watching it for N microseconds (0..${MAX_NET_POLL_US})
+                          before sleeping on its kick: the front-end need not kick while the
+                          back-end watches (a ring whose polling keeps finding nothing is served
+                          without it until it pays again; default ${DEFAULT_NET_POLL_US}: no polling)
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -130,6 +147,7 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     'no-offload': { type: 'string', multiple: true },
     vlan: { type: 'string', multiple: true },
     threads: { type: 'string' },
+    'poll-us': { type: 'string' },
   },
   usage: NET_USAGE,
   parse(values: OptionValues, common: BackendOptions): NetOptions {
@@ -168,7 +186,22 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     // A socket port is served by one thread: more threads than sockets would idle.
     const sockets = Math.max(1, socketPaths.length);
     const threads = threadsText === undefined ? 0 : parseIntInRange(threadsText, '--threads', 1, sockets, COMMAND);
-    return { ...common, socketPaths, mac, mtu, queueSize, queuePairs, taps, withoutFeatures, vlans, ...(pcap !== undefined ? { pcap } : {}), ...(threads > 0 ? { threads } : {}) };
+    const pollText = stringOption(values, 'poll-us');
+    const pollUs = pollText === undefined ? undefined : parseIntInRange(pollText, '--poll-us', 0, MAX_NET_POLL_US, COMMAND);
+    return {
+      ...common,
+      socketPaths,
+      mac,
+      mtu,
+      queueSize,
+      queuePairs,
+      taps,
+      withoutFeatures,
+      vlans,
+      ...(pcap !== undefined ? { pcap } : {}),
+      ...(threads > 0 ? { threads } : {}),
+      ...(pollUs !== undefined ? { pollUs } : {}),
+    };
   },
   async run(options, io) {
     const { runNet } = await import('./net-command.js');

@@ -10,12 +10,13 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseCommandLine } from '../../cli/args.js';
 import { isSocket, runCli, until, withDir } from '../../cli/cli-test-helpers.js';
-import { EXIT } from '../../cli/options.js';
+import { CliError, EXIT } from '../../cli/options.js';
 import { loadPlatform } from '../../cli/serve.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { NetF } from '../../spec/net.js';
 import { startVhostUserDriver, VhostUserDriverTransport } from '../../vhost-user/frontend-transport.js';
-import type { NetOptions } from './cli.js';
+import { DEFAULT_NET_POLL_US, MAX_NET_POLL_US, NET_CLI, type NetOptions } from './cli.js';
+import { MAX_POLL_US } from '../../vhost-user/backend.js';
 import { runNet } from './net-command.js';
 import { NetDriver } from './net-driver.js';
 import type { NetSwitch } from './switch.js';
@@ -63,6 +64,19 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'a/b']), /interface name/);
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'sixteen-chars-xx']), /interface name/);
     assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--tap', 'x', '--tap', 'x']), /twice/);
+  });
+
+  it('parses --poll-us: 0..1000 microseconds, absent (the command default) when not given; the usage names it', () => {
+    assert.equal(parseNet(['--socket-path', '/tmp/a.sock', '--poll-us', '0']).pollUs, 0);
+    assert.equal(parseNet(['--socket-path', '/tmp/a.sock', '--poll-us=1000']).pollUs, MAX_NET_POLL_US);
+    assert.equal(parseNet(['--socket-path', '/tmp/a.sock', '--poll-us', '20', '--threads', '1']).pollUs, 20);
+    assert.equal(parseNet(['--socket-path', '/tmp/a.sock']).pollUs, undefined);
+    for (const bad of ['-1', '1001', 'x', '1.5', '']) {
+      assert.throws(() => parseNet(['--socket-path', '/tmp/a.sock', '--poll-us', bad]), CliError, bad);
+    }
+    assert.ok(DEFAULT_NET_POLL_US >= 0 && DEFAULT_NET_POLL_US <= MAX_NET_POLL_US);
+    assert.equal(MAX_NET_POLL_US, MAX_POLL_US, 'the CLI bound is the back-end\'s');
+    assert.match(NET_CLI.usage, /--poll-us N/);
   });
 
   it('parses --no-offload (names, commas, repeats) and --vlan (socket index or TAP name, tagged-only), and refuses bad values', () => {

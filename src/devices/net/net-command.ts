@@ -11,7 +11,7 @@ import { ErrorCode, VirtioError } from '../../errors.js';
 import { type Logger, createLogger } from '../../log.js';
 import type { Platform } from '../../platform/types.js';
 import { serveVhostUser, type VhostUserServer } from '../../vhost-user/server.js';
-import type { NetOptions } from './cli.js';
+import { DEFAULT_NET_POLL_US, type NetOptions } from './cli.js';
 import { formatMac } from './packet.js';
 import { PcapCapture } from './pcap-capture.js';
 import { NetSwitch, type SwitchPort, type SwitchPortOptions } from './switch.js';
@@ -33,7 +33,7 @@ export interface RunNetHooks {
   readonly onDevice?: (device: VhostUserNetDevice, port: number) => void;
   /** With --threads: the worker pool once started, the mesh's rings and each socket port's queue counters. */
   readonly onPool?: (pool: WorkerPool, mesh: SwitchMeshSpec, portStats: readonly QueueStats[]) => void;
-  /** With --threads: each main-thread server, by port. */
+  /** Each port's vhost-user server (with --threads: the main thread's), by port. */
   readonly onServer?: (server: VhostUserServer, port: number) => void;
 }
 
@@ -94,7 +94,11 @@ export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks 
       tap.attachTo(sw, vlanOptions(options, name));
       logger.info(`TAP port ${tap.ifname} attached`);
     }
-    for (let i = 0; i < endpoints.length; i++) servers.push(await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith, hooks, portStats[i]!));
+    for (let i = 0; i < endpoints.length; i++) {
+      const server = await servePort(sw, i, endpoints[i]!, options, platform, logger, stopWith, hooks, portStats[i]!);
+      servers.push(server);
+      hooks.onServer?.(server, i);
+    }
     if (options.inspect !== undefined) {
       const ports = servers.map((server, i) => ({ name: `net${i}`, stats: portStats[i]!, backend: () => server.backend }));
       inspector = await startInspector(ports, options.inspect);
@@ -163,9 +167,11 @@ async function servePort(
   // QEMU 7.2 runs one vhost device per queue pair over the one connection; with
   // CONFIGURE_MEM_SLOTS each sends ADD_MEM_REG for the same regions, which the back-end counts
   // (vhost-user/memory-map.ts) rather than refusing.
+  // --poll-us: the back-end watches a ring it just served before it sleeps on the kick.
+  const pollUs = o.pollUs ?? DEFAULT_NET_POLL_US;
   let server: VhostUserServer;
   try {
-    server = await serveVhostUser({ device, platform, logger, backend: { stats }, ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
+    server = await serveVhostUser({ device, platform, logger, backend: { stats, pollUs }, ...(where.socketPath !== undefined ? { socketPath: where.socketPath } : { fd: where.fd! }) });
   } catch (e) {
     throw new VirtioError(ErrorCode.PLATFORM, `cannot listen on ${name}: ${(e as Error).message}`, { cause: e });
   }
@@ -175,6 +181,6 @@ async function servePort(
   });
   // An inherited connected socket is served once.
   if (where.fd !== undefined) void server.closed.then(() => stopWith('front-end gone'));
-  logger.info(`serving virtio-net port ${i} (mac ${formatMac(mac)}, mtu ${o.mtu}, ${o.queuePairs ?? 1} queue pair(s)) on ${name}`);
+  logger.info(`serving virtio-net port ${i} (mac ${formatMac(mac)}, mtu ${o.mtu}, ${o.queuePairs ?? 1} queue pair(s), poll ${pollUs} us) on ${name}`);
   return server;
 }

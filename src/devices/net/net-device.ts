@@ -49,6 +49,7 @@ import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
 import { NetPacket, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { RxFilter } from './rx-filter.js';
+import { TxChainReader } from './tx-chain-reader.js';
 import type { NetSwitch, SwitchPort } from './switch.js';
 
 export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats } from './net-device-options.js';
@@ -111,6 +112,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   private readonly flows = new FlowSteering();
   private readonly receiver: NetReceiver;
   private readonly txHdr = new Uint8Array(NetHdr.HASH_SIZE);
+  private readonly txReader = new TxChainReader();
+  /** txPacket's bytes as words, for the transmit copies (tx-chain-reader.ts). */
+  private readonly txData32: Uint32Array | null;
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
   private readonly ctrlBuf = new Uint8Array(NET_CTRL_MAX_COMMAND);
@@ -158,6 +162,8 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     // frame up to a 64 KiB IP packet.
     this.maxFrame = mtu + ETH_HEADER + ETH_VLAN_TAG;
     this.txPacket = new NetPacket(gso ? Math.max(NET_GSO_MAX_FRAME, this.maxFrame) : this.maxFrame);
+    const d = this.txPacket.data;
+    this.txData32 = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2) : null;
     this.counters = new NetQueueCounters(2 * pairs);
     this.coalescing = new NetCoalescing(2 * pairs, this.counters);
     this.filter.reset(this.mac, false, false);
@@ -416,8 +422,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   private readTxChain(chain: DescriptorChain, hl: number, frameLen: number): boolean {
     const p = this.txPacket;
     if (chain.fault !== null || frameLen < ETH_HEADER || frameLen > p.capacity) return false;
-    const r = this.reader.reset(chain);
-    if (r.read(this.txHdr, 0, hl) !== hl || r.read(p.data, 0, frameLen) !== frameLen) return false;
+    if (!this.txReader.read(chain, this.txHdr, hl, p.data, this.txData32, frameLen)) return false;
     p.length = frameLen;
     return this.txHeader.apply(this.txHdr, p, this.negotiated, this.mtu, this.ctx?.littleEndian ?? true);
   }

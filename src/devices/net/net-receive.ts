@@ -15,7 +15,7 @@ import type { QueueServer } from '../../device/queue-server.js';
 import type { DeviceContext } from '../../device/types.js';
 import { QueueError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { ChainCursor, type DescriptorChain } from '../../queue/chain.js';
+import type { DescriptorChain } from '../../queue/chain.js';
 import type { DeviceQueue } from '../../queue/types.js';
 import { ETH_HEADER, NetF, NetHdr } from '../../spec/net.js';
 import type { FlowSteering } from './flow-steering.js';
@@ -27,6 +27,7 @@ import { NetHashReport, type NetRss } from './net-rss.js';
 import { NetRxCounter, type NetQueueCounters } from './net-stats.js';
 import { type NetPacket, completeChecksum } from './packet.js';
 import type { RxFilter } from './rx-filter.js';
+import { RxChainWriter } from './rx-chain-writer.js';
 import { RscCoalescer, type RscSink } from './rsc-coalescer.js';
 
 /**
@@ -104,7 +105,7 @@ export class NetReceiver implements RscSink {
   /** RSC_EXT: segments of one flow coalesced into a GSO frame (rsc-coalescer.ts). */
   readonly rsc = new RscCoalescer(this);
   private readonly rxHdr = new Uint8Array(NetHdr.HASH_SIZE);
-  private readonly writer = new ChainCursor(true);
+  private readonly writer = new RxChainWriter();
   /** Per receive queue: chains for the buffers of one frame, made as first needed (at most the queue size). */
   private rxChains: DescriptorChain[][] = [];
   private readonly rxWritten: Uint32Array;
@@ -316,22 +317,10 @@ export class NetReceiver implements RscSink {
     this.rxFields.numBuffers = n;
     writeRxHeader(this.rxHdr, hl, p, this.rxFields, ctx.littleEndian);
     // Header then frame, buffer after buffer; all but the last filled (device/net/31).
-    const w = this.writer;
     let at = 0; // position in header ++ frame
     for (let i = 0; i < n; i++) {
-      const c = chains[i]!;
-      w.reset(c);
-      let wrote = 0;
-      if (at < hl) {
-        const k = w.write(this.rxHdr, at, Math.min(hl - at, c.writableBytes));
-        wrote += k;
-        at += k;
-      }
-      if (at >= hl && wrote < c.writableBytes) {
-        const k = w.write(p.data, at - hl, Math.min(total - at, c.writableBytes - wrote));
-        wrote += k;
-        at += k;
-      }
+      const wrote = this.writer.fill(chains[i]!, this.rxHdr, hl, p.data, total, at);
+      at += wrote;
       this.rxWritten[i] = wrote;
     }
     // device/net/32: every buffer of the frame becomes visible with one publication.

@@ -27,7 +27,7 @@ import { WorkerPool } from '../../vhost-user/worker-pool.js';
 import { PF } from '../../vhost-user/messages.js';
 import type { VhostUserDeviceHooks } from '../../vhost-user/device-hooks.js';
 import { ETH_HEADER, ETH_VLAN_TAG } from '../../spec/net.js';
-import type { NetOptions } from './cli.js';
+import { DEFAULT_NET_POLL_US, type NetOptions } from './cli.js';
 import { portMac, type RunNetHooks } from './net-command.js';
 import { netPortDevice, netWorkerSpec, type NetSessionArgs, type NetWorkerArgs, type NetWorkerPort } from './net-worker.js';
 import { formatMac } from './packet.js';
@@ -124,6 +124,7 @@ export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNe
       platform,
       logger,
       verbosity: options.verbosity,
+      pollUs: options.pollUs ?? DEFAULT_NET_POLL_US,
       name: 'virtio-ts net',
       placement: `${endpoints.length} socket port${endpoints.length === 1 ? '' : 's'} (socket i, all its queue pairs, on thread i mod ${threads})`,
     });

@@ -1,0 +1,43 @@
+/**
+ * Reads a transmit chain (5.1.6.2: a virtio_net_hdr, then the frame, over any split of
+ * device-readable descriptors) out of guest memory into the device's header buffer and frame,
+ * with the allocation-free copies of guest-copy.ts.
+ */
+import type { DescriptorChain } from '../../queue/chain.js';
+import { copySpan } from './guest-copy.js';
+
+export { WORD_COPY_MAX } from './guest-copy.js';
+
+/** Reads a transmit chain's header and frame; one per device (it keeps no state between chains). */
+export class TxChainReader {
+  /**
+   * Copies the chain's first `hl` readable bytes into hdr[0, hl) and the next `frameLen` into
+   * frame[0, frameLen). False when a readable buffer is not in guest memory (the chain is then
+   * dropped as malformed) or the chain holds fewer bytes.
+   */
+  read(chain: DescriptorChain, hdr: Uint8Array, hl: number, frame: Uint8Array, frame32: Uint32Array | null, frameLen: number): boolean {
+    const mem = chain.memory;
+    const total = hl + frameLen;
+    let pos = 0;
+    for (let i = 0; i < chain.readableCount && pos < total; i++) {
+      const len = Math.min(chain.lens[i]!, total - pos);
+      if (len === 0) continue;
+      const addr = chain.addrs[i]!;
+      const r = mem.locate(addr, len);
+      if (r < 0) return false;
+      const bytes = mem.bytesOf(r);
+      let off = addr - mem.baseOf(r);
+      let n = len;
+      // The header part (small: a byte loop).
+      while (pos < hl && n > 0) {
+        hdr[pos++] = bytes[off++]!;
+        n--;
+      }
+      if (n > 0) {
+        copySpan(bytes, mem.u32Of(r), off, frame, frame32, pos - hl, n);
+        pos += n;
+      }
+    }
+    return pos === total;
+  }
+}
