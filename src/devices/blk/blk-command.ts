@@ -64,7 +64,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
     try {
       const opened = await openImage(options.image, {
         readOnly: options.readOnly,
-        aio: options.aio ?? BlkAio.AUTO,
+        aio: options.aio ?? BlkAio.IO_URING,
         direct: options.direct === true,
         writeThrough: options.writeThrough === true,
         waitUs: options.waitUs ?? DEFAULT_WAIT_US,

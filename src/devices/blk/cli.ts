@@ -54,7 +54,7 @@ export interface BlkOptions extends BackendOptions {
   readonly waitUs?: number | null;
   /** `--threads T`: rings served on T worker threads (ring i on thread i mod T); 0: on the main thread. */
   readonly threads: number;
-  /** `--aio auto|io_uring|threads` with --image (absent: auto, io_uring where the kernel allows it). */
+  /** `--aio auto|io_uring|threads` with --image (absent: io_uring where the kernel allows it). */
   readonly aio?: BlkAio;
   /** `--direct`: O_DIRECT, bypassing the host page cache (cache.direct=on). */
   readonly direct?: boolean;
@@ -65,7 +65,8 @@ export interface BlkOptions extends BackendOptions {
 /**
  * How an image file is accessed: io_uring batches (IO_URING), positional I/O on libuv's threads
  * (THREADS), or io_uring with the buffered writes that would queue behind io_uring's single
- * io-wq worker per file sent to libuv's threads instead (AUTO, the command's default).
+ * io-wq worker per file sent to libuv's threads instead (AUTO; the command's default is IO_URING,
+ * measured faster on a quiet machine: bench/README.md).
  */
 export const BlkAio = { AUTO: 'auto', IO_URING: 'io_uring', THREADS: 'threads' } as const;
 export type BlkAio = (typeof BlkAio)[keyof typeof BlkAio];
@@ -122,11 +123,11 @@ ${BACKEND_SOCKET_USAGE}
                           i mod T); the main thread keeps the vhost-user socket, features and config
                           (default: queues served on the main thread)
   --aio auto|io_uring|threads
-                          how the image is read and written: io_uring batches (io_uring),
-                          positional I/O on libuv's thread pool (threads), or auto (the
-                          default): io_uring, except that a buffered write goes to the thread
-                          pool while another write is in flight in io_uring (Linux runs those
-                          one at a time per file). auto and io_uring fall back to positional
+                          how the image is read and written: io_uring batches (io_uring, the
+                          default), positional I/O on libuv's thread pool (threads), or auto:
+                          io_uring, except that a buffered write goes to the thread pool while
+                          another write is in flight in io_uring (Linux runs those one at a
+                          time per file). auto and io_uring fall back to positional
                           I/O when the kernel refuses io_uring, with a warning
   --direct                open the image with O_DIRECT, bypassing the host page cache
                           (QEMU cache.direct=on; needs io_uring)

@@ -150,11 +150,11 @@ describe('UringBackend write routes (--aio auto)', { skip, timeout: 60_000 }, ()
     await assert.rejects(poolWrite(1 << 20, new Uint8Array(512), 0, 512, 0), (e: unknown) => e instanceof UringIoError && e.errno === 'EBADF');
   });
 
-  it('--aio auto: parsed, the command default; openImage(auto) gives a UringBackend routing OVERFLOW', async () => {
+  it('--aio auto: parsed (the command default is io_uring); openImage(auto) gives a UringBackend routing OVERFLOW', async () => {
     const parse = (argv: string[]): BlkOptions => (parseCommandLine(['blk', '--socket-path', 's', ...argv]) as unknown as { options: BlkOptions }).options;
     assert.equal(parse(['--image', 'x.img', '--aio', 'auto']).aio, BlkAio.AUTO);
     assert.equal(parse(['--image', 'x.img', '--aio', 'auto', '--direct']).direct, true);
-    assert.equal(parse(['--image', 'x.img']).aio, undefined, 'absent: the command chooses (auto)');
+    assert.equal(parse(['--image', 'x.img']).aio, undefined, 'absent: the command chooses (io_uring)');
     const path = image('open.img', 65536);
     const opened = await openImage(path, { aio: BlkAio.AUTO });
     try {
