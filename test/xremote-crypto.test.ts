@@ -73,15 +73,25 @@ describe('x-remote: QEMU virtio-crypto-pci + cryptodev-backend-builtin driven by
       const rsa = await c.createRsaSession({ keyType: AkcipherKeyType.PRIVATE, key: der, padding: RsaPadding.PKCS1, hash: RsaHash.SHA256 });
       const digest = createHash('sha256').update(plain).digest();
       const sig = await c.akcipher({ session: rsa }, CryptoDataOp.AKCIPHER_SIGN, digest, 128);
-      assert.deepEqual(Buffer.from(sig), sign('sha256', plain, privateKey), 'PKCS#1 v1.5 signature = node:crypto');
-      assert.equal(await c.verify({ session: rsa }, sig, digest), true);
-      assert.equal(await c.verify({ session: rsa }, sig, pattern(32, 3)), false, 'another digest is KEY_REJECTED');
+      const expectedSig = sign('sha256', plain, privateKey);
+      // QEMU 7.2's builtin RSA writes all 128 bytes but reports the signature's length as an
+      // integer's: 127 when its top byte is 0 (1 key in 256), so the driver, which trusts the
+      // reported length, hands back the first 127 bytes. Only that case may come back short.
+      if (sig.length === 127) assert.equal(expectedSig[0], 0, 'a short signature only when its top byte is 0');
+      assert.deepEqual(Buffer.from(sig), expectedSig.subarray(0, sig.length), 'PKCS#1 v1.5 signature = node:crypto');
+      const fullSig = sig.length === 128 ? sig : Uint8Array.from(expectedSig);
+      assert.equal(await c.verify({ session: rsa }, fullSig, digest), true);
+      assert.equal(await c.verify({ session: rsa }, fullSig, pattern(32, 3)), false, 'another digest is KEY_REJECTED');
       // QEMU's builtin (nettle) RSA pads with PKCS#1 v1.5 only, and wants a hash named even where
       // it is unused (encryption).
       const pub = publicKey.export({ format: 'der', type: 'pkcs1' });
       const rsaPub = await c.createRsaSession({ keyType: AkcipherKeyType.PUBLIC, key: pub, padding: RsaPadding.PKCS1, hash: RsaHash.SHA256 });
       const m = pattern(40, 5);
-      const ct = await c.akcipher({ session: rsaPub }, CryptoDataOp.AKCIPHER_ENCRYPT, m, 128);
+      // The same under-reported length for a ciphertext whose top byte is 0; PKCS#1 v1.5
+      // encryption pads at random, so encrypt again (a 128-byte result within 4 tries fails with
+      // probability 2^-32).
+      let ct = await c.akcipher({ session: rsaPub }, CryptoDataOp.AKCIPHER_ENCRYPT, m, 128);
+      for (let tries = 1; ct.length === 127 && tries < 4; tries++) ct = await c.akcipher({ session: rsaPub }, CryptoDataOp.AKCIPHER_ENCRYPT, m, 128);
       assert.equal(ct.length, 128);
       // node refuses PKCS#1 v1.5 decryption (CVE-2023-46809): decrypt raw and check the EME block.
       const em = privateDecrypt({ key: privateKey, padding: constants.RSA_NO_PADDING }, ct);
