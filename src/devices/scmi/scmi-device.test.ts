@@ -297,6 +297,22 @@ describe('ScmiDevice', T, () => {
     assert.equal(device.events.messagesWaiting, 0);
   });
 
+  it('a device reset forgets the trip points and notifications the agent configured: a crossing after it raises nothing', async () => {
+    const { raw, device, pair } = setup();
+    const S = ScmiProtocol.SENSOR;
+    assert.equal((await raw.cmd(S, ScmiSensorMessage.TRIP_POINT_CONFIG, [0, ScmiTripPoint.BOTH, 50, 0])).status, 0);
+    assert.equal((await raw.cmd(S, ScmiSensorMessage.TRIP_POINT_NOTIFY, [0, 1])).status, 0);
+    device.sensors.setValue(0, 60);
+    assert.equal(device.events.messagesWaiting, 1, 'configured: the crossing is notified');
+    device.reset();
+    assert.equal(device.events.messagesWaiting, 0);
+    // Up again with P2A_CHANNELS (notifications possible again), nothing configured since.
+    device.activate(pair.devCtx);
+    device.sensors.setValue(0, 40);
+    device.sensors.setValue(0, 60);
+    assert.equal(device.events.messagesWaiting, 0, 'after the reset nothing was asked for');
+  });
+
   it('device/scmi/12 driver/scmi/5: a notification meant for a too-small buffer is omitted (buffer used with length 0); buffers with readable parts are not used', async () => {
     const { raw, device } = setup();
     const S = ScmiProtocol.SENSOR;

@@ -149,6 +149,7 @@ export class ScmiDevice implements VirtioDevice {
   reset(): void {
     this.server.reset();
     this.events.reset();
+    this.sensors.resetAgentConfiguration();
     this.p2a = false;
   }
 

@@ -102,6 +102,21 @@ export class ScmiSensorProtocol implements ScmiProtocolHandler {
     this.sensors = specs.map((s) => new Sensor(s));
   }
 
+  /**
+   * Device reset (2.4): forget what the agent configured (trip points and their notifications),
+   * as SCMI's BASE_RESET_AGENT_CONFIGURATION would, so a driver after the reset gets no
+   * notification it did not ask for. The sensors' values are the platform's and stay.
+   */
+  resetAgentConfiguration(): void {
+    for (const s of this.sensors) {
+      s.notify = false;
+      for (const t of s.trips) {
+        t.direction = ScmiTripPoint.DISABLED;
+        t.value = 0;
+      }
+    }
+  }
+
   /** Number of sensors (ids are 0..count-1). */
   get count(): number {
     return this.sensors.length;
