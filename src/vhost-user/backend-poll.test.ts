@@ -173,14 +173,21 @@ describe('VhostUserBackend busy-poll window (pollUs)', () => {
     assert.equal(errors, 0, 'a driver error is not a device failure');
   });
 
-  it('polling that keeps finding nothing is suspended: the next episodes are plain passes', async () => {
+  async function suspendsAfterFruitlessEpisodes(slowPasses: boolean): Promise<void> {
     const dev = new RacingDevice();
     const { drv, kick, call } = await start(dev, 100);
     let addInPass = false;
+    let slow = false;
     dev.afterPass = () => {
       if (addInPass) {
         addInPass = false;
         drv.add(enc.encode('late'), 16, RING.data + 0x800);
+      }
+      // A pass that outlasts the episode's budget with nothing waiting after it (as when the
+      // process is descheduled on a loaded machine): polling found nothing, so it is fruitless.
+      if (slow) {
+        const end = performance.now() + (POLL_BUDGET_US * 3) / 2000;
+        while (performance.now() < end);
       }
     };
     // Baseline: with polling on, a buffer added during the pass is served in the same episode.
@@ -193,14 +200,16 @@ describe('VhostUserBackend busy-poll window (pollUs)', () => {
     await dev.waitFor(2);
     assert.equal(drv.usedIdx(), 2, 'polled');
     // That episode found one buffer by polling; two fruitless episodes in a row suspend polling.
+    slow = slowPasses;
     for (let i = 0; i < 2; i++) {
       drv.add(enc.encode('b'), 16, RING.data);
       called = waitEventfd(p, call);
       drv.setUsedEvent(drv.usedIdx());
-    p.eventfdWrite(kick, 1);
+      p.eventfdWrite(kick, 1);
       await called;
     }
     await dev.waitFor(4);
+    slow = false;
     addInPass = true;
     drv.add(enc.encode('c'), 16, RING.data);
     called = waitEventfd(p, call);
@@ -215,6 +224,14 @@ describe('VhostUserBackend busy-poll window (pollUs)', () => {
     p.eventfdWrite(kick, 1);
     await called;
     assert.equal(drv.usedIdx(), 6);
+  }
+
+  it('polling that keeps finding nothing is suspended: the next episodes are plain passes', async () => {
+    await suspendsAfterFruitlessEpisodes(false);
+  });
+
+  it('an episode whose pass outlasts the budget with nothing waiting counts as fruitless (not as busy polling)', async () => {
+    await suspendsAfterFruitlessEpisodes(true);
   });
 
   it('pollUs is checked: 0..MAX_POLL_US', () => {

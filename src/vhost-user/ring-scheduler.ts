@@ -188,11 +188,15 @@ export class RingScheduler {
         }
         // Buffers already waiting: straight to the next pass, reading the clock (tens of ns)
         // only every POLL_CLOCK_PASSES passes to keep the budget.
-        if (q.hasAvailable() && ++busyPasses < POLL_CLOCK_PASSES) continue;
+        const waiting = q.hasAvailable();
+        if (waiting && ++busyPasses < POLL_CLOCK_PASSES) continue;
         busyPasses = 0;
         const t0 = performance.now();
         if (t0 >= budgetEnd) {
-          hits++; // busy to the end of the budget: polling was not wasted
+          // Busy to the end of the budget with buffers still coming: polling was not wasted.
+          // A budget spent with nothing waiting (a slow pass, or this process descheduled on a
+          // loaded machine) found nothing by polling and counts as fruitless.
+          if (waiting) hits++;
           break;
         }
         // The window starts after the pass: wait for the driver's next buffer this long.
