@@ -18,6 +18,7 @@ import { F } from '../src/spec/features.js';
 import { spawnBackend } from '../src/vhost-user/frontend-process.js';
 import { VhostUserDriverTransport, startVhostUserDriver } from '../src/vhost-user/frontend-transport.js';
 import { qsdArgs, repoRoot } from './blk-vhost-bench.js';
+import { xorshift32 } from '../src/testing/xorshift.js';
 
 const DISK = 256 << 20;
 const ALL = (1n << 64n) - 1n;
@@ -33,18 +34,8 @@ const BACKENDS: Backend[] = [
   { name: 'qsd', cmd: 'qemu-storage-daemon', args: (s) => qsdArgs(s, { nullBytes: DISK }) },
 ];
 
-/** xorshift32: a cheap deterministic random sector stream. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+/** A cheap deterministic random sector stream. */
+const rng = xorshift32;
 
 async function job(b: BlkDriver, qd: number, secs: number): Promise<number> {
   const sectors = DISK / 512 - 8;

@@ -27,6 +27,7 @@ import {
   type GuestResult,
   type TempDir,
 } from './support/guest.js';
+import { xorshiftBytes } from '../src/testing/xorshift.js';
 
 const deps = ensureGuestDeps();
 const skip = deps.ok ? false : deps.reason;
@@ -43,16 +44,7 @@ const SEED_OFFSET = 256 * 1024; // what the host wrote before boot, for the gues
 
 /** Deterministic bytes that differ at every position from a simple fill. */
 function pattern(len: number, seed: number): Buffer {
-  const b = Buffer.alloc(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
+  return Buffer.from(xorshiftBytes(len, seed));
 }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

@@ -26,6 +26,7 @@ import {
   type ManagedProcess,
   type TempDir,
 } from './support/guest.js';
+import { xorshiftBytes } from '../src/testing/xorshift.js';
 
 const deps = ensureGuestDeps();
 const skip = deps.ok ? false : deps.reason;
@@ -40,16 +41,7 @@ const SEED_OFFSET = 1 << 20;
 const SEED_LEN = 8192;
 
 function pattern(len: number, seed: number): Buffer {
-  const b = Buffer.alloc(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
+  return Buffer.from(xorshiftBytes(len, seed));
 }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

@@ -20,6 +20,7 @@ import { createLoopback } from '../testing/loopback.js';
 import { isVirtioError } from '../errors.js';
 import { EXIT, type DemoOptions } from './args.js';
 import type { CliIo } from './options.js';
+import { xorshiftBytes } from '../testing/xorshift.js';
 
 const SECTOR = 512;
 const SERIAL = 'virtio-ts-demo';
@@ -39,16 +40,7 @@ function featureList(features: bigint): string {
 }
 
 function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
+  return xorshiftBytes(len, seed);
 }
 
 const short = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex').slice(0, 16);

@@ -37,3 +37,4 @@ export {
   transportServes,
 } from './transport-matrix.js';
 export type { WorkerChannel } from '../transport/in-process/worker-protocol.js';
+export { xorshift32, xorshiftBelow, xorshiftBytes } from './xorshift.js';

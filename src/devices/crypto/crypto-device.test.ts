@@ -35,6 +35,7 @@ import { F } from '../../spec/features.js';
 import { CryptoDevice } from './crypto-device.js';
 import { CryptoStatusError } from './crypto-driver-types.js';
 import { cryptoPair, ctrlReq, dataReq, le32, pattern } from './crypto-test-support.js';
+import { xorshiftBelow } from '../../testing/xorshift.js';
 
 const T = { timeout: 20_000 };
 const ENC = 1;
@@ -377,13 +378,7 @@ describe('virtio-crypto device: data requests (5.9.7.3 - 5.9.7.8)', () => {
 
   it('the guest is untrusted: 800 random requests on every queue (opcodes, lengths, flags, ids, short buffers) are each answered; nothing throws, no reset, sessions stay bounded, the device still serves', T, async () => {
     const { driver, device, pair } = cryptoPair({ maxSessions: 8, maxSize: 4096 });
-    let x = 0x9e3779b9;
-    const rnd = (n: number): number => {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      return (x >>> 0) % n;
-    };
+    const rnd = xorshiftBelow(0x9e3779b9);
     const ctrlOps = Object.values(CryptoCtrlOp);
     const dataOps = Object.values(CryptoDataOp);
     const word = (): number => [0, 1, 2, 3, 12, 16, 20, 32, 48, 64, 65, 4096, 0xffffffff, rnd(1 << 30)][rnd(14)]!;

@@ -12,18 +12,12 @@ import { NetDevice } from './net-device.js';
 import { NetPacket } from './packet.js';
 import type { NetPort } from './port.js';
 import { NetSwitch } from './switch.js';
+import { xorshift32 } from '../../testing/xorshift.js';
 
-/** A small deterministic generator (xorshift32), so a failure is reproducible. */
+/** A small deterministic generator of [0, 1) (xorshift32), so a failure is reproducible. */
 function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x1_0000_0000;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 0x1_0000_0000;
 }
 
 describe('virtio-net device: random input', () => {

@@ -19,6 +19,7 @@ import { NetHashReport, NetHashType, toeplitzHash } from './net-rss.js';
 import { NetPacket } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { NetSwitch } from './switch.js';
+import { xorshiftBelow } from '../../testing/xorshift.js';
 
 const T = { timeout: 15_000 };
 const DEV = Uint8Array.of(0x02, 0x76, 0x74, 0, 0, 1);
@@ -492,15 +493,7 @@ describe('virtio-net: untrusted receive buffers and random GSO headers', () => {
 
   it('400 transmit chains with random gso_type, gso_size, hdr_len, flags and checksum offsets over real TCP/UDP frames: forwarded (segments with valid checksums) or counted, never NEEDS_RESET', { timeout: 60_000 }, async () => {
     const r = await rig({ refuse: NetF.HASH_REPORT });
-    let x = 0x2545f491;
-    const rnd = (n: number): number => {
-      x ^= x << 13;
-      x >>>= 0;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      x >>>= 0;
-      return x % n;
-    };
+    const rnd = xorshiftBelow(0x2545f491);
     const types = [0, NetGsoType.TCPV4, NetGsoType.TCPV6, NetGsoType.UDP, NetGsoType.UDP_L4, NetGsoType.TCPV4 | NetGsoType.ECN, 0x20, 0x41, 0xff];
     let sent = 0;
     for (let i = 0; i < 400; i++) {

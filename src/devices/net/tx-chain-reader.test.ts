@@ -8,19 +8,10 @@ import { describe, it } from 'node:test';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { ChainCursor, DescriptorChain } from '../../queue/chain.js';
 import { TxChainReader, WORD_COPY_MAX } from './tx-chain-reader.js';
+import { xorshift32 } from '../../testing/xorshift.js';
 
-/** A deterministic generator (xorshift32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+/** A deterministic generator, so a failure can be replayed. */
+const rng = xorshift32;
 
 describe('TxChainReader', () => {
   const mem = new GuestMemory([

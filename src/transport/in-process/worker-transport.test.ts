@@ -14,22 +14,13 @@ import { F, bit } from '../../spec/features.js';
 import { Status } from '../../spec/status.js';
 import { DEVICE_FACTORIES_MODULE } from '../../testing/device-factories.js';
 import { type DeviceWorkerConnection, startDeviceWorker } from './worker-transport.js';
+import { xorshiftBelow } from '../../testing/xorshift.js';
 
 const N = 10_000;
 const STALL_MS = 10_000;
 
-/** xorshift32: reproducible shapes from a seed. */
-function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n: number): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
+/** Reproducible shapes from a seed. */
+const rng = xorshiftBelow;
 
 async function withWorker(args: unknown, body: (c: DeviceWorkerConnection) => Promise<void>): Promise<void> {
   const c = await startDeviceWorker({ module: DEVICE_FACTORIES_MODULE, factory: 'echoDevice', args, memorySize: 8 << 20 });
