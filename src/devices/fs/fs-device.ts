@@ -113,7 +113,13 @@ export class FsDevice implements VirtioDevice {
   private ioWrite = false;
   /** Spans gathered for one vectored call: (view index, offset, length) triples over ioViews. */
   private readonly ioSpans = new Float64Array(3 * VECTORED_SPANS_MAX);
+  /**
+   * The guest memory views of the call: the first ioViewCount entries. Kept between requests,
+   * its length changed only when the views change (a store to an array's length is a slow
+   * runtime call, and a push after emptying regrows the backing store: both per request before).
+   */
   private readonly ioViews: Uint8Array[] = [];
+  private ioViewCount = 0;
   private ioCount = 0;
   private ioPending = 0;
   private readonly vio: VectoredIo;
@@ -284,7 +290,7 @@ export class FsDevice implements VirtioDevice {
     this.ioWrite = write;
     this.ioCount = 0;
     this.ioPending = 0;
-    this.ioViews.length = 0;
+    this.ioViewCount = 0;
   }
 
   /**
@@ -294,24 +300,21 @@ export class FsDevice implements VirtioDevice {
    */
   private readonly collectSpan = (bytes: Uint8Array, offset: number, len: number): void => {
     if (this.ioStop) return;
-    const views = this.ioViews;
-    let vi = views.length - 1;
-    if (vi < 0 || views[vi] !== bytes) {
-      vi = views.indexOf(bytes);
+    let vi = this.ioViewCount - 1;
+    if (vi < 0 || this.ioViews[vi] !== bytes) {
+      vi = this.viewIndex(bytes);
       if (vi < 0) {
-        if (views.length === VECTORED_VIEWS_MAX) {
+        if (this.ioViewCount === VECTORED_VIEWS_MAX) {
           this.flushIo();
           if (this.ioStop) return;
         }
-        vi = views.length;
-        views.push(bytes);
+        vi = this.addView(bytes);
       }
     }
     if (this.ioCount === VECTORED_SPANS_MAX) {
       this.flushIo();
       if (this.ioStop) return;
-      vi = views.length;
-      views.push(bytes);
+      vi = this.addView(bytes);
     }
     const at = 3 * this.ioCount++;
     this.ioSpans[at] = vi;
@@ -324,13 +327,30 @@ export class FsDevice implements VirtioDevice {
   private flushIo(): void {
     if (this.ioCount === 0) return;
     const pos = this.ioPos + this.ioDone;
+    // The addon takes every element of the array as a view of the call.
+    if (this.ioViews.length !== this.ioViewCount) this.ioViews.length = this.ioViewCount;
     const r = this.ioWrite ? this.vio.pwritev(this.ioFd, pos, this.ioViews, this.ioSpans, this.ioCount) : this.vio.preadv(this.ioFd, pos, this.ioViews, this.ioSpans, this.ioCount);
     if (r < 0) this.ioErr = -r;
     else this.ioDone += r;
     if (r !== this.ioPending) this.ioStop = true;
     this.ioCount = 0;
     this.ioPending = 0;
-    this.ioViews.length = 0;
+    this.ioViewCount = 0;
+  }
+
+  /** The index of `bytes` among the call's views, or -1. */
+  private viewIndex(bytes: Uint8Array): number {
+    for (let i = 0; i < this.ioViewCount; i++) if (this.ioViews[i] === bytes) return i;
+    return -1;
+  }
+
+  /** `bytes` as the call's next view (the array left as it is when it already holds it there); its index. */
+  private addView(bytes: Uint8Array): number {
+    const vi = this.ioViewCount++;
+    if (vi < this.ioViews.length) {
+      if (this.ioViews[vi] !== bytes) this.ioViews[vi] = bytes;
+    } else this.ioViews.push(bytes);
+    return vi;
   }
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
@@ -375,6 +395,7 @@ export class FsDevice implements VirtioDevice {
   /** Device reset: every open handle closed and every inode forgotten; the driver must INIT again. */
   reset(): void {
     this.generation++;
+    this.ioViews.length = 0; // no view of the old guest memory kept past a reset
     this.server.reset();
     this.notifier.clear();
     this.fuse.reset();
