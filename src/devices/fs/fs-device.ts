@@ -63,6 +63,9 @@ export interface FsDeviceOptions extends HostFsOptions {
 
 /** Longest mount tag in bytes of UTF-8: the 36-byte `tag` field of struct virtio_fs_config (5.11.4). */
 export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
+/** Spans up to this many bytes are copied in or out byte by byte (see FsDevice.copyInSpan). */
+const COPY_LOOP_MAX = 256;
+
 /** Transfers on the thread pool at once (each holds a bounce buffer of max_write bytes). */
 export const ASYNC_IO_SLOTS = 16;
 
@@ -107,6 +110,8 @@ export class FsDevice implements VirtioDevice {
   private readonly asyncIo: FsAsyncIo | null;
   private ioFd = -1;
   private ioPos = 0;
+  /** Where the span being copied goes in (or comes from) inBuf / outBuf. */
+  private copyAt = 0;
   private ioDone = 0;
   private ioErr = 0;
   private ioStop = false;
@@ -199,10 +204,10 @@ export class FsDevice implements VirtioDevice {
     let copied: number;
     if (this.fuse.initialized && want > FUSE_WRITE_HEAD) {
       // A WRITE's data stays in guest memory (written to the file from there); others are copied whole.
-      copied = this.reader.read(this.inBuf, 0, FUSE_WRITE_HEAD);
+      copied = this.copyIn(0, FUSE_WRITE_HEAD);
       const op = this.fuse.littleEndian ? this.inBuf.readUInt32LE(FuseInHeader.OPCODE) : this.inBuf.readUInt32BE(FuseInHeader.OPCODE);
-      if (op !== FuseOpcode.WRITE) copied += this.reader.read(this.inBuf, copied, want - copied);
-    } else copied = this.reader.read(this.inBuf, 0, want);
+      if (op !== FuseOpcode.WRITE) copied += this.copyIn(copied, want - copied);
+    } else copied = this.copyIn(0, want);
     this.ioChain = chain;
     this.ioReq = req;
     const wasInitialized = this.fuse.initialized;
@@ -232,8 +237,36 @@ export class FsDevice implements VirtioDevice {
       this.writer.reset(chain).write(this.outBuf, 0, FuseOutHeader.SIZE);
       return replyLen;
     }
-    return this.writer.reset(chain).write(this.outBuf, 0, replyLen);
+    this.copyAt = 0;
+    return this.writer.reset(chain).spans(replyLen, this.copyOutSpan);
   }
+
+  /** The next `len` bytes of the request (this.reader) into inBuf at `at`; bytes copied. */
+  private copyIn(at: number, len: number): number {
+    this.copyAt = at;
+    return this.reader.spans(len, this.copyInSpan);
+  }
+
+  /**
+   * Copies between one guest span and inBuf/outBuf at copyAt. Requests and replies are mostly
+   * under COPY_LOOP_MAX bytes: copied byte by byte, because `set` of a `subarray` makes a view
+   * per request; larger ones take the bulk copy.
+   */
+  private readonly copyInSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    const dst = this.inBuf;
+    const at = this.copyAt;
+    if (len <= COPY_LOOP_MAX) for (let k = 0; k < len; k++) dst[at + k] = bytes[offset + k]!;
+    else dst.set(bytes.subarray(offset, offset + len), at);
+    this.copyAt = at + len;
+  };
+
+  private readonly copyOutSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    const src = this.outBuf;
+    const at = this.copyAt;
+    if (len <= COPY_LOOP_MAX) for (let k = 0; k < len; k++) bytes[offset + k] = src[at + k]!;
+    else bytes.set(src.subarray(at, at + len), offset);
+    this.copyAt = at + len;
+  };
 
   private asyncOwner(): ConstructorParameters<typeof FsAsyncIo>[2] {
     return {
