@@ -18,6 +18,7 @@ import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (p) => join(root, 'dist', p);
@@ -86,7 +87,19 @@ async function rate(one, seconds = SECONDS) {
   return n / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * Writes back the file system's dirty pages (syncfs of the share's file system) before a back-end
+ * starts: the 128 MiB of files made for the bench (and whatever the previous run removed) are
+ * otherwise written back during the first back-end's first rows, and ext4's create and unlink
+ * cost several times their usual CPU under that writeback (journal commits): measured 140-220
+ * CPU µs per create+unlink for the back-end that ran first against 45-70 µs for the one after it.
+ */
+function settle(share) {
+  execFileSync('sync', ['-f', share]);
+}
+
 async function runBackend(name, cmd, args, share) {
+  settle(share);
   const sock = join(share, '..', `${name}.sock`);
   const p = await spawnBackend(cmd, args(sock), sock);
   // The stall watch (100 ms) re-notifies a ring that made no progress: QEMU 7.2's virtiofsd
@@ -115,7 +128,7 @@ async function runBackend(name, cmd, args, share) {
       const t0 = performance.now();
       const value = await f();
       const wall = (performance.now() - t0) / 1000;
-      rows[label] = { value, cpu: cpuSeconds(p.child.pid) - c0, wall };
+      rows[label] = { value, cpu: cpuSeconds(p.child.pid) - c0, wall, maxWrite: fs.maxWrite };
     };
     await row('lookup+getattr /s', () =>
       rate(async (i) => {
@@ -201,8 +214,8 @@ try {
 }
 
 console.log(`fs-ops: ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-console.log('| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) |');
-console.log('| --- | --- | --- | --- | --- | --- | --- |');
+console.log('| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) | CPU µs/op virtio-ts | CPU µs/op virtiofsd |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 console.log(`rings: virtio-ts fs ${results['virtio-ts fs'].ring}, virtiofsd ${results.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);
 console.log(`max_write: virtio-ts fs ${results['virtio-ts fs'].maxWrite}, virtiofsd ${results.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
 console.log(`stall re-notifications (lost kicks rescued, ${STALL_KICK_MS} ms watch): virtio-ts fs ${results['virtio-ts fs'].stallKicks}, virtiofsd ${results.virtiofsd?.stallKicks ?? '-'}`);
@@ -210,7 +223,11 @@ for (const label of Object.keys(results['virtio-ts fs']).filter((l) => !['maxWri
   const a = results['virtio-ts fs'][label];
   const b = results.virtiofsd?.[label];
   const perCpu = (r) => (r.value * r.wall) / Math.max(r.cpu, 0.01);
+  // CPU µs per operation (a sequential row's operation is one request of `chunk` bytes): the
+  // figure to compare on a loaded machine, where rates swing with the scheduler.
+  const opsOf = (r) => (r.value * r.wall * (label.includes('MiB/s') ? (1 << 20) / Math.min(CHUNK, r.maxWrite) : 1));
+  const usPerOp = (r) => ((r.cpu * 1e6) / Math.max(opsOf(r), 1)).toFixed(1);
   console.log(
-    `| ${label} | ${a.value.toFixed(0)} | ${a.cpu.toFixed(2)} | ${b ? b.value.toFixed(0) : '-'} | ${b ? b.cpu.toFixed(2) : '-'} | ${b ? (a.value / b.value).toFixed(2) : '-'} | ${b ? (perCpu(a) / perCpu(b)).toFixed(2) : '-'} |`,
+    `| ${label} | ${a.value.toFixed(0)} | ${a.cpu.toFixed(2)} | ${b ? b.value.toFixed(0) : '-'} | ${b ? b.cpu.toFixed(2) : '-'} | ${b ? (a.value / b.value).toFixed(2) : '-'} | ${b ? (perCpu(a) / perCpu(b)).toFixed(2) : '-'} | ${usPerOp(a)} | ${b ? usPerOp(b) : '-'} |`,
   );
 }

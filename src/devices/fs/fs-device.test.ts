@@ -258,6 +258,72 @@ describe('FsDevice', T, () => {
     assert.deepEqual(back, data, 'the READ reply is the file, in span order');
   });
 
+  it('READ and WRITE over buffers in two guest memory regions, their order changing between requests: each byte lands where its request put its buffer', async () => {
+    const { dir, pair } = setup();
+    const raw = new Raw(pair.ctx);
+    await raw.init();
+    const createIn = Buffer.concat([Buffer.from(new Uint32Array([2 | 0o100, 0o644, 0, 0]).buffer), Buffer.from('regions.bin\0')]);
+    assert.equal(await raw.add(1, fuseRequest(FuseOpcode.CREATE, 1, createIn), [16 + 128 + 16]), 16 + 128 + 16);
+    // The one 8 MiB region becomes two (the same bytes): guest [0, 4 MiB) and [4 MiB, 8 MiB).
+    const MiB = 1 << 20;
+    const all = pair.memory.bytesOf(0);
+    pair.memory.replaceRegions([
+      { guestBase: 0, bytes: all.subarray(0, 4 * MiB) },
+      { guestBase: 4 * MiB, bytes: all.subarray(4 * MiB) },
+    ]);
+    const A = 3 * MiB + 512 * 1024; // region 0, above what the test's allocator hands out
+    const B = 6 * MiB; // region 1
+    const SEG = 8192;
+    let token = 1000;
+    const chain = (outs: readonly { addr: number; len: number }[], ins: readonly { addr: number; len: number }[]): Promise<number> => {
+      const t = token++;
+      const done = new Promise<number>((resolve) => {
+        pair.ctx.onUsed(1, () => {
+          const q = pair.ctx.queue(1);
+          do {
+            for (let x = q.takeUsed(); x !== undefined; x = q.takeUsed()) if (x === t) resolve(q.lastUsedLen);
+          } while (q.enableInterrupts());
+        });
+      });
+      assert.ok(pair.ctx.queue(1).add(outs, ins, t));
+      pair.ctx.kick(1);
+      return done;
+    };
+    const io = (size: number): Buffer => {
+      const b = Buffer.alloc(40);
+      b.writeBigUInt64LE(1n, 0); // fh 1
+      b.writeUInt32LE(size, 16);
+      return b;
+    };
+    const data = Buffer.alloc(2 * SEG);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 9)) & 0xff;
+    // WRITE: its data in region 0 then region 1.
+    const head = Buffer.from(fuseRequest(FuseOpcode.WRITE, 2, io(data.length)));
+    head.writeUInt32LE(head.length + data.length, 0);
+    const headAt = pair.ctx.dma.alloc(head.length);
+    pair.memory.write(headAt, head);
+    pair.memory.write(A, data.subarray(0, SEG));
+    pair.memory.write(B, data.subarray(SEG));
+    const replyAt = pair.ctx.dma.alloc(64);
+    assert.equal(await chain([{ addr: headAt, len: head.length }, { addr: A, len: SEG }, { addr: B, len: SEG }], [{ addr: replyAt, len: 16 + 8 }]), 16 + 8);
+    assert.deepEqual(readFileSync(join(dir, 'regions.bin')), data, 'the file is the data, in buffer order');
+    const readAt = pair.ctx.dma.alloc(64);
+    pair.memory.write(readAt, fuseRequest(FuseOpcode.READ, 2, io(data.length)));
+    const readReq = { addr: readAt, len: 80 };
+    // READ into region 1 then region 0 (the other order from the WRITE before it).
+    pair.memory.fill(A, 2 * SEG, 0);
+    pair.memory.fill(B, 2 * SEG, 0);
+    assert.equal(await chain([readReq], [{ addr: replyAt, len: 16 }, { addr: B + SEG, len: SEG }, { addr: A + SEG, len: SEG }]), 16 + data.length);
+    assert.deepEqual(Buffer.from(pair.memory.slice(B + SEG, SEG)), data.subarray(0, SEG), 'first half in region 1');
+    assert.deepEqual(Buffer.from(pair.memory.slice(A + SEG, SEG)), data.subarray(SEG), 'second half in region 0');
+    // READ into region 1 only: one view where the request before had two.
+    assert.equal(await chain([readReq], [{ addr: replyAt, len: 16 }, { addr: B + 3 * SEG, len: 2 * SEG }]), 16 + data.length);
+    assert.deepEqual(Buffer.from(pair.memory.slice(B + 3 * SEG, 2 * SEG)), data, 'the whole file in region 1');
+    // And region 0 only again.
+    assert.equal(await chain([readReq], [{ addr: replyAt, len: 16 }, { addr: A + 3 * SEG, len: 2 * SEG }]), 16 + data.length);
+    assert.deepEqual(Buffer.from(pair.memory.slice(A + 3 * SEG, 2 * SEG)), data, 'the whole file in region 0');
+  });
+
   it('device reset forgets every inode and handle; the driver must INIT again', async () => {
     const { device, pair } = setup();
     const fs = new FsClient(pair.ctx);

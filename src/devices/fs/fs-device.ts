@@ -63,6 +63,9 @@ export interface FsDeviceOptions extends HostFsOptions {
 
 /** Longest mount tag in bytes of UTF-8: the 36-byte `tag` field of struct virtio_fs_config (5.11.4). */
 export const FS_TAG_MAX_BYTES = FsConfig.TAG_BYTES;
+/** Spans up to this many bytes are copied in or out byte by byte (see FsDevice.copyInSpan). */
+const COPY_LOOP_MAX = 256;
+
 /** Transfers on the thread pool at once (each holds a bounce buffer of max_write bytes). */
 export const ASYNC_IO_SLOTS = 16;
 
@@ -107,13 +110,21 @@ export class FsDevice implements VirtioDevice {
   private readonly asyncIo: FsAsyncIo | null;
   private ioFd = -1;
   private ioPos = 0;
+  /** Where the span being copied goes in (or comes from) inBuf / outBuf. */
+  private copyAt = 0;
   private ioDone = 0;
   private ioErr = 0;
   private ioStop = false;
   private ioWrite = false;
   /** Spans gathered for one vectored call: (view index, offset, length) triples over ioViews. */
   private readonly ioSpans = new Float64Array(3 * VECTORED_SPANS_MAX);
+  /**
+   * The guest memory views of the call: the first ioViewCount entries. Kept between requests,
+   * its length changed only when the views change (a store to an array's length is a slow
+   * runtime call, and a push after emptying regrows the backing store: both per request before).
+   */
   private readonly ioViews: Uint8Array[] = [];
+  private ioViewCount = 0;
   private ioCount = 0;
   private ioPending = 0;
   private readonly vio: VectoredIo;
@@ -193,10 +204,10 @@ export class FsDevice implements VirtioDevice {
     let copied: number;
     if (this.fuse.initialized && want > FUSE_WRITE_HEAD) {
       // A WRITE's data stays in guest memory (written to the file from there); others are copied whole.
-      copied = this.reader.read(this.inBuf, 0, FUSE_WRITE_HEAD);
+      copied = this.copyIn(0, FUSE_WRITE_HEAD);
       const op = this.fuse.littleEndian ? this.inBuf.readUInt32LE(FuseInHeader.OPCODE) : this.inBuf.readUInt32BE(FuseInHeader.OPCODE);
-      if (op !== FuseOpcode.WRITE) copied += this.reader.read(this.inBuf, copied, want - copied);
-    } else copied = this.reader.read(this.inBuf, 0, want);
+      if (op !== FuseOpcode.WRITE) copied += this.copyIn(copied, want - copied);
+    } else copied = this.copyIn(0, want);
     this.ioChain = chain;
     this.ioReq = req;
     const wasInitialized = this.fuse.initialized;
@@ -226,8 +237,36 @@ export class FsDevice implements VirtioDevice {
       this.writer.reset(chain).write(this.outBuf, 0, FuseOutHeader.SIZE);
       return replyLen;
     }
-    return this.writer.reset(chain).write(this.outBuf, 0, replyLen);
+    this.copyAt = 0;
+    return this.writer.reset(chain).spans(replyLen, this.copyOutSpan);
   }
+
+  /** The next `len` bytes of the request (this.reader) into inBuf at `at`; bytes copied. */
+  private copyIn(at: number, len: number): number {
+    this.copyAt = at;
+    return this.reader.spans(len, this.copyInSpan);
+  }
+
+  /**
+   * Copies between one guest span and inBuf/outBuf at copyAt. Requests and replies are mostly
+   * under COPY_LOOP_MAX bytes: copied byte by byte, because `set` of a `subarray` makes a view
+   * per request; larger ones take the bulk copy.
+   */
+  private readonly copyInSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    const dst = this.inBuf;
+    const at = this.copyAt;
+    if (len <= COPY_LOOP_MAX) for (let k = 0; k < len; k++) dst[at + k] = bytes[offset + k]!;
+    else dst.set(bytes.subarray(offset, offset + len), at);
+    this.copyAt = at + len;
+  };
+
+  private readonly copyOutSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    const src = this.outBuf;
+    const at = this.copyAt;
+    if (len <= COPY_LOOP_MAX) for (let k = 0; k < len; k++) bytes[offset + k] = src[at + k]!;
+    else bytes.set(src.subarray(at, at + len), offset);
+    this.copyAt = at + len;
+  };
 
   private asyncOwner(): ConstructorParameters<typeof FsAsyncIo>[2] {
     return {
@@ -284,7 +323,7 @@ export class FsDevice implements VirtioDevice {
     this.ioWrite = write;
     this.ioCount = 0;
     this.ioPending = 0;
-    this.ioViews.length = 0;
+    this.ioViewCount = 0;
   }
 
   /**
@@ -294,24 +333,21 @@ export class FsDevice implements VirtioDevice {
    */
   private readonly collectSpan = (bytes: Uint8Array, offset: number, len: number): void => {
     if (this.ioStop) return;
-    const views = this.ioViews;
-    let vi = views.length - 1;
-    if (vi < 0 || views[vi] !== bytes) {
-      vi = views.indexOf(bytes);
+    let vi = this.ioViewCount - 1;
+    if (vi < 0 || this.ioViews[vi] !== bytes) {
+      vi = this.viewIndex(bytes);
       if (vi < 0) {
-        if (views.length === VECTORED_VIEWS_MAX) {
+        if (this.ioViewCount === VECTORED_VIEWS_MAX) {
           this.flushIo();
           if (this.ioStop) return;
         }
-        vi = views.length;
-        views.push(bytes);
+        vi = this.addView(bytes);
       }
     }
     if (this.ioCount === VECTORED_SPANS_MAX) {
       this.flushIo();
       if (this.ioStop) return;
-      vi = views.length;
-      views.push(bytes);
+      vi = this.addView(bytes);
     }
     const at = 3 * this.ioCount++;
     this.ioSpans[at] = vi;
@@ -324,13 +360,30 @@ export class FsDevice implements VirtioDevice {
   private flushIo(): void {
     if (this.ioCount === 0) return;
     const pos = this.ioPos + this.ioDone;
+    // The addon takes every element of the array as a view of the call.
+    if (this.ioViews.length !== this.ioViewCount) this.ioViews.length = this.ioViewCount;
     const r = this.ioWrite ? this.vio.pwritev(this.ioFd, pos, this.ioViews, this.ioSpans, this.ioCount) : this.vio.preadv(this.ioFd, pos, this.ioViews, this.ioSpans, this.ioCount);
     if (r < 0) this.ioErr = -r;
     else this.ioDone += r;
     if (r !== this.ioPending) this.ioStop = true;
     this.ioCount = 0;
     this.ioPending = 0;
-    this.ioViews.length = 0;
+    this.ioViewCount = 0;
+  }
+
+  /** The index of `bytes` among the call's views, or -1. */
+  private viewIndex(bytes: Uint8Array): number {
+    for (let i = 0; i < this.ioViewCount; i++) if (this.ioViews[i] === bytes) return i;
+    return -1;
+  }
+
+  /** `bytes` as the call's next view (the array left as it is when it already holds it there); its index. */
+  private addView(bytes: Uint8Array): number {
+    const vi = this.ioViewCount++;
+    if (vi < this.ioViews.length) {
+      if (this.ioViews[vi] !== bytes) this.ioViews[vi] = bytes;
+    } else this.ioViews.push(bytes);
+    return vi;
   }
 
   readConfig(offset: number, dst: Uint8Array, features: bigint, littleEndian: boolean): void {
@@ -375,6 +428,7 @@ export class FsDevice implements VirtioDevice {
   /** Device reset: every open handle closed and every inode forgotten; the driver must INIT again. */
   reset(): void {
     this.generation++;
+    this.ioViews.length = 0; // no view of the old guest memory kept past a reset
     this.server.reset();
     this.notifier.clear();
     this.fuse.reset();

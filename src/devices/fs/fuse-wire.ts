@@ -157,9 +157,11 @@ export class FuseWire {
     const len = FuseOutHeader.SIZE + (errno === 0 ? argBytes : 0);
     this.setU32(FuseOutHeader.LEN, len);
     this.outv.setInt32(FuseOutHeader.ERROR, -errno, this.littleEndian);
-    if (this.inLen >= FuseInHeader.UNIQUE + 8 && this.inb.length >= FuseInHeader.UNIQUE + 8) {
-      this.inb.copy(this.out, FuseOutHeader.UNIQUE, FuseInHeader.UNIQUE, FuseInHeader.UNIQUE + 8);
-    } else this.out.fill(0, FuseOutHeader.UNIQUE, FuseOutHeader.UNIQUE + 8);
+    // Two u32 moves in one fixed order keep the bytes as they are; Buffer.copy would make a
+    // Uint8Array view per reply (Node 20's copy of a sub-range).
+    const known = this.inLen >= FuseInHeader.UNIQUE + 8 && this.inb.length >= FuseInHeader.UNIQUE + 8;
+    this.outv.setUint32(FuseOutHeader.UNIQUE, known ? this.inv.getUint32(FuseInHeader.UNIQUE, true) : 0, true);
+    this.outv.setUint32(FuseOutHeader.UNIQUE + 4, known ? this.inv.getUint32(FuseInHeader.UNIQUE + 4, true) : 0, true);
     return len;
   }
 
