@@ -15,8 +15,9 @@
  * right operand of `&&`, `||` and `??`. Same depth as `dist/` (`dist-fuzz/src/...`), so paths a
  * module builds from its own URL (`../../../build/Release/...`) resolve as in `dist/`.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import ts from 'typescript';
 import { COUNTERS_GLOBAL } from './edge-counters.js';
 const LOCAL = '__vfz';
@@ -147,6 +148,10 @@ export function instrumentSource(code: string, fileName: string, first: number):
   return { code: header + printed, count };
 }
 
+function readManifest(path: string): InstrumentManifest | null {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as InstrumentManifest) : null;
+}
+
 function newestMtime(files: readonly string[]): number {
   let t = 0;
   for (const p of files) t = Math.max(t, statSync(p).mtimeMs);
@@ -164,27 +169,35 @@ export function ensureInstrumented(root: string): InstrumentManifest {
   const fuzzFiles = listJs(join(dist, 'fuzz'));
   const builtFrom = newestMtime([...libFiles, ...fuzzFiles]);
   const manifestPath = join(out, 'counters.json');
-  if (existsSync(manifestPath)) {
-    const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as InstrumentManifest;
-    if (m.builtFrom === builtFrom) return m;
-  }
-  rmSync(out, { recursive: true, force: true });
+  const existing = readManifest(manifestPath);
+  if (existing?.builtFrom === builtFrom) return existing;
+  // Built aside and renamed into place, so a process reading a current copy never sees a half
+  // built one (two processes finding it stale both build; the second keeps the first's).
+  const aside = `${out}.${process.pid}.${threadId}`;
+  rmSync(aside, { recursive: true, force: true });
   const files: { path: string; first: number; count: number }[] = [];
   let next = 0;
   for (const p of libFiles) {
     const rel = relative(dist, p);
     const { code, count } = instrumentSource(readFileSync(p, 'utf8'), p, next);
-    mkdirSync(dirname(join(out, rel)), { recursive: true });
-    writeFileSync(join(out, rel), code);
+    mkdirSync(dirname(join(aside, rel)), { recursive: true });
+    writeFileSync(join(aside, rel), code);
     files.push({ path: relative(join(dist, 'src'), p), first: next, count });
     next += count;
   }
   for (const p of fuzzFiles) {
     const rel = relative(dist, p);
-    mkdirSync(dirname(join(out, rel)), { recursive: true });
-    copyFileSync(p, join(out, rel));
+    mkdirSync(dirname(join(aside, rel)), { recursive: true });
+    copyFileSync(p, join(aside, rel));
   }
   const manifest: InstrumentManifest = { counters: next, builtFrom, files };
-  writeFileSync(manifestPath, JSON.stringify(manifest));
+  writeFileSync(join(aside, 'counters.json'), JSON.stringify(manifest));
+  const current = readManifest(manifestPath);
+  if (current?.builtFrom === builtFrom) {
+    rmSync(aside, { recursive: true, force: true });
+    return current;
+  }
+  rmSync(out, { recursive: true, force: true });
+  renameSync(aside, out);
   return manifest;
 }
