@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run fuzz -- <target> [--runs N | --seconds S] [--seed N] [--max-len N] [--out DIR]
+// npm run fuzz -- <target> [--runs N | --seconds S] [--seed N] [--max-len N] [--out DIR] [--coverage counters|v8]
 //                          [--corpus-only] [--no-corpus] [--write-seeds] [--reproduce FILE] [--list]
 // Coverage-guided fuzzing of one untrusted surface (fuzz/README.md). Runs the compiled targets
 // in dist/ (npm run build first). A finding prints the broken invariant and writes the input to
@@ -65,6 +65,7 @@ const result = await runFuzz({
   corpusDirs: args.includes('--no-corpus') ? [] : [corpusDir],
   outDir: opt('--out') ?? null,
   corpusOnly: args.includes('--corpus-only'),
+  coverage: opt('--coverage'),
   onProgress: (p) => {
     if (p.type === 'progress') console.error(`#${p.execs} blocks: ${p.blocks} features: ${p.features} corpus: ${p.corpus} exec/s: ${Math.round(p.execs / p.seconds)} heap: ${p.heapMb.toFixed(0)} MB`);
   },

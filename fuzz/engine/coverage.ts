@@ -41,6 +41,8 @@ export class CoverageTracker {
   private readonly urlFilter: string;
   /** Features the last uncommitted take counted as new. */
   private peeked: string[] = [];
+  /** A batch's peeked features, held while its inputs are replayed one by one. */
+  private held: string[] = [];
   /**
    * Features a batch showed that none of its single inputs brought (a hit-count class of the
    * batch's summed counts): not counted by later batch takes, or every batch would be split.
@@ -126,22 +128,22 @@ export class CoverageTracker {
     return fresh;
   }
 
-  /** The features the last uncommitted take counted as new. */
-  takePeeked(): string[] {
-    const p = this.peeked;
+  /** Holds the features the last uncommitted take (a batch's) counted as new, for settleBatch. */
+  holdBatch(): void {
+    this.held = this.peeked;
     this.peeked = [];
-    return p;
   }
 
   /**
-   * After a batch was split down to its single inputs: the features of its take (`peeked`) that
+   * After the held batch was split down to its single inputs: the features of its take that
    * none of them brought are batch-only from now on.
    */
-  settleBatch(peeked: readonly string[]): void {
-    for (const f of peeked) {
+  settleBatch(): void {
+    for (const f of this.held) {
       const key = f.slice(0, f.lastIndexOf('#'));
       if (!this.features.has(f) && !(f.endsWith('#merged') && this.blocks.has(key))) this.batchOnly.add(f);
     }
+    this.held = [];
   }
 
   close(): void {

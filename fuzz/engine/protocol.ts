@@ -12,6 +12,11 @@ export interface WorkerConfig {
   readonly corpusOnly: boolean;
   /** Memory bound (V8 heap plus array buffers), MB. */
   readonly heapMb: number;
+  /**
+   * Coverage feedback: the engine's own counters in the instrumented copy of the library
+   * (`counters`, the size of its counter array) or V8's precise block coverage (`v8`).
+   */
+  readonly coverage: { readonly kind: 'counters'; readonly size: number; readonly targetsDir: string } | { readonly kind: 'v8' };
   /** Control words: [0] executions so far, [1] length of the input being run; bytes follow at 8. */
   readonly shared: SharedArrayBuffer;
 }

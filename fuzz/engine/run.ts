@@ -3,7 +3,9 @@
  * `hangMs` broke the step budget, a worker that runs out of its heap cap broke the memory bound;
  * both are reported with the input that was running, as is any invariant the target checks.
  */
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { ensureInstrumented } from './instrument.js';
 import { SHARED_HEADER, type Finding, type Progress, type WorkerConfig, type WorkerMessage } from './protocol.js';
 
 export interface FuzzOptions {
@@ -20,6 +22,12 @@ export interface FuzzOptions {
   /** Heap cap of the worker: growing past it is a finding. */
   readonly heapMb?: number;
   readonly onProgress?: (p: Progress) => void;
+  /**
+   * `counters` (default): the engine's own block counters, in a copy of the library instrumented
+   * for them (`dist-fuzz/`, rebuilt when `dist/` is newer); `v8`: V8's precise block coverage
+   * through node:inspector on `dist/` itself (the engine's first feedback, kept to compare).
+   */
+  readonly coverage?: 'counters' | 'v8';
 }
 
 export interface FuzzFinding {
@@ -41,6 +49,12 @@ export interface FuzzResult {
 
 const MAX_INPUT = 1 << 16;
 
+function instrumentedCoverage(): WorkerConfig['coverage'] {
+  const root = fileURLToPath(new URL('../../..', import.meta.url));
+  const manifest = ensureInstrumented(root);
+  return { kind: 'counters', size: manifest.counters, targetsDir: new URL('../../../dist-fuzz/fuzz/targets/', import.meta.url).href };
+}
+
 export function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
   const shared = new SharedArrayBuffer(SHARED_HEADER + MAX_INPUT);
   const control = new Int32Array(shared, 0, 2);
@@ -54,6 +68,7 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
     maxLen: Math.min(opts.maxLen ?? 0, MAX_INPUT),
     corpusOnly: opts.corpusOnly ?? false,
     heapMb: opts.heapMb ?? 1024,
+    coverage: opts.coverage === 'v8' ? { kind: 'v8' } : instrumentedCoverage(),
     shared,
   };
   const hangMs = opts.hangMs ?? 20_000;

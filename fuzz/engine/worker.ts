@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CoverageTracker } from './coverage.js';
+import { CounterTracker } from './edge-counters.js';
 import { Mutator, Rng } from './mutator.js';
 import { SHARED_HEADER, type WorkerConfig, type WorkerMessage } from './protocol.js';
 import { InvariantViolation, type FuzzTarget } from './target.js';
@@ -22,7 +23,11 @@ const send = (m: WorkerMessage): void => port.postMessage(m);
 let execs = 0;
 let running: Uint8Array = new Uint8Array(0);
 
+/** Stack depth for errors outside executions (set back while a finding is reported). */
+const STACK_DEPTH = Error.stackTraceLimit;
+
 function fail(e: unknown): never {
+  Error.stackTraceLimit = STACK_DEPTH;
   const message = e instanceof Error ? `${e.stack ?? e.message}` : String(e);
   send({ type: 'finding', message, input: running, execs });
   process.exit(1);
@@ -40,8 +45,11 @@ function loadCorpus(dirs: readonly string[]): Uint8Array[] {
 }
 
 async function main(): Promise<void> {
-  const tracker = new CoverageTracker();
-  const mod = (await import(`../targets/${cfg.target}.js`)) as { target: FuzzTarget };
+  // The counters exist before the instrumented library is imported (its modules read them then).
+  const cov = cfg.coverage;
+  const tracker = cov.kind === 'counters' ? new CounterTracker(cov.size) : new CoverageTracker();
+  const targetUrl = cov.kind === 'counters' ? new URL(`${cfg.target}.js`, cov.targetsDir).href : `../targets/${cfg.target}.js`;
+  const mod = (await import(targetUrl)) as { target: FuzzTarget };
   const target = mod.target;
   const maxLen = cfg.maxLen > 0 ? cfg.maxLen : target.maxLen;
   send({ type: 'ready', maxLen });
@@ -51,7 +59,13 @@ async function main(): Promise<void> {
   // ArrayBuffers live outside the V8 heap the worker's cap bounds: count them here. Checked
   // once per batch (reading the process's memory figures costs more than a fast execution);
   // the heap itself is bounded by the worker's resourceLimits at every allocation.
-  const checkMemory = (): void => {
+  let lastMemoryCheck = 0;
+  const checkMemory = (force = false): void => {
+    // Reading the figures costs ~10 us (more than a batch of the fastest targets' inputs): at
+    // most every 100 ms; the heap cap still holds at every allocation.
+    const now = performance.now();
+    if (!force && now - lastMemoryCheck < 100) return;
+    lastMemoryCheck = now;
     const used = getHeapStatistics().used_heap_size + process.memoryUsage().arrayBuffers;
     if (used > cfg.heapMb * 2 ** 20) fail(new InvariantViolation('memory-growth', `heap + array buffers ${(used / 2 ** 20).toFixed(0)} MB > ${cfg.heapMb} MB`));
   };
@@ -65,11 +79,27 @@ async function main(): Promise<void> {
       const r = target.run(input);
       if (r) await r;
     } catch (e) {
-      fail(e);
+      fail(await withStack(input, e));
     }
     execs++;
     Atomics.store(control, 0, execs | 0);
   }
+
+  // Executions run without stack traces: the library refuses most of a mutated input by
+  // throwing a VirtioError, and capturing its stack was the largest single cost of an execution
+  // (split-ring: 3.6 s of 22 s, fuzz/README.md). A finding's input is run once more with stacks
+  // so the report still shows where it broke (the same error when the input reproduces alone).
+  const withStack = async (input: Uint8Array, first: unknown): Promise<unknown> => {
+    Error.stackTraceLimit = STACK_DEPTH;
+    try {
+      const r = target.run(input);
+      if (r) await r;
+    } catch (again) {
+      return again;
+    }
+    return first;
+  };
+  Error.stackTraceLimit = 0;
 
   const save = (input: Uint8Array): void => {
     if (!cfg.outDir) return;
@@ -83,7 +113,7 @@ async function main(): Promise<void> {
   const kept: Uint8Array[] = [];
   for (const input of corpus) {
     await exec(input);
-    checkMemory();
+    checkMemory(true);
     if (tracker.collect() > 0 || kept.length === 0) kept.push(input);
   }
   if (kept.length === 0) kept.push(new Uint8Array(0));
@@ -137,9 +167,9 @@ async function main(): Promise<void> {
       batchSize = Math.max(MIN_BATCH, Math.min(MAX_BATCH, Math.ceil((5 * takeMs) / Math.max(perExec, 1e-3))));
       checkMemory();
       if (fresh > 0) {
-        const peeked = tracker.takePeeked();
+        tracker.holdBatch();
         await locate(batch);
-        tracker.settleBatch(peeked);
+        tracker.settleBatch();
       }
       if (performance.now() - lastReport > 2000) {
         lastReport = performance.now();

@@ -130,20 +130,9 @@ export class CoreRig {
     this.completedBy[index] = 0;
     if (!q || this.wrapped.has(q)) return;
     this.wrapped.add(q);
+    // Fixed-arity wrappers (no rest arrays, no bound functions): they run on every ring call.
     let depth = 0;
-    const outer = <A extends unknown[], R>(fn: (...a: A) => R, after: (r: NoInfer<R>, a: NoInfer<A>) => void): ((...a: A) => R) => {
-      return (...a: A): R => {
-        depth++;
-        let r: R;
-        try {
-          r = fn(...a);
-        } finally {
-          depth--;
-        }
-        if (depth === 0) after(r, a);
-        return r;
-      };
-    };
+    const { pop, undoPop, push, pushDeferred, pushId, pushInOrderBatch } = q;
     const popped = (n: number): void => {
       this.popped += n;
       this.poppedBy[index]! += n;
@@ -152,14 +141,62 @@ export class CoreRig {
       this.completed += n;
       this.completedBy[index]! += n;
     };
-    q.pop = outer(q.pop.bind(q), (got) => {
-      if (got) popped(1);
-    });
-    q.undoPop = outer(q.undoPop.bind(q), (_r, [n]) => popped(-n));
-    q.push = outer(q.push.bind(q), () => completed(1));
-    q.pushDeferred = outer(q.pushDeferred.bind(q), () => completed(1));
-    q.pushId = outer(q.pushId.bind(q), () => completed(1));
-    q.pushInOrderBatch = outer(q.pushInOrderBatch.bind(q), (_r, [, n]) => completed(n));
+    q.pop = (chain) => {
+      depth++;
+      let got: boolean;
+      try {
+        got = pop.call(q, chain);
+      } finally {
+        depth--;
+      }
+      if (depth === 0 && got) popped(1);
+      return got;
+    };
+    q.undoPop = (count) => {
+      depth++;
+      try {
+        undoPop.call(q, count);
+      } finally {
+        depth--;
+      }
+      if (depth === 0) popped(-count);
+    };
+    q.push = (chain, written) => {
+      depth++;
+      try {
+        push.call(q, chain, written);
+      } finally {
+        depth--;
+      }
+      if (depth === 0) completed(1);
+    };
+    q.pushDeferred = (chain, written) => {
+      depth++;
+      try {
+        pushDeferred.call(q, chain, written);
+      } finally {
+        depth--;
+      }
+      if (depth === 0) completed(1);
+    };
+    q.pushId = (id, ringDescs, written) => {
+      depth++;
+      try {
+        pushId.call(q, id, ringDescs, written);
+      } finally {
+        depth--;
+      }
+      if (depth === 0) completed(1);
+    };
+    q.pushInOrderBatch = (lastId, count, written) => {
+      depth++;
+      try {
+        pushInOrderBatch.call(q, lastId, count, written);
+      } finally {
+        depth--;
+      }
+      if (depth === 0) completed(count);
+    };
   }
 
   /**
