@@ -12,10 +12,11 @@
 // virtio-ts back-end; FS_OP_PAUSE_MS: wait after the warm-up (default 0).
 // An operation: lookup = LOOKUP+GETATTR+FORGET; create = CREATE+RELEASE+UNLINK+FORGET; rread = a
 // 4 KiB READ at a random page of a 64 MiB file; sread / swrite = a 128 KiB READ / WRITE, in order.
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { treeCpuSeconds } from './proc-cpu.mjs';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 
@@ -33,36 +34,12 @@ const NAMES = Number(process.env.FS_OP_NAMES ?? 1000);
 const PAUSE_MS = Number(process.env.FS_OP_PAUSE_MS ?? 0);
 const IN_FLIGHT = 16;
 const CHUNK = 131072;
-const TICK = 100; // USER_HZ
 const RING_PACKED = 1n << 34n;
 const args = (name) => (process.env[name] ?? '').split(' ').filter((a) => a !== '');
 
 /** utime + stime of `pid` and its descendants, in µs. */
 function cpuMicros(pid) {
-  const byParent = new Map();
-  const own = new Map();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let s;
-    try {
-      s = readFileSync(`/proc/${d}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    own.set(Number(d), ((Number(f[11]) + Number(f[12])) * 1e6) / TICK);
-    const ppid = Number(f[1]);
-    if (!byParent.has(ppid)) byParent.set(ppid, []);
-    byParent.get(ppid).push(Number(d));
-  }
-  let total = 0;
-  const stack = [pid];
-  while (stack.length > 0) {
-    const p = stack.pop();
-    total += own.get(p) ?? 0;
-    stack.push(...(byParent.get(p) ?? []));
-  }
-  return total;
+  return treeCpuSeconds(pid) * 1e6;
 }
 
 const base = mkdtempSync(join(tmpdir(), 'vts-fs-op-'));

@@ -13,10 +13,11 @@
 // options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1);
 // FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only);
 // FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count).
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { treeCpuSeconds } from './proc-cpu.mjs';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 
@@ -33,7 +34,6 @@ const CLI = dist('src/cli/main.js');
 const ROOT = 1n;
 const IN_FLIGHT = 16;
 const CHUNK = Number(process.env.FS_BENCH_CHUNK ?? 1 << 20);
-const TICK = 100; // USER_HZ
 // Seconds each row's workload runs untimed first (FS_BENCH_WARMUP, default 1; 0: none): the
 // JavaScript back-end's first requests pay V8's compilation (on its own threads, counted in the
 // process's CPU seconds) and the inode table's first fills, which a C back-end does not; without
@@ -49,30 +49,7 @@ const STALL_KICK_MS = Number(process.env.FS_BENCH_STALL_MS ?? 100);
 
 /** utime + stime of `pid` and its descendants, in seconds. */
 function cpuSeconds(pid) {
-  const byParent = new Map();
-  const own = new Map();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let s;
-    try {
-      s = readFileSync(`/proc/${d}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    const ppid = Number(f[1]);
-    own.set(Number(d), (Number(f[11]) + Number(f[12])) / TICK);
-    if (!byParent.has(ppid)) byParent.set(ppid, []);
-    byParent.get(ppid).push(Number(d));
-  }
-  let total = 0;
-  const stack = [pid];
-  while (stack.length > 0) {
-    const p = stack.pop();
-    total += own.get(p) ?? 0;
-    stack.push(...(byParent.get(p) ?? []));
-  }
-  return total;
+  return treeCpuSeconds(pid);
 }
 
 /** Runs `one(i)` with IN_FLIGHT in flight for `seconds` (default SECONDS); operations per second. */
