@@ -291,7 +291,11 @@ export class UringFileIo {
   /** An O_DIRECT transfer of a misaligned buffer, through aligned chunks, one after another. */
   private async bounced(op: UringOp, fd: number, buf: Uint8Array, off: number, len: number, pos: number, memAlign: number): Promise<void> {
     const pool = (this.bounce ??= new DirectBouncePool());
-    const chunk = await pool.acquire();
+    // A free chunk is taken without an await, so the first transfer is queued inside the caller's
+    // pass, in pop order: after an await it would run after the eager flag's reset and could
+    // become a second eager operation that waits while the rest of the pass is held back.
+    const got = pool.acquire();
+    const chunk = got instanceof Promise ? await got : got;
     try {
       for (let done = 0; done < len; ) {
         const n = Math.min(chunk.length, len - done);

@@ -56,20 +56,40 @@ describe('io_uring completion wait (--wait-us)', { skip, timeout: 60_000 }, () =
     }
   });
 
-  it('only the first operation of a pass may wait (the others are batched), and none with waitUs 0', async () => {
-    const b = await UringBackend.open(path, { direct: true, waitUs: 1000 });
-    try {
-      const dst = new Uint8Array(8 * 4096);
-      // Nine operations in one pass: the first (eager, alone in flight) may wait, the other
-      // eight go in one batch after the pass, without waiting.
-      const ops = [b.write(255 * 4096, pattern(4096, 255)), ...Array.from({ length: 8 }, (_, i) => b.read(i * 4096, dst, i * 4096, 4096))];
-      await Promise.all(ops);
-      assert.ok(b.counters.waits <= 1, `waits ${b.counters.waits}`);
-      assert.equal(b.counters.submitted, 9);
-      for (let i = 0; i < 8; i++) assert.deepEqual(dst.subarray(i * 4096, (i + 1) * 4096), pattern(4096, i));
-    } finally {
-      await b.close();
-    }
+  // Guest memory is page-aligned and goes to the kernel as it is; a buffer off the direct-I/O
+  // memory alignment is bounced through an aligned chunk. Both kinds, in both orders, must keep
+  // "the first operation of a pass" the only one that can wait.
+  const layouts: { name: string; writeOff: number; readOff: number }[] = [
+    { name: 'aligned buffers', writeOff: 0, readOff: 0 },
+    { name: 'misaligned (bounced) buffers', writeOff: 16, readOff: 16 },
+    { name: 'an aligned write, then bounced reads', writeOff: 0, readOff: 16 },
+    { name: 'a bounced write, then aligned reads', writeOff: 16, readOff: 0 },
+  ];
+  for (const { name, writeOff, readOff } of layouts) {
+    it(`only the first operation of a pass may wait (the others are batched), ${name}`, async () => {
+      const b = await UringBackend.open(path, { direct: true, waitUs: 1000 });
+      // Page-aligned memory: an offset of 16 bytes is off any direct-I/O memory alignment above 16.
+      const mem = new DirectBouncePool(16 * 4096, 1);
+      try {
+        const area = mem.acquire() as Uint8Array;
+        const src = area.subarray(writeOff, writeOff + 4096);
+        src.set(pattern(4096, 255));
+        const dst = area.subarray(4 * 4096 + readOff, 4 * 4096 + readOff + 8 * 4096);
+        // Nine operations in one pass: the first (eager, alone in flight) may wait, the other
+        // eight go in one batch after the pass, without waiting.
+        const ops = [b.write(255 * 4096, src), ...Array.from({ length: 8 }, (_, i) => b.read(i * 4096, dst, i * 4096, 4096))];
+        await Promise.all(ops);
+        assert.ok(b.counters.waits <= 1, `waits ${b.counters.waits}`);
+        assert.equal(b.counters.submitted, 9);
+        for (let i = 0; i < 8; i++) assert.deepEqual(dst.subarray(i * 4096, (i + 1) * 4096), pattern(4096, i));
+      } finally {
+        await b.close();
+        mem.close();
+      }
+    });
+  }
+
+  it('no operation waits with waitUs 0', async () => {
     const none = await UringBackend.open(path, { direct: true });
     try {
       const dst = new Uint8Array(4096);
