@@ -22,12 +22,11 @@ import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueA
 import { QueueStats } from './queue-stats.js';
 import type { DeviceCoreOptions } from './device-core-options.js';
 import { featureProblem, offeredFeatures } from './feature-offer.js';
+import { acceptedStatusBits } from './status-write.js';
 
 const U32_MASK = 0xffff_ffffn;
 /** Feature words a transport can select (bits 0..127, 2.2). Larger selects read 0. */
 const FEATURE_WORDS = 4;
-/** Bits the driver may write in the status byte (SUSPEND is not offered, 0x20 is reserved). */
-const DRIVER_STATUS_BITS = Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK | Status.FAILED;
 
 /**
  * The device lifecycle every transport shares: status state machine (2.1, 3.1), feature negotiation
@@ -264,29 +263,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     }
     const cur = this.statusValue;
     if ((this.negotiated & F.SUSPEND) !== 0n && this.ctx !== null && this.suspension.write(cur, v)) return;
-    const wanted = v & DRIVER_STATUS_BITS;
-    // driver/content/2: the driver never clears a bit except by writing 0.
-    const cleared = cur & DRIVER_STATUS_BITS & ~wanted;
-    if (cleared !== 0) {
-      this.log.warn(`status write 0x${v.toString(16)} clears ${statusToString(cleared)}: ignored`);
-      return;
-    }
-    let added = wanted & ~cur;
-    if (added === 0) return;
-    if (cur & Status.FAILED) {
-      // driver/content/3: after FAILED only a reset restarts the device.
-      this.log.warn(`status write 0x${v.toString(16)} after FAILED: ignored until reset`);
-      return;
-    }
-    // A device that needs a reset does not start (2.1.2): DRIVER_OK waits for a reset.
-    if (cur & Status.DEVICE_NEEDS_RESET) added &= ~Status.DRIVER_OK;
-    // 3.1.1 order: ACKNOWLEDGE, then DRIVER, then (modern) FEATURES_OK, then DRIVER_OK. A bit
-    // whose earlier steps are neither set nor in this write is ignored, so the device never
-    // negotiates or activates for a driver that skipped a step.
-    if (added & Status.DRIVER && !((cur | added) & Status.ACKNOWLEDGE)) added &= ~Status.DRIVER;
-    if (added & Status.FEATURES_OK && !((cur | added) & Status.DRIVER)) added &= ~Status.FEATURES_OK;
-    if (added & Status.DRIVER_OK && !((cur | added) & Status.DRIVER)) added &= ~Status.DRIVER_OK;
-    if (added !== (wanted & ~cur)) this.log.warn(`status write 0x${v.toString(16)} skips a step of 3.1.1: ${statusToString((wanted & ~cur) & ~added)} ignored`);
+    let added = acceptedStatusBits(cur, v, this.log);
     if (added === 0) return;
     if (added & Status.FAILED) {
       // The driver gave up (3.1.1); nothing else in this write matters.
@@ -298,12 +275,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
       if (this.legacyMode) {
         // Legacy interfaces have no FEATURES_OK (2.2.3); the bit reads back as written.
       } else {
-        let problem: string | null;
-        try {
-          problem = this.featureProblem(this.driverFeat);
-        } catch (e) {
-          problem = `validateFeatures threw: ${String(e)}`;
-        }
+        const problem = this.checkFeatures(this.driverFeat);
         if (problem !== null) {
           // 3.1.1: refuse by leaving FEATURES_OK clear; the driver re-reads and sees it.
           this.log.info(`FEATURES_OK refused: ${problem}`);
