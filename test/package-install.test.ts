@@ -149,6 +149,9 @@ describe('the packed package installed into fresh projects', { timeout: 900_000 
     }
     assert.deepEqual(files.filter((f) => /\.test\.(js|d\.ts)(\.map)?$/.test(f)), [], 'no test files');
     assert.deepEqual(files.filter((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('src/')), [], 'no test helpers or sources');
+    // Test support kept beside the code it tests (src/**/x-test-support.ts and the like) is not
+    // library code: it imports node:assert and drives the code under test.
+    assert.deepEqual(files.filter((f) => /(test-support|test-helpers|-rig|test-workload)\.(js|d\.ts)(\.map)?$/.test(f)), [], 'no test support files');
     // Source maps carry their sources (tsconfig inlineSources): src/*.ts is not shipped, so a map
     // naming a source without its text would leave a debugger or stack-trace mapper with nothing.
     const maps = files.filter((f) => f.endsWith('.map'));
