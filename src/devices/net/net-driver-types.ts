@@ -116,19 +116,3 @@ export interface NetFrame {
   /** The receive queue it came on. */
   readonly queue: number;
 }
-
-export interface RxAssembly {
-  parts: Uint8Array[];
-  remaining: number;
-  flags: number;
-  csumStart: number;
-  csumOffset: number;
-  buffers: number;
-  gsoType: number;
-  gsoSize: number;
-  hdrLen: number;
-  hashValue: number;
-  hashReport: number;
-  rscSegments: number;
-  rscDupAcks: number;
-}

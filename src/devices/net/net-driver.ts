@@ -32,9 +32,6 @@ import {
   NetCtrlVlan,
   NetDuplex,
   NetF,
-  NetGsoType,
-  NetHdr,
-  NetHdrFlag,
   NetStatus,
   netControlQueue,
   netHeaderSize,
@@ -45,7 +42,8 @@ import { NET_GSO_MAX_FRAME } from './net-header.js';
 import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
 import { type NetSendOptions, NetTransmitHeader } from './net-driver-transmit.js';
 import { type NetStatsReply, NetStatsQuery, type NetStatsRequest } from './net-driver-stats.js';
-import { GUEST_GSO, NET_DRIVER_FEATURES, NET_NEEDS_CTRL_VQ, type NetDriverOptions, type NetFrame, type NetLinkSettings, type NetRssParams, type RxAssembly } from './net-driver-types.js';
+import { NetReceiveAssembler } from './net-driver-receive.js';
+import { GUEST_GSO, NET_DRIVER_FEATURES, NET_NEEDS_CTRL_VQ, type NetDriverOptions, type NetFrame, type NetLinkSettings, type NetRssParams } from './net-driver-types.js';
 
 export { NET_DRIVER_FEATURES, type NetDriverOptions, type NetFrame, type NetLinkSettings, type NetRssParams } from './net-driver-types.js';
 export type { NetSendOptions } from './net-driver-transmit.js';
@@ -118,7 +116,7 @@ export class NetDriver implements DeviceDriver {
   private readonly maxPending: number;
   private readonly rx: RequestQueue[] = [];
   private readonly tx: RequestQueue[] = [];
-  private readonly assembly: (RxAssembly | null)[] = [];
+  private readonly receiver: NetReceiveAssembler;
   private readonly ctrl: RequestQueue | null;
   private readonly transmit: NetTransmitHeader;
   private readonly statsQuery: NetStatsQuery;
@@ -131,7 +129,6 @@ export class NetDriver implements DeviceDriver {
   private link: NetLinkSettings;
   private announcing = false;
   private detached = false;
-  private rxErrors = 0;
 
   constructor(ctx: DriverContext, opts: NetDriverOptions = {}) {
     checkDriverContext(NetDriver.type, ctx);
@@ -154,6 +151,7 @@ export class NetDriver implements DeviceDriver {
     this.rxBuffers = opts.rxBuffers ?? Math.max(32, Math.ceil(oneFrame / this.rxBufferSize) + 1);
     this.maxPending = opts.maxPending ?? 1024;
     this.transmit = new NetTransmitHeader(this.le);
+    this.receiver = new NetReceiveAssembler({ le: this.le, hdrLen: this.hdrLen, mergeable: this.mergeable, rsc: this.rsc, rxBuffers: this.rxBuffers });
     // A vhost-user front-end may run fewer queues than the device has pairs (QEMU keeps the
     // control queue to itself): only the pairs whose queues exist are used.
     this.usablePairs = Math.min(this.maxPairs, Math.floor(ctx.numQueues / 2));
@@ -161,7 +159,6 @@ export class NetDriver implements DeviceDriver {
     for (let p = 0; p < this.usablePairs; p++) {
       this.rx.push(new RequestQueue(ctx, netRxQueue(p)));
       this.tx.push(new RequestQueue(ctx, netTxQueue(p)));
-      this.assembly.push(null);
     }
     const ci = netControlQueue(f, this.maxPairs);
     this.ctrl = (f & NetF.CTRL_VQ) !== 0n && ci < ctx.numQueues ? new RequestQueue(ctx, ci) : null;
@@ -200,7 +197,7 @@ export class NetDriver implements DeviceDriver {
   }
   /** Receive buffers the device returned malformed (shorter than the header, bad num_buffers). */
   get receiveErrors(): number {
-    return this.rxErrors;
+    return this.receiver.errors;
   }
   /** Whether the control queue is there (CTRL_VQ negotiated and the queue exists). */
   get hasControlQueue(): boolean {
@@ -491,78 +488,12 @@ export class NetDriver implements DeviceDriver {
     const len = Math.min(used, this.rxBufferSize);
     const bytes = new Uint8Array(len);
     if (len > 0) this.ctx.memory.read(addr, bytes);
-    const a = this.assembly[pair];
-    if (a) {
-      a.parts.push(bytes);
-      if (--a.remaining === 0) {
-        this.assembly[pair] = null;
-        this.emit(pair, a);
-      }
-      return;
-    }
-    const hl = this.hdrLen;
-    if (len < hl) {
-      this.rxErrors++;
-      return;
-    }
-    // driver/net/48: unknown flag bits are ignored; only NEEDS_CSUM, DATA_VALID and (with
-    // RSC_EXT) RSC_INFO are used.
-    const buffers = hl >= NetHdr.SIZE ? this.get16(bytes, NetHdr.NUM_BUFFERS) : 1;
-    const flags = bytes[NetHdr.FLAGS]! & (NetHdrFlag.NEEDS_CSUM | NetHdrFlag.DATA_VALID | (this.rsc ? NetHdrFlag.RSC_INFO : 0));
-    const gsoType = bytes[NetHdr.GSO_TYPE]!;
-    // driver/net/51: csum_start / csum_offset only with NEEDS_CSUM and without RSC_INFO, which
-    // reuses them for the coalesced segments and duplicated ACKs (5.1.6.4 item 2).
-    const rscInfo = (flags & NetHdrFlag.RSC_INFO) !== 0;
-    const csumFields = (flags & NetHdrFlag.NEEDS_CSUM) !== 0 && !rscInfo;
-    const first: RxAssembly = {
-      parts: [bytes.subarray(hl)],
-      remaining: (this.mergeable ? buffers : 1) - 1,
-      flags,
-      csumStart: csumFields ? this.get16(bytes, NetHdr.CSUM_START) : 0,
-      csumOffset: csumFields ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
-      rscSegments: rscInfo ? this.get16(bytes, NetHdr.CSUM_START) : 0,
-      rscDupAcks: rscInfo ? this.get16(bytes, NetHdr.CSUM_OFFSET) : 0,
-      buffers: this.mergeable ? buffers : 1,
-      gsoType,
-      gsoSize: gsoType !== NetGsoType.NONE ? this.get16(bytes, NetHdr.GSO_SIZE) : 0,
-      hdrLen: gsoType !== NetGsoType.NONE ? this.get16(bytes, NetHdr.HDR_LEN) : 0,
-      hashValue: hl >= NetHdr.HASH_SIZE ? this.get32(bytes, NetHdr.HASH_VALUE) : 0,
-      hashReport: hl >= NetHdr.HASH_SIZE ? this.get16(bytes, NetHdr.HASH_REPORT) : 0,
-    };
-    if (this.mergeable && (buffers < 1 || buffers > this.rxBuffers)) {
-      this.rxErrors++;
-      return;
-    }
-    if (first.remaining === 0) this.emit(pair, first);
-    else this.assembly[pair] = first;
+    const frame = this.receiver.take(pair, bytes);
+    if (frame !== null) this.deliver(frame);
   }
 
-  private emit(pair: number, a: RxAssembly): void {
-    let total = 0;
-    for (const p of a.parts) total += p.length;
-    const data = a.parts.length === 1 ? a.parts[0]! : new Uint8Array(total);
-    if (a.parts.length > 1) {
-      let at = 0;
-      for (const p of a.parts) {
-        data.set(p, at);
-        at += p.length;
-      }
-    }
-    const frame: NetFrame = {
-      data,
-      flags: a.flags,
-      csumStart: a.csumStart,
-      csumOffset: a.csumOffset,
-      buffers: a.buffers,
-      queue: netRxQueue(pair),
-      gsoType: a.gsoType,
-      gsoSize: a.gsoSize,
-      hdrLen: a.hdrLen,
-      hashValue: a.hashValue,
-      hashReport: a.hashReport,
-      rscSegments: a.rscSegments,
-      rscDupAcks: a.rscDupAcks,
-    };
+  /** To the oldest waiting receive(), else queued (the oldest dropped beyond maxPending). */
+  private deliver(frame: NetFrame): void {
     const w = this.waiters.shift();
     if (w) {
       w(frame);
@@ -617,9 +548,6 @@ export class NetDriver implements DeviceDriver {
   }
   private put32(b: Uint8Array, o: number, v: number): void {
     for (let k = 0; k < 4; k++) b[o + (this.le ? k : 3 - k)] = (v >>> (8 * k)) & 0xff;
-  }
-  private get16(b: Uint8Array, o: number): number {
-    return this.le ? b[o]! | (b[o + 1]! << 8) : (b[o]! << 8) | b[o + 1]!;
   }
   private get32(b: Uint8Array, o: number): number {
     return this.le ? (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0 : ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
