@@ -7,63 +7,19 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import type { DeviceCore } from '../../src/device/device-core.js';
-import { DmaAllocator } from '../../src/driver/dma-allocator.js';
 import { VirtioDriver } from '../../src/driver/virtio-driver.js';
-import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { F } from '../../src/spec/features.js';
 import { EchoDevice } from '../../src/testing/echo-device.js';
-import { LoopbackBus } from '../../src/transport/bus.js';
-import { deviceCoreFactory } from '../../src/transport/loopback.js';
 import { CapField, CommonCfg, ModernBarLayout, NO_VECTOR, PCI_CAP_ID_VNDR, PciBar, PciCfg, VirtioPciCap } from '../../src/transport/pci/constants.js';
-import { type PciDeviceOptions, PciDeviceTransport, type PciFunction } from '../../src/transport/pci/pci-device.js';
-import { PciDriverTransport } from '../../src/transport/pci/pci-driver.js';
+import { type PciDeviceOptions, PciDeviceTransport } from '../../src/transport/pci/pci-device.js';
+import { ALL, type PciAccess, isCommon, rig } from './pci-rig.js';
 import { roundTrip } from './rig.js';
 
-const MEM = 4 << 20;
-const DMA_BASE = 0x10_0000;
-const ALL = (1n << 128n) - 1n;
 const QUEUES = 3;
-
-interface Access {
-  readonly kind: 'cfg' | 'bar';
-  readonly op: 'r' | 'w';
-  readonly bar: number;
-  readonly off: number;
-  readonly width: number;
-  readonly value: number;
-  /** The queue the test was kicking when the access happened (-1 outside a kick). */
-  readonly kicking: number;
-}
-
-/** Records every access the driver makes; `kicking` tags the accesses made inside a kick. */
-class RecordingFunction implements PciFunction {
-  readonly log: Access[] = [];
-  kicking = -1;
-  constructor(private readonly inner: PciDeviceTransport) {}
-  configRead(off: number, width: number): number {
-    const value = this.inner.configRead(off, width);
-    this.log.push({ kind: 'cfg', op: 'r', bar: -1, off, width, value, kicking: this.kicking });
-    return value;
-  }
-  configWrite(off: number, width: number, value: number): void {
-    this.log.push({ kind: 'cfg', op: 'w', bar: -1, off, width, value, kicking: this.kicking });
-    this.inner.configWrite(off, width, value);
-  }
-  barRead(bar: number, off: number, width: number): number {
-    const value = this.inner.barRead(bar, off, width);
-    this.log.push({ kind: 'bar', op: 'r', bar, off, width, value, kicking: this.kicking });
-    return value;
-  }
-  barWrite(bar: number, off: number, width: number, value: number): void {
-    this.log.push({ kind: 'bar', op: 'w', bar, off, width, value, kicking: this.kicking });
-    this.inner.barWrite(bar, off, width, value);
-  }
-}
 
 interface Session {
   readonly t: PciDeviceTransport;
-  readonly log: readonly Access[];
+  readonly log: readonly PciAccess[];
   readonly features: bigint;
   /** Buffers made available per queue, in order, for the notification data check. */
   readonly kicks: number;
@@ -75,16 +31,7 @@ interface Session {
  * the device reset at the end.
  */
 function session(wanted: bigint, opts: PciDeviceOptions = {}, useMsix = true, rounds = 5): Session {
-  const dev = new EchoDevice({ queues: Array.from({ length: QUEUES }, () => 64) });
-  const mem = GuestMemory.allocate(MEM);
-  const bus = new LoopbackBus(mem);
-  const cores: DeviceCore[] = [];
-  const t = new PciDeviceTransport(bus, deviceCoreFactory(dev, mem, {}, cores), opts);
-  const fn = new RecordingFunction(t);
-  const dma = new DmaAllocator(DMA_BASE, MEM - DMA_BASE);
-  const d = new PciDriverTransport(fn, mem, { useMsix });
-  bus.onMsi = (a, v) => d.handleMsi(a, v);
-  bus.onIrq = () => d.handleIntx();
+  const { t, fn, mem, dma, d } = rig(opts, new EchoDevice({ queues: Array.from({ length: QUEUES }, () => 64) }), useMsix);
   const drv = VirtioDriver.initSync(d, { wantedFeatures: wanted, dma, queueSizes: [32] });
   let kicks = 0;
   const exercise = (q: number, n: number): void => {
@@ -111,8 +58,7 @@ function session(wanted: bigint, opts: PciDeviceOptions = {}, useMsix = true, ro
   return { t, log: fn.log, features, kicks };
 }
 
-const isCommon = (s: Session, a: Access, field: number): boolean => a.kind === 'bar' && a.bar === PciBar.MODERN && a.off === s.t.layout.common + field;
-const isNotify = (s: Session, a: Access): boolean =>
+const isNotify = (s: Session, a: PciAccess): boolean =>
   a.kind === 'bar' && a.bar === PciBar.MODERN && a.off >= s.t.layout.notify && a.off < s.t.layout.notify + ModernBarLayout.PAGE;
 
 const NO_ND = ALL & ~F.RING_PACKED & ~F.NOTIFICATION_DATA;
