@@ -3,9 +3,9 @@
  * (pre-1.0) guests of either endianness, config, status, RESET_DEVICE, REPLY_ACK, ring states
  * and several rings (MQ). Sections cited are those of vhost-user.rst.
  */
-import { describe, it, beforeEach, afterEach } from 'node:test';
+import { describe, it, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { LoopbackPlatform } from './loopback-platform.js';
+import type { LoopbackPlatform } from './loopback-platform.js';
 import type { Platform } from '../platform/types.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import { F } from '../spec/features.js';
@@ -16,7 +16,7 @@ import { Status } from '../spec/status.js';
 import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
 import { encodeU64, encodeVringState, VhostUserError, VhostUserFault } from './codec.js';
 import { F_PROTOCOL_FEATURES, FrontendReq, HeaderFlag, PF } from './messages.js';
-import { EchoDevice, RING, TinyDriver, makeGuest, openSession, setUpRing as setUp, waitEventfd, type Guest, type Session } from './test-helpers.js';
+import { EchoDevice, RING, TinyDriver, openSession, useLoopbackTestBed, setUpRing as setUp, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
 const enc = new TextEncoder();
 
@@ -29,24 +29,11 @@ class ChattyDevice extends EchoDevice {
 }
 
 describe('VhostUserBackend features', () => {
+  const bed = useLoopbackTestBed();
+  const { sessions, fds } = bed;
   let p: LoopbackPlatform;
   let guest: Guest;
-  let fdsBefore: number;
-  const sessions: Session[] = [];
-  const fds: number[] = [];
-
-  beforeEach(() => {
-    p = new LoopbackPlatform();
-    fdsBefore = p.openFdCount();
-    guest = makeGuest(p);
-  });
-  afterEach(() => {
-    for (const s of sessions.splice(0)) s.close();
-    for (const fd of fds.splice(0)) p.close(fd);
-    guest.free();
-    assert.equal(p.openFdCount(), fdsBefore, 'fds leaked');
-    assert.equal(p.mappings, 0, 'mappings leaked');
-  });
+  beforeEach(() => ({ p, guest } = bed));
 
   /**
    * One request with its notification: after a ring (re)start the queue does not know what the

@@ -3,36 +3,23 @@
  * refused memory change leaves the previous table and the rings over it working, and bad ring
  * values are refused by the message that carries them, not later at SET_VRING_KICK.
  */
-import { describe, it, beforeEach, afterEach } from 'node:test';
+import { describe, it, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { LoopbackPlatform } from './loopback-platform.js';
+import type { LoopbackPlatform } from './loopback-platform.js';
 import { F } from '../spec/features.js';
 import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
 import { type VhostUserError, VhostUserFault, encodeVringAddr, encodeVringState } from './codec.js';
 import { F_PROTOCOL_FEATURES, FrontendReq } from './messages.js';
-import { EchoDevice, RING, TinyDriver, USER_BASE, makeGuest, openSession, setUpRing, waitEventfd, type Guest, type Session } from './test-helpers.js';
+import { EchoDevice, RING, TinyDriver, USER_BASE, openSession, useLoopbackTestBed, setUpRing, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
 const enc = new TextEncoder();
 
 describe('VhostUserBackend against a hostile front-end', () => {
+  const bed = useLoopbackTestBed();
+  const { sessions, fds } = bed;
   let p: LoopbackPlatform;
   let guest: Guest;
-  let fdsBefore: number;
-  const sessions: Session[] = [];
-  const fds: number[] = [];
-
-  beforeEach(() => {
-    p = new LoopbackPlatform();
-    fdsBefore = p.openFdCount();
-    guest = makeGuest(p);
-  });
-  afterEach(() => {
-    for (const s of sessions.splice(0)) s.close();
-    for (const fd of fds.splice(0)) p.close(fd);
-    guest.free();
-    assert.equal(p.openFdCount(), fdsBefore, 'fds leaked');
-    assert.equal(p.mappings, 0, 'mappings leaked');
-  });
+  beforeEach(() => ({ p, guest } = bed));
 
   function session(dev: EchoDevice): Session {
     const s = openSession(p, dev);

@@ -4,7 +4,7 @@
  * configuration generation, the activation context, stop and restart), and the device hooks
  * (extra protocol features and requests, the back-end request channel) work end to end.
  */
-import { describe, it, beforeEach, afterEach } from 'node:test';
+import { describe, it, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DeviceContext } from '../device/types.js';
 import { F } from '../spec/features.js';
@@ -14,9 +14,9 @@ import { MAX_PENDING_REPLIES } from './backend-channel.js';
 import { REPLY_FLAGS, VhostUserError, VhostUserFault, decodeU64, encodeMessage, encodeU64 } from './codec.js';
 import type { VhostUserDeviceHooks, VhostUserSession } from './device-hooks.js';
 import { MessageFramer } from './framer.js';
-import { LoopbackPlatform } from './loopback-platform.js';
+import type { LoopbackPlatform } from './loopback-platform.js';
 import { BackendReq, F_PROTOCOL_FEATURES, FrontendReq, HeaderFlag, PF, type VhostUserMessage } from './messages.js';
-import { EchoDevice, RING, TinyDriver, makeGuest, openSession, waitEventfd, type Guest, type Session } from './test-helpers.js';
+import { EchoDevice, RING, TinyDriver, openSession, useLoopbackTestBed, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
 const enc = new TextEncoder();
 /** A device-type bit the test devices use (bit 5: no meaning for the echo device). */
@@ -60,24 +60,11 @@ class MtuDevice extends EchoDevice {
 }
 
 describe('vhost-user over the DeviceCore (one lifecycle on every transport)', () => {
+  const bed = useLoopbackTestBed();
+  const { sessions, fds } = bed;
   let p: LoopbackPlatform;
   let guest: Guest;
-  let fdsBefore: number;
-  const sessions: Session[] = [];
-  const fds: number[] = [];
-
-  beforeEach(() => {
-    p = new LoopbackPlatform();
-    fdsBefore = p.openFdCount();
-    guest = makeGuest(p);
-  });
-  afterEach(() => {
-    for (const s of sessions.splice(0)) s.close();
-    for (const fd of fds.splice(0)) p.close(fd);
-    guest.free();
-    assert.equal(p.openFdCount(), fdsBefore, 'fds leaked');
-    assert.equal(p.mappings, 0, 'mappings leaked');
-  });
+  beforeEach(() => ({ p, guest } = bed));
 
   function session(dev: EchoDevice, protocol = SUPPORTED_PROTOCOL_FEATURES): Session {
     const s = openSession(p, dev, { protocolFeatures: protocol | PF.MTU });

@@ -3,14 +3,14 @@
  * base in QEMU's packed format, and inflight recovery after a back-end restart
  * (vhost-user.rst "Inflight I/O tracking", packed queue region).
  */
-import { describe, it, beforeEach, afterEach } from 'node:test';
+import { describe, it, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { LoopbackPlatform } from './loopback-platform.js';
+import type { LoopbackPlatform } from './loopback-platform.js';
 import { F } from '../spec/features.js';
 import { SUPPORTED_PROTOCOL_FEATURES } from './backend.js';
 import { encodeLog, encodeU64 } from './codec.js';
 import { F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq } from './messages.js';
-import { EchoDevice, GUEST_BASE, RING, TinyPackedDriver, makeGuest, openSession, waitEventfd, type Guest, type Session } from './test-helpers.js';
+import { EchoDevice, GUEST_BASE, RING, TinyPackedDriver, openSession, useLoopbackTestBed, waitEventfd, type Guest, type Session } from './test-helpers.js';
 
 const enc = new TextEncoder();
 const PACKED_FEATURES = F.VERSION_1 | F.RING_PACKED;
@@ -22,24 +22,11 @@ function packedDevice(): EchoDevice {
 }
 
 describe('VhostUserBackend on packed rings', () => {
+  const bed = useLoopbackTestBed();
+  const { sessions, fds } = bed;
   let p: LoopbackPlatform;
   let guest: Guest;
-  let fdsBefore: number;
-  const sessions: Session[] = [];
-  const fds: number[] = [];
-
-  beforeEach(() => {
-    p = new LoopbackPlatform();
-    fdsBefore = p.openFdCount();
-    guest = makeGuest(p);
-  });
-  afterEach(() => {
-    for (const s of sessions.splice(0)) s.close();
-    for (const fd of fds.splice(0)) p.close(fd);
-    guest.free();
-    assert.equal(p.openFdCount(), fdsBefore, 'fds leaked');
-    assert.equal(p.mappings, 0, 'mappings leaked');
-  });
+  beforeEach(() => ({ p, guest } = bed));
 
   function session(dev: EchoDevice): Session {
     const s = openSession(p, dev);

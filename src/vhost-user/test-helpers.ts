@@ -7,6 +7,8 @@ import { DescriptorChain, ChainCursor } from '../queue/chain.js';
 import type { Mapping, Platform } from '../platform/types.js';
 import { F } from '../spec/features.js';
 import assert from 'node:assert/strict';
+import { afterEach, beforeEach } from 'node:test';
+import { LoopbackPlatform } from './loopback-platform.js';
 import { SUPPORTED_PROTOCOL_FEATURES, VhostUserBackend, type VhostUserBackendOptions } from './backend.js';
 import { encodeVringState } from './codec.js';
 import { VhostUserConnection, type DisconnectEvent } from './server.js';
@@ -397,4 +399,52 @@ export async function setUpRing(s: Session, guest: Guest, drv: TinyDriver, o: Se
   // A reply orders everything before it: the set-up was handled.
   await f.getFeatures();
   return { kick, call };
+}
+
+/** What a back-end test opened on a LoopbackPlatform, closed and checked for leaks after it. */
+export interface LoopbackTestBed {
+  /** The platform of the running test (a new one per test). */
+  readonly p: LoopbackPlatform;
+  /** Guest memory of the running test. */
+  readonly guest: Guest;
+  /** Sessions the test opened: closed after it. */
+  readonly sessions: Session[];
+  /** Descriptors the test made (kick and call eventfds): closed after it. */
+  readonly fds: number[];
+}
+
+/**
+ * Registers, in the calling describe, a new LoopbackPlatform and guest before each test, and
+ * after it closes the test's sessions and descriptors, frees the guest and asserts that no
+ * descriptor or mapping leaked.
+ */
+export function useLoopbackTestBed(): LoopbackTestBed {
+  let p: LoopbackPlatform | null = null;
+  let guest: Guest | null = null;
+  let fdsBefore = 0;
+  const sessions: Session[] = [];
+  const fds: number[] = [];
+  beforeEach(() => {
+    p = new LoopbackPlatform();
+    fdsBefore = p.openFdCount();
+    guest = makeGuest(p);
+  });
+  afterEach(() => {
+    const platform = p!;
+    for (const s of sessions.splice(0)) s.close();
+    for (const fd of fds.splice(0)) platform.close(fd);
+    guest!.free();
+    assert.equal(platform.openFdCount(), fdsBefore, 'fds leaked');
+    assert.equal(platform.mappings, 0, 'mappings leaked');
+  });
+  return {
+    get p() {
+      return p!;
+    },
+    get guest() {
+      return guest!;
+    },
+    sessions,
+    fds,
+  };
 }
