@@ -37,48 +37,8 @@ import {
 } from '../../src/transport/pci/constants.js';
 import { type PciDeviceOptions, PciDeviceTransport, type PciFunction } from '../../src/transport/pci/pci-device.js';
 import { PciDriverTransport } from '../../src/transport/pci/pci-driver.js';
+import { ALL, DMA_BASE, MEM, RecordingFunction } from './pci-rig.js';
 import { roundTrip } from './rig.js';
-
-const MEM = 4 << 20;
-const DMA_BASE = 0x10_0000;
-const ALL = (1n << 128n) - 1n;
-
-interface PciAccess {
-  readonly kind: 'cfg' | 'bar';
-  readonly op: 'r' | 'w';
-  readonly bar: number;
-  readonly off: number;
-  readonly width: number;
-  readonly value: number;
-}
-
-/** A PCI function in front of the device: records every access, may replace configuration reads. */
-class RecordingFunction implements PciFunction {
-  readonly log: PciAccess[] = [];
-  onConfigRead: ((off: number, width: number, v: number) => number) | null = null;
-
-  constructor(readonly inner: PciDeviceTransport) {}
-
-  configRead(off: number, width: number): number {
-    let v = this.inner.configRead(off, width);
-    if (this.onConfigRead) v = this.onConfigRead(off, width, v);
-    this.log.push({ kind: 'cfg', op: 'r', bar: -1, off, width, value: v });
-    return v;
-  }
-  configWrite(off: number, width: number, value: number): void {
-    this.log.push({ kind: 'cfg', op: 'w', bar: -1, off, width, value });
-    this.inner.configWrite(off, width, value);
-  }
-  barRead(bar: number, off: number, width: number): number {
-    const v = this.inner.barRead(bar, off, width);
-    this.log.push({ kind: 'bar', op: 'r', bar, off, width, value: v });
-    return v;
-  }
-  barWrite(bar: number, off: number, width: number, value: number): void {
-    this.log.push({ kind: 'bar', op: 'w', bar, off, width, value });
-    this.inner.barWrite(bar, off, width, value);
-  }
-}
 
 function device(opts: PciDeviceOptions = {}, dev: EchoDevice | BlkDevice = new EchoDevice({ queues: [64, 64] })) {
   const mem = GuestMemory.allocate(MEM);
