@@ -2,7 +2,7 @@
  * Helpers for tests that run the built `virtio-ts` command as a child process: every run is
  * bounded in time and its process is always ended.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -50,6 +50,47 @@ export async function runCli(
       await closed;
     }
   }
+}
+
+/** A CLI process a test runs alongside its own work (startCli). */
+export interface CliChild {
+  readonly child: ChildProcessWithoutNullStreams;
+  /** Its exit code (null when a signal ended it). */
+  readonly closed: Promise<number | null>;
+  /** Its standard output so far. */
+  out(): string;
+  /** Its standard error so far. */
+  err(): string;
+  /** Ends it (SIGKILL) if it still runs, and waits for that; for a test's finally. */
+  end(): Promise<void>;
+}
+
+/**
+ * Spawns the CLI with `args` (stdout and stderr collected; stdin a pipe the test may write, or
+ * `ignore`) and kills it after `ms` (default RUN_MS) whatever happens; the test ends it with
+ * `end()` in its finally.
+ */
+export function startCli(args: string[], opts: { stdin?: 'pipe' | 'ignore'; ms?: number } = {}): CliChild {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const killer = setTimeout(() => child.kill('SIGKILL'), opts.ms ?? RUN_MS);
+  return {
+    child,
+    closed,
+    out: () => out,
+    err: () => err,
+    async end() {
+      clearTimeout(killer);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await closed;
+      }
+    },
+  };
 }
 
 /** Polls (10 ms) until `cond()` or `ms` elapse; bounded. */

@@ -5,11 +5,10 @@
  * cleanly. Bounded in time; the process is always ended.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, RUN_MS, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
+import { startCli, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
 import { loadNativePlatform } from '../../platform/native-platform.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { P9Errno } from '../../spec/9p.js';
@@ -25,15 +24,12 @@ describe('virtio-ts 9p as a process', { timeout: 60_000 }, () => {
       writeFileSync(join(share, 'host.txt'), 'from the host');
       for (const readOnly of [false, true]) {
         const sock = join(dir, `9p-${readOnly}.sock`);
-        const args = [CLI, '9p', '--socket-path', sock, '--shared-dir', share, '--tag', 'proc', '--msize', '65536', ...(readOnly ? ['--read-only'] : [])];
-        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let err = '';
-        child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-        const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-        const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+        const args = ['9p', '--socket-path', sock, '--shared-dir', share, '--tag', 'proc', '--msize', '65536', ...(readOnly ? ['--read-only'] : [])];
+        const cli = startCli(args);
+        const { child, closed } = cli;
         let t: VhostUserDriverTransport | null = null;
         try {
-          await until(() => isSocket(sock) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+          await until(() => isSocket(sock) && /serving /.test(cli.err()), 10_000, 'the back-end to serve', child);
           t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.NINEP, platform });
           const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
           const p9 = new P9Driver(driver.context, { msize: 128 << 10 });
@@ -64,15 +60,11 @@ describe('virtio-ts 9p as a process', { timeout: 60_000 }, () => {
           t.close();
           t = null;
           child.kill('SIGTERM');
-          assert.equal(await closed, 0, err);
+          assert.equal(await closed, 0, cli.err());
           assert.equal(isSocket(sock), false, 'the socket is removed');
         } finally {
-          clearTimeout(killer);
           t?.close();
-          if (child.exitCode === null && child.signalCode === null) {
-            child.kill('SIGKILL');
-            await closed;
-          }
+          await cli.end();
         }
       }
     });

@@ -5,11 +5,10 @@
  * always ended.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, RUN_MS, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
+import { startCli, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
 import { loadNativePlatform } from '../../platform/native-platform.js';
 import { BALLOON_STAT_NAMES, BalloonConfig } from '../../spec/balloon.js';
 import { DeviceId } from '../../spec/device-id.js';
@@ -52,15 +51,12 @@ describe('virtio-ts balloon as a process', { timeout: 60_000 }, () => {
     await withDir(async (dir) => {
       const sock = join(dir, 'b.sock');
       const ctl = join(dir, 'ctl.sock');
-      const child = spawn(process.execPath, [CLI, 'balloon', '--socket-path', sock, '--control', ctl, '--pages', '8'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let err = '';
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+      const cli = startCli(['balloon', '--socket-path', sock, '--control', ctl, '--pages', '8']);
+      const { child, closed } = cli;
       let t: VhostUserDriverTransport | null = null;
       let client: Socket | null = null;
       try {
-        await until(() => isSocket(sock) && isSocket(ctl) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+        await until(() => isSocket(sock) && isSocket(ctl) && /serving /.test(cli.err()), 10_000, 'the back-end to serve', child);
         t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.BALLOON_TRADITIONAL, platform, configSize: BalloonConfig.SIZE });
         const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
         const balloon = new BalloonDriver(driver.context, { autoAdjust: true, stats: hostMemoryStats, hinting: { maxPages: 64, blockPages: 16 } });
@@ -102,17 +98,13 @@ describe('virtio-ts balloon as a process', { timeout: 60_000 }, () => {
         t = null;
         c.sock.end();
         child.kill('SIGTERM');
-        assert.equal(await closed, 0, err);
+        assert.equal(await closed, 0, cli.err());
         assert.equal(isSocket(sock), false, 'the vhost-user socket is removed');
         assert.equal(isSocket(ctl), false, 'the control socket is removed');
       } finally {
-        clearTimeout(killer);
         t?.close();
         client?.destroy();
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGKILL');
-          await closed;
-        }
+        await cli.end();
       }
     });
   });

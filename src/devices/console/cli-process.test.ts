@@ -6,13 +6,13 @@
  * always ended.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ReadStream } from 'node:tty';
-import { CLI, RUN_MS, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
+import { RUN_MS, startCli, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
 import { loadNativePlatform } from '../../platform/native-platform.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { VhostUserDriverTransport, startVhostUserDriver } from '../../vhost-user/frontend-transport.js';
@@ -28,19 +28,14 @@ describe('virtio-ts console as a process', { timeout: 90_000 }, () => {
       const agent = join(dir, 'agent.sock');
       const log = join(dir, 'guest.log');
       const args = ['console', '--socket-path', sock, '--port', `name=org.test.agent,socket=${agent}`, '--port', 'console,pty', '--port', `name=log,file=${log}`];
-      const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS * 3);
+      const cli = startCli(args, { ms: RUN_MS * 3 });
+      const { child, closed } = cli;
       let t: VhostUserDriverTransport | null = null;
       let client: Socket | null = null;
       let slave: ReadStream | null = null;
       try {
-        await until(() => isSocket(sock) && /serving /.test(err) && /port 1 pty \/dev\/pts\/\d+\n/.test(out), 10_000, 'the back-end to serve', child);
-        const ptyPath = /port 1 pty (\/dev\/pts\/\d+)\n/.exec(out)![1]!;
+        await until(() => isSocket(sock) && /serving /.test(cli.err()) && /port 1 pty \/dev\/pts\/\d+\n/.test(cli.out()), 10_000, 'the back-end to serve', child);
+        const ptyPath = /port 1 pty (\/dev\/pts\/\d+)\n/.exec(cli.out())![1]!;
         t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.CONSOLE, platform });
         const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
         const con = new ConsoleDriver(driver.context);
@@ -61,7 +56,7 @@ describe('virtio-ts console as a process', { timeout: 90_000 }, () => {
         client.setEncoding('utf8').on('data', (s: string) => (fromGuest += s));
         await p0.whenHostOpen();
         await p0.setOpen(true);
-        await until(() => /port 0 \(org\.test\.agent\): the guest opened it/.test(err), 10_000, 'the guest open in the log', child);
+        await until(() => /port 0 \(org\.test\.agent\): the guest opened it/.test(cli.err()), 10_000, 'the guest open in the log', child);
         client.write('to the guest on 0');
         assert.equal(text(await p0.readBytes(17)), 'to the guest on 0');
         await p0.write('to the host on 0');
@@ -70,7 +65,7 @@ describe('virtio-ts console as a process', { timeout: 90_000 }, () => {
         client = null;
         await until(() => !p0.hostOpen, 10_000, 'PORT_OPEN 0 after the client left', child);
         await p0.setOpen(false);
-        await until(() => /port 0 \(org\.test\.agent\): the guest closed it/.test(err), 10_000, 'the guest close in the log', child);
+        await until(() => /port 0 \(org\.test\.agent\): the guest closed it/.test(cli.err()), 10_000, 'the guest close in the log', child);
 
         // File port: what the guest writes is appended.
         await p2.write('a logged line\n');
@@ -102,36 +97,27 @@ describe('virtio-ts console as a process', { timeout: 90_000 }, () => {
         t.close();
         t = null;
         child.kill('SIGTERM');
-        assert.equal(await closed, 0, err);
+        assert.equal(await closed, 0, cli.err());
         assert.equal(isSocket(sock), false, 'the vhost-user socket is removed');
         assert.equal(isSocket(agent), false, 'the port socket is removed');
       } finally {
-        clearTimeout(killer);
         client?.destroy();
         slave?.destroy();
         t?.close();
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGKILL');
-          await closed;
-        }
+        await cli.end();
       }
     });
   });
 
-  it('a console on stdio (the default port): stdin reaches the guest, the guest\'s output comes out on stdout', async () => {
+  it('a console on stdio (the default port): stdin reaches the guest, the guest\'s output comes cli.out() on stdout', async () => {
     const platform = loadNativePlatform();
     await withDir(async (dir) => {
       const sock = join(dir, 'con.sock');
-      const child = spawn(process.execPath, [CLI, 'console', '--socket-path', sock, '--size', '100x30'], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+      const cli = startCli(['console', '--socket-path', sock, '--size', '100x30'], { stdin: 'pipe' });
+      const { child, closed } = cli;
       let t: VhostUserDriverTransport | null = null;
       try {
-        await until(() => isSocket(sock) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+        await until(() => isSocket(sock) && /serving /.test(cli.err()), 10_000, 'the back-end to serve', child);
         t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.CONSOLE, platform });
         const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
         const con = new ConsoleDriver(driver.context);
@@ -142,20 +128,16 @@ describe('virtio-ts console as a process', { timeout: 90_000 }, () => {
         child.stdin.write('typed on stdin\n');
         assert.equal(text(await p0.readBytes(15)), 'typed on stdin\n');
         await p0.write('printed by the guest\n');
-        await until(() => out === 'printed by the guest\n', 10_000, 'stdout', child);
+        await until(() => cli.out() === 'printed by the guest\n', 10_000, 'stdout', child);
         con.detach();
         driver.reset();
         t.close();
         t = null;
         child.kill('SIGTERM');
-        assert.equal(await closed, 0, err);
+        assert.equal(await closed, 0, cli.err());
       } finally {
-        clearTimeout(killer);
         t?.close();
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGKILL');
-          await closed;
-        }
+        await cli.end();
       }
     });
   });

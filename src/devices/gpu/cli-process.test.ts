@@ -5,10 +5,9 @@
  * in time; the process is always ended.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, RUN_MS, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
+import { startCli, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
 import { loadNativePlatform } from '../../platform/native-platform.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { GpuConfig } from '../../spec/gpu.js';
@@ -23,15 +22,12 @@ describe('virtio-ts gpu as a process', { timeout: 60_000 }, () => {
     const platform = loadNativePlatform();
     await withDir(async (dir) => {
       const sock = join(dir, 'gpu.sock');
-      const child = spawn(process.execPath, [CLI, 'gpu', '--socket-path', sock, '--display', '100x100', '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let err = '';
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+      const cli = startCli(['gpu', '--socket-path', sock, '--display', '100x100', '-v']);
+      const { child, closed } = cli;
       let t: VhostUserDriverTransport | null = null;
       let peer: GpuDisplayPeer | null = null;
       try {
-        await until(() => isSocket(sock) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+        await until(() => isSocket(sock) && /serving /.test(cli.err()), 10_000, 'the back-end to serve', child);
         t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.GPU, platform, configSize: GpuConfig.SIZE });
         const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64, 64] });
         const [mine, theirs] = platform.socketpair();
@@ -41,7 +37,7 @@ describe('virtio-ts gpu as a process', { timeout: 60_000 }, () => {
         } finally {
           platform.close(theirs);
         }
-        await until(() => /display ready: 32x16/.test(err), 10_000, 'the display handshake', child);
+        await until(() => /display ready: 32x16/.test(cli.err()), 10_000, 'the display handshake', child);
         const gpu = new GpuDriver(driver.context);
         assert.deepEqual((await gpu.preferredMode()), { scanoutId: 0, width: 32, height: 16 });
         const fb = await gpu.createFramebuffer({ resourceId: 1, width: 32, height: 16, scanoutId: 0 });
@@ -61,16 +57,12 @@ describe('virtio-ts gpu as a process', { timeout: 60_000 }, () => {
         t.close();
         t = null;
         child.kill('SIGTERM');
-        assert.equal(await closed, 0, err);
+        assert.equal(await closed, 0, cli.err());
         assert.equal(isSocket(sock), false, 'the socket is removed');
       } finally {
-        clearTimeout(killer);
         peer?.close();
         t?.close();
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGKILL');
-          await closed;
-        }
+        await cli.end();
       }
     });
   });

@@ -4,12 +4,11 @@
  * InputDriver are the other end. Bounded in time; the process is always ended.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, RUN_MS, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
+import { startCli, isSocket, until, withDir } from '../../cli/cli-test-helpers.js';
 import { loadNativePlatform } from '../../platform/native-platform.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { EvCode, EvType } from '../../spec/input.js';
@@ -17,20 +16,15 @@ import { VhostUserDriverTransport, startVhostUserDriver } from '../../vhost-user
 import { InputDriver, transportConfigSettled } from './input-driver.js';
 
 describe('virtio-ts input as a process', { timeout: 60_000 }, () => {
-  it('stdin events reach the driver as one update; LED status comes out on stdout; SIGTERM ends it cleanly', async () => {
+  it('stdin events reach the driver as one update; LED status comes cli.out() on stdout; SIGTERM ends it cleanly', async () => {
     const platform = loadNativePlatform();
     await withDir(async (dir) => {
       const sock = join(dir, 'in.sock');
-      const child = spawn(process.execPath, [CLI, 'input', '--socket-path', sock, '--preset', 'keyboard'], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+      const cli = startCli(['input', '--socket-path', sock, '--preset', 'keyboard'], { stdin: 'pipe' });
+      const { child, closed } = cli;
       let t: VhostUserDriverTransport | null = null;
       try {
-        await until(() => isSocket(sock) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+        await until(() => isSocket(sock) && /serving /.test(cli.err()), 10_000, 'the back-end to serve', child);
         t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.INPUT, platform });
         const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
         const input = new InputDriver(driver.context, { eventBuffers: 8 });
@@ -42,22 +36,18 @@ describe('virtio-ts input as a process', { timeout: 60_000 }, () => {
           { type: EvType.SYN, code: EvCode.SYN_REPORT, value: 0 },
         ]);
         await input.sendStatus(EvType.LED, EvCode.LED_CAPSL, 1);
-        await until(() => out.includes('status 17 1 1\n'), 10_000, 'the status line', child);
-        assert.match(err, /ignored input line: bogus line/);
+        await until(() => cli.out().includes('status 17 1 1\n'), 10_000, 'the status line', child);
+        assert.match(cli.err(), /ignored input line: bogus line/);
         input.detach();
         driver.reset();
         t.close();
         t = null;
         child.kill('SIGTERM');
-        assert.equal(await closed, 0, err);
+        assert.equal(await closed, 0, cli.err());
         assert.equal(isSocket(sock), false, 'the socket is removed');
       } finally {
-        clearTimeout(killer);
         t?.close();
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGKILL');
-          await closed;
-        }
+        await cli.end();
       }
     });
   });
@@ -69,15 +59,12 @@ describe('virtio-ts input as a process', { timeout: 60_000 }, () => {
       const events = join(dir, 'ev.sock');
       const profile = join(dir, 'pad.json');
       writeFileSync(profile, JSON.stringify({ name: 'json pad', events: { EV_KEY: ['BTN_TOUCH'], EV_ABS: ['ABS_X'], EV_LED: ['LED_CAPSL'] }, abs: { ABS_X: { min: 0, max: 99 } } }));
-      const child = spawn(process.execPath, [CLI, 'input', '--socket-path', sock, '--profile', profile, '--events-socket', events], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let err = '';
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-      const killer = setTimeout(() => child.kill('SIGKILL'), RUN_MS);
+      const cli = startCli(['input', '--socket-path', sock, '--profile', profile, '--events-socket', events], { stdin: 'pipe' });
+      const { child, closed } = cli;
       let t: VhostUserDriverTransport | null = null;
       const client = { socket: null as ReturnType<typeof connect> | null, got: '' };
       try {
-        await until(() => isSocket(sock) && isSocket(events) && /serving /.test(err), 10_000, 'the back-end to serve', child);
+        await until(() => isSocket(sock) && isSocket(events) && /serving /.test(cli.err()), 10_000, 'the back-end to serve', child);
         t = await VhostUserDriverTransport.connect(sock, { deviceId: DeviceId.INPUT, platform });
         const driver = await startVhostUserDriver(t, { wantedFeatures: (1n << 64n) - 1n, queueSizes: [64] });
         const input = new InputDriver(driver.context, { eventBuffers: 8, configSettled: transportConfigSettled(t) });
@@ -101,16 +88,12 @@ describe('virtio-ts input as a process', { timeout: 60_000 }, () => {
         t = null;
         c.destroy();
         child.kill('SIGTERM');
-        assert.equal(await closed, 0, err);
+        assert.equal(await closed, 0, cli.err());
         assert.equal(isSocket(events), false, 'the events socket is removed');
       } finally {
-        clearTimeout(killer);
         client.socket?.destroy();
         t?.close();
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGKILL');
-          await closed;
-        }
+        await cli.end();
       }
     });
   });
