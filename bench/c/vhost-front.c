@@ -327,37 +327,61 @@ int vf_vq_wait(struct vf_vq *q, int poll_mode, int rescue_ms, vf_done_fn done) {
       __builtin_ia32_pause();
     }
   }
+  struct vf_waiter w = {.q = q, .done = done};
+  return vf_wait_any(&w, 1, rescue_ms);
+}
+
+/* Reaps every queue of the set; how many used elements in all. */
+static int reap_all(struct vf_waiter *w, int n) {
+  int got = 0;
+  for (int i = 0; i < n; i++) got += vf_vq_reap(w[i].q, w[i].done);
+  return got;
+}
+
+int vf_wait_any(struct vf_waiter *w, int n, int rescue_ms) {
+  if (n < 1 || n > 8) die("vf_wait_any: %d queues", n);
   int slice = rescue_ms > 0 && rescue_ms < vf.timeout_ms ? rescue_ms : vf.timeout_ms;
   int waited = 0;
+  struct pollfd p[8];
   for (;;) {
-    int n = vf_vq_reap(q, done);
-    if (n) return n;
-    vf_vq_set_interrupts(q, 1);
+    int got = reap_all(w, n);
+    if (got) return got;
+    for (int i = 0; i < n; i++) vf_vq_set_interrupts(w[i].q, 1);
     __atomic_thread_fence(__ATOMIC_SEQ_CST); /* 2.7.13.5: enable, then re-check used->idx */
-    n = vf_vq_reap(q, done);
-    if (n) return n;
-    struct pollfd p = {.fd = q->call_fd, .events = POLLIN};
+    got = reap_all(w, n);
+    if (got) return got;
+    for (int i = 0; i < n; i++) p[i] = (struct pollfd){.fd = w[i].q->call_fd, .events = POLLIN};
     int r;
-    do r = poll(&p, 1, slice); while (r < 0 && errno == EINTR);
+    do r = poll(p, (nfds_t)n, slice); while (r < 0 && errno == EINTR);
     if (r < 0) DIE_ERRNO("poll call eventfd");
     if (r == 0) {
       waited += slice;
       if (waited >= vf.timeout_ms) die("no completion within %d ms (call eventfd)", vf.timeout_ms);
-      /* The rescue (see vhost-front.h): used buffers without a call, or a re-notification. */
-      n = vf_vq_reap(q, done);
-      if (n) {
-        q->rescue_used++;
-        return n;
+      /* The rescue (see vhost-front.h): used buffers without a call, or a re-notification of
+       * every ring with buffers out. */
+      for (int i = 0; i < n; i++) {
+        int k = vf_vq_reap(w[i].q, w[i].done);
+        if (k) w[i].q->rescue_used++;
+        got += k;
       }
-      vf_vq_kick(q);
-      q->rescue_kicks++;
+      if (got) return got;
+      for (int i = 0; i < n; i++) {
+        struct vf_vq *q = w[i].q;
+        if (q->avail_published != q->last_used) {
+          vf_vq_kick(q);
+          q->rescue_kicks++;
+        }
+      }
       continue;
     }
-    uint64_t cnt;
-    ssize_t rd;
-    do rd = read(q->call_fd, &cnt, sizeof cnt); while (rd < 0 && errno == EINTR);
-    if (rd < 0 && errno != EAGAIN) DIE_ERRNO("read call eventfd");
-    if (rd >= 0 && rd != (ssize_t)sizeof cnt) die("read call eventfd: %zd bytes", rd);
-    q->calls_waited++;
+    for (int i = 0; i < n; i++) {
+      if (!(p[i].revents & POLLIN)) continue;
+      uint64_t cnt;
+      ssize_t rd;
+      do rd = read(p[i].fd, &cnt, sizeof cnt); while (rd < 0 && errno == EINTR);
+      if (rd < 0 && errno != EAGAIN) DIE_ERRNO("read call eventfd");
+      if (rd >= 0 && rd != (ssize_t)sizeof cnt) die("read call eventfd: %zd bytes", rd);
+      w[i].q->calls_waited++;
+    }
   }
 }

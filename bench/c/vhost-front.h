@@ -274,4 +274,13 @@ static inline int vf_vq_reap(struct vf_vq *q, vf_done_fn done) {
  */
 int vf_vq_wait(struct vf_vq *q, int poll_mode, int rescue_ms, vf_done_fn done);
 
+/** One queue of a vf_wait_any: the ring and what to call for each of its used elements. */
+struct vf_waiter {
+  struct vf_vq *q;
+  vf_done_fn done;
+};
+/** vf_vq_wait's call mode over up to 8 queues at once: returns when any completed something
+ * (how many in all); the rescue re-notifies every queue with buffers out. */
+int vf_wait_any(struct vf_waiter *w, int n, int rescue_ms);
+
 #endif
