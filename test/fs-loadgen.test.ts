@@ -110,6 +110,8 @@ describe('vhost-fs-loadgen (the C virtio-fs front-end) against both back-ends', 
         assert.ok(r.secs >= 0.4 && r.secs < 15, `${r.job}: ${r.secs} s`);
         assert.ok(r.latP50Us > 0 && r.latP50Us <= r.latP99Us && r.latP99Us <= r.latMaxUs * 1.01, `${r.job} latencies`);
         assert.ok(r.cpuS >= 0 && r.backendCpuS >= 0);
+        // Every used length is the reply's out header len (FORGET's: 0, nothing written).
+        assert.equal(r.lenMismatches, 0, `${r.job}: used lengths`);
       }
       const [, , rand, seq, write] = out.results;
       assert.equal(rand?.bs, 4096);
