@@ -4,7 +4,8 @@
  * WRITE of patterns in random chunk sizes, GETATTR size, READ back in other sizes compared byte
  * for byte, an empty READ at the end, RELEASE, UNLINK, FORGET, ENOENT again) and a short run of
  * each job (lookup, create, randread, seqread, seqwrite) whose RESULT lines parse with non-zero
- * rates and the back-end's CPU seconds. A failing FUSE reply ends it with a message and exit 1.
+ * rates and the back-end's CPU seconds. A failing FUSE reply ends it with a message and exit 1,
+ * and so does a wrong one (unique, error field, len) from a hostile device served in process.
  * Under CI=true a missing gcc, native addon or virtiofsd fails rather than skips.
  */
 import assert from 'node:assert/strict';
@@ -16,8 +17,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { repoRoot, runLoadgen } from '../bench/blk-vhost-bench.js';
 import { buildFsLoadgen, parseFsLoadgenOutput } from '../bench/fs-loadgen.js';
+import { QueueServer, type QueueRequest } from '../src/device/queue-server.js';
+import type { DeviceContext, VirtioDevice } from '../src/device/types.js';
 import { nativePlatformAvailable } from '../src/platform/native-platform.js';
+import { ChainCursor } from '../src/queue/chain.js';
+import { DeviceId } from '../src/spec/device-id.js';
+import { F } from '../src/spec/features.js';
 import { spawnBackend, type BackendProcess } from '../src/vhost-user/frontend-process.js';
+import { serveVhostUser } from '../src/vhost-user/server.js';
 
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
@@ -35,6 +42,54 @@ function hasGcc(): boolean {
 const missing = !hasGcc() ? 'gcc is not installed' : !nativePlatformAvailable() ? 'native addon not built' : !existsSync(VIRTIOFSD) ? `${VIRTIOFSD} is not installed` : false;
 if (inCI && missing !== false) {
   it('gcc, the native addon and virtiofsd are present under CI', () => assert.fail(String(missing)));
+}
+
+/**
+ * A virtio-fs device that answers every request wrongly, one way per `fault`: the reply's unique
+ * is not the request's, its error field is positive, or its len is beyond the driver's buffers.
+ */
+class HostileFs implements VirtioDevice {
+  readonly deviceId = DeviceId.FS;
+  readonly offeredFeatures = F.VERSION_1 | F.EVENT_IDX;
+  readonly queueMaxSizes = [256, 256];
+  readonly configSize = 44;
+  private readonly server: QueueServer;
+  private readonly reader = new ChainCursor(false);
+  private readonly writer = new ChainCursor(true);
+  private readonly head = Buffer.alloc(40);
+  private readonly reply = Buffer.alloc(80);
+
+  constructor(private readonly fault: 'unique' | 'error' | 'len') {
+    this.server = new QueueServer({ name: 'hostile-fs', numQueues: 2, handler: () => (req: QueueRequest) => this.serve(req) });
+  }
+
+  private serve(req: QueueRequest): number {
+    this.reader.reset(req.chain).read(this.head);
+    const unique = this.head.readBigUInt64LE(8);
+    const len = this.fault === 'len' ? 1 << 20 : this.reply.length;
+    this.reply.fill(0);
+    this.reply.writeUInt32LE(len, 0);
+    this.reply.writeInt32LE(this.fault === 'error' ? 5 : 0, 4);
+    this.reply.writeBigUInt64LE(this.fault === 'unique' ? unique + 7n : unique, 8);
+    this.reply.writeUInt32LE(7, 16); // FUSE_INIT out: major 7, minor 31, max_write 1 MiB
+    this.reply.writeUInt32LE(31, 20);
+    this.reply.writeUInt32LE(1 << 20, 36);
+    return this.writer.reset(req.chain).write(this.reply);
+  }
+
+  readConfig(_offset: number, dst: Uint8Array): void {
+    dst.fill(0);
+  }
+  writeConfig(): void {}
+  activate(ctx: DeviceContext): void {
+    this.server.activate(ctx);
+  }
+  onQueueNotify(index: number): void {
+    this.server.onQueueNotify(index);
+  }
+  reset(): void {
+    this.server.reset();
+  }
 }
 
 interface Backend {
@@ -132,4 +187,21 @@ describe('vhost-fs-loadgen (the C virtio-fs front-end) against both back-ends', 
       assert.equal(parseFsLoadgenOutput(run.stdout).results.length, 0);
     });
   }
+
+  it('a back-end that answers wrongly (unique, error field, len) ends it with a message and exit status 1', async () => {
+    const expected = { unique: /INIT: reply for unique \d+, the request was \d+/, error: /INIT: error field 5 is not a negative errno/, len: /INIT: out header len 1048576 \(buffers 512\)/ } as const;
+    for (const fault of ['unique', 'error', 'len'] as const) {
+      const sock = join(base, `hostile-${fault}.sock`);
+      const server = await serveVhostUser({ device: new HostileFs(fault), socketPath: sock });
+      try {
+        const run = await runLoadgen(loadgen, ['--socket', sock, '--timeout-ms', '5000', '--duration', '0.2', '--job', 'lookup'], 20_000);
+        assert.equal(run.timedOut, false, run.stderr);
+        assert.equal(run.code, 1, `${fault}: ${run.stdout}${run.stderr}`);
+        assert.match(run.stderr, expected[fault], fault);
+        assert.equal(parseFsLoadgenOutput(run.stdout).info, null, `${fault}: no INFO line after a bad FUSE_INIT reply`);
+      } finally {
+        await server.close();
+      }
+    }
+  });
 });
