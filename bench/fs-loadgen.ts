@@ -8,8 +8,10 @@ import { dirname, join } from 'node:path';
 import { ErrorCode, VirtioError } from '../src/errors.js';
 import { LOADGEN_FRONT_SOURCES, repoRoot } from './blk-vhost-bench.js';
 
-/** The fs load generator's own C source (built together with LOADGEN_FRONT_SOURCES). */
+/** The fs load generator's own C source (built together with FS_LOADGEN_PARTS and LOADGEN_FRONT_SOURCES). */
 export const FS_LOADGEN_SOURCE: string = join(repoRoot, 'bench', 'c', 'vhost-fs-loadgen.c');
+/** Its other parts: the command line, /proc CPU reading, the FUSE wire format. */
+export const FS_LOADGEN_PARTS: readonly string[] = ['vhost-fs-options.c', 'vhost-fs-options.h', 'proc-cpu.c', 'proc-cpu.h', 'fuse-proto.h'].map((f) => join(repoRoot, 'bench', 'c', f));
 /** Where it is built by default. */
 export const FS_LOADGEN_DEFAULT_BINARY: string = join(repoRoot, 'build', 'bench', 'vhost-fs-loadgen');
 
@@ -18,7 +20,7 @@ export const FS_LOADGEN_DEFAULT_BINARY: string = join(repoRoot, 'build', 'bench'
  * unless `out` is newer than its sources. Returns `out`. Throws (from execFileSync) if gcc fails.
  */
 export function buildFsLoadgen(out: string = FS_LOADGEN_DEFAULT_BINARY): string {
-  const sources = [FS_LOADGEN_SOURCE, ...LOADGEN_FRONT_SOURCES];
+  const sources = [...LOADGEN_FRONT_SOURCES, ...FS_LOADGEN_PARTS, FS_LOADGEN_SOURCE];
   const fresh = existsSync(out) && sources.every((src) => statSync(out).mtimeMs >= statSync(src).mtimeMs);
   if (!fresh) {
     mkdirSync(dirname(out), { recursive: true });
