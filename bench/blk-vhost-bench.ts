@@ -31,21 +31,23 @@ function findRoot(): string {
 
 /** The repository root (the folder holding package.json). */
 export const repoRoot: string = findRoot();
-/** The load generator's C source. */
+/** The load generator's C source (its own part; the shared front-end is LOADGEN_FRONT_SOURCES). */
 export const LOADGEN_SOURCE: string = join(repoRoot, 'bench', 'c', 'vhost-blk-loadgen.c');
+/** The vhost-user front-end the C load generators share (bench/c/vhost-front.c and its header). */
+export const LOADGEN_FRONT_SOURCES: readonly string[] = [join(repoRoot, 'bench', 'c', 'vhost-front.c'), join(repoRoot, 'bench', 'c', 'vhost-front.h')];
 /** Where scripts/bench.mjs builds it. */
 export const LOADGEN_DEFAULT_BINARY: string = join(repoRoot, 'build', 'bench', 'vhost-blk-loadgen');
 
 /**
  * Compiles the load generator with the machine's gcc (`-O2 -Wall -Wextra -Werror`) into `out`,
- * unless `out` is newer than the source. Returns `out`. Throws (from execFileSync) if gcc fails.
+ * unless `out` is newer than its sources. Returns `out`. Throws (from execFileSync) if gcc fails.
  */
 export function buildLoadgen(out: string = LOADGEN_DEFAULT_BINARY): string {
-  const fresh = existsSync(out) && statSync(out).mtimeMs >= statSync(LOADGEN_SOURCE).mtimeMs;
+  const fresh = existsSync(out) && [LOADGEN_SOURCE, ...LOADGEN_FRONT_SOURCES].every((src) => statSync(out).mtimeMs >= statSync(src).mtimeMs);
   if (!fresh) {
     // build/ is wiped by an addon rebuild (node-gyp rebuild): make the directory again.
     mkdirSync(dirname(out), { recursive: true });
-    execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, LOADGEN_SOURCE], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+    execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, LOADGEN_FRONT_SOURCES[0] as string, LOADGEN_SOURCE], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
   }
   return out;
 }

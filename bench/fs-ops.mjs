@@ -1,8 +1,12 @@
 /* global process, console, performance */
 // virtio-fs back-ends side by side through the same front-end: `virtio-ts fs` and QEMU's C
-// virtiofsd (/usr/lib/qemu/virtiofsd), each a process behind vhost-user, driven by the
-// TypeScript FsDriver over the library's vhost-user front-end (so the driver side is the same
-// for both). Rows: LOOKUP+GETATTR (+FORGET) per second, CREATE+RELEASE+UNLINK per second, 4 KiB
+// virtiofsd (/usr/lib/qemu/virtiofsd), each a process behind vhost-user, driven by the same
+// front-end for both: FS_BENCH_FRONTEND=c (default) the guest-less C one,
+// bench/c/vhost-fs-loadgen.c (one run per back-end with the five jobs; it reads the back-end's
+// process-tree CPU from /proc just before and after each timed job, as bench/proc-cpu.mjs does,
+// and its own CPU; built with gcc on first use), or =ts the TypeScript FsDriver over the
+// library's vhost-user front-end (250-300 CPU µs per 128 KiB READ: it bounded both back-ends'
+// read rates on two cores). Rows: LOOKUP+GETATTR (+FORGET) per second, CREATE+RELEASE+UNLINK per second, 4 KiB
 // random reads of a 64 MiB file (host page cache), 1 MiB sequential reads and writes (MiB/s);
 // 16 requests in flight. For each row: the back-end's CPU seconds (its process tree,
 // /proc/<pid>/stat utime+stime) and the ratio virtio-ts / virtiofsd.
@@ -12,7 +16,8 @@
 // (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
 // options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1);
 // FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only);
-// FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count).
+// FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count;
+// with the C front-end: its rescue period, --rescue-ms).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -27,6 +32,8 @@ const { FsDriver } = await import(dist('src/devices/fs/fs-driver.js'));
 const { spawnBackend } = await import(dist('src/vhost-user/frontend-process.js'));
 const { VhostUserDriverTransport, startVhostUserDriver } = await import(dist('src/vhost-user/frontend-transport.js'));
 const { DeviceId } = await import(dist('src/spec/device-id.js'));
+const { buildFsLoadgen, parseFsLoadgenOutput } = await import(dist('bench/fs-loadgen.js'));
+const { runLoadgen } = await import(dist('bench/blk-vhost-bench.js'));
 
 let SECONDS = Number(process.argv[2] ?? 3);
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -46,6 +53,9 @@ const RING = process.env.FS_BENCH_RING ?? 'split';
 const RING_PACKED = 1n << 34n;
 // FS_BENCH_STALL_MS: period of the front-end's stall watch (default 100; see runBackend).
 const STALL_KICK_MS = Number(process.env.FS_BENCH_STALL_MS ?? 100);
+const FRONTEND = process.env.FS_BENCH_FRONTEND ?? 'c';
+if (FRONTEND !== 'c' && FRONTEND !== 'ts') throw new Error(`FS_BENCH_FRONTEND is c or ts, not ${FRONTEND}`);
+const ROW_OF_JOB = { lookup: 'lookup+getattr /s', create: 'create+unlink /s', randread: '4 KiB random read /s', seqread: 'seq read MiB/s', seqwrite: 'seq write MiB/s' };
 
 /** utime + stime of `pid` and its descendants, in seconds. */
 function cpuSeconds(pid) {
@@ -75,7 +85,39 @@ function settle(share) {
   execFileSync('sync', ['-f', share]);
 }
 
+/**
+ * The C front-end: one run of bench/c/vhost-fs-loadgen.c with the five jobs against a fresh
+ * back-end (virtiofsd serves one connection). Each job runs WARMUP seconds untimed, then SECONDS
+ * timed; the back-end's CPU is read by the program around the timed part only. Its rescue (a wait
+ * of FS_BENCH_STALL_MS without a completion looks at the used ring, then re-notifies) stands in
+ * for the TS front-end's stall watch; the count is printed.
+ */
+async function runBackendC(name, cmd, args, share) {
+  settle(share);
+  const loadgen = buildFsLoadgen();
+  const sock = join(share, '..', `${name}.sock`);
+  const p = await spawnBackend(cmd, args(sock), sock);
+  try {
+    const jobs = ['lookup', 'create', 'randread:4096', `seqread:${CHUNK}`, `seqwrite:${CHUNK}`];
+    const lgArgs = ['--socket', sock, '--duration', String(SECONDS), '--warmup', String(WARMUP), '--qd', String(IN_FLIGHT), '--dir', 'scratch', '--span-mib', '64', '--rescue-ms', String(STALL_KICK_MS), '--cpu-pid', String(p.child.pid), ...jobs.flatMap((j) => ['--job', j])];
+    const run = await runLoadgen(loadgen, lgArgs, (SECONDS + WARMUP) * 5 * 1000 + 60_000);
+    if (run.code !== 0 || run.timedOut) throw new Error(`vhost-fs-loadgen against ${name} failed (${run.code}${run.timedOut ? ', timed out' : ''}):\n${run.stdout}${run.stderr}\n--- back-end ---\n${p.output()}`);
+    const out = parseFsLoadgenOutput(run.stdout);
+    const rows = { ring: 'split', maxWrite: Number(out.info?.get('max_write') ?? 0), stallKicks: 0, frontendCpu: 0 };
+    for (const r of out.results) {
+      const seq = r.job.startsWith('seq');
+      rows[ROW_OF_JOB[r.job]] = { value: seq ? r.mibPerSec : r.opsPerSec, cpu: r.backendCpuS, wall: r.secs, ops: r.ops, frontendCpu: r.cpuS, maxWrite: rows.maxWrite };
+      rows.stallKicks += r.rescueKicks + r.rescueUsed;
+      rows.frontendCpu += r.cpuS;
+    }
+    return rows;
+  } finally {
+    await p.stop();
+  }
+}
+
 async function runBackend(name, cmd, args, share) {
+  if (FRONTEND === 'c') return runBackendC(name, cmd, args, share);
   settle(share);
   const sock = join(share, '..', `${name}.sock`);
   const p = await spawnBackend(cmd, args(sock), sock);
@@ -190,21 +232,22 @@ try {
   rmSync(base, { recursive: true, force: true });
 }
 
-console.log(`fs-ops: ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-console.log('| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) | CPU µs/op virtio-ts | CPU µs/op virtiofsd |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+const feCols = FRONTEND === 'c';
+console.log(`| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) | CPU µs/op virtio-ts | CPU µs/op virtiofsd |${feCols ? ' front-end CPU s (vts / vfsd) |' : ''}`);
+console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- |${feCols ? ' --- |' : ''}`);
 console.log(`rings: virtio-ts fs ${results['virtio-ts fs'].ring}, virtiofsd ${results.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);
 console.log(`max_write: virtio-ts fs ${results['virtio-ts fs'].maxWrite}, virtiofsd ${results.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
-console.log(`stall re-notifications (lost kicks rescued, ${STALL_KICK_MS} ms watch): virtio-ts fs ${results['virtio-ts fs'].stallKicks}, virtiofsd ${results.virtiofsd?.stallKicks ?? '-'}`);
-for (const label of Object.keys(results['virtio-ts fs']).filter((l) => !['maxWrite', 'ring', 'stallKicks'].includes(l))) {
+console.log(`${feCols ? 'rescues (a wait of' : 'stall re-notifications (lost kicks rescued,'} ${STALL_KICK_MS} ms ${feCols ? 'without a completion: used ring looked at, then re-notified)' : 'watch)'}: virtio-ts fs ${results['virtio-ts fs'].stallKicks}, virtiofsd ${results.virtiofsd?.stallKicks ?? '-'}`);
+for (const label of Object.keys(results['virtio-ts fs']).filter((l) => !['maxWrite', 'ring', 'stallKicks', 'frontendCpu'].includes(l))) {
   const a = results['virtio-ts fs'][label];
   const b = results.virtiofsd?.[label];
   const perCpu = (r) => (r.value * r.wall) / Math.max(r.cpu, 0.01);
   // CPU µs per operation (a sequential row's operation is one request of `chunk` bytes): the
   // figure to compare on a loaded machine, where rates swing with the scheduler.
-  const opsOf = (r) => (r.value * r.wall * (label.includes('MiB/s') ? (1 << 20) / Math.min(CHUNK, r.maxWrite) : 1));
+  const opsOf = (r) => r.ops ?? r.value * r.wall * (label.includes('MiB/s') ? (1 << 20) / Math.min(CHUNK, r.maxWrite) : 1);
   const usPerOp = (r) => ((r.cpu * 1e6) / Math.max(opsOf(r), 1)).toFixed(1);
   console.log(
-    `| ${label} | ${a.value.toFixed(0)} | ${a.cpu.toFixed(2)} | ${b ? b.value.toFixed(0) : '-'} | ${b ? b.cpu.toFixed(2) : '-'} | ${b ? (a.value / b.value).toFixed(2) : '-'} | ${b ? (perCpu(a) / perCpu(b)).toFixed(2) : '-'} | ${usPerOp(a)} | ${b ? usPerOp(b) : '-'} |`,
+    `| ${label} | ${a.value.toFixed(0)} | ${a.cpu.toFixed(2)} | ${b ? b.value.toFixed(0) : '-'} | ${b ? b.cpu.toFixed(2) : '-'} | ${b ? (a.value / b.value).toFixed(2) : '-'} | ${b ? (perCpu(a) / perCpu(b)).toFixed(2) : '-'} | ${usPerOp(a)} | ${b ? usPerOp(b) : '-'} |${feCols ? ` ${a.frontendCpu.toFixed(2)} / ${b ? b.frontendCpu.toFixed(2) : '-'} |` : ''}`,
   );
 }

@@ -16,7 +16,7 @@ if (wanted.includes('ring')) {
 if (wanted.includes('blk-vhost')) {
   // virtio-ts blk and qemu-storage-daemon (scripts/install-guest-deps.sh installs it) under the same
   // C vhost-user front-end, alternating; the runner's options are in bench/README.md.
-  run('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'build/bench/vhost-blk-loadgen', 'bench/c/vhost-blk-loadgen.c']);
+  run('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'build/bench/vhost-blk-loadgen', 'bench/c/vhost-front.c', 'bench/c/vhost-blk-loadgen.c']);
   console.log('--- vhost-user-blk: virtio-ts beside qemu-storage-daemon (same load generator, alternating) ---');
   run(process.execPath, ['dist/bench/blk-vhost-bench.js', '--loadgen', 'build/bench/vhost-blk-loadgen']);
 }
