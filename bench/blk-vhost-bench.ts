@@ -33,6 +33,8 @@ function findRoot(): string {
 export const repoRoot: string = findRoot();
 /** The load generator's C source (its own part; the shared front-end is LOADGEN_FRONT_SOURCES). */
 export const LOADGEN_SOURCE: string = join(repoRoot, 'bench', 'c', 'vhost-blk-loadgen.c');
+/** The load generator's command line (bench/c/vhost-blk-options.c and its header). */
+export const LOADGEN_OPTION_SOURCES: readonly string[] = [join(repoRoot, 'bench', 'c', 'vhost-blk-options.c'), join(repoRoot, 'bench', 'c', 'vhost-blk-options.h')];
 /** The vhost-user front-end the C load generators share (bench/c/vhost-front.c and its header). */
 export const LOADGEN_FRONT_SOURCES: readonly string[] = [join(repoRoot, 'bench', 'c', 'vhost-front.c'), join(repoRoot, 'bench', 'c', 'vhost-front.h')];
 /** Where scripts/bench.mjs builds it. */
@@ -43,11 +45,13 @@ export const LOADGEN_DEFAULT_BINARY: string = join(repoRoot, 'build', 'bench', '
  * unless `out` is newer than its sources. Returns `out`. Throws (from execFileSync) if gcc fails.
  */
 export function buildLoadgen(out: string = LOADGEN_DEFAULT_BINARY): string {
-  const fresh = existsSync(out) && [LOADGEN_SOURCE, ...LOADGEN_FRONT_SOURCES].every((src) => statSync(out).mtimeMs >= statSync(src).mtimeMs);
+  const sources = [...LOADGEN_FRONT_SOURCES, ...LOADGEN_OPTION_SOURCES, LOADGEN_SOURCE];
+  const fresh = existsSync(out) && sources.every((src) => statSync(out).mtimeMs >= statSync(src).mtimeMs);
   if (!fresh) {
     // build/ is wiped by an addon rebuild (node-gyp rebuild): make the directory again.
     mkdirSync(dirname(out), { recursive: true });
-    execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, LOADGEN_FRONT_SOURCES[0] as string, LOADGEN_SOURCE], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+    const cFiles = sources.filter((f) => f.endsWith('.c'));
+    execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, ...cFiles], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
   }
   return out;
 }

@@ -16,9 +16,9 @@ if (wanted.includes('ring')) {
 if (wanted.includes('blk-vhost')) {
   // virtio-ts blk and qemu-storage-daemon (scripts/install-guest-deps.sh installs it) under the same
   // C vhost-user front-end, alternating; the runner's options are in bench/README.md.
-  run('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'build/bench/vhost-blk-loadgen', 'bench/c/vhost-front.c', 'bench/c/vhost-blk-loadgen.c']);
   console.log('--- vhost-user-blk: virtio-ts beside qemu-storage-daemon (same load generator, alternating) ---');
-  run(process.execPath, ['dist/bench/blk-vhost-bench.js', '--loadgen', 'build/bench/vhost-blk-loadgen']);
+  // The bench builds the load generator (build/bench/vhost-blk-loadgen) from its sources when stale.
+  run(process.execPath, ['dist/bench/blk-vhost-bench.js']);
 }
 if (wanted.includes('blk-inprocess')) {
   // In-process virtio-blk (real driver and device on a RAM disk): 4 KiB random reads, QD1 and QD32.
