@@ -145,7 +145,11 @@ export class FuseWire {
 
   /** Zeroes `len` reply bytes from `at` (reserved and padding fields). */
   zero(at: number, len: number): void {
-    this.out.fill(0, at, at + len);
+    // A loop, not Buffer.fill: fill is a call into C++ with argument checks per use, several
+    // per reply (the ranges here are reply structs of tens of bytes).
+    const out = this.out;
+    const end = at + len;
+    for (let i = at; i < end; i++) out[i] = 0;
   }
 
   /**
@@ -167,7 +171,7 @@ export class FuseWire {
 
   /** struct fuse_attr at `at` from StatField slots. */
   attr(at: number, st: Float64Array): void {
-    this.out.fill(0, at, at + FuseAttr.BYTES);
+    this.zero(at, FuseAttr.BYTES);
     this.setU64(at + FuseAttr.INO, st[S.INO]!);
     this.setU64(at + FuseAttr.SIZE, st[S.SIZE]!);
     this.setU64(at + FuseAttr.BLOCKS, st[S.BLOCKS]!);
@@ -195,7 +199,7 @@ export class FuseWire {
 
   /** struct fuse_entry_out at `at`: nodeid, validity in seconds, attributes. */
   entryOut(at: number, nodeid: number, st: Float64Array, entryValid: number, attrValid: number): void {
-    this.out.fill(0, at, at + FuseEntryOut.ATTR);
+    this.zero(at, FuseEntryOut.ATTR);
     this.setU64(at + FuseEntryOut.NODEID, nodeid);
     this.setU64(at + FuseEntryValid.ENTRY_VALID, entryValid);
     this.setU64(at + FuseEntryValid.ATTR_VALID, attrValid);
@@ -205,7 +209,7 @@ export class FuseWire {
   /** A whole fuse_attr_out reply. */
   attrOut(st: Float64Array, attrValid: number): number {
     const at = FuseOutHeader.SIZE;
-    this.out.fill(0, at, at + FuseAttrOut.ATTR);
+    this.zero(at, FuseAttrOut.ATTR);
     this.setU64(at + FuseAttrOutValid.ATTR_VALID, attrValid);
     this.attr(at + FuseAttrOut.ATTR, st);
     return this.reply(0, FuseAttrOut.SIZE, false);
@@ -213,7 +217,7 @@ export class FuseWire {
 
   /** struct fuse_open_out at `at`: the file handle and FOPEN_* flags. */
   openOut(at: number, fh: number, openFlags: number): void {
-    this.out.fill(0, at, at + FuseOpenOut.SIZE);
+    this.zero(at, FuseOpenOut.SIZE);
     this.setU64(at + FuseOpenOut.FH, fh);
     this.setU32(at + FuseOpenOut.OPEN_FLAGS, openFlags);
   }
