@@ -14,7 +14,7 @@
  * shared) for split and packed rings, and the same ring work against a device that returns each
  * chain without looking at it (the floor), so the difference is FsDevice's own cost.
  *
- *   node dist/bench/fs-device-bench.js [requests, default 4e5] [trials, default 7] [only: e.g. split-read]
+ *   node dist/bench/fs-device-bench.js [requests, default 5e4] [trials, default 21] [only: e.g. split-read]
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -29,8 +29,8 @@ import { F } from '../src/spec/features.js';
 import { FuseOpcode } from '../src/spec/fs.js';
 import { createLoopback } from '../src/testing/loopback.js';
 
-const requests = Number(process.argv[2] ?? 4e5);
-const trials = Number(process.argv[3] ?? 7);
+const requests = Number(process.argv[2] ?? 5e4);
+const trials = Number(process.argv[3] ?? 21);
 /** One case only (`split-lookup`, `packed-read`...), for profiling. */
 const only = process.argv[4];
 const QUEUE = 1024;
