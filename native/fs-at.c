@@ -61,8 +61,8 @@ static napi_value result(napi_env env, double x) {
 
 /* Any int32 (dirfds may be AT_FDCWD, flags may have the top bit set). */
 static bool get_int(napi_env env, napi_value v, const char *what, int32_t *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number || napi_get_value_int32(env, v, out) != napi_ok) {
+  /* napi_get_value_int32 refuses a non-number itself (napi_number_expected): no napi_typeof. */
+  if (napi_get_value_int32(env, v, out) != napi_ok) {
     char msg[96];
     snprintf(msg, sizeof msg, "%s must be a number", what);
     throw_arg(env, msg);
@@ -89,6 +89,21 @@ static bool get_off(napi_env env, napi_value v, const char *what, int64_t *out) 
 static bool get_name(napi_env env, napi_value v, name_t *n) {
   napi_valuetype t;
   n->err = 0;
+  /* Bytes first (the FUSE server's names are views of its request buffer): one N-API call. */
+  napi_typedarray_type ta;
+  void *tp;
+  size_t tn;
+  if (napi_get_typedarray_info(env, v, &ta, &tn, &tp, NULL, NULL) == napi_ok && ta == napi_uint8_array) {
+    if (tn >= PATH_MAX) {
+      n->err = ENAMETOOLONG;
+      n->s[0] = 0;
+      return true;
+    }
+    if (tn > 0) memcpy(n->s, tp, tn);
+    n->s[tn] = 0;
+    if (memchr(n->s, 0, tn) != NULL) n->err = EINVAL;
+    return true;
+  }
   if (napi_typeof(env, v, &t) != napi_ok) return false;
   if (t == napi_string) {
     size_t len;
@@ -117,12 +132,11 @@ static bool get_name(napi_env env, napi_value v, name_t *n) {
 }
 
 static bool get_f64(napi_env env, napi_value v, size_t want, double **out) {
-  bool is_ta = false;
   napi_typedarray_type type;
   size_t n;
   void *p;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL) != napi_ok ||
-      type != napi_float64_array || n < want) {
+  /* napi_get_typedarray_info refuses a non-typed-array itself: no napi_is_typedarray call. */
+  if (napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL) != napi_ok || type != napi_float64_array || n < want) {
     throw_arg(env, "out must be a Float64Array large enough");
     return false;
   }

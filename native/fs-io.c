@@ -201,12 +201,10 @@ static napi_value js_io_free(napi_env env, napi_callback_info info) {
 
 /* A Float64Array of at least `want` elements. */
 static bool get_spans(napi_env env, napi_value v, size_t want, double **out) {
-  bool is_ta = false;
   napi_typedarray_type type;
   size_t n;
   void *p;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL) != napi_ok ||
-      type != napi_float64_array || n < want) {
+  if (napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL) != napi_ok || type != napi_float64_array || n < want) {
     throw_arg(env, "spans must be a Float64Array large enough");
     return false;
   }

@@ -53,9 +53,9 @@ bool is_undefined(napi_env env, napi_value v) {
 /* A non-negative integer no larger than `max`; throws and returns false otherwise. */
 bool get_uint(napi_env env, napi_value v, double max, const char *name, int64_t *out) {
   double d;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number || napi_get_value_double(env, v, &d) != napi_ok ||
-      !(d >= 0) || d > max || d != (double)(int64_t)d) {
+  /* No napi_typeof first: napi_get_value_double itself refuses a non-number (napi_number_expected,
+   * no exception pending), and every N-API call counts on the per-request paths. */
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > max || d != (double)(int64_t)d) {
     char msg[128];
     snprintf(msg, sizeof msg, "%s must be an integer in [0, %.0f]", name, max);
     throw_arg(env, msg);
@@ -74,12 +74,12 @@ bool get_fd(napi_env env, napi_value v, int *fd) {
 
 /* The bytes of a Uint8Array (or Buffer): data already points at the view's first byte. */
 bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  bool is_ta = false;
   napi_typedarray_type type;
   void *p = NULL;
   size_t n = 0;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
-      napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+  /* napi_get_typedarray_info refuses anything but a typed array (napi_invalid_arg, no exception
+   * pending): no separate napi_is_typedarray call. */
+  if (napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL) != napi_ok || type != napi_uint8_array) {
     throw_arg(env, "buf must be a Uint8Array");
     return false;
   }

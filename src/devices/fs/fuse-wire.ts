@@ -145,7 +145,11 @@ export class FuseWire {
 
   /** Zeroes `len` reply bytes from `at` (reserved and padding fields). */
   zero(at: number, len: number): void {
-    this.out.fill(0, at, at + len);
+    // A loop, not Buffer.fill: fill is a call into C++ with argument checks per use, several
+    // per reply (the ranges here are reply structs of tens of bytes).
+    const out = this.out;
+    const end = at + len;
+    for (let i = at; i < end; i++) out[i] = 0;
   }
 
   /**
@@ -167,7 +171,8 @@ export class FuseWire {
 
   /** struct fuse_attr at `at` from StatField slots. */
   attr(at: number, st: Float64Array): void {
-    this.out.fill(0, at, at + FuseAttr.BYTES);
+    // Every field is written below but flags: only it is zeroed (not the whole 88 bytes).
+    this.setU32(at + FuseAttrNsec.FLAGS, 0);
     this.setU64(at + FuseAttr.INO, st[S.INO]!);
     this.setU64(at + FuseAttr.SIZE, st[S.SIZE]!);
     this.setU64(at + FuseAttr.BLOCKS, st[S.BLOCKS]!);
@@ -195,25 +200,29 @@ export class FuseWire {
 
   /** struct fuse_entry_out at `at`: nodeid, validity in seconds, attributes. */
   entryOut(at: number, nodeid: number, st: Float64Array, entryValid: number, attrValid: number): void {
-    this.out.fill(0, at, at + FuseEntryOut.ATTR);
+    // Each field of the head written once (generation and the nanoseconds are 0).
     this.setU64(at + FuseEntryOut.NODEID, nodeid);
+    this.setU64(at + FuseEntryOut.GENERATION, 0);
     this.setU64(at + FuseEntryValid.ENTRY_VALID, entryValid);
     this.setU64(at + FuseEntryValid.ATTR_VALID, attrValid);
+    this.setU32(at + FuseEntryValid.ENTRY_VALID_NSEC, 0);
+    this.setU32(at + FuseEntryValid.ATTR_VALID_NSEC, 0);
     this.attr(at + FuseEntryOut.ATTR, st);
   }
 
   /** A whole fuse_attr_out reply. */
   attrOut(st: Float64Array, attrValid: number): number {
     const at = FuseOutHeader.SIZE;
-    this.out.fill(0, at, at + FuseAttrOut.ATTR);
+    // attr_valid, attr_valid_nsec (0) and the dummy u32 (0): the 16 bytes before the attributes.
     this.setU64(at + FuseAttrOutValid.ATTR_VALID, attrValid);
+    this.setU64(at + FuseAttrOutValid.ATTR_VALID_NSEC, 0);
     this.attr(at + FuseAttrOut.ATTR, st);
     return this.reply(0, FuseAttrOut.SIZE, false);
   }
 
   /** struct fuse_open_out at `at`: the file handle and FOPEN_* flags. */
   openOut(at: number, fh: number, openFlags: number): void {
-    this.out.fill(0, at, at + FuseOpenOut.SIZE);
+    this.zero(at, FuseOpenOut.SIZE);
     this.setU64(at + FuseOpenOut.FH, fh);
     this.setU32(at + FuseOpenOut.OPEN_FLAGS, openFlags);
   }

@@ -37,6 +37,11 @@ const S_IFBLK = 0o060000;
 const NAME_MAX = 255;
 const SLASH = 0x2f;
 const DOT = 0x2e;
+/**
+ * The empty name of fstatat(fd, "", AT_EMPTY_PATH) (fstat of a pinned O_PATH descriptor) as
+ * bytes: the addon takes a byte name in one N-API call, a string in three (GETATTR's path).
+ */
+const NO_NAME = new Uint8Array(0);
 const { DEV, INO, MODE, UID, GID } = StatField;
 /** open(2) flags the guest may pass on OPEN/CREATE (creation flags are CREATE's own). */
 const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
@@ -121,8 +126,12 @@ export class HostFsCore extends HostFsTables {
   static checkName(name: Uint8Array): void {
     if (name.length === 0) fail(Errno.EINVAL, 'empty name');
     if (name.length > NAME_MAX) fail(Errno.ENAMETOOLONG, 'name too long');
-    if (name.includes(SLASH)) fail(Errno.EINVAL, 'name with /');
-    if (name.includes(0)) fail(Errno.EINVAL, 'name with NUL');
+    // One loop over the bytes (at most NAME_MAX): Buffer.includes is a call into C++ each.
+    for (let i = 0; i < name.length; i++) {
+      const b = name[i];
+      if (b === SLASH) fail(Errno.EINVAL, 'name with /');
+      if (b === 0) fail(Errno.EINVAL, 'name with NUL');
+    }
     if (isDots(name)) fail(Errno.EINVAL, '. or ..');
   }
 
@@ -147,7 +156,7 @@ export class HostFsCore extends HostFsTables {
 
   /** fstat of the inode's object into `out` (never follows a symlink inode), ids as the guest's. */
   statInto(nodeid: number, out: Float64Array): void {
-    check(this.fsAt.fstatat(this.inode(nodeid).fd, '', At.EMPTY_PATH, out), 'fstat');
+    check(this.fsAt.fstatat(this.inode(nodeid).fd, NO_NAME, At.EMPTY_PATH, out), 'fstat');
     this.toGuest(out);
   }
 
@@ -155,7 +164,7 @@ export class HostFsCore extends HostFsTables {
   statHandleInto(fh: number, out: Float64Array): void {
     const h = this.handle(fh);
     if (h.fd < 0) return this.statInto(h.nodeid, out);
-    check(this.fsAt.fstatat(h.fd, '', At.EMPTY_PATH, out), 'fstat');
+    check(this.fsAt.fstatat(h.fd, NO_NAME, At.EMPTY_PATH, out), 'fstat');
     this.toGuest(out);
   }
 
@@ -197,7 +206,7 @@ export class HostFsCore extends HostFsTables {
 
   /** Takes an O_PATH descriptor into the table (or finds its inode there), one lookup more; attributes in `out`. */
   private adopt(fd: number, out: Float64Array): Inode {
-    const r = this.fsAt.fstatat(fd, '', At.EMPTY_PATH, out);
+    const r = this.fsAt.fstatat(fd, NO_NAME, At.EMPTY_PATH, out);
     if (r < 0) {
       this.fsAt.close(fd);
       check(r, 'fstat');
@@ -325,7 +334,7 @@ export class HostFsCore extends HostFsTables {
     this.umaskOut(old);
     check(fd, 'create');
     try {
-      check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, out), 'fstat');
+      check(this.fsAt.fstatat(fd, NO_NAME, At.EMPTY_PATH, out), 'fstat');
       if ((out[MODE]! & S_IFMT) !== S_IFREG) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
       // The O_PATH descriptor of the very object opened (not the name again: it may have
       // changed), so `out` is its attributes too unless the owner changes now.
@@ -354,7 +363,7 @@ export class HostFsCore extends HostFsTables {
     const fd = check(r, 'O_TMPFILE');
     try {
       const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the tmpfile');
-      const st = this.fsAt.fstatat(pathFd, '', At.EMPTY_PATH, out);
+      const st = this.fsAt.fstatat(pathFd, NO_NAME, At.EMPTY_PATH, out);
       if (st < 0) this.fsAt.close(pathFd);
       check(st, 'fstat');
       const inode = this.chownToCaller(pathFd, out) ? this.adopt(pathFd, out) : this.adoptStat(pathFd, out);
@@ -412,7 +421,7 @@ export class HostFsCore extends HostFsTables {
   }
 
   private checkSame(fd: number, inode: Inode): number {
-    const r = this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp);
+    const r = this.fsAt.fstatat(fd, NO_NAME, At.EMPTY_PATH, this.tmp);
     if (r < 0 || this.tmp[DEV] !== inode.dev || this.tmp[INO] !== inode.ino) {
       this.fsAt.close(fd);
       fail(Errno.EIO, 'reopened object is not the inode');
