@@ -226,7 +226,11 @@ export async function startXRemoteDevice(opts: XRemoteDeviceOptions): Promise<XR
           qmp = await QmpClient.connect(qmpPath, Math.max(1, deadline - Date.now()));
           break;
         } catch (e) {
-          if (!/ECONNREFUSED|ENOENT/.test((e as Error).message)) throw e;
+          // Not listening yet, or going away: QEMU accepts on QMP early and then exits when it
+          // refuses its command line, so a reset or a close before the greeting is its exit in
+          // progress. Retry: the top of the loop reports the exit with QEMU's own message, and
+          // the deadline bounds a QEMU that stays alive but keeps closing.
+          if (!/ECONNREFUSED|ENOENT|ECONNRESET|EPIPE|QMP socket closed/.test((e as Error).message)) throw e;
         }
       }
       await new Promise((r) => setTimeout(r, 10));
