@@ -41,11 +41,11 @@ export const LOADGEN_FRONT_SOURCES: readonly string[] = [join(repoRoot, 'bench',
 export const LOADGEN_DEFAULT_BINARY: string = join(repoRoot, 'build', 'bench', 'vhost-blk-loadgen');
 
 /**
- * Compiles the load generator with the machine's gcc (`-O2 -Wall -Wextra -Werror`) into `out`,
- * unless `out` is newer than its sources. Returns `out`. Throws (from execFileSync) if gcc fails.
+ * Compiles the C program of `sources` (its .c files; headers count for freshness) with the
+ * machine's gcc (`-O2 -Wall -Wextra -Werror`) into `out`, unless `out` is newer than every source.
+ * Returns `out`. Throws (from execFileSync) if gcc fails.
  */
-export function buildLoadgen(out: string = LOADGEN_DEFAULT_BINARY): string {
-  const sources = [...LOADGEN_FRONT_SOURCES, ...LOADGEN_OPTION_SOURCES, LOADGEN_SOURCE];
+export function buildCProgram(out: string, sources: readonly string[]): string {
   const fresh = existsSync(out) && sources.every((src) => statSync(out).mtimeMs >= statSync(src).mtimeMs);
   if (!fresh) {
     // build/ is wiped by an addon rebuild (node-gyp rebuild): make the directory again.
@@ -54,6 +54,11 @@ export function buildLoadgen(out: string = LOADGEN_DEFAULT_BINARY): string {
     execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, ...cFiles], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
   }
   return out;
+}
+
+/** Builds the blk load generator (buildCProgram) into `out`. */
+export function buildLoadgen(out: string = LOADGEN_DEFAULT_BINARY): string {
+  return buildCProgram(out, [...LOADGEN_FRONT_SOURCES, ...LOADGEN_OPTION_SOURCES, LOADGEN_SOURCE]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,11 +2,9 @@
  * The C virtio-fs front-end (bench/c/vhost-fs-loadgen.c): building it and reading its output,
  * for bench/fs-ops.mjs (FS_BENCH_FRONTEND=c) and test/fs-loadgen.test.ts.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { ErrorCode, VirtioError } from '../src/errors.js';
-import { LOADGEN_FRONT_SOURCES, repoRoot } from './blk-vhost-bench.js';
+import { LOADGEN_FRONT_SOURCES, buildCProgram, repoRoot } from './blk-vhost-bench.js';
 
 /** The fs load generator's own C source (built together with FS_LOADGEN_PARTS and LOADGEN_FRONT_SOURCES). */
 export const FS_LOADGEN_SOURCE: string = join(repoRoot, 'bench', 'c', 'vhost-fs-loadgen.c');
@@ -15,19 +13,9 @@ export const FS_LOADGEN_PARTS: readonly string[] = ['vhost-fs-options.c', 'vhost
 /** Where it is built by default. */
 export const FS_LOADGEN_DEFAULT_BINARY: string = join(repoRoot, 'build', 'bench', 'vhost-fs-loadgen');
 
-/**
- * Compiles the fs load generator with the machine's gcc (`-O2 -Wall -Wextra -Werror`) into `out`,
- * unless `out` is newer than its sources. Returns `out`. Throws (from execFileSync) if gcc fails.
- */
+/** Builds the fs load generator (buildCProgram of bench/blk-vhost-bench.ts) into `out`. */
 export function buildFsLoadgen(out: string = FS_LOADGEN_DEFAULT_BINARY): string {
-  const sources = [...LOADGEN_FRONT_SOURCES, ...FS_LOADGEN_PARTS, FS_LOADGEN_SOURCE];
-  const fresh = existsSync(out) && sources.every((src) => statSync(out).mtimeMs >= statSync(src).mtimeMs);
-  if (!fresh) {
-    mkdirSync(dirname(out), { recursive: true });
-    const cFiles = sources.filter((s) => s.endsWith('.c'));
-    execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, ...cFiles], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
-  }
-  return out;
+  return buildCProgram(out, [...LOADGEN_FRONT_SOURCES, ...FS_LOADGEN_PARTS, FS_LOADGEN_SOURCE]);
 }
 
 /** One `RESULT` line of the fs load generator: a job. */
