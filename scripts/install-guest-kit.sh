@@ -89,8 +89,13 @@ foreign_update() {
   local arch="$1" stamp="$DIR/apt-$1/updated"
   # shellcheck disable=SC2046
   if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440)" ]; then
-    apt-get -q $(foreign_apt_opts "$arch") update || log "apt-get update ($arch) reported errors; going on"
-    touch "$stamp"
+    # A failed update (a mirror mid-sync) leaves no stamp, so the next run updates again instead
+    # of trusting half-fetched lists for a day.
+    if apt-get -q $(foreign_apt_opts "$arch") update; then
+      touch "$stamp"
+    else
+      log "apt-get update ($arch) reported errors; going on"
+    fi
   fi
 }
 
@@ -134,6 +139,21 @@ part_generic() {
   publish generic "$name"
 }
 
+# When the foreign package lists could not be fetched (a mirror mid-sync serves an index whose size
+# disagrees with its Release file, seen for bookworm-security i386), fetch the flavour's headers from
+# the pool beside linux-headers-<abi>-common: that package is arch all, so the system's lists name
+# its file, and the flavour's file differs only in name and architecture (same source version).
+download_headers_from_pool() {
+  local abi="$1" flavour="$2" arch="$3" uri
+  log "the $arch lists lack linux-headers-$abi-$flavour; fetching it from the pool"
+  rm -f "$WORK"/*.deb
+  download "$WORK" "linux-headers-$abi-common"
+  uri="$(apt-get download --print-uris "linux-headers-$abi-common" | awk '{print $1}' | tr -d "'")"
+  uri="${uri/linux-headers-$abi-common_/linux-headers-$abi-${flavour}_}"
+  uri="${uri%_all.deb}_$arch.deb"
+  /usr/lib/apt/apt-helper download-file "$uri" "$WORK/$(basename "$uri")" || die "cannot fetch $uri"
+}
+
 # headers FLAVOUR ARCH: linux-headers-<abi>-<flavour> with its -common tree and the (host) kbuild tools.
 part_headers() {
   local flavour="$1" arch="$2" abi name src
@@ -146,7 +166,8 @@ part_headers() {
     download "$WORK" "linux-headers-$abi-$flavour" "linux-headers-$abi-common" linux-kbuild-6.1
   else
     foreign_update "$arch"
-    download_foreign "$arch" "$WORK" "linux-headers-$abi-$flavour" "linux-headers-$abi-common"
+    download_foreign "$arch" "$WORK" "linux-headers-$abi-$flavour" "linux-headers-$abi-common" ||
+      download_headers_from_pool "$abi" "$flavour" "$arch"
     download "$WORK" linux-kbuild-6.1 # host tools (fixdep, modpost) run here, so amd64
   fi
   rm -rf "${DIR:?}/$name"
