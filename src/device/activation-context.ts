@@ -14,7 +14,15 @@ export class ActivationContext implements DeviceContext {
     readonly epoch: number,
     readonly features: bigint,
     readonly littleEndian: boolean,
-  ) {}
+  ) {
+    this.notifyUsedNow = core.notifiesNow
+      ? (index: number): void => {
+          if (this.core.epochNow === this.epoch) this.core.signalUsed(index, true);
+        }
+      : undefined;
+  }
+
+  readonly notifyUsedNow: ((index: number) => void) | undefined;
 
   get stats(): QueueStats {
     return this.core.stats;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCode, VirtioError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
+import { createDriverQueue } from '../driver/create-queue.js';
 import { createDeviceQueue } from '../queue/create-queue.js';
 import { splitRingLayout } from '../queue/split-layout.js';
 import type { DeviceQueue } from '../queue/types.js';
@@ -120,5 +121,49 @@ describe('DeviceCore with queues lent by the transport (vhost-user)', () => {
     assert.equal(core.activateWithLentQueues(), true, 'no new negotiation needed');
     assert.notEqual(core.activeContext, old);
     assert.equal(dev.activations, 2);
+  });
+
+  it('notifyUsedNow: on a context only where the transport sends notifications at once (usedBufferNow), with event suppression applied', () => {
+    const plain = rig();
+    negotiate(plain.core, F.VERSION_1);
+    plain.core.attachQueue(0, ownQueue(plain.memory, 0, F.VERSION_1));
+    plain.core.activateWithLentQueues();
+    assert.equal(plain.core.activeContext!.notifyUsedNow, undefined, 'a transport without usedBufferNow');
+
+    const memory = GuestMemory.allocate(1 << 20);
+    const calls: string[] = [];
+    const core = new DeviceCore(new EchoDevice({}), {
+      memory,
+      interrupts: { usedBuffer: (q) => calls.push(`deferred ${q}`), usedBufferNow: (q) => calls.push(`now ${q}`), configChange: () => undefined },
+    });
+    negotiate(core, F.VERSION_1);
+    const q0 = ownQueue(memory, 0, F.VERSION_1);
+    core.attachQueue(0, q0);
+    core.activateWithLentQueues();
+    const ctx = core.activeContext!;
+    const l = splitRingLayout(16, 0x1000);
+    const drv = createDriverQueue<number>(memory, { size: 16, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features: F.VERSION_1, index: 0 });
+    const chain = q0.createChain();
+    const useOne = (): void => {
+      assert.ok(drv.add([], [{ addr: 0x80000, len: 8 }], 1));
+      drv.kick();
+      assert.ok(q0.pop(chain));
+      q0.push(chain, 0);
+    };
+    useOne();
+    ctx.notifyUsedNow!(0);
+    useOne();
+    ctx.notifyUsed(0);
+    assert.deepEqual(calls, ['now 0', 'deferred 0']);
+    // The driver suppresses notifications (2.7.7, VIRTQ_AVAIL_F_NO_INTERRUPT): none is sent.
+    memory.writeU16(l.driverAddr, 1, true);
+    useOne();
+    ctx.notifyUsedNow!(0);
+    memory.writeU16(l.driverAddr, 0, true);
+    // A dead context sends nothing.
+    useOne();
+    core.deactivate();
+    ctx.notifyUsedNow!(0);
+    assert.deepEqual(calls, ['now 0', 'deferred 0']);
   });
 });

@@ -512,8 +512,16 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     }
   }
 
-  /** @internal Used-buffer notification when the queue's event suppression asks for one. */
-  signalUsed(index: number): void {
+  /** @internal Whether the transport sends used-buffer notifications at once on request (`InterruptSink.usedBufferNow`). */
+  get notifiesNow(): boolean {
+    return this.sink.usedBufferNow !== undefined;
+  }
+
+  /**
+   * @internal Used-buffer notification when the queue's event suppression asks for one; `now`:
+   * through `usedBufferNow` where the transport has it.
+   */
+  signalUsed(index: number, now = false): void {
     // device/content/14: no notification once suspended (those of buffers finishing while
     // suspending are sent, device/content/19).
     if (this.suspension.suspended || this.adminStop.holdUsed(index)) return;
@@ -522,7 +530,8 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     if (q === undefined || q === null) return;
     if (q.needsNotification()) {
       this.stats.call(index);
-      this.sink.usedBuffer(index);
+      if (now && this.sink.usedBufferNow !== undefined) this.sink.usedBufferNow(index);
+      else this.sink.usedBuffer(index);
     }
   }
 

@@ -14,7 +14,15 @@
  *  - completes a request synchronously (the handler returns the bytes written), by Promise, or
  *    later through `complete(req, written)`. Completions inside a pass go to the used ring with
  *    one used idx publication per round (2.7.8 / 2.8.6 `pushDeferred` + `publish`); completions
- *    outside one are pushed at once, with one used-buffer notification per microtask batch;
+ *    outside one are pushed at once, with one used-buffer notification per microtask batch.
+ *    Where the driver runs alongside the device (a vhost-user front-end:
+ *    `DeviceContext.notifyUsedNow`) and EVENT_IDX is on, each request completed in a pass is
+ *    published at once and the driver notified if it waits for it (its used_event says so), so
+ *    the driver consumes and refills while the device serves the rest: without it the two sides
+ *    take turns, the driver idle for the whole pass and the device idle while the driver works;
+ *  - bounds a pass: after PASS_QUEUE_SIZES times the queue size of requests popped in one go
+ *    (a driver refilling as fast as the device serves), it yields to the event loop (other
+ *    queues, vhost-user messages) and goes on from a setImmediate, notifications still off;
  *  - cancels on device reset, queue reset (2.6.1) and queue replacement (a queue enabled again,
  *    a vhost-user ring restarted): requests in flight then are dropped when they complete,
  *    without touching the ring or guest memory through the server (device/content/8);
@@ -109,6 +117,13 @@ export function queueServerOf(ctx: DeviceContext): QueueServer<QueueRequest> | n
   return servers.get(ctx) ?? null;
 }
 
+/**
+ * Requests one pass pops at most, in queue sizes, before it yields to the event loop. A driver
+ * cannot make more than a queue size available at a time, so this only ends a pass whose driver
+ * refills while the device serves it (see the module comment).
+ */
+export const PASS_QUEUE_SIZES = 4;
+
 /** Default `segmentBudget`: 2^17 segments, 1.5 MiB of chain storage per device. */
 export const DEFAULT_SEGMENT_BUDGET = 1 << 17;
 
@@ -128,7 +143,12 @@ export class ServedQueue {
   again = false;
   starved = false;
   notifyScheduled = false;
+  /** Completions pushed with pushDeferred since the last publish. */
+  unpublished = 0;
+  /** A pass ended at its bound with buffers left: a setImmediate continues it. */
+  continueScheduled = false;
   readonly flushNotify: () => void;
+  readonly continuePass: () => void;
 
   constructor(
     readonly index: number,
@@ -140,6 +160,10 @@ export class ServedQueue {
     this.flushNotify = () => {
       this.notifyScheduled = false;
       server.notify(this);
+    };
+    this.continuePass = () => {
+      this.continueScheduled = false;
+      server.continueServing(this);
     };
   }
 }
@@ -316,8 +340,10 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     req.nextFree = q.free;
     q.free = req;
     try {
-      if (q.busy) q.vq.pushDeferred(req.chain, written);
-      else q.vq.push(req.chain, written);
+      if (q.busy) {
+        q.vq.pushDeferred(req.chain, written);
+        q.unpublished++;
+      } else q.vq.push(req.chain, written);
     } catch (e) {
       this.stats?.error(q.index);
       this.broken(e);
@@ -354,6 +380,11 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   notify(q: ServedQueue): void {
     if (q.stopped) return;
     this.ctx?.notifyUsed(q.index);
+  }
+
+  /** @internal A pass that stopped at its bound goes on (unless the queue stopped meanwhile). */
+  continueServing(q: ServedQueue): void {
+    if (!q.stopped) this.serve(q);
   }
 
   private start(index: number, vq: DeviceQueue): ServedQueue {
@@ -402,9 +433,16 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     this.notify(q);
   }
 
-  /** Pops and dispatches until the ring is empty (or no slot is free); bounded per pass by the pool. */
+  /**
+   * Pops and dispatches until the ring is empty (or no slot is free, or the pass bound is
+   * reached: then a setImmediate goes on).
+   */
   private drain(q: ServedQueue): void {
     const vq = q.vq;
+    // Completed requests go to a driver that runs alongside at once (see the module comment);
+    // only with EVENT_IDX, where a notification is sent only for the index the driver waits on.
+    const handOver = vq.eventIdx === true ? this.ctx?.notifyUsedNow : undefined;
+    let popLeft = vq.size * PASS_QUEUE_SIZES;
     for (;;) {
       q.again = false;
       vq.disableNotification();
@@ -450,6 +488,20 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         q.inFlight++;
         this.stats?.popped(q.index, req.chain.readableBytes);
         this.dispatch(q, req as R);
+        if (handOver !== undefined && q.unpublished > 0) {
+          this.publish(q);
+          if (q.stopped) return;
+          handOver(q.index);
+        }
+        if (--popLeft === 0) {
+          // Bounded pass: this round's completions are published by serve; notifications stay
+          // off (the continuation looks at the ring itself).
+          if (!q.continueScheduled) {
+            q.continueScheduled = true;
+            setImmediate(q.continuePass);
+          }
+          return;
+        }
       }
       // This round's completions become visible at once, before notifications are re-enabled.
       this.publish(q);
@@ -503,6 +555,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
 
   private publish(q: ServedQueue): void {
     if (q.stopped) return;
+    q.unpublished = 0;
     try {
       q.vq.publish();
     } catch (e) {

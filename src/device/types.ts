@@ -20,6 +20,12 @@ export interface DeviceContext {
    * for one (callers need not check `needsNotification` themselves).
    */
   notifyUsed(index: number): void;
+  /**
+   * Present where the transport's driver runs alongside the device (`InterruptSink.usedBufferNow`):
+   * like `notifyUsed`, but sent at once even inside a processing pass. The queue server uses it
+   * to hand each completed request to a waiting driver while it serves the rest of the ring.
+   */
+  readonly notifyUsedNow?: ((index: number) => void) | undefined;
   /** Sends a configuration change notification (after the device changed its config). */
   notifyConfigChange(): void;
   /**
@@ -137,6 +143,14 @@ export interface AdminQueueRange {
 export interface InterruptSink {
   /** Used-buffer notification for a queue (ISR bit 0 + IRQ, MSI-X vector, indicator, call fd). */
   usedBuffer(queueIndex: number): void;
+  /**
+   * Optional, for a driver that runs alongside the device (another process or thread, as a
+   * vhost-user front-end): a used-buffer notification sent at once, even inside a processing
+   * pass whose other notifications the transport batches to the pass's end, so the driver
+   * starts on the buffers already used while the device serves the rest. Without it the
+   * device's mid-pass completions are only notified at the end of the pass.
+   */
+  usedBufferNow?(queueIndex: number): void;
   /** Configuration change notification (ISR bit 1, config vector, config indicator). */
   configChange(): void;
 }

@@ -128,6 +128,13 @@ export interface DeviceQueue {
    */
   createChain(minSegments?: number): DescriptorChain;
 
+  /**
+   * Whether EVENT_IDX governs this queue's notifications (2.7.10 / 2.8.10): the driver names the
+   * used index it wants to hear about, so a notification it is sent is one it waits for.
+   * Optional for queue implementations outside the library (taken as false).
+   */
+  readonly eventIdx?: boolean;
+
   /** Asks the driver not to notify (flag or, with EVENT_IDX, no-op). */
   disableNotification(): void;
 

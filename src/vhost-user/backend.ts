@@ -111,6 +111,7 @@ export class VhostUserBackend {
       memory: EMPTY_MEMORY,
       interrupts: {
         usedBuffer: (i) => this.scheduler.usedBuffer(i),
+        usedBufferNow: (i) => this.scheduler.usedBufferNow(i),
         configChange: () => this.sendConfigChange(),
       },
       transportFeatures: VHOST_USER_TRANSPORT_FEATURES,

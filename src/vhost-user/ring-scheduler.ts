@@ -3,7 +3,8 @@
  * a kick fd (SET_VRING_KICK with the no-fd bit), once after a start or enable (work may already
  * wait), and in busy-poll episodes (pollUs). Used-buffer notifications the device asks for
  * during a processing pass are batched into at most one call eventfd write per ring at the end
- * of the pass.
+ * of the pass, except those sent at once (`usedBufferNow`: the queue server hands a completed
+ * request to a front-end that asked for it through EVENT_IDX, so both sides work at once).
  */
 import { VirtioError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -248,6 +249,18 @@ export class RingScheduler {
     if (!r) return;
     if (this.passDepth > 0) r.callPending = true;
     else this.writeCall(r);
+  }
+
+  /**
+   * A used-buffer notification for ring `index` sent at once, inside a pass too (the device
+   * handed the front-end a buffer it waits for; the core checked event suppression). One
+   * deferred for this ring earlier in the pass is covered by it.
+   */
+  usedBufferNow(index: number): void {
+    const r = this.rings[index];
+    if (!r) return;
+    r.callPending = false;
+    this.writeCall(r);
   }
 
   /** Sends the notifications deferred during a pass (any ring: a device may complete on another). */

@@ -167,6 +167,10 @@ export class VhostQueue implements DeviceQueue {
     this.syncPositions();
   }
 
+  get eventIdx(): boolean {
+    return this.inner.eventIdx === true;
+  }
+
   /** Buffers popped and not yet used (the ring pins this queue holds). */
   get pinnedBuffers(): number {
     let n = this.pinCount;

@@ -76,6 +76,9 @@ export class RebindTolerantQueue implements DeviceQueue {
   get packed(): boolean {
     return this.real.packed;
   }
+  get eventIdx(): boolean {
+    return this.real.eventIdx === true;
+  }
   get broken(): QueueError | null {
     return this.q.broken;
   }

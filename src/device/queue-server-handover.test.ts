@@ -1,0 +1,160 @@
+/**
+ * QueueServer with a driver that runs alongside the device (a vhost-user front-end: the context
+ * has `notifyUsedNow`): each request completed inside a pass is published and handed over at
+ * once with EVENT_IDX, so the driver consumes and refills while the device serves the rest; and
+ * a pass whose driver keeps refilling is bounded and goes on from the event loop.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { F } from '../spec/features.js';
+import { PASS_QUEUE_SIZES, type QueueRequest } from './queue-server.js';
+import { Rig, settle } from './queue-server-test-support.js';
+
+for (const packed of [false, true]) {
+  const kind = packed ? 'packed' : 'split';
+  describe(`QueueServer hand-over to a driver alongside (${kind} ring)`, () => {
+    it('EVENT_IDX and notifyUsedNow: each synchronous completion is visible to the driver before the next request is served, and handed over', () => {
+      const seenBefore: number[] = [];
+            const used: number[] = [];
+      const rig: Rig = new Rig(
+        packed,
+        (req) => {
+          // What the driver can take now, while the device is still in its pass.
+          for (const [t] of rig.used()) used.push(t);
+          seenBefore.push(used.length);
+          return req.chain.writableBytes;
+        },
+        {},
+        16,
+        { features: F.EVENT_IDX, notifyNow: true },
+      );
+      rig.server.activate(rig.ctx);
+      const tokens = rig.offer(6);
+      rig.notifications = 0;
+      rig.server.onQueueNotify(0);
+      assert.deepEqual(seenBefore, [0, 1, 2, 3, 4, 5], 'request k is served with the k before it already used');
+      assert.equal(rig.nowNotifications, 6, 'one hand-over per completion (the context applies event suppression)');
+      for (const [t] of rig.used()) used.push(t);
+      assert.deepEqual(used, tokens);
+      assert.ok(rig.dq!.publishes >= 6, `publishes ${rig.dq!.publishes}`);
+      assert.equal(rig.notifications, 1, 'and the usual notification at the end of the pass');
+    });
+
+    it('without EVENT_IDX no hand-over: completions become visible at the end of the round, as before', () => {
+            const seenBefore: number[] = [];
+      const rig: Rig = new Rig(
+        packed,
+        (req) => {
+          seenBefore.push(rig.used().length);
+          return req.chain.writableBytes;
+        },
+        {},
+        16,
+        { notifyNow: true },
+      );
+      rig.server.activate(rig.ctx);
+      rig.offer(4);
+      rig.server.onQueueNotify(0);
+      assert.deepEqual(seenBefore, [0, 0, 0, 0]);
+      assert.equal(rig.nowNotifications, 0);
+      assert.equal(rig.used().length, 4);
+    });
+
+    it('a context without notifyUsedNow (driver in this thread): no hand-over with EVENT_IDX either', () => {
+            const seenBefore: number[] = [];
+      const rig: Rig = new Rig(
+        packed,
+        (req) => {
+          seenBefore.push(rig.used().length);
+          return req.chain.writableBytes;
+        },
+        {},
+        16,
+        { features: F.EVENT_IDX },
+      );
+      rig.server.activate(rig.ctx);
+      rig.offer(4);
+      rig.server.onQueueNotify(0);
+      assert.deepEqual(seenBefore, [0, 0, 0, 0]);
+      assert.equal(rig.used().length, 4);
+    });
+
+    it('requests completed later (Promise, complete()) are not handed over inside the pass; they complete as before', async () => {
+      const held: QueueRequest[] = [];
+      const rig = new Rig(packed, (req) => void held.push(req), {}, 16, { features: F.EVENT_IDX, notifyNow: true });
+      rig.server.activate(rig.ctx);
+      const tokens = rig.offer(3);
+      rig.server.onQueueNotify(0);
+      assert.equal(held.length, 3);
+      assert.equal(rig.nowNotifications, 0);
+      rig.notifications = 0;
+      for (const r of held) assert.ok(rig.server.complete(r, 1));
+      await settle();
+      assert.deepEqual(rig.used().map(([t]) => t), tokens);
+      assert.equal(rig.notifications, 1);
+    });
+
+    it(`a driver refilling as fast as the device serves: a pass pops at most ${PASS_QUEUE_SIZES} queue sizes, then goes on from the event loop`, async () => {
+      const size = 8;
+      const total = size * PASS_QUEUE_SIZES * 3 + 5;
+      let served = 0;
+      let offered = 0;
+      const rig: Rig = new Rig(
+        packed,
+        (req) => {
+          served++;
+          // The driver takes what was used and posts another buffer, as a front-end on another CPU would.
+          rig.used();
+          if (offered < total) {
+            rig.offer(1);
+            offered++;
+          }
+          return req.chain.writableBytes;
+        },
+        {},
+        size,
+        { features: F.EVENT_IDX, notifyNow: true },
+      );
+      rig.server.activate(rig.ctx);
+      // Two descriptors a buffer: room left for the one the first request posts.
+      rig.offer(size / 2 - 1);
+      offered = size / 2 - 1;
+      rig.server.onQueueNotify(0);
+      // The call returned (the event loop can run vhost-user messages and other rings) with
+      // buffers left on the ring.
+      assert.equal(served, size * PASS_QUEUE_SIZES, 'the first pass stops at its bound');
+      assert.ok(rig.dq!.hasAvailable(), 'work left for the continuation');
+      for (let i = 0; i < 100 && served < total; i++) await settle();
+      assert.equal(served, total, 'the rest is served by continuations');
+      rig.used();
+      assert.equal(rig.server.inFlight(0), 0);
+      assert.deepEqual(rig.resets, []);
+    });
+
+    it('a bounded pass whose queue is reset before the continuation runs: the continuation does nothing', async () => {
+      const size = 8;
+      let served = 0;
+      const rig: Rig = new Rig(
+        packed,
+        (req) => {
+          served++;
+          rig.used();
+          rig.offer(1);
+          return req.chain.writableBytes;
+        },
+        {},
+        size,
+        { features: F.EVENT_IDX, notifyNow: true },
+      );
+      rig.server.activate(rig.ctx);
+      rig.offer(size / 2 - 1);
+      rig.server.onQueueNotify(0);
+      assert.equal(served, size * PASS_QUEUE_SIZES);
+      rig.server.resetQueue(0);
+      await settle();
+      await settle();
+      assert.equal(served, size * PASS_QUEUE_SIZES, 'nothing served after the reset');
+      assert.deepEqual(rig.resets, []);
+    });
+  });
+}
