@@ -1,19 +1,19 @@
 /**
  * QueueServer with a driver that runs alongside the device (a vhost-user front-end: the context
- * has `notifyUsedNow`): each request completed inside a pass is published and handed over at
- * once with EVENT_IDX, so the driver consumes and refills while the device serves the rest; and
+ * has `notifyUsedNow`): requests completed inside a pass are published and handed over in small
+ * groups at once with EVENT_IDX, so the driver consumes and refills while the device serves the rest; and
  * a pass whose driver keeps refilling is bounded and goes on from the event loop.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { F } from '../spec/features.js';
-import { PASS_QUEUE_SIZES, type QueueRequest } from './queue-server.js';
+import { HAND_OVER_EVERY, PASS_QUEUE_SIZES, type QueueRequest } from './queue-server.js';
 import { Rig, settle } from './queue-server-test-support.js';
 
 for (const packed of [false, true]) {
   const kind = packed ? 'packed' : 'split';
   describe(`QueueServer hand-over to a driver alongside (${kind} ring)`, () => {
-    it('EVENT_IDX and notifyUsedNow: each synchronous completion is visible to the driver before the next request is served, and handed over', () => {
+    it(`EVENT_IDX and notifyUsedNow: every ${HAND_OVER_EVERY} synchronous completions are visible to the driver before the next request is served, and handed over`, () => {
       const seenBefore: number[] = [];
             const used: number[] = [];
       const rig: Rig = new Rig(
@@ -25,18 +25,20 @@ for (const packed of [false, true]) {
           return req.chain.writableBytes;
         },
         {},
-        16,
+        32,
         { features: F.EVENT_IDX, notifyNow: true },
       );
       rig.server.activate(rig.ctx);
-      const tokens = rig.offer(6);
+      const n = 2 * HAND_OVER_EVERY + 1;
+      const tokens = rig.offer(n);
       rig.notifications = 0;
       rig.server.onQueueNotify(0);
-      assert.deepEqual(seenBefore, [0, 1, 2, 3, 4, 5], 'request k is served with the k before it already used');
-      assert.equal(rig.nowNotifications, 6, 'one hand-over per completion (the context applies event suppression)');
+      const expected = Array.from({ length: n }, (_, k) => k - (k % HAND_OVER_EVERY));
+      assert.deepEqual(seenBefore, expected, 'request k is served with the hand-overs before it already used');
+      assert.equal(rig.nowNotifications, 2, 'one hand-over per group (the context applies event suppression)');
       for (const [t] of rig.used()) used.push(t);
       assert.deepEqual(used, tokens);
-      assert.ok(rig.dq!.publishes >= 6, `publishes ${rig.dq!.publishes}`);
+      assert.ok(rig.dq!.publishes >= 2, `publishes ${rig.dq!.publishes}`);
       assert.equal(rig.notifications, 1, 'and the usual notification at the end of the pass');
     });
 
@@ -95,7 +97,7 @@ for (const packed of [false, true]) {
     });
 
     it(`a driver refilling as fast as the device serves: a pass pops at most ${PASS_QUEUE_SIZES} queue sizes, then goes on from the event loop`, async () => {
-      const size = 8;
+      const size = 16;
       const total = size * PASS_QUEUE_SIZES * 3 + 5;
       let served = 0;
       let offered = 0;
@@ -105,10 +107,7 @@ for (const packed of [false, true]) {
           served++;
           // The driver takes what was used and posts another buffer, as a front-end on another CPU would.
           rig.used();
-          if (offered < total) {
-            rig.offer(1);
-            offered++;
-          }
+          if (offered < total && rig.tryOffer()) offered++;
           return req.chain.writableBytes;
         },
         {},
@@ -116,9 +115,8 @@ for (const packed of [false, true]) {
         { features: F.EVENT_IDX, notifyNow: true },
       );
       rig.server.activate(rig.ctx);
-      // Two descriptors a buffer: room left for the one the first request posts.
-      rig.offer(size / 2 - 1);
-      offered = size / 2 - 1;
+      rig.offer(size / 2);
+      offered = size / 2;
       rig.server.onQueueNotify(0);
       // The call returned (the event loop can run vhost-user messages and other rings) with
       // buffers left on the ring.
@@ -132,14 +130,14 @@ for (const packed of [false, true]) {
     });
 
     it('a bounded pass whose queue is reset before the continuation runs: the continuation does nothing', async () => {
-      const size = 8;
+      const size = 16;
       let served = 0;
       const rig: Rig = new Rig(
         packed,
         (req) => {
           served++;
           rig.used();
-          rig.offer(1);
+          rig.tryOffer();
           return req.chain.writableBytes;
         },
         {},
@@ -147,7 +145,7 @@ for (const packed of [false, true]) {
         { features: F.EVENT_IDX, notifyNow: true },
       );
       rig.server.activate(rig.ctx);
-      rig.offer(size / 2 - 1);
+      rig.offer(size / 2);
       rig.server.onQueueNotify(0);
       assert.equal(served, size * PASS_QUEUE_SIZES);
       rig.server.resetQueue(0);

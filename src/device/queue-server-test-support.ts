@@ -157,6 +157,16 @@ export class Rig {
     return tokens;
   }
 
+  /** Offers one buffer if the ring has room for it (a driver refilling as buffers come back). */
+  tryOffer(): boolean {
+    const t = this.next;
+    const at = DATA + (t % this.size) * 0x100;
+    if (!this.drv.add([{ addr: at, len: 16 }], [{ addr: at + 0x80, len: 32 }], t)) return false;
+    this.next++;
+    this.drv.kick();
+    return true;
+  }
+
   used(): [number, number][] {
     const out: [number, number][] = [];
     for (let t = this.drv.takeUsed(); t !== undefined; t = this.drv.takeUsed()) out.push([t, this.drv.lastUsedLen]);
