@@ -35,7 +35,7 @@ export const FallocMode = {
 
 interface UringAddon {
   uringSetup(entries: number): object;
-  uringInfo(h: object): [number, number, number];
+  uringInfo(h: object): [number, number, number, number?];
   uringPrepRw(h: object, op: number, fd: number, bytes: Uint8Array, offset: number, len: number, fileOffset: number, userData: number, memAlign?: number): number;
   uringPrepFsync(h: object, fd: number, datasync: boolean, userData: number): boolean;
   uringPrepFallocate(h: object, fd: number, mode: number, offset: number, len: number, userData: number): boolean;
@@ -66,13 +66,21 @@ export class IoUring {
   readonly sqEntries: number;
   /** Completion queue size: keep at most this many operations in flight (no overflow). */
   readonly cqEntries: number;
+  /**
+   * Completions posted inside `submit` / `submitWait` do not signal `eventFd` (the kernel's
+   * IORING_CQ_EVENTFD_DISABLED, Linux 5.8): a reap right after a submission need not clear it.
+   * False on an older kernel or addon.
+   */
+  readonly quietSubmit: boolean;
   private closed = false;
 
   private constructor(
     private readonly a: UringAddon,
     private readonly h: object,
   ) {
-    [this.eventFd, this.sqEntries, this.cqEntries] = a.uringInfo(h);
+    const info = a.uringInfo(h);
+    [this.eventFd, this.sqEntries, this.cqEntries] = info;
+    this.quietSubmit = info[3] === 1;
   }
 
   /** A ring of `entries` submission entries (rounded up to a power of two by the kernel). */

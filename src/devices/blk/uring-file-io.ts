@@ -17,8 +17,9 @@
  *   that ends without the completion (O_DIRECT on a slow disk) counts as a miss; after
  *   WAIT_MISS_LIMIT misses in a row waits are skipped for a while (doubling while probes miss).
  * - Completions: what the kernel completes inside io_uring_enter (reads from the page cache)
- *   is reaped right after it (clearing the eventfd, so it does not wake the loop); the rest
- *   signals the ring's eventfd, which is watched on Node's loop.
+ *   is reaped right after it, without signalling the eventfd where the kernel can hold it back
+ *   (IoUring.quietSubmit; otherwise the reap clears the eventfd, one more system call), so it
+ *   does not wake the loop; the rest signals the ring's eventfd, which is watched on Node's loop.
  * - State per operation lives in slots (typed arrays indexed by the entry's user_data): no
  *   object per operation besides its promise. Slots = submission entries, and the completion
  *   queue is twice that, so neither queue can overflow; operations beyond the slots wait in a
@@ -345,9 +346,10 @@ export class UringFileIo {
     if (this.closed) return;
     const out = this.out;
     const max = out.length >> 1;
-    // Every reap clears the eventfd first (see native/io-uring.c): inline completions must not
-    // wake the loop afterwards.
-    let clear = true;
+    // A reap for the eventfd clears it first; so does one after a submission whose inline
+    // completions signalled it (no quietSubmit): they must not wake the loop afterwards (see
+    // native/io-uring.c).
+    let clear = fromWatcher || !this.ring.quietSubmit;
     const nested = this.reaping;
     this.reaping = true;
     try {
