@@ -1,8 +1,9 @@
 /**
  * QueueServer with a driver that runs alongside the device (a vhost-user front-end: the context
- * has `notifyUsedNow`): requests completed inside a pass are published and handed over in small
- * groups at once with EVENT_IDX, so the driver consumes and refills while the device serves the rest; and
- * a pass whose driver keeps refilling is bounded and goes on from the event loop.
+ * has `notifyUsedNow`): with EVENT_IDX, requests completed inside a pass are published and
+ * handed over in small groups at once, so the driver consumes and refills while the device
+ * serves the rest; and a pass whose driver keeps refilling is bounded and goes on from the
+ * event loop.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -15,7 +16,7 @@ for (const packed of [false, true]) {
   describe(`QueueServer hand-over to a driver alongside (${kind} ring)`, () => {
     it(`EVENT_IDX and notifyUsedNow: every ${HAND_OVER_EVERY} synchronous completions are visible to the driver before the next request is served, and handed over`, () => {
       const seenBefore: number[] = [];
-            const used: number[] = [];
+      const used: number[] = [];
       const rig: Rig = new Rig(
         packed,
         (req) => {
@@ -43,7 +44,7 @@ for (const packed of [false, true]) {
     });
 
     it('without EVENT_IDX no hand-over: completions become visible at the end of the round, as before', () => {
-            const seenBefore: number[] = [];
+      const seenBefore: number[] = [];
       const rig: Rig = new Rig(
         packed,
         (req) => {
@@ -63,7 +64,7 @@ for (const packed of [false, true]) {
     });
 
     it('a context without notifyUsedNow (driver in this thread): no hand-over with EVENT_IDX either', () => {
-            const seenBefore: number[] = [];
+      const seenBefore: number[] = [];
       const rig: Rig = new Rig(
         packed,
         (req) => {

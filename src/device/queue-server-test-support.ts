@@ -148,10 +148,8 @@ export class Rig {
   offer(n: number): number[] {
     const tokens: number[] = [];
     for (let i = 0; i < n; i++) {
-      const t = this.next++;
-      const at = DATA + (t % this.size) * 0x100;
-      assert.ok(this.drv.add([{ addr: at, len: 16 }], [{ addr: at + 0x80, len: 32 }], t));
-      tokens.push(t);
+      tokens.push(this.next);
+      assert.ok(this.addOne());
     }
     this.drv.kick();
     return tokens;
@@ -159,11 +157,15 @@ export class Rig {
 
   /** Offers one buffer if the ring has room for it (a driver refilling as buffers come back). */
   tryOffer(): boolean {
-    const t = this.next;
-    const at = DATA + (t % this.size) * 0x100;
-    if (!this.drv.add([{ addr: at, len: 16 }], [{ addr: at + 0x80, len: 32 }], t)) return false;
-    this.next++;
+    if (!this.addOne()) return false;
     this.drv.kick();
+    return true;
+  }
+
+  private addOne(): boolean {
+    const at = DATA + (this.next % this.size) * 0x100;
+    if (!this.drv.add([{ addr: at, len: 16 }], [{ addr: at + 0x80, len: 32 }], this.next)) return false;
+    this.next++;
     return true;
   }
 
