@@ -42,7 +42,11 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
+# A list that fails to refresh (a mirror mid-sync serving an index whose size disagrees with its
+# Release file, seen for bookworm-security i386 once install-v86-deps.sh added that architecture)
+# does not stop the install: the packages come from the lists that did refresh, and a package
+# that cannot be found still fails the install below with apt's message.
+apt-get update -q || echo "install-guest-deps: apt-get update reported errors; going on" >&2
 # --no-install-recommends keeps the install small and quick (no GUI, no firmware blobs).
 apt-get install -y -q --no-install-recommends "${PKGS[@]}"
 
