@@ -7,7 +7,7 @@
 # Idempotent: returns at once when everything is already there. Needs root on Debian (CI is).
 set -euo pipefail
 
-PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev gcc-aarch64-linux-gnu chromium nbdkit openssl)
+PKGS=(qemu-system-x86 qemu-utils ipxe-qemu linux-image-cloud-amd64 busybox-static cpio gzip kmod dpdk-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross chromium nbdkit openssl)
 
 have_all() {
   command -v qemu-system-x86_64 >/dev/null 2>&1 || return 1
@@ -17,6 +17,8 @@ have_all() {
   command -v nbdkit >/dev/null 2>&1 || return 1 # NBD back-end tests (test/blk-nbd-*.test.ts); qemu-nbd comes with qemu-utils
   command -v openssl >/dev/null 2>&1 || return 1 # certificates for the NBD-over-TLS tests (test/blk-nbd-tls.test.ts)
   command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || return 1 # npm pack cross-builds the arm64 addon (scripts/prebuild.mjs)
+  # ... with the arm64 C library and kernel headers, only a Recommends of the cross compiler.
+  [ -e /usr/aarch64-linux-gnu/include/asm/errno.h ] || return 1
   command -v gzip >/dev/null 2>&1 || return 1
   command -v chromium >/dev/null 2>&1 || return 1 # the inspector page in a real browser (test/inspector-browser.test.ts)
   [ -x /bin/busybox ] || return 1
