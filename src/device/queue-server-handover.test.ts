@@ -43,7 +43,8 @@ for (const packed of [false, true]) {
       assert.equal(rig.notifications, 1, 'and the usual notification at the end of the pass');
     });
 
-    it('without EVENT_IDX no hand-over: completions become visible at the end of the round, as before', () => {
+    /** Four synchronous requests in one pass: what the driver could take before each was served. */
+    const seenDuringPass = (transport: { features?: bigint; notifyNow?: boolean }): { seenBefore: number[]; rig: Rig } => {
       const seenBefore: number[] = [];
       const rig: Rig = new Rig(
         packed,
@@ -53,31 +54,23 @@ for (const packed of [false, true]) {
         },
         {},
         16,
-        { notifyNow: true },
+        transport,
       );
       rig.server.activate(rig.ctx);
       rig.offer(4);
       rig.server.onQueueNotify(0);
+      return { seenBefore, rig };
+    };
+
+    it('without EVENT_IDX no hand-over: completions become visible at the end of the round, as before', () => {
+      const { seenBefore, rig } = seenDuringPass({ notifyNow: true });
       assert.deepEqual(seenBefore, [0, 0, 0, 0]);
       assert.equal(rig.nowNotifications, 0);
       assert.equal(rig.used().length, 4);
     });
 
     it('a context without notifyUsedNow (driver in this thread): no hand-over with EVENT_IDX either', () => {
-      const seenBefore: number[] = [];
-      const rig: Rig = new Rig(
-        packed,
-        (req) => {
-          seenBefore.push(rig.used().length);
-          return req.chain.writableBytes;
-        },
-        {},
-        16,
-        { features: F.EVENT_IDX },
-      );
-      rig.server.activate(rig.ctx);
-      rig.offer(4);
-      rig.server.onQueueNotify(0);
+      const { seenBefore, rig } = seenDuringPass({ features: F.EVENT_IDX });
       assert.deepEqual(seenBefore, [0, 0, 0, 0]);
       assert.equal(rig.used().length, 4);
     });
