@@ -31,3 +31,8 @@ if (wanted.includes('blk-frontend')) {
   console.log('--- vhost-user-blk driven by the TypeScript front-end: virtio-ts beside qemu-storage-daemon ---');
   run(process.execPath, ['dist/bench/blk-frontend-bench.js']);
 }
+if (wanted.includes('read-batch')) {
+  // 4 KiB page-cache reads: one pread each against io_uring batches (virtio-fs READ_BATCH).
+  console.log('--- 4 KiB reads: pread against io_uring batches (bench/read-batch-bench.ts) ---');
+  run(process.execPath, ['dist/bench/read-batch-bench.js']);
+}

@@ -105,6 +105,13 @@ export interface QueueServerOptions<R extends QueueRequest> {
   queueStopped?(index: number): void;
   /** A notification for a queue without handler. */
   queueNotified?(index: number, queue: DeviceQueue): void;
+  /**
+   * A round of pops on queue `index` ended (the ring was found empty, or the pass reached its
+   * bound) and its completions are about to be published: a device that holds requests back to
+   * do them together (virtio-fs READs in one io_uring_enter) completes them now, so that they
+   * go out with the round.
+   */
+  roundEnd?(index: number): void;
 }
 
 /** The server serving each live context, for inspectors (queueServerOf). */
@@ -506,6 +513,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         if (--popLeft === 0) {
           // Bounded pass: this round's completions are published by serve; notifications stay
           // off (the continuation looks at the ring itself).
+          if (!this.endRound(q)) return;
           if (!q.continueScheduled) {
             q.continueScheduled = true;
             setImmediate(q.continuePass);
@@ -514,6 +522,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         }
       }
       // This round's completions become visible at once, before notifications are re-enabled.
+      if (!this.endRound(q)) return;
       this.publish(q);
       if (this.suspended) {
         // Completions of this round are published; nothing more is popped until resume.
@@ -522,6 +531,20 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       }
       if (!vq.enableNotification() && !q.again) return;
     }
+  }
+
+  /** The device's roundEnd; false when it failed (the device is then broken) or the queue stopped. */
+  private endRound(q: ServedQueue): boolean {
+    const roundEnd = this.o.roundEnd;
+    if (roundEnd === undefined) return true;
+    try {
+      roundEnd(q.index);
+    } catch (e) {
+      this.stats?.error(q.index);
+      this.broken(e);
+      return false;
+    }
+    return !q.stopped;
   }
 
   private newSlot(q: ServedQueue): QueueRequest {

@@ -61,6 +61,13 @@ describe('virtio-ts fs command line', () => {
     fault(['--shared-dir', dir, '--tag', 't', '--posix-acl', '--translate-uid', '0:1000:1'], CliFault.BAD_VALUE);
   });
 
+  it('--async-io and --no-io-uring: READ/WRITE on the thread pool, READs one pread each; neither by default', () => {
+    const opts = (extra: string[]) => (parseCommandLine(['fs', '--fd', '3', '--shared-dir', dir, '--tag', 't', ...extra]) as unknown as { options: FsOptions }).options;
+    assert.deepEqual([opts([]).asyncIo, opts([]).ioUring], [undefined, undefined]);
+    assert.equal(opts(['--async-io']).asyncIo, true);
+    assert.equal(opts(['--no-io-uring']).ioUring, false);
+  });
+
   it('--help prints the usage; --print-capabilities reports vhost-user type "fs"', async () => {
     const h = await run(['fs', '--help']);
     assert.equal(h.code, 0);

@@ -34,6 +34,8 @@ export interface FsOptions extends BackendOptions {
   readonly notification?: true;
   readonly posixAcl?: true;
   readonly asyncIo?: true;
+  /** `--no-io-uring`: one pread per READ instead of batches through io_uring. */
+  readonly ioUring?: false;
 }
 
 export const FS_DEFAULTS = { numRequestQueues: 1, queueSize: 1024 } as const;
@@ -66,6 +68,8 @@ ${BACKEND_SOCKET_USAGE}
                           answered by FUSE_NOTIFY_LOCK); Linux 6.1 and QEMU 7.2 do not use it
   --async-io              READ and WRITE on the thread pool (through a bounce buffer), not on
                           the event loop: for slow disks; costs a copy per transfer
+  --no-io-uring           one pread per READ; by default the READs of a pass are read with
+                          one io_uring_enter per batch where the kernel allows io_uring
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -88,10 +92,11 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
   const cache = stringOption(v, 'cache');
   if (cache !== undefined && !FS_CACHE_POLICIES.includes(cache as FsCachePolicy)) throw new CliError(CliFault.BAD_VALUE, `--cache ${cache}: never, auto or always`, COMMAND);
-  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl' | 'asyncIo']?: FsOptions[K] } = {};
+  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl' | 'asyncIo' | 'ioUring']?: FsOptions[K] } = {};
   if (cache !== undefined) extra.cache = cache as FsCachePolicy;
   if (v['notification'] === true) extra.notification = true;
   if (v['async-io'] === true) extra.asyncIo = true;
+  if (v['no-io-uring'] === true) extra.ioUring = false;
   if (v['posix-acl'] === true) {
     if (extra.translateUid !== undefined || extra.translateGid !== undefined || v['translate-uid'] !== undefined || v['translate-gid'] !== undefined) {
       throw new CliError(CliFault.BAD_VALUE, '--posix-acl with --translate-uid/-gid: the ACL entries would keep untranslated ids', COMMAND);
@@ -139,6 +144,7 @@ export const FS_CLI: DeviceCli<FsOptions> = {
     notification: { type: 'boolean' },
     'posix-acl': { type: 'boolean' },
     'async-io': { type: 'boolean' },
+    'no-io-uring': { type: 'boolean' },
   },
   usage: FS_USAGE,
   parse: parseFs,

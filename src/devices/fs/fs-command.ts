@@ -29,6 +29,7 @@ export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
         ...(options.notification ? { notification: true } : {}),
         ...(options.posixAcl ? { posixAcl: true } : {}),
         ...(options.asyncIo ? { asyncIo: true } : {}),
+        ...(options.ioUring === false ? { ioUring: false } : {}),
         logger,
       });
       return current;

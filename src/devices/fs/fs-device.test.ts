@@ -8,14 +8,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { DriverContext } from '../../driver/types.js';
-import type { Segment } from '../../queue/types.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
 import { FsConfig, FuseOpcode } from '../../spec/fs.js';
 import { FsClient } from '../../vhost-user/peers/fs-client.js';
 import { createTestPair } from '../blk/test-pair.js';
 import { FsDevice, type FsDeviceOptions } from './fs-device.js';
+import { Raw, fuseRequest } from './fs-test-support.js';
 
 const T = { timeout: 20_000 };
 const dirs: string[] = [];
@@ -34,69 +33,6 @@ function setup(opts: Partial<FsDeviceOptions> = {}, packed = false) {
   devices.push(device);
   const pair = createTestPair(device, { packed });
   return { dir, device, pair };
-}
-
-/** Hand-built chains on any queue; resolves with the used length. */
-class Raw {
-  private token = 1;
-  private readonly waiting = new Map<number, (len: number) => void>();
-  constructor(private readonly ctx: DriverContext) {
-    for (let qi = 0; qi < ctx.numQueues; qi++) {
-      ctx.onUsed(qi, () => {
-        const q = ctx.queue(qi);
-        do {
-          for (let t = q.takeUsed(); t !== undefined; t = q.takeUsed()) this.waiting.get(t)?.(q.lastUsedLen);
-        } while (q.enableInterrupts());
-      });
-    }
-  }
-  /** FUSE_INIT (7.31) on request queue 1. */
-  async init(): Promise<void> {
-    const a = Buffer.alloc(16);
-    a.writeUInt32LE(7, 0);
-    a.writeUInt32LE(31, 4);
-    assert.equal(await this.add(1, fuseRequest(FuseOpcode.INIT, 0, a), [16 + 64]), 16 + 64);
-  }
-
-  /** Adds a chain of several out buffers and in buffers of the given lengths; the in buffers' addresses come back. */
-  addMany(qi: number, outs: readonly Uint8Array[], ins: readonly number[]): { done: Promise<number>; inAddrs: number[] } {
-    const { ctx } = this;
-    const outSeg: Segment[] = outs.map((b) => {
-      const addr = ctx.dma.alloc(b.length);
-      ctx.memory.write(addr, b);
-      return { addr, len: b.length };
-    });
-    const insSeg: Segment[] = ins.map((len) => ({ addr: ctx.dma.alloc(len), len }));
-    const t = this.token++;
-    const done = new Promise<number>((r) => this.waiting.set(t, r));
-    assert.ok(ctx.queue(qi).add(outSeg, insSeg, t));
-    ctx.kick(qi);
-    return { done, inAddrs: insSeg.map((x) => x.addr) };
-  }
-
-  /** Adds a chain; `kick` false leaves the device unaware until someone kicks the queue. */
-  add(qi: number, out: Uint8Array, ins: readonly number[], opts: { kick?: boolean; bogusIn?: boolean } = {}): Promise<number> {
-    const { ctx } = this;
-    const a = ctx.dma.alloc(Math.max(1, out.length));
-    ctx.memory.write(a, out);
-    const insSeg: Segment[] = ins.map((len) => ({ addr: ctx.dma.alloc(len), len }));
-    if (opts.bogusIn) insSeg.push({ addr: 0x7000_0000_0000, len: 64 });
-    const t = this.token++;
-    const done = new Promise<number>((r) => this.waiting.set(t, r));
-    assert.ok(ctx.queue(qi).add([{ addr: a, len: out.length }], insSeg, t));
-    if (opts.kick !== false) ctx.kick(qi);
-    return done;
-  }
-}
-
-function fuseRequest(opcode: number, nodeid: number, args: Uint8Array): Uint8Array {
-  const b = Buffer.alloc(40 + args.length);
-  b.writeUInt32LE(b.length, 0);
-  b.writeUInt32LE(opcode, 4);
-  b.writeBigUInt64LE(7n, 8);
-  b.writeBigUInt64LE(BigInt(nodeid), 16);
-  b.set(args, 40);
-  return b;
 }
 
 describe('FsDevice', T, () => {

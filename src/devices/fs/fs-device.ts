@@ -27,6 +27,7 @@ import { FuseInHeader, FuseOpcode, FuseOutHeader } from '../../spec/fs.js';
 import { VECTORED_SPANS_MAX, VECTORED_VIEWS_MAX, loadVectoredIo, type VectoredIo } from '../../platform/fs-io.js';
 import { FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_ASYNC, FUSE_REPLY_DEFERRED, FUSE_REQUEST_OVERHEAD, FUSE_WRITE_HEAD, FuseServer, type FsCachePolicy, type FuseDataPath } from './fuse-server.js';
 import { FsAsyncIo } from './fs-async-io.js';
+import { FsReadBatch } from './fs-read-batch.js';
 import { FsNotifier } from './fs-notifier.js';
 import { HostFs, type HostFsOptions } from './host-fs.js';
 
@@ -54,6 +55,11 @@ export interface FsDeviceOptions extends HostFsOptions {
    * docs/devices/fs.md for the measurements behind the default.
    */
   readonly asyncIo?: boolean;
+  /**
+   * READs gathered and read with one io_uring_enter per batch (fs-read-batch.ts) where the
+   * kernel allows io_uring; default true (ignored with asyncIo). False: one pread per READ.
+   */
+  readonly ioUring?: boolean;
   /** virtiofsd's cache= policy: never / auto (default) / always. */
   readonly cache?: FsCachePolicy;
   /** Entry and attribute validity given to the driver, in seconds (overrides the policy's). */
@@ -109,6 +115,13 @@ export class FsDevice implements VirtioDevice {
   private ioReq: QueueRequest | null = null;
   /** READ/WRITE on the thread pool (asyncIo), or null. */
   private readonly asyncIo: FsAsyncIo | null;
+  /** READs batched through io_uring (not with asyncIo), or null. */
+  private readonly readBatch: FsReadBatch | null;
+  /** The reply data area readQueued found: its first span (a view of guest memory, dropped after use). */
+  private spanBytes: Uint8Array | null = null;
+  private spanOffset = 0;
+  private spanLen = 0;
+  private spanCount = 0;
   private ioFd = -1;
   private ioPos = 0;
   /** Where the span being copied goes in (or comes from) inBuf / outBuf. */
@@ -168,6 +181,11 @@ export class FsDevice implements VirtioDevice {
       dataPath.readAsync = (fh, pos, len) => this.readAsync(fh, pos, len);
       dataPath.writeAsync = (fh, pos, len) => this.writeAsync(fh, pos, len);
     }
+    this.readBatch =
+      this.asyncIo === null && opts.ioUring !== false
+        ? new FsReadBatch({ complete: (req, written) => void this.server.complete(req, written), pread: (fd, bytes, at, len, pos) => this.fsAt.pread(fd, bytes, at, len, pos) })
+        : null;
+    if (this.readBatch !== null) dataPath.readQueued = (fd, pos, len) => this.readQueued(fd, pos, len);
     this.fuse.dataPath = dataPath;
     this.inBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
     this.outBuf = Buffer.alloc(this.fuse.maxWrite + FUSE_REQUEST_OVERHEAD);
@@ -192,6 +210,8 @@ export class FsDevice implements VirtioDevice {
       queueNotified: (i) => {
         if (i === FS_NOTIFICATION_QUEUE) this.notifier.flush();
       },
+      // The READs of the round are read now and go out with its other replies.
+      roundEnd: () => this.readBatch?.flush(),
     });
   }
 
@@ -212,6 +232,9 @@ export class FsDevice implements VirtioDevice {
       const op = this.fuse.littleEndian ? this.inBuf.readUInt32LE(FuseInHeader.OPCODE) : this.inBuf.readUInt32BE(FuseInHeader.OPCODE);
       if (op !== FuseOpcode.WRITE) copied += this.copyIn(copied, want - copied);
     } else copied = this.copyIn(0, want);
+    // Queued READs are read before any other request runs: nothing (a RELEASE, a DESTROY) can
+    // close a descriptor they use, and the order of effects stays the order popped.
+    if (this.readBatch !== null && this.readBatch.pending > 0 && !this.isRead(copied)) this.readBatch.flush();
     this.ioChain = chain;
     this.ioReq = req;
     const wasInitialized = this.fuse.initialized;
@@ -221,7 +244,7 @@ export class FsDevice implements VirtioDevice {
     if (replyLen === FUSE_REPLY_ASYNC) return undefined;
     if (!wasInitialized && this.fuse.initialized) {
       const order = this.fuse.littleEndian ? 'little-endian' : 'big-endian';
-      const io = this.asyncIo !== null ? 'READ/WRITE on the thread pool' : 'READ/WRITE on the event loop';
+      const io = this.asyncIo !== null ? 'READ/WRITE on the thread pool' : this.readBatch !== null ? 'READ/WRITE on the event loop, READs batched through io_uring' : 'READ/WRITE on the event loop';
       this.logger?.info(`virtio-fs: FUSE_INIT: protocol 7.${this.fuse.minor}, ${order} driver, max_write ${this.fuse.maxWrite}, ${io}`);
     }
     if (replyLen === FUSE_REPLY_DEFERRED) {
@@ -243,6 +266,13 @@ export class FsDevice implements VirtioDevice {
     }
     this.copyAt = 0;
     return this.writer.reset(chain).spans(replyLen, this.copyOutSpan);
+  }
+
+  /** Whether the request copied into inBuf (`copied` bytes) is a READ. */
+  private isRead(copied: number): boolean {
+    if (copied < FuseInHeader.OPCODE + 4) return false;
+    const op = this.fuse.littleEndian ? this.inBuf.readUInt32LE(FuseInHeader.OPCODE) : this.inBuf.readUInt32BE(FuseInHeader.OPCODE);
+    return op === FuseOpcode.READ;
   }
 
   /** The next `len` bytes of the request (this.reader) into inBuf at `at`; bytes copied. */
@@ -280,6 +310,11 @@ export class FsDevice implements VirtioDevice {
     };
   }
 
+  /** READs read in io_uring batches so far, and the batches (null: READs are not batched). */
+  get readBatchCounts(): { reads: number; batches: number } | null {
+    return this.readBatch === null ? null : { reads: this.readBatch.batchedReads, batches: this.readBatch.batches };
+  }
+
   /** READs and WRITEs on the thread pool now (asyncIo). */
   get asyncIoPending(): number {
     return this.asyncIo?.pending ?? 0;
@@ -299,6 +334,27 @@ export class FsDevice implements VirtioDevice {
     this.host.unpinHandle(h);
     return false;
   }
+
+  /**
+   * READ queued for the batch (fs-read-batch.ts) when its reply data area is one guest buffer
+   * (a 4 KiB READ into one page; a longer one over several buffers is read now with preadv).
+   */
+  private readQueued(fd: number, position: number, len: number): boolean {
+    this.spanCount = 0;
+    this.writer.reset(this.ioChain!).skip(FuseOutHeader.SIZE);
+    this.writer.spans(len, this.noteSpan);
+    const bytes = this.spanBytes;
+    this.spanBytes = null;
+    if (this.spanCount !== 1 || this.spanLen !== len || bytes === null) return false;
+    return this.readBatch!.queue(this.ioReq!, fd, bytes, this.spanOffset, len, position, this.inBuf, this.fuse.littleEndian);
+  }
+
+  private readonly noteSpan = (bytes: Uint8Array, offset: number, len: number): void => {
+    if (this.spanCount++ > 0) return;
+    this.spanBytes = bytes;
+    this.spanOffset = offset;
+    this.spanLen = len;
+  };
 
   /** READ's data path: one preadv straight into the chain's writable spans after the out header. */
   private readInto(fd: number, position: number, len: number): number {
@@ -455,6 +511,7 @@ export class FsDevice implements VirtioDevice {
   close(): void {
     this.generation++;
     this.asyncIo?.close();
+    this.readBatch?.close();
     this.server.reset();
     this.fuse.reset();
     this.host.close();

@@ -90,6 +90,12 @@ export interface FuseDataPath {
   /** WRITE of `len` bytes of the request's data to host fd `fd` at byte `position`; bytes written or -errno. */
   writeFrom(fd: number, position: number, len: number): number;
   /**
+   * Optional: READ of `len` bytes at byte `position` of host fd `fd` queued for a batched read
+   * (fs-read-batch.ts: one io_uring_enter for a pass's READs), answered by the data path itself
+   * (true); false to read it now with `readInto`.
+   */
+  readQueued?(fd: number, position: number, len: number): boolean;
+  /**
    * Optional: the transfer on the thread pool, answered by the data path itself (true), or
    * false to have it served synchronously (no slot free). Throws FuseErrno for a bad handle.
    */
@@ -421,7 +427,9 @@ export class FuseServer {
     let got = 0;
     if (this.dataPath !== null && want > 0) {
       if (this.dataPath.readAsync !== undefined && this.dataPath.readAsync(fh, offset, want)) return FUSE_REPLY_ASYNC;
-      const n = this.dataPath.readInto(this.host.fileFd(fh), offset, want);
+      const fd = this.host.fileFd(fh);
+      if (this.dataPath.readQueued !== undefined && this.dataPath.readQueued(fd, offset, want)) return FUSE_REPLY_ASYNC;
+      const n = this.dataPath.readInto(fd, offset, want);
       if (n < 0) throw new FuseErrno(-n, 'read');
       this.replyInPlace = true;
       return w.reply(0, n, false);
