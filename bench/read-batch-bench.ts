@@ -1,6 +1,6 @@
 /**
  * What a 4 KiB page-cache read costs through each path the virtio-fs device can take: one pread
- * per read (the fs-at binding, as `--no-io-uring`) against batches of 1, 4, 8 and 16 reads
+ * per read (the fs-at binding, as `--no-io-uring`) against batches of 1, 2, 4, 8 and 16 reads
  * through one io_uring_enter each (the IoUring binding, as fs-read-batch.ts), random offsets of a
  * cached 64 MiB file, wall and CPU µs per read. Behind the choice of READ_BATCH and the
  * io_uring path: where a system call traps to a hypervisor, as here, it costs more than the copy.
@@ -54,6 +54,7 @@ function batches(n: number, size: number): void {
 const cases: [string, (n: number) => void][] = [
   ['pread, one per read', preads],
   ['io_uring, batches of 1', (n) => batches(n, 1)],
+  ['io_uring, batches of 2', (n) => batches(n, 2)],
   ['io_uring, batches of 4', (n) => batches(n, 4)],
   ['io_uring, batches of 8', (n) => batches(n, 8)],
   ['io_uring, batches of 16', (n) => batches(n, 16)],

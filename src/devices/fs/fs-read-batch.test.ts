@@ -127,17 +127,19 @@ describe('FsReadBatch', T, () => {
     batch.close();
   });
 
-  it('fewer READs are read in a microtask after the callback that queued them, or at once by flush(); a big-endian driver gets big-endian headers', async () => {
+  it('fewer READs are read in a microtask after the callback that queued them, or at once by flush(), a lone one by pread; a big-endian driver gets big-endian headers', async () => {
     const fd = openFile();
     const mem = GuestMemory.allocate(0x40000);
     const answers: Answer[] = [];
-    const batch = new FsReadBatch(owner(answers));
+    const o = owner(answers);
+    const batch = new FsReadBatch(o);
     assert.ok(batch.queue(request(mem, 0x1000, 512), fd, mem.bytesOf(0), 0x1010, 512, 64, inHeader(1n), true));
     assert.ok(batch.queue(request(mem, 0x3000, 512), fd, mem.bytesOf(0), 0x3010, 512, 128, inHeader(2n), false));
     assert.equal(batch.pending, 2);
     assert.equal(answers.length, 0);
     await Promise.resolve();
     assert.equal(answers.length, 2, 'read in the microtask');
+    assert.equal(o.preads, 0, 'two READs: through io_uring');
     assert.equal(batch.pending, 0);
     assert.ok(replyAt(mem, 0x1000, 512).data.equals(CONTENT.subarray(64, 576)));
     const be = replyAt(mem, 0x3000, 512, false);
@@ -146,6 +148,9 @@ describe('FsReadBatch', T, () => {
     assert.ok(batch.queue(request(mem, 0x5000, 100), fd, mem.bytesOf(0), 0x5010, 100, 0, inHeader(3n), true));
     batch.flush();
     assert.equal(answers.length, 3, 'flush() reads at once');
+    assert.equal(o.preads, 1, 'a lone READ: by pread, cheaper than io_uring for one');
+    assert.equal(answers[2]!.written, 16 + 100);
+    assert.ok(replyAt(mem, 0x5000, 100).data.equals(CONTENT.subarray(0, 100)));
     assert.equal(batch.batches, 2);
     batch.close();
   });

@@ -8,7 +8,8 @@
  * Why: every system call costs 1.4-1.9 µs on this machine (the return path traps to the
  * hypervisor), more than the 4 KiB page-cache copy itself. 4 KiB random reads of a cached 64 MiB
  * file (`node dist/bench/read-batch-bench.js`, bench/README.md "Session 13"): pread 1.84-1.98 µs
- * per read, io_uring batches of 4 1.0 µs, of 8 0.68 µs, of 16 0.51 µs.
+ * per read; through io_uring alone 2.4-2.5 µs, in batches of 2 1.47 µs, of 4 0.94-1.0 µs, of 8
+ * 0.66-0.68 µs, of 16 0.51 µs. So a READ alone at the end of a round is read by pread.
  *
  * Synchronous by design, as the pread it replaces: the batch is submitted and every completion
  * waited for (page-cache hits complete inside io_uring_enter; a read the kernel hands to its
@@ -73,7 +74,7 @@ export class FsReadBatch {
     this.microtaskQueued = false;
     this.flush();
   };
-  /** Batches read, and READs in them (for tests and stats). */
+  /** Batches read (a lone READ by pread included), and READs in them (for tests and stats). */
   batches = 0;
   batchedReads = 0;
   private closed = false;
@@ -116,7 +117,8 @@ export class FsReadBatch {
   flush(): void {
     const n = this.n;
     if (n === 0) return;
-    if (!this.readAll(n)) this.readRest(n);
+    // A lone READ costs more through io_uring (2.4-2.5 µs) than by pread (1.8 µs): see above.
+    if (n === 1 || !this.readAll(n)) this.readRest(n);
     this.n = 0;
     this.batches++;
     this.batchedReads += n;
