@@ -1,6 +1,6 @@
 /**
- * File-backed vhost-user-blk side by side: `virtio-ts blk --image` (`--aio auto`, the default,
- * `io_uring` and `threads`; `--direct` for cache.direct=on) against qemu-storage-daemon `driver=file` with `aio=threads` and
+ * File-backed vhost-user-blk side by side: `virtio-ts blk --image` (`--aio io_uring`, the default,
+ * `auto` and `threads`; `--direct` for cache.direct=on) against qemu-storage-daemon `driver=file` with `aio=threads` and
  * `aio=io_uring`, `cache.direct=off` and `on`, all on the same raw image, driven by the same C
  * load generator (bench/c/vhost-blk-loadgen.c): 4 KiB random reads and writes at QD1 and QD32,
  * 64 KiB sequential reads and writes at QD8. The back-ends alternate within each round (a fresh
@@ -16,7 +16,7 @@
  * contains one; `--poll-us`, `--wait-us`: add `virtio-ts auto pollN` / `waitN` columns (`--poll-us N`,
  * `--wait-us N`). The last lines
  * compare each virtio-ts column but threads with qsd aio=io_uring (the goal) and name the rows
- * where `virtio-ts auto` (the command's defaults) is below it.
+ * where `virtio-ts io_uring` (the command's defaults) is below it.
  *
  * The image lives in a fresh directory under $TMPDIR (use a real filesystem: tmpfs has no
  * O_DIRECT before Linux 6.6) and is filled with random bytes; with cache.direct=off the page
@@ -31,6 +31,8 @@ import { ErrorCode, VirtioError } from '../src/errors.js';
 import { buildLoadgen, parseLoadgenOutput, repoRoot, runLoadgen, startBenchProcess, waitForSocket, type JobResult } from './blk-vhost-bench.js';
 
 const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+/** The column of `virtio-ts blk --image` with the command's defaults (`--aio io_uring`). */
+const DEFAULT_COLUMN = 'virtio-ts io_uring';
 
 interface Job {
   readonly name: string;
@@ -250,12 +252,12 @@ async function main(): Promise<number> {
           const i = names.indexOf(x);
           return [iops[i]! / iops[ref]!, eff[i]! / eff[ref]!];
         });
-        if (compared.includes('virtio-ts auto') && ratios[2 * compared.indexOf('virtio-ts auto')]! < 1) behind.push(job.name);
+        if (compared.includes(DEFAULT_COLUMN) && ratios[2 * compared.indexOf(DEFAULT_COLUMN)]! < 1) behind.push(job.name);
         rows.push([job.name, ...iops.map((x) => x.toFixed(0)), ...eff.map((x) => x.toFixed(0)), ...ratios.map((x) => x.toFixed(2))]);
       }
       console.log(`\ncache.direct=${direct ? 'on' : 'off'}: ${o.rounds} rounds alternating, ${o.duration} s per job, median; ${o.imageMib} MiB raw image on ${tmpdir()}`);
       console.log(table(rows));
-      if (compared.includes('virtio-ts auto')) console.log(behind.length === 0 ? 'virtio-ts auto (the default) at or above qsd aio=io_uring (IOPS) on every row' : `virtio-ts auto (the default) below qsd aio=io_uring (IOPS) on: ${behind.join(', ')}`);
+      if (compared.includes(DEFAULT_COLUMN)) console.log(behind.length === 0 ? `${DEFAULT_COLUMN} (the default) at or above qsd aio=io_uring (IOPS) on every row` : `${DEFAULT_COLUMN} (the default) below qsd aio=io_uring (IOPS) on: ${behind.join(', ')}`);
     }
     const load1 = loadavg();
     console.log(`\nend ${new Date().toISOString()}, load average ${load1.map((x) => x.toFixed(2)).join(' ')}`);

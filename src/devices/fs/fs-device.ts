@@ -81,6 +81,14 @@ export const ASYNC_IO_SLOTS = 16;
  * reached only through *at calls. What it implements and its normative coverage:
  * docs/devices/fs.md.
  */
+/** FsDevice.readBatchCounts: what went through the READ batch (fs-read-batch.ts). */
+export interface ReadBatchCounts {
+  /** READs answered through the batch (a lone one read by pread included). */
+  readonly reads: number;
+  /** Batches read. */
+  readonly batches: number;
+}
+
 export class FsDevice implements VirtioDevice {
   readonly deviceId = DeviceId.FS;
   /**
@@ -310,8 +318,8 @@ export class FsDevice implements VirtioDevice {
     };
   }
 
-  /** READs read in io_uring batches so far, and the batches (null: READs are not batched). */
-  get readBatchCounts(): { reads: number; batches: number } | null {
+  /** READs answered through the io_uring batch so far, and the batches (null: READs are not batched). */
+  get readBatchCounts(): ReadBatchCounts | null {
     return this.readBatch === null ? null : { reads: this.readBatch.batchedReads, batches: this.readBatch.batches };
   }
 
