@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { RequestQueue } from '../../driver/request-queue.js';
 import type { Segment } from '../../queue/types.js';
 import { NetCtrlAck, NetCtrlClass, NetCtrlGuestOffloads, NetCtrlMq, NetCtrlNotfCoal, NetF, NetGsoType, NetHdrFlag } from '../../spec/net.js';
+import { F } from '../../spec/features.js';
 import { Status } from '../../spec/status.js';
 import { type Loopback, createLoopback } from '../../testing/loopback.js';
 import { get32 } from './checksum.js';
@@ -463,6 +464,33 @@ describe('virtio-net: notification coalescing', () => {
     r.lb.driver.resetQueue(0);
     got = await r.control(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.VQ_GET, Uint8Array.of(0, 0, 0, 0), 8);
     assert.deepEqual([le32(got.reply, 0), le32(got.reply, 4)], [10, 1000], 'the RX_SET values again');
+    await r.lb.close();
+  });
+
+  it('device/net/108: while the driver suppresses used-buffer notifications, frames that meet the coalescing condition send none; re-enabled, the next one does', T, async () => {
+    // Without EVENT_IDX suppression is the NO_INTERRUPT flag, which holds until cleared.
+    const r = await rig({ refuse: NetF.HASH_REPORT | F.EVENT_IDX });
+    assert.equal(r.lb.context.features & F.EVENT_IDX, 0n);
+    assert.equal((await r.control(NetCtrlClass.NOTF_COAL, NetCtrlNotfCoal.RX_SET, coal(1, 60_000_000))).ack, NetCtrlAck.OK);
+    const bufs = [r.post(200), r.post(200), r.post(200)];
+    await tick();
+    const rxq = r.lb.context.queue(0);
+    rxq.disableInterrupts();
+    const c = r.device.coalescing;
+    const asked = c.notifications;
+    const sent = r.lb.transport.interruptCounts.used;
+    const f = buildIpFrame({ dst: DEV, src: PEER, payload: 20 });
+    r.peer.inject(f);
+    r.peer.inject(f);
+    await tick();
+    assert.equal(c.notifications, asked + 2, 'max_packets 1: the condition was met after each frame');
+    assert.equal(r.lb.transport.interruptCounts.used, sent, 'suppressed: no notification sent');
+    assert.equal(r.device.stats.rxFrames >= 2, true, 'both frames were delivered into the buffers');
+    rxq.enableInterrupts();
+    r.peer.inject(f);
+    const got = await Promise.all(bufs);
+    assert.deepEqual(got.map((x) => x.used), [12 + f.length, 12 + f.length, 12 + f.length]);
+    assert.equal(r.lb.transport.interruptCounts.used, sent + 1, 'notifications on again: one for the third frame');
     await r.lb.close();
   });
 
