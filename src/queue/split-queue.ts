@@ -15,6 +15,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { DESC_SIZE, DescFlag, SplitLayout, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, needEvent } from '../spec/ring.js';
 import { DescriptorChain, chainCapacityForQueue } from './chain.js';
 import { hexAddress } from './hex-address.js';
+import { addUnmappedBuffer } from './unmapped-buffer.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, resolveSplitConfig, storeU16Release } from './split-layout.js';
 import type { DeviceQueue, QueueConfig, QueuePeek, QueueState } from './types.js';
 
@@ -323,33 +324,9 @@ export class SplitQueue implements DeviceQueue {
     }
   }
 
-  /**
-   * Slow path for a data buffer not inside one region: split it at region boundaries when
-   * the regions are contiguous (guest-physically one buffer), else mark the chain faulty
-   * (the ring is sound; only this request fails). A piece is split off only while the chain
-   * keeps room for this buffer's last piece and the `mayFollow` descriptors that may follow,
-   * so splitting never makes a legal chain too long for the chain (CHAIN_TOO_LONG).
-   */
+  /** Slow path for a data buffer not inside one region (unmapped-buffer.ts). */
   private addUnmapped(chain: DescriptorChain, addr: number, len: number, writable: boolean, mayFollow: number): void {
-    const mem = this.memory;
-    let a = addr;
-    let rem = len;
-    while (a >= 0 && rem > 0) {
-      const r = mem.locate(a, 1);
-      if (r < 0) break;
-      const end = mem.baseOf(r) + mem.bytesOf(r).length;
-      const piece = Math.min(rem, end - a);
-      if (piece === rem) break; // the last piece is added below
-      if (chain.count + 2 + mayFollow > chain.capacity) break;
-      chain.addSegment(a, piece, writable);
-      a += piece;
-      rem -= piece;
-    }
-    if (a < 0 || mem.locate(a, rem) < 0) chain.fault = QueueFault.DESC_UNMAPPED;
-    if (chain.count >= chain.capacity) {
-      this.fail(QueueFault.CHAIN_TOO_LONG, `chain from head ${chain.id} has more than ${chain.capacity} segments`);
-    }
-    chain.addSegment(a, rem, writable);
+    if (!addUnmappedBuffer(chain, this.memory, addr, len, writable, mayFollow)) this.fail(QueueFault.CHAIN_TOO_LONG, `chain from head ${chain.id} has more than ${chain.capacity} segments`);
   }
 
   push(chain: DescriptorChain, written: number): void {
