@@ -76,11 +76,6 @@ const COPY_LOOP_MAX = 256;
 /** Transfers on the thread pool at once (each holds a bounce buffer of max_write bytes). */
 export const ASYNC_IO_SLOTS = 16;
 
-/**
- * The virtio-fs device (5.11): a host folder served as FUSE (the FuseServer on the HostFs layer),
- * reached only through *at calls. What it implements and its normative coverage:
- * docs/devices/fs.md.
- */
 /** FsDevice.readBatchCounts: what went through the READ batch (fs-read-batch.ts). */
 export interface ReadBatchCounts {
   /** READs answered through the batch (a lone one read by pread included). */
@@ -89,6 +84,11 @@ export interface ReadBatchCounts {
   readonly batches: number;
 }
 
+/**
+ * The virtio-fs device (5.11): a host folder served as FUSE (the FuseServer on the HostFs layer),
+ * reached only through *at calls. What it implements and its normative coverage:
+ * docs/devices/fs.md.
+ */
 export class FsDevice implements VirtioDevice {
   readonly deviceId = DeviceId.FS;
   /**
@@ -209,6 +209,7 @@ export class FsDevice implements VirtioDevice {
         if (this.notificationOn && i === FS_NOTIFICATION_QUEUE && this.server.context !== null) this.notifier.start(this.server.context, vq);
       },
       queueStopped: (i) => {
+        this.readBatch?.flush();
         // Its requests on the thread pool are stale now (a memory-table change restarts rings):
         // their completions must not touch the chain.
         this.generation++;
@@ -503,6 +504,8 @@ export class FsDevice implements VirtioDevice {
 
   /** Device reset: every open handle closed and every inode forgotten; the driver must INIT again. */
   reset(): void {
+    // Queued READs are read while their descriptors and buffers are still the device's.
+    this.readBatch?.flush();
     this.generation++;
     this.ioViews.length = 0; // no view of the old guest memory kept past a reset
     this.server.reset();
@@ -511,15 +514,16 @@ export class FsDevice implements VirtioDevice {
   }
 
   resetQueue(index: number): void {
+    this.readBatch?.flush();
     this.generation++;
     this.server.resetQueue(index);
   }
 
   /** Releases the host descriptors (the root's too): for a device that will not be used again. */
   close(): void {
+    this.readBatch?.close();
     this.generation++;
     this.asyncIo?.close();
-    this.readBatch?.close();
     this.server.reset();
     this.fuse.reset();
     this.host.close();

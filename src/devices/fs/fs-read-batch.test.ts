@@ -155,6 +155,33 @@ describe('FsReadBatch', T, () => {
     batch.close();
   });
 
+  it('a completion that serves more requests at once (a queue out of slots resuming) finds the batch flushing: their READs are not queued (read by pread), every READ of the batch is answered once', () => {
+    const fd = openFile();
+    const mem = GuestMemory.allocate(0x40000);
+    const answers: Answer[] = [];
+    let batch: FsReadBatch | null = null;
+    const refused: boolean[] = [];
+    const o = owner(answers, {
+      complete: (req: QueueRequest, written: number) => {
+        answers.push({ req, written });
+        // Re-entered from the answer, as QueueServer.complete serving a starved queue would.
+        refused.push(batch!.queue(request(mem, 0x20000, 64), fd, mem.bytesOf(0), 0x20010, 64, 0, inHeader(99n), true));
+        batch!.flush(); // nothing to do while flushing
+      },
+    });
+    batch = new FsReadBatch(o);
+    const reqs = [0, 1, 2].map((i) => request(mem, 0x1000 + i * 0x1000, 128));
+    reqs.forEach((r, i) => batch!.queue(r, fd, mem.bytesOf(0), 0x1010 + i * 0x1000, 128, i * 128, inHeader(BigInt(i)), true));
+    batch.flush();
+    assert.deepEqual(answers.map((a) => a.req), reqs, 'each request of the batch answered once, in order');
+    assert.deepEqual(refused, [false, false, false], 'not queued while the batch is answered');
+    assert.equal(batch.pending, 0);
+    for (let i = 0; i < 3; i++) assert.ok(replyAt(mem, 0x1000 + i * 0x1000, 128).data.equals(CONTENT.subarray(i * 128, i * 128 + 128)));
+    assert.ok(batch.queue(request(mem, 0x20000, 64), fd, mem.bytesOf(0), 0x20010, 64, 0, inHeader(5n), true), 'queued again after the flush');
+    batch.flush();
+    batch.close();
+  });
+
   it('a READ of a descriptor that is not open answers -EBADF in its header, the others of the batch their data', () => {
     const fd = openFile();
     const closed = 999_999; // never open here (a closed number could be reused by the ring's own descriptors)
