@@ -22,6 +22,7 @@
  * served by pread as before (`queue` returns false, a failed batch is read entry by entry).
  */
 import type { QueueRequest } from '../../device/queue-server.js';
+import { ErrorCode, VirtioError } from '../../errors.js';
 import { ChainCursor } from '../../queue/chain.js';
 import { IoUring, UringOp, UringPrep } from '../../platform/io-uring.js';
 import { FuseInHeader, FuseOutHeader } from '../../spec/fs.js';
@@ -185,7 +186,7 @@ export class FsReadBatch {
       for (let i = 0; i < n; i++) {
         // Never FULL (the ring has READ_BATCH entries and is empty between batches) nor MISALIGNED (no alignment asked).
         if (ring.prepRw(UringOp.READ, this.fds[i]!, this.views[i]!, this.offsets[i]!, this.lens[i]!, this.positions[i]!, i) !== UringPrep.QUEUED) {
-          throw new Error('io_uring submission queue refused a READ');
+          throw new VirtioError(ErrorCode.PLATFORM, 'io_uring submission queue refused a READ');
         }
       }
       let left = n;
