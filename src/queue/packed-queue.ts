@@ -17,6 +17,7 @@ import { DESC_SIZE, DescFlag, PackedEvent, PackedLayout } from '../spec/ring.js'
 import { DescriptorChain, chainCapacityForQueue } from './chain.js';
 import { hexAddress } from './hex-address.js';
 import { addUnmappedBuffer } from './unmapped-buffer.js';
+import { checkPackedState, checkUndoCount, rewindPackedAvail } from './packed-queue-state.js';
 import { offWrap, packedNeedEvent, resolvePackedConfig } from './packed-layout.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, storeU16Release } from './split-layout.js';
 import type { DeviceQueue, QueueConfig, QueuePeek, QueueState } from './types.js';
@@ -441,29 +442,13 @@ export class PackedQueue implements DeviceQueue {
   }
 
   undoPop(count: number): void {
-    // In flight = popped and not yet used; the caller vouches none of the last `count` was used.
-    if (!Number.isInteger(count) || count < 1 || count > this.inFlightBufs) {
-      throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `undoPop(${count}) with ${this.inFlightBufs} buffers in flight`);
-    }
+    checkUndoCount(count, this.inFlightBufs);
     if (this.brokenErr !== null) return;
-    // Step nextAvail back over each buffer's ring descriptors, newest first, flipping the Driver
-    // Ring Wrap Counter when crossing position 0 (2.8.1). The descriptors still carry the
-    // driver's AVAIL/USED flags (the device writes a used descriptor only at push), so the next
-    // pops find the same buffers. The event suppression offset stays ahead (see SplitQueue).
-    let pos = this.nextAvail;
-    let wrap = this.availWrap;
-    let at = this.recentPos;
-    for (let i = 0; i < count; i++) {
-      at = at === 0 ? this.size - 1 : at - 1;
-      pos -= this.recentDescs[at]!;
-      if (pos < 0) {
-        pos += this.size;
-        wrap = !wrap;
-      }
-    }
-    this.nextAvail = pos;
-    this.availWrap = wrap;
-    this.recentPos = at;
+    // Back over the newest `count` buffers (packed-queue-state.ts).
+    const r = rewindPackedAvail(this.recentDescs, this.recentPos, this.nextAvail, this.availWrap, this.size, count);
+    this.nextAvail = r.nextAvail;
+    this.availWrap = r.availWrap;
+    this.recentPos = r.recentPos;
     this.inFlightBufs -= count;
     // IN_ORDER: the undone buffers are the newest of the FIFO.
     if (this.inOrder) this.orderCount = Math.max(0, this.orderCount - count);
@@ -576,27 +561,12 @@ export class PackedQueue implements DeviceQueue {
    * an IN_ORDER batch cannot span them.
    */
   setState(s: QueueState): void {
-    const ok = (v: number): boolean => Number.isInteger(v) && v >= 0 && v < this.size;
-    const wrapsOk = typeof s.availWrap === 'boolean' && typeof s.usedWrap === 'boolean';
-    // The device cannot be ahead of the driver by more than one lap, nor behind it.
-    const inFlight = wrapsOk && ok(s.nextAvail) && ok(s.nextUsed) ? (s.availWrap === s.usedWrap ? s.nextAvail - s.nextUsed : s.nextAvail + this.size - s.nextUsed) : -1;
-    if (inFlight < 0 || inFlight > this.size) {
-      throw new VirtioError(
-        ErrorCode.QUEUE_BAD_STATE,
-        `packed state avail ${s.nextAvail}/${s.availWrap} used ${s.nextUsed}/${s.usedWrap} does not fit a queue of ${this.size}`,
-      );
-    }
+    checkPackedState(s, this.size);
     this.nextAvail = s.nextAvail;
     this.availWrap = s.availWrap;
     this.nextUsed = s.nextUsed;
     this.usedWrap = s.usedWrap;
-    this.heldPos = -1;
-    this.devEvtMode = -1;
-    this.orderHead = 0;
-    this.orderCount = 0;
-    this.recentPos = 0;
-    this.inFlightBufs = 0;
-    this.usedSinceSignal = 0;
+    this.forgetInFlight();
     this.signalledValid = false;
   }
 
@@ -606,15 +576,20 @@ export class PackedQueue implements DeviceQueue {
     this.availWrap = true;
     this.nextUsed = 0;
     this.usedWrap = true;
+    this.forgetInFlight();
+    this.brokenErr = null;
+    this.notifyEnabled = true;
+    this.signalledValid = true;
+  }
+
+  /** Forgets buffers in flight, held flags and the Device Event Suppression mode last stored. */
+  private forgetInFlight(): void {
     this.heldPos = -1;
+    this.devEvtMode = -1;
     this.orderHead = 0;
     this.orderCount = 0;
     this.recentPos = 0;
     this.inFlightBufs = 0;
-    this.brokenErr = null;
-    this.notifyEnabled = true;
-    this.devEvtMode = -1;
     this.usedSinceSignal = 0;
-    this.signalledValid = true;
   }
 }
