@@ -29,11 +29,13 @@ import type { Platform } from '../platform/types.js';
 import { DEVICE_TYPE_FEATURES, F } from '../spec/features.js';
 import { Status } from '../spec/status.js';
 import { BackendChannel, type BackendRequestOptions } from './backend-channel.js';
-import { VhostUserError, VhostUserFault, decodeConfig, decodeU64, decodeU64Big, encodeConfig, encodeU64 } from './codec.js';
+import { VhostUserError, VhostUserFault, decodeU64Big, encodeU64 } from './codec.js';
+import { registerConfigHandlers } from './backend-config-messages.js';
+import { registerStatusHandlers } from './backend-status-messages.js';
 import { vhostUserHooks, type VhostUserDeviceHooks, type VhostUserSession } from './device-hooks.js';
 import { MessageDispatcher, type MessageSink, noFds, takeFds } from './dispatcher.js';
 import { DEFAULT_MAP_CHUNK } from './memory-map.js';
-import { BackendReq, ConfigFlag, F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq, MAX_QUEUE_INDEX, PF, frontendReqName, type VhostUserMessage } from './messages.js';
+import { BackendReq, F_LOG_ALL, F_PROTOCOL_FEATURES, FrontendReq, MAX_QUEUE_INDEX, PF, frontendReqName, type VhostUserMessage } from './messages.js';
 import { RingScheduler } from './ring-scheduler.js';
 import { SessionDirtyLog } from './session-dirty-log.js';
 import { SessionInflight } from './session-inflight.js';
@@ -309,6 +311,7 @@ export class VhostUserBackend {
 
   private registerHandlers(): void {
     const d = this.dispatcher;
+    const requireProto = (req: number, mask: bigint): void => this.requireProto(req, mask);
     d.on(FrontendReq.GET_FEATURES, (msg) => {
       noFds(msg);
       return { payload: encodeU64(this.offeredFeatures) };
@@ -352,57 +355,20 @@ export class VhostUserBackend {
       this.applyLogging();
       return null;
     });
-    d.on(FrontendReq.GET_CONFIG, (msg) => {
-      noFds(msg);
-      this.requireProto(msg.request, PF.CONFIG);
-      const c = decodeConfig(msg.request, msg.payload);
-      // offset + size past 2^32 wraps in the front-end's 32-bit arithmetic: refused (a
-      // zero-length reply), as is any other size the protocol cannot answer.
-      if (c.offset + c.size > 0xffff_ffff) {
-        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config read ${c.offset}+${c.size} wraps`, msg.request);
-      }
-      const data = new Uint8Array(c.size);
-      // 2.5: bytes past the config space read 0 (the core asks the device only for the rest).
-      this.core.readConfigBytes(c.offset, data);
-      return { payload: encodeConfig({ offset: c.offset, size: c.size, flags: c.flags, data }) };
-    });
-    d.on(FrontendReq.SET_CONFIG, (msg) => {
-      noFds(msg);
-      this.requireProto(msg.request, PF.CONFIG);
-      const c = decodeConfig(msg.request, msg.payload);
-      if (c.flags !== ConfigFlag.WRITABLE && c.flags !== ConfigFlag.MIGRATION) {
-        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config flags ${c.flags}`, msg.request);
-      }
-      // The core ignores out-of-range writes; the protocol refuses them so the front-end knows.
-      if (c.offset + c.size > this.device.configSize) {
-        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config write ${c.offset}+${c.size} beyond ${this.device.configSize}`, msg.request);
-      }
-      // "The back-end MUST NOT accept SET_CONFIG for read-only fields" (vhost-user.rst): a
-      // device that knows its writable fields says so; a refused write gets a non-zero ack.
-      if (this.device.configWritable && !this.device.configWritable(c.offset, c.size, this.deviceFeatures)) {
-        throw new VhostUserError(VhostUserFault.BAD_VALUE, `config write ${c.offset}+${c.size} touches read-only fields`, msg.request);
-      }
-      this.core.writeConfigBytes(c.offset, c.data.slice());
-      return null;
-    });
+    registerConfigHandlers(d, { device: this.device, core: this.core, requireProto, deviceFeatures: () => this.deviceFeatures });
     d.on(FrontendReq.SET_BACKEND_REQ_FD, (msg) => {
       this.requireProto(msg.request, PF.BACKEND_REQ);
       const [fd] = takeFds(msg, 1, 1);
       this.channel.setFd(fd!);
       return null;
     });
-    d.on(FrontendReq.SET_STATUS, (msg) => {
-      noFds(msg);
-      this.requireProto(msg.request, PF.STATUS);
-      const v = decodeU64(msg.request, msg.payload);
-      if (v > 0xff) throw new VhostUserError(VhostUserFault.BAD_VALUE, `status 0x${v.toString(16)}`, msg.request);
-      this.setStatus(v);
-      return null;
-    });
-    d.on(FrontendReq.GET_STATUS, (msg) => {
-      noFds(msg);
-      this.requireProto(msg.request, PF.STATUS);
-      return { payload: encodeU64(this.core.status) };
+    registerStatusHandlers(d, {
+      core: this.core,
+      requireProto,
+      stopRings: () => this.vrings.stopAll(false, false),
+      ringsActivated: () => {
+        for (const r of this.rings) if (r.started && r.enabled) this.scheduler.scheduleCheck(r);
+      },
     });
     this.mem.register(d);
     this.dirtyLog.register(d);
@@ -476,32 +442,6 @@ export class VhostUserBackend {
     if (r.index !== 0 || this.core.active || !this.core.legacy || this.ackedFeatures === 0n) return;
     const why = this.negotiate(this.deviceFeatures);
     if (why !== null) this.logger.warn(`features refused in the new endianness: ${why}`);
-  }
-
-  /**
-   * SET_STATUS (STATUS protocol feature): the core's status. QEMU forwards the guest's
-   * milestones alone (FEATURES_OK after SET_FEATURES; ACKNOWLEDGE | DRIVER | DRIVER_OK once the
-   * rings are set up), so the earlier steps are implied. DRIVER_OK activates the device with
-   * the rings started so far; 0 resets it and stops every ring (QEMU asks GET_VRING_BASE next:
-   * the bases are kept).
-   */
-  private setStatus(v: number): void {
-    const core = this.core;
-    if (v === 0) {
-      core.reset();
-      this.vrings.stopAll(false, false);
-      return;
-    }
-    let s = v & ~Status.DEVICE_NEEDS_RESET;
-    if (s & (Status.FEATURES_OK | Status.DRIVER_OK)) s |= Status.ACKNOWLEDGE | Status.DRIVER;
-    if (core.active) {
-      core.setStatus(s);
-      return;
-    }
-    core.setStatus(s & ~Status.DRIVER_OK);
-    if (s & Status.DRIVER_OK && core.activateWithLentQueues()) {
-      for (const r of this.rings) if (r.started && r.enabled) this.scheduler.scheduleCheck(r);
-    }
   }
 
   // --- rings and the core --------------------------------------------------------------------
