@@ -22,13 +22,12 @@ import { loadNativePlatform } from '../platform/native-platform.js';
 import type { FdWatcher, Mapping, Platform } from '../platform/types.js';
 import { F } from '../spec/features.js';
 import { Status } from '../spec/status.js';
-import { REPLY_FLAGS, encodeU64 } from './codec.js';
 import { FrontendConfigCache, defaultConfigSize } from './frontend-config.js';
-import { MessageFramer } from './framer.js';
+import { FrontendBackendChannel } from './frontend-backend-channel.js';
 import { type FrontendStallWatch, checkStallPeriod, startStallWatch } from './frontend-stall-watch.js';
 import { VhostUserFrontend } from './frontend.js';
 import { DEFAULT_QUEUES, FRONTEND_PROTOCOL_FEATURES, type VhostUserTransportOptions } from './frontend-transport-options.js';
-import { BackendReq, F_LOG_ALL, F_PROTOCOL_FEATURES, HeaderFlag, PF, type InflightDesc, type MemRegion } from './messages.js';
+import { F_LOG_ALL, F_PROTOCOL_FEATURES, PF, type InflightDesc, type MemRegion } from './messages.js';
 
 export { FRONTEND_PROTOCOL_FEATURES, type VhostUserTransportOptions } from './frontend-transport-options.js';
 export { offers, startVhostUserDriver } from './frontend-driver-start.js';
@@ -89,9 +88,7 @@ export class VhostUserDriverTransport implements DriverTransport {
   private handler: DriverInterruptHandler | null = null;
   private chain: Promise<void> = Promise.resolve();
   private failure: Error | null = null;
-  private backendFd = -1;
-  private backendFramer: MessageFramer | null = null;
-  private backendWatcher: FdWatcher | null = null;
+  private readonly backendChannel: FrontendBackendChannel;
   private memShared = false;
   private inflightFd = -1;
   private inflightDesc: InflightDesc | null = null;
@@ -139,6 +136,13 @@ export class VhostUserDriverTransport implements DriverTransport {
     this.dma = new DmaAllocator(guestBase, size);
     this.region = { guestAddr: guestBase, size, userAddr: this.opts.userBase, mmapOffset: 0 };
     this.config = new FrontendConfigCache(this.opts.configSize);
+    // A CONFIG_CHANGE_MSG: re-read the config, then notify the driver.
+    this.backendChannel = new FrontendBackendChannel(this.platform, () =>
+      this.enqueue(async () => {
+        await this.fetchConfig(true);
+        this.handler?.configChange();
+      }),
+    );
     this.stallWatch = startStallWatch(this.opts.stallKickMs, {
       memory: this.memory,
       rings: () => this.rings,
@@ -221,17 +225,7 @@ export class VhostUserDriverTransport implements DriverTransport {
       const r = this.rings[i]!;
       if (r.callFd >= 0 && !r.watcher) r.watcher = this.platform.watchReadable(r.callFd, () => this.onCall(i));
     }
-    if (this.hasProto(PF.BACKEND_REQ)) {
-      const [mine, theirs] = this.platform.socketpair();
-      try {
-        await this.fe.setBackendReqFd(theirs);
-      } finally {
-        this.platform.close(theirs);
-      }
-      this.backendFd = mine;
-      this.backendFramer = new MessageFramer(this.platform, mine);
-      this.backendWatcher = this.platform.watchReadable(mine, () => this.onBackendMessage());
-    }
+    if (this.hasProto(PF.BACKEND_REQ)) await this.backendChannel.open(this.fe);
     await this.fetchConfig(true);
   }
 
@@ -285,50 +279,6 @@ export class VhostUserDriverTransport implements DriverTransport {
   /** Pumps used-buffer handling for every queue (for pollMode, or to catch up). */
   poll(): void {
     for (let i = 0; i < this.rings.length; i++) if (this.rings[i]!.started) this.deliverUsed(i);
-  }
-
-  /** Requests on the back-end channel: config changes (re-read, then notify the driver). */
-  private onBackendMessage(): void {
-    const fr = this.backendFramer;
-    if (!fr) return;
-    for (let n = 0; n < 64; n++) {
-      let m;
-      try {
-        m = fr.read();
-      } catch {
-        this.stopBackendChannel();
-        return;
-      }
-      if (m === null) return;
-      if (m === 'eof') {
-        this.stopBackendChannel();
-        return;
-      }
-      for (const fd of m.fds) if (fd >= 0) this.platform.close(fd);
-      const ok = m.request === BackendReq.CONFIG_CHANGE_MSG;
-      if ((m.flags & HeaderFlag.NEED_REPLY) !== 0) {
-        try {
-          fr.send(m.request, REPLY_FLAGS, encodeU64(ok ? 0 : 1));
-        } catch {
-          // The channel is gone; the main socket reports it.
-        }
-      }
-      if (ok) {
-        this.enqueue(async () => {
-          await this.fetchConfig(true);
-          this.handler?.configChange();
-        });
-      }
-    }
-  }
-
-  private stopBackendChannel(): void {
-    this.backendWatcher?.stop();
-    this.backendWatcher = null;
-    this.backendFramer?.close();
-    this.backendFramer = null;
-    if (this.backendFd >= 0) this.platform.close(this.backendFd);
-    this.backendFd = -1;
   }
 
   /** Queues an operation after every earlier one; the first failure is kept for `settle()`. */
@@ -580,7 +530,7 @@ export class VhostUserDriverTransport implements DriverTransport {
   }
 
   private dropConnection(): void {
-    this.stopBackendChannel();
+    this.backendChannel.stop();
     if (this.inflightFd >= 0) this.platform.close(this.inflightFd);
     this.inflightFd = -1;
     this.inflightDesc = null;
