@@ -26,8 +26,9 @@ import {
   BlkReqType,
   BlkStatus,
 } from '../../spec/blk.js';
-import { BLK_APPEND_SECTOR_BYTES, BlkZoneDescriptor, BlkZoneReport } from '../../spec/blk-zoned.js';
+import { BLK_APPEND_SECTOR_BYTES } from '../../spec/blk-zoned.js';
 import type { BlkBackend } from './backend.js';
+import { BlkZoneRequests } from './blk-zoned-requests.js';
 import { setU64, type ZonedModel } from './zoned-model.js';
 
 const MAX_SAFE_SECTOR_HI = 0x1f_ffff; // sector < 2^53 / 512 keeps byte offsets exact
@@ -101,9 +102,6 @@ export class BlkRequestHandler {
   private le = true;
   /** Where a ZONE_APPEND's data goes (the zone's write pointer), from ZonedModel.startWrite. */
   private readonly appendAt = new Float64Array(1);
-  /** A zone report's header or one descriptor, written into the request one at a time. */
-  private readonly zoneRecord = new Uint8Array(BlkZoneDescriptor.SIZE);
-  private readonly zoneRecordView = new DataView(this.zoneRecord.buffer);
   private readonly zeroFn = (offset: number, length: number): void => {
     this.writer.skip(offset - this.zeroAt);
     this.writer.fill(length);
@@ -117,6 +115,8 @@ export class BlkRequestHandler {
   private readonly segView = new DataView(this.seg.buffer);
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
+  /** ZONE_REPORT and zone management (blk-zoned-requests.ts); its record holds append_sector. */
+  private readonly zoned: BlkZoneRequests;
   /** State of the synchronous span walk (avoids a closure per request). */
   private spanReq: BlkRequest | null = null;
   private spanOffset = 0;
@@ -131,7 +131,9 @@ export class BlkRequestHandler {
     private readonly id: Uint8Array,
     private readonly server: QueueServer<BlkRequest>,
     private readonly log: Logger | undefined,
-  ) {}
+  ) {
+    this.zoned = new BlkZoneRequests(dev, this.writer);
+  }
 
   /** At activation: the negotiated features and the guest's byte order. */
   configure(features: bigint, littleEndian: boolean): void {
@@ -222,7 +224,7 @@ export class BlkRequestHandler {
           break;
         case BlkReqType.ZONE_REPORT:
           if (this.zones === null) req.status = BlkStatus.UNSUPP;
-          else this.zoneReport(req, this.zones, sector, dataOut, dataIn);
+          else this.zoned.report(req, this.zones, sector, dataOut, dataIn, this.le);
           break;
         case BlkReqType.ZONE_OPEN:
         case BlkReqType.ZONE_CLOSE:
@@ -230,7 +232,7 @@ export class BlkRequestHandler {
         case BlkReqType.ZONE_RESET:
         case BlkReqType.ZONE_RESET_ALL:
           if (this.zones === null) req.status = BlkStatus.UNSUPP;
-          else req.status = this.zoneManagement(this.zones, type, sector, dataOut, dataIn);
+          else req.status = this.zoned.manage(this.zones, type, sector, dataOut, dataIn);
           break;
         default:
           // Unknown types, legacy SCSI, and zoned requests without ZONED (device/blk/30).
@@ -419,9 +421,9 @@ export class BlkRequestHandler {
     const at = this.appendAt[0]!;
     req.flushAfter = !this.fFlush || (this.fWce && this.dev.writeback === 0);
     // device/blk/41: append_sector is the data's first sector.
-    const v = this.zoneRecordView;
+    const v = this.zoned.recordView;
     setU64(v, 0, at, this.le);
-    req.filled = this.writer.reset(req.chain).write(this.zoneRecord, 0, BLK_APPEND_SECTOR_BYTES);
+    req.filled = this.writer.reset(req.chain).write(this.zoned.record, 0, BLK_APPEND_SECTOR_BYTES);
     if (n === 0) return;
     this.spanReq = req;
     this.spanOffset = at * BLK_SECTOR_SIZE;
@@ -429,52 +431,6 @@ export class BlkRequestHandler {
     const done = this.reader.spans(dataOut, this.spanFn);
     this.spanReq = null;
     if (done !== dataOut) req.status = BlkStatus.IOERR;
-  }
-
-  /**
-   * ZONE_REPORT: the header and as many whole zone descriptors as the buffer takes, from the
-   * zone holding `sector` on (nr_zones counts the descriptors written).
-   */
-  private zoneReport(req: BlkRequest, zones: ZonedModel, sector: number, dataOut: number, dataIn: number): void {
-    if (dataOut !== 0 || dataIn < BlkZoneReport.HEADER_SIZE) {
-      req.status = BlkStatus.IOERR;
-      return;
-    }
-    if (sector >= this.dev.capacity) {
-      req.status = BlkStatus.ZONE_INVALID_CMD;
-      return;
-    }
-    const first = zones.zoneOf(sector);
-    const n = Math.min(zones.zoneCount - first, Math.floor((dataIn - BlkZoneReport.HEADER_SIZE) / BlkZoneDescriptor.SIZE));
-    const rec = this.zoneRecord;
-    const v = this.zoneRecordView;
-    const w = this.writer.reset(req.chain);
-    rec.fill(0);
-    setU64(v, BlkZoneReport.NR_ZONES, n, this.le);
-    let filled = w.write(rec, 0, BlkZoneReport.HEADER_SIZE);
-    for (let i = 0; i < n; i++) {
-      zones.describe(first + i, v, this.le);
-      filled += w.write(rec, 0, BlkZoneDescriptor.SIZE);
-    }
-    req.filled = filled;
-  }
-
-  /** ZONE_OPEN, CLOSE, FINISH, RESET, RESET_ALL: non-data requests, answered at once. */
-  private zoneManagement(zones: ZonedModel, type: number, sector: number, dataOut: number, dataIn: number): number {
-    if (dataOut !== 0 || dataIn !== 0) return BlkStatus.IOERR;
-    if (this.dev.readOnly) return BlkStatus.IOERR;
-    switch (type) {
-      case BlkReqType.ZONE_OPEN:
-        return zones.open(sector);
-      case BlkReqType.ZONE_CLOSE:
-        return zones.close(sector);
-      case BlkReqType.ZONE_FINISH:
-        return zones.finish(sector);
-      case BlkReqType.ZONE_RESET:
-        return zones.reset(sector);
-      default:
-        return zones.resetAll(); // the sector is not used (5.2.6)
-    }
   }
 
   /**
