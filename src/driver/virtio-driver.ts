@@ -8,7 +8,6 @@
  * that callers need not change if a transport one day has to wait.
  */
 import { ErrorCode, VirtioError, isVirtioError } from '../errors.js';
-import type { GuestMemory } from '../memory/guest-memory.js';
 import { createDriverQueue } from './create-queue.js';
 import { packedRingLayout } from '../queue/packed-layout.js';
 import { legacySplitRingLayout, splitRingLayout } from '../queue/split-layout.js';
@@ -16,50 +15,14 @@ import type { DriverQueue, QueueConfig } from '../queue/types.js';
 import { DEVICE_TYPE_FEATURES, F, bit } from '../spec/features.js';
 import { LEGACY_QUEUE_ALIGN, MAX_QUEUE_SIZE } from '../spec/ring.js';
 import { Status, statusToString } from '../spec/status.js';
-import { type DeviceDriverInfo, checkDeviceDriverMatch } from './device-driver.js';
+import { checkDeviceDriverMatch } from './device-driver.js';
 import type { DmaAllocator } from './dma-allocator.js';
 import { SplitDriverQueue } from './split-driver-queue.js';
+import { DriverContextImpl } from './driver-context-impl.js';
+import type { VirtioDriverOptions } from './virtio-driver-options.js';
 import { type DriverContext, type DriverQueueAddresses, type DriverStopEvent, DriverStopReason, type DriverTransport, type QueueResetWaitOptions } from './types.js';
 
-/** How VirtioDriver.init negotiates and sets up the device. */
-export interface VirtioDriverOptions {
-  /**
-   * Features the caller wants: device-type bits and transport bits. The driver accepts
-   * `wanted & offered`, limited to transport bits it implements (driver/content/5, /7), and
-   * always VERSION_1 on a modern interface (driver/content/31).
-   */
-  wantedFeatures: bigint;
-  /**
-   * Features the caller cannot work without (driver/content/8): when the device does not offer
-   * one of them, the driver sets FAILED and stops instead of negotiating. Default none.
-   */
-  requiredFeatures?: bigint;
-  /**
-   * The device-type driver that will attach (DeviceDriver contract): the device must have its
-   * device id, its required features are added to `requiredFeatures`, and device-type bits
-   * outside its wanted and required features are never accepted.
-   */
-  driverType?: DeviceDriverInfo;
-  /** Allocator of guest memory for the rings (and, through the context, request buffers). */
-  dma: DmaAllocator;
-  /** Queue sizes per queue (the last entry repeats); capped at each queue's maximum. Default 256. */
-  queueSizes?: number[];
-  /** Number of queues to set up (default: all the transport reports). */
-  numQueues?: number;
-  /** Use indirect tables when INDIRECT_DESC is negotiated (default true). */
-  indirect?: boolean;
-  /** Segments per indirect table (default 16, capped at the queue size). */
-  indirectMaxSegments?: number;
-  /** Bounds the generation retries of a config read (2.5.1). Default 1000. */
-  configRetries?: number;
-  /**
-   * Administration virtqueues to set up (2.13) when the device offers VIRTIO_F_ADMIN_VQ and the
-   * transport says where they are (PCI admin_queue_index): ADMIN_VQ is accepted and up to this
-   * many are set up at admin_queue_index onwards (driver/transport-pci/23, /24). Default 0:
-   * ADMIN_VQ is never accepted.
-   */
-  adminQueues?: number;
-}
+export type { VirtioDriverOptions } from './virtio-driver-options.js';
 
 /** Transport and ring bits this driver implements (anything else is never accepted). */
 const DRIVER_TRANSPORT_BITS =
@@ -94,57 +57,6 @@ function floorPow2(n: number): number {
   let p = 1;
   while (p * 2 <= n) p *= 2;
   return p;
-}
-
-class DriverContextImpl implements DriverContext {
-  constructor(private readonly d: VirtioDriver) {}
-  get deviceId(): number {
-    return this.d.transport.deviceId;
-  }
-  get memory(): GuestMemory {
-    return this.d.transport.memory;
-  }
-  get features(): bigint {
-    return this.d.features;
-  }
-  get littleEndian(): boolean {
-    return this.d.transport.littleEndian;
-  }
-  get dma(): DmaAllocator {
-    return this.d.dma;
-  }
-  get numQueues(): number {
-    return this.d.numQueues;
-  }
-  queue(index: number): DriverQueue<number> {
-    return this.d.queue(index);
-  }
-  kick(index: number): void {
-    this.d.kick(index);
-  }
-  onUsed(index: number, cb: () => void): void {
-    this.d.onUsed(index, cb);
-  }
-  onConfigChange(cb: () => void): void {
-    this.d.onConfigChange(cb);
-  }
-  readConfig(offset: number, len: number): Uint8Array {
-    return this.d.readConfig(offset, len);
-  }
-  get configSize(): number | null {
-    return this.d.transport.configSize?.() ?? null;
-  }
-  writeConfig(offset: number, src: Uint8Array): void {
-    // driver/content/29: no configuration change while the device is suspended.
-    if (this.d.suspended) throw new VirtioError(ErrorCode.DEVICE_SUSPENDED, 'no configuration write while the device is suspended');
-    this.d.transport.writeConfig(offset, src);
-  }
-  get suspended(): boolean {
-    return this.d.suspended;
-  }
-  onStop(listener: (event: DriverStopEvent) => void): () => void {
-    return this.d.onStop(listener);
-  }
 }
 
 /**
