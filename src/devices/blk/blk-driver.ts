@@ -24,6 +24,9 @@ import {
 } from '../../spec/blk.js';
 import { configBytesNeeded, readConfigFields, writeConfigField } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
+import { BLK_DRIVER_CONFIG_FIELDS, type BlkDriverConfig } from './blk-driver-config.js';
+
+export type { BlkDriverConfig } from './blk-driver-config.js';
 
 const U32 = 0x1_0000_0000;
 
@@ -64,48 +67,6 @@ function statusName(s: number): string {
   return String(s);
 }
 
-/** 5.2.4 configuration fields as numbers (fields of features not negotiated read as the device set them). */
-export interface BlkDriverConfig {
-  /** Size of the disk in 512-byte sectors. */
-  capacity: number;
-  /** Largest data segment in bytes (SIZE_MAX). */
-  sizeMax: number;
-  /** Most data segments in one request (SEG_MAX). */
-  segMax: number;
-  /** Block size in bytes (BLK_SIZE): the optimal I/O unit, not the sector size. */
-  blkSize: number;
-  /** Logical blocks per physical block, as a power of two (TOPOLOGY). */
-  physicalBlockExp: number;
-  /** Offset of the first aligned logical block (TOPOLOGY). */
-  alignmentOffset: number;
-  /** Suggested minimum I/O size in blocks (TOPOLOGY). */
-  minIoSize: number;
-  /** Optimal sustained I/O size in blocks (TOPOLOGY). */
-  optIoSize: number;
-  /** Cache mode with CONFIG_WCE: 1 writeback, 0 writethrough. */
-  writeback: number;
-  /** Number of request queues (MQ). */
-  numQueues: number;
-  /** Largest discard in sectors per segment (DISCARD). */
-  maxDiscardSectors: number;
-  /** Most segments in one discard request. */
-  maxDiscardSeg: number;
-  /** Alignment of discard ranges, in sectors. */
-  discardSectorAlignment: number;
-  /** Largest write-zeroes in sectors per segment (WRITE_ZEROES). */
-  maxWriteZeroesSectors: number;
-  /** Most segments in one write-zeroes request. */
-  maxWriteZeroesSeg: number;
-  /** 1 when a write-zeroes with unmap can deallocate sectors. */
-  writeZeroesMayUnmap: number;
-  /** Largest secure erase in sectors per segment (SECURE_ERASE). */
-  maxSecureEraseSectors: number;
-  /** Most segments in one secure erase request. */
-  maxSecureEraseSeg: number;
-  /** Alignment of secure erase ranges, in sectors. */
-  secureEraseSectorAlignment: number;
-}
-
 /** One range of a DISCARD, WRITE_ZEROES or SECURE_ERASE request. */
 export interface BlkRange {
   /** First sector of the range. */
@@ -144,29 +105,6 @@ export interface Exchange {
   status: number;
   usedLen: number;
 }
-
-/** The configuration fields the driver reads (BlkDriverConfig), each with its own access (5.2.4). */
-const BLK_DRIVER_CONFIG_FIELDS = [
-  'capacity',
-  'sizeMax',
-  'segMax',
-  'blkSize',
-  'physicalBlockExp',
-  'alignmentOffset',
-  'minIoSize',
-  'optIoSize',
-  'writeback',
-  'numQueues',
-  'maxDiscardSectors',
-  'maxDiscardSeg',
-  'discardSectorAlignment',
-  'maxWriteZeroesSectors',
-  'maxWriteZeroesSeg',
-  'writeZeroesMayUnmap',
-  'maxSecureEraseSectors',
-  'maxSecureEraseSeg',
-  'secureEraseSectorAlignment',
-] as const satisfies readonly (keyof BlkDriverConfig)[];
 
 /** Header slot: 16-byte header, status byte, padded to 32 bytes. */
 const SLOT_BYTES = 32;
