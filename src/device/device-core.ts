@@ -18,11 +18,12 @@ import { ConfigWindow } from './config-window.js';
 import { SuspendProtocol } from './suspend-protocol.js';
 import { AdminStop } from './admin-stop.js';
 import { CoreQueues, type CoreQueuesHost } from './core-queues.js';
-import { type DeviceContext, type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, type QueueRegisters, type VirtioDevice } from './types.js';
+import { type DeviceCoreApi, type InterruptSink, type QueueArea, type QueueRefusal, type QueueRegisters, type VirtioDevice } from './types.js';
 import { QueueStats } from './queue-stats.js';
 import type { DeviceCoreOptions } from './device-core-options.js';
 import { featureProblem, offeredFeatures } from './feature-offer.js';
 import { acceptedStatusBits } from './status-write.js';
+import { LentQueueCore } from './lent-queues.js';
 
 const U32_MASK = 0xffff_ffffn;
 /** Feature words a transport can select (bits 0..127, 2.2). Larger selects read 0. */
@@ -33,10 +34,10 @@ const FEATURE_WORDS = 4;
  * (2.2), config space with generation (2.5), queue registers, enable and reset (2.6),
  * DEVICE_NEEDS_RESET, Device Suspend. A transport (PCI, MMIO, CCW, vhost-user, in-process) decodes
  * its bus accesses into these calls; the device (a VirtioDevice) never sees the transport.
+ * Transports that build their rings themselves (vhost-user) lend them to the core through the
+ * API of its base class, LentQueueCore (lent-queues.ts).
  */
-export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
-  /** The device this core drives. */
-  readonly device: VirtioDevice;
+export class DeviceCore extends LentQueueCore implements DeviceCoreApi, CoreQueuesHost {
   /** Number of queues the device has (its queueMaxSizes length). */
   readonly numQueues: number;
 
@@ -45,20 +46,13 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   private readonly log: Logger;
   private readonly beforeHostAccess: (() => void) | undefined;
   private readonly transportFeatures: bigint;
-  private legacyMode: boolean;
   private readonly platformTranslated: boolean;
-  private le: boolean;
   private offered = 0n;
 
-  private statusValue = 0;
   private generation = 0;
-  private driverFeat = 0n;
-  private negotiated = 0n;
   private readonly q: CoreQueues;
-  /** The live queues (CoreQueues.live). */
-  private readonly queues: (DeviceQueue | null)[];
-  private epoch = 0;
-  private ctx: ActivationContext | null = null;
+  /** @internal The live queues (CoreQueues.live). */
+  protected override readonly queues: (DeviceQueue | null)[];
   /** Device Suspend (VIRTIO_F_SUSPEND): its state and held configuration notification. */
   private readonly suspension: SuspendProtocol;
   /** The stopped mode a group owner sets (VIRTIO_ADMIN_CMD_DEV_MODE_SET, admin-stop.ts). */
@@ -70,7 +64,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   readonly stats: QueueStats;
 
   constructor(device: VirtioDevice, opts: DeviceCoreOptions) {
-    this.device = device;
+    super(device);
     this.mem = opts.memory;
     this.stats = opts.stats ?? new QueueStats();
     this.sink = opts.interrupts;
@@ -248,8 +242,8 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     if (this.legacyMode) this.negotiated = this.driverFeat & this.offered;
   }
 
-  /** The reason FEATURES_OK must be refused for `accepted`, or null (2.2.1, device/content/4). */
-  private featureProblem(accepted: bigint): string | null {
+  /** @internal The reason FEATURES_OK must be refused for `accepted`, or null (2.2.1, device/content/4). */
+  protected override featureProblem(accepted: bigint): string | null {
     return featureProblem(this.device, this.offered, accepted, this.legacyMode, this.platformTranslated);
   }
 
@@ -303,7 +297,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
   }
 
   /** Device reset (2.4): status 0, features and queues forgotten, device-specific reset. */
-  reset(): void {
+  override reset(): void {
     this.epoch++;
     this.ctx = null;
     this.suspension.reset();
@@ -346,7 +340,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
    * serving notifications, and sends a configuration change notification when DRIVER_OK is
    * set (device/content/2). `cause` (what the device threw) is kept for `needsResetError`.
    */
-  setNeedsReset(reason: string, cause?: unknown): void {
+  override setNeedsReset(reason: string, cause?: unknown): void {
     if (this.statusValue & Status.DEVICE_NEEDS_RESET) return;
     this.lastNeedsResetReason = reason;
     this.lastNeedsResetError = new VirtioError(ErrorCode.DEVICE_NEEDS_RESET, reason, cause === undefined ? undefined : { cause });
@@ -399,7 +393,7 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
 
   // ---- queues (2.6): registers, refusals and live queues are CoreQueues' -----------------------
 
-  queueRegisters(index: number): QueueRegisters | null {
+  override queueRegisters(index: number): QueueRegisters | null {
     return this.q.registers(index);
   }
 
@@ -535,90 +529,8 @@ export class DeviceCore implements DeviceCoreApi, CoreQueuesHost {
     }
   }
 
-  // ---- transports that build their rings themselves (vhost-user) -----------------------------
-  //
-  // A vhost-user front-end hands over rings in its own terms (user addresses, a saved position,
-  // an inflight area), starts and stops them independently of the status byte, and may send no
-  // status at all (no STATUS protocol feature). Such a transport builds each queue itself and
-  // lends it to the core; the lifecycle (features, status, activation, the DeviceContext, config,
-  // DEVICE_NEEDS_RESET) stays the core's, so a device behaves alike on every transport.
-
-  /**
-   * The reason FEATURES_OK would be refused for `accepted` (2.2.1, device/content/4: bits not
-   * offered, VERSION_1 missing on a modern interface, the device's validateFeatures), or null.
-   */
-  checkFeatures(accepted: bigint): string | null {
-    try {
-      return this.featureProblem(accepted);
-    } catch (e) {
-      return `validateFeatures threw: ${String(e)}`;
-    }
-  }
-
-  /**
-   * Lends queue `index`, built by the transport, to the core: the device reaches it through
-   * `ctx.queue(index)` (once active) and its used-buffer notifications go through the core. The
-   * queue registers are not used. Throws INVALID_ARGUMENT for an index the device does not have.
-   */
-  attachQueue(index: number, queue: DeviceQueue): void {
-    if (!this.queueRegisters(index)) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no queue ${index}`);
-    this.queues[index] = queue;
-  }
-
-  /**
-   * Takes a lent queue back (the transport stopped or disabled its ring) and returns it. The
-   * device is not told: a stopped vhost-user ring is not a queue reset (2.6.1), its position
-   * stays the transport's to report and to restart from.
-   */
-  detachQueue(index: number): DeviceQueue | null {
-    const q = this.queues[index] ?? null;
-    if (q !== null) this.queues[index] = null;
-    return q;
-  }
-
-  /**
-   * Activates the device with the queues lent so far, as DRIVER_OK would (vhost-user: when the
-   * first ring starts, or at DRIVER_OK from a front-end with the STATUS protocol feature).
-   * Nothing happens before the features were negotiated (modern: FEATURES_OK; legacy: DRIVER),
-   * after FAILED or while DEVICE_NEEDS_RESET is set. Returns whether the device is active and
-   * does not need a reset.
-   */
-  activateWithLentQueues(): boolean {
-    const s = this.statusValue;
-    if (this.ctx !== null) return (s & Status.DEVICE_NEEDS_RESET) === 0;
-    if (s & (Status.FAILED | Status.DEVICE_NEEDS_RESET)) return false;
-    if (!(s & Status.DRIVER) || (!this.legacyMode && !(s & Status.FEATURES_OK))) return false;
-    this.statusValue = s | Status.DRIVER_OK;
-    const epoch = this.epoch;
-    this.ctx = new ActivationContext(this, epoch, this.negotiated, this.le);
-    try {
-      this.device.activate(this.ctx);
-    } catch (e) {
-      if (this.epoch === epoch) this.setNeedsReset(`device activation failed: ${String(e)}`);
-    }
-    return this.ctx !== null && (this.statusValue & Status.DEVICE_NEEDS_RESET) === 0;
-  }
-
-  /**
-   * Stops the device but keeps the negotiation (vhost-user: every ring was stopped; the
-   * front-end keeps its features for the next start and may send no status): the device is
-   * reset (2.4: in-flight requests dropped, the context goes dead), lent queues are dropped,
-   * DRIVER_OK and DEVICE_NEEDS_RESET are cleared; the features and ACKNOWLEDGE, DRIVER,
-   * FEATURES_OK stay. Nothing happens when the device is neither active nor in need of a reset.
-   */
-  deactivate(): void {
-    if (this.ctx === null && !(this.statusValue & Status.DEVICE_NEEDS_RESET)) return;
-    const kept = this.statusValue & (Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
-    const driverFeat = this.driverFeat;
-    const negotiated = this.negotiated;
-    this.reset();
-    this.statusValue = kept;
-    this.driverFeat = driverFeat;
-    this.negotiated = negotiated;
-  }
-
-  /** The DeviceContext of the current activation (null when the device is not active). */
-  get activeContext(): DeviceContext | null {
-    return this.ctx;
+  /** @internal */
+  protected override newContext(epoch: number): ActivationContext {
+    return new ActivationContext(this, epoch, this.negotiated, this.le);
   }
 }
