@@ -68,6 +68,16 @@ describe('virtio-ts fs command line', () => {
     assert.equal(opts(['--no-io-uring']).ioUring, false);
   });
 
+  it('--retain-fds N: 0..65536, absent by default (HostFs keeps 4096); refuses other values', () => {
+    const opts = (extra: string[]) => (parseCommandLine(['fs', '--fd', '3', '--shared-dir', dir, '--tag', 't', ...extra]) as unknown as { options: FsOptions }).options;
+    assert.equal(opts([]).retainFds, undefined);
+    assert.equal(opts(['--retain-fds', '0']).retainFds, 0);
+    assert.equal(opts(['--retain-fds', '65536']).retainFds, 65536);
+    fault(['--shared-dir', dir, '--tag', 't', '--retain-fds', '65537'], CliFault.BAD_NUMBER);
+    fault(['--shared-dir', dir, '--tag', 't', '--retain-fds=-1'], CliFault.BAD_NUMBER);
+    fault(['--shared-dir', dir, '--tag', 't', '--retain-fds', 'many'], CliFault.BAD_NUMBER);
+  });
+
   it('--help prints the usage; --print-capabilities reports vhost-user type "fs"', async () => {
     const h = await run(['fs', '--help']);
     assert.equal(h.code, 0);

@@ -36,6 +36,8 @@ export interface FsOptions extends BackendOptions {
   readonly asyncIo?: true;
   /** `--no-io-uring`: one pread per READ instead of batches through io_uring. */
   readonly ioUring?: false;
+  /** `--retain-fds N`: descriptors of forgotten inodes kept for a quick re-LOOKUP (HostFsLimits.retainedDescriptors). */
+  readonly retainFds?: number;
 }
 
 export const FS_DEFAULTS = { numRequestQueues: 1, queueSize: 1024 } as const;
@@ -70,6 +72,9 @@ ${BACKEND_SOCKET_USAGE}
                           the event loop: for slow disks; costs a copy per transfer
   --no-io-uring           one pread per READ; by default the READs of a pass are read with
                           one io_uring_enter per batch where the kernel allows io_uring
+  --retain-fds N          keep the descriptors of the last N forgotten inodes open, 0..65536,
+                          so a LOOKUP of one of them needs no open (default 4096; 0: close at
+                          FORGET, as virtiofsd)
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -92,11 +97,13 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
   const cache = stringOption(v, 'cache');
   if (cache !== undefined && !FS_CACHE_POLICIES.includes(cache as FsCachePolicy)) throw new CliError(CliFault.BAD_VALUE, `--cache ${cache}: never, auto or always`, COMMAND);
-  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl' | 'asyncIo' | 'ioUring']?: FsOptions[K] } = {};
+  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl' | 'asyncIo' | 'ioUring' | 'retainFds']?: FsOptions[K] } = {};
   if (cache !== undefined) extra.cache = cache as FsCachePolicy;
   if (v['notification'] === true) extra.notification = true;
   if (v['async-io'] === true) extra.asyncIo = true;
   if (v['no-io-uring'] === true) extra.ioUring = false;
+  const retainText = stringOption(v, 'retain-fds');
+  if (retainText !== undefined) extra.retainFds = parseIntInRange(retainText, '--retain-fds', 0, 65536, COMMAND);
   if (v['posix-acl'] === true) {
     if (extra.translateUid !== undefined || extra.translateGid !== undefined || v['translate-uid'] !== undefined || v['translate-gid'] !== undefined) {
       throw new CliError(CliFault.BAD_VALUE, '--posix-acl with --translate-uid/-gid: the ACL entries would keep untranslated ids', COMMAND);
@@ -145,6 +152,7 @@ export const FS_CLI: DeviceCli<FsOptions> = {
     'posix-acl': { type: 'boolean' },
     'async-io': { type: 'boolean' },
     'no-io-uring': { type: 'boolean' },
+    'retain-fds': { type: 'string' },
   },
   usage: FS_USAGE,
   parse: parseFs,

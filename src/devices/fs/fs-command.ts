@@ -30,6 +30,7 @@ export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
         ...(options.posixAcl ? { posixAcl: true } : {}),
         ...(options.asyncIo ? { asyncIo: true } : {}),
         ...(options.ioUring === false ? { ioUring: false } : {}),
+        ...(options.retainFds !== undefined ? { retainedDescriptors: options.retainFds } : {}),
         logger,
       });
       return current;

@@ -9,7 +9,7 @@ import { readDirSnapshot, type DirEntry } from './dir-snapshot.js';
 import { Errno, check, fail } from './fs-errno.js';
 import { IdMap } from './id-map.js';
 import { XattrMap } from './xattr-map.js';
-import { HostFsTables, O_PATH, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type HostFsLimits, type Inode } from './host-fs-tables.js';
+import { HostFsTables, NO_NAME, O_PATH, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type HostFsLimits, type Inode } from './host-fs-tables.js';
 
 const { NOFOLLOW, DIRECTORY, CREAT, EXCL, TRUNC, APPEND, NONBLOCK, ACCMODE, DIRECT, DSYNC, SYNC, RDONLY, RDWR } = OpenFlag;
 
@@ -37,19 +37,14 @@ const S_IFBLK = 0o060000;
 const NAME_MAX = 255;
 const SLASH = 0x2f;
 const DOT = 0x2e;
-/**
- * The empty name of fstatat(fd, "", AT_EMPTY_PATH) (fstat of a pinned O_PATH descriptor) as
- * bytes: the addon takes a byte name in one N-API call, a string in three (GETATTR's path).
- */
-const NO_NAME = new Uint8Array(0);
 const { DEV, INO, MODE, UID, GID } = StatField;
 /** open(2) flags the guest may pass on OPEN/CREATE (creation flags are CREATE's own). */
 const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
 
 /**
  * LOOKUP predicts whether the name's object is one the table holds (the kernel revalidating a
- * cached entry: one fstatat answers it) or a new one (open + fstat in one call, no fstatat
- * first). A saturating score: +1 per new object, -KNOWN_STEP per known one; at OPEN_FIRST_AT or
+ * cached entry) or whose descriptor it retains after a FORGET (one fstatat answers both), or a
+ * new one (open + fstat in one call, no fstatat first). A saturating score: +1 per new object, -KNOWN_STEP per known one; at OPEN_FIRST_AT or
  * more it opens first. Both ways are equally safe; a wrong guess costs one system call.
  */
 const OPEN_FIRST_AT = 8;
@@ -193,11 +188,20 @@ export class HostFsCore extends HostFsTables {
           this.toGuest(out);
           return known;
         }
+        // Forgotten but its descriptor still retained: that descriptor is this object.
+        const revived = this.revive(out);
+        if (revived !== undefined) {
+          this.lookupOpensFirst = this.lookupOpensFirst > KNOWN_STEP ? this.lookupOpensFirst - KNOWN_STEP : 0;
+          this.toGuest(out);
+          return revived;
+        }
       }
       // A new object (or, opening first, any): opened and stat'ed in one call, the attributes
       // of the very object opened (the name may have changed since a fstatat above).
+      this.newInodeWasRetained = false;
       const inode = this.adoptStat(check(this.fsAt.openStat(parent.fd, name, O_PATH | NOFOLLOW, out), 'lookup'), out);
-      if (inode.nlookup > 1) this.lookupOpensFirst = this.lookupOpensFirst > KNOWN_STEP ? this.lookupOpensFirst - KNOWN_STEP : 0;
+      // Known, or forgotten with its descriptor retained: the fstatat-first way would have been cheaper.
+      if (inode.nlookup > 1 || this.newInodeWasRetained) this.lookupOpensFirst = this.lookupOpensFirst > KNOWN_STEP ? this.lookupOpensFirst - KNOWN_STEP : 0;
       else if (this.lookupOpensFirst < OPEN_FIRST_MAX) this.lookupOpensFirst++;
       return inode;
     }
