@@ -68,6 +68,7 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
         direct: options.direct === true,
         writeThrough: options.writeThrough === true,
         waitUs: options.waitUs ?? DEFAULT_WAIT_US,
+        ...(options.inlineWrites === false ? { inlineWrites: false } : {}),
         logger,
       });
       backend = opened.backend;

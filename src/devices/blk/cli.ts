@@ -56,6 +56,8 @@ export interface BlkOptions extends BackendOptions {
   readonly threads: number;
   /** `--aio auto|io_uring|threads` with --image (absent: io_uring where the kernel allows it). */
   readonly aio?: BlkAio;
+  /** `--no-inline-writes`: every buffered write through io_uring (UringBackendOptions.inlineWrites false). */
+  readonly inlineWrites?: false;
   /** `--direct`: O_DIRECT, bypassing the host page cache (cache.direct=on). */
   readonly direct?: boolean;
   /** `--write-through`: every write stable before it is acknowledged (WCE 0). */
@@ -129,6 +131,9 @@ ${BACKEND_SOCKET_USAGE}
                           another write is in flight in io_uring (Linux runs those one at a
                           time per file). auto and io_uring fall back to positional
                           I/O when the kernel refuses io_uring, with a warning
+  --no-inline-writes      with --image through io_uring: by default a buffered write alone on
+                          the file is one pwrite on the event loop (ext4 would hand it to an
+                          io_uring worker thread); this sends every write through io_uring
   --direct                open the image with O_DIRECT, bypassing the host page cache
                           (QEMU cache.direct=on; needs io_uring)
   --write-through         every write is stable before it is acknowledged (O_DSYNC); the
@@ -195,6 +200,7 @@ function parseBlk(v: OptionValues, common: BackendOptions): BlkOptions {
     // Present only when given, so the defaults read as before.
     ...(aioText !== undefined ? { aio: aioText } : {}),
     ...(waitUs !== null ? { waitUs } : {}),
+    ...(v['no-inline-writes'] === true ? { inlineWrites: false as const } : {}),
     ...(direct ? { direct } : {}),
     ...(writeThrough ? { writeThrough } : {}),
   };
@@ -261,6 +267,7 @@ export const BLK_CLI: DeviceCli<BlkOptions> = {
     serial: { type: 'string' },
     'poll-us': { type: 'string' },
     'wait-us': { type: 'string' },
+    'no-inline-writes': { type: 'boolean' },
     threads: { type: 'string' },
     nbd: { type: 'string' },
     'nbd-connections': { type: 'string' },

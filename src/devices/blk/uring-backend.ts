@@ -12,6 +12,8 @@
  *   is acknowledged). The device is then offered with WCE 0 (writethrough, 5.2.6.2) and a
  *   FLUSH has nothing left to do.
  *
+ * - `inlineWrites`: a buffered write alone on the file is one pwrite on the event loop
+ *   (inline-write.ts); with others in flight it goes the `bufferedWrites` way.
  * - `bufferedWrites`: where writes that are not O_DIRECT go (`--aio auto` is OVERFLOW): Linux
  *   completes many buffered writes inside io_uring_enter, but hands the others to its io-wq
  *   workers, which run the writes to one file one after another (work hashed by inode); pwrite
@@ -25,6 +27,7 @@ import { promisify } from 'node:util';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { FallocMode, UringOp, directIoAlignment } from '../../platform/io-uring.js';
 import type { BlkBackend } from './backend.js';
+import { InlineWritePolicy } from './inline-write.js';
 import { poolWrite } from './pool-write.js';
 import { DEFAULT_URING_ENTRIES, UringFileIo, UringIoError } from './uring-file-io.js';
 
@@ -72,6 +75,13 @@ export interface UringBackendOptions {
    * sleeps for its completion (UringFileIo `waitUs`; `--poll-us` with an image). Default 0.
    */
   readonly waitUs?: number;
+  /**
+   * A buffered write made when nothing else is in flight is a pwrite on the event loop, not an
+   * io_uring submission (inline-write.ts). Default true; never with `direct` or `writeThrough`.
+   */
+  readonly inlineWrites?: boolean;
+  /** An inline write slower than this (µs) turns them off for a while (default 1000). */
+  readonly inlineSlowUs?: number;
 }
 
 export class UringBackend implements BlkBackend {
@@ -110,6 +120,8 @@ export class UringBackend implements BlkBackend {
     readonly offsetAlign: number,
     /** Where writes that are not O_DIRECT go. */
     readonly bufferedWrites: BufferedWriteRoute,
+    /** Lone buffered writes made inline (UringBackendOptions.inlineWrites), or null. */
+    private readonly inline: InlineWritePolicy | null,
   ) {}
 
   /**
@@ -142,7 +154,8 @@ export class UringBackend implements BlkBackend {
         offsetAlign = a.offset > 0 ? a.offset : FALLBACK_DIO_ALIGN;
       }
       const route = opts.bufferedWrites ?? BufferedWriteRoute.URING;
-      return new UringBackend(io, fd, bufferedFd, st.size, readOnly, path, direct, writeThrough, memAlign, offsetAlign, route);
+      const inline = (opts.inlineWrites ?? true) && !direct && !writeThrough && !readOnly ? new InlineWritePolicy(opts.inlineSlowUs) : null;
+      return new UringBackend(io, fd, bufferedFd, st.size, readOnly, path, direct, writeThrough, memAlign, offsetAlign, route, inline);
     } catch (e) {
       for (const fd of fds) await closeAsync(fd).catch(() => undefined);
       await io.close();
@@ -166,6 +179,10 @@ export class UringBackend implements BlkBackend {
     waits: number;
     /** Completion waits that ended with the operation's completion. */
     waitHits: number;
+    /** Lone buffered writes made inline (pwrite on the event loop), and those that were slow. */
+    inlineWrites: number;
+    /** Inline writes slower than `inlineSlowUs` (each turned inline writes off for a while). */
+    slowInlineWrites: number;
   } {
     const io = this.io;
     return {
@@ -176,6 +193,8 @@ export class UringBackend implements BlkBackend {
       pooledWrites: this.pooledWrites,
       waits: io.waits,
       waitHits: io.waitHits,
+      inlineWrites: this.inline?.written ?? 0,
+      slowInlineWrites: this.inline?.slow ?? 0,
     };
   }
 
@@ -203,6 +222,11 @@ export class UringBackend implements BlkBackend {
       return this.io.rw(UringOp.WRITE, this.fd, src, srcOff, len, offset, this.memAlign);
     }
     const route = this.bufferedWrites;
+    // Alone on the file: one pwrite now rather than an io-wq worker's (inline-write.ts).
+    if (this.inline !== null && this.io.inFlight === 0 && this.poolInFlight === 0 && this.inline.wants(len)) {
+      this.inline.write(this.fd, src, srcOff, len, offset);
+      return undefined;
+    }
     if (route === BufferedWriteRoute.URING || (route === BufferedWriteRoute.OVERFLOW && this.io.writesInFlight === 0) || len === 0) {
       return this.io.rw(UringOp.WRITE, this.fd, src, srcOff, len, offset);
     }

@@ -27,6 +27,8 @@ export interface ImageOpenOptions {
   readonly writeThrough?: boolean;
   /** io_uring: how long a lone operation's io_uring_enter waits for its completion, in µs (UringBackend `waitUs`). */
   readonly waitUs?: number;
+  /** io_uring: a buffered write alone on the file made inline (UringBackend `inlineWrites`, default true). */
+  readonly inlineWrites?: boolean;
   /** Where the fallback from io_uring to positional I/O is reported (warn); none by default. */
   readonly logger?: Logger;
   /** Tests: stands in for UringBackend.open (to simulate a kernel that refuses io_uring). */
@@ -63,7 +65,7 @@ export async function openImage(path: string, opts: ImageOpenOptions = {}): Prom
     try {
       const open = opts.openUring ?? ((p, o) => UringBackend.open(p, o));
       const bufferedWrites = aio === BlkAio.AUTO ? BufferedWriteRoute.OVERFLOW : BufferedWriteRoute.URING;
-      const backend = await open(path, { readOnly, direct: opts.direct ?? false, writeThrough, bufferedWrites, waitUs: opts.waitUs ?? 0 });
+      const backend = await open(path, { readOnly, direct: opts.direct ?? false, writeThrough, bufferedWrites, waitUs: opts.waitUs ?? 0, inlineWrites: opts.inlineWrites ?? true });
       return { backend, aio, fallbackReason: null };
     } catch (e) {
       // ENOENT here is the addon missing (the file's own ENOENT is a BACKEND_IO error).

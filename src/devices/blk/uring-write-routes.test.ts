@@ -51,7 +51,7 @@ describe('UringBackend write routes (--aio auto)', { skip, timeout: 60_000 }, ()
 
   it('OVERFLOW: a lone write goes through io_uring; the writes of a batch beyond those in flight there go to the thread pool', async () => {
     const path = image('overflow.img', 1 << 20);
-    const b = await UringBackend.open(path, { bufferedWrites: BufferedWriteRoute.OVERFLOW });
+    const b = await UringBackend.open(path, { bufferedWrites: BufferedWriteRoute.OVERFLOW, inlineWrites: false });
     try {
       // One at a time: nothing else in flight, every write takes the ring.
       for (let i = 0; i < 4; i++) await b.write(i * 4096, pattern(4096, i));
@@ -81,7 +81,7 @@ describe('UringBackend write routes (--aio auto)', { skip, timeout: 60_000 }, ()
 
   it('POOL: every buffered write on the thread pool; URING: none', async () => {
     const poolPath = image('pool.img', 1 << 20);
-    const pool = await UringBackend.open(poolPath, { bufferedWrites: BufferedWriteRoute.POOL });
+    const pool = await UringBackend.open(poolPath, { bufferedWrites: BufferedWriteRoute.POOL, inlineWrites: false });
     try {
       await pool.write(0, pattern(4096, 1));
       await writeBatch(pool, 8, 10);
@@ -92,7 +92,7 @@ describe('UringBackend write routes (--aio auto)', { skip, timeout: 60_000 }, ()
       await pool.close();
     }
     const ringPath = image('ring.img', 1 << 20);
-    const ring = await UringBackend.open(ringPath);
+    const ring = await UringBackend.open(ringPath, { inlineWrites: false });
     try {
       assert.equal(ring.bufferedWrites, BufferedWriteRoute.URING, 'the library default');
       await writeBatch(ring, 8, 20);
@@ -119,7 +119,7 @@ describe('UringBackend write routes (--aio auto)', { skip, timeout: 60_000 }, ()
 
   it('through a BlkDevice: writes from the pool acknowledged only when written, FLUSH OK, data read back', async () => {
     const path = image('dev.img', 256 * 512);
-    const backend = await UringBackend.open(path, { bufferedWrites: BufferedWriteRoute.POOL });
+    const backend = await UringBackend.open(path, { bufferedWrites: BufferedWriteRoute.POOL, inlineWrites: false });
     try {
       const { pair } = setup({}, {}, backend);
       const raw = new RawDriver(pair.ctx);
@@ -138,7 +138,7 @@ describe('UringBackend write routes (--aio auto)', { skip, timeout: 60_000 }, ()
 
   it('close waits for the writes on the pool before closing the file', async () => {
     const path = image('close.img', 4 << 20);
-    const b = await UringBackend.open(path, { bufferedWrites: BufferedWriteRoute.POOL });
+    const b = await UringBackend.open(path, { bufferedWrites: BufferedWriteRoute.POOL, inlineWrites: false });
     const writes = Array.from({ length: 32 }, (_, i) => b.write(i * 65536, pattern(65536, 50 + i)));
     await b.close();
     await Promise.all(writes);
