@@ -383,7 +383,9 @@ export class HostFsCore extends HostFsTables {
     const parent = this.dir(parentId);
     HostFsCore.checkName(name);
     this.writable();
+    const last = this.lastNameOf(parent, name);
     check(this.fsAt.unlinkat(parent.fd, name, 0), 'unlink');
+    if (last) this.removed(this.tmp);
   }
 
   /** RMDIR of the empty directory `name` in `parentId` (EROFS on a read-only share). */
@@ -391,7 +393,20 @@ export class HostFsCore extends HostFsTables {
     const parent = this.dir(parentId);
     HostFsCore.checkName(name);
     this.writable();
+    const last = this.lastNameOf(parent, name);
     check(this.fsAt.unlinkat(parent.fd, name, At.REMOVEDIR), 'rmdir');
+    if (last) this.removed(this.tmp);
+  }
+
+  /**
+   * Whether `name` in `dir` is the last name of its object (a directory, or a file with one
+   * link), which the removal about to happen then takes away; its attributes stay in `tmp` for
+   * `removed` (HostFsTables: such an object is not retained after its FORGET). False when the
+   * name does not exist (the removal fails anyway).
+   */
+  private lastNameOf(dir: Inode, name: Uint8Array): boolean {
+    if (this.fsAt.fstatat(dir.fd, name, At.SYMLINK_NOFOLLOW, this.tmp) !== 0) return false;
+    return (this.tmp[StatField.MODE]! & S_IFMT) === S_IFDIR || this.tmp[StatField.NLINK]! <= 1;
   }
 
   /** RENAME / RENAME2: flags RENAME_NOREPLACE and RENAME_EXCHANGE (WHITEOUT is refused: EINVAL). */
@@ -402,7 +417,10 @@ export class HostFsCore extends HostFsTables {
     HostFsCore.checkName(newName);
     this.writable();
     if ((flags & ~(RenameFlag.NOREPLACE | RenameFlag.EXCHANGE)) !== 0) fail(Errno.EINVAL, `rename flags 0x${flags.toString(16)}`);
+    // A plain rename over an existing object removes that object's name.
+    const last = (flags & (RenameFlag.NOREPLACE | RenameFlag.EXCHANGE)) === 0 && this.lastNameOf(to, newName);
     check(this.fsAt.renameat2(from.fd, oldName, to.fd, newName, flags), 'rename');
+    if (last) this.removed(this.tmp);
   }
 
   /** RENAME (no flags): `rename2` with flags 0, replacing any target. */

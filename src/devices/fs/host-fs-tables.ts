@@ -41,6 +41,8 @@ export interface Inode {
   readonly type: number;
   /** Lookups the driver holds (FORGET takes them back); the root's never reaches 0. */
   nlookup: number;
+  /** The guest removed the object's last name (UNLINK, RMDIR, RENAME over it): FORGET closes its descriptor. */
+  removed: boolean;
 }
 
 /** An open file or directory of the shared tree (FUSE OPEN, OPENDIR, CREATE). */
@@ -130,7 +132,7 @@ export class HostFsTables {
     const fd = this.fsAt.openat(At.FDCWD, rootDir, O_PATH | OpenFlag.DIRECTORY);
     if (fd < 0) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `shared directory ${rootDir}: errno ${-fd}`);
     check(this.fsAt.fstatat(fd, '', At.EMPTY_PATH, this.tmp), 'fstat of the shared directory');
-    this.root = { nodeid: 1, fd, dev: this.tmp[DEV]!, ino: this.tmp[INO]!, type: S_IFDIR, nlookup: 1 };
+    this.root = { nodeid: 1, fd, dev: this.tmp[DEV]!, ino: this.tmp[INO]!, type: S_IFDIR, nlookup: 1, removed: false };
     this.insert(this.root);
   }
 
@@ -177,7 +179,7 @@ export class HostFsTables {
       this.fsAt.close(fd);
       fail(Errno.ENFILE, `inode table full (${this.maxInodes})`);
     }
-    const inode: Inode = { nodeid: this.nextNodeid++, fd, dev: st[DEV]!, ino: st[INO]!, type: st[StatField.MODE]! & S_IFMT, nlookup: 1 };
+    const inode: Inode = { nodeid: this.nextNodeid++, fd, dev: st[DEV]!, ino: st[INO]!, type: st[StatField.MODE]! & S_IFMT, nlookup: 1, removed: false };
     // A retained descriptor of the same object (it came back through a new open) is one too many.
     this.newInodeWasRetained = this.retained.drop(inode.dev, inode.ino);
     this.insert(inode);
@@ -201,14 +203,22 @@ export class HostFsTables {
     this.inodes.delete(nodeid);
     this.byKey.get(inode.dev)?.delete(inode.ino);
     this.locks.dropInode(nodeid);
-    // Only an object that still has a name can be looked up again; holding an unlinked one
-    // would keep it on the host file system's orphan list (ext4: create+unlink at a quarter of
-    // the rate with 1024 held) and its blocks allocated. One fstat tells.
-    if (this.retained.capacity > 0 && this.fsAt.fstatat(inode.fd, NO_NAME, At.EMPTY_PATH, this.tmp) === 0 && this.tmp[StatField.NLINK]! > 0) {
-      this.retained.retain(inode.fd, inode.dev, inode.ino);
-    } else {
-      this.fsAt.close(inode.fd);
-    }
+    // Only an object that still has a name can be looked up again; holding one the guest
+    // removed would keep it on the host file system's orphan list (ext4: create+unlink at a
+    // quarter of the rate with 1024 held) and its blocks allocated.
+    if (inode.removed) this.fsAt.close(inode.fd);
+    else this.retained.retain(inode.fd, inode.dev, inode.ino);
+  }
+
+  /**
+   * The guest removed the last name of the object with attributes `st` (host ids): its inode,
+   * if the guest still holds it, is closed at its FORGET rather than retained, and a retained
+   * descriptor of it is closed now.
+   */
+  protected removed(st: Float64Array): void {
+    const inode = this.find(st[DEV]!, st[INO]!);
+    if (inode !== undefined) inode.removed = true;
+    else this.retained.drop(st[DEV]!, st[INO]!);
   }
 
   /**

@@ -77,13 +77,26 @@ describe('HostFs retained descriptors', () => {
       host.forget(c.nodeid, 1);
       unlinkSync(join(dir, 'f1'));
       assert.throws(() => host.lookupEntry(1, enc('f1'), st), (e: { errno?: number }) => e.errno === Errno.ENOENT);
-      // Unlinked before FORGET (the guest's UNLINK, then FORGET): not retained, closed at FORGET.
+      // The guest removes the last name (UNLINK, RMDIR, RENAME over it) before FORGET: not
+      // retained, closed at FORGET. A file with another name left is retained.
       writeFileSync(join(dir, 'gone'), 'x');
+      mkdirSync(join(dir, 'gonedir'));
+      writeFileSync(join(dir, 'over'), 'x');
+      writeFileSync(join(dir, 'src'), 'y');
+      writeFileSync(join(dir, 'two'), 'x');
+      linkSync(join(dir, 'two'), join(dir, 'two-b'));
       const g = host.lookupEntry(1, enc('gone'), st);
+      const gd = host.lookupEntry(1, enc('gonedir'), st);
+      const ov = host.lookupEntry(1, enc('over'), st);
+      const tw = host.lookupEntry(1, enc('two'), st);
       const fdsHeld = openFds();
-      unlinkSync(join(dir, 'gone'));
-      host.forget(g.nodeid, 1);
-      assert.equal(openFds(), fdsHeld - 1, 'an unlinked object\'s descriptor is closed at FORGET');
+      host.unlink(1, enc('gone'));
+      host.rmdir(1, enc('gonedir'));
+      host.rename(1, enc('src'), 1, enc('over'));
+      host.unlink(1, enc('two'));
+      for (const n of [g, gd, ov, tw]) host.forget(n.nodeid, 1);
+      assert.equal(openFds(), fdsHeld - 3, 'the three removed objects closed at FORGET, the linked one retained');
+      assert.equal(host.lookupEntry(1, enc('two-b'), st).fd, tw.fd, 'the object under its remaining name');
       // Another name of a retained object (a hard link made on the host) finds it.
       const d = host.lookupEntry(1, enc('f0'), st);
       host.forget(d.nodeid, 1);
@@ -91,6 +104,28 @@ describe('HostFs retained descriptors', () => {
       linkSync(join(dir, 'f0'), join(dir, 'hard'));
       const e = host.lookupEntry(1, enc('hard'), st);
       assert.equal(e.fd, b.fd, 'the object under its other name: the retained descriptor');
+    } finally {
+      host.close();
+    }
+  });
+
+  it('the guest removing a retained object by name closes its descriptor; a host-side removal leaves it until it leaves the ring', () => {
+    const dir = tree(3);
+    const host = new HostFs(dir, { retainedDescriptors: 8 });
+    try {
+      const st = new Float64Array(StatField.COUNT);
+      const withRoot = openFds();
+      for (const name of ['f0', 'f1', 'sub']) host.forget(host.lookupEntry(1, enc(name), st).nodeid, 1);
+      assert.equal(openFds(), withRoot + 3);
+      host.unlink(1, enc('f0'));
+      host.rmdir(1, enc('sub'));
+      assert.equal(openFds(), withRoot + 1, 'f0 and sub closed as the guest removed them');
+      unlinkSync(join(dir, 'f1'));
+      assert.equal(openFds(), withRoot + 1, 'removed on the host: still held (bounded by the ring)');
+      // Removals that fail change nothing.
+      assert.throws(() => host.unlink(1, enc('nope')), (e: { errno?: number }) => e.errno === Errno.ENOENT);
+      host.clear();
+      assert.equal(openFds(), withRoot);
     } finally {
       host.close();
     }

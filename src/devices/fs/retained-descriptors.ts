@@ -9,9 +9,11 @@
  * timeout) and walks the tree again sends LOOKUP + FORGET pairs; without this each costs an
  * openat and a close beside the fstatat (4 system calls for LOOKUP + GETATTR + FORGET, 2 with it).
  *
- * Cost: each held descriptor keeps its host object's dentry and inode cached, and an object
- * unlinked on the host keeps its blocks until the descriptor is closed (at most `capacity`
- * objects, each at most until `capacity` more inodes are forgotten or the tables are cleared).
+ * Cost: each held descriptor keeps its host object's dentry and inode cached. An object whose
+ * last name the guest removes (UNLINK, RMDIR, RENAME over it) is never held (HostFsTables
+ * closes it at FORGET, or at the removal when it is held already); one removed on the host
+ * keeps its blocks until its descriptor is closed (at most `capacity` objects, each at most
+ * until `capacity` more inodes are forgotten or the tables are cleared).
  * virtiofsd closes at FORGET; HostFsLimits.retainedDescriptors = 0 does the same here.
  */
 import type { FsAt } from '../../platform/fs-at.js';
