@@ -31,6 +31,12 @@ if (wanted.includes('blk-frontend')) {
   console.log('--- vhost-user-blk driven by the TypeScript front-end: virtio-ts beside qemu-storage-daemon ---');
   run(process.execPath, ['dist/bench/blk-frontend-bench.js']);
 }
+if (wanted.includes('fs-host')) {
+  // virtio-fs's host file layer alone: LOOKUP+GETATTR+FORGET and CREATE+RELEASE+UNLINK+FORGET,
+  // retained descriptors of forgotten inodes on and off.
+  console.log('--- virtio-fs host file layer: metadata operations (bench/fs-host-bench.ts) ---');
+  run(process.execPath, ['dist/bench/fs-host-bench.js']);
+}
 if (wanted.includes('read-batch')) {
   // 4 KiB page-cache reads: one pread each against io_uring batches (virtio-fs READ_BATCH).
   console.log('--- 4 KiB reads: pread against io_uring batches (bench/read-batch-bench.ts) ---');
