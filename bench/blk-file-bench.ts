@@ -12,6 +12,7 @@
  *                                     [--only NAME[,NAME]] [--jobs NAME[,NAME]] [--poll-us N[,N]] [--wait-us N[,N]]
  *                                     [--image-mib N] [--loadgen PATH]
  *
+ * `virtio-ts no-inline` is `--aio io_uring --no-inline-writes` (cache.direct=off only).
  * `--only`: the back-ends whose name contains one of the names; `--jobs`: the jobs whose name
  * contains one; `--poll-us`, `--wait-us`: add `virtio-ts auto pollN` / `waitN` columns (`--poll-us N`,
  * `--wait-us N`). The last lines
@@ -72,9 +73,9 @@ function qsd(aio: 'threads' | 'io_uring', direct: boolean): Backend {
 }
 
 /** `virtio-ts blk --image` with `--aio aio`; `pollUs` given: `--poll-us pollUs` (else the default). */
-function virtioTs(direct: boolean, aio: 'auto' | 'io_uring' | 'threads', pollUs?: number, waitUs?: number): Backend {
+function virtioTs(direct: boolean, aio: 'auto' | 'io_uring' | 'threads', pollUs?: number, waitUs?: number, inline = true): Backend {
   return {
-    name: `virtio-ts ${aio}${pollUs === undefined ? '' : ` poll${pollUs}`}${waitUs === undefined ? '' : ` wait${waitUs}`}`,
+    name: inline ? `virtio-ts ${aio}${pollUs === undefined ? '' : ` poll${pollUs}`}${waitUs === undefined ? '' : ` wait${waitUs}`}` : 'virtio-ts no-inline',
     direct,
     cmd: process.execPath,
     args: (s, image) => [
@@ -90,6 +91,7 @@ function virtioTs(direct: boolean, aio: 'auto' | 'io_uring' | 'threads', pollUs?
       ...(direct ? ['--direct'] : []),
       ...(pollUs === undefined ? [] : ['--poll-us', String(pollUs)]),
       ...(waitUs === undefined ? [] : ['--wait-us', String(waitUs)]),
+      ...(inline ? [] : ['--no-inline-writes']),
     ],
   };
 }
@@ -104,6 +106,8 @@ function backendsFor(pollUs: readonly number[], waitUs: readonly number[]): Back
     virtioTs(false, 'auto'),
     ...polled(false),
     virtioTs(false, 'io_uring'),
+    // `--no-inline-writes`: every buffered write through io_uring, as before inline-write.ts.
+    virtioTs(false, 'io_uring', undefined, undefined, false),
     qsd('threads', false),
     qsd('io_uring', false),
     virtioTs(false, 'threads'),
