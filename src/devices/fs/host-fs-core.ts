@@ -405,7 +405,8 @@ export class HostFsCore extends HostFsTables {
    * name does not exist (the removal fails anyway).
    */
   private lastNameOf(dir: Inode, name: Uint8Array): boolean {
-    if (this.fsAt.fstatat(dir.fd, name, At.SYMLINK_NOFOLLOW, this.tmp) !== 0) return false;
+    // Nothing is retained (retainedDescriptors 0): no need to know.
+    if (this.retained.capacity === 0 || this.fsAt.fstatat(dir.fd, name, At.SYMLINK_NOFOLLOW, this.tmp) !== 0) return false;
     return (this.tmp[StatField.MODE]! & S_IFMT) === S_IFDIR || this.tmp[StatField.NLINK]! <= 1;
   }
 
