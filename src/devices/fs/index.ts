@@ -1,6 +1,7 @@
 export { FsDevice, FS_TAG_MAX_BYTES, type FsDeviceOptions, type ReadBatchCounts } from './fs-device.js';
 export { FuseServer, FUSE_DEFAULT_MAX_WRITE, FUSE_REPLY_DEFERRED, FS_CACHE_POLICIES, type FuseServerOptions, type FsCachePolicy } from './fuse-server.js';
 export { HostFs, FuseErrno, Errno, type HostFsLimits, type HostFsOptions, type Inode, type FileHandle, type DirEntry, type SetattrValues } from './host-fs.js';
+export { RetainedDescriptors } from './retained-descriptors.js';
 export { FS_TYPE, type FsDeviceArgs } from './fs-type.js';
 export { FsDriver } from './fs-driver.js';
 export { FuseReplyError, type FsAttr, type FsEntry, type FsDirEntry, type FsLock, type FsDriverOptions } from './fs-driver-types.js';

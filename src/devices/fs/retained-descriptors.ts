@@ -18,6 +18,7 @@
  */
 import type { FsAt } from '../../platform/fs-at.js';
 
+/** A bounded ring of O_PATH descriptors of forgotten inodes, keyed by (st_dev, st_ino); the oldest is closed when full. */
 export class RetainedDescriptors {
   /** Per slot: the descriptor (-1: empty) and its object's key. */
   private readonly fds: Int32Array;
@@ -29,9 +30,10 @@ export class RetainedDescriptors {
   private next = 0;
   private held = 0;
 
-  /** `capacity` 0: nothing is kept, `retain` closes at once. */
+  /** `fsAt`: closes what leaves the ring. `capacity` 0: nothing is kept, `retain` closes at once. */
   constructor(
     private readonly fsAt: FsAt,
+    /** Descriptors held at most. */
     readonly capacity: number,
   ) {
     this.fds = new Int32Array(capacity).fill(-1);
