@@ -9,7 +9,7 @@ import { readDirSnapshot, type DirEntry } from './dir-snapshot.js';
 import { Errno, check, fail } from './fs-errno.js';
 import { IdMap } from './id-map.js';
 import { XattrMap } from './xattr-map.js';
-import { HostFsTables, NO_NAME, O_PATH, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type HostFsLimits, type Inode } from './host-fs-tables.js';
+import { HostFsTables, O_PATH, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type HostFsLimits, type Inode } from './host-fs-tables.js';
 
 const { NOFOLLOW, DIRECTORY, CREAT, EXCL, TRUNC, APPEND, NONBLOCK, ACCMODE, DIRECT, DSYNC, SYNC, RDONLY, RDWR } = OpenFlag;
 
@@ -37,6 +37,11 @@ const S_IFBLK = 0o060000;
 const NAME_MAX = 255;
 const SLASH = 0x2f;
 const DOT = 0x2e;
+/**
+ * The empty name of fstatat(fd, "", AT_EMPTY_PATH) (fstat of a pinned O_PATH descriptor) as
+ * bytes: the addon takes a byte name in one N-API call, a string in three (GETATTR's path).
+ */
+const NO_NAME = new Uint8Array(0);
 const { DEV, INO, MODE, UID, GID } = StatField;
 /** open(2) flags the guest may pass on OPEN/CREATE (creation flags are CREATE's own). */
 const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
@@ -44,8 +49,9 @@ const PASSED_OPEN_FLAGS = ACCMODE | APPEND | TRUNC | DIRECT | DSYNC | SYNC;
 /**
  * LOOKUP predicts whether the name's object is one the table holds (the kernel revalidating a
  * cached entry) or whose descriptor it retains after a FORGET (one fstatat answers both), or a
- * new one (open + fstat in one call, no fstatat first). A saturating score: +1 per new object, -KNOWN_STEP per known one; at OPEN_FIRST_AT or
- * more it opens first. Both ways are equally safe; a wrong guess costs one system call.
+ * new one (open + fstat in one call, no fstatat first). A saturating score: +1 per new object,
+ * -KNOWN_STEP per known one; at OPEN_FIRST_AT or more it opens first. Both ways are equally
+ * safe; a wrong guess costs one system call.
  */
 const OPEN_FIRST_AT = 8;
 const OPEN_FIRST_MAX = 16;
@@ -303,6 +309,8 @@ export class HostFsCore extends HostFsTables {
     // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc magic link reaches the same object.
     if (r === -Errno.ENOENT || r === -Errno.EPERM) r = this.fsAt.linkat(At.FDCWD, procFdPath(inode.fd), parent.fd, newName, At.SYMLINK_FOLLOW);
     check(r, 'link');
+    // The object has a name again (an O_TMPFILE file, or one whose last name was removed).
+    inode.removed = false;
     return this.adoptNew(parent, newName, 0, out);
   }
 
@@ -371,6 +379,8 @@ export class HostFsCore extends HostFsTables {
       if (st < 0) this.fsAt.close(pathFd);
       check(st, 'fstat');
       const inode = this.chownToCaller(pathFd, out) ? this.adopt(pathFd, out) : this.adoptStat(pathFd, out);
+      // No name: not retained after its FORGET unless a LINK names it first.
+      inode.removed = true;
       return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
     } catch (e) {
       this.fsAt.close(fd);

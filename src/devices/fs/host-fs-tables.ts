@@ -21,11 +21,6 @@ export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
 export const S_IFLNK = 0o120000;
 const { DEV, INO } = StatField;
-/**
- * The empty name of fstatat(fd, "", AT_EMPTY_PATH) (fstat of a pinned O_PATH descriptor) as
- * bytes: the addon takes a byte name in one N-API call, a string in three (GETATTR's path).
- */
-export const NO_NAME = new Uint8Array(0);
 
 /** One host object the guest holds (FUSE nodeid): its pinned O_PATH descriptor and identity. */
 export interface Inode {
@@ -41,7 +36,11 @@ export interface Inode {
   readonly type: number;
   /** Lookups the driver holds (FORGET takes them back); the root's never reaches 0. */
   nlookup: number;
-  /** The guest removed the object's last name (UNLINK, RMDIR, RENAME over it): FORGET closes its descriptor. */
+  /**
+   * The object has no name left that the guest knows of (it removed the last one with UNLINK,
+   * RMDIR or a RENAME over it, or made it by TMPFILE and never linked it): FORGET closes its
+   * descriptor rather than retaining it.
+   */
   removed: boolean;
 }
 

@@ -131,6 +131,28 @@ describe('HostFs retained descriptors', () => {
     }
   });
 
+  it('an O_TMPFILE file is closed at FORGET while unnamed, retained once a LINK names it', () => {
+    const dir = tree(1);
+    const host = new HostFs(dir, { retainedDescriptors: 8 });
+    try {
+      const st = new Float64Array(StatField.COUNT);
+      const withRoot = openFds();
+      const unnamed = host.tmpfileEntry(1, 2, 0o644, st);
+      host.release(unnamed.fh);
+      host.forget(unnamed.inode.nodeid, 1);
+      assert.equal(openFds(), withRoot, 'unnamed: closed at FORGET');
+      const named = host.tmpfileEntry(1, 2, 0o644, st);
+      const linked = host.linkEntry(named.inode.nodeid, 1, enc('named'), st);
+      assert.equal(linked, named.inode, 'LINK: the same inode, one lookup more');
+      host.release(named.fh);
+      host.forget(named.inode.nodeid, 2);
+      assert.equal(openFds(), withRoot + 1, 'named: retained');
+      assert.equal(host.lookupEntry(1, enc('named'), st).fd, named.inode.fd);
+    } finally {
+      host.close();
+    }
+  });
+
   it('bounded: the oldest is closed when full; an object back through a new open drops its retained twin; close() closes all', () => {
     const dir = tree(12);
     const base = openFds();
