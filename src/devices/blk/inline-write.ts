@@ -8,7 +8,7 @@
  * thread, and the request completes only after that thread ran and the ring's eventfd woke the
  * loop. A 4 KiB pwrite into the page cache costs 2.5 µs here; the hand-off costs far more at
  * queue depth 1 (bench/README.md "Session 14": 4 KiB random writes at QD1 0.74-0.94x of
- * qemu-storage-daemon aio=io_uring before, 1.32-1.36x after).
+ * qemu-storage-daemon aio=io_uring without this, 1.29-1.36x with it).
  *
  * Not for O_DIRECT or O_DSYNC files (the write would wait for the disk on the event loop), nor
  * when other operations are in flight (they batch through io_uring as before). A pwrite can

@@ -2,7 +2,7 @@
  * Faults under the io_uring backend, with the kernel's own errors (issue 17 section 2):
  * - ENOSPC: an image on a 1 MiB tmpfs this test mounts (root only), sparse and larger than
  *   the filesystem; writing past the space gets IOERR, never an acknowledgement, and the
- *   device keeps serving.
+ *   device keeps serving (lone writes, made inline by pwrite; a 4 MiB write, through the ring).
  * - An errno from a completion (EBADF from an fd closed under the ring) fails the operation.
  * - EIO from the block layer needs a device-mapper `error` target: this kernel has no
  *   device-mapper (no /dev/mapper, not in /proc/devices), so EIO is covered through the fake
@@ -47,7 +47,7 @@ describe('io_uring backend faults', { skip: skipUring, timeout: 60_000 }, () => 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('ENOSPC (a full tmpfs): IOERR, never OK; the device still serves reads and later writes that fit', { skip: isRoot ? false : 'mounting a tmpfs needs root' }, async () => {
+  it('ENOSPC (a full tmpfs) in lone writes made inline (pwrite on the event loop): IOERR, never OK; the device still serves reads and later writes that fit', { skip: isRoot ? false : 'mounting a tmpfs needs root' }, async () => {
     const path = join(mnt, 'big.img');
     closeSync(openSync(path, 'w'));
     truncateSync(path, 4 << 20); // sparse, 4 MiB on a 1 MiB filesystem
@@ -58,6 +58,9 @@ describe('io_uring backend faults', { skip: skipUring, timeout: 60_000 }, () => 
       const chunk = pattern(128 * 1024, 2);
       const statuses: number[] = [];
       for (let i = 0; i < 16; i++) statuses.push(await raw.status([header(BlkReqType.OUT, (i * chunk.length) / 512), chunk], [1]));
+      // One at a time: every write was made inline (inline-write.ts), those that failed too.
+      assert.equal(backend.counters.submitted, 0, 'nothing through the ring');
+      assert.equal(backend.counters.inlineWrites, statuses.filter((s) => s === BlkStatus.OK).length, 'each OK an inline write that completed');
       const firstErr = statuses.indexOf(BlkStatus.IOERR);
       assert.ok(firstErr > 0 && firstErr < 16, `some writes fit, then IOERR: ${statuses.join(',')}`);
       assert.ok(statuses.every((s) => s === BlkStatus.OK || s === BlkStatus.IOERR));
