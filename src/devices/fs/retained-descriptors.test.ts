@@ -11,11 +11,21 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { StatField } from '../../platform/fs-at.js';
-import { Errno, HostFs } from './host-fs.js';
+import { Errno, HostFs, type HostFsOptions } from './host-fs.js';
 
 const dirs: string[] = [];
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 const enc = (s: string): Buffer => Buffer.from(s);
+
+/** Runs `body` on a HostFs over `dir` with a scratch stat buffer; the HostFs is closed after, whatever happens. */
+function withHost(dir: string, opts: HostFsOptions, body: (host: HostFs, st: Float64Array) => void): void {
+  const host = new HostFs(dir, opts);
+  try {
+    body(host, new Float64Array(StatField.COUNT));
+  } finally {
+    host.close();
+  }
+}
 
 function tree(files: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'vts-fsretain-'));
@@ -32,9 +42,7 @@ describe('HostFs retained descriptors', () => {
 
   it('LOOKUP after FORGET takes the retained descriptor back: no open, a new nodeid, the object\'s attributes', () => {
     const dir = tree(4);
-    const host = new HostFs(dir, { retainedDescriptors: 8 });
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    withHost(dir, { retainedDescriptors: 8 }, (host, st) => {
       const base = openFds();
       const a = host.lookupEntry(1, enc('f1'), st);
       const sub = host.lookupEntry(1, enc('sub'), st);
@@ -54,16 +62,12 @@ describe('HostFs retained descriptors', () => {
       assert.equal(sub2.fd, sub.fd);
       writeFileSync(join(dir, 'sub', 'inner'), 'x');
       assert.equal(host.lookupEntry(sub2.nodeid, enc('inner'), st).nlookup, 1);
-    } finally {
-      host.close();
-    }
+    });
   });
 
   it('a name that now names another object (renamed over, unlinked) never gets the retained descriptor', () => {
     const dir = tree(3);
-    const host = new HostFs(dir, { retainedDescriptors: 8 });
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    withHost(dir, { retainedDescriptors: 8 }, (host, st) => {
       const a = host.lookupEntry(1, enc('f0'), st);
       const oldIno = st[StatField.INO];
       host.forget(a.nodeid, 1);
@@ -104,16 +108,12 @@ describe('HostFs retained descriptors', () => {
       linkSync(join(dir, 'f0'), join(dir, 'hard'));
       const e = host.lookupEntry(1, enc('hard'), st);
       assert.equal(e.fd, b.fd, 'the object under its other name: the retained descriptor');
-    } finally {
-      host.close();
-    }
+    });
   });
 
   it('the guest removing a retained object by name closes its descriptor; a host-side removal leaves it until it leaves the ring', () => {
     const dir = tree(3);
-    const host = new HostFs(dir, { retainedDescriptors: 8 });
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    withHost(dir, { retainedDescriptors: 8 }, (host, st) => {
       const withRoot = openFds();
       for (const name of ['f0', 'f1', 'sub']) host.forget(host.lookupEntry(1, enc(name), st).nodeid, 1);
       assert.equal(openFds(), withRoot + 3);
@@ -126,16 +126,12 @@ describe('HostFs retained descriptors', () => {
       assert.throws(() => host.unlink(1, enc('nope')), (e: { errno?: number }) => e.errno === Errno.ENOENT);
       host.clear();
       assert.equal(openFds(), withRoot);
-    } finally {
-      host.close();
-    }
+    });
   });
 
   it('an O_TMPFILE file is closed at FORGET while unnamed, retained once a LINK names it', () => {
     const dir = tree(1);
-    const host = new HostFs(dir, { retainedDescriptors: 8 });
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    withHost(dir, { retainedDescriptors: 8 }, (host, st) => {
       const withRoot = openFds();
       const unnamed = host.tmpfileEntry(1, 2, 0o644, st);
       host.release(unnamed.fh);
@@ -148,17 +144,13 @@ describe('HostFs retained descriptors', () => {
       host.forget(named.inode.nodeid, 2);
       assert.equal(openFds(), withRoot + 1, 'named: retained');
       assert.equal(host.lookupEntry(1, enc('named'), st).fd, named.inode.fd);
-    } finally {
-      host.close();
-    }
+    });
   });
 
   it('bounded: the oldest is closed when full; an object back through a new open drops its retained twin; close() closes all', () => {
     const dir = tree(12);
     const base = openFds();
-    const host = new HostFs(dir, { retainedDescriptors: 4 });
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    withHost(dir, { retainedDescriptors: 4 }, (host, st) => {
       const withRoot = openFds();
       const nodes = Array.from({ length: 10 }, (_, i) => host.lookupEntry(1, enc(`f${i}`), st));
       assert.equal(openFds(), withRoot + 10);
@@ -176,44 +168,30 @@ describe('HostFs retained descriptors', () => {
       // f0 was closed when the ring filled: opened anew.
       host.lookupEntry(1, enc('f0'), st);
       assert.equal(openFds(), withRoot + 5);
-    } finally {
-      host.close();
-    }
+    });
     assert.equal(openFds(), base, 'close() closed the table and the retained descriptors');
   });
 
   it('DESTROY (clear) closes the retained descriptors; 0 retains nothing; a bad count is refused', () => {
     const dir = tree(4);
-    const host = new HostFs(dir, { retainedDescriptors: 16 });
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    withHost(dir, { retainedDescriptors: 16 }, (host, st) => {
       const withRoot = openFds();
       for (let i = 0; i < 4; i++) host.forget(host.lookupEntry(1, enc(`f${i}`), st).nodeid, 1);
       assert.equal(openFds(), withRoot + 4);
       host.clear();
       assert.equal(openFds(), withRoot);
-    } finally {
-      host.close();
-    }
-    const none = new HostFs(dir, { retainedDescriptors: 0 });
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    });
+    withHost(dir, { retainedDescriptors: 0 }, (none, st) => {
       const withRoot = openFds();
       for (let i = 0; i < 4; i++) none.forget(none.lookupEntry(1, enc(`f${i}`), st).nodeid, 1);
       assert.equal(openFds(), withRoot, 'closed at FORGET');
-    } finally {
-      none.close();
-    }
+    });
     // The default keeps descriptors (proven through a FORGET), at most a quarter of the open-file limit.
-    const byDefault = new HostFs(dir);
-    try {
-      const st = new Float64Array(StatField.COUNT);
+    withHost(dir, {}, (byDefault, st) => {
       const withRoot = openFds();
       byDefault.forget(byDefault.lookupEntry(1, enc('f0'), st).nodeid, 1);
       assert.equal(openFds(), withRoot + 1, 'retained by default');
-    } finally {
-      byDefault.close();
-    }
+    });
     for (const bad of [-1, 1.5, 2 ** 21]) {
       assert.throws(() => new HostFs(dir, { retainedDescriptors: bad }), (e: unknown) => e instanceof VirtioError && e.code === ErrorCode.INVALID_ARGUMENT);
     }
