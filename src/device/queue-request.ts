@@ -16,6 +16,8 @@ export class QueueRequest {
   servedBy: ServedQueue | null = null;
   /** @internal */
   epoch = 0;
+  /** @internal Pop order within its queue (IN_ORDER batching). */
+  seq = 0;
   /** @internal Free-list link. */
   nextFree: QueueRequest | null = null;
   /** @internal Promise settlement callbacks, made once per slot on first use. */

@@ -62,7 +62,13 @@ export class CountingQueue implements DeviceQueue {
     this.publishes++;
     this.inner.publish();
   }
+  /** IN_ORDER batches pushed: [last id, count, written]. */
+  readonly batches: [number, number, number][] = [];
+  get inOrderBatching(): boolean {
+    return this.inner.inOrderBatching === true;
+  }
   pushInOrderBatch(id: number, n: number, w: number): void {
+    this.batches.push([id, n, w]);
     this.inner.pushInOrderBatch(id, n, w);
   }
   undoPop(n: number): void {

@@ -15,6 +15,8 @@
  *    later through `complete(req, written)`. Completions inside a pass go to the used ring with
  *    one used idx publication per round (2.7.8 / 2.8.6 `pushDeferred` + `publish`); completions
  *    outside one are pushed at once, with one used-buffer notification per microtask batch.
+ *    With IN_ORDER (2.7.9 / 2.8.8) the round's completions made in pop order with every
+ *    writable byte written go back as ONE used entry for the batch (`pushInOrderBatch`);
  *    Where the driver runs alongside the device (a vhost-user front-end:
  *    `DeviceContext.notifyUsedNow`) and EVENT_IDX is on, every HAND_OVER_EVERY requests
  *    completed in a pass are published at once and the driver notified if it waits for them
@@ -89,6 +91,16 @@ export class ServedQueue {
   notifyScheduled = false;
   /** Completions pushed with pushDeferred since the last publish. */
   unpublished = 0;
+  /**
+   * IN_ORDER (2.7.9 / 2.8.8): completions of this round held for ONE used entry
+   * (DeviceQueue.pushInOrderBatch), the head and written length of the last of them.
+   */
+  batchCount = 0;
+  batchLastId = 0;
+  batchWritten = 0;
+  /** Pop order of the next request popped, and of the oldest not yet used (IN_ORDER batching). */
+  popSeq = 0;
+  usedSeq = 0;
   /** A pass ended at its bound with buffers left: a setImmediate continues it. */
   continueScheduled = false;
   readonly flushNotify: () => void;
@@ -283,11 +295,24 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     }
     req.nextFree = q.free;
     q.free = req;
+    // IN_ORDER: the oldest request in flight, completed inside a pass with every writable byte
+    // written, joins the round's batch (the driver takes the buffers a batch entry skips as
+    // wholly written, 2.7.9); anything else is pushed on its own, after the batch so far.
+    const oldest = req.seq === q.usedSeq;
+    q.usedSeq = req.seq + 1;
     try {
-      if (q.busy) {
-        q.vq.pushDeferred(req.chain, written);
+      if (q.busy && oldest && written === req.chain.writableBytes && q.vq.inOrderBatching === true) {
+        q.batchCount++;
+        q.batchLastId = req.chain.id;
+        q.batchWritten = written;
         q.unpublished++;
-      } else q.vq.push(req.chain, written);
+      } else {
+        if (q.batchCount > 0) this.pushBatch(q);
+        if (q.busy) {
+          q.vq.pushDeferred(req.chain, written);
+          q.unpublished++;
+        } else q.vq.push(req.chain, written);
+      }
     } catch (e) {
       this.stats?.error(q.index);
       this.broken(e);
@@ -429,6 +454,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         req.nextFree = null;
         req.servedBy = q;
         req.epoch = q.epoch;
+        req.seq = q.popSeq++;
         q.inFlight++;
         this.stats?.popped(q.index, req.chain.readableBytes);
         this.dispatch(q, req as R);
@@ -513,10 +539,18 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     p.then(req.onResolved, req.onRejected);
   }
 
+  /** The round's IN_ORDER batch as one used entry (published with it). */
+  private pushBatch(q: ServedQueue): void {
+    const n = q.batchCount;
+    q.batchCount = 0;
+    q.vq.pushInOrderBatch(q.batchLastId, n, q.batchWritten);
+  }
+
   private publish(q: ServedQueue): void {
     if (q.stopped) return;
     q.unpublished = 0;
     try {
+      if (q.batchCount > 0) this.pushBatch(q);
       q.vq.publish();
     } catch (e) {
       this.broken(e);

@@ -45,6 +45,10 @@ export class PackedQueue implements DeviceQueue {
   readonly indirect: boolean;
   /** VIRTIO_F_IN_ORDER was negotiated (2.8.8). */
   readonly inOrder: boolean;
+  /** DeviceQueue: batched used descriptors are allowed with IN_ORDER. */
+  get inOrderBatching(): boolean {
+    return this.inOrder;
+  }
   /** Ring fields are little-endian (packed rings always are: VERSION_1 is required). */
   readonly littleEndian: boolean;
 

@@ -41,6 +41,10 @@ export class SplitQueue implements DeviceQueue {
   readonly indirect: boolean;
   /** VIRTIO_F_IN_ORDER was negotiated (2.7.9). */
   readonly inOrder: boolean;
+  /** DeviceQueue: batched used entries are allowed with IN_ORDER. */
+  get inOrderBatching(): boolean {
+    return this.inOrder;
+  }
   /** Ring fields are little-endian (false only for a legacy big-endian guest). */
   readonly littleEndian: boolean;
   private readonly notifyOnEmpty: boolean;

@@ -108,6 +108,11 @@ export interface DeviceQueue {
    * IN_ORDER or when fewer than `count` buffers are in flight.
    */
   pushInOrderBatch(lastId: number, count: number, written: number): void;
+  /**
+   * Whether `pushInOrderBatch` may be used now (IN_ORDER negotiated, and nothing that records
+   * buffers one by one, such as vhost-user inflight tracking). Optional (taken as false).
+   */
+  readonly inOrderBatching?: boolean;
 
   /**
    * Returns the last `count` popped buffers to the ring, not yet pushed: the next pops yield

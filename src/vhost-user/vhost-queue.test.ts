@@ -16,7 +16,7 @@ import { VhostQueue } from './vhost-queue.js';
 
 const enc = new TextEncoder();
 
-function make(): { q: VhostQueue; drv: TinyDriver; mem: GuestMemory } {
+function make(features: bigint = F.VERSION_1 | F.EVENT_IDX): { q: VhostQueue; drv: TinyDriver; mem: GuestMemory } {
   const mem = GuestMemory.allocate(MEM_SIZE, { base: GUEST_BASE });
   const drv = new TinyDriver(mem.bytesOf(0), 8);
   const inner = new SplitQueue(mem, {
@@ -24,7 +24,7 @@ function make(): { q: VhostQueue; drv: TinyDriver; mem: GuestMemory } {
     descAddr: GUEST_BASE + RING.desc,
     driverAddr: GUEST_BASE + RING.avail,
     deviceAddr: GUEST_BASE + RING.used,
-    features: F.VERSION_1 | F.EVENT_IDX,
+    features,
   });
   const q = new VhostQueue(inner, {
     index: 0,
@@ -63,6 +63,14 @@ describe('VhostQueue', () => {
     assert.equal(q.pop(c), true);
     q.pushDeferred(c, 1);
     assert.equal(drv.usedIdx(), 1);
+  });
+
+  it('inOrderBatching: with IN_ORDER, until inflight tracking is attached (the region records buffer by buffer; a batch names only its last)', () => {
+    assert.equal(make().q.inOrderBatching, false, 'no IN_ORDER');
+    const { q } = make(F.VERSION_1 | F.EVENT_IDX | F.IN_ORDER);
+    assert.equal(q.inOrderBatching, true);
+    q.attachSplitInflight(new SplitInflight(new DataView(new Uint8Array(inflightQueueRegionSize(8)).buffer), 0, 8), 0);
+    assert.equal(q.inOrderBatching, false);
   });
 
   it('hold: enableNotification leaves avail_event behind and answers "nothing more"; enableNotificationNow sets it and re-checks (2.7.10)', () => {

@@ -395,6 +395,11 @@ export class VhostQueue implements DeviceQueue {
     this.inner.publish();
   }
 
+  /** DeviceQueue: IN_ORDER negotiated and no inflight tracking (which records buffer by buffer). */
+  get inOrderBatching(): boolean {
+    return this.inner.inOrderBatching === true && this.split === null && this.pk === null && !this.detached;
+  }
+
   /**
    * IN_ORDER batch (see DeviceQueue). Not with inflight tracking: the region records each
    * buffer's completion by its head, which a batch does not name (INVALID_ARGUMENT); a device

@@ -154,6 +154,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       F.INDIRECT_DESC |
       F.EVENT_IDX |
       F.RING_PACKED |
+      F.IN_ORDER |
       F.RING_RESET,
       opts.withoutFeatures ?? 0n,
     );
