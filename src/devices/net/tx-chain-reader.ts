@@ -40,4 +40,30 @@ export class TxChainReader {
     }
     return pos === total;
   }
+
+  /**
+   * Copies frame bytes [from, to) (the chain's readable bytes hl + from .. hl + to) into
+   * frame[from, to): the rest of a frame whose first `from` bytes `read` took. False when a
+   * buffer is not in guest memory or the chain holds fewer bytes.
+   */
+  readRest(chain: DescriptorChain, hl: number, frame: Uint8Array, frame32: Uint32Array | null, from: number, to: number): boolean {
+    const mem = chain.memory;
+    let skip = hl + from;
+    let pos = from;
+    for (let i = 0; i < chain.readableCount && pos < to; i++) {
+      const segLen = chain.lens[i]!;
+      if (skip >= segLen) {
+        skip -= segLen;
+        continue;
+      }
+      const addr = chain.addrs[i]! + skip;
+      const len = Math.min(segLen - skip, to - pos);
+      skip = 0;
+      const r = mem.locate(addr, len);
+      if (r < 0) return false;
+      copySpan(mem.bytesOf(r), mem.u32Of(r), addr - mem.baseOf(r), frame, frame32, pos, len);
+      pos += len;
+    }
+    return pos === to;
+  }
 }
