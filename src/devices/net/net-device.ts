@@ -94,6 +94,8 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   private link: NetLink | null = null;
   private ctx: DeviceContext | null = null;
   private negotiated = 0n;
+  /** The context's byte order, read once at activation (not per frame through its getters). */
+  private le = true;
   private hdrLen: number = NetHdr.SIZE;
   private ctrlIndex = -1;
   private activePairs = 1;
@@ -299,6 +301,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.ctx = ctx;
     const f = ctx.features;
     this.negotiated = f;
+    this.le = ctx.littleEndian;
     this.hdrLen = netHeaderSize(f);
     this.ctrlIndex = (f & NetF.CTRL_VQ) !== 0n ? netControlQueue(f, this.maxPairs) : -1;
     if (!this.guestOffloadsSet) this.guestOffloads = f & NET_GUEST_OFFLOADS;
@@ -321,6 +324,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.server.reset();
     this.ctx = null;
     this.negotiated = 0n;
+    this.le = true;
     this.mac.set(this.initialMac);
     this.filter.reset(this.mac, false, false);
     this.activePairs = 1;
@@ -434,12 +438,11 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       p.ensureFrame();
       this.flows.sent(p.data, p.length, queueIndex >> 1);
     }
-    try {
-      link.send(p);
-    } finally {
-      p.pending = null;
-      this.txChain = null;
-    }
+    link.send(p);
+    // The chain is the driver's again once used: nothing may read it through txPacket now. (A
+    // throw above breaks the device; readTxChain starts the next frame from scratch anyway.)
+    p.pending = null;
+    this.txChain = null;
     return 0;
   }
 
@@ -450,6 +453,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
    */
   private readTxChain(chain: DescriptorChain, hl: number, frameLen: number, partial: boolean): boolean {
     const p = this.txPacket;
+    p.pending = null;
     if (chain.fault !== null || frameLen < ETH_HEADER || frameLen > p.capacity) return false;
     const first = partial && frameLen > NET_PARTIAL_FRAME ? NET_PARTIAL_FRAME : frameLen;
     if (!this.txReader.read(chain, this.txHdr, hl, p.data, this.txData32, first)) return false;
@@ -458,7 +462,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       this.txFilled = frameLen;
     } else this.txFilled = first;
     p.length = frameLen;
-    return this.txHeader.apply(this.txHdr, p, this.negotiated, this.mtu, this.ctx?.littleEndian ?? true);
+    return this.txHeader.apply(this.txHdr, p, this.negotiated, this.mtu, this.le);
   }
 
   /**
