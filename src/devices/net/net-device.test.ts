@@ -14,7 +14,7 @@ import { Status } from '../../spec/status.js';
 import { type Loopback, createLoopback } from '../../testing/loopback.js';
 import { NET_CTRL_MAX_COMMAND } from './net-control.js';
 import { NetDevice, type NetDeviceOptions } from './net-device.js';
-import { NetPacket } from './packet.js';
+import { NET_PARTIAL_FRAME, NetPacket } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { NetSwitch } from './switch.js';
 
@@ -278,6 +278,46 @@ describe('virtio-net device: transmit checks (the guest is untrusted)', () => {
     await n.send(cat(hdr(12, { flags: 1, csumStart: 34, csumOffset: 16 }), frame(PEER_MAC, DEV_MAC, 100)));
     assert.equal(n.device.stats.txErrors, 1, 'driver/net/16: NEEDS_CSUM without CSUM');
     await n.lb.close();
+  });
+});
+
+describe('virtio-net device: partial transmit frames', () => {
+  /** A link recording what the device hands it: whether partial, and the frame after ensureFrame. */
+  class RecordingLink implements NetLink {
+    readonly got: { partial: boolean; head: Uint8Array; whole: Uint8Array }[] = [];
+    constructor(readonly partialFrames: boolean) {}
+    send(p: NetPacket): void {
+      const partial = p.pending !== null;
+      const head = p.data.slice(0, NET_PARTIAL_FRAME);
+      p.ensureFrame();
+      this.got.push({ partial, head, whole: p.data.slice(0, p.length) });
+    }
+  }
+
+  it('a switch gets the Ethernet header first and the rest when it hands the frame on; any other link gets whole frames; every receiver sees the frame as sent', T, async () => {
+    const r = await rig();
+    const sizes = [14, 15, 16, 17, 60, 64, 300, 1514];
+    // Through the switch (flooded to the peer: unknown unicast).
+    for (const [k, n] of sizes.entries()) assert.equal(await r.send(cat(hdr(r.hdrLen), frame(PEER_MAC, DEV_MAC, n, k))), 0);
+    assert.deepEqual(
+      r.peer.frames.map((f) => f.data),
+      sizes.map((n, k) => frame(PEER_MAC, DEV_MAC, n, k)),
+    );
+    for (const partialFrames of [true, false]) {
+      const link = new RecordingLink(partialFrames);
+      r.device.connect(link);
+      for (const [k, n] of sizes.entries()) await r.send(cat(hdr(r.hdrLen), frame(PEER_MAC, DEV_MAC, n, k + 7)));
+      assert.deepEqual(
+        link.got.map((g) => g.partial),
+        sizes.map((n) => partialFrames && n > NET_PARTIAL_FRAME),
+      );
+      for (const [k, n] of sizes.entries()) {
+        const want = frame(PEER_MAC, DEV_MAC, n, k + 7);
+        assert.deepEqual(link.got[k]!.whole, want, `${n} bytes`);
+        assert.deepEqual(link.got[k]!.head.subarray(0, Math.min(n, NET_PARTIAL_FRAME)), want.subarray(0, NET_PARTIAL_FRAME));
+      }
+    }
+    await r.lb.close();
   });
 });
 

@@ -46,7 +46,7 @@ import { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDe
 import { NetCvqCounter, NetQueueCounters, NetRxCounter } from './net-stats.js';
 import { NetReceiver, type NetReceiveState, netRxFlags } from './net-receive.js';
 import { NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
-import { NetPacket, macKey } from './packet.js';
+import { type FrameSource, NET_PARTIAL_FRAME, NetPacket, macKey } from './packet.js';
 import type { NetLink, NetPort } from './port.js';
 import { RxFilter } from './rx-filter.js';
 import { TxChainReader } from './tx-chain-reader.js';
@@ -58,7 +58,7 @@ export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDe
  * The virtio-net device (5.1): frames to and from a NetPort (a switch port), offloads, multiqueue,
  * the control queue. What it implements and its normative coverage: docs/devices/net.md.
  */
-export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetReceiveState {
+export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetReceiveState, FrameSource {
   readonly deviceId = DeviceId.NET;
   /** NetPort: GSO packets come whole; the device passes them on or segments them itself. */
   readonly takesGso = true;
@@ -94,6 +94,8 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   private link: NetLink | null = null;
   private ctx: DeviceContext | null = null;
   private negotiated = 0n;
+  /** The context's byte order, read once at activation (not per frame through its getters). */
+  private le = true;
   private hdrLen: number = NetHdr.SIZE;
   private ctrlIndex = -1;
   private activePairs = 1;
@@ -115,6 +117,11 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   private readonly txReader = new TxChainReader();
   /** txPacket's bytes as words, for the transmit copies (tx-chain-reader.ts). */
   private readonly txData32: Uint32Array | null;
+  /** Frame bytes of txPacket read so far (all but a partial frame's, see serveTx). */
+  private txFilled = 0;
+  /** The chain txPacket is read from while it is sent, and its header length (fillFrame). */
+  private txChain: DescriptorChain | null = null;
+  private txHl = 0;
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
   private readonly ctrlBuf = new Uint8Array(NET_CTRL_MAX_COMMAND);
@@ -295,6 +302,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.ctx = ctx;
     const f = ctx.features;
     this.negotiated = f;
+    this.le = ctx.littleEndian;
     this.hdrLen = netHeaderSize(f);
     this.ctrlIndex = (f & NetF.CTRL_VQ) !== 0n ? netControlQueue(f, this.maxPairs) : -1;
     if (!this.guestOffloadsSet) this.guestOffloads = f & NET_GUEST_OFFLOADS;
@@ -317,6 +325,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.server.reset();
     this.ctx = null;
     this.negotiated = 0n;
+    this.le = true;
     this.mac.set(this.initialMac);
     this.filter.reset(this.mac, false, false);
     this.activePairs = 1;
@@ -389,22 +398,29 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     return (this.negotiated & (NetF.MQ | NetF.RSS)) !== 0n ? this.maxPairs : 1;
   }
 
-  /** One transmit chain: header, frame (5.1.6.2). Returns 0: nothing is written back. */
+  /**
+   * One transmit chain: header, frame (5.1.6.2). Returns 0: nothing is written back. Into a
+   * link that takes partial frames (a switch) only the Ethernet header is read first: the
+   * switch completes the frame (fillFrame) before any port or monitor sees it, so a frame
+   * nobody receives (the sink of bench/net-pps.sh, unknown unicast on a one-port switch) is
+   * never copied whole.
+   */
   private serveTx({ chain, queueIndex }: QueueRequest): number {
     const st = this.stats;
     const hl = this.hdrLen;
     const p = this.txPacket;
     const frameLen = chain.readableBytes - hl;
     const c = this.counters;
+    const link = this.link;
     this.coalescing.packet(queueIndex);
     // A frame must hold an Ethernet header and fit the largest frame allowed; then the header
     // must be one the negotiated features allow.
-    if (!this.readTxChain(chain, hl, frameLen)) {
+    if (!this.readTxChain(chain, hl, frameLen, link !== null && link.partialFrames === true)) {
       st.txErrors++;
       c.txDropped(queueIndex, true);
       return 0;
     }
-    if (!this.linkUp || this.link === null) {
+    if (!this.linkUp || link === null) {
       st.txDropped++;
       c.txDropped(queueIndex, false);
       return 0;
@@ -413,19 +429,54 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     st.txBytes += frameLen;
     c.txPacket(queueIndex, frameLen, p.needsCsum, p.gsoType);
     if (p.gsoType !== 0) st.txGso++;
+    if (this.txFilled < frameLen) {
+      this.txChain = chain;
+      this.txHl = hl;
+      p.pending = this;
+    }
     // device/net/89: remember the pair a flow was sent on (only while more than one is in use).
-    if (this.activePairs > 1 && !this.rss.steering) this.flows.sent(p.data, p.length, queueIndex >> 1);
-    this.link.send(p);
+    if (this.activePairs > 1 && !this.rss.steering) {
+      p.ensureFrame();
+      this.flows.sent(p.data, p.length, queueIndex >> 1);
+    }
+    link.send(p);
+    // The chain is the driver's again once used: nothing may read it through txPacket now. (A
+    // throw above breaks the device; readTxChain starts the next frame from scratch anyway.)
+    p.pending = null;
+    this.txChain = null;
     return 0;
   }
 
-  /** Reads a transmit chain into txPacket; false when it is malformed (5.1.6.2, net-header.ts). */
-  private readTxChain(chain: DescriptorChain, hl: number, frameLen: number): boolean {
+  /**
+   * Reads a transmit chain into txPacket; false when it is malformed (5.1.6.2, net-header.ts).
+   * With `partial`, only the first NET_PARTIAL_FRAME bytes of an ordinary frame (`txFilled`);
+   * a GSO frame is read whole (the header check parses it).
+   */
+  private readTxChain(chain: DescriptorChain, hl: number, frameLen: number, partial: boolean): boolean {
     const p = this.txPacket;
+    p.pending = null;
     if (chain.fault !== null || frameLen < ETH_HEADER || frameLen > p.capacity) return false;
-    if (!this.txReader.read(chain, this.txHdr, hl, p.data, this.txData32, frameLen)) return false;
+    const first = partial && frameLen > NET_PARTIAL_FRAME ? NET_PARTIAL_FRAME : frameLen;
+    if (!this.txReader.read(chain, this.txHdr, hl, p.data, this.txData32, first)) return false;
+    if (first < frameLen && this.txHdr[NetHdr.GSO_TYPE] !== 0) {
+      if (!this.txReader.readRest(chain, hl, p.data, this.txData32, first, frameLen)) return false;
+      this.txFilled = frameLen;
+    } else this.txFilled = first;
     p.length = frameLen;
-    return this.txHeader.apply(this.txHdr, p, this.negotiated, this.mtu, this.ctx?.littleEndian ?? true);
+    return this.txHeader.apply(this.txHdr, p, this.negotiated, this.mtu, this.le);
+  }
+
+  /**
+   * FrameSource: the rest of a partial txPacket, from the chain being sent. The chain was
+   * walked without fault and holds frameLen bytes, so this cannot fall short; if it did, the
+   * rest is zeroed rather than left holding an earlier frame's bytes.
+   */
+  fillFrame(p: NetPacket): void {
+    const chain = this.txChain;
+    const from = this.txFilled;
+    if (p !== this.txPacket || from >= p.length) return;
+    if (chain === null || !this.txReader.readRest(chain, this.txHl, p.data, this.txData32, from, p.length)) p.data.fill(0, from, p.length);
+    this.txFilled = p.length;
   }
 
   private serveControl({ chain }: QueueRequest): number {

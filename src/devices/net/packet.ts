@@ -7,6 +7,19 @@
  */
 import { ETH_HEADER } from '../../spec/net.js';
 
+/**
+ * Bytes of a frame a partial packet holds at least (`NetPacket.pending`): the Ethernet
+ * addresses and type, and the VLAN TCI of an 802.1Q-tagged frame: all a switch reads to decide
+ * where the frame goes.
+ */
+export const NET_PARTIAL_FRAME = ETH_HEADER + 2;
+
+/** Where the rest of a partial packet's frame is (the sender's guest buffers). */
+export interface FrameSource {
+  /** Copies bytes [NET_PARTIAL_FRAME, p.length) of the frame into `p.data`. */
+  fillFrame(p: NetPacket): void;
+}
+
 /** One reusable Ethernet frame buffer with its offload state (see the file comment). */
 export class NetPacket {
   /** The frame; [0, length) is valid. */
@@ -38,6 +51,13 @@ export class NetPacket {
   gsoSize = 0;
   /** The length of the headers up to the end of the transport header, when known (a hint: device/net/21). */
   hdrLen = 0;
+  /**
+   * Non-null while only [0, NET_PARTIAL_FRAME) of `data` holds the frame: the sender read no
+   * more before knowing whether anyone receives it (a virtio-net transmit queue sending into a
+   * switch with no port for the frame copies nothing else). Whoever reads beyond that calls
+   * `ensureFrame` first; only a link that says `partialFrames` is handed such a packet.
+   */
+  pending: FrameSource | null = null;
 
   constructor(capacity: number) {
     this.data = new Uint8Array(capacity);
@@ -51,6 +71,14 @@ export class NetPacket {
     const p = new NetPacket(0);
     (p as { data: Uint8Array }).data = data;
     return p;
+  }
+
+  /** Makes [0, length) of `data` the whole frame (a partial packet's source copies the rest in). */
+  ensureFrame(): void {
+    const s = this.pending;
+    if (s === null) return;
+    this.pending = null;
+    s.fillFrame(this);
   }
 
   /** The largest frame the buffer holds, bytes (fixed at construction). */
@@ -89,6 +117,7 @@ export class NetPacket {
 
   /** A copy of the frame bytes (tests, capture). */
   bytes(): Uint8Array {
+    this.ensureFrame();
     return this.data.slice(0, this.length);
   }
 }

@@ -12,6 +12,12 @@ export interface NetLink {
    * may refill `packet` at once.
    */
   send(packet: NetPacket): void;
+  /**
+   * Whether `send` takes a partial packet (`NetPacket.pending` set, only its first
+   * NET_PARTIAL_FRAME bytes in place) and calls `ensureFrame` before it reads further or hands
+   * the packet on. Absent or false: senders pass whole frames.
+   */
+  readonly partialFrames?: boolean;
 }
 
 /** A frame endpoint attached to a switch. */

@@ -77,6 +77,11 @@ export class SwitchPort implements NetLink {
   private readonly untagged: boolean;
   /** A link to another switch of a mesh (SwitchPortOptions.link). */
   readonly link: boolean;
+  /**
+   * The switch reads only the Ethernet header (NET_PARTIAL_FRAME bytes) to decide, and completes
+   * a partial packet before a monitor or a port sees it: a frame nobody receives is never copied whole.
+   */
+  readonly partialFrames = true;
 
   constructor(
     private readonly sw: NetSwitch,
@@ -212,7 +217,10 @@ export class NetSwitch {
     from.counters.rxBytes += p.length;
     const d = p.data;
     const monitors = this.monitors;
-    if (!from.link) for (let i = 0; i < monitors.length; i++) monitors[i]!.deliver(p);
+    if (!from.link && monitors.length > 0) {
+      p.ensureFrame();
+      for (let i = 0; i < monitors.length; i++) monitors[i]!.deliver(p);
+    }
     // Learn the source (a group source address is bogus: never learned).
     if (!isGroupAddress(d, 6)) {
       const known = this.table.get(d, 6);
@@ -258,6 +266,7 @@ export class NetSwitch {
   }
 
   private deliver(to: SwitchPort, p: NetPacket): void {
+    p.ensureFrame();
     to.counters.txFrames++;
     to.counters.txBytes += p.length;
     if (p.gsoType === 0 || to.port.takesGso === true) {
