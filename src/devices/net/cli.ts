@@ -37,6 +37,8 @@ export interface NetOptions extends BackendOptions {
   readonly pcap?: string;
   /** Feature bits the devices do not offer (--no-offload). */
   readonly withoutFeatures?: bigint;
+  /** `--in-order`: the devices offer VIRTIO_F_IN_ORDER (NetDeviceOptions.inOrder). */
+  readonly inOrder?: boolean;
   /** VLAN membership per port (--vlan): socket index (0-based) or TAP name. */
   readonly vlans?: readonly NetVlanOption[];
   /**
@@ -119,6 +121,8 @@ SIGTERM or SIGINT, removing its sockets.
   --pcap PATH             write every frame the switch forwards to PATH (pcap, Ethernet)
   --no-offload LIST       features not to offer, comma-separated: ${Object.keys(NET_OFFLOAD_NAMES).join(', ')}
                           (features needing a removed one go too: no csum means no host GSO)
+  --in-order              offer VIRTIO_F_IN_ORDER (buffers used in the order made available; a
+                          pass's transmit chains go back as one used entry); off by default
   --vlan PORT=IDS         VLAN membership of a switch port: PORT is a socket's index (0-based, in
                           --socket-path order) or a --tap name; IDS are VLAN ids 0..${NET_VLAN_IDS - 1}, comma-
                           separated; "tagged-only" keeps untagged frames off the port (repeat per port;
@@ -145,6 +149,7 @@ export const NET_CLI: DeviceCli<NetOptions> = {
     tap: { type: 'string', multiple: true },
     pcap: { type: 'string' },
     'no-offload': { type: 'string', multiple: true },
+    'in-order': { type: 'boolean' },
     vlan: { type: 'string', multiple: true },
     threads: { type: 'string' },
     'poll-us': { type: 'string' },
@@ -197,6 +202,7 @@ export const NET_CLI: DeviceCli<NetOptions> = {
       queuePairs,
       taps,
       withoutFeatures,
+      ...(values['in-order'] === true ? { inOrder: true } : {}),
       vlans,
       ...(pcap !== undefined ? { pcap } : {}),
       ...(threads > 0 ? { threads } : {}),

@@ -159,7 +159,7 @@ async function servePort(
   const device = (): VhostUserNetDevice => {
     // A fresh device per front-end, as a fresh switch port (the old one leaves with its addresses).
     port?.detach();
-    const d = new VhostUserNetDevice({ mac, mtu: o.mtu, queueSize: o.queueSize, queuePairs: o.queuePairs ?? 1, withoutFeatures: o.withoutFeatures ?? 0n, name: `net${i}`, logger });
+    const d = new VhostUserNetDevice({ mac, mtu: o.mtu, queueSize: o.queueSize, queuePairs: o.queuePairs ?? 1, withoutFeatures: o.withoutFeatures ?? 0n, inOrder: o.inOrder === true, name: `net${i}`, logger });
     port = d.attachTo(sw, vlanOptions(o, i));
     hooks.onDevice?.(d, i);
     return d;

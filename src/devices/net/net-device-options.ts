@@ -34,6 +34,13 @@ export interface NetDeviceOptions {
   /** Offer DEVICE_STATS: per-queue statistics over the control queue (default true). */
   deviceStats?: boolean;
   /**
+   * Offer VIRTIO_F_IN_ORDER (2.7.9 / 2.8.8; default false): every queue uses its buffers in the
+   * order they were made available, and a pass's transmit chains go back as one used entry.
+   * Off by default: against DPDK's testpmd it measured no faster with split rings and slower
+   * with packed ones (bench/README.md, session 15).
+   */
+  inOrder?: boolean;
+  /**
    * Feature bits not to offer (e.g. from `virtio-ts net --no-offload`); features that depend on
    * a removed one (5.1.3.1) go with it (`withoutDependents`).
    */

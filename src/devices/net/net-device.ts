@@ -161,7 +161,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       F.INDIRECT_DESC |
       F.EVENT_IDX |
       F.RING_PACKED |
-      F.IN_ORDER |
+      (opts.inOrder === true ? F.IN_ORDER : 0n) |
       F.RING_RESET,
       opts.withoutFeatures ?? 0n,
     );

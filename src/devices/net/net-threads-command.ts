@@ -85,7 +85,7 @@ export async function runNetThreads(options: NetOptions, io: CliIo, hooks: RunNe
     const v = vlanOptions(options, i);
     return { mac: portMac(options.mac, i), thread: i % threads, ...(v !== undefined ? { vlans: v } : {}) };
   });
-  const args: NetWorkerArgs = { mesh, ports, mtu: options.mtu, queueSize: options.queueSize, queuePairs: options.queuePairs ?? 1, withoutFeatures: options.withoutFeatures ?? 0n };
+  const args: NetWorkerArgs = { mesh, ports, mtu: options.mtu, queueSize: options.queueSize, queuePairs: options.queuePairs ?? 1, withoutFeatures: options.withoutFeatures ?? 0n, inOrder: options.inOrder === true };
   const portStats = endpoints.map(() => QueueStats.shared(QueueStats.sharedBuffer(2 * args.queuePairs + 1)));
 
   const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];

@@ -47,6 +47,8 @@ export interface NetWorkerArgs {
   readonly queuePairs: number;
   /** Feature bits the devices do not offer (--no-offload). */
   readonly withoutFeatures: bigint;
+  /** NetDeviceOptions.inOrder (`--in-order`). */
+  readonly inOrder: boolean;
   /** Learned addresses per thread's switch at most (NetSwitch maxAddresses), or undefined for the default. */
   readonly maxAddresses?: number;
 }
@@ -60,7 +62,7 @@ export function netWorkerSpec(args: NetWorkerArgs): WorkerDeviceSpec {
 export function netPortDevice(a: NetWorkerArgs, port: number, logger: Logger): VhostUserNetDevice {
   const p = a.ports[port];
   if (p === undefined) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `no net port ${port}`);
-  return new VhostUserNetDevice({ mac: p.mac, mtu: a.mtu, queueSize: a.queueSize, queuePairs: a.queuePairs, withoutFeatures: a.withoutFeatures, name: `net${port}`, logger });
+  return new VhostUserNetDevice({ mac: p.mac, mtu: a.mtu, queueSize: a.queueSize, queuePairs: a.queuePairs, withoutFeatures: a.withoutFeatures, inOrder: a.inOrder, name: `net${port}`, logger });
 }
 
 /** Runs in the worker (WorkerDeviceSpec.export): thread `thread`'s switch, its mesh node, its ports' devices. */
