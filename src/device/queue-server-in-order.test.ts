@@ -8,28 +8,44 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { F } from '../spec/features.js';
-import { HAND_OVER_EVERY } from './queue-server.js';
+import { HAND_OVER_EVERY, type QueueRequest, type RequestResult } from './queue-server.js';
 import { Rig, settle } from './queue-server-test-support.js';
 
 /** The writable bytes of each buffer Rig.offer adds. */
 const WRITABLE = 32;
 
+/**
+ * An activated Rig whose handler records each request's id (in pop order) and answers the k-th
+ * request with `answer(k, req)`.
+ */
+function inOrderRig(
+  packed: boolean,
+  answer: (k: number, req: QueueRequest) => RequestResult,
+  transport: { features: bigint; notifyNow?: boolean } = { features: F.IN_ORDER },
+  size = 16,
+): { rig: Rig; ids: number[] } {
+  const ids: number[] = [];
+  const rig = new Rig(
+    packed,
+    (req) => {
+      ids.push(req.chain.id);
+      return answer(ids.length - 1, req);
+    },
+    {},
+    size,
+    transport,
+  );
+  rig.server.activate(rig.ctx);
+  return { rig, ids };
+}
+
+const whole = (_k: number, req: QueueRequest): number => req.chain.writableBytes;
+
 for (const packed of [false, true]) {
   const kind = packed ? 'packed' : 'split';
   describe(`QueueServer IN_ORDER batches (${kind} ring)`, () => {
     it('the synchronous completions of a pass that wrote every writable byte are one used entry with the last id', () => {
-      const ids: number[] = [];
-      const rig = new Rig(
-        packed,
-        (req) => {
-          ids.push(req.chain.id);
-          return req.chain.writableBytes;
-        },
-        {},
-        16,
-        { features: F.IN_ORDER },
-      );
-      rig.server.activate(rig.ctx);
+      const { rig, ids } = inOrderRig(packed, whole);
       const tokens = rig.offer(5);
       rig.server.onQueueNotify(0);
       assert.deepEqual(rig.dq!.batches, [[ids[4], 5, WRITABLE]], 'one batch for the pass');
@@ -46,19 +62,7 @@ for (const packed of [false, true]) {
 
     it('a completion that leaves writable bytes unwritten gets its own entry, after the batch so far', () => {
       const written = [WRITABLE, WRITABLE, 10, WRITABLE, WRITABLE];
-      const ids: number[] = [];
-      let k = 0;
-      const rig = new Rig(
-        packed,
-        (req) => {
-          ids.push(req.chain.id);
-          return written[k++]!;
-        },
-        {},
-        16,
-        { features: F.IN_ORDER },
-      );
-      rig.server.activate(rig.ctx);
+      const { rig, ids } = inOrderRig(packed, (k) => written[k]!);
       const tokens = rig.offer(5);
       rig.server.onQueueNotify(0);
       assert.deepEqual(rig.dq!.batches, [
@@ -76,8 +80,7 @@ for (const packed of [false, true]) {
     });
 
     it('without IN_ORDER every completion has its own used entry', () => {
-      const rig = new Rig(packed, (req) => req.chain.writableBytes, {}, 16, {});
-      rig.server.activate(rig.ctx);
+      const { rig } = inOrderRig(packed, whole, { features: 0n });
       const tokens = rig.offer(5);
       rig.server.onQueueNotify(0);
       assert.deepEqual(rig.dq!.batches, []);
@@ -90,20 +93,7 @@ for (const packed of [false, true]) {
 
     it('a request completed after its pass is pushed on its own; the batch before it is published with the pass', async () => {
       let release: ((n: number) => void) | null = null;
-      const ids: number[] = [];
-      let k = 0;
-      const rig = new Rig(
-        packed,
-        (req) => {
-          ids.push(req.chain.id);
-          if (k++ < 2) return req.chain.writableBytes;
-          return new Promise<number>((r) => (release = r));
-        },
-        {},
-        16,
-        { features: F.IN_ORDER },
-      );
-      rig.server.activate(rig.ctx);
+      const { rig, ids } = inOrderRig(packed, (k, req) => (k < 2 ? req.chain.writableBytes : new Promise<number>((r) => (release = r))));
       const tokens = rig.offer(3);
       rig.server.onQueueNotify(0);
       assert.deepEqual(rig.dq!.batches, [[ids[1], 2, WRITABLE]]);
@@ -124,8 +114,7 @@ for (const packed of [false, true]) {
     });
 
     it(`a hand-over to a driver alongside (EVENT_IDX) publishes the batch so far: batches of ${HAND_OVER_EVERY}`, () => {
-      const rig = new Rig(packed, (req) => req.chain.writableBytes, {}, 32, { features: F.IN_ORDER | F.EVENT_IDX, notifyNow: true });
-      rig.server.activate(rig.ctx);
+      const { rig } = inOrderRig(packed, whole, { features: F.IN_ORDER | F.EVENT_IDX, notifyNow: true }, 32);
       const n = 2 * HAND_OVER_EVERY + 1;
       const tokens = rig.offer(n);
       rig.server.onQueueNotify(0);

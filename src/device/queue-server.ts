@@ -16,7 +16,7 @@
  *    one used idx publication per round (2.7.8 / 2.8.6 `pushDeferred` + `publish`); completions
  *    outside one are pushed at once, with one used-buffer notification per microtask batch.
  *    With IN_ORDER (2.7.9 / 2.8.8) the round's completions made in pop order with every
- *    writable byte written go back as ONE used entry for the batch (`pushInOrderBatch`);
+ *    writable byte written go back as ONE used entry for the batch (`pushInOrderBatch`).
  *    Where the driver runs alongside the device (a vhost-user front-end:
  *    `DeviceContext.notifyUsedNow`) and EVENT_IDX is on, every HAND_OVER_EVERY requests
  *    completed in a pass are published at once and the driver notified if it waits for them
