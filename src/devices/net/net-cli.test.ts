@@ -14,8 +14,6 @@ import { CliError, EXIT } from '../../cli/options.js';
 import { loadPlatform } from '../../cli/serve.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { NetF } from '../../spec/net.js';
-import { F } from '../../spec/features.js';
-import { NetDevice } from './net-device.js';
 import { startVhostUserDriver, VhostUserDriverTransport } from '../../vhost-user/frontend-transport.js';
 import { DEFAULT_NET_POLL_US, MAX_NET_POLL_US, NET_CLI, type NetOptions } from './cli.js';
 import { MAX_POLL_US } from '../../vhost-user/backend.js';
@@ -93,8 +91,6 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
     assert.deepEqual([d.withoutFeatures, d.vlans], [0n, []]);
     assert.equal(d.inOrder, undefined);
     assert.equal(parseNet(['--socket-path', '/tmp/a.sock', '--in-order']).inOrder, true, '--in-order');
-    assert.equal(new NetDevice().offeredFeatures & F.IN_ORDER, 0n, 'IN_ORDER not offered by default');
-    assert.equal(new NetDevice({ inOrder: true }).offeredFeatures & F.IN_ORDER, F.IN_ORDER);
     const bad: [string[], RegExp][] = [
       [['--no-offload', 'tso5'], /not one of/],
       [['--no-offload', ''], /not one of/],

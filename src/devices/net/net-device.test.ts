@@ -69,7 +69,7 @@ interface Rig {
   control(cls: number, cmd: number, payload: Uint8Array, ackLen?: number): Promise<[number, number]>;
 }
 
-async function rig(opts: { device?: NetDeviceOptions; refuse?: bigint; legacy?: boolean; packed?: boolean; inOrder?: boolean } = {}): Promise<Rig> {
+async function rig(opts: { device?: NetDeviceOptions; refuse?: bigint; legacy?: boolean; packed?: boolean } = {}): Promise<Rig> {
   const device = new NetDevice({ mac: DEV_MAC, queueSize: 64, ...opts.device });
   const sw = new NetSwitch();
   device.attachTo(sw);
@@ -77,7 +77,7 @@ async function rig(opts: { device?: NetDeviceOptions; refuse?: bigint; legacy?: 
   peer.link = sw.attach(peer);
   // The rig's driver does not take HASH_REPORT (its 20-byte header has its own tests in
   // net-offload.test.ts): the header here is 12 bytes, or 10 legacy.
-  const lb = await createLoopback(device, { queueSize: 64, legacy: opts.legacy ?? false, packed: opts.packed ?? false, inOrder: opts.inOrder ?? false, refuseFeatures: (opts.refuse ?? 0n) | NetF.HASH_REPORT });
+  const lb = await createLoopback(device, { queueSize: 64, legacy: opts.legacy ?? false, packed: opts.packed ?? false, inOrder: opts.device?.inOrder === true, refuseFeatures: (opts.refuse ?? 0n) | NetF.HASH_REPORT });
   const ctx = lb.context;
   const f = ctx.features;
   const hdrLen = (f & (F.VERSION_1 | NetF.MRG_RXBUF)) !== 0n ? 12 : 10;
@@ -471,7 +471,9 @@ describe('virtio-net device: configuration and link', () => {
 describe('virtio-net device: VIRTIO_F_IN_ORDER', () => {
   for (const packed of [false, true]) {
     it(`2.7.9 / 2.8.8 (${packed ? 'packed' : 'split'}): offered with the inOrder option and negotiated; frames sent at once reach the link and come back in order, and a receive buffer after them`, T, async () => {
-      const r = await rig({ packed, inOrder: true, device: { inOrder: true } });
+      assert.equal(new NetDevice().offeredFeatures & F.IN_ORDER, 0n, 'not offered by default');
+      assert.equal(new NetDevice({ inOrder: true }).offeredFeatures & F.IN_ORDER, F.IN_ORDER);
+      const r = await rig({ packed, device: { inOrder: true } });
       assert.equal(r.lb.context.features & F.IN_ORDER, F.IN_ORDER, 'negotiated');
       const frames = Array.from({ length: 6 }, (_, i) => frame(PEER_MAC, DEV_MAC, 60 + i, i));
       const done: number[] = [];
