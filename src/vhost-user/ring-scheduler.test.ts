@@ -79,3 +79,71 @@ describe('RingScheduler used-buffer notifications', () => {
     assert.equal(scheduler.callsSent, 0);
   });
 });
+
+/** A ring whose device pass takes one buffer and, with `inFlight`, leaves it in flight. */
+function pollRig(inFlight: boolean, moreAtEnd = false): { scheduler: RingScheduler; ring: Vring; looks: () => number; passes: () => number } {
+  const ring = newVring(0, 256);
+  ring.started = true;
+  ring.enabled = true;
+  ring.callFd = CALL_FD;
+  let looks = 0;
+  let passes = 0;
+  let pinned = 0;
+  const queue = {
+    hold: false,
+    served: 0,
+    isDetached: false,
+    get pinnedBuffers() {
+      return pinned;
+    },
+    disableNotification: () => {},
+    enableNotificationNow: () => moreAtEnd && passes === 1,
+    hasAvailable: () => {
+      looks++;
+      return false;
+    },
+  };
+  ring.queue = queue as unknown as VhostQueue;
+  const platform = { eventfdWrite: () => {} } as unknown as Platform;
+  const device = {
+    onQueueNotify: () => {
+      passes++;
+      queue.served++;
+      if (inFlight) pinned = 1;
+    },
+  } as unknown as VirtioDevice;
+  const scheduler = new RingScheduler([ring], device, platform, silentLogger, {
+    closed: false,
+    ready: () => true,
+    failure: (_r, e) => {
+      throw e;
+    },
+  }, { pollIntervalMs: 10, pollUs: 1000, stats: new QueueStats() });
+  return { scheduler, ring, looks: () => looks, passes: () => passes };
+}
+
+describe('RingScheduler busy polling with buffers in flight', () => {
+  it('a pass that leaves a buffer in flight ends the episode at once: its completion needs the event loop, and the episode is not fruitless', () => {
+    const { scheduler, ring, looks, passes } = pollRig(true);
+    const t0 = performance.now();
+    scheduler.dispatchRing(ring);
+    assert.equal(passes(), 1);
+    assert.equal(looks(), 0, 'no look at the avail ring after the pass');
+    assert.ok(performance.now() - t0 < 1, 'the 1 ms poll window was not spent');
+    assert.equal(ring.pollWasted, 0);
+    assert.equal(ring.pollSuspended, 0);
+  });
+
+  it('with nothing in flight the same pass is followed by the poll window (looks at the avail ring)', () => {
+    const { scheduler, ring, looks } = pollRig(false);
+    scheduler.dispatchRing(ring);
+    assert.ok(looks() > 1, `looked ${looks()} times`);
+    assert.equal(ring.pollWasted, 1, 'a window that found nothing counts');
+  });
+
+  it('buffers found when notifications are re-enabled after such an episode get a pass (they have no kick to come)', () => {
+    const { scheduler, ring, passes } = pollRig(true, true);
+    scheduler.dispatchRing(ring);
+    assert.equal(passes(), 2);
+  });
+});

@@ -164,7 +164,8 @@ export class RingScheduler {
    * Passes over `r` with driver notifications held off (VhostQueue.hold), then busy-polls the
    * avail ring for the poll window after the last buffer found. Bounded: the episode ends after
    * POLL_BUDGET_US, when a pass makes no progress (a device out of request slots waits for its
-   * completions, which need the event loop), or when the ring stops, resets or breaks (message
+   * completions, which need the event loop), when buffers it took are still in flight (their
+   * completions need the event loop too), or when the ring stops, resets or breaks (message
    * handlers cannot run meanwhile, but a pass can break the ring or the device can fail).
    * Before returning, notifications are re-enabled, fenced and the ring re-checked (2.7.10), so
    * no buffer is left without either a kick to come or a scheduled pass.
@@ -173,6 +174,7 @@ export class RingScheduler {
     const budgetEnd = performance.now() + POLL_BUDGET_US / 1000;
     const window = this.pollWindowMs;
     let stalled = false;
+    let waitingForDevice = false;
     let busyPasses = 0;
     let hits = 0;
     q.hold = true;
@@ -185,6 +187,13 @@ export class RingScheduler {
         if (!this.live(r, q)) return;
         if (q.served === before) {
           stalled = true; // the device waits for its completions, which need the event loop
+          break;
+        }
+        // Requests of this episode still in flight complete on the event loop (an io_uring
+        // eventfd, a promise's microtask), which the episode holds: watching the ring now would
+        // only delay them, and the driver waiting on them adds nothing. Not a fruitless episode.
+        if (q.pinnedBuffers > 0) {
+          waitingForDevice = true;
           break;
         }
         // Buffers already waiting: straight to the next pass, reading the clock (tens of ns)
@@ -222,7 +231,7 @@ export class RingScheduler {
     if (hits > 0) {
       r.pollWasted = 0;
       r.pollSuspendLen = POLL_SUSPEND_MIN;
-    } else if (!stalled && ++r.pollWasted >= POLL_WASTED_LIMIT) {
+    } else if (!stalled && !waitingForDevice && ++r.pollWasted >= POLL_WASTED_LIMIT) {
       r.pollSuspended = r.pollSuspendLen;
       r.pollSuspendLen = Math.min(r.pollSuspendLen * 2, POLL_SUSPEND_MAX);
       r.pollWasted = POLL_WASTED_LIMIT - 1; // one fruitless probe suspends again

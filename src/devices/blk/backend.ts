@@ -40,6 +40,13 @@ export interface BlkBackend {
    * VIRTIO_BLK_F_LIFETIME only when present (device/blk/28).
    */
   lifetime?(): BlkLifetimeInfo;
+  /**
+   * Optional: the device's round over a queue ended (every available request popped and
+   * dispatched). A backend that batches operations (io_uring) submits what the round queued now,
+   * so back-to-back rounds inside one macrotask (a busy-polling episode) do not wait for a
+   * microtask that only runs after the episode.
+   */
+  roundEnd?(): void;
   /** Releases the storage. */
   close(): Promise<void> | void;
 }

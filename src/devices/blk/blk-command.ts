@@ -35,10 +35,10 @@ export async function runBlk(options: BlkOptions, io: CliIo, hooks: BlkHooks = {
   let aio = '';
   /** Device settings the storage dictates (an NBD export's block sizes). */
   let storageHints: { blockSize?: number; optIoSize?: number; sizeMax?: number } = {};
-  // Busy-polling pays with a RAM disk, whose requests complete inside the pass; an image's
-  // reads from the page cache do too, but on a shared machine the spin costs more than it saves
-  // (bench/README.md); an NBD export's complete on the event loop, which a poll window would
-  // only delay.
+  // Busy-polling pays where requests complete inside the pass: a RAM disk's, an image's reads
+  // from the page cache and lone buffered writes (a request left in flight, O_DIRECT, ends the
+  // window at once); an NBD export's all complete on the event loop, which a window would only
+  // delay.
   const pollUs = options.pollUs ?? (options.nbd ? 0 : options.image !== null ? DEFAULT_POLL_US_IMAGE : DEFAULT_POLL_US_MEMORY);
   if (options.nbd) {
     // Ring threads open their storage themselves (an image by path, a shared RAM disk): an NBD

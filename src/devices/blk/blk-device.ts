@@ -195,6 +195,8 @@ export class BlkDevice implements VirtioDevice {
       // seg_max is offered whatever size the driver gives a queue: a chain of seg_max data
       // segments plus header and status must fit even on a smaller queue (indirect tables).
       minChainSegments: chainSegments,
+      // A batching backend submits each round's operations when the round ends.
+      ...(backend.roundEnd !== undefined ? { roundEnd: () => backend.roundEnd!() } : {}),
     });
     this.requests = new BlkRequestHandler(this, backend, this.id, this.server, opts.logger);
   }

@@ -91,6 +91,34 @@ describe('UringBackend (io_uring on a real file)', { skip, timeout: 60_000 }, ()
     }
   });
 
+  it('roundEnd submits the round\'s batch at once, and the next round\'s first read is eager again (rounds inside one macrotask, as in a busy-polling episode)', async () => {
+    const path = image('rounds.img', 1 << 20, 9);
+    const b = await UringBackend.open(path);
+    try {
+      const dst = new Uint8Array(8 * 4096);
+      const c0 = b.counters;
+      // Round 1: the eager read and three batched ones; the round's end submits them.
+      const round1 = Array.from({ length: 4 }, (_, i) => b.read(i * 4096, dst, i * 4096, 4096));
+      assert.equal(round1[0], undefined);
+      assert.equal(b.counters.submitted - c0.submitted, 1, 'before roundEnd only the eager read went to the kernel');
+      b.roundEnd();
+      assert.equal(b.counters.submitted - c0.submitted, 4, 'roundEnd submitted the other three without a microtask');
+      assert.equal(b.counters.batches - c0.batches, 2);
+      // Round 2, same macrotask: its first read is eager again (done synchronously from the page cache).
+      const round2 = Array.from({ length: 4 }, (_, i) => b.read((4 + i) * 4096, dst, (4 + i) * 4096, 4096));
+      assert.equal(round2[0], undefined, 'the first read of the next round completed inside its own io_uring_enter');
+      b.roundEnd();
+      assert.equal(b.counters.submitted - c0.submitted, 8);
+      await Promise.all([...round1, ...round2]);
+      // The microtask flush found nothing left: no empty io_uring_enter.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      assert.equal(b.counters.batches - c0.batches, 4, 'two batches per round, none after');
+      assert.ok(dst.every((x) => x === 9));
+    } finally {
+      await b.close();
+    }
+  });
+
   it('serves a BlkDevice: OUT, IN, FLUSH with status OK and the data in the file', async () => {
     const path = image('dev.img', 256 * 512);
     const backend = await UringBackend.open(path);

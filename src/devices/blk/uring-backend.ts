@@ -242,6 +242,11 @@ export class UringBackend implements BlkBackend {
     return p;
   }
 
+  /** The device's round ended: the operations it queued go to the kernel now (UringFileIo.roundEnd). */
+  roundEnd(): void {
+    if (!this.closed) this.io.roundEnd();
+  }
+
   /**
    * fdatasync. Write-through: every write completed is already stable (O_DSYNC) and so is a
    * fallocate (followed by its own fdatasync): nothing to do.

@@ -4,8 +4,9 @@
  * - Batching: an operation is queued as a submission entry and the batch goes to the kernel
  *   in one io_uring_enter from a microtask, i.e. once the device's pass over a kick (which
  *   pops every available request synchronously) has returned. So the requests of one kick
- *   cost one system call, two with the eager first operation:
- * - Eager first operation: the first read or write of a macrotask (of a kick's pass) is
+ *   cost one system call, two with the eager first operation; the device's round end (roundEnd)
+ *   submits the batch at once, so rounds inside one macrotask (busy polling) each go out:
+ * - Eager first operation: the first read or write of a round (of a kick's pass) is
  *   submitted at once; when the kernel completes it inside io_uring_enter (a page-cache hit)
  *   `rw` returns undefined: done synchronously, no promise and no microtask, and the device
  *   completes the request inside its pass (what a queue depth of 1 waits on).
@@ -90,6 +91,8 @@ export class UringFileIo {
   private bounce: DirectBouncePool | null = null;
   private onIdle: (() => void) | null = null;
   private readonly flushFn = (): void => {
+    // Already submitted at the end of the device's round (roundEnd).
+    if (!this.submitScheduled) return;
     this.submitScheduled = false;
     this.submitNow(0);
   };
@@ -222,6 +225,20 @@ export class UringFileIo {
       return undefined;
     }
     return this.promiseFor(slot);
+  }
+
+  /**
+   * The device's round over its queue ended (the queue server's roundEnd): what the round
+   * queued goes to the kernel now rather than from a microtask, and the next round's first
+   * operation is eager again. Without this, rounds that follow each other inside one macrotask
+   * (a busy-polling episode of the vhost-user back-end, which never yields to microtasks) would
+   * leave their operations queued until the episode ends.
+   */
+  roundEnd(): void {
+    this.eagerUsed = false;
+    if (!this.submitScheduled || this.closed) return;
+    this.submitScheduled = false;
+    this.submitNow(0);
   }
 
   /** Counts a completion wait; after WAIT_MISS_LIMIT misses in a row, skips waits for a while. */
