@@ -37,6 +37,23 @@ for (const packed of [false, true]) {
       assert.equal(rig.server.inFlight(0), 0);
     });
 
+    it('hasAvailable: whether a served queue holds buffers not popped yet, seen from inside a request (the blk wait gate)', () => {
+      const seen: boolean[] = [];
+      let rig: Rig | null = null;
+      rig = new Rig(packed, (req) => {
+        seen.push(rig!.server.hasAvailable());
+        return req.chain.writableBytes;
+      });
+      assert.equal(rig.server.hasAvailable(), false, 'before activation');
+      rig.server.activate(rig.ctx);
+      rig.offer(3);
+      assert.equal(rig.server.hasAvailable(), true, 'three posted, none popped');
+      rig.server.onQueueNotify(0);
+      // While serving the first two, more were posted behind them; serving the last, none.
+      assert.deepEqual(seen, [true, true, false]);
+      assert.equal(rig.server.hasAvailable(), false);
+    });
+
     it('Promise completion: used when resolved, one notification per microtask batch, rejection returns the buffer', async () => {
       const resolvers: ((n: number) => void)[] = [];
       const rejecters: ((e: unknown) => void)[] = [];

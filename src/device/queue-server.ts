@@ -165,6 +165,15 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     return this.queues[index]?.vq ?? null;
   }
 
+  /**
+   * Whether any served queue has buffers the device has not popped yet (a backend deciding
+   * whether the request it starts is the only work there is, e.g. to wait for it in place).
+   */
+  hasAvailable(): boolean {
+    for (const q of this.queues) if (q !== null && !q.stopped && q.vq.hasAvailable()) return true;
+    return false;
+  }
+
   /** Requests of queue `index` in flight now, and pool slots created so far (for tests and stats). */
   inFlight(index: number): number {
     return this.queues[index]?.inFlight ?? 0;

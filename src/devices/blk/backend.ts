@@ -47,6 +47,13 @@ export interface BlkBackend {
    * microtask that only runs after the episode.
    */
   roundEnd?(): void;
+  /**
+   * Optional: the device hands the backend a way to know whether other requests wait in its
+   * rings (`othersWaiting`). A backend that can wait for a lone operation's completion inside
+   * its system call (io_uring, `--wait-us`) waits only when none do, so a wait never holds back
+   * requests the driver already posted.
+   */
+  gateWaits?(othersWaiting: () => boolean): void;
   /** Releases the storage. */
   close(): Promise<void> | void;
 }

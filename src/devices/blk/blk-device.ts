@@ -199,6 +199,8 @@ export class BlkDevice implements VirtioDevice {
       ...(backend.roundEnd !== undefined ? { roundEnd: () => backend.roundEnd!() } : {}),
     });
     this.requests = new BlkRequestHandler(this, backend, this.id, this.server, opts.logger);
+    const server = this.server;
+    backend.gateWaits?.(() => server.hasAvailable());
   }
 
   // ---- configuration space (5.2.4) ----

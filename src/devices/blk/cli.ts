@@ -87,8 +87,14 @@ export const DEFAULT_POLL_US_MEMORY = 50;
  * aio=io_uring with it, 0.98x without). Requests still in flight end the window at once.
  */
 export const DEFAULT_POLL_US_IMAGE = 50;
-/** `--wait-us` default (measured, bench/README.md "vhost-user-blk on an image file"). */
-export const DEFAULT_WAIT_US = 50;
+/**
+ * `--wait-us` default. The wait ends with the operation's completion, so the bound only caps a
+ * slow disk; it is made only for a lone operation with nothing else posted (UringFileIo
+ * waitGate). An O_DIRECT transfer takes 80-100 µs here: with 1000, 4 KiB QD1 reads 1.22x and
+ * writes 1.16x of qemu-storage-daemon aio=io_uring, with 50 0.88x / 0.94x (bench/README.md
+ * "Session 16").
+ */
+export const DEFAULT_WAIT_US = 1000;
 
 const COMMAND = 'blk';
 
@@ -122,8 +128,9 @@ ${BACKEND_SOCKET_USAGE}
                           (0..${MAX_POLL_US_CLI}) before sleeping, saving the front-end's kicks and the
                           wake-ups (default ${DEFAULT_POLL_US_MEMORY} with --memory, ${DEFAULT_POLL_US_IMAGE} with --image)
   --wait-us N             with --image through io_uring: when a request's operation is the only
-                          one in flight and the kernel does not complete it at once (a buffered
-                          write ext4 hands to a worker, O_DIRECT), sleep in io_uring_enter up to
+                          one in flight, no other request is posted and the kernel does not
+                          complete it at once (O_DIRECT, a buffered write ext4 hands to a
+                          worker), sleep in io_uring_enter up to
                           N microseconds (0..${MAX_POLL_US_CLI}) for its completion instead of waking
                           the event loop for it; skipped for a while after misses (default ${DEFAULT_WAIT_US})
   --threads T             serve the queues on T worker threads (1..--num-queues; queue i on thread

@@ -139,6 +139,35 @@ describe('UringBackend (io_uring on a real file)', { skip, timeout: 60_000 }, ()
     }
   });
 
+  it('a BlkDevice hands its backend the wait gate (its rings\' unpopped requests) and ends each round (roundEnd)', async () => {
+    const path = image('gate.img', 256 * 512, 4);
+    const backend = await UringBackend.open(path);
+    let gate: (() => boolean) | null = null;
+    let roundEnds = 0;
+    const gateWaits = backend.gateWaits.bind(backend);
+    backend.gateWaits = (f) => {
+      gate = f;
+      gateWaits(f);
+    };
+    const roundEnd = backend.roundEnd.bind(backend);
+    backend.roundEnd = () => {
+      roundEnds++;
+      roundEnd();
+    };
+    try {
+      const { pair } = setup({}, {}, backend);
+      assert.ok(gate !== null, 'the device set the gate when it was built');
+      const raw = new RawDriver(pair.ctx);
+      const r = await raw.send([header(BlkReqType.IN, 0)], [4096, 1]);
+      assert.equal(r.ins[1]![0], BlkStatus.OK);
+      assert.ok(r.ins[0]!.every((x) => x === 4));
+      assert.ok(roundEnds >= 1, 'the pass over the request ended a round');
+      assert.equal((gate as () => boolean)(), false, 'nothing posted now');
+    } finally {
+      await backend.close();
+    }
+  });
+
   it('O_DIRECT: opened with O_DIRECT, misaligned buffers bounced, data intact', async () => {
     const path = image('direct.img', 1 << 20);
     let b: UringBackend;

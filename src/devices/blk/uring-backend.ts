@@ -72,7 +72,7 @@ export interface UringBackendOptions {
   readonly bufferedWrites?: BufferedWriteRoute;
   /**
    * How long, in µs, the io_uring_enter of a lone operation the kernel does not complete inline
-   * sleeps for its completion (UringFileIo `waitUs`; `--poll-us` with an image). Default 0.
+   * sleeps for its completion (UringFileIo `waitUs`; `--wait-us`). Default 0.
    */
   readonly waitUs?: number;
   /**
@@ -240,6 +240,11 @@ export class UringBackend implements BlkBackend {
     const p = poolWrite(this.fd, src, srcOff, len, offset);
     p.then(this.poolDoneFn, this.poolDoneFn);
     return p;
+  }
+
+  /** Completion waits only while `othersWaiting` says no other request is posted (UringFileIo.waitGate). */
+  gateWaits(othersWaiting: () => boolean): void {
+    this.io.waitGate = othersWaiting;
   }
 
   /** The device's round ended: the operations it queued go to the kernel now (UringFileIo.roundEnd). */

@@ -10,10 +10,11 @@
  *   submitted at once; when the kernel completes it inside io_uring_enter (a page-cache hit)
  *   `rw` returns undefined: done synchronously, no promise and no microtask, and the device
  *   completes the request inside its pass (what a queue depth of 1 waits on).
- * - Completion wait (`waitUs` > 0, `--poll-us` with an image): when the eager operation is the
- *   only one in flight, its io_uring_enter also sleeps until it completes, up to `waitUs`: a
- *   buffered write that ext4 hands to an io-wq worker (ext4 has no non-blocking buffered write)
- *   then completes inside the device's pass, without the eventfd waking Node's loop, and the
+ * - Completion wait (`waitUs` > 0, `--wait-us`): when the eager operation is the only one in
+ *   flight and no other request waits in the device's rings (`waitGate`), its io_uring_enter
+ *   also sleeps until it completes, up to `waitUs`: an O_DIRECT transfer, or a buffered write
+ *   that ext4 hands to an io-wq worker (ext4 has no non-blocking buffered write), then
+ *   completes inside the device's pass, without the eventfd waking Node's loop, and the
  *   back-end's busy-poll window can pick up the driver's next request without a kick. A wait
  *   that ends without the completion (O_DIRECT on a slow disk) counts as a miss; after
  *   WAIT_MISS_LIMIT misses in a row waits are skipped for a while (doubling while probes miss).
@@ -121,6 +122,11 @@ export class UringFileIo {
   waits = 0;
   /** Completion waits the eager operation completed in. */
   waitHits = 0;
+  /**
+   * Set by the device (BlkBackend.gateWaits): whether other requests wait in its rings; a
+   * completion wait is made only when none do. Null: no such check.
+   */
+  waitGate: (() => boolean) | null = null;
   /** Completion wait in ns (0: never wait). */
   private waitNs: number;
   private waitMisses = 0;
@@ -209,7 +215,9 @@ export class UringFileIo {
     this.eagerError = null;
     // Only when nothing else is in flight: a wait must not hold back other requests of the pass
     // (they are popped after this one) or the completions of earlier ones.
-    const wait = this.waitNs > 0 && this.freeTop === this.slots - 1 && this.waiting.length === 0 && !this.reaping;
+    // Nor while the device has other requests posted and not yet popped (waitGate): a driver
+    // that refilled several at once gets them all started first.
+    const wait = this.waitNs > 0 && this.freeTop === this.slots - 1 && this.waiting.length === 0 && !this.reaping && (this.waitGate === null || !this.waitGate());
     if (wait && this.waitSkip > 0) {
       this.waitSkip--;
       this.submitNow(0);

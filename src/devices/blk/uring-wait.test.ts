@@ -89,6 +89,42 @@ describe('io_uring completion wait (--wait-us)', { skip, timeout: 60_000 }, () =
     });
   }
 
+  it('a lone operation waits only while the device says no other request is posted (gateWaits)', async () => {
+    const b = await UringBackend.open(path, { direct: true, waitUs: 1000 });
+    const pool = new DirectBouncePool(4096, 1);
+    let othersWaiting = true;
+    let asked = 0;
+    b.gateWaits(() => {
+      asked++;
+      return othersWaiting;
+    });
+    try {
+      const dst = pool.acquire() as Uint8Array;
+      // Other requests posted: the lone read goes out without a wait (done later, by the eventfd).
+      for (let i = 0; i < 4; i++) {
+        const r = b.read(i * 4096, dst, 0, 4096);
+        assert.notEqual(r, undefined, 'not waited for: a promise');
+        await r;
+        assert.deepEqual(dst, pattern(4096, i));
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      assert.equal(b.counters.waits, 0);
+      assert.ok(asked >= 4, `the gate was asked (${asked})`);
+      // Nothing else posted: the same reads are waited for.
+      othersWaiting = false;
+      for (let i = 0; i < 4; i++) {
+        const r = b.read(i * 4096, dst, 0, 4096);
+        if (r !== undefined) await r;
+        assert.deepEqual(dst, pattern(4096, i));
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      assert.ok(b.counters.waits >= 1, `waited: ${JSON.stringify(b.counters)}`);
+    } finally {
+      await b.close();
+      pool.close();
+    }
+  });
+
   it('no operation waits with waitUs 0', async () => {
     const none = await UringBackend.open(path, { direct: true });
     try {
