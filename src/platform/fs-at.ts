@@ -83,6 +83,12 @@ export interface FsAt {
   ofdLock(fd: number, cmd: number, type: number, start: number, len: number, out?: Float64Array): number;
   /** linux_dirent64 records into `buf`: bytes, 0 at the end, or -errno. */
   getdents64(fd: number, buf: Uint8Array): number;
+  /**
+   * An O_PATH descriptor of the object `fd` is open on (open_tree(2) without a clone, Linux
+   * 5.2): fd, or -errno (-ENOSYS where the kernel or the addon lacks it, -EPERM under some
+   * seccomp filters: then reopen `procFdPath(fd)` with O_PATH instead).
+   */
+  openPath(fd: number): number;
   /** close(2): 0, or -errno. */
   close(fd: number): number;
 }
@@ -161,6 +167,9 @@ export function procFdPath(fd: number): string {
   return `/proc/self/fd/${fd}`;
 }
 
+/** errno ENOSYS (Linux): what `openPath` answers without the addon's function. */
+const ENOSYS = 38;
+
 let cached: FsAt | undefined;
 
 /** The *at calls of the native addon. Throws PlatformError (ENOENT) when the addon is not built. */
@@ -193,6 +202,8 @@ export function loadFsAt(): FsAt {
   const rawOpenStat = a['fsOpenStat'] as Raw5;
   // Per-request calls (FORGET closes, UNLINK): direct wrappers, no rest-argument array per call.
   const rawClose = a['fsClose'] as (fd: number) => number;
+  // Absent from an addon built before it: -ENOSYS, the caller's fallback.
+  const rawOpenPath = typeof a['fsOpenPath'] === 'function' ? (a['fsOpenPath'] as (fd: number) => number) : (): number => -ENOSYS;
   const rawUnlinkat = a['fsUnlinkat'] as (dirfd: number, name: FsName, flags: number) => number;
   cached = {
     openat: (dirfd, name, flags, mode) => {
@@ -259,6 +270,13 @@ export function loadFsAt(): FsAt {
     fstatfs: f('fsFstatfs'),
     ofdLock: f('fsOfdLock'),
     getdents64: f('fsGetdents64'),
+    openPath: (fd) => {
+      try {
+        return rawOpenPath(fd);
+      } catch (e) {
+        throw toPlatformError('fsOpenPath', e);
+      }
+    },
     close: (fd) => {
       try {
         return rawClose(fd);

@@ -81,6 +81,8 @@ export class HostFsCore extends HostFsTables {
   readonly posixAcl: boolean;
   /** The umask for the next creations (POSIX ACL mode: the request's), or -1: the process's. */
   private createUmask = -1;
+  /** open_tree(2) gives O_PATH descriptors (pathFdOf); false once it failed ENOSYS or EPERM. */
+  private openPathWorks = true;
   /** LOOKUP's prediction score (OPEN_FIRST_AT). */
   private lookupOpensFirst = 0;
 
@@ -121,6 +123,21 @@ export class HostFsCore extends HostFsTables {
 
   private umaskOut(old: number): void {
     if (old >= 0) process.umask(old);
+  }
+
+  /**
+   * An O_PATH descriptor of the very object the open descriptor `fd` is on (not of its name,
+   * which may have changed since): open_tree without a clone, one system call, or where the
+   * kernel (or a seccomp filter) refuses it, the /proc/self/fd/N magic link reopened with
+   * O_PATH. fd or -errno.
+   */
+  private pathFdOf(fd: number): number {
+    if (this.openPathWorks) {
+      const r = this.fsAt.openPath(fd);
+      if (r !== -Errno.ENOSYS && r !== -Errno.EPERM) return r;
+      this.openPathWorks = false;
+    }
+    return this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH);
   }
 
   /** A name as one path component: no `/`, not empty, at most NAME_MAX bytes, not `.` or `..`. */
@@ -350,7 +367,7 @@ export class HostFsCore extends HostFsTables {
       if ((out[MODE]! & S_IFMT) !== S_IFREG) fail(Errno.EINVAL, 'CREATE over something that is not a regular file');
       // The O_PATH descriptor of the very object opened (not the name again: it may have
       // changed), so `out` is its attributes too unless the owner changes now.
-      const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the created file');
+      const pathFd = check(this.pathFdOf(fd), 'O_PATH of the created file');
       const inode = created && this.chownToCaller(pathFd, out) ? this.adopt(pathFd, out) : this.adoptStat(pathFd, out);
       return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
     } catch (e) {
@@ -374,7 +391,7 @@ export class HostFsCore extends HostFsTables {
     this.umaskOut(old);
     const fd = check(r, 'O_TMPFILE');
     try {
-      const pathFd = check(this.fsAt.openat(At.FDCWD, procFdPath(fd), O_PATH), 'O_PATH of the tmpfile');
+      const pathFd = check(this.pathFdOf(fd), 'O_PATH of the tmpfile');
       const st = this.fsAt.fstatat(pathFd, NO_NAME, At.EMPTY_PATH, out);
       if (st < 0) this.fsAt.close(pathFd);
       check(st, 'fstat');
