@@ -66,6 +66,9 @@ export function queueServerOf(ctx: DeviceContext): QueueServer<QueueRequest> | n
  */
 export const HAND_OVER_EVERY = 4;
 
+/** Pops through the ordinary path after the direct path declined a buffer, before it is tried again. */
+export const DIRECT_RETRY_AFTER = 8;
+
 /**
  * Requests one pass pops at most, in queue sizes, before it yields to the event loop. A driver
  * cannot make more than a queue size available at a time, so this only ends a pass whose driver
@@ -104,6 +107,8 @@ export class ServedQueue {
   /** Pop order of the next request popped, and of the oldest not yet used (IN_ORDER batching). */
   popSeq = 0;
   usedSeq = 0;
+  /** Pops left before the direct path is tried again (it declined the last buffer it saw). */
+  directIdle = 0;
   /** A pass ended at its bound with buffers left: a setImmediate continues it. */
   continueScheduled = false;
   readonly flushNotify: () => void;
@@ -425,10 +430,11 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
       for (;;) {
         if (q.stopped) return;
         if (this.suspended) break;
-        if (direct !== null && q.inFlight === 0) {
+        let declined = false;
+        if (direct !== null && q.inFlight === 0 && q.directIdle > 0) q.directIdle--;
+        else if (direct !== null && q.inFlight === 0) {
           // The device's direct path first (QueueServerOptions.direct): it leaves the first
-          // buffer it does not serve to the pop below.
-          // With hand-overs, no more than the next one is due after (the same cadence as below).
+          // buffer it does not serve to the pop below. With hand-overs, no more than the next one is due after (the same cadence as below).
           const max = handOver !== undefined ? Math.min(popLeft, Math.max(1, HAND_OVER_EVERY - q.unpublished)) : popLeft;
           let n: number;
           try {
@@ -456,6 +462,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
             }
             continue;
           }
+          declined = true;
         }
         if (this.segmentsHeld > this.segmentBudget && q.inFlight > 0) {
           q.starved = true; // resumed by a completion, which gives storage back
@@ -485,6 +492,9 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
           q.free = req;
           break;
         }
+        // The direct path declined this buffer (a ring or chain it does not take): not tried
+        // again for the next few, so a queue of such buffers pays for the attempt seldom.
+        if (declined) q.directIdle = DIRECT_RETRY_AFTER;
         if (req.chain.allocatedSegments !== allocated) {
           const grown = req.chain.allocatedSegments - allocated;
           q.segments += grown;
