@@ -50,6 +50,7 @@ export type RequestHandler<R extends QueueRequest> = (req: R) => RequestResult;
  * publication of used idx, pass bound and suspension stay the server's).
  */
 export interface DirectServer {
+  /** Serves up to `max` available buffers of `queue` (popDirect, pushDirect); returns how many. */
   serve(queue: DeviceQueue, max: number): number;
   /** Device-readable bytes of the buffers the last `serve` used (the queue's byte counter). */
   readonly lastBytes: number;

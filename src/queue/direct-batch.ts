@@ -25,8 +25,10 @@ export class DirectBatch {
   readonly segments = new Uint8Array(DIRECT_BATCH);
   /** Device-readable bytes of each chain (at most 2^32 - 1, 2.7.4). */
   readonly bytes = new Float64Array(DIRECT_BATCH);
-  /** Segment s of chain k is entry k * DIRECT_MAX_SEGMENTS + s of the next three. */
-  /** Guest memory region of the segment (`GuestMemory.bytesOf`). */
+  /**
+   * Guest memory region of each segment (`GuestMemory.bytesOf`): segment s of chain k is entry
+   * k * DIRECT_MAX_SEGMENTS + s here, in `offset` and in `len`.
+   */
   readonly region = new Int32Array(DIRECT_BATCH * DIRECT_MAX_SEGMENTS);
   /** Offset of the segment's first byte in its region. */
   readonly offset = new Float64Array(DIRECT_BATCH * DIRECT_MAX_SEGMENTS);

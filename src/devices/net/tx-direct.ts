@@ -27,6 +27,7 @@ export interface TxDirectHost {
 
 /** The direct path of one transmit queue (see the module comment). */
 export class TxDirect implements DirectServer, TxSource {
+  /** DirectServer: device-readable bytes of the chains the last `serve` sent. */
   lastBytes = 0;
   /** TxSource: the chain being sent now. */
   readableBytes = 0;
