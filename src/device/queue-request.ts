@@ -42,6 +42,20 @@ export type RequestResult = number | PromiseLike<number> | void;
 /** Serves one popped request of a queue. */
 export type RequestHandler<R extends QueueRequest> = (req: R) => RequestResult;
 
+/**
+ * A device's direct path for a queue (DeviceQueue.popDirect): it serves and completes (with
+ * `pushDirect`) up to `max` of the queue's available buffers itself, without requests, and
+ * returns how many; 0 leaves the next buffer to the ordinary pop and handler. The server calls
+ * it only while none of the queue's requests is in flight, inside its pass (notifications,
+ * publication of used idx, pass bound and suspension stay the server's).
+ */
+export interface DirectServer {
+  /** Serves up to `max` available buffers of `queue` (popDirect, pushDirect); returns how many. */
+  serve(queue: DeviceQueue, max: number): number;
+  /** Device-readable bytes of the buffers the last `serve` used (the queue's byte counter). */
+  readonly lastBytes: number;
+}
+
 /** How a device configures its QueueServer. */
 export interface QueueServerOptions<R extends QueueRequest> {
   /** Prefix of log lines (e.g. 'virtio-blk'). */
@@ -55,6 +69,8 @@ export interface QueueServerOptions<R extends QueueRequest> {
    * drives itself (the server then only reports it started, stopped and notified).
    */
   handler(index: number): RequestHandler<R> | null;
+  /** The direct path of queue `index`, asked when the queue starts (absent or null: none). */
+  direct?(index: number): DirectServer | null;
   /** Creates one pool slot (once per slot, never per request). Default: a plain QueueRequest. */
   newRequest?(chain: DescriptorChain, queueIndex: number): R;
   /**

@@ -23,6 +23,9 @@
  *    (its used_event says so), so the driver consumes and refills while the device serves the
  *    rest: without it the two sides take turns, the driver idle for the whole pass and the
  *    device idle while the driver works;
+ *  - lets a device serve plain buffers itself first (`QueueServerOptions.direct`,
+ *    DeviceQueue.popDirect: no request per buffer; the virtio-net transmit queues), while none
+ *    of the queue's requests is in flight; the buffers it leaves go the way above;
  *  - bounds a pass: after PASS_QUEUE_SIZES times the queue size of requests popped in one go
  *    (a driver refilling as fast as the device serves), it yields to the event loop (other
  *    queues, vhost-user messages) and goes on from a setImmediate, notifications still off;
@@ -38,9 +41,9 @@ import type { DescriptorChain } from '../queue/chain.js';
 import type { DeviceQueue } from '../queue/types.js';
 import type { DeviceContext } from './types.js';
 import type { QueueStats } from './queue-stats.js';
-import { QueueRequest, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-request.js';
+import { type DirectServer, QueueRequest, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-request.js';
 
-export { QueueRequest, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-request.js';
+export { type DirectServer, QueueRequest, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-request.js';
 
 
 /** The server serving each live context, for inspectors (queueServerOf). */
@@ -62,6 +65,9 @@ export function queueServerOf(ctx: DeviceContext): QueueServer<QueueRequest> | n
  * device waiting for the driver's refill.
  */
 export const HAND_OVER_EVERY = 4;
+
+/** Pops through the ordinary path after the direct path declined a buffer, before it is tried again. */
+export const DIRECT_RETRY_AFTER = 8;
 
 /**
  * Requests one pass pops at most, in queue sizes, before it yields to the event loop. A driver
@@ -101,6 +107,8 @@ export class ServedQueue {
   /** Pop order of the next request popped, and of the oldest not yet used (IN_ORDER batching). */
   popSeq = 0;
   usedSeq = 0;
+  /** Pops left before the direct path is tried again (it declined the last buffer it saw). */
+  directIdle = 0;
   /** A pass ended at its bound with buffers left: a setImmediate continues it. */
   continueScheduled = false;
   readonly flushNotify: () => void;
@@ -112,6 +120,8 @@ export class ServedQueue {
     readonly handler: RequestHandler<QueueRequest> | null,
     readonly limit: number,
     server: QueueServer<QueueRequest>,
+    /** The device's direct path for this queue (QueueServerOptions.direct), or null. */
+    readonly direct: DirectServer | null = null,
   ) {
     this.flushNotify = () => {
       this.notifyScheduled = false;
@@ -369,7 +379,8 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     const handler = this.o.handler(index) as RequestHandler<QueueRequest> | null;
     const cap = this.o.maxInFlight;
     const limit = cap !== undefined && cap >= 1 && cap < vq.size ? Math.floor(cap) : vq.size;
-    const q = new ServedQueue(index, vq, handler, limit, this as unknown as QueueServer<QueueRequest>);
+    const direct = handler !== null && vq.popDirect !== undefined ? (this.o.direct?.(index) ?? null) : null;
+    const q = new ServedQueue(index, vq, handler, limit, this as unknown as QueueServer<QueueRequest>, direct);
     q.epoch = ++this.epochs;
     while (this.queues.length <= index) this.queues.push(null);
     this.queues[index] = q;
@@ -421,12 +432,47 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     // only with EVENT_IDX, where a notification is sent only for the index the driver waits on.
     const handOver = vq.eventIdx === true ? this.ctx?.notifyUsedNow : undefined;
     let popLeft = vq.size * PASS_QUEUE_SIZES;
+    const direct = q.direct;
     for (;;) {
       q.again = false;
       vq.disableNotification();
       for (;;) {
         if (q.stopped) return;
         if (this.suspended) break;
+        let declined = false;
+        if (direct !== null && q.inFlight === 0 && q.directIdle > 0) q.directIdle--;
+        else if (direct !== null && q.inFlight === 0) {
+          // The device's direct path first (QueueServerOptions.direct): it leaves the first
+          // buffer it does not serve to the pop below. With hand-overs, no more than the next one is due after (the same cadence as below).
+          const max = handOver !== undefined ? Math.min(popLeft, Math.max(1, HAND_OVER_EVERY - q.unpublished)) : popLeft;
+          let n: number;
+          try {
+            n = direct.serve(vq, max);
+          } catch (e) {
+            this.stats?.error(q.index);
+            this.broken(e);
+            return;
+          }
+          if (n > 0) {
+            this.stats?.served(q.index, n, direct.lastBytes);
+            q.unpublished += n;
+            q.popSeq += n;
+            q.usedSeq = q.popSeq;
+            if (q.stopped) return;
+            if (handOver !== undefined && q.unpublished >= HAND_OVER_EVERY) {
+              this.publish(q);
+              if (q.stopped) return;
+              handOver(q.index);
+            }
+            popLeft -= n;
+            if (popLeft <= 0) {
+              this.endBoundedPass(q);
+              return;
+            }
+            continue;
+          }
+          declined = true;
+        }
         if (this.segmentsHeld > this.segmentBudget && q.inFlight > 0) {
           q.starved = true; // resumed by a completion, which gives storage back
           return;
@@ -455,6 +501,9 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
           q.free = req;
           break;
         }
+        // The direct path declined this buffer (a ring or chain it does not take): not tried
+        // again for the next few, so a queue of such buffers pays for the attempt seldom.
+        if (declined) q.directIdle = DIRECT_RETRY_AFTER;
         if (req.chain.allocatedSegments !== allocated) {
           const grown = req.chain.allocatedSegments - allocated;
           q.segments += grown;
@@ -473,13 +522,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
           handOver(q.index);
         }
         if (--popLeft === 0) {
-          // Bounded pass: this round's completions are published by serve; notifications stay
-          // off (the continuation looks at the ring itself).
-          if (!this.endRound(q)) return;
-          if (!q.continueScheduled) {
-            q.continueScheduled = true;
-            setImmediate(q.continuePass);
-          }
+          this.endBoundedPass(q);
           return;
         }
       }
@@ -492,6 +535,18 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         return;
       }
       if (!vq.enableNotification() && !q.again) return;
+    }
+  }
+
+  /**
+   * A pass reached its bound: this round's completions are published by serve; notifications
+   * stay off (the continuation, from a setImmediate, looks at the ring itself).
+   */
+  private endBoundedPass(q: ServedQueue): void {
+    if (!this.endRound(q)) return;
+    if (!q.continueScheduled) {
+      q.continueScheduled = true;
+      setImmediate(q.continuePass);
     }
   }
 

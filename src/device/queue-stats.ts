@@ -126,6 +126,14 @@ export class QueueStats {
     this.values[s + BYTES_WRITTEN]! += written;
   }
 
+  /** `n` buffers carrying `readBytes` device-readable bytes were popped and used with nothing written (a direct path). */
+  served(queue: number, n: number, readBytes: number): void {
+    const s = this.slot(queue);
+    this.values[s + REQUESTS]! += n;
+    this.values[s + BYTES_READ]! += readBytes;
+    this.values[s + COMPLETED]! += n;
+  }
+
   /** A popped buffer was dropped without completion (its queue was reset or replaced). */
   dropped(queue: number): void {
     this.values[this.slot(queue) + DROPPED]! += 1;

@@ -14,6 +14,7 @@ import { ErrorCode, QueueError, QueueFault, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DESC_SIZE, DescFlag, SplitLayout, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, needEvent } from '../spec/ring.js';
 import { DescriptorChain, chainCapacityForQueue } from './chain.js';
+import { DIRECT_BATCH, DIRECT_MAX_SEGMENTS, type DirectBatch } from './direct-batch.js';
 import { hexAddress } from './hex-address.js';
 import { addUnmappedBuffer } from './unmapped-buffer.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, resolveSplitConfig, storeU16Release } from './split-layout.js';
@@ -88,6 +89,10 @@ export class SplitQueue implements DeviceQueue {
   /** Guest range of the region the last data buffer was found in (a lookup-free fast path). */
   private dataStart = 0;
   private dataEnd = -1;
+  /** The same for popDirect, with the region's index. */
+  private directStart = 0;
+  private directEnd = -1;
+  private directRegion = -1;
   private brokenErr: QueueError | null = null;
   /** Whether the device currently wants available-buffer notifications (2.7.10). */
   private notifyEnabled = true;
@@ -143,6 +148,9 @@ export class SplitQueue implements DeviceQueue {
     this.availEventW = this.availEventOff >>> 1;
     this.dataStart = 0;
     this.dataEnd = -1;
+    this.directStart = 0;
+    this.directEnd = -1;
+    this.directRegion = -1;
   }
 
   /**
@@ -326,6 +334,115 @@ export class SplitQueue implements DeviceQueue {
       }
       idx = next;
     }
+  }
+
+  /**
+   * DeviceQueue.popDirect (direct-batch.ts): up to `max` available chains of 1 to
+   * DIRECT_MAX_SEGMENTS device-readable descriptors, located in guest memory, into `b`; stops
+   * before the first chain of another shape, which the ordinary `pop` then takes (and judges,
+   * 2.7.5 / 2.7.4.2: indirect, writable, out-of-range next, unmapped, zero-length, too long).
+   * Reads avail idx once per batch (acquire, 2.7.13) and only what it bounds; throws nothing:
+   * a ring-rule break is left for `pop` to report. Little-endian rings only, not with IN_ORDER
+   * (the queue server batches those completions itself). Never allocates.
+   */
+  popDirect(b: DirectBatch, max: number): number {
+    const u32 = this.descU32;
+    const a16 = this.availU16;
+    const u16 = this.usedU16;
+    if (this.brokenErr !== null || this.inOrder || u32 === null || a16 === null || u16 === null) return 0;
+    if (this.availCache === this.nextAvail) {
+      const availIdx = Atomics.load(a16, this.availIdxW);
+      const pending = (availIdx - this.nextAvail) & 0xffff;
+      // 2.7.6: more than `size` ahead is a ring-rule break: `pop` reads idx again and reports it.
+      if (pending === 0 || pending > this.size) return 0;
+      this.availCache = availIdx;
+    }
+    const avail = (this.availCache - this.nextAvail) & 0xffff;
+    const limit = Math.min(max, avail, DIRECT_BATCH);
+    const mem = this.memory;
+    const size = this.size;
+    const mask = this.mask;
+    const ringW = this.availRingW;
+    const descW = this.desc.offset >>> 2;
+    let start = this.directStart;
+    let end = this.directEnd;
+    let region = this.directRegion;
+    let pos = this.nextAvail;
+    let n = 0;
+    chains: for (; n < limit; n++) {
+      const head = a16[ringW + (pos & mask)]!;
+      if (head >= size) break;
+      const base = n * DIRECT_MAX_SEGMENTS;
+      let idx = head;
+      let segs = 0;
+      let total = 0;
+      for (;;) {
+        // The walk is bounded by DIRECT_MAX_SEGMENTS: a loop is a chain too long for this path.
+        if (segs === DIRECT_MAX_SEGMENTS) break chains;
+        const w = descW + idx * 4;
+        const lo = u32[w]!;
+        const hi = u32[w + 1]!;
+        const len = u32[w + 2]!;
+        const fn = u32[w + 3]!;
+        if ((fn & (DescFlag.INDIRECT | DescFlag.WRITE)) !== 0 || len === 0) break chains;
+        const addr = hi === 0 ? lo : hi >= 0x20_0000 ? -1 : hi * U32 + lo;
+        if (!(addr >= start && addr + len <= end)) {
+          const r = addr >= 0 ? mem.locate(addr, len) : -1;
+          if (r < 0) break chains;
+          region = r;
+          start = mem.baseOf(r);
+          end = start + mem.bytesOf(r).length;
+        }
+        const s = base + segs;
+        b.region[s] = region;
+        b.offset[s] = addr - start;
+        b.len[s] = len;
+        segs++;
+        total += len;
+        if ((fn & DescFlag.NEXT) === 0) break;
+        idx = fn >>> 16;
+        if (idx >= size) break chains;
+      }
+      if (total > MAX_CHAIN_BYTES) break;
+      b.heads[n] = head;
+      b.segments[n] = segs;
+      b.bytes[n] = total;
+      pos = (pos + 1) & 0xffff;
+    }
+    this.directStart = start;
+    this.directEnd = end;
+    this.directRegion = region;
+    b.memory = mem;
+    if (n === 0) return 0;
+    this.nextAvail = pos;
+    // 2.7.10: as `pop`, with EVENT_IDX and notifications wanted, ask about the next buffer.
+    if (this.eventIdx && this.notifyEnabled) u16[this.availEventW] = pos;
+    return n;
+  }
+
+  /**
+   * DeviceQueue.pushDirect: the first `n` chains of `b` (popped by popDirect, in that order) as
+   * used elements with nothing written (device-readable chains), published at the next
+   * `publish()` (2.7.8, as pushDeferred). Never allocates.
+   */
+  pushDirect(b: DirectBatch, n: number): void {
+    if (this.brokenErr !== null) return;
+    const u32 = this.usedU32;
+    const heads = b.heads;
+    if (u32 === null) {
+      for (let k = 0; k < n; k++) this.writeUsed(heads[k]!, 0, 1);
+      return;
+    }
+    const mask = this.mask;
+    const ringW = this.usedRingW;
+    let used = this.nextUsed;
+    for (let k = 0; k < n; k++) {
+      const w = ringW + 2 * (used & mask);
+      u32[w] = heads[k]!;
+      u32[w + 1] = 0;
+      used = (used + 1) & 0xffff;
+    }
+    this.nextUsed = used;
   }
 
   /** Slow path for a data buffer not inside one region (unmapped-buffer.ts). */

@@ -1,6 +1,7 @@
 import type { QueueError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DescriptorChain } from './chain.js';
+import type { DirectBatch } from './direct-batch.js';
 
 /**
  * Where a queue lives and how it was negotiated. For split rings the three areas are the
@@ -113,6 +114,21 @@ export interface DeviceQueue {
    * buffers one by one, such as vhost-user inflight tracking). Optional (taken as false).
    */
   readonly inOrderBatching?: boolean;
+
+  /**
+   * Pops up to `max` available chains of the plainest shape into `b` without a DescriptorChain
+   * each (direct-batch.ts): device-readable descriptors only, no indirect table, every buffer
+   * in guest memory; stops before the first other chain, which `pop` then takes. Returns how
+   * many (0 also when the queue cannot do this now: packed, IN_ORDER, vhost-user inflight
+   * tracking or dirty logging on). The caller pushes them all with `pushDirect` before it
+   * returns to the event loop. Optional (taken as always 0). Never allocates.
+   */
+  popDirect?(b: DirectBatch, max: number): number;
+  /**
+   * Returns the first `n` chains of the last `popDirect` into `b`, in order, with nothing
+   * written; visible to the driver at the next `publish()` (as `pushDeferred`).
+   */
+  pushDirect?(b: DirectBatch, n: number): void;
 
   /**
    * Returns the last `count` popped buffers to the ring, not yet pushed: the next pops yield

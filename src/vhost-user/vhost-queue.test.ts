@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { ErrorCode, VirtioError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { DescriptorChain } from '../queue/chain.js';
+import { DirectBatch } from '../queue/direct-batch.js';
 import { createDriverQueue } from '../driver/create-queue.js';
 import { createDeviceQueue } from '../queue/create-queue.js';
 import { packedRingLayout } from '../queue/packed-layout.js';
@@ -12,7 +13,7 @@ import type { DeviceQueue, DriverQueue, QueueConfig } from '../queue/types.js';
 import { F } from '../spec/features.js';
 import { PackedInflight, SplitInflight, inflightQueueRegionSize } from './inflight.js';
 import { GUEST_BASE, MEM_SIZE, RING, TinyDriver } from './test-helpers.js';
-import { VhostQueue } from './vhost-queue.js';
+import { DirtyLog, VhostQueue } from './vhost-queue.js';
 
 const enc = new TextEncoder();
 
@@ -63,6 +64,42 @@ describe('VhostQueue', () => {
     assert.equal(q.pop(c), true);
     q.pushDeferred(c, 1);
     assert.equal(drv.usedIdx(), 1);
+  });
+
+  it('popDirect: plain chains while nothing per buffer is on; none with inflight tracking, dirty logging or once detached (pop takes them)', () => {
+    /** A one-descriptor readable chain: add() makes [readable, writable], the head loses NEXT. */
+    const plain = (drv: TinyDriver, at: number): number => {
+      const head = drv.add(enc.encode('frame'), 0, at);
+      drv.writeDesc(drv.descOff + 16 * head, GUEST_BASE + at, 5, 0, 0);
+      return head;
+    };
+    const b = new DirectBatch();
+    {
+      const { q, drv } = make();
+      const h0 = plain(drv, RING.data);
+      const h1 = plain(drv, RING.data + 0x400);
+      assert.equal(q.popDirect(b, 8), 2);
+      assert.deepEqual([b.heads[0], b.heads[1]], [h0, h1]);
+      assert.equal(q.served, 2);
+      q.pushDirect(b, 2);
+      assert.equal(drv.usedIdx(), 0, 'published at publish()');
+      q.publish();
+      assert.equal(drv.usedIdx(), 2);
+      assert.equal(q.state().nextUsed, 2);
+      assert.equal(q.pinnedBuffers, 0);
+    }
+    const cases: [string, (q: VhostQueue) => void][] = [
+      ['inflight tracking', (q) => q.attachSplitInflight(new SplitInflight(new DataView(new Uint8Array(inflightQueueRegionSize(8)).buffer), 0, 8), 0)],
+      ['dirty logging', (q) => (q.log = new DirtyLog(new Uint8Array(64)))],
+      ['detached', (q) => q.detach()],
+    ];
+    for (const [what, set] of cases) {
+      const { q, drv, mem } = make();
+      plain(drv, RING.data);
+      set(q);
+      assert.equal(q.popDirect(b, 8), 0, what);
+      if (what !== 'detached') assert.equal(q.pop(new DescriptorChain(mem, 4)), true, `${what}: pop takes it`);
+    }
   });
 
   it('inOrderBatching: with IN_ORDER, until inflight tracking is attached (the region records buffer by buffer; a batch names only its last)', () => {

@@ -16,6 +16,7 @@ import { ErrorCode, QueueError, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import type { DeviceQueue, QueueState } from '../queue/types.js';
+import type { DirectBatch } from '../queue/direct-batch.js';
 import { VHOST_LOG_PAGE } from './messages.js';
 import { PackedInflight, SplitInflight, readSplitChain } from './inflight.js';
 
@@ -387,6 +388,27 @@ export class VhostQueue implements DeviceQueue {
     }
     this.advanceUsed(chain.ringDescs);
     if (!this.unpinUsed(chain.memory)) this.unpinCount(1, true);
+  }
+
+  /**
+   * DeviceQueue.popDirect, while nothing this wrapper adds per buffer is on: no inflight
+   * tracking (it records each buffer), no dirty logging (LOG_ALL marks each), not detached.
+   * No ring pins: the device pushes the chains before it returns to the event loop, where a
+   * memory change would be handled.
+   */
+  popDirect(b: DirectBatch, max: number): number {
+    if (this.detached || this.split !== null || this.pk !== null || this.log !== null) return 0;
+    const n = this.inner.popDirect?.(b, max) ?? 0;
+    this.served += n;
+    this.ringPops += n;
+    return n;
+  }
+
+  /** DeviceQueue.pushDirect (split rings only: popDirect takes nothing from packed ones). */
+  pushDirect(b: DirectBatch, n: number): void {
+    if (this.detached || this.inner.pushDirect === undefined) return;
+    this.inner.pushDirect(b, n);
+    this.usedIdx = (this.usedIdx + n) & 0xffff;
   }
 
   /** Makes the entries of pushDeferred visible to the driver (no-op when none pend). */

@@ -22,3 +22,5 @@ export type { NetRss } from './net-rss.js';
 export type { CoalescingParams } from './net-coalescing.js';
 export { NetHashTunnelType, NET_SUPPORTED_TUNNEL_TYPES } from './net-hash-tunnel.js';
 export type { NetReceiveState } from './net-receive.js';
+export type { TxDirectHost } from './tx-direct.js';
+export type { TxSource } from './tx-source.js';

@@ -16,7 +16,7 @@ import { QueueServer, type QueueRequest } from '../../device/queue-server.js';
 import type { DeviceContext, VirtioDevice } from '../../device/types.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { ChainCursor, type DescriptorChain } from '../../queue/chain.js';
+import { ChainCursor } from '../../queue/chain.js';
 import { encodeConfig } from '../../spec/config-layout.js';
 import { DeviceId } from '../../spec/device-id.js';
 import { F } from '../../spec/features.js';
@@ -50,6 +50,8 @@ import { type FrameSource, NET_PARTIAL_FRAME, NetPacket, macKey } from './packet
 import type { NetLink, NetPort } from './port.js';
 import { RxFilter } from './rx-filter.js';
 import { TxChainReader } from './tx-chain-reader.js';
+import { TxDirect, type TxDirectHost } from './tx-direct.js';
+import { ChainTxSource, type TxSource } from './tx-source.js';
 import type { NetSwitch, SwitchPort } from './switch.js';
 
 export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats } from './net-device-options.js';
@@ -58,7 +60,7 @@ export { DEFAULT_NET_MAC, NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDe
  * The virtio-net device (5.1): frames to and from a NetPort (a switch port), offloads, multiqueue,
  * the control queue. What it implements and its normative coverage: docs/devices/net.md.
  */
-export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetReceiveState, FrameSource {
+export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetReceiveState, FrameSource, TxDirectHost {
   readonly deviceId = DeviceId.NET;
   /** NetPort: GSO packets come whole; the device passes them on or segments them itself. */
   readonly takesGso = true;
@@ -115,12 +117,16 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
   private readonly receiver: NetReceiver;
   private readonly txHdr = new Uint8Array(NetHdr.HASH_SIZE);
   private readonly txReader = new TxChainReader();
+  /** A chain the queue server popped, as a TxSource. */
+  private readonly txChainSource = new ChainTxSource(this.txReader);
+  /** Per transmit queue (index 2k + 1 at k): its direct path (tx-direct.ts). */
+  private readonly txDirect: TxDirect[];
   /** txPacket's bytes as words, for the transmit copies (tx-chain-reader.ts). */
   private readonly txData32: Uint32Array | null;
   /** Frame bytes of txPacket read so far (all but a partial frame's, see serveTx). */
   private txFilled = 0;
   /** The chain txPacket is read from while it is sent, and its header length (fillFrame). */
-  private txChain: DescriptorChain | null = null;
+  private txSrc: TxSource | null = null;
   private txHl = 0;
   private readonly reader = new ChainCursor(false);
   private readonly writer = new ChainCursor(true);
@@ -172,6 +178,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.txPacket = new NetPacket(gso ? Math.max(NET_GSO_MAX_FRAME, this.maxFrame) : this.maxFrame);
     const d = this.txPacket.data;
     this.txData32 = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2) : null;
+    this.txDirect = Array.from({ length: pairs }, (_, k) => new TxDirect(this, 2 * k + 1));
     this.counters = new NetQueueCounters(2 * pairs);
     this.coalescing = new NetCoalescing(2 * pairs, this.counters);
     this.filter.reset(this.mac, false, false);
@@ -180,6 +187,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       numQueues: this.queueMaxSizes.length,
       logger: opts.logger,
       handler: (i) => this.handlerFor(i),
+      direct: (i) => this.directFor(i),
       queueStarted: (i) => {
         this.receiver.dropChains(i);
         this.coalescing.queueStarted(i);
@@ -393,44 +401,59 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     return (index & 1) === 1 ? (req) => this.serveTx(req) : null; // receive queues: driven by deliver()
   }
 
+  /** The direct path of transmit queue `index` (tx-direct.ts): every transmit queue has one. */
+  private directFor(index: number): TxDirect | null {
+    if (index === this.ctrlIndex || (index & 1) === 0 || index >= 2 * this.pairsNegotiated()) return null;
+    return this.txDirect[index >> 1] ?? null;
+  }
+
   /** 5.1.2: the pairs the driver may use: max_virtqueue_pairs with MQ or RSS, else 1. */
   private pairsNegotiated(): number {
     return (this.negotiated & (NetF.MQ | NetF.RSS)) !== 0n ? this.maxPairs : 1;
   }
 
-  /**
-   * One transmit chain: header, frame (5.1.6.2). Returns 0: nothing is written back. Into a
-   * link that takes partial frames (a switch) only the Ethernet header is read first: the
-   * switch completes the frame (fillFrame) before any port or monitor sees it, so a frame
-   * nobody receives (the sink of bench/net-pps.sh, unknown unicast on a one-port switch) is
-   * never copied whole.
-   */
+  /** One transmit chain the queue server popped (the general path; tx-direct.ts is the other). */
   private serveTx({ chain, queueIndex }: QueueRequest): number {
+    const src = this.txChainSource;
+    src.chain = chain;
+    this.sendTx(queueIndex, src);
+    src.chain = null;
+    return 0;
+  }
+
+  /**
+   * One transmit chain: header, frame (5.1.6.2); nothing is written back. Into a link that takes
+   * partial frames (a switch) only the Ethernet header is read first: the switch completes the
+   * frame (fillFrame) before any port or monitor sees it, so a frame nobody receives (the sink
+   * of bench/net-pps.sh, unknown unicast on a one-port switch) is never copied whole.
+   * TxDirectHost: the direct path sends its chains through here too.
+   */
+  sendTx(queueIndex: number, src: TxSource): void {
     const st = this.stats;
     const hl = this.hdrLen;
     const p = this.txPacket;
-    const frameLen = chain.readableBytes - hl;
+    const frameLen = src.readableBytes - hl;
     const c = this.counters;
     const link = this.link;
     this.coalescing.packet(queueIndex);
     // A frame must hold an Ethernet header and fit the largest frame allowed; then the header
     // must be one the negotiated features allow.
-    if (!this.readTxChain(chain, hl, frameLen, link !== null && link.partialFrames === true)) {
+    if (!this.readTx(src, hl, frameLen, link !== null && link.partialFrames === true)) {
       st.txErrors++;
       c.txDropped(queueIndex, true);
-      return 0;
+      return;
     }
     if (!this.linkUp || link === null) {
       st.txDropped++;
       c.txDropped(queueIndex, false);
-      return 0;
+      return;
     }
     st.txFrames++;
     st.txBytes += frameLen;
     c.txPacket(queueIndex, frameLen, p.needsCsum, p.gsoType);
     if (p.gsoType !== 0) st.txGso++;
     if (this.txFilled < frameLen) {
-      this.txChain = chain;
+      this.txSrc = src;
       this.txHl = hl;
       p.pending = this;
     }
@@ -441,10 +464,9 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     }
     link.send(p);
     // The chain is the driver's again once used: nothing may read it through txPacket now. (A
-    // throw above breaks the device; readTxChain starts the next frame from scratch anyway.)
+    // throw above breaks the device; readTx starts the next frame from scratch anyway.)
     p.pending = null;
-    this.txChain = null;
-    return 0;
+    this.txSrc = null;
   }
 
   /**
@@ -452,14 +474,14 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
    * With `partial`, only the first NET_PARTIAL_FRAME bytes of an ordinary frame (`txFilled`);
    * a GSO frame is read whole (the header check parses it).
    */
-  private readTxChain(chain: DescriptorChain, hl: number, frameLen: number, partial: boolean): boolean {
+  private readTx(src: TxSource, hl: number, frameLen: number, partial: boolean): boolean {
     const p = this.txPacket;
     p.pending = null;
-    if (chain.fault !== null || frameLen < ETH_HEADER || frameLen > p.capacity) return false;
+    if (src.faulted || frameLen < ETH_HEADER || frameLen > p.capacity) return false;
     const first = partial && frameLen > NET_PARTIAL_FRAME ? NET_PARTIAL_FRAME : frameLen;
-    if (!this.txReader.read(chain, this.txHdr, hl, p.data, this.txData32, first)) return false;
+    if (!src.read(this.txHdr, hl, p.data, this.txData32, first)) return false;
     if (first < frameLen && this.txHdr[NetHdr.GSO_TYPE] !== 0) {
-      if (!this.txReader.readRest(chain, hl, p.data, this.txData32, first, frameLen)) return false;
+      if (!src.readRest(hl, p.data, this.txData32, first, frameLen)) return false;
       this.txFilled = frameLen;
     } else this.txFilled = first;
     p.length = frameLen;
@@ -472,10 +494,10 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
    * rest is zeroed rather than left holding an earlier frame's bytes.
    */
   fillFrame(p: NetPacket): void {
-    const chain = this.txChain;
+    const src = this.txSrc;
     const from = this.txFilled;
     if (p !== this.txPacket || from >= p.length) return;
-    if (chain === null || !this.txReader.readRest(chain, this.txHl, p.data, this.txData32, from, p.length)) p.data.fill(0, from, p.length);
+    if (src === null || !src.readRest(this.txHl, p.data, this.txData32, from, p.length)) p.data.fill(0, from, p.length);
     this.txFilled = p.length;
   }
 

@@ -134,6 +134,8 @@ export class RecordingNetDevice implements VirtioDevice {
     const transmit = data && (q.index & 1) === 1;
     const p = new Proxy(q, {
       get: (target, prop) => {
+        // Every chain goes through `pop`, where it is recorded: no direct batches (direct-batch.ts).
+        if (prop === 'popDirect' || prop === 'pushDirect') return undefined;
         if (prop === 'pop') {
           return (c: DescriptorChain): boolean => {
             if (!target.pop(c)) return false;
