@@ -5,7 +5,7 @@
 import type { Logger } from '../log.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import type { DeviceQueue } from '../queue/types.js';
-import type { ServedQueue } from './queue-server.js';
+import type { ServedQueue } from './served-queue.js';
 
 /**
  * One slot of a queue's request pool: the chain popped into it and the queue it came from.
