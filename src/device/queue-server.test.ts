@@ -367,3 +367,65 @@ describe('QueueServer counts into the context\'s QueueStats', () => {
     assert.equal(rig.resets.length, 1);
   });
 });
+
+describe('QueueServer: a completion inside another queue\'s handler', () => {
+  it('resumes its starved queue after that handler returns, never inside it (virtio-fs\'s READ batch completes other queues\' requests while it serves one)', async () => {
+    const mem = GuestMemory.allocate(1 << 20);
+    const drivers: DriverQueue<number>[] = [];
+    const devices: DeviceQueue[] = [];
+    for (let i = 0; i < 2; i++) {
+      const l = splitRingLayout(16, 0x1000 + i * 0x4000);
+      const cfg: QueueConfig = { size: 16, descAddr: l.descAddr, driverAddr: l.driverAddr, deviceAddr: l.deviceAddr, features: F.VERSION_1, index: i };
+      drivers.push(createDriverQueue<number>(mem, cfg));
+      devices.push(createDeviceQueue(mem, cfg));
+    }
+    const events: string[] = [];
+    let held: QueueRequest | null = null;
+    let server: QueueServer | null = null;
+    let q1Served = 0;
+    server = new QueueServer({
+      name: 'reentry',
+      numQueues: 2,
+      // One request in flight per queue: queue 1's second request waits for its first (starved).
+      maxInFlight: 1,
+      handler: (i) =>
+        i === 1
+          ? (req) => {
+              events.push(`q1 request ${++q1Served}`);
+              if (held === null) held = req; // answered later, by queue 0's handler
+              else return 0;
+              return undefined;
+            }
+          : () => {
+              events.push('q0 start');
+              server!.complete(held!, 0);
+              events.push('q0 end');
+              return 0;
+            },
+    });
+    const ctx: DeviceContext = {
+      memory: mem,
+      features: F.VERSION_1,
+      littleEndian: true,
+      queue: (i) => devices[i] ?? null,
+      notifyUsed: () => undefined,
+      notifyConfigChange: () => undefined,
+      needsReset: (r) => assert.fail(r),
+    };
+    server.activate(ctx);
+    const post = (i: number, token: number): void => {
+      assert.ok(drivers[i]!.add([{ addr: 0x20000 + token * 0x100, len: 16 }], [{ addr: 0x20080 + token * 0x100, len: 8 }], token));
+      drivers[i]!.kick();
+    };
+    post(1, 1);
+    post(1, 2);
+    server.onQueueNotify(1);
+    assert.deepEqual(events, ['q1 request 1'], 'the second request waits for a slot');
+    post(0, 3);
+    server.onQueueNotify(0);
+    assert.deepEqual(events, ['q1 request 1', 'q0 start', 'q0 end'], 'queue 1 did not run inside queue 0\'s handler');
+    await settle();
+    assert.deepEqual(events, ['q1 request 1', 'q0 start', 'q0 end', 'q1 request 2'], 'and resumed right after');
+    assert.equal(server.inFlight(1), 0);
+  });
+});

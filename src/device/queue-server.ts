@@ -92,6 +92,8 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   private readonly o: QueueServerOptions<R>;
   /** Bumped at every stop, so a request popped before it never matches a live queue again. */
   private epochs = 0;
+  /** Device handlers running now (a completion inside one must not start another pass). */
+  private dispatching = 0;
   /** Suspending or suspended: no pops (a device's `suspend`). */
   private suspended = false;
   /** Resolves the pending `suspend` once the last request in flight completed. */
@@ -294,9 +296,16 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         }
         this.finishSuspendIfIdle();
       } else if (q.starved) {
-        // A pass ended for want of a slot: this one resumes it (and it notifies).
+        // A pass ended for want of a slot: this one resumes it (and it notifies). Not from inside
+        // another request's handler (a device completing this queue's request while it serves
+        // one of another queue, e.g. virtio-fs's READ batch): the resumed pass would re-enter
+        // the device's handler mid-request. Then it resumes from a microtask.
         q.starved = false;
-        this.serve(q);
+        if (this.dispatching === 0) this.serve(q);
+        else if (!q.continueScheduled) {
+          q.continueScheduled = true;
+          queueMicrotask(q.continuePass);
+        }
       } else if (!q.notifyScheduled) {
         q.notifyScheduled = true;
         queueMicrotask(q.flushNotify);
@@ -523,15 +532,18 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
 
   private dispatch(q: ServedQueue, req: R): void {
     let r: RequestResult;
+    this.dispatching++;
     try {
       r = (q.handler as RequestHandler<R>)(req);
     } catch (e) {
+      this.dispatching--;
       this.stats?.error(q.index);
       // A handler must answer a bad request with the device's status; a throw is a device bug
       // (or a QueueError from the ring): the device cannot go on safely.
       this.broken(e);
       return;
     }
+    this.dispatching--;
     if (typeof r === 'number') this.complete(req, r);
     else if (r !== undefined && r !== null) this.await(req, r);
   }
