@@ -284,6 +284,19 @@ for (const packed of [false, true]) {
   });
 }
 
+/** A context over `devices` (queue i is devices[i]) that ignores notifications and fails the test on DEVICE_NEEDS_RESET. */
+function contextOf(mem: GuestMemory, devices: readonly DeviceQueue[]): DeviceContext {
+  return {
+    memory: mem,
+    features: F.VERSION_1,
+    littleEndian: true,
+    queue: (i) => devices[i] ?? null,
+    notifyUsed: () => undefined,
+    notifyConfigChange: () => undefined,
+    needsReset: (r) => assert.fail(r),
+  };
+}
+
 describe('QueueServer memory under a driver that posts everything to a device that holds it', () => {
   it('256 queues of 32768 entries, 2048 requests posted on each and none completed: slots and chain storage stay bounded by the segment budget', { timeout: 120_000 }, () => {
     const QUEUES = 256;
@@ -306,15 +319,7 @@ describe('QueueServer memory under a driver that posts everything to a device th
     }
     const held: QueueRequest[] = [];
     const server = new QueueServer({ name: 'hold', numQueues: QUEUES, handler: () => (req) => void held.push(req) });
-    const ctx: DeviceContext = {
-      memory: mem,
-      features: F.VERSION_1,
-      littleEndian: true,
-      queue: (i) => devices[i] ?? null,
-      notifyUsed: () => undefined,
-      notifyConfigChange: () => undefined,
-      needsReset: (r) => assert.fail(r),
-    };
+    const ctx = contextOf(mem, devices);
     const heap = (): number => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
     global.gc?.();
     const before = heap();
@@ -403,15 +408,7 @@ describe('QueueServer: a completion inside another queue\'s handler', () => {
               return 0;
             },
     });
-    const ctx: DeviceContext = {
-      memory: mem,
-      features: F.VERSION_1,
-      littleEndian: true,
-      queue: (i) => devices[i] ?? null,
-      notifyUsed: () => undefined,
-      notifyConfigChange: () => undefined,
-      needsReset: (r) => assert.fail(r),
-    };
+    const ctx = contextOf(mem, devices);
     server.activate(ctx);
     const post = (i: number, token: number): void => {
       assert.ok(drivers[i]!.add([{ addr: 0x20000 + token * 0x100, len: 16 }], [{ addr: 0x20080 + token * 0x100, len: 8 }], token));

@@ -14,15 +14,13 @@ import { ErrorCode, QueueError, QueueFault, VirtioError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DESC_SIZE, DescFlag, SplitLayout, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, needEvent } from '../spec/ring.js';
 import { DescriptorChain, chainCapacityForQueue } from './chain.js';
-import { DIRECT_BATCH, DIRECT_MAX_SEGMENTS, type DirectBatch } from './direct-batch.js';
+import { DIRECT_BATCH, type DirectBatch } from './direct-batch.js';
 import { hexAddress } from './hex-address.js';
+import { DirectRegionCache, MAX_CHAIN_BYTES, U32, walkDirectChains } from './split-direct.js';
 import { addUnmappedBuffer } from './unmapped-buffer.js';
 import { type ResolvedArea, fullFence, loadU16Acquire, resolveSplitConfig, storeU16Release } from './split-layout.js';
 import type { DeviceQueue, QueueConfig, QueuePeek, QueueState } from './types.js';
 
-const U32 = 0x1_0000_0000;
-/** 2.7.4 / 2.7.5: a chain longer than 2^32 bytes is forbidden to the driver. */
-const MAX_CHAIN_BYTES = 0xffffffff;
 
 /**
  * The device side of a split virtqueue (2.7): pops available descriptor chains (indirect tables
@@ -90,9 +88,7 @@ export class SplitQueue implements DeviceQueue {
   private dataStart = 0;
   private dataEnd = -1;
   /** The same for popDirect, with the region's index. */
-  private directStart = 0;
-  private directEnd = -1;
-  private directRegion = -1;
+  private readonly directRegion = new DirectRegionCache();
   private brokenErr: QueueError | null = null;
   /** Whether the device currently wants available-buffer notifications (2.7.10). */
   private notifyEnabled = true;
@@ -148,9 +144,7 @@ export class SplitQueue implements DeviceQueue {
     this.availEventW = this.availEventOff >>> 1;
     this.dataStart = 0;
     this.dataEnd = -1;
-    this.directStart = 0;
-    this.directEnd = -1;
-    this.directRegion = -1;
+    this.directRegion.clear();
   }
 
   /**
@@ -359,60 +353,9 @@ export class SplitQueue implements DeviceQueue {
     }
     const avail = (this.availCache - this.nextAvail) & 0xffff;
     const limit = Math.min(max, avail, DIRECT_BATCH);
-    const mem = this.memory;
-    const size = this.size;
-    const mask = this.mask;
-    const ringW = this.availRingW;
-    const descW = this.desc.offset >>> 2;
-    let start = this.directStart;
-    let end = this.directEnd;
-    let region = this.directRegion;
-    let pos = this.nextAvail;
-    let n = 0;
-    chains: for (; n < limit; n++) {
-      const head = a16[ringW + (pos & mask)]!;
-      if (head >= size) break;
-      const base = n * DIRECT_MAX_SEGMENTS;
-      let idx = head;
-      let segs = 0;
-      let total = 0;
-      for (;;) {
-        // The walk is bounded by DIRECT_MAX_SEGMENTS: a loop is a chain too long for this path.
-        if (segs === DIRECT_MAX_SEGMENTS) break chains;
-        const w = descW + idx * 4;
-        const lo = u32[w]!;
-        const hi = u32[w + 1]!;
-        const len = u32[w + 2]!;
-        const fn = u32[w + 3]!;
-        if ((fn & (DescFlag.INDIRECT | DescFlag.WRITE)) !== 0 || len === 0) break chains;
-        const addr = hi === 0 ? lo : hi >= 0x20_0000 ? -1 : hi * U32 + lo;
-        if (!(addr >= start && addr + len <= end)) {
-          const r = addr >= 0 ? mem.locate(addr, len) : -1;
-          if (r < 0) break chains;
-          region = r;
-          start = mem.baseOf(r);
-          end = start + mem.bytesOf(r).length;
-        }
-        const s = base + segs;
-        b.region[s] = region;
-        b.offset[s] = addr - start;
-        b.len[s] = len;
-        segs++;
-        total += len;
-        if ((fn & DescFlag.NEXT) === 0) break;
-        idx = fn >>> 16;
-        if (idx >= size) break chains;
-      }
-      if (total > MAX_CHAIN_BYTES) break;
-      b.heads[n] = head;
-      b.segments[n] = segs;
-      b.bytes[n] = total;
-      pos = (pos + 1) & 0xffff;
-    }
-    this.directStart = start;
-    this.directEnd = end;
-    this.directRegion = region;
-    b.memory = mem;
+    const n = walkDirectChains(b, this.memory, u32, this.desc.offset >>> 2, a16, this.availRingW, this.size, this.mask, this.nextAvail, limit, this.directRegion);
+    b.memory = this.memory;
+    const pos = (this.nextAvail + n) & 0xffff;
     if (n === 0) return 0;
     this.nextAvail = pos;
     // 2.7.10: as `pop`, with EVENT_IDX and notifications wanted, ask about the next buffer.
