@@ -17,7 +17,9 @@
 // options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1);
 // FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only);
 // FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count;
-// with the C front-end: its rescue period, --rescue-ms).
+// with the C front-end: its rescue period, --rescue-ms); FS_BENCH_ROUNDS=N rounds, the order of
+// the back-ends reversed every other round; FS_BENCH_DIR=where the share is made (default the
+// temporary directory; /dev/shm puts it on tmpfs).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -55,6 +57,15 @@ const RING_PACKED = 1n << 34n;
 const STALL_KICK_MS = Number(process.env.FS_BENCH_STALL_MS ?? 100);
 const FRONTEND = process.env.FS_BENCH_FRONTEND ?? 'c';
 if (FRONTEND !== 'c' && FRONTEND !== 'ts') throw new Error(`FS_BENCH_FRONTEND is c or ts, not ${FRONTEND}`);
+// FS_BENCH_ROUNDS (default 1): rounds, the back-ends' order reversed in every other round. The
+// metadata rows are mostly the host file system's cost, and that depends on what ran just before:
+// this VM's root is ext4 without a journal, whose inode allocator skips inodes freed in the last
+// 60 s (recently_deleted() in fs/ext4/ialloc.c: a buffer lookup per skipped inode), so a create
+// costs more after another back-end's create row; alternating the order cancels that out.
+const ROUNDS = Number(process.env.FS_BENCH_ROUNDS ?? 1);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`FS_BENCH_ROUNDS is a positive integer, not ${process.env.FS_BENCH_ROUNDS}`);
+// FS_BENCH_DIR: where the share is made (default the temporary directory); its file system type is printed.
+const SHARE_PARENT = process.env.FS_BENCH_DIR ?? tmpdir();
 const ROW_OF_JOB = { lookup: 'lookup+getattr /s', create: 'create+unlink /s', randread: '4 KiB random read /s', seqread: 'seq read MiB/s', seqwrite: 'seq write MiB/s' };
 
 /** utime + stime of `pid` and its descendants, in seconds. */
@@ -208,7 +219,7 @@ async function runBackend(name, cmd, args, share) {
 }
 
 function makeShare() {
-  const base = mkdtempSync(join(tmpdir(), 'vts-fs-bench-'));
+  const base = mkdtempSync(join(SHARE_PARENT, 'vts-fs-bench-'));
   const share = join(base, 'share');
   mkdirSync(join(share, 'scratch'), { recursive: true });
   for (let i = 0; i < 1000; i++) writeFileSync(join(share, `f${i}`), 'x');
@@ -217,37 +228,74 @@ function makeShare() {
   return { base, share };
 }
 
-const results = {};
+/** The file system type of `dir` (for the header: the metadata rows are mostly its cost). */
+function fsTypeOf(dir) {
+  try {
+    return execFileSync('findmnt', ['-n', '-o', 'FSTYPE', '-T', dir], { encoding: 'utf8' }).trim();
+  } catch {
+    return '?';
+  }
+}
+
+const nodeArgs = (process.env.FS_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+const vtsArgs = (process.env.FS_BENCH_VTS_ARGS ?? '').split(' ').filter((a) => a !== '');
+const backends = {
+  'virtio-ts fs': () => runBackend('vts', process.execPath, (sock) => [...nodeArgs, CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', 'bench', '--queue-size', '256', ...vtsArgs], share),
+};
+if (existsSync(VIRTIOFSD) && process.env.FS_BENCH_ONLY !== 'vts') {
+  backends.virtiofsd = () => runBackend('virtiofsd', VIRTIOFSD, (sock) => [`--socket-path=${sock}`, '-o', `source=${share}`, '-o', 'cache=auto', '--thread-pool-size=0'], share);
+}
+
+/** One round's results per back-end; odd rounds run the back-ends in the reverse order. */
+const rounds = [];
 const { base, share } = makeShare();
 try {
   readFileSync(join(share, 'big.bin')); // into the page cache
   readFileSync(join(share, 'written.bin'));
-  const nodeArgs = (process.env.FS_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const vtsArgs = (process.env.FS_BENCH_VTS_ARGS ?? '').split(' ').filter((a) => a !== '');
-  results['virtio-ts fs'] = await runBackend('vts', process.execPath, (sock) => [...nodeArgs, CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', 'bench', '--queue-size', '256', ...vtsArgs], share);
-  if (existsSync(VIRTIOFSD) && process.env.FS_BENCH_ONLY !== 'vts') {
-    results.virtiofsd = await runBackend('virtiofsd', VIRTIOFSD, (sock) => [`--socket-path=${sock}`, '-o', `source=${share}`, '-o', 'cache=auto', '--thread-pool-size=0'], share);
+  for (let r = 0; r < ROUNDS; r++) {
+    const names = Object.keys(backends);
+    if (r % 2 === 1) names.reverse();
+    const results = {};
+    for (const name of names) results[name] = await backends[name]();
+    rounds.push(results);
   }
 } finally {
   rmSync(base, { recursive: true, force: true });
 }
 
-console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, share on ${fsTypeOf(SHARE_PARENT)} (${SHARE_PARENT}), ${ROUNDS} round(s), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 const feCols = FRONTEND === 'c';
-console.log(`| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) | CPU µs/op virtio-ts | CPU µs/op virtiofsd |${feCols ? ' front-end CPU s (vts / vfsd) |' : ''}`);
-console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- |${feCols ? ' --- |' : ''}`);
-console.log(`rings: virtio-ts fs ${results['virtio-ts fs'].ring}, virtiofsd ${results.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);
-console.log(`max_write: virtio-ts fs ${results['virtio-ts fs'].maxWrite}, virtiofsd ${results.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
-console.log(`${feCols ? 'rescues (a wait of' : 'stall re-notifications (lost kicks rescued,'} ${STALL_KICK_MS} ms ${feCols ? 'without a completion: used ring looked at, then re-notified)' : 'watch)'}: virtio-ts fs ${results['virtio-ts fs'].stallKicks}, virtiofsd ${results.virtiofsd?.stallKicks ?? '-'}`);
-for (const label of Object.keys(results['virtio-ts fs']).filter((l) => !['maxWrite', 'ring', 'stallKicks', 'frontendCpu'].includes(l))) {
-  const a = results['virtio-ts fs'][label];
-  const b = results.virtiofsd?.[label];
-  const perCpu = (r) => (r.value * r.wall) / Math.max(r.cpu, 0.01);
-  // CPU µs per operation (a sequential row's operation is one request of `chunk` bytes): the
-  // figure to compare on a loaded machine, where rates swing with the scheduler.
-  const opsOf = (r) => r.ops ?? r.value * r.wall * (label.includes('MiB/s') ? (1 << 20) / Math.min(CHUNK, r.maxWrite) : 1);
-  const usPerOp = (r) => ((r.cpu * 1e6) / Math.max(opsOf(r), 1)).toFixed(1);
-  console.log(
-    `| ${label} | ${a.value.toFixed(0)} | ${a.cpu.toFixed(2)} | ${b ? b.value.toFixed(0) : '-'} | ${b ? b.cpu.toFixed(2) : '-'} | ${b ? (a.value / b.value).toFixed(2) : '-'} | ${b ? (perCpu(a) / perCpu(b)).toFixed(2) : '-'} | ${usPerOp(a)} | ${b ? usPerOp(b) : '-'} |${feCols ? ` ${a.frontendCpu.toFixed(2)} / ${b ? b.frontendCpu.toFixed(2) : '-'} |` : ''}`,
-  );
+const first = rounds[0];
+console.log(`rings: virtio-ts fs ${first['virtio-ts fs'].ring}, virtiofsd ${first.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);
+console.log(`max_write: virtio-ts fs ${first['virtio-ts fs'].maxWrite}, virtiofsd ${first.virtiofsd?.maxWrite ?? '-'}; sequential rows use min(${CHUNK}, max_write) per request`);
+const labels = Object.keys(first['virtio-ts fs']).filter((l) => !['maxWrite', 'ring', 'stallKicks', 'frontendCpu'].includes(l));
+const perCpu = (r) => (r.value * r.wall) / Math.max(r.cpu, 0.01);
+rounds.forEach((results, r) => {
+  if (ROUNDS > 1) console.log(`\nround ${r + 1} (${Object.keys(results).join(' first, then ')}):`);
+  console.log(`${feCols ? 'rescues (a wait of' : 'stall re-notifications (lost kicks rescued,'} ${STALL_KICK_MS} ms ${feCols ? 'without a completion: used ring looked at, then re-notified)' : 'watch)'}: virtio-ts fs ${results['virtio-ts fs'].stallKicks}, virtiofsd ${results.virtiofsd?.stallKicks ?? '-'}`);
+  console.log(`| row | virtio-ts fs | CPU s | virtiofsd | CPU s | ratio (rate) | ratio (per CPU s) | CPU µs/op virtio-ts | CPU µs/op virtiofsd |${feCols ? ' front-end CPU s (vts / vfsd) |' : ''}`);
+  console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- |${feCols ? ' --- |' : ''}`);
+  for (const label of labels) {
+    const a = results['virtio-ts fs'][label];
+    const b = results.virtiofsd?.[label];
+    // CPU µs per operation (a sequential row's operation is one request of `chunk` bytes): the
+    // figure to compare on a loaded machine, where rates swing with the scheduler.
+    const opsOf = (x) => x.ops ?? x.value * x.wall * (label.includes('MiB/s') ? (1 << 20) / Math.min(CHUNK, x.maxWrite) : 1);
+    const usPerOp = (x) => ((x.cpu * 1e6) / Math.max(opsOf(x), 1)).toFixed(1);
+    console.log(
+      `| ${label} | ${a.value.toFixed(0)} | ${a.cpu.toFixed(2)} | ${b ? b.value.toFixed(0) : '-'} | ${b ? b.cpu.toFixed(2) : '-'} | ${b ? (a.value / b.value).toFixed(2) : '-'} | ${b ? (perCpu(a) / perCpu(b)).toFixed(2) : '-'} | ${usPerOp(a)} | ${b ? usPerOp(b) : '-'} |${feCols ? ` ${a.frontendCpu.toFixed(2)} / ${b ? b.frontendCpu.toFixed(2) : '-'} |` : ''}`,
+    );
+  }
+});
+if (ROUNDS > 1 && first.virtiofsd !== undefined) {
+  // Over the rounds: the ratio of the summed rates (each round weighs what it measured) and
+  // the range of the rounds' ratios.
+  console.log(`\nover ${ROUNDS} rounds (order alternating): virtio-ts / virtiofsd by rate`);
+  console.log('| row | ratio of the means | rounds\' ratios |');
+  console.log('| --- | --- | --- |');
+  for (const label of labels) {
+    const sum = (name) => rounds.reduce((t, res) => t + res[name][label].value, 0);
+    const each = rounds.map((res) => (res['virtio-ts fs'][label].value / res.virtiofsd[label].value).toFixed(2));
+    console.log(`| ${label} | ${(sum('virtio-ts fs') / sum('virtiofsd')).toFixed(2)} | ${each.join(', ')} |`);
+  }
 }
