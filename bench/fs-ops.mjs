@@ -66,7 +66,23 @@ const ROUNDS = Number(process.env.FS_BENCH_ROUNDS ?? 1);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`FS_BENCH_ROUNDS is a positive integer, not ${process.env.FS_BENCH_ROUNDS}`);
 // FS_BENCH_DIR: where the share is made (default the temporary directory); its file system type is printed.
 const SHARE_PARENT = process.env.FS_BENCH_DIR ?? tmpdir();
+// FS_BENCH_CREATE_PAUSE (seconds): the C front-end idles this long before each create row, so
+// that no inode freed by the previous create row (the other back-end's) is still "recently
+// deleted" for ext4 (measured in process, bench/fs-server-cpu.mjs, 40,000 iterations: 128-183
+// CPU µs per create+release+unlink+forget run back to back, 42 µs after 70 s idle). Default 61
+// on ext4 without a journal (no /proc/fs/jbd2/<device>-8), 0 elsewhere.
+const CREATE_PAUSE = Number(process.env.FS_BENCH_CREATE_PAUSE ?? (ext4WithoutJournal(SHARE_PARENT) ? 61 : 0));
 const ROW_OF_JOB = { lookup: 'lookup+getattr /s', create: 'create+unlink /s', randread: '4 KiB random read /s', seqread: 'seq read MiB/s', seqwrite: 'seq write MiB/s' };
+
+/** Whether `dir` is on ext4 without a journal (its allocator then skips inodes freed in the last 60 s). */
+function ext4WithoutJournal(dir) {
+  try {
+    const [source, type] = execFileSync('findmnt', ['-n', '-o', 'SOURCE,FSTYPE', '-T', dir], { encoding: 'utf8' }).trim().split(/\s+/);
+    return type === 'ext4' && !existsSync(`/proc/fs/jbd2/${source.replace(/^\/dev\//, '')}-8`);
+  } catch {
+    return false;
+  }
+}
 
 /** utime + stime of `pid` and its descendants, in seconds. */
 function cpuSeconds(pid) {
@@ -110,9 +126,9 @@ async function runBackendC(name, cmd, args, share) {
   const p = await spawnBackend(cmd, args(sock), sock);
   try {
     const jobs = ['lookup', 'create', 'randread:4096', `seqread:${CHUNK}`, `seqwrite:${CHUNK}`];
-    const lgArgs = ['--socket', sock, '--duration', String(SECONDS), '--warmup', String(WARMUP), '--qd', String(IN_FLIGHT), '--dir', 'scratch', '--span-mib', '64', '--rescue-ms', String(STALL_KICK_MS), '--cpu-pid', String(p.child.pid), ...jobs.flatMap((j) => ['--job', j])];
-    const run = await runLoadgen(loadgen, lgArgs, (SECONDS + WARMUP) * 5 * 1000 + 60_000);
-    if (run.code !== 0 || run.timedOut) throw new Error(`vhost-fs-loadgen against ${name} failed (${run.code}${run.timedOut ? ', timed out' : ''}):\n${run.stdout}${run.stderr}\n--- back-end ---\n${p.output()}`);
+    const lgArgs = ['--socket', sock, '--duration', String(SECONDS), '--warmup', String(WARMUP), '--qd', String(IN_FLIGHT), '--dir', 'scratch', '--span-mib', '64', '--rescue-ms', String(STALL_KICK_MS), '--create-pause', String(CREATE_PAUSE), '--cpu-pid', String(p.child.pid), ...jobs.flatMap((j) => ['--job', j])];
+    const run = await runLoadgen(loadgen, lgArgs, (SECONDS + WARMUP) * 5 * 1000 + CREATE_PAUSE * 1000 + 60_000);
+    if (run.code !== 0 || run.timedOut) throw new Error(`vhost-fs-loadgen against ${name} failed (${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}):\n${run.stdout}${run.stderr}\n--- back-end ---\n${p.output()}`);
     const out = parseFsLoadgenOutput(run.stdout);
     const rows = { ring: 'split', maxWrite: Number(out.info?.get('max_write') ?? 0), stallKicks: 0, frontendCpu: 0 };
     for (const r of out.results) {
@@ -263,7 +279,7 @@ try {
   rmSync(base, { recursive: true, force: true });
 }
 
-console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, share on ${fsTypeOf(SHARE_PARENT)} (${SHARE_PARENT}), ${ROUNDS} round(s), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, share on ${fsTypeOf(SHARE_PARENT)} (${SHARE_PARENT}), ${ROUNDS} round(s), ${CREATE_PAUSE} s idle before each create row, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 const feCols = FRONTEND === 'c';
 const first = rounds[0];
 console.log(`rings: virtio-ts fs ${first['virtio-ts fs'].ring}, virtiofsd ${first.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);

@@ -40,8 +40,10 @@
 #include "proc-cpu.h"
 #include "vhost-fs-options.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <time.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -469,6 +471,12 @@ static void run_job(const struct job *j) {
   uint32_t chunk;
   job_files(j, &chunk);
   seq_next = 0;
+  /* The back-end idles meanwhile: nothing is in flight between jobs. */
+  if (j->kind == K_CREATE && opt.create_pause > 0) {
+    struct timespec ts = {(time_t)opt.create_pause, (long)((opt.create_pause - (double)(time_t)opt.create_pause) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
   if (opt.warmup > 0) run_ops(j->kind, chunk, j->qd, now_s() + opt.warmup, 0);
   hist_reset();
   ops_done = bytes_done = len_mismatches = 0;
@@ -579,6 +587,8 @@ int main(int argc, char **argv) {
   rng_state = opt.seed ? opt.seed : 1;
   /* Last-resort bound on the whole run: jobs, warm-ups, set-up and drains. */
   double bound = (opt.verify ? 60 : (opt.duration + opt.warmup) * opt.njobs) + 30 + (opt.timeout_ms / 1000.0) * 3;
+  for (int i = 0; i < opt.njobs && !opt.verify; i++)
+    if (opt.jobs[i].kind == K_CREATE) bound += opt.create_pause;
   alarm((unsigned)bound);
   vf_setup_memory(opt.mem_bytes, "vhost-fs-loadgen-guest");
   mem = vf.mem;

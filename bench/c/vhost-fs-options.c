@@ -28,7 +28,9 @@ static void usage(FILE *f) {
         "  --verify-bytes N    bytes written and read back by --verify (default 4 MiB)\n"
         "  --queue-size N  --mem-mib N (default 128)  --event-idx on|off  --timeout-ms N  --seed N\n"
         "  --rescue-ms N       re-notify after N ms without a completion (default 100; 0 off)\n"
-        "  --cpu-pid PID       report the CPU seconds of PID's process tree per job\n",
+        "  --cpu-pid PID       report the CPU seconds of PID's process tree per job\n"
+        "  --create-pause SECS idle this long before each create job (ext4 without a journal skips\n"
+        "                      inodes freed in the last 60 s: a create costs more after other deletes)\n",
         f);
 }
 
@@ -76,6 +78,7 @@ void parse_args(int argc, char **argv) {
       {"verify-bytes", required_argument, 0, 'b'}, {"queue-size", required_argument, 0, 'q'}, {"mem-mib", required_argument, 0, 'm'},
       {"event-idx", required_argument, 0, 'e'}, {"timeout-ms", required_argument, 0, 't'}, {"seed", required_argument, 0, 'x'},
       {"rescue-ms", required_argument, 0, 'R'}, {"cpu-pid", required_argument, 0, 'P'},  {"help", no_argument, 0, 'h'},
+      {"create-pause", required_argument, 0, 'C'},
       {0, 0, 0, 0}};
   int c;
   uint64_t v;
@@ -85,6 +88,7 @@ void parse_args(int argc, char **argv) {
       case 'j': parse_job(optarg); break;
       case 'd': opt.duration = parse_secs(optarg, "--duration", 0.01); break;
       case 'w': opt.warmup = parse_secs(optarg, "--warmup", 0); break;
+      case 'C': opt.create_pause = parse_secs(optarg, "--create-pause", 0); break;
       case 'Q':
         v = parse_u64(optarg, "--qd");
         if (v == 0 || v > MAX_QD) die("--qd must be 1..%d", MAX_QD);

@@ -24,7 +24,7 @@ struct fs_options {
   uint32_t lookup_count, queue_size;
   uint64_t mem_bytes, span_bytes, verify_bytes, seed;
   int want_event_idx, timeout_ms, rescue_ms, verify, qd;
-  double duration, warmup;
+  double duration, warmup, create_pause;
   long cpu_pid;
   struct job jobs[MAX_JOBS];
   int njobs;
