@@ -76,8 +76,9 @@ export class TxDirect implements DirectServer, TxSource {
     const b = this.batch;
     const s0 = this.k * DIRECT_MAX_SEGMENTS;
     if (hl + frameLen <= b.len[s0]!) {
-      // All of it in the first buffer (the header and frame in one descriptor, as testpmd and
-      // Linux's virtio_net send small frames): two copies out of it, no segment walk.
+      // All of it in the first buffer (the header and the frame in one descriptor, as testpmd
+      // sends, and Linux's virtio_net when the header fits the headroom): two copies out of it,
+      // no segment walk.
       const mem = b.memory!;
       const r = b.region[s0]!;
       const bytes = mem.bytesOf(r);
