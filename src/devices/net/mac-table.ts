@@ -20,6 +20,12 @@ export class MacTable<V> {
   private readonly cacheLo = new Int32Array(LOOKUP_CACHE);
   private readonly cacheValue: (V | undefined)[] = new Array<V | undefined>(LOOKUP_CACHE).fill(undefined);
 
+  /**
+   * Changes so far (every `set` and `deleteValue` adds one): an answer taken from the table at
+   * one generation is the table's answer as long as the generation is the same (switch.ts).
+   */
+  generation = 0;
+
   get size(): number {
     return this.count;
   }
@@ -50,6 +56,7 @@ export class MacTable<V> {
 
   /** Empties the lookup cache (the table changed). */
   private forgetLookups(): void {
+    this.generation++;
     this.cacheHi.fill(-1);
     this.cacheValue.fill(undefined);
   }

@@ -176,8 +176,7 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     // frame up to a 64 KiB IP packet.
     this.maxFrame = mtu + ETH_HEADER + ETH_VLAN_TAG;
     this.txPacket = new NetPacket(gso ? Math.max(NET_GSO_MAX_FRAME, this.maxFrame) : this.maxFrame);
-    const d = this.txPacket.data;
-    this.txData32 = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2) : null;
+    this.txData32 = this.txPacket.data32;
     this.txDirect = Array.from({ length: pairs }, (_, k) => new TxDirect(this, 2 * k + 1));
     this.counters = new NetQueueCounters(2 * pairs);
     this.coalescing = new NetCoalescing(2 * pairs, this.counters);
@@ -433,24 +432,15 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     const hl = this.hdrLen;
     const p = this.txPacket;
     const frameLen = src.readableBytes - hl;
-    const c = this.counters;
     const link = this.link;
     this.coalescing.packet(queueIndex);
     // A frame must hold an Ethernet header and fit the largest frame allowed; then the header
     // must be one the negotiated features allow.
-    if (!this.readTx(src, hl, frameLen, link !== null && link.partialFrames === true)) {
-      st.txErrors++;
-      c.txDropped(queueIndex, true);
-      return;
-    }
-    if (!this.linkUp || link === null) {
-      st.txDropped++;
-      c.txDropped(queueIndex, false);
-      return;
-    }
+    if (!this.readTx(src, hl, frameLen, link !== null && link.partialFrames === true)) return this.txDrop(queueIndex, true);
+    if (!this.linkUp || link === null) return this.txDrop(queueIndex, false);
     st.txFrames++;
     st.txBytes += frameLen;
-    c.txPacket(queueIndex, frameLen, p.needsCsum, p.gsoType);
+    this.counters.txPacket(queueIndex, frameLen, p.needsCsum, p.gsoType);
     if (p.gsoType !== 0) st.txGso++;
     if (this.txFilled < frameLen) {
       this.txSrc = src;
@@ -469,6 +459,13 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
     this.txSrc = null;
   }
 
+  /** A transmit chain dropped: malformed (txErrors) or for want of a link (txDropped). */
+  private txDrop(queueIndex: number, malformed: boolean): void {
+    if (malformed) this.stats.txErrors++;
+    else this.stats.txDropped++;
+    this.counters.txDropped(queueIndex, malformed);
+  }
+
   /**
    * Reads a transmit chain into txPacket; false when it is malformed (5.1.6.2, net-header.ts).
    * With `partial`, only the first NET_PARTIAL_FRAME bytes of an ordinary frame (`txFilled`);
@@ -485,7 +482,14 @@ export class NetDevice implements VirtioDevice, NetPort, NetControlTarget, NetRe
       this.txFilled = frameLen;
     } else this.txFilled = first;
     p.length = frameLen;
-    return this.txHeader.apply(this.txHdr, p, this.negotiated, this.mtu, this.le);
+    const h = this.txHdr;
+    // The common header, no flags and no GSO (5.1.6.2): of TxHeaderReader.apply's checks only
+    // the frame's length bound applies (device/net/6); every other header goes through them all.
+    if ((h[NetHdr.FLAGS]! | h[NetHdr.GSO_TYPE]!) === 0) {
+      p.clearOffloads();
+      return frameLen <= this.maxFrame;
+    }
+    return this.txHeader.apply(h, p, this.negotiated, this.mtu, this.le);
   }
 
   /**

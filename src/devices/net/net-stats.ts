@@ -105,6 +105,13 @@ export function supportedStatsTypes(offered: bigint): bigint {
   return m;
 }
 
+/** Adds `n` (0 <= n < 2^32) to the le64 counter at words w[i] (low), w[i + 1] (high), mod 2^64. */
+function bump(w: Uint32Array, i: number, n: number): void {
+  const s = w[i]! + n;
+  w[i] = s; // stored mod 2^32
+  if (s > 0xffff_ffff) w[i + 1] = w[i + 1]! + 1; // stored mod 2^32: the counter wraps at 2^64
+}
+
 /** Per-queue le64 counters; queue `dataQueues` is the control queue. */
 export class NetQueueCounters {
   private readonly words: Uint32Array;
@@ -124,11 +131,7 @@ export class NetQueueCounters {
   /** Adds `n` (0 <= n < 2^32) to a counter, carrying into the high word (mod 2^64). */
   add(queue: number, slot: number, n: number): void {
     if (queue < 0 || queue > this.dataQueues) return;
-    const w = this.words;
-    const i = (queue * SLOTS + slot) * 2;
-    const s = w[i]! + n;
-    w[i] = s; // stored mod 2^32
-    if (s > 0xffff_ffff) w[i + 1] = w[i + 1]! + 1; // stored mod 2^32: the counter wraps at 2^64
+    bump(this.words, (queue * SLOTS + slot) * 2, n);
   }
 
   /** Adds 1 to counter `slot` (NetRxCounter / NetTxCounter / NetCvqCounter) of `queue`; out-of-range queues are ignored. */
@@ -144,9 +147,13 @@ export class NetQueueCounters {
 
   /** A frame sent from transmit queue `queue`; a GSO one is handed on whole (never segmented here). */
   txPacket(queue: number, length: number, needsCsum: boolean, gsoType: number): void {
-    this.inc(queue, NetTxCounter.PACKETS);
-    this.add(queue, NetTxCounter.BYTES, length);
-    this.inc(queue, needsCsum ? NetTxCounter.NEEDS_CSUM : NetTxCounter.CSUM_NONE);
+    // Once per transmitted frame: one range check, then the three counters every frame bumps.
+    if (queue < 0 || queue > this.dataQueues) return;
+    const w = this.words;
+    const i = queue * SLOTS * 2;
+    bump(w, i + 2 * NetTxCounter.PACKETS, 1);
+    bump(w, i + 2 * NetTxCounter.BYTES, length);
+    bump(w, i + 2 * (needsCsum ? NetTxCounter.NEEDS_CSUM : NetTxCounter.CSUM_NONE), 1);
     if (gsoType === 0) return;
     this.inc(queue, NetTxCounter.GSO_PACKETS);
     this.add(queue, NetTxCounter.GSO_BYTES, length);

@@ -24,6 +24,12 @@ export interface FrameSource {
 export class NetPacket {
   /** The frame; [0, length) is valid. */
   readonly data: Uint8Array;
+  /**
+   * `data` as 32-bit words (host order) when its bytes start 4-aligned, else null: the switch
+   * compares a frame's addresses with the last frame's in four word loads (switch.ts), and a
+   * transmit queue copies guest bytes in words (guest-copy.ts). A packet's own buffer is aligned.
+   */
+  readonly data32: Uint32Array | null;
   /** Bytes of the frame in `data` (0 when empty). */
   length = 0;
   /**
@@ -61,6 +67,7 @@ export class NetPacket {
 
   constructor(capacity: number) {
     this.data = new Uint8Array(capacity);
+    this.data32 = new Uint32Array(this.data.buffer, 0, capacity >>> 2);
   }
 
   /**
@@ -70,6 +77,7 @@ export class NetPacket {
   static over(data: Uint8Array): NetPacket {
     const p = new NetPacket(0);
     (p as { data: Uint8Array }).data = data;
+    (p as { data32: Uint32Array | null }).data32 = data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2) : null;
     return p;
   }
 

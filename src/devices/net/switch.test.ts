@@ -80,6 +80,100 @@ describe('NetSwitch: a learning L2 switch', () => {
     assert.equal(sw.addressCount, 4);
   });
 
+  it('a sender\'s last decision is reused only while the table is unchanged (learn, move, detach, full table)', () => {
+    const sw = new NetSwitch({ maxAddresses: 2 });
+    const ports = Array.from({ length: 3 }, (_, i) => new Recorder(`p${i}`));
+    const links = ports.map((p) => sw.attach(p));
+    const counts = (): number[] => ports.map((p) => p.frames.length);
+    const p = pkt(mac(2), mac(1)); // one packet refilled per frame, as a device's
+    links[0]!.send(p);
+    links[0]!.send(p); // 2 still unknown: flooded again
+    assert.deepEqual(counts(), [0, 2, 2]);
+    links[1]!.send(pkt(mac(1), mac(2))); // 2 learned on port 1
+    links[0]!.send(p);
+    assert.deepEqual(counts(), [1, 3, 2]);
+    links[2]!.send(pkt(mac(1), mac(2))); // 2 moved to port 2
+    links[0]!.send(p);
+    assert.deepEqual(counts(), [2, 3, 3]);
+    links[2]!.detach(); // 2 forgotten: flooded to who is left
+    links[0]!.send(p);
+    assert.deepEqual(counts(), [2, 4, 3]);
+    // A full table (1 and 7): 9 is never learned, frames to it are flooded.
+    links[1]!.send(pkt(mac(1), mac(7)));
+    assert.deepEqual(counts(), [3, 4, 3]);
+    const q = pkt(mac(8), mac(9));
+    links[1]!.send(q);
+    links[1]!.send(q);
+    assert.equal(sw.lookup(mac(9)), undefined);
+    assert.equal(sw.addressCount, 2);
+    assert.deepEqual(counts(), [5, 4, 3]);
+    links[0]!.send(pkt(mac(9), mac(1)));
+    assert.deepEqual(counts(), [5, 5, 3], 'to 9 (unknown, table full): flooded');
+  });
+
+  it('forwards as a plain learning switch for any sequence of frames, ports detached and attached (a reference model)', () => {
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let round = 0; round < 20; round++) {
+      const max = 1 + rnd(4);
+      const sw = new NetSwitch({ maxAddresses: max });
+      const recs: Recorder[] = [];
+      const links: SwitchPort[] = [];
+      const alive: boolean[] = [];
+      // Some ports send from a packet of their own (reused), some from an unaligned packet (no words).
+      const own: NetPacket[] = [];
+      const attach = (): void => {
+        const r = new Recorder(`p${recs.length}`);
+        recs.push(r);
+        links.push(sw.attach(r));
+        alive.push(true);
+        own.push(rnd(2) === 0 ? new NetPacket(64) : NetPacket.over(new Uint8Array(65).subarray(1)));
+      };
+      for (let i = 0; i < 4; i++) attach();
+      const model = new Map<number, number>(); // address -> port
+      const expected = recs.map(() => 0);
+      for (let step = 0; step < 300; step++) {
+        const op = rnd(20);
+        if (op === 0 && alive.filter(Boolean).length > 1) {
+          const k = rnd(links.length);
+          if (!alive[k]) continue;
+          links[k]!.detach();
+          alive[k] = false;
+          for (const [a, v] of model) if (v === k) model.delete(a);
+          continue;
+        }
+        if (op === 1) {
+          attach();
+          expected.push(0);
+          continue;
+        }
+        const from = rnd(links.length);
+        const dst = rnd(7) === 0 ? 0xff : 1 + rnd(6);
+        const src = 1 + rnd(6);
+        const p = own[from]!;
+        const f = new Uint8Array(60);
+        // Addresses that differ in their second byte or in their last: every word compared.
+        const addr = (k: number): Uint8Array => (k % 2 === 1 ? Uint8Array.of(0x02, k, 0, 0, 0, 0) : mac(k));
+        f.set(dst === 0xff ? new Uint8Array(6).fill(0xff) : addr(dst), 0);
+        f.set(addr(src), 6);
+        f[12] = 0x08;
+        p.data.set(f);
+        p.length = 60;
+        links[from]!.send(p);
+        if (!alive[from]) continue;
+        if (model.get(src) !== from && (model.has(src) || model.size < max)) model.set(src, from);
+        const to = dst === 0xff ? undefined : model.get(dst);
+        if (to !== undefined) {
+          if (to !== from) expected[to]!++;
+        } else for (let k = 0; k < links.length; k++) if (k !== from && alive[k]) expected[k]!++;
+        assert.deepEqual(recs.map((r) => r.frames.length), expected, `round ${round} step ${step}`);
+      }
+    }
+  });
+
   it('two reflectors answering each other are cut at MAX_FORWARD_DEPTH', () => {
     const sw = new NetSwitch();
     const a = new ReflectorPort('a', mac(1), () => new NetPacket(1518));

@@ -82,6 +82,21 @@ export class SwitchPort implements NetLink {
    * a partial packet before a monitor or a port sees it: a frame nobody receives is never copied whole.
    */
   readonly partialFrames = true;
+  /**
+   * @internal The last frame from this port that the switch learned from and looked up
+   * (NetSwitch.forward): its 12 address bytes as words, the table's generation then, and the
+   * port its destination was learned on (undefined: flood). A sender's frames mostly go to one
+   * peer: the next such frame costs three compares instead of two table lookups.
+   */
+  seenGen = -1;
+  /** @internal */
+  seen0 = 0;
+  /** @internal */
+  seen1 = 0;
+  /** @internal */
+  seen2 = 0;
+  /** @internal */
+  seenTo: SwitchPort | undefined = undefined;
 
   constructor(
     private readonly sw: NetSwitch,
@@ -221,19 +236,33 @@ export class NetSwitch {
       p.ensureFrame();
       for (let i = 0; i < monitors.length; i++) monitors[i]!.deliver(p);
     }
-    // Learn the source (a group source address is bogus: never learned).
-    if (!isGroupAddress(d, 6)) {
-      const known = this.table.get(d, 6);
-      if (known !== from && (known !== undefined || this.table.size < this.maxAddresses)) this.table.set(d, 6, from);
+    // Learn the source (a group source address is bogus: never learned), look the destination
+    // up (a group address is flooded). The same addresses as the last frame from this port,
+    // with the table unchanged since (its generation): nothing to learn, the same answer.
+    const table = this.table;
+    const w = p.data32;
+    let to: SwitchPort | undefined;
+    if (w !== null && from.seenGen === table.generation && w[0] === from.seen0 && w[1] === from.seen1 && w[2] === from.seen2) {
+      to = from.seenTo;
+    } else {
+      if (!isGroupAddress(d, 6)) {
+        const known = table.get(d, 6);
+        if (known !== from && (known !== undefined || table.size < this.maxAddresses)) table.set(d, 6, from);
+      }
+      to = isGroupAddress(d, 0) ? undefined : table.get(d, 0);
+      if (w !== null) {
+        from.seen0 = w[0]!;
+        from.seen1 = w[1]!;
+        from.seen2 = w[2]!;
+        from.seenTo = to;
+        from.seenGen = table.generation;
+      }
     }
     this.depth++;
     try {
-      if (!isGroupAddress(d, 0)) {
-        const to = this.table.get(d, 0);
-        if (to !== undefined) {
-          if (to !== from && to.isMember(vlan) && !(to.link && from.link)) this.deliver(to, p);
-          return; // a frame for the port it came from is not sent back
-        }
+      if (to !== undefined) {
+        if (to !== from && to.isMember(vlan) && !(to.link && from.link)) this.deliver(to, p);
+        return; // a frame for the port it came from is not sent back
       }
       const ports = this.ports;
       for (let i = 0; i < ports.length; i++) {

@@ -73,6 +73,21 @@ export class TxDirect implements DirectServer, TxSource {
       this.hdrBuf = hdr;
       this.hdr32 = wordsOf(hdr);
     }
+    const b = this.batch;
+    const s0 = this.k * DIRECT_MAX_SEGMENTS;
+    if (hl + frameLen <= b.len[s0]!) {
+      // All of it in the first buffer (the header and the frame in one descriptor, as testpmd
+      // sends, and Linux's virtio_net when the header fits the headroom): two copies out of it,
+      // no segment walk.
+      const mem = b.memory!;
+      const r = b.region[s0]!;
+      const bytes = mem.bytesOf(r);
+      const u32 = mem.u32Of(r);
+      const off = b.offset[s0]!;
+      copySpan(bytes, u32, off, hdr, this.hdr32, 0, hl);
+      copySpan(bytes, u32, off + hl, frame, frame32, 0, frameLen);
+      return true;
+    }
     this.copy(0, hl, hdr, this.hdr32, 0);
     this.copy(hl, frameLen, frame, frame32, 0);
     return true;
