@@ -1,12 +1,15 @@
 /** `virtio-ts fs`: a host directory shared as a virtio-fs device (5.11) over vhost-user. */
 import { createLogger } from '../../log.js';
 import type { CliIo } from '../../cli/options.js';
+import { raiseInliningBudgets } from '../../cli/inlining-budgets.js';
 import { runBackend } from '../../cli/serve.js';
 import type { FsOptions } from './cli.js';
 import { FsDevice } from './fs-device.js';
 import { IdMap } from './id-map.js';
 
 export async function runFs(options: FsOptions, io: CliIo): Promise<number> {
+  // Before any request is served, so the request path is first optimized with them.
+  raiseInliningBudgets();
   const logger = createLogger(options.verbosity, 'virtio-ts fs', io.stderr);
   let current: FsDevice | null = null;
   return runBackend({

@@ -12,7 +12,7 @@ import { type Logger, createLogger } from '../../log.js';
 import type { Platform } from '../../platform/types.js';
 import { serveVhostUser, type VhostUserServer } from '../../vhost-user/server.js';
 import { DEFAULT_NET_POLL_US, type NetOptions } from './cli.js';
-import { raiseInliningBudgets } from './net-jit.js';
+import { raiseInliningBudgets } from '../../cli/inlining-budgets.js';
 import { formatMac } from './packet.js';
 import { PcapCapture } from './pcap-capture.js';
 import { NetSwitch, type SwitchPort, type SwitchPortOptions } from './switch.js';
@@ -46,7 +46,7 @@ export function portMac(base: Uint8Array, i: number): Uint8Array {
 }
 
 export async function runNet(options: NetOptions, io: CliIo, hooks: RunNetHooks = {}): Promise<number> {
-  // Before any frame is served, so the drain is first optimized with them (net-jit.ts).
+  // Before any frame is served, so the drain is first optimized with them (src/cli/inlining-budgets.ts).
   raiseInliningBudgets();
   if ((options.threads ?? 0) > 0) {
     const { runNetThreads } = await import('./net-threads-command.js');
