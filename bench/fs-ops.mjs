@@ -74,14 +74,20 @@ const SHARE_PARENT = process.env.FS_BENCH_DIR ?? tmpdir();
 const CREATE_PAUSE = Number(process.env.FS_BENCH_CREATE_PAUSE ?? (ext4WithoutJournal(SHARE_PARENT) ? 61 : 0));
 const ROW_OF_JOB = { lookup: 'lookup+getattr /s', create: 'create+unlink /s', randread: '4 KiB random read /s', seqread: 'seq read MiB/s', seqwrite: 'seq write MiB/s' };
 
-/** Whether `dir` is on ext4 without a journal (its allocator then skips inodes freed in the last 60 s). */
-function ext4WithoutJournal(dir) {
+/** The mount `dir` is on: its source device and file system type (nulls when findmnt fails). */
+function mountOf(dir) {
   try {
     const [source, type] = execFileSync('findmnt', ['-n', '-o', 'SOURCE,FSTYPE', '-T', dir], { encoding: 'utf8' }).trim().split(/\s+/);
-    return type === 'ext4' && !existsSync(`/proc/fs/jbd2/${source.replace(/^\/dev\//, '')}-8`);
+    return { source: source ?? null, type: type ?? null };
   } catch {
-    return false;
+    return { source: null, type: null };
   }
+}
+
+/** Whether `dir` is on ext4 without a journal (its allocator then skips inodes freed in the last 60 s). */
+function ext4WithoutJournal(dir) {
+  const { source, type } = mountOf(dir);
+  return type === 'ext4' && source !== null && !existsSync(`/proc/fs/jbd2/${source.replace(/^\/dev\//, '')}-8`);
 }
 
 /** utime + stime of `pid` and its descendants, in seconds. */
@@ -244,15 +250,6 @@ function makeShare() {
   return { base, share };
 }
 
-/** The file system type of `dir` (for the header: the metadata rows are mostly its cost). */
-function fsTypeOf(dir) {
-  try {
-    return execFileSync('findmnt', ['-n', '-o', 'FSTYPE', '-T', dir], { encoding: 'utf8' }).trim();
-  } catch {
-    return '?';
-  }
-}
-
 const nodeArgs = (process.env.FS_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const vtsArgs = (process.env.FS_BENCH_VTS_ARGS ?? '').split(' ').filter((a) => a !== '');
 const backends = {
@@ -279,7 +276,7 @@ try {
   rmSync(base, { recursive: true, force: true });
 }
 
-console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, share on ${fsTypeOf(SHARE_PARENT)} (${SHARE_PARENT}), ${ROUNDS} round(s), ${CREATE_PAUSE} s idle before each create row, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, share on ${mountOf(SHARE_PARENT).type ?? '?'} (${SHARE_PARENT}), ${ROUNDS} round(s), ${CREATE_PAUSE} s idle before each create row, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 const feCols = FRONTEND === 'c';
 const first = rounds[0];
 console.log(`rings: virtio-ts fs ${first['virtio-ts fs'].ring}, virtiofsd ${first.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);

@@ -6,6 +6,7 @@
  * frame allocates nothing.
  */
 import { ETH_HEADER } from '../../spec/net.js';
+import { wordsOf } from './guest-copy.js';
 
 /**
  * Bytes of a frame a partial packet holds at least (`NetPacket.pending`): the Ethernet
@@ -67,7 +68,7 @@ export class NetPacket {
 
   constructor(capacity: number) {
     this.data = new Uint8Array(capacity);
-    this.data32 = new Uint32Array(this.data.buffer, 0, capacity >>> 2);
+    this.data32 = wordsOf(this.data);
   }
 
   /**
@@ -77,7 +78,7 @@ export class NetPacket {
   static over(data: Uint8Array): NetPacket {
     const p = new NetPacket(0);
     (p as { data: Uint8Array }).data = data;
-    (p as { data32: Uint32Array | null }).data32 = data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2) : null;
+    (p as { data32: Uint32Array | null }).data32 = wordsOf(data);
     return p;
   }
 
