@@ -117,8 +117,13 @@ describe('v86: Linux virtio_console on a virtio-ts console device (MULTIPORT)', 
 // reads what the host writes in reply, from a Node event outside any guest access. The device's
 // beforeHostAccess refreshes the adapter's RAM view first (attachV86Devices' refreshMemory,
 // reached here by attaching through runV86Guest's own hook).
+// /dev/hvc0 can appear a moment before its tty takes opens ("No such device"), and a failed
+// `exec` redirection ends busybox's script, so the guest first retries a trial open (bounded).
+// Not in SCRIPT above: there the host's bytes are already queued, and a trial open in cooked
+// mode would consume them.
 const ASYNC_SCRIPT = `
 wait_path /dev/hvc0 600 || fail "no hvc0"
+n=0; until ( : <>/dev/hvc0 ) 2>/dev/null; do n=$((n + 1)); [ $n -ge 100 ] && fail "open hvc0"; sleep 0.1; done
 exec 3<>/dev/hvc0
 stty raw -echo <&3 || fail "stty"
 echo READY >&3
