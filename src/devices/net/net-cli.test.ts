@@ -205,6 +205,9 @@ describe('virtio-ts net', { timeout: 60_000 }, () => {
         assert.deepEqual(ports.map((p) => p.counters.rxFrames), [1, 1]);
         const url = /metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(errors.join(''))?.[1];
         assert.ok(url, 'the metrics endpoint is logged');
+        // Without --poll-us each port's rings are busy-polled with the command's default window.
+        assert.equal((errors.join('').match(new RegExp(`poll ${DEFAULT_NET_POLL_US} us\\)`, 'g')) ?? []).length, 2, 'both ports poll with the default window');
+        assert.ok(DEFAULT_NET_POLL_US > 0, 'polling is on by default');
         const text = await (await fetch(url)).text();
         const sample = (device: string, queue: number, name: string): number => {
           const m = new RegExp(`^${name}\\{device="${device}",queue="${queue}"\\} (\\S+)$`, 'm').exec(text);
