@@ -12,6 +12,7 @@ import { At, OpenFlag, StatField, loadFsAt, type FsAt } from '../../platform/fs-
 import type { DirEntry } from './dir-snapshot.js';
 import { Errno, check, fail } from './fs-errno.js';
 import { HostLocks } from './host-locks.js';
+import { PairKeyMap } from './pair-key-map.js';
 import { RetainedDescriptors } from './retained-descriptors.js';
 
 /** O_PATH (Linux, every architecture Node runs on except alpha/parisc/sparc). */
@@ -97,10 +98,12 @@ function openFileLimit(): number {
 }
 
 export class HostFsTables {
-  private readonly inodes = new Map<number, Inode>();
-  /** dev → ino → nodeid. */
-  private readonly byKey = new Map<number, Map<number, number>>();
-  private readonly handles = new Map<number, FileHandle>();
+  /** nodeid (with 0) → inode; PairKeyMap rather than Map: an insert and a delete per operation. */
+  private readonly inodes = new PairKeyMap<Inode>();
+  /** (dev, ino) → nodeid. */
+  private readonly byKey = new PairKeyMap<number>();
+  /** fh (with 0) → handle. */
+  private readonly handles = new PairKeyMap<FileHandle>();
   private nextNodeid = 2;
   private nextFh = 1;
   /** The shared directory itself (nodeid 1), held for the life of the HostFs. */
@@ -146,7 +149,7 @@ export class HostFsTables {
 
   /** The inode `nodeid`, or ENOENT-style failure for a nodeid never looked up (or forgotten). */
   inode(nodeid: number): Inode {
-    const n = this.inodes.get(nodeid);
+    const n = this.inodes.get(nodeid, 0);
     if (n === undefined) fail(Errno.ENOENT, `nodeid ${nodeid} unknown`);
     return n;
   }
@@ -156,8 +159,8 @@ export class HostFsTables {
    * a LOOKUP of an object known under another name or path returns the same nodeid.
    */
   protected find(dev: number, ino: number): Inode | undefined {
-    const id = this.byKey.get(dev)?.get(ino);
-    return id === undefined ? undefined : this.inodes.get(id);
+    const id = this.byKey.get(dev, ino);
+    return id === undefined ? undefined : this.inodes.get(id, 0);
   }
 
   /**
@@ -186,21 +189,19 @@ export class HostFsTables {
   }
 
   private insert(inode: Inode): void {
-    this.inodes.set(inode.nodeid, inode);
-    let m = this.byKey.get(inode.dev);
-    if (m === undefined) this.byKey.set(inode.dev, (m = new Map()));
-    m.set(inode.ino, inode.nodeid);
+    this.inodes.set(inode.nodeid, 0, inode);
+    this.byKey.set(inode.dev, inode.ino, inode.nodeid);
   }
 
   /** FORGET: `n` lookups fewer; at zero the inode leaves the table. Unknown or root: ignored. */
   forget(nodeid: number, n: number): void {
-    const inode = this.inodes.get(nodeid);
+    const inode = this.inodes.get(nodeid, 0);
     if (inode === undefined || inode === this.root) return;
     // A forget for more than was looked up (a confused or hostile driver) just drops the inode.
     inode.nlookup = n >= inode.nlookup ? 0 : inode.nlookup - n;
     if (inode.nlookup > 0) return;
-    this.inodes.delete(nodeid);
-    this.byKey.get(inode.dev)?.delete(inode.ino);
+    this.inodes.delete(nodeid, 0);
+    this.byKey.delete(inode.dev, inode.ino);
     this.locks.dropInode(nodeid);
     // Only an object that still has a name can be looked up again; holding one the guest
     // removed would keep it on the host file system's orphan list (ext4: create+unlink at a
@@ -232,13 +233,13 @@ export class HostFsTables {
       fail(Errno.ENFILE, `handle table full (${this.maxHandles})`);
     }
     const fh = this.nextFh++;
-    this.handles.set(fh, { fh, nodeid, fd, entries, pins: 0, released: false });
+    this.handles.set(fh, 0, { fh, nodeid, fd, entries, pins: 0, released: false });
     return fh;
   }
 
   /** The open handle `fh` (EBADF when unknown or released). */
   handle(fh: number): FileHandle {
-    const h = this.handles.get(fh);
+    const h = this.handles.get(fh, 0);
     if (h === undefined) fail(Errno.EBADF, `fh ${fh} unknown`);
     return h;
   }
@@ -269,7 +270,7 @@ export class HostFsTables {
   /** RELEASE / RELEASEDIR: closes the handle (unknown handles: EBADF); a pinned one at its last unpin. */
   release(fh: number): void {
     const h = this.handle(fh);
-    this.handles.delete(fh);
+    this.handles.delete(fh, 0);
     this.closeHandle(h);
   }
 
@@ -281,9 +282,11 @@ export class HostFsTables {
   /** DESTROY (and device reset): every handle and lock closed, every inode but the root forgotten. */
   clear(): void {
     this.locks.clear();
-    for (const h of this.handles.values()) this.closeHandle(h);
+    this.handles.forEachValue((h) => this.closeHandle(h));
     this.handles.clear();
-    for (const n of this.inodes.values()) if (n !== this.root) this.fsAt.close(n.fd);
+    this.inodes.forEachValue((n) => {
+      if (n !== this.root) this.fsAt.close(n.fd);
+    });
     this.retained.clear();
     this.inodes.clear();
     this.byKey.clear();

@@ -17,6 +17,7 @@
  * virtiofsd closes at FORGET; HostFsLimits.retainedDescriptors = 0 does the same here.
  */
 import type { FsAt } from '../../platform/fs-at.js';
+import { PairKeyMap } from './pair-key-map.js';
 
 /** A bounded ring of O_PATH descriptors of forgotten inodes, keyed by (st_dev, st_ino); the oldest is closed when full. */
 export class RetainedDescriptors {
@@ -24,8 +25,8 @@ export class RetainedDescriptors {
   private readonly fds: Int32Array;
   private readonly devs: Float64Array;
   private readonly inos: Float64Array;
-  /** dev → ino → slot. */
-  private readonly slots = new Map<number, Map<number, number>>();
+  /** (dev, ino) → slot. */
+  private readonly slots = new PairKeyMap<number>();
   /** The slot the next descriptor goes to (its occupant, the oldest, is closed first). */
   private next = 0;
   private held = 0;
@@ -61,19 +62,16 @@ export class RetainedDescriptors {
     this.fds[s] = fd;
     this.devs[s] = dev;
     this.inos[s] = ino;
-    let m = this.slots.get(dev);
-    if (m === undefined) this.slots.set(dev, (m = new Map()));
-    m.set(ino, s);
+    this.slots.set(dev, ino, s);
     this.held++;
   }
 
   /** The descriptor held for (dev, ino), removed from the ring (the caller owns it now), or -1. */
   take(dev: number, ino: number): number {
     if (this.held === 0) return -1;
-    const m = this.slots.get(dev);
-    const s = m?.get(ino);
+    const s = this.slots.get(dev, ino);
     if (s === undefined) return -1;
-    m!.delete(ino);
+    this.slots.delete(dev, ino);
     const fd = this.fds[s]!;
     this.fds[s] = -1;
     this.held--;
@@ -95,7 +93,7 @@ export class RetainedDescriptors {
   }
 
   private evict(s: number): void {
-    this.slots.get(this.devs[s]!)?.delete(this.inos[s]!);
+    this.slots.delete(this.devs[s]!, this.inos[s]!);
     this.fsAt.close(this.fds[s]!);
     this.fds[s] = -1;
     this.held--;
