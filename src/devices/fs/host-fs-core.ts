@@ -255,10 +255,13 @@ export class HostFsCore extends HostFsTables {
     return inode;
   }
 
-  /** The new object `name` in `dir` (just made by us): owned by the caller, adopted. */
-  private adoptNew(dir: Inode, name: Uint8Array, flags: number, out: Float64Array): Inode {
+  /**
+   * The new name `name` in `dir` (just made by us), adopted; `owned`: a new object, given to the
+   * caller (chownToCaller). A new name of an existing object (LINK) keeps its owner.
+   */
+  private adoptNew(dir: Inode, name: Uint8Array, flags: number, out: Float64Array, owned = true): Inode {
     const fd = check(this.fsAt.openStat(dir.fd, name, O_PATH | NOFOLLOW | flags, out), 'open of the new object');
-    return this.chownToCaller(fd, out) ? this.adopt(fd, out) : this.adoptStat(fd, out);
+    return owned && this.chownToCaller(fd, out) ? this.adopt(fd, out) : this.adoptStat(fd, out);
   }
 
   /**
@@ -328,7 +331,8 @@ export class HostFsCore extends HostFsTables {
     check(r, 'link');
     // The object has a name again (an O_TMPFILE file, or one whose last name was removed).
     inode.removed = false;
-    return this.adoptNew(parent, newName, 0, out);
+    // link(2) changes no owner (nor does virtiofsd's lo_link): the object stays its owner's.
+    return this.adoptNew(parent, newName, 0, out, false);
   }
 
   /** READLINK: the target of a symlink inode into `buf`; its length (ENAMETOOLONG beyond buf). */
