@@ -20,6 +20,7 @@ import {
   P9_MAX_WALK_NAMES,
   P9_MIN_MSIZE,
   P9_NOFID,
+  P9_NONUNAME,
   P9_NOTAG,
   P9_VERSION_L,
   P9_VERSION_UNKNOWN,
@@ -77,7 +78,7 @@ export class P9Server {
   readonly locks: P9Locks;
   /** Txattrwalk / Txattrcreate state and its byte budget. */
   readonly xattr: P9XattrOps;
-  /** Tlcreate, Tmkdir, Tsymlink: the requests that make a new object (p9-create.ts). */
+  /** Tlcreate, Tmkdir, Tsymlink, Tmknod: the requests that make a new object, and its owner (p9-create.ts). */
   private readonly create: P9Create;
   private readonly maxDirEntries: number;
   private readonly r = new P9Reader();
@@ -172,6 +173,7 @@ export class P9Server {
       case P9Type.TRENAMEAT: return this.renameat();
       case P9Type.TRENAME: return this.rename();
       case P9Type.TSYMLINK: return this.create.symlink();
+      case P9Type.TMKNOD: return this.create.mknod();
       case P9Type.TLINK: return this.link();
       case P9Type.TREADLINK: return this.readlink();
       case P9Type.TSTATFS: return this.statfs();
@@ -210,16 +212,17 @@ export class P9Server {
   private attach(): void {
     const fid = this.r.u32();
     const afid = this.r.u32();
-    this.r.str(); // uname: the server acts as its own user (like QEMU's security_model=none)
+    this.r.str(); // uname: 9P2000.L names the user by n_uname (QEMU reads only that too)
     const aname = this.r.str();
-    this.r.u32(); // n_uname
+    // The owner of what this fid's walks create (p9-create.ts); no access checks: the guest kernel makes them.
+    const nUname = this.r.u32();
     if (afid !== P9_NOFID) p9Fail(P9Errno.EINVAL, 'no authentication is needed');
     if (!ROOT_NAMES.has(aname.toString('latin1'))) p9Fail(P9Errno.ENOENT, 'aname must be the share');
     this.fids.checkNew(fid);
     const root = this.host.root.nodeid;
     const st = this.host.stat(root);
     this.fids.hold(root, false);
-    this.fids.add(fid, root, 0, null);
+    this.fids.add(fid, root, 0, null, nUname === P9_NONUNAME ? -1 : nUname);
     this.w.qid(this.fids.qidOf(st));
   }
 
@@ -289,7 +292,7 @@ export class P9Server {
       src.parent = parent;
       src.name = keptName;
       this.fids.drop(old);
-    } else this.fids.add(newfid, cur, parent, keptName);
+    } else this.fids.add(newfid, cur, parent, keptName, src.uid);
   }
 
   private lopen(): void {
@@ -517,7 +520,7 @@ export class P9Server {
     this.fids.checkNew(newfid);
     const state = this.xattr.read(f.nodeid, name);
     this.fids.hold(f.nodeid, false);
-    this.fids.add(newfid, f.nodeid, f.parent, f.name).xattr = state;
+    this.fids.add(newfid, f.nodeid, f.parent, f.name, f.uid).xattr = state;
     this.w.u64(state.value.length);
   }
 

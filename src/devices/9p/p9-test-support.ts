@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { P9_NOFID, P9Type } from '../../spec/9p.js';
+import { P9_NOFID, P9_NONUNAME, P9Type } from '../../spec/9p.js';
 import { HostFs, type HostFsOptions } from '../fs/host-fs.js';
 import { P9Writer } from './p9-codec.js';
 import { P9Server, type P9ServerOptions } from './p9-server.js';
@@ -102,7 +102,7 @@ export class Rig {
   }
 
   /** Tattach of `fid` for the user `nUname` (~0 by default: none named). */
-  attach(fid = 1, nUname = P9_NOFID): void {
+  attach(fid = 1, nUname = P9_NONUNAME): void {
     this.ok(P9Type.TATTACH, (w) => {
       w.u32(fid);
       w.u32(P9_NOFID);

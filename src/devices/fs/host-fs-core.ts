@@ -101,7 +101,11 @@ export class HostFsCore extends HostFsTables {
   }
 
 
-  /** The guest's ids for the requests that follow (FUSE in_header uid/gid): new objects get them (when we run as root). */
+  /**
+   * The guest's ids for the requests that follow (FUSE in_header uid/gid, 9P's attach uid and
+   * request gid): new objects get them (when we run as root). A uid of -1: no owner change; a
+   * gid of -1 with a uid: the group stays.
+   */
   setCaller(uid: number, gid: number): void {
     this.callerUid = uid;
     this.callerGid = gid;
@@ -272,7 +276,7 @@ export class HostFsCore extends HostFsTables {
   private chownToCaller(fd: number, st: Float64Array): boolean {
     if (!this.canChown || this.callerUid < 0) return false;
     const uid = this.uidMap.toHost(this.callerUid);
-    const gid = this.gidMap.toHost(this.callerGid);
+    const gid = this.callerGid < 0 ? st[GID]! : this.gidMap.toHost(this.callerGid);
     if (st[UID] === uid && st[GID] === gid) return false;
     // Best effort, like virtiofsd's fsuid switch: the object exists either way.
     this.fsAt.fchownat(fd, '', uid, gid, At.EMPTY_PATH);
