@@ -43,6 +43,11 @@ export const P9_MIN_MSIZE = 4096;
 export const P9_NOTAG = 0xffff;
 /** afid when there is no authentication, and n_uname when none is given. */
 export const P9_NOFID = 0xffffffff;
+/**
+ * Tattach's n_uname when the client names no user (Linux: INVALID_UID, as the mount's first
+ * attach sends it), and a Tlcreate/Tmkdir/Tsymlink/Tmknod gid naming no group: ~0.
+ */
+export const P9_NONUNAME = 0xffffffff;
 /** Names in one Twalk at most (MAXWELEM). */
 export const P9_MAX_WALK_NAMES = 16;
 

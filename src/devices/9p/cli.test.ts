@@ -17,7 +17,7 @@ describe('virtio-ts 9p command line', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vts-9pcli-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('parses --shared-dir, --tag, --read-only, --msize, --queue-size with their defaults', () => {
+  it('parses --shared-dir, --tag, --read-only, --msize, --queue-size, --translate-uid/-gid with their defaults', () => {
     const p = parseCommandLine(['9p', '--socket-path', '/tmp/x.sock', '--shared-dir', dir]);
     assert.equal(p.kind, 'device');
     assert.deepEqual((p as unknown as { options: P9Options }).options, {
@@ -39,9 +39,13 @@ describe('virtio-ts 9p command line', () => {
     assert.equal(o.xattrPrefix, undefined);
     const x = parseCommandLine(['9p', '--fd', '3', '--shared-dir', dir, '--xattr-prefix', 'user.9p.']);
     assert.equal((x as unknown as { options: P9Options }).options.xattrPrefix, 'user.9p.');
+    assert.equal(o.translateUid, undefined);
+    const m = (parseCommandLine(['9p', '--fd', '3', '--shared-dir', dir, '--translate-uid', '0:1000:1', '--translate-gid', '0:100:1,5:200:2']) as unknown as { options: P9Options }).options;
+    assert.equal(m.translateUid, '0:1000:1');
+    assert.equal(m.translateGid, '0:100:1,5:200:2');
   });
 
-  it('refuses a missing or non-directory --shared-dir, an empty or over-long --tag, a bad --msize or --queue-size', () => {
+  it('refuses a missing or non-directory --shared-dir, an empty or over-long --tag, a bad --msize, --queue-size or id map', () => {
     writeFileSync(join(dir, 'file'), '');
     fault([], CliFault.BAD_VALUE);
     fault(['--shared-dir', join(dir, 'nope')], CliFault.BAD_VALUE);
@@ -51,6 +55,8 @@ describe('virtio-ts 9p command line', () => {
     fault(['--shared-dir', dir, '--msize', '1000'], CliFault.BAD_NUMBER);
     fault(['--shared-dir', dir, '--queue-size', '100'], CliFault.BAD_NUMBER);
     fault(['--shared-dir', dir, '--xattr-prefix', 'trusted.x.'], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir, '--translate-uid', '1:2'], CliFault.BAD_VALUE);
+    fault(['--shared-dir', dir, '--translate-gid', 'a:b:c'], CliFault.BAD_VALUE);
   });
 
   it('--help prints the usage; --print-capabilities reports vhost-user type "9p"; the top-level usage lists it', async () => {

@@ -16,6 +16,7 @@ import {
 } from '../../cli/options.js';
 import { P9_MIN_MSIZE, P9_TAG_MAX_BYTES } from '../../spec/9p.js';
 import type { DeviceCli } from '../device-type.js';
+import { IdMap } from '../fs/id-map.js';
 import { XattrMap } from '../fs/xattr-map.js';
 import { P9_DEFAULT_MAX_MSIZE } from './p9-server.js';
 
@@ -33,6 +34,10 @@ export interface P9Options extends BackendOptions {
   readonly queueSize: number;
   /** Guest xattr names stored under this host prefix (absent: `user.*` passed through only). */
   readonly xattrPrefix?: string;
+  /** uid ranges `guest:host:count[,...]` (--translate-uid, as virtio-fs's; absent: identity). */
+  readonly translateUid?: string;
+  /** gid ranges `guest:host:count[,...]` (--translate-gid; absent: identity). */
+  readonly translateGid?: string;
 }
 
 export const P9_DEFAULTS = { tag: 'virtio-ts', queueSize: 128, msize: P9_DEFAULT_MAX_MSIZE } as const;
@@ -57,6 +62,9 @@ ${BACKEND_SOCKET_USAGE}
   --queue-size N          largest ring size, a power of 2 from 2 to 32768 (default ${P9_DEFAULTS.queueSize})
   --xattr-prefix P        store every guest xattr name N as host name P+N (P in user., e.g.
                           user.9p.); without it only user.* names pass, unchanged
+  --translate-uid MAP     guest:host:count[,...] uid ranges (default: identity): attributes,
+                          Tsetattr and the owner of new objects (when run as root)
+  --translate-gid MAP     the same for gids
 ${BACKEND_COMMON_USAGE}
 `;
 
@@ -84,7 +92,21 @@ function parseP9(v: OptionValues, common: BackendOptions): P9Options {
       throw new CliError(CliFault.BAD_VALUE, `--xattr-prefix: ${(e as Error).message}`, COMMAND);
     }
   }
-  return { ...common, sharedDir, tag, readOnly: v['read-only'] === true, msize, queueSize, ...(prefix !== undefined ? { xattrPrefix: prefix } : {}) };
+  const maps: { translateUid?: string; translateGid?: string } = {};
+  for (const [opt, key] of [
+    ['translate-uid', 'translateUid'],
+    ['translate-gid', 'translateGid'],
+  ] as const) {
+    const text = stringOption(v, opt);
+    if (text === undefined) continue;
+    try {
+      IdMap.parse(text);
+    } catch (e) {
+      throw new CliError(CliFault.BAD_VALUE, `--${opt}: ${(e as Error).message}`, COMMAND);
+    }
+    maps[key] = text;
+  }
+  return { ...common, sharedDir, tag, readOnly: v['read-only'] === true, msize, queueSize, ...(prefix !== undefined ? { xattrPrefix: prefix } : {}), ...maps };
 }
 
 /** The `virtio-ts 9p` sub-command: its options, usage, parsing and run. */
@@ -96,6 +118,8 @@ export const P9_CLI: DeviceCli<P9Options> = {
     msize: { type: 'string' },
     'queue-size': { type: 'string' },
     'xattr-prefix': { type: 'string' },
+    'translate-uid': { type: 'string' },
+    'translate-gid': { type: 'string' },
   },
   usage: P9_USAGE,
   parse: parseP9,

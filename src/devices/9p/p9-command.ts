@@ -2,6 +2,7 @@
 import { createLogger } from '../../log.js';
 import type { CliIo } from '../../cli/options.js';
 import { runBackend } from '../../cli/serve.js';
+import { IdMap } from '../fs/id-map.js';
 import type { P9Options } from './cli.js';
 import { P9Device } from './p9-device.js';
 
@@ -22,6 +23,8 @@ export async function runP9(options: P9Options, io: CliIo): Promise<number> {
         maxMsize: options.msize,
         queueSize: options.queueSize,
         xattrPrefix: options.xattrPrefix ?? null,
+        ...(options.translateUid !== undefined ? { uidMap: IdMap.parse(options.translateUid) } : {}),
+        ...(options.translateGid !== undefined ? { gidMap: IdMap.parse(options.translateGid) } : {}),
         logger,
       });
       return current;

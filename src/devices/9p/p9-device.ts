@@ -22,7 +22,7 @@ import { HostFs, type HostFsLimits, type HostFsOptions } from '../fs/host-fs.js'
 import { P9Server, type P9ServerOptions } from './p9-server.js';
 
 /** Options of P9Device. */
-export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<HostFsOptions, 'xattrPrefix'> {
+export interface P9DeviceOptions extends HostFsLimits, P9ServerOptions, Pick<HostFsOptions, 'xattrPrefix' | 'uidMap' | 'gidMap'> {
   /** The host directory shared with the guest. */
   readonly sharedDir: string;
   /** The mount tag (1..32 bytes of UTF-8, QEMU's limit). */

@@ -34,6 +34,11 @@ export interface Fid {
   entries: P9DirEntry[] | null;
   /** An xattr fid (Txattrwalk's snapshot or Txattrcreate's value being written), else null. */
   xattr: XattrState | null;
+  /**
+   * The uid its Tattach named (n_uname; walks and xattr walks pass it on): the owner of the
+   * objects created through the fid (p9-create.ts). -1 when the attach named none (~0).
+   */
+  readonly uid: number;
 }
 
 export interface FidTableLimits {
@@ -108,9 +113,9 @@ export class FidTable {
     } else this.refs.set(nodeid, n - 1);
   }
 
-  /** Adds fid `n` for `nodeid` (the caller holds the reference already). */
-  add(n: number, nodeid: number, parent: number, name: Buffer | null): Fid {
-    const f: Fid = { nodeid, parent, name, fh: -1, openDir: false, entries: null, xattr: null };
+  /** Adds fid `n` for `nodeid` of the attach uid `uid` (-1: none); the caller holds the reference already. */
+  add(n: number, nodeid: number, parent: number, name: Buffer | null, uid: number): Fid {
+    const f: Fid = { nodeid, parent, name, fh: -1, openDir: false, entries: null, xattr: null, uid };
     this.fids.set(n, f);
     return f;
   }

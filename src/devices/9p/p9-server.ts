@@ -20,6 +20,7 @@ import {
   P9_MAX_WALK_NAMES,
   P9_MIN_MSIZE,
   P9_NOFID,
+  P9_NONUNAME,
   P9_NOTAG,
   P9_VERSION_L,
   P9_VERSION_UNKNOWN,
@@ -29,6 +30,7 @@ import {
   P9Type,
 } from '../../spec/9p.js';
 import { P9Reader, P9Writer, p9ErrnoOf, p9Fail } from './p9-codec.js';
+import { P9_SYMLINK_TARGET_MAX, P9Create } from './p9-create.js';
 import { FidTable, type FidTableLimits } from './p9-fids.js';
 import { listDir } from './p9-listing.js';
 import { P9Locks, serveGetlock, serveLock } from './p9-locks.js';
@@ -55,8 +57,6 @@ const { O_RDONLY, O_TRUNC } = fs.constants;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const DIRENT_FIXED = 13 + 8 + 1 + 2;
-/** Longest symlink target (PATH_MAX - 1): Treadlink's scratch. */
-const SYMLINK_TARGET_MAX = 4095;
 const ROOT_NAMES = new Set(['', '/']);
 
 /**
@@ -78,12 +78,14 @@ export class P9Server {
   readonly locks: P9Locks;
   /** Txattrwalk / Txattrcreate state and its byte budget. */
   readonly xattr: P9XattrOps;
+  /** Tlcreate, Tmkdir, Tsymlink, Tmknod: the requests that make a new object, and its owner (p9-create.ts). */
+  private readonly create: P9Create;
   private readonly maxDirEntries: number;
   private readonly r = new P9Reader();
   private readonly w = new P9Writer();
   private req: Buffer = Buffer.alloc(0);
   private out: Buffer = Buffer.alloc(0);
-  private readonly linkTarget = Buffer.alloc(SYMLINK_TARGET_MAX + 1);
+  private readonly linkTarget = Buffer.alloc(P9_SYMLINK_TARGET_MAX + 1);
   private readonly st = new Float64Array(StatField.COUNT);
 
   constructor(
@@ -99,6 +101,7 @@ export class P9Server {
     this.locks = new P9Locks(opts.maxLocks);
     this.maxDirEntries = opts.maxDirEntries ?? 1_000_000;
     this.xattr = new P9XattrOps(host);
+    this.create = new P9Create(host, this.fids, this.r, this.w, this.readOnly);
   }
 
   /**
@@ -159,17 +162,18 @@ export class P9Server {
       case P9Type.TWALK: return this.walk();
       case P9Type.TCLUNK: return this.clunk(this.r.u32());
       case P9Type.TLOPEN: return this.lopen();
-      case P9Type.TLCREATE: return this.lcreate();
+      case P9Type.TLCREATE: return this.create.lcreate();
       case P9Type.TREAD: return this.read();
       case P9Type.TWRITE: return this.write();
       case P9Type.TGETATTR: return this.getattr();
       case P9Type.TSETATTR: return this.setattr();
       case P9Type.TREADDIR: return this.readdir();
-      case P9Type.TMKDIR: return this.mkdir();
+      case P9Type.TMKDIR: return this.create.mkdir();
       case P9Type.TUNLINKAT: return this.unlinkat();
       case P9Type.TRENAMEAT: return this.renameat();
       case P9Type.TRENAME: return this.rename();
-      case P9Type.TSYMLINK: return this.symlink();
+      case P9Type.TSYMLINK: return this.create.symlink();
+      case P9Type.TMKNOD: return this.create.mknod();
       case P9Type.TLINK: return this.link();
       case P9Type.TREADLINK: return this.readlink();
       case P9Type.TSTATFS: return this.statfs();
@@ -208,16 +212,17 @@ export class P9Server {
   private attach(): void {
     const fid = this.r.u32();
     const afid = this.r.u32();
-    this.r.str(); // uname: the server acts as its own user (like QEMU's security_model=none)
+    this.r.str(); // uname: 9P2000.L names the user by n_uname (QEMU reads only that too)
     const aname = this.r.str();
-    this.r.u32(); // n_uname
+    // The owner of what this fid's walks create (p9-create.ts); no access checks: the guest kernel makes them.
+    const nUname = this.r.u32();
     if (afid !== P9_NOFID) p9Fail(P9Errno.EINVAL, 'no authentication is needed');
     if (!ROOT_NAMES.has(aname.toString('latin1'))) p9Fail(P9Errno.ENOENT, 'aname must be the share');
     this.fids.checkNew(fid);
     const root = this.host.root.nodeid;
     const st = this.host.stat(root);
     this.fids.hold(root, false);
-    this.fids.add(fid, root, 0, null);
+    this.fids.add(fid, root, 0, null, nUname === P9_NONUNAME ? -1 : nUname);
     this.w.qid(this.fids.qidOf(st));
   }
 
@@ -287,7 +292,7 @@ export class P9Server {
       src.parent = parent;
       src.name = keptName;
       this.fids.drop(old);
-    } else this.fids.add(newfid, cur, parent, keptName);
+    } else this.fids.add(newfid, cur, parent, keptName, src.uid);
   }
 
   private lopen(): void {
@@ -304,26 +309,6 @@ export class P9Server {
     }
     this.w.qid(this.fids.qidOf(st));
     this.w.u32(0); // iounit: the client uses msize
-  }
-
-  private lcreate(): void {
-    const f = this.fids.get(this.r.u32());
-    const name = this.r.str();
-    const flags = this.r.u32();
-    const mode = this.r.u32();
-    this.r.u32(); // gid: files belong to the server's user
-    this.mutating();
-    if (f.fh >= 0 || f.openDir) p9Fail(P9Errno.EINVAL, 'fid already open');
-    const made = this.host.create(f.nodeid, name, flags, mode);
-    this.fids.hold(made.inode.nodeid, true);
-    const dir = f.nodeid;
-    f.nodeid = made.inode.nodeid;
-    f.parent = dir;
-    f.name = Buffer.from(name);
-    f.fh = made.fh;
-    this.fids.drop(dir);
-    this.w.qid(this.fids.qidOf(made.stat));
-    this.w.u32(0);
   }
 
   private read(): void {
@@ -436,17 +421,6 @@ export class P9Server {
     this.out.writeUInt32LE(used, countAt);
   }
 
-  private mkdir(): void {
-    const d = this.fids.get(this.r.u32());
-    const name = this.r.str();
-    const mode = this.r.u32();
-    this.r.u32(); // gid
-    this.mutating();
-    const made = this.host.mkdir(d.nodeid, name, mode);
-    this.host.forget(made.inode.nodeid, 1);
-    this.w.qid(this.fids.qidOf(made.stat));
-  }
-
   private unlinkat(): void {
     const d = this.fids.get(this.r.u32());
     const name = this.r.str();
@@ -474,22 +448,6 @@ export class P9Server {
     if (f.name === null) p9Fail(P9Errno.EBUSY, 'rename of the share itself');
     this.host.rename(f.parent, f.name, d.nodeid, name);
     this.fids.renamed(f.parent, f.name, d.nodeid, name);
-  }
-
-  private symlink(): void {
-    const d = this.fids.get(this.r.u32());
-    const name = this.r.str();
-    const target = this.r.str();
-    this.r.u32(); // gid
-    this.mutating();
-    // The target is stored, never resolved by the host (HostFs never follows a symlink).
-    if (target.length === 0 || target.length > SYMLINK_TARGET_MAX || target.includes(0)) p9Fail(P9Errno.EINVAL, 'bad symlink target');
-    const made = this.host.symlinkEntry(d.nodeid, name, target, this.st);
-    try {
-      this.w.qid(this.fids.qidOf(this.host.stat(made.nodeid)));
-    } finally {
-      this.host.forget(made.nodeid, 1);
-    }
   }
 
   private link(): void {
@@ -562,7 +520,7 @@ export class P9Server {
     this.fids.checkNew(newfid);
     const state = this.xattr.read(f.nodeid, name);
     this.fids.hold(f.nodeid, false);
-    this.fids.add(newfid, f.nodeid, f.parent, f.name).xattr = state;
+    this.fids.add(newfid, f.nodeid, f.parent, f.name, f.uid).xattr = state;
     this.w.u64(state.value.length);
   }
 

@@ -101,7 +101,11 @@ export class HostFsCore extends HostFsTables {
   }
 
 
-  /** The guest's ids for the requests that follow (FUSE in_header uid/gid): new objects get them (when we run as root). */
+  /**
+   * The guest's ids for the requests that follow (FUSE in_header uid/gid, 9P's attach uid and
+   * request gid): new objects get them (when we run as root). A uid of -1: no owner change; a
+   * gid of -1 with a uid: the group stays.
+   */
   setCaller(uid: number, gid: number): void {
     this.callerUid = uid;
     this.callerGid = gid;
@@ -255,10 +259,13 @@ export class HostFsCore extends HostFsTables {
     return inode;
   }
 
-  /** The new object `name` in `dir` (just made by us): owned by the caller, adopted. */
-  private adoptNew(dir: Inode, name: Uint8Array, flags: number, out: Float64Array): Inode {
+  /**
+   * The new name `name` in `dir` (just made by us), adopted; `owned`: a new object, given to the
+   * caller (chownToCaller). A new name of an existing object (LINK) keeps its owner.
+   */
+  private adoptNew(dir: Inode, name: Uint8Array, flags: number, out: Float64Array, owned = true): Inode {
     const fd = check(this.fsAt.openStat(dir.fd, name, O_PATH | NOFOLLOW | flags, out), 'open of the new object');
-    return this.chownToCaller(fd, out) ? this.adopt(fd, out) : this.adoptStat(fd, out);
+    return owned && this.chownToCaller(fd, out) ? this.adopt(fd, out) : this.adoptStat(fd, out);
   }
 
   /**
@@ -269,7 +276,7 @@ export class HostFsCore extends HostFsTables {
   private chownToCaller(fd: number, st: Float64Array): boolean {
     if (!this.canChown || this.callerUid < 0) return false;
     const uid = this.uidMap.toHost(this.callerUid);
-    const gid = this.gidMap.toHost(this.callerGid);
+    const gid = this.callerGid < 0 ? st[GID]! : this.gidMap.toHost(this.callerGid);
     if (st[UID] === uid && st[GID] === gid) return false;
     // Best effort, like virtiofsd's fsuid switch: the object exists either way.
     this.fsAt.fchownat(fd, '', uid, gid, At.EMPTY_PATH);
@@ -328,7 +335,8 @@ export class HostFsCore extends HostFsTables {
     check(r, 'link');
     // The object has a name again (an O_TMPFILE file, or one whose last name was removed).
     inode.removed = false;
-    return this.adoptNew(parent, newName, 0, out);
+    // link(2) changes no owner (nor does virtiofsd's lo_link): the object stays its owner's.
+    return this.adoptNew(parent, newName, 0, out, false);
   }
 
   /** READLINK: the target of a symlink inode into `buf`; its length (ENAMETOOLONG beyond buf). */

@@ -2,10 +2,11 @@
  * HostFs LOOKUP's two ways (fstatat first for objects the table holds, open + fstat first while
  * lookups keep finding new objects): whichever way it predicts, a known object is the same
  * inode with one lookup more and no descriptor left behind, a new one a new inode; a name that
- * does not exist is ENOENT either way. CREATE by a guest caller leaves the file owned by it.
+ * does not exist is ENOENT either way. CREATE by a guest caller leaves the file owned by it;
+ * LINK by a guest caller leaves the object's owner as it was.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -80,6 +81,27 @@ describe('HostFs lookup prediction', () => {
         assert.deepEqual([st[StatField.UID], st[StatField.GID], st[StatField.INO]], [uid, gid, real.ino], 'the reply carries the owner after the change');
         host.release(fh);
       }
+    } finally {
+      host.close();
+    }
+  });
+
+  it('LINK by a guest caller: a new name, not a new object; the owner stays', { skip: process.geteuid?.() !== 0 ? 'needs root' : false }, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vts-fslookup-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'theirs'), 'x');
+    chownSync(join(dir, 'theirs'), 1234, 4321);
+    const host = new HostFs(dir);
+    try {
+      const st = new Float64Array(StatField.COUNT);
+      const theirs = host.lookupEntry(1, Buffer.from('theirs'), st);
+      host.setCaller(0, 0);
+      const linked = host.linkEntry(theirs.nodeid, 1, Buffer.from('again'), st);
+      assert.equal(linked, theirs);
+      const real = statSync(join(dir, 'again'));
+      assert.equal(real.ino, statSync(join(dir, 'theirs')).ino);
+      assert.deepEqual([real.uid, real.gid], [1234, 4321], 'the linked object keeps its owner');
+      assert.deepEqual([st[StatField.UID], st[StatField.GID]], [1234, 4321], 'and the reply says so');
     } finally {
       host.close();
     }
