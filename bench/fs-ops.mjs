@@ -19,8 +19,9 @@
 // FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count;
 // with the C front-end: its rescue period, --rescue-ms); FS_BENCH_ROUNDS=N rounds, the order of
 // the back-ends reversed every other round; FS_BENCH_DIR=where the share is made (default the
-// temporary directory; /dev/shm puts it on tmpfs).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+// temporary directory; /dev/shm puts it on tmpfs); FS_BENCH_EXT4_IMAGE_MIB=N a journaled ext4
+// image of N MiB, loop-mounted for the run (root).
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync, truncateSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,8 +65,16 @@ if (FRONTEND !== 'c' && FRONTEND !== 'ts') throw new Error(`FS_BENCH_FRONTEND is
 // costs more after another back-end's create row; alternating the order cancels that out.
 const ROUNDS = Number(process.env.FS_BENCH_ROUNDS ?? 1);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`FS_BENCH_ROUNDS is a positive integer, not ${process.env.FS_BENCH_ROUNDS}`);
+// FS_BENCH_EXT4_IMAGE_MIB=N (root): the share goes on a fresh journaled ext4 of N MiB, an image
+// file in /var/tmp loop-mounted for the run and removed after it: the file system a host's
+// shared folder is usually on (a journal, so no recently-deleted inode scan; see FS_BENCH_CREATE_PAUSE).
+const IMAGE_MIB = process.env.FS_BENCH_EXT4_IMAGE_MIB === undefined ? 0 : Number(process.env.FS_BENCH_EXT4_IMAGE_MIB);
+if (!Number.isInteger(IMAGE_MIB) || IMAGE_MIB < 0) throw new Error(`FS_BENCH_EXT4_IMAGE_MIB is a size in MiB, not ${process.env.FS_BENCH_EXT4_IMAGE_MIB}`);
+const image = IMAGE_MIB > 0 ? mountExt4Image(IMAGE_MIB) : null;
 // FS_BENCH_DIR: where the share is made (default the temporary directory); its file system type is printed.
-const SHARE_PARENT = process.env.FS_BENCH_DIR ?? tmpdir();
+const SHARE_PARENT = image?.mountPoint ?? process.env.FS_BENCH_DIR ?? tmpdir();
+// Named now: an image is unmounted before the results are printed.
+const SHARE_DESC = image !== null ? `ext4 with a journal (a ${IMAGE_MIB} MiB loop-mounted image)` : `${mountOf(SHARE_PARENT).type ?? '?'} (${SHARE_PARENT})`;
 // FS_BENCH_CREATE_PAUSE (seconds): the C front-end idles this long before each create row, so
 // that no inode freed by the previous create row (the other back-end's) is still "recently
 // deleted" for ext4 (measured in process, bench/fs-server-cpu.mjs, 40,000 iterations: 128-183
@@ -82,6 +91,42 @@ function mountOf(dir) {
   } catch {
     return { source: null, type: null };
   }
+}
+
+/** A journaled ext4 of `mib` MiB in an image file, loop-mounted; `remove()` unmounts and deletes it. */
+function mountExt4Image(mib) {
+  const dir = mkdtempSync(join('/var/tmp', 'vts-fs-bench-ext4-'));
+  const file = join(dir, 'fs.img');
+  const mountPoint = join(dir, 'mnt');
+  mkdirSync(mountPoint);
+  try {
+    writeFileSync(file, '');
+    truncateSync(file, mib << 20);
+    execFileSync('mkfs.ext4', ['-q', '-F', '-J', 'size=64', file]);
+    execFileSync('mount', ['-o', 'loop', file, mountPoint]);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`FS_BENCH_EXT4_IMAGE_MIB: making or mounting the ext4 image failed (root, mkfs.ext4 and loop devices needed): ${e.message}`);
+  }
+  // An interrupted run unmounts it too (the `finally` below does not run on a signal).
+  const onSignal = () => {
+    image?.remove();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    mountPoint,
+    remove() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      try {
+        execFileSync('umount', [mountPoint]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
 }
 
 /** Whether `dir` is on ext4 without a journal (its allocator then skips inodes freed in the last 60 s). */
@@ -274,9 +319,10 @@ try {
   }
 } finally {
   rmSync(base, { recursive: true, force: true });
+  image?.remove();
 }
 
-console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, share on ${mountOf(SHARE_PARENT).type ?? '?'} (${SHARE_PARENT}), ${ROUNDS} round(s), ${CREATE_PAUSE} s idle before each create row, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`fs-ops: front-end ${FRONTEND === 'c' ? 'C (bench/c/vhost-fs-loadgen.c)' : 'TypeScript FsDriver'}, ${SECONDS} s per row (after ${WARMUP} s untimed), ${IN_FLIGHT} in flight, share on ${SHARE_DESC}, ${ROUNDS} round(s), ${CREATE_PAUSE} s idle before each create row, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 const feCols = FRONTEND === 'c';
 const first = rounds[0];
 console.log(`rings: virtio-ts fs ${first['virtio-ts fs'].ring}, virtiofsd ${first.virtiofsd?.ring ?? '-'} (FS_BENCH_RING=${RING})`);
