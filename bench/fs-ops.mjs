@@ -101,7 +101,7 @@ function mountExt4Image(mib) {
   mkdirSync(mountPoint);
   try {
     writeFileSync(file, '');
-    truncateSync(file, mib << 20);
+    truncateSync(file, mib * 1048576);
     execFileSync('mkfs.ext4', ['-q', '-F', '-J', 'size=64', file]);
     execFileSync('mount', ['-o', 'loop', file, mountPoint]);
   } catch (e) {
