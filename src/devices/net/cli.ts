@@ -96,8 +96,9 @@ export const MAX_NET_POLL_US = 1000;
  * `--poll-us` default: 50 us, as blk's. Against DPDK testpmd's generator (a ring kept full) the
  * back-end then serves back-to-back passes without going through epoll and the kick eventfd, and
  * the generator stops kicking: 2-15 % less back-end CPU per 64-byte packet, more packets per
- * second in ten of eleven alternated pairs (median 8 %; bench/README.md "s18-net"). A ring whose polling finds nothing (a guest
- * sending now and then) is soon served without it (ring-scheduler.ts), so an idle port costs no CPU.
+ * second in ten of eleven alternated pairs (median 8 %; bench/README.md "s18-net"). A ring whose
+ * polling finds nothing (a guest sending now and then) is soon served without it
+ * (ring-scheduler.ts), so an idle port costs no CPU.
  */
 export const DEFAULT_NET_POLL_US = 50;
 
