@@ -9,7 +9,7 @@
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   bootGuest,
@@ -47,6 +47,7 @@ echo "written by the guest" > /mnt/from-guest.txt || fail write
 mkdir /mnt/dir || fail mkdir
 echo moved > /mnt/dir/a || fail "write in dir"
 mv /mnt/dir/a /mnt/dir/b || fail rename
+(umask 002 && echo g > /mnt/dir/g && mkdir /mnt/dir/gd) || fail "umask 002 creations"
 rm /mnt/to-delete.txt || fail unlink
 result ls "$(ls /mnt | tr '\\n' ' ')"
 result size "$(stat -c %s /mnt/from-host.txt)"
@@ -78,7 +79,15 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
     writeFileSync(join(share, 'to-delete.txt'), 'bye');
     symlinkSync('/', join(share, 'escape'));
     const sock = tmp.file(`${name}.sock`);
-    const be = startProcess(process.execPath, [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', TAG, ...extraArgs]);
+    // The back-end runs with umask 022 (inherited), so the guest's umask-002 objects prove that
+    // new objects get the guest's bits, not those less the back-end's umask.
+    const oldUmask = process.umask(0o022);
+    let be: ReturnType<typeof startProcess>;
+    try {
+      be = startProcess(process.execPath, [CLI, 'fs', '--socket-path', sock, '--shared-dir', share, '--tag', TAG, ...extraArgs]);
+    } finally {
+      process.umask(oldUmask);
+    }
     try {
       await waitForPath(sock, { process: be, timeoutMs: 15_000 });
       const res = await run(sock).catch((e: unknown) => {
@@ -110,6 +119,8 @@ describe('virtio-ts fs: vhost-user back-end serving real Linux guests (QEMU 7.2)
       assert.equal(readFileSync(join(share, 'from-guest.txt'), 'utf8'), 'written by the guest\n', 'the host sees the guest write');
       assert.equal(readFileSync(join(share, 'dir/b'), 'utf8'), 'moved\n', 'mkdir + write + rename reached the host');
       assert.equal(existsSync(join(share, 'dir/a')), false);
+      assert.equal(lstatSync(join(share, 'dir/g')).mode & 0o7777, 0o664, 'a file made under the guest\'s umask 002 is group-writable on the host');
+      assert.equal(lstatSync(join(share, 'dir/gd')).mode & 0o7777, 0o775, 'so is a directory');
       assert.equal(existsSync(join(share, 'to-delete.txt')), false, 'unlink reached the host');
       assert.equal(r.get('escape_symlink'), 'refused', 'a symlink to / does not lead to the host file system');
       assert.equal(r.get('escape_ls'), 'guest-root', "a symlink to / is the guest's own root");

@@ -3,6 +3,7 @@
  * RENAME2, OPEN, OPENDIR), every one a *at call relative to a descriptor the tables hold
  * (host-fs-tables.ts). How this keeps the guest inside the folder: see host-fs.ts.
  */
+import { readFileSync } from 'node:fs';
 import { At, OpenFlag, RenameFlag, StatField, procFdPath } from '../../platform/fs-at.js';
 import { ErrorCode, VirtioError } from '../../errors.js';
 import { readDirSnapshot, type DirEntry } from './dir-snapshot.js';
@@ -61,6 +62,16 @@ function isDots(name: Uint8Array): boolean {
   return name[0] === DOT && (name.length === 1 || (name.length === 2 && name[1] === DOT));
 }
 
+/** The process's umask (/proc/self/status "Umask:", Linux 4.7), or 0 when unreadable. */
+function processUmaskNow(): number {
+  try {
+    const m = /^Umask:\s+([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
+    return m === null ? 0 : parseInt(m[1]!, 8) & 0o777;
+  } catch {
+    return 0;
+  }
+}
+
 /** The name operations of HostFs over its tables (host-fs-attrs.ts and host-fs.ts add the rest). */
 export class HostFsCore extends HostFsTables {
   /** True when every change is refused with EROFS (HostFsOptions.readOnly). */
@@ -81,6 +92,8 @@ export class HostFsCore extends HostFsTables {
   readonly posixAcl: boolean;
   /** The umask for the next creations (POSIX ACL mode: the request's), or -1: the process's. */
   private createUmask = -1;
+  /** The process's umask when the HostFs was made (exactMode undoes it on new objects). */
+  private readonly processUmask = processUmaskNow();
   /** open_tree(2) gives O_PATH descriptors (pathFdOf); false once it failed ENOSYS or EPERM. */
   private openPathWorks = true;
   /** LOOKUP's prediction score (OPEN_FIRST_AT). */
@@ -118,6 +131,27 @@ export class HostFsCore extends HostFsTables {
    */
   setCreateUmask(umask: number): void {
     this.createUmask = umask < 0 ? -1 : umask & 0o777;
+  }
+
+  /**
+   * Gives an object just created (O_PATH descriptor `fd`, attributes in `out`) exactly the
+   * permission bits `mode` the driver asked for, where the host kernel took away those of the
+   * process's umask: the driver applied the guest's umask already (FUSE without POSIX ACLs, as
+   * virtiofsd, which runs with umask 0; 9P2000.L, as QEMU's passthrough, which chmods), so a guest
+   * with umask 002 gets group-writable files. Only when the difference is the process umask's doing
+   * (a default ACL on the host directory decided otherwise: left alone) and not with POSIX ACLs
+   * passed through (the host applies the request's umask itself). No system call in the common
+   * case (the guest's umask covers the process's). `out` follows the change.
+   */
+  private exactMode(fd: number, mode: number, out: Float64Array): void {
+    if (this.createUmask >= 0 || this.processUmask === 0) return;
+    const have = out[MODE]! & 0o777;
+    const want = mode & 0o777;
+    if (have === want || have !== (want & ~this.processUmask)) return;
+    const exact = (out[MODE]! & 0o7000) | want;
+    // chmod through the descriptor's /proc magic link (no fchmodat of an O_PATH descriptor
+    // before Linux 6.6's fchmodat2); it reaches this very object, never a name.
+    if (this.fsAt.fchmodat(At.FDCWD, procFdPath(fd), exact) === 0) out[MODE] = (out[MODE]! & ~0o7777) | exact;
   }
 
   /** Process umask for one creating call (single-threaded: nothing else runs in between); returns the old one. */
@@ -294,7 +328,9 @@ export class HostFsCore extends HostFsTables {
     const r = this.fsAt.mkdirat(parent.fd, name, mode & 0o7777);
     this.umaskOut(old);
     check(r, 'mkdir');
-    return this.adoptNew(parent, name, DIRECTORY, out);
+    const inode = this.adoptNew(parent, name, DIRECTORY, out);
+    this.exactMode(inode.fd, mode, out);
+    return inode;
   }
 
   /** MKNOD: regular files, FIFOs and sockets; device nodes are refused (EPERM): no host device reachable through the share. */
@@ -309,7 +345,9 @@ export class HostFsCore extends HostFsTables {
     const r = this.fsAt.mknodat(parent.fd, name, mode, rdev);
     this.umaskOut(old);
     check(r, 'mknod');
-    return this.adoptNew(parent, name, 0, out);
+    const inode = this.adoptNew(parent, name, 0, out);
+    this.exactMode(inode.fd, mode, out);
+    return inode;
   }
 
   /** SYMLINK: `name` in `parent` pointing at `target` (any bytes: it is never followed here). */
@@ -377,6 +415,7 @@ export class HostFsCore extends HostFsTables {
       // changed), so `out` is its attributes too unless the owner changes now.
       const pathFd = check(this.pathFdOf(fd), 'O_PATH of the created file');
       const inode = created && this.chownToCaller(pathFd, out) ? this.adopt(pathFd, out) : this.adoptStat(pathFd, out);
+      if (created) this.exactMode(inode.fd, mode, out);
       return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
     } catch (e) {
       this.fsAt.close(fd);
@@ -404,6 +443,7 @@ export class HostFsCore extends HostFsTables {
       if (st < 0) this.fsAt.close(pathFd);
       check(st, 'fstat');
       const inode = this.chownToCaller(pathFd, out) ? this.adopt(pathFd, out) : this.adoptStat(pathFd, out);
+      this.exactMode(inode.fd, mode, out);
       // No name: not retained after its FORGET unless a LINK names it first.
       inode.removed = true;
       return { inode, fh: this.addHandle(inode.nodeid, fd, null) };
