@@ -122,9 +122,13 @@ function mountExt4Image(mib) {
       process.off('SIGTERM', onSignal);
       try {
         execFileSync('umount', [mountPoint]);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
+      } catch {
+        // Still busy (a back-end not yet gone after a signal): detached now, released when idle;
+        // the directory is not removed then, so nothing inside the mount is deleted through it.
+        execFileSync('umount', ['-l', mountPoint]);
+        return;
       }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
