@@ -123,10 +123,9 @@ function mountExt4Image(mib) {
       try {
         execFileSync('umount', [mountPoint]);
       } catch {
-        // Still busy (a back-end not yet gone after a signal): detached now, released when idle;
-        // the directory is not removed then, so nothing inside the mount is deleted through it.
+        // Still busy (a back-end not yet gone after a signal): detached from the tree at once
+        // (released when idle), so the removal below never reaches inside the mount.
         execFileSync('umount', ['-l', mountPoint]);
-        return;
       }
       rmSync(dir, { recursive: true, force: true });
     },
