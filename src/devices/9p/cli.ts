@@ -16,8 +16,7 @@ import {
 } from '../../cli/options.js';
 import { P9_MIN_MSIZE, P9_TAG_MAX_BYTES } from '../../spec/9p.js';
 import type { DeviceCli } from '../device-type.js';
-import { IdMap } from '../fs/id-map.js';
-import { XattrMap } from '../fs/xattr-map.js';
+import { shareOptionTexts } from '../fs/share-options.js';
 import { P9_DEFAULT_MAX_MSIZE } from './p9-server.js';
 
 /** Options of `virtio-ts 9p` as parsed from the command line: a host folder served over the 9P transport (device id 9). */
@@ -84,29 +83,7 @@ function parseP9(v: OptionValues, common: BackendOptions): P9Options {
   const msizeText = stringOption(v, 'msize');
   const msize = msizeText === undefined ? P9_DEFAULTS.msize : parseIntInRange(msizeText, '--msize', P9_MIN_MSIZE, MAX_MSIZE, COMMAND);
   const queueSize = queueSizeOption(v, COMMAND, P9_DEFAULTS.queueSize, 2);
-  const prefix = stringOption(v, 'xattr-prefix');
-  if (prefix !== undefined) {
-    try {
-      new XattrMap(prefix);
-    } catch (e) {
-      throw new CliError(CliFault.BAD_VALUE, `--xattr-prefix: ${(e as Error).message}`, COMMAND);
-    }
-  }
-  const maps: { translateUid?: string; translateGid?: string } = {};
-  for (const [opt, key] of [
-    ['translate-uid', 'translateUid'],
-    ['translate-gid', 'translateGid'],
-  ] as const) {
-    const text = stringOption(v, opt);
-    if (text === undefined) continue;
-    try {
-      IdMap.parse(text);
-    } catch (e) {
-      throw new CliError(CliFault.BAD_VALUE, `--${opt}: ${(e as Error).message}`, COMMAND);
-    }
-    maps[key] = text;
-  }
-  return { ...common, sharedDir, tag, readOnly: v['read-only'] === true, msize, queueSize, ...(prefix !== undefined ? { xattrPrefix: prefix } : {}), ...maps };
+  return { ...common, sharedDir, tag, readOnly: v['read-only'] === true, msize, queueSize, ...shareOptionTexts(v, COMMAND) };
 }
 
 /** The `virtio-ts 9p` sub-command: its options, usage, parsing and run. */

@@ -17,8 +17,7 @@ import {
 import type { DeviceCli } from '../device-type.js';
 import { FS_TAG_MAX_BYTES } from './fs-device.js';
 import { FS_CACHE_POLICIES, type FsCachePolicy } from './fuse-server.js';
-import { IdMap } from './id-map.js';
-import { XattrMap } from './xattr-map.js';
+import { shareOptionTexts } from './share-options.js';
 
 export interface FsOptions extends BackendOptions {
   readonly sharedDir: string;
@@ -97,7 +96,7 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const queueSize = queueSizeOption(v, COMMAND, FS_DEFAULTS.queueSize, 2);
   const cache = stringOption(v, 'cache');
   if (cache !== undefined && !FS_CACHE_POLICIES.includes(cache as FsCachePolicy)) throw new CliError(CliFault.BAD_VALUE, `--cache ${cache}: never, auto or always`, COMMAND);
-  const extra: { -readonly [K in 'cache' | 'readOnly' | 'translateUid' | 'translateGid' | 'xattrPrefix' | 'notification' | 'posixAcl' | 'asyncIo' | 'ioUring' | 'retainFds']?: FsOptions[K] } = {};
+  const extra: { -readonly [K in 'cache' | 'readOnly' | 'notification' | 'posixAcl' | 'asyncIo' | 'ioUring' | 'retainFds']?: FsOptions[K] } = {};
   if (cache !== undefined) extra.cache = cache as FsCachePolicy;
   if (v['notification'] === true) extra.notification = true;
   if (v['async-io'] === true) extra.asyncIo = true;
@@ -105,35 +104,13 @@ function parseFs(v: OptionValues, common: BackendOptions): FsOptions {
   const retainText = stringOption(v, 'retain-fds');
   if (retainText !== undefined) extra.retainFds = parseIntInRange(retainText, '--retain-fds', 0, 65536, COMMAND);
   if (v['posix-acl'] === true) {
-    if (extra.translateUid !== undefined || extra.translateGid !== undefined || v['translate-uid'] !== undefined || v['translate-gid'] !== undefined) {
+    if (v['translate-uid'] !== undefined || v['translate-gid'] !== undefined) {
       throw new CliError(CliFault.BAD_VALUE, '--posix-acl with --translate-uid/-gid: the ACL entries would keep untranslated ids', COMMAND);
     }
     extra.posixAcl = true;
   }
   if (v['readonly'] === true) extra.readOnly = true;
-  for (const [opt, key] of [
-    ['translate-uid', 'translateUid'],
-    ['translate-gid', 'translateGid'],
-  ] as const) {
-    const text = stringOption(v, opt);
-    if (text === undefined) continue;
-    try {
-      IdMap.parse(text);
-    } catch (e) {
-      throw new CliError(CliFault.BAD_VALUE, `--${opt}: ${(e as Error).message}`, COMMAND);
-    }
-    extra[key] = text;
-  }
-  const prefix = stringOption(v, 'xattr-prefix');
-  if (prefix !== undefined) {
-    try {
-      new XattrMap(prefix);
-    } catch (e) {
-      throw new CliError(CliFault.BAD_VALUE, `--xattr-prefix: ${(e as Error).message}`, COMMAND);
-    }
-    extra.xattrPrefix = prefix;
-  }
-  return { ...common, sharedDir, tag, numRequestQueues, queueSize, ...extra };
+  return { ...common, sharedDir, tag, numRequestQueues, queueSize, ...extra, ...shareOptionTexts(v, COMMAND) };
 }
 
 /** The `virtio-ts fs` sub-command: its options, usage, parsing and run. */
