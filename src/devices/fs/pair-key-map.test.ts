@@ -3,15 +3,15 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PairKeyMap } from './pair-key-map.js';
 
-type Op = { kind: 'set' | 'delete' | 'get'; a: number; b: number; v: number };
+type Op = { kind: 'set' | 'delete' | 'take' | 'get'; a: number; b: number; v: number };
 
 /** Keys from a small pool (so deletes and gets hit), with halves above 2^32 and near 2^53. */
 const keyPool = [0, 1, 2, 3, 17, 64, 65, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 + 5, 2 ** 53 - 1, 123456789012];
 const key = fc.constantFrom(...keyPool);
-const op: fc.Arbitrary<Op> = fc.record({ kind: fc.constantFrom<Op['kind']>('set', 'delete', 'get'), a: key, b: key, v: fc.integer() });
+const op: fc.Arbitrary<Op> = fc.record({ kind: fc.constantFrom<Op['kind']>('set', 'delete', 'take', 'get'), a: key, b: key, v: fc.integer() });
 
 describe('PairKeyMap (HostFs tables: nodeids, file handles, (st_dev, st_ino))', () => {
-  it('behaves as a Map keyed by the pair over random sets, deletes and gets (probe runs kept whole by the backward shift)', () => {
+  it('behaves as a Map keyed by the pair over random sets, deletes, takes and gets (probe runs kept whole by the backward shift)', () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 400 }), (ops) => {
         const m = new PairKeyMap<number>();
@@ -23,6 +23,10 @@ describe('PairKeyMap (HostFs tables: nodeids, file handles, (st_dev, st_ino))', 
             ref.set(k, o.v);
           } else if (o.kind === 'delete') {
             assert.equal(m.delete(o.a, o.b), ref.delete(k));
+          } else if (o.kind === 'take') {
+            const want = ref.get(k);
+            ref.delete(k);
+            assert.equal(m.take(o.a, o.b), want);
           } else {
             assert.equal(m.get(o.a, o.b), ref.get(k));
             assert.equal(m.has(o.a, o.b), ref.has(k));

@@ -98,8 +98,23 @@ export class PairKeyMap<V> {
 
   /** Removes (a, b); whether it was there. */
   delete(a: number, b: number): boolean {
-    let hole = this.find(a, b);
-    if (hole < 0) return false;
+    const i = this.find(a, b);
+    if (i < 0) return false;
+    this.removeAt(i);
+    return true;
+  }
+
+  /** Removes (a, b) and returns its value (undefined when absent): one probe for a get and a delete. */
+  take(a: number, b: number): V | undefined {
+    const i = this.find(a, b);
+    if (i < 0) return undefined;
+    const v = this.values[i];
+    this.removeAt(i);
+    return v;
+  }
+
+  /** Empties slot `hole` (full). */
+  private removeAt(hole: number): void {
     const mask = this.mask;
     const full = this.full;
     const keysA = this.keysA;
@@ -118,7 +133,6 @@ export class PairKeyMap<V> {
     full[hole] = 0;
     this.values[hole] = undefined;
     this.count--;
-    return true;
   }
 
   /** Removes every entry (the slots stay allocated). */

@@ -69,9 +69,8 @@ export class RetainedDescriptors {
   /** The descriptor held for (dev, ino), removed from the ring (the caller owns it now), or -1. */
   take(dev: number, ino: number): number {
     if (this.held === 0) return -1;
-    const s = this.slots.get(dev, ino);
+    const s = this.slots.take(dev, ino);
     if (s === undefined) return -1;
-    this.slots.delete(dev, ino);
     const fd = this.fds[s]!;
     this.fds[s] = -1;
     this.held--;
