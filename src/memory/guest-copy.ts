@@ -1,12 +1,15 @@
 /**
- * Copies between guest memory and a frame buffer for the net data path, without allocating for
- * small frames. Why not ChainCursor.read / write: on the path of a small frame their copies were
- * the largest single cost (bench/net-sink-bench.ts profile, bench/README.md "net-pps"): a copy
- * above 32 bytes makes a subarray per copy (V8's species lookup and a view allocated per frame),
- * one below is a byte loop. Here a span whose source and destination are equally aligned is
- * copied in 32-bit words up to WORD_COPY_MAX bytes (nothing allocated), a longer one by
- * `Uint8Array.prototype.set` from a view made with the constructor (cheaper than subarray).
- * Word copies move bytes unchanged, whatever the host's byte order.
+ * Copies between guest memory and a device's own buffers (net's frames and headers, fs's request
+ * and reply buffers) without allocating for small spans. Why not ChainCursor.read / write: on the
+ * path of a small frame their copies were the largest single cost (bench/net-sink-bench.ts
+ * profile, bench/README.md "net-pps"): a copy above 32 bytes makes a subarray per copy (V8's
+ * species lookup and a view allocated per frame), one below is a byte loop; fs's byte loop up to
+ * 256 bytes was 3-5 % of a LOOKUP's back-end samples (bench/README.md "s19-fs").
+ * Here a span whose source and destination are equally aligned is copied in 32-bit words up to
+ * WORD_COPY_MAX bytes (nothing allocated), a longer one, or one whose two sides are differently
+ * aligned and longer than 16 bytes, by `Uint8Array.prototype.set` from a view made with the
+ * constructor (cheaper than subarray; ~50 ns at any length against ~1.5 ns a byte for a byte
+ * loop). Word copies move bytes unchanged, whatever the host's byte order.
  *
  * The view made for a long span is the one allocation left on the frame path, kept because it
  * is the fastest copy measured (`node --expose-gc dist/bench/net-heap.js 1000000 1500`, load
