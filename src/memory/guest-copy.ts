@@ -4,7 +4,7 @@
  * path of a small frame their copies were the largest single cost (bench/net-sink-bench.ts
  * profile, bench/README.md "net-pps"): a copy above 32 bytes makes a subarray per copy (V8's
  * species lookup and a view allocated per frame), one below is a byte loop; fs's byte loop up to
- * 256 bytes was 3-5 % of a LOOKUP's back-end samples (bench/README.md "s19-fs").
+ * 256 bytes was 6.7 % of the lookup job's back-end samples (bench/README.md "s19-fs").
  * Here a span whose source and destination are equally aligned is copied in 32-bit words up to
  * WORD_COPY_MAX bytes (nothing allocated), a longer one, or one whose two sides are differently
  * aligned and longer than 16 bytes, by `Uint8Array.prototype.set` from a view made with the

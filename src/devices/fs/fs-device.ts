@@ -298,7 +298,7 @@ export class FsDevice implements VirtioDevice {
    * at copyAt. Requests and replies are mostly under WORD_COPY_MAX bytes: copySpan moves them
    * in 32-bit words when the guest span and the buffer are equally aligned (a Linux guest's
    * kmalloc'ed header and argument buffers usually are), without allocating; a byte loop cost
-   * 3-5 % of a LOOKUP's back-end samples.
+   * 6.7 % of the lookup job's back-end samples (perf, bench/README.md "s19-fs"; 3.2 % after).
    */
   private readonly copyInSpan = (bytes: Uint8Array, offset: number, len: number, words: Uint32Array | null): void => {
     const at = this.copyAt;
