@@ -82,6 +82,21 @@ describe('copySpan (guest-copy.ts)', () => {
     }
   });
 
+  it('differently aligned spans that end at the source\'s last byte (the merged words stay inside its word view)', () => {
+    for (const length of [4000, 4001, 4002, 4003]) {
+      const src = new Uint8Array(length);
+      const src32 = wordsOf(src);
+      assert.ok(src32 !== null);
+      for (let n = 0; n <= 40; n++) {
+        for (let da = 0; da < 4; da++) {
+          fillPattern(src, length + n);
+          fillPattern(buf, n + da);
+          checkOne(src, src32, length - n, buf, buf32, 64 + da, n);
+        }
+      }
+    }
+  });
+
   it('views that do not start at their buffer\'s first byte: word indexes are relative to the view', () => {
     const backing = new ArrayBuffer(8192);
     const src = new Uint8Array(backing, 64, 4000);
