@@ -76,6 +76,30 @@ describe('DescriptorChain and ChainCursor', () => {
       }),
     );
   });
+  it('spans passes the region\'s word view with its bytes (copySpan\'s word copies use it)', () => {
+    const mem = GuestMemory.allocate(0x2000);
+    const c = chainOf(mem, [
+      { addr: 0x101, len: 7, w: false },
+      { addr: 0x1000, len: 64, w: false },
+    ]);
+    const seen: { off: number; n: number; words: Uint32Array | null; bytes: Uint8Array }[] = [];
+    assert.equal(new ChainCursor(false).reset(c).spans(71, (bytes, off, n, words) => seen.push({ off, n, words, bytes })), 71);
+    assert.deepEqual(
+      seen.map((x) => [x.off, x.n]),
+      [
+        [0x101, 7],
+        [0x1000, 64],
+      ],
+    );
+    const region = mem.locate(0x101, 7);
+    for (const x of seen) {
+      assert.equal(x.bytes, mem.bytesOf(region));
+      assert.ok(x.words !== null, 'a little-endian host\'s RAM region has a word view');
+      assert.equal(x.words, mem.u32Of(region));
+      assert.equal(x.words.buffer, x.bytes.buffer);
+      assert.equal(x.words.byteOffset, x.bytes.byteOffset, 'word k is bytes 4k..4k+3 of the region');
+    }
+  });
   it('read, write, fill and skip in pieces of random sizes match a flat model of the chain (property)', () => {
     fc.assert(
       fc.property(

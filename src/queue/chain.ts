@@ -154,6 +154,13 @@ const EMPTY = new Uint8Array(0);
 const SMALL_COPY = 32;
 
 /**
+ * ChainCursor.spans' callback: `len` bytes at `bytes[offset]`, a span of one guest memory region
+ * (`bytes` is the whole region, `words` its Uint32Array view or null). Callers that only take
+ * the first three arguments stay valid.
+ */
+export type SpanFn = (bytes: Uint8Array, offset: number, len: number, words: Uint32Array | null) => void;
+
+/**
  * Sequential reader over a chain's readable segments, or writer over its writable ones.
  * Reusable: `reset(chain)` starts over without allocating. Reads past the end return fewer
  * bytes; the device decides what a short request means (usually its IOERR status).
@@ -188,11 +195,14 @@ export class ChainCursor {
   }
 
   /**
-   * Calls `fn(bytes, offset, len)` for the next `len` bytes as spans of guest memory, in
+   * Calls `fn(bytes, offset, len, words)` for the next `len` bytes as spans of guest memory, in
    * order, advancing the cursor; returns the bytes covered. This is the zero-copy path: a
-   * backend reads from a file straight into `bytes` (a region of guest memory).
+   * backend reads from a file straight into `bytes` (a region of guest memory). `words` is the
+   * region's word view (GuestMemory.u32Of, null when the region has none), passed so that a
+   * device copying a span out can use copySpan's word copies (src/memory/guest-copy.ts) without
+   * looking the region up again.
    */
-  spans(len: number, fn: (bytes: Uint8Array, offset: number, len: number) => void): number {
+  spans(len: number, fn: SpanFn): number {
     const c = this.chain!;
     const mem = c.memory;
     let done = 0;
@@ -208,7 +218,7 @@ export class ChainCursor {
       const addr = c.addrs[this.seg]! + this.segOff;
       const r = mem.locate(addr, n);
       if (r < 0) break; // the queue set chain.fault already; stop short
-      fn(mem.bytesOf(r), addr - mem.baseOf(r), n);
+      fn(mem.bytesOf(r), addr - mem.baseOf(r), n, mem.u32Of(r));
       done += n;
       this.segOff += n;
       if (this.segOff === segLen) {

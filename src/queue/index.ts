@@ -4,7 +4,7 @@
  * @module queue
  */
 export type { DeviceQueue, DriverQueue, QueueConfig, QueuePeek, QueueState, Segment } from './types.js';
-export { ChainCursor, DescriptorChain, REGION_SPLIT_SLACK, chainCapacityForQueue, writeWritableByteAt } from './chain.js';
+export { ChainCursor, DescriptorChain, REGION_SPLIT_SLACK, chainCapacityForQueue, writeWritableByteAt, type SpanFn } from './chain.js';
 export { SplitQueue } from './split-queue.js';
 export { DIRECT_BATCH, DIRECT_MAX_SEGMENTS, DirectBatch } from './direct-batch.js';
 export { PackedQueue } from './packed-queue.js';

@@ -127,6 +127,52 @@ describe('FsDevice', T, () => {
     assert.equal(await raw.add(1, fuseRequest(FuseOpcode.GETATTR, 1, new Uint8Array(16)), [16 + 104]), 16 + 104, 'still serving');
   });
 
+  it('requests and replies split as a Linux guest splits them, at every alignment of each buffer: the same replies as from one aligned buffer', async () => {
+    const { dir, pair } = setup();
+    const long = 'L'.repeat(255); // NAME_MAX: a 256-byte argument, a 296-byte request in one buffer
+    writeFileSync(join(dir, long), 'long');
+    const raw = new Raw(pair.ctx);
+    await raw.init();
+    const mem = pair.ctx.memory;
+    /** The reply of a chain of `outs` and reply buffers `ins`, each buffer skewed; nothing written around or past the reply. */
+    const ask = async (outs: Uint8Array[], ins: number[], skew: number[]): Promise<Buffer> => {
+      const r = raw.addMany(1, outs, ins, { skew, kick: false });
+      // Each reply buffer and the 4 bytes on either side (its own allocation's) filled first.
+      for (const [i, a] of r.inAddrs.entries()) mem.write(a - 4, Buffer.alloc(ins[i]! + 8, 0xa5));
+      pair.ctx.kick(1);
+      const n = await r.done;
+      const parts: Buffer[] = [];
+      for (const [i, a] of r.inAddrs.entries()) {
+        const b = Buffer.alloc(ins[i]! + 8);
+        mem.read(a - 4, b);
+        assert.ok(b.subarray(0, 4).every((x) => x === 0xa5) && b.subarray(4 + ins[i]!).every((x) => x === 0xa5), 'nothing written outside the reply buffers');
+        parts.push(b.subarray(4, 4 + ins[i]!));
+      }
+      const all = Buffer.concat(parts);
+      assert.ok(all.subarray(n).every((x) => x === 0xa5), 'nothing written past the used length');
+      return all.subarray(0, n);
+    };
+    const cases = [
+      { op: FuseOpcode.LOOKUP, nodeid: 1, args: Buffer.from('a.txt\0'), out: [16, 128] },
+      { op: FuseOpcode.LOOKUP, nodeid: 1, args: Buffer.from(`${long}\0`), out: [16, 128] },
+      { op: FuseOpcode.GETATTR, nodeid: 1, args: Buffer.alloc(16), out: [16, 104] },
+    ];
+    for (const c of cases) {
+      const whole = Buffer.from(fuseRequest(c.op, c.nodeid, c.args));
+      const expect = await ask([whole], [c.out[0]! + c.out[1]!], [0, 0]);
+      assert.equal(expect.readInt32LE(4), 0, 'the reference request succeeds');
+      assert.equal(expect.length, c.out[0]! + c.out[1]!);
+      // The header and the arguments in two buffers, the reply's header and body in two (as
+      // Linux's virtio_fs sends them), each at any of the four offsets from a word boundary.
+      for (let k = 0; k < 256; k++) {
+        const skew = [k & 3, (k >> 2) & 3, (k >> 4) & 3, (k >> 6) & 3];
+        const got = await ask([whole.subarray(0, 40), whole.subarray(40)], c.out, skew);
+        assert.deepEqual(got, expect, `opcode ${c.op}, ${c.args.length}-byte argument, buffers skewed ${skew.join('/')}`);
+      }
+      for (let k = 1; k < 4; k++) assert.deepEqual(await ask([whole], [c.out[0]! + c.out[1]!], [k, 4 - k]), expect, 'one buffer each, off a word boundary');
+    }
+  });
+
   it('zero-copy READ and WRITE: data moves between the file and guest memory (a READ reply over three buffers); a WRITE whose size disagrees with its chain is EINVAL and writes nothing', async () => {
     const { dir, device, pair } = setup();
     const raw = new Raw(pair.ctx);

@@ -29,15 +29,24 @@ export class Raw {
     assert.equal(await this.add(1, fuseRequest(FuseOpcode.INIT, 0, a), [16 + 64]), 16 + 64);
   }
 
-  /** Adds a chain of several out buffers and in buffers of the given lengths; the in buffers' addresses come back. */
-  addMany(qi: number, outs: readonly Uint8Array[], ins: readonly number[], opts: { kick?: boolean } = {}): { done: Promise<number>; inAddrs: number[] } {
+  /**
+   * Adds a chain of several out buffers and in buffers of the given lengths; the in buffers'
+   * addresses come back. `skew`: each buffer (outs, then ins) placed that many bytes past a
+   * multiple of 4, with 4 bytes of its own allocation free on either side (a test's guard bytes),
+   * for copies between differently aligned guest and device buffers.
+   */
+  addMany(qi: number, outs: readonly Uint8Array[], ins: readonly number[], opts: { kick?: boolean; skew?: readonly number[] } = {}): { done: Promise<number>; inAddrs: number[] } {
     const { ctx } = this;
-    const outSeg: Segment[] = outs.map((b) => {
-      const addr = ctx.dma.alloc(b.length);
+    const place = (len: number, i: number): number => {
+      const skew = opts.skew?.[i];
+      return skew === undefined ? ctx.dma.alloc(len) : ctx.dma.alloc(len + skew + 8, 8) + 4 + skew;
+    };
+    const outSeg: Segment[] = outs.map((b, i) => {
+      const addr = place(b.length, i);
       ctx.memory.write(addr, b);
       return { addr, len: b.length };
     });
-    const insSeg: Segment[] = ins.map((len) => ({ addr: ctx.dma.alloc(len), len }));
+    const insSeg: Segment[] = ins.map((len, i) => ({ addr: place(len, outs.length + i), len }));
     const t = this.token++;
     const done = new Promise<number>((r) => this.waiting.set(t, r));
     assert.ok(ctx.queue(qi).add(outSeg, insSeg, t));

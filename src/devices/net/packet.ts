@@ -6,7 +6,7 @@
  * frame allocates nothing.
  */
 import { ETH_HEADER } from '../../spec/net.js';
-import { wordsOf } from './guest-copy.js';
+import { wordsOf } from '../../memory/guest-copy.js';
 
 /**
  * Bytes of a frame a partial packet holds at least (`NetPacket.pending`): the Ethernet
@@ -28,7 +28,7 @@ export class NetPacket {
   /**
    * `data` as 32-bit words (host order) when its bytes start 4-aligned, else null: the switch
    * compares a frame's addresses with the last frame's in four word loads (switch.ts), and a
-   * transmit queue copies guest bytes in words (guest-copy.ts). A packet's own buffer is aligned.
+   * transmit queue copies guest bytes in words (src/memory/guest-copy.ts). A packet's own buffer is aligned.
    */
   readonly data32: Uint32Array | null;
   /** Bytes of the frame in `data` (0 when empty). */

@@ -1,10 +1,10 @@
 /**
  * Writes a received frame into receive buffers (5.1.6.4: the virtio_net_hdr, then the frame,
  * over the device-writable descriptors of one or, with MRG_RXBUF, several chains), with the
- * allocation-free copies of guest-copy.ts.
+ * allocation-free copies of src/memory/guest-copy.ts.
  */
 import type { DescriptorChain } from '../../queue/chain.js';
-import { copySpan, wordsOf } from './guest-copy.js';
+import { copySpan, wordsOf } from '../../memory/guest-copy.js';
 
 /** Fills receive chains with header ++ frame; one per device (it caches the frame's word view). */
 export class RxChainWriter {

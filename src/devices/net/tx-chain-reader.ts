@@ -1,12 +1,12 @@
 /**
  * Reads a transmit chain (5.1.6.2: a virtio_net_hdr, then the frame, over any split of
  * device-readable descriptors) out of guest memory into the device's header buffer and frame,
- * with the allocation-free copies of guest-copy.ts.
+ * with the allocation-free copies of src/memory/guest-copy.ts.
  */
 import type { DescriptorChain } from '../../queue/chain.js';
-import { copySpan, wordsOf } from './guest-copy.js';
+import { copySpan, wordsOf } from '../../memory/guest-copy.js';
 
-export { WORD_COPY_MAX } from './guest-copy.js';
+export { WORD_COPY_MAX } from '../../memory/guest-copy.js';
 
 /** Reads a transmit chain's header and frame; one per device (it keeps no state between chains). */
 export class TxChainReader {

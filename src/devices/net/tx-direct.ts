@@ -16,7 +16,7 @@
 import type { DirectServer } from '../../device/queue-request.js';
 import { DIRECT_MAX_SEGMENTS, DirectBatch } from '../../queue/direct-batch.js';
 import type { DeviceQueue } from '../../queue/types.js';
-import { copySpan, wordsOf } from './guest-copy.js';
+import { copySpan, wordsOf } from '../../memory/guest-copy.js';
 import type { TxSource } from './tx-source.js';
 
 /** The device side of the direct path: its transmit path for one frame. */
