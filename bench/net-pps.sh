@@ -24,6 +24,9 @@
 #        PACKED=1 bash bench/net-pps.sh ...           (packed rings: net_virtio_user packed_vq=1)
 #        BACKENDS="virtio-ts dpdk" bash bench/net-pps.sh ...   (default: virtio-ts virtio-ts-threads dpdk)
 #        NET_ARGS="--poll-us 0" bash bench/net-pps.sh ...   (extra options of both virtio-ts back-ends)
+#        NET_PPS_ROUNDS=8 NET_PPS_SCENARIOS=sink NET_PPS_SIZES=64 bash bench/net-pps.sh 5
+#            (8 rounds of the back-ends, the order reversed every other round; the ratio of the
+#            medians and each round's ratio: the VM's speed drifts between runs)
 set -euo pipefail
 MEASURE=${1:-10}
 # The generator's (and receiver's) ring layout: virtio-ts and net_vhost take what it negotiates.
@@ -130,22 +133,37 @@ run() {
 }
 
 [ -n "${ONLY:-}" ] && { run $ONLY; exit 0; }
-echo "net-pps: $(date -u +%FT%TZ)${NET_ARGS:+, virtio-ts $NET_ARGS}, load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s, $([ -n "${PACKED:-}" ] && echo packed || echo split) rings"
-printf '%-8s %-5s %-10s %12s %10s\n' scenario bytes back-end pps cpu-s
-declare -A R
+ROUNDS=${NET_PPS_ROUNDS:-1}
+echo "net-pps: $(date -u +%FT%TZ)${NET_ARGS:+, virtio-ts $NET_ARGS}, load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, measure ${MEASURE}s, $([ -n "${PACKED:-}" ] && echo packed || echo split) rings, $ROUNDS round(s)"
+printf '%-8s %-5s %-5s %-17s %12s %10s\n' scenario bytes round back-end pps cpu-s
 BACKENDS=${BACKENDS:-virtio-ts virtio-ts-threads dpdk}
-for scenario in sink forward; do
-  for size in 64 1500; do
-    for backend in $BACKENDS; do
-      run "$backend" "$scenario" "$size" >"$DIR/result"
-      read -r pps cpu <"$DIR/result"
-      R[$scenario-$size-$backend]=$pps
-      printf '%-8s %-5s %-10s %12s %10s\n' "$scenario" "$size" "$backend" "$pps" "$cpu"
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for scenario in ${NET_PPS_SCENARIOS:-sink forward}; do
+  for size in ${NET_PPS_SIZES:-64 1500}; do
+    : >"$DIR/rows"
+    for round in $(seq 1 "$ROUNDS"); do
+      # The VM's speed drifts for minutes at a time: the order is reversed every other round so
+      # that no back-end always runs first.
+      order=$BACKENDS
+      [ $((round % 2)) -eq 0 ] && order=$(echo "$BACKENDS" | tr ' ' '\n' | tac | tr '\n' ' ')
+      for backend in $order; do
+        run "$backend" "$scenario" "$size" >"$DIR/result"
+        read -r pps cpu <"$DIR/result"
+        echo "$round $backend $pps $cpu" >>"$DIR/rows"
+        printf '%-8s %-5s %-5s %-17s %12s %10s\n' "$scenario" "$size" "$round" "$backend" "$pps" "$cpu"
+      done
     done
+    # Each back-end against DPDK: the ratio in each round (both measured minutes apart at most)
+    # and, over several rounds, the ratio of the medians.
     for backend in $BACKENDS; do
       [ "$backend" = dpdk ] && continue
-      awk -v a="${R[$scenario-$size-$backend]:-0}" -v b="${R[$scenario-$size-dpdk]:-0}" -v n="$backend" \
-        -v s="$scenario" -v z="$size" 'BEGIN { printf "%-8s %-5s ratio %s/dpdk %.3f\n", s, z, n, (b > 0 ? a / b : 0) }'
+      ratios=$(awk -v b="$backend" -v k="$ROUNDS" '$2 == b { p[$1] = $3 } $2 == "dpdk" { d[$1] = $3 }
+        END { for (r = 1; r <= k; r++) if (d[r] > 0) printf "%s%.3f", (r > 1 ? " " : ""), p[r] / d[r] }' "$DIR/rows")
+      mine=$(awk -v b="$backend" '$2 == b { print $3 }' "$DIR/rows" | median)
+      dpdk=$(awk '$2 == "dpdk" { print $3 }' "$DIR/rows" | median)
+      awk -v a="$mine" -v b="$dpdk" -v n="$backend" -v s="$scenario" -v z="$size" -v r="$ratios" -v k="$ROUNDS" \
+        'BEGIN { printf "%-8s %-5s ratio %s/dpdk %.3f%s\n", s, z, n, (b > 0 ? a / b : 0), (k > 1 ? " (medians; per round: " r ")" : "") }'
     done
   done
 done
