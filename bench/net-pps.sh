@@ -9,7 +9,8 @@
 #                                                          = the back-end's forwarding rate
 #
 # Frame sizes 64 and 1500 bytes (testpmd --txpkts), one queue pair, split rings. Each run warms up
-# WARM seconds, then measures MEASURE seconds: packets counted by the receiving side (the
+# WARM seconds, then measures from one statistics print of testpmd to the first one at least
+# MEASURE seconds later (testpmd prints every 1-2 s; see next_print): packets counted by the receiving side (the
 # back-end's own counter in sink mode for DPDK, testpmd rxonly in forward mode; for virtio-ts
 # sink the generator's TX count, since nothing counts drops outside the process) and the CPU
 # seconds the back-end process used (utime+stime from /proc). Prints one table row per run and
@@ -71,6 +72,23 @@ packets() { # log RX|TX port
     END { print n + 0 }' "$1"
 }
 
+# Waits (up to 10 s) for testpmd's next statistics block in log $1, so that a counter is read
+# when it was just printed: testpmd prints every 1-2 s here (its main lcore shares a CPU with a
+# busy forwarding lcore), and a counter read at an arbitrary moment is up to that old, which
+# made a 5 s window 3-7 s of counting.
+next_print() {
+  local n0 n
+  n0=$(grep -c "NIC statistics for port" "$1" || true)
+  for _ in $(seq 1 200); do
+    n=$(grep -c "NIC statistics for port" "$1" || true)
+    # the block is complete once its last line is there
+    [ "$n" -gt "$n0" ] && tail -n 3 "$1" | grep -qE '^ *#{20,} *$' && return 0
+    sleep 0.05
+  done
+  echo "no statistics from testpmd in $1 for 10 s" >&2
+  return 1
+}
+
 stop_all() {
   for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -123,8 +141,11 @@ run() {
   elif [ "$backend" = dpdk ]; then rxlog="$DIR/be.log"; rxkind=RX; rxport=0
   else rxlog="$DIR/tx.log"; rxkind=TX; rxport=0; fi
   local p0 c0 t0 p1 c1 t1
+  # The window runs from one printed counter to the first one printed MEASURE seconds later.
+  next_print "$rxlog"
   p0=$(packets "$rxlog" "$rxkind" "$rxport"); c0=$(cpu_ticks "$be"); t0=$(date +%s.%N)
   sleep "$MEASURE"
+  next_print "$rxlog"
   p1=$(packets "$rxlog" "$rxkind" "$rxport"); c1=$(cpu_ticks "$be"); t1=$(date +%s.%N)
   stop_all
   [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$DIR"/*.log "$KEEP_LOGS/" 2>/dev/null
