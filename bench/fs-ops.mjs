@@ -14,7 +14,7 @@
 // Run (built): node bench/fs-ops.mjs [seconds-per-row=3]
 // FS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": node flags for the virtio-ts back-end
 // (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
-// options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_WARMUP=seconds untimed per row (default 1);
+// options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_JOBS=randread,create: some rows only; FS_BENCH_WARMUP=seconds untimed per row (default 1);
 // FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only);
 // FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count;
 // with the C front-end: its rescue period, --rescue-ms); FS_BENCH_ROUNDS=N rounds, the order of
@@ -81,6 +81,11 @@ const SHARE_DESC = image !== null ? `ext4 with a journal (a ${IMAGE_MIB} MiB loo
 // CPU µs per create+release+unlink+forget run back to back, 42 µs after 70 s idle). Default 61
 // on ext4 without a journal (no /proc/fs/jbd2/<device>-8), 0 elsewhere.
 const CREATE_PAUSE = Number(process.env.FS_BENCH_CREATE_PAUSE ?? (ext4WithoutJournal(SHARE_PARENT) ? 61 : 0));
+// FS_BENCH_JOBS (C front-end): a comma-separated subset of lookup, create, randread, seqread,
+// seqwrite (default all five): a row studied alone, without the others' minutes.
+const JOB_NAMES = (process.env.FS_BENCH_JOBS ?? 'lookup,create,randread,seqread,seqwrite').split(',').map((j) => j.trim());
+for (const j of JOB_NAMES) if (!['lookup', 'create', 'randread', 'seqread', 'seqwrite'].includes(j)) throw new Error(`FS_BENCH_JOBS names lookup, create, randread, seqread or seqwrite, not ${j}`);
+if (process.env.FS_BENCH_JOBS !== undefined && FRONTEND !== 'c') throw new Error('FS_BENCH_JOBS needs the C front-end (FS_BENCH_FRONTEND=c)');
 const ROW_OF_JOB = { lookup: 'lookup+getattr /s', create: 'create+unlink /s', randread: '4 KiB random read /s', seqread: 'seq read MiB/s', seqwrite: 'seq write MiB/s' };
 
 /** The mount `dir` is on: its source device and file system type (nulls when findmnt fails). */
@@ -179,7 +184,8 @@ async function runBackendC(name, cmd, args, share) {
   const sock = join(share, '..', `${name}.sock`);
   const p = await spawnBackend(cmd, args(sock), sock);
   try {
-    const jobs = ['lookup', 'create', 'randread:4096', `seqread:${CHUNK}`, `seqwrite:${CHUNK}`];
+    const argOfJob = { lookup: 'lookup', create: 'create', randread: 'randread:4096', seqread: `seqread:${CHUNK}`, seqwrite: `seqwrite:${CHUNK}` };
+    const jobs = JOB_NAMES.map((j) => argOfJob[j]);
     const lgArgs = ['--socket', sock, '--duration', String(SECONDS), '--warmup', String(WARMUP), '--qd', String(IN_FLIGHT), '--dir', 'scratch', '--span-mib', '64', '--rescue-ms', String(STALL_KICK_MS), '--create-pause', String(CREATE_PAUSE), '--cpu-pid', String(p.child.pid), ...jobs.flatMap((j) => ['--job', j])];
     const run = await runLoadgen(loadgen, lgArgs, (SECONDS + WARMUP) * 5 * 1000 + CREATE_PAUSE * 1000 + 60_000);
     if (run.code !== 0 || run.timedOut) throw new Error(`vhost-fs-loadgen against ${name} failed (${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}):\n${run.stdout}${run.stderr}\n--- back-end ---\n${p.output()}`);
