@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { type Server, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,9 @@ import {
   XRemoteGuestRam,
   XRemoteIntxLine,
   decodeRequest,
+  startXRemoteDevice,
 } from '../src/transport/x-remote/index.js';
+import { loadNativePlatform } from '../src/platform/native-platform.js';
 
 /** Receives one request on the peer end; returns it with the fds that came along (caller owns them). */
 function recvRequest(p: FakePlatform, peer: number): { cmd: number; fds: number[]; bytes: Uint8Array } {
@@ -187,5 +189,74 @@ describe('QMP client', () => {
         assert.ok(Date.now() - t0 < 3000);
       },
     );
+  });
+});
+
+describe('startXRemoteDevice: a QEMU that does not answer', () => {
+  let nativeMissing: string | false = false;
+  try {
+    loadNativePlatform();
+  } catch (e) {
+    nativeMissing = `native addon: ${(e as Error).message}`;
+  }
+  if (nativeMissing && process.env.CI === 'true') throw new Error(nativeMissing);
+
+  /** A stand-in for qemu-system-x86_64: records each start's pid, then runs `body`. */
+  async function fakeQemu(body: string): Promise<{ bin: string; starts: () => Promise<number[]>; dir: string }> {
+    const dir = await mkdtemp(join(tmpdir(), 'vts-fake-qemu-'));
+    const bin = join(dir, 'qemu');
+    await writeFile(bin, `#!/bin/sh\necho $$ >> '${dir}/starts'\n${body}\n`);
+    await chmod(bin, 0o755);
+    const starts = async () => (await readFile(join(dir, 'starts'), 'utf8')).trim().split('\n').map(Number);
+    return { bin, starts, dir };
+  }
+
+  const gone = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+
+  it('alive but silent: started again up to startAttempts, each one ended, then TIMEOUT naming every attempt', { skip: nativeMissing }, async () => {
+    const q = await fakeQemu('exec sleep 60');
+    try {
+      const t0 = Date.now();
+      await assert.rejects(startXRemoteDevice({ device: 'virtio-rng-pci', qemuBinary: q.bin, startTimeoutMs: 300, startAttempts: 3, graceMs: 100 }), (e: unknown) => {
+        const err = e as { code?: string; message: string };
+        assert.equal(err.code, ErrorCode.TIMEOUT);
+        assert.match(err.message, /attempt 1 of 3/);
+        assert.match(err.message, /attempt 2 of 3/);
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 10_000, 'bounded');
+      const pids = await q.starts();
+      assert.equal(pids.length, 3, 'three start-ups');
+      for (const pid of pids) assert.ok(gone(pid), `start-up ${pid} ended`);
+    } finally {
+      await rm(q.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('one that exits is not started again: its exit is the error', { skip: nativeMissing }, async () => {
+    const q = await fakeQemu("echo 'qemu: bad option' >&2; exit 3");
+    try {
+      await assert.rejects(startXRemoteDevice({ device: 'virtio-rng-pci', qemuBinary: q.bin, startTimeoutMs: 5000, graceMs: 100 }), (e: unknown) => {
+        const err = e as { code?: string; message: string };
+        assert.equal(err.code, ErrorCode.BACKEND_IO);
+        assert.match(err.message, /QEMU exited \(code 3/);
+        assert.match(err.message, /bad option/);
+        return true;
+      });
+      assert.equal((await q.starts()).length, 1);
+    } finally {
+      await rm(q.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('startAttempts below 1 is refused', async () => {
+    await assert.rejects(startXRemoteDevice({ device: 'virtio-rng-pci', startAttempts: 0 }), (e: unknown) => (e as { code?: string }).code === ErrorCode.INVALID_ARGUMENT);
   });
 });
