@@ -86,6 +86,13 @@ export interface QueueServerOptions<R extends QueueRequest> {
    * flight always pops, so one chain of any legal length is always served.
    */
   readonly segmentBudget?: number;
+  /**
+   * Synchronous completions inside a pass published and handed to a driver alongside at a time
+   * (vhost-user with EVENT_IDX; see queue-server.ts), default HAND_OVER_EVERY (4). Larger: fewer
+   * used-buffer notifications (each a call eventfd write that wakes the driver), but the driver
+   * refills later; a device whose driver keeps many requests in flight gains (virtio-fs: 8).
+   */
+  readonly handOverEvery?: number;
   /** The queue `index` started being served with `queue` (activation, enable, ring start). */
   queueStarted?(index: number, queue: DeviceQueue): void;
   /** The queue `index` stopped (reset, queue reset, replaced): its requests in flight are dropped. */

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ErrorCode } from '../errors.js';
 import { F } from '../spec/features.js';
 import { HAND_OVER_EVERY, PASS_QUEUE_SIZES, type QueueRequest } from './queue-server.js';
 import { Rig, settle } from './queue-server-test-support.js';
@@ -41,6 +42,63 @@ for (const packed of [false, true]) {
       assert.deepEqual(used, tokens);
       assert.ok(rig.dq!.publishes >= 2, `publishes ${rig.dq!.publishes}`);
       assert.equal(rig.notifications, 1, 'and the usual notification at the end of the pass');
+    });
+
+    /** `n` synchronous requests offered at once under `handOverEvery`: what the driver could take before each was served. */
+    const seenWith = (handOverEvery: number, n: number): { seenBefore: number[]; rig: Rig } => {
+      const seenBefore: number[] = [];
+      let taken = 0;
+      const rig: Rig = new Rig(
+        packed,
+        (req) => {
+          taken += rig.used().length;
+          seenBefore.push(taken);
+          return req.chain.writableBytes;
+        },
+        { handOverEvery },
+        64,
+        { features: F.EVENT_IDX, notifyNow: true },
+      );
+      rig.server.activate(rig.ctx);
+      rig.offer(n);
+      rig.server.onQueueNotify(0);
+      return { seenBefore, rig };
+    };
+    /** Cumulative used counts seen before each request when hand-overs come every `every`. */
+    const groupsOf = (every: number, n: number): number[] => Array.from({ length: n }, (_, k) => k - (k % every));
+
+    if (!packed) {
+      it('handOverEvery 8 (virtio-fs) on a split ring: half of what was made available, between 4 and 8', () => {
+        // 32 available: 8 (the cap); 12: 6; 8: 4 (never below HAND_OVER_EVERY); 3: no hand-over before the end.
+        for (const [n, every] of [[32, 8], [16, 8], [12, 6], [8, 4], [6, 4]] as const) {
+          const { seenBefore, rig } = seenWith(8, n);
+          assert.deepEqual(seenBefore, groupsOf(every, n), `${n} available: a hand-over every ${every}`);
+          assert.equal(rig.server.handOverAt(0), every);
+          assert.equal(rig.used().length, n - seenBefore[n - 1]!, 'the rest at the end of the pass');
+        }
+      });
+    } else {
+      it('handOverEvery 8 on a packed ring (no cheap count of what is available): every 8', () => {
+        for (const n of [32, 12]) {
+          const { seenBefore, rig } = seenWith(8, n);
+          assert.deepEqual(seenBefore, groupsOf(8, n));
+          assert.equal(rig.server.handOverAt(0), 8);
+        }
+      });
+    }
+
+    it(`the default and smaller values are fixed cadences (HAND_OVER_EVERY ${HAND_OVER_EVERY}; 1; 2), whatever is available`, () => {
+      for (const [every, n] of [[undefined, 32], [1, 5], [2, 9]] as const) {
+        const { seenBefore, rig } = every === undefined ? seenWith(HAND_OVER_EVERY, n) : seenWith(every, n);
+        assert.deepEqual(seenBefore, groupsOf(every ?? HAND_OVER_EVERY, n));
+        assert.equal(rig.server.handOverAt(0), every ?? HAND_OVER_EVERY);
+      }
+    });
+
+    it('handOverEvery must be a positive integer: INVALID_ARGUMENT', () => {
+      for (const bad of [0, -1, 2.5, NaN]) {
+        assert.throws(() => new Rig(packed, () => 0, { handOverEvery: bad }, 16, {}), (e: unknown) => (e as { code?: string }).code === ErrorCode.INVALID_ARGUMENT, String(bad));
+      }
     });
 
     /** Four synchronous requests in one pass: what the driver could take before each was served. */

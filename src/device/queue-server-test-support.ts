@@ -89,6 +89,9 @@ export class CountingQueue implements DeviceQueue {
   hasAvailable(): boolean {
     return this.inner.hasAvailable();
   }
+  availableCount(): number {
+    return this.inner.availableCount?.() ?? -1;
+  }
   state(): QueueState {
     return this.inner.state();
   }

@@ -19,6 +19,7 @@
  *    writable byte written go back as ONE used entry for the batch (`pushInOrderBatch`).
  *    Where the driver runs alongside the device (a vhost-user front-end:
  *    `DeviceContext.notifyUsedNow`) and EVENT_IDX is on, every HAND_OVER_EVERY requests
+ *    (`QueueServerOptions.handOverEvery`)
  *    completed in a pass are published at once and the driver notified if it waits for them
  *    (its used_event says so), so the driver consumes and refills while the device serves the
  *    rest: without it the two sides take turns, the driver idle for the whole pass and the
@@ -36,7 +37,7 @@
  * The device hears `queueStarted(index, queue)` / `queueStopped(index)`, as libvhost-user's
  * queue_set_started, because queues come and go without the device being told otherwise.
  */
-import { QueueError, isVirtioError } from '../errors.js';
+import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import type { DeviceQueue } from '../queue/types.js';
 import type { DeviceContext } from './types.js';
@@ -60,11 +61,9 @@ export function queueServerOf(ctx: DeviceContext): QueueServer<QueueRequest> | n
 }
 
 /**
- * Synchronous completions inside a pass handed to a driver alongside at a time (see the module
- * comment). Each hand-over the driver waits for costs a call eventfd write, a few µs where
- * system calls trap to a hypervisor; 1, 4 and 8 measured with the C virtio-fs front-end at 16 in
- * flight (bench/fs-ops.mjs): 4 halves the calls of 1 at the same or a better rate, 8 leaves the
- * device waiting for the driver's refill.
+ * Synchronous completions inside a pass handed to a driver alongside at a time, by default and at
+ * least (see the module comment and `handOverPoint`). Each hand-over the driver waits for costs a
+ * call eventfd write, a few µs where system calls trap to a hypervisor (bench/README.md "s20-fs").
  */
 export const HAND_OVER_EVERY = 4;
 
@@ -101,12 +100,27 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   /** Chain segments held by the slots of every live queue, against `segmentBudget`. */
   private segmentsHeld = 0;
   private readonly segmentBudget: number;
+  /** Completions per hand-over (QueueServerOptions.handOverEvery). */
+  private readonly handOverEvery: number;
   /** The context's counters (kept after a reset: requests still in flight complete into them). */
   private stats: QueueStats | null = null;
 
   constructor(options: QueueServerOptions<R>) {
     this.o = options;
     this.segmentBudget = options.segmentBudget ?? DEFAULT_SEGMENT_BUDGET;
+    const every = options.handOverEvery ?? HAND_OVER_EVERY;
+    if (!Number.isInteger(every) || every < 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `handOverEvery is a positive integer, not ${every}`);
+    this.handOverEvery = every;
+  }
+
+  /**
+   * Completions per hand-over to the driver in queue `index`'s current round (see
+   * QueueServerOptions.handOverEvery): a device that holds completions back to do them together
+   * (virtio-fs READs) keeps its batches no larger, or the hand-over waits for the batch.
+   */
+  handOverAt(index: number): number {
+    const q = this.queues[index];
+    return q !== null && q !== undefined && q.handOverAt > 0 ? q.handOverAt : this.handOverEvery;
   }
 
   /** Chain segments the request pools hold now (for tests and stats). */
@@ -379,6 +393,20 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   }
 
   /**
+   * Completions per hand-over in the round starting now: up to a `handOverEvery` above
+   * HAND_OVER_EVERY, half of what the driver made available, so it refills while the device
+   * serves the other half (at the whole depth the two sides take turns: virtio-fs at 8 in
+   * flight, 4 KiB reads 30 % slower with 8 than 4; bench/README.md "s20-fs"). The cap where the
+   * ring cannot tell.
+   */
+  private handOverPoint(vq: DeviceQueue): number {
+    const cap = this.handOverEvery;
+    if (cap <= HAND_OVER_EVERY) return cap;
+    const n = vq.availableCount?.() ?? -1;
+    return n < 0 ? cap : Math.min(cap, Math.max(HAND_OVER_EVERY, n >>> 1));
+  }
+
+  /**
    * Pops and dispatches until the ring is empty (or no slot is free, or the pass bound is
    * reached: then a setImmediate goes on).
    */
@@ -387,11 +415,13 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
     // Completed requests go to a driver that runs alongside at once (see the module comment);
     // only with EVENT_IDX, where a notification is sent only for the index the driver waits on.
     const handOver = vq.eventIdx === true ? this.ctx?.notifyUsedNow : undefined;
+    let handOverEvery = this.handOverEvery;
     let popLeft = vq.size * PASS_QUEUE_SIZES;
     const direct = q.direct;
     for (;;) {
       q.again = false;
       vq.disableNotification();
+      if (handOver !== undefined) handOverEvery = q.handOverAt = this.handOverPoint(vq);
       for (;;) {
         if (q.stopped) return;
         if (this.suspended) break;
@@ -400,7 +430,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         else if (direct !== null && q.inFlight === 0) {
           // The device's direct path first (QueueServerOptions.direct): it leaves the first
           // buffer it does not serve to the pop below. With hand-overs, no more than the next one is due after (the same cadence as below).
-          const max = handOver !== undefined ? Math.min(popLeft, Math.max(1, HAND_OVER_EVERY - q.unpublished)) : popLeft;
+          const max = handOver !== undefined ? Math.min(popLeft, Math.max(1, handOverEvery - q.unpublished)) : popLeft;
           let n: number;
           try {
             n = direct.serve(vq, max);
@@ -415,7 +445,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
             q.popSeq += n;
             q.usedSeq = q.popSeq;
             if (q.stopped) return;
-            if (handOver !== undefined && q.unpublished >= HAND_OVER_EVERY) {
+            if (handOver !== undefined && q.unpublished >= handOverEvery) {
               this.publish(q);
               if (q.stopped) return;
               handOver(q.index);
@@ -472,7 +502,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
         q.inFlight++;
         this.stats?.popped(q.index, req.chain.readableBytes);
         this.dispatch(q, req as R);
-        if (handOver !== undefined && q.unpublished >= HAND_OVER_EVERY) {
+        if (handOver !== undefined && q.unpublished >= handOverEvery) {
           this.publish(q);
           if (q.stopped) return;
           handOver(q.index);

@@ -25,6 +25,8 @@ export class ServedQueue {
   notifyScheduled = false;
   /** Completions pushed with pushDeferred since the last publish. */
   unpublished = 0;
+  /** Completions per hand-over in the current round (QueueServer.handOverPoint; 0: no round with hand-overs yet). */
+  handOverAt = 0;
   /**
    * IN_ORDER (2.7.9 / 2.8.8): completions of this round held for ONE used entry
    * (DeviceQueue.pushInOrderBatch), the head and written length of the last of them.

@@ -204,6 +204,13 @@ export class SplitQueue implements DeviceQueue {
     return this.availIdx() !== this.nextAvail;
   }
 
+  availableCount(): number {
+    if (this.brokenErr !== null) return 0;
+    // avail idx - next to pop, modulo 2^16; a driver cannot have more than `size` out (a
+    // larger difference is its error, found by pop), so the hint is bounded by the size.
+    return Math.min((this.availIdx() - this.nextAvail) & 0xffff, this.size);
+  }
+
   pop(chain: DescriptorChain): boolean {
     if (this.brokenErr !== null) return false;
     const le = this.littleEndian;

@@ -172,6 +172,13 @@ export interface DeviceQueue {
   hasAvailable(): boolean;
 
   /**
+   * How many buffers are available now (without consuming them), where the ring tells at the
+   * cost of one index load (split: avail idx minus the next to pop); absent, or negative, where
+   * it does not (packed: a walk of descriptors). A hint: the driver may add more at any time.
+   */
+  availableCount?(): number;
+
+  /**
    * The position to resume from elsewhere (vhost-user GET_VRING_BASE, reconnect, migration);
    * publishes deferred used entries first.
    */

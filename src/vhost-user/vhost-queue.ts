@@ -566,6 +566,12 @@ export class VhostQueue implements DeviceQueue {
     return this.resubmitPending > 0 || this.inner.hasAvailable();
   }
 
+  availableCount(): number {
+    if (this.detached) return 0;
+    const inner = this.inner.availableCount?.();
+    return inner === undefined ? -1 : this.resubmitPending + inner;
+  }
+
   state(): QueueState {
     return this.inner.state();
   }

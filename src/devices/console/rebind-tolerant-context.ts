@@ -118,6 +118,9 @@ export class RebindTolerantQueue implements DeviceQueue {
   hasAvailable(): boolean {
     return this.q.hasAvailable();
   }
+  availableCount(): number {
+    return this.q.availableCount?.() ?? -1;
+  }
   state(): QueueState {
     return this.q.state();
   }

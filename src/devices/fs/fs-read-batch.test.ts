@@ -106,7 +106,12 @@ describe('FsReadBatch', T, () => {
       { pos: 5000, len: 4096 },
       { pos: FILE_LEN - 100, len: 4096 }, // 100 bytes left
       { pos: FILE_LEN + 10, len: 4096 }, // past the end: 0 bytes
+      { pos: 1, len: 512 },
+      { pos: 8191, len: 4096 },
+      { pos: 12_000, len: 1 },
+      { pos: 16_384, len: 3000 },
     ].slice(0, READ_BATCH);
+    assert.equal(asks.length, READ_BATCH);
     const reqs = asks.map((a, i) => request(mem, 0x1000 + i * 0x2000, a.len));
     for (let i = 0; i < asks.length; i++) {
       assert.equal(answers.length, 0, 'nothing answered before the batch is full');
@@ -125,6 +130,26 @@ describe('FsReadBatch', T, () => {
       assert.ok(r.data.equals(CONTENT.subarray(pos, pos + n)), `data of READ ${i}`);
     }
     batch.close();
+  });
+
+  it("the owner's batchLimit (the queue server's hand-over point) reads the batch sooner; above READ_BATCH it is READ_BATCH", () => {
+    const fd = openFile();
+    const mem = GuestMemory.allocate(0x40000);
+    for (const [limit, at] of [[3, 3], [5, 5], [READ_BATCH + 4, READ_BATCH]] as const) {
+      const answers: Answer[] = [];
+      const asked: number[] = [];
+      const batch = new FsReadBatch(owner(answers, { batchLimit: (q) => (asked.push(q), limit) }));
+      for (let i = 0; i < at; i++) {
+        assert.equal(answers.length, 0, `limit ${limit}: nothing answered before ${at} are queued`);
+        const req = request(mem, 0x1000 + i * 0x2000, 1024);
+        assert.ok(batch.queue(req, fd, mem.bytesOf(0), 0x1000 + i * 0x2000 + 16, 1024, i * 1024, inHeader(BigInt(i + 1)), true));
+      }
+      assert.equal(answers.length, at, `limit ${limit}: read and answered at ${at}`);
+      assert.equal(batch.batches, 1);
+      assert.ok(asked.every((q) => q === 1), 'asked for the request\'s queue');
+      for (let i = 0; i < at; i++) assert.ok(replyAt(mem, 0x1000 + i * 0x2000, 1024).data.equals(CONTENT.subarray(i * 1024, i * 1024 + 1024)));
+      batch.close();
+    }
   });
 
   it('fewer READs are read in a microtask after the callback that queued them, or at once by flush(), a lone one by pread; a big-endian driver gets big-endian headers', async () => {
@@ -286,12 +311,12 @@ describe('FsDevice READs through the io_uring batch', T, () => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   });
 
-  it('six READs made available at once are read in two batches: one when it fills, the rest at the end of the round', async () => {
+  it(`READ_BATCH + 2 (${READ_BATCH + 2}) READs made available at once are read in two batches: one when it fills, the rest at the end of the round`, async () => {
     const { device, pair, raw } = setup();
     await raw.init();
     const fh = await openOnDevice(raw, pair.ctx);
     const before = device.readBatchCounts!;
-    const offsets = [0, 4096, 8192, 12288, 16384, FILE_LEN - 50];
+    const offsets = [...Array.from({ length: READ_BATCH + 1 }, (_, i) => i * 1500), FILE_LEN - 50];
     // Header and data in two buffers, or in one: the data area is one guest buffer either way.
     const reads = offsets.map((off, i) => raw.addMany(1, [fuseRequest(FuseOpcode.READ, 2, readIn(fh, off, 4096))], i % 2 === 0 ? [16, 4096] : [16 + 4096], { kick: false }));
     pair.ctx.kick(1);
@@ -305,7 +330,7 @@ describe('FsDevice READs through the io_uring batch', T, () => {
       assert.ok(data.equals(CONTENT.subarray(offsets[i]!, offsets[i]! + n)), `READ ${i} data`);
     }
     const c = device.readBatchCounts!;
-    assert.equal(c.reads - before.reads, 6, 'every READ went through the batch');
+    assert.equal(c.reads - before.reads, offsets.length, 'every READ went through the batch');
     assert.equal(c.batches - before.batches, 2);
     assert.deepEqual(pair.resets, []);
   });

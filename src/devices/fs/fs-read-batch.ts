@@ -1,7 +1,7 @@
 /**
  * virtio-fs READs gathered into one io_uring_enter: each READ whose reply data area is one
  * guest buffer is queued here instead of read with its own pread, and the batch is read when it
- * holds READ_BATCH requests, before the device serves any request other than a READ, when the
+ * holds READ_BATCH requests (or the owner's `batchLimit`), before the device serves any request other than a READ, when the
  * queue server ends a round (QueueServerOptions.roundEnd, so the batch goes out with the round's
  * completions), and at the latest in a microtask after the event-loop callback that queued it.
  *
@@ -28,11 +28,12 @@ import { IoUring, UringOp, UringPrep } from '../../platform/io-uring.js';
 import { FuseInHeader, FuseOutHeader } from '../../spec/fs.js';
 
 /**
- * READs per io_uring_enter at most (the batch is read when it is full). The queue server hands
- * completions to a waiting front-end every HAND_OVER_EVERY (4) completions, so a batch larger than
- * that delays the front-end; 4, 8 and 16 measured with bench/fs-ops.mjs (bench/README.md).
+ * READs per io_uring_enter at most (the batch is read when it is full, or when it holds as many
+ * as the owner's `batchLimit`). The queue server hands completions to a waiting front-end every
+ * `handOverAt` completions (4 to 8 for virtio-fs: FS_HAND_OVER_EVERY), so a batch larger than
+ * that delays the front-end; with 16 in flight 8 beat 4 and 16 (bench/README.md "s20-fs").
  */
-export const READ_BATCH = 4;
+export const READ_BATCH = 8;
 
 /** Reads one READ by itself (the fallback): bytes read or -errno. */
 export type PreadFn = (fd: number, bytes: Uint8Array, offset: number, len: number, position: number) => number;
@@ -47,6 +48,11 @@ export interface FsReadBatchOwner {
   pread: PreadFn;
   /** Opens the ring (default IoUring.open); throws where io_uring is unavailable. */
   openRing?(entries: number): ReadRing;
+  /**
+   * READs of queue `queueIndex` read together at most now (QueueServer.handOverAt: a batch is
+   * read before the queue server's next hand-over is due); READ_BATCH when absent or larger.
+   */
+  batchLimit?(queueIndex: number): number;
 }
 
 export class FsReadBatch {
@@ -110,7 +116,7 @@ export class FsReadBatch {
     this.littleEndian[i] = littleEndian ? 1 : 0;
     const h = i * FuseOutHeader.SIZE;
     for (let k = 0; k < 8; k++) this.headers[h + FuseOutHeader.UNIQUE + k] = inHeader[FuseInHeader.UNIQUE + k]!;
-    if (this.n === READ_BATCH) this.flush();
+    if (this.n === READ_BATCH || (this.owner.batchLimit !== undefined && this.n >= this.owner.batchLimit(req.queueIndex))) this.flush();
     else if (!this.microtaskQueued) {
       this.microtaskQueued = true;
       queueMicrotask(this.flushLater);
