@@ -8,7 +8,7 @@
 // library's vhost-user front-end (250-300 CPU µs per 128 KiB READ: it bounded both back-ends'
 // read rates on two cores). Rows: LOOKUP+GETATTR (+FORGET) per second, CREATE+RELEASE+UNLINK per second, 4 KiB
 // random reads of a 64 MiB file (host page cache), 1 MiB sequential reads and writes (MiB/s);
-// 16 requests in flight. For each row: the back-end's CPU seconds (its process tree,
+// 16 requests in flight (FS_BENCH_QD). For each row: the back-end's CPU seconds (its process tree,
 // /proc/<pid>/stat utime+stime) and the ratio virtio-ts / virtiofsd.
 //
 // Run (built): node bench/fs-ops.mjs [seconds-per-row=3]
@@ -42,7 +42,9 @@ let SECONDS = Number(process.argv[2] ?? 3);
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const CLI = dist('src/cli/main.js');
 const ROOT = 1n;
-const IN_FLIGHT = 16;
+// FS_BENCH_QD: requests in flight (default 16).
+const IN_FLIGHT = Number(process.env.FS_BENCH_QD ?? 16);
+if (!Number.isInteger(IN_FLIGHT) || IN_FLIGHT < 1 || IN_FLIGHT > 64) throw new Error(`FS_BENCH_QD is 1..64, not ${process.env.FS_BENCH_QD}`);
 const CHUNK = Number(process.env.FS_BENCH_CHUNK ?? 1 << 20);
 // Seconds each row's workload runs untimed first (FS_BENCH_WARMUP, default 1; 0: none): the
 // JavaScript back-end's first requests pay V8's compilation (on its own threads, counted in the
