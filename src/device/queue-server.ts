@@ -18,10 +18,10 @@
  *    With IN_ORDER (2.7.9 / 2.8.8) the round's completions made in pop order with every
  *    writable byte written go back as ONE used entry for the batch (`pushInOrderBatch`).
  *    Where the driver runs alongside the device (a vhost-user front-end:
- *    `DeviceContext.notifyUsedNow`) and EVENT_IDX is on, every HAND_OVER_EVERY requests
- *    (`QueueServerOptions.handOverEvery`)
- *    completed in a pass are published at once and the driver notified if it waits for them
- *    (its used_event says so), so the driver consumes and refills while the device serves the
+ *    `DeviceContext.notifyUsedNow`) and EVENT_IDX is on, every HAND_OVER_EVERY requests (a
+ *    device's `handOverEvery`: up to half of what the driver made available) completed in a
+ *    pass are published at once and the driver notified if it waits for them (its used_event
+ *    says so), so the driver consumes and refills while the device serves the
  *    rest: without it the two sides take turns, the driver idle for the whole pass and the
  *    device idle while the driver works;
  *  - lets a device serve plain buffers itself first (`QueueServerOptions.direct`,

@@ -569,7 +569,7 @@ export class VhostQueue implements DeviceQueue {
   availableCount(): number {
     if (this.detached) return 0;
     const inner = this.inner.availableCount?.();
-    return inner === undefined ? -1 : this.resubmitPending + inner;
+    return inner === undefined || inner < 0 ? -1 : this.resubmitPending + inner;
   }
 
   state(): QueueState {

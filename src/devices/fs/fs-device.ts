@@ -77,10 +77,11 @@ export const ASYNC_IO_SLOTS = 16;
 /**
  * The request queues' hand-over cadence at most (QueueServerOptions.handOverEvery): completions
  * go to a vhost-user front-end after half of what it made available, up to 8 (4 at 8 or fewer
- * in flight, as every device). Against the C front-end at 16 in flight, 8 rather than 4 (with
- * READs read 8 to an io_uring_enter): lookup+getattr +15 %, create+unlink +10 %, 4 KiB reads
- * +50 % (bench/README.md "s20-fs"): a used-buffer notification that wakes the driver costs the
- * device a call eventfd write, a few µs where system calls trap to a hypervisor.
+ * in flight, as every device). Against the C front-end at 16 in flight, this rather than a
+ * fixed 4 (with READs read up to 8 to an io_uring_enter): lookup+getattr +12-20 %,
+ * create+unlink +2-7 %, 4 KiB reads +45 % (bench/README.md "s20-fs"): a used-buffer
+ * notification that wakes the driver costs the device a call eventfd write, a few µs where
+ * system calls trap to a hypervisor.
  */
 export const FS_HAND_OVER_EVERY = 8;
 

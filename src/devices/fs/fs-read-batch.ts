@@ -1,9 +1,9 @@
 /**
  * virtio-fs READs gathered into one io_uring_enter: each READ whose reply data area is one
  * guest buffer is queued here instead of read with its own pread, and the batch is read when it
- * holds READ_BATCH requests (or the owner's `batchLimit`), before the device serves any request other than a READ, when the
- * queue server ends a round (QueueServerOptions.roundEnd, so the batch goes out with the round's
- * completions), and at the latest in a microtask after the event-loop callback that queued it.
+ * holds READ_BATCH requests (or the owner's `batchLimit`), before the device serves any request
+ * other than a READ, when the queue server ends a round (QueueServerOptions.roundEnd, so the
+ * batch goes out with the round's completions), and at the latest in a microtask after the event-loop callback that queued it.
  *
  * Why: every system call costs 1.4-1.9 µs on this machine (the return path traps to the
  * hypervisor), more than the 4 KiB page-cache copy itself. 4 KiB random reads of a cached 64 MiB
