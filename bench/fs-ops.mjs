@@ -14,7 +14,8 @@
 // Run (built): node bench/fs-ops.mjs [seconds-per-row=3]
 // FS_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": node flags for the virtio-ts back-end
 // (profiling it under the bench's load); FS_BENCH_VTS_ARGS="--async-io": more `virtio-ts fs`
-// options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_JOBS=randread,create: some rows only; FS_BENCH_WARMUP=seconds untimed per row (default 1);
+// options; FS_BENCH_ONLY=vts: no virtiofsd run; FS_BENCH_JOBS=randread,create: some rows only;
+// FS_BENCH_WARMUP=seconds untimed per row (default 1);
 // FS_BENCH_RING=any: let virtio-ts negotiate packed rings (virtiofsd has split only);
 // FS_BENCH_STALL_MS=period of the front-end's stall watch (default 100, printed with its count;
 // with the C front-end: its rescue period, --rescue-ms); FS_BENCH_ROUNDS=N rounds, the order of
@@ -85,10 +86,10 @@ const SHARE_DESC = image !== null ? `ext4 with a journal (a ${IMAGE_MIB} MiB loo
 const CREATE_PAUSE = Number(process.env.FS_BENCH_CREATE_PAUSE ?? (ext4WithoutJournal(SHARE_PARENT) ? 61 : 0));
 // FS_BENCH_JOBS (C front-end): a comma-separated subset of lookup, create, randread, seqread,
 // seqwrite (default all five): a row studied alone, without the others' minutes.
-const JOB_NAMES = (process.env.FS_BENCH_JOBS ?? 'lookup,create,randread,seqread,seqwrite').split(',').map((j) => j.trim());
-for (const j of JOB_NAMES) if (!['lookup', 'create', 'randread', 'seqread', 'seqwrite'].includes(j)) throw new Error(`FS_BENCH_JOBS names lookup, create, randread, seqread or seqwrite, not ${j}`);
-if (process.env.FS_BENCH_JOBS !== undefined && FRONTEND !== 'c') throw new Error('FS_BENCH_JOBS needs the C front-end (FS_BENCH_FRONTEND=c)');
 const ROW_OF_JOB = { lookup: 'lookup+getattr /s', create: 'create+unlink /s', randread: '4 KiB random read /s', seqread: 'seq read MiB/s', seqwrite: 'seq write MiB/s' };
+const JOB_NAMES = process.env.FS_BENCH_JOBS === undefined ? Object.keys(ROW_OF_JOB) : process.env.FS_BENCH_JOBS.split(',').map((j) => j.trim());
+for (const j of JOB_NAMES) if (!(j in ROW_OF_JOB)) throw new Error(`FS_BENCH_JOBS names some of ${Object.keys(ROW_OF_JOB).join(', ')}, not ${j}`);
+if (process.env.FS_BENCH_JOBS !== undefined && FRONTEND !== 'c') throw new Error('FS_BENCH_JOBS needs the C front-end (FS_BENCH_FRONTEND=c)');
 
 /** The mount `dir` is on: its source device and file system type (nulls when findmnt fails). */
 function mountOf(dir) {

@@ -88,7 +88,7 @@ export interface QueueServerOptions<R extends QueueRequest> {
   readonly segmentBudget?: number;
   /**
    * Synchronous completions inside a pass published and handed to a driver alongside at a time
-   * (vhost-user with EVENT_IDX; see queue-server.ts), default HAND_OVER_EVERY (4). Larger: fewer
+   * (vhost-user with EVENT_IDX; see hand-over.ts), default HAND_OVER_EVERY (4). Larger: fewer
    * used-buffer notifications (each a call eventfd write that wakes the driver), but the driver
    * refills later; a device whose driver keeps many requests in flight gains (virtio-fs: 8).
    */

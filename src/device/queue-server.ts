@@ -17,13 +17,8 @@
  *    outside one are pushed at once, with one used-buffer notification per microtask batch.
  *    With IN_ORDER (2.7.9 / 2.8.8) the round's completions made in pop order with every
  *    writable byte written go back as ONE used entry for the batch (`pushInOrderBatch`).
- *    Where the driver runs alongside the device (a vhost-user front-end:
- *    `DeviceContext.notifyUsedNow`) and EVENT_IDX is on, every HAND_OVER_EVERY requests (a
- *    device's `handOverEvery`: up to half of what the driver made available) completed in a
- *    pass are published at once and the driver notified if it waits for them (its used_event
- *    says so), so the driver consumes and refills while the device serves the
- *    rest: without it the two sides take turns, the driver idle for the whole pass and the
- *    device idle while the driver works;
+ *    Where the driver runs alongside the device (a vhost-user front-end) and EVENT_IDX is on,
+ *    completions inside a pass are handed over in groups (hand-over.ts);
  *  - lets a device serve plain buffers itself first (`QueueServerOptions.direct`,
  *    DeviceQueue.popDirect: no request per buffer; the virtio-net transmit queues), while none
  *    of the queue's requests is in flight; the buffers it leaves go the way above;
@@ -37,16 +32,18 @@
  * The device hears `queueStarted(index, queue)` / `queueStopped(index)`, as libvhost-user's
  * queue_set_started, because queues come and go without the device being told otherwise.
  */
-import { ErrorCode, QueueError, VirtioError, isVirtioError } from '../errors.js';
+import { QueueError, isVirtioError } from '../errors.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import type { DeviceQueue } from '../queue/types.js';
 import type { DeviceContext } from './types.js';
 import type { QueueStats } from './queue-stats.js';
 import { QueueRequest, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-request.js';
 import { ServedQueue } from './served-queue.js';
+import { handOverCap, handOverPoint } from './hand-over.js';
 
 export { type DirectServer, QueueRequest, type QueueServerOptions, type RequestHandler, type RequestResult } from './queue-request.js';
 export { ServedQueue } from './served-queue.js';
+export { HAND_OVER_EVERY } from './hand-over.js';
 
 
 /** The server serving each live context, for inspectors (queueServerOf). */
@@ -59,13 +56,6 @@ const servers = new WeakMap<DeviceContext, QueueServer<QueueRequest>>();
 export function queueServerOf(ctx: DeviceContext): QueueServer<QueueRequest> | null {
   return servers.get(ctx) ?? null;
 }
-
-/**
- * Synchronous completions inside a pass handed to a driver alongside at a time, by default and at
- * least (see the module comment and `handOverPoint`). Each hand-over the driver waits for costs a
- * call eventfd write, a few µs where system calls trap to a hypervisor (bench/README.md "s20-fs").
- */
-export const HAND_OVER_EVERY = 4;
 
 /** Pops through the ordinary path after the direct path declined a buffer, before it is tried again. */
 export const DIRECT_RETRY_AFTER = 8;
@@ -108,9 +98,7 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   constructor(options: QueueServerOptions<R>) {
     this.o = options;
     this.segmentBudget = options.segmentBudget ?? DEFAULT_SEGMENT_BUDGET;
-    const every = options.handOverEvery ?? HAND_OVER_EVERY;
-    if (!Number.isInteger(every) || every < 1) throw new VirtioError(ErrorCode.INVALID_ARGUMENT, `handOverEvery is a positive integer, not ${every}`);
-    this.handOverEvery = every;
+    this.handOverEvery = handOverCap(options.handOverEvery);
   }
 
   /**
@@ -393,35 +381,21 @@ export class QueueServer<R extends QueueRequest = QueueRequest> {
   }
 
   /**
-   * Completions per hand-over in the round starting now: up to a `handOverEvery` above
-   * HAND_OVER_EVERY, half of what the driver made available, so it refills while the device
-   * serves the other half (at the whole depth the two sides take turns: virtio-fs at 8 in
-   * flight, 4 KiB reads 30 % slower with 8 than 4; bench/README.md "s20-fs"). The cap where the
-   * ring cannot tell.
-   */
-  private handOverPoint(vq: DeviceQueue): number {
-    const cap = this.handOverEvery;
-    if (cap <= HAND_OVER_EVERY) return cap;
-    const n = vq.availableCount?.() ?? -1;
-    return n < 0 ? cap : Math.min(cap, Math.max(HAND_OVER_EVERY, n >>> 1));
-  }
-
-  /**
    * Pops and dispatches until the ring is empty (or no slot is free, or the pass bound is
    * reached: then a setImmediate goes on).
    */
   private drain(q: ServedQueue): void {
     const vq = q.vq;
-    // Completed requests go to a driver that runs alongside at once (see the module comment);
-    // only with EVENT_IDX, where a notification is sent only for the index the driver waits on.
+    // Completed requests go to a driver that runs alongside at once (hand-over.ts); only with
+    // EVENT_IDX, where a notification is sent only for the index the driver waits on.
     const handOver = vq.eventIdx === true ? this.ctx?.notifyUsedNow : undefined;
-    let handOverEvery = this.handOverEvery;
+    let handOverEvery = 0; // set per round where handOver is defined, read only then
     let popLeft = vq.size * PASS_QUEUE_SIZES;
     const direct = q.direct;
     for (;;) {
       q.again = false;
       vq.disableNotification();
-      if (handOver !== undefined) handOverEvery = q.handOverAt = this.handOverPoint(vq);
+      if (handOver !== undefined) handOverEvery = q.handOverAt = handOverPoint(this.handOverEvery, vq);
       for (;;) {
         if (q.stopped) return;
         if (this.suspended) break;
